@@ -1,0 +1,1 @@
+"""A declarative, YAML-driven step runner for inbound webhooks on AWS Lambda."""

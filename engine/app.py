@@ -1,0 +1,104 @@
+"""The application: a loaded configuration plus the services it runs with, handling one event at a time."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+from engine.aws import DynamoTables, SecretsManagerStore, SqsQueues, make_clients
+from engine.clock import Clock, SystemClock
+from engine.config import AppConfig, load_config
+from engine.context import Services
+from engine.logs import bind
+from engine.runner import RunResult
+from engine.secrets import SecretCache
+
+__all__ = ["Application", "Handled", "PIPELINE_FILE", "RULES_DIR", "live_services"]
+
+logger = logging.getLogger("engine.app")
+
+PIPELINE_FILE = Path("pipelines") / "twilio_inbound.yaml"
+RULES_DIR = Path("rules")
+# Time kept back from the Lambda's remaining time to build and return the answer.
+ANSWER_MARGIN_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Handled:
+    """One handled event: the run and the HTTP response (None when the handler must raise)."""
+
+    result: RunResult
+    channel: str | None
+    response: dict[str, Any] | None
+    raised: Exception | None
+
+
+def live_services(config: AppConfig, clock: Clock | None = None, session: Any | None = None) -> Services:
+    """Boto3-backed services with the configuration's time bounds, created once per container."""
+    dynamodb, sqs, secretsmanager = make_clients(config.aws, session)
+    wall = clock or SystemClock()
+    return Services(
+        tables=DynamoTables(dynamodb),
+        queues=SqsQueues(sqs),
+        secrets=SecretCache(SecretsManagerStore(secretsmanager), wall),
+        clock=wall,
+    )
+
+
+class Application:
+    """Runs the pipeline for an event and maps the result to the response."""
+
+    def __init__(self, config: AppConfig, services: Services) -> None:
+        self.config = config
+        self.services = services
+
+    @classmethod
+    def from_root(cls, root: Path, env: Mapping[str, str] | None = None) -> Application:
+        """Load ``pipelines/`` and ``rules/`` under ``root`` and connect to AWS as boto3 is configured."""
+        config = load_config(root / PIPELINE_FILE, root / RULES_DIR, os.environ if env is None else env)
+        return cls(config, live_services(config))
+
+    def process(self, event: Mapping[str, Any], context: Any = None, *, explain: bool = False) -> Handled:
+        """Run one event; never raises (a transient fault is returned in ``raised``)."""
+        started = perf_counter()
+        bind(request_id=getattr(context, "aws_request_id", None))
+        budget = None
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if callable(remaining):
+            budget = max(0.0, remaining() / 1000 - ANSWER_MARGIN_SECONDS)
+        result = self.config.pipeline.run(event, self.services, time_budget=budget, explain=explain)
+        request = result.doc.get("request") or {}
+        channel = request.get("channel")
+        credential = result.doc.get("credential") or {}
+        bind(conversation_id=credential.get("conversation_id"))
+        response: dict[str, Any] | None = None
+        raised: Exception | None = None
+        try:
+            response = self.config.responses.respond(result, channel).to_lambda()
+        except Exception as exc:  # noqa: BLE001 - RetryableFailure, or a policy gap: both raise out of the handler
+            raised = exc
+        logger.info(
+            "event",
+            extra={
+                "pipeline": self.config.pipeline.name,
+                "outcome": result.outcome,
+                "error_code": result.error_code,
+                "ms": round((perf_counter() - started) * 1000, 3),
+                "status": response["statusCode"] if response else "raised",
+            },
+        )
+        bind(conversation_id=None)
+        return Handled(result, channel, response, raised)
+
+    def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        """The Lambda contract: return the proxy response, or raise for transient faults."""
+        handled = self.process(event, context)
+        if handled.raised is not None:
+            raise handled.raised
+        assert handled.response is not None
+        return handled.response

@@ -1,0 +1,291 @@
+"""boto3 adapters for the ports, and the one place where AWS errors are classified.
+
+An error is ``transient`` exactly when botocore's standard retry mode would retry it: throttling
+codes, HTTP 5xx, request timeouts, connection and read errors. Clients are created once per container
+with bounded connect/read timeouts and retry attempts (see ``AwsSettings``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import botocore.exceptions
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
+
+from engine.conditions import AnyOf, AttributeEquals, AttributeLessThan, AttributeNotExists, Condition
+from engine.ports import AwsCallError, ErrorKind
+
+__all__ = [
+    "AwsSettings",
+    "DynamoTables",
+    "SecretsManagerStore",
+    "SqsQueues",
+    "classify",
+    "make_clients",
+    "to_json_safe",
+]
+
+T = TypeVar("T")
+
+_THROTTLED = ThrottledRetryableChecker()
+_TRANSIENT = TransientRetryableChecker()
+_NOT_FOUND = frozenset({"ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+_DENIED = frozenset(
+    {
+        "AccessDeniedException",
+        "AccessDenied",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredTokenException",
+        "KMSAccessDeniedException",
+        "DecryptionFailure",
+    }
+)
+_INVALID = frozenset({"ValidationException", "InvalidParameterValue", "InvalidParameterException", "InvalidRequestException"})
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """Time bounds for every AWS call (seconds) and botocore's attempt count (first try included)."""
+
+    connect_timeout: float = 0.5
+    read_timeout: float = 1.0
+    max_attempts: int = 2
+
+    def botocore_config(self) -> Config:
+        """The botocore Config that enforces these bounds."""
+        return Config(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            tcp_keepalive=True,
+        )
+
+
+class _StatusOnly:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+def classify(exc: BaseException, operation: str) -> AwsCallError:
+    """Turn a botocore exception into an AwsCallError with the right kind."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        context = RetryContext(
+            attempt_number=1,
+            parsed_response=dict(exc.response),
+            http_response=_StatusOnly(status) if status else None,
+        )
+        kind: ErrorKind
+        if _THROTTLED.is_retryable(context) or _TRANSIENT.is_retryable(context):
+            kind = "transient"
+        elif code in _NOT_FOUND:
+            kind = "not_found"
+        elif code in _DENIED:
+            kind = "denied"
+        elif code in _INVALID:
+            kind = "invalid"
+        else:
+            kind = "permanent"
+        return AwsCallError(kind, code, operation)
+    if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
+        return AwsCallError("transient", type(exc).__name__, operation)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return AwsCallError("denied", "NoCredentials", operation)
+    return AwsCallError("permanent", type(exc).__name__, operation)
+
+
+def _call(operation: str, function: Callable[[], T]) -> T:
+    try:
+        return function()
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise classify(exc, operation) from exc
+
+
+class _Expression:
+    """Builds a DynamoDB expression with placeholder names and values."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+
+    def name(self, attribute: str) -> str:
+        placeholder = f"#n{len(self.names)}"
+        self.names[placeholder] = attribute
+        return placeholder
+
+    def value(self, value: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = value
+        return placeholder
+
+    def condition(self, condition: Condition) -> str:
+        if isinstance(condition, AnyOf):
+            return " OR ".join(f"({self.condition(part)})" for part in condition.conditions)
+        if isinstance(condition, AttributeNotExists):
+            return f"attribute_not_exists({self.name(condition.name)})"
+        if isinstance(condition, AttributeEquals):
+            return f"{self.name(condition.name)} = {self.value(condition.value)}"
+        if isinstance(condition, AttributeLessThan):
+            return f"{self.name(condition.name)} < {self.value(condition.value)}"
+        raise TypeError(f"unknown condition {condition!r}")
+
+
+class DynamoTables:
+    """The Tables port over a boto3 DynamoDB client."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._serializer = TypeSerializer()
+        self._deserializer = TypeDeserializer()
+
+    def _to_wire(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: self._serializer.serialize(value) for key, value in item.items()}
+
+    def _from_wire(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: self._deserializer.deserialize(value) for key, value in item.items()}
+
+    @staticmethod
+    def _projection(expression: _Expression, attributes: Sequence[str] | None) -> dict[str, Any]:
+        if not attributes:
+            return {}
+        return {"ProjectionExpression": ", ".join(expression.name(a) for a in attributes)}
+
+    def _pages(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        while True:
+            page = _call("dynamodb.Query", lambda: self._client.query(**request))
+            yield from page.get("Items", [])
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            request = {**request, "ExclusiveStartKey": last}
+
+    def query_index(
+        self,
+        table: str,
+        index: str,
+        key: Mapping[str, str],
+        attributes: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        expression = _Expression()
+        key_condition = " AND ".join(f"{expression.name(k)} = {expression.value(v)}" for k, v in key.items())
+        request: dict[str, Any] = {
+            "TableName": table,
+            "IndexName": index,
+            "KeyConditionExpression": key_condition,
+            **self._projection(expression, attributes),
+        }
+        request["ExpressionAttributeNames"] = expression.names
+        request["ExpressionAttributeValues"] = self._to_wire(expression.values)
+        return [self._from_wire(item) for item in self._pages(request)]
+
+    def get_item(
+        self,
+        table: str,
+        key: Mapping[str, str],
+        *,
+        consistent: bool = True,
+        attributes: Sequence[str] | None = None,
+    ) -> dict[str, Any] | None:
+        expression = _Expression()
+        request: dict[str, Any] = {
+            "TableName": table,
+            "Key": self._to_wire(key),
+            "ConsistentRead": consistent,
+            **self._projection(expression, attributes),
+        }
+        if expression.names:
+            request["ExpressionAttributeNames"] = expression.names
+        response = _call("dynamodb.GetItem", lambda: self._client.get_item(**request))
+        item = response.get("Item")
+        return self._from_wire(item) if item else None
+
+    def _conditional(
+        self, operation: str, call: Callable[..., Any], request: dict[str, Any], condition: Condition | None
+    ) -> bool:
+        if condition is not None:
+            expression = _Expression()
+            request["ConditionExpression"] = expression.condition(condition)
+            request["ExpressionAttributeNames"] = expression.names
+            if expression.values:
+                request["ExpressionAttributeValues"] = self._to_wire(expression.values)
+        try:
+            _call(operation, lambda: call(**request))
+        except AwsCallError as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
+        request = {"TableName": table, "Item": self._to_wire(item)}
+        return self._conditional("dynamodb.PutItem", self._client.put_item, request, condition)
+
+    def delete_item(self, table: str, key: Mapping[str, str], condition: Condition | None = None) -> bool:
+        request = {"TableName": table, "Key": self._to_wire(key)}
+        return self._conditional("dynamodb.DeleteItem", self._client.delete_item, request, condition)
+
+
+class SqsQueues:
+    """The Queues port over a boto3 SQS client."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def send_message(self, queue_url: str, body: str, delay_seconds: int) -> str:
+        response = _call(
+            "sqs.SendMessage",
+            lambda: self._client.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds),
+        )
+        return str(response.get("MessageId", ""))
+
+
+class SecretsManagerStore:
+    """The SecretStore port over a boto3 Secrets Manager client."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def get_secret_string(self, name: str) -> str:
+        response = _call("secretsmanager.GetSecretValue", lambda: self._client.get_secret_value(SecretId=name))
+        value = response.get("SecretString")
+        if value is None:
+            raise AwsCallError("invalid", "NoSecretString", "secretsmanager.GetSecretValue")
+        return str(value)
+
+
+def make_clients(settings: AwsSettings, session: Any | None = None) -> tuple[Any, Any, Any]:
+    """DynamoDB, SQS and Secrets Manager clients sharing one bounded botocore config."""
+    import boto3
+
+    factory = session or boto3.session.Session()
+    config = settings.botocore_config()
+    return (
+        factory.client("dynamodb", config=config),
+        factory.client("sqs", config=config),
+        factory.client("secretsmanager", config=config),
+    )
+
+
+def to_json_safe(value: Any) -> Any:
+    """DynamoDB values as JSON values: Decimal → int/float, sets → sorted lists, bytes → str."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: to_json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_safe(item) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((to_json_safe(item) for item in value), key=repr)
+    if isinstance(value, Binary):
+        value = value.value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return value

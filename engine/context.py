@@ -1,0 +1,82 @@
+"""What a step sees while it runs: the event, the injected services and the context document.
+
+``Context.doc`` is the document JMESPath conditions read: each step's output sits under the key the
+step provides (``request``, ``conversation``, ``route``…), so nothing overwrites anything else.
+``Context.private`` holds what must never reach a condition, a log or the dry-run output
+(auth tokens, the raw form pairs, the signature).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.clock import Clock
+from engine.ports import Queues, Tables
+from engine.secrets import SecretCache
+
+__all__ = ["Compensation", "Context", "RuleTrace", "Services", "StepResult"]
+
+logger = logging.getLogger("engine")
+
+
+@dataclass(frozen=True)
+class Services:
+    """Side effects, injected: the live Lambda, tests and the dry-run each pass their own."""
+
+    tables: Tables
+    queues: Queues
+    secrets: SecretCache
+    clock: Clock
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """A step's normal end: its output, an optional outcome, and whether the pipeline stops here."""
+
+    output: Mapping[str, Any] | None = None
+    outcome: str | None = None
+    stop: bool = False
+    decision: str | None = None
+
+
+@dataclass(frozen=True)
+class RuleTrace:
+    """One rule that was tried, and what its condition read."""
+
+    ruleset: str
+    rule: str
+    matched: bool
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Compensation:
+    """An undo action a step registers after a side effect, run if a later step fails."""
+
+    label: str
+    action: Callable[[], None]
+
+
+@dataclass
+class Context:
+    """Per-event state, created by the runner for one event and dropped afterwards."""
+
+    event: Mapping[str, Any]
+    services: Services
+    deadline: float
+    explain: bool = False
+    doc: dict[str, Any] = field(default_factory=dict)
+    private: dict[str, Any] = field(default_factory=dict)
+    rules: list[RuleTrace] = field(default_factory=list)
+    compensations: list[Compensation] = field(default_factory=list)
+
+    def on_failure(self, label: str, action: Callable[[], None]) -> None:
+        """Register ``action`` to undo a side effect if the run ends in an error."""
+        self.compensations.append(Compensation(label, action))
+
+    def time_left(self) -> float:
+        """Seconds until the invocation's deadline."""
+        return self.deadline - self.services.clock.monotonic()

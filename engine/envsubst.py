@@ -1,0 +1,76 @@
+"""``${env:NAME}`` references in configuration values.
+
+A string that is exactly one reference takes the variable's value parsed as a YAML scalar, so
+``delay: ${env:BATCH_WINDOW_SECONDS:-10}`` yields the integer 10. References inside longer strings
+are replaced textually. ``${env:NAME:-default}`` supplies a default for an unset or empty variable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from engine.errors import Problem
+from engine.yamlsource import Locator
+
+__all__ = ["ENV_REFERENCE", "resolve_env"]
+
+ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _scalar(text: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (str, int, float, bool)) else text
+
+
+class _Resolver:
+    def __init__(self, env: Mapping[str, str], locator: Locator, missing_severity: str) -> None:
+        self._env = env
+        self._locator = locator
+        self._severity = missing_severity
+        self.problems: list[Problem] = []
+
+    def lookup(self, match: re.Match[str], path: tuple[Any, ...]) -> str | None:
+        name, default = match.group(1), match.group(2)
+        value = self._env.get(name)
+        if value not in (None, ""):
+            return value
+        if default is not None:
+            return default
+        self.problems.append(
+            self._locator.problem(
+                path,
+                f"environment variable {name} is not set; set it or give a default with ${{env:{name}:-VALUE}}",
+                severity=self._severity,
+            )
+        )
+        return match.group(0) if self._severity == "warning" else None
+
+    def resolve(self, value: Any, path: tuple[Any, ...]) -> Any:
+        if isinstance(value, dict):
+            return {key: self.resolve(item, (*path, key)) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(item, (*path, index)) for index, item in enumerate(value)]
+        if not isinstance(value, str) or "${env:" not in value:
+            return value
+        whole = ENV_REFERENCE.fullmatch(value)
+        if whole:
+            resolved = self.lookup(whole, path)
+            if resolved is None or resolved == value:
+                return resolved
+            return _scalar(resolved)
+        return ENV_REFERENCE.sub(lambda m: self.lookup(m, path) or "", value)
+
+
+def resolve_env(
+    data: Any, env: Mapping[str, str], locator: Locator, *, missing_severity: str = "error"
+) -> tuple[Any, list[Problem]]:
+    """Replace every ``${env:…}`` reference; return the new data and the problems found."""
+    resolver = _Resolver(env, locator, missing_severity)
+    return resolver.resolve(data, ()), resolver.problems

@@ -1,0 +1,136 @@
+"""The contract's AWS resources, created in an emulator (moto in-process or its server).
+
+Used by the tests, the dry-run's in-memory world and ``pipeline-serve``: one definition of the
+conversations table (with both GSIs), the stage and lock tables and the three queues.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeSerializer
+
+__all__ = ["LocalResources", "provision", "put_items", "put_secrets", "to_dynamo"]
+
+_CONVERSATION_INDEXES = (
+    ("company-whatsapp-number-recipient-tel-index", "gsi_company_whatsapp_number"),
+    ("company-sms-number-recipient-tel-index", "gsi_company_sms_number"),
+)
+
+
+@dataclass(frozen=True)
+class LocalResources:
+    """Names and URLs of the provisioned resources, as the Lambda's environment would carry them."""
+
+    conversations_table: str
+    stage_table: str
+    lock_table: str
+    whatsapp_queue_url: str
+    sms_queue_url: str
+    handoff_queue_url: str
+
+    def environment(self) -> dict[str, str]:
+        """The contract's environment variables pointing at these resources."""
+        return {
+            "CONVERSATIONS_TABLE_NAME": self.conversations_table,
+            "STAGE_TABLE_NAME": self.stage_table,
+            "LOCK_TABLE_NAME": self.lock_table,
+            "WHATSAPP_QUEUE_URL": self.whatsapp_queue_url,
+            "SMS_QUEUE_URL": self.sms_queue_url,
+            "HANDOFF_QUEUE_URL": self.handoff_queue_url,
+        }
+
+
+def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
+    """Create the tables and queues (in an emulator) and return their names."""
+    conversations = f"{prefix}conversations"
+    dynamodb.create_table(
+        TableName=conversations,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in (
+                "primary_channel",
+                "conversation_id",
+                "gsi_company_whatsapp_number",
+                "gsi_company_sms_number",
+                "gsi_recipient_tel",
+            )
+        ],
+        KeySchema=[
+            {"AttributeName": "primary_channel", "KeyType": "HASH"},
+            {"AttributeName": "conversation_id", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": index,
+                "KeySchema": [
+                    {"AttributeName": hash_key, "KeyType": "HASH"},
+                    {"AttributeName": "gsi_recipient_tel", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index, hash_key in _CONVERSATION_INDEXES
+        ],
+    )
+    stage, lock = f"{prefix}conversations-stage", f"{prefix}conversations-trigger-lock"
+    dynamodb.create_table(
+        TableName=stage,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "conversation_id", "AttributeType": "S"},
+            {"AttributeName": "message_sid", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "conversation_id", "KeyType": "HASH"},
+            {"AttributeName": "message_sid", "KeyType": "RANGE"},
+        ],
+    )
+    dynamodb.create_table(
+        TableName=lock,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "conversation_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "conversation_id", "KeyType": "HASH"}],
+    )
+    for table in (stage, lock):
+        dynamodb.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+        )
+    urls = [sqs.create_queue(QueueName=f"{prefix}{name}")["QueueUrl"] for name in ("whatsapp", "sms", "handoff")]
+    return LocalResources(conversations, stage, lock, *urls)
+
+
+def _dynamo_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {key: _dynamo_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_dynamo_safe(item) for item in value]
+    return value
+
+
+def to_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain JSON item in DynamoDB's typed form."""
+    serializer = TypeSerializer()
+    return {key: serializer.serialize(_dynamo_safe(value)) for key, value in item.items()}
+
+
+def put_items(dynamodb: Any, table: str, items: Iterable[Mapping[str, Any]]) -> int:
+    """Write plain JSON items; return how many."""
+    count = 0
+    for item in items:
+        dynamodb.put_item(TableName=table, Item=to_dynamo(item))
+        count += 1
+    return count
+
+
+def put_secrets(secretsmanager: Any, secrets: Mapping[str, Any]) -> None:
+    """Create each secret with its JSON value as SecretString."""
+    for name, value in secrets.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        secretsmanager.create_secret(Name=name, SecretString=text)

@@ -1,0 +1,68 @@
+"""Structured JSON logs: one object per line, with the invocation's request and conversation ids.
+
+Log decisions, never data: callers pass step ids, outcomes, codes and durations in ``extra``; this
+formatter emits only the fields it knows, so a stray ``extra`` cannot leak a body or a number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+__all__ = ["JsonFormatter", "bind", "setup_logging"]
+
+_REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+_CONVERSATION_ID: ContextVar[str | None] = ContextVar("conversation_id", default=None)
+
+_FIELDS = ("step", "status", "ms", "decision", "outcome", "error_code", "pipeline", "event", "cold_start", "target")
+
+
+def bind(*, request_id: str | None = None, conversation_id: str | None = None) -> None:
+    """Set the ids that every following log line of this invocation carries."""
+    if request_id is not None:
+        _REQUEST_ID.set(request_id)
+    _CONVERSATION_ID.set(conversation_id)
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = _REQUEST_ID.get()
+        if request_id:
+            entry["request_id"] = request_id
+        conversation_id = _CONVERSATION_ID.get()
+        if conversation_id:
+            entry["conversation_id"] = conversation_id
+        for name in _FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Send every log record as JSON to the Lambda runtime's handler (or stdout outside Lambda)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stdout))
+    formatter = JsonFormatter()
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
+    try:
+        root.setLevel(level.upper())
+    except ValueError:
+        root.setLevel(logging.INFO)
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,84 @@
+"""The ports through which steps reach the outside world.
+
+Steps depend on these protocols only. ``engine.aws`` implements them with boto3 (live Lambda,
+tests against moto); the dry-run wraps them to record or plan writes. Items are plain Python values
+(numbers as ``Decimal``, as boto3 returns them). Adapters raise ``AwsCallError`` for every failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from engine.conditions import Condition
+
+__all__ = ["AwsCallError", "ErrorKind", "Queues", "SecretStore", "Tables"]
+
+ErrorKind = Literal["transient", "not_found", "denied", "invalid", "permanent"]
+
+
+@dataclass
+class AwsCallError(Exception):
+    """An AWS call failed. ``kind`` says whether a retry can help; ``code`` is AWS's own."""
+
+    kind: ErrorKind
+    code: str
+    operation: str
+
+    def __str__(self) -> str:
+        return f"{self.operation} failed: {self.code} ({self.kind})"
+
+    @property
+    def transient(self) -> bool:
+        """True when retrying the same call later can succeed."""
+        return self.kind == "transient"
+
+
+class Tables(Protocol):
+    """Key-value tables (DynamoDB)."""
+
+    def query_index(
+        self,
+        table: str,
+        index: str,
+        key: Mapping[str, str],
+        attributes: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every item of ``index`` whose key attributes equal ``key`` (all pages)."""
+        ...
+
+    def get_item(
+        self,
+        table: str,
+        key: Mapping[str, str],
+        *,
+        consistent: bool = True,
+        attributes: Sequence[str] | None = None,
+    ) -> dict[str, Any] | None:
+        """The item with ``key``, or None."""
+        ...
+
+    def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
+        """Write ``item``; False (and nothing written) when ``condition`` does not hold."""
+        ...
+
+    def delete_item(self, table: str, key: Mapping[str, str], condition: Condition | None = None) -> bool:
+        """Delete the item; False (and nothing deleted) when ``condition`` does not hold."""
+        ...
+
+
+class Queues(Protocol):
+    """Message queues (SQS)."""
+
+    def send_message(self, queue_url: str, body: str, delay_seconds: int) -> str:
+        """Send ``body``; return the message id."""
+        ...
+
+
+class SecretStore(Protocol):
+    """Secrets (Secrets Manager)."""
+
+    def get_secret_string(self, name: str) -> str:
+        """The current ``SecretString`` of secret ``name``."""
+        ...

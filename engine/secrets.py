@@ -1,0 +1,93 @@
+"""A per-container cache of JSON secrets, with a rate-limited forced refresh.
+
+Secret values are wrapped in ``Redacted`` so that no repr, log line or trace can show them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.clock import Clock
+from engine.ports import SecretStore
+
+__all__ = ["CachedSecret", "Redacted", "SecretCache", "SecretFormatError"]
+
+
+class Redacted:
+    """A string that never shows itself in repr, str or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret value itself; pass it only to the code that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Redacted(***)"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return "***"
+
+
+class SecretFormatError(Exception):
+    """The secret exists but its SecretString is not a JSON object."""
+
+
+@dataclass(frozen=True)
+class CachedSecret:
+    """A secret's fields; ``cached`` is True when it was served from the cache."""
+
+    fields: Mapping[str, Redacted]
+    cached: bool
+
+
+class SecretCache:
+    """Caches parsed secrets per name. Policies (max age, refresh spacing) come with each call."""
+
+    def __init__(self, store: SecretStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        self._entries: dict[str, tuple[float, Mapping[str, Redacted]]] = {}
+        self._last_forced: dict[str, float] = {}
+
+    def get(self, name: str, max_age_seconds: float) -> CachedSecret:
+        """The secret, from the cache when younger than ``max_age_seconds``, else fetched."""
+        entry = self._entries.get(name)
+        now = self._clock.monotonic()
+        if entry is not None and now - entry[0] < max_age_seconds:
+            return CachedSecret(entry[1], cached=True)
+        return CachedSecret(self._fetch(name, now), cached=False)
+
+    def refresh(self, name: str, min_interval_seconds: float) -> CachedSecret | None:
+        """Fetch again, bypassing the cache, unless a forced refresh of ``name`` happened too recently."""
+        now = self._clock.monotonic()
+        last = self._last_forced.get(name)
+        if last is not None and now - last < min_interval_seconds:
+            return None
+        self._last_forced[name] = now
+        return CachedSecret(self._fetch(name, now), cached=False)
+
+    def clear(self) -> None:
+        """Forget every cached secret."""
+        self._entries.clear()
+        self._last_forced.clear()
+
+    def _fetch(self, name: str, now: float) -> Mapping[str, Redacted]:
+        raw = self._store.get_secret_string(name)
+        try:
+            document: Any = json.loads(raw)
+        except ValueError:
+            raise SecretFormatError("SecretString is not valid JSON") from None
+        if not isinstance(document, dict):
+            raise SecretFormatError("SecretString is not a JSON object")
+        fields = {str(k): Redacted(v if isinstance(v, str) else json.dumps(v)) for k, v in document.items()}
+        self._entries[name] = (now, fields)
+        return fields

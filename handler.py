@@ -1,0 +1,31 @@
+"""AWS Lambda entry point: ``handler.handler(event, context)``.
+
+The configuration beside this file (``pipelines/``, ``rules/``) is loaded and validated once per
+container, at import: a broken configuration fails the cold start with file, line and reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from engine.app import Application
+from engine.logs import setup_logging
+
+TASK_ROOT = Path(__file__).resolve().parent
+
+setup_logging(os.environ.get("LOG_LEVEL", "INFO"))
+_application = Application.from_root(TASK_ROOT)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Handle one API Gateway proxy event (REST 1.0 or HTTP API / Function URL 2.0)."""
+    return _application.handle(event, context)
+
+
+def reload() -> Application:
+    """Rebuild the application from the current environment (tests; a new container in effect)."""
+    global _application
+    _application = Application.from_root(TASK_ROOT)
+    return _application

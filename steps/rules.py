@@ -1,0 +1,95 @@
+"""``rules.validate`` (business rules, first failure wins) and ``rules.route`` (first matching route)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.context import Context, StepResult
+from engine.errors import StepFailure
+from engine.registry import BuildInfo, ParamError, register
+from engine.rules import RuleSet
+
+__all__ = ["RouteByRules", "ValidateRules"]
+
+
+def _ruleset(info: BuildInfo, name: str, kind: str, path: tuple[Any, ...]) -> RuleSet:
+    ruleset = info.rulesets.get(name)
+    if ruleset is None:
+        known = ", ".join(sorted(info.rulesets)) or "none"
+        raise ParamError(path, f"unknown rule set {name!r}; loaded rule sets: {known}")
+    if ruleset.kind != kind:
+        raise ParamError(path, f"rule set {name!r} is a {ruleset.kind} set; this step needs a {kind} set")
+    assert isinstance(ruleset, RuleSet)
+    return ruleset
+
+
+@register(
+    "rules.validate",
+    requires=("request", "conversation"),
+    params={
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["rulesets"],
+        "properties": {"rulesets": {"type": "array", "minItems": 1, "items": {"type": "string"}}},
+    },
+    example={"rulesets": ["project_status", "channel", "conversation_lock"]},
+)
+class ValidateRules:
+    """Evaluate validation rule sets in order; the first rule that matches fails the event with its code."""
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._sets = tuple(
+            _ruleset(info, name, "validation", ("rulesets", index)) for index, name in enumerate(params["rulesets"])
+        )
+
+    def run(self, ctx: Context) -> StepResult:
+        for ruleset in self._sets:
+            evaluation = ruleset.evaluate(ctx.doc, explain=ctx.explain)
+            ctx.rules.extend(evaluation.tried)
+            decision = evaluation.decision
+            if decision is not None and decision.error:
+                rule = evaluation.rule.id if evaluation.rule else "default"
+                message = decision.message or f"rule {ruleset.name}/{rule} matched"
+                raise StepFailure(decision.error, message, decision.reply)
+        return StepResult(decision="passed")
+
+
+@register(
+    "rules.route",
+    provides="route",
+    requires=("request", "conversation"),
+    params={
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["ruleset"],
+        "properties": {"ruleset": {"type": "string"}},
+    },
+    example={"ruleset": "routing"},
+)
+class RouteByRules:
+    """Pick the routing target with the first matching rule, and map it to its configured queue."""
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._set = _ruleset(info, params["ruleset"], "routing", ("ruleset",))
+        self._targets = info.targets
+
+    def run(self, ctx: Context) -> StepResult:
+        evaluation = self._set.evaluate(ctx.doc, explain=ctx.explain)
+        ctx.rules.extend(evaluation.tried)
+        if evaluation.decision is None:
+            raise StepFailure("ROUTING_ERROR", f"no rule of {self._set.name} matched and it has no default")
+        name = evaluation.decision.resolve_target(ctx.doc)
+        target = self._targets.get(name or "")
+        if target is None or not target.queue_url:
+            raise StepFailure("ROUTING_ERROR", f"routing target {name!r} has no configured queue")
+        rule = evaluation.rule.id if evaluation.rule else "default"
+        output = {
+            "target": target.name,
+            "queue_url": target.queue_url,
+            "delay_seconds": target.delay_seconds,
+            "lock": target.lock,
+            "message": target.message,
+            "rule": rule,
+        }
+        return StepResult(output=output, decision=f"{target.name} ({rule})")

@@ -1,0 +1,92 @@
+"""``sqs.send``: send the trigger (channel queue) or the full context (handoff queue)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from engine.aws import to_json_safe
+from engine.context import Context, StepResult
+from engine.errors import StepFailure, TransientFault
+from engine.ports import AwsCallError
+from engine.registry import BuildInfo, register
+
+__all__ = ["SendMessage", "handoff_body", "trigger_body"]
+
+SQS_LIMIT_BYTES = 256 * 1024
+
+
+def trigger_body(doc: Mapping[str, Any]) -> str:
+    """The channel-queue trigger: exactly the conversation id and the user's number."""
+    credential = doc["credential"]
+    return json.dumps(
+        {"conversation_id": credential["conversation_id"], "primary_channel": credential["primary_channel"]},
+        separators=(",", ":"),
+    )
+
+
+def _encoded_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def handoff_body(doc: Mapping[str, Any], limit: int = SQS_LIMIT_BYTES) -> str:
+    """The full context, JSON-safe, trimmed to ``limit`` bytes by dropping the oldest history first."""
+    request, credential = doc["request"], doc["credential"]
+    conversation = to_json_safe(doc.get("conversation") or {})
+    body = {
+        "conversation_id": credential["conversation_id"],
+        "message_sid": request["message_sid"],
+        "channel_type": request["channel"],
+        "primary_channel": credential["primary_channel"],
+        "body": request["body"],
+        "received_at": request["received_at"],
+        "request": request["fields"],
+        "conversation": conversation,
+    }
+    size = _encoded_size(body)
+    history = conversation.get("messages")
+    if size > limit and isinstance(history, list) and history:
+        # Sizes per entry let us find how many of the oldest to drop without re-encoding each time.
+        excess = size - limit
+        dropped = 0
+        while dropped < len(history) and excess > 0:
+            excess -= _encoded_size(history[dropped]) + 1
+            dropped += 1
+        conversation["messages"] = history[dropped:]
+        size = _encoded_size(body)
+        while size > limit and conversation["messages"]:
+            conversation["messages"] = conversation["messages"][1:]
+            size = _encoded_size(body)
+    if size > limit:
+        raise StepFailure("QUEUE_ERROR", f"handoff message is {size} bytes even without history; limit {limit}")
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+_BODIES = {"trigger": (trigger_body, "QUEUED"), "handoff": (handoff_body, "HANDED_OFF")}
+
+
+@register(
+    "sqs.send",
+    provides="sent",
+    requires=("request", "credential", "route"),
+    iam=("sqs:SendMessage",),
+    deadline_code="QUEUE_TRANSIENT_ERROR",
+)
+class SendMessage:
+    """Send the routed message: a trigger (QUEUED) or the full handoff context (HANDED_OFF)."""
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        pass
+
+    def run(self, ctx: Context) -> StepResult:
+        route = ctx.doc["route"]
+        build, outcome = _BODIES[route["message"]]
+        body = build(ctx.doc)
+        try:
+            message_id = ctx.services.queues.send_message(route["queue_url"], body, int(route["delay_seconds"]))
+        except AwsCallError as exc:
+            if exc.transient:
+                raise TransientFault("QUEUE_TRANSIENT_ERROR", f"send failed: {exc.code}") from None
+            raise StepFailure("QUEUE_ERROR", f"send failed: {exc.code}") from None
+        return StepResult(output={"message_id": message_id, "target": route["target"]}, outcome=outcome, decision=outcome)

@@ -1,0 +1,158 @@
+"""``twilio.parse``: read a Twilio messaging webhook out of an API Gateway event."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from engine.clock import iso_millis
+from engine.context import Context, StepResult
+from engine.errors import StepFailure
+from engine.http import EventError, HttpRequest, parse_http_event
+from engine.registry import BuildInfo, ParamError, register
+
+__all__ = ["FormParams", "TwilioParse"]
+
+SIGNATURE_HEADER = "x-twilio-signature"
+SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
+_ADDRESS_PREFIX = re.compile(r"^[a-z]+:")
+_MEDIA_URL = re.compile(r"^MediaUrl(\d+)$")
+
+
+class FormParams:
+    """Form pairs as the Twilio validator reads them: every key, and every value of a repeated key."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._values: dict[str, list[str]] = {}
+        for name, value in pairs:
+            self._values.setdefault(name, []).append(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def getall(self, name: str) -> list[str]:
+        """Every value sent under ``name``."""
+        return self._values[name]
+
+    def first(self, name: str) -> str | None:
+        """The first value sent under ``name``, or None."""
+        values = self._values.get(name)
+        return values[0] if values else None
+
+    def as_fields(self) -> dict[str, str | list[str]]:
+        """A JSON object of the form: one value, or a list for a repeated key."""
+        return {name: values[0] if len(values) == 1 else list(values) for name, values in self._values.items()}
+
+
+def _address(value: str) -> str:
+    return _ADDRESS_PREFIX.sub("", value, count=1)
+
+
+def _media(form: FormParams) -> list[dict[str, str]]:
+    indexes = sorted(int(match.group(1)) for name in form if (match := _MEDIA_URL.match(name)))
+    return [
+        {"url": form.first(f"MediaUrl{index}") or "", "content_type": form.first(f"MediaContentType{index}") or ""}
+        for index in indexes
+    ]
+
+
+def _num_media(form: FormParams, media: list[dict[str, str]]) -> int:
+    text = form.first("NumMedia") or ""
+    return int(text) if text.isdigit() else len(media)
+
+
+@register(
+    "twilio.parse",
+    provides="request",
+    params={
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["channels"],
+        "properties": {
+            "channels": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "string"},
+                "description": "Last path segments accepted as channels (/…/whatsapp → whatsapp).",
+            },
+            "public_base_url": {
+                "type": "string",
+                "description": "When set, the signed URL is this base + '/' + channel (+ query); else rebuilt from the event.",
+            },
+            "max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 1048576},
+            "max_params": {"type": "integer", "minimum": 10, "maximum": 10000},
+        },
+    },
+    example={"channels": ["whatsapp", "sms"], "public_base_url": "${env:PUBLIC_BASE_URL:-}"},
+)
+class TwilioParse:
+    """Parse the webhook: channel from the path, form fields, numbers, media, status-callback detection."""
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._channels = frozenset(params["channels"])
+        base = str(params.get("public_base_url") or "").strip()
+        if base and not re.match(r"^https?://[^/?#]+", base):
+            raise ParamError(("public_base_url",), f"{base!r} is not an http(s) URL")
+        self._base = base.rstrip("/")
+        self._max_body = int(params.get("max_body_bytes", 65536))
+        self._max_params = int(params.get("max_params", 500))
+
+    def _signed_url(self, http: HttpRequest, channel: str) -> str:
+        if self._base:
+            return f"{self._base}/{channel}" + (f"?{http.query}" if http.query else "")
+        return http.public_url()
+
+    def run(self, ctx: Context) -> StepResult:
+        try:
+            http = parse_http_event(ctx.event, max_body_bytes=self._max_body)
+        except EventError as exc:
+            raise StepFailure("PARSING_ERROR", str(exc)) from None
+        channel = http.last_segment
+        if channel not in self._channels:
+            raise StepFailure("PARSING_ERROR", "unknown webhook path; expected …/" + " or …/".join(sorted(self._channels)))
+        ctx.doc["request"] = {"channel": channel}
+        if http.method is not None and http.method.upper() != "POST":
+            raise StepFailure("PARSING_ERROR", f"method {http.method} is not accepted; Twilio webhooks POST")
+        signature = http.header(SIGNATURE_HEADER)
+        if not signature:
+            raise StepFailure("INVALID_SIGNATURE", "missing X-Twilio-Signature header")
+        try:
+            pairs = parse_qsl(http.body, keep_blank_values=True, max_num_fields=self._max_params)
+            url = self._signed_url(http, channel)
+        except ValueError as exc:
+            raise StepFailure("PARSING_ERROR", f"unreadable request: {exc}") from None
+        form = FormParams(pairs)
+        for required in ("From", "To", "MessageSid"):
+            if not (form.first(required) or "").strip():
+                raise StepFailure("PARSING_ERROR", f"missing required parameter {required}")
+        sender, recipient = _address(form.first("From") or ""), _address(form.first("To") or "")
+        status = form.first("MessageStatus")
+        is_callback = status is not None
+        media = _media(form)
+        ctx.private["form"] = form
+        ctx.private["signature"] = signature
+        ctx.private["signature_settings"] = http.header(SIGNATURE_SETTINGS_HEADER)
+        request = {
+            "channel": channel,
+            "kind": "status_callback" if is_callback else "message",
+            "is_status_callback": is_callback,
+            "message_sid": form.first("MessageSid"),
+            "account_sid": form.first("AccountSid"),
+            "from": form.first("From"),
+            "to": form.first("To"),
+            "user_number": recipient if is_callback else sender,
+            "company_number": sender if is_callback else recipient,
+            "body": form.first("Body") or "",
+            "num_media": _num_media(form, media),
+            "media": media,
+            "message_status": status,
+            "fields": form.as_fields(),
+            "url": url,
+            "received_at": iso_millis(ctx.services.clock.now()),
+        }
+        return StepResult(output=request, decision=f"{channel} {request['kind']}")

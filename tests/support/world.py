@@ -1,0 +1,100 @@
+"""A moto-backed AWS world for tests: the contract's tables, queues and secrets, plus readers."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from engine.localaws import LocalResources, put_items, put_secrets, to_dynamo
+from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, TOKEN, USER
+
+WA_SECRET = "ai-multi-comms/whatsapp-credentials/acme/proj-1/twilio-test"
+SMS_SECRET = "ai-multi-comms/sms-credentials/acme/proj-1/twilio-test"
+_deserializer = TypeDeserializer()
+
+
+def conversation(**overrides: Any) -> dict[str, Any]:
+    """A realistic conversation item (plain JSON), active and routed to its channel queue."""
+    conversation_id = overrides.pop("conversation_id", f"ci-aaa-000#pi-aaa-000#{uuid.uuid4()}#{USER.lstrip('+')}")
+    item: dict[str, Any] = {
+        "primary_channel": USER,
+        "conversation_id": conversation_id,
+        "gsi_company_whatsapp_number": COMPANY_WA,
+        "gsi_company_sms_number": COMPANY_SMS,
+        "gsi_recipient_tel": USER,
+        "recipient_tel": USER,
+        "channel_config": {"whatsapp_credentials_id": WA_SECRET, "sms_credentials_id": SMS_SECRET},
+        "project_status": "active",
+        "allowed_channels": ["whatsapp", "sms"],
+        "conversation_status": "open",
+        "hand_off_to_human": False,
+        "auto_queue_reply_message": False,
+        "auto_queue_reply_message_from_number": None,
+        "created_at": "2026-11-20T10:00:00Z",
+        "task_complete": 0,
+        "ai_config": {"assistant_id": "asst_1", "temperature": 0.2, "max_tokens": 512},
+        "company_rep": {"name": "Sam", "role": "agent"},
+        "messages": [{"role": "user", "content": "earlier", "timestamp": 1732100000}],
+    }
+    item.update(overrides)
+    return item
+
+
+@dataclass
+class World:
+    dynamodb: Any
+    sqs: Any
+    secretsmanager: Any
+    resources: LocalResources
+
+    def add_conversation(self, **overrides: Any) -> dict[str, Any]:
+        item = conversation(**overrides)
+        put_items(self.dynamodb, self.resources.conversations_table, [item])
+        return item
+
+    def add_default_secrets(self, token: str = TOKEN) -> None:
+        put_secrets(
+            self.secretsmanager,
+            {
+                WA_SECRET: {"twilio_account_sid": "AC00000000000000000000000000000000", "twilio_auth_token": token},
+                SMS_SECRET: {"twilio_account_sid": "AC00000000000000000000000000000000", "twilio_auth_token": token},
+            },
+        )
+
+    def set_secret(self, name: str, value: dict[str, Any]) -> None:
+        self.secretsmanager.put_secret_value(SecretId=name, SecretString=json.dumps(value))
+
+    def _scan(self, table: str) -> list[dict[str, Any]]:
+        items = self.dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]
+        return [{k: _deserializer.deserialize(v) for k, v in item.items()} for item in items]
+
+    def stage_rows(self) -> list[dict[str, Any]]:
+        return self._scan(self.resources.stage_table)
+
+    def lock_rows(self) -> list[dict[str, Any]]:
+        return self._scan(self.resources.lock_table)
+
+    def put_lock(self, conversation_id: str, message_sid: str, expires_at: int) -> None:
+        item = {"conversation_id": conversation_id, "message_sid": message_sid, "expires_at": expires_at}
+        self.dynamodb.put_item(TableName=self.resources.lock_table, Item=to_dynamo(item))
+
+    def sent(self, queue: str) -> list[tuple[dict[str, Any], int]]:
+        """Every message in ``queue`` (delayed ones included) as (body, DelaySeconds)."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.sqs.models import sqs_backends
+
+        backend = sqs_backends[DEFAULT_ACCOUNT_ID][self.dynamodb.meta.region_name]
+        found = backend.queues[queue]._messages
+        return [
+            (json.loads(m.body), round((m.delayed_until - m.sent_timestamp) / 1000) if m.delayed_until else 0)
+            for m in found
+        ]
+
+
+def now() -> int:
+    return int(time.time())
