@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -46,7 +47,9 @@ _DENIED = frozenset(
         "DecryptionFailure",
     }
 )
-_INVALID = frozenset({"ValidationException", "InvalidParameterValue", "InvalidParameterException", "InvalidRequestException"})
+_INVALID = frozenset(
+    {"ValidationException", "InvalidParameterValue", "InvalidParameterException", "InvalidRequestException"}
+)
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ class DynamoTables:
 
     def _pages(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
         while True:
-            page = _call("dynamodb.Query", lambda: self._client.query(**request))
+            page: dict[str, Any] = _call("dynamodb.Query", partial(self._client.query, **request))
             yield from page.get("Items", [])
             last = page.get("LastEvaluatedKey")
             if not last:
@@ -285,7 +288,7 @@ def to_json_safe(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted((to_json_safe(item) for item in value), key=repr)
     if isinstance(value, Binary):
-        value = value.value
+        value = value.value  # type: ignore[attr-defined]
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", "replace")
     return value

@@ -199,12 +199,17 @@ def _families(data: Mapping[str, Any]) -> list[ResponseFamily]:
 
 
 def _check_routing_targets(
-    collector: _Collector, rulesets: Mapping[str, RuleSet], locators: Mapping[str, Locator], targets: Mapping[str, Target]
+    collector: _Collector,
+    rulesets: Mapping[str, RuleSet],
+    locators: Mapping[str, Locator],
+    targets: Mapping[str, Target],
 ) -> None:
     for name, ruleset in rulesets.items():
         if ruleset.kind != "routing":
             continue
-        decisions = [(("rules", index, "then", "target"), rule.then) for index, rule in enumerate(ruleset.rules)]
+        decisions: list[tuple[tuple[Any, ...], Decision]] = [
+            (("rules", index, "then", "target"), rule.then) for index, rule in enumerate(ruleset.rules)
+        ]
         if ruleset.default is not None:
             decisions.append((("default", "target"), ruleset.default))
         for path, decision in decisions:
@@ -295,7 +300,9 @@ def load_config(
     if collector.errors:
         raise ConfigError(collector.errors)
     aws = data.get("aws", {})
-    pipeline = Pipeline(data["pipeline"], nodes, deadline_seconds=float(data.get("deadline_seconds", DEFAULT_DEADLINE_SECONDS)))
+    pipeline = Pipeline(
+        data["pipeline"], nodes, deadline_seconds=float(data.get("deadline_seconds", DEFAULT_DEADLINE_SECONDS))
+    )
     return AppConfig(
         pipeline=pipeline,
         rulesets=rulesets,

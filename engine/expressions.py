@@ -49,9 +49,7 @@ def is_truthy(value: Any) -> bool:
     """JMESPath truthiness."""
     if value is None or value is False:
         return False
-    if isinstance(value, (str, list, dict)) and not value:
-        return False
-    return True
+    return not (isinstance(value, (str, list, dict)) and not value)
 
 
 _RELATIVE_AFTER_FIRST = frozenset({"projection", "filter_projection", "value_projection", "flatten"})

@@ -111,7 +111,8 @@ def parse_http_event(event: Any, *, max_body_bytes: int = 65536) -> HttpRequest:
     headers = _headers(event)
     body = _body(event, max_body_bytes)
     if event.get("version") == "2.0":
-        http = context.get("http") if isinstance(context.get("http"), Mapping) else {}
+        http_context = context.get("http")
+        http: Mapping[str, Any] = http_context if isinstance(http_context, Mapping) else {}
         path = event.get("rawPath") or http.get("path")
         query = event.get("rawQueryString") or ""
         method = http.get("method")

@@ -170,7 +170,7 @@ class Pipeline:
                 outcome = item.outcome
         return outcome
 
-    def _capture(self, planned: PlannedStep, ctx: Context, trace: list[TraceEntry]) -> StepResult | None | Exception:
+    def _capture(self, planned: PlannedStep, ctx: Context, trace: list[TraceEntry]) -> StepResult | Exception | None:
         try:
             return self._execute(planned, ctx, trace)
         except Exception as exc:  # noqa: BLE001 - returned to the group, which re-raises in member order

@@ -40,7 +40,11 @@ def pipeline_schema() -> dict[str, Any]:
         "required": ["id", "uses"],
         "additionalProperties": False,
         "properties": {
-            "id": {"type": "string", "pattern": _ID_PATTERN, "description": "Unique step id; shown in traces and logs."},
+            "id": {
+                "type": "string",
+                "pattern": _ID_PATTERN,
+                "description": "Unique step id; shown in traces and logs.",
+            },
             "uses": {"enum": registry.names(), "description": "The registered step to run."},
             "when": {"type": "string", "description": "JMESPath condition; the step is skipped when it is false."},
             "with": {"type": "object", "description": "The step's parameters."},
@@ -258,16 +262,16 @@ def _explain(error: Any, locator: Locator) -> Problem:
         choices = ", ".join(str(choice) for choice in error.validator_value)
         return locator.problem(path, f"{where}: {error.instance!r} is not a valid choice; choose one of: {choices}")
     if validator == "propertyNames":
-        return locator.problem(
-            (*path, error.instance), f"{where}: {error.instance!r} is not a known name", at_key=True
-        )
+        return locator.problem((*path, error.instance), f"{where}: {error.instance!r} is not a known name", at_key=True)
     if validator == "type":
         expected = error.validator_value
         expected_text = " or ".join(expected) if isinstance(expected, list) else expected
         actual = _json_type(error.instance)
         return locator.problem(path, f"{where}: expected {expected_text}, got {actual} {error.instance!r}")
     if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        return locator.problem(path, f"{where}: {error.instance!r} is out of range ({validator} {error.validator_value})")
+        return locator.problem(
+            path, f"{where}: {error.instance!r} is out of range ({validator} {error.validator_value})"
+        )
     if validator == "pattern":
         return locator.problem(
             path, f"{where}: {error.instance!r} must match {error.validator_value} (lower-case letters, digits, _)"

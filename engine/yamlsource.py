@@ -84,7 +84,9 @@ class _Builder:
         for key_node, value_node in node.value:
             if isinstance(key_node, ScalarNode) and key_node.tag == "tag:yaml.org,2002:merge":
                 line, column = _mark(key_node)
-                self.problems.append(Problem(self._locator.file, line, column, "YAML merge keys (<<) are not supported"))
+                self.problems.append(
+                    Problem(self._locator.file, line, column, "YAML merge keys (<<) are not supported")
+                )
                 continue
             key = self._loader.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)) and key is not None:

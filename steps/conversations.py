@@ -98,7 +98,9 @@ class ConversationLookup:
         request = ctx.doc["request"]
         index = self._indexes.get(request["channel"])
         if index is None:
-            raise StepFailure("MISSING_CREDENTIAL_CONFIG", f"no lookup index configured for channel {request['channel']}")
+            raise StepFailure(
+                "MISSING_CREDENTIAL_CONFIG", f"no lookup index configured for channel {request['channel']}"
+            )
         key = {index["company_key"]: request["company_number"], index["user_key"]: request["user_number"]}
         items = db_call(lambda: ctx.services.tables.query_index(self._table, index["index"], key, self._ATTRIBUTES))
         if not items:
@@ -107,7 +109,9 @@ class ConversationLookup:
         config = chosen.get("channel_config")
         secret_name = config.get(index["credentials_attribute"]) if isinstance(config, Mapping) else None
         if not isinstance(secret_name, str) or not secret_name.strip():
-            raise StepFailure("MISSING_CREDENTIAL_CONFIG", f"conversation has no channel_config.{index['credentials_attribute']}")
+            raise StepFailure(
+                "MISSING_CREDENTIAL_CONFIG", f"conversation has no channel_config.{index['credentials_attribute']}"
+            )
         if self._pattern is not None and not self._pattern.fullmatch(secret_name):
             raise StepFailure("MISSING_CREDENTIAL_CONFIG", "credential name is outside the allowed secret pattern")
         output = {

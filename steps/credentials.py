@@ -26,7 +26,9 @@ class SigningKey:
         self.cached = cached
 
 
-def fetch_secret(cache: SecretCache, name: str, *, max_age: float | None = None, refresh_interval: float | None = None) -> CachedSecret | None:
+def fetch_secret(
+    cache: SecretCache, name: str, *, max_age: float | None = None, refresh_interval: float | None = None
+) -> CachedSecret | None:
     """Get (or, with ``refresh_interval``, force-refresh) a secret; AWS errors become domain errors."""
     try:
         if refresh_interval is not None:

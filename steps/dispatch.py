@@ -110,15 +110,20 @@ class TriggerLock:
         try:
             acquired = tables.put_item(self._table, item, condition)
         except AwsCallError as exc:
-            raise _write_error(exc, "TRIGGER_LOCK_TRANSIENT_ERROR", "TRIGGER_LOCK_WRITE_ERROR", "trigger lock") from None
+            raise _write_error(
+                exc, "TRIGGER_LOCK_TRANSIENT_ERROR", "TRIGGER_LOCK_WRITE_ERROR", "trigger lock"
+            ) from None
         if not acquired:
-            return StepResult(output={"acquired": False}, outcome="BATCHED", stop=True, decision="held by another message")
-        ctx.on_failure(
-            "release trigger lock",
-            lambda: tables.delete_item(
+            return StepResult(
+                output={"acquired": False}, outcome="BATCHED", stop=True, decision="held by another message"
+            )
+
+        def release() -> None:
+            tables.delete_item(
                 self._table, {"conversation_id": conversation_id}, AttributeEquals("message_sid", holder)
-            ),
-        )
+            )
+
+        ctx.on_failure("release trigger lock", release)
         return StepResult(output={"acquired": True, "expires_at": expires_at}, decision="acquired")
 
 

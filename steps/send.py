@@ -89,4 +89,6 @@ class SendMessage:
             if exc.transient:
                 raise TransientFault("QUEUE_TRANSIENT_ERROR", f"send failed: {exc.code}") from None
             raise StepFailure("QUEUE_ERROR", f"send failed: {exc.code}") from None
-        return StepResult(output={"message_id": message_id, "target": route["target"]}, outcome=outcome, decision=outcome)
+        return StepResult(
+            output={"message_id": message_id, "target": route["target"]}, outcome=outcome, decision=outcome
+        )

@@ -82,7 +82,8 @@ def _num_media(form: FormParams, media: list[dict[str, str]]) -> int:
             },
             "public_base_url": {
                 "type": "string",
-                "description": "When set, the signed URL is this base + '/' + channel (+ query); else rebuilt from the event.",
+                "description": "When set, the signed URL is this base + '/' + channel (+ query); "
+                "otherwise it is rebuilt from the event.",
             },
             "max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 1048576},
             "max_params": {"type": "integer", "minimum": 10, "maximum": 10000},
@@ -114,7 +115,9 @@ class TwilioParse:
             raise StepFailure("PARSING_ERROR", str(exc)) from None
         channel = http.last_segment
         if channel not in self._channels:
-            raise StepFailure("PARSING_ERROR", "unknown webhook path; expected …/" + " or …/".join(sorted(self._channels)))
+            raise StepFailure(
+                "PARSING_ERROR", "unknown webhook path; expected …/" + " or …/".join(sorted(self._channels))
+            )
         ctx.doc["request"] = {"channel": channel}
         if http.method is not None and http.method.upper() != "POST":
             raise StepFailure("PARSING_ERROR", f"method {http.method} is not accepted; Twilio webhooks POST")
