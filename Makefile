@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint check bench bench-smoke ci clean
+.PHONY: install demo test lint check schemas bench bench-smoke ci clean build build-PipelineFunction
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,10 +25,23 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/cfn-lint template.yaml
 
 ## Validate the shipped pipeline and rules, and run the rules' inline tests.
 check: $(STAMP)
 	$(VENV)/bin/pipeline-dryrun --check
+
+## Regenerate the editor JSON Schemas (schemas/*.json) from the step registry; commit the result.
+schemas: $(STAMP)
+	$(PY) -m engine.schema_export
+
+## The Lambda artifact (build/lambda.zip: code + runtime dependencies only); prints its size.
+build: $(STAMP)
+	$(PY) scripts/build_lambda.py
+
+# Called by `sam build` (template.yaml: BuildMethod makefile) with ARTIFACTS_DIR set.
+build-PipelineFunction:
+	$(if $(wildcard $(PY)),$(PY),python3) scripts/build_lambda.py --stage-dir "$(ARTIFACTS_DIR)" --no-zip
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

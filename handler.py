@@ -24,8 +24,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _application.handle(event, context)
 
 
-def reload() -> Application:
-    """Rebuild the application from the current environment (tests; a new container in effect)."""
+def reload(session: Any | None = None) -> Application:
+    """Rebuild the application from the current environment (tests; a new container in effect).
+
+    ``session`` (a boto3 session) lets tests reuse one session's loaded service models.
+    """
     global _application
-    _application = Application.from_root(TASK_ROOT)
+    setup_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    _application = Application.from_root(TASK_ROOT, session=session)
     return _application

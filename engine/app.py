@@ -10,15 +10,17 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+from engine import tracing
 from engine.aws import DynamoTables, SecretsManagerStore, SqsQueues, make_clients
 from engine.clock import Clock, SystemClock
 from engine.config import AppConfig, load_config
 from engine.context import Services
-from engine.logs import bind
+from engine.logs import bind, loggable_conversation_id
+from engine.metrics import EmfMetrics
 from engine.runner import RunResult
 from engine.secrets import SecretCache
 
-__all__ = ["Application", "Handled", "PIPELINE_FILE", "RULES_DIR", "live_services"]
+__all__ = ["Application", "Handled", "PIPELINE_FILE", "RULES_DIR", "live_services", "loggable_conversation_id"]
 
 logger = logging.getLogger("engine.app")
 
@@ -53,20 +55,27 @@ def live_services(config: AppConfig, clock: Clock | None = None, session: Any | 
 class Application:
     """Runs the pipeline for an event and maps the result to the response."""
 
-    def __init__(self, config: AppConfig, services: Services) -> None:
+    def __init__(self, config: AppConfig, services: Services, metrics: EmfMetrics | None = None) -> None:
         self.config = config
         self.services = services
+        self.metrics = metrics
 
     @classmethod
-    def from_root(cls, root: Path, env: Mapping[str, str] | None = None) -> Application:
-        """Load ``pipelines/`` and ``rules/`` under ``root`` and connect to AWS as boto3 is configured."""
-        config = load_config(root / PIPELINE_FILE, root / RULES_DIR, os.environ if env is None else env)
-        return cls(config, live_services(config))
+    def from_root(cls, root: Path, env: Mapping[str, str] | None = None, *, session: Any | None = None) -> Application:
+        """Load ``pipelines/`` and ``rules/`` under ``root`` and connect to AWS as boto3 is configured.
+
+        ``session`` is the boto3 session the clients come from (a new one by default). As a Lambda container, it
+        writes one EMF metrics document per event and, when the environment asks, records X-Ray subsegments.
+        """
+        environment = os.environ if env is None else env
+        config = load_config(root / PIPELINE_FILE, root / RULES_DIR, environment)
+        tracing.configure(environment)
+        return cls(config, live_services(config, session=session), EmfMetrics.from_env(environment))
 
     def process(self, event: Mapping[str, Any], context: Any = None, *, explain: bool = False) -> Handled:
         """Run one event; never raises (a transient fault is returned in ``raised``)."""
         started = perf_counter()
-        bind(request_id=getattr(context, "aws_request_id", None))
+        bind(request_id=str(getattr(context, "aws_request_id", None) or ""))
         budget = None
         remaining = getattr(context, "get_remaining_time_in_millis", None)
         if callable(remaining):
@@ -75,23 +84,35 @@ class Application:
         request = result.doc.get("request") or {}
         channel = request.get("channel")
         credential = result.doc.get("credential") or {}
-        bind(conversation_id=credential.get("conversation_id"))
+        conversation_id = loggable_conversation_id(credential.get("conversation_id"))
+        bind(conversation_id=conversation_id)
         response: dict[str, Any] | None = None
         raised: Exception | None = None
         try:
             response = self.config.responses.respond(result, channel).to_lambda()
         except Exception as exc:  # noqa: BLE001 - RetryableFailure, or a policy gap: both raise out of the handler
             raised = exc
+        ms = round((perf_counter() - started) * 1000, 3)
         logger.info(
             "event",
             extra={
                 "pipeline": self.config.pipeline.name,
                 "outcome": result.outcome,
                 "error_code": result.error_code,
-                "ms": round((perf_counter() - started) * 1000, 3),
+                "ms": ms,
                 "status": response["statusCode"] if response else "raised",
             },
         )
+        if self.metrics is not None:
+            self.metrics.record(
+                self.config.pipeline.name,
+                result.outcome,
+                result.error_code,
+                ms=ms,
+                trace=result.trace,
+                request_id=getattr(context, "aws_request_id", None),
+                conversation_id=conversation_id,
+            )
         bind(conversation_id=None)
         return Handled(result, channel, response, raised)
 

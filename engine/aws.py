@@ -65,7 +65,8 @@ class AwsSettings:
         return Config(
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
-            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            # botocore's ``max_attempts`` counts retries only; ``total_max_attempts`` includes the first try.
+            retries={"mode": "standard", "total_max_attempts": self.max_attempts},
             tcp_keepalive=True,
         )
 
@@ -148,6 +149,11 @@ class DynamoTables:
         self._client = client
         self._serializer = TypeSerializer()
         self._deserializer = TypeDeserializer()
+
+    @property
+    def client(self) -> Any:
+        """The boto3 DynamoDB client (tests hook botocore events on it)."""
+        return self._client
 
     def _to_wire(self, item: Mapping[str, Any]) -> dict[str, Any]:
         return {key: self._serializer.serialize(value) for key, value in item.items()}
@@ -242,6 +248,11 @@ class SqsQueues:
     def __init__(self, client: Any) -> None:
         self._client = client
 
+    @property
+    def client(self) -> Any:
+        """The boto3 SQS client."""
+        return self._client
+
     def send_message(self, queue_url: str, body: str, delay_seconds: int) -> str:
         response = _call(
             "sqs.SendMessage",
@@ -255,6 +266,11 @@ class SecretsManagerStore:
 
     def __init__(self, client: Any) -> None:
         self._client = client
+
+    @property
+    def client(self) -> Any:
+        """The boto3 Secrets Manager client."""
+        return self._client
 
     def get_secret_string(self, name: str) -> str:
         response = _call("secretsmanager.GetSecretValue", lambda: self._client.get_secret_value(SecretId=name))

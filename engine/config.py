@@ -6,7 +6,9 @@
 4. each element's own checks: JMESPath syntax (located inside the expression), step parameters,
    cross-references (rule sets, targets, the context keys steps need).
 
-Every problem found is collected; any error raises ``ConfigError`` listing them all.
+Every layer runs on every file, and the element checks run on every part of a file that is
+well-formed, so one pass finds every problem without knock-on errors (``inspect_config``, which
+``pipeline-dryrun --check`` reports). ``load_config`` raises ``ConfigError`` listing all errors.
 """
 
 from __future__ import annotations
@@ -19,19 +21,31 @@ from typing import Any
 
 from engine import registry
 from engine.aws import AwsSettings
-from engine.envsubst import resolve_env
+from engine.envsubst import is_unresolved, resolve_env
 from engine.errors import ConfigError, Problem
 from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
 from engine.registry import BuildInfo, ParamError
 from engine.responses import ResponseFamily, ResponsePolicy
 from engine.rules import Decision, Rule, RuleSet, RuleTest
 from engine.runner import ParallelGroup, Pipeline, PlannedStep
-from engine.schema import pipeline_schema, rules_schema, schema_problems
-from engine.yamlsource import Locator, SourceDoc, load_yaml
+from engine.schema import pipeline_schema, rules_schema, schema_violations
+from engine.yamlsource import Locator, load_yaml
 
-__all__ = ["AppConfig", "Target", "display_path", "load_config", "load_rulesets"]
+__all__ = [
+    "AppConfig",
+    "Inspection",
+    "LoadedRuleSet",
+    "LocatedExpression",
+    "Target",
+    "display_path",
+    "inspect_config",
+    "load_config",
+    "load_rulesets",
+]
 
 DEFAULT_DEADLINE_SECONDS = 4.0
+
+PathKey = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,45 @@ class AppConfig:
     warnings: tuple[Problem, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class LoadedRuleSet:
+    """A rule set and its file's locator; ``complete`` when every rule and test of the file was built."""
+
+    ruleset: RuleSet
+    locator: Locator
+    complete: bool
+
+
+@dataclass(frozen=True)
+class LocatedExpression:
+    """A compiled expression and where its source sits."""
+
+    locator: Locator
+    path: PathKey
+    expression: Expression
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """Everything one loading pass found: every problem, and what could be built.
+
+    ``config`` is None when any problem is an error. ``files`` are the display names of the
+    pipeline file then the rules files, in the order they were read.
+    """
+
+    problems: tuple[Problem, ...]
+    rulesets: Mapping[str, LoadedRuleSet]
+    targets: Mapping[str, Target]
+    expressions: tuple[LocatedExpression, ...]
+    files: tuple[str, ...]
+    config: AppConfig | None
+
+    @property
+    def errors(self) -> list[Problem]:
+        """The problems that stop the configuration from running."""
+        return [problem for problem in self.problems if problem.severity == "error"]
+
+
 def display_path(path: Path) -> str:
     """``path`` relative to the working directory when it is below it, else as given."""
     try:
@@ -67,41 +120,93 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """A file that parsed to a mapping, and the paths where the schema found violations."""
+
+    data: dict[str, Any]
+    locator: Locator
+    violations: tuple[PathKey, ...]
+
+    def bad(self, path: PathKey) -> bool:
+        """True when the schema found a violation at ``path`` or inside it."""
+        return any(found[: len(path)] == path for found in self.violations)
+
+
+def _value_at(data: Any, path: PathKey) -> Any:
+    for part in path:
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _has_unresolved(data: Any) -> bool:
+    if isinstance(data, dict):
+        return any(_has_unresolved(value) for value in data.values())
+    if isinstance(data, list):
+        return any(_has_unresolved(value) for value in data)
+    return is_unresolved(data)
+
+
+def _suggestion(name: str, choices: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class _Collector:
-    def __init__(self) -> None:
+    """Accumulates problems (and compiled expressions) across every file of one loading pass."""
+
+    def __init__(self, env: Mapping[str, str], missing_env: str) -> None:
+        self.env = env
+        self.missing_env = missing_env
         self.problems: list[Problem] = []
+        self.expressions: list[LocatedExpression] = []
+        self.files: list[str] = []
 
     @property
     def errors(self) -> list[Problem]:
         return [problem for problem in self.problems if problem.severity == "error"]
 
-    def load(
-        self, path: Path, schema: dict[str, Any], env: Mapping[str, str], missing_env: str
-    ) -> tuple[Any, Locator] | None:
+    def load(self, path: Path, schema: dict[str, Any]) -> _Loaded | None:
+        """Parse, resolve ``${env:…}`` and validate one file; None when it is not a YAML mapping."""
+        name = display_path(path)
+        self.files.append(name)
         try:
-            doc: SourceDoc = load_yaml(path, display_path(path))
+            doc = load_yaml(path, name, strict=False)
         except ConfigError as exc:
             self.problems.extend(exc.problems)
             return None
-        data, env_problems = resolve_env(doc.data, env, doc.locator, missing_severity=missing_env)
+        self.problems.extend(doc.problems)
+        data, env_problems = resolve_env(doc.data, self.env, doc.locator, missing_severity=self.missing_env)
         self.problems.extend(env_problems)
-        if any(problem.severity == "error" for problem in env_problems):
+        # A value still holding an unset ${env:…} reference was reported above; its type is unknown.
+        found = [v for v in schema_violations(data, schema, doc.locator) if not is_unresolved(v.value)]
+        self.problems.extend(v.problem for v in found)
+        if not isinstance(data, dict):
             return None
-        found = schema_problems(data, schema, doc.locator)
-        self.problems.extend(found)
-        return None if found else (data, doc.locator)
+        return _Loaded(data, doc.locator, tuple(v.path for v in found))
 
-    def expression(self, source: str, locator: Locator, path: tuple[Any, ...]) -> Expression | None:
+    def expression(self, source: Any, locator: Locator, path: PathKey) -> Expression | None:
+        """Compile ``source``; a syntax error is a problem located inside the expression."""
+        if not isinstance(source, str):
+            return None
         try:
-            return compile_expression(source)
+            compiled = compile_expression(source)
         except ExpressionSyntaxError as exc:
-            line, column = locator.position(path)
-            offset = exc.offset if "\n" not in source else 0
-            self.problems.append(Problem(locator.file, line, column + offset, f"{exc} (in {source!r})"))
+            shown = f" (in {source.strip()!r})" if "\n" not in source.strip() else ""
+            self.problems.append(locator.problem(path, f"invalid JMESPath: {exc}{shown}", offset=exc.offset))
             return None
+        self.expressions.append(LocatedExpression(locator, path, compiled))
+        return compiled
 
 
-def _decision(collector: _Collector, then: Mapping[str, Any], locator: Locator, path: tuple[Any, ...]) -> Decision:
+def _decision(collector: _Collector, then: Mapping[str, Any], locator: Locator, path: PathKey) -> Decision:
     target_from = None
     if "target_from" in then:
         target_from = collector.expression(then["target_from"], locator, (*path, "target_from"))
@@ -114,76 +219,122 @@ def _decision(collector: _Collector, then: Mapping[str, Any], locator: Locator, 
     )
 
 
-def _ruleset(collector: _Collector, data: Mapping[str, Any], locator: Locator) -> RuleSet:
+def _rules(collector: _Collector, loaded: _Loaded) -> tuple[list[Rule], bool]:
+    """The well-formed rules of a file, and whether every rule was."""
+    locator = loaded.locator
     rules: list[Rule] = []
-    seen: dict[str, int] = {}
-    for index, raw in enumerate(data["rules"]):
-        path: tuple[Any, ...] = ("rules", index)
-        if raw["id"] in seen:
-            collector.problems.append(
-                locator.problem((*path, "id"), f"duplicate rule id {raw['id']!r} (also rule #{seen[raw['id']] + 1})")
-            )
-        seen.setdefault(raw["id"], index)
-        when = collector.expression(raw["when"], locator, (*path, "when"))
-        then = _decision(collector, raw["then"], locator, (*path, "then"))
-        if when is not None:
-            rules.append(Rule(raw["id"], when, then, raw.get("description", "")))
-    default = _decision(collector, data["default"], locator, ("default",)) if "default" in data else None
-    tests = tuple(
-        RuleTest(test["name"], test["given"], test["expect"], index) for index, test in enumerate(data.get("tests", []))
-    )
-    return RuleSet(
-        name=data["ruleset"],
-        kind=data["kind"],
+    complete = True
+    first: dict[str, int] = {}
+    raw_rules = loaded.data.get("rules")
+    for index, raw in enumerate(raw_rules if isinstance(raw_rules, list) else []):
+        path: PathKey = ("rules", index)
+        if not isinstance(raw, dict):
+            complete = False
+            continue
+        rule_id = raw.get("id")
+        if isinstance(rule_id, str) and rule_id in first:
+            line = locator.position(("rules", first[rule_id], "id"))[0]
+            message = f"duplicate rule id {rule_id!r} (first used on line {line}); give each rule its own id"
+            collector.problems.append(locator.problem((*path, "id"), message))
+        elif isinstance(rule_id, str):
+            first[rule_id] = index
+        when = None if loaded.bad((*path, "when")) else collector.expression(raw.get("when"), locator, (*path, "when"))
+        then = raw.get("then")
+        decision = _decision(collector, then, locator, (*path, "then")) if isinstance(then, dict) else None
+        if when is None or decision is None or not isinstance(rule_id, str) or loaded.bad(path):
+            complete = False
+            continue
+        description = raw.get("description", "")
+        rules.append(Rule(rule_id, when, decision, description if isinstance(description, str) else "", index))
+    return rules, complete
+
+
+def _ruleset(collector: _Collector, loaded: _Loaded) -> LoadedRuleSet | None:
+    """The file's rule set, built from its well-formed parts; None when it has no usable name."""
+    data, locator = loaded.data, loaded.locator
+    rules, complete = _rules(collector, loaded)
+    default = None
+    if isinstance(data.get("default"), dict) and not loaded.bad(("default",)):
+        default = _decision(collector, data["default"], locator, ("default",))
+    elif "default" in data:
+        complete = False
+    tests: list[RuleTest] = []
+    raw_tests = data.get("tests")
+    for index, test in enumerate(raw_tests if isinstance(raw_tests, list) else []):
+        if loaded.bad(("tests", index)) or not isinstance(test, dict):
+            complete = False
+            continue
+        tests.append(RuleTest(test["name"], test["given"], test["expect"], index))
+    name, kind = data.get("ruleset"), data.get("kind")
+    if not isinstance(name, str) or not isinstance(kind, str):
+        return None
+    description = data.get("description", "")
+    ruleset = RuleSet(
+        name=name,
+        kind=kind,
         rules=tuple(rules),
         default=default,
         file=locator.file,
-        description=data.get("description", ""),
-        tests=tests,
+        description=description if isinstance(description, str) else "",
+        tests=tuple(tests),
     )
+    return LoadedRuleSet(ruleset, locator, complete and not loaded.bad(()))
+
+
+def _load_rulesets(collector: _Collector, rules_dir: Path) -> dict[str, LoadedRuleSet]:
+    loaded_sets: dict[str, LoadedRuleSet] = {}
+    if not rules_dir.is_dir():
+        message = "rules directory not found; pass the directory holding the rules/*.yaml files with --rules DIR"
+        collector.problems.append(Problem(display_path(rules_dir), 1, 1, message))
+        return loaded_sets
+    schema = rules_schema()
+    for path in sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")]):
+        loaded = collector.load(path, schema)
+        if loaded is None:
+            continue
+        built = _ruleset(collector, loaded)
+        if built is None:
+            continue
+        name = built.ruleset.name
+        if name in loaded_sets:
+            other = loaded_sets[name].ruleset.file
+            message = f"rule set {name!r} is already defined in {other}; rename one of the two sets"
+            collector.problems.append(loaded.locator.problem(("ruleset",), message))
+            continue
+        loaded_sets[name] = built
+    return loaded_sets
 
 
 def load_rulesets(
-    rules_dir: Path, env: Mapping[str, str], collector: _Collector, missing_env: str = "error"
-) -> tuple[dict[str, RuleSet], dict[str, Locator]]:
-    """Every rule set in ``rules_dir`` (``*.yaml``/``*.yml``, name order)."""
-    rulesets: dict[str, RuleSet] = {}
-    locators: dict[str, Locator] = {}
-    if not rules_dir.is_dir():
-        collector.problems.append(Problem(display_path(rules_dir), 1, 1, "rules directory not found"))
-        return rulesets, locators
-    schema = rules_schema()
-    files = sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")])
-    for path in files:
-        loaded = collector.load(path, schema, env, missing_env)
-        if loaded is None:
-            continue
-        data, locator = loaded
-        name = data["ruleset"]
-        if name in rulesets:
-            collector.problems.append(
-                locator.problem(("ruleset",), f"rule set {name!r} is already defined in {rulesets[name].file}")
-            )
-            continue
-        rulesets[name] = _ruleset(collector, data, locator)
-        locators[name] = locator
-    return rulesets, locators
+    rules_dir: Path, env: Mapping[str, str] | None = None, *, missing_env: str = "error"
+) -> dict[str, RuleSet]:
+    """Every rule set in ``rules_dir`` (``*.yaml``/``*.yml``, name order); raise ConfigError on any error."""
+    collector = _Collector(os.environ if env is None else env, missing_env)
+    loaded = _load_rulesets(collector, rules_dir)
+    if collector.errors:
+        raise ConfigError(collector.errors)
+    return {name: item.ruleset for name, item in loaded.items()}
 
 
-def _targets(data: Mapping[str, Any]) -> dict[str, Target]:
-    return {
-        name: Target(
+def _targets(loaded: _Loaded) -> dict[str, Target]:
+    raw_targets = loaded.data.get("targets")
+    built: dict[str, Target] = {}
+    for name, raw in (raw_targets if isinstance(raw_targets, dict) else {}).items():
+        if not isinstance(raw, dict) or loaded.bad(("targets", name)):
+            continue
+        delay = raw.get("delay_seconds", 0)
+        built[name] = Target(
             name=name,
-            queue_url=raw["queue_url"],
-            delay_seconds=int(raw.get("delay_seconds", 0)),
+            queue_url=str(raw["queue_url"]),
+            delay_seconds=delay if isinstance(delay, int) else 0,
             lock=bool(raw.get("lock", False)),
             message=raw.get("message", "trigger"),
         )
-        for name, raw in data.get("targets", {}).items()
-    }
+    return built
 
 
-def _families(data: Mapping[str, Any]) -> list[ResponseFamily]:
+def _families(loaded: _Loaded) -> list[ResponseFamily]:
+    raw_families = loaded.data.get("responses")
     return [
         ResponseFamily(
             name=name,
@@ -194,78 +345,202 @@ def _families(data: Mapping[str, Any]) -> list[ResponseFamily]:
             status=dict(raw.get("status", {})),
             default_status=int(raw.get("default_status", 500)),
         )
-        for name, raw in data["responses"].items()
+        for name, raw in (raw_families if isinstance(raw_families, dict) else {}).items()
+        if isinstance(raw, dict) and not loaded.bad(("responses", name))
     ]
 
 
+def _check_responses(collector: _Collector, loaded: _Loaded) -> None:
+    families = loaded.data.get("responses")
+    if not isinstance(families, dict) or not families:
+        return
+    if not any(isinstance(family, dict) and family.get("default") is True for family in families.values()):
+        message = "one response family needs `default: true` (it answers paths that are not a Twilio channel)"
+        collector.problems.append(loaded.locator.problem(("responses",), message, at_key=True))
+
+
 def _check_routing_targets(
-    collector: _Collector,
-    rulesets: Mapping[str, RuleSet],
-    locators: Mapping[str, Locator],
-    targets: Mapping[str, Target],
+    collector: _Collector, rulesets: Mapping[str, LoadedRuleSet], declared: list[str], pipeline_file: str
 ) -> None:
-    for name, ruleset in rulesets.items():
+    known = ", ".join(sorted(declared)) or "none"
+    for loaded in rulesets.values():
+        ruleset = loaded.ruleset
         if ruleset.kind != "routing":
             continue
-        decisions: list[tuple[tuple[Any, ...], Decision]] = [
-            (("rules", index, "then", "target"), rule.then) for index, rule in enumerate(ruleset.rules)
+        decisions: list[tuple[PathKey, Decision]] = [
+            (("rules", rule.index, "then", "target"), rule.then) for rule in ruleset.rules
         ]
         if ruleset.default is not None:
             decisions.append((("default", "target"), ruleset.default))
         for path, decision in decisions:
-            if decision.target is not None and decision.target not in targets:
-                known = ", ".join(sorted(targets)) or "none"
-                collector.problems.append(
-                    locators[name].problem(
-                        path, f"routing target {decision.target!r} names no configured queue; targets: {known}"
-                    )
-                )
+            if decision.target is None or decision.target in declared:
+                continue
+            hint = _suggestion(decision.target, declared)
+            message = (
+                f"routing target {decision.target!r} names no configured queue{hint}; "
+                f"use one of the targets of {pipeline_file} ({known}) or add it there under targets:"
+            )
+            collector.problems.append(loaded.locator.problem(path, message))
 
 
-def _build_steps(
-    collector: _Collector, data: Mapping[str, Any], locator: Locator, info: BuildInfo
-) -> list[PlannedStep | ParallelGroup]:
-    nodes: list[PlannedStep | ParallelGroup] = []
-    seen_ids: set[str] = set()
-    provided: set[str] = set()
+def _providers(key: str) -> str:
+    names = [spec.name for spec in registry.specs() if spec.provides == key]
+    return f"; put it after a step that provides it ({', '.join(names)})" if names else ""
 
-    def build(raw: Mapping[str, Any], path: tuple[Any, ...], available: set[str]) -> PlannedStep | None:
-        spec = registry.get(raw["uses"])
-        assert spec is not None  # the schema's enum guarantees it
-        if raw["id"] in seen_ids:
-            collector.problems.append(locator.problem((*path, "id"), f"duplicate step id {raw['id']!r}"))
-        seen_ids.add(raw["id"])
-        for need in spec.requires:
-            if need not in available:
-                collector.problems.append(
-                    locator.problem(
-                        (*path, "uses"),
-                        f"step {raw['id']!r} ({spec.name}) reads {need!r}, which no earlier step provides",
-                    )
-                )
-        when = collector.expression(raw["when"], locator, (*path, "when")) if "when" in raw else None
+
+class _StepBuilder:
+    """Builds the pipeline's steps, reporting every problem and avoiding knock-on ones."""
+
+    def __init__(self, collector: _Collector, loaded: _Loaded, info: BuildInfo) -> None:
+        self._collector = collector
+        self._loaded = loaded
+        self._locator = loaded.locator
+        self._info = info
+        self._first_ids: dict[str, PathKey] = {}
+        self._provided: set[str] = set()
+        self._unknown_before = False
+
+    def _problem(self, path: PathKey, message: str) -> None:
+        self._collector.problems.append(self._locator.problem(path, message))
+
+    def build(self, raw: Any, path: PathKey, available: set[str]) -> tuple[PlannedStep | None, str | None]:
+        """The built step (None when it cannot be) and the context key its kind provides."""
+        if not isinstance(raw, dict):
+            return None, None
+        step_id, uses = raw.get("id"), raw.get("uses")
+        if isinstance(step_id, str) and step_id in self._first_ids:
+            line = self._locator.position((*self._first_ids[step_id], "id"))[0]
+            self._problem((*path, "id"), f"duplicate step id {step_id!r} (first used on line {line}); rename one")
+        elif isinstance(step_id, str):
+            self._first_ids[step_id] = path
+        when = None
+        if "when" in raw and not self._loaded.bad((*path, "when")):
+            when = self._collector.expression(raw["when"], self._locator, (*path, "when"))
+        spec = registry.get(uses) if isinstance(uses, str) else None
+        if spec is None:
+            # What an unknown step would provide is unknown: later `requires` checks would only mislead.
+            self._unknown_before = True
+            return None, None
+        if not self._unknown_before:
+            for need in spec.requires:
+                if need not in available:
+                    message = f"step {step_id!r} ({spec.name}) reads {need!r}, which no earlier step provides"
+                    self._problem((*path, "uses"), message + _providers(need))
+        params = raw.get("with", {})
+        if (
+            not isinstance(step_id, str)
+            or not isinstance(params, dict)
+            or self._loaded.bad((*path, "with"))
+            or ("when" in raw and when is None)
+        ):
+            return None, spec.provides
         try:
-            step = spec.factory(raw.get("with", {}), info)
+            step = spec.factory(params, self._info)
         except ParamError as exc:
-            collector.problems.append(locator.problem((*path, "with", *exc.path), f"{raw['id']}: {exc.message}"))
-            return None
-        return PlannedStep(raw["id"], spec.name, step, spec.provides, when, spec.deadline_code)
+            if not is_unresolved(_value_at(params, exc.path)):
+                self._problem((*path, "with", *exc.path), f"{step_id}: {exc.message}")
+            return None, spec.provides
+        except Exception as exc:  # noqa: BLE001 - a step that cannot be built is a located problem, not a crash
+            if not _has_unresolved(params):
+                self._problem((*path, "uses"), f"step {step_id!r} ({spec.name}) cannot be built: {exc}")
+            return None, spec.provides
+        return PlannedStep(step_id, spec.name, step, spec.provides, when, spec.deadline_code), spec.provides
 
-    for index, raw in enumerate(data["steps"]):
-        if "parallel" in raw:
-            members = [build(m, ("steps", index, "parallel", i), set(provided)) for i, m in enumerate(raw["parallel"])]
-            for member in members:
-                if member is not None and member.provides:
-                    provided.add(member.provides)
-            if all(member is not None for member in members):
-                nodes.append(ParallelGroup(tuple(m for m in members if m is not None)))
-            continue
-        planned = build(raw, ("steps", index), provided)
-        if planned is not None:
-            if planned.provides:
-                provided.add(planned.provides)
-            nodes.append(planned)
-    return nodes
+    def build_all(self) -> list[PlannedStep | ParallelGroup]:
+        """Every step that could be built, in order."""
+        nodes: list[PlannedStep | ParallelGroup] = []
+        raw_steps = self._loaded.data.get("steps")
+        for index, raw in enumerate(raw_steps if isinstance(raw_steps, list) else []):
+            if isinstance(raw, dict) and isinstance(raw.get("parallel"), list):
+                available = set(self._provided)
+                built = [
+                    self.build(member, ("steps", index, "parallel", i), available)
+                    for i, member in enumerate(raw["parallel"])
+                ]
+                self._provided.update(provides for _, provides in built if provides)
+                nodes.append(ParallelGroup(tuple(step for step, _ in built if step is not None)))
+                continue
+            step, provides = self.build(raw, ("steps", index), self._provided)
+            if provides:
+                self._provided.add(provides)
+            if step is not None:
+                nodes.append(step)
+        return nodes
+
+
+def _app_config(
+    loaded: _Loaded,
+    nodes: list[PlannedStep | ParallelGroup],
+    rulesets: Mapping[str, LoadedRuleSet],
+    targets: Mapping[str, Target],
+    tables: Mapping[str, str],
+    warnings: tuple[Problem, ...],
+) -> AppConfig:
+    data = loaded.data
+    aws = data.get("aws", {})
+    pipeline = Pipeline(
+        data["pipeline"], nodes, deadline_seconds=float(data.get("deadline_seconds", DEFAULT_DEADLINE_SECONDS))
+    )
+    return AppConfig(
+        pipeline=pipeline,
+        rulesets={name: item.ruleset for name, item in rulesets.items()},
+        targets=targets,
+        tables=tables,
+        responses=ResponsePolicy(_families(loaded)),
+        aws=AwsSettings(
+            connect_timeout=float(aws.get("connect_timeout_seconds", 0.5)),
+            read_timeout=float(aws.get("read_timeout_seconds", 1.0)),
+            max_attempts=int(aws.get("max_attempts", 2)),
+        ),
+        files=(loaded.locator.file, *(item.ruleset.file for item in rulesets.values())),
+        warnings=warnings,
+    )
+
+
+def inspect_config(
+    pipeline_path: Path,
+    rules_dir: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    missing_env: str = "error",
+) -> Inspection:
+    """Load and validate a pipeline with its rule sets, collecting every problem (never raises ConfigError).
+
+    ``missing_env="warning"`` (for ``--check`` away from the deployed environment) reports unset
+    ``${env:…}`` references as warnings and keeps the reference text as the value.
+    """
+    import steps  # noqa: F401 - registers the built-in steps
+
+    collector = _Collector(os.environ if env is None else env, missing_env)
+    rulesets = _load_rulesets(collector, rules_dir)
+    loaded = collector.load(pipeline_path, pipeline_schema())
+    targets: dict[str, Target] = {}
+    config = None
+    if loaded is not None:
+        targets = _targets(loaded)
+        raw_targets = loaded.data.get("targets")
+        declared = [str(name) for name in raw_targets] if isinstance(raw_targets, dict) else []
+        raw_tables = loaded.data.get("tables")
+        tables = {str(k): str(v) for k, v in raw_tables.items()} if isinstance(raw_tables, dict) else {}
+        _check_routing_targets(collector, rulesets, declared, loaded.locator.file)
+        info = BuildInfo(
+            rulesets={name: item.ruleset for name, item in rulesets.items()}, tables=tables, targets=targets
+        )
+        nodes = _StepBuilder(collector, loaded, info).build_all()
+        _check_responses(collector, loaded)
+        if not collector.errors:
+            warnings = tuple(problem for problem in collector.problems if problem.severity == "warning")
+            config = _app_config(loaded, nodes, rulesets, targets, tables, warnings)
+    pipeline_file = display_path(pipeline_path)
+    files = (pipeline_file, *(name for name in collector.files if name != pipeline_file))
+    return Inspection(
+        problems=tuple(collector.problems),
+        rulesets=rulesets,
+        targets=targets,
+        expressions=tuple(collector.expressions),
+        files=files,
+        config=config,
+    )
 
 
 def load_config(
@@ -280,40 +555,9 @@ def load_config(
     ``missing_env="warning"`` (for ``--check`` away from the deployed environment) reports unset
     ``${env:…}`` references as warnings and keeps the reference text as the value.
     """
-    import steps  # noqa: F401 - registers the built-in steps
-
-    environment = os.environ if env is None else env
-    collector = _Collector()
-    rulesets, locators = load_rulesets(rules_dir, environment, collector, missing_env)
-    loaded = collector.load(pipeline_path, pipeline_schema(), environment, missing_env)
-    if loaded is None:
-        raise ConfigError(collector.errors or collector.problems)
-    data, locator = loaded
-    targets = _targets(data)
-    tables = dict(data.get("tables", {}))
-    _check_routing_targets(collector, rulesets, locators, targets)
-    info = BuildInfo(rulesets=rulesets, tables=tables, targets=targets)
-    nodes = _build_steps(collector, data, locator, info)
-    policy = ResponsePolicy(_families(data))
-    if not any(family.default for family in _families(data)):
-        collector.problems.append(locator.problem(("responses",), "one response family needs `default: true`"))
-    if collector.errors:
-        raise ConfigError(collector.errors)
-    aws = data.get("aws", {})
-    pipeline = Pipeline(
-        data["pipeline"], nodes, deadline_seconds=float(data.get("deadline_seconds", DEFAULT_DEADLINE_SECONDS))
-    )
-    return AppConfig(
-        pipeline=pipeline,
-        rulesets=rulesets,
-        targets=targets,
-        tables=tables,
-        responses=policy,
-        aws=AwsSettings(
-            connect_timeout=float(aws.get("connect_timeout_seconds", 0.5)),
-            read_timeout=float(aws.get("read_timeout_seconds", 1.0)),
-            max_attempts=int(aws.get("max_attempts", 2)),
-        ),
-        files=(locator.file, *(ruleset.file for ruleset in rulesets.values())),
-        warnings=tuple(problem for problem in collector.problems if problem.severity == "warning"),
-    )
+    inspection = inspect_config(pipeline_path, rules_dir, env, missing_env=missing_env)
+    if inspection.config is None:
+        order = {name: rank for rank, name in enumerate(inspection.files)}
+        errors = sorted(inspection.errors, key=lambda p: (order.get(p.file, len(order)), p.line, p.column))
+        raise ConfigError(errors)
+    return inspection.config

@@ -3,6 +3,8 @@
 A string that is exactly one reference takes the variable's value parsed as a YAML scalar, so
 ``delay: ${env:BATCH_WINDOW_SECONDS:-10}`` yields the integer 10. References inside longer strings
 are replaced textually. ``${env:NAME:-default}`` supplies a default for an unset or empty variable.
+An unset reference without a default is a problem (located at the reference) and keeps its text,
+so that later checks can recognise it (``is_unresolved``) instead of reporting a knock-on error.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import yaml
 from engine.errors import Problem
 from engine.yamlsource import Locator
 
-__all__ = ["ENV_REFERENCE", "resolve_env"]
+__all__ = ["ENV_REFERENCE", "is_unresolved", "resolve_env"]
 
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -36,10 +38,10 @@ class _Resolver:
         self._severity = missing_severity
         self.problems: list[Problem] = []
 
-    def lookup(self, match: re.Match[str], path: tuple[Any, ...]) -> str | None:
+    def lookup(self, match: re.Match[str], path: tuple[Any, ...]) -> str:
         name, default = match.group(1), match.group(2)
         value = self._env.get(name)
-        if value not in (None, ""):
+        if value:
             return value
         if default is not None:
             return default
@@ -48,9 +50,10 @@ class _Resolver:
                 path,
                 f"environment variable {name} is not set; set it or give a default with ${{env:{name}:-VALUE}}",
                 severity=self._severity,
+                offset=match.start(),
             )
         )
-        return match.group(0) if self._severity == "warning" else None
+        return match.group(0)
 
     def resolve(self, value: Any, path: tuple[Any, ...]) -> Any:
         if isinstance(value, dict):
@@ -62,10 +65,13 @@ class _Resolver:
         whole = ENV_REFERENCE.fullmatch(value)
         if whole:
             resolved = self.lookup(whole, path)
-            if resolved is None or resolved == value:
-                return resolved
-            return _scalar(resolved)
-        return ENV_REFERENCE.sub(lambda m: self.lookup(m, path) or "", value)
+            return resolved if resolved == value else _scalar(resolved)
+        return ENV_REFERENCE.sub(lambda m: self.lookup(m, path), value)
+
+
+def is_unresolved(value: Any) -> bool:
+    """True when ``value`` is a string still holding an ``${env:…}`` reference (its variable was unset)."""
+    return isinstance(value, str) and ENV_REFERENCE.search(value) is not None
 
 
 def resolve_env(

@@ -15,11 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-__all__ = ["EventError", "HttpRequest", "parse_http_event"]
+__all__ = ["EventError", "HttpRequest", "last_segment", "parse_http_event", "request_path"]
 
 
 class EventError(ValueError):
-    """The event is not a usable API Gateway proxy event."""
+    """The event is not a usable API Gateway proxy event.
+
+    ``path`` is the request path when it could be read (a body that cannot be decoded still has a
+    path, so the caller can tell which channel it was meant for and answer in that channel's format).
+    """
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -42,14 +50,33 @@ class HttpRequest:
     @property
     def last_segment(self) -> str:
         """The last non-empty path segment (``/prod/whatsapp`` → ``whatsapp``)."""
-        parts = [part for part in self.path.split("/") if part]
-        return parts[-1] if parts else ""
+        return last_segment(self.path)
 
     def public_url(self) -> str:
         """The URL the caller requested, rebuilt from the event."""
         if not self.host:
             raise EventError("the event names no host (Host header or requestContext.domainName)")
         return f"{self.scheme}://{self.host}{self.path}" + (f"?{self.query}" if self.query else "")
+
+
+def last_segment(path: str | None) -> str:
+    """The last non-empty segment of ``path`` (``/prod/whatsapp`` → ``whatsapp``); empty when there is none."""
+    parts = [part for part in (path or "").split("/") if part]
+    return parts[-1] if parts else ""
+
+
+def request_path(event: Any) -> str | None:
+    """The public request path of a 1.0 or 2.0 proxy event, or None when it names none."""
+    if not isinstance(event, Mapping):
+        return None
+    context = event.get("requestContext")
+    context = context if isinstance(context, Mapping) else {}
+    if event.get("version") == "2.0":
+        http = context.get("http")
+        path = event.get("rawPath") or (http.get("path") if isinstance(http, Mapping) else None)
+    else:
+        path = context.get("path") or event.get("path")
+    return path if isinstance(path, str) and path else None
 
 
 def _headers(event: Mapping[str, Any]) -> dict[str, str]:
@@ -106,30 +133,32 @@ def parse_http_event(event: Any, *, max_body_bytes: int = 65536) -> HttpRequest:
     """Normalise a payload 1.0 or 2.0 proxy event; raise EventError when it cannot be read."""
     if not isinstance(event, Mapping):
         raise EventError("the event is not a JSON object")
+    path = request_path(event)
+    if path is None:
+        raise EventError("the event has no request path")
     context = event.get("requestContext")
     context = context if isinstance(context, Mapping) else {}
-    headers = _headers(event)
-    body = _body(event, max_body_bytes)
+    try:
+        headers = _headers(event)
+        body = _body(event, max_body_bytes)
+    except EventError as exc:
+        raise EventError(str(exc), path) from None
     if event.get("version") == "2.0":
         http_context = context.get("http")
         http: Mapping[str, Any] = http_context if isinstance(http_context, Mapping) else {}
-        path = event.get("rawPath") or http.get("path")
         query = event.get("rawQueryString") or ""
         method = http.get("method")
         host = headers.get("host") or context.get("domainName")
         scheme = "https"
         version = "2.0"
     else:
-        path = context.get("path") or event.get("path")
         query = _v1_query(event)
         method = event.get("httpMethod") or context.get("httpMethod")
         host = headers.get("host") or context.get("domainName")
         scheme = headers.get("x-forwarded-proto") or "https"
         version = "1.0"
-    if not isinstance(path, str) or not path:
-        raise EventError("the event has no request path")
     if not isinstance(query, str):
-        raise EventError("rawQueryString must be a string")
+        raise EventError("rawQueryString must be a string", path)
     return HttpRequest(
         version=version,
         method=method if isinstance(method, str) else None,

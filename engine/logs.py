@@ -8,16 +8,28 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-__all__ = ["JsonFormatter", "bind", "setup_logging"]
+__all__ = ["JsonFormatter", "bind", "loggable_conversation_id", "setup_logging"]
 
 _REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 _CONVERSATION_ID: ContextVar[str | None] = ContextVar("conversation_id", default=None)
 
 _FIELDS = ("step", "status", "ms", "decision", "outcome", "error_code", "pipeline", "event", "cold_start", "target")
+
+
+# A conversation id ends with the user's number (``ci-…#pi-…#<uuid>#447450659796``): logs keep the rest.
+_NUMBER_SEGMENT = re.compile(r"^\+?\d{6,15}$")
+
+
+def loggable_conversation_id(conversation_id: object) -> str | None:
+    """The conversation id without the segments that are phone numbers, for log lines."""
+    if not isinstance(conversation_id, str) or not conversation_id:
+        return None
+    return "#".join(part for part in conversation_id.split("#") if not _NUMBER_SEGMENT.match(part))
 
 
 def bind(*, request_id: str | None = None, conversation_id: str | None = None) -> None:

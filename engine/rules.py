@@ -3,7 +3,8 @@
 A ``validation`` set's decisions are errors (a code, a message, optionally a reply to the user); no
 match means the event passes. A ``routing`` set's decisions are targets; no match falls back to the
 set's ``default`` or, without one, is a ``ROUTING_ERROR``. Sets carry inline ``tests`` that
-``pipeline-dryrun --check`` runs.
+``pipeline-dryrun --check`` runs (``run_tests``), and ``find_shadowed`` finds rules that can never
+match because earlier rules always win.
 """
 
 from __future__ import annotations
@@ -13,9 +14,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.context import RuleTrace
-from engine.expressions import Expression, ExpressionError
+from engine.expressions import Expression, ExpressionError, Terms, condition_terms
 
-__all__ = ["Decision", "Evaluation", "Rule", "RuleSet", "RuleTest", "TestFailure", "run_tests"]
+__all__ = [
+    "Decision",
+    "Evaluation",
+    "Rule",
+    "RuleError",
+    "RuleSet",
+    "RuleTest",
+    "Shadowed",
+    "TestFailure",
+    "find_shadowed",
+    "run_tests",
+]
 
 
 @dataclass(frozen=True)
@@ -40,12 +52,13 @@ class Decision:
 
 @dataclass(frozen=True)
 class Rule:
-    """One rule of a set."""
+    """One rule of a set; ``index`` is its position in the file's ``rules:`` list."""
 
     id: str
     when: Expression
     then: Decision
     description: str = ""
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,19 @@ class RuleTest:
     given: Mapping[str, Any]
     expect: Mapping[str, Any]
     index: int
+
+
+class RuleError(ExpressionError):
+    """A rule's condition failed at run time (the run ends with INTERNAL_ERROR naming the rule).
+
+    ``detail`` is the expression's own error, without the rule's name.
+    """
+
+    def __init__(self, ruleset: RuleSet, rule: Rule, detail: str) -> None:
+        super().__init__(f"rule {ruleset.name}/{rule.id} ({ruleset.file}): {detail}")
+        self.ruleset = ruleset.name
+        self.rule = rule.id
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -86,7 +112,7 @@ class RuleSet:
             try:
                 matched = rule.when.test(document)
             except ExpressionError as exc:
-                raise ExpressionError(f"rule {self.name}/{rule.id} ({self.file}): {exc}") from None
+                raise RuleError(self, rule, str(exc)) from None
             tried.append(RuleTrace(self.name, rule.id, matched, rule.when.inputs(document) if explain else {}))
             if matched:
                 return Evaluation(rule, rule.then, tuple(tried))
@@ -95,41 +121,107 @@ class RuleSet:
 
 @dataclass(frozen=True)
 class TestFailure:
-    """An inline test whose result differs from its expectation."""
+    """An inline test whose result differs from its expectation.
+
+    ``keys`` are the ``expect`` keys that differ; ``rule`` is the rule that decided (or raised),
+    None for the default or no match; ``raised`` is the run-time error when a condition failed.
+    """
 
     ruleset: str
     test: RuleTest
     differences: tuple[str, ...]
+    keys: tuple[str, ...] = ()
+    rule: str | None = None
+    raised: str | None = None
 
     def __str__(self) -> str:
         return f"ruleset {self.ruleset!r}, test {self.test.name!r}: " + "; ".join(self.differences)
 
 
-def _observed(ruleset: RuleSet, document: Mapping[str, Any]) -> dict[str, Any]:
-    evaluation = ruleset.evaluate(document)
+def _observed(ruleset: RuleSet, document: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """What the set decides for ``document``; a failing condition is observed as INTERNAL_ERROR."""
+    try:
+        evaluation = ruleset.evaluate(document)
+    except RuleError as exc:
+        return {"rule": exc.rule, "error": "INTERNAL_ERROR", "reply": None, "target": None}, exc.detail
+    rule = evaluation.rule.id if evaluation.rule else None
     decision = evaluation.decision
+    try:
+        target = decision.resolve_target(document) if decision else None
+    except ExpressionError as exc:
+        return {"rule": rule, "error": "INTERNAL_ERROR", "reply": None, "target": None}, str(exc)
     return {
-        "rule": evaluation.rule.id if evaluation.rule else None,
+        "rule": rule,
         "error": decision.error if decision else None,
         "reply": decision.reply if decision else None,
-        "target": decision.resolve_target(document) if decision else None,
-    }
+        "target": target,
+    }, None
 
 
 def run_tests(ruleset: RuleSet) -> list[TestFailure]:
-    """Run the set's inline tests; return those that failed (an evaluation error is a failure too)."""
+    """Run the set's inline tests; return those that failed.
+
+    A condition that fails at run time is observed as ``error: INTERNAL_ERROR`` from that rule, so
+    a case may expect it; otherwise it fails the case.
+    """
     failures: list[TestFailure] = []
     for test in ruleset.tests:
-        try:
-            observed = _observed(ruleset, test.given)
-        except Exception as exc:  # noqa: BLE001 - a broken expression is reported as the test's failure
-            failures.append(TestFailure(ruleset.name, test, (f"evaluation failed: {exc}",)))
+        observed, raised = _observed(ruleset, test.given)
+        keys = tuple(key for key, expected in test.expect.items() if observed.get(key) != expected)
+        if raised is not None and "error" not in test.expect:
+            keys = (*keys, "error")
+        if not keys:
             continue
-        differences = tuple(
-            f"expected {key} {expected!r}, got {observed.get(key)!r}"
-            for key, expected in test.expect.items()
-            if observed.get(key) != expected
-        )
-        if differences:
-            failures.append(TestFailure(ruleset.name, test, differences))
+        differences = tuple(f"expected {key} {test.expect.get(key)!r}, got {observed.get(key)!r}" for key in keys)
+        failures.append(TestFailure(ruleset.name, test, differences, keys, observed["rule"], raised))
     return failures
+
+
+@dataclass(frozen=True)
+class Shadowed:
+    """A rule that can never match: ``by`` are the earlier rules that always win (empty: never true)."""
+
+    rule: Rule
+    by: tuple[Rule, ...]
+    reason: str
+
+
+def find_shadowed(ruleset: RuleSet) -> list[Shadowed]:
+    """Rules of a first-match set that can never match.
+
+    Found from the conditions' normal forms (``condition_terms``): a condition that is never true;
+    an earlier rule with the same, an always-true or a broader condition; earlier rules that
+    together cover it. Conditions too large to expand are left alone.
+    """
+    found: list[Shadowed] = []
+    earlier: list[tuple[Rule, Terms]] = []
+    for rule in ruleset.rules:
+        terms = condition_terms(rule.when)
+        if terms is None:
+            continue
+        if not terms:
+            found.append(Shadowed(rule, (), "its condition is never true"))
+            earlier.append((rule, terms))
+            continue
+        covering: list[Rule] = []
+        for term in terms:
+            cover = next((r for r, ts in earlier if any(t <= term for t in ts)), None)
+            if cover is None:
+                break
+            if cover not in covering:
+                covering.append(cover)
+        else:
+            covering.sort(key=lambda r: r.index)
+            found.append(Shadowed(rule, tuple(covering), _reason(terms, [t for r, t in earlier if r in covering])))
+        earlier.append((rule, terms))
+    return found
+
+
+def _reason(terms: Terms, covering: list[Terms]) -> str:
+    if len(covering) == 1 and covering[0] == terms:
+        return "the same condition"
+    if len(covering) == 1 and frozenset() in covering[0]:
+        return "a condition that is always true"
+    if len(covering) == 1:
+        return "a broader condition (true whenever this one is)"
+    return "conditions that together cover this one"

@@ -8,6 +8,7 @@ registered so far run in reverse order before the run ends.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,9 +16,11 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
+from engine import tracing
 from engine.context import Context, RuleTrace, Services, StepResult
 from engine.errors import InternalError, PipelineError, TransientFault
 from engine.expressions import Expression, ExpressionError
+from engine.logs import bind, loggable_conversation_id
 from engine.registry import Step
 
 __all__ = ["ParallelGroup", "Pipeline", "PlannedStep", "RunResult", "TraceEntry"]
@@ -93,12 +96,18 @@ class Pipeline:
         *,
         deadline_seconds: float,
         default_outcome: str = "COMPLETED",
+        concurrent: bool = True,
     ) -> None:
+        """Build the pipeline; ``concurrent=False`` runs parallel groups without threads.
+
+        Members then run one after another (the dry-run: same decisions and trace, a deterministic
+        order); each still runs to its end and errors are raised in member order, as with threads.
+        """
         self.name = name
         self.nodes = tuple(nodes)
         self.deadline_seconds = deadline_seconds
         self.default_outcome = default_outcome
-        needs_pool = any(isinstance(node, ParallelGroup) for node in self.nodes)
+        needs_pool = concurrent and any(isinstance(node, ParallelGroup) for node in self.nodes)
         width = max((len(n.members) for n in self.nodes if isinstance(n, ParallelGroup)), default=1)
         self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="step") if needs_pool else None
 
@@ -135,8 +144,7 @@ class Pipeline:
         except _Stop as stop:
             outcome = stop.outcome or outcome
         except PipelineError as exc:
-            error = exc
-            self._compensate(ctx)
+            error = self._compensate(ctx, exc)
         final = error.code if error else (outcome or self.default_outcome)
         return RunResult(final, error, ctx.doc, trace, ctx.rules)
 
@@ -149,14 +157,25 @@ class Pipeline:
         return result.outcome
 
     def _run_group(self, group: ParallelGroup, ctx: Context, trace: list[TraceEntry]) -> str | None:
-        assert self._pool is not None
         records: list[list[TraceEntry]] = [[] for _ in group.members]
+        if self._pool is None:
+            return self._group_outcome(
+                [self._capture(member, ctx, records[index]) for index, member in enumerate(group.members)],
+                records,
+                trace,
+            )
         futures = [
-            self._pool.submit(self._capture, member, ctx, records[index])
+            # In a copy of this context, so that the members' log lines carry the invocation's ids.
+            self._pool.submit(contextvars.copy_context().run, self._capture, member, ctx, records[index])
             for index, member in enumerate(group.members[:-1])
         ]
         last = self._capture(group.members[-1], ctx, records[-1])
-        results = [future.result() for future in futures] + [last]
+        return self._group_outcome([future.result() for future in futures] + [last], records, trace)
+
+    @staticmethod
+    def _group_outcome(
+        results: list[StepResult | Exception | None], records: list[list[TraceEntry]], trace: list[TraceEntry]
+    ) -> str | None:
         for record in records:
             trace.extend(record)
         for item in results:
@@ -185,7 +204,8 @@ class Pipeline:
                 return None
             if planned.deadline_code and ctx.time_left() <= 0:
                 raise TransientFault(planned.deadline_code, f"time budget spent before step {planned.id!r}")
-            result = planned.step.run(ctx)
+            with tracing.subsegment(planned.id):
+                result = planned.step.run(ctx)
         except PipelineError as exc:
             trace.append(TraceEntry(planned.id, exc.code, _ms(started)))
             _log_step(planned.id, exc.code, started)
@@ -200,19 +220,33 @@ class Pipeline:
             raise InternalError(planned.id, exc) from exc
         if result.output is not None and planned.provides:
             ctx.doc[planned.provides] = dict(result.output)
+            if "conversation_id" in result.output:
+                # From here on, every log line of the invocation names the conversation.
+                bind(conversation_id=loggable_conversation_id(result.output["conversation_id"]))
         status = "stopped" if result.stop else "ok"
         trace.append(TraceEntry(planned.id, status, _ms(started), result.decision))
         _log_step(planned.id, status, started, result.decision)
         return result
 
     @staticmethod
-    def _compensate(ctx: Context) -> None:
+    def _compensate(ctx: Context, error: PipelineError) -> PipelineError:
+        """Undo what was done; the run's error, made retryable when an undo that must happen failed.
+
+        An undo raises ``TransientFault`` when its failure leaves state only a retry of the event can
+        clean up (e.g. a trigger lock held by a message that sent nothing): a final error then becomes
+        that fault, so the caller retries instead of taking the answer as final.
+        """
         for compensation in reversed(ctx.compensations):
             try:
                 compensation.action()
+            except TransientFault as exc:
+                logger.warning("compensation %s failed after %s: %s", compensation.label, error.code, exc.code)
+                if not isinstance(error, TransientFault):
+                    error = exc
             except Exception as exc:  # noqa: BLE001 - a failed undo must not hide the original error
                 logger.warning("compensation %s failed: %s", compensation.label, type(exc).__name__)
         ctx.compensations.clear()
+        return error
 
 
 def _ms(started: float) -> float:

@@ -2,20 +2,33 @@
 
 The pipeline schema is assembled from the step registry: each registered step contributes the
 schema of its ``with:`` block. ``editor_schema`` relaxes typed scalars to also accept ``${env:…}``
-references, for the copies published to editors (``schemas/*.json``).
+references, for the copies published to editors (``published_schemas``, written to ``schemas/*.json``
+by ``python -m engine.schema_export``).
+
+Violations are explained in plain language at the offending key or value, with the valid choices
+and a "did you mean" suggestion where one is close.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from engine import registry
 from engine.errors import ERROR_CODES, Problem
 from engine.yamlsource import Locator
 
-__all__ = ["editor_schema", "pipeline_schema", "rules_schema", "schema_problems"]
+__all__ = [
+    "SchemaViolation",
+    "editor_schema",
+    "pipeline_schema",
+    "published_schemas",
+    "rules_schema",
+    "schema_problems",
+    "schema_violations",
+]
 
 _ID_PATTERN = "^[a-z][a-z0-9_]*$"
 _ENV_REFERENCE = {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$"}
@@ -45,7 +58,11 @@ def pipeline_schema() -> dict[str, Any]:
                 "pattern": _ID_PATTERN,
                 "description": "Unique step id; shown in traces and logs.",
             },
-            "uses": {"enum": registry.names(), "description": "The registered step to run."},
+            "uses": {
+                "enum": registry.names(),
+                "enumDescriptions": [spec.summary for spec in registry.specs()],
+                "description": "The registered step to run.",
+            },
             "when": {"type": "string", "description": "JMESPath condition; the step is skipped when it is false."},
             "with": {"type": "object", "description": "The step's parameters."},
             "description": {"type": "string"},
@@ -125,8 +142,8 @@ def rules_schema() -> dict[str, Any]:
         "required": ["error"],
         "additionalProperties": False,
         "properties": {
-            "error": error_code_schema(),
-            "message": {"type": "string"},
+            "error": {**error_code_schema(), "description": "The error code the event fails with."},
+            "message": {"type": "string", "description": "Explanation for logs and JSON responses."},
             "reply": {"type": "string", "description": "Text sent back to the user (TwiML <Message>)."},
         },
     }
@@ -156,40 +173,54 @@ def rules_schema() -> dict[str, Any]:
         "required": ["ruleset", "kind", "rules"],
         "additionalProperties": False,
         "properties": {
-            "ruleset": {"type": "string", "pattern": _ID_PATTERN},
-            "kind": {"enum": ["validation", "routing"]},
+            "ruleset": {
+                "type": "string",
+                "pattern": _ID_PATTERN,
+                "description": "The set's name, as the pipeline's rules steps refer to it.",
+            },
+            "kind": {
+                "enum": ["validation", "routing"],
+                "description": "validation: a match fails the event with its error; routing: a match picks the target.",
+            },
             "description": {"type": "string"},
             "rules": {
                 "type": "array",
+                "description": "Tried in order; the first rule whose condition is true decides.",
                 "items": {
                     "type": "object",
                     "required": ["id", "when", "then"],
                     "additionalProperties": False,
                     "properties": {
-                        "id": {"type": "string", "pattern": _ID_PATTERN},
+                        "id": {"type": "string", "pattern": _ID_PATTERN, "description": "Unique within the set."},
                         "description": {"type": "string"},
-                        "when": {"type": "string", "minLength": 1},
-                        "then": {"type": "object"},
+                        "when": {
+                            "type": "string",
+                            "minLength": 1,
+                            "description": "JMESPath condition over the context document; matches when truthy.",
+                        },
+                        "then": {"type": "object", "description": "The decision when the condition matches."},
                     },
                 },
             },
-            "default": {"type": "object"},
+            "default": {"type": "object", "description": "The decision when no rule matches."},
             "tests": {
                 "type": "array",
+                "description": "Inline test cases, run by `pipeline-dryrun --check`.",
                 "items": {
                     "type": "object",
                     "required": ["name", "given", "expect"],
                     "additionalProperties": False,
                     "properties": {
                         "name": {"type": "string"},
-                        "given": {"type": "object"},
+                        "given": {"type": "object", "description": "The context document the rules see."},
                         "expect": {
                             "type": "object",
                             "minProperties": 1,
                             "additionalProperties": False,
+                            "description": "The expected outcome; keys not given are not compared.",
                             "properties": {
-                                "rule": {"type": ["string", "null"]},
-                                "error": {"anyOf": [error_code_schema(), {"type": "null"}]},
+                                "rule": {"type": ["string", "null"], "description": "The deciding rule (null: none)."},
+                                "error": {"enum": [*sorted(ERROR_CODES), None]},
                                 "target": {"type": ["string", "null"]},
                                 "reply": {"type": ["string", "null"]},
                             },
@@ -222,6 +253,29 @@ def editor_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return relax(relaxed)  # type: ignore[no-any-return]
 
 
+def published_schemas() -> dict[str, dict[str, Any]]:
+    """The editor schemas, by file name under ``schemas/``, for the steps registered now."""
+    return {
+        "pipeline.schema.json": editor_schema(pipeline_schema()),
+        "rules.schema.json": editor_schema(rules_schema()),
+    }
+
+
+@dataclass(frozen=True)
+class SchemaViolation:
+    """One explained violation: where it is in the data, the value there, and the located problem.
+
+    ``key`` is the key concerned: the missing one of a ``required`` violation, or the close match
+    suggested for an unknown key (a misspelt key is then reported once, not also as missing).
+    """
+
+    path: tuple[Any, ...]
+    value: Any
+    problem: Problem
+    validator: str = ""
+    key: str | None = None
+
+
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -245,49 +299,123 @@ def _where(path: Iterable[Any]) -> str:
     return text or "document"
 
 
-def _explain(error: Any, locator: Locator) -> Problem:
+def _closest(value: Any, choices: Iterable[Any]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(str(value), [str(choice) for choice in choices], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _did_you_mean(value: Any, choices: Iterable[Any]) -> str:
+    close = _closest(value, choices)
+    return f" (did you mean {close!r}?)" if close else ""
+
+
+def _choices(value: Any, allowed: list[Any]) -> tuple[str, str]:
+    """What kind of name ``allowed`` holds, and a sentence listing them with a suggestion."""
+    names = [choice for choice in allowed if choice is not None]
+    listed = ", ".join(str(name) for name in names)
+    hint = _did_you_mean(value, names)
+    if set(names) == ERROR_CODES:
+        return "error code", f"{hint}; error codes: {listed}"
+    if set(names) == set(registry.names()):
+        return "step", f"{hint}; registered steps: {listed}"
+    return "choice", f"{hint}; choose one of: {listed}"
+
+
+_TYPE_HINTS = {
+    "integer": "; write a whole number such as 10",
+    "number": "; write a number such as 0.5",
+    "boolean": "; write true or false",
+    "string": "; write text (quote it if it looks like a number, true/false or null)",
+    "array": "; write a list such as [a, b]",
+    "object": "; write a mapping of key: value lines",
+}
+
+_BOUNDS = {
+    "minimum": "at least",
+    "maximum": "at most",
+    "exclusiveMinimum": "greater than",
+    "exclusiveMaximum": "less than",
+}
+
+
+def _explain(error: Any, locator: Locator) -> list[SchemaViolation]:
     path = tuple(error.absolute_path)
     where = _where(path)
     validator = error.validator
+    instance = error.instance
+
+    def located(message: str, at: tuple[Any, ...] = path, *, at_key: bool = False) -> list[SchemaViolation]:
+        problem = locator.problem(at, f"{where}: {message}", at_key=at_key)
+        return [SchemaViolation(at, instance, problem, validator)]
+
     if validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = [key for key in error.instance if key not in error.schema.get("properties", {})]
-        key = extra[0] if extra else "?"
-        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
-        return locator.problem((*path, key), f"{where}: unknown key {key!r}{hint}", at_key=True)
+        known = sorted(error.schema.get("properties", {}))
+        found: list[SchemaViolation] = []
+        for key in (key for key in instance if key not in error.schema.get("properties", {})):
+            close = _closest(key, known)
+            hint = f" (did you mean {close!r}?)" if close else ""
+            allowed = f"; allowed keys: {', '.join(known)}" if known else "; this mapping takes no keys"
+            problem = locator.problem((*path, key), f"{where}: unknown key {key!r}{hint}{allowed}", at_key=True)
+            found.append(SchemaViolation((*path, key), None, problem, validator, close))
+        return found
     if validator == "required":
-        missing = [name for name in error.validator_value if name not in error.instance]
-        return locator.problem(path, f"{where}: missing required key {missing[0]!r}")
+        return [
+            SchemaViolation(
+                path, None, locator.problem(path, f"{where}: missing required key {name!r}; add it"), validator, name
+            )
+            for name in error.validator_value
+            if name not in instance
+        ]
+    if validator == "enum" and "propertyNames" in error.schema_path:
+        kind, choices = _choices(instance, error.validator_value)
+        return located(f"{instance!r} is not a known {kind}{choices}", (*path, instance), at_key=True)
     if validator == "enum":
-        choices = ", ".join(str(choice) for choice in error.validator_value)
-        return locator.problem(path, f"{where}: {error.instance!r} is not a valid choice; choose one of: {choices}")
-    if validator == "propertyNames":
-        return locator.problem((*path, error.instance), f"{where}: {error.instance!r} is not a known name", at_key=True)
+        kind, choices = _choices(instance, error.validator_value)
+        article = "an" if kind[0] in "aeiou" else "a"
+        unknown = f"{instance!r} is not {article} valid {kind}" if kind == "choice" else f"unknown {kind} {instance!r}"
+        return located(f"{unknown}{choices}")
     if validator == "type":
         expected = error.validator_value
         expected_text = " or ".join(expected) if isinstance(expected, list) else expected
-        actual = _json_type(error.instance)
-        return locator.problem(path, f"{where}: expected {expected_text}, got {actual} {error.instance!r}")
-    if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        return locator.problem(
-            path, f"{where}: {error.instance!r} is out of range ({validator} {error.validator_value})"
-        )
+        first = expected[0] if isinstance(expected, list) else expected
+        return located(f"expected {expected_text}, got {_json_type(instance)} {instance!r}{_TYPE_HINTS.get(first, '')}")
+    if validator in _BOUNDS:
+        return located(f"{instance!r} is out of range: it must be {_BOUNDS[validator]} {error.validator_value}")
     if validator == "pattern":
-        return locator.problem(
-            path, f"{where}: {error.instance!r} must match {error.validator_value} (lower-case letters, digits, _)"
-        )
-    return locator.problem(path, f"{where}: {error.message}")
+        is_id = error.validator_value == _ID_PATTERN
+        rule = " (lower-case letters, digits and _, starting with a letter)" if is_id else ""
+        return located(f"{instance!r} must match {error.validator_value}{rule}")
+    if validator == "minLength":
+        return located("must not be empty")
+    if validator in ("minItems", "minProperties"):
+        unit = "item" if validator == "minItems" else "key"
+        keys = sorted(error.schema.get("properties", {}))
+        among = f" ({', '.join(keys)})" if keys else ""
+        return located(f"needs at least {error.validator_value} {unit}(s){among}")
+    if validator == "maxProperties":
+        keys = sorted(error.schema.get("properties", {}))
+        return located(f"give at most {error.validator_value} of: {', '.join(keys)}")
+    return located(str(error.message))
 
 
-def schema_problems(data: Any, schema: dict[str, Any], locator: Locator) -> list[Problem]:
+def schema_violations(data: Any, schema: dict[str, Any], locator: Locator) -> list[SchemaViolation]:
     """Every schema violation of ``data``, located and explained, in file order."""
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 
     validator = Draft202012Validator(schema)
-    problems: list[Problem] = []
+    found: list[SchemaViolation] = []
     for error in validator.iter_errors(data):
         chosen = best_match(error.context) if error.context else error
-        problems.append(_explain(chosen, locator))
-    unique = {(p.line, p.column, p.message): p for p in problems}
-    return sorted(unique.values(), key=lambda p: (p.line, p.column))
+        found.extend(_explain(chosen, locator))
+    misspelt = {(v.path[:-1], v.key) for v in found if v.validator == "additionalProperties" and v.key}
+    found = [v for v in found if not (v.validator == "required" and (v.path, v.key) in misspelt)]
+    unique = {(v.problem.line, v.problem.column, v.problem.message): v for v in found}
+    return sorted(unique.values(), key=lambda v: (v.problem.line, v.problem.column))
+
+
+def schema_problems(data: Any, schema: dict[str, Any], locator: Locator) -> list[Problem]:
+    """Every schema violation of ``data`` as a located Problem, in file order."""
+    return [violation.problem for violation in schema_violations(data, schema, locator)]

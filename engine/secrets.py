@@ -58,6 +58,11 @@ class SecretCache:
         self._entries: dict[str, tuple[float, Mapping[str, Redacted]]] = {}
         self._last_forced: dict[str, float] = {}
 
+    @property
+    def store(self) -> SecretStore:
+        """The store secrets are fetched from."""
+        return self._store
+
     def get(self, name: str, max_age_seconds: float) -> CachedSecret:
         """The secret, from the cache when younger than ``max_age_seconds``, else fetched."""
         entry = self._entries.get(name)
@@ -88,6 +93,9 @@ class SecretCache:
             raise SecretFormatError("SecretString is not valid JSON") from None
         if not isinstance(document, dict):
             raise SecretFormatError("SecretString is not a JSON object")
-        fields = {str(k): Redacted(v if isinstance(v, str) else json.dumps(v)) for k, v in document.items()}
+        # A null field is an absent one: it must not become the four-letter token "null".
+        fields = {
+            str(k): Redacted(v if isinstance(v, str) else json.dumps(v)) for k, v in document.items() if v is not None
+        }
         self._entries[name] = (now, fields)
         return fields

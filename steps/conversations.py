@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from engine.aws import to_json_safe
 from engine.context import Context, StepResult
 from engine.errors import StepFailure, TransientFault
 from engine.ports import AwsCallError
@@ -139,7 +140,7 @@ class ConversationLookup:
     },
 )
 class ConversationGet:
-    """Read the whole conversation item (consistent read)."""
+    """Read the whole conversation item (consistent read); DynamoDB numbers become JSON numbers."""
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = _table(params, info, "conversations")
@@ -151,4 +152,5 @@ class ConversationGet:
         item = db_call(lambda: ctx.services.tables.get_item(self._table, key, consistent=self._consistent))
         if item is None:
             raise StepFailure("CONVERSATION_NOT_FOUND", "the conversation item is gone")
-        return StepResult(output=item, decision="found")
+        # Rules see plain JSON values, as their inline tests give them: JMESPath functions reject Decimal.
+        return StepResult(output=to_json_safe(item), decision="found")

@@ -107,9 +107,25 @@ class TriggerLock:
         )
         tables = ctx.services.tables
         item = {"conversation_id": conversation_id, "message_sid": holder, "expires_at": expires_at}
+
+        def release() -> None:
+            # A lock left to a message that sent nothing would swallow the window's trigger: if it
+            # cannot be released, the run fails transiently so that the retry re-takes it and sends.
+            try:
+                tables.delete_item(
+                    self._table, {"conversation_id": conversation_id}, AttributeEquals("message_sid", holder)
+                )
+            except AwsCallError as exc:
+                raise TransientFault(
+                    "TRIGGER_LOCK_TRANSIENT_ERROR", f"trigger lock release failed: {exc.code}"
+                ) from None
+
         try:
             acquired = tables.put_item(self._table, item, condition)
         except AwsCallError as exc:
+            if exc.transient:
+                # A timed-out write may still have been applied: release it (conditional on the holder).
+                ctx.on_failure("release trigger lock", release)
             raise _write_error(
                 exc, "TRIGGER_LOCK_TRANSIENT_ERROR", "TRIGGER_LOCK_WRITE_ERROR", "trigger lock"
             ) from None
@@ -117,12 +133,6 @@ class TriggerLock:
             return StepResult(
                 output={"acquired": False}, outcome="BATCHED", stop=True, decision="held by another message"
             )
-
-        def release() -> None:
-            tables.delete_item(
-                self._table, {"conversation_id": conversation_id}, AttributeEquals("message_sid", holder)
-            )
-
         ctx.on_failure("release trigger lock", release)
         return StepResult(output={"acquired": True, "expires_at": expires_at}, decision="acquired")
 

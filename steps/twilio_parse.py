@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 from engine.clock import iso_millis
 from engine.context import Context, StepResult
 from engine.errors import StepFailure
-from engine.http import EventError, HttpRequest, parse_http_event
+from engine.http import EventError, HttpRequest, last_segment, parse_http_event
 from engine.registry import BuildInfo, ParamError, register
 
 __all__ = ["FormParams", "TwilioParse"]
@@ -97,8 +97,12 @@ class TwilioParse:
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._channels = frozenset(params["channels"])
         base = str(params.get("public_base_url") or "").strip()
-        if base and not re.match(r"^https?://[^/?#]+", base):
-            raise ParamError(("public_base_url",), f"{base!r} is not an http(s) URL")
+        if base and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", base):
+            raise ParamError(
+                ("public_base_url",),
+                f"public_base_url {base!r} is not an http(s) URL without query or fragment "
+                "(e.g. https://hooks.example.com/prod)",
+            )
         self._base = base.rstrip("/")
         self._max_body = int(params.get("max_body_bytes", 65536))
         self._max_params = int(params.get("max_params", 500))
@@ -112,6 +116,9 @@ class TwilioParse:
         try:
             http = parse_http_event(ctx.event, max_body_bytes=self._max_body)
         except EventError as exc:
+            # A Twilio channel's path with an unreadable body is still answered in that channel's format.
+            if last_segment(exc.path) in self._channels:
+                ctx.doc["request"] = {"channel": last_segment(exc.path)}
             raise StepFailure("PARSING_ERROR", str(exc)) from None
         channel = http.last_segment
         if channel not in self._channels:
@@ -134,6 +141,8 @@ class TwilioParse:
             if not (form.first(required) or "").strip():
                 raise StepFailure("PARSING_ERROR", f"missing required parameter {required}")
         sender, recipient = _address(form.first("From") or ""), _address(form.first("To") or "")
+        if not sender.strip() or not recipient.strip():
+            raise StepFailure("PARSING_ERROR", "From and To must carry a number")
         status = form.first("MessageStatus")
         is_callback = status is not None
         media = _media(form)

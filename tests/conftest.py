@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Iterator
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -19,18 +22,34 @@ os.environ.update(
 
 from moto import mock_aws  # noqa: E402
 
+from engine.logs import JsonFormatter  # noqa: E402
+from tests.support.expect import ROOT  # noqa: E402
+
 from engine.localaws import provision  # noqa: E402
+from tests.support.aws import AwsSpy  # noqa: E402
 from tests.support.world import World  # noqa: E402
+
+# Every log line at INFO+ is scanned for tokens, bodies and phone numbers (fails the test).
+pytest_plugins = ["tests.support.logscan"]
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@pytest.fixture(scope="session")
+def boto_session() -> boto3.session.Session:
+    """One boto3 session for the run: its loaded service models make each new container's clients cheap."""
+    return boto3.session.Session()
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(monkeypatch: pytest.MonkeyPatch, boto_session: boto3.session.Session) -> Iterator[World]:
     """An in-process moto world with the contract's resources, and the Lambda environment pointing at it."""
-    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    for name in ("PUBLIC_BASE_URL", "LOG_LEVEL", "SECRET_CACHE_TTL_SECONDS", "TTL_BUFFER_SECONDS", "STAGE_TTL_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
     with mock_aws():
-        dynamodb = boto3.client("dynamodb")
-        sqs = boto3.client("sqs")
-        secretsmanager = boto3.client("secretsmanager")
+        dynamodb = boto_session.client("dynamodb")
+        sqs = boto_session.client("sqs")
+        secretsmanager = boto_session.client("secretsmanager")
         resources = provision(dynamodb, sqs)
         for name, value in resources.environment().items():
             monkeypatch.setenv(name, value)
@@ -39,9 +58,109 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
 
 @pytest.fixture
-def lambda_handler(world: World) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """``handler.handler`` on a fresh container (configuration reloaded, empty secret cache)."""
+def lambda_handler(world: World, boto_session: boto3.session.Session) -> Handler:
+    """``handler.handler`` on a fresh container (configuration reloaded, empty secret cache, new clients)."""
     import handler
 
-    handler.reload()
+    handler.reload(boto_session)
     return handler.handler
+
+
+@pytest.fixture
+def aws(lambda_handler: Handler) -> AwsSpy:
+    """Every AWS call of the container's own clients, recorded; faults injected through botocore events."""
+    import handler
+
+    return AwsSpy(handler._application)
+
+
+@dataclass
+class Container:
+    """A Lambda container built from the current environment: its handler and a spy on its AWS clients."""
+
+    handler: Handler
+    aws: AwsSpy
+
+
+@pytest.fixture
+def cold_start(
+    world: World, monkeypatch: pytest.MonkeyPatch, boto_session: boto3.session.Session
+) -> Callable[..., Container]:
+    """Start a new container after setting environment variables (``PUBLIC_BASE_URL=...``)."""
+    import handler
+
+    def start(**env: str) -> Container:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        application = handler.reload(boto_session)
+        return Container(handler.handler, AwsSpy(application))
+
+    return start
+
+
+@pytest.fixture
+def outcomes(caplog: pytest.LogCaptureFixture) -> Callable[[], list[tuple[str, str | None]]]:
+    """The (outcome, error_code) of every event handled so far in the test, read from the JSON logs."""
+    import logging
+
+    from tests.support.expect import outcomes as read
+
+    caplog.set_level(logging.INFO)
+    return lambda: read(caplog)
+
+
+@pytest.fixture
+def task_root(
+    world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, boto_session: boto3.session.Session
+) -> Callable[..., Container]:
+    """A container whose task root is a copy of ``pipelines/`` and ``rules/`` with some files replaced.
+
+    ``files`` maps a path under the root to its new text (None deletes the file); ``env`` is set first.
+    """
+    import handler
+
+    root = tmp_path / "task-root"
+    shutil.copytree(ROOT / "pipelines", root / "pipelines")
+    shutil.copytree(ROOT / "rules", root / "rules")
+
+    def start(files: Mapping[str, str | None], **env: str) -> Container:
+        for relative, text in files.items():
+            if text is None:
+                (root / relative).unlink()
+            else:
+                (root / relative).write_text(text)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(handler, "TASK_ROOT", root)
+        application = handler.reload(boto_session)
+        return Container(handler.handler, AwsSpy(application))
+
+    return start
+
+
+class _JsonCapture(logging.Handler):
+    """Formats every record as the Lambda logs it, at emit time (the invocation's ids are bound then)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def json_logs() -> Iterator[Callable[[int], list[dict[str, Any]]]]:
+    """The JSON log lines written during the test, at or above a level (parsed)."""
+    import json
+
+    capture = _JsonCapture()
+    root = logging.getLogger()
+    root.addHandler(capture)
+    try:
+        yield lambda level=logging.INFO: [
+            line for line in map(json.loads, capture.lines) if logging.getLevelName(line["level"]) >= level
+        ]
+    finally:
+        root.removeHandler(capture)

@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rules", type=Path, default=Path("rules"))
     parser.add_argument("--world", type=Path, help="world file (YAML/JSON): conversations, secrets, locks, stage, now")
     parser.add_argument("--json", action="store_true", help="one JSON object per event and line")
+    parser.add_argument(
+        "--explain", action="store_true", help="readable output: under each row, the trace, rules, actions and response"
+    )
     parser.add_argument("--baseline-rules", type=Path, help="compare every decision against these rules")
     parser.add_argument("--fail-on-change", action="store_true", help="exit 1 when a decision changed")
     parser.add_argument("--now", help="ISO-8601 time the replay runs at (wins over the world's `now`)")

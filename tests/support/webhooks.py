@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from twilio.request_validator import RequestValidator
 
 TOKEN = "12345"
+WEBHOOK_KEY = "shared-key-secret-0123456789"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 HOST = "hooks.example.com"
 STAGE = "prod"
 COMPANY_WA = "+14155238886"
@@ -79,9 +83,27 @@ def sms_params(sid: str = "SM" + "2" * 32, body: str = "Hi, is this open?", **ex
     return params
 
 
-def sign(url: str, params: Mapping[str, str] | list[tuple[str, str]], token: str = TOKEN) -> str:
+def sign(
+    url: str, params: Mapping[str, str] | list[tuple[str, str]], token: str = TOKEN, algorithm: str | None = None
+) -> str:
     data: Any = MultiDict(params) if isinstance(params, list) else dict(params)
-    return str(RequestValidator(token).compute_signature(url, data))
+    return str(RequestValidator(token).compute_signature(url, data, algorithm))
+
+
+def status_params(sid: str = "SM" + "3" * 32, status: str = "delivered", channel: str = "whatsapp") -> dict[str, str]:
+    """A status callback: From is the company's number, To the user's."""
+    prefix = "whatsapp:" if channel == "whatsapp" else ""
+    company = COMPANY_WA if channel == "whatsapp" else COMPANY_SMS
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "AccountSid": ACCOUNT,
+        "From": f"{prefix}{company}",
+        "To": f"{prefix}{USER}",
+        "ApiVersion": "2010-04-01",
+    }
 
 
 def rest_event(
@@ -96,15 +118,20 @@ def rest_event(
     headers: Mapping[str, str] | None = None,
     query: Mapping[str, list[str]] | None = None,
     body: str | None = None,
+    signed_url: str | None = None,
+    algorithm: str | None = None,
+    method: str = "POST",
 ) -> dict[str, Any]:
-    """A REST API (payload 1.0) event, signed over https://{host}{public_path}."""
+    """A REST API (payload 1.0) event, signed over https://{host}{public_path} (or ``signed_url``)."""
     path = public_path or f"/{STAGE}/{channel}"
     pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
     form = body if body is not None else urlencode(pairs)
     url = f"https://{host}{path}"
     if query:
         url += "?" + urlencode([(k, v) for k, values in query.items() for v in values])
-    sig = signature if signature is not None else sign(url, params if isinstance(params, list) else dict(params), token)
+    url = signed_url or url
+    signed: Any = params if isinstance(params, list) else dict(params)
+    sig = signature if signature is not None else sign(url, signed, token, algorithm)
     all_headers = {
         "Host": host,
         "Content-Type": "application/x-www-form-urlencoded",
@@ -116,12 +143,12 @@ def rest_event(
     return {
         "resource": f"/{channel}",
         "path": f"/{channel}",
-        "httpMethod": "POST",
+        "httpMethod": method,
         "headers": all_headers,
         "multiValueHeaders": {name: [value] for name, value in all_headers.items()},
         "queryStringParameters": {k: v[-1] for k, v in query.items()} if query else None,
         "multiValueQueryStringParameters": dict(query) if query else None,
-        "requestContext": {"path": path, "stage": STAGE, "domainName": host, "httpMethod": "POST"},
+        "requestContext": {"path": path, "stage": STAGE, "domainName": host, "httpMethod": method},
         "body": base64.b64encode(form.encode()).decode() if base64_body else form,
         "isBase64Encoded": base64_body,
     }
@@ -135,10 +162,11 @@ def http_api_event(
     host: str = "abc123.execute-api.us-east-1.amazonaws.com",
     raw_path: str | None = None,
     raw_query: str = "",
+    signed_url: str | None = None,
 ) -> dict[str, Any]:
     """An HTTP API (payload 2.0) event: lower-case headers, base64 form body."""
     path = raw_path or f"/{STAGE}/{channel}"
-    url = f"https://{host}{path}" + (f"?{raw_query}" if raw_query else "")
+    url = signed_url or f"https://{host}{path}" + (f"?{raw_query}" if raw_query else "")
     form = urlencode(list(params.items()))
     return {
         "version": "2.0",
@@ -154,3 +182,24 @@ def http_api_event(
         "body": base64.b64encode(form.encode()).decode(),
         "isBase64Encoded": True,
     }
+
+
+EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
+
+
+def event_form(event: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The form pairs carried by an event's body."""
+    body = event["body"] or ""
+    text = base64.b64decode(body).decode() if event.get("isBase64Encoded") else body
+    return parse_qsl(text, keep_blank_values=True)
+
+
+def recorded_event(name: str, signed_url: str, token: str = TOKEN) -> dict[str, Any]:
+    """A recorded event from ``tests/events/``, its signature recomputed over ``signed_url``."""
+    event: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text())
+    signature = sign(signed_url, event_form(event), token)
+    for key in ("headers", "multiValueHeaders"):
+        for header in event.get(key) or {}:
+            if header.lower() == "x-twilio-signature":
+                event[key][header] = [signature] if key == "multiValueHeaders" else signature
+    return event

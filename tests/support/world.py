@@ -16,6 +16,7 @@ from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, TOKEN, USER
 WA_SECRET = "ai-multi-comms/whatsapp-credentials/acme/proj-1/twilio-test"
 SMS_SECRET = "ai-multi-comms/sms-credentials/acme/proj-1/twilio-test"
 _deserializer = TypeDeserializer()
+ABSENT: Any = object()  # an override that removes the attribute from the item
 
 
 def conversation(**overrides: Any) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def conversation(**overrides: Any) -> dict[str, Any]:
         "messages": [{"role": "user", "content": "earlier", "timestamp": 1732100000}],
     }
     item.update(overrides)
-    return item
+    return {key: value for key, value in item.items() if value is not ABSENT}
 
 
 @dataclass
@@ -69,6 +70,34 @@ class World:
     def set_secret(self, name: str, value: dict[str, Any]) -> None:
         self.secretsmanager.put_secret_value(SecretId=name, SecretString=json.dumps(value))
 
+    def create_secret(self, name: str, text: str) -> None:
+        """A secret with exactly this SecretString (which need not be JSON)."""
+        self.secretsmanager.create_secret(Name=name, SecretString=text)
+
+    def conversations(self) -> list[dict[str, Any]]:
+        return self._scan(self.resources.conversations_table)
+
+    def delete_conversation(self, primary_channel: str, conversation_id: str) -> None:
+        key = {"primary_channel": primary_channel, "conversation_id": conversation_id}
+        self.dynamodb.delete_item(TableName=self.resources.conversations_table, Key=to_dynamo(key))
+
+    def delete_table(self, table: str) -> None:
+        self.dynamodb.delete_table(TableName=table)
+
+    def queue_url(self, name: str) -> str:
+        return {
+            "whatsapp": self.resources.whatsapp_queue_url,
+            "sms": self.resources.sms_queue_url,
+            "handoff": self.resources.handoff_queue_url,
+        }[name]
+
+    def delete_queue(self, name: str) -> None:
+        self.sqs.delete_queue(QueueUrl=self.queue_url(name))
+
+    def all_sent(self) -> dict[str, list[tuple[dict[str, Any], int]]]:
+        """Every queue's messages, by queue name."""
+        return {name: self.sent(name) for name in ("whatsapp", "sms", "handoff")}
+
     def _scan(self, table: str) -> list[dict[str, Any]]:
         items = self.dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]
         return [{k: _deserializer.deserialize(v) for k, v in item.items()} for item in items]
@@ -94,6 +123,14 @@ class World:
             (json.loads(m.body), round((m.delayed_until - m.sent_timestamp) / 1000) if m.delayed_until else 0)
             for m in found
         ]
+
+    def sent_raw(self, queue: str) -> list[str]:
+        """Every message body in ``queue``, exactly as sent."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.sqs.models import sqs_backends
+
+        backend = sqs_backends[DEFAULT_ACCOUNT_ID][self.dynamodb.meta.region_name]
+        return [m.body for m in backend.queues[queue]._messages]
 
 
 def now() -> int:

@@ -1,0 +1,145 @@
+"""Sequential AWS round trips and warm latency of a routed message when every AWS call takes 20 ms.
+
+Every event is a warm container's routed WhatsApp message that takes its lock (a distinct conversation
+each, one shared tenant secret, so the auth token comes from the cache).
+
+- Round trips: moto answers in this process, a ``before-send`` hook sleeps 20 ms first; call intervals
+  are recorded and overlapping ones count once.
+- Latency (judged): the same messages answered by ``bench.canned``, moto's recorded HTTP responses
+  after exactly 20 ms, so the figure is the design's waits plus the engine's and boto3's own time.
+- Latency on moto (reported): moto's in-process processing adds its own milliseconds on top, shown
+  with the same run undelayed, so the two can be told apart.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from time import perf_counter
+
+from bench.awscalls import AwsCall, CallRecorder, sequential_round_trips
+from bench.canned import CannedAws
+from bench.events import Tenant, conversation, whatsapp_event
+from bench.model import Figure, Sizes, median, percentile
+from bench.world import application, moto_world
+
+__all__ = ["DELAY", "measure"]
+
+DELAY = 0.020
+DESIGN_ROUND_TRIPS = 6
+TARGET_ROUND_TRIPS = 4
+TARGET_MARGIN = 0.005
+
+
+def _operations(calls: list[AwsCall]) -> list[str]:
+    return [call.operation for call in sorted(calls, key=lambda call: call.start)]
+
+
+class _MotoRun:
+    """Routed messages on moto with every call delayed: latencies, round trips, the calls of the last one."""
+
+    def __init__(self, count: int, delay: float) -> None:
+        tenant = Tenant()
+        self.latencies: list[float] = []
+        self.trips: list[int] = []
+        self.outcomes: Counter[str] = Counter()
+        with moto_world() as world:
+            self.environment = world.environment
+            world.add([conversation(index, tenant) for index in range(count + 1)], tenant)
+            recorder = CallRecorder(delay=delay)
+            app = world.application(recorder)
+            self.cold_outcome = app.process(whatsapp_event(0, tenant)).result.outcome
+            self.cold_calls = recorder.take()
+            self.warm_calls: list[AwsCall] = []
+            for index in range(1, count + 1):
+                started = perf_counter()
+                handled = app.process(whatsapp_event(index, tenant))
+                self.latencies.append(perf_counter() - started)
+                self.warm_calls = recorder.take()
+                self.trips.append(sequential_round_trips(self.warm_calls))
+                self.outcomes[handled.result.outcome] += 1
+        self.last_index = count
+
+
+def _canned_latencies(run: _MotoRun, count: int, delay: float) -> list[float]:
+    """The last moto message replayed ``count`` times on a fresh container answered by canned responses."""
+    tenant = Tenant()
+    app = application(run.environment, CannedAws([*run.cold_calls, *run.warm_calls], delay))
+    event = whatsapp_event(run.last_index, tenant)
+    app.handle(event, None)
+    latencies: list[float] = []
+    for _ in range(count):
+        started = perf_counter()
+        outcome = app.process(event).result.outcome
+        latencies.append(perf_counter() - started)
+        if outcome != "QUEUED":
+            raise RuntimeError(f"canned replay ended {outcome}, expected QUEUED")
+    return latencies
+
+
+def measure(sizes: Sizes) -> list[Figure]:
+    """The round-trip figure, the judged 20 ms latency figure, and the same latency on moto."""
+    count = sizes.latency_events
+    delayed = _MotoRun(count, DELAY)
+    if set(delayed.outcomes) != {"QUEUED"}:
+        raise RuntimeError(f"warm routed messages ended {dict(delayed.outcomes)}, expected QUEUED")
+    undelayed = _MotoRun(count, 0.0)
+    canned = _canned_latencies(delayed, count, DELAY)
+    canned_instant = _canned_latencies(delayed, count, 0.0)
+    worst = max(delayed.trips)
+    target = TARGET_ROUND_TRIPS * DELAY + TARGET_MARGIN
+    baseline = DESIGN_ROUND_TRIPS * DELAY
+    p50, moto_p50 = median(canned), median(delayed.latencies)
+    ms = 1000
+    return [
+        Figure(
+            key="round_trips",
+            title="sequential AWS round trips, warm routed message",
+            unit="round trips",
+            measured=worst,
+            baseline_label="the design's 6 (query, secret, get, stage, lock, send)",
+            baseline=DESIGN_ROUND_TRIPS,
+            ratio=round(worst / DESIGN_ROUND_TRIPS, 3),
+            target=f"<= {TARGET_ROUND_TRIPS}",
+            passed=worst <= TARGET_ROUND_TRIPS,
+            note=f"worst of {count} messages on moto, calls +{DELAY * ms:.0f} ms; overlapping calls count once",
+            details={
+                "per_message": delayed.trips,
+                "warm_operations": _operations(delayed.warm_calls),
+                "cold_outcome": delayed.cold_outcome,
+                "cold_round_trips": sequential_round_trips(delayed.cold_calls),
+                "cold_operations": _operations(delayed.cold_calls),
+            },
+        ),
+        Figure(
+            key="latency_p50_delayed",
+            title=f"warm p50 latency, every AWS call answered in {DELAY * ms:.0f} ms",
+            unit="ms",
+            measured=round(p50 * ms, 2),
+            baseline_label=f"{DESIGN_ROUND_TRIPS} x {DELAY * ms:.0f} ms",
+            baseline=round(baseline * ms, 2),
+            ratio=round(p50 / baseline, 3),
+            target=f"<= {target * ms:.0f} ms (4 x 20 ms + 5 ms)",
+            passed=p50 <= target,
+            note=f"{count} warm messages; botocore answered with recorded moto responses after {DELAY * ms:.0f} ms",
+            details={
+                "p90_ms": round(percentile(canned, 0.9) * ms, 2),
+                "undelayed_p50_ms": round(median(canned_instant) * ms, 2),
+                "latencies_ms": [round(value * ms, 2) for value in canned],
+            },
+        ),
+        Figure(
+            key="latency_p50_moto",
+            title=f"warm p50 latency on moto in-process, every AWS call +{DELAY * ms:.0f} ms",
+            unit="ms",
+            measured=round(moto_p50 * ms, 2),
+            baseline_label=f"{DESIGN_ROUND_TRIPS} x {DELAY * ms:.0f} ms",
+            baseline=round(baseline * ms, 2),
+            ratio=round(moto_p50 / baseline, 3),
+            target="(informational: includes moto's own processing)",
+            note=f"moto undelayed p50 {median(undelayed.latencies) * ms:.1f} ms is emulator time, not AWS latency",
+            details={
+                "undelayed_p50_ms": round(median(undelayed.latencies) * ms, 2),
+                "p90_ms": round(percentile(delayed.latencies, 0.9) * ms, 2),
+            },
+        ),
+    ]

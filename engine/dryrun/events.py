@@ -1,0 +1,118 @@
+"""Recorded webhook events: files and directories of API Gateway events (payload 1.0 or 2.0).
+
+A file holds one event (a JSON object), a JSON array of events, or JSON Lines (one event per line;
+``*.jsonl`` always, ``*.json`` when it is not a single JSON document). Directories are read
+recursively for ``*.json`` and ``*.jsonl`` files, in name order. An event's ``source`` is its file
+path, plus ``#N`` (0-based) when the file holds several events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Problem
+
+__all__ = ["EventFileError", "RecordedEvent", "event_files", "load_events", "read_event_file"]
+
+EVENT_SUFFIXES = (".json", ".jsonl")
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """One event to replay and where it came from."""
+
+    source: str
+    event: Any
+
+
+class EventFileError(Exception):
+    """Event files that cannot be read; ``problems`` locate each one (``FILE:LINE:COLUMN: message``)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(problem) for problem in problems))
+        self.problems = problems
+
+
+def event_files(paths: Iterable[Path]) -> tuple[list[Path], list[Problem]]:
+    """The event files named by ``paths`` (directories expanded), and the paths that do not exist."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for path in paths:
+        if path.is_dir():
+            found = [
+                candidate
+                for candidate in path.rglob("*")
+                if candidate.suffix.lower() in EVENT_SUFFIXES
+                and candidate.is_file()
+                and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
+            ]
+            if not found:
+                problems.append(Problem(str(path), 1, 1, "no *.json or *.jsonl event files in this directory"))
+            files.extend(sorted(found))
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), 1, 1, "no such file or directory"))
+    return files, problems
+
+
+def _json_lines(text: str, name: str) -> tuple[list[Any], list[Problem]]:
+    events: list[Any] = []
+    problems: list[Problem] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(name, number, exc.colno, f"invalid JSON Lines entry: {exc.msg}"))
+    return events, problems
+
+
+def read_event_file(path: Path) -> tuple[list[RecordedEvent], list[Problem]]:
+    """The events of one file, or the problems that make it unreadable."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        return [], [Problem(name, 1, 1, f"cannot read event file: {exc.strerror}")]
+    except UnicodeDecodeError as exc:
+        return [], [Problem(name, 1, 1, f"event file is not valid UTF-8 (byte {exc.start})")]
+    if not text.strip():
+        return [], [Problem(name, 1, 1, "empty event file")]
+    events: list[Any]
+    if path.suffix.lower() == ".jsonl":
+        events, problems = _json_lines(text, name)
+    else:
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if exc.msg != "Extra data":
+                return [], [Problem(name, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}")]
+            events, problems = _json_lines(text, name)
+        else:
+            events, problems = (document if isinstance(document, list) else [document]), []
+    if problems:
+        return [], problems
+    if not events:
+        return [], [Problem(name, 1, 1, "the file holds no events")]
+    if len(events) == 1:
+        return [RecordedEvent(name, events[0])], []
+    return [RecordedEvent(f"{name}#{index}", event) for index, event in enumerate(events)], []
+
+
+def load_events(paths: Iterable[Path]) -> list[RecordedEvent]:
+    """Every event of ``paths``, in order; raise EventFileError listing every unreadable file."""
+    files, problems = event_files(paths)
+    events: list[RecordedEvent] = []
+    for path in files:
+        found, file_problems = read_event_file(path)
+        events.extend(found)
+        problems.extend(file_problems)
+    if problems:
+        raise EventFileError(problems)
+    return events

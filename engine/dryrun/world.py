@@ -1,0 +1,225 @@
+"""World files: the conversations, secrets, locks and stage rows a dry-run replays against.
+
+A world file is YAML or JSON holding plain JSON values (not DynamoDB-typed)::
+
+    now: "2026-11-25T12:00:00Z"          # optional; --now wins
+    conversations: [ {primary_channel: "+4474…", conversation_id: "…", …}, … ]
+    secrets: { "<secret name>": {twilio_account_sid: "AC…", twilio_auth_token: "…"}, … }
+    locks: [ {conversation_id: "…", message_sid: "SM…", expires_at: 1795000000}, … ]   # optional
+    stage: [ {conversation_id: "…", message_sid: "SM…", …}, … ]                         # optional
+
+Every problem is reported as ``FILE:LINE:COLUMN: message`` (``ConfigError``). Timestamps inside items
+must be quoted: an unquoted YAML timestamp would not be the string the other services store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.config import display_path
+from engine.errors import ConfigError, Problem
+from engine.schema import schema_problems
+from engine.yamlsource import Locator, parse_yaml
+
+__all__ = ["SECTIONS", "WorldSpec", "load_world", "parse_instant", "secret_values"]
+
+# World section -> the LocalResources attribute naming its table, and the key attributes of its rows.
+SECTIONS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "conversations": ("conversations_table", ("primary_channel", "conversation_id")),
+    "locks": ("lock_table", ("conversation_id",)),
+    "stage": ("stage_table", ("conversation_id", "message_sid")),
+}
+
+_KEY_STRING = {"type": "string", "minLength": 1}
+
+
+def _rows(required: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": list(required),
+            "properties": {name: _KEY_STRING for name in required},
+        },
+    }
+
+
+WORLD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "now": {"type": "string", "description": "ISO-8601 time the replay runs at"},
+        "conversations": _rows(SECTIONS["conversations"][1]),
+        "secrets": {"type": "object", "additionalProperties": {"type": ["object", "string"]}},
+        "locks": _rows(SECTIONS["locks"][1]),
+        "stage": _rows(SECTIONS["stage"][1]),
+    },
+}
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO-8601 time; a time without a zone is UTC. Raises ValueError."""
+    moment = datetime.fromisoformat(text.strip())
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """A loaded world file: rows per section, secrets as their ``SecretString``, and ``now``."""
+
+    file: str
+    rows: Mapping[str, tuple[Mapping[str, Any], ...]]
+    secrets: Mapping[str, str]
+    now: datetime | None
+    _locator: list[Locator] = field(default_factory=list, repr=False, compare=False)
+    _text: str = field(default="", repr=False, compare=False)
+
+    def problem(self, path: tuple[Any, ...], message: str) -> Problem:
+        """A Problem located at ``path`` inside the world file."""
+        if not self._locator:
+            try:
+                self._locator.append(parse_yaml(self._text, self.file).locator)
+            except ConfigError:
+                self._locator.append(Locator(self.file))
+        return self._locator[0].problem(path, message)
+
+
+def secret_values(secrets: Mapping[str, str]) -> list[str]:
+    """The credential values in ``secrets`` (every string field but ``…_sid`` identifiers), to keep out of output."""
+    values: list[str] = []
+    for text in secrets.values():
+        try:
+            document: Any = json.loads(text)
+        except ValueError:
+            document = text
+        if isinstance(document, dict):
+            values.extend(
+                value.strip()
+                for name, value in document.items()
+                if isinstance(value, str) and not str(name).lower().endswith("_sid")
+            )
+        elif isinstance(document, str):
+            values.append(document.strip())
+    return [value for value in values if len(value) >= 4]
+
+
+def _timestamps(value: Any, path: tuple[Any, ...], found: list[tuple[Any, ...]]) -> None:
+    if isinstance(value, (datetime, date)):
+        found.append(path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _timestamps(item, (*path, key), found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _timestamps(item, (*path, index), found)
+
+
+def _read(path: Path, name: str) -> tuple[Any, str, Locator | None]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(name, 1, 1, f"cannot read world file: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([Problem(name, 1, 1, "world file is not valid UTF-8")]) from None
+    if path.suffix.lower() == ".json":
+        # json is much faster than the position-tracking YAML loader on large worlds; positions are
+        # worked out from the YAML parse only when a problem needs one.
+        try:
+            return json.loads(text), text, None
+        except json.JSONDecodeError as exc:
+            raise ConfigError([Problem(name, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}")]) from None
+    doc = parse_yaml(text, name)
+    return doc.data, text, doc.locator
+
+
+def load_world(path: Path) -> WorldSpec:
+    """Read and check a world file; raise ConfigError listing every problem."""
+    name = display_path(path)
+    data, text, locator = _read(path, name)
+    if data is None:
+        data = {}
+    spec = WorldSpec(name, {}, {}, None, [locator] if locator else [], text)
+    problems: list[Problem] = []
+    now: datetime | None = None
+    if isinstance(data, dict) and "now" in data:
+        raw_now = data["now"]
+        if isinstance(raw_now, datetime):
+            now = raw_now if raw_now.tzinfo else raw_now.replace(tzinfo=UTC)
+            data = {**data, "now": now.isoformat()}
+        elif isinstance(raw_now, str):
+            try:
+                now = parse_instant(raw_now)
+            except ValueError:
+                problems.append(spec.problem(("now",), f"now: {raw_now!r} is not an ISO-8601 time"))
+    stamps: list[tuple[Any, ...]] = []
+    if isinstance(data, dict):
+        for section in ("conversations", "secrets", "locks", "stage"):
+            _timestamps(data.get(section), (section,), stamps)
+    problems.extend(
+        spec.problem(where, "unquoted timestamp: quote it so that it stays the string the table holds")
+        for where in stamps
+    )
+    if not problems:
+        problems.extend(_schema(spec, data, locator))
+    if not problems:
+        problems.extend(_duplicates(spec, data))
+    if problems:
+        raise ConfigError(problems)
+    rows = {section: tuple(data.get(section) or ()) for section in SECTIONS}
+    secrets = {
+        str(secret): value if isinstance(value, str) else json.dumps(value)
+        for secret, value in (data.get("secrets") or {}).items()
+    }
+    return WorldSpec(name, rows, secrets, now, spec._locator, text)
+
+
+def _plainly_valid(data: Any) -> bool:
+    """A quick structural check; when it passes, the JSON Schema would find nothing (large worlds load fast)."""
+    if not isinstance(data, dict) or not set(data) <= {"now", "secrets", *SECTIONS}:
+        return False
+    if not isinstance(data.get("now", ""), str) or not isinstance(data.get("secrets", {}), dict):
+        return False
+    if not all(isinstance(value, (dict, str)) for value in data.get("secrets", {}).values()):
+        return False
+    for section, (_, keys) in SECTIONS.items():
+        rows = data.get(section, [])
+        if not isinstance(rows, list):
+            return False
+        for row in rows:
+            if not isinstance(row, dict) or not all(isinstance(row.get(key), str) and row[key] for key in keys):
+                return False
+    return True
+
+
+def _schema(spec: WorldSpec, data: Any, locator: Locator | None) -> list[Problem]:
+    if _plainly_valid(data):
+        return []
+    if locator is not None:
+        return schema_problems(data, WORLD_SCHEMA, locator)
+    found = schema_problems(data, WORLD_SCHEMA, Locator(spec.file))
+    if not found:
+        return []
+    spec.problem((), "")  # builds the locator from the text
+    return schema_problems(data, WORLD_SCHEMA, spec._locator[0])
+
+
+def _duplicates(spec: WorldSpec, data: Mapping[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    for section, (_, keys) in SECTIONS.items():
+        seen: dict[tuple[Any, ...], int] = {}
+        for index, row in enumerate(data.get(section) or ()):
+            key = tuple(row[name] for name in keys)
+            if key in seen:
+                problems.append(
+                    spec.problem(
+                        (section, index),
+                        f"{section}[{index}] has the same key ({', '.join(keys)}) as {section}[{seen[key]}]",
+                    )
+                )
+            seen.setdefault(key, index)
+    return problems

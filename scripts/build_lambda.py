@@ -1,0 +1,317 @@
+"""Build the Lambda artifact: the function's code and its runtime dependencies only, as a zip.
+
+    python scripts/build_lambda.py                            # -> build/lambda.zip, prints its size
+    python scripts/build_lambda.py --stage-dir DIR --no-zip   # what `sam build` (BuildMethod: makefile) runs
+
+Contents: ``handler.py``, ``engine/`` (without the local-only dry-run, serve and emulator modules), ``steps/``,
+``pipelines/``, ``rules/`` and the wheels of ``[project.dependencies]`` plus the ``tracing`` extra, resolved for the
+Lambda platform (manylinux, CPython 3.11, arm64 by default) and installed as exact pins. Left out:
+
+- boto3, botocore and s3transfer (unless ``--with-boto3``): the python3.11 runtime provides them;
+- twilio's REST client (``twilio/rest``, ~50 MB unzipped) and the HTTP stack only it uses (aiohttp, requests, …)
+  (unless ``--full``): the pipeline uses twilio's request validator and TwiML, nothing else.
+
+Every ``.py`` is byte-compiled into unchecked-hash ``.pyc`` files: ``/var/task`` is read-only, so Python could not
+cache its compilation there, and the zip's fixed timestamps would make timestamp-checked ``.pyc`` look stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import compileall
+import json
+import platform
+import py_compile
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE_PACKAGES = ("engine", "steps")
+DATA_DIRS = ("pipelines", "rules")
+# Local tooling inside the engine package: never imported by handler.py.
+EXCLUDED_SOURCES = ("engine/dryrun", "engine/serve.py", "engine/localaws.py")
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
+# Needed by twilio's REST client only; the pipeline imports twilio.request_validator and twilio.twiml.
+TWILIO_USED = ("twilio/request_validator.py", "twilio/twiml/messaging_response.py")
+TWILIO_CLIENT_ONLY = frozenset(
+    {
+        "aiohttp",
+        "aiohttp-retry",
+        "aiohappyeyeballs",
+        "aiosignal",
+        "frozenlist",
+        "multidict",
+        "propcache",
+        "yarl",
+        "requests",
+        "pyjwt",
+        "certifi",
+        "charset-normalizer",
+        "idna",
+    }
+)
+PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+PYTHON_VERSION = "3.11"
+
+
+def _name(requirement: str) -> str:
+    match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    if not match:
+        raise ValueError(f"unreadable requirement {requirement!r}")
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower()
+
+
+def runtime_requirements(pyproject: Path, *, tracing: bool = True) -> list[str]:
+    """The project's runtime requirements (and its ``tracing`` extra), as declared in ``pyproject``."""
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    requirements = list(project.get("dependencies", []))
+    if tracing:
+        requirements += project.get("optional-dependencies", {}).get("tracing", [])
+    return requirements
+
+
+def _excluded(path: Path, root: Path) -> bool:
+    relative = path.relative_to(root).as_posix()
+    return "__pycache__" in path.parts or any(
+        relative == item or relative.startswith(item + "/") for item in EXCLUDED_SOURCES
+    )
+
+
+def source_files(root: Path = ROOT) -> list[tuple[Path, str]]:
+    """The function's own files, as (path, name in the artifact), sorted."""
+    files = [(root / "handler.py", "handler.py")]
+    for package in SOURCE_PACKAGES:
+        files += [(path, path.relative_to(root).as_posix()) for path in (root / package).rglob("*.py")]
+    for directory in DATA_DIRS:
+        files += [
+            (path, path.relative_to(root).as_posix())
+            for path in (root / directory).rglob("*")
+            if path.is_file() and path.suffix in {".yaml", ".yml", ".json"}
+        ]
+    return sorted((item for item in files if not _excluded(item[0], root)), key=lambda item: item[1])
+
+
+def _module_file(module: str, names: set[str]) -> str | None:
+    for candidate in (module.replace(".", "/") + ".py", module.replace(".", "/") + "/__init__.py"):
+        if candidate in names:
+            return candidate
+    return None
+
+
+def missing_first_party(files: Sequence[tuple[Path, str]], entry: str = "handler.py") -> list[str]:
+    """First-party modules reachable by imports from ``entry`` (lazy imports included) that are not in ``files``."""
+    by_name = {name: path for path, name in files}
+    names = set(by_name)
+    first_party = {*SOURCE_PACKAGES, Path(entry).stem}
+    seen: set[str] = set()
+    missing: set[str] = set()
+    queue = [entry]
+    while queue:
+        name = queue.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse(by_name[name].read_text(encoding="utf-8"))
+        package = name.rsplit("/", 1)[0].replace("/", ".") if "/" in name else ""
+        for node in ast.walk(tree):
+            # ``import a.b`` needs module a.b; ``from a import b`` needs module a, and b is a module or an attribute.
+            required: list[str] = []
+            optional: list[str] = []
+            if isinstance(node, ast.Import):
+                required = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*parts, base] if base else parts)
+                required = [base]
+                optional = [f"{base}.{alias.name}" for alias in node.names]
+            for module in required + optional:
+                if module.split(".")[0] not in first_party:
+                    continue
+                found = _module_file(module, names)
+                if found is not None:
+                    queue.append(found)
+                elif module in required:
+                    missing.add(module)
+    return sorted(missing)
+
+
+def _pip(args: Sequence[str]) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args], check=True)
+
+
+def resolve(requirements: Sequence[str], arch: str) -> list[str]:
+    """Exact pins (``name==version``) of everything ``requirements`` need on the Lambda platform."""
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "report.json"
+        _pip(
+            [
+                "install",
+                "--quiet",
+                "--dry-run",
+                "--ignore-installed",
+                "--report",
+                str(report),
+                *_platform_args(arch),
+                "--target",
+                str(Path(scratch) / "target"),
+                *requirements,
+            ]
+        )
+        installs = json.loads(report.read_text(encoding="utf-8"))["install"]
+    return sorted(f"{item['metadata']['name']}=={item['metadata']['version']}" for item in installs)
+
+
+def _platform_args(arch: str) -> list[str]:
+    return [
+        "--platform",
+        PLATFORMS[arch],
+        "--implementation",
+        "cp",
+        "--python-version",
+        PYTHON_VERSION,
+        "--only-binary=:all:",
+    ]
+
+
+def keep(pins: Iterable[str], *, with_boto3: bool, slim: bool = False) -> list[str]:
+    """The pins to install: all but the runtime's SDK (unless bundled) and, when ``slim``, twilio's HTTP stack."""
+    dropped = (set() if with_boto3 else set(RUNTIME_PROVIDED)) | (set(TWILIO_CLIENT_ONLY) if slim else set())
+    return [pin for pin in pins if _name(pin) not in dropped]
+
+
+def install(pins: Sequence[str], target: Path, arch: str) -> None:
+    """Install exactly ``pins`` (no dependency resolution) into ``target`` for the Lambda platform."""
+    _pip(["install", "--quiet", "--no-deps", "--no-compile", "--target", str(target), *_platform_args(arch), *pins])
+
+
+def smoke_import(stage: Path, arch: str) -> None:
+    """Import the third-party modules the pipeline uses from ``stage`` alone (only when built for this machine)."""
+    if platform.machine().lower() not in {"x86_64": {"x86_64", "amd64"}, "arm64": {"arm64", "aarch64"}}[arch]:
+        print(f"note: built for {arch} on {platform.machine()}; import check skipped")
+        return
+    code = (
+        f"import sys; sys.path[:0] = [{str(stage)!r}]; "
+        "import twilio.request_validator, twilio.twiml.messaging_response, yaml, jsonschema, jmespath, aws_xray_sdk"
+    )
+    subprocess.run([sys.executable, "-I", "-S", "-c", code], check=True)
+    print("import check: ok")
+
+
+def copy_sources(files: Sequence[tuple[Path, str]], target: Path) -> None:
+    """Copy the function's own files into ``target``."""
+    for path, name in files:
+        destination = target / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, destination)
+
+
+def compile_tree(target: Path) -> bool:
+    """Byte-compile ``target`` for the runtime's Python; False (skipped) when this is another Python."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" != PYTHON_VERSION:
+        print(f"note: Python {platform.python_version()} is not {PYTHON_VERSION}; .pyc files not precompiled")
+        return False
+    return bool(
+        compileall.compile_dir(
+            str(target),
+            quiet=1,
+            force=True,
+            workers=0,
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
+    )
+
+
+def write_zip(source: Path, output: Path) -> None:
+    """A reproducible zip of ``source`` (sorted entries, fixed timestamps and modes)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(path.relative_to(source).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes(), compresslevel=9)
+
+
+def tree_size(root: Path) -> int:
+    """Bytes of every file under ``root``."""
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+
+
+def _top_level_sizes(root: Path) -> list[tuple[str, int]]:
+    sizes: dict[str, int] = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            top = path.relative_to(root).parts[0]
+            sizes[top] = sizes.get(top, 0) + path.stat().st_size
+    return sorted(sizes.items(), key=lambda item: -item[1])
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024 / 1024:.2f} MiB"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build the artifact; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=ROOT / "build" / "lambda.zip", help="the zip to write")
+    parser.add_argument("--stage-dir", type=Path, help="assemble here (kept) instead of a temporary directory")
+    parser.add_argument("--no-zip", action="store_true", help="only assemble --stage-dir (sam build zips it)")
+    parser.add_argument("--arch", choices=sorted(PLATFORMS), default="arm64", help="as the template's Architectures")
+    parser.add_argument("--with-boto3", action="store_true", help="bundle boto3/botocore instead of the runtime's")
+    parser.add_argument("--without-tracing", action="store_true", help="leave the aws-xray-sdk extra out")
+    parser.add_argument("--full", action="store_true", help="keep twilio's REST client and its HTTP stack")
+    args = parser.parse_args(argv)
+    if args.no_zip and args.stage_dir is None:
+        parser.error("--no-zip needs --stage-dir")
+
+    files = source_files(ROOT)
+    missing = missing_first_party(files)
+    if missing:
+        print(f"error: handler.py imports modules the artifact would not contain: {', '.join(missing)}")
+        return 1
+    requirements = runtime_requirements(ROOT / "pyproject.toml", tracing=not args.without_tracing)
+    pins = keep(resolve(requirements, args.arch), with_boto3=args.with_boto3, slim=not args.full)
+    with tempfile.TemporaryDirectory() as scratch:
+        stage = args.stage_dir or Path(scratch) / "stage"
+        if stage.exists() and any(stage.iterdir()):
+            shutil.rmtree(stage)
+        stage.mkdir(parents=True, exist_ok=True)
+        install(pins, stage, args.arch)
+        for junk in [*stage.glob("bin"), *(stage.glob("twilio/rest") if not args.full else [])]:
+            shutil.rmtree(junk)
+        copy_sources(files, stage)
+        absent = [name for name in TWILIO_USED if not (stage / name).is_file()]
+        if absent:
+            print(f"error: the artifact lacks {', '.join(absent)}")
+            return 1
+        smoke_import(stage, args.arch)
+        compile_tree(stage)
+        unzipped = tree_size(stage)
+        print(f"dependencies: {' '.join(pins)}")
+        print(f"left to the runtime: {', '.join(sorted(RUNTIME_PROVIDED)) if not args.with_boto3 else 'nothing'}")
+        for name, size in _top_level_sizes(stage)[:8]:
+            print(f"  {_mib(size):>10}  {name}")
+        print(f"unzipped: {_mib(unzipped)} ({unzipped} bytes; Lambda's limit is {_mib(LAMBDA_UNZIPPED_LIMIT)})")
+        if unzipped > LAMBDA_UNZIPPED_LIMIT:
+            print("error: the unzipped artifact exceeds Lambda's limit")
+            return 1
+        if not args.no_zip:
+            write_zip(stage, args.output)
+            size = args.output.stat().st_size
+            print(f"wrote {args.output}: {_mib(size)} ({size} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

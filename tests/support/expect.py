@@ -1,0 +1,67 @@
+"""Expected responses and row shapes, straight from the contract."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import pytest
+import yaml
+
+from tests.support.webhooks import EMPTY_TWIML
+
+ROOT = Path(__file__).resolve().parents[2]
+ISO_MILLIS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+CONTRACT_LOCKED_TEXT = "I'm processing your previous message. Please wait for my response before sending more."
+
+
+def twiml_response(body: str = EMPTY_TWIML) -> dict[str, Any]:
+    return {"statusCode": 200, "headers": {"Content-Type": "text/xml"}, "body": body, "isBase64Encoded": False}
+
+
+def locked_reply_text() -> str:
+    """The holding reply as the rules YAML states it."""
+    document = yaml.safe_load((ROOT / "rules" / "30_conversation_lock.yaml").read_text())
+    replies = [rule["then"]["reply"] for rule in document["rules"] if rule["then"].get("error") == "CONVERSATION_LOCKED"]
+    assert len(replies) == 1
+    return str(replies[0])
+
+
+def locked_twiml(text: str) -> str:
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response><Message>{escape(text)}</Message></Response>'
+
+
+def raises_code(code: str, call: Callable[[], Any]) -> BaseException:
+    """Run ``call``; it must raise an exception whose text contains ``code``."""
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - the contract only fixes the text
+        call()
+    assert code in str(caught.value), str(caught.value)
+    return caught.value
+
+
+@contextmanager
+def clock_window() -> Iterator[list[int]]:
+    """Yields [start, end] epoch seconds bracketing the block (end filled in on exit)."""
+    window = [int(time.time()), 0]
+    yield window
+    window[1] = int(time.time()) + 1
+
+
+def parse_received_at(value: str) -> int:
+    assert ISO_MILLIS_Z.match(value), value
+    return int(datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp())
+
+
+def outcomes(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str | None]]:
+    """(outcome, error_code) of every handled event, from the application's per-event log line."""
+    return [
+        (record.__dict__["outcome"], record.__dict__["error_code"])
+        for record in caplog.records
+        if record.name == "engine.app" and record.getMessage() == "event"
+    ]

@@ -1,0 +1,317 @@
+"""Faults injected at the HTTP boundary of an application's own boto3 clients (botocore event hooks).
+
+Every pipeline AWS call gets a logical name (``CALLS``). A ``Fault`` on a call acts per HTTP attempt, in
+``before-send``, which means botocore's own retries meet it too; ``crash`` acts in ``after-call``, once the
+call has succeeded. The injector takes moto's in-process ``before-send`` handler off the clients and calls it
+itself when no fault answers (every ``before-send`` handler runs, so moto would otherwise apply a request
+the fault claims never arrived); without ``mock_aws`` the request goes over HTTP as usual.
+
+- ``throttling``, ``server_error``, ``access_denied``, ``not_found``: AWS's error answer for that service;
+- ``read_timeout``: the request never reaches AWS and the read times out (``ReadTimeoutError``);
+- ``response_lost``: AWS applies the request, then the read times out (the answer is lost);
+- ``slow``: AWS answers after ``delay`` seconds; ``hang``: the read times out after ``delay`` seconds;
+- ``crash``: the call succeeds, then the process dies (``SimulatedCrash``, a BaseException no
+  ``except Exception`` catches, so no compensation runs, as in a real process death).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ReadTimeoutError
+from moto.core.models import botocore_stubber
+
+from engine.localaws import to_dynamo
+
+__all__ = [
+    "CALLS",
+    "FAULT_KINDS",
+    "EndState",
+    "Fault",
+    "FaultInjector",
+    "FaultKind",
+    "SimulatedCrash",
+    "error_answer",
+    "new_container",
+    "observe",
+]
+
+CALLS = ("query", "secret", "get", "stage_put", "lock_put", "lock_release", "send")
+FaultKind = Literal[
+    "throttling",
+    "server_error",
+    "read_timeout",
+    "response_lost",
+    "access_denied",
+    "not_found",
+    "slow",
+    "hang",
+    "crash",
+]
+FAULT_KINDS: tuple[FaultKind, ...] = (
+    "throttling",
+    "server_error",
+    "read_timeout",
+    "response_lost",
+    "access_denied",
+    "not_found",
+    "slow",
+    "hang",
+    "crash",
+)
+
+_SERVICE_IDS = {"dynamodb": "dynamodb", "sqs": "sqs", "secretsmanager": "secrets-manager"}
+_CONTENT_TYPES = {
+    "dynamodb": "application/x-amz-json-1.0",
+    "sqs": "application/x-amz-json-1.0",
+    "secretsmanager": "application/x-amz-json-1.1",
+}
+# (HTTP status, __type, x-amzn-query-error) as each service answers the fault.
+_ERRORS: dict[str, dict[str, tuple[int, str, str | None]]] = {
+    "throttling": {
+        "dynamodb": (400, "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException", None),
+        "secretsmanager": (400, "ThrottlingException", None),
+        "sqs": (400, "com.amazonaws.sqs#ThrottlingException", "ThrottlingException;Sender"),
+    },
+    "server_error": {
+        "dynamodb": (500, "com.amazonaws.dynamodb.v20120810#InternalServerError", None),
+        "secretsmanager": (500, "InternalServiceError", None),
+        "sqs": (500, "com.amazonaws.sqs#InternalError", "InternalError;Receiver"),
+    },
+    "access_denied": {
+        "dynamodb": (400, "com.amazon.coral.service#AccessDeniedException", None),
+        "secretsmanager": (400, "AccessDeniedException", None),
+        "sqs": (403, "com.amazon.coral.service#AccessDeniedException", "AccessDenied;Sender"),
+    },
+    "not_found": {
+        "dynamodb": (400, "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException", None),
+        "secretsmanager": (400, "ResourceNotFoundException", None),
+        "sqs": (400, "com.amazonaws.sqs#QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue;Sender"),
+    },
+}
+
+
+class SimulatedCrash(BaseException):  # noqa: N818 - it models a process death, not an error
+    """The process died right after an AWS call succeeded."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault on one logical call: ``times`` HTTP attempts (or calls, for ``crash``) are hit; None: all."""
+
+    kind: FaultKind
+    times: int | None = None
+    delay: float = 0.0
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self._data
+
+
+def error_answer(service: str, kind: str, url: str) -> AWSResponse:
+    """The HTTP answer ``service`` gives for ``kind`` (throttling, server_error, access_denied, not_found)."""
+    status, error_type, query_error = _ERRORS[kind][service]
+    headers = {"Content-Type": _CONTENT_TYPES[service], "x-amzn-RequestId": "fault-injected"}
+    if query_error:
+        headers["x-amzn-query-error"] = query_error
+    body = json.dumps({"__type": error_type, "message": f"injected {kind}"}).encode()
+    return AWSResponse(url, status, headers, _Body(body))
+
+
+class FaultInjector:
+    """Names, counts and breaks the AWS calls of an application's clients.
+
+    The stage and lock table names tell the two ``PutItem`` calls apart.
+    """
+
+    def __init__(self, application: Any, *, stage_table: str, lock_table: str) -> None:
+        services = application.services
+        self._clients = {
+            "dynamodb": services.tables.client,
+            "sqs": services.queues.client,
+            "secretsmanager": services.secrets.store.client,
+        }
+        self._tables = {stage_table: "stage", lock_table: "lock"}
+        self._faults: dict[str, Fault] = {}
+        self._hits: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()
+        self.completed: Counter[str] = Counter()
+        self.order: list[str] = []
+        self._idle = threading.Condition()
+        self._in_flight = 0
+        for service, client in self._clients.items():
+            service_id = _SERVICE_IDS[service]
+            events = client.meta.events
+            events.register(f"before-parameter-build.{service_id}", self._tagger(service))
+            events.unregister("before-send", botocore_stubber)
+            events.register_first(f"before-send.{service_id}", self._sender(service))
+            events.register(f"after-call.{service_id}", self._finisher(service))
+            events.register(f"after-call-error.{service_id}", self._error_finisher())
+
+    def inject(self, call: str, fault: Fault) -> None:
+        """Apply ``fault`` to every later attempt of ``call`` (until ``clear``)."""
+        self._faults[call] = fault
+        self._hits[call] = 0
+
+    def clear(self) -> None:
+        """Remove every fault (counters are kept)."""
+        self._faults.clear()
+
+    def reset_counts(self) -> None:
+        """Zero every counter."""
+        for counter in (self.calls, self.attempts, self.completed, self._hits):
+            counter.clear()
+        self.order.clear()
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no call is in flight (a crash may leave a parallel call running)."""
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._in_flight == 0, timeout):
+                raise TimeoutError(f"{self._in_flight} AWS call(s) still in flight after {timeout} s")
+
+    def _name(self, service: str, operation: str, params: Mapping[str, Any]) -> str:
+        role = self._tables.get(str(params.get("TableName", "")))
+        names = {
+            ("dynamodb", "Query"): "query",
+            ("dynamodb", "GetItem"): "get",
+            ("secretsmanager", "GetSecretValue"): "secret",
+            ("sqs", "SendMessage"): "send",
+        }
+        if (service, operation) in names:
+            return names[(service, operation)]
+        if service == "dynamodb" and role is not None:
+            if operation == "PutItem":
+                return f"{role}_put"
+            if operation == "DeleteItem" and role == "lock":
+                return "lock_release"
+        return f"{service}.{operation}"
+
+    def _take(self, call: str) -> Fault | None:
+        fault = self._faults.get(call)
+        if fault is None:
+            return None
+        with self._idle:
+            if fault.times is not None and self._hits[call] >= fault.times:
+                return None
+            self._hits[call] += 1
+        return fault
+
+    def _tagger(self, service: str) -> Any:
+        def tag(params: Mapping[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+            call = self._name(service, model.name, params)
+            context["fault_call"] = call
+            with self._idle:
+                self._in_flight += 1
+                self.calls[call] += 1
+                self.order.append(call)
+
+        return tag
+
+    def _sender(self, service: str) -> Any:
+        def send(request: Any, event_name: str, **_: Any) -> AWSResponse | None:
+            call = str((request.context or {}).get("fault_call", event_name))
+            with self._idle:
+                self.attempts[call] += 1
+            fault = self._faults.get(call)
+            fault = self._take(call) if fault is not None and fault.kind != "crash" else None
+            if fault is None:
+                return botocore_stubber(event_name, request)
+            if fault.kind == "slow":
+                time.sleep(fault.delay)
+                return botocore_stubber(event_name, request)
+            if fault.kind == "hang":
+                time.sleep(fault.delay)
+                raise ReadTimeoutError(endpoint_url=request.url)
+            if fault.kind == "read_timeout":
+                raise ReadTimeoutError(endpoint_url=request.url)
+            if fault.kind == "response_lost":
+                if botocore_stubber(event_name, request) is None:
+                    raise RuntimeError("response_lost needs moto's in-process mock (mock_aws) to apply the request")
+                raise ReadTimeoutError(endpoint_url=request.url)
+            return error_answer(service, fault.kind, request.url)
+
+        return send
+
+    def _finisher(self, service: str) -> Any:
+        def finish(parsed: Mapping[str, Any], context: Mapping[str, Any], **_: Any) -> None:
+            call = str(context.get("fault_call", service))
+            with self._idle:
+                self._in_flight -= 1
+                self.completed[call] += 1
+                self._idle.notify_all()
+            fault = self._faults.get(call)
+            if fault is not None and fault.kind == "crash" and "Error" not in parsed and self._take(call):
+                raise SimulatedCrash(f"process died right after {call} succeeded")
+
+        return finish
+
+    def _error_finisher(self) -> Any:
+        def finish(**_: Any) -> None:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+        return finish
+
+
+
+@dataclass(frozen=True)
+class EndState:
+    """What one message left behind: its stage rows, its conversation's triggers and lock holder."""
+
+    staged: int
+    triggers: int
+    holder: str | None
+
+    def lock(self, message_sid: str) -> str:
+        """``free``, ``held, sent`` (by this message, a trigger is pending), ``held, silent`` or ``other``."""
+        if self.holder is None:
+            return "free"
+        if self.holder != message_sid:
+            return "other"
+        return "held, sent" if self.triggers else "held, silent"
+
+
+def observe(world: Any, conversation_id: str, message_sid: str, queue: str = "whatsapp") -> EndState:
+    """The end state of ``message_sid`` in ``world`` (a ``tests.support.world.World``), read consistently."""
+    key = to_dynamo({"conversation_id": conversation_id})
+    staged = world.dynamodb.query(
+        TableName=world.resources.stage_table,
+        KeyConditionExpression="conversation_id = :c AND message_sid = :m",
+        ExpressionAttributeValues=to_dynamo({":c": conversation_id, ":m": message_sid}),
+        ConsistentRead=True,
+    )["Count"]
+    lock = world.dynamodb.get_item(TableName=world.resources.lock_table, Key=key, ConsistentRead=True).get("Item")
+    triggers = sum(1 for body, _ in world.sent(queue) if body.get("conversation_id") == conversation_id)
+    return EndState(int(staged), triggers, lock["message_sid"]["S"] if lock else None)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def new_container(resources: Any, config: Any = None, session: Any = None) -> tuple[Any, FaultInjector]:
+    """A fresh Lambda container (new clients, cold secret cache) and its injector.
+
+    ``config`` (an ``AppConfig``, loaded from the environment when None) and ``session`` (a boto3 session,
+    whose loaded service models new clients share) only save time: neither holds per-container state.
+    """
+    from engine.app import Application, live_services
+    from engine.config import load_config
+
+    loaded = config or load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
+    application = Application(loaded, live_services(loaded, session=session))
+    injector = FaultInjector(application, stage_table=resources.stage_table, lock_table=resources.lock_table)
+    return application, injector

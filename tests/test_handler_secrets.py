@@ -1,0 +1,179 @@
+"""The auth-token cache of a warm container: hits, rotation, the re-fetch rate limit (contract §4.3, §4.4).
+
+GetSecretValue calls are counted with a botocore hook on the application's own client.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.secrets import SecretCache
+from tests.support.expect import raises_code
+from tests.support.webhooks import TOKEN, rest_event, sms_params, whatsapp_params
+from tests.support.world import SMS_SECRET, WA_SECRET
+
+GET = "secretsmanager.GetSecretValue"
+NEW_TOKEN = "rotated-token-67890"
+
+
+def _sids():
+    n = 0
+    while True:
+        n += 1
+        yield f"SM{n:032d}"
+
+
+def test_warm_container_reuses_the_token(world, lambda_handler, aws, outcomes):
+    world.add_conversation()
+    world.add_default_secrets()
+    sids = _sids()
+    for _ in range(3):
+        lambda_handler(rest_event("whatsapp", whatsapp_params(sid=next(sids))), None)
+    assert aws.count(GET) == 1
+    assert aws.of(GET) == [{"SecretId": WA_SECRET}]
+    assert [outcome for outcome, _ in outcomes()] == ["QUEUED", "BATCHED", "BATCHED"]
+
+
+def test_cache_is_per_secret_name(world, lambda_handler, aws):
+    world.add_conversation()
+    world.add_default_secrets()
+    sids = _sids()
+    for _ in range(2):
+        lambda_handler(rest_event("whatsapp", whatsapp_params(sid=next(sids))), None)
+        lambda_handler(rest_event("sms", sms_params(sid=next(sids))), None)
+    assert sorted(call["SecretId"] for call in aws.of(GET)) == sorted([WA_SECRET, SMS_SECRET])
+
+
+def test_a_new_container_fetches_again(world, lambda_handler, cold_start):
+    world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
+    container = cold_start()
+    container.handler(rest_event("whatsapp", whatsapp_params(sid="SM" + "e" * 32)), None)
+    assert container.aws.count(GET) == 1
+
+
+def test_cache_ttl_comes_from_the_environment(world, cold_start):
+    container = cold_start(SECRET_CACHE_TTL_SECONDS="0")
+    world.add_conversation()
+    world.add_default_secrets()
+    sids = _sids()
+    for _ in range(3):
+        container.handler(rest_event("whatsapp", whatsapp_params(sid=next(sids))), None)
+    assert container.aws.count(GET) == 3
+
+
+def test_rotated_token_is_fetched_once_then_cached(world, lambda_handler, aws, outcomes):
+    world.add_conversation()
+    world.add_default_secrets()
+    sids = _sids()
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=next(sids))), None)
+    world.set_secret(WA_SECRET, {"twilio_auth_token": NEW_TOKEN})
+
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=next(sids)), token=NEW_TOKEN), None)
+    assert aws.count(GET) == 2  # the cached (old) token failed: one re-fetch, then valid
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=next(sids)), token=NEW_TOKEN), None)
+    assert aws.count(GET) == 2  # the new token is the cached one now
+    assert [outcome for outcome, _ in outcomes()] == ["QUEUED", "BATCHED", "BATCHED"]
+    # The old token no longer signs anything.
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=next(sids)), token=TOKEN), None)
+    assert outcomes()[-1] == ("INVALID_SIGNATURE", "INVALID_SIGNATURE")
+
+
+def test_forged_requests_cannot_multiply_secret_fetches(world, lambda_handler, aws, outcomes):
+    world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
+    assert aws.count(GET) == 1
+
+    for n in range(3):
+        forged = rest_event("whatsapp", whatsapp_params(sid=f"SM{n:032d}"), token="forger-guess")
+        lambda_handler(forged, None)
+
+    assert aws.count(GET) == 2  # one re-fetch for the first forged request, none within 30 s after it
+    assert outcomes()[1:] == [("INVALID_SIGNATURE", "INVALID_SIGNATURE")] * 3
+
+
+def test_no_refetch_when_the_token_was_just_fetched(world, lambda_handler, aws, outcomes):
+    world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event("whatsapp", whatsapp_params(), token="forger-guess"), None)
+    assert aws.count(GET) == 1
+    assert outcomes() == [("INVALID_SIGNATURE", "INVALID_SIGNATURE")]
+
+
+def test_refetch_failure_is_reported_with_its_own_code(world, lambda_handler, aws):
+    world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
+    world.set_secret(WA_SECRET, {"twilio_auth_token": NEW_TOKEN})
+    aws.fail(GET, "ThrottlingException", 400)
+    event = rest_event("whatsapp", whatsapp_params(sid="SM" + "7" * 32), token=NEW_TOKEN)
+    raises_code("SECRET_FETCH_TRANSIENT_ERROR", lambda: lambda_handler(event, None))
+
+
+def test_refetched_secret_without_a_token_is_a_final_error(world, lambda_handler, outcomes):
+    world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
+    world.set_secret(WA_SECRET, {"twilio_account_sid": "AC0"})
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid="SM" + "7" * 32), token=NEW_TOKEN), None)
+    assert outcomes()[-1] == ("SECRET_FETCH_FAILED", "SECRET_FETCH_FAILED")
+
+
+class _Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.at = 1000.0
+
+    def monotonic(self) -> float:
+        return self.at
+
+    def now(self):  # pragma: no cover - not read by the cache
+        raise AssertionError
+
+
+class _Store:
+    def __init__(self, value: dict) -> None:
+        self.value = value
+        self.fetches = 0
+
+    def get_secret_string(self, name: str) -> str:
+        self.fetches += 1
+        return json.dumps(self.value)
+
+
+@pytest.mark.parametrize(
+    ("age", "fetches"),
+    [(0.0, 1), (299.9, 1), (300.0, 2), (1000.0, 2)],
+)
+def test_cache_entry_lives_for_its_max_age(age, fetches):
+    clock, store = _Clock(), _Store({"twilio_auth_token": "t"})
+    cache = SecretCache(store, clock)
+    assert cache.get("s", 300).cached is False
+    clock.at += age
+    cache.get("s", 300)
+    assert store.fetches == fetches
+
+
+@pytest.mark.parametrize(("gap", "second_allowed"), [(0.0, False), (29.9, False), (30.0, True), (45.0, True)])
+def test_forced_refresh_is_spaced_per_secret(gap, second_allowed):
+    clock, store = _Clock(), _Store({"twilio_auth_token": "t"})
+    cache = SecretCache(store, clock)
+    assert cache.refresh("s", 30) is not None
+    assert cache.refresh("other", 30) is not None  # another secret has its own spacing
+    clock.at += gap
+    assert (cache.refresh("s", 30) is not None) is second_allowed
+    assert store.fetches == 2 + int(second_allowed)
+
+
+def test_cached_values_never_show_the_token():
+    cache = SecretCache(_Store({"twilio_auth_token": "super-secret-value", "n": 5, "x": None}), _Clock())
+    secret = cache.get("s", 300)
+    assert "super-secret-value" not in repr(secret) + str(secret.fields) + f"{secret.fields['twilio_auth_token']}"
+    assert secret.fields["twilio_auth_token"].reveal() == "super-secret-value"
+    assert secret.fields["n"].reveal() == "5"
+    assert "x" not in secret.fields
