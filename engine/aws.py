@@ -286,11 +286,35 @@ def make_clients(settings: AwsSettings, session: Any | None = None) -> tuple[Any
 
     factory = session or boto3.session.Session()
     config = settings.botocore_config()
-    return (
+    clients = (
         factory.client("dynamodb", config=config),
         factory.client("sqs", config=config),
         factory.client("secretsmanager", config=config),
     )
+    cap = _retry_after_cap(round(settings.read_timeout * 1000))
+    for client in clients:
+        service_id = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register_first(f"needs-retry.{service_id}", cap)
+    return clients
+
+
+_RETRY_AFTER = "x-amz-retry-after"
+
+
+def _retry_after_cap(limit_ms: int) -> Callable[..., None]:
+    """A ``needs-retry`` hook that lowers a throttled answer's ``x-amz-retry-after`` to ``limit_ms``.
+
+    botocore waits up to that header's value (plus 5 s) before its retry, which alone would outlast
+    Twilio's 15-second budget; the caller's own retry (Twilio's) takes over a longer wait instead.
+    """
+
+    def cap(response: Any = None, **_: Any) -> None:
+        headers: Any = getattr(response[0], "headers", None) if response else None
+        value = headers.get(_RETRY_AFTER) if headers is not None else None
+        if value is not None and str(value).isdigit() and int(value) > limit_ms:
+            headers[_RETRY_AFTER] = str(limit_ms)
+
+    return cap
 
 
 def to_json_safe(value: Any) -> Any:

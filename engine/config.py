@@ -14,6 +14,7 @@ well-formed, so one pass finds every problem without knock-on errors (``inspect_
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,6 +282,27 @@ def _ruleset(collector: _Collector, loaded: _Loaded) -> LoadedRuleSet | None:
     return LoadedRuleSet(ruleset, locator, complete and not loaded.bad(()))
 
 
+_TOP_LEVEL = re.compile(r"^(ruleset|kind):[ \t]*['\"]?([a-z][a-z0-9_]*)['\"]?[ \t]*(?:#.*)?$", re.MULTILINE)
+
+
+def _recovered(path: Path) -> LoadedRuleSet | None:
+    """An empty stand-in for a rules file that does not parse, named as its text says.
+
+    Its problem is already reported; the stand-in keeps the pipeline's reference to the set from
+    being reported as a second, misleading error.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = {match[1]: match[2] for match in _TOP_LEVEL.finditer(text)}
+    if "ruleset" not in found or "kind" not in found:
+        return None
+    name = display_path(path)
+    ruleset = RuleSet(name=found["ruleset"], kind=found["kind"], rules=(), file=name)
+    return LoadedRuleSet(ruleset, Locator(name), complete=False)
+
+
 def _load_rulesets(collector: _Collector, rules_dir: Path) -> dict[str, LoadedRuleSet]:
     loaded_sets: dict[str, LoadedRuleSet] = {}
     if not rules_dir.is_dir():
@@ -291,6 +313,9 @@ def _load_rulesets(collector: _Collector, rules_dir: Path) -> dict[str, LoadedRu
     for path in sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")]):
         loaded = collector.load(path, schema)
         if loaded is None:
+            recovered = _recovered(path)
+            if recovered is not None and recovered.ruleset.name not in loaded_sets:
+                loaded_sets[recovered.ruleset.name] = recovered
             continue
         built = _ruleset(collector, loaded)
         if built is None:

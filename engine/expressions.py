@@ -235,6 +235,7 @@ def compile_expression(source: str) -> Expression:
     return Expression(source, parsed, tuple(dict.fromkeys(found)))
 
 
+_COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
 _GUARDS = {"array": "`[]`", "string": "''", "object": "`{}`", "number": "`0`"}
 
 
@@ -253,8 +254,17 @@ def lint_expression(expression: Expression) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
     source = expression.source
     tokens = _tokens(source)
-    for previous, token in zip([None, *tokens], tokens, strict=False):
+    for index, token in enumerate(tokens):
+        previous = tokens[index - 1] if index else None
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
         after_dot = previous is not None and previous["type"] == "dot"
+        if token["type"] == "quoted_identifier" and not after_dot:
+            alone = following is None or following["type"] not in ("dot", "lbracket")
+            compared = any(t is not None and t["type"] in _COMPARATORS for t in (previous, following))
+            if alone and compared:
+                text = token["value"]
+                message = f"\"{text}\" in double quotes is a field name, not text; for the text write '{text}'"
+                found.append((token["start"], message))
         if token["type"] == "unquoted_identifier" and token["value"] in ("true", "false", "null") and not after_dot:
             word = token["value"]
             found.append((token["start"], f"{word} here is a field named {word!r}, not the JSON value; write `{word}`"))

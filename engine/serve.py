@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import os
 import signal
 import sys
@@ -43,7 +44,7 @@ __all__ = ["Gateway", "GatewayResponse", "LocalContext", "main", "provision_and_
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORLD = ROOT / "examples" / "world.yaml"
 # What the deployed function gets (template.yaml); the handler reads its time budget from it.
-FUNCTION_TIMEOUT_SECONDS = 6.0
+FUNCTION_TIMEOUT_SECONDS = 13.0
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 Invoke = Callable[[dict[str, Any], Any], Any]
@@ -245,6 +246,8 @@ def start_moto(port: int) -> tuple[Any, str]:
     """Start moto's server on 127.0.0.1 in a thread of this process: (server, endpoint URL)."""
     from moto.server import ThreadedMotoServer
 
+    # Its request log would drown the function's own output.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, bound = server.get_host_and_port()

@@ -8,6 +8,7 @@ inside a JMESPath expression). Duplicate keys are errors, not silent overrides.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,30 @@ class _Builder:
         return result
 
 
+_TAGGED_VALUE = re.compile(r"(?:^|:|-)[ \t]+(!)")
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
+    """A YAML syntax error, located, with the usual fix when the cause is a common one."""
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    reason = exc.problem or exc.context or "invalid YAML"
+    lines = text.splitlines()
+    for number in dict.fromkeys(m.line for m in (exc.context_mark, exc.problem_mark) if m is not None):
+        tagged = _TAGGED_VALUE.search(lines[number]) if number < len(lines) else None
+        if tagged:
+            hint = "a value starting with ! is read as a YAML tag; put the whole value in double quotes"
+            return Problem(file, number + 1, tagged.start(1) + 1, f"invalid YAML: {hint}")
+    hint = ""
+    if exc.context == "while scanning a quoted scalar" and exc.context_mark is not None:
+        hint = f"; the quote opened on line {exc.context_mark.line + 1} is not closed"
+    elif reason == "mapping values are not allowed here":
+        hint = "; a plain value cannot contain ': ' (put the value in quotes) or the indentation is off"
+    elif "'\\t'" in reason:
+        hint = "; indent with spaces, not tabs"
+    return Problem(file, line, column, f"invalid YAML: {reason}{hint}")
+
+
 def parse_yaml(text: str, file: str, *, strict: bool = True) -> SourceDoc:
     """Parse YAML text safely; raise ConfigError naming file, line and column on any problem.
 
@@ -209,10 +234,7 @@ def parse_yaml(text: str, file: str, *, strict: bool = True) -> SourceDoc:
         builder = _Builder(loader, locator)
         data = builder.build(root, ()) if root is not None else None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        reason = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError([Problem(file, line, column, f"invalid YAML: {reason}")]) from None
+        raise ConfigError([_syntax_problem(exc, text, file)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(file, 1, 1, f"invalid YAML: {exc}")]) from None
     finally:

@@ -285,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         stage = args.stage_dir or Path(scratch) / "stage"
         if stage.exists() and any(stage.iterdir()):
+            if (stage / "pyproject.toml").exists() or stage.resolve() in (ROOT, *ROOT.parents):
+                print(f"error: {stage} looks like a source tree; give an empty or build directory")
+                return 1
             shutil.rmtree(stage)
         stage.mkdir(parents=True, exist_ok=True)
         install(pins, stage, args.arch)

@@ -66,6 +66,23 @@ def _num_media(form: FormParams, media: list[dict[str, str]]) -> int:
     return int(text) if text.isdigit() else len(media)
 
 
+_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?")
+
+
+def _host_name(host: str | None) -> str:
+    """``host`` as compared with the allow-list: lower case, no trailing dot."""
+    return (host or "").strip().lower().rstrip(".")
+
+
+def _allowed_hosts(value: Any) -> frozenset[str]:
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    hosts = frozenset(_host_name(item) for item in items if _host_name(item))
+    for host in sorted(hosts):
+        if not _HOST.fullmatch(host):
+            raise ParamError(("allowed_hosts",), f"{host!r} is not a host name (e.g. hooks.example.com)")
+    return hosts
+
+
 @register(
     "twilio.parse",
     provides="request",
@@ -84,6 +101,13 @@ def _num_media(form: FormParams, media: list[dict[str, str]]) -> int:
                 "type": "string",
                 "description": "When set, the signed URL is this base + '/' + channel (+ query); "
                 "otherwise it is rebuilt from the event.",
+            },
+            "allowed_hosts": {
+                "type": ["string", "array"],
+                "items": {"type": "string"},
+                "description": "Hosts the URL may be rebuilt with (a list, or one comma-separated string); a "
+                "request for any other Host is refused with INVALID_SIGNATURE before any AWS call. "
+                "Empty: any host. Not consulted when public_base_url is set (the Host header is then ignored).",
             },
             "max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 1048576},
             "max_params": {"type": "integer", "minimum": 10, "maximum": 10000},
@@ -104,6 +128,7 @@ class TwilioParse:
                 "(e.g. https://hooks.example.com/prod)",
             )
         self._base = base.rstrip("/")
+        self._hosts = _allowed_hosts(params.get("allowed_hosts"))
         self._max_body = int(params.get("max_body_bytes", 65536))
         self._max_params = int(params.get("max_params", 500))
 
@@ -131,6 +156,9 @@ class TwilioParse:
         signature = http.header(SIGNATURE_HEADER)
         if not signature:
             raise StepFailure("INVALID_SIGNATURE", "missing X-Twilio-Signature header")
+        if not self._base and self._hosts and _host_name(http.host) not in self._hosts:
+            # A signature Twilio made for another URL of the account must not become valid here by a forged Host.
+            raise StepFailure("INVALID_SIGNATURE", "the request's host is not one this webhook is registered under")
         try:
             pairs = parse_qsl(http.body, keep_blank_values=True, max_num_fields=self._max_params)
             url = self._signed_url(http, channel)

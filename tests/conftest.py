@@ -25,6 +25,7 @@ from moto import mock_aws  # noqa: E402
 from engine.logs import JsonFormatter  # noqa: E402
 from tests.support.expect import ROOT  # noqa: E402
 
+import engine.config  # noqa: E402
 from engine.localaws import provision  # noqa: E402
 from tests.support.aws import AwsSpy  # noqa: E402
 from tests.support.world import World  # noqa: E402
@@ -41,15 +42,56 @@ def boto_session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
+_CLIENTS: dict[int, tuple[Any, Any, Any]] = {}
+
+
+def _world_clients(session: boto3.session.Session) -> tuple[Any, Any, Any]:
+    """The tests' own clients (not the application's), created once: moto serves them in every mock context."""
+    if id(session) not in _CLIENTS:
+        _CLIENTS[id(session)] = (session.client("dynamodb"), session.client("sqs"), session.client("secretsmanager"))
+    return _CLIENTS[id(session)]
+
+
+_CONFIGS: dict[tuple[Any, ...], Any] = {}
+
+
+def _reused_config(load: Callable[..., Any]) -> Callable[..., Any]:
+    """``load_config``, reusing the result for the same file contents and environment.
+
+    A loaded configuration is immutable (the pipeline is safe to run for every event), so a new container
+    with the same files and environment may share it; only the YAML parsing is skipped, which keeps the
+    suite fast. Anything that differs (a file, any environment variable) loads afresh.
+    """
+
+    def load_or_reuse(pipeline_path: Any, rules_dir: Any, env: Mapping[str, str] | None = None, **options: Any) -> Any:
+        from pathlib import Path
+
+        files = [Path(pipeline_path), *sorted(Path(rules_dir).glob("*"))]
+        contents = tuple((str(path), path.read_bytes()) for path in files if path.is_file())
+        environment = os.environ if env is None else env
+        variables = tuple(sorted((k, v) for k, v in environment.items() if k != "PYTEST_CURRENT_TEST"))
+        key = (contents, variables, tuple(sorted(options.items())))
+        if key not in _CONFIGS:
+            _CONFIGS[key] = load(pipeline_path, rules_dir, env, **options)
+        return _CONFIGS[key]
+
+    return load_or_reuse
+
+
+@pytest.fixture(autouse=True)
+def _reuse_loaded_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.app
+
+    monkeypatch.setattr(engine.app, "load_config", _reused_config(engine.config.load_config))
+
+
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch, boto_session: boto3.session.Session) -> Iterator[World]:
     """An in-process moto world with the contract's resources, and the Lambda environment pointing at it."""
     for name in ("PUBLIC_BASE_URL", "LOG_LEVEL", "SECRET_CACHE_TTL_SECONDS", "TTL_BUFFER_SECONDS", "STAGE_TTL_SECONDS"):
         monkeypatch.delenv(name, raising=False)
     with mock_aws():
-        dynamodb = boto_session.client("dynamodb")
-        sqs = boto_session.client("sqs")
-        secretsmanager = boto_session.client("secretsmanager")
+        dynamodb, sqs, secretsmanager = _world_clients(boto_session)
         resources = provision(dynamodb, sqs)
         for name, value in resources.environment().items():
             monkeypatch.setenv(name, value)

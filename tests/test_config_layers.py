@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from engine.config import inspect_config, load_config
-from engine.errors import ConfigError
+from engine.errors import ConfigError, Problem
 from engine.expressions import ExpressionSyntaxError, compile_expression, lint_expression
 from engine.yamlsource import parse_yaml
 
@@ -37,8 +38,8 @@ def tree(tmp_path: Path, edits: dict[str, list[tuple[str, str]]]) -> tuple[Path,
     return tmp_path / "pipelines" / "twilio_inbound.yaml", tmp_path / "rules"
 
 
-def located(problems: object) -> list[tuple[str, int, int]]:
-    return [(Path(p.file).name, p.line, p.column) for p in problems]  # type: ignore[attr-defined]
+def located(problems: Iterable[Problem]) -> list[tuple[str, int, int]]:
+    return [(Path(p.file).name, p.line, p.column) for p in problems]
 
 
 def test_shipped_configuration_loads_without_warnings() -> None:
@@ -74,7 +75,9 @@ def test_schema_errors_do_not_hide_step_checks_or_other_files(tmp_path: Path) ->
 
 
 def test_a_rules_file_with_schema_errors_still_defines_its_set(tmp_path: Path) -> None:
-    pipeline, rules = tree(tmp_path, {"rules/20_channel.yaml": [("      error: CHANNEL_NOT_ALLOWED", "      error: 42")]})
+    pipeline, rules = tree(
+        tmp_path, {"rules/20_channel.yaml": [("      error: CHANNEL_NOT_ALLOWED", "      error: 42")]}
+    )
     inspection = inspect_config(pipeline, rules, ENV)
     (error,) = inspection.errors
     assert (Path(error.file).name, error.line, error.column) == ("20_channel.yaml", 10, 14)
@@ -90,13 +93,18 @@ def test_an_unknown_step_does_not_cascade_into_missing_inputs(tmp_path: Path) ->
     assert "unknown step 'twilio.parser' (did you mean 'twilio.parse'?)" in inspection.errors[0].message
 
 
-@pytest.mark.parametrize(("severity", "expected"), [("warning", "warning"), ("error", "error")])
-def test_an_unset_typed_value_is_one_env_problem_not_a_type_error(tmp_path: Path, severity: str, expected: str) -> None:
+@pytest.mark.parametrize("severity", ["warning", "error"])
+def test_an_unset_typed_value_is_one_env_problem_not_a_type_error(tmp_path: Path, severity: str) -> None:
     pipeline, rules = tree(
-        tmp_path, {"pipelines/twilio_inbound.yaml": [("ttl_seconds: ${env:STAGE_TTL_SECONDS:-86400}", "ttl_seconds: ${env:STAGE_TTL}")]}
+        tmp_path,
+        {
+            "pipelines/twilio_inbound.yaml": [
+                ("ttl_seconds: ${env:STAGE_TTL_SECONDS:-86400}", "ttl_seconds: ${env:STAGE_TTL}")
+            ]
+        },
     )
     inspection = inspect_config(pipeline, rules, ENV, missing_env=severity)
-    assert [(p.line, p.column, p.severity) for p in inspection.problems] == [(96, 24, expected)]
+    assert [(p.line, p.column, p.severity) for p in inspection.problems] == [(96, 24, severity)]
     assert "environment variable STAGE_TTL is not set" in inspection.problems[0].message
     assert (inspection.config is None) == (severity == "error")
 
@@ -104,7 +112,12 @@ def test_an_unset_typed_value_is_one_env_problem_not_a_type_error(tmp_path: Path
 def test_duplicate_keys_are_reported_with_the_other_problems_of_the_file(tmp_path: Path) -> None:
     pipeline, rules = tree(
         tmp_path,
-        {"pipelines/twilio_inbound.yaml": [("lock: true\n", "lock: true\n    lock: false\n"), ("max_attempts: 2", "max_attempts: 9")]},
+        {
+            "pipelines/twilio_inbound.yaml": [
+                ("lock: true\n", "lock: true\n    lock: false\n"),
+                ("max_attempts: 2", "max_attempts: 9"),
+            ]
+        },
     )
     with pytest.raises(ConfigError) as caught:
         load_config(pipeline, rules, ENV)
@@ -145,7 +158,9 @@ a:
         ("multi", 5, (13, 5)),
     ],
 )
-def test_a_character_of_a_string_value_is_located_in_the_source(key: str, offset: int, position: tuple[int, int]) -> None:
+def test_a_character_of_a_string_value_is_located_in_the_source(
+    key: str, offset: int, position: tuple[int, int]
+) -> None:
     doc = parse_yaml(SOURCE, "f.yaml")
     value = doc.data["a"][key]
     assert doc.locator.position_in(("a", key), offset) == position
@@ -160,7 +175,9 @@ def test_duplicate_keys_raise_when_strict_and_are_returned_when_lenient() -> Non
         parse_yaml(text, "f.yaml")
     doc = parse_yaml(text, "f.yaml", strict=False)
     assert doc.data == {"a": 1, "b": 2}
-    assert [str(p) for p in doc.problems] == ["f.yaml:3:1: duplicate key 'a' (first defined on line 1); remove one of them"]
+    assert [str(p) for p in doc.problems] == [
+        "f.yaml:3:1: duplicate key 'a' (first defined on line 1); remove one of them"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -183,11 +200,17 @@ def test_expression_errors_are_located_and_say_what_to_do(source: str, offset: i
     assert says in str(caught.value)
 
 
+@pytest.mark.filterwarnings("ignore:deprecated string literal syntax:PendingDeprecationWarning")
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
         ("a == true", [(5, "true here is a field named 'true', not the JSON value; write `true`")]),
         ("a.null", []),
+        (
+            'a.status == "active"',
+            [(12, "\"active\" in double quotes is a field name, not text; for the text write 'active'")],
+        ),
+        ('"x-y".z != b && "k" == c', [(16, '"k" in double quotes is a field name')]),
         ("a == `yes`", [(5, "`yes` is not JSON, so it is read as the string 'yes'")]),
         ("a == `\"yes\"` && b == 'no'", []),
         ("!contains(a.list, b)", [(1, "contains() fails (INTERNAL_ERROR) when a.list is missing or null")]),

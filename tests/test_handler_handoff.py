@@ -99,10 +99,10 @@ def test_handoff_message_carries_the_whole_context(world, lambda_handler, channe
 
 
 def test_handoff_of_a_huge_history_is_trimmed_oldest_first(world, lambda_handler, outcomes):
-    # ~390 KB of history (DynamoDB's item limit is 400 KB); multi-byte text, so bytes are not characters.
+    # ~370 KB of history (DynamoDB's item limit is 400 KB); multi-byte text, so bytes are not characters.
     history = [
-        {"role": "user" if n % 2 else "assistant", "content": f"message {n:05d} " + "é👋" * 40 + "x" * 40, "timestamp": 1732100000 + n}
-        for n in range(1050)
+        {"role": "user" if n % 2 else "assistant", "content": f"message {n:05d} " + "é👋" * 400 + "x" * 400, "timestamp": 1732100000 + n}
+        for n in range(130)
     ]
     item = world.add_conversation(hand_off_to_human=True, messages=history)
     world.add_default_secrets()

@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="moto",
         help="world implementation: moto (reference) or memory (fast, identical output)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="processes replaying a memory world (default 0: every core for long replays); output is the same",
+    )
     parser.add_argument("--check", action="store_true", help="validate configuration and run the rules' inline tests")
     parser.add_argument("--strict-env", action="store_true", help="with --check: unset ${env:…} values are errors")
     return parser

@@ -1,10 +1,11 @@
 """``pipeline-dryrun EVENTS…``: replay recorded events through the Lambda's pipeline, rules and responses.
 
 Each event runs through ``engine.app.Application.process`` exactly as in the Lambda, with the
-services swapped: with ``--world`` the ports reach a world (moto or memory) and every write and send
-is performed there and recorded; without it reads go to the real account and writes and sends are
-only planned. A ``Lane`` is one rule set's replay; ``--baseline-rules`` adds a second lane with its
-own world, and each event's decisions are compared.
+services swapped (``engine.dryrun.lanes``): with ``--world`` the ports reach a world (moto or
+memory) and every write and send is performed there and recorded; without it reads go to the real
+account and writes and sends are only planned. ``--baseline-rules`` adds a second lane with its own
+world, and each event's decisions are compared. With a memory world, long replays are spread over
+the machine's cores (``engine.dryrun.parallel``) with the same output.
 """
 
 from __future__ import annotations
@@ -12,36 +13,33 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from time import perf_counter
-from typing import Any, TextIO
+from typing import TextIO
 
-from engine.app import Application
-from engine.clock import Clock, FixedClock, SystemClock
 from engine.config import AppConfig, display_path, load_config
-from engine.context import Services
-from engine.dryrun.backends import Backend, open_backend
-from engine.dryrun.blueprint import TableSchema, blueprint, table_schema
+from engine.dryrun.backends import open_backend
+from engine.dryrun.blueprint import blueprint
 from engine.dryrun.events import EventFileError, RecordedEvent, load_events
+from engine.dryrun.lanes import Lane, ReplayClock, account_lane, with_placeholder_signature, world_lane
 from engine.dryrun.mask import Masker, Scrubber
-from engine.dryrun.pipeline import replay_pipeline
-from engine.dryrun.recording import Journal, PlanningQueues, PlanningTables, RecordingQueues, RecordingTables
-from engine.dryrun.report import Progress, Replayed, Summary, Table, event_record, to_json_line
+from engine.dryrun.parallel import available_workers, conversation_groups, partition, run_partitioned
+from engine.dryrun.report import Progress, Summary, Table, event_record, to_json_line
 from engine.dryrun.world import WorldSpec, load_world, parse_instant, secret_values
 from engine.errors import ConfigError, Problem
-from engine.ports import SecretStore
-from engine.secrets import SecretCache
 
-__all__ = ["Lane", "ReplayOptions", "UsageError", "run_replay"]
+__all__ = ["Rendered", "ReplayOptions", "UsageError", "run_replay"]
 
 EXIT_OK, EXIT_CHANGED, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_EVENTS = 100
+# With a memory world and at least this many events, --jobs 0 (automatic) uses every core (up to MAX_JOBS).
+AUTO_PARALLEL_EVENTS = 2000
+MAX_JOBS = 8
 BASELINE_PREFIX = "baseline-"
-PLACEHOLDER_SIGNATURE = "skipped-by-pipeline-dryrun"
 
 
 class UsageError(Exception):
@@ -65,6 +63,7 @@ class ReplayOptions:
     show_data: bool
     skip_signature: bool
     fail_on_change: bool
+    jobs: int
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ReplayOptions:
@@ -73,6 +72,11 @@ class ReplayOptions:
             raise UsageError("--fail-on-change needs --baseline-rules DIR (there is nothing to compare against)")
         if args.backend == "memory" and args.world is None:
             raise UsageError("--backend memory needs --world FILE (without a world, reads come from AWS)")
+        jobs = int(getattr(args, "jobs", 0) or 0)
+        if jobs < 0:
+            raise UsageError("--jobs must be 0 (automatic) or a positive number")
+        if jobs > 1 and args.backend != "memory":
+            raise UsageError("--jobs above 1 needs --backend memory (moto is the single-process reference)")
         now = None
         if args.now is not None:
             try:
@@ -93,152 +97,57 @@ class ReplayOptions:
             show_data=args.show_data,
             skip_signature=args.skip_signature,
             fail_on_change=args.fail_on_change,
+            jobs=jobs,
         )
 
-
-class _WatchedSecrets:
-    """A SecretStore that tells the scrubber every credential it hands out."""
-
-    def __init__(self, inner: SecretStore, scrubber: Scrubber) -> None:
-        self._inner = inner
-        self._scrubber = scrubber
-
-    def get_secret_string(self, name: str) -> str:
-        value = self._inner.get_secret_string(name)
-        self._scrubber.add(secret_values({name: value}))
-        return value
+    def workers(self, events: int) -> int:
+        """How many processes replay ``events`` events."""
+        if self.backend != "memory":
+            return 1
+        if self.jobs:
+            return self.jobs
+        return min(max(available_workers(), 1), MAX_JOBS) if events >= AUTO_PARALLEL_EVENTS else 1
 
 
-@dataclass
-class Lane:
-    """One rule set's replay: the application (the Lambda's, with recording services) and its journal."""
+@dataclass(frozen=True)
+class Rendered:
+    """One replayed event as output text, with what the summary counts."""
 
-    application: Application
-    journal: Journal
-    skipped_steps: frozenset[str]
-    uses: Mapping[str, str]
-    reset: Callable[[], None]
-    world: bool
-
-    def run(self, event: Any, notes: list[str]) -> Replayed:
-        """Run one event; the world keeps its writes unless the lane resets it (``--independent``)."""
-        handled = self.application.process(event, explain=True)
-        actions, journal_notes = self.journal.take()
-        self.reset()
-        all_notes = [*notes, *journal_notes]
-        note = _signature_note(handled.result.error_code, handled.result.doc, handled.result.error, self.world)
-        if note:
-            all_notes.append(note)
-        return Replayed(handled, actions, all_notes)
+    text: str
+    outcome: str
+    signature: str | None
+    change: str | None
 
 
-def _signature_note(code: str | None, doc: Mapping[str, Any], error: Any, world: bool) -> str | None:
-    if code not in ("SECRET_FETCH_FAILED", "SECRET_FETCH_TRANSIENT_ERROR"):
-        return None
-    name = (doc.get("credential") or {}).get("secret_name")
-    where = "from the world" if world else "from the account"
-    return (
-        f"signature not checked: secret {name!r} could not be read {where} ({error.message}); "
-        "--skip-signature replays the event anyway"
-    )
+class _Renderer:
+    """Replays one event in every lane and renders it (JSON line or table row); picklable results only."""
 
+    def __init__(self, options: ReplayOptions, lanes: list[Lane], table: Table | None) -> None:
+        self._options = options
+        self._lane = lanes[0]
+        self._baseline = lanes[1] if len(lanes) > 1 else None
+        self._table = table
+        self._masker = Masker(show_data=options.show_data)
 
-def _application(
-    config: AppConfig, services: Services, skip_signature: bool
-) -> tuple[Application, frozenset[str], dict[str, str]]:
-    pipeline, skipped = replay_pipeline(config.pipeline, skip_signature=skip_signature)
-    uses = {planned.id: planned.uses for planned in pipeline.steps()}
-    return Application(replace(config, pipeline=pipeline), services), skipped, uses
-
-
-def world_lane(
-    config: AppConfig,
-    backend: Backend,
-    world: WorldSpec,
-    *,
-    prefix: str,
-    clock: Clock,
-    scrubber: Scrubber,
-    independent: bool,
-    skip_signature: bool,
-) -> Lane:
-    """A lane over a fresh world loaded from ``world``."""
-    ports = backend.world(world, prefix)
-    journal = Journal()
-    tables = RecordingTables(ports.tables, journal, ports.schemas, keep_undo=independent)
-    services = Services(
-        tables=tables,
-        queues=RecordingQueues(ports.queues, journal),
-        secrets=SecretCache(_WatchedSecrets(ports.secrets, scrubber), clock),
-        clock=clock,
-    )
-    application, skipped, uses = _application(config, services, skip_signature)
-
-    def reset() -> None:
-        if independent:
-            journal.undo(ports.tables)
-
-    return Lane(application, journal, skipped, uses, reset, world=True)
-
-
-class _Describer:
-    """Key schemas of real tables (DescribeTable, once per table); None when they cannot be read."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self._known: dict[str, TableSchema | None] = {}
-
-    def __call__(self, table: str) -> TableSchema | None:
-        if table not in self._known:
-            try:
-                self._known[table] = table_schema(self._client.describe_table(TableName=table)["Table"])
-            except Exception:  # noqa: BLE001 - any failure means "unknown": the plan then says so
-                self._known[table] = None
-        return self._known[table]
-
-
-def account_lane(
-    config: AppConfig,
-    clients: tuple[Any, Any, Any],
-    *,
-    clock: Clock,
-    scrubber: Scrubber,
-    independent: bool,
-    skip_signature: bool,
-) -> Lane:
-    """A lane that reads the real account and plans every write and send."""
-    from engine.aws import DynamoTables, SecretsManagerStore
-
-    dynamodb, _, secretsmanager = clients
-    journal = Journal()
-    tables = PlanningTables(DynamoTables(dynamodb), journal, _Describer(dynamodb))
-    services = Services(
-        tables=tables,
-        queues=PlanningQueues(journal),
-        secrets=SecretCache(_WatchedSecrets(SecretsManagerStore(secretsmanager), scrubber), clock),
-        clock=clock,
-    )
-    application, skipped, uses = _application(config, services, skip_signature)
-    return Lane(application, journal, skipped, uses, tables.reset if independent else lambda: None, world=False)
-
-
-def with_placeholder_signature(event: Any) -> tuple[Any, bool]:
-    """``event`` with a placeholder X-Twilio-Signature when it has none (``--skip-signature``)."""
-    if not isinstance(event, Mapping):
-        return event, False
-    for section in ("headers", "multiValueHeaders"):
-        headers = event.get(section)
-        if isinstance(headers, Mapping):
-            for name, value in headers.items():
-                if str(name).lower() == "x-twilio-signature" and value:
-                    return event, False
-    headers = event.get("headers")
-    patched = dict(event)
-    patched["headers"] = {
-        **(headers if isinstance(headers, Mapping) else {}),
-        "X-Twilio-Signature": PLACEHOLDER_SIGNATURE,
-    }
-    return patched, True
+    def __call__(self, recorded: RecordedEvent) -> Rendered:
+        event, notes = recorded.event, []
+        if self._options.skip_signature:
+            event, patched = with_placeholder_signature(event)
+            if patched:
+                notes.append("X-Twilio-Signature was missing; a placeholder stood in for it (--skip-signature)")
+        run = self._lane.run(event, notes)
+        base = self._baseline.run(event, list(notes)) if self._baseline is not None else None
+        record = event_record(
+            recorded.source,
+            run,
+            masker=self._masker,
+            uses=self._lane.uses,
+            skipped_steps=self._lane.skipped_steps,
+            skip_signature=self._options.skip_signature,
+            baseline=base,
+        )
+        text = to_json_line(record) + "\n" if self._table is None else self._table.row_text(record)
+        return Rendered(text, record["outcome"], record["signature"], record.get("change"))
 
 
 class _Scrubbed:
@@ -318,8 +227,7 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         return _problems(errors, exc.problems)
     if world is not None:
         scrubber.add(secret_values(world.secrets))
-    moment = options.now or (world.now if world else None)
-    clock: Clock = FixedClock(moment) if moment else SystemClock()
+    clock = ReplayClock(options.now or (world.now if world else None))
     rule_sets = [options.rules, *([options.baseline_rules] if options.baseline_rules else [])]
     prefixes = ["", BASELINE_PREFIX]
     try:
@@ -349,7 +257,7 @@ def _lanes(
     options: ReplayOptions,
     configs: list[AppConfig],
     world: WorldSpec | None,
-    clock: Clock,
+    clock: ReplayClock,
     scrubber: Scrubber,
     stack: ExitStack,
 ) -> list[Lane]:
@@ -389,42 +297,30 @@ def _replay(
     events: list[RecordedEvent],
     lanes: list[Lane],
     world: WorldSpec | None,
-    clock: Clock,
+    clock: ReplayClock,
     *,
     out: _Scrubbed,
     err: _Scrubbed,
 ) -> Summary:
-    lane, baseline = lanes[0], (lanes[1] if len(lanes) > 1 else None)
-    masker = Masker(show_data=options.show_data)
     summary = Summary()
     table = None
     if not options.as_json:
-        table = Table(out, [event.source for event in events], explain=options.explain, baseline=baseline is not None)
+        table = Table(out, [event.source for event in events], explain=options.explain, baseline=len(lanes) > 1)
         table.header(_banner(options, world, clock.now().isoformat()))
+    render = _Renderer(options, lanes, table)
+    workers = options.workers(len(events))
+    rendered: Iterator[Rendered]
+    if workers > 1 and world is not None:
+        groups = conversation_groups(world.rows["conversations"])
+        parts = partition([recorded.event for recorded in events], groups, workers)
+        rendered = run_partitioned(events, parts, render)
+    else:
+        rendered = (render(recorded) for recorded in events)
     progress = Progress(err, len(events), enabled=err.isatty() and len(events) >= PROGRESS_MIN_EVENTS)
     started = perf_counter()
-    for done, recorded in enumerate(events, start=1):
-        event, notes = recorded.event, []
-        if options.skip_signature:
-            event, patched = with_placeholder_signature(event)
-            if patched:
-                notes.append("X-Twilio-Signature was missing; a placeholder stood in for it (--skip-signature)")
-        run = lane.run(event, notes)
-        base = baseline.run(event, list(notes)) if baseline is not None else None
-        record = event_record(
-            recorded.source,
-            run,
-            masker=masker,
-            uses=lane.uses,
-            skipped_steps=lane.skipped_steps,
-            skip_signature=options.skip_signature,
-            baseline=base,
-        )
-        summary.add(record)
-        if table is None:
-            out.write(to_json_line(record) + "\n")
-        else:
-            table.row(record)
+    for done, item in enumerate(rendered, start=1):
+        out.write(item.text)
+        summary.add(item.outcome, item.signature, item.change)
         progress.update(done)
     progress.close()
     if table is not None:

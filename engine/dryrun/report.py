@@ -173,20 +173,49 @@ def to_json_line(record: Mapping[str, Any]) -> str:
 
 
 def _why(record: Mapping[str, Any]) -> str:
-    """A short reason: the rules that matched, then the error message or the deciding step's decision."""
+    """A short reason: the rules that matched, then the error, the step that stopped the run, skipped writes."""
     parts = [f"{rule['ruleset']}/{rule['rule']}" for rule in record["rules"] if rule["matched"]]
     if record["message"]:
         parts.append(record["message"])
-    else:
-        decisions = [entry["decision"] for entry in record["trace"] if entry["status"] not in ("skipped",)]
-        last = decisions[-1] if decisions else None
-        if last and last != record["outcome"] and last != SKIPPED_STATUS:
-            parts.append(last)
+    stopped = [f"{entry['step']}: {entry['decision']}" for entry in record["trace"] if entry["status"] == "stopped"]
+    parts += stopped
+    unapplied = [action["table"] for action in record["actions"] if action.get("condition_failed")]
+    if unapplied and not stopped:
+        parts.append("not applied (condition): " + ", ".join(unapplied))
     return " · ".join(parts)
 
 
 def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _details(record: Mapping[str, Any]) -> list[str]:
+    """The explanation under a row: trace, rules with their inputs, actions, response."""
+    steps = " → ".join(
+        f"{entry['step']} {entry['status']} {entry['ms']:.2f}ms"
+        + (f" ({entry['decision']})" if entry["decision"] else "")
+        for entry in record["trace"]
+    )
+    lines = [f"    trace:    {steps}\n"]
+    for rule in record["rules"]:
+        inputs = ", ".join(f"{path}={_compact(value)}" for path, value in rule["inputs"].items())
+        verdict = "matched" if rule["matched"] else "no match"
+        lines.append(
+            f"    rule:     {rule['ruleset']}/{rule['rule']}: {verdict}" + (f" ({inputs})" if inputs else "") + "\n"
+        )
+    for action in record["actions"]:
+        where = action.get("table") or action.get("queue")
+        payload = action.get("item") or action.get("key") or action.get("body")
+        extra = f" delay {action['delay_seconds']}s" if action["type"] == "send_message" else ""
+        failed = " [condition failed: not applied]" if action.get("condition_failed") else ""
+        text = payload if isinstance(payload, str) else _compact(payload)
+        lines.append(f"    action:   {action['type']} {where}{extra}{failed} {text}\n")
+    response = record["response"]
+    if response is None:
+        lines.append(f"    response: raised {record.get('exception', '')}\n")
+    else:
+        lines.append(f"    response: {response['status_code']} {response['content_type']} {response['body']}\n")
+    return lines
 
 
 @dataclass
@@ -198,14 +227,14 @@ class Summary:
     changes: Counter[str] = field(default_factory=Counter)
     events: int = 0
 
-    def add(self, record: Mapping[str, Any]) -> None:
-        """Count one event's record."""
+    def add(self, outcome: str, signature: str | None, change: str | None) -> None:
+        """Count one event."""
         self.events += 1
-        self.outcomes[record["outcome"]] += 1
-        if record["signature"]:
-            self.signatures[record["signature"]] += 1
-        if record.get("change"):
-            self.changes[record["change"]] += 1
+        self.outcomes[outcome] += 1
+        if signature:
+            self.signatures[signature] += 1
+        if change:
+            self.changes[change] += 1
 
     @property
     def changed(self) -> int:
@@ -219,13 +248,13 @@ class Table:
     def __init__(self, out: Writer, sources: Sequence[str], *, explain: bool, baseline: bool) -> None:
         self._out = out
         self._explain = explain
-        self._baseline = baseline
+        self.baseline = baseline
         self._source_width = min(max([len("SOURCE"), *(len(source) for source in sources)]), 60)
         self._outcome_width = 28
 
-    def _line(self, *columns: str) -> None:
+    def _line(self, *columns: str) -> str:
         source, outcome, target, status, actions, why = columns
-        self._out.write(
+        return (
             f"{source:<{self._source_width}}  {outcome:<{self._outcome_width}}  {target:<8}  {status:>6}  "
             f"{actions:>7}  {why}".rstrip()
             + "\n"
@@ -235,54 +264,29 @@ class Table:
         """Notes that apply to the whole replay, then the column titles."""
         for line in banner:
             self._out.write(f"{line}\n")
-        self._line("SOURCE", "OUTCOME", "TARGET", "STATUS", "ACTIONS", "WHY")
+        self._out.write(self._line("SOURCE", "OUTCOME", "TARGET", "STATUS", "ACTIONS", "WHY"))
 
-    def row(self, record: Mapping[str, Any]) -> None:
-        """One event's row (and its explanation)."""
+    def row_text(self, record: Mapping[str, Any]) -> str:
+        """One event's row, its notes and (with ``explain``) its details."""
         status = "raised" if record["raised"] else str(record["status_code"])
         why = _why(record)
         if record.get("changed"):
             was = record["change"].split(" → ")[0]
-            why = f"CHANGED (was {was}) · {why}"
-        self._line(
-            record["source"], record["outcome"], record["target"] or "-", status, str(len(record["actions"])), why
-        )
-        for note in record["notes"]:
-            self._out.write(f"    note: {note}\n")
-        if self._explain:
-            self._details(record)
-
-    def _details(self, record: Mapping[str, Any]) -> None:
-        write = self._out.write
-        steps = " → ".join(
-            f"{entry['step']} {entry['status']} {entry['ms']:.2f}ms"
-            + (f" ({entry['decision']})" if entry["decision"] else "")
-            for entry in record["trace"]
-        )
-        write(f"    trace:    {steps}\n")
-        for rule in record["rules"]:
-            inputs = ", ".join(f"{path}={_compact(value)}" for path, value in rule["inputs"].items())
-            verdict = "matched" if rule["matched"] else "no match"
-            write(
-                f"    rule:     {rule['ruleset']}/{rule['rule']}: {verdict}" + (f" ({inputs})" if inputs else "") + "\n"
+            why = f"CHANGED (was {was}) · {why}" if why else f"CHANGED (was {was})"
+        lines = [
+            self._line(
+                record["source"], record["outcome"], record["target"] or "-", status, str(len(record["actions"])), why
             )
-        for action in record["actions"]:
-            where = action.get("table") or action.get("queue")
-            payload = action.get("item") or action.get("key") or action.get("body")
-            extra = f" delay {action['delay_seconds']}s" if action["type"] == "send_message" else ""
-            failed = " [condition failed: not applied]" if action.get("condition_failed") else ""
-            text = payload if isinstance(payload, str) else _compact(payload)
-            write(f"    action:   {action['type']} {where}{extra}{failed} {text}\n")
-        response = record["response"]
-        if response is None:
-            write(f"    response: raised {record.get('exception', '')}\n")
-        else:
-            write(f"    response: {response['status_code']} {response['content_type']} {response['body']}\n")
+        ]
+        lines += [f"    note: {note}\n" for note in record["notes"]]
+        if self._explain:
+            lines += _details(record)
+        return "".join(lines)
 
     def summary(self, summary: Summary, *, elapsed: float, baseline_name: str | None) -> None:
         """Counts per outcome, signature states and changes."""
         write = self._out.write
-        rate = f", {summary.events / elapsed:.0f} events/s" if elapsed > 0 else ""
+        rate = f", {summary.events / elapsed:.0f} events/s" if elapsed > 0 and summary.events >= 100 else ""
         write(f"\n{summary.events} events replayed in {elapsed:.2f}s{rate}\n")
         for outcome, count in sorted(summary.outcomes.items(), key=lambda item: (-item[1], item[0])):
             write(f"  {outcome:<{self._outcome_width}}  {count:>6}\n")

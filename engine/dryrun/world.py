@@ -164,9 +164,9 @@ def load_world(path: Path) -> WorldSpec:
         spec.problem(where, "unquoted timestamp: quote it so that it stays the string the table holds")
         for where in stamps
     )
-    if not problems:
-        problems.extend(_schema(spec, data, locator))
-    if not problems:
+    schema = _schema(spec, data, locator)
+    problems.extend(schema)
+    if not schema:
         problems.extend(_duplicates(spec, data))
     if problems:
         raise ConfigError(problems)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -34,6 +35,7 @@ from engine.localaws import to_dynamo
 
 __all__ = [
     "CALLS",
+    "BlackHole",
     "FAULT_KINDS",
     "EndState",
     "Fault",
@@ -100,17 +102,22 @@ _ERRORS: dict[str, dict[str, tuple[int, str, str | None]]] = {
 }
 
 
-class SimulatedCrash(BaseException):  # noqa: N818 - it models a process death, not an error
+class SimulatedCrash(BaseException):
     """The process died right after an AWS call succeeded."""
 
 
 @dataclass(frozen=True)
 class Fault:
-    """A fault on one logical call: ``times`` HTTP attempts (or calls, for ``crash``) are hit; None: all."""
+    """A fault on one logical call: ``times`` HTTP attempts (or calls, for ``crash``) are hit; None: all.
+
+    ``delay`` is the wait of ``slow`` and ``hang``; ``retry_after`` (seconds) adds AWS's ``x-amz-retry-after``
+    header to an error answer.
+    """
 
     kind: FaultKind
     times: int | None = None
     delay: float = 0.0
+    retry_after: float | None = None
 
 
 class _Body:
@@ -145,7 +152,7 @@ class FaultInjector:
             "secretsmanager": services.secrets.store.client,
         }
         self._tables = {stage_table: "stage", lock_table: "lock"}
-        self._faults: dict[str, Fault] = {}
+        self._faults: dict[str, tuple[Fault, ...]] = {}
         self._hits: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
         self.attempts: Counter[str] = Counter()
@@ -162,10 +169,18 @@ class FaultInjector:
             events.register(f"after-call.{service_id}", self._finisher(service))
             events.register(f"after-call-error.{service_id}", self._error_finisher())
 
-    def inject(self, call: str, fault: Fault) -> None:
-        """Apply ``fault`` to every later attempt of ``call`` (until ``clear``)."""
-        self._faults[call] = fault
-        self._hits[call] = 0
+    def inject(self, call: str, *faults: Fault) -> None:
+        """Apply ``faults`` in turn to the later attempts of ``call`` (``"*"``: every call), until ``clear``.
+
+        Each fault hits ``times`` attempts (or calls, for ``crash``), then the next one takes over; a fault
+        with ``times=None`` hits all remaining attempts. A crash cannot share a sequence with other faults.
+        """
+        if len(faults) > 1 and any(fault.kind == "crash" for fault in faults):
+            raise ValueError("a crash fault must be injected alone")
+        self._faults[call] = faults
+        for name in list(self._hits):
+            if call in ("*", name):
+                self._hits[name] = 0
 
     def clear(self) -> None:
         """Remove every fault (counters are kept)."""
@@ -200,15 +215,22 @@ class FaultInjector:
                 return "lock_release"
         return f"{service}.{operation}"
 
-    def _take(self, call: str) -> Fault | None:
-        fault = self._faults.get(call)
-        if fault is None:
+    def _sequence(self, call: str) -> tuple[Fault, ...]:
+        return self._faults.get(call) or self._faults.get("*") or ()
+
+    def _take(self, call: str, crash: bool) -> Fault | None:
+        """The fault for the next attempt of ``call`` (counted), or None."""
+        sequence = self._sequence(call)
+        if not sequence or (sequence[0].kind == "crash") != crash:
             return None
         with self._idle:
-            if fault.times is not None and self._hits[call] >= fault.times:
-                return None
-            self._hits[call] += 1
-        return fault
+            seen = self._hits[call]
+            for fault in sequence:
+                if fault.times is None or seen < fault.times:
+                    self._hits[call] += 1
+                    return fault
+                seen -= fault.times
+        return None
 
     def _tagger(self, service: str) -> Any:
         def tag(params: Mapping[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
@@ -226,8 +248,7 @@ class FaultInjector:
             call = str((request.context or {}).get("fault_call", event_name))
             with self._idle:
                 self.attempts[call] += 1
-            fault = self._faults.get(call)
-            fault = self._take(call) if fault is not None and fault.kind != "crash" else None
+            fault = self._take(call, crash=False)
             if fault is None:
                 return botocore_stubber(event_name, request)
             if fault.kind == "slow":
@@ -242,7 +263,10 @@ class FaultInjector:
                 if botocore_stubber(event_name, request) is None:
                     raise RuntimeError("response_lost needs moto's in-process mock (mock_aws) to apply the request")
                 raise ReadTimeoutError(endpoint_url=request.url)
-            return error_answer(service, fault.kind, request.url)
+            answer = error_answer(service, fault.kind, request.url)
+            if fault.retry_after is not None:
+                answer.headers["x-amz-retry-after"] = str(round(fault.retry_after * 1000))
+            return answer
 
         return send
 
@@ -253,8 +277,7 @@ class FaultInjector:
                 self._in_flight -= 1
                 self.completed[call] += 1
                 self._idle.notify_all()
-            fault = self._faults.get(call)
-            if fault is not None and fault.kind == "crash" and "Error" not in parsed and self._take(call):
+            if "Error" not in parsed and self._take(call, crash=True):
                 raise SimulatedCrash(f"process died right after {call} succeeded")
 
         return finish
@@ -315,3 +338,51 @@ def new_container(resources: Any, config: Any = None, session: Any = None) -> tu
     application = Application(loaded, live_services(loaded, session=session))
     injector = FaultInjector(application, stage_table=resources.stage_table, lock_table=resources.lock_table)
     return application, injector
+
+
+class BlackHole:
+    """A TCP endpoint that accepts connections, reads requests and never answers (a hung AWS endpoint).
+
+    ``requests`` counts the HTTP requests that reached it (each ``POST`` line).
+    """
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.1)
+        self._stop = threading.Event()
+        self._connections: list[socket.socket] = []
+        self.requests = 0
+        self._thread = threading.Thread(target=self._serve, name="black-hole", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        host, port = self._server.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> BlackHole:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for connection in self._connections:
+            connection.close()
+        self._server.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._server.accept()
+            except TimeoutError:
+                pass
+            else:
+                connection.setblocking(False)
+                self._connections.append(connection)
+            for connection in self._connections:
+                try:
+                    data = connection.recv(65536)
+                except OSError:
+                    continue
+                self.requests += data.count(b"POST ")

@@ -1,0 +1,131 @@
+"""Replaying on several cores without changing a single output line (``--jobs``, memory worlds only).
+
+Events are split into partitions that cannot see each other's writes: an event only writes the stage
+and lock rows of the conversation its lookup finds, and that lookup is keyed by the end user's
+number. ``conversation_groups`` joins user numbers and conversation ids that share rows in the world;
+every event of one group goes to the same worker, in the original order, so each conversation sees
+exactly the history it sees in a single process. Workers are forked after the lanes are built (each
+gets its own copy of the world); their rendered lines are merged back in event order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+from engine.http import EventError, parse_http_event
+
+__all__ = ["conversation_groups", "available_workers", "partition", "run_partitioned", "user_number"]
+
+T = TypeVar("T")
+BATCH = 100
+
+
+def available_workers() -> int:
+    """How many workers this machine can usefully run (0 when processes cannot be forked)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def user_number(event: Any) -> str | None:
+    """The end user's number in a Twilio webhook event (``To`` of a status callback), without ``whatsapp:``."""
+    try:
+        fields = dict(parse_qsl(parse_http_event(event).body, keep_blank_values=True))
+    except (EventError, ValueError, TypeError):
+        return None
+    number = fields.get("To") if "MessageStatus" in fields else fields.get("From")
+    return number.split(":", 1)[-1] if number else None
+
+
+def conversation_groups(conversations: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """User number → group: numbers whose conversations share an id (and so rows) are in one group."""
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        root = node
+        while parent.setdefault(root, root) != root:
+            root = parent[root]
+        parent[node] = root
+        return root
+
+    for item in conversations:
+        nodes = [f"id:{item.get('conversation_id')}"]
+        nodes += [f"tel:{item[name]}" for name in ("primary_channel", "gsi_recipient_tel") if item.get(name)]
+        first = find(nodes[0])
+        for node in nodes[1:]:
+            parent[find(node)] = first
+    return {node[4:]: find(node) for node in list(parent) if node.startswith("tel:")}
+
+
+def partition(events: Sequence[Any], groups: Mapping[str, str], workers: int) -> list[list[int]]:
+    """Event indexes per worker; the events of one group (or one unknown number) share a worker."""
+    parts: list[list[int]] = [[] for _ in range(workers)]
+    for index, event in enumerate(events):
+        number = user_number(event)
+        key = groups.get(number, number) if number else ""
+        parts[zlib.crc32(key.encode()) % workers].append(index)
+    return parts
+
+
+def _work(connection: Connection, indexes: list[int], events: Sequence[Any], render: Callable[[Any], T]) -> None:
+    try:
+        batch: list[tuple[int, T]] = []
+        for index in indexes:
+            batch.append((index, render(events[index])))
+            if len(batch) >= BATCH:
+                connection.send(batch)
+                batch = []
+        connection.send(batch)
+        connection.send(None)
+    except BaseException:  # noqa: BLE001 - whatever went wrong is reported to the parent, which raises it
+        connection.send(traceback.format_exc())
+    finally:
+        connection.close()
+
+
+def run_partitioned(events: Sequence[Any], parts: list[list[int]], render: Callable[[Any], T]) -> Iterator[T]:
+    """``render(event)`` for every event, computed by one forked worker per partition, yielded in event order."""
+    context = multiprocessing.get_context("fork")
+    connections: dict[Connection, Any] = {}
+    for indexes in parts:
+        if not indexes:
+            continue
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_work, args=(sender, indexes, events, render), daemon=True)
+        process.start()
+        sender.close()
+        connections[receiver] = process
+    pending: dict[int, T] = {}
+    order = 0
+    try:
+        while True:
+            while order in pending:
+                yield pending.pop(order)
+                order += 1
+            if not connections:
+                break
+            for ready in wait(list(connections)):
+                assert isinstance(ready, Connection)
+                try:
+                    message = ready.recv()
+                except EOFError:
+                    raise RuntimeError("a replay worker exited without finishing") from None
+                if isinstance(message, str):
+                    raise RuntimeError(f"a replay worker failed:\n{message}")
+                if message is None:
+                    connections.pop(ready).join()
+                    continue
+                pending.update(message)
+        if order != len(events):
+            raise RuntimeError(f"replay workers returned {order} of {len(events)} events")
+    finally:
+        for process in connections.values():
+            process.kill()
+            process.join()

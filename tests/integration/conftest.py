@@ -1,0 +1,204 @@
+"""Real processes for the integration tests: moto's standalone server and ``pipeline-serve``, torn down always."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import boto3
+import pytest
+
+from engine.localaws import LocalResources, provision
+from tests.support.webhooks import sign
+from tests.support.world import World
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {START_TIMEOUT} s:\n{log.read_text(errors='replace')}")
+
+
+def wait_for_line(pattern: str, process: subprocess.Popen[bytes], log: Path) -> re.Match[str]:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        match = re.search(pattern, log.read_text(errors="replace"))
+        if match:
+            return match
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)
+    raise RuntimeError(f"no line matching {pattern!r} after {START_TIMEOUT} s:\n{log.read_text(errors='replace')}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """A clean environment for a child process: fake credentials, no endpoint, nothing of the parent's AWS setup."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "_X_AMZN", "TRACING"))}
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REGION="us-east-1",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Moto:
+    """moto's standalone server, as a process."""
+
+    endpoint: str
+    process: subprocess.Popen[bytes]
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1")
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=base_env(),
+        )
+    try:
+        wait_for_port(port, process, log)
+        yield Moto(f"http://127.0.0.1:{port}", process)
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def aws(moto_server: Moto) -> World:
+    """The contract's resources, freshly created in the running moto server (same names every time)."""
+    moto_server.reset()
+    dynamodb, sqs = moto_server.client("dynamodb"), moto_server.client("sqs")
+    resources: LocalResources = provision(dynamodb, sqs)
+    return World(dynamodb, sqs, moto_server.client("secretsmanager"), resources)
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: str
+
+
+@dataclass
+class Serve:
+    """A running ``pipeline-serve`` process and its captured output."""
+
+    base: str
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+
+    def url(self, path: str) -> str:
+        return f"{self.base}{path}"
+
+    def post(
+        self, path: str, params: Mapping[str, str], *, signed_url: str | None = None, token: str = "12345"
+    ) -> Answer:
+        """POST a form signed (with the twilio library) over the URL the server will rebuild, or ``signed_url``."""
+        url = self.url(path)
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": sign(signed_url or url, dict(params), token),
+            "I-Twilio-Idempotency-Token": "idem-1",
+        }
+        request = urllib.request.Request(url, data=urlencode(params).encode(), headers=headers, method="POST")
+        return self.send(request)
+
+    @staticmethod
+    def send(request: urllib.request.Request) -> Answer:
+        try:
+            with urllib.request.urlopen(request, timeout=15) as answer:
+                return Answer(answer.status, dict(answer.headers), answer.read().decode())
+        except urllib.error.HTTPError as error:
+            return Answer(error.code, dict(error.headers), error.read().decode())
+
+    def output(self) -> tuple[list[str], str]:
+        """Lines written to stdout (the function's logs and EMF documents), and stderr."""
+        return self.stdout.read_text(errors="replace").splitlines(), self.stderr.read_text(errors="replace")
+
+
+def start_serve(directory: Path, args: list[str], env: Mapping[str, str]) -> Serve:
+    stdout, stderr = directory / "stdout.log", directory / "stderr.log"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "engine.serve", "--port", "0", *args],
+            cwd=ROOT,
+            stdout=out,
+            stderr=err,
+            env=dict(env),
+        )
+    try:
+        match = wait_for_line(r"listening on (http://127\.0\.0\.1:\d+)/prod ", process, stderr)
+    except BaseException:
+        stop(process)
+        raise
+    return Serve(match.group(1), process, stdout, stderr)
+
+
+@pytest.fixture(scope="session")
+def serve(moto_server: Moto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    """``pipeline-serve --endpoint-url <moto>`` with the environment ``provision`` gives the resources."""
+    names = LocalResources(
+        "conversations",
+        "conversations-stage",
+        "conversations-trigger-lock",
+        *(f"{moto_server.endpoint}/123456789012/{name}" for name in ("whatsapp", "sms", "handoff")),
+    )
+    env = base_env(BATCH_WINDOW_SECONDS="0", LOG_LEVEL="INFO", **names.environment())
+    server = start_serve(tmp_path_factory.mktemp("serve"), ["--endpoint-url", moto_server.endpoint], env)
+    try:
+        yield server
+    finally:
+        stop(server.process)

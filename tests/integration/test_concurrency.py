@@ -1,0 +1,122 @@
+"""Duplicates and concurrency against moto's standalone server, over HTTP.
+
+Every delivery runs in its own thread on its own container (configuration, boto3 clients and secret cache of
+its own, as separate Lambda containers), all released at once by a barrier. The server's conditional writes
+decide who takes the trigger lock, as DynamoDB's would.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import boto3
+import pytest
+
+from engine.app import Application, live_services
+from engine.config import load_config
+from tests.integration.conftest import Moto
+from tests.support.faults import ROOT
+from tests.support.logscan import forbid
+from tests.support.webhooks import rest_event, whatsapp_params
+from tests.support.world import World
+
+pytestmark = pytest.mark.integration
+
+WINDOW_SECONDS = 10
+
+
+@pytest.fixture
+def world(aws: World, moto_server: Moto, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """The contract's resources in the moto server, and the Lambda environment pointing at them over HTTP."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
+    for name, value in aws.resources.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BATCH_WINDOW_SECONDS", str(WINDOW_SECONDS))
+    aws.add_default_secrets()
+    yield aws
+
+
+def deliver_concurrently(events: Sequence[dict[str, Any]]) -> list[str]:
+    """Each event on a container of its own, all started together; the outcome of each (or the raised code).
+
+    The containers share the loaded configuration and boto3's service models (neither holds state), not
+    their clients, connections or secret caches.
+    """
+    config = load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
+    session = boto3.session.Session()
+    containers = [Application(config, live_services(config, session=session)) for _ in events]
+    barrier = threading.Barrier(len(events))
+    outcomes: list[str] = [""] * len(events)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        handled = containers[index].process(events[index], None)
+        outcomes[index] = f"raised {handled.result.outcome}" if handled.raised else handled.result.outcome
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(events))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return outcomes
+
+
+def triggers(world: World) -> int:
+    """Triggers sent to the WhatsApp queue (the test's one conversation), all still delayed by the window."""
+    url = world.resources.whatsapp_queue_url
+    attributes = world.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    delayed = int(attributes["ApproximateNumberOfMessagesDelayed"])
+    visible = int(attributes["ApproximateNumberOfMessages"])
+    assert visible == 0, "triggers are delayed by the batching window"
+    return delayed
+
+
+def staged(world: World, conversation_id: str) -> Counter[str]:
+    return Counter(row["message_sid"] for row in world.stage_rows() if row["conversation_id"] == conversation_id)
+
+
+def message(index: int, sid: str) -> dict[str, Any]:
+    body = f"concurrent message {index}"
+    forbid(body)
+    return rest_event("whatsapp", whatsapp_params(sid, body=body))
+
+
+def test_distinct_messages_of_one_conversation_share_one_trigger(world: World) -> None:
+    item = world.add_conversation()
+    sids = [f"SM{uuid.uuid4().hex}" for _ in range(8)]
+    outcomes = deliver_concurrently([message(index, sid) for index, sid in enumerate(sids)])
+    print(f"\n8 distinct messages at once: {Counter(outcomes)}")
+    assert sorted(outcomes) == ["BATCHED"] * 7 + ["QUEUED"]
+    assert staged(world, item["conversation_id"]) == Counter(sids)
+    assert triggers(world) == 1
+    locks = [row for row in world.lock_rows() if row["conversation_id"] == item["conversation_id"]]
+    assert [lock["message_sid"] for lock in locks] == [sids[outcomes.index("QUEUED")]]
+
+
+def test_one_message_delivered_many_times_at_once_is_staged_once(world: World) -> None:
+    item = world.add_conversation()
+    sid = f"SM{uuid.uuid4().hex}"
+    outcomes = deliver_concurrently([message(0, sid)] * 8)
+    sent = triggers(world)
+    print(f"\none message 8 times at once: {Counter(outcomes)}, {sent} trigger(s)")
+    assert set(outcomes) == {"QUEUED"}, "every copy re-takes its own lock and re-sends its own trigger"
+    assert staged(world, item["conversation_id"]) == Counter({sid: 1})
+    assert 1 <= sent <= 8
+
+
+def test_retries_and_new_messages_mixed(world: World) -> None:
+    item = world.add_conversation()
+    sids = [f"SM{uuid.uuid4().hex}" for _ in range(4)]
+    events = [message(index, sid) for index, sid in enumerate(sids)] * 2
+    outcomes = deliver_concurrently(events)
+    sent = triggers(world)
+    print(f"\n4 messages, each twice, at once: {Counter(outcomes)}, {sent} trigger(s)")
+    assert staged(world, item["conversation_id"]) == Counter(sids)
+    holders = {sids[index % 4] for index, outcome in enumerate(outcomes) if outcome == "QUEUED"}
+    assert len(holders) == 1, "one message of the window holds the lock; only its copies may re-send"
+    assert 1 <= sent == outcomes.count("QUEUED") <= 2
