@@ -31,13 +31,13 @@ EXIT_OK, EXIT_TEST_FAILED, EXIT_CONFIG = 0, 1, 2
 
 @dataclass(frozen=True)
 class CheckReport:
-    """The outcome of a check: every finding in output order, which of them are failed tests, and counts."""
+    """A check's findings in output order, the failed inline tests among them, and the sets not tested."""
 
     findings: tuple[Problem, ...]
     failures: tuple[Problem, ...]
     tests_run: int
     files: tuple[str, ...]
-    untested: tuple[str, ...]
+    not_run: tuple[str, ...]
 
     @property
     def errors(self) -> list[Problem]:
@@ -181,12 +181,12 @@ def check_config(
     findings = [*inspection.problems, *_lint(inspection)]
     failures: list[Problem] = []
     tests_run = 0
-    untested: list[str] = []
+    not_run: list[str] = []
     for loaded in inspection.rulesets.values():
         shadowing, never = _shadowing(loaded)
         findings.extend(shadowing)
         if not loaded.complete:
-            untested.append(loaded.ruleset.name)
+            not_run.append(loaded.ruleset.name)
             continue
         unknown = _unknown_rules_in_tests(loaded)
         findings.extend(problem for _, problem in unknown)
@@ -199,7 +199,7 @@ def check_config(
     order = {name: rank for rank, name in enumerate(inspection.files)}
     unique = dict.fromkeys([*findings, *failures])
     ordered = sorted(unique, key=lambda p: (order.get(p.file, len(order)), p.file, p.line, p.column))
-    return CheckReport(tuple(ordered), tuple(failures), tests_run, inspection.files, tuple(untested))
+    return CheckReport(tuple(ordered), tuple(failures), tests_run, inspection.files, tuple(not_run))
 
 
 def _count(number: int, noun: str) -> str:
@@ -212,8 +212,8 @@ def run_check(pipeline: Path, rules_dir: Path, *, strict_env: bool, out: TextIO,
     for finding in report.findings:
         print(finding, file=out)
     tests = f"inline tests: {report.tests_run - len(report.failures)} passed, {len(report.failures)} failed"
-    if report.untested:
-        tests += f" (not run for rule sets with errors: {', '.join(report.untested)})"
+    if report.not_run:
+        tests += f" (not run for rule sets with errors: {', '.join(report.not_run)})"
     summary = (
         f"checked {_count(len(report.files), 'file')}: {_count(len(report.errors), 'error')}, "
         f"{_count(len(report.warnings), 'warning')}; {tests}"

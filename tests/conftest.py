@@ -22,12 +22,10 @@ os.environ.update(
 
 from moto import mock_aws  # noqa: E402
 
-from engine.logs import JsonFormatter  # noqa: E402
-from tests.support.expect import ROOT  # noqa: E402
-
-import engine.config  # noqa: E402
 from engine.localaws import provision  # noqa: E402
+from engine.logs import JsonFormatter  # noqa: E402
 from tests.support.aws import AwsSpy  # noqa: E402
+from tests.support.expect import ROOT  # noqa: E402
 from tests.support.world import World  # noqa: E402
 
 # Every log line at INFO+ is scanned for tokens, bodies and phone numbers (fails the test).

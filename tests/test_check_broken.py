@@ -364,3 +364,19 @@ def test_a_failing_inline_test_exits_1(tmp_path: Path) -> None:
     assert_findings(result.stdout, CASES["failing_test"][1])
     assert result.returncode == 1
     assert re.search(r"; inline tests: \d+ passed, 1 failed\n$", result.stderr), result.stderr
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_default_behind_an_always_true_rule_is_reported_as_never_used(tmp_path: Path) -> None:
+    from engine.checks import check_config
+
+    root = assemble(tmp_path)
+    routing = root / "rules" / "40_routing.yaml"
+    text = routing.read_text().replace("tests:\n", "default: {target: handoff}\ntests:\n", 1)
+    routing.write_text(text.replace("""'contains(`["whatsapp", "sms"]`, request.channel)'""", '"`true`"', 1))
+    report = check_config(root / PIPELINE, root / "rules")
+    (warning,) = report.warnings
+    assert str(warning) == (
+        f"{root}/rules/40_routing.yaml:22:1: warning: "
+        "the default is never used: rule 'channel_queue' (line 20) always matches"
+    )

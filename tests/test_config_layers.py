@@ -66,8 +66,8 @@ def test_schema_errors_do_not_hide_step_checks_or_other_files(tmp_path: Path) ->
         load_config(pipeline, rules, ENV)
     assert located(caught.value.problems) == [
         ("twilio_inbound.yaml", 10, 1),  # unknown top-level key
-        ("twilio_inbound.yaml", 85, 34),  # unknown rule set, found although the schema failed
-        ("twilio_inbound.yaml", 100, 28),  # JMESPath ends too early: just after the expression
+        ("twilio_inbound.yaml", 87, 34),  # unknown rule set, found although the schema failed
+        ("twilio_inbound.yaml", 102, 28),  # JMESPath ends too early: just after the expression
         ("10_project_status.yaml", 4, 1),  # unknown key in one rules file ...
         ("40_routing.yaml", 9, 20),  # ... and an unknown target in another
     ]
@@ -104,7 +104,7 @@ def test_an_unset_typed_value_is_one_env_problem_not_a_type_error(tmp_path: Path
         },
     )
     inspection = inspect_config(pipeline, rules, ENV, missing_env=severity)
-    assert [(p.line, p.column, p.severity) for p in inspection.problems] == [(96, 24, severity)]
+    assert [(p.line, p.column, p.severity) for p in inspection.problems] == [(98, 24, severity)]
     assert "environment variable STAGE_TTL is not set" in inspection.problems[0].message
     assert (inspection.config is None) == (severity == "error")
 

@@ -95,9 +95,13 @@ def test_every_example_has_the_expected_outcome_and_target(replay: Run) -> None:
     for record in records.values():
         assert record["raised"] is False
         assert record["status_code"] == 200  # Twilio channels answer TwiML, errors included
-        assert (record["error_code"] is None) == (record["outcome"] in {"QUEUED", "BATCHED", "HANDED_OFF", "STATUS_CALLBACK"})
+        assert (record["error_code"] is None) == (
+            record["outcome"] in {"QUEUED", "BATCHED", "HANDED_OFF", "STATUS_CALLBACK"}
+        )
         queue = record["queue"]
-        assert queue == (f"https://sqs.us-east-1.amazonaws.com/123456789012/{record['target']}" if record["target"] else None)
+        assert queue == (
+            f"https://sqs.us-east-1.amazonaws.com/123456789012/{record['target']}" if record["target"] else None
+        )
         assert [entry["step"] for entry in record["trace"]][:1] == ["parse"]
         assert all(set(entry) == {"step", "status", "ms", "decision"} for entry in record["trace"])
 
@@ -132,7 +136,11 @@ def test_actions_are_the_lambdas_writes_and_sends(replay: Run) -> None:
     assert [(a["type"], a.get("queue")) for a in handoff] == [("put_item", None), ("send_message", "handoff")]
     body = json.loads(handoff[1]["body"])
     assert handoff[1]["delay_seconds"] == 0
-    assert body["body"] == "[masked]" and body["request"]["Body"] == "[masked]" and body["request"]["ProfileName"] == "[masked]"
+    assert (
+        body["body"] == "[masked]"
+        and body["request"]["Body"] == "[masked]"
+        and body["request"]["ProfileName"] == "[masked]"
+    )
     assert body["conversation"]["messages"][0]["content"] == "[masked]"
     for source in ("04_locked_conversation.json", "05_inactive_project.json", "06_bad_signature.json"):
         assert records[source]["actions"] == []
@@ -154,7 +162,10 @@ def test_each_decision_is_explained(replay: Run) -> None:
         ("routing", "hand_off_to_human", True),
     ]
     numbers = records["01_whatsapp_text.json"]["rules"][-2]
-    assert numbers["rule"] == "auto_queue_from_number" and numbers["inputs"]["conversation.recipient_tel"] == "+**********01"
+    assert (
+        numbers["rule"] == "auto_queue_from_number"
+        and numbers["inputs"]["conversation.recipient_tel"] == "+**********01"
+    )
     assert records["06_bad_signature.json"]["signature"] == "invalid"
     assert records["01_whatsapp_text.json"]["signature"] == "valid"
     missing = records["09_secret_missing.json"]
@@ -236,7 +247,16 @@ def changed_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_changed_rule_flips_exactly_the_expected_events(changed_rules: Path) -> None:
     run = dryrun(
-        "--world", "examples/world.yaml", "--json", "--rules", changed_rules, "--baseline-rules", "rules", "examples/events"
+        "--world",
+        "examples/world.yaml",
+        "--backend",
+        "memory",
+        "--json",
+        "--rules",
+        changed_rules,
+        "--baseline-rules",
+        "rules",
+        "examples/events",
     )
     assert run.status == 0, run.stderr
     records = run.records()
@@ -254,6 +274,8 @@ def test_fail_on_change_exits_1_with_a_summary_per_change(changed_rules: Path) -
     run = dryrun(
         "--world",
         "examples/world.yaml",
+        "--backend",
+        "memory",
         "--explain",
         "--rules",
         changed_rules,
@@ -303,7 +325,9 @@ def test_bad_configuration_and_world_exit_2_with_their_position(tmp_path: Path) 
     assert run.status == 2
     assert re.search(rf"{re.escape(str(channel))}:\d+:\d+: invalid JMESPath", run.stderr), run.stderr
     world = tmp_path / "world.yaml"
-    world.write_text("now: 2026-11-25T12:00:00Z\nconversations:\n  - primary_channel: '+1'\n    created_at: 2026-11-20\n")
+    world.write_text(
+        "now: 2026-11-25T12:00:00Z\nconversations:\n  - primary_channel: '+1'\n    created_at: 2026-11-20\n"
+    )
     run = dryrun("--world", world, "examples/events")
     assert run.status == 2
     assert f"{world}:4:17: unquoted timestamp" in run.stderr

@@ -162,22 +162,52 @@ CASES = [
     Case("missing_MessageSid", "PARSING_ERROR", _event(MessageSid=None), aws_calls=NO_AWS),
     Case("blank_From", "PARSING_ERROR", _event(From=""), aws_calls=NO_AWS),
     Case("prefix_only_From", "PARSING_ERROR", _event(From="whatsapp:"), aws_calls=NO_AWS),
-    Case("GET_method", "PARSING_ERROR", lambda: rest_event("whatsapp", whatsapp_params(), method="GET"), aws_calls=NO_AWS),
+    Case(
+        "GET_method", "PARSING_ERROR", lambda: rest_event("whatsapp", whatsapp_params(), method="GET"), aws_calls=NO_AWS
+    ),
     Case("body_not_base64", "PARSING_ERROR", _unsigned_body(_bad_base64), aws_calls=NO_AWS),
     Case("body_not_utf8", "PARSING_ERROR", _unsigned_body(_latin1_body), aws_calls=NO_AWS),
     Case("body_too_large", "PARSING_ERROR", _big_body, aws_calls=NO_AWS),
     Case("too_many_fields", "PARSING_ERROR", _many_fields, aws_calls=NO_AWS),
     # 1. signature header
     Case("no_signature_header", "INVALID_SIGNATURE", _with_headers({"Host": "hooks.example.com"}), aws_calls=NO_AWS),
-    Case("empty_signature_header", "INVALID_SIGNATURE", lambda: rest_event("whatsapp", whatsapp_params(), signature=""), aws_calls=NO_AWS),
+    Case(
+        "empty_signature_header",
+        "INVALID_SIGNATURE",
+        lambda: rest_event("whatsapp", whatsapp_params(), signature=""),
+        aws_calls=NO_AWS,
+    ),
     Case("headers_null", "INVALID_SIGNATURE", _with_headers(None), aws_calls=NO_AWS),
     # 2. credential lookup
     Case("no_conversation", "CONVERSATION_NOT_FOUND", conversation=lambda world: None, aws_calls=LOOKUP_ONLY),
-    Case("other_company_number", "CONVERSATION_NOT_FOUND", conversation=_conversation(gsi_company_whatsapp_number="+14155559999"), aws_calls=LOOKUP_ONLY),
-    Case("no_channel_config", "MISSING_CREDENTIAL_CONFIG", conversation=_conversation(channel_config=ABSENT), aws_calls=LOOKUP_ONLY),
-    Case("null_channel_config", "MISSING_CREDENTIAL_CONFIG", conversation=_conversation(channel_config=None), aws_calls=LOOKUP_ONLY),
-    Case("no_whatsapp_credentials_id", "MISSING_CREDENTIAL_CONFIG", conversation=_conversation(channel_config={"sms_credentials_id": SMS_SECRET})),
-    Case("blank_credentials_id", "MISSING_CREDENTIAL_CONFIG", conversation=_conversation(channel_config={"whatsapp_credentials_id": "  "})),
+    Case(
+        "other_company_number",
+        "CONVERSATION_NOT_FOUND",
+        conversation=_conversation(gsi_company_whatsapp_number="+14155559999"),
+        aws_calls=LOOKUP_ONLY,
+    ),
+    Case(
+        "no_channel_config",
+        "MISSING_CREDENTIAL_CONFIG",
+        conversation=_conversation(channel_config=ABSENT),
+        aws_calls=LOOKUP_ONLY,
+    ),
+    Case(
+        "null_channel_config",
+        "MISSING_CREDENTIAL_CONFIG",
+        conversation=_conversation(channel_config=None),
+        aws_calls=LOOKUP_ONLY,
+    ),
+    Case(
+        "no_whatsapp_credentials_id",
+        "MISSING_CREDENTIAL_CONFIG",
+        conversation=_conversation(channel_config={"sms_credentials_id": SMS_SECRET}),
+    ),
+    Case(
+        "blank_credentials_id",
+        "MISSING_CREDENTIAL_CONFIG",
+        conversation=_conversation(channel_config={"whatsapp_credentials_id": "  "}),
+    ),
     # 3. secret
     Case("secret_not_found", "SECRET_FETCH_FAILED", secrets=lambda world: None, aws_calls=TO_SECRET),
     Case("secret_not_json", "SECRET_FETCH_FAILED", secrets=_secrets("twilio_auth_token=12345"), aws_calls=TO_SECRET),
@@ -187,27 +217,70 @@ CASES = [
     Case("secret_null_token", "SECRET_FETCH_FAILED", secrets=_secrets({"twilio_auth_token": None})),
     Case("shared_key_header_no_key_in_secret", "SECRET_FETCH_FAILED", _settings_header_without_key),
     # 4. signature
-    Case("wrong_token", "INVALID_SIGNATURE", lambda: rest_event("whatsapp", whatsapp_params(), token="54321"), aws_calls=TO_SECRET),
+    Case(
+        "wrong_token",
+        "INVALID_SIGNATURE",
+        lambda: rest_event("whatsapp", whatsapp_params(), token="54321"),
+        aws_calls=TO_SECRET,
+    ),
     Case("tampered_body", "INVALID_SIGNATURE", _unsigned_body(_tamper), aws_calls=TO_SECRET),
     Case("added_field", "INVALID_SIGNATURE", _unsigned_body(_add_field)),
     Case("dropped_blank_field", "INVALID_SIGNATURE", _drop_blank_field),
     Case("signed_for_other_path", "INVALID_SIGNATURE", _other_url),
     Case("signature_with_trailing_space", "INVALID_SIGNATURE", _trailing_space_signature),
-    Case("unknown_signature_algorithm", "INVALID_SIGNATURE", _settings_header_unknown_algorithm, secrets=_secrets({"twilio_auth_token": TOKEN, "twilio_webhook_key": WEBHOOK_KEY})),
-    Case("token_with_whitespace_not_stripped_by_signer", "INVALID_SIGNATURE", lambda: rest_event("whatsapp", whatsapp_params(), token=TOKEN + "\n")),
+    Case(
+        "unknown_signature_algorithm",
+        "INVALID_SIGNATURE",
+        _settings_header_unknown_algorithm,
+        secrets=_secrets({"twilio_auth_token": TOKEN, "twilio_webhook_key": WEBHOOK_KEY}),
+    ),
+    Case(
+        "token_with_whitespace_not_stripped_by_signer",
+        "INVALID_SIGNATURE",
+        lambda: rest_event("whatsapp", whatsapp_params(), token=TOKEN + "\n"),
+    ),
     # 5. the conversation item is read, then the rules
     Case("project_paused", "PROJECT_INACTIVE", conversation=_conversation(project_status="paused"), aws_calls=TO_RULES),
     Case("project_status_absent", "PROJECT_INACTIVE", conversation=_conversation(project_status=ABSENT)),
     Case("project_status_case", "PROJECT_INACTIVE", conversation=_conversation(project_status="ACTIVE")),
-    Case("channel_not_allowed", "CHANNEL_NOT_ALLOWED", conversation=_conversation(allowed_channels=["sms"]), aws_calls=TO_RULES),
+    Case(
+        "channel_not_allowed",
+        "CHANNEL_NOT_ALLOWED",
+        conversation=_conversation(allowed_channels=["sms"]),
+        aws_calls=TO_RULES,
+    ),
     Case("allowed_channels_empty", "CHANNEL_NOT_ALLOWED", conversation=_conversation(allowed_channels=[])),
     Case("allowed_channels_absent", "CHANNEL_NOT_ALLOWED", conversation=_conversation(allowed_channels=ABSENT)),
-    Case("inactive_wins_over_channel_and_lock", "PROJECT_INACTIVE", conversation=_conversation(project_status="archived", allowed_channels=[], conversation_status="processing_reply")),
-    Case("channel_wins_over_lock", "CHANNEL_NOT_ALLOWED", conversation=_conversation(allowed_channels=["sms"], conversation_status="processing_reply")),
-    Case("processing_reply", "CONVERSATION_LOCKED", conversation=_conversation(conversation_status="processing_reply"), aws_calls=TO_RULES),
-    Case("locked_beats_handoff", "CONVERSATION_LOCKED", conversation=_conversation(conversation_status="processing_reply", hand_off_to_human=True)),
+    Case(
+        "inactive_wins_over_channel_and_lock",
+        "PROJECT_INACTIVE",
+        conversation=_conversation(
+            project_status="archived", allowed_channels=[], conversation_status="processing_reply"
+        ),
+    ),
+    Case(
+        "channel_wins_over_lock",
+        "CHANNEL_NOT_ALLOWED",
+        conversation=_conversation(allowed_channels=["sms"], conversation_status="processing_reply"),
+    ),
+    Case(
+        "processing_reply",
+        "CONVERSATION_LOCKED",
+        conversation=_conversation(conversation_status="processing_reply"),
+        aws_calls=TO_RULES,
+    ),
+    Case(
+        "locked_beats_handoff",
+        "CONVERSATION_LOCKED",
+        conversation=_conversation(conversation_status="processing_reply", hand_off_to_human=True),
+    ),
     # anything unexpected
-    Case("allowed_channels_is_a_number", "INTERNAL_ERROR", conversation=_conversation(allowed_channels=7), aws_calls=TO_RULES),
+    Case(
+        "allowed_channels_is_a_number",
+        "INTERNAL_ERROR",
+        conversation=_conversation(allowed_channels=7),
+        aws_calls=TO_RULES,
+    ),
 ]
 
 
@@ -263,7 +336,10 @@ UNKNOWN_PATHS = [
     ("case_differs", lambda: rest_event("WhatsApp", whatsapp_params())),
     ("http_api_unknown", lambda: http_api_event("status", whatsapp_params())),
     ("unknown_path_without_signature", lambda: rest_event("email", whatsapp_params(), signature="")),
-    ("unknown_path_bad_base64", lambda: {**rest_event("email", whatsapp_params()), "isBase64Encoded": True, "body": "%%%"}),
+    (
+        "unknown_path_bad_base64",
+        lambda: {**rest_event("email", whatsapp_params()), "isBase64Encoded": True, "body": "%%%"},
+    ),
     ("no_path_at_all", lambda: {"httpMethod": "POST", "headers": {}, "body": ""}),
     ("not_an_object", lambda: ["not", "an", "event"]),
 ]

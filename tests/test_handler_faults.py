@@ -39,17 +39,35 @@ FAULTS = [
     Fault("get_500", "dynamodb.GetItem", "InternalServerError", 500, "DB_TRANSIENT_ERROR"),
     Fault("get_denied", "dynamodb.GetItem", "AccessDeniedException", 400, "DB_QUERY_ERROR"),
     Fault("get_not_found", "dynamodb.GetItem", "ResourceNotFoundException", 400, "DB_QUERY_ERROR"),
-    Fault("secret_throttling", "secretsmanager.GetSecretValue", "ThrottlingException", 400, "SECRET_FETCH_TRANSIENT_ERROR"),
+    Fault(
+        "secret_throttling", "secretsmanager.GetSecretValue", "ThrottlingException", 400, "SECRET_FETCH_TRANSIENT_ERROR"
+    ),
     Fault("secret_500", "secretsmanager.GetSecretValue", "InternalServiceError", 500, "SECRET_FETCH_TRANSIENT_ERROR"),
     Fault("secret_denied", "secretsmanager.GetSecretValue", "AccessDeniedException", 400, "SECRET_FETCH_FAILED"),
     Fault("secret_kms", "secretsmanager.GetSecretValue", "DecryptionFailure", 400, "SECRET_FETCH_FAILED"),
     Fault("secret_not_found", "secretsmanager.GetSecretValue", "ResourceNotFoundException", 400, "SECRET_FETCH_FAILED"),
-    Fault("stage_throughput", "dynamodb.PutItem", "ProvisionedThroughputExceededException", 400, "STAGE_WRITE_TRANSIENT_ERROR", "stage"),
+    Fault(
+        "stage_throughput",
+        "dynamodb.PutItem",
+        "ProvisionedThroughputExceededException",
+        400,
+        "STAGE_WRITE_TRANSIENT_ERROR",
+        "stage",
+    ),
     Fault("stage_500", "dynamodb.PutItem", "InternalServerError", 500, "STAGE_WRITE_TRANSIENT_ERROR", "stage"),
     Fault("stage_denied", "dynamodb.PutItem", "AccessDeniedException", 400, "STAGE_WRITE_ERROR", "stage"),
     Fault("stage_validation", "dynamodb.PutItem", "ValidationException", 400, "STAGE_WRITE_ERROR", "stage"),
-    Fault("handoff_stage_500", "dynamodb.PutItem", "InternalServerError", 500, "STAGE_WRITE_TRANSIENT_ERROR", "stage", T),
-    Fault("lock_throughput", "dynamodb.PutItem", "ProvisionedThroughputExceededException", 400, "TRIGGER_LOCK_TRANSIENT_ERROR", "lock"),
+    Fault(
+        "handoff_stage_500", "dynamodb.PutItem", "InternalServerError", 500, "STAGE_WRITE_TRANSIENT_ERROR", "stage", T
+    ),
+    Fault(
+        "lock_throughput",
+        "dynamodb.PutItem",
+        "ProvisionedThroughputExceededException",
+        400,
+        "TRIGGER_LOCK_TRANSIENT_ERROR",
+        "lock",
+    ),
     Fault("lock_503", "dynamodb.PutItem", "ServiceUnavailable", 503, "TRIGGER_LOCK_TRANSIENT_ERROR", "lock"),
     Fault("lock_denied", "dynamodb.PutItem", "AccessDeniedException", 400, "TRIGGER_LOCK_WRITE_ERROR", "lock"),
     Fault("send_throttled", "sqs.SendMessage", "RequestThrottled", 403, "QUEUE_TRANSIENT_ERROR"),
@@ -135,7 +153,13 @@ def test_missing_resource(world, lambda_handler, aws, outcomes, missing, code):
     world.add_default_secrets()
     name, kind = missing.rsplit("_", 1)
     if kind == "table":
-        world.delete_table({"conversations": world.resources.conversations_table, "stage": world.resources.stage_table, "lock": world.resources.lock_table}[name])
+        world.delete_table(
+            {
+                "conversations": world.resources.conversations_table,
+                "stage": world.resources.stage_table,
+                "lock": world.resources.lock_table,
+            }[name]
+        )
     else:
         world.delete_queue(name)
 

@@ -27,7 +27,11 @@ ROUTES = [
     ("hand_off_to_human", {"hand_off_to_human": True}, "handoff"),
     ("auto_queue_reply_message", {"auto_queue_reply_message": True}, "handoff"),
     ("number_on_auto_queue_list", {"auto_queue_reply_message_from_number": ["+447700900001", USER]}, "handoff"),
-    ("all_three", {"hand_off_to_human": True, "auto_queue_reply_message": True, "auto_queue_reply_message_from_number": [USER]}, "handoff"),
+    (
+        "all_three",
+        {"hand_off_to_human": True, "auto_queue_reply_message": True, "auto_queue_reply_message_from_number": [USER]},
+        "handoff",
+    ),
     ("other_number_on_list", {"auto_queue_reply_message_from_number": ["+447700900001"]}, "channel"),
     ("empty_list", {"auto_queue_reply_message_from_number": []}, "channel"),
     ("null_list", {"auto_queue_reply_message_from_number": None}, "channel"),
@@ -101,7 +105,11 @@ def test_handoff_message_carries_the_whole_context(world, lambda_handler, channe
 def test_handoff_of_a_huge_history_is_trimmed_oldest_first(world, lambda_handler, outcomes):
     # ~370 KB of history (DynamoDB's item limit is 400 KB); multi-byte text, so bytes are not characters.
     history = [
-        {"role": "user" if n % 2 else "assistant", "content": f"message {n:05d} " + "é👋" * 400 + "x" * 400, "timestamp": 1732100000 + n}
+        {
+            "role": "user" if n % 2 else "assistant",
+            "content": f"message {n:05d} " + "é👋" * 400 + "x" * 400,
+            "timestamp": 1732100000 + n,
+        }
         for n in range(130)
     ]
     item = world.add_conversation(hand_off_to_human=True, messages=history)

@@ -86,7 +86,10 @@ def test_second_message_in_the_window_is_batched(world, lambda_handler, outcomes
     assert outcomes() == [("QUEUED", None), ("BATCHED", None)]
     assert world.sent(channel) == [({"conversation_id": item["conversation_id"], "primary_channel": USER}, 10)]
     rows = sorted(world.stage_rows(), key=lambda row: row["message_sid"])
-    assert [(row["message_sid"], row["body"]) for row in rows] == [(first["MessageSid"], "first"), (second["MessageSid"], "second")]
+    assert [(row["message_sid"], row["body"]) for row in rows] == [
+        (first["MessageSid"], "first"),
+        (second["MessageSid"], "second"),
+    ]
     [lock] = world.lock_rows()
     assert lock["message_sid"] == first["MessageSid"]
 
@@ -128,7 +131,8 @@ def test_message_without_body_field_is_accepted(world, lambda_handler, outcomes)
 
 
 @pytest.mark.parametrize(
-    ("channel", "company"), [pytest.param("whatsapp", COMPANY_WA, id="whatsapp"), pytest.param("sms", COMPANY_SMS, id="sms")]
+    ("channel", "company"),
+    [pytest.param("whatsapp", COMPANY_WA, id="whatsapp"), pytest.param("sms", COMPANY_SMS, id="sms")],
 )
 def test_status_callback_is_acknowledged_and_nothing_is_written(world, lambda_handler, aws, outcomes, channel, company):
     world.add_conversation()
@@ -144,7 +148,9 @@ def test_status_callback_is_acknowledged_and_nothing_is_written(world, lambda_ha
     )
     names = dict(zip(query["ExpressionAttributeNames"].values(), query["ExpressionAttributeNames"].keys(), strict=True))
     values = query["ExpressionAttributeValues"]
-    assert values[query["KeyConditionExpression"].split(f"{names['gsi_recipient_tel']} = ")[1].split()[0]] == {"S": USER}
+    assert values[query["KeyConditionExpression"].split(f"{names['gsi_recipient_tel']} = ")[1].split()[0]] == {
+        "S": USER
+    }
     assert aws.names() == ["dynamodb.Query", "secretsmanager.GetSecretValue"]
     assert world.stage_rows() == [] and world.lock_rows() == []
     assert world.all_sent() == {"whatsapp": [], "sms": [], "handoff": []}

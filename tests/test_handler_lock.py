@@ -136,10 +136,14 @@ def test_release_only_deletes_a_lock_this_message_still_holds(world, lambda_hand
     aws.before("sqs.SendMessage", lambda params: world.put_lock(item["conversation_id"], SID_B, later))
     aws.fail("sqs.SendMessage", "InternalError", 500)
 
-    raises_code("QUEUE_TRANSIENT_ERROR", lambda: lambda_handler(rest_event("whatsapp", whatsapp_params(sid=SID_A)), None))
+    raises_code(
+        "QUEUE_TRANSIENT_ERROR", lambda: lambda_handler(rest_event("whatsapp", whatsapp_params(sid=SID_A)), None)
+    )
 
     assert aws.count("dynamodb.DeleteItem") == 1
-    assert world.lock_rows() == [{"conversation_id": item["conversation_id"], "message_sid": SID_B, "expires_at": later}]
+    assert world.lock_rows() == [
+        {"conversation_id": item["conversation_id"], "message_sid": SID_B, "expires_at": later}
+    ]
 
 
 def test_failed_release_does_not_hide_the_original_error(world, lambda_handler, aws, outcomes):

@@ -1,4 +1,7 @@
-"""The credential lookup and the conversation read: which index, which conversation, every page (contract §2, §4.2, §4.5)."""
+"""The credential lookup and the conversation read: which index, which conversation, every page.
+
+Contract §2 (several conversations per number pair, paginated lookup), §4.2 and §4.5.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,11 @@ from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, USER, rest_event, sm
 PICKS = [
     ("newest_open_wins", [("2026-11-01T00:00:00Z", 0), ("2026-11-03T00:00:00Z", 0), ("2026-11-02T00:00:00Z", 0)], 1),
     ("newer_complete_is_skipped", [("2026-11-01T00:00:00Z", 0), ("2026-11-05T00:00:00Z", 1)], 0),
-    ("all_complete_newest_overall", [("2026-11-01T00:00:00Z", 1), ("2026-11-05T00:00:00Z", 1), ("2026-11-03T00:00:00Z", 1)], 1),
+    (
+        "all_complete_newest_overall",
+        [("2026-11-01T00:00:00Z", 1), ("2026-11-05T00:00:00Z", 1), ("2026-11-03T00:00:00Z", 1)],
+        1,
+    ),
     ("missing_task_complete_is_open", [("2026-11-04T00:00:00Z", None), ("2026-11-05T00:00:00Z", 1)], 0),
     ("milliseconds_compare", [("2026-11-04T10:00:00.120Z", 0), ("2026-11-04T10:00:00.900Z", 0)], 1),
     ("single_complete", [("2026-11-04T00:00:00Z", 1)], 0),
@@ -25,7 +32,9 @@ def test_the_right_conversation_is_picked(world, lambda_handler, aws, outcomes, 
     items = []
     for n, (created_at, complete) in enumerate(rows):
         extra = {"task_complete": complete} if complete is not None else {}
-        item = world.add_conversation(conversation_id=f"ci-{n}#pi-0#uuid-{n}#{USER[1:]}", created_at=created_at, **extra)
+        item = world.add_conversation(
+            conversation_id=f"ci-{n}#pi-0#uuid-{n}#{USER[1:]}", created_at=created_at, **extra
+        )
         if complete is None:
             world.dynamodb.update_item(
                 TableName=world.resources.conversations_table,
@@ -36,7 +45,10 @@ def test_the_right_conversation_is_picked(world, lambda_handler, aws, outcomes, 
     # Another user's conversation on the same company number is never a candidate.
     other = "+447700900555"
     world.add_conversation(
-        conversation_id=f"ci-x#pi-0#uuid-x#{other[1:]}", primary_channel=other, gsi_recipient_tel=other, created_at="2027-01-01T00:00:00Z"
+        conversation_id=f"ci-x#pi-0#uuid-x#{other[1:]}",
+        primary_channel=other,
+        gsi_recipient_tel=other,
+        created_at="2027-01-01T00:00:00Z",
     )
     world.add_default_secrets()
     params = whatsapp_params() if channel == "whatsapp" else sms_params()
@@ -59,7 +71,9 @@ def test_the_right_conversation_is_picked(world, lambda_handler, aws, outcomes, 
         ("sms", "company-sms-number-recipient-tel-index", "gsi_company_sms_number", COMPANY_SMS),
     ],
 )
-def test_lookup_queries_the_channel_index_with_both_numbers(world, lambda_handler, aws, channel, index, company_key, company):
+def test_lookup_queries_the_channel_index_with_both_numbers(
+    world, lambda_handler, aws, channel, index, company_key, company
+):
     world.add_conversation()
     world.add_default_secrets()
     lambda_handler(rest_event(channel, whatsapp_params() if channel == "whatsapp" else sms_params()), None)
@@ -78,7 +92,9 @@ def test_lookup_follows_every_page(world, lambda_handler, aws, outcomes):
     bulky = "x" * 300_000
     ids = [f"ci-{n}#pi-0#uuid-{n}#{USER[1:]}" for n in range(5)]
     for n, conversation_id in enumerate(ids):
-        world.add_conversation(conversation_id=conversation_id, created_at=f"2026-11-0{n + 1}T00:00:00Z", task_complete=1, notes=bulky)
+        world.add_conversation(
+            conversation_id=conversation_id, created_at=f"2026-11-0{n + 1}T00:00:00Z", task_complete=1, notes=bulky
+        )
     pages = list(
         world.dynamodb.get_paginator("query").paginate(
             TableName=world.resources.conversations_table,
@@ -89,7 +105,11 @@ def test_lookup_follows_every_page(world, lambda_handler, aws, outcomes):
     )
     assert len([page for page in pages if page["Items"]]) >= 2
     # The only open conversation is on the last page: a lookup reading page one only would miss it.
-    last = pages[-1]["Items"][-1]["conversation_id"]["S"] if pages[-1]["Items"] else pages[-2]["Items"][-1]["conversation_id"]["S"]
+    last = (
+        pages[-1]["Items"][-1]["conversation_id"]["S"]
+        if pages[-1]["Items"]
+        else pages[-2]["Items"][-1]["conversation_id"]["S"]
+    )
     world.dynamodb.update_item(
         TableName=world.resources.conversations_table,
         Key=to_dynamo({"primary_channel": USER, "conversation_id": last}),

@@ -19,7 +19,19 @@ SECRET_TOKEN = "tok-9f8e7d6c5b4a-SECRET"
 SECRET_KEY = "key-0a1b2c3d-SHARED"
 BODY = "Body text that must not be logged 4711"
 PIPELINE = yaml.safe_load((ROOT / "pipelines" / "twilio_inbound.yaml").read_text())
-QUEUED_STEPS = ["parse", "lookup", "auth_token", "signature", "status_callback", "conversation", "rules", "route", "stage", "lock", "send"]
+QUEUED_STEPS = [
+    "parse",
+    "lookup",
+    "auth_token",
+    "signature",
+    "status_callback",
+    "conversation",
+    "rules",
+    "route",
+    "stage",
+    "lock",
+    "send",
+]
 
 
 @dataclass
@@ -33,7 +45,9 @@ class LambdaContext:
 
 
 def _secrets(world):
-    value = json.dumps({"twilio_account_sid": "AC0", "twilio_auth_token": SECRET_TOKEN, "twilio_webhook_key": SECRET_KEY})
+    value = json.dumps(
+        {"twilio_account_sid": "AC0", "twilio_auth_token": SECRET_TOKEN, "twilio_webhook_key": SECRET_KEY}
+    )
     world.create_secret(WA_SECRET, value)
     world.create_secret(SMS_SECRET, value)
 
@@ -74,7 +88,15 @@ def test_error_step_logs_its_code_and_later_steps_do_not_run(world, lambda_handl
     lambda_handler(rest_event("sms", sms_params(), token=SECRET_TOKEN), LambdaContext())
     steps = [(line["step"], line["status"]) for line in json_logs() if line["message"] == "step"]
     assert steps[-1] == ("rules", "PROJECT_INACTIVE")
-    assert [step for step, _ in steps] == ["parse", "lookup", "auth_token", "signature", "status_callback", "conversation", "rules"]
+    assert [step for step, _ in steps] == [
+        "parse",
+        "lookup",
+        "auth_token",
+        "signature",
+        "status_callback",
+        "conversation",
+        "rules",
+    ]
     [event] = [line for line in json_logs() if line["message"] == "event"]
     assert event["outcome"] == event["error_code"] == "PROJECT_INACTIVE"
 
@@ -110,7 +132,19 @@ def test_no_token_body_or_phone_number_in_info_logs(world, lambda_handler, json_
 
     text = "\n".join(json.dumps(line, ensure_ascii=False) for line in json_logs())
     assert text.count('"message": "event"') == 8
-    for forbidden in (SECRET_TOKEN, SECRET_KEY, BODY, "4711", USER, USER[1:], USER[2:], other, other[1:], COMPANY_WA[1:], COMPANY_SMS[1:]):
+    for forbidden in (
+        SECRET_TOKEN,
+        SECRET_KEY,
+        BODY,
+        "4711",
+        USER,
+        USER[1:],
+        USER[2:],
+        other,
+        other[1:],
+        COMPANY_WA[1:],
+        COMPANY_SMS[1:],
+    ):
         assert forbidden not in text, forbidden
 
 
@@ -175,7 +209,9 @@ def _slow(seconds):
 def test_no_time_left_means_the_first_aws_step_raises_before_calling(world, lambda_handler, aws, outcomes):
     world.add_conversation()
     world.add_default_secrets()
-    raises_code("DB_TRANSIENT_ERROR", lambda: lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(300)))
+    raises_code(
+        "DB_TRANSIENT_ERROR", lambda: lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(300))
+    )
     assert aws.names() == []
     assert outcomes() == [("DB_TRANSIENT_ERROR", "DB_TRANSIENT_ERROR")]
 
@@ -184,10 +220,16 @@ def test_no_time_left_means_the_first_aws_step_raises_before_calling(world, lamb
     ("slow_call", "code", "calls_before"),
     [
         ("dynamodb.Query", "SECRET_FETCH_TRANSIENT_ERROR", ["dynamodb.Query"]),
-        ("dynamodb.GetItem", "STAGE_WRITE_TRANSIENT_ERROR", ["dynamodb.Query", "secretsmanager.GetSecretValue", "dynamodb.GetItem"]),
+        (
+            "dynamodb.GetItem",
+            "STAGE_WRITE_TRANSIENT_ERROR",
+            ["dynamodb.Query", "secretsmanager.GetSecretValue", "dynamodb.GetItem"],
+        ),
     ],
 )
-def test_budget_spent_mid_run_raises_the_next_steps_transient_code(world, lambda_handler, aws, slow_call, code, calls_before):
+def test_budget_spent_mid_run_raises_the_next_steps_transient_code(
+    world, lambda_handler, aws, slow_call, code, calls_before
+):
     world.add_conversation()
     world.add_default_secrets()
     aws.before(slow_call, _slow(0.25))
@@ -202,7 +244,9 @@ def test_budget_spent_before_the_send_releases_the_lock(world, lambda_handler, a
     world.add_default_secrets()
     lock_table = world.resources.lock_table
     aws.before("dynamodb.PutItem", lambda params: time.sleep(0.3) if params["TableName"] == lock_table else None)
-    raises_code("QUEUE_TRANSIENT_ERROR", lambda: lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(750)))
+    raises_code(
+        "QUEUE_TRANSIENT_ERROR", lambda: lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(750))
+    )
     assert aws.count("sqs.SendMessage") == 0
     assert world.lock_rows() == []
     assert world.sent("whatsapp") == []
@@ -210,7 +254,9 @@ def test_budget_spent_before_the_send_releases_the_lock(world, lambda_handler, a
 
 def test_pipeline_deadline_caps_a_generous_lambda_budget(world, task_root):
     text = (ROOT / "pipelines" / "twilio_inbound.yaml").read_text()
-    container = task_root({"pipelines/twilio_inbound.yaml": text.replace("deadline_seconds: 4", "deadline_seconds: 0.2")})
+    container = task_root(
+        {"pipelines/twilio_inbound.yaml": text.replace("deadline_seconds: 4", "deadline_seconds: 0.2")}
+    )
     world.add_conversation()
     world.add_default_secrets()
     container.aws.before("dynamodb.GetItem", _slow(0.25))

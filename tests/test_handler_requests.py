@@ -28,7 +28,13 @@ EXECUTE_API = "abc123.execute-api.us-east-1.amazonaws.com"
 
 
 def _repeated_keys() -> dict[str, Any]:
-    pairs = [*whatsapp_params().items(), ("MediaUrl", "https://a/1"), ("MediaUrl", "https://a/0"), ("Tag", ""), ("Tag", "x")]
+    pairs = [
+        *whatsapp_params().items(),
+        ("MediaUrl", "https://a/1"),
+        ("MediaUrl", "https://a/0"),
+        ("Tag", ""),
+        ("Tag", "x"),
+    ]
     return rest_event("whatsapp", pairs)
 
 
@@ -75,7 +81,10 @@ ACCEPTED: list[tuple[str, Callable[[], dict[str, Any]]]] = [
     ("repeated_keys_and_blank_values", _repeated_keys),
     ("sms_blank_values_kept", lambda: rest_event("sms", sms_params(ToCity="", ToZip="", FromCity=""))),
     ("empty_body_value", lambda: rest_event("whatsapp", whatsapp_params(body=""))),
-    ("unknown_extra_fields", lambda: rest_event("whatsapp", whatsapp_params(ButtonPayload="yes", AddOns='{"status":"ok"}'))),
+    (
+        "unknown_extra_fields",
+        lambda: rest_event("whatsapp", whatsapp_params(ButtonPayload="yes", AddOns='{"status":"ok"}')),
+    ),
     ("special_characters", lambda: rest_event("whatsapp", whatsapp_params(body="a+b=c & d%20e / ? #frag 👋"))),
     ("whitespace_kept", lambda: rest_event("whatsapp", whatsapp_params(body="line1\r\nline2  "))),
     ("headers_null_multi_value_present", _headers_only_multi),
@@ -86,13 +95,27 @@ ACCEPTED: list[tuple[str, Callable[[], dict[str, Any]]]] = [
     ("custom_domain_base_path", lambda: rest_event("whatsapp", whatsapp_params(), public_path="/v1/twilio/whatsapp")),
     ("trailing_slash", lambda: rest_event("whatsapp", whatsapp_params(), public_path="/prod/whatsapp/")),
     ("no_stage_no_base_path", lambda: rest_event("sms", sms_params(), public_path="/sms")),
-    ("signed_with_explicit_443", lambda: rest_event("whatsapp", whatsapp_params(), signed_url="https://hooks.example.com:443/prod/whatsapp")),
-    ("rest_query_multi_value", lambda: rest_event("whatsapp", whatsapp_params(), query={"tenant": ["acme corp"], "x": ["1", "2"], "k": ["a/b"]})),
+    (
+        "signed_with_explicit_443",
+        lambda: rest_event("whatsapp", whatsapp_params(), signed_url="https://hooks.example.com:443/prod/whatsapp"),
+    ),
+    (
+        "rest_query_multi_value",
+        lambda: rest_event(
+            "whatsapp", whatsapp_params(), query={"tenant": ["acme corp"], "x": ["1", "2"], "k": ["a/b"]}
+        ),
+    ),
     ("rest_query_single_value_only", _rest_query_single_only),
     ("http_api_whatsapp", lambda: http_api_event("whatsapp", whatsapp_params())),
     ("http_api_sms", lambda: http_api_event("sms", sms_params())),
-    ("http_api_query_as_sent", lambda: http_api_event("whatsapp", whatsapp_params(), raw_query="name=Jane%20Doe&x=1&x=0")),
-    ("http_api_custom_domain", lambda: http_api_event("whatsapp", whatsapp_params(), host="hooks.example.com", raw_path="/twilio/whatsapp")),
+    (
+        "http_api_query_as_sent",
+        lambda: http_api_event("whatsapp", whatsapp_params(), raw_query="name=Jane%20Doe&x=1&x=0"),
+    ),
+    (
+        "http_api_custom_domain",
+        lambda: http_api_event("whatsapp", whatsapp_params(), host="hooks.example.com", raw_path="/twilio/whatsapp"),
+    ),
 ]
 
 
@@ -106,14 +129,52 @@ def test_accepted_request_shapes(world, lambda_handler, outcomes, build):
 
 REJECTED: list[tuple[str, Callable[[], dict[str, Any]]]] = [
     # The query string re-encoded ("+" for "%20"): 2.0 must sign rawQueryString exactly as sent.
-    ("http_api_query_reencoded", lambda: http_api_event("whatsapp", whatsapp_params(), raw_query="name=Jane%20Doe", signed_url=f"https://{EXECUTE_API}/prod/whatsapp?name=Jane+Doe")),
-    ("http_api_query_dropped", lambda: http_api_event("whatsapp", whatsapp_params(), raw_query="x=1", signed_url=f"https://{EXECUTE_API}/prod/whatsapp")),
-    ("rest_query_dropped", lambda: rest_event("whatsapp", whatsapp_params(), query={"x": ["1"]}, signed_url="https://hooks.example.com/prod/whatsapp")),
-    ("rest_query_reordered", lambda: rest_event("whatsapp", whatsapp_params(), query={"a": ["1"], "b": ["2"]}, signed_url="https://hooks.example.com/prod/whatsapp?b=2&a=1")),
-    ("rest_without_stage", lambda: rest_event("whatsapp", whatsapp_params(), signed_url="https://hooks.example.com/whatsapp")),
-    ("other_host", lambda: rest_event("whatsapp", whatsapp_params(), signed_url="https://evil.example.com/prod/whatsapp")),
-    ("https_signed_http_received", lambda: rest_event("whatsapp", whatsapp_params(), signed_url="http://hooks.example.com/prod/whatsapp")),
-    ("repeated_key_value_dropped", lambda: {**_repeated_keys(), "body": urlencode([*whatsapp_params().items(), ("MediaUrl", "https://a/1")])}),
+    (
+        "http_api_query_reencoded",
+        lambda: http_api_event(
+            "whatsapp",
+            whatsapp_params(),
+            raw_query="name=Jane%20Doe",
+            signed_url=f"https://{EXECUTE_API}/prod/whatsapp?name=Jane+Doe",
+        ),
+    ),
+    (
+        "http_api_query_dropped",
+        lambda: http_api_event(
+            "whatsapp", whatsapp_params(), raw_query="x=1", signed_url=f"https://{EXECUTE_API}/prod/whatsapp"
+        ),
+    ),
+    (
+        "rest_query_dropped",
+        lambda: rest_event(
+            "whatsapp", whatsapp_params(), query={"x": ["1"]}, signed_url="https://hooks.example.com/prod/whatsapp"
+        ),
+    ),
+    (
+        "rest_query_reordered",
+        lambda: rest_event(
+            "whatsapp",
+            whatsapp_params(),
+            query={"a": ["1"], "b": ["2"]},
+            signed_url="https://hooks.example.com/prod/whatsapp?b=2&a=1",
+        ),
+    ),
+    (
+        "rest_without_stage",
+        lambda: rest_event("whatsapp", whatsapp_params(), signed_url="https://hooks.example.com/whatsapp"),
+    ),
+    (
+        "other_host",
+        lambda: rest_event("whatsapp", whatsapp_params(), signed_url="https://evil.example.com/prod/whatsapp"),
+    ),
+    (
+        "https_signed_http_received",
+        lambda: rest_event("whatsapp", whatsapp_params(), signed_url="http://hooks.example.com/prod/whatsapp"),
+    ),
+    (
+        "repeated_key_value_dropped",
+        lambda: {**_repeated_keys(), "body": urlencode([*whatsapp_params().items(), ("MediaUrl", "https://a/1")])},
+    ),
 ]
 
 
@@ -181,7 +242,9 @@ def test_public_base_url_keeps_the_query(world, cold_start, outcomes):
     assert outcomes() == [("QUEUED", None)]
 
 
-@pytest.mark.parametrize("base", ["hooks.example.com/prod", "ftp://hooks.example.com", "https://h/prod?x=1", "https://h/p#f"])
+@pytest.mark.parametrize(
+    "base", ["hooks.example.com/prod", "ftp://hooks.example.com", "https://h/prod?x=1", "https://h/p#f"]
+)
 def test_public_base_url_that_is_not_a_base_url_fails_the_cold_start(world, cold_start, base):
     with pytest.raises(ConfigError) as caught:
         cold_start(PUBLIC_BASE_URL=base)

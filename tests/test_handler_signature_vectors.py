@@ -84,17 +84,53 @@ VECTORS = [
     ("V1_whatsapp", U, list(WA.items()), "cuImA3vtONcrwqmiun+tk9VENcE=", None),
     ("V2_sms_blank_values", U, list(SMS.items()), "F+n/YUlQUhMKzsr0Amomk+Lp9s8=", None),
     ("V3_repeated_key", U, V3_PAIRS, "KpRvrthq7+t8thfhgQkASR/sWXE=", None),
-    ("V3b_upstream_repeated", "https://mycompany.com/myapp.php?foo=1&bar=2", V3B_PAIRS, "IK+Dwps556ElfBT0I3Rgjkr1wJU=", None),
-    ("V4_query", "https://hooks.example.com/twilio/inbound?tenant=acme&channel=whatsapp", list(WA.items()), "zMj4RtUKkMaHhTnee4SSObm5SJ0=", None),
+    (
+        "V3b_upstream_repeated",
+        "https://mycompany.com/myapp.php?foo=1&bar=2",
+        V3B_PAIRS,
+        "IK+Dwps556ElfBT0I3Rgjkr1wJU=",
+        None,
+    ),
+    (
+        "V4_query",
+        "https://hooks.example.com/twilio/inbound?tenant=acme&channel=whatsapp",
+        list(WA.items()),
+        "zMj4RtUKkMaHhTnee4SSObm5SJ0=",
+        None,
+    ),
     ("V4b_query_pct20", U + "?name=Jane%20Doe&x=1", list(WA.items()), "UMMlqCQBqcUHAEGSp3GV/lckEj8=", None),
     ("V5_explicit_443_given_plain", U, list(WA.items()), "Npm1aCtCj8BLev1dVrVt3FHy+s4=", None),
-    ("V5_explicit_443_given_443", "https://hooks.example.com:443/twilio/t/acme/inbound", list(WA.items()), "Npm1aCtCj8BLev1dVrVt3FHy+s4=", None),
-    ("V5b_port_8443", "https://hooks.example.com:8443/twilio/t/acme/inbound", list(WA.items()), "kLfl91PuYo78y7B6sUCmu6B4Qmo=", None),
+    (
+        "V5_explicit_443_given_443",
+        "https://hooks.example.com:443/twilio/t/acme/inbound",
+        list(WA.items()),
+        "Npm1aCtCj8BLev1dVrVt3FHy+s4=",
+        None,
+    ),
+    (
+        "V5b_port_8443",
+        "https://hooks.example.com:8443/twilio/t/acme/inbound",
+        list(WA.items()),
+        "kLfl91PuYo78y7B6sUCmu6B4Qmo=",
+        None,
+    ),
     ("V7_media_only", U, list(V7.items()), "aX/Mno0bErTEnmm480JwwpdBwvY=", None),
     ("V8_whitespace_body", U, list({**WA, "Body": "line1\r\nline2  "}.items()), "CopmzR6e7hoH9287OpLE+3rylIU=", None),
-    ("V9_execute_api_stage", "https://abc123.execute-api.us-east-1.amazonaws.com/prod/twilio/inbound", list(WA.items()), "BOFYU6sFEa/iltqA+IEbJ4veHUw=", None),
+    (
+        "V9_execute_api_stage",
+        "https://abc123.execute-api.us-east-1.amazonaws.com/prod/twilio/inbound",
+        list(WA.items()),
+        "BOFYU6sFEa/iltqA+IEbJ4veHUw=",
+        None,
+    ),
     ("V10_hmac_sha256", U, list(WA.items()), "VHgUq3SNDrCBpaAtV7l8f+ED8hRBnSzC3r5aNiwoMyA=", SHA256_SETTINGS),
-    ("upstream_control", "https://mycompany.com/myapp.php?foo=1&bar=2", list(UPSTREAM.items()), "RSOYDt4T1cUTdK1PDd93/VVr8B8=", None),
+    (
+        "upstream_control",
+        "https://mycompany.com/myapp.php?foo=1&bar=2",
+        list(UPSTREAM.items()),
+        "RSOYDt4T1cUTdK1PDd93/VVr8B8=",
+        None,
+    ),
 ]
 
 
@@ -107,12 +143,16 @@ def _key(token: str = TOKEN) -> SigningKey:
     return SigningKey("secret-name", "twilio_auth_token", Redacted(token), cached=False)
 
 
-@pytest.mark.parametrize(("url", "pairs", "signature", "settings"), [v[1:] for v in VECTORS], ids=[v[0] for v in VECTORS])
+@pytest.mark.parametrize(
+    ("url", "pairs", "signature", "settings"), [v[1:] for v in VECTORS], ids=[v[0] for v in VECTORS]
+)
 def test_verified_vector_is_valid(url, pairs, signature, settings):
     assert is_valid(url, _form(pairs), signature, _key(), settings) is True
 
 
-@pytest.mark.parametrize(("url", "pairs", "signature", "settings"), [v[1:] for v in VECTORS], ids=[v[0] for v in VECTORS])
+@pytest.mark.parametrize(
+    ("url", "pairs", "signature", "settings"), [v[1:] for v in VECTORS], ids=[v[0] for v in VECTORS]
+)
 def test_vector_fails_with_another_token_or_a_changed_signature(url, pairs, signature, settings):
     assert is_valid(url, _form(pairs), signature, _key("12346"), settings) is False
     flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
@@ -123,13 +163,31 @@ def test_vector_fails_with_another_token_or_a_changed_signature(url, pairs, sign
     ("case", "url", "pairs", "signature", "settings"),
     [
         ("V1_extra_field", U, [*WA.items(), ("Extra", "1")], "cuImA3vtONcrwqmiun+tk9VENcE=", None),
-        ("V2_blank_value_dropped", U, [(k, v) for k, v in SMS.items() if k != "ToCity"], "F+n/YUlQUhMKzsr0Amomk+Lp9s8=", None),
+        (
+            "V2_blank_value_dropped",
+            U,
+            [(k, v) for k, v in SMS.items() if k != "ToCity"],
+            "F+n/YUlQUhMKzsr0Amomk+Lp9s8=",
+            None,
+        ),
         ("V3_one_value_of_repeated_key_lost", U, V3_PAIRS[:2] + V3_PAIRS[3:], "KpRvrthq7+t8thfhgQkASR/sWXE=", None),
-        ("V4_query_reordered", "https://hooks.example.com/twilio/inbound?channel=whatsapp&tenant=acme", list(WA.items()), "zMj4RtUKkMaHhTnee4SSObm5SJ0=", None),
+        (
+            "V4_query_reordered",
+            "https://hooks.example.com/twilio/inbound?channel=whatsapp&tenant=acme",
+            list(WA.items()),
+            "zMj4RtUKkMaHhTnee4SSObm5SJ0=",
+            None,
+        ),
         ("V4b_query_plus_for_pct20", U + "?name=Jane+Doe&x=1", list(WA.items()), "UMMlqCQBqcUHAEGSp3GV/lckEj8=", None),
         ("V5b_8443_signature_given_plain", U, list(WA.items()), "kLfl91PuYo78y7B6sUCmu6B4Qmo=", None),
         ("V8_body_trimmed", U, list({**WA, "Body": "line1\r\nline2"}.items()), "CopmzR6e7hoH9287OpLE+3rylIU=", None),
-        ("V9_stage_missing", "https://abc123.execute-api.us-east-1.amazonaws.com/twilio/inbound", list(WA.items()), "BOFYU6sFEa/iltqA+IEbJ4veHUw=", None),
+        (
+            "V9_stage_missing",
+            "https://abc123.execute-api.us-east-1.amazonaws.com/twilio/inbound",
+            list(WA.items()),
+            "BOFYU6sFEa/iltqA+IEbJ4veHUw=",
+            None,
+        ),
         ("V10_without_settings_header", U, list(WA.items()), "VHgUq3SNDrCBpaAtV7l8f+ED8hRBnSzC3r5aNiwoMyA=", None),
         ("V1_with_sha256_settings", U, list(WA.items()), "cuImA3vtONcrwqmiun+tk9VENcE=", SHA256_SETTINGS),
         ("V1_unknown_algorithm", U, list(WA.items()), "cuImA3vtONcrwqmiun+tk9VENcE=", "algorithm=HMAC_MD5"),

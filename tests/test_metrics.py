@@ -199,3 +199,15 @@ def test_no_log_line_or_metrics_document_carries_the_token(world, lambda_handler
         assert not [line for line in lines if secret in line]
     info = [line for line in every_line if '"level": "DEBUG"' not in line]
     assert not [line for line in info if USER in line or "Hello there" in line]
+
+
+def test_an_event_the_handler_raises_for_still_writes_its_document(world, lambda_handler, aws, capsys) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    aws.fail("sqs.SendMessage", "ThrottlingException", 400)
+    capsys.readouterr()
+    with pytest.raises(Exception, match="QUEUE_TRANSIENT_ERROR"):
+        lambda_handler(rest_event("whatsapp", whatsapp_params()), context("req-raised"))
+    (doc,) = emitted(capsys)
+    assert_valid_emf(doc)
+    assert (doc["Outcome"], doc["ErrorCode"], doc["request_id"]) == ("QUEUE_TRANSIENT_ERROR",) * 2 + ("req-raised",)

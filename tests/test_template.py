@@ -225,6 +225,14 @@ def test_the_function_is_wired_as_the_contract_says(template, function_env, conf
     assert group["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
 
 
+def test_every_environment_reference_without_a_default_is_set_by_the_template(function_env) -> None:
+    files = [PIPELINE, *sorted((ROOT / "rules").glob("*.yaml"))]
+    references = re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}", "".join(f.read_text() for f in files))
+    required = {name for name, default in references if not default}
+    assert required
+    assert required <= set(function_env)
+
+
 def test_the_tables_have_the_contract_keys_and_ttl(template) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
     keys = {

@@ -24,7 +24,7 @@ from engine.errors import ConfigError, Problem
 from engine.localaws import LocalResources
 from engine.ports import AwsCallError, Queues, SecretStore, Tables
 
-__all__ = ["BACKENDS", "Backend", "WorldPorts", "open_backend"]
+__all__ = ["BACKENDS", "Backend", "WorldPorts", "open_backend", "populate"]
 
 BACKENDS = ("moto", "memory")
 
@@ -61,7 +61,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _load(spec: WorldSpec, tables: Tables, resources: LocalResources) -> None:
+def populate(spec: WorldSpec, tables: Tables, resources: LocalResources) -> None:
+    """Write the world's rows into ``resources``' tables; ConfigError (located) for rows DynamoDB refuses."""
     problems: list[Problem] = []
     for section, (attribute, _) in SECTIONS.items():
         table = getattr(resources, attribute)
@@ -85,7 +86,7 @@ class MemoryBackend:
         resources, schemas = blueprint(prefix)
         tables = MemoryTables(schemas)
         queues = MemoryQueues([resources.whatsapp_queue_url, resources.sms_queue_url, resources.handoff_queue_url])
-        _load(spec, tables, resources)
+        populate(spec, tables, resources)
         return WorldPorts(tables, queues, MemorySecrets(spec.secrets), resources, schemas)
 
 
@@ -125,7 +126,7 @@ class MotoBackend:
         if resources != expected:
             raise RuntimeError(f"moto provisioned {resources}, expected {expected}")
         tables = DynamoTables(dynamodb)
-        _load(spec, tables, resources)
+        populate(spec, tables, resources)
         # Secrets are only read, so worlds of one replay share them (their names cannot be prefixed).
         put_secrets(secretsmanager, {name: value for name, value in spec.secrets.items() if name not in self._secrets})
         self._secrets.update(spec.secrets)

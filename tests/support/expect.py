@@ -28,7 +28,9 @@ def twiml_response(body: str = EMPTY_TWIML) -> dict[str, Any]:
 def locked_reply_text() -> str:
     """The holding reply as the rules YAML states it."""
     document = yaml.safe_load((ROOT / "rules" / "30_conversation_lock.yaml").read_text())
-    replies = [rule["then"]["reply"] for rule in document["rules"] if rule["then"].get("error") == "CONVERSATION_LOCKED"]
+    replies = [
+        rule["then"]["reply"] for rule in document["rules"] if rule["then"].get("error") == "CONVERSATION_LOCKED"
+    ]
     assert len(replies) == 1
     return str(replies[0])
 
@@ -39,7 +41,7 @@ def locked_twiml(text: str) -> str:
 
 def raises_code(code: str, call: Callable[[], Any]) -> BaseException:
     """Run ``call``; it must raise an exception whose text contains ``code``."""
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - the contract only fixes the text
+    with pytest.raises(Exception) as caught:
         call()
     assert code in str(caught.value), str(caught.value)
     return caught.value
