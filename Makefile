@@ -31,6 +31,14 @@ lint: $(STAMP)
 check: $(STAMP)
 	$(VENV)/bin/pipeline-dryrun --check
 
+## The benchmark suite: prints the table, writes bench-results/latest.json, updates docs/performance.md.
+bench: $(STAMP)
+	$(PY) -m bench
+
+## The benchmark at tiny sizes (seconds, never judged on timings): keeps the harness from rotting.
+bench-smoke: $(STAMP)
+	$(PY) -m bench --smoke
+
 ## Regenerate the editor JSON Schemas (schemas/*.json) from the step registry; commit the result.
 schemas: $(STAMP)
 	$(PY) -m engine.schema_export

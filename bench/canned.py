@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from io import BytesIO
 from typing import Any
 
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from bench.awscalls import AwsCall
 
@@ -44,4 +44,4 @@ class CannedAws:
         if self._delay:
             time.sleep(self._delay)
         call = self._answers[event_name.rsplit(".", 1)[1]]
-        return AWSResponse(request.url, call.status, dict(call.headers), _Raw(call.body))
+        return AWSResponse(request.url, call.status, HTTPHeaders.from_dict(call.headers), _Raw(call.body))

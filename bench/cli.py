@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -81,12 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures: list[Figure] = []
     broken: list[str] = []
     for name in selected:
-        sys.stderr.write(f"bench: {name}…\n")
+        started = time.perf_counter()
         try:
             figures.extend(FIGURES[name](sizes))
         except Exception:  # noqa: BLE001 - report every broken figure, then fail the run
             broken.append(name)
             traceback.print_exc()
+        sys.stderr.write(f"bench: {name} took {time.perf_counter() - started:.1f} s\n")
     sys.stdout.write(table(figures))
     out = args.json or REPO_ROOT / "bench-results" / ("smoke.json" if args.smoke else "latest.json")
     extra = {"smoke": args.smoke, "sizes": dataclasses.asdict(sizes), "broken": broken}

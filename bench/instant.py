@@ -91,9 +91,7 @@ class InstantSecrets:
         return self._secrets[name]
 
 
-def instant_services(
-    items: Iterable[Mapping[str, Any]], secrets: Mapping[str, Any], delay: float = 0.0
-) -> Services:
+def instant_services(items: Iterable[Mapping[str, Any]], secrets: Mapping[str, Any], delay: float = 0.0) -> Services:
     """Services whose every AWS call is answered from memory (after ``delay`` seconds)."""
     clock = SystemClock()
     return Services(

@@ -16,7 +16,7 @@ __all__ = ["main", "peak_rss_mb"]
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size in MiB.
+    """The peak resident set size of the current process, in MiB.
 
     ``VmHWM`` belongs to the process image, whereas Linux carries ``ru_maxrss`` over from the forked
     parent across ``exec``, which would report the benchmark's own size for a small child.

@@ -34,7 +34,7 @@ class Sizes:
     @classmethod
     def tiny(cls) -> Sizes:
         """Enough to run every code path once or twice, in seconds."""
-        return cls(True, 2, 20, 2, 3, 5, 1, 300, 40, 10, 10)
+        return cls(True, 1, 20, 2, 2, 3, 1, 300, 20, 5, 5)
 
 
 @dataclass

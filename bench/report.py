@@ -80,7 +80,7 @@ def markdown(figures: Sequence[Figure], host: Mapping[str, Any], taken: datetime
     """The Markdown block for ``docs/performance.md`` and the README: the machine and the table."""
     load = host.get("load_average")
     lines = [
-        f"Taken {taken.strftime('%Y-%m-%d %H:%M UTC')} on {host['nproc']} × {host['cpu']}, "
+        f"Taken {taken.strftime('%Y-%m-%d %H:%M UTC')} on {host['nproc']} x {host['cpu']}, "
         f"Python {host['python']} ({host['platform']})" + (f", load average {load[0]} at start." if load else "."),
         "",
         "| figure | baseline (same run) | measured | ratio | target | result |",

@@ -43,6 +43,8 @@ class Handled:
 def live_services(config: AppConfig, clock: Clock | None = None, session: Any | None = None) -> Services:
     """Boto3-backed services with the configuration's time bounds, created once per container."""
     dynamodb, sqs, secretsmanager = make_clients(config.aws, session)
+    for client in (dynamodb, sqs, secretsmanager):
+        tracing.instrument(client)
     wall = clock or SystemClock()
     return Services(
         tables=DynamoTables(dynamodb),

@@ -119,14 +119,16 @@ def _body(event: Mapping[str, Any], max_bytes: int) -> str:
         raise EventError("body is not valid UTF-8") from None
 
 
-def _v1_query(event: Mapping[str, Any]) -> str:
+def _v1_query(event: Mapping[str, Any], path: str) -> str:
     multi = event.get("multiValueQueryStringParameters")
-    if isinstance(multi, Mapping) and multi:
-        return urlencode([(name, value) for name, values in multi.items() for value in (values or [])])
     single = event.get("queryStringParameters")
-    if isinstance(single, Mapping) and single:
-        return urlencode(list(single.items()))
-    return ""
+    if isinstance(multi, Mapping) and multi:
+        pairs = [(n, v) for n, values in multi.items() for v in (values if isinstance(values, list) else [values])]
+    else:
+        pairs = list(single.items()) if isinstance(single, Mapping) else []
+    if not all(isinstance(value, str) for _, value in pairs):
+        raise EventError("query string parameter values must be strings", path)
+    return urlencode(pairs)
 
 
 def parse_http_event(event: Any, *, max_body_bytes: int = 65536) -> HttpRequest:
@@ -152,7 +154,7 @@ def parse_http_event(event: Any, *, max_body_bytes: int = 65536) -> HttpRequest:
         scheme = "https"
         version = "2.0"
     else:
-        query = _v1_query(event)
+        query = _v1_query(event, path)
         method = event.get("httpMethod") or context.get("httpMethod")
         host = headers.get("host") or context.get("domainName")
         scheme = headers.get("x-forwarded-proto") or "https"

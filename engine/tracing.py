@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from contextvars import ContextVar
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.errors import StepFailure
 
@@ -39,8 +37,7 @@ _RESOURCE_PARAMS = {"TableName": "table_name", "IndexName": "index_name", "Queue
 _PARENT: ContextVar[str | None] = ContextVar("xray_parent", default=None)
 
 
-@dataclass(frozen=True)
-class TraceHeader:
+class TraceHeader(NamedTuple):
     """The parts of ``_X_AMZN_TRACE_ID`` a subsegment needs."""
 
     root: str
@@ -73,6 +70,8 @@ class _Tracer:
     """Sends documents to the daemon; knows the current invocation's trace header."""
 
     def __init__(self, address: tuple[str, int]) -> None:
+        import socket  # only when tracing is on
+
         self.address = address
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.setblocking(False)
@@ -89,10 +88,8 @@ class _Tracer:
 
     def send(self, document: Mapping[str, Any]) -> None:
         """One subsegment to the daemon; a full or missing daemon never disturbs the invocation."""
-        try:
+        with suppress(OSError):
             self._socket.sendto(_PREAMBLE + json.dumps(document, separators=(",", ":")).encode(), self.address)
-        except OSError:
-            pass
 
     def close(self) -> None:
         """Release the socket."""
@@ -133,7 +130,9 @@ class _Subsegment:
         """Mark the subsegment: a business refusal is an error, anything else a fault."""
         self.document["error" if isinstance(exc, StepFailure) else "fault"] = True
         label = getattr(exc, "code", None) or type(exc).__name__
-        self.document["cause"] = {"exceptions": [{"id": os.urandom(8).hex(), "type": type(exc).__name__, "message": label}]}
+        self.document["cause"] = {
+            "exceptions": [{"id": os.urandom(8).hex(), "type": type(exc).__name__, "message": label}]
+        }
 
     def end(self) -> None:
         """Close and send."""

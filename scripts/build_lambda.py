@@ -4,10 +4,11 @@
     python scripts/build_lambda.py --stage-dir DIR --no-zip   # what `sam build` (BuildMethod: makefile) runs
 
 Contents: ``handler.py``, ``engine/`` (without the local-only dry-run, serve and emulator modules), ``steps/``,
-``pipelines/``, ``rules/`` and the wheels of ``[project.dependencies]`` plus the ``tracing`` extra, resolved for the
-Lambda platform (manylinux, CPython 3.11, arm64 by default) and installed as exact pins. Left out:
+``pipelines/``, ``rules/`` and the wheels of ``[project.dependencies]``, resolved for the Lambda platform
+(manylinux, CPython 3.11, arm64 by default) and installed as exact pins. Left out:
 
-- boto3, botocore and s3transfer (unless ``--with-boto3``): the python3.11 runtime provides them;
+- boto3 and what it brings (botocore, s3transfer, urllib3, python-dateutil, six), unless ``--with-boto3``: the
+  python3.11 runtime provides them, and copies of our own would shadow the ones its boto3 was released with;
 - twilio's REST client (``twilio/rest``, ~50 MB unzipped) and the HTTP stack only it uses (aiohttp, requests, …)
   (unless ``--full``): the pipeline uses twilio's request validator and TwiML, nothing else.
 
@@ -38,7 +39,7 @@ SOURCE_PACKAGES = ("engine", "steps")
 DATA_DIRS = ("pipelines", "rules")
 # Local tooling inside the engine package: never imported by handler.py.
 EXCLUDED_SOURCES = ("engine/dryrun", "engine/serve.py", "engine/localaws.py")
-RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "urllib3", "python-dateutil", "six"})
 # Needed by twilio's REST client only; the pipeline imports twilio.request_validator and twilio.twiml.
 TWILIO_USED = ("twilio/request_validator.py", "twilio/twiml/messaging_response.py")
 TWILIO_CLIENT_ONLY = frozenset(
@@ -70,13 +71,10 @@ def _name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", match.group(1)).lower()
 
 
-def runtime_requirements(pyproject: Path, *, tracing: bool = True) -> list[str]:
-    """The project's runtime requirements (and its ``tracing`` extra), as declared in ``pyproject``."""
+def runtime_requirements(pyproject: Path) -> list[str]:
+    """The project's runtime requirements, as declared in ``pyproject``."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-    requirements = list(project.get("dependencies", []))
-    if tracing:
-        requirements += project.get("optional-dependencies", {}).get("tracing", [])
-    return requirements
+    return list(project.get("dependencies", []))
 
 
 def _excluded(path: Path, root: Path) -> bool:
@@ -202,7 +200,7 @@ def smoke_import(stage: Path, arch: str) -> None:
         return
     code = (
         f"import sys; sys.path[:0] = [{str(stage)!r}]; "
-        "import twilio.request_validator, twilio.twiml.messaging_response, yaml, jsonschema, jmespath, aws_xray_sdk"
+        "import twilio.request_validator, twilio.twiml.messaging_response, yaml, jsonschema, jmespath"
     )
     subprocess.run([sys.executable, "-I", "-S", "-c", code], check=True)
     print("import check: ok")
@@ -269,7 +267,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-zip", action="store_true", help="only assemble --stage-dir (sam build zips it)")
     parser.add_argument("--arch", choices=sorted(PLATFORMS), default="arm64", help="as the template's Architectures")
     parser.add_argument("--with-boto3", action="store_true", help="bundle boto3/botocore instead of the runtime's")
-    parser.add_argument("--without-tracing", action="store_true", help="leave the aws-xray-sdk extra out")
     parser.add_argument("--full", action="store_true", help="keep twilio's REST client and its HTTP stack")
     args = parser.parse_args(argv)
     if args.no_zip and args.stage_dir is None:
@@ -280,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(f"error: handler.py imports modules the artifact would not contain: {', '.join(missing)}")
         return 1
-    requirements = runtime_requirements(ROOT / "pyproject.toml", tracing=not args.without_tracing)
+    requirements = runtime_requirements(ROOT / "pyproject.toml")
     pins = keep(resolve(requirements, args.arch), with_boto3=args.with_boto3, slim=not args.full)
     with tempfile.TemporaryDirectory() as scratch:
         stage = args.stage_dir or Path(scratch) / "stage"

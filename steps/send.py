@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,8 +27,18 @@ def trigger_body(doc: Mapping[str, Any]) -> str:
     )
 
 
+# SQS accepts #x9 #xA #xD, #x20-#xD7FF, #xE000-#xFFFD and #x10000-#x10FFFF. json.dumps already escapes
+# the control characters; what is left (U+FFFE, U+FFFF, lone surrogates) is escaped here too.
+_SQS_REJECTS = re.compile(r"[\ufffe\uffff\ud800-\udfff]")
+
+
+def _encode(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _SQS_REJECTS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 def _encoded_size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    return len(_encode(value).encode("utf-8"))
 
 
 def handoff_body(doc: Mapping[str, Any], limit: int = SQS_LIMIT_BYTES) -> str:
@@ -60,7 +71,7 @@ def handoff_body(doc: Mapping[str, Any], limit: int = SQS_LIMIT_BYTES) -> str:
             size = _encoded_size(body)
     if size > limit:
         raise StepFailure("QUEUE_ERROR", f"handoff message is {size} bytes even without history; limit {limit}")
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return _encode(body)
 
 
 _BODIES = {"trigger": (trigger_body, "QUEUED"), "handoff": (handoff_body, "HANDED_OFF")}

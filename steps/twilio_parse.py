@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from engine.clock import iso_millis
 from engine.context import Context, StepResult
@@ -63,7 +63,8 @@ def _media(form: FormParams) -> list[dict[str, str]]:
 
 def _num_media(form: FormParams, media: list[dict[str, str]]) -> int:
     text = form.first("NumMedia") or ""
-    return int(text) if text.isdigit() else len(media)
+    # isdigit() alone accepts digits int() refuses (e.g. '²').
+    return int(text) if text.isascii() and text.isdigit() else len(media)
 
 
 _HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?")
@@ -133,9 +134,21 @@ class TwilioParse:
         self._max_params = int(params.get("max_params", 500))
 
     def _signed_url(self, http: HttpRequest, channel: str) -> str:
-        if self._base:
-            return f"{self._base}/{channel}" + (f"?{http.query}" if http.query else "")
-        return http.public_url()
+        url = (
+            http.public_url()
+            if not self._base
+            else f"{self._base}/{channel}" + (f"?{http.query}" if http.query else "")
+        )
+        # The validator encodes the URL and reads its port: a hostile one must fail here, as PARSING_ERROR.
+        try:
+            url.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the request URL is not valid UTF-8") from None
+        try:
+            _ = urlsplit(url).port
+        except ValueError:
+            raise ValueError("the request's host has an invalid port") from None
+        return url
 
     def run(self, ctx: Context) -> StepResult:
         try:
@@ -161,6 +174,9 @@ class TwilioParse:
             raise StepFailure("INVALID_SIGNATURE", "the request's host is not one this webhook is registered under")
         try:
             pairs = parse_qsl(http.body, keep_blank_values=True, max_num_fields=self._max_params)
+        except ValueError:
+            raise StepFailure("PARSING_ERROR", f"the form has more than {self._max_params} form parameters") from None
+        try:
             url = self._signed_url(http, channel)
         except ValueError as exc:
             raise StepFailure("PARSING_ERROR", f"unreadable request: {exc}") from None

@@ -16,14 +16,22 @@ from engine.rules import RuleError
 REPO = Path(__file__).resolve().parent.parent
 PIPELINE = REPO / "pipelines" / "twilio_inbound.yaml"
 RULES = REPO / "rules"
-UNSET_IN_CI = {
-    "CONVERSATIONS_TABLE_NAME": "16:18",
-    "STAGE_TABLE_NAME": "17:10",
-    "LOCK_TABLE_NAME": "18:9",
-    "WHATSAPP_QUEUE_URL": "22:16",
-    "SMS_QUEUE_URL": "27:16",
-    "HANDOFF_QUEUE_URL": "32:16",
-}
+UNSET_IN_CI = (
+    "CONVERSATIONS_TABLE_NAME",
+    "STAGE_TABLE_NAME",
+    "LOCK_TABLE_NAME",
+    "WHATSAPP_QUEUE_URL",
+    "SMS_QUEUE_URL",
+    "HANDOFF_QUEUE_URL",
+)
+
+
+def reference(name: str) -> str:
+    """``pipelines/twilio_inbound.yaml:LINE:COLUMN`` of the ``${env:NAME}`` reference."""
+    for number, line in enumerate(PIPELINE.read_text().splitlines(), start=1):
+        if f"${{env:{name}}}" in line:
+            return f"pipelines/twilio_inbound.yaml:{number}:{line.index('${env:') + 1}"
+    raise AssertionError(name)
 
 
 @pytest.fixture
@@ -38,9 +46,9 @@ def test_shipped_configuration_passes_where_the_deployed_env_is_absent(tmp_path:
     command = [str(script)] if script.exists() else [sys.executable, "-m", "engine.dryrun.cli"]
     result = subprocess.run([*command, "--check"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     expected = [
-        f"pipelines/twilio_inbound.yaml:{where}: warning: environment variable {name} is not set; "
+        f"{reference(name)}: warning: environment variable {name} is not set; "
         f"set it or give a default with ${{env:{name}:-VALUE}}"
-        for name, where in UNSET_IN_CI.items()
+        for name in UNSET_IN_CI
     ]
     assert result.stdout.splitlines() == expected
     assert result.returncode == 0
@@ -65,9 +73,7 @@ def test_strict_env_makes_every_unset_reference_an_error(
     monkeypatch.chdir(REPO)
     assert main(["--check", "--strict-env"]) == 2
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(": ", 1)[0] for line in lines] == [
-        f"pipelines/twilio_inbound.yaml:{where}" for where in UNSET_IN_CI.values()
-    ]
+    assert [line.split(": ", 1)[0] for line in lines] == [reference(name) for name in UNSET_IN_CI]
     assert all("warning" not in line for line in lines)
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from engine import yamlsource
 from engine.config import inspect_config, load_config
 from engine.errors import ConfigError, Problem
 from engine.expressions import ExpressionSyntaxError, compile_expression, lint_expression
@@ -42,6 +45,14 @@ def located(problems: Iterable[Problem]) -> list[tuple[str, int, int]]:
     return [(Path(p.file).name, p.line, p.column) for p in problems]
 
 
+def where(path: Path, needle: str, offset: int = 0) -> tuple[str, int, int]:
+    """File name, line and column of the first occurrence of ``needle`` (plus ``offset`` characters)."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if needle in line:
+            return path.name, number, line.index(needle) + offset + 1
+    raise AssertionError(f"{needle!r} not in {path}")
+
+
 def test_shipped_configuration_loads_without_warnings() -> None:
     config = load_config(REPO / "pipelines" / "twilio_inbound.yaml", REPO / "rules", ENV)
     assert config.warnings == ()
@@ -65,11 +76,11 @@ def test_schema_errors_do_not_hide_step_checks_or_other_files(tmp_path: Path) ->
     with pytest.raises(ConfigError) as caught:
         load_config(pipeline, rules, ENV)
     assert located(caught.value.problems) == [
-        ("twilio_inbound.yaml", 10, 1),  # unknown top-level key
-        ("twilio_inbound.yaml", 87, 34),  # unknown rule set, found although the schema failed
-        ("twilio_inbound.yaml", 102, 28),  # JMESPath ends too early: just after the expression
-        ("10_project_status.yaml", 4, 1),  # unknown key in one rules file ...
-        ("40_routing.yaml", 9, 20),  # ... and an unknown target in another
+        where(pipeline, "deadline: 5"),  # unknown top-level key
+        where(pipeline, "chanel"),  # unknown rule set, found although the schema failed
+        where(pipeline, "route.lock ==", len("route.lock ==")),  # ends too early: just after the expression
+        where(rules / "10_project_status.yaml", "owner: ops"),  # unknown key in one rules file ...
+        where(rules / "40_routing.yaml", "handof"),  # ... and an unknown target in another
     ]
     assert "the expression ends too early" in caught.value.problems[2].message
 
@@ -80,7 +91,7 @@ def test_a_rules_file_with_schema_errors_still_defines_its_set(tmp_path: Path) -
     )
     inspection = inspect_config(pipeline, rules, ENV)
     (error,) = inspection.errors
-    assert (Path(error.file).name, error.line, error.column) == ("20_channel.yaml", 10, 14)
+    assert located([error]) == [where(rules / "20_channel.yaml", "42")]
     assert error.message.startswith("rules[0].then.error: unknown error code 42; error codes: CHANNEL_NOT_ALLOWED,")
     assert inspection.rulesets["channel"].complete is False
     assert not any("unknown rule set" in problem.message for problem in inspection.problems)
@@ -104,7 +115,9 @@ def test_an_unset_typed_value_is_one_env_problem_not_a_type_error(tmp_path: Path
         },
     )
     inspection = inspect_config(pipeline, rules, ENV, missing_env=severity)
-    assert [(p.line, p.column, p.severity) for p in inspection.problems] == [(98, 24, severity)]
+    (problem,) = inspection.problems
+    assert located([problem]) == [where(pipeline, "${env:STAGE_TTL}")]
+    assert problem.severity == severity
     assert "environment variable STAGE_TTL is not set" in inspection.problems[0].message
     assert (inspection.config is None) == (severity == "error")
 
@@ -114,16 +127,17 @@ def test_duplicate_keys_are_reported_with_the_other_problems_of_the_file(tmp_pat
         tmp_path,
         {
             "pipelines/twilio_inbound.yaml": [
-                ("lock: true\n", "lock: true\n    lock: false\n"),
+                ("lock: true\n", "lock: true\n    lock: yes\n"),
                 ("max_attempts: 2", "max_attempts: 9"),
             ]
         },
     )
     with pytest.raises(ConfigError) as caught:
         load_config(pipeline, rules, ENV)
-    assert [(p.line, p.column) for p in caught.value.problems] == [(13, 17), (25, 5)]
+    assert located(caught.value.problems) == [where(pipeline, "max_attempts: 9", 14), where(pipeline, "lock: yes")]
     assert "out of range: it must be at most 5" in caught.value.problems[0].message
-    assert "duplicate key 'lock' (first defined on line 24)" in caught.value.problems[1].message
+    first = where(pipeline, "lock: true")[1]
+    assert f"duplicate key 'lock' (first defined on line {first}); remove one" in caught.value.problems[1].message
 
 
 SOURCE = """\
@@ -158,15 +172,34 @@ a:
         ("multi", 5, (13, 5)),
     ],
 )
+@pytest.mark.parametrize("loader", [yaml.SafeLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader)])
 def test_a_character_of_a_string_value_is_located_in_the_source(
-    key: str, offset: int, position: tuple[int, int]
+    key: str, offset: int, position: tuple[int, int], loader: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(yamlsource, "_LOADER", loader)
     doc = parse_yaml(SOURCE, "f.yaml")
     value = doc.data["a"][key]
     assert doc.locator.position_in(("a", key), offset) == position
     if offset < len(value):
         line, column = position
         assert SOURCE.splitlines()[line - 1][column - 1] == value[offset]
+
+
+@pytest.mark.parametrize(
+    ("text", "at", "fix"),
+    [
+        ("a:\n  when: !contains(x || `[]`, y)\n", "f.yaml:2:9:", "put the whole value in double quotes"),
+        ('a:\n  when: "abc\n', "f.yaml:3:1:", "the quote opened on line 2 is not closed"),
+        ("a:\n  when: a: b\n", "f.yaml:2:10:", "a plain value cannot contain ': ' (put the value in quotes)"),
+        ("a:\n\twhen: x\n", "f.yaml:2:1:", "indent with spaces, not tabs"),
+    ],
+)
+def test_yaml_syntax_errors_are_located_and_name_the_usual_fix(text: str, at: str, fix: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_yaml(text, "f.yaml")
+    (problem,) = caught.value.problems
+    assert str(problem).startswith(f"{at} invalid YAML: ")
+    assert fix in problem.message
 
 
 def test_duplicate_keys_raise_when_strict_and_are_returned_when_lenient() -> None:

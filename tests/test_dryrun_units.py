@@ -219,3 +219,22 @@ def test_the_committed_example_events_are_a_fresh_generation() -> None:
     files = module.build_files()
     committed = {path.name: path.read_text() for path in (ROOT / "examples" / "events").iterdir()}
     assert committed == files
+
+
+def test_the_progress_bar_draws_only_when_enabled_and_clears_itself() -> None:
+    import io
+
+    from engine.dryrun.report import Progress
+
+    ticks = iter([0.0, 0.05, 0.5, 1.0])
+    err = io.StringIO()
+    progress = Progress(err, 4, enabled=True, clock=lambda: next(ticks))
+    for done in range(1, 5):
+        progress.update(done)
+    progress.close()
+    frames = err.getvalue().split("\r")
+    assert "[" + "#" * 7 + "." * 23 + "] 1/4 events" in frames[1]
+    assert frames[-3].endswith("] 4/4 events") and frames[-1] == ""
+    quiet = io.StringIO()
+    Progress(quiet, 4, enabled=False).update(1)
+    assert quiet.getvalue() == ""

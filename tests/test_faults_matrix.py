@@ -1,4 +1,4 @@
-"""The fault matrix: every AWS call of the pipeline × transient, permanent and crash faults, then Twilio's retry.
+"""The fault matrix: every AWS call of the pipeline x transient, permanent and crash faults, then Twilio's retry.
 
 Each case is one WhatsApp message for a conversation of its own, delivered to a fresh container whose clients
 carry the fault. Then, as Twilio would with the recommended ``#rc=2&rp=ct,rt,5xx`` overrides, a delivery that
@@ -186,14 +186,13 @@ def run_case(world: World, number: int, row: Row, kind: str, fault: Fault, **con
         retry = "no; replayed after repair"
         final_answer = deliver(application, event)
     at_rest = observe(world, conversation_id, sid)
-    return Result(
-        row, kind, fault, attempts, answer, between, retry, final_answer, at_rest, at_rest.lock(sid)
-    )
+    return Result(row, kind, fault, attempts, answer, between, retry, final_answer, at_rest, at_rest.lock(sid))
 
 
 def markdown(results: list[Result]) -> str:
     header = (
-        "| call | fault | attempts | first answer | lock after it | Twilio retries | then | staged | triggers | lock |\n"
+        "| call | fault | attempts | first answer | lock after it | Twilio retries | then "
+        "| staged | triggers | lock |\n"
         "| --- | --- | --: | --- | --- | --- | --- | --: | --: | --- |\n"
     )
     lines = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -141,3 +142,20 @@ def test_small_handoff_keeps_every_history_entry(world, lambda_handler):
     lambda_handler(rest_event("sms", sms_params()), None)
     [(body, _)] = world.sent("handoff")
     assert body["conversation"]["messages"] == history
+
+
+# What SQS accepts in a message body (XML 1.0 characters); moto does not check, real SQS rejects the rest.
+SQS_ALLOWED = re.compile("^[\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*$")
+
+
+def test_handoff_body_only_carries_characters_sqs_accepts(world, lambda_handler, outcomes):
+    text = "odd \uffff\ufffe \x0b\x01 chars 👋"
+    world.add_conversation(hand_off_to_human=True, messages=[{"role": "user", "content": "earlier \uffff"}])
+    world.add_default_secrets()
+    lambda_handler(rest_event("whatsapp", whatsapp_params(body=text)), None)
+    assert outcomes() == [("HANDED_OFF", None)]
+    [raw] = world.sent_raw("handoff")
+    assert SQS_ALLOWED.match(raw)
+    body = json.loads(raw)
+    assert body["body"] == text and body["request"]["Body"] == text
+    assert body["conversation"]["messages"] == [{"role": "user", "content": "earlier \uffff"}]

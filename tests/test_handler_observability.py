@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 
 import pytest
 import yaml
 
+from tests.support.clock import install_clock
 from tests.support.expect import ROOT, raises_code, twiml_response
 from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, USER, rest_event, sms_params, whatsapp_params
 from tests.support.world import SMS_SECRET, WA_SECRET
 
 SECRET_TOKEN = "tok-9f8e7d6c5b4a-SECRET"
 SECRET_KEY = "key-0a1b2c3d-SHARED"
-BODY = "Body text that must not be logged 4711"
+BODY = "Body text that must not be logged: Zanzibar-quokka"
 PIPELINE = yaml.safe_load((ROOT / "pipelines" / "twilio_inbound.yaml").read_text())
 QUEUED_STEPS = [
     "parse",
@@ -136,7 +136,7 @@ def test_no_token_body_or_phone_number_in_info_logs(world, lambda_handler, json_
         SECRET_TOKEN,
         SECRET_KEY,
         BODY,
-        "4711",
+        "Zanzibar-quokka",
         USER,
         USER[1:],
         USER[2:],
@@ -201,9 +201,12 @@ def test_aws_client_bounds_follow_the_configuration(world, task_root):
         assert _bounds(client) == (0.25, 0.75, {"mode": "standard", "total_max_attempts": 3})
 
 
-# Deadlines: the runner does not start an AWS step once the invocation's budget is spent.
-def _slow(seconds):
-    return lambda params: time.sleep(seconds)
+# Deadlines: the runner does not start an AWS step once the invocation's budget is spent. The application's
+# clock is a stepped one, so the time a slow call takes is what the test says, whatever the machine's load.
+def _application():
+    import handler
+
+    return handler._application
 
 
 def test_no_time_left_means_the_first_aws_step_raises_before_calling(world, lambda_handler, aws, outcomes):
@@ -220,6 +223,12 @@ def test_no_time_left_means_the_first_aws_step_raises_before_calling(world, lamb
     ("slow_call", "code", "calls_before"),
     [
         ("dynamodb.Query", "SECRET_FETCH_TRANSIENT_ERROR", ["dynamodb.Query"]),
+        # The signature step may re-fetch the secret: it carries the secret's transient code.
+        (
+            "secretsmanager.GetSecretValue",
+            "SECRET_FETCH_TRANSIENT_ERROR",
+            ["dynamodb.Query", "secretsmanager.GetSecretValue"],
+        ),
         (
             "dynamodb.GetItem",
             "STAGE_WRITE_TRANSIENT_ERROR",
@@ -228,38 +237,59 @@ def test_no_time_left_means_the_first_aws_step_raises_before_calling(world, lamb
     ],
 )
 def test_budget_spent_mid_run_raises_the_next_steps_transient_code(
-    world, lambda_handler, aws, slow_call, code, calls_before
+    world, lambda_handler, aws, outcomes, slow_call, code, calls_before
 ):
     world.add_conversation()
     world.add_default_secrets()
-    aws.before(slow_call, _slow(0.25))
-    # 700 ms left, 500 ms kept back for the answer: a 200 ms budget.
-    raises_code(code, lambda: lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(700)))
+    clock = install_clock(_application())
+    aws.before(slow_call, lambda params: clock.advance(0.6))
+    # 1000 ms left, 500 ms kept back for the answer: a 500 ms budget, spent by the slow call.
+    raises_code(code, lambda: lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(1000)))
     assert aws.names() == calls_before
+    assert outcomes() == [(code, code)]
     assert world.stage_rows() == [] and world.lock_rows() == []
 
 
 def test_budget_spent_before_the_send_releases_the_lock(world, lambda_handler, aws):
     world.add_conversation()
     world.add_default_secrets()
-    lock_table = world.resources.lock_table
-    aws.before("dynamodb.PutItem", lambda params: time.sleep(0.3) if params["TableName"] == lock_table else None)
+    clock = install_clock(_application())
+    puts = []
+
+    def spend_after_both_writes_started(params):
+        # Stage and lock are issued together; once both are under way, the budget runs out.
+        puts.append(params["TableName"])
+        if len(puts) == 2:
+            clock.advance(0.6)
+
+    aws.before("dynamodb.PutItem", spend_after_both_writes_started)
     raises_code(
-        "QUEUE_TRANSIENT_ERROR", lambda: lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(750))
+        "QUEUE_TRANSIENT_ERROR", lambda: lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(1000))
     )
     assert aws.count("sqs.SendMessage") == 0
-    assert world.lock_rows() == []
+    assert world.lock_rows() == []  # taken, then released
+    assert len(world.stage_rows()) == 1
     assert world.sent("whatsapp") == []
+
+
+def test_just_enough_budget_runs_to_the_end(world, lambda_handler, aws, outcomes):
+    world.add_conversation()
+    world.add_default_secrets()
+    clock = install_clock(_application())
+    aws.before("dynamodb.GetItem", lambda params: clock.advance(0.45))
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(1000))
+    assert outcomes() == [("QUEUED", None)]
 
 
 def test_pipeline_deadline_caps_a_generous_lambda_budget(world, task_root):
     text = (ROOT / "pipelines" / "twilio_inbound.yaml").read_text()
     container = task_root(
-        {"pipelines/twilio_inbound.yaml": text.replace("deadline_seconds: 4", "deadline_seconds: 0.2")}
+        {"pipelines/twilio_inbound.yaml": text.replace("deadline_seconds: 4", "deadline_seconds: 0.5")}
     )
     world.add_conversation()
     world.add_default_secrets()
-    container.aws.before("dynamodb.GetItem", _slow(0.25))
+    clock = install_clock(_application())
+    container.aws.before("dynamodb.GetItem", lambda params: clock.advance(0.6))
     raises_code(
         "STAGE_WRITE_TRANSIENT_ERROR",
         lambda: container.handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(900_000)),

@@ -1,10 +1,10 @@
 """The invocation ends (answers or raises) within the time the configuration promises, far below Twilio's 15 s.
 
 With ``pipelines/twilio_inbound.yaml``'s ``aws:`` bounds, one AWS call lasts at most
-``B = max_attempts × (connect + read) + (max_attempts − 1) × 1 s`` (the 1 s is botocore's throttling backoff, and
+``B = max_attempts x (connect + read) + (max_attempts - 1) x 1 s`` (the 1 s is botocore's throttling backoff, and
 the cap the engine puts on AWS's ``x-amz-retry-after``). No AWS step starts after ``deadline_seconds`` (D); the
 step that started just before it may take one ``B``, and a trigger-lock release after a failure one more:
-``T ≤ D + 2B`` (4 + 2 × 4 = 12 s with the shipped configuration).
+``T <= D + 2B`` (4 + 2 x 4 = 12 s with the shipped configuration).
 """
 
 from __future__ import annotations
@@ -142,5 +142,3 @@ def test_worst_case_ends_within_the_deadline_and_two_calls(world: World) -> None
     assert elapsed < TWILIO_BUDGET_SECONDS
     sid = whatsapp_params()["MessageSid"]
     assert observe(world, item["conversation_id"], sid).lock(sid) == "held, silent"
-
-

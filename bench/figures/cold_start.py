@@ -62,8 +62,9 @@ def import_profile(code: str = HANDLER, top: int = 12) -> list[dict[str, object]
 def measure(sizes: Sizes) -> list[Figure]:
     """The cold-start figure."""
     env = _environment()
-    _run(HANDLER, env)  # compile any stale bytecode outside the measurement
-    _run(BASELINE, env)
+    if not sizes.smoke:
+        _run(HANDLER, env)  # compile any stale bytecode outside the measurement
+        _run(BASELINE, env)
     handler_times: list[float] = []
     baseline_times: list[float] = []
     for run in range(sizes.cold_start_runs):

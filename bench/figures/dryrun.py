@@ -62,7 +62,8 @@ def measure(sizes: Sizes) -> list[Figure]:
         reference, moto_wall, moto_cpu = _replay("moto", world, events)
     count = sizes.dryrun_events
     differing = [
-        index for index, (ours, theirs) in enumerate(zip(memory, reference, strict=False))
+        index
+        for index, (ours, theirs) in enumerate(zip(memory, reference, strict=False))
         if comparable(ours) != comparable(theirs)
     ]
     identical = len(memory) == len(reference) == count and not differing

@@ -111,7 +111,9 @@ def measure(sizes: Sizes) -> list[Figure]:
         resources = provision(dynamodb, session.client("sqs", endpoint_url=endpoint))
         items = [conversation(index, tenant, entries=sizes.history_entries) for index in range(count)]
         put_items(dynamodb, resources.conversations_table, items)
-        put_secrets(session.client("secretsmanager", endpoint_url=endpoint), {tenant.secret_name: tenant.secret_value()})
+        put_secrets(
+            session.client("secretsmanager", endpoint_url=endpoint), {tenant.secret_name: tenant.secret_value()}
+        )
         env.update(lambda_environment(resources.environment()))
         result = _peak([str(sizes.memory_events), str(count)], env)
         baseline = _baseline_mb(env)

@@ -78,7 +78,9 @@ def measure(sizes: Sizes) -> list[Figure]:
     """The overhead figure at the deployed log level (INFO), and an informational one at WARNING."""
     tenant = Tenant()
     items = [conversation(index, tenant) for index in range(EVENT_VARIETY)]
-    app = Application(load_app_config(lambda_environment()), instant_services(items, {tenant.secret_name: tenant.secret_value()}))
+    app = Application(
+        load_app_config(lambda_environment()), instant_services(items, {tenant.secret_name: tenant.secret_value()})
+    )
     events = [whatsapp_event(index, tenant) for index in range(EVENT_VARIETY)]
     outcome = app.process(events[0]).result.outcome
     if outcome != "QUEUED":

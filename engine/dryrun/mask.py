@@ -76,15 +76,22 @@ class Masker:
         return json.dumps(self._mask(document, None), ensure_ascii=False, separators=(",", ":"))
 
     def _mask(self, value: Any, key: str | None) -> Any:
-        """JSON-safe and masked in one pass (the output of long replays goes through here)."""
+        """JSON-safe and masked in one pass (every output line of a long replay goes through here)."""
         kind = type(value)
         personal = key is not None and key.lower() in PERSONAL_TEXT_KEYS
         if kind is str:
-            if personal and value:
-                return MASKED_TEXT
-            return self.text(value)
+            return MASKED_TEXT if personal and value else self.text(value)
         if kind is dict:
-            return {self.text(str(name)): self._mask(item, str(name)) for name, item in value.items()}
+            masked: dict[str, Any] = {}
+            for name, item in value.items():
+                field = name if type(name) is str else str(name)
+                if type(item) is str:
+                    masked[self.text(field)] = (
+                        MASKED_TEXT if item and field.lower() in PERSONAL_TEXT_KEYS else self.text(item)
+                    )
+                else:
+                    masked[self.text(field)] = self._mask(item, field)
+            return masked
         if kind is list or kind is tuple:
             if personal:
                 return [MASKED_TEXT if item else item for item in value]

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import traceback
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from engine.http import EventError, parse_http_event
 
@@ -34,14 +35,20 @@ def available_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+_FIELD = re.compile(r"(?:^|&)(From|To|MessageStatus)=([^&]*)")
+
+
 def user_number(event: Any) -> str | None:
     """The end user's number in a Twilio webhook event (``To`` of a status callback), without ``whatsapp:``."""
     try:
-        fields = dict(parse_qsl(parse_http_event(event).body, keep_blank_values=True))
+        body = parse_http_event(event).body
     except (EventError, ValueError, TypeError):
         return None
+    fields: dict[str, str] = {}
+    for name, value in _FIELD.findall(body):
+        fields.setdefault(name, value)
     number = fields.get("To") if "MessageStatus" in fields else fields.get("From")
-    return number.split(":", 1)[-1] if number else None
+    return unquote_plus(number).split(":", 1)[-1] if number else None
 
 
 def conversation_groups(conversations: Sequence[Mapping[str, Any]]) -> dict[str, str]:

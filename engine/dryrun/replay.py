@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from time import perf_counter
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from engine.config import AppConfig, display_path, load_config
 from engine.dryrun.backends import open_backend
@@ -109,9 +109,8 @@ class ReplayOptions:
         return min(max(available_workers(), 1), MAX_JOBS) if events >= AUTO_PARALLEL_EVENTS else 1
 
 
-@dataclass(frozen=True)
-class Rendered:
-    """One replayed event as output text, with what the summary counts."""
+class Rendered(NamedTuple):
+    """One replayed event as output text, with what the summary counts (a tuple: cheap between processes)."""
 
     text: str
     outcome: str
@@ -247,6 +246,9 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             lanes = _lanes(options, configs, world, clock, scrubber, stack)
         except ConfigError as exc:
             return _problems(errors, exc.problems)
+        except UsageError as exc:
+            errors.write(f"pipeline-dryrun: error: {exc}\n")
+            return EXIT_USAGE
         summary = _replay(options, events, lanes, world, clock, out=_Scrubbed(out, scrubber), err=errors)
     if options.fail_on_change and summary.changed:
         return EXIT_CHANGED
@@ -276,9 +278,14 @@ def _lanes(
             )
             for config, prefix in zip(configs, ["", BASELINE_PREFIX], strict=False)
         ]
+    import botocore.exceptions
+
     from engine.aws import make_clients
 
-    clients = make_clients(configs[0].aws)
+    try:
+        clients = make_clients(configs[0].aws)
+    except botocore.exceptions.BotoCoreError as exc:
+        raise UsageError(f"without --world, reads come from AWS, but no client could be made: {exc}") from None
     return [
         account_lane(
             config,
@@ -313,6 +320,9 @@ def _replay(
     if workers > 1 and world is not None:
         groups = conversation_groups(world.rows["conversations"])
         parts = partition([recorded.event for recorded in events], groups, workers)
+        # Workers are forked: nothing written so far may still sit in a buffer they would inherit.
+        out.flush()
+        err.flush()
         rendered = run_partitioned(events, parts, render)
     else:
         rendered = (render(recorded) for recorded in events)

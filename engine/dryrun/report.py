@@ -8,6 +8,7 @@ summary); ``Progress`` draws a progress bar on a terminal.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -310,7 +311,7 @@ class Progress:
         self._total = total
         self._enabled = enabled
         self._clock = clock
-        self._last = 0.0
+        self._last = -math.inf
 
     def update(self, done: int) -> None:
         """Show ``done`` of the total."""

@@ -291,7 +291,6 @@ class FaultInjector:
         return finish
 
 
-
 @dataclass(frozen=True)
 class EndState:
     """What one message left behind: its stage rows, its conversation's triggers and lock holder."""
@@ -321,6 +320,7 @@ def observe(world: Any, conversation_id: str, message_sid: str, queue: str = "wh
     lock = world.dynamodb.get_item(TableName=world.resources.lock_table, Key=key, ConsistentRead=True).get("Item")
     triggers = sum(1 for body, _ in world.sent(queue) if body.get("conversation_id") == conversation_id)
     return EndState(int(staged), triggers, lock["message_sid"]["S"] if lock else None)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 

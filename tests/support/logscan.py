@@ -19,7 +19,7 @@ import pytest
 from engine.logs import JsonFormatter
 from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, TOKEN, USER, WEBHOOK_KEY
 
-__all__ = ["SENSITIVE", "LogScanner", "find_leaks", "forbid"]
+__all__ = ["SENSITIVE", "LogScanner", "captured", "find_leaks", "forbid"]
 
 SENSITIVE: frozenset[str] = frozenset(
     {
@@ -114,3 +114,9 @@ def _no_sensitive_values_in_logs() -> Iterator[None]:
     if leaks:
         shown = "\n".join(f"{value!r} in {line}" for value, line in leaks[:5])
         pytest.fail(f"{len(leaks)} log line(s) at INFO+ carry a token, body or phone number:\n{shown}", pytrace=False)
+
+
+def captured() -> list[str]:
+    """The lines captured so far in the current test."""
+    with _SCANNER._guard:
+        return list(_SCANNER.lines)
