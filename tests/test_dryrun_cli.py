@@ -289,7 +289,7 @@ def test_fail_on_change_exits_1_with_a_summary_per_change(changed_rules: Path) -
     )
     assert run.status == 1, run.stderr
     assert_no_secrets(run)
-    assert run.stdout.count("SOURCE ") == 1 and run.stdout.count("events replayed in") == 1  # two workers
+    assert run.stdout.count("SOURCE ") == 1 and run.stdout.count(" replayed in ") == 1  # two workers
     assert "CHANGED (was CONVERSATION_LOCKED)" in run.stdout
     assert re.search(r"1 event\(s\) changed\n  CONVERSATION_LOCKED → QUEUED\[whatsapp\]  1\n", run.stdout)
     assert "    trace:    parse ok" in run.stdout

@@ -167,20 +167,22 @@ class _Scrubbed:
 
 
 class _LogHandler(logging.Handler):
-    """Engine warnings and errors as one scrubbed line each on stderr (no traceback, no data)."""
+    """Engine warnings and errors as one line each on stderr: scrubbed, masked, without traceback."""
 
-    def __init__(self, err: _Scrubbed) -> None:
+    def __init__(self, err: _Scrubbed, masker: Masker) -> None:
         super().__init__(logging.WARNING)
         self._err = err
+        self._masker = masker
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._err.write(f"pipeline-dryrun: {record.levelname.lower()}: {record.getMessage()}\n")
+        message = self._masker.text(record.getMessage())
+        self._err.write(f"pipeline-dryrun: {record.levelname.lower()}: {message}\n")
 
 
 @contextmanager
-def _engine_logs(err: _Scrubbed) -> Iterator[None]:
+def _engine_logs(err: _Scrubbed, masker: Masker) -> Iterator[None]:
     logger = logging.getLogger("engine")
-    handler = _LogHandler(err)
+    handler = _LogHandler(err, masker)
     logger.addHandler(handler)
     try:
         yield
@@ -241,7 +243,7 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     for problem in configs[0].warnings:
         errors.write(f"{problem}\n")
     with ExitStack() as stack:
-        stack.enter_context(_engine_logs(errors))
+        stack.enter_context(_engine_logs(errors, Masker(show_data=options.show_data)))
         try:
             lanes = _lanes(options, configs, world, clock, scrubber, stack)
         except ConfigError as exc:

@@ -152,7 +152,8 @@ def event_record(
         record["changed"] = change is not None
         record["change"] = change
     record["signature"] = signature_state(run, uses, skip_signature)
-    record["message"] = result.error.message if result.error else None
+    # Messages carry no data by design, but a failing condition's message may quote a value it read.
+    record["message"] = masker.text(result.error.message) if result.error else None
     record["response"] = (
         None
         if response is None
@@ -163,7 +164,7 @@ def event_record(
         }
     )
     if raised:
-        record["exception"] = str(handled.raised)
+        record["exception"] = masker.text(str(handled.raised))
     record["notes"] = run.notes
     return record
 
@@ -288,7 +289,8 @@ class Table:
         """Counts per outcome, signature states and changes."""
         write = self._out.write
         rate = f", {summary.events / elapsed:.0f} events/s" if elapsed > 0 and summary.events >= 100 else ""
-        write(f"\n{summary.events} events replayed in {elapsed:.2f}s{rate}\n")
+        noun = "event" if summary.events == 1 else "events"
+        write(f"\n{summary.events} {noun} replayed in {elapsed:.2f}s{rate}\n")
         for outcome, count in sorted(summary.outcomes.items(), key=lambda item: (-item[1], item[0])):
             write(f"  {outcome:<{self._outcome_width}}  {count:>6}\n")
         unchecked = summary.signatures.get("unchecked", 0)
