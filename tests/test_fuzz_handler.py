@@ -252,7 +252,7 @@ def test_hostile_events_get_defined_answers_and_write_nothing_unauthenticated(
     application, injector = container
     seen: dict[str, int] = {}
 
-    @settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(hostile_events())
     def run(case: tuple[Event, bool]) -> None:
         event, tampered = case
@@ -283,7 +283,7 @@ def test_byte_flip_fuzz(container: tuple[Any, FaultInjector]) -> None:
     builders = list(base_events().values())
     outcomes: dict[str, int] = {}
     runs = 0
-    while runs < 400:
+    while runs < 250:
         original = builders[rng.randrange(len(builders))]()
         try:
             event = json.loads(flip(json.dumps(original, ensure_ascii=False), rng, rng.randint(1, 4)))

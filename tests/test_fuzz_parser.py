@@ -161,7 +161,7 @@ def test_hostile_urls_get_a_defined_parse_result(where: str, value: str) -> None
     assert_defined(event)
 
 
-form_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+form_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 extra_pairs = st.lists(st.tuples(form_text, form_text), max_size=12)
 
 

@@ -226,8 +226,12 @@ def test_no_code_uses_an_unsafe_yaml_loader() -> None:
     found = []
     for source in sources:
         for node in ast.walk(ast.parse(source.read_text(), str(source))):
-            attribute = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-            if attribute and node.value.id == "yaml" and node.attr in UNSAFE_YAML:
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "yaml"
+                and node.attr in UNSAFE_YAML
+            ):
                 found.append(f"{source.relative_to(ROOT)}:{node.lineno}: yaml.{node.attr}")
             if isinstance(node, ast.ImportFrom) and node.module == "yaml":
                 found += [

@@ -54,7 +54,10 @@ def timed(application: Application, event: dict[str, Any], context: Any = None) 
     started = time.monotonic()
     handled = application.process(event, context)
     elapsed = time.monotonic() - started
-    answer = f"raise {handled.raised}" if handled.raised is not None else f"{handled.response['statusCode']}"
+    if handled.raised is not None:
+        return elapsed, f"raise {handled.raised}"
+    assert handled.response is not None
+    answer = str(handled.response["statusCode"])
     return elapsed, answer
 
 

@@ -1,8 +1,13 @@
-"""Duplicates and concurrency against moto's standalone server, over HTTP.
+"""Duplicates and concurrency against moto's server, over HTTP.
 
 Every delivery runs in its own thread on its own container (configuration, boto3 clients and secret cache of
 its own, as separate Lambda containers), all released at once by a barrier. The server's conditional writes
 decide who takes the trigger lock, as DynamoDB's would.
+
+The server is ``moto.server.ThreadedMotoServer`` in this process, so that one gap of moto can be closed: moto
+evaluates a write's condition and then writes, without a lock, so two concurrent conditional writes can both
+pass (DynamoDB applies conditional writes to an item one at a time). The fixture serializes moto's DynamoDB
+writes, which restores that guarantee and nothing more.
 """
 
 from __future__ import annotations
@@ -11,15 +16,17 @@ import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import boto3
 import pytest
+from moto.dynamodb.models import DynamoDBBackend
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from engine.app import Application, live_services
 from engine.config import load_config
-from tests.integration.conftest import Moto
+from engine.localaws import provision
 from tests.support.faults import ROOT
 from tests.support.logscan import forbid
 from tests.support.webhooks import rest_event, whatsapp_params
@@ -30,15 +37,46 @@ pytestmark = pytest.mark.integration
 WINDOW_SECONDS = 10
 
 
+def _serialized(write: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
+    def atomic(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return write(*args, **kwargs)
+
+    return atomic
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server in a thread, its conditional writes atomic as DynamoDB's are."""
+    lock = threading.Lock()
+    patch = pytest.MonkeyPatch()
+    for name in ("put_item", "delete_item", "update_item"):
+        patch.setattr(DynamoDBBackend, name, _serialized(getattr(DynamoDBBackend, name), lock))
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        patch.undo()
+
+
 @pytest.fixture
-def world(aws: World, moto_server: Moto, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    """The contract's resources in the moto server, and the Lambda environment pointing at them over HTTP."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
-    for name, value in aws.resources.environment().items():
+def world(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """The contract's resources (names of their own) in the server, and the Lambda environment pointing at them."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    session = boto3.session.Session()
+    dynamodb, sqs, secretsmanager = (session.client(name) for name in ("dynamodb", "sqs", "secretsmanager"))
+    resources = provision(dynamodb, sqs, prefix=f"c{uuid.uuid4().hex[:8]}-")
+    for name, value in resources.environment().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("BATCH_WINDOW_SECONDS", str(WINDOW_SECONDS))
-    aws.add_default_secrets()
-    yield aws
+    world = World(dynamodb, sqs, secretsmanager, resources)
+    world.add_default_secrets()
+    yield world
+    for name in world.secretsmanager.list_secrets()["SecretList"]:
+        world.secretsmanager.delete_secret(SecretId=name["ARN"], ForceDeleteWithoutRecovery=True)
 
 
 def deliver_concurrently(events: Sequence[dict[str, Any]]) -> list[str]:
@@ -120,3 +158,14 @@ def test_retries_and_new_messages_mixed(world: World) -> None:
     holders = {sids[index % 4] for index, outcome in enumerate(outcomes) if outcome == "QUEUED"}
     assert len(holders) == 1, "one message of the window holds the lock; only its copies may re-send"
     assert 1 <= sent == outcomes.count("QUEUED") <= 2
+
+
+def test_one_message_redelivered_in_sequence_is_staged_once(world: World) -> None:
+    item = world.add_conversation()
+    sid = f"SM{uuid.uuid4().hex}"
+    outcomes = [deliver_concurrently([message(0, sid)])[0] for _ in range(5)]
+    sent = triggers(world)
+    print(f"\none message 5 times in a row: {Counter(outcomes)}, {sent} trigger(s)")
+    assert outcomes == ["QUEUED"] * 5, "a re-delivered MessageSid re-takes its own lock and re-sends its trigger"
+    assert staged(world, item["conversation_id"]) == Counter({sid: 1})
+    assert sent == 5

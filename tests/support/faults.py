@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
@@ -135,7 +135,7 @@ def error_answer(service: str, kind: str, url: str) -> AWSResponse:
     if query_error:
         headers["x-amzn-query-error"] = query_error
     body = json.dumps({"__type": error_type, "message": f"injected {kind}"}).encode()
-    return AWSResponse(url, status, headers, _Body(body))
+    return AWSResponse(url, status, cast(Any, headers), _Body(body))
 
 
 class FaultInjector:
