@@ -79,6 +79,7 @@ def _reused_config(load: Callable[..., Any]) -> Callable[..., Any]:
 @pytest.fixture(autouse=True)
 def _reuse_loaded_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     import engine.app
+    import engine.config
 
     monkeypatch.setattr(engine.app, "load_config", _reused_config(engine.config.load_config))
 
@@ -141,8 +142,6 @@ def cold_start(
 @pytest.fixture
 def outcomes(caplog: pytest.LogCaptureFixture) -> Callable[[], list[tuple[str, str | None]]]:
     """The (outcome, error_code) of every event handled so far in the test, read from the JSON logs."""
-    import logging
-
     from tests.support.expect import outcomes as read
 
     caplog.set_level(logging.INFO)
