@@ -19,6 +19,7 @@ from engine.logs import bind, loggable_conversation_id
 from engine.metrics import EmfMetrics
 from engine.runner import RunResult
 from engine.secrets import SecretCache
+from engine.stamp import STAMP_FILE, Stamp
 
 __all__ = ["Application", "Handled", "PIPELINE_FILE", "RULES_DIR", "live_services", "loggable_conversation_id"]
 
@@ -70,7 +71,8 @@ class Application:
         writes one EMF metrics document per event and, when the environment asks, records X-Ray subsegments.
         """
         environment = os.environ if env is None else env
-        config = load_config(root / PIPELINE_FILE, root / RULES_DIR, environment)
+        stamp = Stamp.read(root / STAMP_FILE)
+        config = load_config(root / PIPELINE_FILE, root / RULES_DIR, environment, stamp=stamp)
         tracing.configure(environment)
         return cls(config, live_services(config, session=session), EmfMetrics.from_env(environment))
 

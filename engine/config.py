@@ -30,6 +30,7 @@ from engine.responses import ResponseFamily, ResponsePolicy
 from engine.rules import Decision, Rule, RuleSet, RuleTest
 from engine.runner import ParallelGroup, Pipeline, PlannedStep
 from engine.schema import pipeline_schema, rules_schema, schema_violations
+from engine.stamp import Stamp
 from engine.yamlsource import Locator, load_yaml
 
 __all__ = [
@@ -163,9 +164,10 @@ def _suggestion(name: str, choices: list[str]) -> str:
 class _Collector:
     """Accumulates problems (and compiled expressions) across every file of one loading pass."""
 
-    def __init__(self, env: Mapping[str, str], missing_env: str) -> None:
+    def __init__(self, env: Mapping[str, str], missing_env: str, stamp: Stamp | None = None) -> None:
         self.env = env
         self.missing_env = missing_env
+        self.stamp = stamp
         self.problems: list[Problem] = []
         self.expressions: list[LocatedExpression] = []
         self.files: list[str] = []
@@ -187,7 +189,9 @@ class _Collector:
         data, env_problems = resolve_env(doc.data, self.env, doc.locator, missing_severity=self.missing_env)
         self.problems.extend(env_problems)
         # A value still holding an unset ${env:…} reference was reported above; its type is unknown.
-        found = [v for v in schema_violations(data, schema, doc.locator) if not is_unresolved(v.value)]
+        vouched = self.stamp is not None and self.stamp.vouches(path, doc.locator.text, data, schema)
+        violations = [] if vouched else schema_violations(data, schema, doc.locator)
+        found = [v for v in violations if not is_unresolved(v.value)]
         self.problems.extend(v.problem for v in found)
         if not isinstance(data, dict):
             return None
@@ -528,6 +532,7 @@ def inspect_config(
     env: Mapping[str, str] | None = None,
     *,
     missing_env: str = "error",
+    stamp: Stamp | None = None,
 ) -> Inspection:
     """Load and validate a pipeline with its rule sets, collecting every problem (never raises ConfigError).
 
@@ -536,7 +541,7 @@ def inspect_config(
     """
     import steps  # noqa: F401 - registers the built-in steps
 
-    collector = _Collector(os.environ if env is None else env, missing_env)
+    collector = _Collector(os.environ if env is None else env, missing_env, stamp)
     rulesets = _load_rulesets(collector, rules_dir)
     loaded = collector.load(pipeline_path, pipeline_schema())
     targets: dict[str, Target] = {}
@@ -574,13 +579,15 @@ def load_config(
     env: Mapping[str, str] | None = None,
     *,
     missing_env: str = "error",
+    stamp: Stamp | None = None,
 ) -> AppConfig:
     """Load, validate and build a pipeline with its rule sets; raise ConfigError listing every error.
 
     ``missing_env="warning"`` (for ``--check`` away from the deployed environment) reports unset
-    ``${env:…}`` references as warnings and keeps the reference text as the value.
+    ``${env:…}`` references as warnings and keeps the reference text as the value. Files that
+    ``stamp`` vouches for (``engine.stamp``: validated at build time) skip JSON Schema validation.
     """
-    inspection = inspect_config(pipeline_path, rules_dir, env, missing_env=missing_env)
+    inspection = inspect_config(pipeline_path, rules_dir, env, missing_env=missing_env, stamp=stamp)
     if inspection.config is None:
         order = {name: rank for rank, name in enumerate(inspection.files)}
         errors = sorted(inspection.errors, key=lambda p: (order.get(p.file, len(order)), p.line, p.column))

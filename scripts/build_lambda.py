@@ -214,6 +214,18 @@ def copy_sources(files: Sequence[tuple[Path, str]], target: Path) -> None:
         shutil.copyfile(path, destination)
 
 
+def stamp_config(stage: Path) -> None:
+    """Validate the staged configuration now and record it, so the cold start can skip JSON Schema (engine.stamp)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from engine.stamp import STAMP_FILE, write_stamp
+    except ImportError as exc:
+        print(f"note: {exc}; no config stamp (configuration is fully validated at each cold start)")
+        return
+    _, left_out = write_stamp(stage, stage / "pipelines" / "twilio_inbound.yaml", stage / "rules")
+    print(f"config stamp: {STAMP_FILE}" + (f" (validated at load: {', '.join(left_out)})" if left_out else ""))
+
+
 def compile_tree(target: Path) -> bool:
     """Byte-compile ``target`` for the runtime's Python; False (skipped) when this is another Python."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" != PYTHON_VERSION:
@@ -291,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for junk in [*stage.glob("bin"), *(stage.glob("twilio/rest") if not args.full else [])]:
             shutil.rmtree(junk)
         copy_sources(files, stage)
+        stamp_config(stage)
         absent = [name for name in TWILIO_USED if not (stage / name).is_file()]
         if absent:
             print(f"error: the artifact lacks {', '.join(absent)}")

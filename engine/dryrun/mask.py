@@ -50,12 +50,19 @@ class Masker:
 
     def __init__(self, *, show_data: bool) -> None:
         self.show_data = show_data
+        # The same numbers and ids recur in every event of a conversation: masking each once is enough.
+        self._masked: dict[str, str] = {}
 
     def text(self, value: str) -> str:
         """A string with the phone numbers in it masked."""
         if self.show_data or not _DIGITS.search(value):
             return value
-        return _NUMBER.sub(mask_number, value)
+        masked = self._masked.get(value)
+        if masked is None:
+            if len(self._masked) >= _CACHE_LIMIT:
+                self._masked.clear()
+            masked = self._masked[value] = _NUMBER.sub(mask_number, value)
+        return masked
 
     def data(self, value: Any, key: str | None = None) -> Any:
         """``value`` as JSON-safe data (as ``engine.aws.to_json_safe``), masked; ``key`` is its field."""
@@ -82,16 +89,10 @@ class Masker:
         if kind is str:
             return MASKED_TEXT if personal and value else self.text(value)
         if kind is dict:
-            masked: dict[str, Any] = {}
-            for name, item in value.items():
-                field = name if type(name) is str else str(name)
-                if type(item) is str:
-                    masked[self.text(field)] = (
-                        MASKED_TEXT if item and field.lower() in PERSONAL_TEXT_KEYS else self.text(item)
-                    )
-                else:
-                    masked[self.text(field)] = self._mask(item, field)
-            return masked
+            return {
+                self.text(name) if type(name) is str else str(name): self._field(name, item)
+                for name, item in value.items()
+            }
         if kind is list or kind is tuple:
             if personal:
                 return [MASKED_TEXT if item else item for item in value]
@@ -100,11 +101,24 @@ class Masker:
             return value
         if personal:
             return MASKED_TEXT
+        if kind is int or kind is float:
+            return value
         safe = to_json_safe(value)
         return safe if type(safe) in _SCALARS else self._mask(safe, key)
 
+    def _field(self, name: Any, value: Any) -> Any:
+        kind = type(value)
+        if kind is str:
+            if value and str(name).lower() in PERSONAL_TEXT_KEYS:
+                return MASKED_TEXT
+            return self.text(value)
+        if (kind is int or kind is bool or value is None) and str(name).lower() not in PERSONAL_TEXT_KEYS:
+            return value
+        return self._mask(value, str(name))
+
 
 _DIGITS = re.compile(r"[0-9]{7}")
+_CACHE_LIMIT = 100_000
 _SCALARS = frozenset({int, float, bool, type(None)})
 
 
@@ -125,4 +139,12 @@ class Scrubber:
             self._pattern = re.compile("|".join(re.escape(value) for value in ordered))
 
     def __call__(self, text: str) -> str:
-        return text if self._pattern is None else self._pattern.sub("***", text)
+        if self._pattern is None:
+            return text
+        # Substring tests are several times faster than the regex; it only runs when one of them hits.
+        if len(self._values) <= _QUICK_CHECK_LIMIT and not any(value in text for value in self._values):
+            return text
+        return self._pattern.sub("***", text)
+
+
+_QUICK_CHECK_LIMIT = 64

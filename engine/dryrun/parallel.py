@@ -10,6 +10,8 @@ gets its own copy of the world); their rendered lines are merged back in event o
 
 from __future__ import annotations
 
+import base64
+import binascii
 import multiprocessing
 import os
 import re
@@ -19,8 +21,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 from urllib.parse import unquote_plus
-
-from engine.http import EventError, parse_http_event
 
 __all__ = ["conversation_groups", "available_workers", "partition", "run_partitioned", "user_number"]
 
@@ -38,14 +38,23 @@ def available_workers() -> int:
 _FIELD = re.compile(r"(?:^|&)(From|To|MessageStatus)=([^&]*)")
 
 
+def _body(event: Any) -> str:
+    """The form body of an API Gateway event, decoded; empty when there is none to read."""
+    body = event.get("body") if isinstance(event, Mapping) else None
+    if not isinstance(body, str):
+        return ""
+    if not event.get("isBase64Encoded"):
+        return body
+    try:
+        return base64.b64decode(body).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return ""
+
+
 def user_number(event: Any) -> str | None:
     """The end user's number in a Twilio webhook event (``To`` of a status callback), without ``whatsapp:``."""
-    try:
-        body = parse_http_event(event).body
-    except (EventError, ValueError, TypeError):
-        return None
     fields: dict[str, str] = {}
-    for name, value in _FIELD.findall(body):
+    for name, value in _FIELD.findall(_body(event)):
         fields.setdefault(name, value)
     number = fields.get("To") if "MessageStatus" in fields else fields.get("From")
     return unquote_plus(number).split(":", 1)[-1] if number else None

@@ -121,8 +121,9 @@ class Rendered(NamedTuple):
 class _Renderer:
     """Replays one event in every lane and renders it (JSON line or table row); picklable results only."""
 
-    def __init__(self, options: ReplayOptions, lanes: list[Lane], table: Table | None) -> None:
+    def __init__(self, options: ReplayOptions, lanes: list[Lane], table: Table | None, scrubber: Scrubber) -> None:
         self._options = options
+        self._scrubber = scrubber
         self._lane = lanes[0]
         self._baseline = lanes[1] if len(lanes) > 1 else None
         self._table = table
@@ -146,7 +147,7 @@ class _Renderer:
             baseline=base,
         )
         text = to_json_line(record) + "\n" if self._table is None else self._table.row_text(record)
-        return Rendered(text, record["outcome"], record["signature"], record.get("change"))
+        return Rendered(self._scrubber(text), record["outcome"], record["signature"], record.get("change"))
 
 
 class _Scrubbed:
@@ -164,6 +165,11 @@ class _Scrubbed:
 
     def isatty(self) -> bool:
         return self._stream.isatty()
+
+    @property
+    def raw(self) -> TextIO:
+        """The stream itself, for text that is already scrubbed."""
+        return self._stream
 
 
 class _LogHandler(logging.Handler):
@@ -251,7 +257,7 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         except UsageError as exc:
             errors.write(f"pipeline-dryrun: error: {exc}\n")
             return EXIT_USAGE
-        summary = _replay(options, events, lanes, world, clock, out=_Scrubbed(out, scrubber), err=errors)
+        summary = _replay(options, events, lanes, world, clock, scrubber, out=_Scrubbed(out, scrubber), err=errors)
     if options.fail_on_change and summary.changed:
         return EXIT_CHANGED
     return EXIT_OK
@@ -307,6 +313,7 @@ def _replay(
     lanes: list[Lane],
     world: WorldSpec | None,
     clock: ReplayClock,
+    scrubber: Scrubber,
     *,
     out: _Scrubbed,
     err: _Scrubbed,
@@ -316,7 +323,7 @@ def _replay(
     if not options.as_json:
         table = Table(out, [event.source for event in events], explain=options.explain, baseline=len(lanes) > 1)
         table.header(_banner(options, world, clock.now().isoformat()))
-    render = _Renderer(options, lanes, table)
+    render = _Renderer(options, lanes, table, scrubber)
     workers = options.workers(len(events))
     rendered: Iterator[Rendered]
     if workers > 1 and world is not None:
@@ -331,7 +338,7 @@ def _replay(
     progress = Progress(err, len(events), enabled=err.isatty() and len(events) >= PROGRESS_MIN_EVENTS)
     started = perf_counter()
     for done, item in enumerate(rendered, start=1):
-        out.write(item.text)
+        out.raw.write(item.text)  # scrubbed where it was rendered (in the workers, when there are several)
         summary.add(item.outcome, item.signature, item.change)
         progress.update(done)
     progress.close()

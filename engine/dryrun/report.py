@@ -171,7 +171,7 @@ def event_record(
 
 def to_json_line(record: Mapping[str, Any]) -> str:
     """One line of ``--json`` output."""
-    return json.dumps(record, ensure_ascii=False, default=str)
+    return json.dumps(record, ensure_ascii=False, check_circular=False, default=str)
 
 
 def _why(record: Mapping[str, Any]) -> str:
