@@ -29,7 +29,7 @@ class Sizes:
     @classmethod
     def full(cls) -> Sizes:
         """The sizes the issue specifies."""
-        return cls(False, 15, 2000, 9, 40, 300, 3, 300, 10_000, 1_000, 500)
+        return cls(False, 15, 600, 7, 40, 300, 3, 300, 10_000, 1_000, 200)
 
     @classmethod
     def tiny(cls) -> Sizes:

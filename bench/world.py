@@ -14,8 +14,13 @@ from bench.events import Tenant
 from engine.app import PIPELINE_FILE, RULES_DIR, Application, live_services
 from engine.config import AppConfig, load_config
 from engine.localaws import LocalResources, provision, put_items, put_secrets
+from engine.metrics import EmfMetrics
 
-__all__ = ["Instrument", "MotoWorld", "application", "load_app_config", "moto_world"]
+__all__ = ["Instrument", "MotoWorld", "application", "discard", "load_app_config", "moto_world"]
+
+
+def discard(text: str) -> None:
+    """A sink for the EMF documents a Lambda container writes to stdout (their cost stays in the figures)."""
 
 
 class Instrument(Protocol):
@@ -37,7 +42,7 @@ def application(env: Mapping[str, str], *instruments: Instrument) -> Application
     for instrument in instruments:
         instrument.attach(session)
     config = load_app_config(env)
-    return Application(config, live_services(config, session=session))
+    return Application(config, live_services(config, session=session), EmfMetrics(write=discard))
 
 
 @dataclass

@@ -14,7 +14,6 @@ the stamp can make loading faster, never more lenient. Write it with ``python -m
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -257,6 +256,8 @@ def write_stamp(root: Path, pipeline: Path, rules_dir: Path) -> tuple[Path, list
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m engine.stamp [ROOT]``: write ``ROOT/config.stamp.json`` for ``pipelines/`` and ``rules/``."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="python -m engine.stamp", description=__doc__.splitlines()[0] if __doc__ else None
     )

@@ -1,4 +1,4 @@
-"""``conversations.lookup`` (GSI query for the credential reference) and ``conversations.get`` (full item)."""
+"""``conversations.lookup`` (GSI query for the credential reference) and ``conversations.get`` (the item)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Any, TypeVar
 from engine.aws import to_json_safe
 from engine.context import Context, StepResult
 from engine.errors import StepFailure, TransientFault
+from engine.expressions import Expression
 from engine.ports import AwsCallError
 from engine.registry import BuildInfo, ParamError, register
 
-__all__ = ["ConversationGet", "ConversationLookup", "pick_conversation"]
+__all__ = ["ConversationGet", "ConversationLookup", "pick_conversation", "rule_attributes", "whole_conversation"]
 
 T = TypeVar("T")
 
@@ -51,6 +52,31 @@ _INDEX = {
         "credentials_attribute": {"type": "string", "minLength": 1},
     },
 }
+
+
+_KEY = ("primary_channel", "conversation_id")
+_WHOLE = "conversation_whole"
+# An expression using these may read the document in ways its field paths do not show.
+_OPAQUE = ("@", "*", "$")
+
+
+def rule_attributes(rulesets: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The key and the top-level conversation attributes the rule sets' conditions read (None: the whole item)."""
+    expressions: list[Expression] = []
+    for ruleset in rulesets.values():
+        decisions = [rule.then for rule in ruleset.rules] + ([ruleset.default] if ruleset.default else [])
+        expressions += [rule.when for rule in ruleset.rules]
+        expressions += [decision.target_from for decision in decisions if decision.target_from is not None]
+    names = dict.fromkeys(_KEY)
+    for expression in expressions:
+        if any(mark in expression.source for mark in _OPAQUE):
+            return None
+        for path in expression.paths:
+            if path[0] == "conversation":
+                if len(path) == 1:
+                    return None
+                names.setdefault(str(path[1]))
+    return tuple(names)
 
 
 def _table(params: Mapping[str, Any], info: BuildInfo, default: str) -> str:
@@ -136,21 +162,54 @@ class ConversationLookup:
         "properties": {
             "table": {"type": "string"},
             "consistent_read": {"type": "boolean"},
+            "read": {
+                "enum": ["whole", "rules"],
+                "description": "whole: the whole item; rules: only the attributes the rule sets' conditions read "
+                "(plus also_read), the rest when a later step asks for the whole item (a handoff).",
+            },
+            "also_read": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "description": "With read: rules, attributes read as well (say, for a step's `when:` condition).",
+            },
         },
     },
 )
 class ConversationGet:
-    """Read the whole conversation item (consistent read); DynamoDB numbers become JSON numbers."""
+    """Read the conversation item (consistent read); DynamoDB numbers become JSON numbers.
+
+    With ``read: rules`` only the attributes the rule sets read are fetched, which keeps long
+    ``messages`` histories off the hot path; ``whole_conversation`` reads the rest when needed.
+    """
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = _table(params, info, "conversations")
         self._consistent = bool(params.get("consistent_read", True))
+        found = rule_attributes(info.rulesets) if params.get("read", "whole") == "rules" else None
+        self._attributes = None if found is None else tuple(dict.fromkeys([*found, *params.get("also_read", [])]))
+
+    def _read(self, ctx: Context, key: Mapping[str, str], attributes: tuple[str, ...] | None) -> dict[str, Any]:
+        tables = ctx.services.tables
+        item = db_call(lambda: tables.get_item(self._table, key, consistent=self._consistent, attributes=attributes))
+        if item is None:
+            raise StepFailure("CONVERSATION_NOT_FOUND", "the conversation item is gone")
+        # Rules see plain JSON values, as their inline tests give them: JMESPath functions reject Decimal.
+        plain: dict[str, Any] = to_json_safe(item)
+        return plain
 
     def run(self, ctx: Context) -> StepResult:
         credential = ctx.doc["credential"]
         key = {"primary_channel": credential["primary_channel"], "conversation_id": credential["conversation_id"]}
-        item = db_call(lambda: ctx.services.tables.get_item(self._table, key, consistent=self._consistent))
-        if item is None:
-            raise StepFailure("CONVERSATION_NOT_FOUND", "the conversation item is gone")
-        # Rules see plain JSON values, as their inline tests give them: JMESPath functions reject Decimal.
-        return StepResult(output=to_json_safe(item), decision="found")
+        item = self._read(ctx, key, self._attributes)
+        if self._attributes is not None:
+            ctx.private[_WHOLE] = lambda: self._read(ctx, key, None)
+        return StepResult(output=item, decision="found")
+
+
+def whole_conversation(ctx: Context) -> Mapping[str, Any]:
+    """The whole conversation item, read now if ``conversations.get`` fetched only what the rules need."""
+    read = ctx.private.pop(_WHOLE, None)
+    if read is not None:
+        ctx.doc["conversation"] = read()
+    conversation: Mapping[str, Any] = ctx.doc.get("conversation") or {}
+    return conversation

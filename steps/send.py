@@ -12,6 +12,7 @@ from engine.context import Context, StepResult
 from engine.errors import StepFailure, TransientFault
 from engine.ports import AwsCallError
 from engine.registry import BuildInfo, register
+from steps.conversations import whole_conversation
 
 __all__ = ["SendMessage", "handoff_body", "trigger_body"]
 
@@ -93,6 +94,8 @@ class SendMessage:
     def run(self, ctx: Context) -> StepResult:
         route = ctx.doc["route"]
         build, outcome = _BODIES[route["message"]]
+        if route["message"] == "handoff":
+            whole_conversation(ctx)  # the handoff carries the whole item, even when the rules read only part of it
         body = build(ctx.doc)
         try:
             message_id = ctx.services.queues.send_message(route["queue_url"], body, int(route["delay_seconds"]))

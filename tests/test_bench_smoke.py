@@ -13,8 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = {
     "cold_start",
+    "cold_start_unstamped",
+    "cold_start_vs_clients",
     "engine_overhead",
     "engine_overhead_warning",
+    "engine_overhead_no_step_lines",
     "round_trips",
     "latency_p50_delayed",
     "latency_p50_moto",

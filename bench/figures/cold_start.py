@@ -1,48 +1,77 @@
 """Cold start: a fresh interpreter importing ``handler`` (configuration loaded and validated, no AWS call).
 
+The handler runs from a task root staged as ``scripts/build_lambda.py`` lays out the artifact: the
+function's own files byte-compiled, and the build's ``config.stamp.json`` (dependencies come from the
+virtualenv, byte-compiled at install, as the Lambda runtime's are).
 Baseline: a fresh interpreter running ``import boto3, twilio.request_validator``, the floor any
-Twilio-on-Lambda handler pays. Runs alternate so that machine noise hits both sides alike.
+Twilio-on-Lambda handler pays. Reported beside it: the same handler without the build's stamp (full
+JSON Schema validation at load), and a baseline that also creates the three boto3 clients the handler
+creates at import. Runs rotate through the variants so that machine noise hits them alike.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from bench.env import FAKE_AWS, REPO_ROOT, lambda_environment
 from bench.model import Figure, Sizes, median
+from engine.app import PIPELINE_FILE, RULES_DIR
+from engine.stamp import write_stamp
 
-__all__ = ["import_profile", "measure"]
+__all__ = ["import_profile", "measure", "stage_task_root"]
 
 HANDLER = "import handler"
 BASELINE = "import boto3, twilio.request_validator"
+CLIENTS = (
+    "import boto3, twilio.request_validator; session = boto3.session.Session(); "
+    "[session.client(name) for name in ('dynamodb', 'sqs', 'secretsmanager')]"
+)
 TARGET_RATIO = 1.3
+
+
+def stage_task_root(target: Path, *, stamp: bool) -> Path:
+    """The function's files in ``target``, byte-compiled, as the Lambda build stages them (stamp optional)."""
+    spec = importlib.util.spec_from_file_location("build_lambda", REPO_ROOT / "scripts" / "build_lambda.py")
+    assert spec is not None and spec.loader is not None
+    build: Any = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    build.copy_sources(build.source_files(REPO_ROOT), target)
+    if stamp:
+        write_stamp(target, target / PIPELINE_FILE, target / RULES_DIR)
+    build.compile_tree(target)
+    return target
 
 
 def _environment() -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
     env.update(FAKE_AWS)
     env.update(lambda_environment())
+    env.pop("PYTHONPATH", None)
     # Any AWS call made at import would hit a closed local port and fail loudly instead of reaching AWS.
     env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
     env["AWS_EC2_METADATA_DISABLED"] = "true"
     return env
 
 
-def _run(code: str, env: Mapping[str, str]) -> float:
+def _run(code: str, root: Path, env: Mapping[str, str]) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=dict(env), check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-c", code], cwd=root, env=dict(env), check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
-def import_profile(code: str = HANDLER, top: int = 12) -> list[dict[str, object]]:
+def import_profile(root: Path, code: str = HANDLER, top: int = 15) -> list[dict[str, object]]:
     """The modules with the largest self import time (``-X importtime``) in a fresh interpreter."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code],
-        cwd=REPO_ROOT,
+        cwd=root,
         env=_environment(),
         check=True,
         capture_output=True,
@@ -59,36 +88,73 @@ def import_profile(code: str = HANDLER, top: int = 12) -> list[dict[str, object]
     return sorted(rows, key=lambda row: -float(str(row["self_ms"])))[:top]
 
 
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
 def measure(sizes: Sizes) -> list[Figure]:
-    """The cold-start figure."""
+    """The cold-start figure, and the unstamped and clients-included comparisons."""
     env = _environment()
-    if not sizes.smoke:
-        _run(HANDLER, env)  # compile any stale bytecode outside the measurement
-        _run(BASELINE, env)
-    handler_times: list[float] = []
-    baseline_times: list[float] = []
-    for run in range(sizes.cold_start_runs):
-        pair = [(HANDLER, handler_times), (BASELINE, baseline_times)]
-        for code, times in pair if run % 2 == 0 else reversed(pair):
-            times.append(_run(code, env))
-    measured, baseline = median(handler_times), median(baseline_times)
-    ratio = measured / baseline
+    with tempfile.TemporaryDirectory() as stamped_dir, tempfile.TemporaryDirectory() as plain_dir:
+        stamped = stage_task_root(Path(stamped_dir), stamp=True)
+        plain = stage_task_root(Path(plain_dir), stamp=False)
+        variants = {
+            "handler": (HANDLER, stamped),
+            "handler_unstamped": (HANDLER, plain),
+            "baseline": (BASELINE, stamped),
+            "baseline_clients": (CLIENTS, stamped),
+        }
+        if not sizes.smoke:
+            for code, root in variants.values():
+                _run(code, root, env)  # compile any stale bytecode outside the measurement
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        names = list(variants)
+        for run in range(sizes.cold_start_runs):
+            for name in names[run % len(names) :] + names[: run % len(names)]:
+                code, root = variants[name]
+                times[name].append(_run(code, root, env))
+        profile = import_profile(stamped) if not sizes.smoke else []
+    handler, unstamped = median(times["handler"]), median(times["handler_unstamped"])
+    baseline, clients = median(times["baseline"]), median(times["baseline_clients"])
+    ratio = handler / baseline
+    note = f"median of {sizes.cold_start_runs} fresh processes per variant, rotating"
     return [
         Figure(
             key="cold_start",
-            title="cold start: import handler + load/validate config",
+            title="cold start: import handler + load config (stamped at build), no AWS call",
             unit="ms",
-            measured=round(measured * 1000, 1),
+            measured=_ms(handler),
             baseline_label="python -c 'import boto3, twilio.request_validator'",
-            baseline=round(baseline * 1000, 1),
+            baseline=_ms(baseline),
             ratio=round(ratio, 3),
             target=f"<= {TARGET_RATIO}x",
             passed=ratio <= TARGET_RATIO,
-            note=f"median of {sizes.cold_start_runs} alternating fresh processes each",
+            note=note,
             details={
-                "handler_ms": [round(t * 1000, 1) for t in handler_times],
-                "baseline_ms": [round(t * 1000, 1) for t in baseline_times],
-                "import_profile": import_profile() if not sizes.smoke else [],
+                "runs_ms": {name: [_ms(value) for value in values] for name, values in times.items()},
+                "import_profile": profile,
             },
-        )
+        ),
+        Figure(
+            key="cold_start_unstamped",
+            title="cold start without the build's stamp (JSON Schema validated at load)",
+            unit="ms",
+            measured=_ms(unstamped),
+            baseline_label="python -c 'import boto3, twilio.request_validator'",
+            baseline=_ms(baseline),
+            ratio=round(unstamped / baseline, 3),
+            target="(informational)",
+            note=note,
+        ),
+        Figure(
+            key="cold_start_vs_clients",
+            title="cold start against a baseline that also creates the 3 boto3 clients",
+            unit="ms",
+            measured=_ms(handler),
+            baseline_label="import boto3, twilio.request_validator + 3 boto3 clients",
+            baseline=_ms(clients),
+            ratio=round(handler / clients, 3),
+            target="(informational)",
+            note="the handler creates its DynamoDB, SQS and Secrets Manager clients at import",
+        ),
     ]

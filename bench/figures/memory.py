@@ -29,7 +29,7 @@ __all__ = ["measure", "moto_server"]
 
 LIMIT_MB = 128.0
 WELL_UNDER = 0.75
-CONVERSATIONS = 20
+CONVERSATIONS = 10
 
 
 def _free_port() -> int:

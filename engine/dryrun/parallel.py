@@ -14,9 +14,8 @@ import base64
 import binascii
 import multiprocessing
 import os
-import re
 import traceback
-import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
@@ -35,9 +34,6 @@ def available_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-_FIELD = re.compile(r"(?:^|&)(From|To|MessageStatus)=([^&]*)")
-
-
 def _body(event: Any) -> str:
     """The form body of an API Gateway event, decoded; empty when there is none to read."""
     body = event.get("body") if isinstance(event, Mapping) else None
@@ -51,12 +47,24 @@ def _body(event: Any) -> str:
         return ""
 
 
+def _first(body: str, name: str) -> str | None:
+    """The first (still encoded) value of ``name`` in a form body."""
+    key = name + "="
+    if body.startswith(key):
+        begin = len(key)
+    else:
+        found = body.find("&" + key)
+        if found < 0:
+            return None
+        begin = found + 1 + len(key)
+    end = body.find("&", begin)
+    return body[begin:] if end < 0 else body[begin:end]
+
+
 def user_number(event: Any) -> str | None:
     """The end user's number in a Twilio webhook event (``To`` of a status callback), without ``whatsapp:``."""
-    fields: dict[str, str] = {}
-    for name, value in _FIELD.findall(_body(event)):
-        fields.setdefault(name, value)
-    number = fields.get("To") if "MessageStatus" in fields else fields.get("From")
+    body = _body(event)
+    number = _first(body, "To" if _first(body, "MessageStatus") is not None else "From")
     return unquote_plus(number).split(":", 1)[-1] if number else None
 
 
@@ -81,12 +89,22 @@ def conversation_groups(conversations: Sequence[Mapping[str, Any]]) -> dict[str,
 
 
 def partition(events: Sequence[Any], groups: Mapping[str, str], workers: int) -> list[list[int]]:
-    """Event indexes per worker; the events of one group (or one unknown number) share a worker."""
-    parts: list[list[int]] = [[] for _ in range(workers)]
-    for index, event in enumerate(events):
+    """Event indexes per worker, in event order; a group's events (or an unknown number's) share a worker.
+
+    Groups go to the least loaded worker, largest first, so that the workers finish together.
+    """
+    keys: list[str] = []
+    for event in events:
         number = user_number(event)
-        key = groups.get(number, number) if number else ""
-        parts[zlib.crc32(key.encode()) % workers].append(index)
+        keys.append(groups.get(number, number) if number else "")
+    load = [0] * workers
+    owner: dict[str, int] = {}
+    for key, count in sorted(Counter(keys).items(), key=lambda entry: (-entry[1], entry[0])):
+        owner[key] = min(range(workers), key=load.__getitem__)
+        load[owner[key]] += count
+    parts: list[list[int]] = [[] for _ in range(workers)]
+    for index, key in enumerate(keys):
+        parts[owner[key]].append(index)
     return parts
 
 

@@ -11,6 +11,7 @@ the machine's cores (``engine.dryrun.parallel``) with the same output.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 from collections.abc import Iterator
@@ -196,6 +197,24 @@ def _engine_logs(err: _Scrubbed, masker: Masker) -> Iterator[None]:
         logger.removeHandler(handler)
 
 
+@contextmanager
+def _collector_tuned() -> Iterator[None]:
+    """Fewer garbage collections during the replay (a few percent faster), restored afterwards.
+
+    The world and the configuration live until the end, so the collector need not walk them again
+    (``gc.freeze``; forked workers also keep sharing their pages); each event makes many short-lived
+    containers and no cycles, so young collections can be rarer.
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 50)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
 def _problems(err: _Scrubbed, problems: list[Problem]) -> int:
     for problem in problems:
         err.write(f"{problem}\n")
@@ -337,10 +356,11 @@ def _replay(
         rendered = (render(recorded) for recorded in events)
     progress = Progress(err, len(events), enabled=err.isatty() and len(events) >= PROGRESS_MIN_EVENTS)
     started = perf_counter()
-    for done, item in enumerate(rendered, start=1):
-        out.raw.write(item.text)  # scrubbed where it was rendered (in the workers, when there are several)
-        summary.add(item.outcome, item.signature, item.change)
-        progress.update(done)
+    with _collector_tuned():
+        for done, item in enumerate(rendered, start=1):
+            out.raw.write(item.text)  # scrubbed where it was rendered (in the workers, when there are several)
+            summary.add(item.outcome, item.signature, item.change)
+            progress.update(done)
     progress.close()
     if table is not None:
         baseline_name = display_path(options.baseline_rules) if options.baseline_rules else None
