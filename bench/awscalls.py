@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AwsCall", "CallRecorder", "sequential_round_trips"]
+__all__ = ["AwsCall", "CallRecorder", "busy_time", "sequential_round_trips"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,17 @@ class AwsCall:
         return len(self.body)
 
 
+def busy_time(calls: Sequence[AwsCall]) -> float:
+    """Seconds during which at least one call was in flight (the union of the intervals)."""
+    total, horizon = 0.0, float("-inf")
+    for call in sorted(calls, key=lambda c: c.start):
+        start = max(call.start, horizon)
+        if call.end > start:
+            total += call.end - start
+        horizon = max(horizon, call.end)
+    return total
+
+
 def sequential_round_trips(calls: Sequence[AwsCall]) -> int:
     """How many waits the calls cost in sequence: overlapping intervals merge into one."""
     count = 0
@@ -71,6 +82,7 @@ class CallRecorder:
     """Attach to a boto3 session before its clients are created; ``calls`` then fills as they run."""
 
     delay: float = 0.0
+    keep_params: bool = True
     calls: list[AwsCall] = field(default_factory=list)
     _open: dict[int, tuple[str, float, dict[str, Any]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -90,7 +102,7 @@ class CallRecorder:
 
     def _started(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         operation = f"{model.service_model.service_name}.{model.name}"
-        self._open[id(context)] = (operation, time.perf_counter(), copy.deepcopy(params))
+        self._open[id(context)] = (operation, time.perf_counter(), copy.deepcopy(params) if self.keep_params else {})
 
     def _send(self, **_: Any) -> None:
         if self.delay:

@@ -83,8 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     broken: list[str] = []
     for name in selected:
         started = time.perf_counter()
+        load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
         try:
-            figures.extend(FIGURES[name](sizes))
+            produced = FIGURES[name](sizes)
+            for figure in produced:
+                figure.details["load_average_at_start"] = load
+            figures.extend(produced)
         except Exception:  # noqa: BLE001 - report every broken figure, then fail the run
             broken.append(name)
             traceback.print_exc()

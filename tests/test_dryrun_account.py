@@ -23,6 +23,15 @@ from engine.dryrun.world import load_world
 from engine.localaws import LocalResources, provision, put_secrets
 
 ROOT = Path(__file__).resolve().parents[1]
+# The pipeline's settings from the environment: the replays here run with the defaults.
+PIPELINE_SETTINGS = (
+    "PUBLIC_BASE_URL",
+    "ALLOWED_HOSTS",
+    "BATCH_WINDOW_SECONDS",
+    "TTL_BUFFER_SECONDS",
+    "STAGE_TTL_SECONDS",
+    "SECRET_CACHE_TTL_SECONDS",
+)
 NOW = "2026-11-25T12:00:00Z"
 
 pytestmark = pytest.mark.integration
@@ -84,7 +93,7 @@ def normalized(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_reads_are_real_and_writes_are_planned_never_performed(account: Account) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    for name in ("PUBLIC_BASE_URL", "BATCH_WINDOW_SECONDS", "TTL_BUFFER_SECONDS", "STAGE_TTL_SECONDS"):
+    for name in PIPELINE_SETTINGS:
         env.pop(name, None)
     env.update(account.resources.environment())
     env.update(

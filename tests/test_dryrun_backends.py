@@ -18,6 +18,15 @@ from engine.dryrun.corpus import Mix, generate_corpus
 from engine.dryrun.replay import run_replay
 
 ROOT = Path(__file__).resolve().parents[1]
+# The pipeline's settings from the environment: the replays here run with the defaults.
+PIPELINE_SETTINGS = (
+    "PUBLIC_BASE_URL",
+    "ALLOWED_HOSTS",
+    "BATCH_WINDOW_SECONDS",
+    "TTL_BUFFER_SECONDS",
+    "STAGE_TTL_SECONDS",
+    "SECRET_CACHE_TTL_SECONDS",
+)
 EXAMPLES = [str(ROOT / "examples" / "world.yaml"), str(ROOT / "examples" / "events")]
 
 
@@ -35,7 +44,7 @@ def replay(world: str, events: str, *options: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(autouse=True)
 def _plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PUBLIC_BASE_URL", "BATCH_WINDOW_SECONDS", "TTL_BUFFER_SECONDS", "STAGE_TTL_SECONDS"):
+    for name in PIPELINE_SETTINGS:
         monkeypatch.delenv(name, raising=False)
 
 

@@ -55,13 +55,13 @@ class Masker:
 
     def text(self, value: str) -> str:
         """A string with the phone numbers in it masked."""
-        if self.show_data or not _DIGITS.search(value):
-            return value
         masked = self._masked.get(value)
         if masked is None:
+            if self.show_data:
+                return value
             if len(self._masked) >= _CACHE_LIMIT:
                 self._masked.clear()
-            masked = self._masked[value] = _NUMBER.sub(mask_number, value)
+            masked = self._masked[value] = _NUMBER.sub(mask_number, value) if _DIGITS.search(value) else value
         return masked
 
     def data(self, value: Any, key: str | None = None) -> Any:
