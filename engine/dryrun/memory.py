@@ -62,12 +62,13 @@ def as_stored(value: Any) -> Any:
 
 
 def _has_empty_set(value: Any) -> bool:
-    if isinstance(value, set):
+    kind = type(value)
+    if kind is set:
         return not value
-    if isinstance(value, dict):
-        return any(_has_empty_set(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_has_empty_set(item) for item in value)
+    if kind is dict:
+        return any(_has_empty_set(item) for item in value.values() if type(item) in _CONTAINERS)
+    if kind is list:
+        return any(_has_empty_set(item) for item in value if type(item) in _CONTAINERS)
     return False
 
 
@@ -114,7 +115,7 @@ class MemoryTables:
         for name in self._index_keys(schema):
             if name in stored and stored[name] in (None, "", b""):
                 raise AwsCallError("invalid", "ValidationException", operation)
-        if any(_has_empty_set(value) for value in stored.values()):
+        if any(_has_empty_set(value) for value in stored.values() if type(value) in _CONTAINERS):
             raise AwsCallError("invalid", "ValidationException", operation)
         return stored
 

@@ -109,14 +109,20 @@ def secret_values(secrets: Mapping[str, str]) -> list[str]:
 
 
 def _timestamps(value: Any, path: tuple[Any, ...], found: list[tuple[Any, ...]]) -> None:
-    if isinstance(value, (datetime, date)):
-        found.append(path)
-    elif isinstance(value, dict):
+    kind = type(value)
+    if kind is dict:
         for key, item in value.items():
-            _timestamps(item, (*path, key), found)
-    elif isinstance(value, list):
+            if type(item) in _NESTED or isinstance(item, date):
+                _timestamps(item, (*path, key), found)
+    elif kind is list:
         for index, item in enumerate(value):
-            _timestamps(item, (*path, index), found)
+            if type(item) in _NESTED or isinstance(item, date):
+                _timestamps(item, (*path, index), found)
+    elif isinstance(value, date):
+        found.append(path)
+
+
+_NESTED = frozenset({dict, list})
 
 
 def _read(path: Path, name: str) -> tuple[Any, str, Locator | None]:
