@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,12 @@ def test_examples_replay_the_same_on_moto_and_memory(options: tuple[str, ...]) -
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    # Small, since moto takes tens of milliseconds an event; every kind of conversation and event is in it.
+    # Moto takes tens of milliseconds an event, so the corpus is modest unless DRYRUN_LARGE_CORPUS is set
+    # (then the benchmark's size: 1,000 conversations, 10,000 events; about 20 minutes on moto).
+    conversations, events_count = (1000, 10_000) if os.environ.get("DRYRUN_LARGE_CORPUS") else (30, 120)
     mix = Mix(handoff=0.15, auto_queue=0.1, inactive=0.1, locked=0.1, sms_only=0.1, bad_signature=0.05)
-    world, events = generate_corpus(16, 72, seed=11, mix=mix).write(tmp_path_factory.mktemp("corpus"))
+    corpus = generate_corpus(conversations, events_count, seed=11, mix=mix)
+    world, events = corpus.write(tmp_path_factory.mktemp("corpus"))
     return str(world), str(events)
 
 
