@@ -127,11 +127,19 @@ class Expression:
         try:
             return self._parsed.search(document, options=_OPTIONS)
         except jp_exceptions.JMESPathError as exc:
-            raise ExpressionError(f"expression {self.source!r} failed: {exc}") from None
+            raise ExpressionError(f"expression {self.source!r} failed: {_describe(exc)}") from None
 
     def test(self, document: Mapping[str, Any]) -> bool:
         """Evaluate as a condition (JMESPath truthiness)."""
         return is_truthy(self.search(document))
+
+
+def _describe(exc: jp_exceptions.JMESPathError) -> str:
+    """The failure without the value that caused it: values may be phone numbers or message text."""
+    if isinstance(exc, jp_exceptions.JMESPathTypeError):
+        expected = " or ".join(exc.expected_types)
+        return f"function {exc.function_name}() got a {exc.actual_type} where it needs {expected}"
+    return type(exc).__name__
 
 
 _CLOSERS = {"rparen": "(", "rbracket": "[", "rbrace": "{"}

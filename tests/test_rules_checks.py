@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.expressions import compile_expression, condition_terms
+from engine.expressions import ExpressionError, compile_expression, condition_terms
 from engine.rules import Decision, Rule, RuleSet, RuleTest, find_shadowed, run_tests
 
 
@@ -87,7 +87,7 @@ def test_a_failing_condition_fails_the_case_and_names_the_rule() -> None:
     assert failure.rule == "r0"
     assert failure.keys == ("error",)
     assert failure.differences == ("expected error None, got 'INTERNAL_ERROR'",)
-    assert failure.raised is not None and "invalid type for value: None" in failure.raised
+    assert failure.raised is not None and "contains() got a null where it needs array or string" in failure.raised
 
 
 def test_a_case_may_expect_the_internal_error_of_an_unguarded_condition() -> None:
@@ -101,3 +101,11 @@ def test_only_the_expected_keys_are_compared() -> None:
     (failure,) = run_tests(ruleset("a", tests=(passing, failing)))
     assert failure.test is failing
     assert failure.differences == ("expected reply 'hi', got None",)
+
+
+def test_a_failing_condition_never_quotes_the_value_it_read() -> None:
+    expression = compile_expression("starts_with(conversation.recipient_tel, request.channel)")
+    with pytest.raises(ExpressionError) as raised:
+        expression.search({"conversation": {"recipient_tel": "+14155550123"}, "request": {"channel": 7}})
+    assert "+14155550123" not in str(raised.value)
+    assert "starts_with() got a number where it needs string" in str(raised.value)
