@@ -328,7 +328,7 @@ def to_json_safe(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted((to_json_safe(item) for item in value), key=repr)
     if isinstance(value, Binary):
-        value = value.value  # type: ignore[attr-defined]
+        value = value.value
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", "replace")
     return value
