@@ -88,8 +88,8 @@ class Application:
         request = result.doc.get("request") or {}
         channel = request.get("channel")
         credential = result.doc.get("credential") or {}
+        # The runner bound this id for the invocation's log lines as soon as the lookup found it.
         conversation_id = loggable_conversation_id(credential.get("conversation_id"))
-        bind(conversation_id=conversation_id)
         response: dict[str, Any] | None = None
         raised: Exception | None = None
         try:
