@@ -79,43 +79,37 @@ class Application:
     def process(self, event: Mapping[str, Any], context: Any = None, *, explain: bool = False) -> Handled:
         """Run one event; never raises (a transient fault is returned in ``raised``)."""
         started = perf_counter()
-        bind(request_id=str(getattr(context, "aws_request_id", None) or ""))
+        request_id = getattr(context, "aws_request_id", None)
+        bind(request_id=str(request_id or ""))
         budget = None
         remaining = getattr(context, "get_remaining_time_in_millis", None)
         if callable(remaining):
             budget = max(0.0, remaining() / 1000 - ANSWER_MARGIN_SECONDS)
-        result = self.config.pipeline.run(event, self.services, time_budget=budget, explain=explain)
-        request = result.doc.get("request") or {}
-        channel = request.get("channel")
-        credential = result.doc.get("credential") or {}
-        # The runner bound this id for the invocation's log lines as soon as the lookup found it.
-        conversation_id = loggable_conversation_id(credential.get("conversation_id"))
+        config = self.config
+        result = config.pipeline.run(event, self.services, time_budget=budget, explain=explain)
+        doc = result.doc
+        channel = (doc.get("request") or {}).get("channel")
         response: dict[str, Any] | None = None
         raised: Exception | None = None
         try:
-            response = self.config.responses.respond(result, channel).to_lambda()
+            response = config.responses.respond(result, channel).to_lambda()
         except Exception as exc:  # noqa: BLE001 - RetryableFailure, or a policy gap: both raise out of the handler
             raised = exc
         ms = round((perf_counter() - started) * 1000, 3)
-        logger.info(
-            "event",
-            extra={
-                "pipeline": self.config.pipeline.name,
-                "outcome": result.outcome,
-                "error_code": result.error_code,
-                "ms": ms,
-                "status": response["statusCode"] if response else "raised",
-            },
-        )
+        name, outcome, error_code, trace = config.pipeline.name, result.outcome, result.error_code, result.trace
+        if logger.isEnabledFor(logging.INFO):
+            status = response["statusCode"] if response else "raised"
+            steps = {entry.step: entry.status for entry in trace}
+            logger.info(
+                "event",
+                extra={"pipeline": name, "outcome": outcome, "error_code": error_code, "ms": ms, "status": status}
+                | {"steps": steps},
+            )
         if self.metrics is not None:
+            # The runner bound this id for the invocation's log lines as soon as the lookup found it.
+            conversation_id = loggable_conversation_id((doc.get("credential") or {}).get("conversation_id"))
             self.metrics.record(
-                self.config.pipeline.name,
-                result.outcome,
-                result.error_code,
-                ms=ms,
-                trace=result.trace,
-                request_id=getattr(context, "aws_request_id", None),
-                conversation_id=conversation_id,
+                name, outcome, error_code, ms=ms, trace=trace, request_id=request_id, conversation_id=conversation_id
             )
         bind(conversation_id=None)
         return Handled(result, channel, response, raised)

@@ -69,6 +69,8 @@ class Context:
     deadline: float
     explain: bool = False
     doc: dict[str, Any] = field(default_factory=dict)
+    # The conversation the invocation's log lines are bound to (set by the runner).
+    conversation_id: Any = None
     private: dict[str, Any] = field(default_factory=dict)
     rules: list[RuleTrace] = field(default_factory=list)
     compensations: list[Compensation] = field(default_factory=list)

@@ -105,6 +105,8 @@ class Expression:
     source: str
     _parsed: ParsedResult
     paths: tuple[tuple[str, ...], ...] = ()
+    # Set when the expression is a plain field path (``route.lock``): evaluated by dict lookups.
+    _fields: tuple[str, ...] | None = None
 
     @property
     def ast(self) -> Mapping[str, Any]:
@@ -124,6 +126,11 @@ class Expression:
 
     def search(self, document: Mapping[str, Any]) -> Any:
         """Evaluate against ``document``; raise ExpressionError on a run-time failure."""
+        if self._fields is not None:
+            current: Any = document
+            for name in self._fields:
+                current = current.get(name) if isinstance(current, Mapping) else None
+            return current
         try:
             return self._parsed.search(document, options=_OPTIONS)
         except jp_exceptions.JMESPathError as exc:
@@ -240,7 +247,26 @@ def compile_expression(source: str) -> Expression:
     _check_functions(source, parsed.parsed)
     found: list[tuple[str, ...]] = []
     _root_paths(parsed.parsed, found)
-    return Expression(source, parsed, tuple(dict.fromkeys(found)))
+    return Expression(source, parsed, tuple(dict.fromkeys(found)), _plain_path(parsed.parsed))
+
+
+def _plain_path(node: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The names of a plain ``a.b.c`` path, or None for any other expression.
+
+    Such a path means the same in JMESPath and in nested dict lookups (a missing key or a non-object
+    gives null), so it can be evaluated without the interpreter.
+    """
+    if node.get("type") == "field":
+        return (str(node["value"]),)
+    if node.get("type") == "subexpression":
+        names: tuple[str, ...] = ()
+        for child in node["children"]:
+            part = _plain_path(child)
+            if part is None:
+                return None
+            names += part
+        return names
+    return None
 
 
 _COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})

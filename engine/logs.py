@@ -12,13 +12,26 @@ import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import lru_cache
 
 __all__ = ["JsonFormatter", "bind", "loggable_conversation_id", "setup_logging"]
 
 _REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 _CONVERSATION_ID: ContextVar[str | None] = ContextVar("conversation_id", default=None)
 
-_FIELDS = ("step", "status", "ms", "decision", "outcome", "error_code", "pipeline", "event", "cold_start", "target")
+_FIELDS = (
+    "step",
+    "status",
+    "ms",
+    "decision",
+    "outcome",
+    "error_code",
+    "pipeline",
+    "event",
+    "cold_start",
+    "target",
+    "steps",
+)
 
 
 # A conversation id ends with the user's number (``ci-…#pi-…#<uuid>#447450659796``): logs keep the rest.
@@ -29,6 +42,11 @@ def loggable_conversation_id(conversation_id: object) -> str | None:
     """The conversation id without the segments that are phone numbers, for log lines."""
     if not isinstance(conversation_id, str) or not conversation_id:
         return None
+    return _without_numbers(conversation_id)
+
+
+@lru_cache(maxsize=1024)
+def _without_numbers(conversation_id: str) -> str:
     return "#".join(part for part in conversation_id.split("#") if not _NUMBER_SEGMENT.match(part))
 
 
@@ -44,7 +62,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "time": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -61,11 +79,27 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
+
+
+_ENCODER = json.JSONEncoder(default=str)
+_second: tuple[int, str] = (-1, "")
+
+
+def _timestamp(created: float) -> str:
+    """``created`` as ISO-8601 UTC with microseconds; the date and time part is formatted once a second."""
+    global _second
+    whole = int(created)
+    if _second[0] != whole:
+        _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{int((created - whole) * 1_000_000):06d}Z"
 
 
 def setup_logging(level: str = "INFO") -> None:
     """Send every log record as JSON to the Lambda runtime's handler (or stdout outside Lambda)."""
+    # The formatter uses no caller, thread or process fields: skip collecting them for every record.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stdout))

@@ -19,12 +19,13 @@ import json
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.runner import TraceEntry
 
-__all__ = ["DEFAULT_NAMESPACE", "EmfMetrics", "emf_document", "step_metric"]
+__all__ = ["DEFAULT_NAMESPACE", "EmfMetrics", "emf_document", "emf_line", "step_metric"]
 
 DEFAULT_NAMESPACE = "InboundWebhookPipeline"
 _OFF = frozenset({"0", "false", "no", "off"})
@@ -49,33 +50,81 @@ def emf_document(
     conversation_id: str | None = None,
 ) -> dict[str, Any]:
     """The EMF document for one invocation."""
+    document: dict[str, Any] = json.loads(
+        emf_line(
+            namespace,
+            pipeline,
+            outcome,
+            error_code,
+            ms=ms,
+            trace=trace,
+            cold_start=cold_start,
+            timestamp_ms=timestamp_ms,
+            request_id=request_id,
+            conversation_id=conversation_id,
+        )
+    )
+    return document
+
+
+def emf_line(
+    namespace: str,
+    pipeline: str,
+    outcome: str,
+    error_code: str | None,
+    *,
+    ms: float,
+    trace: Sequence[TraceEntry],
+    cold_start: bool,
+    timestamp_ms: int,
+    request_id: str | None = None,
+    conversation_id: str | None = None,
+) -> str:
+    """The EMF document for one invocation, as the JSON line that is written."""
     doc: dict[str, Any] = {"message": "metrics"}
     if request_id:
         doc["request_id"] = request_id
     if conversation_id:
         doc["conversation_id"] = conversation_id
-    doc.update({"Pipeline": pipeline, "Outcome": outcome, "Invocations": 1, "Latency": ms})
+    doc["Pipeline"] = pipeline
+    doc["Outcome"] = outcome
+    doc["Invocations"] = 1
+    doc["Latency"] = ms
+    if cold_start:
+        doc["ColdStart"] = 1
+    steps: list[str] = []
+    for entry in trace:
+        if entry.status != "skipped":
+            name = step_metric(entry.step)
+            doc[name] = entry.ms
+            steps.append(name)
+    if error_code:
+        doc["ErrorCode"] = error_code
+        doc["Errors"] = 1
+    directives = _directives(namespace, cold_start, tuple(steps), bool(error_code))
+    # The directives repeat from one invocation to the next: they are encoded once per shape.
+    return f'{_ENCODER.encode(doc)[:-1]},"_aws":{{"Timestamp":{int(timestamp_ms)},"CloudWatchMetrics":{directives}}}}}'
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+@lru_cache(maxsize=256)
+def _directives(namespace: str, cold_start: bool, step_metrics: tuple[str, ...], error: bool) -> str:
+    """The ``CloudWatchMetrics`` directives of a document, JSON-encoded."""
+    per_pipeline: list[dict[str, str]] = [{"Name": "Latency", "Unit": "Milliseconds"}]
+    if cold_start:
+        per_pipeline.append({"Name": "ColdStart", "Unit": "Count"})
+    per_pipeline.extend({"Name": name, "Unit": "Milliseconds"} for name in step_metrics)
     directives: list[dict[str, Any]] = [
         {
             "Namespace": namespace,
             "Dimensions": [["Pipeline", "Outcome"]],
             "Metrics": [{"Name": "Invocations", "Unit": "Count"}],
-        }
+        },
+        {"Namespace": namespace, "Dimensions": [["Pipeline"]], "Metrics": per_pipeline},
     ]
-    per_pipeline: list[dict[str, str]] = [{"Name": "Latency", "Unit": "Milliseconds"}]
-    if cold_start:
-        doc["ColdStart"] = 1
-        per_pipeline.append({"Name": "ColdStart", "Unit": "Count"})
-    for entry in trace:
-        if entry.status == "skipped":
-            continue
-        name = step_metric(entry.step)
-        doc[name] = entry.ms
-        per_pipeline.append({"Name": name, "Unit": "Milliseconds"})
-    directives.append({"Namespace": namespace, "Dimensions": [["Pipeline"]], "Metrics": per_pipeline})
-    if error_code:
-        doc["ErrorCode"] = error_code
-        doc["Errors"] = 1
+    if error:
         directives.append(
             {
                 "Namespace": namespace,
@@ -83,8 +132,7 @@ def emf_document(
                 "Metrics": [{"Name": "Errors", "Unit": "Count"}],
             }
         )
-    doc["_aws"] = {"Timestamp": timestamp_ms, "CloudWatchMetrics": directives}
-    return doc
+    return _ENCODER.encode(directives)
 
 
 def _stdout(line: str) -> None:
@@ -124,10 +172,10 @@ class EmfMetrics:
         trace: Sequence[TraceEntry],
         request_id: str | None = None,
         conversation_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Write the invocation's document and return it."""
+    ) -> str:
+        """Write the invocation's document and return it (the JSON line)."""
         cold, self._cold = self._cold, False
-        doc = emf_document(
+        line = emf_line(
             self.namespace,
             pipeline,
             outcome,
@@ -139,5 +187,5 @@ class EmfMetrics:
             request_id=request_id,
             conversation_id=conversation_id,
         )
-        self._write(json.dumps(doc, separators=(",", ":"), default=str))
-        return doc
+        self._write(line)
+        return line

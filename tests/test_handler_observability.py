@@ -1,5 +1,5 @@
-"""Logs, time bounds and deadlines: one JSON line per step, no secrets or personal data at INFO,
-bounded AWS clients, and a runner that stops starting AWS steps once the Lambda's time is spent."""
+"""Logs, time bounds and deadlines: one JSON line per event at INFO (a line per step at DEBUG), no secrets or
+personal data, bounded AWS clients, and a runner that stops starting AWS steps once the Lambda's time is spent."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _secrets(world):
     world.create_secret(SMS_SECRET, value)
 
 
-def test_one_json_line_per_step_with_status_and_duration(world, lambda_handler, json_logs):
+def test_one_info_line_per_event_naming_every_step_and_its_status(world, lambda_handler, json_logs):
     item = world.add_conversation()
     _secrets(world)
     # The conversation id without its last segment, the user's number.
@@ -61,34 +61,52 @@ def test_one_json_line_per_step_with_status_and_duration(world, lambda_handler, 
     lambda_handler(rest_event("whatsapp", whatsapp_params(body=BODY), token=SECRET_TOKEN), LambdaContext())
 
     lines = json_logs()
-    steps = [line for line in lines if line["message"] == "step"]
-    assert sorted(line["step"] for line in steps) == sorted(QUEUED_STEPS)
-    # Parallel members (stage, lock) may log in either order; everything else in pipeline order.
-    assert [s for s in (line["step"] for line in steps) if s not in ("stage", "lock")] == [
-        s for s in QUEUED_STEPS if s not in ("stage", "lock")
-    ]
-    for line in steps:
-        assert line["level"] == "INFO" and line["logger"] == "engine.runner"
-        assert isinstance(line["ms"], int | float) and line["ms"] >= 0
-        assert line["request_id"] == "8f5e-request-id"  # parallel members too
-        assert line["status"] == ("skipped" if line["step"] == "status_callback" else "ok")
-        if line["step"] not in ("parse", "lookup"):
-            assert line["conversation_id"] == event_conversation_id
+    assert [line for line in lines if line["message"] == "step"] == []  # per-step lines are DEBUG
     [event] = [line for line in lines if line["message"] == "event"]
+    assert event["level"] == "INFO" and event["logger"] == "engine.app"
     assert event["outcome"] == "QUEUED" and "error_code" not in event
     assert event["conversation_id"] == event_conversation_id
     assert event["pipeline"] == "twilio_inbound" and event["status"] == 200
     assert event["request_id"] == "8f5e-request-id"
     assert event["time"].endswith("Z")
+    # Parallel members (stage, lock) may end in either order; everything else in pipeline order.
+    assert sorted(event["steps"]) == sorted(QUEUED_STEPS)
+    assert [s for s in event["steps"] if s not in ("stage", "lock")] == [
+        s for s in QUEUED_STEPS if s not in ("stage", "lock")
+    ]
+    assert event["steps"] == {step: "skipped" if step == "status_callback" else "ok" for step in QUEUED_STEPS}
+
+
+def test_one_debug_line_per_step_with_status_and_duration(world, cold_start, json_logs):
+    container = cold_start(LOG_LEVEL="DEBUG")
+    item = world.add_conversation()
+    _secrets(world)
+    event_conversation_id = item["conversation_id"].rsplit("#", 1)[0]
+
+    container.handler(rest_event("whatsapp", whatsapp_params(body=BODY), token=SECRET_TOKEN), LambdaContext())
+
+    steps = [line for line in json_logs(logging.DEBUG) if line["message"] == "step"]
+    assert sorted(line["step"] for line in steps) == sorted(QUEUED_STEPS)
+    assert [s for s in (line["step"] for line in steps) if s not in ("stage", "lock")] == [
+        s for s in QUEUED_STEPS if s not in ("stage", "lock")
+    ]
+    for line in steps:
+        assert line["level"] == "DEBUG" and line["logger"] == "engine.runner"
+        assert isinstance(line["ms"], int | float) and line["ms"] >= 0
+        assert line["request_id"] == "8f5e-request-id"  # parallel members too
+        assert line["status"] == ("skipped" if line["step"] == "status_callback" else "ok")
+        if line["step"] not in ("parse", "lookup"):
+            assert line["conversation_id"] == event_conversation_id
 
 
 def test_error_step_logs_its_code_and_later_steps_do_not_run(world, lambda_handler, json_logs):
     world.add_conversation(project_status="paused")
     _secrets(world)
     lambda_handler(rest_event("sms", sms_params(), token=SECRET_TOKEN), LambdaContext())
-    steps = [(line["step"], line["status"]) for line in json_logs() if line["message"] == "step"]
-    assert steps[-1] == ("rules", "PROJECT_INACTIVE")
-    assert [step for step, _ in steps] == [
+    [event] = [line for line in json_logs() if line["message"] == "event"]
+    assert event["outcome"] == event["error_code"] == "PROJECT_INACTIVE"
+    assert list(event["steps"].items())[-1] == ("rules", "PROJECT_INACTIVE")
+    assert list(event["steps"]) == [
         "parse",
         "lookup",
         "auth_token",
@@ -97,8 +115,6 @@ def test_error_step_logs_its_code_and_later_steps_do_not_run(world, lambda_handl
         "conversation",
         "rules",
     ]
-    [event] = [line for line in json_logs() if line["message"] == "event"]
-    assert event["outcome"] == event["error_code"] == "PROJECT_INACTIVE"
 
 
 def _run_everything(world, handler):

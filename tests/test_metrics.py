@@ -92,8 +92,8 @@ def test_a_success_document_has_no_error_dimension() -> None:
 def test_only_the_first_invocation_of_a_container_is_a_cold_start() -> None:
     lines: list[str] = []
     metrics = EmfMetrics("NS", lines.append, clock=lambda: 1_795_000_000.25)
-    first = metrics.record("p", "QUEUED", None, ms=1.0, trace=[])
-    second = metrics.record("p", "BATCHED", None, ms=1.0, trace=[])
+    first = json.loads(metrics.record("p", "QUEUED", None, ms=1.0, trace=[]))
+    second = json.loads(metrics.record("p", "BATCHED", None, ms=1.0, trace=[]))
     assert [json.loads(line) for line in lines] == [first, second]
     assert first["ColdStart"] == 1 and "ColdStart" not in second
     assert first["_aws"]["Timestamp"] == 1_795_000_000_250

@@ -1,10 +1,16 @@
 """Engine overhead per event: the whole handler path against the same steps called directly.
 
 AWS calls are answered instantly from memory (``bench.instant``), so what remains is the work itself
-(parse, signature, rules, routing, building the messages) plus whatever the engine adds: the runner,
-``when`` conditions, the parallel group's thread hand-off, trace and step logs, the response policy.
-The baseline calls each step's ``run(ctx)`` in a plain loop with the same context and returns the
-same response, which is what a hand-written handler built from those functions would do.
+(parse, signature, rules, routing, building the messages and the response) plus whatever the engine
+adds: the runner, ``when`` conditions, the parallel group's scheduling, trace records and the
+bookkeeping around them.
+
+The judged baseline is a hand-written handler built from the same functions that produces the same
+outputs: each step's ``run(ctx)`` in a plain loop with the same context, timed by hand, then the same
+response, the same event log line (with each step's status) and the same EMF document (with each
+step's latency). Informational variants show the ratio against thinner baselines (log line and
+metrics with totals only; neither), with quieter logs, and with the parallel group always handing a
+member to its worker thread.
 """
 
 from __future__ import annotations
@@ -13,40 +19,75 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
+import engine.runner
 from bench.env import lambda_environment
 from bench.events import Tenant, conversation, whatsapp_event
 from bench.instant import instant_services
 from bench.model import Figure, Sizes, median
 from bench.world import discard, load_app_config
 from engine.app import Application
+from engine.app import logger as event_logger
 from engine.context import Context
+from engine.logs import bind, loggable_conversation_id
 from engine.metrics import EmfMetrics
-from engine.runner import PlannedStep
+from engine.runner import PlannedStep, RunResult, TraceEntry
 
 __all__ = ["direct_runner", "measure"]
 
 TARGET_RATIO = 1.10
+_OBSERVED_LABEL: dict[str, str] = {
+    "same": ", event log line and EMF document, steps timed by hand",
+    "totals": ", event log line and EMF document with totals only",
+    "none": "",
+}
 EVENT_VARIETY = 50
 
 
-def direct_runner(app: Application, sample: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    """A plain loop over the steps the engine runs for events like ``sample``, answering as the engine does."""
+Observed = Literal["same", "totals", "none"]
+
+
+def direct_runner(
+    app: Application, sample: Mapping[str, Any], *, observed: Observed = "same"
+) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """A plain loop over the steps the engine runs for events like ``sample``, answering as the engine does.
+
+    ``observed`` is what it writes besides the response: the engine's event log line and metrics
+    document (``same``: with every step's status and latency), the two with totals only, or nothing.
+    """
     result = app.config.pipeline.run(sample, app.services)
     ran = {entry.step for entry in result.trace if entry.status != "skipped"}
     plan: list[PlannedStep] = [step for step in app.config.pipeline.steps() if step.id in ran]
-    response = app.config.responses.respond(result, result.doc["request"]["channel"]).to_lambda()
-    services = app.services
-    budget = app.config.pipeline.deadline_seconds
+    outcome, channel = result.outcome, result.doc["request"]["channel"]
+    services, responses, metrics = app.services, app.config.responses, app.metrics
+    budget, pipeline = app.config.pipeline.deadline_seconds, app.config.pipeline.name
+    per_step = observed == "same"
 
     def run(event: Mapping[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
         ctx = Context(event=event, services=services, deadline=time.monotonic() + budget)
+        trace: list[TraceEntry] = []
         for planned in plan:
+            step_started = time.perf_counter()
             output = planned.step.run(ctx).output
             if output is not None and planned.provides:
                 ctx.doc[planned.provides] = output
-        return {**response, "headers": dict(response["headers"])}
+            if per_step:
+                trace.append(TraceEntry(planned.id, "ok", round((time.perf_counter() - step_started) * 1000, 3)))
+        response = responses.respond(RunResult(outcome, None, ctx.doc, trace), channel).to_lambda()
+        if observed != "none":
+            conversation_id = loggable_conversation_id(ctx.doc["credential"]["conversation_id"])
+            bind(conversation_id=conversation_id)
+            ms = round((time.perf_counter() - started) * 1000, 3)
+            fields: dict[str, Any] = {"pipeline": pipeline, "outcome": outcome, "ms": ms, "status": 200}
+            if per_step:
+                fields["steps"] = {entry.step: entry.status for entry in trace}
+            event_logger.info("event", extra=fields)
+            if metrics is not None:
+                metrics.record(pipeline, outcome, None, ms=ms, trace=trace, conversation_id=conversation_id)
+            bind(conversation_id=None)
+        return response
 
     return run
 
@@ -59,8 +100,10 @@ def _batch(function: Callable[[Mapping[str, Any]], object], events: list[dict[st
     return (time.perf_counter() - started) / count
 
 
-def _compare(app: Application, events: list[dict[str, Any]], sizes: Sizes) -> tuple[float, float, float]:
-    direct = direct_runner(app, events[0])
+def _compare(
+    app: Application, events: list[dict[str, Any]], sizes: Sizes, *, observed: Observed
+) -> tuple[float, float, float]:
+    direct = direct_runner(app, events[0], observed=observed)
     engine: Callable[[Mapping[str, Any]], object] = app.handle
     for function in (engine, direct):
         _batch(function, events, len(events))
@@ -85,27 +128,42 @@ def measure(sizes: Sizes) -> list[Figure]:
     outcome = app.process(events[0]).result.outcome
     if outcome != "QUEUED":
         raise RuntimeError(f"overhead benchmark event ended {outcome}, expected QUEUED")
-    root, steps = logging.getLogger(), logging.getLogger("engine.runner")
-    levels = root.level, steps.level
-    variants = (
-        ("engine_overhead", "INFO", logging.NOTSET, "as deployed: LOG_LEVEL=INFO, a log line per step, EMF metrics"),
-        ("engine_overhead_warning", "WARNING", logging.NOTSET, "LOG_LEVEL=WARNING (no INFO lines), EMF metrics"),
-        ("engine_overhead_no_step_lines", "INFO", logging.WARNING, "LOG_LEVEL=INFO without the per-step lines"),
+    root = logging.getLogger()
+    level, pays = root.level, engine.runner.CONCURRENCY_PAYS_SECONDS
+    variants: tuple[tuple[str, str, Observed, float, str], ...] = (
+        ("engine_overhead", "INFO", "same", pays, "as deployed (LOG_LEVEL=INFO, EMF metrics)"),
+        (
+            "engine_overhead_totals_baseline",
+            "INFO",
+            "totals",
+            pays,
+            "as deployed; baseline logs and counts totals only",
+        ),
+        ("engine_overhead_bare_baseline", "INFO", "none", pays, "as deployed; baseline writes no log line or metrics"),
+        ("engine_overhead_warning", "WARNING", "same", pays, "LOG_LEVEL=WARNING (no INFO lines)"),
+        (
+            "engine_overhead_threads",
+            "INFO",
+            "same",
+            0.0,
+            "as deployed, but the stage/lock group always uses its thread",
+        ),
     )
     figures: list[Figure] = []
     try:
-        for key, level, step_level, title in variants:
-            root.setLevel(level)
-            steps.setLevel(step_level)
-            engine_s, direct_s, ratio = _compare(app, events, sizes)
+        for key, log_level, observed, threshold, title in variants:
+            root.setLevel(log_level)
+            engine.runner.CONCURRENCY_PAYS_SECONDS = threshold
+            engine_s, direct_s, ratio = _compare(app, events, sizes, observed=observed)
             judged = key == "engine_overhead"
+            baseline = "the same steps' run(ctx) in a plain loop + the same response" + _OBSERVED_LABEL[observed]
             figures.append(
                 Figure(
                     key=key,
                     title=f"engine overhead per event, AWS answered instantly; {title}",
                     unit="us/event",
                     measured=round(engine_s * 1e6, 1),
-                    baseline_label="the same steps' run(ctx) in a plain loop",
+                    baseline_label=baseline,
                     baseline=round(direct_s * 1e6, 1),
                     ratio=round(ratio, 3),
                     target=f"<= {TARGET_RATIO}x" if judged else "(informational)",
@@ -114,6 +172,6 @@ def measure(sizes: Sizes) -> list[Figure]:
                 )
             )
     finally:
-        root.setLevel(levels[0])
-        steps.setLevel(levels[1])
+        root.setLevel(level)
+        engine.runner.CONCURRENCY_PAYS_SECONDS = pays
     return figures
