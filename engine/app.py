@@ -98,12 +98,16 @@ class Application:
         ms = round((perf_counter() - started) * 1000, 3)
         name, outcome, error_code, trace = config.pipeline.name, result.outcome, result.error_code, result.trace
         if logger.isEnabledFor(logging.INFO):
-            status = response["statusCode"] if response else "raised"
-            steps = {entry.step: entry.status for entry in trace}
             logger.info(
                 "event",
-                extra={"pipeline": name, "outcome": outcome, "error_code": error_code, "ms": ms, "status": status}
-                | {"steps": steps},
+                extra={
+                    "pipeline": name,
+                    "outcome": outcome,
+                    "error_code": error_code,
+                    "ms": ms,
+                    "status": response["statusCode"] if response else "raised",
+                    "steps": {entry.step: entry.status for entry in trace},
+                },
             )
         if self.metrics is not None:
             # The runner bound this id for the invocation's log lines as soon as the lookup found it.

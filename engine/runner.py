@@ -42,7 +42,7 @@ class PlannedStep:
 
 @dataclass(frozen=True)
 class ParallelGroup:
-    """Steps issued concurrently; the group ends when all of them have."""
+    """Independent steps, issued concurrently while that saves time; the group ends when all of them have."""
 
     members: tuple[PlannedStep, ...]
 
@@ -74,7 +74,7 @@ class _Trace(list[TraceEntry]):
 
     def end(self, step_id: str, status: str, started: float, decision: str | None = None) -> None:
         """Record a step's end; with DEBUG on, also log it (the event's INFO line carries every step's status)."""
-        entry = TraceEntry(step_id, status, int((perf_counter() - started) * 1_000_000) / 1000, decision)
+        entry = TraceEntry(step_id, status, _ms(started), decision)
         self.append(entry)
         if self.debug:
             logger.debug("step", extra={"step": step_id, "status": status, "ms": entry.ms, "decision": decision})
@@ -295,14 +295,7 @@ class Pipeline:
                 # From here on, every log line of the invocation names the conversation.
                 ctx.conversation_id = conversation_id
                 bind(conversation_id=loggable_conversation_id(conversation_id))
-        if trace.debug:
-            trace.end(planned.id, "stopped" if result.stop else "ok", started, result.decision)
-        else:
-            # The common case, inlined: this runs for every step of every event.
-            status = "stopped" if result.stop else "ok"
-            trace.append(
-                TraceEntry(planned.id, status, int((perf_counter() - started) * 1_000_000) / 1000, result.decision)
-            )
+        trace.end(planned.id, "stopped" if result.stop else "ok", started, result.decision)
         return result
 
     @staticmethod
@@ -324,3 +317,8 @@ class Pipeline:
                 logger.warning("compensation %s failed: %s", compensation.label, type(exc).__name__)
         ctx.compensations.clear()
         return error
+
+
+def _ms(started: float) -> float:
+    """Milliseconds since ``started``, to the microsecond."""
+    return int((perf_counter() - started) * 1_000_000) / 1000
