@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine import registry
 from engine.aws import AwsSettings
@@ -51,8 +51,9 @@ DEFAULT_DEADLINE_SECONDS = 4.0
 PathKey = tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class Target:
+# Loading's records are NamedTuples, cheaper than frozen dataclasses to define at cold start (AppConfig
+# stays one: the dry-run copies it with dataclasses.replace).
+class Target(NamedTuple):
     """A routing target: the queue a decision maps to and how the message is sent."""
 
     name: str
@@ -76,8 +77,7 @@ class AppConfig:
     warnings: tuple[Problem, ...] = field(default_factory=tuple)
 
 
-@dataclass(frozen=True)
-class LoadedRuleSet:
+class LoadedRuleSet(NamedTuple):
     """A rule set and its file's locator; ``complete`` when every rule and test of the file was built."""
 
     ruleset: RuleSet
@@ -85,8 +85,7 @@ class LoadedRuleSet:
     complete: bool
 
 
-@dataclass(frozen=True)
-class LocatedExpression:
+class LocatedExpression(NamedTuple):
     """A compiled expression and where its source sits."""
 
     locator: Locator
@@ -94,8 +93,7 @@ class LocatedExpression:
     expression: Expression
 
 
-@dataclass(frozen=True)
-class Inspection:
+class Inspection(NamedTuple):
     """Everything one loading pass found: every problem, and what could be built.
 
     ``config`` is None when any problem is an error. ``files`` are the display names of the
@@ -123,8 +121,7 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-@dataclass(frozen=True)
-class _Loaded:
+class _Loaded(NamedTuple):
     """A file that parsed to a mapping, and the paths where the schema found violations."""
 
     data: dict[str, Any]
