@@ -11,7 +11,7 @@ from time import perf_counter
 from typing import Any
 
 from engine import tracing
-from engine.aws import DynamoTables, SecretsManagerStore, SqsQueues, make_clients
+from engine.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients
 from engine.clock import Clock, SystemClock
 from engine.config import AppConfig, load_config
 from engine.context import Services
@@ -27,6 +27,8 @@ logger = logging.getLogger("engine.app")
 
 PIPELINE_FILE = Path("pipelines") / "twilio_inbound.yaml"
 RULES_DIR = Path("rules")
+# Lambda init types whose init phase is off the request path: clients are created there, not on first use.
+EAGER_INIT_TYPES = frozenset({"provisioned-concurrency", "snap-start"})
 # Time kept back from the Lambda's remaining time to build and return the answer.
 ANSWER_MARGIN_SECONDS = 0.5
 
@@ -41,11 +43,24 @@ class Handled:
     raised: Exception | None
 
 
-def live_services(config: AppConfig, clock: Clock | None = None, session: Any | None = None) -> Services:
-    """Boto3-backed services with the configuration's time bounds, created once per container."""
-    dynamodb, sqs, secretsmanager = make_clients(config.aws, session)
-    for client in (dynamodb, sqs, secretsmanager):
-        tracing.instrument(client)
+def live_services(
+    config: AppConfig,
+    clock: Clock | None = None,
+    session: Any | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Services:
+    """Boto3-backed services with the configuration's time bounds, their clients created once per container.
+
+    Each client is created (and traced, when tracing is on) on its first use, or right away when the
+    Lambda init phase is off the request path (``AWS_LAMBDA_INITIALIZATION_TYPE`` in ``EAGER_INIT_TYPES``).
+    """
+    clients = lazy_clients(config.aws, session, tracing.instrument)
+    environment = os.environ if env is None else env
+    if environment.get("AWS_LAMBDA_INITIALIZATION_TYPE", "") in EAGER_INIT_TYPES:
+        for client in clients:
+            client.get()
+    dynamodb, sqs, secretsmanager = clients
     wall = clock or SystemClock()
     return Services(
         tables=DynamoTables(dynamodb),
@@ -67,14 +82,15 @@ class Application:
     def from_root(cls, root: Path, env: Mapping[str, str] | None = None, *, session: Any | None = None) -> Application:
         """Load ``pipelines/`` and ``rules/`` under ``root`` and connect to AWS as boto3 is configured.
 
-        ``session`` is the boto3 session the clients come from (a new one by default). As a Lambda container, it
-        writes one EMF metrics document per event and, when the environment asks, records X-Ray subsegments.
+        ``session`` is the boto3 session the clients come from (a new one by default; see ``live_services`` for
+        when each is created). As a Lambda container, it writes one EMF metrics document per event and, when the
+        environment asks, records X-Ray subsegments.
         """
         environment = os.environ if env is None else env
         stamp = Stamp.read(root / STAMP_FILE)
         config = load_config(root / PIPELINE_FILE, root / RULES_DIR, environment, stamp=stamp)
         tracing.configure(environment)
-        return cls(config, live_services(config, session=session), EmfMetrics.from_env(environment))
+        return cls(config, live_services(config, session=session, env=environment), EmfMetrics.from_env(environment))
 
     def process(self, event: Mapping[str, Any], context: Any = None, *, explain: bool = False) -> Handled:
         """Run one event; never raises (a transient fault is returned in ``raised``)."""

@@ -2,11 +2,13 @@
 
 An error is ``transient`` exactly when botocore's standard retry mode would retry it: throttling
 codes, HTTP 5xx, request timeouts, connection and read errors. Clients are created once per container
-with bounded connect/read timeouts and retry attempts (see ``AwsSettings``).
+with bounded connect/read timeouts and retry attempts (see ``AwsSettings``); ``lazy_clients`` defers that
+to each client's first use (``LazyClient``), since the first client pays botocore's data loading.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,9 +26,12 @@ from engine.ports import AwsCallError, ErrorKind
 __all__ = [
     "AwsSettings",
     "DynamoTables",
+    "LazyClient",
     "SecretsManagerStore",
     "SqsQueues",
     "classify",
+    "lazy_clients",
+    "make_client",
     "make_clients",
     "to_json_safe",
 ]
@@ -145,18 +150,51 @@ class _Expression:
         raise TypeError(f"unknown condition {condition!r}")
 
 
+class LazyClient:
+    """A boto3 client made by ``create`` on first use: exactly once, even when threads race for it."""
+
+    def __init__(self, create: Callable[[], Any], lock: threading.Lock | None = None) -> None:
+        self._create = create
+        self._lock = lock or threading.Lock()
+        self._client: Any = None
+
+    @classmethod
+    def of(cls, client: Any) -> LazyClient:
+        """``client`` itself when it is a LazyClient, else a holder of that existing client."""
+        if isinstance(client, LazyClient):
+            return client
+        holder = cls(lambda: client)
+        holder._client = client
+        return holder
+
+    @property
+    def created(self) -> bool:
+        """Whether the client exists yet."""
+        return self._client is not None
+
+    def get(self) -> Any:
+        """The client, created now if this is its first use."""
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._create()
+                client = self._client
+        return client
+
+
 class DynamoTables:
-    """The Tables port over a boto3 DynamoDB client."""
+    """The Tables port over a boto3 DynamoDB client (or a ``LazyClient`` of one)."""
 
     def __init__(self, client: Any) -> None:
-        self._client = client
+        self._holder = LazyClient.of(client)
         self._serializer = TypeSerializer()
         self._deserializer = TypeDeserializer()
 
     @property
     def client(self) -> Any:
         """The boto3 DynamoDB client (tests hook botocore events on it)."""
-        return self._client
+        return self._holder.get()
 
     def _to_wire(self, item: Mapping[str, Any]) -> dict[str, Any]:
         return {key: self._serializer.serialize(value) for key, value in item.items()}
@@ -172,7 +210,7 @@ class DynamoTables:
 
     def _pages(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
         while True:
-            page: dict[str, Any] = _call("dynamodb.Query", partial(self._client.query, **request))
+            page: dict[str, Any] = _call("dynamodb.Query", partial(self.client.query, **request))
             yield from page.get("Items", [])
             last = page.get("LastEvaluatedKey")
             if not last:
@@ -215,7 +253,7 @@ class DynamoTables:
         }
         if expression.names:
             request["ExpressionAttributeNames"] = expression.names
-        response = _call("dynamodb.GetItem", lambda: self._client.get_item(**request))
+        response = _call("dynamodb.GetItem", lambda: self.client.get_item(**request))
         item = response.get("Item")
         return self._from_wire(item) if item else None
 
@@ -238,49 +276,60 @@ class DynamoTables:
 
     def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
         request = {"TableName": table, "Item": self._to_wire(item)}
-        return self._conditional("dynamodb.PutItem", self._client.put_item, request, condition)
+        return self._conditional("dynamodb.PutItem", self.client.put_item, request, condition)
 
     def delete_item(self, table: str, key: Mapping[str, str], condition: Condition | None = None) -> bool:
         request = {"TableName": table, "Key": self._to_wire(key)}
-        return self._conditional("dynamodb.DeleteItem", self._client.delete_item, request, condition)
+        return self._conditional("dynamodb.DeleteItem", self.client.delete_item, request, condition)
 
 
 class SqsQueues:
-    """The Queues port over a boto3 SQS client."""
+    """The Queues port over a boto3 SQS client (or a ``LazyClient`` of one)."""
 
     def __init__(self, client: Any) -> None:
-        self._client = client
+        self._holder = LazyClient.of(client)
 
     @property
     def client(self) -> Any:
         """The boto3 SQS client."""
-        return self._client
+        return self._holder.get()
 
     def send_message(self, queue_url: str, body: str, delay_seconds: int) -> str:
         response = _call(
             "sqs.SendMessage",
-            lambda: self._client.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds),
+            lambda: self.client.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds),
         )
         return str(response.get("MessageId", ""))
 
 
 class SecretsManagerStore:
-    """The SecretStore port over a boto3 Secrets Manager client."""
+    """The SecretStore port over a boto3 Secrets Manager client (or a ``LazyClient`` of one)."""
 
     def __init__(self, client: Any) -> None:
-        self._client = client
+        self._holder = LazyClient.of(client)
 
     @property
     def client(self) -> Any:
         """The boto3 Secrets Manager client."""
-        return self._client
+        return self._holder.get()
 
     def get_secret_string(self, name: str) -> str:
-        response = _call("secretsmanager.GetSecretValue", lambda: self._client.get_secret_value(SecretId=name))
+        response = _call("secretsmanager.GetSecretValue", lambda: self.client.get_secret_value(SecretId=name))
         value = response.get("SecretString")
         if value is None:
             raise AwsCallError("invalid", "NoSecretString", "secretsmanager.GetSecretValue")
         return str(value)
+
+
+_SERVICES = ("dynamodb", "sqs", "secretsmanager")
+
+
+def make_client(service: str, session: Any, config: Config, cap: Callable[..., None]) -> Any:
+    """One ``session`` client with ``config``, its ``needs-retry`` answers capped by ``cap`` first."""
+    client = session.client(service, config=config)
+    service_id = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register_first(f"needs-retry.{service_id}", cap)
+    return client
 
 
 def make_clients(settings: AwsSettings, session: Any | None = None) -> tuple[Any, Any, Any]:
@@ -289,16 +338,40 @@ def make_clients(settings: AwsSettings, session: Any | None = None) -> tuple[Any
 
     factory = session or boto3.session.Session()
     config = settings.botocore_config()
-    clients = (
-        factory.client("dynamodb", config=config),
-        factory.client("sqs", config=config),
-        factory.client("secretsmanager", config=config),
-    )
     cap = _retry_after_cap(round(settings.read_timeout * 1000))
-    for client in clients:
-        service_id = client.meta.service_model.service_id.hyphenize()
-        client.meta.events.register_first(f"needs-retry.{service_id}", cap)
-    return clients
+    dynamodb, sqs, secretsmanager = (make_client(service, factory, config, cap) for service in _SERVICES)
+    return dynamodb, sqs, secretsmanager
+
+
+class _ClientFactory:
+    """Creates the clients of ``make_clients`` one at a time, from one session made on first need."""
+
+    def __init__(self, settings: AwsSettings, session: Any | None, prepare: Callable[[Any], None]) -> None:
+        self._session = session
+        self._config = settings.botocore_config()
+        self._cap = _retry_after_cap(round(settings.read_timeout * 1000))
+        self._prepare = prepare
+        # One lock for all three: a boto3 session is not safe to create clients from concurrently.
+        self.lock = threading.Lock()
+
+    def create(self, service: str) -> Any:
+        """A new client of ``service``, prepared; call with ``lock`` held."""
+        if self._session is None:
+            import boto3
+
+            self._session = boto3.session.Session()
+        client = make_client(service, self._session, self._config, self._cap)
+        self._prepare(client)
+        return client
+
+
+def lazy_clients(
+    settings: AwsSettings, session: Any | None = None, prepare: Callable[[Any], None] = lambda client: None
+) -> tuple[LazyClient, LazyClient, LazyClient]:
+    """The clients of ``make_clients``, each created (then passed to ``prepare``) on its first use."""
+    factory = _ClientFactory(settings, session, prepare)
+    dynamodb, sqs, secretsmanager = (LazyClient(partial(factory.create, name), factory.lock) for name in _SERVICES)
+    return dynamodb, sqs, secretsmanager
 
 
 _RETRY_AFTER = "x-amz-retry-after"

@@ -1,6 +1,7 @@
 """Loading and validating a pipeline and its rule sets, in layers.
 
-1. YAML, safely, with positions and duplicate-key detection (``engine.yamlsource``);
+1. YAML, safely, with positions and duplicate-key detection (``engine.yamlsource``), or the parsed
+   document the build's stamp holds for the same text (``engine.stamp``; ``load_config`` only);
 2. ``${env:…}`` references (``engine.envsubst``);
 3. JSON Schema (``engine.schema``), errors located at the offending key or value;
 4. each element's own checks: JMESPath syntax (located inside the expression), step parameters,
@@ -18,20 +19,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine import registry
 from engine.aws import AwsSettings
 from engine.envsubst import is_unresolved, resolve_env
 from engine.errors import ConfigError, Problem
 from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
+from engine.locator import Locator
 from engine.registry import BuildInfo, ParamError
 from engine.responses import ResponseFamily, ResponsePolicy
 from engine.rules import Decision, Rule, RuleSet, RuleTest
 from engine.runner import ParallelGroup, Pipeline, PlannedStep
 from engine.schema import pipeline_schema, rules_schema, schema_violations
 from engine.stamp import Stamp
-from engine.yamlsource import Locator, load_yaml
 
 __all__ = [
     "AppConfig",
@@ -50,8 +51,9 @@ DEFAULT_DEADLINE_SECONDS = 4.0
 PathKey = tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class Target:
+# Loading's records are NamedTuples, cheaper than frozen dataclasses to define at cold start (AppConfig
+# stays one: the dry-run copies it with dataclasses.replace).
+class Target(NamedTuple):
     """A routing target: the queue a decision maps to and how the message is sent."""
 
     name: str
@@ -75,8 +77,7 @@ class AppConfig:
     warnings: tuple[Problem, ...] = field(default_factory=tuple)
 
 
-@dataclass(frozen=True)
-class LoadedRuleSet:
+class LoadedRuleSet(NamedTuple):
     """A rule set and its file's locator; ``complete`` when every rule and test of the file was built."""
 
     ruleset: RuleSet
@@ -84,8 +85,7 @@ class LoadedRuleSet:
     complete: bool
 
 
-@dataclass(frozen=True)
-class LocatedExpression:
+class LocatedExpression(NamedTuple):
     """A compiled expression and where its source sits."""
 
     locator: Locator
@@ -93,8 +93,7 @@ class LocatedExpression:
     expression: Expression
 
 
-@dataclass(frozen=True)
-class Inspection:
+class Inspection(NamedTuple):
     """Everything one loading pass found: every problem, and what could be built.
 
     ``config`` is None when any problem is an error. ``files`` are the display names of the
@@ -122,8 +121,7 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-@dataclass(frozen=True)
-class _Loaded:
+class _Loaded(NamedTuple):
     """A file that parsed to a mapping, and the paths where the schema found violations."""
 
     data: dict[str, Any]
@@ -154,6 +152,13 @@ def _has_unresolved(data: Any) -> bool:
     return is_unresolved(data)
 
 
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _suggestion(name: str, choices: list[str]) -> str:
     import difflib
 
@@ -164,10 +169,15 @@ def _suggestion(name: str, choices: list[str]) -> str:
 class _Collector:
     """Accumulates problems (and compiled expressions) across every file of one loading pass."""
 
-    def __init__(self, env: Mapping[str, str], missing_env: str, stamp: Stamp | None = None) -> None:
+    def __init__(
+        self, env: Mapping[str, str], missing_env: str, stamp: Stamp | None = None, *, documents: bool = False
+    ) -> None:
         self.env = env
         self.missing_env = missing_env
         self.stamp = stamp
+        # Take each file's parsed document from the stamp when it has it: no positions, so only for a pass
+        # whose problems are then found again from the YAML.
+        self.documents = documents
         self.problems: list[Problem] = []
         self.expressions: list[LocatedExpression] = []
         self.files: list[str] = []
@@ -180,22 +190,37 @@ class _Collector:
         """Parse, resolve ``${env:…}`` and validate one file; None when it is not a YAML mapping."""
         name = display_path(path)
         self.files.append(name)
+        parsed = self._parse(path, name)
+        if parsed is None:
+            return None
+        document, locator = parsed
+        data, env_problems = resolve_env(document, self.env, locator, missing_severity=self.missing_env)
+        self.problems.extend(env_problems)
+        # A value still holding an unset ${env:…} reference was reported above; its type is unknown.
+        vouched = self.stamp is not None and self.stamp.vouches(path, locator.text, data, schema)
+        violations = [] if vouched else schema_violations(data, schema, locator)
+        found = [v for v in violations if not is_unresolved(v.value)]
+        self.problems.extend(v.problem for v in found)
+        if not isinstance(data, dict):
+            return None
+        return _Loaded(data, locator, tuple(v.path for v in found))
+
+    def _parse(self, path: Path, name: str) -> tuple[Any, Locator] | None:
+        """The file's document and locator: the stamp's for this text when allowed, else parsed from YAML."""
+        if self.documents and self.stamp is not None:
+            text = _read_text(path)
+            found, document = self.stamp.document(path, text) if text is not None else (False, None)
+            if found:
+                return document, Locator(name, text=text or "")
+        from engine.yamlsource import load_yaml
+
         try:
             doc = load_yaml(path, name, strict=False)
         except ConfigError as exc:
             self.problems.extend(exc.problems)
             return None
         self.problems.extend(doc.problems)
-        data, env_problems = resolve_env(doc.data, self.env, doc.locator, missing_severity=self.missing_env)
-        self.problems.extend(env_problems)
-        # A value still holding an unset ${env:…} reference was reported above; its type is unknown.
-        vouched = self.stamp is not None and self.stamp.vouches(path, doc.locator.text, data, schema)
-        violations = [] if vouched else schema_violations(data, schema, doc.locator)
-        found = [v for v in violations if not is_unresolved(v.value)]
-        self.problems.extend(v.problem for v in found)
-        if not isinstance(data, dict):
-            return None
-        return _Loaded(data, doc.locator, tuple(v.path for v in found))
+        return doc.data, doc.locator
 
     def expression(self, source: Any, locator: Locator, path: PathKey) -> Expression | None:
         """Compile ``source``; a syntax error is a problem located inside the expression."""
@@ -539,9 +564,12 @@ def inspect_config(
     ``missing_env="warning"`` (for ``--check`` away from the deployed environment) reports unset
     ``${env:…}`` references as warnings and keeps the reference text as the value.
     """
+    return _inspect(_Collector(os.environ if env is None else env, missing_env, stamp), pipeline_path, rules_dir)
+
+
+def _inspect(collector: _Collector, pipeline_path: Path, rules_dir: Path) -> Inspection:
     import steps  # noqa: F401 - registers the built-in steps
 
-    collector = _Collector(os.environ if env is None else env, missing_env, stamp)
     rulesets = _load_rulesets(collector, rules_dir)
     loaded = collector.load(pipeline_path, pipeline_schema())
     targets: dict[str, Target] = {}
@@ -585,9 +613,16 @@ def load_config(
 
     ``missing_env="warning"`` (for ``--check`` away from the deployed environment) reports unset
     ``${env:…}`` references as warnings and keeps the reference text as the value. Files that
-    ``stamp`` vouches for (``engine.stamp``: validated at build time) skip JSON Schema validation.
+    ``stamp`` vouches for (``engine.stamp``: validated at build time) skip JSON Schema validation, and
+    those it holds the document of skip YAML parsing; any problem at all is then found again from the
+    YAML, so that every message names its line and column.
     """
-    inspection = inspect_config(pipeline_path, rules_dir, env, missing_env=missing_env, stamp=stamp)
+    environment = os.environ if env is None else env
+    if stamp is not None:
+        quick = _inspect(_Collector(environment, missing_env, stamp, documents=True), pipeline_path, rules_dir)
+        if quick.config is not None and not quick.problems:
+            return quick.config
+    inspection = inspect_config(pipeline_path, rules_dir, environment, missing_env=missing_env, stamp=stamp)
     if inspection.config is None:
         order = {name: rank for rank, name in enumerate(inspection.files)}
         errors = sorted(inspection.errors, key=lambda p: (order.get(p.file, len(order)), p.line, p.column))

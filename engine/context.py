@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from engine.clock import Clock
 from engine.ports import Queues, Tables
@@ -20,6 +21,10 @@ from engine.secrets import SecretCache
 __all__ = ["Compensation", "Context", "RuleTrace", "Services", "StepResult"]
 
 logger = logging.getLogger("engine")
+
+# The records a run passes around are NamedTuples (a tenth of a frozen dataclass's cost to define at cold
+# start); a default shared by every RuleTrace must be read-only.
+_NO_INPUTS: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -32,8 +37,7 @@ class Services:
     clock: Clock
 
 
-@dataclass(frozen=True)
-class StepResult:
+class StepResult(NamedTuple):
     """A step's normal end: its output, an optional outcome, and whether the pipeline stops here."""
 
     output: Mapping[str, Any] | None = None
@@ -42,18 +46,16 @@ class StepResult:
     decision: str | None = None
 
 
-@dataclass(frozen=True)
-class RuleTrace:
+class RuleTrace(NamedTuple):
     """One rule that was tried, and what its condition read."""
 
     ruleset: str
     rule: str
     matched: bool
-    inputs: Mapping[str, Any] = field(default_factory=dict)
+    inputs: Mapping[str, Any] = _NO_INPUTS
 
 
-@dataclass(frozen=True)
-class Compensation:
+class Compensation(NamedTuple):
     """An undo action a step registers after a side effect, run if a later step fails."""
 
     label: str

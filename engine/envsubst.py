@@ -13,22 +13,45 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from engine.errors import Problem
-from engine.yamlsource import Locator
+from engine.locator import Locator
 
 __all__ = ["ENV_REFERENCE", "is_unresolved", "resolve_env"]
 
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _scalar(text: str) -> Any:
+# Values that YAML evidently reads as a decimal integer, or as the text itself: a word of safe characters
+# that is not one of YAML 1.1's booleans or nulls. Anything else is left to PyYAML (imported only then).
+_INTEGER = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_./+\-\[\]]*(?::[A-Za-z0-9_./+\-\[\]]+)*")
+_YAML_WORDS = frozenset(
+    variant
+    for word in ("yes", "no", "true", "false", "on", "off", "null")
+    for variant in (word, word.capitalize(), word.upper())
+)
+
+
+def _yaml_scalar(text: str) -> Any:
+    """``text`` read as a YAML scalar (a string, number or boolean), else ``text`` itself."""
+    import yaml
+
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
     return value if isinstance(value, (str, int, float, bool)) else text
+
+
+def _scalar(text: str) -> Any:
+    """``_yaml_scalar(text)``, without PyYAML for the values that are evidently an integer or a word."""
+    if not text:
+        return text
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if _WORD.fullmatch(text) and text not in _YAML_WORDS:
+        return text
+    return _yaml_scalar(text)
 
 
 class _Resolver:

@@ -218,12 +218,12 @@ def _check_functions(source: str, tree: Mapping[str, Any]) -> None:
     """Raise ExpressionSyntaxError for an unknown function or a wrong number of arguments."""
     if not any(node["type"] == "function_expression" for node in _walk(tree)):
         return
-    import difflib
-
     for node, offset in _calls(source, tree):
         name = node["value"]
         spec = _FUNCTION_TABLE.get(name)
         if spec is None:
+            import difflib
+
             close = difflib.get_close_matches(name, list(_FUNCTION_TABLE), n=1)
             hint = f"did you mean {close[0]}()? " if close else ""
             known = ", ".join(sorted(_FUNCTION_TABLE))

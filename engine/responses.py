@@ -66,12 +66,10 @@ class ResponsePolicy:
     """Maps a RunResult and the request's channel to a response (or a raise)."""
 
     def __init__(self, families: list[ResponseFamily]) -> None:
-        from twilio.twiml.messaging_response import MessagingResponse
-
         self._families = families
         self._by_channel = {channel: family for family in families for channel in family.channels}
         self._default = next((family for family in families if family.default), None)
-        self._empty_twiml = str(MessagingResponse())
+        self._empty_twiml: str | None = None
 
     def family_for(self, channel: str | None) -> ResponseFamily:
         """The family answering ``channel`` (the default family for unknown channels)."""
@@ -96,10 +94,14 @@ class ResponsePolicy:
         return HttpResponse(status, _JSON_HEADERS, json.dumps(body))
 
     def _twiml(self, reply: str | None) -> str:
-        if reply is None:
+        """The TwiML answer: empty, or one message (twilio's TwiML module is imported on first use)."""
+        if reply is None and self._empty_twiml is not None:
             return self._empty_twiml
         from twilio.twiml.messaging_response import MessagingResponse
 
         response = MessagingResponse()
+        if reply is None:
+            self._empty_twiml = str(response)
+            return self._empty_twiml
         response.message(reply)
         return str(response)

@@ -10,8 +10,8 @@ match because earlier rules always win.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from engine.context import RuleTrace
 from engine.expressions import Expression, ExpressionError, Terms, condition_terms
@@ -30,8 +30,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """What a matched rule decides: an error (validation) or a target (routing)."""
 
     error: str | None = None
@@ -50,6 +49,8 @@ class Decision:
         return None
 
 
+# Rule and RuleTest stay frozen dataclasses, unlike the other records (NamedTuples, cheaper to define at
+# cold start): their ``index`` field would shadow ``tuple.index``.
 @dataclass(frozen=True)
 class Rule:
     """One rule of a set; ``index`` is its position in the file's ``rules:`` list."""
@@ -84,8 +85,7 @@ class RuleError(ExpressionError):
         self.detail = detail
 
 
-@dataclass(frozen=True)
-class Evaluation:
+class Evaluation(NamedTuple):
     """The result of evaluating a set: the matched rule (None when the default or nothing applied)."""
 
     rule: Rule | None
@@ -93,8 +93,7 @@ class Evaluation:
     tried: tuple[RuleTrace, ...]
 
 
-@dataclass(frozen=True)
-class RuleSet:
+class RuleSet(NamedTuple):
     """An ordered, first-match set of rules, compiled once per container."""
 
     name: str
@@ -103,7 +102,7 @@ class RuleSet:
     default: Decision | None = None
     file: str = ""
     description: str = ""
-    tests: tuple[RuleTest, ...] = field(default_factory=tuple)
+    tests: tuple[RuleTest, ...] = ()
 
     def evaluate(self, document: Mapping[str, Any], *, explain: bool = False) -> Evaluation:
         """Try each rule in order; stop at the first whose condition is true."""
@@ -119,8 +118,7 @@ class RuleSet:
         return Evaluation(None, self.default, tuple(tried))
 
 
-@dataclass(frozen=True)
-class TestFailure:
+class TestFailure(NamedTuple):
     """An inline test whose result differs from its expectation.
 
     ``keys`` are the ``expect`` keys that differ; ``rule`` is the rule that decided (or raised),
@@ -177,8 +175,7 @@ def run_tests(ruleset: RuleSet) -> list[TestFailure]:
     return failures
 
 
-@dataclass(frozen=True)
-class Shadowed:
+class Shadowed(NamedTuple):
     """A rule that can never match: ``by`` are the earlier rules that always win (empty: never true)."""
 
     rule: Rule

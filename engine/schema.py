@@ -18,7 +18,7 @@ from typing import Any
 
 from engine import registry
 from engine.errors import ERROR_CODES, Problem
-from engine.yamlsource import Locator
+from engine.locator import Locator
 
 __all__ = [
     "SchemaViolation",

@@ -10,6 +10,9 @@ At load, a file is vouched for when its text and schema digests match and every 
 satisfies its recorded schema (a small checker for typed scalars). Anything else (no stamp, a changed
 file or schema, a value the checker cannot decide) means full validation, with its usual messages:
 the stamp can make loading faster, never more lenient. Write it with ``python -m engine.stamp [ROOT]``.
+
+Each entry also carries the file's parsed document as JSON (when JSON holds it exactly), so that a
+cold start whose file text still matches skips YAML parsing too (``Stamp.document``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ _TYPES: Mapping[str, tuple[type, ...]] = {
     "object": (dict,),
 }
 Path_ = tuple[Any, ...]
+_NOT_JSON = object()
 
 
 def _digest(text: str) -> str:
@@ -154,14 +158,25 @@ class Stamp:
             self._schemas[key] = schema_digest(schema)
         return self._schemas[key]
 
-    def vouches(self, path: Path, text: str, resolved: Any, schema: Mapping[str, Any]) -> bool:
-        """True when ``text`` (read from ``path``, ``resolved`` after ``${env:…}``) needs no schema validation."""
+    def document(self, path: Path, text: str) -> tuple[bool, Any]:
+        """Whether the stamp holds the parsed document of ``text`` (read from ``path``), and that document."""
+        entry = self._entry(path)
+        if entry is None or "document" not in entry or entry.get("text") != _digest(text):
+            return False, None
+        return True, entry["document"]
+
+    def _entry(self, path: Path) -> Mapping[str, Any] | None:
         try:
             name = path.resolve().relative_to(self._root).as_posix()
         except ValueError:
-            return False
+            return None
         entry = self._files.get(name)
-        if not isinstance(entry, Mapping) or entry.get("text") != _digest(text):
+        return entry if isinstance(entry, Mapping) else None
+
+    def vouches(self, path: Path, text: str, resolved: Any, schema: Mapping[str, Any]) -> bool:
+        """True when ``text`` (read from ``path``, ``resolved`` after ``${env:…}``) needs no schema validation."""
+        entry = self._entry(path)
+        if entry is None or entry.get("text") != _digest(text):
             return False
         if entry.get("schema") != self._schema_digest(schema):
             return False
@@ -185,6 +200,26 @@ def _if_keys(schema: Any) -> set[str]:
         for value in schema:
             found |= _if_keys(value)
     return found
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a == b`` with the same types throughout (``1``, ``1.0`` and ``True`` differ)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[key], b[key]) for key in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _as_json(data: Any) -> Any:
+    """``data`` when JSON holds it exactly (keys and order included), else ``_NOT_JSON``."""
+    try:
+        copied = json.loads(json.dumps(data, allow_nan=False))
+    except (TypeError, ValueError):
+        return _NOT_JSON
+    return copied if _same(copied, data) else _NOT_JSON
 
 
 def _replace(data: Any, path: Path_, value: Any) -> None:
@@ -218,11 +253,15 @@ def _entry(text: str, data: Any, schema: dict[str, Any]) -> dict[str, Any] | Non
         leaves[where].append(dict(error.schema))
     if any(not found or not all(checkable(part) for part in found) for found in leaves.values()):
         return None
-    return {
+    entry = {
         "text": _digest(text),
         "schema": schema_digest(schema),
         "env": [{"path": list(path), "schemas": found} for path, found in leaves.items()],
     }
+    document = _as_json(data)
+    if document is not _NOT_JSON:
+        entry["document"] = document
+    return entry
 
 
 def write_stamp(root: Path, pipeline: Path, rules_dir: Path) -> tuple[Path, list[str]]:
@@ -250,7 +289,7 @@ def write_stamp(root: Path, pipeline: Path, rules_dir: Path) -> tuple[Path, list
         else:
             files[name] = entry
     stamp = root / STAMP_FILE
-    stamp.write_text(json.dumps({"format": FORMAT, "files": files}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    stamp.write_text(json.dumps({"format": FORMAT, "files": files}, indent=1) + "\n", encoding="utf-8")
     return stamp, left_out
 
 

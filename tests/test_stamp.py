@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import datetime
+import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.config import load_config
+from engine.envsubst import _scalar, _yaml_scalar
 from engine.errors import ConfigError
 from engine.schema import pipeline_schema
-from engine.stamp import STAMP_FILE, Stamp, leaf_holds, write_stamp
+from engine.stamp import STAMP_FILE, Stamp, _as_json, leaf_holds, write_stamp
+from engine.yamlsource import parse_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {
@@ -92,3 +101,95 @@ def test_a_missing_or_unreadable_stamp_is_no_stamp(tmp_path: Path) -> None:
 )
 def test_the_leaf_checker(value: object, schema: dict, expected: bool | None) -> None:
     assert leaf_holds(value, schema) is expected
+
+
+# The stamp also holds each file's parsed document: a cold start whose files are unchanged reads no YAML.
+_IMPORTS = (
+    "import sys\n"
+    "import handler\n"
+    "loaded = sorted({name.split('.')[0] for name in sys.modules} & {'yaml', 'jsonschema'})\n"
+    "assert handler._application.config.pipeline.name\n"
+    "print(','.join(loaded))\n"
+)
+
+
+def _imports_at_cold_start(root: Path, env: dict[str, str]) -> str:
+    shutil.copy(ROOT / "handler.py", root / "handler.py")
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("AWS_LAMBDA")}
+    environment.update(env, PYTHONPATH=str(ROOT), AWS_EC2_METADATA_DISABLED="true")
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTS], cwd=root, env=environment, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_stamped_cold_start_imports_neither_yaml_nor_jsonschema(root: Path) -> None:
+    assert _imports_at_cold_start(root, ENV) == ""
+
+
+def test_without_a_stamp_the_cold_start_reads_the_yaml(root: Path) -> None:
+    (root / STAMP_FILE).unlink()
+    assert _imports_at_cold_start(root, ENV) == "jsonschema,yaml"
+
+
+def test_every_shipped_file_carries_its_parsed_document(root: Path) -> None:
+    stamp = Stamp.read(root / STAMP_FILE)
+    assert stamp is not None
+    files = [root / "pipelines" / "twilio_inbound.yaml", *sorted((root / "rules").glob("*.yaml"))]
+    for path in files:
+        text = path.read_text()
+        assert stamp.document(path, text) == (True, parse_yaml(text, path.name).data)
+        assert stamp.document(path, text + "\n# edited\n") == (False, None)
+
+
+def test_a_file_edited_after_the_build_is_read_from_its_yaml(root: Path) -> None:
+    pipeline = root / "pipelines" / "twilio_inbound.yaml"
+    pipeline.write_text(pipeline.read_text().replace("refetch_interval_seconds: 30", "refetch_interval_seconds: 20"))
+    fast, full = _load(root, ENV, stamped=True), _load(root, ENV, stamped=False)
+    intervals = [
+        {step.id: vars(step.step).get("_interval") for step in config.pipeline.steps()} for config in (fast, full)
+    ]
+    assert intervals[0] == intervals[1]
+    assert intervals[0]["signature"] == 20
+    assert _imports_at_cold_start(root, ENV) == "jsonschema,yaml"  # parsed and validated afresh
+
+
+@pytest.mark.parametrize(
+    "env, where",
+    [
+        ({**ENV, "SECRET_NAME_PATTERN": "ai-multi-comms/[unclosed"}, "twilio_inbound.yaml:49:"),
+        ({key: value for key, value in ENV.items() if key != "STAGE_TABLE_NAME"}, "twilio_inbound.yaml:17:10"),
+    ],
+)
+def test_a_problem_found_after_a_stamped_read_is_located_as_without_a_stamp(
+    root: Path, env: dict[str, str], where: str
+) -> None:
+    with pytest.raises(ConfigError) as stamped:
+        _load(root, env, stamped=True)
+    with pytest.raises(ConfigError) as plain:
+        _load(root, env, stamped=False)
+    assert str(stamped.value) == str(plain.value)
+    assert where in str(stamped.value)
+
+
+@pytest.mark.parametrize(
+    "data, held",
+    [
+        ({"b": 1, "a": [1.5, True, None, "x"]}, True),
+        ({1: "int key"}, False),
+        ({"when": datetime.date(2024, 1, 1)}, False),
+        ({"inf": math.inf}, False),
+    ],
+)
+def test_a_document_is_stamped_only_when_json_holds_it_exactly(data: dict[str, object], held: bool) -> None:
+    assert (_as_json(data) == data) is held
+    if held:
+        assert list(_as_json(data)) == list(data)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="aAyYnN0123456789+-_.:/[]#~!&*'\" x{},%@`|>=?\t", max_size=12))
+def test_environment_values_read_without_yaml_read_as_yaml_reads_them(text: str) -> None:
+    fast, slow = _scalar(text), _yaml_scalar(text)
+    assert (type(fast), fast) == (type(slow), slow)
