@@ -55,8 +55,12 @@ def live_services(
     Each client is created (and traced, when tracing is on) on its first use, or right away when the
     Lambda init phase is off the request path (``AWS_LAMBDA_INITIALIZATION_TYPE`` in ``EAGER_INIT_TYPES``).
     """
-    clients = lazy_clients(config.aws, session, tracing.instrument)
     environment = os.environ if env is None else env
+    if session is None and not environment.get("AWS_DEFAULT_REGION"):
+        # Lambda always sets the region; elsewhere a missing one must stop the cold start, not the first event
+        # (whose error would answer Twilio 200 and lose the message).
+        session = _session_with_region()
+    clients = lazy_clients(config.aws, session, tracing.instrument)
     if environment.get("AWS_LAMBDA_INITIALIZATION_TYPE", "") in EAGER_INIT_TYPES:
         for client in clients:
             client.get()
@@ -68,6 +72,19 @@ def live_services(
         secrets=SecretCache(SecretsManagerStore(secretsmanager), wall),
         clock=wall,
     )
+
+
+class NoRegionConfigured(RuntimeError):
+    """No AWS region in the environment or the AWS config files: no client could be created."""
+
+
+def _session_with_region() -> Any:
+    import boto3
+
+    session = boto3.session.Session()
+    if not session.region_name:
+        raise NoRegionConfigured("no AWS region configured: set AWS_REGION and AWS_DEFAULT_REGION (Lambda sets both)")
+    return session
 
 
 class Application:

@@ -9,12 +9,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from engine.app import Application
+from engine.app import Application, NoRegionConfigured
 from engine.tracing import reset
 from tests.support.expect import ROOT
 
@@ -115,3 +116,14 @@ def test_importing_the_handler_creates_no_client() -> None:
     env.update(ENV, AWS_EC2_METADATA_DISABLED="true")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+
+def test_a_missing_region_stops_the_cold_start_not_the_first_event(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    with pytest.raises(NoRegionConfigured, match="AWS_DEFAULT_REGION"):
+        Application.from_root(ROOT, ENV)
