@@ -118,7 +118,6 @@ def test_importing_the_handler_creates_no_client() -> None:
     assert done.returncode == 0, done.stderr
 
 
-
 def test_a_missing_region_stops_the_cold_start_not_the_first_event(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
