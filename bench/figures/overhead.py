@@ -74,7 +74,7 @@ def direct_runner(
             if output is not None and planned.provides:
                 ctx.doc[planned.provides] = output
             if per_step:
-                trace.append(TraceEntry(planned.id, "ok", round((time.perf_counter() - step_started) * 1000, 3)))
+                trace.append(TraceEntry(planned.id, "ok", int((time.perf_counter() - step_started) * 1_000_000) / 1000))
         response = responses.respond(RunResult(outcome, None, ctx.doc, trace), channel).to_lambda()
         if observed != "none":
             conversation_id = loggable_conversation_id(ctx.doc["credential"]["conversation_id"])
