@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from engine.runner import TraceEntry
 
-__all__ = ["DEFAULT_NAMESPACE", "EmfMetrics", "emf_document", "emf_line", "step_metric"]
+__all__ = ["DEFAULT_NAMESPACE", "EmfMetrics", "emf_line", "step_metric"]
 
 DEFAULT_NAMESPACE = "InboundWebhookPipeline"
 _OFF = frozenset({"0", "false", "no", "off"})
@@ -34,37 +34,6 @@ _OFF = frozenset({"0", "false", "no", "off"})
 def step_metric(step_id: str) -> str:
     """The metric name of a step's latency."""
     return f"StepLatency.{step_id}"
-
-
-def emf_document(
-    namespace: str,
-    pipeline: str,
-    outcome: str,
-    error_code: str | None,
-    *,
-    ms: float,
-    trace: Sequence[TraceEntry],
-    cold_start: bool,
-    timestamp_ms: int,
-    request_id: str | None = None,
-    conversation_id: str | None = None,
-) -> dict[str, Any]:
-    """The EMF document for one invocation."""
-    document: dict[str, Any] = json.loads(
-        emf_line(
-            namespace,
-            pipeline,
-            outcome,
-            error_code,
-            ms=ms,
-            trace=trace,
-            cold_start=cold_start,
-            timestamp_ms=timestamp_ms,
-            request_id=request_id,
-            conversation_id=conversation_id,
-        )
-    )
-    return document
 
 
 def emf_line(

@@ -17,16 +17,7 @@ import pytest
 
 from engine.app import Application, NoRegionConfigured
 from engine.tracing import reset
-from tests.support.expect import ROOT
-
-ENV = {
-    "CONVERSATIONS_TABLE_NAME": "conversations",
-    "STAGE_TABLE_NAME": "stage",
-    "LOCK_TABLE_NAME": "lock",
-    "WHATSAPP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/whatsapp",
-    "SMS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/sms",
-    "HANDOFF_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/handoff",
-}
+from tests.support.expect import ENV, ROOT
 
 
 class Counted:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from engine.logs import JsonFormatter
-from engine.metrics import DEFAULT_NAMESPACE, EmfMetrics, emf_document
+from engine.metrics import DEFAULT_NAMESPACE, EmfMetrics
 from engine.runner import TraceEntry
+from tests.support.expect import emf_document_of
 from tests.support.webhooks import USER, rest_event, sms_params, whatsapp_params
 from tests.support.world import WA_SECRET
 
@@ -51,7 +52,7 @@ def metrics_of(doc: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def test_an_error_document_counts_the_outcome_and_the_error_code_and_times_the_steps_that_ran() -> None:
-    doc = emf_document(
+    doc = emf_document_of(
         "NS",
         "twilio_inbound",
         "INVALID_SIGNATURE",
@@ -83,7 +84,7 @@ def test_an_error_document_counts_the_outcome_and_the_error_code_and_times_the_s
 
 
 def test_a_success_document_has_no_error_dimension() -> None:
-    doc = emf_document("NS", "p", "QUEUED", None, ms=3.0, trace=[], cold_start=True, timestamp_ms=1_795_000_000_000)
+    doc = emf_document_of("NS", "p", "QUEUED", None, ms=3.0, trace=[], cold_start=True, timestamp_ms=1_795_000_000_000)
     assert_valid_emf(doc)
     assert set(metrics_of(doc)) == {"Invocations", "Latency", "ColdStart"}
     assert "ErrorCode" not in doc and "Errors" not in doc and "request_id" not in doc

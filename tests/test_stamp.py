@@ -20,16 +20,9 @@ from engine.errors import ConfigError
 from engine.schema import pipeline_schema
 from engine.stamp import STAMP_FILE, Stamp, _as_json, leaf_holds, write_stamp
 from engine.yamlsource import parse_yaml
+from tests.support.expect import ENV
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {
-    "CONVERSATIONS_TABLE_NAME": "conversations",
-    "STAGE_TABLE_NAME": "stage",
-    "LOCK_TABLE_NAME": "lock",
-    "WHATSAPP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/whatsapp",
-    "SMS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/sms",
-    "HANDOFF_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/handoff",
-}
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import yaml
 
 from engine import registry
 from engine.config import AppConfig, load_config
-from engine.metrics import emf_document
+from tests.support.expect import emf_document_of
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "pipelines" / "twilio_inbound.yaml"
@@ -272,7 +272,7 @@ def test_the_error_alarms_watch_a_metric_the_function_emits(template, function_e
         if {"Name": "ErrorCode", "Value": code} in a["Properties"].get("Dimensions", [])
     ]
     assert alarm["Namespace"] == function_env["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
-    doc = emf_document("NS", config.pipeline.name, code, code, ms=1.0, trace=[], cold_start=False, timestamp_ms=1)
+    doc = emf_document_of("NS", config.pipeline.name, code, code, ms=1.0, trace=[], cold_start=False, timestamp_ms=1)
     emitted = {
         (metric["Name"], tuple(sorted((name, doc[name]) for name in dimensions)))
         for directive in doc["_aws"]["CloudWatchMetrics"]

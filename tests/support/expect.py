@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -14,10 +15,20 @@ from xml.sax.saxutils import escape
 import pytest
 import yaml
 
+from engine.metrics import emf_line
 from tests.support.webhooks import EMPTY_TWIML
 
 ROOT = Path(__file__).resolve().parents[2]
 ISO_MILLIS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+# The contract's required variables, with placeholder resources (for loading the shipped configuration).
+ENV = {
+    "CONVERSATIONS_TABLE_NAME": "conversations",
+    "STAGE_TABLE_NAME": "stage",
+    "LOCK_TABLE_NAME": "lock",
+    "WHATSAPP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/whatsapp",
+    "SMS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/sms",
+    "HANDOFF_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/handoff",
+}
 CONTRACT_LOCKED_TEXT = "I'm processing your previous message. Please wait for my response before sending more."
 
 
@@ -67,3 +78,9 @@ def outcomes(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str | None]]:
         for record in caplog.records
         if record.name == "engine.app" and record.getMessage() == "event"
     ]
+
+
+def emf_document_of(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The EMF document ``emf_line`` writes for these arguments, parsed."""
+    document: dict[str, Any] = json.loads(emf_line(*args, **kwargs))
+    return document
