@@ -89,10 +89,10 @@ _second: tuple[int, str] = (-1, "")
 def _timestamp(created: float) -> str:
     """``created`` as ISO-8601 UTC with microseconds; the date and time part is formatted once a second."""
     global _second
-    whole = int(created)
+    whole, micros = divmod(round(created * 1_000_000), 1_000_000)
     if _second[0] != whole:
         _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    return f"{_second[1]}.{int((created - whole) * 1_000_000):06d}Z"
+    return f"{_second[1]}.{micros:06d}Z"
 
 
 def setup_logging(level: str = "INFO") -> None:
