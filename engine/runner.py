@@ -187,11 +187,16 @@ class Pipeline:
     def _run_group(self, group: ParallelGroup, ctx: Context, trace: _Trace) -> str | None:
         members = group.members
         records = [trace.branch() for _ in members]
-        active = [
-            index
-            for index, member in enumerate(members)
-            if member.when is None or self._wanted(member, ctx, records[index])
-        ]
+        try:
+            active = [
+                index
+                for index, member in enumerate(members)
+                if member.when is None or self._wanted(member, ctx, records[index])
+            ]
+        except PipelineError:
+            for record in records:  # the failing condition's entry, and the skips decided before it
+                trace.extend(record)
+            raise
         results: list[StepResult | Exception | None] = [None] * len(members)
         if self._concurrently(group, active):
             assert self._pool is not None

@@ -122,3 +122,12 @@ def test_a_pipeline_built_without_concurrency_never_uses_a_thread() -> None:
     for _ in range(2):
         pipeline.run({}, _services())
     assert _main_thread_share(stage) == _main_thread_share(lock) == [True, True]
+
+
+def test_a_member_condition_that_fails_is_traced_and_nothing_runs() -> None:
+    stage, lock = Recording(), Recording()
+    pipeline = _group(stage, lock, lock_when="length(request.lock)")
+    result = pipeline.run({"request": {"lock": 7}}, _services())
+    assert result.error_code == "INTERNAL_ERROR"
+    assert [(entry.step, entry.status) for entry in result.trace] == [("lock", "INTERNAL_ERROR")]
+    assert stage.threads == lock.threads == []
