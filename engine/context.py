@@ -72,7 +72,7 @@ class Context:
     explain: bool = False
     doc: dict[str, Any] = field(default_factory=dict)
     # The conversation the invocation's log lines are bound to (set by the runner).
-    conversation_id: Any = None
+    conversation_id: str | None = None
     private: dict[str, Any] = field(default_factory=dict)
     rules: list[RuleTrace] = field(default_factory=list)
     compensations: list[Compensation] = field(default_factory=list)

@@ -68,9 +68,7 @@ class _Trace(list[TraceEntry]):
 
     def branch(self) -> _Trace:
         """An empty trace with the same switches (a parallel member's record)."""
-        branch = _Trace.__new__(_Trace)
-        branch.debug, branch.traced = self.debug, self.traced
-        return branch
+        return _Trace(debug=self.debug, traced=self.traced)
 
     def end(self, step_id: str, status: str, started: float, decision: str | None = None) -> None:
         """Record a step's end; with DEBUG on, also log it (the event's INFO line carries every step's status)."""
