@@ -231,9 +231,12 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - returned to the group, which re-raises in member order
             return exc
         finally:
-            elapsed = perf_counter() - started
-            previous = self._recent.get(planned.id)
-            self._recent[planned.id] = elapsed if previous is None else previous + _RECENT_WEIGHT * (elapsed - previous)
+            if self._pool is not None:  # without threads (the dry-run) there is nothing to decide
+                elapsed = perf_counter() - started
+                previous = self._recent.get(planned.id)
+                self._recent[planned.id] = (
+                    elapsed if previous is None else previous + _RECENT_WEIGHT * (elapsed - previous)
+                )
 
     @staticmethod
     def _group_outcome(

@@ -80,7 +80,8 @@ def direct_runner(
             conversation_id = loggable_conversation_id(ctx.doc["credential"]["conversation_id"])
             bind(conversation_id=conversation_id)
             ms = round((time.perf_counter() - started) * 1000, 3)
-            fields: dict[str, Any] = {"pipeline": pipeline, "outcome": outcome, "ms": ms, "status": 200}
+            status = response["statusCode"]
+            fields: dict[str, Any] = {"pipeline": pipeline, "outcome": outcome, "ms": ms, "status": status}
             if per_step:
                 fields["steps"] = {entry.step: entry.status for entry in trace}
             event_logger.info("event", extra=fields)
