@@ -22,6 +22,7 @@ FIGURES = {
     "engine_overhead_threads",
     "round_trips",
     "latency_p50_delayed",
+    "latency_p50_boto3_floor",
     "latency_p50_moto",
     "moto_per_event",
     "bytes_read",

@@ -9,6 +9,9 @@ each, one shared tenant secret, so the auth token comes from the cache).
   after 20 ms, so the figure is the design's waits plus the engine's and boto3's own time. A 20 ms
   ``time.sleep`` lasts a little longer (the timer's slack, measured in the same run); that excess,
   once per sequential wait, is the instrument's and is taken off (the raw p50 is in the details).
+- Latency floor (reported): the same recorded calls issued by plain boto3 clients, with the same overlap
+  and the same canned answers, alternating with the engine's events: what boto3 alone costs on this
+  machine, so the engine's own share (p50 less floor) can be read off.
 - Latency on moto (reported): moto's in-process processing adds its own milliseconds on top, shown
   with the same run undelayed, so the two can be told apart.
 """
@@ -18,10 +21,13 @@ from __future__ import annotations
 from collections import Counter
 from time import perf_counter, sleep
 
+import boto3
+
 from bench.awscalls import AwsCall, CallRecorder, busy_time, sequential_round_trips
 from bench.canned import CannedAws
 from bench.events import Tenant, conversation, whatsapp_event
 from bench.model import Figure, Sizes, median, percentile
+from bench.replay import Boto3Replay, concurrent_groups
 from bench.world import application, moto_world
 
 __all__ = ["DELAY", "measure"]
@@ -99,6 +105,46 @@ def _canned_latencies(
     return latencies, outside
 
 
+def _engine_and_floor(run: _MotoRun, count: int, delay: float) -> tuple[list[float], list[float]]:
+    """The canned replay of ``_canned_latencies`` alternating with plain boto3 issuing the same calls.
+
+    Returns the engine's latencies and the floor's, each event's pair taken back to back (in turn
+    first), so load on the machine falls on both alike.
+    """
+    tenant = Tenant()
+    recorded = [*run.cold_calls, *run.warm_calls]
+    app = application(run.environment, CannedAws(recorded, delay))
+    event = whatsapp_event(run.last_index, tenant)
+    app.handle(event, None)
+    session = boto3.session.Session()
+    CannedAws(recorded, delay).attach(session)
+    floor = Boto3Replay(session)
+    groups = concurrent_groups(run.warm_calls)
+    floor.with_overlap(groups)
+    engine_latencies: list[float] = []
+    floor_latencies: list[float] = []
+
+    def engine_once() -> None:
+        started = perf_counter()
+        outcome = app.process(event).result.outcome
+        engine_latencies.append(perf_counter() - started)
+        if outcome != "QUEUED":
+            raise RuntimeError(f"canned replay ended {outcome}, expected QUEUED")
+
+    def floor_once() -> None:
+        started = perf_counter()
+        floor.with_overlap(groups)
+        floor_latencies.append(perf_counter() - started)
+
+    try:
+        for index in range(count):
+            for step in (engine_once, floor_once) if index % 2 == 0 else (floor_once, engine_once):
+                step()
+    finally:
+        floor.close()
+    return engine_latencies, floor_latencies
+
+
 def measure(sizes: Sizes) -> list[Figure]:
     """The round-trip figure, the judged 20 ms latency figure, and the same latency on moto."""
     count = sizes.latency_events
@@ -106,15 +152,17 @@ def measure(sizes: Sizes) -> list[Figure]:
     if set(delayed.outcomes) != {"QUEUED"}:
         raise RuntimeError(f"warm routed messages ended {dict(delayed.outcomes)}, expected QUEUED")
     undelayed = _MotoRun(count, 0.0)
-    canned, _ = _canned_latencies(delayed, count, DELAY)
+    canned, floor = _engine_and_floor(delayed, count, DELAY)
     slack = timer_slack(DELAY, samples=10 if sizes.smoke else 30)
     canned_instant, _ = _canned_latencies(delayed, count, 0.0)
     _, engine_time = _canned_latencies(delayed, count, DELAY, CallRecorder(keep_params=False))
     worst = max(delayed.trips)
+    groups = concurrent_groups(delayed.warm_calls)
     target = TARGET_ROUND_TRIPS * DELAY + TARGET_MARGIN
     baseline = DESIGN_ROUND_TRIPS * DELAY
     raw_p50, moto_p50 = median(canned), median(delayed.latencies)
     p50 = raw_p50 - TARGET_ROUND_TRIPS * slack
+    floor_p50 = median(floor) - TARGET_ROUND_TRIPS * slack
     ms = 1000
     return [
         Figure(
@@ -149,16 +197,38 @@ def measure(sizes: Sizes) -> list[Figure]:
             note=(
                 f"{count} warm messages; botocore answered with recorded moto responses after {DELAY * ms:.0f} ms; "
                 f"{median(engine_time) * ms:.1f} ms of it outside the AWS calls; raw p50 {raw_p50 * ms:.2f} ms less "
-                f"{TARGET_ROUND_TRIPS} x {slack * ms:.2f} ms of timer slack"
+                f"{TARGET_ROUND_TRIPS} x {slack * ms:.2f} ms of timer slack; plain boto3 issuing the same calls: "
+                f"{floor_p50 * ms:.2f} ms (latency_p50_boto3_floor)"
             ),
             details={
                 "raw_p50_ms": round(raw_p50 * ms, 2),
+                "boto3_floor_p50_ms": round(floor_p50 * ms, 2),
+                "engine_share_ms": round((p50 - floor_p50) * ms, 2),
                 "timer_slack_ms": round(slack * ms, 3),
                 "p90_ms": round(percentile(canned, 0.9) * ms, 2),
                 "undelayed_p50_ms": round(median(canned_instant) * ms, 2),
                 "waits_ms": round(TARGET_ROUND_TRIPS * DELAY * ms, 2),
                 "outside_aws_calls_p50_ms": round(median(engine_time) * ms, 2),
                 "latencies_ms": [round(value * ms, 2) for value in canned],
+            },
+        ),
+        Figure(
+            key="latency_p50_boto3_floor",
+            title=f"warm p50 latency of the same AWS calls from plain boto3, {DELAY * ms:.0f} ms each",
+            unit="ms",
+            measured=round(floor_p50 * ms, 2),
+            baseline_label=f"{DESIGN_ROUND_TRIPS} x {DELAY * ms:.0f} ms",
+            baseline=round(baseline * ms, 2),
+            ratio=round(floor_p50 / baseline, 3),
+            target="(informational: no engine; the least any boto3 handler of this design takes here)",
+            note=(
+                f"{' -> '.join('+'.join(call.name for call in group) for group in groups)}, "
+                f"alternating with the engine's events; the engine adds {(p50 - floor_p50) * ms:.2f} ms"
+            ),
+            details={
+                "raw_p50_ms": round(median(floor) * ms, 2),
+                "p90_ms": round(percentile(floor, 0.9) * ms, 2),
+                "latencies_ms": [round(value * ms, 2) for value in floor],
             },
         ),
         Figure(
