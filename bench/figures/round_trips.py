@@ -204,6 +204,7 @@ def measure(sizes: Sizes) -> list[Figure]:
                 "raw_p50_ms": round(raw_p50 * ms, 2),
                 "boto3_floor_p50_ms": round(floor_p50 * ms, 2),
                 "engine_share_ms": round((p50 - floor_p50) * ms, 2),
+                "target_reachable_with_boto3": floor_p50 <= target,
                 "timer_slack_ms": round(slack * ms, 3),
                 "p90_ms": round(percentile(canned, 0.9) * ms, 2),
                 "undelayed_p50_ms": round(median(canned_instant) * ms, 2),
