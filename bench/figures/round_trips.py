@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from time import perf_counter, sleep
+from typing import Any
 
 import boto3
 
@@ -28,7 +29,8 @@ from bench.canned import CannedAws
 from bench.events import Tenant, conversation, whatsapp_event
 from bench.model import Figure, Sizes, median, percentile
 from bench.replay import Boto3Replay, concurrent_groups
-from bench.world import application, moto_world
+from bench.world import Instrument, application, moto_world
+from engine.app import Application
 
 __all__ = ["DELAY", "measure"]
 
@@ -78,6 +80,24 @@ class _MotoRun:
         self.last_index = count
 
 
+def _canned_container(run: _MotoRun, delay: float, *instruments: Instrument) -> tuple[Application, dict[str, Any]]:
+    """A fresh container answered by canned responses, warmed on the last moto message, and that message."""
+    app = application(run.environment, CannedAws([*run.cold_calls, *run.warm_calls], delay), *instruments)
+    event = whatsapp_event(run.last_index, Tenant())
+    app.handle(event, None)
+    return app, event
+
+
+def _queued_latency(app: Application, event: dict[str, Any]) -> float:
+    """Seconds the container takes for ``event``, which must end QUEUED."""
+    started = perf_counter()
+    outcome = app.process(event).result.outcome
+    elapsed = perf_counter() - started
+    if outcome != "QUEUED":
+        raise RuntimeError(f"canned replay ended {outcome}, expected QUEUED")
+    return elapsed
+
+
 def _canned_latencies(
     run: _MotoRun, count: int, delay: float, recorder: CallRecorder | None = None
 ) -> tuple[list[float], list[float]]:
@@ -85,79 +105,64 @@ def _canned_latencies(
 
     Returns the latencies and, with a ``recorder``, each event's time outside AWS calls (the engine's).
     """
-    tenant = Tenant()
-    instruments = [CannedAws([*run.cold_calls, *run.warm_calls], delay)]
-    app = application(run.environment, *instruments, *([recorder] if recorder else []))
-    event = whatsapp_event(run.last_index, tenant)
-    app.handle(event, None)
+    app, event = _canned_container(run, delay, *([recorder] if recorder else []))
     latencies: list[float] = []
     outside: list[float] = []
     for _ in range(count):
         if recorder is not None:
             recorder.take()
-        started = perf_counter()
-        outcome = app.process(event).result.outcome
-        latencies.append(perf_counter() - started)
+        latencies.append(_queued_latency(app, event))
         if recorder is not None:
             outside.append(latencies[-1] - busy_time(recorder.take()))
-        if outcome != "QUEUED":
-            raise RuntimeError(f"canned replay ended {outcome}, expected QUEUED")
     return latencies, outside
 
 
-def _engine_and_floor(run: _MotoRun, count: int, delay: float) -> tuple[list[float], list[float]]:
-    """The canned replay of ``_canned_latencies`` alternating with plain boto3 issuing the same calls.
+def _engine_and_floor(
+    run: _MotoRun, count: int, delay: float, groups: list[list[AwsCall]]
+) -> tuple[list[float], list[float]]:
+    """``_canned_latencies`` alternating with plain boto3 issuing the same calls (``groups``, with their overlap).
 
     Returns the engine's latencies and the floor's, each event's pair taken back to back (in turn
     first), so load on the machine falls on both alike.
     """
-    tenant = Tenant()
-    recorded = [*run.cold_calls, *run.warm_calls]
-    app = application(run.environment, CannedAws(recorded, delay))
-    event = whatsapp_event(run.last_index, tenant)
-    app.handle(event, None)
+    app, event = _canned_container(run, delay)
     session = boto3.session.Session()
-    CannedAws(recorded, delay).attach(session)
+    CannedAws([*run.cold_calls, *run.warm_calls], delay).attach(session)
     floor = Boto3Replay(session)
-    groups = concurrent_groups(run.warm_calls)
-    floor.with_overlap(groups)
     engine_latencies: list[float] = []
     floor_latencies: list[float] = []
-
-    def engine_once() -> None:
-        started = perf_counter()
-        outcome = app.process(event).result.outcome
-        engine_latencies.append(perf_counter() - started)
-        if outcome != "QUEUED":
-            raise RuntimeError(f"canned replay ended {outcome}, expected QUEUED")
 
     def floor_once() -> None:
         started = perf_counter()
         floor.with_overlap(groups)
         floor_latencies.append(perf_counter() - started)
 
+    def engine_once() -> None:
+        engine_latencies.append(_queued_latency(app, event))
+
     try:
+        floor.with_overlap(groups)
         for index in range(count):
-            for step in (engine_once, floor_once) if index % 2 == 0 else (floor_once, engine_once):
-                step()
+            for side in (engine_once, floor_once) if index % 2 == 0 else (floor_once, engine_once):
+                side()
     finally:
         floor.close()
     return engine_latencies, floor_latencies
 
 
 def measure(sizes: Sizes) -> list[Figure]:
-    """The round-trip figure, the judged 20 ms latency figure, and the same latency on moto."""
+    """The round-trip figure, the judged 20 ms latency figure, the plain-boto3 floor and the latency on moto."""
     count = sizes.latency_events
     delayed = _MotoRun(count, DELAY)
     if set(delayed.outcomes) != {"QUEUED"}:
         raise RuntimeError(f"warm routed messages ended {dict(delayed.outcomes)}, expected QUEUED")
     undelayed = _MotoRun(count, 0.0)
-    canned, floor = _engine_and_floor(delayed, count, DELAY)
+    groups = concurrent_groups(delayed.warm_calls)
+    canned, floor = _engine_and_floor(delayed, count, DELAY, groups)
     slack = timer_slack(DELAY, samples=10 if sizes.smoke else 30)
     canned_instant, _ = _canned_latencies(delayed, count, 0.0)
     _, engine_time = _canned_latencies(delayed, count, DELAY, CallRecorder(keep_params=False))
     worst = max(delayed.trips)
-    groups = concurrent_groups(delayed.warm_calls)
     target = TARGET_ROUND_TRIPS * DELAY + TARGET_MARGIN
     baseline = DESIGN_ROUND_TRIPS * DELAY
     raw_p50, moto_p50 = median(canned), median(delayed.latencies)
