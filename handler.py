@@ -1,7 +1,8 @@
 """AWS Lambda entry point: ``handler.handler(event, context)``.
 
-The configuration beside this file (``pipelines/``, ``rules/``) is loaded and validated once per
-container, at import: a broken configuration fails the cold start with file, line and reason.
+The plugins named in ``PLUGINS`` register the steps; every pipeline beside this file (``pipelines/``,
+with ``rules/``) is loaded and validated once per container, at import: a broken configuration fails the
+cold start with file, line and reason.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.app import Application
-from engine.logs import setup_logging
+from engine.plugins import load_plugins
+from runtime.app import Application
+from runtime.logs import setup_logging
 
 TASK_ROOT = Path(__file__).resolve().parent
+PLUGINS = ("steps",)
 
 setup_logging(os.environ.get("LOG_LEVEL", "INFO"))
+load_plugins(PLUGINS)
 _application = Application.from_root(TASK_ROOT)
 
 

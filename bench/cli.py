@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _quiet_logging() -> None:
     """The engine's JSON log lines at INFO, as deployed, written nowhere (they are part of the cost)."""
-    from engine.logs import setup_logging
+    from runtime.logs import setup_logging
 
     root = logging.getLogger()
     for handler in list(root.handlers):

@@ -16,7 +16,7 @@ from botocore import xform_name
 from botocore.exceptions import ClientError
 
 from bench.awscalls import AwsCall
-from engine.aws import AwsSettings
+from runtime.aws import AwsSettings, botocore_config
 
 __all__ = ["Boto3Replay", "concurrent_groups"]
 
@@ -42,7 +42,7 @@ class Boto3Replay:
     """Plain boto3 clients on ``session``, configured as the engine's are, that issue recorded calls."""
 
     def __init__(self, session: Any, renames: Mapping[str, str] | None = None) -> None:
-        config = AwsSettings().botocore_config()
+        config = botocore_config(AwsSettings())
         self._clients = {name: session.client(name, config=config) for name in SERVICES}
         self._renames = dict(renames or {})
         self._pool: ThreadPoolExecutor | None = None

@@ -11,10 +11,11 @@ import boto3
 
 from bench.env import REPO_ROOT, lambda_environment, use_fake_aws
 from bench.events import Tenant
-from engine.app import PIPELINE_FILE, RULES_DIR, Application, live_services
 from engine.config import AppConfig, load_config
-from engine.localaws import LocalResources, provision, put_items, put_secrets
-from engine.metrics import EmfMetrics
+from runtime.app import Application, live_services
+from runtime.layout import PIPELINES_DIR, RULES_DIR
+from runtime.metrics import EmfMetrics
+from tools.localaws import LocalResources, provision, put_items, put_secrets
 
 __all__ = ["Instrument", "MotoWorld", "application", "discard", "load_app_config", "moto_world"]
 
@@ -32,8 +33,8 @@ class Instrument(Protocol):
 
 
 def load_app_config(env: Mapping[str, str]) -> AppConfig:
-    """The shipped pipeline and rules, loaded with ``env``."""
-    return load_config(REPO_ROOT / PIPELINE_FILE, REPO_ROOT / RULES_DIR, env)
+    """The shipped Twilio pipeline and its rules, loaded with ``env``."""
+    return load_config(REPO_ROOT / PIPELINES_DIR / "twilio_inbound.yaml", REPO_ROOT / RULES_DIR, env)
 
 
 def application(env: Mapping[str, str], *instruments: Instrument) -> Application:
@@ -42,7 +43,7 @@ def application(env: Mapping[str, str], *instruments: Instrument) -> Application
     for instrument in instruments:
         instrument.attach(session)
     config = load_app_config(env)
-    return Application(config, live_services(config, session=session), EmfMetrics(write=discard))
+    return Application([config], live_services(config.aws, session=session), EmfMetrics(write=discard))
 
 
 @dataclass

@@ -5,7 +5,12 @@
 2. ``${env:…}`` references (``engine.envsubst``);
 3. JSON Schema (``engine.schema``), errors located at the offending key or value;
 4. each element's own checks: JMESPath syntax (located inside the expression), step parameters,
-   cross-references (rule sets, targets, the context keys steps need).
+   cross-references (rule sets, targets, the context keys steps need, the error codes in use).
+
+A pipeline's rule sets are the files of the rules directory that name it under ``pipelines:``, plus
+those that name no pipeline (shared by all). Its error codes are those its steps declare, those its
+``errors:`` block declares for the rules, and ``INTERNAL_ERROR``. The steps must be registered first
+(``engine.plugins.load_plugins``).
 
 Every layer runs on every file, and the element checks run on every part of a file that is
 well-formed, so one pass finds every problem without knock-on errors (``inspect_config``, which
@@ -22,9 +27,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from engine import registry
-from engine.aws import AwsSettings
+from engine.calls import CallLimits
 from engine.envsubst import is_unresolved, resolve_env
-from engine.errors import ConfigError, Problem
+from engine.errors import ENGINE_ERRORS, ConfigError, ErrorSpec, Problem
 from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
 from engine.locator import Locator
 from engine.registry import BuildInfo, ParamError
@@ -65,16 +70,24 @@ class Target(NamedTuple):
 
 @dataclass(frozen=True)
 class AppConfig:
-    """A loaded, validated configuration, ready to run."""
+    """A loaded, validated pipeline configuration, ready to run."""
 
     pipeline: Pipeline
     rulesets: Mapping[str, RuleSet]
     targets: Mapping[str, Target]
     tables: Mapping[str, str]
     responses: ResponsePolicy
-    aws: AwsSettings
+    aws: CallLimits
     files: tuple[str, ...]
     warnings: tuple[Problem, ...] = field(default_factory=tuple)
+    channels: tuple[str, ...] = ()
+    errors: Mapping[str, ErrorSpec] = field(default_factory=dict)
+    secrets: Mapping[str, re.Pattern[str] | None] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name."""
+        return self.pipeline.name
 
 
 class LoadedRuleSet(NamedTuple):
@@ -332,7 +345,13 @@ def _recovered(path: Path) -> LoadedRuleSet | None:
     return LoadedRuleSet(ruleset, Locator(name), complete=False)
 
 
-def _load_rulesets(collector: _Collector, rules_dir: Path) -> dict[str, LoadedRuleSet]:
+def _belongs(data: Mapping[str, Any], pipeline: str | None) -> bool:
+    """Whether a rules file's document is one of ``pipeline``'s (None: any pipeline's)."""
+    named = data.get("pipelines")
+    return pipeline is None or not isinstance(named, list) or pipeline in named
+
+
+def _load_rulesets(collector: _Collector, rules_dir: Path, pipeline: str | None = None) -> dict[str, LoadedRuleSet]:
     loaded_sets: dict[str, LoadedRuleSet] = {}
     if not rules_dir.is_dir():
         message = "rules directory not found; pass the directory holding the rules/*.yaml files with --rules DIR"
@@ -340,11 +359,17 @@ def _load_rulesets(collector: _Collector, rules_dir: Path) -> dict[str, LoadedRu
         return loaded_sets
     schema = rules_schema()
     for path in sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")]):
+        mark = len(collector.problems)
         loaded = collector.load(path, schema)
         if loaded is None:
             recovered = _recovered(path)
             if recovered is not None and recovered.ruleset.name not in loaded_sets:
                 loaded_sets[recovered.ruleset.name] = recovered
+            continue
+        if not _belongs(loaded.data, pipeline):
+            # Another pipeline's file: its problems are that pipeline's to report.
+            del collector.problems[mark:]
+            collector.files.pop()
             continue
         built = _ruleset(collector, loaded)
         if built is None:
@@ -360,11 +385,14 @@ def _load_rulesets(collector: _Collector, rules_dir: Path) -> dict[str, LoadedRu
 
 
 def load_rulesets(
-    rules_dir: Path, env: Mapping[str, str] | None = None, *, missing_env: str = "error"
+    rules_dir: Path, env: Mapping[str, str] | None = None, *, missing_env: str = "error", pipeline: str | None = None
 ) -> dict[str, RuleSet]:
-    """Every rule set in ``rules_dir`` (``*.yaml``/``*.yml``, name order); raise ConfigError on any error."""
+    """Every rule set in ``rules_dir`` (``*.yaml``/``*.yml``, name order) of ``pipeline`` (None: every one).
+
+    Raise ConfigError on any error.
+    """
     collector = _Collector(os.environ if env is None else env, missing_env)
-    loaded = _load_rulesets(collector, rules_dir)
+    loaded = _load_rulesets(collector, rules_dir, pipeline)
     if collector.errors:
         raise ConfigError(collector.errors)
     return {name: item.ruleset for name, item in loaded.items()}
@@ -404,13 +432,84 @@ def _families(loaded: _Loaded) -> list[ResponseFamily]:
     ]
 
 
-def _check_responses(collector: _Collector, loaded: _Loaded) -> None:
+def _catalogue(loaded: _Loaded) -> tuple[dict[str, ErrorSpec], bool]:
+    """The error codes the pipeline can end an event with (its steps', its ``errors:``, the engine's).
+
+    The second value is False when a step is not registered: its codes are unknown, so no code can be
+    called unknown without risking a misleading knock-on error.
+    """
+    found: dict[str, ErrorSpec] = {spec.code: spec for spec in ENGINE_ERRORS}
+    complete = True
+    raw_steps = loaded.data.get("steps")
+    for raw in raw_steps if isinstance(raw_steps, list) else []:
+        parallel = raw.get("parallel") if isinstance(raw, dict) else None
+        members: list[Any] = parallel if isinstance(parallel, list) else [raw]
+        for member in members:
+            uses = member.get("uses") if isinstance(member, dict) else None
+            spec = registry.get(uses) if isinstance(uses, str) else None
+            complete = complete and spec is not None
+            for error in spec.errors if spec is not None else ():
+                found.setdefault(error.code, error)
+    raw_errors = loaded.data.get("errors")
+    for code, raw in (raw_errors if isinstance(raw_errors, dict) else {}).items():
+        description = raw.get("description", "") if isinstance(raw, dict) else ""
+        found.setdefault(str(code), ErrorSpec(str(code), False, str(description)))
+    return found, complete
+
+
+def _unknown_code(code: str, known: Mapping[str, ErrorSpec], pipeline_file: str) -> str:
+    return (
+        f"{_suggestion(code, list(known))}; error codes: {', '.join(sorted(known))}; "
+        f"a new business code is declared under errors: in {pipeline_file}"
+    )
+
+
+def _check_error_codes(
+    collector: _Collector, rulesets: dict[str, LoadedRuleSet], known: Mapping[str, ErrorSpec], pipeline_file: str
+) -> None:
+    """Every error code a rule decides or a rule test expects must be one the pipeline knows.
+
+    A set that uses an unknown code is left incomplete: its inline tests would only repeat the problem.
+    """
+    for name, loaded in list(rulesets.items()):
+        mark = len(collector.problems)
+        ruleset = loaded.ruleset
+        decisions: list[tuple[PathKey, Decision]] = [
+            (("rules", rule.index, "then", "error"), rule.then) for rule in ruleset.rules
+        ]
+        if ruleset.default is not None:
+            decisions.append((("default", "error"), ruleset.default))
+        expected = [
+            (("tests", test.index, "expect", "error"), test.expect.get("error"))
+            for test in ruleset.tests
+            if isinstance(test.expect, Mapping)
+        ]
+        found = [(path, decision.error) for path, decision in decisions] + expected
+        for path, code in found:
+            if isinstance(code, str) and code not in known:
+                message = f"unknown error code {code!r}{_unknown_code(code, known, pipeline_file)}"
+                collector.problems.append(loaded.locator.problem(path, message))
+        if len(collector.problems) > mark:
+            rulesets[name] = loaded._replace(complete=False)
+
+
+def _check_responses(collector: _Collector, loaded: _Loaded, known: Mapping[str, ErrorSpec] | None) -> None:
+    """One family must be the default; status codes must be for known error codes (when they can be known)."""
     families = loaded.data.get("responses")
     if not isinstance(families, dict) or not families:
         return
     if not any(isinstance(family, dict) and family.get("default") is True for family in families.values()):
-        message = "one response family needs `default: true` (it answers paths that are not a Twilio channel)"
+        message = "one response family needs `default: true` (it answers the channels no other family names)"
         collector.problems.append(loaded.locator.problem(("responses",), message, at_key=True))
+    if known is None:
+        return
+    for name, family in families.items():
+        status = family.get("status") if isinstance(family, dict) else None
+        for code in status if isinstance(status, dict) else {}:
+            if isinstance(code, str) and code not in known and not loaded.bad(("responses", name, "status", code)):
+                message = f"{code!r} is not a known error code{_unknown_code(code, known, loaded.locator.file)}"
+                path = ("responses", name, "status", code)
+                collector.problems.append(loaded.locator.problem(path, message, at_key=True))
 
 
 def _check_routing_targets(
@@ -491,14 +590,15 @@ class _StepBuilder:
         try:
             step = spec.factory(params, self._info)
         except ParamError as exc:
-            if not is_unresolved(_value_at(params, exc.path)):
+            if not exc.knock_on and not is_unresolved(_value_at(params, exc.path)):
                 self._problem((*path, "with", *exc.path), f"{step_id}: {exc.message}")
             return None, spec.provides
         except Exception as exc:  # noqa: BLE001 - a step that cannot be built is a located problem, not a crash
             if not _has_unresolved(params):
                 self._problem((*path, "uses"), f"step {step_id!r} ({spec.name}) cannot be built: {exc}")
             return None, spec.provides
-        return PlannedStep(step_id, spec.name, step, spec.provides, when, spec.deadline_code), spec.provides
+        planned = PlannedStep(step_id, spec.name, step, spec.provides, when, spec.deadline_code, params)
+        return planned, spec.provides
 
     def build_all(self) -> list[PlannedStep | ParallelGroup]:
         """Every step that could be built, in order."""
@@ -526,8 +626,8 @@ def _app_config(
     loaded: _Loaded,
     nodes: list[PlannedStep | ParallelGroup],
     rulesets: Mapping[str, LoadedRuleSet],
-    targets: Mapping[str, Target],
-    tables: Mapping[str, str],
+    info: BuildInfo,
+    errors: Mapping[str, ErrorSpec],
     warnings: tuple[Problem, ...],
 ) -> AppConfig:
     data = loaded.data
@@ -538,17 +638,39 @@ def _app_config(
     return AppConfig(
         pipeline=pipeline,
         rulesets={name: item.ruleset for name, item in rulesets.items()},
-        targets=targets,
-        tables=tables,
+        targets=info.targets,
+        tables=info.tables,
         responses=ResponsePolicy(_families(loaded)),
-        aws=AwsSettings(
+        aws=CallLimits(
             connect_timeout=float(aws.get("connect_timeout_seconds", 0.5)),
             read_timeout=float(aws.get("read_timeout_seconds", 1.0)),
             max_attempts=int(aws.get("max_attempts", 2)),
         ),
         files=(loaded.locator.file, *(item.ruleset.file for item in rulesets.values())),
         warnings=warnings,
+        channels=info.channels,
+        errors=errors,
+        secrets=info.secrets,
     )
+
+
+def _secret_patterns(collector: _Collector, loaded: _Loaded) -> dict[str, re.Pattern[str] | None]:
+    """The declared secret-name patterns, compiled; one that does not is a problem (and None)."""
+    compiled: dict[str, re.Pattern[str] | None] = {}
+    for name, pattern in _strings(loaded.data.get("secrets")).items():
+        try:
+            compiled[name] = re.compile(pattern)
+        except re.error as exc:
+            if not is_unresolved(pattern):
+                collector.problems.append(
+                    loaded.locator.problem(("secrets", name), f"secrets.{name}: invalid regular expression: {exc}")
+                )
+            compiled[name] = None
+    return compiled
+
+
+def _strings(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def inspect_config(
@@ -567,28 +689,37 @@ def inspect_config(
     return _inspect(_Collector(os.environ if env is None else env, missing_env, stamp), pipeline_path, rules_dir)
 
 
-def _inspect(collector: _Collector, pipeline_path: Path, rules_dir: Path) -> Inspection:
-    import steps  # noqa: F401 - registers the built-in steps
+def _pipeline_name(loaded: _Loaded | None, pipeline_path: Path) -> str:
+    name = loaded.data.get("pipeline") if loaded is not None else None
+    return name if isinstance(name, str) and name else pipeline_path.stem
 
-    rulesets = _load_rulesets(collector, rules_dir)
+
+def _inspect(collector: _Collector, pipeline_path: Path, rules_dir: Path) -> Inspection:
     loaded = collector.load(pipeline_path, pipeline_schema())
+    rulesets = _load_rulesets(collector, rules_dir, _pipeline_name(loaded, pipeline_path))
     targets: dict[str, Target] = {}
     config = None
     if loaded is not None:
         targets = _targets(loaded)
         raw_targets = loaded.data.get("targets")
         declared = [str(name) for name in raw_targets] if isinstance(raw_targets, dict) else []
-        raw_tables = loaded.data.get("tables")
-        tables = {str(k): str(v) for k, v in raw_tables.items()} if isinstance(raw_tables, dict) else {}
         _check_routing_targets(collector, rulesets, declared, loaded.locator.file)
+        known, complete = _catalogue(loaded)
+        if complete:
+            _check_error_codes(collector, rulesets, known, loaded.locator.file)
+        channels = loaded.data.get("channels")
         info = BuildInfo(
-            rulesets={name: item.ruleset for name, item in rulesets.items()}, tables=tables, targets=targets
+            rulesets={name: item.ruleset for name, item in rulesets.items()},
+            tables=_strings(loaded.data.get("tables")),
+            targets=targets,
+            secrets=_secret_patterns(collector, loaded),
+            channels=tuple(str(c) for c in channels) if isinstance(channels, list) else (),
         )
         nodes = _StepBuilder(collector, loaded, info).build_all()
-        _check_responses(collector, loaded)
+        _check_responses(collector, loaded, known if complete else None)
         if not collector.errors:
             warnings = tuple(problem for problem in collector.problems if problem.severity == "warning")
-            config = _app_config(loaded, nodes, rulesets, targets, tables, warnings)
+            config = _app_config(loaded, nodes, rulesets, info, known, warnings)
     pipeline_file = display_path(pipeline_path)
     files = (pipeline_file, *(name for name in collector.files if name != pipeline_file))
     return Inspection(

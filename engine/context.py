@@ -4,27 +4,61 @@
 step provides (``request``, ``conversation``, ``route``…), so nothing overwrites anything else.
 ``Context.private`` holds what must never reach a condition, a log or the dry-run output
 (auth tokens, the raw form pairs, the signature).
+
+Log fields (``bind_log_fields``) are the names and values every following log line of the invocation
+carries (a conversation id, say); the host's log formatter reads them with ``log_fields``.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from engine.clock import Clock
 from engine.ports import Queues, Tables
 from engine.secrets import SecretCache
 
-__all__ = ["Compensation", "Context", "RuleTrace", "Services", "StepResult"]
-
-logger = logging.getLogger("engine")
+__all__ = [
+    "Compensation",
+    "Context",
+    "RuleTrace",
+    "Services",
+    "StepResult",
+    "Tracer",
+    "bind_log_fields",
+    "log_fields",
+]
 
 # The records a run passes around are NamedTuples (a tenth of a frozen dataclass's cost to define at cold
 # start); a default shared by every RuleTrace must be read-only.
 _NO_INPUTS: Mapping[str, Any] = MappingProxyType({})
+_LOG_FIELDS: ContextVar[Mapping[str, str]] = ContextVar("log_fields", default=MappingProxyType({}))
+
+
+def bind_log_fields(fields: Mapping[str, str], *, replace: bool = False) -> None:
+    """Add ``fields`` to (or, with ``replace``, make them) the fields of every following log line."""
+    _LOG_FIELDS.set(MappingProxyType(dict(fields) if replace else {**_LOG_FIELDS.get(), **fields}))
+
+
+def log_fields() -> Mapping[str, str]:
+    """The fields bound for this invocation's log lines."""
+    return _LOG_FIELDS.get()
+
+
+class Tracer(Protocol):
+    """Records spans (one per step) when the host traces the invocation."""
+
+    def active(self) -> bool:
+        """Whether this invocation is traced (read once per run)."""
+        ...
+
+    def span(self, name: str) -> AbstractContextManager[object]:
+        """A span around a step's work."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -35,15 +69,20 @@ class Services:
     queues: Queues
     secrets: SecretCache
     clock: Clock
+    tracer: Tracer | None = None
 
 
 class StepResult(NamedTuple):
-    """A step's normal end: its output, an optional outcome, and whether the pipeline stops here."""
+    """A step's normal end: its output, an optional outcome, and whether the pipeline stops here.
+
+    ``log`` are fields every following log line of the invocation carries (never personal data).
+    """
 
     output: Mapping[str, Any] | None = None
     outcome: str | None = None
     stop: bool = False
     decision: str | None = None
+    log: Mapping[str, str] | None = None
 
 
 class RuleTrace(NamedTuple):
@@ -66,13 +105,11 @@ class Compensation(NamedTuple):
 class Context:
     """Per-event state, created by the runner for one event and dropped afterwards."""
 
-    event: Mapping[str, Any]
+    event: Any
     services: Services
     deadline: float
     explain: bool = False
     doc: dict[str, Any] = field(default_factory=dict)
-    # The conversation the invocation's log lines are bound to (set by the runner).
-    conversation_id: str | None = None
     private: dict[str, Any] = field(default_factory=dict)
     rules: list[RuleTrace] = field(default_factory=list)
     compensations: list[Compensation] = field(default_factory=list)

@@ -1,95 +1,96 @@
-"""The exception tree and the catalogue of error codes.
+"""The exception tree and the error codes a pipeline can end with.
 
-Every way a pipeline run can end badly is one of these::
+Every error the engine raises on purpose is one of these::
 
-    PipelineError                  base of everything the engine raises on purpose
+    PipelineError                  an event's run ended badly; ``code`` names how
     ├── StepFailure                a final business error: code, message, optional reply text
-    ├── TransientFault             a retryable fault (throttling, 5xx, timeout): the Lambda raises
+    ├── TransientFault             a retryable fault (throttling, 5xx, timeout): the caller retries
     └── InternalError              a bug inside a step, wrapped with the step id (code INTERNAL_ERROR)
+    RetryableFailure               raised out of the host for a transient fault (the text starts with the code)
     ConfigError                    configuration that cannot run; carries every Problem (file, line, column)
 
 Steps raise ``StepFailure`` or ``TransientFault``; the runner wraps anything else in ``InternalError``.
-AWS client errors become domain errors in one place, ``engine.aws``.
+Error codes are not a closed list: each step declares the codes it may end with (``ErrorSpec``, at
+registration), a pipeline file declares the business codes its rules use (``errors:``), and the engine
+owns ``INTERNAL_ERROR``. Mapping a service's own errors to these codes happens in the steps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
-    "ERROR_CODES",
-    "TRANSIENT_CODES",
+    "CODE_PATTERN",
+    "ENGINE_ERRORS",
+    "INTERNAL_ERROR",
     "ConfigError",
+    "ErrorSpec",
     "InternalError",
     "PipelineError",
     "Problem",
+    "RetryableFailure",
     "StepFailure",
     "TransientFault",
-    "is_known_code",
 ]
 
-TRANSIENT_CODES: frozenset[str] = frozenset(
-    {
-        "DB_TRANSIENT_ERROR",
-        "SECRET_FETCH_TRANSIENT_ERROR",
-        "STAGE_WRITE_TRANSIENT_ERROR",
-        "TRIGGER_LOCK_TRANSIENT_ERROR",
-        "QUEUE_TRANSIENT_ERROR",
-    }
+# What an error code looks like: upper-case words joined by underscores.
+CODE_PATTERN = "^[A-Z][A-Z0-9_]*$"
+INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class ErrorSpec(NamedTuple):
+    """An error code something may end an event with, and whether a retry of the event can succeed."""
+
+    code: str
+    transient: bool = False
+    description: str = ""
+
+
+ENGINE_ERRORS: tuple[ErrorSpec, ...] = (
+    ErrorSpec(INTERNAL_ERROR, description="a bug: a step raised something unexpected, or a condition failed"),
 )
-
-ERROR_CODES: frozenset[str] = TRANSIENT_CODES | frozenset(
-    {
-        "PARSING_ERROR",
-        "INVALID_SIGNATURE",
-        "CONVERSATION_NOT_FOUND",
-        "MISSING_CREDENTIAL_CONFIG",
-        "DB_QUERY_ERROR",
-        "SECRET_FETCH_FAILED",
-        "PROJECT_INACTIVE",
-        "CHANNEL_NOT_ALLOWED",
-        "CONVERSATION_LOCKED",
-        "ROUTING_ERROR",
-        "STAGE_WRITE_ERROR",
-        "TRIGGER_LOCK_WRITE_ERROR",
-        "QUEUE_ERROR",
-        "INTERNAL_ERROR",
-    }
-)
-
-
-def is_known_code(code: str) -> bool:
-    """True when ``code`` is one of the contract's error codes."""
-    return code in ERROR_CODES
 
 
 class PipelineError(Exception):
-    """Base of the errors a pipeline run ends with; ``code`` is a contract error code."""
+    """Base of the errors a pipeline run ends with; ``code`` is an error code.
 
-    def __init__(self, code: str, message: str) -> None:
+    ``cause`` is the outside service's own error code behind it (``AccessDeniedException``…), never a value.
+    """
+
+    def __init__(self, code: str, message: str, cause: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.cause = cause
 
 
 class StepFailure(PipelineError):
     """A final business error. ``reply`` is text to send back to the user, if the rule gave one."""
 
-    def __init__(self, code: str, message: str, reply: str | None = None) -> None:
-        super().__init__(code, message)
+    def __init__(self, code: str, message: str, reply: str | None = None, cause: str | None = None) -> None:
+        super().__init__(code, message, cause)
         self.reply = reply
 
 
 class TransientFault(PipelineError):
-    """A retryable fault: the Lambda raises so that the caller retries the delivery."""
+    """A retryable fault: the host raises so that the caller retries the delivery."""
 
 
 class InternalError(PipelineError):
     """An unexpected exception inside a step, wrapped with the step id."""
 
     def __init__(self, step_id: str, cause: BaseException, detail: str | None = None) -> None:
-        super().__init__("INTERNAL_ERROR", f"step {step_id!r} failed: {detail or type(cause).__name__}")
+        super().__init__(INTERNAL_ERROR, f"step {step_id!r} failed: {detail or type(cause).__name__}")
         self.step_id = step_id
+
+
+class RetryableFailure(Exception):
+    """Raised out of the host for transient faults; the text starts with the error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
 
 
 @dataclass(frozen=True)

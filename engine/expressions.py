@@ -5,15 +5,13 @@ load errors located inside the expression. Evaluation errors (a function given t
 example) raise ``ExpressionError`` naming the expression: a broken condition is never a silent false.
 Truthiness is JMESPath's: false, null, and empty strings, lists and objects are false.
 
-For ``--check`` only: ``lint_expression`` finds likely mistakes that are still valid JMESPath, and
-``condition_terms`` gives a condition's normal form, used to find rules that can never match.
+Plugins add functions with ``register_function`` (before any expression using them is compiled).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +25,11 @@ __all__ = [
     "ExpressionError",
     "ExpressionSyntaxError",
     "compile_expression",
-    "condition_terms",
+    "expression_tokens",
+    "function_table",
+    "function_calls",
     "is_truthy",
-    "lint_expression",
+    "register_function",
 ]
 
 
@@ -46,18 +46,33 @@ class ExpressionSyntaxError(Exception):
 
 
 class _Functions(jp_functions.Functions):
-    """Custom functions available to every expression."""
-
-    @jp_functions.signature({"types": ["string", "null"]})
-    def _func_e164(self, value: str | None) -> str | None:
-        """The E.164 number of a Twilio address: ``whatsapp:+1415…`` → ``+1415…``."""
-        if value is None:
-            return None
-        return value.split(":", 1)[1] if ":" in value else value
+    """JMESPath's built-in functions plus those registered with ``register_function``."""
 
 
 _OPTIONS = jmespath.Options(custom_functions=_Functions())
-_FUNCTION_TABLE: Mapping[str, Mapping[str, Any]] = _Functions.FUNCTION_TABLE
+_FUNCTION_TABLE: dict[str, dict[str, Any]] = _Functions.FUNCTION_TABLE
+
+
+def register_function(name: str, arguments: Sequence[Sequence[str]], function: Callable[..., Any]) -> None:
+    """Make ``name(…)`` available to every expression compiled from now on.
+
+    ``arguments`` gives each argument's JMESPath types (``["string", "null"]``); ``function`` takes the
+    evaluated arguments and returns a JSON value. Registering a name twice with another function is an error.
+    """
+    known = _FUNCTION_TABLE.get(name)
+    if known is not None and getattr(known["function"], "__wrapped__", None) is not function:
+        raise ValueError(f"expression function {name}() is already registered")
+
+    def call(_: Any, *args: Any) -> Any:
+        return function(*args)
+
+    call.__wrapped__ = function  # type: ignore[attr-defined]
+    _FUNCTION_TABLE[name] = {"function": call, "signature": [{"types": list(types)} for types in arguments]}
+
+
+def function_table() -> Mapping[str, Mapping[str, Any]]:
+    """Every function an expression may call, by name, with its JMESPath signature."""
+    return _FUNCTION_TABLE
 
 
 def is_truthy(value: Any) -> bool:
@@ -191,15 +206,16 @@ def _walk(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
             yield from _walk(child)
 
 
-def _tokens(source: str) -> list[dict[str, Any]]:
+def expression_tokens(source: str) -> list[dict[str, Any]]:
+    """The lexer tokens of ``source`` (type, value, start offset)."""
     from jmespath.lexer import Lexer
 
     return [dict(token) for token in Lexer().tokenize(source)]
 
 
-def _calls(source: str, tree: Mapping[str, Any]) -> Iterator[tuple[Mapping[str, Any], int]]:
+def function_calls(source: str, tree: Mapping[str, Any]) -> Iterator[tuple[Mapping[str, Any], int]]:
     """Every function call of ``tree`` with the offset of its name in ``source``."""
-    tokens = _tokens(source)
+    tokens = expression_tokens(source)
     starts: dict[str, list[int]] = {}
     for token, following in itertools.pairwise(tokens):
         if token["type"] == "unquoted_identifier" and following["type"] == "lparen":
@@ -218,7 +234,7 @@ def _check_functions(source: str, tree: Mapping[str, Any]) -> None:
     """Raise ExpressionSyntaxError for an unknown function or a wrong number of arguments."""
     if not any(node["type"] == "function_expression" for node in _walk(tree)):
         return
-    for node, offset in _calls(source, tree):
+    for node, offset in function_calls(source, tree):
         name = node["value"]
         spec = _FUNCTION_TABLE.get(name)
         if spec is None:
@@ -267,134 +283,3 @@ def _plain_path(node: Mapping[str, Any]) -> tuple[str, ...] | None:
             names += part
         return names
     return None
-
-
-_COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
-_GUARDS = {"array": "`[]`", "string": "''", "object": "`{}`", "number": "`0`"}
-
-
-def _field_path(node: Mapping[str, Any]) -> str | None:
-    """``a.b.c`` when the node is a plain field path, else None."""
-    if node["type"] == "field":
-        return str(node["value"])
-    if node["type"] == "subexpression":
-        parts = [_field_path(child) for child in node["children"]]
-        return ".".join(part for part in parts if part) if all(parts) else None
-    return None
-
-
-def lint_expression(expression: Expression) -> list[tuple[int, str]]:
-    """Likely mistakes in a valid expression, as ``(offset, message)``; for ``--check`` warnings."""
-    found: list[tuple[int, str]] = []
-    source = expression.source
-    tokens = _tokens(source)
-    for index, token in enumerate(tokens):
-        previous = tokens[index - 1] if index else None
-        following = tokens[index + 1] if index + 1 < len(tokens) else None
-        after_dot = previous is not None and previous["type"] == "dot"
-        if token["type"] == "quoted_identifier" and not after_dot:
-            alone = following is None or following["type"] not in ("dot", "lbracket")
-            compared = any(t is not None and t["type"] in _COMPARATORS for t in (previous, following))
-            if alone and compared:
-                text = token["value"]
-                message = f"\"{text}\" in double quotes is a field name, not text; for the text write '{text}'"
-                found.append((token["start"], message))
-        if token["type"] == "unquoted_identifier" and token["value"] in ("true", "false", "null") and not after_dot:
-            word = token["value"]
-            found.append((token["start"], f"{word} here is a field named {word!r}, not the JSON value; write `{word}`"))
-        if token["type"] == "literal" and source[token["start"]] == "`":
-            end = source.find("`", token["start"] + 1)
-            while end > 0 and source[end - 1] == "\\":
-                end = source.find("`", end + 1)
-            raw = source[token["start"] + 1 : end]
-            try:
-                json.loads(raw.replace("\\`", "`"))
-            except ValueError:
-                found.append(
-                    (
-                        token["start"],
-                        f"`{raw}` is not JSON, so it is read as the string {raw.strip()!r}; "
-                        f"write '{raw.strip()}' for a string, or valid JSON (`true`, `10`, `\"text\"`)",
-                    )
-                )
-    for node, offset in _calls(source, expression.ast):
-        signature = _FUNCTION_TABLE[node["value"]]["signature"]
-        for index, argument in enumerate(node["children"]):
-            spec = signature[min(index, len(signature) - 1)]
-            types = spec.get("types", [])
-            path = _field_path(argument)
-            if path is None or not types or "null" in types or "expref" in types:
-                continue
-            guard = _GUARDS.get(types[0], "`[]`")
-            found.append(
-                (
-                    offset,
-                    f"{node['value']}() fails (INTERNAL_ERROR) when {path} is missing or null; "
-                    f"if it can be, write {path} || {guard}",
-                )
-            )
-    return sorted(found)
-
-
-Atom = Hashable
-Terms = frozenset[frozenset[Atom]]
-_MAX_TERMS = 64
-_FLIPPED = {"gt": "lt", "gte": "lte"}
-_NEGATED_COMPARATOR = {"eq": "ne", "ne": "eq"}
-
-
-def _canonical(node: Any) -> Hashable:
-    """A hashable form of an AST node in which equivalent spellings are equal."""
-    if not isinstance(node, Mapping):
-        return ("raw", repr(node))
-    kind = node["type"]
-    if kind == "literal":
-        return ("literal", json.dumps(node["value"], sort_keys=True))
-    children = [_canonical(child) for child in node.get("children", [])]
-    value = node.get("value")
-    if kind == "comparator":
-        if value in _NEGATED_COMPARATOR:
-            children.sort(key=repr)
-        elif value in _FLIPPED:
-            value, children = _FLIPPED[value], children[::-1]
-    plain = value if value is None or isinstance(value, (str, int, float)) else repr(value)
-    return (kind, plain, tuple(children))
-
-
-def _negate(atom: Atom) -> Atom:
-    """The atom that is true exactly when ``atom`` is false (JMESPath truthiness)."""
-    if isinstance(atom, tuple) and atom[0] == "not":
-        inner: Atom = atom[1]
-        return inner
-    if isinstance(atom, tuple) and atom[0] == "comparator" and atom[1] in _NEGATED_COMPARATOR:
-        return ("comparator", _NEGATED_COMPARATOR[atom[1]], atom[2])
-    return ("not", atom)
-
-
-def _terms(node: Mapping[str, Any], negated: bool) -> set[frozenset[Atom]] | None:
-    kind = node["type"]
-    if kind == "not_expression":
-        return _terms(node["children"][0], not negated)
-    if kind in ("and_expression", "or_expression"):
-        left, right = (_terms(child, negated) for child in node["children"])
-        if left is None or right is None:
-            return None
-        if (kind == "and_expression") != negated:
-            product = {a | b for a in left for b in right}
-            consistent = {term for term in product if not any(_negate(atom) in term for atom in term)}
-            return consistent if len(consistent) <= _MAX_TERMS else None
-        return left | right
-    if kind == "literal":
-        return {frozenset()} if is_truthy(node["value"]) != negated else set()
-    atom = _canonical(node)
-    return {frozenset([_negate(atom) if negated else atom])}
-
-
-def condition_terms(expression: Expression) -> Terms | None:
-    """The condition as an OR of ANDs of atoms (None when too large to expand).
-
-    The condition is true exactly when every atom of some term is true (JMESPath truthiness), so
-    an empty set means never true and a set holding the empty term means always true.
-    """
-    found = _terms(expression.ast, False)
-    return None if found is None else frozenset(found)

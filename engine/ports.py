@@ -1,26 +1,28 @@
 """The ports through which steps reach the outside world.
 
-Steps depend on these protocols only. ``engine.aws`` implements them with boto3 (live Lambda,
-tests against moto); the dry-run wraps them to record or plan writes. Items are plain Python values
-(numbers as ``Decimal``, as boto3 returns them). Adapters raise ``AwsCallError`` for every failure.
+Steps depend on these protocols only. The runtime implements them with boto3 (live Lambda, tests
+against moto); the dry-run wraps them to record or plan writes. Items are plain Python values (numbers
+as ``Decimal``, binary as ``bytes``); ``json_safe`` turns them into JSON values. Adapters raise
+``ServiceError`` for every failure, classified by whether a retry can help.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from engine.conditions import Condition
 
-__all__ = ["AwsCallError", "ErrorKind", "Queues", "SecretStore", "Tables"]
+__all__ = ["ErrorKind", "Queues", "SecretStore", "ServiceError", "Tables", "json_safe"]
 
 ErrorKind = Literal["transient", "not_found", "denied", "invalid", "permanent"]
 
 
 @dataclass
-class AwsCallError(Exception):
-    """An AWS call failed. ``kind`` says whether a retry can help; ``code`` is AWS's own."""
+class ServiceError(Exception):
+    """A call to an outside service failed. ``kind`` says whether a retry can help; ``code`` is the service's own."""
 
     kind: ErrorKind
     code: str
@@ -82,3 +84,18 @@ class SecretStore(Protocol):
     def get_secret_string(self, name: str) -> str:
         """The current ``SecretString`` of secret ``name``."""
         ...
+
+
+def json_safe(value: Any) -> Any:
+    """Stored values as JSON values: Decimal → int/float, sets → sorted lists, bytes → text."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((json_safe(item) for item in value), key=repr)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return value

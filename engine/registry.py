@@ -1,19 +1,37 @@
 """The step registry: a dict of dotted names to step specs, filled by a class decorator.
 
-Each registration carries the step's parameter schema (JSON Schema for its ``with:`` block), the
-IAM actions it needs, the context key it provides and the keys it requires. The pipeline schema is
-assembled from these, so a new step's parameters appear in editors and in ``--check`` automatically.
+A step declares at registration everything the engine and the tools need to know about it: the
+JSON Schema of its ``with:`` block, the context key it provides and the keys it reads, the error codes
+it may end an event with (and whether each is transient), the IAM actions it needs and the resources
+they apply to, and whether it takes part in authenticating the request. The pipeline schema, the
+error catalogue, ``--check`` and the deployment's least-privilege policy are all derived from these.
+
+The registry is filled by importing plugin modules (``engine.plugins.load_plugins``); the engine
+itself registers nothing.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from engine.context import Context, StepResult
+from engine.errors import ErrorSpec
 
-__all__ = ["BuildInfo", "ParamError", "Step", "StepSpec", "get", "names", "register", "specs"]
+__all__ = [
+    "BuildInfo",
+    "IamGrant",
+    "ParamError",
+    "Resource",
+    "Step",
+    "StepSpec",
+    "get",
+    "names",
+    "register",
+    "specs",
+]
 
 
 class Step(Protocol):
@@ -25,12 +43,37 @@ class Step(Protocol):
 
 
 class ParamError(Exception):
-    """A step parameter is wrong in a way its JSON Schema cannot say; ``path`` is inside ``with:``."""
+    """A step parameter is wrong in a way its JSON Schema cannot say; ``path`` is inside ``with:``.
 
-    def __init__(self, path: tuple[Any, ...], message: str) -> None:
+    ``knock_on`` marks a consequence of a problem already reported elsewhere (not reported again).
+    """
+
+    def __init__(self, path: tuple[Any, ...], message: str, *, knock_on: bool = False) -> None:
         super().__init__(message)
         self.path = path
         self.message = message
+        self.knock_on = knock_on
+
+
+class Resource(NamedTuple):
+    """What an IAM grant applies to, named through the pipeline's declared resources.
+
+    ``kind`` is ``table`` (the logical table named by parameter ``param``, ``default`` when absent),
+    ``index`` (every index listed under parameter path ``index_path`` of that table), ``queue`` (every
+    target's queue of the pipeline) or ``secret`` (the secret-name pattern named by ``param``).
+    """
+
+    kind: str
+    param: str | None = None
+    default: str | None = None
+    index_path: str | None = None
+
+
+class IamGrant(NamedTuple):
+    """IAM actions, and the resources they are granted on."""
+
+    actions: tuple[str, ...]
+    resources: tuple[Resource, ...]
 
 
 @dataclass(frozen=True)
@@ -40,6 +83,9 @@ class BuildInfo:
     rulesets: Mapping[str, Any]
     tables: Mapping[str, str]
     targets: Mapping[str, Any]
+    # Secret-name patterns by logical name; a declared pattern that does not compile is None (already reported).
+    secrets: Mapping[str, re.Pattern[str] | None] = field(default_factory=dict)
+    channels: tuple[str, ...] = ()
 
 
 StepFactory = Callable[[Mapping[str, Any], BuildInfo], Step]
@@ -47,17 +93,27 @@ StepFactory = Callable[[Mapping[str, Any], BuildInfo], Step]
 
 @dataclass(frozen=True)
 class StepSpec:
-    """A registered step kind."""
+    """A registered step kind: its factory and everything it declares about itself."""
 
     name: str
     factory: StepFactory
     params: Mapping[str, Any]
-    iam_actions: tuple[str, ...]
+    iam: tuple[IamGrant, ...]
+    errors: tuple[ErrorSpec, ...]
     provides: str | None
     requires: tuple[str, ...]
     deadline_code: str | None
     summary: str
     example: Mapping[str, Any] = field(default_factory=dict)
+    # Part of authenticating the request (fetching the verification key, checking the signature).
+    authenticates: bool = False
+    # Request headers carrying the request's authentication (a dry-run may stand in for them, a capture masks them).
+    auth_headers: tuple[str, ...] = ()
+
+    @property
+    def iam_actions(self) -> tuple[str, ...]:
+        """Every IAM action of the step's grants, in declaration order."""
+        return tuple(dict.fromkeys(action for grant in self.iam for action in grant.actions))
 
 
 _REGISTRY: dict[str, StepSpec] = {}
@@ -67,28 +123,37 @@ def register(
     name: str,
     *,
     params: Mapping[str, Any] | None = None,
-    iam: tuple[str, ...] = (),
+    iam: tuple[IamGrant, ...] = (),
+    errors: tuple[ErrorSpec, ...] = (),
     provides: str | None = None,
     requires: tuple[str, ...] = (),
     deadline_code: str | None = None,
     example: Mapping[str, Any] | None = None,
+    authenticates: bool = False,
+    auth_headers: tuple[str, ...] = (),
 ) -> Callable[[type], type]:
     """Class decorator registering a step kind under ``name`` (a dotted name like ``sqs.send``)."""
 
     def decorate(cls: type) -> type:
         if name in _REGISTRY and _REGISTRY[name].factory is not cls:
             raise ValueError(f"step name {name!r} is already registered")
+        declared = {spec.code for spec in errors}
+        if deadline_code is not None and deadline_code not in declared:
+            raise ValueError(f"step {name!r}: its deadline code {deadline_code} is not among its declared errors")
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         _REGISTRY[name] = StepSpec(
             name=name,
             factory=cls,
             params=params or {"type": "object", "additionalProperties": False},
-            iam_actions=iam,
+            iam=iam,
+            errors=errors,
             provides=provides,
             requires=requires,
             deadline_code=deadline_code,
             summary=summary,
             example=example or {},
+            authenticates=authenticates,
+            auth_headers=auth_headers,
         )
         return cls
 

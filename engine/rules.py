@@ -3,8 +3,7 @@
 A ``validation`` set's decisions are errors (a code, a message, optionally a reply to the user); no
 match means the event passes. A ``routing`` set's decisions are targets; no match falls back to the
 set's ``default`` or, without one, is a ``ROUTING_ERROR``. Sets carry inline ``tests`` that
-``pipeline-dryrun --check`` runs (``run_tests``), and ``find_shadowed`` finds rules that can never
-match because earlier rules always win.
+``pipeline-dryrun --check`` runs (``run_tests``).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from engine.context import RuleTrace
-from engine.expressions import Expression, ExpressionError, Terms, condition_terms
+from engine.expressions import Expression, ExpressionError
 
 __all__ = [
     "Decision",
@@ -23,9 +22,7 @@ __all__ = [
     "RuleError",
     "RuleSet",
     "RuleTest",
-    "Shadowed",
     "TestFailure",
-    "find_shadowed",
     "run_tests",
 ]
 
@@ -173,52 +170,3 @@ def run_tests(ruleset: RuleSet) -> list[TestFailure]:
         differences = tuple(f"expected {key} {test.expect.get(key)!r}, got {observed.get(key)!r}" for key in keys)
         failures.append(TestFailure(ruleset.name, test, differences, keys, observed["rule"], raised))
     return failures
-
-
-class Shadowed(NamedTuple):
-    """A rule that can never match: ``by`` are the earlier rules that always win (empty: never true)."""
-
-    rule: Rule
-    by: tuple[Rule, ...]
-    reason: str
-
-
-def find_shadowed(ruleset: RuleSet) -> list[Shadowed]:
-    """Rules of a first-match set that can never match.
-
-    Found from the conditions' normal forms (``condition_terms``): a condition that is never true;
-    an earlier rule with the same, an always-true or a broader condition; earlier rules that
-    together cover it. Conditions too large to expand are left alone.
-    """
-    found: list[Shadowed] = []
-    earlier: list[tuple[Rule, Terms]] = []
-    for rule in ruleset.rules:
-        terms = condition_terms(rule.when)
-        if terms is None:
-            continue
-        if not terms:
-            found.append(Shadowed(rule, (), "its condition is never true"))
-            earlier.append((rule, terms))
-            continue
-        covering: list[Rule] = []
-        for term in terms:
-            cover = next((r for r, ts in earlier if any(t <= term for t in ts)), None)
-            if cover is None:
-                break
-            if cover not in covering:
-                covering.append(cover)
-        else:
-            covering.sort(key=lambda r: r.index)
-            found.append(Shadowed(rule, tuple(covering), _reason(terms, [t for r, t in earlier if r in covering])))
-        earlier.append((rule, terms))
-    return found
-
-
-def _reason(terms: Terms, covering: list[Terms]) -> str:
-    if len(covering) == 1 and covering[0] == terms:
-        return "the same condition"
-    if len(covering) == 1 and frozenset() in covering[0]:
-        return "a condition that is always true"
-    if len(covering) == 1:
-        return "a broader condition (true whenever this one is)"
-    return "conditions that together cover this one"

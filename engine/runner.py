@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, NamedTuple
 
-from engine import tracing
-from engine.context import Context, RuleTrace, Services, StepResult
+from engine.context import Context, RuleTrace, Services, StepResult, Tracer, bind_log_fields
 from engine.errors import InternalError, PipelineError, TransientFault
 from engine.expressions import Expression, ExpressionError
-from engine.logs import bind, loggable_conversation_id
 from engine.registry import Step
 
 __all__ = ["ParallelGroup", "Pipeline", "PlannedStep", "RunResult", "TraceEntry"]
@@ -30,7 +28,7 @@ logger = logging.getLogger("engine.runner")
 
 @dataclass(frozen=True)
 class PlannedStep:
-    """A built step in its place in the pipeline."""
+    """A built step in its place in the pipeline, and the ``with:`` parameters it was built from."""
 
     id: str
     uses: str
@@ -38,6 +36,7 @@ class PlannedStep:
     provides: str | None
     when: Expression | None = None
     deadline_code: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,16 +58,17 @@ class TraceEntry(NamedTuple):
 class _Trace(list[TraceEntry]):
     """A run's trace, with the switches read once per run that decide what each step's end records."""
 
-    __slots__ = ("debug", "traced")
+    __slots__ = ("debug", "tracer")
 
-    def __init__(self, *, debug: bool, traced: bool) -> None:
+    def __init__(self, *, debug: bool, tracer: Tracer | None) -> None:
         super().__init__()
         self.debug = debug
-        self.traced = traced
+        # The host's tracer when this invocation is traced, else None.
+        self.tracer = tracer
 
     def branch(self) -> _Trace:
         """An empty trace with the same switches (a parallel member's record)."""
-        return _Trace(debug=self.debug, traced=self.traced)
+        return _Trace(debug=self.debug, tracer=self.tracer)
 
     def end(self, step_id: str, status: str, started: float, decision: str | None = None) -> None:
         """Record a step's end; with DEBUG on, also log it (the event's INFO line carries every step's status)."""
@@ -149,7 +149,7 @@ class Pipeline:
 
     def run(
         self,
-        event: Mapping[str, Any],
+        event: Any,
         services: Services,
         *,
         time_budget: float | None = None,
@@ -161,7 +161,10 @@ class Pipeline:
         """
         budget = self.deadline_seconds if time_budget is None else min(time_budget, self.deadline_seconds)
         ctx = Context(event=event, services=services, deadline=services.clock.monotonic() + budget, explain=explain)
-        trace = _Trace(debug=logger.isEnabledFor(logging.DEBUG), traced=tracing.enabled())
+        tracer = services.tracer
+        trace = _Trace(
+            debug=logger.isEnabledFor(logging.DEBUG), tracer=tracer if tracer is not None and tracer.active() else None
+        )
         outcome: str | None = None
         error: PipelineError | None = None
         try:
@@ -277,8 +280,8 @@ class Pipeline:
         try:
             if planned.deadline_code and ctx.services.clock.monotonic() >= ctx.deadline:
                 raise TransientFault(planned.deadline_code, f"time budget spent before step {planned.id!r}")
-            if trace.traced:
-                with tracing.subsegment(planned.id):
+            if trace.tracer is not None:
+                with trace.tracer.span(planned.id):
                     result = planned.step.run(ctx)
             else:
                 result = planned.step.run(ctx)
@@ -296,11 +299,9 @@ class Pipeline:
         output = result.output
         if output is not None and planned.provides:
             ctx.doc[planned.provides] = output if type(output) is dict else dict(output)
-            conversation_id = output.get("conversation_id")
-            if conversation_id is not None and conversation_id != ctx.conversation_id:
-                # From here on, every log line of the invocation names the conversation.
-                ctx.conversation_id = conversation_id
-                bind(conversation_id=loggable_conversation_id(conversation_id))
+        if result.log:
+            # From here on, every log line of the invocation carries these fields.
+            bind_log_fields(result.log)
         trace.end(planned.id, "stopped" if result.stop else "ok", started, result.decision)
         return result
 

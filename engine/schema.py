@@ -1,9 +1,7 @@
 """JSON Schemas for pipeline and rules files, and located, plain-language schema errors.
 
 The pipeline schema is assembled from the step registry: each registered step contributes the
-schema of its ``with:`` block. ``editor_schema`` relaxes typed scalars to also accept ``${env:…}``
-references, for the copies published to editors (``published_schemas``, written to ``schemas/*.json``
-by ``python -m engine.schema_export``).
+schema of its ``with:`` block, and the registered response formats are the choices of ``format:``.
 
 Violations are explained in plain language at the offending key or value, with the valid choices
 and a "did you mean" suggestion where one is close.
@@ -11,36 +9,39 @@ and a "did you mean" suggestion where one is close.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine import registry
-from engine.errors import ERROR_CODES, Problem
+from engine.errors import CODE_PATTERN, Problem
 from engine.locator import Locator
+from engine.responses import formats
 
 __all__ = [
+    "ID_PATTERN",
     "SchemaViolation",
-    "editor_schema",
     "pipeline_schema",
-    "published_schemas",
     "rules_schema",
     "schema_problems",
     "schema_violations",
 ]
 
-_ID_PATTERN = "^[a-z][a-z0-9_]*$"
-_ENV_REFERENCE = {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$"}
+ID_PATTERN = "^[a-z][a-z0-9_]*$"
+_ID_PATTERN = ID_PATTERN
+_CODE = {"type": "string", "pattern": CODE_PATTERN}
 
 
-def error_code_schema() -> dict[str, Any]:
-    """An error code of the contract."""
-    return {"enum": sorted(ERROR_CODES)}
+def _code(codes: Sequence[str] | None) -> dict[str, Any]:
+    """An error code: any well-formed one, or (for editors) one of ``codes``."""
+    return {"enum": sorted(codes)} if codes is not None else dict(_CODE)
 
 
-def pipeline_schema() -> dict[str, Any]:
-    """The schema of ``pipelines/*.yaml``, with every registered step's parameters."""
+def pipeline_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
+    """The schema of ``pipelines/*.yaml``, with every registered step's parameters.
+
+    ``codes`` (for editors) lists the error codes a response status may name; loading checks codes itself.
+    """
     step_rules = [
         {
             "if": {"properties": {"uses": {"const": spec.name}}, "required": ["uses"]},
@@ -93,11 +94,11 @@ def pipeline_schema() -> dict[str, Any]:
         "properties": {
             "channels": {"type": "array", "items": {"type": "string"}},
             "default": {"type": "boolean"},
-            "format": {"enum": ["twiml", "json"]},
+            "format": {"enum": formats(), "description": "How answers are written (registered formats)."},
             "on_transient": {"enum": ["raise", "respond"]},
             "status": {
                 "type": "object",
-                "propertyNames": error_code_schema(),
+                "propertyNames": _code(codes),
                 "additionalProperties": {"type": "integer", "minimum": 100, "maximum": 599},
             },
             "default_status": {"type": "integer", "minimum": 100, "maximum": 599},
@@ -107,12 +108,34 @@ def pipeline_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "pipeline",
         "type": "object",
-        "required": ["pipeline", "steps", "responses"],
+        "required": ["pipeline", "channels", "steps", "responses"],
         "additionalProperties": False,
         "$defs": {"step": step},
         "properties": {
             "pipeline": {"type": "string", "pattern": _ID_PATTERN},
             "description": {"type": "string"},
+            "channels": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"type": "string", "pattern": "^[a-z][a-z0-9-]*$"},
+                "description": "The webhook paths this pipeline serves: a request for …/<channel> runs it.",
+            },
+            "errors": {
+                "type": "object",
+                "description": "Business error codes its rules may end an event with (steps declare their own).",
+                "propertyNames": _CODE,
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"description": {"type": "string"}},
+                },
+            },
+            "secrets": {
+                "type": "object",
+                "description": "Secret-name patterns the steps may read, by logical name (a regular expression each).",
+                "additionalProperties": {"type": "string"},
+            },
             "deadline_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 14},
             "aws": {
                 "type": "object",
@@ -135,14 +158,17 @@ def pipeline_schema() -> dict[str, Any]:
     }
 
 
-def rules_schema() -> dict[str, Any]:
-    """The schema of ``rules/*.yaml``."""
+def rules_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
+    """The schema of ``rules/*.yaml``; ``codes`` (for editors) lists the error codes a rule may decide."""
     validation_then = {
         "type": "object",
         "required": ["error"],
         "additionalProperties": False,
         "properties": {
-            "error": {**error_code_schema(), "description": "The error code the event fails with."},
+            "error": {
+                **_code(codes),
+                "description": "The error code the event fails with (declared under the pipeline's errors:).",
+            },
             "message": {"type": "string", "description": "Explanation for logs and JSON responses."},
             "reply": {"type": "string", "description": "Text sent back to the user (TwiML <Message>)."},
         },
@@ -177,6 +203,12 @@ def rules_schema() -> dict[str, Any]:
                 "type": "string",
                 "pattern": _ID_PATTERN,
                 "description": "The set's name, as the pipeline's rules steps refer to it.",
+            },
+            "pipelines": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "string", "pattern": _ID_PATTERN},
+                "description": "The pipelines this rule set belongs to (every pipeline when absent).",
             },
             "kind": {
                 "enum": ["validation", "routing"],
@@ -220,7 +252,11 @@ def rules_schema() -> dict[str, Any]:
                             "description": "The expected outcome; keys not given are not compared.",
                             "properties": {
                                 "rule": {"type": ["string", "null"], "description": "The deciding rule (null: none)."},
-                                "error": {"enum": [*sorted(ERROR_CODES), None]},
+                                "error": (
+                                    {"enum": [*sorted(codes), None]}
+                                    if codes is not None
+                                    else {"type": ["string", "null"], "pattern": CODE_PATTERN}
+                                ),
                                 "target": {"type": ["string", "null"]},
                                 "reply": {"type": ["string", "null"]},
                             },
@@ -233,31 +269,6 @@ def rules_schema() -> dict[str, Any]:
             {"if": {"properties": {"kind": {"const": "validation"}}}, "then": rules_with(validation_then)},
             {"if": {"properties": {"kind": {"const": "routing"}}}, "then": rules_with(routing_then)},
         ],
-    }
-
-
-def editor_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``schema`` in which typed scalars also accept an ``${env:…}`` reference."""
-    relaxed = copy.deepcopy(schema)
-
-    def relax(node: Any) -> Any:
-        if isinstance(node, list):
-            return [relax(item) for item in node]
-        if not isinstance(node, dict):
-            return node
-        node = {key: (value if key in ("if", "const", "enum") else relax(value)) for key, value in node.items()}
-        if node.get("type") in ("integer", "number", "boolean"):
-            return {"anyOf": [node, _ENV_REFERENCE]}
-        return node
-
-    return relax(relaxed)  # type: ignore[no-any-return]
-
-
-def published_schemas() -> dict[str, dict[str, Any]]:
-    """The editor schemas, by file name under ``schemas/``, for the steps registered now."""
-    return {
-        "pipeline.schema.json": editor_schema(pipeline_schema()),
-        "rules.schema.json": editor_schema(rules_schema()),
     }
 
 
@@ -316,8 +327,6 @@ def _choices(value: Any, allowed: list[Any]) -> tuple[str, str]:
     names = [choice for choice in allowed if choice is not None]
     listed = ", ".join(str(name) for name in names)
     hint = _did_you_mean(value, names)
-    if set(names) == ERROR_CODES:
-        return "error code", f"{hint}; error codes: {listed}"
     if set(names) == set(registry.names()):
         return "step", f"{hint}; registered steps: {listed}"
     return "choice", f"{hint}; choose one of: {listed}"

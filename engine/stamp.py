@@ -9,7 +9,7 @@ value it stands for (the one part that is only known in the deployed environment
 At load, a file is vouched for when its text and schema digests match and every environment value
 satisfies its recorded schema (a small checker for typed scalars). Anything else (no stamp, a changed
 file or schema, a value the checker cannot decide) means full validation, with its usual messages:
-the stamp can make loading faster, never more lenient. Write it with ``python -m engine.stamp [ROOT]``.
+the stamp can make loading faster, never more lenient. The build writes it (``python -m tools.stamp ROOT``).
 
 Each entry also carries the file's parsed document as JSON (when JSON holds it exactly), so that a
 cold start whose file text still matches skips YAML parsing too (``Stamp.document``).
@@ -21,16 +21,14 @@ import hashlib
 import json
 import math
 import re
-import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STAMP_FILE", "Stamp", "checkable", "env_paths", "leaf_holds", "main", "schema_digest", "write_stamp"]
+__all__ = ["FORMAT", "STAMP_FILE", "Stamp", "checkable", "digest", "leaf_holds", "schema_digest"]
 
 STAMP_FILE = "config.stamp.json"
 FORMAT = 1
-_ENV = "${env:"
 _ANNOTATIONS = frozenset({"description", "title", "default", "examples", "$comment", "deprecated"})
 # Keywords that only constrain arrays and objects: an environment value is always a scalar.
 _CONTAINERS = frozenset(
@@ -50,28 +48,16 @@ _TYPES: Mapping[str, tuple[type, ...]] = {
     "object": (dict,),
 }
 Path_ = tuple[Any, ...]
-_NOT_JSON = object()
 
 
-def _digest(text: str) -> str:
+def digest(text: str) -> str:
+    """The digest of a file's text."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def schema_digest(schema: Mapping[str, Any]) -> str:
     """The digest of a schema's canonical JSON."""
-    return _digest(json.dumps(schema, sort_keys=True, separators=(",", ":")))
-
-
-def env_paths(data: Any, path: Path_ = ()) -> Iterator[Path_]:
-    """The paths of the string values that hold an ``${env:…}`` reference."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield from env_paths(value, (*path, key))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            yield from env_paths(value, (*path, index))
-    elif isinstance(data, str) and _ENV in data:
-        yield path
+    return digest(json.dumps(schema, sort_keys=True, separators=(",", ":")))
 
 
 def _value_at(data: Any, path: Path_) -> tuple[bool, Any]:
@@ -91,6 +77,13 @@ def _is_type(value: Any, name: str) -> bool:
     if name == "number":
         return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
     return isinstance(value, _TYPES.get(name, ()))
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """Equality as JSON Schema means it: a boolean equals only a boolean (``False`` is not ``0``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
 
 
 def checkable(schema: Mapping[str, Any]) -> bool:
@@ -113,9 +106,9 @@ def leaf_holds(value: Any, schema: Mapping[str, Any]) -> bool | None:
         names = types if isinstance(types, list) else [types]
         if not any(_is_type(value, str(name)) for name in names):
             return False
-    if "enum" in schema and value not in schema["enum"]:
+    if "enum" in schema and not any(_json_equal(value, choice) for choice in schema["enum"]):
         return False
-    if "const" in schema and value != schema["const"]:
+    if "const" in schema and not _json_equal(value, schema["const"]):
         return False
     if _is_type(value, "number") and not (
         value >= schema.get("minimum", value)
@@ -161,7 +154,7 @@ class Stamp:
     def document(self, path: Path, text: str) -> tuple[bool, Any]:
         """Whether the stamp holds the parsed document of ``text`` (read from ``path``), and that document."""
         entry = self._entry(path)
-        if entry is None or "document" not in entry or entry.get("text") != _digest(text):
+        if entry is None or "document" not in entry or entry.get("text") != digest(text):
             return False, None
         return True, entry["document"]
 
@@ -176,7 +169,7 @@ class Stamp:
     def vouches(self, path: Path, text: str, resolved: Any, schema: Mapping[str, Any]) -> bool:
         """True when ``text`` (read from ``path``, ``resolved`` after ``${env:…}``) needs no schema validation."""
         entry = self._entry(path)
-        if entry is None or entry.get("text") != _digest(text):
+        if entry is None or entry.get("text") != digest(text):
             return False
         if entry.get("schema") != self._schema_digest(schema):
             return False
@@ -185,133 +178,3 @@ class Stamp:
             if not found or not all(leaf_holds(value, part) is True for part in leaf["schemas"]):
                 return False
         return True
-
-
-def _if_keys(schema: Any) -> set[str]:
-    """Property names that any ``if`` of ``schema`` looks at (a value there can switch a branch)."""
-    found: set[str] = set()
-    if isinstance(schema, dict):
-        condition = schema.get("if")
-        if isinstance(condition, dict):
-            found |= set(condition.get("properties", {})) | set(condition.get("required", []))
-        for value in schema.values():
-            found |= _if_keys(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            found |= _if_keys(value)
-    return found
-
-
-def _same(a: Any, b: Any) -> bool:
-    """``a == b`` with the same types throughout (``1``, ``1.0`` and ``True`` differ)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(_same(a[key], b[key]) for key in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
-
-
-def _as_json(data: Any) -> Any:
-    """``data`` when JSON holds it exactly (keys and order included), else ``_NOT_JSON``."""
-    try:
-        copied = json.loads(json.dumps(data, allow_nan=False))
-    except (TypeError, ValueError):
-        return _NOT_JSON
-    return copied if _same(copied, data) else _NOT_JSON
-
-
-def _replace(data: Any, path: Path_, value: Any) -> None:
-    for part in path[:-1]:
-        data = data[part]
-    data[path[-1]] = value
-
-
-def _entry(text: str, data: Any, schema: dict[str, Any]) -> dict[str, Any] | None:
-    """The stamp entry of one file, or None when it cannot be vouched for."""
-    import copy
-
-    from jsonschema import Draft202012Validator
-
-    from engine.schema import editor_schema
-
-    if any(True for _ in Draft202012Validator(editor_schema(schema)).iter_errors(data)):
-        return None
-    paths = list(env_paths(data))
-    switches = _if_keys(schema)
-    if any(path and path[-1] in switches for path in paths):
-        return None
-    probe = copy.deepcopy(data)
-    for path in paths:
-        _replace(probe, path, {"\u0000probe": True})
-    leaves: dict[Path_, list[dict[str, Any]]] = {path: [] for path in paths}
-    for error in Draft202012Validator(schema).iter_errors(probe):
-        where = tuple(error.absolute_path)
-        if where not in leaves or error.validator not in ("type", "enum", "const") or error.context:
-            return None
-        leaves[where].append(dict(error.schema))
-    if any(not found or not all(checkable(part) for part in found) for found in leaves.values()):
-        return None
-    entry = {
-        "text": _digest(text),
-        "schema": schema_digest(schema),
-        "env": [{"path": list(path), "schemas": found} for path, found in leaves.items()],
-    }
-    document = _as_json(data)
-    if document is not _NOT_JSON:
-        entry["document"] = document
-    return entry
-
-
-def write_stamp(root: Path, pipeline: Path, rules_dir: Path) -> tuple[Path, list[str]]:
-    """Validate and stamp the pipeline and rules files under ``root``; return the stamp and the files left out."""
-    import steps  # noqa: F401 - registers the built-in steps (the pipeline schema is assembled from them)
-    from engine.errors import ConfigError
-    from engine.schema import pipeline_schema, rules_schema
-    from engine.yamlsource import parse_yaml
-
-    schemas = [(pipeline, pipeline_schema())]
-    rules_schema_ = rules_schema()
-    schemas += [(path, rules_schema_) for path in sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")])]
-    files: dict[str, Any] = {}
-    left_out: list[str] = []
-    base = root.resolve()
-    for path, schema in schemas:
-        name = path.resolve().relative_to(base).as_posix()
-        text = path.read_text(encoding="utf-8")
-        try:
-            entry = _entry(text, parse_yaml(text, name).data, schema)
-        except ConfigError:
-            entry = None
-        if entry is None:
-            left_out.append(name)
-        else:
-            files[name] = entry
-    stamp = root / STAMP_FILE
-    stamp.write_text(json.dumps({"format": FORMAT, "files": files}, indent=1) + "\n", encoding="utf-8")
-    return stamp, left_out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m engine.stamp [ROOT]``: write ``ROOT/config.stamp.json`` for ``pipelines/`` and ``rules/``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m engine.stamp", description=__doc__.splitlines()[0] if __doc__ else None
-    )
-    parser.add_argument("root", nargs="?", type=Path, default=Path("."), help="the task root (default: .)")
-    args = parser.parse_args(argv)
-    from engine.app import PIPELINE_FILE, RULES_DIR
-
-    stamp, left_out = write_stamp(args.root, args.root / PIPELINE_FILE, args.root / RULES_DIR)
-    for name in left_out:
-        sys.stderr.write(
-            f"{name}: not stamped (schema problems, or a value the stamp cannot check); validated at load\n"
-        )
-    sys.stdout.write(f"{stamp}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

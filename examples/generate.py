@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.dryrun.corpus import http_event, rest_event, sms_form, status_form, whatsapp_form
-from engine.dryrun.world import load_world
+from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
+from tools.dryrun.world import load_world
 
 HERE = Path(__file__).resolve().parent
 WORLD = HERE / "world.yaml"
@@ -69,46 +69,46 @@ def build_files(world_path: Path = WORLD) -> dict[str, str]:
     photo_sid = sid("frank-1")
     photo = f"https://api.twilio.com/2010-04-01/Accounts/{account}/Messages/{photo_sid}/Media/{sid('frank-1', 'ME')}"
     events: dict[str, Any] = {
-        "01_whatsapp_text.json": rest_event(
+        "01_whatsapp_text.json": twilio_rest_event(
             "whatsapp", whatsapp("alice", "alice-1", "Hi! Can I change my delivery address?"), token=token
         ),
-        "02_sms_http_api.json": http_event(
+        "02_sms_http_api.json": twilio_http_event(
             "sms",
             sms_form(sid("bob-1"), PEOPLE["bob"], ACME_SMS, "What time do you open tomorrow?", account=account),
             token=token,
         ),
-        "03_handoff.json": rest_event(
+        "03_handoff.json": twilio_rest_event(
             "whatsapp", whatsapp("carol", "carol-1", "Thanks Priya, the order number is 10442."), token=token
         ),
-        "04_locked_conversation.json": rest_event(
+        "04_locked_conversation.json": twilio_rest_event(
             "whatsapp", whatsapp("dan", "dan-1", "Also, can you check my invoice?"), token=token
         ),
-        "05_inactive_project.json": rest_event(
+        "05_inactive_project.json": twilio_rest_event(
             "whatsapp", whatsapp("erin", "erin-1", "Is the winter promo still on?"), token=token
         ),
-        "06_bad_signature.json": rest_event(
+        "06_bad_signature.json": twilio_rest_event(
             "whatsapp", whatsapp("alice", "alice-forged", "Please refund me to this account"), token="0" * 32
         ),
-        "07_media_only.json": rest_event(
+        "07_media_only.json": twilio_rest_event(
             "whatsapp",
             whatsapp("frank", "frank-1", "", message_sid=photo_sid, media=[(photo, "image/jpeg")]),
             token=token,
         ),
         "08_burst.jsonl": [
-            rest_event("whatsapp", whatsapp("grace", f"grace-{index}", text), token=token)
+            twilio_rest_event("whatsapp", whatsapp("grace", f"grace-{index}", text), token=token)
             for index, text in enumerate(["Hi", "I have a question", "about my last order"], start=1)
         ],
-        "09_secret_missing.json": rest_event(
+        "09_secret_missing.json": twilio_rest_event(
             "whatsapp",
             whatsapp("heidi", "heidi-1", "Do you ship to Spain?", company=GLOBEX_WHATSAPP, account=GLOBEX_ACCOUNT),
             token="globex-token-that-is-not-in-the-world",
         ),
-        "10_lock_held.json": rest_event("whatsapp", whatsapp("ivan", "ivan-2", "One more thing!"), token=token),
-        "11_redelivered.json": rest_event(
+        "10_lock_held.json": twilio_rest_event("whatsapp", whatsapp("ivan", "ivan-2", "One more thing!"), token=token),
+        "11_redelivered.json": twilio_rest_event(
             "whatsapp", whatsapp("judy", "judy-1", "Is my order on its way?", message_sid=REDELIVERED_SID), token=token
         ),
         "12_callback_and_stranger.json": [
-            rest_event(
+            twilio_rest_event(
                 "whatsapp",
                 status_form(
                     sid("reply-to-alice"),
@@ -120,7 +120,7 @@ def build_files(world_path: Path = WORLD) -> dict[str, str]:
                 ),
                 token=token,
             ),
-            rest_event("whatsapp", whatsapp("stranger", "stranger-1", "hello?"), token=token),
+            twilio_rest_event("whatsapp", whatsapp("stranger", "stranger-1", "hello?"), token=token),
         ],
     }
     files: dict[str, str] = {}

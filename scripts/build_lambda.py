@@ -3,9 +3,9 @@
     python scripts/build_lambda.py                            # -> build/lambda.zip, prints its size
     python scripts/build_lambda.py --stage-dir DIR --no-zip   # what `sam build` (BuildMethod: makefile) runs
 
-Contents: ``handler.py``, ``engine/`` (without the local-only dry-run, serve and emulator modules), ``steps/``,
-``pipelines/``, ``rules/`` and the wheels of ``[project.dependencies]``, resolved for the Lambda platform
-(manylinux, CPython 3.11, arm64 by default) and installed as exact pins. Left out:
+Contents: ``handler.py``, the ``engine/``, ``runtime/`` and ``steps/`` packages (``tools/`` never: nothing the
+handler imports lives there), ``pipelines/``, ``rules/`` and the wheels of ``[project.dependencies]``, resolved for
+the Lambda platform (manylinux, CPython 3.11, arm64 by default) and installed as exact pins. Left out:
 
 - boto3 and what it brings (botocore, s3transfer, urllib3, python-dateutil, six), unless ``--with-boto3``: the
   python3.11 runtime provides them, and copies of our own would shadow the ones its boto3 was released with;
@@ -35,10 +35,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE_PACKAGES = ("engine", "steps")
+SOURCE_PACKAGES = ("engine", "runtime", "steps")
 DATA_DIRS = ("pipelines", "rules")
-# Local tooling inside the engine package: never imported by handler.py.
-EXCLUDED_SOURCES = ("engine/dryrun", "engine/serve.py", "engine/localaws.py")
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "urllib3", "python-dateutil", "six"})
 # Needed by twilio's REST client only; the pipeline imports twilio.request_validator and twilio.twiml.
 TWILIO_USED = ("twilio/request_validator.py", "twilio/twiml/messaging_response.py")
@@ -78,10 +76,7 @@ def runtime_requirements(pyproject: Path) -> list[str]:
 
 
 def _excluded(path: Path, root: Path) -> bool:
-    relative = path.relative_to(root).as_posix()
-    return "__pycache__" in path.parts or any(
-        relative == item or relative.startswith(item + "/") for item in EXCLUDED_SOURCES
-    )
+    return "__pycache__" in path.parts
 
 
 def source_files(root: Path = ROOT) -> list[tuple[Path, str]]:
@@ -218,11 +213,16 @@ def stamp_config(stage: Path) -> None:
     """Validate the staged configuration now and record it, so the cold start can skip JSON Schema (engine.stamp)."""
     sys.path.insert(0, str(ROOT))
     try:
-        from engine.stamp import STAMP_FILE, write_stamp
+        from engine.plugins import load_plugins
+        from engine.stamp import STAMP_FILE
+        from runtime.layout import pipeline_files
+        from tools.stamp import write_stamp
+
+        load_plugins()
     except ImportError as exc:
         print(f"note: {exc}; no config stamp (configuration is fully validated at each cold start)")
         return
-    _, left_out = write_stamp(stage, stage / "pipelines" / "twilio_inbound.yaml", stage / "rules")
+    _, left_out = write_stamp(stage, pipeline_files(stage / "pipelines"), stage / "rules")
     print(f"config stamp: {STAMP_FILE}" + (f" (validated at load: {', '.join(left_out)})" if left_out else ""))
 
 

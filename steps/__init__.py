@@ -1,5 +1,8 @@
-"""The built-in steps. Importing this package registers every one of them."""
+"""The built-in steps, one module per capability; importing this package registers every one of them.
 
-from steps import conversations, credentials, dispatch, rules, send, signature, twilio_parse
+Hosts load it through ``engine.plugins.load_plugins(["steps"])``; the engine never imports it.
+"""
 
-__all__ = ["conversations", "credentials", "dispatch", "rules", "send", "signature", "twilio_parse"]
+from steps import control, conversations, rules, secrets, sqs, stage, trigger, twilio
+
+__all__ = ["control", "conversations", "rules", "secrets", "sqs", "stage", "trigger", "twilio"]

@@ -1,32 +1,57 @@
-"""``conversations.lookup`` (GSI query for the credential reference) and ``conversations.get`` (the item)."""
+"""``conversations.lookup`` (GSI query for the credential reference) and ``conversations.get`` (the item).
+
+The lookup binds the conversation id for every later log line of the invocation, without the segments
+that are phone numbers or e-mail addresses (``loggable_conversation_id``).
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, TypeVar
 
-from engine.aws import to_json_safe
 from engine.context import Context, StepResult
-from engine.errors import StepFailure, TransientFault
-from engine.expressions import Expression
-from engine.ports import AwsCallError
-from engine.registry import BuildInfo, ParamError, register
+from engine.errors import ErrorSpec, StepFailure
+from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
+from engine.ports import ServiceError, json_safe
+from engine.registry import BuildInfo, IamGrant, ParamError, Resource, register
+from steps.support import secret_pattern, service_failure, table_name
 
-__all__ = ["ConversationGet", "ConversationLookup", "pick_conversation", "rule_attributes", "whole_conversation"]
+__all__ = [
+    "ConversationGet",
+    "ConversationLookup",
+    "loggable_conversation_id",
+    "pick_conversation",
+    "rule_attributes",
+    "whole_conversation",
+]
 
 T = TypeVar("T")
+
+NOT_FOUND = ErrorSpec("CONVERSATION_NOT_FOUND", description="no conversation for the sender and recipient")
+DB_TRANSIENT = ErrorSpec("DB_TRANSIENT_ERROR", transient=True, description="the conversations table did not answer")
+DB_QUERY = ErrorSpec("DB_QUERY_ERROR", description="the conversations table refused the read")
+MISSING_CREDENTIAL = ErrorSpec("MISSING_CREDENTIAL_CONFIG", description="the conversation names no usable credential")
 
 
 def db_call(function: Callable[[], T]) -> T:
     """Run a DynamoDB read; AWS errors become DB_TRANSIENT_ERROR or DB_QUERY_ERROR."""
     try:
         return function()
-    except AwsCallError as exc:
-        if exc.transient:
-            raise TransientFault("DB_TRANSIENT_ERROR", f"conversation read failed: {exc.code}") from None
-        raise StepFailure("DB_QUERY_ERROR", f"conversation read failed: {exc.code}") from None
+    except ServiceError as exc:
+        raise service_failure(exc, DB_TRANSIENT.code, DB_QUERY.code, "conversation read") from None
+
+
+# A conversation id ends with the user's number or address (``ci-…#pi-…#<uuid>#447450659796``): logs keep the rest.
+_PERSONAL_SEGMENT = re.compile(r"^\+?\d{6,15}$|@")
+
+
+@lru_cache(maxsize=1024)
+def loggable_conversation_id(conversation_id: str) -> str:
+    """The conversation id without the segments that are phone numbers or e-mail addresses, for log lines."""
+    return "#".join(part for part in conversation_id.split("#") if not _PERSONAL_SEGMENT.search(part))
 
 
 def _is_complete(item: Mapping[str, Any]) -> bool:
@@ -79,83 +104,90 @@ def rule_attributes(rulesets: Mapping[str, Any]) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-def _table(params: Mapping[str, Any], info: BuildInfo, default: str) -> str:
-    key = str(params.get("table", default))
-    if key not in info.tables:
-        known = ", ".join(sorted(info.tables)) or "none"
-        raise ParamError(("table",), f"table {key!r} is not declared under tables: (declared: {known})")
-    return info.tables[key]
+def _path(params: Mapping[str, Any], name: str, default: str) -> Expression:
+    source = str(params.get(name, default))
+    try:
+        return compile_expression(source)
+    except ExpressionSyntaxError as exc:
+        raise ParamError((name,), f"invalid JMESPath: {exc}") from None
 
 
 @register(
     "conversations.lookup",
     provides="credential",
     requires=("request",),
-    iam=("dynamodb:Query",),
-    deadline_code="DB_TRANSIENT_ERROR",
+    iam=(IamGrant(("dynamodb:Query",), (Resource("index", "table", "conversations", "indexes.*.index"),)),),
+    errors=(NOT_FOUND, MISSING_CREDENTIAL, DB_TRANSIENT, DB_QUERY),
+    deadline_code=DB_TRANSIENT.code,
     params={
         "type": "object",
         "additionalProperties": False,
         "required": ["indexes"],
         "properties": {
-            "table": {"type": "string"},
+            "table": {"type": "string", "description": "The logical table (under tables:) to query."},
             "indexes": {"type": "object", "additionalProperties": _INDEX, "minProperties": 1},
-            "secret_name_pattern": {
+            "secrets": {
                 "type": "string",
-                "description": "Regular expression a credential (secret) name must match in full.",
+                "description": "The secret-name pattern (under secrets:) a credential name must match in full.",
+            },
+            "company": {
+                "type": "string",
+                "description": "JMESPath giving the company's address (default: request.company_number).",
+            },
+            "user": {
+                "type": "string",
+                "description": "JMESPath giving the user's address (default: request.user_number).",
             },
         },
     },
 )
 class ConversationLookup:
-    """Find the conversation for (company number, user number) through the channel's GSI."""
+    """Find the conversation for (company address, user address) through the channel's GSI."""
 
     _ATTRIBUTES = ("primary_channel", "conversation_id", "channel_config", "created_at", "task_complete")
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
-        self._table = _table(params, info, "conversations")
+        self._table = table_name(params, info, "conversations")
         self._indexes: Mapping[str, Mapping[str, str]] = params["indexes"]
-        pattern = params.get("secret_name_pattern")
-        try:
-            self._pattern = re.compile(pattern) if pattern else None
-        except re.error as exc:
-            raise ParamError(("secret_name_pattern",), f"invalid regular expression: {exc}") from None
+        self._pattern = secret_pattern(params, info)
+        self._company = _path(params, "company", "request.company_number")
+        self._user = _path(params, "user", "request.user_number")
 
     def run(self, ctx: Context) -> StepResult:
         request = ctx.doc["request"]
         index = self._indexes.get(request["channel"])
         if index is None:
-            raise StepFailure(
-                "MISSING_CREDENTIAL_CONFIG", f"no lookup index configured for channel {request['channel']}"
-            )
-        key = {index["company_key"]: request["company_number"], index["user_key"]: request["user_number"]}
+            raise StepFailure(MISSING_CREDENTIAL.code, f"no lookup index configured for channel {request['channel']}")
+        key = {index["company_key"]: self._company.search(ctx.doc), index["user_key"]: self._user.search(ctx.doc)}
         items = db_call(lambda: ctx.services.tables.query_index(self._table, index["index"], key, self._ATTRIBUTES))
         if not items:
-            raise StepFailure("CONVERSATION_NOT_FOUND", "no conversation for this number pair")
+            raise StepFailure(NOT_FOUND.code, "no conversation for this sender and recipient")
         chosen = pick_conversation(items)
         config = chosen.get("channel_config")
         secret_name = config.get(index["credentials_attribute"]) if isinstance(config, Mapping) else None
         if not isinstance(secret_name, str) or not secret_name.strip():
             raise StepFailure(
-                "MISSING_CREDENTIAL_CONFIG", f"conversation has no channel_config.{index['credentials_attribute']}"
+                MISSING_CREDENTIAL.code, f"conversation has no channel_config.{index['credentials_attribute']}"
             )
         if self._pattern is not None and not self._pattern.fullmatch(secret_name):
-            raise StepFailure("MISSING_CREDENTIAL_CONFIG", "credential name is outside the allowed secret pattern")
+            raise StepFailure(MISSING_CREDENTIAL.code, "credential name is outside the allowed secret pattern")
         output = {
             "conversation_id": chosen["conversation_id"],
             "primary_channel": chosen["primary_channel"],
             "secret_name": secret_name.strip(),
             "candidates": len(items),
         }
-        return StepResult(output=output, decision=f"{len(items)} candidate(s)")
+        loggable = loggable_conversation_id(str(chosen["conversation_id"]))
+        return StepResult(output=output, decision=f"{len(items)} candidate(s)", log={"conversation_id": loggable})
 
 
 @register(
     "conversations.get",
     provides="conversation",
     requires=("credential",),
-    iam=("dynamodb:GetItem",),
-    deadline_code="DB_TRANSIENT_ERROR",
+    iam=(IamGrant(("dynamodb:GetItem",), (Resource("table", "table", "conversations"),)),),
+    errors=(NOT_FOUND, DB_TRANSIENT, DB_QUERY),
+    deadline_code=DB_TRANSIENT.code,
     params={
         "type": "object",
         "additionalProperties": False,
@@ -183,7 +215,7 @@ class ConversationGet:
     """
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
-        self._table = _table(params, info, "conversations")
+        self._table = table_name(params, info, "conversations")
         self._consistent = bool(params.get("consistent_read", True))
         found = rule_attributes(info.rulesets) if params.get("read", "whole") == "rules" else None
         self._attributes = None if found is None else tuple(dict.fromkeys([*found, *params.get("also_read", [])]))
@@ -192,9 +224,9 @@ class ConversationGet:
         tables = ctx.services.tables
         item = db_call(lambda: tables.get_item(self._table, key, consistent=self._consistent, attributes=attributes))
         if item is None:
-            raise StepFailure("CONVERSATION_NOT_FOUND", "the conversation item is gone")
+            raise StepFailure(NOT_FOUND.code, "the conversation item is gone")
         # Rules see plain JSON values, as their inline tests give them: JMESPath functions reject Decimal.
-        plain: dict[str, Any] = to_json_safe(item)
+        plain: dict[str, Any] = json_safe(item)
         return plain
 
     def run(self, ctx: Context) -> StepResult:

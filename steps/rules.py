@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.context import Context, StepResult
-from engine.errors import StepFailure
+from engine.errors import ErrorSpec, StepFailure
 from engine.registry import BuildInfo, ParamError, register
 from engine.rules import RuleSet
 
-__all__ = ["RouteByRules", "ValidateRules"]
+__all__ = ["ROUTING_ERROR", "RouteByRules", "ValidateRules"]
+
+ROUTING_ERROR = ErrorSpec("ROUTING_ERROR", description="no routing rule matched, or its target has no queue")
 
 
 def _ruleset(info: BuildInfo, name: str, kind: str, path: tuple[Any, ...]) -> RuleSet:
@@ -59,6 +61,7 @@ class ValidateRules:
     "rules.route",
     provides="route",
     requires=("request", "conversation"),
+    errors=(ROUTING_ERROR,),
     params={
         "type": "object",
         "additionalProperties": False,
@@ -78,11 +81,11 @@ class RouteByRules:
         evaluation = self._set.evaluate(ctx.doc, explain=ctx.explain)
         ctx.rules.extend(evaluation.tried)
         if evaluation.decision is None:
-            raise StepFailure("ROUTING_ERROR", f"no rule of {self._set.name} matched and it has no default")
+            raise StepFailure(ROUTING_ERROR.code, f"no rule of {self._set.name} matched and it has no default")
         name = evaluation.decision.resolve_target(ctx.doc)
         target = self._targets.get(name or "")
         if target is None or not target.queue_url:
-            raise StepFailure("ROUTING_ERROR", f"routing target {name!r} has no configured queue")
+            raise StepFailure(ROUTING_ERROR.code, f"routing target {name!r} has no configured queue")
         rule = evaluation.rule.id if evaluation.rule else "default"
         output = {
             "target": target.name,

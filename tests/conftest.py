@@ -22,11 +22,15 @@ os.environ.update(
 
 from moto import mock_aws  # noqa: E402
 
-from engine.localaws import provision  # noqa: E402
-from engine.logs import JsonFormatter  # noqa: E402
+from engine.plugins import load_plugins  # noqa: E402
+from runtime.logs import JsonFormatter  # noqa: E402
 from tests.support.aws import AwsSpy  # noqa: E402
 from tests.support.expect import ROOT  # noqa: E402
 from tests.support.world import World  # noqa: E402
+from tools.localaws import provision  # noqa: E402
+
+# The built-in steps, as the handler and the tools load them.
+load_plugins()
 
 # Every log line at INFO+ is scanned for tokens, bodies and phone numbers (fails the test).
 pytest_plugins = ["tests.support.logscan"]
@@ -78,10 +82,10 @@ def _reused_config(load: Callable[..., Any]) -> Callable[..., Any]:
 
 @pytest.fixture(autouse=True)
 def _reuse_loaded_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.app
     import engine.config
+    import runtime.app
 
-    monkeypatch.setattr(engine.app, "load_config", _reused_config(engine.config.load_config))
+    monkeypatch.setattr(runtime.app, "load_config", _reused_config(engine.config.load_config))
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ def measure(sizes: Sizes) -> list[Figure]:
         handoff_outcome = app.process(whatsapp_event(1, tenant)).result.outcome
         handoff_bytes, handoff_attributes = _read(recorder.take())
         whole = _whole_item(world, routed)
-        needed = needed_attributes(app.config)
+        needed = needed_attributes(app.configs[0])
     whole_bytes, whole_attributes = whole.response_bytes, whole.attributes
     extra = sorted(routed_attributes - (needed if needed is not None else whole_attributes))
     passed = routed_outcome == "QUEUED" and not extra and handoff_attributes >= whole_attributes

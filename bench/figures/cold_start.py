@@ -24,8 +24,9 @@ from typing import Any
 
 from bench.env import FAKE_AWS, REPO_ROOT, lambda_environment
 from bench.model import Figure, Sizes, median
-from engine.app import PIPELINE_FILE, RULES_DIR
-from engine.stamp import write_stamp
+from engine.plugins import load_plugins
+from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
+from tools.stamp import write_stamp
 
 __all__ = ["import_profile", "measure", "stage_task_root"]
 
@@ -46,7 +47,8 @@ def stage_task_root(target: Path, *, stamp: bool) -> Path:
     spec.loader.exec_module(build)
     build.copy_sources(build.source_files(REPO_ROOT), target)
     if stamp:
-        write_stamp(target, target / PIPELINE_FILE, target / RULES_DIR)
+        load_plugins()
+        write_stamp(target, pipeline_files(target / PIPELINES_DIR), target / RULES_DIR)
     build.compile_tree(target)
     return target
 

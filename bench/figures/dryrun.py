@@ -1,6 +1,6 @@
 """Dry-run replay throughput: ``pipeline-dryrun --backend memory`` over a generated corpus, checked against moto.
 
-The corpus (``engine.dryrun.corpus``) is a world of conversations and a stream of signed events with
+The corpus (``tools.dryrun.corpus``) is a world of conversations and a stream of signed events with
 bursts, handoffs, errors and status callbacks. Both backends replay it with ``--json``; their outputs
 must be identical line for line once the per-step timings (``trace[].ms``) are set aside. Throughput
 is events over the wall time of the whole command, process start and world loading included.
@@ -39,7 +39,7 @@ def _replay(backend: str, world: Path, events: Path) -> tuple[list[str], float, 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "engine.dryrun.cli", "--world", str(world), "--json", "--backend", backend, str(events)],
+        [sys.executable, "-m", "tools.dryrun.cli", "--world", str(world), "--json", "--backend", backend, str(events)],
         cwd=REPO_ROOT,
         check=True,
         capture_output=True,
@@ -53,7 +53,7 @@ def _replay(backend: str, world: Path, events: Path) -> tuple[list[str], float, 
 
 def measure(sizes: Sizes) -> list[Figure]:
     """The throughput figure, with the moto reference's time and the comparison in its details."""
-    from engine.dryrun.corpus import generate_corpus
+    from tools.dryrun.corpus import generate_corpus
 
     corpus = generate_corpus(sizes.dryrun_conversations, sizes.dryrun_events, seed=SEED)
     with tempfile.TemporaryDirectory() as folder:

@@ -23,7 +23,7 @@ import boto3
 from bench.env import FAKE_AWS, REPO_ROOT, lambda_environment
 from bench.events import Tenant, conversation
 from bench.model import Figure, Sizes
-from engine.localaws import provision, put_items, put_secrets
+from tools.localaws import provision, put_items, put_secrets
 
 __all__ = ["measure", "moto_server"]
 

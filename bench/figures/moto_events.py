@@ -24,8 +24,8 @@ from bench.events import Tenant, conversation, whatsapp_event
 from bench.model import Figure, Sizes, median
 from bench.replay import Boto3Replay
 from bench.world import moto_world
-from engine.app import Application
-from engine.localaws import provision, put_items
+from runtime.app import Application
+from tools.localaws import provision, put_items
 
 __all__ = ["measure"]
 

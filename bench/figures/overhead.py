@@ -27,12 +27,13 @@ from bench.events import Tenant, conversation, whatsapp_event
 from bench.instant import instant_services
 from bench.model import Figure, Sizes, median
 from bench.world import discard, load_app_config
-from engine.app import Application
-from engine.app import logger as event_logger
-from engine.context import Context
-from engine.logs import bind, loggable_conversation_id
-from engine.metrics import EmfMetrics
+from engine.context import Context, bind_log_fields, log_fields
 from engine.runner import PlannedStep, RunResult, TraceEntry
+from runtime.apigateway import http_request, proxy_response
+from runtime.app import Application
+from runtime.app import logger as event_logger
+from runtime.metrics import EmfMetrics
+from steps.conversations import loggable_conversation_id
 
 __all__ = ["direct_runner", "measure"]
 
@@ -58,17 +59,18 @@ def direct_runner(
     ``observed`` is what it writes besides the response: the engine's event log line and metrics
     document (``same``: with every step's status and latency), the two with totals only, or nothing.
     """
-    result = app.config.pipeline.run(sample, app.services)
+    config = app.configs[0]
+    result = config.pipeline.run(http_request(sample), app.services)
     ran = {entry.step for entry in result.trace if entry.status != "skipped"}
-    plan: list[PlannedStep] = [step for step in app.config.pipeline.steps() if step.id in ran]
+    plan: list[PlannedStep] = [step for step in config.pipeline.steps() if step.id in ran]
     outcome, channel = result.outcome, result.doc["request"]["channel"]
-    services, responses, metrics = app.services, app.config.responses, app.metrics
-    budget, pipeline = app.config.pipeline.deadline_seconds, app.config.pipeline.name
+    services, responses, metrics = app.services, config.responses, app.metrics
+    budget, pipeline = config.pipeline.deadline_seconds, config.pipeline.name
     per_step = observed == "same"
 
     def run(event: Mapping[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
-        ctx = Context(event=event, services=services, deadline=time.monotonic() + budget)
+        ctx = Context(event=http_request(event), services=services, deadline=time.monotonic() + budget)
         trace: list[TraceEntry] = []
         for planned in plan:
             step_started = time.perf_counter()
@@ -77,10 +79,9 @@ def direct_runner(
                 ctx.doc[planned.provides] = output
             if per_step:
                 trace.append(TraceEntry(planned.id, "ok", int((time.perf_counter() - step_started) * 1_000_000) / 1000))
-        response = responses.respond(RunResult(outcome, None, ctx.doc, trace), channel).to_lambda()
+        response = proxy_response(responses.respond(RunResult(outcome, None, ctx.doc, trace), channel))
         if observed != "none":
-            conversation_id = loggable_conversation_id(ctx.doc["credential"]["conversation_id"])
-            bind(conversation_id=conversation_id)
+            bind_log_fields({"conversation_id": loggable_conversation_id(ctx.doc["credential"]["conversation_id"])})
             ms = round((time.perf_counter() - started) * 1000, 3)
             status = response["statusCode"]
             fields: dict[str, Any] = {"pipeline": pipeline, "outcome": outcome, "ms": ms, "status": status}
@@ -88,8 +89,8 @@ def direct_runner(
                 fields["steps"] = {entry.step: entry.status for entry in trace}
             event_logger.info("event", extra=fields)
             if metrics is not None:
-                metrics.record(pipeline, outcome, None, ms=ms, trace=trace, conversation_id=conversation_id)
-            bind(conversation_id=None)
+                metrics.record(pipeline, outcome, None, ms=ms, trace=trace, properties=log_fields())
+            bind_log_fields({}, replace=True)
         return response
 
     return run
@@ -140,7 +141,7 @@ def measure(sizes: Sizes) -> list[Figure]:
     tenant = Tenant()
     items = [conversation(index, tenant) for index in range(EVENT_VARIETY)]
     services = instant_services(items, {tenant.secret_name: tenant.secret_value()})
-    app = Application(load_app_config(lambda_environment()), services, EmfMetrics(write=discard))
+    app = Application([load_app_config(lambda_environment())], services, EmfMetrics(write=discard))
     events = [whatsapp_event(index, tenant) for index in range(EVENT_VARIETY)]
     outcome = app.process(events[0]).result.outcome
     if outcome != "QUEUED":

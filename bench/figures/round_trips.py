@@ -30,7 +30,7 @@ from bench.events import Tenant, conversation, whatsapp_event
 from bench.model import Figure, Sizes, median, percentile
 from bench.replay import Boto3Replay, concurrent_groups
 from bench.world import Instrument, application, moto_world
-from engine.app import Application
+from runtime.app import Application
 
 __all__ = ["DELAY", "measure"]
 

@@ -19,9 +19,9 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 
-from engine.localaws import LocalResources, provision
 from tests.support.webhooks import sign
 from tests.support.world import World
+from tools.localaws import LocalResources, provision
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
@@ -173,7 +173,7 @@ def start_serve(directory: Path, args: list[str], env: Mapping[str, str]) -> Ser
     stdout, stderr = directory / "stdout.log", directory / "stderr.log"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "engine.serve", "--port", "0", *args],
+            [sys.executable, "-m", "tools.serve", "--port", "0", *args],
             cwd=ROOT,
             stdout=out,
             stderr=err,

@@ -24,13 +24,13 @@ import pytest
 from moto.dynamodb.models import DynamoDBBackend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from engine.app import Application, live_services
 from engine.config import load_config
-from engine.localaws import provision
+from runtime.app import Application, live_services
 from tests.support.faults import ROOT
 from tests.support.logscan import forbid
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
+from tools.localaws import provision
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ def deliver_concurrently(events: Sequence[dict[str, Any]]) -> list[str]:
     """
     config = load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
     session = boto3.session.Session()
-    containers = [Application(config, live_services(config, session=session)) for _ in events]
+    containers = [Application([config], live_services(config.aws, session=session)) for _ in events]
     barrier = threading.Barrier(len(events))
     outcomes: list[str] = [""] * len(events)
 

@@ -15,10 +15,39 @@ from xml.sax.saxutils import escape
 import pytest
 import yaml
 
-from engine.metrics import emf_line
+from runtime.metrics import emf_line
 from tests.support.webhooks import EMPTY_TWIML
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# The error codes of the contract (shared/CONTRACT.md §4), as the Twilio pipeline must know them.
+CONTRACT_TRANSIENT_CODES = frozenset(
+    {
+        "DB_TRANSIENT_ERROR",
+        "SECRET_FETCH_TRANSIENT_ERROR",
+        "STAGE_WRITE_TRANSIENT_ERROR",
+        "TRIGGER_LOCK_TRANSIENT_ERROR",
+        "QUEUE_TRANSIENT_ERROR",
+    }
+)
+CONTRACT_CODES = CONTRACT_TRANSIENT_CODES | frozenset(
+    {
+        "PARSING_ERROR",
+        "INVALID_SIGNATURE",
+        "CONVERSATION_NOT_FOUND",
+        "MISSING_CREDENTIAL_CONFIG",
+        "DB_QUERY_ERROR",
+        "SECRET_FETCH_FAILED",
+        "PROJECT_INACTIVE",
+        "CHANNEL_NOT_ALLOWED",
+        "CONVERSATION_LOCKED",
+        "ROUTING_ERROR",
+        "STAGE_WRITE_ERROR",
+        "TRIGGER_LOCK_WRITE_ERROR",
+        "QUEUE_ERROR",
+        "INTERNAL_ERROR",
+    }
+)
 ISO_MILLIS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 # The contract's required variables, with placeholder resources (for loading the shipped configuration).
 ENV = {
@@ -76,7 +105,7 @@ def outcomes(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str | None]]:
     return [
         (record.__dict__["outcome"], record.__dict__["error_code"])
         for record in caplog.records
-        if record.name == "engine.app" and record.getMessage() == "event"
+        if record.name == "runtime.app" and record.getMessage() == "event"
     ]
 
 

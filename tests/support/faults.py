@@ -31,7 +31,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 from moto.core.models import botocore_stubber
 
-from engine.localaws import to_dynamo
+from tools.localaws import to_dynamo
 
 __all__ = [
     "CALLS",
@@ -331,11 +331,11 @@ def new_container(resources: Any, config: Any = None, session: Any = None) -> tu
     ``config`` (an ``AppConfig``, loaded from the environment when None) and ``session`` (a boto3 session,
     whose loaded service models new clients share) only save time: neither holds per-container state.
     """
-    from engine.app import Application, live_services
     from engine.config import load_config
+    from runtime.app import Application, live_services
 
     loaded = config or load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
-    application = Application(loaded, live_services(loaded, session=session))
+    application = Application([loaded], live_services(loaded.aws, session=session))
     injector = FaultInjector(application, stage_table=resources.stage_table, lock_table=resources.lock_table)
     return application, injector
 

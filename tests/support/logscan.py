@@ -1,7 +1,7 @@
 """A pytest plugin: no log line at INFO or above may carry an auth token, a message body or a phone number.
 
 Every record that reaches the root logger during a test is formatted as the Lambda logs it
-(``engine.logs.JsonFormatter``); the test fails in teardown when a line contains one of the sensitive
+(``runtime.logs.JsonFormatter``); the test fails in teardown when a line contains one of the sensitive
 values the tests use (``SENSITIVE``, plus whatever the test passed to ``forbid``). A value matches only as
 a whole token, so the token ``12345`` does not match inside ``"ms": 123456.7``.
 """
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from engine.logs import JsonFormatter
+from runtime.logs import JsonFormatter
 from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, TOKEN, USER, WEBHOOK_KEY
 
 __all__ = ["SENSITIVE", "LogScanner", "captured", "find_leaks", "forbid"]

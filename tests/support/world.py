@@ -10,8 +10,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from engine.localaws import LocalResources, put_items, put_secrets, to_dynamo
 from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, TOKEN, USER
+from tools.localaws import LocalResources, put_items, put_secrets, to_dynamo
 
 WA_SECRET = "ai-multi-comms/whatsapp-credentials/acme/proj-1/twilio-test"
 SMS_SECRET = "ai-multi-comms/sms-credentials/acme/proj-1/twilio-test"

@@ -1,0 +1,402 @@
+"""boto3 adapters for the ports, and the one place where AWS errors are classified.
+
+An error is ``transient`` exactly when botocore's standard retry mode would retry it: throttling
+codes, HTTP 5xx, request timeouts, connection and read errors. Clients are created once per container
+with bounded connect/read timeouts and retry attempts (see ``AwsSettings``); ``lazy_clients`` defers that
+to each client's first use (``LazyClient``), since the first client pays botocore's data loading.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+import botocore.exceptions
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
+
+from engine.calls import CallLimits
+from engine.conditions import AnyOf, AttributeEquals, AttributeLessThan, AttributeNotExists, Condition
+from engine.ports import ErrorKind, ServiceError
+
+__all__ = [
+    "AwsSettings",
+    "botocore_config",
+    "DynamoTables",
+    "LazyClient",
+    "SecretsManagerStore",
+    "SqsQueues",
+    "classify",
+    "lazy_clients",
+    "make_client",
+    "make_clients",
+    "plain_value",
+]
+
+T = TypeVar("T")
+
+_THROTTLED = ThrottledRetryableChecker()
+_TRANSIENT = TransientRetryableChecker()
+_NOT_FOUND = frozenset({"ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+_DENIED = frozenset(
+    {
+        "AccessDeniedException",
+        "AccessDenied",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredTokenException",
+        "KMSAccessDeniedException",
+        "DecryptionFailure",
+    }
+)
+_INVALID = frozenset(
+    {"ValidationException", "InvalidParameterValue", "InvalidParameterException", "InvalidRequestException"}
+)
+
+
+# The pipeline file's ``aws:`` block, as the runtime reads it.
+AwsSettings = CallLimits
+
+
+def botocore_config(settings: CallLimits) -> Config:
+    """The botocore Config that enforces ``settings``' time bounds and attempt count."""
+    return Config(
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        # botocore's ``max_attempts`` counts retries only; ``total_max_attempts`` includes the first try.
+        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
+        tcp_keepalive=True,
+        # The adapters below build every request from fixed shapes (and the tests run them against moto):
+        # botocore's client-side check of each request against the model is a fifth of its work per call.
+        parameter_validation=False,
+    )
+
+
+class _StatusOnly:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+def classify(exc: BaseException, operation: str) -> ServiceError:
+    """Turn a botocore exception into an ServiceError with the right kind."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        context = RetryContext(
+            attempt_number=1,
+            parsed_response=dict(exc.response),
+            http_response=_StatusOnly(status) if status else None,
+        )
+        kind: ErrorKind
+        if _THROTTLED.is_retryable(context) or _TRANSIENT.is_retryable(context):
+            kind = "transient"
+        elif code in _NOT_FOUND:
+            kind = "not_found"
+        elif code in _DENIED:
+            kind = "denied"
+        elif code in _INVALID:
+            kind = "invalid"
+        else:
+            kind = "permanent"
+        return ServiceError(kind, code, operation)
+    if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
+        return ServiceError("transient", type(exc).__name__, operation)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return ServiceError("denied", "NoCredentials", operation)
+    return ServiceError("permanent", type(exc).__name__, operation)
+
+
+def _call(operation: str, function: Callable[[], T]) -> T:
+    try:
+        return function()
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise classify(exc, operation) from exc
+
+
+class _Expression:
+    """Builds a DynamoDB expression with placeholder names and values."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+
+    def name(self, attribute: str) -> str:
+        placeholder = f"#n{len(self.names)}"
+        self.names[placeholder] = attribute
+        return placeholder
+
+    def value(self, value: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = value
+        return placeholder
+
+    def condition(self, condition: Condition) -> str:
+        if isinstance(condition, AnyOf):
+            return " OR ".join(f"({self.condition(part)})" for part in condition.conditions)
+        if isinstance(condition, AttributeNotExists):
+            return f"attribute_not_exists({self.name(condition.name)})"
+        if isinstance(condition, AttributeEquals):
+            return f"{self.name(condition.name)} = {self.value(condition.value)}"
+        if isinstance(condition, AttributeLessThan):
+            return f"{self.name(condition.name)} < {self.value(condition.value)}"
+        raise TypeError(f"unknown condition {condition!r}")
+
+
+class LazyClient:
+    """A boto3 client made by ``create`` on first use: exactly once, even when threads race for it."""
+
+    def __init__(self, create: Callable[[], Any], lock: threading.Lock | None = None) -> None:
+        self._create = create
+        self._lock = lock or threading.Lock()
+        self._client: Any = None
+
+    @classmethod
+    def of(cls, client: Any) -> LazyClient:
+        """``client`` itself when it is a LazyClient, else a holder of that existing client."""
+        if isinstance(client, LazyClient):
+            return client
+        holder = cls(lambda: client)
+        holder._client = client
+        return holder
+
+    @property
+    def created(self) -> bool:
+        """Whether the client exists yet."""
+        return self._client is not None
+
+    def get(self) -> Any:
+        """The client, created now if this is its first use."""
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._create()
+                client = self._client
+        return client
+
+
+def plain_value(value: Any) -> Any:
+    """A deserialized value with boto3's ``Binary`` wrappers replaced by the bytes they hold."""
+    if isinstance(value, Binary):
+        return bytes(value.value)
+    if isinstance(value, dict):
+        return {key: plain_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_value(item) for item in value]
+    if isinstance(value, (set, frozenset)) and any(isinstance(item, Binary) for item in value):
+        return {bytes(item.value) for item in value}
+    return value
+
+
+class DynamoTables:
+    """The Tables port over a boto3 DynamoDB client (or a ``LazyClient`` of one)."""
+
+    def __init__(self, client: Any) -> None:
+        self._holder = LazyClient.of(client)
+        self._serializer = TypeSerializer()
+        self._deserializer = TypeDeserializer()
+
+    @property
+    def client(self) -> Any:
+        """The boto3 DynamoDB client (tests hook botocore events on it)."""
+        return self._holder.get()
+
+    def _to_wire(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: self._serializer.serialize(value) for key, value in item.items()}
+
+    def _from_wire(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: plain_value(self._deserializer.deserialize(value)) for key, value in item.items()}
+
+    @staticmethod
+    def _projection(expression: _Expression, attributes: Sequence[str] | None) -> dict[str, Any]:
+        if not attributes:
+            return {}
+        return {"ProjectionExpression": ", ".join(expression.name(a) for a in attributes)}
+
+    def _pages(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        while True:
+            page: dict[str, Any] = _call("dynamodb.Query", partial(self.client.query, **request))
+            yield from page.get("Items", [])
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            request = {**request, "ExclusiveStartKey": last}
+
+    def query_index(
+        self,
+        table: str,
+        index: str,
+        key: Mapping[str, str],
+        attributes: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        expression = _Expression()
+        key_condition = " AND ".join(f"{expression.name(k)} = {expression.value(v)}" for k, v in key.items())
+        request: dict[str, Any] = {
+            "TableName": table,
+            "IndexName": index,
+            "KeyConditionExpression": key_condition,
+            **self._projection(expression, attributes),
+        }
+        request["ExpressionAttributeNames"] = expression.names
+        request["ExpressionAttributeValues"] = self._to_wire(expression.values)
+        return [self._from_wire(item) for item in self._pages(request)]
+
+    def get_item(
+        self,
+        table: str,
+        key: Mapping[str, str],
+        *,
+        consistent: bool = True,
+        attributes: Sequence[str] | None = None,
+    ) -> dict[str, Any] | None:
+        expression = _Expression()
+        request: dict[str, Any] = {
+            "TableName": table,
+            "Key": self._to_wire(key),
+            "ConsistentRead": consistent,
+            **self._projection(expression, attributes),
+        }
+        if expression.names:
+            request["ExpressionAttributeNames"] = expression.names
+        response = _call("dynamodb.GetItem", lambda: self.client.get_item(**request))
+        item = response.get("Item")
+        return self._from_wire(item) if item else None
+
+    def _conditional(
+        self, operation: str, call: Callable[..., Any], request: dict[str, Any], condition: Condition | None
+    ) -> bool:
+        if condition is not None:
+            expression = _Expression()
+            request["ConditionExpression"] = expression.condition(condition)
+            request["ExpressionAttributeNames"] = expression.names
+            if expression.values:
+                request["ExpressionAttributeValues"] = self._to_wire(expression.values)
+        try:
+            _call(operation, lambda: call(**request))
+        except ServiceError as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
+        request = {"TableName": table, "Item": self._to_wire(item)}
+        return self._conditional("dynamodb.PutItem", self.client.put_item, request, condition)
+
+    def delete_item(self, table: str, key: Mapping[str, str], condition: Condition | None = None) -> bool:
+        request = {"TableName": table, "Key": self._to_wire(key)}
+        return self._conditional("dynamodb.DeleteItem", self.client.delete_item, request, condition)
+
+
+class SqsQueues:
+    """The Queues port over a boto3 SQS client (or a ``LazyClient`` of one)."""
+
+    def __init__(self, client: Any) -> None:
+        self._holder = LazyClient.of(client)
+
+    @property
+    def client(self) -> Any:
+        """The boto3 SQS client."""
+        return self._holder.get()
+
+    def send_message(self, queue_url: str, body: str, delay_seconds: int) -> str:
+        response = _call(
+            "sqs.SendMessage",
+            lambda: self.client.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds),
+        )
+        return str(response.get("MessageId", ""))
+
+
+class SecretsManagerStore:
+    """The SecretStore port over a boto3 Secrets Manager client (or a ``LazyClient`` of one)."""
+
+    def __init__(self, client: Any) -> None:
+        self._holder = LazyClient.of(client)
+
+    @property
+    def client(self) -> Any:
+        """The boto3 Secrets Manager client."""
+        return self._holder.get()
+
+    def get_secret_string(self, name: str) -> str:
+        response = _call("secretsmanager.GetSecretValue", lambda: self.client.get_secret_value(SecretId=name))
+        value = response.get("SecretString")
+        if value is None:
+            raise ServiceError("invalid", "NoSecretString", "secretsmanager.GetSecretValue")
+        return str(value)
+
+
+_SERVICES = ("dynamodb", "sqs", "secretsmanager")
+
+
+def make_client(service: str, session: Any, config: Config, cap: Callable[..., None]) -> Any:
+    """One ``session`` client with ``config``, its ``needs-retry`` answers capped by ``cap`` first."""
+    client = session.client(service, config=config)
+    service_id = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register_first(f"needs-retry.{service_id}", cap)
+    return client
+
+
+def make_clients(settings: AwsSettings, session: Any | None = None) -> tuple[Any, Any, Any]:
+    """DynamoDB, SQS and Secrets Manager clients sharing one bounded botocore config."""
+    import boto3
+
+    factory = session or boto3.session.Session()
+    config = botocore_config(settings)
+    cap = _retry_after_cap(round(settings.read_timeout * 1000))
+    dynamodb, sqs, secretsmanager = (make_client(service, factory, config, cap) for service in _SERVICES)
+    return dynamodb, sqs, secretsmanager
+
+
+class _ClientFactory:
+    """Creates the clients of ``make_clients`` one at a time, from one session made on first need."""
+
+    def __init__(self, settings: AwsSettings, session: Any | None, prepare: Callable[[Any], None]) -> None:
+        self._session = session
+        self._config = botocore_config(settings)
+        self._cap = _retry_after_cap(round(settings.read_timeout * 1000))
+        self._prepare = prepare
+        # One lock for all three: a boto3 session is not safe to create clients from concurrently.
+        self.lock = threading.Lock()
+
+    def create(self, service: str) -> Any:
+        """A new client of ``service``, prepared; call with ``lock`` held."""
+        if self._session is None:
+            import boto3
+
+            self._session = boto3.session.Session()
+        client = make_client(service, self._session, self._config, self._cap)
+        self._prepare(client)
+        return client
+
+
+def lazy_clients(
+    settings: AwsSettings, session: Any | None = None, prepare: Callable[[Any], None] = lambda client: None
+) -> tuple[LazyClient, LazyClient, LazyClient]:
+    """The clients of ``make_clients``, each created (then passed to ``prepare``) on its first use."""
+    factory = _ClientFactory(settings, session, prepare)
+    dynamodb, sqs, secretsmanager = (LazyClient(partial(factory.create, name), factory.lock) for name in _SERVICES)
+    return dynamodb, sqs, secretsmanager
+
+
+_RETRY_AFTER = "x-amz-retry-after"
+
+
+def _retry_after_cap(limit_ms: int) -> Callable[..., None]:
+    """A ``needs-retry`` hook that lowers a throttled answer's ``x-amz-retry-after`` to ``limit_ms``.
+
+    botocore waits up to that header's value (plus 5 s) before its retry, which alone would outlast
+    Twilio's 15-second budget; the caller's own retry (Twilio's) takes over a longer wait instead.
+    """
+
+    def cap(response: Any = None, **_: Any) -> None:
+        headers: Any = getattr(response[0], "headers", None) if response else None
+        value = headers.get(_RETRY_AFTER) if headers is not None else None
+        if value is not None and str(value).isdigit() and int(value) > limit_ms:
+            headers[_RETRY_AFTER] = str(limit_ms)
+
+    return cap

@@ -1,0 +1,15 @@
+"""Where a task root keeps its configuration: every ``pipelines/*.yaml`` and the ``rules/`` they share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["PIPELINES_DIR", "RULES_DIR", "pipeline_files"]
+
+PIPELINES_DIR = Path("pipelines")
+RULES_DIR = Path("rules")
+
+
+def pipeline_files(directory: Path) -> list[Path]:
+    """The pipeline files of ``directory`` (``*.yaml``, ``*.yml``), in name order."""
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])

@@ -1,0 +1,157 @@
+"""CloudWatch metrics in Embedded Metric Format (EMF): one JSON document per invocation, on stdout.
+
+CloudWatch Logs extracts the metrics from the document itself (no API call, no added latency):
+
+- ``Invocations`` by {Pipeline, Outcome}: 1 per event; the outcome is a success outcome or the error code;
+- ``Errors`` by {Pipeline, ErrorCode}: 1 per event that ended in an error (the alarms watch
+  ``INVALID_SIGNATURE`` and ``SECRET_FETCH_FAILED``);
+- ``Latency`` and ``StepLatency.<step id>`` by {Pipeline}, in milliseconds (skipped steps are left out);
+- ``ColdStart`` by {Pipeline}: 1 on the first invocation of a container.
+
+The document is also a log line: it carries the invocation's log fields (request id, conversation id…)
+as plain properties.
+Configuration: ``METRICS_NAMESPACE`` (else ``POWERTOOLS_METRICS_NAMESPACE``, else ``InboundWebhookPipeline``);
+``METRICS_ENABLED=false`` turns the documents off.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.runner import TraceEntry
+
+__all__ = ["DEFAULT_NAMESPACE", "EmfMetrics", "emf_line", "step_metric"]
+
+DEFAULT_NAMESPACE = "InboundWebhookPipeline"
+_OFF = frozenset({"0", "false", "no", "off"})
+
+
+def step_metric(step_id: str) -> str:
+    """The metric name of a step's latency."""
+    return f"StepLatency.{step_id}"
+
+
+def emf_line(
+    namespace: str,
+    pipeline: str,
+    outcome: str,
+    error_code: str | None,
+    *,
+    ms: float,
+    trace: Sequence[TraceEntry],
+    cold_start: bool,
+    timestamp_ms: int,
+    properties: Mapping[str, str] | None = None,
+) -> str:
+    """The EMF document for one invocation, as the JSON line that is written."""
+    doc: dict[str, Any] = {"message": "metrics"}
+    for key, value in (properties or {}).items():
+        if value:
+            doc[key] = value
+    doc["Pipeline"] = pipeline
+    doc["Outcome"] = outcome
+    doc["Invocations"] = 1
+    doc["Latency"] = ms
+    if cold_start:
+        doc["ColdStart"] = 1
+    steps: list[str] = []
+    for entry in trace:
+        if entry.status != "skipped":
+            name = step_metric(entry.step)
+            doc[name] = entry.ms
+            steps.append(name)
+    if error_code:
+        doc["ErrorCode"] = error_code
+        doc["Errors"] = 1
+    directives = _directives(namespace, cold_start, tuple(steps), bool(error_code))
+    # The directives repeat from one invocation to the next: they are encoded once per shape.
+    return f'{_ENCODER.encode(doc)[:-1]},"_aws":{{"Timestamp":{int(timestamp_ms)},"CloudWatchMetrics":{directives}}}}}'
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+@lru_cache(maxsize=256)
+def _directives(namespace: str, cold_start: bool, step_metrics: tuple[str, ...], error: bool) -> str:
+    """The ``CloudWatchMetrics`` directives of a document, JSON-encoded."""
+    per_pipeline: list[dict[str, str]] = [{"Name": "Latency", "Unit": "Milliseconds"}]
+    if cold_start:
+        per_pipeline.append({"Name": "ColdStart", "Unit": "Count"})
+    per_pipeline.extend({"Name": name, "Unit": "Milliseconds"} for name in step_metrics)
+    directives: list[dict[str, Any]] = [
+        {
+            "Namespace": namespace,
+            "Dimensions": [["Pipeline", "Outcome"]],
+            "Metrics": [{"Name": "Invocations", "Unit": "Count"}],
+        },
+        {"Namespace": namespace, "Dimensions": [["Pipeline"]], "Metrics": per_pipeline},
+    ]
+    if error:
+        directives.append(
+            {
+                "Namespace": namespace,
+                "Dimensions": [["Pipeline", "ErrorCode"]],
+                "Metrics": [{"Name": "Errors", "Unit": "Count"}],
+            }
+        )
+    return _ENCODER.encode(directives)
+
+
+def _stdout(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+class EmfMetrics:
+    """Writes one EMF document per invocation; the first one of the instance (the container) marks a cold start."""
+
+    def __init__(
+        self,
+        namespace: str = DEFAULT_NAMESPACE,
+        write: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.namespace = namespace
+        self._write = write or _stdout
+        self._clock = clock
+        self._cold = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> EmfMetrics | None:
+        """Metrics as the environment configures them, or None when turned off."""
+        if env.get("METRICS_ENABLED", "").strip().lower() in _OFF:
+            return None
+        namespace = env.get("METRICS_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
+        return cls(namespace.strip() or DEFAULT_NAMESPACE)
+
+    def record(
+        self,
+        pipeline: str,
+        outcome: str,
+        error_code: str | None,
+        *,
+        ms: float,
+        trace: Sequence[TraceEntry],
+        properties: Mapping[str, str] | None = None,
+    ) -> str:
+        """Write the invocation's document and return it (the JSON line)."""
+        cold, self._cold = self._cold, False
+        line = emf_line(
+            self.namespace,
+            pipeline,
+            outcome,
+            error_code,
+            ms=ms,
+            trace=trace,
+            cold_start=cold,
+            timestamp_ms=int(self._clock() * 1000),
+            properties=properties,
+        )
+        self._write(line)
+        return line

@@ -1,0 +1,123 @@
+"""``secrets.fetch``: the tenant's verification secret, from a per-container cache.
+
+The secret's name comes from the document (``credential.secret_name`` by default); the field used as the
+signing key is ``field``, or the one ``field_from`` names for this request (Twilio's shared-key signing
+names another field, say). The key goes to ``Context.private["signing_key"]``, never to the document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.context import Context, StepResult
+from engine.errors import ErrorSpec, StepFailure
+from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
+from engine.ports import ServiceError
+from engine.registry import BuildInfo, IamGrant, ParamError, Resource, register
+from engine.secrets import CachedSecret, Redacted, SecretCache, SecretFormatError
+from steps.support import service_failure
+
+__all__ = ["FETCH_FAILED", "FETCH_TRANSIENT", "SecretFetch", "SigningKey", "fetch_secret", "signing_key"]
+
+FETCH_FAILED = ErrorSpec("SECRET_FETCH_FAILED", description="the secret is missing, unreadable or has no key")
+FETCH_TRANSIENT = ErrorSpec(
+    "SECRET_FETCH_TRANSIENT_ERROR", transient=True, description="Secrets Manager did not answer"
+)
+
+
+class SigningKey:
+    """The key a request must be signed with, and whether it came from the cache."""
+
+    __slots__ = ("cached", "field", "secret_name", "value")
+
+    def __init__(self, secret_name: str, field: str, value: Redacted, cached: bool) -> None:
+        self.secret_name = secret_name
+        self.field = field
+        self.value = value
+        self.cached = cached
+
+
+def fetch_secret(
+    cache: SecretCache, name: str, *, max_age: float | None = None, refresh_interval: float | None = None
+) -> CachedSecret | None:
+    """Get (or, with ``refresh_interval``, force-refresh) a secret; service errors become step errors."""
+    try:
+        if refresh_interval is not None:
+            return cache.refresh(name, refresh_interval)
+        return cache.get(name, max_age or 0.0)
+    except ServiceError as exc:
+        raise service_failure(exc, FETCH_TRANSIENT.code, FETCH_FAILED.code, "secret fetch") from None
+    except SecretFormatError as exc:
+        raise StepFailure(FETCH_FAILED.code, f"secret is unusable: {exc}") from None
+
+
+def signing_key(secret: CachedSecret, secret_name: str, field: str) -> SigningKey:
+    """The non-blank ``field`` of ``secret`` (surrounding whitespace ignored)."""
+    raw = secret.fields.get(field)
+    value = raw.reveal().strip() if raw is not None else ""
+    if not value:
+        raise StepFailure(FETCH_FAILED.code, f"secret has no {field}")
+    return SigningKey(secret_name, field, Redacted(value), secret.cached)
+
+
+def _expression(params: Mapping[str, Any], name: str, default: str | None) -> Expression | None:
+    source = params.get(name, default)
+    if source is None:
+        return None
+    try:
+        return compile_expression(str(source))
+    except ExpressionSyntaxError as exc:
+        raise ParamError((name,), f"invalid JMESPath: {exc}") from None
+
+
+@register(
+    "secrets.fetch",
+    provides="auth",
+    requires=("credential",),
+    iam=(IamGrant(("secretsmanager:GetSecretValue",), (Resource("secret", "secrets", "credentials"),)),),
+    errors=(FETCH_FAILED, FETCH_TRANSIENT),
+    deadline_code=FETCH_TRANSIENT.code,
+    authenticates=True,
+    params={
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["field"],
+        "properties": {
+            "cache_ttl_seconds": {"type": "integer", "minimum": 0, "maximum": 86400},
+            "secrets": {"type": "string", "description": "The secret-name pattern (under secrets:) read here."},
+            "name_from": {
+                "type": "string",
+                "description": "JMESPath giving the secret's name (default: credential.secret_name).",
+            },
+            "field": {"type": "string", "minLength": 1, "description": "The field of the secret's JSON that signs."},
+            "field_from": {
+                "type": "string",
+                "description": "JMESPath naming another field for this request (null: use field).",
+            },
+        },
+    },
+    example={"cache_ttl_seconds": 300, "field": "twilio_auth_token"},
+)
+class SecretFetch:
+    """Fetch the credential secret (cached per secret name) and pick the signing key from it."""
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._ttl = float(params.get("cache_ttl_seconds", 300))
+        self._field = str(params["field"])
+        self._name = _expression(params, "name_from", "credential.secret_name")
+        self._field_from = _expression(params, "field_from", None)
+
+    def run(self, ctx: Context) -> StepResult:
+        assert self._name is not None
+        name = self._name.search(ctx.doc)
+        if not isinstance(name, str) or not name:
+            raise StepFailure(FETCH_FAILED.code, "no secret name for this request")
+        chosen = self._field_from.search(ctx.doc) if self._field_from is not None else None
+        field = chosen if isinstance(chosen, str) and chosen else self._field
+        secret = fetch_secret(ctx.services.secrets, name, max_age=self._ttl)
+        assert secret is not None
+        key = signing_key(secret, name, field)
+        ctx.private["signing_key"] = key
+        source = "cache" if key.cached else "fetched"
+        return StepResult(output={"cached": key.cached, "field": key.field}, decision=source)

@@ -1,0 +1,110 @@
+"""``sqs.send``: send the trigger (channel queue) or the full context (handoff queue)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from engine.context import Context, StepResult
+from engine.errors import ErrorSpec, StepFailure
+from engine.ports import ServiceError, json_safe
+from engine.registry import BuildInfo, IamGrant, Resource, register
+from steps.conversations import whole_conversation
+from steps.support import service_failure
+
+__all__ = ["QUEUE_ERROR", "QUEUE_TRANSIENT", "SendMessage", "handoff_body", "trigger_body"]
+
+QUEUE_ERROR = ErrorSpec("QUEUE_ERROR", description="the queue refused the message, or it is too large")
+QUEUE_TRANSIENT = ErrorSpec("QUEUE_TRANSIENT_ERROR", transient=True, description="the queue did not answer")
+
+SQS_LIMIT_BYTES = 256 * 1024
+
+
+def trigger_body(doc: Mapping[str, Any]) -> str:
+    """The channel-queue trigger: exactly the conversation id and the user's number."""
+    credential = doc["credential"]
+    return json.dumps(
+        {"conversation_id": credential["conversation_id"], "primary_channel": credential["primary_channel"]},
+        separators=(",", ":"),
+    )
+
+
+# SQS accepts #x9 #xA #xD, #x20-#xD7FF, #xE000-#xFFFD and #x10000-#x10FFFF. json.dumps already escapes
+# the control characters; what is left (U+FFFE, U+FFFF, lone surrogates) is escaped here too.
+_SQS_REJECTS = re.compile(r"[\ufffe\uffff\ud800-\udfff]")
+
+
+def _encode(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _SQS_REJECTS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def _encoded_size(value: Any) -> int:
+    return len(_encode(value).encode("utf-8"))
+
+
+def handoff_body(doc: Mapping[str, Any], limit: int = SQS_LIMIT_BYTES) -> str:
+    """The full context, JSON-safe, trimmed to ``limit`` bytes by dropping the oldest history first."""
+    request, credential = doc["request"], doc["credential"]
+    conversation = json_safe(doc.get("conversation") or {})
+    body = {
+        "conversation_id": credential["conversation_id"],
+        "message_sid": request["message_sid"],
+        "channel_type": request["channel"],
+        "primary_channel": credential["primary_channel"],
+        "body": request["body"],
+        "received_at": request["received_at"],
+        "request": request["fields"],
+        "conversation": conversation,
+    }
+    size = _encoded_size(body)
+    history = conversation.get("messages")
+    if size > limit and isinstance(history, list) and history:
+        # Sizes per entry let us find how many of the oldest to drop without re-encoding each time.
+        excess = size - limit
+        dropped = 0
+        while dropped < len(history) and excess > 0:
+            excess -= _encoded_size(history[dropped]) + 1
+            dropped += 1
+        conversation["messages"] = history[dropped:]
+        size = _encoded_size(body)
+        while size > limit and conversation["messages"]:
+            conversation["messages"] = conversation["messages"][1:]
+            size = _encoded_size(body)
+    if size > limit:
+        raise StepFailure(QUEUE_ERROR.code, f"handoff message is {size} bytes even without history; limit {limit}")
+    return _encode(body)
+
+
+_BODIES = {"trigger": (trigger_body, "QUEUED"), "handoff": (handoff_body, "HANDED_OFF")}
+
+
+@register(
+    "sqs.send",
+    provides="sent",
+    requires=("request", "credential", "route"),
+    iam=(IamGrant(("sqs:SendMessage",), (Resource("queue"),)),),
+    errors=(QUEUE_ERROR, QUEUE_TRANSIENT),
+    deadline_code=QUEUE_TRANSIENT.code,
+)
+class SendMessage:
+    """Send the routed message: a trigger (QUEUED) or the full handoff context (HANDED_OFF)."""
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        pass
+
+    def run(self, ctx: Context) -> StepResult:
+        route = ctx.doc["route"]
+        build, outcome = _BODIES[route["message"]]
+        if route["message"] == "handoff":
+            whole_conversation(ctx)  # the handoff carries the whole item, even when the rules read only part of it
+        body = build(ctx.doc)
+        try:
+            message_id = ctx.services.queues.send_message(route["queue_url"], body, int(route["delay_seconds"]))
+        except ServiceError as exc:
+            raise service_failure(exc, QUEUE_TRANSIENT.code, QUEUE_ERROR.code, "send") from None
+        return StepResult(
+            output={"message_id": message_id, "target": route["target"]}, outcome=outcome, decision=outcome
+        )

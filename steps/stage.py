@@ -1,0 +1,63 @@
+"""``stage.write``: the message's row in the stage table, once per message id (a re-delivery leaves the first row)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.conditions import AttributeNotExists
+from engine.context import Context, StepResult
+from engine.errors import ErrorSpec
+from engine.ports import ServiceError
+from engine.registry import BuildInfo, IamGrant, Resource, register
+from steps.support import service_failure, table_name
+
+__all__ = ["STAGE_ERROR", "STAGE_TRANSIENT", "StageWrite"]
+
+STAGE_ERROR = ErrorSpec("STAGE_WRITE_ERROR", description="the stage table refused the write")
+STAGE_TRANSIENT = ErrorSpec("STAGE_WRITE_TRANSIENT_ERROR", transient=True, description="the stage write did not answer")
+
+
+@register(
+    "stage.write",
+    provides="stage",
+    requires=("request", "credential"),
+    iam=(IamGrant(("dynamodb:PutItem",), (Resource("table", "table", "stage"),)),),
+    errors=(STAGE_ERROR, STAGE_TRANSIENT),
+    deadline_code=STAGE_TRANSIENT.code,
+    params={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "table": {"type": "string"},
+            "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": 31536000},
+        },
+    },
+    example={"table": "stage", "ttl_seconds": 86400},
+)
+class StageWrite:
+    """Write the message to the stage table once per MessageSid (a re-delivery leaves the first row)."""
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._table = table_name(params, info, "stage")
+        self._ttl = int(params.get("ttl_seconds", 86400))
+
+    def run(self, ctx: Context) -> StepResult:
+        request, credential = ctx.doc["request"], ctx.doc["credential"]
+        item: dict[str, Any] = {
+            "conversation_id": credential["conversation_id"],
+            "message_sid": request["message_sid"],
+            "primary_channel": credential["primary_channel"],
+            "channel_type": request["channel"],
+            "body": request["body"],
+            "num_media": request["num_media"],
+            "received_at": request["received_at"],
+            "expires_at": int(ctx.services.clock.now().timestamp()) + self._ttl,
+        }
+        if request["media"]:
+            item["media"] = request["media"]
+        try:
+            written = ctx.services.tables.put_item(self._table, item, AttributeNotExists("message_sid"))
+        except ServiceError as exc:
+            raise service_failure(exc, STAGE_TRANSIENT.code, STAGE_ERROR.code, "stage write") from None
+        return StepResult(output={"duplicate": not written}, decision="written" if written else "already staged")

@@ -1,0 +1,204 @@
+"""``twilio.parse``: read a Twilio messaging webhook (form post) out of the request.
+
+The channel is the request's last path segment (one of the pipeline's ``channels:``). The form is parsed
+with every pair kept (blank values and repeated keys: Twilio signs them); ``whatsapp:`` prefixes are
+stripped to get the user's and the company's numbers. A request carrying ``MessageStatus`` is a status
+callback, whose ``From`` is the company, so the two are swapped. A missing ``X-Twilio-Signature`` ends
+the event here, before any AWS call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from engine.clock import iso_millis
+from engine.context import Context, StepResult
+from engine.errors import ErrorSpec, StepFailure
+from engine.http import HttpRequest
+from engine.registry import BuildInfo, ParamError, register
+from steps.twilio.form import FormParams
+
+__all__ = ["INVALID_SIGNATURE", "PARSING_ERROR", "SIGNATURE_HEADER", "TwilioParse"]
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+# The secret's field that signs when the request was signed with a shared key (SIGNATURE_SETTINGS_HEADER).
+WEBHOOK_KEY_FIELD = "twilio_webhook_key"
+PARSING_ERROR = ErrorSpec("PARSING_ERROR", description="the request is not a readable Twilio webhook")
+INVALID_SIGNATURE = ErrorSpec("INVALID_SIGNATURE", description="the request's signature is missing or wrong")
+
+_ADDRESS_PREFIX = re.compile(r"^[a-z]+:")
+_MEDIA_URL = re.compile(r"^MediaUrl(\d+)$")
+_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?")
+
+
+def _address(value: str) -> str:
+    return _ADDRESS_PREFIX.sub("", value, count=1)
+
+
+def _media(form: FormParams) -> list[dict[str, str]]:
+    indexes = sorted(int(match.group(1)) for name in form if (match := _MEDIA_URL.match(name)))
+    return [
+        {"url": form.first(f"MediaUrl{index}") or "", "content_type": form.first(f"MediaContentType{index}") or ""}
+        for index in indexes
+    ]
+
+
+def _num_media(form: FormParams, media: list[dict[str, str]]) -> int:
+    text = form.first("NumMedia") or ""
+    # isdigit() alone accepts digits int() refuses (e.g. '²').
+    return int(text) if text.isascii() and text.isdigit() else len(media)
+
+
+def _host_name(host: str | None) -> str:
+    """``host`` as compared with the allow-list: lower case, no trailing dot."""
+    return (host or "").strip().lower().rstrip(".")
+
+
+def _allowed_hosts(value: Any) -> frozenset[str]:
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    hosts = frozenset(_host_name(item) for item in items if _host_name(item))
+    for host in sorted(hosts):
+        if not _HOST.fullmatch(host):
+            raise ParamError(("allowed_hosts",), f"{host!r} is not a host name (e.g. hooks.example.com)")
+    return hosts
+
+
+def _fail(message: str) -> StepFailure:
+    return StepFailure(PARSING_ERROR.code, message)
+
+
+@register(
+    "twilio.parse",
+    provides="request",
+    errors=(PARSING_ERROR, INVALID_SIGNATURE),
+    auth_headers=(SIGNATURE_HEADER,),
+    params={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "public_base_url": {
+                "type": "string",
+                "description": "When set, the signed URL is this base + '/' + channel (+ query); "
+                "otherwise it is rebuilt from the event.",
+            },
+            "allowed_hosts": {
+                "type": ["string", "array"],
+                "items": {"type": "string"},
+                "description": "Hosts the URL may be rebuilt with (a list, or one comma-separated string); a "
+                "request for any other Host is refused with INVALID_SIGNATURE before any AWS call. "
+                "Empty: any host. Not consulted when public_base_url is set (the Host header is then ignored).",
+            },
+            "max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 1048576},
+            "max_params": {"type": "integer", "minimum": 10, "maximum": 10000},
+        },
+    },
+    example={"public_base_url": "${env:PUBLIC_BASE_URL:-}"},
+)
+class TwilioParse:
+    """Parse the webhook: channel from the path, form fields, numbers, media, status-callback detection."""
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._channels = frozenset(info.channels)
+        base = str(params.get("public_base_url") or "").strip()
+        if base and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", base):
+            raise ParamError(
+                ("public_base_url",),
+                f"public_base_url {base!r} is not an http(s) URL without query or fragment "
+                "(e.g. https://hooks.example.com/prod)",
+            )
+        self._base = base.rstrip("/")
+        self._hosts = _allowed_hosts(params.get("allowed_hosts"))
+        self._max_body = int(params.get("max_body_bytes", 65536))
+        self._max_params = int(params.get("max_params", 500))
+
+    def _signed_url(self, http: HttpRequest, channel: str) -> str:
+        url = (
+            http.public_url()
+            if not self._base
+            else f"{self._base}/{channel}" + (f"?{http.query}" if http.query else "")
+        )
+        # The validator encodes the URL and reads its port: a hostile one must fail here, as PARSING_ERROR.
+        try:
+            url.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the request URL is not valid UTF-8") from None
+        try:
+            _ = urlsplit(url).port
+        except ValueError:
+            raise ValueError("the request's host has an invalid port") from None
+        return url
+
+    def _form(self, http: HttpRequest) -> FormParams:
+        if len(http.body) > self._max_body:
+            raise _fail(f"body exceeds {self._max_body} bytes")
+        try:
+            text = http.text()
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=self._max_params)
+        except ValueError:
+            raise _fail(f"the form has more than {self._max_params} form parameters") from None
+        return FormParams(pairs)
+
+    def run(self, ctx: Context) -> StepResult:
+        http = ctx.event
+        if not isinstance(http, HttpRequest):
+            raise _fail("the event is not an HTTP request")
+        channel = http.channel
+        if channel not in self._channels:
+            raise _fail("unknown webhook path; expected …/" + " or …/".join(sorted(self._channels)))
+        # From here on a failure is answered in this channel's format.
+        ctx.doc["request"] = {"channel": channel}
+        if http.unreadable is not None:
+            raise _fail(http.unreadable)
+        if http.method is not None and http.method.upper() != "POST":
+            raise _fail(f"method {http.method} is not accepted; Twilio webhooks POST")
+        signature = http.header(SIGNATURE_HEADER)
+        if not signature:
+            raise StepFailure(INVALID_SIGNATURE.code, "missing X-Twilio-Signature header")
+        if not self._base and self._hosts and _host_name(http.host) not in self._hosts:
+            # A signature Twilio made for another URL of the account must not become valid here by a forged Host.
+            raise StepFailure(INVALID_SIGNATURE.code, "the request's host is not one this webhook is registered under")
+        form = self._form(http)
+        try:
+            url = self._signed_url(http, channel)
+        except ValueError as exc:
+            raise _fail(f"unreadable request: {exc}") from None
+        for required in ("From", "To", "MessageSid"):
+            if not (form.first(required) or "").strip():
+                raise _fail(f"missing required parameter {required}")
+        sender, recipient = _address(form.first("From") or ""), _address(form.first("To") or "")
+        if not sender.strip() or not recipient.strip():
+            raise _fail("From and To must carry a number")
+        status = form.first("MessageStatus")
+        is_callback = status is not None
+        media = _media(form)
+        settings = http.header(SIGNATURE_SETTINGS_HEADER)
+        ctx.private["form"] = form
+        ctx.private["signature"] = signature
+        ctx.private["signature_settings"] = settings
+        request = {
+            "channel": channel,
+            "kind": "status_callback" if is_callback else "message",
+            "is_status_callback": is_callback,
+            "message_sid": form.first("MessageSid"),
+            "account_sid": form.first("AccountSid"),
+            "from": form.first("From"),
+            "to": form.first("To"),
+            "user_number": recipient if is_callback else sender,
+            "company_number": sender if is_callback else recipient,
+            "body": form.first("Body") or "",
+            "num_media": _num_media(form, media),
+            "media": media,
+            "message_status": status,
+            "fields": form.as_fields(),
+            "url": url,
+            "signing_key_field": WEBHOOK_KEY_FIELD if settings else None,
+            "received_at": iso_millis(ctx.services.clock.now()),
+        }
+        return StepResult(output=request, decision=f"{channel} {request['kind']}")

@@ -1,0 +1,310 @@
+"""The SAM template against the configured pipeline, and the Lambda artifact's contents.
+
+The execution role's step policy must grant exactly the IAM actions the pipeline's steps declare
+(``engine.registry``), each on the resources those steps touch; the alarms must watch the metrics the
+function really emits.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from engine import registry
+from engine.config import AppConfig, load_config
+from tests.support.expect import emf_document_of
+from tools.iam import Grant, pipeline_grants
+
+ROOT = Path(__file__).resolve().parents[2]
+PIPELINE = ROOT / "pipelines" / "twilio_inbound.yaml"
+RUNTIME_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+CONTRACT_ENV = {
+    "CONVERSATIONS_TABLE_NAME",
+    "STAGE_TABLE_NAME",
+    "LOCK_TABLE_NAME",
+    "WHATSAPP_QUEUE_URL",
+    "SMS_QUEUE_URL",
+    "HANDOFF_QUEUE_URL",
+}
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short-form intrinsics (!Ref, !Sub, !GetAtt, …) into their long form."""
+
+
+def _intrinsic(loader: _CfnLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return yaml.load((ROOT / "template.yaml").read_text(encoding="utf-8"), Loader=_CfnLoader)
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: body for name, body in template["Resources"].items() if body["Type"] == kind}
+
+
+def placeholder(template: dict[str, Any], value: Any) -> str:
+    """An environment value as the function would see it: a parameter's default, else ``ref:<logical id>``."""
+    if isinstance(value, dict) and "Ref" in value:
+        parameter = template["Parameters"].get(value["Ref"], {})
+        return str(parameter["Default"]) if "Default" in parameter else f"ref:{value['Ref']}"
+    return str(value)
+
+
+@pytest.fixture(scope="module")
+def function_env(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]["PipelineFunction"]["Properties"]["Environment"]["Variables"]
+
+
+@pytest.fixture(scope="module")
+def config(template: dict[str, Any], function_env: dict[str, Any]) -> AppConfig:
+    """The shipped pipeline, loaded with the environment the template gives the function."""
+    env = {name: placeholder(template, value) for name, value in function_env.items()}
+    return load_config(PIPELINE, ROOT / "rules", env)
+
+
+def _arn_of(name: str) -> dict[str, Any]:
+    """The template expression of a created resource's ARN, from a ``ref:Logical`` placeholder."""
+    assert name.startswith("ref:"), f"{name!r} is not a resource of this template"
+    return {"Fn::GetAtt": [name.removeprefix("ref:"), "Arn"]}
+
+
+def _table_arn(table: str, suffix: str = "") -> dict[str, Any] | Any:
+    logical = table.removeprefix("ref:")
+    if logical == "ConversationsTableName":
+        prefix = "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${ConversationsTableName}"
+        return {"Fn::Sub": prefix + suffix}
+    assert not suffix
+    return _arn_of(table)
+
+
+def _template_resource(grant: Grant) -> Any:
+    """The template expression for a resolved grant's resource."""
+    if grant.kind == "table":
+        return _table_arn(grant.name)
+    if grant.kind == "index":
+        table, index = grant.name.split("/index/")
+        return _table_arn(table, f"/index/{index}")
+    if grant.kind == "queue":
+        return _arn_of(grant.name)
+    assert grant.kind == "secret", grant
+    prefix = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+    return {"Fn::Sub": prefix + "${CredentialSecretNamePattern}"}
+
+
+def expected_grants(config: AppConfig) -> set[tuple[str, str]]:
+    """(action, resource) pairs: every step's declared actions, on the resources it declares (``tools.iam``)."""
+    return {(grant.action, repr(_template_resource(grant))) for grant in pipeline_grants(config)}
+
+
+def policy_statements(template: dict[str, Any], policy: str) -> list[dict[str, Any]]:
+    (role,) = resources(template, "AWS::IAM::Role").values()
+    (document,) = [p["PolicyDocument"] for p in role["Properties"]["Policies"] if p["PolicyName"] == policy]
+    return document["Statement"]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_the_step_policy_grants_exactly_the_actions_the_steps_declare(template, config) -> None:
+    declared = {action for step in config.pipeline.steps() for action in registry.get(step.uses).iam_actions}
+    statements = policy_statements(template, "PipelineSteps")
+    granted = {action for statement in statements for action in as_list(statement["Action"])}
+    assert granted == declared
+    assert declared == {
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "sqs:SendMessage",
+        "secretsmanager:GetSecretValue",
+    }
+
+
+def test_each_action_is_granted_on_exactly_the_resources_its_steps_use(template, config) -> None:
+    statements = policy_statements(template, "PipelineSteps")
+    assert all(s["Effect"] == "Allow" and "NotAction" not in s and "NotResource" not in s for s in statements)
+    granted = {
+        (action, repr(resource))
+        for statement in statements
+        for action in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
+    }
+    assert granted == expected_grants(config)
+    # The lock release may delete lock rows only; staged messages are never deleted by this function.
+    assert {resource for action, resource in granted if action == "dynamodb:DeleteItem"} == {
+        repr({"Fn::GetAtt": ["LockTable", "Arn"]})
+    }
+
+
+def test_nothing_else_in_the_template_grants_permissions(template) -> None:
+    runtime = policy_statements(template, "LambdaRuntime")
+    assert {action for statement in runtime for action in as_list(statement["Action"])} == RUNTIME_ACTIONS
+    logs = [s for s in runtime if any(a.startswith("logs:") for a in as_list(s["Action"]))]
+    assert [s["Resource"] for s in logs] == [{"Fn::GetAtt": ["FunctionLogGroup", "Arn"]}]
+    (role,) = resources(template, "AWS::IAM::Role").values()
+    assert "ManagedPolicyArns" not in role["Properties"]
+    assert [p["PolicyName"] for p in role["Properties"]["Policies"]] == ["PipelineSteps", "LambdaRuntime"]
+    kinds = {body["Type"] for body in template["Resources"].values()}
+    assert not {kind for kind in kinds if kind.startswith("AWS::IAM::") and kind != "AWS::IAM::Role"}
+    function = template["Resources"]["PipelineFunction"]["Properties"]
+    assert function["Role"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]} and "Policies" not in function
+
+
+def test_the_function_is_wired_as_the_contract_says(template, function_env, config) -> None:
+    function = template["Resources"]["PipelineFunction"]
+    props = {**template["Globals"]["Function"], **function["Properties"]}
+    assert (props["Handler"], props["Runtime"], props["Tracing"]) == ("handler.handler", "python3.11", "Active")
+    assert function["Metadata"] == {"BuildMethod": "makefile"}
+    # Past the worst end of an event (the deadline, then a step's call and a lock release, each with every attempt
+    # and a backoff of up to 1 s between attempts), inside Twilio's 15 s.
+    aws = config.aws
+    call = aws.max_attempts * (aws.connect_timeout + aws.read_timeout) + (aws.max_attempts - 1) * 1.0
+    assert config.pipeline.deadline_seconds + 2 * call < props["Timeout"] < 15
+    assert "ReservedConcurrentExecutions" in props
+    assert set(function_env) >= CONTRACT_ENV
+    assert function_env["TRACING_ENABLED"] == "true"
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in props["Events"].values()}
+    assert routes == {("post", "/whatsapp"), ("post", "/sms")}
+    assert all(e["Type"] == "Api" for e in props["Events"].values())
+    api = template["Resources"]["WebhookApi"]["Properties"]
+    assert api["StageName"] == {"Ref": "StageName"} and api["TracingEnabled"] is True
+    group = template["Resources"]["FunctionLogGroup"]["Properties"]
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": "FunctionLogGroup"}
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+
+
+def test_every_environment_reference_without_a_default_is_set_by_the_template(function_env) -> None:
+    files = [PIPELINE, *sorted((ROOT / "rules").glob("*.yaml"))]
+    references = re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}", "".join(f.read_text() for f in files))
+    required = {name for name, default in references if not default}
+    assert required
+    assert required <= set(function_env)
+
+
+def test_the_tables_have_the_contract_keys_and_ttl(template) -> None:
+    tables = resources(template, "AWS::DynamoDB::Table")
+    keys = {
+        name: [(k["AttributeName"], k["KeyType"]) for k in body["Properties"]["KeySchema"]]
+        for name, body in tables.items()
+    }
+    assert keys == {
+        "StageTable": [("conversation_id", "HASH"), ("message_sid", "RANGE")],
+        "LockTable": [("conversation_id", "HASH")],
+    }
+    for body in tables.values():
+        assert body["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+        assert body["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_every_queue_the_pipeline_routes_to_has_a_dead_letter_queue_with_an_alarm(template, config) -> None:
+    queues = resources(template, "AWS::SQS::Queue")
+    routed = {target.queue_url.removeprefix("ref:") for target in config.targets.values()}
+    assert routed == {"WhatsAppQueue", "SmsQueue", "HandoffQueue"}
+    alarms = resources(template, "AWS::CloudWatch::Alarm").values()
+    watched = {
+        d["Value"]["Fn::GetAtt"][0]
+        for alarm in alarms
+        if alarm["Properties"]["Namespace"] == "AWS/SQS"
+        for d in alarm["Properties"]["Dimensions"]
+    }
+    for name in routed:
+        dead_letter = queues[name]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert dead_letter in queues and dead_letter in watched
+
+
+@pytest.mark.parametrize("code", ["INVALID_SIGNATURE", "SECRET_FETCH_FAILED"])
+def test_the_error_alarms_watch_a_metric_the_function_emits(template, function_env, config, code) -> None:
+    (alarm,) = [
+        a["Properties"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+        if {"Name": "ErrorCode", "Value": code} in a["Properties"].get("Dimensions", [])
+    ]
+    assert alarm["Namespace"] == function_env["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+    doc = emf_document_of("NS", config.pipeline.name, code, code, ms=1.0, trace=[], cold_start=False, timestamp_ms=1)
+    emitted = {
+        (metric["Name"], tuple(sorted((name, doc[name]) for name in dimensions)))
+        for directive in doc["_aws"]["CloudWatchMetrics"]
+        for dimensions in directive["Dimensions"]
+        for metric in directive["Metrics"]
+    }
+    watched = (alarm["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in alarm["Dimensions"])))
+    assert watched in emitted
+
+
+def test_the_outputs_give_the_webhook_urls_with_the_retry_overrides(template) -> None:
+    for channel, output in (("whatsapp", "WhatsAppWebhookUrl"), ("sms", "SmsWebhookUrl")):
+        url = template["Outputs"][output]["Value"]["Fn::Sub"]
+        assert url.endswith(f"/${{StageName}}/{channel}#rc=2&rp=ct,rt,5xx&rt=6000")
+
+
+# The build script (scripts/build_lambda.py): what goes into the artifact, without downloading anything.
+
+
+@pytest.fixture(scope="module")
+def build() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location("build_lambda", ROOT / "scripts" / "build_lambda.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["build_lambda"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("build_lambda", None)
+
+
+def test_the_artifact_holds_the_function_and_its_configuration_only(build) -> None:
+    names = [name for _, name in build.source_files(ROOT)]
+    assert names == sorted(names)
+    assert {"handler.py", "runtime/app.py", "runtime/metrics.py", "runtime/tracing.py", "steps/sqs.py"} <= set(names)
+    assert {p.relative_to(ROOT).as_posix() for p in (ROOT / "pipelines").glob("*.yaml")} <= set(names)
+    assert {p.relative_to(ROOT).as_posix() for p in (ROOT / "rules").glob("*.yaml")} <= set(names)
+    assert not [n for n in names if re.match(r"(tests|bench|scripts|examples|tools|\.venv)/", n)]
+    assert not [n for n in names if "__pycache__" in n]
+
+
+def test_the_artifact_check_finds_a_module_the_handler_needs_but_the_artifact_lacks(build) -> None:
+    files = build.source_files(ROOT)
+    assert build.missing_first_party(files) == []
+    without = [(path, name) for path, name in files if name != "runtime/metrics.py"]
+    assert build.missing_first_party(without) == ["runtime.metrics"]
+
+
+def test_the_artifact_takes_runtime_dependencies_only(build) -> None:
+    requirements = build.runtime_requirements(ROOT / "pyproject.toml")
+    names = {build._name(requirement) for requirement in requirements}
+    assert {"twilio", "pyyaml", "jsonschema", "jmespath"} <= names
+    assert not names & {"pytest", "moto", "ruff", "mypy", "hypothesis", "cfn-lint"}
+    pins = ["boto3==1.0", "botocore==1.0", "urllib3==2.0", "twilio==9.13.0", "aiohttp==3.0", "PyYAML==6.0"]
+    assert build.keep(pins, with_boto3=False, slim=True) == ["twilio==9.13.0", "PyYAML==6.0"]
+    assert build.keep(pins, with_boto3=False, slim=False) == ["twilio==9.13.0", "aiohttp==3.0", "PyYAML==6.0"]
+    assert build.keep(pins, with_boto3=True, slim=False) == pins
+
+
+def test_sam_build_calls_the_makefile_target_named_after_the_function(template) -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^build-PipelineFunction:", makefile, re.MULTILINE)
+    assert "PipelineFunction" in resources(template, "AWS::Serverless::Function")

@@ -1,0 +1,133 @@
+"""The runner's parallel groups: threads while the members are slow, inline once they prove fast.
+
+The steps here are small recording steps (the runner is the unit under test); the services are the
+in-memory ones the dry-run uses, and no member ever touches them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from engine import runner
+from engine.clock import SystemClock
+from engine.context import Context, Services, StepResult
+from engine.errors import StepFailure
+from engine.expressions import compile_expression
+from engine.runner import ParallelGroup, Pipeline, PlannedStep
+from engine.secrets import SecretCache
+from tools.dryrun.memory import MemoryQueues, MemorySecrets, MemoryTables
+
+
+@dataclass
+class Recording:
+    """A step that sleeps, notes the thread it ran on, and optionally fails."""
+
+    seconds: float = 0.0
+    fail: str | None = None
+    threads: list[str] = field(default_factory=list)
+
+    def run(self, ctx: Context) -> StepResult:
+        self.threads.append(threading.current_thread().name)
+        if self.seconds:
+            time.sleep(self.seconds)
+        if self.fail:
+            raise StepFailure(self.fail, "refused")
+        return StepResult(output={"ran": True})
+
+
+def _services() -> Services:
+    clock = SystemClock()
+    return Services(MemoryTables({}), MemoryQueues(()), SecretCache(MemorySecrets({}), clock), clock)
+
+
+def _group(stage: Recording, lock: Recording, *, lock_when: str | None = None, concurrent: bool = True) -> Pipeline:
+    when = compile_expression(lock_when) if lock_when else None
+    members = (
+        PlannedStep("stage", "test.stage", stage, "stage"),
+        PlannedStep("lock", "test.lock", lock, "lock", when),
+    )
+    return Pipeline("test", [ParallelGroup(members)], deadline_seconds=4, concurrent=concurrent)
+
+
+def _main_thread_share(step: Recording) -> list[bool]:
+    return [name == threading.current_thread().name for name in step.threads]
+
+
+def test_slow_members_run_in_a_worker_thread_every_time() -> None:
+    stage, lock = Recording(seconds=0.005), Recording(seconds=0.005)
+    pipeline = _group(stage, lock)
+    for _ in range(4):
+        result = pipeline.run({}, _services())
+        assert result.error is None and [entry.step for entry in result.trace] == ["stage", "lock"]
+    # The first member goes to the worker, the last stays in the calling thread.
+    assert _main_thread_share(stage) == [False] * 4
+    assert _main_thread_share(lock) == [True] * 4
+
+
+def test_fast_members_run_inline_once_they_are_known_to_be_fast() -> None:
+    stage, lock = Recording(), Recording()
+    pipeline = _group(stage, lock)
+    for _ in range(12):
+        pipeline.run({}, _services())
+    # Nothing is known before the first run: it uses the thread; then a hand-off would cost more than it saves
+    # (a run slowed down by the machine may keep the thread for a few more runs, never for good).
+    assert _main_thread_share(stage)[0] is False
+    assert _main_thread_share(stage)[-3:] == [True, True, True]
+    assert _main_thread_share(lock) == [True] * 12
+
+
+def test_members_that_turn_slow_go_back_to_the_thread() -> None:
+    stage, lock = Recording(), Recording()
+    pipeline = _group(stage, lock)
+    for _ in range(3):
+        pipeline.run({}, _services())
+    stage.seconds = lock.seconds = 4 * runner.CONCURRENCY_PAYS_SECONDS
+    for _ in range(4):
+        pipeline.run({}, _services())
+    assert _main_thread_share(stage)[1:3] == [True, True]
+    assert _main_thread_share(stage)[-1] is False
+
+
+def test_a_group_with_one_active_member_runs_it_inline_and_traces_the_skip_in_member_order() -> None:
+    stage, lock = Recording(seconds=0.005), Recording()
+    pipeline = _group(stage, lock, lock_when="request.lock")
+    result = pipeline.run({}, _services())
+    assert _main_thread_share(stage) == [True] and lock.threads == []
+    assert [(entry.step, entry.status) for entry in result.trace] == [("stage", "ok"), ("lock", "skipped")]
+
+
+@pytest.mark.parametrize("warm_runs", [0, 3])
+def test_every_member_runs_to_its_end_and_the_first_error_in_member_order_wins(warm_runs: int) -> None:
+    stage, lock = Recording(), Recording()
+    pipeline = _group(stage, lock)
+    for _ in range(warm_runs):
+        pipeline.run({}, _services())
+    stage.fail, lock.fail = "STAGE_WRITE_ERROR", "TRIGGER_LOCK_WRITE_ERROR"
+    result = pipeline.run({}, _services())
+    assert result.error_code == "STAGE_WRITE_ERROR"
+    assert len(stage.threads) == len(lock.threads) == warm_runs + 1
+    assert [(entry.step, entry.status) for entry in result.trace] == [
+        ("stage", "STAGE_WRITE_ERROR"),
+        ("lock", "TRIGGER_LOCK_WRITE_ERROR"),
+    ]
+
+
+def test_a_pipeline_built_without_concurrency_never_uses_a_thread() -> None:
+    stage, lock = Recording(seconds=0.005), Recording(seconds=0.005)
+    pipeline = _group(stage, lock, concurrent=False)
+    for _ in range(2):
+        pipeline.run({}, _services())
+    assert _main_thread_share(stage) == _main_thread_share(lock) == [True, True]
+
+
+def test_a_member_condition_that_fails_is_traced_and_nothing_runs() -> None:
+    stage, lock = Recording(), Recording()
+    pipeline = _group(stage, lock, lock_when="length(request.lock)")
+    result = pipeline.run({"request": {"lock": 7}}, _services())
+    assert result.error_code == "INTERNAL_ERROR"
+    assert [(entry.step, entry.status) for entry in result.trace] == [("lock", "INTERNAL_ERROR")]
+    assert stage.threads == lock.threads == []

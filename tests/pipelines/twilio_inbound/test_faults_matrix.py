@@ -1,0 +1,253 @@
+"""The fault matrix: every AWS call of the pipeline x transient, permanent and crash faults, then Twilio's retry.
+
+Each case is one WhatsApp message for a conversation of its own, delivered to a fresh container whose clients
+carry the fault. Then, as Twilio would with the recommended ``#rc=2&rp=ct,rt,5xx`` overrides, a delivery that
+raised or crashed (API Gateway answers 5xx) is delivered again with the fault gone (a crash on a new container).
+A final error answered 200 is not retried by Twilio: the message is replayed once the fault is repaired, to show
+it recovers. After every case: exactly one stage row, at least one pending trigger, and the lock at rest is held
+only by a message that sent one.
+
+The matrix is printed (``pytest -s``) and must equal the block in ``docs/guarantees.md``
+(``UPDATE_GUARANTEES=1`` rewrites it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.retries.standard import ExponentialBackoff
+
+from engine.config import load_config
+from engine.responses import RetryableFailure
+from tests.support.faults import ROOT, EndState, Fault, SimulatedCrash, new_container, observe
+from tests.support.logscan import forbid
+from tests.support.webhooks import EMPTY_TWIML, rest_event, whatsapp_params
+from tests.support.world import World
+
+GUARANTEES = Path(__file__).resolve().parents[3] / "docs" / "guarantees.md"
+
+TRANSIENT_CODE = {
+    "query": "DB_TRANSIENT_ERROR",
+    "secret": "SECRET_FETCH_TRANSIENT_ERROR",
+    "get": "DB_TRANSIENT_ERROR",
+    "stage_put": "STAGE_WRITE_TRANSIENT_ERROR",
+    "lock_put": "TRIGGER_LOCK_TRANSIENT_ERROR",
+    "send": "QUEUE_TRANSIENT_ERROR",
+}
+FINAL_CODE = {
+    "query": "DB_QUERY_ERROR",
+    "secret": "SECRET_FETCH_FAILED",
+    "get": "DB_QUERY_ERROR",
+    "stage_put": "STAGE_WRITE_ERROR",
+    "lock_put": "TRIGGER_LOCK_WRITE_ERROR",
+    "send": "QUEUE_ERROR",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """A call to break; ``setup`` faults make the pipeline reach it (the release only runs after a failure)."""
+
+    label: str
+    call: str
+    setup: dict[str, Fault] = field(default_factory=dict)
+
+
+ROWS = (
+    Row("GSI query", "query"),
+    Row("secret", "secret"),
+    Row("get item", "get"),
+    Row("stage put", "stage_put"),
+    Row("lock put", "lock_put"),
+    Row("lock release, send throttled", "lock_release", {"send": Fault("throttling")}),
+    Row("lock release, send denied", "lock_release", {"send": Fault("access_denied")}),
+    Row("send", "send"),
+)
+KINDS = (
+    ("throttled once", Fault("throttling", times=1)),
+    ("throttling", Fault("throttling")),
+    ("5xx", Fault("server_error")),
+    ("read timeout", Fault("read_timeout")),
+    ("response lost", Fault("response_lost")),
+    ("access denied", Fault("access_denied")),
+    ("missing resource", Fault("not_found")),
+    ("crash after", Fault("crash", times=1)),
+)
+TRANSIENT_KINDS = {"throttling", "server_error", "read_timeout", "response_lost"}
+
+
+def expected_answer(row: Row, fault: Fault) -> str:
+    """The contract's answer to the first delivery."""
+    if fault.kind == "crash":
+        return "crash"
+    if row.call == "lock_release":
+        if row.setup["send"].kind == "throttling":
+            return "raise QUEUE_TRANSIENT_ERROR"
+        released = fault.times == 1
+        return "200 QUEUE_ERROR" if released else "raise TRIGGER_LOCK_TRANSIENT_ERROR"
+    if fault.times == 1:
+        return "200 QUEUED"
+    if fault.kind in TRANSIENT_KINDS:
+        return f"raise {TRANSIENT_CODE[row.call]}"
+    return f"200 {FINAL_CODE[row.call]}"
+
+
+def expected_lock_between(row: Row, fault: Fault, answer: str) -> str:
+    """The lock right after the first delivery: a silent holder only where no code can still run."""
+    if answer == "200 QUEUED":
+        return "held, sent"
+    if fault.kind == "crash":
+        return {"stage_put": "held, silent", "lock_put": "held, silent", "send": "held, sent"}.get(row.call, "free")
+    if row.call == "lock_release" and fault.times is None and fault.kind != "response_lost":
+        return "held, silent"
+    return "free"
+
+
+def expected_triggers(row: Row, fault: Fault, max_attempts: int) -> int:
+    """Triggers at rest: one, plus the ones a lost answer or a crash made the sender repeat."""
+    if row.call == "send" and fault.kind == "response_lost":
+        return max_attempts + 1
+    if row.call == "send" and fault.kind == "crash":
+        return 2
+    return 1
+
+
+@dataclass(frozen=True)
+class Result:
+    row: Row
+    kind: str
+    fault: Fault
+    attempts: int
+    answer: str
+    between: str
+    retry: str
+    final_answer: str
+    at_rest: EndState
+    lock_at_rest: str
+
+
+def deliver(application: Any, event: dict[str, Any]) -> str:
+    """Deliver ``event`` as the Lambda runtime would; the answer as ``200 OUTCOME``, ``raise CODE`` or ``crash``."""
+    try:
+        handled = application.process(event, None)
+    except SimulatedCrash:
+        return "crash"
+    if handled.raised is not None:
+        assert isinstance(handled.raised, RetryableFailure), handled.raised
+        assert str(handled.raised).startswith(handled.result.outcome)
+        return f"raise {handled.raised.code}"
+    assert handled.response == {
+        "statusCode": 200,
+        "headers": {"Content-Type": "text/xml"},
+        "body": EMPTY_TWIML,
+        "isBase64Encoded": False,
+    }
+    return f"200 {handled.result.outcome}"
+
+
+def run_case(world: World, number: int, row: Row, kind: str, fault: Fault, **container: Any) -> Result:
+    user = f"+1555010{number:04d}"
+    forbid(user, user.lstrip("+"))
+    conversation_id = f"ci-fault-{number:03d}#pi-aaa-000#{uuid.uuid4()}#{user.lstrip('+')}"
+    world.add_conversation(
+        conversation_id=conversation_id, primary_channel=user, gsi_recipient_tel=user, recipient_tel=user
+    )
+    sid = f"SM{number:032d}"
+    params = whatsapp_params(sid, body=f"fault case {number}", From=f"whatsapp:{user}", WaId=user.lstrip("+"))
+    forbid(f"fault case {number}")
+    event = rest_event("whatsapp", params)
+
+    application, injector = new_container(world.resources, **container)
+    for call, setup in row.setup.items():
+        injector.inject(call, setup)
+    injector.inject(row.call, fault)
+    answer = deliver(application, event)
+    injector.wait_idle()
+    attempts = injector.attempts[row.call]
+    between = observe(world, conversation_id, sid).lock(sid)
+    injector.clear()
+
+    retry, final_answer = "no (answered)", answer
+    if answer == "crash":
+        retry = "yes, new container"
+        application, _ = new_container(world.resources, **container)
+        final_answer = deliver(application, event)
+    elif answer.startswith("raise"):
+        retry = "yes"
+        final_answer = deliver(application, event)
+    elif answer != "200 QUEUED":
+        retry = "no; replayed after repair"
+        final_answer = deliver(application, event)
+    at_rest = observe(world, conversation_id, sid)
+    return Result(row, kind, fault, attempts, answer, between, retry, final_answer, at_rest, at_rest.lock(sid))
+
+
+def markdown(results: list[Result]) -> str:
+    header = (
+        "| call | fault | attempts | first answer | lock after it | Twilio retries | then "
+        "| staged | triggers | lock |\n"
+        "| --- | --- | --: | --- | --- | --- | --- | --: | --: | --- |\n"
+    )
+    lines = [
+        f"| {r.row.label} | {r.kind} | {r.attempts} | {r.answer} | {r.between} | {r.retry} | {r.final_answer} "
+        f"| {r.at_rest.staged} | {r.at_rest.triggers} | {r.lock_at_rest} |"
+        for r in results
+    ]
+    return header + "\n".join(lines) + "\n"
+
+
+def sync_block(path: Path, name: str, text: str) -> str | None:
+    """The block ``name`` of ``path`` (between its markers); rewritten first when UPDATE_GUARANTEES is set."""
+    start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
+    document = path.read_text(encoding="utf-8") if path.exists() else ""
+    pattern = re.compile(re.escape(start) + r"(.*?)" + re.escape(end), re.S)
+    if os.environ.get("UPDATE_GUARANTEES"):
+        document = pattern.sub(lambda _: start + text + end, document)
+        path.write_text(document, encoding="utf-8")
+    match = pattern.search(document)
+    return match.group(1) if match else None
+
+
+def test_fault_matrix(world: World, monkeypatch: pytest.MonkeyPatch, boto_session: boto3.session.Session) -> None:
+    # botocore's backoff between attempts only costs time here; the time-budget tests keep it.
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+    world.add_default_secrets()
+    config = load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
+    results: list[Result] = []
+    for row_index, row in enumerate(ROWS):
+        for kind_index, (kind, fault) in enumerate(KINDS):
+            number = row_index * len(KINDS) + kind_index
+            results.append(run_case(world, number, row, kind, fault, config=config, session=boto_session))
+    table = markdown(results)
+    print("\n" + table)
+
+    max_attempts = config.aws.max_attempts
+    failures: list[str] = []
+    for r in results:
+        expected_attempts = 1 if r.fault.kind in ("access_denied", "not_found", "crash") else max_attempts
+        answer = expected_answer(r.row, r.fault)
+        checks = {
+            "attempts": (r.attempts, expected_attempts),
+            "first answer": (r.answer, answer),
+            "lock after the first answer": (r.between, expected_lock_between(r.row, r.fault, answer)),
+            "answer at rest": (r.final_answer, "200 QUEUED"),
+            "stage rows": (r.at_rest.staged, 1),
+            "triggers": (r.at_rest.triggers, expected_triggers(r.row, r.fault, max_attempts)),
+            "lock at rest": (r.lock_at_rest, "held, sent"),
+        }
+        failures += [
+            f"{r.row.label} / {r.kind}: {what} is {got!r}, expected {want!r}"
+            for what, (got, want) in checks.items()
+            if got != want
+        ]
+    assert not failures, "\n".join(failures)
+    assert sync_block(GUARANTEES, "fault-matrix", table) == table, (
+        "docs/guarantees.md's fault matrix is stale: run with UPDATE_GUARANTEES=1"
+    )

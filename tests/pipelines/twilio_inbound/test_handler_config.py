@@ -1,0 +1,192 @@
+"""Configuration-driven outcomes end to end: ROUTING_ERROR from rule sets and targets, rules reading
+DynamoDB numbers, the JSON response family's status codes, and cold starts with broken configuration."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.errors import ConfigError, InternalError, RetryableFailure, StepFailure, TransientFault
+from engine.runner import RunResult
+from runtime.apigateway import proxy_response
+from tests.support.expect import CONTRACT_CODES, CONTRACT_TRANSIENT_CODES, ROOT, twiml_response
+from tests.support.webhooks import EMPTY_TWIML, rest_event, sms_params, whatsapp_params
+
+ROUTING = (ROOT / "rules" / "40_routing.yaml").read_text()
+PIPELINE = (ROOT / "pipelines" / "twilio_inbound.yaml").read_text()
+ROUTING_NO_CHANNEL_RULE = ROUTING.split("  - id: channel_queue")[0] + "tests: []\n"
+ROUTING_TO_EMAIL = ROUTING.replace("then: {target_from: request.channel}", "then: {target: email}")
+PIPELINE_WITH_EMAIL = PIPELINE.replace(
+    "targets:\n",
+    "targets:\n  email:\n    queue_url: ${env:EMAIL_QUEUE_URL:-}\n    delay_seconds: 0\n    lock: false\n"
+    "    message: trigger\n",
+)
+ROUTING_FROM_ITEM = ROUTING.replace(
+    "then: {target_from: request.channel}", "then: {target_from: conversation.route_to}"
+)
+
+
+def _without_tests(text: str) -> str:
+    return text.split("\ntests:")[0] + "\ntests: []\n"
+
+
+@pytest.mark.parametrize(
+    ("case", "files", "conversation"),
+    [
+        ("no_rule_matches_and_no_default", {"rules/40_routing.yaml": ROUTING_NO_CHANNEL_RULE}, {}),
+        (
+            "target_has_no_queue",
+            {
+                "rules/40_routing.yaml": _without_tests(ROUTING_TO_EMAIL),
+                "pipelines/twilio_inbound.yaml": PIPELINE_WITH_EMAIL,
+            },
+            {},
+        ),
+        (
+            "computed_target_is_unknown",
+            {"rules/40_routing.yaml": _without_tests(ROUTING_FROM_ITEM)},
+            {"route_to": "nowhere"},
+        ),
+        (
+            "computed_target_is_not_a_string",
+            {"rules/40_routing.yaml": _without_tests(ROUTING_FROM_ITEM)},
+            {"route_to": 5},
+        ),
+    ],
+)
+def test_routing_error(world, task_root, outcomes, case, files, conversation):
+    container = task_root(files)
+    world.add_conversation(**conversation)
+    world.add_default_secrets()
+    assert container.handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
+    assert outcomes() == [("ROUTING_ERROR", "ROUTING_ERROR")]
+    assert world.stage_rows() == [] and world.lock_rows() == []
+    assert world.all_sent() == {"whatsapp": [], "sms": [], "handoff": []}
+
+
+def test_a_target_gets_its_queue_from_the_environment(world, task_root, outcomes):
+    files = {
+        "rules/40_routing.yaml": _without_tests(ROUTING_TO_EMAIL),
+        "pipelines/twilio_inbound.yaml": PIPELINE_WITH_EMAIL,
+    }
+    container = task_root(files, EMAIL_QUEUE_URL=world.queue_url("sms"))
+    item = world.add_conversation()
+    world.add_default_secrets()
+    container.handler(rest_event("whatsapp", whatsapp_params()), None)
+    assert outcomes() == [("QUEUED", None)]
+    assert world.sent("sms") == [
+        ({"conversation_id": item["conversation_id"], "primary_channel": item["primary_channel"]}, 0)
+    ]
+    assert world.lock_rows() == []
+
+
+def test_rules_see_dynamodb_numbers_as_json_numbers(world, task_root, outcomes):
+    # JMESPath functions reject Decimal ("unknown" type); rules see what their inline tests give them.
+    rule = (
+        "  - id: big_budget\n"
+        "    when: \"to_string(conversation.ai_config.max_tokens) == '512' && max(conversation.scores) > `4`"
+        " && type(conversation.task_complete) == 'number'\"\n"
+        "    then: {target: handoff}\n"
+    )
+    routing = _without_tests(ROUTING).replace("rules:\n", "rules:\n" + rule, 1)
+    container = task_root({"rules/40_routing.yaml": routing})
+    world.add_conversation(scores=[1, 4.5, 3])
+    world.add_default_secrets()
+    container.handler(rest_event("sms", sms_params()), None)
+    assert outcomes() == [("HANDED_OFF", None)]
+
+
+def test_a_rule_that_fails_at_run_time_is_an_internal_error(world, task_root, outcomes):
+    rule = '  - id: broken\n    when: "abs(conversation.project_status) > `1`"\n    then: {target: handoff}\n'
+    container = task_root({"rules/40_routing.yaml": _without_tests(ROUTING).replace("rules:\n", "rules:\n" + rule, 1)})
+    world.add_conversation()
+    world.add_default_secrets()
+    assert container.handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
+    assert outcomes() == [("INTERNAL_ERROR", "INTERNAL_ERROR")]
+    assert world.all_sent() == {"whatsapp": [], "sms": [], "handoff": []}
+
+
+@pytest.mark.parametrize(
+    ("unset", "variable"),
+    [("CONVERSATIONS_TABLE_NAME", "CONVERSATIONS_TABLE_NAME"), ("HANDOFF_QUEUE_URL", "HANDOFF_QUEUE_URL")],
+)
+def test_missing_environment_fails_the_cold_start_naming_file_and_line(world, monkeypatch, cold_start, unset, variable):
+    monkeypatch.delenv(unset)
+    with pytest.raises(ConfigError) as caught:
+        cold_start()
+    [problem] = [p for p in caught.value.problems if variable in p.message]
+    assert problem.file.endswith("twilio_inbound.yaml") and problem.line > 1
+
+
+@pytest.mark.parametrize("window", ["-1", "901", "ten"])
+def test_batch_window_outside_0_to_900_fails_the_cold_start(world, cold_start, window):
+    with pytest.raises(ConfigError) as caught:
+        cold_start(BATCH_WINDOW_SECONDS=window)
+    assert any(p.file.endswith("twilio_inbound.yaml") for p in caught.value.problems)
+
+
+def test_handler_finds_its_configuration_whatever_the_working_directory(world, tmp_path, monkeypatch, cold_start):
+    monkeypatch.chdir(tmp_path)
+    container = cold_start()
+    world.add_conversation()
+    world.add_default_secrets()
+    assert container.handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
+
+
+# The response families, as configured: every code, for a Twilio channel and for a non-Twilio path.
+JSON_STATUS = {
+    "PARSING_ERROR": 400,
+    "INVALID_SIGNATURE": 403,
+    "PROJECT_INACTIVE": 403,
+    "CHANNEL_NOT_ALLOWED": 403,
+    "CONVERSATION_NOT_FOUND": 404,
+    "CONVERSATION_LOCKED": 409,
+    **dict.fromkeys(CONTRACT_TRANSIENT_CODES, 503),
+}
+
+
+def _result(code: str) -> RunResult:
+    if code in CONTRACT_TRANSIENT_CODES:
+        error: StepFailure | TransientFault | InternalError = TransientFault(code, "a fault")
+    elif code == "INTERNAL_ERROR":
+        error = InternalError("step", RuntimeError())
+    else:
+        error = StepFailure(code, "a failure", "wait please" if code == "CONVERSATION_LOCKED" else None)
+    return RunResult(code, error, {})
+
+
+@pytest.mark.parametrize("code", sorted(CONTRACT_CODES))
+def test_json_family_answers_every_code_with_its_status(lambda_handler, code):
+    import handler
+
+    response = proxy_response(handler._application.pipeline("twilio_inbound").responses.respond(_result(code), None))
+    assert response["statusCode"] == JSON_STATUS.get(code, 500)
+    assert response["headers"] == {"Content-Type": "application/json"}
+    body = json.loads(response["body"])
+    assert body["status"] == "error" and body["error_code"] == code and isinstance(body["message"], str)
+
+
+@pytest.mark.parametrize("channel", ["whatsapp", "sms"])
+@pytest.mark.parametrize("code", sorted(CONTRACT_CODES))
+def test_twiml_family_answers_or_raises_every_code(lambda_handler, channel, code):
+    import handler
+
+    policy = handler._application.pipeline("twilio_inbound").responses
+    if code in CONTRACT_TRANSIENT_CODES:
+        with pytest.raises(RetryableFailure, match=code):
+            policy.respond(_result(code), channel)
+        return
+    response = proxy_response(policy.respond(_result(code), channel))
+    expected = EMPTY_TWIML
+    if code == "CONVERSATION_LOCKED":
+        expected = '<?xml version="1.0" encoding="UTF-8"?><Response><Message>wait please</Message></Response>'
+    assert response == twiml_response(expected)
+
+
+def test_the_twilio_pipeline_knows_exactly_the_contract_codes(lambda_handler):
+    import handler
+
+    errors = handler._application.pipeline("twilio_inbound").errors
+    assert set(errors) == CONTRACT_CODES
+    assert {code for code, spec in errors.items() if spec.transient} == CONTRACT_TRANSIENT_CODES

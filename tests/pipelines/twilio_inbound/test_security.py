@@ -1,0 +1,302 @@
+"""Security checks: the signature gates every use of conversation data, comparisons do not exit early, a forged
+Host cannot borrow another URL's signature, credential names are confined, logs and dry-run output carry no
+token, and YAML is loaded safely.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import twilio.request_validator
+import yaml
+
+from engine.config import load_config
+from engine.errors import ConfigError
+from tests.support import logscan
+from tests.support.faults import ROOT, FaultInjector, new_container
+from tests.support.webhooks import EMPTY_TWIML, HOST, rest_event, sign, whatsapp_params
+from tests.support.world import WA_SECRET, World
+
+OTHER_HOST = "other.example.com"
+AWS_READS = ("query", "secret", "get")
+
+
+@pytest.fixture
+def seeded(world: World) -> World:
+    world.add_conversation()
+    world.add_default_secrets()
+    return world
+
+
+def container(world: World, monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[Any, FaultInjector]:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return new_container(world.resources)
+
+
+def outcome(application: Any, event: dict[str, Any]) -> Any:
+    handled = application.process(event, None)
+    assert handled.raised is None
+    assert handled.response["statusCode"] == 200 and handled.response["body"] == EMPTY_TWIML
+    return handled
+
+
+# --- the signature comes first -------------------------------------------------------------------------------
+
+
+def test_a_request_without_a_signature_makes_no_aws_call(seeded: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    application, injector = container(seeded, monkeypatch)
+    handled = outcome(application, rest_event("whatsapp", whatsapp_params(), signature=""))
+    assert handled.result.outcome == "INVALID_SIGNATURE"
+    assert sum(injector.calls.values()) == 0
+
+
+def test_forged_requests_never_read_the_conversation_or_write(seeded: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    application, injector = container(seeded, monkeypatch)
+    for index in range(10):
+        handled = outcome(application, rest_event("whatsapp", whatsapp_params(f"SM{index:032d}"), token="forged"))
+        assert handled.result.outcome == "INVALID_SIGNATURE"
+        assert "conversation" not in handled.result.doc and "route" not in handled.result.doc
+        assert handled.result.rules == []
+    # Only the credential reference is read: one lookup per request, the secret once plus one rotation re-fetch.
+    assert dict(injector.calls) == {"query": 10, "secret": 2}
+
+
+# --- comparisons ---------------------------------------------------------------------------------------------
+
+
+class Probe(str):
+    """A signature whose characters count every comparison made with them."""
+
+    compared = 0
+
+    def __iter__(self) -> Any:
+        return iter([_Char(c) for c in str.__str__(self)])
+
+
+class _Char:
+    def __init__(self, char: str) -> None:
+        self.char = char
+
+    def __eq__(self, other: object) -> bool:
+        Probe.compared += 1
+        return self.char == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("provided", ["X" * 28, "Y" + "A" * 27])
+def test_the_signature_comparison_does_not_stop_at_the_first_difference(provided: str) -> None:
+    expected = sign(f"https://{HOST}/prod/whatsapp", whatsapp_params())
+    Probe.compared = 0
+    assert twilio.request_validator.compare(expected, Probe(provided)) is False
+    assert Probe.compared == len(expected)
+
+
+def test_the_pipeline_compares_signatures_with_the_librarys_comparison(
+    seeded: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compared: list[str] = []
+    original = twilio.request_validator.compare
+
+    def spy(expected: str, provided: str) -> bool:
+        compared.append(provided)
+        return bool(original(expected, provided))
+
+    monkeypatch.setattr(twilio.request_validator, "compare", spy)
+    application, _ = container(seeded, monkeypatch)
+    event = rest_event("whatsapp", whatsapp_params())
+    assert outcome(application, event).result.outcome == "QUEUED"
+    assert event["headers"]["X-Twilio-Signature"] in compared
+
+
+# --- a forged Host -------------------------------------------------------------------------------------------
+
+
+def borrowed_signature() -> dict[str, Any]:
+    """A delivery Twilio signed for another webhook URL of the same account, replayed to us with its Host."""
+    event = rest_event("whatsapp", whatsapp_params(), host=OTHER_HOST)
+    event["requestContext"]["domainName"] = HOST
+    return event
+
+
+def test_without_public_base_url_or_allowed_hosts_the_host_header_decides(
+    seeded: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    application, _ = container(seeded, monkeypatch)
+    assert outcome(application, borrowed_signature()).result.outcome == "QUEUED"
+
+
+def test_public_base_url_ignores_the_host_header(seeded: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    application, injector = container(seeded, monkeypatch, PUBLIC_BASE_URL=f"https://{HOST}/prod")
+    assert outcome(application, borrowed_signature()).result.outcome == "INVALID_SIGNATURE"
+    assert injector.calls["get"] == 0
+    genuine = rest_event("whatsapp", whatsapp_params())
+    genuine["headers"]["Host"] = genuine["multiValueHeaders"]["Host"][0] = OTHER_HOST
+    assert outcome(application, genuine).result.outcome == "QUEUED"
+
+
+def test_allowed_hosts_refuse_other_hosts_before_any_aws_call(seeded: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    application, injector = container(seeded, monkeypatch, ALLOWED_HOSTS=f" {HOST.upper()} , hooks-eu.example.com")
+    handled = outcome(application, borrowed_signature())
+    assert handled.result.outcome == "INVALID_SIGNATURE"
+    assert sum(injector.calls.values()) == 0
+    assert outcome(application, rest_event("whatsapp", whatsapp_params())).result.outcome == "QUEUED"
+
+
+def test_allowed_hosts_are_not_consulted_with_public_base_url(seeded: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    application, _ = container(
+        seeded, monkeypatch, PUBLIC_BASE_URL=f"https://{HOST}/prod", ALLOWED_HOSTS="hooks-eu.example.com"
+    )
+    assert outcome(application, rest_event("whatsapp", whatsapp_params())).result.outcome == "QUEUED"
+
+
+def test_a_malformed_allowed_host_fails_the_cold_start(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOWED_HOSTS", "https://hooks.example.com/prod")
+    with pytest.raises(ConfigError) as caught:
+        new_container(world.resources)
+    (problem,) = caught.value.problems
+    assert problem.file.endswith("twilio_inbound.yaml") and "is not a host name" in problem.message
+
+
+# --- credential names ----------------------------------------------------------------------------------------
+
+
+def test_the_default_secret_pattern_admits_the_contracts_names(world: World) -> None:
+    application, _ = new_container(world.resources)
+    lookup = next(
+        step for step in application.pipeline("twilio_inbound").pipeline.steps() if step.uses == "conversations.lookup"
+    )
+    pattern = lookup.step._pattern  # the compiled secret_name_pattern of the shipped pipeline
+    assert pattern is not None
+    assert pattern.fullmatch(WA_SECRET) and pattern.fullmatch("ai-multi-comms/sms-credentials/a/b/twilio-prod")
+    assert not pattern.fullmatch("prod/payments/db-password")
+
+
+@pytest.mark.parametrize(
+    ("secret_name", "env", "expected"),
+    [
+        ("prod/payments/db-password", {}, "MISSING_CREDENTIAL_CONFIG"),
+        (
+            "ai-multi-comms/whatsapp-credentials/../../prod/db",
+            {"SECRET_NAME_PATTERN": r"ai-multi-comms/[\w-]+/\w+/.+"},
+            "MISSING_CREDENTIAL_CONFIG",
+        ),
+        (
+            WA_SECRET,
+            {"SECRET_NAME_PATTERN": "ai-multi-comms/whatsapp-credentials/globex/.+"},
+            "MISSING_CREDENTIAL_CONFIG",
+        ),
+        (WA_SECRET, {"SECRET_NAME_PATTERN": "ai-multi-comms/whatsapp-credentials/acme/.+"}, "QUEUED"),
+    ],
+)
+def test_credential_names_outside_the_pattern_are_refused_unread(
+    world: World, monkeypatch: pytest.MonkeyPatch, secret_name: str, env: dict[str, str], expected: str
+) -> None:
+    world.add_default_secrets()
+    world.add_conversation(channel_config={"whatsapp_credentials_id": secret_name})
+    application, injector = container(world, monkeypatch, **env)
+    assert outcome(application, rest_event("whatsapp", whatsapp_params())).result.outcome == expected
+    assert injector.calls["secret"] == (expected == "QUEUED")
+
+
+# --- YAML ----------------------------------------------------------------------------------------------------
+
+UNSAFE_YAML = {
+    "load",
+    "load_all",
+    "unsafe_load",
+    "unsafe_load_all",
+    "full_load",
+    "full_load_all",
+    "Loader",
+    "UnsafeLoader",
+    "FullLoader",
+    "CLoader",
+    "CUnsafeLoader",
+    "CFullLoader",
+}
+
+
+def test_no_code_uses_an_unsafe_yaml_loader() -> None:
+    sources = [ROOT / "handler.py", *(ROOT / "engine").rglob("*.py"), *(ROOT / "steps").rglob("*.py")]
+    found = []
+    for source in sources:
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "yaml"
+                and node.attr in UNSAFE_YAML
+            ):
+                found.append(f"{source.relative_to(ROOT)}:{node.lineno}: yaml.{node.attr}")
+            if isinstance(node, ast.ImportFrom) and node.module == "yaml":
+                found += [
+                    f"{source.relative_to(ROOT)}:{node.lineno}: {a.name}" for a in node.names if a.name in UNSAFE_YAML
+                ]
+    assert len(sources) > 10 and found == []
+
+
+@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system", "!!python/object/new:os.system"])
+def test_python_tags_in_configuration_are_refused(tmp_path: Path, tag: str) -> None:
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    marker = tmp_path / "pwned"
+    rules = tmp_path / "rules" / "10_project_status.yaml"
+    rules.write_text(rules.read_text() + f'owner: {tag} ["touch {marker}"]\n')
+    env = {name: "x" for name in ("CONVERSATIONS_TABLE_NAME", "STAGE_TABLE_NAME", "LOCK_TABLE_NAME")}
+    env |= {name: "x" for name in ("WHATSAPP_QUEUE_URL", "SMS_QUEUE_URL", "HANDOFF_QUEUE_URL")}
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "pipelines" / "twilio_inbound.yaml", tmp_path / "rules", env)
+    assert any(problem.file.endswith("10_project_status.yaml") for problem in caught.value.problems)
+    assert not marker.exists()
+
+
+# --- logs and dry-run output ---------------------------------------------------------------------------------
+
+
+def test_the_log_scan_finds_tokens_bodies_and_numbers() -> None:
+    lines = [
+        json.dumps({"message": "event", "ms": 12345.6, "request_id": "a-12345b"}),
+        json.dumps({"message": "token 12345"}),
+        json.dumps({"message": "from +14155550123"}),
+        json.dumps({"conversation_id": "ci#pi#uuid#14155550123"}),
+        json.dumps({"message": "Hello there! 👋 (escaped by json.dumps)"}),
+    ]
+    leaks = logscan.find_leaks(lines, logscan.SENSITIVE)
+    assert [line for _, line in leaks] == lines[1:]
+
+
+def test_the_log_scan_sees_the_engines_lines(seeded: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    application, _ = container(seeded, monkeypatch)
+    outcome(application, rest_event("whatsapp", whatsapp_params()))
+    outcome(application, rest_event("whatsapp", whatsapp_params(), token="forged"))
+    lines = [json.loads(line) for line in logscan.captured()]
+    events = [line for line in lines if line.get("message") == "event"]
+    assert [line["outcome"] for line in events] == ["QUEUED", "INVALID_SIGNATURE"]
+    assert {line["level"] for line in lines} <= {"INFO", "WARNING", "ERROR", "CRITICAL"}
+    assert all("signature" in line["steps"] for line in events)
+
+
+def test_dry_run_text_output_with_data_shown_carries_no_token(capsys: pytest.CaptureFixture[str]) -> None:
+    from tools.dryrun.cli import main
+
+    world = yaml.safe_load((ROOT / "examples" / "world.yaml").read_text())
+    tokens = {value["twilio_auth_token"] for value in world["secrets"].values()}
+    logscan.forbid(*tokens)
+    status = main(
+        [
+            *("--world", str(ROOT / "examples" / "world.yaml"), "--show-data"),
+            *("--pipeline", str(ROOT / "pipelines" / "twilio_inbound.yaml"), "--rules", str(ROOT / "rules")),
+            str(ROOT / "examples" / "events"),
+        ]
+    )
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
+    assert "QUEUED" in printed.out and "INVALID_SIGNATURE" in printed.out
+    assert [token for token in tokens if token in printed.out + printed.err] == []

@@ -1,0 +1,40 @@
+"""The JSON formatter: its timestamp (date and time formatted once a second) and the fields it writes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+import pytest
+
+from runtime.logs import JsonFormatter
+
+
+def _record(created: float, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("runtime.app", logging.INFO, __file__, 1, "event", (), None)
+    record.created = created
+    record.__dict__.update(extra)
+    return record
+
+
+@pytest.mark.parametrize("created", [0.0, 1_795_000_000.0, 1_795_000_000.999999, 1_795_000_001.000001, 1_795_000_059.5])
+def test_the_time_is_iso_8601_utc_to_the_microsecond(created: float) -> None:
+    formatter = JsonFormatter()
+    expected = datetime.fromtimestamp(int(created), UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    line = json.loads(formatter.format(_record(created)))
+    assert line["time"].startswith(expected + ".") and line["time"].endswith("Z")
+    assert abs(float(line["time"][len(expected) : -1]) - (created - int(created))) < 2e-6
+
+
+def test_consecutive_seconds_each_get_their_own_date_and_time() -> None:
+    formatter = JsonFormatter()
+    first, second = (json.loads(formatter.format(_record(t)))["time"] for t in (1_795_000_000.9, 1_795_000_001.1))
+    assert first[:19] != second[:19] and second.endswith(".100000Z")
+
+
+def test_the_event_line_carries_the_steps_and_no_unknown_field() -> None:
+    record = _record(1_795_000_000.0, outcome="QUEUED", steps={"parse": "ok"}, body="secret text")
+    line = json.loads(JsonFormatter().format(record))
+    assert line["steps"] == {"parse": "ok"} and line["outcome"] == "QUEUED"
+    assert "body" not in line

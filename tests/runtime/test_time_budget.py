@@ -1,0 +1,147 @@
+"""The invocation ends (answers or raises) within the time the configuration promises, far below Twilio's 15 s.
+
+With ``pipelines/twilio_inbound.yaml``'s ``aws:`` bounds, one AWS call lasts at most
+``B = max_attempts x (connect + read) + (max_attempts - 1) x 1 s`` (the 1 s is botocore's throttling backoff, and
+the cap the engine puts on AWS's ``x-amz-retry-after``). No AWS step starts after ``deadline_seconds`` (D); the
+step that started just before it may take one ``B``, and a trigger-lock release after a failure one more:
+``T <= D + 2B`` (4 + 2 x 4 = 12 s with the shipped configuration).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from engine.config import AppConfig, load_config
+from runtime.app import Application
+from runtime.aws import AwsSettings
+from tests.support.faults import ROOT, BlackHole, Fault, new_container, observe
+from tests.support.webhooks import rest_event, whatsapp_params
+from tests.support.world import World
+
+TWILIO_BUDGET_SECONDS = 15.0
+# Time the process itself may add around the AWS calls (a loaded CI machine included).
+SLACK_SECONDS = 0.75
+
+
+def one_call_bound(aws: AwsSettings) -> float:
+    """The longest one AWS call can take, botocore's retries included."""
+    return aws.max_attempts * (aws.connect_timeout + aws.read_timeout) + (aws.max_attempts - 1) * max(
+        1.0, aws.read_timeout
+    )
+
+
+def shipped_config() -> AppConfig:
+    return load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    """The part of the Lambda context the handler reads: the time left before the function times out."""
+
+    deadline: float
+    aws_request_id: str = "budget-test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def timed(application: Application, event: dict[str, Any], context: Any = None) -> tuple[float, str]:
+    started = time.monotonic()
+    handled = application.process(event, context)
+    elapsed = time.monotonic() - started
+    if handled.raised is not None:
+        return elapsed, f"raise {handled.raised}"
+    assert handled.response is not None
+    answer = str(handled.response["statusCode"])
+    return elapsed, answer
+
+
+def test_the_promise_holds_with_the_shipped_configuration() -> None:
+    config = load_config(
+        ROOT / "pipelines" / "twilio_inbound.yaml",
+        ROOT / "rules",
+        {
+            "CONVERSATIONS_TABLE_NAME": "c",
+            "STAGE_TABLE_NAME": "s",
+            "LOCK_TABLE_NAME": "l",
+            "WHATSAPP_QUEUE_URL": "q",
+            "SMS_QUEUE_URL": "q",
+            "HANDOFF_QUEUE_URL": "q",
+        },
+    )
+    bound = config.pipeline.deadline_seconds + 2 * one_call_bound(config.aws)
+    print(f"\nD = {config.pipeline.deadline_seconds} s, B = {one_call_bound(config.aws)} s, D + 2B = {bound} s")
+    assert bound <= TWILIO_BUDGET_SECONDS - 3, "leave Twilio's connect time and a cold start room inside 15 s"
+
+
+def test_a_hung_endpoint_is_cut_by_the_real_socket_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    with BlackHole() as hole:
+        for name, value in {
+            "AWS_ENDPOINT_URL": hole.url,
+            "CONVERSATIONS_TABLE_NAME": "conversations",
+            "STAGE_TABLE_NAME": "conversations-stage",
+            "LOCK_TABLE_NAME": "conversations-trigger-lock",
+            "WHATSAPP_QUEUE_URL": f"{hole.url}/123456789012/whatsapp",
+            "SMS_QUEUE_URL": f"{hole.url}/123456789012/sms",
+            "HANDOFF_QUEUE_URL": f"{hole.url}/123456789012/handoff",
+        }.items():
+            monkeypatch.setenv(name, value)
+        application = Application.from_root(ROOT)
+        aws = application.pipeline("twilio_inbound").aws
+        elapsed, answer = timed(application, rest_event("whatsapp", whatsapp_params()))
+        requests = hole.requests
+    print(f"\nevery call hangs: {answer} after {elapsed:.2f} s ({requests} requests reached the endpoint)")
+    assert answer.startswith("raise DB_TRANSIENT_ERROR")
+    assert requests == aws.max_attempts
+    assert aws.max_attempts * aws.read_timeout <= elapsed <= one_call_bound(aws) + SLACK_SECONDS
+
+
+def test_a_long_retry_after_does_not_stretch_a_call(world: World) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    application, injector = new_container(world.resources)
+    injector.inject("*", Fault("throttling", retry_after=10.0))
+    elapsed, answer = timed(application, rest_event("whatsapp", whatsapp_params()))
+    print(f"\nthrottled, x-amz-retry-after 10 s: {answer} after {elapsed:.2f} s")
+    assert answer.startswith("raise DB_TRANSIENT_ERROR")
+    assert injector.attempts["query"] == application.pipeline("twilio_inbound").aws.max_attempts
+    assert elapsed <= one_call_bound(application.pipeline("twilio_inbound").aws) + SLACK_SECONDS
+
+
+def test_no_step_starts_after_the_lambda_context_deadline(world: World) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    application, injector = new_container(world.resources)
+    injector.inject("*", Fault("slow", delay=0.9))
+    context = LambdaContext(time.monotonic() + 2.0)
+    elapsed, answer = timed(application, rest_event("whatsapp", whatsapp_params()), context)
+    print(f"\nevery call 0.9 s, 2 s left in the Lambda: {answer} after {elapsed:.2f} s, calls {dict(injector.calls)}")
+    assert answer.startswith("raise")
+    assert injector.calls["stage_put"] == injector.calls["send"] == 0
+    assert elapsed <= 2.0 + SLACK_SECONDS
+
+
+def test_worst_case_ends_within_the_deadline_and_two_calls(world: World) -> None:
+    item = world.add_conversation()
+    world.add_default_secrets()
+    application, injector = new_container(world.resources)
+    config = application.pipeline("twilio_inbound")
+    read = config.aws.read_timeout
+    for call in ("query", "secret", "get", "stage_put", "lock_put"):
+        injector.inject(call, Fault("slow", delay=0.9))
+    injector.inject("send", Fault("hang", delay=read))
+    injector.inject("lock_release", Fault("hang", delay=read))
+    elapsed, answer = timed(application, rest_event("whatsapp", whatsapp_params()))
+    bound = config.pipeline.deadline_seconds + 2 * one_call_bound(config.aws)
+    print(f"\nslow calls, then send and release hang: {answer} after {elapsed:.2f} s (bound {bound} s)")
+    assert answer.startswith("raise QUEUE_TRANSIENT_ERROR")
+    assert injector.attempts["send"] == injector.attempts["lock_release"] == config.aws.max_attempts
+    assert elapsed <= bound + SLACK_SECONDS
+    assert elapsed < TWILIO_BUDGET_SECONDS
+    sid = whatsapp_params()["MessageSid"]
+    assert observe(world, item["conversation_id"], sid).lock(sid) == "held, silent"

@@ -1,0 +1,157 @@
+"""X-Ray: off unless asked; when on, real subsegment documents reach the daemon address over UDP."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from runtime import tracing
+from tests.support.webhooks import rest_event, whatsapp_params
+
+TRACE_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
+LAMBDA_SEGMENT = "53995c3f42cd8ad8"
+STEPS = {"parse", "lookup", "auth_token", "signature", "conversation", "rules", "route", "stage", "lock", "send"}
+
+
+@pytest.fixture
+def daemon() -> Iterator[socket.socket]:
+    """A UDP socket standing in for the X-Ray daemon."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.3)
+    try:
+        yield sock
+    finally:
+        sock.close()
+        tracing.reset()
+
+
+def received(sock: socket.socket) -> list[dict[str, Any]]:
+    """Every document sent to the daemon so far."""
+    documents = []
+    while True:
+        try:
+            datagram = sock.recv(65535)
+        except TimeoutError:
+            return documents
+        header, body = datagram.decode().split("\n", 1)
+        assert json.loads(header) == {"format": "json", "version": 1}
+        documents.append(json.loads(body))
+
+
+def traced(cold_start, daemon: socket.socket, sampled: str = "1") -> Any:
+    """A container started with active tracing, inside a sampled (or unsampled) invocation."""
+    return cold_start(
+        TRACING_ENABLED="true",
+        AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{daemon.getsockname()[1]}",
+        _X_AMZN_TRACE_ID=f"Root={TRACE_ROOT};Parent={LAMBDA_SEGMENT};Sampled={sampled}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, False),
+        ({"AWS_XRAY_DAEMON_ADDRESS": "169.254.79.2:2000"}, False),
+        ({"AWS_XRAY_DAEMON_ADDRESS": "169.254.79.2:2000", "_X_AMZN_TRACE_ID": "Root=1-a-b"}, True),
+        ({"AWS_XRAY_DAEMON_ADDRESS": "a:1", "_X_AMZN_TRACE_ID": "b", "TRACING_ENABLED": "false"}, False),
+        ({"TRACING_ENABLED": "true"}, True),
+        ({"TRACING_ENABLED": "1", "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.2:2000"}, True),
+    ],
+)
+def test_tracing_is_wanted_only_when_asked(env: dict[str, str], expected: bool) -> None:
+    assert tracing.wanted(env) is expected
+
+
+def test_the_trace_header_and_the_daemon_address_are_read_as_lambda_sets_them() -> None:
+    header = tracing.TraceHeader.parse(f"Root={TRACE_ROOT};Parent={LAMBDA_SEGMENT};Sampled=1;Lineage=a:1")
+    assert header == tracing.TraceHeader(TRACE_ROOT, LAMBDA_SEGMENT, True)
+    assert tracing.TraceHeader.parse(f"Root={TRACE_ROOT};Sampled=1") is None
+    assert tracing.TraceHeader.parse(f"Root={TRACE_ROOT};Parent={LAMBDA_SEGMENT};Sampled=0").sampled is False
+    assert tracing.daemon_address("169.254.79.129:2000") == ("169.254.79.129", 2000)
+    assert tracing.daemon_address("tcp:127.0.0.1:2000 udp:127.0.0.2:2001") == ("127.0.0.2", 2001)
+
+
+def test_when_off_the_hook_is_one_shared_no_op() -> None:
+    tracing.reset()
+    first, second = tracing.subsegment("parse"), tracing.subsegment("signature")
+    assert first is second
+    with first as entered:
+        assert entered is None
+    with pytest.raises(KeyError), tracing.subsegment("x"):
+        raise KeyError("errors pass through")
+
+
+def test_a_traced_container_sends_step_and_aws_call_subsegments(world, cold_start, daemon) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    container = traced(cold_start, daemon)
+    assert container.handler(rest_event("whatsapp", whatsapp_params()), None)["statusCode"] == 200
+
+    documents = received(daemon)
+    assert all(d["trace_id"] == TRACE_ROOT and d["type"] == "subsegment" for d in documents)
+    assert all(d["start_time"] <= d["end_time"] for d in documents)
+    steps = {d["name"]: d for d in documents if d["namespace"] == "local"}
+    # Every step that ran (the skipped status_callback did not), stage and lock from a worker thread too.
+    assert set(steps) == STEPS
+    assert {step["parent_id"] for step in steps.values()} == {LAMBDA_SEGMENT}
+    calls = sorted(
+        (d["name"], d["aws"]["operation"], d["aws"].get("table_name") or d["aws"].get("queue_url"), d["parent_id"])
+        for d in documents
+        if d["namespace"] == "aws"
+    )
+    resources = world.resources
+    assert calls == sorted(
+        [
+            ("dynamodb", "Query", resources.conversations_table, steps["lookup"]["id"]),
+            ("secretsmanager", "GetSecretValue", None, steps["auth_token"]["id"]),
+            ("dynamodb", "GetItem", resources.conversations_table, steps["conversation"]["id"]),
+            ("dynamodb", "PutItem", resources.stage_table, steps["stage"]["id"]),
+            ("dynamodb", "PutItem", resources.lock_table, steps["lock"]["id"]),
+            ("sqs", "SendMessage", resources.whatsapp_queue_url, steps["send"]["id"]),
+        ]
+    )
+    assert all(d["http"]["response"]["status"] == 200 for d in documents if d["namespace"] == "aws")
+    assert not [d for d in documents if d.get("fault") or d.get("error")]
+
+
+def test_refusals_are_errors_and_throttled_calls_are_faults_of_their_step(world, cold_start, daemon) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    container = traced(cold_start, daemon)
+    container.handler(rest_event("whatsapp", whatsapp_params(), signature="forged"), None)
+    (signature,) = [d for d in received(daemon) if d["name"] == "signature"]
+    assert signature["error"] is True and "fault" not in signature
+    assert signature["cause"]["exceptions"][0]["message"] == "INVALID_SIGNATURE"
+
+    container.aws.fail("sqs.SendMessage", "ThrottlingException", 400)
+    with pytest.raises(Exception, match="QUEUE_TRANSIENT_ERROR"):
+        container.handler(rest_event("whatsapp", whatsapp_params(sid="SM" + "9" * 32)), None)
+    documents = received(daemon)
+    (send,) = [d for d in documents if d["name"] == "send"]
+    (call,) = [d for d in documents if d["name"] == "sqs"]
+    assert (call["throttle"], call["error"], call["parent_id"]) == (True, True, send["id"])
+    assert send["fault"] is True and send["cause"]["exceptions"][0]["message"] == "QUEUE_TRANSIENT_ERROR"
+
+
+def test_an_unsampled_invocation_sends_nothing(world, cold_start, daemon) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    container = traced(cold_start, daemon, sampled="0")
+    assert container.handler(rest_event("whatsapp", whatsapp_params()), None)["statusCode"] == 200
+    assert tracing.enabled() and tracing.subsegment("x") is tracing.subsegment("y")
+    assert received(daemon) == []
+
+
+def test_a_container_without_tracing_sends_nothing(world, cold_start, daemon, monkeypatch) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", f"127.0.0.1:{daemon.getsockname()[1]}")
+    container = cold_start(TRACING_ENABLED="false", _X_AMZN_TRACE_ID=f"Root={TRACE_ROOT};Parent=ab;Sampled=1")
+    assert container.handler(rest_event("whatsapp", whatsapp_params()), None)["statusCode"] == 200
+    assert not tracing.enabled()
+    assert received(daemon) == []

@@ -1,0 +1,386 @@
+"""`pipeline-dryrun --check` on deliberately broken copies of the shipped YAML.
+
+Each directory under tests/fixtures/broken/ is one mistake: the files it holds replace the shipped
+ones (pipelines/twilio_inbound.yaml, rules/*.yaml) in a copy of the configuration, and ``--check``
+runs there with its defaults. Every finding is pinned to its exact FILE:LINE:COLUMN, and its
+message must name the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tools.dryrun.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+BROKEN = REPO / "tests" / "fixtures" / "broken"
+DEPLOYED_ENV = {
+    "CONVERSATIONS_TABLE_NAME": "conversations",
+    "STAGE_TABLE_NAME": "conversations-stage",
+    "LOCK_TABLE_NAME": "conversations-trigger-lock",
+    "WHATSAPP_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/whatsapp",
+    "SMS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/sms",
+    "HANDOFF_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/handoff",
+}
+PIPELINE = "pipelines/twilio_inbound.yaml"
+
+
+@dataclass(frozen=True)
+class Finding:
+    where: str
+    says: tuple[str, ...]
+    severity: str = "error"
+
+
+CASES: dict[str, tuple[int, list[Finding]]] = {
+    "unknown_step": (
+        2,
+        [
+            Finding(
+                f"{PIPELINE}:52:11",
+                ("unknown step 'twilio.parze'", "did you mean 'twilio.parse'?", "registered steps: control.finish, "),
+            )
+        ],
+    ),
+    "unknown_key": (
+        2,
+        [
+            Finding(
+                f"{PIPELINE}:60:7",
+                (
+                    "unknown key 'tabel'",
+                    "did you mean 'table'?",
+                    "allowed keys: company, indexes, secrets, table, user",
+                ),
+            )
+        ],
+    ),
+    "wrong_type": (
+        2,
+        [Finding(f"{PIPELINE}:46:20", ("delay_seconds: expected integer, got string 'none'", "write a whole number"))],
+    ),
+    "unknown_ruleset": (
+        2,
+        [
+            Finding(
+                f"{PIPELINE}:103:34",
+                ("unknown rule set 'chanel'", "loaded rule sets: channel, conversation_lock, project_status, routing"),
+            )
+        ],
+    ),
+    "unknown_error_code_in_pipeline": (
+        2,
+        [
+            Finding(
+                f"{PIPELINE}:138:7",
+                ("'PROJECT_INACTIV' is not a known error code", "did you mean 'PROJECT_INACTIVE'?", "error codes: "),
+            )
+        ],
+    ),
+    "bad_step_when": (
+        2,
+        [Finding(f"{PIPELINE}:89:38", ("invalid JMESPath", "'=' is not an operator; compare with =="))],
+    ),
+    "missing_env": (
+        0,
+        [
+            Finding(
+                f"{PIPELINE}:45:52",
+                ("environment variable AWS_ACCOUNT_ID is not set", "default with ${env:AWS_ACCOUNT_ID:-VALUE}"),
+                "warning",
+            )
+        ],
+    ),
+    "duplicate_key": (
+        2,
+        [
+            Finding(
+                f"{PIPELINE}:86:7",
+                ("duplicate key 'refetch_interval_seconds'", "first defined on line 85", "remove one of them"),
+            )
+        ],
+    ),
+    "step_order": (
+        2,
+        [
+            Finding(
+                f"{PIPELINE}:112:15",
+                (
+                    "step 'lock' (trigger.lock) reads 'route', which no earlier step provides",
+                    "provides it (rules.route)",
+                ),
+            ),
+            Finding(
+                f"{PIPELINE}:119:11",
+                ("step 'send' (sqs.send) reads 'route', which no earlier step provides", "provides it (rules.route)"),
+            ),
+        ],
+    ),
+    "unknown_error_code": (
+        2,
+        [
+            Finding(
+                "rules/10_project_status.yaml:11:14",
+                ("unknown error code 'PROJECT_INACTIV'", "did you mean 'PROJECT_INACTIVE'?", "error codes: "),
+            )
+        ],
+    ),
+    "rule_unknown_key": (
+        2,
+        [Finding("rules/10_project_status.yaml:9:5", ("unknown key 'whn'", "did you mean 'when'?"))],
+    ),
+    "unknown_rule_in_test": (
+        2,
+        [
+            Finding(
+                "rules/10_project_status.yaml:19:20",
+                ("expects rule 'project_inactiv'", "did you mean 'project_inactive'?", "rules: project_inactive"),
+            )
+        ],
+    ),
+    "failing_test": (
+        1,
+        [
+            Finding(
+                "rules/10_project_status.yaml:19:45",
+                (
+                    "inline test 'paused project fails' of rule set 'project_status' failed",
+                    "expected error 'CHANNEL_NOT_ALLOWED', got 'PROJECT_INACTIVE'",
+                    "decided by rule 'project_inactive' (line 9)",
+                ),
+            )
+        ],
+    ),
+    "jmespath_syntax": (
+        2,
+        [
+            Finding(
+                "rules/30_conversation_lock.yaml:8:45", ("invalid JMESPath", "'=' is not an operator; compare with ==")
+            )
+        ],
+    ),
+    "jmespath_block": (
+        2,
+        [Finding("rules/20_channel.yaml:11:26", ("invalid JMESPath", "'=' is not an operator; compare with =="))],
+    ),
+    "null_pitfall": (
+        1,
+        [
+            Finding(
+                "rules/20_channel.yaml:9:13",
+                ("contains() fails (INTERNAL_ERROR) when conversation.allowed_channels is missing or null",),
+                "warning",
+            ),
+            Finding(
+                "rules/20_channel.yaml:22:21",
+                (
+                    "inline test 'no allowed channels fails' of rule set 'channel' failed",
+                    "expected error 'CHANNEL_NOT_ALLOWED', got 'INTERNAL_ERROR'",
+                    "decided by rule 'channel_not_allowed' (line 9)",
+                    "give it a default",
+                ),
+            ),
+        ],
+    ),
+    "yaml_tag": (
+        2,
+        [
+            Finding(
+                "rules/20_channel.yaml:9:11",
+                (
+                    "invalid YAML",
+                    "a value starting with ! is read as a YAML tag",
+                    "put the whole value in double quotes",
+                ),
+            )
+        ],
+    ),
+    "rule_duplicate_key": (
+        2,
+        [Finding("rules/30_conversation_lock.yaml:12:7", ("duplicate key 'message'", "first defined on line 11"))],
+    ),
+    "routing_target": (
+        2,
+        [
+            Finding(
+                "rules/40_routing.yaml:11:20",
+                (
+                    "routing target 'handof' names no configured queue",
+                    "did you mean 'handoff'?",
+                    "use one of the targets of pipelines/twilio_inbound.yaml (handoff, sms, whatsapp)",
+                ),
+            ),
+            Finding(
+                "rules/40_routing.yaml:27:47",
+                ("inline test 'human handoff'", "expected target 'handoff', got 'handof'"),
+            ),
+        ],
+    ),
+    "shadowed": (
+        0,
+        [
+            Finding(
+                "rules/40_routing.yaml:13:12",
+                (
+                    "rule 'human_on_sms' can never match: earlier rule 'hand_off_to_human' (line 10)",
+                    "broader condition",
+                    "move it above 'hand_off_to_human'",
+                ),
+                "warning",
+            ),
+            Finding(
+                "rules/40_routing.yaml:20:12",
+                ("rule 'auto_queue_flag' can never match: earlier rule 'auto_queue_reply' (line 17)", "same condition"),
+                "warning",
+            ),
+            Finding(
+                "rules/40_routing.yaml:34:12",
+                ("rule 'email' can never match: earlier rule 'anything_else' (line 31)", "always true"),
+                "warning",
+            ),
+        ],
+    ),
+}
+
+LINE = re.compile(r"^(?P<where>[^:\s]+:\d+:\d+): (?P<warning>warning: )?(?P<message>.+)$")
+
+
+def assemble(root: Path, *cases: str) -> Path:
+    """A copy of the shipped configuration with the files of ``cases`` replacing their originals."""
+    shutil.copytree(REPO / "pipelines", root / "pipelines")
+    shutil.copytree(REPO / "rules", root / "rules")
+    for case in cases:
+        shutil.copytree(BROKEN / case, root, dirs_exist_ok=True)
+    return root
+
+
+def assert_findings(stdout: str, expected: list[Finding]) -> None:
+    lines = stdout.splitlines()
+    parsed = [LINE.match(line) for line in lines]
+    assert all(parsed), f"not FILE:LINE:COLUMN: message: {lines}"
+    found = [(m["where"], "warning" if m["warning"] else "error", m["message"]) for m in parsed if m]
+    assert [(where, severity) for where, severity, _ in found] == [(f.where, f.severity) for f in expected], stdout
+    for (_, _, message), finding in zip(found, expected, strict=True):
+        for fragment in finding.says:
+            assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def in_file_order(*cases: str) -> list[Finding]:
+    files = [PIPELINE, *sorted(path.name for path in (REPO / "rules").glob("*.yaml"))]
+
+    def key(finding: Finding) -> tuple[int, int, int]:
+        file, line, column = finding.where.rsplit(":", 2)
+        return files.index(file if file == PIPELINE else Path(file).name), int(line), int(column)
+
+    return sorted((finding for case in cases for finding in CASES[case][1]), key=key)
+
+
+@pytest.fixture
+def deployed_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in DEPLOYED_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ACCOUNT_ID", raising=False)
+
+
+def test_every_fixture_is_a_case() -> None:
+    assert sorted(path.name for path in BROKEN.iterdir() if path.is_dir()) == sorted(CASES)
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_check_pins_each_mistake(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(assemble(tmp_path, case))
+    status = main(["--check"])
+    captured = capsys.readouterr()
+    assert_findings(captured.out, CASES[case][1])
+    assert status == CASES[case][0], captured.err
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_strict_env_turns_a_missing_value_into_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(assemble(tmp_path, "missing_env"))
+    assert main(["--check", "--strict-env"]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"{PIPELINE}:45:52: environment variable AWS_ACCOUNT_ID is not set;")
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_explicit_paths_are_reported_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    pipeline = BROKEN / "unknown_step" / PIPELINE
+    assert main(["--check", "--pipeline", str(pipeline), "--rules", str(REPO / "rules")]) == 2
+    assert capsys.readouterr().out.startswith(f"{pipeline}:52:11: steps[0].uses: unknown step 'twilio.parze'")
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_missing_files_are_reported_and_the_rest_is_still_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(assemble(tmp_path, "jmespath_syntax"))
+    assert main(["--check", "--pipeline", "pipelines/missing.yaml"]) == 2
+    assert [line.split(": ", 1)[0] for line in capsys.readouterr().out.splitlines()] == [
+        "pipelines/missing.yaml:1:1",
+        "rules/30_conversation_lock.yaml:8:45",
+    ]
+    assert main(["--check", "--rules", "no-such-dir"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == (
+        "no-such-dir:1:1: rules directory not found; pass the directory holding the rules/*.yaml files with --rules DIR"
+    )
+
+
+def cli() -> list[str]:
+    script = Path(sys.executable).parent / "pipeline-dryrun"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tools.dryrun.cli"]
+
+
+def test_one_run_reports_every_problem_in_every_file(tmp_path: Path) -> None:
+    cases = ("unknown_ruleset", "unknown_error_code", "null_pitfall", "jmespath_syntax", "routing_target")
+    root = assemble(tmp_path, *cases)
+    env = {**os.environ, **DEPLOYED_ENV}
+    result = subprocess.run([*cli(), "--check"], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert_findings(result.stdout, in_file_order(*cases))
+    assert result.returncode == 2
+    assert result.stderr == (
+        "checked 5 files: 4 errors, 1 warning; inline tests: 7 passed, 2 failed"
+        " (not run for rule sets with errors: project_status, conversation_lock)\n"
+    )
+
+
+def test_a_failing_inline_test_exits_1(tmp_path: Path) -> None:
+    root = assemble(tmp_path, "failing_test")
+    env = {**os.environ, **DEPLOYED_ENV}
+    result = subprocess.run([*cli(), "--check"], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert_findings(result.stdout, CASES["failing_test"][1])
+    assert result.returncode == 1
+    assert re.search(r"; inline tests: \d+ passed, 1 failed\n$", result.stderr), result.stderr
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_default_behind_an_always_true_rule_is_reported_as_never_used(tmp_path: Path) -> None:
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    routing = root / "rules" / "40_routing.yaml"
+    text = routing.read_text().replace("tests:\n", "default: {target: handoff}\ntests:\n", 1)
+    routing.write_text(text.replace("""'contains(`["whatsapp", "sms"]`, request.channel)'""", '"`true`"', 1))
+    report = check_config(root / PIPELINE, root / "rules")
+    (warning,) = report.warnings
+    assert str(warning) == (
+        f"{root}/rules/40_routing.yaml:23:1: warning: "
+        "the default is never used: rule 'channel_queue' (line 21) always matches"
+    )

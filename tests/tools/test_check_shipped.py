@@ -1,0 +1,96 @@
+"""`pipeline-dryrun --check` on the shipped configuration: clean, with every rule covered by an inline test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.rules import RuleError
+from tools.check import check_config
+from tools.dryrun.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+PIPELINE = REPO / "pipelines" / "twilio_inbound.yaml"
+RULES = REPO / "rules"
+UNSET_IN_CI = (
+    "CONVERSATIONS_TABLE_NAME",
+    "STAGE_TABLE_NAME",
+    "LOCK_TABLE_NAME",
+    "WHATSAPP_QUEUE_URL",
+    "SMS_QUEUE_URL",
+    "HANDOFF_QUEUE_URL",
+)
+
+
+def reference(name: str) -> str:
+    """``pipelines/twilio_inbound.yaml:LINE:COLUMN`` of the ``${env:NAME}`` reference."""
+    for number, line in enumerate(PIPELINE.read_text().splitlines(), start=1):
+        if f"${{env:{name}}}" in line:
+            return f"pipelines/twilio_inbound.yaml:{number}:{line.index('${env:') + 1}"
+    raise AssertionError(name)
+
+
+@pytest.fixture
+def no_deployed_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in UNSET_IN_CI:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_shipped_configuration_passes_where_the_deployed_env_is_absent(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if name not in UNSET_IN_CI}
+    script = Path(sys.executable).parent / "pipeline-dryrun"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "tools.dryrun.cli"]
+    result = subprocess.run([*command, "--check"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    expected = [
+        f"{reference(name)}: warning: environment variable {name} is not set; "
+        f"set it or give a default with ${{env:{name}:-VALUE}}"
+        for name in UNSET_IN_CI
+    ]
+    assert result.stdout.splitlines() == expected
+    assert result.returncode == 0
+    assert result.stderr.startswith("checked 5 files: 0 errors, 6 warnings; inline tests: ")
+    assert result.stderr.rstrip().endswith(" passed, 0 failed")
+
+
+def test_shipped_configuration_is_silent_with_the_deployed_env(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in UNSET_IN_CI:
+        monkeypatch.setenv(name, f"value-of-{name.lower()}")
+    monkeypatch.chdir(REPO)
+    assert main(["--check"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.usefixtures("no_deployed_env")
+def test_strict_env_makes_every_unset_reference_an_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(REPO)
+    assert main(["--check", "--strict-env"]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == [reference(name) for name in UNSET_IN_CI]
+    assert all("warning" not in line for line in lines)
+
+
+@pytest.mark.usefixtures("no_deployed_env")
+def test_every_shipped_rule_decides_at_least_one_inline_test() -> None:
+    report = check_config(PIPELINE, RULES)
+    assert report.exit_code == 0
+    assert not report.not_run
+    from engine.config import inspect_config
+
+    for loaded in inspect_config(PIPELINE, RULES, missing_env="warning").rulesets.values():
+        decided = set()
+        for test in loaded.ruleset.tests:
+            try:
+                evaluation = loaded.ruleset.evaluate(test.given)
+            except RuleError as exc:
+                decided.add(exc.rule)
+                continue
+            decided.add(evaluation.rule.id if evaluation.rule else None)
+        assert {rule.id for rule in loaded.ruleset.rules} <= decided, loaded.ruleset.name

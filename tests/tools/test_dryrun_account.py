@@ -1,0 +1,137 @@
+"""Without ``--world``: reads come from the account (here moto's server), writes and sends are only planned."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from runtime.aws import DynamoTables
+from tools.dryrun.backends import populate
+from tools.dryrun.cli import build_parser
+from tools.dryrun.replay import run_replay
+from tools.dryrun.world import load_world
+from tools.localaws import LocalResources, provision, put_secrets
+
+ROOT = Path(__file__).resolve().parents[2]
+# The pipeline's settings from the environment: the replays here run with the defaults.
+PIPELINE_SETTINGS = (
+    "PUBLIC_BASE_URL",
+    "ALLOWED_HOSTS",
+    "BATCH_WINDOW_SECONDS",
+    "TTL_BUFFER_SECONDS",
+    "STAGE_TTL_SECONDS",
+    "SECRET_CACHE_TTL_SECONDS",
+)
+NOW = "2026-11-25T12:00:00Z"
+
+pytestmark = pytest.mark.integration
+
+
+class Account:
+    def __init__(self, endpoint: str, resources: LocalResources) -> None:
+        self.endpoint = endpoint
+        self.resources = resources
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        return sorted(self.client("dynamodb").scan(TableName=table)["Items"], key=json.dumps)
+
+    def messages(self, queue_url: str) -> int:
+        attributes = self.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+        return sum(
+            int(attributes[name]) for name in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed")
+        )
+
+
+@pytest.fixture(scope="module")
+def account() -> Iterator[Account]:
+    """moto's server holding the examples' world, as if it were the real account."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    account = Account(f"http://{host}:{port}", None)  # type: ignore[arg-type]
+    try:
+        dynamodb = account.client("dynamodb")
+        account.resources = provision(dynamodb, account.client("sqs"))
+        world = load_world(ROOT / "examples" / "world.yaml")
+        populate(world, DynamoTables(dynamodb), account.resources)
+        put_secrets(account.client("secretsmanager"), world.secrets)
+        yield account
+    finally:
+        server.stop()
+
+
+def normalized(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records without what legitimately differs: timings, queue URLs, notes, where a secret came from."""
+    for record in records:
+        record.pop("queue")
+        record.pop("notes")
+        for entry in record["trace"]:
+            entry.pop("ms")
+            if entry["step"] == "auth_token":
+                entry.pop("decision")
+    return records
+
+
+def test_reads_are_real_and_writes_are_planned_never_performed(account: Account) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    for name in PIPELINE_SETTINGS:
+        env.pop(name, None)
+    env.update(account.resources.environment())
+    env.update(
+        AWS_ENDPOINT_URL=account.endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    before = {table: account.rows(table) for table in (account.resources.stage_table, account.resources.lock_table)}
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.dryrun.cli", "--json", "--now", NOW, "examples/events"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    planned = [json.loads(line) for line in done.stdout.splitlines()]
+    for secret in load_world(ROOT / "examples" / "world.yaml").secrets.values():
+        token = json.loads(secret)["twilio_auth_token"]
+        assert token not in done.stdout and token not in done.stderr
+    # Nothing was written or sent...
+    assert {table: account.rows(table) for table in before} == before
+    for queue in (
+        account.resources.whatsapp_queue_url,
+        account.resources.sms_queue_url,
+        account.resources.handoff_queue_url,
+    ):
+        assert account.messages(queue) == 0
+    # ...yet the plan is what the world replay performs: the conditional writes were checked against the
+    # rows that exist (a held lock batches, a staged message is not staged twice), and planned rows are
+    # seen by the next events (a burst batches).
+    out = io.StringIO()
+    world_args = build_parser().parse_args(
+        ["--world", "examples/world.yaml", "--backend", "memory", "--json", "examples/events"]
+    )
+    assert run_replay(world_args, out=out, err=io.StringIO()) == 0
+    performed = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert normalized(planned) == normalized(performed)
+    assert planned[0]["source"] == "examples/events/01_whatsapp_text.json"

@@ -1,0 +1,105 @@
+"""The memory world answers exactly as the moto world: identical replay output, event for event.
+
+Replays run in this process (``run_replay``); step timings (``ms``) are the only thing left out of the
+comparison.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools.dryrun.cli import build_parser
+from tools.dryrun.corpus import Mix, generate_corpus
+from tools.dryrun.replay import run_replay
+
+ROOT = Path(__file__).resolve().parents[2]
+# The pipeline's settings from the environment: the replays here run with the defaults.
+PIPELINE_SETTINGS = (
+    "PUBLIC_BASE_URL",
+    "ALLOWED_HOSTS",
+    "BATCH_WINDOW_SECONDS",
+    "TTL_BUFFER_SECONDS",
+    "STAGE_TTL_SECONDS",
+    "SECRET_CACHE_TTL_SECONDS",
+)
+EXAMPLES = [str(ROOT / "examples" / "world.yaml"), str(ROOT / "examples" / "events")]
+
+
+def replay(world: str, events: str, *options: str) -> list[dict[str, Any]]:
+    """The ``--json`` records of a replay, without step timings."""
+    out, err = io.StringIO(), io.StringIO()
+    args = build_parser().parse_args(["--world", world, "--json", *options, events])
+    assert run_replay(args, out=out, err=err) == 0, err.getvalue()
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    for record in records:
+        for entry in record["trace"]:
+            assert isinstance(entry.pop("ms"), float)
+    return records
+
+
+@pytest.fixture(autouse=True)
+def _plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PIPELINE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("options", [(), ("--independent", "--skip-signature", "--show-data")])
+def test_examples_replay_the_same_on_moto_and_memory(options: tuple[str, ...]) -> None:
+    moto = replay(*EXAMPLES, "--backend", "moto", *options)
+    memory = replay(*EXAMPLES, "--backend", "memory", *options)
+    assert len(moto) == 15
+    assert memory == moto
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    # Moto takes tens of milliseconds an event, so the corpus is modest unless DRYRUN_LARGE_CORPUS is set
+    # (then the benchmark's size: 1,000 conversations, 10,000 events; about 20 minutes on moto).
+    conversations, events_count = (1000, 10_000) if os.environ.get("DRYRUN_LARGE_CORPUS") else (30, 120)
+    mix = Mix(handoff=0.15, auto_queue=0.1, inactive=0.1, locked=0.1, sms_only=0.1, bad_signature=0.05)
+    corpus = generate_corpus(conversations, events_count, seed=11, mix=mix)
+    world, events = corpus.write(tmp_path_factory.mktemp("corpus"))
+    return str(world), str(events)
+
+
+def test_a_generated_corpus_replays_the_same_on_moto_memory_and_several_processes(corpus: tuple[str, str]) -> None:
+    moto = replay(*corpus, "--backend", "moto")
+    memory = replay(*corpus, "--backend", "memory", "--jobs", "1")
+    assert memory == moto
+    assert replay(*corpus, "--backend", "memory", "--jobs", "3") == moto
+    outcomes = {record["outcome"] for record in moto}
+    assert {"QUEUED", "BATCHED", "HANDED_OFF", "INVALID_SIGNATURE", "CONVERSATION_LOCKED"} <= outcomes
+
+
+def test_independent_replays_undo_every_write_on_both_backends(corpus: tuple[str, str]) -> None:
+    world, events = corpus
+    moto = replay(world, events, "--backend", "moto", "--independent")
+    assert replay(world, events, "--backend", "memory", "--independent", "--jobs", "2") == moto
+    # Against the world as loaded (no locks), every accepted channel message triggers.
+    assert "BATCHED" not in {record["outcome"] for record in moto}
+
+
+def test_a_baseline_flips_the_events_the_changed_rule_decided(corpus: tuple[str, str], tmp_path: Path) -> None:
+    import shutil
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    routing = rules / "40_routing.yaml"
+    routing.write_text(routing.read_text().replace("conversation.hand_off_to_human == `true`", "`false`"))
+    world, events = corpus
+    baseline = replay(world, events, "--backend", "memory")
+    compared = replay(
+        world, events, "--backend", "memory", "--rules", str(rules), "--baseline-rules", str(ROOT / "rules")
+    )
+    for before, after in zip(baseline, compared, strict=True):
+        assert (after["baseline_outcome"], after["baseline_target"]) == (before["outcome"], before["target"])
+        decided_by_the_rule = any(rule["rule"] == "hand_off_to_human" and rule["matched"] for rule in before["rules"])
+        assert after["changed"] == decided_by_the_rule
+        assert after["changed"] == (after["change"] is not None)
+    assert any(record["changed"] for record in compared)

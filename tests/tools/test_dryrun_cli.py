@@ -1,0 +1,346 @@
+"""``pipeline-dryrun`` as a user runs it: a subprocess over the bundled examples, asserting its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+# The pipeline's settings from the environment: the replays here run with the defaults.
+PIPELINE_SETTINGS = (
+    "PUBLIC_BASE_URL",
+    "ALLOWED_HOSTS",
+    "BATCH_WINDOW_SECONDS",
+    "TTL_BUFFER_SECONDS",
+    "STAGE_TTL_SECONDS",
+    "SECRET_CACHE_TTL_SECONDS",
+)
+WORLD = yaml.safe_load((ROOT / "examples" / "world.yaml").read_text())
+TOKENS = sorted({value["twilio_auth_token"] for value in WORLD["secrets"].values()})
+NUMBERS = sorted({item["primary_channel"] for item in WORLD["conversations"]} | {"+14155238886", "+441632960001"})
+BODIES = [
+    "Hi! Can I change my delivery address?",
+    "What time do you open tomorrow?",
+    "Thanks Priya, the order number is 10442.",
+    "Is my order on its way?",
+    "I want to speak to a person please",
+    "about my last order",
+]
+LOCKED_REPLY = "<Message>I'm processing your previous message."
+
+EXPECTED = {
+    "01_whatsapp_text.json": ("QUEUED", "whatsapp"),
+    "02_sms_http_api.json": ("QUEUED", "sms"),
+    "03_handoff.json": ("HANDED_OFF", "handoff"),
+    "04_locked_conversation.json": ("CONVERSATION_LOCKED", None),
+    "05_inactive_project.json": ("PROJECT_INACTIVE", None),
+    "06_bad_signature.json": ("INVALID_SIGNATURE", None),
+    "07_media_only.json": ("QUEUED", "whatsapp"),
+    "08_burst.jsonl#0": ("QUEUED", "whatsapp"),
+    "08_burst.jsonl#1": ("BATCHED", "whatsapp"),
+    "08_burst.jsonl#2": ("BATCHED", "whatsapp"),
+    "09_secret_missing.json": ("SECRET_FETCH_FAILED", None),
+    "10_lock_held.json": ("BATCHED", "whatsapp"),
+    "11_redelivered.json": ("QUEUED", "whatsapp"),
+    "12_callback_and_stranger.json#0": ("STATUS_CALLBACK", None),
+    "12_callback_and_stranger.json#1": ("CONVERSATION_NOT_FOUND", None),
+}
+
+
+@dataclass
+class Run:
+    status: int
+    stdout: str
+    stderr: str
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        lines = [json.loads(line) for line in self.stdout.splitlines()]
+        return {record["source"].removeprefix("examples/events/"): record for record in lines}
+
+
+def dryrun(*args: str | Path) -> Run:
+    """Run the command from the repository root, in an environment that points boto3 somewhere unusable."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    for name in PIPELINE_SETTINGS:
+        env.pop(name, None)
+    # A world replay must not depend on (or reach) the user's AWS configuration.
+    env.update(AWS_PROFILE="no-such-profile", AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_DEFAULT_REGION="eu-west-1")
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.dryrun.cli", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def assert_no_secrets(run: Run) -> None:
+    for token in TOKENS:
+        assert token not in run.stdout and token not in run.stderr, token
+
+
+@pytest.fixture(scope="module")
+def replay() -> Run:
+    """The examples replayed against the moto world, as JSON."""
+    return dryrun("--world", "examples/world.yaml", "--json", "examples/events")
+
+
+def test_every_example_has_the_expected_outcome_and_target(replay: Run) -> None:
+    assert replay.status == 0, replay.stderr
+    records = replay.records()
+    assert {source: (r["outcome"], r["target"]) for source, r in records.items()} == EXPECTED
+    for record in records.values():
+        assert record["raised"] is False
+        assert record["status_code"] == 200  # Twilio channels answer TwiML, errors included
+        assert (record["error_code"] is None) == (
+            record["outcome"] in {"QUEUED", "BATCHED", "HANDED_OFF", "STATUS_CALLBACK"}
+        )
+        queue = record["queue"]
+        assert queue == (
+            f"https://sqs.us-east-1.amazonaws.com/123456789012/{record['target']}" if record["target"] else None
+        )
+        assert [entry["step"] for entry in record["trace"]][:1] == ["parse"]
+        assert all(set(entry) == {"step", "status", "ms", "decision"} for entry in record["trace"])
+
+
+def test_actions_are_the_lambdas_writes_and_sends(replay: Run) -> None:
+    records = replay.records()
+    queued = records["01_whatsapp_text.json"]["actions"]
+    assert [(a["type"], a.get("table") or a.get("queue")) for a in queued] == [
+        ("put_item", "conversations-stage"),
+        ("put_item", "conversations-trigger-lock"),
+        ("send_message", "whatsapp"),
+    ]
+    stage, lock, send = queued
+    assert stage["item"]["body"] == "[masked]" and stage["item"]["received_at"] == "2026-11-25T12:00:00.000Z"
+    assert stage["item"]["expires_at"] == 1795608000 + 86400
+    assert lock["item"]["expires_at"] == 1795608000 + 10 + 60 and "condition_failed" not in lock
+    assert send["delay_seconds"] == 10
+    assert json.loads(send["body"]) == {
+        "conversation_id": "ci-acme-001#pi-acme-support#6f0c2a52-5d0e-4d8e-9a55-1c1d7f0b2a01#**********01",
+        "primary_channel": "+**********01",
+    }
+    # A burst: the first message takes the lock, the next ones find it held and only stage.
+    batched = records["08_burst.jsonl#1"]["actions"]
+    assert [a["type"] for a in batched] == ["put_item", "put_item"]
+    assert batched[1]["condition_failed"] is True and "condition_failed" not in batched[0]
+    # A re-delivered MessageSid: the stage row is already there; the lock is its own, so it triggers again.
+    redelivered = records["11_redelivered.json"]["actions"]
+    assert [a.get("condition_failed", False) for a in redelivered] == [True, False, False]
+    media = records["07_media_only.json"]["actions"][0]["item"]
+    assert media["body"] == "" and media["num_media"] == 1 and media["media"][0]["content_type"] == "image/jpeg"
+    handoff = records["03_handoff.json"]["actions"]
+    assert [(a["type"], a.get("queue")) for a in handoff] == [("put_item", None), ("send_message", "handoff")]
+    body = json.loads(handoff[1]["body"])
+    assert handoff[1]["delay_seconds"] == 0
+    assert (
+        body["body"] == "[masked]"
+        and body["request"]["Body"] == "[masked]"
+        and body["request"]["ProfileName"] == "[masked]"
+    )
+    assert body["conversation"]["messages"][0]["content"] == "[masked]"
+    for source in ("04_locked_conversation.json", "05_inactive_project.json", "06_bad_signature.json"):
+        assert records[source]["actions"] == []
+
+
+def test_each_decision_is_explained(replay: Run) -> None:
+    records = replay.records()
+    locked = records["04_locked_conversation.json"]
+    assert LOCKED_REPLY in locked["response"]["body"] and locked["response"]["content_type"] == "text/xml"
+    assert locked["rules"][-1] == {
+        "ruleset": "conversation_lock",
+        "rule": "processing_reply",
+        "matched": True,
+        "inputs": {"conversation.conversation_status": "processing_reply"},
+    }
+    routed = records["03_handoff.json"]["rules"]
+    assert [(r["ruleset"], r["rule"], r["matched"]) for r in routed][-2:] == [
+        ("conversation_lock", "processing_reply", False),
+        ("routing", "hand_off_to_human", True),
+    ]
+    numbers = records["01_whatsapp_text.json"]["rules"][-2]
+    assert (
+        numbers["rule"] == "auto_queue_from_number"
+        and numbers["inputs"]["conversation.recipient_tel"] == "+**********01"
+    )
+    assert records["06_bad_signature.json"]["signature"] == "invalid"
+    assert records["01_whatsapp_text.json"]["signature"] == "valid"
+    missing = records["09_secret_missing.json"]
+    assert missing["signature"] == "unchecked" and missing["error_code"] == "SECRET_FETCH_FAILED"
+    assert any("signature not checked" in note for note in missing["notes"])
+    assert [e["status"] for e in missing["trace"]][-1] == "SECRET_FETCH_FAILED"
+
+
+def test_personal_data_is_masked_and_tokens_never_appear(replay: Run) -> None:
+    assert_no_secrets(replay)
+    for value in [*NUMBERS, *(number.lstrip("+") for number in NUMBERS), *BODIES, "Alice"]:
+        assert value not in replay.stdout, value
+
+
+@pytest.fixture(scope="module")
+def replay_unmasked() -> Run:
+    """The memory world, events independent, signatures skipped, data shown."""
+    return dryrun(
+        "--world",
+        "examples/world.yaml",
+        "--backend",
+        "memory",
+        "--json",
+        "--show-data",
+        "--skip-signature",
+        "--independent",
+        "examples/events",
+    )
+
+
+def test_show_data_skip_signature_and_independent(replay_unmasked: Run) -> None:
+    assert replay_unmasked.status == 0, replay_unmasked.stderr
+    assert_no_secrets(replay_unmasked)
+    records = replay_unmasked.records()
+    assert all(record["signature"] == "skipped" for record in records.values())
+    for source in ("01_whatsapp_text.json", "09_secret_missing.json"):
+        statuses = {e["step"]: e["status"] for e in records[source]["trace"]}
+        assert statuses["auth_token"] == statuses["signature"] == "skipped (--skip-signature)"
+    # Every event against the world as loaded: each message of the burst triggers; the live lock still batches.
+    assert [records[f"08_burst.jsonl#{i}"]["outcome"] for i in range(3)] == ["QUEUED"] * 3
+    assert records["10_lock_held.json"]["outcome"] == "BATCHED"
+    # Without a signature check, the forged event and the one without a secret go through.
+    assert records["06_bad_signature.json"]["outcome"] == "QUEUED"
+    assert records["09_secret_missing.json"]["outcome"] == "QUEUED"
+    assert "+447700900101" in replay_unmasked.stdout and BODIES[0] in replay_unmasked.stdout
+
+
+def test_the_demo_prints_a_table_and_a_summary() -> None:
+    run = dryrun("--world", "examples/world.yaml", "examples/events")
+    assert run.status == 0, run.stderr
+    assert_no_secrets(run)
+    lines = run.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("SOURCE"))
+    assert header.split() == ["SOURCE", "OUTCOME", "TARGET", "STATUS", "ACTIONS", "WHY"]
+    row = next(line for line in lines if line.startswith("examples/events/08_burst.jsonl#1"))
+    assert row.split()[1:5] == ["BATCHED", "whatsapp", "200", "2"] and "held by another message" in row
+    assert re.search(r"^15 events replayed in [0-9.]+s$", run.stdout, re.MULTILINE)
+    assert re.search(r"^  QUEUED +5$", run.stdout, re.MULTILINE)
+    assert "signature not checked for 2 event(s)" in run.stdout
+    for value in [*NUMBERS, *BODIES]:
+        assert value not in run.stdout
+
+
+@pytest.fixture(scope="module")
+def changed_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped rules with one change: the conversation lock now applies to SMS only."""
+    rules = tmp_path_factory.mktemp("rules") / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    lock = rules / "30_conversation_lock.yaml"
+    original = "when: \"conversation.conversation_status == 'processing_reply'\""
+    assert original in lock.read_text()
+    lock.write_text(
+        lock.read_text().replace(
+            original, "when: \"conversation.conversation_status == 'processing_reply' && request.channel == 'sms'\""
+        )
+    )
+    return rules
+
+
+def test_a_changed_rule_flips_exactly_the_expected_events(changed_rules: Path) -> None:
+    run = dryrun(
+        "--world",
+        "examples/world.yaml",
+        "--backend",
+        "memory",
+        "--json",
+        "--rules",
+        changed_rules,
+        "--baseline-rules",
+        "rules",
+        "examples/events",
+    )
+    assert run.status == 0, run.stderr
+    records = run.records()
+    assert {source for source, record in records.items() if record["changed"]} == {"04_locked_conversation.json"}
+    flipped = records["04_locked_conversation.json"]
+    assert (flipped["baseline_outcome"], flipped["baseline_target"]) == ("CONVERSATION_LOCKED", None)
+    assert (flipped["outcome"], flipped["target"]) == ("QUEUED", "whatsapp")
+    assert flipped["change"] == "CONVERSATION_LOCKED → QUEUED[whatsapp]"
+    for source, record in records.items():
+        if source != "04_locked_conversation.json":
+            assert (record["baseline_outcome"], record["baseline_target"]) == EXPECTED[source]
+
+
+def test_fail_on_change_exits_1_with_a_summary_per_change(changed_rules: Path) -> None:
+    run = dryrun(
+        "--world",
+        "examples/world.yaml",
+        "--backend",
+        "memory",
+        "--explain",
+        "--jobs",
+        "2",
+        "--rules",
+        changed_rules,
+        "--baseline-rules",
+        "rules",
+        "--fail-on-change",
+        "examples/events/04_locked_conversation.json",
+        "examples/events/08_burst.jsonl",
+    )
+    assert run.status == 1, run.stderr
+    assert_no_secrets(run)
+    assert run.stdout.count("SOURCE ") == 1 and run.stdout.count(" replayed in ") == 1  # two workers
+    assert "CHANGED (was CONVERSATION_LOCKED)" in run.stdout
+    assert re.search(r"1 event\(s\) changed\n  CONVERSATION_LOCKED → QUEUED\[whatsapp\]  1\n", run.stdout)
+    assert "    trace:    parse ok" in run.stdout
+    assert "    rule:     conversation_lock/processing_reply: no match (conversation.conversation_status=" in run.stdout
+    assert "    action:   send_message whatsapp delay 10s" in run.stdout
+    assert "    response: 200 text/xml" in run.stdout
+    for value in [*NUMBERS, *BODIES]:
+        assert value not in run.stdout
+
+
+def test_bad_arguments_exit_2() -> None:
+    run = dryrun("--world", "examples/world.yaml", "--fail-on-change", "examples/events")
+    assert run.status == 2 and "--fail-on-change needs --baseline-rules" in run.stderr
+    assert dryrun("--no-such-option", "examples/events").status == 2
+
+
+def test_unreadable_event_files_exit_2_with_their_position(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"version": "2.0",\n  "body": }\n')
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text('{"version": "2.0"}\n{"version": \n')
+    run = dryrun("--world", "examples/world.yaml", broken, lines, tmp_path / "missing.json")
+    assert run.status == 2
+    assert f"{broken}:2:11: invalid JSON: Expecting value" in run.stderr
+    assert f"{lines}:2:13: invalid JSON Lines entry: Expecting value" in run.stderr
+    assert f"{tmp_path / 'missing.json'}:1:1: no such file or directory" in run.stderr
+    assert run.stdout == ""
+
+
+def test_bad_configuration_and_world_exit_2_with_their_position(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    channel = rules / "20_channel.yaml"
+    channel.write_text(channel.read_text().replace("request.channel)", "request.channel"))
+    run = dryrun("--world", "examples/world.yaml", "--rules", rules, "examples/events")
+    assert run.status == 2
+    assert re.search(rf"{re.escape(str(channel))}:\d+:\d+: invalid JMESPath", run.stderr), run.stderr
+    world = tmp_path / "world.yaml"
+    world.write_text(
+        "now: 2026-11-25T12:00:00Z\nconversations:\n  - primary_channel: '+1'\n    created_at: 2026-11-20\n"
+    )
+    run = dryrun("--world", world, "examples/events")
+    assert run.status == 2
+    assert f"{world}:4:17: unquoted timestamp" in run.stderr
+    assert f"{world}:3:5: " in run.stderr and "conversation_id" in run.stderr

@@ -1,0 +1,241 @@
+"""The dry-run's parts: event files, world files, masking, partitions, the corpus and the committed examples."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.errors import ConfigError
+from tools.dryrun.corpus import generate_corpus, sign, status_form, twilio_rest_event, whatsapp_form
+from tools.dryrun.events import EventFileError, load_events
+from tools.dryrun.lanes import PLACEHOLDER_SIGNATURE, ReplayClock, with_placeholders
+from tools.dryrun.mask import MASKED_TEXT, Masker, Scrubber
+from tools.dryrun.parallel import conversation_groups, partition, user_number
+from tools.dryrun.world import load_world, secret_values
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_event_files_single_array_json_lines_and_directories_in_name_order(tmp_path: Path) -> None:
+    write(tmp_path / "b" / "2.json", '[{"n": 1}, {"n": 2}]')
+    write(tmp_path / "b" / "1.jsonl", '{"n": 3}\n\n{"n": 4}\n')
+    write(tmp_path / "a.json", '{"n": 5}')
+    write(tmp_path / "c.json", '{"n": 6}\n{"n": 7}\n')  # JSON Lines in a .json file
+    write(tmp_path / "one.json", '[{"n": 8}]')
+    write(tmp_path / ".hidden" / "x.json", "not json")
+    write(tmp_path / "notes.txt", "ignored")
+    events = load_events([tmp_path])
+    assert [(Path(e.source).relative_to(tmp_path).as_posix(), e.event["n"]) for e in events] == [
+        ("a.json", 5),
+        ("b/1.jsonl#0", 3),
+        ("b/1.jsonl#1", 4),
+        ("b/2.json#0", 1),
+        ("b/2.json#1", 2),
+        ("c.json#0", 6),
+        ("c.json#1", 7),
+        ("one.json", 8),
+    ]
+
+
+def test_unreadable_event_files_are_located(tmp_path: Path) -> None:
+    empty = write(tmp_path / "empty.json", "  \n")
+    broken = write(tmp_path / "broken.json", '{\n  "a": [1,\n}')
+    write(tmp_path / "dir" / "x.txt", "")
+    with pytest.raises(EventFileError) as caught:
+        load_events([empty, broken, tmp_path / "nope", tmp_path / "dir"])
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{tmp_path / 'nope'}:1:1: no such file or directory",
+        f"{tmp_path / 'dir'}:1:1: no *.json or *.jsonl event files in this directory",
+        f"{empty}:1:1: empty event file",
+        f"{broken}:3:1: invalid JSON: Expecting value",
+    ]
+
+
+WORLD = """\
+now: "2026-11-25T12:00:00Z"
+secrets:
+  s1: {twilio_account_sid: AC1, twilio_auth_token: " tok-123456 ", twilio_webhook_key: key-abcdef}
+  s2: plain-secret-value
+conversations:
+  - {primary_channel: "+447700900101", conversation_id: c1, score: 0.5}
+locks:
+  - {conversation_id: c1, message_sid: SM1, expires_at: 1795608040}
+"""
+
+
+def test_world_files_load_from_yaml_and_json(tmp_path: Path) -> None:
+    spec = load_world(write(tmp_path / "world.yaml", WORLD))
+    assert spec.now is not None and spec.now.isoformat() == "2026-11-25T12:00:00+00:00"
+    assert spec.rows["conversations"][0]["score"] == 0.5 and spec.rows["stage"] == ()
+    assert json.loads(spec.secrets["s1"])["twilio_auth_token"] == " tok-123456 "
+    assert sorted(secret_values(spec.secrets)) == ["key-abcdef", "plain-secret-value", "tok-123456"]
+    import yaml
+
+    as_json = load_world(write(tmp_path / "world.json", json.dumps(yaml.safe_load(WORLD))))
+    assert as_json.rows == spec.rows and as_json.secrets == spec.secrets
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("conversations:\n  - {conversation_id: c1}\n", "world.{ext}:2:5: "),
+        ("conversations: {}\n", "world.{ext}:1:16: "),
+        ("now: soon\n", "world.{ext}:1:6: now: 'soon' is not an ISO-8601 time"),
+        ("locks:\n  - {conversation_id: a}\n  - {conversation_id: a}\n", "world.{ext}:3:5: locks[1] has the same key"),
+        ("tables: []\n", "world.{ext}:1:1: "),
+    ],
+)
+def test_world_problems_are_located(tmp_path: Path, text: str, expected: str) -> None:
+    import yaml
+
+    for ext, content in (("yaml", text), ("json", json.dumps(yaml.safe_load(text), indent=1))):
+        if ext == "json" and "now: soon" in text:
+            continue
+        path = write(tmp_path / f"world.{ext}", content)
+        with pytest.raises(ConfigError) as caught:
+            load_world(path)
+        messages = [str(problem) for problem in caught.value.problems]
+        if ext == "yaml":
+            assert any(message.startswith(str(tmp_path / expected.format(ext=ext))) for message in messages), messages
+        else:
+            assert all(message.startswith(str(path) + ":") for message in messages), messages
+
+
+def test_masking_hides_numbers_and_free_text_everywhere() -> None:
+    masker = Masker(show_data=False)
+    item = {
+        "conversation_id": "ci-1#pi-1#6f0c2a52-5d0e-4d8e#447700900101",
+        "primary_channel": "+447700900101",
+        "from": "whatsapp:+447700900101",
+        "WaId": "447700900101",
+        "Body": "call me on +44 7700 900101",
+        "body": "",
+        "message_sid": "SM447700900101447700900101abcdef12",
+        "messages": [{"role": "user", "content": "my number is 07700900101"}],
+        "num_media": 2,
+        "expires_at": 1795608000,
+        "Latitude": 51.5,
+        "received_at": "2026-11-25T12:00:00.000Z",
+    }
+    assert masker.data(item) == {
+        "conversation_id": "ci-1#pi-1#6f0c2a52-5d0e-4d8e#**********01",
+        "primary_channel": "+**********01",
+        "from": "whatsapp:+**********01",
+        "WaId": "**********01",
+        "Body": MASKED_TEXT,
+        "body": "",
+        "message_sid": "SM447700900101447700900101abcdef12",
+        "messages": [{"role": "user", "content": MASKED_TEXT}],
+        "num_media": 2,
+        "expires_at": 1795608000,
+        "Latitude": MASKED_TEXT,
+        "received_at": "2026-11-25T12:00:00.000Z",
+    }
+    body = json.dumps({"conversation_id": "c#447700900101", "body": "hello"}, separators=(",", ":"))
+    assert masker.body(body) == '{"conversation_id":"c#**********01","body":"[masked]"}'
+    assert masker.inputs({"conversation.recipient_tel": "+447700900101", "request.body": "hi"}) == {
+        "conversation.recipient_tel": "+**********01",
+        "request.body": MASKED_TEXT,
+    }
+    shown = Masker(show_data=True)
+    assert shown.data(item) == item and shown.body(body) == body
+
+
+def test_the_scrubber_removes_every_known_credential() -> None:
+    scrub = Scrubber(["abc"])  # too short to be a credential
+    scrub.add(["9f86d081884c7d65", "9f86d081"])
+    assert scrub("token 9f86d081884c7d65 and 9f86d081 and abc") == "token *** and *** and abc"
+
+
+def test_skip_signature_gives_unsigned_events_a_placeholder() -> None:
+    headers = ("X-Twilio-Signature",)
+    signed = {"headers": {"x-twilio-signature": "abc"}}
+    assert with_placeholders(signed, headers) == (signed, [])
+    patched, missing = with_placeholders({"headers": None, "body": ""}, headers)
+    assert missing == ["X-Twilio-Signature"] and patched["headers"] == {"X-Twilio-Signature": PLACEHOLDER_SIGNATURE}
+    assert with_placeholders(["not", "an", "event"], headers) == (["not", "an", "event"], [])
+
+
+def test_the_replay_clock_is_deterministic() -> None:
+    from datetime import UTC, datetime
+
+    clock = ReplayClock(datetime(2026, 11, 25, 12, 0))
+    assert clock.now() == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    assert clock.monotonic() == clock.monotonic()
+
+
+def test_events_that_can_touch_the_same_rows_share_a_partition() -> None:
+    conversations = [
+        {"primary_channel": "+1", "gsi_recipient_tel": "+1", "conversation_id": "shared"},
+        {"primary_channel": "+2", "gsi_recipient_tel": "+2", "conversation_id": "shared"},
+        {"primary_channel": "+3", "gsi_recipient_tel": "+3", "conversation_id": "own"},
+    ]
+    groups = conversation_groups(conversations)
+    assert groups["+1"] == groups["+2"] != groups["+3"]
+    form = whatsapp_form("SM1", "+2", "+14155238886", "hi", account="AC1")
+    callback = status_form("SM2", "+2", "+14155238886", "read", account="AC1", channel="whatsapp")
+    assert user_number(twilio_rest_event("whatsapp", form, token="t")) == "+2"
+    assert user_number(twilio_rest_event("whatsapp", callback, token="t")) == "+2"
+    assert user_number({"body": None}) is None
+    events = [
+        twilio_rest_event("whatsapp", whatsapp_form(f"SM{n}", f"+{n % 3 + 1}", "+1415", "x", account="AC"), token="t")
+        for n in range(12)
+    ]
+    parts = partition(events, groups, 4)
+    assert sorted(index for part in parts for index in part) == list(range(12))
+    owner = {index: number for number, part in enumerate(parts) for index in part}
+    assert len({owner[index] for index in range(12) if index % 3 in (0, 1)}) == 1  # users +1 and +2
+
+
+def test_the_corpus_is_deterministic_and_signed_with_the_worlds_tokens() -> None:
+    first, second = generate_corpus(20, 50, seed=3), generate_corpus(20, 50, seed=3)
+    assert first == second and first != generate_corpus(20, 50, seed=4)
+    assert len(first.world["conversations"]) == 20 and len(first.events) == 50
+    tokens = {value["twilio_auth_token"] for value in first.world["secrets"].values()}
+    event = next(e for e in first.events if e.get("version") != "2.0")
+    from urllib.parse import parse_qsl
+
+    form = parse_qsl(event["body"], keep_blank_values=True)
+    url = f"https://{event['headers']['Host']}{event['requestContext']['path']}"
+    assert event["headers"]["X-Twilio-Signature"] in {sign(url, form, token) for token in tokens} | {
+        sign(url, form, "0" * 32)
+    }
+
+
+def test_the_committed_example_events_are_a_fresh_generation() -> None:
+    spec = importlib.util.spec_from_file_location("examples_generate", ROOT / "examples" / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module: Any = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    files = module.build_files()
+    committed = {path.name: path.read_text() for path in (ROOT / "examples" / "events").iterdir()}
+    assert committed == files
+
+
+def test_the_progress_bar_draws_only_when_enabled_and_clears_itself() -> None:
+    import io
+
+    from tools.dryrun.report import Progress
+
+    ticks = iter([0.0, 0.05, 0.5, 1.0])
+    err = io.StringIO()
+    progress = Progress(err, 4, enabled=True, clock=lambda: next(ticks))
+    for done in range(1, 5):
+        progress.update(done)
+    progress.close()
+    frames = err.getvalue().split("\r")
+    assert "[" + "#" * 7 + "." * 23 + "] 1/4 events" in frames[1]
+    assert frames[-3].endswith("] 4/4 events") and frames[-1] == ""
+    quiet = io.StringIO()
+    Progress(quiet, 4, enabled=False).update(1)
+    assert quiet.getvalue() == ""

@@ -1,0 +1,112 @@
+"""Rule-set analysis for ``--check``: rules that can never match, and inline tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.expressions import ExpressionError, compile_expression
+from engine.rules import Decision, Rule, RuleSet, RuleTest, run_tests
+from tools.lint import condition_terms, find_shadowed
+
+
+def ruleset(*conditions: str, tests: tuple[RuleTest, ...] = ()) -> RuleSet:
+    rules = tuple(
+        Rule(f"r{index}", compile_expression(when), Decision(error="PROJECT_INACTIVE"), index=index)
+        for index, when in enumerate(conditions)
+    )
+    return RuleSet("set", "validation", rules, file="rules/x.yaml", tests=tests)
+
+
+def shadowed(*conditions: str) -> dict[str, tuple[list[str], str]]:
+    return {s.rule.id: ([by.id for by in s.by], s.reason) for s in find_shadowed(ruleset(*conditions))}
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("a == b", "b == a"),
+        ("a != b", "!(a == b)"),
+        ("a > `1`", "`1` < a"),
+        ("a && b", "b && (a)"),
+        ("x == 'y'", 'x == `"y"`'),
+        ("!(a || b)", "!a && !b"),
+        ("!!a", "a"),
+    ],
+)
+def test_equivalent_spellings_have_one_normal_form(first: str, second: str) -> None:
+    assert condition_terms(compile_expression(first)) == condition_terms(compile_expression(second))
+
+
+@pytest.mark.parametrize(("first", "second"), [("a", "b"), ("a == `1`", "a == `2`"), ("a < b", "b < a"), ("a", "!a")])
+def test_different_conditions_stay_different(first: str, second: str) -> None:
+    assert condition_terms(compile_expression(first)) != condition_terms(compile_expression(second))
+
+
+def test_identical_condition_is_shadowed() -> None:
+    assert shadowed("conversation.status == 'x'", "'x' == conversation.status") == {
+        "r1": (["r0"], "the same condition")
+    }
+
+
+@pytest.mark.parametrize("always", ["`true`", "'yes'", "`[1]`", "`true` || a"])
+def test_an_always_true_condition_shadows_everything_after_it(always: str) -> None:
+    assert shadowed("a", always, "b", "c && d") == {
+        "r2": (["r1"], "a condition that is always true"),
+        "r3": (["r1"], "a condition that is always true"),
+    }
+
+
+def test_a_narrower_condition_after_a_broader_one_is_shadowed() -> None:
+    assert shadowed("a.flag == `true`", "a.flag == `true` && b == 'sms'") == {
+        "r1": (["r0"], "a broader condition (true whenever this one is)")
+    }
+
+
+def test_a_broader_condition_after_a_narrower_one_is_fine() -> None:
+    assert shadowed("a && b", "a", "a || c") == {}
+
+
+def test_earlier_rules_together_can_cover_a_later_one() -> None:
+    assert shadowed("a", "b", "a || b && c") == {"r2": (["r0", "r1"], "conditions that together cover this one")}
+
+
+@pytest.mark.parametrize("never", ["`false`", "`null`", "a && !a", "a == b && a != b", "''"])
+def test_a_condition_that_is_never_true_is_reported(never: str) -> None:
+    assert shadowed(never) == {"r0": ([], "its condition is never true")}
+
+
+def test_functions_and_projections_are_compared_as_written() -> None:
+    assert shadowed("contains(a || `[]`, b)", "contains(a || `[]`, c)", "length(items[?x]) > `0`") == {}
+    assert shadowed("contains(a || `[]`, b)", "contains(a || `[]`, b) && d") == {
+        "r1": (["r0"], "a broader condition (true whenever this one is)")
+    }
+
+
+def test_a_failing_condition_fails_the_case_and_names_the_rule() -> None:
+    case = RuleTest("missing list", {"a": None, "b": "x"}, {"error": None}, 0)
+    (failure,) = run_tests(ruleset("contains(a, b)", tests=(case,)))
+    assert failure.rule == "r0"
+    assert failure.keys == ("error",)
+    assert failure.differences == ("expected error None, got 'INTERNAL_ERROR'",)
+    assert failure.raised is not None and "contains() got a null where it needs array or string" in failure.raised
+
+
+def test_a_case_may_expect_the_internal_error_of_an_unguarded_condition() -> None:
+    case = RuleTest("documents the null pitfall", {"b": "x"}, {"rule": "r0", "error": "INTERNAL_ERROR"}, 0)
+    assert run_tests(ruleset("contains(a, b)", tests=(case,))) == []
+
+
+def test_only_the_expected_keys_are_compared() -> None:
+    passing = RuleTest("rule only", {"a": True}, {"rule": "r0"}, 0)
+    failing = RuleTest("wrong reply", {"a": True}, {"rule": "r0", "reply": "hi"}, 1)
+    (failure,) = run_tests(ruleset("a", tests=(passing, failing)))
+    assert failure.test is failing
+    assert failure.differences == ("expected reply 'hi', got None",)
+
+
+def test_a_failing_condition_never_quotes_the_value_it_read() -> None:
+    expression = compile_expression("starts_with(conversation.recipient_tel, request.channel)")
+    with pytest.raises(ExpressionError) as raised:
+        expression.search({"conversation": {"recipient_tel": "+14155550123"}, "request": {"channel": 7}})
+    assert "+14155550123" not in str(raised.value)
+    assert "starts_with() got a number where it needs string" in str(raised.value)

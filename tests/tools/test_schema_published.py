@@ -1,0 +1,138 @@
+"""The published editor schemas (schemas/*.json): current, valid for the shipped YAML, and strict enough."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from engine import registry
+from engine.registry import BuildInfo
+from engine.schema import pipeline_schema
+from tools.schema_export import editor_schema, published_schemas, rendered_schemas
+from tools.schema_export import main as export_main
+
+REPO = Path(__file__).resolve().parents[2]
+BROKEN = REPO / "tests" / "fixtures" / "broken"
+SHIPPED = [REPO / "pipelines" / "twilio_inbound.yaml", *sorted((REPO / "rules").glob("*.yaml"))]
+
+# Mistakes a schema can see in one file; the others need other files or meaning (``--check`` finds them).
+SCHEMA_LEVEL = {
+    "unknown_step",
+    "unknown_key",
+    "wrong_type",
+    "unknown_error_code_in_pipeline",
+    "unknown_error_code",
+    "rule_unknown_key",
+}
+BEYOND_SCHEMA = {
+    "unknown_ruleset",
+    "bad_step_when",
+    "missing_env",
+    "duplicate_key",
+    "step_order",
+    "unknown_rule_in_test",
+    "failing_test",
+    "jmespath_syntax",
+    "jmespath_block",
+    "null_pitfall",
+    "rule_duplicate_key",
+    "yaml_tag",
+    "routing_target",
+    "shadowed",
+}
+
+
+def schema_for(path: Path) -> dict[str, Any]:
+    kind = "pipeline" if path.parent.name == "pipelines" else "rules"
+    loaded: dict[str, Any] = json.loads((REPO / "schemas" / f"{kind}.schema.json").read_text())
+    return loaded
+
+
+def violations(path: Path) -> list[str]:
+    data = yaml.safe_load(path.read_text())
+    return [error.message for error in Draft202012Validator(schema_for(path)).iter_errors(data)]
+
+
+def test_committed_schemas_equal_a_fresh_generation() -> None:
+    for name, text in rendered_schemas().items():
+        assert (REPO / "schemas" / name).read_text() == text, f"schemas/{name} is stale: run `make schemas`"
+
+
+def test_export_writes_and_checks(tmp_path: Path) -> None:
+    assert export_main(["--check", "--out", str(tmp_path)]) == 1
+    assert export_main(["--out", str(tmp_path)]) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pipeline.schema.json", "rules.schema.json"]
+    assert export_main(["--check", "--out", str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.name)
+def test_shipped_yaml_validates_and_points_editors_at_its_schema(path: Path) -> None:
+    assert violations(path) == []
+    first_line = path.read_text().splitlines()[0]
+    assert first_line.startswith("# yaml-language-server: $schema=")
+    target = (path.parent / first_line.split("$schema=", 1)[1]).resolve()
+    assert target == (REPO / "schemas" / f"{'pipeline' if path.parent.name == 'pipelines' else 'rules'}.schema.json")
+
+
+def test_every_broken_copy_is_classified() -> None:
+    assert {path.name for path in BROKEN.iterdir() if path.is_dir()} == SCHEMA_LEVEL | BEYOND_SCHEMA
+    assert not SCHEMA_LEVEL & BEYOND_SCHEMA
+
+
+@pytest.mark.parametrize("case", sorted(SCHEMA_LEVEL))
+def test_schema_rejects_the_broken_copy(case: str) -> None:
+    (path,) = (BROKEN / case).rglob("*.yaml")
+    assert violations(path), f"{case}: the published schema accepted {path}"
+
+
+def test_editor_schema_accepts_env_references_where_the_engine_schema_wants_a_number() -> None:
+    data = yaml.safe_load((REPO / "pipelines" / "twilio_inbound.yaml").read_text())
+    assert data["targets"]["whatsapp"]["delay_seconds"] == "${env:BATCH_WINDOW_SECONDS:-10}"
+    assert list(Draft202012Validator(editor_schema(pipeline_schema())).iter_errors(data)) == []
+    strict = [error.message for error in Draft202012Validator(pipeline_schema()).iter_errors(data)]
+    assert any("'${env:BATCH_WINDOW_SECONDS:-10}' is not of type 'integer'" in message for message in strict)
+
+
+class _Echo:
+    """A throwaway step kind."""
+
+    def __init__(self, params: Any, info: BuildInfo) -> None:
+        self.params = params
+
+
+@pytest.fixture
+def new_step() -> Iterator[str]:
+    name = "test.echo"
+    registry.register(
+        name,
+        params={
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"times": {"type": "integer", "minimum": 1}},
+        },
+    )(_Echo)
+    try:
+        yield name
+    finally:
+        registry._REGISTRY.pop(name)
+
+
+def test_a_new_step_appears_in_the_published_schema(new_step: str) -> None:
+    schema = published_schemas()["pipeline.schema.json"]
+    validator = Draft202012Validator(schema)
+    document = {"pipeline": "p", "channels": ["echo"], "responses": {"api": {"format": "json", "default": True}}}
+    good = {**document, "steps": [{"id": "echo", "uses": new_step, "with": {"times": "${env:TIMES:-2}"}}]}
+    bad = {**document, "steps": [{"id": "echo", "uses": new_step, "with": {"times": 0, "loud": True}}]}
+    assert list(validator.iter_errors(good)) == []
+    assert sorted(error.message for error in validator.iter_errors(bad)) == [
+        "0 is not valid under any of the given schemas",
+        "Additional properties are not allowed ('loud' was unexpected)",
+    ]
+    # The staleness test above is what catches a step registered without regenerating schemas/.
+    assert (REPO / "schemas" / "pipeline.schema.json").read_text() != rendered_schemas()["pipeline.schema.json"]

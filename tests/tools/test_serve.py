@@ -1,0 +1,142 @@
+"""pipeline-serve's API Gateway part: HTTP requests to REST proxy events, handler results to HTTP answers."""
+
+from __future__ import annotations
+
+import base64
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from runtime.apigateway import http_request
+from tests.support.webhooks import EMPTY_TWIML, sign, whatsapp_params
+from tools.serve import Gateway, LocalContext, gateway_event, main
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1:3000"
+FORM = [("Body", "hi there"), ("MediaUrl0", ""), ("Body", "again")]
+
+
+def request(path: str = "/prod/whatsapp", *, headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> Any:
+    return gateway_event(
+        "POST", path, headers or [("Host", HOST), ("X-Twilio-Signature", "sig")], body, stage="prod", request_id="r-1"
+    )
+
+
+def test_a_request_under_the_stage_becomes_a_rest_proxy_event_as_api_gateway_builds_it() -> None:
+    event = request("/prod/whatsapp?b=2&a=1&a=", body=urlencode(FORM).encode())
+    assert (event["path"], event["resource"], event["httpMethod"]) == ("/whatsapp", "/whatsapp", "POST")
+    context = event["requestContext"]
+    assert (context["path"], context["stage"], context["requestId"], context["domainName"]) == (
+        "/prod/whatsapp",
+        "prod",
+        "r-1",
+        HOST,
+    )
+    assert event["multiValueQueryStringParameters"] == {"b": ["2"], "a": ["1", ""]}
+    assert event["queryStringParameters"] == {"b": "2", "a": ""}
+    assert (event["body"], event["isBase64Encoded"]) == (urlencode(FORM), False)
+    assert event["headers"]["X-Forwarded-Proto"] == "http"
+    assert event["multiValueHeaders"]["Host"] == [HOST]
+
+
+def test_the_handler_rebuilds_the_url_the_client_used() -> None:
+    http = http_request(request())
+    assert http.public_url() == f"http://{HOST}/prod/whatsapp"
+    tunnelled = request(headers=[("Host", "abc.ngrok.app"), ("X-Forwarded-Proto", "https")])
+    assert http_request(tunnelled).public_url() == "https://abc.ngrok.app/prod/whatsapp"
+
+
+def test_bodies_that_are_not_text_arrive_base64_and_repeated_headers_are_kept() -> None:
+    event = request(headers=[("Host", HOST), ("X-A", "1"), ("X-A", "2")], body=b"\xff\x00")
+    assert (event["body"], event["isBase64Encoded"]) == (base64.b64encode(b"\xff\x00").decode(), True)
+    assert (event["multiValueHeaders"]["X-A"], event["headers"]["X-A"]) == (["1", "2"], "2")
+    assert request()["body"] is None
+
+
+@pytest.mark.parametrize("path", ["/whatsapp", "/production/whatsapp", "/", "/prodwhatsapp"])
+def test_paths_outside_the_stage_are_not_events(path: str) -> None:
+    assert request(path) is None
+
+
+def test_the_context_counts_down_from_the_function_timeout() -> None:
+    context = LocalContext("r-1", timeout_seconds=6.0)
+    assert 5_000 < context.get_remaining_time_in_millis() <= 6_000
+    assert LocalContext("r-2", timeout_seconds=0.0).get_remaining_time_in_millis() == 0
+
+
+def answered(result: Any = None, error: Exception | None = None) -> Any:
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        if error is not None:
+            raise error
+        return result
+
+    return Gateway(invoke, "prod").handle("POST", "/prod/whatsapp", [("Host", HOST)], b"")
+
+
+def test_a_raised_exception_is_api_gateways_502() -> None:
+    answer = answered(error=RuntimeError("QUEUE_TRANSIENT_ERROR: send failed"))
+    assert (answer.status, answer.body) == (502, b'{"message": "Internal server error"}')
+
+
+@pytest.mark.parametrize("result", [None, "OK", {"body": "no status"}, {"statusCode": "200"}])
+def test_a_malformed_proxy_response_is_a_502(result: Any) -> None:
+    assert answered(result).status == 502
+
+
+def test_the_proxy_response_becomes_the_http_answer() -> None:
+    result = {
+        "statusCode": 200,
+        "headers": {"Content-Type": "text/xml"},
+        "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
+        "body": base64.b64encode(b"<Response/>").decode(),
+        "isBase64Encoded": True,
+    }
+    answer = answered(result)
+    assert (answer.status, answer.body) == (200, b"<Response/>")
+    assert [h for h in answer.headers if h[0] != "x-amzn-RequestId"] == [
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "b=2"),
+        ("Content-Type", "text/xml"),
+    ]
+    plain = answered({"statusCode": 204})
+    assert (plain.body, ("Content-Type", "application/json") in plain.headers) == (b"", True)
+
+
+def test_outside_the_stage_the_handler_is_not_called() -> None:
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        raise AssertionError("called")
+
+    answer = Gateway(invoke, "prod").handle("POST", "/whatsapp", [("Host", HOST)], b"")
+    assert (answer.status, answer.body) == (403, b'{"message": "Missing Authentication Token"}')
+
+
+def test_the_real_handler_accepts_a_request_signed_over_the_local_url(world, lambda_handler) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    params = whatsapp_params()
+    headers = [("Host", HOST), ("X-Twilio-Signature", sign(f"http://{HOST}/prod/whatsapp", params))]
+    answer = Gateway(lambda_handler, "prod").handle("POST", "/prod/whatsapp", headers, urlencode(params).encode())
+    assert (answer.status, answer.body.decode()) == (200, EMPTY_TWIML)
+    assert len(world.sent("whatsapp")) == 1
+
+
+def test_the_console_script_is_declared() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["scripts"]["pipeline-serve"] == "tools.serve:main"
+
+
+@pytest.mark.parametrize("args", [["--provision"], ["--world", "w.yaml"], ["--moto", "--endpoint-url", "http://x"]])
+def test_inconsistent_options_are_refused(args: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+
+
+def test_a_broken_world_file_is_reported_with_its_position(tmp_path: Path, capsys) -> None:
+    world = tmp_path / "world.yaml"
+    world.write_text("conversations:\n  - primary_channel: '+1'\n")
+    assert main(["--moto", "--world", str(world)]) == 2
+    assert f"{world.name}:2" in capsys.readouterr().err

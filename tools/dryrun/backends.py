@@ -1,0 +1,157 @@
+"""Where a world lives: moto in this process (the reference) or plain dicts (``--backend memory``).
+
+Both provision the contract's resources from ``tools.localaws.provision`` (names, keys, indexes,
+queue URLs) and load the world file's rows and secrets; the steps then reach them through the same
+ports. The moto backend runs with an AWS environment of its own (fake credentials, no profile, no
+configured endpoint), so nothing the user's environment says can send a call to a real account.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+from unittest import mock
+
+from engine.errors import ConfigError, Problem
+from engine.ports import Queues, SecretStore, ServiceError, Tables
+from runtime.aws import AwsSettings, botocore_config
+from tools.dryrun.blueprint import REGION, TableSchema, blueprint
+from tools.dryrun.memory import MemoryQueues, MemorySecrets, MemoryTables
+from tools.dryrun.world import SECTIONS, WorldSpec
+from tools.localaws import LocalResources
+
+__all__ = ["BACKENDS", "Backend", "WorldPorts", "open_backend", "populate"]
+
+BACKENDS = ("moto", "memory")
+
+
+@dataclass(frozen=True)
+class WorldPorts:
+    """A loaded world: the ports the pipeline runs on, its resources and their key schemas."""
+
+    tables: Tables
+    queues: Queues
+    secrets: SecretStore
+    resources: LocalResources
+    schemas: Mapping[str, TableSchema]
+
+
+class Backend(Protocol):
+    """Creates loaded worlds; each call gives an independent world (a ``prefix`` keeps names apart)."""
+
+    name: str
+
+    def world(self, spec: WorldSpec, prefix: str = "") -> WorldPorts:
+        """A new world holding ``spec``; raise ConfigError for rows the tables refuse."""
+        ...
+
+
+def _plain(value: Any) -> Any:
+    """World values as the tables take them: floats become Decimal (as ``tools.localaws`` writes them)."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def populate(spec: WorldSpec, tables: Tables, resources: LocalResources) -> None:
+    """Write the world's rows into ``resources``' tables; ConfigError (located) for rows DynamoDB refuses."""
+    problems: list[Problem] = []
+    for section, (attribute, _) in SECTIONS.items():
+        table = getattr(resources, attribute)
+        for index, row in enumerate(spec.rows[section]):
+            try:
+                tables.put_item(table, _plain(dict(row)))
+            except ServiceError as exc:
+                problems.append(spec.problem((section, index), f"DynamoDB refuses this row ({exc.code})"))
+            except (TypeError, ValueError) as exc:
+                problems.append(spec.problem((section, index), f"DynamoDB cannot hold this row: {exc}"))
+    if problems:
+        raise ConfigError(problems)
+
+
+class MemoryBackend:
+    """Worlds in dicts: fast, and answering as moto does."""
+
+    name = "memory"
+
+    def world(self, spec: WorldSpec, prefix: str = "") -> WorldPorts:
+        resources, schemas = blueprint(prefix)
+        tables = MemoryTables(schemas)
+        queues = MemoryQueues([resources.whatsapp_queue_url, resources.sms_queue_url, resources.handoff_queue_url])
+        populate(spec, tables, resources)
+        return WorldPorts(tables, queues, MemorySecrets(spec.secrets), resources, schemas)
+
+
+# Everything boto3 would otherwise read from the user's environment is replaced while moto runs.
+_ISOLATED_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": REGION,
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+class MotoBackend:
+    """Worlds in moto's in-process AWS, reached through the same boto3 adapters as the Lambda's."""
+
+    name = "moto"
+
+    def __init__(self, session: Any, settings: AwsSettings) -> None:
+        self._session = session
+        self._settings = settings
+        self._secrets: set[str] = set()
+
+    def _client(self, service: str) -> Any:
+        endpoint = f"https://{service}.{REGION}.amazonaws.com"
+        return self._session.client(service, endpoint_url=endpoint, config=botocore_config(self._settings))
+
+    def world(self, spec: WorldSpec, prefix: str = "") -> WorldPorts:
+        from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues
+        from tools.localaws import provision, put_secrets
+
+        dynamodb, sqs, secretsmanager = self._client("dynamodb"), self._client("sqs"), self._client("secretsmanager")
+        expected, schemas = blueprint(prefix)
+        resources = provision(dynamodb, sqs, prefix)
+        if resources != expected:
+            raise RuntimeError(f"moto provisioned {resources}, expected {expected}")
+        tables = DynamoTables(dynamodb)
+        populate(spec, tables, resources)
+        # Secrets are only read, so worlds of one replay share them (their names cannot be prefixed).
+        put_secrets(secretsmanager, {name: value for name, value in spec.secrets.items() if name not in self._secrets})
+        self._secrets.update(spec.secrets)
+        return WorldPorts(tables, SqsQueues(sqs), SecretsManagerStore(secretsmanager), resources, schemas)
+
+
+@contextmanager
+def open_backend(name: str, settings: AwsSettings | None = None) -> Iterator[Backend]:
+    """The backend called ``name`` (``moto`` or ``memory``), for as long as the block runs.
+
+    ``settings`` bound the moto clients' calls as the pipeline's ``aws:`` block bounds the Lambda's.
+    """
+    if name == "memory":
+        yield MemoryBackend()
+        return
+    if name != "moto":
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    isolated = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    isolated.update(_ISOLATED_ENV)
+    with mock.patch.dict(os.environ, isolated, clear=True):
+        import boto3
+        from moto import mock_aws
+
+        with mock_aws():
+            session = boto3.session.Session(
+                aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+            )
+            yield MotoBackend(session, settings or AwsSettings())

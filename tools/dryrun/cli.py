@@ -1,0 +1,86 @@
+"""``pipeline-dryrun``: replay recorded events with no side effects, or check configuration (``--check``).
+
+Exit status: 0 done; 1 ``--fail-on-change`` and a decision changed, or an inline rule test failed;
+2 bad arguments or configuration (each problem printed as ``FILE:LINE:COLUMN: message``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_CHANGED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the contract's exit status (2) and no traceback on bad arguments."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``pipeline-dryrun``."""
+    parser = _Parser(
+        prog="pipeline-dryrun",
+        description="Replay recorded webhook events through the pipeline with no side effects; explain each decision.",
+    )
+    parser.add_argument("events", nargs="*", type=Path, metavar="EVENTS", help="event files or directories")
+    parser.add_argument(
+        "--pipeline", type=Path, help="one pipeline file (default: every pipelines/*.yaml, routed by path)"
+    )
+    parser.add_argument("--rules", type=Path, default=Path("rules"), help="the rules directory (default: rules/)")
+    parser.add_argument("--world", type=Path, help="world file (YAML/JSON): conversations, secrets, locks, stage, now")
+    parser.add_argument("--json", action="store_true", help="one JSON object per event and line")
+    parser.add_argument(
+        "--explain", action="store_true", help="readable output: under each row, the trace, rules, actions and response"
+    )
+    parser.add_argument("--baseline-rules", type=Path, help="compare every decision against these rules")
+    parser.add_argument("--fail-on-change", action="store_true", help="exit 1 when a decision changed")
+    parser.add_argument("--now", help="ISO-8601 time the replay runs at (wins over the world's `now`)")
+    parser.add_argument("--independent", action="store_true", help="replay every event against the world as loaded")
+    parser.add_argument("--show-data", action="store_true", help="do not mask phone numbers and message bodies")
+    parser.add_argument("--skip-signature", action="store_true", help="replay events whose signature cannot be checked")
+    parser.add_argument(
+        "--backend",
+        choices=("moto", "memory"),
+        default="moto",
+        help="world implementation: moto (reference) or memory (fast, identical output)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="processes replaying a memory world (default 0: every core for long replays); output is the same",
+    )
+    parser.add_argument("--check", action="store_true", help="validate configuration and run the rules' inline tests")
+    parser.add_argument("--strict-env", action="store_true", help="with --check: unset ${env:…} values are errors")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    from engine.plugins import load_plugins, plugin_modules
+
+    load_plugins(plugin_modules(os.environ))
+    if args.check:
+        from tools.check import run_check
+
+        return run_check(args.pipeline, args.rules, strict_env=args.strict_env, out=sys.stdout, err=sys.stderr)
+    if not args.events:
+        build_parser().error("give at least one events file or directory (or --check)")
+    from tools.dryrun.replay import run_replay
+
+    return run_replay(args, out=sys.stdout, err=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Lanes: one rule set's replay, running each event through the Lambda's own ``Application.process``.
+
+A lane holds every pipeline being replayed (the Lambda's routing by path included).
+
+A lane's services are the Lambda's with their side effects redirected: over a world (moto or memory)
+every write and send is performed there and recorded; over the real account (no world) reads are
+real and writes and sends are only planned. ``ReplayClock`` keeps the replay deterministic: wall
+time is ``--now`` (or the world's), and elapsed time does not advance, so secret-cache ages,
+refresh rate limits and step deadlines do not depend on how fast the replay runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.config import AppConfig
+from engine.context import Services
+from engine.http import last_segment
+from engine.ports import SecretStore
+from engine.secrets import SecretCache
+from runtime.apigateway import request_path
+from runtime.app import Application
+from tools.dryrun.backends import Backend
+from tools.dryrun.blueprint import TableSchema, table_schema
+from tools.dryrun.mask import Scrubber
+from tools.dryrun.pipeline import auth_headers, replay_pipeline
+from tools.dryrun.recording import Journal, PlanningQueues, PlanningTables, RecordingQueues, RecordingTables
+from tools.dryrun.report import Replayed
+from tools.dryrun.world import WorldSpec, secret_values
+
+__all__ = ["PLACEHOLDER_SIGNATURE", "Lane", "ReplayClock", "account_lane", "with_placeholders", "world_lane"]
+
+PLACEHOLDER_SIGNATURE = "skipped-by-pipeline-dryrun"
+
+
+class ReplayClock:
+    """Wall time fixed at ``at`` (the system's when None); the monotonic clock stands still."""
+
+    def __init__(self, at: datetime | None) -> None:
+        self._at = None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
+
+    def now(self) -> datetime:
+        return self._at or datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return 0.0
+
+
+class _WatchedSecrets:
+    """A SecretStore that tells the scrubber every credential it hands out."""
+
+    def __init__(self, inner: SecretStore, scrubber: Scrubber) -> None:
+        self._inner = inner
+        self._scrubber = scrubber
+
+    def get_secret_string(self, name: str) -> str:
+        value = self._inner.get_secret_string(name)
+        self._scrubber.add(secret_values({name: value}))
+        return value
+
+
+@dataclass
+class Lane:
+    """One rule set's replay: the application (the Lambda's, with recording services) and its journal.
+
+    ``uses`` and ``skipped_steps`` are per pipeline: step id → registered step, and the ids
+    ``--skip-signature`` replaced.
+    """
+
+    application: Application
+    journal: Journal
+    skipped_steps: Mapping[str, frozenset[str]]
+    uses: Mapping[str, Mapping[str, str]]
+    reset: Callable[[], None]
+    world: bool
+
+    def auth_headers(self, event: Any) -> tuple[str, ...]:
+        """The headers carrying authentication for the pipeline ``event`` is routed to."""
+        config = self.application.route(last_segment(request_path(event)))
+        return auth_headers(config.pipeline.steps()) if config is not None else ()
+
+    def run(self, event: Any, notes: list[str]) -> Replayed:
+        """Run one event; the world keeps its writes unless the lane resets it (``--independent``)."""
+        handled = self.application.process(event, explain=True)
+        actions, journal_notes = self.journal.take()
+        self.reset()
+        all_notes = [*notes, *journal_notes]
+        result = handled.result
+        if result.error is not None and result.error_code in ("SECRET_FETCH_FAILED", "SECRET_FETCH_TRANSIENT_ERROR"):
+            name = (result.doc.get("credential") or {}).get("secret_name")
+            where = "from the world" if self.world else "from the account"
+            all_notes.append(
+                f"signature not checked: secret {name!r} could not be read {where} ({result.error.message}); "
+                "--skip-signature replays the event anyway"
+            )
+        return Replayed(handled, actions, all_notes)
+
+
+def _application(
+    configs: Sequence[AppConfig], services: Services, skip_signature: bool
+) -> tuple[Application, dict[str, frozenset[str]], dict[str, dict[str, str]]]:
+    adapted: list[AppConfig] = []
+    skipped: dict[str, frozenset[str]] = {}
+    uses: dict[str, dict[str, str]] = {}
+    for config in configs:
+        pipeline, replaced = replay_pipeline(config.pipeline, skip_signature=skip_signature)
+        adapted.append(replace(config, pipeline=pipeline))
+        skipped[config.name] = replaced
+        uses[config.name] = {planned.id: planned.uses for planned in pipeline.steps()}
+    return Application(adapted, services), skipped, uses
+
+
+def world_lane(
+    configs: Sequence[AppConfig],
+    backend: Backend,
+    world: WorldSpec,
+    *,
+    prefix: str,
+    clock: ReplayClock,
+    scrubber: Scrubber,
+    independent: bool,
+    skip_signature: bool,
+) -> Lane:
+    """A lane over a fresh world loaded from ``world``, its secrets already in the cache (a warm container)."""
+    ports = backend.world(world, prefix)
+    journal = Journal()
+    tables = RecordingTables(ports.tables, journal, ports.schemas, keep_undo=independent)
+    cache = SecretCache(_WatchedSecrets(ports.secrets, scrubber), clock)
+    for name in world.secrets:
+        try:
+            cache.get(name, math.inf)
+        except Exception:  # noqa: BLE001 - an unusable secret fails each event that needs it, as it would live
+            continue
+    services = Services(tables=tables, queues=RecordingQueues(ports.queues, journal), secrets=cache, clock=clock)
+    application, skipped, uses = _application(configs, services, skip_signature)
+
+    def reset() -> None:
+        if independent:
+            journal.undo(ports.tables)
+
+    return Lane(application, journal, skipped, uses, reset, world=True)
+
+
+class _Describer:
+    """Key schemas of real tables (DescribeTable, once per table); None when they cannot be read."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._known: dict[str, TableSchema | None] = {}
+
+    def __call__(self, table: str) -> TableSchema | None:
+        if table not in self._known:
+            try:
+                self._known[table] = table_schema(self._client.describe_table(TableName=table)["Table"])
+            except Exception:  # noqa: BLE001 - any failure means "unknown": the plan then says so
+                self._known[table] = None
+        return self._known[table]
+
+
+def account_lane(
+    configs: Sequence[AppConfig],
+    clients: tuple[Any, Any, Any],
+    *,
+    clock: ReplayClock,
+    scrubber: Scrubber,
+    independent: bool,
+    skip_signature: bool,
+) -> Lane:
+    """A lane that reads the real account and plans every write and send."""
+    from runtime.aws import DynamoTables, SecretsManagerStore
+
+    dynamodb, _, secretsmanager = clients
+    journal = Journal()
+    tables = PlanningTables(DynamoTables(dynamodb), journal, _Describer(dynamodb))
+    services = Services(
+        tables=tables,
+        queues=PlanningQueues(journal),
+        secrets=SecretCache(_WatchedSecrets(SecretsManagerStore(secretsmanager), scrubber), clock),
+        clock=clock,
+    )
+    application, skipped, uses = _application(configs, services, skip_signature)
+    return Lane(application, journal, skipped, uses, tables.reset if independent else lambda: None, world=False)
+
+
+def with_placeholders(event: Any, headers: Sequence[str]) -> tuple[Any, list[str]]:
+    """``event`` with a placeholder value for each of ``headers`` it lacks (``--skip-signature``), and their names."""
+    if not isinstance(event, Mapping) or not headers:
+        return event, []
+    present = set()
+    for section in ("headers", "multiValueHeaders"):
+        found = event.get(section)
+        if isinstance(found, Mapping):
+            present |= {str(name).lower() for name, value in found.items() if value}
+    missing = [name for name in headers if name.lower() not in present]
+    if not missing:
+        return event, []
+    current = event.get("headers")
+    patched = dict(event)
+    patched["headers"] = {
+        **(current if isinstance(current, Mapping) else {}),
+        **{name: PLACEHOLDER_SIGNATURE for name in missing},
+    }
+    return patched, missing

@@ -1,0 +1,150 @@
+"""Keeping personal data and credentials out of the dry-run's output.
+
+- ``Masker`` (unless ``--show-data``): phone numbers anywhere in a string keep only their last two
+  digits (``whatsapp:+44*********96``, also inside ``conversation_id``); the values of free-text fields
+  (``body``, ``content``, ``ProfileName``, location fields…) become ``[masked]``. SQS bodies are JSON
+  text: they are masked field by field and re-encoded the way the pipeline encodes them.
+- ``Scrubber`` (always): every credential value known to the replay is replaced by ``***`` in every
+  line written, whatever field it hides in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from engine.ports import json_safe
+
+__all__ = ["MASKED_TEXT", "Masker", "Scrubber", "mask_number"]
+
+MASKED_TEXT = "[masked]"
+# Free text written by (or about) the end user; matched on the last segment of a key, case-insensitively.
+PERSONAL_TEXT_KEYS = frozenset(
+    {
+        "body",
+        "content",
+        "text",
+        "profilename",
+        "buttontext",
+        "buttonpayload",
+        "address",
+        "label",
+        "latitude",
+        "longitude",
+        "listtitle",
+    }
+)
+_NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
+
+
+def mask_number(match: re.Match[str]) -> str:
+    """A phone number with all but its last two digits hidden."""
+    sign, digits = match.group(1), match.group(2)
+    return sign + "*" * (len(digits) - 2) + digits[-2:]
+
+
+class Masker:
+    """Masks phone numbers and free text in output values; passes everything through with ``show_data``."""
+
+    def __init__(self, *, show_data: bool) -> None:
+        self.show_data = show_data
+        # The same numbers and ids recur in every event of a conversation: masking each once is enough.
+        self._masked: dict[str, str] = {}
+
+    def text(self, value: str) -> str:
+        """A string with the phone numbers in it masked."""
+        masked = self._masked.get(value)
+        if masked is None:
+            if self.show_data:
+                return value
+            if len(self._masked) >= _CACHE_LIMIT:
+                self._masked.clear()
+            masked = self._masked[value] = _NUMBER.sub(mask_number, value) if _DIGITS.search(value) else value
+        return masked
+
+    def data(self, value: Any, key: str | None = None) -> Any:
+        """``value`` as JSON-safe data (as ``runtime.aws.json_safe``), masked; ``key`` is its field."""
+        return json_safe(value) if self.show_data else self._mask(value, key)
+
+    def inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """A rule's inputs (dotted path → value), masked by the last segment of each path."""
+        return {path: self.data(value, path.rsplit(".", 1)[-1]) for path, value in inputs.items()}
+
+    def body(self, text: str) -> str:
+        """A message body: JSON text masked field by field (other text as free text)."""
+        if self.show_data:
+            return text
+        try:
+            document = json.loads(text)
+        except ValueError:
+            return MASKED_TEXT if text else text
+        return json.dumps(self._mask(document, None), ensure_ascii=False, separators=(",", ":"))
+
+    def _mask(self, value: Any, key: str | None) -> Any:
+        """JSON-safe and masked in one pass (every output line of a long replay goes through here)."""
+        kind = type(value)
+        personal = key is not None and key.lower() in PERSONAL_TEXT_KEYS
+        if kind is str:
+            return MASKED_TEXT if personal and value else self.text(value)
+        if kind is dict:
+            return {
+                self.text(name) if type(name) is str else str(name): self._field(name, item)
+                for name, item in value.items()
+            }
+        if kind is list or kind is tuple:
+            if personal:
+                return [MASKED_TEXT if item else item for item in value]
+            return [self._mask(item, None) for item in value]
+        if kind is bool or value is None:
+            return value
+        if personal:
+            return MASKED_TEXT
+        if kind is int or kind is float:
+            return value
+        safe = json_safe(value)
+        return safe if type(safe) in _SCALARS else self._mask(safe, key)
+
+    def _field(self, name: Any, value: Any) -> Any:
+        kind = type(value)
+        if kind is str:
+            if value and str(name).lower() in PERSONAL_TEXT_KEYS:
+                return MASKED_TEXT
+            return self.text(value)
+        if (kind is int or kind is bool or value is None) and str(name).lower() not in PERSONAL_TEXT_KEYS:
+            return value
+        return self._mask(value, str(name))
+
+
+_DIGITS = re.compile(r"[0-9]{7}")
+_CACHE_LIMIT = 100_000
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+class Scrubber:
+    """Replaces every known credential value with ``***`` in text about to be written."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Also scrub these values (credentials of at least four characters)."""
+        fresh = {value for value in secrets if len(value) >= 4} - self._values
+        if fresh:
+            self._values |= fresh
+            ordered = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(value) for value in ordered))
+
+    def __call__(self, text: str) -> str:
+        if self._pattern is None:
+            return text
+        # Substring tests are several times faster than the regex; it only runs when one of them hits.
+        if len(self._values) <= _QUICK_CHECK_LIMIT and not any(value in text for value in self._values):
+            return text
+        return self._pattern.sub("***", text)
+
+
+_QUICK_CHECK_LIMIT = 64

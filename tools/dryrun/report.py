@@ -1,0 +1,338 @@
+"""What the dry-run says about each event: the contract's JSON object, a table row, and a summary.
+
+``event_record`` builds the ``--json`` object (contract §6) from a replayed event, masking personal
+data on the way; ``Table`` writes the readable form (a row per event, optional explanations, a
+summary); ``Progress`` draws a progress bar on a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from runtime.app import Handled
+from tools.dryrun.mask import Masker
+from tools.dryrun.pipeline import SKIPPED_STATUS, authenticating
+from tools.dryrun.recording import Action
+
+__all__ = ["Progress", "Replayed", "Summary", "Table", "Writer", "change_label", "event_record", "to_json_line"]
+
+
+class Writer(Protocol):
+    """Where output goes: a text stream (or a wrapper around one)."""
+
+    def write(self, text: str, /) -> int:
+        """Write ``text``."""
+        ...
+
+    def flush(self) -> None:
+        """Flush buffered output."""
+        ...
+
+    def isatty(self) -> bool:
+        """True on a terminal."""
+        ...
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """One event run through one rule set: the handled result, its actions and notes."""
+
+    handled: Handled
+    actions: list[Action]
+    notes: list[str]
+
+
+def _route(handled: Handled) -> Mapping[str, Any]:
+    route = handled.result.doc.get("route")
+    return route if isinstance(route, Mapping) else {}
+
+
+def decision_of(run: Replayed) -> tuple[str, str | None, Any]:
+    """What a baseline comparison looks at: outcome, target and response (or the raised error code)."""
+    handled = run.handled
+    response = handled.response
+    answer: Any = (
+        ("raised", handled.result.error_code) if response is None else (response["statusCode"], response["body"])
+    )
+    return handled.result.outcome, _route(handled).get("target"), answer
+
+
+def change_label(baseline: Replayed, current: Replayed) -> str | None:
+    """``"A → B"`` when the decision changed (``OUTCOME[target]``, plus "response" if only that changed)."""
+    before, after = decision_of(baseline), decision_of(current)
+    if before == after:
+        return None
+
+    def label(decision: tuple[str, str | None, Any]) -> str:
+        return decision[0] + (f"[{decision[1]}]" if decision[1] else "")
+
+    text = f"{label(before)} → {label(after)}"
+    return text if before[:2] != after[:2] else f"{text} (response)"
+
+
+def _action(action: Action, masker: Masker) -> dict[str, Any]:
+    entry: dict[str, Any] = {"type": action.type}
+    if action.type == "send_message":
+        entry["queue"] = action.target
+        entry["body"] = masker.body(action.payload)
+        entry["delay_seconds"] = action.delay_seconds
+    else:
+        entry["table"] = action.target
+        entry["item" if action.type == "put_item" else "key"] = masker.data(action.payload)
+    if action.condition_failed:
+        entry["condition_failed"] = True
+    return entry
+
+
+def signature_state(run: Replayed, uses: Mapping[str, str], skip_signature: bool) -> str | None:
+    """``valid``, ``invalid``, ``unchecked`` (never reached), ``skipped`` (every event under --skip-signature).
+
+    None when the event was not a parsed request (nothing to check).
+    """
+    if skip_signature:
+        return "skipped"
+    result = run.handled.result
+    if result.error_code == "INVALID_SIGNATURE":
+        return "invalid"
+    checks = [step for step, name in uses.items() if authenticating(name)]
+    statuses = {entry.step: entry.status for entry in result.trace}
+    if checks and all(statuses.get(step) == "ok" for step in checks):
+        return "valid"
+    request = result.doc.get("request")
+    return "unchecked" if isinstance(request, Mapping) and len(request) > 1 else None
+
+
+def event_record(
+    source: str,
+    run: Replayed,
+    *,
+    masker: Masker,
+    uses: Mapping[str, str],
+    skipped_steps: frozenset[str],
+    skip_signature: bool,
+    baseline: Replayed | None = None,
+) -> dict[str, Any]:
+    """The ``--json`` object of one event (contract §6, plus ``signature``, ``message``, ``response``, ``notes``)."""
+    handled = run.handled
+    result = handled.result
+    route = _route(handled)
+    raised = handled.raised is not None
+    response = handled.response
+    record: dict[str, Any] = {
+        "source": source,
+        "pipeline": handled.pipeline,
+        "outcome": result.outcome,
+        "error_code": result.error_code,
+        "raised": raised,
+        "status_code": None if response is None else response["statusCode"],
+        "target": route.get("target"),
+        "queue": route.get("queue_url"),
+        "actions": [_action(action, masker) for action in run.actions],
+        "trace": [
+            {
+                "step": entry.step,
+                "status": SKIPPED_STATUS if entry.step in skipped_steps else entry.status,
+                "ms": entry.ms,
+                "decision": entry.decision,
+            }
+            for entry in result.trace
+        ],
+        "rules": [
+            {"ruleset": rule.ruleset, "rule": rule.rule, "matched": rule.matched, "inputs": masker.inputs(rule.inputs)}
+            for rule in result.rules
+        ],
+    }
+    if baseline is not None:
+        change = change_label(baseline, run)
+        record["baseline_outcome"] = baseline.handled.result.outcome
+        record["baseline_target"] = _route(baseline.handled).get("target")
+        record["changed"] = change is not None
+        record["change"] = change
+    record["signature"] = signature_state(run, uses, skip_signature)
+    # Messages carry no data by design, but a failing condition's message may quote a value it read.
+    record["message"] = masker.text(result.error.message) if result.error else None
+    record["response"] = (
+        None
+        if response is None
+        else {
+            "status_code": response["statusCode"],
+            "content_type": response.get("headers", {}).get("Content-Type"),
+            "body": response["body"],
+        }
+    )
+    if raised:
+        record["exception"] = masker.text(str(handled.raised))
+    record["notes"] = run.notes
+    return record
+
+
+def to_json_line(record: Mapping[str, Any]) -> str:
+    """One line of ``--json`` output."""
+    return json.dumps(record, ensure_ascii=False, check_circular=False, default=str)
+
+
+def _why(record: Mapping[str, Any]) -> str:
+    """A short reason: the rules that matched, then the error, the step that stopped the run, skipped writes."""
+    parts = [f"{rule['ruleset']}/{rule['rule']}" for rule in record["rules"] if rule["matched"]]
+    if record["message"]:
+        parts.append(record["message"])
+    stopped = [f"{entry['step']}: {entry['decision']}" for entry in record["trace"] if entry["status"] == "stopped"]
+    parts += stopped
+    unapplied = [action["table"] for action in record["actions"] if action.get("condition_failed")]
+    if unapplied and not stopped:
+        parts.append("not applied (condition): " + ", ".join(unapplied))
+    return " · ".join(parts)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _details(record: Mapping[str, Any]) -> list[str]:
+    """The explanation under a row: trace, rules with their inputs, actions, response."""
+    steps = " → ".join(
+        f"{entry['step']} {entry['status']} {entry['ms']:.2f}ms"
+        + (f" ({entry['decision']})" if entry["decision"] else "")
+        for entry in record["trace"]
+    )
+    lines = [f"    trace:    {steps}\n"]
+    for rule in record["rules"]:
+        inputs = ", ".join(f"{path}={_compact(value)}" for path, value in rule["inputs"].items())
+        verdict = "matched" if rule["matched"] else "no match"
+        lines.append(
+            f"    rule:     {rule['ruleset']}/{rule['rule']}: {verdict}" + (f" ({inputs})" if inputs else "") + "\n"
+        )
+    for action in record["actions"]:
+        where = action.get("table") or action.get("queue")
+        payload = action.get("item") or action.get("key") or action.get("body")
+        extra = f" delay {action['delay_seconds']}s" if action["type"] == "send_message" else ""
+        failed = " [condition failed: not applied]" if action.get("condition_failed") else ""
+        text = payload if isinstance(payload, str) else _compact(payload)
+        lines.append(f"    action:   {action['type']} {where}{extra}{failed} {text}\n")
+    response = record["response"]
+    if response is None:
+        lines.append(f"    response: raised {record.get('exception', '')}\n")
+    else:
+        lines.append(f"    response: {response['status_code']} {response['content_type']} {response['body']}\n")
+    return lines
+
+
+@dataclass
+class Summary:
+    """Counts over the replay: outcomes, signature states and (with a baseline) changes."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    signatures: Counter[str] = field(default_factory=Counter)
+    changes: Counter[str] = field(default_factory=Counter)
+    events: int = 0
+
+    def add(self, outcome: str, signature: str | None, change: str | None) -> None:
+        """Count one event."""
+        self.events += 1
+        self.outcomes[outcome] += 1
+        if signature:
+            self.signatures[signature] += 1
+        if change:
+            self.changes[change] += 1
+
+    @property
+    def changed(self) -> int:
+        """How many events changed against the baseline."""
+        return sum(self.changes.values())
+
+
+class Table:
+    """The readable output: a header, a row per event (with ``explain``, the details), a summary."""
+
+    def __init__(self, out: Writer, sources: Sequence[str], *, explain: bool, baseline: bool) -> None:
+        self._out = out
+        self._explain = explain
+        self.baseline = baseline
+        self._source_width = min(max([len("SOURCE"), *(len(source) for source in sources)]), 60)
+        self._outcome_width = 28
+
+    def _line(self, *columns: str) -> str:
+        source, outcome, target, status, actions, why = columns
+        return (
+            f"{source:<{self._source_width}}  {outcome:<{self._outcome_width}}  {target:<8}  {status:>6}  "
+            f"{actions:>7}  {why}".rstrip()
+            + "\n"
+        )
+
+    def header(self, banner: Sequence[str]) -> None:
+        """Notes that apply to the whole replay, then the column titles."""
+        for line in banner:
+            self._out.write(f"{line}\n")
+        self._out.write(self._line("SOURCE", "OUTCOME", "TARGET", "STATUS", "ACTIONS", "WHY"))
+
+    def row_text(self, record: Mapping[str, Any]) -> str:
+        """One event's row, its notes and (with ``explain``) its details."""
+        status = "raised" if record["raised"] else str(record["status_code"])
+        why = _why(record)
+        if record.get("changed"):
+            was = record["change"].split(" → ")[0]
+            why = f"CHANGED (was {was}) · {why}" if why else f"CHANGED (was {was})"
+        lines = [
+            self._line(
+                record["source"], record["outcome"], record["target"] or "-", status, str(len(record["actions"])), why
+            )
+        ]
+        lines += [f"    note: {note}\n" for note in record["notes"]]
+        if self._explain:
+            lines += _details(record)
+        return "".join(lines)
+
+    def summary(self, summary: Summary, *, elapsed: float, baseline_name: str | None) -> None:
+        """Counts per outcome, signature states and changes."""
+        write = self._out.write
+        rate = f", {summary.events / elapsed:.0f} events/s" if elapsed > 0 and summary.events >= 100 else ""
+        noun = "event" if summary.events == 1 else "events"
+        write(f"\n{summary.events} {noun} replayed in {elapsed:.2f}s{rate}\n")
+        for outcome, count in sorted(summary.outcomes.items(), key=lambda item: (-item[1], item[0])):
+            write(f"  {outcome:<{self._outcome_width}}  {count:>6}\n")
+        unchecked = summary.signatures.get("unchecked", 0)
+        if unchecked:
+            write(f"signature not checked for {unchecked} event(s)\n")
+        skipped = summary.signatures.get("skipped", 0)
+        if skipped:
+            write(f"signature skipped (--skip-signature) for {skipped} event(s)\n")
+        if baseline_name is not None:
+            write(f"against baseline rules {baseline_name}: {summary.changed} event(s) changed\n")
+            for change, count in sorted(summary.changes.items(), key=lambda item: (-item[1], item[0])):
+                write(f"  {change}  {count}\n")
+
+
+class Progress:
+    """A progress bar on a terminal (stderr), redrawn at most ten times a second."""
+
+    def __init__(self, err: Writer, total: int, *, enabled: bool, clock: Callable[[], float] = time.monotonic) -> None:
+        self._err = err
+        self._total = total
+        self._enabled = enabled
+        self._clock = clock
+        self._last = -math.inf
+
+    def update(self, done: int) -> None:
+        """Show ``done`` of the total."""
+        if not self._enabled:
+            return
+        now = self._clock()
+        if now - self._last < 0.1 and done < self._total:
+            return
+        self._last = now
+        width = 30
+        filled = width * done // max(self._total, 1)
+        self._err.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self._total} events")
+        self._err.flush()
+
+    def close(self) -> None:
+        """Clear the bar."""
+        if self._enabled:
+            self._err.write("\r" + " " * 60 + "\r")
+            self._err.flush()

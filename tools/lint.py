@@ -1,0 +1,197 @@
+"""Likely mistakes in configuration that still loads, for ``pipeline-dryrun --check`` (never on the Lambda's path).
+
+- ``lint_expression``: valid JMESPath that probably does not say what its author meant;
+- ``condition_terms``: a condition's normal form (an OR of ANDs of atoms);
+- ``find_shadowed``: rules of a first-match set that can never match, because the condition is never
+  true or earlier rules always win.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Mapping
+from typing import Any, NamedTuple
+
+from engine.expressions import Expression, expression_tokens, function_calls, function_table, is_truthy
+from engine.rules import Rule, RuleSet
+
+__all__ = ["Shadowed", "Terms", "condition_terms", "find_shadowed", "lint_expression"]
+
+_COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
+_GUARDS = {"array": "`[]`", "string": "''", "object": "`{}`", "number": "`0`"}
+
+
+def _field_path(node: Mapping[str, Any]) -> str | None:
+    """``a.b.c`` when the node is a plain field path, else None."""
+    if node["type"] == "field":
+        return str(node["value"])
+    if node["type"] == "subexpression":
+        parts = [_field_path(child) for child in node["children"]]
+        return ".".join(part for part in parts if part) if all(parts) else None
+    return None
+
+
+def lint_expression(expression: Expression) -> list[tuple[int, str]]:
+    """Likely mistakes in a valid expression, as ``(offset, message)``; for ``--check`` warnings."""
+    found: list[tuple[int, str]] = []
+    source = expression.source
+    tokens = expression_tokens(source)
+    for index, token in enumerate(tokens):
+        previous = tokens[index - 1] if index else None
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        after_dot = previous is not None and previous["type"] == "dot"
+        if token["type"] == "quoted_identifier" and not after_dot:
+            alone = following is None or following["type"] not in ("dot", "lbracket")
+            compared = any(t is not None and t["type"] in _COMPARATORS for t in (previous, following))
+            if alone and compared:
+                text = token["value"]
+                message = f"\"{text}\" in double quotes is a field name, not text; for the text write '{text}'"
+                found.append((token["start"], message))
+        if token["type"] == "unquoted_identifier" and token["value"] in ("true", "false", "null") and not after_dot:
+            word = token["value"]
+            found.append((token["start"], f"{word} here is a field named {word!r}, not the JSON value; write `{word}`"))
+        if token["type"] == "literal" and source[token["start"]] == "`":
+            end = source.find("`", token["start"] + 1)
+            while end > 0 and source[end - 1] == "\\":
+                end = source.find("`", end + 1)
+            raw = source[token["start"] + 1 : end]
+            try:
+                json.loads(raw.replace("\\`", "`"))
+            except ValueError:
+                found.append(
+                    (
+                        token["start"],
+                        f"`{raw}` is not JSON, so it is read as the string {raw.strip()!r}; "
+                        f"write '{raw.strip()}' for a string, or valid JSON (`true`, `10`, `\"text\"`)",
+                    )
+                )
+    for node, offset in function_calls(source, expression.ast):
+        signature = function_table()[node["value"]]["signature"]
+        for index, argument in enumerate(node["children"]):
+            spec = signature[min(index, len(signature) - 1)]
+            types = spec.get("types", [])
+            path = _field_path(argument)
+            if path is None or not types or "null" in types or "expref" in types:
+                continue
+            guard = _GUARDS.get(types[0], "`[]`")
+            found.append(
+                (
+                    offset,
+                    f"{node['value']}() fails (INTERNAL_ERROR) when {path} is missing or null; "
+                    f"if it can be, write {path} || {guard}",
+                )
+            )
+    return sorted(found)
+
+
+Atom = Hashable
+Terms = frozenset[frozenset[Atom]]
+_MAX_TERMS = 64
+_FLIPPED = {"gt": "lt", "gte": "lte"}
+_NEGATED_COMPARATOR = {"eq": "ne", "ne": "eq"}
+
+
+def _canonical(node: Any) -> Hashable:
+    """A hashable form of an AST node in which equivalent spellings are equal."""
+    if not isinstance(node, Mapping):
+        return ("raw", repr(node))
+    kind = node["type"]
+    if kind == "literal":
+        return ("literal", json.dumps(node["value"], sort_keys=True))
+    children = [_canonical(child) for child in node.get("children", [])]
+    value = node.get("value")
+    if kind == "comparator":
+        if value in _NEGATED_COMPARATOR:
+            children.sort(key=repr)
+        elif value in _FLIPPED:
+            value, children = _FLIPPED[value], children[::-1]
+    plain = value if value is None or isinstance(value, (str, int, float)) else repr(value)
+    return (kind, plain, tuple(children))
+
+
+def _negate(atom: Atom) -> Atom:
+    """The atom that is true exactly when ``atom`` is false (JMESPath truthiness)."""
+    if isinstance(atom, tuple) and atom[0] == "not":
+        inner: Atom = atom[1]
+        return inner
+    if isinstance(atom, tuple) and atom[0] == "comparator" and atom[1] in _NEGATED_COMPARATOR:
+        return ("comparator", _NEGATED_COMPARATOR[atom[1]], atom[2])
+    return ("not", atom)
+
+
+def _terms(node: Mapping[str, Any], negated: bool) -> set[frozenset[Atom]] | None:
+    kind = node["type"]
+    if kind == "not_expression":
+        return _terms(node["children"][0], not negated)
+    if kind in ("and_expression", "or_expression"):
+        left, right = (_terms(child, negated) for child in node["children"])
+        if left is None or right is None:
+            return None
+        if (kind == "and_expression") != negated:
+            product = {a | b for a in left for b in right}
+            consistent = {term for term in product if not any(_negate(atom) in term for atom in term)}
+            return consistent if len(consistent) <= _MAX_TERMS else None
+        return left | right
+    if kind == "literal":
+        return {frozenset()} if is_truthy(node["value"]) != negated else set()
+    atom = _canonical(node)
+    return {frozenset([_negate(atom) if negated else atom])}
+
+
+def condition_terms(expression: Expression) -> Terms | None:
+    """The condition as an OR of ANDs of atoms (None when too large to expand).
+
+    The condition is true exactly when every atom of some term is true (JMESPath truthiness), so
+    an empty set means never true and a set holding the empty term means always true.
+    """
+    found = _terms(expression.ast, False)
+    return None if found is None else frozenset(found)
+
+
+class Shadowed(NamedTuple):
+    """A rule that can never match: ``by`` are the earlier rules that always win (empty: never true)."""
+
+    rule: Rule
+    by: tuple[Rule, ...]
+    reason: str
+
+
+def find_shadowed(ruleset: RuleSet) -> list[Shadowed]:
+    """Rules of a first-match set that can never match.
+
+    Found from the conditions' normal forms (``condition_terms``): a condition that is never true;
+    an earlier rule with the same, an always-true or a broader condition; earlier rules that
+    together cover it. Conditions too large to expand are left alone.
+    """
+    found: list[Shadowed] = []
+    earlier: list[tuple[Rule, Terms]] = []
+    for rule in ruleset.rules:
+        terms = condition_terms(rule.when)
+        if terms is None:
+            continue
+        if not terms:
+            found.append(Shadowed(rule, (), "its condition is never true"))
+            earlier.append((rule, terms))
+            continue
+        covering: list[Rule] = []
+        for term in terms:
+            cover = next((r for r, ts in earlier if any(t <= term for t in ts)), None)
+            if cover is None:
+                break
+            if cover not in covering:
+                covering.append(cover)
+        else:
+            covering.sort(key=lambda r: r.index)
+            found.append(Shadowed(rule, tuple(covering), _reason(terms, [t for r, t in earlier if r in covering])))
+        earlier.append((rule, terms))
+    return found
+
+
+def _reason(terms: Terms, covering: list[Terms]) -> str:
+    if len(covering) == 1 and covering[0] == terms:
+        return "the same condition"
+    if len(covering) == 1 and frozenset() in covering[0]:
+        return "a condition that is always true"
+    if len(covering) == 1:
+        return "a broader condition (true whenever this one is)"
+    return "conditions that together cover this one"

@@ -1,0 +1,320 @@
+"""``pipeline-serve``: the Lambda handler over HTTP on localhost, called the way API Gateway (REST) calls it.
+
+A request under ``/{stage}/`` becomes a REST proxy event (payload 1.0): ``path`` and ``resource`` without the stage,
+``requestContext.path`` with it, as API Gateway does; the handler's result becomes the HTTP response. As API
+Gateway answers: a raised exception (a transient fault) is ``502 {"message": "Internal server error"}``, a path
+outside the stage ``403 {"message": "Missing Authentication Token"}``. One event is handled at a time, as in one
+Lambda container. The signed URL is rebuilt from ``Host`` and ``X-Forwarded-Proto`` (``http`` unless the client, or a
+tunnel in front, says otherwise), so a client signs ``http://127.0.0.1:PORT/prod/whatsapp``.
+
+AWS, one of:
+
+- ``--moto``: start moto's server inside this process, create the contract's tables and queues there and seed them
+  from a world file (``--world``, else ``examples/world.yaml`` when present);
+- ``--endpoint-url URL``: an emulator that is already running (``--provision`` creates and seeds the resources);
+- neither: the account of the default credentials, with the resource names from the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from engine.errors import ConfigError
+from tools.events import rest_event
+
+if TYPE_CHECKING:
+    from tools.dryrun.world import WorldSpec
+
+__all__ = ["Gateway", "GatewayResponse", "LocalContext", "gateway_event", "main", "provision_and_seed"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WORLD = ROOT / "examples" / "world.yaml"
+# What the deployed function gets (template.yaml); the handler reads its time budget from it.
+FUNCTION_TIMEOUT_SECONDS = 13.0
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+Invoke = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LocalContext:
+    """The parts of the Lambda context object the handler reads."""
+
+    aws_request_id: str
+    function_name: str = "pipeline-serve"
+    memory_limit_in_mb: int = 512
+    timeout_seconds: float = FUNCTION_TIMEOUT_SECONDS
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        """A local stand-in for the function ARN."""
+        return f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the function's timeout."""
+        return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
+
+
+@dataclass(frozen=True)
+class GatewayResponse:
+    """An HTTP answer: status, headers (repeatable) and body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def gateway_event(
+    method: str,
+    target: str,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+    *,
+    stage: str,
+    source_ip: str = "127.0.0.1",
+    request_id: str | None = None,
+) -> dict[str, Any] | None:
+    """The REST proxy event for a request, or None when its path is outside ``/{stage}/``."""
+    parts = urlsplit(target)
+    prefix = f"/{stage}"
+    if parts.path != prefix and not parts.path.startswith(prefix + "/"):
+        return None
+    pairs = list(headers)
+    if not any(name.lower() == "x-forwarded-proto" for name, _ in pairs):
+        pairs.append(("X-Forwarded-Proto", "http"))
+    host = next((value for name, value in reversed(pairs) if name.lower() == "host"), None)
+    return rest_event(
+        method,
+        parts.path,
+        host=host,
+        headers=pairs,
+        body=body or None,
+        stage=stage,
+        query=parse_qsl(parts.query, keep_blank_values=True),
+        source_ip=source_ip,
+        request_id=request_id,
+    )
+
+
+def _json(status: int, document: Mapping[str, Any], request_id: str) -> GatewayResponse:
+    body = json.dumps(document).encode()
+    return GatewayResponse(status, [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)], body)
+
+
+class Gateway:
+    """API Gateway's part: requests to events, one invocation at a time, results to responses."""
+
+    def __init__(self, invoke: Invoke, stage: str, *, timeout_seconds: float = FUNCTION_TIMEOUT_SECONDS) -> None:
+        self._invoke = invoke
+        self.stage = stage
+        self._timeout = timeout_seconds
+        self._lock = threading.Lock()
+
+    def handle(
+        self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes, source_ip: str = "127.0.0.1"
+    ) -> GatewayResponse:
+        """Answer one HTTP request."""
+        request_id = str(uuid.uuid4())
+        event = gateway_event(
+            method, target, headers, body, stage=self.stage, source_ip=source_ip, request_id=request_id
+        )
+        if event is None:
+            return _json(403, {"message": "Missing Authentication Token"}, request_id)
+        context = LocalContext(aws_request_id=request_id, timeout_seconds=self._timeout)
+        with self._lock:
+            try:
+                result = self._invoke(event, context)
+            except Exception as exc:  # noqa: BLE001 - a function error is what API Gateway turns into a 502
+                print(f"pipeline-serve: the handler raised {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                return _json(502, {"message": "Internal server error"}, request_id)
+        return self._response(result, request_id)
+
+    @staticmethod
+    def _response(result: Any, request_id: str) -> GatewayResponse:
+        if not isinstance(result, Mapping) or not isinstance(result.get("statusCode"), int):
+            print("pipeline-serve: malformed Lambda proxy response", file=sys.stderr, flush=True)
+            return _json(502, {"message": "Internal server error"}, request_id)
+        headers: list[tuple[str, str]] = []
+        multi = result.get("multiValueHeaders") or {}
+        single = result.get("headers") or {}
+        for name, values in multi.items():
+            headers.extend((str(name), str(value)) for value in values)
+        headers.extend((str(name), str(value)) for name, value in single.items() if name not in multi)
+        if not any(name.lower() == "content-type" for name, _ in headers):
+            headers.append(("Content-Type", "application/json"))
+        headers.append(("x-amzn-RequestId", request_id))
+        raw = result.get("body") or ""
+        body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode("utf-8")
+        return GatewayResponse(int(result["statusCode"]), headers, body)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        answer = self.server.gateway.handle(
+            self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+        )
+        self.send_response(answer.status)
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if not self.server.quiet:
+            sys.stderr.write(f"pipeline-serve: {self.address_string()} {format % args}\n")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], gateway: Gateway, quiet: bool) -> None:
+        super().__init__(address, _Handler)
+        self.gateway = gateway
+        self.quiet = quiet
+
+
+def provision_and_seed(endpoint_url: str, region: str, world: WorldSpec | None) -> dict[str, str]:
+    """Create the contract's resources at ``endpoint_url``, seed them, and return the Lambda environment."""
+    import boto3
+
+    from tools.dryrun.world import SECTIONS
+    from tools.localaws import provision, put_items, put_secrets
+
+    session = boto3.session.Session(region_name=region)
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
+    sqs = session.client("sqs", endpoint_url=endpoint_url)
+    resources = provision(dynamodb, sqs)
+    if world is not None:
+        for section, (table_attribute, _) in SECTIONS.items():
+            put_items(dynamodb, getattr(resources, table_attribute), world.rows.get(section, ()))
+        put_secrets(session.client("secretsmanager", endpoint_url=endpoint_url), world.secrets)
+    return resources.environment()
+
+
+def start_moto(port: int) -> tuple[Any, str]:
+    """Start moto's server on 127.0.0.1 in a thread of this process: (server, endpoint URL)."""
+    from moto.server import ThreadedMotoServer
+
+    # Its request log would drown the function's own output.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    host, bound = server.get_host_and_port()
+    return server, f"http://{host}:{bound}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipeline-serve", description="Serve handler.handler over HTTP, as API Gateway (REST) would call it."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=3000, help="port (default 3000; 0 picks a free one)")
+    parser.add_argument("--stage", default="prod", help="API Gateway stage, the first path segment (default prod)")
+    aws = parser.add_mutually_exclusive_group()
+    aws.add_argument("--moto", action="store_true", help="start moto's server here and provision the resources")
+    aws.add_argument("--endpoint-url", help="an AWS emulator that is already running (sets AWS_ENDPOINT_URL)")
+    parser.add_argument("--moto-port", type=int, default=0, help="port for --moto's server (default: a free one)")
+    parser.add_argument("--provision", action="store_true", help="with --endpoint-url: create and seed the resources")
+    parser.add_argument("--world", type=Path, help="seed file (YAML/JSON: conversations, secrets, locks, stage)")
+    parser.add_argument("--timeout", type=float, default=FUNCTION_TIMEOUT_SECONDS, help="function timeout, seconds")
+    parser.add_argument("--quiet", action="store_true", help="no access log on stderr")
+    return parser
+
+
+def _say(text: str) -> None:
+    print(f"pipeline-serve: {text}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until interrupted; return the exit status."""
+    from tools.dryrun.world import load_world
+
+    args = _parser().parse_args(argv)
+    if args.provision and not args.endpoint_url:
+        _parser().error("--provision needs --endpoint-url")
+    if args.world and not (args.moto or args.provision):
+        _parser().error("--world needs --moto or --provision")
+    world_path: Path | None = args.world
+    if world_path is None and args.moto and DEFAULT_WORLD.is_file():
+        world_path = DEFAULT_WORLD
+    try:
+        world = load_world(world_path) if world_path is not None else None
+    except ConfigError as exc:
+        _say(f"error: the world file cannot be used:\n{exc}")
+        return 2
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    os.environ.setdefault("AWS_REGION", region)
+    os.environ.setdefault("AWS_DEFAULT_REGION", region)
+    moto_server = None
+    endpoint: str | None = args.endpoint_url
+    if args.moto:
+        for name, value in FAKE_CREDENTIALS.items():
+            os.environ.setdefault(name, value)
+        moto_server, endpoint = start_moto(args.moto_port)
+        _say(f"moto server at {endpoint}")
+    try:
+        if endpoint:
+            os.environ["AWS_ENDPOINT_URL"] = endpoint
+            if args.moto or args.provision:
+                os.environ.update(provision_and_seed(endpoint, region, world))
+                if world is not None:
+                    counts = ", ".join(f"{len(rows)} {section}" for section, rows in world.rows.items())
+                    _say(f"seeded from {world.file}: {counts}, {len(world.secrets)} secret(s)")
+        return _serve(args)
+    finally:
+        if moto_server is not None:
+            moto_server.stop()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import handler
+    except ConfigError as exc:
+        _say(f"the configuration cannot run:\n{exc}")
+        return 2
+    gateway = Gateway(handler.handler, args.stage, timeout_seconds=args.timeout)
+    server = _Server((args.host, args.port), gateway, args.quiet)
+    port = server.server_address[1]
+    base = f"http://{args.host}:{port}/{args.stage}"
+    _say(f"listening on {base} (POST {base}/whatsapp, {base}/sms)")
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
