@@ -1,0 +1,298 @@
+"""Parse a ``multipart/form-data`` body (RFC 7578) as SendGrid Inbound Parse posts it.
+
+Parts are delimited exactly as RFC 2046 says (CRLF, ``--``, the boundary). A text field is decoded with its
+part's own ``charset``, else the one SendGrid's ``charsets`` field names for it, else UTF-8; bytes that do
+not decode are replaced. A file part is summarised (field, filename, type, size) and its bytes are not
+copied. Every failure is a ``MultipartError`` whose message says what is wrong and, at most, which part:
+never a header or a field value, so it is safe to log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from email.message import Message
+from email.utils import collapse_rfc2231_value
+from types import MappingProxyType
+from typing import ClassVar
+
+__all__ = [
+    "CHARSETS_FIELD",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_PARTS",
+    "MAX_PART_HEADER_BYTES",
+    "BadBoundary",
+    "BodyTooLarge",
+    "FilePart",
+    "MalformedPart",
+    "MultipartError",
+    "MultipartForm",
+    "NotFormData",
+    "TooManyParts",
+    "TruncatedBody",
+    "boundary_of",
+    "decode_text",
+    "parse",
+]
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_PARTS = 256
+MAX_PART_HEADER_BYTES = 8 * 1024
+CHARSETS_FIELD = "charsets"
+_MAX_CHARSETS_BYTES = 4 * 1024
+_BCHARS = r"0-9A-Za-z'()+_,\-./:=?"
+_BOUNDARY = re.compile(rf"[{_BCHARS} ]{{0,69}}[{_BCHARS}]")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_LINE_END = re.compile(rb"[ \t]*\r\n")
+_PARTIAL_LINE_END = re.compile(rb"[ \t]*\r?")
+_HEADER_ERRORS = (LookupError, ValueError, TypeError, IndexError)
+
+
+class MultipartError(ValueError):
+    """The body is not a well-formed form within the limits; ``str()`` carries no request content."""
+
+    code: ClassVar[str] = "MULTIPART_INVALID"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{self.code}: {reason}")
+        self.reason = reason
+
+
+class NotFormData(MultipartError):
+    """The Content-Type is not ``multipart/form-data``."""
+
+    code = "MULTIPART_NOT_FORM_DATA"
+
+
+class BadBoundary(MultipartError):
+    """The boundary is missing, not RFC 2046 shaped, or not where the body starts."""
+
+    code = "MULTIPART_BAD_BOUNDARY"
+
+
+class BodyTooLarge(MultipartError):
+    """The body is over the byte limit."""
+
+    code = "MULTIPART_TOO_LARGE"
+
+
+class TooManyParts(MultipartError):
+    """The body has more parts than the limit."""
+
+    code = "MULTIPART_TOO_MANY_PARTS"
+
+
+class MalformedPart(MultipartError):
+    """A part's headers (or a boundary line) are malformed."""
+
+    code = "MULTIPART_MALFORMED_PART"
+
+
+class TruncatedBody(MultipartError):
+    """The body ends before the closing boundary."""
+
+    code = "MULTIPART_TRUNCATED"
+
+
+@dataclass(frozen=True, slots=True)
+class FilePart:
+    """A file part, summarised: its content is not kept."""
+
+    name: str
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MultipartForm:
+    """The parsed form: text values by field name (in order), file summaries, and raw bytes of chosen fields."""
+
+    fields: Mapping[str, tuple[str, ...]]
+    files: tuple[FilePart, ...]
+    raw: Mapping[str, tuple[bytes, ...]]
+
+    def first(self, name: str) -> str | None:
+        """The first value of a text field, or None."""
+        values = self.fields.get(name)
+        return values[0] if values else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    name: str
+    start: int
+    end: int
+    charset: str | None
+
+
+def boundary_of(content_type: str) -> bytes:
+    """The boundary of a ``multipart/form-data`` Content-Type value, checked against RFC 2046."""
+    header = Message()
+    header["Content-Type"] = content_type
+    if header.get_content_type() != "multipart/form-data":
+        raise NotFormData("the content type is not multipart/form-data")
+    try:
+        boundary = _param(header, "boundary", "Content-Type")
+    except _HEADER_ERRORS as exc:
+        raise BadBoundary("the boundary parameter cannot be read") from exc
+    if boundary is None:
+        raise BadBoundary("the content type has no boundary")
+    if not _BOUNDARY.fullmatch(boundary):
+        raise BadBoundary("the boundary is not 1-70 RFC 2046 characters")
+    return boundary.encode("ascii")
+
+
+def decode_text(data: bytes, charset: str | None) -> str:
+    """``data`` decoded with ``charset`` when Python knows it as a text encoding, else as UTF-8; never raises.
+
+    The result always encodes as UTF-8: a codec's lone surrogates (UTF-7 can make them) become U+FFFD.
+    """
+    if charset:
+        try:
+            text = data.decode(charset.strip(), "replace")
+        except (LookupError, ValueError, TypeError):
+            pass
+        else:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+            return text
+    return data.decode("utf-8", "replace")
+
+
+def parse(
+    body: bytes,
+    content_type: str,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_parts: int = DEFAULT_MAX_PARTS,
+    keep_bytes: Collection[str] = ("email",),
+) -> MultipartForm:
+    """Parse ``body``; the fields named in ``keep_bytes`` also keep their undecoded bytes (e.g. raw MIME)."""
+    if len(body) > max_body_bytes:
+        raise BodyTooLarge(f"the body is over {max_body_bytes} bytes")
+    boundary = boundary_of(content_type)
+    texts: list[_Text] = []
+    files: list[FilePart] = []
+    for index, (start, end) in enumerate(_spans(body, boundary, max_parts), start=1):
+        head_end, content = _split_head(body, start, end, index)
+        header = _headers(body[start:head_end], index)
+        try:
+            name, filename, declared, charset = _describe(header, index)
+        except MultipartError:
+            raise
+        except _HEADER_ERRORS as exc:
+            raise MalformedPart(f"part {index} has unreadable headers") from exc
+        if filename is None:
+            texts.append(_Text(name, content, end, charset))
+        else:
+            files.append(FilePart(name, filename, declared or "application/octet-stream", end - content))
+    charsets = _charsets(next((body[t.start : t.end] for t in texts if t.name == CHARSETS_FIELD), None))
+    fields: dict[str, list[str]] = {}
+    raw: dict[str, list[bytes]] = {}
+    for text in texts:
+        data = body[text.start : text.end]
+        fields.setdefault(text.name, []).append(decode_text(data, text.charset or charsets.get(text.name)))
+        if text.name in keep_bytes:
+            raw.setdefault(text.name, []).append(data)
+    return MultipartForm(
+        fields=MappingProxyType({name: tuple(values) for name, values in fields.items()}),
+        files=tuple(files),
+        raw=MappingProxyType({name: tuple(values) for name, values in raw.items()}),
+    )
+
+
+def _spans(body: bytes, boundary: bytes, max_parts: int) -> Iterator[tuple[int, int]]:
+    """Each part's (start, end) offsets: after its delimiter line, up to the CRLF before the next delimiter."""
+    dash = b"--" + boundary
+    delimiter = b"\r\n" + dash
+    if body.startswith(dash):
+        pos = len(dash)
+    else:
+        found = body.find(delimiter)
+        if found < 0:
+            raise BadBoundary("the body does not contain the boundary")
+        pos = found + len(delimiter)
+    count = 0
+    while not body.startswith(b"--", pos):
+        count += 1
+        line_end = _LINE_END.match(body, pos)
+        if line_end is None:
+            if _PARTIAL_LINE_END.fullmatch(body, pos):
+                raise TruncatedBody(f"the body ends inside boundary line {count}")
+            raise MalformedPart(f"boundary line {count} has trailing characters")
+        if count > max_parts:
+            raise TooManyParts(f"the body has more than {max_parts} parts")
+        start = line_end.end()
+        found = body.find(delimiter, start)
+        if found < 0:
+            raise TruncatedBody(f"part {count} has no closing boundary")
+        yield start, found
+        pos = found + len(delimiter)
+
+
+def _split_head(body: bytes, start: int, end: int, index: int) -> tuple[int, int]:
+    """Where a part's header block ends and its content starts."""
+    if body.startswith(b"\r\n", start):
+        return start, start + 2
+    limit = min(end, start + MAX_PART_HEADER_BYTES + 4)
+    found = body.find(b"\r\n\r\n", start, limit)
+    if found < 0:
+        if limit < end:
+            raise MalformedPart(f"part {index} has headers over {MAX_PART_HEADER_BYTES} bytes")
+        raise MalformedPart(f"part {index} has no blank line after its headers")
+    return found, found + 4
+
+
+def _headers(block: bytes, index: int) -> Message:
+    """A part's header lines (folded lines joined), each checked to be ``token: value``."""
+    header = Message()
+    lines: list[list[str]] = []
+    for line in block.decode("utf-8", "replace").split("\r\n") if block else ():
+        if "\r" in line or "\n" in line:
+            raise MalformedPart(f"part {index} has a bare line break in its headers")
+        if line[:1] in (" ", "\t") and lines:
+            lines[-1][1] += " " + line.strip()
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise MalformedPart(f"part {index} has a malformed header line")
+        lines.append([name, value.strip()])
+    for name, value in lines:
+        header[name] = value
+    return header
+
+
+def _describe(header: Message, index: int) -> tuple[str, str | None, str | None, str | None]:
+    """A part's field name, filename (None for a text field), declared content type and charset."""
+    if len(header.get_all("Content-Disposition", [])) != 1:
+        raise MalformedPart(f"part {index} needs exactly one Content-Disposition")
+    if header.get_content_disposition() != "form-data":
+        raise MalformedPart(f"part {index} is not form-data")
+    name = _param(header, "name")
+    if name is None:
+        raise MalformedPart(f"part {index} has no field name")
+    declared = header.get_content_type() if "Content-Type" in header else None
+    return name, _param(header, "filename"), declared, header.get_content_charset()
+
+
+def _param(header: Message, name: str, field: str = "Content-Disposition") -> str | None:
+    value = header.get_param(name, header=field)
+    return None if value is None else collapse_rfc2231_value(value)
+
+
+def _charsets(raw: bytes | None) -> dict[str, str]:
+    """SendGrid's ``charsets`` field: field name -> charset; empty when absent or not a JSON object."""
+    if raw is None or len(raw) > _MAX_CHARSETS_BYTES:
+        return {}
+    try:
+        parsed = json.loads(raw.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {name: value for name, value in parsed.items() if isinstance(value, str)}

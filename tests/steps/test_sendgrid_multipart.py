@@ -1,0 +1,378 @@
+"""The multipart/form-data parser: SendGrid's bodies read exactly, bad ones refused by name, nothing else raised."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+
+from steps.sendgrid.multipart import (
+    MAX_PART_HEADER_BYTES,
+    BadBoundary,
+    BodyTooLarge,
+    FilePart,
+    MalformedPart,
+    MultipartError,
+    NotFormData,
+    TooManyParts,
+    TruncatedBody,
+    boundary_of,
+    decode_text,
+    parse,
+)
+from tests.support.sendgrid_events import BOUNDARY, Attachment, Email, encode_form, inbound_parse_body, raw_mime_body
+
+FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+CT = f"multipart/form-data; boundary={BOUNDARY}"
+SECRET = "s3cret-value-never-logged"
+PNG = b"\x89PNG\r\n\x1a\n\x00\r\n--xYzZ\r\n-xYzZY\n--xYzZY\r--xYzZY" + bytes(range(256))
+ATTACHMENTS = (
+    Attachment("pixel.png", "image/png", PNG, content_id="ii_1562e2169c132d83"),
+    Attachment("notes.txt", "text/plain", b""),
+    Attachment("r\u00e9sum\u00e9.pdf", "application/pdf", b"%PDF-1.4\r\n" * 1000),
+)
+
+
+def _part(name: str, value: bytes, *headers: str) -> bytes:
+    head = "".join(f"{line}\r\n" for line in (f'Content-Disposition: form-data; name="{name}"', *headers))
+    return f"--{BOUNDARY}\r\n{head}\r\n".encode() + value + b"\r\n"
+
+
+def _body(*parts: bytes) -> bytes:
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def test_a_default_sendgrid_body_is_read_field_by_field() -> None:
+    body, content_type = inbound_parse_body(Email(attachments=ATTACHMENTS))
+    form = parse(body, content_type)
+    assert set(form.fields) == {
+        "headers",
+        "dkim",
+        "content-ids",
+        "to",
+        "from",
+        "text",
+        "html",
+        "sender_ip",
+        "spam_report",
+        "envelope",
+        "attachments",
+        "subject",
+        "spam_score",
+        "attachment-info",
+        "charsets",
+        "SPF",
+    }
+    assert form.first("subject") == "Order #1042: where is it?"
+    assert form.first("text") == "Hello,\nmy order has not arrived yet.\nJane"
+    assert form.first("dkim") == "{@example.net : pass}"
+    assert json.loads(form.first("envelope") or "") == {
+        "to": ["support@parse.example.com"],
+        "from": "Bounces+Jane@Example.NET",
+    }
+    assert form.first("attachments") == "3"
+    assert form.first("missing") is None
+    assert form.raw == {}
+
+
+def test_attachments_are_summarised_with_their_exact_sizes() -> None:
+    body, content_type = inbound_parse_body(Email(attachments=ATTACHMENTS))
+    assert parse(body, content_type).files == (
+        FilePart("attachment1", "pixel.png", "image/png", len(PNG)),
+        FilePart("attachment2", "notes.txt", "text/plain", 0),
+        FilePart("attachment3", "r\u00e9sum\u00e9.pdf", "application/pdf", 10_000),
+    )
+
+
+def test_a_file_part_without_a_content_type_is_octet_stream() -> None:
+    body = _body(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="f"; filename="a"\r\n\r\nxyz\r\n'.encode())
+    assert parse(body, CT).files == (FilePart("f", "a", "application/octet-stream", 3),)
+
+
+def test_the_raw_mime_field_keeps_its_bytes() -> None:
+    body, content_type = raw_mime_body(Email(attachments=ATTACHMENTS[:1]))
+    form = parse(body, content_type)
+    assert "headers" not in form.fields
+    (raw,) = form.raw["email"]
+    assert raw.startswith(b"From: Jane Sender") or b"\nFrom: Jane Sender" in raw
+    assert form.first("email") == raw.decode("utf-8")
+    assert parse(body, content_type, keep_bytes=()).raw == {}
+
+
+@pytest.mark.parametrize(
+    ("charset", "subject"),
+    [
+        ("ISO-8859-1", "\u00c9t\u00e9 caf\u00e9"),
+        ("windows-1252", "\u00c9t\u00e9 \u20ac5"),
+        ("UTF-16", "\u00c9t\u00e9 / \u041f\u0440\u0438\u0432\u0435\u0442"),
+        ("iso-2022-jp", "\u3053\u3093\u306b\u3061\u306f"),
+        ("koi8-r", "\u041f\u0440\u0438\u0432\u0435\u0442"),
+    ],
+)
+def test_fields_are_decoded_with_the_charset_sendgrid_names(charset: str, subject: str) -> None:
+    body, content_type = inbound_parse_body(Email(subject=subject, text=subject + "\n", charset=charset))
+    form = parse(body, content_type)
+    assert form.first("subject") == subject
+    assert form.first("text") == subject + "\n"
+
+
+def test_a_part_charset_wins_over_the_charsets_field() -> None:
+    body = _body(
+        _part("charsets", b'{"subject": "utf-8"}'),
+        _part("subject", "caf\u00e9".encode("latin-1"), "Content-Type: text/plain; charset=latin-1"),
+    )
+    assert parse(body, CT).first("subject") == "caf\u00e9"
+
+
+@pytest.mark.parametrize(
+    "charsets", [b'{"subject": "no-such-charset"}', b'{"subject": "base64"}', b'{"subject": "idna"}']
+)
+def test_an_unknown_or_non_text_charset_falls_back_to_utf8(charsets: bytes) -> None:
+    body = _body(_part("charsets", charsets), _part("subject", "\u00e9t\u00e9".encode() + b"\xff"))
+    assert parse(body, CT).first("subject") == "\u00e9t\u00e9\ufffd"
+
+
+@pytest.mark.parametrize("charsets", [b"", b"not json", b"[1, 2]", b'{"subject": 5}', b"[" * 5000, b"{}" * 5000])
+def test_a_broken_charsets_field_is_ignored(charsets: bytes) -> None:
+    body = _body(_part("charsets", charsets), _part("subject", "\u00e9".encode()))
+    assert parse(body, CT).first("subject") == "\u00e9"
+
+
+def test_a_utf7_lone_surrogate_becomes_a_replacement_character() -> None:
+    body = _body(_part("charsets", b'{"subject": "utf-7"}'), _part("subject", b"a+2AA-b"))
+    subject = parse(body, CT).first("subject") or ""
+    assert subject.encode("utf-8")
+    assert subject.startswith("a") and subject.endswith("b")
+
+
+def test_repeated_fields_keep_every_value_in_order() -> None:
+    body = _body(_part("to", b"a@x"), _part("cc", b"c@x"), _part("to", b"b@x"), _part("to", b""))
+    form = parse(body, CT)
+    assert form.fields["to"] == ("a@x", "b@x", "")
+    assert form.first("to") == "a@x"
+
+
+def test_values_keep_crlf_and_boundary_like_text_inside() -> None:
+    value = b"line one\r\nline two\r\n--xYzZ\r\n-- xYzZY\r\n\r\n"
+    assert parse(_body(_part("text", value)), CT).first("text") == value.decode()
+
+
+def test_a_preamble_epilogue_and_transport_padding_are_tolerated() -> None:
+    body = b"preamble\r\n" + _body(_part("a", b"1")).replace(b"--xYzZY\r\n", b"--xYzZY \t\r\n") + b"epilogue"
+    assert parse(body, CT).fields == {"a": ("1",)}
+
+
+def test_a_part_without_headers_is_malformed() -> None:
+    with pytest.raises(MalformedPart):
+        parse(f"--{BOUNDARY}\r\n\r\nvalue\r\n--{BOUNDARY}--".encode(), CT)
+
+
+def test_an_empty_form_is_empty() -> None:
+    form = parse(f"--{BOUNDARY}--\r\n".encode(), CT)
+    assert form.fields == {} and form.files == ()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "boundary"),
+    [
+        ('multipart/form-data; boundary="xYzZY"', b"xYzZY"),
+        ("Multipart/Form-Data;BOUNDARY=xYzZY", b"xYzZY"),
+        (
+            "multipart/form-data; charset=utf-8; boundary=----WebKitFormBoundary7MA4YWxk",
+            b"----WebKitFormBoundary7MA4YWxk",
+        ),
+        ('multipart/form-data; boundary="a\'()+_,-./:=? z"', b"a'()+_,-./:=? z"),
+        ("multipart/form-data; boundary=" + "b" * 70, b"b" * 70),
+    ],
+)
+def test_boundaries_rfc_2046_allows_are_read(content_type: str, boundary: bytes) -> None:
+    assert boundary_of(content_type) == boundary
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["", "application/json", "multipart/mixed; boundary=xYzZY", "text/plain", "multipart", "multipart/form-data/x"],
+)
+def test_other_content_types_are_refused(content_type: str) -> None:
+    with pytest.raises(NotFormData):
+        parse(_body(_part("a", b"1")), content_type)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/form-data",
+        "multipart/form-data; boundary=",
+        'multipart/form-data; boundary=""',
+        "multipart/form-data; boundary=" + "b" * 71,
+        'multipart/form-data; boundary="ends with space "',
+        'multipart/form-data; boundary="semi;colon"',
+        "multipart/form-data; boundary=caf\u00e9",
+        "multipart/form-data; boundary*=idna''abc",
+        "multipart/form-data; boundary*=base64''abc",
+    ],
+)
+def test_a_missing_or_invalid_boundary_is_refused(content_type: str) -> None:
+    with pytest.raises(BadBoundary):
+        parse(_body(_part("a", b"1")), content_type)
+
+
+def test_a_body_without_the_boundary_is_refused() -> None:
+    with pytest.raises(BadBoundary):
+        parse(_body(_part("a", b"1")), "multipart/form-data; boundary=other")
+    with pytest.raises(BadBoundary):
+        parse(b"", CT)
+
+
+def test_a_truncated_body_is_refused_wherever_it_is_cut() -> None:
+    body, content_type = inbound_parse_body(Email(attachments=ATTACHMENTS))
+    end = body.rindex(b"--xYzZY--") + len(b"--xYzZY--")
+    for cut in range(1, end, 97):
+        with pytest.raises(MultipartError):
+            parse(body[:cut], content_type)
+    for cut in (end - 9, body.rindex(b"\r\n--xYzZY--") + 1, body.index(PNG) + 10):
+        with pytest.raises(TruncatedBody):
+            parse(body[:cut], content_type)
+    assert parse(body[:end], content_type).fields == parse(body, content_type).fields
+
+
+def test_too_many_parts_are_refused_before_reading_on() -> None:
+    body = _body(*(_part(f"f{n}", b"x") for n in range(10)))
+    assert len(parse(body, CT, max_parts=10).fields) == 10
+    with pytest.raises(TooManyParts):
+        parse(body, CT, max_parts=9)
+    with pytest.raises(TooManyParts):
+        parse(body[: len(body) // 2], CT, max_parts=3)
+
+
+def test_a_body_over_the_limit_is_refused() -> None:
+    body = _body(_part("a", b"x" * 100))
+    assert parse(body, CT, max_body_bytes=len(body)).first("a") == "x" * 100
+    with pytest.raises(BodyTooLarge):
+        parse(body, CT, max_body_bytes=len(body) - 1)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"no colon here",
+        b"Content-Disposition form-data",
+        b'Content-Disposition: form-data; name="a"\r\nBad Name: x',
+        b'Content-Disposition: form-data; name="a"\r\n: empty name',
+        b'Content-Disposition: form-data; name="a"\nX-Bare: lf',
+        b'Content-Disposition: form-data; name="a"\rX-Bare: cr',
+        b"Content-Type: text/plain",
+        b'Content-Disposition: attachment; name="a"',
+        b"Content-Disposition: form-data",
+        b'Content-Disposition: form-data; filename="x"',
+        b'Content-Disposition: form-data; name="a"\r\nContent-Disposition: form-data; name="b"',
+        b"Content-Disposition: form-data; name*=idna''abc",
+        b'Content-Disposition: form-data; name="a"\r\nX-Long: ' + b"x" * MAX_PART_HEADER_BYTES,
+    ],
+)
+def test_malformed_part_headers_are_refused(head: bytes) -> None:
+    body = _body(_part("ok", b"1"), f"--{BOUNDARY}\r\n".encode() + head + b"\r\n\r\n" + SECRET.encode() + b"\r\n")
+    with pytest.raises(MalformedPart) as caught:
+        parse(body, CT)
+    assert "part 2" in str(caught.value)
+
+
+def test_a_part_with_no_blank_line_after_its_headers_is_malformed() -> None:
+    body = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="a"\r\n--{BOUNDARY}--'.encode()
+    with pytest.raises(MalformedPart):
+        parse(body, CT)
+
+
+def test_a_boundary_followed_by_other_characters_is_malformed() -> None:
+    with pytest.raises(MalformedPart):
+        parse(_body(_part("a", b"1")).replace(b"--xYzZY--", b"--xYzZYextra"), CT)
+
+
+def test_folded_part_headers_and_rfc_2231_filenames_are_read() -> None:
+    head = b"Content-Disposition: form-data;\r\n name=\"attachment1\";\r\n\tfilename*=UTF-8''r%C3%A9sum%C3%A9.pdf"
+    body = _body(f"--{BOUNDARY}\r\n".encode() + head + b"\r\nContent-Type: Application/PDF\r\n\r\n%PDF\r\n")
+    assert parse(body, CT).files == (FilePart("attachment1", "r\u00e9sum\u00e9.pdf", "application/pdf", 4),)
+
+
+def test_error_messages_carry_no_request_content() -> None:
+    cases = [
+        (_body(_part(SECRET, b"x", f"X-{SECRET}: {SECRET}", "Bad Header")), CT),
+        (_body(_part("a", SECRET.encode())), f"multipart/form-data; boundary={SECRET}x"),
+        (_body(_part("a", SECRET.encode()))[:-20], CT),
+        (_body(_part("a", SECRET.encode())), f"application/{SECRET}"),
+        (_body(_part("a", SECRET.encode())), f"multipart/form-data; boundary={SECRET};;;" + "\u00e9"),
+    ]
+    for body, content_type in cases:
+        with pytest.raises(MultipartError) as caught:
+            parse(body, content_type)
+        assert SECRET not in str(caught.value)
+        assert str(caught.value).startswith(caught.value.code + ": ")
+
+
+def test_decode_text_never_raises() -> None:
+    for charset in (None, "", "utf-8", "latin-1", "idna", "base64", "punycode", "utf\x00", "x" * 300, " utf-8 "):
+        assert isinstance(decode_text(b"\xff\xfe\x00abc", charset), str)
+
+
+@st.composite
+def _damaged(draw: st.DrawFn, body: bytes) -> bytes:
+    """The body with a slice replaced by arbitrary bytes: near-valid inputs reach every branch."""
+    start = draw(st.integers(0, len(body)))
+    end = draw(st.integers(start, min(len(body), start + 40)))
+    return body[:start] + draw(st.binary(max_size=40)) + body[end:]
+
+
+SAMPLE, SAMPLE_TYPE = inbound_parse_body(Email(attachments=ATTACHMENTS[:2], charset="iso-8859-1"))
+content_types = st.sampled_from([CT, SAMPLE_TYPE, "multipart/form-data; boundary=a"]) | st.text(max_size=80)
+
+
+@FUZZ
+@given(body=st.binary(max_size=400), content_type=content_types, max_parts=st.integers(0, 20))
+@example(body=b"--a\r\n\r\n\r\n--a--", content_type="multipart/form-data; boundary=a", max_parts=5)
+@example(
+    body=b"--a\r\nContent-Disposition: form-data; name*=idna''x\r\n\r\n\r\n--a--",
+    content_type="multipart/form-data; boundary=a",
+    max_parts=5,
+)
+@example(body=b"", content_type="multipart/form-data; boundary*=idna''abc", max_parts=5)
+def test_arbitrary_bytes_raise_nothing_but_multipart_errors(body: bytes, content_type: str, max_parts: int) -> None:
+    try:
+        form = parse(body, content_type, max_parts=max_parts, max_body_bytes=300)
+    except MultipartError as exc:
+        assert str(exc).startswith(exc.code)
+        return
+    for values in form.fields.values():
+        for value in values:
+            value.encode("utf-8")
+
+
+@FUZZ
+@given(body=_damaged(SAMPLE))
+def test_damaged_sendgrid_bodies_raise_nothing_but_multipart_errors(body: bytes) -> None:
+    with contextlib.suppress(MultipartError):
+        parse(body, SAMPLE_TYPE)
+
+
+names = st.text(st.characters(codec="utf-8", exclude_characters='"\\\r\n'), min_size=1, max_size=12)
+values = st.text(st.characters(codec="utf-8"), max_size=40)
+
+
+@FUZZ
+@given(
+    fields=st.lists(st.tuples(names, values), max_size=8),
+    files=st.lists(st.tuples(names, st.binary(max_size=64)), max_size=3),
+)
+def test_any_encoded_form_parses_back(fields: list[tuple[str, str]], files: list[tuple[str, bytes]]) -> None:
+    assume(all(f"\r\n--{BOUNDARY}" not in value for _, value in fields))
+    assume(all(f"\r\n--{BOUNDARY}".encode() not in data for _, data in files))
+    attached = [(name, Attachment(f"{name}.bin", "application/octet-stream", data)) for name, data in files]
+    body, content_type = encode_form(fields, attached)
+    form = parse(body, content_type, keep_bytes=())
+    expected: dict[str, list[str]] = {}
+    for name, value in fields:
+        expected.setdefault(name, []).append(value)
+    assert {name: list(found) for name, found in form.fields.items()} == expected
+    assert [(part.name, part.size) for part in form.files] == [(name, len(data)) for name, data in files]
