@@ -1,0 +1,354 @@
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from html.parser import HTMLParser
+from itertools import cycle, islice
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.browser import Browser, launch
+from tools.dryrun.report_page import (
+    RECORD_FIELDS,
+    ParallelSketch,
+    PipelineSketch,
+    ReportMeta,
+    StepSketch,
+    change_kind,
+    deciding_rules,
+    render_report,
+)
+from tools.dryrun.report_screenshot import SAMPLE_META, sample_pipeline, sample_records
+
+ASSETS = Path(__file__).resolve().parents[2] / "tools" / "dryrun"
+HOSTILE = '</script><script>window.__pwned=1</script><!--<img src=x onerror="window.__pwned=2">&amp;'
+PLAIN_META = ReportMeta(title="Dry-run", generated_at="2026-11-25T12:00:00Z")
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> PipelineSketch:
+    return sample_pipeline()
+
+
+@pytest.fixture(scope="module")
+def records(pipeline: PipelineSketch) -> list[dict[str, Any]]:
+    return sample_records(pipeline)
+
+
+def hostile_records(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The sample's changed event with markup in every text the page shows."""
+    record = json.loads(json.dumps(records[5]))
+    record.update(source=HOSTILE, message=HOSTILE, notes=[HOSTILE, f"masked {HOSTILE}"], decided_by={HOSTILE: HOSTILE})
+    record["actions"][-1]["body"] = json.dumps({"body": HOSTILE})
+    record["trace"][0]["decision"] = HOSTILE
+    record["response"]["body"] = HOSTILE
+    return [record]
+
+
+def without_baseline(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in record.items() if "change" not in key and not key.startswith("baseline")}
+
+
+def many(records: Sequence[Mapping[str, Any]], count: int) -> list[dict[str, Any]]:
+    return [{**record, "source": f"{record['source']}~{i}"} for i, record in enumerate(islice(cycle(records), count))]
+
+
+def embedded(page: str) -> Any:
+    """The page's data block, which holds no markup character at all."""
+    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
+    assert match is not None and not set("<>&") & set(match.group(1))
+    return json.loads(match.group(1))
+
+
+class Tags(HTMLParser):
+    """Every start tag of a document, with its attributes."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_sketch_of_the_shipped_pipeline(pipeline: PipelineSketch) -> None:
+    assert pipeline.name == "twilio_inbound"
+    assert pipeline.steps[0] == StepSketch("parse", "twilio.parse")
+    assert StepSketch("status_callback", "control.finish", "request.is_status_callback") in pipeline.steps
+    assert (
+        ParallelSketch((StepSketch("stage", "stage.write"), StepSketch("lock", "trigger.lock", "route.lock")))
+        in pipeline.steps
+    )
+    assert pipeline.steps[-1] == StepSketch("send", "sqs.send")
+
+
+def test_deciding_rule_is_the_last_match_of_each_set_or_decided_by() -> None:
+    rules = [
+        {"ruleset": "channel", "rule": "channel_not_allowed", "matched": False},
+        {"ruleset": "routing", "rule": "hand_off_to_human", "matched": True},
+        {"ruleset": "routing", "rule": "channel_queue", "matched": True},
+    ]
+    assert deciding_rules({"rules": rules}) == ["routing/channel_queue"]
+    assert deciding_rules({"rules": []}) == []
+    assert deciding_rules({"rules": rules, "decided_by": {"routing": "vip", "channel": None}}) == ["routing/vip"]
+
+
+def test_change_kind_from_change_kind_or_changed() -> None:
+    assert change_kind({"change_kind": "knock_on", "changed": True}) == "knock_on"
+    assert change_kind({"change_kind": "knock-on"}) == "knock_on"
+    assert change_kind({"changed": True, "change": "QUEUED → BATCHED"}) == "changed"
+    assert change_kind({"changed": False}) == "unchanged"
+    assert change_kind({"outcome": "QUEUED"}) is None
+
+
+def test_page_fetches_nothing(records: list[dict[str, Any]], pipeline: PipelineSketch) -> None:
+    page = render_report(records, pipeline, SAMPLE_META)
+    tags = Tags(page).tags
+    names = Counter(tag for tag, _ in tags)
+    assert names["script"] == 2 and names["style"] == 1
+    assert not {"img", "iframe", "object", "embed", "base", "form", "audio", "video", "source"} & set(names)
+    for tag, attrs in tags:
+        for name in ("src", "href", "srcset", "action", "poster", "data"):
+            assert attrs.get(name) in (None, "data:,"), (tag, attrs)
+        assert tag != "script" or attrs in ({}, {"type": "application/json", "id": "report-data"})
+    outside_data = page.replace(re.search(r'id="report-data">.*?</script>', page, re.S).group(0), "")  # type: ignore[union-attr]
+    assert "https://sqs." in page and not re.search("https?://", outside_data)
+    policy = next(attrs["content"] for tag, attrs in tags if attrs.get("http-equiv") == "Content-Security-Policy")
+    assert policy is not None and policy.startswith("default-src 'none';")
+    css, js = (ASSETS / "report_page.css").read_text(), (ASSETS / "report_page.js").read_text()
+    assert "url(" not in css and "@import" not in css
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "fetch(", "XMLHttpRequest"):
+        assert sink not in js
+
+
+def test_markup_in_data_stays_data(records: list[dict[str, Any]], pipeline: PipelineSketch) -> None:
+    meta = ReportMeta(title=HOSTILE, generated_at=HOSTILE, notes=(HOSTILE,), world=HOSTILE)
+    sketch = PipelineSketch(HOSTILE, (StepSketch(HOSTILE, HOSTILE, HOSTILE), *pipeline.steps))
+    page = render_report(hostile_records(records), sketch, meta)
+    plain = render_report(records[:1], pipeline, PLAIN_META)
+    assert [tag for tag, _ in Tags(page).tags] == [tag for tag, _ in Tags(plain).tags]
+    data = embedded(page)
+    assert data["meta"]["title"] == HOSTILE and data["pipeline"]["steps"][0]["when"] == HOSTILE
+    event = data["events"][0]
+    assert event["record"]["source"] == HOSTILE and event["decided"] == [f"{HOSTILE}/{HOSTILE}"]
+    assert event["masked"] == [f"masked {HOSTILE}"]
+
+
+def test_page_embeds_only_what_it_reads(records: list[dict[str, Any]], pipeline: PipelineSketch) -> None:
+    record = {**records[0], "secret_field": "not shown", "change_kind": "changed"}
+    event = embedded(render_report([record], pipeline, PLAIN_META))["events"][0]
+    assert event["record"] == {key: record[key] for key in RECORD_FIELDS if key in record}
+    assert event["kind"] == "changed" and "masked" not in event
+
+
+def test_ten_thousand_events_stay_about_the_size_of_their_json(
+    records: list[dict[str, Any]], pipeline: PipelineSketch
+) -> None:
+    events = many(records, 10_000)
+    page = render_report(events, pipeline, SAMPLE_META)
+    data = sum(len(json.dumps(event, separators=(",", ":"))) for event in events)
+    assert page.count("<tr") == 1, "rows are built in the browser, not in the HTML"
+    assert len(page) < 1.15 * data + 100_000
+    assert len(page) < 20_000_000
+
+
+# Browser tests: markers = ["browser: ..."] belongs in pyproject's [tool.pytest.ini_options].
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launch() as opened:
+        yield opened
+
+
+@pytest.fixture
+def show(browser: Browser, tmp_path: Path) -> Callable[..., Browser]:
+    """Write a report, open it in the browser and check that nothing went wrong loading it."""
+
+    def open_report(records: Sequence[Mapping[str, Any]], pipeline: PipelineSketch, meta: ReportMeta) -> Browser:
+        path = tmp_path / "report.html"
+        path.write_text(render_report(records, pipeline, meta), encoding="utf-8")
+        browser.open(path)
+        assert browser.run("return document.documentElement.dataset.ready") == "true"
+        assert browser.problems() == []
+        return browser
+
+    return open_report
+
+
+def rows(browser: Browser) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return browser.driver.find_elements(By.CSS_SELECTOR, "#rows > tr.event")
+
+
+def text(browser: Browser, selector: str) -> str:
+    return str(browser.run("return document.querySelector(arguments[0]).textContent", selector))
+
+
+def part_rows(browser: Browser, part: str) -> list[list[str]]:
+    """The cells of a table in the open explanation."""
+    script = "return [...document.querySelectorAll(`tr.detail [data-part='${arguments[0]}'] tbody tr`)]"
+    return list(browser.run(script + ".map(tr => [...tr.cells].map(td => td.textContent))", part))
+
+
+def step_counts(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for record in records:
+        for entry in record["trace"]:
+            tally = counts.setdefault(entry["step"], {"reached": 0, "skipped": 0, "errors": 0})
+            skipped = entry["status"].startswith("skipped")
+            tally["skipped" if skipped else "reached"] += 1
+            tally["errors"] += not skipped and entry["status"] not in ("ok", "stopped")
+    return counts
+
+
+def drawn_counts(browser: Browser) -> dict[str, dict[str, int]]:
+    boxes = browser.run(
+        "return [...document.querySelectorAll('.step')].map(b => [b.dataset.step, b.dataset.reached,"
+        " b.dataset.skipped, b.dataset.errors])"
+    )
+    return {step: {"reached": int(r), "skipped": int(s), "errors": int(e)} for step, r, s, e in boxes}
+
+
+class TestInBrowser:
+    pytestmark = pytest.mark.browser
+
+    def test_the_browser_reports_what_goes_wrong(self, browser: Browser, tmp_path: Path) -> None:
+        page = tmp_path / "broken.html"
+        page.write_text('<img src="http://127.0.0.1:9/x.png"><script>console.error("boom")</script>')
+        browser.open(page)
+        problems = browser.problems()
+        assert "request: http://127.0.0.1:9/x.png" in problems
+        assert any(problem.startswith("console: ") and "boom" in problem for problem in problems)
+
+    def test_rows_counts_and_change_highlighting(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        browser = show(records, pipeline, SAMPLE_META)
+        assert len(rows(browser)) == len(records)
+        assert text(browser, "#count") == f"{len(records)} of {len(records)} events"
+        kinds = Counter(change_kind(record) for record in records)
+        assert kinds["changed"] == kinds["knock_on"] == 1
+        for kind, css in (("changed", "kind-changed"), ("knock_on", "kind-knock-on")):
+            highlighted = browser.run(f"return [...document.querySelectorAll('tr.{css}')].map(tr => tr.dataset.index)")
+            assert highlighted == [str(i) for i, record in enumerate(records) if change_kind(record) == kind]
+        changed = text(browser, "tr.kind-changed td.c-outcome")
+        assert changed == "QUEUED\u2192HANDED_OFF"
+        assert drawn_counts(browser) == step_counts(records)
+        assert "2 of 13 events carry notes about masked data" in text(browser, ".masked-banner")
+
+    def test_filters_change_the_rows(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        from selenium.webdriver.support.select import Select
+        from selenium.webdriver.support.wait import WebDriverWait
+
+        browser = show(records, pipeline, SAMPLE_META)
+        queued = [str(i) for i, record in enumerate(records) if record["outcome"] == "QUEUED"]
+        Select(browser.driver.find_element("id", "f-outcome")).select_by_value("QUEUED")
+        assert [row.get_attribute("data-index") for row in rows(browser)] == queued
+        assert text(browser, "#count") == f"{len(queued)} of {len(records)} events"
+        assert drawn_counts(browser)["parse"]["reached"] == len(queued)
+        Select(browser.driver.find_element("id", "f-outcome")).select_by_value("")
+        Select(browser.driver.find_element("id", "f-rule")).select_by_value("routing/urgent_keyword")
+        assert [row.get_attribute("class") for row in rows(browser)] == ["event kind-changed"]
+        Select(browser.driver.find_element("id", "f-rule")).select_by_value("")
+        Select(browser.driver.find_element("id", "f-change")).select_by_value("knock_on")
+        assert len(rows(browser)) == 1
+        Select(browser.driver.find_element("id", "f-change")).select_by_value("")
+        browser.driver.find_element("id", "f-source").send_keys("BURST")
+        WebDriverWait(browser.driver, 3, poll_frequency=0.02).until(lambda _: len(rows(browser)) == 3)
+        browser.driver.find_element("id", "f-source").send_keys("zzz")
+        WebDriverWait(browser.driver, 3, poll_frequency=0.02).until(lambda _: not rows(browser))
+        assert text(browser, "#empty") == "No events match the filters."
+        assert browser.problems() == []
+
+    def test_a_row_opens_its_explanation(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        browser = show(records, pipeline, SAMPLE_META)
+        row = rows(browser)[5]
+        row.click()
+        assert row.get_attribute("aria-expanded") == "true"
+        assert browser.driver.find_element("css selector", "tr.detail").is_displayed()
+        record = records[5]
+        trace = [[t["step"], t["status"], f"{t['ms']:.2f}", t["decision"] or ""] for t in record["trace"]]
+        assert part_rows(browser, "Trace") == trace
+        rules = [[r["ruleset"], r["rule"], "matched" if r["matched"] else "no"] for r in record["rules"]]
+        assert part_rows(browser, "Rules tried") == rules
+        assert '"body": "[masked]"' in text(browser, '[data-part="Actions"]')
+        row.click()
+        assert not browser.driver.find_elements("css selector", "tr.detail")
+        assert browser.problems() == []
+
+    def test_markup_in_data_shows_as_text(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        meta = ReportMeta(title=HOSTILE, generated_at=HOSTILE, notes=(HOSTILE,), world=HOSTILE)
+        sketch = PipelineSketch(HOSTILE, (StepSketch(HOSTILE, HOSTILE, HOSTILE), *pipeline.steps))
+        browser = show(hostile_records(records), sketch, meta)
+        rows(browser)[0].click()
+        assert browser.run("return window.__pwned") is None
+        assert browser.run("return document.title") == HOSTILE
+        assert text(browser, "td.c-source span:last-child") == HOSTILE
+        assert text(browser, "#title") == HOSTILE
+        assert HOSTILE in text(browser, "tr.detail")
+        assert browser.run("return document.querySelectorAll('img, iframe, script:not([id])').length") == 1
+        assert browser.problems() == []
+
+    def test_no_events_and_one_event(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        browser = show([], pipeline, PLAIN_META)
+        assert rows(browser) == []
+        assert text(browser, "#count") == "0 of 0 events"
+        assert browser.driver.find_element("id", "empty").text == "No events in this report."
+        assert {counts["reached"] for counts in drawn_counts(browser).values()} == {0}
+        browser = show([without_baseline(records[0])], pipeline, PLAIN_META)
+        assert len(rows(browser)) == 1
+        assert text(browser, "#count") == "1 of 1 event"
+        assert not browser.driver.find_element("id", "f-change-label").is_displayed()
+
+    def test_pipeline_and_rules_version_columns_when_they_say_something(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        first = {**without_baseline(records[0]), "pipeline": "twilio_inbound", "rules_version": "rules@v2"}
+        first["decided_by"] = {"routing": "vip", "channel": None}
+        browser = show([first, without_baseline(records[1])], pipeline, replace(PLAIN_META, rules_version="rules@v1"))
+        headings = browser.run("return [...document.querySelectorAll('#columns th')].map(th => th.textContent)")
+        assert headings == ["#", "Source", "Pipeline", "Outcome", "Target", "Deciding rule", "Actions", "Rules"]
+        cells = [[cell.text for cell in row.find_elements("css selector", "td")] for row in rows(browser)]
+        assert [(row[2], row[5], row[7]) for row in cells] == [
+            ("twilio_inbound", "routing/vip", "rules@v2"),
+            ("", "routing/channel_queue", "rules@v1"),
+        ]
+        assert cells[0][6] == "put conversations-stage, put conversations-trigger-lock, send whatsapp"
+
+    def test_ten_thousand_events_render_in_chunks(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        from selenium.webdriver.support.select import Select
+        from selenium.webdriver.support.wait import WebDriverWait
+
+        events = many(records, 10_000)
+        started = time.perf_counter()
+        browser = show(events, pipeline, SAMPLE_META)
+        loaded = time.perf_counter() - started
+        assert loaded < 5 and int(browser.run("return document.documentElement.dataset.renderMs")) < 3000
+        assert len(rows(browser)) == 200
+        assert text(browser, "#count") == "10,000 of 10,000 events"
+        browser.run("document.getElementById('more').scrollIntoView()")
+        WebDriverWait(browser.driver, 3, poll_frequency=0.02).until(lambda _: len(rows(browser)) == 400)
+        Select(browser.driver.find_element("id", "f-outcome")).select_by_value("BATCHED")
+        batched = sum(record["outcome"] == "BATCHED" for record in events)
+        assert text(browser, "#count") == f"{batched:,} of 10,000 events"
+        assert len(rows(browser)) == min(batched, 200)
+        assert browser.problems() == []

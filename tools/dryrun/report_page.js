@@ -1,0 +1,419 @@
+"use strict";
+// The decision report: reads the JSON block, draws the page; every text goes in with textContent.
+(() => {
+  const CHUNK = 200;
+  const NO_RULE = "-";
+  const ARROW = "\u2192";
+  const data = JSON.parse(document.getElementById("report-data").textContent);
+  const meta = data.meta;
+  const events = data.events;
+  const $ = (id) => document.getElementById(id);
+  const fmt = (n) => n.toLocaleString("en-US");
+  const plural = (n, word) => `${fmt(n)} ${word}${n === 1 ? "" : "s"}`;
+  const KIND_LABELS = { changed: "changed", knock_on: "knock-on", unchanged: "unchanged" };
+  const kindClass = (kind) => `kind-${kind.replace("_", "-")}`;
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  events.forEach((ev, i) => {
+    ev.index = i;
+    ev.sourceKey = String(ev.record.source ?? "").toLowerCase();
+  });
+  const hasKinds = events.some((ev) => ev.kind);
+  const hasPipeline = events.some((ev) => ev.record.pipeline);
+  const version = (r) => r.rules_version ?? meta.rules_version ?? "";
+  // One version for every event is said once, in the header; a column only when they differ.
+  const versions = new Set(events.map((ev) => version(ev.record)));
+  const hasVersion = versions.size > 1;
+  const sharedVersion = versions.size === 1 ? [...versions][0] : meta.rules_version;
+
+  function outcomeClass(r) {
+    if (r.raised) return "o-raised";
+    return r.error_code == null ? "o-ok" : "o-error";
+  }
+
+  // A value, then what the baseline had struck through before it when they differ.
+  function compared(td, current, baseline, className) {
+    if (baseline !== undefined && baseline !== current) {
+      td.append(el("span", "was", baseline ?? "\u2014"), el("span", "to", ARROW));
+    }
+    td.append(el("span", className, current ?? "\u2014"));
+  }
+
+  const VERBS = { put_item: "put", delete_item: "delete", send_message: "send" };
+
+  function actionsCell(td, actions) {
+    for (const action of actions || []) {
+      const span = el("span", "action", `${VERBS[action.type] ?? action.type} ${action.table ?? action.queue ?? ""}`);
+      if (action.condition_failed) {
+        span.classList.add("failed");
+        span.textContent += " (not applied)";
+      }
+      if (td.childNodes.length) td.append(", ");
+      td.append(span);
+    }
+    if (!td.childNodes.length) td.append(el("span", "muted", "none"));
+  }
+
+  const columns = [
+    { key: "index", label: "#", cell: (td, ev) => (td.textContent = ev.index + 1) },
+    {
+      key: "source",
+      label: "Source",
+      cell: (td, ev) => {
+        if (ev.masked) {
+          const mark = el("span", "masked-mark", "\u26a0");
+          mark.title = "recorded with masked data";
+          td.append(mark);
+        }
+        td.append(el("span", null, ev.record.source));
+      },
+    },
+    hasPipeline && { key: "pipeline", label: "Pipeline", cell: (td, ev) => (td.textContent = ev.record.pipeline ?? "") },
+    {
+      key: "outcome",
+      label: "Outcome",
+      cell: (td, ev) => compared(td, ev.record.outcome, ev.record.baseline_outcome, outcomeClass(ev.record)),
+    },
+    { key: "target", label: "Target", cell: (td, ev) => compared(td, ev.record.target, ev.record.baseline_target) },
+    { key: "rule", label: "Deciding rule", cell: (td, ev) => (td.textContent = ev.decided.join(", ") || "\u2014") },
+    { key: "actions", label: "Actions", cell: (td, ev) => actionsCell(td, ev.record.actions) },
+    hasVersion && { key: "version", label: "Rules", cell: (td, ev) => (td.textContent = version(ev.record)) },
+    hasKinds && {
+      key: "change",
+      label: "Change",
+      cell: (td, ev) => {
+        if (ev.kind && ev.kind !== "unchanged") td.append(el("span", `badge ${kindClass(ev.kind)}`, KIND_LABELS[ev.kind]));
+      },
+    },
+  ].filter(Boolean);
+
+  function row(ev) {
+    const tr = el("tr", "event");
+    tr.tabIndex = 0;
+    tr.dataset.index = ev.index;
+    tr.setAttribute("aria-expanded", "false");
+    if (ev.kind) tr.classList.add(kindClass(ev.kind));
+    for (const column of columns) {
+      const td = el("td", `c-${column.key}`);
+      column.cell(td, ev);
+      td.title = td.textContent;
+      tr.append(td);
+    }
+    return tr;
+  }
+
+  function pretty(value) {
+    if (typeof value === "string") {
+      try {
+        return /^\s*[[{]/.test(value) ? JSON.stringify(JSON.parse(value), null, 2) : value;
+      } catch {
+        return value;
+      }
+    }
+    return JSON.stringify(value, null, 2);
+  }
+
+  function table(headings, rows) {
+    const head = el("tr");
+    headings.forEach((h) => head.append(el("th", null, h)));
+    const body = el("tbody");
+    rows.forEach((cells) => {
+      const tr = el("tr");
+      cells.forEach((cell) => tr.append(cell instanceof Node ? cell : el("td", null, cell)));
+      body.append(tr);
+    });
+    const t = el("table");
+    t.append(el("thead"), body);
+    t.tHead.append(head);
+    return t;
+  }
+
+  function section(title, ...content) {
+    const box = el("div", "part");
+    box.dataset.part = title;
+    box.append(el("h3", null, title), ...content);
+    return box;
+  }
+
+  function detail(ev) {
+    const r = ev.record;
+    const td = el("td");
+    td.colSpan = columns.length;
+    const facts = el("div", "facts");
+    const fact = (label, value) => {
+      if (value === undefined || value === null || value === "") return;
+      const span = el("span");
+      span.append(el("b", null, label), document.createTextNode(String(value)));
+      facts.append(span);
+    };
+    fact("source", r.source);
+    fact("outcome", r.outcome);
+    fact("error code", r.error_code);
+    fact("status", r.raised ? "raised" : r.status_code);
+    fact("signature", r.signature);
+    fact("queue", r.queue);
+    fact("baseline", r.baseline_outcome === undefined ? null : `${r.baseline_outcome} ${r.baseline_target ?? ""}`);
+    fact("change", r.change ?? (ev.kind ? KIND_LABELS[ev.kind] : null));
+    fact("rules", version(r));
+    fact("message", r.message);
+    fact("exception", r.exception);
+    td.append(facts);
+
+    const grid = el("div", "detail-grid");
+    const trace = (r.trace || []).map((t) => {
+      const ms = el("td", "ms", typeof t.ms === "number" ? t.ms.toFixed(2) : t.ms);
+      return [t.step, t.status, ms, t.decision ?? ""];
+    });
+    grid.append(section("Trace", table(["step", "status", "ms", "decision"], trace)));
+    const withInputs = (r.rules || []).some((rule) => rule.inputs && Object.keys(rule.inputs).length);
+    const rules = (r.rules || []).map((rule) => [
+      rule.ruleset,
+      rule.rule,
+      el("td", rule.matched ? "matched" : "muted", rule.matched ? "matched" : "no"),
+      ...(withInputs ? [el("td", "mono", JSON.stringify(rule.inputs ?? {}))] : []),
+    ]);
+    const ruleHeadings = ["rule set", "rule", "", ...(withInputs ? ["inputs"] : [])];
+    grid.append(section("Rules tried", rules.length ? table(ruleHeadings, rules) : el("p", "muted", "none")));
+    const actions = section("Actions");
+    for (const a of r.actions || []) {
+      const where = a.table ?? a.queue ?? "";
+      const extra = [a.delay_seconds === undefined ? "" : `delay ${a.delay_seconds}s`, a.condition_failed ? "condition failed: not applied" : ""];
+      actions.append(el("div", "mono", [a.type, where, ...extra].filter(Boolean).join("  ")));
+      actions.append(el("pre", null, pretty(a.item ?? a.key ?? a.body ?? null)));
+    }
+    if (!(r.actions || []).length) actions.append(el("p", "muted", "none"));
+    grid.append(actions);
+    const side = el("div");
+    if ((r.notes || []).length) {
+      const list = el("ul");
+      r.notes.forEach((note) => list.append(el("li", null, note)));
+      side.append(section("Notes", list));
+    }
+    const response = r.response
+      ? [el("div", "mono", `${r.response.status_code} ${r.response.content_type ?? ""}`), el("pre", null, pretty(r.response.body))]
+      : [el("p", "o-raised", `raised${r.exception ? `: ${r.exception}` : ""}`)];
+    side.append(section("Response", ...response));
+    grid.append(side);
+    td.append(grid);
+    const tr = el("tr", "detail");
+    tr.append(td);
+    return tr;
+  }
+
+  function toggle(tr) {
+    const next = tr.nextElementSibling;
+    if (next && next.classList.contains("detail")) {
+      next.remove();
+      tr.setAttribute("aria-expanded", "false");
+    } else {
+      tr.after(detail(events[Number(tr.dataset.index)]));
+      tr.setAttribute("aria-expanded", "true");
+    }
+  }
+
+  const stepBoxes = new Map();
+
+  function stepBox(step) {
+    const box = el("div", "step");
+    box.dataset.step = step.id;
+    box.append(el("div", "id", step.id), el("div", "uses mono", step.uses));
+    if (step.when) box.append(el("div", "when mono", `when ${step.when}`));
+    const counts = el("div", "counts");
+    box.append(counts);
+    stepBoxes.set(step.id, { box, counts });
+    return box;
+  }
+
+  function drawPipeline() {
+    $("pipeline-name").textContent = data.pipeline.name;
+    const diagram = $("diagram");
+    data.pipeline.steps.forEach((node, i) => {
+      if (i) diagram.append(el("span", "arrow", ARROW));
+      if (node.parallel) {
+        const group = el("div", "parallel");
+        group.title = "parallel: these steps run concurrently";
+        node.parallel.forEach((member) => group.append(stepBox(member)));
+        diagram.append(group);
+      } else {
+        diagram.append(stepBox(node));
+      }
+    });
+  }
+
+  // Per step: reached (ran), skipped (its condition was false), errors (ended with an error code).
+  function countSteps(list) {
+    const tally = new Map();
+    for (const ev of list) {
+      for (const entry of ev.record.trace || []) {
+        let t = tally.get(entry.step);
+        if (!t) tally.set(entry.step, (t = { reached: 0, skipped: 0, errors: 0 }));
+        const status = String(entry.status);
+        if (status.startsWith("skipped")) t.skipped++;
+        else {
+          t.reached++;
+          if (status !== "ok" && status !== "stopped") t.errors++;
+        }
+      }
+    }
+    for (const [id, { box, counts }] of stepBoxes) {
+      const t = tally.get(id) || { reached: 0, skipped: 0, errors: 0 };
+      counts.replaceChildren(el("span", "reached", `${fmt(t.reached)} reached`));
+      if (t.skipped) counts.append(el("span", "skipped", `${fmt(t.skipped)} skipped`));
+      if (t.errors) counts.append(el("span", "errors", plural(t.errors, "error")));
+      Object.assign(box.dataset, t);
+      box.classList.toggle("has-errors", t.errors > 0);
+      box.classList.toggle("unreached", t.reached === 0);
+    }
+    $("diagram-scope").textContent = `\u00b7 counts over the ${plural(list.length, "event")} shown`;
+  }
+
+  function tally(keys) {
+    const counts = new Map();
+    keys.forEach((key) => counts.set(key, (counts.get(key) || 0) + 1));
+    return [...counts].sort((a, b) => b[1] - a[1] || String(a[0]).localeCompare(String(b[0])));
+  }
+
+  function fillSelect(select, all, entries, label = (v) => v) {
+    select.replaceChildren(new Option(all, ""));
+    for (const [value, n] of entries) select.append(new Option(`${label(value)} (${fmt(n)})`, value));
+  }
+
+  function chip(text, n, className, onClick) {
+    const button = el("button", `chip ${className}`, text);
+    button.type = "button";
+    button.append(el("span", "n", fmt(n)));
+    button.addEventListener("click", onClick);
+    return button;
+  }
+
+  function choose(select, value) {
+    select.value = value;
+    apply();
+  }
+
+  function summarize() {
+    const box = $("summary");
+    box.append(el("span", "total", plural(events.length, "event")));
+    const outcomes = tally(events.map((ev) => ev.record.outcome));
+    const classOf = new Map(events.map((ev) => [ev.record.outcome, outcomeClass(ev.record)]));
+    for (const [outcome, n] of outcomes) {
+      box.append(chip(outcome, n, classOf.get(outcome), () => choose($("f-outcome"), outcome)));
+    }
+    fillSelect($("f-outcome"), "all outcomes", outcomes);
+    const rules = tally(events.flatMap((ev) => (ev.decided.length ? ev.decided : [NO_RULE])));
+    fillSelect($("f-rule"), "all rules", rules, (v) => (v === NO_RULE ? "(no rule decided)" : v));
+    if (hasKinds) {
+      const kinds = new Map(tally(events.map((ev) => ev.kind).filter(Boolean)));
+      const entries = Object.keys(KIND_LABELS).map((kind) => [kind, kinds.get(kind) || 0]);
+      box.append(el("span", "group", meta.baseline ? `against baseline ${meta.baseline}:` : "against the baseline:"));
+      for (const [kind, n] of entries) {
+        box.append(chip(KIND_LABELS[kind], n, kindClass(kind), () => choose($("f-change"), kind)));
+      }
+      fillSelect($("f-change"), "all events", entries, (v) => KIND_LABELS[v]);
+    } else {
+      $("f-change-label").hidden = true;
+    }
+  }
+
+  function banners() {
+    const box = $("banners");
+    if (meta.notes.length) {
+      const banner = el("div", `banner notes${meta.notes.some((n) => n.masked) ? " warn" : ""}`);
+      const list = el("ul");
+      meta.notes.forEach((note) => list.append(el("li", null, note.text)));
+      banner.append(el("strong", null, "Notes on this replay"), list);
+      box.append(banner);
+    }
+    const masked = events.filter((ev) => ev.masked);
+    if (masked.length) {
+      const banner = el("div", "banner warn masked-banner");
+      banner.append(
+        el("strong", null, `\u26a0 ${fmt(masked.length)} of ${plural(events.length, "event")} carry notes about masked data`),
+        document.createTextNode(": rules that read a masked field saw the mask, not the real value, so their decisions may differ in production."),
+      );
+      const list = el("ul");
+      [...new Set(masked.flatMap((ev) => ev.masked))].slice(0, 3).forEach((note) => list.append(el("li", null, note)));
+      banner.append(list);
+      box.append(banner);
+    }
+  }
+
+  let matched = [];
+  let rendered = 0;
+
+  function renderMore() {
+    const end = Math.min(rendered + CHUNK, matched.length);
+    const rows = document.createDocumentFragment();
+    for (; rendered < end; rendered++) rows.append(row(matched[rendered]));
+    $("rows").append(rows);
+    const left = matched.length - rendered;
+    $("more").hidden = left === 0;
+    $("more-button").textContent = `Show ${fmt(Math.min(CHUNK, left))} more (${fmt(left)} not shown yet)`;
+  }
+
+  function apply() {
+    const outcome = $("f-outcome").value;
+    const rule = $("f-rule").value;
+    const kind = $("f-change").value;
+    const text = $("f-source").value.trim().toLowerCase();
+    matched = events.filter(
+      (ev) =>
+        (!outcome || ev.record.outcome === outcome) &&
+        (!rule || (rule === NO_RULE ? ev.decided.length === 0 : ev.decided.includes(rule))) &&
+        (!kind || ev.kind === kind) &&
+        (!text || ev.sourceKey.includes(text)),
+    );
+    $("rows").replaceChildren();
+    rendered = 0;
+    renderMore();
+    const count = $("count");
+    count.textContent = `${fmt(matched.length)} of ${plural(events.length, "event")}`;
+    count.dataset.matching = matched.length;
+    $("empty").textContent = events.length ? "No events match the filters." : "No events in this report.";
+    $("empty").hidden = matched.length > 0;
+    countSteps(matched);
+  }
+
+  $("title").textContent = meta.title;
+  $("meta").textContent = [
+    `generated ${meta.generated_at}`,
+    sharedVersion && `rules ${sharedVersion}`,
+    meta.baseline && `baseline ${meta.baseline}${meta.baseline_rules_version ? ` (rules ${meta.baseline_rules_version})` : ""}`,
+    meta.world && `world ${meta.world}`,
+  ]
+    .filter(Boolean)
+    .join(" \u00b7 ");
+  const head = $("columns");
+  columns.forEach((column) => head.append(el("th", `c-${column.key}`, column.label)));
+  banners();
+  drawPipeline();
+  summarize();
+  apply();
+
+  ["f-outcome", "f-rule", "f-change"].forEach((id) => $(id).addEventListener("change", apply));
+  let typing = 0;
+  $("f-source").addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(apply, 120);
+  });
+  $("more-button").addEventListener("click", renderMore);
+  new IntersectionObserver((seen) => seen.some((e) => e.isIntersecting) && renderMore(), { rootMargin: "800px" }).observe($("more"));
+  $("rows").addEventListener("click", (e) => {
+    const tr = e.target.closest("tr.event");
+    if (tr && !window.getSelection().toString()) toggle(tr);
+  });
+  $("rows").addEventListener("keydown", (e) => {
+    if ((e.key === "Enter" || e.key === " ") && e.target.matches("tr.event")) {
+      e.preventDefault();
+      toggle(e.target);
+    }
+  });
+  document.documentElement.dataset.ready = "true";
+  document.documentElement.dataset.renderMs = Math.round(performance.now());
+})();

@@ -1,0 +1,225 @@
+"""The decision report: one self-contained HTML page over a dry-run's ``--json`` records.
+
+``render_report`` embeds the records (only the fields the page reads) as JSON in the page, with the
+pipeline's shape (``PipelineSketch``) and what the run was (``ReportMeta``); the page's script
+(``report_page.js``, styled by ``report_page.css``) draws the pipeline with per-step counts, a summary,
+filterable rows rendered in chunks, and each event's explanation. Nothing is fetched: a Content Security
+Policy allows only the page's own script and style, and every text is inserted with ``textContent``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CHANGE_KINDS",
+    "RECORD_FIELDS",
+    "ParallelSketch",
+    "PipelineSketch",
+    "ReportMeta",
+    "StepSketch",
+    "change_kind",
+    "deciding_rules",
+    "render_report",
+]
+
+CHANGE_KINDS = ("changed", "knock_on", "unchanged")
+# The record fields the page reads; anything else is left out of the page.
+RECORD_FIELDS = (
+    "source",
+    "pipeline",
+    "outcome",
+    "error_code",
+    "raised",
+    "status_code",
+    "target",
+    "queue",
+    "actions",
+    "trace",
+    "rules",
+    "signature",
+    "message",
+    "exception",
+    "response",
+    "notes",
+    "baseline_outcome",
+    "baseline_target",
+    "change",
+    "rules_version",
+)
+_HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class StepSketch:
+    """One step as drawn: its id, the registered step it uses and its ``when`` condition."""
+
+    id: str
+    uses: str
+    when: str | None = None
+
+
+@dataclass(frozen=True)
+class ParallelSketch:
+    """A ``parallel:`` group: members drawn side by side."""
+
+    members: tuple[StepSketch, ...]
+
+
+@dataclass(frozen=True)
+class PipelineSketch:
+    """The pipeline's name and its steps in order."""
+
+    name: str
+    steps: tuple[StepSketch | ParallelSketch, ...]
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> PipelineSketch:
+        """The sketch of a parsed pipeline YAML document (``pipeline:`` and ``steps:``)."""
+
+        def step(raw: Mapping[str, Any]) -> StepSketch:
+            when = raw.get("when")
+            return StepSketch(str(raw["id"]), str(raw["uses"]), None if when is None else str(when))
+
+        nodes: list[StepSketch | ParallelSketch] = [
+            ParallelSketch(tuple(map(step, raw["parallel"]))) if "parallel" in raw else step(raw)
+            for raw in document.get("steps") or ()
+        ]
+        return cls(str(document.get("pipeline", "")), tuple(nodes))
+
+
+@dataclass(frozen=True)
+class ReportMeta:
+    """What the replay was: title, when the report was made, rule versions, baseline, world and notes."""
+
+    title: str
+    generated_at: str
+    rules_version: str | None = None
+    baseline: str | None = None
+    baseline_rules_version: str | None = None
+    world: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def deciding_rules(record: Mapping[str, Any]) -> list[str]:
+    """``ruleset/rule`` for each rule set that decided: ``decided_by`` if given, else its last matched rule."""
+    decided_by = record.get("decided_by")
+    if isinstance(decided_by, Mapping):
+        return [f"{ruleset}/{rule}" for ruleset, rule in decided_by.items() if rule is not None]
+    last: dict[str, str] = {}
+    for tried in record.get("rules") or ():
+        if tried.get("matched"):
+            last[str(tried["ruleset"])] = str(tried["rule"])
+    return [f"{ruleset}/{rule}" for ruleset, rule in last.items()]
+
+
+def change_kind(record: Mapping[str, Any]) -> str | None:
+    """``changed``, ``knock_on`` or ``unchanged`` against the baseline; None without one."""
+    kind = record.get("change_kind")
+    if isinstance(kind, str) and kind.replace("-", "_") in CHANGE_KINDS:
+        return kind.replace("-", "_")
+    if "changed" in record:
+        return "changed" if record["changed"] else "unchanged"
+    return None
+
+
+def _about_masking(note: Any) -> bool:
+    return isinstance(note, str) and "masked" in note.lower()
+
+
+def _event(record: Mapping[str, Any]) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "record": {key: record[key] for key in RECORD_FIELDS if key in record},
+        "decided": deciding_rules(record),
+    }
+    kind = change_kind(record)
+    if kind is not None:
+        event["kind"] = kind
+    masked = [note for note in record.get("notes") or () if _about_masking(note)]
+    if masked:
+        event["masked"] = masked
+    return event
+
+
+def _sketch(node: StepSketch | ParallelSketch) -> dict[str, Any]:
+    if isinstance(node, ParallelSketch):
+        return {"parallel": [_sketch(member) for member in node.members]}
+    return {"id": node.id, "uses": node.uses, "when": node.when}
+
+
+@cache
+def _asset(name: str) -> tuple[str, str]:
+    """The text of a file beside this module and its CSP hash source."""
+    text = (_HERE / name).read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    return text, f"'sha256-{digest}'"
+
+
+def _script_json(value: Any) -> str:
+    r"""JSON that cannot end its script block: "</script>" or "<!--" in data stays data (``<`` is ``\u003c``)."""
+    text = json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+_BODY = """<header><h1 id="title"></h1><p id="meta" class="muted"></p></header>
+<div id="banners"></div>
+<section><h2>Pipeline <span id="pipeline-name" class="mono"></span>
+<span id="diagram-scope" class="muted"></span></h2><div id="diagram" class="diagram"></div></section>
+<section><h2>Summary</h2><div id="summary" class="summary"></div></section>
+<section><h2>Events</h2>
+<div class="filters">
+<label>Outcome<select id="f-outcome"></select></label>
+<label>Deciding rule<select id="f-rule"></select></label>
+<label id="f-change-label">Change<select id="f-change"></select></label>
+<label>Source<input id="f-source" type="search" placeholder="part of a source" autocomplete="off"></label>
+<span id="count" class="count"></span>
+</div>
+<table class="events"><thead><tr id="columns"></tr></thead><tbody id="rows"></tbody></table>
+<p id="empty" class="muted" hidden></p>
+<div id="more" hidden><button type="button" id="more-button"></button></div>
+</section>
+<noscript>This report needs JavaScript to show its events.</noscript>
+"""
+
+
+def render_report(records: Sequence[Mapping[str, Any]], pipeline: PipelineSketch, meta: ReportMeta) -> str:
+    """One self-contained HTML document reporting ``records`` (``--json`` objects) replayed through ``pipeline``."""
+    css, style_hash = _asset("report_page.css")
+    js, script_hash = _asset("report_page.js")
+    data = {
+        "meta": {
+            "title": meta.title,
+            "generated_at": meta.generated_at,
+            "rules_version": meta.rules_version,
+            "baseline": meta.baseline,
+            "baseline_rules_version": meta.baseline_rules_version,
+            "world": meta.world,
+            "notes": [{"text": note, "masked": _about_masking(note)} for note in meta.notes],
+        },
+        "pipeline": {"name": pipeline.name, "steps": [_sketch(node) for node in pipeline.steps]},
+        "events": [_event(record) for record in records],
+    }
+    policy = (
+        f"default-src 'none'; script-src {script_hash}; style-src {style_hash}; img-src data:; "
+        "base-uri 'none'; form-action 'none'"
+    )
+    return "".join(
+        (
+            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
+            f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
+            '<meta name="referrer" content="no-referrer">\n<link rel="icon" href="data:,">\n',
+            f"<title>{html.escape(meta.title)}</title>\n<style>{css}</style>\n</head>\n<body>\n",
+            _BODY,
+            f'<script type="application/json" id="report-data">{_script_json(data)}</script>\n',
+            f"<script>{js}</script>\n</body>\n</html>\n",
+        )
+    )
