@@ -5,8 +5,10 @@
 
 The events are API Gateway REST (payload 1.0) events posted to https://hooks.example.com/prod/<channel>
 (Host header, X-Forwarded-Proto and requestContext.path, as API Gateway sends them), except one HTTP
-API (payload 2.0) event. Signatures are computed by the twilio library over the URL the pipeline
-rebuilds, so a replay checks them exactly as the Lambda would.
+API (payload 2.0) event. Twilio signatures are computed by the twilio library over the URL the pipeline
+rebuilds, so a replay checks them exactly as the Lambda would. The email events are SendGrid Inbound Parse
+posts (multipart, base64 as API Gateway passes binary media types), signed with Acme's example key pair
+(``KeyPair.from_seed(EMAIL_KEY_SEED)``, whose public key is the world's secret) at the world's ``now``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.world import load_world
+from tools.events import rest_event
+from tools.sendgrid_events import Email, KeyPair, inbound_parse_body, signed
 
 HERE = Path(__file__).resolve().parent
 WORLD = HERE / "world.yaml"
@@ -42,6 +46,25 @@ PEOPLE = {
     "stranger": "+447700900999",
 }
 REDELIVERED_SID = "SMe4a1c2f9b7d5e3c1a9f7d5b3e1c9a712"
+EMAIL_KEY_SEED = "examples/acme-sendgrid"
+ACME_PARSE_ADDRESS = "support@inbound.acme.example"
+
+
+def email_event(email: Email, timestamp: int, key: KeyPair) -> dict[str, Any]:
+    """A SendGrid Inbound Parse post of ``email`` to https://hooks.example.com/prod/email, signed at ``timestamp``."""
+    body, content_type = inbound_parse_body(email)
+    request = signed(key, body, content_type, timestamp=timestamp)
+    headers = {"Host": "hooks.example.com", "User-Agent": "Sendlib/1.0", "X-Forwarded-Proto": "https"}
+    return rest_event(
+        "POST",
+        "/prod/email",
+        host="hooks.example.com",
+        headers={**headers, **request.headers},
+        body=body,
+        base64_body=True,
+        source_ip=None,
+        request_id=f"req-email-{timestamp}",
+    )
 
 
 def sid(name: str, prefix: str = "SM") -> str:
@@ -123,6 +146,27 @@ def build_files(world_path: Path = WORLD) -> dict[str, str]:
             twilio_rest_event("whatsapp", whatsapp("stranger", "stranger-1", "hello?"), token=token),
         ],
     }
+    key = KeyPair.from_seed(EMAIL_KEY_SEED)
+    now = int(world.now.timestamp()) if world.now else 0
+
+    def kim(subject: str, text: str, message_id: str, **extra: Any) -> Email:
+        return Email(
+            sender="Kim Lee <kim@example.org>",
+            to=ACME_PARSE_ADDRESS,
+            envelope_from="kim@example.org",
+            envelope_to=(ACME_PARSE_ADDRESS,),
+            subject=subject,
+            text=text,
+            html=None,
+            message_id=f"<{message_id}@mail.example.org>",
+            **extra,
+        )
+
+    events["13_email.jsonl"] = [
+        email_event(kim("Order 10442", "Hi, my parcel has not arrived yet.", "kim-1"), now - 5, key),
+        email_event(kim("WIN A PRIZE", "Click here to claim.", "kim-2", spam_score="8.7"), now - 4, key),
+        email_event(kim("Order 10442", "Replayed a day later.", "kim-3"), now - 86400, key),
+    ]
     files: dict[str, str] = {}
     for name, content in events.items():
         if name.endswith(".jsonl"):

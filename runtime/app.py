@@ -8,6 +8,7 @@ log line and one EMF metrics document.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -68,7 +69,7 @@ def _session_with_region() -> Any:
 
 
 def shared_limits(configs: Sequence[AppConfig]) -> CallLimits:
-    """The call bounds every pipeline's calls keep: the tightest of each one's ``aws:`` block."""
+    """One set of call bounds every pipeline's calls keep: the tightest of each one's ``aws:`` block."""
     limits = [config.aws for config in configs] or [CallLimits()]
     return CallLimits(
         connect_timeout=min(limit.connect_timeout for limit in limits),
@@ -144,10 +145,19 @@ def load_pipelines(root: Path, env: Mapping[str, str], stamp: Stamp | None = Non
 class Application:
     """Runs the pipeline an event is routed to and maps the result to the proxy response."""
 
-    def __init__(self, configs: Sequence[AppConfig], services: Services, metrics: EmfMetrics | None = None) -> None:
+    def __init__(
+        self,
+        configs: Sequence[AppConfig],
+        services: Services,
+        metrics: EmfMetrics | None = None,
+        *,
+        by_pipeline: Mapping[str, Services] | None = None,
+    ) -> None:
+        """``services`` serve every pipeline, except those ``by_pipeline`` gives services of their own."""
         self.configs = tuple(configs)
         self.services = services
         self.metrics = metrics
+        self._services = dict(by_pipeline or {})
         self._routes = _routes(self.configs)
         self._expected = " or ".join(f"…/{channel}" for channel in sorted(self._routes))
 
@@ -162,8 +172,14 @@ class Application:
         environment = os.environ if env is None else env
         configs = load_pipelines(root, environment, Stamp.read(root / STAMP_FILE))
         tracing.configure(environment)
-        services = live_services(shared_limits(configs), session=session, env=environment)
-        return cls(configs, services, EmfMetrics.from_env(environment))
+        # Pipelines with the same call bounds (the usual case) share one set of clients and one secret cache.
+        shared: dict[CallLimits, Services] = {}
+        for config in configs:
+            if config.aws not in shared:
+                shared[config.aws] = live_services(config.aws, session=session, env=environment)
+        by_pipeline = {config.name: shared[config.aws] for config in configs}
+        first = by_pipeline[configs[0].name]
+        return cls(configs, first, EmfMetrics.from_env(environment), by_pipeline=by_pipeline)
 
     def pipeline(self, name: str) -> AppConfig:
         """The loaded pipeline called ``name``; KeyError when there is none."""
@@ -171,6 +187,22 @@ class Application:
             if config.name == name:
                 return config
         raise KeyError(name)
+
+    def replace_services(self, **changes: Any) -> None:
+        """Change the same fields of every pipeline's services (a clock for tests, say); sharing is kept."""
+        replaced: dict[int, Services] = {}
+        for name, services in [("", self.services), *self._services.items()]:
+            if id(services) not in replaced:
+                replaced[id(services)] = dataclasses.replace(services, **changes)
+            new = replaced[id(services)]
+            if name:
+                self._services[name] = new
+            else:
+                self.services = new
+
+    def services_for(self, name: str) -> Services:
+        """The services pipeline ``name`` runs with."""
+        return self._services.get(name, self.services)
 
     def route(self, channel: str | None) -> AppConfig | None:
         """The pipeline serving ``channel``, or None."""
@@ -210,7 +242,8 @@ class Application:
             remaining = getattr(context, "get_remaining_time_in_millis", None)
             if callable(remaining):
                 budget = max(0.0, remaining() / 1000 - ANSWER_MARGIN_SECONDS)
-            result = config.pipeline.run(request, self.services, time_budget=budget, explain=explain)
+            services = self.services_for(config.name)
+            result = config.pipeline.run(request, services, time_budget=budget, explain=explain)
             name, channel = config.name, request.channel
             try:
                 response = proxy_response(config.responses.respond(result, channel))

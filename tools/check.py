@@ -208,10 +208,14 @@ def check_config(
             failures.extend(failed)
             if not loaded.complete:
                 not_run.append(loaded.ruleset.name)
+    # Pipeline files first, then rules files by name; a finding in a file shared by several pipelines, once.
+    heads = [display_path(path) for path in paths]
+    files = [*heads, *sorted(name for name in files if name not in heads)]
     order = {name: rank for rank, name in enumerate(files)}
-    unique = dict.fromkeys([*findings, *failures])
-    ordered = sorted(unique, key=lambda p: (order.get(p.file, len(order)), p.file, p.line, p.column))
-    return CheckReport(tuple(ordered), tuple(dict.fromkeys(failures)), tests_run, tuple(files), tuple(not_run))
+    unique = {(p.file, p.line, p.column, p.severity): p for p in reversed([*findings, *failures])}
+    ordered = sorted(unique.values(), key=lambda p: (order.get(p.file, len(order)), p.file, p.line, p.column))
+    failed_tests = tuple(p for p in ordered if p in failures)
+    return CheckReport(tuple(ordered), failed_tests, tests_run, tuple(files), tuple(not_run))
 
 
 def _check_ruleset(loaded: LoadedRuleSet) -> tuple[int, list[Problem], list[Problem]]:

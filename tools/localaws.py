@@ -1,7 +1,7 @@
 """The contract's AWS resources, created in an emulator (moto in-process or its server).
 
 Used by the tests, the dry-run's in-memory world and ``pipeline-serve``: one definition of the
-conversations table (with both GSIs), the stage and lock tables and the three queues.
+conversations table (with its WhatsApp, SMS and email GSIs), the stage and lock tables and the four queues.
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ from boto3.dynamodb.types import TypeSerializer
 
 __all__ = ["LocalResources", "provision", "put_items", "put_secrets", "to_dynamo"]
 
+# (index, hash key, range key) of the conversations table's GSIs (projection ALL).
 _CONVERSATION_INDEXES = (
-    ("company-whatsapp-number-recipient-tel-index", "gsi_company_whatsapp_number"),
-    ("company-sms-number-recipient-tel-index", "gsi_company_sms_number"),
+    ("company-whatsapp-number-recipient-tel-index", "gsi_company_whatsapp_number", "gsi_recipient_tel"),
+    ("company-sms-number-recipient-tel-index", "gsi_company_sms_number", "gsi_recipient_tel"),
+    ("company-email-address-recipient-email-index", "gsi_company_email_address", "gsi_recipient_email"),
 )
+_QUEUES = ("whatsapp", "sms", "handoff", "email")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class LocalResources:
     whatsapp_queue_url: str
     sms_queue_url: str
     handoff_queue_url: str
+    email_queue_url: str
 
     def environment(self) -> dict[str, str]:
         """The contract's environment variables pointing at these resources."""
@@ -42,6 +46,7 @@ class LocalResources:
             "WHATSAPP_QUEUE_URL": self.whatsapp_queue_url,
             "SMS_QUEUE_URL": self.sms_queue_url,
             "HANDOFF_QUEUE_URL": self.handoff_queue_url,
+            "EMAIL_QUEUE_URL": self.email_queue_url,
         }
 
 
@@ -53,12 +58,8 @@ def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
             {"AttributeName": name, "AttributeType": "S"}
-            for name in (
-                "primary_channel",
-                "conversation_id",
-                "gsi_company_whatsapp_number",
-                "gsi_company_sms_number",
-                "gsi_recipient_tel",
+            for name in dict.fromkeys(
+                ["primary_channel", "conversation_id", *(key for _, h, r in _CONVERSATION_INDEXES for key in (h, r))]
             )
         ],
         KeySchema=[
@@ -70,11 +71,11 @@ def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
                 "IndexName": index,
                 "KeySchema": [
                     {"AttributeName": hash_key, "KeyType": "HASH"},
-                    {"AttributeName": "gsi_recipient_tel", "KeyType": "RANGE"},
+                    {"AttributeName": range_key, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             }
-            for index, hash_key in _CONVERSATION_INDEXES
+            for index, hash_key, range_key in _CONVERSATION_INDEXES
         ],
     )
     stage, lock = f"{prefix}conversations-stage", f"{prefix}conversations-trigger-lock"
@@ -100,7 +101,7 @@ def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
         dynamodb.update_time_to_live(
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
         )
-    urls = [sqs.create_queue(QueueName=f"{prefix}{name}")["QueueUrl"] for name in ("whatsapp", "sms", "handoff")]
+    urls = [sqs.create_queue(QueueName=f"{prefix}{name}")["QueueUrl"] for name in _QUEUES]
     return LocalResources(conversations, stage, lock, *urls)
 
 

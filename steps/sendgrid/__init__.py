@@ -1,4 +1,9 @@
-"""SendGrid Inbound Parse building blocks: multipart parsing, signature checks, the email's identity.
+"""Inbound email from SendGrid Inbound Parse: ``sendgrid.parse`` and ``sendgrid.signature``.
 
-Pure functions on the standard library (and ``cryptography``, imported lazily); no engine imports.
+The building blocks (``multipart``, ``signature``, ``message``) are pure functions on the standard library
+(and ``cryptography``, imported on first use); ``parse`` and ``verify`` register them as steps.
 """
+
+from steps.sendgrid import parse, verify
+
+__all__ = ["parse", "verify"]

@@ -108,7 +108,8 @@ def read_email(form: MultipartForm, body: bytes) -> InboundEmail:
     headers = _header_block(raw[0]) if mime is not None else form.first("headers") or ""
     message_ids = [found for value in _header_values(headers, "Message-ID") if (found := normalise_message_id(value))]
     envelope = _json_object(form.first("envelope"))
-    sender = _address(envelope.get("from")) or next(iter(_addresses(form.first("from"))), None)
+    # The author (From), not the envelope's return path (often a bounce address of the sender's mail system).
+    sender = next(iter(_addresses(form.first("from"))), None) or _address(envelope.get("from"))
     recipients = _unique(_address(to) for to in _as_list(envelope.get("to"))) or _addresses(form.first("to"))
     if mime is not None:
         plain, html, attachments = _mime_parts(mime)

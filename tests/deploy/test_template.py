@@ -80,10 +80,16 @@ def function_env(template: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def config(template: dict[str, Any], function_env: dict[str, Any]) -> AppConfig:
-    """The shipped pipeline, loaded with the environment the template gives the function."""
+def configs(template: dict[str, Any], function_env: dict[str, Any]) -> list[AppConfig]:
+    """Every shipped pipeline, loaded with the environment the template gives the function."""
     env = {name: placeholder(template, value) for name, value in function_env.items()}
-    return load_config(PIPELINE, ROOT / "rules", env)
+    return [load_config(path, ROOT / "rules", env) for path in sorted((ROOT / "pipelines").glob("*.yaml"))]
+
+
+@pytest.fixture(scope="module")
+def config(configs: list[AppConfig]) -> AppConfig:
+    """The Twilio pipeline."""
+    return next(config for config in configs if config.name == "twilio_inbound")
 
 
 def _arn_of(name: str) -> dict[str, Any]:
@@ -115,9 +121,9 @@ def _template_resource(grant: Grant) -> Any:
     return {"Fn::Sub": prefix + "${CredentialSecretNamePattern}"}
 
 
-def expected_grants(config: AppConfig) -> set[tuple[str, str]]:
+def expected_grants(configs: list[AppConfig]) -> set[tuple[str, str]]:
     """(action, resource) pairs: every step's declared actions, on the resources it declares (``tools.iam``)."""
-    return {(grant.action, repr(_template_resource(grant))) for grant in pipeline_grants(config)}
+    return {(grant.action, repr(_template_resource(grant))) for config in configs for grant in pipeline_grants(config)}
 
 
 def policy_statements(template: dict[str, Any], policy: str) -> list[dict[str, Any]]:
@@ -130,8 +136,13 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def test_the_step_policy_grants_exactly_the_actions_the_steps_declare(template, config) -> None:
-    declared = {action for step in config.pipeline.steps() for action in registry.get(step.uses).iam_actions}
+def test_the_step_policy_grants_exactly_the_actions_the_steps_declare(template, configs) -> None:
+    declared = {
+        action
+        for config in configs
+        for step in config.pipeline.steps()
+        for action in registry.get(step.uses).iam_actions
+    }
     statements = policy_statements(template, "PipelineSteps")
     granted = {action for statement in statements for action in as_list(statement["Action"])}
     assert granted == declared
@@ -145,7 +156,7 @@ def test_the_step_policy_grants_exactly_the_actions_the_steps_declare(template, 
     }
 
 
-def test_each_action_is_granted_on_exactly_the_resources_its_steps_use(template, config) -> None:
+def test_each_action_is_granted_on_exactly_the_resources_its_steps_use(template, configs) -> None:
     statements = policy_statements(template, "PipelineSteps")
     assert all(s["Effect"] == "Allow" and "NotAction" not in s and "NotResource" not in s for s in statements)
     granted = {
@@ -154,7 +165,7 @@ def test_each_action_is_granted_on_exactly_the_resources_its_steps_use(template,
         for action in as_list(statement["Action"])
         for resource in as_list(statement["Resource"])
     }
-    assert granted == expected_grants(config)
+    assert granted == expected_grants(configs)
     # The lock release may delete lock rows only; staged messages are never deleted by this function.
     assert {resource for action, resource in granted if action == "dynamodb:DeleteItem"} == {
         repr({"Fn::GetAtt": ["LockTable", "Arn"]})
@@ -175,7 +186,7 @@ def test_nothing_else_in_the_template_grants_permissions(template) -> None:
     assert function["Role"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]} and "Policies" not in function
 
 
-def test_the_function_is_wired_as_the_contract_says(template, function_env, config) -> None:
+def test_the_function_is_wired_as_the_contract_says(template, function_env, config, configs) -> None:
     function = template["Resources"]["PipelineFunction"]
     props = {**template["Globals"]["Function"], **function["Properties"]}
     assert (props["Handler"], props["Runtime"], props["Tracing"]) == ("handler.handler", "python3.11", "Active")
@@ -189,17 +200,20 @@ def test_the_function_is_wired_as_the_contract_says(template, function_env, conf
     assert set(function_env) >= CONTRACT_ENV
     assert function_env["TRACING_ENABLED"] == "true"
     routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in props["Events"].values()}
-    assert routes == {("post", "/whatsapp"), ("post", "/sms")}
+    assert routes == {("post", f"/{channel}") for config in configs for channel in config.channels}
+    assert routes == {("post", "/whatsapp"), ("post", "/sms"), ("post", "/email")}
     assert all(e["Type"] == "Api" for e in props["Events"].values())
     api = template["Resources"]["WebhookApi"]["Properties"]
     assert api["StageName"] == {"Ref": "StageName"} and api["TracingEnabled"] is True
+    # Inbound Parse posts are multipart with binary parts: API Gateway must hand them over base64, unaltered.
+    assert "multipart~1form-data" in api["BinaryMediaTypes"]
     group = template["Resources"]["FunctionLogGroup"]["Properties"]
     assert props["LoggingConfig"]["LogGroup"] == {"Ref": "FunctionLogGroup"}
     assert group["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
 
 
 def test_every_environment_reference_without_a_default_is_set_by_the_template(function_env) -> None:
-    files = [PIPELINE, *sorted((ROOT / "rules").glob("*.yaml"))]
+    files = [*sorted((ROOT / "pipelines").glob("*.yaml")), *sorted((ROOT / "rules").glob("*.yaml"))]
     references = re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}", "".join(f.read_text() for f in files))
     required = {name for name, default in references if not default}
     assert required
@@ -221,10 +235,10 @@ def test_the_tables_have_the_contract_keys_and_ttl(template) -> None:
         assert body["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
 
 
-def test_every_queue_the_pipeline_routes_to_has_a_dead_letter_queue_with_an_alarm(template, config) -> None:
+def test_every_queue_a_pipeline_routes_to_has_a_dead_letter_queue_with_an_alarm(template, configs) -> None:
     queues = resources(template, "AWS::SQS::Queue")
-    routed = {target.queue_url.removeprefix("ref:") for target in config.targets.values()}
-    assert routed == {"WhatsAppQueue", "SmsQueue", "HandoffQueue"}
+    routed = {target.queue_url.removeprefix("ref:") for config in configs for target in config.targets.values()}
+    assert routed == {"WhatsAppQueue", "SmsQueue", "HandoffQueue", "EmailQueue"}
     alarms = resources(template, "AWS::CloudWatch::Alarm").values()
     watched = {
         d["Value"]["Fn::GetAtt"][0]
@@ -260,6 +274,8 @@ def test_the_outputs_give_the_webhook_urls_with_the_retry_overrides(template) ->
     for channel, output in (("whatsapp", "WhatsAppWebhookUrl"), ("sms", "SmsWebhookUrl")):
         url = template["Outputs"][output]["Value"]["Fn::Sub"]
         assert url.endswith(f"/${{StageName}}/{channel}#rc=2&rp=ct,rt,5xx&rt=6000")
+    # SendGrid retries 5xx itself: its URL carries no Twilio connection overrides.
+    assert template["Outputs"]["EmailWebhookUrl"]["Value"]["Fn::Sub"].endswith("/${StageName}/email")
 
 
 # The build script (scripts/build_lambda.py): what goes into the artifact, without downloading anything.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,10 @@ import pytest
 import yaml
 
 from tests.integration.conftest import Moto, Serve, base_env, start_serve, stop
+from tests.support.email import KEY, USER_EMAIL, add_email_world
 from tests.support.webhooks import COMPANY_WA, EMPTY_TWIML, TOKEN, USER, sms_params, whatsapp_params
 from tests.support.world import WA_SECRET, World, conversation
+from tools.sendgrid_events import Email, inbound_parse_body, signed
 
 pytestmark = pytest.mark.integration
 
@@ -99,9 +102,11 @@ def test_a_request_not_signed_over_the_url_the_server_saw_writes_nothing(serve: 
 
 
 def test_paths_are_answered_as_api_gateway_and_the_pipeline_would(serve: Serve, aws: World) -> None:
-    unknown = serve.post("/prod/email", {"From": USER, "To": COMPANY_WA, "MessageSid": SID_1})
+    unknown = serve.post("/prod/voice", {"From": USER, "To": COMPANY_WA, "MessageSid": SID_1})
     assert unknown.status == 400
     assert json.loads(unknown.body)["error_code"] == "PARSING_ERROR"
+    unsigned_email = serve.post("/prod/email", {"From": USER, "To": COMPANY_WA, "MessageSid": SID_1})
+    assert (unsigned_email.status, json.loads(unsigned_email.body)["error_code"]) == (403, "INVALID_SIGNATURE")
     outside = serve.post("/whatsapp", whatsapp_params())
     assert (outside.status, json.loads(outside.body)) == (403, {"message": "Missing Authentication Token"})
     assert untouched(aws)
@@ -172,3 +177,15 @@ def test_serve_can_start_moto_itself_and_seed_it_from_a_world_file(tmp_path: Pat
         assert json.loads(message["Body"]) == {"conversation_id": item["conversation_id"], "primary_channel": USER}
     finally:
         stop(server.process)
+
+
+def test_an_email_posted_by_sendgrid_is_staged_and_triggered(serve: Serve, aws: World) -> None:
+    item = add_email_world(aws)
+    body, content_type = inbound_parse_body(Email())
+    request = signed(KEY, body, content_type)
+    post = urllib.request.Request(serve.url("/prod/email"), data=body, headers=request.headers, method="POST")
+    answer = serve.send(post)
+    assert (answer.status, json.loads(answer.body)) == (200, {"status": "ok", "outcome": "QUEUED"})
+    [row] = aws.stage_rows()
+    assert (row["conversation_id"], row["channel_type"]) == (item["conversation_id"], "email")
+    assert received(aws, "email") == [{"conversation_id": item["conversation_id"], "primary_channel": USER_EMAIL}]

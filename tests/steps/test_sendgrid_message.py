@@ -20,14 +20,14 @@ from steps.sendgrid.message import (
     read_email,
 )
 from steps.sendgrid.multipart import MultipartForm, parse
-from tests.support.sendgrid_events import (
+from tools.sendgrid_events import (
     MESSAGE_ID,
     Email,
     encode_form,
     inbound_parse_body,
     raw_mime_body,
 )
-from tests.support.sendgrid_events import Attachment as File
+from tools.sendgrid_events import Attachment as File
 
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
@@ -49,7 +49,7 @@ def test_a_sendgrid_post_reads_as_one_email(raw: bool) -> None:
     email = _email(Email(attachments=FILES, cc="Ops <ops@example.com>"), raw=raw)
     assert email.message_id == id_from_message_id("CAF=1a2b3c.4d5e@mail.example.net")
     assert email.id_source == "message-id"
-    assert email.sender == "bounces+jane@example.net"
+    assert email.sender == "jane.sender@example.net"
     assert email.recipients == ("support@parse.example.com",)
     assert email.subject == "Order #1042: where is it?"
     assert email.text == "Hello,\nmy order has not arrived yet.\nJane"
@@ -128,14 +128,14 @@ def test_the_first_of_two_message_ids_is_used() -> None:
     assert read_email(parse(body, content_type), body).message_id == id_from_message_id("first@example.com")
 
 
-def test_the_sender_falls_back_to_the_from_header() -> None:
+def test_the_sender_is_the_author_else_the_envelope_return_path() -> None:
     assert _email(Email(envelope_from="")).sender == "jane.sender@example.net"
-    assert _email(Email(envelope_from="not an address")).sender == "jane.sender@example.net"
-    assert _email(Email(envelope_from="", sender="nobody")).sender is None
+    assert _email(Email(sender="nobody")).sender == "bounces+jane@example.net"
+    assert _email(Email(envelope_from="not an address", sender="nobody")).sender is None
 
 
-def test_the_sender_is_read_from_an_envelope_with_a_display_name() -> None:
-    assert _email(Email(envelope_from="Jane <JANE@EXAMPLE.NET>")).sender == "jane@example.net"
+def test_the_sender_is_read_from_a_from_header_with_a_display_name() -> None:
+    assert _email(Email(sender="Jane <JANE@EXAMPLE.NET>")).sender == "jane@example.net"
 
 
 def test_recipients_come_from_the_envelope_in_order_without_repeats() -> None:

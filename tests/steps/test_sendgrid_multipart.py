@@ -23,7 +23,7 @@ from steps.sendgrid.multipart import (
     decode_text,
     parse,
 )
-from tests.support.sendgrid_events import BOUNDARY, Attachment, Email, encode_form, inbound_parse_body, raw_mime_body
+from tools.sendgrid_events import BOUNDARY, Attachment, Email, encode_form, inbound_parse_body, raw_mime_body
 
 FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 CT = f"multipart/form-data; boundary={BOUNDARY}"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from steps.sendgrid import signature
 from steps.sendgrid.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh, is_valid_public_key, verify
 from tests.support.expect import ROOT
-from tests.support.sendgrid_events import DOCS_PUBLIC_KEY, Attachment, Email, KeyPair, inbound_parse_body, signed
+from tools.sendgrid_events import DOCS_PUBLIC_KEY, Attachment, Email, KeyPair, inbound_parse_body, signed
 
 FUZZ = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 KEY = KeyPair()

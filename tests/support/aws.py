@@ -60,8 +60,8 @@ def _decode(params: dict[str, Any]) -> dict[str, Any]:
 class AwsSpy:
     """Records every API call of an application's clients and injects faults on demand."""
 
-    def __init__(self, application: Any) -> None:
-        services = application.services
+    def __init__(self, application: Any, pipeline: str = "twilio_inbound") -> None:
+        services = application.services_for(pipeline)
         self.clients: dict[str, Any] = {
             "dynamodb": services.tables.client,
             "sqs": services.queues.client,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,5 +25,5 @@ class SteppedClock:
 def install_clock(application: Any) -> SteppedClock:
     """Give ``application`` a stepped clock for its runs (the secret cache keeps its own)."""
     clock = SteppedClock()
-    application.services = dataclasses.replace(application.services, clock=clock)
+    application.replace_services(clock=clock)
     return clock

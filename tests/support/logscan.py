@@ -1,4 +1,4 @@
-"""A pytest plugin: no log line at INFO or above may carry an auth token, a message body or a phone number.
+"""A pytest plugin: no log line at INFO or above may carry a token, a message body, a phone number or an address.
 
 Every record that reaches the root logger during a test is formatted as the Lambda logs it
 (``runtime.logs.JsonFormatter``); the test fails in teardown when a line contains one of the sensitive
@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 import pytest
 
 from runtime.logs import JsonFormatter
+from tests.support.email import COMPANY_EMAIL, USER_EMAIL
 from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, TOKEN, USER, WEBHOOK_KEY
 
 __all__ = ["SENSITIVE", "LogScanner", "captured", "find_leaks", "forbid"]
@@ -33,6 +34,8 @@ SENSITIVE: frozenset[str] = frozenset(
         COMPANY_SMS.lstrip("+"),
         "Hello there! 👋",
         "Hi, is this open?",
+        USER_EMAIL,
+        COMPANY_EMAIL,
     }
 )
 

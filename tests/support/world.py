@@ -89,6 +89,7 @@ class World:
             "whatsapp": self.resources.whatsapp_queue_url,
             "sms": self.resources.sms_queue_url,
             "handoff": self.resources.handoff_queue_url,
+            "email": self.resources.email_queue_url,
         }[name]
 
     def delete_queue(self, name: str) -> None:
@@ -96,7 +97,7 @@ class World:
 
     def all_sent(self) -> dict[str, list[tuple[dict[str, Any], int]]]:
         """Every queue's messages, by queue name."""
-        return {name: self.sent(name) for name in ("whatsapp", "sms", "handoff")}
+        return {name: self.sent(name) for name in ("whatsapp", "sms", "handoff", "email")}
 
     def _scan(self, table: str) -> list[dict[str, Any]]:
         items = self.dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]

@@ -356,7 +356,7 @@ def test_one_run_reports_every_problem_in_every_file(tmp_path: Path) -> None:
     assert_findings(result.stdout, in_file_order(*cases))
     assert result.returncode == 2
     assert result.stderr == (
-        "checked 5 files: 4 errors, 1 warning; inline tests: 7 passed, 2 failed"
+        "checked 8 files: 4 errors, 1 warning; inline tests: 14 passed, 2 failed"
         " (not run for rule sets with errors: project_status, conversation_lock)\n"
     )
 

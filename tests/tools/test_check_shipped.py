@@ -15,6 +15,7 @@ from tools.dryrun.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = REPO / "pipelines" / "twilio_inbound.yaml"
+PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
 RULES = REPO / "rules"
 UNSET_IN_CI = (
     "CONVERSATIONS_TABLE_NAME",
@@ -26,12 +27,15 @@ UNSET_IN_CI = (
 )
 
 
-def reference(name: str) -> str:
-    """``pipelines/twilio_inbound.yaml:LINE:COLUMN`` of the ``${env:NAME}`` reference."""
-    for number, line in enumerate(PIPELINE.read_text().splitlines(), start=1):
-        if f"${{env:{name}}}" in line:
-            return f"pipelines/twilio_inbound.yaml:{number}:{line.index('${env:') + 1}"
-    raise AssertionError(name)
+def references() -> list[tuple[str, str]]:
+    """(``pipelines/FILE:LINE:COLUMN``, name) of every ``${env:NAME}`` reference without a default, in file order."""
+    found = []
+    for path in PIPELINES:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            for name in UNSET_IN_CI:
+                if f"${{env:{name}}}" in line:
+                    found.append((f"pipelines/{path.name}:{number}:{line.index('${env:') + 1}", name))
+    return found
 
 
 @pytest.fixture
@@ -46,13 +50,15 @@ def test_shipped_configuration_passes_where_the_deployed_env_is_absent(tmp_path:
     command = [str(script)] if script.exists() else [sys.executable, "-m", "tools.dryrun.cli"]
     result = subprocess.run([*command, "--check"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     expected = [
-        f"{reference(name)}: warning: environment variable {name} is not set; "
+        f"{where}: warning: environment variable {name} is not set; "
         f"set it or give a default with ${{env:{name}:-VALUE}}"
-        for name in UNSET_IN_CI
+        for where, name in references()
     ]
+    assert len(expected) == 10  # 6 in the Twilio pipeline, 4 in the email pipeline
     assert result.stdout.splitlines() == expected
     assert result.returncode == 0
-    assert result.stderr.startswith("checked 5 files: 0 errors, 6 warnings; inline tests: ")
+    files = len(PIPELINES) + len(list(RULES.glob("*.yaml")))
+    assert result.stderr.startswith(f"checked {files} files: 0 errors, 10 warnings; inline tests: ")
     assert result.stderr.rstrip().endswith(" passed, 0 failed")
 
 
@@ -73,7 +79,7 @@ def test_strict_env_makes_every_unset_reference_an_error(
     monkeypatch.chdir(REPO)
     assert main(["--check", "--strict-env"]) == 2
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(": ", 1)[0] for line in lines] == [reference(name) for name in UNSET_IN_CI]
+    assert [line.split(": ", 1)[0] for line in lines] == [where for where, _ in references()]
     assert all("warning" not in line for line in lines)
 
 

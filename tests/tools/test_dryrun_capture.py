@@ -20,7 +20,8 @@ from tools.dryrun.events import load_events
 from tools.dryrun.replay import run_replay
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENTS = load_events([ROOT / "examples" / "events"])
+# The Twilio examples: their form bodies are masked field by field (an email's multipart body is dropped).
+EVENTS = [recorded for recorded in load_events([ROOT / "examples" / "events"]) if "13_email" not in recorded.source]
 KEY = "a-capture-key-of-32-characters!!"
 
 
@@ -100,8 +101,15 @@ def test_captured_masked_events_replay_against_a_pseudonymized_world(
     for secret in ("9f86d081884c7d659a2feaa0c55ad015", "+447700900101", "447700900101", "Can I change my delivery"):
         assert secret not in shared
     original = replay(str(ROOT / "examples" / "world.yaml"), str(ROOT / "examples" / "events"), "--skip-signature")
-    # Objects are named by time, so the directory reads back in capture order.
-    assert replay(str(world), str(captured), "--skip-signature") == original
+    # Objects are named by time, so the directory reads back in capture order (the email examples come last).
+    assert replay(str(world), str(captured), "--skip-signature") == original[: len(EVENTS)]
+
+
+@pytest.mark.parametrize("mask", ["text", "all"])
+def test_a_body_that_is_not_a_form_is_dropped_when_masking(mask: str) -> None:
+    [email, *_] = [recorded.event for recorded in load_events([ROOT / "examples" / "events" / "13_email.jsonl"])]
+    masked = recordable(email, mask=mask, pseudonyms=Pseudonyms(KEY.encode()))
+    assert masked["body"] == "" and email["body"]
 
 
 def test_a_failed_capture_never_raises(caplog: pytest.LogCaptureFixture) -> None:

@@ -85,7 +85,14 @@ class MemoryBackend:
     def world(self, spec: WorldSpec, prefix: str = "") -> WorldPorts:
         resources, schemas = blueprint(prefix)
         tables = MemoryTables(schemas)
-        queues = MemoryQueues([resources.whatsapp_queue_url, resources.sms_queue_url, resources.handoff_queue_url])
+        queues = MemoryQueues(
+            [
+                resources.whatsapp_queue_url,
+                resources.sms_queue_url,
+                resources.handoff_queue_url,
+                resources.email_queue_url,
+            ]
+        )
         populate(spec, tables, resources)
         return WorldPorts(tables, queues, MemorySecrets(spec.secrets), resources, schemas)
 

@@ -86,14 +86,28 @@ def _headers(headers: Any) -> Any:
     return {name: value for name, value in headers.items() if str(name).lower() not in _CREDENTIAL_HEADERS}
 
 
+def _is_form(event: Mapping[str, Any]) -> bool:
+    """Whether the event's body is declared as (or, undeclared, taken for) a urlencoded form."""
+    for section in ("headers", "multiValueHeaders"):
+        headers = event.get(section)
+        for name, value in headers.items() if isinstance(headers, Mapping) else ():
+            if str(name).lower() == "content-type":
+                text = value[-1] if isinstance(value, list) and value else value
+                return str(text).split(";")[0].strip().lower() == "application/x-www-form-urlencoded"
+    return True
+
+
 def _masked_body(event: Mapping[str, Any], pseudonyms: Pseudonyms | None) -> str | None:
+    """The form body with its personal fields masked; any other body is dropped (it cannot be masked field by field)."""
     raw = event.get("body")
     if not isinstance(raw, str):
         return None
+    if not _is_form(event):
+        return ""
     try:
         text = base64.b64decode(raw, validate=True).decode() if event.get("isBase64Encoded") else raw
     except (binascii.Error, UnicodeDecodeError):
-        return None
+        return ""
     pairs = []
     for name, value in parse_qsl(text, keep_blank_values=True):
         if value and name.lower() in PERSONAL_TEXT_KEYS:

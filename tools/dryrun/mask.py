@@ -1,8 +1,9 @@
 """Keeping personal data and credentials out of the dry-run's output.
 
 - ``Masker`` (unless ``--show-data``): phone numbers anywhere in a string keep only their last two
-  digits (``whatsapp:+44*********96``, also inside ``conversation_id``); the values of free-text fields
-  (``body``, ``content``, ``ProfileName``, location fields…) become ``[masked]``. SQS bodies are JSON
+  digits (``whatsapp:+44*********96``, also inside ``conversation_id``), e-mail addresses only the first
+  character of their local part (``k***@example.org``); the values of free-text fields (``body``,
+  ``content``, ``ProfileName``, ``subject``, location fields…) become ``[masked]``. SQS bodies are JSON
   text: they are masked field by field and re-encoded the way the pipeline encodes them.
 - ``Scrubber`` (always): every credential value known to the replay is replaced by ``***`` in every
   line written, whatever field it hides in.
@@ -34,9 +35,19 @@ PERSONAL_TEXT_KEYS = frozenset(
         "latitude",
         "longitude",
         "listtitle",
+        "subject",
+        "html",
+        "headers",
+        "email",
     }
 )
 _NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
+_ADDRESS = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})")
+
+
+def mask_address(match: re.Match[str]) -> str:
+    """An e-mail address with its local part hidden but for its first character."""
+    return f"{match.group(1)}***@{match.group(2)}"
 
 
 def mask_number(match: re.Match[str]) -> str:
@@ -61,7 +72,12 @@ class Masker:
                 return value
             if len(self._masked) >= _CACHE_LIMIT:
                 self._masked.clear()
-            masked = self._masked[value] = _NUMBER.sub(mask_number, value) if _DIGITS.search(value) else value
+            masked = value
+            if _DIGITS.search(value):
+                masked = _NUMBER.sub(mask_number, masked)
+            if "@" in value:
+                masked = _ADDRESS.sub(mask_address, masked)
+            self._masked[value] = masked
         return masked
 
     def data(self, value: Any, key: str | None = None) -> Any:

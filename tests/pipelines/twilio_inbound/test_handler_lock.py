@@ -120,7 +120,7 @@ def test_stage_failure_after_the_lock_was_taken_releases_it(world, lambda_handle
     lock_puts = [p for p in aws.of("dynamodb.PutItem") if p["TableName"] == world.resources.lock_table]
     assert len(lock_puts) == 1
     assert world.lock_rows() == []
-    assert world.all_sent() == {"whatsapp": [], "sms": [], "handoff": []}
+    assert not any(world.all_sent().values())
 
     lambda_handler(event, None)
     assert outcomes() == [("STAGE_WRITE_TRANSIENT_ERROR", "STAGE_WRITE_TRANSIENT_ERROR"), ("QUEUED", None)]

@@ -1,5 +1,7 @@
 """Build SendGrid Inbound Parse requests for tests and tools: the multipart body, and its ECDSA signature.
 
+Signatures are deterministic (RFC 6979), so generated example events are reproducible.
+
 The body has the fields SendGrid's default format posts (``headers``, ``dkim``, ``content-ids``, ``to``,
 ``from``, ``cc``, ``text``, ``html``, ``sender_ip``, ``spam_report``, ``envelope``, ``attachments``,
 ``subject``, ``spam_score``, ``attachment-info``, ``charsets``, ``SPF`` and ``attachment1..N`` files), or
@@ -10,6 +12,7 @@ the ``send_raw`` ones (the MIME message in ``email``), laid out like a captured 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -102,6 +105,13 @@ class KeyPair:
     def __init__(self, private_key: ec.EllipticCurvePrivateKey | None = None) -> None:
         self.private_key = private_key or ec.generate_private_key(ec.SECP256R1())
 
+    @classmethod
+    def from_seed(cls, seed: str) -> KeyPair:
+        """The same key pair for the same seed (examples only: anyone who knows the seed can sign)."""
+        order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256's group order
+        secret = int.from_bytes(hashlib.sha256(seed.encode()).digest(), "big") % (order - 1) + 1
+        return cls(ec.derive_private_key(secret, ec.SECP256R1()))
+
     @property
     def public_key(self) -> str:
         """The public key as SendGrid hands it out (``policy.signature.public_key``)."""
@@ -109,7 +119,8 @@ class KeyPair:
 
     def sign(self, timestamp: str, body: bytes) -> str:
         """The ``X-Twilio-Email-Event-Webhook-Signature`` value for ``timestamp`` and ``body``."""
-        signature = self.private_key.sign(timestamp.encode("ascii") + body, ec.ECDSA(hashes.SHA256()))
+        algorithm = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+        signature = self.private_key.sign(timestamp.encode("ascii") + body, algorithm)
         return base64.b64encode(signature).decode("ascii")
 
 

@@ -1,0 +1,128 @@
+"""``sendgrid.parse``: read an inbound email that SendGrid's Inbound Parse posts (multipart/form-data).
+
+The email's identity is a stable ``EM…`` id (from its ``Message-ID``, else the body's digest), used as the
+stage row's ``message_sid``. The sender is the user (``user_address``), the parse address it was sent to
+is the company (``company_address``), both lower-cased. A request without SendGrid's signature headers,
+or signed too long ago (a replay) or in the future, ends here with ``INVALID_SIGNATURE``, before any AWS
+call. ``request.fields`` keeps the small header-like fields, never the bodies or raw headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.clock import iso_millis
+from engine.context import Context, StepResult
+from engine.errors import ErrorSpec, StepFailure
+from engine.http import HttpRequest
+from engine.registry import BuildInfo, register
+from steps.sendgrid import multipart
+from steps.sendgrid.message import InboundEmail, read_email
+from steps.sendgrid.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh
+
+__all__ = ["INVALID_SIGNATURE", "PARSING_ERROR", "SendGridParse"]
+
+PARSING_ERROR = ErrorSpec("PARSING_ERROR", description="the request is not a readable Inbound Parse post")
+INVALID_SIGNATURE = ErrorSpec("INVALID_SIGNATURE", description="the request's signature is missing, stale or wrong")
+# Fields copied to ``request.fields``: what a person handling the email needs besides its text.
+_KEPT_FIELDS = ("to", "from", "cc", "subject", "envelope", "spam_score", "SPF", "dkim", "attachments")
+DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+
+
+def _fail(message: str) -> StepFailure:
+    return StepFailure(PARSING_ERROR.code, message)
+
+
+def _request(email: InboundEmail, form: multipart.MultipartForm, channel: str, received_at: str) -> dict[str, Any]:
+    sender = (email.sender or "").lower()
+    recipient = email.recipients[0].lower() if email.recipients else ""
+    return {
+        "channel": channel,
+        "kind": "message",
+        "is_status_callback": False,
+        "message_sid": email.message_id,
+        "message_id_source": email.id_source,
+        "from": sender,
+        "to": recipient,
+        "user_address": sender,
+        "company_address": recipient,
+        "subject": email.subject,
+        "body": email.text,
+        "num_media": len(email.attachments),
+        "media": [
+            {"filename": item.filename, "content_type": item.content_type, "size": item.size}
+            for item in email.attachments
+        ],
+        "spam_score": email.spam_score,
+        "fields": {name: form.first(name) for name in _KEPT_FIELDS if form.first(name) is not None},
+        "received_at": received_at,
+    }
+
+
+@register(
+    "sendgrid.parse",
+    provides="request",
+    errors=(PARSING_ERROR, INVALID_SIGNATURE),
+    auth_headers=(SIGNATURE_HEADER, TIMESTAMP_HEADER),
+    params={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 10485760},
+            "max_parts": {"type": "integer", "minimum": 4, "maximum": 1024},
+            "max_age_seconds": {
+                "type": "number",
+                "minimum": 1,
+                "maximum": 86400,
+                "description": "Oldest signature timestamp accepted (a request signed earlier is a replay).",
+            },
+            "max_future_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
+        },
+    },
+    example={"max_age_seconds": 600},
+)
+class SendGridParse:
+    """Parse the Inbound Parse post: sender, recipient, subject, text, attachments, the email's stable id."""
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._channels = frozenset(info.channels)
+        self._max_body = int(params.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+        self._max_parts = int(params.get("max_parts", 128))
+        self._max_age = float(params.get("max_age_seconds", 600))
+        self._max_future = float(params.get("max_future_seconds", 60))
+
+    def _authentication(self, ctx: Context, http: HttpRequest) -> tuple[str, str]:
+        signature, timestamp = http.header(SIGNATURE_HEADER), http.header(TIMESTAMP_HEADER)
+        if not signature or not timestamp:
+            raise StepFailure(INVALID_SIGNATURE.code, f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header")
+        now = ctx.services.clock.now().timestamp()
+        if not is_fresh(timestamp, now, max_age_seconds=self._max_age, max_future_seconds=self._max_future):
+            raise StepFailure(INVALID_SIGNATURE.code, "the signature's timestamp is outside the accepted window")
+        return signature, timestamp
+
+    def run(self, ctx: Context) -> StepResult:
+        http = ctx.event
+        if not isinstance(http, HttpRequest):
+            raise _fail("the event is not an HTTP request")
+        channel = http.channel
+        if channel not in self._channels:
+            raise _fail("unknown webhook path; expected …/" + " or …/".join(sorted(self._channels)))
+        ctx.doc["request"] = {"channel": channel}
+        if http.unreadable is not None:
+            raise _fail(http.unreadable)
+        if http.method is not None and http.method.upper() != "POST":
+            raise _fail(f"method {http.method} is not accepted; Inbound Parse posts")
+        signature, timestamp = self._authentication(ctx, http)
+        try:
+            form = multipart.parse(
+                http.body, http.header("content-type") or "", max_body_bytes=self._max_body, max_parts=self._max_parts
+            )
+        except multipart.MultipartError as exc:
+            raise _fail(str(exc)) from None
+        email = read_email(form, http.body)
+        if not email.sender or not email.recipients:
+            raise _fail("the email names no sender or no recipient")
+        ctx.private["signed"] = (signature, timestamp, http.body)
+        request = _request(email, form, channel, iso_millis(ctx.services.clock.now()))
+        return StepResult(output=request, decision=f"{channel} message ({email.id_source} id)")

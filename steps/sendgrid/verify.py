@@ -1,0 +1,65 @@
+"""``sendgrid.signature``: check SendGrid's ECDSA signature of the Inbound Parse request.
+
+The verification key is the tenant's security-policy public key, fetched (and cached) by ``secrets.fetch``
+into ``Context.private["signing_key"]``. On a mismatch with a cached key, the secret is fetched once more
+(a rotated key), at most once per secret per ``refetch_interval_seconds``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.context import Context, StepResult
+from engine.errors import StepFailure
+from engine.registry import BuildInfo, IamGrant, Resource, register
+from steps.secrets import FETCH_FAILED, FETCH_TRANSIENT, SigningKey, fetch_secret, signing_key
+from steps.sendgrid.parse import INVALID_SIGNATURE
+from steps.sendgrid.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+
+__all__ = ["SendGridSignature"]
+
+
+def _valid(key: SigningKey, signed: tuple[str, str, bytes]) -> bool:
+    signature, timestamp, body = signed
+    return verify(key.value.reveal(), signature, timestamp, body)
+
+
+@register(
+    "sendgrid.signature",
+    provides="signature",
+    requires=("request", "auth"),
+    iam=(IamGrant(("secretsmanager:GetSecretValue",), (Resource("secret", "secrets", "credentials"),)),),
+    errors=(INVALID_SIGNATURE, FETCH_FAILED, FETCH_TRANSIENT),
+    deadline_code=FETCH_TRANSIENT.code,
+    authenticates=True,
+    auth_headers=(SIGNATURE_HEADER, TIMESTAMP_HEADER),
+    params={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "refetch_interval_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
+            "secrets": {"type": "string", "description": "The secret-name pattern (under secrets:) re-read here."},
+        },
+    },
+    example={"refetch_interval_seconds": 30},
+)
+class SendGridSignature:
+    """Verify the signature over (timestamp + body); on failure with a cached key, re-fetch it once."""
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._interval = float(params.get("refetch_interval_seconds", 30))
+
+    def run(self, ctx: Context) -> StepResult:
+        signed: tuple[str, str, bytes] = ctx.private["signed"]
+        key: SigningKey = ctx.private["signing_key"]
+        if _valid(key, signed):
+            return StepResult(output={"valid": True, "refetched": False}, decision="valid")
+        if key.cached:
+            fresh = fetch_secret(ctx.services.secrets, key.secret_name, refresh_interval=self._interval)
+            if fresh is not None:
+                renewed = signing_key(fresh, key.secret_name, key.field)
+                ctx.private["signing_key"] = renewed
+                if _valid(renewed, signed):
+                    return StepResult(output={"valid": True, "refetched": True}, decision="valid after re-fetch")
+        raise StepFailure(INVALID_SIGNATURE.code, "the SendGrid signature does not match the request")

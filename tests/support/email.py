@@ -1,0 +1,76 @@
+"""Email conversations and signed SendGrid Inbound Parse events for the email pipeline's tests.
+
+The conversation item shape the email pipeline assumes (docs/email.md): ``primary_channel`` is the user's
+address (lower case), the email GSI ``company-email-address-recipient-email-index`` is keyed by
+``gsi_company_email_address`` (the parse address mail is sent to) and ``gsi_recipient_email`` (the user),
+and ``channel_config.email_credentials_id`` names the secret holding ``sendgrid_webhook_public_key``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from tests.support.world import World
+from tools.events import rest_event
+from tools.sendgrid_events import RECIPIENT, Email, KeyPair, inbound_parse_body, signed
+
+USER_EMAIL = "jane.sender@example.net"
+COMPANY_EMAIL = RECIPIENT
+EMAIL_SECRET = "ai-multi-comms/email-credentials/acme/proj-1/sendgrid-test"
+HOST = "hooks.example.com"
+KEY = KeyPair()
+
+
+def email_conversation(**overrides: Any) -> dict[str, Any]:
+    """A realistic email conversation item (plain JSON), active and routed to the email queue."""
+    item: dict[str, Any] = {
+        "primary_channel": USER_EMAIL,
+        "conversation_id": f"ci-aaa-000#pi-aaa-000#{uuid.uuid4()}#{USER_EMAIL}",
+        "gsi_company_email_address": COMPANY_EMAIL,
+        "gsi_recipient_email": USER_EMAIL,
+        "recipient_email": USER_EMAIL,
+        "channel_config": {"email_credentials_id": EMAIL_SECRET},
+        "project_status": "active",
+        "allowed_channels": ["email"],
+        "conversation_status": "open",
+        "hand_off_to_human": False,
+        "auto_queue_reply_message": False,
+        "created_at": "2026-11-20T10:00:00Z",
+        "task_complete": 0,
+        "messages": [{"role": "user", "content": "earlier", "timestamp": 1732100000}],
+    }
+    item.update(overrides)
+    return item
+
+
+def add_email_world(world: World, key: KeyPair = KEY, **overrides: Any) -> dict[str, Any]:
+    """Store an email conversation and its tenant's SendGrid key; the item."""
+    item = email_conversation(**overrides)
+    from tools.localaws import put_items
+
+    put_items(world.dynamodb, world.resources.conversations_table, [item])
+    world.secretsmanager.create_secret(
+        Name=EMAIL_SECRET, SecretString='{"sendgrid_webhook_public_key": "' + key.public_key + '"}'
+    )
+    return item
+
+
+def email_event(
+    email: Email | None = None,
+    *,
+    key: KeyPair = KEY,
+    timestamp: int | None = None,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    path: str = "/prod/email",
+) -> dict[str, Any]:
+    """A REST API event carrying ``email`` as SendGrid posts it, signed with ``key`` (now, by default)."""
+    data, content_type = inbound_parse_body(email or Email())
+    request = signed(key, data, content_type, timestamp=int(time.time()) if timestamp is None else timestamp)
+    sent = {"Host": HOST, "X-Forwarded-Proto": "https", "User-Agent": "Sendlib/1.0", **request.headers}
+    sent.update(headers or {})
+    return rest_event(
+        "POST", path, host=HOST, headers=sent, body=request.body if body is None else body, base64_body=True
+    )
