@@ -1,7 +1,7 @@
 """Loading and validating a pipeline and its rule sets, in layers.
 
 1. YAML, safely, with positions and duplicate-key detection (``engine.yamlsource``), or the parsed
-   document the build's stamp holds for the same text (``engine.stamp``; ``load_config`` only);
+   document a ``Prevalidated`` source holds for the same text (the build's stamp; ``load_config`` only);
 2. ``${env:…}`` references (``engine.envsubst``);
 3. JSON Schema (``engine.schema``), errors located at the offending key or value;
 4. each element's own checks: JMESPath syntax (located inside the expression), step parameters,
@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from engine import registry
 from engine.calls import CallLimits
@@ -37,7 +37,6 @@ from engine.responses import ResponseFamily, ResponsePolicy
 from engine.rules import Decision, Rule, RuleSet, RuleTest
 from engine.runner import ParallelGroup, Pipeline, PlannedStep
 from engine.schema import pipeline_schema, rules_schema, schema_violations
-from engine.stamp import Stamp
 
 __all__ = [
     "AppConfig",
@@ -58,6 +57,18 @@ PathKey = tuple[Any, ...]
 
 # Loading's records are NamedTuples, cheaper than frozen dataclasses to define at cold start (AppConfig
 # stays one: the dry-run copies it with dataclasses.replace).
+class Prevalidated(Protocol):
+    """What the build proved about configuration files (the runtime's stamp): schema validity and parsed documents."""
+
+    def vouches(self, path: Path, text: str, resolved: Any, schema: Mapping[str, Any]) -> bool:
+        """True when ``text`` (read from ``path``, ``resolved`` after ``${env:…}``) needs no schema validation."""
+        ...
+
+    def document(self, path: Path, text: str) -> tuple[bool, Any]:
+        """Whether the parsed document of ``text`` (read from ``path``) is known, and that document."""
+        ...
+
+
 class Target(NamedTuple):
     """A routing target: the queue a decision maps to and how the message is sent."""
 
@@ -183,7 +194,7 @@ class _Collector:
     """Accumulates problems (and compiled expressions) across every file of one loading pass."""
 
     def __init__(
-        self, env: Mapping[str, str], missing_env: str, stamp: Stamp | None = None, *, documents: bool = False
+        self, env: Mapping[str, str], missing_env: str, stamp: Prevalidated | None = None, *, documents: bool = False
     ) -> None:
         self.env = env
         self.missing_env = missing_env
@@ -679,7 +690,7 @@ def inspect_config(
     env: Mapping[str, str] | None = None,
     *,
     missing_env: str = "error",
-    stamp: Stamp | None = None,
+    stamp: Prevalidated | None = None,
 ) -> Inspection:
     """Load and validate a pipeline with its rule sets, collecting every problem (never raises ConfigError).
 
@@ -738,13 +749,13 @@ def load_config(
     env: Mapping[str, str] | None = None,
     *,
     missing_env: str = "error",
-    stamp: Stamp | None = None,
+    stamp: Prevalidated | None = None,
 ) -> AppConfig:
     """Load, validate and build a pipeline with its rule sets; raise ConfigError listing every error.
 
     ``missing_env="warning"`` (for ``--check`` away from the deployed environment) reports unset
     ``${env:…}`` references as warnings and keeps the reference text as the value. Files that
-    ``stamp`` vouches for (``engine.stamp``: validated at build time) skip JSON Schema validation, and
+    ``stamp`` vouches for (validated at build time: ``runtime.stamp``) skip JSON Schema validation, and
     those it holds the document of skip YAML parsing; any problem at all is then found again from the
     YAML, so that every message names its line and column.
     """

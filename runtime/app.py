@@ -26,12 +26,12 @@ from engine.errors import ConfigError, Problem, StepFailure
 from engine.http import HttpRequest, last_segment
 from engine.runner import RunResult
 from engine.secrets import SecretCache
-from engine.stamp import STAMP_FILE, Stamp
 from runtime import tracing
 from runtime.apigateway import EventError, http_request, proxy_response, request_path
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.metrics import EmfMetrics
+from runtime.stamp import STAMP_FILE, Stamp
 
 __all__ = ["Application", "Handled", "NoRegionConfigured", "live_services", "shared_limits"]
 

@@ -210,12 +210,12 @@ def copy_sources(files: Sequence[tuple[Path, str]], target: Path) -> None:
 
 
 def stamp_config(stage: Path) -> None:
-    """Validate the staged configuration now and record it, so the cold start can skip JSON Schema (engine.stamp)."""
+    """Validate the staged configuration now and record it, so the cold start can skip JSON Schema (runtime.stamp)."""
     sys.path.insert(0, str(ROOT))
     try:
         from engine.plugins import load_plugins
-        from engine.stamp import STAMP_FILE
         from runtime.layout import pipeline_files
+        from runtime.stamp import STAMP_FILE
         from tools.stamp import write_stamp
 
         load_plugins()

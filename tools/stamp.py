@@ -1,7 +1,7 @@
 """Writing the build's stamp (``config.stamp.json``): which configuration files passed JSON Schema validation.
 
 The build runs ``python -m tools.stamp ROOT`` after copying ``pipelines/`` and ``rules/`` into the
-artifact; a cold start then reads the stamp (``engine.stamp``) and skips validating the files it vouches
+artifact; a cold start then reads the stamp (``runtime.stamp``) and skips validating the files it vouches
 for. A file is left out (and validated at load as usual) when it has schema problems, or when it holds
 an ``${env:…}`` value whose schema is beyond the stamp's scalar checker.
 """
@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.stamp import FORMAT, STAMP_FILE, Path_, checkable, digest, schema_digest
+from runtime.stamp import FORMAT, STAMP_FILE, Path_, checkable, digest, schema_digest
 
 __all__ = ["env_paths", "main", "write_stamp"]
 

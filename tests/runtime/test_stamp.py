@@ -1,6 +1,6 @@
 """The config stamp: a build-time proof of schema validity lets a cold start skip JSON Schema, never loosen it.
 
-``tools.stamp`` writes it at build time; ``engine.stamp`` reads it at the cold start.
+``tools.stamp`` writes it at build time; ``runtime.stamp`` reads it at the cold start.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from engine.config import load_config
 from engine.envsubst import _scalar, _yaml_scalar
 from engine.errors import ConfigError
 from engine.schema import pipeline_schema
-from engine.stamp import STAMP_FILE, Stamp, leaf_holds
 from engine.yamlsource import parse_yaml
 from runtime.layout import pipeline_files
+from runtime.stamp import STAMP_FILE, Stamp, leaf_holds
 from tests.support.expect import ENV
 from tools.stamp import _as_json, write_stamp
 

@@ -126,7 +126,7 @@ def leaf_holds(value: Any, schema: Mapping[str, Any]) -> bool | None:
 
 
 class Stamp:
-    """A loaded stamp: which files (by path relative to its directory) it vouches for."""
+    """A loaded stamp: the files (by path relative to its directory) it vouches for; ``config.Prevalidated``."""
 
     def __init__(self, root: Path, files: Mapping[str, Mapping[str, Any]]) -> None:
         self._root = root
