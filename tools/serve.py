@@ -305,7 +305,8 @@ def _serve(args: argparse.Namespace) -> int:
     server = _Server((args.host, args.port), gateway, args.quiet)
     port = server.server_address[1]
     base = f"http://{args.host}:{port}/{args.stage}"
-    _say(f"listening on {base} (POST {base}/whatsapp, {base}/sms)")
+    channels = sorted(channel for config in handler._application.configs for channel in config.channels)
+    _say(f"listening on {base} (POST " + ", ".join(f"{base}/{channel}" for channel in channels) + ")")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever(poll_interval=0.2)

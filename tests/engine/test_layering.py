@@ -1,0 +1,58 @@
+"""The layering the tree shows is true in the imports: engine < steps < runtime < tools, each below the next.
+
+Every import statement of every module is read (lazy imports inside functions included), so a core that
+quietly grows a dependency on a plugin, the AWS SDK or a tool fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# The core's third-party dependencies: nothing that knows AWS, Lambda, Twilio or a test double.
+ENGINE_ALLOWED = {"engine", "jmespath", "yaml", "jsonschema"}
+FORBIDDEN = {
+    "engine": {"steps", "runtime", "tools", "handler", "boto3", "botocore", "twilio", "moto", "cryptography"},
+    "steps": {"runtime", "tools", "handler", "boto3", "botocore", "moto"},
+    "runtime": {"steps", "tools", "handler", "moto", "twilio"},
+}
+
+
+def imported(path: Path) -> set[str]:
+    """The top-level names of every module ``path`` imports (relative imports resolve to its own package)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found.add(path.relative_to(ROOT).parts[0] if node.level else (node.module or "").split(".")[0])
+    return found
+
+
+def modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_package_imports_what_sits_above_it(package: str) -> None:
+    offending = {
+        path.relative_to(ROOT).as_posix(): sorted(imported(path) & FORBIDDEN[package]) for path in modules(package)
+    }
+    assert {name: found for name, found in offending.items() if found} == {}
+
+
+def test_the_engine_imports_only_the_standard_library_and_its_own_dependencies() -> None:
+    outside = {
+        path.relative_to(ROOT).as_posix(): sorted(imported(path) - ENGINE_ALLOWED - set(sys.stdlib_module_names))
+        for path in modules("engine")
+    }
+    assert {name: found for name, found in outside.items() if found} == {}
+
+
+def test_the_engine_stays_small() -> None:
+    lines = sum(len(path.read_text(encoding="utf-8").splitlines()) for path in modules("engine"))
+    assert lines <= 3500, f"engine/ has {lines} lines; move what is not generic core to runtime/, steps/ or tools/"
