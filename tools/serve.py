@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from engine.errors import ConfigError
 from tools.events import rest_event
+from tools.requires import MissingTool, require
 
 if TYPE_CHECKING:
     from tools.dryrun.world import WorldSpec
@@ -218,11 +219,11 @@ def provision_and_seed(endpoint_url: str, region: str, world: WorldSpec | None) 
 
 def start_moto(port: int) -> tuple[Any, str]:
     """Start moto's server on 127.0.0.1 in a thread of this process: (server, endpoint URL)."""
-    from moto.server import ThreadedMotoServer
+    server_module = require("moto.server", "pipeline-serve --moto")
 
     # Its request log would drown the function's own output.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, bound = server.get_host_and_port()
     return server, f"http://{host}:{bound}"
@@ -275,7 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.moto:
         for name, value in FAKE_CREDENTIALS.items():
             os.environ.setdefault(name, value)
-        moto_server, endpoint = start_moto(args.moto_port)
+        try:
+            moto_server, endpoint = start_moto(args.moto_port)
+        except MissingTool as exc:
+            _say(f"error: {exc}")
+            return 2
         _say(f"moto server at {endpoint}")
     try:
         if endpoint:

@@ -113,3 +113,17 @@ def emf_document_of(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """The EMF document ``emf_line`` writes for these arguments, parsed."""
     document: dict[str, Any] = json.loads(emf_line(*args, **kwargs))
     return document
+
+
+def step_ids(pipeline: str = "twilio_inbound") -> list[str]:
+    """The ids of a shipped pipeline's steps in order, parallel members in place (so tests follow the YAML)."""
+    import yaml
+
+    document = yaml.safe_load((ROOT / "pipelines" / f"{pipeline}.yaml").read_text(encoding="utf-8"))
+    return [member["id"] for step in document["steps"] for member in step.get("parallel", [step])]
+
+
+def steps_until(last: str, pipeline: str = "twilio_inbound") -> list[str]:
+    """The ids of a pipeline's steps up to and including ``last``."""
+    ids = step_ids(pipeline)
+    return ids[: ids.index(last) + 1]

@@ -350,3 +350,28 @@ def test_bad_configuration_and_world_exit_2_with_their_position(tmp_path: Path) 
     assert run.status == 2
     assert f"{world}:4:17: unquoted timestamp" in run.stderr
     assert f"{world}:3:5: " in run.stderr and "conversation_id" in run.stderr
+
+
+def test_without_the_tools_extra_the_commands_say_how_to_install_it(tmp_path: Path) -> None:
+    # A directory that shadows moto with a module that cannot be imported, as on an install without the extra.
+    (tmp_path / "moto").mkdir()
+    (tmp_path / "moto" / "__init__.py").write_text("raise ImportError('moto is not installed')\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    for command in (
+        ["-m", "tools.dryrun.cli", "--world", "examples/world.yaml", "examples/events/01_whatsapp_text.json"],
+        ["-m", "tools.serve", "--moto", "--port", "0"],
+    ):
+        done = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert "pip install 'inbound-webhook-pipeline[tools]'" in done.stderr
+        assert "Traceback" not in done.stderr
+    # The memory backend needs no moto.
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.dryrun.cli", "--world", "examples/world.yaml", "--backend", "memory", "examples"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr

@@ -23,6 +23,7 @@ from tools.dryrun.blueprint import REGION, TableSchema, blueprint
 from tools.dryrun.memory import MemoryQueues, MemorySecrets, MemoryTables
 from tools.dryrun.world import SECTIONS, WorldSpec
 from tools.localaws import LocalResources
+from tools.requires import require
 
 __all__ = ["BACKENDS", "Backend", "WorldPorts", "open_backend", "populate"]
 
@@ -151,13 +152,13 @@ def open_backend(name: str, settings: AwsSettings | None = None) -> Iterator[Bac
         return
     if name != "moto":
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    moto = require("moto", "a world on the moto backend (--backend moto, the default)")
     isolated = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
     isolated.update(_ISOLATED_ENV)
     with mock.patch.dict(os.environ, isolated, clear=True):
         import boto3
-        from moto import mock_aws
 
-        with mock_aws():
+        with moto.mock_aws():
             session = boto3.session.Session(
                 aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
             )

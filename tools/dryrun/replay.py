@@ -34,6 +34,7 @@ from tools.dryrun.mask import Masker, Scrubber
 from tools.dryrun.parallel import available_workers, conversation_groups, partition, run_partitioned
 from tools.dryrun.report import Progress, Summary, Table, event_record, to_json_line
 from tools.dryrun.world import WorldSpec, load_world, parse_instant, secret_values
+from tools.requires import MissingTool
 
 __all__ = ["Rendered", "ReplayOptions", "UsageError", "run_replay"]
 
@@ -280,7 +281,7 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             lanes = _lanes(options, configs, world, clock, scrubber, stack)
         except ConfigError as exc:
             return _problems(errors, exc.problems)
-        except UsageError as exc:
+        except (UsageError, MissingTool) as exc:
             errors.write(f"pipeline-dryrun: error: {exc}\n")
             return EXIT_USAGE
         summary = _replay(options, events, lanes, world, clock, scrubber, out=_Scrubbed(out, scrubber), err=errors)
