@@ -1,0 +1,131 @@
+"""The ``sendgrid.parse`` and ``sendgrid.signature`` steps on their own: what they read, and how they refuse."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pytest
+
+from engine.clock import FixedClock
+from engine.context import Context, Services
+from engine.errors import StepFailure
+from engine.http import HttpRequest
+from engine.registry import BuildInfo, get
+from engine.secrets import Redacted
+from steps.secrets import SigningKey
+from steps.sendgrid.parse import SendGridParse
+from steps.sendgrid.verify import SendGridSignature
+from tools.sendgrid_events import Attachment, Email, KeyPair, inbound_parse_body, signed
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+KEY = KeyPair()
+INFO = BuildInfo(rulesets={}, tables={}, targets={}, channels=("email",))
+
+
+def request(email: Email | None = None, *, timestamp: int | None = None, **changes: Any) -> HttpRequest:
+    body, content_type = inbound_parse_body(email or Email())
+    signed_request = signed(KEY, body, content_type, timestamp=int(NOW.timestamp()) if timestamp is None else timestamp)
+    headers = {name.lower(): value for name, value in signed_request.headers.items()}
+    fields: dict[str, Any] = {"method": "POST", "path": "/prod/email", "headers": headers, "body": body}
+    fields.update(changes)
+    return HttpRequest(**fields)
+
+
+def context(event: HttpRequest) -> Context:
+    services = Services(tables=cast(Any, None), queues=cast(Any, None), secrets=cast(Any, None), clock=FixedClock(NOW))
+    return Context(event=event, services=services, deadline=time.monotonic() + 5)
+
+
+def parse(event: HttpRequest, **params: Any) -> tuple[Context, dict[str, Any]]:
+    ctx = context(event)
+    result = SendGridParse(params, INFO).run(ctx)
+    assert result.output is not None
+    return ctx, dict(result.output)
+
+
+def test_the_request_document_names_the_email_and_its_people() -> None:
+    email = Email(attachments=(Attachment("a.png", "image/png", b"\x89PNG"),), spam_score="1.5")
+    ctx, doc = parse(request(email))
+    assert doc["channel"] == "email" and doc["kind"] == "message"
+    assert doc["message_sid"].startswith("EM") and doc["message_id_source"] == "message-id"
+    assert (doc["user_address"], doc["company_address"]) == ("jane.sender@example.net", "support@parse.example.com")
+    assert doc["body"] == email.text and doc["subject"] == email.subject and doc["spam_score"] == 1.5
+    assert doc["num_media"] == 1 and doc["media"] == [{"filename": "a.png", "content_type": "image/png", "size": 4}]
+    assert set(doc["fields"]) <= {"to", "from", "cc", "subject", "envelope", "spam_score", "SPF", "dkim", "attachments"}
+    assert doc["received_at"] == "2026-11-25T12:00:00.000Z"
+    signature, timestamp, body = ctx.private["signed"]
+    assert timestamp == str(int(NOW.timestamp())) and body == ctx.event.body and signature
+
+
+def test_the_same_email_always_gets_the_same_id_and_another_email_another() -> None:
+    first, second = parse(request())[1], parse(request(timestamp=int(NOW.timestamp()) - 30))[1]
+    other = parse(request(Email(message_id="<other@example.net>")))[1]
+    assert first["message_sid"] == second["message_sid"] != other["message_sid"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"headers": {"content-type": "application/x-www-form-urlencoded"}}, "missing"),
+        ({"unreadable": "body is marked base64 but is not valid base64", "body": b""}, "not valid base64"),
+        ({"method": "GET"}, "method GET"),
+    ],
+)
+def test_what_cannot_be_read_is_a_parsing_error_or_unsigned(changes: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(StepFailure) as caught:
+        parse(request(**changes))
+    assert caught.value.code in ("PARSING_ERROR", "INVALID_SIGNATURE") and fragment in caught.value.message
+
+
+def test_a_body_that_is_not_multipart_is_a_parsing_error() -> None:
+    event = request()
+    headers = {**event.headers, "content-type": "application/json"}
+    with pytest.raises(StepFailure) as caught:
+        parse(HttpRequest(method="POST", path="/prod/email", headers=headers, body=b"{}"))
+    assert caught.value.code == "PARSING_ERROR"
+
+
+def test_a_body_over_the_limit_is_refused() -> None:
+    big = Email(attachments=(Attachment("big.bin", "application/octet-stream", b"x" * 4096),))
+    with pytest.raises(StepFailure) as caught:
+        parse(request(big), max_body_bytes=2048)
+    assert caught.value.code == "PARSING_ERROR"
+
+
+@pytest.mark.parametrize("offset", [-601, 61, None])
+def test_a_signature_outside_the_window_is_refused_before_anything_else(offset: int | None) -> None:
+    event = request(timestamp=int(NOW.timestamp()) + offset) if offset is not None else request()
+    if offset is None:
+        event = HttpRequest(method="POST", path="/prod/email", headers={}, body=event.body)
+    with pytest.raises(StepFailure) as caught:
+        parse(event)
+    assert caught.value.code == "INVALID_SIGNATURE"
+
+
+def verify(ctx: Context, public_key: str) -> dict[str, Any]:
+    ctx.private["signing_key"] = SigningKey("secret", "sendgrid_webhook_public_key", Redacted(public_key), False)
+    result = SendGridSignature({}, INFO).run(ctx)
+    assert result.output is not None
+    return dict(result.output)
+
+
+def test_the_signature_verifies_with_the_tenants_key_and_no_other() -> None:
+    ctx, _ = parse(request())
+    assert verify(ctx, KEY.public_key) == {"valid": True, "refetched": False}
+    with pytest.raises(StepFailure) as caught:
+        verify(ctx, KeyPair().public_key)
+    assert caught.value.code == "INVALID_SIGNATURE"
+
+
+def test_both_steps_declare_what_tools_need() -> None:
+    parse_spec, signature_spec = get("sendgrid.parse"), get("sendgrid.signature")
+    assert parse_spec is not None and signature_spec is not None
+    assert {error.code for error in parse_spec.errors} == {"PARSING_ERROR", "INVALID_SIGNATURE"}
+    assert signature_spec.authenticates and not parse_spec.authenticates
+    assert set(parse_spec.auth_headers) == {
+        "X-Twilio-Email-Event-Webhook-Signature",
+        "X-Twilio-Email-Event-Webhook-Timestamp",
+    }
+    assert signature_spec.iam_actions == ("secretsmanager:GetSecretValue",)
