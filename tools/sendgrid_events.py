@@ -23,7 +23,7 @@ from email.policy import SMTP
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from steps.sendgrid.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 __all__ = [
     "BOUNDARY",

@@ -1,9 +1,9 @@
 """Inbound email from SendGrid Inbound Parse: ``sendgrid.parse`` and ``sendgrid.signature``.
 
-The building blocks (``multipart``, ``signature``, ``message``) are pure functions on the standard library
-(and ``cryptography``, imported on first use); ``parse`` and ``verify`` register them as steps.
+The building blocks (``multipart``, ``ecdsa``, ``message``) are pure functions on the standard library
+(and ``cryptography``, imported on first use); ``parse`` and ``signature`` register the steps.
 """
 
-from steps.sendgrid import parse, verify
+from steps.sendgrid import parse, signature
 
-__all__ = ["parse", "verify"]
+__all__ = ["parse", "signature"]

@@ -19,7 +19,7 @@ from engine.http import HttpRequest
 from engine.registry import BuildInfo, register
 from steps.sendgrid import multipart
 from steps.sendgrid.message import InboundEmail, read_email
-from steps.sendgrid.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh
+from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh
 
 __all__ = ["INVALID_SIGNATURE", "PARSING_ERROR", "SendGridParse"]
 

@@ -1,112 +1,65 @@
-"""Check the ECDSA signature of a SendGrid Inbound Parse request (a parse "security policy" with signing).
+"""``sendgrid.signature``: check SendGrid's ECDSA signature of the Inbound Parse request.
 
-SendGrid signs SHA-256 of the ``X-Twilio-Email-Event-Webhook-Timestamp`` value followed by the raw request
-body with a P-256 key, and sends the base64 DER signature in ``X-Twilio-Email-Event-Webhook-Signature``;
-the policy's public key is base64 DER SubjectPublicKeyInfo. ``cryptography`` is imported on first use,
-not at module import (cold starts), and each distinct key string is loaded once.
+The verification key is the tenant's security-policy public key, fetched (and cached) by ``secrets.fetch``
+into ``Context.private["signing_key"]``. On a mismatch with a cached key, the secret is fetched once more
+(a rotated key), at most once per secret per ``refetch_interval_seconds``.
 """
 
 from __future__ import annotations
 
-import binascii
-import hashlib
-import re
-from functools import lru_cache
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any
 
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from engine.context import Context, StepResult
+from engine.errors import StepFailure
+from engine.registry import BuildInfo, IamGrant, Resource, register
+from steps.secrets import FETCH_FAILED, FETCH_TRANSIENT, SigningKey, fetch_secret, signing_key
+from steps.sendgrid.parse import INVALID_SIGNATURE
+from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
-__all__ = [
-    "DEFAULT_MAX_AGE_SECONDS",
-    "DEFAULT_MAX_FUTURE_SECONDS",
-    "SIGNATURE_HEADER",
-    "TIMESTAMP_HEADER",
-    "is_fresh",
-    "is_valid_public_key",
-    "verify",
-]
-
-SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
-TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
-DEFAULT_MAX_AGE_SECONDS = 300.0
-DEFAULT_MAX_FUTURE_SECONDS = 60.0
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
-_MAX_KEY_CHARS = 1024
-_MAX_SIGNATURE_CHARS = 256
-_PEM_ARMOUR = re.compile(r"-----(BEGIN|END) PUBLIC KEY-----")
+__all__ = ["SendGridSignature"]
 
 
-def verify(public_key: str, signature: str, timestamp: str, body: bytes) -> bool:
-    """True when ``signature`` signs ``timestamp`` + ``body`` with ``public_key``; False for anything malformed."""
-    if not _TIMESTAMP.fullmatch(timestamp):
-        return False
-    key = _load_public_key(public_key)
-    raw_signature = _b64decode(signature, _MAX_SIGNATURE_CHARS)
-    if key is None or raw_signature is None:
-        return False
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-
-    digest = hashlib.sha256(timestamp.encode("ascii"))
-    digest.update(body)
-    try:
-        key.verify(raw_signature, digest.digest(), ec.ECDSA(Prehashed(hashes.SHA256())))
-    except (InvalidSignature, ValueError, TypeError):
-        return False
-    return True
+def _valid(key: SigningKey, signed: tuple[str, str, bytes]) -> bool:
+    signature, timestamp, body = signed
+    return verify(key.value.reveal(), signature, timestamp, body)
 
 
-def is_fresh(
-    timestamp: str,
-    now: float,
-    *,
-    max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
-    max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
-) -> bool:
-    """True when ``timestamp`` (unix seconds) is within the window around ``now`` (replays age out).
+@register(
+    "sendgrid.signature",
+    provides="signature",
+    requires=("request", "auth"),
+    iam=(IamGrant(("secretsmanager:GetSecretValue",), (Resource("secret", "secrets", "credentials"),)),),
+    errors=(INVALID_SIGNATURE, FETCH_FAILED, FETCH_TRANSIENT),
+    deadline_code=FETCH_TRANSIENT.code,
+    authenticates=True,
+    auth_headers=(SIGNATURE_HEADER, TIMESTAMP_HEADER),
+    params={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "refetch_interval_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
+            "secrets": {"type": "string", "description": "The secret-name pattern (under secrets:) re-read here."},
+        },
+    },
+    example={"refetch_interval_seconds": 30},
+)
+class SendGridSignature:
+    """Verify the signature over (timestamp + body); on failure with a cached key, re-fetch it once."""
 
-    It may be up to ``max_age_seconds`` before ``now`` and up to ``max_future_seconds`` after it (clock skew).
-    """
-    if not _TIMESTAMP.fullmatch(timestamp):
-        return False
-    age = now - int(timestamp)
-    return -max_future_seconds <= age <= max_age_seconds
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._interval = float(params.get("refetch_interval_seconds", 30))
 
-
-def is_valid_public_key(public_key: str) -> bool:
-    """True when ``public_key`` is a P-256 public key as SendGrid gives it (base64 DER; PEM armour allowed)."""
-    return _load_public_key(public_key) is not None
-
-
-@lru_cache(maxsize=64)
-def _load_public_key(public_key: str) -> EllipticCurvePublicKey | None:
-    """The P-256 key in ``public_key``, or None; cached per key string (one per tenant, reused per request)."""
-    der = _b64decode(_PEM_ARMOUR.sub("", public_key), _MAX_KEY_CHARS)
-    if der is None:
-        return None
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_der_public_key
-
-    try:
-        key = load_der_public_key(der)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        return None
-    return key
-
-
-def _b64decode(value: str, max_chars: int) -> bytes | None:
-    """Canonical standard base64 (whitespace ignored), or None."""
-    compact = "".join(value.split())
-    if not compact or len(compact) > max_chars or not compact.isascii():
-        return None
-    try:
-        decoded = binascii.a2b_base64(compact, strict_mode=True)
-    except (binascii.Error, ValueError):
-        return None
-    return decoded if binascii.b2a_base64(decoded, newline=False) == compact.encode("ascii") else None
+    def run(self, ctx: Context) -> StepResult:
+        signed: tuple[str, str, bytes] = ctx.private["signed"]
+        key: SigningKey = ctx.private["signing_key"]
+        if _valid(key, signed):
+            return StepResult(output={"valid": True, "refetched": False}, decision="valid")
+        if key.cached:
+            fresh = fetch_secret(ctx.services.secrets, key.secret_name, refresh_interval=self._interval)
+            if fresh is not None:
+                renewed = signing_key(fresh, key.secret_name, key.field)
+                ctx.private["signing_key"] = renewed
+                if _valid(renewed, signed):
+                    return StepResult(output={"valid": True, "refetched": True}, decision="valid after re-fetch")
+        raise StepFailure(INVALID_SIGNATURE.code, "the SendGrid signature does not match the request")

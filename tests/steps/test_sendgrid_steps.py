@@ -16,7 +16,7 @@ from engine.registry import BuildInfo, get
 from engine.secrets import Redacted
 from steps.secrets import SigningKey
 from steps.sendgrid.parse import SendGridParse
-from steps.sendgrid.verify import SendGridSignature
+from steps.sendgrid.signature import SendGridSignature
 from tools.sendgrid_events import Attachment, Email, KeyPair, inbound_parse_body, signed
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -1,15 +1,16 @@
-"""Build API Gateway events carrying Twilio webhooks, signed with the twilio library itself."""
+"""Twilio webhooks for the tests: form parameters, and API Gateway events (``tools.events``) signed with twilio."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from twilio.request_validator import RequestValidator
+from steps.twilio.signature import sign as twilio_sign
+from tools import events
 
 TOKEN = "12345"
 WEBHOOK_KEY = "shared-key-secret-0123456789"
@@ -20,22 +21,6 @@ COMPANY_WA = "+14155238886"
 COMPANY_SMS = "+15005550006"
 USER = "+14155550123"
 ACCOUNT = "AC00000000000000000000000000000000"
-
-
-class MultiDict:
-    """The minimal multi-dict the validator reads (``getall``), for repeated form keys."""
-
-    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
-        self._pairs = list(pairs)
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(dict.fromkeys(name for name, _ in self._pairs))
-
-    def __len__(self) -> int:
-        return len(self._pairs)
-
-    def getall(self, name: str) -> list[str]:
-        return [value for key, value in self._pairs if key == name]
 
 
 def whatsapp_params(sid: str = "SM" + "1" * 32, body: str = "Hello there! 👋", **extra: str) -> dict[str, str]:
@@ -86,8 +71,9 @@ def sms_params(sid: str = "SM" + "2" * 32, body: str = "Hi, is this open?", **ex
 def sign(
     url: str, params: Mapping[str, str] | list[tuple[str, str]], token: str = TOKEN, algorithm: str | None = None
 ) -> str:
-    data: Any = MultiDict(params) if isinstance(params, list) else dict(params)
-    return str(RequestValidator(token).compute_signature(url, data, algorithm))
+    """The X-Twilio-Signature of ``params`` posted to ``url`` (twilio's own computation, ``steps.twilio``)."""
+    pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
+    return twilio_sign(url, pairs, token, algorithm)
 
 
 def status_params(sid: str = "SM" + "3" * 32, status: str = "delivered", channel: str = "whatsapp") -> dict[str, str]:
@@ -122,16 +108,12 @@ def rest_event(
     algorithm: str | None = None,
     method: str = "POST",
 ) -> dict[str, Any]:
-    """A REST API (payload 1.0) event, signed over https://{host}{public_path} (or ``signed_url``)."""
+    """A REST API (payload 1.0) event (``tools.events``), signed over https://{host}{public_path} or ``signed_url``."""
     path = public_path or f"/{STAGE}/{channel}"
     pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
-    form = body if body is not None else urlencode(pairs)
-    url = f"https://{host}{path}"
-    if query:
-        url += "?" + urlencode([(k, v) for k, values in query.items() for v in values])
-    url = signed_url or url
-    signed: Any = params if isinstance(params, list) else dict(params)
-    sig = signature if signature is not None else sign(url, signed, token, algorithm)
+    query_pairs = [(name, value) for name, values in (query or {}).items() for value in values]
+    url = f"https://{host}{path}" + (f"?{urlencode(query_pairs)}" if query_pairs else "")
+    sig = signature if signature is not None else sign(signed_url or url, pairs, token, algorithm)
     all_headers = {
         "Host": host,
         "Content-Type": "application/x-www-form-urlencoded",
@@ -140,18 +122,18 @@ def rest_event(
         "I-Twilio-Idempotency-Token": "idem-1",
     }
     all_headers.update(headers or {})
-    return {
-        "resource": f"/{channel}",
-        "path": f"/{channel}",
-        "httpMethod": method,
-        "headers": all_headers,
-        "multiValueHeaders": {name: [value] for name, value in all_headers.items()},
-        "queryStringParameters": {k: v[-1] for k, v in query.items()} if query else None,
-        "multiValueQueryStringParameters": dict(query) if query else None,
-        "requestContext": {"path": path, "stage": STAGE, "domainName": host, "httpMethod": method},
-        "body": base64.b64encode(form.encode()).decode() if base64_body else form,
-        "isBase64Encoded": base64_body,
-    }
+    return events.rest_event(
+        method,
+        path,
+        host=host,
+        headers=all_headers,
+        body=body if body is not None else urlencode(pairs),
+        stage=STAGE,
+        query=query_pairs,
+        base64_body=base64_body,
+        source_ip=None,
+        request_id="req-1",
+    )
 
 
 def http_api_event(
@@ -164,24 +146,16 @@ def http_api_event(
     raw_query: str = "",
     signed_url: str | None = None,
 ) -> dict[str, Any]:
-    """An HTTP API (payload 2.0) event: lower-case headers, base64 form body."""
+    """An HTTP API (payload 2.0) event (``tools.events``): lower-case headers, base64 form body."""
     path = raw_path or f"/{STAGE}/{channel}"
     url = signed_url or f"https://{host}{path}" + (f"?{raw_query}" if raw_query else "")
-    form = urlencode(list(params.items()))
-    return {
-        "version": "2.0",
-        "routeKey": f"POST /{channel}",
-        "rawPath": path,
-        "rawQueryString": raw_query,
-        "headers": {
-            "host": host,
-            "content-type": "application/x-www-form-urlencoded",
-            "x-twilio-signature": sign(url, dict(params), token),
-        },
-        "requestContext": {"domainName": host, "http": {"method": "POST", "path": path}, "stage": STAGE},
-        "body": base64.b64encode(form.encode()).decode(),
-        "isBase64Encoded": True,
+    headers = {
+        "host": host,
+        "content-type": "application/x-www-form-urlencoded",
+        "x-twilio-signature": sign(url, dict(params), token),
     }
+    body = urlencode(list(params.items()))
+    return events.http_api_event("POST", path, host=host, headers=headers, body=body, raw_query=raw_query, stage=STAGE)
 
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from engine.responses import RetryableFailure
+from steps.twilio.form import FormParams
 from tests.support.expect import CONTRACT_CODES as ERROR_CODES
 from tests.support.expect import CONTRACT_TRANSIENT_CODES as TRANSIENT_CODES
 from tests.support.faults import FaultInjector, new_container
@@ -27,7 +28,6 @@ from tests.support.webhooks import (
     EMPTY_TWIML,
     HOST,
     TOKEN,
-    MultiDict,
     http_api_event,
     rest_event,
     sms_params,
@@ -220,7 +220,7 @@ def authentic(handled: Any) -> bool:
         None,
     )
     signature = signature[-1] if isinstance(signature, list) else signature
-    return bool(signature) and RequestValidator(TOKEN).validate(request["url"], MultiDict(pairs), signature)
+    return bool(signature) and RequestValidator(TOKEN).validate(request["url"], FormParams(pairs), signature)
 
 
 def deliver(application: Any, injector: FaultInjector, event: Event) -> tuple[Any, int]:

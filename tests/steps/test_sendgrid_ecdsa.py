@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from steps.sendgrid import signature
-from steps.sendgrid.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh, is_valid_public_key, verify
+from steps.sendgrid import ecdsa
+from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh, is_valid_public_key, verify
 from tests.support.expect import ROOT
 from tools.sendgrid_events import DOCS_PUBLIC_KEY, Attachment, Email, KeyPair, inbound_parse_body, signed
 
@@ -126,10 +126,10 @@ def test_pem_armour_and_line_breaks_around_the_key_are_accepted() -> None:
 def test_each_key_string_is_loaded_once() -> None:
     key = KeyPair()
     request = signed(key, b"body", CONTENT_TYPE, timestamp=NOW)
-    before = signature._load_public_key.cache_info()
+    before = ecdsa._load_public_key.cache_info()
     for _ in range(5):
         assert verify(key.public_key, request.signature, request.timestamp, request.body)
-    after = signature._load_public_key.cache_info()
+    after = ecdsa._load_public_key.cache_info()
     assert after.misses == before.misses + 1
     assert after.hits == before.hits + 4
 
@@ -168,7 +168,7 @@ def test_importing_the_module_does_not_import_cryptography() -> None:
     """Loaded on its own (not through ``steps``), so only the module's own imports count."""
     code = (
         "import importlib.util, sys\n"
-        "spec = importlib.util.spec_from_file_location('sg', 'steps/sendgrid/signature.py')\n"
+        "spec = importlib.util.spec_from_file_location('sg', 'steps/sendgrid/ecdsa.py')\n"
         "module = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(module)\n"
         "print('cryptography' in sys.modules)\n"
