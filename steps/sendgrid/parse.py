@@ -5,21 +5,26 @@ stage row's ``message_sid``. The sender is the user (``user_address``), the pars
 is the company (``company_address``), both lower-cased. A request without SendGrid's signature headers,
 or signed too long ago (a replay) or in the future, ends here with ``INVALID_SIGNATURE``, before any AWS
 call. ``request.fields`` keeps the small header-like fields, never the bodies or raw headers.
+
+The multipart and email modules are imported by the first email, not at the cold start (they pull in the
+standard library's ``email`` and ``html`` packages, several milliseconds a container that may never see an email).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.clock import iso_millis
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure
 from engine.http import HttpRequest
 from engine.registry import BuildInfo, register
-from steps.sendgrid import multipart
-from steps.sendgrid.message import InboundEmail, read_email
 from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh
+
+if TYPE_CHECKING:
+    from steps.sendgrid.message import InboundEmail
+    from steps.sendgrid.multipart import MultipartForm
 
 __all__ = ["INVALID_SIGNATURE", "PARSING_ERROR", "SendGridParse"]
 
@@ -34,7 +39,7 @@ def _fail(message: str) -> StepFailure:
     return StepFailure(PARSING_ERROR.code, message)
 
 
-def _request(email: InboundEmail, form: multipart.MultipartForm, channel: str, received_at: str) -> dict[str, Any]:
+def _request(email: InboundEmail, form: MultipartForm, channel: str, received_at: str) -> dict[str, Any]:
     sender = (email.sender or "").lower()
     recipient = email.recipients[0].lower() if email.recipients else ""
     return {
@@ -114,6 +119,9 @@ class SendGridParse:
         if http.method is not None and http.method.upper() != "POST":
             raise _fail(f"method {http.method} is not accepted; Inbound Parse posts")
         signature, timestamp = self._authentication(ctx, http)
+        from steps.sendgrid import multipart
+        from steps.sendgrid.message import read_email
+
         try:
             form = multipart.parse(
                 http.body, http.header("content-type") or "", max_body_bytes=self._max_body, max_parts=self._max_parts

@@ -14,8 +14,8 @@ from engine.context import Context, StepResult
 from engine.errors import StepFailure
 from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.secrets import FETCH_FAILED, FETCH_TRANSIENT, SigningKey, fetch_secret, signing_key
-from steps.sendgrid.parse import INVALID_SIGNATURE
 from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from steps.sendgrid.parse import INVALID_SIGNATURE
 
 __all__ = ["SendGridSignature"]
 
