@@ -17,6 +17,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+from engine import registry
 from engine.calls import CallLimits
 from engine.clock import Clock, SystemClock
 from engine.config import AppConfig, load_config
@@ -29,10 +30,11 @@ from engine.stamp import STAMP_FILE, Stamp
 from runtime import tracing
 from runtime.apigateway import EventError, http_request, proxy_response, request_path
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients
+from runtime.capture import EventCapture, Pending
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.metrics import EmfMetrics
 
-__all__ = ["Application", "Handled", "NoRegionConfigured", "live_services", "shared_limits"]
+__all__ = ["Application", "Handled", "NoRegionConfigured", "auth_headers", "live_services", "shared_limits"]
 
 logger = logging.getLogger("runtime.app")
 
@@ -109,6 +111,28 @@ def live_services(
     )
 
 
+def auth_headers(configs: Sequence[AppConfig]) -> tuple[str, ...]:
+    """The request headers that authenticate requests to any of ``configs`` (as their steps declare them)."""
+    found: dict[str, None] = {}
+    for config in configs:
+        for planned in config.pipeline.steps():
+            spec = registry.get(planned.uses)
+            found.update(dict.fromkeys(spec.auth_headers if spec is not None else ()))
+    return tuple(found)
+
+
+def event_capture(configs: Sequence[AppConfig], env: Mapping[str, str]) -> EventCapture | None:
+    """The capture the environment configures (None: off). A bad setting turns it off with an ERROR line.
+
+    Capturing is an operations aid: a mistake in its settings must not take the webhook down with it.
+    """
+    try:
+        return EventCapture.from_env(env, auth_headers(configs))
+    except ValueError as exc:
+        logger.error("event capture is off: %s", exc)
+        return None
+
+
 def _routes(configs: Sequence[AppConfig]) -> dict[str, AppConfig]:
     routes: dict[str, AppConfig] = {}
     problems: list[Problem] = []
@@ -144,10 +168,17 @@ def load_pipelines(root: Path, env: Mapping[str, str], stamp: Stamp | None = Non
 class Application:
     """Runs the pipeline an event is routed to and maps the result to the proxy response."""
 
-    def __init__(self, configs: Sequence[AppConfig], services: Services, metrics: EmfMetrics | None = None) -> None:
+    def __init__(
+        self,
+        configs: Sequence[AppConfig],
+        services: Services,
+        metrics: EmfMetrics | None = None,
+        capture: EventCapture | None = None,
+    ) -> None:
         self.configs = tuple(configs)
         self.services = services
         self.metrics = metrics
+        self.capture = capture
         self._routes = _routes(self.configs)
         self._expected = " or ".join(f"…/{channel}" for channel in sorted(self._routes))
 
@@ -157,13 +188,13 @@ class Application:
 
         ``session`` is the boto3 session the clients come from (a new one by default; see ``live_services`` for
         when each is created). As a Lambda container, it writes one EMF metrics document per event and, when the
-        environment asks, records X-Ray subsegments.
+        environment asks, records X-Ray subsegments and captures events to S3 (``runtime.capture``).
         """
         environment = os.environ if env is None else env
         configs = load_pipelines(root, environment, Stamp.read(root / STAMP_FILE))
         tracing.configure(environment)
         services = live_services(shared_limits(configs), session=session, env=environment)
-        return cls(configs, services, EmfMetrics.from_env(environment))
+        return cls(configs, services, EmfMetrics.from_env(environment), event_capture(configs, environment))
 
     def pipeline(self, name: str) -> AppConfig:
         """The loaded pipeline called ``name``; KeyError when there is none."""
@@ -194,6 +225,7 @@ class Application:
         started = perf_counter()
         request_id = getattr(context, "aws_request_id", None)
         bind_log_fields({"request_id": str(request_id)} if request_id else {}, replace=True)
+        pending = self.capture.start(event) if self.capture is not None else None
         try:
             request: HttpRequest | None = http_request(event)
             reason = None
@@ -217,8 +249,20 @@ class Application:
             except Exception as exc:  # noqa: BLE001 - RetryableFailure, or a policy gap: both raise out of the handler
                 raised = exc
         self._record(name, result, response, perf_counter() - started)
+        if pending is not None:
+            self._captured(name, pending)
         bind_log_fields({}, replace=True)
         return Handled(result, channel, response, raised, name)
+
+    def _captured(self, name: str | None, pending: Pending | str) -> None:
+        """Wait (bounded) for the event's capture; a failure is one WARNING line and one metric."""
+        assert self.capture is not None
+        failure = pending if isinstance(pending, str) else pending.wait(self.capture.settings.wait_seconds)
+        if failure is None:
+            return
+        logger.warning("event capture failed: %s", failure, extra={"pipeline": name})
+        if self.metrics is not None:
+            self.metrics.count(name or "unrouted", "CaptureFailures", properties=log_fields())
 
     def _record(self, name: str | None, result: RunResult, response: dict[str, Any] | None, seconds: float) -> None:
         ms = round(seconds * 1000, 3)
