@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", help="live: the AWS region (default: the profile's or AWS_REGION)")
     parser.add_argument("--endpoint-url", help="live: an AWS endpoint (e.g. a local emulator)")
     parser.add_argument("--report", type=Path, metavar="FILE", help="also write the decision report page (HTML)")
+    parser.add_argument("--report-title", metavar="TEXT", help="the report's title (default: the rules compared)")
     parser.add_argument(
         "--jobs",
         type=int,

@@ -84,6 +84,7 @@ class ReplayOptions:
     fail_on_change: bool
     jobs: int
     report: Path | None = None
+    report_title: str | None = None
     profile: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
@@ -134,6 +135,7 @@ class ReplayOptions:
             fail_on_change=args.fail_on_change,
             jobs=jobs,
             report=getattr(args, "report", None),
+            report_title=getattr(args, "report_title", None),
             profile=getattr(args, "profile", None),
             region=getattr(args, "region", None),
             endpoint_url=getattr(args, "endpoint_url", None),

@@ -31,7 +31,7 @@ def report_meta(options: ReplayOptions, world: WorldSpec | None, banner: Sequenc
     """What the replay was, for the page's header and notes."""
     rules = display_path(options.rules)
     baseline = display_path(options.baseline_rules) if options.baseline_rules else None
-    title = f"Dry-run: {rules} against {baseline}" if baseline else f"Dry-run: {rules}"
+    title = options.report_title or (f"Dry-run: {rules} against {baseline}" if baseline else f"Dry-run: {rules}")
     notes = [line for line in banner if line]
     if summary.masked:
         notes.append(
