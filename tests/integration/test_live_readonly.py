@@ -4,6 +4,7 @@ moto's server over HTTP, through a proxy that records every AWS operation and re
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from runtime.aws import DynamoTables
 from tests.integration.conftest import ROOT, Moto, base_env
 from tests.support.proxy import RecordingProxy, recording_proxy
 from tools.dryrun.backends import populate
-from tools.dryrun.live import READ_ONLY_ACTIONS
+from tools.dryrun.live import READ_ONLY_ACTIONS, READ_ONLY_POLICY
 from tools.dryrun.world import load_world
 from tools.localaws import LocalResources, provision, put_secrets
 
@@ -178,3 +179,15 @@ def test_a_snapshot_of_a_users_conversations(account: LocalResources, proxy: Rec
         "twilio_auth_token": "redacted",
     }
 
+
+def test_the_documented_read_only_policy_is_the_one_the_code_names() -> None:
+    docs = (ROOT / "docs" / "dry-run.md").read_text()
+    match = re.search(r"<!-- read-only-policy -->\s*```json\n(.*?)```", docs, re.S)
+    assert match is not None, "docs/dry-run.md shows the read-only policy"
+    assert json.loads(match.group(1)) == READ_ONLY_POLICY
+    actions = {
+        action
+        for statement in READ_ONLY_POLICY["Statement"]
+        for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    }
+    assert actions == READ_ONLY_ACTIONS and all(s["Effect"] == "Allow" for s in READ_ONLY_POLICY["Statement"])
