@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import registry
 from engine.calls import CallLimits
@@ -30,9 +30,11 @@ from engine.stamp import STAMP_FILE, Stamp
 from runtime import tracing
 from runtime.apigateway import EventError, http_request, proxy_response, request_path
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients
-from runtime.capture import EventCapture, Pending
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.metrics import EmfMetrics
+
+if TYPE_CHECKING:
+    from runtime.capture import EventCapture, Pending
 
 __all__ = ["Application", "Handled", "NoRegionConfigured", "auth_headers", "live_services", "shared_limits"]
 
@@ -124,8 +126,13 @@ def auth_headers(configs: Sequence[AppConfig]) -> tuple[str, ...]:
 def event_capture(configs: Sequence[AppConfig], env: Mapping[str, str]) -> EventCapture | None:
     """The capture the environment configures (None: off). A bad setting turns it off with an ERROR line.
 
-    Capturing is an operations aid: a mistake in its settings must not take the webhook down with it.
+    Capturing is an operations aid: a mistake in its settings must not take the webhook down with it. The
+    capture's modules are imported only when it is configured (a cold start without it does not pay for them).
     """
+    if not env.get("CAPTURE_S3_URI", "").strip():
+        return None
+    from runtime.capture import EventCapture
+
     try:
         return EventCapture.from_env(env, auth_headers(configs))
     except ValueError as exc:
