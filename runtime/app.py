@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from engine import registry
 from engine.calls import CallLimits
 from engine.clock import Clock, SystemClock
 from engine.config import AppConfig, load_config
@@ -33,7 +34,10 @@ from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.metrics import EmfMetrics
 from runtime.stamp import STAMP_FILE, Stamp
 
-__all__ = ["Application", "Handled", "NoRegionConfigured", "live_services", "shared_limits"]
+if TYPE_CHECKING:
+    from runtime.capture import EventCapture, Pending
+
+__all__ = ["Application", "Handled", "NoRegionConfigured", "auth_headers", "live_services", "shared_limits"]
 
 logger = logging.getLogger("runtime.app")
 
@@ -110,6 +114,33 @@ def live_services(
     )
 
 
+def auth_headers(configs: Sequence[AppConfig]) -> tuple[str, ...]:
+    """The request headers that authenticate requests to any of ``configs`` (as their steps declare them)."""
+    found: dict[str, None] = {}
+    for config in configs:
+        for planned in config.pipeline.steps():
+            spec = registry.get(planned.uses)
+            found.update(dict.fromkeys(spec.auth_headers if spec is not None else ()))
+    return tuple(found)
+
+
+def event_capture(configs: Sequence[AppConfig], env: Mapping[str, str]) -> EventCapture | None:
+    """The capture the environment configures (None: off). A bad setting turns it off with an ERROR line.
+
+    Capturing is an operations aid: a mistake in its settings must not take the webhook down with it. The
+    capture's modules are imported only when it is configured (a cold start without it does not pay for them).
+    """
+    if not env.get("CAPTURE_S3_URI", "").strip():
+        return None
+    from runtime.capture import EventCapture
+
+    try:
+        return EventCapture.from_env(env, auth_headers(configs))
+    except ValueError as exc:
+        logger.error("event capture is off: %s", exc)
+        return None
+
+
 def _routes(configs: Sequence[AppConfig]) -> dict[str, AppConfig]:
     routes: dict[str, AppConfig] = {}
     problems: list[Problem] = []
@@ -152,12 +183,14 @@ class Application:
         metrics: EmfMetrics | None = None,
         *,
         by_pipeline: Mapping[str, Services] | None = None,
+        capture: EventCapture | None = None,
     ) -> None:
         """``services`` serve every pipeline, except those ``by_pipeline`` gives services of their own."""
         self.configs = tuple(configs)
         self.services = services
         self.metrics = metrics
         self._services = dict(by_pipeline or {})
+        self.capture = capture
         self._routes = _routes(self.configs)
         self._expected = " or ".join(f"…/{channel}" for channel in sorted(self._routes))
 
@@ -167,7 +200,7 @@ class Application:
 
         ``session`` is the boto3 session the clients come from (a new one by default; see ``live_services`` for
         when each is created). As a Lambda container, it writes one EMF metrics document per event and, when the
-        environment asks, records X-Ray subsegments.
+        environment asks, records X-Ray subsegments and captures events to S3 (``runtime.capture``).
         """
         environment = os.environ if env is None else env
         configs = load_pipelines(root, environment, Stamp.read(root / STAMP_FILE))
@@ -179,7 +212,8 @@ class Application:
                 shared[config.aws] = live_services(config.aws, session=session, env=environment)
         by_pipeline = {config.name: shared[config.aws] for config in configs}
         first = by_pipeline[configs[0].name]
-        return cls(configs, first, EmfMetrics.from_env(environment), by_pipeline=by_pipeline)
+        metrics = EmfMetrics.from_env(environment)
+        return cls(configs, first, metrics, by_pipeline=by_pipeline, capture=event_capture(configs, environment))
 
     def pipeline(self, name: str) -> AppConfig:
         """The loaded pipeline called ``name``; KeyError when there is none."""
@@ -226,6 +260,7 @@ class Application:
         started = perf_counter()
         request_id = getattr(context, "aws_request_id", None)
         bind_log_fields({"request_id": str(request_id)} if request_id else {}, replace=True)
+        pending = self.capture.start(event) if self.capture is not None else None
         try:
             request: HttpRequest | None = http_request(event)
             reason = None
@@ -250,8 +285,20 @@ class Application:
             except Exception as exc:  # noqa: BLE001 - RetryableFailure, or a policy gap: both raise out of the handler
                 raised = exc
         self._record(name, result, response, perf_counter() - started)
+        if pending is not None:
+            self._captured(name, pending)
         bind_log_fields({}, replace=True)
         return Handled(result, channel, response, raised, name)
+
+    def _captured(self, name: str | None, pending: Pending | str) -> None:
+        """Wait (bounded) for the event's capture; a failure is one WARNING line and one metric."""
+        assert self.capture is not None
+        failure = pending if isinstance(pending, str) else pending.wait(self.capture.settings.wait_seconds)
+        if failure is None:
+            return
+        logger.warning("event capture failed: %s", failure, extra={"pipeline": name})
+        if self.metrics is not None:
+            self.metrics.count(name or "unrouted", "CaptureFailures", properties=log_fields())
 
     def _record(self, name: str | None, result: RunResult, response: dict[str, Any] | None, seconds: float) -> None:
         ms = round(seconds * 1000, 3)

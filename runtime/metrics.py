@@ -6,7 +6,9 @@ CloudWatch Logs extracts the metrics from the document itself (no API call, no a
 - ``Errors`` by {Pipeline, ErrorCode}: 1 per event that ended in an error (the alarms watch
   ``INVALID_SIGNATURE`` and ``SECRET_FETCH_FAILED``);
 - ``Latency`` and ``StepLatency.<step id>`` by {Pipeline}, in milliseconds (skipped steps are left out);
-- ``ColdStart`` by {Pipeline}: 1 on the first invocation of a container.
+- ``ColdStart`` by {Pipeline}: 1 on the first invocation of a container;
+- ``CaptureFailures`` by {Pipeline}: 1 in a document of its own when an event capture failed
+  (``runtime.capture``; the webhook's answer is unaffected).
 
 The document is also a log line: it carries the invocation's log fields (request id, conversation id…)
 as plain properties.
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from engine.runner import TraceEntry
 
-__all__ = ["DEFAULT_NAMESPACE", "EmfMetrics", "emf_line", "step_metric"]
+__all__ = ["DEFAULT_NAMESPACE", "EmfMetrics", "count_line", "emf_line", "step_metric"]
 
 DEFAULT_NAMESPACE = "InboundWebhookPipeline"
 _OFF = frozenset({"0", "false", "no", "off"})
@@ -75,6 +77,19 @@ def emf_line(
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+def count_line(
+    namespace: str, pipeline: str, metric: str, *, timestamp_ms: int, properties: Mapping[str, str] | None = None
+) -> str:
+    """An EMF document counting one ``metric`` by {Pipeline}, with ``properties`` as plain fields."""
+    doc: dict[str, Any] = {"message": "metrics", **{key: value for key, value in (properties or {}).items() if value}}
+    doc["Pipeline"] = pipeline
+    doc[metric] = 1
+    counted = [{"Name": metric, "Unit": "Count"}]
+    directives = [{"Namespace": namespace, "Dimensions": [["Pipeline"]], "Metrics": counted}]
+    doc["_aws"] = {"Timestamp": int(timestamp_ms), "CloudWatchMetrics": directives}
+    return _ENCODER.encode(doc)
 
 
 @lru_cache(maxsize=256)
@@ -152,6 +167,14 @@ class EmfMetrics:
             cold_start=cold,
             timestamp_ms=int(self._clock() * 1000),
             properties=properties,
+        )
+        self._write(line)
+        return line
+
+    def count(self, pipeline: str, metric: str, properties: Mapping[str, str] | None = None) -> str:
+        """Write a document counting one ``metric`` (not an invocation: no cold start, no latency) and return it."""
+        line = count_line(
+            self.namespace, pipeline, metric, timestamp_ms=int(self._clock() * 1000), properties=properties
         )
         self._write(line)
         return line

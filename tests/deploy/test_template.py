@@ -126,10 +126,21 @@ def expected_grants(configs: list[AppConfig]) -> set[tuple[str, str]]:
     return {(grant.action, repr(_template_resource(grant))) for config in configs for grant in pipeline_grants(config)}
 
 
-def policy_statements(template: dict[str, Any], policy: str) -> list[dict[str, Any]]:
+def role_policies(template: dict[str, Any]) -> dict[str, tuple[str | None, dict[str, Any]]]:
+    """The role's inline policies by name: (the condition that includes it or None, the policy)."""
     (role,) = resources(template, "AWS::IAM::Role").values()
-    (document,) = [p["PolicyDocument"] for p in role["Properties"]["Policies"] if p["PolicyName"] == policy]
-    return document["Statement"]
+    found: dict[str, tuple[str | None, dict[str, Any]]] = {}
+    for entry in role["Properties"]["Policies"]:
+        condition = None
+        if "Fn::If" in entry:
+            condition, entry, otherwise = entry["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}
+        found[entry["PolicyName"]] = (condition, entry)
+    return found
+
+
+def policy_statements(template: dict[str, Any], policy: str) -> list[dict[str, Any]]:
+    return role_policies(template)[policy][1]["PolicyDocument"]["Statement"]
 
 
 def as_list(value: Any) -> list[Any]:
@@ -179,7 +190,12 @@ def test_nothing_else_in_the_template_grants_permissions(template) -> None:
     assert [s["Resource"] for s in logs] == [{"Fn::GetAtt": ["FunctionLogGroup", "Arn"]}]
     (role,) = resources(template, "AWS::IAM::Role").values()
     assert "ManagedPolicyArns" not in role["Properties"]
-    assert [p["PolicyName"] for p in role["Properties"]["Policies"]] == ["PipelineSteps", "LambdaRuntime"]
+    policies = role_policies(template)
+    assert {name: condition for name, (condition, _) in policies.items()} == {
+        "PipelineSteps": None,
+        "LambdaRuntime": None,
+        "EventCapture": "CaptureOn",
+    }
     kinds = {body["Type"] for body in template["Resources"].values()}
     assert not {kind for kind in kinds if kind.startswith("AWS::IAM::") and kind != "AWS::IAM::Role"}
     function = template["Resources"]["PipelineFunction"]["Properties"]
@@ -276,6 +292,66 @@ def test_the_outputs_give_the_webhook_urls_with_the_retry_overrides(template) ->
         assert url.endswith(f"/${{StageName}}/{channel}#rc=2&rp=ct,rt,5xx&rt=6000")
     # SendGrid retries 5xx itself: its URL carries no Twilio connection overrides.
     assert template["Outputs"]["EmailWebhookUrl"]["Value"]["Fn::Sub"].endswith("/${StageName}/email")
+
+
+def _capture_bucket_expression() -> dict[str, Any]:
+    return {"Fn::If": ["CreateCaptureBucket", {"Ref": "CaptureBucket"}, {"Ref": "EventCaptureBucketName"}]}
+
+
+def test_event_capture_is_off_by_default_and_its_settings_reach_the_function(template, function_env) -> None:
+    from runtime.capture import CaptureSettings
+
+    parameters = template["Parameters"]
+    assert parameters["EventCapture"]["Default"] == "off"
+    assert template["Conditions"]["CaptureOn"] == {"Fn::Equals": [{"Ref": "EventCapture"}, "on"]}
+    uri = function_env["CAPTURE_S3_URI"]["Fn::If"]
+    assert uri[0] == "CaptureOn" and uri[2] == ""
+    assert uri[1]["Fn::Sub"] == ["s3://${Bucket}/${EventCapturePrefix}", {"Bucket": _capture_bucket_expression()}]
+    assert function_env["CAPTURE_MASK"] == {"Ref": "EventCaptureMask"}
+    assert function_env["CAPTURE_SAMPLE_RATE"] == {"Ref": "EventCaptureSampleRate"}
+    assert function_env["CAPTURE_KEY_SECRET"]["Fn::If"][0] == "CaptureKeyFromSecret"
+    # Off: the function sees an empty URI. On, with each parameter's default: the settings it reads are valid.
+    off = {name: placeholder(template, value) for name, value in function_env.items() if name.startswith("CAPTURE_")}
+    assert CaptureSettings.from_env({**off, "CAPTURE_S3_URI": "", "CAPTURE_KEY_SECRET": ""}) is None
+    prefix = parameters["EventCapturePrefix"]["Default"]
+    on = CaptureSettings.from_env({**off, "CAPTURE_S3_URI": f"s3://captures-bucket/{prefix}", "CAPTURE_KEY_SECRET": ""})
+    assert on is not None and (on.mask, on.sample_rate, on.prefix) == ("text", 1.0, prefix)
+    assert set(parameters["EventCaptureMask"]["AllowedValues"]) == {"none", "text", "all"}
+    rule = template["Rules"]["EventCaptureAllNeedsAKey"]
+    assert rule["Assertions"][0]["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "EventCapturePseudonymKeySecretArn"}, ""]}]
+    }
+
+
+def test_the_function_may_only_put_objects_under_the_capture_prefix(template) -> None:
+    condition, policy = role_policies(template)["EventCapture"]
+    assert condition == "CaptureOn"
+    put, key = policy["PolicyDocument"]["Statement"]
+    assert put["Effect"] == "Allow" and put["Action"] == "s3:PutObject"
+    assert put["Resource"]["Fn::Sub"] == [
+        "arn:${AWS::Partition}:s3:::${Bucket}/${EventCapturePrefix}*",
+        {"Bucket": _capture_bucket_expression()},
+    ]
+    included, statement, otherwise = key["Fn::If"]
+    assert (included, otherwise) == ("CaptureKeyFromSecret", {"Ref": "AWS::NoValue"})
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert statement["Resource"] == {"Ref": "EventCapturePseudonymKeySecretArn"}
+
+
+def test_the_capture_bucket_is_private_encrypted_tls_only_and_expiring(template) -> None:
+    bucket = template["Resources"]["CaptureBucket"]
+    assert bucket["Condition"] == "CreateCaptureBucket"
+    props = bucket["Properties"]
+    (encryption,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert all(props["PublicAccessBlockConfiguration"].values()) and len(props["PublicAccessBlockConfiguration"]) == 4
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    (expiry,) = props["LifecycleConfiguration"]["Rules"]
+    assert expiry["Status"] == "Enabled" and expiry["ExpirationInDays"] == {"Ref": "EventCaptureRetentionDays"}
+    policy = template["Resources"]["CaptureBucketPolicy"]
+    assert policy["Condition"] == "CreateCaptureBucket"
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 # The build script (scripts/build_lambda.py): what goes into the artifact, without downloading anything.

@@ -49,10 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-signature", action="store_true", help="replay events whose signature cannot be checked")
     parser.add_argument(
         "--backend",
-        choices=("moto", "memory"),
-        default="moto",
-        help="world implementation: moto (reference) or memory (fast, identical output)",
+        choices=("moto", "memory", "live"),
+        help="with --world: moto (reference, the default) or memory (fast, identical output); "
+        "live (the default without --world): read the AWS account, keep writes and sends in memory",
     )
+    parser.add_argument("--profile", help="live: the AWS profile to read with (default: the default credentials)")
+    parser.add_argument("--region", help="live: the AWS region (default: the profile's or AWS_REGION)")
+    parser.add_argument("--endpoint-url", help="live: an AWS endpoint (e.g. a local emulator)")
+    parser.add_argument("--report", type=Path, metavar="FILE", help="also write the decision report page (HTML)")
+    parser.add_argument("--report-title", metavar="TEXT", help="the report's title (default: the rules compared)")
     parser.add_argument(
         "--jobs",
         type=int,

@@ -4,27 +4,32 @@ A lane holds every pipeline being replayed (the Lambda's routing by path include
 
 A lane's services are the Lambda's with their side effects redirected: over a world (moto or memory)
 every write and send is performed there and recorded; over the real account (no world) reads are
-real and writes and sends are only planned. ``ReplayClock`` keeps the replay deterministic: wall
-time is ``--now`` (or the world's), and elapsed time does not advance, so secret-cache ages,
-refresh rate limits and step deadlines do not depend on how fast the replay runs.
+real and writes and sends are only planned (kept in an in-memory overlay that later reads see).
+``ReplayClock`` keeps the replay deterministic: wall time is ``--now`` (or the world's), and elapsed
+time does not advance, so secret-cache ages, refresh rate limits and step deadlines do not depend on
+how fast the replay runs.
+
+``Lane.probe(configs)`` runs other rule sets against a lane's world as it stands, leaving no trace:
+each probed event's writes are undone (or, over the account, forgotten). A baseline comparison uses
+it to tell a decision the candidate rules changed from a knock-on effect of an earlier change.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from engine.config import AppConfig
 from engine.context import Services
 from engine.http import last_segment
-from engine.ports import SecretStore
+from engine.ports import SecretStore, Tables
 from engine.secrets import SecretCache
 from runtime.apigateway import request_path
 from runtime.app import Application
-from tools.dryrun.backends import Backend
+from tools.dryrun.backends import Backend, WorldPorts
 from tools.dryrun.blueprint import TableSchema, table_schema
 from tools.dryrun.mask import Scrubber
 from tools.dryrun.pipeline import auth_headers, replay_pipeline
@@ -32,7 +37,15 @@ from tools.dryrun.recording import Journal, PlanningQueues, PlanningTables, Reco
 from tools.dryrun.report import Replayed
 from tools.dryrun.world import WorldSpec, secret_values
 
-__all__ = ["PLACEHOLDER_SIGNATURE", "Lane", "ReplayClock", "account_lane", "with_placeholders", "world_lane"]
+__all__ = [
+    "PLACEHOLDER_SIGNATURE",
+    "Lane",
+    "ReplayClock",
+    "TableDescriber",
+    "account_lane",
+    "with_placeholders",
+    "world_lane",
+]
 
 PLACEHOLDER_SIGNATURE = "skipped-by-pipeline-dryrun"
 
@@ -77,6 +90,13 @@ class Lane:
     uses: Mapping[str, Mapping[str, str]]
     reset: Callable[[], None]
     world: bool
+    prober: Callable[[Sequence[AppConfig]], Lane] | None = field(default=None, repr=False)
+
+    def probe(self, configs: Sequence[AppConfig]) -> Lane:
+        """A lane running ``configs`` against this lane's world as it stands; its own writes never stay."""
+        if self.prober is None:
+            raise ValueError("this lane cannot be probed")
+        return self.prober(configs)
 
     def auth_headers(self, event: Any) -> tuple[str, ...]:
         """The headers carrying authentication for the pipeline ``event`` is routed to."""
@@ -114,6 +134,45 @@ def _application(
     return Application(adapted, services), skipped, uses
 
 
+def _warm_cache(store: SecretStore, names: Sequence[str], scrubber: Scrubber, clock: ReplayClock) -> SecretCache:
+    """A secret cache holding ``names`` already, as a warm container's would."""
+    cache = SecretCache(_WatchedSecrets(store, scrubber), clock)
+    for name in names:
+        try:
+            cache.get(name, math.inf)
+        except Exception:  # noqa: BLE001 - an unusable secret fails each event that needs it, as it would live
+            continue
+    return cache
+
+
+def _world_lane(
+    configs: Sequence[AppConfig],
+    ports: WorldPorts,
+    world: WorldSpec,
+    *,
+    clock: ReplayClock,
+    scrubber: Scrubber,
+    independent: bool,
+    skip_signature: bool,
+) -> Lane:
+    journal = Journal()
+    tables = RecordingTables(ports.tables, journal, ports.schemas, keep_undo=independent)
+    cache = _warm_cache(ports.secrets, list(world.secrets), scrubber, clock)
+    services = Services(tables=tables, queues=RecordingQueues(ports.queues, journal), secrets=cache, clock=clock)
+    application, skipped, uses = _application(configs, services, skip_signature)
+
+    def reset() -> None:
+        if independent:
+            journal.undo(ports.tables)
+
+    def prober(others: Sequence[AppConfig]) -> Lane:
+        return _world_lane(
+            others, ports, world, clock=clock, scrubber=scrubber, independent=True, skip_signature=skip_signature
+        )
+
+    return Lane(application, journal, skipped, uses, reset, world=True, prober=prober)
+
+
 def world_lane(
     configs: Sequence[AppConfig],
     backend: Backend,
@@ -126,26 +185,18 @@ def world_lane(
     skip_signature: bool,
 ) -> Lane:
     """A lane over a fresh world loaded from ``world``, its secrets already in the cache (a warm container)."""
-    ports = backend.world(world, prefix)
-    journal = Journal()
-    tables = RecordingTables(ports.tables, journal, ports.schemas, keep_undo=independent)
-    cache = SecretCache(_WatchedSecrets(ports.secrets, scrubber), clock)
-    for name in world.secrets:
-        try:
-            cache.get(name, math.inf)
-        except Exception:  # noqa: BLE001 - an unusable secret fails each event that needs it, as it would live
-            continue
-    services = Services(tables=tables, queues=RecordingQueues(ports.queues, journal), secrets=cache, clock=clock)
-    application, skipped, uses = _application(configs, services, skip_signature)
-
-    def reset() -> None:
-        if independent:
-            journal.undo(ports.tables)
-
-    return Lane(application, journal, skipped, uses, reset, world=True)
+    return _world_lane(
+        configs,
+        backend.world(world, prefix),
+        world,
+        clock=clock,
+        scrubber=scrubber,
+        independent=independent,
+        skip_signature=skip_signature,
+    )
 
 
-class _Describer:
+class TableDescriber:
     """Key schemas of real tables (DescribeTable, once per table); None when they cannot be read."""
 
     def __init__(self, client: Any) -> None:
@@ -161,6 +212,31 @@ class _Describer:
         return self._known[table]
 
 
+def _planning_lane(
+    configs: Sequence[AppConfig],
+    reads: Tables,
+    describe: Callable[[str], TableSchema | None],
+    secrets: SecretCache,
+    *,
+    clock: ReplayClock,
+    independent: bool,
+    skip_signature: bool,
+) -> Lane:
+    journal = Journal()
+    tables = PlanningTables(reads, journal, describe)
+    services = Services(tables=tables, queues=PlanningQueues(journal), secrets=secrets, clock=clock)
+    application, skipped, uses = _application(configs, services, skip_signature)
+
+    def prober(others: Sequence[AppConfig]) -> Lane:
+        # Reads see this lane's planned rows (then the account); the probe's own plans are forgotten after each event.
+        return _planning_lane(
+            others, tables, describe, secrets, clock=clock, independent=True, skip_signature=skip_signature
+        )
+
+    reset = tables.reset if independent else lambda: None
+    return Lane(application, journal, skipped, uses, reset, world=False, prober=prober)
+
+
 def account_lane(
     configs: Sequence[AppConfig],
     clients: tuple[Any, Any, Any],
@@ -169,21 +245,28 @@ def account_lane(
     scrubber: Scrubber,
     independent: bool,
     skip_signature: bool,
+    reads: Callable[[Tables], Tables] | None = None,
 ) -> Lane:
-    """A lane that reads the real account and plans every write and send."""
+    """A lane that reads the real account and plans every write and send (an in-memory overlay, never a write).
+
+    ``reads`` wraps the account's tables (``tools.dryrun.snapshot`` notes every row read through it).
+    """
     from runtime.aws import DynamoTables, SecretsManagerStore
 
     dynamodb, _, secretsmanager = clients
-    journal = Journal()
-    tables = PlanningTables(DynamoTables(dynamodb), journal, _Describer(dynamodb))
-    services = Services(
-        tables=tables,
-        queues=PlanningQueues(journal),
-        secrets=SecretCache(_WatchedSecrets(SecretsManagerStore(secretsmanager), scrubber), clock),
+    account: Tables = DynamoTables(dynamodb)
+    if reads is not None:
+        account = reads(account)
+    secrets = SecretCache(_WatchedSecrets(SecretsManagerStore(secretsmanager), scrubber), clock)
+    return _planning_lane(
+        configs,
+        account,
+        TableDescriber(dynamodb),
+        secrets,
         clock=clock,
+        independent=independent,
+        skip_signature=skip_signature,
     )
-    application, skipped, uses = _application(configs, services, skip_signature)
-    return Lane(application, journal, skipped, uses, tables.reset if independent else lambda: None, world=False)
 
 
 def with_placeholders(event: Any, headers: Sequence[str]) -> tuple[Any, list[str]]:

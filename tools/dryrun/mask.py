@@ -17,30 +17,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.ports import json_safe
+from runtime.masking import MASKED_TEXT, PERSONAL_TEXT_KEYS
 
 __all__ = ["MASKED_TEXT", "Masker", "Scrubber", "mask_number"]
 
-MASKED_TEXT = "[masked]"
-# Free text written by (or about) the end user; matched on the last segment of a key, case-insensitively.
-PERSONAL_TEXT_KEYS = frozenset(
-    {
-        "body",
-        "content",
-        "text",
-        "profilename",
-        "buttontext",
-        "buttonpayload",
-        "address",
-        "label",
-        "latitude",
-        "longitude",
-        "listtitle",
-        "subject",
-        "html",
-        "headers",
-        "email",
-    }
-)
 _NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
 _ADDRESS = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})")
 

@@ -2,10 +2,13 @@
 
 Each event runs through ``runtime.app.Application.process`` exactly as in the Lambda, with the
 services swapped (``tools.dryrun.lanes``): with ``--world`` the ports reach a world (moto or
-memory) and every write and send is performed there and recorded; without it reads go to the real
-account and writes and sends are only planned. ``--baseline-rules`` adds a second lane with its own
-world, and each event's decisions are compared. With a memory world, long replays are spread over
-the machine's cores (``tools.dryrun.parallel``) with the same output.
+memory) and every write and send is performed there and recorded; without it (``--backend live``)
+reads go to the real account and writes and sends are only planned, in memory. ``--baseline-rules``
+adds a second lane with its own world, and each event's decisions are compared; once the two worlds
+may differ, each event also runs with the baseline rules on the candidate's world (a probe, undone
+afterwards), which tells a changed decision from a knock-on. With a memory world, long replays are
+spread over the machine's cores (``tools.dryrun.parallel``) with the same output. ``--report FILE``
+also writes the decision report page (``tools.dryrun.report_page``).
 """
 
 from __future__ import annotations
@@ -30,13 +33,26 @@ from tools.dryrun.backends import open_backend
 from tools.dryrun.blueprint import blueprint
 from tools.dryrun.events import EventFileError, RecordedEvent, load_events
 from tools.dryrun.lanes import Lane, ReplayClock, account_lane, with_placeholders, world_lane
+from tools.dryrun.live import AccountAccess, live_clients
 from tools.dryrun.mask import Masker, Scrubber
 from tools.dryrun.parallel import available_workers, conversation_groups, partition, run_partitioned
-from tools.dryrun.report import Progress, Summary, Table, event_record, to_json_line
+from tools.dryrun.report import (
+    Progress,
+    Replayed,
+    Summary,
+    Table,
+    change_kind,
+    effects,
+    event_record,
+    masked_note,
+    masked_reads,
+    to_json_line,
+)
+from tools.dryrun.report_file import report_meta, write_report
 from tools.dryrun.world import WorldSpec, load_world, parse_instant, secret_values
 from tools.requires import MissingTool
 
-__all__ = ["Rendered", "ReplayOptions", "UsageError", "run_replay"]
+__all__ = ["Rendered", "ReplayOptions", "UsageError", "load_configs", "run_replay"]
 
 EXIT_OK, EXIT_CHANGED, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_EVENTS = 100
@@ -68,18 +84,35 @@ class ReplayOptions:
     skip_signature: bool
     fail_on_change: bool
     jobs: int
+    report: Path | None = None
+    report_title: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    @property
+    def live(self) -> bool:
+        """Reads come from the account (no world)."""
+        return self.world is None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ReplayOptions:
         """Options from parsed arguments; UsageError for combinations that cannot work."""
         if args.fail_on_change and args.baseline_rules is None:
             raise UsageError("--fail-on-change needs --baseline-rules DIR (there is nothing to compare against)")
-        if args.backend == "memory" and args.world is None:
-            raise UsageError("--backend memory needs --world FILE (without a world, reads come from AWS)")
+        backend = args.backend or ("live" if args.world is None else "moto")
+        if backend == "live" and args.world is not None:
+            raise UsageError("--backend live reads the account: it takes no --world FILE")
+        if backend != "live" and args.world is None:
+            raise UsageError(f"--backend {backend} needs --world FILE (without a world, reads come from AWS)")
+        live_options = [name for name in ("profile", "region", "endpoint_url") if getattr(args, name, None)]
+        if live_options and backend != "live":
+            names = ", ".join("--" + name.replace("_", "-") for name in live_options)
+            raise UsageError(f"{names}: only for reads from AWS (--backend live, no --world)")
         jobs = int(getattr(args, "jobs", 0) or 0)
         if jobs < 0:
             raise UsageError("--jobs must be 0 (automatic) or a positive number")
-        if jobs > 1 and args.backend != "memory":
+        if jobs > 1 and backend != "memory":
             raise UsageError("--jobs above 1 needs --backend memory (moto is the single-process reference)")
         now = None
         if args.now is not None:
@@ -94,7 +127,7 @@ class ReplayOptions:
             world=args.world,
             baseline_rules=args.baseline_rules,
             now=now,
-            backend=args.backend,
+            backend=backend,
             as_json=args.json,
             explain=bool(getattr(args, "explain", False)),
             independent=args.independent,
@@ -102,6 +135,11 @@ class ReplayOptions:
             skip_signature=args.skip_signature,
             fail_on_change=args.fail_on_change,
             jobs=jobs,
+            report=getattr(args, "report", None),
+            report_title=getattr(args, "report_title", None),
+            profile=getattr(args, "profile", None),
+            region=getattr(args, "region", None),
+            endpoint_url=getattr(args, "endpoint_url", None),
         )
 
     def workers(self, events: int) -> int:
@@ -114,22 +152,35 @@ class ReplayOptions:
 
 
 class Rendered(NamedTuple):
-    """One replayed event as output text, with what the summary counts (a tuple: cheap between processes)."""
+    """One replayed event as output text, with what the summary counts (a tuple: cheap between processes).
+
+    ``record`` is the event's JSON line when a report is being made.
+    """
 
     text: str
     outcome: str
     signature: str | None
     change: str | None
+    kind: str | None = None
+    masked: bool = False
+    record: str | None = None
 
 
 class _Renderer:
-    """Replays one event in every lane and renders it (JSON line or table row); picklable results only."""
+    """Replays one event in every lane and renders it (JSON line or table row); picklable results only.
+
+    With a baseline and an evolving world, a probe lane (the baseline rules on the candidate's world)
+    runs each event once the two worlds may differ, that is once an event did different things in
+    each; until then the worlds are the same and a probe would only repeat the baseline.
+    """
 
     def __init__(self, options: ReplayOptions, lanes: list[Lane], table: Table | None, scrubber: Scrubber) -> None:
         self._options = options
         self._scrubber = scrubber
         self._lane = lanes[0]
         self._baseline = lanes[1] if len(lanes) > 1 else None
+        self._probe = lanes[2] if len(lanes) > 2 else None
+        self._diverged = False
         self._table = table
         self._masker = Masker(show_data=options.show_data)
 
@@ -139,8 +190,16 @@ class _Renderer:
             event, missing = with_placeholders(event, self._lane.auth_headers(event))
             if missing:
                 notes.append(f"{', '.join(missing)} was missing; a placeholder stood in for it (--skip-signature)")
+        probe = self._probe.run(event, []) if self._probe is not None and self._diverged else None
         run = self._lane.run(event, notes)
         base = self._baseline.run(event, list(notes)) if self._baseline is not None else None
+        kind = None
+        if base is not None:
+            kind = change_kind(base, run, probe)
+            self._diverged = self._diverged or effects(base) != effects(run)
+        note = masked_note(event, masked_reads(run) + (masked_reads(base) if base is not None else []))
+        if note is not None:
+            run = Replayed(run.handled, run.actions, [*run.notes, note])
         pipeline = run.handled.pipeline or ""
         record = event_record(
             recorded.source,
@@ -150,9 +209,19 @@ class _Renderer:
             skipped_steps=self._lane.skipped_steps.get(pipeline, frozenset()),
             skip_signature=self._options.skip_signature,
             baseline=base,
+            kind=kind,
         )
-        text = to_json_line(record) + "\n" if self._table is None else self._table.row_text(record)
-        return Rendered(self._scrubber(text), record["outcome"], record["signature"], record.get("change"))
+        line = to_json_line(record)
+        text = line + "\n" if self._table is None else self._table.row_text(record)
+        return Rendered(
+            self._scrubber(text),
+            record["outcome"],
+            record["signature"],
+            record.get("change"),
+            record.get("change_kind"),
+            note is not None,
+            self._scrubber(line) if self._options.report else None,
+        )
 
 
 class _Scrubbed:
@@ -231,7 +300,13 @@ def _banner(options: ReplayOptions, world: WorldSpec | None, clock_text: str) ->
         mode = "each event against the world as loaded" if options.independent else "the world evolves event by event"
         lines.append(f"world {world.file} ({options.backend}), now {clock_text}; {mode}")
     else:
-        lines.append("no world: reading the AWS account of the default credentials; writes and sends are only planned")
+        access = _access(options).describe()
+        lines.append(f"live: reading the AWS account ({access}); writes and sends are only planned, in memory")
+    if options.baseline_rules is not None and not options.independent:
+        lines.append(
+            "the world evolves: a decision may change because an earlier one did (KNOCK-ON); "
+            "--independent compares every event against the same world, best for reviewing a rule change"
+        )
     if options.skip_signature:
         lines.append("--skip-signature: signatures are NOT checked")
     if not options.show_data:
@@ -260,6 +335,10 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     clock = ReplayClock(options.now or (world.now if world else None))
     rule_sets = [options.rules, *([options.baseline_rules] if options.baseline_rules else [])]
     prefixes = ["", BASELINE_PREFIX]
+    if options.baseline_rules is not None and not options.independent:
+        # The probe: the baseline rules over the candidate's world, so with the candidate's resource names.
+        rule_sets.append(options.baseline_rules)
+        prefixes.append("")
     pipelines = [options.pipeline] if options.pipeline is not None else pipeline_files(PIPELINES_DIR)
     if not pipelines:
         errors.write(f"pipeline-dryrun: error: no pipeline files in {PIPELINES_DIR}/; pass --pipeline FILE\n")
@@ -270,7 +349,7 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             env = dict(os.environ)
             if world is not None:
                 env.update(blueprint(prefix)[0].environment())
-            configs.append(_load(pipelines, rules, env))
+            configs.append(load_configs(pipelines, rules, env))
     except ConfigError as exc:
         return _problems(errors, exc.problems)
     for problem in (problem for config in configs[0] for problem in config.warnings):
@@ -278,19 +357,27 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     with ExitStack() as stack:
         stack.enter_context(_engine_logs(errors, Masker(show_data=options.show_data)))
         try:
-            lanes = _lanes(options, configs, world, clock, scrubber, stack)
+            lanes = _with_probe(configs, _lanes(options, configs[:2], world, clock, scrubber, stack))
         except ConfigError as exc:
             return _problems(errors, exc.problems)
         except (UsageError, MissingTool) as exc:
             errors.write(f"pipeline-dryrun: error: {exc}\n")
             return EXIT_USAGE
-        summary = _replay(options, events, lanes, world, clock, scrubber, out=_Scrubbed(out, scrubber), err=errors)
+        output = _Scrubbed(out, scrubber)
+        summary, records = _replay(options, events, lanes, world, clock, scrubber, out=output, err=errors)
+    if options.report is not None:
+        banner = _banner(options, world, clock.now().isoformat())
+        try:
+            write_report(options.report, records, configs[0], report_meta(options, world, banner, summary), scrubber)
+        except OSError as exc:
+            errors.write(f"pipeline-dryrun: error: cannot write the report {options.report}: {exc.strerror}\n")
+            return EXIT_USAGE
     if options.fail_on_change and summary.changed:
         return EXIT_CHANGED
     return EXIT_OK
 
 
-def _load(pipelines: list[Path], rules: Path, env: dict[str, str]) -> list[AppConfig]:
+def load_configs(pipelines: list[Path], rules: Path, env: dict[str, str]) -> list[AppConfig]:
     """Every pipeline with the rule sets of ``rules``; ConfigError listing every problem of every file."""
     loaded: list[AppConfig] = []
     problems: list[Problem] = []
@@ -329,10 +416,8 @@ def _lanes(
         ]
     import botocore.exceptions
 
-    from runtime.aws import make_clients
-
     try:
-        clients = make_clients(shared_limits(configs[0]))
+        clients = live_clients(shared_limits(configs[0]), _access(options))
     except botocore.exceptions.BotoCoreError as exc:
         raise UsageError(f"without --world, reads come from AWS, but no client could be made: {exc}") from None
     return [
@@ -348,6 +433,15 @@ def _lanes(
     ]
 
 
+def _access(options: ReplayOptions) -> AccountAccess:
+    return AccountAccess(options.profile, options.region, options.endpoint_url)
+
+
+def _with_probe(configs: list[list[AppConfig]], lanes: list[Lane]) -> list[Lane]:
+    """The lanes, plus the probe (``configs[2]``, the baseline rules on the candidate's world) when there is one."""
+    return [*lanes, lanes[0].probe(configs[2])] if len(configs) > 2 else lanes
+
+
 def _replay(
     options: ReplayOptions,
     events: list[RecordedEvent],
@@ -358,8 +452,10 @@ def _replay(
     *,
     out: _Scrubbed,
     err: _Scrubbed,
-) -> Summary:
+) -> tuple[Summary, list[str]]:
+    """Replay and write every event; the summary, and each event's JSON line when a report is being made."""
     summary = Summary()
+    records: list[str] = []
     table = None
     if not options.as_json:
         table = Table(out, [event.source for event in events], explain=options.explain, baseline=len(lanes) > 1)
@@ -381,11 +477,13 @@ def _replay(
     with _collector_tuned():
         for done, item in enumerate(rendered, start=1):
             out.raw.write(item.text)  # scrubbed where it was rendered (in the workers, when there are several)
-            summary.add(item.outcome, item.signature, item.change)
+            summary.add(item.outcome, item.signature, item.change, item.kind, item.masked)
+            if item.record is not None:
+                records.append(item.record)
             progress.update(done)
     progress.close()
     if table is not None:
         baseline_name = display_path(options.baseline_rules) if options.baseline_rules else None
         table.summary(summary, elapsed=perf_counter() - started, baseline_name=baseline_name)
     out.flush()
-    return summary
+    return summary, records

@@ -3,6 +3,12 @@
 ``event_record`` builds the ``--json`` object (contract §6) from a replayed event, masking personal
 data on the way; ``Table`` writes the readable form (a row per event, optional explanations, a
 summary); ``Progress`` draws a progress bar on a terminal.
+
+Against a baseline, each event's ``change_kind`` says why its decision differs: ``changed`` (the
+candidate rules decide differently on the same world), ``knock_on`` (the baseline rules would decide
+the same on the candidate's world: an earlier changed event left the world different, e.g. a lock
+not taken) or ``unchanged``. ``masked_reads`` finds the rules that read a value a masked recording
+replaced with ``[masked]``: their decisions are not what production would decide.
 """
 
 from __future__ import annotations
@@ -16,11 +22,27 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runtime.app import Handled
+from runtime.masking import MASKED_TEXT, RECORDING_KEY
 from tools.dryrun.mask import Masker
 from tools.dryrun.pipeline import SKIPPED_STATUS, authenticating
 from tools.dryrun.recording import Action
 
-__all__ = ["Progress", "Replayed", "Summary", "Table", "Writer", "change_label", "event_record", "to_json_line"]
+__all__ = [
+    "CHANGE_KINDS",
+    "Progress",
+    "Replayed",
+    "Summary",
+    "Table",
+    "Writer",
+    "change_kind",
+    "change_label",
+    "event_record",
+    "masked_note",
+    "masked_reads",
+    "to_json_line",
+]
+
+CHANGE_KINDS = ("changed", "knock_on", "unchanged")
 
 
 class Writer(Protocol):
@@ -76,6 +98,59 @@ def change_label(baseline: Replayed, current: Replayed) -> str | None:
     return text if before[:2] != after[:2] else f"{text} (response)"
 
 
+def change_kind(baseline: Replayed, current: Replayed, probe: Replayed | None) -> str:
+    """``unchanged``, ``changed`` or ``knock_on``; ``probe`` is the baseline rules run on the candidate's world.
+
+    Without a probe (the two worlds cannot differ yet, or every event runs against the world as loaded) a
+    difference can only come from the rules.
+    """
+    decided = decision_of(current)
+    if decision_of(baseline) == decided:
+        return "unchanged"
+    if probe is not None and decision_of(probe) == decided:
+        return "knock_on"
+    return "changed"
+
+
+def effects(run: Replayed) -> list[tuple[Any, ...]]:
+    """What an event did to its world (writes and sends, whatever the table and queue names): to compare lanes."""
+    return [(action.type, action.payload, action.delay_seconds, action.condition_failed) for action in run.actions]
+
+
+def _holds_mask(value: Any) -> bool:
+    if isinstance(value, str):
+        return value == MASKED_TEXT
+    if isinstance(value, Mapping):
+        return any(_holds_mask(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_mask(item) for item in value)
+    return False
+
+
+def masked_reads(run: Replayed) -> list[tuple[str, str]]:
+    """(``ruleset/rule``, path) for every rule tried that read a value a masked recording replaced."""
+    return [
+        (f"{rule.ruleset}/{rule.rule}", path)
+        for rule in run.handled.result.rules
+        for path, value in rule.inputs.items()
+        if _holds_mask(value)
+    ]
+
+
+def masked_note(event: Any, reads: Sequence[tuple[str, str]]) -> str | None:
+    """The note for an event whose rules read masked fields (None when none did)."""
+    if not reads:
+        return None
+    recording = event.get(RECORDING_KEY) if isinstance(event, Mapping) else None
+    mode = recording.get("mask") if isinstance(recording, Mapping) else None
+    what = f"recording masked (mask={mode})" if mode else "masked recording"
+    read = ", ".join(dict.fromkeys(f"{rule} read {path}" for rule, path in reads))
+    return (
+        f"{what}: {read}, which held {MASKED_TEXT} instead of the real value; "
+        "production may decide differently (replay a mask=none capture to review rules that read text)"
+    )
+
+
 def _action(action: Action, masker: Masker) -> dict[str, Any]:
     entry: dict[str, Any] = {"type": action.type}
     if action.type == "send_message":
@@ -117,6 +192,7 @@ def event_record(
     skipped_steps: frozenset[str],
     skip_signature: bool,
     baseline: Replayed | None = None,
+    kind: str | None = None,
 ) -> dict[str, Any]:
     """The ``--json`` object of one event (contract §6, plus ``signature``, ``message``, ``response``, ``notes``)."""
     handled = run.handled
@@ -154,6 +230,7 @@ def event_record(
         record["baseline_target"] = _route(baseline.handled).get("target")
         record["changed"] = change is not None
         record["change"] = change
+        record["change_kind"] = kind or ("changed" if change is not None else "unchanged")
     record["signature"] = signature_state(run, uses, skip_signature)
     # Messages carry no data by design, but a failing condition's message may quote a value it read.
     record["message"] = masker.text(result.error.message) if result.error else None
@@ -230,9 +307,13 @@ class Summary:
     outcomes: Counter[str] = field(default_factory=Counter)
     signatures: Counter[str] = field(default_factory=Counter)
     changes: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)
+    masked: int = 0
     events: int = 0
 
-    def add(self, outcome: str, signature: str | None, change: str | None) -> None:
+    def add(
+        self, outcome: str, signature: str | None, change: str | None, kind: str | None = None, masked: bool = False
+    ) -> None:
         """Count one event."""
         self.events += 1
         self.outcomes[outcome] += 1
@@ -240,6 +321,9 @@ class Summary:
             self.signatures[signature] += 1
         if change:
             self.changes[change] += 1
+        if kind:
+            self.kinds[kind] += 1
+        self.masked += masked
 
     @property
     def changed(self) -> int:
@@ -277,7 +361,8 @@ class Table:
         why = _why(record)
         if record.get("changed"):
             was = record["change"].split(" → ")[0]
-            why = f"CHANGED (was {was}) · {why}" if why else f"CHANGED (was {was})"
+            label = "KNOCK-ON" if record.get("change_kind") == "knock_on" else "CHANGED"
+            why = f"{label} (was {was}) · {why}" if why else f"{label} (was {was})"
         lines = [
             self._line(
                 record["source"], record["outcome"], record["target"] or "-", status, str(len(record["actions"])), why
@@ -302,8 +387,15 @@ class Table:
         skipped = summary.signatures.get("skipped", 0)
         if skipped:
             write(f"signature skipped (--skip-signature) for {skipped} event(s)\n")
+        if summary.masked:
+            write(
+                f"{summary.masked} event(s): a rule read a field the recording masked; "
+                "those decisions may differ in production (see the notes)\n"
+            )
         if baseline_name is not None:
-            write(f"against baseline rules {baseline_name}: {summary.changed} event(s) changed\n")
+            knock_on = summary.kinds.get("knock_on", 0)
+            split = f" ({summary.changed - knock_on} by the rules, {knock_on} knock-on)" if knock_on else ""
+            write(f"against baseline rules {baseline_name}: {summary.changed} event(s) changed{split}\n")
             for change, count in sorted(summary.changes.items(), key=lambda item: (-item[1], item[0])):
                 write(f"  {change}  {count}\n")
 

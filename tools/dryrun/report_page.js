@@ -25,7 +25,8 @@
     ev.sourceKey = String(ev.record.source ?? "").toLowerCase();
   });
   const hasKinds = events.some((ev) => ev.kind);
-  const hasPipeline = events.some((ev) => ev.record.pipeline);
+  // A pipeline column only when the events did not all go through the one the diagram names.
+  const hasPipeline = new Set(events.map((ev) => ev.record.pipeline ?? "")).size > 1;
   const version = (r) => r.rules_version ?? meta.rules_version ?? "";
   // One version for every event is said once, in the header; a column only when they differ.
   const versions = new Set(events.map((ev) => version(ev.record)));

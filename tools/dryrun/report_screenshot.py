@@ -1,14 +1,19 @@
-"""The report page's screenshot for the docs: a sample report rendered in headless Chromium.
+"""The report page's screenshot for the docs, and a sample report for the page's own tests.
 
-``python -m tools.dryrun.report_screenshot [PNG]`` (from the repository root) writes ``docs/images/report.png``
-from ``sample_records``: a baseline comparison in which candidate rules hand urgent messages off, with the
-knock-on on the next message of the same conversation and two events recorded with masked bodies. It
-borrows the test suite's browser helper (``tests.support.browser``), so it needs what the browser tests need.
+``python -m tools.dryrun.report_screenshot [PNG]`` writes ``docs/images/report.png`` from a real
+``pipeline-dryrun --report`` run: the bundled examples replayed against ``examples/world.yaml`` with a
+candidate rule that hands a bare greeting to a person (``CANDIDATE_RULE``) against the shipped rules, which
+changes the burst's first message and, as a knock-on, its second. ``sample_records`` are hand-made records
+(a change, its knock-on, masked captures) for ``tests/tools/test_report_page.py``. It borrows the test
+suite's browser helper (``tests.support.browser``), so it needs what the browser tests need.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -17,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from tools.dryrun.report_page import ParallelSketch, PipelineSketch, ReportMeta, render_report
+from tools.dryrun.report_page import ParallelSketch, PipelineSketch, ReportMeta
 
-__all__ = ["SAMPLE_META", "main", "sample_pipeline", "sample_records"]
+__all__ = ["CANDIDATE_RULE", "SAMPLE_META", "example_report", "main", "sample_pipeline", "sample_records"]
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_META = ReportMeta(
@@ -31,6 +36,12 @@ SAMPLE_META = ReportMeta(
     world="examples/world.yaml",
     notes=("captures/2026-11-24.jsonl was recorded masked: rules reading body saw [masked]",),
 )
+CANDIDATE_RULE = """rules:
+  - id: greeting_to_human
+    description: A bare greeting goes to a person.
+    when: "request.body == 'Hi'"
+    then: {target: handoff}
+"""
 _RULESETS = {
     "project_status": ("project_inactive",),
     "channel": ("channel_not_allowed",),
@@ -228,8 +239,35 @@ def sample_records(pipeline: PipelineSketch) -> list[dict[str, Any]]:
     ]
 
 
+def example_report(folder: Path) -> Path:
+    """Replay the bundled examples with ``CANDIDATE_RULE`` against the shipped rules; the report page's path."""
+    from tools.dryrun.cli import build_parser
+    from tools.dryrun.replay import run_replay
+
+    candidate = folder / "candidate-rules"
+    shutil.copytree(ROOT / "rules", candidate)
+    routing = candidate / "40_routing.yaml"
+    routing.write_text(routing.read_text(encoding="utf-8").replace("rules:\n", CANDIDATE_RULE, 1), encoding="utf-8")
+    page = folder / "report.html"
+    arguments = [
+        *("--world", "examples/world.yaml", "--backend", "memory", "--now", "2026-11-25T12:00:00Z"),
+        *("--rules", str(candidate), "--baseline-rules", "rules", "--json", "--report", str(page)),
+        *("--report-title", "Dry-run: greeting_to_human (candidate) against rules/", "examples/events"),
+    ]
+    here = Path.cwd()
+    os.chdir(ROOT)  # sources and names as a user in the repository sees them
+    try:
+        errors = io.StringIO()
+        if run_replay(build_parser().parse_args(arguments), out=io.StringIO(), err=errors) != 0:
+            raise RuntimeError(f"the example replay failed: {errors.getvalue()}")
+    finally:
+        os.chdir(here)
+    return page
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the screenshot (default ``docs/images/report.png``) and print its path."""
+    from engine.plugins import load_plugins
     from tests.support.browser import Chromium, find_chromium, launch
 
     chromium = find_chromium()
@@ -237,17 +275,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report_screenshot: {chromium}", file=sys.stderr)
         return 1
     args = list(sys.argv[1:] if argv is None else argv)
-    target = Path(args[0]) if args else ROOT / "docs" / "images" / "report.png"
-    pipeline = sample_pipeline()
-    page = render_report(sample_records(pipeline), pipeline, SAMPLE_META)
+    target = Path(args[0]).resolve() if args else ROOT / "docs" / "images" / "report.png"
+    load_plugins()
     with tempfile.TemporaryDirectory() as folder, launch(chromium, width=1360, height=900) as browser:
-        path = Path(folder) / "report.html"
-        path.write_text(page, encoding="utf-8")
-        browser.open(path)
+        browser.open(example_report(Path(folder)))
         browser.run("document.querySelector('tr.kind-changed').click()")
         problems = browser.problems()
         if problems:
-            print("report_screenshot: the sample page went wrong:", *problems, sep="\n  ", file=sys.stderr)
+            print("report_screenshot: the page went wrong:", *problems, sep="\n  ", file=sys.stderr)
             return 1
         height = browser.run("return document.documentElement.scrollHeight")
         metrics = {"width": 1360, "height": height, "deviceScaleFactor": 1, "mobile": False}

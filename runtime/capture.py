@@ -1,0 +1,287 @@
+"""Event capture: sampled webhook events, masked as configured, written to S3 while the pipeline runs.
+
+Turned on by the environment (the template's ``EventCapture*`` parameters set it; no code changes):
+
+=====================  ===============================================================================
+``CAPTURE_S3_URI``     ``s3://bucket/prefix/``; unset or empty: no capture
+``CAPTURE_MASK``       ``none``, ``text`` (default) or ``all`` (``runtime.masking``)
+``CAPTURE_SAMPLE_RATE`` the share of events kept, 0 to 1 (default 1); chosen per sender/recipient pair, so a
+                       conversation's events are kept or dropped together and its bursts replay whole
+``CAPTURE_KEY_SECRET`` Secrets Manager secret holding the pseudonym key for ``all`` (its ``SecretString``,
+                       or its ``pseudonym_key`` field); read once per container, by the capture thread
+``CAPTURE_KEY``        the key itself, for local runs (``pipeline-serve``); the secret wins
+``CAPTURE_WAIT_MS``    the most an answer waits for an unfinished write (default 200)
+=====================  ===============================================================================
+
+Off the request's critical path: ``start`` (as the invocation begins) takes the sample decision and hands
+the event to one worker thread per container, which masks it and puts it while the pipeline runs;
+``Pending.wait`` (once the answer is ready) waits for it at most ``CAPTURE_WAIT_MS``. A write still
+running then is left to finish in the background; at most ``MAX_QUEUED`` events wait behind it, further
+ones are dropped. The answer never depends on the capture: every failure (S3, the key, a full queue, a
+write still running at the bound) is reported by the caller as one WARNING line and one
+``CaptureFailures`` metric. Objects are ``prefix/YYYY/MM/DD/HH/<UTC time>-<MessageSid>.json``, so a
+directory of them replays in arrival order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import re
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from runtime.masking import DEFAULT_AUTH_HEADERS, MASK_MODES, Pseudonyms, form_fields, recordable
+
+__all__ = ["CaptureSettings", "EventCapture", "Pending"]
+
+logger = logging.getLogger("runtime.capture")
+
+DEFAULT_WAIT_MS = 200
+MAX_QUEUED = 4
+# The S3 put's own bounds: a stalled write gives up long before the Lambda's timeout.
+CONNECT_TIMEOUT_SECONDS = 1.0
+READ_TIMEOUT_SECONDS = 2.0
+MAX_ATTEMPTS = 2
+_SID = re.compile(r"[A-Za-z0-9]{2,64}")
+_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?")
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    """Where and how events are captured."""
+
+    bucket: str
+    prefix: str
+    mask: str = "text"
+    sample_rate: float = 1.0
+    key_secret: str | None = None
+    key: bytes | None = None
+    wait_seconds: float = DEFAULT_WAIT_MS / 1000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CaptureSettings | None:
+        """The settings the environment gives; None when capture is off; ValueError naming a bad value."""
+        uri = env.get("CAPTURE_S3_URI", "").strip()
+        if not uri:
+            return None
+        match = _URI.fullmatch(uri)
+        if match is None:
+            raise ValueError(f"CAPTURE_S3_URI={uri!r} is not s3://bucket/prefix/")
+        prefix = (match.group(2) or "").lstrip("/")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        mask = env.get("CAPTURE_MASK", "").strip() or "text"
+        if mask not in MASK_MODES:
+            raise ValueError(f"CAPTURE_MASK={mask!r}: choose one of {', '.join(MASK_MODES)}")
+        rate = _number(env, "CAPTURE_SAMPLE_RATE", 1.0)
+        if not 0 <= rate <= 1:
+            raise ValueError(f"CAPTURE_SAMPLE_RATE={rate}: a share between 0 and 1")
+        wait_ms = _number(env, "CAPTURE_WAIT_MS", DEFAULT_WAIT_MS)
+        if not 0 <= wait_ms <= 5000:
+            raise ValueError(f"CAPTURE_WAIT_MS={wait_ms}: between 0 and 5000")
+        secret = env.get("CAPTURE_KEY_SECRET", "").strip() or None
+        key = env.get("CAPTURE_KEY", "").encode() or None
+        if mask == "all" and secret is None and key is None:
+            raise ValueError("CAPTURE_MASK=all needs the pseudonym key: set CAPTURE_KEY_SECRET (or CAPTURE_KEY)")
+        if key is not None and len(key) < 16:
+            raise ValueError("CAPTURE_KEY must be at least 16 bytes")
+        return cls(match.group(1), prefix, mask, rate, secret, key, wait_ms / 1000)
+
+    def sampled(self, event: Any) -> bool:
+        """Whether ``event`` is kept: by its sender/recipient pair when it has one, else at random."""
+        if self.sample_rate >= 1:
+            return True
+        if self.sample_rate <= 0:
+            return False
+        fields = form_fields(event) if isinstance(event, Mapping) else {}
+        pair = sorted((fields.get("From", ""), fields.get("To", "")))
+        if not any(pair):
+            return random.random() < self.sample_rate
+        return zlib.crc32("\n".join(pair).encode()) / 2**32 < self.sample_rate
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a number") from None
+
+
+class Pending:
+    """One event handed to the capture thread; ``wait`` says how it went."""
+
+    def __init__(self, event: Any, moment: datetime) -> None:
+        self.event = event
+        self.moment = moment
+        self.key: str | None = None
+        self.failure: str | None = None
+        self._done = threading.Event()
+
+    def finish(self, key: str | None, failure: str | None) -> None:
+        """Record the result (the capture thread)."""
+        self.key, self.failure = key, failure
+        self._done.set()
+
+    def wait(self, timeout: float) -> str | None:
+        """The failure (None when stored), waiting at most ``timeout`` seconds for the write."""
+        if not self._done.wait(timeout):
+            return f"write still running after {round(timeout * 1000)} ms"
+        return self.failure
+
+
+class _Clients:
+    """boto3 clients for the capture thread, from a session of its own, each created on first use.
+
+    The pipeline's clients share a session that is not safe to create clients from in two threads at once.
+    """
+
+    def __init__(self) -> None:
+        self._session: Any = None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, service: str) -> Any:
+        with self._lock:
+            return self._clients.get(service) or self._create(service)
+
+    def _create(self, service: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        if self._session is None:
+            self._session = boto3.session.Session()
+        config = Config(
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=READ_TIMEOUT_SECONDS,
+            retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+        )
+        client = self._clients[service] = self._session.client(service, config=config)
+        return client
+
+
+class EventCapture:
+    """Captures sampled events to S3 from a worker thread; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: CaptureSettings,
+        auth_headers: Iterable[str] = DEFAULT_AUTH_HEADERS,
+        client: Callable[[str], Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._auth_headers = tuple(auth_headers)
+        self.client: Callable[[str], Any] = client or _Clients()
+        self._pseudonyms: Pseudonyms | None = None
+        self._clock = clock
+        self._queue: queue.Queue[Pending] = queue.Queue(maxsize=MAX_QUEUED)
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str], auth_headers: Iterable[str] = DEFAULT_AUTH_HEADERS
+    ) -> EventCapture | None:
+        """Capture as the environment configures it (None: off); ValueError for a bad setting."""
+        settings = CaptureSettings.from_env(env)
+        return None if settings is None else cls(settings, auth_headers)
+
+    def start(self, event: Any) -> Pending | str | None:
+        """Hand ``event`` to the capture thread: its ``Pending``, None when not sampled, or why it was dropped."""
+        try:
+            if not self.settings.sampled(event):
+                return None
+            pending = Pending(event, datetime.fromtimestamp(self._clock(), UTC))
+            self._ensure_worker()
+            self._queue.put_nowait(pending)
+        except queue.Full:
+            return f"dropped: {MAX_QUEUED} earlier captures are still waiting"
+        except Exception as exc:  # noqa: BLE001 - the capture must never reach the webhook's answer
+            return f"not started: {type(exc).__name__}"
+        return pending
+
+    def _ensure_worker(self) -> None:
+        if self._worker is not None and self._worker.is_alive():
+            return
+        with self._start_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="event-capture", daemon=True)
+                self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            pending = self._queue.get()
+            try:
+                pending.finish(self.store(pending.event, pending.moment), None)
+            except Exception as exc:  # noqa: BLE001 - reported by the invocation that waits for it
+                pending.finish(None, _reason(exc))
+
+    def _key_bytes(self) -> bytes | None:
+        if self.settings.key_secret is None:
+            return self.settings.key
+        secrets = self.client("secretsmanager")
+        text = str(secrets.get_secret_value(SecretId=self.settings.key_secret)["SecretString"])
+        try:
+            document = json.loads(text)
+        except ValueError:
+            document = None
+        if isinstance(document, dict):
+            text = str(document.get("pseudonym_key", ""))
+        return text.strip().encode() or None
+
+    def pseudonyms(self) -> Pseudonyms | None:
+        """The keyed pseudonyms for ``mask=all`` (the key is read once per container)."""
+        if self.settings.mask != "all":
+            return None
+        if self._pseudonyms is None:
+            key = self._key_bytes()
+            if key is None:
+                raise LookupError("the pseudonym key secret is empty")
+            self._pseudonyms = Pseudonyms(key)
+        return self._pseudonyms
+
+    def object_key(self, event: Any, moment: datetime) -> str:
+        """``prefix/YYYY/MM/DD/HH/<time>-<MessageSid>.json`` (a random id when the event names no sid)."""
+        sid = form_fields(event).get("MessageSid", "") if isinstance(event, Mapping) else ""
+        name = sid if _SID.fullmatch(sid) else uuid.uuid4().hex
+        return f"{self.settings.prefix}{moment:%Y/%m/%d/%H}/{moment:%Y%m%dT%H%M%S%f}-{name}.json"
+
+    def store(self, event: Any, moment: datetime) -> str:
+        """Mask ``event`` and put it; the object key. Raises on any failure."""
+        if not isinstance(event, Mapping):
+            raise TypeError("the event is not a JSON object")
+        stored = recordable(
+            event, mask=self.settings.mask, pseudonyms=self.pseudonyms(), auth_headers=self._auth_headers
+        )
+        stored["recording"]["captured_at"] = moment.isoformat().replace("+00:00", "Z")
+        key = self.object_key(event, moment)
+        self.client("s3").put_object(
+            Bucket=self.settings.bucket,
+            Key=key,
+            Body=json.dumps(stored, ensure_ascii=False).encode(),
+            ContentType="application/json",
+            ServerSideEncryption="AES256",
+        )
+        return key
+
+
+def _reason(exc: Exception) -> str:
+    """A failure in words without data: the AWS error code, else the exception's type."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+    return type(exc).__name__

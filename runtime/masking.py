@@ -1,0 +1,321 @@
+"""What a recorded webhook event may hold: credentials removed, personal data masked (standard library only).
+
+``recordable(event, mask=…)`` is the copy that gets stored for replay:
+
+- always: headers that carry credentials (``Authorization``, ``Cookie``, ``X-Amz-Security-Token``,
+  ``X-Api-Key``…) and ``requestContext.authorizer`` / ``identity`` are dropped. A webhook carries no
+  auth token (Twilio sends an HMAC signature, never the token), so nothing else needs removing;
+- ``mask="none"``: the body as it was sent; a replay checks its signature like the Lambda;
+- ``mask="text"``: free-text fields (``Body``, ``ProfileName``, location and button fields, an e-mail's
+  subject, text, html and headers, uploaded files) become ``[masked]``; the signature cannot match any
+  more, so every authentication header becomes ``MASKED_SIGNATURE`` (replay with ``--skip-signature``);
+- ``mask="all"``: as ``text``, and every phone number and e-mail address is replaced by a keyed
+  pseudonym (``Pseudonyms``): the same value always gets the same pseudonym, so a world put through
+  ``Pseudonyms.document`` with the same key still matches the events.
+
+The copy carries ``"recording": {"mask": …, "masked": [field names]}`` so that a replay can say when a
+rule read a field the recording masked. Bodies are masked by media type (``BODY_MASKERS``):
+``application/x-www-form-urlencoded`` field by field, ``multipart/form-data`` part by part (file parts
+lose their content); any other body is replaced whole. A channel with its own format adds its masker
+with ``register_body_masker``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+__all__ = [
+    "BODY_MASKERS",
+    "MASKED_SIGNATURE",
+    "MASKED_TEXT",
+    "MASK_MODES",
+    "PERSONAL_TEXT_KEYS",
+    "RECORDING_KEY",
+    "DEFAULT_AUTH_HEADERS",
+    "BodyMasker",
+    "Masking",
+    "Pseudonyms",
+    "form_fields",
+    "recordable",
+    "register_body_masker",
+]
+
+MASK_MODES = ("none", "text", "all")
+MASKED_TEXT = "[masked]"
+MASKED_SIGNATURE = "masked-recording"
+RECORDING_KEY = "recording"
+# Free text written by (or about) the end user; matched on a field's name (its last segment), case-insensitively.
+PERSONAL_TEXT_KEYS = frozenset(
+    {
+        "body",
+        "content",
+        "text",
+        "profilename",
+        "buttontext",
+        "buttonpayload",
+        "address",
+        "label",
+        "latitude",
+        "longitude",
+        "listtitle",
+        # e-mail (SendGrid Inbound Parse)
+        "subject",
+        "html",
+        "headers",
+        "attachment-info",
+        "email",
+    }
+)
+DEFAULT_AUTH_HEADERS = ("X-Twilio-Signature",)
+_CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-amz-security-token", "x-api-key", "x-amz-date"}
+)
+_NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-]{1,64})@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+class Pseudonyms:
+    """Replaces phone numbers and e-mail local parts with keyed pseudonyms of the same length."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("the pseudonym key must be at least 16 bytes")
+        self._key = key
+
+    def _stream(self, kind: bytes, value: str) -> bytes:
+        return hmac.new(self._key, kind + value.encode(), hashlib.sha256).digest()
+
+    def _digits(self, match: re.Match[str]) -> str:
+        sign, digits = match.group(1), match.group(2)
+        stream = hmac.new(self._key, digits.encode(), hashlib.sha256).hexdigest()
+        return sign + "".join(str(int(stream[i : i + 2], 16) % 10) for i in range(0, 2 * len(digits), 2))
+
+    def _address(self, match: re.Match[str]) -> str:
+        local, domain = match.group(1), match.group(2)
+        stream = self._stream(b"email:", local.lower())
+        return "".join(_ALPHABET[stream[i % len(stream)] % len(_ALPHABET)] for i in range(len(local))) + "@" + domain
+
+    def text(self, value: str) -> str:
+        """``value`` with every phone number and e-mail address replaced."""
+        if "@" in value:
+            value = _EMAIL.sub(self._address, value)
+        return _NUMBER.sub(self._digits, value)
+
+    def document(self, value: Any) -> Any:
+        """A JSON document (a world, an item) with every phone number and address in its strings replaced."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(name)): self.document(item) for name, item in value.items()}
+        if isinstance(value, list):
+            return [self.document(item) for item in value]
+        return value
+
+
+@dataclass
+class Masking:
+    """How field values are masked for one recording, and the names of the fields it masked."""
+
+    mode: str
+    pseudonyms: Pseudonyms | None = None
+    masked: set[str] = field(default_factory=set)
+
+    def value(self, name: str, value: str) -> str:
+        """A field's value as recorded: free text masked, numbers and addresses pseudonymized with ``all``."""
+        if value and name.lower() in PERSONAL_TEXT_KEYS:
+            self.masked.add(name)
+            return MASKED_TEXT
+        if self.pseudonyms is not None:
+            return self.pseudonyms.text(value)
+        return value
+
+    def whole(self, what: str) -> bytes:
+        """A body that cannot be masked field by field: replaced whole."""
+        self.masked.add(what)
+        return MASKED_TEXT.encode()
+
+
+# (body, Content-Type header value, masking) -> the masked body.
+BodyMasker = Callable[[bytes, str, Masking], bytes]
+
+
+def _form(body: bytes, content_type: str, masking: Masking) -> bytes:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return masking.whole("body")
+    pairs = [(name, masking.value(name, value)) for name, value in parse_qsl(text, keep_blank_values=True)]
+    return urlencode(pairs).encode()
+
+
+# Fields holding a whole message (SendGrid's raw mode posts the MIME message as ``email``).
+_RAW_MESSAGE_FIELDS = frozenset({"email"})
+_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+_DISPOSITION = re.compile(r'\b(name|filename)="([^"]*)"', re.IGNORECASE)
+
+
+def _hide_filename(match: re.Match[str]) -> str:
+    return f'{match.group(1)}="{MASKED_TEXT}"' if match.group(1).lower() == "filename" else match.group(0)
+
+
+def _part(part: bytes, masking: Masking) -> bytes:
+    """One part (its header block, a blank line, its content, CRLF): a file loses its content, a field is masked."""
+    head, separator, content = part.partition(b"\r\n\r\n")
+    if not separator or not content.endswith(b"\r\n"):
+        raise ValueError("a part is not a header block, a blank line and content")
+    content = content[:-2]
+    headers = head.decode("utf-8", "replace")
+    found = {key.lower(): value for key, value in _DISPOSITION.findall(headers)}
+    name = found.get("name", "")
+    if "filename" in found:
+        masking.masked.add(name or "file")
+        head, content = _DISPOSITION.sub(_hide_filename, headers).encode(), b""
+    elif name.lower() in _RAW_MESSAGE_FIELDS and content:
+        masking.masked.add(name)
+        content = MASKED_TEXT.encode()
+    else:
+        value = content.decode("utf-8", "replace")
+        masked = masking.value(name, value)
+        if masked != value:
+            content = masked.encode()
+    return head + b"\r\n\r\n" + content + b"\r\n"
+
+
+def _multipart(body: bytes, content_type: str, masking: Masking) -> bytes:
+    match = _BOUNDARY.search(content_type)
+    if match is None:
+        return masking.whole("body")
+    delimiter = b"--" + (match.group(1) or match.group(2)).encode()
+    chunks = body.split(delimiter)
+    if len(chunks) < 3:
+        return masking.whole("body")
+    try:
+        # chunks: preamble, part, part, ..., "--" epilogue; each part starts with CRLF.
+        parts = [b"\r\n" + _part(chunk[2:], masking) if chunk.startswith(b"\r\n") else chunk for chunk in chunks[1:-1]]
+    except ValueError:
+        return masking.whole("body")
+    return delimiter.join([chunks[0], *parts, chunks[-1]])
+
+
+BODY_MASKERS: dict[str, BodyMasker] = {
+    "application/x-www-form-urlencoded": _form,
+    "multipart/form-data": _multipart,
+}
+
+
+def register_body_masker(media_type: str, masker: BodyMasker) -> None:
+    """Mask bodies of ``media_type`` (e.g. a channel's own format) with ``masker`` from now on."""
+    BODY_MASKERS[media_type.lower()] = masker
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if not isinstance(headers, Mapping):
+        return None
+    for key, value in headers.items():
+        if str(key).lower() != name:
+            continue
+        if isinstance(value, list):
+            value = value[-1] if value else None
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _decoded(event: Mapping[str, Any]) -> bytes | None:
+    raw = event.get("body")
+    if not isinstance(raw, str) or not raw:
+        return None
+    if not event.get("isBase64Encoded"):
+        return raw.encode("utf-8", "surrogatepass")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _masked_body(event: Mapping[str, Any], masking: Masking) -> str | None:
+    body = _decoded(event)
+    if body is None:
+        return None if event.get("body") in (None, "") else masking.whole("body").decode()
+    content_type = _header(event.get("headers"), "content-type") or _header(
+        event.get("multiValueHeaders"), "content-type"
+    )
+    # Twilio always names its form type; an event written by hand may not.
+    media_type = (content_type or "application/x-www-form-urlencoded").split(";", 1)[0].strip().lower()
+    masker = BODY_MASKERS.get(media_type)
+    masked = masker(body, content_type or "", masking) if masker is not None else masking.whole("body")
+    if event.get("isBase64Encoded"):
+        return base64.b64encode(masked).decode("ascii")
+    return masked.decode("utf-8", "surrogatepass")
+
+
+def _without_credentials(headers: Any) -> Any:
+    if not isinstance(headers, Mapping):
+        return headers
+    return {name: value for name, value in headers.items() if str(name).lower() not in _CREDENTIAL_HEADERS}
+
+
+def _marked(headers: Any, auth: frozenset[str]) -> Any:
+    if not isinstance(headers, Mapping):
+        return headers
+    marker: Any
+    marked = {}
+    for name, value in headers.items():
+        marker = [MASKED_SIGNATURE] if isinstance(value, list) else MASKED_SIGNATURE
+        marked[name] = marker if str(name).lower() in auth else value
+    return marked
+
+
+def form_fields(event: Mapping[str, Any]) -> dict[str, str]:
+    """The form fields of a form-encoded event body (last value of a repeated key); empty when there are none."""
+    body = _decoded(event)
+    if body is None:
+        return {}
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except (UnicodeDecodeError, ValueError):
+        return {}
+
+
+def recordable(
+    event: Mapping[str, Any],
+    *,
+    mask: str = "none",
+    pseudonyms: Pseudonyms | None = None,
+    auth_headers: Iterable[str] = DEFAULT_AUTH_HEADERS,
+) -> dict[str, Any]:
+    """A copy of ``event`` fit to store for replay (see the module docstring for ``mask``).
+
+    ``auth_headers`` are the headers that authenticate the request (the pipelines' steps declare them);
+    a masked recording replaces their values.
+    """
+    if mask not in MASK_MODES:
+        raise ValueError(f"mask must be one of {', '.join(MASK_MODES)}")
+    if mask == "all" and pseudonyms is None:
+        raise ValueError('mask="all" needs pseudonyms (a key) so that numbers still match the world')
+    copy = {key: value for key, value in event.items() if key != RECORDING_KEY}
+    for section in ("headers", "multiValueHeaders"):
+        copy[section] = _without_credentials(copy.get(section))
+    context = copy.get("requestContext")
+    if isinstance(context, Mapping):
+        copy["requestContext"] = {k: v for k, v in context.items() if k not in ("authorizer", "identity")}
+    if mask == "none":
+        copy[RECORDING_KEY] = {"mask": mask, "masked": []}
+        return copy
+    masking = Masking(mask, pseudonyms if mask == "all" else None)
+    body = _masked_body(copy, masking)
+    if body is not None:
+        copy["body"] = body
+    auth = frozenset(name.lower() for name in auth_headers)
+    for section in ("headers", "multiValueHeaders"):
+        copy[section] = _marked(copy.get(section), auth)
+    copy[RECORDING_KEY] = {"mask": mask, "masked": sorted(masking.masked)}
+    return copy

@@ -1,0 +1,312 @@
+"""Event capture switched on by configuration: events land in S3 masked, replay to the Lambda's decisions, and the
+capture never delays or changes an answer (a failure is one WARNING line and one metric)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+
+from runtime.aws import DynamoTables
+from runtime.capture import CaptureSettings
+from runtime.masking import MASKED_SIGNATURE, MASKED_TEXT, Pseudonyms
+from tests.support.expect import ROOT
+from tests.support.webhooks import EMPTY_TWIML, rest_event, whatsapp_params
+from tests.support.world import World
+from tools.dryrun.backends import populate
+from tools.dryrun.cli import build_parser
+from tools.dryrun.events import load_events
+from tools.dryrun.replay import run_replay
+from tools.dryrun.world import load_world
+from tools.localaws import put_secrets
+
+BUCKET = "webhook-captures"
+KEY = "a-capture-key-of-32-characters!!"
+# The Twilio examples (form bodies, named by MessageSid); an email capture is tested on its own below.
+EXAMPLES = [event for event in load_events([ROOT / "examples" / "events"]) if "13_email" not in event.source]
+WORLD = ROOT / "examples" / "world.yaml"
+
+
+@pytest.fixture
+def s3(world: World) -> Any:
+    import boto3
+
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture
+def examples_world(world: World) -> World:
+    """The moto world holding examples/world.yaml (the Lambda's environment points at it)."""
+    spec = load_world(WORLD)
+    populate(spec, DynamoTables(world.dynamodb), world.resources)
+    put_secrets(world.secretsmanager, {name: json.loads(value) for name, value in spec.secrets.items()})
+    return world
+
+
+def stored(s3: Any, prefix: str = "prod/", expected: int | None = None) -> dict[str, dict[str, Any]]:
+    """Every captured object under ``prefix`` (key -> event), waiting up to 5 s for ``expected`` of them."""
+    deadline = time.monotonic() + 5
+    while True:
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+        if expected is None or len(listed) >= expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    return {
+        item["Key"]: json.loads(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())
+        for item in sorted(listed, key=lambda item: item["Key"])
+    }
+
+
+def form_of(event: dict[str, Any]) -> dict[str, str]:
+    import base64
+
+    body = event["body"]
+    text = base64.b64decode(body).decode() if event.get("isBase64Encoded") else body
+    return dict(parse_qsl(text, keep_blank_values=True))
+
+
+def replay(world: Path | str, events: Path, *options: str) -> list[str]:
+    out, err = io.StringIO(), io.StringIO()
+    args = build_parser().parse_args(["--world", str(world), "--backend", "memory", "--json", *options, str(events)])
+    assert run_replay(args, out=out, err=err) == 0, err.getvalue()
+    return [record["outcome"] for record in map(json.loads, out.getvalue().splitlines())]
+
+
+def download(objects: dict[str, dict[str, Any]], directory: Path) -> Path:
+    for key, event in objects.items():
+        path = directory / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(event))
+    return directory
+
+
+def handle_examples(handler: Callable[..., Any]) -> None:
+    """Run every example event through the Lambda (the examples have no transient fault: none raises)."""
+    for recorded in EXAMPLES:
+        handler(recorded.event, None)
+
+
+def test_captured_events_land_under_the_prefix_and_replay_to_the_lambdas_decisions(
+    examples_world: World, s3: Any, cold_start: Any, outcomes: Any, tmp_path: Path
+) -> None:
+    started = datetime.now(UTC)
+    container = cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod", CAPTURE_MASK="none", CAPTURE_WAIT_MS="2000")
+    handle_examples(container.handler)
+    lived = [outcome for outcome, _ in outcomes()]
+    assert len(lived) == len(EXAMPLES) and "QUEUED" in lived and "BATCHED" in lived
+    objects = stored(s3, expected=len(EXAMPLES))
+    assert len(objects) == len(EXAMPLES)
+    for (key, event), recorded in zip(objects.items(), EXAMPLES, strict=True):
+        assert key.startswith(f"prod/{started:%Y/%m/%d}/") and key.endswith(
+            f"-{form_of(recorded.event)['MessageSid']}.json"
+        )
+        assert event["body"] == recorded.event["body"] and event["recording"]["mask"] == "none"
+    # Replayed against the world the Lambda started from, at the time it ran: the same decision for every event,
+    # signatures checked as the Lambda checked them.
+    captured = download(objects, tmp_path / "captured")
+    assert replay(WORLD, captured, "--now", started.isoformat()) == lived
+
+
+def test_a_text_masked_capture_replays_to_the_same_decisions_past_the_signature(
+    examples_world: World, s3: Any, cold_start: Any, outcomes: Any, tmp_path: Path
+) -> None:
+    started = datetime.now(UTC)
+    container = cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_WAIT_MS="2000")
+    handle_examples(container.handler)
+    lived = [outcome for outcome, _ in outcomes()]
+    objects = stored(s3, expected=len(EXAMPLES))
+    texts = [form_of(recorded.event).get("Body") for recorded in EXAMPLES]
+    for recorded, event in zip(EXAMPLES, objects.values(), strict=True):
+        fields, original = form_of(event), form_of(recorded.event)
+        assert fields["From"] == original["From"] and fields.get("ProfileName", "") in ("", MASKED_TEXT)
+        assert fields.get("Body") == (MASKED_TEXT if original.get("Body") else original.get("Body"))
+        headers = event["headers"]
+        assert headers.get("X-Twilio-Signature", headers.get("x-twilio-signature")) == MASKED_SIGNATURE
+        assert event["recording"]["mask"] == "text" and ("Body" in event["recording"]["masked"]) == bool(
+            original.get("Body")
+        )
+    shared = json.dumps(list(objects.values()))
+    assert not [text for text in texts if text and text in shared]
+    captured = download(objects, tmp_path / "captured")
+    replayed = replay(WORLD, captured, "--now", started.isoformat(), "--skip-signature")
+    # Signatures cannot be checked on a masked recording: only the events the Lambda stopped there differ.
+    differ = [(a, b) for a, b in zip(lived, replayed, strict=True) if a != b]
+    assert differ and all(a in ("INVALID_SIGNATURE", "SECRET_FETCH_FAILED") for a, _ in differ)
+
+
+def test_mask_all_reads_its_key_from_secrets_manager_and_matches_a_pseudonymized_world(
+    examples_world: World, s3: Any, cold_start: Any, outcomes: Any, tmp_path: Path
+) -> None:
+    from tools.dryrun.capture import shareable_world, world_document
+
+    examples_world.secretsmanager.create_secret(Name="capture/key", SecretString=json.dumps({"pseudonym_key": KEY}))
+    arn = examples_world.secretsmanager.describe_secret(SecretId="capture/key")["ARN"]
+    started = datetime.now(UTC)
+    container = cold_start(
+        CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_MASK="all", CAPTURE_KEY_SECRET=arn, CAPTURE_WAIT_MS="2000"
+    )
+    handle_examples(container.handler)
+    lived = [outcome for outcome, _ in outcomes()]
+    objects = stored(s3, expected=len(EXAMPLES))
+    pseudonyms = Pseudonyms(KEY.encode())
+    first = form_of(next(iter(objects.values())))
+    assert first["From"] == pseudonyms.text(form_of(EXAMPLES[0].event)["From"]) != form_of(EXAMPLES[0].event)["From"]
+    world = tmp_path / "world.json"
+    world.write_text(json.dumps(shareable_world(world_document(load_world(WORLD)), mask="all", pseudonyms=pseudonyms)))
+    shared = world.read_text() + json.dumps(list(objects.values()))
+    for secret in ("9f86d081884c7d659a2feaa0c55ad015", "+447700900101", "447700900101", "Can I change my delivery"):
+        assert secret not in shared
+    replayed = replay(world, download(objects, tmp_path / "captured"), "--now", started.isoformat(), "--skip-signature")
+    differ = [(a, b) for a, b in zip(lived, replayed, strict=True) if a != b]
+    assert all(a in ("INVALID_SIGNATURE", "SECRET_FETCH_FAILED") for a, _ in differ)
+
+
+def emf_documents(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    return [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"message":"metrics"')
+    ]
+
+
+def test_a_failed_capture_costs_one_warning_line_and_one_metric_never_the_answer(
+    world: World, cold_start: Any, outcomes: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    event = rest_event("whatsapp", whatsapp_params())
+    container = cold_start(CAPTURE_S3_URI="s3://no-such-bucket/prod/", CAPTURE_WAIT_MS="2000")
+    capsys.readouterr()
+    answer = container.handler(event, None)
+    assert answer["statusCode"] == 200 and answer["body"] == EMPTY_TWIML
+    assert outcomes() == [("QUEUED", None)]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings] == ["event capture failed: NoSuchBucket"]
+    documents = emf_documents(capsys)
+    failures = [doc for doc in documents if "CaptureFailures" in doc]
+    assert len(failures) == 1 and failures[0]["CaptureFailures"] == 1
+    assert failures[0]["Pipeline"] == "twilio_inbound"
+    (directive,) = failures[0]["_aws"]["CloudWatchMetrics"]
+    assert directive["Metrics"] == [{"Name": "CaptureFailures", "Unit": "Count"}]
+    assert directive["Dimensions"] == [["Pipeline"]]
+    assert next(doc for doc in documents if "Invocations" in doc)["Outcome"] == "QUEUED"
+
+
+def test_a_slow_write_delays_the_answer_by_the_bound_at_most_and_still_lands(
+    world: World, s3: Any, cold_start: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_WAIT_MS="100")
+    application = __import__("handler")._application
+    stall = 1.5
+
+    def slow(**_: Any) -> None:
+        time.sleep(stall)
+
+    application.capture.client("s3").meta.events.register("before-send.s3.PutObject", slow)
+    container.handler(rest_event("whatsapp", whatsapp_params(sid="SM" + "8" * 32)), None)  # warm: clients created
+    started = time.perf_counter()
+    answer = container.handler(rest_event("whatsapp", whatsapp_params(sid="SM" + "9" * 32)), None)
+    elapsed = time.perf_counter() - started
+    assert answer["body"] == EMPTY_TWIML
+    assert elapsed < stall / 2, f"the answer waited {elapsed:.2f}s for a write bounded at 0.1s"
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "event capture failed: write still running after 100 ms" in messages
+    assert any("CaptureFailures" in doc for doc in emf_documents(capsys))
+    # The write finishes in the background.
+    assert len(stored(s3, expected=2)) == 2
+
+
+def test_events_outside_the_sample_are_not_captured_and_capture_is_off_without_a_uri(
+    world: World, s3: Any, cold_start: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_SAMPLE_RATE="0")
+    container.handler(rest_event("whatsapp", whatsapp_params()), None)
+    assert stored(s3) == {}
+    monkeypatch.delenv("CAPTURE_S3_URI")
+    assert __import__("handler").reload().capture is None
+
+
+def test_a_bad_capture_setting_turns_capture_off_with_an_error_line_and_the_webhook_keeps_working(
+    world: World, cold_start: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_MASK="all")
+    assert __import__("handler")._application.capture is None
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [
+        "event capture is off: CAPTURE_MASK=all needs the pseudonym key: set CAPTURE_KEY_SECRET (or CAPTURE_KEY)"
+    ]
+    assert container.handler(rest_event("whatsapp", whatsapp_params()), None)["body"] == EMPTY_TWIML
+
+
+def test_settings_from_the_environment() -> None:
+    assert CaptureSettings.from_env({}) is None
+    settings = CaptureSettings.from_env({"CAPTURE_S3_URI": "s3://bucket-name/a/b", "CAPTURE_SAMPLE_RATE": "0.25"})
+    assert settings is not None and (settings.bucket, settings.prefix, settings.mask) == ("bucket-name", "a/b/", "text")
+    assert settings.sample_rate == 0.25 and settings.wait_seconds == 0.2
+    for env, problem in (
+        ({"CAPTURE_S3_URI": "https://bucket/x"}, "is not s3://bucket/prefix/"),
+        ({"CAPTURE_MASK": "some"}, "choose one of none, text, all"),
+        ({"CAPTURE_SAMPLE_RATE": "2"}, "between 0 and 1"),
+        ({"CAPTURE_SAMPLE_RATE": "half"}, "is not a number"),
+        ({"CAPTURE_MASK": "all", "CAPTURE_KEY": "short"}, "at least 16 bytes"),
+    ):
+        with pytest.raises(ValueError, match=problem):
+            CaptureSettings.from_env({"CAPTURE_S3_URI": "s3://bucket-name/p/", **env})
+
+
+def test_sampling_keeps_a_conversation_whole() -> None:
+    settings = CaptureSettings("bucket", "p/", sample_rate=0.5)
+    users = [f"+4477009{n:05d}" for n in range(400)]
+    kept = []
+    for user in users:
+        message = rest_event("whatsapp", whatsapp_params(**{"From": f"whatsapp:{user}"}))
+        again = rest_event(
+            "whatsapp", whatsapp_params(sid="SM" + "7" * 32, body="again", **{"From": f"whatsapp:{user}"})
+        )
+        callback = rest_event(
+            "whatsapp",
+            {"MessageSid": "SM1", "MessageStatus": "read", "From": form_of(message)["To"], "To": f"whatsapp:{user}"},
+        )
+        decisions = {settings.sampled(message), settings.sampled(again), settings.sampled(callback)}
+        assert len(decisions) == 1, "every event of one number pair is kept, or none"
+        kept.append(decisions.pop())
+    assert 0.4 < sum(kept) / len(kept) < 0.6
+
+
+def test_a_captured_email_is_masked_part_by_part_and_still_parses(
+    examples_world: World, s3: Any, cold_start: Any, tmp_path: Path
+) -> None:
+    import base64
+
+    from steps.sendgrid.multipart import parse
+    from tests.support.email import add_email_world, email_event
+    from tools.sendgrid_events import Attachment, Email
+
+    add_email_world(examples_world)
+    email = Email(
+        text="My card number is in the attachment", attachments=(Attachment("card.png", "image/png", b"PNG"),)
+    )
+    container = cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/mail/", CAPTURE_WAIT_MS="2000")
+    assert json.loads(container.handler(email_event(email), None)["body"])["outcome"] == "QUEUED"
+    [event] = stored(s3, prefix="mail/", expected=1).values()
+    text = json.dumps(event)
+    for private in ("My card number", "Order #1042", "card.png"):
+        assert private not in text, private
+    headers = {name.lower(): value for name, value in event["headers"].items()}
+    form = parse(base64.b64decode(event["body"]), headers["content-type"])
+    assert form.first("text") == MASKED_TEXT and form.first("subject") == MASKED_TEXT
+    assert [(part.name, part.size) for part in form.files] == [("attachment1", 0)]

@@ -1,0 +1,125 @@
+"""What a recording may hold: credentials removed, free text masked per body format, numbers pseudonymized."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+
+import runtime.masking
+from runtime.masking import (
+    MASKED_SIGNATURE,
+    MASKED_TEXT,
+    Pseudonyms,
+    form_fields,
+    recordable,
+    register_body_masker,
+)
+from steps.sendgrid.multipart import parse
+from tests.support.webhooks import rest_event, whatsapp_params
+from tools.events import http_api_event
+from tools.sendgrid_events import Attachment, Email, inbound_parse_body
+
+KEY = b"a-capture-key-of-32-characters!!"
+
+
+def form(event: dict[str, Any]) -> dict[str, str]:
+    body = event["body"]
+    text = base64.b64decode(body).decode() if event.get("isBase64Encoded") else body
+    return dict(parse_qsl(text, keep_blank_values=True))
+
+
+def test_credentials_are_removed_and_an_unmasked_recording_keeps_the_rest() -> None:
+    event = rest_event("whatsapp", whatsapp_params(), headers={"Authorization": "Bearer abc", "Cookie": "s=1"})
+    event["requestContext"] = {**event["requestContext"], "authorizer": {"claims": {}}, "identity": {"ip": "1"}}
+    kept = recordable(event)
+    assert not {"Authorization", "Cookie"} & set(kept["headers"]) and "Cookie" not in kept["multiValueHeaders"]
+    assert not {"authorizer", "identity"} & set(kept["requestContext"])
+    assert (
+        kept["body"] == event["body"]
+        and kept["headers"]["X-Twilio-Signature"] == event["headers"]["X-Twilio-Signature"]
+    )
+    assert kept["recording"] == {"mask": "none", "masked": []}
+
+
+def test_text_masks_free_text_and_marks_the_signature_whatever_the_payload_version() -> None:
+    params = whatsapp_params(ProfileName="Jane Doe", Latitude="51.5", Body="my address is 1 High St")
+    rest = rest_event("whatsapp", params)
+    encoded = http_api_event(
+        "POST",
+        "/prod/whatsapp",
+        host="h.example.com",
+        body=rest["body"],
+        headers={"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": "abc"},
+    )
+    for event in (rest, encoded):
+        masked = recordable(event, mask="text")
+        fields = form(masked)
+        assert fields["Body"] == fields["ProfileName"] == fields["Latitude"] == MASKED_TEXT
+        assert fields["From"] == params["From"] and fields["MessageSid"] == params["MessageSid"]
+        signature = masked["headers"].get("X-Twilio-Signature") or masked["headers"].get("x-twilio-signature")
+        assert signature == MASKED_SIGNATURE
+        assert masked["recording"] == {"mask": "text", "masked": ["Body", "Latitude", "ProfileName"]}
+    assert recordable(rest, mask="text")["multiValueHeaders"]["X-Twilio-Signature"] == [MASKED_SIGNATURE]
+
+
+def test_all_pseudonymizes_numbers_and_addresses_the_same_way_everywhere() -> None:
+    pseudonyms = Pseudonyms(KEY)
+    event = rest_event("sms", whatsapp_params(From="+447700900101", To="+14155238886"))
+    fields = form(recordable(event, mask="all", pseudonyms=pseudonyms))
+    assert fields["From"] != "+447700900101" and len(fields["From"]) == len("+447700900101")
+    assert fields["From"] == pseudonyms.text("+447700900101")
+    world = pseudonyms.document({"primary_channel": "+447700900101", "email": "Jane.Doe@example.com"})
+    assert world["primary_channel"] == fields["From"]
+    assert world["email"].endswith("@example.com") and world["email"] != "Jane.Doe@example.com"
+    address = pseudonyms.text("Jane.Doe@example.com")
+    assert pseudonyms.text("write to jane.doe@example.com.") == f"write to {address}."
+    with pytest.raises(ValueError, match="needs pseudonyms"):
+        recordable(event, mask="all")
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        Pseudonyms(b"short")
+
+
+def test_a_multipart_body_keeps_its_shape_with_text_masked_and_files_emptied() -> None:
+    email = Email(attachments=(Attachment("invoice.pdf", "application/pdf", b"%PDF-1.7 secret"),))
+    body, content_type = inbound_parse_body(email)
+    event = http_api_event(
+        "POST", "/prod/email", host="h.example.com", body=body, headers={"content-type": content_type}
+    )
+    masked = recordable(event, mask="text", auth_headers=("X-Twilio-Email-Event-Webhook-Signature",))
+    stored = base64.b64decode(masked["body"])
+    parsed = parse(stored, content_type)
+    for name in ("text", "html", "subject", "headers"):
+        assert parsed.fields[name] == (MASKED_TEXT,), name
+    original = parse(body, content_type)
+    assert parsed.fields["from"] == original.fields["from"] and parsed.fields["envelope"] == original.fields["envelope"]
+    (attachment,) = parsed.files
+    assert attachment.filename == MASKED_TEXT and attachment.size == 0
+    assert b"secret" not in stored and b"not arrived" not in stored
+    assert set(masked["recording"]["masked"]) >= {"text", "html", "subject", "headers", "attachment1"}
+
+
+def test_a_body_no_masker_knows_is_replaced_whole_and_a_channel_can_add_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    event = http_api_event(
+        "POST",
+        "/prod/custom",
+        host="h.example.com",
+        body='{"text": "hello"}',
+        headers={"content-type": "application/json"},
+    )
+    masked = recordable(event, mask="text")
+    assert base64.b64decode(masked["body"]).decode() == MASKED_TEXT and masked["recording"]["masked"] == ["body"]
+    monkeypatch.setattr(runtime.masking, "BODY_MASKERS", dict(runtime.masking.BODY_MASKERS))
+    register_body_masker("application/vnd.test+json", lambda body, content_type, masking: body.upper())
+    event["headers"]["content-type"] = "application/vnd.test+json"
+    assert base64.b64decode(recordable(event, mask="text")["body"]) == b'{"TEXT": "HELLO"}'
+
+
+def test_form_fields() -> None:
+    event = rest_event("whatsapp", whatsapp_params())
+    assert form_fields(event)["MessageSid"] == whatsapp_params()["MessageSid"]
+    assert form_fields({"body": None}) == {} and form_fields({"body": "!!", "isBase64Encoded": True}) == {}

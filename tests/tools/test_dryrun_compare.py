@@ -1,0 +1,149 @@
+"""Honest comparisons: a decision the candidate rules changed is told from a knock-on through the evolving world,
+and a rule that read a field a masked recording hid says so instead of reporting "0 changed"."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.masking import recordable
+from tools.dryrun.cli import build_parser
+from tools.dryrun.events import load_events
+from tools.dryrun.replay import run_replay
+
+ROOT = Path(__file__).resolve().parents[2]
+WORLD = ROOT / "examples" / "world.yaml"
+EVENTS = ROOT / "examples" / "events"
+# A bare "Hi" goes to a person: the first message of the burst (08_burst.jsonl#0) is handed off, so no trigger
+# lock is taken and the burst's second message triggers instead of batching (a knock-on, not a rule change).
+GREETING_RULE = """rules:
+  - id: greeting_to_human
+    description: A bare greeting goes to a person.
+    when: "request.body == 'Hi'"
+    then: {target: handoff}
+"""
+
+
+@pytest.fixture(scope="module")
+def candidate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rules = tmp_path_factory.mktemp("candidate") / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    routing = rules / "40_routing.yaml"
+    routing.write_text(routing.read_text().replace("rules:\n", GREETING_RULE, 1))
+    return rules
+
+
+def replay(*args: str | Path, status: int = 0) -> tuple[list[dict[str, Any]], str]:
+    out, err = io.StringIO(), io.StringIO()
+    parsed = build_parser().parse_args([str(arg) for arg in args])
+    assert run_replay(parsed, out=out, err=err) == status, err.getvalue()
+    text = out.getvalue()
+    return ([json.loads(line) for line in text.splitlines()] if "--json" in args else []), text
+
+
+def by_source(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {record["source"].rsplit("/", 1)[-1]: record for record in records}
+
+
+@pytest.mark.parametrize("backend", ["memory", "moto"])
+def test_a_knock_on_is_told_apart_from_a_decision_the_rules_changed(candidate: Path, backend: str) -> None:
+    options = ("--world", WORLD, "--backend", backend, "--rules", candidate, "--baseline-rules", ROOT / "rules")
+    records, _ = replay(*options, "--json", EVENTS)
+    kinds = {source: record["change_kind"] for source, record in by_source(records).items()}
+    assert kinds.pop("08_burst.jsonl#0") == "changed"
+    assert kinds.pop("08_burst.jsonl#1") == "knock_on"
+    assert set(kinds.values()) == {"unchanged"}
+    burst = by_source(records)
+    assert (burst["08_burst.jsonl#0"]["baseline_outcome"], burst["08_burst.jsonl#0"]["outcome"]) == (
+        "QUEUED",
+        "HANDED_OFF",
+    )
+    assert (burst["08_burst.jsonl#1"]["baseline_outcome"], burst["08_burst.jsonl#1"]["outcome"]) == (
+        "BATCHED",
+        "QUEUED",
+    )
+    assert burst["08_burst.jsonl#1"]["changed"] is True  # --fail-on-change counts every changed decision
+    # Against the world as loaded, only the rule change shows.
+    independent, _ = replay(*options, "--independent", "--json", EVENTS)
+    changed = [source for source, r in by_source(independent).items() if r["change_kind"] != "unchanged"]
+    assert changed == ["08_burst.jsonl#0"]
+
+
+def test_the_probe_leaves_the_candidates_world_as_it_would_be_without_a_baseline(candidate: Path) -> None:
+    """The probe's writes are undone: the candidate's decisions and actions are the same with or without it."""
+    compared, _ = replay(
+        "--world",
+        WORLD,
+        "--backend",
+        "memory",
+        "--rules",
+        candidate,
+        "--baseline-rules",
+        ROOT / "rules",
+        "--json",
+        EVENTS,
+    )
+    alone, _ = replay("--world", WORLD, "--backend", "memory", "--rules", candidate, "--json", EVENTS)
+    keep = ("source", "outcome", "target", "actions", "response")
+    assert [{k: r[k] for k in keep} for r in compared] == [{k: r[k] for k in keep} for r in alone]
+
+
+def test_the_table_marks_knock_ons_and_recommends_independent_reviews(candidate: Path) -> None:
+    _, text = replay(
+        "--world", WORLD, "--backend", "memory", "--rules", candidate, "--baseline-rules", ROOT / "rules", EVENTS
+    )
+    assert "--independent compares every event against the same world" in text
+    lines = {line.split()[0].rsplit("/", 1)[-1]: line for line in text.splitlines() if "examples/events/" in line}
+    assert "CHANGED (was QUEUED[whatsapp])" in lines["08_burst.jsonl#0"]
+    assert "KNOCK-ON (was BATCHED[whatsapp])" in lines["08_burst.jsonl#1"]
+    assert "2 event(s) changed (1 by the rules, 1 knock-on)" in text
+    _, independent = replay(
+        "--world",
+        WORLD,
+        "--backend",
+        "memory",
+        "--rules",
+        candidate,
+        "--baseline-rules",
+        ROOT / "rules",
+        "--independent",
+        EVENTS,
+    )
+    assert "--independent compares" not in independent and "1 event(s) changed\n" in independent
+
+
+def test_a_rule_reading_a_masked_field_is_noted_instead_of_a_silent_no_change(candidate: Path, tmp_path: Path) -> None:
+    masked = tmp_path / "masked.jsonl"
+    masked.write_text(
+        "".join(json.dumps(recordable(e.event, mask="text")) + "\n" for e in load_events([EVENTS / "08_burst.jsonl"]))
+    )
+    options = ("--world", WORLD, "--backend", "memory", "--skip-signature", "--rules", candidate)
+    records, _ = replay(*options, "--baseline-rules", ROOT / "rules", "--json", masked)
+    assert [r["changed"] for r in records] == [False, False, False], "the rule could not see the greeting"
+    for record in records:
+        (note,) = [n for n in record["notes"] if "masked" in n]
+        assert note.startswith("recording masked (mask=text): routing/greeting_to_human read request.body")
+    _, text = replay(*options, "--baseline-rules", ROOT / "rules", masked)
+    assert "3 event(s): a rule read a field the recording masked" in text
+    # The same events unmasked: the change shows, and nothing is noted.
+    plain, _ = replay(*options, "--baseline-rules", ROOT / "rules", "--json", EVENTS / "08_burst.jsonl")
+    assert plain[0]["changed"] and not [n for r in plain for n in r["notes"] if "masked" in n]
+    # Rules that never read a masked field have nothing to say about it.
+    shipped, _ = replay("--world", WORLD, "--backend", "memory", "--skip-signature", "--json", masked)
+    assert not [n for r in shipped for n in r["notes"] if "masked" in n]
+
+
+def test_live_options_need_the_live_backend() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    for args, message in (
+        (["--world", str(WORLD), "--profile", "prod", str(EVENTS)], "--profile: only for reads from AWS"),
+        (["--world", str(WORLD), "--backend", "live", str(EVENTS)], "--backend live reads the account"),
+        (["--backend", "memory", str(EVENTS)], "--backend memory needs --world FILE"),
+    ):
+        assert run_replay(build_parser().parse_args(args), out=out, err=err) == 2
+        assert message in err.getvalue()

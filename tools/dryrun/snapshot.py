@@ -1,0 +1,183 @@
+"""World snapshots: the live rows a set of events needs (or a user's conversations), as a world file.
+
+``snapshot_world`` replays the events read-only against the account (``account_lane``, signatures
+skipped so every event gets as far as it can) through ``ReadLog``, which notes the key of every row a
+read returned: the conversations the lookups found (every candidate, so the pick replays the same), the
+lock and stage rows the writes were checked against. Each noted row is then read whole (the pipeline
+reads only the attributes its rules need), and each conversation's current lock row with it. ``users``
+adds every conversation of a user number (a query on the table's partition key). The secrets the
+conversations name are read too, to be redacted (or kept, on request) by ``shareable_world``.
+
+Only read operations are called (``tools.dryrun.live``); the result is masked or pseudonymized as the
+capture does (``tools.dryrun.capture.shareable_world``), so events and world can be shared together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from engine.conditions import Condition
+from engine.config import AppConfig
+from engine.ports import Tables, json_safe
+from runtime.aws import plain_value
+from tools.dryrun.blueprint import TableSchema
+from tools.dryrun.events import RecordedEvent
+from tools.dryrun.lanes import ReplayClock, TableDescriber, account_lane
+from tools.dryrun.mask import Scrubber
+
+__all__ = ["SECTION_TABLES", "ReadLog", "Snapshot", "snapshot_world"]
+
+# World section -> the environment variable naming its table (as the Lambda's environment does).
+SECTION_TABLES = {
+    "conversations": "CONVERSATIONS_TABLE_NAME",
+    "locks": "LOCK_TABLE_NAME",
+    "stage": "STAGE_TABLE_NAME",
+}
+_deserializer = TypeDeserializer()
+_serializer = TypeSerializer()
+
+
+class ReadLog:
+    """Tables that reads through ``inner`` and notes the key of every row a read returned; it never writes."""
+
+    def __init__(self, inner: Tables, describe: Callable[[str], TableSchema | None]) -> None:
+        self._inner = inner
+        self._describe = describe
+        self.keys: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
+
+    def note(self, table: str, item: Mapping[str, Any]) -> None:
+        """Remember the key of ``item``, a row of ``table``."""
+        schema = self._describe(table)
+        if schema is not None and all(name in item for name in schema.key_names):
+            key = schema.key_of(item)
+            self.keys.setdefault(table, {})[tuple(key[name] for name in schema.key_names)] = key
+
+    def query_index(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        items = self._inner.query_index(table, index, key, attributes)
+        for item in items:
+            self.note(table, item)
+        return items
+
+    def get_item(
+        self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
+    ) -> dict[str, Any] | None:
+        item = self._inner.get_item(table, key, consistent=consistent, attributes=attributes)
+        if item is not None:
+            self.note(table, {**item, **key})
+        return item
+
+    def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
+        raise RuntimeError("a snapshot never writes")
+
+    def delete_item(self, table: str, key: Mapping[str, str], condition: Condition | None = None) -> bool:
+        raise RuntimeError("a snapshot never writes")
+
+
+@dataclass
+class Snapshot:
+    """The rows and secrets read, as a world-file document, and notes on what could not be read."""
+
+    document: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def _whole(client: Any, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+    request = {"TableName": table, "Key": {name: _serializer.serialize(value) for name, value in key.items()}}
+    item = client.get_item(**request, ConsistentRead=True).get("Item")
+    return None if item is None else {name: plain_value(_deserializer.deserialize(v)) for name, v in item.items()}
+
+
+def _partition(client: Any, table: str, name: str, value: str) -> list[dict[str, Any]]:
+    """Every item of ``table`` whose partition key ``name`` is ``value`` (all pages)."""
+    request: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "#k = :v",
+        "ExpressionAttributeNames": {"#k": name},
+        "ExpressionAttributeValues": {":v": {"S": value}},
+    }
+    items: list[dict[str, Any]] = []
+    while True:
+        page = client.query(**request)
+        items += [{k: plain_value(_deserializer.deserialize(v)) for k, v in item.items()} for item in page["Items"]]
+        if not page.get("LastEvaluatedKey"):
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _secret_names(conversations: Sequence[Mapping[str, Any]]) -> list[str]:
+    names: dict[str, None] = {}
+    for item in conversations:
+        config = item.get("channel_config")
+        if isinstance(config, Mapping):
+            names.update(dict.fromkeys(str(v) for k, v in config.items() if str(k).endswith("_credentials_id") and v))
+    return sorted(names)
+
+
+def snapshot_world(
+    events: Sequence[RecordedEvent],
+    configs: Sequence[AppConfig],
+    clients: tuple[Any, Any, Any],
+    tables: Mapping[str, str],
+    *,
+    clock: ReplayClock,
+    users: Sequence[str] = (),
+    now: datetime,
+) -> Snapshot:
+    """The live rows ``events`` (and ``users``' conversations) need, whole, with their secrets (unredacted)."""
+    dynamodb, _, secretsmanager = clients
+    describe = TableDescriber(dynamodb)
+    logs: list[ReadLog] = []
+
+    def reads(inner: Tables) -> Tables:
+        logs.append(ReadLog(inner, describe))
+        return logs[-1]
+
+    notes: list[str] = []
+    lane = account_lane(
+        configs, clients, clock=clock, scrubber=Scrubber(), independent=False, skip_signature=True, reads=reads
+    )
+    for recorded in events:
+        handled = lane.run(recorded.event, [])
+        if handled.handled.result.error_code in ("DB_QUERY_ERROR", "DB_TRANSIENT_ERROR"):
+            notes.append(f"{recorded.source}: {handled.handled.result.error_code} while reading the account")
+    (log,) = logs
+    conversations_table = tables["conversations"]
+    schema = describe(conversations_table)
+    for user in users:
+        for row in _partition(dynamodb, conversations_table, schema.hash_key if schema else "primary_channel", user):
+            log.note(conversations_table, row)
+    rows: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {section: {} for section in SECTION_TABLES}
+    for section, table in tables.items():
+        for slot, key in sorted(log.keys.get(table, {}).items()):
+            item = _whole(dynamodb, table, key)
+            if item is not None:
+                rows[section][slot] = item
+    for conversation in list(rows["conversations"].values()):
+        lock = _whole(dynamodb, tables["locks"], {"conversation_id": conversation["conversation_id"]})
+        if lock is not None:
+            rows["locks"][(conversation["conversation_id"],)] = lock
+    secrets: dict[str, Any] = {}
+    for name in _secret_names(list(rows["conversations"].values())):
+        try:
+            text = str(secretsmanager.get_secret_value(SecretId=name)["SecretString"])
+        except Exception as exc:  # noqa: BLE001 - a missing or unreadable secret is left out, and said
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+            notes.append(f"secret {name} could not be read ({code}); its events replay with --skip-signature")
+            continue
+        try:
+            secrets[name] = json.loads(text)
+        except ValueError:
+            secrets[name] = text
+    document: dict[str, Any] = {"now": now.isoformat().replace("+00:00", "Z")}
+    for section in SECTION_TABLES:
+        document[section] = [json_safe(item) for _, item in sorted(rows[section].items())]
+    document["secrets"] = secrets
+    return Snapshot(document, notes)

@@ -1,0 +1,162 @@
+"""``pipeline-world``: world files from live data, and worlds fit to share.
+
+``pipeline-world snapshot [EVENTS…] [--user NUMBER…]`` reads, read-only, the rows those events need
+from the account (``tools.dryrun.snapshot``; the tables the Lambda's environment variables name) and
+writes them as a world file, masked as the capture masks events (``--mask``, default ``text``;
+``all`` pseudonymizes numbers and addresses with ``--key-env``'s key) and with its credentials
+redacted unless ``--keep-secrets``: the events and the world can then be replayed offline together::
+
+    pipeline-world snapshot captured/ -o world.json
+    pipeline-dryrun --world world.json --skip-signature captured/
+
+``pipeline-world pseudonymize WORLD`` does the same masking to an existing world file.
+
+Exit status: 0 done; 2 bad arguments, an unreadable file or a configuration that does not load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine.errors import ConfigError
+from runtime.masking import MASK_MODES, Pseudonyms
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_USAGE = 0, 2
+# Queue URLs are needed to load a pipeline, never to read from: a snapshot stands in for any that is unset.
+_QUEUE_PLACEHOLDERS = {
+    name: f"https://sqs.invalid/snapshot/{name.lower()}"
+    for name in ("WHATSAPP_QUEUE_URL", "SMS_QUEUE_URL", "HANDOFF_QUEUE_URL", "EMAIL_QUEUE_URL")
+}
+
+
+class Refused(Exception):
+    """Arguments that cannot work; the message says why."""
+
+
+def _pseudonyms(args: argparse.Namespace) -> Pseudonyms | None:
+    key = os.environ.get(args.key_env, "") if args.key_env else ""
+    if args.mask == "all" and len(key.encode()) < 16:
+        raise Refused("--mask all needs --key-env NAME: a variable holding a key of at least 16 bytes")
+    return Pseudonyms(key.encode()) if args.mask == "all" else None
+
+
+def _write(document: Any, target: Path | None, out: TextIO) -> None:
+    text = json.dumps(document, ensure_ascii=False, indent=1) + "\n"
+    if target is None:
+        out.write(text)
+    else:
+        target.write_text(text, encoding="utf-8")
+
+
+def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import botocore.exceptions
+
+    from engine.plugins import load_plugins, plugin_modules
+    from runtime.app import shared_limits
+    from runtime.layout import PIPELINES_DIR, pipeline_files
+    from tools.dryrun.capture import shareable_world
+    from tools.dryrun.events import load_events
+    from tools.dryrun.lanes import ReplayClock
+    from tools.dryrun.live import AccountAccess, live_clients
+    from tools.dryrun.replay import load_configs
+    from tools.dryrun.snapshot import SECTION_TABLES, snapshot_world
+    from tools.dryrun.world import parse_instant
+
+    if not args.events and not args.user:
+        raise Refused("name the events whose rows to read (EVENTS) or the users (--user NUMBER)")
+    pseudonyms = _pseudonyms(args)
+    missing = [name for name in SECTION_TABLES.values() if not os.environ.get(name)]
+    if missing:
+        raise Refused(f"set {', '.join(missing)} to the tables to read (as the Lambda's environment names them)")
+    tables = {section: os.environ[name] for section, name in SECTION_TABLES.items()}
+    try:
+        now = parse_instant(args.now) if args.now else datetime.now(UTC)
+    except ValueError:
+        raise Refused(f"--now: {args.now!r} is not an ISO-8601 time") from None
+    load_plugins(plugin_modules(os.environ))
+    events = load_events(args.events) if args.events else []
+    pipelines = [args.pipeline] if args.pipeline is not None else pipeline_files(PIPELINES_DIR)
+    configs = load_configs(pipelines, args.rules, {**_QUEUE_PLACEHOLDERS, **os.environ})
+    access = AccountAccess(args.profile, args.region, args.endpoint_url)
+    try:
+        clients = live_clients(shared_limits(configs), access)
+        snapshot = snapshot_world(
+            events, configs, clients, tables, clock=ReplayClock(now), users=tuple(args.user or ()), now=now
+        )
+    except botocore.exceptions.BotoCoreError as exc:
+        raise Refused(f"reading the account failed: {exc}") from None
+    except botocore.exceptions.ClientError as exc:
+        raise Refused(f"reading the account failed: {exc.response.get('Error', {}).get('Code')}") from None
+    for note in snapshot.notes:
+        err.write(f"pipeline-world: note: {note}\n")
+    shared = shareable_world(snapshot.document, mask=args.mask, pseudonyms=pseudonyms, keep_secrets=args.keep_secrets)
+    _write(shared, args.output, out)
+    counts = ", ".join(f"{len(shared.get(section) or [])} {section}" for section in SECTION_TABLES)
+    err.write(f"pipeline-world: {counts}, {len(shared.get('secrets') or {})} secrets (mask={args.mask})\n")
+    return EXIT_OK
+
+
+def _pseudonymize(args: argparse.Namespace, out: TextIO) -> int:
+    from tools.dryrun.capture import shareable_world, world_document
+    from tools.dryrun.world import load_world
+
+    pseudonyms = _pseudonyms(args)
+    document = world_document(load_world(args.world))
+    _write(
+        shareable_world(document, mask=args.mask, pseudonyms=pseudonyms, keep_secrets=args.keep_secrets),
+        args.output,
+        out,
+    )
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipeline-world", description=__doc__.splitlines()[0] if __doc__ else None)
+    commands = parser.add_subparsers(dest="command", required=True)
+    snapshot = commands.add_parser("snapshot", help="read the rows events need from the account, as a world file")
+    snapshot.add_argument("events", nargs="*", type=Path, metavar="EVENTS", help="event files or directories")
+    snapshot.add_argument("--user", action="append", metavar="NUMBER", help="also every conversation of this user")
+    snapshot.add_argument("--pipeline", type=Path, help="one pipeline file (default: every pipelines/*.yaml)")
+    snapshot.add_argument("--rules", type=Path, default=Path("rules"), help="the rules directory (default: rules/)")
+    snapshot.add_argument("--now", help="the world's `now` (default: the time of the snapshot)")
+    snapshot.add_argument("--profile", help="the AWS profile to read with")
+    snapshot.add_argument("--region", help="the AWS region")
+    snapshot.add_argument("--endpoint-url", help="an AWS endpoint (e.g. a local emulator)")
+    pseudonymize = commands.add_parser("pseudonymize", help="mask (and pseudonymize) a world file to share it")
+    pseudonymize.add_argument("world", type=Path, metavar="WORLD")
+    for command, default in ((snapshot, "text"), (pseudonymize, "all")):
+        command.add_argument("--mask", choices=MASK_MODES, default=default, help=f"(default: {default})")
+        command.add_argument("--key-env", metavar="NAME", help="environment variable holding the pseudonym key")
+        command.add_argument("--keep-secrets", action="store_true", help="keep credentials (default: redacted)")
+        command.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here (default: stdout)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Entry point of the console script."""
+    from tools.dryrun.events import EventFileError
+
+    stdout, stderr = out or sys.stdout, err or sys.stderr
+    args = _parser().parse_args(argv)
+    try:
+        return _snapshot(args, stdout, stderr) if args.command == "snapshot" else _pseudonymize(args, stdout)
+    except Refused as exc:
+        stderr.write(f"pipeline-world: error: {exc}\n")
+    except (ConfigError, EventFileError) as exc:
+        stderr.write("".join(f"{problem}\n" for problem in exc.problems))
+    except OSError as exc:
+        stderr.write(f"pipeline-world: error: {exc}\n")
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
