@@ -28,11 +28,11 @@ from engine.http import last_segment
 from engine.ports import SecretStore, Tables
 from engine.secrets import SecretCache
 from runtime.apigateway import request_path
-from runtime.app import Application
+from runtime.app import Application, auth_headers
 from tools.dryrun.backends import Backend, WorldPorts
 from tools.dryrun.blueprint import TableSchema, table_schema
 from tools.dryrun.mask import Scrubber
-from tools.dryrun.pipeline import auth_headers, replay_pipeline
+from tools.dryrun.pipeline import replay_pipeline
 from tools.dryrun.recording import Journal, PlanningQueues, PlanningTables, RecordingQueues, RecordingTables
 from tools.dryrun.report import Replayed
 from tools.dryrun.world import WorldSpec, secret_values
@@ -101,7 +101,7 @@ class Lane:
     def auth_headers(self, event: Any) -> tuple[str, ...]:
         """The headers carrying authentication for the pipeline ``event`` is routed to."""
         config = self.application.route(last_segment(request_path(event)))
-        return auth_headers(config.pipeline.steps()) if config is not None else ()
+        return auth_headers([config]) if config is not None else ()
 
     def run(self, event: Any, notes: list[str]) -> Replayed:
         """Run one event; the world keeps its writes unless the lane resets it (``--independent``)."""

@@ -3,20 +3,18 @@
 Parallel groups run their members one after another (``Pipeline(concurrent=False)``): the same
 decisions and trace as with threads, and the writes always come out in pipeline order. With
 ``--skip-signature`` the steps that authenticate the request (those registered ``authenticates=True``:
-fetching the verification secret, checking the signature) are replaced by stand-ins that pass, and
-``auth_headers`` lists the request headers a stand-in value may fill in when an event lacks them.
+fetching the verification secret, checking the signature) are replaced by stand-ins that pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import replace
 
 from engine import registry
 from engine.context import Context, StepResult
 from engine.runner import ParallelGroup, Pipeline, PlannedStep
 
-__all__ = ["SKIPPED_STATUS", "auth_headers", "authenticating", "replay_pipeline"]
+__all__ = ["SKIPPED_STATUS", "authenticating", "replay_pipeline"]
 
 SKIPPED_STATUS = "skipped (--skip-signature)"
 
@@ -32,16 +30,6 @@ def authenticating(uses: str) -> bool:
     """Whether the registered step ``uses`` takes part in authenticating the request."""
     spec = registry.get(uses)
     return spec is not None and spec.authenticates
-
-
-def auth_headers(steps: Iterable[PlannedStep]) -> tuple[str, ...]:
-    """The request headers that carry authentication for these steps, in order, once each."""
-    found: dict[str, None] = {}
-    for planned in steps:
-        spec = registry.get(planned.uses)
-        for header in spec.auth_headers if spec is not None else ():
-            found.setdefault(header, None)
-    return tuple(found)
 
 
 def replay_pipeline(pipeline: Pipeline, *, skip_signature: bool) -> tuple[Pipeline, frozenset[str]]:
