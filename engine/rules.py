@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from engine.context import RuleTrace
+from engine.errors import shown
 from engine.expressions import Expression, ExpressionError
 
 __all__ = [
@@ -167,6 +168,8 @@ def run_tests(ruleset: RuleSet) -> list[TestFailure]:
             keys = (*keys, "error")
         if not keys:
             continue
-        differences = tuple(f"expected {key} {test.expect.get(key)!r}, got {observed.get(key)!r}" for key in keys)
+        differences = tuple(
+            f"expected {key} {shown(test.expect.get(key))}, got {shown(observed.get(key))}" for key in keys
+        )
         failures.append(TestFailure(ruleset.name, test, differences, keys, observed["rule"], raised))
     return failures

@@ -87,7 +87,7 @@ def test_a_failing_condition_fails_the_case_and_names_the_rule() -> None:
     (failure,) = run_tests(ruleset("contains(a, b)", tests=(case,)))
     assert failure.rule == "r0"
     assert failure.keys == ("error",)
-    assert failure.differences == ("expected error None, got 'INTERNAL_ERROR'",)
+    assert failure.differences == ("expected error null, got 'INTERNAL_ERROR'",)
     assert failure.raised is not None and "contains() got a null where it needs array or string" in failure.raised
 
 
@@ -101,7 +101,7 @@ def test_only_the_expected_keys_are_compared() -> None:
     failing = RuleTest("wrong reply", {"a": True}, {"rule": "r0", "reply": "hi"}, 1)
     (failure,) = run_tests(ruleset("a", tests=(passing, failing)))
     assert failure.test is failing
-    assert failure.differences == ("expected reply 'hi', got None",)
+    assert failure.differences == ("expected reply 'hi', got null",)
 
 
 def test_a_failing_condition_never_quotes_the_value_it_read() -> None:
