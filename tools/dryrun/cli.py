@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--check", action="store_true", help="validate configuration and run the rules' inline tests")
     parser.add_argument("--strict-env", action="store_true", help="with --check: unset ${env:…} values are errors")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="with --check: warnings fail the check (unset ${env:…} values: --strict-env)",
+    )
     return parser
 
 
@@ -74,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         from tools.check import run_check
 
-        return run_check(args.pipeline, args.rules, strict_env=args.strict_env, out=sys.stdout, err=sys.stderr)
+        return run_check(
+            args.pipeline, args.rules, strict_env=args.strict_env, strict=args.strict, out=sys.stdout, err=sys.stderr
+        )
     if not args.events:
         build_parser().error("give at least one events file or directory (or --check)")
     from tools.dryrun.replay import run_replay
