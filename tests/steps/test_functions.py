@@ -45,7 +45,8 @@ def value(source: str, document: dict[str, Any] = DOC) -> Any:
         ("hour('2026-07-01T12:00:00', 'Europe/London')", 13),
         ("hour(request.received_at, conversation.timezone)", 3),
         (
-            "hhmm(request.received_at, 'Europe/London') >= `800` && hhmm(request.received_at, 'Europe/London') < `1730`",
+            "hhmm(request.received_at, 'Europe/London') >= `800`"
+            " && hhmm(request.received_at, 'Europe/London') < `1730`",
             True,
         ),
     ],
