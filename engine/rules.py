@@ -8,7 +8,7 @@ set's ``default`` or, without one, is a ``ROUTING_ERROR``. Sets carry inline ``t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -24,6 +24,7 @@ __all__ = [
     "RuleSet",
     "RuleTest",
     "TestFailure",
+    "decided_rules",
     "run_tests",
 ]
 
@@ -114,6 +115,17 @@ class RuleSet(NamedTuple):
             if matched:
                 return Evaluation(rule, rule.then, tuple(tried))
         return Evaluation(None, self.default, tuple(tried))
+
+
+def decided_rules(traces: Iterable[RuleTrace]) -> dict[str, str | None]:
+    """Per rule set tried, in order: the id of the rule that matched, or None when none did."""
+    decided: dict[str, str | None] = {}
+    for trace in traces:
+        if trace.matched:
+            decided[trace.ruleset] = trace.rule
+        else:
+            decided.setdefault(trace.ruleset, None)
+    return decided
 
 
 class TestFailure(NamedTuple):
