@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--explain", action="store_true", help="readable output: under each row, the trace, rules, actions and response"
     )
     parser.add_argument("--baseline-rules", type=Path, help="compare every decision against these rules")
+    parser.add_argument(
+        "--baseline-pipeline",
+        type=Path,
+        help="compare every decision against this pipeline file (with --baseline-rules or --rules)",
+    )
     parser.add_argument("--fail-on-change", action="store_true", help="exit 1 when a decision changed")
     parser.add_argument("--now", help="ISO-8601 time the replay runs at (wins over the world's `now`)")
     parser.add_argument("--independent", action="store_true", help="replay every event against the world as loaded")

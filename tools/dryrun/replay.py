@@ -3,7 +3,8 @@
 Each event runs through ``runtime.app.Application.process`` exactly as in the Lambda, with the
 services swapped (``tools.dryrun.lanes``): with ``--world`` the ports reach a world (moto or
 memory) and every write and send is performed there and recorded; without it reads go to the real
-account and writes and sends are only planned. ``--baseline-rules`` adds a second lane with its own
+account and writes and sends are only planned. ``--baseline-rules`` and ``--baseline-pipeline`` (another
+rules directory, another pipeline file: a change that adds a rule set) add a second lane with its own
 world, and each event's decisions are compared. With a memory world, long replays are spread over
 the machine's cores (``tools.dryrun.parallel``) with the same output.
 """
@@ -58,6 +59,7 @@ class ReplayOptions:
     rules: Path
     world: Path | None
     baseline_rules: Path | None
+    baseline_pipeline: Path | None
     now: datetime | None
     backend: str
     as_json: bool
@@ -71,8 +73,11 @@ class ReplayOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ReplayOptions:
         """Options from parsed arguments; UsageError for combinations that cannot work."""
-        if args.fail_on_change and args.baseline_rules is None:
-            raise UsageError("--fail-on-change needs --baseline-rules DIR (there is nothing to compare against)")
+        baseline_pipeline = getattr(args, "baseline_pipeline", None)
+        if args.fail_on_change and args.baseline_rules is None and baseline_pipeline is None:
+            raise UsageError(
+                "--fail-on-change needs --baseline-rules DIR or --baseline-pipeline FILE (there is nothing to compare)"
+            )
         if args.backend == "memory" and args.world is None:
             raise UsageError("--backend memory needs --world FILE (without a world, reads come from AWS)")
         jobs = int(getattr(args, "jobs", 0) or 0)
@@ -92,6 +97,7 @@ class ReplayOptions:
             rules=args.rules,
             world=args.world,
             baseline_rules=args.baseline_rules,
+            baseline_pipeline=baseline_pipeline,
             now=now,
             backend=args.backend,
             as_json=args.json,
@@ -224,8 +230,17 @@ def _problems(err: _Scrubbed, problems: list[Problem]) -> int:
     return EXIT_USAGE
 
 
-def _banner(options: ReplayOptions, world: WorldSpec | None, clock_text: str) -> list[str]:
+def _versions(lanes: list[Lane]) -> list[str]:
+    """A line per lane naming each pipeline's rules version (``baseline`` for the second lane)."""
     lines = []
+    for label, lane in zip(("rules version", "baseline rules version"), lanes, strict=False):
+        versions = ", ".join(f"{config.name} {config.version}" for config in lane.application.configs)
+        lines.append(f"{label}: {versions}")
+    return lines
+
+
+def _banner(options: ReplayOptions, world: WorldSpec | None, clock_text: str, lanes: list[Lane]) -> list[str]:
+    lines = _versions(lanes)
     if world is not None:
         mode = "each event against the world as loaded" if options.independent else "the world evolves event by event"
         lines.append(f"world {world.file} ({options.backend}), now {clock_text}; {mode}")
@@ -257,21 +272,25 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     if world is not None:
         scrubber.add(secret_values(world.secrets))
     clock = ReplayClock(options.now or (world.now if world else None))
-    rule_sets = [options.rules, *([options.baseline_rules] if options.baseline_rules else [])]
-    prefixes = ["", BASELINE_PREFIX]
     pipelines = [options.pipeline] if options.pipeline is not None else pipeline_files(PIPELINES_DIR)
     if not pipelines:
         errors.write(f"pipeline-dryrun: error: no pipeline files in {PIPELINES_DIR}/; pass --pipeline FILE\n")
         return EXIT_USAGE
+    lanes_of = [(pipelines, options.rules)]
     try:
+        if options.baseline_rules is not None or options.baseline_pipeline is not None:
+            lanes_of.append((_baseline_pipelines(options, pipelines), options.baseline_rules or options.rules))
         configs = []
-        for rules, prefix in zip(rule_sets, prefixes, strict=False):
+        for (files, rules), prefix in zip(lanes_of, ["", BASELINE_PREFIX], strict=False):
             env = dict(os.environ)
             if world is not None:
                 env.update(blueprint(prefix)[0].environment())
-            configs.append(_load(pipelines, rules, env))
+            configs.append(_load(files, rules, env))
     except ConfigError as exc:
         return _problems(errors, exc.problems)
+    except UsageError as exc:
+        errors.write(f"pipeline-dryrun: error: {exc}\n")
+        return EXIT_USAGE
     for problem in (problem for config in configs[0] for problem in config.warnings):
         errors.write(f"{problem}\n")
     with ExitStack() as stack:
@@ -287,6 +306,28 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     if options.fail_on_change and summary.changed:
         return EXIT_CHANGED
     return EXIT_OK
+
+
+def _pipeline_name(path: Path) -> str:
+    from engine.yamlsource import load_yaml
+
+    data = load_yaml(path, display_path(path)).data
+    name = data.get("pipeline") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else path.stem
+
+
+def _baseline_pipelines(options: ReplayOptions, pipelines: list[Path]) -> list[Path]:
+    """The baseline lane's pipeline files: ``--baseline-pipeline`` in place of the pipeline of its name."""
+    baseline = options.baseline_pipeline
+    if baseline is None:
+        return pipelines
+    if len(pipelines) == 1:
+        return [baseline]
+    name = _pipeline_name(baseline)
+    names = [_pipeline_name(path) for path in pipelines]
+    if name not in names:
+        raise UsageError(f"--baseline-pipeline is pipeline {name!r}, which is not replayed ({', '.join(names)})")
+    return [baseline if found == name else path for path, found in zip(pipelines, names, strict=True)]
 
 
 def _load(pipelines: list[Path], rules: Path, env: dict[str, str]) -> list[AppConfig]:
@@ -362,7 +403,7 @@ def _replay(
     table = None
     if not options.as_json:
         table = Table(out, [event.source for event in events], explain=options.explain, baseline=len(lanes) > 1)
-        table.header(_banner(options, world, clock.now().isoformat()))
+        table.header(_banner(options, world, clock.now().isoformat(), lanes))
     render = _Renderer(options, lanes, table, scrubber)
     workers = options.workers(len(events))
     rendered: Iterator[Rendered]
@@ -384,7 +425,8 @@ def _replay(
             progress.update(done)
     progress.close()
     if table is not None:
-        baseline_name = display_path(options.baseline_rules) if options.baseline_rules else None
+        baselines = [options.baseline_pipeline, options.baseline_rules]
+        baseline_name = " + ".join(display_path(path) for path in baselines if path is not None) or None
         table.summary(summary, elapsed=perf_counter() - started, baseline_name=baseline_name)
     out.flush()
     return summary

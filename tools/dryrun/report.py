@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine.rules import decided_rules
 from runtime.app import Handled
 from tools.dryrun.mask import Masker
 from tools.dryrun.pipeline import SKIPPED_STATUS, authenticating
@@ -41,11 +42,12 @@ class Writer(Protocol):
 
 @dataclass(frozen=True)
 class Replayed:
-    """One event run through one rule set: the handled result, its actions and notes."""
+    """One event run through one rule set: the handled result, its actions and notes, the rules version."""
 
     handled: Handled
     actions: list[Action]
     notes: list[str]
+    version: str | None = None
 
 
 def _route(handled: Handled) -> Mapping[str, Any]:
@@ -147,11 +149,14 @@ def event_record(
             {"ruleset": rule.ruleset, "rule": rule.rule, "matched": rule.matched, "inputs": masker.inputs(rule.inputs)}
             for rule in result.rules
         ],
+        "decided_by": decided_rules(result.rules),
+        "rules_version": run.version,
     }
     if baseline is not None:
         change = change_label(baseline, run)
         record["baseline_outcome"] = baseline.handled.result.outcome
         record["baseline_target"] = _route(baseline.handled).get("target")
+        record["baseline_rules_version"] = baseline.version
         record["changed"] = change is not None
         record["change"] = change
     record["signature"] = signature_state(run, uses, skip_signature)
@@ -202,6 +207,9 @@ def _details(record: Mapping[str, Any]) -> list[str]:
         for entry in record["trace"]
     )
     lines = [f"    trace:    {steps}\n"]
+    if record.get("rules_version"):
+        decided = ", ".join(f"{name} {rule or '-'}" for name, rule in record["decided_by"].items()) or "no rule set"
+        lines.append(f"    decided:  {decided} (rules version {record['rules_version']})\n")
     for rule in record["rules"]:
         inputs = ", ".join(f"{path}={_compact(value)}" for path, value in rule["inputs"].items())
         verdict = "matched" if rule["matched"] else "no match"
