@@ -37,7 +37,7 @@ def _figure(module: str) -> Measure:
 
 FIGURES: dict[str, Measure] = {
     name: _figure(name)
-    for name in ("cold_start", "overhead", "round_trips", "moto_events", "bytes_read", "memory", "dryrun")
+    for name in ("cold_start", "overhead", "shadow", "round_trips", "moto_events", "bytes_read", "memory", "dryrun")
 }
 DOCS = (REPO_ROOT / "docs" / "performance.md", REPO_ROOT / "README.md")
 

@@ -15,13 +15,17 @@ those that name no pipeline (shared by all). Its error codes are those its steps
 Every layer runs on every file, and the element checks run on every part of a file that is
 well-formed, so one pass finds every problem without knock-on errors (``inspect_config``, which
 ``pipeline-dryrun --check`` reports). ``load_config`` raises ``ConfigError`` listing all errors.
+
+A loaded configuration carries its ``version``: a digest of the files it was loaded from (their names
+and texts, not where they sit), so logs, metrics and the dry-run can say which rules decided.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -44,6 +48,7 @@ __all__ = [
     "LoadedRuleSet",
     "LocatedExpression",
     "Target",
+    "content_digest",
     "display_path",
     "inspect_config",
     "load_config",
@@ -81,7 +86,11 @@ class Target(NamedTuple):
 
 @dataclass(frozen=True)
 class AppConfig:
-    """A loaded, validated pipeline configuration, ready to run."""
+    """A loaded, validated pipeline configuration, ready to run.
+
+    ``version`` is the content digest of its files (``content_digest``); ``source`` says where they came
+    from when not from beside the handler (a rules bundle), else it is empty.
+    """
 
     pipeline: Pipeline
     rulesets: Mapping[str, RuleSet]
@@ -94,6 +103,8 @@ class AppConfig:
     channels: tuple[str, ...] = ()
     errors: Mapping[str, ErrorSpec] = field(default_factory=dict)
     secrets: Mapping[str, re.Pattern[str] | None] = field(default_factory=dict)
+    version: str = ""
+    source: str = ""
 
     @property
     def name(self) -> str:
@@ -121,7 +132,8 @@ class Inspection(NamedTuple):
     """Everything one loading pass found: every problem, and what could be built.
 
     ``config`` is None when any problem is an error. ``files`` are the display names of the
-    pipeline file then the rules files, in the order they were read.
+    pipeline file then the rules files, in the order they were read. ``provided`` are the context
+    keys the pipeline's steps provide (None when a step is unknown); ``used`` the rule sets its steps use.
     """
 
     problems: tuple[Problem, ...]
@@ -130,11 +142,21 @@ class Inspection(NamedTuple):
     expressions: tuple[LocatedExpression, ...]
     files: tuple[str, ...]
     config: AppConfig | None
+    provided: frozenset[str] | None = None
+    used: frozenset[str] = frozenset()
 
     @property
     def errors(self) -> list[Problem]:
         """The problems that stop the configuration from running."""
         return [problem for problem in self.problems if problem.severity == "error"]
+
+
+def content_digest(files: Iterable[tuple[str, str]]) -> str:
+    """The version of a set of files: a digest of their names (``rules/10_a.yaml``) and texts, 12 hex digits."""
+    digest = hashlib.sha256()
+    for name, text in sorted(files):
+        digest.update(f"{name}\n{len(text)}\n{text}".encode())
+    return digest.hexdigest()[:12]
 
 
 def display_path(path: Path) -> str:
@@ -205,12 +227,14 @@ class _Collector:
         self.problems: list[Problem] = []
         self.expressions: list[LocatedExpression] = []
         self.files: list[str] = []
+        # (``pipelines/<name>`` or ``rules/<name>``, text) of each file read, for the version.
+        self.sources: list[tuple[str, str]] = []
 
     @property
     def errors(self) -> list[Problem]:
         return [problem for problem in self.problems if problem.severity == "error"]
 
-    def load(self, path: Path, schema: dict[str, Any]) -> _Loaded | None:
+    def load(self, path: Path, schema: dict[str, Any], role: str) -> _Loaded | None:
         """Parse, resolve ``${env:…}`` and validate one file; None when it is not a YAML mapping."""
         name = display_path(path)
         self.files.append(name)
@@ -218,6 +242,7 @@ class _Collector:
         if parsed is None:
             return None
         document, locator = parsed
+        self.sources.append((f"{role}/{path.name}", locator.text))
         data, env_problems = resolve_env(document, self.env, locator, missing_severity=self.missing_env)
         self.problems.extend(env_problems)
         # A value still holding an unset ${env:…} reference was reported above; its type is unknown.
@@ -371,7 +396,7 @@ def _load_rulesets(collector: _Collector, rules_dir: Path, pipeline: str | None 
     schema = rules_schema()
     for path in sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")]):
         mark = len(collector.problems)
-        loaded = collector.load(path, schema)
+        loaded = collector.load(path, schema, "rules")
         if loaded is None:
             recovered = _recovered(path)
             if recovered is not None and recovered.ruleset.name not in loaded_sets:
@@ -381,6 +406,7 @@ def _load_rulesets(collector: _Collector, rules_dir: Path, pipeline: str | None 
             # Another pipeline's file: its problems are that pipeline's to report.
             del collector.problems[mark:]
             collector.files.pop()
+            collector.sources.pop()
             continue
         built = _ruleset(collector, loaded)
         if built is None:
@@ -611,6 +637,11 @@ class _StepBuilder:
         planned = PlannedStep(step_id, spec.name, step, spec.provides, when, spec.deadline_code, params)
         return planned, spec.provides
 
+    @property
+    def provided(self) -> frozenset[str] | None:
+        """The context keys the steps provide; None when an unknown step may provide more."""
+        return None if self._unknown_before else frozenset(self._provided)
+
     def build_all(self) -> list[PlannedStep | ParallelGroup]:
         """Every step that could be built, in order."""
         nodes: list[PlannedStep | ParallelGroup] = []
@@ -640,6 +671,7 @@ def _app_config(
     info: BuildInfo,
     errors: Mapping[str, ErrorSpec],
     warnings: tuple[Problem, ...],
+    version: str,
 ) -> AppConfig:
     data = loaded.data
     aws = data.get("aws", {})
@@ -662,6 +694,7 @@ def _app_config(
         channels=info.channels,
         errors=errors,
         secrets=info.secrets,
+        version=version,
     )
 
 
@@ -691,13 +724,16 @@ def inspect_config(
     *,
     missing_env: str = "error",
     stamp: Prevalidated | None = None,
+    shadow: Mapping[str, RuleSet] | None = None,
 ) -> Inspection:
     """Load and validate a pipeline with its rule sets, collecting every problem (never raises ConfigError).
 
     ``missing_env="warning"`` (for ``--check`` away from the deployed environment) reports unset
-    ``${env:…}`` references as warnings and keeps the reference text as the value.
+    ``${env:…}`` references as warnings and keeps the reference text as the value. ``shadow`` are the
+    rule sets of a candidate evaluated beside the pipeline's (``BuildInfo.shadow_rulesets``).
     """
-    return _inspect(_Collector(os.environ if env is None else env, missing_env, stamp), pipeline_path, rules_dir)
+    collector = _Collector(os.environ if env is None else env, missing_env, stamp)
+    return _inspect(collector, pipeline_path, rules_dir, shadow)
 
 
 def _pipeline_name(loaded: _Loaded | None, pipeline_path: Path) -> str:
@@ -705,11 +741,38 @@ def _pipeline_name(loaded: _Loaded | None, pipeline_path: Path) -> str:
     return name if isinstance(name, str) and name else pipeline_path.stem
 
 
-def _inspect(collector: _Collector, pipeline_path: Path, rules_dir: Path) -> Inspection:
-    loaded = collector.load(pipeline_path, pipeline_schema())
+class _Used(Mapping[str, RuleSet]):
+    """The loaded rule sets, noting the names steps look up (the sets the pipeline uses)."""
+
+    def __init__(self, rulesets: Mapping[str, RuleSet]) -> None:
+        self._rulesets = rulesets
+        self.names: set[str] = set()
+
+    def __getitem__(self, name: str) -> RuleSet:
+        found = self._rulesets[name]
+        self.names.add(name)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rulesets)
+
+    def __len__(self) -> int:
+        return len(self._rulesets)
+
+    def values(self) -> Any:
+        """Every set, without marking any as used."""
+        return self._rulesets.values()
+
+
+def _inspect(
+    collector: _Collector, pipeline_path: Path, rules_dir: Path, shadow: Mapping[str, RuleSet] | None = None
+) -> Inspection:
+    loaded = collector.load(pipeline_path, pipeline_schema(), "pipelines")
     rulesets = _load_rulesets(collector, rules_dir, _pipeline_name(loaded, pipeline_path))
     targets: dict[str, Target] = {}
     config = None
+    provided: frozenset[str] | None = None
+    used = _Used({name: item.ruleset for name, item in rulesets.items()})
     if loaded is not None:
         targets = _targets(loaded)
         raw_targets = loaded.data.get("targets")
@@ -720,17 +783,21 @@ def _inspect(collector: _Collector, pipeline_path: Path, rules_dir: Path) -> Ins
             _check_error_codes(collector, rulesets, known, loaded.locator.file)
         channels = loaded.data.get("channels")
         info = BuildInfo(
-            rulesets={name: item.ruleset for name, item in rulesets.items()},
+            rulesets=used,
             tables=_strings(loaded.data.get("tables")),
             targets=targets,
             secrets=_secret_patterns(collector, loaded),
             channels=tuple(str(c) for c in channels) if isinstance(channels, list) else (),
+            shadow_rulesets=shadow or {},
         )
-        nodes = _StepBuilder(collector, loaded, info).build_all()
+        builder = _StepBuilder(collector, loaded, info)
+        nodes = builder.build_all()
+        provided = builder.provided
         _check_responses(collector, loaded, known if complete else None)
         if not collector.errors:
             warnings = tuple(problem for problem in collector.problems if problem.severity == "warning")
-            config = _app_config(loaded, nodes, rulesets, info, known, warnings)
+            version = content_digest(collector.sources)
+            config = _app_config(loaded, nodes, rulesets, info, known, warnings, version)
     pipeline_file = display_path(pipeline_path)
     files = (pipeline_file, *(name for name in collector.files if name != pipeline_file))
     return Inspection(
@@ -740,6 +807,8 @@ def _inspect(collector: _Collector, pipeline_path: Path, rules_dir: Path) -> Ins
         expressions=tuple(collector.expressions),
         files=files,
         config=config,
+        provided=provided,
+        used=frozenset(used.names),
     )
 
 
@@ -750,6 +819,7 @@ def load_config(
     *,
     missing_env: str = "error",
     stamp: Prevalidated | None = None,
+    shadow: Mapping[str, RuleSet] | None = None,
 ) -> AppConfig:
     """Load, validate and build a pipeline with its rule sets; raise ConfigError listing every error.
 
@@ -761,10 +831,13 @@ def load_config(
     """
     environment = os.environ if env is None else env
     if stamp is not None:
-        quick = _inspect(_Collector(environment, missing_env, stamp, documents=True), pipeline_path, rules_dir)
+        collector = _Collector(environment, missing_env, stamp, documents=True)
+        quick = _inspect(collector, pipeline_path, rules_dir, shadow)
         if quick.config is not None and not quick.problems:
             return quick.config
-    inspection = inspect_config(pipeline_path, rules_dir, environment, missing_env=missing_env, stamp=stamp)
+    inspection = inspect_config(
+        pipeline_path, rules_dir, environment, missing_env=missing_env, stamp=stamp, shadow=shadow
+    )
     if inspection.config is None:
         order = {name: rank for rank, name in enumerate(inspection.files)}
         errors = sorted(inspection.errors, key=lambda p: (order.get(p.file, len(order)), p.line, p.column))

@@ -74,6 +74,7 @@ class _Resolver:
                 f"environment variable {name} is not set; set it or give a default with ${{env:{name}:-VALUE}}",
                 severity=self._severity,
                 offset=match.start(),
+                kind="env",
             )
         )
         return match.group(0)

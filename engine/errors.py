@@ -32,6 +32,7 @@ __all__ = [
     "RetryableFailure",
     "StepFailure",
     "TransientFault",
+    "shown",
 ]
 
 # What an error code looks like: upper-case words joined by underscores.
@@ -93,15 +94,28 @@ class RetryableFailure(Exception):
         self.code = code
 
 
+def shown(value: object) -> str:
+    """A value as a message shows it to the author of YAML: text quoted, else JSON (``null``, ``true``, ``[1]``)."""
+    if isinstance(value, str):
+        return repr(value)
+    import json
+
+    return json.dumps(value, default=str)
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One configuration problem, located in its file (line and column are 1-based)."""
+    """One configuration problem, located in its file (line and column are 1-based).
+
+    ``kind`` tells apart problems a tool treats on their own (``env``: an unset ``${env:…}`` reference).
+    """
 
     file: str
     line: int
     column: int
     message: str
     severity: str = "error"
+    kind: str = ""
 
     def __str__(self) -> str:
         prefix = "warning: " if self.severity == "warning" else ""

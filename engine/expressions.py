@@ -5,7 +5,8 @@ load errors located inside the expression. Evaluation errors (a function given t
 example) raise ``ExpressionError`` naming the expression: a broken condition is never a silent false.
 Truthiness is JMESPath's: false, null, and empty strings, lists and objects are false.
 
-Plugins add functions with ``register_function`` (before any expression using them is compiled).
+Plugins add functions with ``register_function`` (before any expression using them is compiled); a
+function may check its literal arguments at compile time, and its ``ValueError`` is an evaluation error.
 """
 
 from __future__ import annotations
@@ -49,25 +50,43 @@ class _Functions(jp_functions.Functions):
     """JMESPath's built-in functions plus those registered with ``register_function``."""
 
 
+class _FunctionFailed(jp_exceptions.JMESPathError):
+    """A registered function refused its arguments (the message names no value)."""
+
+
 _OPTIONS = jmespath.Options(custom_functions=_Functions())
 _FUNCTION_TABLE: dict[str, dict[str, Any]] = _Functions.FUNCTION_TABLE
 
 
-def register_function(name: str, arguments: Sequence[Sequence[str]], function: Callable[..., Any]) -> None:
+def register_function(
+    name: str,
+    arguments: Sequence[Sequence[str]],
+    function: Callable[..., Any],
+    *,
+    returns: str | None = None,
+    check: Callable[[int, Any], str | None] | None = None,
+) -> None:
     """Make ``name(…)`` available to every expression compiled from now on.
 
     ``arguments`` gives each argument's JMESPath types (``["string", "null"]``); ``function`` takes the
-    evaluated arguments and returns a JSON value. Registering a name twice with another function is an error.
+    evaluated arguments and returns a JSON value of type ``returns``, raising ``ValueError`` (its message
+    naming no value) for arguments it refuses. ``check(index, value)`` is given each literal argument at
+    compile time and returns what is wrong with it, or None. Registering a name twice with another function
+    is an error.
     """
     known = _FUNCTION_TABLE.get(name)
     if known is not None and getattr(known["function"], "__wrapped__", None) is not function:
         raise ValueError(f"expression function {name}() is already registered")
 
     def call(_: Any, *args: Any) -> Any:
-        return function(*args)
+        try:
+            return function(*args)
+        except ValueError as exc:
+            raise _FunctionFailed(f"function {name}() {exc}") from None
 
     call.__wrapped__ = function  # type: ignore[attr-defined]
-    _FUNCTION_TABLE[name] = {"function": call, "signature": [{"types": list(types)} for types in arguments]}
+    signature = [{"types": list(types)} for types in arguments]
+    _FUNCTION_TABLE[name] = {"function": call, "signature": signature, "returns": returns, "check": check}
 
 
 def function_table() -> Mapping[str, Mapping[str, Any]]:
@@ -150,6 +169,10 @@ class Expression:
             return self._parsed.search(document, options=_OPTIONS)
         except jp_exceptions.JMESPathError as exc:
             raise ExpressionError(f"expression {self.source!r} failed: {_describe(exc)}") from None
+        except TypeError:
+            # jmespath orders two texts or two numbers, and raises TypeError for a text against a number.
+            detail = "<, <=, > and >= compare two numbers or two texts, here a text with a number"
+            raise ExpressionError(f"expression {self.source!r} failed: {detail}") from None
 
     def test(self, document: Mapping[str, Any]) -> bool:
         """Evaluate as a condition (JMESPath truthiness)."""
@@ -161,6 +184,8 @@ def _describe(exc: jp_exceptions.JMESPathError) -> str:
     if isinstance(exc, jp_exceptions.JMESPathTypeError):
         expected = " or ".join(exc.expected_types)
         return f"function {exc.function_name}() got a {exc.actual_type} where it needs {expected}"
+    if isinstance(exc, _FunctionFailed):
+        return str(exc)
     return type(exc).__name__
 
 
@@ -252,6 +277,11 @@ def _check_functions(source: str, tree: Mapping[str, Any]) -> None:
                 raise ExpressionSyntaxError(message, offset)
         elif given != len(signature):
             raise ExpressionSyntaxError(f"{name}() takes {len(signature)} argument(s), got {given}", offset)
+        check = spec.get("check")
+        for index, argument in enumerate(node["children"]):
+            problem = check(index, argument["value"]) if check and argument["type"] == "literal" else None
+            if problem:
+                raise ExpressionSyntaxError(f"{name}(): {problem}", offset)
 
 
 def compile_expression(source: str) -> Expression:

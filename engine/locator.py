@@ -69,13 +69,14 @@ class Locator:
         at_key: bool = False,
         severity: str = "error",
         offset: int | None = None,
+        kind: str = "",
     ) -> Problem:
         """A Problem located at ``path`` in this file (at character ``offset`` of a string value, if given)."""
         if offset is not None:
             line, column = self.position_in(path, offset)
         else:
             line, column = self.key_position(path) if at_key else self.position(path)
-        return Problem(self.file, line, column, message, severity)
+        return Problem(self.file, line, column, message, severity, kind)
 
 
 def _content(text: str, start: int, end: int, style: str) -> list[tuple[str, int]]:

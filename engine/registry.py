@@ -3,8 +3,9 @@
 A step declares at registration everything the engine and the tools need to know about it: the
 JSON Schema of its ``with:`` block, the context key it provides and the keys it reads, the error codes
 it may end an event with (and whether each is transient), the IAM actions it needs and the resources
-they apply to, and whether it takes part in authenticating the request. The pipeline schema, the
-error catalogue, ``--check`` and the deployment's least-privilege policy are all derived from these.
+they apply to, whether it takes part in authenticating the request, and whether it only decides (reads
+the context document, no side effect). The pipeline schema, the error catalogue, ``--check`` and the
+deployment's least-privilege policy are all derived from these.
 
 The registry is filled by importing plugin modules (``engine.plugins.load_plugins``); the engine
 itself registers nothing.
@@ -78,7 +79,11 @@ class IamGrant(NamedTuple):
 
 @dataclass(frozen=True)
 class BuildInfo:
-    """What a step may consult while it is built: the loaded rule sets and the pipeline's resources."""
+    """What a step may consult while it is built: the loaded rule sets and the pipeline's resources.
+
+    ``shadow_rulesets`` are a candidate's rule sets evaluated beside these (shadow evaluation): a step that
+    reads what the rules need reads what they need too.
+    """
 
     rulesets: Mapping[str, Any]
     tables: Mapping[str, str]
@@ -86,6 +91,7 @@ class BuildInfo:
     # Secret-name patterns by logical name; a declared pattern that does not compile is None (already reported).
     secrets: Mapping[str, re.Pattern[str] | None] = field(default_factory=dict)
     channels: tuple[str, ...] = ()
+    shadow_rulesets: Mapping[str, Any] = field(default_factory=dict)
 
 
 StepFactory = Callable[[Mapping[str, Any], BuildInfo], Step]
@@ -109,6 +115,8 @@ class StepSpec:
     authenticates: bool = False
     # Request headers carrying the request's authentication (a dry-run may stand in for them, a capture masks them).
     auth_headers: tuple[str, ...] = ()
+    # Decides from the context document alone, with no side effect (shadow evaluation runs it again).
+    decides: bool = False
 
     @property
     def iam_actions(self) -> tuple[str, ...]:
@@ -131,6 +139,7 @@ def register(
     example: Mapping[str, Any] | None = None,
     authenticates: bool = False,
     auth_headers: tuple[str, ...] = (),
+    decides: bool = False,
 ) -> Callable[[type], type]:
     """Class decorator registering a step kind under ``name`` (a dotted name like ``sqs.send``)."""
 
@@ -154,6 +163,7 @@ def register(
             example=example or {},
             authenticates=authenticates,
             auth_headers=auth_headers,
+            decides=decides,
         )
         return cls
 

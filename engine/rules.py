@@ -8,11 +8,12 @@ set's ``default`` or, without one, is a ``ROUTING_ERROR``. Sets carry inline ``t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from engine.context import RuleTrace
+from engine.errors import shown
 from engine.expressions import Expression, ExpressionError
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "RuleSet",
     "RuleTest",
     "TestFailure",
+    "decided_rules",
     "run_tests",
 ]
 
@@ -115,6 +117,17 @@ class RuleSet(NamedTuple):
         return Evaluation(None, self.default, tuple(tried))
 
 
+def decided_rules(traces: Iterable[RuleTrace]) -> dict[str, str | None]:
+    """Per rule set tried, in order: the id of the rule that matched, or None when none did."""
+    decided: dict[str, str | None] = {}
+    for trace in traces:
+        if trace.matched:
+            decided[trace.ruleset] = trace.rule
+        else:
+            decided.setdefault(trace.ruleset, None)
+    return decided
+
+
 class TestFailure(NamedTuple):
     """An inline test whose result differs from its expectation.
 
@@ -167,6 +180,8 @@ def run_tests(ruleset: RuleSet) -> list[TestFailure]:
             keys = (*keys, "error")
         if not keys:
             continue
-        differences = tuple(f"expected {key} {test.expect.get(key)!r}, got {observed.get(key)!r}" for key in keys)
+        differences = tuple(
+            f"expected {key} {shown(test.expect.get(key))}, got {shown(observed.get(key))}" for key in keys
+        )
         failures.append(TestFailure(ruleset.name, test, differences, keys, observed["rule"], raised))
     return failures

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import registry
-from engine.errors import CODE_PATTERN, Problem
+from engine.errors import CODE_PATTERN, Problem, shown
 from engine.locator import Locator
 from engine.responses import formats
 
@@ -379,23 +379,28 @@ def _explain(error: Any, locator: Locator) -> list[SchemaViolation]:
         ]
     if validator == "enum" and "propertyNames" in error.schema_path:
         kind, choices = _choices(instance, error.validator_value)
-        return located(f"{instance!r} is not a known {kind}{choices}", (*path, instance), at_key=True)
+        return located(f"{shown(instance)} is not a known {kind}{choices}", (*path, instance), at_key=True)
     if validator == "enum":
         kind, choices = _choices(instance, error.validator_value)
         article = "an" if kind[0] in "aeiou" else "a"
-        unknown = f"{instance!r} is not {article} valid {kind}" if kind == "choice" else f"unknown {kind} {instance!r}"
+        unknown = (
+            f"{shown(instance)} is not {article} valid {kind}"
+            if kind == "choice"
+            else f"unknown {kind} {shown(instance)}"
+        )
         return located(f"{unknown}{choices}")
     if validator == "type":
         expected = error.validator_value
         expected_text = " or ".join(expected) if isinstance(expected, list) else expected
         first = expected[0] if isinstance(expected, list) else expected
-        return located(f"expected {expected_text}, got {_json_type(instance)} {instance!r}{_TYPE_HINTS.get(first, '')}")
+        got = _json_type(instance) + ("" if instance is None else f" {shown(instance)}")
+        return located(f"expected {expected_text}, got {got}{_TYPE_HINTS.get(first, '')}")
     if validator in _BOUNDS:
-        return located(f"{instance!r} is out of range: it must be {_BOUNDS[validator]} {error.validator_value}")
+        return located(f"{shown(instance)} is out of range: it must be {_BOUNDS[validator]} {error.validator_value}")
     if validator == "pattern":
         is_id = error.validator_value == _ID_PATTERN
         rule = " (lower-case letters, digits and _, starting with a letter)" if is_id else ""
-        return located(f"{instance!r} must match {error.validator_value}{rule}")
+        return located(f"{shown(instance)} must match {error.validator_value}{rule}")
     if validator == "minLength":
         return located("must not be empty")
     if validator in ("minItems", "minProperties"):

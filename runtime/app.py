@@ -3,7 +3,12 @@
 A request is routed by the last segment of its path to the pipeline whose ``channels:`` name it
 (``…/whatsapp`` and ``…/sms`` to ``twilio_inbound``, ``…/email`` to ``email_inbound``); a request no
 pipeline serves is answered ``400`` JSON ``PARSING_ERROR`` here. Each event writes one INFO ``event``
-log line and one EMF metrics document.
+log line (with, per rule set tried, the rule that decided, and the rules version) and one EMF metrics
+document.
+
+What decides a pipeline's events can change while the container runs (``deploy``): rules bundles from
+S3 (``runtime.bundlewatch``, when ``RULES_BUCKET`` is set) replace the live configuration, and a shadow
+candidate decides every event again after the live decision (``runtime.shadow``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine import registry
 from engine.calls import CallLimits
@@ -25,6 +30,7 @@ from engine.config import AppConfig, load_config
 from engine.context import Services, bind_log_fields, log_fields
 from engine.errors import ConfigError, Problem, StepFailure
 from engine.http import HttpRequest, last_segment
+from engine.rules import decided_rules
 from engine.runner import RunResult
 from engine.secrets import SecretCache
 from runtime import tracing
@@ -35,9 +41,20 @@ from runtime.metrics import EmfMetrics
 from runtime.stamp import STAMP_FILE, Stamp
 
 if TYPE_CHECKING:
+    from runtime.bundlewatch import BundleWatcher
     from runtime.capture import EventCapture, Pending
+    from runtime.shadow import ShadowPlan
 
-__all__ = ["Application", "Handled", "NoRegionConfigured", "auth_headers", "live_services", "shared_limits"]
+__all__ = [
+    "Application",
+    "Deployed",
+    "Handled",
+    "NoRegionConfigured",
+    "auth_headers",
+    "event_capture",
+    "live_services",
+    "shared_limits",
+]
 
 logger = logging.getLogger("runtime.app")
 
@@ -59,6 +76,14 @@ class Handled:
     pipeline: str | None = None
 
 
+class Deployed(NamedTuple):
+    """What decides a pipeline's events: the live configuration, and a shadow candidate with both sides' plans."""
+
+    live: AppConfig
+    shadow: AppConfig | None = None
+    plans: tuple[ShadowPlan, ShadowPlan] | None = None
+
+
 class NoRegionConfigured(RuntimeError):
     """No AWS region in the environment or the AWS config files: no client could be created."""
 
@@ -73,7 +98,7 @@ def _session_with_region() -> Any:
 
 
 def shared_limits(configs: Sequence[AppConfig]) -> CallLimits:
-    """One set of call bounds every pipeline's calls keep: the tightest of each one's ``aws:`` block."""
+    """The call bounds every pipeline's calls keep: the tightest of each one's ``aws:`` block."""
     limits = [config.aws for config in configs] or [CallLimits()]
     return CallLimits(
         connect_timeout=min(limit.connect_timeout for limit in limits),
@@ -141,16 +166,18 @@ def event_capture(configs: Sequence[AppConfig], env: Mapping[str, str]) -> Event
         return None
 
 
-def _routes(configs: Sequence[AppConfig]) -> dict[str, AppConfig]:
-    routes: dict[str, AppConfig] = {}
+def _routes(configs: Sequence[AppConfig]) -> dict[str, str]:
+    routes: dict[str, str] = {}
+    served: dict[str, AppConfig] = {}
     problems: list[Problem] = []
     for config in configs:
         for channel in config.channels:
-            other = routes.get(channel)
+            other = served.get(channel)
             if other is not None:
                 message = f"channel {channel!r} is already served by pipeline {other.name} ({other.files[0]})"
                 problems.append(Problem(config.files[0], 1, 1, message))
-            routes.setdefault(channel, config)
+            served.setdefault(channel, config)
+            routes.setdefault(channel, config.name)
     if problems:
         raise ConfigError(problems)
     return routes
@@ -186,13 +213,40 @@ class Application:
         capture: EventCapture | None = None,
     ) -> None:
         """``services`` serve every pipeline, except those ``by_pipeline`` gives services of their own."""
-        self.configs = tuple(configs)
         self.services = services
         self.metrics = metrics
         self._services = dict(by_pipeline or {})
         self.capture = capture
-        self._routes = _routes(self.configs)
+        self._routes = _routes(configs)
+        self._deployed = {config.name: Deployed(config) for config in configs}
         self._expected = " or ".join(f"…/{channel}" for channel in sorted(self._routes))
+        self.watcher: BundleWatcher | None = None
+
+    @property
+    def configs(self) -> tuple[AppConfig, ...]:
+        """The live configuration of every pipeline."""
+        return tuple(deployed.live for deployed in self._deployed.values())
+
+    def deployed(self, name: str) -> Deployed:
+        """What decides pipeline ``name``'s events now; KeyError when there is no such pipeline."""
+        return self._deployed[name]
+
+    def deploy(self, live: AppConfig, shadow: AppConfig | None = None) -> None:
+        """Make ``live`` decide its pipeline's events from the next event on, ``shadow`` deciding them again.
+
+        ``live`` must be built with ``shadow``'s rule sets (``load_config(..., shadow=...)``) so that its
+        reads cover the candidate's. A pipeline keeps its name and channels: those are the code's to change.
+        """
+        current = self._deployed[live.name].live
+        for config in (live, *([shadow] if shadow else [])):
+            if config.name != live.name or config.channels != current.channels:
+                raise ValueError(f"a configuration of pipeline {live.name} must keep its channels {current.channels}")
+        plans = None
+        if shadow is not None:
+            from runtime.shadow import plan
+
+            plans = (plan(live), plan(shadow))
+        self._deployed = {**self._deployed, live.name: Deployed(live, shadow, plans)}
 
     @classmethod
     def from_root(cls, root: Path, env: Mapping[str, str] | None = None, *, session: Any | None = None) -> Application:
@@ -211,16 +265,24 @@ class Application:
             if config.aws not in shared:
                 shared[config.aws] = live_services(config.aws, session=session, env=environment)
         by_pipeline = {config.name: shared[config.aws] for config in configs}
-        first = by_pipeline[configs[0].name]
-        metrics = EmfMetrics.from_env(environment)
-        return cls(configs, first, metrics, by_pipeline=by_pipeline, capture=event_capture(configs, environment))
+        application = cls(
+            configs,
+            by_pipeline[configs[0].name],
+            EmfMetrics.from_env(environment),
+            by_pipeline=by_pipeline,
+            capture=event_capture(configs, environment),
+        )
+        limits = shared_limits(configs)
+        if environment.get("RULES_BUCKET", "").strip():
+            from runtime.bundlewatch import BundleWatcher
+
+            application.watcher = BundleWatcher.from_env(application, root, environment, limits)
+            application.watcher.load()
+        return application
 
     def pipeline(self, name: str) -> AppConfig:
-        """The loaded pipeline called ``name``; KeyError when there is none."""
-        for config in self.configs:
-            if config.name == name:
-                return config
-        raise KeyError(name)
+        """The live configuration of pipeline ``name``; KeyError when there is none."""
+        return self._deployed[name].live
 
     def replace_services(self, **changes: Any) -> None:
         """Change the same fields of every pipeline's services (a clock for tests, say); sharing is kept."""
@@ -239,8 +301,9 @@ class Application:
         return self._services.get(name, self.services)
 
     def route(self, channel: str | None) -> AppConfig | None:
-        """The pipeline serving ``channel``, or None."""
-        return self._routes.get(channel or "")
+        """The live configuration of the pipeline serving ``channel``, or None."""
+        name = self._routes.get(channel or "")
+        return self._deployed[name].live if name is not None else None
 
     def _unrouted(self, event: Any, reason: str | None) -> tuple[RunResult, dict[str, Any]]:
         where = last_segment(request_path(event))
@@ -266,25 +329,30 @@ class Application:
             reason = None
         except EventError as exc:
             request, reason = None, str(exc)
-        config = self.route(request.channel) if request is not None else None
+        name = self._routes.get(request.channel) if request is not None else None
+        deployed = self._deployed[name] if name is not None else None
         response: dict[str, Any] | None = None
         raised: Exception | None = None
-        if config is None or request is None:
+        counts: dict[str, int] | None = None
+        if deployed is None or request is None:
             result, response = self._unrouted(event, reason)
-            name, channel = None, None
+            config, channel = None, None
         else:
+            config = deployed.live
             budget = None
             remaining = getattr(context, "get_remaining_time_in_millis", None)
             if callable(remaining):
                 budget = max(0.0, remaining() / 1000 - ANSWER_MARGIN_SECONDS)
             services = self.services_for(config.name)
             result = config.pipeline.run(request, services, time_budget=budget, explain=explain)
-            name, channel = config.name, request.channel
+            channel = request.channel
             try:
                 response = proxy_response(config.responses.respond(result, channel))
             except Exception as exc:  # noqa: BLE001 - RetryableFailure, or a policy gap: both raise out of the handler
                 raised = exc
-        self._record(name, result, response, perf_counter() - started)
+            if deployed.plans is not None:
+                counts = self._shadow(config.name, deployed.plans, result)
+        self._record(config, result, response, perf_counter() - started, counts)
         if pending is not None:
             self._captured(name, pending)
         bind_log_fields({}, replace=True)
@@ -300,10 +368,37 @@ class Application:
         if self.metrics is not None:
             self.metrics.count(name or "unrouted", "CaptureFailures", properties=log_fields())
 
-    def _record(self, name: str | None, result: RunResult, response: dict[str, Any] | None, seconds: float) -> None:
+    @staticmethod
+    def _shadow(name: str, plans: tuple[ShadowPlan, ShadowPlan], result: RunResult) -> dict[str, int] | None:
+        """The shadow candidate's verdict on the event, as metrics (a difference is also logged)."""
+        from runtime.shadow import compare, log_mismatch
+
+        try:
+            comparison = compare(*plans, result)
+        except Exception:  # the candidate never changes what the live run answered
+            logger.exception("shadow evaluation failed")
+            return None
+        if comparison is None:
+            return None
+        if comparison.differing:
+            log_mismatch(name, *plans, comparison)
+        return comparison.counts
+
+    def _record(
+        self,
+        config: AppConfig | None,
+        result: RunResult,
+        response: dict[str, Any] | None,
+        seconds: float,
+        counts: dict[str, int] | None = None,
+    ) -> None:
         ms = round(seconds * 1000, 3)
         outcome, error_code, trace = result.outcome, result.error_code, result.trace
+        name = config.name if config is not None else None
+        version = config.version if config is not None else None
+        source = config.source if config is not None else None
         if logger.isEnabledFor(logging.INFO):
+            route = result.doc.get("route")
             logger.info(
                 "event",
                 extra={
@@ -313,13 +408,27 @@ class Application:
                     "ms": ms,
                     "status": response["statusCode"] if response else "raised",
                     "steps": {entry.step: entry.status for entry in trace},
+                    "target": route.get("target") if isinstance(route, dict) else None,
+                    "rules": decided_rules(result.rules),
+                    "rules_version": version,
+                    "rules_source": source or None,
                 },
             )
         if self.metrics is not None:
-            self.metrics.record(name or "unrouted", outcome, error_code, ms=ms, trace=trace, properties=log_fields())
+            properties = log_fields()
+            if version:
+                properties = {**properties, "RulesVersion": version, "RulesSource": source or ""}
+            self.metrics.record(
+                name or "unrouted", outcome, error_code, ms=ms, trace=trace, properties=properties, counts=counts
+            )
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
-        """The Lambda contract: return the proxy response, or raise for transient faults."""
+        """The Lambda contract: return the proxy response, or raise for transient faults.
+
+        With rules bundles, a check for a new deployment starts in the background when one is due.
+        """
+        if self.watcher is not None:
+            self.watcher.poke()
         handled = self.process(event, context)
         if handled.raised is not None:
             raise handled.raised

@@ -29,6 +29,15 @@ _FIELDS = (
     "cold_start",
     "target",
     "steps",
+    "rules",
+    "rules_version",
+    "rules_source",
+    "rulesets",
+    "live",
+    "candidate",
+    "bundle",
+    "revision",
+    "problems",
 )
 
 

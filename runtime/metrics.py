@@ -9,9 +9,15 @@ CloudWatch Logs extracts the metrics from the document itself (no API call, no a
 - ``ColdStart`` by {Pipeline}: 1 on the first invocation of a container;
 - ``CaptureFailures`` by {Pipeline}: 1 in a document of its own when an event capture failed
   (``runtime.capture``; the webhook's answer is unaffected).
+- with a shadow candidate deployed (``runtime.shadow``), by {Pipeline}: ``ShadowEvaluations`` 1 per event
+  the candidate decided too, ``ShadowMismatches`` 1 when it decided otherwise, and
+  ``ShadowMismatch.<rule set>`` 1 for each rule set that decided otherwise;
+- ``RulesBundleErrors`` by {Pipeline}: 1 per rules bundle (or deployment) that could not be read or was
+  refused (``runtime.bundlewatch``), in a document of its own.
 
 The document is also a log line: it carries the invocation's log fields (request id, conversation id…)
-as plain properties.
+and the rules version (``RulesVersion``, and ``RulesSource`` for a bundle) as plain properties, not
+dimensions.
 Configuration: ``METRICS_NAMESPACE`` (else ``POWERTOOLS_METRICS_NAMESPACE``, else ``InboundWebhookPipeline``);
 ``METRICS_ENABLED=false`` turns the documents off.
 """
@@ -50,8 +56,9 @@ def emf_line(
     cold_start: bool,
     timestamp_ms: int,
     properties: Mapping[str, str] | None = None,
+    counts: Mapping[str, int] | None = None,
 ) -> str:
-    """The EMF document for one invocation, as the JSON line that is written."""
+    """The EMF document for one invocation, as the JSON line that is written; ``counts`` are more Count metrics."""
     doc: dict[str, Any] = {"message": "metrics"}
     for key, value in (properties or {}).items():
         if value:
@@ -71,7 +78,8 @@ def emf_line(
     if error_code:
         doc["ErrorCode"] = error_code
         doc["Errors"] = 1
-    directives = _directives(namespace, cold_start, tuple(steps), bool(error_code))
+    doc.update(counts or {})
+    directives = _directives(namespace, cold_start, tuple(steps), bool(error_code), tuple(counts or ()))
     # The directives repeat from one invocation to the next: they are encoded once per shape.
     return f'{_ENCODER.encode(doc)[:-1]},"_aws":{{"Timestamp":{int(timestamp_ms)},"CloudWatchMetrics":{directives}}}}}'
 
@@ -93,12 +101,15 @@ def count_line(
 
 
 @lru_cache(maxsize=256)
-def _directives(namespace: str, cold_start: bool, step_metrics: tuple[str, ...], error: bool) -> str:
+def _directives(
+    namespace: str, cold_start: bool, step_metrics: tuple[str, ...], error: bool, counts: tuple[str, ...] = ()
+) -> str:
     """The ``CloudWatchMetrics`` directives of a document, JSON-encoded."""
     per_pipeline: list[dict[str, str]] = [{"Name": "Latency", "Unit": "Milliseconds"}]
     if cold_start:
         per_pipeline.append({"Name": "ColdStart", "Unit": "Count"})
     per_pipeline.extend({"Name": name, "Unit": "Milliseconds"} for name in step_metrics)
+    per_pipeline.extend({"Name": name, "Unit": "Count"} for name in counts)
     directives: list[dict[str, Any]] = [
         {
             "Namespace": namespace,
@@ -154,6 +165,7 @@ class EmfMetrics:
         ms: float,
         trace: Sequence[TraceEntry],
         properties: Mapping[str, str] | None = None,
+        counts: Mapping[str, int] | None = None,
     ) -> str:
         """Write the invocation's document and return it (the JSON line)."""
         cold, self._cold = self._cold, False
@@ -167,6 +179,7 @@ class EmfMetrics:
             cold_start=cold,
             timestamp_ms=int(self._clock() * 1000),
             properties=properties,
+            counts=counts,
         )
         self._write(line)
         return line

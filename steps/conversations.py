@@ -217,7 +217,9 @@ class ConversationGet:
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = table_name(params, info, "conversations")
         self._consistent = bool(params.get("consistent_read", True))
-        found = rule_attributes(info.rulesets) if params.get("read", "whole") == "rules" else None
+        # A shadow candidate's rule sets are decided from the same read: it covers their attributes too.
+        rulesets = {str(i): s for i, s in enumerate([*info.rulesets.values(), *info.shadow_rulesets.values()])}
+        found = rule_attributes(rulesets) if params.get("read", "whole") == "rules" else None
         self._attributes = None if found is None else tuple(dict.fromkeys([*found, *params.get("also_read", [])]))
 
     def _read(self, ctx: Context, key: Mapping[str, str], attributes: tuple[str, ...] | None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ def _ruleset(info: BuildInfo, name: str, kind: str, path: tuple[Any, ...]) -> Ru
 @register(
     "rules.validate",
     requires=("request", "conversation"),
+    decides=True,
     params={
         "type": "object",
         "additionalProperties": False,
@@ -61,6 +62,7 @@ class ValidateRules:
     "rules.route",
     provides="route",
     requires=("request", "conversation"),
+    decides=True,
     errors=(ROUTING_ERROR,),
     params={
         "type": "object",
@@ -85,7 +87,8 @@ class RouteByRules:
         name = evaluation.decision.resolve_target(ctx.doc)
         target = self._targets.get(name or "")
         if target is None or not target.queue_url:
-            raise StepFailure(ROUTING_ERROR.code, f"routing target {name!r} has no configured queue")
+            which = f"routing target {name!r}" if name else "the routing decision gave no target: it"
+            raise StepFailure(ROUTING_ERROR.code, f"{which} has no configured queue")
         rule = evaluation.rule.id if evaluation.rule else "default"
         output = {
             "target": target.name,

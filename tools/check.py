@@ -1,31 +1,45 @@
 """``pipeline-dryrun --check``: every configuration problem, likely mistakes, and the rules' inline tests.
 
-Beyond what loading checks (``engine.config.inspect_config``), this adds warnings for valid
-JMESPath that probably does not mean what it says (``lint_expression``), rules that can never match
-(``find_shadowed``), a default that is never used and rules no inline test decides; errors for
-inline tests that name an unknown rule; and it runs every complete rule set's inline tests.
+What refuses a configuration (loading errors, inline tests naming an unknown rule, failing inline tests)
+is ``runtime.verify``: the same code path refuses a rules bundle before the Lambda activates it. On top
+of that, this adds warnings for configuration that runs but probably not as intended:
+
+- valid JMESPath that probably does not mean what it says, including parts that can only be null or
+  compare text in a way the JMESPath standard does not (``tools.lint.lint_expression``);
+- names a condition or a test's ``given`` reads at the top of the context document that no step of the
+  pipeline provides (``conversaton.tier`` is always null);
+- rule sets no step of any checked pipeline uses;
+- error codes a rule decides that are transient, or reserved for a step or for the engine
+  (``DB_TRANSIENT_ERROR``, ``INVALID_SIGNATURE``, ``INTERNAL_ERROR``);
+- rules that can never match (``find_shadowed``), a default that is never used, rules no inline test
+  decides, duplicate test names, and a test expecting a target the pipeline does not have.
 
 Without ``--pipeline`` every ``pipelines/*.yaml`` is checked, each with the rule sets that belong to it
 (a set shared by several pipelines is checked with each, and its findings and tests counted once).
 Each finding is printed on ``out`` as ``FILE:LINE:COLUMN: message`` (warnings as
 ``FILE:LINE:COLUMN: warning: message``), the pipeline files first, then the rules files, in line
-order; a one-line summary goes to ``err``. Exit status: 2 when anything is an error, else 1 when an
-inline test failed, else 0 (warnings allowed).
+order; a one-line summary goes to ``err``. Exit status: 2 when anything is an error (with ``strict``,
+any warning but an unset ``${env:…}`` value, which ``--strict-env`` governs), else 1 when an inline
+test failed, else 0.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from engine import registry
 from engine.config import Inspection, LoadedRuleSet, display_path, inspect_config
-from engine.errors import Problem
-from engine.rules import RuleError, RuleSet, TestFailure, run_tests
+from engine.errors import ENGINE_ERRORS, Problem
+from engine.expressions import expression_tokens
+from engine.rules import RuleError, RuleSet
 from runtime.layout import PIPELINES_DIR, pipeline_files
-from tools.lint import condition_terms, find_shadowed, lint_expression
+from runtime.verify import rule_line, verify_ruleset
+from tools.lint import condition_terms, find_shadowed, lint_expression, value_types
 
 __all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_TEST_FAILED", "CheckReport", "check_config", "run_check"]
 
@@ -34,13 +48,17 @@ EXIT_OK, EXIT_TEST_FAILED, EXIT_CONFIG = 0, 1, 2
 
 @dataclass(frozen=True)
 class CheckReport:
-    """A check's findings in output order, the failed inline tests among them, and the sets not tested."""
+    """A check's findings in output order, the failed inline tests among them, and the sets not tested.
+
+    ``strict`` makes every warning but an unset ``${env:…}`` value fail the check.
+    """
 
     findings: tuple[Problem, ...]
     failures: tuple[Problem, ...]
     tests_run: int
     files: tuple[str, ...]
     not_run: tuple[str, ...]
+    strict: bool = False
 
     @property
     def errors(self) -> list[Problem]:
@@ -53,15 +71,16 @@ class CheckReport:
         return [p for p in self.findings if p.severity == "warning"]
 
     @property
+    def failing_warnings(self) -> list[Problem]:
+        """The warnings that fail the check (``strict`` only)."""
+        return [p for p in self.warnings if p.kind != "env"] if self.strict else []
+
+    @property
     def exit_code(self) -> int:
-        """2 for configuration errors, else 1 for failed inline tests, else 0."""
-        if self.errors:
+        """2 for configuration errors (and, with ``strict``, warnings), else 1 for failed inline tests, else 0."""
+        if self.errors or self.failing_warnings:
             return EXIT_CONFIG
         return EXIT_TEST_FAILED if self.failures else EXIT_OK
-
-
-def _line(loaded: LoadedRuleSet, index: int) -> int:
-    return loaded.locator.position(("rules", index, "when"))[0]
 
 
 def _shadowing(loaded: LoadedRuleSet) -> tuple[list[Problem], set[str]]:
@@ -76,11 +95,11 @@ def _shadowing(loaded: LoadedRuleSet) -> tuple[list[Problem], set[str]]:
         elif len(shadowed.by) == 1:
             by = shadowed.by[0]
             message = (
-                f"rule {rule.id!r} can never match: earlier rule {by.id!r} (line {_line(loaded, by.index)}) "
+                f"rule {rule.id!r} can never match: earlier rule {by.id!r} (line {rule_line(loaded, by.index)}) "
                 f"has {shadowed.reason} and wins first; remove this rule, or move it above {by.id!r} if it should win"
             )
         else:
-            earlier = ", ".join(f"{by.id!r} (line {_line(loaded, by.index)})" for by in shadowed.by)
+            earlier = ", ".join(f"{by.id!r} (line {rule_line(loaded, by.index)})" for by in shadowed.by)
             message = (
                 f"rule {rule.id!r} can never match: earlier rules {earlier} have {shadowed.reason} and win first; "
                 "remove this rule or move it above them"
@@ -91,40 +110,169 @@ def _shadowing(loaded: LoadedRuleSet) -> tuple[list[Problem], set[str]]:
         for rule in ruleset.rules:
             terms = condition_terms(rule.when)
             if terms is not None and frozenset() in terms:
-                message = (
-                    f"the default is never used: rule {rule.id!r} (line {_line(loaded, rule.index)}) always matches"
-                )
+                line = rule_line(loaded, rule.index)
+                message = f"the default is never used: rule {rule.id!r} (line {line}) always matches"
                 found.append(loaded.locator.problem(("default",), message, at_key=True, severity="warning"))
                 break
     return found, never
 
 
 def _lint(inspection: Inspection) -> list[Problem]:
+    """Likely mistakes in every condition; what the inline tests give a set's values types its checks."""
+    types = {
+        loaded.locator.file: value_types(test.given for test in loaded.ruleset.tests)
+        for loaded in inspection.rulesets.values()
+    }
     return [
         located.locator.problem(located.path, message, severity="warning", offset=offset)
         for located in inspection.expressions
-        for offset, message in lint_expression(located.expression)
+        for offset, message in lint_expression(located.expression, types.get(located.locator.file))
     ]
 
 
-def _unknown_rules_in_tests(loaded: LoadedRuleSet) -> list[tuple[int, Problem]]:
-    """Inline tests expecting a rule the set does not have, by test index."""
-    import difflib
+def _root_offset(source: str, name: str) -> int:
+    """Where ``name`` first appears in ``source`` as a name read from the top of the document."""
+    tokens = expression_tokens(source)
+    for index, token in enumerate(tokens):
+        after_dot = index > 0 and tokens[index - 1]["type"] == "dot"
+        if "identifier" in token["type"] and token["value"] == name and not after_dot:
+            return int(token["start"])
+    return 0
 
-    ruleset = loaded.ruleset
-    ids = [rule.id for rule in ruleset.rules]
-    found: list[tuple[int, Problem]] = []
-    for test in ruleset.tests:
-        expected = test.expect.get("rule")
-        if expected is None or expected in ids:
+
+def _unprovided(name: str, provided: frozenset[str], pipeline: str) -> str:
+    close = difflib.get_close_matches(name, sorted(provided), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"{name!r}, which is not in the context document: no step of {pipeline} provides it, so it is always "
+        f"null{hint}; the document holds: {', '.join(sorted(provided))}"
+    )
+
+
+def _context_names(inspection: Inspection) -> list[Problem]:
+    """Top-level names conditions and inline tests read that no step of the pipeline provides."""
+    provided, pipeline = inspection.provided, inspection.files[0]
+    if provided is None or inspection.config is None:  # with errors, what steps provide is not settled
+        return []
+    found: list[Problem] = []
+    for located in inspection.expressions:
+        source = located.expression.source
+        for root in dict.fromkeys(path[0] for path in located.expression.paths):
+            if root not in provided:
+                offset = _root_offset(source, root)
+                message = f"the condition reads {_unprovided(root, provided, pipeline)}"
+                found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
+    for loaded in inspection.rulesets.values():
+        for test in loaded.ruleset.tests:
+            for key in test.given:
+                if key not in provided:
+                    path = ("tests", test.index, "given", key)
+                    message = f"inline test {test.name!r} gives {_unprovided(key, provided, pipeline)}"
+                    found.append(loaded.locator.problem(path, message, at_key=True, severity="warning"))
+    return found
+
+
+def _declared_by(inspection: Inspection) -> dict[str, str]:
+    """Error codes a step of the pipeline or the engine declares, and who declares them."""
+    owners: dict[str, str] = {spec.code: "the engine" for spec in ENGINE_ERRORS}
+    for step in inspection.config.pipeline.steps() if inspection.config else ():
+        spec = registry.get(step.uses)
+        for error in spec.errors if spec else ():
+            owners.setdefault(error.code, f"step {step.id!r} ({step.uses})")
+    return owners
+
+
+def _reserved_codes(inspection: Inspection) -> list[Problem]:
+    """Rules deciding a transient code, or one a step or the engine ends events with."""
+    config = inspection.config
+    if config is None:
+        return []
+    owners, pipeline = _declared_by(inspection), inspection.files[0]
+    found: list[Problem] = []
+    for loaded in inspection.rulesets.values():
+        ruleset = loaded.ruleset
+        decisions: list[tuple[tuple[str | int, ...], str | None]] = [
+            (("rules", rule.index, "then", "error"), rule.then.error) for rule in ruleset.rules
+        ]
+        if ruleset.default is not None:
+            decisions.append((("default", "error"), ruleset.default.error))
+        for path, code in decisions:
+            spec = config.errors.get(code or "")
+            if code is None or spec is None or not (spec.transient or code in owners):
+                continue
+            if spec.transient:
+                why = "is transient: the caller retries the event, and the rule decides it again every time"
+            else:
+                why = f"is reserved for {owners[code]}: logs, metrics and alarms read it as that outcome"
+            message = (
+                f"rule error code {code!r} {why}; declare a business code under errors: in {pipeline} and decide that"
+            )
+            found.append(loaded.locator.problem(path, message, severity="warning"))
+    return found
+
+
+def _test_targets(inspection: Inspection) -> list[Problem]:
+    """Inline tests of routing sets expecting a target the pipeline does not have."""
+    targets = sorted(inspection.targets)
+    if not targets or inspection.config is None:  # with errors, the targets are not settled
+        return []
+    found: list[Problem] = []
+    for loaded in inspection.rulesets.values():
+        if loaded.ruleset.kind != "routing":
             continue
-        close = difflib.get_close_matches(str(expected), ids, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        for test in loaded.ruleset.tests:
+            expected = test.expect.get("target")
+            if not isinstance(expected, str) or expected in targets:
+                continue
+            close = difflib.get_close_matches(expected, targets, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            message = (
+                f"inline test {test.name!r} expects target {expected!r}, which is not a target of "
+                f"{inspection.files[0]}{hint}; targets: {', '.join(targets)}"
+            )
+            found.append(loaded.locator.problem(("tests", test.index, "expect", "target"), message, severity="warning"))
+    return found
+
+
+def _duplicate_test_names(loaded: LoadedRuleSet) -> list[Problem]:
+    first: dict[str, int] = {}
+    found: list[Problem] = []
+    for test in loaded.ruleset.tests:
+        if test.name in first:
+            line = loaded.locator.position(("tests", first[test.name], "name"))[0]
+            message = (
+                f"duplicate inline test name {test.name!r} (first used on line {line}); "
+                "give each test its own name, so that a failure names one case"
+            )
+            found.append(loaded.locator.problem(("tests", test.index, "name"), message, severity="warning"))
+        else:
+            first[test.name] = test.index
+    return found
+
+
+def _unused(inspections: Sequence[Inspection]) -> list[Problem]:
+    """Rule sets that no step of any pipeline loading them uses (only when every such pipeline loaded)."""
+    takers = ", ".join(
+        f"{spec.name} `{key}:`"
+        for spec in registry.specs()
+        for key in ("ruleset", "rulesets")
+        if key in spec.params.get("properties", {})
+    )
+    by_file: dict[str, tuple[LoadedRuleSet, list[Inspection]]] = {}
+    for inspection in inspections:
+        for loaded in inspection.rulesets.values():
+            by_file.setdefault(loaded.ruleset.file, (loaded, []))[1].append(inspection)
+    found: list[Problem] = []
+    for loaded, loading in by_file.values():
+        name = loaded.ruleset.name
+        if any(inspection.config is None or name in inspection.used for inspection in loading):
+            continue
+        pipelines = ", ".join(inspection.files[0] for inspection in loading)
         message = (
-            f"inline test {test.name!r} expects rule {expected!r}, which is not a rule of set {ruleset.name!r}"
-            f"{hint}; rules: {', '.join(ids) or 'none'}"
+            f"rule set {name!r} is not used by any step of {pipelines}, so its rules never run; "
+            f"name it in a step ({takers}) or remove the file"
         )
-        found.append((test.index, loaded.locator.problem(("tests", test.index, "expect", "rule"), message)))
+        found.append(loaded.locator.problem(("ruleset",), message, severity="warning"))
     return found
 
 
@@ -155,49 +303,35 @@ def _untested(loaded: LoadedRuleSet, never: set[str]) -> list[Problem]:
     ]
 
 
-def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
-    test = failure.test
-    if failure.rule is not None:
-        index = next((rule.index for rule in loaded.ruleset.rules if rule.id == failure.rule), None)
-        where = f" (line {_line(loaded, index)})" if index is not None else ""
-        decided = f"rule {failure.rule!r}{where}"
-    else:
-        decided = "the set's default" if loaded.ruleset.default is not None else "no rule (nothing matched)"
-    message = (
-        f"inline test {test.name!r} of rule set {failure.ruleset!r} failed: {'; '.join(failure.differences)}; "
-        f"decided by {decided}"
-    )
-    if failure.raised is not None:
-        message += f"; its condition failed at run time: {failure.raised}"
-        if "null" in failure.raised:
-            message += "; a value it reads is missing or null here: give it a default, e.g. x || `[]`"
-    key = failure.keys[0]
-    path = ("tests", test.index, "expect", key) if key in test.expect else ("tests", test.index, "expect")
-    return loaded.locator.problem(path, message)
-
-
 def check_config(
     pipelines: Path | Sequence[Path],
     rules_dir: Path,
     env: Mapping[str, str] | None = None,
     *,
     strict_env: bool = False,
+    strict: bool = False,
 ) -> CheckReport:
     """Check pipelines and their rules: every problem, every warning, every inline test (each once)."""
     paths = [pipelines] if isinstance(pipelines, Path) else list(pipelines)
     if not paths:
         missing = Problem(display_path(PIPELINES_DIR), 1, 1, "no pipeline files (*.yaml) found; pass --pipeline FILE")
-        return CheckReport((missing,), (), 0, (), ())
+        return CheckReport((missing,), (), 0, (), (), strict)
     findings: list[Problem] = []
     failures: list[Problem] = []
     files: list[str] = []
     tests_run = 0
     not_run: list[str] = []
     tested: set[str] = set()
+    inspections: list[Inspection] = []
     for path in paths:
         inspection = inspect_config(path, rules_dir, env, missing_env="error" if strict_env else "warning")
+        inspections.append(inspection)
         files.extend(name for name in inspection.files if name not in files)
-        findings.extend([*inspection.problems, *_lint(inspection)])
+        findings.extend(inspection.problems)
+        findings.extend(_lint(inspection))
+        findings.extend(_context_names(inspection))
+        findings.extend(_reserved_codes(inspection))
+        findings.extend(_test_targets(inspection))
         for loaded in inspection.rulesets.values():
             if loaded.ruleset.file in tested:
                 continue
@@ -208,6 +342,7 @@ def check_config(
             failures.extend(failed)
             if not loaded.complete:
                 not_run.append(loaded.ruleset.name)
+    findings.extend(_unused(inspections))
     # Pipeline files first, then rules files by name; a finding in a file shared by several pipelines, once.
     heads = [display_path(path) for path in paths]
     files = [*heads, *sorted(name for name in files if name not in heads)]
@@ -215,44 +350,47 @@ def check_config(
     unique = {(p.file, p.line, p.column, p.severity): p for p in reversed([*findings, *failures])}
     ordered = sorted(unique.values(), key=lambda p: (order.get(p.file, len(order)), p.file, p.line, p.column))
     failed_tests = tuple(p for p in ordered if p in failures)
-    return CheckReport(tuple(ordered), failed_tests, tests_run, tuple(files), tuple(not_run))
+    return CheckReport(tuple(ordered), failed_tests, tests_run, tuple(files), tuple(not_run), strict)
 
 
 def _check_ruleset(loaded: LoadedRuleSet) -> tuple[int, list[Problem], list[Problem]]:
     """One rule set's inline tests run, its findings, and its failed tests."""
     shadowing, never = _shadowing(loaded)
-    findings = list(shadowing)
+    findings = [*shadowing, *_duplicate_test_names(loaded)]
     if not loaded.complete:
         return 0, findings, []
-    unknown = _unknown_rules_in_tests(loaded)
-    findings.extend(problem for _, problem in unknown)
+    verdict = verify_ruleset(loaded)
+    findings.extend(problem for _, problem in verdict.unknown)
     findings.extend(_untested(loaded, never))
-    reported = {index for index, _ in unknown}
-    failures = [
-        _failure(loaded, failure) for failure in run_tests(loaded.ruleset) if failure.test.index not in reported
-    ]
-    return len(loaded.ruleset.tests) - len(reported), findings, failures
+    return verdict.tests_run, findings, list(verdict.failures)
 
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def run_check(pipeline: Path | None, rules_dir: Path, *, strict_env: bool, out: TextIO, err: TextIO) -> int:
+def summary_line(report: CheckReport) -> str:
+    """The one-line summary of a check."""
+    tests = f"inline tests: {report.tests_run - len(report.failures)} passed, {len(report.failures)} failed"
+    if report.not_run:
+        tests += f" (not run for rule sets with errors: {', '.join(report.not_run)})"
+    strict = f" (--strict: {len(report.failing_warnings)} fail the check)" if report.failing_warnings else ""
+    return (
+        f"checked {_count(len(report.files), 'file')}: {_count(len(report.errors), 'error')}, "
+        f"{_count(len(report.warnings), 'warning')}{strict}; {tests}"
+    )
+
+
+def run_check(
+    pipeline: Path | None, rules_dir: Path, *, strict_env: bool, out: TextIO, err: TextIO, strict: bool = False
+) -> int:
     """Run ``pipeline-dryrun --check``: print every finding on ``out``, a summary on ``err``; the exit status.
 
     ``pipeline`` None checks every pipeline file of ``pipelines/``.
     """
     pipelines = [pipeline] if pipeline is not None else pipeline_files(PIPELINES_DIR)
-    report = check_config(pipelines, rules_dir, os.environ, strict_env=strict_env)
+    report = check_config(pipelines, rules_dir, os.environ, strict_env=strict_env, strict=strict)
     for finding in report.findings:
         print(finding, file=out)
-    tests = f"inline tests: {report.tests_run - len(report.failures)} passed, {len(report.failures)} failed"
-    if report.not_run:
-        tests += f" (not run for rule sets with errors: {', '.join(report.not_run)})"
-    summary = (
-        f"checked {_count(len(report.files), 'file')}: {_count(len(report.errors), 'error')}, "
-        f"{_count(len(report.warnings), 'warning')}; {tests}"
-    )
-    print(summary, file=err)
+    print(summary_line(report), file=err)
     return report.exit_code

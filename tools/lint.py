@@ -1,6 +1,8 @@
 """Likely mistakes in configuration that still loads, for ``pipeline-dryrun --check`` (never on the Lambda's path).
 
-- ``lint_expression``: valid JMESPath that probably does not say what its author meant;
+- ``lint_expression``: valid JMESPath that probably does not say what its author meant (among them parts
+  that can only be null, or compare text in a way the JMESPath standard does not);
+- ``value_types``: the types inline tests give the values a condition reads (``request.body``: text);
 - ``condition_terms``: a condition's normal form (an OR of ANDs of atoms);
 - ``find_shadowed``: rules of a first-match set that can never match, because the condition is never
   true or earlier rules always win.
@@ -9,16 +11,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from engine.expressions import Expression, expression_tokens, function_calls, function_table, is_truthy
 from engine.rules import Rule, RuleSet
 
-__all__ = ["Shadowed", "Terms", "condition_terms", "find_shadowed", "lint_expression"]
+__all__ = ["Shadowed", "Terms", "condition_terms", "find_shadowed", "lint_expression", "value_types"]
 
 _COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
+_ORDERING = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _GUARDS = {"array": "`[]`", "string": "''", "object": "`{}`", "number": "`0`"}
+# What JMESPath's own functions return (registered functions declare it).
+_RETURNS = {"to_string": "string", "join": "string", "type": "string", "to_number": "number", "length": "number"}
 
 
 def _field_path(node: Mapping[str, Any]) -> str | None:
@@ -31,9 +36,128 @@ def _field_path(node: Mapping[str, Any]) -> str | None:
     return None
 
 
-def lint_expression(expression: Expression) -> list[tuple[int, str]]:
-    """Likely mistakes in a valid expression, as ``(offset, message)``; for ``--check`` warnings."""
+def value_types(documents: Iterable[Any]) -> dict[str, str]:
+    """The dotted paths that hold text (``string``) or a number in ``documents`` (inline tests' ``given``)."""
+    found: dict[str, str] = {}
+
+    def visit(value: Any, path: str) -> None:
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                visit(inner, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, str):
+            found.setdefault(path, "string")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            found.setdefault(path, "number")
+
+    for document in documents:
+        visit(document, "")
+    return found
+
+
+def _walk(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    yield node
+    for child in node.get("children", []):
+        if isinstance(child, Mapping):
+            yield from _walk(child)
+
+
+def _kind(node: Mapping[str, Any], types: Mapping[str, str]) -> str | None:
+    """``string`` or ``number`` when a node's value is known (a literal, a function's result, a typed path)."""
+    if node["type"] == "literal":
+        value = node["value"]
+        if isinstance(value, str):
+            return "string"
+        return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if node["type"] == "function_expression":
+        returns = function_table().get(node["value"], {}).get("returns") or _RETURNS.get(node["value"])
+        return str(returns) if returns else None
+    path = _field_path(node)
+    return types.get(path) if path else None
+
+
+def _subject(source: str, tokens: list[dict[str, Any]], index: int) -> tuple[str | None, str | None]:
+    """The text of what the token at ``index`` applies to, and its function name when it is a call."""
+    end = index - 1
+    if end < 0:
+        return None, None
+    start, name = end, None
+    if tokens[end]["type"] == "rparen":
+        depth = 0
+        while start >= 0:
+            depth += {"rparen": 1, "lparen": -1}.get(tokens[start]["type"], 0)
+            if depth == 0:
+                break
+            start -= 1
+        if start < 1 or tokens[start - 1]["type"] != "unquoted_identifier":
+            return None, None
+        start -= 1
+        name = str(tokens[start]["value"])
+    elif tokens[end]["type"] in ("unquoted_identifier", "quoted_identifier"):
+        while start >= 2 and tokens[start - 1]["type"] == "dot" and "identifier" in tokens[start - 2]["type"]:
+            start -= 2
+    elif tokens[end]["type"] != "literal":
+        return None, None
+    stop = tokens[index]["start"]
+    return source[tokens[start]["start"] : stop].strip(), name
+
+
+def _is_text(subject: str, name: str | None, token: dict[str, Any], types: Mapping[str, str]) -> bool:
+    if name is not None:
+        return (function_table().get(name, {}).get("returns") or _RETURNS.get(name)) == "string"
+    if token["type"] == "literal":
+        return isinstance(token["value"], str)
+    return types.get(subject) == "string"
+
+
+def _null_only(source: str, tree: Mapping[str, Any], types: Mapping[str, str]) -> list[tuple[int, str]]:
+    """Slices of text (always null) and ordering comparisons involving text."""
+    tokens = expression_tokens(source)
     found: list[tuple[int, str]] = []
+    ordering: dict[str, list[int]] = {}
+    for index, token in enumerate(tokens):
+        if token["type"] in _ORDERING:
+            ordering.setdefault(token["type"], []).append(token["start"])
+        following = [t["type"] for t in tokens[index + 1 : index + 3]]
+        if token["type"] != "lbracket" or "colon" not in following:
+            continue
+        subject, name = _subject(source, tokens, index)
+        if subject and _is_text(subject, name, tokens[index - 1], types):
+            message = (
+                f"{subject} is text, and slicing text ([a:b]) is always null in JMESPath (slices take lists only); "
+                f"write starts_with({subject}, 'ABC') or matches({subject}, '^ABC')"
+            )
+            found.append((token["start"], message))
+    seen: dict[str, int] = {}
+    for node in _walk(tree):
+        if node["type"] != "comparator" or node["value"] not in _ORDERING:
+            continue
+        rank = seen[node["value"]] = seen.get(node["value"], -1) + 1
+        offsets = ordering.get(node["value"], [])
+        kinds = {_kind(child, types) for child in node["children"]}
+        if "string" not in kinds or rank >= len(offsets):
+            continue
+        symbol = _ORDERING[node["value"]]
+        if "number" in kinds:
+            message = (
+                f"comparing text with a number by {symbol} fails the condition (INTERNAL_ERROR); turn the text "
+                "into a number with to_number(…), or compare text with =="
+            )
+        else:
+            message = (
+                f"comparing text with {symbol} gives null in the JMESPath standard (and on jmespath.org), while this "
+                "engine compares it character by character ('10' < '9'); compare numbers (to_number(…)), times "
+                "with hour(), hhmm() or local_date(), or text with == and starts_with()"
+            )
+        found.append((offsets[rank], message))
+    return found
+
+
+def lint_expression(expression: Expression, known: Mapping[str, str] | None = None) -> list[tuple[int, str]]:
+    """Likely mistakes in a valid expression, as ``(offset, message)``; for ``--check`` warnings.
+
+    ``known`` (``value_types``) says which paths hold text or numbers, for the checks that depend on it.
+    """
+    found: list[tuple[int, str]] = _null_only(expression.source, expression.ast, known or {})
     source = expression.source
     tokens = expression_tokens(source)
     for index, token in enumerate(tokens):

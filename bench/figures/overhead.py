@@ -7,10 +7,10 @@ bookkeeping around them.
 
 The judged baseline is a hand-written handler built from the same functions that produces the same
 outputs: each step's ``run(ctx)`` in a plain loop with the same context, timed by hand, then the same
-response, the same event log line (with each step's status) and the same EMF document (with each
-step's latency). Informational variants show the ratio against thinner baselines (log line and
-metrics with totals only; neither), with quieter logs, and with the parallel group always handing a
-member to its worker thread.
+response, the same event log line (with each step's status, the rule each rule set decided with and the
+rules version) and the same EMF document (with each step's latency and the rules version).
+Informational variants show the ratio against thinner baselines (log line and metrics with totals only;
+neither), with quieter logs, and with the parallel group always handing a member to its worker thread.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from bench.instant import instant_services
 from bench.model import Figure, Sizes, median
 from bench.world import discard, load_app_config
 from engine.context import Context, bind_log_fields, log_fields
+from engine.rules import decided_rules
 from engine.runner import PlannedStep, RunResult, TraceEntry
 from runtime.apigateway import http_request, proxy_response
 from runtime.app import Application
@@ -35,7 +36,7 @@ from runtime.app import logger as event_logger
 from runtime.metrics import EmfMetrics
 from steps.conversations import loggable_conversation_id
 
-__all__ = ["direct_runner", "measure"]
+__all__ = ["alternating", "direct_runner", "measure"]
 
 TARGET_RATIO = 1.10
 _OBSERVED_LABEL: dict[str, str] = {
@@ -65,7 +66,7 @@ def direct_runner(
     plan: list[PlannedStep] = [step for step in config.pipeline.steps() if step.id in ran]
     outcome, channel = result.outcome, result.doc["request"]["channel"]
     services, responses, metrics = app.services, config.responses, app.metrics
-    budget, pipeline = config.pipeline.deadline_seconds, config.pipeline.name
+    budget, pipeline, version = config.pipeline.deadline_seconds, config.pipeline.name, config.version
     per_step = observed == "same"
 
     def run(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -87,9 +88,13 @@ def direct_runner(
             fields: dict[str, Any] = {"pipeline": pipeline, "outcome": outcome, "ms": ms, "status": status}
             if per_step:
                 fields["steps"] = {entry.step: entry.status for entry in trace}
+                fields["target"] = ctx.doc["route"]["target"]
+                fields["rules"] = decided_rules(ctx.rules)
+                fields["rules_version"] = version
             event_logger.info("event", extra=fields)
             if metrics is not None:
-                metrics.record(pipeline, outcome, None, ms=ms, trace=trace, properties=log_fields())
+                properties = {**log_fields(), "RulesVersion": version} if per_step else log_fields()
+                metrics.record(pipeline, outcome, None, ms=ms, trace=trace, properties=properties)
             bind_log_fields({}, replace=True)
         return response
 
@@ -106,13 +111,21 @@ def _timed_chunk(function: Callable[[Mapping[str, Any]], object], events: list[d
 def _compare(
     app: Application, events: list[dict[str, Any]], sizes: Sizes, *, observed: Observed
 ) -> tuple[float, float, float]:
-    """Per-event seconds of the engine and of the baseline, and the median of the repeats' ratios.
+    """Per-event seconds of the engine and of the baseline, and the median of the repeats' ratios."""
+    return alternating(app.handle, direct_runner(app, events[0], observed=observed), events, sizes)
+
+
+def alternating(
+    engine: Callable[[Mapping[str, Any]], object],
+    direct: Callable[[Mapping[str, Any]], object],
+    events: list[dict[str, Any]],
+    sizes: Sizes,
+) -> tuple[float, float, float]:
+    """Per-event seconds of two sides over ``events``, and the median of the repeats' ratios.
 
     Each repeat alternates the two sides every ``CHUNK_EVENTS`` events (in turn first), so that the
     machine's load, which moves on a scale of tenths of a second here, falls on both alike.
     """
-    direct = direct_runner(app, events[0], observed=observed)
-    engine: Callable[[Mapping[str, Any]], object] = app.handle
     for function in (engine, direct):
         for event in events:
             function(event)

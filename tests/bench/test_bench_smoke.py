@@ -20,6 +20,8 @@ FIGURES = {
     "engine_overhead_bare_baseline",
     "engine_overhead_warning",
     "engine_overhead_threads",
+    "shadow_overhead",
+    "shadow_overhead_mismatch",
     "round_trips",
     "latency_p50_delayed",
     "latency_p50_boto3_floor",

@@ -196,8 +196,10 @@ def test_nothing_else_in_the_template_grants_permissions(template) -> None:
         "LambdaRuntime": None,
         "EventCapture": "CaptureOn",
     }
-    kinds = {body["Type"] for body in template["Resources"].values()}
-    assert not {kind for kind in kinds if kind.startswith("AWS::IAM::") and kind != "AWS::IAM::Role"}
+    iam = {name: body for name, body in template["Resources"].items() if body["Type"].startswith("AWS::IAM::")}
+    assert {name: body["Type"] for name, body in iam.items() if name != "FunctionRole"} == {
+        "RuleBundleReadPolicy": "AWS::IAM::Policy"
+    }
     function = template["Resources"]["PipelineFunction"]["Properties"]
     assert function["Role"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]} and "Policies" not in function
 
@@ -400,3 +402,45 @@ def test_sam_build_calls_the_makefile_target_named_after_the_function(template) 
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"^build-PipelineFunction:", makefile, re.MULTILINE)
     assert "PipelineFunction" in resources(template, "AWS::Serverless::Function")
+
+
+# Rules bundles (runtime.bundlewatch): the bucket, the function's read permission and its settings.
+
+
+def test_the_rules_bucket_is_versioned_encrypted_private_and_tls_only(template) -> None:
+    bucket = template["Resources"]["RulesBucket"]
+    assert bucket["Condition"] == "HasRuleBundles" and bucket["DeletionPolicy"] == "Retain"
+    props = bucket["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    (encryption,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    assert props["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    (statement,) = template["Resources"]["RulesBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_function_may_only_read_the_bundle_prefix(template) -> None:
+    policy = template["Resources"]["RuleBundleReadPolicy"]
+    assert policy["Condition"] == "HasRuleBundles"
+    assert policy["Properties"]["Roles"] == [{"Ref": "FunctionRole"}]
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow" and statement["Action"] == "s3:GetObject"
+    assert statement["Resource"] == {"Fn::Sub": "${RulesBucket.Arn}/${RulesPrefix}*"}
+
+
+def test_the_function_is_told_where_the_bundles_are_and_how_often_to_look(template, function_env) -> None:
+    assert function_env["RULES_BUCKET"] == {"Fn::If": ["HasRuleBundles", {"Ref": "RulesBucket"}, ""]}
+    assert function_env["RULES_PREFIX"] == {"Ref": "RulesPrefix"}
+    assert function_env["RULES_REFRESH_SECONDS"] == {"Ref": "RulesRefreshSeconds"}
+    parameters = template["Parameters"]
+    assert parameters["RulesPrefix"]["Default"] == "rules/"
+    assert parameters["RulesRefreshSeconds"]["Default"] == 60
+    assert template["Outputs"]["RulesBucketName"]["Value"] == {"Ref": "RulesBucket"}
+
+
+def test_the_artifact_holds_the_bundle_watcher_but_not_the_publishing_tool(build) -> None:
+    names = {name for _, name in build.source_files(ROOT)}
+    assert {"runtime/bundlewatch.py", "runtime/bundles.py", "runtime/shadow.py", "runtime/verify.py"} <= names
+    assert "tools/rules.py" not in names

@@ -127,3 +127,13 @@ def steps_until(last: str, pipeline: str = "twilio_inbound") -> list[str]:
     """The ids of a pipeline's steps up to and including ``last``."""
     ids = step_ids(pipeline)
     return ids[: ids.index(last) + 1]
+
+
+def version_sources(root: Path, pipeline: str = "twilio_inbound") -> list[Path]:
+    """The files a pipeline's rules version covers: its pipeline file, then the shared rule files and its own."""
+    rules = []
+    for path in sorted((root / "rules").glob("*.yaml")):
+        owners = yaml.safe_load(path.read_text(encoding="utf-8")).get("pipelines")
+        if owners is None or pipeline in owners:
+            rules.append(path)
+    return [root / "pipelines" / f"{pipeline}.yaml", *rules]

@@ -248,6 +248,112 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
             ),
         ],
     ),
+    "unused_ruleset": (
+        0,
+        [
+            Finding(
+                "rules/50_vip.yaml:2:10",
+                (
+                    "rule set 'vip' is not used by any step of pipelines/twilio_inbound.yaml",
+                    "its rules never run",
+                    "name it in a step (rules.route `ruleset:`, rules.validate `rulesets:`)",
+                ),
+                "warning",
+            )
+        ],
+    ),
+    "unknown_context_name": (
+        0,
+        [
+            Finding(
+                "rules/40_routing.yaml:21:12",
+                (
+                    "the condition reads 'conversaton', which is not in the context document",
+                    "no step of pipelines/twilio_inbound.yaml provides it, so it is always null",
+                    "did you mean 'conversation'?",
+                    "the document holds: auth, conversation, credential, lock, request, route, sent, signature, stage",
+                ),
+                "warning",
+            ),
+            Finding(
+                "rules/40_routing.yaml:29:38",
+                (
+                    "inline test 'a gold customer goes to a person' gives 'conversaton', which is not in the context",
+                    "did you mean 'conversation'?",
+                ),
+                "warning",
+            ),
+        ],
+    ),
+    "reserved_error_code": (
+        0,
+        [
+            Finding(
+                "rules/10_project_status.yaml:10:14",
+                (
+                    "rule error code 'DB_TRANSIENT_ERROR' is transient",
+                    "the caller retries the event, and the rule decides it again every time",
+                    "declare a business code under errors: in pipelines/",
+                ),
+                "warning",
+            ),
+            Finding(
+                "rules/20_channel.yaml:10:14",
+                ("rule error code 'INVALID_SIGNATURE' is reserved for step 'parse'",),
+                "warning",
+            ),
+        ],
+    ),
+    "null_only": (
+        1,
+        [
+            Finding(
+                "rules/30_conversation_lock.yaml:12:9", ("no inline test is decided by rule 'stop_request'",), "warning"
+            ),
+            Finding(
+                "rules/30_conversation_lock.yaml:14:24",
+                (
+                    "request.body is text, and slicing text ([a:b]) is always null in JMESPath",
+                    "write starts_with(request.body, 'ABC') or matches(request.body, '^ABC')",
+                ),
+                "warning",
+            ),
+            Finding(
+                "rules/30_conversation_lock.yaml:20:36",
+                ("comparing text with > gives null in the JMESPath standard", "hour(), hhmm() or local_date()"),
+                "warning",
+            ),
+            Finding(
+                "rules/30_conversation_lock.yaml:27:20",
+                ("inline test 'STOP gets the holding answer'", "expected rule 'stop_request', got null"),
+            ),
+        ],
+    ),
+    "duplicate_test_name": (
+        0,
+        [
+            Finding(
+                "rules/20_channel.yaml:19:11",
+                ("duplicate inline test name 'other channel fails' (first used on line 16)",),
+                "warning",
+            )
+        ],
+    ),
+    "test_target": (
+        1,
+        [
+            Finding("rules/40_routing.yaml:26:47", ("expected target 'human', got 'handoff'",)),
+            Finding(
+                "rules/40_routing.yaml:26:47",
+                (
+                    "inline test 'human handoff' expects target 'human', which is not a target of "
+                    "pipelines/twilio_inbound.yaml",
+                    "targets: handoff, sms, whatsapp",
+                ),
+                "warning",
+            ),
+        ],
+    ),
 }
 
 LINE = re.compile(r"^(?P<where>[^:\s]+:\d+:\d+): (?P<warning>warning: )?(?P<message>.+)$")
@@ -314,6 +420,22 @@ def test_strict_env_turns_a_missing_value_into_an_error(
     assert main(["--check", "--strict-env"]) == 2
     out = capsys.readouterr().out
     assert out.startswith(f"{PIPELINE}:45:52: environment variable AWS_ACCOUNT_ID is not set;")
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_strict_makes_warnings_fail_but_leaves_unset_environment_values_to_strict_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(assemble(tmp_path, "reserved_error_code"))
+    assert main(["--check"]) == 0
+    assert main(["--check", "--strict"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[-1].startswith(
+        "checked 8 files: 0 errors, 2 warnings (--strict: 2 fail the check)"
+    )
+    monkeypatch.chdir(assemble(tmp_path / "env", "missing_env"))
+    assert main(["--check", "--strict"]) == 0
+    assert main(["--check", "--strict", "--strict-env"]) == 2
 
 
 @pytest.mark.usefixtures("deployed_env")

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.expect import version_sources
+
 ROOT = Path(__file__).resolve().parents[2]
 # The pipeline's settings from the environment: the replays here run with the defaults.
 PIPELINE_SETTINGS = (
@@ -237,6 +239,8 @@ def test_the_demo_prints_a_table_and_a_summary() -> None:
     assert header.split() == ["SOURCE", "OUTCOME", "TARGET", "STATUS", "ACTIONS", "WHY"]
     row = next(line for line in lines if line.startswith("examples/events/08_burst.jsonl#1"))
     assert row.split()[1:5] == ["BATCHED", "whatsapp", "200", "2"] and "held by another message" in row
+    email = next(line for line in lines if line.startswith("examples/events/13_email.jsonl#0"))
+    assert email.split()[1:] == ["QUEUED", "email", "200", "3", "route:", "email", "(default)"]
     assert re.search(rf"^{len(EXPECTED)} events replayed in [0-9.]+s$", run.stdout, re.MULTILINE)
     assert re.search(r"^  QUEUED +6$", run.stdout, re.MULTILINE)
     assert "signature not checked for 2 event(s)" in run.stdout
@@ -313,6 +317,80 @@ def test_fail_on_change_exits_1_with_a_summary_per_change(changed_rules: Path) -
     assert "    response: 200 text/xml" in run.stdout
     for value in [*NUMBERS, *BODIES]:
         assert value not in run.stdout
+
+
+def shipped_version(pipeline: str = "twilio_inbound") -> str:
+    from engine.config import content_digest
+
+    files = version_sources(ROOT, pipeline)
+    return content_digest((f"{path.parent.name}/{path.name}", path.read_text()) for path in files)
+
+
+def test_every_output_names_the_deciding_rule_and_the_rules_version(replay: Run) -> None:
+    version = shipped_version()
+    records = replay.records()
+    handoff = records["03_handoff.json"]
+    assert handoff["rules_version"] == version
+    assert handoff["decided_by"] == {
+        "project_status": None,
+        "channel": None,
+        "conversation_lock": None,
+        "routing": "hand_off_to_human",
+    }
+    assert records["05_inactive_project.json"]["decided_by"] == {"project_status": "project_inactive"}
+    assert records["06_bad_signature.json"]["decided_by"] == {}
+    table = dryrun("--world", "examples/world.yaml", "--explain", "examples/events/03_handoff.json")
+    expected = f"rules version: email_inbound {shipped_version('email_inbound')}, twilio_inbound {version}"
+    assert table.stdout.splitlines()[0] == expected
+    assert (
+        "    decided:  project_status -, channel -, conversation_lock -, routing hand_off_to_human "
+        f"(rules version {version})"
+    ) in table.stdout
+
+
+def test_a_baseline_pipeline_compares_a_change_that_adds_a_rule_set(tmp_path: Path) -> None:
+    """The new set must be named in the pipeline file too: the baseline is the pipeline without it."""
+    root = tmp_path / "change"
+    shutil.copytree(ROOT / "pipelines", root / "pipelines")
+    shutil.copytree(ROOT / "rules", root / "rules")
+    (root / "rules" / "35_paused_channel.yaml").write_text(
+        "ruleset: paused_whatsapp\n"
+        "kind: validation\n"
+        "rules:\n"
+        "  - id: whatsapp_paused\n"
+        "    when: \"request.channel == 'whatsapp'\"\n"
+        "    then: {error: CHANNEL_NOT_ALLOWED, message: whatsapp is paused}\n"
+        "tests:\n"
+        "  - name: whatsapp is paused\n"
+        "    given: {request: {channel: whatsapp}}\n"
+        "    expect: {rule: whatsapp_paused, error: CHANNEL_NOT_ALLOWED}\n"
+    )
+    pipeline = root / "pipelines" / "twilio_inbound.yaml"
+    text = pipeline.read_text()
+    pipeline.write_text(text.replace("conversation_lock]", "conversation_lock, paused_whatsapp]", 1))
+    run = dryrun(
+        "--world",
+        "examples/world.yaml",
+        "--json",
+        "--pipeline",
+        pipeline,
+        "--rules",
+        root / "rules",
+        "--baseline-pipeline",
+        "pipelines/twilio_inbound.yaml",
+        "--baseline-rules",
+        "rules",
+        "--fail-on-change",
+        "examples/events/01_whatsapp_text.json",
+        "examples/events/02_sms_http_api.json",
+    )
+    assert run.status == 1, run.stderr
+    records = run.records()
+    changed = records["01_whatsapp_text.json"]
+    assert changed["change"] == "QUEUED[whatsapp] → CHANNEL_NOT_ALLOWED"
+    assert changed["decided_by"]["paused_whatsapp"] == "whatsapp_paused"
+    assert changed["baseline_rules_version"] == shipped_version() != changed["rules_version"]
+    assert records["02_sms_http_api.json"]["changed"] is False
 
 
 def test_bad_arguments_exit_2() -> None:

@@ -87,7 +87,7 @@ def test_a_failing_condition_fails_the_case_and_names_the_rule() -> None:
     (failure,) = run_tests(ruleset("contains(a, b)", tests=(case,)))
     assert failure.rule == "r0"
     assert failure.keys == ("error",)
-    assert failure.differences == ("expected error None, got 'INTERNAL_ERROR'",)
+    assert failure.differences == ("expected error null, got 'INTERNAL_ERROR'",)
     assert failure.raised is not None and "contains() got a null where it needs array or string" in failure.raised
 
 
@@ -101,7 +101,7 @@ def test_only_the_expected_keys_are_compared() -> None:
     failing = RuleTest("wrong reply", {"a": True}, {"rule": "r0", "reply": "hi"}, 1)
     (failure,) = run_tests(ruleset("a", tests=(passing, failing)))
     assert failure.test is failing
-    assert failure.differences == ("expected reply 'hi', got None",)
+    assert failure.differences == ("expected reply 'hi', got null",)
 
 
 def test_a_failing_condition_never_quotes_the_value_it_read() -> None:
@@ -110,3 +110,42 @@ def test_a_failing_condition_never_quotes_the_value_it_read() -> None:
         expression.search({"conversation": {"recipient_tel": "+14155550123"}, "request": {"channel": 7}})
     assert "+14155550123" not in str(raised.value)
     assert "starts_with() got a number where it needs string" in str(raised.value)
+
+
+TYPES = {"request.body": "string", "request.num_media": "number", "conversation.tier": "string"}
+
+
+@pytest.mark.parametrize(
+    ("condition", "offset", "says"),
+    [
+        ("request.body[0:4] == 'STOP'", 12, "request.body is text, and slicing text ([a:b]) is always null"),
+        ("lower(request.body)[:2] == 'hi'", 19, "lower(request.body) is text, and slicing text"),
+        ("'abc'[1:] == 'bc'", 5, "'abc' is text"),
+        ("conversation.tier > 'gold'", 18, "comparing text with > gives null in the JMESPath standard"),
+        ("`1` < request.num_media && request.body <= 'm'", 40, "comparing text with <= gives null"),
+        ("request.num_media >= '1'", 18, "comparing text with a number by >= fails the condition (INTERNAL_ERROR)"),
+        ("conversation.tier > `2`", 18, "comparing text with a number by >"),
+    ],
+)
+def test_parts_that_can_only_be_null_or_compare_text_are_found(condition: str, offset: int, says: str) -> None:
+    from tools.lint import lint_expression
+
+    found = [(at, message) for at, message in lint_expression(compile_expression(condition), TYPES) if says in message]
+    assert [at for at, _ in found] == [offset]
+
+
+@pytest.mark.parametrize(
+    "condition",
+    ["conversation.messages[-2:] == `[]`", "request.num_media > `0`", "request.unknown[0:2]", "a > b"],
+)
+def test_lists_numbers_and_values_of_unknown_type_are_left_alone(condition: str) -> None:
+    from tools.lint import lint_expression
+
+    assert not [m for _, m in lint_expression(compile_expression(condition), TYPES) if "text" in m]
+
+
+def test_value_types_come_from_the_tests_given() -> None:
+    from tools.lint import value_types
+
+    given = [{"request": {"body": "hi", "num_media": 2, "flag": True}}, {"request": {"body": None, "x": 1.5}}]
+    assert value_types(given) == {"request.body": "string", "request.num_media": "number", "request.x": "number"}

@@ -45,6 +45,12 @@ BEYOND_SCHEMA = {
     "yaml_tag",
     "routing_target",
     "shadowed",
+    "unused_ruleset",
+    "unknown_context_name",
+    "reserved_error_code",
+    "null_only",
+    "duplicate_test_name",
+    "test_target",
 }
 
 

@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--explain", action="store_true", help="readable output: under each row, the trace, rules, actions and response"
     )
     parser.add_argument("--baseline-rules", type=Path, help="compare every decision against these rules")
+    parser.add_argument(
+        "--baseline-pipeline",
+        type=Path,
+        help="compare every decision against this pipeline file (with --baseline-rules or --rules)",
+    )
     parser.add_argument("--fail-on-change", action="store_true", help="exit 1 when a decision changed")
     parser.add_argument("--now", help="ISO-8601 time the replay runs at (wins over the world's `now`)")
     parser.add_argument("--independent", action="store_true", help="replay every event against the world as loaded")
@@ -67,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--check", action="store_true", help="validate configuration and run the rules' inline tests")
     parser.add_argument("--strict-env", action="store_true", help="with --check: unset ${env:…} values are errors")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="with --check: warnings fail the check (unset ${env:…} values: --strict-env)",
+    )
     return parser
 
 
@@ -79,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         from tools.check import run_check
 
-        return run_check(args.pipeline, args.rules, strict_env=args.strict_env, out=sys.stdout, err=sys.stderr)
+        return run_check(
+            args.pipeline, args.rules, strict_env=args.strict_env, strict=args.strict, out=sys.stdout, err=sys.stderr
+        )
     if not args.events:
         build_parser().error("give at least one events file or directory (or --check)")
     from tools.dryrun.replay import run_replay

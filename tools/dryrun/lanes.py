@@ -106,6 +106,7 @@ class Lane:
     def run(self, event: Any, notes: list[str]) -> Replayed:
         """Run one event; the world keeps its writes unless the lane resets it (``--independent``)."""
         handled = self.application.process(event, explain=True)
+        version = self.application.pipeline(handled.pipeline).version if handled.pipeline else None
         actions, journal_notes = self.journal.take()
         self.reset()
         all_notes = [*notes, *journal_notes]
@@ -117,7 +118,7 @@ class Lane:
                 f"signature not checked: secret {name!r} could not be read {where} ({result.error.message}); "
                 "--skip-signature replays the event anyway"
             )
-        return Replayed(handled, actions, all_notes)
+        return Replayed(handled, actions, all_notes, version)
 
 
 def _application(

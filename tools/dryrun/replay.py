@@ -4,11 +4,12 @@ Each event runs through ``runtime.app.Application.process`` exactly as in the La
 services swapped (``tools.dryrun.lanes``): with ``--world`` the ports reach a world (moto or
 memory) and every write and send is performed there and recorded; without it (``--backend live``)
 reads go to the real account and writes and sends are only planned, in memory. ``--baseline-rules``
-adds a second lane with its own world, and each event's decisions are compared; once the two worlds
-may differ, each event also runs with the baseline rules on the candidate's world (a probe, undone
-afterwards), which tells a changed decision from a knock-on. With a memory world, long replays are
-spread over the machine's cores (``tools.dryrun.parallel``) with the same output. ``--report FILE``
-also writes the decision report page (``tools.dryrun.report_page``).
+and ``--baseline-pipeline`` (another rules directory, another pipeline file: a change that adds a
+rule set) add a second lane with its own world, and each event's decisions are compared; once the
+two worlds may differ, each event also runs with the baseline rules on the candidate's world (a
+probe, undone afterwards), which tells a changed decision from a knock-on. With a memory world, long
+replays are spread over the machine's cores (``tools.dryrun.parallel``) with the same output.
+``--report FILE`` also writes the decision report page (``tools.dryrun.report_page``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class ReplayOptions:
     rules: Path
     world: Path | None
     baseline_rules: Path | None
+    baseline_pipeline: Path | None
     now: datetime | None
     backend: str
     as_json: bool
@@ -91,6 +93,12 @@ class ReplayOptions:
     endpoint_url: str | None = None
 
     @property
+    def baseline_name(self) -> str | None:
+        """What the baseline lane is, for people (``None`` without one)."""
+        baselines = [self.baseline_pipeline, self.baseline_rules]
+        return " + ".join(display_path(path) for path in baselines if path is not None) or None
+
+    @property
     def live(self) -> bool:
         """Reads come from the account (no world)."""
         return self.world is None
@@ -98,8 +106,11 @@ class ReplayOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ReplayOptions:
         """Options from parsed arguments; UsageError for combinations that cannot work."""
-        if args.fail_on_change and args.baseline_rules is None:
-            raise UsageError("--fail-on-change needs --baseline-rules DIR (there is nothing to compare against)")
+        baseline_pipeline = getattr(args, "baseline_pipeline", None)
+        if args.fail_on_change and args.baseline_rules is None and baseline_pipeline is None:
+            raise UsageError(
+                "--fail-on-change needs --baseline-rules DIR or --baseline-pipeline FILE (there is nothing to compare)"
+            )
         backend = args.backend or ("live" if args.world is None else "moto")
         if backend == "live" and args.world is not None:
             raise UsageError("--backend live reads the account: it takes no --world FILE")
@@ -126,6 +137,7 @@ class ReplayOptions:
             rules=args.rules,
             world=args.world,
             baseline_rules=args.baseline_rules,
+            baseline_pipeline=baseline_pipeline,
             now=now,
             backend=backend,
             as_json=args.json,
@@ -294,15 +306,24 @@ def _problems(err: _Scrubbed, problems: list[Problem]) -> int:
     return EXIT_USAGE
 
 
-def _banner(options: ReplayOptions, world: WorldSpec | None, clock_text: str) -> list[str]:
+def _versions(lanes: list[Lane]) -> list[str]:
+    """A line per lane naming each pipeline's rules version (``baseline`` for the second lane)."""
     lines = []
+    for label, lane in zip(("rules version", "baseline rules version"), lanes, strict=False):
+        versions = ", ".join(f"{config.name} {config.version}" for config in lane.application.configs)
+        lines.append(f"{label}: {versions}")
+    return lines
+
+
+def _banner(options: ReplayOptions, world: WorldSpec | None, clock_text: str, lanes: list[Lane]) -> list[str]:
+    lines = _versions(lanes)
     if world is not None:
         mode = "each event against the world as loaded" if options.independent else "the world evolves event by event"
         lines.append(f"world {world.file} ({options.backend}), now {clock_text}; {mode}")
     else:
         access = _access(options).describe()
         lines.append(f"live: reading the AWS account ({access}); writes and sends are only planned, in memory")
-    if options.baseline_rules is not None and not options.independent:
+    if options.baseline_name is not None and not options.independent:
         lines.append(
             "the world evolves: a decision may change because an earlier one did (KNOCK-ON); "
             "--independent compares every event against the same world, best for reviewing a rule change"
@@ -333,25 +354,29 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     if world is not None:
         scrubber.add(secret_values(world.secrets))
     clock = ReplayClock(options.now or (world.now if world else None))
-    rule_sets = [options.rules, *([options.baseline_rules] if options.baseline_rules else [])]
-    prefixes = ["", BASELINE_PREFIX]
-    if options.baseline_rules is not None and not options.independent:
-        # The probe: the baseline rules over the candidate's world, so with the candidate's resource names.
-        rule_sets.append(options.baseline_rules)
-        prefixes.append("")
     pipelines = [options.pipeline] if options.pipeline is not None else pipeline_files(PIPELINES_DIR)
     if not pipelines:
         errors.write(f"pipeline-dryrun: error: no pipeline files in {PIPELINES_DIR}/; pass --pipeline FILE\n")
         return EXIT_USAGE
+    lanes_of = [(pipelines, options.rules, "")]
     try:
+        if options.baseline_rules is not None or options.baseline_pipeline is not None:
+            baseline = (_baseline_pipelines(options, pipelines), options.baseline_rules or options.rules)
+            lanes_of.append((*baseline, BASELINE_PREFIX))
+            if not options.independent:
+                # The probe: the baseline over the candidate's world, so with the candidate's resource names.
+                lanes_of.append((*baseline, ""))
         configs = []
-        for rules, prefix in zip(rule_sets, prefixes, strict=False):
+        for files, rules, prefix in lanes_of:
             env = dict(os.environ)
             if world is not None:
                 env.update(blueprint(prefix)[0].environment())
-            configs.append(load_configs(pipelines, rules, env))
+            configs.append(load_configs(files, rules, env))
     except ConfigError as exc:
         return _problems(errors, exc.problems)
+    except UsageError as exc:
+        errors.write(f"pipeline-dryrun: error: {exc}\n")
+        return EXIT_USAGE
     for problem in (problem for config in configs[0] for problem in config.warnings):
         errors.write(f"{problem}\n")
     with ExitStack() as stack:
@@ -366,7 +391,7 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         output = _Scrubbed(out, scrubber)
         summary, records = _replay(options, events, lanes, world, clock, scrubber, out=output, err=errors)
     if options.report is not None:
-        banner = _banner(options, world, clock.now().isoformat())
+        banner = _banner(options, world, clock.now().isoformat(), lanes)
         try:
             write_report(options.report, records, configs[0], report_meta(options, world, banner, summary), scrubber)
         except OSError as exc:
@@ -375,6 +400,28 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     if options.fail_on_change and summary.changed:
         return EXIT_CHANGED
     return EXIT_OK
+
+
+def _pipeline_name(path: Path) -> str:
+    from engine.yamlsource import load_yaml
+
+    data = load_yaml(path, display_path(path)).data
+    name = data.get("pipeline") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else path.stem
+
+
+def _baseline_pipelines(options: ReplayOptions, pipelines: list[Path]) -> list[Path]:
+    """The baseline lane's pipeline files: ``--baseline-pipeline`` in place of the pipeline of its name."""
+    baseline = options.baseline_pipeline
+    if baseline is None:
+        return pipelines
+    if len(pipelines) == 1:
+        return [baseline]
+    name = _pipeline_name(baseline)
+    names = [_pipeline_name(path) for path in pipelines]
+    if name not in names:
+        raise UsageError(f"--baseline-pipeline is pipeline {name!r}, which is not replayed ({', '.join(names)})")
+    return [baseline if found == name else path for path, found in zip(pipelines, names, strict=True)]
 
 
 def load_configs(pipelines: list[Path], rules: Path, env: dict[str, str]) -> list[AppConfig]:
@@ -459,7 +506,7 @@ def _replay(
     table = None
     if not options.as_json:
         table = Table(out, [event.source for event in events], explain=options.explain, baseline=len(lanes) > 1)
-        table.header(_banner(options, world, clock.now().isoformat()))
+        table.header(_banner(options, world, clock.now().isoformat(), lanes))
     render = _Renderer(options, lanes, table, scrubber)
     workers = options.workers(len(events))
     rendered: Iterator[Rendered]
@@ -483,7 +530,6 @@ def _replay(
             progress.update(done)
     progress.close()
     if table is not None:
-        baseline_name = display_path(options.baseline_rules) if options.baseline_rules else None
-        table.summary(summary, elapsed=perf_counter() - started, baseline_name=baseline_name)
+        table.summary(summary, elapsed=perf_counter() - started, baseline_name=options.baseline_name)
     out.flush()
     return summary, records

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine.rules import decided_rules
 from runtime.app import Handled
 from runtime.masking import MASKED_TEXT, RECORDING_KEY
 from tools.dryrun.mask import Masker
@@ -63,11 +64,12 @@ class Writer(Protocol):
 
 @dataclass(frozen=True)
 class Replayed:
-    """One event run through one rule set: the handled result, its actions and notes."""
+    """One event run through one rule set: the handled result, its actions and notes, the rules version."""
 
     handled: Handled
     actions: list[Action]
     notes: list[str]
+    version: str | None = None
 
 
 def _route(handled: Handled) -> Mapping[str, Any]:
@@ -223,11 +225,14 @@ def event_record(
             {"ruleset": rule.ruleset, "rule": rule.rule, "matched": rule.matched, "inputs": masker.inputs(rule.inputs)}
             for rule in result.rules
         ],
+        "decided_by": decided_rules(result.rules),
+        "rules_version": run.version,
     }
     if baseline is not None:
         change = change_label(baseline, run)
         record["baseline_outcome"] = baseline.handled.result.outcome
         record["baseline_target"] = _route(baseline.handled).get("target")
+        record["baseline_rules_version"] = baseline.version
         record["changed"] = change is not None
         record["change"] = change
         record["change_kind"] = kind or ("changed" if change is not None else "unchanged")
@@ -257,6 +262,7 @@ def to_json_line(record: Mapping[str, Any]) -> str:
 def _why(record: Mapping[str, Any]) -> str:
     """A short reason: the rules that matched, then the error, the step that stopped the run, skipped writes."""
     parts = [f"{rule['ruleset']}/{rule['rule']}" for rule in record["rules"] if rule["matched"]]
+    parts += [f"{entry['step']}: {entry['decision']}" for entry in record["trace"] if _by_default(entry)]
     if record["message"]:
         parts.append(record["message"])
     stopped = [f"{entry['step']}: {entry['decision']}" for entry in record["trace"] if entry["status"] == "stopped"]
@@ -265,6 +271,11 @@ def _why(record: Mapping[str, Any]) -> str:
     if unapplied and not stopped:
         parts.append("not applied (condition): " + ", ".join(unapplied))
     return " · ".join(parts)
+
+
+def _by_default(entry: Mapping[str, Any]) -> bool:
+    """A step that decided by its rule set's default (no rule matched)."""
+    return entry["status"] == "ok" and str(entry["decision"] or "").endswith("(default)")
 
 
 def _compact(value: Any) -> str:
@@ -279,6 +290,9 @@ def _details(record: Mapping[str, Any]) -> list[str]:
         for entry in record["trace"]
     )
     lines = [f"    trace:    {steps}\n"]
+    if record.get("rules_version"):
+        decided = ", ".join(f"{name} {rule or '-'}" for name, rule in record["decided_by"].items()) or "no rule set"
+        lines.append(f"    decided:  {decided} (rules version {record['rules_version']})\n")
     for rule in record["rules"]:
         inputs = ", ".join(f"{path}={_compact(value)}" for path, value in rule["inputs"].items())
         verdict = "matched" if rule["matched"] else "no match"

@@ -30,7 +30,7 @@ __all__ = ["report_meta", "write_report"]
 def report_meta(options: ReplayOptions, world: WorldSpec | None, banner: Sequence[str], summary: Summary) -> ReportMeta:
     """What the replay was, for the page's header and notes."""
     rules = display_path(options.rules)
-    baseline = display_path(options.baseline_rules) if options.baseline_rules else None
+    baseline = options.baseline_name
     title = options.report_title or (f"Dry-run: {rules} against {baseline}" if baseline else f"Dry-run: {rules}")
     notes = [line for line in banner if line]
     if summary.masked:

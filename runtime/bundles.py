@@ -1,0 +1,184 @@
+"""Rule bundles: a pipeline's rule files (and optionally its pipeline file), deployed without a code deploy.
+
+The layout in the rules bucket, under a prefix (``rules/`` by default), per pipeline::
+
+    <prefix><pipeline>/bundles/<id>.json   a bundle; immutable, <id> is the digest of its files
+    <prefix><pipeline>/deployment.json     which bundle is live and which one (if any) is shadowed
+
+A bundle's id is ``engine.config.content_digest`` of its files, so a bundle holding the pipeline file
+has the id the loaded configuration reports as its version. The deployment document carries a
+revision that grows with every change and the recent history of changes (rollback reads it); the
+bucket's versioning keeps every earlier deployment document as well. ``live`` null means the rules
+packaged beside the handler. This module is the format and the layout only: ``runtime.bundlewatch``
+reads bundles in the Lambda, ``tools.rules`` (``pipeline-rules``) publishes and deploys them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from engine.config import content_digest
+
+__all__ = [
+    "FORMAT",
+    "HISTORY",
+    "Bundle",
+    "BundleError",
+    "Deployment",
+    "bundle_key",
+    "deployment_key",
+]
+
+FORMAT = 1
+# Deployment changes kept in the document itself (older ones remain in the bucket's object versions).
+HISTORY = 50
+_FILE = re.compile(r"^(pipelines|rules)/[A-Za-z0-9_.-]+\.ya?ml$")
+
+
+class BundleError(ValueError):
+    """A bundle or deployment document that cannot be used as it is (the message says why)."""
+
+
+def bundle_key(prefix: str, pipeline: str, bundle_id: str) -> str:
+    """The key of a bundle."""
+    return f"{prefix}{pipeline}/bundles/{bundle_id}.json"
+
+
+def deployment_key(prefix: str, pipeline: str) -> str:
+    """The key of a pipeline's deployment document."""
+    return f"{prefix}{pipeline}/deployment.json"
+
+
+def _object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(data)
+    except ValueError:
+        raise BundleError(f"{what} is not JSON") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise BundleError(f"{what} is not a format-{FORMAT} document")
+    return document
+
+
+class Bundle(NamedTuple):
+    """A pipeline's files as published: ``files`` maps ``rules/<name>.yaml`` (and ``pipelines/<name>.yaml``) to text."""
+
+    pipeline: str
+    files: Mapping[str, str]
+    published_at: str = ""
+    published_by: str = ""
+    note: str = ""
+
+    @property
+    def id(self) -> str:
+        """The digest of the bundle's files."""
+        return content_digest(self.files.items())
+
+    @property
+    def pipeline_file(self) -> str | None:
+        """The name of the pipeline file the bundle carries, if any."""
+        return next((name for name in sorted(self.files) if name.startswith("pipelines/")), None)
+
+    def to_json(self) -> bytes:
+        """The bundle as stored."""
+        document = {
+            "format": FORMAT,
+            "pipeline": self.pipeline,
+            "id": self.id,
+            "published_at": self.published_at,
+            "published_by": self.published_by,
+            "note": self.note,
+            "files": dict(sorted(self.files.items())),
+        }
+        return json.dumps(document, indent=1, ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes, expected_id: str | None = None) -> Bundle:
+        """A stored bundle; BundleError when it is malformed or its files are not the ones its id names."""
+        document = _object(data, "the bundle")
+        files = document.get("files")
+        if not isinstance(files, dict) or not all(isinstance(text, str) for text in files.values()):
+            raise BundleError("the bundle has no files")
+        wrong = [name for name in files if not isinstance(name, str) or not _FILE.match(name)]
+        if wrong or len([name for name in files if name.startswith("pipelines/")]) > 1:
+            raise BundleError("the bundle holds files other than one pipeline file and rules/*.yaml")
+        bundle = cls(
+            str(document.get("pipeline", "")),
+            files,
+            str(document.get("published_at", "")),
+            str(document.get("published_by", "")),
+            str(document.get("note", "")),
+        )
+        if bundle.id != (expected_id or document.get("id")):
+            raise BundleError(f"the bundle's files do not match its id (their digest is {bundle.id})")
+        return bundle
+
+    def write(self, root: Path) -> None:
+        """Write the files under ``root`` (``root/pipelines``, ``root/rules``), as a task root holds them."""
+        (root / "rules").mkdir(parents=True, exist_ok=True)
+        (root / "pipelines").mkdir(parents=True, exist_ok=True)
+        for name, text in self.files.items():
+            (root / name).write_text(text, encoding="utf-8")
+
+
+class Deployment(NamedTuple):
+    """Which bundle decides (``live``; None: the packaged rules) and which one is shadowed, at ``revision``."""
+
+    revision: int = 0
+    live: str | None = None
+    shadow: str | None = None
+    updated_at: str = ""
+    updated_by: str = ""
+    note: str = ""
+    history: tuple[Mapping[str, Any], ...] = ()
+
+    def entry(self) -> dict[str, Any]:
+        """The state, as an entry of the history."""
+        return {
+            "revision": self.revision,
+            "live": self.live,
+            "shadow": self.shadow,
+            "updated_at": self.updated_at,
+            "updated_by": self.updated_by,
+            "note": self.note,
+        }
+
+    def change(self, *, live: str | None, shadow: str | None, at: str, by: str, note: str = "") -> Deployment:
+        """The next revision: this one moves onto the history."""
+        history = (self.entry(), *self.history)[:HISTORY] if self.revision else ()
+        return Deployment(self.revision + 1, live, shadow, at, by, note, history)
+
+    def earlier_live(self) -> Sequence[str | None]:
+        """The live bundles of earlier revisions, newest first, each once (None: the packaged rules)."""
+        seen: list[str | None] = []
+        for entry in self.history:
+            live = entry.get("live")
+            if live != self.live and live not in seen:
+                seen.append(live)
+        return seen
+
+    def to_json(self) -> bytes:
+        """The document as stored."""
+        document = {"format": FORMAT, **self.entry(), "history": list(self.history)}
+        return json.dumps(document, indent=1).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Deployment:
+        """A stored deployment document; BundleError when it is malformed."""
+        document = _object(data, "the deployment document")
+        live, shadow, revision = document.get("live"), document.get("shadow"), document.get("revision")
+        history = document.get("history", [])
+        if not isinstance(revision, int) or not all(v is None or isinstance(v, str) for v in (live, shadow)):
+            raise BundleError("the deployment document needs a revision number and bundle ids (or null)")
+        return cls(
+            revision,
+            live,
+            shadow,
+            str(document.get("updated_at", "")),
+            str(document.get("updated_by", "")),
+            str(document.get("note", "")),
+            tuple(entry for entry in history if isinstance(entry, dict)) if isinstance(history, list) else (),
+        )

@@ -1,0 +1,132 @@
+"""Expression functions for conditions: text matching and local time, registered for every expression.
+
+Text: ``lower``, ``upper``, ``has_word`` (whole words, any case) and ``matches`` (a regular expression).
+Time, over an ISO-8601 time such as ``request.received_at`` in a named (IANA) time zone: ``hour``,
+``hhmm`` (09:30 is 930), ``weekday`` (``monday`` … ``sunday``) and ``local_date`` (``2026-12-25``).
+
+Every function is deterministic: time functions read the time they are given, never the clock. A
+literal pattern or zone is checked when the expression is compiled, so a mistake is a located load
+error; a value that cannot be used at run time is an evaluation error that names no value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
+from typing import Any
+
+from engine.expressions import register_function
+
+__all__ = ["WEEKDAYS", "has_word", "hhmm", "hour", "local_date", "matches", "weekday"]
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@lru_cache(maxsize=256)
+def _pattern(source: str) -> re.Pattern[str]:
+    return re.compile(source)
+
+
+@lru_cache(maxsize=256)
+def _word(word: str) -> re.Pattern[str]:
+    words = r"\s+".join(re.escape(part) for part in word.split())
+    return re.compile(rf"(?<!\w){words}(?!\w)", re.IGNORECASE)
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> tzinfo:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("got a name that is not a time zone (write one such as 'Europe/London')") from None
+
+
+def has_word(text: str, word: str) -> bool:
+    """True when ``word`` (one word or several) appears in ``text`` as whole words, in any case."""
+    if not word.strip():
+        raise ValueError("needs a word to look for, got empty text")
+    return _word(word).search(text) is not None
+
+
+def matches(text: str, pattern: str) -> bool:
+    """True when the regular expression ``pattern`` matches somewhere in ``text`` (``(?i)`` ignores case)."""
+    try:
+        compiled = _pattern(pattern)
+    except re.error:
+        raise ValueError("got a pattern that is not a valid regular expression") from None
+    return compiled.search(text) is not None
+
+
+def _local(time: str | None, zone: str) -> datetime:
+    if time is None:
+        raise ValueError("got null where it needs a time (ISO-8601 text such as request.received_at)")
+    try:
+        moment = datetime.fromisoformat(time)
+    except ValueError:
+        raise ValueError("got text that is not an ISO-8601 time") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(_zone(zone))
+
+
+def hour(time: str | None, zone: str) -> int:
+    """The hour (0-23) of ``time`` in ``zone``."""
+    return _local(time, zone).hour
+
+
+def hhmm(time: str | None, zone: str) -> int:
+    """The time of day of ``time`` in ``zone`` as a number: 09:30 is 930, 17:05 is 1705."""
+    local = _local(time, zone)
+    return local.hour * 100 + local.minute
+
+
+def weekday(time: str | None, zone: str) -> str:
+    """The day of the week of ``time`` in ``zone``: ``monday`` … ``sunday``."""
+    return WEEKDAYS[_local(time, zone).weekday()]
+
+
+def local_date(time: str | None, zone: str) -> str:
+    """The date of ``time`` in ``zone``, as ``YYYY-MM-DD``."""
+    return _local(time, zone).date().isoformat()
+
+
+def _check_pattern(index: int, value: Any) -> str | None:
+    if index != 1 or not isinstance(value, str):
+        return None
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"invalid regular expression {value!r}: {exc.msg}"
+    return None
+
+
+def _check_word(index: int, value: Any) -> str | None:
+    return "the word to look for is empty" if index == 1 and isinstance(value, str) and not value.strip() else None
+
+
+def _check_zone(index: int, value: Any) -> str | None:
+    if index != 1 or not isinstance(value, str):
+        return None
+    try:
+        _zone(value)
+    except ValueError:
+        from zoneinfo import available_timezones
+
+        close = difflib.get_close_matches(value, sorted(available_timezones()), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown time zone {value!r}{hint}; use an IANA name such as 'Europe/London' or 'America/New_York'"
+    return None
+
+
+_TEXT = ["string"]
+_TIME = ["string", "null"]
+register_function("lower", [_TEXT], str.lower, returns="string")
+register_function("upper", [_TEXT], str.upper, returns="string")
+register_function("has_word", [_TEXT, _TEXT], has_word, returns="boolean", check=_check_word)
+register_function("matches", [_TEXT, _TEXT], matches, returns="boolean", check=_check_pattern)
+register_function("hour", [_TIME, _TEXT], hour, returns="number", check=_check_zone)
+register_function("hhmm", [_TIME, _TEXT], hhmm, returns="number", check=_check_zone)
+register_function("weekday", [_TIME, _TEXT], weekday, returns="string", check=_check_zone)
+register_function("local_date", [_TIME, _TEXT], local_date, returns="string", check=_check_zone)

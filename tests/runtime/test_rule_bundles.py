@@ -1,0 +1,308 @@
+"""Rules bundles on moto S3: publish, cold start, pick-up by a warm container, a broken bundle refused, rollback.
+
+Bundles are published and deployed with ``pipeline-rules`` (in-process, against moto's S3) and read by
+the Lambda's own watcher (``runtime.bundlewatch``) through boto3. A fake clock stands for the passing
+of the refresh interval; the background check it starts is awaited before the next event.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.calls import CallLimits
+from engine.config import load_config
+from runtime.app import Application
+from runtime.bundlewatch import BundleWatcher
+from tests.support.aws import error_response
+from tests.support.bundles import (
+    AGENT_ROUTING,
+    BROKEN_ROUTING,
+    BUCKET,
+    VIP_ROUTING,
+    Ops,
+    emf_documents,
+    event_lines,
+    make_bucket,
+    rules_files,
+    working_copy,
+)
+from tests.support.webhooks import rest_event, sms_params, whatsapp_params
+
+ROOT = Path(__file__).resolve().parents[2]
+INTERVAL = 30.0
+Logs = Callable[..., list[dict[str, Any]]]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Container:
+    """A warm Lambda container: its application, the watcher's clock and the S3 reads it made."""
+
+    application: Application
+    watcher: BundleWatcher
+    clock: Clock
+    reads: list[dict[str, Any]]
+    sent: int = 0
+
+    def message(self, logs: Logs, channel: str = "whatsapp", body: str = "Hello") -> dict[str, Any]:
+        """Handle one message (as an invocation does); its event log line."""
+        self.sent += 1
+        params = whatsapp_params if channel == "whatsapp" else sms_params
+        self.application.handle(rest_event(channel, params(sid=f"SM{self.sent:032d}", body=body)), None)
+        return event_lines(logs())[-1]
+
+    def after(self, seconds: float) -> None:
+        """Let ``seconds`` pass; the next invocation starts a check when one is due (awaited here)."""
+        self.clock.now += seconds
+        self.watcher.poke()
+        assert self.watcher.wait(10)
+
+    def keys_read(self, pipeline: str = "twilio_inbound") -> list[tuple[str, bool]]:
+        """The keys of ``pipeline`` read since the last call, each with whether it was conditional (If-None-Match)."""
+        keys = [(read["Key"].split("/", 2), "IfNoneMatch" in read) for read in self.reads]
+        self.reads.clear()
+        return [(parts[2], conditional) for parts, conditional in keys if parts[1] == pipeline]
+
+
+@pytest.fixture
+def ops(world: Any, boto_session: Any, tmp_path: Path) -> Ops:
+    s3 = boto_session.client("s3")
+    make_bucket(s3)
+    return Ops(s3, working_copy(tmp_path / "ops"))
+
+
+@pytest.fixture
+def container(world: Any, ops: Ops, monkeypatch: pytest.MonkeyPatch, boto_session: Any) -> Callable[..., Container]:
+    """Start a Lambda container with RULES_BUCKET set; its watcher runs on a fake clock and records S3 reads."""
+    import handler
+
+    world.add_default_secrets()
+
+    def start(fail: str | None = None) -> Container:
+        application = handler.reload(boto_session)
+        assert application.watcher is None
+        clock = Clock()
+        env = {**os.environ, "RULES_BUCKET": BUCKET}
+        watcher = BundleWatcher.from_env(application, handler.TASK_ROOT, env, CallLimits(), clock=clock)
+        watcher.interval = INTERVAL
+        reads: list[dict[str, Any]] = []
+        events = watcher.s3().meta.events
+        events.register("before-parameter-build.s3.GetObject", lambda params, **_: reads.append(dict(params)))
+        if fail is not None:
+            events.register("before-call.s3.GetObject", lambda **_: error_response(fail, 503))
+        application.watcher = watcher
+        watcher.load()
+        return Container(application, watcher, clock, reads)
+
+    return start
+
+
+def packaged_version() -> str:
+    return load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", dict(os.environ)).version
+
+
+def counted(out: str, name: str, pipeline: str = "twilio_inbound") -> int:
+    return sum(document.get(name, 0) for document in emf_documents(out) if document.get("Pipeline") == pipeline)
+
+
+def errors_of(lines: list[dict[str, Any]], pipeline: str = "twilio_inbound") -> list[dict[str, Any]]:
+    """The ERROR lines about ``pipeline``'s rules (each pipeline's deployment is read, and fails, on its own)."""
+    return [line for line in lines if line["level"] == "ERROR" and f"/{pipeline}/" in line["message"]]
+
+
+def test_without_a_bucket_the_packaged_rules_decide_and_every_event_names_its_rules_and_version(
+    world: Any, lambda_handler: Callable[..., Any], json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import handler
+
+    assert handler._application.watcher is None
+    world.add_default_secrets()
+    world.add_conversation(auto_queue_reply_message=True)
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
+    (line,) = event_lines(json_logs())
+    assert (line["outcome"], line["target"]) == ("HANDED_OFF", "handoff")
+    assert line["rules"] == {
+        "project_status": None,
+        "channel": None,
+        "conversation_lock": None,
+        "routing": "auto_queue_reply",
+    }
+    assert line["rules_version"] == packaged_version()
+    assert "rules_source" not in line
+    (document,) = [d for d in emf_documents(capsys.readouterr().out) if "Invocations" in d]
+    assert document["RulesVersion"] == packaged_version() and "RulesSource" not in document
+    dimensions = {n for d in document["_aws"]["CloudWatchMetrics"] for dims in d["Dimensions"] for n in dims}
+    assert "RulesVersion" not in dimensions
+
+
+def test_the_live_bundle_decides_from_the_cold_start(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    bundle = ops.publish("--live", "--note", "VIPs to a person")
+    started = container()
+    assert started.keys_read() == [("deployment.json", False), (f"bundles/{bundle}.json", False)]
+    world.add_conversation(vip=True)
+    line = started.message(json_logs)
+    assert (line["outcome"], line["target"], line["rules"]["routing"]) == ("HANDED_OFF", "handoff", "vip_to_human")
+    config = started.application.pipeline("twilio_inbound")
+    assert line["rules_source"] == f"bundle {bundle}, revision 1" == config.source
+    assert line["rules_version"] == config.version != packaged_version()
+    (document,) = [d for d in emf_documents(capsys.readouterr().out) if "Invocations" in d]
+    assert (document["RulesVersion"], document["RulesSource"]) == (config.version, config.source)
+
+
+def test_every_pipeline_looks_up_its_own_deployment(container: Callable[..., Container]) -> None:
+    started = container()
+    assert sorted(read["Key"] for read in started.reads) == [
+        "rules/email_inbound/deployment.json",
+        "rules/twilio_inbound/deployment.json",
+    ]
+
+
+def test_a_warm_container_picks_up_a_new_bundle_within_the_interval_and_pays_nothing_until_then(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    started = container()
+    assert started.keys_read() == [("deployment.json", False)]  # none yet: the packaged rules decide
+    world.add_conversation(vip=True)
+    assert started.message(json_logs)["rules"]["routing"] == "channel_queue"
+
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    bundle = ops.publish("--live")
+    started.after(INTERVAL - 1)
+    line = started.message(json_logs)
+    assert line["rules"]["routing"] == "channel_queue" and line["rules_version"] == packaged_version()
+    assert started.keys_read() == []  # not due: no S3 call at all
+
+    started.after(2)
+    assert started.keys_read() == [("deployment.json", False), (f"bundles/{bundle}.json", False)]
+    line = started.message(json_logs)
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {bundle}, revision 1")
+
+    started.after(INTERVAL)
+    assert started.keys_read() == [("deployment.json", True)]  # conditional: answered 304 Not Modified
+    assert started.message(json_logs)["rules"]["routing"] == "vip_to_human"
+
+
+def test_a_broken_bundle_is_refused_with_one_located_error_and_the_last_good_one_keeps_deciding(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    good = ops.publish("--live")
+    started = container()
+    world.add_conversation(vip=True)
+    assert started.message(json_logs)["rules"]["routing"] == "vip_to_human"
+
+    ops.edit("40_routing.yaml", BROKEN_ROUTING)
+    status, out, err = ops.rules("publish", "--live")
+    assert status == 2 and "rules/40_routing.yaml:10:20: routing target 'handof' names no configured queue" in out
+    assert "nothing was published" in err and ops.deployment().live == good
+
+    broken = ops.sneak_in(rules_files(BROKEN_ROUTING))
+    capsys.readouterr()
+    started.after(INTERVAL + 1)
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert error["message"].startswith(f"rules bundle {broken} of twilio_inbound (revision 2) is refused, 2 problem(s)")
+    assert (error["bundle"], error["rules_source"]) == (broken, f"bundle {good}, revision 1")
+    assert error["problems"] == [
+        "rules/40_routing.yaml:10:20: routing target 'handof' names no configured queue (did you mean 'handoff'?); "
+        "use one of the targets of pipelines/twilio_inbound.yaml (handoff, sms, whatsapp) "
+        "or add it there under targets:",
+        "rules/40_routing.yaml:30:42: inline test 'a vip goes to a person' of rule set 'routing' failed: "
+        "expected target 'handoff', got 'handof'; decided by rule 'vip_to_human' (line 9)",
+    ]
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    line = started.message(json_logs)
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {good}, revision 1")
+
+    started.keys_read()
+    started.after(INTERVAL)
+    assert started.keys_read() == [("deployment.json", True)]  # refused once, not read again
+    assert len([line for line in json_logs() if line["level"] == "ERROR"]) == 1
+
+
+def test_rollback_brings_the_previous_bundle_back(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    first = ops.publish("--live")
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    second = ops.publish("--live")
+    started = container()
+    world.add_conversation()
+    asking = "can I speak to an agent?"
+    assert started.message(json_logs, "sms", asking)["rules"]["routing"] == "asks_for_agent"
+
+    status, out, _ = ops.rules("rollback", "--note", "agents are busy")
+    assert (status, out) == (0, f"deployed: revision 3: live {first}\n")
+    started.after(INTERVAL)
+    line = started.message(json_logs, "sms", asking)
+    assert (line["rules"]["routing"], line["target"]) == ("channel_queue", "sms")
+    assert line["rules_source"] == f"bundle {first}, revision 3"
+    assert ops.deployment().history[0]["live"] == second
+
+    assert ops.rules("rollback", "--to", "packaged")[0] == 0
+    started.after(INTERVAL)
+    line = started.message(json_logs, "sms", asking)
+    assert line["rules_version"] == packaged_version() and "rules_source" not in line
+
+
+def test_an_unreadable_deployment_keeps_the_rules_in_use(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    bundle = ops.publish("--live")
+    started = container()
+    world.add_conversation(vip=True)
+    started.watcher.s3().meta.events.register("before-call.s3.GetObject", lambda **_: error_response("SlowDown", 503))
+    started.after(INTERVAL)
+    (error,) = errors_of(json_logs())
+    assert "deployment.json cannot be read (SlowDown); the rules in use keep deciding" in error["message"]
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    assert started.message(json_logs)["rules_source"] == f"bundle {bundle}, revision 1"
+
+
+def test_a_cold_start_with_s3_down_serves_with_the_packaged_rules_and_says_so(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    ops.publish("--live")
+    started = container(fail="ServiceUnavailable")
+    (error,) = errors_of(json_logs())
+    assert "cannot be read (ServiceUnavailable)" in error["message"]
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    world.add_conversation(vip=True)
+    line = started.message(json_logs)
+    assert (line["rules"]["routing"], line["rules_version"]) == ("channel_queue", packaged_version())
+
+
+def test_the_handler_reads_the_bucket_from_its_environment(
+    ops: Ops, world: Any, boto_session: Any, monkeypatch: pytest.MonkeyPatch, json_logs: Logs
+) -> None:
+    import handler
+
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    bundle = ops.publish("--live")
+    monkeypatch.setenv("RULES_BUCKET", BUCKET)
+    monkeypatch.setenv("RULES_REFRESH_SECONDS", "120")
+    application = handler.reload(boto_session)
+    assert application.watcher is not None and application.watcher.interval == 120
+    world.add_default_secrets()
+    world.add_conversation(vip=True)
+    handler.handler(rest_event("whatsapp", whatsapp_params()), None)
+    (line,) = event_lines(json_logs())
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {bundle}, revision 1")

@@ -1,0 +1,262 @@
+"""Shadow evaluation: a candidate bundle decides every event again, with no extra AWS call and no effect.
+
+The candidate is published with ``pipeline-rules publish --shadow`` on moto's S3 and read by the
+container's watcher; the live run's AWS calls are recorded at the boto3 boundary (``AwsSpy``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from engine.calls import CallLimits
+from runtime.app import Application
+from runtime.bundlewatch import BundleWatcher
+from tests.support.aws import AwsSpy
+from tests.support.bundles import (
+    BUCKET,
+    ROOT,
+    ROUTING,
+    VIP_ROUTING,
+    Ops,
+    emf_documents,
+    event_lines,
+    make_bucket,
+    working_copy,
+)
+from tests.support.expect import EMPTY_TWIML
+from tests.support.webhooks import rest_event, status_params, whatsapp_params
+
+Logs = Callable[..., list[dict[str, Any]]]
+PROJECT_STATUS = (ROOT / "rules" / "10_project_status.yaml").read_text()
+# A candidate that serves trial projects too.
+TRIAL_STATUS = PROJECT_STATUS.replace(
+    "when: \"conversation.project_status != 'active'\"",
+    "when: \"conversation.project_status != 'active' && conversation.project_status != 'trial'\"",
+    1,
+).replace(
+    "tests:\n",
+    """tests:
+  - name: a trial project is served
+    given: {conversation: {project_status: trial}}
+    expect: {rule: null, error: null}
+""",
+    1,
+)
+# A candidate whose new rule fails on data its tests never gave (a last_seen that is not a time).
+FRAGILE_ROUTING = ROUTING.replace(
+    "rules:\n",
+    """rules:
+  - id: late_night
+    when: "conversation.last_seen && hour(conversation.last_seen, 'Europe/London') >= `22`"
+    then: {target: handoff}
+""",
+    1,
+).replace(
+    "tests:\n",
+    """tests:
+  - name: a conversation last seen late goes to a person
+    given: {request: {channel: sms}, conversation: {last_seen: "2026-11-25T22:30:00Z"}}
+    expect: {rule: late_night, target: handoff}
+""",
+    1,
+)
+
+
+@pytest.fixture
+def ops(world: Any, boto_session: Any, tmp_path: Any) -> Ops:
+    s3 = boto_session.client("s3")
+    make_bucket(s3)
+    return Ops(s3, working_copy(tmp_path / "ops"))
+
+
+class Shadowed:
+    """A container whose watcher has read the deployment (a candidate in shadow), and a spy on its AWS calls."""
+
+    def __init__(self, application: Application, watcher: BundleWatcher, now: list[float]) -> None:
+        self.application = application
+        self.watcher = watcher
+        self.now = now
+        self.aws = AwsSpy(application)
+
+    def message(self, **params: str) -> dict[str, Any]:
+        return self.application.handle(rest_event("whatsapp", whatsapp_params(**params)), None)
+
+    def refresh(self) -> None:
+        self.now[0] += self.watcher.interval
+        self.watcher.poke()
+        assert self.watcher.wait(10)
+
+
+@pytest.fixture
+def shadowed(world: Any, ops: Ops, boto_session: Any) -> Callable[[], Shadowed]:
+    import handler
+
+    world.add_default_secrets()
+
+    def start() -> Shadowed:
+        application = handler.reload(boto_session)
+        now = [0.0]
+        env = {**os.environ, "RULES_BUCKET": BUCKET}
+        watcher = BundleWatcher.from_env(application, handler.TASK_ROOT, env, CallLimits(), clock=lambda: now[0])
+        application.watcher = watcher
+        watcher.load()
+        return Shadowed(application, watcher, now)
+
+    return start
+
+
+def shadow_lines(logs: Logs) -> list[dict[str, Any]]:
+    return [line for line in logs() if line["message"] == "shadow_mismatch"]
+
+
+def metrics(out: str) -> dict[str, Any]:
+    (document,) = [d for d in emf_documents(out) if "Invocations" in d]
+    return document
+
+
+def counted(document: dict[str, Any]) -> dict[str, int]:
+    """The shadow metrics of an invocation's document, checked to be per-pipeline counts."""
+    found = {name: value for name, value in document.items() if name.startswith("Shadow")}
+    declared = {
+        metric["Name"]: (metric["Unit"], directive["Dimensions"])
+        for directive in document["_aws"]["CloudWatchMetrics"]
+        for metric in directive["Metrics"]
+    }
+    assert all(declared[name] == ("Count", [["Pipeline"]]) for name in found)
+    return found
+
+
+def test_a_shadow_decides_every_event_again_with_no_extra_call_and_no_effect(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    candidate = ops.publish("--shadow", "--note", "VIPs to a person?")
+    container = shadowed()
+    live = container.application.deployed("twilio_inbound")
+    assert live.shadow is not None and live.shadow.source == f"bundle {candidate}, revision 1, shadow"
+    world.add_conversation(vip=True)
+    capsys.readouterr()
+
+    response = container.message()
+
+    assert response["statusCode"] == 200 and response["body"] == EMPTY_TWIML
+    assert len(world.stage_rows()) == len(world.lock_rows()) == len(world.sent("whatsapp")) == 1
+    assert world.sent("handoff") == []
+    calls = container.aws.names()
+    assert calls == [
+        "dynamodb.Query",
+        "secretsmanager.GetSecretValue",
+        "dynamodb.GetItem",
+        "dynamodb.PutItem",
+        "dynamodb.PutItem",
+        "sqs.SendMessage",
+    ]
+    (get,) = container.aws.of("dynamodb.GetItem")
+    assert "vip" in get["ExpressionAttributeNames"].values()  # the one read covers the candidate's rules
+    (event,) = event_lines(json_logs())
+    assert (event["outcome"], event["target"], event["rules"]["routing"]) == ("QUEUED", "whatsapp", "channel_queue")
+    (line,) = shadow_lines(json_logs)
+    assert line["level"] == "INFO" and line["rulesets"] == ["routing"]
+    assert line["live"] == {
+        "version": live.live.version,
+        "outcome": "ROUTED",
+        "target": "whatsapp",
+        "rules": {"project_status": None, "channel": None, "conversation_lock": None, "routing": "channel_queue"},
+    }
+    assert line["candidate"] == {
+        "version": live.shadow.version,
+        "source": live.shadow.source,
+        "outcome": "ROUTED",
+        "target": "handoff",
+        "rules": {"project_status": None, "channel": None, "conversation_lock": None, "routing": "vip_to_human"},
+    }
+    assert line["conversation_id"] == event["conversation_id"]
+    assert counted(metrics(capsys.readouterr().out)) == {
+        "ShadowEvaluations": 1,
+        "ShadowMismatches": 1,
+        "ShadowMismatch.routing": 1,
+    }
+
+
+def test_agreement_costs_only_the_count(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    ops.publish("--shadow")
+    container = shadowed()
+    world.add_conversation(vip=False)
+    capsys.readouterr()
+    container.message()
+    assert shadow_lines(json_logs) == []
+    assert counted(metrics(capsys.readouterr().out)) == {"ShadowEvaluations": 1}
+
+
+def test_an_event_that_never_reaches_the_rules_is_not_shadowed(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    ops.publish("--shadow")
+    container = shadowed()
+    world.add_conversation(vip=True)
+    capsys.readouterr()
+    container.application.handle(rest_event("whatsapp", status_params()), None)
+    assert counted(metrics(capsys.readouterr().out)) == {}
+    assert shadow_lines(json_logs) == []
+
+
+def test_a_validation_change_is_counted_on_its_own_rule_set(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ops.edit("10_project_status.yaml", TRIAL_STATUS)
+    ops.publish("--shadow")
+    container = shadowed()
+    world.add_conversation(project_status="trial")
+    capsys.readouterr()
+    container.message()
+    (line,) = shadow_lines(json_logs)
+    assert line["rulesets"] == ["project_status"]
+    assert (line["live"]["outcome"], line["live"]["rules"]["project_status"]) == (
+        "PROJECT_INACTIVE",
+        "project_inactive",
+    )
+    assert (line["candidate"]["outcome"], line["candidate"]["rules"]) == (
+        "ROUTED",
+        {"project_status": None, "channel": None, "conversation_lock": None, "routing": "channel_queue"},
+    )
+    assert counted(metrics(capsys.readouterr().out))["ShadowMismatch.project_status"] == 1
+
+
+def test_a_candidate_rule_that_fails_is_only_its_own_verdict(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs
+) -> None:
+    ops.edit("40_routing.yaml", FRAGILE_ROUTING)
+    ops.publish("--shadow")
+    container = shadowed()
+    world.add_conversation(last_seen="yesterday")
+    assert container.message()["statusCode"] == 200
+    assert len(world.sent("whatsapp")) == 1
+    (line,) = shadow_lines(json_logs)
+    assert (line["candidate"]["outcome"], line["candidate"]["rules"]["routing"]) == ("INTERNAL_ERROR", "late_night")
+    assert line["live"]["outcome"] == "ROUTED"
+
+
+def test_promote_makes_the_shadow_live(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    candidate = ops.publish("--shadow")
+    container = shadowed()
+    world.add_conversation(vip=True)
+    assert ops.rules("promote", "--note", "looks right")[:2] == (0, f"deployed: revision 2: live {candidate}\n")
+    container.refresh()
+    deployed = container.application.deployed("twilio_inbound")
+    assert deployed.shadow is None and deployed.live.source == f"bundle {candidate}, revision 2"
+    capsys.readouterr()
+    container.message()
+    (event,) = event_lines(json_logs())
+    assert (event["outcome"], event["rules"]["routing"]) == ("HANDED_OFF", "vip_to_human")
+    assert counted(metrics(capsys.readouterr().out)) == {}

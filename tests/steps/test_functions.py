@@ -1,0 +1,106 @@
+"""The expression functions conditions may call: text matching and local time (steps.functions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine.expressions import ExpressionError, ExpressionSyntaxError, compile_expression
+
+DOC: dict[str, Any] = {
+    "request": {"body": "Please STOP sending, thanks", "received_at": "2026-11-28T08:30:00.000Z", "channel": "sms"},
+    "conversation": {"tier": "Gold", "timezone": "America/New_York", "created_at": "not a time"},
+}
+
+
+def value(source: str, document: dict[str, Any] = DOC) -> Any:
+    return compile_expression(source).search(document)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("lower(conversation.tier) == 'gold'", True),
+        ("upper(request.channel)", "SMS"),
+        ("has_word(request.body, 'stop')", True),
+        ("has_word(request.body, 'STOP SENDING')", True),
+        ("has_word(request.body, 'sto')", False),
+        ("has_word(request.body, 'please stop')", True),
+        ("matches(request.body, '^Please')", True),
+        ("matches(request.body, '^please')", False),
+        ("matches(request.body, '(?i)^please')", True),
+        ("matches(request.body, '\\bthanks$')", True),
+        # 08:30Z on Saturday 28 November 2026.
+        ("hour(request.received_at, 'UTC')", 8),
+        ("hour(request.received_at, 'Europe/London')", 8),
+        ("hour(request.received_at, 'Asia/Kolkata')", 14),
+        ("hhmm(request.received_at, 'America/New_York')", 330),
+        ("hhmm(request.received_at, 'Asia/Kolkata')", 1400),
+        ("weekday(request.received_at, 'Europe/London')", "saturday"),
+        ("weekday(request.received_at, 'Pacific/Honolulu')", "friday"),
+        ("local_date(request.received_at, 'Pacific/Auckland')", "2026-11-28"),
+        ("local_date(request.received_at, 'America/Los_Angeles')", "2026-11-28"),
+        ("weekday('2026-11-27T23:30:00+00:00', 'Europe/Berlin')", "saturday"),
+        ("hour('2026-07-01T12:00:00', 'Europe/London')", 13),
+        ("hour(request.received_at, conversation.timezone)", 3),
+        (
+            "hhmm(request.received_at, 'Europe/London') >= `800`"
+            " && hhmm(request.received_at, 'Europe/London') < `1730`",
+            True,
+        ),
+    ],
+)
+def test_each_function(source: str, expected: Any) -> None:
+    assert value(source) == expected
+
+
+def test_summer_time_moves_the_local_hour() -> None:
+    winter = {"t": "2026-01-15T12:00:00Z"}
+    summer = {"t": "2026-07-15T12:00:00Z"}
+    assert value("hour(t, 'Europe/London')", winter) == 12
+    assert value("hour(t, 'Europe/London')", summer) == 13
+
+
+@pytest.mark.parametrize(
+    ("source", "message", "offset"),
+    [
+        (
+            "hour(request.received_at, 'Europe/Londn')",
+            "unknown time zone 'Europe/Londn' (did you mean 'Europe/London'?)",
+            0,
+        ),
+        ("x && weekday(request.received_at, 'Mars/Olympus')", "weekday(): unknown time zone 'Mars/Olympus'", 5),
+        ("matches(request.body, '(unclosed')", "matches(): invalid regular expression '(unclosed'", 0),
+        ("has_word(request.body, '  ')", "has_word(): the word to look for is empty", 0),
+        ("hour(request.received_at)", "hour() takes 2 argument(s), got 1", 0),
+    ],
+)
+def test_a_bad_literal_argument_is_a_located_compile_error(source: str, message: str, offset: int) -> None:
+    with pytest.raises(ExpressionSyntaxError) as raised:
+        compile_expression(source)
+    assert message in str(raised.value)
+    assert raised.value.offset == offset
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("hour(conversation.created_at, 'UTC')", "function hour() got text that is not an ISO-8601 time"),
+        ("hour(conversation.missing, 'UTC')", "function hour() got null where it needs a time"),
+        ("hour(request.received_at, conversation.tier)", "function hour() got a name that is not a time zone"),
+        ("matches(request.body, conversation.tier)", "function matches() got a pattern that is not"),
+        ("lower(conversation.missing)", "function lower() got a null where it needs string"),
+    ],
+)
+def test_a_value_that_cannot_be_used_fails_the_condition_without_showing_it(source: str, message: str) -> None:
+    document = {**DOC, "conversation": {**DOC["conversation"], "tier": "(gold"}}
+    with pytest.raises(ExpressionError) as raised:
+        value(source, document)
+    assert message in str(raised.value)
+    assert 'not a time"' not in str(raised.value) and "(gold" not in str(raised.value).split("failed:")[1]
+
+
+def test_ordering_text_against_a_number_is_an_evaluation_error_not_a_crash() -> None:
+    with pytest.raises(ExpressionError, match="compare two numbers or two texts, here a text with a number"):
+        value("conversation.tier > `2`")

@@ -1,0 +1,135 @@
+"""Rules bundles for tests: a versioned bucket in moto, the ops CLI run in-process, and rule changes ops make."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.bundles import Bundle, Deployment, bundle_key, deployment_key
+from tools.rules import run
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "pipeline-rules-test"
+PIPELINE = "twilio_inbound"
+
+ROUTING = (ROOT / "rules" / "40_routing.yaml").read_text(encoding="utf-8")
+# A change ops make: VIP conversations (an attribute the shipped rules never read) go to a person.
+VIP_ROUTING = ROUTING.replace(
+    "rules:\n",
+    """rules:
+  - id: vip_to_human
+    description: VIP customers are served by a person.
+    when: "conversation.vip == `true`"
+    then: {target: handoff}
+""",
+    1,
+).replace(
+    "tests:\n",
+    """tests:
+  - name: a vip goes to a person
+    given: {request: {channel: whatsapp}, conversation: {vip: true}}
+    expect: {rule: vip_to_human, target: handoff}
+""",
+    1,
+)
+# The same change, broken: its target is not a queue of the pipeline, and its test fails.
+BROKEN_ROUTING = VIP_ROUTING.replace(
+    "then: {target: handoff}\n  - id: hand_off_to_human", "then: {target: handof}\n  - id: hand_off_to_human", 1
+)
+# Another change: whoever asks for an agent goes to a person.
+AGENT_ROUTING = VIP_ROUTING.replace(
+    "  - id: vip_to_human",
+    """  - id: asks_for_agent
+    when: "has_word(request.body || '', 'agent')"
+    then: {target: handoff}
+  - id: vip_to_human""",
+    1,
+).replace(
+    "tests:\n",
+    """tests:
+  - name: asking for an agent goes to a person
+    given: {request: {channel: sms, body: Can I talk to an AGENT?}, conversation: {}}
+    expect: {rule: asks_for_agent, target: handoff}
+""",
+    1,
+)
+
+
+@dataclass
+class Ops:
+    """An ops person's working copy of the configuration, and the ``pipeline-rules`` command run there."""
+
+    s3: Any
+    root: Path
+
+    def edit(self, name: str, text: str) -> None:
+        (self.root / "rules" / name).write_text(text, encoding="utf-8")
+
+    def rules(self, *args: str) -> tuple[int, str, str]:
+        """Run ``pipeline-rules --bucket BUCKET ARGS`` in the working copy."""
+        import os
+
+        out, err = io.StringIO(), io.StringIO()
+        cwd = Path.cwd()
+        os.chdir(self.root)
+        try:
+            status = run(["--bucket", BUCKET, *args], client=self.s3, out=out, err=err)
+        finally:
+            os.chdir(cwd)
+        return status, out.getvalue(), err.getvalue()
+
+    def publish(self, *args: str) -> str:
+        """Publish the working copy; the new bundle's id."""
+        status, out, err = self.rules("publish", *args)
+        assert status == 0, out + err
+        return next(line.split()[2] for line in out.splitlines() if "published: bundle" in line)
+
+    def deployment(self) -> Deployment:
+        body = self.s3.get_object(Bucket=BUCKET, Key=deployment_key("rules/", PIPELINE))["Body"].read()
+        return Deployment.from_json(body)
+
+    def sneak_in(self, files: dict[str, str], *, live: bool = True) -> str:
+        """Put a bundle and deploy it without the CLI's check (as a hand-made upload would)."""
+        bundle = Bundle(PIPELINE, files, "2026-12-01T00:00:00Z", "someone", "unchecked")
+        self.s3.put_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, bundle.id), Body=bundle.to_json())
+        try:
+            current = self.deployment()
+        except self.s3.exceptions.NoSuchKey:
+            current = Deployment()
+        changed = current.change(
+            live=bundle.id if live else current.live,
+            shadow=current.shadow if live else bundle.id,
+            at="2026-12-01T00:00:00Z",
+            by="someone",
+        )
+        self.s3.put_object(Bucket=BUCKET, Key=deployment_key("rules/", PIPELINE), Body=changed.to_json())
+        return bundle.id
+
+
+def make_bucket(s3: Any) -> None:
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+
+
+def working_copy(root: Path) -> Path:
+    for folder in ("pipelines", "rules"):
+        shutil.copytree(ROOT / folder, root / folder)
+    return root
+
+
+def rules_files(routing: str) -> dict[str, str]:
+    """The shipped rule files with ``routing`` as 40_routing.yaml, as a bundle holds them."""
+    files = {f"rules/{path.name}": path.read_text(encoding="utf-8") for path in sorted((ROOT / "rules").glob("*.yaml"))}
+    return {**files, "rules/40_routing.yaml": routing}
+
+
+def event_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in lines if line["message"] == "event"]
+
+
+def emf_documents(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{"message":"metrics"')]

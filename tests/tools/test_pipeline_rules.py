@@ -1,0 +1,138 @@
+"""``pipeline-rules`` against moto's S3: what ops see, and what it refuses to do."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
+from tests.support.bundles import BUCKET, PIPELINE, VIP_ROUTING, Ops, make_bucket, rules_files, working_copy
+
+
+@pytest.fixture
+def ops(tmp_path: Path) -> Iterator[Ops]:
+    with mock_aws():
+        s3 = boto3.client("s3")
+        make_bucket(s3)
+        yield Ops(s3, working_copy(tmp_path / "ops"))
+
+
+def test_publishing_the_same_files_twice_is_the_same_bundle(ops: Ops) -> None:
+    first = ops.publish()
+    status, out, _ = ops.rules("publish", "--note", "again")
+    assert status == 0 and f"already published: bundle {first} of twilio_inbound (4 files)" in out
+    assert "rules version with the pipeline file pipelines/twilio_inbound.yaml as deployed: " in out
+
+
+def test_a_bundle_with_the_pipeline_file_has_the_version_the_function_reports(ops: Ops) -> None:
+    from engine.config import load_config
+    from tests.support.expect import ENV
+
+    bundle_id = ops.publish("--with-pipeline")
+    config = load_config(ops.root / "pipelines" / "twilio_inbound.yaml", ops.root / "rules", ENV)
+    assert bundle_id == config.version
+
+
+def test_list_shows_the_deployment_its_history_and_the_bundles(ops: Ops) -> None:
+    assert ops.rules("list")[1].splitlines()[1] == "no deployment: the rules packaged beside the handler decide"
+    first = ops.publish("--live", "--note", "first", "--by", "alice")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    second = ops.publish("--shadow", "--note", "VIPs", "--by", "bob")
+    status, out, _ = ops.rules("list")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[1].startswith(f"deployment revision 2: live {first}, shadow {second} (")
+    assert lines[1].endswith(" by bob)")
+    assert lines[3].endswith(f"bob: live {first}, shadow {second}  VIPs")
+    assert lines[4].endswith(f"alice: live {first}  first")
+    listed = {line.split()[0]: line for line in lines[6:]}
+    assert "[live]" in listed[first] and "[shadow]" in listed[second]
+
+
+def test_what_cannot_be_done_is_refused_with_a_reason(ops: Ops) -> None:
+    assert ops.rules("promote") == (
+        2,
+        "",
+        "pipeline-rules: error: there is no shadow candidate to promote; give a bundle id\n",
+    )
+    status, _, err = ops.rules("rollback")
+    assert (status, err) == (
+        2,
+        "pipeline-rules: error: no earlier live bundle in the history; give --to BUNDLE or --to packaged\n",
+    )
+    status, _, err = ops.rules("shadow", "0123456789ab")
+    assert status == 2 and "no bundle 0123456789ab of twilio_inbound" in err
+    assert ops.rules("shadow")[0] == 2
+    status, _, err = ops.rules("--bucket", "", "list")
+    assert status == 2
+
+
+def test_shadow_clear_and_promote_move_only_the_pointer(ops: Ops) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    candidate = ops.publish("--shadow")
+    assert ops.rules("shadow", "--clear")[0] == 0
+    assert (ops.deployment().live, ops.deployment().shadow) == (None, None)
+    assert ops.rules("promote", candidate)[0] == 0
+    assert (ops.deployment().revision, ops.deployment().live) == (3, candidate)
+    assert ops.rules("rollback")[0] == 0
+    assert ops.deployment().live is None
+
+
+def test_a_deployment_changed_meanwhile_is_not_overwritten(ops: Ops, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tools import rules
+
+    ops.publish("--live")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    candidate = ops.publish()
+    read = rules._Store.deployment
+
+    def someone_else_deploys_between(store: Any) -> tuple[Deployment, str | None]:
+        found = read(store)
+        other = found[0].change(live=None, shadow=None, at="2026-12-01T00:00:00Z", by="someone else")
+        ops.s3.put_object(Bucket=BUCKET, Key=deployment_key("rules/", PIPELINE), Body=other.to_json())
+        return found
+
+    monkeypatch.setattr(rules._Store, "deployment", someone_else_deploys_between)
+    status, _, err = ops.rules("promote", candidate)
+    assert (status, err) == (
+        2,
+        "pipeline-rules: error: the deployment changed while this ran (someone else deployed); run it again\n",
+    )
+    monkeypatch.undo()
+    assert ops.deployment().updated_by == "someone else"
+
+
+def test_pull_writes_a_bundle_as_a_baseline_directory(ops: Ops, tmp_path: Path) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    bundle_id = ops.publish()
+    status, out, _ = ops.rules("pull", bundle_id, "--out", str(tmp_path / "live"))
+    assert status == 0 and out.startswith(f"wrote bundle {bundle_id}")
+    assert (tmp_path / "live" / "rules" / "40_routing.yaml").read_text() == VIP_ROUTING
+
+
+def test_a_bundle_whose_files_are_not_its_id_or_that_holds_other_files_is_refused() -> None:
+    bundle = Bundle(PIPELINE, rules_files(VIP_ROUTING))
+    stored = json.loads(bundle.to_json())
+    assert Bundle.from_json(bundle.to_json(), bundle.id) == bundle
+    tampered = {**stored, "files": {**stored["files"], "rules/40_routing.yaml": "ruleset: routing\n"}}
+    with pytest.raises(BundleError, match="do not match its id"):
+        Bundle.from_json(json.dumps(tampered).encode(), bundle.id)
+    other = {**stored, "files": {**stored["files"], "../handler.py": "import os"}}
+    with pytest.raises(BundleError, match="files other than"):
+        Bundle.from_json(json.dumps(other).encode())
+    with pytest.raises(BundleError, match="not JSON"):
+        Deployment.from_json(b"{")
+    assert bundle_key("rules/", PIPELINE, bundle.id) == f"rules/{PIPELINE}/bundles/{bundle.id}.json"
+
+
+def test_rollback_skips_the_bundle_that_is_live_now() -> None:
+    deployment = Deployment()
+    for live in ("a", "b", "b", "c"):
+        deployment = deployment.change(live=live, shadow=None, at="", by="")
+    assert deployment.revision == 4 and list(deployment.earlier_live()) == ["b", "a"]

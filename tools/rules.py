@@ -1,0 +1,352 @@
+"""``pipeline-rules``: publish rules bundles to S3 and deploy them (live or shadow) without a code deploy.
+
+    pipeline-rules publish [--pipeline FILE] [--rules DIR] [--with-pipeline] [--shadow | --live] [--note TEXT]
+    pipeline-rules list [--pipeline NAME]
+    pipeline-rules shadow BUNDLE | --clear
+    pipeline-rules promote [BUNDLE]            # without BUNDLE: the shadow becomes live
+    pipeline-rules rollback [--to BUNDLE|packaged]
+    pipeline-rules pull BUNDLE --out DIR       # the bundle's files, e.g. as a dry-run baseline
+
+``publish`` first checks the pipeline and its rules exactly as ``pipeline-dryrun --check`` does (and
+refuses them when the check fails, or with ``--strict`` warns), then uploads the rule files that belong
+to the pipeline (the pipeline file too with ``--with-pipeline``) as an immutable bundle named by its
+digest, and optionally deploys it. Deploying rewrites the pipeline's deployment document, conditional
+on the version read (two people deploying at once cannot overwrite each other). The bucket comes from
+``--bucket`` or ``RULES_BUCKET``, the prefix from ``--prefix`` or ``RULES_PREFIX`` (``rules/``).
+The layout and formats are ``runtime.bundles``'; the running Lambda picks a change up within its
+refresh interval (``runtime.bundlewatch``).
+
+Exit status: 0 done; 1 an inline rule test failed (publish); 2 bad arguments, a configuration that
+does not check, or S3 refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
+
+__all__ = ["main", "run"]
+
+EXIT_OK, EXIT_USAGE = 0, 2
+DEFAULT_PIPELINE = Path("pipelines/twilio_inbound.yaml")
+LISTED = 20
+
+
+class _Failed(Exception):
+    """The command cannot go on; the message says why."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipeline-rules", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--bucket", default=os.environ.get("RULES_BUCKET"), help="the rules bucket (RULES_BUCKET)")
+    parser.add_argument("--prefix", default=os.environ.get("RULES_PREFIX", "rules/"), help="key prefix (rules/)")
+    parser.add_argument("--endpoint-url", help="an S3 endpoint other than AWS's (an emulator)")
+    parser.add_argument(
+        "--pipeline",
+        default=str(DEFAULT_PIPELINE),
+        help="the pipeline: its file (default pipelines/twilio_inbound.yaml) or its name",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    publish = commands.add_parser("publish", help="check, then upload the rules as a bundle (and deploy it)")
+    publish.add_argument("--rules", type=Path, default=Path("rules"), help="the rules directory (rules/)")
+    publish.add_argument("--with-pipeline", action="store_true", help="the pipeline file is part of the bundle")
+    publish.add_argument("--note", default="", help="what changed, for the list")
+    publish.add_argument("--strict", action="store_true", help="warnings refuse the bundle too")
+    deploy = publish.add_mutually_exclusive_group()
+    deploy.add_argument("--shadow", action="store_true", help="deploy it as the shadow candidate")
+    deploy.add_argument("--live", action="store_true", help="deploy it live")
+    commands.add_parser("list", help="the deployment, its history and the bundles")
+    shadow = commands.add_parser("shadow", help="deploy a published bundle as the shadow candidate")
+    shadow.add_argument("bundle", nargs="?", help="the bundle id")
+    shadow.add_argument("--clear", action="store_true", help="deploy no shadow candidate")
+    promote = commands.add_parser("promote", help="make a bundle live (by default the shadow candidate)")
+    promote.add_argument("bundle", nargs="?", help="the bundle id (default: the shadow candidate)")
+    rollback = commands.add_parser("rollback", help="make the previously live bundle live again")
+    rollback.add_argument("--to", help="a bundle id, or 'packaged' for the rules beside the handler")
+    pull = commands.add_parser("pull", help="write a bundle's files to a directory")
+    pull.add_argument("bundle", help="the bundle id")
+    pull.add_argument("--out", type=Path, required=True, help="the directory (gets pipelines/ and rules/)")
+    for command in (publish, shadow, promote, rollback):
+        command.add_argument("--by", default=_user(), help="who deploys (default: the login name)")
+    for command in (shadow, promote, rollback):
+        command.add_argument("--note", default="", help="why, for the history")
+    return parser
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+class _Store:
+    """One pipeline's bundles and deployment document in the bucket."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str, pipeline: str) -> None:
+        self.client, self.bucket, self.prefix, self.pipeline = client, bucket, prefix, pipeline
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def _call(self, what: str, function: Callable[[], Any]) -> Any:
+        import botocore.exceptions
+
+        try:
+            return function()
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise _Failed(f"{what}: {_code(exc) or exc}") from None
+
+    def exists(self, bundle_id: str) -> bool:
+        import botocore.exceptions
+
+        key = bundle_key(self.prefix, self.pipeline, bundle_id)
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise _Failed(f"cannot read {self.uri(key)}: {_code(exc)}") from None
+        return True
+
+    def bundle(self, bundle_id: str) -> Bundle:
+        key = bundle_key(self.prefix, self.pipeline, bundle_id)
+        if not self.exists(bundle_id):
+            raise _Failed(
+                f"no bundle {bundle_id} of {self.pipeline} at {self.uri(key)}; `pipeline-rules list` lists them"
+            )
+        body = self._call(f"cannot read {self.uri(key)}", lambda: self.client.get_object(Bucket=self.bucket, Key=key))
+        try:
+            return Bundle.from_json(body["Body"].read(), bundle_id)
+        except BundleError as exc:
+            raise _Failed(f"{self.uri(key)}: {exc}") from None
+
+    def upload(self, bundle: Bundle) -> bool:
+        """Store the bundle unless it is there already; True when it was uploaded."""
+        if self.exists(bundle.id):
+            return False
+        key = bundle_key(self.prefix, self.pipeline, bundle.id)
+        self._call(
+            f"cannot write {self.uri(key)}",
+            lambda: self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=bundle.to_json(), ContentType="application/json", IfNoneMatch="*"
+            ),
+        )
+        return True
+
+    def deployment(self) -> tuple[Deployment, str | None]:
+        """The deployment document and its ETag (a new one and None when there is none yet)."""
+        import botocore.exceptions
+
+        key = deployment_key(self.prefix, self.pipeline)
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return Deployment(), None
+            raise _Failed(f"cannot read {self.uri(key)}: {_code(exc)}") from None
+        try:
+            return Deployment.from_json(answer["Body"].read()), str(answer["ETag"])
+        except BundleError as exc:
+            raise _Failed(f"{self.uri(key)}: {exc}") from None
+
+    def deploy(self, change: Callable[[Deployment], Deployment]) -> Deployment:
+        """Rewrite the deployment document, conditional on the version read."""
+        current, etag = self.deployment()
+        updated = change(current)
+        key = deployment_key(self.prefix, self.pipeline)
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        import botocore.exceptions
+
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=updated.to_json(), ContentType="application/json", **condition
+            )
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+                raise _Failed("the deployment changed while this ran (someone else deployed); run it again") from None
+            raise _Failed(f"cannot write {self.uri(key)}: {_code(exc)}") from None
+        return updated
+
+
+def _pipeline_name(pipeline: str) -> str:
+    path = Path(pipeline)
+    if path.suffix not in (".yaml", ".yml"):
+        return pipeline
+    from engine.yamlsource import load_yaml
+
+    name = load_yaml(path).data.get("pipeline") if path.is_file() else None
+    if not isinstance(name, str):
+        raise _Failed(f"{pipeline}: no pipeline file with a `pipeline:` name; pass --pipeline NAME or FILE")
+    return name
+
+
+def _describe(deployment: Deployment) -> str:
+    live = deployment.live or "the packaged rules"
+    shadow = f", shadow {deployment.shadow}" if deployment.shadow else ""
+    return f"revision {deployment.revision}: live {live}{shadow}"
+
+
+def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: TextIO) -> tuple[int, _Store | None]:
+    from tools.check import check_config, summary_line
+
+    pipeline = Path(args.pipeline)
+    report = check_config(pipeline, args.rules, os.environ, strict=args.strict)
+    for finding in report.findings:
+        print(finding, file=out)
+    print(summary_line(report), file=err)
+    if report.exit_code:
+        print("pipeline-rules: the check failed: nothing was published", file=err)
+        return report.exit_code, None
+    files = {f"rules/{Path(name).name}": Path(name).read_text(encoding="utf-8") for name in report.files[1:]}
+    if args.with_pipeline:
+        files[f"pipelines/{pipeline.name}"] = pipeline.read_text(encoding="utf-8")
+    name = _pipeline_name(str(pipeline))
+    bundle = Bundle(name, files, _now(), args.by, args.note)
+    assert store is not None
+    store.pipeline = name
+    uploaded = store.upload(bundle)
+    where = store.uri(bundle_key(store.prefix, name, bundle.id))
+    verb = "published" if uploaded else "already published"
+    print(f"{verb}: bundle {bundle.id} of {name} ({len(files)} files) at {where}", file=out)
+    if not args.with_pipeline:
+        from engine.config import content_digest
+
+        version = content_digest([(f"pipelines/{pipeline.name}", pipeline.read_text(encoding="utf-8")), *files.items()])
+        print(f"rules version with the pipeline file {pipeline} as deployed: {version}", file=out)
+    if args.shadow or args.live:
+        role = "shadow" if args.shadow else "live"
+
+        def change(current: Deployment) -> Deployment:
+            live = bundle.id if args.live else current.live
+            shadow = (
+                None if args.live and current.shadow == bundle.id else (bundle.id if args.shadow else current.shadow)
+            )
+            return current.change(live=live, shadow=shadow, at=_now(), by=args.by, note=args.note)
+
+        deployed = store.deploy(change)
+        print(f"deployed as {role}: {_describe(deployed)}", file=out)
+    return EXIT_OK, store
+
+
+def _list(store: _Store, out: TextIO) -> None:
+    deployment, _ = store.deployment()
+    print(f"pipeline {store.pipeline}: {store.uri(store.prefix + store.pipeline + '/')}", file=out)
+    if not deployment.revision:
+        print("no deployment: the rules packaged beside the handler decide", file=out)
+    else:
+        print(f"deployment {_describe(deployment)} ({deployment.updated_at} by {deployment.updated_by})", file=out)
+        print("history (newest first):", file=out)
+        for entry in (deployment.entry(), *deployment.history):
+            shadow = f", shadow {entry['shadow']}" if entry.get("shadow") else ""
+            note = f"  {entry['note']}" if entry.get("note") else ""
+            live = entry.get("live") or "packaged"
+            print(
+                f"  r{entry['revision']}  {entry['updated_at']}  {entry['updated_by']}: live {live}{shadow}{note}",
+                file=out,
+            )
+    listing = store._call(
+        "cannot list the bundles",
+        lambda: store.client.list_objects_v2(Bucket=store.bucket, Prefix=f"{store.prefix}{store.pipeline}/bundles/"),
+    )
+    objects = sorted(listing.get("Contents", []), key=lambda item: item["LastModified"], reverse=True)[:LISTED]
+    print(f"bundles (newest first, up to {LISTED}):", file=out)
+    for item in objects:
+        bundle_id = Path(item["Key"]).stem
+        bundle = store.bundle(bundle_id)
+        roles = [
+            role for role, value in (("live", deployment.live), ("shadow", deployment.shadow)) if value == bundle_id
+        ]
+        marks = f"  [{', '.join(roles)}]" if roles else ""
+        files = ", ".join(sorted(bundle.files))
+        print(f"  {bundle_id}  {bundle.published_at}  {bundle.published_by}{marks}  {bundle.note}  ({files})", file=out)
+
+
+def _deploy(args: argparse.Namespace, store: _Store, out: TextIO) -> None:
+    current, _ = store.deployment()
+    live, shadow = current.live, current.shadow
+    if args.command == "shadow":
+        if args.clear == bool(args.bundle):
+            raise _Failed("give a bundle id, or --clear")
+        shadow = None if args.clear else args.bundle
+    elif args.command == "promote":
+        chosen = args.bundle or current.shadow
+        if chosen is None:
+            raise _Failed("there is no shadow candidate to promote; give a bundle id")
+        live, shadow = chosen, (None if current.shadow == chosen else current.shadow)
+    else:
+        earlier = current.earlier_live()
+        if args.to is None and not earlier:
+            raise _Failed("no earlier live bundle in the history; give --to BUNDLE or --to packaged")
+        live = (None if args.to == "packaged" else args.to) if args.to is not None else earlier[0]
+    for bundle_id in {live, shadow} - {None, current.live, current.shadow}:
+        assert bundle_id is not None
+        store.bundle(bundle_id)  # it exists and is whole
+
+    def change(read: Deployment) -> Deployment:
+        if (read.live, read.shadow) != (current.live, current.shadow):
+            raise _Failed("the deployment changed while this ran (someone else deployed); run it again")
+        return read.change(live=live, shadow=shadow, at=_now(), by=args.by, note=args.note)
+
+    deployed = store.deploy(change)
+    print(f"deployed: {_describe(deployed)}", file=out)
+
+
+def run(
+    argv: Sequence[str] | None = None, *, client: Any = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+) -> int:
+    """Run the command line with ``client`` (a boto3 S3 client; one is made when None); the exit status."""
+    args = _parser().parse_args(argv)
+    from engine.plugins import load_plugins, plugin_modules
+
+    load_plugins(plugin_modules(os.environ))
+    if not args.bucket:
+        print("pipeline-rules: error: no bucket: pass --bucket or set RULES_BUCKET", file=err)
+        return EXIT_USAGE
+    prefix = args.prefix if not args.prefix or args.prefix.endswith("/") else f"{args.prefix}/"
+    try:
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=args.endpoint_url)
+        if args.command == "publish":
+            status, _ = _publish(args, _Store(client, args.bucket, prefix, ""), out, err)
+            return status
+        store = _Store(client, args.bucket, prefix, _pipeline_name(args.pipeline))
+        if args.command == "list":
+            _list(store, out)
+        elif args.command == "pull":
+            store.bundle(args.bundle).write(args.out)
+            print(f"wrote bundle {args.bundle} to {args.out}/ (pipelines/, rules/)", file=out)
+        else:
+            _deploy(args, store, out)
+    except _Failed as exc:
+        print(f"pipeline-rules: error: {exc}", file=err)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def main() -> int:
+    """Entry point of the console script."""
+    return run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
