@@ -33,10 +33,40 @@ INVALID_SIGNATURE = ErrorSpec("INVALID_SIGNATURE", description="the request's si
 _ADDRESS_PREFIX = re.compile(r"^[a-z]+:")
 _MEDIA_URL = re.compile(r"^MediaUrl(\d+)$")
 _HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?")
+# Twilio signs the sorted key+value pairs with no separator, so a captured request can be re-cut
+# (``MessageSid=SM…&MessageType=text`` signs as ``MessageSid=SM…MessageTypetext``): every field used as an
+# identity must have its exact shape, or a shifted variant would pass as a new message.
+_MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
+_ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+# The channels whose addresses carry a prefix (``whatsapp:+1415…``); any other channel's are bare numbers.
+_PREFIXED = frozenset({"whatsapp"})
 
 
 def _address(value: str) -> str:
     return _ADDRESS_PREFIX.sub("", value, count=1)
+
+
+def _identity_problem(form: FormParams, channel: str) -> str | None:
+    """Why the fields that identify the message (sids, numbers) are not what Twilio sends, or None."""
+    sid = form.first("MessageSid") or ""
+    if not _MESSAGE_SID.fullmatch(sid):
+        return "MessageSid is not a Twilio message SID"
+    if len(form.getall("MessageSid")) > 1:
+        return "MessageSid is repeated"
+    for alias in ("SmsMessageSid", "SmsSid"):
+        if alias in form and any(value != sid for value in form.getall(alias)):
+            return f"{alias} differs from MessageSid"
+    account = form.first("AccountSid")
+    if account is not None and not _ACCOUNT_SID.fullmatch(account):
+        return "AccountSid is not a Twilio account SID"
+    prefix = f"{channel}:" if channel in _PREFIXED else ""
+    for name in ("From", "To"):
+        values = form.getall(name)
+        value = values[0]
+        if len(values) > 1 or not value.startswith(prefix) or not _E164.fullmatch(value.removeprefix(prefix)):
+            return f"{name} is not a {prefix}+E.164 number"
+    return None
 
 
 def _media(form: FormParams) -> list[dict[str, str]]:
@@ -172,9 +202,10 @@ class TwilioParse:
         for required in ("From", "To", "MessageSid"):
             if not (form.first(required) or "").strip():
                 raise _fail(f"missing required parameter {required}")
+        problem = _identity_problem(form, channel)
+        if problem is not None:
+            raise _fail(problem)
         sender, recipient = _address(form.first("From") or ""), _address(form.first("To") or "")
-        if not sender.strip() or not recipient.strip():
-            raise _fail("From and To must carry a number")
         status = form.first("MessageStatus")
         is_callback = status is not None
         media = _media(form)
