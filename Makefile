@@ -41,7 +41,7 @@ bench-smoke: $(STAMP)
 
 ## Regenerate the editor JSON Schemas (schemas/*.json) from the step registry; commit the result.
 schemas: $(STAMP)
-	$(PY) -m engine.schema_export
+	$(PY) -m tools.schema_export
 
 ## The Lambda artifact (build/lambda.zip: code + runtime dependencies only); prints its size.
 build: $(STAMP)

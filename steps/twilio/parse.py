@@ -88,6 +88,10 @@ def _host_name(host: str | None) -> str:
     return (host or "").strip().lower().rstrip(".")
 
 
+def _without_port(host: str) -> str:
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
 def _allowed_hosts(value: Any) -> frozenset[str]:
     items = value.split(",") if isinstance(value, str) else list(value or [])
     hosts = frozenset(_host_name(item) for item in items if _host_name(item))
@@ -119,8 +123,10 @@ def _fail(message: str) -> StepFailure:
                 "type": ["string", "array"],
                 "items": {"type": "string"},
                 "description": "Hosts the URL may be rebuilt with (a list, or one comma-separated string); a "
-                "request for any other Host is refused with INVALID_SIGNATURE before any AWS call. "
-                "Empty: any host. Not consulted when public_base_url is set (the Host header is then ignored).",
+                "request for any other Host is refused with INVALID_SIGNATURE before any AWS call, and the URL's "
+                "scheme is https whatever X-Forwarded-Proto says. Empty: the Host must be the domain the platform "
+                "received the request on (requestContext.domainName). Not consulted when public_base_url is set "
+                "(the Host header is then ignored).",
             },
             "max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 1048576},
             "max_params": {"type": "integer", "minimum": 10, "maximum": 10000},
@@ -145,12 +151,27 @@ class TwilioParse:
         self._max_body = int(params.get("max_body_bytes", 65536))
         self._max_params = int(params.get("max_params", 500))
 
+    def _check_host(self, http: HttpRequest) -> None:
+        """Refuse a Host the signed URL must not be rebuilt with (fail closed: see ``allowed_hosts``)."""
+        host = _host_name(http.host)
+        if not _HOST.fullmatch(host):
+            raise _fail("the request's Host is not a host name")
+        if self._hosts:
+            allowed = host in self._hosts
+        else:
+            # A signature Twilio made for another URL of the account must not become valid here by a forged
+            # Host: by default the Host must be the domain the platform says the request arrived on.
+            domain = _host_name(http.domain)
+            allowed = bool(domain) and _without_port(host) == _without_port(domain)
+        if not allowed:
+            raise StepFailure(INVALID_SIGNATURE.code, "the request's host is not one this webhook is registered under")
+
     def _signed_url(self, http: HttpRequest, channel: str) -> str:
-        url = (
-            http.public_url()
-            if not self._base
-            else f"{self._base}/{channel}" + (f"?{http.query}" if http.query else "")
-        )
+        if self._base:
+            url = f"{self._base}/{channel}" + (f"?{http.query}" if http.query else "")
+        else:
+            # Behind an allow-list the scheme is https: a client's X-Forwarded-Proto must not choose it.
+            url = http.public_url(scheme="https" if self._hosts else None)
         # The validator encodes the URL and reads its port: a hostile one must fail here, as PARSING_ERROR.
         try:
             url.encode("utf-8")
@@ -191,9 +212,8 @@ class TwilioParse:
         signature = http.header(SIGNATURE_HEADER)
         if not signature:
             raise StepFailure(INVALID_SIGNATURE.code, "missing X-Twilio-Signature header")
-        if not self._base and self._hosts and _host_name(http.host) not in self._hosts:
-            # A signature Twilio made for another URL of the account must not become valid here by a forged Host.
-            raise StepFailure(INVALID_SIGNATURE.code, "the request's host is not one this webhook is registered under")
+        if not self._base:
+            self._check_host(http)
         form = self._form(http)
         try:
             url = self._signed_url(http, channel)

@@ -125,11 +125,37 @@ def borrowed_signature() -> dict[str, Any]:
     return event
 
 
-def test_without_public_base_url_or_allowed_hosts_the_host_header_decides(
+def test_without_public_base_url_or_allowed_hosts_the_host_must_be_the_domain_the_request_arrived_on(
     seeded: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    application, _ = container(seeded, monkeypatch)
-    assert outcome(application, borrowed_signature()).result.outcome == "QUEUED"
+    # Issue 15 (4): the Host header used to decide the signed URL, so this borrowed signature was QUEUED.
+    application, injector = container(seeded, monkeypatch)
+    assert outcome(application, borrowed_signature()).result.outcome == "INVALID_SIGNATURE"
+    assert sum(injector.calls.values()) == 0
+    assert outcome(application, rest_event("whatsapp", whatsapp_params())).result.outcome == "QUEUED"
+
+
+@pytest.mark.parametrize("host", [f"{OTHER_HOST}/tenant-x", f"{HOST}/x", f"{HOST}:99999", f"user@{HOST}", ""])
+def test_a_host_that_is_not_a_host_name_is_refused(host: str, seeded: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    application, injector = container(seeded, monkeypatch)
+    event = rest_event("whatsapp", whatsapp_params(), host=HOST, signed_url=f"https://{host}/prod/whatsapp")
+    event["headers"]["Host"] = event["multiValueHeaders"]["Host"][0] = host
+    event["requestContext"]["domainName"] = host or None
+    assert outcome(application, event).result.outcome in ("PARSING_ERROR", "INVALID_SIGNATURE")
+    assert sum(injector.calls.values()) == 0
+
+
+def test_behind_an_allow_list_the_client_does_not_choose_the_scheme(
+    seeded: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    application, injector = container(seeded, monkeypatch, ALLOWED_HOSTS=HOST)
+    downgraded = rest_event(
+        "whatsapp", whatsapp_params(), signed_url=f"http://{HOST}/prod/whatsapp", headers={"X-Forwarded-Proto": "http"}
+    )
+    assert outcome(application, downgraded).result.outcome == "INVALID_SIGNATURE"
+    assert injector.calls["get"] == 0
+    honest = rest_event("whatsapp", whatsapp_params(), headers={"X-Forwarded-Proto": "http"})
+    assert outcome(application, honest).result.outcome == "QUEUED"
 
 
 def test_public_base_url_ignores_the_host_header(seeded: World, monkeypatch: pytest.MonkeyPatch) -> None:
