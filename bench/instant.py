@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from engine.clock import SystemClock
 from engine.conditions import Condition
 from engine.context import Services
+from engine.ports import QueryPage
 from engine.secrets import SecretCache
 
 __all__ = ["InstantQueues", "InstantSecrets", "InstantTables", "instant_services"]
@@ -47,6 +48,11 @@ class InstantTables:
         self._wait()
         company, user = (str(value) for value in key.values())
         return [_project(item, attributes) for item in self._by_pair.get((company, user), [])]
+
+    def query_pages(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> Iterator[QueryPage]:
+        yield QueryPage(self.query_index(table, index, key, attributes), more=False)
 
     def get_item(
         self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None

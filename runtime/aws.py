@@ -20,7 +20,7 @@ from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, T
 
 from engine.calls import CallLimits
 from engine.conditions import AnyOf, AttributeEquals, AttributeLessThan, AttributeNotExists, Condition
-from engine.ports import ErrorKind, ServiceError
+from engine.ports import ErrorKind, QueryPage, ServiceError
 
 __all__ = [
     "AwsSettings",
@@ -217,15 +217,6 @@ class DynamoTables:
             return {}
         return {"ProjectionExpression": ", ".join(expression.name(a) for a in attributes)}
 
-    def _pages(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        while True:
-            page: dict[str, Any] = _call("dynamodb.Query", partial(self.client.query, **request))
-            yield from page.get("Items", [])
-            last = page.get("LastEvaluatedKey")
-            if not last:
-                return
-            request = {**request, "ExclusiveStartKey": last}
-
     def query_index(
         self,
         table: str,
@@ -233,6 +224,15 @@ class DynamoTables:
         key: Mapping[str, str],
         attributes: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
+        return [item for page in self.query_pages(table, index, key, attributes) for item in page.items]
+
+    def query_pages(
+        self,
+        table: str,
+        index: str,
+        key: Mapping[str, str],
+        attributes: Sequence[str] | None = None,
+    ) -> Iterator[QueryPage]:
         expression = _Expression()
         key_condition = " AND ".join(f"{expression.name(k)} = {expression.value(v)}" for k, v in key.items())
         request: dict[str, Any] = {
@@ -243,7 +243,13 @@ class DynamoTables:
         }
         request["ExpressionAttributeNames"] = expression.names
         request["ExpressionAttributeValues"] = self._to_wire(expression.values)
-        return [self._from_wire(item) for item in self._pages(request)]
+        while True:
+            page: dict[str, Any] = _call("dynamodb.Query", partial(self.client.query, **request))
+            last = page.get("LastEvaluatedKey")
+            yield QueryPage([self._from_wire(item) for item in page.get("Items", [])], bool(last))
+            if not last:
+                return
+            request = {**request, "ExclusiveStartKey": last}
 
     def get_item(
         self,

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from engine.context import Context, StepResult
-from engine.errors import ErrorSpec, StepFailure
+from engine.errors import ErrorSpec, StepFailure, TransientFault
 from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
 from engine.ports import ServiceError, json_safe
 from engine.registry import BuildInfo, IamGrant, ParamError, Resource, register
@@ -138,6 +138,20 @@ def _path(params: Mapping[str, Any], name: str, default: str) -> Expression:
                 "type": "string",
                 "description": "JMESPath giving the user's address (default: request.user_number).",
             },
+            "max_pages": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 100,
+                "description": "Most query pages (up to 1 MB each) read for one request, which is not yet "
+                "authenticated here: more is DB_QUERY_ERROR (default 4).",
+            },
+            "max_items": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 10000,
+                "description": "Most conversations one (company, user) pair may have: more is DB_QUERY_ERROR "
+                "(default 100).",
+            },
         },
     },
 )
@@ -152,6 +166,34 @@ class ConversationLookup:
         self._pattern = secret_pattern(params, info)
         self._company = _path(params, "company", "request.company_number")
         self._user = _path(params, "user", "request.user_number")
+        self._max_pages = int(params.get("max_pages", 4))
+        self._max_items = int(params.get("max_items", 100))
+
+    def _matches(self, ctx: Context, index: str, key: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every conversation of the pair; the request is not authenticated yet, so the reading is bounded.
+
+        The deadline is checked between pages (each page is one bounded call), and a pair with more pages or
+        items than the limits allow is refused rather than read on a forged request's behalf.
+        """
+        items: list[dict[str, Any]] = []
+        pages = ctx.services.tables.query_pages(self._table, index, key, self._ATTRIBUTES)
+        count = 0
+        while (page := db_call(lambda: next(pages, None))) is not None:
+            count += 1
+            items += page.items
+            if len(items) > self._max_items:
+                raise StepFailure(
+                    DB_QUERY.code, f"more than {self._max_items} conversations match", cause="LookupLimit"
+                )
+            if not page.more:
+                break
+            if count >= self._max_pages:
+                raise StepFailure(
+                    DB_QUERY.code, f"more than {self._max_pages} pages of conversations match", cause="LookupLimit"
+                )
+            if ctx.time_left() <= 0:
+                raise TransientFault(DB_TRANSIENT.code, f"time budget spent after {count} lookup page(s)")
+        return items
 
     def run(self, ctx: Context) -> StepResult:
         request = ctx.doc["request"]
@@ -159,7 +201,7 @@ class ConversationLookup:
         if index is None:
             raise StepFailure(MISSING_CREDENTIAL.code, f"no lookup index configured for channel {request['channel']}")
         key = {index["company_key"]: self._company.search(ctx.doc), index["user_key"]: self._user.search(ctx.doc)}
-        items = db_call(lambda: ctx.services.tables.query_index(self._table, index["index"], key, self._ATTRIBUTES))
+        items = self._matches(ctx, index["index"], key)
         if not items:
             raise StepFailure(NOT_FOUND.code, "no conversation for this sender and recipient")
         chosen = pick_conversation(items)

@@ -11,14 +11,14 @@ queries skip items without the index's key attributes and sort as moto does; fai
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from engine.conditions import Condition, holds
-from engine.ports import ServiceError
+from engine.ports import QueryPage, ServiceError
 from runtime.aws import plain_value
 from tools.dryrun.blueprint import IndexSchema, TableSchema
 
@@ -166,6 +166,16 @@ class MemoryTables:
         if spec.range_key is not None and spec.range_key in key:
             wanted = (*wanted, key[spec.range_key])
         return [self._project(item, attributes) for item in self._index(schema, spec).get(wanted, [])]
+
+    def query_pages(
+        self,
+        table: str,
+        index: str,
+        key: Mapping[str, str],
+        attributes: Sequence[str] | None = None,
+    ) -> Iterator[QueryPage]:
+        """Every match as one page (memory has no 1 MB page limit)."""
+        yield QueryPage(self.query_index(table, index, key, attributes), more=False)
 
     def get_item(
         self,

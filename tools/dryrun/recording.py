@@ -11,14 +11,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from engine.conditions import Condition, holds
-from engine.ports import Queues, ServiceError, Tables
+from engine.ports import QueryPage, Queues, ServiceError, Tables
 from tools.dryrun.blueprint import TableSchema, queue_name
 
 __all__ = ["Action", "Journal", "PlanningQueues", "PlanningTables", "RecordingQueues", "RecordingTables"]
@@ -100,6 +100,11 @@ class RecordingTables:
     ) -> list[dict[str, Any]]:
         return self._inner.query_index(table, index, key, attributes)
 
+    def query_pages(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> Iterator[QueryPage]:
+        return self._inner.query_pages(table, index, key, attributes)
+
     def get_item(
         self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
     ) -> dict[str, Any] | None:
@@ -163,6 +168,11 @@ class PlanningTables:
         self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
     ) -> list[dict[str, Any]]:
         return self._inner.query_index(table, index, key, attributes)
+
+    def query_pages(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> Iterator[QueryPage]:
+        return self._inner.query_pages(table, index, key, attributes)
 
     def get_item(
         self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
