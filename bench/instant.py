@@ -15,7 +15,7 @@ from typing import Any
 from engine.clock import SystemClock
 from engine.conditions import Condition
 from engine.context import Services
-from engine.ports import QueryPage
+from engine.ports import ItemRequest, QueryPage
 from engine.secrets import SecretCache
 
 __all__ = ["InstantQueues", "InstantSecrets", "InstantTables", "instant_services"]
@@ -60,6 +60,14 @@ class InstantTables:
         self._wait()
         item = self._by_key.get((key["primary_channel"], key["conversation_id"]))
         return None if item is None else _project(item, attributes)
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        self._wait()
+        found: list[dict[str, Any] | None] = []
+        for request in requests:
+            item = self._by_key.get((request.key.get("primary_channel"), request.key.get("conversation_id")))
+            found.append(None if item is None else _project(item, request.attributes))
+        return found
 
     def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
         self._wait()

@@ -95,10 +95,19 @@ class RuleTrace(NamedTuple):
 
 
 class Compensation(NamedTuple):
-    """An undo action a step registers after a side effect, run if a later step fails."""
+    """An undo action a step registers after a side effect, run if a later step fails.
+
+    ``rank`` is the registering step's place in the pipeline: undo actions run latest step first, so that
+    members of a parallel group undo in a fixed order whichever of them finished first.
+    """
 
     label: str
     action: Callable[[], None]
+    rank: int = 0
+
+
+# The place in the pipeline of the step running in this thread (set by the runner).
+STEP_RANK: ContextVar[int] = ContextVar("step_rank", default=0)
 
 
 @dataclass
@@ -116,7 +125,7 @@ class Context:
 
     def on_failure(self, label: str, action: Callable[[], None]) -> None:
         """Register ``action`` to undo a side effect if the run ends in an error."""
-        self.compensations.append(Compensation(label, action))
+        self.compensations.append(Compensation(label, action, STEP_RANK.get()))
 
     def time_left(self) -> float:
         """Seconds until the invocation's deadline."""

@@ -15,7 +15,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from engine.conditions import Condition
 
-__all__ = ["ErrorKind", "QueryPage", "Queues", "SecretStore", "ServiceError", "Tables", "json_safe"]
+__all__ = ["ErrorKind", "ItemRequest", "QueryPage", "Queues", "SecretStore", "ServiceError", "Tables", "json_safe"]
 
 ErrorKind = Literal["transient", "not_found", "denied", "invalid", "permanent"]
 
@@ -42,6 +42,15 @@ class QueryPage(NamedTuple):
 
     items: list[dict[str, Any]]
     more: bool
+
+
+class ItemRequest(NamedTuple):
+    """One item to read in a batch: its table and key, and how to read it."""
+
+    table: str
+    key: Mapping[str, Any]
+    consistent: bool = True
+    attributes: Sequence[str] | None = None
 
 
 class Tables(Protocol):
@@ -79,6 +88,13 @@ class Tables(Protocol):
         attributes: Sequence[str] | None = None,
     ) -> dict[str, Any] | None:
         """The item with ``key``, or None."""
+        ...
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        """Several items in one round trip (BatchGetItem), each as ``get_item`` answers it, in request order.
+
+        Requests for one table must share their ``consistent`` and ``attributes``.
+        """
         ...
 
     def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:

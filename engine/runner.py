@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, NamedTuple
 
-from engine.context import Context, RuleTrace, Services, StepResult, Tracer, bind_log_fields
+from engine.context import STEP_RANK, Context, RuleTrace, Services, StepResult, Tracer, bind_log_fields
 from engine.errors import InternalError, PipelineError, TransientFault
 from engine.expressions import Expression, ExpressionError
 from engine.registry import Step
@@ -132,6 +132,7 @@ class Pipeline:
         """
         self.name = name
         self.nodes = tuple(nodes)
+        self._rank = {step.id: index for index, step in enumerate(self.steps())}
         self.deadline_seconds = deadline_seconds
         self.default_outcome = default_outcome
         needs_pool = concurrent and any(isinstance(node, ParallelGroup) for node in self.nodes)
@@ -277,6 +278,7 @@ class Pipeline:
         if planned.when is not None and not tested and not self._wanted(planned, ctx, trace):
             return None
         started = perf_counter()
+        rank = STEP_RANK.set(self._rank.get(planned.id, 0))
         try:
             if planned.deadline_code and ctx.services.clock.monotonic() >= ctx.deadline:
                 raise TransientFault(planned.deadline_code, f"time budget spent before step {planned.id!r}")
@@ -296,6 +298,8 @@ class Pipeline:
             trace.end(planned.id, "INTERNAL_ERROR", started)
             logger.exception("step %s raised %s", planned.id, type(exc).__name__)
             raise InternalError(planned.id, exc) from exc
+        finally:
+            STEP_RANK.reset(rank)
         output = result.output
         if output is not None and planned.provides:
             ctx.doc[planned.provides] = output if type(output) is dict else dict(output)
@@ -313,7 +317,8 @@ class Pipeline:
         clean up (e.g. a trigger lock held by a message that sent nothing): a final error then becomes
         that fault, so the caller retries instead of taking the answer as final.
         """
-        for compensation in reversed(ctx.compensations):
+        # Latest step first; a step's own undo actions in reverse order of registration (sorting is stable).
+        for compensation in sorted(reversed(ctx.compensations), key=lambda item: item.rank, reverse=True):
             try:
                 compensation.action()
             except TransientFault as exc:

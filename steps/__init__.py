@@ -3,6 +3,6 @@
 Hosts load it through ``engine.plugins.load_plugins(["steps"])``; the engine never imports it.
 """
 
-from steps import control, conversations, rules, secrets, sqs, stage, trigger, twilio
+from steps import control, conversations, replay, rules, secrets, sqs, stage, trigger, twilio
 
-__all__ = ["control", "conversations", "rules", "secrets", "sqs", "stage", "trigger", "twilio"]
+__all__ = ["control", "conversations", "replay", "rules", "secrets", "sqs", "stage", "trigger", "twilio"]

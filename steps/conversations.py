@@ -15,8 +15,10 @@ from typing import Any, TypeVar
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure, TransientFault
 from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
-from engine.ports import ServiceError, json_safe
+from engine.ports import ItemRequest, ServiceError, json_safe
 from engine.registry import BuildInfo, IamGrant, ParamError, Resource, register
+from steps.replay import KEY as REPLAY_KEY
+from steps.replay import REPLAY, replay_of
 from steps.support import secret_pattern, service_failure, table_name
 
 __all__ = [
@@ -227,7 +229,13 @@ class ConversationLookup:
     "conversations.get",
     provides="conversation",
     requires=("credential",),
-    iam=(IamGrant(("dynamodb:GetItem",), (Resource("table", "table", "conversations"),)),),
+    iam=(
+        IamGrant(("dynamodb:GetItem",), (Resource("table", "table", "conversations"),)),
+        IamGrant(
+            ("dynamodb:BatchGetItem",),
+            (Resource("table", "table", "conversations"), Resource("table", "replay_table")),
+        ),
+    ),
     errors=(NOT_FOUND, DB_TRANSIENT, DB_QUERY),
     deadline_code=DB_TRANSIENT.code,
     params={
@@ -235,6 +243,11 @@ class ConversationLookup:
         "additionalProperties": False,
         "properties": {
             "table": {"type": "string"},
+            "replay_table": {
+                "type": "string",
+                "description": "The logical table of replay.record's records: read in the same batch as the "
+                "conversation; a replay of an accepted message ends the run as REPLAY (nothing written).",
+            },
             "consistent_read": {"type": "boolean"},
             "read": {
                 "enum": ["whole", "rules"],
@@ -258,6 +271,7 @@ class ConversationGet:
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = table_name(params, info, "conversations")
+        self._replay = table_name(params, info, "", "replay_table") if "replay_table" in params else None
         self._consistent = bool(params.get("consistent_read", True))
         found = rule_attributes(info.rulesets) if params.get("read", "whole") == "rules" else None
         self._attributes = None if found is None else tuple(dict.fromkeys([*found, *params.get("also_read", [])]))
@@ -265,19 +279,34 @@ class ConversationGet:
     def _read(self, ctx: Context, key: Mapping[str, str], attributes: tuple[str, ...] | None) -> dict[str, Any]:
         tables = ctx.services.tables
         item = db_call(lambda: tables.get_item(self._table, key, consistent=self._consistent, attributes=attributes))
-        if item is None:
-            raise StepFailure(NOT_FOUND.code, "the conversation item is gone")
-        # Rules see plain JSON values, as their inline tests give them: JMESPath functions reject Decimal.
-        plain: dict[str, Any] = json_safe(item)
-        return plain
+        return _found(item)
 
     def run(self, ctx: Context) -> StepResult:
         credential = ctx.doc["credential"]
         key = {"primary_channel": credential["primary_channel"], "conversation_id": credential["conversation_id"]}
-        item = self._read(ctx, key, self._attributes)
+        if self._replay is None:
+            item = self._read(ctx, key, self._attributes)
+        else:
+            # The replay record comes in the same round trip as the conversation.
+            requests = [
+                ItemRequest(self._table, key, self._consistent, self._attributes),
+                ItemRequest(self._replay, {REPLAY_KEY: ctx.doc["request"]["message_sid"]}),
+            ]
+            conversation, record = db_call(lambda: ctx.services.tables.get_items(requests))
+            if replay_of(record, ctx.services.clock.now().timestamp()):
+                return StepResult(outcome=REPLAY, stop=True, decision="replay of an accepted message")
+            item = _found(conversation)
         if self._attributes is not None:
             ctx.private[_WHOLE] = lambda: self._read(ctx, key, None)
         return StepResult(output=item, decision="found")
+
+
+def _found(item: Mapping[str, Any] | None) -> dict[str, Any]:
+    if item is None:
+        raise StepFailure(NOT_FOUND.code, "the conversation item is gone")
+    # Rules see plain JSON values, as their inline tests give them: JMESPath functions reject Decimal.
+    plain: dict[str, Any] = json_safe(item)
+    return plain
 
 
 def whole_conversation(ctx: Context) -> Mapping[str, Any]:

@@ -45,6 +45,8 @@ def resolve(resource: Resource, params: Mapping[str, Any], config: AppConfig) ->
     if resource.kind == "queue":
         return [("queue", target.queue_url) for target in config.targets.values()]
     chosen = params.get(resource.param or "", resource.default) if resource.param else resource.default
+    if chosen is None:
+        return []  # an optional resource the step is not configured with
     if resource.kind == "secret":
         pattern = config.secrets.get(str(chosen))
         return [("secret", pattern.pattern if pattern is not None else "*")]

@@ -1,7 +1,7 @@
 """The contract's AWS resources, created in an emulator (moto in-process or its server).
 
 Used by the tests, the dry-run's in-memory world and ``pipeline-serve``: one definition of the
-conversations table (with both GSIs), the stage and lock tables and the three queues.
+conversations table (with both GSIs), the stage, lock and replay-record tables and the three queues.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class LocalResources:
     whatsapp_queue_url: str
     sms_queue_url: str
     handoff_queue_url: str
+    replay_table: str
 
     def environment(self) -> dict[str, str]:
         """The contract's environment variables pointing at these resources."""
@@ -42,6 +43,7 @@ class LocalResources:
             "WHATSAPP_QUEUE_URL": self.whatsapp_queue_url,
             "SMS_QUEUE_URL": self.sms_queue_url,
             "HANDOFF_QUEUE_URL": self.handoff_queue_url,
+            "REPLAY_TABLE_NAME": self.replay_table,
         }
 
 
@@ -96,12 +98,21 @@ def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
         AttributeDefinitions=[{"AttributeName": "conversation_id", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "conversation_id", "KeyType": "HASH"}],
     )
-    for table in (stage, lock):
+    replay = f"{prefix}conversations-replay"
+    dynamodb.create_table(
+        TableName=replay,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "message_sid", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "message_sid", "KeyType": "HASH"}],
+    )
+    for table in (stage, lock, replay):
         dynamodb.update_time_to_live(
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
         )
-    urls = [sqs.create_queue(QueueName=f"{prefix}{name}")["QueueUrl"] for name in ("whatsapp", "sms", "handoff")]
-    return LocalResources(conversations, stage, lock, *urls)
+    whatsapp, sms, handoff = (
+        sqs.create_queue(QueueName=f"{prefix}{name}")["QueueUrl"] for name in ("whatsapp", "sms", "handoff")
+    )
+    return LocalResources(conversations, stage, lock, whatsapp, sms, handoff, replay)
 
 
 def _dynamo_safe(value: Any) -> Any:

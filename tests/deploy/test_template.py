@@ -138,6 +138,7 @@ def test_the_step_policy_grants_exactly_the_actions_the_steps_declare(template, 
     assert declared == {
         "dynamodb:Query",
         "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
         "dynamodb:DeleteItem",
         "sqs:SendMessage",
@@ -155,9 +156,10 @@ def test_each_action_is_granted_on_exactly_the_resources_its_steps_use(template,
         for resource in as_list(statement["Resource"])
     }
     assert granted == expected_grants(config)
-    # The lock release may delete lock rows only; staged messages are never deleted by this function.
+    # The releases may delete lock rows and replay records only; staged messages are never deleted by this function.
     assert {resource for action, resource in granted if action == "dynamodb:DeleteItem"} == {
-        repr({"Fn::GetAtt": ["LockTable", "Arn"]})
+        repr({"Fn::GetAtt": ["LockTable", "Arn"]}),
+        repr({"Fn::GetAtt": ["ReplayTable", "Arn"]}),
     }
 
 
@@ -215,6 +217,7 @@ def test_the_tables_have_the_contract_keys_and_ttl(template) -> None:
     assert keys == {
         "StageTable": [("conversation_id", "HASH"), ("message_sid", "RANGE")],
         "LockTable": [("conversation_id", "HASH")],
+        "ReplayTable": [("message_sid", "HASH")],
     }
     for body in tables.values():
         assert body["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}

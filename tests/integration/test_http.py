@@ -61,14 +61,16 @@ def test_a_whatsapp_message_is_staged_locked_and_triggered(serve: Serve, aws: Wo
     assert received(aws, "sms") == received(aws, "handoff") == []
 
 
-def test_a_second_message_in_the_window_is_staged_but_sends_no_second_trigger(serve: Serve, aws: World) -> None:
+def test_without_a_batch_window_every_message_sends_its_own_trigger(serve: Serve, aws: World) -> None:
+    # W = 0: the first trigger is visible at once, so a consumer may read the batch before the second row
+    # lands; batching the second message would leave it without a pending trigger (tests/.../test_batch_races.py).
     aws.add_conversation()
     aws.add_default_secrets()
     assert serve.post("/prod/whatsapp", whatsapp_params(sid=SID_1)).status == 200
     assert serve.post("/prod/whatsapp", whatsapp_params(sid=SID_2, body="and another thing")).status == 200
     assert sorted(row["message_sid"] for row in aws.stage_rows()) == [SID_1, SID_2]
-    assert [lock["message_sid"] for lock in aws.lock_rows()] == [SID_1]
-    assert len(received(aws, "whatsapp")) == 1
+    assert [lock["message_sid"] for lock in aws.lock_rows()] == [SID_2]
+    assert len(received(aws, "whatsapp")) == 2
 
 
 def test_a_conversation_handed_to_a_human_goes_to_the_handoff_queue_with_its_context(serve: Serve, aws: World) -> None:
@@ -136,6 +138,7 @@ def test_a_transient_fault_is_a_5xx_so_that_twilio_retries(tmp_path: Path) -> No
         CONVERSATIONS_TABLE_NAME="conversations",
         STAGE_TABLE_NAME="conversations-stage",
         LOCK_TABLE_NAME="conversations-trigger-lock",
+        REPLAY_TABLE_NAME="conversations-replay",
         WHATSAPP_QUEUE_URL=f"{dead}/123456789012/whatsapp",
         SMS_QUEUE_URL=f"{dead}/123456789012/sms",
         HANDOFF_QUEUE_URL=f"{dead}/123456789012/handoff",

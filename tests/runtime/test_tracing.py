@@ -14,7 +14,20 @@ from tests.support.webhooks import rest_event, whatsapp_params
 
 TRACE_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 LAMBDA_SEGMENT = "53995c3f42cd8ad8"
-STEPS = {"parse", "lookup", "auth_token", "signature", "conversation", "rules", "route", "stage", "lock", "send"}
+STEPS = {
+    "parse",
+    "lookup",
+    "auth_token",
+    "signature",
+    "conversation",
+    "rules",
+    "route",
+    "stage",
+    "lock",
+    "replay",
+    "send",
+    "sent",
+}
 
 
 @pytest.fixture
@@ -100,7 +113,15 @@ def test_a_traced_container_sends_step_and_aws_call_subsegments(world, cold_star
     assert set(steps) == STEPS
     assert {step["parent_id"] for step in steps.values()} == {LAMBDA_SEGMENT}
     calls = sorted(
-        (d["name"], d["aws"]["operation"], d["aws"].get("table_name") or d["aws"].get("queue_url"), d["parent_id"])
+        (
+            d["name"],
+            d["aws"]["operation"],
+            d["aws"].get("table_name")
+            or d["aws"].get("queue_url")
+            or ",".join(d["aws"].get("table_names", []))
+            or None,
+            d["parent_id"],
+        )
         for d in documents
         if d["namespace"] == "aws"
     )
@@ -109,10 +130,17 @@ def test_a_traced_container_sends_step_and_aws_call_subsegments(world, cold_star
         [
             ("dynamodb", "Query", resources.conversations_table, steps["lookup"]["id"]),
             ("secretsmanager", "GetSecretValue", None, steps["auth_token"]["id"]),
-            ("dynamodb", "GetItem", resources.conversations_table, steps["conversation"]["id"]),
+            (
+                "dynamodb",
+                "BatchGetItem",
+                ",".join(sorted([resources.conversations_table, resources.replay_table])),
+                steps["conversation"]["id"],
+            ),
             ("dynamodb", "PutItem", resources.stage_table, steps["stage"]["id"]),
             ("dynamodb", "PutItem", resources.lock_table, steps["lock"]["id"]),
+            ("dynamodb", "PutItem", resources.replay_table, steps["replay"]["id"]),
             ("sqs", "SendMessage", resources.whatsapp_queue_url, steps["send"]["id"]),
+            ("dynamodb", "PutItem", resources.lock_table, steps["sent"]["id"]),
         ]
     )
     assert all(d["http"]["response"]["status"] == 200 for d in documents if d["namespace"] == "aws")

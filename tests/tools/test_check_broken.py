@@ -29,6 +29,7 @@ DEPLOYED_ENV = {
     "WHATSAPP_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/whatsapp",
     "SMS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/sms",
     "HANDOFF_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/handoff",
+    "REPLAY_TABLE_NAME": "replay",
 }
 PIPELINE = "pipelines/twilio_inbound.yaml"
 

@@ -18,7 +18,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from engine.conditions import Condition, holds
-from engine.ports import QueryPage, ServiceError
+from engine.ports import ItemRequest, QueryPage, ServiceError
 from runtime.aws import plain_value
 from tools.dryrun.blueprint import IndexSchema, TableSchema
 
@@ -191,6 +191,15 @@ class MemoryTables:
             raise ServiceError("invalid", "ValidationException", operation)
         item = self._rows[table].get(self._key(schema, key, operation))
         return None if item is None else self._project(item, attributes)
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        operation = "dynamodb.BatchGetItem"
+        for request in requests:
+            self._schema(request.table, operation)
+        return [
+            self.get_item(request.table, request.key, consistent=request.consistent, attributes=request.attributes)
+            for request in requests
+        ]
 
     def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
         operation = "dynamodb.PutItem"

@@ -39,6 +39,7 @@ TRANSIENT_CODE = {
     "get": "DB_TRANSIENT_ERROR",
     "stage_put": "STAGE_WRITE_TRANSIENT_ERROR",
     "lock_put": "TRIGGER_LOCK_TRANSIENT_ERROR",
+    "replay_put": "STAGE_WRITE_TRANSIENT_ERROR",
     "send": "QUEUE_TRANSIENT_ERROR",
 }
 FINAL_CODE = {
@@ -47,8 +48,11 @@ FINAL_CODE = {
     "get": "DB_QUERY_ERROR",
     "stage_put": "STAGE_WRITE_ERROR",
     "lock_put": "TRIGGER_LOCK_WRITE_ERROR",
+    "replay_put": "STAGE_WRITE_ERROR",
     "send": "QUEUE_ERROR",
 }
+# What releases a call's side effect, and the code its failure raises (the run must then be retried).
+RELEASE_CODE = {"lock_release": "TRIGGER_LOCK_TRANSIENT_ERROR", "replay_release": "STAGE_WRITE_TRANSIENT_ERROR"}
 
 
 @dataclass(frozen=True)
@@ -63,12 +67,15 @@ class Row:
 ROWS = (
     Row("GSI query", "query"),
     Row("secret", "secret"),
-    Row("get item", "get"),
+    Row("batch get (item + replay record)", "get"),
     Row("stage put", "stage_put"),
     Row("lock put", "lock_put"),
+    Row("replay record put", "replay_put"),
     Row("lock release, send throttled", "lock_release", {"send": Fault("throttling")}),
     Row("lock release, send denied", "lock_release", {"send": Fault("access_denied")}),
+    Row("replay record release, send denied", "replay_release", {"send": Fault("access_denied")}),
     Row("send", "send"),
+    Row("lock marked sent (best effort)", "lock_mark"),
 )
 KINDS = (
     ("throttled once", Fault("throttling", times=1)),
@@ -87,12 +94,12 @@ def expected_answer(row: Row, fault: Fault) -> str:
     """The contract's answer to the first delivery."""
     if fault.kind == "crash":
         return "crash"
-    if row.call == "lock_release":
+    if row.call in RELEASE_CODE:
         if row.setup["send"].kind == "throttling":
             return "raise QUEUE_TRANSIENT_ERROR"
         released = fault.times == 1
-        return "200 QUEUE_ERROR" if released else "raise TRIGGER_LOCK_TRANSIENT_ERROR"
-    if fault.times == 1:
+        return "200 QUEUE_ERROR" if released else f"raise {RELEASE_CODE[row.call]}"
+    if fault.times == 1 or row.call == "lock_mark":
         return "200 QUEUED"
     if fault.kind in TRANSIENT_KINDS:
         return f"raise {TRANSIENT_CODE[row.call]}"
@@ -104,7 +111,10 @@ def expected_lock_between(row: Row, fault: Fault, answer: str) -> str:
     if answer == "200 QUEUED":
         return "held, sent"
     if fault.kind == "crash":
-        return {"stage_put": "held, silent", "lock_put": "held, silent", "send": "held, sent"}.get(row.call, "free")
+        # Group members (stage, lock, replay record) run to their ends before the crash; releases run latest
+        # step first (replay record, then lock), so a crash after the record's release leaves the lock.
+        silent = ("stage_put", "lock_put", "replay_put", "replay_release")
+        return "held, silent" if row.call in silent else "held, sent" if row.call in ("send", "lock_mark") else "free"
     if row.call == "lock_release" and fault.times is None and fault.kind != "response_lost":
         return "held, silent"
     return "free"
@@ -114,7 +124,7 @@ def expected_triggers(row: Row, fault: Fault, max_attempts: int) -> int:
     """Triggers at rest: one, plus the ones a lost answer or a crash made the sender repeat."""
     if row.call == "send" and fault.kind == "response_lost":
         return max_attempts + 1
-    if row.call == "send" and fault.kind == "crash":
+    if row.call in ("send", "lock_mark") and fault.kind == "crash":
         return 2
     return 1
 

@@ -60,8 +60,9 @@ def test_the_right_conversation_is_picked(world, lambda_handler, aws, outcomes, 
     chosen = items[expected]["conversation_id"]
     assert outcomes() == [("QUEUED", None)]
     assert world.sent(channel) == [({"conversation_id": chosen, "primary_channel": USER}, 10)]
-    [get] = aws.of("dynamodb.GetItem")
-    assert get["Key"] == {"primary_channel": {"S": USER}, "conversation_id": {"S": chosen}}
+    [batch] = aws.of("dynamodb.BatchGetItem")
+    get = batch["RequestItems"][world.resources.conversations_table]
+    assert get["Keys"] == [{"primary_channel": {"S": USER}, "conversation_id": {"S": chosen}}]
     assert get["ConsistentRead"] is True
     assert [row["conversation_id"] for row in world.stage_rows()] == [chosen]
 

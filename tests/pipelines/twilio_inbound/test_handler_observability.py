@@ -30,8 +30,12 @@ QUEUED_STEPS = [
     "route",
     "stage",
     "lock",
+    "replay",
+    "sent",
     "send",
 ]
+# Members of a parallel group may end in any order.
+PARALLEL = ("stage", "lock", "replay", "send", "sent")
 
 
 @dataclass
@@ -71,9 +75,7 @@ def test_one_info_line_per_event_naming_every_step_and_its_status(world, lambda_
     assert event["time"].endswith("Z")
     # Parallel members (stage, lock) may end in either order; everything else in pipeline order.
     assert sorted(event["steps"]) == sorted(QUEUED_STEPS)
-    assert [s for s in event["steps"] if s not in ("stage", "lock")] == [
-        s for s in QUEUED_STEPS if s not in ("stage", "lock")
-    ]
+    assert [s for s in event["steps"] if s not in PARALLEL] == [s for s in QUEUED_STEPS if s not in PARALLEL]
     assert event["steps"] == {step: "skipped" if step == "status_callback" else "ok" for step in QUEUED_STEPS}
 
 
@@ -87,8 +89,8 @@ def test_one_debug_line_per_step_with_status_and_duration(world, cold_start, jso
 
     steps = [line for line in json_logs(logging.DEBUG) if line["message"] == "step"]
     assert sorted(line["step"] for line in steps) == sorted(QUEUED_STEPS)
-    assert [s for s in (line["step"] for line in steps) if s not in ("stage", "lock")] == [
-        s for s in QUEUED_STEPS if s not in ("stage", "lock")
+    assert [s for s in (line["step"] for line in steps) if s not in PARALLEL] == [
+        s for s in QUEUED_STEPS if s not in PARALLEL
     ]
     for line in steps:
         assert line["level"] == "DEBUG" and line["logger"] == "engine.runner"
@@ -246,9 +248,9 @@ def test_no_time_left_means_the_first_aws_step_raises_before_calling(world, lamb
             ["dynamodb.Query", "secretsmanager.GetSecretValue"],
         ),
         (
-            "dynamodb.GetItem",
+            "dynamodb.BatchGetItem",
             "STAGE_WRITE_TRANSIENT_ERROR",
-            ["dynamodb.Query", "secretsmanager.GetSecretValue", "dynamodb.GetItem"],
+            ["dynamodb.Query", "secretsmanager.GetSecretValue", "dynamodb.BatchGetItem"],
         ),
     ],
 )
@@ -273,9 +275,9 @@ def test_budget_spent_before_the_send_releases_the_lock(world, lambda_handler, a
     puts = []
 
     def spend_after_both_writes_started(params):
-        # Stage and lock are issued together; once both are under way, the budget runs out.
+        # Stage, lock and replay record are issued together; once all are under way, the budget runs out.
         puts.append(params["TableName"])
-        if len(puts) == 2:
+        if len(puts) == 3:
             clock.advance(0.6)
 
     aws.before("dynamodb.PutItem", spend_after_both_writes_started)
@@ -283,7 +285,7 @@ def test_budget_spent_before_the_send_releases_the_lock(world, lambda_handler, a
         "QUEUE_TRANSIENT_ERROR", lambda: lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(1000))
     )
     assert aws.count("sqs.SendMessage") == 0
-    assert world.lock_rows() == []  # taken, then released
+    assert world.lock_rows() == [] and world.replay_rows() == []  # taken, then released
     assert len(world.stage_rows()) == 1
     assert world.sent("whatsapp") == []
 
@@ -292,7 +294,7 @@ def test_just_enough_budget_runs_to_the_end(world, lambda_handler, aws, outcomes
     world.add_conversation()
     world.add_default_secrets()
     clock = install_clock(_application())
-    aws.before("dynamodb.GetItem", lambda params: clock.advance(0.45))
+    aws.before("dynamodb.BatchGetItem", lambda params: clock.advance(0.45))
     lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(1000))
     assert outcomes() == [("QUEUED", None)]
 
@@ -305,7 +307,7 @@ def test_pipeline_deadline_caps_a_generous_lambda_budget(world, task_root):
     world.add_conversation()
     world.add_default_secrets()
     clock = install_clock(_application())
-    container.aws.before("dynamodb.GetItem", lambda params: clock.advance(0.6))
+    container.aws.before("dynamodb.BatchGetItem", lambda params: clock.advance(0.6))
     raises_code(
         "STAGE_WRITE_TRANSIENT_ERROR",
         lambda: container.handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(900_000)),

@@ -275,7 +275,9 @@ def test_python_tags_in_configuration_are_refused(tmp_path: Path, tag: str) -> N
     marker = tmp_path / "pwned"
     rules = tmp_path / "rules" / "10_project_status.yaml"
     rules.write_text(rules.read_text() + f'owner: {tag} ["touch {marker}"]\n')
-    env = {name: "x" for name in ("CONVERSATIONS_TABLE_NAME", "STAGE_TABLE_NAME", "LOCK_TABLE_NAME")}
+    env = {
+        name: "x" for name in ("CONVERSATIONS_TABLE_NAME", "STAGE_TABLE_NAME", "LOCK_TABLE_NAME", "REPLAY_TABLE_NAME")
+    }
     env |= {name: "x" for name in ("WHATSAPP_QUEUE_URL", "SMS_QUEUE_URL", "HANDOFF_QUEUE_URL")}
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "pipelines" / "twilio_inbound.yaml", tmp_path / "rules", env)
