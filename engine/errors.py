@@ -81,7 +81,9 @@ class InternalError(PipelineError):
     """An unexpected exception inside a step, wrapped with the step id."""
 
     def __init__(self, step_id: str, cause: BaseException, detail: str | None = None) -> None:
-        super().__init__(INTERNAL_ERROR, f"step {step_id!r} failed: {detail or type(cause).__name__}")
+        super().__init__(
+            INTERNAL_ERROR, f"step {step_id!r} failed: {detail or type(cause).__name__}", type(cause).__name__
+        )
         self.step_id = step_id
 
 

@@ -3,13 +3,15 @@
 CloudWatch Logs extracts the metrics from the document itself (no API call, no added latency):
 
 - ``Invocations`` by {Pipeline, Outcome}: 1 per event; the outcome is a success outcome or the error code;
-- ``Errors`` by {Pipeline, ErrorCode}: 1 per event that ended in an error (the alarms watch
-  ``INVALID_SIGNATURE`` and ``SECRET_FETCH_FAILED``);
+- ``Errors`` by {Pipeline} (every error: one total series) and by {Pipeline, ErrorCode}: 1 per event that ended
+  in an error (template.yaml's alarms watch the codes that lose a message, and a few more);
 - ``Latency`` and ``StepLatency.<step id>`` by {Pipeline}, in milliseconds (skipped steps are left out);
 - ``ColdStart`` by {Pipeline}: 1 on the first invocation of a container.
 
 The document is also a log line: it carries the invocation's log fields (request id, conversation id…)
 as plain properties.
+With ``STACK_NAME`` set (template.yaml sets it to the stack's name), every series also has a ``Stack`` dimension,
+so that two stacks in one account keep their metrics (and alarms) apart.
 Configuration: ``METRICS_NAMESPACE`` (else ``POWERTOOLS_METRICS_NAMESPACE``, else ``InboundWebhookPipeline``);
 ``METRICS_ENABLED=false`` turns the documents off.
 """
@@ -48,12 +50,15 @@ def emf_line(
     cold_start: bool,
     timestamp_ms: int,
     properties: Mapping[str, str] | None = None,
+    stack: str | None = None,
 ) -> str:
     """The EMF document for one invocation, as the JSON line that is written."""
     doc: dict[str, Any] = {"message": "metrics"}
     for key, value in (properties or {}).items():
         if value:
             doc[key] = value
+    if stack:
+        doc["Stack"] = stack
     doc["Pipeline"] = pipeline
     doc["Outcome"] = outcome
     doc["Invocations"] = 1
@@ -69,7 +74,7 @@ def emf_line(
     if error_code:
         doc["ErrorCode"] = error_code
         doc["Errors"] = 1
-    directives = _directives(namespace, cold_start, tuple(steps), bool(error_code))
+    directives = _directives(namespace, cold_start, tuple(steps), bool(error_code), bool(stack))
     # The directives repeat from one invocation to the next: they are encoded once per shape.
     return f'{_ENCODER.encode(doc)[:-1]},"_aws":{{"Timestamp":{int(timestamp_ms)},"CloudWatchMetrics":{directives}}}}}'
 
@@ -78,8 +83,9 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 @lru_cache(maxsize=256)
-def _directives(namespace: str, cold_start: bool, step_metrics: tuple[str, ...], error: bool) -> str:
+def _directives(namespace: str, cold_start: bool, step_metrics: tuple[str, ...], error: bool, stack: bool) -> str:
     """The ``CloudWatchMetrics`` directives of a document, JSON-encoded."""
+    base = ["Stack", "Pipeline"] if stack else ["Pipeline"]
     per_pipeline: list[dict[str, str]] = [{"Name": "Latency", "Unit": "Milliseconds"}]
     if cold_start:
         per_pipeline.append({"Name": "ColdStart", "Unit": "Count"})
@@ -87,16 +93,17 @@ def _directives(namespace: str, cold_start: bool, step_metrics: tuple[str, ...],
     directives: list[dict[str, Any]] = [
         {
             "Namespace": namespace,
-            "Dimensions": [["Pipeline", "Outcome"]],
+            "Dimensions": [[*base, "Outcome"]],
             "Metrics": [{"Name": "Invocations", "Unit": "Count"}],
         },
-        {"Namespace": namespace, "Dimensions": [["Pipeline"]], "Metrics": per_pipeline},
+        {"Namespace": namespace, "Dimensions": [base], "Metrics": per_pipeline},
     ]
     if error:
+        # One total series (every error) and one per code, from the same value.
         directives.append(
             {
                 "Namespace": namespace,
-                "Dimensions": [["Pipeline", "ErrorCode"]],
+                "Dimensions": [base, [*base, "ErrorCode"]],
                 "Metrics": [{"Name": "Errors", "Unit": "Count"}],
             }
         )
@@ -116,8 +123,10 @@ class EmfMetrics:
         namespace: str = DEFAULT_NAMESPACE,
         write: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
+        stack: str | None = None,
     ) -> None:
         self.namespace = namespace
+        self.stack = stack
         self._write = write or _stdout
         self._clock = clock
         self._cold = True
@@ -128,7 +137,7 @@ class EmfMetrics:
         if env.get("METRICS_ENABLED", "").strip().lower() in _OFF:
             return None
         namespace = env.get("METRICS_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
-        return cls(namespace.strip() or DEFAULT_NAMESPACE)
+        return cls(namespace.strip() or DEFAULT_NAMESPACE, stack=env.get("STACK_NAME", "").strip() or None)
 
     def record(
         self,
@@ -152,6 +161,7 @@ class EmfMetrics:
             cold_start=cold,
             timestamp_ms=int(self._clock() * 1000),
             properties=properties,
+            stack=self.stack,
         )
         self._write(line)
         return line

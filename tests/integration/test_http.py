@@ -122,7 +122,7 @@ def test_every_log_line_names_the_request_and_none_carries_the_token(serve: Serv
     (event,) = [r for r in records if r.get("message") == "event"]
     (metrics,) = [r for r in records if "_aws" in r]
     assert metrics["Outcome"] == event["outcome"] == "QUEUED"
-    assert event["request_id"] == metrics["request_id"] and event["request_id"]
+    assert event["function_request_id"] == metrics["function_request_id"] and event["function_request_id"]
     assert event["conversation_id"] == metrics["conversation_id"] and event["conversation_id"]
     assert len(event["steps"]) >= 9 and event["steps"]["send"] == "ok"
     assert token not in "\n".join(lines) + errors

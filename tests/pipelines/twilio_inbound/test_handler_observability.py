@@ -67,12 +67,12 @@ def test_one_info_line_per_event_naming_every_step_and_its_status(world, lambda_
     lines = json_logs()
     assert [line for line in lines if line["message"] == "step"] == []  # per-step lines are DEBUG
     [event] = [line for line in lines if line["message"] == "event"]
-    assert event["level"] == "INFO" and event["logger"] == "runtime.app"
+    assert event["level"] == "INFO" and event["location"] == "runtime.app"
     assert event["outcome"] == "QUEUED" and "error_code" not in event
     assert event["conversation_id"] == event_conversation_id
     assert event["pipeline"] == "twilio_inbound" and event["status"] == 200
-    assert event["request_id"] == "8f5e-request-id"
-    assert event["time"].endswith("Z")
+    assert event["function_request_id"] == "8f5e-request-id"
+    assert event["timestamp"].endswith("Z")
     # Parallel members (stage, lock) may end in either order; everything else in pipeline order.
     assert sorted(event["steps"]) == sorted(QUEUED_STEPS)
     assert [s for s in event["steps"] if s not in PARALLEL] == [s for s in QUEUED_STEPS if s not in PARALLEL]
@@ -93,9 +93,9 @@ def test_one_debug_line_per_step_with_status_and_duration(world, cold_start, jso
         s for s in QUEUED_STEPS if s not in PARALLEL
     ]
     for line in steps:
-        assert line["level"] == "DEBUG" and line["logger"] == "engine.runner"
+        assert line["level"] == "DEBUG" and line["location"] == "engine.runner"
         assert isinstance(line["ms"], int | float) and line["ms"] >= 0
-        assert line["request_id"] == "8f5e-request-id"  # parallel members too
+        assert line["function_request_id"] == "8f5e-request-id"  # parallel members too
         assert line["status"] == ("skipped" if line["step"] == "status_callback" else "ok")
         if line["step"] not in ("parse", "lookup"):
             assert line["conversation_id"] == event_conversation_id
@@ -319,3 +319,17 @@ def test_enough_time_left_runs_normally(world, lambda_handler, outcomes):
     world.add_default_secrets()
     assert lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(5000)) == twiml_response()
     assert outcomes() == [("QUEUED", None)]
+
+
+def test_a_losing_error_logs_the_aws_cause_and_powertools_keys(world, lambda_handler, aws, json_logs, monkeypatch):
+    # Issue 15 (6): STAGE_WRITE_ERROR answers 200; on-call must tell AccessDenied from a missing table.
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-67891233-abcdef012345678912345678;Parent=1;Sampled=0")
+    world.add_conversation()
+    world.add_default_secrets()
+    aws.fail("dynamodb.PutItem", "AccessDeniedException", 400, where=lambda p: "expires_at" in p.get("Item", {}))
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext())
+    [event] = [line for line in json_logs() if line["message"] == "event"]
+    assert (event["error_code"], event["error_cause"]) == ("STAGE_WRITE_ERROR", "AccessDeniedException")
+    assert {"timestamp", "level", "location", "service", "cold_start", "function_request_id"} <= set(event)
+    assert event["xray_trace_id"] == "1-67891233-abcdef012345678912345678"
+    assert event["function_request_id"] == "8f5e-request-id" and isinstance(event["cold_start"], bool)

@@ -290,7 +290,7 @@ def test_python_tags_in_configuration_are_refused(tmp_path: Path, tag: str) -> N
 
 def test_the_log_scan_finds_tokens_bodies_and_numbers() -> None:
     lines = [
-        json.dumps({"message": "event", "ms": 12345.6, "request_id": "a-12345b"}),
+        json.dumps({"message": "event", "ms": 12345.6, "function_request_id": "a-12345b"}),
         json.dumps({"message": "token 12345"}),
         json.dumps({"message": "from +14155550123"}),
         json.dumps({"conversation_id": "ci#pi#uuid#14155550123"}),
