@@ -61,7 +61,7 @@ class Resource(NamedTuple):
     ``kind`` is ``table`` (the logical table named by parameter ``param``, ``default`` when absent; with no
     default, only a step configured with that parameter gets the grant), ``index`` (every index listed under
     parameter path ``index_path`` of that table), ``queue`` (every target's queue of the pipeline) or
-    ``secret`` (the secret-name pattern named by ``param``).
+    ``secret`` (the secret-name pattern named by ``param``; without one, every pattern the pipeline declares).
     """
 
     kind: str

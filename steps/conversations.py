@@ -34,8 +34,10 @@ T = TypeVar("T")
 
 NOT_FOUND = ErrorSpec("CONVERSATION_NOT_FOUND", description="no conversation for the sender and recipient")
 DB_TRANSIENT = ErrorSpec("DB_TRANSIENT_ERROR", transient=True, description="the conversations table did not answer")
-DB_QUERY = ErrorSpec("DB_QUERY_ERROR", description="the conversations table refused the read")
-MISSING_CREDENTIAL = ErrorSpec("MISSING_CREDENTIAL_CONFIG", description="the conversation names no usable credential")
+DB_QUERY = ErrorSpec("DB_QUERY_ERROR", description="the conversations table refused the read", loses_message=True)
+MISSING_CREDENTIAL = ErrorSpec(
+    "MISSING_CREDENTIAL_CONFIG", description="the conversation names no usable credential", loses_message=True
+)
 
 
 def db_call(function: Callable[[], T]) -> T:
@@ -77,6 +79,11 @@ _INDEX = {
         "company_key": {"type": "string", "minLength": 1},
         "user_key": {"type": "string", "minLength": 1},
         "credentials_attribute": {"type": "string", "minLength": 1},
+        "secrets": {
+            "type": "string",
+            "description": "The secret-name pattern (under secrets:) for this channel's credentials "
+            "(default: the step's secrets).",
+        },
     },
 }
 
@@ -165,7 +172,11 @@ class ConversationLookup:
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = table_name(params, info, "conversations")
         self._indexes: Mapping[str, Mapping[str, str]] = params["indexes"]
-        self._pattern = secret_pattern(params, info)
+        # Each channel's credential names, confined by its index's pattern, else by the step's.
+        self._patterns = {
+            channel: secret_pattern({"secrets": index["secrets"]} if "secrets" in index else params, info)
+            for channel, index in self._indexes.items()
+        }
         self._company = _path(params, "company", "request.company_number")
         self._user = _path(params, "user", "request.user_number")
         self._max_pages = int(params.get("max_pages", 4))
@@ -213,7 +224,8 @@ class ConversationLookup:
             raise StepFailure(
                 MISSING_CREDENTIAL.code, f"conversation has no channel_config.{index['credentials_attribute']}"
             )
-        if self._pattern is not None and not self._pattern.fullmatch(secret_name):
+        pattern = self._patterns[request["channel"]]
+        if pattern is not None and not pattern.fullmatch(secret_name):
             raise StepFailure(MISSING_CREDENTIAL.code, "credential name is outside the allowed secret pattern")
         output = {
             "conversation_id": chosen["conversation_id"],

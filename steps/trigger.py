@@ -26,7 +26,7 @@ from steps.support import service_failure, table_name
 
 __all__ = ["LOCK_ERROR", "LOCK_TRANSIENT", "TriggerLock", "TriggerSent", "acquire_condition"]
 
-LOCK_ERROR = ErrorSpec("TRIGGER_LOCK_WRITE_ERROR", description="the lock table refused the write")
+LOCK_ERROR = ErrorSpec("TRIGGER_LOCK_WRITE_ERROR", description="the lock table refused the write", loses_message=True)
 LOCK_TRANSIENT = ErrorSpec(
     "TRIGGER_LOCK_TRANSIENT_ERROR", transient=True, description="the lock write (or its release) did not answer"
 )

@@ -112,12 +112,27 @@ def _template_resource(grant: Grant) -> Any:
         return _arn_of(grant.name)
     assert grant.kind == "secret", grant
     prefix = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
-    return {"Fn::Sub": prefix + "${CredentialSecretNamePattern}"}
+    return {"Fn::Sub": prefix + "${" + SECRET_PARAMETERS[grant.name] + "}"}
+
+
+# The template parameter (an IAM wildcard) granting each of the shipped pipeline's secret-name patterns (a regex).
+SECRET_PARAMETERS = {
+    "ai-multi-comms/whatsapp-credentials/.+": "WhatsAppSecretNamePattern",
+    "ai-multi-comms/sms-credentials/.+": "SmsSecretNamePattern",
+}
 
 
 def expected_grants(config: AppConfig) -> set[tuple[str, str]]:
     """(action, resource) pairs: every step's declared actions, on the resources it declares (``tools.iam``)."""
     return {(grant.action, repr(_template_resource(grant))) for grant in pipeline_grants(config)}
+
+
+def test_secret_grants_are_per_channel_and_match_the_pipelines_patterns(template, config) -> None:
+    assert {pattern.pattern for pattern in config.secrets.values() if pattern} == set(SECRET_PARAMETERS)
+    for regex, parameter in SECRET_PARAMETERS.items():
+        wildcard = template["Parameters"][parameter]["Default"]
+        # IAM's * spans /, so it may only stand where the regex's .+ does: at the end, after a fixed prefix.
+        assert wildcard == regex.removesuffix(".+") + "*" and wildcard.count("*") == 1
 
 
 def policy_statements(template: dict[str, Any], policy: str) -> list[dict[str, Any]]:
@@ -232,12 +247,34 @@ def test_every_queue_the_pipeline_routes_to_has_a_dead_letter_queue_with_an_alar
     watched = {
         d["Value"]["Fn::GetAtt"][0]
         for alarm in alarms
-        if alarm["Properties"]["Namespace"] == "AWS/SQS"
+        if alarm["Properties"].get("Namespace") == "AWS/SQS"
         for d in alarm["Properties"]["Dimensions"]
     }
     for name in routed:
         dead_letter = queues[name]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
         assert dead_letter in queues and dead_letter in watched
+
+
+STACK = "the-stack"
+
+
+def emitted_series(config: AppConfig, code: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    """(metric, dimensions) of every series the function emits for an event ending in ``code``, in stack STACK."""
+    doc = emf_document_of(
+        "NS", config.pipeline.name, code, code, ms=1.0, trace=[], cold_start=False, timestamp_ms=1, stack=STACK
+    )
+    return {
+        (metric["Name"], tuple(sorted((name, doc[name]) for name in dimensions)))
+        for directive in doc["_aws"]["CloudWatchMetrics"]
+        for dimensions in directive["Dimensions"]
+        for metric in directive["Metrics"]
+    }
+
+
+def watched_series(metric: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """An alarm's metric as (name, dimensions), the stack's name standing for itself as STACK."""
+    values = {d["Name"]: STACK if d["Value"] == {"Ref": "AWS::StackName"} else d["Value"] for d in metric["Dimensions"]}
+    return metric["MetricName"], tuple(sorted(values.items()))
 
 
 @pytest.mark.parametrize("code", ["INVALID_SIGNATURE", "SECRET_FETCH_FAILED"])
@@ -248,15 +285,72 @@ def test_the_error_alarms_watch_a_metric_the_function_emits(template, function_e
         if {"Name": "ErrorCode", "Value": code} in a["Properties"].get("Dimensions", [])
     ]
     assert alarm["Namespace"] == function_env["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
-    doc = emf_document_of("NS", config.pipeline.name, code, code, ms=1.0, trace=[], cold_start=False, timestamp_ms=1)
-    emitted = {
-        (metric["Name"], tuple(sorted((name, doc[name]) for name in dimensions)))
-        for directive in doc["_aws"]["CloudWatchMetrics"]
-        for dimensions in directive["Dimensions"]
-        for metric in directive["Metrics"]
+    assert function_env["STACK_NAME"] == {"Ref": "AWS::StackName"}
+    assert watched_series(alarm) in emitted_series(config, code)
+
+
+def test_every_code_that_loses_a_message_is_alarmed(template, config) -> None:
+    alarm = template["Resources"]["MessageLossAlarm"]["Properties"]
+    queries = {query["Id"]: query for query in alarm["Metrics"]}
+    (total,) = [query for query in queries.values() if query.get("ReturnData")]
+    summed = re.fullmatch(r"SUM\(\[(.*)\]\)", total["Expression"])
+    assert summed is not None
+    parts = [queries[name.strip()]["MetricStat"] for name in summed.group(1).split(",")]
+    watched = {}
+    for stat in parts:
+        assert (stat["Stat"], stat["Period"], stat["Metric"]["Namespace"]) == ("Sum", 300, {"Ref": "MetricsNamespace"})
+        name, dimensions = watched_series(stat["Metric"])
+        watched[dict(dimensions)["ErrorCode"]] = (name, dimensions)
+    losing = {code for code, spec in config.errors.items() if spec.loses_message}
+    assert losing >= {
+        "STAGE_WRITE_ERROR",
+        "QUEUE_ERROR",
+        "DB_QUERY_ERROR",
+        "TRIGGER_LOCK_WRITE_ERROR",
+        "INTERNAL_ERROR",
     }
-    watched = (alarm["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in alarm["Dimensions"])))
-    assert watched in emitted
+    assert set(watched) == losing
+    for code, series in watched.items():
+        assert series in emitted_series(config, code)
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+
+
+def test_the_function_and_the_api_are_alarmed_on_their_own_metrics(template) -> None:
+    alarms = {
+        (a["Properties"]["Namespace"], a["Properties"]["MetricName"]): a["Properties"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") in ("AWS/Lambda", "AWS/ApiGateway")
+    }
+    for metric in ("Errors", "Duration", "Throttles"):
+        assert alarms[("AWS/Lambda", metric)]["Dimensions"] == [
+            {"Name": "FunctionName", "Value": {"Ref": "PipelineFunction"}}
+        ]
+    api = alarms[("AWS/ApiGateway", "5XXError")]
+    api_name = template["Resources"]["WebhookApi"]["Properties"]["Name"]
+    assert api["Dimensions"] == [
+        {"Name": "ApiName", "Value": api_name},
+        {"Name": "Stage", "Value": {"Ref": "StageName"}},
+    ]
+
+
+def test_two_stacks_in_one_account_do_not_collide(template) -> None:
+    for table, parameter in (("StageTable", "StageTableName"), ("LockTable", "LockTableName")):
+        assert template["Parameters"][parameter]["Default"] == ""
+        name = template["Resources"][table]["Properties"]["TableName"]["Fn::If"]
+        assert name[0].startswith("Has") and "${AWS::StackName}" in name[2]["Fn::Sub"]
+    assert "TableName" not in template["Resources"]["ReplayTable"]["Properties"]
+    assert "${AWS::StackName}" in template["Resources"]["WebhookApi"]["Properties"]["Name"]["Fn::Sub"]
+
+
+def test_the_api_stage_is_throttled_and_logs_its_requests(template) -> None:
+    api = template["Resources"]["WebhookApi"]["Properties"]
+    [settings] = api["MethodSettings"]
+    assert (settings["ResourcePath"], settings["HttpMethod"]) == ("/*", "*")
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
+    access = api["AccessLogSetting"]["Fn::If"][1]
+    assert access["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    assert "$context.requestId" in access["Format"] and "body" not in access["Format"].lower()
 
 
 def test_the_outputs_give_the_webhook_urls_with_the_retry_overrides(template) -> None:

@@ -198,10 +198,13 @@ def test_the_default_secret_pattern_admits_the_contracts_names(world: World) -> 
     lookup = next(
         step for step in application.pipeline("twilio_inbound").pipeline.steps() if step.uses == "conversations.lookup"
     )
-    pattern = lookup.step._pattern  # the compiled secret_name_pattern of the shipped pipeline
-    assert pattern is not None
-    assert pattern.fullmatch(WA_SECRET) and pattern.fullmatch("ai-multi-comms/sms-credentials/a/b/twilio-prod")
-    assert not pattern.fullmatch("prod/payments/db-password")
+    patterns = lookup.step._patterns  # the compiled per-channel patterns of the shipped pipeline
+    assert patterns["whatsapp"].fullmatch(WA_SECRET)
+    assert patterns["sms"].fullmatch("ai-multi-comms/sms-credentials/a/b/twilio-prod")
+    # Per channel: a WhatsApp conversation cannot name an SMS secret, nor anything else.
+    assert not patterns["whatsapp"].fullmatch("ai-multi-comms/sms-credentials/a/b/twilio-prod")
+    assert not patterns["whatsapp"].fullmatch("ai-multi-comms/x/y-credentials/z")
+    assert not patterns["sms"].fullmatch("prod/payments/db-password")
 
 
 @pytest.mark.parametrize(
@@ -210,15 +213,15 @@ def test_the_default_secret_pattern_admits_the_contracts_names(world: World) -> 
         ("prod/payments/db-password", {}, "MISSING_CREDENTIAL_CONFIG"),
         (
             "ai-multi-comms/whatsapp-credentials/../../prod/db",
-            {"SECRET_NAME_PATTERN": r"ai-multi-comms/[\w-]+/\w+/.+"},
+            {"WHATSAPP_SECRET_NAME_PATTERN": r"ai-multi-comms/[\w-]+/\w+/.+"},
             "MISSING_CREDENTIAL_CONFIG",
         ),
         (
             WA_SECRET,
-            {"SECRET_NAME_PATTERN": "ai-multi-comms/whatsapp-credentials/globex/.+"},
+            {"WHATSAPP_SECRET_NAME_PATTERN": "ai-multi-comms/whatsapp-credentials/globex/.+"},
             "MISSING_CREDENTIAL_CONFIG",
         ),
-        (WA_SECRET, {"SECRET_NAME_PATTERN": "ai-multi-comms/whatsapp-credentials/acme/.+"}, "QUEUED"),
+        (WA_SECRET, {"WHATSAPP_SECRET_NAME_PATTERN": "ai-multi-comms/whatsapp-credentials/acme/.+"}, "QUEUED"),
     ],
 )
 def test_credential_names_outside_the_pattern_are_refused_unread(
