@@ -47,10 +47,27 @@ class LocalResources:
         }
 
 
+def _create_table(dynamodb: Any, **request: Any) -> bool:
+    """Create a table; False when it already exists (provisioning again is harmless)."""
+    try:
+        dynamodb.create_table(**request)
+    except Exception as exc:
+        if _error_code(exc) != "ResourceInUseException":
+            raise
+        return False
+    return True
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
 def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
-    """Create the tables and queues (in an emulator) and return their names."""
+    """Create the tables and queues (in an emulator; those that exist are kept) and return their names."""
     conversations = f"{prefix}conversations"
-    dynamodb.create_table(
+    _create_table(
+        dynamodb,
         TableName=conversations,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
@@ -80,7 +97,8 @@ def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
         ],
     )
     stage, lock = f"{prefix}conversations-stage", f"{prefix}conversations-trigger-lock"
-    dynamodb.create_table(
+    new_stage = _create_table(
+        dynamodb,
         TableName=stage,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
@@ -92,20 +110,24 @@ def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
             {"AttributeName": "message_sid", "KeyType": "RANGE"},
         ],
     )
-    dynamodb.create_table(
+    new_lock = _create_table(
+        dynamodb,
         TableName=lock,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "conversation_id", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "conversation_id", "KeyType": "HASH"}],
     )
     replay = f"{prefix}conversations-replay"
-    dynamodb.create_table(
+    new_replay = _create_table(
+        dynamodb,
         TableName=replay,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "message_sid", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "message_sid", "KeyType": "HASH"}],
     )
-    for table in (stage, lock, replay):
+    for table, new in ((stage, new_stage), (lock, new_lock), (replay, new_replay)):
+        if not new:
+            continue
         dynamodb.update_time_to_live(
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
         )
@@ -141,7 +163,12 @@ def put_items(dynamodb: Any, table: str, items: Iterable[Mapping[str, Any]]) -> 
 
 
 def put_secrets(secretsmanager: Any, secrets: Mapping[str, Any]) -> None:
-    """Create each secret with its JSON value as SecretString."""
+    """Create each secret with its JSON value as SecretString (an existing one gets it as its new value)."""
     for name, value in secrets.items():
         text = value if isinstance(value, str) else json.dumps(value)
-        secretsmanager.create_secret(Name=name, SecretString=text)
+        try:
+            secretsmanager.create_secret(Name=name, SecretString=text)
+        except Exception as exc:
+            if _error_code(exc) != "ResourceExistsException":
+                raise
+            secretsmanager.put_secret_value(SecretId=name, SecretString=text)
