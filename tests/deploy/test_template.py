@@ -8,8 +8,11 @@ function really emits.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -405,3 +408,39 @@ def test_sam_build_calls_the_makefile_target_named_after_the_function(template) 
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"^build-PipelineFunction:", makefile, re.MULTILINE)
     assert "PipelineFunction" in resources(template, "AWS::Serverless::Function")
+    # In the source tree, not a scratch copy of it (.venv and all); .aws-sam/ is never committed.
+    samconfig = tomllib.loads((ROOT / "samconfig.toml").read_text(encoding="utf-8"))
+    assert samconfig["default"]["build"]["parameters"]["build_in_source"] is True
+    assert ".aws-sam/" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.skipif(not os.environ.get("RUN_BUILD_TESTS"), reason="downloads the Lambda wheels (RUN_BUILD_TESTS=1)")
+def test_a_fresh_clone_builds_without_make_install_and_twice_the_same(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
+    trees = []
+    for name in ("one", "two"):
+        artifacts = tmp_path / name
+        subprocess.run(["make", "build-PipelineFunction", f"ARTIFACTS_DIR={artifacts}"], cwd=clone, env=env, check=True)
+        assert (artifacts / "config.stamp.json").is_file() and (artifacts / "handler.py").is_file()
+        trees.append({p.relative_to(artifacts): p.read_bytes() for p in sorted(artifacts.rglob("*")) if p.is_file()})
+    assert trees[0] == trees[1]
+
+
+def test_two_builds_in_different_directories_are_byte_identical(build, tmp_path: Path) -> None:
+    # Issue 15 (7): each .pyc embedded its build directory. The function's own files, without downloading anything.
+    if f"{sys.version_info.major}.{sys.version_info.minor}" != build.PYTHON_VERSION:
+        pytest.skip("the runtime's Python is needed to precompile")
+    zips = []
+    for name in ("first", "second-build-dir"):
+        stage = tmp_path / name / "stage"
+        build.copy_sources(build.source_files(ROOT), stage)
+        assert build.compile_tree(stage)
+        build.write_zip(stage, tmp_path / name / "lambda.zip")
+        pycs = list(stage.rglob("*.pyc"))
+        assert pycs and not [p for p in pycs if str(stage).encode() in p.read_bytes()]
+        assert b"/var/task/runtime/app.py" in next(p for p in pycs if p.name.startswith("app.")).read_bytes()
+        zips.append((tmp_path / name / "lambda.zip").read_bytes())
+    assert zips[0] == zips[1]
