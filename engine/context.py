@@ -97,8 +97,8 @@ class RuleTrace(NamedTuple):
 class Compensation(NamedTuple):
     """An undo action a step registers after a side effect, run if a later step fails.
 
-    ``rank`` is the registering step's place in the pipeline: undo actions run latest step first, so that
-    members of a parallel group undo in a fixed order whichever of them finished first.
+    ``rank`` is the registering step's place in its parallel group (0 outside one): the runner puts a group's
+    undo actions in member order, so they run in a fixed order whichever member finished first.
     """
 
     label: str
@@ -106,7 +106,7 @@ class Compensation(NamedTuple):
     rank: int = 0
 
 
-# The place in the pipeline of the step running in this thread (set by the runner).
+# The place in its parallel group of the member step running in this thread (set by the runner).
 STEP_RANK: ContextVar[int] = ContextVar("step_rank", default=0)
 
 

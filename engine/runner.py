@@ -132,7 +132,6 @@ class Pipeline:
         """
         self.name = name
         self.nodes = tuple(nodes)
-        self._rank = {step.id: index for index, step in enumerate(self.steps())}
         self.deadline_seconds = deadline_seconds
         self.default_outcome = default_outcome
         needs_pool = concurrent and any(isinstance(node, ParallelGroup) for node in self.nodes)
@@ -202,18 +201,25 @@ class Pipeline:
         results: list[StepResult | Exception | None] = [None] * len(members)
         if self._concurrently(group, active):
             assert self._pool is not None
+            undo_from = len(ctx.compensations)
             *others, last = active
             futures = [
                 # In a copy of this context, so that the members' log lines carry the invocation's ids.
                 (
                     index,
-                    self._pool.submit(contextvars.copy_context().run, self._timed, members[index], ctx, records[index]),
+                    self._pool.submit(
+                        contextvars.copy_context().run, self._ranked, members[index], ctx, records[index], index
+                    ),
                 )
                 for index in others
             ]
-            results[last] = self._timed(members[last], ctx, records[last])
+            results[last] = self._ranked(members[last], ctx, records[last], last)
             for index, future in futures:
                 results[index] = future.result()
+            added = ctx.compensations[undo_from:]
+            if len(added) > 1:
+                # Undo actions in member order, whichever member finished first (the sort is stable).
+                ctx.compensations[undo_from:] = sorted(added, key=lambda compensation: compensation.rank)
         else:
             for index in active:
                 results[index] = self._timed(members[index], ctx, records[index])
@@ -226,6 +232,16 @@ class Pipeline:
         estimates = [self._recent.get(group.members[index].id) for index in active]
         known = [estimate for estimate in estimates if estimate is not None]
         return len(known) < len(estimates) or min(known) >= CONCURRENCY_PAYS_SECONDS
+
+    def _ranked(
+        self, planned: PlannedStep, ctx: Context, trace: _Trace, position: int
+    ) -> StepResult | Exception | None:
+        """``_timed``, with the member's ``position`` given to the undo actions it registers (concurrent runs)."""
+        rank = STEP_RANK.set(position)
+        try:
+            return self._timed(planned, ctx, trace)
+        finally:
+            STEP_RANK.reset(rank)
 
     def _timed(self, planned: PlannedStep, ctx: Context, trace: _Trace) -> StepResult | Exception | None:
         """Run a group member, updating its duration estimate; errors are returned, not raised."""
@@ -278,7 +294,6 @@ class Pipeline:
         if planned.when is not None and not tested and not self._wanted(planned, ctx, trace):
             return None
         started = perf_counter()
-        rank = STEP_RANK.set(self._rank.get(planned.id, 0))
         try:
             if planned.deadline_code and ctx.services.clock.monotonic() >= ctx.deadline:
                 raise TransientFault(planned.deadline_code, f"time budget spent before step {planned.id!r}")
@@ -298,8 +313,6 @@ class Pipeline:
             trace.end(planned.id, "INTERNAL_ERROR", started)
             logger.exception("step %s raised %s", planned.id, type(exc).__name__)
             raise InternalError(planned.id, exc) from exc
-        finally:
-            STEP_RANK.reset(rank)
         output = result.output
         if output is not None and planned.provides:
             ctx.doc[planned.provides] = output if type(output) is dict else dict(output)
@@ -317,8 +330,7 @@ class Pipeline:
         clean up (e.g. a trigger lock held by a message that sent nothing): a final error then becomes
         that fault, so the caller retries instead of taking the answer as final.
         """
-        # Latest step first; a step's own undo actions in reverse order of registration (sorting is stable).
-        for compensation in sorted(reversed(ctx.compensations), key=lambda item: item.rank, reverse=True):
+        for compensation in reversed(ctx.compensations):
             try:
                 compensation.action()
             except TransientFault as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,24 @@ def deliver(application: Any, event: dict[str, Any]) -> str:
     return f"200 {handled.result.outcome}"
 
 
+def drain(application: Any) -> None:
+    """Wait until the worker threads of a crashed container have finished what they had been handed.
+
+    A crash in one member of a parallel group leaves the others running: the state observed after it is then the
+    same on every run (all members' calls applied). Every worker must pass the barrier, so it passes only once
+    each has finished its earlier work.
+    """
+    for loaded in application.configs:
+        pool = loaded.pipeline._pool
+        if pool is None:
+            continue
+        width = pool._max_workers
+        barrier = threading.Barrier(width + 1, timeout=10)
+        for _ in range(width):
+            pool.submit(barrier.wait)
+        barrier.wait()
+
+
 def run_case(world: World, number: int, row: Row, kind: str, fault: Fault, **container: Any) -> Result:
     user = f"+1555010{number:04d}"
     forbid(user, user.lstrip("+"))
@@ -179,6 +198,8 @@ def run_case(world: World, number: int, row: Row, kind: str, fault: Fault, **con
         injector.inject(call, setup)
     injector.inject(row.call, fault)
     answer = deliver(application, event)
+    if answer == "crash":
+        drain(application)
     injector.wait_idle()
     attempts = injector.attempts[row.call]
     between = observe(world, conversation_id, sid).lock(sid)
