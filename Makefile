@@ -41,15 +41,25 @@ bench-smoke: $(STAMP)
 
 ## Regenerate the editor JSON Schemas (schemas/*.json) from the step registry; commit the result.
 schemas: $(STAMP)
-	$(PY) -m engine.schema_export
+	$(PY) -m tools.schema_export
 
 ## The Lambda artifact (build/lambda.zip: code + runtime dependencies only); prints its size.
 build: $(STAMP)
 	$(PY) scripts/build_lambda.py
 
-# Called by `sam build` (template.yaml: BuildMethod makefile) with ARTIFACTS_DIR set.
-build-PipelineFunction:
-	$(if $(wildcard $(PY)),$(PY),python3) scripts/build_lambda.py --stage-dir "$(ARTIFACTS_DIR)" --no-zip
+# Called by `sam build` (template.yaml: BuildMethod makefile) with ARTIFACTS_DIR set; samconfig.toml makes it run in
+# the source tree (no copy of .venv). Without .venv (a fresh clone), the build makes its own environment with the
+# runtime dependencies only, which the build needs to validate and stamp the configuration (engine.stamp).
+BUILD_VENV ?= .aws-sam/build-venv
+BUILD_PY := $(if $(wildcard $(PY)),$(PY),$(BUILD_VENV)/bin/python)
+
+$(BUILD_VENV)/bin/python: pyproject.toml
+	python3 -m venv $(BUILD_VENV)
+	$(BUILD_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BUILD_VENV)/bin/python -m pip install -q .
+
+build-PipelineFunction: $(BUILD_PY)
+	$(BUILD_PY) scripts/build_lambda.py --stage-dir "$(ARTIFACTS_DIR)" --no-zip
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

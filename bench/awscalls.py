@@ -74,6 +74,8 @@ def _attributes(parsed: dict[str, Any]) -> frozenset[str]:
     items = list(parsed.get("Items") or [])
     if isinstance(parsed.get("Item"), dict):
         items.append(parsed["Item"])
+    for batch in (parsed.get("Responses") or {}).values():  # BatchGetItem: items by table
+        items.extend(batch)
     return frozenset(name for item in items for name in item)
 
 

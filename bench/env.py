@@ -35,6 +35,7 @@ def lambda_environment(resources: Mapping[str, str] | None = None) -> dict[str, 
         "WHATSAPP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/whatsapp",
         "SMS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/sms",
         "HANDOFF_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/handoff",
+        "REPLAY_TABLE_NAME": "replay",
         "BATCH_WINDOW_SECONDS": "10",
         "LOG_LEVEL": "INFO",
     }

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from engine.clock import SystemClock
 from engine.conditions import Condition
 from engine.context import Services
+from engine.ports import ItemRequest, QueryPage
 from engine.secrets import SecretCache
 
 __all__ = ["InstantQueues", "InstantSecrets", "InstantTables", "instant_services"]
@@ -48,12 +49,25 @@ class InstantTables:
         company, user = (str(value) for value in key.values())
         return [_project(item, attributes) for item in self._by_pair.get((company, user), [])]
 
+    def query_pages(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> Iterator[QueryPage]:
+        yield QueryPage(self.query_index(table, index, key, attributes), more=False)
+
     def get_item(
         self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
     ) -> dict[str, Any] | None:
         self._wait()
         item = self._by_key.get((key["primary_channel"], key["conversation_id"]))
         return None if item is None else _project(item, attributes)
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        self._wait()
+        found: list[dict[str, Any] | None] = []
+        for request in requests:
+            item = self._by_key.get((request.key.get("primary_channel"), request.key.get("conversation_id")))
+            found.append(None if item is None else _project(item, request.attributes))
+        return found
 
     def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
         self._wait()

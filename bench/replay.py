@@ -86,9 +86,11 @@ class Boto3Replay:
         for key in _RESOURCE_PARAMS:
             if key in renamed:
                 renamed[key] = self._renames.get(renamed[key], renamed[key])
+        if isinstance(renamed.get("RequestItems"), Mapping):  # a batch names its tables as keys
+            renamed["RequestItems"] = {self._renames.get(k, k): v for k, v in renamed["RequestItems"].items()}
         return renamed
 
     def _worker_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay")
+            self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="replay")
         return self._pool

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AnyOf", "AttributeEquals", "AttributeLessThan", "AttributeNotExists", "Condition", "holds"]
+__all__ = ["AllOf", "AnyOf", "AttributeEquals", "AttributeLessThan", "AttributeNotExists", "Condition", "holds"]
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,22 @@ class AnyOf:
     conditions: tuple[Condition, ...]
 
 
-Condition = AttributeNotExists | AttributeEquals | AttributeLessThan | AnyOf
+@dataclass(frozen=True)
+class AllOf:
+    """Every one of the conditions holds."""
+
+    conditions: tuple[Condition, ...]
+
+
+Condition = AttributeNotExists | AttributeEquals | AttributeLessThan | AnyOf | AllOf
 
 
 def holds(condition: Condition, item: Mapping[str, Any] | None) -> bool:
     """Evaluate ``condition`` against the current ``item`` (None when there is no item)."""
     if isinstance(condition, AnyOf):
         return any(holds(part, item) for part in condition.conditions)
+    if isinstance(condition, AllOf):
+        return all(holds(part, item) for part in condition.conditions)
     present = item is not None and condition.name in item
     if isinstance(condition, AttributeNotExists):
         return not present

@@ -95,10 +95,19 @@ class RuleTrace(NamedTuple):
 
 
 class Compensation(NamedTuple):
-    """An undo action a step registers after a side effect, run if a later step fails."""
+    """An undo action a step registers after a side effect, run if a later step fails.
+
+    ``rank`` is the registering step's place in its parallel group (0 outside one): the runner puts a group's
+    undo actions in member order, so they run in a fixed order whichever member finished first.
+    """
 
     label: str
     action: Callable[[], None]
+    rank: int = 0
+
+
+# The place in its parallel group of the member step running in this thread (set by the runner).
+STEP_RANK: ContextVar[int] = ContextVar("step_rank", default=0)
 
 
 @dataclass
@@ -116,7 +125,7 @@ class Context:
 
     def on_failure(self, label: str, action: Callable[[], None]) -> None:
         """Register ``action`` to undo a side effect if the run ends in an error."""
-        self.compensations.append(Compensation(label, action))
+        self.compensations.append(Compensation(label, action, STEP_RANK.get()))
 
     def time_left(self) -> float:
         """Seconds until the invocation's deadline."""

@@ -41,15 +41,24 @@ INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
 class ErrorSpec(NamedTuple):
-    """An error code something may end an event with, and whether a retry of the event can succeed."""
+    """An error code something may end an event with, and whether a retry of the event can succeed.
+
+    ``loses_message`` marks a final error that drops a genuine message (a fault, not a business answer): the
+    caller is told it is done, so nothing retries it; the deployment alarms on these codes.
+    """
 
     code: str
     transient: bool = False
     description: str = ""
+    loses_message: bool = False
 
 
 ENGINE_ERRORS: tuple[ErrorSpec, ...] = (
-    ErrorSpec(INTERNAL_ERROR, description="a bug: a step raised something unexpected, or a condition failed"),
+    ErrorSpec(
+        INTERNAL_ERROR,
+        description="a bug: a step raised something unexpected, or a condition failed",
+        loses_message=True,
+    ),
 )
 
 
@@ -82,7 +91,9 @@ class InternalError(PipelineError):
     """An unexpected exception inside a step, wrapped with the step id."""
 
     def __init__(self, step_id: str, cause: BaseException, detail: str | None = None) -> None:
-        super().__init__(INTERNAL_ERROR, f"step {step_id!r} failed: {detail or type(cause).__name__}")
+        super().__init__(
+            INTERNAL_ERROR, f"step {step_id!r} failed: {detail or type(cause).__name__}", type(cause).__name__
+        )
         self.step_id = step_id
 
 

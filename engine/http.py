@@ -53,9 +53,12 @@ class HttpRequest:
         except UnicodeDecodeError:
             raise ValueError("body is not valid UTF-8") from None
 
-    def public_url(self, host: str | None = None) -> str:
-        """The URL the caller requested, rebuilt with ``host`` (default: the request's own); ValueError without one."""
+    def public_url(self, host: str | None = None, scheme: str | None = None) -> str:
+        """The URL the caller requested, rebuilt with ``host`` and ``scheme`` (default: the request's own).
+
+        ValueError when there is no host.
+        """
         chosen = host or self.host
         if not chosen:
             raise ValueError("the request names no host (Host header or the platform's domain name)")
-        return f"{self.scheme}://{chosen}{self.path}" + (f"?{self.query}" if self.query else "")
+        return f"{scheme or self.scheme}://{chosen}{self.path}" + (f"?{self.query}" if self.query else "")

@@ -8,14 +8,14 @@ as ``Decimal``, binary as ``bytes``); ``json_safe`` turns them into JSON values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from engine.conditions import Condition
 
-__all__ = ["ErrorKind", "Queues", "SecretStore", "ServiceError", "Tables", "json_safe"]
+__all__ = ["ErrorKind", "ItemRequest", "QueryPage", "Queues", "SecretStore", "ServiceError", "Tables", "json_safe"]
 
 ErrorKind = Literal["transient", "not_found", "denied", "invalid", "permanent"]
 
@@ -37,6 +37,22 @@ class ServiceError(Exception):
         return self.kind == "transient"
 
 
+class QueryPage(NamedTuple):
+    """One page of a query: its items, and whether another page follows."""
+
+    items: list[dict[str, Any]]
+    more: bool
+
+
+class ItemRequest(NamedTuple):
+    """One item to read in a batch: its table and key, and how to read it."""
+
+    table: str
+    key: Mapping[str, Any]
+    consistent: bool = True
+    attributes: Sequence[str] | None = None
+
+
 class Tables(Protocol):
     """Key-value tables (DynamoDB)."""
 
@@ -50,6 +66,19 @@ class Tables(Protocol):
         """Every item of ``index`` whose key attributes equal ``key`` (all pages)."""
         ...
 
+    def query_pages(
+        self,
+        table: str,
+        index: str,
+        key: Mapping[str, str],
+        attributes: Sequence[str] | None = None,
+    ) -> Iterator[QueryPage]:
+        """The items of ``query_index``, a page at a time; each page is read only when the iterator is advanced.
+
+        DynamoDB reads at most 1 MB of items per page (before any projection), so a caller can stop between pages.
+        """
+        ...
+
     def get_item(
         self,
         table: str,
@@ -59,6 +88,13 @@ class Tables(Protocol):
         attributes: Sequence[str] | None = None,
     ) -> dict[str, Any] | None:
         """The item with ``key``, or None."""
+        ...
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        """Several items in one round trip (BatchGetItem), each as ``get_item`` answers it, in request order.
+
+        Requests for one table must share their ``consistent`` and ``attributes``.
+        """
         ...
 
     def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:

@@ -59,9 +59,10 @@ class ParamError(Exception):
 class Resource(NamedTuple):
     """What an IAM grant applies to, named through the pipeline's declared resources.
 
-    ``kind`` is ``table`` (the logical table named by parameter ``param``, ``default`` when absent),
-    ``index`` (every index listed under parameter path ``index_path`` of that table), ``queue`` (every
-    target's queue of the pipeline) or ``secret`` (the secret-name pattern named by ``param``).
+    ``kind`` is ``table`` (the logical table named by parameter ``param``, ``default`` when absent; with no
+    default, only a step configured with that parameter gets the grant), ``index`` (every index listed under
+    parameter path ``index_path`` of that table), ``queue`` (every target's queue of the pipeline) or
+    ``secret`` (the secret-name pattern named by ``param``; without one, every pattern the pipeline declares).
     """
 
     kind: str

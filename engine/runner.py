@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, NamedTuple
 
-from engine.context import Context, RuleTrace, Services, StepResult, Tracer, bind_log_fields
+from engine.context import STEP_RANK, Context, RuleTrace, Services, StepResult, Tracer, bind_log_fields
 from engine.errors import InternalError, PipelineError, TransientFault
 from engine.expressions import Expression, ExpressionError
 from engine.registry import Step
@@ -201,18 +201,25 @@ class Pipeline:
         results: list[StepResult | Exception | None] = [None] * len(members)
         if self._concurrently(group, active):
             assert self._pool is not None
+            undo_from = len(ctx.compensations)
             *others, last = active
             futures = [
                 # In a copy of this context, so that the members' log lines carry the invocation's ids.
                 (
                     index,
-                    self._pool.submit(contextvars.copy_context().run, self._timed, members[index], ctx, records[index]),
+                    self._pool.submit(
+                        contextvars.copy_context().run, self._ranked, members[index], ctx, records[index], index
+                    ),
                 )
                 for index in others
             ]
-            results[last] = self._timed(members[last], ctx, records[last])
+            results[last] = self._ranked(members[last], ctx, records[last], last)
             for index, future in futures:
                 results[index] = future.result()
+            added = ctx.compensations[undo_from:]
+            if len(added) > 1:
+                # Undo actions in member order, whichever member finished first (the sort is stable).
+                ctx.compensations[undo_from:] = sorted(added, key=lambda compensation: compensation.rank)
         else:
             for index in active:
                 results[index] = self._timed(members[index], ctx, records[index])
@@ -225,6 +232,16 @@ class Pipeline:
         estimates = [self._recent.get(group.members[index].id) for index in active]
         known = [estimate for estimate in estimates if estimate is not None]
         return len(known) < len(estimates) or min(known) >= CONCURRENCY_PAYS_SECONDS
+
+    def _ranked(
+        self, planned: PlannedStep, ctx: Context, trace: _Trace, position: int
+    ) -> StepResult | Exception | None:
+        """``_timed``, with the member's ``position`` given to the undo actions it registers (concurrent runs)."""
+        rank = STEP_RANK.set(position)
+        try:
+            return self._timed(planned, ctx, trace)
+        finally:
+            STEP_RANK.reset(rank)
 
     def _timed(self, planned: PlannedStep, ctx: Context, trace: _Trace) -> StepResult | Exception | None:
         """Run a group member, updating its duration estimate; errors are returned, not raised."""

@@ -200,6 +200,18 @@ def load_pipelines(root: Path, env: Mapping[str, str], stamp: Stamp | None = Non
     return configs
 
 
+def _invocation_fields(request_id: Any, cold: bool) -> dict[str, str]:
+    """The fields every log line of an invocation carries, named as Powertools for AWS Lambda names them."""
+    fields = {"cold_start": "true" if cold else "false"}
+    if request_id:
+        fields["function_request_id"] = str(request_id)
+    trace = os.environ.get("_X_AMZN_TRACE_ID", "")
+    root = next((part[5:] for part in trace.split(";") if part.startswith("Root=")), "")
+    if root:
+        fields["xray_trace_id"] = root
+    return fields
+
+
 class Application:
     """Runs the pipeline an event is routed to and maps the result to the proxy response."""
 
@@ -219,6 +231,7 @@ class Application:
         self.capture = capture
         self._routes = _routes(configs)
         self._deployed = {config.name: Deployed(config) for config in configs}
+        self._cold = True
         self._expected = " or ".join(f"…/{channel}" for channel in sorted(self._routes))
         self.watcher: BundleWatcher | None = None
 
@@ -322,7 +335,8 @@ class Application:
         """Run one event; never raises (a transient fault is returned in ``raised``)."""
         started = perf_counter()
         request_id = getattr(context, "aws_request_id", None)
-        bind_log_fields({"request_id": str(request_id)} if request_id else {}, replace=True)
+        bind_log_fields(_invocation_fields(request_id, self._cold), replace=True)
+        self._cold = False
         pending = self.capture.start(event) if self.capture is not None else None
         try:
             request: HttpRequest | None = http_request(event)
@@ -405,6 +419,8 @@ class Application:
                     "pipeline": name,
                     "outcome": outcome,
                     "error_code": error_code,
+                    # The AWS error code (or exception type) behind the error, never a value.
+                    "error_cause": result.error.cause if result.error is not None else None,
                     "ms": ms,
                     "status": response["statusCode"] if response else "raised",
                     "steps": {entry.step: entry.status for entry in trace},

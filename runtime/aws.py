@@ -19,8 +19,8 @@ from botocore.config import Config
 from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
 
 from engine.calls import CallLimits
-from engine.conditions import AnyOf, AttributeEquals, AttributeLessThan, AttributeNotExists, Condition
-from engine.ports import ErrorKind, ServiceError
+from engine.conditions import AllOf, AnyOf, AttributeEquals, AttributeLessThan, AttributeNotExists, Condition
+from engine.ports import ErrorKind, ItemRequest, QueryPage, ServiceError
 
 __all__ = [
     "AwsSettings",
@@ -56,6 +56,8 @@ _INVALID = frozenset(
     {"ValidationException", "InvalidParameterValue", "InvalidParameterException", "InvalidRequestException"}
 )
 
+# BatchGetItem rounds for keys DynamoDB left unprocessed (throttled) before the read counts as a transient failure.
+_BATCH_ROUNDS = 3
 
 # The pipeline file's ``aws:`` block, as the runtime reads it.
 AwsSettings = CallLimits
@@ -137,6 +139,8 @@ class _Expression:
     def condition(self, condition: Condition) -> str:
         if isinstance(condition, AnyOf):
             return " OR ".join(f"({self.condition(part)})" for part in condition.conditions)
+        if isinstance(condition, AllOf):
+            return " AND ".join(f"({self.condition(part)})" for part in condition.conditions)
         if isinstance(condition, AttributeNotExists):
             return f"attribute_not_exists({self.name(condition.name)})"
         if isinstance(condition, AttributeEquals):
@@ -217,15 +221,6 @@ class DynamoTables:
             return {}
         return {"ProjectionExpression": ", ".join(expression.name(a) for a in attributes)}
 
-    def _pages(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        while True:
-            page: dict[str, Any] = _call("dynamodb.Query", partial(self.client.query, **request))
-            yield from page.get("Items", [])
-            last = page.get("LastEvaluatedKey")
-            if not last:
-                return
-            request = {**request, "ExclusiveStartKey": last}
-
     def query_index(
         self,
         table: str,
@@ -233,6 +228,15 @@ class DynamoTables:
         key: Mapping[str, str],
         attributes: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
+        return [item for page in self.query_pages(table, index, key, attributes) for item in page.items]
+
+    def query_pages(
+        self,
+        table: str,
+        index: str,
+        key: Mapping[str, str],
+        attributes: Sequence[str] | None = None,
+    ) -> Iterator[QueryPage]:
         expression = _Expression()
         key_condition = " AND ".join(f"{expression.name(k)} = {expression.value(v)}" for k, v in key.items())
         request: dict[str, Any] = {
@@ -243,7 +247,13 @@ class DynamoTables:
         }
         request["ExpressionAttributeNames"] = expression.names
         request["ExpressionAttributeValues"] = self._to_wire(expression.values)
-        return [self._from_wire(item) for item in self._pages(request)]
+        while True:
+            page: dict[str, Any] = _call("dynamodb.Query", partial(self.client.query, **request))
+            last = page.get("LastEvaluatedKey")
+            yield QueryPage([self._from_wire(item) for item in page.get("Items", [])], bool(last))
+            if not last:
+                return
+            request = {**request, "ExclusiveStartKey": last}
 
     def get_item(
         self,
@@ -265,6 +275,49 @@ class DynamoTables:
         response = _call("dynamodb.GetItem", lambda: self.client.get_item(**request))
         item = response.get("Item")
         return self._from_wire(item) if item else None
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        tables: dict[str, dict[str, Any]] = {}
+        wanted: dict[str, tuple[str, ...]] = {}
+        for request in requests:
+            entry = tables.get(request.table)
+            if entry is None:
+                entry = tables[request.table] = {"Keys": [], "ConsistentRead": request.consistent}
+                if request.attributes:
+                    # The key comes back too (to match items to requests) and is dropped if it was not asked for.
+                    expression = _Expression()
+                    names = (*request.attributes, *(k for k in request.key if k not in request.attributes))
+                    entry.update(self._projection(expression, names), ExpressionAttributeNames=expression.names)
+                    wanted[request.table] = tuple(request.attributes)
+            elif entry["ConsistentRead"] != request.consistent or wanted.get(request.table) != (
+                tuple(request.attributes) if request.attributes else None
+            ):
+                raise ValueError(f"requests for table {request.table} must share their read options")
+            entry["Keys"].append(self._to_wire(request.key))
+        found: dict[str, list[dict[str, Any]]] = {}
+        pending: dict[str, Any] = tables
+        for _ in range(_BATCH_ROUNDS):
+            response = _call("dynamodb.BatchGetItem", partial(self.client.batch_get_item, RequestItems=pending))
+            for table, items in response.get("Responses", {}).items():
+                found.setdefault(table, []).extend(self._from_wire(item) for item in items)
+            pending = response.get("UnprocessedKeys") or {}
+            if not pending:
+                break
+        else:
+            raise ServiceError("transient", "UnprocessedKeys", "dynamodb.BatchGetItem")
+        results: list[dict[str, Any] | None] = []
+        for request in requests:
+            match = next(
+                (
+                    item
+                    for item in found.get(request.table, [])
+                    if all(item.get(k) == v for k, v in request.key.items())
+                ),
+                None,
+            )
+            keep = wanted.get(request.table)
+            results.append(match if match is None or keep is None else {k: match[k] for k in keep if k in match})
+        return results
 
     def _conditional(
         self, operation: str, call: Callable[..., Any], request: dict[str, Any], condition: Condition | None

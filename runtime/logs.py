@@ -1,5 +1,9 @@
 """Structured JSON logs: one object per line, with the invocation's log fields (request id, conversation id…).
 
+Keys follow Powertools for AWS Lambda (Python), so existing queries work: ``timestamp``, ``level``, ``location``
+(the logger), ``message``, ``service`` (``POWERTOOLS_SERVICE_NAME``), ``function_name``, and per invocation
+``cold_start``, ``function_request_id`` and ``xray_trace_id``.
+
 Log decisions, never data: callers pass step ids, outcomes, codes and durations in ``extra``; this
 formatter emits only the fields it knows, so a stray ``extra`` cannot leak a body or a number. The
 invocation's fields are those bound with ``engine.context.bind_log_fields`` (steps bind what later lines
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -24,6 +29,7 @@ _FIELDS = (
     "decision",
     "outcome",
     "error_code",
+    "error_cause",
     "pipeline",
     "event",
     "cold_start",
@@ -44,16 +50,24 @@ _FIELDS = (
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON object."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "inbound-webhook-pipeline"
+        self._function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "time": _timestamp(record.created),
+            "timestamp": _timestamp(record.created),
             "level": record.levelname,
-            "logger": record.name,
+            "location": record.name,
             "message": record.getMessage(),
+            "service": self._service,
         }
+        if self._function:
+            entry["function_name"] = self._function
         for name, bound in log_fields().items():
             if bound:
-                entry[name] = bound
+                entry[name] = bound == "true" if name == "cold_start" else bound
         for name in _FIELDS:
             value = record.__dict__.get(name)
             if value is not None:

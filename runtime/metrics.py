@@ -3,8 +3,8 @@
 CloudWatch Logs extracts the metrics from the document itself (no API call, no added latency):
 
 - ``Invocations`` by {Pipeline, Outcome}: 1 per event; the outcome is a success outcome or the error code;
-- ``Errors`` by {Pipeline, ErrorCode}: 1 per event that ended in an error (the alarms watch
-  ``INVALID_SIGNATURE`` and ``SECRET_FETCH_FAILED``);
+- ``Errors`` by {Pipeline} (every error: one total series) and by {Pipeline, ErrorCode}: 1 per event that ended
+  in an error (template.yaml's alarms watch the codes that lose a message, and a few more);
 - ``Latency`` and ``StepLatency.<step id>`` by {Pipeline}, in milliseconds (skipped steps are left out);
 - ``ColdStart`` by {Pipeline}: 1 on the first invocation of a container;
 - ``CaptureFailures`` by {Pipeline}: 1 in a document of its own when an event capture failed
@@ -18,6 +18,8 @@ CloudWatch Logs extracts the metrics from the document itself (no API call, no a
 The document is also a log line: it carries the invocation's log fields (request id, conversation id…)
 and the rules version (``RulesVersion``, and ``RulesSource`` for a bundle) as plain properties, not
 dimensions.
+With ``STACK_NAME`` set (template.yaml sets it to the stack's name), every series also has a ``Stack`` dimension,
+so that two stacks in one account keep their metrics (and alarms) apart.
 Configuration: ``METRICS_NAMESPACE`` (else ``POWERTOOLS_METRICS_NAMESPACE``, else ``InboundWebhookPipeline``);
 ``METRICS_ENABLED=false`` turns the documents off.
 """
@@ -57,12 +59,15 @@ def emf_line(
     timestamp_ms: int,
     properties: Mapping[str, str] | None = None,
     counts: Mapping[str, int] | None = None,
+    stack: str | None = None,
 ) -> str:
     """The EMF document for one invocation, as the JSON line that is written; ``counts`` are more Count metrics."""
     doc: dict[str, Any] = {"message": "metrics"}
     for key, value in (properties or {}).items():
         if value:
             doc[key] = value
+    if stack:
+        doc["Stack"] = stack
     doc["Pipeline"] = pipeline
     doc["Outcome"] = outcome
     doc["Invocations"] = 1
@@ -79,7 +84,7 @@ def emf_line(
         doc["ErrorCode"] = error_code
         doc["Errors"] = 1
     doc.update(counts or {})
-    directives = _directives(namespace, cold_start, tuple(steps), bool(error_code), tuple(counts or ()))
+    directives = _directives(namespace, cold_start, tuple(steps), bool(error_code), bool(stack), tuple(counts or ()))
     # The directives repeat from one invocation to the next: they are encoded once per shape.
     return f'{_ENCODER.encode(doc)[:-1]},"_aws":{{"Timestamp":{int(timestamp_ms)},"CloudWatchMetrics":{directives}}}}}'
 
@@ -88,23 +93,38 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def count_line(
-    namespace: str, pipeline: str, metric: str, *, timestamp_ms: int, properties: Mapping[str, str] | None = None
+    namespace: str,
+    pipeline: str,
+    metric: str,
+    *,
+    timestamp_ms: int,
+    properties: Mapping[str, str] | None = None,
+    stack: str | None = None,
 ) -> str:
-    """An EMF document counting one ``metric`` by {Pipeline}, with ``properties`` as plain fields."""
+    """An EMF document counting one ``metric`` by {Pipeline} (and {Stack}), with ``properties`` as plain fields."""
     doc: dict[str, Any] = {"message": "metrics", **{key: value for key, value in (properties or {}).items() if value}}
+    if stack:
+        doc["Stack"] = stack
     doc["Pipeline"] = pipeline
     doc[metric] = 1
     counted = [{"Name": metric, "Unit": "Count"}]
-    directives = [{"Namespace": namespace, "Dimensions": [["Pipeline"]], "Metrics": counted}]
+    base = ["Stack", "Pipeline"] if stack else ["Pipeline"]
+    directives = [{"Namespace": namespace, "Dimensions": [base], "Metrics": counted}]
     doc["_aws"] = {"Timestamp": int(timestamp_ms), "CloudWatchMetrics": directives}
     return _ENCODER.encode(doc)
 
 
 @lru_cache(maxsize=256)
 def _directives(
-    namespace: str, cold_start: bool, step_metrics: tuple[str, ...], error: bool, counts: tuple[str, ...] = ()
+    namespace: str,
+    cold_start: bool,
+    step_metrics: tuple[str, ...],
+    error: bool,
+    stack: bool,
+    counts: tuple[str, ...] = (),
 ) -> str:
     """The ``CloudWatchMetrics`` directives of a document, JSON-encoded."""
+    base = ["Stack", "Pipeline"] if stack else ["Pipeline"]
     per_pipeline: list[dict[str, str]] = [{"Name": "Latency", "Unit": "Milliseconds"}]
     if cold_start:
         per_pipeline.append({"Name": "ColdStart", "Unit": "Count"})
@@ -113,16 +133,17 @@ def _directives(
     directives: list[dict[str, Any]] = [
         {
             "Namespace": namespace,
-            "Dimensions": [["Pipeline", "Outcome"]],
+            "Dimensions": [[*base, "Outcome"]],
             "Metrics": [{"Name": "Invocations", "Unit": "Count"}],
         },
-        {"Namespace": namespace, "Dimensions": [["Pipeline"]], "Metrics": per_pipeline},
+        {"Namespace": namespace, "Dimensions": [base], "Metrics": per_pipeline},
     ]
     if error:
+        # One total series (every error) and one per code, from the same value.
         directives.append(
             {
                 "Namespace": namespace,
-                "Dimensions": [["Pipeline", "ErrorCode"]],
+                "Dimensions": [base, [*base, "ErrorCode"]],
                 "Metrics": [{"Name": "Errors", "Unit": "Count"}],
             }
         )
@@ -142,8 +163,10 @@ class EmfMetrics:
         namespace: str = DEFAULT_NAMESPACE,
         write: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
+        stack: str | None = None,
     ) -> None:
         self.namespace = namespace
+        self.stack = stack
         self._write = write or _stdout
         self._clock = clock
         self._cold = True
@@ -154,7 +177,7 @@ class EmfMetrics:
         if env.get("METRICS_ENABLED", "").strip().lower() in _OFF:
             return None
         namespace = env.get("METRICS_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
-        return cls(namespace.strip() or DEFAULT_NAMESPACE)
+        return cls(namespace.strip() or DEFAULT_NAMESPACE, stack=env.get("STACK_NAME", "").strip() or None)
 
     def record(
         self,
@@ -180,6 +203,7 @@ class EmfMetrics:
             timestamp_ms=int(self._clock() * 1000),
             properties=properties,
             counts=counts,
+            stack=self.stack,
         )
         self._write(line)
         return line
@@ -187,7 +211,12 @@ class EmfMetrics:
     def count(self, pipeline: str, metric: str, properties: Mapping[str, str] | None = None) -> str:
         """Write a document counting one ``metric`` (not an invocation: no cold start, no latency) and return it."""
         line = count_line(
-            self.namespace, pipeline, metric, timestamp_ms=int(self._clock() * 1000), properties=properties
+            self.namespace,
+            pipeline,
+            metric,
+            timestamp_ms=int(self._clock() * 1000),
+            properties=properties,
+            stack=self.stack,
         )
         self._write(line)
         return line

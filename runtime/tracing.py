@@ -231,6 +231,8 @@ def _call_started(params: Mapping[str, Any], model: Any, context: dict[str, Any]
     call = _Subsegment(tracer, header, service, "aws", _PARENT.get() or header.parent)
     details = {"operation": model.name, "region": context.get("client_region")}
     details.update({key: params[name] for name, key in _RESOURCE_PARAMS.items() if isinstance(params.get(name), str)})
+    if isinstance(params.get("RequestItems"), dict):  # a batch names several tables
+        details["table_names"] = sorted(params["RequestItems"])
     call.document["aws"] = details
     context[_CONTEXT_KEY] = call
 

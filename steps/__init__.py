@@ -4,12 +4,13 @@ It also registers the expression functions conditions may call (``steps.function
 through ``engine.plugins.load_plugins(["steps"])``; the engine never imports it.
 """
 
-from steps import control, conversations, functions, rules, secrets, sendgrid, sqs, stage, trigger, twilio
+from steps import control, conversations, functions, replay, rules, secrets, sendgrid, sqs, stage, trigger, twilio
 
 __all__ = [
     "control",
     "conversations",
     "functions",
+    "replay",
     "rules",
     "secrets",
     "sendgrid",

@@ -13,10 +13,12 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from engine.context import Context, StepResult
-from engine.errors import ErrorSpec, StepFailure
+from engine.errors import ErrorSpec, StepFailure, TransientFault
 from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
-from engine.ports import ServiceError, json_safe
+from engine.ports import ItemRequest, ServiceError, json_safe
 from engine.registry import BuildInfo, IamGrant, ParamError, Resource, register
+from steps.replay import KEY as REPLAY_KEY
+from steps.replay import REPLAY, replay_of
 from steps.support import secret_pattern, service_failure, table_name
 
 __all__ = [
@@ -32,8 +34,10 @@ T = TypeVar("T")
 
 NOT_FOUND = ErrorSpec("CONVERSATION_NOT_FOUND", description="no conversation for the sender and recipient")
 DB_TRANSIENT = ErrorSpec("DB_TRANSIENT_ERROR", transient=True, description="the conversations table did not answer")
-DB_QUERY = ErrorSpec("DB_QUERY_ERROR", description="the conversations table refused the read")
-MISSING_CREDENTIAL = ErrorSpec("MISSING_CREDENTIAL_CONFIG", description="the conversation names no usable credential")
+DB_QUERY = ErrorSpec("DB_QUERY_ERROR", description="the conversations table refused the read", loses_message=True)
+MISSING_CREDENTIAL = ErrorSpec(
+    "MISSING_CREDENTIAL_CONFIG", description="the conversation names no usable credential", loses_message=True
+)
 
 
 def db_call(function: Callable[[], T]) -> T:
@@ -75,6 +79,11 @@ _INDEX = {
         "company_key": {"type": "string", "minLength": 1},
         "user_key": {"type": "string", "minLength": 1},
         "credentials_attribute": {"type": "string", "minLength": 1},
+        "secrets": {
+            "type": "string",
+            "description": "The secret-name pattern (under secrets:) for this channel's credentials "
+            "(default: the step's secrets).",
+        },
     },
 }
 
@@ -138,6 +147,20 @@ def _path(params: Mapping[str, Any], name: str, default: str) -> Expression:
                 "type": "string",
                 "description": "JMESPath giving the user's address (default: request.user_number).",
             },
+            "max_pages": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 100,
+                "description": "Most query pages (up to 1 MB each) read for one request, which is not yet "
+                "authenticated here: more is DB_QUERY_ERROR (default 4).",
+            },
+            "max_items": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 10000,
+                "description": "Most conversations one (company, user) pair may have: more is DB_QUERY_ERROR "
+                "(default 100).",
+            },
         },
     },
 )
@@ -149,9 +172,41 @@ class ConversationLookup:
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = table_name(params, info, "conversations")
         self._indexes: Mapping[str, Mapping[str, str]] = params["indexes"]
-        self._pattern = secret_pattern(params, info)
+        # Each channel's credential names, confined by its index's pattern, else by the step's.
+        self._patterns = {
+            channel: secret_pattern({"secrets": index["secrets"]} if "secrets" in index else params, info)
+            for channel, index in self._indexes.items()
+        }
         self._company = _path(params, "company", "request.company_number")
         self._user = _path(params, "user", "request.user_number")
+        self._max_pages = int(params.get("max_pages", 4))
+        self._max_items = int(params.get("max_items", 100))
+
+    def _matches(self, ctx: Context, index: str, key: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every conversation of the pair; the request is not authenticated yet, so the reading is bounded.
+
+        The deadline is checked between pages (each page is one bounded call), and a pair with more pages or
+        items than the limits allow is refused rather than read on a forged request's behalf.
+        """
+        items: list[dict[str, Any]] = []
+        pages = ctx.services.tables.query_pages(self._table, index, key, self._ATTRIBUTES)
+        count = 0
+        while (page := db_call(lambda: next(pages, None))) is not None:
+            count += 1
+            items += page.items
+            if len(items) > self._max_items:
+                raise StepFailure(
+                    DB_QUERY.code, f"more than {self._max_items} conversations match", cause="LookupLimit"
+                )
+            if not page.more:
+                break
+            if count >= self._max_pages:
+                raise StepFailure(
+                    DB_QUERY.code, f"more than {self._max_pages} pages of conversations match", cause="LookupLimit"
+                )
+            if ctx.time_left() <= 0:
+                raise TransientFault(DB_TRANSIENT.code, f"time budget spent after {count} lookup page(s)")
+        return items
 
     def run(self, ctx: Context) -> StepResult:
         request = ctx.doc["request"]
@@ -159,7 +214,7 @@ class ConversationLookup:
         if index is None:
             raise StepFailure(MISSING_CREDENTIAL.code, f"no lookup index configured for channel {request['channel']}")
         key = {index["company_key"]: self._company.search(ctx.doc), index["user_key"]: self._user.search(ctx.doc)}
-        items = db_call(lambda: ctx.services.tables.query_index(self._table, index["index"], key, self._ATTRIBUTES))
+        items = self._matches(ctx, index["index"], key)
         if not items:
             raise StepFailure(NOT_FOUND.code, "no conversation for this sender and recipient")
         chosen = pick_conversation(items)
@@ -169,7 +224,8 @@ class ConversationLookup:
             raise StepFailure(
                 MISSING_CREDENTIAL.code, f"conversation has no channel_config.{index['credentials_attribute']}"
             )
-        if self._pattern is not None and not self._pattern.fullmatch(secret_name):
+        pattern = self._patterns[request["channel"]]
+        if pattern is not None and not pattern.fullmatch(secret_name):
             raise StepFailure(MISSING_CREDENTIAL.code, "credential name is outside the allowed secret pattern")
         output = {
             "conversation_id": chosen["conversation_id"],
@@ -185,7 +241,13 @@ class ConversationLookup:
     "conversations.get",
     provides="conversation",
     requires=("credential",),
-    iam=(IamGrant(("dynamodb:GetItem",), (Resource("table", "table", "conversations"),)),),
+    iam=(
+        IamGrant(("dynamodb:GetItem",), (Resource("table", "table", "conversations"),)),
+        IamGrant(
+            ("dynamodb:BatchGetItem",),
+            (Resource("table", "table", "conversations"), Resource("table", "replay_table")),
+        ),
+    ),
     errors=(NOT_FOUND, DB_TRANSIENT, DB_QUERY),
     deadline_code=DB_TRANSIENT.code,
     params={
@@ -193,6 +255,11 @@ class ConversationLookup:
         "additionalProperties": False,
         "properties": {
             "table": {"type": "string"},
+            "replay_table": {
+                "type": "string",
+                "description": "The logical table of replay.record's records: read in the same batch as the "
+                "conversation; a replay of an accepted message ends the run as REPLAY (nothing written).",
+            },
             "consistent_read": {"type": "boolean"},
             "read": {
                 "enum": ["whole", "rules"],
@@ -216,6 +283,7 @@ class ConversationGet:
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = table_name(params, info, "conversations")
+        self._replay = table_name(params, info, "", "replay_table") if "replay_table" in params else None
         self._consistent = bool(params.get("consistent_read", True))
         # A shadow candidate's rule sets are decided from the same read: it covers their attributes too.
         rulesets = {str(i): s for i, s in enumerate([*info.rulesets.values(), *info.shadow_rulesets.values()])}
@@ -225,19 +293,34 @@ class ConversationGet:
     def _read(self, ctx: Context, key: Mapping[str, str], attributes: tuple[str, ...] | None) -> dict[str, Any]:
         tables = ctx.services.tables
         item = db_call(lambda: tables.get_item(self._table, key, consistent=self._consistent, attributes=attributes))
-        if item is None:
-            raise StepFailure(NOT_FOUND.code, "the conversation item is gone")
-        # Rules see plain JSON values, as their inline tests give them: JMESPath functions reject Decimal.
-        plain: dict[str, Any] = json_safe(item)
-        return plain
+        return _found(item)
 
     def run(self, ctx: Context) -> StepResult:
         credential = ctx.doc["credential"]
         key = {"primary_channel": credential["primary_channel"], "conversation_id": credential["conversation_id"]}
-        item = self._read(ctx, key, self._attributes)
+        if self._replay is None:
+            item = self._read(ctx, key, self._attributes)
+        else:
+            # The replay record comes in the same round trip as the conversation.
+            requests = [
+                ItemRequest(self._table, key, self._consistent, self._attributes),
+                ItemRequest(self._replay, {REPLAY_KEY: ctx.doc["request"]["message_sid"]}),
+            ]
+            conversation, record = db_call(lambda: ctx.services.tables.get_items(requests))
+            if replay_of(record, ctx.services.clock.now().timestamp()):
+                return StepResult(outcome=REPLAY, stop=True, decision="replay of an accepted message")
+            item = _found(conversation)
         if self._attributes is not None:
             ctx.private[_WHOLE] = lambda: self._read(ctx, key, None)
         return StepResult(output=item, decision="found")
+
+
+def _found(item: Mapping[str, Any] | None) -> dict[str, Any]:
+    if item is None:
+        raise StepFailure(NOT_FOUND.code, "the conversation item is gone")
+    # Rules see plain JSON values, as their inline tests give them: JMESPath functions reject Decimal.
+    plain: dict[str, Any] = json_safe(item)
+    return plain
 
 
 def whole_conversation(ctx: Context) -> Mapping[str, Any]:

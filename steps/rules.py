@@ -12,7 +12,9 @@ from engine.rules import RuleSet
 
 __all__ = ["ROUTING_ERROR", "RouteByRules", "ValidateRules"]
 
-ROUTING_ERROR = ErrorSpec("ROUTING_ERROR", description="no routing rule matched, or its target has no queue")
+ROUTING_ERROR = ErrorSpec(
+    "ROUTING_ERROR", description="no routing rule matched, or its target has no queue", loses_message=True
+)
 
 
 def _ruleset(info: BuildInfo, name: str, kind: str, path: tuple[Any, ...]) -> RuleSet:

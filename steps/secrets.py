@@ -20,7 +20,9 @@ from steps.support import service_failure
 
 __all__ = ["FETCH_FAILED", "FETCH_TRANSIENT", "SecretFetch", "SigningKey", "fetch_secret", "signing_key"]
 
-FETCH_FAILED = ErrorSpec("SECRET_FETCH_FAILED", description="the secret is missing, unreadable or has no key")
+FETCH_FAILED = ErrorSpec(
+    "SECRET_FETCH_FAILED", description="the secret is missing, unreadable or has no key", loses_message=True
+)
 FETCH_TRANSIENT = ErrorSpec(
     "SECRET_FETCH_TRANSIENT_ERROR", transient=True, description="Secrets Manager did not answer"
 )
@@ -75,7 +77,7 @@ def _expression(params: Mapping[str, Any], name: str, default: str | None) -> Ex
     "secrets.fetch",
     provides="auth",
     requires=("credential",),
-    iam=(IamGrant(("secretsmanager:GetSecretValue",), (Resource("secret", "secrets", "credentials"),)),),
+    iam=(IamGrant(("secretsmanager:GetSecretValue",), (Resource("secret"),)),),
     errors=(FETCH_FAILED, FETCH_TRANSIENT),
     deadline_code=FETCH_TRANSIENT.code,
     authenticates=True,

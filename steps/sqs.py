@@ -16,7 +16,9 @@ from steps.support import service_failure
 
 __all__ = ["QUEUE_ERROR", "QUEUE_TRANSIENT", "SendMessage", "handoff_body", "trigger_body"]
 
-QUEUE_ERROR = ErrorSpec("QUEUE_ERROR", description="the queue refused the message, or it is too large")
+QUEUE_ERROR = ErrorSpec(
+    "QUEUE_ERROR", description="the queue refused the message, or it is too large", loses_message=True
+)
 QUEUE_TRANSIENT = ErrorSpec("QUEUE_TRANSIENT_ERROR", transient=True, description="the queue did not answer")
 
 SQS_LIMIT_BYTES = 256 * 1024

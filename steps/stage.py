@@ -14,7 +14,7 @@ from steps.support import service_failure, table_name
 
 __all__ = ["STAGE_ERROR", "STAGE_TRANSIENT", "StageWrite"]
 
-STAGE_ERROR = ErrorSpec("STAGE_WRITE_ERROR", description="the stage table refused the write")
+STAGE_ERROR = ErrorSpec("STAGE_WRITE_ERROR", description="the stage table refused the write", loses_message=True)
 STAGE_TRANSIENT = ErrorSpec("STAGE_WRITE_TRANSIENT_ERROR", transient=True, description="the stage write did not answer")
 
 

@@ -13,12 +13,12 @@ from engine.registry import BuildInfo, ParamError
 __all__ = ["secret_pattern", "service_failure", "table_name"]
 
 
-def table_name(params: Mapping[str, Any], info: BuildInfo, default: str) -> str:
-    """The table behind the logical name in parameter ``table`` (``default`` when absent)."""
-    key = str(params.get("table", default))
+def table_name(params: Mapping[str, Any], info: BuildInfo, default: str, param: str = "table") -> str:
+    """The table behind the logical name in parameter ``param`` (``default`` when absent)."""
+    key = str(params.get(param, default))
     if key not in info.tables:
         known = ", ".join(sorted(info.tables)) or "none"
-        raise ParamError(("table",), f"table {key!r} is not declared under tables: (declared: {known})")
+        raise ParamError((param,), f"table {key!r} is not declared under tables: (declared: {known})")
     return info.tables[key]
 
 

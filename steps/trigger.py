@@ -1,8 +1,15 @@
-"""``trigger.lock``: the conversation's trigger lease; only its holder sends the trigger.
+"""``trigger.lock`` and ``trigger.sent``: the conversation's trigger lease; only its holder sends the trigger.
 
-The lock is a lease: a row per conversation, taken when absent, expired, or already held by this same
-message (a retry). Once taken, a compensation releases it (conditional on the holder) if anything later
-fails, so the retry of the delivery can trigger.
+The lock is a lease: a row per conversation, taken when absent, expired, or already held by this same message
+(a retry). Once taken, a compensation releases it (conditional on the holder) if anything later fails, so the
+retry of the delivery can trigger. A message that finds the lock held ends as BATCHED, which must mean that a
+trigger is pending and will find its stage row. So the lock is also taken over when:
+
+- the holder's trigger is due (``trigger_due_at``, written by ``trigger.sent`` alongside the send) within
+  ``due_margin_seconds``: a consumer may read the batch before this message's stage row lands (the margin
+  covers the longest stage write, one bounded call), so this message sends a trigger of its own;
+- the holder never marked it sent and took it more than ``orphan_after_seconds`` ago: it died between the
+  lock and the send (its invocation ends well before that), and its retry may never come.
 """
 
 from __future__ import annotations
@@ -10,19 +17,36 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.conditions import AnyOf, AttributeEquals, AttributeLessThan, AttributeNotExists
+from engine.conditions import AllOf, AnyOf, AttributeEquals, AttributeLessThan, AttributeNotExists, Condition
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, TransientFault
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.support import service_failure, table_name
 
-__all__ = ["LOCK_ERROR", "LOCK_TRANSIENT", "TriggerLock"]
+__all__ = ["LOCK_ERROR", "LOCK_TRANSIENT", "TriggerLock", "TriggerSent", "acquire_condition"]
 
-LOCK_ERROR = ErrorSpec("TRIGGER_LOCK_WRITE_ERROR", description="the lock table refused the write")
+LOCK_ERROR = ErrorSpec("TRIGGER_LOCK_WRITE_ERROR", description="the lock table refused the write", loses_message=True)
 LOCK_TRANSIENT = ErrorSpec(
     "TRIGGER_LOCK_TRANSIENT_ERROR", transient=True, description="the lock write (or its release) did not answer"
 )
+DUE = "trigger_due_at"
+
+
+def acquire_condition(holder: str, now: int, *, due_margin: int, orphan_after: int) -> Condition:
+    """When ``holder`` may take the lock at ``now`` (epoch seconds)."""
+    return AnyOf(
+        (
+            AttributeNotExists("conversation_id"),
+            AttributeLessThan("expires_at", now),
+            AttributeEquals("message_sid", holder),
+            AttributeLessThan(DUE, now + due_margin),
+            AllOf((AttributeNotExists(DUE), AttributeLessThan("taken_at", now - orphan_after))),
+        )
+    )
+
+
+_TABLE = {"table": {"type": "string"}}
 
 
 @register(
@@ -36,33 +60,49 @@ LOCK_TRANSIENT = ErrorSpec(
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "table": {"type": "string"},
+            **_TABLE,
             "ttl_buffer_seconds": {"type": "integer", "minimum": 0, "maximum": 86400},
+            "due_margin_seconds": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 900,
+                "description": "A lock whose trigger is due within this many seconds is taken over (at least the "
+                "longest stage write; default 5).",
+            },
+            "orphan_after_seconds": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 3600,
+                "description": "A lock never marked sent is taken over this long after it was taken (longer than "
+                "an invocation; default 15).",
+            },
         },
     },
     example={"table": "lock", "ttl_buffer_seconds": 60},
 )
 class TriggerLock:
-    """Take the conversation's trigger lease; when another message holds it, end as BATCHED."""
+    """Take the conversation's trigger lease; when a live holder's trigger is pending, end as BATCHED."""
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = table_name(params, info, "lock")
         self._buffer = int(params.get("ttl_buffer_seconds", 60))
+        self._margin = int(params.get("due_margin_seconds", 5))
+        self._orphan = int(params.get("orphan_after_seconds", 15))
 
     def run(self, ctx: Context) -> StepResult:
         conversation_id = ctx.doc["credential"]["conversation_id"]
         holder = ctx.doc["request"]["message_sid"]
         now = int(ctx.services.clock.now().timestamp())
-        expires_at = now + int(ctx.doc["route"]["delay_seconds"]) + self._buffer
-        condition = AnyOf(
-            (
-                AttributeNotExists("conversation_id"),
-                AttributeLessThan("expires_at", now),
-                AttributeEquals("message_sid", holder),
-            )
+        delay = int(ctx.doc["route"]["delay_seconds"])
+        expires_at = now + delay + self._buffer
+        # With a window shorter than the margin, any trigger may be read before this row lands: never batch.
+        condition = (
+            acquire_condition(holder, now, due_margin=self._margin, orphan_after=self._orphan)
+            if delay >= self._margin
+            else None
         )
         tables = ctx.services.tables
-        item = {"conversation_id": conversation_id, "message_sid": holder, "expires_at": expires_at}
+        item = {"conversation_id": conversation_id, "message_sid": holder, "expires_at": expires_at, "taken_at": now}
 
         def release() -> None:
             # A lock left to a message that sent nothing would swallow the window's trigger: if it
@@ -87,4 +127,39 @@ class TriggerLock:
                 output={"acquired": False}, outcome="BATCHED", stop=True, decision="held by another message"
             )
         ctx.on_failure("release trigger lock", release)
-        return StepResult(output={"acquired": True, "expires_at": expires_at}, decision="acquired")
+        return StepResult(output={"acquired": True, "expires_at": expires_at, "taken_at": now}, decision="acquired")
+
+
+@register(
+    "trigger.sent",
+    provides="lock_sent",
+    requires=("request", "credential", "route", "lock"),
+    iam=(IamGrant(("dynamodb:PutItem",), (Resource("table", "table", "lock"),)),),
+    params={"type": "object", "additionalProperties": False, "properties": _TABLE},
+    example={"table": "lock"},
+)
+class TriggerSent:
+    """Mark the held lock as sent (``trigger_due_at``), alongside the send; best effort.
+
+    A lock left unmarked (this write failed) is taken over ``orphan_after_seconds`` after it was taken, which at
+    worst sends one more trigger: so a failure here is logged in the trace and the message still succeeds.
+    """
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._table = table_name(params, info, "lock")
+
+    def run(self, ctx: Context) -> StepResult:
+        lock, holder = ctx.doc["lock"], ctx.doc["request"]["message_sid"]
+        due = int(ctx.services.clock.now().timestamp()) + int(ctx.doc["route"]["delay_seconds"])
+        item = {
+            "conversation_id": ctx.doc["credential"]["conversation_id"],
+            "message_sid": holder,
+            "expires_at": lock["expires_at"],
+            "taken_at": lock["taken_at"],
+            DUE: due,
+        }
+        try:
+            marked = ctx.services.tables.put_item(self._table, item, AttributeEquals("message_sid", holder))
+        except ServiceError as exc:
+            return StepResult(output={"marked": False}, decision=f"not marked: {exc.code}")
+        return StepResult(output={"marked": marked}, decision="marked" if marked else "taken over meanwhile")

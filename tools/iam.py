@@ -44,7 +44,12 @@ def resolve(resource: Resource, params: Mapping[str, Any], config: AppConfig) ->
     """The (kind, name) pairs a declared resource stands for in this pipeline."""
     if resource.kind == "queue":
         return [("queue", target.queue_url) for target in config.targets.values()]
+    if resource.kind == "secret" and resource.param is None:
+        declared = [pattern.pattern for pattern in config.secrets.values() if pattern is not None]
+        return [("secret", pattern) for pattern in declared] or [("secret", "*")]
     chosen = params.get(resource.param or "", resource.default) if resource.param else resource.default
+    if chosen is None:
+        return []  # an optional resource the step is not configured with
     if resource.kind == "secret":
         pattern = config.secrets.get(str(chosen))
         return [("secret", pattern.pattern if pattern is not None else "*")]

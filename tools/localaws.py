@@ -1,7 +1,8 @@
 """The contract's AWS resources, created in an emulator (moto in-process or its server).
 
 Used by the tests, the dry-run's in-memory world and ``pipeline-serve``: one definition of the
-conversations table (with its WhatsApp, SMS and email GSIs), the stage and lock tables and the four queues.
+conversations table (with its WhatsApp, SMS and email GSIs), the stage, lock and replay-record tables and
+the four queues.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class LocalResources:
     sms_queue_url: str
     handoff_queue_url: str
     email_queue_url: str
+    replay_table: str
 
     def environment(self) -> dict[str, str]:
         """The contract's environment variables pointing at these resources."""
@@ -47,13 +49,31 @@ class LocalResources:
             "SMS_QUEUE_URL": self.sms_queue_url,
             "HANDOFF_QUEUE_URL": self.handoff_queue_url,
             "EMAIL_QUEUE_URL": self.email_queue_url,
+            "REPLAY_TABLE_NAME": self.replay_table,
         }
 
 
+def _create_table(dynamodb: Any, **request: Any) -> bool:
+    """Create a table; False when it already exists (provisioning again is harmless)."""
+    try:
+        dynamodb.create_table(**request)
+    except Exception as exc:
+        if _error_code(exc) != "ResourceInUseException":
+            raise
+        return False
+    return True
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
 def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
-    """Create the tables and queues (in an emulator) and return their names."""
+    """Create the tables and queues (in an emulator; those that exist are kept) and return their names."""
     conversations = f"{prefix}conversations"
-    dynamodb.create_table(
+    _create_table(
+        dynamodb,
         TableName=conversations,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
@@ -79,7 +99,8 @@ def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
         ],
     )
     stage, lock = f"{prefix}conversations-stage", f"{prefix}conversations-trigger-lock"
-    dynamodb.create_table(
+    new_stage = _create_table(
+        dynamodb,
         TableName=stage,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
@@ -91,18 +112,29 @@ def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
             {"AttributeName": "message_sid", "KeyType": "RANGE"},
         ],
     )
-    dynamodb.create_table(
+    new_lock = _create_table(
+        dynamodb,
         TableName=lock,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "conversation_id", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "conversation_id", "KeyType": "HASH"}],
     )
-    for table in (stage, lock):
+    replay = f"{prefix}conversations-replay"
+    new_replay = _create_table(
+        dynamodb,
+        TableName=replay,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "message_sid", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "message_sid", "KeyType": "HASH"}],
+    )
+    for table, new in ((stage, new_stage), (lock, new_lock), (replay, new_replay)):
+        if not new:
+            continue
         dynamodb.update_time_to_live(
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
         )
-    urls = [sqs.create_queue(QueueName=f"{prefix}{name}")["QueueUrl"] for name in _QUEUES]
-    return LocalResources(conversations, stage, lock, *urls)
+    whatsapp, sms, handoff, email = (sqs.create_queue(QueueName=f"{prefix}{name}")["QueueUrl"] for name in _QUEUES)
+    return LocalResources(conversations, stage, lock, whatsapp, sms, handoff, email, replay)
 
 
 def _dynamo_safe(value: Any) -> Any:
@@ -131,7 +163,12 @@ def put_items(dynamodb: Any, table: str, items: Iterable[Mapping[str, Any]]) -> 
 
 
 def put_secrets(secretsmanager: Any, secrets: Mapping[str, Any]) -> None:
-    """Create each secret with its JSON value as SecretString."""
+    """Create each secret with its JSON value as SecretString (an existing one gets it as its new value)."""
     for name, value in secrets.items():
         text = value if isinstance(value, str) else json.dumps(value)
-        secretsmanager.create_secret(Name=name, SecretString=text)
+        try:
+            secretsmanager.create_secret(Name=name, SecretString=text)
+        except Exception as exc:
+            if _error_code(exc) != "ResourceExistsException":
+                raise
+            secretsmanager.put_secret_value(SecretId=name, SecretString=text)

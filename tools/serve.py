@@ -3,9 +3,11 @@
 A request under ``/{stage}/`` becomes a REST proxy event (payload 1.0): ``path`` and ``resource`` without the stage,
 ``requestContext.path`` with it, as API Gateway does; the handler's result becomes the HTTP response. As API
 Gateway answers: a raised exception (a transient fault) is ``502 {"message": "Internal server error"}``, a path
-outside the stage ``403 {"message": "Missing Authentication Token"}``. One event is handled at a time, as in one
-Lambda container. The signed URL is rebuilt from ``Host`` and ``X-Forwarded-Proto`` (``http`` unless the client, or a
-tunnel in front, says otherwise), so a client signs ``http://127.0.0.1:PORT/prod/whatsapp``.
+outside the routes (``POST /{stage}/<channel>`` for each channel a pipeline serves; any other path or method)
+``403 {"message": "Missing Authentication Token"}``, a body over 10 MB ``413``, an unreadable ``Content-Length``
+``400``. One event is handled at a time, as in one Lambda container. The signed URL is rebuilt from ``Host`` and
+``X-Forwarded-Proto`` (``http`` unless the client, or a tunnel in front, says otherwise), so a client signs
+``http://127.0.0.1:PORT/prod/whatsapp``.
 
 AWS, one of:
 
@@ -27,7 +29,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,6 +49,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORLD = ROOT / "examples" / "world.yaml"
 # What the deployed function gets (template.yaml); the handler reads its time budget from it.
 FUNCTION_TIMEOUT_SECONDS = 13.0
+# API Gateway refuses larger payloads itself (413), before any integration runs.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+# Connections the listening socket queues while the server is busy (the standard library's default is 5).
+LISTEN_BACKLOG = 128
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 Invoke = Callable[[dict[str, Any], Any], Any]
@@ -119,13 +125,30 @@ def _json(status: int, document: Mapping[str, Any], request_id: str) -> GatewayR
 
 
 class Gateway:
-    """API Gateway's part: requests to events, one invocation at a time, results to responses."""
+    """API Gateway's part: requests to events, one invocation at a time, results to responses.
 
-    def __init__(self, invoke: Invoke, stage: str, *, timeout_seconds: float = FUNCTION_TIMEOUT_SECONDS) -> None:
+    ``routes`` are the last path segments deployed as ``POST`` resources (None: any path under the stage).
+    """
+
+    def __init__(
+        self,
+        invoke: Invoke,
+        stage: str,
+        *,
+        timeout_seconds: float = FUNCTION_TIMEOUT_SECONDS,
+        routes: Collection[str] | None = None,
+    ) -> None:
         self._invoke = invoke
         self.stage = stage
         self._timeout = timeout_seconds
+        self._routes = frozenset(routes) if routes is not None else None
         self._lock = threading.Lock()
+
+    def _routed(self, method: str, target: str) -> bool:
+        if self._routes is None:
+            return True
+        path = urlsplit(target).path
+        return method.upper() == "POST" and path.count("/") == 2 and path.rsplit("/", 1)[-1] in self._routes
 
     def handle(
         self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes, source_ip: str = "127.0.0.1"
@@ -135,7 +158,7 @@ class Gateway:
         event = gateway_event(
             method, target, headers, body, stage=self.stage, source_ip=source_ip, request_id=request_id
         )
-        if event is None:
+        if event is None or not self._routed(method, target):
             return _json(403, {"message": "Missing Authentication Token"}, request_id)
         context = LocalContext(aws_request_id=request_id, timeout_seconds=self._timeout)
         with self._lock:
@@ -170,11 +193,27 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        answer = self.server.gateway.handle(
-            self.command, self.path, list(self.headers.items()), body, self.client_address[0]
-        )
+        answer = self._refusal()
+        if answer is None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            answer = self.server.gateway.handle(
+                self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+            )
+        self._answer(answer)
+
+    def _refusal(self) -> GatewayResponse | None:
+        """The answer to a request whose body must not be read (unreadable or too long), else None."""
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not raw.isascii() or not raw.isdigit():
+            self.close_connection = True
+            return _json(400, {"message": "Bad Request"}, str(uuid.uuid4()))
+        if int(raw) > MAX_BODY_BYTES:
+            self.close_connection = True
+            return _json(413, {"message": "Request Too Long"}, str(uuid.uuid4()))
+        return None
+
+    def _answer(self, answer: GatewayResponse) -> None:
         self.send_response(answer.status)
         for name, value in answer.headers:
             self.send_header(name, value)
@@ -192,6 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], gateway: Gateway, quiet: bool) -> None:
         super().__init__(address, _Handler)
@@ -273,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("AWS_DEFAULT_REGION", region)
     moto_server = None
     endpoint: str | None = args.endpoint_url
-    if args.moto:
+    if args.moto or (endpoint and not _has_credentials()):
+        # An emulator takes any credentials; boto3 would refuse to sign without some.
         for name, value in FAKE_CREDENTIALS.items():
             os.environ.setdefault(name, value)
         try:
@@ -296,6 +337,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             moto_server.stop()
 
 
+def _has_credentials() -> bool:
+    import boto3
+
+    return boto3.session.Session().get_credentials() is not None
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -306,7 +353,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _say(f"the configuration cannot run:\n{exc}")
         return 2
-    gateway = Gateway(handler.handler, args.stage, timeout_seconds=args.timeout)
+    routes = {channel for config in handler._application.configs for channel in config.channels}
+    gateway = Gateway(handler.handler, args.stage, timeout_seconds=args.timeout, routes=routes)
     server = _Server((args.host, args.port), gateway, args.quiet)
     port = server.server_address[1]
     base = f"http://{args.host}:{port}/{args.stage}"

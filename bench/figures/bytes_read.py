@@ -1,9 +1,9 @@
 """Bytes read from DynamoDB per routed message, for a conversation item with a long ``messages`` history.
 
-Measured on moto in this process: the HTTP response bodies of every Query and GetItem a message
-causes. Baseline: reading the whole item once (a GetItem without projection). The rules decide what
-a routed message needs: the conversation attributes their conditions read (``Expression.paths``) and
-the item's key; a handoff carries the whole conversation, so it reads the whole item.
+Measured on moto in this process: the HTTP response bodies of every Query, GetItem and BatchGetItem (the
+conversation with the message's replay record) a message causes. Baseline: reading the whole item once (a GetItem
+without projection). The rules decide what a routed message needs: the conversation attributes their conditions
+read (``Expression.paths``) and the item's key; a handoff carries the whole conversation, so it reads the whole item.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from engine.expressions import Expression
 __all__ = ["measure", "needed_attributes"]
 
 KEY = frozenset({"primary_channel", "conversation_id"})
-READS = frozenset({"Query", "GetItem"})
+READS = frozenset({"Query", "GetItem", "BatchGetItem"})
 
 
 def _expressions(config: AppConfig) -> Iterable[Expression]:
@@ -52,7 +52,7 @@ def needed_attributes(config: AppConfig) -> frozenset[str] | None:
 
 def _read(calls: Iterable[AwsCall]) -> tuple[int, frozenset[str]]:
     reads = [call for call in calls if call.name in READS]
-    get = [call for call in reads if call.name == "GetItem"]
+    get = [call for call in reads if call.name in ("GetItem", "BatchGetItem")]
     return sum(call.response_bytes for call in reads), frozenset().union(*(call.attributes for call in get))
 
 

@@ -29,7 +29,7 @@ def _valid(key: SigningKey, signed: tuple[str, str, bytes]) -> bool:
     "sendgrid.signature",
     provides="signature",
     requires=("request", "auth"),
-    iam=(IamGrant(("secretsmanager:GetSecretValue",), (Resource("secret", "secrets", "credentials"),)),),
+    iam=(IamGrant(("secretsmanager:GetSecretValue",), (Resource("secret"),)),),
     errors=(INVALID_SIGNATURE, FETCH_FAILED, FETCH_TRANSIENT),
     deadline_code=FETCH_TRANSIENT.code,
     authenticates=True,
@@ -39,7 +39,6 @@ def _valid(key: SigningKey, signed: tuple[str, str, bytes]) -> bool:
         "additionalProperties": False,
         "properties": {
             "refetch_interval_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
-            "secrets": {"type": "string", "description": "The secret-name pattern (under secrets:) re-read here."},
         },
     },
     example={"refetch_interval_seconds": 30},

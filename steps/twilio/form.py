@@ -21,6 +21,9 @@ class FormParams:
     def __len__(self) -> int:
         return len(self._values)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
     def getall(self, name: str) -> list[str]:
         """Every value sent under ``name``."""
         return self._values[name]

@@ -33,10 +33,40 @@ INVALID_SIGNATURE = ErrorSpec("INVALID_SIGNATURE", description="the request's si
 _ADDRESS_PREFIX = re.compile(r"^[a-z]+:")
 _MEDIA_URL = re.compile(r"^MediaUrl(\d+)$")
 _HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?")
+# Twilio signs the sorted key+value pairs with no separator, so a captured request can be re-cut
+# (``MessageSid=SM…&MessageType=text`` signs as ``MessageSid=SM…MessageTypetext``): every field used as an
+# identity must have its exact shape, or a shifted variant would pass as a new message.
+_MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
+_ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+# The channels whose addresses carry a prefix (``whatsapp:+1415…``); any other channel's are bare numbers.
+_PREFIXED = frozenset({"whatsapp"})
 
 
 def _address(value: str) -> str:
     return _ADDRESS_PREFIX.sub("", value, count=1)
+
+
+def _identity_problem(form: FormParams, channel: str) -> str | None:
+    """Why the fields that identify the message (sids, numbers) are not what Twilio sends, or None."""
+    sid = form.first("MessageSid") or ""
+    if not _MESSAGE_SID.fullmatch(sid):
+        return "MessageSid is not a Twilio message SID"
+    if len(form.getall("MessageSid")) > 1:
+        return "MessageSid is repeated"
+    for alias in ("SmsMessageSid", "SmsSid"):
+        if alias in form and any(value != sid for value in form.getall(alias)):
+            return f"{alias} differs from MessageSid"
+    account = form.first("AccountSid")
+    if account is not None and not _ACCOUNT_SID.fullmatch(account):
+        return "AccountSid is not a Twilio account SID"
+    prefix = f"{channel}:" if channel in _PREFIXED else ""
+    for name in ("From", "To"):
+        values = form.getall(name)
+        value = values[0]
+        if len(values) > 1 or not value.startswith(prefix) or not _E164.fullmatch(value.removeprefix(prefix)):
+            return f"{name} is not a {prefix}+E.164 number"
+    return None
 
 
 def _media(form: FormParams) -> list[dict[str, str]]:
@@ -56,6 +86,10 @@ def _num_media(form: FormParams, media: list[dict[str, str]]) -> int:
 def _host_name(host: str | None) -> str:
     """``host`` as compared with the allow-list: lower case, no trailing dot."""
     return (host or "").strip().lower().rstrip(".")
+
+
+def _without_port(host: str) -> str:
+    return host.rsplit(":", 1)[0] if ":" in host else host
 
 
 def _allowed_hosts(value: Any) -> frozenset[str]:
@@ -89,8 +123,10 @@ def _fail(message: str) -> StepFailure:
                 "type": ["string", "array"],
                 "items": {"type": "string"},
                 "description": "Hosts the URL may be rebuilt with (a list, or one comma-separated string); a "
-                "request for any other Host is refused with INVALID_SIGNATURE before any AWS call. "
-                "Empty: any host. Not consulted when public_base_url is set (the Host header is then ignored).",
+                "request for any other Host is refused with INVALID_SIGNATURE before any AWS call, and the URL's "
+                "scheme is https whatever X-Forwarded-Proto says. Empty: the Host must be the domain the platform "
+                "received the request on (requestContext.domainName). Not consulted when public_base_url is set "
+                "(the Host header is then ignored).",
             },
             "max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 1048576},
             "max_params": {"type": "integer", "minimum": 10, "maximum": 10000},
@@ -115,12 +151,27 @@ class TwilioParse:
         self._max_body = int(params.get("max_body_bytes", 65536))
         self._max_params = int(params.get("max_params", 500))
 
+    def _check_host(self, http: HttpRequest) -> None:
+        """Refuse a Host the signed URL must not be rebuilt with (fail closed: see ``allowed_hosts``)."""
+        host = _host_name(http.host)
+        if not _HOST.fullmatch(host):
+            raise _fail("the request's Host is not a host name")
+        if self._hosts:
+            allowed = host in self._hosts
+        else:
+            # A signature Twilio made for another URL of the account must not become valid here by a forged
+            # Host: by default the Host must be the domain the platform says the request arrived on.
+            domain = _host_name(http.domain)
+            allowed = bool(domain) and _without_port(host) == _without_port(domain)
+        if not allowed:
+            raise StepFailure(INVALID_SIGNATURE.code, "the request's host is not one this webhook is registered under")
+
     def _signed_url(self, http: HttpRequest, channel: str) -> str:
-        url = (
-            http.public_url()
-            if not self._base
-            else f"{self._base}/{channel}" + (f"?{http.query}" if http.query else "")
-        )
+        if self._base:
+            url = f"{self._base}/{channel}" + (f"?{http.query}" if http.query else "")
+        else:
+            # Behind an allow-list the scheme is https: a client's X-Forwarded-Proto must not choose it.
+            url = http.public_url(scheme="https" if self._hosts else None)
         # The validator encodes the URL and reads its port: a hostile one must fail here, as PARSING_ERROR.
         try:
             url.encode("utf-8")
@@ -161,9 +212,8 @@ class TwilioParse:
         signature = http.header(SIGNATURE_HEADER)
         if not signature:
             raise StepFailure(INVALID_SIGNATURE.code, "missing X-Twilio-Signature header")
-        if not self._base and self._hosts and _host_name(http.host) not in self._hosts:
-            # A signature Twilio made for another URL of the account must not become valid here by a forged Host.
-            raise StepFailure(INVALID_SIGNATURE.code, "the request's host is not one this webhook is registered under")
+        if not self._base:
+            self._check_host(http)
         form = self._form(http)
         try:
             url = self._signed_url(http, channel)
@@ -172,9 +222,10 @@ class TwilioParse:
         for required in ("From", "To", "MessageSid"):
             if not (form.first(required) or "").strip():
                 raise _fail(f"missing required parameter {required}")
+        problem = _identity_problem(form, channel)
+        if problem is not None:
+            raise _fail(problem)
         sender, recipient = _address(form.first("From") or ""), _address(form.first("To") or "")
-        if not sender.strip() or not recipient.strip():
-            raise _fail("From and To must carry a number")
         status = form.first("MessageStatus")
         is_callback = status is not None
         media = _media(form)

@@ -37,7 +37,7 @@ def sign(url: str, form: Sequence[tuple[str, str]], token: str, algorithm: str |
     "twilio.signature",
     provides="signature",
     requires=("request", "auth"),
-    iam=(IamGrant(("secretsmanager:GetSecretValue",), (Resource("secret", "secrets", "credentials"),)),),
+    iam=(IamGrant(("secretsmanager:GetSecretValue",), (Resource("secret"),)),),
     errors=(INVALID_SIGNATURE, FETCH_FAILED, FETCH_TRANSIENT),
     deadline_code=FETCH_TRANSIENT.code,
     authenticates=True,

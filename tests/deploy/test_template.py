@@ -8,8 +8,11 @@ function really emits.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -118,7 +121,15 @@ def _template_resource(grant: Grant) -> Any:
         return _arn_of(grant.name)
     assert grant.kind == "secret", grant
     prefix = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
-    return {"Fn::Sub": prefix + "${CredentialSecretNamePattern}"}
+    return {"Fn::Sub": prefix + "${" + SECRET_PARAMETERS[grant.name] + "}"}
+
+
+# The template parameter (an IAM wildcard) granting each of the shipped pipeline's secret-name patterns (a regex).
+SECRET_PARAMETERS = {
+    "ai-multi-comms/whatsapp-credentials/.+": "WhatsAppSecretNamePattern",
+    "ai-multi-comms/sms-credentials/.+": "SmsSecretNamePattern",
+    "ai-multi-comms/email-credentials/.+": "EmailSecretNamePattern",
+}
 
 
 def expected_grants(configs: list[AppConfig]) -> set[tuple[str, str]]:
@@ -137,6 +148,15 @@ def role_policies(template: dict[str, Any]) -> dict[str, tuple[str | None, dict[
             assert otherwise == {"Ref": "AWS::NoValue"}
         found[entry["PolicyName"]] = (condition, entry)
     return found
+
+
+def test_secret_grants_are_per_channel_and_match_the_pipelines_patterns(template, configs) -> None:
+    patterns = {pattern.pattern for config in configs for pattern in config.secrets.values() if pattern}
+    assert patterns == set(SECRET_PARAMETERS)
+    for regex, parameter in SECRET_PARAMETERS.items():
+        wildcard = template["Parameters"][parameter]["Default"]
+        # IAM's * spans /, so it may only stand where the regex's .+ does: at the end, after a fixed prefix.
+        assert wildcard == regex.removesuffix(".+") + "*" and wildcard.count("*") == 1
 
 
 def policy_statements(template: dict[str, Any], policy: str) -> list[dict[str, Any]]:
@@ -160,6 +180,7 @@ def test_the_step_policy_grants_exactly_the_actions_the_steps_declare(template, 
     assert declared == {
         "dynamodb:Query",
         "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
         "dynamodb:DeleteItem",
         "sqs:SendMessage",
@@ -177,9 +198,10 @@ def test_each_action_is_granted_on_exactly_the_resources_its_steps_use(template,
         for resource in as_list(statement["Resource"])
     }
     assert granted == expected_grants(configs)
-    # The lock release may delete lock rows only; staged messages are never deleted by this function.
+    # The releases may delete lock rows and replay records only; staged messages are never deleted by this function.
     assert {resource for action, resource in granted if action == "dynamodb:DeleteItem"} == {
-        repr({"Fn::GetAtt": ["LockTable", "Arn"]})
+        repr({"Fn::GetAtt": ["LockTable", "Arn"]}),
+        repr({"Fn::GetAtt": ["ReplayTable", "Arn"]}),
     }
 
 
@@ -247,6 +269,7 @@ def test_the_tables_have_the_contract_keys_and_ttl(template) -> None:
     assert keys == {
         "StageTable": [("conversation_id", "HASH"), ("message_sid", "RANGE")],
         "LockTable": [("conversation_id", "HASH")],
+        "ReplayTable": [("message_sid", "HASH")],
     }
     for body in tables.values():
         assert body["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
@@ -261,12 +284,34 @@ def test_every_queue_a_pipeline_routes_to_has_a_dead_letter_queue_with_an_alarm(
     watched = {
         d["Value"]["Fn::GetAtt"][0]
         for alarm in alarms
-        if alarm["Properties"]["Namespace"] == "AWS/SQS"
+        if alarm["Properties"].get("Namespace") == "AWS/SQS"
         for d in alarm["Properties"]["Dimensions"]
     }
     for name in routed:
         dead_letter = queues[name]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
         assert dead_letter in queues and dead_letter in watched
+
+
+STACK = "the-stack"
+
+
+def emitted_series(config: AppConfig, code: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    """(metric, dimensions) of every series the function emits for an event ending in ``code``, in stack STACK."""
+    doc = emf_document_of(
+        "NS", config.pipeline.name, code, code, ms=1.0, trace=[], cold_start=False, timestamp_ms=1, stack=STACK
+    )
+    return {
+        (metric["Name"], tuple(sorted((name, doc[name]) for name in dimensions)))
+        for directive in doc["_aws"]["CloudWatchMetrics"]
+        for dimensions in directive["Dimensions"]
+        for metric in directive["Metrics"]
+    }
+
+
+def watched_series(metric: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """An alarm's metric as (name, dimensions), the stack's name standing for itself as STACK."""
+    values = {d["Name"]: STACK if d["Value"] == {"Ref": "AWS::StackName"} else d["Value"] for d in metric["Dimensions"]}
+    return metric["MetricName"], tuple(sorted(values.items()))
 
 
 @pytest.mark.parametrize("code", ["INVALID_SIGNATURE", "SECRET_FETCH_FAILED"])
@@ -277,15 +322,76 @@ def test_the_error_alarms_watch_a_metric_the_function_emits(template, function_e
         if {"Name": "ErrorCode", "Value": code} in a["Properties"].get("Dimensions", [])
     ]
     assert alarm["Namespace"] == function_env["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
-    doc = emf_document_of("NS", config.pipeline.name, code, code, ms=1.0, trace=[], cold_start=False, timestamp_ms=1)
-    emitted = {
-        (metric["Name"], tuple(sorted((name, doc[name]) for name in dimensions)))
-        for directive in doc["_aws"]["CloudWatchMetrics"]
-        for dimensions in directive["Dimensions"]
-        for metric in directive["Metrics"]
+    assert function_env["STACK_NAME"] == {"Ref": "AWS::StackName"}
+    assert watched_series(alarm) in emitted_series(config, code)
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "name"), [("twilio_inbound", "MessageLossAlarm"), ("email_inbound", "EmailLossAlarm")]
+)
+def test_every_code_that_loses_a_message_is_alarmed(template, configs, pipeline, name) -> None:
+    config = next(config for config in configs if config.name == pipeline)
+    alarm = template["Resources"][name]["Properties"]
+    queries = {query["Id"]: query for query in alarm["Metrics"]}
+    (total,) = [query for query in queries.values() if query.get("ReturnData")]
+    summed = re.fullmatch(r"SUM\(\[(.*)\]\)", total["Expression"])
+    assert summed is not None
+    parts = [queries[name.strip()]["MetricStat"] for name in summed.group(1).split(",")]
+    watched = {}
+    for stat in parts:
+        assert (stat["Stat"], stat["Period"], stat["Metric"]["Namespace"]) == ("Sum", 300, {"Ref": "MetricsNamespace"})
+        name, dimensions = watched_series(stat["Metric"])
+        watched[dict(dimensions)["ErrorCode"]] = (name, dimensions)
+    losing = {code for code, spec in config.errors.items() if spec.loses_message}
+    assert losing >= {
+        "STAGE_WRITE_ERROR",
+        "QUEUE_ERROR",
+        "DB_QUERY_ERROR",
+        "TRIGGER_LOCK_WRITE_ERROR",
+        "INTERNAL_ERROR",
     }
-    watched = (alarm["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in alarm["Dimensions"])))
-    assert watched in emitted
+    assert set(watched) == losing
+    for code, series in watched.items():
+        assert series in emitted_series(config, code)
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+
+
+def test_the_function_and_the_api_are_alarmed_on_their_own_metrics(template) -> None:
+    alarms = {
+        (a["Properties"]["Namespace"], a["Properties"]["MetricName"]): a["Properties"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") in ("AWS/Lambda", "AWS/ApiGateway")
+    }
+    for metric in ("Errors", "Duration", "Throttles"):
+        assert alarms[("AWS/Lambda", metric)]["Dimensions"] == [
+            {"Name": "FunctionName", "Value": {"Ref": "PipelineFunction"}}
+        ]
+    api = alarms[("AWS/ApiGateway", "5XXError")]
+    api_name = template["Resources"]["WebhookApi"]["Properties"]["Name"]
+    assert api["Dimensions"] == [
+        {"Name": "ApiName", "Value": api_name},
+        {"Name": "Stage", "Value": {"Ref": "StageName"}},
+    ]
+
+
+def test_two_stacks_in_one_account_do_not_collide(template) -> None:
+    for table, parameter in (("StageTable", "StageTableName"), ("LockTable", "LockTableName")):
+        assert template["Parameters"][parameter]["Default"] == ""
+        name = template["Resources"][table]["Properties"]["TableName"]["Fn::If"]
+        assert name[0].startswith("Has") and "${AWS::StackName}" in name[2]["Fn::Sub"]
+    assert "TableName" not in template["Resources"]["ReplayTable"]["Properties"]
+    assert "${AWS::StackName}" in template["Resources"]["WebhookApi"]["Properties"]["Name"]["Fn::Sub"]
+
+
+def test_the_api_stage_is_throttled_and_logs_its_requests(template) -> None:
+    api = template["Resources"]["WebhookApi"]["Properties"]
+    [settings] = api["MethodSettings"]
+    assert (settings["ResourcePath"], settings["HttpMethod"]) == ("/*", "*")
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
+    access = api["AccessLogSetting"]["Fn::If"][1]
+    assert access["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    assert "$context.requestId" in access["Format"] and "body" not in access["Format"].lower()
 
 
 def test_the_outputs_give_the_webhook_urls_with_the_retry_overrides(template) -> None:
@@ -402,6 +508,42 @@ def test_sam_build_calls_the_makefile_target_named_after_the_function(template) 
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"^build-PipelineFunction:", makefile, re.MULTILINE)
     assert "PipelineFunction" in resources(template, "AWS::Serverless::Function")
+    # In the source tree, not a scratch copy of it (.venv and all); .aws-sam/ is never committed.
+    samconfig = tomllib.loads((ROOT / "samconfig.toml").read_text(encoding="utf-8"))
+    assert samconfig["default"]["build"]["parameters"]["build_in_source"] is True
+    assert ".aws-sam/" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.skipif(not os.environ.get("RUN_BUILD_TESTS"), reason="downloads the Lambda wheels (RUN_BUILD_TESTS=1)")
+def test_a_fresh_clone_builds_without_make_install_and_twice_the_same(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
+    trees = []
+    for name in ("one", "two"):
+        artifacts = tmp_path / name
+        subprocess.run(["make", "build-PipelineFunction", f"ARTIFACTS_DIR={artifacts}"], cwd=clone, env=env, check=True)
+        assert (artifacts / "config.stamp.json").is_file() and (artifacts / "handler.py").is_file()
+        trees.append({p.relative_to(artifacts): p.read_bytes() for p in sorted(artifacts.rglob("*")) if p.is_file()})
+    assert trees[0] == trees[1]
+
+
+def test_two_builds_in_different_directories_are_byte_identical(build, tmp_path: Path) -> None:
+    # Issue 15 (7): each .pyc embedded its build directory. The function's own files, without downloading anything.
+    if f"{sys.version_info.major}.{sys.version_info.minor}" != build.PYTHON_VERSION:
+        pytest.skip("the runtime's Python is needed to precompile")
+    zips = []
+    for name in ("first", "second-build-dir"):
+        stage = tmp_path / name / "stage"
+        build.copy_sources(build.source_files(ROOT), stage)
+        assert build.compile_tree(stage)
+        build.write_zip(stage, tmp_path / name / "lambda.zip")
+        pycs = list(stage.rglob("*.pyc"))
+        assert pycs and not [p for p in pycs if str(stage).encode() in p.read_bytes()]
+        assert b"/var/task/runtime/app.py" in next(p for p in pycs if p.name.startswith("app.")).read_bytes()
+        zips.append((tmp_path / name / "lambda.zip").read_bytes())
+    assert zips[0] == zips[1]
 
 
 # Rules bundles (runtime.bundlewatch): the bucket, the function's read permission and its settings.

@@ -25,6 +25,7 @@ ENV = {
     "WHATSAPP_QUEUE_URL": "https://queue/whatsapp",
     "SMS_QUEUE_URL": "https://queue/sms",
     "HANDOFF_QUEUE_URL": "https://queue/handoff",
+    "REPLAY_TABLE_NAME": "replay",
 }
 
 

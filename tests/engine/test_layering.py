@@ -53,6 +53,31 @@ def test_the_engine_imports_only_the_standard_library_and_its_own_dependencies()
     assert {name: found for name, found in outside.items() if found} == {}
 
 
+def code_lines(path: Path) -> int:
+    """Lines of code in ``path``: not blank, not a comment, not part of a docstring (explaining is not growth)."""
+    text = path.read_text(encoding="utf-8")
+    docstrings: set[int] = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(
+            node, clean=False
+        ):
+            first = node.body[0]
+            docstrings.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    return sum(
+        1
+        for number, line in enumerate(text.splitlines(), 1)
+        if line.strip() and not line.strip().startswith("#") and number not in docstrings
+    )
+
+
 def test_the_engine_stays_small() -> None:
-    lines = sum(len(path.read_text(encoding="utf-8").splitlines()) for path in modules("engine"))
-    assert lines <= 3500, f"engine/ has {lines} lines; move what is not generic core to runtime/, steps/ or tools/"
+    lines = sum(code_lines(path) for path in modules("engine"))
+    assert lines <= 2600, (
+        f"engine/ has {lines} lines of code; move what is not generic core to runtime/, steps/ or tools/"
+    )
+
+
+def test_code_lines_leave_out_docstrings_comments_and_blank_lines(tmp_path: Path) -> None:
+    module = tmp_path / "module.py"
+    module.write_text('"""Doc\nstring."""\n\n# comment\ndef f() -> int:\n    """Doc."""\n    return 1\n')
+    assert code_lines(module) == 2

@@ -195,6 +195,7 @@ def serve(moto_server: Moto, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "conversations-stage",
         "conversations-trigger-lock",
         *(f"{moto_server.endpoint}/123456789012/{name}" for name in ("whatsapp", "sms", "handoff", "email")),
+        replay_table="conversations-replay",
     )
     env = base_env(BATCH_WINDOW_SECONDS="0", LOG_LEVEL="INFO", **names.environment())
     server = start_serve(tmp_path_factory.mktemp("serve"), ["--endpoint-url", moto_server.endpoint], env)

@@ -28,7 +28,15 @@ NOW = "2026-11-25T12:00:00Z"
 WORLD = ROOT / "examples" / "world.yaml"
 TOKEN = "9f86d081884c7d659a2feaa0c55ad015"
 # The operations a read-only replay or snapshot may send; anything else is refused by the proxy and fails the test.
-READS = frozenset({"dynamodb:Query", "dynamodb:GetItem", "dynamodb:DescribeTable", "secretsmanager:GetSecretValue"})
+READS = frozenset(
+    {
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:DescribeTable",
+        "secretsmanager:GetSecretValue",
+    }
+)
 GREETING_RULE = """rules:
   - id: greeting_to_human
     description: A bare greeting goes to a person.

@@ -55,6 +55,7 @@ def function(moto_server: Moto, aws: World, tmp_path: Path) -> Iterator[Serve]:
         "conversations-stage",
         "conversations-trigger-lock",
         *(f"{moto_server.endpoint}/123456789012/{name}" for name in ("whatsapp", "sms", "handoff", "email")),
+        replay_table="conversations-replay",
     )
     env = base_env(RULES_BUCKET=BUCKET, RULES_REFRESH_SECONDS="1", LOG_LEVEL="INFO", **names.environment())
     server = start_serve(tmp_path, ["--endpoint-url", moto_server.endpoint], env)

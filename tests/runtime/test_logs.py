@@ -23,13 +23,13 @@ def test_the_time_is_iso_8601_utc_to_the_microsecond(created: float) -> None:
     formatter = JsonFormatter()
     expected = datetime.fromtimestamp(int(created), UTC).strftime("%Y-%m-%dT%H:%M:%S")
     line = json.loads(formatter.format(_record(created)))
-    assert line["time"].startswith(expected + ".") and line["time"].endswith("Z")
-    assert abs(float(line["time"][len(expected) : -1]) - (created - int(created))) < 2e-6
+    assert line["timestamp"].startswith(expected + ".") and line["timestamp"].endswith("Z")
+    assert abs(float(line["timestamp"][len(expected) : -1]) - (created - int(created))) < 2e-6
 
 
 def test_consecutive_seconds_each_get_their_own_date_and_time() -> None:
     formatter = JsonFormatter()
-    first, second = (json.loads(formatter.format(_record(t)))["time"] for t in (1_795_000_000.9, 1_795_000_001.1))
+    first, second = (json.loads(formatter.format(_record(t)))["timestamp"] for t in (1_795_000_000.9, 1_795_000_001.1))
     assert first[:19] != second[:19] and second.endswith(".100000Z")
 
 

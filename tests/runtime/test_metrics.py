@@ -61,7 +61,7 @@ def test_an_error_document_counts_the_outcome_and_the_error_code_and_times_the_s
         trace=TRACE,
         cold_start=False,
         timestamp_ms=1_795_000_000_000,
-        properties={"request_id": "req-1", "conversation_id": "ci-1#pi-1#u"},
+        properties={"function_request_id": "req-1", "conversation_id": "ci-1#pi-1#u"},
     )
     assert_valid_emf(doc)
     assert metrics_of(doc) == {
@@ -77,9 +77,29 @@ def test_an_error_document_counts_the_outcome_and_the_error_code_and_times_the_s
         "INVALID_SIGNATURE",
     )
     assert (doc["Invocations"], doc["Errors"], doc["Latency"], doc["StepLatency.signature"]) == (1, 1, 1.5, 0.4)
-    assert (doc["request_id"], doc["conversation_id"]) == ("req-1", "ci-1#pi-1#u")
+    assert (doc["function_request_id"], doc["conversation_id"]) == ("req-1", "ci-1#pi-1#u")
     assert {d["Namespace"] for d in doc["_aws"]["CloudWatchMetrics"]} == {"NS"}
     assert "ColdStart" not in doc and "StepLatency.status_callback" not in doc
+
+
+def test_errors_are_one_total_series_and_one_per_code_and_the_stack_is_a_dimension() -> None:
+    doc = emf_document_of(
+        "NS",
+        "p",
+        "QUEUE_ERROR",
+        "QUEUE_ERROR",
+        ms=1.0,
+        trace=[],
+        cold_start=False,
+        timestamp_ms=1_795_000_000_000,
+        stack="hooks-prod",
+    )
+    assert_valid_emf(doc)
+    [errors] = [d for d in doc["_aws"]["CloudWatchMetrics"] if d["Metrics"][0]["Name"] == "Errors"]
+    assert errors["Dimensions"] == [["Stack", "Pipeline"], ["Stack", "Pipeline", "ErrorCode"]]
+    assert all(dims[0] == "Stack" for d in doc["_aws"]["CloudWatchMetrics"] for dims in d["Dimensions"])
+    assert doc["Stack"] == "hooks-prod"
+    assert EmfMetrics.from_env({"STACK_NAME": "hooks-prod"}).stack == "hooks-prod"  # type: ignore[union-attr]
 
 
 def test_a_success_document_has_no_error_dimension() -> None:
@@ -139,7 +159,7 @@ def test_the_handler_writes_one_document_per_event(world, lambda_handler, capsys
 
     for doc in (queued, batched, forged):
         assert_valid_emf(doc)
-    assert (queued["Outcome"], queued["request_id"], queued["ColdStart"]) == ("QUEUED", "req-queued", 1)
+    assert (queued["Outcome"], queued["function_request_id"], queued["ColdStart"]) == ("QUEUED", "req-queued", 1)
     assert (batched["Outcome"], "ColdStart" in batched) == ("BATCHED", False)
     assert (forged["Outcome"], forged["ErrorCode"], forged["Errors"]) == ("INVALID_SIGNATURE", "INVALID_SIGNATURE", 1)
     # The conversation is named, without the user's number its id ends with.
@@ -210,4 +230,6 @@ def test_an_event_the_handler_raises_for_still_writes_its_document(world, lambda
         lambda_handler(rest_event("whatsapp", whatsapp_params()), context("req-raised"))
     (doc,) = emitted(capsys)
     assert_valid_emf(doc)
-    assert (doc["Outcome"], doc["ErrorCode"], doc["request_id"]) == ("QUEUE_TRANSIENT_ERROR",) * 2 + ("req-raised",)
+    assert (doc["Outcome"], doc["ErrorCode"], doc["function_request_id"]) == ("QUEUE_TRANSIENT_ERROR",) * 2 + (
+        "req-raised",
+    )

@@ -166,7 +166,7 @@ def _position(text: str, fragment: str) -> str:
 @pytest.mark.parametrize(
     "env, fragment",
     [
-        ({**ENV, "SECRET_NAME_PATTERN": "ai-multi-comms/[unclosed"}, "${env:SECRET_NAME_PATTERN"),
+        ({**ENV, "WHATSAPP_SECRET_NAME_PATTERN": "ai-multi-comms/[unclosed"}, "${env:WHATSAPP_SECRET_NAME_PATTERN"),
         ({key: value for key, value in ENV.items() if key != "STAGE_TABLE_NAME"}, "${env:STAGE_TABLE_NAME}"),
     ],
 )

@@ -72,6 +72,7 @@ def test_the_promise_holds_with_the_shipped_configuration() -> None:
             "WHATSAPP_QUEUE_URL": "q",
             "SMS_QUEUE_URL": "q",
             "HANDOFF_QUEUE_URL": "q",
+            "REPLAY_TABLE_NAME": "replay",
         },
     )
     bound = config.pipeline.deadline_seconds + 2 * one_call_bound(config.aws)
@@ -89,6 +90,7 @@ def test_a_hung_endpoint_is_cut_by_the_real_socket_timeouts(monkeypatch: pytest.
             "WHATSAPP_QUEUE_URL": f"{hole.url}/123456789012/whatsapp",
             "SMS_QUEUE_URL": f"{hole.url}/123456789012/sms",
             "HANDOFF_QUEUE_URL": f"{hole.url}/123456789012/handoff",
+            "REPLAY_TABLE_NAME": "replay",
         }.items():
             monkeypatch.setenv(name, value)
         application = Application.from_root(ROOT)

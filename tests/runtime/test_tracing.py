@@ -102,7 +102,15 @@ def test_a_traced_container_sends_step_and_aws_call_subsegments(world, cold_star
     assert set(steps) == STEPS
     assert {step["parent_id"] for step in steps.values()} == {LAMBDA_SEGMENT}
     calls = sorted(
-        (d["name"], d["aws"]["operation"], d["aws"].get("table_name") or d["aws"].get("queue_url"), d["parent_id"])
+        (
+            d["name"],
+            d["aws"]["operation"],
+            d["aws"].get("table_name")
+            or d["aws"].get("queue_url")
+            or ",".join(d["aws"].get("table_names", []))
+            or None,
+            d["parent_id"],
+        )
         for d in documents
         if d["namespace"] == "aws"
     )
@@ -111,10 +119,17 @@ def test_a_traced_container_sends_step_and_aws_call_subsegments(world, cold_star
         [
             ("dynamodb", "Query", resources.conversations_table, steps["lookup"]["id"]),
             ("secretsmanager", "GetSecretValue", None, steps["auth_token"]["id"]),
-            ("dynamodb", "GetItem", resources.conversations_table, steps["conversation"]["id"]),
+            (
+                "dynamodb",
+                "BatchGetItem",
+                ",".join(sorted([resources.conversations_table, resources.replay_table])),
+                steps["conversation"]["id"],
+            ),
             ("dynamodb", "PutItem", resources.stage_table, steps["stage"]["id"]),
             ("dynamodb", "PutItem", resources.lock_table, steps["lock"]["id"]),
+            ("dynamodb", "PutItem", resources.replay_table, steps["replay"]["id"]),
             ("sqs", "SendMessage", resources.whatsapp_queue_url, steps["send"]["id"]),
+            ("dynamodb", "PutItem", resources.lock_table, steps["sent"]["id"]),
         ]
     )
     assert all(d["http"]["response"]["status"] == 200 for d in documents if d["namespace"] == "aws")

@@ -19,6 +19,11 @@ RULE_ATTRIBUTES = {
 }
 
 
+def _conversation_read(world, params: dict) -> dict:
+    """The conversation table's part of a BatchGetItem request."""
+    return params["RequestItems"][world.resources.conversations_table]
+
+
 def _projection(params: dict) -> set[str]:
     names = params.get("ExpressionAttributeNames", {})
     expression = params.get("ProjectionExpression")
@@ -30,7 +35,9 @@ def test_a_routed_message_reads_only_the_attributes_the_rules_read(world, lambda
     world.add_default_secrets()
     response = lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
     assert response["statusCode"] == 200
-    (get,) = aws.of("dynamodb.GetItem")
+    (batch,) = aws.of("dynamodb.BatchGetItem")
+    get = _conversation_read(world, batch)
+    assert aws.of("dynamodb.GetItem") == []
     assert _projection(get) == RULE_ATTRIBUTES
     assert get["ConsistentRead"] is True
     assert len(world.sent("whatsapp")) == 1
@@ -40,8 +47,9 @@ def test_a_handoff_carries_the_whole_conversation(world, lambda_handler, aws):
     item = world.add_conversation(messages=HISTORY, hand_off_to_human=True)
     world.add_default_secrets()
     lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
-    first, second = aws.of("dynamodb.GetItem")
-    assert _projection(first) == RULE_ATTRIBUTES
+    (batch,) = aws.of("dynamodb.BatchGetItem")
+    (second,) = aws.of("dynamodb.GetItem")
+    assert _projection(_conversation_read(world, batch)) == RULE_ATTRIBUTES
     assert "ProjectionExpression" not in second
     ((body, delay),) = world.sent("handoff")
     assert delay == 0

@@ -36,6 +36,7 @@ ENV = {
     "WHATSAPP_QUEUE_URL": "q",
     "SMS_QUEUE_URL": "q",
     "HANDOFF_QUEUE_URL": "q",
+    "REPLAY_TABLE_NAME": "replay",
 }
 PARSE = load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", ENV).pipeline.steps()[0]
 assert PARSE.uses == "twilio.parse"

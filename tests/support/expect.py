@@ -57,6 +57,7 @@ ENV = {
     "WHATSAPP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/whatsapp",
     "SMS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/sms",
     "HANDOFF_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/handoff",
+    "REPLAY_TABLE_NAME": "replay",
 }
 CONTRACT_LOCKED_TEXT = "I'm processing your previous message. Please wait for my response before sending more."
 

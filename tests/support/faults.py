@@ -47,7 +47,18 @@ __all__ = [
     "observe",
 ]
 
-CALLS = ("query", "secret", "get", "stage_put", "lock_put", "lock_release", "send")
+CALLS = (
+    "query",
+    "secret",
+    "get",
+    "stage_put",
+    "lock_put",
+    "replay_put",
+    "lock_release",
+    "replay_release",
+    "send",
+    "lock_mark",
+)
 FaultKind = Literal[
     "throttling",
     "server_error",
@@ -141,17 +152,18 @@ def error_answer(service: str, kind: str, url: str) -> AWSResponse:
 class FaultInjector:
     """Names, counts and breaks the AWS calls of an application's clients.
 
-    The stage and lock table names tell the two ``PutItem`` calls apart.
+    The table names tell the ``PutItem`` and ``DeleteItem`` calls apart; a lock ``PutItem`` that carries
+    ``trigger_due_at`` is the holder marking its lock sent (``lock_mark``).
     """
 
-    def __init__(self, application: Any, *, stage_table: str, lock_table: str) -> None:
+    def __init__(self, application: Any, *, stage_table: str, lock_table: str, replay_table: str) -> None:
         services = application.services
         self._clients = {
             "dynamodb": services.tables.client,
             "sqs": services.queues.client,
             "secretsmanager": services.secrets.store.client,
         }
-        self._tables = {stage_table: "stage", lock_table: "lock"}
+        self._tables = {stage_table: "stage", lock_table: "lock", replay_table: "replay"}
         self._faults: dict[str, tuple[Fault, ...]] = {}
         self._hits: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
@@ -202,7 +214,7 @@ class FaultInjector:
         role = self._tables.get(str(params.get("TableName", "")))
         names = {
             ("dynamodb", "Query"): "query",
-            ("dynamodb", "GetItem"): "get",
+            ("dynamodb", "BatchGetItem"): "get",
             ("secretsmanager", "GetSecretValue"): "secret",
             ("sqs", "SendMessage"): "send",
         }
@@ -210,9 +222,9 @@ class FaultInjector:
             return names[(service, operation)]
         if service == "dynamodb" and role is not None:
             if operation == "PutItem":
-                return f"{role}_put"
-            if operation == "DeleteItem" and role == "lock":
-                return "lock_release"
+                return "lock_mark" if role == "lock" and "trigger_due_at" in params.get("Item", {}) else f"{role}_put"
+            if operation == "DeleteItem" and role in ("lock", "replay"):
+                return f"{role}_release"
         return f"{service}.{operation}"
 
     def _sequence(self, call: str) -> tuple[Fault, ...]:
@@ -336,7 +348,12 @@ def new_container(resources: Any, config: Any = None, session: Any = None) -> tu
 
     loaded = config or load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
     application = Application([loaded], live_services(loaded.aws, session=session))
-    injector = FaultInjector(application, stage_table=resources.stage_table, lock_table=resources.lock_table)
+    injector = FaultInjector(
+        application,
+        stage_table=resources.stage_table,
+        lock_table=resources.lock_table,
+        replay_table=resources.replay_table,
+    )
     return application, injector
 
 

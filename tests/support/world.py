@@ -109,6 +109,9 @@ class World:
     def lock_rows(self) -> list[dict[str, Any]]:
         return self._scan(self.resources.lock_table)
 
+    def replay_rows(self) -> list[dict[str, Any]]:
+        return self._scan(self.resources.replay_table)
+
     def put_lock(self, conversation_id: str, message_sid: str, expires_at: int) -> None:
         item = {"conversation_id": conversation_id, "message_sid": message_sid, "expires_at": expires_at}
         self.dynamodb.put_item(TableName=self.resources.lock_table, Item=to_dynamo(item))

@@ -29,6 +29,7 @@ DEPLOYED_ENV = {
     "WHATSAPP_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/whatsapp",
     "SMS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/sms",
     "HANDOFF_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/handoff",
+    "REPLAY_TABLE_NAME": "replay",
 }
 PIPELINE = "pipelines/twilio_inbound.yaml"
 
@@ -58,7 +59,7 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
                 (
                     "unknown key 'tabel'",
                     "did you mean 'table'?",
-                    "allowed keys: company, indexes, secrets, table, user",
+                    "allowed keys: company, indexes, max_items, max_pages, secrets, table, user",
                 ),
             )
         ],
@@ -271,7 +272,8 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
                     "the condition reads 'conversaton', which is not in the context document",
                     "no step of pipelines/twilio_inbound.yaml provides it, so it is always null",
                     "did you mean 'conversation'?",
-                    "the document holds: auth, conversation, credential, lock, request, route, sent, signature, stage",
+                    "the document holds: auth, conversation, credential, lock, lock_sent, replay, request, "
+                    "route, sent, signature, stage",
                 ),
                 "warning",
             ),

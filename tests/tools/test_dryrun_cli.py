@@ -129,9 +129,14 @@ def test_actions_are_the_lambdas_writes_and_sends(replay: Run) -> None:
     assert [(a["type"], a.get("table") or a.get("queue")) for a in queued] == [
         ("put_item", "conversations-stage"),
         ("put_item", "conversations-trigger-lock"),
+        ("put_item", "conversations-replay"),
+        ("put_item", "conversations-trigger-lock"),
         ("send_message", "whatsapp"),
     ]
-    stage, lock, send = queued
+    stage, lock, record, sent, send = queued
+    assert record["item"]["message_sid"] == stage["item"]["message_sid"] and "condition_failed" not in record
+    assert record["item"]["expires_at"] == 1795608000 + 7 * 86400
+    assert sent["item"]["trigger_due_at"] == 1795608000 + 10 and "condition_failed" not in sent
     assert stage["item"]["body"] == "[masked]" and stage["item"]["received_at"] == "2026-11-25T12:00:00.000Z"
     assert stage["item"]["expires_at"] == 1795608000 + 86400
     assert lock["item"]["expires_at"] == 1795608000 + 10 + 60 and "condition_failed" not in lock
@@ -140,19 +145,23 @@ def test_actions_are_the_lambdas_writes_and_sends(replay: Run) -> None:
         "conversation_id": "ci-acme-001#pi-acme-support#6f0c2a52-5d0e-4d8e-9a55-1c1d7f0b2a01#**********01",
         "primary_channel": "+**********01",
     }
-    # A burst: the first message takes the lock, the next ones find it held and only stage.
+    # A burst: the first message takes the lock, the next ones find it held and only stage (and are recorded).
     batched = records["08_burst.jsonl#1"]["actions"]
-    assert [a["type"] for a in batched] == ["put_item", "put_item"]
-    assert batched[1]["condition_failed"] is True and "condition_failed" not in batched[0]
+    assert [a["type"] for a in batched] == ["put_item", "put_item", "put_item"]
+    assert [a.get("condition_failed", False) for a in batched] == [False, True, False]
     # A re-delivered MessageSid: the stage row is already there; the lock is its own, so it triggers again.
     redelivered = records["11_redelivered.json"]["actions"]
-    assert [a.get("condition_failed", False) for a in redelivered] == [True, False, False]
+    assert [a.get("condition_failed", False) for a in redelivered] == [True, False, False, False, False]
     media = records["07_media_only.json"]["actions"][0]["item"]
     assert media["body"] == "" and media["num_media"] == 1 and media["media"][0]["content_type"] == "image/jpeg"
     handoff = records["03_handoff.json"]["actions"]
-    assert [(a["type"], a.get("queue")) for a in handoff] == [("put_item", None), ("send_message", "handoff")]
-    body = json.loads(handoff[1]["body"])
-    assert handoff[1]["delay_seconds"] == 0
+    assert [(a["type"], a.get("queue")) for a in handoff] == [
+        ("put_item", None),
+        ("put_item", None),
+        ("send_message", "handoff"),
+    ]
+    body = json.loads(handoff[2]["body"])
+    assert handoff[2]["delay_seconds"] == 0
     assert (
         body["body"] == "[masked]"
         and body["request"]["Body"] == "[masked]"
@@ -238,9 +247,9 @@ def test_the_demo_prints_a_table_and_a_summary() -> None:
     header = next(line for line in lines if line.startswith("SOURCE"))
     assert header.split() == ["SOURCE", "OUTCOME", "TARGET", "STATUS", "ACTIONS", "WHY"]
     row = next(line for line in lines if line.startswith("examples/events/08_burst.jsonl#1"))
-    assert row.split()[1:5] == ["BATCHED", "whatsapp", "200", "2"] and "held by another message" in row
+    assert row.split()[1:5] == ["BATCHED", "whatsapp", "200", "3"] and "held by another message" in row
     email = next(line for line in lines if line.startswith("examples/events/13_email.jsonl#0"))
-    assert email.split()[1:] == ["QUEUED", "email", "200", "3", "route:", "email", "(default)"]
+    assert email.split()[1:] == ["QUEUED", "email", "200", "4", "route:", "email", "(default)"]
     assert re.search(rf"^{len(EXPECTED)} events replayed in [0-9.]+s$", run.stdout, re.MULTILINE)
     assert re.search(r"^  QUEUED +6$", run.stdout, re.MULTILINE)
     assert "signature not checked for 2 event(s)" in run.stdout

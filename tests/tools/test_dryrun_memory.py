@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from engine.conditions import AnyOf, AttributeEquals, AttributeLessThan, AttributeNotExists, Condition
-from engine.ports import ServiceError
+from engine.conditions import AllOf, AnyOf, AttributeEquals, AttributeLessThan, AttributeNotExists, Condition
+from engine.ports import ItemRequest, ServiceError
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues
 from tools.dryrun.blueprint import blueprint
 from tools.dryrun.memory import MemoryQueues, MemorySecrets, MemoryTables, as_stored
@@ -21,6 +21,7 @@ from tools.localaws import provision
 
 RESOURCES, SCHEMAS = blueprint()
 CONVERSATIONS, STAGE, LOCK = RESOURCES.conversations_table, RESOURCES.stage_table, RESOURCES.lock_table
+REPLAY = RESOURCES.replay_table
 WA_INDEX = "company-whatsapp-number-recipient-tel-index"
 
 
@@ -112,6 +113,25 @@ def test_items_come_back_as_boto3_returns_them(tables: Pair) -> None:
     assert len(again["messages"]) == 1
 
 
+def test_batch_reads_answer_each_item_as_get_item_does(tables: Pair) -> None:
+    tables.both(lambda port: port.put_item(CONVERSATIONS, conversation("+447700900104", "c-1")))
+    tables.both(lambda port: port.put_item(REPLAY, {"message_sid": "SM1", "replay_after": 5}))
+    key = {"primary_channel": "+447700900104", "conversation_id": "c-1"}
+    read = tables.both(
+        lambda port: port.get_items(
+            [
+                ItemRequest(CONVERSATIONS, key, attributes=["flag", "conversation_id"]),
+                ItemRequest(REPLAY, {"message_sid": "SM1"}),
+            ]
+        )
+    )
+    assert read == [{"flag": True, "conversation_id": "c-1"}, {"message_sid": "SM1", "replay_after": 5}]
+    absent = tables.both(
+        lambda port: port.get_items([ItemRequest(CONVERSATIONS, key), ItemRequest(REPLAY, {"message_sid": "SM2"})])
+    )
+    assert absent[0] is not None and absent[1] is None
+
+
 def test_index_queries_are_sparse_sorted_and_projected(tables: Pair) -> None:
     for conversation_id in ("c-3", "c-1", "c-2"):
         tables.both(lambda port, cid=conversation_id: port.put_item(CONVERSATIONS, conversation("+447700900102", cid)))
@@ -148,6 +168,8 @@ def test_index_queries_are_sparse_sorted_and_projected(tables: Pair) -> None:
         lambda port: port.query_index(CONVERSATIONS, WA_INDEX, {"gsi_recipient_tel": "+1"}),
         lambda port: port.query_index(CONVERSATIONS, WA_INDEX, {"gsi_company_whatsapp_number": ""}),
         lambda port: port.delete_item(LOCK, {"conversation_id": "never-written"}),
+        lambda port: port.get_items([ItemRequest("no-such-table", {"conversation_id": "x"})]),
+        lambda port: list(port.query_pages(CONVERSATIONS, "no-such-index", {"a": "b"})),
     ],
 )
 def test_failures_are_the_same(tables: Pair, call: Callable[[Any], Any]) -> None:
@@ -168,6 +190,7 @@ CONDITIONS: list[Condition] = [
             AttributeEquals("message_sid", "SM2"),
         )
     ),
+    AllOf((AttributeNotExists("trigger_due_at"), AttributeLessThan("expires_at", 1795608000))),
 ]
 operations = st.lists(
     st.tuples(

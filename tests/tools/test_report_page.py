@@ -83,10 +83,18 @@ def test_sketch_of_the_shipped_pipeline(pipeline: PipelineSketch) -> None:
     assert pipeline.steps[0] == StepSketch("parse", "twilio.parse")
     assert StepSketch("status_callback", "control.finish", "request.is_status_callback") in pipeline.steps
     assert (
-        ParallelSketch((StepSketch("stage", "stage.write"), StepSketch("lock", "trigger.lock", "route.lock")))
+        ParallelSketch(
+            (
+                StepSketch("stage", "stage.write"),
+                StepSketch("lock", "trigger.lock", "route.lock"),
+                StepSketch("replay", "replay.record"),
+            )
+        )
         in pipeline.steps
     )
-    assert pipeline.steps[-1] == StepSketch("send", "sqs.send")
+    assert pipeline.steps[-1] == ParallelSketch(
+        (StepSketch("sent", "trigger.sent", "lock.acquired"), StepSketch("send", "sqs.send"))
+    )
 
 
 def test_deciding_rule_is_the_last_match_of_each_set_or_decided_by() -> None:

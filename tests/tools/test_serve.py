@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import base64
+import http.client
+import json
+import socket
+import threading
+import time
 import tomllib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from runtime.apigateway import http_request
 from tests.support.webhooks import EMPTY_TWIML, sign, whatsapp_params
-from tools.serve import Gateway, LocalContext, gateway_event, main
+from tools.localaws import provision, put_secrets
+from tools.serve import Gateway, LocalContext, _Server, gateway_event, main
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1:3000"
@@ -140,3 +151,102 @@ def test_a_broken_world_file_is_reported_with_its_position(tmp_path: Path, capsy
     world.write_text("conversations:\n  - primary_channel: '+1'\n")
     assert main(["--moto", "--world", str(world)]) == 2
     assert f"{world.name}:2" in capsys.readouterr().err
+
+
+# Issue 15 (7): pipeline-serve answers as API Gateway would, and survives what a client may send.
+
+
+def routed(invoke: Any = None) -> Gateway:
+    return Gateway(invoke or (lambda event, context: {"statusCode": 200, "body": "ok"}), "prod", routes={"whatsapp"})
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/prod/whatsapp"), ("POST", "/prod/unknown"), ("POST", "/prod/x/whatsapp"), ("DELETE", "/prod/whatsapp")],
+)
+def test_only_the_deployed_routes_reach_the_handler(method: str, path: str) -> None:
+    answer = routed().handle(method, path, [("Host", HOST)], b"")
+    assert (answer.status, answer.body) == (403, b'{"message": "Missing Authentication Token"}')
+    assert routed().handle("POST", "/prod/whatsapp", [("Host", HOST)], b"").status == 200
+
+
+@contextmanager
+def listening(gateway: Gateway) -> Iterator[int]:
+    server = _Server(("127.0.0.1", 0), gateway, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def raw_exchange(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(request)
+        return connection.recv(65536)
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [("abc", b"400"), ("-1", b"400"), (str(20 * 1024 * 1024), b"413")],
+)
+def test_an_unreadable_or_oversized_content_length_is_refused_without_reading_the_body(
+    length: str, status: bytes, capsys
+) -> None:
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        raise AssertionError("called")
+
+    with listening(routed(invoke)) as port:
+        head = f"POST /prod/whatsapp HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {length}\r\n\r\n".encode()
+        answer = raw_exchange(port, head)
+    assert answer.split(b" ", 2)[1] == status
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_fifty_clients_at_once_are_all_answered() -> None:
+    def slow(event: dict[str, Any], context: Any) -> Any:
+        time.sleep(0.005)
+        return {"statusCode": 200, "body": "ok"}
+
+    with listening(routed(slow)) as port:
+        start = threading.Barrier(50)
+
+        def post(_: int) -> int:
+            start.wait()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                connection.request("POST", "/prod/whatsapp", body=b"", headers={"Host": HOST})
+                return connection.getresponse().status
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            statuses = list(pool.map(post, range(50)))
+    assert statuses == [200] * 50
+
+
+def test_provisioning_twice_keeps_the_resources_and_updates_the_secrets() -> None:
+    with mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        dynamodb, sqs, secrets = (session.client(name) for name in ("dynamodb", "sqs", "secretsmanager"))
+        first = provision(dynamodb, sqs)
+        put_secrets(secrets, {"a/b": {"twilio_auth_token": "one"}})
+        assert provision(dynamodb, sqs) == first
+        put_secrets(secrets, {"a/b": {"twilio_auth_token": "two"}})
+        assert json.loads(secrets.get_secret_value(SecretId="a/b")["SecretString"]) == {"twilio_auth_token": "two"}
+
+
+def test_an_endpoint_url_without_credentials_gets_the_emulators_stand_ins(monkeypatch, tmp_path: Path) -> None:
+    import tools.serve
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "set by main; restored after the test")
+    monkeypatch.setattr(tools.serve, "_serve", lambda args: 0)
+    assert main(["--endpoint-url", "http://127.0.0.1:9"]) == 0
+    assert boto3.session.Session().get_credentials() is not None

@@ -1,6 +1,6 @@
 """Reading the real account (a replay with ``--backend live``, a world snapshot): clients and the IAM they need.
 
-Only read operations are ever called: ``dynamodb:Query`` and ``GetItem`` for rows, ``DescribeTable``
+Only read operations are ever called: ``dynamodb:Query``, ``GetItem`` and ``BatchGetItem`` for rows, ``DescribeTable``
 for a table's key (to check a planned conditional write against the current row), and
 ``secretsmanager:GetSecretValue`` for signing secrets. Writes and sends are planned in memory by
 ``tools.dryrun.recording.PlanningTables`` / ``PlanningQueues``; no SQS client is even created.
@@ -18,9 +18,8 @@ from runtime.aws import botocore_config
 
 __all__ = ["READ_ONLY_ACTIONS", "READ_ONLY_POLICY", "AccountAccess", "live_clients"]
 
-READ_ONLY_ACTIONS = frozenset(
-    {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:DescribeTable", "secretsmanager:GetSecretValue"}
-)
+_TABLE_READS = ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:DescribeTable"]
+READ_ONLY_ACTIONS = frozenset({*_TABLE_READS, "secretsmanager:GetSecretValue"})
 _TABLE = "arn:aws:dynamodb:${Region}:${Account}:table/"
 READ_ONLY_POLICY: Mapping[str, Any] = {
     "Version": "2012-10-17",
@@ -28,14 +27,14 @@ READ_ONLY_POLICY: Mapping[str, Any] = {
         {
             "Sid": "ReadConversations",
             "Effect": "Allow",
-            "Action": ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:DescribeTable"],
+            "Action": _TABLE_READS,
             "Resource": [f"{_TABLE}${{ConversationsTable}}", f"{_TABLE}${{ConversationsTable}}/index/*"],
         },
         {
-            "Sid": "ReadStageAndLocks",
+            "Sid": "ReadStageLocksAndReplayRecords",
             "Effect": "Allow",
-            "Action": ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:DescribeTable"],
-            "Resource": [f"{_TABLE}${{StageTable}}", f"{_TABLE}${{LockTable}}"],
+            "Action": _TABLE_READS,
+            "Resource": [f"{_TABLE}${{StageTable}}", f"{_TABLE}${{LockTable}}", f"{_TABLE}${{ReplayTable}}"],
         },
         {
             "Sid": "ReadSigningSecrets",

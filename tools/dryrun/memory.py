@@ -11,14 +11,14 @@ queries skip items without the index's key attributes and sort as moto does; fai
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from engine.conditions import Condition, holds
-from engine.ports import ServiceError
+from engine.ports import ItemRequest, QueryPage, ServiceError
 from runtime.aws import plain_value
 from tools.dryrun.blueprint import IndexSchema, TableSchema
 
@@ -167,6 +167,16 @@ class MemoryTables:
             wanted = (*wanted, key[spec.range_key])
         return [self._project(item, attributes) for item in self._index(schema, spec).get(wanted, [])]
 
+    def query_pages(
+        self,
+        table: str,
+        index: str,
+        key: Mapping[str, str],
+        attributes: Sequence[str] | None = None,
+    ) -> Iterator[QueryPage]:
+        """Every match as one page (memory has no 1 MB page limit)."""
+        yield QueryPage(self.query_index(table, index, key, attributes), more=False)
+
     def get_item(
         self,
         table: str,
@@ -181,6 +191,15 @@ class MemoryTables:
             raise ServiceError("invalid", "ValidationException", operation)
         item = self._rows[table].get(self._key(schema, key, operation))
         return None if item is None else self._project(item, attributes)
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        operation = "dynamodb.BatchGetItem"
+        for request in requests:
+            self._schema(request.table, operation)
+        return [
+            self.get_item(request.table, request.key, consistent=request.consistent, attributes=request.attributes)
+            for request in requests
+        ]
 
     def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
         operation = "dynamodb.PutItem"

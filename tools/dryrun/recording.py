@@ -11,14 +11,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from engine.conditions import Condition, holds
-from engine.ports import Queues, ServiceError, Tables
+from engine.ports import ItemRequest, QueryPage, Queues, ServiceError, Tables
 from tools.dryrun.blueprint import TableSchema, queue_name
 
 __all__ = ["Action", "Journal", "PlanningQueues", "PlanningTables", "RecordingQueues", "RecordingTables"]
@@ -100,10 +100,18 @@ class RecordingTables:
     ) -> list[dict[str, Any]]:
         return self._inner.query_index(table, index, key, attributes)
 
+    def query_pages(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> Iterator[QueryPage]:
+        return self._inner.query_pages(table, index, key, attributes)
+
     def get_item(
         self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
     ) -> dict[str, Any] | None:
         return self._inner.get_item(table, key, consistent=consistent, attributes=attributes)
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        return self._inner.get_items(requests)
 
     def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
         schema = self._schemas.get(table)
@@ -164,6 +172,11 @@ class PlanningTables:
     ) -> list[dict[str, Any]]:
         return self._inner.query_index(table, index, key, attributes)
 
+    def query_pages(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> Iterator[QueryPage]:
+        return self._inner.query_pages(table, index, key, attributes)
+
     def get_item(
         self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
     ) -> dict[str, Any] | None:
@@ -174,6 +187,18 @@ class PlanningTables:
                 return None
             return {name: value for name, value in planned.items() if not attributes or name in attributes}
         return self._inner.get_item(table, key, consistent=consistent, attributes=attributes)
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        """Planned rows as planned; the others read from the account in one batch."""
+        slots = [self._slot(request.table, request.key) for request in requests]
+        unplanned = [request for request, slot in zip(requests, slots, strict=True) if slot not in self._planned]
+        read = iter(self._inner.get_items(unplanned) if unplanned else [])
+        return [
+            next(read)
+            if slot not in self._planned
+            else self.get_item(request.table, request.key, attributes=request.attributes)
+            for request, slot in zip(requests, slots, strict=True)
+        ]
 
     def _slot(self, table: str, key: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]] | None:
         schema = self._describe(table)

@@ -15,7 +15,7 @@ capture does (``tools.dryrun.capture.shareable_world``), so events and world can
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,7 +24,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from engine.conditions import Condition
 from engine.config import AppConfig
-from engine.ports import Tables, json_safe
+from engine.ports import ItemRequest, QueryPage, Tables, json_safe
 from runtime.aws import plain_value
 from tools.dryrun.blueprint import TableSchema
 from tools.dryrun.events import RecordedEvent
@@ -66,6 +66,14 @@ class ReadLog:
             self.note(table, item)
         return items
 
+    def query_pages(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> Iterator[QueryPage]:
+        for page in self._inner.query_pages(table, index, key, attributes):
+            for item in page.items:
+                self.note(table, item)
+            yield page
+
     def get_item(
         self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
     ) -> dict[str, Any] | None:
@@ -73,6 +81,13 @@ class ReadLog:
         if item is not None:
             self.note(table, {**item, **key})
         return item
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        items = self._inner.get_items(requests)
+        for request, item in zip(requests, items, strict=True):
+            if item is not None:
+                self.note(request.table, {**item, **request.key})
+        return items
 
     def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
         raise RuntimeError("a snapshot never writes")

@@ -48,6 +48,9 @@ def test_an_email_is_staged_locked_and_triggered(world, lambda_handler, aws, out
     assert window[0] + 86400 <= row["expires_at"] <= window[1] + 86400
     [lock] = world.lock_rows()
     assert (lock["conversation_id"], lock["message_sid"]) == (item["conversation_id"], row["message_sid"])
+    # Marked sent alongside the send: a later email inside the window batches instead of taking the lock over.
+    assert lock["trigger_due_at"] - lock["taken_at"] == 10
+    assert world.replay_rows() == []  # SendGrid's signed timestamp bounds replays: no record (docs/email.md)
     names = aws.names()
     assert names[0] == "dynamodb.Query" and "secretsmanager.GetSecretValue" in names
     [query] = aws.of("dynamodb.Query")
@@ -61,6 +64,7 @@ def test_a_second_email_in_the_window_is_batched_and_a_redelivery_is_staged_once
     for event in (first, second, first):
         lambda_handler(event, None)
     assert outcomes() == [("QUEUED", None), ("BATCHED", None), ("QUEUED", None)]
+    assert "trigger_due_at" in world.lock_rows()[0]
     assert len(world.stage_rows()) == 2
     assert len(world.sent("email")) == 2  # the holder's redelivery may re-send its own trigger (contract §2)
 

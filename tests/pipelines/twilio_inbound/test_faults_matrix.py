@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ TRANSIENT_CODE = {
     "get": "DB_TRANSIENT_ERROR",
     "stage_put": "STAGE_WRITE_TRANSIENT_ERROR",
     "lock_put": "TRIGGER_LOCK_TRANSIENT_ERROR",
+    "replay_put": "STAGE_WRITE_TRANSIENT_ERROR",
     "send": "QUEUE_TRANSIENT_ERROR",
 }
 FINAL_CODE = {
@@ -47,8 +49,11 @@ FINAL_CODE = {
     "get": "DB_QUERY_ERROR",
     "stage_put": "STAGE_WRITE_ERROR",
     "lock_put": "TRIGGER_LOCK_WRITE_ERROR",
+    "replay_put": "STAGE_WRITE_ERROR",
     "send": "QUEUE_ERROR",
 }
+# What releases a call's side effect, and the code its failure raises (the run must then be retried).
+RELEASE_CODE = {"lock_release": "TRIGGER_LOCK_TRANSIENT_ERROR", "replay_release": "STAGE_WRITE_TRANSIENT_ERROR"}
 
 
 @dataclass(frozen=True)
@@ -63,12 +68,15 @@ class Row:
 ROWS = (
     Row("GSI query", "query"),
     Row("secret", "secret"),
-    Row("get item", "get"),
+    Row("batch get (item + replay record)", "get"),
     Row("stage put", "stage_put"),
     Row("lock put", "lock_put"),
+    Row("replay record put", "replay_put"),
     Row("lock release, send throttled", "lock_release", {"send": Fault("throttling")}),
     Row("lock release, send denied", "lock_release", {"send": Fault("access_denied")}),
+    Row("replay record release, send denied", "replay_release", {"send": Fault("access_denied")}),
     Row("send", "send"),
+    Row("lock marked sent (best effort)", "lock_mark"),
 )
 KINDS = (
     ("throttled once", Fault("throttling", times=1)),
@@ -87,12 +95,12 @@ def expected_answer(row: Row, fault: Fault) -> str:
     """The contract's answer to the first delivery."""
     if fault.kind == "crash":
         return "crash"
-    if row.call == "lock_release":
+    if row.call in RELEASE_CODE:
         if row.setup["send"].kind == "throttling":
             return "raise QUEUE_TRANSIENT_ERROR"
         released = fault.times == 1
-        return "200 QUEUE_ERROR" if released else "raise TRIGGER_LOCK_TRANSIENT_ERROR"
-    if fault.times == 1:
+        return "200 QUEUE_ERROR" if released else f"raise {RELEASE_CODE[row.call]}"
+    if fault.times == 1 or row.call == "lock_mark":
         return "200 QUEUED"
     if fault.kind in TRANSIENT_KINDS:
         return f"raise {TRANSIENT_CODE[row.call]}"
@@ -104,7 +112,10 @@ def expected_lock_between(row: Row, fault: Fault, answer: str) -> str:
     if answer == "200 QUEUED":
         return "held, sent"
     if fault.kind == "crash":
-        return {"stage_put": "held, silent", "lock_put": "held, silent", "send": "held, sent"}.get(row.call, "free")
+        # Group members (stage, lock, replay record) run to their ends before the crash; releases run latest
+        # step first (replay record, then lock), so a crash after the record's release leaves the lock.
+        silent = ("stage_put", "lock_put", "replay_put", "replay_release")
+        return "held, silent" if row.call in silent else "held, sent" if row.call in ("send", "lock_mark") else "free"
     if row.call == "lock_release" and fault.times is None and fault.kind != "response_lost":
         return "held, silent"
     return "free"
@@ -114,7 +125,7 @@ def expected_triggers(row: Row, fault: Fault, max_attempts: int) -> int:
     """Triggers at rest: one, plus the ones a lost answer or a crash made the sender repeat."""
     if row.call == "send" and fault.kind == "response_lost":
         return max_attempts + 1
-    if row.call == "send" and fault.kind == "crash":
+    if row.call in ("send", "lock_mark") and fault.kind == "crash":
         return 2
     return 1
 
@@ -152,6 +163,24 @@ def deliver(application: Any, event: dict[str, Any]) -> str:
     return f"200 {handled.result.outcome}"
 
 
+def drain(application: Any) -> None:
+    """Wait until the worker threads of a crashed container have finished what they had been handed.
+
+    A crash in one member of a parallel group leaves the others running: the state observed after it is then the
+    same on every run (all members' calls applied). Every worker must pass the barrier, so it passes only once
+    each has finished its earlier work.
+    """
+    for loaded in application.configs:
+        pool = loaded.pipeline._pool
+        if pool is None:
+            continue
+        width = pool._max_workers
+        barrier = threading.Barrier(width + 1, timeout=10)
+        for _ in range(width):
+            pool.submit(barrier.wait)
+        barrier.wait()
+
+
 def run_case(world: World, number: int, row: Row, kind: str, fault: Fault, **container: Any) -> Result:
     user = f"+1555010{number:04d}"
     forbid(user, user.lstrip("+"))
@@ -169,6 +198,8 @@ def run_case(world: World, number: int, row: Row, kind: str, fault: Fault, **con
         injector.inject(call, setup)
     injector.inject(row.call, fault)
     answer = deliver(application, event)
+    if answer == "crash":
+        drain(application)
     injector.wait_idle()
     attempts = injector.attempts[row.call]
     between = observe(world, conversation_id, sid).lock(sid)

@@ -153,7 +153,7 @@ def _settings_header_unknown_algorithm() -> dict[str, Any]:
 NO_AWS: list[str] = []
 LOOKUP_ONLY = ["dynamodb.Query"]
 TO_SECRET = ["dynamodb.Query", "secretsmanager.GetSecretValue"]
-TO_RULES = ["dynamodb.Query", "secretsmanager.GetSecretValue", "dynamodb.GetItem"]
+TO_RULES = ["dynamodb.Query", "secretsmanager.GetSecretValue", "dynamodb.BatchGetItem"]
 
 CASES = [
     # 1. parse

@@ -22,7 +22,7 @@ class Fault:
     aws_code: str
     status: int
     code: str  # the contract's error code
-    table: str | None = None  # only PutItem calls on this table ("stage" / "lock")
+    table: str | None = None  # only PutItem calls on this table ("stage" / "lock" / "replay")
     handoff: bool = False
 
 
@@ -34,11 +34,13 @@ FAULTS = [
     Fault("query_503", "dynamodb.Query", "ServiceUnavailable", 503, "DB_TRANSIENT_ERROR"),
     Fault("query_denied", "dynamodb.Query", "AccessDeniedException", 400, "DB_QUERY_ERROR"),
     Fault("query_validation", "dynamodb.Query", "ValidationException", 400, "DB_QUERY_ERROR"),
-    Fault("get_throughput", "dynamodb.GetItem", "ProvisionedThroughputExceededException", 400, "DB_TRANSIENT_ERROR"),
-    Fault("get_request_limit", "dynamodb.GetItem", "RequestLimitExceeded", 400, "DB_TRANSIENT_ERROR"),
-    Fault("get_500", "dynamodb.GetItem", "InternalServerError", 500, "DB_TRANSIENT_ERROR"),
-    Fault("get_denied", "dynamodb.GetItem", "AccessDeniedException", 400, "DB_QUERY_ERROR"),
-    Fault("get_not_found", "dynamodb.GetItem", "ResourceNotFoundException", 400, "DB_QUERY_ERROR"),
+    Fault(
+        "get_throughput", "dynamodb.BatchGetItem", "ProvisionedThroughputExceededException", 400, "DB_TRANSIENT_ERROR"
+    ),
+    Fault("get_request_limit", "dynamodb.BatchGetItem", "RequestLimitExceeded", 400, "DB_TRANSIENT_ERROR"),
+    Fault("get_500", "dynamodb.BatchGetItem", "InternalServerError", 500, "DB_TRANSIENT_ERROR"),
+    Fault("get_denied", "dynamodb.BatchGetItem", "AccessDeniedException", 400, "DB_QUERY_ERROR"),
+    Fault("get_not_found", "dynamodb.BatchGetItem", "ResourceNotFoundException", 400, "DB_QUERY_ERROR"),
     Fault(
         "secret_throttling", "secretsmanager.GetSecretValue", "ThrottlingException", 400, "SECRET_FETCH_TRANSIENT_ERROR"
     ),
@@ -70,6 +72,9 @@ FAULTS = [
     ),
     Fault("lock_503", "dynamodb.PutItem", "ServiceUnavailable", 503, "TRIGGER_LOCK_TRANSIENT_ERROR", "lock"),
     Fault("lock_denied", "dynamodb.PutItem", "AccessDeniedException", 400, "TRIGGER_LOCK_WRITE_ERROR", "lock"),
+    Fault("replay_500", "dynamodb.PutItem", "InternalServerError", 500, "STAGE_WRITE_TRANSIENT_ERROR", "replay"),
+    Fault("replay_denied", "dynamodb.PutItem", "AccessDeniedException", 400, "STAGE_WRITE_ERROR", "replay"),
+    Fault("handoff_replay_denied", "dynamodb.PutItem", "AccessDeniedException", 400, "STAGE_WRITE_ERROR", "replay", T),
     Fault("send_throttled", "sqs.SendMessage", "RequestThrottled", 403, "QUEUE_TRANSIENT_ERROR"),
     Fault("send_500", "sqs.SendMessage", "InternalError", 500, "QUEUE_TRANSIENT_ERROR"),
     Fault("send_503", "sqs.SendMessage", "ServiceUnavailable", 503, "QUEUE_TRANSIENT_ERROR"),
@@ -84,7 +89,11 @@ FAULTS = [
 def test_aws_fault(world, lambda_handler, aws, outcomes, fault):
     item = world.add_conversation(hand_off_to_human=fault.handoff)
     world.add_default_secrets()
-    tables = {"stage": world.resources.stage_table, "lock": world.resources.lock_table}
+    tables = {
+        "stage": world.resources.stage_table,
+        "lock": world.resources.lock_table,
+        "replay": world.resources.replay_table,
+    }
     where = (lambda params: params.get("TableName") == tables[fault.table]) if fault.table else None
     aws.fail(fault.operation, fault.aws_code, fault.status, where=where)
     event = rest_event("whatsapp", whatsapp_params())
@@ -98,13 +107,14 @@ def test_aws_fault(world, lambda_handler, aws, outcomes, fault):
     # Nothing was triggered, and no lock is left behind for the retry to trip over.
     assert not any(world.all_sent().values())
     assert world.lock_rows() == []
+    # Nor a replay record that would refuse the retry (or a replay after a repair) as a replay.
+    assert world.replay_rows() == []
     if fault.code.startswith("TRIGGER_LOCK") or fault.operation == "sqs.SendMessage":
         # The stage write ran (it is issued with the lock); a retry finds it and leaves one row.
         assert [row["conversation_id"] for row in world.stage_rows()] == [item["conversation_id"]]
     if fault.code.startswith("QUEUE") and not fault.handoff:
         # The lock had been taken: it was released, conditionally on this message holding it.
-        [delete] = aws.of("dynamodb.DeleteItem")
-        assert delete["TableName"] == world.resources.lock_table
+        [delete] = [d for d in aws.of("dynamodb.DeleteItem") if d["TableName"] == world.resources.lock_table]
         assert delete["Key"] == {"conversation_id": {"S": item["conversation_id"]}}
         assert "ConditionExpression" in delete
         assert {"S": whatsapp_params()["MessageSid"]} in delete["ExpressionAttributeValues"].values()
@@ -175,7 +185,7 @@ def test_missing_resource(world, lambda_handler, aws, outcomes, missing, code):
 def test_conversation_vanished_between_query_and_get(world, lambda_handler, aws, outcomes):
     item = world.add_conversation()
     world.add_default_secrets()
-    aws.before("dynamodb.GetItem", lambda params: world.delete_conversation(USER, item["conversation_id"]))
+    aws.before("dynamodb.BatchGetItem", lambda params: world.delete_conversation(USER, item["conversation_id"]))
     assert lambda_handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
     assert outcomes() == [("CONVERSATION_NOT_FOUND", "CONVERSATION_NOT_FOUND")]
     assert world.stage_rows() == []
@@ -188,7 +198,7 @@ def test_unexpected_exception_in_a_client_is_an_internal_error(world, lambda_han
     def explode(params):
         raise RuntimeError("a bug, not an AWS error")
 
-    aws.before("dynamodb.GetItem", explode)
+    aws.before("dynamodb.BatchGetItem", explode)
     assert lambda_handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
     assert outcomes() == [("INTERNAL_ERROR", "INTERNAL_ERROR")]
 
@@ -209,7 +219,7 @@ def test_internal_error_after_the_lock_releases_it(world, lambda_handler, aws, o
 def test_transient_fault_then_retry_succeeds(world, lambda_handler, aws, outcomes):
     item = world.add_conversation()
     world.add_default_secrets()
-    aws.fail("dynamodb.GetItem", "ProvisionedThroughputExceededException", times=1)
+    aws.fail("dynamodb.BatchGetItem", "ProvisionedThroughputExceededException", times=1)
     event = rest_event("whatsapp", whatsapp_params())
     raises_code("DB_TRANSIENT_ERROR", lambda: lambda_handler(event, None))
     assert lambda_handler(event, None) == twiml_response()

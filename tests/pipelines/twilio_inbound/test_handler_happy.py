@@ -57,7 +57,9 @@ def test_message_is_staged_locked_and_triggered(world, lambda_handler, aws, outc
     assert lock["conversation_id"] == item["conversation_id"]
     assert lock["message_sid"] == form["MessageSid"]
     assert window[0] + 10 + 60 <= lock["expires_at"] <= window[1] + 10 + 60
-    assert set(lock) == {"conversation_id", "message_sid", "expires_at"}
+    assert set(lock) == {"conversation_id", "message_sid", "expires_at", "taken_at", "trigger_due_at"}
+    assert window[0] <= lock["taken_at"] <= window[1]
+    assert window[0] + 10 <= lock["trigger_due_at"] <= window[1] + 10
 
 
 def test_window_buffer_and_stage_ttl_come_from_the_environment(world, cold_start):

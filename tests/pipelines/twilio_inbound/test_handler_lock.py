@@ -140,7 +140,7 @@ def test_release_only_deletes_a_lock_this_message_still_holds(world, lambda_hand
         "QUEUE_TRANSIENT_ERROR", lambda: lambda_handler(rest_event("whatsapp", whatsapp_params(sid=SID_A)), None)
     )
 
-    assert aws.count("dynamodb.DeleteItem") == 1
+    assert [d["TableName"] for d in aws.of("dynamodb.DeleteItem")].count(world.resources.lock_table) == 1
     assert world.lock_rows() == [
         {"conversation_id": item["conversation_id"], "message_sid": SID_B, "expires_at": later}
     ]

@@ -5,6 +5,8 @@ Contract §2 (several conversations per number pair, paginated lookup), §4.2 an
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.support.expect import twiml_response
@@ -58,8 +60,9 @@ def test_the_right_conversation_is_picked(world, lambda_handler, aws, outcomes, 
     chosen = items[expected]["conversation_id"]
     assert outcomes() == [("QUEUED", None)]
     assert world.sent(channel) == [({"conversation_id": chosen, "primary_channel": USER}, 10)]
-    [get] = aws.of("dynamodb.GetItem")
-    assert get["Key"] == {"primary_channel": {"S": USER}, "conversation_id": {"S": chosen}}
+    [batch] = aws.of("dynamodb.BatchGetItem")
+    get = batch["RequestItems"][world.resources.conversations_table]
+    assert get["Keys"] == [{"primary_channel": {"S": USER}, "conversation_id": {"S": chosen}}]
     assert get["ConsistentRead"] is True
     assert [row["conversation_id"] for row in world.stage_rows()] == [chosen]
 
@@ -134,3 +137,58 @@ def test_whatsapp_prefix_is_stripped_for_both_numbers(world, lambda_handler, aws
     lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
     [query] = aws.of("dynamodb.Query")
     assert sorted(value["S"] for value in query["ExpressionAttributeValues"].values()) == sorted([COMPANY_WA, USER])
+
+
+# Issue 15 (3): the lookup runs before the signature check, so what it reads must be bounded, in time and bytes.
+
+
+class RemainingTime:
+    """A Lambda context with ``seconds`` left."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.aws_request_id = "req-lookup"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def add_bulky_conversations(world, count: int = 51) -> None:
+    """``count`` conversations of about 330 KB for one number pair: 17 query pages of 1 MB for 51."""
+    bulky = "x" * 330_000
+    for n in range(count):
+        world.add_conversation(conversation_id=f"ci-{n}#pi-0#uuid-{n}#{USER[1:]}", notes=bulky)
+
+
+def test_a_pair_with_too_many_pages_is_refused_before_its_secret_is_read(world, lambda_handler, aws, outcomes):
+    add_bulky_conversations(world)
+    world.add_default_secrets()
+
+    assert lambda_handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
+
+    assert outcomes() == [("DB_QUERY_ERROR", "DB_QUERY_ERROR")]
+    queries = aws.of("dynamodb.Query")
+    assert len(queries) == 4  # the shipped max_pages, not all 17
+    assert aws.count("secretsmanager.GetSecretValue") == 0
+    assert world.stage_rows() == []
+
+
+def test_the_lookup_stops_paging_at_the_deadline(world, lambda_handler, aws, outcomes):
+    add_bulky_conversations(world)
+    world.add_default_secrets()
+    aws.before("dynamodb.Query", lambda params: time.sleep(0.3))
+
+    with pytest.raises(Exception, match=r"^DB_TRANSIENT_ERROR"):
+        # 1.2 s left less the 0.5 s answer margin: a 0.7 s budget, spent during the third page.
+        lambda_handler(rest_event("whatsapp", whatsapp_params()), RemainingTime(1.2))
+
+    assert len(aws.of("dynamodb.Query")) == 3
+
+
+def test_the_lookup_reads_only_what_the_choice_needs(world, lambda_handler, aws):
+    world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
+    [query] = aws.of("dynamodb.Query")
+    projected = {query["ExpressionAttributeNames"][name.strip()] for name in query["ProjectionExpression"].split(",")}
+    assert projected == {"primary_channel", "conversation_id", "channel_config", "created_at", "task_complete"}

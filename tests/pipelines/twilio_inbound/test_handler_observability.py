@@ -20,6 +20,8 @@ SECRET_KEY = "key-0a1b2c3d-SHARED"
 BODY = "Body text that must not be logged: Zanzibar-quokka"
 PIPELINE = yaml.safe_load((ROOT / "pipelines" / "twilio_inbound.yaml").read_text())
 QUEUED_STEPS = step_ids()
+# Members of a parallel group may end in any order.
+PARALLEL = ("stage", "lock", "replay", "send", "sent")
 
 
 @dataclass
@@ -51,17 +53,15 @@ def test_one_info_line_per_event_naming_every_step_and_its_status(world, lambda_
     lines = json_logs()
     assert [line for line in lines if line["message"] == "step"] == []  # per-step lines are DEBUG
     [event] = [line for line in lines if line["message"] == "event"]
-    assert event["level"] == "INFO" and event["logger"] == "runtime.app"
+    assert event["level"] == "INFO" and event["location"] == "runtime.app"
     assert event["outcome"] == "QUEUED" and "error_code" not in event
     assert event["conversation_id"] == event_conversation_id
     assert event["pipeline"] == "twilio_inbound" and event["status"] == 200
-    assert event["request_id"] == "8f5e-request-id"
-    assert event["time"].endswith("Z")
+    assert event["function_request_id"] == "8f5e-request-id"
+    assert event["timestamp"].endswith("Z")
     # Parallel members (stage, lock) may end in either order; everything else in pipeline order.
     assert sorted(event["steps"]) == sorted(QUEUED_STEPS)
-    assert [s for s in event["steps"] if s not in ("stage", "lock")] == [
-        s for s in QUEUED_STEPS if s not in ("stage", "lock")
-    ]
+    assert [s for s in event["steps"] if s not in PARALLEL] == [s for s in QUEUED_STEPS if s not in PARALLEL]
     assert event["steps"] == {step: "skipped" if step == "status_callback" else "ok" for step in QUEUED_STEPS}
 
 
@@ -75,13 +75,13 @@ def test_one_debug_line_per_step_with_status_and_duration(world, cold_start, jso
 
     steps = [line for line in json_logs(logging.DEBUG) if line["message"] == "step"]
     assert sorted(line["step"] for line in steps) == sorted(QUEUED_STEPS)
-    assert [s for s in (line["step"] for line in steps) if s not in ("stage", "lock")] == [
-        s for s in QUEUED_STEPS if s not in ("stage", "lock")
+    assert [s for s in (line["step"] for line in steps) if s not in PARALLEL] == [
+        s for s in QUEUED_STEPS if s not in PARALLEL
     ]
     for line in steps:
-        assert line["level"] == "DEBUG" and line["logger"] == "engine.runner"
+        assert line["level"] == "DEBUG" and line["location"] == "engine.runner"
         assert isinstance(line["ms"], int | float) and line["ms"] >= 0
-        assert line["request_id"] == "8f5e-request-id"  # parallel members too
+        assert line["function_request_id"] == "8f5e-request-id"  # parallel members too
         assert line["status"] == ("skipped" if line["step"] == "status_callback" else "ok")
         if line["step"] not in ("parse", "lookup"):
             assert line["conversation_id"] == event_conversation_id
@@ -226,9 +226,9 @@ def test_no_time_left_means_the_first_aws_step_raises_before_calling(world, lamb
             ["dynamodb.Query", "secretsmanager.GetSecretValue"],
         ),
         (
-            "dynamodb.GetItem",
+            "dynamodb.BatchGetItem",
             "STAGE_WRITE_TRANSIENT_ERROR",
-            ["dynamodb.Query", "secretsmanager.GetSecretValue", "dynamodb.GetItem"],
+            ["dynamodb.Query", "secretsmanager.GetSecretValue", "dynamodb.BatchGetItem"],
         ),
     ],
 )
@@ -253,9 +253,9 @@ def test_budget_spent_before_the_send_releases_the_lock(world, lambda_handler, a
     puts = []
 
     def spend_after_both_writes_started(params):
-        # Stage and lock are issued together; once both are under way, the budget runs out.
+        # Stage, lock and replay record are issued together; once all are under way, the budget runs out.
         puts.append(params["TableName"])
-        if len(puts) == 2:
+        if len(puts) == 3:
             clock.advance(0.6)
 
     aws.before("dynamodb.PutItem", spend_after_both_writes_started)
@@ -263,7 +263,7 @@ def test_budget_spent_before_the_send_releases_the_lock(world, lambda_handler, a
         "QUEUE_TRANSIENT_ERROR", lambda: lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(1000))
     )
     assert aws.count("sqs.SendMessage") == 0
-    assert world.lock_rows() == []  # taken, then released
+    assert world.lock_rows() == [] and world.replay_rows() == []  # taken, then released
     assert len(world.stage_rows()) == 1
     assert world.sent("whatsapp") == []
 
@@ -272,7 +272,7 @@ def test_just_enough_budget_runs_to_the_end(world, lambda_handler, aws, outcomes
     world.add_conversation()
     world.add_default_secrets()
     clock = install_clock(_application())
-    aws.before("dynamodb.GetItem", lambda params: clock.advance(0.45))
+    aws.before("dynamodb.BatchGetItem", lambda params: clock.advance(0.45))
     lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(1000))
     assert outcomes() == [("QUEUED", None)]
 
@@ -285,7 +285,7 @@ def test_pipeline_deadline_caps_a_generous_lambda_budget(world, task_root):
     world.add_conversation()
     world.add_default_secrets()
     clock = install_clock(_application())
-    container.aws.before("dynamodb.GetItem", lambda params: clock.advance(0.6))
+    container.aws.before("dynamodb.BatchGetItem", lambda params: clock.advance(0.6))
     raises_code(
         "STAGE_WRITE_TRANSIENT_ERROR",
         lambda: container.handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(900_000)),
@@ -297,3 +297,17 @@ def test_enough_time_left_runs_normally(world, lambda_handler, outcomes):
     world.add_default_secrets()
     assert lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext(5000)) == twiml_response()
     assert outcomes() == [("QUEUED", None)]
+
+
+def test_a_losing_error_logs_the_aws_cause_and_powertools_keys(world, lambda_handler, aws, json_logs, monkeypatch):
+    # Issue 15 (6): STAGE_WRITE_ERROR answers 200; on-call must tell AccessDenied from a missing table.
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-67891233-abcdef012345678912345678;Parent=1;Sampled=0")
+    world.add_conversation()
+    world.add_default_secrets()
+    aws.fail("dynamodb.PutItem", "AccessDeniedException", 400, where=lambda p: "expires_at" in p.get("Item", {}))
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), LambdaContext())
+    [event] = [line for line in json_logs() if line["message"] == "event"]
+    assert (event["error_code"], event["error_cause"]) == ("STAGE_WRITE_ERROR", "AccessDeniedException")
+    assert {"timestamp", "level", "location", "service", "cold_start", "function_request_id"} <= set(event)
+    assert event["xray_trace_id"] == "1-67891233-abcdef012345678912345678"
+    assert event["function_request_id"] == "8f5e-request-id" and isinstance(event["cold_start"], bool)

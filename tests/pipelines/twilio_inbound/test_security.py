@@ -125,11 +125,37 @@ def borrowed_signature() -> dict[str, Any]:
     return event
 
 
-def test_without_public_base_url_or_allowed_hosts_the_host_header_decides(
+def test_without_public_base_url_or_allowed_hosts_the_host_must_be_the_domain_the_request_arrived_on(
     seeded: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    application, _ = container(seeded, monkeypatch)
-    assert outcome(application, borrowed_signature()).result.outcome == "QUEUED"
+    # Issue 15 (4): the Host header used to decide the signed URL, so this borrowed signature was QUEUED.
+    application, injector = container(seeded, monkeypatch)
+    assert outcome(application, borrowed_signature()).result.outcome == "INVALID_SIGNATURE"
+    assert sum(injector.calls.values()) == 0
+    assert outcome(application, rest_event("whatsapp", whatsapp_params())).result.outcome == "QUEUED"
+
+
+@pytest.mark.parametrize("host", [f"{OTHER_HOST}/tenant-x", f"{HOST}/x", f"{HOST}:99999", f"user@{HOST}", ""])
+def test_a_host_that_is_not_a_host_name_is_refused(host: str, seeded: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    application, injector = container(seeded, monkeypatch)
+    event = rest_event("whatsapp", whatsapp_params(), host=HOST, signed_url=f"https://{host}/prod/whatsapp")
+    event["headers"]["Host"] = event["multiValueHeaders"]["Host"][0] = host
+    event["requestContext"]["domainName"] = host or None
+    assert outcome(application, event).result.outcome in ("PARSING_ERROR", "INVALID_SIGNATURE")
+    assert sum(injector.calls.values()) == 0
+
+
+def test_behind_an_allow_list_the_client_does_not_choose_the_scheme(
+    seeded: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    application, injector = container(seeded, monkeypatch, ALLOWED_HOSTS=HOST)
+    downgraded = rest_event(
+        "whatsapp", whatsapp_params(), signed_url=f"http://{HOST}/prod/whatsapp", headers={"X-Forwarded-Proto": "http"}
+    )
+    assert outcome(application, downgraded).result.outcome == "INVALID_SIGNATURE"
+    assert injector.calls["get"] == 0
+    honest = rest_event("whatsapp", whatsapp_params(), headers={"X-Forwarded-Proto": "http"})
+    assert outcome(application, honest).result.outcome == "QUEUED"
 
 
 def test_public_base_url_ignores_the_host_header(seeded: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,10 +198,13 @@ def test_the_default_secret_pattern_admits_the_contracts_names(world: World) -> 
     lookup = next(
         step for step in application.pipeline("twilio_inbound").pipeline.steps() if step.uses == "conversations.lookup"
     )
-    pattern = lookup.step._pattern  # the compiled secret_name_pattern of the shipped pipeline
-    assert pattern is not None
-    assert pattern.fullmatch(WA_SECRET) and pattern.fullmatch("ai-multi-comms/sms-credentials/a/b/twilio-prod")
-    assert not pattern.fullmatch("prod/payments/db-password")
+    patterns = lookup.step._patterns  # the compiled per-channel patterns of the shipped pipeline
+    assert patterns["whatsapp"].fullmatch(WA_SECRET)
+    assert patterns["sms"].fullmatch("ai-multi-comms/sms-credentials/a/b/twilio-prod")
+    # Per channel: a WhatsApp conversation cannot name an SMS secret, nor anything else.
+    assert not patterns["whatsapp"].fullmatch("ai-multi-comms/sms-credentials/a/b/twilio-prod")
+    assert not patterns["whatsapp"].fullmatch("ai-multi-comms/x/y-credentials/z")
+    assert not patterns["sms"].fullmatch("prod/payments/db-password")
 
 
 @pytest.mark.parametrize(
@@ -184,15 +213,15 @@ def test_the_default_secret_pattern_admits_the_contracts_names(world: World) -> 
         ("prod/payments/db-password", {}, "MISSING_CREDENTIAL_CONFIG"),
         (
             "ai-multi-comms/whatsapp-credentials/../../prod/db",
-            {"SECRET_NAME_PATTERN": r"ai-multi-comms/[\w-]+/\w+/.+"},
+            {"WHATSAPP_SECRET_NAME_PATTERN": r"ai-multi-comms/[\w-]+/\w+/.+"},
             "MISSING_CREDENTIAL_CONFIG",
         ),
         (
             WA_SECRET,
-            {"SECRET_NAME_PATTERN": "ai-multi-comms/whatsapp-credentials/globex/.+"},
+            {"WHATSAPP_SECRET_NAME_PATTERN": "ai-multi-comms/whatsapp-credentials/globex/.+"},
             "MISSING_CREDENTIAL_CONFIG",
         ),
-        (WA_SECRET, {"SECRET_NAME_PATTERN": "ai-multi-comms/whatsapp-credentials/acme/.+"}, "QUEUED"),
+        (WA_SECRET, {"WHATSAPP_SECRET_NAME_PATTERN": "ai-multi-comms/whatsapp-credentials/acme/.+"}, "QUEUED"),
     ],
 )
 def test_credential_names_outside_the_pattern_are_refused_unread(
@@ -249,7 +278,9 @@ def test_python_tags_in_configuration_are_refused(tmp_path: Path, tag: str) -> N
     marker = tmp_path / "pwned"
     rules = tmp_path / "rules" / "10_project_status.yaml"
     rules.write_text(rules.read_text() + f'owner: {tag} ["touch {marker}"]\n')
-    env = {name: "x" for name in ("CONVERSATIONS_TABLE_NAME", "STAGE_TABLE_NAME", "LOCK_TABLE_NAME")}
+    env = {
+        name: "x" for name in ("CONVERSATIONS_TABLE_NAME", "STAGE_TABLE_NAME", "LOCK_TABLE_NAME", "REPLAY_TABLE_NAME")
+    }
     env |= {name: "x" for name in ("WHATSAPP_QUEUE_URL", "SMS_QUEUE_URL", "HANDOFF_QUEUE_URL")}
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "pipelines" / "twilio_inbound.yaml", tmp_path / "rules", env)
@@ -262,7 +293,7 @@ def test_python_tags_in_configuration_are_refused(tmp_path: Path, tag: str) -> N
 
 def test_the_log_scan_finds_tokens_bodies_and_numbers() -> None:
     lines = [
-        json.dumps({"message": "event", "ms": 12345.6, "request_id": "a-12345b"}),
+        json.dumps({"message": "event", "ms": 12345.6, "function_request_id": "a-12345b"}),
         json.dumps({"message": "token 12345"}),
         json.dumps({"message": "from +14155550123"}),
         json.dumps({"conversation_id": "ci#pi#uuid#14155550123"}),

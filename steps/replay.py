@@ -1,0 +1,104 @@
+"""``replay.record``: a durable record of each accepted message id, so that a captured request cannot be replayed.
+
+Twilio's signatures carry no timestamp: a request captured once is valid forever. A record per accepted
+``MessageSid`` lives for at least ``horizon_seconds`` (DynamoDB TTL on ``expires_at``); a request for a recorded
+message is a replay once ``replay_after`` has passed. Until then it is taken for Twilio's own retry of a
+delivery that failed or died (Twilio makes every attempt within 15 s), and handled as a re-delivery.
+
+The record is written with the stage row and the trigger lock (one parallel group: no extra round trip) and
+only if absent, so ``replay_after`` is that of the first acceptance and replays cannot push it back. If the
+run then fails, the record is released with the lock, so the retry (or a replay after a repair) completes the
+message. ``conversations.get`` reads the record in the same batch as the conversation (``replay_of``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.conditions import AttributeNotExists
+from engine.context import Context, StepResult
+from engine.errors import TransientFault
+from engine.ports import ServiceError
+from engine.registry import BuildInfo, IamGrant, Resource, register
+from steps.stage import STAGE_ERROR, STAGE_TRANSIENT
+from steps.support import service_failure, table_name
+
+__all__ = ["KEY", "REPLAY", "ReplayRecord", "replay_of"]
+
+KEY = "message_sid"
+# The success outcome of a replay: answered as any success (Twilio: empty TwiML), nothing written or sent.
+REPLAY = "REPLAY"
+
+
+def replay_of(record: Mapping[str, Any] | None, now: float) -> bool:
+    """Whether a request for the message ``record`` (as read, or None) describes is a replay at ``now``."""
+    if record is None:
+        return False
+    after = record.get("replay_after")
+    try:
+        return after is None or float(after) <= now
+    except (TypeError, ValueError):
+        return True
+
+
+@register(
+    "replay.record",
+    provides="replay",
+    requires=("request",),
+    iam=(IamGrant(("dynamodb:PutItem", "dynamodb:DeleteItem"), (Resource("table", "table", "replay"),)),),
+    errors=(STAGE_ERROR, STAGE_TRANSIENT),
+    deadline_code=STAGE_TRANSIENT.code,
+    params={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "table": {"type": "string", "description": "The logical table (under tables:) of the records."},
+            "horizon_seconds": {
+                "type": "integer",
+                "minimum": 3600,
+                "maximum": 31536000,
+                "description": "How long a record lives at least (its TTL): replays inside it are refused.",
+            },
+            "retry_grace_seconds": {
+                "type": "integer",
+                "minimum": 15,
+                "maximum": 600,
+                "description": "For this long after acceptance a repeated request is taken for Twilio's retry "
+                "(Twilio makes every attempt within 15 s) and handled as a re-delivery.",
+            },
+        },
+    },
+    example={"table": "replay", "horizon_seconds": 604800, "retry_grace_seconds": 30},
+)
+class ReplayRecord:
+    """Record the accepted MessageSid (once); released if the run fails afterwards."""
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._table = table_name(params, info, "replay")
+        self._horizon = int(params.get("horizon_seconds", 604800))
+        self._grace = int(params.get("retry_grace_seconds", 30))
+
+    def run(self, ctx: Context) -> StepResult:
+        sid = ctx.doc["request"]["message_sid"]
+        now = int(ctx.services.clock.now().timestamp())
+        item = {KEY: sid, "recorded_at": now, "replay_after": now + self._grace, "expires_at": now + self._horizon}
+        tables = ctx.services.tables
+
+        def release() -> None:
+            # A record left behind by a failed run would refuse the retry that completes the message.
+            try:
+                tables.delete_item(self._table, {KEY: sid})
+            except ServiceError as exc:
+                raise TransientFault(
+                    STAGE_TRANSIENT.code, f"replay record release failed: {exc.code}", exc.code
+                ) from None
+
+        try:
+            written = tables.put_item(self._table, item, AttributeNotExists(KEY))
+        except ServiceError as exc:
+            if exc.transient:
+                ctx.on_failure("release replay record", release)  # a timed-out write may still have been applied
+            raise service_failure(exc, STAGE_TRANSIENT.code, STAGE_ERROR.code, "replay record") from None
+        ctx.on_failure("release replay record", release)
+        return StepResult(output={"recorded": written}, decision="recorded" if written else "already recorded")

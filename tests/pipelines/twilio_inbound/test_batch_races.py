@@ -1,0 +1,89 @@
+"""Issue 15 (5): BATCHED means a trigger is pending that will find the message's stage row.
+
+The holder marks its lock sent (``trigger_due_at``) alongside its send. A message takes the lock over when its
+holder never sent and took it longer ago than any invocation runs (it died; its retry may never come), or when
+the holder's trigger is due within the margin (a consumer may drain the batch before this row lands).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.faults import Fault, SimulatedCrash, new_container
+from tests.support.webhooks import USER, rest_event, whatsapp_params
+from tools.localaws import to_dynamo
+
+HOLDER, LATER = "SM" + "a" * 32, "SM" + "b" * 32
+
+
+def put_lock(world, conversation_id: str, **attributes: int) -> None:
+    item = {"conversation_id": conversation_id, "message_sid": HOLDER, **attributes}
+    world.dynamodb.put_item(TableName=world.resources.lock_table, Item=to_dynamo(item))
+
+
+@pytest.mark.parametrize(
+    ("taken_ago", "due_in", "outcome"),
+    [
+        (20, None, "QUEUED"),  # the holder died after taking the lock and never sent: taken over
+        (2, None, "BATCHED"),  # the holder is still running: its trigger will come
+        (8, 2, "QUEUED"),  # the holder's trigger is due in 2 s: the batch may be drained before this row lands
+        (1, 9, "BATCHED"),  # a trigger is pending for 9 more seconds: batched
+    ],
+)
+def test_a_lock_is_taken_over_unless_a_trigger_is_pending(world, lambda_handler, outcomes, taken_ago, due_in, outcome):
+    item = world.add_conversation()
+    world.add_default_secrets()
+    now = int(time.time())
+    due = {} if due_in is None else {"trigger_due_at": now + due_in}
+    put_lock(world, item["conversation_id"], taken_at=now - taken_ago, expires_at=now + 50, **due)
+
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=LATER)), None)
+
+    assert outcomes() == [(outcome, None)]
+    [lock] = world.lock_rows()
+    assert lock["message_sid"] == (LATER if outcome == "QUEUED" else HOLDER)
+    expected = [({"conversation_id": item["conversation_id"], "primary_channel": USER}, 10)]
+    assert world.sent("whatsapp") == (expected if outcome == "QUEUED" else [])
+
+
+def test_a_holder_that_died_after_its_lock_write_does_not_strand_the_batch(world, monkeypatch):
+    world.add_conversation()
+    world.add_default_secrets()
+    application, injector = new_container(world.resources)
+    injector.inject("lock_put", Fault("crash", times=1))
+    with pytest.raises(SimulatedCrash):
+        application.process(rest_event("whatsapp", whatsapp_params(sid=HOLDER)), None)
+    injector.wait_idle()
+    # Twilio's retry of the holder never comes. Inside an invocation's time a message batches behind it...
+    second, _ = new_container(world.resources)
+    assert second.process(rest_event("whatsapp", whatsapp_params(sid=LATER)), None).result.outcome == "BATCHED"
+    assert world.sent("whatsapp") == []
+    # ...once the holder has been silent longer than any invocation runs, the next message triggers the batch.
+    [lock] = world.lock_rows()
+    world.dynamodb.update_item(
+        TableName=world.resources.lock_table,
+        Key=to_dynamo({"conversation_id": lock["conversation_id"]}),
+        UpdateExpression="SET taken_at = taken_at - :d",
+        ExpressionAttributeValues={":d": {"N": "16"}},
+    )
+    third = rest_event("whatsapp", whatsapp_params(sid="SM" + "c" * 32))
+    assert second.process(third, None).result.outcome == "QUEUED"
+    assert len(world.sent("whatsapp")) == 1
+    assert len(world.stage_rows()) == 3
+
+
+def test_a_slow_stage_write_near_the_trigger_sends_its_own(world, lambda_handler, aws, outcomes):
+    # The holder's trigger becomes visible in 3 s; this message's stage write may take up to one bounded call
+    # (4 s): a consumer could drain the batch first, so the message does not count on that trigger.
+    item = world.add_conversation()
+    world.add_default_secrets()
+    now = int(time.time())
+    put_lock(world, item["conversation_id"], taken_at=now - 7, expires_at=now + 63, trigger_due_at=now + 3)
+    aws.before("dynamodb.PutItem", lambda params: time.sleep(0.2) if "message_sid" in params.get("Item", {}) else None)
+
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=LATER)), None)
+
+    assert outcomes() == [("QUEUED", None)]
+    assert len(world.sent("whatsapp")) == 1

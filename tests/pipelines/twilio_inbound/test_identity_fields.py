@@ -1,0 +1,85 @@
+"""Issue 15 (2): a captured request cannot be re-cut into "new" messages.
+
+Twilio signs the sorted key+value pairs with no separator, so moving a boundary keeps the signature:
+``MessageSid=SM…b&MessageType=text`` signs exactly as ``MessageSid=SM…bMessageTypetext``. Every field used as
+an identity (the message and account SIDs, the numbers) must have Twilio's exact shape; a variant that does
+not is a ``PARSING_ERROR`` and writes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.webhooks import HOST, STAGE, rest_event, sign, sms_params, whatsapp_params
+
+SID = "SM" + "b" * 32
+URL_WA = f"https://{HOST}/{STAGE}/whatsapp"
+
+
+def shifted(params: dict[str, str], name: str, absorbed: str) -> dict[str, str]:
+    """``params`` with ``absorbed`` (the next key in signing order) moved into ``name``'s value."""
+    assert sorted(params).index(absorbed) == sorted(params).index(name) + 1
+    variant = dict(params)
+    variant[name] = variant[name] + absorbed + variant.pop(absorbed)
+    return variant
+
+
+def test_a_shifted_variant_carries_the_original_signature(world, lambda_handler, outcomes) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    original = whatsapp_params(sid=SID)
+    variant = shifted(original, "MessageSid", "MessageType")
+    assert sign(URL_WA, variant) == sign(URL_WA, original)
+
+    lambda_handler(rest_event("whatsapp", original), None)
+    lambda_handler(rest_event("whatsapp", variant, signature=sign(URL_WA, original)), None)
+
+    assert outcomes() == [("QUEUED", None), ("PARSING_ERROR", "PARSING_ERROR")]
+    assert [row["message_sid"] for row in world.stage_rows()] == [SID]
+    assert len(world.sent("whatsapp")) == 1
+
+
+def _variants() -> list[tuple[str, dict[str, str]]]:
+    wa = whatsapp_params(sid=SID)
+    return [
+        ("MessageSid absorbs MessageType", shifted(wa, "MessageSid", "MessageType")),
+        ("MessageSid too short", whatsapp_params(sid="SM" + "b" * 31)),
+        ("MessageSid upper-case hex", whatsapp_params(sid="SM" + "B" * 32)),
+        ("MessageSid of another resource", whatsapp_params(sid="CA" + "b" * 32)),
+        ("SmsSid differs", {**wa, "SmsSid": "SM" + "c" * 32}),
+        ("SmsMessageSid differs", {**wa, "SmsMessageSid": "SM" + "c" * 32}),
+        ("AccountSid absorbs ApiVersion", shifted({**wa, "AccountSid": "AC" + "0" * 32}, "AccountSid", "ApiVersion")),
+        ("From absorbs its neighbour", {**wa, "From": wa["From"] + "MessageSidx"}),
+        ("From without the channel prefix", {**wa, "From": "+14155550123"}),
+        ("To not a number", {**wa, "To": "whatsapp:+1415523888x"}),
+    ]
+
+
+@pytest.mark.parametrize(("label", "params"), _variants(), ids=[label for label, _ in _variants()])
+def test_a_malformed_identity_field_is_refused_before_any_aws_call(
+    label: str, params: dict[str, str], world, lambda_handler, aws, outcomes
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    response = lambda_handler(rest_event("whatsapp", params), None)
+    assert response["statusCode"] == 200
+    assert outcomes() == [("PARSING_ERROR", "PARSING_ERROR")]
+    assert aws.calls == []
+    assert world.stage_rows() == [] and world.sent("whatsapp") == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        sms_params(sid="MM" + "0123456789abcdef" * 2),
+        {k: v for k, v in sms_params().items() if k not in ("SmsSid", "SmsMessageSid", "AccountSid")},
+    ],
+    ids=["mms sid", "no alias or account"],
+)
+def test_what_twilio_really_sends_still_passes(params: dict[str, Any], world, lambda_handler, outcomes) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event("sms", params), None)
+    assert outcomes() == [("QUEUED", None)]

@@ -1,0 +1,136 @@
+"""Issue 15 (1): a request captured once (a proxy log, a ``mask=none`` capture) cannot be replayed.
+
+Twilio signatures carry no timestamp. Each accepted ``MessageSid`` is recorded (``replay.record``, with the stage
+row and the lock) for at least the replay horizon; the record is read in the same ``BatchGetItem`` as the
+conversation, and a later identical request is answered with empty TwiML, writing and sending nothing. Within the
+retry grace (Twilio retries within 15 s) a repeat is a re-delivery, so Twilio's retries after a fault still complete.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.support.expect import raises_code, twiml_response
+from tests.support.webhooks import rest_event, whatsapp_params
+from tools.localaws import to_dynamo
+
+SID = "SM" + "5" * 32
+HORIZON = 7 * 86400
+
+
+class LaterClock:
+    """Real time, ``seconds`` ahead: the container runs as it would that much later."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.seconds)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def later(seconds: float) -> None:
+    import handler
+
+    handler._application.replace_services(clock=LaterClock(seconds))
+
+
+def consume(world, conversation_id: str) -> None:
+    """What the downstream processor does with a batch: delete its stage rows and the lock."""
+    for row in world.stage_rows():
+        key = {"conversation_id": row["conversation_id"], "message_sid": row["message_sid"]}
+        world.dynamodb.delete_item(TableName=world.resources.stage_table, Key=to_dynamo(key))
+    world.dynamodb.delete_item(
+        TableName=world.resources.lock_table, Key=to_dynamo({"conversation_id": conversation_id})
+    )
+
+
+def test_a_replay_after_the_batch_completed_writes_and_sends_nothing(world, lambda_handler, aws, outcomes):
+    item = world.add_conversation()
+    world.add_default_secrets()
+    event = rest_event("whatsapp", whatsapp_params(sid=SID))
+    lambda_handler(event, None)
+    consume(world, item["conversation_id"])
+    [record] = world.replay_rows()
+    assert record["message_sid"] == SID and record["expires_at"] - record["recorded_at"] == HORIZON
+    aws.calls.clear()
+
+    later(3600)
+    assert lambda_handler(event, None) == twiml_response()
+
+    assert outcomes() == [("QUEUED", None), ("REPLAY", None)]
+    assert world.stage_rows() == [] and world.lock_rows() == []
+    assert len(world.sent("whatsapp")) == 1
+    # The record came with the conversation, in one call; nothing was written or sent.
+    assert aws.names() == ["dynamodb.Query", "dynamodb.BatchGetItem"]
+    [batch] = aws.of("dynamodb.BatchGetItem")
+    assert set(batch["RequestItems"]) == {world.resources.conversations_table, world.resources.replay_table}
+
+
+def test_five_replays_of_a_handoff_send_one_handoff(world, lambda_handler, outcomes):
+    world.add_conversation(hand_off_to_human=True)
+    world.add_default_secrets()
+    event = rest_event("whatsapp", whatsapp_params(sid=SID))
+    lambda_handler(event, None)
+    later(60)
+    for _ in range(4):
+        lambda_handler(event, None)
+    assert outcomes() == [("HANDED_OFF", None)] + [("REPLAY", None)] * 4
+    assert len(world.sent("handoff")) == 1
+
+
+def test_a_replay_of_a_batched_message_is_refused_too(world, lambda_handler, outcomes):
+    item = world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid="SM" + "4" * 32)), None)
+    batched = rest_event("whatsapp", whatsapp_params(sid=SID, body="second"))
+    lambda_handler(batched, None)
+    consume(world, item["conversation_id"])
+    later(120)
+    lambda_handler(batched, None)
+    assert outcomes() == [("QUEUED", None), ("BATCHED", None), ("REPLAY", None)]
+    assert world.stage_rows() == [] and len(world.sent("whatsapp")) == 1
+
+
+def test_twilios_retry_after_a_transient_fault_still_completes(world, lambda_handler, aws, outcomes):
+    world.add_conversation()
+    world.add_default_secrets()
+    event = rest_event("whatsapp", whatsapp_params(sid=SID))
+    aws.fail("sqs.SendMessage", "InternalError", 500, times=1)
+    raises_code("QUEUE_TRANSIENT_ERROR", lambda: lambda_handler(event, None))
+    assert world.replay_rows() == []  # released with the lock
+    later(10)
+    lambda_handler(event, None)
+    assert outcomes() == [("QUEUE_TRANSIENT_ERROR", "QUEUE_TRANSIENT_ERROR"), ("QUEUED", None)]
+    assert len(world.sent("whatsapp")) == 1
+
+
+@pytest.mark.parametrize(("seconds", "outcome"), [(10, "QUEUED"), (31, "REPLAY")])
+def test_a_repeat_within_the_retry_grace_is_a_redelivery(world, lambda_handler, outcomes, seconds, outcome):
+    # A crash after the stage group leaves the record but no trigger: Twilio's retry (within 15 s) must complete it.
+    world.add_conversation()
+    world.add_default_secrets()
+    event = rest_event("whatsapp", whatsapp_params(sid=SID))
+    lambda_handler(event, None)
+    later(seconds)
+    lambda_handler(event, None)
+    assert outcomes() == [("QUEUED", None), (outcome, None)]
+    assert len(world.stage_rows()) == 1
+    assert len(world.sent("whatsapp")) == (2 if outcome == "QUEUED" else 1)
+    # A repeat never moves the first acceptance's time: replays cannot keep a message in its grace.
+    [record] = world.replay_rows()
+    assert record["replay_after"] - 30 <= int(time.time())
+
+
+def test_a_status_callback_is_not_recorded(world, lambda_handler, outcomes):
+    from tests.support.webhooks import status_params
+
+    world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event("whatsapp", status_params()), None)
+    assert outcomes() == [("STATUS_CALLBACK", None)] and world.replay_rows() == []
