@@ -38,6 +38,7 @@ __all__ = [
     "SignedRequest",
     "encode_form",
     "inbound_parse_body",
+    "inbound_parse_fields",
     "public_key_b64",
     "raw_mime_body",
     "signed",
@@ -158,7 +159,12 @@ def encode_form(
 
 def inbound_parse_body(email: Email | None = None, *, boundary: str = BOUNDARY) -> tuple[bytes, str]:
     """The default-format (parsed) Inbound Parse body for ``email``, and its Content-Type."""
-    email = email or Email()
+    fields, files = inbound_parse_fields(email or Email())
+    return encode_form(fields, files, boundary=boundary)
+
+
+def inbound_parse_fields(email: Email) -> tuple[list[tuple[str, str | bytes]], list[tuple[str, Attachment]]]:
+    """The default-format form fields (in SendGrid's order) and file parts for ``email``, for ``encode_form``."""
     files = [(f"attachment{number}", attachment) for number, attachment in enumerate(email.attachments, start=1)]
     info = {
         name: {"filename": a.filename, "name": a.filename, "type": a.content_type}
@@ -192,7 +198,7 @@ def inbound_parse_body(email: Email | None = None, *, boundary: str = BOUNDARY) 
         for name, value in values.items()
         if value is not None
     ]
-    return encode_form(fields, files, boundary=boundary)
+    return fields, files
 
 
 def raw_mime_body(email: Email | None = None, *, boundary: str = BOUNDARY) -> tuple[bytes, str]:

@@ -10,18 +10,30 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import boto3
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from moto import mock_aws
 
 from runtime.masking import MASKED_SIGNATURE, MASKED_TEXT
+from steps.sendgrid import multipart
+from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from steps.sendgrid.message import InboundEmail, id_from_message_id, read_email
 from steps.twilio.signature import sign
 from tools.dryrun.cli import build_parser
 from tools.dryrun.event_cli import main
 from tools.dryrun.replay import run_replay
+from tools.sendgrid_events import KeyPair
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = ROOT / "examples" / "world.yaml"
 TOKEN = "9f86d081884c7d659a2feaa0c55ad015"
 ALICE, ACME_WHATSAPP, ACME_SMS, BOB = "+447700900101", "+14155238886", "+441632960001", "+447700900102"
+KIM, ACME_PARSE = "Kim Lee <Kim@Example.org>", "support@inbound.acme.example"
+EMAIL_SEED = "examples/acme-sendgrid"  # examples/generate.py's seed: the world's email public key is derived from it
+EMAIL_SECRET = "ai-multi-comms/email-credentials/acme/support/sendgrid-prod"
+WORLD_NOW = 1795608000  # examples/world.yaml's now: 2026-11-25T12:00:00Z
 
 
 def build(capsys: pytest.CaptureFixture[str], *args: str, status: int = 0) -> Any:
@@ -36,11 +48,13 @@ def form(event: dict[str, Any]) -> list[tuple[str, str]]:
     return parse_qsl(text, keep_blank_values=True)
 
 
-def replay(tmp_path: Path, events: Sequence[dict[str, Any]], *options: str) -> list[dict[str, Any]]:
+def replay(
+    tmp_path: Path, events: Sequence[dict[str, Any]], *options: str, world: Path = WORLD
+) -> list[dict[str, Any]]:
     path = tmp_path / "events.jsonl"
     path.write_text("".join(json.dumps(event) + "\n" for event in events))
     out, err = io.StringIO(), io.StringIO()
-    args = build_parser().parse_args(["--world", str(WORLD), "--backend", "memory", "--json", *options, str(path)])
+    args = build_parser().parse_args(["--world", str(world), "--backend", "memory", "--json", *options, str(path)])
     assert run_replay(args, out=out, err=err) == 0, err.getvalue()
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
@@ -161,3 +175,155 @@ def test_event_files_are_masked_as_the_capture_masks_them(capsys: pytest.Capture
         assert event["recording"]["mask"] == "text"
     assert main(["mask", "--mask", "all", str(ROOT / "examples" / "events")]) == 2
     assert "--mask all needs --key-env NAME" in capsys.readouterr().err
+
+
+def email_args(*extra: str) -> list[str]:
+    return ["--channel", "email", "--from", KIM, "--to", ACME_PARSE, "--subject", "Order 10442", *extra]
+
+
+def posted(event: dict[str, Any]) -> tuple[bytes, InboundEmail, multipart.MultipartForm]:
+    """The raw body of an email event, and the email and form the pipeline's parser reads from it."""
+    body = base64.b64decode(event["body"])
+    headers = {name.lower(): value for name, value in event["headers"].items()}
+    parsed = multipart.parse(body, headers["content-type"])
+    return body, read_email(parsed, body), parsed
+
+
+def signature_of(event: dict[str, Any]) -> tuple[str, str]:
+    headers = {name.lower(): value for name, value in event["headers"].items()}
+    return headers[SIGNATURE_HEADER.lower()], headers[TIMESTAMP_HEADER.lower()]
+
+
+def pem_key() -> tuple[str, str]:
+    """A fresh P-256 private key as PEM, and its public key as SendGrid hands it out."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode(), KeyPair(key).public_key
+
+
+def key_material(pem: str) -> list[str]:
+    """The base64 lines of a PEM: what would show if the key leaked in any layout."""
+    return [line for line in pem.splitlines() if line and not line.startswith("-----")]
+
+
+def test_an_email_built_with_the_worlds_seed_is_signed_as_sendgrid_signs_it_and_replays(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    seed = ("--key-seed", EMAIL_SEED, "--world", str(WORLD))
+    message = build(
+        capsys, *email_args("--body", "Where is my parcel?", "--message-id", "kim-7@mail.example.org", *seed)
+    )
+    http_api = build(capsys, *email_args("--body", "And the invoice?", "--http-api", *seed))
+    spam = build(capsys, *email_args("--body", "Click here", "--field", "spam_score=9.1", *seed))
+    stale = build(capsys, *email_args("--body", "Late", "--timestamp", str(WORLD_NOW - 86400), *seed))
+
+    body, email, _ = posted(message)
+    assert (email.sender, email.recipients, email.subject, email.text) == (
+        "kim@example.org",
+        (ACME_PARSE,),
+        "Order 10442",
+        "Where is my parcel?",
+    )
+    assert email.message_id == id_from_message_id("kim-7@mail.example.org")
+    assert message["requestContext"]["path"] == "/prod/email" and message["isBase64Encoded"] is True
+    signature, timestamp = signature_of(message)
+    assert timestamp == str(WORLD_NOW)  # the world's now: the time its replay runs at
+    assert verify(KeyPair.from_seed(EMAIL_SEED).public_key, signature, timestamp, body)
+    assert http_api["version"] == "2.0" and http_api["rawPath"] == "/prod/email"
+    assert posted(http_api)[1].message_id != email.message_id  # a new Message-ID by default
+    assert posted(spam)[2].first("spam_score") == "9.1"
+
+    records = replay(tmp_path, [message, http_api, spam, stale])
+    assert [(r["outcome"], r["signature"]) for r in records] == [
+        ("QUEUED", "valid"),
+        ("BATCHED", "valid"),
+        ("EMAIL_REJECTED", "valid"),
+        ("INVALID_SIGNATURE", "invalid"),
+    ]
+    assert records[0]["actions"][0]["item"]["message_sid"] == email.message_id
+    assert records[3]["message"] == "the signature's timestamp is outside the accepted window"
+
+
+def test_an_email_signed_with_a_pem_key_from_the_environment_replays_against_a_world_with_its_public_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pem, public_key = pem_key()
+    monkeypatch.setenv("SENDGRID_TEST_KEY", pem)
+    world = tmp_path / "world.yaml"
+    world.write_text(WORLD.read_text().replace(KeyPair.from_seed(EMAIL_SEED).public_key, public_key))
+    key = ("--private-key-env", "SENDGRID_TEST_KEY")
+    assert main(["build", *email_args("--body", "Hello", *key, "--world", str(world))]) == 0
+    out, err = capsys.readouterr()
+    event = json.loads(out)
+    body, _, _ = posted(event)
+    assert verify(public_key, *signature_of(event), body)
+    assert not any(line in out + err for line in key_material(pem))
+    assert replay(tmp_path, [event], world=world)[0]["outcome"] == "QUEUED"
+
+    assert main(["build", *email_args(*key, "--now", "2026-11-25T11:58:00Z")]) == 0  # no world: nothing to check
+    out, err = capsys.readouterr()
+    assert signature_of(json.loads(out))[1] == str(WORLD_NOW - 120)
+    assert not any(line in out + err for line in key_material(pem))
+
+
+def test_a_key_that_does_not_match_the_conversations_public_key_is_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong_seed = build(capsys, *email_args("--key-seed", "not-acme", "--world", str(WORLD)), status=2)
+    assert wrong_seed == (
+        f"pipeline-event: error: the private key does not match the sendgrid_webhook_public_key of secret "
+        f"'{EMAIL_SECRET}': the pipeline would answer INVALID_SIGNATURE\n"
+    )
+    pem, _ = pem_key()
+    monkeypatch.setenv("SENDGRID_TEST_KEY", pem)
+    assert main(["build", *email_args("--private-key-env", "SENDGRID_TEST_KEY", "--world", str(WORLD))]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "does not match the sendgrid_webhook_public_key" in err
+    assert not any(line in err for line in key_material(pem))
+
+
+def test_a_key_is_checked_against_the_secret_read_from_aws(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with mock_aws():
+        secret = json.dumps({"sendgrid_webhook_public_key": KeyPair.from_seed(EMAIL_SEED).public_key})
+        boto3.client("secretsmanager", region_name="us-east-1").create_secret(Name=EMAIL_SECRET, SecretString=secret)
+        aws = ("--secret", EMAIL_SECRET, "--region", "us-east-1")
+        assert (
+            "X-Twilio-Email-Event-Webhook-Signature"
+            in build(capsys, *email_args("--key-seed", EMAIL_SEED, *aws))["headers"]
+        )
+        assert "does not match" in build(capsys, *email_args("--key-seed", "not-acme", *aws), status=2)
+
+
+def test_what_cannot_sign_an_email_is_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert build(capsys, *email_args("--world", str(WORLD)), status=2) == (
+        "pipeline-event: error: say how to sign an email: "
+        "--private-key-env NAME (a PEM private key) or --key-seed TEXT\n"
+    )
+    assert "SENDGRID_UNSET is empty or unset" in build(
+        capsys, *email_args("--private-key-env", "SENDGRID_UNSET"), status=2
+    )
+    monkeypatch.setenv("NOT_A_KEY", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    assert "NOT_A_KEY holds no unencrypted PEM private key" in build(
+        capsys, *email_args("--private-key-env", "NOT_A_KEY"), status=2
+    )
+    p384 = ec.generate_private_key(ec.SECP384R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    monkeypatch.setenv("P384_KEY", p384.decode())
+    assert "is not a P-256 (prime256v1) EC key" in build(capsys, *email_args("--private-key-env", "P384_KEY"), status=2)
+    stranger = ("--channel", "email", "--from", "ann@example.org", "--to", ACME_PARSE, "--key-seed", EMAIL_SEED)
+    assert "has no email conversation for these addresses" in build(capsys, *stranger, "--world", str(WORLD), status=2)
+    assert "--channel email needs --from" in build(capsys, "--channel", "email", "--key-seed", EMAIL_SEED, status=2)
+    assert "--from 'Kim' is not an email address" in build(
+        capsys, "--channel", "email", "--from", "Kim", "--to", ACME_PARSE, "--key-seed", EMAIL_SEED, status=2
+    )
+    assert "--status, --token-env: not an option of --channel email" in build(
+        capsys, *email_args("--key-seed", EMAIL_SEED, "--status", "read", "--token-env", "X"), status=2
+    )
+    assert "--subject, --key-seed: not an option of --channel sms" in build(
+        capsys, "--channel", "sms", "--from", BOB, "--to", ACME_SMS, "--subject", "x", "--key-seed", "s", status=2
+    )

@@ -1,22 +1,38 @@
 r"""``pipeline-event``: write webhook events for replay without Python.
 
 ``pipeline-event build`` prints an API Gateway event (REST payload 1.0, or 2.0 with ``--http-api``)
-carrying a Twilio form, signed with the twilio library exactly as Twilio signs it::
+carrying a Twilio form, signed with the twilio library exactly as Twilio signs it, or an email as
+SendGrid Inbound Parse posts it, signed as SendGrid signs it::
 
     pipeline-event build --channel whatsapp --from +447700900101 --to +14155238886 \
         --body "Hi" --world examples/world.yaml > my-event.json
+    pipeline-event build --channel email --from "Kim Lee <kim@example.org>" --to support@inbound.acme.example \
+        --subject "Order 10442" --body "Where is it?" --key-seed examples/acme-sendgrid \
+        --world examples/world.yaml > my-email.json
 
-``--from``/``--to``/``--body`` (or ``--status``) fill in a form as Twilio posts it; ``--field NAME=VALUE``
-adds a field or replaces the form's own (repeat it for repeated keys); without ``--from`` and ``--to``
-the form is exactly the ``--field`` pairs. The auth token comes from ``--token-env NAME`` (an
-environment variable: tokens stay out of shell history), or the secret ``--secret NAME`` (from
-``--world``, else read from AWS Secrets Manager), or, with ``--world`` alone, the secret of the
-conversation the numbers belong to, as the pipeline finds it. The token never appears in the output.
+Twilio (``whatsapp``, ``sms``): ``--from``/``--to``/``--body`` (or ``--status``) fill in a form as Twilio
+posts it; ``--field NAME=VALUE`` adds a field or replaces the form's own (repeat it for repeated keys);
+without ``--from`` and ``--to`` the form is exactly the ``--field`` pairs. The auth token comes from
+``--token-env NAME`` (an environment variable: tokens stay out of shell history), or the secret
+``--secret NAME`` (from ``--world``, else read from AWS Secrets Manager), or, with ``--world`` alone, the
+secret of the conversation the numbers belong to, as the pipeline finds it. The token never appears in the
+output.
+
+Email: ``--from`` (the user) and ``--to`` (the parse address) are required; ``--subject``, ``--body`` (the
+text part), ``--message-id`` (default: a new one; the pipeline's ``EM`` id comes from it) and
+``--spam-score`` fill in the default-format Inbound Parse form, ``--field`` adds or replaces its fields.
+The post is signed (ECDSA P-256 over timestamp + body) with the private key in ``--private-key-env NAME``
+(a PEM key) or derived from ``--key-seed TEXT`` (test worlds whose public key came from the same seed), at
+``--timestamp SECONDS`` or ``--now TIME`` (default: the world's ``now`` with ``--world``, the time its replay
+runs at; else the current time). With ``--world`` (or ``--secret``) the signature is checked against the
+``sendgrid_webhook_public_key`` of the conversation's secret (or of ``--secret``), and a key that does not
+match is refused. The private key never appears in the output.
 
 ``pipeline-event mask FILES…`` prints the events of FILES as the function's capture stores them
 (``runtime.masking``): one JSON line each.
 
-Exit status: 0 done; 2 bad arguments, an unreadable file or a token that cannot be found.
+Exit status: 0 done; 2 bad arguments, an unreadable file, or a token or key that cannot be found or does
+not match.
 """
 
 from __future__ import annotations
@@ -28,23 +44,39 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
 from engine.errors import ConfigError
 from runtime.masking import DEFAULT_AUTH_HEADERS, MASK_MODES, Pseudonyms
+from steps.sendgrid import multipart
+from steps.sendgrid.ecdsa import is_valid_public_key, verify
+from steps.sendgrid.message import read_email
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.events import EventFileError
+from tools.dryrun.world import WorldSpec, load_world, parse_instant
+from tools.events import http_api_event, rest_event
+from tools.sendgrid_events import Email, KeyPair, SignedRequest, encode_form, inbound_parse_fields, signed
 
 __all__ = ["build_event", "main"]
 
 EXIT_OK, EXIT_USAGE = 0, 2
 DEFAULT_URL = "https://hooks.example.com/prod"
-# Contract §2: the index attributes and credential reference of each channel's lookup.
+# Contract §2 (and docs/email.md): the index attributes and credential reference of each channel's lookup.
 _LOOKUP = {
-    "whatsapp": ("gsi_company_whatsapp_number", "whatsapp_credentials_id"),
-    "sms": ("gsi_company_sms_number", "sms_credentials_id"),
+    "whatsapp": ("gsi_company_whatsapp_number", "gsi_recipient_tel", "whatsapp_credentials_id"),
+    "sms": ("gsi_company_sms_number", "gsi_recipient_tel", "sms_credentials_id"),
+    "email": ("gsi_company_email_address", "gsi_recipient_email", "email_credentials_id"),
 }
+# Options that only one kind of channel reads (argparse dests; unset is None).
+_TWILIO_ONLY = ("status", "sid", "account", "profile_name", "token_env")
+_EMAIL_ONLY = ("subject", "message_id", "spam_score", "private_key_env", "key_seed", "timestamp", "now")
+PUBLIC_KEY_FIELD = "sendgrid_webhook_public_key"
 
 
 class Refused(Exception):
@@ -58,6 +90,27 @@ def _field(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _instant(text: str) -> int:
+    try:
+        return int(parse_instant(text).timestamp())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time") from None
+
+
+def _seconds(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not unix seconds")
+    return int(text)
+
+
+def _score(text: str) -> str:
+    try:
+        float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    return text
+
+
 def _parties(args: argparse.Namespace) -> tuple[str, str]:
     """(user, company): a message comes from the user; a status callback from the company's number."""
     fields = dict(args.field or [])
@@ -69,10 +122,20 @@ def _parties(args: argparse.Namespace) -> tuple[str, str]:
     return (recipient, sender) if status else (sender, recipient)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse options the channel does not read."""
+    others = _TWILIO_ONLY if args.channel == "email" else _EMAIL_ONLY
+    given = ", ".join("--" + name.replace("_", "-") for name in others if getattr(args, name) is not None)
+    if given:
+        raise Refused(f"{given}: not an option of --channel {args.channel}")
+
+
 def _check(args: argparse.Namespace) -> None:
     """Refuse argument combinations that make no form."""
     if args.from_number and args.to_number:
         return
+    if args.channel == "email":
+        raise Refused("--channel email needs --from (the sender) and --to (the parse address)")
     if args.from_number or args.to_number or args.body is not None or args.status:
         raise Refused("--from and --to go together (or give every field with --field)")
     if not args.field:
@@ -89,27 +152,27 @@ def _form(args: argparse.Namespace, account: str) -> list[tuple[str, str]]:
     if args.status:
         form = status_form(sid, user, company, args.status, account=account, channel=args.channel)
     elif args.channel == "whatsapp":
-        form = whatsapp_form(sid, user, company, args.body or "", account=account, profile_name=args.profile_name)
+        form = whatsapp_form(sid, user, company, args.body or "", account=account, profile_name=args.profile_name or "")
     else:
         form = sms_form(sid, user, company, args.body or "", account=account)
     replaced = {name for name, _ in overrides}
     return [pair for pair in form if pair[0] not in replaced] + list(overrides)
 
 
-def _world_secret(world: Path, name: str | None, channel: str, user: str, company: str) -> tuple[str, Any]:
+def _world_secret(spec: WorldSpec, name: str | None, channel: str, user: str, company: str) -> tuple[str, str]:
+    """(name, SecretString) of ``name``, or of the conversation the pipeline would find for user and company."""
     from steps.conversations import pick_conversation
-    from tools.dryrun.world import load_world
 
-    spec = load_world(world)
     if name is None:
-        company_key, credentials = _LOOKUP[channel]
+        company_key, user_key, credentials = _LOOKUP[channel]
         found = [
             dict(item)
             for item in spec.rows["conversations"]
-            if item.get(company_key) == company and item.get("gsi_recipient_tel") == user
+            if item.get(company_key) == company and item.get(user_key) == user
         ]
         if not found:
-            raise Refused(f"{spec.file} has no {channel} conversation for these numbers: give --secret NAME")
+            what = "addresses" if channel == "email" else "numbers"
+            raise Refused(f"{spec.file} has no {channel} conversation for these {what}: give --secret NAME")
         config = pick_conversation(found).get("channel_config") or {}
         name = config.get(credentials) if isinstance(config, Mapping) else None
         if not isinstance(name, str):
@@ -133,23 +196,29 @@ def _aws_secret(args: argparse.Namespace, name: str) -> str:
         raise Refused(f"secret {name!r} could not be read from AWS: {exc}") from None
 
 
-def _credentials(args: argparse.Namespace, user: str, company: str) -> tuple[str, str]:
+def _secret(args: argparse.Namespace, spec: WorldSpec | None, user: str, company: str) -> tuple[str, str] | None:
+    """(name, SecretString) from the world (``--secret`` or the conversation) or AWS; None when neither is named."""
+    if spec is not None:
+        return _world_secret(spec, args.secret, args.channel, user, company)
+    if args.secret:
+        return args.secret, _aws_secret(args, args.secret)
+    return None
+
+
+def _credentials(args: argparse.Namespace, spec: WorldSpec | None, user: str, company: str) -> tuple[str, str]:
     """The auth token and the account sid (empty when the secret names none)."""
     if args.token_env:
         token = os.environ.get(args.token_env, "").strip()
         if not token:
             raise Refused(f"the environment variable {args.token_env} is empty or unset")
         return token, ""
-    if args.world is not None:
-        _, text = _world_secret(args.world, args.secret, args.channel, user, company)
-    elif args.secret:
-        text = _aws_secret(args, args.secret)
-    else:
+    secret = _secret(args, spec, user, company)
+    if secret is None:
         raise Refused("say how to sign: --token-env NAME, --secret NAME, or --world FILE")
     try:
-        document: Any = json.loads(text)
+        document: Any = json.loads(secret[1])
     except ValueError:
-        document = text
+        document = secret[1]
     if isinstance(document, str):
         return document.strip(), ""
     found = document.get("twilio_auth_token") if isinstance(document, Mapping) else None
@@ -158,42 +227,188 @@ def _credentials(args: argparse.Namespace, user: str, company: str) -> tuple[str
     return found.strip(), str(document.get("twilio_account_sid") or "")
 
 
-def build_event(args: argparse.Namespace) -> dict[str, Any]:
-    """The signed event ``args`` describe; Refused with the reason when it cannot be built."""
+def _twilio_event(args: argparse.Namespace, spec: WorldSpec | None, host: str, base_path: str) -> dict[str, Any]:
+    """A Twilio form posted to ``…/whatsapp`` or ``…/sms``, signed with the auth token."""
     _check(args)
     user, company = _parties(args)
-    token, account = _credentials(args, user, company)
+    token, account = _credentials(args, spec, user, company)
     form = _form(args, args.account or account or "AC" + "0" * 32)
-    base = args.url.rstrip("/")
-    scheme, _, rest = base.partition("://")
+    build = twilio_http_event if args.http_api else twilio_rest_event
+    return build(args.channel, form, token=token, host=host, base_path=base_path)
+
+
+def _address(option: str, value: str) -> str:
+    """The bare address in ``value`` (``Name <addr>`` or ``addr``)."""
+    address = parseaddr(value)[1]
+    if "@" not in address:
+        raise Refused(f"{option} {value!r} is not an email address")
+    return address
+
+
+def _message_id(args: argparse.Namespace, sender: str) -> str | None:
+    """``--message-id`` in angle brackets (empty: none), else a new one in the sender's domain."""
+    if args.message_id is not None:
+        given = args.message_id.strip().strip("<>")
+        return f"<{given}>" if given else None
+    seed = f"{sender}|{args.to_number}|{args.subject}|{args.body}|{time.time_ns()}"
+    return f"<{hashlib.sha256(seed.encode()).hexdigest()[:24]}@{sender.rpartition('@')[2]}>"
+
+
+def _email_body(args: argparse.Namespace) -> tuple[bytes, str]:
+    """The Inbound Parse body (default format) and its Content-Type, ``--field`` pairs replacing or added."""
+    sender, parse_address = _address("--from", args.from_number), _address("--to", args.to_number)
+    email = Email(
+        sender=args.from_number,
+        to=args.to_number,
+        subject=args.subject or "",
+        text=args.body,
+        html=None,
+        message_id=_message_id(args, sender),
+        envelope_from=sender,
+        envelope_to=(parse_address,),
+        spam_score=args.spam_score,
+    )
+    fields, files = inbound_parse_fields(email)
+    overrides: list[tuple[str, str]] = args.field or []
+    replaced = {name for name, _ in overrides}
+    return encode_form([pair for pair in fields if pair[0] not in replaced] + list(overrides), files)
+
+
+def _email_parties(body: bytes, content_type: str) -> tuple[str, str]:
+    """(user, company) as ``sendgrid.parse`` reads them from the body; empty when it cannot."""
+    try:
+        email = read_email(multipart.parse(body, content_type), body)
+    except multipart.MultipartError:
+        return "", ""
+    return (email.sender or "").lower(), (email.recipients[0].lower() if email.recipients else "")
+
+
+def _signing_key(args: argparse.Namespace) -> KeyPair:
+    """The key pair of ``--key-seed`` or ``--private-key-env``; no message ever quotes the key."""
+    if args.key_seed is not None:
+        return KeyPair.from_seed(args.key_seed)
+    if not args.private_key_env:
+        raise Refused("say how to sign an email: --private-key-env NAME (a PEM private key) or --key-seed TEXT")
+    name = args.private_key_env
+    pem = os.environ.get(name, "").strip()
+    if not pem:
+        raise Refused(f"the environment variable {name} is empty or unset")
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise Refused(f"the environment variable {name} holds no unencrypted PEM private key") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise Refused(f"the key in {name} is not a P-256 (prime256v1) EC key, as SendGrid signs with")
+    return KeyPair(key)
+
+
+def _check_public_key(name: str, text: str, request: SignedRequest) -> None:
+    """Refuse a signature the pipeline would find invalid with secret ``name``'s public key."""
+    try:
+        document: Any = json.loads(text)
+    except ValueError:
+        document = None
+    found = document.get(PUBLIC_KEY_FIELD) if isinstance(document, Mapping) else None
+    public_key = found.strip() if isinstance(found, str) else ""
+    if not is_valid_public_key(public_key):
+        raise Refused(f"secret {name!r} holds no {PUBLIC_KEY_FIELD} (a P-256 public key, base64)")
+    if not verify(public_key, request.signature, request.timestamp, request.body):
+        raise Refused(
+            f"the private key does not match the {PUBLIC_KEY_FIELD} of secret {name!r}: "
+            "the pipeline would answer INVALID_SIGNATURE"
+        )
+
+
+def _email_event(args: argparse.Namespace, spec: WorldSpec | None, host: str, base_path: str) -> dict[str, Any]:
+    """An Inbound Parse post to ``…/email``, signed; refused when the world's (or --secret's) key would reject it."""
+    _check(args)
+    key = _signing_key(args)
+    body, content_type = _email_body(args)
+    world_now = int(spec.now.timestamp()) if spec is not None and spec.now is not None else None
+    stamp = next((t for t in (args.timestamp, args.now, world_now) if t is not None), int(time.time()))
+    request = signed(key, body, content_type, timestamp=stamp)
+    secret = _secret(args, spec, *_email_parties(body, content_type))
+    if secret is not None:
+        _check_public_key(*secret, request)
+    headers = {"Host": host, "User-Agent": "Sendlib/1.0", "X-Forwarded-Proto": "https", **request.headers}
+    path, stage = f"{base_path}/email", base_path.strip("/").split("/")[-1] or "$default"
+    if args.http_api:
+        return http_api_event("POST", path, host=host, headers=headers, body=body, stage=stage)
+    return rest_event(
+        "POST", path, host=host, headers=headers, body=body, stage=stage, base64_body=True, source_ip=None
+    )
+
+
+def build_event(args: argparse.Namespace) -> dict[str, Any]:
+    """The signed event ``args`` describe; Refused with the reason when it cannot be built."""
+    _check_options(args)
+    scheme, _, rest = args.url.rstrip("/").partition("://")
     host, _, path = rest.partition("/")
     if scheme != "https" or not host:
         raise Refused(f"--url {args.url!r}: give the public https:// base the webhook is registered under")
-    build = twilio_http_event if args.http_api else twilio_rest_event
-    return build(args.channel, form, token=token, host=host, base_path="/" + path if path else "")
+    spec = load_world(args.world) if args.world is not None else None
+    build = _email_event if args.channel == "email" else _twilio_event
+    return build(args, spec, host, "/" + path if path else "")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeline-event", description=__doc__.splitlines()[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="print a signed webhook event built from form fields")
+    build = commands.add_parser(
+        "build",
+        help="print a signed webhook event built from form fields",
+        description="Print a signed webhook event: a Twilio form (whatsapp, sms), signed with the auth token of "
+        "--token-env, --secret or --world, or a SendGrid Inbound Parse email, signed with the private key of "
+        "--private-key-env or --key-seed (and checked against the public key of --world or --secret).",
+    )
     build.add_argument("--channel", choices=sorted(_LOOKUP), required=True)
-    build.add_argument("--from", dest="from_number", metavar="NUMBER", help="the user's number (E.164)")
-    build.add_argument("--to", dest="to_number", metavar="NUMBER", help="the company's number (E.164)")
-    build.add_argument("--body", help="the message text (none: a media-only or empty message)")
-    build.add_argument("--status", help="a delivery-status callback (sent, delivered, read…) instead of a message")
-    build.add_argument("--profile-name", default="", help="WhatsApp ProfileName")
-    build.add_argument("--sid", help="the MessageSid (default: a new one)")
-    build.add_argument("--account", help="the AccountSid (default: the secret's twilio_account_sid)")
+    build.add_argument("--from", dest="from_number", metavar="SENDER", help="the user's number (E.164) or address")
+    build.add_argument(
+        "--to", dest="to_number", metavar="RECIPIENT", help="the company's number (E.164) or parse address"
+    )
+    build.add_argument("--body", help="the message text, an email's text part (none: a media-only or empty message)")
     build.add_argument("--field", type=_field, action="append", metavar="NAME=VALUE", help="a form field")
-    build.add_argument("--token-env", metavar="NAME", help="environment variable holding the auth token")
-    build.add_argument("--secret", metavar="NAME", help="the secret holding twilio_auth_token")
-    build.add_argument("--world", type=Path, help="world file the secret (or the conversation) is read from")
+    build.add_argument(
+        "--world",
+        type=Path,
+        help="world file the secret (or the conversation) is read from (email: the key is checked against it)",
+    )
+    build.add_argument("--secret", metavar="NAME", help="the secret holding twilio_auth_token (email: the public key)")
     build.add_argument("--url", default=DEFAULT_URL, help=f"public base URL of the webhook (default {DEFAULT_URL})")
     build.add_argument("--http-api", action="store_true", help="an HTTP API (payload 2.0) event")
     build.add_argument("--profile", help="AWS profile for --secret without --world")
     build.add_argument("--region", help="AWS region for --secret without --world")
     build.add_argument("--endpoint-url", help="AWS endpoint for --secret without --world")
+    twilio = build.add_argument_group("whatsapp and sms")
+    twilio.add_argument("--status", help="a delivery-status callback (sent, delivered, read…) instead of a message")
+    twilio.add_argument("--profile-name", help="WhatsApp ProfileName")
+    twilio.add_argument("--sid", help="the MessageSid (default: a new one)")
+    twilio.add_argument("--account", help="the AccountSid (default: the secret's twilio_account_sid)")
+    twilio.add_argument("--token-env", metavar="NAME", help="environment variable holding the auth token")
+    email = build.add_argument_group("email (SendGrid Inbound Parse, posted to …/email)")
+    email.add_argument("--subject", help="the subject (default: empty)")
+    email.add_argument(
+        "--message-id",
+        metavar="ID",
+        help="the Message-ID the pipeline's EM id comes from (default: a new one; '': none)",
+    )
+    email.add_argument("--spam-score", type=_score, metavar="SCORE", help="SendGrid's spam_score (default: none)")
+    key = email.add_mutually_exclusive_group()
+    key.add_argument("--private-key-env", metavar="NAME", help="environment variable holding the PEM P-256 private key")
+    key.add_argument(
+        "--key-seed",
+        metavar="TEXT",
+        help="derive the key from TEXT (KeyPair.from_seed, as examples/generate.py does): only for test worlds "
+        "whose public key was derived from the same seed",
+    )
+    when = email.add_mutually_exclusive_group()
+    when.add_argument("--timestamp", type=_seconds, metavar="SECONDS", help="the signature's timestamp (unix seconds)")
+    when.add_argument(
+        "--now",
+        type=_instant,
+        metavar="TIME",
+        help="the signature's time, ISO-8601 (default: the world's now with --world, else the current time)",
+    )
     mask = commands.add_parser("mask", help="print event files as the capture stores them, masked")
     mask.add_argument("files", nargs="+", type=Path)
     mask.add_argument("--mask", choices=MASK_MODES, default="text", help="(default: text)")
