@@ -49,7 +49,7 @@ build: $(STAMP)
 
 # Called by `sam build` (template.yaml: BuildMethod makefile) with ARTIFACTS_DIR set; samconfig.toml makes it run in
 # the source tree (no copy of .venv). Without .venv (a fresh clone), the build makes its own environment with the
-# runtime dependencies only, which the build needs to validate and stamp the configuration (engine.stamp).
+# runtime dependencies only, which the build needs to validate and stamp the configuration (tools.stamp).
 BUILD_VENV ?= .aws-sam/build-venv
 BUILD_PY := $(if $(wildcard $(PY)),$(PY),$(BUILD_VENV)/bin/python)
 

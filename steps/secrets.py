@@ -7,18 +7,25 @@ names another field, say). The key goes to ``Context.private["signing_key"]``, n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure
-from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
 from engine.ports import ServiceError
-from engine.registry import BuildInfo, IamGrant, ParamError, Resource, register
+from engine.registry import BuildInfo, IamGrant, Resource, register
 from engine.secrets import CachedSecret, Redacted, SecretCache, SecretFormatError
-from steps.support import service_failure
+from steps.support import expression_param, service_failure
 
-__all__ = ["FETCH_FAILED", "FETCH_TRANSIENT", "SecretFetch", "SigningKey", "fetch_secret", "signing_key"]
+__all__ = [
+    "FETCH_FAILED",
+    "FETCH_TRANSIENT",
+    "SecretFetch",
+    "SigningKey",
+    "check_signing_key",
+    "fetch_secret",
+    "signing_key",
+]
 
 FETCH_FAILED = ErrorSpec(
     "SECRET_FETCH_FAILED", description="the secret is missing, unreadable or has no key", loses_message=True
@@ -63,14 +70,23 @@ def signing_key(secret: CachedSecret, secret_name: str, field: str) -> SigningKe
     return SigningKey(secret_name, field, Redacted(value), secret.cached)
 
 
-def _expression(params: Mapping[str, Any], name: str, default: str | None) -> Expression | None:
-    source = params.get(name, default)
-    if source is None:
-        return None
-    try:
-        return compile_expression(str(source))
-    except ExpressionSyntaxError as exc:
-        raise ParamError((name,), f"invalid JMESPath: {exc}") from None
+def check_signing_key(ctx: Context, valid: Callable[[SigningKey], bool], refetch_interval: float) -> StepResult | None:
+    """The signature step's result when ``valid`` accepts the fetched key, or else the key fetched once more.
+
+    The re-fetch (a rotated key) happens only when the key came from the cache, and at most once per secret
+    per ``refetch_interval`` so that forged requests cannot multiply Secrets Manager calls. None: neither is valid.
+    """
+    key: SigningKey = ctx.private["signing_key"]
+    if valid(key):
+        return StepResult(output={"valid": True, "refetched": False}, decision="valid")
+    if key.cached:
+        fresh = fetch_secret(ctx.services.secrets, key.secret_name, refresh_interval=refetch_interval)
+        if fresh is not None:
+            renewed = signing_key(fresh, key.secret_name, key.field)
+            ctx.private["signing_key"] = renewed
+            if valid(renewed):
+                return StepResult(output={"valid": True, "refetched": True}, decision="valid after re-fetch")
+    return None
 
 
 @register(
@@ -107,11 +123,10 @@ class SecretFetch:
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._ttl = float(params.get("cache_ttl_seconds", 300))
         self._field = str(params["field"])
-        self._name = _expression(params, "name_from", "credential.secret_name")
-        self._field_from = _expression(params, "field_from", None)
+        self._name = expression_param(params, "name_from", "credential.secret_name")
+        self._field_from = expression_param(params, "field_from", "") if params.get("field_from") is not None else None
 
     def run(self, ctx: Context) -> StepResult:
-        assert self._name is not None
         name = self._name.search(ctx.doc)
         if not isinstance(name, str) or not name:
             raise StepFailure(FETCH_FAILED.code, "no secret name for this request")

@@ -1,4 +1,4 @@
-"""What several steps share: naming the pipeline's declared resources, and mapping service errors to codes."""
+"""What several steps share: a webhook's request, JMESPath parameters, declared resources, service errors as codes."""
 
 from __future__ import annotations
 
@@ -6,11 +6,42 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from engine.context import Context
 from engine.errors import StepFailure, TransientFault
+from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
+from engine.http import HttpRequest
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, ParamError
 
-__all__ = ["secret_pattern", "service_failure", "table_name"]
+__all__ = ["expression_param", "secret_pattern", "service_failure", "table_name", "webhook_post"]
+
+
+def webhook_post(ctx: Context, channels: frozenset[str], code: str, poster: str) -> HttpRequest:
+    """The event, a readable POST to one of ``channels``; else ``StepFailure(code)``.
+
+    Once the channel is known it is ``request.channel``, so that a failure is answered in that channel's format.
+    ``poster`` ends the message refusing another method (``Twilio webhooks POST``).
+    """
+    http = ctx.event
+    if not isinstance(http, HttpRequest):
+        raise StepFailure(code, "the event is not an HTTP request")
+    channel = http.channel
+    if channel not in channels:
+        raise StepFailure(code, "unknown webhook path; expected …/" + " or …/".join(sorted(channels)))
+    ctx.doc["request"] = {"channel": channel}
+    if http.unreadable is not None:
+        raise StepFailure(code, http.unreadable)
+    if http.method is not None and http.method.upper() != "POST":
+        raise StepFailure(code, f"method {http.method} is not accepted; {poster}")
+    return http
+
+
+def expression_param(params: Mapping[str, Any], name: str, default: str) -> Expression:
+    """The JMESPath in parameter ``name`` (``default`` when absent), compiled."""
+    try:
+        return compile_expression(str(params.get(name, default)))
+    except ExpressionSyntaxError as exc:
+        raise ParamError((name,), f"invalid JMESPath: {exc}") from None
 
 
 def table_name(params: Mapping[str, Any], info: BuildInfo, default: str, param: str = "table") -> str:

@@ -21,6 +21,7 @@ from engine.errors import ErrorSpec, StepFailure
 from engine.http import HttpRequest
 from engine.registry import BuildInfo, register
 from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh
+from steps.support import webhook_post
 
 if TYPE_CHECKING:
     from steps.sendgrid.message import InboundEmail
@@ -107,17 +108,8 @@ class SendGridParse:
         return signature, timestamp
 
     def run(self, ctx: Context) -> StepResult:
-        http = ctx.event
-        if not isinstance(http, HttpRequest):
-            raise _fail("the event is not an HTTP request")
+        http = webhook_post(ctx, self._channels, PARSING_ERROR.code, "Inbound Parse posts")
         channel = http.channel
-        if channel not in self._channels:
-            raise _fail("unknown webhook path; expected …/" + " or …/".join(sorted(self._channels)))
-        ctx.doc["request"] = {"channel": channel}
-        if http.unreadable is not None:
-            raise _fail(http.unreadable)
-        if http.method is not None and http.method.upper() != "POST":
-            raise _fail(f"method {http.method} is not accepted; Inbound Parse posts")
         signature, timestamp = self._authentication(ctx, http)
         from steps.sendgrid import multipart
         from steps.sendgrid.message import read_email

@@ -13,7 +13,7 @@ from typing import Any
 from engine.context import Context, StepResult
 from engine.errors import StepFailure
 from engine.registry import BuildInfo, IamGrant, Resource, register
-from steps.secrets import FETCH_FAILED, FETCH_TRANSIENT, SigningKey, fetch_secret, signing_key
+from steps.secrets import FETCH_FAILED, FETCH_TRANSIENT, SigningKey, check_signing_key
 from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from steps.sendgrid.parse import INVALID_SIGNATURE
 
@@ -51,14 +51,7 @@ class SendGridSignature:
 
     def run(self, ctx: Context) -> StepResult:
         signed: tuple[str, str, bytes] = ctx.private["signed"]
-        key: SigningKey = ctx.private["signing_key"]
-        if _valid(key, signed):
-            return StepResult(output={"valid": True, "refetched": False}, decision="valid")
-        if key.cached:
-            fresh = fetch_secret(ctx.services.secrets, key.secret_name, refresh_interval=self._interval)
-            if fresh is not None:
-                renewed = signing_key(fresh, key.secret_name, key.field)
-                ctx.private["signing_key"] = renewed
-                if _valid(renewed, signed):
-                    return StepResult(output={"valid": True, "refetched": True}, decision="valid after re-fetch")
+        result = check_signing_key(ctx, lambda key: _valid(key, signed), self._interval)
+        if result is not None:
+            return result
         raise StepFailure(INVALID_SIGNATURE.code, "the SendGrid signature does not match the request")

@@ -19,6 +19,7 @@ from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure
 from engine.http import HttpRequest
 from engine.registry import BuildInfo, ParamError, register
+from steps.support import webhook_post
 from steps.twilio.form import FormParams
 
 __all__ = ["INVALID_SIGNATURE", "PARSING_ERROR", "SIGNATURE_HEADER", "TwilioParse"]
@@ -197,18 +198,8 @@ class TwilioParse:
         return FormParams(pairs)
 
     def run(self, ctx: Context) -> StepResult:
-        http = ctx.event
-        if not isinstance(http, HttpRequest):
-            raise _fail("the event is not an HTTP request")
+        http = webhook_post(ctx, self._channels, PARSING_ERROR.code, "Twilio webhooks POST")
         channel = http.channel
-        if channel not in self._channels:
-            raise _fail("unknown webhook path; expected …/" + " or …/".join(sorted(self._channels)))
-        # From here on a failure is answered in this channel's format.
-        ctx.doc["request"] = {"channel": channel}
-        if http.unreadable is not None:
-            raise _fail(http.unreadable)
-        if http.method is not None and http.method.upper() != "POST":
-            raise _fail(f"method {http.method} is not accepted; Twilio webhooks POST")
         signature = http.header(SIGNATURE_HEADER)
         if not signature:
             raise StepFailure(INVALID_SIGNATURE.code, "missing X-Twilio-Signature header")

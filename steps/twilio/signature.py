@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator, get_signature_algorithm
 from engine.context import Context, StepResult
 from engine.errors import StepFailure
 from engine.registry import BuildInfo, IamGrant, Resource, register
-from steps.secrets import FETCH_FAILED, FETCH_TRANSIENT, SigningKey, fetch_secret, signing_key
+from steps.secrets import FETCH_FAILED, FETCH_TRANSIENT, SigningKey, check_signing_key
 from steps.twilio.form import FormParams
 from steps.twilio.parse import INVALID_SIGNATURE, SIGNATURE_HEADER
 
@@ -68,14 +68,7 @@ class SignatureCheck:
         form: FormParams = ctx.private["form"]
         signature: str = ctx.private["signature"]
         settings: str | None = ctx.private.get("signature_settings")
-        key: SigningKey = ctx.private["signing_key"]
-        if is_valid(url, form, signature, key, settings):
-            return StepResult(output={"valid": True, "refetched": False}, decision="valid")
-        if key.cached:
-            fresh = fetch_secret(ctx.services.secrets, key.secret_name, refresh_interval=self._interval)
-            if fresh is not None:
-                renewed = signing_key(fresh, key.secret_name, key.field)
-                ctx.private["signing_key"] = renewed
-                if is_valid(url, form, signature, renewed, settings):
-                    return StepResult(output={"valid": True, "refetched": True}, decision="valid after re-fetch")
+        result = check_signing_key(ctx, lambda key: is_valid(url, form, signature, key, settings), self._interval)
+        if result is not None:
+            return result
         raise StepFailure(INVALID_SIGNATURE.code, "X-Twilio-Signature does not match the request")
