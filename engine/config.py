@@ -47,7 +47,6 @@ __all__ = [
     "Inspection",
     "LoadedRuleSet",
     "LocatedExpression",
-    "Target",
     "content_digest",
     "display_path",
     "inspect_config",
@@ -74,16 +73,6 @@ class Prevalidated(Protocol):
         ...
 
 
-class Target(NamedTuple):
-    """A routing target: the queue a decision maps to and how the message is sent."""
-
-    name: str
-    queue_url: str
-    delay_seconds: int
-    lock: bool
-    message: str
-
-
 @dataclass(frozen=True)
 class AppConfig:
     """A loaded, validated pipeline configuration, ready to run.
@@ -94,7 +83,7 @@ class AppConfig:
 
     pipeline: Pipeline
     rulesets: Mapping[str, RuleSet]
-    targets: Mapping[str, Target]
+    targets: Mapping[str, Mapping[str, Any]]
     tables: Mapping[str, str]
     responses: ResponsePolicy
     aws: CallLimits
@@ -138,7 +127,7 @@ class Inspection(NamedTuple):
 
     problems: tuple[Problem, ...]
     rulesets: Mapping[str, LoadedRuleSet]
-    targets: Mapping[str, Target]
+    targets: Mapping[str, Mapping[str, Any]]
     expressions: tuple[LocatedExpression, ...]
     files: tuple[str, ...]
     config: AppConfig | None
@@ -435,21 +424,14 @@ def load_rulesets(
     return {name: item.ruleset for name, item in loaded.items()}
 
 
-def _targets(loaded: _Loaded) -> dict[str, Target]:
+def _targets(loaded: _Loaded) -> dict[str, Mapping[str, Any]]:
+    """The declared routing targets, by name; what a target holds is the routing step's to read."""
     raw_targets = loaded.data.get("targets")
-    built: dict[str, Target] = {}
-    for name, raw in (raw_targets if isinstance(raw_targets, dict) else {}).items():
-        if not isinstance(raw, dict) or loaded.bad(("targets", name)):
-            continue
-        delay = raw.get("delay_seconds", 0)
-        built[name] = Target(
-            name=name,
-            queue_url=str(raw["queue_url"]),
-            delay_seconds=delay if isinstance(delay, int) else 0,
-            lock=bool(raw.get("lock", False)),
-            message=raw.get("message", "trigger"),
-        )
-    return built
+    return {
+        str(name): raw
+        for name, raw in (raw_targets if isinstance(raw_targets, dict) else {}).items()
+        if isinstance(raw, dict) and not loaded.bad(("targets", name))
+    }
 
 
 def _families(loaded: _Loaded) -> list[ResponseFamily]:
@@ -769,7 +751,7 @@ def _inspect(
 ) -> Inspection:
     loaded = collector.load(pipeline_path, pipeline_schema(), "pipelines")
     rulesets = _load_rulesets(collector, rules_dir, _pipeline_name(loaded, pipeline_path))
-    targets: dict[str, Target] = {}
+    targets: dict[str, Mapping[str, Any]] = {}
     config = None
     provided: frozenset[str] | None = None
     used = _Used({name: item.ruleset for name, item in rulesets.items()})

@@ -3,9 +3,10 @@
 A step declares at registration everything the engine and the tools need to know about it: the
 JSON Schema of its ``with:`` block, the context key it provides and the keys it reads, the error codes
 it may end an event with (and whether each is transient), the IAM actions it needs and the resources
-they apply to, whether it takes part in authenticating the request, and whether it only decides (reads
-the context document, no side effect). The pipeline schema, the error catalogue, ``--check`` and the
-deployment's least-privilege policy are all derived from these.
+they apply to, whether it takes part in authenticating the request, whether it only decides (reads
+the context document, no side effect) and, for a step that reads the pipeline's routing targets, what
+one holds. The pipeline schema, the error catalogue, ``--check`` and the deployment's least-privilege
+policy are all derived from these.
 
 The registry is filled by importing plugin modules (``engine.plugins.load_plugins``); the engine
 itself registers nothing.
@@ -118,6 +119,9 @@ class StepSpec:
     auth_headers: tuple[str, ...] = ()
     # Decides from the context document alone, with no side effect (shadow evaluation runs it again).
     decides: bool = False
+    # For a step that reads the pipeline's ``targets:``, the fields of one entry (``properties``, ``required``);
+    # every such step's fields are merged into the schema of a target.
+    targets: Mapping[str, Any] | None = None
 
     @property
     def iam_actions(self) -> tuple[str, ...]:
@@ -141,6 +145,7 @@ def register(
     authenticates: bool = False,
     auth_headers: tuple[str, ...] = (),
     decides: bool = False,
+    targets: Mapping[str, Any] | None = None,
 ) -> Callable[[type], type]:
     """Class decorator registering a step kind under ``name`` (a dotted name like ``sqs.send``)."""
 
@@ -165,6 +170,7 @@ def register(
             authenticates=authenticates,
             auth_headers=auth_headers,
             decides=decides,
+            targets=targets,
         )
         return cls
 

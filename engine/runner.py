@@ -327,7 +327,7 @@ class Pipeline:
         """Undo what was done; the run's error, made retryable when an undo that must happen failed.
 
         An undo raises ``TransientFault`` when its failure leaves state only a retry of the event can
-        clean up (e.g. a trigger lock held by a message that sent nothing): a final error then becomes
+        clean up (a lock held by a message that sent nothing, say): a final error then becomes
         that fault, so the caller retries instead of taking the answer as final.
         """
         for compensation in reversed(ctx.compensations):

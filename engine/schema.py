@@ -37,6 +37,19 @@ def _code(codes: Sequence[str] | None) -> dict[str, Any]:
     return {"enum": sorted(codes)} if codes is not None else dict(_CODE)
 
 
+def _target_schema() -> dict[str, Any]:
+    """One routing target: the fields the steps that read targets declare, merged (none declared: any mapping)."""
+    declared = [spec.targets for spec in registry.specs() if spec.targets is not None]
+    if not declared:
+        return {"type": "object"}
+    return {
+        "type": "object",
+        "required": sorted({name for schema in declared for name in schema.get("required", ())}),
+        "additionalProperties": False,
+        "properties": {name: field for schema in declared for name, field in schema.get("properties", {}).items()},
+    }
+
+
 def pipeline_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
     """The schema of ``pipelines/*.yaml``, with every registered step's parameters.
 
@@ -75,17 +88,6 @@ def pipeline_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
         "required": ["parallel"],
         "additionalProperties": False,
         "properties": {"parallel": {"type": "array", "minItems": 2, "items": {"$ref": "#/$defs/step"}}},
-    }
-    target = {
-        "type": "object",
-        "required": ["queue_url"],
-        "additionalProperties": False,
-        "properties": {
-            "queue_url": {"type": "string", "description": "SQS queue URL."},
-            "delay_seconds": {"type": "integer", "minimum": 0, "maximum": 900},
-            "lock": {"type": "boolean", "description": "Take the trigger lock; only the holder sends."},
-            "message": {"enum": ["trigger", "handoff"], "description": "Body shape sent to the queue."},
-        },
     }
     family = {
         "type": "object",
@@ -147,7 +149,7 @@ def pipeline_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
                 },
             },
             "tables": {"type": "object", "additionalProperties": {"type": "string"}},
-            "targets": {"type": "object", "additionalProperties": target},
+            "targets": {"type": "object", "additionalProperties": _target_schema()},
             "steps": {
                 "type": "array",
                 "minItems": 1,
@@ -170,7 +172,7 @@ def rules_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
                 "description": "The error code the event fails with (declared under the pipeline's errors:).",
             },
             "message": {"type": "string", "description": "Explanation for logs and JSON responses."},
-            "reply": {"type": "string", "description": "Text sent back to the user (TwiML <Message>)."},
+            "reply": {"type": "string", "description": "Text sent back to the sender, in its channel's answer."},
         },
     }
     routing_then = {

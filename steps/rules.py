@@ -3,18 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure
 from engine.registry import BuildInfo, ParamError, register
 from engine.rules import RuleSet
 
-__all__ = ["ROUTING_ERROR", "RouteByRules", "ValidateRules"]
+__all__ = ["ROUTING_ERROR", "TARGET_SCHEMA", "RouteByRules", "Target", "ValidateRules"]
 
 ROUTING_ERROR = ErrorSpec(
     "ROUTING_ERROR", description="no routing rule matched, or its target has no queue", loses_message=True
 )
+
+
+# A routing target of the pipeline (``targets:``): the queue a decision maps to and how the message is sent.
+TARGET_SCHEMA: Mapping[str, Any] = {
+    "type": "object",
+    "required": ["queue_url"],
+    "additionalProperties": False,
+    "properties": {
+        "queue_url": {"type": "string", "description": "SQS queue URL."},
+        "delay_seconds": {"type": "integer", "minimum": 0, "maximum": 900},
+        "lock": {"type": "boolean", "description": "Take the trigger lock; only the holder sends."},
+        "message": {"enum": ["trigger", "handoff"], "description": "Body shape sent to the queue."},
+    },
+}
+
+
+class Target(NamedTuple):
+    """A routing target, read from its ``targets:`` entry."""
+
+    name: str
+    queue_url: str
+    delay_seconds: int
+    lock: bool
+    message: str
+
+    @classmethod
+    def read(cls, name: str, raw: Mapping[str, Any]) -> Target:
+        """The target declared as ``raw`` (validated against ``TARGET_SCHEMA``)."""
+        delay = raw.get("delay_seconds", 0)
+        return cls(
+            name=name,
+            queue_url=str(raw["queue_url"]),
+            delay_seconds=delay if isinstance(delay, int) else 0,
+            lock=bool(raw.get("lock", False)),
+            message=str(raw.get("message", "trigger")),
+        )
 
 
 def _ruleset(info: BuildInfo, name: str, kind: str, path: tuple[Any, ...]) -> RuleSet:
@@ -66,6 +102,7 @@ class ValidateRules:
     requires=("request", "conversation"),
     decides=True,
     errors=(ROUTING_ERROR,),
+    targets=TARGET_SCHEMA,
     params={
         "type": "object",
         "additionalProperties": False,
@@ -79,7 +116,7 @@ class RouteByRules:
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._set = _ruleset(info, params["ruleset"], "routing", ("ruleset",))
-        self._targets = info.targets
+        self._targets = {name: Target.read(name, raw) for name, raw in info.targets.items()}
 
     def run(self, ctx: Context) -> StepResult:
         evaluation = self._set.evaluate(ctx.doc, explain=ctx.explain)

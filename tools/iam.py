@@ -43,7 +43,7 @@ def _walk(value: Any, path: list[str]) -> Iterator[Any]:
 def resolve(resource: Resource, params: Mapping[str, Any], config: AppConfig) -> list[tuple[str, str]]:
     """The (kind, name) pairs a declared resource stands for in this pipeline."""
     if resource.kind == "queue":
-        return [("queue", target.queue_url) for target in config.targets.values()]
+        return [("queue", str(target["queue_url"])) for target in config.targets.values()]
     if resource.kind == "secret" and resource.param is None:
         declared = [pattern.pattern for pattern in config.secrets.values() if pattern is not None]
         return [("secret", pattern) for pattern in declared] or [("secret", "*")]

@@ -278,7 +278,7 @@ def test_the_tables_have_the_contract_keys_and_ttl(template) -> None:
 
 def test_every_queue_a_pipeline_routes_to_has_a_dead_letter_queue_with_an_alarm(template, configs) -> None:
     queues = resources(template, "AWS::SQS::Queue")
-    routed = {target.queue_url.removeprefix("ref:") for config in configs for target in config.targets.values()}
+    routed = {target["queue_url"].removeprefix("ref:") for config in configs for target in config.targets.values()}
     assert routed == {"WhatsAppQueue", "SmsQueue", "HandoffQueue", "EmailQueue"}
     alarms = resources(template, "AWS::CloudWatch::Alarm").values()
     watched = {

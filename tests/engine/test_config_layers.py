@@ -59,7 +59,7 @@ def test_shipped_configuration_loads_without_warnings() -> None:
     config = load_config(REPO / "pipelines" / "twilio_inbound.yaml", REPO / "rules", ENV)
     assert config.warnings == ()
     assert set(config.rulesets) == {"project_status", "channel", "conversation_lock", "routing"}
-    assert config.targets["whatsapp"].delay_seconds == 10
+    assert config.targets["whatsapp"]["delay_seconds"] == 10
 
 
 def test_schema_errors_do_not_hide_step_checks_or_other_files(tmp_path: Path) -> None:
