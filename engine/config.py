@@ -33,7 +33,7 @@ from typing import Any, NamedTuple, Protocol
 from engine import registry
 from engine.calls import CallLimits
 from engine.envsubst import is_unresolved, resolve_env
-from engine.errors import ENGINE_ERRORS, ConfigError, ErrorSpec, Problem
+from engine.errors import ENGINE_ERRORS, ConfigError, ErrorSpec, Problem, did_you_mean
 from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
 from engine.locator import Locator
 from engine.registry import BuildInfo, ParamError
@@ -192,13 +192,6 @@ def _read_text(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-
-
-def _suggestion(name: str, choices: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class _Collector:
@@ -478,7 +471,7 @@ def _catalogue(loaded: _Loaded) -> tuple[dict[str, ErrorSpec], bool]:
 
 def _unknown_code(code: str, known: Mapping[str, ErrorSpec], pipeline_file: str) -> str:
     return (
-        f"{_suggestion(code, list(known))}; error codes: {', '.join(sorted(known))}; "
+        f"{did_you_mean(code, list(known))}; error codes: {', '.join(sorted(known))}; "
         f"a new business code is declared under errors: in {pipeline_file}"
     )
 
@@ -547,7 +540,7 @@ def _check_routing_targets(
         for path, decision in decisions:
             if decision.target is None or decision.target in declared:
                 continue
-            hint = _suggestion(decision.target, declared)
+            hint = did_you_mean(decision.target, declared)
             message = (
                 f"routing target {decision.target!r} names no configured queue{hint}; "
                 f"use one of the targets of {pipeline_file} ({known}) or add it there under targets:"

@@ -17,6 +17,7 @@ owns ``INTERNAL_ERROR``. Mapping a service's own errors to these codes happens i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -32,6 +33,8 @@ __all__ = [
     "RetryableFailure",
     "StepFailure",
     "TransientFault",
+    "closest",
+    "did_you_mean",
     "shown",
 ]
 
@@ -112,6 +115,20 @@ def shown(value: object) -> str:
     import json
 
     return json.dumps(value, default=str)
+
+
+def closest(value: object, choices: Iterable[object]) -> str | None:
+    """The choice close enough to ``value`` to be what was meant (a misspelling), or None."""
+    import difflib
+
+    close = difflib.get_close_matches(str(value), [str(choice) for choice in choices], n=1)
+    return close[0] if close else None
+
+
+def did_you_mean(value: object, choices: Iterable[object]) -> str:
+    """`` (did you mean 'x'?)`` when a choice is close to ``value``, else nothing."""
+    close = closest(value, choices)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 @dataclass(frozen=True)

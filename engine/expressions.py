@@ -21,6 +21,8 @@ from jmespath import exceptions as jp_exceptions
 from jmespath import functions as jp_functions
 from jmespath.parser import ParsedResult
 
+from engine.errors import closest
+
 __all__ = [
     "Expression",
     "ExpressionError",
@@ -263,10 +265,8 @@ def _check_functions(source: str, tree: Mapping[str, Any]) -> None:
         name = node["value"]
         spec = _FUNCTION_TABLE.get(name)
         if spec is None:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(_FUNCTION_TABLE), n=1)
-            hint = f"did you mean {close[0]}()? " if close else ""
+            close = closest(name, _FUNCTION_TABLE)
+            hint = f"did you mean {close}()? " if close else ""
             known = ", ".join(sorted(_FUNCTION_TABLE))
             raise ExpressionSyntaxError(f"unknown function {name}(); {hint}functions: {known}", offset)
         signature = spec["signature"]

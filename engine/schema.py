@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import registry
-from engine.errors import CODE_PATTERN, Problem, shown
+from engine.errors import CODE_PATTERN, Problem, closest, did_you_mean, shown
 from engine.locator import Locator
 from engine.responses import formats
 
@@ -312,23 +312,11 @@ def _where(path: Iterable[Any]) -> str:
     return text or "document"
 
 
-def _closest(value: Any, choices: Iterable[Any]) -> str | None:
-    import difflib
-
-    close = difflib.get_close_matches(str(value), [str(choice) for choice in choices], n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def _did_you_mean(value: Any, choices: Iterable[Any]) -> str:
-    close = _closest(value, choices)
-    return f" (did you mean {close!r}?)" if close else ""
-
-
 def _choices(value: Any, allowed: list[Any]) -> tuple[str, str]:
     """What kind of name ``allowed`` holds, and a sentence listing them with a suggestion."""
     names = [choice for choice in allowed if choice is not None]
     listed = ", ".join(str(name) for name in names)
-    hint = _did_you_mean(value, names)
+    hint = did_you_mean(value, names)
     if set(names) == set(registry.names()):
         return "step", f"{hint}; registered steps: {listed}"
     return "choice", f"{hint}; choose one of: {listed}"
@@ -365,7 +353,7 @@ def _explain(error: Any, locator: Locator) -> list[SchemaViolation]:
         known = sorted(error.schema.get("properties", {}))
         found: list[SchemaViolation] = []
         for key in (key for key in instance if key not in error.schema.get("properties", {})):
-            close = _closest(key, known)
+            close = closest(key, known)
             hint = f" (did you mean {close!r}?)" if close else ""
             allowed = f"; allowed keys: {', '.join(known)}" if known else "; this mapping takes no keys"
             problem = locator.problem((*path, key), f"{where}: unknown key {key!r}{hint}{allowed}", at_key=True)
