@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import pytest
 
 from runtime.aws import DynamoTables
 from tests.integration.conftest import ROOT, Moto, base_env
+from tests.support.dryrun import WORLD, greeting_rules, run_module, without_settings
 from tests.support.proxy import RecordingProxy, recording_proxy
 from tools.dryrun.backends import populate
 from tools.dryrun.live import READ_ONLY_ACTIONS, READ_ONLY_POLICY
@@ -25,7 +24,6 @@ from tools.localaws import LocalResources, provision, put_secrets
 pytestmark = pytest.mark.integration
 
 NOW = "2026-11-25T12:00:00Z"
-WORLD = ROOT / "examples" / "world.yaml"
 TOKEN = "9f86d081884c7d659a2feaa0c55ad015"
 # The operations a read-only replay or snapshot may send; anything else is refused by the proxy and fails the test.
 READS = frozenset(
@@ -37,12 +35,6 @@ READS = frozenset(
         "secretsmanager:GetSecretValue",
     }
 )
-GREETING_RULE = """rules:
-  - id: greeting_to_human
-    description: A bare greeting goes to a person.
-    when: "request.body == 'Hi'"
-    then: {target: handoff}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +55,7 @@ def proxy(moto_server: Moto) -> Iterator[RecordingProxy]:
 
 
 def run(module: str, *args: str | Path, resources: LocalResources) -> subprocess.CompletedProcess[str]:
-    env = base_env(**resources.environment())
-    for name in ("PUBLIC_BASE_URL", "ALLOWED_HOSTS", "BATCH_WINDOW_SECONDS", "TTL_BUFFER_SECONDS"):
-        env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+    return run_module(module, *args, env=without_settings(base_env(**resources.environment())))
 
 
 def table_rows(moto_server: Moto, resources: LocalResources) -> dict[str, list[Any]]:
@@ -86,11 +73,7 @@ def by_source(stdout: str) -> dict[str, dict[str, Any]]:
 def test_a_live_replay_only_reads_and_still_sees_its_own_writes(
     moto_server: Moto, account: LocalResources, proxy: RecordingProxy, tmp_path: Path
 ) -> None:
-    candidate = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", candidate)
-    (candidate / "40_routing.yaml").write_text(
-        (candidate / "40_routing.yaml").read_text().replace("rules:\n", GREETING_RULE, 1)
-    )
+    candidate = greeting_rules(tmp_path)
     before = table_rows(moto_server, account)
     args = ("--backend", "live", "--endpoint-url", proxy.url, "--now", NOW, "--json")
     done = run("tools.dryrun.cli", *args, "examples/events", resources=account)

@@ -3,7 +3,6 @@ capture never delays or changes an answer (a failure is one WARNING line and one
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
@@ -18,13 +17,12 @@ import pytest
 from runtime.aws import DynamoTables
 from runtime.capture import CaptureSettings
 from runtime.masking import MASKED_SIGNATURE, MASKED_TEXT, Pseudonyms
+from tests.support.dryrun import run_dryrun
 from tests.support.expect import ROOT
 from tests.support.webhooks import EMPTY_TWIML, rest_event, whatsapp_params
 from tests.support.world import World
 from tools.dryrun.backends import populate
-from tools.dryrun.cli import build_parser
 from tools.dryrun.events import load_events
-from tools.dryrun.replay import run_replay
 from tools.dryrun.world import load_world
 from tools.localaws import put_secrets
 
@@ -76,10 +74,8 @@ def form_of(event: dict[str, Any]) -> dict[str, str]:
 
 
 def replay(world: Path | str, events: Path, *options: str) -> list[str]:
-    out, err = io.StringIO(), io.StringIO()
-    args = build_parser().parse_args(["--world", str(world), "--backend", "memory", "--json", *options, str(events)])
-    assert run_replay(args, out=out, err=err) == 0, err.getvalue()
-    return [record["outcome"] for record in map(json.loads, out.getvalue().splitlines())]
+    output = run_dryrun("--world", world, "--backend", "memory", "--json", *options, events)
+    return [record["outcome"] for record in map(json.loads, output.splitlines())]
 
 
 def download(objects: dict[str, dict[str, Any]], directory: Path) -> Path:

@@ -110,6 +110,15 @@ def container(world: Any, ops: Ops, monkeypatch: pytest.MonkeyPatch, boto_sessio
     return start
 
 
+def vip_bundle_live(ops: Ops, container: Callable[..., Container], world: Any) -> tuple[str, Container]:
+    """The VIP routing published live, a container started on it, a VIP's conversation: the bundle id, the container."""
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    bundle = ops.publish("--live")
+    started = container()
+    world.add_conversation(vip=True)
+    return bundle, started
+
+
 def packaged_version() -> str:
     return load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", dict(os.environ)).version
 
@@ -201,10 +210,7 @@ def test_a_warm_container_picks_up_a_new_bundle_within_the_interval_and_pays_not
 def test_a_broken_bundle_is_refused_with_one_located_error_and_the_last_good_one_keeps_deciding(
     ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ops.edit("40_routing.yaml", VIP_ROUTING)
-    good = ops.publish("--live")
-    started = container()
-    world.add_conversation(vip=True)
+    good, started = vip_bundle_live(ops, container, world)
     assert started.message(json_logs)["rules"]["routing"] == "vip_to_human"
 
     ops.edit("40_routing.yaml", BROKEN_ROUTING)
@@ -264,10 +270,7 @@ def test_rollback_brings_the_previous_bundle_back(
 def test_an_unreadable_deployment_keeps_the_rules_in_use(
     ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ops.edit("40_routing.yaml", VIP_ROUTING)
-    bundle = ops.publish("--live")
-    started = container()
-    world.add_conversation(vip=True)
+    bundle, started = vip_bundle_live(ops, container, world)
     started.watcher.s3().meta.events.register("before-call.s3.GetObject", lambda **_: error_response("SlowDown", 503))
     started.after(INTERVAL)
     (error,) = errors_of(json_logs())

@@ -109,6 +109,13 @@ def shadowed(world: Any, ops: Ops, boto_session: Any) -> Callable[[], Shadowed]:
     return start
 
 
+def shadowing(ops: Ops, shadowed: Callable[[], Shadowed], rules_file: str, text: str) -> Shadowed:
+    """A container started after ops published ``text`` as ``rules_file`` for shadow evaluation."""
+    ops.edit(rules_file, text)
+    ops.publish("--shadow")
+    return shadowed()
+
+
 def shadow_lines(logs: Logs) -> list[dict[str, Any]]:
     return [line for line in logs() if line["message"] == "shadow_mismatch"]
 
@@ -181,9 +188,7 @@ def test_a_shadow_decides_every_event_again_with_no_extra_call_and_no_effect(
 def test_agreement_costs_only_the_count(
     ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ops.edit("40_routing.yaml", VIP_ROUTING)
-    ops.publish("--shadow")
-    container = shadowed()
+    container = shadowing(ops, shadowed, "40_routing.yaml", VIP_ROUTING)
     world.add_conversation(vip=False)
     capsys.readouterr()
     container.message()
@@ -194,9 +199,7 @@ def test_agreement_costs_only_the_count(
 def test_an_event_that_never_reaches_the_rules_is_not_shadowed(
     ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ops.edit("40_routing.yaml", VIP_ROUTING)
-    ops.publish("--shadow")
-    container = shadowed()
+    container = shadowing(ops, shadowed, "40_routing.yaml", VIP_ROUTING)
     world.add_conversation(vip=True)
     capsys.readouterr()
     container.application.handle(rest_event("whatsapp", status_params()), None)
@@ -207,9 +210,7 @@ def test_an_event_that_never_reaches_the_rules_is_not_shadowed(
 def test_a_validation_change_is_counted_on_its_own_rule_set(
     ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ops.edit("10_project_status.yaml", TRIAL_STATUS)
-    ops.publish("--shadow")
-    container = shadowed()
+    container = shadowing(ops, shadowed, "10_project_status.yaml", TRIAL_STATUS)
     world.add_conversation(project_status="trial")
     capsys.readouterr()
     container.message()
@@ -229,9 +230,7 @@ def test_a_validation_change_is_counted_on_its_own_rule_set(
 def test_a_candidate_rule_that_fails_is_only_its_own_verdict(
     ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs
 ) -> None:
-    ops.edit("40_routing.yaml", FRAGILE_ROUTING)
-    ops.publish("--shadow")
-    container = shadowed()
+    container = shadowing(ops, shadowed, "40_routing.yaml", FRAGILE_ROUTING)
     world.add_conversation(last_seen="yesterday")
     assert container.message()["statusCode"] == 200
     assert len(world.sent("whatsapp")) == 1

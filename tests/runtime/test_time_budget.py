@@ -19,6 +19,7 @@ import pytest
 from engine.config import AppConfig, load_config
 from runtime.app import Application
 from runtime.aws import AwsSettings
+from tests.support.expect import ENV
 from tests.support.faults import ROOT, BlackHole, Fault, new_container, observe
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
@@ -62,19 +63,7 @@ def timed(application: Application, event: dict[str, Any], context: Any = None) 
 
 
 def test_the_promise_holds_with_the_shipped_configuration() -> None:
-    config = load_config(
-        ROOT / "pipelines" / "twilio_inbound.yaml",
-        ROOT / "rules",
-        {
-            "CONVERSATIONS_TABLE_NAME": "c",
-            "STAGE_TABLE_NAME": "s",
-            "LOCK_TABLE_NAME": "l",
-            "WHATSAPP_QUEUE_URL": "q",
-            "SMS_QUEUE_URL": "q",
-            "HANDOFF_QUEUE_URL": "q",
-            "REPLAY_TABLE_NAME": "replay",
-        },
-    )
+    config = load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", ENV)
     bound = config.pipeline.deadline_seconds + 2 * one_call_bound(config.aws)
     print(f"\nD = {config.pipeline.deadline_seconds} s, B = {one_call_bound(config.aws)} s, D + 2B = {bound} s")
     assert bound <= TWILIO_BUDGET_SECONDS - 3, "leave Twilio's connect time and a cold start room inside 15 s"

@@ -25,19 +25,11 @@ from engine.secrets import Redacted
 from runtime.apigateway import EventError, http_request
 from steps.secrets import SigningKey
 from steps.twilio.signature import is_valid
+from tests.support.expect import ENV
 from tests.support.faults import ROOT
 from tests.support.webhooks import HOST, TOKEN, http_api_event, rest_event, sign, whatsapp_params
 
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-ENV = {
-    "CONVERSATIONS_TABLE_NAME": "c",
-    "STAGE_TABLE_NAME": "s",
-    "LOCK_TABLE_NAME": "l",
-    "WHATSAPP_QUEUE_URL": "q",
-    "SMS_QUEUE_URL": "q",
-    "HANDOFF_QUEUE_URL": "q",
-    "REPLAY_TABLE_NAME": "replay",
-}
 PARSE = load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", ENV).pipeline.steps()[0]
 assert PARSE.uses == "twilio.parse"
 KEY = SigningKey("secret", "twilio_auth_token", Redacted(TOKEN), cached=False)

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,22 +11,11 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from runtime.aws import DynamoTables
+from tests.support.dryrun import WORLD, child_env, run_dryrun, run_module
 from tools.dryrun.backends import populate
-from tools.dryrun.cli import build_parser
-from tools.dryrun.replay import run_replay
 from tools.dryrun.world import load_world
 from tools.localaws import LocalResources, provision, put_secrets
 
-ROOT = Path(__file__).resolve().parents[2]
-# The pipeline's settings from the environment: the replays here run with the defaults.
-PIPELINE_SETTINGS = (
-    "PUBLIC_BASE_URL",
-    "ALLOWED_HOSTS",
-    "BATCH_WINDOW_SECONDS",
-    "TTL_BUFFER_SECONDS",
-    "STAGE_TTL_SECONDS",
-    "SECRET_CACHE_TTL_SECONDS",
-)
 NOW = "2026-11-25T12:00:00Z"
 
 pytestmark = pytest.mark.integration
@@ -71,7 +55,7 @@ def account() -> Iterator[Account]:
     try:
         dynamodb = account.client("dynamodb")
         account.resources = provision(dynamodb, account.client("sqs"))
-        world = load_world(ROOT / "examples" / "world.yaml")
+        world = load_world(WORLD)
         populate(world, DynamoTables(dynamodb), account.resources)
         put_secrets(account.client("secretsmanager"), world.secrets)
         yield account
@@ -92,28 +76,18 @@ def normalized(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_reads_are_real_and_writes_are_planned_never_performed(account: Account) -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    for name in PIPELINE_SETTINGS:
-        env.pop(name, None)
-    env.update(account.resources.environment())
-    env.update(
+    env = child_env(
+        **account.resources.environment(),
         AWS_ENDPOINT_URL=account.endpoint,
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
     )
     before = {table: account.rows(table) for table in (account.resources.stage_table, account.resources.lock_table)}
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.dryrun.cli", "--json", "--now", NOW, "examples/events"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_module("tools.dryrun.cli", "--json", "--now", NOW, "examples/events", env=env)
     assert done.returncode == 0, done.stderr
     planned = [json.loads(line) for line in done.stdout.splitlines()]
-    for secret in load_world(ROOT / "examples" / "world.yaml").secrets.values():
+    for secret in load_world(WORLD).secrets.values():
         token = json.loads(secret).get("twilio_auth_token", "never-printed")
         assert token not in done.stdout and token not in done.stderr
     # Nothing was written or sent...
@@ -128,11 +102,7 @@ def test_reads_are_real_and_writes_are_planned_never_performed(account: Account)
     # ...yet the plan is what the world replay performs: the conditional writes were checked against the
     # rows that exist (a held lock batches, a staged message is not staged twice), and planned rows are
     # seen by the next events (a burst batches).
-    out = io.StringIO()
-    world_args = build_parser().parse_args(
-        ["--world", "examples/world.yaml", "--backend", "memory", "--json", "examples/events"]
-    )
-    assert run_replay(world_args, out=out, err=io.StringIO()) == 0
-    performed = [json.loads(line) for line in out.getvalue().splitlines()]
+    replayed = run_dryrun("--world", "examples/world.yaml", "--backend", "memory", "--json", "examples/events")
+    performed = [json.loads(line) for line in replayed.splitlines()]
     assert normalized(planned) == normalized(performed)
     assert planned[0]["source"] == "examples/events/01_whatsapp_text.json"

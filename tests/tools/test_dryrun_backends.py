@@ -6,7 +6,6 @@ comparison.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -14,29 +13,15 @@ from typing import Any
 
 import pytest
 
-from tools.dryrun.cli import build_parser
+from tests.support.dryrun import EVENTS, PIPELINE_SETTINGS, ROOT, WORLD, run_dryrun
 from tools.dryrun.corpus import Mix, generate_corpus
-from tools.dryrun.replay import run_replay
 
-ROOT = Path(__file__).resolve().parents[2]
-# The pipeline's settings from the environment: the replays here run with the defaults.
-PIPELINE_SETTINGS = (
-    "PUBLIC_BASE_URL",
-    "ALLOWED_HOSTS",
-    "BATCH_WINDOW_SECONDS",
-    "TTL_BUFFER_SECONDS",
-    "STAGE_TTL_SECONDS",
-    "SECRET_CACHE_TTL_SECONDS",
-)
-EXAMPLES = [str(ROOT / "examples" / "world.yaml"), str(ROOT / "examples" / "events")]
+EXAMPLES = [str(WORLD), str(EVENTS)]
 
 
 def replay(world: str, events: str, *options: str) -> list[dict[str, Any]]:
     """The ``--json`` records of a replay, without step timings."""
-    out, err = io.StringIO(), io.StringIO()
-    args = build_parser().parse_args(["--world", world, "--json", *options, events])
-    assert run_replay(args, out=out, err=err) == 0, err.getvalue()
-    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    records = [json.loads(line) for line in run_dryrun("--world", world, "--json", *options, events).splitlines()]
     for record in records:
         for entry in record["trace"]:
             assert isinstance(entry.pop("ms"), float)

@@ -15,18 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.dryrun import ROOT, child_env, run_module
 from tests.support.expect import version_sources
 
-ROOT = Path(__file__).resolve().parents[2]
-# The pipeline's settings from the environment: the replays here run with the defaults.
-PIPELINE_SETTINGS = (
-    "PUBLIC_BASE_URL",
-    "ALLOWED_HOSTS",
-    "BATCH_WINDOW_SECONDS",
-    "TTL_BUFFER_SECONDS",
-    "STAGE_TTL_SECONDS",
-    "SECRET_CACHE_TTL_SECONDS",
-)
 WORLD = yaml.safe_load((ROOT / "examples" / "world.yaml").read_text())
 TOKENS = sorted({value["twilio_auth_token"] for value in WORLD["secrets"].values() if "twilio_auth_token" in value})
 NUMBERS = sorted({item["primary_channel"] for item in WORLD["conversations"]} | {"+14155238886", "+441632960001"})
@@ -75,19 +66,11 @@ class Run:
 
 def dryrun(*args: str | Path) -> Run:
     """Run the command from the repository root, in an environment that points boto3 somewhere unusable."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    for name in PIPELINE_SETTINGS:
-        env.pop(name, None)
     # A world replay must not depend on (or reach) the user's AWS configuration.
-    env.update(AWS_PROFILE="no-such-profile", AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_DEFAULT_REGION="eu-west-1")
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.dryrun.cli", *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    env = child_env(
+        AWS_PROFILE="no-such-profile", AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_DEFAULT_REGION="eu-west-1"
     )
+    done = run_module("tools.dryrun.cli", *args, env=env)
     return Run(done.returncode, done.stdout, done.stderr)
 
 

@@ -5,45 +5,26 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runtime.masking import recordable
+from tests.support.dryrun import EVENTS, ROOT, WORLD, run_dryrun
 from tools.dryrun.cli import build_parser
 from tools.dryrun.events import load_events
 from tools.dryrun.replay import run_replay
 
-ROOT = Path(__file__).resolve().parents[2]
-WORLD = ROOT / "examples" / "world.yaml"
-EVENTS = ROOT / "examples" / "events"
-# A bare "Hi" goes to a person: the first message of the burst (08_burst.jsonl#0) is handed off, so no trigger
-# lock is taken and the burst's second message triggers instead of batching (a knock-on, not a rule change).
-GREETING_RULE = """rules:
-  - id: greeting_to_human
-    description: A bare greeting goes to a person.
-    when: "request.body == 'Hi'"
-    then: {target: handoff}
-"""
-
-
-@pytest.fixture(scope="module")
-def candidate(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rules = tmp_path_factory.mktemp("candidate") / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    routing = rules / "40_routing.yaml"
-    routing.write_text(routing.read_text().replace("rules:\n", GREETING_RULE, 1))
-    return rules
-
 
 def replay(*args: str | Path, status: int = 0) -> tuple[list[dict[str, Any]], str]:
-    out, err = io.StringIO(), io.StringIO()
-    parsed = build_parser().parse_args([str(arg) for arg in args])
-    assert run_replay(parsed, out=out, err=err) == status, err.getvalue()
-    text = out.getvalue()
+    text = run_dryrun(*args, status=status)
     return ([json.loads(line) for line in text.splitlines()] if "--json" in args else []), text
+
+
+def against_shipped(candidate: Path, backend: str = "memory") -> tuple[str | Path, ...]:
+    """The options replaying the examples' world with ``candidate`` rules, compared with the shipped rules."""
+    return ("--world", WORLD, "--backend", backend, "--rules", candidate, "--baseline-rules", ROOT / "rules")
 
 
 def by_source(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -52,7 +33,7 @@ def by_source(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("backend", ["memory", "moto"])
 def test_a_knock_on_is_told_apart_from_a_decision_the_rules_changed(candidate: Path, backend: str) -> None:
-    options = ("--world", WORLD, "--backend", backend, "--rules", candidate, "--baseline-rules", ROOT / "rules")
+    options = against_shipped(candidate, backend)
     records, _ = replay(*options, "--json", EVENTS)
     kinds = {source: record["change_kind"] for source, record in by_source(records).items()}
     assert kinds.pop("08_burst.jsonl#0") == "changed"
@@ -76,44 +57,20 @@ def test_a_knock_on_is_told_apart_from_a_decision_the_rules_changed(candidate: P
 
 def test_the_probe_leaves_the_candidates_world_as_it_would_be_without_a_baseline(candidate: Path) -> None:
     """The probe's writes are undone: the candidate's decisions and actions are the same with or without it."""
-    compared, _ = replay(
-        "--world",
-        WORLD,
-        "--backend",
-        "memory",
-        "--rules",
-        candidate,
-        "--baseline-rules",
-        ROOT / "rules",
-        "--json",
-        EVENTS,
-    )
+    compared, _ = replay(*against_shipped(candidate), "--json", EVENTS)
     alone, _ = replay("--world", WORLD, "--backend", "memory", "--rules", candidate, "--json", EVENTS)
     keep = ("source", "outcome", "target", "actions", "response")
     assert [{k: r[k] for k in keep} for r in compared] == [{k: r[k] for k in keep} for r in alone]
 
 
 def test_the_table_marks_knock_ons_and_recommends_independent_reviews(candidate: Path) -> None:
-    _, text = replay(
-        "--world", WORLD, "--backend", "memory", "--rules", candidate, "--baseline-rules", ROOT / "rules", EVENTS
-    )
+    _, text = replay(*against_shipped(candidate), EVENTS)
     assert "--independent compares every event against the same world" in text
     lines = {line.split()[0].rsplit("/", 1)[-1]: line for line in text.splitlines() if "examples/events/" in line}
     assert "CHANGED (was QUEUED[whatsapp])" in lines["08_burst.jsonl#0"]
     assert "KNOCK-ON (was BATCHED[whatsapp])" in lines["08_burst.jsonl#1"]
     assert "2 event(s) changed (1 by the rules, 1 knock-on)" in text
-    _, independent = replay(
-        "--world",
-        WORLD,
-        "--backend",
-        "memory",
-        "--rules",
-        candidate,
-        "--baseline-rules",
-        ROOT / "rules",
-        "--independent",
-        EVENTS,
-    )
+    _, independent = replay(*against_shipped(candidate), "--independent", EVENTS)
     assert "--independent compares" not in independent and "1 event(s) changed\n" in independent
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,13 +20,10 @@ from steps.sendgrid import multipart
 from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from steps.sendgrid.message import InboundEmail, id_from_message_id, read_email
 from steps.twilio.signature import sign
-from tools.dryrun.cli import build_parser
+from tests.support.dryrun import ROOT, WORLD, run_dryrun
 from tools.dryrun.event_cli import main
-from tools.dryrun.replay import run_replay
 from tools.sendgrid_events import KeyPair
 
-ROOT = Path(__file__).resolve().parents[2]
-WORLD = ROOT / "examples" / "world.yaml"
 TOKEN = "9f86d081884c7d659a2feaa0c55ad015"
 ALICE, ACME_WHATSAPP, ACME_SMS, BOB = "+447700900101", "+14155238886", "+441632960001", "+447700900102"
 KIM, ACME_PARSE = "Kim Lee <Kim@Example.org>", "support@inbound.acme.example"
@@ -53,10 +49,8 @@ def replay(
 ) -> list[dict[str, Any]]:
     path = tmp_path / "events.jsonl"
     path.write_text("".join(json.dumps(event) + "\n" for event in events))
-    out, err = io.StringIO(), io.StringIO()
-    args = build_parser().parse_args(["--world", str(world), "--backend", "memory", "--json", *options, str(path)])
-    assert run_replay(args, out=out, err=err) == 0, err.getvalue()
-    return [json.loads(line) for line in out.getvalue().splitlines()]
+    output = run_dryrun("--world", world, "--backend", "memory", "--json", *options, path)
+    return [json.loads(line) for line in output.splitlines()]
 
 
 def test_an_event_built_from_fields_is_signed_with_the_worlds_secret_and_replays(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,37 +12,15 @@ import pytest
 
 from runtime.masking import recordable
 from tests.support.browser import Browser, launch
-from tools.dryrun.cli import build_parser
+from tests.support.dryrun import EVENTS, ROOT, WORLD, run_dryrun
 from tools.dryrun.events import load_events
-from tools.dryrun.replay import run_replay
 
-ROOT = Path(__file__).resolve().parents[2]
-WORLD = ROOT / "examples" / "world.yaml"
-EVENTS = ROOT / "examples" / "events"
-GREETING_RULE = """rules:
-  - id: greeting_to_human
-    description: A bare greeting goes to a person.
-    when: "request.body == 'Hi'"
-    then: {target: handoff}
-"""
 TOKEN = "9f86d081884c7d659a2feaa0c55ad015"
-
-
-@pytest.fixture(scope="module")
-def candidate(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rules = tmp_path_factory.mktemp("candidate") / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    routing = rules / "40_routing.yaml"
-    routing.write_text(routing.read_text().replace("rules:\n", GREETING_RULE, 1))
-    return rules
 
 
 def report(path: Path, *args: str | Path) -> list[dict[str, Any]]:
     """Replay with ``--json --report path``; the records printed."""
-    out, err = io.StringIO(), io.StringIO()
-    parsed = build_parser().parse_args([*map(str, args), "--json", "--report", str(path)])
-    assert run_replay(parsed, out=out, err=err) == 0, err.getvalue()
-    return [json.loads(line) for line in out.getvalue().splitlines()]
+    return [json.loads(line) for line in run_dryrun(*args, "--json", "--report", path).splitlines()]
 
 
 def embedded(page: str) -> Any:
