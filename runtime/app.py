@@ -225,15 +225,21 @@ class Application:
         capture: EventCapture | None = None,
     ) -> None:
         """``services`` serve every pipeline, except those ``by_pipeline`` gives services of their own."""
-        self.services = services
+        overrides = by_pipeline or {}
+        # Each pipeline's services, by pipeline name; pipelines with the same call bounds share one instance.
+        self._services = {config.name: overrides.get(config.name, services) for config in configs}
         self.metrics = metrics
-        self._services = dict(by_pipeline or {})
         self.capture = capture
         self._routes = _routes(configs)
         self._deployed = {config.name: Deployed(config) for config in configs}
         self._cold = True
         self._expected = " or ".join(f"…/{channel}" for channel in sorted(self._routes))
         self.watcher: BundleWatcher | None = None
+
+    @property
+    def services(self) -> Services:
+        """The services of the first pipeline: every pipeline's, unless ``by_pipeline`` gave some their own."""
+        return next(iter(self._services.values()))
 
     @property
     def configs(self) -> tuple[AppConfig, ...]:
@@ -300,18 +306,14 @@ class Application:
     def replace_services(self, **changes: Any) -> None:
         """Change the same fields of every pipeline's services (a clock for tests, say); sharing is kept."""
         replaced: dict[int, Services] = {}
-        for name, services in [("", self.services), *self._services.items()]:
+        for name, services in self._services.items():
             if id(services) not in replaced:
                 replaced[id(services)] = dataclasses.replace(services, **changes)
-            new = replaced[id(services)]
-            if name:
-                self._services[name] = new
-            else:
-                self.services = new
+            self._services[name] = replaced[id(services)]
 
     def services_for(self, name: str) -> Services:
-        """The services pipeline ``name`` runs with."""
-        return self._services.get(name, self.services)
+        """The services pipeline ``name`` runs with; KeyError when there is no such pipeline."""
+        return self._services[name]
 
     def route(self, channel: str | None) -> AppConfig | None:
         """The live configuration of the pipeline serving ``channel``, or None."""

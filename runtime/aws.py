@@ -1,7 +1,8 @@
 """boto3 adapters for the ports, and the one place where AWS errors are classified.
 
 An error is ``transient`` exactly when botocore's standard retry mode would retry it: throttling
-codes, HTTP 5xx, request timeouts, connection and read errors. Clients are created once per container
+codes, HTTP 5xx (and an unmodeled 429), request timeouts, connection and read errors, and the errors a
+service models as retryable. Clients are created once per container
 with bounded connect/read timeouts and retry attempts (see ``AwsSettings``); ``lazy_clients`` defers that
 to each client's first use (``LazyClient``), since the first client pays botocore's data loading.
 """
@@ -16,7 +17,13 @@ from typing import Any, TypeVar
 import botocore.exceptions
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.config import Config
-from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
+from botocore.retries import standard
+from botocore.retries.standard import (
+    ModeledRetryableChecker,
+    RetryContext,
+    ThrottledRetryableChecker,
+    TransientRetryableChecker,
+)
 
 from engine.calls import CallLimits
 from engine.conditions import AllOf, AnyOf, AttributeEquals, AttributeLessThan, AttributeNotExists, Condition
@@ -38,8 +45,15 @@ __all__ = [
 
 T = TypeVar("T")
 
-_THROTTLED = ThrottledRetryableChecker()
-_TRANSIENT = TransientRetryableChecker()
+# The checks of botocore's standard retry mode that an error answer alone can decide (the DynamoDB checksum
+# and IdP checks look at a response that reached the parser). A 429 whose code the operation does not model
+# is retried by the botocore versions that have ThrottlingStatusCodeChecker; older ones do not retry it.
+_RETRYABLE = (
+    ThrottledRetryableChecker(),
+    TransientRetryableChecker(),
+    ModeledRetryableChecker(),
+    *((standard.ThrottlingStatusCodeChecker(),) if hasattr(standard, "ThrottlingStatusCodeChecker") else ()),
+)
 _NOT_FOUND = frozenset({"ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 _DENIED = frozenset(
     {
@@ -82,19 +96,24 @@ class _StatusOnly:
         self.status_code = status_code
 
 
-def classify(exc: BaseException, operation: str) -> ServiceError:
-    """Turn a botocore exception into an ServiceError with the right kind."""
+def classify(exc: BaseException, operation: str, operation_model: Any = None) -> ServiceError:
+    """Turn a botocore exception into a ServiceError with the right kind.
+
+    ``operation_model`` (botocore's, of the operation that failed) lets an error the service models as
+    retryable count as transient, as botocore counts it; without it only the fixed codes and statuses do.
+    """
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         context = RetryContext(
             attempt_number=1,
+            operation_model=operation_model,
             parsed_response=dict(exc.response),
             http_response=_StatusOnly(status) if status else None,
         )
         kind: ErrorKind
-        if _THROTTLED.is_retryable(context) or _TRANSIENT.is_retryable(context):
+        if any(checker.is_retryable(context) for checker in _RETRYABLE):
             kind = "transient"
         elif code in _NOT_FOUND:
             kind = "not_found"
@@ -112,11 +131,15 @@ def classify(exc: BaseException, operation: str) -> ServiceError:
     return ServiceError("permanent", type(exc).__name__, operation)
 
 
-def _call(operation: str, function: Callable[[], T]) -> T:
+def _operation_model(client: Any, exc: BaseException) -> Any:
+    """The model of the operation ``exc`` answered, from ``client``'s service model (None when unknown)."""
+    name = getattr(exc, "operation_name", None)
+    if not isinstance(name, str):
+        return None
     try:
-        return function()
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise classify(exc, operation) from exc
+        return client.meta.service_model.operation_model(name)
+    except Exception:  # noqa: BLE001 - without the model the error is classified by its code and status
+        return None
 
 
 class _Expression:
@@ -196,18 +219,32 @@ def plain_value(value: Any) -> Any:
     return value
 
 
-class DynamoTables:
-    """The Tables port over a boto3 DynamoDB client (or a ``LazyClient`` of one)."""
+class _ClientPort:
+    """A port over one boto3 client, or a ``LazyClient`` of one (created on first use)."""
 
     def __init__(self, client: Any) -> None:
         self._holder = LazyClient.of(client)
-        self._serializer = TypeSerializer()
-        self._deserializer = TypeDeserializer()
 
     @property
     def client(self) -> Any:
-        """The boto3 DynamoDB client (tests hook botocore events on it)."""
+        """The boto3 client (tests hook botocore events on it)."""
         return self._holder.get()
+
+    def _call(self, operation: str, function: Callable[[], T]) -> T:
+        """``function()``, a call of this client; a botocore error becomes a ServiceError (``classify``)."""
+        try:
+            return function()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise classify(exc, operation, _operation_model(self.client, exc)) from exc
+
+
+class DynamoTables(_ClientPort):
+    """The Tables port over a boto3 DynamoDB client (or a ``LazyClient`` of one)."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self._serializer = TypeSerializer()
+        self._deserializer = TypeDeserializer()
 
     def _to_wire(self, item: Mapping[str, Any]) -> dict[str, Any]:
         return {key: self._serializer.serialize(value) for key, value in item.items()}
@@ -248,7 +285,7 @@ class DynamoTables:
         request["ExpressionAttributeNames"] = expression.names
         request["ExpressionAttributeValues"] = self._to_wire(expression.values)
         while True:
-            page: dict[str, Any] = _call("dynamodb.Query", partial(self.client.query, **request))
+            page: dict[str, Any] = self._call("dynamodb.Query", partial(self.client.query, **request))
             last = page.get("LastEvaluatedKey")
             yield QueryPage([self._from_wire(item) for item in page.get("Items", [])], bool(last))
             if not last:
@@ -272,7 +309,7 @@ class DynamoTables:
         }
         if expression.names:
             request["ExpressionAttributeNames"] = expression.names
-        response = _call("dynamodb.GetItem", lambda: self.client.get_item(**request))
+        response = self._call("dynamodb.GetItem", lambda: self.client.get_item(**request))
         item = response.get("Item")
         return self._from_wire(item) if item else None
 
@@ -297,7 +334,7 @@ class DynamoTables:
         found: dict[str, list[dict[str, Any]]] = {}
         pending: dict[str, Any] = tables
         for _ in range(_BATCH_ROUNDS):
-            response = _call("dynamodb.BatchGetItem", partial(self.client.batch_get_item, RequestItems=pending))
+            response = self._call("dynamodb.BatchGetItem", partial(self.client.batch_get_item, RequestItems=pending))
             for table, items in response.get("Responses", {}).items():
                 found.setdefault(table, []).extend(self._from_wire(item) for item in items)
             pending = response.get("UnprocessedKeys") or {}
@@ -329,7 +366,7 @@ class DynamoTables:
             if expression.values:
                 request["ExpressionAttributeValues"] = self._to_wire(expression.values)
         try:
-            _call(operation, lambda: call(**request))
+            self._call(operation, lambda: call(**request))
         except ServiceError as exc:
             if exc.code == "ConditionalCheckFailedException":
                 return False
@@ -345,38 +382,22 @@ class DynamoTables:
         return self._conditional("dynamodb.DeleteItem", self.client.delete_item, request, condition)
 
 
-class SqsQueues:
+class SqsQueues(_ClientPort):
     """The Queues port over a boto3 SQS client (or a ``LazyClient`` of one)."""
 
-    def __init__(self, client: Any) -> None:
-        self._holder = LazyClient.of(client)
-
-    @property
-    def client(self) -> Any:
-        """The boto3 SQS client."""
-        return self._holder.get()
-
     def send_message(self, queue_url: str, body: str, delay_seconds: int) -> str:
-        response = _call(
+        response = self._call(
             "sqs.SendMessage",
             lambda: self.client.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds),
         )
         return str(response.get("MessageId", ""))
 
 
-class SecretsManagerStore:
+class SecretsManagerStore(_ClientPort):
     """The SecretStore port over a boto3 Secrets Manager client (or a ``LazyClient`` of one)."""
 
-    def __init__(self, client: Any) -> None:
-        self._holder = LazyClient.of(client)
-
-    @property
-    def client(self) -> Any:
-        """The boto3 Secrets Manager client."""
-        return self._holder.get()
-
     def get_secret_string(self, name: str) -> str:
-        response = _call("secretsmanager.GetSecretValue", lambda: self.client.get_secret_value(SecretId=name))
+        response = self._call("secretsmanager.GetSecretValue", lambda: self.client.get_secret_value(SecretId=name))
         value = response.get("SecretString")
         if value is None:
             raise ServiceError("invalid", "NoSecretString", "secretsmanager.GetSecretValue")

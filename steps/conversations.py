@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure, TransientFault
-from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
+from engine.expressions import Expression
 from engine.ports import ItemRequest, ServiceError, json_safe
-from engine.registry import BuildInfo, IamGrant, ParamError, Resource, register
+from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.replay import KEY as REPLAY_KEY
 from steps.replay import REPLAY, replay_of
-from steps.support import secret_pattern, service_failure, table_name
+from steps.support import expression_param, secret_pattern, service_failure, table_name
 
 __all__ = [
     "ConversationGet",
@@ -113,14 +113,6 @@ def rule_attributes(rulesets: Mapping[str, Any]) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-def _path(params: Mapping[str, Any], name: str, default: str) -> Expression:
-    source = str(params.get(name, default))
-    try:
-        return compile_expression(source)
-    except ExpressionSyntaxError as exc:
-        raise ParamError((name,), f"invalid JMESPath: {exc}") from None
-
-
 @register(
     "conversations.lookup",
     provides="credential",
@@ -177,8 +169,8 @@ class ConversationLookup:
             channel: secret_pattern({"secrets": index["secrets"]} if "secrets" in index else params, info)
             for channel, index in self._indexes.items()
         }
-        self._company = _path(params, "company", "request.company_number")
-        self._user = _path(params, "user", "request.user_number")
+        self._company = expression_param(params, "company", "request.company_number")
+        self._user = expression_param(params, "user", "request.user_number")
         self._max_pages = int(params.get("max_pages", 4))
         self._max_items = int(params.get("max_items", 100))
 

@@ -368,6 +368,9 @@ values = st.text(st.characters(codec="utf-8"), max_size=40)
 def test_any_encoded_form_parses_back(fields: list[tuple[str, str]], files: list[tuple[str, bytes]]) -> None:
     assume(all(f"\r\n--{BOUNDARY}" not in value for _, value in fields))
     assume(all(f"\r\n--{BOUNDARY}".encode() not in data for _, data in files))
+    # Content starting with the dashed boundary would form a delimiter with the CRLF ending the part's headers.
+    assume(not any(value.startswith(f"--{BOUNDARY}") for _, value in fields))
+    assume(not any(data.startswith(f"--{BOUNDARY}".encode()) for _, data in files))
     attached = [(name, Attachment(f"{name}.bin", "application/octet-stream", data)) for name, data in files]
     body, content_type = encode_form(fields, attached)
     form = parse(body, content_type, keep_bytes=())

@@ -225,3 +225,17 @@ def test_transient_fault_then_retry_succeeds(world, lambda_handler, aws, outcome
     assert lambda_handler(event, None) == twiml_response()
     assert outcomes() == [("DB_TRANSIENT_ERROR", "DB_TRANSIENT_ERROR"), ("QUEUED", None)]
     assert world.sent("whatsapp") == [({"conversation_id": item["conversation_id"], "primary_channel": USER}, 10)]
+
+
+def test_an_error_the_service_models_as_retryable_is_transient(world, lambda_handler, aws, outcomes):
+    # botocore retries ReplicatedWriteConflictException (modeled retryable): once the attempts are spent it is
+    # transient, so Twilio retries, not a final STAGE_WRITE_ERROR that answers 200 and loses the message.
+    world.add_conversation()
+    world.add_default_secrets()
+    stage = world.resources.stage_table
+    aws.fail(
+        "dynamodb.PutItem", "ReplicatedWriteConflictException", where=lambda params: params.get("TableName") == stage
+    )
+    raises_code("STAGE_WRITE_TRANSIENT_ERROR", lambda: lambda_handler(rest_event("whatsapp", whatsapp_params()), None))
+    assert outcomes() == [("STAGE_WRITE_TRANSIENT_ERROR", "STAGE_WRITE_TRANSIENT_ERROR")]
+    assert world.lock_rows() == [] and world.replay_rows() == []

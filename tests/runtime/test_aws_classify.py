@@ -1,0 +1,75 @@
+"""An AWS error is transient exactly when botocore's standard retry mode would retry it (contract §4).
+
+The oracle is botocore's own ``StandardRetryConditions``, asked about the same answer to the same operation;
+the error reaches the adapter as it does in the Lambda (a client configured as the Lambda's, its answer given by
+a botocore hook).
+Before the fix, an error the service models as retryable (DynamoDB's ``ReplicatedWriteConflictException``)
+and a 429 whose code the operation does not model were final: a stage write answered 200 and lost the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+from botocore.retries.standard import RetryContext, StandardRetryConditions
+
+from engine.calls import CallLimits
+from engine.ports import ServiceError
+from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, botocore_config
+from tests.support.aws import error_response
+
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/000000000000/q"
+CALLS: dict[str, Callable[[Any], Any]] = {
+    "dynamodb.PutItem": lambda client: DynamoTables(client).put_item("t", {"k": "v"}),
+    "dynamodb.DeleteItem": lambda client: DynamoTables(client).delete_item("t", {"k": "v"}),
+    "dynamodb.Query": lambda client: list(DynamoTables(client).query_pages("t", "i", {"k": "v"})),
+    "sqs.SendMessage": lambda client: SqsQueues(client).send_message(QUEUE_URL, "{}", 0),
+    "secretsmanager.GetSecretValue": lambda client: SecretsManagerStore(client).get_secret_string("s"),
+}
+CASES = [
+    ("dynamodb.PutItem", "ProvisionedThroughputExceededException", 400),
+    ("dynamodb.PutItem", "ReplicatedWriteConflictException", 400),
+    ("dynamodb.DeleteItem", "ReplicatedWriteConflictException", 400),
+    ("dynamodb.PutItem", "TransactionConflictException", 400),
+    ("dynamodb.PutItem", "ValidationException", 400),
+    ("dynamodb.PutItem", "InternalServerError", 500),
+    ("dynamodb.Query", "ThrottlingException", 400),
+    ("dynamodb.Query", "SlowDownPlease", 429),
+    ("dynamodb.Query", "ResourceNotFoundException", 400),
+    ("sqs.SendMessage", "RequestThrottled", 403),
+    ("sqs.SendMessage", "TooManyRequests", 429),
+    ("sqs.SendMessage", "AccessDenied", 403),
+    ("secretsmanager.GetSecretValue", "InternalServiceError", 500),
+    ("secretsmanager.GetSecretValue", "TooManyRequests", 429),
+    ("secretsmanager.GetSecretValue", "ResourceNotFoundException", 400),
+]
+
+
+def _botocore_retries(client: Any, operation: str, code: str, status: int) -> bool:
+    http, parsed = error_response(code, status)
+    context = RetryContext(
+        attempt_number=1,
+        operation_model=client.meta.service_model.operation_model(operation),
+        parsed_response=parsed,
+        http_response=http,
+    )
+    return bool(StandardRetryConditions(max_attempts=2).is_retryable(context))
+
+
+@pytest.mark.parametrize(("call", "code", "status"), CASES, ids=[f"{c}-{code}-{s}" for c, code, s in CASES])
+def test_an_error_is_transient_exactly_when_botocore_retries_it(call: str, code: str, status: int) -> None:
+    service, operation = call.split(".")
+    client = boto3.session.Session(region_name="us-east-1").client(service, config=botocore_config(CallLimits()))
+    client.meta.events.register(
+        f"before-call.{client.meta.service_model.service_id.hyphenize()}.{operation}",
+        lambda **_: error_response(code, status),
+    )
+
+    with pytest.raises(ServiceError) as raised:
+        CALLS[call](client)
+
+    assert raised.value.code == code
+    assert raised.value.transient == _botocore_retries(client, operation, code, status)
