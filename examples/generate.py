@@ -22,8 +22,7 @@ from typing import Any
 
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.world import load_world
-from tools.events import rest_event
-from tools.sendgrid_events import Email, KeyPair, inbound_parse_body, signed
+from tools.sendgrid_events import Email, KeyPair, inbound_parse_body, inbound_parse_event, signed
 
 HERE = Path(__file__).resolve().parent
 WORLD = HERE / "world.yaml"
@@ -52,19 +51,8 @@ ACME_PARSE_ADDRESS = "support@inbound.acme.example"
 
 def email_event(email: Email, timestamp: int, key: KeyPair) -> dict[str, Any]:
     """A SendGrid Inbound Parse post of ``email`` to https://hooks.example.com/prod/email, signed at ``timestamp``."""
-    body, content_type = inbound_parse_body(email)
-    request = signed(key, body, content_type, timestamp=timestamp)
-    headers = {"Host": "hooks.example.com", "User-Agent": "Sendlib/1.0", "X-Forwarded-Proto": "https"}
-    return rest_event(
-        "POST",
-        "/prod/email",
-        host="hooks.example.com",
-        headers={**headers, **request.headers},
-        body=body,
-        base64_body=True,
-        source_ip=None,
-        request_id=f"req-email-{timestamp}",
-    )
+    request = signed(key, *inbound_parse_body(email), timestamp=timestamp)
+    return inbound_parse_event(request, request_id=f"req-email-{timestamp}")
 
 
 def sid(name: str, prefix: str = "SM") -> str:

@@ -323,15 +323,21 @@ def check_config(
     not_run: list[str] = []
     tested: set[str] = set()
     inspections: list[Inspection] = []
+    reported: set[tuple[str, int, int, str]] = set()  # where earlier pipelines' findings are
     for path in paths:
         inspection = inspect_config(path, rules_dir, env, missing_env="error" if strict_env else "warning")
         inspections.append(inspection)
         files.extend(name for name in inspection.files if name not in files)
-        findings.extend(inspection.problems)
-        findings.extend(_lint(inspection))
-        findings.extend(_context_names(inspection))
-        findings.extend(_reserved_codes(inspection))
-        findings.extend(_test_targets(inspection))
+        found = [
+            *inspection.problems,
+            *_lint(inspection),
+            *_context_names(inspection),
+            *_reserved_codes(inspection),
+            *_test_targets(inspection),
+        ]
+        # A rule set shared by several pipelines is reported with the first (its messages may name the pipeline).
+        findings.extend(problem for problem in found if _place(problem) not in reported)
+        reported.update(_place(problem) for problem in found)
         for loaded in inspection.rulesets.values():
             if loaded.ruleset.file in tested:
                 continue
@@ -343,14 +349,18 @@ def check_config(
             if not loaded.complete:
                 not_run.append(loaded.ruleset.name)
     findings.extend(_unused(inspections))
-    # Pipeline files first, then rules files by name; a finding in a file shared by several pipelines, once.
+    # Pipeline files first, then rules files by name; each finding once, however many checks found it.
     heads = [display_path(path) for path in paths]
     files = [*heads, *sorted(name for name in files if name not in heads)]
     order = {name: rank for rank, name in enumerate(files)}
-    unique = {(p.file, p.line, p.column, p.severity): p for p in reversed([*findings, *failures])}
-    ordered = sorted(unique.values(), key=lambda p: (order.get(p.file, len(order)), p.file, p.line, p.column))
+    unique = dict.fromkeys(reversed([*findings, *failures]))  # at one place, the last found first
+    ordered = sorted(unique, key=lambda p: (order.get(p.file, len(order)), p.file, p.line, p.column))
     failed_tests = tuple(p for p in ordered if p in failures)
     return CheckReport(tuple(ordered), failed_tests, tests_run, tuple(files), tuple(not_run), strict)
+
+
+def _place(problem: Problem) -> tuple[str, int, int, str]:
+    return problem.file, problem.line, problem.column, problem.severity
 
 
 def _check_ruleset(loaded: LoadedRuleSet) -> tuple[int, list[Problem], list[Problem]]:

@@ -5,6 +5,7 @@ without the stage, ``requestContext.path`` with it, headers as sent plus ``multi
 decoded into ``(multiValue)QueryStringParameters``) and ``http_api_event`` (HTTP API / Function URL, payload
 2.0: lower-case headers, ``rawPath`` with the stage, ``rawQueryString`` as sent, the body base64-encoded as
 API Gateway does for form posts). Bodies are text or bytes; bytes that are not UTF-8 are always base64.
+``stage_name`` gives the stage of a public base path such as ``/prod``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Headers", "http_api_event", "rest_event"]
+__all__ = ["Headers", "http_api_event", "rest_event", "stage_name"]
 
 Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+def stage_name(base_path: str) -> str:
+    """The stage of an API whose public base path is ``base_path`` (its last segment; ``$default`` for none)."""
+    return base_path.strip("/").split("/")[-1] or "$default"
 
 
 def _pairs(headers: Headers | None) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 
-__all__ = ["LocalResources", "provision", "put_items", "put_secrets", "to_dynamo"]
+__all__ = ["LocalResources", "dynamo_safe", "provision", "put_items", "put_secrets", "to_dynamo"]
 
 # (index, hash key, range key) of the conversations table's GSIs (projection ALL).
 _CONVERSATION_INDEXES = (
@@ -64,6 +64,20 @@ def _create_table(dynamodb: Any, **request: Any) -> bool:
     return True
 
 
+def _create_keyed_table(dynamodb: Any, name: str, *key: str) -> bool:
+    """Create an on-demand table keyed by the string attributes ``key`` (hash, then range); as ``_create_table``."""
+    return _create_table(
+        dynamodb,
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": attribute, "AttributeType": "S"} for attribute in key],
+        KeySchema=[
+            {"AttributeName": attribute, "KeyType": kind}
+            for attribute, kind in zip(key, ("HASH", "RANGE"), strict=False)
+        ],
+    )
+
+
 def _error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
@@ -99,34 +113,10 @@ def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
         ],
     )
     stage, lock = f"{prefix}conversations-stage", f"{prefix}conversations-trigger-lock"
-    new_stage = _create_table(
-        dynamodb,
-        TableName=stage,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "conversation_id", "AttributeType": "S"},
-            {"AttributeName": "message_sid", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "conversation_id", "KeyType": "HASH"},
-            {"AttributeName": "message_sid", "KeyType": "RANGE"},
-        ],
-    )
-    new_lock = _create_table(
-        dynamodb,
-        TableName=lock,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "conversation_id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "conversation_id", "KeyType": "HASH"}],
-    )
+    new_stage = _create_keyed_table(dynamodb, stage, "conversation_id", "message_sid")
+    new_lock = _create_keyed_table(dynamodb, lock, "conversation_id")
     replay = f"{prefix}conversations-replay"
-    new_replay = _create_table(
-        dynamodb,
-        TableName=replay,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "message_sid", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "message_sid", "KeyType": "HASH"}],
-    )
+    new_replay = _create_keyed_table(dynamodb, replay, "message_sid")
     for table, new in ((stage, new_stage), (lock, new_lock), (replay, new_replay)):
         if not new:
             continue
@@ -137,20 +127,21 @@ def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
     return LocalResources(conversations, stage, lock, whatsapp, sms, handoff, email, replay)
 
 
-def _dynamo_safe(value: Any) -> Any:
+def dynamo_safe(value: Any) -> Any:
+    """Plain JSON values as DynamoDB takes them: floats become Decimal (through their text), at any depth."""
     if isinstance(value, float):
         return Decimal(str(value))
     if isinstance(value, dict):
-        return {key: _dynamo_safe(item) for key, item in value.items()}
+        return {key: dynamo_safe(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_dynamo_safe(item) for item in value]
+        return [dynamo_safe(item) for item in value]
     return value
 
 
 def to_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
     """A plain JSON item in DynamoDB's typed form."""
     serializer = TypeSerializer()
-    return {key: serializer.serialize(_dynamo_safe(value)) for key, value in item.items()}
+    return {key: serializer.serialize(dynamo_safe(value)) for key, value in item.items()}
 
 
 def put_items(dynamodb: Any, table: str, items: Iterable[Mapping[str, Any]]) -> int:

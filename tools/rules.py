@@ -17,7 +17,8 @@ The layout and formats are ``runtime.bundles``'; the running Lambda picks a chan
 refresh interval (``runtime.bundlewatch``).
 
 Exit status: 0 done; 1 an inline rule test failed (publish); 2 bad arguments, a configuration that
-does not check, or S3 refused.
+does not check or cannot be read, S3 refused or could not be called (no credentials, no connection), or
+the files cannot be written (pull).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine.errors import ConfigError
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
 
 __all__ = ["main", "run"]
@@ -124,6 +126,8 @@ class _Store:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise _Failed(f"cannot read {self.uri(key)}: {_code(exc)}") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise _Failed(f"cannot read {self.uri(key)}: {exc}") from None
         return True
 
     def bundle(self, bundle_id: str) -> Bundle:
@@ -162,6 +166,8 @@ class _Store:
             if _code(exc) in ("NoSuchKey", "404"):
                 return Deployment(), None
             raise _Failed(f"cannot read {self.uri(key)}: {_code(exc)}") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise _Failed(f"cannot read {self.uri(key)}: {exc}") from None
         try:
             return Deployment.from_json(answer["Body"].read()), str(answer["ETag"])
         except BundleError as exc:
@@ -183,6 +189,8 @@ class _Store:
             if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
                 raise _Failed("the deployment changed while this ran (someone else deployed); run it again") from None
             raise _Failed(f"cannot write {self.uri(key)}: {_code(exc)}") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise _Failed(f"cannot write {self.uri(key)}: {exc}") from None
         return updated
 
 
@@ -192,7 +200,8 @@ def _pipeline_name(pipeline: str) -> str:
         return pipeline
     from engine.yamlsource import load_yaml
 
-    name = load_yaml(path).data.get("pipeline") if path.is_file() else None
+    data = load_yaml(path).data if path.is_file() else None
+    name = data.get("pipeline") if isinstance(data, dict) else None
     if not isinstance(name, str):
         raise _Failed(f"{pipeline}: no pipeline file with a `pipeline:` name; pass --pipeline NAME or FILE")
     return name
@@ -333,12 +342,20 @@ def run(
         if args.command == "list":
             _list(store, out)
         elif args.command == "pull":
-            store.bundle(args.bundle).write(args.out)
+            bundle = store.bundle(args.bundle)
+            try:
+                bundle.write(args.out)
+            except OSError as exc:
+                raise _Failed(f"cannot write the bundle under {args.out}: {exc.strerror or exc}") from None
             print(f"wrote bundle {args.bundle} to {args.out}/ (pipelines/, rules/)", file=out)
         else:
             _deploy(args, store, out)
     except _Failed as exc:
         print(f"pipeline-rules: error: {exc}", file=err)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=err)
         return EXIT_USAGE
     return EXIT_OK
 

@@ -7,6 +7,8 @@ The body has the fields SendGrid's default format posts (``headers``, ``dkim``, 
 ``subject``, ``spam_score``, ``attachment-info``, ``charsets``, ``SPF`` and ``attachment1..N`` files), or
 the ``send_raw`` ones (the MIME message in ``email``), laid out like a captured SendGrid request. A
 ``KeyPair`` signs (timestamp + body) the way SendGrid does and hands out its public key in SendGrid's form.
+``inbound_parse_event`` wraps a signed request in the API Gateway event the function receives (the one
+builder of email events for ``pipeline-event``, ``examples/generate.py`` and the tests).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from tools.events import http_api_event, rest_event, stage_name
 
 __all__ = [
     "BOUNDARY",
@@ -38,6 +42,7 @@ __all__ = [
     "SignedRequest",
     "encode_form",
     "inbound_parse_body",
+    "inbound_parse_event",
     "inbound_parse_fields",
     "public_key_b64",
     "raw_mime_body",
@@ -135,6 +140,47 @@ def signed(key: KeyPair, body: bytes, content_type: str, *, timestamp: int | str
     """``body`` signed with ``key`` at ``timestamp`` (unix seconds; now by default)."""
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     return SignedRequest(body, content_type, stamp, key.sign(stamp, body))
+
+
+def inbound_parse_event(
+    request: SignedRequest,
+    *,
+    host: str = "hooks.example.com",
+    path: str = "/prod/email",
+    http_api: bool = False,
+    headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """The API Gateway event of ``request`` posted by SendGrid to ``https://{host}{path}``.
+
+    REST (payload 1.0; the multipart body base64, as API Gateway passes binary media types), or HTTP API
+    (2.0) with ``http_api``; the stage is the segment before the channel's. ``headers`` add to (or replace)
+    SendGrid's, ``body`` replaces the signed body (a post altered on the way). A REST event's request id is
+    random and its time now unless ``request_id`` is given.
+    """
+    sent = {
+        "Host": host,
+        "User-Agent": "Sendlib/1.0",
+        "X-Forwarded-Proto": "https",
+        **request.headers,
+        **(headers or {}),
+    }
+    data = request.body if body is None else body
+    stage = stage_name(path.rpartition("/")[0])
+    if http_api:
+        return http_api_event("POST", path, host=host, headers=sent, body=data, stage=stage)
+    return rest_event(
+        "POST",
+        path,
+        host=host,
+        headers=sent,
+        body=data,
+        stage=stage,
+        base64_body=True,
+        source_ip=None,
+        request_id=request_id,
+    )
 
 
 def encode_form(

@@ -317,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # An emulator takes any credentials; boto3 would refuse to sign without some.
         for name, value in FAKE_CREDENTIALS.items():
             os.environ.setdefault(name, value)
+    if args.moto:
         try:
             moto_server, endpoint = start_moto(args.moto_port)
         except MissingTool as exc:

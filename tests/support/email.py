@@ -13,8 +13,7 @@ import uuid
 from typing import Any
 
 from tests.support.world import World
-from tools.events import rest_event
-from tools.sendgrid_events import RECIPIENT, Email, KeyPair, inbound_parse_body, signed
+from tools.sendgrid_events import RECIPIENT, Email, KeyPair, inbound_parse_body, inbound_parse_event, signed
 
 USER_EMAIL = "jane.sender@example.net"
 COMPANY_EMAIL = RECIPIENT
@@ -69,8 +68,4 @@ def email_event(
     """A REST API event carrying ``email`` as SendGrid posts it, signed with ``key`` (now, by default)."""
     data, content_type = inbound_parse_body(email or Email())
     request = signed(key, data, content_type, timestamp=int(time.time()) if timestamp is None else timestamp)
-    sent = {"Host": HOST, "X-Forwarded-Proto": "https", "User-Agent": "Sendlib/1.0", **request.headers}
-    sent.update(headers or {})
-    return rest_event(
-        "POST", path, host=HOST, headers=sent, body=request.body if body is None else body, base64_body=True
-    )
+    return inbound_parse_event(request, host=HOST, path=path, headers=headers, body=body)

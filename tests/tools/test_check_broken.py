@@ -508,3 +508,22 @@ def test_a_default_behind_an_always_true_rule_is_reported_as_never_used(tmp_path
         f"{root}/rules/40_routing.yaml:23:1: warning: "
         "the default is never used: rule 'channel_queue' (line 21) always matches"
     )
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_two_findings_at_one_place_are_both_reported_and_a_shared_sets_once(tmp_path: Path) -> None:
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    routing = root / "rules" / "40_routing.yaml"
+    condition = "starts_with(conversation.recipient_tel, conversation.prefix)"
+    routing.write_text(routing.read_text().replace('"conversation.hand_off_to_human == `true`"', f'"{condition}"', 1))
+    status = root / "rules" / "10_project_status.yaml"  # a rule set both shipped pipelines load
+    status.write_text(status.read_text().replace("conversation.project_status", "conversaton.project_status", 1))
+    report = check_config(sorted((root / "pipelines").glob("*.yaml")), root / "rules")
+    at_the_call = sorted(w.message for w in report.warnings if (w.file, w.line, w.column) == (str(routing), 9, 12))
+    assert len(at_the_call) == 2, at_the_call
+    assert "when conversation.prefix is missing" in at_the_call[0]
+    assert "when conversation.recipient_tel is missing" in at_the_call[1]
+    typo = [w for w in report.warnings if w.file == str(status) and "'conversaton'" in w.message]
+    assert len(typo) == 1, typo

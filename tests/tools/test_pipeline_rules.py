@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,3 +137,39 @@ def test_rollback_skips_the_bundle_that_is_live_now() -> None:
     for live in ("a", "b", "b", "c"):
         deployment = deployment.change(live=live, shadow=None, at="", by="")
     assert deployment.revision == 4 and list(deployment.earlier_live()) == ["b", "a"]
+
+
+def test_without_credentials_the_command_says_so_and_exits_2_not_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 1 means an inline rule test failed; a call botocore cannot make is an error like S3 refusing one."""
+    from tools.rules import run
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # should credentials turn up: never AWS itself
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # a session made by an earlier test keeps its credentials
+    monkeypatch.chdir(working_copy(tmp_path / "ops"))
+    for command in (["list"], ["promote", "0123456789ab"], ["publish"]):
+        out, err = io.StringIO(), io.StringIO()
+        assert run(["--bucket", BUCKET, *command], out=out, err=err) == 2, command
+        assert err.getvalue().endswith("Unable to locate credentials\n"), err.getvalue()
+
+
+def test_a_pipeline_file_that_cannot_be_read_or_an_unwritable_out_is_refused_with_a_reason(
+    ops: Ops, tmp_path: Path
+) -> None:
+    (ops.root / "pipelines" / "broken.yaml").write_text("pipeline: [unclosed\n", encoding="utf-8")
+    (ops.root / "pipelines" / "list.yaml").write_text("- not a mapping\n", encoding="utf-8")
+    status, _, err = ops.rules("--pipeline", "pipelines/broken.yaml", "list")
+    assert status == 2 and err.startswith("pipelines/broken.yaml:"), err
+    status, _, err = ops.rules("--pipeline", "pipelines/list.yaml", "list")
+    assert status == 2 and "no pipeline file with a `pipeline:` name" in err
+    bundle_id = ops.publish()
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    status, _, err = ops.rules("pull", bundle_id, "--out", str(tmp_path / "a-file"))
+    assert status == 2 and err.startswith("pipeline-rules: error: cannot write") and "a-file" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import socket
 import threading
 import time
@@ -238,15 +239,38 @@ def test_provisioning_twice_keeps_the_resources_and_updates_the_secrets() -> Non
         assert json.loads(secrets.get_secret_value(SecretId="a/b")["SecretString"]) == {"twilio_auth_token": "two"}
 
 
-def test_an_endpoint_url_without_credentials_gets_the_emulators_stand_ins(monkeypatch, tmp_path: Path) -> None:
-    import tools.serve
-
+def without_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No AWS credentials anywhere; whatever ``main`` puts in the environment is taken out after the test."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # recorded, so that the value main sets is removed again
+        monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "set by main; restored after the test")
+
+
+def test_an_endpoint_url_without_credentials_gets_the_emulators_stand_ins(monkeypatch, tmp_path: Path) -> None:
+    import tools.serve
+
+    without_credentials(monkeypatch, tmp_path)
     monkeypatch.setattr(tools.serve, "_serve", lambda args: 0)
     assert main(["--endpoint-url", "http://127.0.0.1:9"]) == 0
     assert boto3.session.Session().get_credentials() is not None
+
+
+def test_an_endpoint_url_without_credentials_is_the_endpoint_used_and_no_moto_is_started(
+    monkeypatch, tmp_path: Path
+) -> None:
+    import tools.serve
+
+    without_credentials(monkeypatch, tmp_path)
+
+    def no_moto(port: int) -> Any:
+        raise AssertionError("--endpoint-url names a running emulator: no moto server is started")
+
+    seen: list[str] = []
+    monkeypatch.setattr(tools.serve, "start_moto", no_moto)
+    monkeypatch.setattr(tools.serve, "_serve", lambda args: seen.append(os.environ["AWS_ENDPOINT_URL"]) or 0)
+    assert main(["--endpoint-url", "http://127.0.0.1:9"]) == 0
+    assert seen == ["http://127.0.0.1:9"]

@@ -12,7 +12,6 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Protocol
 from unittest import mock
 
@@ -22,7 +21,7 @@ from runtime.aws import AwsSettings, botocore_config
 from tools.dryrun.blueprint import REGION, TableSchema, blueprint
 from tools.dryrun.memory import MemoryQueues, MemorySecrets, MemoryTables
 from tools.dryrun.world import SECTIONS, WorldSpec
-from tools.localaws import LocalResources
+from tools.localaws import LocalResources, dynamo_safe
 from tools.requires import require
 
 __all__ = ["BACKENDS", "Backend", "WorldPorts", "open_backend", "populate"]
@@ -51,17 +50,6 @@ class Backend(Protocol):
         ...
 
 
-def _plain(value: Any) -> Any:
-    """World values as the tables take them: floats become Decimal (as ``tools.localaws`` writes them)."""
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
-
-
 def populate(spec: WorldSpec, tables: Tables, resources: LocalResources) -> None:
     """Write the world's rows into ``resources``' tables; ConfigError (located) for rows DynamoDB refuses."""
     problems: list[Problem] = []
@@ -69,7 +57,7 @@ def populate(spec: WorldSpec, tables: Tables, resources: LocalResources) -> None
         table = getattr(resources, attribute)
         for index, row in enumerate(spec.rows[section]):
             try:
-                tables.put_item(table, _plain(dict(row)))
+                tables.put_item(table, dynamo_safe(dict(row)))
             except ServiceError as exc:
                 problems.append(spec.problem((section, index), f"DynamoDB refuses this row ({exc.code})"))
             except (TypeError, ValueError) as exc:

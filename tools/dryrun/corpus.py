@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from steps.twilio.signature import sign
-from tools.events import http_api_event, rest_event
+from tools.events import http_api_event, rest_event, stage_name
 
 __all__ = [
     "DEFAULT_NOW",
@@ -139,6 +139,14 @@ def _idempotency(signature: str) -> str:
     return "idem-" + base64.b32encode(signature.encode()).decode().lower()[:24]
 
 
+def _signed(
+    channel: str, form: Sequence[tuple[str, str]], token: str, host: str, base_path: str, signature: str | None
+) -> tuple[str, str]:
+    """``{base_path}/{channel}`` and its ``X-Twilio-Signature`` (``signature``, else the twilio library's)."""
+    path = f"{base_path}/{channel}"
+    return path, signature if signature is not None else sign(f"https://{host}{path}", form, token)
+
+
 def twilio_rest_event(
     channel: str,
     form: Sequence[tuple[str, str]],
@@ -149,8 +157,7 @@ def twilio_rest_event(
     signature: str | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST (payload 1.0) event posted to ``https://{host}{base_path}/{channel}``, signed."""
-    public_path = f"{base_path}/{channel}"
-    sig = signature if signature is not None else sign(f"https://{host}{public_path}", form, token)
+    public_path, sig = _signed(channel, form, token, host, base_path, signature)
     headers = {
         "Accept": "*/*",
         "Content-Type": "application/x-www-form-urlencoded",
@@ -169,7 +176,7 @@ def twilio_rest_event(
         host=host,
         headers=headers,
         body=urlencode(list(form)),
-        stage=base_path.strip("/").split("/")[-1] or "$default",
+        stage=stage_name(base_path),
         source_ip=None,
         request_id="req-" + _idempotency(sig)[5:17],
     )
@@ -185,8 +192,7 @@ def twilio_http_event(
     signature: str | None = None,
 ) -> dict[str, Any]:
     """An HTTP API (payload 2.0) event: lower-case headers, base64 form body, stage in ``rawPath``."""
-    raw_path = f"{base_path}/{channel}"
-    sig = signature if signature is not None else sign(f"https://{host}{raw_path}", form, token)
+    raw_path, sig = _signed(channel, form, token, host, base_path, signature)
     headers = {
         "content-type": "application/x-www-form-urlencoded",
         "host": host,
@@ -202,7 +208,7 @@ def twilio_http_event(
         host=host,
         headers=headers,
         body=urlencode(list(form)),
-        stage=base_path.strip("/").split("/")[-1] or "$default",
+        stage=stage_name(base_path),
         source_ip="54.172.60.1",
     )
 

@@ -60,8 +60,15 @@ from steps.sendgrid.message import read_email
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.events import EventFileError
 from tools.dryrun.world import WorldSpec, load_world, parse_instant
-from tools.events import http_api_event, rest_event
-from tools.sendgrid_events import Email, KeyPair, SignedRequest, encode_form, inbound_parse_fields, signed
+from tools.sendgrid_events import (
+    Email,
+    KeyPair,
+    SignedRequest,
+    encode_form,
+    inbound_parse_event,
+    inbound_parse_fields,
+    signed,
+)
 
 __all__ = ["build_event", "main"]
 
@@ -330,13 +337,7 @@ def _email_event(args: argparse.Namespace, spec: WorldSpec | None, host: str, ba
     secret = _secret(args, spec, *_email_parties(body, content_type))
     if secret is not None:
         _check_public_key(*secret, request)
-    headers = {"Host": host, "User-Agent": "Sendlib/1.0", "X-Forwarded-Proto": "https", **request.headers}
-    path, stage = f"{base_path}/email", base_path.strip("/").split("/")[-1] or "$default"
-    if args.http_api:
-        return http_api_event("POST", path, host=host, headers=headers, body=body, stage=stage)
-    return rest_event(
-        "POST", path, host=host, headers=headers, body=body, stage=stage, base64_body=True, source_ip=None
-    )
+    return inbound_parse_event(request, host=host, path=f"{base_path}/email", http_api=args.http_api)
 
 
 def build_event(args: argparse.Namespace) -> dict[str, Any]:

@@ -80,7 +80,23 @@ class Journal:
                 tables.put_item(table, previous)
 
 
-class RecordingTables:
+class _IndexReads:
+    """Index queries answered by ``_inner`` as they are: no wrapper below records or plans a query."""
+
+    _inner: Tables
+
+    def query_index(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        return self._inner.query_index(table, index, key, attributes)
+
+    def query_pages(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> Iterator[QueryPage]:
+        return self._inner.query_pages(table, index, key, attributes)
+
+
+class RecordingTables(_IndexReads):
     """Tables that performs every call on ``inner`` (a world) and records the writes."""
 
     def __init__(
@@ -94,16 +110,6 @@ class RecordingTables:
     def _remember(self, table: str, key: dict[str, Any]) -> None:
         if self.keep_undo:
             self._journal.remember(table, key, self._inner.get_item(table, key, consistent=True))
-
-    def query_index(
-        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
-        return self._inner.query_index(table, index, key, attributes)
-
-    def query_pages(
-        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
-    ) -> Iterator[QueryPage]:
-        return self._inner.query_pages(table, index, key, attributes)
 
     def get_item(
         self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
@@ -150,7 +156,7 @@ def _as_stored(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _deserializer.deserialize(_serializer.serialize(value)) for name, value in item.items()}
 
 
-class PlanningTables:
+class PlanningTables(_IndexReads):
     """Tables that reads from ``inner`` (the real account) and only plans writes.
 
     ``describe`` gives a table's key schema (None when it cannot be read); without it a conditional
@@ -166,16 +172,6 @@ class PlanningTables:
     def reset(self) -> None:
         """Forget the planned rows (``--independent``)."""
         self._planned.clear()
-
-    def query_index(
-        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
-        return self._inner.query_index(table, index, key, attributes)
-
-    def query_pages(
-        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
-    ) -> Iterator[QueryPage]:
-        return self._inner.query_pages(table, index, key, attributes)
 
     def get_item(
         self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
