@@ -8,13 +8,12 @@ runs every complete rule set's inline tests (``engine.rules.run_tests``); every 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 from engine.config import AppConfig, Inspection, LoadedRuleSet, inspect_config
-from engine.errors import Problem
+from engine.errors import Problem, did_you_mean
 from engine.rules import RuleSet, TestFailure, run_tests
 
 __all__ = ["RuleSetVerdict", "Verification", "rule_line", "verify", "verify_ruleset"]
@@ -67,8 +66,7 @@ def _unknown_rules_in_tests(loaded: LoadedRuleSet) -> list[tuple[int, Problem]]:
         expected = test.expect.get("rule")
         if expected is None or expected in ids:
             continue
-        close = difflib.get_close_matches(str(expected), ids, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(expected, ids)
         message = (
             f"inline test {test.name!r} expects rule {expected!r}, which is not a rule of set {ruleset.name!r}"
             f"{hint}; rules: {', '.join(ids) or 'none'}"

@@ -11,12 +11,12 @@ error; a value that cannot be used at run time is an evaluation error that names
 
 from __future__ import annotations
 
-import difflib
 import re
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from typing import Any
 
+from engine.errors import did_you_mean
 from engine.expressions import register_function
 
 __all__ = ["WEEKDAYS", "has_word", "hhmm", "hour", "local_date", "matches", "weekday"]
@@ -114,8 +114,7 @@ def _check_zone(index: int, value: Any) -> str | None:
     except ValueError:
         from zoneinfo import available_timezones
 
-        close = difflib.get_close_matches(value, sorted(available_timezones()), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(value, sorted(available_timezones()))
         return f"unknown time zone {value!r}{hint}; use an IANA name such as 'Europe/London' or 'America/New_York'"
     return None
 

@@ -25,7 +25,6 @@ test failed, else 0.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from typing import TextIO
 
 from engine import registry
 from engine.config import Inspection, LoadedRuleSet, display_path, inspect_config
-from engine.errors import ENGINE_ERRORS, Problem
+from engine.errors import ENGINE_ERRORS, Problem, did_you_mean
 from engine.expressions import expression_tokens
 from engine.rules import RuleError, RuleSet
 from runtime.layout import PIPELINES_DIR, pipeline_files
@@ -141,8 +140,7 @@ def _root_offset(source: str, name: str) -> int:
 
 
 def _unprovided(name: str, provided: frozenset[str], pipeline: str) -> str:
-    close = difflib.get_close_matches(name, sorted(provided), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(name, sorted(provided))
     return (
         f"{name!r}, which is not in the context document: no step of {pipeline} provides it, so it is always "
         f"null{hint}; the document holds: {', '.join(sorted(provided))}"
@@ -224,8 +222,7 @@ def _test_targets(inspection: Inspection) -> list[Problem]:
             expected = test.expect.get("target")
             if not isinstance(expected, str) or expected in targets:
                 continue
-            close = difflib.get_close_matches(expected, targets, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(expected, targets)
             message = (
                 f"inline test {test.name!r} expects target {expected!r}, which is not a target of "
                 f"{inspection.files[0]}{hint}; targets: {', '.join(targets)}"
