@@ -7,8 +7,11 @@ delivery that failed or died (Twilio makes every attempt within 15 s), and handl
 
 The record is written with the stage row and the trigger lock (one parallel group: no extra round trip) and
 only if absent, so ``replay_after`` is that of the first acceptance and replays cannot push it back. If the
-run then fails, the record is released with the lock, so the retry (or a replay after a repair) completes the
-message. ``conversations.get`` reads the record in the same batch as the conversation (``replay_of``).
+run then fails, the record it wrote is released with the lock, so the retry (or a replay after a repair) completes
+the message. A record is its writer's, as a lock is its holder's: a repeat that found it recorded never releases it
+(a failed re-delivery must not reopen an accepted message to replays), and a release deletes only a record carrying
+its own run's ``recorded_at``. ``conversations.get`` reads the record in the same batch as the conversation
+(``replay_of``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.conditions import AttributeNotExists
+from engine.conditions import AttributeEquals, AttributeNotExists
 from engine.context import Context, StepResult
 from engine.errors import TransientFault
 from engine.ports import ServiceError
@@ -72,7 +75,7 @@ def replay_of(record: Mapping[str, Any] | None, now: float) -> bool:
     example={"table": "replay", "horizon_seconds": 604800, "retry_grace_seconds": 30},
 )
 class ReplayRecord:
-    """Record the accepted MessageSid (once); released if the run fails afterwards."""
+    """Record the accepted MessageSid (once); the run that wrote the record releases it if it fails afterwards."""
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = table_name(params, info, "replay")
@@ -86,9 +89,10 @@ class ReplayRecord:
         tables = ctx.services.tables
 
         def release() -> None:
-            # A record left behind by a failed run would refuse the retry that completes the message.
+            # A record left behind by a failed run would refuse the retry that completes the message; only this
+            # run's own record goes (another run's, written since a timed-out write of this one, stays).
             try:
-                tables.delete_item(self._table, {KEY: sid})
+                tables.delete_item(self._table, {KEY: sid}, AttributeEquals("recorded_at", now))
             except ServiceError as exc:
                 raise TransientFault(
                     STAGE_TRANSIENT.code, f"replay record release failed: {exc.code}", exc.code
@@ -100,5 +104,6 @@ class ReplayRecord:
             if exc.transient:
                 ctx.on_failure("release replay record", release)  # a timed-out write may still have been applied
             raise service_failure(exc, STAGE_TRANSIENT.code, STAGE_ERROR.code, "replay record") from None
-        ctx.on_failure("release replay record", release)
+        if written:
+            ctx.on_failure("release replay record", release)
         return StepResult(output={"recorded": written}, decision="recorded" if written else "already recorded")

@@ -445,3 +445,28 @@ def test_without_the_tools_extra_the_commands_say_how_to_install_it(tmp_path: Pa
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["--strict", "examples/events"], "--strict: only with --check"),
+        (["--strict-env", "--world", "examples/world.yaml", "examples/events"], "--strict-env: only with --check"),
+        (["--check", "examples/events"], "--check replays no events: drop EVENTS"),
+        (["--check", "--world", "examples/world.yaml", "--json"], "--check replays no events: drop --world, --json"),
+        (
+            ["--report-title", "Friday", "--world", "examples/world.yaml", "examples/events"],
+            "--report-title: only with --report FILE",
+        ),
+    ],
+)
+def test_an_option_given_without_its_mode_is_refused_not_ignored(
+    argv: list[str], reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tools.dryrun.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    captured = capsys.readouterr()
+    assert reason in captured.err and captured.out == ""

@@ -321,3 +321,6 @@ def test_what_cannot_sign_an_email_is_refused(
     assert "--subject, --key-seed: not an option of --channel sms" in build(
         capsys, "--channel", "sms", "--from", BOB, "--to", ACME_SMS, "--subject", "x", "--key-seed", "s", status=2
     )
+    assert "--profile-name: not an option of --channel sms" in build(
+        capsys, "--channel", "sms", "--from", BOB, "--to", ACME_SMS, "--profile-name", "Bob", status=2
+    )

@@ -12,9 +12,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "mode_conflict"]
 
 EXIT_OK, EXIT_CHANGED, EXIT_USAGE = 0, 1, 2
+# The options --check reads; every other one belongs to a replay.
+_CHECK_OPTIONS = frozenset({"check", "pipeline", "rules", "strict", "strict_env"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,9 +82,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def mode_conflict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """Why the options given do not go together (one given without the mode it belongs to), or None."""
+
+    def given(dest: str) -> bool:
+        value = getattr(args, dest, None)
+        return value not in (parser.get_default(dest), None, [])
+
+    if args.check:
+        replay_only = [action for action in parser._actions if action.dest not in _CHECK_OPTIONS and given(action.dest)]
+        if replay_only:
+            names = ", ".join(action.option_strings[0] if action.option_strings else "EVENTS" for action in replay_only)
+            return f"--check replays no events: drop {names}, or run the replay without --check"
+        return None
+    check_only = [f"--{dest.replace('_', '-')}" for dest in ("strict", "strict_env") if given(dest)]
+    if check_only:
+        return f"{', '.join(check_only)}: only with --check"
+    if given("report_title") and not given("report"):
+        return "--report-title: only with --report FILE (the page it titles)"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    conflict = mode_conflict(parser, args)
+    if conflict:
+        parser.error(conflict)
     from engine.plugins import load_plugins, plugin_modules
 
     load_plugins(plugin_modules(os.environ))
@@ -93,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.pipeline, args.rules, strict_env=args.strict_env, strict=args.strict, out=sys.stdout, err=sys.stderr
         )
     if not args.events:
-        build_parser().error("give at least one events file or directory (or --check)")
+        parser.error("give at least one events file or directory (or --check)")
     from tools.dryrun.replay import run_replay
 
     return run_replay(args, out=sys.stdout, err=sys.stderr)

@@ -82,6 +82,7 @@ _LOOKUP = {
 }
 # Options that only one kind of channel reads (argparse dests; unset is None).
 _TWILIO_ONLY = ("status", "sid", "account", "profile_name", "token_env")
+_WHATSAPP_ONLY = ("profile_name",)
 _EMAIL_ONLY = ("subject", "message_id", "spam_score", "private_key_env", "key_seed", "timestamp", "now")
 PUBLIC_KEY_FIELD = "sendgrid_webhook_public_key"
 
@@ -132,6 +133,8 @@ def _parties(args: argparse.Namespace) -> tuple[str, str]:
 def _check_options(args: argparse.Namespace) -> None:
     """Refuse options the channel does not read."""
     others = _TWILIO_ONLY if args.channel == "email" else _EMAIL_ONLY
+    if args.channel == "sms":
+        others = (*others, *_WHATSAPP_ONLY)
     given = ", ".join("--" + name.replace("_", "-") for name in others if getattr(args, name) is not None)
     if given:
         raise Refused(f"{given}: not an option of --channel {args.channel}")

@@ -8,6 +8,7 @@ retry grace (Twilio retries within 15 s) a repeat is a re-delivery, so Twilio's 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -108,6 +109,50 @@ def test_twilios_retry_after_a_transient_fault_still_completes(world, lambda_han
     lambda_handler(event, None)
     assert outcomes() == [("QUEUE_TRANSIENT_ERROR", "QUEUE_TRANSIENT_ERROR"), ("QUEUED", None)]
     assert len(world.sent("whatsapp")) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "failure"),
+    [
+        (("sqs.SendMessage", "InternalError", 500), ("QUEUE_TRANSIENT_ERROR", "QUEUE_TRANSIENT_ERROR")),
+        (("sqs.SendMessage", "AccessDenied", 403), ("QUEUE_ERROR", "QUEUE_ERROR")),
+    ],
+)
+def test_a_failed_redelivery_leaves_the_first_acceptances_record(world, lambda_handler, aws, outcomes, fault, failure):
+    # The record belongs to the run that wrote it: a repeat that fails must not reopen the message to replays.
+    item = world.add_conversation()
+    world.add_default_secrets()
+    event = rest_event("whatsapp", whatsapp_params(sid=SID))
+    lambda_handler(event, None)
+    consume(world, item["conversation_id"])
+    [accepted] = world.replay_rows()
+
+    later(10)
+    operation, code, status = fault
+    aws.fail(operation, code, status, times=1)
+    with contextlib.suppress(Exception):  # a transient fault is raised for Twilio to retry
+        lambda_handler(event, None)
+    assert outcomes()[-1] == failure
+    assert world.replay_rows() == [accepted]
+
+    later(3600)
+    assert lambda_handler(event, None) == twiml_response()
+    assert outcomes()[-1] == ("REPLAY", None)
+    assert len(world.sent("whatsapp")) == 1
+
+
+def test_a_release_never_deletes_a_record_another_run_wrote_since(world, lambda_handler, aws, outcomes):
+    # This run's own write timed out (it may have landed): its release is conditional on its own acceptance time.
+    world.add_conversation()
+    world.add_default_secrets()
+    event = rest_event("whatsapp", whatsapp_params(sid=SID))
+    aws.fail("sqs.SendMessage", "InternalError", 500, times=1)
+    raises_code("QUEUE_TRANSIENT_ERROR", lambda: lambda_handler(event, None))
+    assert world.replay_rows() == []
+    later(10)
+    lambda_handler(event, None)
+    [record] = world.replay_rows()
+    assert outcomes()[-1] == ("QUEUED", None) and record["recorded_at"] >= int(time.time()) + 9
 
 
 @pytest.mark.parametrize(("seconds", "outcome"), [(10, "QUEUED"), (31, "REPLAY")])
