@@ -40,6 +40,7 @@ def test_examples_replay_the_same_on_moto_and_memory(options: tuple[str, ...]) -
     memory = replay(*EXAMPLES, "--backend", "memory", *options)
     assert len(moto) == 18  # 11 files of one event, one of two, two .jsonl files of three
     assert memory == moto
+    assert replay(*EXAMPLES, "--backend", "memory", "--jobs", "3", *options) == moto  # emails as well
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ from tools.dryrun.corpus import generate_corpus, sign, status_form, twilio_rest_
 from tools.dryrun.events import EventFileError, load_events
 from tools.dryrun.lanes import PLACEHOLDER_SIGNATURE, ReplayClock, with_placeholders
 from tools.dryrun.mask import MASKED_TEXT, Masker, Scrubber
-from tools.dryrun.parallel import conversation_groups, partition, user_number
+from tools.dryrun.parallel import conversation_groups, partition, user_key
 from tools.dryrun.world import load_world, secret_values
+from tools.sendgrid_events import Email, KeyPair, inbound_parse_body, inbound_parse_event, signed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,9 +185,9 @@ def test_events_that_can_touch_the_same_rows_share_a_partition() -> None:
     assert groups["+1"] == groups["+2"] != groups["+3"]
     form = whatsapp_form("SM1", "+2", "+14155238886", "hi", account="AC1")
     callback = status_form("SM2", "+2", "+14155238886", "read", account="AC1", channel="whatsapp")
-    assert user_number(twilio_rest_event("whatsapp", form, token="t")) == "+2"
-    assert user_number(twilio_rest_event("whatsapp", callback, token="t")) == "+2"
-    assert user_number({"body": None}) is None
+    assert user_key(twilio_rest_event("whatsapp", form, token="t")) == "+2"
+    assert user_key(twilio_rest_event("whatsapp", callback, token="t")) == "+2"
+    assert user_key({"body": None}) is None
     events = [
         twilio_rest_event("whatsapp", whatsapp_form(f"SM{n}", f"+{n % 3 + 1}", "+1415", "x", account="AC"), token="t")
         for n in range(12)
@@ -195,6 +196,33 @@ def test_events_that_can_touch_the_same_rows_share_a_partition() -> None:
     assert sorted(index for part in parts for index in part) == list(range(12))
     owner = {index: number for number, part in enumerate(parts) for index in part}
     assert len({owner[index] for index in range(12) if index % 3 in (0, 1)}) == 1  # users +1 and +2
+
+
+@pytest.mark.parametrize("http_api", [False, True])
+def test_emails_are_spread_over_workers_by_sender_and_joined_to_their_conversations(http_api: bool) -> None:
+    key = KeyPair.from_seed("partition")
+
+    def email_from(sender: str) -> dict[str, Any]:
+        body, content_type = inbound_parse_body(Email(sender=f"Kim <{sender}>"))
+        return inbound_parse_event(signed(key, body, content_type, timestamp=0), http_api=http_api)
+
+    conversations = [
+        {"primary_channel": "a@example.org", "gsi_recipient_email": "a@example.org", "conversation_id": "shared"},
+        {"primary_channel": "+1", "gsi_recipient_tel": "+1", "conversation_id": "shared"},
+    ]
+    groups = conversation_groups(conversations)
+    assert groups["a@example.org"] == groups["+1"]
+    assert user_key(email_from("A@Example.org")) == "a@example.org"
+    events = [email_from(f"user{n % 4}@example.org") for n in range(8)]
+    events += [
+        email_from("a@example.org"),
+        twilio_rest_event("whatsapp", whatsapp_form("SM9", "+1", "+1415", "x", account="AC"), token="t"),
+    ]
+    parts = partition(events, groups, 4)
+    owner = {index: number for number, part in enumerate(parts) for index in part}
+    assert sorted(owner) == list(range(10))
+    assert len({owner[index] for index in range(8)}) == 4  # four senders, four workers
+    assert owner[8] == owner[9]  # an email and a WhatsApp message of one conversation
 
 
 def test_the_corpus_is_deterministic_and_signed_with_the_worlds_tokens() -> None:

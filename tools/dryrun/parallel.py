@@ -2,7 +2,8 @@
 
 Events are split into partitions that cannot see each other's writes: an event only writes the stage
 and lock rows of the conversation its lookup finds, and that lookup is keyed by the end user's
-number. ``conversation_groups`` joins user numbers and conversation ids that share rows in the world;
+number (an email's: its sender's address). ``conversation_groups`` joins user keys and conversation ids that
+share rows in the world;
 every event of one group goes to the same worker, in the original order, so each conversation sees
 exactly the history it sees in a single process. Workers are forked after the lanes are built (each
 gets its own copy of the world); their rendered lines are merged back in event order.
@@ -21,7 +22,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 from urllib.parse import unquote_plus
 
-__all__ = ["conversation_groups", "available_workers", "partition", "run_partitioned", "user_number"]
+__all__ = ["conversation_groups", "available_workers", "partition", "run_partitioned", "user_key"]
 
 T = TypeVar("T")
 BATCH = 100
@@ -34,17 +35,35 @@ def available_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _body(event: Any) -> str:
-    """The form body of an API Gateway event, decoded; empty when there is none to read."""
+def _raw_body(event: Any) -> bytes:
+    """The body of an API Gateway event, decoded; empty when there is none to read."""
     body = event.get("body") if isinstance(event, Mapping) else None
     if not isinstance(body, str):
-        return ""
+        return b""
     if not event.get("isBase64Encoded"):
-        return body
+        return body.encode()
     try:
-        return base64.b64decode(body).decode("utf-8", "replace")
+        return base64.b64decode(body)
     except (binascii.Error, ValueError):
-        return ""
+        return b""
+
+
+def _content_type(event: Any) -> str:
+    headers = event.get("headers") if isinstance(event, Mapping) else None
+    found = [value for name, value in (headers or {}).items() if str(name).lower() == "content-type"]
+    return str(found[0]) if found else ""
+
+
+def _email_sender(body: bytes, content_type: str) -> str | None:
+    """The sender an Inbound Parse post's lookup is keyed by, read as ``sendgrid.parse`` reads it."""
+    from steps.sendgrid import multipart
+    from steps.sendgrid.message import read_email
+
+    try:
+        sender = read_email(multipart.parse(body, content_type), body).sender
+    except multipart.MultipartError:
+        return None
+    return sender.lower() if sender else None
 
 
 def _first(body: str, name: str) -> str | None:
@@ -61,15 +80,21 @@ def _first(body: str, name: str) -> str | None:
     return body[begin:] if end < 0 else body[begin:end]
 
 
-def user_number(event: Any) -> str | None:
-    """The end user's number in a Twilio webhook event (``To`` of a status callback), without ``whatsapp:``."""
-    body = _body(event)
-    number = _first(body, "To" if _first(body, "MessageStatus") is not None else "From")
+def user_key(event: Any) -> str | None:
+    """The end user an event's lookup is keyed by (None when it names none).
+
+    A Twilio form's number (``To`` of a status callback) without ``whatsapp:``; an Inbound Parse email's sender.
+    """
+    body, content_type = _raw_body(event), _content_type(event)
+    if content_type.lower().startswith("multipart/form-data"):
+        return _email_sender(body, content_type)
+    form = body.decode("utf-8", "replace")
+    number = _first(form, "To" if _first(form, "MessageStatus") is not None else "From")
     return unquote_plus(number).split(":", 1)[-1] if number else None
 
 
 def conversation_groups(conversations: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """User number → group: numbers whose conversations share an id (and so rows) are in one group."""
+    """User key → group: numbers and addresses whose conversations share an id (and so rows) are in one group."""
     parent: dict[str, str] = {}
 
     def find(node: str) -> str:
@@ -81,22 +106,26 @@ def conversation_groups(conversations: Sequence[Mapping[str, Any]]) -> dict[str,
 
     for item in conversations:
         nodes = [f"id:{item.get('conversation_id')}"]
-        nodes += [f"tel:{item[name]}" for name in ("primary_channel", "gsi_recipient_tel") if item.get(name)]
+        nodes += [
+            f"key:{item[name]}"
+            for name in ("primary_channel", "gsi_recipient_tel", "gsi_recipient_email")
+            if item.get(name)
+        ]
         first = find(nodes[0])
         for node in nodes[1:]:
             parent[find(node)] = first
-    return {node[4:]: find(node) for node in list(parent) if node.startswith("tel:")}
+    return {node[4:]: find(node) for node in list(parent) if node.startswith("key:")}
 
 
 def partition(events: Sequence[Any], groups: Mapping[str, str], workers: int) -> list[list[int]]:
-    """Event indexes per worker, in event order; a group's events (or an unknown number's) share a worker.
+    """Event indexes per worker, in event order; a group's events (or an unknown user's) share a worker.
 
     Groups go to the least loaded worker, largest first, so that the workers finish together.
     """
     keys: list[str] = []
     for event in events:
-        number = user_number(event)
-        keys.append(groups.get(number, number) if number else "")
+        user = user_key(event)
+        keys.append(groups.get(user, user) if user else "")
     load = [0] * workers
     owner: dict[str, int] = {}
     for key, count in sorted(Counter(keys).items(), key=lambda entry: (-entry[1], entry[0])):
