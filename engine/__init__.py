@@ -1,1 +1,1 @@
-"""A declarative, YAML-driven step runner for inbound webhooks on AWS Lambda."""
+"""The generic core of a declarative, YAML-driven step runner for inbound webhooks: no step, host or AWS SDK."""
