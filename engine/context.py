@@ -95,7 +95,7 @@ class RuleTrace(NamedTuple):
 
 
 class Compensation(NamedTuple):
-    """An undo action a step registers after a side effect, run if a later step fails.
+    """An action a step registers after a side effect: an undo if the run fails, or a confirmation if it succeeds.
 
     ``rank`` is the registering step's place in its parallel group (0 outside one): the runner puts a group's
     undo actions in member order, so they run in a fixed order whichever member finished first.
@@ -122,10 +122,15 @@ class Context:
     private: dict[str, Any] = field(default_factory=dict)
     rules: list[RuleTrace] = field(default_factory=list)
     compensations: list[Compensation] = field(default_factory=list)
+    confirmations: list[Compensation] = field(default_factory=list)
 
     def on_failure(self, label: str, action: Callable[[], None]) -> None:
         """Register ``action`` to undo a side effect if the run ends in an error."""
         self.compensations.append(Compensation(label, action, STEP_RANK.get()))
+
+    def on_success(self, label: str, action: Callable[[], None]) -> None:
+        """Register ``action`` to confirm a side effect once the run has ended without an error (best effort)."""
+        self.confirmations.append(Compensation(label, action, STEP_RANK.get()))
 
     def time_left(self) -> float:
         """Seconds until the invocation's deadline."""

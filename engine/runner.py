@@ -182,6 +182,8 @@ class Pipeline:
             outcome = stop.outcome or outcome
         except PipelineError as exc:
             error = self._compensate(ctx, exc)
+        if error is None and ctx.confirmations:
+            self._confirm(ctx)
         final = error.code if error else (outcome or self.default_outcome)
         return RunResult(final, error, ctx.doc, trace, ctx.rules)
 
@@ -201,7 +203,7 @@ class Pipeline:
         results: list[StepResult | Exception | None] = [None] * len(members)
         if self._concurrently(group, active):
             assert self._pool is not None
-            undo_from = len(ctx.compensations)
+            undo_from, confirm_from = len(ctx.compensations), len(ctx.confirmations)
             *others, last = active
             futures = [
                 # In a copy of this context, so that the members' log lines carry the invocation's ids.
@@ -216,10 +218,10 @@ class Pipeline:
             results[last] = self._ranked(members[last], ctx, records[last], last)
             for index, future in futures:
                 results[index] = future.result()
-            added = ctx.compensations[undo_from:]
-            if len(added) > 1:
-                # Undo actions in member order, whichever member finished first (the sort is stable).
-                ctx.compensations[undo_from:] = sorted(added, key=lambda compensation: compensation.rank)
+            # Undo and confirmation actions in member order, whichever member finished first (the sort is stable).
+            for registered, start in ((ctx.compensations, undo_from), (ctx.confirmations, confirm_from)):
+                if len(registered) - start > 1:
+                    registered[start:] = sorted(registered[start:], key=lambda action: action.rank)
         else:
             for index in active:
                 results[index] = self._timed(members[index], ctx, records[index])
@@ -341,6 +343,22 @@ class Pipeline:
                 logger.warning("compensation %s failed: %s", compensation.label, type(exc).__name__)
         ctx.compensations.clear()
         return error
+
+    @staticmethod
+    def _confirm(ctx: Context) -> None:
+        """Run the confirmations of a successful run in step order; one that fails is logged, the success stands.
+
+        A confirmation records that work already done is complete (a replay record, say): its failure leaves
+        that record as it was, which the step that registered it must make safe.
+        """
+        for confirmation in ctx.confirmations:
+            try:
+                confirmation.action()
+            except Exception as exc:  # noqa: BLE001 - the run's work is done and its answer stands
+                logger.warning(
+                    "confirmation %s failed: %s", confirmation.label, getattr(exc, "code", type(exc).__name__)
+                )
+        ctx.confirmations.clear()
 
 
 def _ms(started: float) -> float:

@@ -12,6 +12,12 @@ the message. A record is its writer's, as a lock is its holder's: a repeat that 
 (a failed re-delivery must not reopen an accepted message to replays), and a release deletes only a record carrying
 its own run's ``recorded_at``. ``conversations.get`` reads the record in the same batch as the conversation
 (``replay_of``).
+
+With ``until: confirmed`` (for providers that retry late, over days, as SendGrid does) time plays no part: the
+record is written ``pending`` (a repeat is a re-delivery, so the retry of a run that died completes the message)
+and marked ``confirmed`` once the run has succeeded (``Context.on_success``; a repeat is then a replay). That is
+one more write after the run, and a confirmation that fails leaves the record pending (logged): a replay of that
+one message is then handled as a re-delivery, as without a record.
 """
 
 from __future__ import annotations
@@ -27,16 +33,18 @@ from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.stage import STAGE_ERROR, STAGE_TRANSIENT
 from steps.support import service_failure, table_name
 
-__all__ = ["KEY", "REPLAY", "ReplayRecord", "replay_of"]
+__all__ = ["KEY", "PENDING", "REPLAY", "ReplayRecord", "replay_of"]
 
 KEY = "message_sid"
 # The success outcome of a replay: answered as any success (Twilio: empty TwiML), nothing written or sent.
 REPLAY = "REPLAY"
+# The states of a record kept ``until: confirmed``.
+PENDING, CONFIRMED = "pending", "confirmed"
 
 
 def replay_of(record: Mapping[str, Any] | None, now: float) -> bool:
     """Whether a request for the message ``record`` (as read, or None) describes is a replay at ``now``."""
-    if record is None:
+    if record is None or record.get("state") == PENDING:
         return False
     after = record.get("replay_after")
     try:
@@ -70,6 +78,12 @@ def replay_of(record: Mapping[str, Any] | None, now: float) -> bool:
                 "description": "For this long after acceptance a repeated request is taken for Twilio's retry "
                 "(Twilio makes every attempt within 15 s) and handled as a re-delivery.",
             },
+            "until": {
+                "enum": ["grace", "confirmed"],
+                "description": "grace (default): a repeat after retry_grace_seconds is a replay. confirmed: a "
+                "repeat is a re-delivery until the run that wrote the record has succeeded, a replay after (one "
+                "more write per message; for providers that retry late).",
+            },
         },
     },
     example={"table": "replay", "horizon_seconds": 604800, "retry_grace_seconds": 30},
@@ -81,11 +95,16 @@ class ReplayRecord:
         self._table = table_name(params, info, "replay")
         self._horizon = int(params.get("horizon_seconds", 604800))
         self._grace = int(params.get("retry_grace_seconds", 30))
+        self._confirmed = params.get("until") == "confirmed"
 
     def run(self, ctx: Context) -> StepResult:
         sid = ctx.doc["request"]["message_sid"]
         now = int(ctx.services.clock.now().timestamp())
-        item = {KEY: sid, "recorded_at": now, "replay_after": now + self._grace, "expires_at": now + self._horizon}
+        item: dict[str, Any] = {KEY: sid, "recorded_at": now, "expires_at": now + self._horizon}
+        if self._confirmed:
+            item["state"] = PENDING
+        else:
+            item["replay_after"] = now + self._grace
         tables = ctx.services.tables
 
         def release() -> None:
@@ -106,4 +125,22 @@ class ReplayRecord:
             raise service_failure(exc, STAGE_TRANSIENT.code, STAGE_ERROR.code, "replay record") from None
         if written:
             ctx.on_failure("release replay record", release)
+        if self._confirmed:
+            ctx.on_success("confirm replay record", lambda: self._confirm(ctx, sid))
         return StepResult(output={"recorded": written}, decision="recorded" if written else "already recorded")
+
+    def _confirm(self, ctx: Context, sid: str) -> None:
+        """Mark the message's pending record confirmed: every later request for it is a replay.
+
+        Any successful run may confirm a pending record (the re-delivery that completed a message whose first
+        run died, say); a confirmed record stays as it is.
+        """
+        now = int(ctx.services.clock.now().timestamp())
+        item = {
+            KEY: sid,
+            "recorded_at": now,
+            "state": CONFIRMED,
+            "replay_after": now,
+            "expires_at": now + self._horizon,
+        }
+        ctx.services.tables.put_item(self._table, item, AttributeEquals("state", PENDING))

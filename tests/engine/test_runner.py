@@ -131,3 +131,64 @@ def test_a_member_condition_that_fails_is_traced_and_nothing_runs() -> None:
     assert result.error_code == "INTERNAL_ERROR"
     assert [(entry.step, entry.status) for entry in result.trace] == [("lock", "INTERNAL_ERROR")]
     assert stage.threads == lock.threads == []
+
+
+@dataclass
+class Confirming:
+    """A step that registers an undo and a confirmation (noted in ``log``), then ends as told."""
+
+    name: str
+    log: list[str]
+    fail: str | None = None
+    outcome: str | None = None
+    stop: bool = False
+    confirmation_fails: bool = False
+    seconds_first: float = 0.0
+
+    def run(self, ctx: Context) -> StepResult:
+        ctx.on_failure(f"undo {self.name}", lambda: self.log.append(f"undo {self.name}"))
+        ctx.on_success(f"confirm {self.name}", self._confirm)
+        if self.seconds_first:
+            time.sleep(self.seconds_first)
+        if self.fail:
+            raise StepFailure(self.fail, "refused")
+        return StepResult(output={"ran": True}, outcome=self.outcome, stop=self.stop)
+
+    def _confirm(self) -> None:
+        if self.confirmation_fails:
+            raise RuntimeError("the confirmation's write failed")
+        self.log.append(f"confirm {self.name}")
+
+
+def _confirming(*steps: Confirming, parallel: bool = False) -> Pipeline:
+    planned = tuple(PlannedStep(step.name, f"test.{step.name}", step, step.name) for step in steps)
+    nodes: list[PlannedStep | ParallelGroup] = [ParallelGroup(planned)] if parallel else list(planned)
+    return Pipeline("test", nodes, deadline_seconds=4)
+
+
+def test_confirmations_run_after_a_success_in_step_order_and_never_after_a_failure() -> None:
+    log: list[str] = []
+    # The first member finishes last: confirmations still run in member order.
+    first, second = Confirming("a", log, seconds_first=0.05), Confirming("b", log)
+    result = _confirming(first, second, parallel=True).run({}, _services())
+    assert result.error is None and log == ["confirm a", "confirm b"]
+
+    log.clear()
+    result = _confirming(Confirming("a", log), Confirming("b", log, fail="REFUSED")).run({}, _services())
+    assert result.error_code == "REFUSED" and log == ["undo b", "undo a"]
+
+
+def test_a_run_stopped_with_an_outcome_is_a_success_and_is_confirmed() -> None:
+    log: list[str] = []
+    pipeline = _confirming(Confirming("a", log, outcome="BATCHED", stop=True), Confirming("b", log))
+    result = pipeline.run({}, _services())
+    assert (result.outcome, result.error) == ("BATCHED", None) and log == ["confirm a"]
+
+
+def test_a_failed_confirmation_is_logged_and_the_success_stands(caplog: pytest.LogCaptureFixture) -> None:
+    log: list[str] = []
+    pipeline = _confirming(Confirming("a", log, confirmation_fails=True), Confirming("b", log, outcome="QUEUED"))
+    result = pipeline.run({}, _services())
+    assert (result.outcome, result.error) == ("QUEUED", None)
+    assert log == ["confirm b"]
+    assert "confirmation confirm a failed: RuntimeError" in caplog.text

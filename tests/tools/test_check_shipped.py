@@ -55,11 +55,11 @@ def test_shipped_configuration_passes_where_the_deployed_env_is_absent(tmp_path:
         f"set it or give a default with ${{env:{name}:-VALUE}}"
         for where, name in references()
     ]
-    assert len(expected) == 11  # 7 in the Twilio pipeline, 4 in the email pipeline
+    assert len(expected) == 12  # 7 in the Twilio pipeline, 5 in the email pipeline
     assert result.stdout.splitlines() == expected
     assert result.returncode == 0
     files = len(PIPELINES) + len(list(RULES.glob("*.yaml")))
-    assert result.stderr.startswith(f"checked {files} files: 0 errors, 11 warnings; inline tests: ")
+    assert result.stderr.startswith(f"checked {files} files: 0 errors, 12 warnings; inline tests: ")
     assert result.stderr.rstrip().endswith(" passed, 0 failed")
 
 

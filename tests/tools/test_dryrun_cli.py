@@ -232,7 +232,7 @@ def test_the_demo_prints_a_table_and_a_summary() -> None:
     row = next(line for line in lines if line.startswith("examples/events/08_burst.jsonl#1"))
     assert row.split()[1:5] == ["BATCHED", "whatsapp", "200", "3"] and "held by another message" in row
     email = next(line for line in lines if line.startswith("examples/events/13_email.jsonl#0"))
-    assert email.split()[1:] == ["QUEUED", "email", "200", "4", "route:", "email", "(default)"]
+    assert email.split()[1:] == ["QUEUED", "email", "200", "6", "route:", "email", "(default)"]
     assert re.search(rf"^{len(EXPECTED)} events replayed in [0-9.]+s$", run.stdout, re.MULTILINE)
     assert re.search(r"^  QUEUED +6$", run.stdout, re.MULTILINE)
     assert "signature not checked for 2 event(s)" in run.stdout

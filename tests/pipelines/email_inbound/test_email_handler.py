@@ -50,23 +50,24 @@ def test_an_email_is_staged_locked_and_triggered(world, lambda_handler, aws, out
     assert (lock["conversation_id"], lock["message_sid"]) == (item["conversation_id"], row["message_sid"])
     # Marked sent alongside the send: a later email inside the window batches instead of taking the lock over.
     assert lock["trigger_due_at"] - lock["taken_at"] == 10
-    assert world.replay_rows() == []  # SendGrid's signed timestamp bounds replays: no record (docs/email.md)
+    [record] = world.replay_rows()  # confirmed once the run succeeded: a repeat is now a replay
+    assert (record["message_sid"], record["state"]) == (row["message_sid"], "confirmed")
     names = aws.names()
     assert names[0] == "dynamodb.Query" and "secretsmanager.GetSecretValue" in names
     [query] = aws.of("dynamodb.Query")
     assert query["IndexName"] == "company-email-address-recipient-email-index"
 
 
-def test_a_second_email_in_the_window_is_batched_and_a_redelivery_is_staged_once(world, lambda_handler, outcomes):
+def test_a_second_email_in_the_window_is_batched_and_a_repeat_is_a_replay(world, lambda_handler, outcomes):
     add_email_world(world)
     first = email_event(Email(message_id="<one@mail.example.net>"))
     second = email_event(Email(message_id="<two@mail.example.net>", text="and another thing"))
     for event in (first, second, first):
         lambda_handler(event, None)
-    assert outcomes() == [("QUEUED", None), ("BATCHED", None), ("QUEUED", None)]
+    assert outcomes() == [("QUEUED", None), ("BATCHED", None), ("REPLAY", None)]
     assert "trigger_due_at" in world.lock_rows()[0]
     assert len(world.stage_rows()) == 2
-    assert len(world.sent("email")) == 2  # the holder's redelivery may re-send its own trigger (contract §2)
+    assert len(world.sent("email")) == 1
 
 
 def test_the_raw_mime_format_is_accepted_too(world, lambda_handler, outcomes):

@@ -10,45 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.support.expect import raises_code, twiml_response
+from tests.support.timeline import consume, later
 from tests.support.webhooks import rest_event, whatsapp_params
-from tools.localaws import to_dynamo
 
 SID = "SM" + "5" * 32
 HORIZON = 7 * 86400
-
-
-class LaterClock:
-    """Real time, ``seconds`` ahead: the container runs as it would that much later."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self.seconds)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
-def later(seconds: float) -> None:
-    import handler
-
-    handler._application.replace_services(clock=LaterClock(seconds))
-
-
-def consume(world, conversation_id: str) -> None:
-    """What the downstream processor does with a batch: delete its stage rows and the lock."""
-    for row in world.stage_rows():
-        key = {"conversation_id": row["conversation_id"], "message_sid": row["message_sid"]}
-        world.dynamodb.delete_item(TableName=world.resources.stage_table, Key=to_dynamo(key))
-    world.dynamodb.delete_item(
-        TableName=world.resources.lock_table, Key=to_dynamo({"conversation_id": conversation_id})
-    )
 
 
 def test_a_replay_after_the_batch_completed_writes_and_sends_nothing(world, lambda_handler, aws, outcomes):

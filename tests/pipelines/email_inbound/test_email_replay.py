@@ -1,0 +1,123 @@
+"""A captured SendGrid post cannot be replayed, inside the signature's window either; SendGrid's retries complete.
+
+SendGrid signs a timestamp, but a post stays valid for ``EMAIL_SIGNATURE_MAX_AGE_SECONDS`` (600 s, and more where
+ops raise it), and SendGrid retries over days, so time cannot tell its retry from a replay. The email's record
+(``replay.record`` with ``until: confirmed``) is pending until the run has succeeded (a repeat is a re-delivery,
+so the retry of a run that died completes the email) and confirmed after (a repeat is a replay: 200, nothing
+written or sent).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from unittest.mock import ANY
+
+import pytest
+
+from tests.support.email import add_email_world, email_event
+from tests.support.faults import SimulatedCrash
+from tests.support.timeline import consume, later
+from tools.sendgrid_events import Email
+
+
+def answer(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return response["statusCode"], json.loads(response["body"])
+
+
+def crash_on_send(aws) -> None:
+    """The process dies when the trigger is about to be sent (the next SendMessage only)."""
+    crashed: list[bool] = []
+
+    def die(**_: Any) -> None:
+        if not crashed:
+            crashed.append(True)
+            raise SimulatedCrash
+
+    aws.clients["sqs"].meta.events.register("before-call.sqs.SendMessage", die)
+
+
+def test_a_replay_inside_the_window_after_the_batch_was_taken_writes_and_sends_nothing(
+    world, lambda_handler, aws, outcomes
+):
+    item = add_email_world(world)
+    event = email_event()
+    assert answer(lambda_handler(event, None)) == (200, {"status": "ok", "outcome": "QUEUED"})
+    [record] = world.replay_rows()
+    assert record["state"] == "confirmed" and record["message_sid"] == world.stage_rows()[0]["message_sid"]
+    consume(world, item["conversation_id"])
+    aws.calls.clear()
+
+    later(300)  # well inside the signature's 600 s
+    assert answer(lambda_handler(event, None)) == (200, {"status": "ok", "outcome": "REPLAY"})
+
+    assert outcomes() == [("QUEUED", None), ("REPLAY", None)]
+    assert world.stage_rows() == [] and world.lock_rows() == []
+    assert len(world.sent("email")) == 1
+    assert aws.names() == ["dynamodb.Query", "dynamodb.BatchGetItem"]  # the record came with the conversation
+
+
+def test_a_batched_email_is_confirmed_too(world, lambda_handler, outcomes):
+    item = add_email_world(world)
+    first = email_event(Email(message_id="<one@mail.example.net>"))
+    second = email_event(Email(message_id="<two@mail.example.net>", text="and another thing"))
+    lambda_handler(first, None)
+    lambda_handler(second, None)
+    consume(world, item["conversation_id"])
+    for event in (second, first):
+        lambda_handler(event, None)
+    assert outcomes() == [("QUEUED", None), ("BATCHED", None), ("REPLAY", None), ("REPLAY", None)]
+    assert {row["state"] for row in world.replay_rows()} == {"confirmed"}
+    assert world.stage_rows() == [] and len(world.sent("email")) == 1
+
+
+def test_sendgrids_retry_after_a_run_that_died_completes_the_email(world, lambda_handler, aws, outcomes):
+    add_email_world(world)
+    event = email_event()
+    crash_on_send(aws)
+    with pytest.raises(SimulatedCrash):
+        lambda_handler(event, None)
+    [pending] = world.replay_rows()
+    assert pending["state"] == "pending" and world.sent("email") == []
+
+    later(300)  # SendGrid's retry, minutes later
+    assert answer(lambda_handler(event, None)) == (200, {"status": "ok", "outcome": "QUEUED"})
+    [record] = world.replay_rows()
+    assert record["state"] == "confirmed"
+    assert len(world.stage_rows()) == 1 and len(world.sent("email")) == 1
+
+    later(310)
+    assert answer(lambda_handler(event, None))[1]["outcome"] == "REPLAY"
+    assert len(world.sent("email")) == 1
+
+
+def test_a_failed_run_releases_its_record_so_the_retry_completes(world, lambda_handler, aws, outcomes):
+    add_email_world(world)
+    event = email_event()
+    aws.fail("sqs.SendMessage", "InternalError", 500, times=1)
+    refused = {"status": "error", "error_code": "QUEUE_TRANSIENT_ERROR", "message": ANY}
+    assert answer(lambda_handler(event, None)) == (503, refused) and world.replay_rows() == []
+    later(120)
+    assert answer(lambda_handler(event, None))[1]["outcome"] == "QUEUED"
+    assert [row["state"] for row in world.replay_rows()] == ["confirmed"] and len(world.sent("email")) == 1
+
+
+def test_a_confirmation_that_fails_leaves_the_record_pending_and_the_answer_stands(
+    world, lambda_handler, aws, outcomes, caplog
+):
+    add_email_world(world)
+    event = email_event()
+    aws.fail(
+        "dynamodb.PutItem",
+        "ProvisionedThroughputExceededException",
+        400,
+        where=lambda params: params.get("Item", {}).get("state") == {"S": "confirmed"},
+    )
+    assert answer(lambda_handler(event, None)) == (200, {"status": "ok", "outcome": "QUEUED"})
+    [record] = world.replay_rows()
+    assert record["state"] == "pending"
+    assert "confirmation confirm replay record failed: ProvisionedThroughputExceededException" in caplog.text
+    # That one email's repeats are re-deliveries, as without a record: never refused, never lost.
+    later(30)
+    assert answer(lambda_handler(event, None))[1]["outcome"] == "QUEUED"
+    assert len(world.stage_rows()) == 1
