@@ -43,12 +43,22 @@ PENDING, CONFIRMED = "pending", "confirmed"
 
 
 def replay_of(record: Mapping[str, Any] | None, now: float) -> bool:
-    """Whether a request for the message ``record`` (as read, or None) describes is a replay at ``now``."""
+    """Whether a request for the message ``record`` (as read, or None) describes is a replay at ``now``.
+
+    A confirmed record counts from its confirmation, to the millisecond: a request received before it (the
+    delivery that wrote it, replayed by ``pipeline-dryrun`` at its arrival time) is not a replay of itself.
+    """
     if record is None or record.get("state") == PENDING:
         return False
-    after = record.get("replay_after")
+    if record.get("state") == CONFIRMED:
+        return _at_or_before(record.get("confirmed_at_ms"), now * 1000)
+    return _at_or_before(record.get("replay_after"), now)
+
+
+def _at_or_before(value: Any, limit: float) -> bool:
+    """Whether ``value`` is at or before ``limit``; a missing or unreadable value counts as long past."""
     try:
-        return after is None or float(after) <= now
+        return value is None or float(value) <= limit
     except (TypeError, ValueError):
         return True
 
@@ -135,12 +145,13 @@ class ReplayRecord:
         Any successful run may confirm a pending record (the re-delivery that completed a message whose first
         run died, say); a confirmed record stays as it is.
         """
-        now = int(ctx.services.clock.now().timestamp())
+        moment = ctx.services.clock.now().timestamp()
+        now = int(moment)
         item = {
             KEY: sid,
             "recorded_at": now,
             "state": CONFIRMED,
-            "replay_after": now,
+            "confirmed_at_ms": int(moment * 1000),
             "expires_at": now + self._horizon,
         }
         ctx.services.tables.put_item(self._table, item, AttributeEquals("state", PENDING))

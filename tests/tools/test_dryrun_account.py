@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -11,10 +14,13 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from runtime.aws import DynamoTables
-from tests.support.dryrun import WORLD, child_env, run_dryrun, run_module
+from runtime.masking import form_fields
+from steps.sendgrid.ecdsa import TIMESTAMP_HEADER
+from tests.support.dryrun import ROOT, WORLD, child_env, run_dryrun, run_module
 from tools.dryrun.backends import populate
+from tools.dryrun.events import load_events
 from tools.dryrun.world import load_world
-from tools.localaws import LocalResources, provision, put_secrets
+from tools.localaws import LocalResources, provision, put_secrets, to_dynamo
 
 NOW = "2026-11-25T12:00:00Z"
 
@@ -106,3 +112,54 @@ def test_reads_are_real_and_writes_are_planned_never_performed(account: Account)
     performed = [json.loads(line) for line in replayed.splitlines()]
     assert normalized(planned) == normalized(performed)
     assert planned[0]["source"] == "examples/events/01_whatsapp_text.json"
+
+
+def _message_sid(event: dict[str, Any]) -> str:
+    """The id the pipeline keys an event's replay record by: Twilio's MessageSid, an email's ``EM…`` id."""
+    if "MessageSid" in form_fields(event):
+        return form_fields(event)["MessageSid"]
+    from steps.sendgrid import multipart
+    from steps.sendgrid.message import read_email
+
+    body = base64.b64decode(event["body"])
+    return read_email(multipart.parse(body, event["headers"]["Content-Type"]), body).message_id
+
+
+@pytest.mark.parametrize(
+    ("source", "record"),
+    [
+        ("01_whatsapp_text.json", lambda at: {"recorded_at": at, "replay_after": at + 30}),
+        ("13_email.jsonl", lambda at: {"recorded_at": at, "state": "confirmed", "confirmed_at_ms": at * 1000 + 40}),
+    ],
+)
+def test_captured_traffic_is_decided_as_it_arrived_not_refused_as_a_replay_of_itself(
+    account: Account, tmp_path: Path, source: str, record: Callable[[int], dict[str, Any]]
+) -> None:
+    # Production accepted the captured message and recorded it (replay.record); replaying the capture later, without
+    # --now, decides it as on its arrival. A copy that arrived later than that was a replay: still REPLAY.
+    [event, *_] = [recorded.event for recorded in load_events([ROOT / "examples" / "events" / source])]
+    sid = _message_sid(event)
+    arrived = int(event["headers"].get(TIMESTAMP_HEADER, datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp())) + 1
+    row = {"message_sid": sid, "expires_at": arrived + 604800, **record(arrived)}
+    dynamodb = account.client("dynamodb")
+    dynamodb.put_item(TableName=account.resources.replay_table, Item=to_dynamo(row))
+    copies = []
+    for seconds in (0, 300):
+        copy = json.loads(json.dumps(event))
+        copy["requestContext"]["requestTimeEpoch"] = (arrived + seconds) * 1000
+        copies.append(copy)
+    events = tmp_path / "captured.jsonl"
+    events.write_text("".join(json.dumps(copy) + "\n" for copy in copies))
+    env = child_env(
+        **account.resources.environment(),
+        AWS_ENDPOINT_URL=account.endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    try:
+        done = run_module("tools.dryrun.cli", "--json", events, env=env)
+    finally:
+        dynamodb.delete_item(TableName=account.resources.replay_table, Key=to_dynamo({"message_sid": sid}))
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["outcome"] for line in done.stdout.splitlines()] == ["QUEUED", "REPLAY"]

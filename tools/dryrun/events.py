@@ -9,14 +9,15 @@ path, plus ``#N`` (0-based) when the file holds several events.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from engine.errors import Problem
 
-__all__ = ["EventFileError", "RecordedEvent", "event_files", "load_events", "read_event_file"]
+__all__ = ["EventFileError", "RecordedEvent", "arrival_time", "event_files", "load_events", "read_event_file"]
 
 EVENT_SUFFIXES = (".json", ".jsonl")
 
@@ -116,3 +117,15 @@ def load_events(paths: Iterable[Path]) -> list[RecordedEvent]:
     if problems:
         raise EventFileError(problems)
     return events
+
+
+def arrival_time(event: Any) -> datetime | None:
+    """When API Gateway received ``event`` (``requestContext.requestTimeEpoch``, or ``timeEpoch`` for payload 2.0)."""
+    context = event.get("requestContext") if isinstance(event, Mapping) else None
+    epoch = context.get("requestTimeEpoch", context.get("timeEpoch")) if isinstance(context, Mapping) else None
+    if isinstance(epoch, bool) or not isinstance(epoch, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(epoch / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

@@ -5,8 +5,10 @@ A lane holds every pipeline being replayed (the Lambda's routing by path include
 A lane's services are the Lambda's with their side effects redirected: over a world (moto or memory)
 every write and send is performed there and recorded; over the real account (no world) reads are
 real and writes and sends are only planned (kept in an in-memory overlay that later reads see).
-``ReplayClock`` keeps the replay deterministic: wall time is ``--now`` (or the world's), and elapsed
-time does not advance, so secret-cache ages, refresh rate limits and step deadlines do not depend on
+``ReplayClock`` keeps the replay deterministic: wall time is ``--now`` (or the world's); without either, each
+event runs at the time API Gateway received it (a captured event is decided as it was on arrival, so the
+replay record production wrote for it is not taken for an earlier acceptance), else at the current time.
+Elapsed time does not advance, so secret-cache ages, refresh rate limits and step deadlines do not depend on
 how fast the replay runs.
 
 ``Lane.probe(configs)`` runs other rule sets against a lane's world as it stands, leaving no trace:
@@ -31,6 +33,7 @@ from runtime.apigateway import request_path
 from runtime.app import Application, auth_headers
 from tools.dryrun.backends import Backend, WorldPorts
 from tools.dryrun.blueprint import TableSchema, table_schema
+from tools.dryrun.events import arrival_time
 from tools.dryrun.mask import Scrubber
 from tools.dryrun.pipeline import replay_pipeline
 from tools.dryrun.recording import Journal, PlanningQueues, PlanningTables, RecordingQueues, RecordingTables
@@ -51,13 +54,27 @@ PLACEHOLDER_SIGNATURE = "skipped-by-pipeline-dryrun"
 
 
 class ReplayClock:
-    """Wall time fixed at ``at`` (the system's when None); the monotonic clock stands still."""
+    """Wall time fixed at ``at``; when None, the arrival time of the event running, else the system's.
+
+    The monotonic clock stands still.
+    """
 
     def __init__(self, at: datetime | None) -> None:
         self._at = None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
+        self._arrival: datetime | None = None
+
+    def describe(self) -> str:
+        """The replay's time, in words: the fixed time, or how each event's is chosen."""
+        if self._at is not None:
+            return self._at.isoformat()
+        return "each event's arrival time (API Gateway's requestTimeEpoch; else the current time)"
+
+    def arriving(self, event: Any) -> None:
+        """Run what follows at ``event``'s arrival time, when the replay was given no time and the event says."""
+        self._arrival = arrival_time(event)
 
     def now(self) -> datetime:
-        return self._at or datetime.now(UTC)
+        return self._at or self._arrival or datetime.now(UTC)
 
     def monotonic(self) -> float:
         return 0.0
@@ -105,6 +122,9 @@ class Lane:
 
     def run(self, event: Any, notes: list[str]) -> Replayed:
         """Run one event; the world keeps its writes unless the lane resets it (``--independent``)."""
+        clock = self.application.services.clock
+        if isinstance(clock, ReplayClock):
+            clock.arriving(event)
         handled = self.application.process(event, explain=True)
         version = self.application.pipeline(handled.pipeline).version if handled.pipeline else None
         actions, journal_notes = self.journal.take()

@@ -323,6 +323,7 @@ def _banner(options: ReplayOptions, world: WorldSpec | None, clock_text: str, la
     else:
         access = _access(options).describe()
         lines.append(f"live: reading the AWS account ({access}); writes and sends are only planned, in memory")
+        lines.append(f"now: {clock_text}")
     if options.baseline_name is not None and not options.independent:
         lines.append(
             "the world evolves: a decision may change because an earlier one did (KNOCK-ON); "
@@ -391,7 +392,7 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         output = _Scrubbed(out, scrubber)
         summary, records = _replay(options, events, lanes, world, clock, scrubber, out=output, err=errors)
     if options.report is not None:
-        banner = _banner(options, world, clock.now().isoformat(), lanes)
+        banner = _banner(options, world, clock.describe(), lanes)
         try:
             write_report(options.report, records, configs[0], report_meta(options, world, banner, summary), scrubber)
         except OSError as exc:
@@ -506,7 +507,7 @@ def _replay(
     table = None
     if not options.as_json:
         table = Table(out, [event.source for event in events], explain=options.explain, baseline=len(lanes) > 1)
-        table.header(_banner(options, world, clock.now().isoformat(), lanes))
+        table.header(_banner(options, world, clock.describe(), lanes))
     render = _Renderer(options, lanes, table, scrubber)
     workers = options.workers(len(events))
     rendered: Iterator[Rendered]
