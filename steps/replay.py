@@ -33,7 +33,7 @@ from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.stage import STAGE_ERROR, STAGE_TRANSIENT
 from steps.support import service_failure, table_name
 
-__all__ = ["KEY", "PENDING", "REPLAY", "ReplayRecord", "replay_of"]
+__all__ = ["KEY", "REPLAY", "ReplayRecord", "replay_of"]
 
 KEY = "message_sid"
 # The success outcome of a replay: answered as any success (Twilio: empty TwiML), nothing written or sent.

@@ -11,8 +11,6 @@ gets its own copy of the world); their rendered lines are merged back in event o
 
 from __future__ import annotations
 
-import base64
-import binascii
 import multiprocessing
 import os
 import traceback
@@ -21,6 +19,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 from urllib.parse import unquote_plus
+
+from runtime.apigateway import EventError, http_request
 
 __all__ = ["conversation_groups", "available_workers", "partition", "run_partitioned", "user_key"]
 
@@ -33,25 +33,6 @@ def available_workers() -> int:
     if "fork" not in multiprocessing.get_all_start_methods():
         return 0
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _raw_body(event: Any) -> bytes:
-    """The body of an API Gateway event, decoded; empty when there is none to read."""
-    body = event.get("body") if isinstance(event, Mapping) else None
-    if not isinstance(body, str):
-        return b""
-    if not event.get("isBase64Encoded"):
-        return body.encode()
-    try:
-        return base64.b64decode(body)
-    except (binascii.Error, ValueError):
-        return b""
-
-
-def _content_type(event: Any) -> str:
-    headers = event.get("headers") if isinstance(event, Mapping) else None
-    found = [value for name, value in (headers or {}).items() if str(name).lower() == "content-type"]
-    return str(found[0]) if found else ""
 
 
 def _email_sender(body: bytes, content_type: str) -> str | None:
@@ -85,10 +66,14 @@ def user_key(event: Any) -> str | None:
 
     A Twilio form's number (``To`` of a status callback) without ``whatsapp:``; an Inbound Parse email's sender.
     """
-    body, content_type = _raw_body(event), _content_type(event)
+    try:
+        request = http_request(event)
+    except EventError:
+        return None
+    content_type = request.header("content-type") or ""
     if content_type.lower().startswith("multipart/form-data"):
-        return _email_sender(body, content_type)
-    form = body.decode("utf-8", "replace")
+        return _email_sender(request.body, content_type)
+    form = request.body.decode("utf-8", "replace")
     number = _first(form, "To" if _first(form, "MessageStatus") is not None else "From")
     return unquote_plus(number).split(":", 1)[-1] if number else None
 

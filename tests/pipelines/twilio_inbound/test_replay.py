@@ -16,6 +16,7 @@ import pytest
 from tests.support.expect import raises_code, twiml_response
 from tests.support.timeline import consume, later
 from tests.support.webhooks import rest_event, whatsapp_params
+from tools.localaws import to_dynamo
 
 SID = "SM" + "5" * 32
 HORIZON = 7 * 86400
@@ -79,6 +80,8 @@ def test_twilios_retry_after_a_transient_fault_still_completes(world, lambda_han
     lambda_handler(event, None)
     assert outcomes() == [("QUEUE_TRANSIENT_ERROR", "QUEUE_TRANSIENT_ERROR"), ("QUEUED", None)]
     assert len(world.sent("whatsapp")) == 1
+    [record] = world.replay_rows()  # the retry's own acceptance
+    assert record["recorded_at"] >= int(time.time()) + 9
 
 
 @pytest.mark.parametrize(
@@ -112,17 +115,22 @@ def test_a_failed_redelivery_leaves_the_first_acceptances_record(world, lambda_h
 
 
 def test_a_release_never_deletes_a_record_another_run_wrote_since(world, lambda_handler, aws, outcomes):
-    # This run's own write timed out (it may have landed): its release is conditional on its own acceptance time.
+    # This run's record write failed transiently (it may have landed), so the run releases it as it fails; meanwhile
+    # another delivery recorded the message. The release is conditional on this run's own acceptance time.
     world.add_conversation()
     world.add_default_secrets()
     event = rest_event("whatsapp", whatsapp_params(sid=SID))
-    aws.fail("sqs.SendMessage", "InternalError", 500, times=1)
-    raises_code("QUEUE_TRANSIENT_ERROR", lambda: lambda_handler(event, None))
-    assert world.replay_rows() == []
-    later(10)
-    lambda_handler(event, None)
-    [record] = world.replay_rows()
-    assert outcomes()[-1] == ("QUEUED", None) and record["recorded_at"] >= int(time.time()) + 9
+    theirs = {"message_sid": SID, "recorded_at": int(time.time()) + 5, "replay_after": 0, "expires_at": 2**31}
+
+    def recorded_by_another_run(params: dict) -> bool:
+        if params.get("TableName") != world.resources.replay_table:
+            return False
+        world.dynamodb.put_item(TableName=world.resources.replay_table, Item=to_dynamo(theirs))
+        return True
+
+    aws.fail("dynamodb.PutItem", "ProvisionedThroughputExceededException", 400, where=recorded_by_another_run)
+    raises_code("STAGE_WRITE_TRANSIENT_ERROR", lambda: lambda_handler(event, None))
+    assert world.replay_rows() == [theirs]
 
 
 @pytest.mark.parametrize(("seconds", "outcome"), [(10, "QUEUED"), (31, "REPLAY")])
