@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "FixedClock", "SystemClock", "iso_millis"]
+__all__ = ["Clock", "SystemClock", "iso_millis"]
 
 
 class Clock(Protocol):
@@ -29,23 +29,6 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
-
-
-class FixedClock:
-    """A wall clock frozen at ``at`` (dry-run ``--now``, tests); durations stay real."""
-
-    def __init__(self, at: datetime) -> None:
-        self._at = at if at.tzinfo else at.replace(tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self._at
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def advance(self, seconds: float) -> None:
-        """Move the wall clock forward."""
-        self._at = datetime.fromtimestamp(self._at.timestamp() + seconds, UTC)
 
 
 def iso_millis(moment: datetime) -> str:

@@ -51,7 +51,6 @@ __all__ = [
     "display_path",
     "inspect_config",
     "load_config",
-    "load_rulesets",
 ]
 
 DEFAULT_DEADLINE_SECONDS = 4.0
@@ -401,20 +400,6 @@ def _load_rulesets(collector: _Collector, rules_dir: Path, pipeline: str | None 
             continue
         loaded_sets[name] = built
     return loaded_sets
-
-
-def load_rulesets(
-    rules_dir: Path, env: Mapping[str, str] | None = None, *, missing_env: str = "error", pipeline: str | None = None
-) -> dict[str, RuleSet]:
-    """Every rule set in ``rules_dir`` (``*.yaml``/``*.yml``, name order) of ``pipeline`` (None: every one).
-
-    Raise ConfigError on any error.
-    """
-    collector = _Collector(os.environ if env is None else env, missing_env)
-    loaded = _load_rulesets(collector, rules_dir, pipeline)
-    if collector.errors:
-        raise ConfigError(collector.errors)
-    return {name: item.ruleset for name, item in loaded.items()}
 
 
 def _targets(loaded: _Loaded) -> dict[str, Mapping[str, Any]]:

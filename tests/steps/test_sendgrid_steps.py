@@ -8,7 +8,6 @@ from typing import Any, cast
 
 import pytest
 
-from engine.clock import FixedClock
 from engine.context import Context, Services
 from engine.errors import StepFailure
 from engine.http import HttpRequest
@@ -17,6 +16,7 @@ from engine.secrets import Redacted
 from steps.secrets import SigningKey
 from steps.sendgrid.parse import SendGridParse
 from steps.sendgrid.signature import SendGridSignature
+from tests.support.timeline import FixedClock
 from tools.sendgrid_events import Attachment, Email, KeyPair, inbound_parse_body, signed
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

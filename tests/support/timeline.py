@@ -22,6 +22,23 @@ class LaterClock:
         return time.monotonic()
 
 
+class FixedClock:
+    """A wall clock frozen at ``at``, moved on by hand; durations stay real."""
+
+    def __init__(self, at: datetime) -> None:
+        self._at = at if at.tzinfo else at.replace(tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._at
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def advance(self, seconds: float) -> None:
+        """Move the wall clock forward."""
+        self._at = datetime.fromtimestamp(self._at.timestamp() + seconds, UTC)
+
+
 def later(seconds: float) -> None:
     """The current container's clock runs ``seconds`` ahead from now on."""
     import handler
