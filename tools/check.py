@@ -9,6 +9,8 @@ of that, this adds warnings for configuration that runs but probably not as inte
 - names a condition or a test's ``given`` reads at the top of the context document that no step of the
   pipeline provides (``conversaton.tier`` is always null);
 - rule sets no step of any checked pipeline uses;
+- (an error) a rules file whose ``pipelines:`` names no pipeline file beside the checked ones: its rule
+  sets would silently belong to no pipeline;
 - error codes a rule decides that are transient, or reserved for a step or for the engine
   (``DB_TRANSIENT_ERROR``, ``INVALID_SIGNATURE``, ``INTERNAL_ERROR``);
 - rules that can never match (``find_shadowed``), a default that is never used, rules no inline test
@@ -33,10 +35,11 @@ from typing import TextIO
 
 from engine import registry
 from engine.config import Inspection, LoadedRuleSet, display_path, inspect_config
-from engine.errors import ENGINE_ERRORS, Problem, did_you_mean
+from engine.errors import ENGINE_ERRORS, ConfigError, Problem, did_you_mean
 from engine.expressions import expression_tokens
 from engine.rules import RuleError, RuleSet
-from runtime.layout import PIPELINES_DIR, pipeline_files
+from engine.yamlsource import load_yaml
+from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
 from runtime.verify import rule_line, verify_ruleset
 from tools.lint import condition_terms, find_shadowed, lint_expression, value_types
 
@@ -273,6 +276,40 @@ def _unused(inspections: Sequence[Inspection]) -> list[Problem]:
     return found
 
 
+def _pipeline_names(paths: Sequence[Path]) -> list[str]:
+    """The names of the checked pipelines and of every pipeline file beside them (``pipeline:``, else the stem)."""
+    names: list[str] = []
+    beside = [found for path in paths for found in pipeline_files(path.parent)]
+    for candidate in dict.fromkeys([*paths, *beside]):
+        try:
+            data = load_yaml(candidate, strict=False).data
+        except ConfigError:
+            data = None
+        name = data.get("pipeline") if isinstance(data, dict) else None
+        names.append(name if isinstance(name, str) and name else candidate.stem)
+    return sorted(set(names))
+
+
+def _unknown_pipelines(rules_dir: Path, known: Sequence[str]) -> list[Problem]:
+    """A rules file's ``pipelines:`` entries that name no pipeline (the file would belong to none)."""
+    found: list[Problem] = []
+    listed = ", ".join(known)
+    for path in yaml_files(rules_dir):
+        try:
+            doc = load_yaml(path, display_path(path), strict=False)
+        except ConfigError:
+            continue  # a file that does not parse is reported by every pipeline's check
+        named = doc.data.get("pipelines") if isinstance(doc.data, dict) else None
+        if isinstance(named, list) and not named:
+            message = "pipelines: names no pipeline; list the pipelines this file's rule sets belong to, or remove "
+            found.append(doc.locator.problem(("pipelines",), message + "the key (every pipeline)"))
+        for index, name in enumerate(named if isinstance(named, list) else []):
+            if isinstance(name, str) and name not in known:
+                message = f"unknown pipeline {name!r}{did_you_mean(name, known)}; pipelines: {listed}"
+                found.append(doc.locator.problem(("pipelines", index), message))
+    return found
+
+
 def _decided(ruleset: RuleSet) -> set[str]:
     """The rules that decide at least one inline test (matching, or raising on purpose)."""
     decided: set[str] = set()
@@ -346,6 +383,7 @@ def check_config(
             if not loaded.complete:
                 not_run.append(loaded.ruleset.name)
     findings.extend(_unused(inspections))
+    findings.extend(_unknown_pipelines(rules_dir, _pipeline_names(paths)))
     # Pipeline files first, then rules files by name; each finding once, however many checks found it.
     heads = [display_path(path) for path in paths]
     files = [*heads, *sorted(name for name in files if name not in heads)]

@@ -32,8 +32,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, did_you_mean
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
+from runtime.layout import PIPELINES_DIR, pipeline_files
+from tools.console import console_script
 
 __all__ = ["main", "run"]
 
@@ -116,6 +118,14 @@ class _Store:
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise _Failed(f"{what}: {_code(exc) or exc}") from None
 
+    def pipelines(self) -> list[str]:
+        """The pipelines the bucket holds bundles or a deployment of."""
+        listing = self._call(
+            "cannot list the pipelines",
+            lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"),
+        )
+        return [entry["Prefix"][len(self.prefix) :].rstrip("/") for entry in listing.get("CommonPrefixes", [])]
+
     def exists(self, bundle_id: str) -> bool:
         import botocore.exceptions
 
@@ -136,11 +146,16 @@ class _Store:
             raise _Failed(
                 f"no bundle {bundle_id} of {self.pipeline} at {self.uri(key)}; `pipeline-rules list` lists them"
             )
-        body = self._call(f"cannot read {self.uri(key)}", lambda: self.client.get_object(Bucket=self.bucket, Key=key))
         try:
-            return Bundle.from_json(body["Body"].read(), bundle_id)
+            return self.load(bundle_id)
         except BundleError as exc:
             raise _Failed(f"{self.uri(key)}: {exc}") from None
+
+    def load(self, bundle_id: str) -> Bundle:
+        """The bundle stored under ``bundle_id``; BundleError when it is not a whole bundle of that id."""
+        key = bundle_key(self.prefix, self.pipeline, bundle_id)
+        body = self._call(f"cannot read {self.uri(key)}", lambda: self.client.get_object(Bucket=self.bucket, Key=key))
+        return Bundle.from_json(body["Body"].read(), bundle_id)
 
     def upload(self, bundle: Bundle) -> bool:
         """Store the bundle unless it is there already; True when it was uploaded."""
@@ -194,17 +209,49 @@ class _Store:
         return updated
 
 
-def _pipeline_name(pipeline: str) -> str:
-    path = Path(pipeline)
-    if path.suffix not in (".yaml", ".yml"):
-        return pipeline
+def _declared_name(path: Path) -> str:
+    """The ``pipeline:`` name a pipeline file declares."""
     from engine.yamlsource import load_yaml
 
     data = load_yaml(path).data if path.is_file() else None
     name = data.get("pipeline") if isinstance(data, dict) else None
     if not isinstance(name, str):
-        raise _Failed(f"{pipeline}: no pipeline file with a `pipeline:` name; pass --pipeline NAME or FILE")
+        raise _Failed(f"{path}: no pipeline file with a `pipeline:` name; pass --pipeline NAME or FILE")
     return name
+
+
+def _local_pipelines() -> dict[str, Path]:
+    """The pipeline files of ``pipelines/`` by the name each declares (files that do not say are left out)."""
+    found: dict[str, Path] = {}
+    for path in pipeline_files(PIPELINES_DIR):
+        try:
+            found.setdefault(_declared_name(path), path)
+        except (_Failed, ConfigError):
+            continue
+    return found
+
+
+def _resolve(pipeline: str, store: _Store | None) -> tuple[str, Path | None]:
+    """The pipeline's name and file (None when only the bucket knows it) from ``--pipeline FILE_OR_NAME``.
+
+    A name must be a pipeline file's under ``pipelines/`` or, with ``store``, have objects in the bucket: a
+    misspelt name would otherwise deploy rules for a pipeline that does not exist.
+    """
+    path = Path(pipeline)
+    if path.suffix in (".yaml", ".yml"):
+        return _declared_name(path), path
+    local = _local_pipelines()
+    if pipeline in local:
+        return pipeline, local[pipeline]
+    remote = store.pipelines() if store is not None else []
+    if pipeline in remote:
+        return pipeline, None
+    known = sorted({*local, *remote})
+    where = "no file under pipelines/ declares it" + (
+        f" and {store.uri(store.prefix)} holds none of its bundles" if store is not None else ""
+    )
+    listed = ", ".join(known) or "none"
+    raise _Failed(f"unknown pipeline {pipeline!r}{did_you_mean(pipeline, known)}: {where}; pipelines: {listed}")
 
 
 def _describe(deployment: Deployment) -> str:
@@ -216,7 +263,10 @@ def _describe(deployment: Deployment) -> str:
 def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: TextIO) -> tuple[int, _Store | None]:
     from tools.check import check_config, summary_line
 
-    pipeline = Path(args.pipeline)
+    name, found = _resolve(args.pipeline, None)
+    if found is None:
+        raise _Failed(f"no pipeline file of {name} to publish with; pass --pipeline FILE")
+    pipeline = found
     report = check_config(pipeline, args.rules, os.environ, strict=args.strict)
     for finding in report.findings:
         print(finding, file=out)
@@ -227,7 +277,6 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     files = {f"rules/{Path(name).name}": Path(name).read_text(encoding="utf-8") for name in report.files[1:]}
     if args.with_pipeline:
         files[f"pipelines/{pipeline.name}"] = pipeline.read_text(encoding="utf-8")
-    name = _pipeline_name(str(pipeline))
     bundle = Bundle(name, files, _now(), args.by, args.note)
     assert store is not None
     store.pipeline = name
@@ -244,6 +293,8 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
         role = "shadow" if args.shadow else "live"
 
         def change(current: Deployment) -> Deployment:
+            if args.shadow and current.live == bundle.id:
+                raise _Failed(f"bundle {bundle.id} is live already; a shadow candidate is another bundle")
             live = bundle.id if args.live else current.live
             shadow = (
                 None if args.live and current.shadow == bundle.id else (bundle.id if args.shadow else current.shadow)
@@ -279,7 +330,11 @@ def _list(store: _Store, out: TextIO) -> None:
     print(f"bundles (newest first, up to {LISTED}):", file=out)
     for item in objects:
         bundle_id = Path(item["Key"]).stem
-        bundle = store.bundle(bundle_id)
+        try:
+            bundle = store.load(bundle_id)
+        except BundleError as exc:
+            print(f"  {bundle_id}  unreadable: {exc}", file=out)
+            continue
         roles = [
             role for role, value in (("live", deployment.live), ("shadow", deployment.shadow)) if value == bundle_id
         ]
@@ -295,6 +350,8 @@ def _deploy(args: argparse.Namespace, store: _Store, out: TextIO) -> None:
         if args.clear == bool(args.bundle):
             raise _Failed("give a bundle id, or --clear")
         shadow = None if args.clear else args.bundle
+        if shadow is not None and shadow == current.live:
+            raise _Failed(f"bundle {shadow} is live already; a shadow candidate is another bundle")
     elif args.command == "promote":
         chosen = args.bundle or current.shadow
         if chosen is None:
@@ -338,7 +395,8 @@ def run(
         if args.command == "publish":
             status, _ = _publish(args, _Store(client, args.bucket, prefix, ""), out, err)
             return status
-        store = _Store(client, args.bucket, prefix, _pipeline_name(args.pipeline))
+        store = _Store(client, args.bucket, prefix, "")
+        store.pipeline, _ = _resolve(args.pipeline, store)
         if args.command == "list":
             _list(store, out)
         elif args.command == "pull":
@@ -360,6 +418,7 @@ def run(
     return EXIT_OK
 
 
+@console_script
 def main() -> int:
     """Entry point of the console script."""
     return run()

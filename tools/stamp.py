@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from runtime.layout import yaml_files
 from runtime.stamp import FORMAT, STAMP_FILE, Path_, checkable, digest, schema_digest
 
 __all__ = ["env_paths", "main", "write_stamp"]
@@ -123,7 +124,7 @@ def write_stamp(root: Path, pipelines: Sequence[Path], rules_dir: Path) -> tuple
     pipeline_schema_ = pipeline_schema()
     schemas = [(pipeline, pipeline_schema_) for pipeline in pipelines]
     rules_schema_ = rules_schema()
-    schemas += [(path, rules_schema_) for path in sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")])]
+    schemas += [(path, rules_schema_) for path in yaml_files(rules_dir)]
     files: dict[str, Any] = {}
     left_out: list[str] = []
     base = root.resolve()

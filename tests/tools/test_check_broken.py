@@ -68,6 +68,27 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
         2,
         [Finding(f"{PIPELINE}:46:20", ("delay_seconds: expected integer, got string 'none'", "write a whole number"))],
     ),
+    "unknown_pipeline": (
+        2,
+        [
+            Finding(
+                "rules/50_vip.yaml:2:10",
+                ("rule set 'vip' is not used by any step of pipelines/email_inbound.yaml",),
+                "warning",
+            ),
+            Finding(
+                "rules/50_vip.yaml:4:28",
+                (
+                    "unknown pipeline 'twlio_inbound' (did you mean 'twilio_inbound'?)",
+                    "pipelines: email_inbound, twilio_inbound",
+                ),
+            ),
+        ],
+    ),
+    "empty_pipelines": (
+        2,
+        [Finding("rules/50_vip.yaml:4:12", ("pipelines: names no pipeline", "or remove the key (every pipeline)"))],
+    ),
     "unknown_ruleset": (
         2,
         [

@@ -173,3 +173,47 @@ def test_a_pipeline_file_that_cannot_be_read_or_an_unwritable_out_is_refused_wit
     (tmp_path / "a-file").write_text("", encoding="utf-8")
     status, _, err = ops.rules("pull", bundle_id, "--out", str(tmp_path / "a-file"))
     assert status == 2 and err.startswith("pipeline-rules: error: cannot write") and "a-file" in err
+
+
+def test_a_pipeline_is_named_by_its_file_or_its_name(ops: Ops) -> None:
+    by_name = ops.publish("--live")
+    status, out, err = ops.rules("--pipeline", "twilio_inbound", "publish")
+    assert status == 0 and f"already published: bundle {by_name} of twilio_inbound" in out, err
+    status, out, _ = ops.rules("--pipeline", "twilio_inbound", "list")
+    assert status == 0 and f"live {by_name}" in out
+
+
+@pytest.mark.parametrize("command", [["list"], ["rollback", "--to", "packaged"], ["shadow", "--clear"], ["publish"]])
+def test_a_misspelt_pipeline_name_is_refused_and_nothing_is_written(ops: Ops, command: list[str]) -> None:
+    ops.publish("--live")
+    before = ops.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"]
+    status, out, err = ops.rules("--pipeline", "twilio_inbund", *command)
+    assert status == 2, out + err
+    assert err.startswith("pipeline-rules: error: unknown pipeline 'twilio_inbund' (did you mean 'twilio_inbound'?)")
+    assert "email_inbound, twilio_inbound" in err
+    assert ops.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == before
+
+
+def test_a_pipeline_known_only_to_the_bucket_can_be_managed_by_name(ops: Ops) -> None:
+    live = ops.publish("--live")
+    (ops.root / "pipelines" / "twilio_inbound.yaml").unlink()
+    status, out, err = ops.rules("--pipeline", "twilio_inbound", "list")
+    assert status == 0 and f"live {live}" in out, err
+
+
+def test_an_unreadable_object_among_the_bundles_is_flagged_and_the_others_listed(ops: Ops) -> None:
+    good = ops.publish()
+    stray = f"rules/{PIPELINE}/bundles/stray.json"
+    ops.s3.put_object(Bucket=BUCKET, Key=stray, Body=b"{not json")
+    status, out, err = ops.rules("list")
+    assert status == 0, err
+    listed = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and "  r" not in line[:4]}
+    assert good in listed
+    assert "stray" in listed and "unreadable: the bundle is not JSON" in listed["stray"]
+
+
+def test_a_shadow_candidate_is_not_the_live_bundle(ops: Ops) -> None:
+    live = ops.publish("--live")
+    status, _, err = ops.rules("shadow", live)
+    assert status == 2 and f"bundle {live} is live already" in err
+    assert ops.deployment().shadow is None

@@ -29,6 +29,7 @@ SCHEMA_LEVEL = {
     "unknown_error_code_in_pipeline",
     "unknown_error_code",
     "rule_unknown_key",
+    "empty_pipelines",
 }
 BEYOND_SCHEMA = {
     "unknown_ruleset",
@@ -51,6 +52,7 @@ BEYOND_SCHEMA = {
     "null_only",
     "duplicate_test_name",
     "test_target",
+    "unknown_pipeline",
 }
 
 

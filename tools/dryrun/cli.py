@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tools.console import console_script
+
 __all__ = ["build_parser", "main", "mode_conflict"]
 
 EXIT_OK, EXIT_CHANGED, EXIT_USAGE = 0, 1, 2
@@ -103,6 +105,7 @@ def mode_conflict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     return None
 
 
+@console_script
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = build_parser()

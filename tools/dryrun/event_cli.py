@@ -57,6 +57,7 @@ from runtime.masking import DEFAULT_AUTH_HEADERS, MASK_MODES, Pseudonyms
 from steps.sendgrid import multipart
 from steps.sendgrid.ecdsa import is_valid_public_key, verify
 from steps.sendgrid.message import read_email
+from tools.console import console_script
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.events import EventFileError
 from tools.dryrun.world import WorldSpec, load_world, parse_instant
@@ -420,6 +421,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@console_script
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 from engine.errors import ConfigError
 from runtime.masking import MASK_MODES, Pseudonyms
+from tools.console import console_script
 
 __all__ = ["main"]
 
@@ -141,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@console_script
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Entry point of the console script."""
     from tools.dryrun.events import EventFileError
