@@ -7,7 +7,8 @@ of that, this adds warnings for configuration that runs but probably not as inte
 - valid JMESPath that probably does not mean what it says, including parts that can only be null or
   compare text in a way the JMESPath standard does not (``tools.lint.lint_expression``);
 - names a condition or a test's ``given`` reads at the top of the context document that no step of the
-  pipeline provides (``conversaton.tier`` is always null);
+  pipeline provides (``conversaton.tier`` is always null), or that a step provides only after the step
+  evaluating the rule set (a validation rule reading ``route``);
 - rule sets no step of any checked pipeline uses;
 - (an error) a rules file whose ``pipelines:`` names no pipeline file beside the checked ones: its rule
   sets would silently belong to no pipeline;
@@ -38,6 +39,7 @@ from engine.config import Inspection, LoadedRuleSet, display_path, inspect_confi
 from engine.errors import ENGINE_ERRORS, ConfigError, Problem, did_you_mean
 from engine.expressions import expression_tokens
 from engine.rules import RuleError, RuleSet
+from engine.runner import ParallelGroup, PlannedStep
 from engine.yamlsource import load_yaml
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
 from runtime.verify import rule_line, verify_ruleset
@@ -170,6 +172,47 @@ def _context_names(inspection: Inspection) -> list[Problem]:
                     path = ("tests", test.index, "given", key)
                     message = f"inline test {test.name!r} gives {_unprovided(key, provided, pipeline)}"
                     found.append(loaded.locator.problem(path, message, at_key=True, severity="warning"))
+    return found
+
+
+def _evaluators(inspection: Inspection) -> list[tuple[PlannedStep, set[str], list[str]]]:
+    """Each step that evaluates rule sets, the context keys provided before it runs, and the sets it names."""
+    found: list[tuple[PlannedStep, set[str], list[str]]] = []
+    before: set[str] = set()
+    for node in inspection.config.pipeline.nodes if inspection.config else ():
+        members = node.members if isinstance(node, ParallelGroup) else (node,)
+        for step in members:
+            named = step.params.get("rulesets", [step.params.get("ruleset")])
+            sets = [name for name in named if isinstance(name, str)] if isinstance(named, list) else []
+            if sets:
+                found.append((step, set(before), sets))
+        before.update(step.provides for step in members if step.provides)
+    return found
+
+
+def _provided_too_late(inspection: Inspection) -> list[Problem]:
+    """Names a rule reads that a step provides only after the step evaluating its set: there, always null."""
+    if inspection.config is None:
+        return []
+    providers = {step.provides: step for step in inspection.config.pipeline.steps() if step.provides}
+    files = {name: loaded.locator.file for name, loaded in inspection.rulesets.items()}
+    found: list[Problem] = []
+    for evaluator, available, sets in _evaluators(inspection):
+        in_sets = {files[name] for name in sets if name in files}
+        for located in inspection.expressions:
+            if located.locator.file not in in_sets:
+                continue
+            for root in dict.fromkeys(path[0] for path in located.expression.paths):
+                later = providers.get(root)
+                if later is None or root in available or later is evaluator:
+                    continue
+                message = (
+                    f"the condition reads {root!r}, which step {later.id!r} ({later.uses}) provides only after step "
+                    f"{evaluator.id!r} ({evaluator.uses}) evaluates this set: here it is always null; the document "
+                    f"then holds: {', '.join(sorted(available))}"
+                )
+                offset = _root_offset(located.expression.source, root)
+                found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
     return found
 
 
@@ -366,6 +409,7 @@ def check_config(
             *inspection.problems,
             *_lint(inspection),
             *_context_names(inspection),
+            *_provided_too_late(inspection),
             *_reserved_codes(inspection),
             *_test_targets(inspection),
         ]

@@ -85,6 +85,20 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
             ),
         ],
     ),
+    "provided_later": (
+        0,
+        [
+            Finding(
+                "rules/30_conversation_lock.yaml:13:12",
+                (
+                    "the condition reads 'route', which step 'route' (rules.route) provides only after step 'rules' "
+                    "(rules.validate) evaluates this set: here it is always null",
+                    "the document then holds: auth, conversation, credential, request, signature",
+                ),
+                "warning",
+            )
+        ],
+    ),
     "empty_pipelines": (
         2,
         [Finding("rules/50_vip.yaml:4:12", ("pipelines: names no pipeline", "or remove the key (every pipeline)"))],

@@ -53,6 +53,7 @@ BEYOND_SCHEMA = {
     "duplicate_test_name",
     "test_target",
     "unknown_pipeline",
+    "provided_later",
 }
 
 
