@@ -343,7 +343,31 @@ def _list(store: _Store, out: TextIO) -> None:
         print(f"  {bundle_id}  {bundle.published_at}  {bundle.published_by}{marks}  {bundle.note}  ({files})", file=out)
 
 
-def _deploy(args: argparse.Namespace, store: _Store, out: TextIO) -> None:
+def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None) -> None:
+    """Check a bundle about to be deployed as the function will (an upload by hand skipped ``publish``'s check).
+
+    Its rules are checked with its own pipeline file, else with ``pipeline`` (the local file of that pipeline);
+    with neither, the function's own verification is what stands between the bundle and the traffic.
+    """
+    import tempfile
+
+    from tools.check import check_config
+
+    with tempfile.TemporaryDirectory(prefix="rules-bundle-") as workdir:
+        root = Path(workdir)
+        bundle.write(root)
+        carried = bundle.pipeline_file
+        checked = root / carried if carried else pipeline
+        if checked is None:
+            return
+        report = check_config(checked, root / "rules", os.environ)
+    failed = [*report.errors, *report.failures]
+    if failed:
+        shown = "; ".join(problem.message for problem in failed[:3]) + (" …" if len(failed) > 3 else "")
+        raise _Failed(f"bundle {bundle.id} does not pass the check, so the function would refuse it: {shown}")
+
+
+def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out: TextIO) -> None:
     current, _ = store.deployment()
     live, shadow = current.live, current.shadow
     if args.command == "shadow":
@@ -362,9 +386,12 @@ def _deploy(args: argparse.Namespace, store: _Store, out: TextIO) -> None:
         if args.to is None and not earlier:
             raise _Failed("no earlier live bundle in the history; give --to BUNDLE or --to packaged")
         live = (None if args.to == "packaged" else args.to) if args.to is not None else earlier[0]
+    # A bundle that was live before passed the function's own verification then: a rollback to it is not held up.
     for bundle_id in {live, shadow} - {None, current.live, current.shadow}:
         assert bundle_id is not None
-        store.bundle(bundle_id)  # it exists and is whole
+        bundle = store.bundle(bundle_id)
+        if bundle_id not in current.earlier_live():
+            _refuse_unless_checked(bundle, pipeline)
 
     def change(read: Deployment) -> Deployment:
         if (read.live, read.shadow) != (current.live, current.shadow):
@@ -396,7 +423,7 @@ def run(
             status, _ = _publish(args, _Store(client, args.bucket, prefix, ""), out, err)
             return status
         store = _Store(client, args.bucket, prefix, "")
-        store.pipeline, _ = _resolve(args.pipeline, store)
+        store.pipeline, pipeline = _resolve(args.pipeline, store)
         if args.command == "list":
             _list(store, out)
         elif args.command == "pull":
@@ -407,7 +434,7 @@ def run(
                 raise _Failed(f"cannot write the bundle under {args.out}: {exc.strerror or exc}") from None
             print(f"wrote bundle {args.bundle} to {args.out}/ (pipelines/, rules/)", file=out)
         else:
-            _deploy(args, store, out)
+            _deploy(args, store, pipeline, out)
     except _Failed as exc:
         print(f"pipeline-rules: error: {exc}", file=err)
         return EXIT_USAGE

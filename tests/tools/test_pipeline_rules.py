@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
-from tests.support.bundles import BUCKET, PIPELINE, VIP_ROUTING, Ops, make_bucket, rules_files, working_copy
+from tests.support.bundles import BUCKET, PIPELINE, ROUTING, VIP_ROUTING, Ops, make_bucket, rules_files, working_copy
 
 
 @pytest.fixture
@@ -217,3 +217,15 @@ def test_a_shadow_candidate_is_not_the_live_bundle(ops: Ops) -> None:
     status, _, err = ops.rules("shadow", live)
     assert status == 2 and f"bundle {live} is live already" in err
     assert ops.deployment().shadow is None
+
+
+@pytest.mark.parametrize("command", ["shadow", "promote"])
+def test_a_bundle_uploaded_by_hand_is_checked_before_it_is_deployed(ops: Ops, command: str) -> None:
+    files = rules_files(ROUTING.replace("target: handoff", "target: handof", 1))
+    broken = Bundle(PIPELINE, files, "2026-12-01T00:00:00Z", "someone", "unchecked")
+    ops.s3.put_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, broken.id), Body=broken.to_json())
+    status, _, err = ops.rules(command, broken.id)
+    assert status == 2
+    assert f"bundle {broken.id} does not pass the check, so the function would refuse it: " in err
+    assert "routing target 'handof' names no configured queue" in err
+    assert ops.s3.list_objects_v2(Bucket=BUCKET, Prefix=deployment_key("rules/", PIPELINE))["KeyCount"] == 0
