@@ -281,7 +281,29 @@ def _check_functions(source: str, tree: Mapping[str, Any]) -> None:
         for index, argument in enumerate(node["children"]):
             problem = check(index, argument["value"]) if check and argument["type"] == "literal" else None
             if problem:
-                raise ExpressionSyntaxError(f"{name}(): {problem}", offset)
+                raise ExpressionSyntaxError(f"{name}(): {problem}", _argument_offset(source, offset, index))
+
+
+_OPENERS = frozenset({"lparen", "lbracket", "lbrace", "filter"})
+
+
+def _argument_offset(source: str, call: int, index: int) -> int:
+    """Where argument ``index`` of the function call whose name starts at ``call`` begins (else ``call``)."""
+    depth, argument = 0, 0
+    for token in expression_tokens(source):
+        if token["start"] <= call:
+            continue
+        if depth == 1 and argument == index and token["type"] not in ("comma", "rparen"):
+            return int(token["start"])
+        if token["type"] in _OPENERS:
+            depth += 1
+        elif token["type"] in _CLOSERS:
+            depth -= 1
+            if depth == 0:
+                break
+        elif token["type"] == "comma" and depth == 1:
+            argument += 1
+    return call
 
 
 def compile_expression(source: str) -> Expression:
