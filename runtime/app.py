@@ -188,15 +188,25 @@ def load_pipelines(root: Path, env: Mapping[str, str], stamp: Stamp | None = Non
     files = pipeline_files(root / PIPELINES_DIR)
     if not files:
         raise ConfigError([Problem(str(root / PIPELINES_DIR), 1, 1, "no pipeline files (*.yaml) found")])
+    return load_configs(files, root / RULES_DIR, env, stamp)
+
+
+def load_configs(
+    files: Sequence[Path], rules_dir: Path, env: Mapping[str, str], stamp: Stamp | None = None
+) -> list[AppConfig]:
+    """Each pipeline file with the rule sets of ``rules_dir``; ConfigError listing every problem once.
+
+    A rules file shared by several pipelines has its problems found with each: they are reported once.
+    """
     configs: list[AppConfig] = []
     problems: list[Problem] = []
     for path in files:
         try:
-            configs.append(load_config(path, root / RULES_DIR, env, stamp=stamp))
+            configs.append(load_config(path, rules_dir, env, stamp=stamp))
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(list(dict.fromkeys(problems)))
     return configs
 
 

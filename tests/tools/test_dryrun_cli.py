@@ -470,3 +470,20 @@ def test_an_option_given_without_its_mode_is_refused_not_ignored(
     assert stopped.value.code == 2
     captured = capsys.readouterr()
     assert reason in captured.err and captured.out == ""
+
+
+def test_a_mistake_in_a_rules_file_every_pipeline_loads_is_reported_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tools.dryrun.cli import main
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    channel = rules / "20_channel.yaml"
+    channel.write_text(
+        channel.read_text(encoding="utf-8").replace('when: "', 'when: "lowr(x) && ', 1), encoding="utf-8"
+    )
+    status = main(["--world", str(ROOT / "examples/world.yaml"), "--rules", str(rules), str(ROOT / "examples/events")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("unknown function lowr()") == 1, err

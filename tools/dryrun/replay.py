@@ -26,9 +26,9 @@ from pathlib import Path
 from time import perf_counter
 from typing import NamedTuple, TextIO
 
-from engine.config import AppConfig, display_path, load_config
+from engine.config import AppConfig, display_path
 from engine.errors import ConfigError, Problem
-from runtime.app import shared_limits
+from runtime.app import load_configs, shared_limits
 from runtime.layout import PIPELINES_DIR, pipeline_files
 from tools.dryrun.backends import open_backend
 from tools.dryrun.blueprint import blueprint
@@ -53,7 +53,7 @@ from tools.dryrun.report_file import report_meta, write_report
 from tools.dryrun.world import WorldSpec, load_world, parse_instant, secret_values
 from tools.requires import MissingTool
 
-__all__ = ["Rendered", "ReplayOptions", "UsageError", "load_configs", "run_replay"]
+__all__ = ["Rendered", "ReplayOptions", "UsageError", "run_replay"]
 
 EXIT_OK, EXIT_CHANGED, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_EVENTS = 100
@@ -423,20 +423,6 @@ def _baseline_pipelines(options: ReplayOptions, pipelines: list[Path]) -> list[P
     if name not in names:
         raise UsageError(f"--baseline-pipeline is pipeline {name!r}, which is not replayed ({', '.join(names)})")
     return [baseline if found == name else path for path, found in zip(pipelines, names, strict=True)]
-
-
-def load_configs(pipelines: list[Path], rules: Path, env: dict[str, str]) -> list[AppConfig]:
-    """Every pipeline with the rule sets of ``rules``; ConfigError listing every problem of every file."""
-    loaded: list[AppConfig] = []
-    problems: list[Problem] = []
-    for path in pipelines:
-        try:
-            loaded.append(load_config(path, rules, env))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(problems)
-    return loaded
 
 
 def _lanes(

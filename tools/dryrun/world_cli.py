@@ -62,13 +62,12 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import botocore.exceptions
 
     from engine.plugins import load_plugins, plugin_modules
-    from runtime.app import shared_limits
+    from runtime.app import load_configs, shared_limits
     from runtime.layout import PIPELINES_DIR, pipeline_files
     from tools.dryrun.capture import shareable_world
     from tools.dryrun.events import load_events
     from tools.dryrun.lanes import ReplayClock
     from tools.dryrun.live import AccountAccess, live_clients
-    from tools.dryrun.replay import load_configs
     from tools.dryrun.snapshot import SECTION_TABLES, snapshot_world
     from tools.dryrun.world import parse_instant
 
