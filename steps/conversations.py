@@ -7,7 +7,8 @@ that are phone numbers or e-mail addresses (``loggable_conversation_id``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from steps.support import expression_param, secret_pattern, service_failure, tab
 __all__ = [
     "ConversationGet",
     "ConversationLookup",
+    "created_instant",
     "loggable_conversation_id",
     "pick_conversation",
     "rule_attributes",
@@ -63,11 +65,35 @@ def _is_complete(item: Mapping[str, Any]) -> bool:
     return isinstance(value, (int, Decimal)) and not isinstance(value, bool) and value == 1
 
 
-def pick_conversation(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """The newest ``created_at`` among open conversations, else the newest overall (ties: conversation_id)."""
-    open_items = [item for item in items if not _is_complete(item)]
-    pool = open_items or items
-    return max(pool, key=lambda item: (str(item.get("created_at") or ""), str(item.get("conversation_id") or "")))
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def created_instant(value: Any) -> int | None:
+    """An ISO-8601 ``created_at`` as microseconds since 0001-01-01T00:00Z (naive is UTC); None if unparseable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    # Integer arithmetic on the wall time less its offset: exact, and no overflow near year 1 or 9999.
+    return (moment.replace(tzinfo=None) - datetime.min - (moment.utcoffset() or timedelta(0))) // _MICROSECOND
+
+
+def _rank(item: Mapping[str, Any]) -> tuple[bool, bool, int, str]:
+    """Larger is preferred: open, then a parseable ``created_at`` (an unparseable one sorts oldest), newest, id."""
+    instant = created_instant(item.get("created_at"))
+    return (not _is_complete(item), instant is not None, instant or 0, str(item.get("conversation_id") or ""))
+
+
+def pick_conversation(items: Iterable[dict[str, Any]], best: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The newest ``created_at`` (as an instant) among open conversations, else the newest overall.
+
+    An unparseable ``created_at`` sorts oldest; ties go to the greatest conversation_id. ``best`` is the pick so
+    far (the lookup picks page by page); ``items`` and ``best`` must not both be empty.
+    """
+    pool = [*items] if best is None else [best, *items]
+    return max(pool, key=_rank)
 
 
 _INDEX = {
@@ -142,16 +168,9 @@ def rule_attributes(rulesets: Mapping[str, Any]) -> tuple[str, ...] | None:
             "max_pages": {
                 "type": "integer",
                 "minimum": 1,
-                "maximum": 100,
-                "description": "Most query pages (up to 1 MB each) read for one request, which is not yet "
-                "authenticated here: more is DB_QUERY_ERROR (default 4).",
-            },
-            "max_items": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 10000,
-                "description": "Most conversations one (company, user) pair may have: more is DB_QUERY_ERROR "
-                "(default 100).",
+                "description": "Optional cap on the query pages (1 MB of items each) read for one request: a pair "
+                "with more is DB_QUERY_ERROR, which loses the message (MessageLossAlarm). Default: no cap; every "
+                "match is read, bounded by the invocation's time budget (then DB_TRANSIENT_ERROR, retried).",
             },
         },
     },
@@ -171,34 +190,30 @@ class ConversationLookup:
         }
         self._company = expression_param(params, "company", "request.company_number")
         self._user = expression_param(params, "user", "request.user_number")
-        self._max_pages = int(params.get("max_pages", 4))
-        self._max_items = int(params.get("max_items", 100))
+        self._max_pages = int(params["max_pages"]) if "max_pages" in params else None
 
-    def _matches(self, ctx: Context, index: str, key: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Every conversation of the pair; the request is not authenticated yet, so the reading is bounded.
+    def _choose(self, ctx: Context, index: str, key: Mapping[str, Any]) -> tuple[dict[str, Any] | None, int]:
+        """The pick among every conversation of the pair (None when there is none), and how many there are.
 
-        The deadline is checked between pages (each page is one bounded call), and a pair with more pages or
-        items than the limits allow is refused rather than read on a forged request's behalf.
+        Pages are read until the last (the contract: all matches), keeping only the pick so far. Each page is one
+        bounded call; the deadline is checked between pages, so a lookup that runs out of time is retried.
         """
-        items: list[dict[str, Any]] = []
         pages = ctx.services.tables.query_pages(self._table, index, key, self._ATTRIBUTES)
-        count = 0
+        chosen: dict[str, Any] | None = None
+        count = pages_read = 0
         while (page := db_call(lambda: next(pages, None))) is not None:
-            count += 1
-            items += page.items
-            if len(items) > self._max_items:
-                raise StepFailure(
-                    DB_QUERY.code, f"more than {self._max_items} conversations match", cause="LookupLimit"
-                )
+            pages_read += 1
+            count += len(page.items)
+            if page.items:
+                chosen = pick_conversation(page.items, chosen)
             if not page.more:
                 break
-            if count >= self._max_pages:
-                raise StepFailure(
-                    DB_QUERY.code, f"more than {self._max_pages} pages of conversations match", cause="LookupLimit"
-                )
+            if self._max_pages is not None and pages_read >= self._max_pages:
+                message = f"more than {self._max_pages} pages of conversations match"
+                raise StepFailure(DB_QUERY.code, message, cause="LookupLimit")
             if ctx.time_left() <= 0:
-                raise TransientFault(DB_TRANSIENT.code, f"time budget spent after {count} lookup page(s)")
-        return items
+                raise TransientFault(DB_TRANSIENT.code, f"time budget spent after {pages_read} lookup page(s)")
+        return chosen, count
 
     def run(self, ctx: Context) -> StepResult:
         request = ctx.doc["request"]
@@ -206,10 +221,9 @@ class ConversationLookup:
         if index is None:
             raise StepFailure(MISSING_CREDENTIAL.code, f"no lookup index configured for channel {request['channel']}")
         key = {index["company_key"]: self._company.search(ctx.doc), index["user_key"]: self._user.search(ctx.doc)}
-        items = self._matches(ctx, index["index"], key)
-        if not items:
+        chosen, count = self._choose(ctx, index["index"], key)
+        if chosen is None:
             raise StepFailure(NOT_FOUND.code, "no conversation for this sender and recipient")
-        chosen = pick_conversation(items)
         config = chosen.get("channel_config")
         secret_name = config.get(index["credentials_attribute"]) if isinstance(config, Mapping) else None
         if not isinstance(secret_name, str) or not secret_name.strip():
@@ -223,10 +237,10 @@ class ConversationLookup:
             "conversation_id": chosen["conversation_id"],
             "primary_channel": chosen["primary_channel"],
             "secret_name": secret_name.strip(),
-            "candidates": len(items),
+            "candidates": count,
         }
         loggable = loggable_conversation_id(str(chosen["conversation_id"]))
-        return StepResult(output=output, decision=f"{len(items)} candidate(s)", log={"conversation_id": loggable})
+        return StepResult(output=output, decision=f"{count} candidate(s)", log={"conversation_id": loggable})
 
 
 @register(

@@ -8,8 +8,11 @@ trigger is pending and will find its stage row. So the lock is also taken over w
 - the holder's trigger is due (``trigger_due_at``, written by ``trigger.sent`` alongside the send) within
   ``due_margin_seconds``: a consumer may read the batch before this message's stage row lands (the margin
   covers the longest stage write, one bounded call), so this message sends a trigger of its own;
-- the holder never marked it sent and took it more than ``orphan_after_seconds`` ago: it died between the
-  lock and the send (its invocation ends well before that), and its retry may never come.
+- the holder never marked it sent (the mark failed, or the holder died) and its trigger, if sent at all, may be
+  due within the margin: a trigger is sent right after the lock is taken, so it is due at ``taken_at + W`` at the
+  earliest, and the lock is taken over once that is within ``due_margin_seconds``; or, whichever comes first,
+  ``orphan_after_seconds`` after it was taken (the holder died between the lock and the send: its invocation
+  ends well before that, and its retry may never come).
 """
 
 from __future__ import annotations
@@ -33,15 +36,20 @@ LOCK_TRANSIENT = ErrorSpec(
 DUE = "trigger_due_at"
 
 
-def acquire_condition(holder: str, now: int, *, due_margin: int, orphan_after: int) -> Condition:
-    """When ``holder`` may take the lock at ``now`` (epoch seconds)."""
+def acquire_condition(holder: str, now: int, *, window: int, due_margin: int, orphan_after: int) -> Condition:
+    """When ``holder`` may take the lock at ``now`` (epoch seconds), for a trigger delayed by ``window`` seconds.
+
+    An unmarked lock's trigger is due at ``taken_at + window`` at the earliest: it is taken over once that is
+    within ``due_margin``, or ``orphan_after`` after it was taken, whichever is sooner.
+    """
+    unmarked_since = now - min(orphan_after, window - due_margin)
     return AnyOf(
         (
             AttributeNotExists("conversation_id"),
             AttributeLessThan("expires_at", now),
             AttributeEquals("message_sid", holder),
             AttributeLessThan(DUE, now + due_margin),
-            AllOf((AttributeNotExists(DUE), AttributeLessThan("taken_at", now - orphan_after))),
+            AllOf((AttributeNotExists(DUE), AttributeLessThan("taken_at", unmarked_since))),
         )
     )
 
@@ -74,7 +82,8 @@ _TABLE = {"table": {"type": "string"}}
                 "minimum": 1,
                 "maximum": 3600,
                 "description": "A lock never marked sent is taken over this long after it was taken (longer than "
-                "an invocation; default 15).",
+                "an invocation; default 15), or sooner, once a trigger sent when it was taken would be due within "
+                "due_margin_seconds.",
             },
         },
     },
@@ -97,7 +106,7 @@ class TriggerLock:
         expires_at = now + delay + self._buffer
         # With a window shorter than the margin, any trigger may be read before this row lands: never batch.
         condition = (
-            acquire_condition(holder, now, due_margin=self._margin, orphan_after=self._orphan)
+            acquire_condition(holder, now, window=delay, due_margin=self._margin, orphan_after=self._orphan)
             if delay >= self._margin
             else None
         )
@@ -141,8 +150,9 @@ class TriggerLock:
 class TriggerSent:
     """Mark the held lock as sent (``trigger_due_at``), alongside the send; best effort.
 
-    A lock left unmarked (this write failed) is taken over ``orphan_after_seconds`` after it was taken, which at
-    worst sends one more trigger: so a failure here is logged in the trace and the message still succeeds.
+    A lock left unmarked (this write failed) is taken over once a trigger sent when it was taken would be due
+    (within the margin), which at worst sends one more trigger: so a failure here is logged in the trace and the
+    message still succeeds.
     """
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:

@@ -141,3 +141,12 @@ class AwsSpy:
             action(_decode(params))
 
         client.meta.events.register(event, run)
+
+    def page_size(self, name: str, limit: int) -> None:
+        """Every ``service.Operation`` call asks for at most ``limit`` items (``Limit``): moto then pages by count."""
+        client, event = self._event("before-parameter-build", name)
+
+        def limit_page(params: dict[str, Any], **_: Any) -> None:
+            params["Limit"] = limit
+
+        client.meta.events.register(event, limit_page)

@@ -59,7 +59,7 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
                 (
                     "unknown key 'tabel'",
                     "did you mean 'table'?",
-                    "allowed keys: company, indexes, max_items, max_pages, secrets, table, user",
+                    "allowed keys: company, indexes, max_pages, secrets, table, user",
                 ),
             )
         ],

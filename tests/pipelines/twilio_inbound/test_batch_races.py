@@ -1,17 +1,20 @@
 """Issue 15 (5): BATCHED means a trigger is pending that will find the message's stage row.
 
-The holder marks its lock sent (``trigger_due_at``) alongside its send. A message takes the lock over when its
-holder never sent and took it longer ago than any invocation runs (it died; its retry may never come), or when
-the holder's trigger is due within the margin (a consumer may drain the batch before this row lands).
+The holder marks its lock sent (``trigger_due_at``) alongside its send. A message takes the lock over when the
+holder's trigger is due within the margin (a consumer may drain the batch before this row lands), or when the lock
+is unmarked and either a trigger sent when it was taken would be due within the margin (the mark failed) or it was
+taken longer ago than any invocation runs (the holder died; its retry may never come).
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
 from tests.support.faults import Fault, SimulatedCrash, new_container
+from tests.support.timeline import FixedClock
 from tests.support.webhooks import USER, rest_event, whatsapp_params
 from tools.localaws import to_dynamo
 
@@ -28,6 +31,7 @@ def put_lock(world, conversation_id: str, **attributes: int) -> None:
     [
         (20, None, "QUEUED"),  # the holder died after taking the lock and never sent: taken over
         (2, None, "BATCHED"),  # the holder is still running: its trigger will come
+        (12, None, "QUEUED"),  # unmarked, but a trigger sent when it was taken fired 2 s ago: taken over
         (8, 2, "QUEUED"),  # the holder's trigger is due in 2 s: the batch may be drained before this row lands
         (1, 9, "BATCHED"),  # a trigger is pending for 9 more seconds: batched
     ],
@@ -87,3 +91,33 @@ def test_a_slow_stage_write_near_the_trigger_sends_its_own(world, lambda_handler
 
     assert outcomes() == [("QUEUED", None)]
     assert len(world.sent("whatsapp")) == 1
+
+
+@pytest.mark.parametrize(
+    ("later", "outcome", "triggers"),
+    [
+        (3, "BATCHED", 1),  # the holder's trigger is due in 7 s: it will find the row
+        (12, "QUEUED", 2),  # the holder's trigger fired at 10 s, before the 15 s orphan takeover: send another
+    ],
+)
+def test_a_lock_whose_sent_mark_failed_is_taken_over_once_its_trigger_is_due(world, later, outcome, triggers):
+    item = world.add_conversation()
+    world.add_default_secrets()
+    clock = FixedClock(datetime.now(UTC))
+    application, injector = new_container(world.resources)
+    application.replace_services(clock=clock)
+    injector.inject("lock_mark", Fault("access_denied"))
+    assert application.process(rest_event("whatsapp", whatsapp_params(sid=HOLDER)), None).result.outcome == "QUEUED"
+    injector.clear()
+    [lock] = world.lock_rows()
+    assert "trigger_due_at" not in lock
+
+    clock.advance(later)
+    second = application.process(rest_event("whatsapp", whatsapp_params(sid=LATER)), None)
+
+    assert second.result.outcome == outcome
+    trigger = ({"conversation_id": item["conversation_id"], "primary_channel": USER}, 10)
+    assert world.sent("whatsapp") == [trigger] * triggers
+    assert sorted(row["message_sid"] for row in world.stage_rows()) == [HOLDER, LATER]
+    [lock] = world.lock_rows()
+    assert lock["message_sid"] == (LATER if outcome == "QUEUED" else HOLDER)

@@ -11,7 +11,8 @@ import pytest
 
 from tests.support.expect import twiml_response
 from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, USER, rest_event, sms_params, whatsapp_params
-from tools.localaws import to_dynamo
+from tests.support.world import ABSENT, conversation
+from tools.localaws import put_items, to_dynamo
 
 # id, [(created_at, task_complete)], index of the conversation that must be picked
 PICKS = [
@@ -25,6 +26,10 @@ PICKS = [
     ("missing_task_complete_is_open", [("2026-11-04T00:00:00Z", None), ("2026-11-05T00:00:00Z", 1)], 0),
     ("milliseconds_compare", [("2026-11-04T10:00:00.120Z", 0), ("2026-11-04T10:00:00.900Z", 0)], 1),
     ("single_complete", [("2026-11-04T00:00:00Z", 1)], 0),
+    # created_at is compared as an instant, not as text (other services write it with any precision and offset).
+    ("fraction_is_later_than_the_whole_second", [("2026-11-20T10:00:00.500Z", 0), ("2026-11-20T10:00:00Z", 0)], 0),
+    ("offsets_compare_as_instants", [("2026-11-20T12:00:00+02:00", 0), ("2026-11-20T11:00:00Z", 0)], 1),
+    ("unparseable_sorts_oldest", [("2026-11-20T10:00:00Z", 0), ("not a date", 0)], 0),
 ]
 
 
@@ -139,7 +144,7 @@ def test_whatsapp_prefix_is_stripped_for_both_numbers(world, lambda_handler, aws
     assert sorted(value["S"] for value in query["ExpressionAttributeValues"].values()) == sorted([COMPANY_WA, USER])
 
 
-# Issue 15 (3): the lookup runs before the signature check, so what it reads must be bounded, in time and bytes.
+# Issue 15 (3): the lookup runs before the signature check; it reads every match (contract §2), bounded in time.
 
 
 class RemainingTime:
@@ -160,17 +165,41 @@ def add_bulky_conversations(world, count: int = 51) -> None:
         world.add_conversation(conversation_id=f"ci-{n}#pi-0#uuid-{n}#{USER[1:]}", notes=bulky)
 
 
-def test_a_pair_with_too_many_pages_is_refused_before_its_secret_is_read(world, lambda_handler, aws, outcomes):
+def test_a_pair_with_many_pages_is_read_to_the_end(world, lambda_handler, aws, outcomes):
     add_bulky_conversations(world)
     world.add_default_secrets()
 
     assert lambda_handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
 
-    assert outcomes() == [("DB_QUERY_ERROR", "DB_QUERY_ERROR")]
-    queries = aws.of("dynamodb.Query")
-    assert len(queries) == 4  # the shipped max_pages, not all 17
-    assert aws.count("secretsmanager.GetSecretValue") == 0
-    assert world.stage_rows() == []
+    assert outcomes() == [("QUEUED", None)]
+    assert len(aws.of("dynamodb.Query")) == 17
+    assert len(world.stage_rows()) == 1
+
+
+@pytest.mark.parametrize("page_size", [None, 40], ids=["one_page", "pages_of_40"])
+def test_a_user_with_more_than_100_conversations_is_answered(world, lambda_handler, aws, outcomes, page_size):
+    # 249 finished conversations and one open (the oldest): the open one is the message's conversation.
+    items = [
+        conversation(
+            conversation_id=f"ci-{n:03d}#pi-0#uuid-{n}#{USER[1:]}",
+            created_at=f"2026-11-20T10:{n // 60:02d}:{n % 60:02d}Z",
+            task_complete=0 if n == 0 else 1,
+            messages=ABSENT,
+        )
+        for n in range(250)
+    ]
+    put_items(world.dynamodb, world.resources.conversations_table, items)
+    world.add_default_secrets()
+    if page_size:
+        aws.page_size("dynamodb.Query", page_size)
+
+    assert lambda_handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
+
+    open_one = items[0]["conversation_id"]
+    assert outcomes() == [("QUEUED", None)]
+    assert world.sent("whatsapp") == [({"conversation_id": open_one, "primary_channel": USER}, 10)]
+    assert [row["conversation_id"] for row in world.stage_rows()] == [open_one]
+    assert len(aws.of("dynamodb.Query")) == (1 if page_size is None else 7)
 
 
 def test_the_lookup_stops_paging_at_the_deadline(world, lambda_handler, aws, outcomes):
