@@ -1,7 +1,7 @@
 """``sendgrid.parse``: read an inbound email that SendGrid's Inbound Parse posts (multipart/form-data).
 
-The email's identity is a stable ``EM…`` id (from its ``Message-ID``, else the body's digest), used as the
-stage row's ``message_sid``. The sender is the user (``user_address``), the parse address it was sent to
+The email's identity is a stable ``EM…`` id (from its ``Message-ID`` and the parse address it was delivered
+to, else the body's digest), used as the stage row's ``message_sid``. The sender is the user (``user_address``), the parse address it was sent to
 is the company (``company_address``), both lower-cased. A request without SendGrid's signature headers,
 or signed too long ago (a replay) or in the future, ends here with ``INVALID_SIGNATURE``, before any AWS
 call. ``request.fields`` keeps the small header-like fields, never the bodies or raw headers.
