@@ -126,9 +126,7 @@ def test_a_confirmation_that_fails_leaves_the_record_pending_and_the_answer_stan
 
 
 @pytest.mark.parametrize("message_id", [MESSAGE_ID, None], ids=["message_id", "no_message_id"])
-def test_one_email_sent_to_two_parse_addresses_reaches_both_conversations(
-    world, lambda_handler, outcomes, message_id
-):
+def test_one_email_sent_to_two_parse_addresses_reaches_both_conversations(world, lambda_handler, outcomes, message_id):
     support = add_email_world(world)
     sales = email_conversation(
         conversation_id=f"ci-bbb-000#pi-bbb-000#{uuid.uuid4()}#{USER_EMAIL}",
