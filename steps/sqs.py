@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -12,7 +13,7 @@ from engine.errors import ErrorSpec, StepFailure
 from engine.ports import ServiceError, json_safe
 from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.conversations import whole_conversation
-from steps.support import service_failure
+from steps.support import service_failure, utf8_prefix
 
 __all__ = ["QUEUE_ERROR", "QUEUE_TRANSIENT", "SendMessage", "handoff_body", "trigger_body"]
 
@@ -22,6 +23,8 @@ QUEUE_ERROR = ErrorSpec(
 QUEUE_TRANSIENT = ErrorSpec("QUEUE_TRANSIENT_ERROR", transient=True, description="the queue did not answer")
 
 SQS_LIMIT_BYTES = 256 * 1024
+
+logger = logging.getLogger("steps.sqs")
 
 
 def trigger_body(doc: Mapping[str, Any]) -> str:
@@ -47,8 +50,26 @@ def _encoded_size(value: Any) -> int:
     return len(_encode(value).encode("utf-8"))
 
 
+def _cut_body(body: dict[str, Any], limit: int) -> int:
+    """Cut ``body["body"]`` until the message is within ``limit`` bytes, marking it truncated; the new size.
+
+    ``body_bytes`` stays the whole text's size when the parse step had already cut it.
+    """
+    text = body["body"]
+    body["body_truncated"] = True
+    body["body_bytes"] = max(int(body.get("body_bytes") or 0), len(text.encode("utf-8", "surrogatepass")))
+    size = _encoded_size(body)
+    while size > limit and body["body"]:
+        # The encoded text shrinks by at least as many bytes as the raw text, so this ends within a few rounds.
+        kept = len(body["body"].encode("utf-8", "surrogatepass")) - (size - limit)
+        body["body"] = utf8_prefix(body["body"], kept)[0]
+        size = _encoded_size(body)
+    logger.info("handoff body truncated", extra={"decision": f"text of {body['body_bytes']} bytes cut to fit"})
+    return size
+
+
 def handoff_body(doc: Mapping[str, Any], limit: int = SQS_LIMIT_BYTES) -> str:
-    """The full context, JSON-safe, trimmed to ``limit`` bytes by dropping the oldest history first."""
+    """The full context, JSON-safe, within ``limit`` bytes: the oldest history is dropped first, then the text cut."""
     request, credential = doc["request"], doc["credential"]
     conversation = json_safe(doc.get("conversation") or {})
     body = {
@@ -61,6 +82,9 @@ def handoff_body(doc: Mapping[str, Any], limit: int = SQS_LIMIT_BYTES) -> str:
         "request": request["fields"],
         "conversation": conversation,
     }
+    if request.get("body_truncated"):
+        body["body_truncated"] = True
+        body["body_bytes"] = request["body_bytes"]
     size = _encoded_size(body)
     history = conversation.get("messages")
     if size > limit and isinstance(history, list) and history:
@@ -75,8 +99,12 @@ def handoff_body(doc: Mapping[str, Any], limit: int = SQS_LIMIT_BYTES) -> str:
         while size > limit and conversation["messages"]:
             conversation["messages"] = conversation["messages"][1:]
             size = _encoded_size(body)
+    if size > limit and isinstance(body["body"], str) and body["body"]:
+        size = _cut_body(body, limit)
     if size > limit:
-        raise StepFailure(QUEUE_ERROR.code, f"handoff message is {size} bytes even without history; limit {limit}")
+        raise StepFailure(
+            QUEUE_ERROR.code, f"handoff message is {size} bytes even without history or text; limit {limit}"
+        )
     return _encode(body)
 
 

@@ -1,4 +1,8 @@
-"""``stage.write``: the message's row in the stage table, once per message id (a re-delivery leaves the first row)."""
+"""``stage.write``: the message's row in the stage table, once per message id (a re-delivery leaves the first row).
+
+A parse step that cut the body (``request.body_truncated``) has the row say so: ``body_truncated`` and
+``body_bytes`` (the whole body's UTF-8 size). Rows of uncut bodies have neither attribute.
+"""
 
 from __future__ import annotations
 
@@ -56,6 +60,9 @@ class StageWrite:
         }
         if request["media"]:
             item["media"] = request["media"]
+        if request.get("body_truncated"):
+            item["body_truncated"] = True
+            item["body_bytes"] = request["body_bytes"]
         try:
             written = ctx.services.tables.put_item(self._table, item, AttributeNotExists("message_sid"))
         except ServiceError as exc:

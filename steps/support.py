@@ -13,7 +13,7 @@ from engine.http import HttpRequest
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, ParamError
 
-__all__ = ["expression_param", "secret_pattern", "service_failure", "table_name", "webhook_post"]
+__all__ = ["expression_param", "secret_pattern", "service_failure", "table_name", "utf8_prefix", "webhook_post"]
 
 
 def webhook_post(ctx: Context, channels: frozenset[str], code: str, poster: str) -> HttpRequest:
@@ -75,3 +75,11 @@ def service_failure(exc: ServiceError, transient_code: str, final_code: str, wha
     if exc.transient:
         return TransientFault(transient_code, f"{what} failed: {exc.code}", exc.code)
     return StepFailure(final_code, f"{what} failed: {exc.code}", cause=exc.code)
+
+
+def utf8_prefix(text: str, max_bytes: int) -> tuple[str, int]:
+    """``text`` cut to at most ``max_bytes`` of UTF-8 at a character boundary, and the UTF-8 size of all of it."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text, len(data)
+    return data[: max(max_bytes, 0)].decode("utf-8", "ignore"), len(data)

@@ -2,8 +2,10 @@
 
 Works on a ``MultipartForm`` in either of SendGrid's formats: the default one (``headers``, ``text``,
 ``html``, file parts) and ``send_raw`` (the whole MIME message in ``email``). The id is ``EM`` and 32
-lowercase hex digits (128 bits of SHA-256): of the normalised ``Message-ID`` when the email has one, else of
-the raw request body. It is ASCII, fixed-length and safe as a DynamoDB sort key.
+lowercase hex digits (128 bits of SHA-256): of the normalised ``Message-ID`` together with the recipient (the
+parse address that selects the conversation) when the email has one, else of the raw request body (which holds
+the envelope, so the recipient too). One email sent to two parse addresses is thus two messages, and SendGrid's
+re-delivery of one post keeps its id. It is ASCII, fixed-length and safe as a DynamoDB sort key.
 """
 
 from __future__ import annotations
@@ -91,9 +93,13 @@ def normalise_message_id(value: str) -> str | None:
     return f"{left}@{right.lower()}" if at and left else core
 
 
-def id_from_message_id(normalised: str) -> str:
-    """The email id of a normalised Message-ID (also usable for an In-Reply-To or References entry)."""
-    return ID_PREFIX + hashlib.sha256(normalised.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+def id_from_message_id(normalised: str, recipient: str) -> str:
+    """The email id of a normalised Message-ID as delivered to ``recipient`` (a bare lower-case address).
+
+    A normalised Message-ID holds no control character, so the NUL separator keeps every pair distinct.
+    """
+    key = f"{normalised}\x00{recipient}"
+    return ID_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def id_from_body(body: bytes) -> str:
@@ -117,7 +123,9 @@ def read_email(form: MultipartForm, body: bytes) -> InboundEmail:
         plain, html, attachments = form.first("text"), form.first("html"), _form_attachments(form)
     text, text_source = _text(plain, html)
     return InboundEmail(
-        message_id=id_from_message_id(message_ids[0]) if message_ids else id_from_body(body),
+        message_id=id_from_message_id(message_ids[0], recipients[0] if recipients else "")
+        if message_ids
+        else id_from_body(body),
         id_source="message-id" if message_ids else "body",
         sender=sender,
         recipients=recipients,

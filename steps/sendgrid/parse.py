@@ -1,10 +1,17 @@
 """``sendgrid.parse``: read an inbound email that SendGrid's Inbound Parse posts (multipart/form-data).
 
-The email's identity is a stable ``EM…`` id (from its ``Message-ID``, else the body's digest), used as the
-stage row's ``message_sid``. The sender is the user (``user_address``), the parse address it was sent to
-is the company (``company_address``), both lower-cased. A request without SendGrid's signature headers,
-or signed too long ago (a replay) or in the future, ends here with ``INVALID_SIGNATURE``, before any AWS
-call. ``request.fields`` keeps the small header-like fields, never the bodies or raw headers.
+The email's identity is a stable ``EM…`` id (from its ``Message-ID`` and the parse address it was delivered
+to, else the body's digest), used as the stage row's ``message_sid``. The sender is the user
+(``user_address``), the parse address it was sent to is the company (``company_address``), both lower-cased.
+A request without SendGrid's signature headers, or signed too long ago (a replay) or in the future, ends here
+with ``INVALID_SIGNATURE``, before any AWS call. ``request.fields`` keeps the small header-like fields, never
+the bodies or raw headers.
+
+What is staged and handed off is bounded, so that no email is refused for its size after it was accepted: the
+text is cut to ``max_text_bytes`` of UTF-8 at a character boundary (``body_truncated`` and ``body_bytes``, the
+whole text's size, say so), each kept field to 2 KiB, and ``media`` lists the first 128 attachments with names
+and types clipped (``num_media`` counts them all). With the largest ``max_text_bytes`` a stage row stays under
+330 KB, inside DynamoDB's 400 KB item limit.
 
 The multipart and email modules are imported by the first email, not at the cold start (they pull in the
 standard library's ``email`` and ``html`` packages, several milliseconds a container that may never see an email).
@@ -12,6 +19,7 @@ standard library's ``email`` and ``html`` packages, several milliseconds a conta
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +29,10 @@ from engine.errors import ErrorSpec, StepFailure
 from engine.http import HttpRequest
 from engine.registry import BuildInfo, register
 from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh
-from steps.support import webhook_post
+from steps.support import utf8_prefix, webhook_post
 
 if TYPE_CHECKING:
-    from steps.sendgrid.message import InboundEmail
+    from steps.sendgrid.message import Attachment, InboundEmail
     from steps.sendgrid.multipart import MultipartForm
 
 __all__ = ["INVALID_SIGNATURE", "PARSING_ERROR", "SendGridParse"]
@@ -34,15 +42,46 @@ INVALID_SIGNATURE = ErrorSpec("INVALID_SIGNATURE", description="the request's si
 # Fields copied to ``request.fields``: what a person handling the email needs besides its text.
 _KEPT_FIELDS = ("to", "from", "cc", "subject", "envelope", "spam_score", "SPF", "dkim", "attachments")
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+DEFAULT_MAX_TEXT_BYTES = 128 * 1024
+MAX_TEXT_BYTES = 256 * 1024
+# Bounds on the rest of what is staged or handed off (UTF-8 bytes; media entries).
+MAX_FIELD_BYTES = 2 * 1024
+MAX_MEDIA_LISTED = 128
+_MAX_FILENAME_BYTES = 255
+_MAX_CONTENT_TYPE_BYTES = 127
+
+logger = logging.getLogger("steps.sendgrid.parse")
 
 
 def _fail(message: str) -> StepFailure:
     return StepFailure(PARSING_ERROR.code, message)
 
 
-def _request(email: InboundEmail, form: MultipartForm, channel: str, received_at: str) -> dict[str, Any]:
+def _media(attachments: tuple[Attachment, ...]) -> list[dict[str, Any]]:
+    """The first ``MAX_MEDIA_LISTED`` attachments' summaries, names and types clipped."""
+    return [
+        {
+            "filename": utf8_prefix(item.filename, _MAX_FILENAME_BYTES)[0],
+            "content_type": utf8_prefix(item.content_type, _MAX_CONTENT_TYPE_BYTES)[0],
+            "size": item.size,
+        }
+        for item in attachments[:MAX_MEDIA_LISTED]
+    ]
+
+
+def _fields(form: MultipartForm) -> dict[str, str]:
+    """The kept fields present in the form, each clipped to ``MAX_FIELD_BYTES``."""
+    return {
+        name: utf8_prefix(value, MAX_FIELD_BYTES)[0] for name in _KEPT_FIELDS if (value := form.first(name)) is not None
+    }
+
+
+def _request(
+    email: InboundEmail, form: MultipartForm, channel: str, received_at: str, max_text_bytes: int
+) -> dict[str, Any]:
     sender = (email.sender or "").lower()
     recipient = email.recipients[0].lower() if email.recipients else ""
+    text, text_bytes = utf8_prefix(email.text, max_text_bytes)
     return {
         "channel": channel,
         "kind": "message",
@@ -53,15 +92,14 @@ def _request(email: InboundEmail, form: MultipartForm, channel: str, received_at
         "to": recipient,
         "user_address": sender,
         "company_address": recipient,
-        "subject": email.subject,
-        "body": email.text,
+        "subject": utf8_prefix(email.subject, MAX_FIELD_BYTES)[0],
+        "body": text,
+        "body_truncated": text_bytes > max_text_bytes,
+        "body_bytes": text_bytes,
         "num_media": len(email.attachments),
-        "media": [
-            {"filename": item.filename, "content_type": item.content_type, "size": item.size}
-            for item in email.attachments
-        ],
+        "media": _media(email.attachments),
         "spam_score": email.spam_score,
-        "fields": {name: form.first(name) for name in _KEPT_FIELDS if form.first(name) is not None},
+        "fields": _fields(form),
         "received_at": received_at,
     }
 
@@ -84,9 +122,17 @@ def _request(email: InboundEmail, form: MultipartForm, channel: str, received_at
                 "description": "Oldest signature timestamp accepted (a request signed earlier is a replay).",
             },
             "max_future_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
+            "max_text_bytes": {
+                "type": "integer",
+                "minimum": 1024,
+                "maximum": MAX_TEXT_BYTES,
+                "description": "Longest text (UTF-8 bytes) kept, staged and handed off; a longer one is cut at "
+                "a character boundary and marked body_truncated, with its whole size in body_bytes (default "
+                "131072; the maximum keeps a stage row within DynamoDB's 400 KB item limit).",
+            },
         },
     },
-    example={"max_age_seconds": 600},
+    example={"max_age_seconds": 600, "max_text_bytes": DEFAULT_MAX_TEXT_BYTES},
 )
 class SendGridParse:
     """Parse the Inbound Parse post: sender, recipient, subject, text, attachments, the email's stable id."""
@@ -97,6 +143,7 @@ class SendGridParse:
         self._max_parts = int(params.get("max_parts", 128))
         self._max_age = float(params.get("max_age_seconds", 600))
         self._max_future = float(params.get("max_future_seconds", 60))
+        self._max_text = int(params.get("max_text_bytes", DEFAULT_MAX_TEXT_BYTES))
 
     def _authentication(self, ctx: Context, http: HttpRequest) -> tuple[str, str]:
         signature, timestamp = http.header(SIGNATURE_HEADER), http.header(TIMESTAMP_HEADER)
@@ -124,5 +171,9 @@ class SendGridParse:
         if not email.sender or not email.recipients:
             raise _fail("the email names no sender or no recipient")
         ctx.private["signed"] = (signature, timestamp, http.body)
-        request = _request(email, form, channel, iso_millis(ctx.services.clock.now()))
-        return StepResult(output=request, decision=f"{channel} message ({email.id_source} id)")
+        request = _request(email, form, channel, iso_millis(ctx.services.clock.now()), self._max_text)
+        decision = f"{channel} message ({email.id_source} id)"
+        if request["body_truncated"]:
+            decision += f", text of {request['body_bytes']} bytes cut to {self._max_text}"
+            logger.info("email text truncated", extra={"decision": decision})
+        return StepResult(output=request, decision=decision)

@@ -47,7 +47,7 @@ def _email(email: Email, *, raw: bool = False) -> InboundEmail:
 @pytest.mark.parametrize("raw", [False, True])
 def test_a_sendgrid_post_reads_as_one_email(raw: bool) -> None:
     email = _email(Email(attachments=FILES, cc="Ops <ops@example.com>"), raw=raw)
-    assert email.message_id == id_from_message_id("CAF=1a2b3c.4d5e@mail.example.net")
+    assert email.message_id == id_from_message_id("CAF=1a2b3c.4d5e@mail.example.net", "support@parse.example.com")
     assert email.id_source == "message-id"
     assert email.sender == "jane.sender@example.net"
     assert email.recipients == ("support@parse.example.com",)
@@ -70,11 +70,20 @@ def test_default_format_attachments_keep_their_field_names() -> None:
     )
 
 
-def test_the_id_is_em_and_32_lowercase_hex_of_the_message_ids_sha256() -> None:
+def test_the_id_is_em_and_32_lowercase_hex_of_the_sha256_of_the_message_id_and_the_recipient() -> None:
     email = _email(Email())
     assert ID_PATTERN.fullmatch(email.message_id)
-    digest = hashlib.sha256(b"CAF=1a2b3c.4d5e@mail.example.net").hexdigest()
+    digest = hashlib.sha256(b"CAF=1a2b3c.4d5e@mail.example.net\x00support@parse.example.com").hexdigest()
     assert email.message_id == "EM" + digest[:32]
+
+
+def test_one_email_delivered_to_two_parse_addresses_has_two_ids() -> None:
+    to = "support@parse.example.com, sales@parse.other.example"
+    first = _email(Email(to=to, envelope_to=("support@parse.example.com",)))
+    second = _email(Email(to=to, envelope_to=("sales@parse.other.example",)))
+    assert first.message_id != second.message_id
+    assert ID_PATTERN.fullmatch(second.message_id)
+    assert _email(Email(to=to, envelope_to=("Sales@Parse.Other.Example",))).message_id == second.message_id
 
 
 @pytest.mark.parametrize(
@@ -95,7 +104,9 @@ def test_spellings_of_one_message_id_give_one_id(header: str) -> None:
 def test_a_folded_message_id_header_is_read() -> None:
     headers = "From: a@example.com\nMessage-ID:\n <CAF=1a2b3c.4d5e@Mail.Example.NET>\nSubject: x\n"
     body, content_type = encode_form([("headers", headers)])
-    assert read_email(parse(body, content_type), body).message_id == _email(Email()).message_id
+    assert read_email(parse(body, content_type), body).message_id == id_from_message_id(
+        "CAF=1a2b3c.4d5e@mail.example.net", ""
+    )
 
 
 def test_the_local_part_keeps_its_case() -> None:
@@ -119,13 +130,13 @@ def test_without_a_message_id_the_id_is_a_digest_of_the_body(message_id: str | N
 
 
 def test_a_body_id_never_equals_a_message_id_id() -> None:
-    assert id_from_body(b"abc@example.com") != id_from_message_id("abc@example.com")
+    assert id_from_body(b"abc@example.com") != id_from_message_id("abc@example.com", "")
 
 
 def test_the_first_of_two_message_ids_is_used() -> None:
     headers = "Message-ID: <first@example.com>\nMessage-ID: <second@example.com>\n"
     body, content_type = encode_form([("headers", headers)])
-    assert read_email(parse(body, content_type), body).message_id == id_from_message_id("first@example.com")
+    assert read_email(parse(body, content_type), body).message_id == id_from_message_id("first@example.com", "")
 
 
 def test_the_sender_is_the_author_else_the_envelope_return_path() -> None:

@@ -55,6 +55,7 @@ def test_the_request_document_names_the_email_and_its_people() -> None:
     assert doc["num_media"] == 1 and doc["media"] == [{"filename": "a.png", "content_type": "image/png", "size": 4}]
     assert set(doc["fields"]) <= {"to", "from", "cc", "subject", "envelope", "spam_score", "SPF", "dkim", "attachments"}
     assert doc["received_at"] == "2026-11-25T12:00:00.000Z"
+    assert (doc["body_truncated"], doc["body_bytes"]) == (False, len(email.text.encode()))
     signature, timestamp, body = ctx.private["signed"]
     assert timestamp == str(int(NOW.timestamp())) and body == ctx.event.body and signature
 
@@ -129,3 +130,16 @@ def test_both_steps_declare_what_tools_need() -> None:
         "X-Twilio-Email-Event-Webhook-Timestamp",
     }
     assert signature_spec.iam_actions == ("secretsmanager:GetSecretValue",)
+
+
+@pytest.mark.parametrize(("limit", "kept"), [(1024, 341), (1025, 341), (1026, 342)])
+def test_a_text_over_max_text_bytes_is_cut_at_a_character_boundary(limit: int, kept: int) -> None:
+    _, doc = parse(request(Email(text="€" * 1000, html=None)), max_text_bytes=limit)
+    assert doc["body"] == "€" * kept
+    assert (doc["body_truncated"], doc["body_bytes"]) == (True, 3000)
+
+
+def test_kept_fields_and_the_subject_are_clipped_to_2_kib() -> None:
+    _, doc = parse(request(Email(subject="é" * 5000, cc="x" * 9000 + "@example.org")))
+    assert doc["subject"] == "é" * 1024
+    assert doc["fields"]["subject"] == "é" * 1024 and doc["fields"]["cc"] == "x" * 2048

@@ -218,7 +218,7 @@ def test_an_email_built_with_the_worlds_seed_is_signed_as_sendgrid_signs_it_and_
         "Order 10442",
         "Where is my parcel?",
     )
-    assert email.message_id == id_from_message_id("kim-7@mail.example.org")
+    assert email.message_id == id_from_message_id("kim-7@mail.example.org", ACME_PARSE)
     assert message["requestContext"]["path"] == "/prod/email" and message["isBase64Encoded"] is True
     signature, timestamp = signature_of(message)
     assert timestamp == str(WORLD_NOW)  # the world's now: the time its replay runs at

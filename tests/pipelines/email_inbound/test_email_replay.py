@@ -10,15 +10,17 @@ written or sent).
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 from unittest.mock import ANY
 
 import pytest
 
-from tests.support.email import add_email_world, email_event
+from tests.support.email import COMPANY_EMAIL, USER_EMAIL, add_email_world, email_conversation, email_event
 from tests.support.faults import SimulatedCrash
 from tests.support.timeline import consume, later
-from tools.sendgrid_events import Email
+from tools.localaws import put_items
+from tools.sendgrid_events import MESSAGE_ID, Email
 
 
 def answer(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -121,3 +123,34 @@ def test_a_confirmation_that_fails_leaves_the_record_pending_and_the_answer_stan
     later(30)
     assert answer(lambda_handler(event, None))[1]["outcome"] == "QUEUED"
     assert len(world.stage_rows()) == 1
+
+
+@pytest.mark.parametrize("message_id", [MESSAGE_ID, None], ids=["message_id", "no_message_id"])
+def test_one_email_sent_to_two_parse_addresses_reaches_both_conversations(world, lambda_handler, outcomes, message_id):
+    support = add_email_world(world)
+    sales = email_conversation(
+        conversation_id=f"ci-bbb-000#pi-bbb-000#{uuid.uuid4()}#{USER_EMAIL}",
+        gsi_company_email_address="sales@parse.other.example",
+    )
+    put_items(world.dynamodb, world.resources.conversations_table, [sales])
+    to = f"{COMPANY_EMAIL}, sales@parse.other.example"
+    # SendGrid posts the email once per parse address: same Message-ID, one envelope recipient each.
+    posts = [
+        email_event(Email(to=to, message_id=message_id, envelope_to=(address,)))
+        for address in (COMPANY_EMAIL, "sales@parse.other.example")
+    ]
+    for event in posts:
+        assert answer(lambda_handler(event, None)) == (200, {"status": "ok", "outcome": "QUEUED"})
+
+    rows = {row["conversation_id"]: row for row in world.stage_rows()}
+    assert set(rows) == {support["conversation_id"], sales["conversation_id"]}
+    assert rows[support["conversation_id"]]["message_sid"] != rows[sales["conversation_id"]]["message_sid"]
+    assert sorted(message["conversation_id"] for message, _ in world.sent("email")) == sorted(rows)
+    assert sorted(record["message_sid"] for record in world.replay_rows()) == sorted(
+        row["message_sid"] for row in rows.values()
+    )
+
+    later(60)  # a re-delivery of either post is still the same message
+    for event in reversed(posts):
+        assert answer(lambda_handler(event, None))[1]["outcome"] == "REPLAY"
+    assert len(world.stage_rows()) == 2 and len(world.sent("email")) == 2
