@@ -3,8 +3,9 @@
 ``recordable(event, mask=…)`` is the copy that gets stored for replay:
 
 - always: headers that carry credentials (``Authorization``, ``Cookie``, ``X-Amz-Security-Token``,
-  ``X-Api-Key``…) and ``requestContext.authorizer`` / ``identity`` are dropped. A webhook carries no
-  auth token (Twilio sends an HMAC signature, never the token), so nothing else needs removing;
+  ``X-Api-Key``…), payload 2.0's ``cookies`` list (its Cookie header) and ``requestContext.authorizer`` /
+  ``identity`` are dropped. A webhook carries no auth token (Twilio sends an HMAC signature, never the
+  token), so nothing else needs removing;
 - ``mask="none"``: the body as it was sent; a replay checks its signature like the Lambda;
 - ``mask="text"``: free-text fields (``Body``, ``ProfileName``, location and button fields, an e-mail's
   subject, text, html and headers, uploaded files) become ``[masked]``; the signature cannot match any
@@ -78,6 +79,8 @@ DEFAULT_AUTH_HEADERS = ("X-Twilio-Signature",)
 _CREDENTIAL_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-amz-security-token", "x-api-key", "x-amz-date"}
 )
+# Top-level event keys that carry credentials: payload 2.0 moves the Cookie header into ``cookies``.
+_CREDENTIAL_KEYS = frozenset({"cookies"})
 _NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-]{1,64})@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -301,7 +304,7 @@ def recordable(
         raise ValueError(f"mask must be one of {', '.join(MASK_MODES)}")
     if mask == "all" and pseudonyms is None:
         raise ValueError('mask="all" needs pseudonyms (a key) so that numbers still match the world')
-    copy = {key: value for key, value in event.items() if key != RECORDING_KEY}
+    copy = {key: value for key, value in event.items() if key != RECORDING_KEY and key not in _CREDENTIAL_KEYS}
     for section in ("headers", "multiValueHeaders"):
         copy[section] = _without_credentials(copy.get(section))
     context = copy.get("requestContext")

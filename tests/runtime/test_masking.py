@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -10,6 +11,7 @@ import pytest
 
 import runtime.masking
 from runtime.masking import (
+    MASK_MODES,
     MASKED_SIGNATURE,
     MASKED_TEXT,
     Pseudonyms,
@@ -42,6 +44,18 @@ def test_credentials_are_removed_and_an_unmasked_recording_keeps_the_rest() -> N
         and kept["headers"]["X-Twilio-Signature"] == event["headers"]["X-Twilio-Signature"]
     )
     assert kept["recording"] == {"mask": "none", "masked": []}
+
+
+def test_cookies_are_removed_in_every_mode_whatever_the_payload_version() -> None:
+    # Payload 2.0 moves the Cookie header into a top-level ``cookies`` list.
+    event = http_api_event(
+        "POST", "/prod/sms", host="h.example.com", body="Body=hi", headers={"cookie": "session=SECRET-COOKIE"}
+    )
+    event["cookies"] = ["session=SECRET-COOKIE", "theme=dark"]
+    for mask in MASK_MODES:
+        stored = recordable(event, mask=mask, pseudonyms=Pseudonyms(KEY))
+        assert "cookies" not in stored and "SECRET-COOKIE" not in json.dumps(stored), mask
+        assert stored["requestContext"] == event["requestContext"]
 
 
 def test_text_masks_free_text_and_marks_the_signature_whatever_the_payload_version() -> None:
