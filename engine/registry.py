@@ -115,7 +115,8 @@ class StepSpec:
     example: Mapping[str, Any] = field(default_factory=dict)
     # Part of authenticating the request (fetching the verification key, checking the signature).
     authenticates: bool = False
-    # Request headers carrying the request's authentication (a dry-run may stand in for them, a capture masks them).
+    # Request headers carrying the request's authentication, such as a signature (a dry-run may stand in for them,
+    # a masked capture replaces them); not the data it signs, such as a signed timestamp.
     auth_headers: tuple[str, ...] = ()
     # Decides from the context document alone, with no side effect (shadow evaluation runs it again).
     decides: bool = False

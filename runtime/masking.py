@@ -3,15 +3,17 @@
 ``recordable(event, mask=…)`` is the copy that gets stored for replay:
 
 - always: headers that carry credentials (``Authorization``, ``Cookie``, ``X-Amz-Security-Token``,
-  ``X-Api-Key``…) and ``requestContext.authorizer`` / ``identity`` are dropped. A webhook carries no
-  auth token (Twilio sends an HMAC signature, never the token), so nothing else needs removing;
+  ``X-Api-Key``…), payload 2.0's ``cookies`` list (its Cookie header) and ``requestContext.authorizer`` /
+  ``identity`` are dropped. A webhook carries no auth token (Twilio sends an HMAC signature, never the
+  token), so nothing else needs removing;
 - ``mask="none"``: the body as it was sent; a replay checks its signature like the Lambda;
 - ``mask="text"``: free-text fields (``Body``, ``ProfileName``, location and button fields, an e-mail's
   subject, text, html and headers, uploaded files) become ``[masked]``; the signature cannot match any
   more, so every authentication header becomes ``MASKED_SIGNATURE`` (replay with ``--skip-signature``);
 - ``mask="all"``: as ``text``, and every phone number and e-mail address is replaced by a keyed
   pseudonym (``Pseudonyms``): the same value always gets the same pseudonym, so a world put through
-  ``Pseudonyms.document`` with the same key still matches the events.
+  ``Pseudonyms.document`` with the same key still matches the events. The display names of an e-mail's
+  address fields (``from``, ``to``, ``cc``, ``envelope``) get keyed pseudonyms too, word by word.
 
 The copy carries ``"recording": {"mask": …, "masked": [field names]}`` so that a replay can say when a
 rule read a field the recording masked. Bodies are masked by media type (``BODY_MASKERS``):
@@ -26,6 +28,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -78,9 +81,14 @@ DEFAULT_AUTH_HEADERS = ("X-Twilio-Signature",)
 _CREDENTIAL_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-amz-security-token", "x-api-key", "x-amz-date"}
 )
+# Top-level event keys that carry credentials: payload 2.0 moves the Cookie header into ``cookies``.
+_CREDENTIAL_KEYS = frozenset({"cookies"})
 _NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-]{1,64})@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+# In an address list: what stays (an angle-bracketed or bare address), else a display-name word (an RFC 2047
+# encoded word whole, or a run of letters and digits).
+_NAME_WORD = re.compile(r"(?P<kept><[^<>]*>|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)|=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=|[^\W_]+")
 
 
 class Pseudonyms:
@@ -99,16 +107,28 @@ class Pseudonyms:
         stream = hmac.new(self._key, digits.encode(), hashlib.sha256).hexdigest()
         return sign + "".join(str(int(stream[i : i + 2], 16) % 10) for i in range(0, 2 * len(digits), 2))
 
+    def _pseudonym(self, kind: bytes, value: str) -> str:
+        stream = self._stream(kind, value.lower())
+        return "".join(_ALPHABET[stream[i % len(stream)] % len(_ALPHABET)] for i in range(len(value)))
+
     def _address(self, match: re.Match[str]) -> str:
-        local, domain = match.group(1), match.group(2)
-        stream = self._stream(b"email:", local.lower())
-        return "".join(_ALPHABET[stream[i % len(stream)] % len(_ALPHABET)] for i in range(len(local))) + "@" + domain
+        return self._pseudonym(b"email:", match.group(1)) + "@" + match.group(2)
+
+    def _name_word(self, match: re.Match[str]) -> str:
+        return match.group(0) if match.group("kept") else self._pseudonym(b"name:", match.group(0))
 
     def text(self, value: str) -> str:
         """``value`` with every phone number and e-mail address replaced."""
         if "@" in value:
             value = _EMAIL.sub(self._address, value)
         return _NUMBER.sub(self._digits, value)
+
+    def addresses(self, value: str) -> str:
+        """An address list (``Kim Lee <kim@example.org>, …``) with its addresses and display names replaced.
+
+        Quotes, commas and angle brackets stay, so the list still parses to the addresses' pseudonyms.
+        """
+        return _NAME_WORD.sub(self._name_word, self.text(value))
 
     def document(self, value: Any) -> Any:
         """A JSON document (a world, an item) with every phone number and address in its strings replaced."""
@@ -138,10 +158,33 @@ class Masking:
             return self.pseudonyms.text(value)
         return value
 
+    def addresses(self, name: str, value: str) -> str:
+        """An e-mail address field (``from``, ``to``, ``cc``, ``envelope``) as recorded: with ``all``, names go too."""
+        if self.pseudonyms is None:
+            return self.value(name, value)
+        if name.lower() != "envelope":
+            return self.pseudonyms.addresses(value)
+        try:
+            envelope = json.loads(value)
+        except ValueError:
+            return self.pseudonyms.text(value)
+        return json.dumps(_envelope(envelope, self.pseudonyms), ensure_ascii=False)
+
     def whole(self, what: str) -> bytes:
         """A body that cannot be masked field by field: replaced whole."""
         self.masked.add(what)
         return MASKED_TEXT.encode()
+
+
+def _envelope(value: Any, pseudonyms: Pseudonyms) -> Any:
+    """SendGrid's ``envelope`` (``{"to": [...], "from": "..."}``) with every address string replaced."""
+    if isinstance(value, str):
+        return pseudonyms.addresses(value)
+    if isinstance(value, list):
+        return [_envelope(item, pseudonyms) for item in value]
+    if isinstance(value, dict):
+        return {key: _envelope(item, pseudonyms) for key, item in value.items()}
+    return value
 
 
 # (body, Content-Type header value, masking) -> the masked body.
@@ -159,6 +202,8 @@ def _form(body: bytes, content_type: str, masking: Masking) -> bytes:
 
 # Fields holding a whole message (SendGrid's raw mode posts the MIME message as ``email``).
 _RAW_MESSAGE_FIELDS = frozenset({"email"})
+# Fields holding e-mail addresses with their display names (SendGrid Inbound Parse, both modes).
+_ADDRESS_FIELDS = frozenset({"from", "to", "cc", "envelope"})
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
 _DISPOSITION = re.compile(r'\b(name|filename)="([^"]*)"', re.IGNORECASE)
 
@@ -184,7 +229,8 @@ def _part(part: bytes, masking: Masking) -> bytes:
         content = MASKED_TEXT.encode()
     else:
         value = content.decode("utf-8", "replace")
-        masked = masking.value(name, value)
+        address = name.lower() in _ADDRESS_FIELDS
+        masked = masking.addresses(name, value) if address else masking.value(name, value)
         if masked != value:
             content = masked.encode()
     return head + b"\r\n\r\n" + content + b"\r\n"
@@ -301,7 +347,7 @@ def recordable(
         raise ValueError(f"mask must be one of {', '.join(MASK_MODES)}")
     if mask == "all" and pseudonyms is None:
         raise ValueError('mask="all" needs pseudonyms (a key) so that numbers still match the world')
-    copy = {key: value for key, value in event.items() if key != RECORDING_KEY}
+    copy = {key: value for key, value in event.items() if key != RECORDING_KEY and key not in _CREDENTIAL_KEYS}
     for section in ("headers", "multiValueHeaders"):
         copy[section] = _without_credentials(copy.get(section))
     context = copy.get("requestContext")

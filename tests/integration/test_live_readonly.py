@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +15,12 @@ import pytest
 
 from runtime.aws import DynamoTables
 from tests.integration.conftest import ROOT, Moto, base_env
-from tests.support.dryrun import WORLD, greeting_rules, run_module, without_settings
+from tests.support.dryrun import WORLD, greeting_rules, replay_key, run_module, without_settings
 from tests.support.proxy import RecordingProxy, recording_proxy
 from tools.dryrun.backends import populate
 from tools.dryrun.live import READ_ONLY_ACTIONS, READ_ONLY_POLICY
 from tools.dryrun.world import load_world
-from tools.localaws import LocalResources, provision, put_secrets
+from tools.localaws import LocalResources, provision, put_secrets, to_dynamo
 
 pytestmark = pytest.mark.integration
 
@@ -151,6 +152,45 @@ def test_a_snapshot_replays_offline_to_the_live_decisions(
     assert (
         outcomes["08_burst.jsonl#1"] == "BATCHED" and outcomes["04_locked_conversation.json"] == "CONVERSATION_LOCKED"
     )
+
+
+def test_a_snapshot_holds_the_replay_records_so_an_offline_replay_refuses_the_same_replays(
+    moto_server: Moto, account: LocalResources, proxy: RecordingProxy, tmp_path: Path
+) -> None:
+    # Production accepted a WhatsApp message (replay after its 30 s grace) and an email (confirmed) before NOW.
+    events = tmp_path / "events"
+    events.mkdir()
+    shutil.copy(ROOT / "examples" / "events" / "01_whatsapp_text.json", events / "a.json")
+    email_line = (ROOT / "examples" / "events" / "13_email.jsonl").read_text().splitlines()[0]
+    (events / "b.json").write_text(email_line)
+    sids = [replay_key(json.loads((events / name).read_text())) for name in ("a.json", "b.json")]
+    accepted = 1795607996  # one second after the email's signature, four before NOW
+    records = [
+        {"message_sid": sids[0], "recorded_at": accepted - 60, "replay_after": accepted - 30},
+        {"message_sid": sids[1], "recorded_at": accepted, "state": "confirmed", "confirmed_at_ms": accepted * 1000},
+    ]
+    dynamodb = moto_server.client("dynamodb")
+    for record in records:
+        item = {**record, "expires_at": accepted + 604800}
+        dynamodb.put_item(TableName=account.replay_table, Item=to_dynamo(item))
+    full = tmp_path / "full.json"
+    try:
+        live = run("tools.dryrun.cli", "--endpoint-url", proxy.url, "--now", NOW, "--json", events, resources=account)
+        snap = ("snapshot", "--endpoint-url", proxy.url, "--now", NOW, "--mask", "none", "--keep-secrets", events)
+        kept = run("tools.dryrun.world_cli", *snap, "-o", full, resources=account)
+    finally:
+        for sid in sids:
+            dynamodb.delete_item(TableName=account.replay_table, Key=to_dynamo({"message_sid": sid}))
+    assert live.returncode == 0 and kept.returncode == 0, live.stderr + kept.stderr
+    assert proxy.refused == [] and set(proxy.operations) <= READS
+    world = json.loads(full.read_text())
+    assert sorted(row["message_sid"] for row in world["replay"]) == sorted(sids)
+    assert "2 replay" in kept.stderr
+    offline = run("tools.dryrun.cli", "--world", full, "--backend", "memory", "--json", events, resources=account)
+    assert offline.returncode == 0, offline.stderr
+    outcomes = [json.loads(line)["outcome"] for line in live.stdout.splitlines()]
+    assert outcomes == ["REPLAY", "REPLAY"]
+    assert [json.loads(line)["outcome"] for line in offline.stdout.splitlines()] == outcomes
 
 
 def test_a_snapshot_of_a_users_conversations(account: LocalResources, proxy: RecordingProxy, tmp_path: Path) -> None:

@@ -3,9 +3,11 @@ capture never delays or changes an answer (a failure is one WARNING line and one
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +18,8 @@ import pytest
 
 from runtime.aws import DynamoTables
 from runtime.capture import CaptureSettings
-from runtime.masking import MASKED_SIGNATURE, MASKED_TEXT, Pseudonyms
+from runtime.masking import MASKED_SIGNATURE, MASKED_TEXT, Pseudonyms, form_fields
+from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from tests.support.dryrun import run_dryrun
 from tests.support.expect import ROOT
 from tests.support.webhooks import EMPTY_TWIML, rest_event, whatsapp_params
@@ -25,12 +28,15 @@ from tools.dryrun.backends import populate
 from tools.dryrun.events import load_events
 from tools.dryrun.world import load_world
 from tools.localaws import put_secrets
+from tools.sendgrid_events import Email, KeyPair, inbound_parse_body, inbound_parse_event, signed
 
 BUCKET = "webhook-captures"
 KEY = "a-capture-key-of-32-characters!!"
-# The Twilio examples (form bodies, named by MessageSid); an email capture is tested on its own below.
+# The Twilio examples (form bodies, named by MessageSid); the example emails are signed at the world's time, so the
+# captures send one of Kim's, signed as they run (``kims_email``).
 EXAMPLES = [event for event in load_events([ROOT / "examples" / "events"]) if "13_email" not in event.source]
 WORLD = ROOT / "examples" / "world.yaml"
+EMAIL_KEY = KeyPair.from_seed("examples/acme-sendgrid")  # examples/world.yaml holds its public key
 
 
 @pytest.fixture
@@ -86,10 +92,28 @@ def download(objects: dict[str, dict[str, Any]], directory: Path) -> Path:
     return directory
 
 
-def handle_examples(handler: Callable[..., Any]) -> None:
-    """Run every example event through the Lambda (the examples have no transient fault: none raises)."""
-    for recorded in EXAMPLES:
-        handler(recorded.event, None)
+def kims_email() -> dict[str, Any]:
+    """A new email from Kim to Acme (examples/world.yaml), signed now as SendGrid signs it."""
+    email = Email(
+        sender="Kim Lee <kim@example.org>",
+        to="support@inbound.acme.example",
+        envelope_from="kim@example.org",
+        envelope_to=("support@inbound.acme.example",),
+        message_id=f"<{uuid.uuid4()}@mail.example.org>",
+    )
+    return inbound_parse_event(signed(EMAIL_KEY, *inbound_parse_body(email)))
+
+
+def handle_examples(handler: Callable[..., Any]) -> list[dict[str, Any]]:
+    """Run every example event, then one of Kim's emails, through the Lambda (none raises); the events, in order."""
+    events = [*(recorded.event for recorded in EXAMPLES), kims_email()]
+    for event in events:
+        handler(event, None)
+    return events
+
+
+def header(event: dict[str, Any], name: str) -> Any:
+    return {key.lower(): value for key, value in event["headers"].items()}.get(name.lower())
 
 
 def test_captured_events_land_under_the_prefix_and_replay_to_the_lambdas_decisions(
@@ -97,16 +121,16 @@ def test_captured_events_land_under_the_prefix_and_replay_to_the_lambdas_decisio
 ) -> None:
     started = datetime.now(UTC)
     container = cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod", CAPTURE_MASK="none", CAPTURE_WAIT_MS="2000")
-    handle_examples(container.handler)
+    events = handle_examples(container.handler)
     lived = [outcome for outcome, _ in outcomes()]
-    assert len(lived) == len(EXAMPLES) and "QUEUED" in lived and "BATCHED" in lived
-    objects = stored(s3, expected=len(EXAMPLES))
-    assert len(objects) == len(EXAMPLES)
-    for (key, event), recorded in zip(objects.items(), EXAMPLES, strict=True):
-        assert key.startswith(f"prod/{started:%Y/%m/%d}/") and key.endswith(
-            f"-{form_of(recorded.event)['MessageSid']}.json"
-        )
-        assert event["body"] == recorded.event["body"] and event["recording"]["mask"] == "none"
+    assert len(lived) == len(events) and "QUEUED" in lived and "BATCHED" in lived and lived[-1] == "QUEUED"
+    objects = stored(s3, expected=len(events))
+    assert len(objects) == len(events)
+    for (key, event), original in zip(objects.items(), events, strict=True):
+        # Named by MessageSid; an email has none (a random id).
+        sid = form_fields(original).get("MessageSid") or uuid.UUID(key[-37:-5]).hex
+        assert key.startswith(f"prod/{started:%Y/%m/%d}/") and key.endswith(f"-{sid}.json")
+        assert event["body"] == original["body"] and event["recording"]["mask"] == "none"
     # Replayed against the world the Lambda started from, at the time it ran: the same decision for every event,
     # signatures checked as the Lambda checked them.
     captured = download(objects, tmp_path / "captured")
@@ -118,11 +142,12 @@ def test_a_text_masked_capture_replays_to_the_same_decisions_past_the_signature(
 ) -> None:
     started = datetime.now(UTC)
     container = cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_WAIT_MS="2000")
-    handle_examples(container.handler)
+    events = handle_examples(container.handler)
     lived = [outcome for outcome, _ in outcomes()]
-    objects = stored(s3, expected=len(EXAMPLES))
+    objects = stored(s3, expected=len(events))
     texts = [form_of(recorded.event).get("Body") for recorded in EXAMPLES]
-    for recorded, event in zip(EXAMPLES, objects.values(), strict=True):
+    *twilio, email = objects.values()
+    for recorded, event in zip(EXAMPLES, twilio, strict=True):
         fields, original = form_of(event), form_of(recorded.event)
         assert fields["From"] == original["From"] and fields.get("ProfileName", "") in ("", MASKED_TEXT)
         assert fields.get("Body") == (MASKED_TEXT if original.get("Body") else original.get("Body"))
@@ -131,6 +156,9 @@ def test_a_text_masked_capture_replays_to_the_same_decisions_past_the_signature(
         assert event["recording"]["mask"] == "text" and ("Body" in event["recording"]["masked"]) == bool(
             original.get("Body")
         )
+    # The email's signature is masked; its timestamp (signed data, no credential) is kept for the replay's window.
+    assert header(email, SIGNATURE_HEADER) == MASKED_SIGNATURE
+    assert header(email, TIMESTAMP_HEADER) == header(events[-1], TIMESTAMP_HEADER)
     shared = json.dumps(list(objects.values()))
     assert not [text for text in texts if text and text in shared]
     captured = download(objects, tmp_path / "captured")
@@ -138,6 +166,7 @@ def test_a_text_masked_capture_replays_to_the_same_decisions_past_the_signature(
     # Signatures cannot be checked on a masked recording: only the events the Lambda stopped there differ.
     differ = [(a, b) for a, b in zip(lived, replayed, strict=True) if a != b]
     assert differ and all(a in ("INVALID_SIGNATURE", "SECRET_FETCH_FAILED") for a, _ in differ)
+    assert lived[-1] == replayed[-1] == "QUEUED"
 
 
 def test_mask_all_reads_its_key_from_secrets_manager_and_matches_a_pseudonymized_world(
@@ -151,20 +180,24 @@ def test_mask_all_reads_its_key_from_secrets_manager_and_matches_a_pseudonymized
     container = cold_start(
         CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_MASK="all", CAPTURE_KEY_SECRET=arn, CAPTURE_WAIT_MS="2000"
     )
-    handle_examples(container.handler)
+    events = handle_examples(container.handler)
     lived = [outcome for outcome, _ in outcomes()]
-    objects = stored(s3, expected=len(EXAMPLES))
+    objects = stored(s3, expected=len(events))
     pseudonyms = Pseudonyms(KEY.encode())
     first = form_of(next(iter(objects.values())))
     assert first["From"] == pseudonyms.text(form_of(EXAMPLES[0].event)["From"]) != form_of(EXAMPLES[0].event)["From"]
     world = tmp_path / "world.json"
     world.write_text(json.dumps(shareable_world(world_document(load_world(WORLD)), mask="all", pseudonyms=pseudonyms)))
     shared = world.read_text() + json.dumps(list(objects.values()))
+    email = base64.b64decode(list(objects.values())[-1]["body"]).decode()
     for secret in ("9f86d081884c7d659a2feaa0c55ad015", "+447700900101", "447700900101", "Can I change my delivery"):
         assert secret not in shared
+    for personal in ("kim@example.org", "Kim", "Lee"):
+        assert personal not in email
     replayed = replay(world, download(objects, tmp_path / "captured"), "--now", started.isoformat(), "--skip-signature")
     differ = [(a, b) for a, b in zip(lived, replayed, strict=True) if a != b]
     assert all(a in ("INVALID_SIGNATURE", "SECRET_FETCH_FAILED") for a, _ in differ)
+    assert lived[-1] == replayed[-1] == "QUEUED"
 
 
 def emf_documents(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:

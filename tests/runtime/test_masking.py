@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -10,6 +11,7 @@ import pytest
 
 import runtime.masking
 from runtime.masking import (
+    MASK_MODES,
     MASKED_SIGNATURE,
     MASKED_TEXT,
     Pseudonyms,
@@ -17,6 +19,7 @@ from runtime.masking import (
     recordable,
     register_body_masker,
 )
+from steps.sendgrid.message import read_email
 from steps.sendgrid.multipart import parse
 from tests.support.webhooks import rest_event, whatsapp_params
 from tools.events import http_api_event
@@ -42,6 +45,18 @@ def test_credentials_are_removed_and_an_unmasked_recording_keeps_the_rest() -> N
         and kept["headers"]["X-Twilio-Signature"] == event["headers"]["X-Twilio-Signature"]
     )
     assert kept["recording"] == {"mask": "none", "masked": []}
+
+
+def test_cookies_are_removed_in_every_mode_whatever_the_payload_version() -> None:
+    # Payload 2.0 moves the Cookie header into a top-level ``cookies`` list.
+    event = http_api_event(
+        "POST", "/prod/sms", host="h.example.com", body="Body=hi", headers={"cookie": "session=SECRET-COOKIE"}
+    )
+    event["cookies"] = ["session=SECRET-COOKIE", "theme=dark"]
+    for mask in MASK_MODES:
+        stored = recordable(event, mask=mask, pseudonyms=Pseudonyms(KEY))
+        assert "cookies" not in stored and "SECRET-COOKIE" not in json.dumps(stored), mask
+        assert stored["requestContext"] == event["requestContext"]
 
 
 def test_text_masks_free_text_and_marks_the_signature_whatever_the_payload_version() -> None:
@@ -99,6 +114,34 @@ def test_a_multipart_body_keeps_its_shape_with_text_masked_and_files_emptied() -
     assert attachment.filename == MASKED_TEXT and attachment.size == 0
     assert b"secret" not in stored and b"not arrived" not in stored
     assert set(masked["recording"]["masked"]) >= {"text", "html", "subject", "headers", "attachment1"}
+
+
+def test_all_pseudonymizes_display_names_in_email_address_fields() -> None:
+    email = Email(
+        sender="Kim Lee <Kim.Lee@example.org>",
+        to="Acme Support <support@parse.example.com>",
+        cc='"Doe, Jane" <jane@example.net>, bob@example.net, =?UTF-8?Q?Zo=C3=AB_Ng?= <zoe@example.net>',
+        envelope_from="Kim.Lee@example.org",
+    )
+    body, content_type = inbound_parse_body(email)
+    event = http_api_event(
+        "POST", "/prod/email", host="h.example.com", body=body, headers={"content-type": content_type}
+    )
+    pseudonyms = Pseudonyms(KEY)
+    masked = recordable(event, mask="all", pseudonyms=pseudonyms)
+    stored = base64.b64decode(masked["body"])
+    for name in (b"Kim", b"Lee", b"Acme Support", b"Doe", b"Jane", b"Zo=C3=AB", b"Ng"):
+        assert name not in stored, name
+    fields = parse(stored, content_type).fields
+    # The structure stays (quotes, commas, angle brackets): the sender and recipients still parse to pseudonyms.
+    assert read_email(parse(stored, content_type), stored).sender == pseudonyms.text("Kim.Lee@example.org").lower()
+    assert fields["cc"][0].count("<") == 2 and fields["cc"][0].count(",") == 3
+    assert json.loads(fields["envelope"][0])["from"] == pseudonyms.text("Kim.Lee@example.org")
+    # Keyed: the same name gets the same pseudonym in every recording, and another key gives another.
+    again = parse(base64.b64decode(recordable(event, mask="all", pseudonyms=pseudonyms)["body"]), content_type)
+    assert again.fields["from"] == fields["from"]
+    other = recordable(event, mask="all", pseudonyms=Pseudonyms(b"another-key-of-32-characters!!!!"))
+    assert parse(base64.b64decode(other["body"]), content_type).fields["from"] != fields["from"]
 
 
 def test_a_body_no_masker_knows_is_replaced_whole_and_a_channel_can_add_its_own(

@@ -3,6 +3,7 @@ run in this process or as a child process."""
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import shutil
@@ -10,7 +11,9 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from runtime.masking import form_fields
 from tools.dryrun.cli import build_parser
 from tools.dryrun.replay import run_replay
 
@@ -34,6 +37,18 @@ PIPELINE_SETTINGS = (
     "STAGE_TTL_SECONDS",
     "SECRET_CACHE_TTL_SECONDS",
 )
+
+
+def replay_key(event: Mapping[str, Any]) -> str:
+    """The id the pipeline keys an event's replay record by: Twilio's MessageSid, an email's ``EM…`` id."""
+    if "MessageSid" in form_fields(event):
+        return form_fields(event)["MessageSid"]
+    from steps.sendgrid import multipart
+    from steps.sendgrid.message import read_email
+
+    body = base64.b64decode(event["body"])
+    headers = {str(name).lower(): value for name, value in event["headers"].items()}
+    return read_email(multipart.parse(body, headers["content-type"]), body).message_id
 
 
 def greeting_rules(directory: Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -14,9 +13,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from runtime.aws import DynamoTables
-from runtime.masking import form_fields
 from steps.sendgrid.ecdsa import TIMESTAMP_HEADER
-from tests.support.dryrun import ROOT, WORLD, child_env, run_dryrun, run_module
+from tests.support.dryrun import ROOT, WORLD, child_env, replay_key, run_dryrun, run_module
 from tools.dryrun.backends import populate
 from tools.dryrun.events import load_events
 from tools.dryrun.world import load_world
@@ -114,17 +112,6 @@ def test_reads_are_real_and_writes_are_planned_never_performed(account: Account)
     assert planned[0]["source"] == "examples/events/01_whatsapp_text.json"
 
 
-def _message_sid(event: dict[str, Any]) -> str:
-    """The id the pipeline keys an event's replay record by: Twilio's MessageSid, an email's ``EM…`` id."""
-    if "MessageSid" in form_fields(event):
-        return form_fields(event)["MessageSid"]
-    from steps.sendgrid import multipart
-    from steps.sendgrid.message import read_email
-
-    body = base64.b64decode(event["body"])
-    return read_email(multipart.parse(body, event["headers"]["Content-Type"]), body).message_id
-
-
 @pytest.mark.parametrize(
     ("source", "record"),
     [
@@ -138,7 +125,7 @@ def test_captured_traffic_is_decided_as_it_arrived_not_refused_as_a_replay_of_it
     # Production accepted the captured message and recorded it (replay.record); replaying the capture later, without
     # --now, decides it as on its arrival. A copy that arrived later than that was a replay: still REPLAY.
     [event, *_] = [recorded.event for recorded in load_events([ROOT / "examples" / "events" / source])]
-    sid = _message_sid(event)
+    sid = replay_key(event)
     arrived = int(event["headers"].get(TIMESTAMP_HEADER, datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp())) + 1
     row = {"message_sid": sid, "expires_at": arrived + 604800, **record(arrived)}
     dynamodb = account.client("dynamodb")

@@ -13,8 +13,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.dryrun import EVENTS, PIPELINE_SETTINGS, ROOT, WORLD, run_dryrun
+from tests.support.dryrun import EVENTS, PIPELINE_SETTINGS, ROOT, WORLD, replay_key, run_dryrun
+from tools.dryrun.capture import world_document
 from tools.dryrun.corpus import Mix, generate_corpus
+from tools.dryrun.events import load_events
+from tools.dryrun.world import load_world
 
 EXAMPLES = [str(WORLD), str(EVENTS)]
 
@@ -41,6 +44,29 @@ def test_examples_replay_the_same_on_moto_and_memory(options: tuple[str, ...]) -
     assert len(moto) == 18  # 11 files of one event, one of two, two .jsonl files of three
     assert memory == moto
     assert replay(*EXAMPLES, "--backend", "memory", "--jobs", "3", *options) == moto  # emails as well
+
+
+def test_a_worlds_replay_records_make_replays_on_both_backends(tmp_path: Path) -> None:
+    # The world's time is 2026-11-25T12:00:00Z: the WhatsApp message's grace and the email's confirmation are past.
+    whatsapp = load_events([EVENTS / "01_whatsapp_text.json"])[0].event
+    email = load_events([EVENTS / "13_email.jsonl"])[0].event
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps(whatsapp) + "\n" + json.dumps(email) + "\n")
+    document = world_document(load_world(WORLD))
+    document["replay"] = [
+        {"message_sid": replay_key(whatsapp), "recorded_at": 1795607900, "replay_after": 1795607930},
+        {"message_sid": replay_key(email), "state": "confirmed", "confirmed_at_ms": 1795607996000},
+    ]
+    world = tmp_path / "world.json"
+    world.write_text(json.dumps(document))
+    moto = replay(str(world), str(events), "--backend", "moto")
+    assert [record["outcome"] for record in moto] == ["REPLAY", "REPLAY"]
+    assert replay(str(world), str(events), "--backend", "memory") == moto
+    # Without the records, the same events are accepted.
+    assert [record["outcome"] for record in replay(*EXAMPLES[:1], str(events), "--backend", "memory")] == [
+        "QUEUED",
+        "QUEUED",
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -171,6 +171,34 @@ def test_event_files_are_masked_as_the_capture_masks_them(capsys: pytest.Capture
     assert "--mask all needs --key-env NAME" in capsys.readouterr().err
 
 
+def test_masked_files_hold_no_cookie_in_any_mode(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    event = json.loads((ROOT / "examples" / "events" / "02_sms_http_api.json").read_text())
+    event["cookies"] = ["session=SECRET-COOKIE"]
+    (tmp_path / "cookie.json").write_text(json.dumps(event))
+    monkeypatch.setenv("CAPTURE_KEY", "a-capture-key-of-32-characters!!")
+    for mask in ("none", "text", "all"):
+        assert main(["mask", "--mask", mask, "--key-env", "CAPTURE_KEY", str(tmp_path / "cookie.json")]) == 0
+        masked = json.loads(capsys.readouterr().out)
+        assert "cookies" not in masked and "SECRET-COOKIE" not in json.dumps(masked), mask
+
+
+def test_emails_masked_with_all_keep_no_display_name(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emails = ROOT / "examples" / "events" / "13_email.jsonl"
+    monkeypatch.setenv("CAPTURE_KEY", "a-capture-key-of-32-characters!!")
+    assert main(["mask", "--mask", "all", "--key-env", "CAPTURE_KEY", str(emails)]) == 0
+    masked = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    originals = [json.loads(line) for line in emails.read_text().splitlines()]
+    for event, original in zip(masked, originals, strict=True):
+        assert "Kim Lee <kim@example.org>" in base64.b64decode(original["body"]).decode()
+        body, email, _ = posted(event)
+        assert b"Kim" not in body and b"Lee" not in body and b"kim@" not in body
+        assert email.sender is not None and email.sender.endswith("@example.org")
+
+
 def email_args(*extra: str) -> list[str]:
     return ["--channel", "email", "--from", KIM, "--to", ACME_PARSE, "--subject", "Order 10442", *extra]
 

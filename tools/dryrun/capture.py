@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.masking import MASK_MODES, MASKED_SIGNATURE, MASKED_TEXT, PERSONAL_TEXT_KEYS, Pseudonyms, recordable
-from tools.dryrun.world import WorldSpec
+from tools.dryrun.world import SECTIONS, WorldSpec
 
 __all__ = [
     "MASKED_SIGNATURE",
@@ -87,7 +87,7 @@ def shareable_world(
             for name, value in secrets.items()
         }
     if mask != "none":
-        for section in ("conversations", "locks", "stage"):
+        for section in SECTIONS:
             if section in shared:
                 shared[section] = [masked_item(row) for row in shared[section]]
     if mask == "all" and pseudonyms is not None:

@@ -3,7 +3,8 @@
 ``snapshot_world`` replays the events read-only against the account (``account_lane``, signatures
 skipped so every event gets as far as it can) through ``ReadLog``, which notes the key of every row a
 read returned: the conversations the lookups found (every candidate, so the pick replays the same), the
-lock and stage rows the writes were checked against. Each noted row is then read whole (the pipeline
+replay records read with them (so a replay of an accepted message is refused offline too), the lock and
+stage rows the writes were checked against. Each noted row is then read whole (the pipeline
 reads only the attributes its rules need), and each conversation's current lock row with it. ``users``
 adds every conversation of a user number (a query on the table's partition key). The secrets the
 conversations name are read too, to be redacted (or kept, on request) by ``shareable_world``.
@@ -38,6 +39,7 @@ SECTION_TABLES = {
     "conversations": "CONVERSATIONS_TABLE_NAME",
     "locks": "LOCK_TABLE_NAME",
     "stage": "STAGE_TABLE_NAME",
+    "replay": "REPLAY_TABLE_NAME",
 }
 _deserializer = TypeDeserializer()
 _serializer = TypeSerializer()

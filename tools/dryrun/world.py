@@ -1,4 +1,4 @@
-"""World files: the conversations, secrets, locks and stage rows a dry-run replays against.
+"""World files: the conversations, secrets, locks, stage rows and replay records a dry-run replays against.
 
 A world file is YAML or JSON holding plain JSON values (not DynamoDB-typed)::
 
@@ -7,6 +7,7 @@ A world file is YAML or JSON holding plain JSON values (not DynamoDB-typed)::
     secrets: { "<secret name>": {twilio_account_sid: "AC…", twilio_auth_token: "…"}, … }
     locks: [ {conversation_id: "…", message_sid: "SM…", expires_at: 1795000000}, … ]   # optional
     stage: [ {conversation_id: "…", message_sid: "SM…", …}, … ]                         # optional
+    replay: [ {message_sid: "SM…" or "EM…", recorded_at: 1795000000, …}, … ]         # optional (replay.record)
 
 Every problem is reported as ``FILE:LINE:COLUMN: message`` (``ConfigError``). Timestamps inside items
 must be quoted: an unquoted YAML timestamp would not be the string the other services store.
@@ -33,6 +34,7 @@ SECTIONS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "conversations": ("conversations_table", ("primary_channel", "conversation_id")),
     "locks": ("lock_table", ("conversation_id",)),
     "stage": ("stage_table", ("conversation_id", "message_sid")),
+    "replay": ("replay_table", ("message_sid",)),
 }
 
 _KEY_STRING = {"type": "string", "minLength": 1}
@@ -58,6 +60,7 @@ WORLD_SCHEMA: dict[str, Any] = {
         "secrets": {"type": "object", "additionalProperties": {"type": ["object", "string"]}},
         "locks": _rows(SECTIONS["locks"][1]),
         "stage": _rows(SECTIONS["stage"][1]),
+        "replay": _rows(SECTIONS["replay"][1]),
     },
 }
 
@@ -164,7 +167,7 @@ def load_world(path: Path) -> WorldSpec:
                 problems.append(spec.problem(("now",), f"now: {raw_now!r} is not an ISO-8601 time"))
     stamps: list[tuple[Any, ...]] = []
     if isinstance(data, dict):
-        for section in ("conversations", "secrets", "locks", "stage"):
+        for section in ("conversations", "secrets", "locks", "stage", "replay"):
             _timestamps(data.get(section), (section,), stamps)
     problems.extend(
         spec.problem(where, "unquoted timestamp: quote it so that it stays the string the table holds")
