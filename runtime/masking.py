@@ -8,7 +8,8 @@
   token), so nothing else needs removing;
 - ``mask="none"``: the body as it was sent; a replay checks its signature like the Lambda;
 - ``mask="text"``: free-text fields (``Body``, ``ProfileName``, location and button fields, an e-mail's
-  subject, text, html and headers, uploaded files) become ``[masked]``; the signature cannot match any
+  subject, text, html and headers, uploaded files) become ``[masked]``, and the display names of an e-mail's
+  address fields become ``masked`` (the addresses stay); the signature cannot match any
   more, so every authentication header becomes ``MASKED_SIGNATURE`` (replay with ``--skip-signature``);
 - ``mask="all"``: as ``text``, and every phone number and e-mail address is replaced by a keyed
   pseudonym (``Pseudonyms``): the same value always gets the same pseudonym, so a world put through
@@ -91,6 +92,11 @@ _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _NAME_WORD = re.compile(r"(?P<kept><[^<>]*>|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)|=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=|[^\W_]+")
 
 
+def _masked_word(match: re.Match[str]) -> str:
+    """A display-name word masked (one plain word, so the address list still parses); an address kept."""
+    return match.group(0) if match.group("kept") else "masked"
+
+
 class Pseudonyms:
     """Replaces phone numbers and e-mail local parts with keyed pseudonyms of the same length."""
 
@@ -159,9 +165,18 @@ class Masking:
         return value
 
     def addresses(self, name: str, value: str) -> str:
-        """An e-mail address field (``from``, ``to``, ``cc``, ``envelope``) as recorded: with ``all``, names go too."""
+        """An e-mail address field (``from``, ``to``, ``cc``, ``envelope``) as recorded.
+
+        With ``text`` the display names are masked (personal, like ``ProfileName``) and the addresses kept, which
+        a replay matches conversations on; with ``all`` both get pseudonyms.
+        """
         if self.pseudonyms is None:
-            return self.value(name, value)
+            if self.mode != "text" or name.lower() == "envelope":
+                return self.value(name, value)
+            named = _NAME_WORD.sub(_masked_word, value)
+            if named != value:
+                self.masked.add(name)
+            return named
         if name.lower() != "envelope":
             return self.pseudonyms.addresses(value)
         try:

@@ -109,7 +109,8 @@ def test_a_multipart_body_keeps_its_shape_with_text_masked_and_files_emptied() -
     for name in ("text", "html", "subject", "headers"):
         assert parsed.fields[name] == (MASKED_TEXT,), name
     original = parse(body, content_type)
-    assert parsed.fields["from"] == original.fields["from"] and parsed.fields["envelope"] == original.fields["envelope"]
+    assert parsed.fields["from"] == ("masked masked <Jane.Sender@Example.NET>",)  # the name masked, the address kept
+    assert parsed.fields["envelope"] == original.fields["envelope"]
     (attachment,) = parsed.files
     assert attachment.filename == MASKED_TEXT and attachment.size == 0
     assert b"secret" not in stored and b"not arrived" not in stored
@@ -142,6 +143,28 @@ def test_all_pseudonymizes_display_names_in_email_address_fields() -> None:
     assert again.fields["from"] == fields["from"]
     other = recordable(event, mask="all", pseudonyms=Pseudonyms(b"another-key-of-32-characters!!!!"))
     assert parse(base64.b64decode(other["body"]), content_type).fields["from"] != fields["from"]
+
+
+def test_text_masks_display_names_but_keeps_the_addresses_replays_match_on() -> None:
+    email = Email(
+        sender="Kim Lee <Kim.Lee@example.org>",
+        to="Acme Support <support@parse.example.com>",
+        cc='"Doe, Jane" <jane@example.net>, bob@example.net',
+        envelope_from="Kim.Lee@example.org",
+    )
+    body, content_type = inbound_parse_body(email)
+    event = http_api_event(
+        "POST", "/prod/email", host="h.example.com", body=body, headers={"content-type": content_type}
+    )
+    masked = recordable(event, mask="text")
+    stored = base64.b64decode(masked["body"])
+    for name in (b"Kim Lee", b"Acme", b"Doe", b"Jane"):
+        assert name not in stored, name
+    form = parse(stored, content_type)
+    assert read_email(form, stored).sender == "kim.lee@example.org"
+    assert form.fields["to"][0].endswith("<support@parse.example.com>")
+    assert form.fields["cc"][0].count("<") == 1 and "bob@example.net" in form.fields["cc"][0]
+    assert {"from", "to", "cc"} <= set(masked["recording"]["masked"])
 
 
 def test_a_body_no_masker_knows_is_replaced_whole_and_a_channel_can_add_its_own(

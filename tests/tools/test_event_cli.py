@@ -352,3 +352,16 @@ def test_what_cannot_sign_an_email_is_refused(
     assert "--profile-name: not an option of --channel sms" in build(
         capsys, "--channel", "sms", "--from", BOB, "--to", ACME_SMS, "--profile-name", "Bob", status=2
     )
+
+
+def test_emails_masked_as_text_have_their_signature_masked_as_the_capture_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    emails = ROOT / "examples" / "events" / "13_email.jsonl"
+    assert main(["mask", str(emails)]) == 0
+    for event in (json.loads(line) for line in capsys.readouterr().out.splitlines()):
+        headers = {name.lower(): value for name, value in event["headers"].items()}
+        assert headers["x-twilio-email-event-webhook-signature"] == MASKED_SIGNATURE
+        assert headers["x-twilio-email-event-webhook-timestamp"].isdigit()  # signed data, kept for the replay
+        body, email, _ = posted(event)
+        assert b"Kim Lee" not in body and email.sender == "kim@example.org"

@@ -421,6 +421,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _auth_headers() -> tuple[str, ...]:
+    """The headers every registered step declares as authenticating a request: what the capture masks too."""
+    from engine import registry
+    from engine.plugins import load_plugins, plugin_modules
+
+    load_plugins(plugin_modules(os.environ))
+    declared = dict.fromkeys(header for spec in registry.specs() for header in spec.auth_headers)
+    return tuple(declared) or DEFAULT_AUTH_HEADERS
+
+
 @console_script
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
@@ -435,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise Refused("--mask all needs --key-env NAME (a variable holding a key of at least 16 bytes)")
         from tools.dryrun.capture import masked_events
 
-        events = masked_events(args.files, mask=args.mask, pseudonyms=pseudonyms, auth_headers=DEFAULT_AUTH_HEADERS)
+        events = masked_events(args.files, mask=args.mask, pseudonyms=pseudonyms, auth_headers=_auth_headers())
         for event in events:
             sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
     except Refused as exc:
