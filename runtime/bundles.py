@@ -56,7 +56,7 @@ def deployment_key(prefix: str, pipeline: str) -> str:
 def _object(data: bytes, what: str) -> dict[str, Any]:
     try:
         document = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise BundleError(f"{what} is not JSON") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise BundleError(f"{what} is not a format-{FORMAT} document")

@@ -329,7 +329,11 @@ def _list(store: _Store, out: TextIO) -> None:
     objects = sorted(listing.get("Contents", []), key=lambda item: item["LastModified"], reverse=True)[:LISTED]
     print(f"bundles (newest first, up to {LISTED}):", file=out)
     for item in objects:
-        bundle_id = Path(item["Key"]).stem
+        key = Path(item["Key"])
+        if key.suffix != ".json":
+            print(f"  {key.name}  unreadable: not a bundle (a bundle is stored as <id>.json)", file=out)
+            continue
+        bundle_id = key.stem
         try:
             bundle = store.load(bundle_id)
         except BundleError as exc:
@@ -347,7 +351,7 @@ def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None) -> None:
     """Check a bundle about to be deployed as the function will (an upload by hand skipped ``publish``'s check).
 
     Its rules are checked with its own pipeline file, else with ``pipeline`` (the local file of that pipeline);
-    with neither, the function's own verification is what stands between the bundle and the traffic.
+    with neither it cannot be checked here, and is refused.
     """
     import tempfile
 
@@ -359,7 +363,10 @@ def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None) -> None:
         carried = bundle.pipeline_file
         checked = root / carried if carried else pipeline
         if checked is None:
-            return
+            raise _Failed(
+                f"cannot check bundle {bundle.id}: it carries no pipeline file and no file under pipelines/ "
+                "declares its pipeline; run this in the project's directory, or pass --pipeline FILE"
+            )
         report = check_config(checked, root / "rules", os.environ)
     failed = [*report.errors, *report.failures]
     if failed:
@@ -386,9 +393,11 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
         if args.to is None and not earlier:
             raise _Failed("no earlier live bundle in the history; give --to BUNDLE or --to packaged")
         live = (None if args.to == "packaged" else args.to) if args.to is not None else earlier[0]
-    # A bundle that was live before passed the function's own verification then: a rollback to it is not held up.
-    for bundle_id in {live, shadow} - {None, current.live, current.shadow}:
-        assert bundle_id is not None
+    # What becomes live or shadow is checked, the shadow made live too (it may have been deployed by hand); a
+    # bundle that was live before passed the function's own verification then: a rollback to it is not held up.
+    for bundle_id in dict.fromkeys([live, shadow]):
+        if bundle_id is None or bundle_id == current.live or (bundle_id == shadow == current.shadow):
+            continue
         bundle = store.bundle(bundle_id)
         if bundle_id not in current.earlier_live():
             _refuse_unless_checked(bundle, pipeline)

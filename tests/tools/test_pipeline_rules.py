@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,17 @@ import pytest
 from moto import mock_aws
 
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
-from tests.support.bundles import BUCKET, PIPELINE, ROUTING, VIP_ROUTING, Ops, make_bucket, rules_files, working_copy
+from tests.support.bundles import (
+    BROKEN_ROUTING,
+    BUCKET,
+    PIPELINE,
+    ROUTING,
+    VIP_ROUTING,
+    Ops,
+    make_bucket,
+    rules_files,
+    working_copy,
+)
 
 
 @pytest.fixture
@@ -229,3 +240,36 @@ def test_a_bundle_uploaded_by_hand_is_checked_before_it_is_deployed(ops: Ops, co
     assert f"bundle {broken.id} does not pass the check, so the function would refuse it: " in err
     assert "routing target 'handof' names no configured queue" in err
     assert ops.s3.list_objects_v2(Bucket=BUCKET, Prefix=deployment_key("rules/", PIPELINE))["KeyCount"] == 0
+
+
+def test_objects_that_are_not_bundles_are_flagged_and_the_others_listed(ops: Ops) -> None:
+    good = ops.publish()
+    ops.s3.put_object(Bucket=BUCKET, Key=f"rules/{PIPELINE}/bundles/notes.txt", Body=b"hello")
+    ops.s3.put_object(Bucket=BUCKET, Key=f"rules/{PIPELINE}/bundles/deep.json", Body=b"[" * 100_000)
+    status, out, err = ops.rules("list")
+    assert status == 0, err
+    listed = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and "  r" not in line[:4]}
+    assert good in listed
+    assert "unreadable: not a bundle" in listed["notes.txt"]
+    assert "unreadable: the bundle is not JSON" in listed["deep"]
+    status, _, err = ops.rules("shadow", "deep")
+    assert status == 2 and "the bundle is not JSON" in err
+
+
+def test_a_bundle_that_cannot_be_checked_here_is_not_deployed(ops: Ops) -> None:
+    ops.publish("--live")
+    files = rules_files(ROUTING.replace("target: handoff", "target: handof", 1))
+    broken = Bundle(PIPELINE, files, "2026-12-01T00:00:00Z", "someone", "unchecked")
+    ops.s3.put_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, broken.id), Body=broken.to_json())
+    shutil.rmtree(ops.root / "pipelines")  # run away from the project: the bucket alone knows the pipeline
+    status, _, err = ops.rules("--pipeline", PIPELINE, "shadow", broken.id)
+    assert status == 2 and f"cannot check bundle {broken.id}" in err, err
+    assert ops.deployment().shadow is None
+
+
+def test_promote_checks_a_shadow_that_was_deployed_without_the_check(ops: Ops) -> None:
+    ops.publish("--live")
+    sneaked = ops.sneak_in(rules_files(BROKEN_ROUTING), live=False)
+    status, _, err = ops.rules("promote")
+    assert status == 2 and f"bundle {sneaked} does not pass the check" in err
+    assert ops.deployment().live != sneaked
