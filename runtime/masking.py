@@ -85,11 +85,14 @@ _CREDENTIAL_HEADERS = frozenset(
 # Top-level event keys that carry credentials: payload 2.0 moves the Cookie header into ``cookies``.
 _CREDENTIAL_KEYS = frozenset({"cookies"})
 _NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
-_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-]{1,64})@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-]{1,64})@([\w-]+(?:\.[\w-]+)+)")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-# In an address list: what stays (an angle-bracketed or bare address), else a display-name word (an RFC 2047
-# encoded word whole, or a run of letters and digits).
-_NAME_WORD = re.compile(r"(?P<kept><[^<>]*>|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)|=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=|[^\W_]+")
+# In an address list: what stays (an angle-bracketed address, or a bare one: a run of anything but the list's
+# delimiters around an @, as RFC 5322 allows ' & = … in a local part and an IDN domain), else a display-name word
+# (an RFC 2047 encoded word whole, or a run of letters and digits).
+_NAME_WORD = re.compile(
+    r"(?P<kept><[^<>]*>|[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+)|=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=|[^\W_]+"
+)
 
 
 def _masked_word(match: re.Match[str]) -> str:

@@ -189,3 +189,19 @@ def test_form_fields() -> None:
     event = rest_event("whatsapp", whatsapp_params())
     assert form_fields(event)["MessageSid"] == whatsapp_params()["MessageSid"]
     assert form_fields({"body": None}) == {} and form_fields({"body": "!!", "isBase64Encoded": True}) == {}
+
+
+@pytest.mark.parametrize("address", ["o'brien@example.org", "user&co@example.org", "x=y@example.org", "kim@exämple.org"])
+def test_a_bare_address_with_any_allowed_character_is_kept_whole(address: str) -> None:
+    email = Email(sender=address, envelope_from=address)
+    body, content_type = inbound_parse_body(email)
+    event = http_api_event(
+        "POST", "/prod/email", host="h.example.com", body=body, headers={"content-type": content_type}
+    )
+    text = base64.b64decode(recordable(event, mask="text")["body"])
+    assert parse(text, content_type).fields["from"] == (address,)
+    pseudonyms = Pseudonyms(KEY)
+    shared = base64.b64decode(recordable(event, mask="all", pseudonyms=pseudonyms)["body"])
+    # As a world put through the same pseudonyms holds it, so a shared replay still finds the conversation.
+    assert parse(shared, content_type).fields["from"] == (pseudonyms.text(address),)
+    assert address.split("@")[0] + "@" not in shared.decode()
