@@ -191,7 +191,9 @@ def test_form_fields() -> None:
     assert form_fields({"body": None}) == {} and form_fields({"body": "!!", "isBase64Encoded": True}) == {}
 
 
-@pytest.mark.parametrize("address", ["o'brien@example.org", "user&co@example.org", "x=y@example.org", "kim@exämple.org"])
+@pytest.mark.parametrize(
+    "address", ["o'brien@example.org", "user&co@example.org", "x=y@example.org", "kim@exämple.org"]
+)
 def test_a_bare_address_with_any_allowed_character_is_kept_whole(address: str) -> None:
     email = Email(sender=address, envelope_from=address)
     body, content_type = inbound_parse_body(email)
