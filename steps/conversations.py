@@ -69,11 +69,14 @@ _MICROSECOND = timedelta(microseconds=1)
 
 
 def created_instant(value: Any) -> int | None:
-    """An ISO-8601 ``created_at`` as microseconds since 0001-01-01T00:00Z (naive is UTC); None if unparseable."""
+    """An ISO-8601 (or RFC 3339: t, z in either case) ``created_at`` in microseconds since 0001-01-01T00:00Z.
+
+    A time without an offset is UTC; None when unparseable.
+    """
     if not isinstance(value, str):
         return None
     try:
-        moment = datetime.fromisoformat(value.strip())
+        moment = datetime.fromisoformat(value.strip().upper())
     except ValueError:
         return None
     # Integer arithmetic on the wall time less its offset: exact, and no overflow near year 1 or 9999.

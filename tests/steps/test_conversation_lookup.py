@@ -63,6 +63,8 @@ def test_created_at_becomes_an_exact_instant() -> None:
     assert created_instant("2026-11-20T10:00:00") == created_instant("2026-11-20T10:00:00.000000Z")
     assert created_instant("2026-11-20T10:00:00.000001Z") == created_instant("2026-11-20T10:00:00Z") + 1
     assert created_instant("0001-01-01T00:30:00+01:00") == created_instant("0001-01-01T00:00:00Z") - 1_800_000_000
+    # RFC 3339 allows a lower-case t and z.
+    assert created_instant("2026-11-20t10:00:00.5z") == created_instant("2026-11-20T10:00:00.500Z")
     assert [created_instant(value) for value in ("", "2026-13-01T00:00:00Z", 1.5, None)] == [None] * 4
 
 
