@@ -98,12 +98,14 @@ class Compensation(NamedTuple):
     """An action a step registers after a side effect: an undo if the run fails, or a confirmation if it succeeds.
 
     ``rank`` is the registering step's place in its parallel group (0 outside one): the runner puts a group's
-    undo actions in member order, so they run in a fixed order whichever member finished first.
+    undo actions in member order, so they run in a fixed order whichever member finished first. ``group`` (set by
+    the runner) is the group's place in the pipeline, 0 outside one: a group's undo actions may run concurrently.
     """
 
     label: str
     action: Callable[[], None]
     rank: int = 0
+    group: int = 0
 
 
 # The place in its parallel group of the member step running in this thread (set by the runner).

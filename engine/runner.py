@@ -3,20 +3,29 @@
 A step ends in one of four ways, never mixed: a ``StepResult`` (its output is stored under the key it
 provides), a ``StepFailure`` (final business error), a ``TransientFault`` (retryable) or any other
 exception (a bug: wrapped in ``InternalError`` with the step id). On any error the compensations
-registered so far run in reverse order before the run ends.
+registered so far run in reverse order before the run ends (a parallel group's together, as they were made).
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, NamedTuple
 
-from engine.context import STEP_RANK, Context, RuleTrace, Services, StepResult, Tracer, bind_log_fields
+from engine.context import (
+    STEP_RANK,
+    Compensation,
+    Context,
+    RuleTrace,
+    Services,
+    StepResult,
+    Tracer,
+    bind_log_fields,
+)
 from engine.errors import InternalError, PipelineError, TransientFault
 from engine.expressions import Expression, ExpressionError
 from engine.registry import Step
@@ -168,9 +177,9 @@ class Pipeline:
         outcome: str | None = None
         error: PipelineError | None = None
         try:
-            for node in self.nodes:
+            for position, node in enumerate(self.nodes, 1):
                 if type(node) is ParallelGroup:
-                    outcome = self._run_group(node, ctx, trace) or outcome
+                    outcome = self._run_group(node, ctx, trace, position) or outcome
                     continue
                 result = self._execute(node, ctx, trace)  # type: ignore[arg-type]
                 if result is not None:
@@ -187,8 +196,9 @@ class Pipeline:
         final = error.code if error else (outcome or self.default_outcome)
         return RunResult(final, error, ctx.doc, trace, ctx.rules)
 
-    def _run_group(self, group: ParallelGroup, ctx: Context, trace: _Trace) -> str | None:
+    def _run_group(self, group: ParallelGroup, ctx: Context, trace: _Trace, position: int) -> str | None:
         members = group.members
+        undo_from, confirm_from = len(ctx.compensations), len(ctx.confirmations)
         records = [trace.branch() for _ in members]
         try:
             active = [
@@ -203,7 +213,6 @@ class Pipeline:
         results: list[StepResult | Exception | None] = [None] * len(members)
         if self._concurrently(group, active):
             assert self._pool is not None
-            undo_from, confirm_from = len(ctx.compensations), len(ctx.confirmations)
             *others, last = active
             futures = [
                 # In a copy of this context, so that the members' log lines carry the invocation's ids.
@@ -225,6 +234,8 @@ class Pipeline:
         else:
             for index in active:
                 results[index] = self._timed(members[index], ctx, records[index])
+        if len(ctx.compensations) - undo_from > 1:
+            ctx.compensations[undo_from:] = [undo._replace(group=position) for undo in ctx.compensations[undo_from:]]
         return self._group_outcome(results, records, trace)
 
     def _concurrently(self, group: ParallelGroup, active: list[int]) -> bool:
@@ -324,25 +335,38 @@ class Pipeline:
         trace.end(planned.id, "stopped" if result.stop else "ok", started, result.decision)
         return result
 
-    @staticmethod
-    def _compensate(ctx: Context, error: PipelineError) -> PipelineError:
+    def _compensate(self, ctx: Context, error: PipelineError) -> PipelineError:
         """Undo what was done; the run's error, made retryable when an undo that must happen failed.
 
-        An undo raises ``TransientFault`` when its failure leaves state only a retry of the event can
-        clean up (a lock held by a message that sent nothing, say): a final error then becomes
-        that fault, so the caller retries instead of taking the answer as final.
+        Undo actions run in reverse order; those of one parallel group's members run concurrently (when the
+        pipeline uses threads), as their side effects were made, so undoing costs one call's time, not one per
+        member. An undo raises ``TransientFault`` when its failure leaves state only a retry of the event can
+        clean up (a lock held by a message that sent nothing, say): a final error then becomes that fault, so
+        the caller retries instead of taking the answer as final.
         """
-        for compensation in reversed(ctx.compensations):
-            try:
-                compensation.action()
-            except TransientFault as exc:
-                logger.warning("compensation %s failed after %s: %s", compensation.label, error.code, exc.code)
-                if not isinstance(error, TransientFault):
-                    error = exc
-            except Exception as exc:  # noqa: BLE001 - a failed undo must not hide the original error
-                logger.warning("compensation %s failed: %s", compensation.label, type(exc).__name__)
+        pending = list(reversed(ctx.compensations))
+        while pending:
+            batch = [pending.pop(0)]
+            while batch[0].group and pending and pending[0].group == batch[0].group:
+                batch.append(pending.pop(0))
+            for compensation, failure in zip(batch, self._undo(batch), strict=True):
+                if isinstance(failure, TransientFault):
+                    logger.warning("compensation %s failed after %s: %s", compensation.label, error.code, failure.code)
+                    if not isinstance(error, TransientFault):
+                        error = failure
+                elif failure is not None:
+                    logger.warning("compensation %s failed: %s", compensation.label, type(failure).__name__)
         ctx.compensations.clear()
         return error
+
+    def _undo(self, batch: list[Compensation]) -> list[Exception | None]:
+        """Run the undo actions of ``batch`` (concurrently when there are several and threads); their failures."""
+        if self._pool is None or len(batch) < 2:
+            return [_attempt(compensation.action) for compensation in batch]
+        *others, last = batch
+        futures = [self._pool.submit(contextvars.copy_context().run, _attempt, undo.action) for undo in others]
+        final = _attempt(last.action)
+        return [*(future.result() for future in futures), final]
 
     @staticmethod
     def _confirm(ctx: Context) -> None:
@@ -359,6 +383,15 @@ class Pipeline:
                     "confirmation %s failed: %s", confirmation.label, getattr(exc, "code", type(exc).__name__)
                 )
         ctx.confirmations.clear()
+
+
+def _attempt(action: Callable[[], None]) -> Exception | None:
+    """Run an undo action; what it raised, if anything (a failed undo must not hide the run's error)."""
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - returned to the caller, which logs it and keeps the run's error
+        return exc
+    return None
 
 
 def _ms(started: float) -> float:

@@ -15,7 +15,7 @@ import pytest
 from engine import runner
 from engine.clock import SystemClock
 from engine.context import Context, Services, StepResult
-from engine.errors import StepFailure
+from engine.errors import StepFailure, TransientFault
 from engine.expressions import compile_expression
 from engine.runner import ParallelGroup, Pipeline, PlannedStep
 from engine.secrets import SecretCache
@@ -192,3 +192,50 @@ def test_a_failed_confirmation_is_logged_and_the_success_stands(caplog: pytest.L
     assert (result.outcome, result.error) == ("QUEUED", None)
     assert log == ["confirm b"]
     assert "confirmation confirm a failed: RuntimeError" in caplog.text
+
+
+class Undoing:
+    """A step that registers an undo meeting the other undos at ``meeting`` (it waits for them), then succeeds."""
+
+    def __init__(self, name: str, meeting: threading.Barrier, log: list[str], *, transient: bool = False) -> None:
+        self.name, self.meeting, self.log, self.transient = name, meeting, log, transient
+
+    def run(self, ctx: Context) -> StepResult:
+        ctx.on_failure(f"undo {self.name}", self._undo)
+        return StepResult(output={"ran": True})
+
+    def _undo(self) -> None:
+        try:
+            self.meeting.wait()
+        except threading.BrokenBarrierError:
+            self.log.append(f"{self.name} waited alone")
+        else:
+            self.log.append(f"{self.name} met the others")
+        if self.transient:
+            raise TransientFault("LOCK_TRANSIENT_ERROR", "the release did not answer")
+
+
+def _undoing_group(members: list[Undoing], *, concurrent: bool = True) -> Pipeline:
+    planned = tuple(PlannedStep(step.name, f"test.{step.name}", step, step.name) for step in members)
+    failing = PlannedStep("send", "test.send", Recording(fail="QUEUE_ERROR"), None)
+    return Pipeline("test", [ParallelGroup(planned), failing], deadline_seconds=4, concurrent=concurrent)
+
+
+def test_a_groups_undo_actions_run_concurrently_so_undoing_costs_one_call_not_one_per_member() -> None:
+    log: list[str] = []
+    meeting = threading.Barrier(2, timeout=5)
+    members = [Undoing("lock", meeting, log, transient=True), Undoing("replay", meeting, log)]
+    result = _undoing_group(members).run({}, _services())
+    assert sorted(log) == ["lock met the others", "replay met the others"]
+    # A failed undo that must happen still makes the run's final error retryable.
+    assert result.transient and result.error_code == "LOCK_TRANSIENT_ERROR"
+
+
+def test_without_threads_a_groups_undo_actions_run_one_after_another_in_reverse_member_order() -> None:
+    log: list[str] = []
+    meeting = threading.Barrier(2, timeout=0.05)
+    result = _undoing_group([Undoing("lock", meeting, log), Undoing("replay", meeting, log)], concurrent=False).run(
+        {}, _services()
+    )
+    assert result.error_code == "QUEUE_ERROR"
+    assert log == ["replay waited alone", "lock waited alone"]

@@ -126,12 +126,15 @@ def test_worst_case_ends_within_the_deadline_and_two_calls(world: World) -> None
     for call in ("query", "secret", "get", "stage_put", "lock_put"):
         injector.inject(call, Fault("slow", delay=0.9))
     injector.inject("send", Fault("hang", delay=read))
+    # Both releases hang: the group's undo actions run together, so they cost one call's time, not two.
     injector.inject("lock_release", Fault("hang", delay=read))
+    injector.inject("replay_release", Fault("hang", delay=read))
     elapsed, answer = timed(application, rest_event("whatsapp", whatsapp_params()))
     bound = config.pipeline.deadline_seconds + 2 * one_call_bound(config.aws)
-    print(f"\nslow calls, then send and release hang: {answer} after {elapsed:.2f} s (bound {bound} s)")
+    print(f"\nslow calls, then send and both releases hang: {answer} after {elapsed:.2f} s (bound {bound} s)")
     assert answer.startswith("raise QUEUE_TRANSIENT_ERROR")
     assert injector.attempts["send"] == injector.attempts["lock_release"] == config.aws.max_attempts
+    assert injector.attempts["replay_release"] == config.aws.max_attempts
     assert elapsed <= bound + SLACK_SECONDS
     assert elapsed < TWILIO_BUDGET_SECONDS
     sid = whatsapp_params()["MessageSid"]
