@@ -69,11 +69,21 @@ def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {name: body for name, body in template["Resources"].items() if body["Type"] == kind}
 
 
-def placeholder(template: dict[str, Any], value: Any) -> str:
-    """An environment value as the function would see it: a parameter's default, else ``ref:<logical id>``."""
+def placeholder(template: dict[str, Any], value: Any, parameters: dict[str, str] | None = None) -> str:
+    """An environment value as the function would see it: a parameter's value (its default unless given in
+    ``parameters``), ``Fn::Join``/``Select``/``Split`` evaluated, else ``ref:<logical id>``."""
     if isinstance(value, dict) and "Ref" in value:
+        if parameters and value["Ref"] in parameters:
+            return parameters[value["Ref"]]
         parameter = template["Parameters"].get(value["Ref"], {})
         return str(parameter["Default"]) if "Default" in parameter else f"ref:{value['Ref']}"
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(placeholder(template, part, parameters) for part in parts)
+    if isinstance(value, dict) and "Fn::Select" in value:
+        index, listed = value["Fn::Select"]
+        separator, split = listed["Fn::Split"]
+        return placeholder(template, split, parameters).split(separator)[int(index)]
     return str(value)
 
 
@@ -157,6 +167,22 @@ def test_secret_grants_are_per_channel_and_match_the_pipelines_patterns(template
         wildcard = template["Parameters"][parameter]["Default"]
         # IAM's * spans /, so it may only stand where the regex's .+ does: at the end, after a fixed prefix.
         assert wildcard == regex.removesuffix(".+") + "*" and wildcard.count("*") == 1
+
+
+@pytest.mark.parametrize("parameter", sorted(SECRET_PARAMETERS.values()))
+def test_a_secret_name_parameter_reaches_the_pipeline_as_well_as_iam(template, function_env, parameter) -> None:
+    custom = {parameter: "tenants/prod.eu/credentials/*"}
+    env = {name: placeholder(template, value, custom) for name, value in function_env.items()}
+    configs = [load_config(path, ROOT / "rules", env) for path in sorted((ROOT / "pipelines").glob("*.yaml"))]
+    patterns = {pattern.pattern for config in configs for pattern in config.secrets.values() if pattern}
+    assert "tenants/prod.eu/credentials/.+" in patterns
+    matching = next(
+        pattern
+        for config in configs
+        for pattern in config.secrets.values()
+        if pattern and pattern.pattern.startswith("tenants/")
+    )
+    assert matching.fullmatch("tenants/prod.eu/credentials/acme/sales")
 
 
 def policy_statements(template: dict[str, Any], policy: str) -> list[dict[str, Any]]:
