@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 from engine.clock import Clock
+from engine.errors import PipelineError
 from engine.ports import Queues, Tables
 from engine.secrets import SecretCache
 
@@ -125,9 +126,11 @@ class Context:
     rules: list[RuleTrace] = field(default_factory=list)
     compensations: list[Compensation] = field(default_factory=list)
     confirmations: list[Compensation] = field(default_factory=list)
+    # Why the run failed, set by the runner before the undo actions run: an action may depend on it.
+    failure: PipelineError | None = None
 
     def on_failure(self, label: str, action: Callable[[], None]) -> None:
-        """Register ``action`` to undo a side effect if the run ends in an error."""
+        """Register ``action`` to undo a side effect if the run ends in an error (``failure`` says which)."""
         self.compensations.append(Compensation(label, action, STEP_RANK.get()))
 
     def on_success(self, label: str, action: Callable[[], None]) -> None:

@@ -344,6 +344,7 @@ class Pipeline:
         clean up (a lock held by a message that sent nothing, say): a final error then becomes that fault, so
         the caller retries instead of taking the answer as final.
         """
+        ctx.failure = error
         pending = list(reversed(ctx.compensations))
         while pending:
             batch = [pending.pop(0)]

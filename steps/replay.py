@@ -1,4 +1,4 @@
-"""``replay.record``: a durable record of each accepted message id, so that a captured request cannot be replayed.
+"""``replay.record`` and ``replay.refusals``: a record of each accepted (or refused) message id, against replays.
 
 Twilio's signatures carry no timestamp: a request captured once is valid forever. A record per accepted
 ``MessageSid`` lives for at least ``horizon_seconds`` (DynamoDB TTL on ``expires_at``); a request for a recorded
@@ -18,22 +18,30 @@ record is written ``pending`` (a repeat is a re-delivery, so the retry of a run 
 and marked ``confirmed`` once the run has succeeded (``Context.on_success``; a repeat is then a replay). That is
 one more write after the run, and a confirmation that fails leaves the record pending (logged): a replay of that
 one message is then handled as a re-delivery, as without a record.
+
+A message the rules refuse (a locked conversation, a paused project) is recorded too, by ``replay.refusals``: a
+capture of it replayed once the conversation changed would otherwise be decided afresh, and accepted. It costs a
+write on the refusal path only, after the answer is decided; a message lost to a fault is never recorded this way,
+so a replay after the repair still completes it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from engine.conditions import AttributeEquals, AttributeNotExists
 from engine.context import Context, StepResult
-from engine.errors import TransientFault
+from engine.errors import CODE_PATTERN, StepFailure, TransientFault
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.stage import STAGE_ERROR, STAGE_TRANSIENT
 from steps.support import service_failure, table_name
 
-__all__ = ["KEY", "REPLAY", "ReplayRecord", "replay_of"]
+__all__ = ["KEY", "REPLAY", "ReplayRecord", "ReplayRefusals", "replay_of"]
+
+logger = logging.getLogger("steps.replay")
 
 KEY = "message_sid"
 # The success outcome of a replay: answered as any success (Twilio: empty TwiML), nothing written or sent.
@@ -155,3 +163,61 @@ class ReplayRecord:
             "expires_at": now + self._horizon,
         }
         ctx.services.tables.put_item(self._table, item, AttributeEquals("state", PENDING))
+
+
+@register(
+    "replay.refusals",
+    requires=("request",),
+    iam=(IamGrant(("dynamodb:PutItem",), (Resource("table", "table", "replay"),)),),
+    params={
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["codes"],
+        "properties": {
+            "table": {"type": "string", "description": "The logical table (under tables:) of the records."},
+            "codes": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"type": "string", "pattern": CODE_PATTERN},
+                "description": "The rules' refusals to record (final answers, never a code that loses a message).",
+            },
+            "horizon_seconds": {"type": "integer", "minimum": 3600, "maximum": 31536000},
+            "retry_grace_seconds": {"type": "integer", "minimum": 15, "maximum": 600},
+        },
+    },
+    example={"table": "replay", "codes": ["CONVERSATION_LOCKED"], "horizon_seconds": 604800},
+)
+class ReplayRefusals:
+    """Record a message the run refuses with one of ``codes``, so that its capture cannot be replayed later.
+
+    Placed before the rules: it only registers the write, which the runner makes if the run ends in one of the
+    codes (best effort: a failed write is logged and the answer stands).
+    """
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._table = table_name(params, info, "replay")
+        self._codes = frozenset(params["codes"])
+        self._horizon = int(params.get("horizon_seconds", 604800))
+        self._grace = int(params.get("retry_grace_seconds", 30))
+
+    def run(self, ctx: Context) -> StepResult:
+        ctx.on_failure("record refused message", lambda: self._record(ctx))
+        return StepResult()
+
+    def _record(self, ctx: Context) -> None:
+        failure = ctx.failure
+        if not isinstance(failure, StepFailure) or failure.code not in self._codes:
+            return
+        now = int(ctx.services.clock.now().timestamp())
+        item = {
+            KEY: ctx.doc["request"]["message_sid"],
+            "recorded_at": now,
+            "replay_after": now + self._grace,
+            "expires_at": now + self._horizon,
+            "refused": failure.code,
+        }
+        try:
+            ctx.services.tables.put_item(self._table, item, AttributeNotExists(KEY))
+        except ServiceError as exc:
+            logger.warning("refusal record not written: %s", exc.code)

@@ -151,8 +151,12 @@ def test_actions_are_the_lambdas_writes_and_sends(replay: Run) -> None:
         and body["request"]["ProfileName"] == "[masked]"
     )
     assert body["conversation"]["messages"][0]["content"] == "[masked]"
-    for source in ("04_locked_conversation.json", "05_inactive_project.json", "06_bad_signature.json"):
-        assert records[source]["actions"] == []
+    # A refusal is recorded against replays (the only write); a forged request writes nothing.
+    refusals = {"04_locked_conversation.json": "CONVERSATION_LOCKED", "05_inactive_project.json": "PROJECT_INACTIVE"}
+    for source, code in refusals.items():
+        [refusal] = records[source]["actions"]
+        assert (refusal["table"], refusal["item"]["refused"]) == ("conversations-replay", code)
+    assert records["06_bad_signature.json"]["actions"] == []
 
 
 def test_each_decision_is_explained(replay: Run) -> None:

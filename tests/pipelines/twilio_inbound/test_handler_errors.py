@@ -153,7 +153,8 @@ def _settings_header_unknown_algorithm() -> dict[str, Any]:
 NO_AWS: list[str] = []
 LOOKUP_ONLY = ["dynamodb.Query"]
 TO_SECRET = ["dynamodb.Query", "secretsmanager.GetSecretValue"]
-TO_RULES = ["dynamodb.Query", "secretsmanager.GetSecretValue", "dynamodb.BatchGetItem"]
+# A refusal by the rules is recorded after the answer is decided (replay.refusals): one write, nothing else.
+TO_RULES = ["dynamodb.Query", "secretsmanager.GetSecretValue", "dynamodb.BatchGetItem", "dynamodb.PutItem"]
 
 CASES = [
     # 1. parse
@@ -279,7 +280,7 @@ CASES = [
         "allowed_channels_is_a_number",
         "INTERNAL_ERROR",
         conversation=_conversation(allowed_channels=7),
-        aws_calls=TO_RULES,
+        aws_calls=TO_RULES[:-1],  # a bug, not a refusal: nothing recorded
     ),
 ]
 
@@ -300,6 +301,8 @@ def test_final_error(world, lambda_handler, aws, outcomes, case):
         assert aws.names() == case.aws_calls
     assert world.stage_rows() == [] and world.lock_rows() == []
     assert not any(world.all_sent().values())
+    refused = case.code in ("PROJECT_INACTIVE", "CHANNEL_NOT_ALLOWED", "CONVERSATION_LOCKED")
+    assert [row["refused"] for row in world.replay_rows()] == ([case.code] if refused else [])
 
 
 def test_locked_reply_is_the_contract_default_text(world, lambda_handler):

@@ -157,3 +157,46 @@ def test_a_status_callback_is_not_recorded(world, lambda_handler, outcomes):
     world.add_default_secrets()
     lambda_handler(rest_event("whatsapp", status_params()), None)
     assert outcomes() == [("STATUS_CALLBACK", None)] and world.replay_rows() == []
+
+
+@pytest.mark.parametrize(
+    ("refused", "reopened", "code"),
+    [
+        ({"conversation_status": "processing_reply"}, {"conversation_status": "open"}, "CONVERSATION_LOCKED"),
+        ({"project_status": "paused"}, {"project_status": "active"}, "PROJECT_INACTIVE"),
+    ],
+)
+def test_a_refused_message_cannot_be_replayed_once_the_conversation_changed(
+    world, lambda_handler, outcomes, refused, reopened, code
+):
+    first = world.add_conversation(**refused)
+    world.add_default_secrets()
+    event = rest_event("whatsapp", whatsapp_params(sid=SID))
+    lambda_handler(event, None)
+    [record] = world.replay_rows()
+    assert (record["message_sid"], record["refused"]) == (SID, code)
+    world.add_conversation(**{**first, **reopened})
+    assert len(world.conversations()) == 1
+
+    later(3600)
+    assert lambda_handler(event, None) == twiml_response()
+    assert outcomes() == [(code, code), ("REPLAY", None)]
+    assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
+
+
+def test_a_refusal_whose_record_cannot_be_written_is_still_answered(world, lambda_handler, aws, outcomes):
+    world.add_conversation(conversation_status="processing_reply")
+    world.add_default_secrets()
+    aws.fail("dynamodb.PutItem", "ProvisionedThroughputExceededException", 400, times=10)
+    reply = lambda_handler(rest_event("whatsapp", whatsapp_params(sid=SID)), None)
+    assert "Please wait" in reply["body"]
+    assert outcomes() == [("CONVERSATION_LOCKED", "CONVERSATION_LOCKED")] and world.replay_rows() == []
+
+
+def test_a_message_lost_to_a_fault_is_not_recorded_as_refused(world, lambda_handler, aws, outcomes):
+    world.add_conversation()
+    world.add_default_secrets()
+    aws.fail("sqs.SendMessage", "AccessDenied", 403, times=10)
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=SID)), None)
+    assert outcomes() == [("QUEUE_ERROR", "QUEUE_ERROR")]
+    assert world.replay_rows() == []  # free: a replay after the repair completes the message
