@@ -71,6 +71,43 @@ def _at_or_before(value: Any, limit: float) -> bool:
         return True
 
 
+# The parameters of both steps' records: where they are, how long they live, how long a repeat is a retry.
+_RECORD_PARAMS: dict[str, Any] = {
+    "table": {"type": "string", "description": "The logical table (under tables:) of the records."},
+    "horizon_seconds": {
+        "type": "integer",
+        "minimum": 3600,
+        "maximum": 31536000,
+        "description": "How long a record lives at least (its TTL): replays inside it are refused.",
+    },
+    "retry_grace_seconds": {
+        "type": "integer",
+        "minimum": 15,
+        "maximum": 600,
+        "description": "For this long after acceptance a repeated request is taken for Twilio's retry "
+        "(Twilio makes every attempt within 15 s) and handled as a re-delivery.",
+    },
+}
+
+
+class _Records:
+    """Where a step keeps its records and how long they last (the ``_RECORD_PARAMS``)."""
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._table = table_name(params, info, "replay")
+        self._horizon = int(params.get("horizon_seconds", 604800))
+        self._grace = int(params.get("retry_grace_seconds", 30))
+
+    def _item(self, sid: str, now: int, *, pending: bool = False) -> dict[str, Any]:
+        """A record of ``sid`` written at ``now`` (epoch seconds).
+
+        A repeat is a replay after the grace or, for a ``pending`` record, once the record is confirmed.
+        """
+        item: dict[str, Any] = {KEY: sid, "recorded_at": now, "expires_at": now + self._horizon}
+        item.update({"state": PENDING} if pending else {"replay_after": now + self._grace})
+        return item
+
+
 @register(
     "replay.record",
     provides="replay",
@@ -82,20 +119,7 @@ def _at_or_before(value: Any, limit: float) -> bool:
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "table": {"type": "string", "description": "The logical table (under tables:) of the records."},
-            "horizon_seconds": {
-                "type": "integer",
-                "minimum": 3600,
-                "maximum": 31536000,
-                "description": "How long a record lives at least (its TTL): replays inside it are refused.",
-            },
-            "retry_grace_seconds": {
-                "type": "integer",
-                "minimum": 15,
-                "maximum": 600,
-                "description": "For this long after acceptance a repeated request is taken for Twilio's retry "
-                "(Twilio makes every attempt within 15 s) and handled as a re-delivery.",
-            },
+            **_RECORD_PARAMS,
             "until": {
                 "enum": ["grace", "confirmed"],
                 "description": "grace (default): a repeat after retry_grace_seconds is a replay. confirmed: a "
@@ -106,23 +130,17 @@ def _at_or_before(value: Any, limit: float) -> bool:
     },
     example={"table": "replay", "horizon_seconds": 604800, "retry_grace_seconds": 30},
 )
-class ReplayRecord:
+class ReplayRecord(_Records):
     """Record the accepted MessageSid (once); the run that wrote the record releases it if it fails afterwards."""
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
-        self._table = table_name(params, info, "replay")
-        self._horizon = int(params.get("horizon_seconds", 604800))
-        self._grace = int(params.get("retry_grace_seconds", 30))
+        super().__init__(params, info)
         self._confirmed = params.get("until") == "confirmed"
 
     def run(self, ctx: Context) -> StepResult:
         sid = ctx.doc["request"]["message_sid"]
         now = int(ctx.services.clock.now().timestamp())
-        item: dict[str, Any] = {KEY: sid, "recorded_at": now, "expires_at": now + self._horizon}
-        if self._confirmed:
-            item["state"] = PENDING
-        else:
-            item["replay_after"] = now + self._grace
+        item = self._item(sid, now, pending=self._confirmed)
         tables = ctx.services.tables
 
         def release() -> None:
@@ -174,7 +192,7 @@ class ReplayRecord:
         "additionalProperties": False,
         "required": ["codes"],
         "properties": {
-            "table": {"type": "string", "description": "The logical table (under tables:) of the records."},
+            **_RECORD_PARAMS,
             "codes": {
                 "type": "array",
                 "minItems": 1,
@@ -182,13 +200,11 @@ class ReplayRecord:
                 "items": {"type": "string", "pattern": CODE_PATTERN},
                 "description": "The rules' refusals to record (final answers, never a code that loses a message).",
             },
-            "horizon_seconds": {"type": "integer", "minimum": 3600, "maximum": 31536000},
-            "retry_grace_seconds": {"type": "integer", "minimum": 15, "maximum": 600},
         },
     },
     example={"table": "replay", "codes": ["CONVERSATION_LOCKED"], "horizon_seconds": 604800},
 )
-class ReplayRefusals:
+class ReplayRefusals(_Records):
     """Record a message the run refuses with one of ``codes``, so that its capture cannot be replayed later.
 
     Placed before the rules: it only registers the write, which the runner makes if the run ends in one of the
@@ -196,10 +212,8 @@ class ReplayRefusals:
     """
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
-        self._table = table_name(params, info, "replay")
+        super().__init__(params, info)
         self._codes = frozenset(params["codes"])
-        self._horizon = int(params.get("horizon_seconds", 604800))
-        self._grace = int(params.get("retry_grace_seconds", 30))
 
     def run(self, ctx: Context) -> StepResult:
         ctx.on_failure("record refused message", lambda: self._record(ctx))
@@ -209,14 +223,8 @@ class ReplayRefusals:
         failure = ctx.failure
         if not isinstance(failure, StepFailure) or failure.code not in self._codes:
             return
-        now = int(ctx.services.clock.now().timestamp())
-        item = {
-            KEY: ctx.doc["request"]["message_sid"],
-            "recorded_at": now,
-            "replay_after": now + self._grace,
-            "expires_at": now + self._horizon,
-            "refused": failure.code,
-        }
+        item = self._item(ctx.doc["request"]["message_sid"], int(ctx.services.clock.now().timestamp()))
+        item["refused"] = failure.code
         try:
             ctx.services.tables.put_item(self._table, item, AttributeNotExists(KEY))
         except ServiceError as exc:

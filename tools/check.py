@@ -45,7 +45,15 @@ from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
 from runtime.verify import rule_line, verify_ruleset
 from tools.lint import condition_terms, find_shadowed, lint_expression, value_types
 
-__all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_TEST_FAILED", "CheckReport", "check_config", "run_check"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_OK",
+    "EXIT_TEST_FAILED",
+    "CheckReport",
+    "check_config",
+    "declared_pipeline_name",
+    "run_check",
+]
 
 EXIT_OK, EXIT_TEST_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -319,18 +327,20 @@ def _unused(inspections: Sequence[Inspection]) -> list[Problem]:
     return found
 
 
+def declared_pipeline_name(path: Path) -> str | None:
+    """The ``pipeline:`` name a pipeline file declares; None when it cannot be read or names none."""
+    try:
+        data = load_yaml(path, strict=False).data if path.is_file() else None
+    except ConfigError:
+        return None
+    name = data.get("pipeline") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
 def _pipeline_names(paths: Sequence[Path]) -> list[str]:
     """The names of the checked pipelines and of every pipeline file beside them (``pipeline:``, else the stem)."""
-    names: list[str] = []
     beside = [found for path in paths for found in pipeline_files(path.parent)]
-    for candidate in dict.fromkeys([*paths, *beside]):
-        try:
-            data = load_yaml(candidate, strict=False).data
-        except ConfigError:
-            data = None
-        name = data.get("pipeline") if isinstance(data, dict) else None
-        names.append(name if isinstance(name, str) and name else candidate.stem)
-    return sorted(set(names))
+    return sorted({declared_pipeline_name(path) or path.stem for path in dict.fromkeys([*paths, *beside])})
 
 
 def _unknown_pipelines(rules_dir: Path, known: Sequence[str]) -> list[Problem]:

@@ -210,7 +210,7 @@ class _Store:
 
 
 def _declared_name(path: Path) -> str:
-    """The ``pipeline:`` name a pipeline file declares."""
+    """The ``pipeline:`` name of the pipeline file given; its YAML errors are reported at their line."""
     from engine.yamlsource import load_yaml
 
     data = load_yaml(path).data if path.is_file() else None
@@ -222,12 +222,13 @@ def _declared_name(path: Path) -> str:
 
 def _local_pipelines() -> dict[str, Path]:
     """The pipeline files of ``pipelines/`` by the name each declares (files that do not say are left out)."""
+    from tools.check import declared_pipeline_name
+
     found: dict[str, Path] = {}
     for path in pipeline_files(PIPELINES_DIR):
-        try:
-            found.setdefault(_declared_name(path), path)
-        except (_Failed, ConfigError):
-            continue
+        name = declared_pipeline_name(path)
+        if name is not None:
+            found.setdefault(name, path)
     return found
 
 
@@ -252,6 +253,12 @@ def _resolve(pipeline: str, store: _Store | None) -> tuple[str, Path | None]:
     )
     listed = ", ".join(known) or "none"
     raise _Failed(f"unknown pipeline {pipeline!r}{did_you_mean(pipeline, known)}: {where}; pipelines: {listed}")
+
+
+def _refuse_live_as_shadow(bundle_id: str, deployment: Deployment) -> None:
+    """A shadow candidate is decided beside the live rules: the live bundle itself would only agree with itself."""
+    if bundle_id == deployment.live:
+        raise _Failed(f"bundle {bundle_id} is live already; a shadow candidate is another bundle")
 
 
 def _describe(deployment: Deployment) -> str:
@@ -293,8 +300,8 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
         role = "shadow" if args.shadow else "live"
 
         def change(current: Deployment) -> Deployment:
-            if args.shadow and current.live == bundle.id:
-                raise _Failed(f"bundle {bundle.id} is live already; a shadow candidate is another bundle")
+            if args.shadow:
+                _refuse_live_as_shadow(bundle.id, current)
             live = bundle.id if args.live else current.live
             shadow = (
                 None if args.live and current.shadow == bundle.id else (bundle.id if args.shadow else current.shadow)
@@ -381,8 +388,8 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
         if args.clear == bool(args.bundle):
             raise _Failed("give a bundle id, or --clear")
         shadow = None if args.clear else args.bundle
-        if shadow is not None and shadow == current.live:
-            raise _Failed(f"bundle {shadow} is live already; a shadow candidate is another bundle")
+        if shadow is not None:
+            _refuse_live_as_shadow(shadow, current)
     elif args.command == "promote":
         chosen = args.bundle or current.shadow
         if chosen is None:

@@ -97,18 +97,22 @@ def test_all_pseudonymizes_numbers_and_addresses_the_same_way_everywhere() -> No
         Pseudonyms(b"short")
 
 
+def email_event(email: Email) -> tuple[dict[str, Any], str]:
+    """An Inbound Parse post of ``email`` as API Gateway (payload 2.0) delivers it, and its Content-Type."""
+    body, content_type = inbound_parse_body(email)
+    headers = {"content-type": content_type}
+    return http_api_event("POST", "/prod/email", host="h.example.com", body=body, headers=headers), content_type
+
+
 def test_a_multipart_body_keeps_its_shape_with_text_masked_and_files_emptied() -> None:
     email = Email(attachments=(Attachment("invoice.pdf", "application/pdf", b"%PDF-1.7 secret"),))
-    body, content_type = inbound_parse_body(email)
-    event = http_api_event(
-        "POST", "/prod/email", host="h.example.com", body=body, headers={"content-type": content_type}
-    )
+    event, content_type = email_event(email)
     masked = recordable(event, mask="text", auth_headers=("X-Twilio-Email-Event-Webhook-Signature",))
     stored = base64.b64decode(masked["body"])
     parsed = parse(stored, content_type)
     for name in ("text", "html", "subject", "headers"):
         assert parsed.fields[name] == (MASKED_TEXT,), name
-    original = parse(body, content_type)
+    original = parse(inbound_parse_body(email)[0], content_type)
     assert parsed.fields["from"] == ("masked masked <Jane.Sender@Example.NET>",)  # the name masked, the address kept
     assert parsed.fields["envelope"] == original.fields["envelope"]
     (attachment,) = parsed.files
@@ -124,10 +128,7 @@ def test_all_pseudonymizes_display_names_in_email_address_fields() -> None:
         cc='"Doe, Jane" <jane@example.net>, bob@example.net, =?UTF-8?Q?Zo=C3=AB_Ng?= <zoe@example.net>',
         envelope_from="Kim.Lee@example.org",
     )
-    body, content_type = inbound_parse_body(email)
-    event = http_api_event(
-        "POST", "/prod/email", host="h.example.com", body=body, headers={"content-type": content_type}
-    )
+    event, content_type = email_event(email)
     pseudonyms = Pseudonyms(KEY)
     masked = recordable(event, mask="all", pseudonyms=pseudonyms)
     stored = base64.b64decode(masked["body"])
@@ -152,10 +153,7 @@ def test_text_masks_display_names_but_keeps_the_addresses_replays_match_on() -> 
         cc='"Doe, Jane" <jane@example.net>, bob@example.net',
         envelope_from="Kim.Lee@example.org",
     )
-    body, content_type = inbound_parse_body(email)
-    event = http_api_event(
-        "POST", "/prod/email", host="h.example.com", body=body, headers={"content-type": content_type}
-    )
+    event, content_type = email_event(email)
     masked = recordable(event, mask="text")
     stored = base64.b64decode(masked["body"])
     for name in (b"Kim Lee", b"Acme", b"Doe", b"Jane"):
@@ -196,10 +194,7 @@ def test_form_fields() -> None:
 )
 def test_a_bare_address_with_any_allowed_character_is_kept_whole(address: str) -> None:
     email = Email(sender=address, envelope_from=address)
-    body, content_type = inbound_parse_body(email)
-    event = http_api_event(
-        "POST", "/prod/email", host="h.example.com", body=body, headers={"content-type": content_type}
-    )
+    event, content_type = email_event(email)
     text = base64.b64decode(recordable(event, mask="text")["body"])
     assert parse(text, content_type).fields["from"] == (address,)
     pseudonyms = Pseudonyms(KEY)

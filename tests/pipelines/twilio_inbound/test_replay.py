@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any
 
 import pytest
 
@@ -22,13 +23,19 @@ SID = "SM" + "5" * 32
 HORIZON = 7 * 86400
 
 
-def test_a_replay_after_the_batch_completed_writes_and_sends_nothing(world, lambda_handler, aws, outcomes):
+def accepted_and_consumed(world, lambda_handler) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Message SID accepted and its batch consumed: its event, and the replay record it left."""
     item = world.add_conversation()
     world.add_default_secrets()
     event = rest_event("whatsapp", whatsapp_params(sid=SID))
     lambda_handler(event, None)
     consume(world, item["conversation_id"])
     [record] = world.replay_rows()
+    return event, record
+
+
+def test_a_replay_after_the_batch_completed_writes_and_sends_nothing(world, lambda_handler, aws, outcomes):
+    event, record = accepted_and_consumed(world, lambda_handler)
     assert record["message_sid"] == SID and record["expires_at"] - record["recorded_at"] == HORIZON
     aws.calls.clear()
 
@@ -93,12 +100,7 @@ def test_twilios_retry_after_a_transient_fault_still_completes(world, lambda_han
 )
 def test_a_failed_redelivery_leaves_the_first_acceptances_record(world, lambda_handler, aws, outcomes, fault, failure):
     # The record belongs to the run that wrote it: a repeat that fails must not reopen the message to replays.
-    item = world.add_conversation()
-    world.add_default_secrets()
-    event = rest_event("whatsapp", whatsapp_params(sid=SID))
-    lambda_handler(event, None)
-    consume(world, item["conversation_id"])
-    [accepted] = world.replay_rows()
+    event, accepted = accepted_and_consumed(world, lambda_handler)
 
     later(10)
     operation, code, status = fault
