@@ -208,10 +208,12 @@ def test_the_lookup_stops_paging_at_the_deadline(world, lambda_handler, aws, out
     aws.before("dynamodb.Query", lambda params: time.sleep(0.3))
 
     with pytest.raises(Exception, match=r"^DB_TRANSIENT_ERROR"):
-        # 1.2 s left less the 0.5 s answer margin: a 0.7 s budget, spent during the third page.
+        # 1.2 s left less the 0.5 s answer margin: a 0.7 s budget, spent during the second or third page (0.3 s
+        # each plus moto's own time for 1 MB, which a loaded machine stretches).
         lambda_handler(rest_event("whatsapp", whatsapp_params()), RemainingTime(1.2))
 
-    assert len(aws.of("dynamodb.Query")) == 3
+    # Stopped at the deadline, between pages: far from the pair's 17 pages.
+    assert len(aws.of("dynamodb.Query")) in (2, 3)
 
 
 def test_the_lookup_reads_only_what_the_choice_needs(world, lambda_handler, aws):
