@@ -62,8 +62,7 @@ class Tracer(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Services:
+class Services(NamedTuple):
     """Side effects, injected: the live Lambda, tests and the dry-run each pass their own."""
 
     tables: Tables

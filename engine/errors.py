@@ -18,7 +18,6 @@ owns ``INTERNAL_ERROR``. Mapping a service's own errors to these codes happens i
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = [
@@ -131,8 +130,7 @@ def did_you_mean(value: object, choices: Iterable[object]) -> str:
     return f" (did you mean {close!r}?)" if close else ""
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One configuration problem, located in its file (line and column are 1-based).
 
     ``kind`` tells apart problems a tool treats on their own (``env``: an unset ``${env:…}`` reference).

@@ -8,7 +8,8 @@ path (so the request's channel can answer in its own format) and says why in ``u
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 __all__ = ["HttpRequest", "last_segment"]
 
@@ -19,8 +20,7 @@ def last_segment(path: str | None) -> str:
     return parts[-1] if parts else ""
 
 
-@dataclass(frozen=True)
-class HttpRequest:
+class HttpRequest(NamedTuple):
     """A webhook request: method, public path, lower-cased headers, raw body, query and where it was sent.
 
     ``host`` is the ``Host`` header as the client sent it; ``domain`` is the name the platform itself says
@@ -29,7 +29,7 @@ class HttpRequest:
 
     method: str | None
     path: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = MappingProxyType({})
     body: bytes = b""
     query: str = ""
     host: str | None = None

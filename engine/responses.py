@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import NamedTuple
 
 from engine.errors import RetryableFailure
@@ -28,8 +28,7 @@ class Answer(NamedTuple):
     body: str
 
 
-@dataclass(frozen=True)
-class ResponseFamily:
+class ResponseFamily(NamedTuple):
     """How one family of channels is answered."""
 
     name: str
@@ -37,7 +36,7 @@ class ResponseFamily:
     channels: frozenset[str] = frozenset()
     default: bool = False
     raise_transient: bool = False
-    status: Mapping[str, int] = field(default_factory=dict)
+    status: Mapping[str, int] = MappingProxyType({})
     default_status: int = 500
 
     def status_of(self, code: str) -> int:

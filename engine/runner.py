@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from time import perf_counter
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from engine.context import (
@@ -35,8 +36,7 @@ __all__ = ["ParallelGroup", "Pipeline", "PlannedStep", "RunResult", "TraceEntry"
 logger = logging.getLogger("engine.runner")
 
 
-@dataclass(frozen=True)
-class PlannedStep:
+class PlannedStep(NamedTuple):
     """A built step in its place in the pipeline, and the ``with:`` parameters it was built from."""
 
     id: str
@@ -45,11 +45,10 @@ class PlannedStep:
     provides: str | None
     when: Expression | None = None
     deadline_code: str | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class ParallelGroup:
+class ParallelGroup(NamedTuple):
     """Independent steps, issued concurrently while that saves time; the group ends when all of them have."""
 
     members: tuple[PlannedStep, ...]

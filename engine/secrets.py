@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.clock import Clock
 from engine.ports import SecretStore
@@ -41,8 +40,7 @@ class SecretFormatError(Exception):
     """The secret exists but its SecretString is not a JSON object."""
 
 
-@dataclass(frozen=True)
-class CachedSecret:
+class CachedSecret(NamedTuple):
     """A secret's fields; ``cached`` is True when it was served from the cache."""
 
     fields: Mapping[str, Redacted]

@@ -13,12 +13,10 @@ candidate decides every event again after the live decision (``runtime.shadow``)
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -65,8 +63,7 @@ ANSWER_MARGIN_SECONDS = 0.5
 UNROUTED = "PARSING_ERROR"
 
 
-@dataclass(frozen=True)
-class Handled:
+class Handled(NamedTuple):
     """One handled event: the pipeline that ran (None: no route), the run, and the response (None: raise)."""
 
     result: RunResult
@@ -318,7 +315,7 @@ class Application:
         replaced: dict[int, Services] = {}
         for name, services in self._services.items():
             if id(services) not in replaced:
-                replaced[id(services)] = dataclasses.replace(services, **changes)
+                replaced[id(services)] = services._replace(**changes)
             self._services[name] = replaced[id(services)]
 
     def services_for(self, name: str) -> Services:
