@@ -474,12 +474,12 @@ def _check_error_codes(
         mark = len(collector.problems)
         ruleset = loaded.ruleset
         decisions: list[tuple[PathKey, Decision]] = [
-            (("rules", rule.index, "then", "error"), rule.then) for rule in ruleset.rules
+            (("rules", rule.position, "then", "error"), rule.then) for rule in ruleset.rules
         ]
         if ruleset.default is not None:
             decisions.append((("default", "error"), ruleset.default))
         expected = [
-            (("tests", test.index, "expect", "error"), test.expect.get("error"))
+            (("tests", test.position, "expect", "error"), test.expect.get("error"))
             for test in ruleset.tests
             if isinstance(test.expect, Mapping)
         ]
@@ -520,7 +520,7 @@ def _check_routing_targets(
         if ruleset.kind != "routing":
             continue
         decisions: list[tuple[PathKey, Decision]] = [
-            (("rules", rule.index, "then", "target"), rule.then) for rule in ruleset.rules
+            (("rules", rule.position, "then", "target"), rule.then) for rule in ruleset.rules
         ]
         if ruleset.default is not None:
             decisions.append((("default", "target"), ruleset.default))

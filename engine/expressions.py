@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jmespath
 from jmespath import exceptions as jp_exceptions
@@ -134,20 +133,22 @@ def _root_paths(node: Mapping[str, Any], found: list[tuple[str, ...]]) -> None:
             _root_paths(child, found)
 
 
-@dataclass(frozen=True)
-class Expression:
-    """A compiled JMESPath expression, its source text and the document paths it reads."""
+class Expression(NamedTuple):
+    """A compiled JMESPath expression, its source text and the document paths it reads.
+
+    ``field_path`` is set when the expression is a plain field path (``route.lock``): it is then evaluated
+    by dict lookups.
+    """
 
     source: str
-    _parsed: ParsedResult
+    compiled: ParsedResult
     paths: tuple[tuple[str, ...], ...] = ()
-    # Set when the expression is a plain field path (``route.lock``): evaluated by dict lookups.
-    _fields: tuple[str, ...] | None = None
+    field_path: tuple[str, ...] | None = None
 
     @property
     def ast(self) -> Mapping[str, Any]:
         """The parsed expression (jmespath's AST: nested ``{"type", "children", "value"}``)."""
-        tree: Mapping[str, Any] = self._parsed.parsed
+        tree: Mapping[str, Any] = self.compiled.parsed
         return tree
 
     def inputs(self, document: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,13 +163,13 @@ class Expression:
 
     def search(self, document: Mapping[str, Any]) -> Any:
         """Evaluate against ``document``; raise ExpressionError on a run-time failure."""
-        if self._fields is not None:
+        if self.field_path is not None:
             current: Any = document
-            for name in self._fields:
+            for name in self.field_path:
                 current = current.get(name) if isinstance(current, Mapping) else None
             return current
         try:
-            return self._parsed.search(document, options=_OPTIONS)
+            return self.compiled.search(document, options=_OPTIONS)
         except jp_exceptions.JMESPathError as exc:
             raise ExpressionError(f"expression {self.source!r} failed: {_describe(exc)}") from None
         except TypeError:

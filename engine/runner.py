@@ -12,7 +12,6 @@ import contextvars
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from time import perf_counter
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -86,15 +85,14 @@ class _Trace(list[TraceEntry]):
             logger.debug("step", extra={"step": step_id, "status": status, "ms": entry.ms, "decision": decision})
 
 
-@dataclass
-class RunResult:
+class RunResult(NamedTuple):
     """The end of one run: the outcome (a success outcome or an error code) and how it got there."""
 
     outcome: str
     error: PipelineError | None
     doc: dict[str, Any]
-    trace: list[TraceEntry] = field(default_factory=list)
-    rules: list[RuleTrace] = field(default_factory=list)
+    trace: Sequence[TraceEntry] = ()
+    rules: Sequence[RuleTrace] = ()
 
     @property
     def error_code(self) -> str | None:
