@@ -26,6 +26,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
@@ -456,6 +457,30 @@ def _catalogue(loaded: _Loaded) -> tuple[dict[str, ErrorSpec], bool]:
     return found, complete
 
 
+def _default_replies(loaded: _Loaded) -> dict[str, str]:
+    """The ``reply`` each code of the pipeline's ``errors:`` gives when the rule ending an event with it gives none."""
+    raw_errors = loaded.data.get("errors")
+    return {
+        str(code): raw["reply"]
+        for code, raw in (raw_errors if isinstance(raw_errors, dict) else {}).items()
+        if isinstance(raw, dict) and isinstance(raw.get("reply"), str) and not loaded.bad(("errors", code))
+    }
+
+
+def _with_default_replies(rulesets: dict[str, LoadedRuleSet], replies: Mapping[str, str]) -> None:
+    """Give every decision without a reply its error code's default reply (``errors: CODE: reply:``)."""
+
+    def replied(decision: Decision) -> Decision:
+        default = replies.get(decision.error or "")
+        return decision._replace(reply=default) if decision.reply is None and default is not None else decision
+
+    for name, loaded in list(rulesets.items()):
+        ruleset = loaded.ruleset
+        rules = tuple(replace(rule, then=replied(rule.then)) for rule in ruleset.rules)
+        default = replied(ruleset.default) if ruleset.default is not None else None
+        rulesets[name] = loaded._replace(ruleset=ruleset._replace(rules=rules, default=default))
+
+
 def _unknown_code(code: str, known: Mapping[str, ErrorSpec], pipeline_file: str) -> str:
     return (
         f"{did_you_mean(code, list(known))}; error codes: {', '.join(sorted(known))}; "
@@ -731,6 +756,8 @@ def _inspect(
 ) -> Inspection:
     loaded = collector.load(pipeline_path, pipeline_schema(), "pipelines")
     rulesets = _load_rulesets(collector, rules_dir, _pipeline_name(loaded, pipeline_path))
+    if loaded is not None:
+        _with_default_replies(rulesets, _default_replies(loaded))
     targets: dict[str, Mapping[str, Any]] = {}
     config = None
     provided: frozenset[str] | None = None

@@ -129,7 +129,14 @@ def pipeline_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
                 "additionalProperties": {
                     "type": "object",
                     "additionalProperties": False,
-                    "properties": {"description": {"type": "string"}},
+                    "properties": {
+                        "description": {"type": "string"},
+                        "reply": {
+                            "type": "string",
+                            "description": "The reply sent back when the rule ending an event with this code "
+                            "gives none.",
+                        },
+                    },
                 },
             },
             "secrets": {

@@ -3,6 +3,10 @@
 The secret's name comes from the document (``credential.secret_name`` by default); the field used as the
 signing key is ``field``, or the one ``field_from`` names for this request (Twilio's shared-key signing
 names another field, say). The key goes to ``Context.private["signing_key"]``, never to the document.
+
+A cached copy that lacks the field (or holds it blank) may predate the field being filled in, so it is
+fetched once more before the request fails; like the re-fetch after a failed check (a rotated key), at
+most once per secret per ``refetch_interval_seconds``. A freshly fetched secret without it fails at once.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ __all__ = [
     "SigningKey",
     "check_signing_key",
     "fetch_secret",
+    "fetch_signing_key",
     "signing_key",
 ]
 
@@ -61,13 +66,32 @@ def fetch_secret(
         raise StepFailure(FETCH_FAILED.code, f"secret is unusable: {exc}") from None
 
 
+def _field_value(secret: CachedSecret, field: str) -> str:
+    raw = secret.fields.get(field)
+    return raw.reveal().strip() if raw is not None else ""
+
+
 def signing_key(secret: CachedSecret, secret_name: str, field: str) -> SigningKey:
     """The non-blank ``field`` of ``secret`` (surrounding whitespace ignored)."""
-    raw = secret.fields.get(field)
-    value = raw.reveal().strip() if raw is not None else ""
+    value = _field_value(secret, field)
     if not value:
         raise StepFailure(FETCH_FAILED.code, f"secret has no {field}")
     return SigningKey(secret_name, field, Redacted(value), secret.cached)
+
+
+def fetch_signing_key(
+    cache: SecretCache, name: str, field: str, *, max_age: float, refetch_interval: float
+) -> SigningKey:
+    """The ``field`` of secret ``name``, from the cache when there; a cached copy without it is fetched again.
+
+    That re-fetch shares the rate limit of ``check_signing_key``'s (one per secret per ``refetch_interval``).
+    """
+    secret = fetch_secret(cache, name, max_age=max_age)
+    assert secret is not None
+    if secret.cached and not _field_value(secret, field):
+        fresh = fetch_secret(cache, name, refresh_interval=refetch_interval)
+        secret = fresh if fresh is not None else secret
+    return signing_key(secret, name, field)
 
 
 def check_signing_key(ctx: Context, valid: Callable[[SigningKey], bool], refetch_interval: float) -> StepResult | None:
@@ -113,15 +137,23 @@ def check_signing_key(ctx: Context, valid: Callable[[SigningKey], bool], refetch
                 "type": "string",
                 "description": "JMESPath naming another field for this request (null: use field).",
             },
+            "refetch_interval_seconds": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 3600,
+                "description": "Least time between forced re-fetches of one secret when its cached copy lacks "
+                "the field (the signature step's re-fetches count too).",
+            },
         },
     },
-    example={"cache_ttl_seconds": 300, "field": "twilio_auth_token"},
+    example={"cache_ttl_seconds": 300, "field": "twilio_auth_token", "refetch_interval_seconds": 30},
 )
 class SecretFetch:
     """Fetch the credential secret (cached per secret name) and pick the signing key from it."""
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._ttl = float(params.get("cache_ttl_seconds", 300))
+        self._interval = float(params.get("refetch_interval_seconds", 30))
         self._field = str(params["field"])
         self._name = expression_param(params, "name_from", "credential.secret_name")
         self._field_from = expression_param(params, "field_from", "") if params.get("field_from") is not None else None
@@ -132,9 +164,7 @@ class SecretFetch:
             raise StepFailure(FETCH_FAILED.code, "no secret name for this request")
         chosen = self._field_from.search(ctx.doc) if self._field_from is not None else None
         field = chosen if isinstance(chosen, str) and chosen else self._field
-        secret = fetch_secret(ctx.services.secrets, name, max_age=self._ttl)
-        assert secret is not None
-        key = signing_key(secret, name, field)
+        key = fetch_signing_key(ctx.services.secrets, name, field, max_age=self._ttl, refetch_interval=self._interval)
         ctx.private["signing_key"] = key
         source = "cache" if key.cached else "fetched"
         return StepResult(output={"cached": key.cached, "field": key.field}, decision=source)

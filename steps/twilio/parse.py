@@ -117,8 +117,8 @@ def _fail(message: str) -> StepFailure:
         "properties": {
             "public_base_url": {
                 "type": "string",
-                "description": "When set, the signed URL is this base + '/' + channel (+ query); "
-                "otherwise it is rebuilt from the event.",
+                "description": "When set, the signed URL is this base + '/' + channel (+ the request path's "
+                "trailing slash, + query); otherwise it is rebuilt from the event.",
             },
             "allowed_hosts": {
                 "type": ["string", "array"],
@@ -169,7 +169,9 @@ class TwilioParse:
 
     def _signed_url(self, http: HttpRequest, channel: str) -> str:
         if self._base:
-            url = f"{self._base}/{channel}" + (f"?{http.query}" if http.query else "")
+            # Twilio signs the URL as configured in its console: a trailing slash there is one on the request path.
+            slashes = http.path[len(http.path.rstrip("/")) :]
+            url = f"{self._base}/{channel}{slashes}" + (f"?{http.query}" if http.query else "")
         else:
             # Behind an allow-list the scheme is https: a client's X-Forwarded-Proto must not choose it.
             url = http.public_url(scheme="https" if self._hosts else None)

@@ -259,3 +259,37 @@ def test_lint_finds_valid_but_suspicious_expressions(source: str, expected: list
     assert [offset for offset, _ in found] == [offset for offset, _ in expected]
     for (_, message), (_, fragment) in zip(found, expected, strict=True):
         assert fragment in message
+
+
+LOCKED_REPLY = (
+    '      reply: "I\'m processing your previous message. Please wait for my response before sending more."\n'
+)
+
+
+def test_an_error_codes_default_reply_is_given_to_rules_without_one(tmp_path: Path) -> None:
+    from engine.rules import run_tests
+
+    lock_rules = "rules/30_conversation_lock.yaml"
+    pipeline, rules = tree(tmp_path, {lock_rules: [(LOCKED_REPLY, "")]})
+    config = load_config(pipeline, rules, ENV)
+    [rule] = config.rulesets["conversation_lock"].rules
+    assert rule.then.reply == "I'm processing your previous message. Please wait for my response before sending more."
+    # The inline test that expects the holding reply passes on the default (what `--check` runs).
+    assert run_tests(config.rulesets["conversation_lock"]) == []
+
+    pipeline, rules = tree(tmp_path / "own", {lock_rules: [(LOCKED_REPLY, '      reply: "Hold on"\n')]})
+    [rule] = load_config(pipeline, rules, ENV).rulesets["conversation_lock"].rules
+    assert rule.then.reply == "Hold on"
+
+
+def test_a_default_reply_must_be_text(tmp_path: Path) -> None:
+    pipeline, rules = tree(
+        tmp_path,
+        {"pipelines/twilio_inbound.yaml": [("    reply: \"I'm processing", "    reply: [\"I'm processing")]},
+    )
+    text = pipeline.read_text().replace('sending more."\n', 'sending more."]\n', 1)
+    pipeline.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(pipeline, rules, ENV)
+    [problem] = caught.value.problems
+    assert located([problem]) == [where(pipeline, "[\"I'm processing")]

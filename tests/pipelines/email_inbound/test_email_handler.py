@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.email import COMPANY_EMAIL, EMAIL_SECRET, USER_EMAIL, add_email_world, email_event
+from tests.support.email import COMPANY_EMAIL, EMAIL_SECRET, KEY, USER_EMAIL, add_email_world, email_event
 from tests.support.expect import clock_window
 from tests.support.logscan import forbid
 from tools.sendgrid_events import Attachment, Email, KeyPair, raw_mime_body, signed
@@ -74,8 +74,6 @@ def test_the_raw_mime_format_is_accepted_too(world, lambda_handler, outcomes):
     add_email_world(world)
     data, content_type = raw_mime_body(Email())
     event = email_event(body=data)
-    from tests.support.email import KEY
-
     request = signed(KEY, data, content_type)
     event["headers"].update(request.headers)
     event["multiValueHeaders"].update({name: [value] for name, value in request.headers.items()})
@@ -197,6 +195,17 @@ def test_a_rotated_key_is_picked_up_by_a_warm_container(world, lambda_handler, o
     world.set_secret(EMAIL_SECRET, {"sendgrid_webhook_public_key": rotated.public_key})
     status, body = answer(lambda_handler(email_event(Email(message_id="<b@x>"), key=rotated), None))
     assert (status, body["outcome"]) == (200, "BATCHED")
+
+
+def test_a_key_added_to_a_secret_cached_without_it_is_fetched_once(world, lambda_handler, aws, outcomes):
+    add_email_world(world)
+    world.set_secret(EMAIL_SECRET, {"sendgrid_webhook_public_key": "  "})
+    status, body = answer(lambda_handler(email_event(Email(message_id="<a@x>")), None))
+    assert (status, body["error_code"]) == (500, "SECRET_FETCH_FAILED")
+    world.set_secret(EMAIL_SECRET, {"sendgrid_webhook_public_key": KEY.public_key})
+    status, body = answer(lambda_handler(email_event(Email(message_id="<b@x>")), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    assert aws.count("secretsmanager.GetSecretValue") == 2
 
 
 def test_no_address_subject_or_text_reaches_the_logs(world, lambda_handler):

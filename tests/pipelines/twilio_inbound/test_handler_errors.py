@@ -331,6 +331,19 @@ def test_locked_reply_text_comes_from_the_rules_yaml(world, task_root):
     assert "&lt;please&gt; &amp; thanks" in response["body"]
 
 
+def test_locked_reply_is_the_contract_default_when_the_rule_gives_none(world, task_root):
+    from tests.support.expect import ROOT
+
+    text = (ROOT / "rules" / "30_conversation_lock.yaml").read_text()
+    without_reply = text.replace(f'      reply: "{CONTRACT_LOCKED_TEXT}"\n', "")
+    assert "reply:" not in without_reply
+    container = task_root({"rules/30_conversation_lock.yaml": without_reply})
+    world.add_conversation(conversation_status="processing_reply")
+    world.add_default_secrets()
+    response = container.handler(rest_event("whatsapp", whatsapp_params()), None)
+    assert response == twiml_response(locked_twiml(CONTRACT_LOCKED_TEXT))
+
+
 # Paths no pipeline serves answer JSON (…/email is the email pipeline's: see tests/pipelines/email_inbound).
 UNKNOWN_PATHS = [
     ("voice", lambda: rest_event("voice", whatsapp_params())),

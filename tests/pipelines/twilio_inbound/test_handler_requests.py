@@ -233,6 +233,21 @@ def test_public_base_url(world, cold_start, base, signed_url, outcome, caplog):
     assert outcomes(caplog)[-1][0] == outcome
 
 
+@pytest.mark.parametrize("base", [PUBLIC, PUBLIC + "/", None])
+@pytest.mark.parametrize(
+    ("signed_url", "outcome"),
+    [(PUBLIC + "/whatsapp/", "QUEUED"), (PUBLIC + "/whatsapp", "INVALID_SIGNATURE")],
+)
+def test_a_trailing_slash_on_the_request_path_is_signed(world, cold_start, outcomes, base, signed_url, outcome):
+    # Twilio signs the URL exactly as configured: a console URL ending in "/" is the path the request carries.
+    container = cold_start(**({"PUBLIC_BASE_URL": base} if base else {}))
+    world.add_conversation()
+    world.add_default_secrets()
+    event = rest_event("whatsapp", whatsapp_params(), public_path="/prod/whatsapp/", signed_url=signed_url)
+    assert container.handler(event, None) == twiml_response()
+    assert outcomes() == [(outcome, None if outcome == "QUEUED" else outcome)]
+
+
 def test_public_base_url_keeps_the_query(world, cold_start, outcomes):
     container = cold_start(PUBLIC_BASE_URL=PUBLIC)
     world.add_conversation()

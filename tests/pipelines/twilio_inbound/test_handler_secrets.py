@@ -11,7 +11,7 @@ import pytest
 
 from engine.secrets import SecretCache
 from tests.support.expect import raises_code
-from tests.support.webhooks import TOKEN, rest_event, sms_params, whatsapp_params
+from tests.support.webhooks import TOKEN, WEBHOOK_KEY, rest_event, sms_params, whatsapp_params
 from tests.support.world import SMS_SECRET, WA_SECRET
 
 GET = "secretsmanager.GetSecretValue"
@@ -121,6 +121,60 @@ def test_refetched_secret_without_a_token_is_a_final_error(world, lambda_handler
     world.set_secret(WA_SECRET, {"twilio_account_sid": "AC0"})
     lambda_handler(rest_event("whatsapp", whatsapp_params(sid="SM" + "7" * 32), token=NEW_TOKEN), None)
     assert outcomes()[-1] == ("SECRET_FETCH_FAILED", "SECRET_FETCH_FAILED")
+
+
+# A cached secret that lacks the field a request needs is fetched again (the field was added since), §4.3/§4.4.
+SHARED_KEY_HEADERS = {"X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"}
+
+
+def _shared_key_event(sid: str) -> dict:
+    return rest_event(
+        "whatsapp", whatsapp_params(sid=sid), token=WEBHOOK_KEY, algorithm="HMAC_SHA256", headers=SHARED_KEY_HEADERS
+    )
+
+
+def test_a_webhook_key_added_to_a_cached_secret_is_fetched_once(world, lambda_handler, aws, outcomes):
+    world.add_conversation()
+    world.add_default_secrets()
+    sids = _sids()
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=next(sids))), None)
+    world.set_secret(WA_SECRET, {"twilio_auth_token": TOKEN, "twilio_webhook_key": WEBHOOK_KEY})
+
+    lambda_handler(_shared_key_event(next(sids)), None)
+    assert aws.count(GET) == 2  # the cached copy has no twilio_webhook_key: one re-fetch, then valid
+    lambda_handler(_shared_key_event(next(sids)), None)
+    assert aws.count(GET) == 2  # the re-fetched secret is the cached one now
+    assert [outcome for outcome, _ in outcomes()] == ["QUEUED", "BATCHED", "BATCHED"]
+    assert len(world.stage_rows()) == 3
+
+
+def test_a_token_filled_in_after_it_was_cached_blank_is_fetched_once(world, lambda_handler, aws, outcomes):
+    world.add_conversation()
+    world.create_secret(WA_SECRET, json.dumps({"twilio_account_sid": "AC0", "twilio_auth_token": ""}))
+    sids = _sids()
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=next(sids))), None)
+    assert aws.count(GET) == 1  # freshly fetched without a token: fails at once, no second call
+    world.set_secret(WA_SECRET, {"twilio_account_sid": "AC0", "twilio_auth_token": TOKEN})
+
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=next(sids))), None)
+    assert aws.count(GET) == 2
+    assert [outcome for outcome, _ in outcomes()] == ["SECRET_FETCH_FAILED", "QUEUED"]
+
+
+def test_missing_field_refetches_share_the_rate_limit(world, lambda_handler, aws, outcomes):
+    world.add_conversation()
+    world.add_default_secrets()
+    sids = _sids()
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=next(sids))), None)
+    for _ in range(3):
+        lambda_handler(_shared_key_event(next(sids)), None)
+    # One re-fetch for the first request without a key in the secret, none within 30 s after it.
+    assert aws.count(GET) == 2
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=next(sids)), token="forger-guess"), None)
+    assert aws.count(GET) == 2  # the rotation re-fetch is limited by the same spacing
+    assert outcomes()[1:] == [("SECRET_FETCH_FAILED", "SECRET_FETCH_FAILED")] * 3 + [
+        ("INVALID_SIGNATURE", "INVALID_SIGNATURE")
+    ]
 
 
 class _Clock:
