@@ -8,7 +8,9 @@ document.
 
 What decides a pipeline's events can change while the container runs (``deploy``): rules bundles from
 S3 (``runtime.bundlewatch``, when ``RULES_BUCKET`` is set) replace the live configuration, and a shadow
-candidate decides every event again after the live decision (``runtime.shadow``).
+candidate decides every event again after the live decision (``runtime.shadow``), within its own time
+budget (``SHADOW_BUDGET_MS``, ``runtime.timebox``): a candidate that runs out of time is cut off, and the
+answer already built is returned as it is.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clien
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.metrics import EmfMetrics
 from runtime.stamp import STAMP_FILE, Stamp
+from runtime.timebox import TimeboxExpired, TimeboxUnavailable, call_within
 
 if TYPE_CHECKING:
     from runtime.bundlewatch import BundleWatcher
@@ -51,6 +54,7 @@ __all__ = [
     "auth_headers",
     "event_capture",
     "live_services",
+    "shadow_budget",
     "shared_limits",
 ]
 
@@ -60,6 +64,10 @@ logger = logging.getLogger("runtime.app")
 EAGER_INIT_TYPES = frozenset({"provisioned-concurrency", "snap-start"})
 # Time kept back from the Lambda's remaining time to build and return the answer.
 ANSWER_MARGIN_SECONDS = 0.5
+# The time a shadow candidate may take per event (SHADOW_BUDGET_MS), and the most it may be given: a
+# candidate takes about 0.1 ms, and whatever it takes comes after the answer is built, before it is returned.
+SHADOW_BUDGET_MS = 100.0
+SHADOW_BUDGET_MAX_MS = 1000.0
 UNROUTED = "PARSING_ERROR"
 
 
@@ -163,6 +171,25 @@ def event_capture(configs: Sequence[AppConfig], env: Mapping[str, str]) -> Event
         return None
 
 
+def shadow_budget(env: Mapping[str, str]) -> float:
+    """The shadow candidate's time per event in seconds (``SHADOW_BUDGET_MS``); a bad value is the default, logged."""
+    raw = env.get("SHADOW_BUDGET_MS", "").strip()
+    if not raw:
+        return SHADOW_BUDGET_MS / 1000
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= SHADOW_BUDGET_MAX_MS:
+        logger.error(
+            "SHADOW_BUDGET_MS must be a number of milliseconds above 0 and at most %g; using %g",
+            SHADOW_BUDGET_MAX_MS,
+            SHADOW_BUDGET_MS,
+        )
+        return SHADOW_BUDGET_MS / 1000
+    return value / 1000
+
+
 def _routes(configs: Sequence[AppConfig]) -> dict[str, str]:
     routes: dict[str, str] = {}
     served: dict[str, AppConfig] = {}
@@ -230,8 +257,12 @@ class Application:
         *,
         by_pipeline: Mapping[str, Services] | None = None,
         capture: EventCapture | None = None,
+        shadow_seconds: float = SHADOW_BUDGET_MS / 1000,
     ) -> None:
-        """``services`` serve every pipeline, except those ``by_pipeline`` gives services of their own."""
+        """``services`` serve every pipeline, except those ``by_pipeline`` gives services of their own.
+
+        ``shadow_seconds`` is the time a shadow candidate may take per event (less when the invocation has less).
+        """
         overrides = by_pipeline or {}
         # Each pipeline's services, by pipeline name; pipelines with the same call bounds share one instance.
         self._services = {config.name: overrides.get(config.name, services) for config in configs}
@@ -242,6 +273,8 @@ class Application:
         self._cold = True
         self._expected = " or ".join(f"…/{channel}" for channel in sorted(self._routes))
         self.watcher: BundleWatcher | None = None
+        self.shadow_seconds = shadow_seconds
+        self._shadow_unbounded: str | None = None
 
     @property
     def services(self) -> Services:
@@ -297,6 +330,7 @@ class Application:
             EmfMetrics.from_env(environment),
             by_pipeline=by_pipeline,
             capture=event_capture(configs, environment),
+            shadow_seconds=shadow_budget(environment),
         )
         limits = shared_limits(configs)
         if environment.get("RULES_BUCKET", "").strip():
@@ -374,7 +408,7 @@ class Application:
             except Exception as exc:  # noqa: BLE001 - RetryableFailure, or a policy gap: both raise out of the handler
                 raised = exc
             if deployed.plans is not None:
-                counts = self._shadow(config.name, deployed.plans, result)
+                counts = self._shadow(config.name, deployed.plans, result, self._shadow_time(remaining))
         self._record(config, result, response, perf_counter() - started, counts)
         if pending is not None:
             self._captured(name, pending)
@@ -391,13 +425,37 @@ class Application:
         if self.metrics is not None:
             self.metrics.count(name or "unrouted", "CaptureFailures", properties=log_fields())
 
-    @staticmethod
-    def _shadow(name: str, plans: tuple[ShadowPlan, ShadowPlan], result: RunResult) -> dict[str, int] | None:
-        """The shadow candidate's verdict on the event, as metrics (a difference is also logged)."""
-        from runtime.shadow import compare, log_mismatch
+    def _shadow_time(self, remaining: Any) -> float:
+        """The shadow's time for this event: its budget, never past the invocation's time less the answer's margin."""
+        if not callable(remaining):
+            return self.shadow_seconds
+        return min(self.shadow_seconds, float(remaining()) / 1000 - ANSWER_MARGIN_SECONDS)
 
+    def _shadow(
+        self, name: str, plans: tuple[ShadowPlan, ShadowPlan], result: RunResult, seconds: float
+    ) -> dict[str, int] | None:
+        """The shadow candidate's verdict on the event, as metrics (a difference or a timeout is also logged).
+
+        Where its time cannot be bounded (not the main thread, as in ``pipeline-serve``'s request threads, or
+        another timer armed), the candidate is not run: the first such event of a container (or reason) says so
+        in a WARNING line.
+        """
+        from runtime.shadow import TIMED_OUT, compare, log_mismatch, log_timeout, reaches
+
+        if not reaches(plans[1], result):
+            return None
         try:
-            comparison = compare(*plans, result)
+            comparison = call_within(seconds, lambda: compare(*plans, result))
+        except TimeboxExpired:
+            log_timeout(name, plans[1], round(max(seconds, 0.0) * 1000, 3))
+            return dict(TIMED_OUT)
+        except TimeboxUnavailable as exc:
+            if self._shadow_unbounded != str(exc):
+                self._shadow_unbounded = str(exc)
+                logger.warning(
+                    "shadow evaluation skipped, its time cannot be bounded: %s", exc, extra={"pipeline": name}
+                )
+            return None
         except Exception:  # the candidate never changes what the live run answered
             logger.exception("shadow evaluation failed")
             return None

@@ -41,6 +41,7 @@ _FIELDS = (
     "rulesets",
     "live",
     "candidate",
+    "budget_ms",
     "bundle",
     "revision",
     "problems",

@@ -10,8 +10,9 @@ CloudWatch Logs extracts the metrics from the document itself (no API call, no a
 - ``CaptureFailures`` by {Pipeline}: 1 in a document of its own when an event capture failed
   (``runtime.capture``; the webhook's answer is unaffected).
 - with a shadow candidate deployed (``runtime.shadow``), by {Pipeline}: ``ShadowEvaluations`` 1 per event
-  the candidate decided too, ``ShadowMismatches`` 1 when it decided otherwise, and
-  ``ShadowMismatch.<rule set>`` 1 for each rule set that decided otherwise;
+  the candidate decided too, ``ShadowMismatches`` 1 when it decided otherwise,
+  ``ShadowMismatch.<rule set>`` 1 for each rule set that decided otherwise, and ``ShadowTimeouts`` 1 when
+  the candidate ran out of its time budget instead (then no ``ShadowEvaluations``);
 - ``RulesBundleErrors`` by {Pipeline}: 1 per rules bundle (or deployment) that could not be read or was
   refused (``runtime.bundlewatch``), in a document of its own.
 

@@ -14,6 +14,9 @@ has), the last set that side tried is the one that differs. ``Comparison.counts`
 metrics (``ShadowEvaluations``; on a difference ``ShadowMismatches`` and ``ShadowMismatch.<rule set>``);
 a difference also writes one ``shadow_mismatch`` log line with the rules, outcomes, targets and
 versions of both sides, and no personal data.
+
+The candidate's time is bounded by the caller (``runtime.app``, ``runtime.timebox``): a candidate cut off
+is counted as ``ShadowTimeouts`` and written as one WARNING ``shadow_timeout`` line (``log_timeout``).
 """
 
 from __future__ import annotations
@@ -31,13 +34,25 @@ from engine.rules import Decision, RuleError, RuleSet, decided_rules
 from engine.runner import PlannedStep, RunResult
 from engine.secrets import SecretCache
 
-__all__ = ["Comparison", "ShadowPlan", "Verdict", "compare", "log_mismatch", "plan"]
+__all__ = [
+    "TIMED_OUT",
+    "Comparison",
+    "ShadowPlan",
+    "Verdict",
+    "compare",
+    "log_mismatch",
+    "log_timeout",
+    "plan",
+    "reaches",
+]
 
 logger = logging.getLogger("runtime.shadow")
 
 ROUTED, PASSED = "ROUTED", "PASSED"
 _ENDED = frozenset({"ok", "skipped", "stopped"})
 Label = tuple[str | None, str]
+# The event's metrics when the candidate ran out of time: no verdict, so no ShadowEvaluations either.
+TIMED_OUT = {"ShadowTimeouts": 1}
 
 
 class ShadowCallRefused(RuntimeError):
@@ -184,9 +199,14 @@ def _candidate(side: ShadowPlan, document: Mapping[str, Any]) -> Verdict:
     return Verdict(outcome, target, decided_rules(ctx.rules))
 
 
+def reaches(candidate: ShadowPlan, result: RunResult) -> bool:
+    """Whether the live run reached what the candidate's rules need: only such an event is decided again."""
+    return bool(candidate.steps) and candidate.requires <= result.doc.keys()
+
+
 def compare(live: ShadowPlan, candidate: ShadowPlan, result: RunResult) -> Comparison | None:
     """Decide ``result``'s event again with the candidate; None when the live run never reached its rules."""
-    if not candidate.steps or not candidate.requires <= result.doc.keys():
+    if not reaches(candidate, result):
         return None
     theirs = _candidate(candidate, result.doc)
     ours = _live(live, result)
@@ -215,5 +235,17 @@ def log_mismatch(pipeline: str, live: ShadowPlan, candidate: ShadowPlan, compari
             "rulesets": list(comparison.differing),
             "live": comparison.live.as_log(live),
             "candidate": comparison.candidate.as_log(candidate),
+        },
+    )
+
+
+def log_timeout(pipeline: str, candidate: ShadowPlan, budget_ms: float) -> None:
+    """The one log line of an event the candidate could not decide within ``budget_ms``."""
+    logger.warning(
+        "shadow_timeout",
+        extra={
+            "pipeline": pipeline,
+            "budget_ms": budget_ms,
+            "candidate": {"version": candidate.version, "source": candidate.source},
         },
     )

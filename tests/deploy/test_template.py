@@ -321,10 +321,21 @@ def test_every_queue_a_pipeline_routes_to_has_a_dead_letter_queue_with_an_alarm(
 STACK = "the-stack"
 
 
-def emitted_series(config: AppConfig, code: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+def emitted_series(
+    config: AppConfig, code: str, counts: dict[str, int] | None = None
+) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
     """(metric, dimensions) of every series the function emits for an event ending in ``code``, in stack STACK."""
     doc = emf_document_of(
-        "NS", config.pipeline.name, code, code, ms=1.0, trace=[], cold_start=False, timestamp_ms=1, stack=STACK
+        "NS",
+        config.pipeline.name,
+        code,
+        code,
+        ms=1.0,
+        trace=[],
+        cold_start=False,
+        timestamp_ms=1,
+        stack=STACK,
+        counts=counts,
     )
     return {
         (metric["Name"], tuple(sorted((name, doc[name]) for name in dimensions)))
@@ -379,6 +390,24 @@ def test_every_code_that_loses_a_message_is_alarmed(template, configs, pipeline,
     assert set(watched) == losing
     for code, series in watched.items():
         assert series in emitted_series(config, code)
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+
+
+def test_a_shadow_candidate_cut_off_by_its_budget_is_alarmed_on_every_pipeline(template, function_env, configs) -> None:
+    assert function_env["SHADOW_BUDGET_MS"] == {"Ref": "ShadowBudgetMs"}
+    parameter = template["Parameters"]["ShadowBudgetMs"]
+    assert (parameter["Default"], parameter["MinValue"], parameter["MaxValue"]) == (100, 1, 1000)
+    resource = template["Resources"]["ShadowTimeoutAlarm"]
+    assert resource["Condition"] == "HasRuleBundles"
+    alarm = resource["Properties"]
+    queries = {query["Id"]: query for query in alarm["Metrics"]}
+    (total,) = [query for query in queries.values() if query.get("ReturnData")]
+    summed = re.fullmatch(r"SUM\(\[(.*)\]\)", total["Expression"])
+    assert summed is not None
+    watched = {watched_series(queries[name.strip()]["MetricStat"]["Metric"]) for name in summed.group(1).split(",")}
+    emitted = set().union(*(emitted_series(config, "QUEUED", {"ShadowTimeouts": 1}) for config in configs))
+    assert watched == {series for series in emitted if series[0] == "ShadowTimeouts"}
+    assert len(watched) == len(configs)
     assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
 
 

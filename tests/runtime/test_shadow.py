@@ -6,14 +6,19 @@ container's watcher; the live run's AWS calls are recorded at the boto3 boundary
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from engine.calls import CallLimits
-from runtime.app import Application
+from runtime.app import Application, shadow_budget
 from runtime.bundlewatch import BundleWatcher
 from tests.support.aws import AwsSpy
 from tests.support.bundles import (
@@ -28,6 +33,7 @@ from tests.support.bundles import (
     working_copy,
 )
 from tests.support.expect import EMPTY_TWIML
+from tests.support.logscan import forbid
 from tests.support.webhooks import rest_event, status_params, whatsapp_params
 
 Logs = Callable[..., list[dict[str, Any]]]
@@ -64,6 +70,29 @@ FRAGILE_ROUTING = ROUTING.replace(
 """,
     1,
 )
+# A candidate whose new rule passes its test but backtracks catastrophically on a long run of a's: each
+# more letter multiplies the time by about 1.6, and BACKTRACKING_BODY takes 9 to 18 s here unbounded.
+SLOW_ROUTING = ROUTING.replace(
+    "rules:\n",
+    """rules:
+  - id: only_as
+    description: messages made only of the letter a go to a person
+    when: "matches(request.body || '', '^(a|aa)+$')"
+    then: {target: handoff}
+""",
+    1,
+).replace(
+    "tests:\n",
+    """tests:
+  - name: only as
+    given: {request: {channel: whatsapp, body: aaaa}, conversation: {}}
+    expect: {rule: only_as, target: handoff}
+""",
+    1,
+)
+BACKTRACKING_BODY = "a" * 39 + "!"
+# Far below what the candidate would take unbounded, far above the shadow's budget: no timing flakes.
+PROMPT_SECONDS = 2.0
 
 
 @pytest.fixture
@@ -255,3 +284,91 @@ def test_promote_makes_the_shadow_live(
     (event,) = event_lines(json_logs())
     assert (event["outcome"], event["rules"]["routing"]) == ("HANDED_OFF", "vip_to_human")
     assert counted(metrics(capsys.readouterr().out)) == {}
+
+
+def timer_state() -> tuple[Any, tuple[float, float]]:
+    return signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
+
+
+def test_a_slow_candidate_is_cut_off_and_the_answer_stands(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    forbid(BACKTRACKING_BODY)
+    container = shadowing(ops, shadowed, "40_routing.yaml", SLOW_ROUTING)
+    candidate = container.application.deployed("twilio_inbound").shadow
+    assert candidate is not None
+    world.add_conversation()
+    before = timer_state()
+    capsys.readouterr()
+
+    started = time.monotonic()
+    response = container.message(body=BACKTRACKING_BODY)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < PROMPT_SECONDS
+    assert response["statusCode"] == 200 and response["body"] == EMPTY_TWIML
+    assert len(world.stage_rows()) == len(world.sent("whatsapp")) == 1 and world.sent("handoff") == []
+    (event,) = event_lines(json_logs())
+    assert (event["outcome"], event["rules"]["routing"]) == ("QUEUED", "channel_queue")
+    (line,) = [line for line in json_logs(logging.WARNING) if line["message"] == "shadow_timeout"]
+    assert (line["level"], line["pipeline"], line["budget_ms"]) == ("WARNING", "twilio_inbound", 100.0)
+    assert line["candidate"] == {"version": candidate.version, "source": candidate.source}
+    assert line["conversation_id"] == event["conversation_id"]
+    assert shadow_lines(json_logs) == []
+    assert counted(metrics(capsys.readouterr().out)) == {"ShadowTimeouts": 1}
+    assert timer_state() == before
+
+
+@pytest.mark.parametrize(
+    ("setting", "remaining_ms", "budget_ms"),
+    [("250", None, 250.0), ("1000", 1400, 900.0)],
+    ids=["configured", "capped-by-the-invocation"],
+)
+def test_the_shadow_budget_is_configured_and_never_outlasts_the_invocation(
+    ops: Ops,
+    shadowed: Callable[[], Shadowed],
+    world: Any,
+    json_logs: Logs,
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str,
+    remaining_ms: int | None,
+    budget_ms: float,
+) -> None:
+    monkeypatch.setenv("SHADOW_BUDGET_MS", setting)
+    container = shadowing(ops, shadowed, "40_routing.yaml", SLOW_ROUTING)
+    world.add_conversation()
+    context = None
+    if remaining_ms is not None:  # the Lambda has this much left, less the answer's 0.5 s margin
+        context = SimpleNamespace(aws_request_id="budget", get_remaining_time_in_millis=lambda: remaining_ms)
+    event = rest_event("whatsapp", whatsapp_params(body=BACKTRACKING_BODY))
+    started = time.monotonic()
+    response = container.application.handle(event, context)
+    assert time.monotonic() - started < PROMPT_SECONDS
+    assert response["body"] == EMPTY_TWIML and len(world.sent("whatsapp")) == 1
+    (line,) = [line for line in json_logs(logging.WARNING) if line["message"] == "shadow_timeout"]
+    assert line["budget_ms"] == budget_ms
+
+
+@pytest.mark.parametrize("setting", ["0", "-5", "1001", "fast", "nan", "inf"])
+def test_a_bad_shadow_budget_is_the_default_and_says_so(json_logs: Logs, setting: str) -> None:
+    assert shadow_budget({"SHADOW_BUDGET_MS": setting}) == 0.1
+    (line,) = json_logs(logging.ERROR)
+    assert "SHADOW_BUDGET_MS" in line["message"]
+    assert shadow_budget({}) == 0.1 and shadow_budget({"SHADOW_BUDGET_MS": " 40 "}) == 0.04
+
+
+def test_where_the_time_cannot_be_bounded_the_candidate_is_not_run(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    container = shadowing(ops, shadowed, "40_routing.yaml", SLOW_ROUTING)
+    world.add_conversation()
+    capsys.readouterr()
+    started = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:  # a request thread, as in pipeline-serve
+        first = pool.submit(container.message, sid="SM" + "2" * 32, body=BACKTRACKING_BODY).result()
+        second = pool.submit(container.message, sid="SM" + "3" * 32, body=BACKTRACKING_BODY).result()
+    assert time.monotonic() - started < PROMPT_SECONDS
+    assert first["body"] == second["body"] == EMPTY_TWIML and len(world.stage_rows()) == 2
+    (line,) = json_logs(logging.WARNING)
+    assert line["message"].startswith("shadow evaluation skipped, its time cannot be bounded: only the main thread")
+    assert [counted(document) for document in emf_documents(capsys.readouterr().out)] == [{}, {}]

@@ -1,0 +1,105 @@
+"""``runtime.timebox``: work cut off after its time, the process's alarm left as it was found."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from runtime.timebox import TimeboxExpired, TimeboxUnavailable, call_within
+
+# Unbounded, this search would outlive the test run (each more letter multiplies its time by about 1.6).
+CATASTROPHIC = re.compile(r"^(a|aa)+$")
+ENDLESS = "a" * 80 + "!"
+# Far above the box's time, far below what the work takes unbounded: no timing flakes on a loaded machine.
+PROMPT_SECONDS = 2.0
+
+
+def state() -> tuple[Any, tuple[float, float]]:
+    return signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
+
+
+@pytest.fixture
+def untouched() -> Iterator[None]:
+    """The test leaves SIGALRM's handler and the real-time timer as it found them."""
+    before = state()
+    yield
+    assert state() == before
+
+
+def test_work_that_ends_in_time_returns_its_result(untouched: None) -> None:
+    assert call_within(1.0, lambda: CATASTROPHIC.search("aaaa") is not None) is True
+
+
+def test_a_catastrophic_match_is_interrupted(untouched: None) -> None:
+    started = time.monotonic()
+    with pytest.raises(TimeboxExpired):
+        call_within(0.1, lambda: CATASTROPHIC.search(ENDLESS))
+    assert time.monotonic() - started < PROMPT_SECONDS
+
+
+def test_the_work_cannot_swallow_its_interruption(untouched: None) -> None:
+    def careless() -> str:
+        try:
+            CATASTROPHIC.search(ENDLESS)
+        except Exception:  # noqa: BLE001 - what a careless step does
+            return "swallowed"
+        return "finished"
+
+    with pytest.raises(TimeboxExpired):
+        call_within(0.1, careless)
+
+
+def test_the_work_s_own_error_is_raised_as_it_is(untouched: None) -> None:
+    def failing() -> None:
+        raise ValueError("the work's own")
+
+    with pytest.raises(ValueError, match="the work's own"):
+        call_within(1.0, failing)
+
+
+def test_no_time_left_runs_nothing(untouched: None) -> None:
+    ran: list[bool] = []
+    with pytest.raises(TimeboxExpired):
+        call_within(0.0, lambda: ran.append(True))
+    assert ran == []
+
+
+def test_a_worker_thread_cannot_be_bounded_and_runs_nothing(untouched: None) -> None:
+    ran: list[bool] = []
+    with ThreadPoolExecutor(1) as pool, pytest.raises(TimeboxUnavailable, match="main thread"):
+        pool.submit(call_within, 1.0, lambda: ran.append(True)).result()
+    assert ran == []
+
+
+def test_another_armed_timer_is_left_alone(untouched: None) -> None:
+    fired: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(signum))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 60.0)
+        with pytest.raises(TimeboxUnavailable, match="another real-time timer"):
+            call_within(1.0, lambda: fired.append(0))
+        assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 60.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert fired == []
+
+
+def test_the_caller_s_handler_is_put_back(untouched: None) -> None:
+    def mine(signum: int, frame: Any) -> None:
+        raise AssertionError("the caller's handler must not run for the box's timer")
+
+    previous = signal.signal(signal.SIGALRM, mine)
+    try:
+        with pytest.raises(TimeboxExpired):
+            call_within(0.05, lambda: CATASTROPHIC.search(ENDLESS))
+        assert call_within(1.0, lambda: 7) == 7
+        assert signal.getsignal(signal.SIGALRM) is mine
+    finally:
+        signal.signal(signal.SIGALRM, previous)
