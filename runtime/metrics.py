@@ -13,7 +13,8 @@ CloudWatch Logs extracts the metrics from the document itself (no API call, no a
   the candidate decided too, ``ShadowMismatches`` 1 when it decided otherwise, and
   ``ShadowMismatch.<rule set>`` 1 for each rule set that decided otherwise;
 - ``RulesBundleErrors`` by {Pipeline}: 1 per rules bundle (or deployment) that could not be read or was
-  refused (``runtime.bundlewatch``), in a document of its own.
+  refused, or per check that failed unexpectedly (``runtime.bundlewatch``), in a document of its own
+  (template.yaml's ``RulesBundleErrorsAlarm`` watches it).
 
 The document is also a log line: it carries the invocation's log fields (request id, conversation id…)
 and the rules version (``RulesVersion``, and ``RulesSource`` for a bundle) as plain properties, not
