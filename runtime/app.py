@@ -298,7 +298,7 @@ class Application:
         """
         current = self._deployed[live.name].live
         for config in (live, *([shadow] if shadow else [])):
-            if config.name != live.name or config.channels != current.channels:
+            if config.name != live.name or set(config.channels) != set(current.channels):
                 raise ValueError(f"a configuration of pipeline {live.name} must keep its channels {current.channels}")
         plans = None
         if shadow is not None:

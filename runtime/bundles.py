@@ -7,8 +7,9 @@ The layout in the rules bucket, under a prefix (``rules/`` by default), per pipe
 
 A bundle's id is ``engine.config.content_digest`` of its files, so a bundle holding the pipeline file
 has the id the loaded configuration reports as its version. The deployment document carries a
-revision that grows with every change and the recent history of changes (rollback reads it); the
-bucket's versioning keeps every earlier deployment document as well. ``live`` null means the rules
+revision that grows with every change and the recent history of changes (rollback reads it; a change
+made by a rollback says so, so that a second rollback steps further back); the bucket's versioning
+keeps every earlier deployment document as well. ``live`` null means the rules
 packaged beside the handler. This module is the format and the layout only: ``runtime.bundlewatch``
 reads bundles in the Lambda, ``tools.rules`` (``pipeline-rules``) publishes and deploys them.
 """
@@ -125,7 +126,10 @@ class Bundle(NamedTuple):
 
 
 class Deployment(NamedTuple):
-    """Which bundle decides (``live``; None: the packaged rules) and which one is shadowed, at ``revision``."""
+    """Which bundle decides (``live``; None: the packaged rules) and which one is shadowed, at ``revision``.
+
+    ``rollback`` marks a revision made by ``pipeline-rules rollback``.
+    """
 
     revision: int = 0
     live: str | None = None
@@ -134,10 +138,11 @@ class Deployment(NamedTuple):
     updated_by: str = ""
     note: str = ""
     history: tuple[Mapping[str, Any], ...] = ()
+    rollback: bool = False
 
     def entry(self) -> dict[str, Any]:
         """The state, as an entry of the history."""
-        return {
+        entry = {
             "revision": self.revision,
             "live": self.live,
             "shadow": self.shadow,
@@ -145,11 +150,14 @@ class Deployment(NamedTuple):
             "updated_by": self.updated_by,
             "note": self.note,
         }
+        return {**entry, "rollback": True} if self.rollback else entry
 
-    def change(self, *, live: str | None, shadow: str | None, at: str, by: str, note: str = "") -> Deployment:
+    def change(
+        self, *, live: str | None, shadow: str | None, at: str, by: str, note: str = "", rollback: bool = False
+    ) -> Deployment:
         """The next revision: this one moves onto the history."""
         history = (self.entry(), *self.history)[:HISTORY] if self.revision else ()
-        return Deployment(self.revision + 1, live, shadow, at, by, note, history)
+        return Deployment(self.revision + 1, live, shadow, at, by, note, history, rollback)
 
     def earlier_live(self) -> Sequence[str | None]:
         """The live bundles of earlier revisions, newest first, each once (None: the packaged rules)."""
@@ -159,6 +167,21 @@ class Deployment(NamedTuple):
             if live != self.live and live not in seen:
                 seen.append(live)
         return seen
+
+    def rollback_chain(self) -> Sequence[str | None]:
+        """The live bundles a rollback goes back to, newest first: a rollback undoes the changes after its target.
+
+        Read from the history kept, oldest first, as a stack: a new live bundle is pushed; a rollback pops back
+        to its target (or pushes it, when the target is not on the stack).
+        """
+        stack: list[str | None] = []
+        for entry in (*reversed(self.history), self.entry()):
+            live = entry.get("live")
+            if entry.get("rollback") is True and live in stack:
+                del stack[len(stack) - stack[::-1].index(live) :]
+            elif not stack or stack[-1] != live:
+                stack.append(live)
+        return stack[-2::-1]
 
     def to_json(self) -> bytes:
         """The document as stored."""
@@ -181,4 +204,5 @@ class Deployment(NamedTuple):
             str(document.get("updated_by", "")),
             str(document.get("note", "")),
             tuple(entry for entry in history if isinstance(entry, dict)) if isinstance(history, list) else (),
+            document.get("rollback") is True,
         )

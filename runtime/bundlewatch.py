@@ -13,9 +13,14 @@ Turned on by ``RULES_BUCKET``; ``RULES_PREFIX`` (default ``rules/``) and ``RULES
   deploys decides from the event after it has finished.
 - A bundle is verified exactly as ``pipeline-dryrun --check`` refuses a configuration (``runtime.verify``:
   schema, expressions, targets, error codes, inline tests), in the deployed environment, before it
-  decides anything. One that cannot be read or is refused changes nothing: the configuration in use
-  (the last known good) keeps deciding, one ERROR line names the bundle and every problem, and the
-  ``RulesBundleErrors`` metric counts it. A refused bundle is not read again.
+  decides anything, and its pipeline file (when it carries one) must keep the pipeline's name and
+  channels (``runtime.verify.code_owned``). One that cannot be read or is refused changes nothing: the
+  configuration in use (the last known good) keeps deciding, one ERROR line names the bundle, every
+  problem and what decides instead, and the ``RulesBundleErrors`` metric counts it. A refused bundle is
+  not read again. A container that has applied nothing yet (a new one) falls back to the newest earlier
+  live bundle of the deployment's history that verifies, as the warm containers keep it, so that the
+  fleet decides one way. Anything unexpected while checking is an ERROR line and a count too: a check
+  never stops a cold start or a container.
 - A deployment's ``shadow`` bundle decides every event again after the live decision
   (``runtime.shadow``); the live configuration is rebuilt with its rule sets so that one read serves both.
 - Without a deployment document the rules packaged beside the handler decide, as without a bucket.
@@ -30,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import botocore.exceptions
 
@@ -40,7 +45,7 @@ from engine.errors import Problem
 from engine.rules import RuleSet
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
-from runtime.verify import verify
+from runtime.verify import code_owned, verify
 
 if TYPE_CHECKING:
     from runtime.app import Application
@@ -79,6 +84,15 @@ class _State:
     shadow: str | None = None
     revision: int = 0
     refused: dict[str, int] = field(default_factory=dict)
+    applied: bool = False
+
+
+class _Refusal(NamedTuple):
+    """Why a bundle cannot decide, as its ERROR line says it (what decides instead is added once deployed)."""
+
+    message: str
+    bundle: str | None = None
+    problems: list[str] | None = None
 
 
 class _Unreadable(Exception):
@@ -170,7 +184,7 @@ class BundleWatcher:
                 if self._clock() - started > COLD_START_BUDGET_SECONDS:
                     logger.warning("rules bundles: cold start budget spent; %s is checked at the next refresh", name)
                     continue
-                self._check(name)
+                self._check_safely(name)
         self._due = self._clock() + self.interval
 
     def poke(self) -> None:
@@ -192,10 +206,7 @@ class BundleWatcher:
         """Check every pipeline's deployment once, and apply what changed."""
         with self._lock:
             for name in self._states:
-                try:
-                    self._check(name)
-                except Exception:  # a check must never take a container down; the next one tries again
-                    logger.exception("rules bundles: checking %s failed", name)
+                self._check_safely(name)
 
     def s3(self) -> Any:
         """The S3 client, created on first use."""
@@ -215,6 +226,15 @@ class BundleWatcher:
             raise _Unreadable(code, missing=code in _MISSING or status in (403, 404)) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise _Unreadable(type(exc).__name__) from None
+
+    def _check_safely(self, name: str) -> None:
+        """Check one pipeline's deployment; anything unexpected is an ERROR line and a count, never a crash."""
+        try:
+            self._check(name)
+        except Exception as exc:  # a check must never stop a cold start or a container; the next one tries again
+            failed = f"checking the rules bundles of {name} failed ({type(exc).__name__}: {exc})"
+            logger.exception(f"{failed}; the rules in use keep deciding", extra=self._fields(name))
+            self._count(name)
 
     def _check(self, name: str) -> None:
         state = self._states[name]
@@ -242,27 +262,39 @@ class BundleWatcher:
 
     def _apply(self, name: str, state: _State, deployment: Deployment) -> bool:
         """Deploy what ``deployment`` names, keeping what is in use for anything unusable; False to try again."""
-        settled = True
-        live_id: str | None = state.live
+        refusals: list[_Refusal] = []
+        settled, fell_back = True, False
+        live_id, revision = state.live, deployment.revision
         wanted = deployment.live
         if wanted != state.live:
-            usable, settled = self._usable(name, wanted, deployment.revision)
-            live_id = wanted if usable else state.live
+            usable, settled = self._usable(name, wanted, deployment.revision, refusals)
+            if usable:
+                live_id = wanted
+            elif state.applied:
+                revision = state.revision
+            else:  # a new container: the last good bundle, as the warm containers keep it
+                live_id, revision = self._last_good(name, deployment)
+                fell_back = True
         candidate = None
         shadow_id = deployment.shadow if deployment.shadow != live_id else None
         if shadow_id is not None:
-            usable, ready = self._usable(name, shadow_id, deployment.revision)
+            usable, ready = self._usable(name, shadow_id, deployment.revision, refusals)
             settled = settled and ready
             candidate = self._build(name, shadow_id, deployment.revision, "shadow") if usable else None
         rulesets = candidate.rulesets if candidate is not None else None
-        live = self._build(name, live_id, deployment.revision if live_id == wanted else state.revision, "", rulesets)
+        live = self._build(name, live_id, revision, "", rulesets)
         if live is None:  # the known-good configuration no longer loads (say, the environment changed)
+            self._refused(name, refusals, "the rules in use keep deciding")
             return settled
         self._app.deploy(live, candidate)
         shadowed_id = shadow_id if candidate is not None else None
         changed = (state.live, state.shadow) != (live_id, shadowed_id)
-        state.live, state.shadow = live_id, shadowed_id
-        state.revision = deployment.revision if live_id == wanted else state.revision
+        state.live, state.shadow, state.revision, state.applied = live_id, shadowed_id, revision, True
+        deciding = "the rules in use keep deciding"
+        if fell_back:
+            packaged = "the rules packaged beside the handler decide"
+            deciding = f"the last good live bundle decides: {live.source}" if live_id else packaged
+        self._refused(name, refusals, deciding)
         if changed:
             shadowed = {"version": candidate.version, "source": candidate.source} if candidate else None
             in_shadow = f", version {candidate.version} in shadow" if candidate else ""
@@ -278,8 +310,19 @@ class BundleWatcher:
             )
         return settled
 
-    def _usable(self, name: str, bundle_id: str | None, revision: int) -> tuple[bool, bool]:
-        """Whether the bundle can decide (read and verified), and whether that answer is final."""
+    def _last_good(self, name: str, deployment: Deployment) -> tuple[str | None, int]:
+        """The newest earlier live bundle that verifies (None: the packaged rules), and the revision it was live at."""
+        for bundle_id in deployment.earlier_live():
+            # An earlier bundle's problems were reported when it was deployed: only the wanted one's are reported now.
+            if bundle_id is None or self._usable(name, bundle_id, deployment.revision, [])[0]:
+                revision = next(
+                    (entry.get("revision") for entry in deployment.history if entry.get("live") == bundle_id), 0
+                )
+                return bundle_id, revision if isinstance(revision, int) else 0
+        return None, 0
+
+    def _usable(self, name: str, bundle_id: str | None, revision: int, refusals: list[_Refusal]) -> tuple[bool, bool]:
+        """Whether the bundle can decide (read, verified), and whether that is final; ``refusals`` gets why not."""
         state = self._states[name]
         if bundle_id is None:
             return True, True
@@ -288,21 +331,22 @@ class BundleWatcher:
         try:
             source = self._source(name, bundle_id)
         except _Unreadable as exc:
-            self._error(name, f"rules bundle {bundle_id} cannot be read ({exc}); the rules in use keep deciding")
+            refusals.append(_Refusal(f"rules bundle {bundle_id} cannot be read ({exc})"))
             return False, False
         except BundleError as exc:
             state.refused[bundle_id] = revision
-            self._error(name, f"rules bundle {bundle_id} is refused: {exc}; the rules in use keep deciding")
+            refusals.append(_Refusal(f"rules bundle {bundle_id} is refused: {exc}"))
             return False, True
         verification = verify(source.pipeline, source.rules, self._env)
-        if verification.errors:
+        errors = verification.errors
+        config, deployed = verification.config, self._app.pipeline(name)
+        if config is None or config.name != deployed.name or set(config.channels) != set(deployed.channels):
+            errors = [*code_owned(source.pipeline, deployed.name, deployed.channels), *errors]
+        if errors:
             state.refused[bundle_id] = revision
-            shown = [self._shown(problem, name, bundle_id) for problem in verification.errors]
-            message = (
-                f"rules bundle {bundle_id} of {name} (revision {revision}) is refused, {len(shown)} problem(s); "
-                "the rules in use keep deciding"
-            )
-            self._error(name, message, bundle_id, shown)
+            shown = [self._shown(problem, name, bundle_id) for problem in errors]
+            message = f"rules bundle {bundle_id} of {name} (revision {revision}) is refused, {len(shown)} problem(s)"
+            refusals.append(_Refusal(message, bundle_id, shown))
             return False, True
         return True, True
 
@@ -346,18 +390,28 @@ class BundleWatcher:
         """The problem, naming the bundle's files as the bundle does (not where this container wrote them)."""
         return str(problem).replace(f"{self._workdir / name / bundle_id}/", "")
 
+    def _refused(self, name: str, refusals: list[_Refusal], deciding: str) -> None:
+        """An ERROR line (and a count) for each bundle that cannot decide, saying what decides instead."""
+        for refusal in refusals:
+            self._error(name, f"{refusal.message}; {deciding}", refusal.bundle, refusal.problems)
+
     def _error(self, name: str, message: str, bundle_id: str | None = None, problems: list[str] | None = None) -> None:
         """One ERROR line, and the metric counting it."""
+        logger.error(message, extra=self._fields(name, bundle_id, problems))
+        self._count(name)
+
+    def _fields(self, name: str, bundle_id: str | None = None, problems: list[str] | None = None) -> dict[str, Any]:
+        """The fields of an ERROR line: the pipeline, the bundle and its problems, and the rules that decide."""
         live = self._app.pipeline(name)
-        logger.error(
-            message,
-            extra={
-                "pipeline": name,
-                "bundle": bundle_id,
-                "problems": problems,
-                "rules_version": live.version,
-                "rules_source": live.source or None,
-            },
-        )
+        return {
+            "pipeline": name,
+            "bundle": bundle_id,
+            "problems": problems,
+            "rules_version": live.version,
+            "rules_source": live.source or None,
+        }
+
+    def _count(self, name: str) -> None:
+        """Count one ``RulesBundleErrors``."""
         if self._app.metrics is not None:
             self._app.metrics.count(name, ERROR_METRIC)

@@ -14,7 +14,8 @@ CloudWatch Logs extracts the metrics from the document itself (no API call, no a
   ``ShadowMismatch.<rule set>`` 1 for each rule set that decided otherwise, and ``ShadowTimeouts`` 1 when
   the candidate ran out of its time budget instead (then no ``ShadowEvaluations``);
 - ``RulesBundleErrors`` by {Pipeline}: 1 per rules bundle (or deployment) that could not be read or was
-  refused (``runtime.bundlewatch``), in a document of its own.
+  refused, or per check that failed unexpectedly (``runtime.bundlewatch``), in a document of its own
+  (template.yaml's ``RulesBundleErrorsAlarm`` watches it).
 
 The document is also a log line: it carries the invocation's log fields (request id, conversation id…)
 and the rules version (``RulesVersion``, and ``RulesSource`` for a bundle) as plain properties, not

@@ -4,19 +4,21 @@ One code path for both places that must refuse a broken configuration: ``pipelin
 (``tools.check``, which adds its warnings) and a rules bundle loaded from S3 (``runtime.rulebundles``),
 refused before it is activated. ``verify`` loads a pipeline with ``engine.config.inspect_config`` and
 runs every complete rule set's inline tests (``engine.rules.run_tests``); every finding is located.
+``code_owned`` refuses a pipeline file, carried by a bundle, that renames its pipeline or changes the
+channels it serves: those change with a code deploy only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from engine.config import AppConfig, Inspection, LoadedRuleSet, inspect_config
-from engine.errors import Problem, did_you_mean
+from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
+from engine.errors import ConfigError, Problem, did_you_mean
 from engine.rules import RuleSet, TestFailure, run_tests
 
-__all__ = ["RuleSetVerdict", "Verification", "rule_line", "verify", "verify_ruleset"]
+__all__ = ["RuleSetVerdict", "Verification", "code_owned", "rule_line", "verify", "verify_ruleset"]
 
 
 class RuleSetVerdict(NamedTuple):
@@ -118,3 +120,34 @@ def verify(
     inspection = inspect_config(pipeline, rules_dir, env, missing_env=missing_env, shadow=shadow)
     verdicts = tuple(verify_ruleset(loaded) for loaded in inspection.rulesets.values() if loaded.complete)
     return Verification(inspection, verdicts)
+
+
+def code_owned(pipeline: Path, name: str, channels: Collection[str] | None) -> list[Problem]:
+    """Where the pipeline file renames the pipeline ``name`` or changes its ``channels`` (the code's to change).
+
+    ``channels`` None: not known, not compared. A file that cannot be read is loading's to report, not this.
+    """
+    from engine.yamlsource import load_yaml
+
+    try:
+        document = load_yaml(pipeline, display_path(pipeline), strict=False)
+    except ConfigError:
+        return []
+    data = document.data if isinstance(document.data, dict) else {}
+    found: list[Problem] = []
+    declared = data.get("pipeline")
+    if declared != name:
+        message = (
+            f"pipeline: {declared!r} is not the deployed pipeline's name {name!r}; "
+            "a pipeline is renamed with a code deploy, not a rules bundle"
+        )
+        found.append(document.locator.problem(("pipeline",), message))
+    served = data.get("channels")
+    given = sorted({str(channel) for channel in served}) if isinstance(served, list) else []
+    if channels is not None and given != sorted(set(channels)):
+        message = (
+            f"channels: [{', '.join(given)}] are not the deployed pipeline's [{', '.join(sorted(set(channels)))}]; "
+            "which paths a pipeline serves changes with a code deploy, not a rules bundle"
+        )
+        found.append(document.locator.problem(("channels",), message))
+    return found

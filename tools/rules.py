@@ -13,12 +13,16 @@ to the pipeline (the pipeline file too with ``--with-pipeline``) as an immutable
 digest, and optionally deploys it. Deploying rewrites the pipeline's deployment document, conditional
 on the version read (two people deploying at once cannot overwrite each other). The bucket comes from
 ``--bucket`` or ``RULES_BUCKET``, the prefix from ``--prefix`` or ``RULES_PREFIX`` (``rules/``).
+A bundle is a pipeline's own: one stored under another pipeline is refused, as is a pipeline file
+that renames the pipeline or changes its channels (the function would refuse both). A rollback
+undoes the latest live change not yet rolled back, so a second one steps further back.
 The layout and formats are ``runtime.bundles``'; the running Lambda picks a change up within its
 refresh interval (``runtime.bundlewatch``).
 
 Exit status: 0 done; 1 an inline rule test failed (publish); 2 bad arguments, a configuration that
-does not check or cannot be read, S3 refused or could not be called (no credentials, no connection), or
-the files cannot be written (pull).
+does not check or cannot be read, a bundle that changes the pipeline's name or channels or is another
+pipeline's, S3 refused or could not be called (no credentials, no connection), or the files cannot be
+written (pull).
 """
 
 from __future__ import annotations
@@ -141,15 +145,19 @@ class _Store:
         return True
 
     def bundle(self, bundle_id: str) -> Bundle:
+        """The stored bundle of this pipeline (_Failed when there is none, or it is not whole, or another's)."""
         key = bundle_key(self.prefix, self.pipeline, bundle_id)
         if not self.exists(bundle_id):
             raise _Failed(
                 f"no bundle {bundle_id} of {self.pipeline} at {self.uri(key)}; `pipeline-rules list` lists them"
             )
         try:
-            return self.load(bundle_id)
+            bundle = self.load(bundle_id)
         except BundleError as exc:
             raise _Failed(f"{self.uri(key)}: {exc}") from None
+        if bundle.pipeline != self.pipeline:
+            raise _Failed(f"{self.uri(key)}: it is a bundle of pipeline {bundle.pipeline!r}, not of {self.pipeline!r}")
+        return bundle
 
     def load(self, bundle_id: str) -> Bundle:
         """The bundle stored under ``bundle_id``; BundleError when it is not a whole bundle of that id."""
@@ -281,12 +289,23 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     if report.exit_code:
         print("pipeline-rules: the check failed: nothing was published", file=err)
         return report.exit_code, None
+    assert store is not None
+    store.pipeline = name
+    if args.with_pipeline:
+        from runtime.verify import code_owned
+
+        changes = code_owned(pipeline, name, _deployed_channels(store, store.deployment()[0], None))
+        for problem in changes:
+            print(problem, file=out)
+        if changes:
+            print(
+                "pipeline-rules: the pipeline file changes what only a code deploy may: nothing was published", file=err
+            )
+            return EXIT_USAGE, None
     files = {f"rules/{Path(name).name}": Path(name).read_text(encoding="utf-8") for name in report.files[1:]}
     if args.with_pipeline:
         files[f"pipelines/{pipeline.name}"] = pipeline.read_text(encoding="utf-8")
     bundle = Bundle(name, files, _now(), args.by, args.note)
-    assert store is not None
-    store.pipeline = name
     uploaded = store.upload(bundle)
     where = store.uri(bundle_key(store.prefix, name, bundle.id))
     verb = "published" if uploaded else "already published"
@@ -354,14 +373,43 @@ def _list(store: _Store, out: TextIO) -> None:
         print(f"  {bundle_id}  {bundle.published_at}  {bundle.published_by}{marks}  {bundle.note}  ({files})", file=out)
 
 
-def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None) -> None:
+def _channels(text: str) -> list[str] | None:
+    """The ``channels:`` of a pipeline file's text; None when it cannot be read or names none."""
+    from engine.yamlsource import parse_yaml
+
+    try:
+        data = parse_yaml(text, "pipeline", strict=False).data
+    except ConfigError:
+        return None
+    channels = data.get("channels") if isinstance(data, dict) else None
+    return [str(channel) for channel in channels] if isinstance(channels, list) else None
+
+
+def _deployed_channels(store: _Store, current: Deployment, local: Path | None) -> list[str] | None:
+    """The channels the deployed pipeline serves, as far as known here (None: not known).
+
+    Those of ``local`` (the pipeline's file in the project, as the code deploy ships it), else those of the
+    pipeline file the live bundle carries.
+    """
+    if local is not None and local.is_file():
+        return _channels(local.read_text(encoding="utf-8"))
+    if current.live is None:
+        return None
+    live = store.bundle(current.live)
+    carried = live.pipeline_file
+    return _channels(live.files[carried]) if carried else None
+
+
+def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None, channels: list[str] | None) -> None:
     """Check a bundle about to be deployed as the function will (an upload by hand skipped ``publish``'s check).
 
     Its rules are checked with its own pipeline file, else with ``pipeline`` (the local file of that pipeline);
-    with neither it cannot be checked here, and is refused.
+    with neither it cannot be checked here, and is refused. A pipeline file it carries must keep the pipeline's
+    name and the deployed ``channels`` (when known).
     """
     import tempfile
 
+    from runtime.verify import code_owned
     from tools.check import check_config
 
     with tempfile.TemporaryDirectory(prefix="rules-bundle-") as workdir:
@@ -374,6 +422,11 @@ def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None) -> None:
                 f"cannot check bundle {bundle.id}: it carries no pipeline file and no file under pipelines/ "
                 "declares its pipeline; run this in the project's directory, or pass --pipeline FILE"
             )
+        if carried:
+            found = [str(problem).replace(f"{root}/", "") for problem in code_owned(checked, bundle.pipeline, channels)]
+            if found:
+                shown = "; ".join(found)
+                raise _Failed(f"bundle {bundle.id} changes what only a code deploy changes: {shown}")
         report = check_config(checked, root / "rules", os.environ)
     failed = [*report.errors, *report.failures]
     if failed:
@@ -395,24 +448,34 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
         if chosen is None:
             raise _Failed("there is no shadow candidate to promote; give a bundle id")
         live, shadow = chosen, (None if current.shadow == chosen else current.shadow)
+    elif args.to is not None:
+        live = None if args.to == "packaged" else args.to
     else:
-        earlier = current.earlier_live()
-        if args.to is None and not earlier:
+        chain = current.rollback_chain()
+        if not current.earlier_live():
             raise _Failed("no earlier live bundle in the history; give --to BUNDLE or --to packaged")
-        live = (None if args.to == "packaged" else args.to) if args.to is not None else earlier[0]
+        if not chain:
+            raise _Failed(
+                "no earlier live bundle to roll back to (every later one was rolled back from); "
+                "give --to BUNDLE or --to packaged"
+            )
+        live = chain[0]
     # What becomes live or shadow is checked, the shadow made live too (it may have been deployed by hand); a
     # bundle that was live before passed the function's own verification then: a rollback to it is not held up.
+    channels: list[str] | None = None
     for bundle_id in dict.fromkeys([live, shadow]):
         if bundle_id is None or bundle_id == current.live or (bundle_id == shadow == current.shadow):
             continue
         bundle = store.bundle(bundle_id)
         if bundle_id not in current.earlier_live():
-            _refuse_unless_checked(bundle, pipeline)
+            channels = channels or _deployed_channels(store, current, pipeline)
+            _refuse_unless_checked(bundle, pipeline, channels)
 
     def change(read: Deployment) -> Deployment:
         if (read.live, read.shadow) != (current.live, current.shadow):
             raise _Failed("the deployment changed while this ran (someone else deployed); run it again")
-        return read.change(live=live, shadow=shadow, at=_now(), by=args.by, note=args.note)
+        rollback = args.command == "rollback"
+        return read.change(live=live, shadow=shadow, at=_now(), by=args.by, note=args.note, rollback=rollback)
 
     deployed = store.deploy(change)
     print(f"deployed: {_describe(deployed)}", file=out)

@@ -8,6 +8,7 @@ function really emits.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -641,3 +642,37 @@ def test_the_artifact_holds_the_bundle_watcher_but_not_the_publishing_tool(build
     names = {name for _, name in build.source_files(ROOT)}
     assert {"runtime/bundlewatch.py", "runtime/bundles.py", "runtime/shadow.py", "runtime/verify.py"} <= names
     assert "tools/rules.py" not in names
+
+
+def test_a_refused_rules_bundle_raises_the_alarm_on_the_series_emitted(template, function_env, configs) -> None:
+    from runtime.bundlewatch import ERROR_METRIC
+    from runtime.metrics import count_line
+
+    resource = template["Resources"]["RulesBundleErrorsAlarm"]
+    assert resource["Condition"] == template["Resources"]["RulesBucket"]["Condition"] == "HasRuleBundles"
+    alarm = resource["Properties"]
+    assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["EvaluationPeriods"]) == (
+        1,
+        "GreaterThanOrEqualToThreshold",
+        1,
+    )
+    assert alarm["TreatMissingData"] == "notBreaching"
+    queries = {query["Id"]: query for query in alarm["Metrics"]}
+    (total,) = [query for query in queries.values() if query.get("ReturnData")]
+    summed = re.fullmatch(r"SUM\(\[(.*)\]\)", total["Expression"])
+    assert summed is not None
+    watched = set()
+    for part in summed.group(1).split(","):
+        stat = queries[part.strip()]["MetricStat"]
+        assert (stat["Stat"], stat["Period"]) == ("Sum", 300)
+        assert stat["Metric"]["Namespace"] == function_env["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+        watched.add(watched_series(stat["Metric"]))
+    emitted = set()
+    for config in configs:
+        doc = json.loads(count_line("NS", config.name, ERROR_METRIC, timestamp_ms=1, stack=STACK))
+        (directive,) = doc["_aws"]["CloudWatchMetrics"]
+        (dimensions,) = directive["Dimensions"]
+        (metric,) = directive["Metrics"]
+        emitted.add((metric["Name"], tuple(sorted((name, doc[name]) for name in dimensions))))
+    assert watched == emitted and len(emitted) == len(configs) == 2

@@ -24,12 +24,16 @@ from tests.support.bundles import (
     AGENT_ROUTING,
     BROKEN_ROUTING,
     BUCKET,
+    PIPELINE_FILE,
+    ROUTING,
     VIP_ROUTING,
+    WHATSAPP_ONLY,
     Ops,
     emf_documents,
     event_lines,
     make_bucket,
     rules_files,
+    with_pipeline_file,
     working_copy,
 )
 from tests.support.webhooks import rest_event, sms_params, whatsapp_params
@@ -309,3 +313,120 @@ def test_the_handler_reads_the_bucket_from_its_environment(
     handler.handler(rest_event("whatsapp", whatsapp_params()), None)
     (line,) = event_lines(json_logs())
     assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {bundle}, revision 1")
+
+
+# A bundle whose pipeline file changes what only the code may (defect: it stopped the cold start, even in shadow).
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
+def test_a_bundle_that_changes_the_channels_is_refused_and_the_cold_start_goes_on(
+    ops: Ops,
+    container: Callable[..., Container],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    live: bool,
+) -> None:
+    good = ops.publish("--live")
+    narrowed = ops.sneak_in(with_pipeline_file(rules_files(ROUTING), WHATSAPP_ONLY), live=live)
+    started = container()
+    deciding = f"bundle {good}, revision {1 if live else 2}"
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert error["message"].startswith(f"rules bundle {narrowed} of twilio_inbound (revision 2) is refused, 1 problem")
+    assert error["problems"] == [
+        "pipelines/twilio_inbound.yaml:7:11: channels: [whatsapp] are not the deployed pipeline's [sms, whatsapp]; "
+        "which paths a pipeline serves changes with a code deploy, not a rules bundle"
+    ]
+    assert (error["bundle"], error["rules_source"]) == (narrowed, deciding)
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    world.add_conversation()
+    line = started.message(json_logs, "sms")
+    assert (line["outcome"], line["rules_source"]) == ("QUEUED", deciding)
+    assert started.application.deployed("twilio_inbound").shadow is None
+
+
+def test_a_warm_container_refuses_a_renamed_pipeline_once_and_counts_it(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, started = vip_bundle_live(ops, container, world)
+    renamed = PIPELINE_FILE.replace("pipeline: twilio_inbound", "pipeline: twilio_v2", 1)
+    bundle = ops.sneak_in(with_pipeline_file(rules_files(VIP_ROUTING), renamed))
+    capsys.readouterr()
+    started.after(INTERVAL)
+    started.after(INTERVAL)
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert error["bundle"] == bundle and "exception" not in error
+    assert error["problems"][0] == (
+        "pipelines/twilio_inbound.yaml:2:11: pipeline: 'twilio_v2' is not the deployed pipeline's name "
+        "'twilio_inbound'; a pipeline is renamed with a code deploy, not a rules bundle"
+    )
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    assert started.message(json_logs)["rules_source"] == f"bundle {good}, revision 1"
+
+
+def test_an_unexpected_fault_in_a_cold_start_check_is_counted_and_the_packaged_rules_decide(
+    ops: Ops,
+    container: Callable[..., Container],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ops.publish("--live")
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Application, "deploy", broken)
+    started = container()
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert error["message"].startswith("checking the rules bundles of twilio_inbound failed (RuntimeError: a bug)")
+    assert "RuntimeError: a bug" in error["exception"]
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    world.add_conversation()
+    assert started.message(json_logs)["rules_version"] == packaged_version()
+
+
+# A new container after a refused bundle (defect: it fell back to the packaged rules while the warm ones kept the
+# last good bundle: the fleet decided two ways).
+
+
+def test_a_new_container_after_a_refused_bundle_decides_with_the_last_good_one(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, warm = vip_bundle_live(ops, container, world)
+    ops.sneak_in(rules_files(BROKEN_ROUTING))
+    broken = ops.sneak_in(rules_files(BROKEN_ROUTING.replace("a vip goes", "a VIP goes")))
+    warm.after(INTERVAL)
+    seen = len(json_logs())
+    capsys.readouterr()
+
+    fresh = container()
+    (error,) = [line for line in json_logs()[seen:] if line["level"] == "ERROR"]
+    assert error["message"].startswith(f"rules bundle {broken} of twilio_inbound (revision 3) is refused, 2 problem(s)")
+    assert error["message"].endswith(f"; the last good live bundle decides: bundle {good}, revision 1")
+    assert error["rules_source"] == f"bundle {good}, revision 1"
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    for started in (warm, fresh):
+        line = started.message(json_logs)
+        assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {good}, revision 1")
+
+    fresh.keys_read()
+    fresh.after(INTERVAL)
+    assert fresh.keys_read() == [("deployment.json", True)]  # settled: nothing read again
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    fixed = ops.publish("--live")
+    fresh.after(INTERVAL)
+    assert fresh.message(json_logs)["rules_source"] == f"bundle {fixed}, revision 4"
+
+
+def test_a_new_container_with_no_good_earlier_bundle_says_the_packaged_rules_decide(
+    ops: Ops, container: Callable[..., Container], json_logs: Logs
+) -> None:
+    broken = ops.sneak_in(rules_files(BROKEN_ROUTING))
+    started = container()
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert error["bundle"] == broken
+    assert error["message"].endswith("; the rules packaged beside the handler decide")
+    assert "rules_source" not in error
+    assert started.application.pipeline("twilio_inbound").version == packaged_version()

@@ -57,6 +57,9 @@ AGENT_ROUTING = VIP_ROUTING.replace(
 """,
     1,
 )
+PIPELINE_FILE = (ROOT / "pipelines" / f"{PIPELINE}.yaml").read_text(encoding="utf-8")
+# A pipeline file a bundle may not carry: it serves WhatsApp only (which paths a pipeline serves is the code's).
+WHATSAPP_ONLY = PIPELINE_FILE.replace("channels: [whatsapp, sms]", "channels: [whatsapp]")
 
 
 @dataclass
@@ -125,6 +128,11 @@ def rules_files(routing: str) -> dict[str, str]:
     """The shipped rule files with ``routing`` as 40_routing.yaml, as a bundle holds them."""
     files = {f"rules/{path.name}": path.read_text(encoding="utf-8") for path in sorted((ROOT / "rules").glob("*.yaml"))}
     return {**files, "rules/40_routing.yaml": routing}
+
+
+def with_pipeline_file(files: dict[str, str], text: str = PIPELINE_FILE) -> dict[str, str]:
+    """A bundle's files carrying ``text`` as the pipeline file (as ``publish --with-pipeline`` adds it)."""
+    return {**files, f"pipelines/{PIPELINE}.yaml": text}
 
 
 def event_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:

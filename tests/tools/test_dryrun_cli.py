@@ -491,3 +491,41 @@ def test_a_mistake_in_a_rules_file_every_pipeline_loads_is_reported_once(
     err = capsys.readouterr().err
     assert status == 2
     assert err.count("unknown function lowr()") == 1, err
+
+
+def test_a_bundle_pulled_as_baseline_compares_its_own_pipeline_and_leaves_the_others_alone(
+    changed_rules: Path, tmp_path: Path
+) -> None:
+    """The documented workflow: `pipeline-rules pull` of the live twilio bundle, then a replay of every event."""
+    import boto3
+    from moto import mock_aws
+
+    from tests.support.bundles import Ops, make_bucket, working_copy
+
+    with mock_aws():
+        ops = Ops(boto3.client("s3"), working_copy(tmp_path / "ops"))
+        make_bucket(ops.s3)
+        live = ops.publish("--live")
+        status, _, err = ops.rules("pull", live, "--out", str(tmp_path / "live"))
+        assert status == 0, err
+    run = dryrun(
+        "--world",
+        "examples/world.yaml",
+        "--json",
+        "--rules",
+        changed_rules,
+        "--baseline-rules",
+        tmp_path / "live" / "rules",
+        "examples/events",
+    )
+    assert run.status == 0, run.stderr
+    assert f"{tmp_path / 'live' / 'rules'} holds no rules of email_inbound: its events are decided with " in run.stderr
+    records = run.records()
+    assert {source for source, record in records.items() if record["changed"]} == {"04_locked_conversation.json"}
+    for source, record in records.items():
+        if source != "04_locked_conversation.json":
+            assert (record["baseline_outcome"], record["baseline_target"]) == EXPECTED[source]
+    email = records["13_email.jsonl#0"]
+    assert email["baseline_rules_version"] == email["rules_version"]
+    whatsapp = records["01_whatsapp_text.json"]
+    assert whatsapp["baseline_rules_version"] != whatsapp["rules_version"]

@@ -15,14 +15,18 @@ from moto import mock_aws
 
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
 from tests.support.bundles import (
+    AGENT_ROUTING,
     BROKEN_ROUTING,
     BUCKET,
     PIPELINE,
+    PIPELINE_FILE,
     ROUTING,
     VIP_ROUTING,
+    WHATSAPP_ONLY,
     Ops,
     make_bucket,
     rules_files,
+    with_pipeline_file,
     working_copy,
 )
 
@@ -273,3 +277,98 @@ def test_promote_checks_a_shadow_that_was_deployed_without_the_check(ops: Ops) -
     status, _, err = ops.rules("promote")
     assert status == 2 and f"bundle {sneaked} does not pass the check" in err
     assert ops.deployment().live != sneaked
+
+
+def hand_upload(ops: Ops, files: dict[str, str], pipeline: str = PIPELINE) -> str:
+    """Store a bundle under twilio_inbound without the CLI (as a copy by hand would); its id."""
+    bundle = Bundle(pipeline, files, "2026-12-01T00:00:00Z", "someone", "by hand")
+    ops.s3.put_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, bundle.id), Body=bundle.to_json())
+    return bundle.id
+
+
+RENAMED = PIPELINE_FILE.replace("pipeline: twilio_inbound", "pipeline: twilio_v2", 1)
+
+
+@pytest.mark.parametrize(
+    ("pipeline_file", "problem"),
+    [
+        (
+            WHATSAPP_ONLY,
+            "pipelines/twilio_inbound.yaml:7:11: channels: [whatsapp] are not the deployed pipeline's [sms, whatsapp]",
+        ),
+        (RENAMED, "pipelines/twilio_inbound.yaml:2:11: pipeline: 'twilio_v2' is not the deployed pipeline's name"),
+    ],
+    ids=["channels", "name"],
+)
+@pytest.mark.parametrize("command", ["shadow", "promote"])
+def test_a_bundle_whose_pipeline_file_changes_what_the_code_owns_is_not_deployed(
+    ops: Ops, command: str, pipeline_file: str, problem: str
+) -> None:
+    live = ops.publish("--live")
+    bundle = hand_upload(ops, with_pipeline_file(rules_files(ROUTING), pipeline_file))
+    status, _, err = ops.rules(command, bundle)
+    assert status == 2, err
+    assert err.startswith(f"pipeline-rules: error: bundle {bundle} changes what only a code deploy changes: {problem}")
+    assert (ops.deployment().revision, ops.deployment().live, ops.deployment().shadow) == (1, live, None)
+
+
+def test_publish_refuses_a_pipeline_file_serving_other_channels_than_the_deployed_one(ops: Ops) -> None:
+    ops.publish("--with-pipeline", "--live")
+    (ops.root / "pipelines" / "twilio_inbound.yaml").write_text(WHATSAPP_ONLY, encoding="utf-8")
+    before = ops.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"]
+    status, out, err = ops.rules("publish", "--with-pipeline", "--shadow")
+    assert status == 2, err
+    assert "\npipelines/twilio_inbound.yaml:7:11: channels: [whatsapp] are not the deployed pipeline's" in out
+    assert err.endswith("changes what only a code deploy may: nothing was published\n")
+    assert ops.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == before
+
+
+@pytest.mark.parametrize("command", [["shadow"], ["promote"], ["rollback", "--to"], ["pull"]])
+def test_a_bundle_of_another_pipeline_under_this_one_is_refused(ops: Ops, command: list[str], tmp_path: Path) -> None:
+    live = ops.publish("--live")
+    email = hand_upload(ops, rules_files(ROUTING), pipeline="email_inbound")
+    extra = ["--out", str(tmp_path / "out")] if command == ["pull"] else []
+    status, _, err = ops.rules(*command, email, *extra)
+    assert status == 2
+    assert err == (
+        f"pipeline-rules: error: s3://{BUCKET}/rules/twilio_inbound/bundles/{email}.json: "
+        "it is a bundle of pipeline 'email_inbound', not of 'twilio_inbound'\n"
+    )
+    assert (ops.deployment().live, ops.deployment().shadow) == (live, None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_second_rollback_steps_further_back_instead_of_undoing_the_first(ops: Ops) -> None:
+    first = ops.publish("--live")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    second = ops.publish("--live")
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    ops.publish("--live")
+    assert ops.rules("rollback")[1] == f"deployed: revision 4: live {second}\n"
+    assert ops.rules("rollback")[1] == f"deployed: revision 5: live {first}\n"
+    status, _, err = ops.rules("rollback")
+    assert (status, err) == (
+        2,
+        "pipeline-rules: error: no earlier live bundle to roll back to (every later one was rolled back from); "
+        "give --to BUNDLE or --to packaged\n",
+    )
+    assert ops.deployment().history[0]["rollback"] is True
+
+
+def test_a_rollback_after_a_promote_of_an_older_bundle_returns_to_the_one_it_replaced(ops: Ops) -> None:
+    first = ops.publish("--live")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    second = ops.publish("--live")
+    assert ops.rules("promote", first)[0] == 0
+    assert ops.rules("rollback")[1] == f"deployed: revision 4: live {second}\n"
+    assert ops.rules("rollback")[1] == f"deployed: revision 5: live {first}\n"
+
+
+def test_a_rollback_to_a_bundle_undoes_every_change_after_it() -> None:
+    deployment = Deployment()
+    for live in ("a", "b", "c", "d"):
+        deployment = deployment.change(live=live, shadow=None, at="", by="")
+    deployment = deployment.change(live="b", shadow=None, at="", by="", rollback=True)
+    assert list(deployment.rollback_chain()) == ["a"]
+    deployment = deployment.change(live="b", shadow="x", at="", by="")  # a shadow change keeps the chain
+    assert list(deployment.rollback_chain()) == ["a"]

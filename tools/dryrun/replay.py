@@ -7,7 +7,9 @@ reads go to the real account and writes and sends are only planned, in memory. `
 and ``--baseline-pipeline`` (another rules directory, another pipeline file: a change that adds a
 rule set) add a second lane with its own world, and each event's decisions are compared; once the
 two worlds may differ, each event also runs with the baseline rules on the candidate's world (a
-probe, undone afterwards), which tells a changed decision from a knock-on. With a memory world, long
+probe, undone afterwards), which tells a changed decision from a knock-on. A pipeline one lane's rules
+directory holds no rules of (a bundle pulled for another pipeline) is decided with the other lane's
+rules in both (``tools.dryrun.coverage``). With a memory world, long
 replays are spread over the machine's cores (``tools.dryrun.parallel``) with the same output.
 ``--report FILE`` also writes the decision report page (``tools.dryrun.report_page``).
 """
@@ -28,10 +30,11 @@ from typing import NamedTuple, TextIO
 
 from engine.config import AppConfig, display_path
 from engine.errors import ConfigError, Problem
-from runtime.app import load_configs, shared_limits
+from runtime.app import shared_limits
 from runtime.layout import PIPELINES_DIR, pipeline_files
 from tools.dryrun.backends import open_backend
 from tools.dryrun.blueprint import blueprint
+from tools.dryrun.coverage import Lent, load_lane
 from tools.dryrun.events import EventFileError, RecordedEvent, load_events
 from tools.dryrun.lanes import Lane, ReplayClock, account_lane, with_placeholders, world_lane
 from tools.dryrun.live import AccountAccess, live_clients
@@ -359,25 +362,33 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     if not pipelines:
         errors.write(f"pipeline-dryrun: error: no pipeline files in {PIPELINES_DIR}/; pass --pipeline FILE\n")
         return EXIT_USAGE
-    lanes_of = [(pipelines, options.rules, "")]
+    # Each lane: its pipeline files, its rules, the other lane's rules (for a pipeline its own hold none of), prefix.
+    lanes_of: list[tuple[list[Path], Path, Path | None, str]] = [(pipelines, options.rules, None, "")]
+    lent: dict[Lent, None] = {}
     try:
         if options.baseline_rules is not None or options.baseline_pipeline is not None:
-            baseline = (_baseline_pipelines(options, pipelines), options.baseline_rules or options.rules)
+            baseline_rules = options.baseline_rules or options.rules
+            lanes_of[0] = (pipelines, options.rules, baseline_rules, "")
+            baseline = (_baseline_pipelines(options, pipelines), baseline_rules, options.rules)
             lanes_of.append((*baseline, BASELINE_PREFIX))
             if not options.independent:
                 # The probe: the baseline over the candidate's world, so with the candidate's resource names.
                 lanes_of.append((*baseline, ""))
         configs = []
-        for files, rules, prefix in lanes_of:
+        for files, rules, other, prefix in lanes_of:
             env = dict(os.environ)
             if world is not None:
                 env.update(blueprint(prefix)[0].environment())
-            configs.append(load_configs(files, rules, env))
+            loaded, borrowed = load_lane(files, rules, env, other)
+            configs.append(loaded)
+            lent.update(dict.fromkeys(borrowed))
     except ConfigError as exc:
         return _problems(errors, exc.problems)
     except UsageError as exc:
         errors.write(f"pipeline-dryrun: error: {exc}\n")
         return EXIT_USAGE
+    for note in lent:
+        errors.write(f"{note}\n")
     for problem in (problem for config in configs[0] for problem in config.warnings):
         errors.write(f"{problem}\n")
     with ExitStack() as stack:
