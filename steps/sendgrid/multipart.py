@@ -1,10 +1,14 @@
 """Parse a ``multipart/form-data`` body (RFC 7578) as SendGrid Inbound Parse posts it.
 
-Parts are delimited exactly as RFC 2046 says (CRLF, ``--``, the boundary). A text field is decoded with its
-part's own ``charset``, else the one SendGrid's ``charsets`` field names for it, else UTF-8; bytes that do
-not decode are replaced. A file part is summarised (field, filename, type, size) and its bytes are not
-copied. Every failure is a ``MultipartError`` whose message says what is wrong and, at most, which part:
-never a header or a field value, so it is safe to log.
+Parts are delimited exactly as RFC 2046 says (CRLF, ``--``, the boundary). The boundary comes from the
+Content-Type header, which SendGrid does not sign, while the body is signed; so the body must read only one way:
+it starts with the boundary's delimiter line (no preamble: a header naming another string found in the body is
+refused), it ends with the closing delimiter (no epilogue), and no part holds the boundary at the start of a line
+(after CR or LF, where a lenient reader would cut). A text field is decoded with its part's own ``charset``, else
+the one SendGrid's ``charsets`` field names for it, else UTF-8; bytes that do not decode are replaced. A file
+part is summarised (field, filename, type, size) and its bytes are not copied. Every failure is a
+``MultipartError`` whose message says what is wrong and, at most, which part: never a header or a field value,
+so it is safe to log.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_PARTS",
     "MAX_PART_HEADER_BYTES",
+    "AmbiguousBody",
     "BadBoundary",
     "BodyTooLarge",
     "FilePart",
@@ -47,6 +52,7 @@ _BOUNDARY = re.compile(rf"[{_BCHARS} ]{{0,69}}[{_BCHARS}]")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _LINE_END = re.compile(rb"[ \t]*\r\n")
 _PARTIAL_LINE_END = re.compile(rb"[ \t]*\r?")
+_CLOSE_END = re.compile(rb"[ \t]*(?:\r\n)?")
 _HEADER_ERRORS = (LookupError, ValueError, TypeError, IndexError)
 
 
@@ -67,9 +73,15 @@ class NotFormData(MultipartError):
 
 
 class BadBoundary(MultipartError):
-    """The boundary is missing, not RFC 2046 shaped, or not where the body starts."""
+    """The boundary is missing, not RFC 2046 shaped, or not the body's first line."""
 
     code = "MULTIPART_BAD_BOUNDARY"
+
+
+class AmbiguousBody(MultipartError):
+    """The body has data after its closing boundary, or a part holds the boundary at a line start."""
+
+    code = "MULTIPART_AMBIGUOUS"
 
 
 class BodyTooLarge(MultipartError):
@@ -210,13 +222,11 @@ def _spans(body: bytes, boundary: bytes, max_parts: int) -> Iterator[tuple[int, 
     """Each part's (start, end) offsets: after its delimiter line, up to the CRLF before the next delimiter."""
     dash = b"--" + boundary
     delimiter = b"\r\n" + dash
-    if body.startswith(dash):
-        pos = len(dash)
-    else:
-        found = body.find(delimiter)
-        if found < 0:
-            raise BadBoundary("the body does not contain the boundary")
-        pos = found + len(delimiter)
+    if not body.startswith(dash):
+        if body and dash.startswith(body):
+            raise TruncatedBody("the body ends inside boundary line 1")
+        raise BadBoundary("the body's first line is not the boundary's delimiter")
+    pos = len(dash)
     count = 0
     while not body.startswith(b"--", pos):
         count += 1
@@ -224,6 +234,8 @@ def _spans(body: bytes, boundary: bytes, max_parts: int) -> Iterator[tuple[int, 
         if line_end is None:
             if _PARTIAL_LINE_END.fullmatch(body, pos):
                 raise TruncatedBody(f"the body ends inside boundary line {count}")
+            if count == 1:
+                raise BadBoundary("the body's first line is not the boundary's delimiter")
             raise MalformedPart(f"boundary line {count} has trailing characters")
         if count > max_parts:
             raise TooManyParts(f"the body has more than {max_parts} parts")
@@ -231,8 +243,22 @@ def _spans(body: bytes, boundary: bytes, max_parts: int) -> Iterator[tuple[int, 
         found = body.find(delimiter, start)
         if found < 0:
             raise TruncatedBody(f"part {count} has no closing boundary")
+        if _holds_boundary(body, dash, start, found):
+            raise AmbiguousBody(f"part {count} holds the boundary at the start of a line")
         yield start, found
         pos = found + len(delimiter)
+    if not _CLOSE_END.fullmatch(body, pos + 2):
+        raise AmbiguousBody("the body has data after the closing boundary")
+
+
+def _holds_boundary(body: bytes, dash: bytes, start: int, end: int) -> bool:
+    """True when ``--boundary`` starts a line (after CR or LF, or at ``start``) in ``body[start:end]``."""
+    found = body.find(dash, start, end)
+    while found >= 0:
+        if found == start or body[found - 1] in b"\r\n":
+            return True
+        found = body.find(dash, found + 1, end)
+    return False
 
 
 def _split_head(body: bytes, start: int, end: int, index: int) -> tuple[int, int]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -11,6 +14,7 @@ from hypothesis import strategies as st
 
 from steps.sendgrid.multipart import (
     MAX_PART_HEADER_BYTES,
+    AmbiguousBody,
     BadBoundary,
     BodyTooLarge,
     FilePart,
@@ -28,7 +32,8 @@ from tools.sendgrid_events import BOUNDARY, Attachment, Email, encode_form, inbo
 FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 CT = f"multipart/form-data; boundary={BOUNDARY}"
 SECRET = "s3cret-value-never-logged"
-PNG = b"\x89PNG\r\n\x1a\n\x00\r\n--xYzZ\r\n-xYzZY\n--xYzZY\r--xYzZY" + bytes(range(256))
+# Near-delimiters a parser must not cut at; the boundary itself only mid-line (at a line start it is refused).
+PNG = b"\x89PNG\r\n\x1a\n\x00\r\n--xYzZ\r\n-xYzZY\n-- xYzZY\r\x00--xYzZY" + bytes(range(256))
 ATTACHMENTS = (
     Attachment("pixel.png", "image/png", PNG, content_id="ii_1562e2169c132d83"),
     Attachment("notes.txt", "text/plain", b""),
@@ -160,9 +165,113 @@ def test_values_keep_crlf_and_boundary_like_text_inside() -> None:
     assert parse(_body(_part("text", value)), CT).first("text") == value.decode()
 
 
-def test_a_preamble_epilogue_and_transport_padding_are_tolerated() -> None:
-    body = b"preamble\r\n" + _body(_part("a", b"1")).replace(b"--xYzZY\r\n", b"--xYzZY \t\r\n") + b"epilogue"
+def test_transport_padding_on_boundary_lines_is_tolerated() -> None:
+    body = _body(_part("a", b"1")).replace(b"--xYzZY\r\n", b"--xYzZY \t\r\n")[:-2] + b" \t\r\n"
     assert parse(body, CT).fields == {"a": ("1",)}
+    assert parse(_body(_part("a", b"1"))[:-2], CT).fields == {"a": ("1",)}
+
+
+def _fake_form(boundary: str) -> str:
+    """A whole second form behind ``boundary``: what an email's sender can put in its text."""
+    fields = [("from", "Jane Sender <jane.sender@example.net>"), ("headers", "Message-ID: <forged@x>\n"), ("text", "x")]
+    parts = "".join(f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="{n}"\r\n\r\n{v}' for n, v in fields)
+    return parts + f"\r\n--{boundary}--\r\n"
+
+
+RECUT = Email(sender="Mallory <mallory@evil.example>", text="hi" + _fake_form("FAKE"), html=None)
+
+
+def test_an_email_carrying_a_second_form_reads_as_sendgrid_posted_it() -> None:
+    body, content_type = inbound_parse_body(RECUT)
+    form = parse(body, content_type)
+    assert form.first("from") == "Mallory <mallory@evil.example>"
+    assert form.first("text") == RECUT.text
+
+
+def test_a_boundary_other_than_the_bodys_first_line_is_refused() -> None:
+    body, _ = inbound_parse_body(RECUT)
+    with pytest.raises(BadBoundary, match="first line"):
+        parse(body, "multipart/form-data; boundary=FAKE")
+    # Every other boundary-shaped string after "--" in the body: none re-cuts it into another form.
+    candidates = {m.decode() for m in re.findall(rb"--([0-9A-Za-z'()+_,\-./:=?]+)", body)} - {BOUNDARY}
+    assert {"FAKE", "FAKE--", "xYzZY--"} <= candidates
+    for boundary in candidates:
+        with pytest.raises(MultipartError):
+            parse(body, f'multipart/form-data; boundary="{boundary}"')
+
+
+@pytest.mark.parametrize("boundary", ["xYzZ", "xYz", "x", "xYzZYY", "YzZY"])
+def test_a_boundary_that_is_a_prefix_or_extension_of_the_first_line_is_refused(boundary: str) -> None:
+    with pytest.raises(BadBoundary):
+        parse(_body(_part("a", b"1")), f"multipart/form-data; boundary={boundary}")
+
+
+@pytest.mark.parametrize(
+    "preamble",
+    [b"preamble\r\n", b"\r\n", b" ", b"--other\r\n", b"x" * 1000 + b"\r\n"],
+    ids=["text", "blank line", "space", "other boundary", "long"],
+)
+def test_a_preamble_is_refused(preamble: bytes) -> None:
+    with pytest.raises(BadBoundary, match="first line"):
+        parse(preamble + _body(_part("a", b"1")), CT)
+
+
+@pytest.mark.parametrize(
+    "epilogue",
+    [
+        b"epilogue",
+        b"\r\n\r\n",
+        b"\r\nepilogue",
+        b"\r\n--xYzZY\r\n" + _part("from", b"mallory@evil.example")[9:] + b"--xYzZY--\r\n",
+    ],
+    ids=["text", "blank line", "line", "second form"],
+)
+def test_data_after_the_closing_boundary_is_refused(epilogue: bytes) -> None:
+    body = _body(_part("a", b"1"))[:-2] + epilogue
+    with pytest.raises(AmbiguousBody, match="after the closing boundary"):
+        parse(body, CT)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'quoted:\n--xYzZY\nContent-Disposition: form-data; name="from"\n\nx',
+        b"a\r--xYzZY\rb",
+        b"a\n--xYzZY--",
+        b"a\r\n \n--xYzZY",
+    ],
+    ids=["lf", "cr", "lf close", "lf after crlf"],
+)
+def test_the_boundary_at_a_line_start_inside_a_part_is_refused(value: bytes) -> None:
+    with pytest.raises(AmbiguousBody, match="part 2"):
+        parse(_body(_part("ok", b"1"), _part("text", value)), CT)
+    attachment = Attachment("a.bin", "application/octet-stream", value)
+    body, content_type = inbound_parse_body(Email(attachments=(attachment,)))
+    with pytest.raises(AmbiguousBody):
+        parse(body, content_type)
+
+
+def test_the_boundary_at_the_start_of_a_part_is_refused() -> None:
+    with pytest.raises(MultipartError):
+        parse(_body(_part("text", b"--xYzZY\r\nx")), CT)
+    with pytest.raises(MultipartError):
+        parse(_body(b"--xYzZY\r\n--xYzZY\r\n" + _part("a", b"1")[9:]), CT)
+
+
+def test_the_boundary_mid_line_inside_a_part_is_content() -> None:
+    value = b"the boundary was --xYzZY, see --xYzZY-- and x--xYzZY\r\n"
+    assert parse(_body(_part("text", value)), CT).first("text") == value.decode()
+
+
+@pytest.mark.parametrize(
+    "line", (Path(__file__).parents[2] / "examples/events/13_email.jsonl").read_text().splitlines()
+)
+def test_the_example_sendgrid_posts_parse(line: str) -> None:
+    event = json.loads(line)
+    headers = {name.lower(): value for name, value in event["headers"].items()}
+    body = base64.b64decode(event["body"]) if event.get("isBase64Encoded") else event["body"].encode()
+    assert body.startswith(b"--xYzZY\r\n") and body.endswith(b"\r\n--xYzZY--\r\n")
+    assert parse(body, headers["content-type"]).first("from")
 
 
 def test_a_part_without_headers_is_malformed() -> None:
@@ -356,6 +465,7 @@ def test_damaged_sendgrid_bodies_raise_nothing_but_multipart_errors(body: bytes)
         parse(body, SAMPLE_TYPE)
 
 
+_LINE_START_BOUNDARY = re.compile(rb"[\r\n]--" + re.escape(BOUNDARY.encode()))
 names = st.text(st.characters(codec="utf-8", exclude_characters='"\\\r\n'), min_size=1, max_size=12)
 values = st.text(st.characters(codec="utf-8"), max_size=40)
 
@@ -366,11 +476,9 @@ values = st.text(st.characters(codec="utf-8"), max_size=40)
     files=st.lists(st.tuples(names, st.binary(max_size=64)), max_size=3),
 )
 def test_any_encoded_form_parses_back(fields: list[tuple[str, str]], files: list[tuple[str, bytes]]) -> None:
-    assume(all(f"\r\n--{BOUNDARY}" not in value for _, value in fields))
-    assume(all(f"\r\n--{BOUNDARY}".encode() not in data for _, data in files))
-    # Content starting with the dashed boundary would form a delimiter with the CRLF ending the part's headers.
-    assume(not any(value.startswith(f"--{BOUNDARY}") for _, value in fields))
-    assume(not any(data.startswith(f"--{BOUNDARY}".encode()) for _, data in files))
+    # The boundary at a line start (or at the start of content) is refused: such a form is not read back.
+    assume(not any(_LINE_START_BOUNDARY.search(b"\n" + value.encode()) for _, value in fields))
+    assume(not any(_LINE_START_BOUNDARY.search(b"\n" + data) for _, data in files))
     attached = [(name, Attachment(f"{name}.bin", "application/octet-stream", data)) for name, data in files]
     body, content_type = encode_form(fields, attached)
     form = parse(body, content_type, keep_bytes=())
@@ -379,3 +487,16 @@ def test_any_encoded_form_parses_back(fields: list[tuple[str, str]], files: list
         expected.setdefault(name, []).append(value)
     assert {name: list(found) for name, found in form.fields.items()} == expected
     assert [(part.name, part.size) for part in form.files] == [(name, len(data)) for name, data in files]
+
+
+@FUZZ
+@given(
+    fields=st.lists(st.tuples(names, values), max_size=6),
+    boundary=st.from_regex(r"[0-9A-Za-z'()+_,\-./:=?]{1,70}", fullmatch=True),
+)
+@example(fields=[("text", 'hi\r\n--a\r\nContent-Disposition: form-data; name="from"\r\n\r\nx\r\n--a--')], boundary="a")
+def test_no_other_boundary_reads_a_form(fields: list[tuple[str, str]], boundary: str) -> None:
+    assume(boundary != BOUNDARY)
+    body, _ = encode_form(fields)
+    with pytest.raises(MultipartError):
+        parse(body, f'multipart/form-data; boundary="{boundary}"')
