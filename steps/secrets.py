@@ -4,6 +4,10 @@ The secret's name comes from the document (``credential.secret_name`` by default
 signing key is ``field``, or the one ``field_from`` names for this request (Twilio's shared-key signing
 names another field, say). The key goes to ``Context.private["signing_key"]``, never to the document.
 
+A field the request names is named by unauthenticated data: a secret without it means the request cannot be
+authentic (the tenant never configured that key), so the signature step refuses it (``INVALID_SIGNATURE``)
+rather than this step failing the event as a lost message (``SECRET_FETCH_FAILED``) that anyone could provoke.
+
 A cached copy that lacks the field (or holds it blank) may predate the field being filled in, so it is
 fetched once more before the request fails; like the re-fetch after a failed check (a rotated key), at
 most once per secret per ``refetch_interval_seconds``. A freshly fetched secret without it fails at once.
@@ -41,15 +45,19 @@ FETCH_TRANSIENT = ErrorSpec(
 
 
 class SigningKey:
-    """The key a request must be signed with, and whether it came from the cache."""
+    """The key a request must be signed with, and whether it came from the cache.
 
-    __slots__ = ("cached", "field", "secret_name", "value")
+    ``absent``: the secret has no such (request-named) field, so no signature can be valid.
+    """
 
-    def __init__(self, secret_name: str, field: str, value: Redacted, cached: bool) -> None:
+    __slots__ = ("absent", "cached", "field", "secret_name", "value")
+
+    def __init__(self, secret_name: str, field: str, value: Redacted, cached: bool, *, absent: bool = False) -> None:
         self.secret_name = secret_name
         self.field = field
         self.value = value
         self.cached = cached
+        self.absent = absent
 
 
 def fetch_secret(
@@ -71,16 +79,19 @@ def _field_value(secret: CachedSecret, field: str) -> str:
     return raw.reveal().strip() if raw is not None else ""
 
 
-def signing_key(secret: CachedSecret, secret_name: str, field: str) -> SigningKey:
-    """The non-blank ``field`` of ``secret`` (surrounding whitespace ignored)."""
+def signing_key(secret: CachedSecret, secret_name: str, field: str, *, requested: bool = False) -> SigningKey:
+    """The non-blank ``field`` of ``secret`` (surrounding whitespace ignored).
+
+    Without it: SECRET_FETCH_FAILED, or for a ``requested`` field (named by the request) an absent key.
+    """
     value = _field_value(secret, field)
-    if not value:
+    if not value and not requested:
         raise StepFailure(FETCH_FAILED.code, f"secret has no {field}")
-    return SigningKey(secret_name, field, Redacted(value), secret.cached)
+    return SigningKey(secret_name, field, Redacted(value), secret.cached, absent=not value)
 
 
 def fetch_signing_key(
-    cache: SecretCache, name: str, field: str, *, max_age: float, refetch_interval: float
+    cache: SecretCache, name: str, field: str, *, max_age: float, refetch_interval: float, requested: bool = False
 ) -> SigningKey:
     """The ``field`` of secret ``name``, from the cache when there; a cached copy without it is fetched again.
 
@@ -91,16 +102,19 @@ def fetch_signing_key(
     if secret.cached and not _field_value(secret, field):
         fresh = fetch_secret(cache, name, refresh_interval=refetch_interval)
         secret = fresh if fresh is not None else secret
-    return signing_key(secret, name, field)
+    return signing_key(secret, name, field, requested=requested)
 
 
 def check_signing_key(ctx: Context, valid: Callable[[SigningKey], bool], refetch_interval: float) -> StepResult | None:
     """The signature step's result when ``valid`` accepts the fetched key, or else the key fetched once more.
 
     The re-fetch (a rotated key) happens only when the key came from the cache, and at most once per secret
-    per ``refetch_interval`` so that forged requests cannot multiply Secrets Manager calls. None: neither is valid.
+    per ``refetch_interval`` so that forged requests cannot multiply Secrets Manager calls. None: neither is valid
+    (always so for an absent key: ``secrets.fetch`` has already fetched it once more if it was cached).
     """
     key: SigningKey = ctx.private["signing_key"]
+    if key.absent:
+        return None
     if valid(key):
         return StepResult(output={"valid": True, "refetched": False}, decision="valid")
     if key.cached:
@@ -163,8 +177,11 @@ class SecretFetch:
         if not isinstance(name, str) or not name:
             raise StepFailure(FETCH_FAILED.code, "no secret name for this request")
         chosen = self._field_from.search(ctx.doc) if self._field_from is not None else None
+        requested = isinstance(chosen, str) and bool(chosen)
         field = chosen if isinstance(chosen, str) and chosen else self._field
-        key = fetch_signing_key(ctx.services.secrets, name, field, max_age=self._ttl, refetch_interval=self._interval)
+        key = fetch_signing_key(
+            ctx.services.secrets, name, field, max_age=self._ttl, refetch_interval=self._interval, requested=requested
+        )
         ctx.private["signing_key"] = key
         source = "cache" if key.cached else "fetched"
         return StepResult(output={"cached": key.cached, "field": key.field}, decision=source)
