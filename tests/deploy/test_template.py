@@ -352,16 +352,32 @@ def watched_series(metric: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], 
     return metric["MetricName"], tuple(sorted(values.items()))
 
 
-@pytest.mark.parametrize("code", ["INVALID_SIGNATURE", "SECRET_FETCH_FAILED"])
-def test_the_error_alarms_watch_a_metric_the_function_emits(template, function_env, config, code) -> None:
-    (alarm,) = [
+def _code_alarms(template: dict[str, Any], code: str) -> list[dict[str, Any]]:
+    """The single-metric alarms on error ``code``."""
+    return [
         a["Properties"]
         for a in resources(template, "AWS::CloudWatch::Alarm").values()
         if {"Name": "ErrorCode", "Value": code} in a["Properties"].get("Dimensions", [])
     ]
-    assert alarm["Namespace"] == function_env["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+
+
+@pytest.mark.parametrize("code", ["INVALID_SIGNATURE", "SECRET_FETCH_FAILED"])
+def test_the_error_alarms_watch_a_metric_the_function_emits(template, function_env, configs, code) -> None:
+    alarms = _code_alarms(template, code)
+    assert alarms
+    emitted = {series for config in configs for series in emitted_series(config, code)}
+    for alarm in alarms:
+        assert alarm["Namespace"] == function_env["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+        assert watched_series(alarm) in emitted
     assert function_env["STACK_NAME"] == {"Ref": "AWS::StackName"}
-    assert watched_series(alarm) in emitted_series(config, code)
+
+
+@pytest.mark.parametrize("pipeline", ["twilio_inbound", "email_inbound"])
+def test_refused_signatures_are_alarmed_on_every_pipeline(template, configs, pipeline) -> None:
+    # A rotated key or a stale retry refuses genuine messages for good (Twilio and SendGrid do not retry a refusal).
+    config = next(config for config in configs if config.name == pipeline)
+    watched = {watched_series(alarm) for alarm in _code_alarms(template, "INVALID_SIGNATURE")}
+    assert watched & emitted_series(config, "INVALID_SIGNATURE")
 
 
 @pytest.mark.parametrize(
