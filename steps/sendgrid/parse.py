@@ -47,6 +47,20 @@ MAX_TEXT_BYTES = 256 * 1024
 # Bounds on the rest of what is staged or handed off (UTF-8 bytes; media entries).
 MAX_FIELD_BYTES = 2 * 1024
 MAX_MEDIA_LISTED = 128
+# The fields SendGrid posts once each: a second one is refused, never chosen between (a second `from` could only
+# come from an email's own text, were SendGrid ever to let its boundary through).
+_SINGLE_FIELDS = (
+    *_KEPT_FIELDS,
+    "headers",
+    "email",
+    "text",
+    "html",
+    "charsets",
+    "attachment-info",
+    "content-ids",
+    "sender_ip",
+    "spam_report",
+)
 _MAX_FILENAME_BYTES = 255
 _MAX_CONTENT_TYPE_BYTES = 127
 
@@ -168,6 +182,9 @@ class SendGridParse:
             )
         except multipart.MultipartError as exc:
             raise _fail(str(exc)) from None
+        repeated = [name for name in _SINGLE_FIELDS if len(form.fields.get(name, ())) > 1]
+        if repeated:
+            raise _fail(f"SendGrid posts each field once, yet {', '.join(repeated)} appears more than once")
         email = read_email(form, http.body)
         if not email.sender or not email.recipients:
             raise _fail("the email names no sender or no recipient")

@@ -15,7 +15,14 @@ import time
 from typing import Any
 
 from tests.support.email import COMPANY_EMAIL, HOST, KEY, USER_EMAIL, add_email_world
-from tools.sendgrid_events import Email, inbound_parse_body, inbound_parse_event, signed
+from tools.sendgrid_events import (
+    Email,
+    encode_form,
+    inbound_parse_body,
+    inbound_parse_event,
+    inbound_parse_fields,
+    signed,
+)
 
 
 def answer(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -85,3 +92,20 @@ def test_the_victim_s_own_email_carrying_a_second_form_is_staged_as_sent_and_nev
     assert (status, body["error_code"]) == (400, "PARSING_ERROR")
     assert aws.names() == []
     assert world.stage_rows() == [row] and len(world.replay_rows()) == 1 and len(world.sent("email")) == 1
+
+
+def test_a_post_naming_one_of_sendgrid_s_fields_twice_is_a_parsing_error(world, lambda_handler, aws):
+    # SendGrid posts each field once. Should it ever fail to keep its own boundary out of an email's text, the text
+    # could add a second `from` or `envelope` part: the parse must not pick either of two senders.
+    add_email_world(world)
+    fields, files = inbound_parse_fields(Email())
+    impostor = [
+        ("from", "Mallory <mallory@evil.example>") if name == "from" else (name, value) for name, value in fields
+    ]
+    twice = [*fields[:1], ("from", "Mallory <mallory@evil.example>"), *fields[1:]]
+    for form in (twice, [*impostor, ("envelope", json.dumps({"to": [COMPANY_EMAIL], "from": USER_EMAIL}))]):
+        body, content_type = encode_form(form, files)
+        status, answered = answer(lambda_handler(inbound_parse_event(signed(KEY, body, content_type), host=HOST), None))
+        assert (status, answered["error_code"]) == (400, "PARSING_ERROR"), answered
+        assert "more than once" in answered["message"]
+    assert aws.names() == [] and world.stage_rows() == []
