@@ -62,7 +62,8 @@ class Tracer(Protocol):
         ...
 
 
-class Services(NamedTuple):
+@dataclass(frozen=True)
+class Services:
     """Side effects, injected: the live Lambda, tests and the dry-run each pass their own."""
 
     tables: Tables

@@ -18,6 +18,7 @@ owns ``INTERNAL_ERROR``. Mapping a service's own errors to these codes happens i
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = [
@@ -130,7 +131,8 @@ def did_you_mean(value: object, choices: Iterable[object]) -> str:
     return f" (did you mean {close!r}?)" if close else ""
 
 
-class Problem(NamedTuple):
+@dataclass(frozen=True)
+class Problem:
     """One configuration problem, located in its file (line and column are 1-based).
 
     ``kind`` tells apart problems a tool treats on their own (``env``: an unset ``${env:…}`` reference).

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import jmespath
 from jmespath import exceptions as jp_exceptions
@@ -133,22 +134,20 @@ def _root_paths(node: Mapping[str, Any], found: list[tuple[str, ...]]) -> None:
             _root_paths(child, found)
 
 
-class Expression(NamedTuple):
-    """A compiled JMESPath expression, its source text and the document paths it reads.
-
-    ``field_path`` is set when the expression is a plain field path (``route.lock``): it is then evaluated
-    by dict lookups.
-    """
+@dataclass(frozen=True)
+class Expression:
+    """A compiled JMESPath expression, its source text and the document paths it reads."""
 
     source: str
-    compiled: ParsedResult
+    _parsed: ParsedResult
     paths: tuple[tuple[str, ...], ...] = ()
-    field_path: tuple[str, ...] | None = None
+    # Set when the expression is a plain field path (``route.lock``): evaluated by dict lookups.
+    _fields: tuple[str, ...] | None = None
 
     @property
     def ast(self) -> Mapping[str, Any]:
         """The parsed expression (jmespath's AST: nested ``{"type", "children", "value"}``)."""
-        tree: Mapping[str, Any] = self.compiled.parsed
+        tree: Mapping[str, Any] = self._parsed.parsed
         return tree
 
     def inputs(self, document: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,13 +162,13 @@ class Expression(NamedTuple):
 
     def search(self, document: Mapping[str, Any]) -> Any:
         """Evaluate against ``document``; raise ExpressionError on a run-time failure."""
-        if self.field_path is not None:
+        if self._fields is not None:
             current: Any = document
-            for name in self.field_path:
+            for name in self._fields:
                 current = current.get(name) if isinstance(current, Mapping) else None
             return current
         try:
-            return self.compiled.search(document, options=_OPTIONS)
+            return self._parsed.search(document, options=_OPTIONS)
         except jp_exceptions.JMESPathError as exc:
             raise ExpressionError(f"expression {self.source!r} failed: {_describe(exc)}") from None
         except TypeError:

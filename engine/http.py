@@ -8,8 +8,7 @@ path (so the request's channel can answer in its own format) and says why in ``u
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
-from typing import NamedTuple
+from dataclasses import dataclass, field
 
 __all__ = ["HttpRequest", "last_segment"]
 
@@ -20,7 +19,8 @@ def last_segment(path: str | None) -> str:
     return parts[-1] if parts else ""
 
 
-class HttpRequest(NamedTuple):
+@dataclass(frozen=True)
+class HttpRequest:
     """A webhook request: method, public path, lower-cased headers, raw body, query and where it was sent.
 
     ``host`` is the ``Host`` header as the client sent it; ``domain`` is the name the platform itself says
@@ -29,7 +29,7 @@ class HttpRequest(NamedTuple):
 
     method: str | None
     path: str
-    headers: Mapping[str, str] = MappingProxyType({})
+    headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     query: str = ""
     host: str | None = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from engine.context import Context, StepResult
@@ -34,9 +34,6 @@ __all__ = [
     "register",
     "specs",
 ]
-
-# The default of every empty mapping field: shared, so read-only.
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class Step(Protocol):
@@ -82,7 +79,8 @@ class IamGrant(NamedTuple):
     resources: tuple[Resource, ...]
 
 
-class BuildInfo(NamedTuple):
+@dataclass(frozen=True)
+class BuildInfo:
     """What a step may consult while it is built: the loaded rule sets and the pipeline's resources.
 
     ``shadow_rulesets`` are a candidate's rule sets evaluated beside these (shadow evaluation): a step that
@@ -93,15 +91,16 @@ class BuildInfo(NamedTuple):
     tables: Mapping[str, str]
     targets: Mapping[str, Any]
     # Secret-name patterns by logical name; a declared pattern that does not compile is None (already reported).
-    secrets: Mapping[str, re.Pattern[str] | None] = _EMPTY
+    secrets: Mapping[str, re.Pattern[str] | None] = field(default_factory=dict)
     channels: tuple[str, ...] = ()
-    shadow_rulesets: Mapping[str, Any] = _EMPTY
+    shadow_rulesets: Mapping[str, Any] = field(default_factory=dict)
 
 
 StepFactory = Callable[[Mapping[str, Any], BuildInfo], Step]
 
 
-class StepSpec(NamedTuple):
+@dataclass(frozen=True)
+class StepSpec:
     """A registered step kind: its factory and everything it declares about itself."""
 
     name: str
@@ -113,7 +112,7 @@ class StepSpec(NamedTuple):
     requires: tuple[str, ...]
     deadline_code: str | None
     summary: str
-    example: Mapping[str, Any] = _EMPTY
+    example: Mapping[str, Any] = field(default_factory=dict)
     # Part of authenticating the request (fetching the verification key, checking the signature).
     authenticates: bool = False
     # Request headers carrying the request's authentication, such as a signature (a dry-run may stand in for them,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from engine.errors import RetryableFailure
@@ -28,7 +28,8 @@ class Answer(NamedTuple):
     body: str
 
 
-class ResponseFamily(NamedTuple):
+@dataclass(frozen=True)
+class ResponseFamily:
     """How one family of channels is answered."""
 
     name: str
@@ -36,7 +37,7 @@ class ResponseFamily(NamedTuple):
     channels: frozenset[str] = frozenset()
     default: bool = False
     raise_transient: bool = False
-    status: Mapping[str, int] = MappingProxyType({})
+    status: Mapping[str, int] = field(default_factory=dict)
     default_status: int = 500
 
     def status_of(self, code: str) -> int:

@@ -9,6 +9,7 @@ set's ``default`` or, without one, is a ``ROUTING_ERROR``. Sets carry inline ``t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from engine.context import RuleTrace
@@ -47,23 +48,27 @@ class Decision(NamedTuple):
         return None
 
 
-class Rule(NamedTuple):
-    """One rule of a set; ``position`` is its index in the file's ``rules:`` list."""
+# Rule and RuleTest stay frozen dataclasses, unlike the other records (NamedTuples, cheaper to define at
+# cold start): their ``index`` field would shadow ``tuple.index``.
+@dataclass(frozen=True)
+class Rule:
+    """One rule of a set; ``index`` is its position in the file's ``rules:`` list."""
 
     id: str
     when: Expression
     then: Decision
     description: str = ""
-    position: int = 0
+    index: int = 0
 
 
-class RuleTest(NamedTuple):
-    """An inline test: a context document and the expected decision; ``position`` is its index in ``tests:``."""
+@dataclass(frozen=True)
+class RuleTest:
+    """An inline test: a context document and the expected decision."""
 
     name: str
     given: Mapping[str, Any]
     expect: Mapping[str, Any]
-    position: int
+    index: int
 
 
 class RuleError(ExpressionError):

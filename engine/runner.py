@@ -12,8 +12,8 @@ import contextvars
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from time import perf_counter
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from engine.context import (
@@ -35,7 +35,8 @@ __all__ = ["ParallelGroup", "Pipeline", "PlannedStep", "RunResult", "TraceEntry"
 logger = logging.getLogger("engine.runner")
 
 
-class PlannedStep(NamedTuple):
+@dataclass(frozen=True)
+class PlannedStep:
     """A built step in its place in the pipeline, and the ``with:`` parameters it was built from."""
 
     id: str
@@ -44,10 +45,11 @@ class PlannedStep(NamedTuple):
     provides: str | None
     when: Expression | None = None
     deadline_code: str | None = None
-    params: Mapping[str, Any] = MappingProxyType({})
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
-class ParallelGroup(NamedTuple):
+@dataclass(frozen=True)
+class ParallelGroup:
     """Independent steps, issued concurrently while that saves time; the group ends when all of them have."""
 
     members: tuple[PlannedStep, ...]
@@ -85,14 +87,15 @@ class _Trace(list[TraceEntry]):
             logger.debug("step", extra={"step": step_id, "status": status, "ms": entry.ms, "decision": decision})
 
 
-class RunResult(NamedTuple):
+@dataclass
+class RunResult:
     """The end of one run: the outcome (a success outcome or an error code) and how it got there."""
 
     outcome: str
     error: PipelineError | None
     doc: dict[str, Any]
-    trace: Sequence[TraceEntry] = ()
-    rules: Sequence[RuleTrace] = ()
+    trace: list[TraceEntry] = field(default_factory=list)
+    rules: list[RuleTrace] = field(default_factory=list)
 
     @property
     def error_code(self) -> str | None:

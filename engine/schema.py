@@ -10,7 +10,8 @@ and a "did you mean" suggestion where one is close.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from engine import registry
 from engine.errors import CODE_PATTERN, Problem, closest, did_you_mean, shown
@@ -280,7 +281,8 @@ def rules_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
     }
 
 
-class SchemaViolation(NamedTuple):
+@dataclass(frozen=True)
+class SchemaViolation:
     """One explained violation: where it is in the data, the value there, and the located problem.
 
     ``key`` is the key concerned: the missing one of a ``required`` violation, or the close match

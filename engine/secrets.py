@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from engine.clock import Clock
 from engine.ports import SecretStore
@@ -40,7 +41,8 @@ class SecretFormatError(Exception):
     """The secret exists but its SecretString is not a JSON object."""
 
 
-class CachedSecret(NamedTuple):
+@dataclass(frozen=True)
+class CachedSecret:
     """A secret's fields; ``cached`` is True when it was served from the cache."""
 
     fields: Mapping[str, Redacted]

@@ -15,10 +15,12 @@ answer already built is returned as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -71,7 +73,8 @@ SHADOW_BUDGET_MAX_MS = 1000.0
 UNROUTED = "PARSING_ERROR"
 
 
-class Handled(NamedTuple):
+@dataclass(frozen=True)
+class Handled:
     """One handled event: the pipeline that ran (None: no route), the run, and the response (None: raise)."""
 
     result: RunResult
@@ -349,7 +352,7 @@ class Application:
         replaced: dict[int, Services] = {}
         for name, services in self._services.items():
             if id(services) not in replaced:
-                replaced[id(services)] = services._replace(**changes)
+                replaced[id(services)] = dataclasses.replace(services, **changes)
             self._services[name] = replaced[id(services)]
 
     def services_for(self, name: str) -> Services:

@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -384,7 +384,7 @@ class BundleWatcher:
         if bundle_id is None:
             return config
         label = f"bundle {bundle_id}, revision {revision}" + (f", {role}" if role else "")
-        return config._replace(source=label)
+        return replace(config, source=label)
 
     def _shown(self, problem: Problem, name: str, bundle_id: str) -> str:
         """The problem, naming the bundle's files as the bundle does (not where this container wrote them)."""

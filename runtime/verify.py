@@ -73,14 +73,14 @@ def _unknown_rules_in_tests(loaded: LoadedRuleSet) -> list[tuple[int, Problem]]:
             f"inline test {test.name!r} expects rule {expected!r}, which is not a rule of set {ruleset.name!r}"
             f"{hint}; rules: {', '.join(ids) or 'none'}"
         )
-        found.append((test.position, loaded.locator.problem(("tests", test.position, "expect", "rule"), message)))
+        found.append((test.index, loaded.locator.problem(("tests", test.index, "expect", "rule"), message)))
     return found
 
 
 def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
     test = failure.test
     if failure.rule is not None:
-        index = next((rule.position for rule in loaded.ruleset.rules if rule.id == failure.rule), None)
+        index = next((rule.index for rule in loaded.ruleset.rules if rule.id == failure.rule), None)
         where = f" (line {rule_line(loaded, index)})" if index is not None else ""
         decided = f"rule {failure.rule!r}{where}"
     else:
@@ -94,7 +94,7 @@ def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
         if "null" in failure.raised:
             message += "; a value it reads is missing or null here: give it a default, e.g. x || `[]`"
     key = failure.keys[0]
-    path = ("tests", test.position, "expect", key) if key in test.expect else ("tests", test.position, "expect")
+    path = ("tests", test.index, "expect", key) if key in test.expect else ("tests", test.index, "expect")
     return loaded.locator.problem(path, message)
 
 
@@ -103,7 +103,7 @@ def verify_ruleset(loaded: LoadedRuleSet) -> RuleSetVerdict:
     unknown = _unknown_rules_in_tests(loaded)
     reported = {index for index, _ in unknown}
     failures = [
-        _failure(loaded, failure) for failure in run_tests(loaded.ruleset) if failure.test.position not in reported
+        _failure(loaded, failure) for failure in run_tests(loaded.ruleset) if failure.test.index not in reported
     ]
     return RuleSetVerdict(loaded, tuple(unknown), tuple(failures), len(loaded.ruleset.tests) - len(reported))
 

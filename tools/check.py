@@ -107,22 +107,22 @@ def _shadowing(loaded: LoadedRuleSet) -> tuple[list[Problem], set[str]]:
         elif len(shadowed.by) == 1:
             by = shadowed.by[0]
             message = (
-                f"rule {rule.id!r} can never match: earlier rule {by.id!r} (line {rule_line(loaded, by.position)}) "
+                f"rule {rule.id!r} can never match: earlier rule {by.id!r} (line {rule_line(loaded, by.index)}) "
                 f"has {shadowed.reason} and wins first; remove this rule, or move it above {by.id!r} if it should win"
             )
         else:
-            earlier = ", ".join(f"{by.id!r} (line {rule_line(loaded, by.position)})" for by in shadowed.by)
+            earlier = ", ".join(f"{by.id!r} (line {rule_line(loaded, by.index)})" for by in shadowed.by)
             message = (
                 f"rule {rule.id!r} can never match: earlier rules {earlier} have {shadowed.reason} and win first; "
                 "remove this rule or move it above them"
             )
-        found.append(loaded.locator.problem(("rules", rule.position, "when"), message, severity="warning"))
+        found.append(loaded.locator.problem(("rules", rule.index, "when"), message, severity="warning"))
     ruleset = loaded.ruleset
     if ruleset.default is not None:
         for rule in ruleset.rules:
             terms = condition_terms(rule.when)
             if terms is not None and frozenset() in terms:
-                line = rule_line(loaded, rule.position)
+                line = rule_line(loaded, rule.index)
                 message = f"the default is never used: rule {rule.id!r} (line {line}) always matches"
                 found.append(loaded.locator.problem(("default",), message, at_key=True, severity="warning"))
                 break
@@ -177,7 +177,7 @@ def _context_names(inspection: Inspection) -> list[Problem]:
         for test in loaded.ruleset.tests:
             for key in test.given:
                 if key not in provided:
-                    path = ("tests", test.position, "given", key)
+                    path = ("tests", test.index, "given", key)
                     message = f"inline test {test.name!r} gives {_unprovided(key, provided, pipeline)}"
                     found.append(loaded.locator.problem(path, message, at_key=True, severity="warning"))
     return found
@@ -244,7 +244,7 @@ def _reserved_codes(inspection: Inspection) -> list[Problem]:
     for loaded in inspection.rulesets.values():
         ruleset = loaded.ruleset
         decisions: list[tuple[tuple[str | int, ...], str | None]] = [
-            (("rules", rule.position, "then", "error"), rule.then.error) for rule in ruleset.rules
+            (("rules", rule.index, "then", "error"), rule.then.error) for rule in ruleset.rules
         ]
         if ruleset.default is not None:
             decisions.append((("default", "error"), ruleset.default.error))
@@ -281,8 +281,7 @@ def _test_targets(inspection: Inspection) -> list[Problem]:
                 f"inline test {test.name!r} expects target {expected!r}, which is not a target of "
                 f"{inspection.files[0]}{hint}; targets: {', '.join(targets)}"
             )
-            path = ("tests", test.position, "expect", "target")
-            found.append(loaded.locator.problem(path, message, severity="warning"))
+            found.append(loaded.locator.problem(("tests", test.index, "expect", "target"), message, severity="warning"))
     return found
 
 
@@ -296,9 +295,9 @@ def _duplicate_test_names(loaded: LoadedRuleSet) -> list[Problem]:
                 f"duplicate inline test name {test.name!r} (first used on line {line}); "
                 "give each test its own name, so that a failure names one case"
             )
-            found.append(loaded.locator.problem(("tests", test.position, "name"), message, severity="warning"))
+            found.append(loaded.locator.problem(("tests", test.index, "name"), message, severity="warning"))
         else:
-            first[test.name] = test.position
+            first[test.name] = test.index
     return found
 
 
@@ -382,7 +381,7 @@ def _untested(loaded: LoadedRuleSet, never: set[str]) -> list[Problem]:
     decided = _decided(loaded.ruleset) | never
     return [
         loaded.locator.problem(
-            ("rules", rule.position, "id"),
+            ("rules", rule.index, "id"),
             f"no inline test is decided by rule {rule.id!r}; add a case under tests: whose given makes it match",
             severity="warning",
         )

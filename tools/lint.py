@@ -305,7 +305,7 @@ def find_shadowed(ruleset: RuleSet) -> list[Shadowed]:
             if cover not in covering:
                 covering.append(cover)
         else:
-            covering.sort(key=lambda r: r.position)
+            covering.sort(key=lambda r: r.index)
             found.append(Shadowed(rule, tuple(covering), _reason(terms, [t for r, t in earlier if r in covering])))
         earlier.append((rule, terms))
     return found

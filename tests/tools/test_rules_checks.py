@@ -11,7 +11,7 @@ from tools.lint import condition_terms, find_shadowed
 
 def ruleset(*conditions: str, tests: tuple[RuleTest, ...] = ()) -> RuleSet:
     rules = tuple(
-        Rule(f"r{index}", compile_expression(when), Decision(error="PROJECT_INACTIVE"), position=index)
+        Rule(f"r{index}", compile_expression(when), Decision(error="PROJECT_INACTIVE"), index=index)
         for index, when in enumerate(conditions)
     )
     return RuleSet("set", "validation", rules, file="rules/x.yaml", tests=tests)

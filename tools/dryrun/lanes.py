@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,7 +149,7 @@ def _application(
     uses: dict[str, dict[str, str]] = {}
     for config in configs:
         pipeline, replaced = replay_pipeline(config.pipeline, skip_signature=skip_signature)
-        adapted.append(config._replace(pipeline=pipeline))
+        adapted.append(replace(config, pipeline=pipeline))
         skipped[config.name] = replaced
         uses[config.name] = {planned.id: planned.uses for planned in pipeline.steps()}
     return Application(adapted, services), skipped, uses

@@ -8,6 +8,8 @@ fetching the verification secret, checking the signature) are replaced by stand-
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from engine import registry
 from engine.context import Context, StepResult
 from engine.runner import ParallelGroup, Pipeline, PlannedStep
@@ -38,7 +40,7 @@ def replay_pipeline(pipeline: Pipeline, *, skip_signature: bool) -> tuple[Pipeli
         if not (skip_signature and authenticating(planned.uses)):
             return planned
         skipped.add(planned.id)
-        return planned._replace(step=_Skipped())
+        return replace(planned, step=_Skipped())
 
     nodes: list[PlannedStep | ParallelGroup] = [
         ParallelGroup(tuple(adapt(member) for member in node.members))
