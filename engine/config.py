@@ -26,7 +26,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -473,7 +473,7 @@ def _with_default_replies(rulesets: dict[str, LoadedRuleSet], replies: Mapping[s
 
     for name, loaded in list(rulesets.items()):
         ruleset = loaded.ruleset
-        rules = tuple(rule._replace(then=replied(rule.then)) for rule in ruleset.rules)
+        rules = tuple(replace(rule, then=replied(rule.then)) for rule in ruleset.rules)
         default = replied(ruleset.default) if ruleset.default is not None else None
         rulesets[name] = loaded._replace(ruleset=ruleset._replace(rules=rules, default=default))
 
