@@ -11,6 +11,7 @@ carries (a conversation id, say); the host's log formatter reads them with ``log
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
@@ -32,6 +33,7 @@ __all__ = [
     "Tracer",
     "bind_log_fields",
     "log_fields",
+    "random_id",
 ]
 
 # The records a run passes around are NamedTuples (a tenth of a frozen dataclass's cost to define at cold
@@ -62,15 +64,24 @@ class Tracer(Protocol):
         ...
 
 
+def random_id() -> str:
+    """A new id no other run will draw: 128 random bits, as 32 hex digits."""
+    return os.urandom(16).hex()
+
+
 @dataclass(frozen=True)
 class Services:
-    """Side effects, injected: the live Lambda, tests and the dry-run each pass their own."""
+    """Side effects, injected: the live Lambda, tests and the dry-run each pass their own.
+
+    ``ids`` draws a new unique id per call (a run's claim on what it writes: ``replay.record``'s ``writer``).
+    """
 
     tables: Tables
     queues: Queues
     secrets: SecretCache
     clock: Clock
     tracer: Tracer | None = None
+    ids: Callable[[], str] = random_id
 
 
 class StepResult(NamedTuple):

@@ -3,7 +3,8 @@
 Steps depend on these protocols only. The runtime implements them with boto3 (live Lambda, tests
 against moto); the dry-run wraps them to record or plan writes. Items are plain Python values (numbers
 as ``Decimal``, binary as ``bytes``); ``json_safe`` turns them into JSON values. Adapters raise
-``ServiceError`` for every failure, classified by whether a retry can help.
+``ServiceError`` for every failure, classified by whether a retry can help and whether the request may
+have been applied anyway (a write whose outcome is unknown).
 """
 
 from __future__ import annotations
@@ -22,11 +23,17 @@ ErrorKind = Literal["transient", "not_found", "denied", "invalid", "permanent"]
 
 @dataclass
 class ServiceError(Exception):
-    """A call to an outside service failed. ``kind`` says whether a retry can help; ``code`` is the service's own."""
+    """A call to an outside service failed. ``kind`` says whether a retry can help; ``code`` is the service's own.
+
+    ``outcome_unknown``: the service may have applied the request all the same (a timeout, a lost or 5xx answer,
+    on the last attempt or an earlier one the client retried). An error answer alone (throttling, a refusal)
+    means that nothing was applied.
+    """
 
     kind: ErrorKind
     code: str
     operation: str
+    outcome_unknown: bool = False
 
     def __str__(self) -> str:
         return f"{self.operation} failed: {self.code} ({self.kind})"

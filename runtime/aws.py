@@ -2,7 +2,9 @@
 
 An error is ``transient`` exactly when botocore's standard retry mode would retry it: throttling
 codes, HTTP 5xx (and an unmodeled 429), request timeouts, connection and read errors, and the errors a
-service models as retryable. Clients are created once per container
+service models as retryable. A failed call's outcome is unknown (``ServiceError.outcome_unknown``: it may have
+been applied) when no attempt got an answer, or an answer was a 5xx; an error answer alone to every attempt
+(throttling, a refusal) means nothing was applied. Clients are created once per container
 with bounded connect/read timeouts and retry attempts (see ``AwsSettings``); ``lazy_clients`` defers that
 to each client's first use (``LazyClient``), since the first client pays botocore's data loading.
 """
@@ -112,6 +114,8 @@ def classify(exc: BaseException, operation: str, operation_model: Any = None) ->
             parsed_response=dict(exc.response),
             http_response=_StatusOnly(status) if status else None,
         )
+        metadata = exc.response.get("ResponseMetadata", {})
+        unknown = status >= 500 or bool(metadata.get(_OUTCOME_UNKNOWN))
         kind: ErrorKind
         if any(checker.is_retryable(context) for checker in _RETRYABLE):
             kind = "transient"
@@ -123,9 +127,10 @@ def classify(exc: BaseException, operation: str, operation_model: Any = None) ->
             kind = "invalid"
         else:
             kind = "permanent"
-        return ServiceError(kind, code, operation)
+        return ServiceError(kind, code, operation, unknown)
     if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
-        return ServiceError("transient", type(exc).__name__, operation)
+        # No answer: the request may have reached the service (a read timeout, a connection closed mid-answer).
+        return ServiceError("transient", type(exc).__name__, operation, outcome_unknown=True)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return ServiceError("denied", "NoCredentials", operation)
     return ServiceError("permanent", type(exc).__name__, operation)
@@ -408,11 +413,37 @@ _SERVICES = ("dynamodb", "sqs", "secretsmanager")
 
 
 def make_client(service: str, session: Any, config: Config, cap: Callable[..., None]) -> Any:
-    """One ``session`` client with ``config``, its ``needs-retry`` answers capped by ``cap`` first."""
+    """One ``session`` client with ``config``, its ``needs-retry`` answers capped by ``cap`` first.
+
+    Its error answers say when an earlier attempt that it retried may have been applied (``classify``).
+    """
     client = session.client(service, config=config)
     service_id = client.meta.service_model.service_id.hyphenize()
     client.meta.events.register_first(f"needs-retry.{service_id}", cap)
+    client.meta.events.register(f"needs-retry.{service_id}", _note_outcome_unknown)
+    client.meta.events.register(f"after-call.{service_id}", _report_outcome_unknown)
     return client
+
+
+# Set in a call's request context once one of its attempts may have been applied, and copied into the
+# ResponseMetadata of the error answer the call ends with: a throttled retry of a timed-out write is no proof
+# that the write was not applied.
+_OUTCOME_UNKNOWN = "OutcomeUnknown"
+
+
+def _note_outcome_unknown(
+    request_dict: Any = None, response: Any = None, caught_exception: Any = None, **_: Any
+) -> None:
+    """``needs-retry``: mark the call when this attempt got no answer, or a 5xx one."""
+    status = getattr(response[0], "status_code", 0) if response else 0
+    if request_dict is not None and (caught_exception is not None or status >= 500):
+        request_dict["context"][_OUTCOME_UNKNOWN] = True
+
+
+def _report_outcome_unknown(parsed: Any = None, context: Any = None, **_: Any) -> None:
+    """``after-call``: the error answer of a marked call carries the mark to ``classify``."""
+    if context and context.get(_OUTCOME_UNKNOWN) and isinstance(parsed, dict) and "Error" in parsed:
+        parsed.setdefault("ResponseMetadata", {})[_OUTCOME_UNKNOWN] = True
 
 
 def make_clients(settings: AwsSettings, session: Any | None = None) -> tuple[Any, Any, Any]:

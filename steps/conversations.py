@@ -19,7 +19,7 @@ from engine.expressions import Expression
 from engine.ports import ItemRequest, ServiceError, json_safe
 from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.replay import KEY as REPLAY_KEY
-from steps.replay import REPLAY, replay_of
+from steps.replay import READ_RECORD, REPLAY, replay_of
 from steps.support import expression_param, secret_pattern, service_failure, table_name
 
 __all__ = [
@@ -318,6 +318,7 @@ class ConversationGet:
             conversation, record = db_call(lambda: ctx.services.tables.get_items(requests))
             if replay_of(record, ctx.services.clock.now().timestamp()):
                 return StepResult(outcome=REPLAY, stop=True, decision="replay of an accepted message")
+            ctx.private[READ_RECORD] = record
             item = _found(conversation)
         if self._attributes is not None:
             ctx.private[_WHOLE] = lambda: self._read(ctx, key, None)

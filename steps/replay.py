@@ -6,18 +6,28 @@ message is a replay once ``replay_after`` has passed. Until then it is taken for
 delivery that failed or died (Twilio makes every attempt within 15 s), and handled as a re-delivery.
 
 The record is written with the stage row and the trigger lock (one parallel group: no extra round trip) and
-only if absent, so ``replay_after`` is that of the first acceptance and replays cannot push it back. If the
-run then fails, the record it wrote is released with the lock, so the retry (or a replay after a repair) completes
-the message. A record is its writer's, as a lock is its holder's: a repeat that found it recorded never releases it
-(a failed re-delivery must not reopen an accepted message to replays), and a release deletes only a record carrying
-its own run's ``recorded_at``. ``conversations.get`` reads the record in the same batch as the conversation
-(``replay_of``).
+only if absent, so ``replay_after`` is that of the first acceptance and replays cannot push it back. Every write
+carries ``writer``, an id drawn for the run (``Services.ids``): a record is its writer's, as a lock is its
+holder's, and a release deletes only a record carrying its own run's ``writer``. If the run then fails, the record
+it wrote is released with the lock, so the retry (or a replay after a repair) completes the message. A write that
+failed with its outcome unknown (a timeout, a lost or 5xx answer: ``ServiceError.outcome_unknown``) is released
+the same way; one refused with an error answer (throttling) wrote nothing and releases nothing.
+
+A repeat that found the message recorded never releases the record (a failed re-delivery must not reopen an
+accepted message to replays). If it succeeds, it takes the record over (``Context.on_success``: one more write,
+on re-deliveries only): it writes the record as its own, keeping the ``replay_after`` that ``conversations.get``
+read (``READ_RECORD``; its own when the record landed after that read, a moment ago). So the first attempt, still
+running on another container when Twilio's retry completed the message, cannot release the record when it fails
+later, nor leave the message unrecorded if it released it already. A takeover that fails is logged and leaves the
+record as it was.
 
 With ``until: confirmed`` (for providers that retry late, over days, as SendGrid does) time plays no part: the
 record is written ``pending`` (a repeat is a re-delivery, so the retry of a run that died completes the message)
-and marked ``confirmed`` once the run has succeeded (``Context.on_success``; a repeat is then a replay). That is
-one more write after the run, and a confirmation that fails leaves the record pending (logged): a replay of that
-one message is then handled as a re-delivery, as without a record.
+and marked ``confirmed`` once the run has succeeded (``Context.on_success``; a repeat is then a replay). Any run
+that succeeded confirms, whoever wrote the record, and writes it afresh if a failed run released it meanwhile; a
+release deletes a record only while it is pending, so a confirmed record is never deleted. That is one more write
+after the run, and a confirmation that fails leaves the record as it was (logged): a replay of that one message is
+then handled as a re-delivery, as without a record.
 
 A message the rules refuse (a locked conversation, a paused project) is recorded too, by ``replay.refusals``: a
 capture of it replayed once the conversation changed would otherwise be decided afresh, and accepted. It costs a
@@ -31,7 +41,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from engine.conditions import AttributeEquals, AttributeNotExists
+from engine.conditions import AllOf, AnyOf, AttributeEquals, AttributeNotExists
 from engine.context import Context, StepResult
 from engine.errors import CODE_PATTERN, StepFailure, TransientFault
 from engine.ports import ServiceError
@@ -39,11 +49,15 @@ from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.stage import STAGE_ERROR, STAGE_TRANSIENT
 from steps.support import service_failure, table_name
 
-__all__ = ["KEY", "REPLAY", "ReplayRecord", "ReplayRefusals", "replay_of"]
+__all__ = ["KEY", "READ_RECORD", "REPLAY", "WRITER", "ReplayRecord", "ReplayRefusals", "replay_of"]
 
 logger = logging.getLogger("steps.replay")
 
 KEY = "message_sid"
+# The attribute naming the run that wrote a record (its id from ``Services.ids``): only that run releases it.
+WRITER = "writer"
+# Where ``conversations.get`` leaves the record it read (``Context.private``), for a takeover to keep its times.
+READ_RECORD = "replay_record_read"
 # The success outcome of a replay: answered as any success (Twilio: empty TwiML), nothing written or sent.
 REPLAY = "REPLAY"
 # The states of a record kept ``until: confirmed``.
@@ -98,12 +112,12 @@ class _Records:
         self._horizon = int(params.get("horizon_seconds", 604800))
         self._grace = int(params.get("retry_grace_seconds", 30))
 
-    def _item(self, sid: str, now: int, *, pending: bool = False) -> dict[str, Any]:
-        """A record of ``sid`` written at ``now`` (epoch seconds).
+    def _item(self, sid: str, now: int, writer: str, *, pending: bool = False) -> dict[str, Any]:
+        """A record of ``sid`` written at ``now`` (epoch seconds) by the run ``writer``.
 
         A repeat is a replay after the grace or, for a ``pending`` record, once the record is confirmed.
         """
-        item: dict[str, Any] = {KEY: sid, "recorded_at": now, "expires_at": now + self._horizon}
+        item: dict[str, Any] = {KEY: sid, WRITER: writer, "recorded_at": now, "expires_at": now + self._horizon}
         item.update({"state": PENDING} if pending else {"replay_after": now + self._grace})
         return item
 
@@ -140,14 +154,17 @@ class ReplayRecord(_Records):
     def run(self, ctx: Context) -> StepResult:
         sid = ctx.doc["request"]["message_sid"]
         now = int(ctx.services.clock.now().timestamp())
-        item = self._item(sid, now, pending=self._confirmed)
+        writer = ctx.services.ids()
+        item = self._item(sid, now, writer, pending=self._confirmed)
         tables = ctx.services.tables
+        mine = AttributeEquals(WRITER, writer)
+        owned = AllOf((mine, AttributeEquals("state", PENDING))) if self._confirmed else mine
 
         def release() -> None:
             # A record left behind by a failed run would refuse the retry that completes the message; only this
-            # run's own record goes (another run's, written since a timed-out write of this one, stays).
+            # run's own record goes (another run's, or one confirmed, stays).
             try:
-                tables.delete_item(self._table, {KEY: sid}, AttributeEquals("recorded_at", now))
+                tables.delete_item(self._table, {KEY: sid}, owned)
             except ServiceError as exc:
                 raise TransientFault(
                     STAGE_TRANSIENT.code, f"replay record release failed: {exc.code}", exc.code
@@ -156,31 +173,44 @@ class ReplayRecord(_Records):
         try:
             written = tables.put_item(self._table, item, AttributeNotExists(KEY))
         except ServiceError as exc:
-            if exc.transient:
-                ctx.on_failure("release replay record", release)  # a timed-out write may still have been applied
+            if exc.outcome_unknown:
+                ctx.on_failure("release replay record", release)  # the write may have been applied all the same
             raise service_failure(exc, STAGE_TRANSIENT.code, STAGE_ERROR.code, "replay record") from None
         if written:
             ctx.on_failure("release replay record", release)
         if self._confirmed:
-            ctx.on_success("confirm replay record", lambda: self._confirm(ctx, sid))
+            ctx.on_success("confirm replay record", lambda: self._confirm(ctx, sid, writer))
+        elif not written:
+            ctx.on_success("take over replay record", lambda: self._take_over(ctx, item))
         return StepResult(output={"recorded": written}, decision="recorded" if written else "already recorded")
 
-    def _confirm(self, ctx: Context, sid: str) -> None:
-        """Mark the message's pending record confirmed: every later request for it is a replay.
+    def _take_over(self, ctx: Context, item: Mapping[str, Any]) -> None:
+        """Write the record of a message this run completed as its own, with the first acceptance's ``replay_after``.
 
-        Any successful run may confirm a pending record (the re-delivery that completed a message whose first
-        run died, say); a confirmed record stays as it is.
+        Another run's record may be released when that run fails, or may be gone already: this run's stays.
+        """
+        read = ctx.private.get(READ_RECORD)
+        kept = {"replay_after": read["replay_after"]} if read is not None and "replay_after" in read else {}
+        ctx.services.tables.put_item(self._table, {**item, **kept})
+
+    def _confirm(self, ctx: Context, sid: str, writer: str) -> None:
+        """Mark the message's record confirmed: every later request for it is a replay.
+
+        Any successful run confirms a pending record (the re-delivery that completed a message whose first run
+        died, say), or writes it confirmed if a failed run released it meanwhile; a confirmed record stays as it is.
         """
         moment = ctx.services.clock.now().timestamp()
         now = int(moment)
         item = {
             KEY: sid,
+            WRITER: writer,
             "recorded_at": now,
             "state": CONFIRMED,
             "confirmed_at_ms": int(moment * 1000),
             "expires_at": now + self._horizon,
         }
-        ctx.services.tables.put_item(self._table, item, AttributeEquals("state", PENDING))
+        condition = AnyOf((AttributeNotExists(KEY), AttributeEquals("state", PENDING)))
+        ctx.services.tables.put_item(self._table, item, condition)
 
 
 @register(
@@ -223,7 +253,8 @@ class ReplayRefusals(_Records):
         failure = ctx.failure
         if not isinstance(failure, StepFailure) or failure.code not in self._codes:
             return
-        item = self._item(ctx.doc["request"]["message_sid"], int(ctx.services.clock.now().timestamp()))
+        now = int(ctx.services.clock.now().timestamp())
+        item = self._item(ctx.doc["request"]["message_sid"], now, ctx.services.ids())
         item["refused"] = failure.code
         try:
             ctx.services.tables.put_item(self._table, item, AttributeNotExists(KEY))

@@ -1,4 +1,10 @@
-"""Real processes for the integration tests: moto's standalone server and ``pipeline-serve``, torn down always."""
+"""Real processes for the integration tests: moto's standalone server and ``pipeline-serve``, torn down always.
+
+``moto_endpoint`` is moto's server in a thread of the test process instead, for the tests that run many containers
+at once: one gap of moto is closed there. moto evaluates a write's condition and then writes, without a lock, so
+two concurrent conditional writes can both pass (DynamoDB applies conditional writes to an item one at a time);
+the fixture serializes moto's DynamoDB writes, which restores that guarantee and nothing more.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,12 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +26,8 @@ from urllib.parse import urlencode
 
 import boto3
 import pytest
+from moto.dynamodb.models import DynamoDBBackend
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from tests.support.webhooks import sign
 from tests.support.world import World
@@ -203,3 +213,49 @@ def serve(moto_server: Moto, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield server
     finally:
         stop(server.process)
+
+
+def _serialized(write: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
+    def atomic(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return write(*args, **kwargs)
+
+    return atomic
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server in a thread, its conditional writes atomic as DynamoDB's are."""
+    lock = threading.Lock()
+    patch = pytest.MonkeyPatch()
+    for name in ("put_item", "delete_item", "update_item"):
+        patch.setattr(DynamoDBBackend, name, _serialized(getattr(DynamoDBBackend, name), lock))
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        patch.undo()
+
+
+# The batching window of the ``world`` fixture's pipelines.
+WINDOW_SECONDS = 10
+
+
+@pytest.fixture
+def world(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """The contract's resources (names of their own) in ``moto_endpoint``, the Lambda environment pointing at them."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    session = boto3.session.Session()
+    dynamodb, sqs, secretsmanager = (session.client(name) for name in ("dynamodb", "sqs", "secretsmanager"))
+    resources = provision(dynamodb, sqs, prefix=f"c{uuid.uuid4().hex[:8]}-")
+    for name, value in resources.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BATCH_WINDOW_SECONDS", str(WINDOW_SECONDS))
+    world = World(dynamodb, sqs, secretsmanager, resources)
+    world.add_default_secrets()
+    yield world
+    for name in world.secretsmanager.list_secrets()["SecretList"]:
+        world.secretsmanager.delete_secret(SecretId=name["ARN"], ForceDeleteWithoutRecovery=True)

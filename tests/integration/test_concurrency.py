@@ -4,10 +4,8 @@ Every delivery runs in its own thread on its own container (configuration, boto3
 its own, as separate Lambda containers), all released at once by a barrier. The server's conditional writes
 decide who takes the trigger lock, as DynamoDB's would.
 
-The server is ``moto.server.ThreadedMotoServer`` in this process, so that one gap of moto can be closed: moto
-evaluates a write's condition and then writes, without a lock, so two concurrent conditional writes can both
-pass (DynamoDB applies conditional writes to an item one at a time). The fixture serializes moto's DynamoDB
-writes, which restores that guarantee and nothing more.
+The server is ``moto.server.ThreadedMotoServer`` in this process, its DynamoDB writes serialized as DynamoDB
+applies conditional writes to an item (the ``moto_endpoint`` and ``world`` fixtures, ``conftest.py``).
 """
 
 from __future__ import annotations
@@ -16,13 +14,11 @@ import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import boto3
 import pytest
-from moto.dynamodb.models import DynamoDBBackend
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from engine.config import load_config
 from runtime.app import Application, live_services
@@ -30,53 +26,8 @@ from tests.support.faults import ROOT
 from tests.support.logscan import forbid
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
-from tools.localaws import provision
 
 pytestmark = pytest.mark.integration
-
-WINDOW_SECONDS = 10
-
-
-def _serialized(write: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
-    def atomic(*args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return write(*args, **kwargs)
-
-    return atomic
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """moto's server in a thread, its conditional writes atomic as DynamoDB's are."""
-    lock = threading.Lock()
-    patch = pytest.MonkeyPatch()
-    for name in ("put_item", "delete_item", "update_item"):
-        patch.setattr(DynamoDBBackend, name, _serialized(getattr(DynamoDBBackend, name), lock))
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-        patch.undo()
-
-
-@pytest.fixture
-def world(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    """The contract's resources (names of their own) in the server, and the Lambda environment pointing at them."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    session = boto3.session.Session()
-    dynamodb, sqs, secretsmanager = (session.client(name) for name in ("dynamodb", "sqs", "secretsmanager"))
-    resources = provision(dynamodb, sqs, prefix=f"c{uuid.uuid4().hex[:8]}-")
-    for name, value in resources.environment().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("BATCH_WINDOW_SECONDS", str(WINDOW_SECONDS))
-    world = World(dynamodb, sqs, secretsmanager, resources)
-    world.add_default_secrets()
-    yield world
-    for name in world.secretsmanager.list_secrets()["SecretList"]:
-        world.secretsmanager.delete_secret(SecretId=name["ARN"], ForceDeleteWithoutRecovery=True)
 
 
 def deliver_concurrently(events: Sequence[dict[str, Any]]) -> list[str]:

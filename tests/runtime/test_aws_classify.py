@@ -5,6 +5,9 @@ the error reaches the adapter as it does in the Lambda (a client configured as t
 a botocore hook).
 Before the fix, an error the service models as retryable (DynamoDB's ``ReplicatedWriteConflictException``)
 and a 429 whose code the operation does not model were final: a stage write answered 200 and lost the message.
+
+A failed write's outcome is unknown (it may have been applied) when an attempt got no answer or a 5xx one;
+error answers alone (throttling) mean nothing was written: ``replay.record`` releases a record only then.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.retries.standard import RetryContext, StandardRetryConditions
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ReadTimeoutError
+from botocore.retries.standard import ExponentialBackoff, RetryContext, StandardRetryConditions
 
 from engine.calls import CallLimits
 from engine.ports import ServiceError
-from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, botocore_config
+from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, botocore_config, make_client
 from tests.support.aws import error_response
+from tests.support.faults import error_answer
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/000000000000/q"
 CALLS: dict[str, Callable[[Any], Any]] = {
@@ -73,3 +79,39 @@ def test_an_error_is_transient_exactly_when_botocore_retries_it(call: str, code:
 
     assert raised.value.code == code
     assert raised.value.transient == _botocore_retries(client, operation, code, status)
+
+
+# What each attempt of a PutItem meets: an error answer, or no answer (the read timed out).
+ATTEMPTS = {
+    "throttled twice": (("throttling", "throttling"), False),
+    "refused": (("access_denied",), False),
+    "throttled, then refused": (("throttling", "access_denied"), False),
+    "5xx twice": (("server_error", "server_error"), True),
+    "timed out twice": (("read_timeout", "read_timeout"), True),
+    "timed out, then throttled": (("read_timeout", "throttling"), True),
+    "5xx, then throttled": (("server_error", "throttling"), True),
+}
+
+
+@pytest.mark.parametrize(("answers", "unknown"), ATTEMPTS.values(), ids=ATTEMPTS.keys())
+def test_a_write_may_have_been_applied_when_an_attempt_got_no_answer_or_a_5xx(
+    monkeypatch: pytest.MonkeyPatch, answers: tuple[str, ...], unknown: bool
+) -> None:
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+    session = boto3.session.Session(region_name="us-east-1")
+    client = make_client("dynamodb", session, botocore_config(CallLimits()), lambda **_: None)
+    left = list(answers)
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        kind = left.pop(0)
+        if kind == "read_timeout":
+            raise ReadTimeoutError(endpoint_url=request.url)
+        return error_answer("dynamodb", kind, request.url)
+
+    client.meta.events.register_first("before-send.dynamodb.PutItem", answer)
+
+    with pytest.raises(ServiceError) as raised:
+        DynamoTables(client).put_item("t", {"k": "v"})
+
+    assert left == []
+    assert raised.value.outcome_unknown is unknown

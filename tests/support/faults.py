@@ -12,6 +12,9 @@ the fault claims never arrived); without ``mock_aws`` the request goes over HTTP
 - ``slow``: AWS answers after ``delay`` seconds; ``hang``: the read times out after ``delay`` seconds;
 - ``crash``: the call succeeds, then the process dies (``SimulatedCrash``, a BaseException no
   ``except Exception`` catches, so no compensation runs, as in a real process death).
+
+A ``Gate`` holds a client's calls of one operation until the test opens it: interleavings of concurrent
+deliveries are driven by explicit order, never by sleeps racing each other.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ __all__ = [
     "Fault",
     "FaultInjector",
     "FaultKind",
+    "Gate",
     "SimulatedCrash",
     "error_answer",
     "new_container",
@@ -301,6 +305,31 @@ class FaultInjector:
                 self._idle.notify_all()
 
         return finish
+
+
+class Gate:
+    """Holds every call of ``operation`` on ``client`` (a boto3 client) until ``open``; ``reached`` once one waits."""
+
+    def __init__(self, client: Any, operation: str, timeout: float = 30.0) -> None:
+        self.reached = threading.Event()
+        self._opened = threading.Event()
+        self._timeout = timeout
+        service_id = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register(f"before-call.{service_id}.{operation}", self._hold)
+
+    def _hold(self, **_: Any) -> None:
+        self.reached.set()
+        if not self._opened.wait(self._timeout):
+            raise TimeoutError(f"the gate stayed closed for {self._timeout} s")
+
+    def wait(self) -> None:
+        """Until a call waits at the gate."""
+        if not self.reached.wait(self._timeout):
+            raise TimeoutError(f"no call reached the gate in {self._timeout} s")
+
+    def open(self) -> None:
+        """Let the held call (and every later one) through."""
+        self._opened.set()
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,13 @@ __all__ = [
 ]
 
 PLACEHOLDER_SIGNATURE = "skipped-by-pipeline-dryrun"
+# The id of every dry-run run (``Services.ids``): events replay one at a time, so no two runs race for a record,
+# and the same event writes the same rows in every lane and every run of the tool.
+DRY_RUN_ID = "pipeline-dryrun"
+
+
+def _dry_run_id() -> str:
+    return DRY_RUN_ID
 
 
 class ReplayClock:
@@ -179,7 +186,9 @@ def _world_lane(
     journal = Journal()
     tables = RecordingTables(ports.tables, journal, ports.schemas, keep_undo=independent)
     cache = _warm_cache(ports.secrets, list(world.secrets), scrubber, clock)
-    services = Services(tables=tables, queues=RecordingQueues(ports.queues, journal), secrets=cache, clock=clock)
+    services = Services(
+        tables=tables, queues=RecordingQueues(ports.queues, journal), secrets=cache, clock=clock, ids=_dry_run_id
+    )
     application, skipped, uses = _application(configs, services, skip_signature)
 
     def reset() -> None:
@@ -245,7 +254,7 @@ def _planning_lane(
 ) -> Lane:
     journal = Journal()
     tables = PlanningTables(reads, journal, describe)
-    services = Services(tables=tables, queues=PlanningQueues(journal), secrets=secrets, clock=clock)
+    services = Services(tables=tables, queues=PlanningQueues(journal), secrets=secrets, clock=clock, ids=_dry_run_id)
     application, skipped, uses = _application(configs, services, skip_signature)
 
     def prober(others: Sequence[AppConfig]) -> Lane:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from tests.support.expect import raises_code, twiml_response
-from tests.support.timeline import consume, later
+from tests.support.timeline import FixedClock, consume, later
 from tests.support.webhooks import rest_event, whatsapp_params
 from tools.localaws import to_dynamo
 
@@ -117,12 +118,12 @@ def test_a_failed_redelivery_leaves_the_first_acceptances_record(world, lambda_h
 
 
 def test_a_release_never_deletes_a_record_another_run_wrote_since(world, lambda_handler, aws, outcomes):
-    # This run's record write failed transiently (it may have landed), so the run releases it as it fails; meanwhile
-    # another delivery recorded the message. The release is conditional on this run's own acceptance time.
+    # This run's record write failed with its outcome unknown (a 5xx: it may have landed), so the run releases it as
+    # it fails; meanwhile another delivery recorded the message. The release is conditional on this run's writer id.
     world.add_conversation()
     world.add_default_secrets()
     event = rest_event("whatsapp", whatsapp_params(sid=SID))
-    theirs = {"message_sid": SID, "recorded_at": int(time.time()) + 5, "replay_after": 0, "expires_at": 2**31}
+    theirs = {"message_sid": SID, "recorded_at": int(time.time()), "replay_after": 0, "expires_at": 2**31}
 
     def recorded_by_another_run(params: dict) -> bool:
         if params.get("TableName") != world.resources.replay_table:
@@ -130,9 +131,73 @@ def test_a_release_never_deletes_a_record_another_run_wrote_since(world, lambda_
         world.dynamodb.put_item(TableName=world.resources.replay_table, Item=to_dynamo(theirs))
         return True
 
-    aws.fail("dynamodb.PutItem", "ProvisionedThroughputExceededException", 400, where=recorded_by_another_run)
+    aws.fail("dynamodb.PutItem", "InternalServerError", 500, where=recorded_by_another_run)
     raises_code("STAGE_WRITE_TRANSIENT_ERROR", lambda: lambda_handler(event, None))
     assert world.replay_rows() == [theirs]
+    assert aws.count("dynamodb.DeleteItem") == 2  # the lock's release, and the record's (which found theirs)
+
+
+def frozen_at(seconds: float) -> FixedClock:
+    """The container's wall clock, frozen ``seconds`` into the current second (moved on by hand)."""
+    import handler
+
+    clock = FixedClock(datetime.fromtimestamp(int(time.time()) + seconds, UTC))
+    handler._application.replace_services(clock=clock)
+    return clock
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "released"),
+    [("ProvisionedThroughputExceededException", 400, False), ("InternalServerError", 500, True)],
+    ids=["refused", "outcome_unknown"],
+)
+def test_a_copy_whose_record_write_failed_keeps_the_record_a_copy_wrote_in_the_same_second(
+    world, lambda_handler, aws, outcomes, code, status, released
+):
+    # Ownership was the acceptance's second (recorded_at): a second copy whose own write failed in that same second
+    # deleted the first copy's record as it failed, and a capture replayed after the grace was accepted again. A
+    # write refused with an error answer (throttled) wrote nothing: it releases nothing. One whose outcome is unknown
+    # releases only a record carrying its own run's writer id.
+    world.add_conversation()
+    world.add_default_secrets()
+    event = rest_event("whatsapp", whatsapp_params(sid=SID))
+    clock = frozen_at(0.1)
+    lambda_handler(event, None)
+    [accepted] = world.replay_rows()
+
+    clock.advance(0.8)  # the same second
+    aws.calls.clear()
+    aws.fail("dynamodb.PutItem", code, status, where=lambda params: params["TableName"] == world.resources.replay_table)
+    raises_code("STAGE_WRITE_TRANSIENT_ERROR", lambda: lambda_handler(event, None))
+    assert world.replay_rows() == [accepted]
+    record_releases = [p for p in aws.of("dynamodb.DeleteItem") if p["TableName"] == world.resources.replay_table]
+    assert len(record_releases) == int(released)
+
+    clock.advance(3600)
+    assert lambda_handler(event, None) == twiml_response()
+    assert outcomes()[-1] == ("REPLAY", None)
+    assert len(world.sent("whatsapp")) == 1
+
+
+def test_a_redelivery_that_completes_the_message_takes_its_record_over(world, lambda_handler, aws, outcomes):
+    # The first attempt may still be running on another container, and release its record when it fails: the
+    # re-delivery that completed the message writes the record as its own (one more write, re-deliveries only),
+    # keeping the first acceptance's replay_after.
+    world.add_conversation()
+    world.add_default_secrets()
+    event = rest_event("whatsapp", whatsapp_params(sid=SID))
+    lambda_handler(event, None)
+    [first] = world.replay_rows()
+    writes = aws.count("dynamodb.PutItem")
+
+    later(10)
+    aws.calls.clear()
+    lambda_handler(event, None)
+    assert outcomes() == [("QUEUED", None), ("QUEUED", None)]
+    [taken] = world.replay_rows()
+    assert taken["writer"] != first["writer"] and taken["replay_after"] == first["replay_after"]
+    assert aws.count("dynamodb.PutItem") == writes + 1 and aws.count("dynamodb.DeleteItem") == 0
+    assert aws.of("dynamodb.PutItem")[-1]["Item"]["writer"] == {"S": taken["writer"]}
 
 
 @pytest.mark.parametrize(("seconds", "outcome"), [(10, "QUEUED"), (31, "REPLAY")])
