@@ -1,56 +1,113 @@
-"""The contract's AWS resources, created in an emulator (moto in-process or its server).
+"""The pipelines' AWS resources, created in an emulator (moto in-process or its server).
 
-Used by the tests, the dry-run's in-memory world and ``pipeline-serve``: one definition of the
-conversations table (with its WhatsApp, SMS and email GSIs), the stage, lock and replay-record tables and
-the four queues.
+Used by the tests, the dry-run's in-memory world and ``pipeline-serve``: the tables, GSIs and queues are
+those the pipelines declare (``tools.needs``: by default the shipped ``pipelines/*.yaml``), so a new
+pipeline's index or queue is created with no edit here.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 
-__all__ = ["LocalResources", "dynamo_safe", "provision", "put_items", "put_secrets", "to_dynamo"]
+from tools.needs import IndexNeed, Needs, TableNeed, shipped_needs
 
-# (index, hash key, range key) of the conversations table's GSIs (projection ALL).
-_CONVERSATION_INDEXES = (
-    ("company-whatsapp-number-recipient-tel-index", "gsi_company_whatsapp_number", "gsi_recipient_tel"),
-    ("company-sms-number-recipient-tel-index", "gsi_company_sms_number", "gsi_recipient_tel"),
-    ("company-email-address-recipient-email-index", "gsi_company_email_address", "gsi_recipient_email"),
-)
-_QUEUES = ("whatsapp", "sms", "handoff", "email")
+__all__ = [
+    "LocalResources",
+    "MissingResource",
+    "dynamo_safe",
+    "local_resources",
+    "missing_resources",
+    "provision",
+    "put_items",
+    "put_secrets",
+    "to_dynamo",
+]
+
+
+class MissingResource(LookupError):
+    """A table role or environment variable that no loaded pipeline declares."""
 
 
 @dataclass(frozen=True)
 class LocalResources:
-    """Names and URLs of the provisioned resources, as the Lambda's environment would carry them."""
+    """Names and URLs of the provisioned resources, as the Lambda's environment would carry them.
 
-    conversations_table: str
-    stage_table: str
-    lock_table: str
-    whatsapp_queue_url: str
-    sms_queue_url: str
-    handoff_queue_url: str
-    email_queue_url: str
-    replay_table: str
+    ``tables`` maps each role (the name under a pipeline's ``tables:``) to its table; ``variables`` maps each
+    environment variable the pipelines read a table name or queue URL from to its value; ``queues`` are the URLs.
+    """
+
+    tables: Mapping[str, str] = field(default_factory=dict)
+    variables: Mapping[str, str] = field(default_factory=dict)
+    queues: tuple[str, ...] = ()
 
     def environment(self) -> dict[str, str]:
-        """The contract's environment variables pointing at these resources."""
-        return {
-            "CONVERSATIONS_TABLE_NAME": self.conversations_table,
-            "STAGE_TABLE_NAME": self.stage_table,
-            "LOCK_TABLE_NAME": self.lock_table,
-            "WHATSAPP_QUEUE_URL": self.whatsapp_queue_url,
-            "SMS_QUEUE_URL": self.sms_queue_url,
-            "HANDOFF_QUEUE_URL": self.handoff_queue_url,
-            "EMAIL_QUEUE_URL": self.email_queue_url,
-            "REPLAY_TABLE_NAME": self.replay_table,
-        }
+        """The environment variables (contract §1, and any a new pipeline reads) pointing at these resources."""
+        return dict(self.variables)
+
+    def table(self, role: str) -> str:
+        """The table of ``role``; MissingResource when no pipeline declares it."""
+        if role not in self.tables:
+            declared = ", ".join(self.tables) or "none"
+            raise MissingResource(f"no pipeline declares a {role!r} table under tables: (declared: {declared})")
+        return self.tables[role]
+
+    def variable(self, name: str) -> str:
+        """The value of environment variable ``name``; MissingResource when no pipeline reads it."""
+        if name not in self.variables:
+            raise MissingResource(f"no pipeline reads a table name or queue URL from {name}")
+        return self.variables[name]
+
+    @property
+    def conversations_table(self) -> str:
+        return self.table("conversations")
+
+    @property
+    def stage_table(self) -> str:
+        return self.table("stage")
+
+    @property
+    def lock_table(self) -> str:
+        return self.table("lock")
+
+    @property
+    def replay_table(self) -> str:
+        return self.table("replay")
+
+    @property
+    def whatsapp_queue_url(self) -> str:
+        return self.variable("WHATSAPP_QUEUE_URL")
+
+    @property
+    def sms_queue_url(self) -> str:
+        return self.variable("SMS_QUEUE_URL")
+
+    @property
+    def handoff_queue_url(self) -> str:
+        return self.variable("HANDOFF_QUEUE_URL")
+
+    @property
+    def email_queue_url(self) -> str:
+        return self.variable("EMAIL_QUEUE_URL")
+
+
+def _table_name(table: TableNeed, prefix: str) -> str:
+    # A name written literally in the pipeline is the pipeline's own: kept as is.
+    return f"{prefix}{table.name}" if table.env is not None else table.name
+
+
+def local_resources(queue_url: Callable[[str], str], prefix: str = "", needs: Needs | None = None) -> LocalResources:
+    """The resources ``provision`` creates, named without creating anything; ``queue_url`` maps a queue's name."""
+    needs = needs if needs is not None else shipped_needs()
+    tables = {table.role: _table_name(table, prefix) for table in needs.tables}
+    variables = {table.env: tables[table.role] for table in needs.tables if table.env is not None}
+    urls = {queue.env: queue_url(f"{prefix}{queue.name}") for queue in needs.queues}
+    return LocalResources(tables, {**variables, **urls}, tuple(urls.values()))
 
 
 def _create_table(dynamodb: Any, **request: Any) -> bool:
@@ -64,67 +121,114 @@ def _create_table(dynamodb: Any, **request: Any) -> bool:
     return True
 
 
-def _create_keyed_table(dynamodb: Any, name: str, *key: str) -> bool:
-    """Create an on-demand table keyed by the string attributes ``key`` (hash, then range); as ``_create_table``."""
-    return _create_table(
-        dynamodb,
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": attribute, "AttributeType": "S"} for attribute in key],
-        KeySchema=[
-            {"AttributeName": attribute, "KeyType": kind}
-            for attribute, kind in zip(key, ("HASH", "RANGE"), strict=False)
-        ],
-    )
-
-
 def _error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
-def provision(dynamodb: Any, sqs: Any, prefix: str = "") -> LocalResources:
-    """Create the tables and queues (in an emulator; those that exist are kept) and return their names."""
-    conversations = f"{prefix}conversations"
-    _create_table(
-        dynamodb,
-        TableName=conversations,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"}
-            for name in dict.fromkeys(
-                ["primary_channel", "conversation_id", *(key for _, h, r in _CONVERSATION_INDEXES for key in (h, r))]
+def _attributes(*keys: str) -> list[dict[str, str]]:
+    return [{"AttributeName": key, "AttributeType": "S"} for key in dict.fromkeys(keys)]
+
+
+def _index(index: IndexNeed) -> dict[str, Any]:
+    return {
+        "IndexName": index.name,
+        "KeySchema": [
+            {"AttributeName": index.hash_key, "KeyType": "HASH"},
+            {"AttributeName": index.range_key, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+
+
+def _create_needed_table(dynamodb: Any, table: TableNeed, name: str) -> bool:
+    """Create ``table`` (on demand, string keys, its GSIs with projection ALL); as ``_create_table``."""
+    request: dict[str, Any] = {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": _attributes(
+            *table.key, *(key for index in table.indexes for key in (index.hash_key, index.range_key))
+        ),
+        "KeySchema": [
+            {"AttributeName": key, "KeyType": kind} for key, kind in zip(table.key, ("HASH", "RANGE"), strict=False)
+        ],
+    }
+    if table.indexes:
+        request["GlobalSecondaryIndexes"] = [_index(index) for index in table.indexes]
+    return _create_table(dynamodb, **request)
+
+
+def _add_indexes(dynamodb: Any, table: TableNeed, name: str) -> None:
+    """Give an existing table the GSIs it lacks (one per UpdateTable, as DynamoDB allows)."""
+    existing = dynamodb.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", [])
+    present = {index["IndexName"] for index in existing}
+    for index in table.indexes:
+        if index.name not in present:
+            dynamodb.update_table(
+                TableName=name,
+                AttributeDefinitions=_attributes(index.hash_key, index.range_key),
+                GlobalSecondaryIndexUpdates=[{"Create": _index(index)}],
             )
-        ],
-        KeySchema=[
-            {"AttributeName": "primary_channel", "KeyType": "HASH"},
-            {"AttributeName": "conversation_id", "KeyType": "RANGE"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": index,
-                "KeySchema": [
-                    {"AttributeName": hash_key, "KeyType": "HASH"},
-                    {"AttributeName": range_key, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-            for index, hash_key, range_key in _CONVERSATION_INDEXES
-        ],
-    )
-    stage, lock = f"{prefix}conversations-stage", f"{prefix}conversations-trigger-lock"
-    new_stage = _create_keyed_table(dynamodb, stage, "conversation_id", "message_sid")
-    new_lock = _create_keyed_table(dynamodb, lock, "conversation_id")
-    replay = f"{prefix}conversations-replay"
-    new_replay = _create_keyed_table(dynamodb, replay, "message_sid")
-    for table, new in ((stage, new_stage), (lock, new_lock), (replay, new_replay)):
-        if not new:
+
+
+def provision(dynamodb: Any, sqs: Any, prefix: str = "", needs: Needs | None = None) -> LocalResources:
+    """Create the tables, GSIs and queues ``needs`` lists (default: the shipped pipelines'), in an emulator.
+
+    Those that exist are kept; an existing table gets the GSIs it lacks (a pipeline added since it was made).
+    Returns their names, as ``local_resources`` gives them.
+    """
+    needs = needs if needs is not None else shipped_needs()
+    names = local_resources(lambda name: name, prefix, needs)
+    for table in needs.tables:
+        name = names.tables[table.role]
+        if not _create_needed_table(dynamodb, table, name):
+            _add_indexes(dynamodb, table, name)
+        elif table.expires:
+            dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+            )
+    urls = {queue.env: sqs.create_queue(QueueName=f"{prefix}{queue.name}")["QueueUrl"] for queue in needs.queues}
+    return LocalResources(names.tables, {**names.variables, **urls}, tuple(urls.values()))
+
+
+def missing_resources(dynamodb: Any, sqs: Any, environment: Mapping[str, str], needs: Needs | None = None) -> list[str]:
+    """What the pipelines need that the account at hand lacks: tables, their GSIs, queues; one line each.
+
+    Names come from ``environment`` (as the Lambda's); an unset or empty queue variable is not checked.
+    """
+    needs = needs if needs is not None else shipped_needs()
+    lines: list[str] = []
+    for table in needs.tables:
+        name = environment.get(table.env, "") if table.env is not None else table.name
+        where = f"table {name!r} ({table.env or table.role})"
+        if not name:
+            lines.append(f"{table.env} is not set: no {table.role!r} table")
             continue
-        dynamodb.update_time_to_live(
-            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+        try:
+            described = dynamodb.describe_table(TableName=name)["Table"]
+        except Exception as exc:
+            if _error_code(exc) != "ResourceNotFoundException":
+                raise
+            lines.append(f"{where} does not exist")
+            continue
+        present = {index["IndexName"] for index in described.get("GlobalSecondaryIndexes", [])}
+        lines.extend(
+            f"{where} has no index {index.name!r} (hash {index.hash_key}, range {index.range_key}), "
+            "which a conversations.lookup step queries"
+            for index in table.indexes
+            if index.name not in present
         )
-    whatsapp, sms, handoff, email = (sqs.create_queue(QueueName=f"{prefix}{name}")["QueueUrl"] for name in _QUEUES)
-    return LocalResources(conversations, stage, lock, whatsapp, sms, handoff, email, replay)
+    for queue in needs.queues:
+        url = environment.get(queue.env, "")
+        if not url:
+            continue
+        try:
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        except Exception as exc:
+            if "NonExistentQueue" not in _error_code(exc):
+                raise
+            lines.append(f"queue {url} ({queue.env}) does not exist")
+    return lines
 
 
 def dynamo_safe(value: Any) -> Any:

@@ -11,9 +11,11 @@ outside the routes (``POST /{stage}/<channel>`` for each channel a pipeline serv
 
 AWS, one of:
 
-- ``--moto``: start moto's server inside this process, create the contract's tables and queues there and seed them
-  from a world file (``--world``, else ``examples/world.yaml`` when present);
+- ``--moto``: start moto's server inside this process, create the pipelines' tables, indexes and queues there
+  (``tools.needs``: whatever ``pipelines/*.yaml`` declare) and seed them from a world file (``--world``, else
+  ``examples/world.yaml`` when present);
 - ``--endpoint-url URL``: an emulator that is already running (``--provision`` creates and seeds the resources);
+  a table, index or queue the pipelines need and the emulator lacks is named at start;
 - neither: the account of the default credentials, with the resource names from the environment.
 """
 
@@ -240,7 +242,7 @@ class _Server(ThreadingHTTPServer):
 
 
 def provision_and_seed(endpoint_url: str, region: str, world: WorldSpec | None) -> dict[str, str]:
-    """Create the contract's resources at ``endpoint_url``, seed them, and return the Lambda environment."""
+    """Create the pipelines' resources at ``endpoint_url``, seed them, and return the Lambda environment."""
     import boto3
 
     from tools.dryrun.world import SECTIONS
@@ -255,6 +257,25 @@ def provision_and_seed(endpoint_url: str, region: str, world: WorldSpec | None) 
             put_items(dynamodb, getattr(resources, table_attribute), world.rows.get(section, ()))
         put_secrets(session.client("secretsmanager", endpoint_url=endpoint_url), world.secrets)
     return resources.environment()
+
+
+def _warn_missing(endpoint_url: str, region: str) -> None:
+    """Name each table, index or queue the pipelines need that the emulator lacks (their events would fail)."""
+    import boto3
+    import botocore.exceptions
+
+    from tools.localaws import missing_resources
+
+    session = boto3.session.Session(region_name=region)
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
+    try:
+        missing = missing_resources(dynamodb, session.client("sqs", endpoint_url=endpoint_url), os.environ)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        _say(f"warning: could not check the emulator's tables and queues: {exc}")
+        return
+    if missing:
+        lines = "".join(f"\n  {line}" for line in missing)
+        _say(f"warning: the emulator lacks what the pipelines need (--provision creates it):{lines}")
 
 
 def start_moto(port: int) -> tuple[Any, str]:
@@ -332,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if world is not None:
                     counts = ", ".join(f"{len(rows)} {section}" for section, rows in world.rows.items())
                     _say(f"seeded from {world.file}: {counts}, {len(world.secrets)} secret(s)")
+            _warn_missing(endpoint, region)
         return _serve(args)
     finally:
         if moto_server is not None:

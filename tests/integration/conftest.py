@@ -31,7 +31,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from tests.support.webhooks import sign
 from tests.support.world import World
-from tools.localaws import LocalResources, provision
+from tools.localaws import LocalResources, local_resources, provision
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
@@ -200,13 +200,7 @@ def start_serve(directory: Path, args: list[str], env: Mapping[str, str]) -> Ser
 @pytest.fixture(scope="session")
 def serve(moto_server: Moto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     """``pipeline-serve --endpoint-url <moto>`` with the environment ``provision`` gives the resources."""
-    names = LocalResources(
-        "conversations",
-        "conversations-stage",
-        "conversations-trigger-lock",
-        *(f"{moto_server.endpoint}/123456789012/{name}" for name in ("whatsapp", "sms", "handoff", "email")),
-        replay_table="conversations-replay",
-    )
+    names = local_resources(lambda name: f"{moto_server.endpoint}/123456789012/{name}")
     env = base_env(BATCH_WINDOW_SECONDS="0", LOG_LEVEL="INFO", **names.environment())
     server = start_serve(tmp_path_factory.mktemp("serve"), ["--endpoint-url", moto_server.endpoint], env)
     try:

@@ -22,7 +22,7 @@ from tests.integration.conftest import ROOT, Moto, Serve, base_env, start_serve,
 from tests.support.bundles import BROKEN_ROUTING, VIP_ROUTING, rules_files
 from tests.support.webhooks import whatsapp_params
 from tests.support.world import World
-from tools.localaws import LocalResources
+from tools.localaws import local_resources
 
 pytestmark = pytest.mark.integration
 
@@ -50,13 +50,7 @@ def function(moto_server: Moto, aws: World, tmp_path: Path) -> Iterator[Serve]:
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     aws.add_default_secrets()
     aws.add_conversation(vip=True)
-    names = LocalResources(
-        "conversations",
-        "conversations-stage",
-        "conversations-trigger-lock",
-        *(f"{moto_server.endpoint}/123456789012/{name}" for name in ("whatsapp", "sms", "handoff", "email")),
-        replay_table="conversations-replay",
-    )
+    names = local_resources(lambda name: f"{moto_server.endpoint}/123456789012/{name}")
     env = base_env(RULES_BUCKET=BUCKET, RULES_REFRESH_SECONDS="1", LOG_LEVEL="INFO", **names.environment())
     server = start_serve(tmp_path, ["--endpoint-url", moto_server.endpoint], env)
     try:

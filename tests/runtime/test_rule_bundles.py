@@ -36,6 +36,7 @@ from tests.support.bundles import (
     with_pipeline_file,
     working_copy,
 )
+from tests.support.shipped import pipeline_names
 from tests.support.webhooks import rest_event, sms_params, whatsapp_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,8 +182,7 @@ def test_the_live_bundle_decides_from_the_cold_start(
 def test_every_pipeline_looks_up_its_own_deployment(container: Callable[..., Container]) -> None:
     started = container()
     assert sorted(read["Key"] for read in started.reads) == [
-        "rules/email_inbound/deployment.json",
-        "rules/twilio_inbound/deployment.json",
+        f"rules/{name}/deployment.json" for name in pipeline_names()
     ]
 
 

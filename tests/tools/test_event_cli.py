@@ -365,3 +365,29 @@ def test_emails_masked_as_text_have_their_signature_masked_as_the_capture_does(
         assert headers["x-twilio-email-event-webhook-timestamp"].isdigit()  # signed data, kept for the replay
         body, email, _ = posted(event)
         assert b"Kim Lee" not in body and email.sender == "kim@example.org"
+
+
+def test_the_channels_are_the_pipelines_and_one_without_a_known_parse_step_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tools.dryrun.event_cli as event_cli
+    from tools.needs import pipeline_needs
+
+    text = (ROOT / "pipelines" / "email_inbound.yaml").read_text(encoding="utf-8")
+    fax = tmp_path / "fax_inbound.yaml"
+    fax.write_text(
+        text.replace("channels: [email]", "channels: [fax]")
+        .replace("sendgrid.parse", "fax.parse")
+        .replace("        email:\n", "        fax:\n")
+    )
+    monkeypatch.setattr(
+        event_cli, "shipped_needs", lambda: pipeline_needs([fax, ROOT / "pipelines/twilio_inbound.yaml"])
+    )
+    err = build(capsys, "--channel", "fax", "--from", KIM, "--to", ACME_PARSE, status=2)
+    assert err == (
+        "pipeline-event: error: channel 'fax' is parsed by fax.parse (pipeline email_inbound), which pipeline-event "
+        "cannot build; it builds events for the channels of sendgrid.parse, twilio.parse: sms, whatsapp\n"
+    )
+    with pytest.raises(SystemExit):
+        main(["build", "--channel", "email", "--from", KIM, "--to", ACME_PARSE])
+    assert "invalid choice: 'email' (choose from 'fax', 'sms', 'whatsapp')" in capsys.readouterr().err

@@ -29,6 +29,7 @@ from tests.support.bundles import (
     with_pipeline_file,
     working_copy,
 )
+from tests.support.shipped import pipeline_names
 
 
 @pytest.fixture
@@ -205,7 +206,7 @@ def test_a_misspelt_pipeline_name_is_refused_and_nothing_is_written(ops: Ops, co
     status, out, err = ops.rules("--pipeline", "twilio_inbund", *command)
     assert status == 2, out + err
     assert err.startswith("pipeline-rules: error: unknown pipeline 'twilio_inbund' (did you mean 'twilio_inbound'?)")
-    assert "email_inbound, twilio_inbound" in err
+    assert f"pipelines: {', '.join(pipeline_names())}" in err
     assert ops.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == before
 
 

@@ -1,8 +1,8 @@
 """Where a world lives: moto in this process (the reference) or plain dicts (``--backend memory``).
 
-Both provision the contract's resources from ``tools.localaws.provision`` (names, keys, indexes,
-queue URLs) and load the world file's rows and secrets; the steps then reach them through the same
-ports. The moto backend runs with an AWS environment of its own (fake credentials, no profile, no
+Both provision the replayed pipelines' resources from ``tools.localaws.provision`` (names, keys, indexes,
+queue URLs: ``tools.needs``) and load the world file's rows and secrets; the steps then reach them through
+the same ports. The moto backend runs with an AWS environment of its own (fake credentials, no profile, no
 configured endpoint), so nothing the user's environment says can send a call to a real account.
 """
 
@@ -21,7 +21,8 @@ from runtime.aws import AwsSettings, botocore_config
 from tools.dryrun.blueprint import REGION, TableSchema, blueprint
 from tools.dryrun.memory import MemoryQueues, MemorySecrets, MemoryTables
 from tools.dryrun.world import SECTIONS, WorldSpec
-from tools.localaws import LocalResources, dynamo_safe
+from tools.localaws import LocalResources, MissingResource, dynamo_safe
+from tools.needs import Needs
 from tools.requires import require
 
 __all__ = ["BACKENDS", "Backend", "WorldPorts", "open_backend", "populate"]
@@ -54,7 +55,13 @@ def populate(spec: WorldSpec, tables: Tables, resources: LocalResources) -> None
     """Write the world's rows into ``resources``' tables; ConfigError (located) for rows DynamoDB refuses."""
     problems: list[Problem] = []
     for section, (attribute, _) in SECTIONS.items():
-        table = getattr(resources, attribute)
+        if not spec.rows[section]:
+            continue
+        try:
+            table = getattr(resources, attribute)
+        except MissingResource as exc:
+            problems.append(spec.problem((section,), f"{section}: {exc}"))
+            continue
         for index, row in enumerate(spec.rows[section]):
             try:
                 tables.put_item(table, dynamo_safe(dict(row)))
@@ -71,17 +78,13 @@ class MemoryBackend:
 
     name = "memory"
 
+    def __init__(self, needs: Needs | None = None) -> None:
+        self._needs = needs
+
     def world(self, spec: WorldSpec, prefix: str = "") -> WorldPorts:
-        resources, schemas = blueprint(prefix)
+        resources, schemas = blueprint(prefix, self._needs)
         tables = MemoryTables(schemas)
-        queues = MemoryQueues(
-            [
-                resources.whatsapp_queue_url,
-                resources.sms_queue_url,
-                resources.handoff_queue_url,
-                resources.email_queue_url,
-            ]
-        )
+        queues = MemoryQueues(list(resources.queues))
         populate(spec, tables, resources)
         return WorldPorts(tables, queues, MemorySecrets(spec.secrets), resources, schemas)
 
@@ -103,9 +106,10 @@ class MotoBackend:
 
     name = "moto"
 
-    def __init__(self, session: Any, settings: AwsSettings) -> None:
+    def __init__(self, session: Any, settings: AwsSettings, needs: Needs | None = None) -> None:
         self._session = session
         self._settings = settings
+        self._needs = needs
         self._secrets: set[str] = set()
 
     def _client(self, service: str) -> Any:
@@ -117,8 +121,8 @@ class MotoBackend:
         from tools.localaws import provision, put_secrets
 
         dynamodb, sqs, secretsmanager = self._client("dynamodb"), self._client("sqs"), self._client("secretsmanager")
-        expected, schemas = blueprint(prefix)
-        resources = provision(dynamodb, sqs, prefix)
+        expected, schemas = blueprint(prefix, self._needs)
+        resources = provision(dynamodb, sqs, prefix, self._needs)
         if resources != expected:
             raise RuntimeError(f"moto provisioned {resources}, expected {expected}")
         tables = DynamoTables(dynamodb)
@@ -130,13 +134,14 @@ class MotoBackend:
 
 
 @contextmanager
-def open_backend(name: str, settings: AwsSettings | None = None) -> Iterator[Backend]:
+def open_backend(name: str, settings: AwsSettings | None = None, needs: Needs | None = None) -> Iterator[Backend]:
     """The backend called ``name`` (``moto`` or ``memory``), for as long as the block runs.
 
-    ``settings`` bound the moto clients' calls as the pipeline's ``aws:`` block bounds the Lambda's.
+    ``settings`` bound the moto clients' calls as the pipeline's ``aws:`` block bounds the Lambda's; ``needs``
+    are the resources each world holds (default: the shipped pipelines').
     """
     if name == "memory":
-        yield MemoryBackend()
+        yield MemoryBackend(needs)
         return
     if name != "moto":
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
@@ -150,4 +155,4 @@ def open_backend(name: str, settings: AwsSettings | None = None) -> Iterator[Bac
             session = boto3.session.Session(
                 aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
             )
-            yield MotoBackend(session, settings or AwsSettings())
+            yield MotoBackend(session, settings or AwsSettings(), needs)

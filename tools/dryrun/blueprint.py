@@ -1,4 +1,4 @@
-"""The contract's resources as data: names, queue URLs and key schemas, from ``tools.localaws.provision``.
+"""The pipelines' resources as data: names, queue URLs and key schemas, from ``tools.localaws.provision``.
 
 ``provision`` is the one definition of the tables and queues. ``blueprint`` runs it against a stand-in
 client that records each ``create_table`` request instead of sending it, so the in-memory world, the
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tools.localaws import LocalResources, provision
+from tools.needs import Needs
 
 __all__ = ["ACCOUNT_ID", "REGION", "IndexSchema", "TableSchema", "blueprint", "queue_name"]
 
@@ -92,8 +93,8 @@ class _DefinitionRecorder:
         return {"QueueUrl": f"https://sqs.{self.region}.amazonaws.com/{self.account}/{QueueName}"}
 
 
-def blueprint(prefix: str = "") -> tuple[LocalResources, dict[str, TableSchema]]:
-    """The resources ``provision(…, prefix)`` creates, and every table's schema, without creating anything."""
+def blueprint(prefix: str = "", needs: Needs | None = None) -> tuple[LocalResources, dict[str, TableSchema]]:
+    """The resources ``provision(…, prefix, needs)`` creates, and every table's schema, without creating anything."""
     recorder = _DefinitionRecorder(REGION, ACCOUNT_ID)
-    resources = provision(recorder, recorder, prefix)
+    resources = provision(recorder, recorder, prefix, needs)
     return resources, recorder.tables

@@ -31,6 +31,10 @@ match is refused. The private key never appears in the output.
 ``pipeline-event mask FILES…`` prints the events of FILES as the function's capture stores them
 (``runtime.masking``): one JSON line each.
 
+The channels are those of the shipped pipelines (``channels:``), each found as its pipeline's
+``conversations.lookup`` finds it; a channel whose parse step is neither ``twilio.parse`` nor
+``sendgrid.parse`` is refused with the channels that can be built.
+
 Exit status: 0 done; 2 bad arguments, an unreadable file, or a token or key that cannot be found or does
 not match.
 """
@@ -61,6 +65,7 @@ from tools.console import console_script
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.events import EventFileError
 from tools.dryrun.world import WorldSpec, load_world, parse_instant
+from tools.needs import ChannelLookup, shipped_needs
 from tools.sendgrid_events import (
     Email,
     KeyPair,
@@ -71,16 +76,12 @@ from tools.sendgrid_events import (
     signed,
 )
 
-__all__ = ["build_event", "main"]
+__all__ = ["BUILDABLE", "build_event", "main"]
 
 EXIT_OK, EXIT_USAGE = 0, 2
 DEFAULT_URL = "https://hooks.example.com/prod"
-# Contract §2 (and docs/email.md): the index attributes and credential reference of each channel's lookup.
-_LOOKUP = {
-    "whatsapp": ("gsi_company_whatsapp_number", "gsi_recipient_tel", "whatsapp_credentials_id"),
-    "sms": ("gsi_company_sms_number", "gsi_recipient_tel", "sms_credentials_id"),
-    "email": ("gsi_company_email_address", "gsi_recipient_email", "email_credentials_id"),
-}
+# The parse steps whose requests this tool builds, and the kind of event each reads.
+BUILDABLE = {"twilio.parse": "twilio", "sendgrid.parse": "email"}
 # Options that only one kind of channel reads (argparse dests; unset is None).
 _TWILIO_ONLY = ("status", "sid", "account", "profile_name", "token_env")
 _WHATSAPP_ONLY = ("profile_name",)
@@ -131,9 +132,27 @@ def _parties(args: argparse.Namespace) -> tuple[str, str]:
     return (recipient, sender) if status else (sender, recipient)
 
 
+def _lookup(channel: str) -> ChannelLookup:
+    """How the pipelines find ``channel``'s conversation; Refused when its events cannot be built here."""
+    channels = shipped_needs().channels
+    lookup = channels.get(channel)
+    if lookup is None or lookup.parse not in BUILDABLE:
+        buildable = sorted(name for name, found in channels.items() if found.parse in BUILDABLE)
+        parsed = f" is parsed by {lookup.parse} (pipeline {lookup.pipeline}), which" if lookup else ""
+        raise Refused(
+            f"channel {channel!r}{parsed} pipeline-event cannot build; it builds events for the channels of "
+            f"{', '.join(sorted(BUILDABLE))}: {', '.join(buildable)}"
+        )
+    return lookup
+
+
+def _is_email(args: argparse.Namespace) -> bool:
+    return BUILDABLE[_lookup(args.channel).parse] == "email"
+
+
 def _check_options(args: argparse.Namespace) -> None:
     """Refuse options the channel does not read."""
-    others = _TWILIO_ONLY if args.channel == "email" else _EMAIL_ONLY
+    others = _TWILIO_ONLY if _is_email(args) else _EMAIL_ONLY
     if args.channel == "sms":
         others = (*others, *_WHATSAPP_ONLY)
     given = ", ".join("--" + name.replace("_", "-") for name in others if getattr(args, name) is not None)
@@ -145,8 +164,8 @@ def _check(args: argparse.Namespace) -> None:
     """Refuse argument combinations that make no form."""
     if args.from_number and args.to_number:
         return
-    if args.channel == "email":
-        raise Refused("--channel email needs --from (the sender) and --to (the parse address)")
+    if _is_email(args):
+        raise Refused(f"--channel {args.channel} needs --from (the sender) and --to (the parse address)")
     if args.from_number or args.to_number or args.body is not None or args.status:
         raise Refused("--from and --to go together (or give every field with --field)")
     if not args.field:
@@ -175,14 +194,19 @@ def _world_secret(spec: WorldSpec, name: str | None, channel: str, user: str, co
     from steps.conversations import pick_conversation
 
     if name is None:
-        company_key, user_key, credentials = _LOOKUP[channel]
+        lookup = _lookup(channel)
+        index, credentials = lookup.index, lookup.credentials_attribute
+        if index is None:
+            raise Refused(
+                f"pipeline {lookup.pipeline} looks up no conversation for channel {channel}: give --secret NAME"
+            )
         found = [
             dict(item)
             for item in spec.rows["conversations"]
-            if item.get(company_key) == company and item.get(user_key) == user
+            if item.get(index.hash_key) == company and item.get(index.range_key) == user
         ]
         if not found:
-            what = "addresses" if channel == "email" else "numbers"
+            what = "addresses" if BUILDABLE[lookup.parse] == "email" else "numbers"
             raise Refused(f"{spec.file} has no {channel} conversation for these {what}: give --secret NAME")
         config = pick_conversation(found).get("channel_config") or {}
         name = config.get(credentials) if isinstance(config, Mapping) else None
@@ -341,7 +365,7 @@ def _email_event(args: argparse.Namespace, spec: WorldSpec | None, host: str, ba
     secret = _secret(args, spec, *_email_parties(body, content_type))
     if secret is not None:
         _check_public_key(*secret, request)
-    return inbound_parse_event(request, host=host, path=f"{base_path}/email", http_api=args.http_api)
+    return inbound_parse_event(request, host=host, path=f"{base_path}/{args.channel}", http_api=args.http_api)
 
 
 def build_event(args: argparse.Namespace) -> dict[str, Any]:
@@ -352,7 +376,7 @@ def build_event(args: argparse.Namespace) -> dict[str, Any]:
     if scheme != "https" or not host:
         raise Refused(f"--url {args.url!r}: give the public https:// base the webhook is registered under")
     spec = load_world(args.world) if args.world is not None else None
-    build = _email_event if args.channel == "email" else _twilio_event
+    build = _email_event if _is_email(args) else _twilio_event
     return build(args, spec, host, "/" + path if path else "")
 
 
@@ -366,7 +390,9 @@ def _parser() -> argparse.ArgumentParser:
         "--token-env, --secret or --world, or a SendGrid Inbound Parse email, signed with the private key of "
         "--private-key-env or --key-seed (and checked against the public key of --world or --secret).",
     )
-    build.add_argument("--channel", choices=sorted(_LOOKUP), required=True)
+    build.add_argument(
+        "--channel", choices=sorted(shipped_needs().channels), required=True, help="a channel of pipelines/*.yaml"
+    )
     build.add_argument("--from", dest="from_number", metavar="SENDER", help="the user's number (E.164) or address")
     build.add_argument(
         "--to", dest="to_number", metavar="RECIPIENT", help="the company's number (E.164) or parse address"

@@ -54,6 +54,7 @@ from tools.dryrun.report import (
 )
 from tools.dryrun.report_file import report_meta, write_report
 from tools.dryrun.world import WorldSpec, load_world, parse_instant, secret_values
+from tools.needs import Needs, pipeline_needs
 from tools.requires import MissingTool
 
 __all__ = ["Rendered", "ReplayOptions", "UsageError", "run_replay"]
@@ -374,11 +375,13 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             if not options.independent:
                 # The probe: the baseline over the candidate's world, so with the candidate's resource names.
                 lanes_of.append((*baseline, ""))
+        # The world holds what every replayed pipeline needs (tables, indexes, queues), whichever lane runs it.
+        needs = pipeline_needs(dict.fromkeys(path for files, *_ in lanes_of for path in files))
         configs = []
         for files, rules, other, prefix in lanes_of:
             env = dict(os.environ)
             if world is not None:
-                env.update(blueprint(prefix)[0].environment())
+                env.update(blueprint(prefix, needs)[0].environment())
             loaded, borrowed = load_lane(files, rules, env, other)
             configs.append(loaded)
             lent.update(dict.fromkeys(borrowed))
@@ -394,7 +397,7 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     with ExitStack() as stack:
         stack.enter_context(_engine_logs(errors, Masker(show_data=options.show_data)))
         try:
-            lanes = _with_probe(configs, _lanes(options, configs[:2], world, clock, scrubber, stack))
+            lanes = _with_probe(configs, _lanes(options, configs[:2], world, clock, scrubber, stack, needs))
         except ConfigError as exc:
             return _problems(errors, exc.problems)
         except (UsageError, MissingTool) as exc:
@@ -443,9 +446,10 @@ def _lanes(
     clock: ReplayClock,
     scrubber: Scrubber,
     stack: ExitStack,
+    needs: Needs,
 ) -> list[Lane]:
     if world is not None:
-        backend = stack.enter_context(open_backend(options.backend, shared_limits(configs[0])))
+        backend = stack.enter_context(open_backend(options.backend, shared_limits(configs[0]), needs))
         return [
             world_lane(
                 config,

@@ -1,0 +1,43 @@
+"""The shipped configuration, read with the project's own loaders: tests derive what they expect from it.
+
+A test that pins today's list of pipelines breaks when a pipeline is added; these give the list instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.yamlsource import load_yaml
+from runtime.layout import pipeline_files, yaml_files
+from tools.check import declared_pipeline_name
+
+__all__ = ["PIPELINES_DIR", "RULES_DIR", "configuration_files", "inline_tests", "pipeline_names", "pipeline_paths"]
+
+ROOT = Path(__file__).resolve().parents[2]
+PIPELINES_DIR = ROOT / "pipelines"
+RULES_DIR = ROOT / "rules"
+
+
+def pipeline_paths() -> list[Path]:
+    """The shipped pipeline files, in name order."""
+    return pipeline_files(PIPELINES_DIR)
+
+
+def pipeline_names() -> list[str]:
+    """The shipped pipelines' names (``pipeline:``), sorted as the tools list them."""
+    return sorted(name for path in pipeline_paths() if (name := declared_pipeline_name(path)) is not None)
+
+
+def configuration_files() -> int:
+    """How many files ``--check`` reads in the shipped configuration: every pipeline and rules file."""
+    return len(pipeline_paths()) + len(yaml_files(RULES_DIR))
+
+
+def inline_tests(*except_files: str) -> int:
+    """How many inline tests the shipped rules files hold, leaving out the files named (``20_channel.yaml``)."""
+    total = 0
+    for path in yaml_files(RULES_DIR):
+        if path.name not in except_files:
+            tests = load_yaml(path).data.get("tests")
+            total += len(tests) if isinstance(tests, list) else 0
+    return total
