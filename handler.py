@@ -1,8 +1,10 @@
 """AWS Lambda entry point: ``handler.handler(event, context)``.
 
-The plugins named in ``PLUGINS`` register the steps; every pipeline beside this file (``pipelines/``,
-with ``rules/``) is loaded and validated once per container, at import: a broken configuration fails the
-cold start with file, line and reason.
+The plugins register the steps: in the artifact, those its build validated the pipelines with (its
+``pipeline-plugins.json``); in a source tree, the built-in ``steps`` and those ``pyproject.toml`` declares
+(``engine.plugins``). Every pipeline beside this file (``pipelines/``, with ``rules/``) is loaded and
+validated once per container, at import: a broken configuration fails the cold start with file, line and
+reason.
 
 The cyclic garbage collector is off while the container starts: loading the AWS SDK and the configuration
 makes almost no cyclic garbage, yet the collector's passes over the SDK's objects cost about a fifth of the
@@ -21,19 +23,18 @@ if TYPE_CHECKING:
     from runtime.app import Application
 
 TASK_ROOT = Path(__file__).resolve().parent
-PLUGINS = ("steps",)
 
 
 def _start() -> Application:
     """Load the plugins and every pipeline, with the cyclic garbage collector off; freeze what was loaded."""
     gc.disable()
     try:
-        from engine.plugins import load_plugins
+        from engine.plugins import load_plugins, plugin_modules
         from runtime.app import Application
         from runtime.logs import setup_logging
 
         setup_logging(os.environ.get("LOG_LEVEL", "INFO"))
-        load_plugins(PLUGINS)
+        load_plugins(plugin_modules(os.environ, TASK_ROOT))
         return Application.from_root(TASK_ROOT)
     finally:
         gc.freeze()

@@ -1,38 +1,113 @@
-"""Finding plugins: the host (the Lambda handler, a tool) names the modules that register steps.
+"""Finding plugins: the one list of modules that register steps, read by the handler, the build and the tools.
 
-The engine never imports a plugin itself. ``load_plugins(["steps"])`` imports each named module once
-(which registers its steps, response formats and expression functions) and fails with a clear message
-when one cannot be imported. ``PIPELINE_PLUGINS`` (comma-separated module names) overrides the
-default list for the tools, so a project can add its own steps without editing them.
+The engine never imports a plugin itself: the host calls ``load_plugins(plugin_modules(env, root))``.
+The list is the built-in ``steps`` followed by the plugins a project declares in its ``pyproject.toml``::
+
+    [tool.inbound-pipeline]
+    plugins = ["acme_generic"]
+
+and then any that ``PIPELINE_PLUGINS`` (comma-separated module names) adds for one run of a tool; naming
+``steps`` there is harmless. The build validates every pipeline with that list and records it in the
+artifact (``pipeline-plugins.json`` beside ``handler.py``); a task root with that record loads exactly the modules
+recorded, whatever its environment says.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
-__all__ = ["DEFAULT_PLUGINS", "PluginError", "load_plugins", "plugin_modules"]
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "DEFAULT_PLUGINS",
+    "ENV_VAR",
+    "PROJECT_FILE",
+    "RECORD_FILE",
+    "PluginError",
+    "declared_plugins",
+    "load_plugins",
+    "plugin_modules",
+    "recorded_plugins",
+]
 
-DEFAULT_PLUGINS = ("steps",)
+BUILTIN_PLUGINS = ("steps",)
+DEFAULT_PLUGINS = BUILTIN_PLUGINS
+ENV_VAR = "PIPELINE_PLUGINS"
+PROJECT_FILE = "pyproject.toml"
+RECORD_FILE = "pipeline-plugins.json"
+_TABLE = "inbound-pipeline"
+_MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 class PluginError(ImportError):
-    """A plugin module named by the host could not be imported."""
+    """A plugin module cannot be imported, or the list naming the plugins cannot be read."""
 
 
-def plugin_modules(env: Mapping[str, str]) -> tuple[str, ...]:
-    """The plugin modules ``PIPELINE_PLUGINS`` names, or the default ones."""
-    named = tuple(part.strip() for part in env.get("PIPELINE_PLUGINS", "").split(",") if part.strip())
-    return named or DEFAULT_PLUGINS
+def _names(source: str, names: object) -> tuple[str, ...]:
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise PluginError(f'{source}: expected a list of module names, e.g. ["acme_generic"]')
+    for name in names:
+        if not _MODULE.fullmatch(name):
+            raise PluginError(f"{source}: {name!r} is not a module name")
+    return tuple(names)
 
 
-def load_plugins(modules: Iterable[str] = DEFAULT_PLUGINS) -> tuple[str, ...]:
+def _unique(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
+
+
+def declared_plugins(root: Path, env: Mapping[str, str]) -> tuple[str, ...]:
+    """The built-in steps, the plugins ``root/pyproject.toml`` declares, then those ``PIPELINE_PLUGINS`` adds."""
+    declared: tuple[str, ...] = ()
+    project = root / PROJECT_FILE
+    if project.is_file():
+        import tomllib
+
+        try:
+            table = tomllib.loads(project.read_text(encoding="utf-8")).get("tool", {}).get(_TABLE, {})
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise PluginError(f"{project}: cannot be read: {exc}") from exc
+        if "plugins" in table:
+            declared = _names(f"{project}: [tool.{_TABLE}] plugins", table["plugins"])
+    added = [part.strip() for part in env.get(ENV_VAR, "").split(",") if part.strip()]
+    return _unique([*BUILTIN_PLUGINS, *declared, *_names(ENV_VAR, added)])
+
+
+def recorded_plugins(root: Path) -> tuple[str, ...] | None:
+    """The plugins the build recorded in the artifact at ``root``; None when ``root`` is not a built artifact."""
+    record = root / RECORD_FILE
+    try:
+        text = record.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise PluginError(f"{record}: not JSON: {exc}") from exc
+    return _names(f"{record}: plugins", document.get("plugins") if isinstance(document, dict) else None)
+
+
+def plugin_modules(env: Mapping[str, str], root: Path = Path(".")) -> tuple[str, ...]:
+    """The plugins a host at ``root`` loads: the build's record in an artifact, else ``declared_plugins``.
+
+    The tools run in the project (``root`` defaults to the working directory); the handler passes its task root.
+    """
+    recorded = recorded_plugins(root)
+    return recorded if recorded is not None else declared_plugins(root, env)
+
+
+def load_plugins(modules: Iterable[str] = BUILTIN_PLUGINS) -> tuple[str, ...]:
     """Import each plugin module (idempotent); return their names."""
     loaded = []
     for name in modules:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise PluginError(f"plugin module {name!r} cannot be imported: {exc}") from exc
+            raise PluginError(
+                f"plugin module {name!r} cannot be imported: {exc} (is it installed, or on PYTHONPATH?)"
+            ) from exc
         loaded.append(name)
     return tuple(loaded)

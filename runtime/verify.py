@@ -1,7 +1,7 @@
 """What keeps a configuration from being used: loading errors, inline tests naming an unknown rule, failing tests.
 
 One code path for both places that must refuse a broken configuration: ``pipeline-dryrun --check``
-(``tools.check``, which adds its warnings) and a rules bundle loaded from S3 (``runtime.rulebundles``),
+(``tools.check``, which adds its warnings) and a rules bundle loaded from S3 (``runtime.bundlewatch``),
 refused before it is activated. ``verify`` loads a pipeline with ``engine.config.inspect_config`` and
 runs every complete rule set's inline tests (``engine.rules.run_tests``); every finding is located.
 ``code_owned`` refuses a pipeline file, carried by a bundle, that renames its pipeline or changes the

@@ -3,9 +3,15 @@
     python scripts/build_lambda.py                            # -> build/lambda.zip, prints its size
     python scripts/build_lambda.py --stage-dir DIR --no-zip   # what `sam build` (BuildMethod: makefile) runs
 
-Contents: ``handler.py``, the ``engine/``, ``runtime/`` and ``steps/`` packages (``tools/`` never: nothing the
-handler imports lives there), ``pipelines/``, ``rules/`` and the wheels of ``[project.dependencies]``, resolved for
-the Lambda platform (manylinux, CPython 3.11, arm64 by default) and installed as exact pins. Left out:
+Contents: ``handler.py``, the ``engine/`` and ``runtime/`` packages, each plugin package (the built-in ``steps/``
+and those ``[tool.inbound-pipeline] plugins`` in ``pyproject.toml`` declares, plus any ``PIPELINE_PLUGINS`` adds;
+``tools/`` never: nothing the handler imports lives there), ``pipelines/``, ``rules/``, ``pipeline-plugins.json``
+(that plugin list, which the handler loads) and the wheels of ``[project.dependencies]``, resolved for the Lambda
+platform (manylinux, CPython 3.11, arm64 by default) and installed as exact pins.
+
+Before anything is downloaded, the staged artifact's plugins and every pipeline are loaded as the cold start will
+load them (``python -m tools.stamp``): a pipeline that does not load (an unknown step, a plugin that does not
+import) or a failing inline rule test fails the build, each finding printed ``FILE:LINE:COLUMN: message``. Left out:
 
 - boto3 and what it brings (botocore, s3transfer, urllib3, python-dateutil, six), unless ``--with-boto3``: the
   python3.11 runtime provides them, and copies of our own would shadow the ones its boto3 was released with;
@@ -20,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import json
+import os
 import platform
 import py_compile
 import re
@@ -30,11 +38,14 @@ import sys
 import tempfile
 import tomllib
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE_PACKAGES = ("engine", "runtime", "steps")
+# The function's own packages; the plugin packages (``steps`` first) are added to them.
+SOURCE_PACKAGES = ("engine", "runtime")
+BUILTIN_PLUGINS = ("steps",)
 DATA_DIRS = ("pipelines", "rules")
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "urllib3", "python-dateutil", "six"})
 # Needed by twilio's REST client only; the pipeline imports twilio.request_validator and twilio.twiml.
@@ -63,6 +74,10 @@ TASK_ROOT = "/var/task"
 PYTHON_VERSION = "3.11"
 
 
+class BuildError(Exception):
+    """The project cannot be built into a working artifact."""
+
+
 def _name(requirement: str) -> str:
     match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
     if not match:
@@ -80,11 +95,36 @@ def _excluded(path: Path, root: Path) -> bool:
     return "__pycache__" in path.parts
 
 
-def source_files(root: Path = ROOT) -> list[tuple[Path, str]]:
-    """The function's own files, as (path, name in the artifact), sorted."""
+def _plugin_list() -> ModuleType:
+    """``engine.plugins`` of this project: where the plugin list is declared and recorded."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("engine.plugins")
+
+
+def project_plugins(root: Path, env: Mapping[str, str]) -> tuple[str, ...]:
+    """The plugins the project at ``root`` declares (``engine.plugins.declared_plugins``), built-in ``steps`` first."""
+    declared: tuple[str, ...] = _plugin_list().declared_plugins(root, env)
+    return declared
+
+
+def _plugin_files(root: Path, plugin: str) -> list[Path]:
+    """The files of the top-level package (or module) holding ``plugin``, in the project at ``root``."""
+    top = plugin.split(".")[0]
+    if (root / top / "__init__.py").is_file():
+        return list((root / top).rglob("*.py"))
+    if (root / f"{top}.py").is_file():
+        return [root / f"{top}.py"]
+    raise BuildError(f"plugin {plugin!r}: the project has no {top}/__init__.py or {top}.py to put in the artifact")
+
+
+def source_files(root: Path = ROOT, plugins: Sequence[str] = BUILTIN_PLUGINS) -> list[tuple[Path, str]]:
+    """The function's own files and those of its ``plugins``, as (path, name in the artifact), sorted."""
     files = [(root / "handler.py", "handler.py")]
     for package in SOURCE_PACKAGES:
         files += [(path, path.relative_to(root).as_posix()) for path in (root / package).rglob("*.py")]
+    for path in dict.fromkeys(path for plugin in plugins for path in _plugin_files(root, plugin)):
+        files.append((path, path.relative_to(root).as_posix()))
     for directory in DATA_DIRS:
         files += [
             (path, path.relative_to(root).as_posix())
@@ -101,14 +141,21 @@ def _module_file(module: str, names: set[str]) -> str | None:
     return None
 
 
-def missing_first_party(files: Sequence[tuple[Path, str]], entry: str = "handler.py") -> list[str]:
-    """First-party modules reachable by imports from ``entry`` (lazy imports included) that are not in ``files``."""
+def missing_first_party(
+    files: Sequence[tuple[Path, str]], entry: str = "handler.py", plugins: Sequence[str] = BUILTIN_PLUGINS
+) -> list[str]:
+    """First-party modules reachable by imports (lazy imports included) that are not in ``files``.
+
+    The imports are followed from ``entry`` and from every file of the ``plugins`` (which the handler imports by
+    name, and a plugin package by discovery); a plugin module missing from ``files`` is missing too.
+    """
     by_name = {name: path for path, name in files}
     names = set(by_name)
-    first_party = {*SOURCE_PACKAGES, Path(entry).stem}
+    tops = {plugin.split(".")[0] for plugin in plugins}
+    first_party = {*SOURCE_PACKAGES, *tops, Path(entry).stem}
     seen: set[str] = set()
-    missing: set[str] = set()
-    queue = [entry]
+    missing = {plugin for plugin in plugins if _module_file(plugin, names) is None}
+    queue = [entry, *sorted(name for name in names if name.endswith(".py") and name.split("/")[0] in tops)]
     while queue:
         name = queue.pop()
         if name in seen:
@@ -203,28 +250,33 @@ def smoke_import(stage: Path, arch: str) -> None:
 
 
 def copy_sources(files: Sequence[tuple[Path, str]], target: Path) -> None:
-    """Copy the function's own files into ``target``."""
+    """Copy the function's own files into ``target``, with its configuration directories (even empty ones)."""
+    for directory in DATA_DIRS:
+        (target / directory).mkdir(parents=True, exist_ok=True)
     for path, name in files:
         destination = target / name
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, destination)
 
 
-def stamp_config(stage: Path) -> None:
-    """Validate the staged configuration now and record it, so the cold start can skip JSON Schema (runtime.stamp)."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        from engine.plugins import load_plugins
-        from runtime.layout import pipeline_files
-        from runtime.stamp import STAMP_FILE
-        from tools.stamp import write_stamp
+def record_plugins(stage: Path, plugins: Sequence[str]) -> None:
+    """Write the plugin list into the artifact: its handler loads exactly these (``engine.plugins``)."""
+    record = stage / _plugin_list().RECORD_FILE
+    record.write_text(json.dumps({"plugins": list(plugins)}) + "\n", encoding="utf-8")
 
-        load_plugins()
-    except ImportError as exc:
-        print(f"note: {exc}; no config stamp (configuration is fully validated at each cold start)")
-        return
-    _, left_out = write_stamp(stage, pipeline_files(stage / "pipelines"), stage / "rules")
-    print(f"config stamp: {STAMP_FILE}" + (f" (validated at load: {', '.join(left_out)})" if left_out else ""))
+
+def check_and_stamp(stage: Path) -> tuple[bool, str]:
+    """Load the staged artifact's plugins and pipelines as its cold start will, and stamp them (``tools.stamp``).
+
+    Runs in a fresh interpreter in ``stage`` (its code, not this process's); returns whether every pipeline loads,
+    and the output (the located problems, or the stamp's notes).
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stage), str(ROOT)])}
+    env.pop("PIPELINE_PLUGINS", None)  # the artifact's own list (pipeline-plugins.json) only
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.stamp", "."], cwd=stage, env=env, capture_output=True, text=True, check=False
+    )
+    return done.returncode == 0, (done.stdout + done.stderr).strip()
 
 
 def compile_tree(target: Path) -> bool:
@@ -282,9 +334,20 @@ def _mib(size: int) -> str:
     return f"{size / 1024 / 1024:.2f} MiB"
 
 
+def _stage_dir(stage: Path, project: Path) -> str | None:
+    """Empty ``stage`` for the build; the reason when it looks like a source tree instead."""
+    if stage.exists() and any(stage.iterdir()):
+        if (stage / "pyproject.toml").exists() or stage.resolve() in (project.resolve(), *project.resolve().parents):
+            return f"{stage} looks like a source tree; give an empty or build directory"
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True, exist_ok=True)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the artifact; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", type=Path, default=ROOT, help="the project to build (default: this one)")
     parser.add_argument("--output", type=Path, default=ROOT / "build" / "lambda.zip", help="the zip to write")
     parser.add_argument("--stage-dir", type=Path, help="assemble here (kept) instead of a temporary directory")
     parser.add_argument("--no-zip", action="store_true", help="only assemble --stage-dir (sam build zips it)")
@@ -295,26 +358,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_zip and args.stage_dir is None:
         parser.error("--no-zip needs --stage-dir")
 
-    files = source_files(ROOT)
-    missing = missing_first_party(files)
+    project: Path = args.project
+    try:
+        plugins = project_plugins(project, os.environ)
+        files = source_files(project, plugins)
+    except (BuildError, ImportError) as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"plugins: {', '.join(plugins)}")
+    missing = missing_first_party(files, plugins=plugins)
     if missing:
         print(f"error: handler.py imports modules the artifact would not contain: {', '.join(missing)}")
         return 1
-    requirements = runtime_requirements(ROOT / "pyproject.toml")
-    pins = keep(resolve(requirements, args.arch), with_boto3=args.with_boto3, slim=not args.full)
     with tempfile.TemporaryDirectory() as scratch:
         stage = args.stage_dir or Path(scratch) / "stage"
-        if stage.exists() and any(stage.iterdir()):
-            if (stage / "pyproject.toml").exists() or stage.resolve() in (ROOT, *ROOT.parents):
-                print(f"error: {stage} looks like a source tree; give an empty or build directory")
-                return 1
-            shutil.rmtree(stage)
-        stage.mkdir(parents=True, exist_ok=True)
+        refused = _stage_dir(stage, project)
+        if refused:
+            print(f"error: {refused}")
+            return 1
+        copy_sources(files, stage)
+        record_plugins(stage, plugins)
+        loads, report = check_and_stamp(stage)
+        print(report)
+        if not loads:
+            print("error: the configuration does not load with the artifact's plugins; nothing was built")
+            return 1
+        requirements = runtime_requirements(project / "pyproject.toml")
+        pins = keep(resolve(requirements, args.arch), with_boto3=args.with_boto3, slim=not args.full)
         install(pins, stage, args.arch)
         for junk in [*stage.glob("bin"), *(stage.glob("twilio/rest") if not args.full else [])]:
             shutil.rmtree(junk)
-        copy_sources(files, stage)
-        stamp_config(stage)
         absent = [name for name in TWILIO_USED if not (stage / name).is_file()]
         if absent:
             print(f"error: the artifact lacks {', '.join(absent)}")

@@ -22,15 +22,15 @@ os.environ.update(
 
 from moto import mock_aws  # noqa: E402
 
-from engine.plugins import load_plugins  # noqa: E402
+from engine.plugins import load_plugins, plugin_modules  # noqa: E402
 from runtime.logs import JsonFormatter  # noqa: E402
 from tests.support.aws import AwsSpy  # noqa: E402
 from tests.support.expect import ROOT  # noqa: E402
 from tests.support.world import World  # noqa: E402
 from tools.localaws import provision  # noqa: E402
 
-# The built-in steps, as the handler and the tools load them.
-load_plugins()
+# The built-in steps and the project's declared plugins, as the handler and the tools load them.
+load_plugins(plugin_modules(os.environ, ROOT))
 
 # Every log line at INFO+ is scanned for tokens, bodies and phone numbers (fails the test).
 pytest_plugins = ["tests.support.logscan"]

@@ -1,9 +1,12 @@
 """Writing the build's stamp (``config.stamp.json``): which configuration files passed JSON Schema validation.
 
-The build runs ``python -m tools.stamp ROOT`` after copying ``pipelines/`` and ``rules/`` into the
-artifact; a cold start then reads the stamp (``runtime.stamp``) and skips validating the files it vouches
-for. A file is left out (and validated at load as usual) when it has schema problems, or when it holds
-an ``${env:…}`` value whose schema is beyond the stamp's scalar checker.
+The build runs ``python -m tools.stamp ROOT`` in the artifact after copying its code, ``pipelines/``, ``rules/``
+and its plugin list (``engine.plugins``) into it. That loads the plugins the artifact records and every pipeline
+with them, as the cold start will (``${env:…}`` values aside, which are only known where the function runs), and
+refuses the artifact, exit status 1, when any fails to load or an inline rule test fails: each finding is printed
+``FILE:LINE:COLUMN: message``. A cold start then reads the stamp (``runtime.stamp``) and skips validating the
+files it vouches for. A file is left out (and validated at load as usual) when it has schema problems, or when it
+holds an ``${env:…}`` value whose schema is beyond the stamp's scalar checker.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 from runtime.layout import yaml_files
 from runtime.stamp import FORMAT, STAMP_FILE, Path_, checkable, digest, schema_digest
 
-__all__ = ["env_paths", "main", "write_stamp"]
+__all__ = ["config_problems", "env_paths", "main", "write_stamp"]
 
 _NOT_JSON = object()
 _ENV = "${env:"
@@ -144,11 +147,25 @@ def write_stamp(root: Path, pipelines: Sequence[Path], rules_dir: Path) -> tuple
     return stamp, left_out
 
 
+def config_problems(pipelines: Sequence[Path], rules_dir: Path) -> list[str]:
+    """What keeps any of ``pipelines`` (with ``rules_dir``) from loading, located; unset ``${env:…}`` values aside.
+
+    The steps must be registered (``engine.plugins.load_plugins``).
+    """
+    from runtime.verify import verify
+
+    found: dict[str, None] = {}
+    for pipeline in pipelines:
+        for problem in verify(pipeline, rules_dir, {}, missing_env="warning").errors:
+            found[str(problem)] = None
+    return list(found)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tools.stamp [ROOT]``: write ``ROOT/config.stamp.json`` for ``pipelines/`` and ``rules/``."""
+    """``python -m tools.stamp [ROOT]``: check, then stamp, ``ROOT``'s ``pipelines/`` and ``rules/``."""
     import argparse
 
-    from engine.plugins import load_plugins, plugin_modules
+    from engine.plugins import PluginError, load_plugins, plugin_modules
     from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 
     parser = argparse.ArgumentParser(
@@ -156,8 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("root", nargs="?", type=Path, default=Path("."), help="the task root (default: .)")
     args = parser.parse_args(argv)
-    load_plugins(plugin_modules(os.environ))
-    stamp, left_out = write_stamp(args.root, pipeline_files(args.root / PIPELINES_DIR), args.root / RULES_DIR)
+    try:
+        load_plugins(plugin_modules(os.environ, args.root))
+    except PluginError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    pipelines = pipeline_files(args.root / PIPELINES_DIR)
+    problems = config_problems(pipelines, args.root / RULES_DIR)
+    if problems:
+        sys.stdout.write("".join(f"{problem}\n" for problem in problems))
+        sys.stderr.write(f"error: {len(problems)} problem(s): the configuration would fail the cold start\n")
+        return 1
+    stamp, left_out = write_stamp(args.root, pipelines, args.root / RULES_DIR)
     for name in left_out:
         sys.stderr.write(
             f"{name}: not stamped (schema problems, or a value the stamp cannot check); validated at load\n"

@@ -40,14 +40,16 @@ TARGET_RATIO = 1.3
 
 
 def stage_task_root(target: Path, *, stamp: bool) -> Path:
-    """The function's files in ``target``, byte-compiled, as the Lambda build stages them (stamp optional)."""
+    """The function's files and plugin list in ``target``, byte-compiled, as the build stages them (stamp optional)."""
     spec = importlib.util.spec_from_file_location("build_lambda", REPO_ROOT / "scripts" / "build_lambda.py")
     assert spec is not None and spec.loader is not None
     build: Any = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    build.copy_sources(build.source_files(REPO_ROOT), target)
+    plugins = build.project_plugins(REPO_ROOT, {})
+    build.copy_sources(build.source_files(REPO_ROOT, plugins), target)
+    build.record_plugins(target, plugins)
     if stamp:
-        load_plugins()
+        load_plugins(plugins)
         write_stamp(target, pipeline_files(target / PIPELINES_DIR), target / RULES_DIR)
     build.compile_tree(target)
     return target

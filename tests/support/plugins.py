@@ -1,0 +1,117 @@
+"""A project with a plugin package outside ``steps/``, as a new developer would write one (tests of the plugin list).
+
+``acme_echo`` registers ``acme.parse`` and imports nothing from ``steps``: its pipeline also uses ``control.finish``,
+a built-in step, so it loads only when the host loads the built-in steps as well as the declared plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.support.expect import ROOT
+from tools.events import rest_event
+
+__all__ = ["PLUGIN", "acme_event", "copy_tree", "pythonpath", "run_handler", "write_project"]
+
+PLUGIN = "acme_echo"
+
+PLUGIN_SOURCE = '''"""A plugin outside steps/: ``acme.parse`` reads a JSON post on the pipeline's channels."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from engine.context import Context, StepResult
+from engine.errors import ErrorSpec, StepFailure
+from engine.http import HttpRequest
+from engine.registry import BuildInfo, register
+
+PARSING_ERROR = ErrorSpec("PARSING_ERROR", description="the request is not a JSON object")
+
+
+@register("acme.parse", provides="request", errors=(PARSING_ERROR,), params={"type": "object"})
+class AcmeParse:
+    """Read the JSON post: its ``id`` and ``text``."""
+
+    def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
+        self._channels = frozenset(info.channels)
+
+    def run(self, ctx: Context) -> StepResult:
+        http = ctx.event
+        if not isinstance(http, HttpRequest) or http.channel not in self._channels:
+            raise StepFailure(PARSING_ERROR.code, "not a post to an acme channel")
+        data = json.loads(http.text())
+        return StepResult(output={"channel": http.channel, "id": data["id"]}, decision="acme message")
+'''
+
+PIPELINE = """pipeline: acme_inbound
+channels: [acme]
+steps:
+  - id: parse
+    uses: {parse}
+  - id: done
+    uses: control.finish
+    with: {{outcome: QUEUED}}
+responses:
+  api:
+    default: true
+    format: json
+    status: {{PARSING_ERROR: 400}}
+"""
+
+
+def write_project(root: Path, *, declare: bool = True, step: str = "acme.parse") -> Path:
+    """A project under ``root``: the plugin package, a pipeline using its step, and the pyproject naming it."""
+    (root / PLUGIN).mkdir(parents=True)
+    (root / PLUGIN / "__init__.py").write_text(PLUGIN_SOURCE, encoding="utf-8")
+    (root / "pipelines").mkdir()
+    (root / "pipelines" / "acme_inbound.yaml").write_text(PIPELINE.format(parse=step), encoding="utf-8")
+    (root / "rules").mkdir()
+    table = f'\n[tool.inbound-pipeline]\nplugins = ["{PLUGIN}"]\n' if declare else ""
+    (root / "pyproject.toml").write_text(f'[project]\nname = "acme"\ndependencies = []\n{table}', encoding="utf-8")
+    return root
+
+
+def pythonpath(*roots: Path) -> dict[str, str]:
+    """This process's environment with ``roots`` (then the project under test) first on the module path."""
+    env = {key: value for key, value in os.environ.items() if key != "PIPELINE_PLUGINS"}
+    env["PYTHONPATH"] = os.pathsep.join([*(str(root) for root in roots), str(ROOT)])
+    return env
+
+
+def acme_event() -> dict[str, Any]:
+    """A post to the ``acme`` channel."""
+    body = json.dumps({"id": "m-1", "text": "hello"})
+    return rest_event("POST", "/prod/acme", host="hooks.example.com", body=body, request_id="r-1", request_time_ms=1)
+
+
+def run_handler(task_root: Path, event: dict[str, Any]) -> dict[str, Any]:
+    """The answer of ``handler.handler`` imported from ``task_root`` alone (a fresh interpreter, as Lambda does)."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PIPELINE_PLUGINS")}
+    env.update(AWS_ENDPOINT_URL="http://127.0.0.1:9", LOG_LEVEL="WARNING", METRICS_ENABLED="false")
+    code = "import json, sys, handler; print(json.dumps(handler.handler(json.load(sys.stdin), None)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=task_root,
+        env=env,
+        input=json.dumps(event),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """``source`` copied to ``target`` without byte-code caches."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
