@@ -12,6 +12,7 @@ import boto3
 from bench.env import REPO_ROOT, lambda_environment, use_fake_aws
 from bench.events import Tenant
 from engine.config import AppConfig, load_config
+from engine.plugins import load_plugins, plugin_modules
 from runtime.app import Application, live_services
 from runtime.layout import PIPELINES_DIR, RULES_DIR
 from runtime.metrics import EmfMetrics
@@ -33,7 +34,8 @@ class Instrument(Protocol):
 
 
 def load_app_config(env: Mapping[str, str]) -> AppConfig:
-    """The shipped Twilio pipeline and its rules, loaded with ``env``."""
+    """The shipped Twilio pipeline and its rules, loaded with ``env`` (the project's plugins registered first)."""
+    load_plugins(plugin_modules(env, REPO_ROOT))
     return load_config(REPO_ROOT / PIPELINES_DIR / "twilio_inbound.yaml", REPO_ROOT / RULES_DIR, env)
 
 
