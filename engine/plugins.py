@@ -22,7 +22,6 @@ from pathlib import Path
 
 __all__ = [
     "BUILTIN_PLUGINS",
-    "DEFAULT_PLUGINS",
     "ENV_VAR",
     "PROJECT_FILE",
     "RECORD_FILE",
@@ -34,7 +33,6 @@ __all__ = [
 ]
 
 BUILTIN_PLUGINS = ("steps",)
-DEFAULT_PLUGINS = BUILTIN_PLUGINS
 ENV_VAR = "PIPELINE_PLUGINS"
 PROJECT_FILE = "pyproject.toml"
 RECORD_FILE = "pipeline-plugins.json"

@@ -104,8 +104,7 @@ def _plugin_list() -> ModuleType:
 
 def project_plugins(root: Path, env: Mapping[str, str]) -> tuple[str, ...]:
     """The plugins the project at ``root`` declares (``engine.plugins.declared_plugins``), built-in ``steps`` first."""
-    declared: tuple[str, ...] = _plugin_list().declared_plugins(root, env)
-    return declared
+    return tuple(_plugin_list().declared_plugins(root, env))
 
 
 def _plugin_files(root: Path, plugin: str) -> list[Path]:

@@ -5,10 +5,7 @@ The function layer of ``scripts/build_lambda.py``, with the dependencies left to
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -17,17 +14,6 @@ import pytest
 from engine.plugins import RECORD_FILE
 from tests.support.expect import ROOT
 from tests.support.plugins import PLUGIN, acme_event, copy_tree, run_handler, write_project
-
-
-@pytest.fixture(scope="module")
-def build() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("build_lambda_plugins", ROOT / "scripts" / "build_lambda.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["build_lambda_plugins"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("build_lambda_plugins", None)
 
 
 def _project(root: Path, **kwargs: str | bool) -> Path:

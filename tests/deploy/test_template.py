@@ -7,16 +7,13 @@ function really emits.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -556,17 +553,6 @@ def test_the_capture_bucket_is_private_encrypted_tls_only_and_expiring(template)
 
 
 # The build script (scripts/build_lambda.py): what goes into the artifact, without downloading anything.
-
-
-@pytest.fixture(scope="module")
-def build() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("build_lambda", ROOT / "scripts" / "build_lambda.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["build_lambda"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("build_lambda", None)
 
 
 def test_the_artifact_holds_the_function_and_its_configuration_only(build) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from engine.yamlsource import load_yaml
 from runtime.layout import pipeline_files, yaml_files
+from tests.support.expect import ROOT
 from tools.check import declared_pipeline_name
 
 __all__ = ["PIPELINES_DIR", "RULES_DIR", "configuration_files", "inline_tests", "pipeline_names", "pipeline_paths"]
 
-ROOT = Path(__file__).resolve().parents[2]
 PIPELINES_DIR = ROOT / "pipelines"
 RULES_DIR = ROOT / "rules"
 
