@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from runtime.shadow import ShadowPlan
 
 __all__ = [
+    "CAPTURE_FAILURE_METRIC",
+    "UNROUTED_PIPELINE",
     "Application",
     "Deployed",
     "Handled",
@@ -71,6 +73,10 @@ ANSWER_MARGIN_SECONDS = 0.5
 SHADOW_BUDGET_MS = 100.0
 SHADOW_BUDGET_MAX_MS = 1000.0
 UNROUTED = "PARSING_ERROR"
+# The Pipeline dimension of an event no pipeline serves.
+UNROUTED_PIPELINE = "unrouted"
+# Counted by pipeline: an event not captured, or (once per pipeline at a cold start) capture off for a bad setting.
+CAPTURE_FAILURE_METRIC = "CaptureFailures"
 
 
 @dataclass(frozen=True)
@@ -157,11 +163,15 @@ def auth_headers(configs: Sequence[AppConfig]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def event_capture(configs: Sequence[AppConfig], env: Mapping[str, str]) -> EventCapture | None:
-    """The capture the environment configures (None: off). A bad setting turns it off with an ERROR line.
+def event_capture(
+    configs: Sequence[AppConfig], env: Mapping[str, str], metrics: EmfMetrics | None = None
+) -> EventCapture | None:
+    """The capture the environment configures (None: off); a setting it cannot use turns it off, loudly.
 
-    Capturing is an operations aid: a mistake in its settings must not take the webhook down with it. The
-    capture's modules are imported only when it is configured (a cold start without it does not pay for them).
+    That is one ERROR line and, in ``metrics``, one ``CaptureFailures`` per pipeline: none of the container's events
+    will be captured, and the template's ``CaptureFailuresAlarm`` watches that metric. Capturing is an operations
+    aid: a mistake in its settings must not take the webhook down with it. The capture's modules are imported only
+    when it is configured (a cold start without it does not pay for them).
     """
     if not env.get("CAPTURE_S3_URI", "").strip():
         return None
@@ -171,6 +181,9 @@ def event_capture(configs: Sequence[AppConfig], env: Mapping[str, str]) -> Event
         return EventCapture.from_env(env, auth_headers(configs))
     except ValueError as exc:
         logger.error("event capture is off: %s", exc)
+        if metrics is not None:
+            for config in configs:
+                metrics.count(config.name, CAPTURE_FAILURE_METRIC)
         return None
 
 
@@ -327,12 +340,13 @@ class Application:
             if config.aws not in shared:
                 shared[config.aws] = live_services(config.aws, session=session, env=environment)
         by_pipeline = {config.name: shared[config.aws] for config in configs}
+        metrics = EmfMetrics.from_env(environment)
         application = cls(
             configs,
             by_pipeline[configs[0].name],
-            EmfMetrics.from_env(environment),
+            metrics,
             by_pipeline=by_pipeline,
-            capture=event_capture(configs, environment),
+            capture=event_capture(configs, environment, metrics),
             shadow_seconds=shadow_budget(environment),
         )
         limits = shared_limits(configs)
@@ -426,7 +440,7 @@ class Application:
             return
         logger.warning("event capture failed: %s", failure, extra={"pipeline": name})
         if self.metrics is not None:
-            self.metrics.count(name or "unrouted", "CaptureFailures", properties=log_fields())
+            self.metrics.count(name or UNROUTED_PIPELINE, CAPTURE_FAILURE_METRIC, properties=log_fields())
 
     def _shadow_time(self, remaining: Any) -> float:
         """The shadow's time for this event: its budget, never past the invocation's time less the answer's margin."""
@@ -505,7 +519,7 @@ class Application:
             if version:
                 properties = {**properties, "RulesVersion": version, "RulesSource": source or ""}
             self.metrics.record(
-                name or "unrouted", outcome, error_code, ms=ms, trace=trace, properties=properties, counts=counts
+                name or UNROUTED_PIPELINE, outcome, error_code, ms=ms, trace=trace, properties=properties, counts=counts
             )
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:

@@ -8,7 +8,8 @@ CloudWatch Logs extracts the metrics from the document itself (no API call, no a
 - ``Latency`` and ``StepLatency.<step id>`` by {Pipeline}, in milliseconds (skipped steps are left out);
 - ``ColdStart`` by {Pipeline}: 1 on the first invocation of a container;
 - ``CaptureFailures`` by {Pipeline}: 1 in a document of its own when an event capture failed
-  (``runtime.capture``; the webhook's answer is unaffected).
+  (``runtime.capture``; the webhook's answer is unaffected), and 1 per pipeline at a cold start whose capture
+  setting is unusable (capture off); template.yaml's ``CaptureFailuresAlarm`` watches it.
 - with a shadow candidate deployed (``runtime.shadow``), by {Pipeline}: ``ShadowEvaluations`` 1 per event
   the candidate decided too, ``ShadowMismatches`` 1 when it decided otherwise,
   ``ShadowMismatch.<rule set>`` 1 for each rule set that decided otherwise, and ``ShadowTimeouts`` 1 when

@@ -267,18 +267,25 @@ def test_events_outside_the_sample_are_not_captured_and_capture_is_off_without_a
     assert __import__("handler").reload().capture is None
 
 
-def test_a_bad_capture_setting_turns_capture_off_with_an_error_line_and_the_webhook_keeps_working(
-    world: World, cold_start: Any, caplog: pytest.LogCaptureFixture
+def test_a_bad_capture_setting_turns_capture_off_with_an_error_line_a_metric_and_the_webhook_keeps_working(
+    world: World, cold_start: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.add_conversation()
     world.add_default_secrets()
+    capsys.readouterr()
     container = cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_MASK="all")
-    assert __import__("handler")._application.capture is None
+    application = __import__("handler")._application
+    assert application.capture is None
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [
         "event capture is off: CAPTURE_MASK=all needs the pseudonym key: set CAPTURE_KEY_SECRET (or CAPTURE_KEY)"
     ]
+    # At the cold start, before any event: one CaptureFailures per pipeline (none of their events will be captured).
+    documents = emf_documents(capsys)
+    assert sorted(doc["Pipeline"] for doc in documents) == sorted(config.name for config in application.configs)
+    assert all(doc["CaptureFailures"] == 1 and "Invocations" not in doc for doc in documents)
     assert container.handler(rest_event("whatsapp", whatsapp_params()), None)["body"] == EMPTY_TWIML
+    assert not [doc for doc in emf_documents(capsys) if "CaptureFailures" in doc]
 
 
 def test_settings_from_the_environment() -> None:

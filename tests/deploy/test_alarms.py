@@ -1,0 +1,291 @@
+"""Every way a message is lost trips an alarm of template.yaml, as CloudWatch would evaluate it.
+
+The handler runs on moto with faults injected, at chosen times (the metrics' clock); its EMF documents are read as
+CloudWatch Logs reads them, what Lambda, API Gateway and SQS record for the same moments is added, and each alarm is
+evaluated per period (``tests.deploy.cfn``). Attempts of one message are spaced as the sender spaces them: Twilio
+by the registered URL's ``rt`` (1 + ``rc`` attempts), SendGrid on its own schedule over up to 3 days.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+
+from runtime.app import CAPTURE_FAILURE_METRIC, UNROUTED_PIPELINE
+from runtime.metrics import EmfMetrics, count_line
+from tests.deploy.cfn import (
+    STACK,
+    Datapoint,
+    alarm_periods,
+    alarm_series,
+    api_answer,
+    emf_datapoints,
+    firing,
+    lambda_invocation,
+    load_template,
+    queue_age,
+    resolve,
+)
+from tests.support.email import add_email_world, email_event
+from tests.support.webhooks import rest_event, whatsapp_params
+
+TEMPLATE = load_template()
+PERIOD = 300
+DAY = 86400
+# A period's start, in seconds since the epoch: the attempts are placed around period boundaries from here.
+EPOCH = 1_800_000_000
+assert EPOCH % PERIOD == 0
+
+
+def _fragment(name: str) -> int:
+    url = TEMPLATE["Outputs"]["WhatsAppWebhookUrl"]["Value"]["Fn::Sub"]
+    found = re.search(rf"[#&]{name}=(\d+)", url)
+    assert found is not None, f"the registered URL sets no {name}"
+    return int(found.group(1))
+
+
+# Twilio's attempts of one message: the first and rc retries, each rt ms after the previous one started.
+TWILIO_ATTEMPTS = 1 + _fragment("rc")
+TWILIO_RETRY_SECONDS = _fragment("rt") / 1000
+FUNCTION_TIMEOUT_SECONDS = TEMPLATE["Globals"]["Function"]["Timeout"]
+# Where the first attempt starts: at a period's start, and late enough that the attempts straddle two periods.
+STARTS = {"in_one_period": EPOCH, "straddling_two_periods": EPOCH + PERIOD - TWILIO_RETRY_SECONDS - 1}
+
+# A fault on every attempt (operation, AWS error code, the table it hits if one) and the transient code it ends in.
+TRANSIENT_FAULTS: dict[str, tuple[str, str, str | None]] = {
+    "DB_TRANSIENT_ERROR": ("dynamodb.Query", "ProvisionedThroughputExceededException", None),
+    "SECRET_FETCH_TRANSIENT_ERROR": ("secretsmanager.GetSecretValue", "ThrottlingException", None),
+    "STAGE_WRITE_TRANSIENT_ERROR": ("dynamodb.PutItem", "ThrottlingException", "stage_table"),
+    "TRIGGER_LOCK_TRANSIENT_ERROR": ("dynamodb.PutItem", "ThrottlingException", "lock_table"),
+    "QUEUE_TRANSIENT_ERROR": ("sqs.SendMessage", "ThrottlingException", None),
+}
+
+
+class Clock:
+    """The time the metrics are stamped with (CloudWatch files each datapoint under its document's timestamp)."""
+
+    def __init__(self) -> None:
+        self.now = float(EPOCH)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def deployed(cold_start: Any, capsys: pytest.CaptureFixture[str]) -> tuple[Any, Clock]:
+    """A container configured as the template configures it (the stack's name, the metrics namespace), whose
+    metrics are stamped with a test clock."""
+    import handler
+
+    namespace = resolve(TEMPLATE, {"Ref": "MetricsNamespace"})
+    container = cold_start(STACK_NAME=STACK, METRICS_NAMESPACE=namespace)
+    clock = Clock()
+    handler._application.metrics = EmfMetrics(namespace, stack=STACK, clock=clock)
+    capsys.readouterr()
+    return container, clock
+
+
+def attempt(
+    container: Any, event: dict[str, Any], at: float, clock: Clock, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, list[Datapoint]]:
+    """One delivery of ``event`` at ``at``: the HTTP status the sender sees and every datapoint it leaves."""
+    clock.now = at
+    started = time.perf_counter()
+    try:
+        status, failed = container.handler(event, None)["statusCode"], False
+    except Exception:  # noqa: BLE001 - a transient fault raises: Lambda's error, API Gateway's 502
+        status, failed = 502, True
+    ms = (time.perf_counter() - started) * 1000
+    points = emf_datapoints(capsys.readouterr().out)
+    return status, [*points, *lambda_invocation(TEMPLATE, at, failed=failed, ms=ms), *api_answer(TEMPLATE, at, status)]
+
+
+def inject(container: Any, world: Any, code: str, *, times: int | None = None) -> None:
+    """The AWS fault that ends an event in transient ``code``, on every call (or the first ``times``)."""
+    operation, aws_code, table = TRANSIENT_FAULTS[code]
+    name = getattr(world.resources, table) if table else None
+    container.aws.fail(
+        operation, aws_code, 400, times=times, where=None if name is None else lambda call: call["TableName"] == name
+    )
+
+
+@pytest.mark.parametrize("start", STARTS)
+@pytest.mark.parametrize("code", TRANSIENT_FAULTS)
+def test_a_twilio_message_whose_every_attempt_meets_a_transient_fault_raises_the_transient_alarm(
+    world: Any, deployed: tuple[Any, Clock], capsys: pytest.CaptureFixture[str], code: str, start: str
+) -> None:
+    container, clock = deployed
+    world.add_conversation()
+    world.add_default_secrets()
+    inject(container, world, code)
+    event = rest_event("whatsapp", whatsapp_params())
+    points: list[Datapoint] = []
+    for number in range(TWILIO_ATTEMPTS):
+        status, left = attempt(container, event, STARTS[start] + number * TWILIO_RETRY_SECONDS, clock, capsys)
+        assert status == 502, "a transient fault must raise, for Twilio to retry"
+        points += left
+    assert world.sent("whatsapp") == [], "no trigger: the message is lost once Twilio stops retrying"
+    errors = [p for p in points if p.metric == "Errors" and dict(p.dimensions).get("ErrorCode")]
+    assert {dict(p.dimensions)["ErrorCode"] for p in errors} == {code}
+    fired = firing(TEMPLATE, points)
+    assert {"TransientErrorsAlarm", "FunctionErrorsAlarm"} <= fired
+    assert "MessageLossAlarm" not in fired  # no final error: only the transient alarms can see this loss
+    if start == "straddling_two_periods":
+        # Why the default is 2, not 1 + rc: 3 attempts split 2 + 1 over a period boundary.
+        assert not alarm_periods(TEMPLATE, "TransientErrorsAlarm", points, {"TransientErrorsAlarmThreshold": "3"})
+
+
+def test_a_twilio_message_that_a_retry_delivers_raises_no_alarm(
+    world: Any, deployed: tuple[Any, Clock], capsys: pytest.CaptureFixture[str]
+) -> None:
+    container, clock = deployed
+    world.add_conversation()
+    world.add_default_secrets()
+    inject(container, world, "QUEUE_TRANSIENT_ERROR", times=1)
+    event = rest_event("whatsapp", whatsapp_params())
+    first, points = attempt(container, event, EPOCH, clock, capsys)
+    second, more = attempt(container, event, EPOCH + TWILIO_RETRY_SECONDS, clock, capsys)
+    assert (first, second) == (502, 200)
+    assert len(world.sent("whatsapp")) == 1
+    assert firing(TEMPLATE, points + more) == set()
+
+
+@pytest.mark.parametrize("start", STARTS)
+def test_a_twilio_message_whose_every_attempt_times_out_raises_the_function_alarms(start: str) -> None:
+    # Lambda ends a timed-out invocation before it writes anything: only what AWS records tells of it. The attempts
+    # all run the full timeout, so they end as far apart as they start; here the ends are placed on the boundary.
+    points = []
+    for number in range(TWILIO_ATTEMPTS):
+        ended = STARTS[start] + number * TWILIO_RETRY_SECONDS
+        points += lambda_invocation(TEMPLATE, ended, failed=True, ms=FUNCTION_TIMEOUT_SECONDS * 1000)
+        points += api_answer(TEMPLATE, ended, 502)
+    fired = firing(TEMPLATE, points)
+    assert {"FunctionErrorsAlarm", "FunctionDurationAlarm"} <= fired
+    if start == "straddling_two_periods":
+        assert not alarm_periods(TEMPLATE, "FunctionErrorsAlarm", points, {"FunctionErrorsAlarmThreshold": "3"})
+
+
+def test_an_email_whose_deliveries_meet_a_transient_fault_raises_the_email_alarm_at_the_first(
+    world: Any, deployed: tuple[Any, Clock], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SendGrid retries a 503 on an unpublished schedule for up to 3 days: its deliveries need not share a period.
+    container, clock = deployed
+    add_email_world(world)
+    inject(container, world, "QUEUE_TRANSIENT_ERROR")
+    points: list[Datapoint] = []
+    deliveries = [EPOCH + hours * 3600 for hours in (0, 1, 5, 24, 71)]
+    for at in deliveries:
+        status, left = attempt(container, email_event(), at, clock, capsys)
+        assert status == 503
+        points += left
+    assert world.sent("email") == []
+    assert alarm_periods(TEMPLATE, "EmailTransientErrorsAlarm", points)[0] == deliveries[0]
+    assert "EmailLossAlarm" not in firing(TEMPLATE, points)
+
+
+def _routed_queues(configs: list[Any]) -> list[str]:
+    """The logical ids of the queues the pipelines route to (``ref:<id>`` placeholders of their queue URLs)."""
+    urls = {target["queue_url"] for config in configs for target in config.targets.values()}
+    return sorted(url.removeprefix("ref:") for url in urls)
+
+
+def test_a_trigger_that_nothing_consumes_raises_its_queue_age_alarm_long_before_sqs_deletes_it(
+    template: dict[str, Any], configs: list[Any]
+) -> None:
+    parameter = template["Parameters"]["QueueAgeAlarmSeconds"]
+    longest_window = template["Parameters"]["BatchWindowSeconds"]["MaxValue"]
+    for queue in _routed_queues(configs):
+        alarm = f"{queue}AgeAlarm"
+        retention = template["Resources"][queue]["Properties"]["MessageRetentionPeriod"]
+        # SQS reports the oldest message's age every minute while the queue holds it, until it deletes it.
+        waiting = [queue_age(queue, EPOCH + age, age) for age in range(60, retention, 60)]
+        # A trigger delayed by the longest window W and consumed within minutes of becoming visible.
+        consumed = [queue_age(queue, EPOCH + age, age) for age in range(60, longest_window + PERIOD, 60)]
+        for threshold in (parameter["Default"], parameter["MinValue"], parameter["MaxValue"]):
+            chosen = {"QueueAgeAlarmSeconds": str(threshold)}
+            first = alarm_periods(template, alarm, waiting, chosen)[0]
+            left = EPOCH + retention - (first + PERIOD)
+            assert left >= DAY, f"{alarm} at {threshold} s leaves {left} s to consume the queue before SQS deletes"
+            assert alarm_periods(template, alarm, consumed, chosen) == [], f"{alarm} at {threshold} s: W trips it"
+
+
+def test_every_routed_queue_has_its_age_alarm_and_keeps_its_dead_letters_longer_than_its_messages(
+    template: dict[str, Any], configs: list[Any]
+) -> None:
+    ages = {
+        series.dimensions
+        for name, body in template["Resources"].items()
+        if body["Type"] == "AWS::CloudWatch::Alarm"
+        for series in alarm_series(template, name)
+        if (series.namespace, series.metric, series.stat) == ("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum")
+    }
+    queues = template["Resources"]
+    for queue in _routed_queues(configs):
+        assert (("QueueName", f"{queue}.QueueName"),) in ages
+        # A message moved to the dead-letter queue keeps its enqueue time: there it must outlive the source's retention.
+        dead_letter = queues[queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        retention = queues[queue]["Properties"]["MessageRetentionPeriod"]
+        assert queues[dead_letter]["Properties"]["MessageRetentionPeriod"] > retention
+
+
+def test_the_capture_alarm_exists_with_capture_and_watches_every_series_it_is_counted_in(
+    template: dict[str, Any], configs: list[Any]
+) -> None:
+    resource = template["Resources"]["CaptureFailuresAlarm"]
+    assert resource["Condition"] == "CaptureOn"
+    watched = {(s.metric, s.dimensions) for s in alarm_series(template, "CaptureFailuresAlarm")}
+    emitted = set()
+    for pipeline in [*(config.name for config in configs), UNROUTED_PIPELINE]:
+        line = count_line("NS", pipeline, CAPTURE_FAILURE_METRIC, timestamp_ms=1, stack=STACK)
+        emitted |= {(p.metric, p.dimensions) for p in emf_datapoints(line)}
+    assert watched == emitted
+    namespace = resolve(template, {"Ref": "MetricsNamespace"})
+    assert {s.namespace for s in alarm_series(template, "CaptureFailuresAlarm")} == {namespace}
+
+
+def test_a_capture_setting_the_function_cannot_use_raises_the_capture_alarm_at_the_cold_start(
+    world: Any, cold_start: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace = resolve(TEMPLATE, {"Ref": "MetricsNamespace"})
+    capsys.readouterr()
+    container = cold_start(
+        STACK_NAME=STACK, METRICS_NAMESPACE=namespace, CAPTURE_S3_URI="s3://captures/prod/", CAPTURE_MASK="all"
+    )
+    assert __import__("handler")._application.capture is None
+    points = emf_datapoints(capsys.readouterr().out)
+    assert alarm_periods(TEMPLATE, "CaptureFailuresAlarm", points)
+    world.add_conversation()
+    world.add_default_secrets()
+    assert container.handler(rest_event("whatsapp", whatsapp_params()), None)["statusCode"] == 200
+
+
+@pytest.mark.parametrize("channel", ["whatsapp", "nowhere"])
+def test_an_event_not_captured_raises_the_capture_alarm(
+    world: Any, cold_start: Any, capsys: pytest.CaptureFixture[str], channel: str
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    namespace = resolve(TEMPLATE, {"Ref": "MetricsNamespace"})
+    container = cold_start(
+        STACK_NAME=STACK,
+        METRICS_NAMESPACE=namespace,
+        CAPTURE_S3_URI="s3://no-such-bucket/prod/",
+        CAPTURE_WAIT_MS="2000",
+    )
+    capsys.readouterr()
+    container.handler(rest_event(channel, whatsapp_params()), None)
+    points = emf_datapoints(capsys.readouterr().out)
+    assert alarm_periods(TEMPLATE, "CaptureFailuresAlarm", points)
+
+
+def test_no_data_is_no_alarm() -> None:
+    # Every watched series is written only when something happens (an error, a capture, a message waiting in a
+    # queue, an invocation): a period without data is a quiet one, never a breach.
+    alarms = {name: body for name, body in TEMPLATE["Resources"].items() if body["Type"] == "AWS::CloudWatch::Alarm"}
+    assert {name: body["Properties"]["TreatMissingData"] for name, body in alarms.items()} == dict.fromkeys(
+        alarms, "notBreaching"
+    )
+    assert firing(TEMPLATE, []) == set()
