@@ -16,22 +16,23 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser, HeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr
-from html import unescape
-from html.parser import HTMLParser
 from typing import Any, Literal
 
+from steps.sendgrid import automatic
+from steps.sendgrid.html_text import html_to_text
 from steps.sendgrid.multipart import MultipartForm, decode_text
 
 __all__ = [
+    "DEFAULT_MAX_HTML_CHARS",
     "ID_PATTERN",
     "ID_PREFIX",
     "Attachment",
     "InboundEmail",
-    "html_to_text",
     "id_from_body",
     "id_from_message_id",
     "normalise_message_id",
@@ -43,12 +44,17 @@ ID_PATTERN = re.compile(r"EM[0-9a-f]{32}")
 _BODY_DOMAIN = b"\x00sendgrid-inbound-body\x00"
 _MAX_JSON_CHARS = 256 * 1024
 _MAX_ADDRESS_CHARS = 320
+# The HTML an HTML-only email's text is read from is cut to this (sendgrid.parse: 4 x max_text_bytes).
+DEFAULT_MAX_HTML_CHARS = 512 * 1024
+# An address header longer, or nested deeper, than this is not read (its sender falls back to the envelope's):
+# the standard library parses comments and groups recursively, a frame or two per level, and raises
+# RecursionError on a header of a few hundred levels.
+_MAX_ADDRESS_LIST_CHARS = 16 * 1024
+_MAX_ADDRESS_NESTING = 32
+_NESTING = re.compile(r"[():]")
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _UNPRINTABLE = re.compile(r"[\x00-\x20\x7f]")
 _ANGLED = re.compile(r"<([^<>]+)>")
-_BLANK_LINES = re.compile(r"\n{3,}")
-_SPACES = re.compile(r"[ \xa0]+")
-_WHITESPACE = re.compile(r"\s+")
-_TAG = re.compile(r"<[^>]*>")
 _STDLIB_ERRORS = (LookupError, ValueError, TypeError, IndexError, AttributeError, AssertionError)
 
 IdSource = Literal["message-id", "body"]
@@ -68,7 +74,11 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class InboundEmail:
-    """An inbound email's identity, addresses (lower-cased), subject, text and attachment summary."""
+    """An inbound email's identity, addresses (lower-cased), subject, text and attachment summary.
+
+    ``text_cut`` says the text is that of the HTML's first ``max_html_chars`` characters only;
+    ``auto_submitted`` that its headers mark it as sent by a program (``steps.sendgrid.automatic``).
+    """
 
     message_id: str
     id_source: IdSource
@@ -77,9 +87,11 @@ class InboundEmail:
     subject: str
     text: str
     text_source: TextSource
+    text_cut: bool
     attachments: tuple[Attachment, ...]
     spam_score: float | None
     raw_mime: bool
+    auto_submitted: bool
 
 
 def normalise_message_id(value: str) -> str | None:
@@ -107,12 +119,15 @@ def id_from_body(body: bytes) -> str:
     return ID_PREFIX + hashlib.sha256(_BODY_DOMAIN + body).hexdigest()[:32]
 
 
-def read_email(form: MultipartForm, body: bytes) -> InboundEmail:
-    """The ``InboundEmail`` in a parsed Inbound Parse form; ``body`` is the raw request body it came from."""
+def read_email(form: MultipartForm, body: bytes, *, max_html_chars: int = DEFAULT_MAX_HTML_CHARS) -> InboundEmail:
+    """The ``InboundEmail`` in a parsed Inbound Parse form; ``body`` is the raw request body it came from.
+
+    The text of an HTML-only email is read from the HTML's first ``max_html_chars`` characters.
+    """
     raw = form.raw.get("email", ())
     mime = _parse_mime(raw[0]) if raw and form.first("headers") is None else None
-    headers = _header_block(raw[0]) if mime is not None else form.first("headers") or ""
-    message_ids = [found for value in _header_values(headers, "Message-ID") if (found := normalise_message_id(value))]
+    headers = _parse_headers(_header_block(raw[0]) if mime is not None else form.first("headers") or "")
+    message_ids = [found for value in _values(headers, "Message-ID") if (found := normalise_message_id(value))]
     envelope = _json_object(form.first("envelope"))
     # The author (From), not the envelope's return path (often a bounce address of the sender's mail system).
     sender = next(iter(_addresses(form.first("from"))), None) or _address(envelope.get("from"))
@@ -121,7 +136,7 @@ def read_email(form: MultipartForm, body: bytes) -> InboundEmail:
         plain, html, attachments = _mime_parts(mime)
     else:
         plain, html, attachments = form.first("text"), form.first("html"), _form_attachments(form)
-    text, text_source = _text(plain, html)
+    text, text_source, text_cut = _text(plain, html, max_html_chars)
     return InboundEmail(
         message_id=id_from_message_id(message_ids[0], recipients[0] if recipients else "")
         if message_ids
@@ -132,71 +147,35 @@ def read_email(form: MultipartForm, body: bytes) -> InboundEmail:
         subject=" ".join((form.first("subject") or "").split()),
         text=text,
         text_source=text_source,
+        text_cut=text_cut,
         attachments=attachments,
         spam_score=_score(form.first("spam_score")),
         raw_mime=mime is not None,
+        auto_submitted=automatic.is_automatic({name: _values(headers, name) for name in automatic.HEADERS}),
     )
 
 
-def html_to_text(html: str) -> str:
-    """Readable text of an HTML body: tags dropped (and script, style, head, title content), entities decoded.
-
-    Source line breaks are spaces, as a browser shows them; block elements (p, div, br, li...) break lines.
-    """
-    extractor = _TextExtractor()
-    try:
-        extractor.feed(html)
-        extractor.close()
-        text = "".join(extractor.parts)
-    except _STDLIB_ERRORS:
-        text = _WHITESPACE.sub(" ", unescape(_TAG.sub(" ", html)))
-    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
-
-
-class _TextExtractor(HTMLParser):
-    _SKIP = frozenset({"script", "style", "head", "title", "template", "noscript"})
-    _LINE = frozenset({"br", "li", "tr", "dt", "dd"})
-    _BLOCK = frozenset(
-        {"p", "div", "table", "ul", "ol", "hr", "pre", "blockquote", "section", "article", "header", "footer"}
-        | {"h1", "h2", "h3", "h4", "h5", "h6"}
-    )
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self._skipping += 1
-        elif tag in self._LINE or tag in self._BLOCK:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
-            self._skipping = max(0, self._skipping - 1)
-        elif tag in self._BLOCK:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.parts.append(_WHITESPACE.sub(" ", data))
-
-
-def _text(plain: str | None, html: str | None) -> tuple[str, TextSource]:
+def _text(plain: str | None, html: str | None, max_html_chars: int) -> tuple[str, TextSource, bool]:
+    """The text, where it came from, and whether it is that of the HTML's start only."""
     if plain and plain.strip():
-        return plain.replace("\r\n", "\n").strip(), "text"
+        return plain.replace("\r\n", "\n").strip(), "text", False
     if html and html.strip():
-        return html_to_text(html), "html"
-    return "", "none"
+        return html_to_text(html, max_html_chars), "html", len(html) > max_html_chars
+    return "", "none", False
 
 
-def _header_values(headers: str, name: str) -> list[str]:
-    """Every value of header ``name`` in a raw header block (folded lines joined)."""
+def _parse_headers(block: str) -> Message:
+    """A raw header block parsed (folded lines joined); no headers when it cannot be read."""
     try:
-        parsed = HeaderParser(policy=compat32).parsestr(headers, headersonly=True)
-        return [str(value) for value in parsed.get_all(name, [])]
+        return HeaderParser(policy=compat32).parsestr(block, headersonly=True)
+    except _STDLIB_ERRORS:
+        return Message()
+
+
+def _values(headers: Message, name: str) -> list[str]:
+    """Every value of header ``name``."""
+    try:
+        return [str(value) for value in headers.get_all(name, [])]
     except _STDLIB_ERRORS:
         return []
 
@@ -209,11 +188,11 @@ def _header_block(mime: bytes) -> str:
 
 def _address(value: object) -> str | None:
     """A bare address (``a@b``) lower-cased, or None when ``value`` holds no plausible one."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _parseable(value):
         return None
     try:
         address = parseaddr(value)[1].strip().lower()
-    except _STDLIB_ERRORS:
+    except (*_STDLIB_ERRORS, RecursionError):
         return None
     if "@" not in address or len(address) > _MAX_ADDRESS_CHARS or _UNPRINTABLE.search(address):
         return None
@@ -222,13 +201,34 @@ def _address(value: object) -> str | None:
 
 def _addresses(value: str | None) -> tuple[str, ...]:
     """The plausible addresses in an address-list header value, lower-cased, first occurrence kept."""
-    if not value:
+    if not value or not _parseable(value):
         return ()
     try:
         pairs = getaddresses([value])
-    except _STDLIB_ERRORS:
+    except (*_STDLIB_ERRORS, RecursionError):
         return ()
     return _unique(_address(address) for _, address in pairs)
+
+
+def _parseable(value: str) -> bool:
+    """True when an address header is short and shallow enough for the standard library's recursive parser.
+
+    Its depth is bounded by the deepest comment nesting plus the number of colons (groups nest; a colon in a
+    quoted name is counted too, which only makes the bound stricter).
+    """
+    if len(value) > _MAX_ADDRESS_LIST_CHARS:
+        return False
+    depth = deepest = colons = 0
+    for found in _NESTING.finditer(value):
+        mark = found.group()
+        if mark == ":":
+            colons += 1
+        elif mark == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(0, depth - 1)
+    return deepest + colons <= _MAX_ADDRESS_NESTING
 
 
 def _unique(addresses: Iterable[str | None]) -> tuple[str, ...]:
@@ -293,7 +293,7 @@ def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment
                 continue
             payload = part.get_payload(decode=True)
             data = payload if isinstance(payload, bytes) else b""
-            filename = part.get_filename()
+            filename = _filename(part)
             content_type = part.get_content_type()
             if filename is not None or part.get_content_disposition() == "attachment":
                 cid = str(part.get("Content-ID", "")).strip().strip("<>") or None
@@ -305,3 +305,32 @@ def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment
         except _STDLIB_ERRORS:
             continue
     return plain, html, tuple(attachments)
+
+
+def _filename(part: Message) -> str | None:
+    """A MIME part's filename, read as mailers write it.
+
+    The compat32 parser keeps a header's non-ASCII bytes as surrogates, and reads them back as U+FFFD: they are
+    UTF-8 (RFC 6532), so the two headers a filename comes from are decoded so first (bytes that are not UTF-8
+    become U+FFFD). A quoted RFC 2047 encoded word (``"=?UTF-8?B?...?="``, not standard in a parameter but what
+    many mailers write) is decoded too.
+    """
+    header = Message()
+    for name, value in part.raw_items():
+        if name.lower() in ("content-disposition", "content-type"):
+            header[name] = _utf8(value) if isinstance(value, str) else value
+    filename = header.get_filename()
+    if filename is None or not _ENCODED_WORD.search(filename):
+        return filename
+    try:
+        return str(make_header(decode_header(filename)))
+    except _STDLIB_ERRORS:
+        return filename
+
+
+def _utf8(value: str) -> str:
+    """A header value whose undecoded bytes (surrogates) are read as UTF-8."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte: not UTF-8 either
+        return value.encode("utf-8", "replace").decode("utf-8")

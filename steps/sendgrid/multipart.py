@@ -5,10 +5,10 @@ Content-Type header, which SendGrid does not sign, while the body is signed; so 
 it starts with the boundary's delimiter line (no preamble: a header naming another string found in the body is
 refused), it ends with the closing delimiter (no epilogue), and no part holds the boundary at the start of a line
 (after CR or LF, where a lenient reader would cut). A text field is decoded with its part's own ``charset``, else
-the one SendGrid's ``charsets`` field names for it, else UTF-8; bytes that do not decode are replaced. A file
-part is summarised (field, filename, type, size) and its bytes are not copied. Every failure is a
-``MultipartError`` whose message says what is wrong and, at most, which part: never a header or a field value,
-so it is safe to log.
+the one SendGrid's ``charsets`` field names for it, else UTF-8 (charset names mail uses that Python does not
+know are mapped to its codecs: ``decode_text``); bytes that do not decode are replaced. A file part is
+summarised (field, filename, type, size) and its bytes are not copied. Every failure is a ``MultipartError``
+whose message says what is wrong and, at most, which part: never a header or a field value, so it is safe to log.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import ClassVar
 
 __all__ = [
     "CHARSETS_FIELD",
+    "CHARSET_ALIASES",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_PARTS",
     "MAX_PART_HEADER_BYTES",
@@ -54,6 +55,34 @@ _LINE_END = re.compile(rb"[ \t]*\r\n")
 _PARTIAL_LINE_END = re.compile(rb"[ \t]*\r?")
 _CLOSE_END = re.compile(rb"[ \t]*(?:\r\n)?")
 _HEADER_ERRORS = (LookupError, ValueError, TypeError, IndexError)
+# Charset labels mail carries that Python's codecs do not know, each with the codec that reads it; and two that
+# Python knows as a subset of what mail so labelled holds (Outlook's euc-kr / ks_c_5601-1987 mail is Windows-949,
+# gb2312 mail is GBK), as the WHATWG Encoding Standard maps them. Keys are lower case with "-" for "_".
+CHARSET_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "windows-874": "cp874",
+        "windows-31j": "cp932",
+        "cswindows31j": "cp932",
+        "x-sjis": "cp932",
+        "ms-cp932": "cp932",
+        "euc-kr": "cp949",
+        "ks-c-5601-1987": "cp949",
+        "ks-c-5601": "cp949",
+        "windows-949": "cp949",
+        "gb2312": "gbk",
+        "csgb2312": "gbk",
+        "mac-ce": "mac_latin2",
+        "mac-centraleurroman": "mac_latin2",
+        "mac-icelandic": "mac_iceland",
+        "unicode-1-1-utf-8": "utf-8",
+        "unicode-2-0-utf-8": "utf-8",
+        "unicode20utf8": "utf-8",
+    }
+)
+# Generic spellings: a Windows code page by number, and ISO-8859-6/-8's "-i"/"-e" (implicit/explicit
+# directionality: the same bytes as the plain charset).
+_CODE_PAGE = re.compile(r"(?:windows|win|dos|ibm|ms|cp)-?([0-9]{3,5})")
+_ISO_VARIANT = re.compile(r"(iso-?8859-[0-9]{1,2})-[ie]")
 
 
 class MultipartError(ValueError):
@@ -158,22 +187,42 @@ def boundary_of(content_type: str) -> bytes:
 
 
 def decode_text(data: bytes, charset: str | None) -> str:
-    """``data`` decoded with ``charset`` when Python knows it as a text encoding, else as UTF-8; never raises.
+    """``data`` decoded with ``charset`` when a Python text codec reads it, else as UTF-8; never raises.
 
-    The result always encodes as UTF-8: a codec's lone surrogates (UTF-7 can make them) become U+FFFD.
+    A charset name Python does not know is looked up in ``CHARSET_ALIASES``, then without an ``x-`` prefix,
+    then as a Windows code page or an ISO-8859 variant (``windows-1258`` is ``cp1258``, ``iso-8859-8-i`` is
+    ``iso-8859-8``). The result always encodes as UTF-8: a codec's lone surrogates (UTF-7 can make them)
+    become U+FFFD.
     """
-    if charset:
+    for codec in _codec_names(charset or ""):
         try:
-            text = data.decode(charset.strip(), "replace")
+            text = data.decode(codec, "replace")
         except (LookupError, ValueError, TypeError):
-            pass
-        else:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-            return text
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return text
     return data.decode("utf-8", "replace")
+
+
+def _codec_names(charset: str) -> Iterator[str]:
+    """The codec names to try for a charset label, most specific first (none for an empty label)."""
+    label = charset.strip().strip("\"'").lower().replace("_", "-")
+    if not label:
+        return
+    bare = label
+    while bare.startswith("x-"):
+        bare = bare[2:]
+    for name in dict.fromkeys((label, bare)):
+        if name in CHARSET_ALIASES:
+            yield CHARSET_ALIASES[name]
+        yield name
+    if (page := _CODE_PAGE.fullmatch(bare)) is not None:
+        yield f"cp{page.group(1)}"
+    elif (variant := _ISO_VARIANT.fullmatch(bare)) is not None:
+        yield variant.group(1)
 
 
 def parse(

@@ -5,16 +5,20 @@ to, else the body's digest), used as the stage row's ``message_sid``. The sender
 (``user_address``), the parse address it was sent to is the company (``company_address``), both lower-cased.
 A request without SendGrid's signature headers, or signed too long ago (a replay) or in the future, ends here
 with ``INVALID_SIGNATURE``, before any AWS call. ``request.fields`` keeps the small header-like fields, never
-the bodies or raw headers.
+the bodies or raw headers; ``request.auto_submitted`` says whether the headers mark the email as sent by a
+program (an out-of-office reply, say: ``steps.sendgrid.automatic``), for the screening rules. A ``From``
+header that cannot be read (too long, or nested too deep) leaves the envelope's sender.
 
 What is staged and handed off is bounded, so that no email is refused for its size after it was accepted: the
 text is cut to ``max_text_bytes`` of UTF-8 at a character boundary (``body_truncated`` and ``body_bytes``, the
 whole text's size, say so), each kept field to 2 KiB, and ``media`` lists the first 128 attachments with names
 and types clipped (``num_media`` counts them all). With the largest ``max_text_bytes`` a stage row stays under
-330 KB, inside DynamoDB's 400 KB item limit.
+330 KB, inside DynamoDB's 400 KB item limit. So is the time reading takes: an HTML-only email's text is read
+from its first ``HTML_CHARS_PER_TEXT_BYTE`` x ``max_text_bytes`` characters of HTML, in time linear in them,
+and is marked ``body_truncated`` when the HTML was longer (``body_bytes`` is then the size of that text).
 
 The multipart and email modules are imported by the first email, not at the cold start (they pull in the
-standard library's ``email`` and ``html`` packages, several milliseconds a container that may never see an email).
+standard library's ``email`` package, several milliseconds a container that may never see an email).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ if TYPE_CHECKING:
     from steps.sendgrid.message import Attachment, InboundEmail
     from steps.sendgrid.multipart import MultipartForm
 
-__all__ = ["INVALID_SIGNATURE", "PARSING_ERROR", "SendGridParse"]
+__all__ = ["HTML_CHARS_PER_TEXT_BYTE", "INVALID_SIGNATURE", "PARSING_ERROR", "SendGridParse"]
 
 PARSING_ERROR = ErrorSpec("PARSING_ERROR", description="the request is not a readable Inbound Parse post")
 INVALID_SIGNATURE = ErrorSpec("INVALID_SIGNATURE", description="the request's signature is missing, stale or wrong")
@@ -44,6 +48,9 @@ _KEPT_FIELDS = ("to", "from", "cc", "subject", "envelope", "spam_score", "SPF", 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_TEXT_BYTES = 128 * 1024
 MAX_TEXT_BYTES = 256 * 1024
+# How much HTML an HTML-only email's text is read from, per byte of text kept: Gmail clips HTML over about
+# 100 KB, so the default's 512 K characters leave room for markup-heavy mail while bounding the time taken.
+HTML_CHARS_PER_TEXT_BYTE = 4
 # Bounds on the rest of what is staged or handed off (UTF-8 bytes; media entries).
 MAX_FIELD_BYTES = 2 * 1024
 MAX_MEDIA_LISTED = 128
@@ -108,11 +115,12 @@ def _request(
         "company_address": recipient,
         "subject": utf8_prefix(email.subject, MAX_FIELD_BYTES)[0],
         "body": text,
-        "body_truncated": text_bytes > max_text_bytes,
+        "body_truncated": text_bytes > max_text_bytes or email.text_cut,
         "body_bytes": text_bytes,
         "num_media": len(email.attachments),
         "media": _media(email.attachments),
         "spam_score": email.spam_score,
+        "auto_submitted": email.auto_submitted,
         "fields": _fields(form),
         "received_at": received_at,
     }
@@ -185,7 +193,7 @@ class SendGridParse:
         repeated = [name for name in _SINGLE_FIELDS if len(form.fields.get(name, ())) > 1]
         if repeated:
             raise _fail(f"SendGrid posts each field once, yet {', '.join(repeated)} appears more than once")
-        email = read_email(form, http.body)
+        email = read_email(form, http.body, max_html_chars=HTML_CHARS_PER_TEXT_BYTE * self._max_text)
         if not email.sender or not email.recipients:
             raise _fail("the email names no sender or no recipient")
         ctx.private["signed"] = (signature, timestamp, http.body)
@@ -193,5 +201,7 @@ class SendGridParse:
         decision = f"{channel} message ({email.id_source} id)"
         if request["body_truncated"]:
             decision += f", text of {request['body_bytes']} bytes cut to {self._max_text}"
+            if email.text_cut:
+                decision += f" (read from the HTML's first {HTML_CHARS_PER_TEXT_BYTE * self._max_text} characters)"
             logger.info("email text truncated", extra={"decision": decision})
         return StepResult(output=request, decision=decision)

@@ -13,7 +13,6 @@ from steps.sendgrid.message import (
     ID_PATTERN,
     Attachment,
     InboundEmail,
-    html_to_text,
     id_from_body,
     id_from_message_id,
     normalise_message_id,
@@ -22,6 +21,7 @@ from steps.sendgrid.message import (
 from steps.sendgrid.multipart import MultipartForm, parse
 from tools.sendgrid_events import (
     MESSAGE_ID,
+    RECIPIENT,
     Email,
     encode_form,
     inbound_parse_body,
@@ -145,6 +145,28 @@ def test_the_sender_is_the_author_else_the_envelope_return_path() -> None:
     assert _email(Email(envelope_from="not an address", sender="nobody")).sender is None
 
 
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "Jane " + "(" * 600 + "x" + ")" * 600 + " <jane@example.net>",  # RFC 5322 comments nest
+        "Jane (" + "(a)" * 20 + ")" + "(" * 40 + ")" * 40 + " <jane@example.net>",
+        "a:" * 2000 + "jane@example.net;",  # groups, nested
+        "Jane <jane@example.net> " + "x" * 20000,
+    ],
+    ids=["nested-comments", "deep-comment", "nested-groups", "long"],
+)
+def test_a_from_header_too_deep_or_long_to_read_leaves_the_envelope_sender(sender: str) -> None:
+    assert _email(Email(sender=sender)).sender == "bounces+jane@example.net"
+    assert _email(Email(sender=sender, envelope_from="")).sender is None
+
+
+@pytest.mark.parametrize(
+    "sender", ['"Re: a: b" <jane@example.net>', "Jane (work (main)) <jane@example.net>", "Team: jane@example.net;"]
+)
+def test_comments_quoted_colons_and_a_group_in_from_are_read(sender: str) -> None:
+    assert _email(Email(sender=sender, envelope_from="")).sender == "jane@example.net"
+
+
 def test_the_sender_is_read_from_a_from_header_with_a_display_name() -> None:
     assert _email(Email(sender="Jane <JANE@EXAMPLE.NET>")).sender == "jane@example.net"
 
@@ -181,21 +203,22 @@ def test_raw_mime_html_only_is_read() -> None:
     assert (email.text, email.text_source) == ("Only html", "html")
 
 
-@pytest.mark.parametrize(
-    ("html", "text"),
-    [
-        ("<p>One</p><p>Two</p>", "One\n\nTwo"),
-        ("Line<br>break<br/>again", "Line\nbreak\nagain"),
-        ("<ul><li>a</li><li>b</li></ul>", "a\nb"),
-        ("a\n   b\t\tc", "a b c"),
-        ("&lt;tag&gt; &eacute; &#8364;", "<tag> \u00e9 \u20ac"),
-        ("<![foo[ x ]]>after", "after"),
-        ("<title>T</title><noscript>n</noscript><template>t</template>body", "body"),
-        ("<div>unclosed <b>bold", "unclosed bold"),
-    ],
-)
-def test_html_to_text(html: str, text: str) -> None:
-    assert html_to_text(html) == text
+@pytest.mark.parametrize("raw", [False, True])
+def test_an_html_only_email_without_the_optional_head_end_tag_keeps_its_text(raw: bool) -> None:
+    html = '<html><head><meta charset="utf-8"><title>Order</title><body><p>My order never arrived.</p></body></html>'
+    email = _email(Email(text=None, html=html), raw=raw)
+    assert (email.text, email.text_source, email.text_cut) == ("My order never arrived.", "html", False)
+
+
+def test_the_text_of_a_long_html_only_email_is_read_from_its_start_and_marked_cut() -> None:
+    html = "<p>" + "word " * 1000 + "</p>"
+    form, body = _read(Email(text=None, html=html))
+    email = read_email(form, body, max_html_chars=103)
+    assert (email.text, email.text_cut) == (("word " * 20).strip(), True)
+    whole = read_email(form, body, max_html_chars=len(html))
+    assert (whole.text, whole.text_cut) == (("word " * 1000).strip(), False)
+    plain = read_email(*_read(Email(text="word " * 1000, html=html)), max_html_chars=103)
+    assert (plain.text_source, plain.text_cut) == ("text", False)
 
 
 def test_the_subject_is_on_one_line() -> None:
@@ -222,6 +245,66 @@ def test_content_ids_fall_back_to_the_content_ids_field() -> None:
     )
     (attachment,) = read_email(parse(body, content_type), body).attachments
     assert attachment.content_id == "cid-1"
+
+
+def _raw_with_attachment_headers(*headers: bytes) -> InboundEmail:
+    mime = (
+        b"From: Jane <jane@example.net>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee attached.\r\n"
+        b"--b1\r\n" + b"".join(line + b"\r\n" for line in headers) + b"\r\nJVBERi0xLjQK\r\n--b1--\r\n"
+    )
+    body, content_type = encode_form([("email", mime), ("to", RECIPIENT), ("from", "jane@example.net")])
+    return read_email(parse(body, content_type), body)
+
+
+@pytest.mark.parametrize(
+    ("headers", "filename"),
+    [
+        (
+            [
+                b'Content-Type: application/pdf; name="Rechnung M\xc3\xa4rz.pdf"',
+                b'Content-Disposition: attachment; filename="Rechnung M\xc3\xa4rz.pdf"',
+            ],
+            "Rechnung M\u00e4rz.pdf",
+        ),
+        ([b'Content-Type: application/pdf; name="\xe6\xb3\xa8\xe6\x96\x87.pdf"'], "\u6ce8\u6587.pdf"),
+        (
+            [b'Content-Disposition: attachment; filename="=?UTF-8?B?UmVjaG51bmcgTcOkcnoucGRm?="'],
+            "Rechnung M\u00e4rz.pdf",
+        ),
+        ([b"Content-Disposition: attachment; filename*=utf-8''Rechnung%20M%C3%A4rz.pdf"], "Rechnung M\u00e4rz.pdf"),
+        ([b'Content-Disposition: attachment; filename="Caf\xe9.pdf"'], "Caf\ufffd.pdf"),  # Latin-1: not UTF-8
+    ],
+    ids=["utf8", "utf8-name-only", "rfc2047", "rfc2231", "not-utf8"],
+)
+def test_raw_mime_attachment_filenames_are_read_as_mailers_write_them(headers: list[bytes], filename: str) -> None:
+    (attachment,) = _raw_with_attachment_headers(*headers).attachments
+    assert attachment.filename == filename
+
+
+@pytest.mark.parametrize(
+    ("headers", "automatic"),
+    [
+        ({}, False),
+        ({"Auto-Submitted": "auto-replied"}, True),
+        ({"Auto-Submitted": "Auto-Generated (helpdesk)"}, True),
+        ({"Auto-Submitted": "auto-notified; owner-email=x@example.net"}, True),
+        ({"Auto-Submitted": "no"}, False),
+        ({"Auto-Submitted": "No (a person wrote this)"}, False),
+        ({"Precedence": "bulk"}, True),
+        ({"Precedence": "junk"}, True),
+        ({"Precedence": "auto_reply"}, True),
+        ({"Precedence": "list"}, False),
+        ({"X-Autoreply": "yes"}, True),
+        ({"X-Autorespond": "Vacation"}, True),
+        ({"X-Autoreply": "no"}, False),
+        ({"X-Auto-Response-Suppress": "All"}, False),
+    ],
+)
+@pytest.mark.parametrize("raw", [False, True])
+def test_the_headers_say_whether_a_program_sent_the_email(headers: dict[str, str], automatic: bool, raw: bool) -> None:
+    assert _email(Email(extra_headers=headers), raw=raw).auto_submitted is automatic
 
 
 def test_a_non_utf8_charset_is_decoded_before_reading() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import contextlib
 import json
 import re
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from steps.sendgrid.multipart import (
+    CHARSET_ALIASES,
     MAX_PART_HEADER_BYTES,
     AmbiguousBody,
     BadBoundary,
@@ -144,6 +146,62 @@ def test_an_unknown_or_non_text_charset_falls_back_to_utf8(charsets: bytes) -> N
 def test_a_broken_charsets_field_is_ignored(charsets: bytes) -> None:
     body = _body(_part("charsets", charsets), _part("subject", "\u00e9".encode()))
     assert parse(body, CT).first("subject") == "\u00e9"
+
+
+THAI = "\u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35 \u0e04\u0e23\u0e31\u0e1a"
+HEBREW = "\u05e9\u05dc\u05d5\u05dd, \u05d4\u05d4\u05d6\u05de\u05e0\u05d4"
+JAPANESE = "\u6ce8\u6587\u304c\u5c4a\u3044\u3066\u3044\u307e\u305b\u3093 \u2460\u2161"  # with NEC signs
+CHINESE = "\u6211\u7684\u8ba2\u5355\u8fd8\u6ca1\u5230 \u9555"  # U+9555 is GBK, not GB2312
+KOREAN = "\uc8fc\ubb38\uc774 \ub3c4\ucc29\ud558\uc9c0 \uc54a\uc558\uc2b5\ub2c8\ub2e4 \ub620"  # U+B620: CP949 only
+
+
+@pytest.mark.parametrize(
+    ("label", "codec", "text"),
+    [
+        ("windows-874", "cp874", THAI),
+        ("x-windows-874", "cp874", THAI),
+        ("ISO-8859-8-I", "iso8859_8", HEBREW),
+        ("iso-8859-8-e", "iso8859_8", HEBREW),
+        ("iso-8859-6-i", "iso8859_6", "\u0645\u0631\u062d\u0628\u0627"),
+        ("Windows-31J", "cp932", JAPANESE),
+        ("x-sjis", "cp932", JAPANESE),
+        ("x-euc-jp", "euc_jp", "\u6ce8\u6587"),
+        ("x-mac-roman", "mac_roman", "caf\u00e9 \u2020 \u00ae"),
+        ("x-mac-cyrillic", "mac_cyrillic", "\u041f\u0440\u0438\u0432\u0435\u0442"),
+        ("x-mac-ce", "mac_latin2", "\u0141\u00f3d\u017a"),
+        ("x-mac-icelandic", "mac_iceland", "\u00de\u00f3r"),
+        ("x-gbk", "gbk", CHINESE),
+        ("gb2312", "gbk", CHINESE),
+        ("x-windows-949", "cp949", KOREAN),
+        ("ks_c_5601-1987", "cp949", KOREAN),
+        ("EUC-KR", "cp949", KOREAN),
+        ("x-cp1250", "cp1250", "\u0159\u0161\u010d \u20ac"),
+        ("windows-1258", "cp1258", "\u0110\u00f4ng \u20ab"),
+        ("x-x-big5", "big5", "\u8a02\u55ae"),
+        ('"UTF-8"', "utf-8", "\u00e9t\u00e9"),
+        ("unicode-1-1-utf-8", "utf-8", "\u00e9t\u00e9"),
+    ],
+)
+def test_charset_names_mail_uses_are_read_with_pythons_codec(label: str, codec: str, text: str) -> None:
+    data = text.encode(codec)
+    assert decode_text(data, label) == text
+    body = _body(_part("charsets", json.dumps({"subject": label}).encode()), _part("subject", data))
+    assert parse(body, CT).first("subject") == text
+
+
+# Known to Python, yet holding less than mail so labelled does: read with the superset instead.
+SUPERSETS = {"euc-kr": "\ud55c", "ks-c-5601-1987": "\ud55c", "ks-c-5601": "\ud55c", "gb2312": "\u4e2d"}
+
+
+@pytest.mark.parametrize(("label", "codec"), sorted(CHARSET_ALIASES.items()))
+def test_each_charset_alias_names_a_python_text_codec_for_a_name_python_lacks(label: str, codec: str) -> None:
+    assert b"plain".decode(codec) == "plain"  # a text codec: bytes.decode refuses any other kind
+    if label in SUPERSETS:
+        sample = "plain " + SUPERSETS[label]
+        assert sample.encode(label).decode(codec) == sample
+    else:
+        with pytest.raises(LookupError):
+            codecs.lookup(label)
 
 
 def test_a_utf7_lone_surrogate_becomes_a_replacement_character() -> None:

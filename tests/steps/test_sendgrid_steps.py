@@ -141,3 +141,27 @@ def test_kept_fields_and_the_subject_are_clipped_to_2_kib() -> None:
     _, doc = parse(request(Email(subject="é" * 5000, cc="x" * 9000 + "@example.org")))
     assert doc["subject"] == "é" * 1024
     assert doc["fields"]["subject"] == "é" * 1024 and doc["fields"]["cc"] == "x" * 2048
+
+
+@pytest.mark.parametrize(("headers", "automatic"), [({}, False), ({"Auto-Submitted": "auto-replied"}, True)])
+def test_the_request_says_whether_a_program_sent_the_email(headers: dict[str, str], automatic: bool) -> None:
+    assert parse(request(Email(extra_headers=headers)))[1]["auto_submitted"] is automatic
+
+
+def test_an_html_only_text_is_read_from_four_times_max_text_bytes_of_html_and_marked_cut() -> None:
+    html = "<p>" + "x" * 4093 + "</p><p>" + "y" * 10 + "</p>"  # 4096 characters before the second paragraph
+    _, doc = parse(request(Email(text=None, html=html)), max_text_bytes=1024)
+    assert doc["body"] == "x" * 1024
+    assert (doc["body_truncated"], doc["body_bytes"]) == (True, 4093)
+    _, whole = parse(request(Email(text=None, html=html[:4096])), max_text_bytes=1024)
+    assert (whole["body_truncated"], whole["body_bytes"]) == (True, 4093)  # cut only to max_text_bytes
+    _, short = parse(request(Email(text=None, html="<p>" + "x" * 1000 + "</p>")), max_text_bytes=1024)
+    assert (short["body_truncated"], short["body_bytes"]) == (False, 1000)
+
+
+def test_an_unreadable_from_falls_back_to_the_envelope_and_without_one_is_a_parsing_error() -> None:
+    nested = "Jane " + "(" * 600 + "x" + ")" * 600 + " <jane@example.net>"
+    assert parse(request(Email(sender=nested)))[1]["user_address"] == "bounces+jane@example.net"
+    with pytest.raises(StepFailure) as caught:
+        parse(request(Email(sender=nested, envelope_from="")))
+    assert (caught.value.code, caught.value.message) == ("PARSING_ERROR", "the email names no sender or no recipient")

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from steps.sendgrid.message import html_to_text
+from steps.sendgrid.html_text import html_to_text
+from steps.sendgrid.parse import HTML_CHARS_PER_TEXT_BYTE
 from tests.support.email import KEY, USER_EMAIL, add_email_world, email_event
 from tests.support.logscan import forbid
 from tools.sendgrid_events import Attachment, Email, raw_mime_body, signed
@@ -44,8 +45,10 @@ def raw_event(email: Email) -> dict[str, Any]:
     [
         Email(text=QUOTED * 5600, html=None),
         Email(text=None, html="<div><p>" + "</p><p>".join([QUOTED.strip()] * 5600) + "</p></div>"),
+        # Over 4 x max_text_bytes characters of HTML: the text is read from that much of it only.
+        Email(text=None, html="<div><p>" + "</p><p>".join([QUOTED.strip()] * 12000) + "</p></div>"),
     ],
-    ids=["text_470_kb", "html_only_600_kb"],
+    ids=["text_470_kb", "html_only_600_kb", "html_only_1300_kb"],
 )
 def test_a_long_text_is_staged_cut_at_a_character_boundary_and_triggered(
     world, lambda_handler, outcomes, caplog, email
@@ -59,7 +62,7 @@ def test_a_long_text_is_staged_cut_at_a_character_boundary_and_triggered(
     [row] = world.stage_rows()
     staged = row["body"].encode()
     assert MAX_TEXT - 3 <= len(staged) <= MAX_TEXT
-    whole = email.text.strip() if email.text else html_to_text(email.html or "")
+    whole = email.text.strip() if email.text else html_to_text(email.html or "", HTML_CHARS_PER_TEXT_BYTE * MAX_TEXT)
     assert whole.startswith(row["body"])
     assert row["body_truncated"] is True and row["body_bytes"] == len(whole.encode())
     assert world.sent("email") == [({"conversation_id": item["conversation_id"], "primary_channel": USER_EMAIL}, 10)]

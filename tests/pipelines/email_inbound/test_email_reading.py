@@ -1,0 +1,155 @@
+"""What the email pipeline reads from an email end to end: HTML-only text, charsets, senders, filenames, auto-replies.
+
+Each case is an email a mailer really sends that was lost, garbled, answered or failed before: an HTML-only
+email that stalled the function past its deadline (503 on every SendGrid retry) or lost its text, charset names
+Python does not know, a From header that crashed the parse (500), raw-mode UTF-8 filenames, and automatic
+replies queued for an answer (a mail loop).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.support.email import HOST, KEY, USER_EMAIL, add_email_world, email_event
+from tools.sendgrid_events import (
+    RECIPIENT,
+    Email,
+    encode_form,
+    inbound_parse_event,
+    inbound_parse_fields,
+    raw_mime_body,
+    signed,
+)
+
+
+def answer(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return response["statusCode"], json.loads(response["body"])
+
+
+def posted(data: bytes, content_type: str) -> dict[str, Any]:
+    """The API Gateway event of a signed Inbound Parse body."""
+    return inbound_parse_event(signed(KEY, data, content_type), host=HOST)
+
+
+def declared_as(email: Email, encoding: str, label: str) -> dict[str, Any]:
+    """The event of ``email`` whose text fields are encoded in ``encoding`` and declared ``label`` in ``charsets``."""
+    fields, files = inbound_parse_fields(email)
+    out: list[tuple[str, str | bytes]] = []
+    for name, value in fields:
+        if name == "charsets":
+            value = json.dumps(dict.fromkeys(json.loads(value), label))
+        elif name in ("text", "subject", "from", "to"):
+            value = (value.decode("utf-8") if isinstance(value, bytes) else value).encode(encoding)
+        out.append((name, value))
+    return posted(*encode_form(out, files))
+
+
+def test_a_small_html_only_email_of_unclosed_tags_is_queued_within_the_deadline(world, lambda_handler, outcomes):
+    """24 KB of '<a ': the standard library's parser took over the 4 s deadline on it (503 on every retry)."""
+    add_email_world(world)
+    status, body = answer(lambda_handler(email_event(Email(text=None, html="<a " * 8000)), None))
+    assert (status, body) == (200, {"status": "ok", "outcome": "QUEUED"})
+    [row] = world.stage_rows()
+    assert row["body"] == "" and "body_truncated" not in row
+
+
+def test_an_html_only_email_without_the_optional_head_end_tag_keeps_its_text(world, lambda_handler, outcomes):
+    add_email_world(world)
+    html = '<html><head><meta charset="utf-8"><title>Order</title><body><p>Hi, my order never arrived.</p></body>'
+    status, _ = answer(lambda_handler(email_event(Email(text=None, html=html)), None))
+    assert status == 200
+    [row] = world.stage_rows()
+    assert row["body"] == "Hi, my order never arrived."
+
+
+@pytest.mark.parametrize(
+    ("encoding", "label", "text"),
+    [
+        ("cp874", "windows-874", "สวัสดีครับ ผมมีคำถามเกี่ยวกับคำสั่งซื้อ"),  # Thai, Outlook's name
+        ("iso-8859-8", "iso-8859-8-i", "שלום, ההזמנה שלי לא הגיעה"),  # Hebrew, Outlook's "logical" name
+        ("cp932", "Windows-31J", "注文がまだ届いていません"),  # Japanese, Java mailers' name for cp932
+        ("gbk", "x-gbk", "我的订单还没到"),
+    ],
+    ids=["windows-874", "iso-8859-8-i", "Windows-31J", "x-gbk"],
+)
+def test_charset_names_python_lacks_are_staged_as_written(world, lambda_handler, outcomes, encoding, label, text):
+    add_email_world(world)
+    status, body = answer(lambda_handler(declared_as(Email(text=text, html=None), encoding, label), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    [row] = world.stage_rows()
+    assert row["body"] == text
+
+
+NESTED = "Jane " + "(" * 600 + "x" + ")" * 600 + " <jane.sender@example.net>"
+
+
+def test_a_from_header_nested_too_deep_leaves_the_envelope_sender(world, lambda_handler, outcomes):
+    """It raised RecursionError: 500 INTERNAL_ERROR, retried by SendGrid for three days."""
+    add_email_world(world)
+    status, body = answer(lambda_handler(email_event(Email(sender=NESTED, envelope_from=USER_EMAIL)), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    [row] = world.stage_rows()
+    assert row["primary_channel"] == USER_EMAIL
+
+
+def test_a_from_header_nested_too_deep_without_an_envelope_sender_is_a_parsing_error(
+    world, lambda_handler, aws, outcomes
+):
+    add_email_world(world)
+    status, body = answer(lambda_handler(email_event(Email(sender=NESTED, envelope_from="")), None))
+    assert (status, body["error_code"]) == (400, "PARSING_ERROR")
+    assert aws.names() == [] and world.stage_rows() == []
+
+
+def test_a_raw_mime_attachment_with_a_utf8_filename_is_staged_with_it(world, lambda_handler, outcomes):
+    add_email_world(world)
+    mime = (
+        b"From: Jane Sender <jane.sender@example.net>\r\nTo: support@parse.example.com\r\nSubject: Invoice\r\n"
+        b"Message-ID: <raw-utf8@mail.example.net>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlease find the invoice attached.\r\n"
+        b'--b1\r\nContent-Type: application/pdf; name="Rechnung M\xc3\xa4rz.pdf"\r\n'
+        b'Content-Disposition: attachment; filename="Rechnung M\xc3\xa4rz.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b1--\r\n"
+    )
+    envelope = json.dumps({"to": [RECIPIENT], "from": USER_EMAIL})
+    fields = [("email", mime), ("to", RECIPIENT), ("from", "Jane Sender <jane.sender@example.net>")]
+    status, body = answer(lambda_handler(posted(*encode_form([*fields, ("envelope", envelope)])), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    [row] = world.stage_rows()
+    assert row["media"] == [{"filename": "Rechnung März.pdf", "content_type": "application/pdf", "size": 9}]
+
+
+AUTOMATIC = [
+    {"Auto-Submitted": "auto-replied"},  # RFC 3834 out-of-office / vacation reply (Exchange, Gmail)
+    {"Auto-Submitted": "auto-generated", "Precedence": "bulk"},  # a helpdesk's acknowledgement
+    {"X-Autoreply": "yes"},  # vacation(1)
+    {"Precedence": "auto_reply"},
+]
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["parsed", "raw"])
+@pytest.mark.parametrize("headers", AUTOMATIC, ids=["out-of-office", "auto-ack", "x-autoreply", "precedence"])
+def test_an_automatic_reply_is_refused_and_never_answered(world, lambda_handler, outcomes, headers, raw):
+    """Answering a responder by email invites a mail loop; refused like a bounce: 422, not retried."""
+    add_email_world(world)
+    email = Email(
+        subject="Automatic reply: Order #1042", text="I am out of the office until Monday.", extra_headers=headers
+    )
+    event = posted(*raw_mime_body(email)) if raw else email_event(email)
+    status, body = answer(lambda_handler(event, None))
+    assert (status, body["error_code"]) == (422, "EMAIL_REJECTED")
+    assert body["message"] == "the email was sent automatically, not by a person"
+    assert world.stage_rows() == [] and world.lock_rows() == [] and world.sent("email") == []
+
+
+@pytest.mark.parametrize("headers", [{"Auto-Submitted": "no"}, {"Precedence": "list"}], ids=["no", "list"])
+def test_an_email_a_person_sent_through_a_list_or_marked_not_automatic_is_queued(
+    world, lambda_handler, outcomes, headers
+):
+    add_email_world(world)
+    status, body = answer(lambda_handler(email_event(Email(extra_headers=headers)), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
