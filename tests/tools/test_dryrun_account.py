@@ -13,6 +13,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from runtime.aws import DynamoTables
+from runtime.masking import Pseudonyms, recordable
 from steps.sendgrid.ecdsa import TIMESTAMP_HEADER
 from tests.support.dryrun import ROOT, WORLD, child_env, replay_key, run_dryrun, run_module
 from tools.dryrun.backends import populate
@@ -150,3 +151,63 @@ def test_captured_traffic_is_decided_as_it_arrived_not_refused_as_a_replay_of_it
         dynamodb.delete_item(TableName=account.resources.replay_table, Key=to_dynamo({"message_sid": sid}))
     assert done.returncode == 0, done.stderr
     assert [json.loads(line)["outcome"] for line in done.stdout.splitlines()] == ["QUEUED", "REPLAY"]
+
+
+def test_a_live_replay_takes_its_region_from_aws_region(account: Account, tmp_path: Path) -> None:
+    env = child_env(
+        **account.resources.environment(),
+        AWS_ENDPOINT_URL=account.endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_REGION="us-east-1",  # as Lambda and the contract name it; no AWS_DEFAULT_REGION, no profile
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+    )
+    done = run_module("tools.dryrun.cli", "--json", "--now", NOW, "examples/events/01_whatsapp_text.json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["outcome"] == "QUEUED"
+
+
+def test_a_pseudonymized_recording_is_refused_live_and_replays_against_its_pseudonymized_world(
+    account: Account, tmp_path: Path
+) -> None:
+    key = "a-capture-key-of-32-characters!!"
+    pseudonyms = Pseudonyms(key.encode())
+    captured = tmp_path / "captured"
+    captured.mkdir()
+    (recorded,) = load_events([ROOT / "examples" / "events" / "01_whatsapp_text.json"])
+    (captured / "a.json").write_text(json.dumps(recordable(recorded.event, mask="text")))
+    masked_all = [
+        recordable(event.event, mask="all", pseudonyms=pseudonyms)
+        for event in load_events([ROOT / "examples" / "events" / "08_burst.jsonl"])
+    ]
+    (captured / "b.jsonl").write_text("".join(json.dumps(event) + "\n" for event in masked_all))
+    env = child_env(
+        **account.resources.environment(),
+        AWS_ENDPOINT_URL=account.endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        CAPTURE_KEY=key,
+    )
+    live = run_module("tools.dryrun.cli", "--json", "--skip-signature", "--now", NOW, captured, env=env)
+    # No event of it could match a conversation of the account: refused, naming the file and the way to replay it.
+    assert live.returncode == 2 and live.stdout == ""
+    (line,) = live.stderr.splitlines()
+    assert line.startswith(f"{captured / 'b.jsonl'}:1:1: recorded with mask=all")
+    assert "pipeline-world pseudonymize" in line and "--world" in line
+    # A snapshot of it finds no row either, and says why.
+    snapshot = run_module("tools.dryrun.world_cli", "snapshot", "--now", NOW, captured, env=env)
+    assert snapshot.returncode == 0, snapshot.stderr
+    assert f"note: {captured / 'b.jsonl'}: recorded with mask=all" in snapshot.stderr
+    assert f"note: {captured / 'a.json'}" not in snapshot.stderr
+    assert [row["primary_channel"] for row in json.loads(snapshot.stdout)["conversations"]] == ["+447700900101"]
+    # The way it names works: against the world pseudonymized with the capture's key, every event is decided.
+    world = tmp_path / "shared-world.json"
+    made = run_module("tools.dryrun.world_cli", "pseudonymize", "--key-env", "CAPTURE_KEY", WORLD, "-o", world, env=env)
+    assert made.returncode == 0, made.stderr
+    offline = run_module(
+        "tools.dryrun.cli", "--world", world, "--json", "--skip-signature", "--now", NOW, captured / "b.jsonl", env=env
+    )
+    assert offline.returncode == 0, offline.stderr
+    outcomes = [json.loads(line)["outcome"] for line in offline.stdout.splitlines()]
+    assert outcomes == ["QUEUED", "BATCHED", "BATCHED"]

@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         "live (the default without --world): read the AWS account, keep writes and sends in memory",
     )
     parser.add_argument("--profile", help="live: the AWS profile to read with (default: the default credentials)")
-    parser.add_argument("--region", help="live: the AWS region (default: the profile's or AWS_REGION)")
+    parser.add_argument(
+        "--region", help="live: the AWS region (default: AWS_REGION, else AWS_DEFAULT_REGION or the profile's)"
+    )
     parser.add_argument("--endpoint-url", help="live: an AWS endpoint (e.g. a local emulator)")
     parser.add_argument("--report", type=Path, metavar="FILE", help="also write the decision report page (HTML)")
     parser.add_argument("--report-title", metavar="TEXT", help="the report's title (default: the rules compared)")

@@ -37,7 +37,7 @@ from tools.dryrun.blueprint import blueprint
 from tools.dryrun.coverage import Lent, load_lane
 from tools.dryrun.events import EventFileError, RecordedEvent, load_events
 from tools.dryrun.lanes import Lane, ReplayClock, account_lane, with_placeholders, world_lane
-from tools.dryrun.live import AccountAccess, live_clients
+from tools.dryrun.live import AccountAccess, live_clients, pseudonymized_recordings
 from tools.dryrun.mask import Masker, Scrubber
 from tools.dryrun.parallel import available_workers, conversation_groups, partition, run_partitioned
 from tools.dryrun.report import (
@@ -356,6 +356,8 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         return _problems(errors, exc.problems)
     except ConfigError as exc:
         return _problems(errors, exc.problems)
+    if options.live and (pseudonymized := pseudonymized_recordings(events)):
+        return _problems(errors, pseudonymized)
     if world is not None:
         scrubber.add(secret_values(world.secrets))
     clock = ReplayClock(options.now or (world.now if world else None))

@@ -7,7 +7,8 @@ replay records read with them (so a replay of an accepted message is refused off
 stage rows the writes were checked against. Each noted row is then read whole (the pipeline
 reads only the attributes its rules need), and each conversation's current lock row with it. ``users``
 adds every conversation of a user number (a query on the table's partition key). The secrets the
-conversations name are read too, to be redacted (or kept, on request) by ``shareable_world``.
+conversations name are read too, to be redacted (or kept, on request) by ``shareable_world``. Events recorded
+with ``mask=all`` find no row (their numbers are pseudonyms): the snapshot notes their files.
 
 Only read operations are called (``tools.dryrun.live``); the result is masked or pseudonymized as the
 capture does (``tools.dryrun.capture.shareable_world``), so events and world can be shared together.
@@ -30,6 +31,7 @@ from runtime.aws import plain_value
 from tools.dryrun.blueprint import TableSchema
 from tools.dryrun.events import RecordedEvent
 from tools.dryrun.lanes import ReplayClock, TableDescriber, account_lane
+from tools.dryrun.live import pseudonymized_files
 from tools.dryrun.mask import Scrubber
 
 __all__ = ["SECTION_TABLES", "ReadLog", "Snapshot", "snapshot_world"]
@@ -157,7 +159,12 @@ def snapshot_world(
         logs.append(ReadLog(inner, describe))
         return logs[-1]
 
-    notes: list[str] = []
+    notes = [
+        f"{name}: recorded with mask=all: its numbers and addresses are pseudonyms, which no row of the account has "
+        "(snapshot a mask=none or mask=text capture of them, or --user NUMBER; --mask all --key-env NAME then "
+        "pseudonymizes the world with the capture's key)"
+        for name in pseudonymized_files(events)
+    ]
     lane = account_lane(
         configs, clients, clock=clock, scrubber=Scrubber(), independent=False, skip_signature=True, reads=reads
     )
