@@ -386,6 +386,10 @@ def test_a_baseline_pipeline_compares_a_change_that_adds_a_rule_set(tmp_path: Pa
     changed = records["01_whatsapp_text.json"]
     assert changed["change"] == "QUEUED[whatsapp] → CHANNEL_NOT_ALLOWED"
     assert changed["decided_by"]["paused_whatsapp"] == "whatsapp_paused"
+    assert (
+        changed["baseline_decided_by"]["routing"] == "channel_queue"
+        and "paused_whatsapp" not in changed["baseline_decided_by"]
+    )
     assert changed["baseline_rules_version"] == shipped_version() != changed["rules_version"]
     assert records["02_sms_http_api.json"]["changed"] is False
 

@@ -73,6 +73,17 @@ locks:
   - {conversation_id: c1, message_sid: SM1, expires_at: 1795608040}
 """
 
+# A tenant's JSON secret: credentials (by name, or by shape under a name of the pipeline's own) and settings.
+SETTINGS_BESIDE_CREDENTIALS = {
+    "twilio_account_sid": "AC5ef8732a3c49700934481addd5ce1659",
+    "environment": "test",
+    "webhook_enabled": "true",
+    "region": "eu-west-1",
+    "dashboard_password": "hunter22",
+    "sendgrid_webhook_public_key": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE",
+    "hmac": "9f86d081884c7d659a2feaa0c55ad015",
+}
+
 
 def test_world_files_load_from_yaml_and_json(tmp_path: Path) -> None:
     spec = load_world(write(tmp_path / "world.yaml", WORLD))
@@ -80,6 +91,11 @@ def test_world_files_load_from_yaml_and_json(tmp_path: Path) -> None:
     assert spec.rows["conversations"][0]["score"] == 0.5 and spec.rows["stage"] == ()
     assert json.loads(spec.secrets["s1"])["twilio_auth_token"] == " tok-123456 "
     assert sorted(secret_values(spec.secrets)) == ["key-abcdef", "plain-secret-value", "tok-123456"]
+    assert secret_values({"s": json.dumps(SETTINGS_BESIDE_CREDENTIALS)}) == [
+        "hunter22",
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE",
+        "9f86d081884c7d659a2feaa0c55ad015",
+    ]
     import yaml
 
     as_json = load_world(write(tmp_path / "world.json", json.dumps(yaml.safe_load(WORLD))))
@@ -156,6 +172,19 @@ def test_the_scrubber_removes_every_known_credential() -> None:
     scrub = Scrubber(["abc"])  # too short to be a credential
     scrub.add(["9f86d081884c7d65", "9f86d081"])
     assert scrub("token 9f86d081884c7d65 and 9f86d081 and abc") == "token *** and *** and abc"
+
+
+def test_the_scrubber_rewrites_the_strings_of_data_never_its_syntax() -> None:
+    scrub = Scrubber(["true", "null", 'to"ken\\x'])
+    record = {"raised": True, "error_code": None, "notes": ["it is true", "true"], "true": 'a to"ken\\x b', "n": 3}
+    line = json.dumps(record)
+    assert scrub.holds(line) and scrub.holds("the null check") and not scrub.holds('{"raised": false}')
+    cleaned = scrub.data(record)
+    assert cleaned == {"raised": True, "error_code": None, "notes": ["it is ***", "***"], "***": "a *** b", "n": 3}
+    assert json.loads(json.dumps(cleaned)) == cleaned
+    assert Scrubber().data(record) is record
+    many = Scrubber(f"credential-{n:04}" for n in range(100))
+    assert many.holds("x credential-0042 y") and not many.holds("credential-9999")
 
 
 def test_skip_signature_gives_unsigned_events_a_placeholder() -> None:

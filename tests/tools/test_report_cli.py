@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from runtime.masking import recordable
 from tests.support.browser import Browser, launch
 from tests.support.dryrun import EVENTS, ROOT, WORLD, run_dryrun
+from tools.dryrun.cli import build_parser
 from tools.dryrun.events import load_events
+from tools.dryrun.replay import run_replay
 
 TOKEN = "9f86d081884c7d659a2feaa0c55ad015"
 
@@ -109,3 +114,216 @@ class TestInBrowser:
         banner = browser.run("return document.querySelector('.masked-banner').textContent")
         assert "3 of 3 events carry notes about masked data" in banner
         assert "routing/greeting_to_human read request.body" in banner
+
+    def test_the_diagram_counts_only_the_events_of_the_pipeline_it_draws(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
+    ) -> None:
+        """Both pipelines have a ``parse`` step: the twilio_inbound diagram must not count the email events."""
+        page, records = compared
+        of_pipeline = Counter(record["pipeline"] for record in records)
+        assert set(of_pipeline) == {"twilio_inbound", "email_inbound"}
+        browser.open(page)
+        assert step_counts(browser)["parse"] == of_pipeline["twilio_inbound"]
+        scope = browser.run("return document.getElementById('diagram-scope').textContent")
+        assert f"{of_pipeline['email_inbound']} events of email_inbound not counted" in scope
+        assert browser.problems() == []
+
+    def test_the_diagram_follows_the_events_shown(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
+    ) -> None:
+        from selenium.webdriver.support.select import Select
+        from selenium.webdriver.support.wait import WebDriverWait
+
+        page, records = compared
+        emails = [str(i) for i, record in enumerate(records) if record["pipeline"] == "email_inbound"]
+        reached_rules = sum(1 for i in map(int, emails) for entry in records[i]["trace"] if entry["step"] == "rules")
+        browser.open(page)
+        browser.driver.find_element("id", "f-source").send_keys("13_email")
+        WebDriverWait(browser.driver, 3, poll_frequency=0.02).until(lambda _: self.rows(browser) == emails)
+        assert browser.run("return document.getElementById('pipeline-name').textContent") == "email_inbound"
+        counts = step_counts(browser)
+        assert counts["parse"] == len(emails) and counts["rules"] == reached_rules
+        browser.driver.find_element("id", "f-source").clear()
+        Select(browser.driver.find_element("id", "f-pipeline")).select_by_value("email_inbound")
+        assert self.rows(browser) == emails
+        Select(browser.driver.find_element("id", "f-pipeline")).select_by_value("twilio_inbound")
+        assert browser.run("return document.getElementById('pipeline-name').textContent") == "twilio_inbound"
+        assert step_counts(browser)["parse"] == len(records) - len(emails)
+        assert browser.problems() == []
+
+    def test_a_changed_row_names_both_lanes_deciding_rules_and_versions(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
+    ) -> None:
+        from selenium.webdriver.support.select import Select
+
+        page, records = compared
+        changed = next(i for i, r in enumerate(records) if r.get("change_kind") == "changed")
+        record = records[changed]
+        assert record["decided_by"]["routing"] == "greeting_to_human"
+        baseline_rule = record["baseline_decided_by"]["routing"]
+        assert baseline_rule not in (None, "greeting_to_human")
+        browser.open(page)
+        cell = browser.run(f"return document.querySelector('tr.event[data-index=\"{changed}\"] td.c-rule').textContent")
+        assert cell == f"routing/{baseline_rule}\u2192routing/greeting_to_human"
+        Select(browser.driver.find_element("id", "f-rule")).select_by_value(f"routing/{baseline_rule}")
+        assert str(changed) in self.rows(browser)
+        browser.run(f"document.querySelector('tr.event[data-index=\"{changed}\"]').click()")
+        facts = browser.run("return document.querySelector('tr.detail .facts').textContent")
+        assert f"deciding rulerouting/greeting_to_human (rules {record['rules_version']})" in facts
+        assert f"baseline deciding rulerouting/{baseline_rule} (rules {record['baseline_rules_version']})" in facts
+        assert browser.problems() == []
+
+    def test_keyboard_focus_on_a_highlighted_row_is_visible(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
+    ) -> None:
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        page, records = compared
+        browser.open(page)
+        look = """const tr = document.querySelector(`#rows tr.event[data-index="${arguments[0]}"]`);
+            const row = getComputedStyle(tr), cell = getComputedStyle(tr.cells[1]);
+            return [document.activeElement === tr, row.outlineStyle, cell.backgroundColor];"""
+        for kind in ("changed", "knock_on"):
+            index = next(i for i, r in enumerate(records) if r.get("change_kind") == kind)
+            focused, outline, background = browser.run(look, index)
+            assert not focused and outline == "none"
+            browser.run(f"document.querySelector('tr.event[data-index=\"{index - 1}\"]').focus()")
+            ActionChains(browser.driver).send_keys(Keys.TAB).perform()
+            focused, outline, focused_background = browser.run(look, index)
+            assert focused and outline == "solid" and focused_background != background, kind
+
+    def test_the_values_rules_read_wrap_inside_their_panel(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
+    ) -> None:
+        """At 1280 px, the rule inputs of the first event stay left of the Actions panel, one value a line."""
+        page, records = compared
+        browser.open(page)
+        browser.run("document.querySelector('#rows tr.event').click()")
+        cells, actions, lines, scroll = browser.run(
+            """const inputs = [...document.querySelectorAll('tr.detail [data-part="Rules tried"] td.mono')];
+            return [Math.max(...inputs.map(td => td.getBoundingClientRect().right)),
+                    document.querySelector('tr.detail [data-part="Actions"]').getBoundingClientRect().left,
+                    inputs.map(td => td.querySelectorAll('.input').length),
+                    document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth];"""
+        )
+        assert cells <= actions and scroll == 0
+        assert lines == [len(rule["inputs"]) for rule in records[0]["rules"] if rule["inputs"]]
+
+    def test_unreached_steps_keep_readable_counts(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
+    ) -> None:
+        """Filtered to INVALID_SIGNATURE, the steps after the signature are unreached; their text keeps 4.5:1."""
+        from selenium.webdriver.support.select import Select
+
+        page, _ = compared
+        browser.open(page)
+        Select(browser.driver.find_element("id", "f-outcome")).select_by_value("INVALID_SIGNATURE")
+        ratios = browser.run(
+            """const rgb = (css) => css.match(/[\\d.]+/g).map(Number);
+            const lum = ([r, g, b]) => [r, g, b].map((c) => { c /= 255;
+                return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; })
+              .reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+            return [...document.querySelectorAll('.step.unreached')].map((box) => {
+              let opacity = 1;
+              for (let n = box; n; n = n.parentElement) opacity *= Number(getComputedStyle(n).opacity);
+              const back = rgb(getComputedStyle(box).backgroundColor).slice(0, 3);
+              const text = rgb(getComputedStyle(box.querySelector('.counts')).color).slice(0, 3);
+              // What the eye sees: the box (and its text) blended over the white page.
+              const seen = (c) => c.map((v) => v * opacity + 255 * (1 - opacity));
+              const [a, b] = [lum(seen(text)), lum(seen(back))];
+              return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+            });"""
+        )
+        assert ratios and min(ratios) >= 4.5, ratios
+
+
+def step_counts(browser: Browser) -> dict[str, int]:
+    """Each drawn step's ``reached`` count."""
+    script = "return [...document.querySelectorAll('.step')].map(box => [box.dataset.step, box.dataset.reached])"
+    return {step: int(reached) for step, reached in browser.run(script)}
+
+
+def with_secret(tmp_path: Path, **fields: str) -> Path:
+    """The example world with extra fields in the WhatsApp credentials' secret."""
+    world = yaml.safe_load(WORLD.read_text())
+    world["secrets"]["ai-multi-comms/whatsapp-credentials/acme/support/twilio-prod"].update(fields)
+    path = tmp_path / "world.yaml"
+    path.write_text(yaml.safe_dump(world))
+    return path
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        pytest.param({"flag_token": "true", "backup_token": "null"}, id="json-literals"),
+        pytest.param({"api_key": "const", "signing_secret": "none"}, id="words-of-the-page-script-and-style"),
+    ],
+)
+def test_credentials_that_read_like_json_or_the_pages_own_code_leave_both_intact(
+    browser: Browser, tmp_path: Path, credentials: dict[str, str]
+) -> None:
+    """Credentials are scrubbed from the records' strings, never from JSON syntax nor the page's script and style."""
+    world = with_secret(tmp_path, **credentials)
+    page = tmp_path / "report.html"
+    records = report(page, "--world", world, "--backend", "memory", "--show-data", EVENTS / "01_whatsapp_text.json")
+    assert records[0]["raised"] is False and records[0]["error_code"] is None and records[0]["outcome"] == "QUEUED"
+    text = page.read_text()
+    assert embedded(text)["events"][0]["record"]["raised"] is False
+    for asset in ("report_page.js", "report_page.css"):
+        assert (ROOT / "tools" / "dryrun" / asset).read_text() in text
+    browser.open(page)
+    assert browser.run("return document.documentElement.dataset.ready") == "true"
+    assert browser.problems() == []
+    assert browser.run("return document.querySelectorAll('#rows tr.event').length") == 1
+    assert TOKEN not in text
+
+
+def test_a_credential_inside_a_message_is_scrubbed_from_the_records_and_the_page(tmp_path: Path) -> None:
+    event = json.loads((EVENTS / "01_whatsapp_text.json").read_text())
+    event["body"] = event["body"].replace("Body=", f"Body=token+{TOKEN}+", 1)
+    events = tmp_path / "events"
+    events.mkdir()
+    (events / "leak.json").write_text(json.dumps(event))
+    page = tmp_path / "report.html"
+    out = run_dryrun(
+        "--world", WORLD, "--backend", "memory", "--skip-signature", "--show-data", "--json", "--report", page, events
+    )
+    assert TOKEN not in out and TOKEN not in page.read_text()
+    record = json.loads(out)
+    assert "token *** " in json.dumps(record["actions"]) and record["outcome"] == "QUEUED"
+
+
+@pytest.mark.parametrize("fail_on_change", [False, True])
+def test_a_report_that_cannot_be_written_exits_2_with_the_reason(
+    tmp_path: Path, candidate: Path, fail_on_change: bool
+) -> None:
+    """Not a traceback, and not 1 (which --fail-on-change reads as "a decision changed")."""
+    out, err = io.StringIO(), io.StringIO()
+    args = ["--world", str(WORLD), "--backend", "memory", "--rules", str(candidate)]
+    args += ["--baseline-rules", str(ROOT / "rules"), "--report", str(tmp_path), str(EVENTS)]
+    parsed = build_parser().parse_args([*args, *(["--fail-on-change"] if fail_on_change else [])])
+    assert run_replay(parsed, out=out, err=err) == 2
+    assert (
+        err.getvalue().splitlines()[-1] == f"pipeline-dryrun: error: cannot write the report {tmp_path}: Is a directory"
+    )
+
+
+def test_the_explained_table_names_the_baselines_deciding_rule_of_a_changed_event(candidate: Path) -> None:
+    table = run_dryrun(
+        "--world",
+        WORLD,
+        "--backend",
+        "memory",
+        "--independent",
+        "--explain",
+        "--rules",
+        candidate,
+        "--baseline-rules",
+        ROOT / "rules",
+        EVENTS / "08_burst.jsonl",
+    )
+    changed = table.split("CHANGED (was QUEUED[whatsapp])", 1)[1]
+    assert "    decided:  project_status -, channel -, conversation_lock -, routing greeting_to_human" in changed
+    assert "    baseline: project_status -, channel -, conversation_lock -, routing channel_queue" in changed

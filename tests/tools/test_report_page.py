@@ -156,6 +156,18 @@ def test_page_embeds_only_what_it_reads(records: list[dict[str, Any]], pipeline:
     assert event["kind"] == "changed" and "masked" not in event
 
 
+def test_page_embeds_every_pipeline_drawn_and_the_baselines_deciding_rule(
+    records: list[dict[str, Any]], pipeline: PipelineSketch
+) -> None:
+    email = PipelineSketch("email_inbound", (StepSketch("parse", "sendgrid.parse"),))
+    record = {**records[5], "baseline_decided_by": {"routing": "channel_queue", "channel": None}}
+    data = embedded(render_report([record, records[0]], pipeline, PLAIN_META, others=[email]))
+    assert data["pipeline"]["name"] == "twilio_inbound"
+    assert [sketch["name"] for sketch in data["pipelines"]] == ["twilio_inbound", "email_inbound"]
+    assert data["events"][0]["baseline_decided"] == ["routing/channel_queue"]
+    assert "baseline_decided" not in data["events"][1]
+
+
 def test_ten_thousand_events_stay_about_the_size_of_their_json(
     records: list[dict[str, Any]], pipeline: PipelineSketch
 ) -> None:

@@ -6,7 +6,8 @@
   ``content``, ``ProfileName``, ``subject``, location fields…) become ``[masked]``. SQS bodies are JSON
   text: they are masked field by field and re-encoded the way the pipeline encodes them.
 - ``Scrubber`` (always): every credential value known to the replay is replaced by ``***`` in every
-  line written, whatever field it hides in.
+  line written, whatever field it hides in: inside the strings of the records (before they are
+  serialised, so JSON syntax and the report page's own script never change) and in free text.
 """
 
 from __future__ import annotations
@@ -119,10 +120,16 @@ _SCALARS = frozenset({int, float, bool, type(None)})
 
 
 class Scrubber:
-    """Replaces every known credential value with ``***`` in text about to be written."""
+    """Replaces every known credential value with ``***`` in text and data about to be written.
+
+    ``__call__`` scrubs free text; ``data`` scrubs the strings of data about to be serialised, never its syntax.
+    """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._values: set[str] = set()
+        # Each value as it reads inside a JSON string too (quotes, backslashes and controls escaped).
+        self._forms: tuple[str, ...] = ()
+        self._any_form = re.compile("(?!)")
         self._pattern: re.Pattern[str] | None = None
         self.add(secrets)
 
@@ -133,6 +140,15 @@ class Scrubber:
             self._values |= fresh
             ordered = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(value) for value in ordered))
+            escaped = (json.dumps(value, ensure_ascii=False)[1:-1] for value in self._values)
+            self._forms = tuple(dict.fromkeys([*self._values, *escaped]))
+            self._any_form = re.compile("|".join(re.escape(form) for form in self._forms))
+
+    def holds(self, text: str) -> bool:
+        """Whether a known value occurs in ``text``, as it is or escaped as in JSON (a quick test before ``data``)."""
+        if len(self._forms) <= _QUICK_CHECK_LIMIT:
+            return any(form in text for form in self._forms)
+        return self._any_form.search(text) is not None
 
     def __call__(self, text: str) -> str:
         if self._pattern is None:
@@ -141,6 +157,18 @@ class Scrubber:
         if len(self._values) <= _QUICK_CHECK_LIMIT and not any(value in text for value in self._values):
             return text
         return self._pattern.sub("***", text)
+
+    def data(self, value: Any) -> Any:
+        """``value`` (JSON-like: dicts, lists, scalars) with every string in it scrubbed, keys included."""
+        if self._pattern is None:
+            return value
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, Mapping):
+            return {self(key) if isinstance(key, str) else key: self.data(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.data(item) for item in value]
+        return value
 
 
 _QUICK_CHECK_LIMIT = 64

@@ -52,7 +52,7 @@ from tools.dryrun.report import (
     masked_reads,
     to_json_line,
 )
-from tools.dryrun.report_file import report_meta, write_report
+from tools.dryrun.report_file import ReportError, report_meta, write_report
 from tools.dryrun.world import WorldSpec, load_world, parse_instant, secret_values
 from tools.needs import Needs, pipeline_needs
 from tools.requires import MissingTool
@@ -228,15 +228,20 @@ class _Renderer:
             kind=kind,
         )
         line = to_json_line(record)
-        text = line + "\n" if self._table is None else self._table.row_text(record)
+        if self._scrubber.holds(line):
+            # Credentials are scrubbed from the record's strings, never from the JSON text: a credential
+            # that reads like `true` or `null` must not rewrite the JSON syntax.
+            record = self._scrubber.data(record)
+            line = to_json_line(record)
+        text = line + "\n" if self._table is None else self._scrubber(self._table.row_text(record))
         return Rendered(
-            self._scrubber(text),
+            text,
             record["outcome"],
             record["signature"],
             record.get("change"),
             record.get("change_kind"),
             note is not None,
-            self._scrubber(line) if self._options.report else None,
+            line if self._options.report else None,
         )
 
 
@@ -409,10 +414,11 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         summary, records = _replay(options, events, lanes, world, clock, scrubber, out=output, err=errors)
     if options.report is not None:
         banner = _banner(options, world, clock.describe(), lanes)
+        meta = report_meta(options, world, banner, summary)
         try:
-            write_report(options.report, records, configs[0], report_meta(options, world, banner, summary), scrubber)
-        except OSError as exc:
-            errors.write(f"pipeline-dryrun: error: cannot write the report {options.report}: {exc.strerror}\n")
+            write_report(options.report, records, configs[0], meta, scrubber.data)
+        except ReportError as exc:
+            errors.write(f"pipeline-dryrun: error: {exc}\n")
             return EXIT_USAGE
     if options.fail_on_change and summary.changed:
         return EXIT_CHANGED

@@ -232,6 +232,7 @@ def event_record(
         change = change_label(baseline, run)
         record["baseline_outcome"] = baseline.handled.result.outcome
         record["baseline_target"] = _route(baseline.handled).get("target")
+        record["baseline_decided_by"] = decided_rules(baseline.handled.result.rules)
         record["baseline_rules_version"] = baseline.version
         record["changed"] = change is not None
         record["change"] = change
@@ -293,6 +294,11 @@ def _details(record: Mapping[str, Any]) -> list[str]:
     if record.get("rules_version"):
         decided = ", ".join(f"{name} {rule or '-'}" for name, rule in record["decided_by"].items()) or "no rule set"
         lines.append(f"    decided:  {decided} (rules version {record['rules_version']})\n")
+    if record.get("changed") and "baseline_decided_by" in record:
+        was = (
+            ", ".join(f"{name} {rule or '-'}" for name, rule in record["baseline_decided_by"].items()) or "no rule set"
+        )
+        lines.append(f"    baseline: {was} (rules version {record.get('baseline_rules_version') or '-'})\n")
     for rule in record["rules"]:
         inputs = ", ".join(f"{path}={_compact(value)}" for path, value in rule["inputs"].items())
         verdict = "matched" if rule["matched"] else "no match"

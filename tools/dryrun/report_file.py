@@ -1,6 +1,6 @@
 """``pipeline-dryrun … --report FILE``: the replay's ``--json`` records rendered as the decision report page.
 
-The page (``tools.dryrun.report_page``) draws the pipeline most events went through, from its YAML file.
+The page (``tools.dryrun.report_page``) draws the pipelines the events went through, from their YAML files.
 The replay's banner lines become the page's notes; with a baseline and an evolving world, a note says why
 ``--independent`` suits a review better.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,10 @@ from tools.dryrun.world import WorldSpec
 if TYPE_CHECKING:
     from tools.dryrun.replay import ReplayOptions
 
-__all__ = ["report_meta", "write_report"]
+__all__ = ["ReportError", "Scrub", "report_meta", "write_report"]
+
+# Removes credentials from the strings of a value (``tools.dryrun.mask.Scrubber.data``).
+Scrub = Callable[[Any], Any]
 
 
 def report_meta(options: ReplayOptions, world: WorldSpec | None, banner: Sequence[str], summary: Summary) -> ReportMeta:
@@ -47,13 +51,34 @@ def report_meta(options: ReplayOptions, world: WorldSpec | None, banner: Sequenc
     )
 
 
-def _sketch(configs: Sequence[AppConfig], records: Sequence[dict[str, Any]]) -> PipelineSketch:
-    """The pipeline most events were routed to (the first one when none was)."""
+class ReportError(Exception):
+    """The report could not be made or written; the message says which file and why."""
+
+
+def _sketches(configs: Sequence[AppConfig], records: Sequence[dict[str, Any]], scrub: Scrub) -> list[PipelineSketch]:
+    """Every pipeline the events went through, the most used first (the first pipeline when none was)."""
     used = Counter(record.get("pipeline") for record in records if record.get("pipeline"))
-    name = used.most_common(1)[0][0] if used else configs[0].name
-    config = next((config for config in configs if config.name == name), configs[0])
-    document = yaml.safe_load(Path(config.files[0]).read_text(encoding="utf-8"))
-    return PipelineSketch.from_document(document)
+    by_name = {config.name: config for config in configs}
+    names = [name for name, _ in used.most_common() if name in by_name] or [configs[0].name]
+    sketches = []
+    for name in names:
+        config = by_name[name]
+        try:
+            document = yaml.safe_load(Path(config.files[0]).read_text(encoding="utf-8"))
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise ReportError(f"cannot read the pipeline file {config.files[0]}: {exc}") from None
+        sketches.append(PipelineSketch.from_document(scrub(document)))
+    return sketches
+
+
+def _scrubbed(meta: ReportMeta, scrub: Scrub) -> ReportMeta:
+    """``meta`` with its texts scrubbed (the title and notes may quote anything)."""
+    texts = {
+        item.name: scrub(value) if isinstance(value, (str, tuple)) else value
+        for item in fields(meta)
+        for value in (getattr(meta, item.name),)
+    }
+    return replace(meta, **{**texts, "notes": tuple(texts["notes"])})
 
 
 def write_report(
@@ -61,9 +86,20 @@ def write_report(
     lines: Sequence[str],
     configs: Sequence[AppConfig],
     meta: ReportMeta,
-    scrub: Callable[[str], str],
+    scrub: Scrub,
 ) -> None:
-    """Render the records (``--json`` lines) and write the page to ``path``; OSError when it cannot be written."""
-    records = [json.loads(line) for line in lines]
-    page = render_report(records, _sketch(configs, records), meta)
-    path.write_text(scrub(page), encoding="utf-8")
+    """Render the records and write the page to ``path``; ReportError when it cannot be made or written.
+
+    ``lines`` are the replay's ``--json`` lines, already scrubbed; ``scrub`` removes credentials from the
+    strings of a value, and is applied to everything else the page shows (never to its own script or style).
+    """
+    try:
+        records = [json.loads(line) for line in lines]
+    except ValueError as exc:
+        raise ReportError(f"cannot make the report {path}: a record is not JSON ({exc})") from None
+    drawn, *others = _sketches(configs, records, scrub)
+    page = render_report(records, drawn, _scrubbed(meta, scrub), others=others)
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise ReportError(f"cannot write the report {path}: {exc.strerror or exc}") from None

@@ -25,8 +25,13 @@
     ev.sourceKey = String(ev.record.source ?? "").toLowerCase();
   });
   const hasKinds = events.some((ev) => ev.kind);
-  // A pipeline column only when the events did not all go through the one the diagram names.
+  // A pipeline column (and filter) only when the events did not all go through the one the diagram names.
   const hasPipeline = new Set(events.map((ev) => ev.record.pipeline ?? "")).size > 1;
+  const sketches = new Map((data.pipelines || [data.pipeline]).map((sketch) => [sketch.name, sketch]));
+  // Both lanes' deciding rules: an event is found by either.
+  events.forEach((ev) => {
+    ev.rules = [...new Set([...ev.decided, ...(ev.baseline_decided || [])])];
+  });
   const version = (r) => r.rules_version ?? meta.rules_version ?? "";
   // One version for every event is said once, in the header; a column only when they differ.
   const versions = new Set(events.map((ev) => version(ev.record)));
@@ -82,7 +87,15 @@
       cell: (td, ev) => compared(td, ev.record.outcome, ev.record.baseline_outcome, outcomeClass(ev.record)),
     },
     { key: "target", label: "Target", cell: (td, ev) => compared(td, ev.record.target, ev.record.baseline_target) },
-    { key: "rule", label: "Deciding rule", cell: (td, ev) => (td.textContent = ev.decided.join(", ") || "\u2014") },
+    {
+      key: "rule",
+      label: "Deciding rule",
+      cell: (td, ev) => {
+        const now = ev.decided.join(", ") || "\u2014";
+        const was = ev.baseline_decided && (ev.baseline_decided.join(", ") || "\u2014");
+        compared(td, now, was === undefined ? undefined : was);
+      },
+    },
     { key: "actions", label: "Actions", cell: (td, ev) => actionsCell(td, ev.record.actions) },
     hasVersion && { key: "version", label: "Rules", cell: (td, ev) => (td.textContent = version(ev.record)) },
     hasKinds && {
@@ -135,6 +148,18 @@
     return t;
   }
 
+  // What a rule read: one "path = value" line each, wrapped within its panel.
+  function inputsCell(inputs) {
+    const td = el("td", "mono inputs");
+    td.colSpan = 3;
+    for (const [path, value] of Object.entries(inputs ?? {})) {
+      const line = el("div", "input");
+      line.append(el("span", "path", path), el("span", "eq", " = "), el("span", "value", JSON.stringify(value)));
+      td.append(line);
+    }
+    return td;
+  }
+
   function section(title, ...content) {
     const box = el("div", "part");
     box.dataset.part = title;
@@ -161,7 +186,12 @@
     fact("queue", r.queue);
     fact("baseline", r.baseline_outcome === undefined ? null : `${r.baseline_outcome} ${r.baseline_target ?? ""}`);
     fact("change", r.change ?? (ev.kind ? KIND_LABELS[ev.kind] : null));
-    fact("rules", version(r));
+    const decidedText = (rules) => rules.join(", ") || "no rule";
+    const withVersion = (text, v) => (v ? `${text} (rules ${v})` : text);
+    fact("deciding rule", withVersion(decidedText(ev.decided), version(r)));
+    if (ev.baseline_decided) {
+      fact("baseline deciding rule", withVersion(decidedText(ev.baseline_decided), r.baseline_rules_version ?? meta.baseline_rules_version));
+    }
     fact("message", r.message);
     fact("exception", r.exception);
     td.append(facts);
@@ -172,14 +202,12 @@
       return [t.step, t.status, ms, t.decision ?? ""];
     });
     grid.append(section("Trace", table(["step", "status", "ms", "decision"], trace)));
-    const withInputs = (r.rules || []).some((rule) => rule.inputs && Object.keys(rule.inputs).length);
-    const rules = (r.rules || []).map((rule) => [
-      rule.ruleset,
-      rule.rule,
-      el("td", rule.matched ? "matched" : "muted", rule.matched ? "matched" : "no"),
-      ...(withInputs ? [el("td", "mono", JSON.stringify(rule.inputs ?? {}))] : []),
-    ]);
-    const ruleHeadings = ["rule set", "rule", "", ...(withInputs ? ["inputs"] : [])];
+    // Each rule, then what it read on a row of its own under it (full width: values can be long).
+    const rules = (r.rules || []).flatMap((rule) => {
+      const tried = [rule.ruleset, rule.rule, el("td", rule.matched ? "matched" : "muted", rule.matched ? "matched" : "no")];
+      return Object.keys(rule.inputs ?? {}).length ? [tried, [inputsCell(rule.inputs)]] : [tried];
+    });
+    const ruleHeadings = ["rule set", "rule", ""];
     grid.append(section("Rules tried", rules.length ? table(ruleHeadings, rules) : el("p", "muted", "none")));
     const actions = section("Actions");
     for (const a of r.actions || []) {
@@ -219,6 +247,7 @@
   }
 
   const stepBoxes = new Map();
+  let drawn = null;
 
   function stepBox(step) {
     const box = el("div", "step");
@@ -231,10 +260,15 @@
     return box;
   }
 
-  function drawPipeline() {
-    $("pipeline-name").textContent = data.pipeline.name;
+  function drawPipeline(sketch) {
+    if (drawn === sketch) return;
+    drawn = sketch;
+    stepBoxes.clear();
+    $("pipeline-name").textContent = sketch.name;
     const diagram = $("diagram");
-    data.pipeline.steps.forEach((node, i) => {
+    diagram.replaceChildren();
+    diagram.dataset.pipeline = sketch.name;
+    sketch.steps.forEach((node, i) => {
       if (i) diagram.append(el("span", "arrow", ARROW));
       if (node.parallel) {
         const group = el("div", "parallel");
@@ -247,10 +281,23 @@
     });
   }
 
-  // Per step: reached (ran), skipped (its condition was false), errors (ended with an error code).
+  // The pipeline to draw: the one filtered to, else the one most of the events shown went through.
+  function pipelineOf(list) {
+    const chosen = $("f-pipeline").value;
+    if (chosen && sketches.has(chosen)) return sketches.get(chosen);
+    const used = new Map(tally(list.map((ev) => ev.record.pipeline).filter((name) => name && sketches.has(name))));
+    // The most used; on a tie, the one most events of the whole report went through (listed first).
+    const best = [...sketches.keys()].reduce((a, b) => ((used.get(b) || 0) > (used.get(a) || 0) ? b : a));
+    return used.size ? sketches.get(best) : data.pipeline;
+  }
+
+  // Per step of the drawn pipeline, over its own events only (other pipelines share step ids):
+  // reached (ran), skipped (its condition was false), errors (ended with an error code).
   function countSteps(list) {
+    drawPipeline(pipelineOf(list));
+    const own = list.filter((ev) => !ev.record.pipeline || ev.record.pipeline === drawn.name);
     const tally = new Map();
-    for (const ev of list) {
+    for (const ev of own) {
       for (const entry of ev.record.trace || []) {
         let t = tally.get(entry.step);
         if (!t) tally.set(entry.step, (t = { reached: 0, skipped: 0, errors: 0 }));
@@ -271,7 +318,14 @@
       box.classList.toggle("has-errors", t.errors > 0);
       box.classList.toggle("unreached", t.reached === 0);
     }
-    $("diagram-scope").textContent = `\u00b7 counts over the ${plural(list.length, "event")} shown`;
+    const others = list.length - own.length;
+    const left = others
+      ? `; ${plural(others, "event")} of ${[...new Set(list.map((ev) => ev.record.pipeline).filter((name) => name && name !== drawn.name))].join(", ")} not counted`
+      : "";
+    const scope = $("diagram-scope");
+    scope.textContent = `\u00b7 counts over the ${plural(own.length, "event")} of this pipeline shown${left}`;
+    scope.dataset.counted = own.length;
+    scope.dataset.left = others;
   }
 
   function tally(keys) {
@@ -307,7 +361,9 @@
       box.append(chip(outcome, n, classOf.get(outcome), () => choose($("f-outcome"), outcome)));
     }
     fillSelect($("f-outcome"), "all outcomes", outcomes);
-    const rules = tally(events.flatMap((ev) => (ev.decided.length ? ev.decided : [NO_RULE])));
+    if (hasPipeline) fillSelect($("f-pipeline"), "all pipelines", tally(events.map((ev) => ev.record.pipeline ?? "").filter(Boolean)));
+    else $("f-pipeline-label").hidden = true;
+    const rules = tally(events.flatMap((ev) => (ev.rules.length ? ev.rules : [NO_RULE])));
     fillSelect($("f-rule"), "all rules", rules, (v) => (v === NO_RULE ? "(no rule decided)" : v));
     if (hasKinds) {
       const kinds = new Map(tally(events.map((ev) => ev.kind).filter(Boolean)));
@@ -360,13 +416,15 @@
 
   function apply() {
     const outcome = $("f-outcome").value;
+    const pipeline = $("f-pipeline").value;
     const rule = $("f-rule").value;
     const kind = $("f-change").value;
     const text = $("f-source").value.trim().toLowerCase();
     matched = events.filter(
       (ev) =>
         (!outcome || ev.record.outcome === outcome) &&
-        (!rule || (rule === NO_RULE ? ev.decided.length === 0 : ev.decided.includes(rule))) &&
+        (!pipeline || ev.record.pipeline === pipeline) &&
+        (!rule || (rule === NO_RULE ? ev.rules.length === 0 : ev.rules.includes(rule))) &&
         (!kind || ev.kind === kind) &&
         (!text || ev.sourceKey.includes(text)),
     );
@@ -393,11 +451,10 @@
   const head = $("columns");
   columns.forEach((column) => head.append(el("th", `c-${column.key}`, column.label)));
   banners();
-  drawPipeline();
   summarize();
   apply();
 
-  ["f-outcome", "f-rule", "f-change"].forEach((id) => $(id).addEventListener("change", apply));
+  ["f-outcome", "f-pipeline", "f-rule", "f-change"].forEach((id) => $(id).addEventListener("change", apply));
   let typing = 0;
   $("f-source").addEventListener("input", () => {
     clearTimeout(typing);

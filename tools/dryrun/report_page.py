@@ -1,9 +1,10 @@
 """The decision report: one self-contained HTML page over a dry-run's ``--json`` records.
 
 ``render_report`` embeds the records (only the fields the page reads) as JSON in the page, with the
-pipeline's shape (``PipelineSketch``) and what the run was (``ReportMeta``); the page's script
-(``report_page.js``, styled by ``report_page.css``) draws the pipeline with per-step counts, a summary,
-filterable rows rendered in chunks, and each event's explanation. Nothing is fetched: a Content Security
+shape of each pipeline they went through (``PipelineSketch``) and what the run was (``ReportMeta``); the
+page's script (``report_page.js``, styled by ``report_page.css``) draws the pipeline of the events shown
+with per-step counts of its own events, a summary, filterable rows rendered in chunks, and each event's
+explanation (with a baseline, both lanes' deciding rules and versions). Nothing is fetched: a Content Security
 Policy allows only the page's own script and style, and every text is inserted with ``textContent``.
 """
 
@@ -52,6 +53,7 @@ RECORD_FIELDS = (
     "notes",
     "baseline_outcome",
     "baseline_target",
+    "baseline_rules_version",
     "change",
     "rules_version",
 )
@@ -109,11 +111,16 @@ class ReportMeta:
     notes: tuple[str, ...] = ()
 
 
-def deciding_rules(record: Mapping[str, Any]) -> list[str]:
-    """``ruleset/rule`` for each rule set that decided: ``decided_by`` if given, else its last matched rule."""
-    decided_by = record.get("decided_by")
+def deciding_rules(record: Mapping[str, Any], *, baseline: bool = False) -> list[str]:
+    """``ruleset/rule`` for each rule set that decided: ``decided_by`` if given, else its last matched rule.
+
+    With ``baseline``, the baseline lane's (``baseline_decided_by``; nothing when the record has none).
+    """
+    decided_by = record.get("baseline_decided_by" if baseline else "decided_by")
     if isinstance(decided_by, Mapping):
         return [f"{ruleset}/{rule}" for ruleset, rule in decided_by.items() if rule is not None]
+    if baseline:
+        return []
     last: dict[str, str] = {}
     for tried in record.get("rules") or ():
         if tried.get("matched"):
@@ -140,6 +147,8 @@ def _event(record: Mapping[str, Any]) -> dict[str, Any]:
         "record": {key: record[key] for key in RECORD_FIELDS if key in record},
         "decided": deciding_rules(record),
     }
+    if "baseline_decided_by" in record:
+        event["baseline_decided"] = deciding_rules(record, baseline=True)
     kind = change_kind(record)
     if kind is not None:
         event["kind"] = kind
@@ -153,6 +162,10 @@ def _sketch(node: StepSketch | ParallelSketch) -> dict[str, Any]:
     if isinstance(node, ParallelSketch):
         return {"parallel": [_sketch(member) for member in node.members]}
     return {"id": node.id, "uses": node.uses, "when": node.when}
+
+
+def _pipeline(sketch: PipelineSketch) -> dict[str, Any]:
+    return {"name": sketch.name, "steps": [_sketch(node) for node in sketch.steps]}
 
 
 @cache
@@ -177,6 +190,7 @@ _BODY = """<header><h1 id="title"></h1><p id="meta" class="muted"></p></header>
 <section><h2>Events</h2>
 <div class="filters">
 <label>Outcome<select id="f-outcome"></select></label>
+<label id="f-pipeline-label">Pipeline<select id="f-pipeline"></select></label>
 <label>Deciding rule<select id="f-rule"></select></label>
 <label id="f-change-label">Change<select id="f-change"></select></label>
 <label>Source<input id="f-source" type="search" placeholder="part of a source" autocomplete="off"></label>
@@ -190,8 +204,18 @@ _BODY = """<header><h1 id="title"></h1><p id="meta" class="muted"></p></header>
 """
 
 
-def render_report(records: Sequence[Mapping[str, Any]], pipeline: PipelineSketch, meta: ReportMeta) -> str:
-    """One self-contained HTML document reporting ``records`` (``--json`` objects) replayed through ``pipeline``."""
+def render_report(
+    records: Sequence[Mapping[str, Any]],
+    pipeline: PipelineSketch,
+    meta: ReportMeta,
+    *,
+    others: Sequence[PipelineSketch] = (),
+) -> str:
+    """One self-contained HTML document reporting ``records`` (``--json`` objects) replayed through ``pipeline``.
+
+    ``others`` are the other pipelines some records went through: the diagram draws the pipeline of the
+    events shown and counts only that pipeline's events.
+    """
     css, style_hash = _asset("report_page.css")
     js, script_hash = _asset("report_page.js")
     data = {
@@ -204,7 +228,8 @@ def render_report(records: Sequence[Mapping[str, Any]], pipeline: PipelineSketch
             "world": meta.world,
             "notes": [{"text": note, "masked": _about_masking(note)} for note in meta.notes],
         },
-        "pipeline": {"name": pipeline.name, "steps": [_sketch(node) for node in pipeline.steps]},
+        "pipeline": _pipeline(pipeline),
+        "pipelines": [_pipeline(sketch) for sketch in (pipeline, *others)],
         "events": [_event(record) for record in records],
     }
     policy = (

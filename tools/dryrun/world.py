@@ -27,7 +27,15 @@ from engine.errors import ConfigError, Problem
 from engine.schema import schema_problems
 from engine.yamlsource import Locator, parse_yaml
 
-__all__ = ["SECTIONS", "WorldSpec", "load_world", "parse_instant", "secret_values"]
+__all__ = [
+    "CREDENTIAL_NAME_PARTS",
+    "SECTIONS",
+    "WorldSpec",
+    "credential_like",
+    "load_world",
+    "parse_instant",
+    "secret_values",
+]
 
 # World section -> the LocalResources attribute naming its table, and the key attributes of its rows.
 SECTIONS: Mapping[str, tuple[str, tuple[str, ...]]] = {
@@ -93,7 +101,14 @@ class WorldSpec:
 
 
 def secret_values(secrets: Mapping[str, str]) -> list[str]:
-    """The credential values in ``secrets`` (every string field but ``…_sid`` identifiers), to keep out of output."""
+    """The credential values in ``secrets``, to keep out of output.
+
+    A secret that is not a JSON object is a credential as a whole. In a JSON object, a field is a
+    credential when its name says so (``…token``, ``…key``, ``…secret``, ``…password``, ``…auth…``, see
+    ``CREDENTIAL_NAME_PARTS``) or its value looks like one (``credential_like``), whatever the name the
+    pipeline reads it by; ``…_sid`` identifiers and settings such as ``environment: test`` or ``enabled:
+    "true"`` are not (scrubbing those would rewrite ordinary words). Values under four characters are left.
+    """
     values: list[str] = []
     for text in secrets.values():
         try:
@@ -104,11 +119,32 @@ def secret_values(secrets: Mapping[str, str]) -> list[str]:
             values.extend(
                 value.strip()
                 for name, value in document.items()
-                if isinstance(value, str) and not str(name).lower().endswith("_sid")
+                if isinstance(value, str) and _credential_field(str(name).lower(), value.strip())
             )
         elif isinstance(document, str):
             values.append(document.strip())
     return [value for value in values if len(value) >= 4]
+
+
+# A secret field whose name holds one of these is a credential, whatever its value.
+CREDENTIAL_NAME_PARTS = ("token", "key", "secret", "pass", "pwd", "auth", "credential", "sign", "private", "cert")
+_CREDENTIAL_LIKE_LENGTH = 16
+
+
+def credential_like(value: str) -> bool:
+    """A value shaped like a generated credential: 16 characters or more, no space, letters and digits."""
+    return (
+        len(value) >= _CREDENTIAL_LIKE_LENGTH
+        and not any(char.isspace() for char in value)
+        and any(char.isdigit() for char in value)
+        and any(char.isalpha() for char in value)
+    )
+
+
+def _credential_field(name: str, value: str) -> bool:
+    if name.endswith("_sid"):
+        return False
+    return any(part in name for part in CREDENTIAL_NAME_PARTS) or credential_like(value)
 
 
 def _timestamps(value: Any, path: tuple[Any, ...], found: list[tuple[Any, ...]]) -> None:
