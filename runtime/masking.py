@@ -7,14 +7,18 @@
   ``identity`` are dropped. A webhook carries no auth token (Twilio sends an HMAC signature, never the
   token), so nothing else needs removing;
 - ``mask="none"``: the body as it was sent; a replay checks its signature like the Lambda;
-- ``mask="text"``: free-text fields (``Body``, ``ProfileName``, location and button fields, an e-mail's
-  subject, text, html and headers, uploaded files) become ``[masked]``, and the display names of an e-mail's
-  address fields become ``masked`` (the addresses stay); the signature cannot match any
-  more, so every authentication header becomes ``MASKED_SIGNATURE`` (replay with ``--skip-signature``);
+- ``mask="text"``: free-text fields (``Body``, ``ProfileName``, location and button fields; also inside a
+  field holding JSON, such as ``ChannelMetadata``) become ``[masked]``. A ``multipart/form-data`` body
+  (an e-mail) keeps only ``MULTIPART_KEPT_FIELDS`` (spam score, SPF, DKIM, charsets, attachment count) and
+  its address fields: every other field becomes ``[masked]`` and uploaded files lose their name and
+  content; the display names of its address fields become ``masked`` (the addresses stay). The signature
+  cannot match any more, so every authentication header becomes ``MASKED_SIGNATURE`` (replay with
+  ``--skip-signature``);
 - ``mask="all"``: as ``text``, and every phone number and e-mail address is replaced by a keyed
-  pseudonym (``Pseudonyms``): the same value always gets the same pseudonym, so a world put through
-  ``Pseudonyms.document`` with the same key still matches the events. The display names of an e-mail's
-  address fields (``from``, ``to``, ``cc``, ``envelope``) get keyed pseudonyms too, word by word.
+  pseudonym (``Pseudonyms``): the same value always gets the same pseudonym (a number keeps its length
+  and never starts with 0), so a world put through ``Pseudonyms.document`` with the same key still
+  matches the events. The display names of an e-mail's address fields (``from``, ``to``, ``cc``,
+  ``envelope``) get keyed pseudonyms too, word by word.
 
 The copy carries ``"recording": {"mask": …, "masked": [field names]}`` so that a replay can say when a
 rule read a field the recording masked. Bodies are masked by media type (``BODY_MASKERS``):
@@ -41,13 +45,16 @@ __all__ = [
     "MASKED_SIGNATURE",
     "MASKED_TEXT",
     "MASK_MODES",
+    "MULTIPART_KEPT_FIELDS",
     "PERSONAL_TEXT_KEYS",
     "RECORDING_KEY",
     "DEFAULT_AUTH_HEADERS",
     "BodyMasker",
     "Masking",
     "Pseudonyms",
+    "embedded_json",
     "form_fields",
+    "free_text_masked",
     "recordable",
     "register_body_masker",
 ]
@@ -112,9 +119,15 @@ class Pseudonyms:
         return hmac.new(self._key, kind + value.encode(), hashlib.sha256).digest()
 
     def _digits(self, match: re.Match[str]) -> str:
+        """A number's pseudonym: as many digits, never a leading 0 (E.164 has none, and the parse steps refuse it).
+
+        Keyed on the digits alone, so ``+14155550123``, ``whatsapp:+14155550123`` and a ``WaId`` of
+        ``14155550123`` get the same digits.
+        """
         sign, digits = match.group(1), match.group(2)
-        stream = hmac.new(self._key, digits.encode(), hashlib.sha256).hexdigest()
-        return sign + "".join(str(int(stream[i : i + 2], 16) % 10) for i in range(0, 2 * len(digits), 2))
+        stream = hmac.new(self._key, digits.encode(), hashlib.sha256).digest()
+        first = stream[0] % 10 or 1 + stream[len(digits)] % 9
+        return sign + str(first) + "".join(str(byte % 10) for byte in stream[1 : len(digits)])
 
     def _pseudonym(self, kind: bytes, value: str) -> str:
         stream = self._stream(kind, value.lower())
@@ -159,13 +172,25 @@ class Masking:
     masked: set[str] = field(default_factory=set)
 
     def value(self, name: str, value: str) -> str:
-        """A field's value as recorded: free text masked, numbers and addresses pseudonymized with ``all``."""
+        """A field's value as recorded: free text masked, numbers and addresses pseudonymized with ``all``.
+
+        A value holding a JSON object or array (Twilio's ``ChannelMetadata`` repeats ``ProfileName`` and the
+        ``WaId`` inside one) has its free-text keys masked at any depth, and is pseudonymized as a whole.
+        """
         if value and name.lower() in PERSONAL_TEXT_KEYS:
             self.masked.add(name)
             return MASKED_TEXT
-        if self.pseudonyms is not None:
-            return self.pseudonyms.text(value)
-        return value
+        document = embedded_json(value)
+        if document is not None:
+            hidden = free_text_masked(document)
+            if hidden != document:
+                self.masked.add(name)
+                value = json.dumps(hidden, ensure_ascii=False, separators=(",", ":"))
+        return self.kept(value)
+
+    def kept(self, value: str) -> str:
+        """A value recorded as it is but for its numbers and addresses (pseudonymized with ``all``)."""
+        return self.pseudonyms.text(value) if self.pseudonyms is not None else value
 
     def addresses(self, name: str, value: str) -> str:
         """An e-mail address field (``from``, ``to``, ``cc``, ``envelope``) as recorded.
@@ -194,6 +219,37 @@ class Masking:
         return MASKED_TEXT.encode()
 
 
+def embedded_json(value: str) -> dict[str, Any] | list[Any] | None:
+    """The JSON object or array a string holds, or None when it holds anything else."""
+    if value.lstrip()[:1] not in ("{", "["):
+        return None
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return None
+    return document if isinstance(document, (dict, list)) else None
+
+
+def free_text_masked(value: Any, key: str | None = None) -> Any:
+    """A JSON value with its free-text keys' values (``PERSONAL_TEXT_KEYS``, at any depth) ``[masked]``.
+
+    Strings holding JSON themselves are masked the same way; ``key`` is the key ``value`` is under.
+    """
+    if key is not None and key.lower() in PERSONAL_TEXT_KEYS and value not in (None, ""):
+        return MASKED_TEXT
+    if isinstance(value, dict):
+        return {name: free_text_masked(item, str(name)) for name, item in value.items()}
+    if isinstance(value, list):
+        return [free_text_masked(item, key) for item in value]
+    if isinstance(value, str):
+        document = embedded_json(value)
+        if document is not None:
+            hidden = free_text_masked(document)
+            if hidden != document:
+                return json.dumps(hidden, ensure_ascii=False, separators=(",", ":"))
+    return value
+
+
 def _envelope(value: Any, pseudonyms: Pseudonyms) -> Any:
     """SendGrid's ``envelope`` (``{"to": [...], "from": "..."}``) with every address string replaced."""
     if isinstance(value, str):
@@ -218,10 +274,13 @@ def _form(body: bytes, content_type: str, masking: Masking) -> bytes:
     return urlencode(pairs).encode()
 
 
-# Fields holding a whole message (SendGrid's raw mode posts the MIME message as ``email``).
-_RAW_MESSAGE_FIELDS = frozenset({"email"})
 # Fields holding e-mail addresses with their display names (SendGrid Inbound Parse, both modes).
 _ADDRESS_FIELDS = frozenset({"from", "to", "cc", "envelope"})
+# The only other fields of a multipart body recorded as they are (lower-cased names; SendGrid Inbound Parse): results
+# and counts about the email that hold none of its words. Every other field is masked whole, whatever it is: the text,
+# html, headers, subject, raw ``email``, ``spam_report`` (SpamAssassin quotes the message's opening lines in it),
+# ``attachment-info`` and ``content-ids`` (file names), ``sender_ip``, and any field SendGrid adds later.
+MULTIPART_KEPT_FIELDS = frozenset({"spam_score", "spf", "dkim", "charsets", "attachments"})
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
 _DISPOSITION = re.compile(r'\b(name|filename)="([^"]*)"', re.IGNORECASE)
 
@@ -242,15 +301,17 @@ def _part(part: bytes, masking: Masking) -> bytes:
     if "filename" in found:
         masking.masked.add(name or "file")
         head, content = _DISPOSITION.sub(_hide_filename, headers).encode(), b""
-    elif name.lower() in _RAW_MESSAGE_FIELDS and content:
-        masking.masked.add(name)
-        content = MASKED_TEXT.encode()
-    else:
+    elif name.lower() in _ADDRESS_FIELDS:
         value = content.decode("utf-8", "replace")
-        address = name.lower() in _ADDRESS_FIELDS
-        masked = masking.addresses(name, value) if address else masking.value(name, value)
-        if masked != value:
-            content = masked.encode()
+        masked = masking.addresses(name, value)
+        content = masked.encode() if masked != value else content
+    elif name.lower() in MULTIPART_KEPT_FIELDS:
+        value = content.decode("utf-8", "replace")
+        masked = masking.kept(value)
+        content = masked.encode() if masked != value else content
+    elif content:
+        masking.masked.add(name or "field")
+        content = MASKED_TEXT.encode()
     return head + b"\r\n\r\n" + content + b"\r\n"
 
 

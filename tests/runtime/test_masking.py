@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,9 +24,10 @@ from steps.sendgrid.message import read_email
 from steps.sendgrid.multipart import parse
 from tests.support.webhooks import rest_event, whatsapp_params
 from tools.events import http_api_event
-from tools.sendgrid_events import Attachment, Email, inbound_parse_body
+from tools.sendgrid_events import Attachment, Email, encode_form, inbound_parse_body, inbound_parse_fields
 
 KEY = b"a-capture-key-of-32-characters!!"
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 def form(event: dict[str, Any]) -> dict[str, str]:
@@ -202,3 +204,85 @@ def test_a_bare_address_with_any_allowed_character_is_kept_whole(address: str) -
     # As a world put through the same pseudonyms holds it, so a shared replay still finds the conversation.
     assert parse(shared, content_type).fields["from"] == (pseudonyms.text(address),)
     assert address.split("@")[0] + "@" not in shared.decode()
+
+
+# SpamAssassin's default report template (10_default_prefs.cf: ``report Content preview:  _PREVIEW_``) quotes the
+# message's opening lines, and SendGrid posts the report as ``spam_report`` when the Parse Setting checks spam.
+CONFIDED = "my new card number is 4929 1234 5678 9012 and my PIN 4417"
+SPAM_REPORT = (
+    'Spam detection software, running on the system "mx.sendgrid.net", has\n'
+    "NOT identified this incoming email as spam.\n\n"
+    f"Content preview:  Hello, {CONFIDED} [...]\n\n"
+    "Content analysis details:   (0.0 points, 5.0 required)\n"
+)
+
+
+def test_an_email_recording_keeps_only_the_fields_known_to_hold_none_of_its_words() -> None:
+    email = Email(
+        text=f"Hello, {CONFIDED}\nJane",
+        html=None,
+        spam_score="6.5",
+        attachments=(Attachment("scan of my passport.pdf", "application/pdf", b"%PDF", content_id="ii_passport"),),
+    )
+    fields, files = inbound_parse_fields(email)
+    fields = [(name, SPAM_REPORT if name == "spam_report" else value) for name, value in fields]
+    # A field SendGrid may add one day, of which nothing is known: masked too.
+    body, content_type = encode_form([*fields, ("x-new-field", f"quoted: {CONFIDED}")], files)
+    event = http_api_event(
+        "POST", "/prod/email", host="h.example.com", body=body, headers={"content-type": content_type}
+    )
+    original = parse(body, content_type)
+    for mask in ("text", "all"):
+        masked = recordable(event, mask=mask, pseudonyms=Pseudonyms(KEY))
+        stored = base64.b64decode(masked["body"])
+        assert b"4417" not in stored and b"passport" not in stored, mask
+        form = parse(stored, content_type)
+        for name in ("text", "spam_report", "x-new-field", "sender_ip", "content-ids", "attachment-info", "headers"):
+            assert form.fields[name] == (MASKED_TEXT,), (mask, name)
+        assert {"spam_report", "x-new-field", "sender_ip"} <= set(masked["recording"]["masked"])
+        for name in ("spam_score", "SPF", "dkim", "charsets", "attachments"):
+            assert form.fields[name] == original.fields[name], (mask, name)
+        # What the rules read is decided the same way: the spam score (email_screening/likely_spam) and the sender.
+        replayed, sent = read_email(form, stored), read_email(original, body)
+        assert replayed.spam_score == sent.spam_score == 6.5 and len(replayed.attachments) == 1
+        assert (replayed.sender == sent.sender) is (mask == "text")
+
+
+def test_a_field_holding_json_has_its_free_text_masked_and_its_numbers_pseudonymized_like_the_others() -> None:
+    # Twilio's WhatsApp posts repeat the ProfileName and the sender's number (WaId) in ChannelMetadata.
+    metadata = '{"type":"whatsapp","data":{"context":{"ProfileName":"Jane Doe","WaId":"14155550123"}}}'
+    params = whatsapp_params(From="whatsapp:+14155550123", WaId="14155550123", ChannelMetadata=metadata)
+    event = rest_event("whatsapp", params)
+    text = form(recordable(event, mask="text"))
+    assert text["ProfileName"] == MASKED_TEXT and "Jane" not in text["ChannelMetadata"]
+    assert json.loads(text["ChannelMetadata"]) == {
+        "type": "whatsapp",
+        "data": {"context": {"ProfileName": MASKED_TEXT, "WaId": "14155550123"}},
+    }
+    pseudonyms = Pseudonyms(KEY)
+    shared = recordable(event, mask="all", pseudonyms=pseudonyms)
+    fields = form(shared)
+    context = json.loads(fields["ChannelMetadata"])["data"]["context"]
+    assert context["ProfileName"] == MASKED_TEXT and "14155550123" not in json.dumps(shared)
+    # One pseudonym for the number in every form it takes, as a world pseudonymized with the key has it.
+    assert fields["From"] == "whatsapp:+" + context["WaId"] == "whatsapp:+" + fields["WaId"]
+    assert fields["From"] == "whatsapp:" + pseudonyms.document({"primary_channel": "+14155550123"})["primary_channel"]
+    assert "ChannelMetadata" in shared["recording"]["masked"]
+    # JSON whose free text is empty or absent is recorded as it was sent.
+    plain = '{"type": "whatsapp", "data": {"context": {"ProfileName": ""}}}'
+    assert (
+        form(recordable(rest_event("whatsapp", whatsapp_params(ChannelMetadata=plain)), mask="text"))["ChannelMetadata"]
+        == plain
+    )
+
+
+def test_pseudonymized_numbers_stay_e164_so_masked_recordings_still_parse() -> None:
+    # A pseudonym starting with 0 is not E.164: twilio.parse refuses the event (PARSING_ERROR) instead of finding
+    # the conversation. With this key, +447700900102 and +14155238886 (examples/world.yaml) used to start with 0.
+    pseudonyms = Pseudonyms(b"0123456789abcdef0123")
+    numbers = [f"+4477009001{n:02d}" for n in range(1, 100)] + ["+14155238886", "+441632960001"]
+    for number in numbers:
+        pseudonym = pseudonyms.text(number)
+        assert E164.fullmatch(pseudonym) and len(pseudonym) == len(number), (number, pseudonym)
+        assert pseudonyms.text(f"whatsapp:{number}") == f"whatsapp:{pseudonym}"
+        assert pseudonyms.text(number.lstrip("+")) == pseudonym.lstrip("+")

@@ -431,6 +431,21 @@ def test_bad_configuration_and_world_exit_2_with_their_position(tmp_path: Path) 
     assert f"{world}:3:5: " in run.stderr and "conversation_id" in run.stderr
 
 
+def test_a_world_whose_secrets_are_written_as_a_list_does_not_print_the_auth_token(tmp_path: Path) -> None:
+    # Writing secrets: as a list (like conversations:) is an easy mistake; the schema message quotes the value.
+    world = tmp_path / "world.yaml"
+    world.write_text(
+        "secrets:\n"
+        "  - name: ai-multi-comms/whatsapp-credentials/acme/support/twilio-prod\n"
+        f"    twilio_auth_token: {TOKENS[0]}\n"
+        "conversations: []\n"
+    )
+    run = dryrun("--world", world, "examples/events/01_whatsapp_text.json")
+    assert run.status == 2
+    assert f"{world}:2:3: secrets: expected object, got array" in run.stderr
+    assert_no_secrets(run)
+
+
 def test_without_the_tools_extra_the_commands_say_how_to_install_it(tmp_path: Path) -> None:
     # A directory that shadows moto with a module that cannot be imported, as on an install without the extra.
     (tmp_path / "moto").mkdir()

@@ -168,6 +168,44 @@ def test_masking_hides_numbers_and_free_text_everywhere() -> None:
     assert shown.data(item) == item and shown.body(body) == body
 
 
+def test_masking_looks_inside_strings_that_hold_json() -> None:
+    # Twilio's WhatsApp posts repeat the ProfileName and the sender's number (WaId) in ChannelMetadata.
+    metadata = '{"type":"whatsapp","data":{"context":{"ProfileName":"Jane Doe","WaId":"14155550123"}}}'
+    masker = Masker(show_data=False)
+    shown = masker.data({"fields": {"ChannelMetadata": metadata, "ProfileName": "Jane Doe"}})
+    assert json.loads(shown["fields"]["ChannelMetadata"]) == {
+        "type": "whatsapp",
+        "data": {"context": {"ProfileName": MASKED_TEXT, "WaId": "*********23"}},
+    }
+    assert masker.inputs({"request.fields.ChannelMetadata": metadata}) == {
+        "request.fields.ChannelMetadata": shown["fields"]["ChannelMetadata"]
+    }
+    nested = json.dumps({"conversation_id": "c#14155550123", "fields": {"ChannelMetadata": metadata}})
+    assert "Jane" not in masker.body(nested) and "14155550123" not in masker.body(nested)
+    assert masker.text('{"type": "whatsapp"}') == '{"type": "whatsapp"}'  # nothing to hide: kept as written
+    assert masker.text("[not json") == "[not json" and Masker(show_data=True).text(metadata) == metadata
+
+
+@pytest.mark.parametrize(
+    ("secrets", "where"),
+    [
+        ("secrets:\n  - name: acme/twilio\n    twilio_auth_token: {token}\n", "world.yaml:2:3: "),
+        ("secrets: {token}\n", "world.yaml:1:10: "),
+        ("secrets:\n  acme/twilio: [{token}]\n", "world.yaml:2:16: "),
+        ("secrets:\n  acme/twilio: {{twilio_auth_token: {token}}}\nconversations: {token}\n", "world.yaml:3:16: "),
+        ("- secrets: {{acme/twilio: {{twilio_auth_token: {token}}}}}\n", "world.yaml:1:1: "),
+    ],
+)
+def test_a_world_problem_never_shows_a_credential_whatever_shape_the_secrets_take(
+    tmp_path: Path, secrets: str, where: str
+) -> None:
+    for token in ("9f86d081884c7d659a2feaa0c55ad015", "86409923775"):
+        with pytest.raises(ConfigError) as caught:
+            load_world(write(tmp_path / "world.yaml", secrets.format(token=token)))
+        messages = "\n".join(str(problem) for problem in caught.value.problems)
+        assert token not in messages and where in messages, messages
+
+
 def test_the_scrubber_removes_every_known_credential() -> None:
     scrub = Scrubber(["abc"])  # too short to be a credential
     scrub.add(["9f86d081884c7d65", "9f86d081"])

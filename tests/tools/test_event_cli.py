@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,53 @@ def test_event_files_are_masked_as_the_capture_masks_them(capsys: pytest.Capture
         assert event["recording"]["mask"] == "text"
     assert main(["mask", "--mask", "all", str(ROOT / "examples" / "events")]) == 2
     assert "--mask all needs --key-env NAME" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("null\n", ":1:1: not an API Gateway event (got null)"),
+        ('"Hi, my number is +447700900101"\n', ":1:1: not an API Gateway event (got a string)"),
+        ("[1, 2]\n", ":1:1: event #0: not an API Gateway event (got a number)"),
+    ],
+)
+def test_a_file_that_holds_no_event_objects_is_reported_where_it_is_not_masked_into_a_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str, problem: str
+) -> None:
+    recorded = tmp_path / "raw.json"
+    recorded.write_text(content)
+    events = str(ROOT / "examples" / "events" / "01_whatsapp_text.json")
+    assert main(["mask", events, str(recorded)]) == 2
+    out, err = capsys.readouterr()
+    assert f"{recorded}{problem}" in err and "+447700900101" not in err
+    assert out == ""  # nothing printed for the readable files either: the whole command is refused
+
+
+def test_the_profile_name_twilio_repeats_in_channel_metadata_stays_hidden_in_captures_and_dry_run_output(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    metadata = json.dumps({"type": "whatsapp", "data": {"context": {"ProfileName": "Jane Doe", "WaId": ALICE[1:]}}})
+    fields = ("--profile-name", "Jane Doe", "--field", f"ChannelMetadata={metadata}")
+    message = build(
+        capsys, "--channel", "whatsapp", "--from", ALICE, "--to", ACME_WHATSAPP, *fields, "--world", str(WORLD)
+    )
+    # A candidate rule that reads it: --explain shows what the rule read, masked.
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    routing = rules / "40_routing.yaml"
+    reader = "rules:\n  - id: metadata_reader\n    when: \"contains(request.fields.ChannelMetadata, 'nobody')\"\n"
+    routing.write_text(routing.read_text().replace("rules:\n", reader + "    then: {target: handoff}\n", 1))
+    (tmp_path / "message.json").write_text(json.dumps(message))
+    explained = run_dryrun(
+        "--world", WORLD, "--backend", "memory", "--rules", rules, "--explain", tmp_path / "message.json"
+    )
+    assert "rule:     routing/metadata_reader: no match (request.fields.ChannelMetadata=" in explained
+    assert "Jane" not in explained and ALICE[1:] not in explained
+    monkeypatch.setenv("CAPTURE_KEY", "a-capture-key-of-32-characters!!")
+    for mask in ("text", "all"):
+        assert main(["mask", "--mask", mask, "--key-env", "CAPTURE_KEY", str(tmp_path / "message.json")]) == 0
+        masked = capsys.readouterr().out
+        assert "Jane" not in masked and (ALICE[1:] not in masked) is (mask == "all"), mask
 
 
 def test_masked_files_hold_no_cookie_in_any_mode(

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from runtime.masking import MASKED_TEXT, Pseudonyms
+from tests.support.dryrun import EVENTS, run_dryrun
+from tools.dryrun.event_cli import main as event_cli
 from tools.dryrun.world_cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,3 +52,24 @@ def test_what_a_command_needs_is_said(monkeypatch: pytest.MonkeyPatch) -> None:
     assert status == 2 and "set CONVERSATIONS_TABLE_NAME, LOCK_TABLE_NAME, STAGE_TABLE_NAME" in err
     status, _, err = world_cli("pseudonymize", str(ROOT / "no-such-world.yaml"), "--mask", "text")
     assert status == 2 and "cannot read world file" in err
+
+
+def test_events_and_world_shared_with_the_same_key_replay_to_the_outcomes_of_the_originals(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # docs/recording-events.md, "Sharing a recording with its world", with a key that once gave +447700900102 and
+    # +14155238886 pseudonyms starting with 0: twilio.parse refused those events (PARSING_ERROR).
+    monkeypatch.setenv("CAPTURE_KEY", "0123456789abcdef0123")
+    assert event_cli(["mask", "--mask", "all", "--key-env", "CAPTURE_KEY", str(EVENTS)]) == 0
+    shared_events = tmp_path / "shared.jsonl"
+    shared_events.write_text(capsys.readouterr().out)
+    shared_world = tmp_path / "shared-world.json"
+    assert world_cli("pseudonymize", "--key-env", "CAPTURE_KEY", str(WORLD), "-o", str(shared_world))[0] == 0
+
+    def outcomes(world: Path, events: Path) -> list[str]:
+        output = run_dryrun("--world", world, "--backend", "memory", "--skip-signature", "--json", events)
+        return [json.loads(line)["outcome"] for line in output.splitlines()]
+
+    original = outcomes(WORLD, EVENTS)
+    assert "HANDED_OFF" in original and "PARSING_ERROR" not in original
+    assert outcomes(shared_world, shared_events) == original

@@ -17,7 +17,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runtime.masking import MASK_MODES, MASKED_SIGNATURE, MASKED_TEXT, PERSONAL_TEXT_KEYS, Pseudonyms, recordable
+from engine.errors import Problem
+from runtime.masking import (
+    MASK_MODES,
+    MASKED_SIGNATURE,
+    MASKED_TEXT,
+    PERSONAL_TEXT_KEYS,
+    Pseudonyms,
+    free_text_masked,
+    recordable,
+)
+from tools.dryrun.events import EventFileError, RecordedEvent, load_events
 from tools.dryrun.world import SECTIONS, WorldSpec
 
 __all__ = [
@@ -45,7 +55,10 @@ def redacted_secret(secret_string: str) -> Any:
 
 
 def masked_item(value: Any, key: str | None = None) -> Any:
-    """An item with the free text in it (``content``, ``body``… at any depth) replaced by ``[masked]``."""
+    """An item with the free text in it (``content``, ``body``… at any depth) replaced by ``[masked]``.
+
+    Strings holding JSON are masked inside the same way.
+    """
     personal = key is not None and key.lower() in PERSONAL_TEXT_KEYS
     if isinstance(value, dict):
         return {name: masked_item(item, str(name)) for name, item in value.items()}
@@ -53,6 +66,8 @@ def masked_item(value: Any, key: str | None = None) -> Any:
         return [masked_item(item, key) for item in value]
     if personal and isinstance(value, str) and value:
         return MASKED_TEXT
+    if isinstance(value, str):
+        return free_text_masked(value)
     return value
 
 
@@ -99,7 +114,35 @@ def masked_events(
     paths: Sequence[Path], *, mask: str, pseudonyms: Pseudonyms | None, auth_headers: Sequence[str]
 ) -> Iterator[dict[str, Any]]:
     """Every event of ``paths`` (files or directories, as the dry-run reads them) as the capture stores it."""
-    from tools.dryrun.events import load_events
+    recorded = load_events(paths)
+    problems = [_not_an_event(found) for found in recorded if not isinstance(found.event, Mapping)]
+    if problems:
+        raise EventFileError(problems)
+    for found in recorded:
+        yield recordable(found.event, mask=mask, pseudonyms=pseudonyms, auth_headers=auth_headers)
 
-    for recorded in load_events(paths):
-        yield recordable(recorded.event, mask=mask, pseudonyms=pseudonyms, auth_headers=auth_headers)
+
+def _not_an_event(found: RecordedEvent) -> Problem:
+    """The problem of an entry of an event file that is not an event object (``null``, a string, a number…)."""
+    file, _, index = found.source.partition("#")
+    which = f"event #{index}: " if index else ""
+    return Problem(
+        file,
+        1,
+        1,
+        f"{which}not an API Gateway event (got {_json_type(found.event)}); an event file holds an event "
+        "object, an array of them, or one per line",
+    )
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of ``value``'s type, never the value (it may hold personal data)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "a number"

@@ -4,7 +4,8 @@
   digits (``whatsapp:+44*********96``, also inside ``conversation_id``), e-mail addresses only the first
   character of their local part (``k***@example.org``); the values of free-text fields (``body``,
   ``content``, ``ProfileName``, ``subject``, location fields…) become ``[masked]``. SQS bodies are JSON
-  text: they are masked field by field and re-encoded the way the pipeline encodes them.
+  text: they are masked field by field and re-encoded the way the pipeline encodes them; so is any
+  other string holding a JSON object or array (Twilio's ``ChannelMetadata`` repeats ``ProfileName``).
 - ``Scrubber`` (always): every credential value known to the replay is replaced by ``***`` in every
   line written, whatever field it hides in: inside the strings of the records (before they are
   serialised, so JSON syntax and the report page's own script never change) and in free text.
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.ports import json_safe
-from runtime.masking import MASKED_TEXT, PERSONAL_TEXT_KEYS
+from runtime.masking import MASKED_TEXT, PERSONAL_TEXT_KEYS, embedded_json
 
 __all__ = ["MASKED_TEXT", "Masker", "Scrubber", "mask_number"]
 
@@ -46,7 +47,7 @@ class Masker:
         self._masked: dict[str, str] = {}
 
     def text(self, value: str) -> str:
-        """A string with the phone numbers in it masked."""
+        """A string with the phone numbers and addresses in it masked (and free text, when it holds JSON)."""
         masked = self._masked.get(value)
         if masked is None:
             if self.show_data:
@@ -54,9 +55,14 @@ class Masker:
             if len(self._masked) >= _CACHE_LIMIT:
                 self._masked.clear()
             masked = value
-            if _DIGITS.search(value):
+            document = embedded_json(value) if value[:1] in _JSON_STARTS else None
+            if document is not None:
+                hidden = self._mask(document, None)
+                if hidden != document:
+                    masked = json.dumps(hidden, ensure_ascii=False, separators=(",", ":"))
+            if _DIGITS.search(masked):
                 masked = _NUMBER.sub(mask_number, masked)
-            if "@" in value:
+            if "@" in masked:
                 masked = _ADDRESS.sub(mask_address, masked)
             self._masked[value] = masked
         return masked
@@ -115,6 +121,8 @@ class Masker:
 
 
 _DIGITS = re.compile(r"[0-9]{7}")
+# A string that may hold JSON (checked once per distinct string: the masked form is cached).
+_JSON_STARTS = frozenset({"{", "[", " ", "\t", "\r", "\n"})
 _CACHE_LIMIT = 100_000
 _SCALARS = frozenset({int, float, bool, type(None)})
 

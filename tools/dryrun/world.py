@@ -16,8 +16,9 @@ must be quoted: an unquoted YAML timestamp would not be the string the other ser
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ SECTIONS: Mapping[str, tuple[str, tuple[str, ...]]] = {
 }
 
 _KEY_STRING = {"type": "string", "minLength": 1}
+# What a problem message shows instead of a value written under ``secrets:`` (of at least four characters
+# when it appears outside the secrets, as the dry-run's scrubber counts a credential).
+REDACTED = "***"
+_SHORTEST_CREDENTIAL = 4
 
 
 def _rows(required: tuple[str, ...]) -> dict[str, Any]:
@@ -214,7 +219,7 @@ def load_world(path: Path) -> WorldSpec:
     if not schema:
         problems.extend(_duplicates(spec, data))
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_scrubbed(problems, data))
     rows = {section: tuple(data.get(section) or ()) for section in SECTIONS}
     secrets = {
         str(secret): value if isinstance(value, str) else json.dumps(value)
@@ -241,9 +246,56 @@ def _plainly_valid(data: Any) -> bool:
     return True
 
 
+def _without_credentials(data: Any) -> Any:
+    """``data`` with every scalar under ``secrets`` replaced by a placeholder of the same JSON type.
+
+    Schema messages quote the values they refuse, and no credential may be printed, whatever shape the secrets
+    were written in (a list of them, a token where a mapping belongs…); a document that is not a mapping is
+    replaced throughout.
+    """
+    if isinstance(data, dict):
+        return {**data, "secrets": _placeholders(data["secrets"])} if "secrets" in data else data
+    return _placeholders(data)
+
+
+def _scrubbed(problems: list[Problem], data: Any) -> list[Problem]:
+    """``problems`` with every value written under ``secrets`` replaced by ``***`` (one pasted elsewhere too)."""
+    found: list[str] = []
+    _scalars(data.get("secrets") if isinstance(data, dict) else data, found)
+    values = sorted({value for value in found if len(value) >= _SHORTEST_CREDENTIAL}, key=len, reverse=True)
+    if not values:
+        return problems
+    pattern = re.compile("|".join(re.escape(value) for value in values))
+    return [replace(problem, message=pattern.sub(REDACTED, problem.message)) for problem in problems]
+
+
+def _scalars(value: Any, found: list[str]) -> None:
+    if isinstance(value, dict):
+        for item in value.values():
+            _scalars(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _scalars(item, found)
+    elif value is not None and not isinstance(value, bool):
+        found.append(str(value))
+
+
+def _placeholders(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {name: _placeholders(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_placeholders(item) for item in value]
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return type(value)(0)
+    return REDACTED
+
+
 def _schema(spec: WorldSpec, data: Any, locator: Locator | None) -> list[Problem]:
     if _plainly_valid(data):
         return []
+    data = _without_credentials(data)
     if locator is not None:
         return schema_problems(data, WORLD_SCHEMA, locator)
     found = schema_problems(data, WORLD_SCHEMA, Locator(spec.file))
