@@ -7,7 +7,8 @@ outside the routes (``POST /{stage}/<channel>`` for each channel a pipeline serv
 ``403 {"message": "Missing Authentication Token"}``, a body over 10 MB ``413``, an unreadable ``Content-Length``
 ``400``. One event is handled at a time, as in one Lambda container. The signed URL is rebuilt from ``Host`` and
 ``X-Forwarded-Proto`` (``http`` unless the client, or a tunnel in front, says otherwise), so a client signs
-``http://127.0.0.1:PORT/prod/whatsapp``.
+``http://127.0.0.1:PORT/prod/whatsapp``. As API Gateway does, ``POST /{stage}/<channel>/`` (a trailing slash) reaches
+the channel's route and keeps the slash on its path, so the client signs the URL with the slash, as Twilio does.
 
 AWS, one of:
 
@@ -17,16 +18,21 @@ AWS, one of:
 - ``--endpoint-url URL``: an emulator that is already running (``--provision`` creates and seeds the resources);
   a table, index or queue the pipelines need and the emulator lacks is named at start;
 - neither: the account of the default credentials, with the resource names from the environment.
+
+The listening socket is bound first: an address that cannot be listened on (a port in use, a host that does not
+resolve) is an error (exit 2) before moto starts or anything is provisioned.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -150,7 +156,8 @@ class Gateway:
         if self._routes is None:
             return True
         path = urlsplit(target).path
-        return method.upper() == "POST" and path.count("/") == 2 and path.rsplit("/", 1)[-1] in self._routes
+        resource = path[:-1] if path.endswith("/") else path
+        return method.upper() == "POST" and resource.count("/") == 2 and resource.rsplit("/", 1)[-1] in self._routes
 
     def handle(
         self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes, source_ip: str = "127.0.0.1"
@@ -232,12 +239,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    """The listening socket, bound when made (OSError when it cannot be); ``gateway``, set before serving, answers."""
+
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
+    gateway: Gateway
 
-    def __init__(self, address: tuple[str, int], gateway: Gateway, quiet: bool) -> None:
+    def __init__(self, address: tuple[str, int], quiet: bool) -> None:
         super().__init__(address, _Handler)
-        self.gateway = gateway
         self.quiet = quiet
 
 
@@ -279,8 +288,15 @@ def _warn_missing(endpoint_url: str, region: str) -> None:
 
 
 def start_moto(port: int) -> tuple[Any, str]:
-    """Start moto's server on 127.0.0.1 in a thread of this process: (server, endpoint URL)."""
+    """Start moto's server on 127.0.0.1 in a thread of this process: (server, endpoint URL).
+
+    OSError when ``port`` cannot be listened on (moto's thread would stop and leave ``start`` waiting for ever).
+    """
     server_module = require("moto.server", "pipeline-serve --moto")
+    if port:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as moto's server binds
+            probe.bind(("127.0.0.1", port))
 
     # Its request log would drown the function's own output.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -290,17 +306,28 @@ def start_moto(port: int) -> tuple[Any, str]:
     return server, f"http://{host}:{bound}"
 
 
+def _port(text: str) -> int:
+    """A TCP port number (0: a free one), for argparse."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535; 0 picks a free one)")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline-serve", description="Serve handler.handler over HTTP, as API Gateway (REST) would call it."
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=3000, help="port (default 3000; 0 picks a free one)")
+    parser.add_argument("--port", type=_port, default=3000, help="port (default 3000; 0 picks a free one)")
     parser.add_argument("--stage", default="prod", help="API Gateway stage, the first path segment (default prod)")
     aws = parser.add_mutually_exclusive_group()
     aws.add_argument("--moto", action="store_true", help="start moto's server here and provision the resources")
     aws.add_argument("--endpoint-url", help="an AWS emulator that is already running (sets AWS_ENDPOINT_URL)")
-    parser.add_argument("--moto-port", type=int, default=0, help="port for --moto's server (default: a free one)")
+    parser.add_argument("--moto-port", type=_port, default=0, help="port for --moto's server (default: a free one)")
     parser.add_argument("--provision", action="store_true", help="with --endpoint-url: create and seed the resources")
     parser.add_argument("--world", type=Path, help="seed file (YAML/JSON: conversations, secrets, locks, stage)")
     parser.add_argument("--timeout", type=float, default=FUNCTION_TIMEOUT_SECONDS, help="function timeout, seconds")
@@ -310,6 +337,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _say(text: str) -> None:
     print(f"pipeline-serve: {text}", file=sys.stderr, flush=True)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -329,6 +360,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _say(f"error: the world file cannot be used:\n{exc}")
         return 2
+    try:
+        server = _Server((args.host, args.port), args.quiet)
+    except OSError as exc:
+        _say(f"error: cannot listen on {args.host}:{args.port}: {_reason(exc)}")
+        return 2
+    try:
+        return _prepare_and_serve(args, world, server)
+    finally:
+        server.server_close()
+
+
+def _prepare_and_serve(args: argparse.Namespace, world: WorldSpec | None, server: _Server) -> int:
+    """Point the function at AWS (starting moto, provisioning and seeding as asked), then serve on ``server``."""
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     os.environ.setdefault("AWS_REGION", region)
     os.environ.setdefault("AWS_DEFAULT_REGION", region)
@@ -344,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MissingTool as exc:
             _say(f"error: {exc}")
             return 2
+        except OSError as exc:
+            _say(f"error: cannot start moto's server on 127.0.0.1:{args.moto_port}: {_reason(exc)}")
+            return 2
         _say(f"moto server at {endpoint}")
     try:
         if endpoint:
@@ -354,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     counts = ", ".join(f"{len(rows)} {section}" for section, rows in world.rows.items())
                     _say(f"seeded from {world.file}: {counts}, {len(world.secrets)} secret(s)")
             _warn_missing(endpoint, region)
-        return _serve(args)
+        return _serve(args, server)
     finally:
         if moto_server is not None:
             moto_server.stop()
@@ -370,26 +417,21 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, server: _Server) -> int:
     try:
         import handler
     except ConfigError as exc:
         _say(f"the configuration cannot run:\n{exc}")
         return 2
     routes = {channel for config in handler._application.configs for channel in config.channels}
-    gateway = Gateway(handler.handler, args.stage, timeout_seconds=args.timeout, routes=routes)
-    server = _Server((args.host, args.port), gateway, args.quiet)
+    server.gateway = Gateway(handler.handler, args.stage, timeout_seconds=args.timeout, routes=routes)
     port = server.server_address[1]
     base = f"http://{args.host}:{port}/{args.stage}"
     channels = sorted(channel for config in handler._application.configs for channel in config.channels)
     _say(f"listening on {base} (POST " + ", ".join(f"{base}/{channel}" for channel in channels) + ")")
     signal.signal(signal.SIGTERM, _interrupt)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
     return 0
 
 

@@ -513,10 +513,9 @@ def test_a_mistake_in_a_rules_file_every_pipeline_loads_is_reported_once(
     assert err.count("unknown function lowr()") == 1, err
 
 
-def test_a_bundle_pulled_as_baseline_compares_its_own_pipeline_and_leaves_the_others_alone(
-    changed_rules: Path, tmp_path: Path
-) -> None:
-    """The documented workflow: `pipeline-rules pull` of the live twilio bundle, then a replay of every event."""
+@pytest.fixture
+def live_bundle(tmp_path: Path) -> Path:
+    """The rules directory `pipeline-rules pull` writes for the live twilio_inbound bundle (none of email's)."""
     import boto3
     from moto import mock_aws
 
@@ -528,6 +527,13 @@ def test_a_bundle_pulled_as_baseline_compares_its_own_pipeline_and_leaves_the_ot
         live = ops.publish("--live")
         status, _, err = ops.rules("pull", live, "--out", str(tmp_path / "live"))
         assert status == 0, err
+    return tmp_path / "live" / "rules"
+
+
+def test_a_bundle_pulled_as_baseline_compares_its_own_pipeline_and_leaves_the_others_alone(
+    changed_rules: Path, live_bundle: Path
+) -> None:
+    """The documented workflow: `pipeline-rules pull` of the live twilio bundle, then a replay of every event."""
     run = dryrun(
         "--world",
         "examples/world.yaml",
@@ -535,11 +541,11 @@ def test_a_bundle_pulled_as_baseline_compares_its_own_pipeline_and_leaves_the_ot
         "--rules",
         changed_rules,
         "--baseline-rules",
-        tmp_path / "live" / "rules",
+        live_bundle,
         "examples/events",
     )
     assert run.status == 0, run.stderr
-    assert f"{tmp_path / 'live' / 'rules'} holds no rules of email_inbound: its events are decided with " in run.stderr
+    assert f"{live_bundle} holds no rules of email_inbound: its events are decided with " in run.stderr
     records = run.records()
     assert {source for source, record in records.items() if record["changed"]} == {"04_locked_conversation.json"}
     for source, record in records.items():
@@ -549,3 +555,89 @@ def test_a_bundle_pulled_as_baseline_compares_its_own_pipeline_and_leaves_the_ot
     assert email["baseline_rules_version"] == email["rules_version"]
     whatsapp = records["01_whatsapp_text.json"]
     assert whatsapp["baseline_rules_version"] != whatsapp["rules_version"]
+
+
+# A CI gate (--fail-on-change) must not pass a rule change because the baseline it was given compared nothing.
+
+
+def replay_against(baseline: str | Path, *more: str | Path, rules: str | Path = "rules") -> Run:
+    return dryrun(
+        "--world", "examples/world.yaml", "--rules", rules, "--baseline-rules", baseline, "--fail-on-change", *more
+    )
+
+
+@pytest.mark.parametrize(
+    ("baseline", "reason"),
+    [
+        ("deployed/rulez", "no such directory"),
+        ("empty", "the directory holds no rules files (*.yaml, *.yml)"),
+        ("empty/notes.txt", "the directory holds no rules files (*.yaml, *.yml)"),
+        ("rules/40_routing.yaml", "not a directory"),
+    ],
+)
+def test_a_baseline_rules_path_that_holds_no_rules_is_refused(
+    changed_rules: Path, tmp_path: Path, baseline: str, reason: str
+) -> None:
+    # Before: "…/rulez holds no rules of twilio_inbound: … (not compared)", "0 event(s) changed", exit 0.
+    (tmp_path / "empty").mkdir()
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    path = tmp_path / baseline
+    if path.suffix == ".txt":
+        path.write_text("not rules\n")
+        path = path.parent
+    run = replay_against(path, "examples/events/04_locked_conversation.json", rules=changed_rules)
+    assert run.status == 2, (run.stdout, run.stderr)
+    assert run.stderr == f"{path}:1:1: --baseline-rules: {reason}; pass the directory holding the rules/*.yaml files\n"
+    assert run.stdout == ""
+
+
+def test_a_rules_path_that_does_not_exist_is_refused_even_with_a_good_baseline(tmp_path: Path) -> None:
+    run = replay_against("rules", "examples/events/01_whatsapp_text.json", rules=tmp_path / "nope")
+    assert run.status == 2, (run.stdout, run.stderr)
+    assert f"{tmp_path / 'nope'}:1:1: --rules: no such directory" in run.stderr
+    assert run.stdout == ""
+
+
+def test_a_directory_naming_no_pipeline_lends_nothing_and_its_problems_are_reported(changed_rules: Path) -> None:
+    # pipelines/ holds YAML but no rules of any pipeline: not a pulled bundle, so nothing is decided with --rules.
+    run = replay_against("pipelines", "examples/events/04_locked_conversation.json", rules=changed_rules)
+    assert run.status == 2, (run.stdout, run.stderr)
+    assert "holds no rules of" not in run.stderr
+    assert "pipelines/twilio_inbound.yaml:124:18: rules: unknown rule set 'project_status'" in run.stderr
+
+
+def test_an_empty_candidate_rules_directory_borrows_nothing_from_the_baseline(tmp_path: Path) -> None:
+    # An empty --rules is allowed (a pipeline may use no rule set), but the shipped pipelines need theirs.
+    run = replay_against("rules", "examples/events/01_whatsapp_text.json", rules=tmp_path)
+    assert run.status == 2, (run.stdout, run.stderr)
+    assert "holds no rules of" not in run.stderr
+    assert "pipelines/twilio_inbound.yaml:129:16: route: unknown rule set 'routing'" in run.stderr
+
+
+def test_fail_on_change_fails_when_a_replayed_pipelines_events_were_not_compared(
+    changed_rules: Path, live_bundle: Path
+) -> None:
+    everything = replay_against(live_bundle, "--json", "examples/events", rules=changed_rules)
+    assert everything.status == 2, everything.stderr
+    assert everything.stderr.splitlines()[-1] == (
+        f"{live_bundle}:1:1: --fail-on-change: none of the 3 event(s) of email_inbound was compared (this directory "
+        f"holds no rules of email_inbound; both lanes decided them with {changed_rules}); compare with a rules "
+        "directory that holds its rules, or replay only the other pipelines' events"
+    )
+    assert len(everything.records()) == len(EXPECTED)  # the replay itself still ran and was written
+    # The bundle's own pipeline is compared: its events alone fail on the change, as a gate should.
+    twilio_only = replay_against(live_bundle, "examples/events/04_locked_conversation.json", rules=changed_rules)
+    assert twilio_only.status == 1, twilio_only.stderr
+    assert "1 event(s) changed" in twilio_only.stdout
+
+
+def test_the_documented_git_archive_baseline_compares_every_pipeline(changed_rules: Path, tmp_path: Path) -> None:
+    # docs/dry-run.md: mkdir -p /tmp/deployed && git archive origin/main rules | tar -x -C /tmp/deployed
+    deployed = tmp_path / "deployed"
+    deployed.mkdir()
+    archive = subprocess.run(["git", "archive", "HEAD", "rules"], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(deployed)], input=archive.stdout, check=True)
+    run = replay_against(deployed / "rules", "examples/events", rules=changed_rules)
+    assert run.status == 1, run.stderr
+    assert "holds no rules of" not in run.stderr
+    assert "1 event(s) changed" in run.stdout

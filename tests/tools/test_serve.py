@@ -7,6 +7,8 @@ import http.client
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -173,7 +175,8 @@ def test_only_the_deployed_routes_reach_the_handler(method: str, path: str) -> N
 
 @contextmanager
 def listening(gateway: Gateway) -> Iterator[int]:
-    server = _Server(("127.0.0.1", 0), gateway, quiet=True)
+    server = _Server(("127.0.0.1", 0), quiet=True)
+    server.gateway = gateway
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -254,7 +257,7 @@ def test_an_endpoint_url_without_credentials_gets_the_emulators_stand_ins(monkey
     import tools.serve
 
     without_credentials(monkeypatch, tmp_path)
-    monkeypatch.setattr(tools.serve, "_serve", lambda args: 0)
+    monkeypatch.setattr(tools.serve, "_serve", lambda args, server: 0)
     assert main(["--endpoint-url", "http://127.0.0.1:9"]) == 0
     assert boto3.session.Session().get_credentials() is not None
 
@@ -271,6 +274,97 @@ def test_an_endpoint_url_without_credentials_is_the_endpoint_used_and_no_moto_is
 
     seen: list[str] = []
     monkeypatch.setattr(tools.serve, "start_moto", no_moto)
-    monkeypatch.setattr(tools.serve, "_serve", lambda args: seen.append(os.environ["AWS_ENDPOINT_URL"]) or 0)
+    monkeypatch.setattr(tools.serve, "_serve", lambda args, server: seen.append(os.environ["AWS_ENDPOINT_URL"]) or 0)
     assert main(["--endpoint-url", "http://127.0.0.1:9"]) == 0
     assert seen == ["http://127.0.0.1:9"]
+
+
+# An address that cannot be listened on is a usage error, found before moto starts or anything is provisioned.
+
+
+def no_moto(port: int) -> Any:
+    raise AssertionError("moto was started although the server cannot listen")
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def test_a_port_in_use_is_refused_before_moto_starts(monkeypatch, capsys, taken_port: int) -> None:
+    import tools.serve
+
+    monkeypatch.setattr(tools.serve, "start_moto", no_moto)
+    assert main(["--moto", "--port", str(taken_port)]) == 2
+    assert capsys.readouterr().err == (
+        f"pipeline-serve: error: cannot listen on 127.0.0.1:{taken_port}: Address already in use\n"
+    )
+
+
+def test_a_host_that_does_not_resolve_is_refused_before_moto_starts(monkeypatch, capsys) -> None:
+    import tools.serve
+
+    monkeypatch.setattr(tools.serve, "start_moto", no_moto)
+    assert main(["--moto", "--host", "999.1.1.1", "--port", "0"]) == 2
+    assert capsys.readouterr().err.startswith("pipeline-serve: error: cannot listen on 999.1.1.1:0: ")
+
+
+@pytest.mark.parametrize("option", ["--port", "--moto-port"])
+@pytest.mark.parametrize("value", ["70000", "-1", "http"])
+def test_a_port_outside_0_to_65535_is_an_argument_error(option: str, value: str, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--moto", option, value])
+    assert stopped.value.code == 2
+    assert f"argument {option}: " in capsys.readouterr().err
+
+
+def test_a_moto_port_in_use_is_refused_instead_of_waiting_for_ever(capsys, taken_port: int) -> None:
+    assert main(["--moto", "--port", "0", "--moto-port", str(taken_port)]) == 2
+    assert f"cannot start moto's server on 127.0.0.1:{taken_port}: Address already in use" in capsys.readouterr().err
+
+
+def test_the_command_on_a_port_in_use_prints_one_line_and_no_traceback(taken_port: int) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.serve", "--moto", "--port", str(taken_port)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"pipeline-serve: error: cannot listen on 127.0.0.1:{taken_port}: Address already in use\n"
+
+
+# API Gateway routes POST /prod/whatsapp/ to the /whatsapp resource and keeps the slash on the path; Twilio signs the
+# console's URL exactly, so a webhook configured with the slash is signed over it.
+
+
+def test_a_trailing_slash_reaches_the_channels_route() -> None:
+    seen: list[str] = []
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        seen.append(event["requestContext"]["path"])
+        return {"statusCode": 200, "body": "ok"}
+
+    assert routed(invoke).handle("POST", "/prod/whatsapp/", [("Host", HOST)], b"").status == 200
+    assert seen == ["/prod/whatsapp/"]
+    for path in ("/prod/whatsapp//", "/prod/", "/prod/x/whatsapp/"):
+        assert routed(invoke).handle("POST", path, [("Host", HOST)], b"").status == 403, path
+
+
+@pytest.mark.parametrize(("signed", "queued"), [("/prod/whatsapp/", 1), ("/prod/whatsapp", 0)])
+def test_a_request_with_a_trailing_slash_is_checked_against_the_url_with_the_slash(
+    world, lambda_handler, signed: str, queued: int
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    params = whatsapp_params()
+    headers = [("Host", HOST), ("X-Twilio-Signature", sign(f"http://{HOST}{signed}", params))]
+    gateway = Gateway(lambda_handler, "prod", routes={"whatsapp", "sms"})
+    answer = gateway.handle("POST", "/prod/whatsapp/", headers, urlencode(params).encode())
+    assert (answer.status, answer.body.decode()) == (200, EMPTY_TWIML)
+    assert len(world.sent("whatsapp")) == queued

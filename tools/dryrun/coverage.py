@@ -4,20 +4,26 @@ A rules bundle holds one pipeline's rule files: those naming it under ``pipeline
 none. Pulled as a baseline (``pipeline-rules pull BUNDLE --out DIR``), it holds none of the other
 pipelines' rules, so those pipelines cannot load with it. A pipeline that does not load with a lane's
 rules directory, which names it nowhere while the other lane's directory does, is loaded with the other
-lane's directory instead: its events decide the same in both lanes (they are not compared), and the
-replay says so. Every other loading problem is reported as without a baseline.
+lane's directory instead, provided its own directory holds other pipelines' rules (a bundle, not a
+wrong directory): its events decide the same in both lanes (they are not compared), and the replay
+says so; with ``--fail-on-change`` such events fail the replay (``uncompared``), since a gate that
+compared nothing must not pass. Every other loading problem is reported as without a baseline.
+
+A rules directory given on the command line must exist, and a baseline's must hold rules files
+(``rules_dir_problem``): a wrong path is refused with its option named rather than reported as the
+pipelines' unknown rule sets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from engine.config import AppConfig, display_path, load_config
 from engine.errors import ConfigError, Problem
 
-__all__ = ["Lent", "load_lane", "named_pipelines"]
+__all__ = ["Lent", "load_lane", "named_pipelines", "rule_files", "rules_dir_problem", "uncompared"]
 
 
 class Lent(NamedTuple):
@@ -34,12 +40,34 @@ class Lent(NamedTuple):
         )
 
 
+def rule_files(rules_dir: Path) -> list[Path]:
+    """The rules files of ``rules_dir`` (``*.yaml``, ``*.yml``), in name order."""
+    return sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")])
+
+
+def rules_dir_problem(rules_dir: Path, option: str, *, baseline: bool) -> Problem | None:
+    """Why ``rules_dir``, given as ``option``, cannot be used (missing, a file; a baseline without rules), or None.
+
+    The candidate's directory may hold no rules files (pipelines that use no rule set); a baseline's must.
+    """
+    if not rules_dir.exists():
+        reason = "no such directory"
+    elif not rules_dir.is_dir():
+        reason = "not a directory"
+    elif baseline and not rule_files(rules_dir):
+        reason = "the directory holds no rules files (*.yaml, *.yml)"
+    else:
+        return None
+    message = f"{option}: {reason}; pass the directory holding the rules/*.yaml files"
+    return Problem(display_path(rules_dir), 1, 1, message)
+
+
 def named_pipelines(rules_dir: Path) -> frozenset[str]:
     """The pipelines the rules files of ``rules_dir`` name under ``pipelines:`` (unreadable files left out)."""
     from engine.yamlsource import load_yaml
 
     named: set[str] = set()
-    for path in sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")]):
+    for path in rule_files(rules_dir):
         try:
             data = load_yaml(path, strict=False).data
         except ConfigError:
@@ -69,7 +97,7 @@ def load_lane(
         except ConfigError as exc:
             failed = exc.problems
         name = declared_pipeline_name(path) or path.stem
-        if other is None or name in named_pipelines(rules) or name not in named_pipelines(other):
+        if other is None or not _lends(name, rules, other):
             problems.extend(failed)
             continue
         try:
@@ -80,3 +108,26 @@ def load_lane(
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return configs, lent
+
+
+def _lends(pipeline: str, rules: Path, other: Path) -> bool:
+    """Whether ``rules`` holds other pipelines' rules and none of ``pipeline``'s, which ``other`` holds."""
+    held = named_pipelines(rules)
+    return bool(held) and pipeline not in held and pipeline in named_pipelines(other)
+
+
+def uncompared(lent: Iterable[Lent], events: Mapping[str, int]) -> list[Problem]:
+    """A problem per lent pipeline that ``events`` (count by pipeline) went to: none of its events was compared."""
+    return [
+        Problem(
+            display_path(note.rules),
+            1,
+            1,
+            f"--fail-on-change: none of the {events[note.pipeline]} event(s) of {note.pipeline} was compared "
+            f"(this directory holds no rules of {note.pipeline}; both lanes decided them with "
+            f"{display_path(note.lender)}); compare with a rules directory that holds its rules, or replay "
+            "only the other pipelines' events",
+        )
+        for note in lent
+        if events.get(note.pipeline)
+    ]

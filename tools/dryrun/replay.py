@@ -20,6 +20,7 @@ import argparse
 import gc
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from runtime.app import shared_limits
 from runtime.layout import PIPELINES_DIR, pipeline_files
 from tools.dryrun.backends import open_backend
 from tools.dryrun.blueprint import blueprint
-from tools.dryrun.coverage import Lent, load_lane
+from tools.dryrun.coverage import Lent, load_lane, rules_dir_problem, uncompared
 from tools.dryrun.events import EventFileError, RecordedEvent, load_events
 from tools.dryrun.lanes import Lane, ReplayClock, account_lane, with_placeholders, world_lane
 from tools.dryrun.live import AccountAccess, live_clients, pseudonymized_recordings
@@ -170,7 +171,7 @@ class ReplayOptions:
 class Rendered(NamedTuple):
     """One replayed event as output text, with what the summary counts (a tuple: cheap between processes).
 
-    ``record`` is the event's JSON line when a report is being made.
+    ``record`` is the event's JSON line when a report is being made; ``pipeline`` the pipeline it went to.
     """
 
     text: str
@@ -180,6 +181,7 @@ class Rendered(NamedTuple):
     kind: str | None = None
     masked: bool = False
     record: str | None = None
+    pipeline: str | None = None
 
 
 class _Renderer:
@@ -242,6 +244,7 @@ class _Renderer:
             record.get("change_kind"),
             note is not None,
             line if self._options.report else None,
+            run.handled.pipeline,
         )
 
 
@@ -354,6 +357,11 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     except UsageError as exc:
         errors.write(f"pipeline-dryrun: error: {exc}\n")
         return EXIT_USAGE
+    unusable = [rules_dir_problem(options.rules, "--rules", baseline=False)]
+    if options.baseline_rules is not None:
+        unusable.append(rules_dir_problem(options.baseline_rules, "--baseline-rules", baseline=True))
+    if any(unusable):
+        return _problems(errors, [problem for problem in unusable if problem is not None])
     try:
         events = load_events(options.events)
         world = load_world(options.world) if options.world else None
@@ -411,7 +419,7 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             errors.write(f"pipeline-dryrun: error: {exc}\n")
             return EXIT_USAGE
         output = _Scrubbed(out, scrubber)
-        summary, records = _replay(options, events, lanes, world, clock, scrubber, out=output, err=errors)
+        summary, records, routed = _replay(options, events, lanes, world, clock, scrubber, out=output, err=errors)
     if options.report is not None:
         banner = _banner(options, world, clock.describe(), lanes)
         meta = report_meta(options, world, banner, summary)
@@ -420,6 +428,10 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         except ReportError as exc:
             errors.write(f"pipeline-dryrun: error: {exc}\n")
             return EXIT_USAGE
+    if options.fail_on_change:
+        not_compared = uncompared(lent, routed)
+        if not_compared:
+            return _problems(errors, not_compared)
     if options.fail_on_change and summary.changed:
         return EXIT_CHANGED
     return EXIT_OK
@@ -509,10 +521,11 @@ def _replay(
     *,
     out: _Scrubbed,
     err: _Scrubbed,
-) -> tuple[Summary, list[str]]:
-    """Replay and write every event; the summary, and each event's JSON line when a report is being made."""
+) -> tuple[Summary, list[str], Counter[str]]:
+    """Replay and write every event; the summary, each event's JSON line (with a report), the events per pipeline."""
     summary = Summary()
     records: list[str] = []
+    routed: Counter[str] = Counter()
     table = None
     if not options.as_json:
         table = Table(out, [event.source for event in events], explain=options.explain, baseline=len(lanes) > 1)
@@ -537,9 +550,11 @@ def _replay(
             summary.add(item.outcome, item.signature, item.change, item.kind, item.masked)
             if item.record is not None:
                 records.append(item.record)
+            if item.pipeline is not None:
+                routed[item.pipeline] += 1
             progress.update(done)
     progress.close()
     if table is not None:
         table.summary(summary, elapsed=perf_counter() - started, baseline_name=options.baseline_name)
     out.flush()
-    return summary, records
+    return summary, records, routed
