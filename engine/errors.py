@@ -108,13 +108,21 @@ class RetryableFailure(Exception):
         self.code = code
 
 
-def shown(value: object) -> str:
-    """A value as a message shows it to the author of YAML: text quoted, else JSON (``null``, ``true``, ``[1]``)."""
-    if isinstance(value, str):
-        return repr(value)
-    import json
+SHOWN_LIMIT = 80
 
-    return json.dumps(value, default=str)
+
+def shown(value: object) -> str:
+    """A value as a message shows it to the author of YAML: text quoted, else JSON (``null``, ``true``, ``[1]``).
+
+    Anything longer than ``SHOWN_LIMIT`` characters is cut, ending with ``…``, so one message stays one line.
+    """
+    if isinstance(value, str):
+        text = repr(value)
+    else:
+        import json
+
+        text = json.dumps(value, default=str)
+    return text if len(text) <= SHOWN_LIMIT else text[: SHOWN_LIMIT - 1] + "…"
 
 
 def closest(value: object, choices: Iterable[object]) -> str | None:

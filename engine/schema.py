@@ -312,6 +312,17 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
+def _contents(instance: Any) -> str:
+    """What a wrongly typed value holds, briefly: a scalar as written, a list or mapping by its size and keys."""
+    if instance is None:
+        return ""
+    if isinstance(instance, list):
+        return f" of {len(instance)} item(s)"
+    if isinstance(instance, dict):
+        return f" with key(s) {shown(', '.join(str(key) for key in instance))}" if instance else " (empty)"
+    return f" {shown(instance)}"
+
+
 def _where(path: Iterable[Any]) -> str:
     text = ""
     for part in path:
@@ -390,7 +401,7 @@ def _explain(error: Any, locator: Locator) -> list[SchemaViolation]:
         expected = error.validator_value
         expected_text = " or ".join(expected) if isinstance(expected, list) else expected
         first = expected[0] if isinstance(expected, list) else expected
-        got = _json_type(instance) + ("" if instance is None else f" {shown(instance)}")
+        got = _json_type(instance) + _contents(instance)
         return located(f"expected {expected_text}, got {got}{_TYPE_HINTS.get(first, '')}")
     if validator in _BOUNDS:
         return located(f"{shown(instance)} is out of range: it must be {_BOUNDS[validator]} {error.validator_value}")

@@ -67,13 +67,16 @@ def rest_event(
 ) -> dict[str, Any]:
     """A REST API (payload 1.0) event for ``method`` on ``public_path`` (the path the client used, stage included).
 
-    The resource path is ``public_path`` without its first segment when that segment is ``stage``. The
+    The path is ``public_path`` without its first segment when that segment is ``stage``; the resource (the
+    route's template) is that path without a trailing slash, as API Gateway matches ``/whatsapp/`` to ``/whatsapp``. The
     request id is random and the request time now unless given (give both for a reproducible event).
     """
     prefix = f"/{stage}"
     resource = public_path
     if public_path == prefix or public_path.startswith(prefix + "/"):
         resource = public_path[len(prefix) :] or "/"
+    path = resource
+    resource = resource.rstrip("/") or "/"
     header_map = _grouped(_pairs(headers))
     text, encoded = _body(body, base64_body)
     queries = _grouped(list(query))
@@ -92,7 +95,7 @@ def rest_event(
         context["requestTimeEpoch"] = request_time_ms if request_time_ms is not None else int(time.time() * 1000)
     return {
         "resource": resource,
-        "path": resource,
+        "path": path,
         "httpMethod": method,
         "headers": {name: values[-1] for name, values in header_map.items()},
         "multiValueHeaders": header_map,

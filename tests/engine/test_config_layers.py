@@ -99,6 +99,23 @@ def test_a_rules_file_with_schema_errors_still_defines_its_set(tmp_path: Path) -
     assert not any("unknown rule set" in problem.message for problem in inspection.problems)
 
 
+def test_a_wrongly_typed_mapping_or_long_text_is_described_not_quoted_whole(tmp_path: Path) -> None:
+    long_text = "x" * 500
+    pipeline, rules = tree(
+        tmp_path,
+        {
+            "rules/20_channel.yaml": [
+                ("      error: CHANNEL_NOT_ALLOWED", f"      error: {{code: CHANNEL_NOT_ALLOWED, why: {long_text}}}"),
+                ("description: The message's channel", "description: [" + ", ".join(["word"] * 200) + "]\n#"),
+            ]
+        },
+    )
+    messages = [problem.message for problem in inspect_config(pipeline, rules, ENV).errors]
+    assert "description: expected string, got array of 200 item(s)" in messages[0]
+    assert "rules[0].then.error: expected string, got object with key(s) 'code, why'" in messages[1]
+    assert all(long_text not in message and len(message) < 300 for message in messages)
+
+
 def test_an_unknown_step_does_not_cascade_into_missing_inputs(tmp_path: Path) -> None:
     pipeline, rules = tree(tmp_path, {"pipelines/twilio_inbound.yaml": [("uses: twilio.parse", "uses: twilio.parser")]})
     inspection = inspect_config(pipeline, rules, ENV)

@@ -114,3 +114,13 @@ def test_the_region_is_the_one_given_else_aws_region_else_botocores_own(
         monkeypatch.setenv(name, value)
     dynamodb, _, secretsmanager = live_clients(CallLimits(), AccountAccess(region=given))
     assert dynamodb.meta.region_name == secretsmanager.meta.region_name == region
+    assert f"region {region}" in AccountAccess(region=given).describe()
+
+
+def test_the_banner_says_when_no_region_is_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    assert AccountAccess(endpoint_url="http://127.0.0.1:5000").describe() == (
+        "the default credentials, no region configured, endpoint http://127.0.0.1:5000"
+    )

@@ -56,6 +56,16 @@ def test_a_request_under_the_stage_becomes_a_rest_proxy_event_as_api_gateway_bui
     assert event["multiValueHeaders"]["Host"] == [HOST]
 
 
+def test_a_trailing_slash_stays_in_the_path_but_not_in_the_resource_template() -> None:
+    event = request("/prod/whatsapp/")
+    assert (event["path"], event["resource"], event["requestContext"]["resourcePath"]) == (
+        "/whatsapp/",
+        "/whatsapp",
+        "/whatsapp",
+    )
+    assert event["requestContext"]["path"] == "/prod/whatsapp/"
+
+
 def test_the_handler_rebuilds_the_url_the_client_used() -> None:
     http = http_request(request())
     assert http.public_url() == f"http://{HOST}/prod/whatsapp"

@@ -408,7 +408,10 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--url", default=DEFAULT_URL, help=f"public base URL of the webhook (default {DEFAULT_URL})")
     build.add_argument("--http-api", action="store_true", help="an HTTP API (payload 2.0) event")
     build.add_argument("--profile", help="AWS profile for --secret without --world")
-    build.add_argument("--region", help="AWS region for --secret without --world")
+    build.add_argument(
+        "--region",
+        help="AWS region for --secret without --world (default: AWS_REGION, else AWS_DEFAULT_REGION or the profile's)",
+    )
     build.add_argument("--endpoint-url", help="AWS endpoint for --secret without --world")
     twilio = build.add_argument_group("whatsapp and sms")
     twilio.add_argument("--status", help="a delivery-status callback (sent, delivered, read…) instead of a message")

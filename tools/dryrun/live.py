@@ -129,8 +129,8 @@ class AccountAccess:
     def describe(self) -> str:
         """The account in words, for the replay's banner."""
         parts = [f"profile {self.profile}" if self.profile else "the default credentials"]
-        if self.region:
-            parts.append(f"region {self.region}")
+        region = self.session().region_name
+        parts.append(f"region {region}" if region else "no region configured")
         if self.endpoint_url:
             parts.append(f"endpoint {self.endpoint_url}")
         return ", ".join(parts)

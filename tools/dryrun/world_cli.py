@@ -129,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     snapshot.add_argument("--rules", type=Path, default=Path("rules"), help="the rules directory (default: rules/)")
     snapshot.add_argument("--now", help="the world's `now` (default: the time of the snapshot)")
     snapshot.add_argument("--profile", help="the AWS profile to read with")
-    snapshot.add_argument("--region", help="the AWS region")
+    snapshot.add_argument(
+        "--region", help="the AWS region (default: AWS_REGION, else AWS_DEFAULT_REGION or the profile's)"
+    )
     snapshot.add_argument("--endpoint-url", help="an AWS endpoint (e.g. a local emulator)")
     pseudonymize = commands.add_parser("pseudonymize", help="mask (and pseudonymize) a world file to share it")
     pseudonymize.add_argument("world", type=Path, metavar="WORLD")
