@@ -1,7 +1,7 @@
 """The pipelines' AWS resources, created in an emulator (moto in-process or its server).
 
 Used by the tests, the dry-run's in-memory world and ``pipeline-serve``: the tables, GSIs and queues are
-those the pipelines declare (``tools.needs``: by default the shipped ``pipelines/*.yaml``), so a new
+those the pipelines declare (``tools.needs``: by default the project's ``pipelines/*.yaml``), so a new
 pipeline's index or queue is created with no edit here.
 """
 
@@ -172,7 +172,7 @@ def _add_indexes(dynamodb: Any, table: TableNeed, name: str) -> None:
 
 
 def provision(dynamodb: Any, sqs: Any, prefix: str = "", needs: Needs | None = None) -> LocalResources:
-    """Create the tables, GSIs and queues ``needs`` lists (default: the shipped pipelines'), in an emulator.
+    """Create the tables, GSIs and queues ``needs`` lists (default: the project's pipelines'), in an emulator.
 
     Those that exist are kept; an existing table gets the GSIs it lacks (a pipeline added since it was made).
     Returns their names, as ``local_resources`` gives them.

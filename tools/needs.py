@@ -22,11 +22,10 @@ from engine.envsubst import ENV_REFERENCE
 from engine.errors import ConfigError, Problem
 from engine.locator import Locator
 from engine.yamlsource import load_yaml
-from runtime.layout import pipeline_files
+from runtime.layout import PIPELINES_DIR, pipeline_files
 
 __all__ = [
     "LOOKUP_STEP",
-    "PIPELINES",
     "TABLE_ROLES",
     "ChannelLookup",
     "IndexNeed",
@@ -39,7 +38,6 @@ __all__ = [
     "shipped_needs",
 ]
 
-PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 LOOKUP_STEP = "conversations.lookup"
 
 
@@ -226,7 +224,11 @@ def pipeline_needs(paths: Iterable[Path]) -> Needs:
     return Needs(tuple(collector.tables.values()), tuple(collector.queues.values()), dict(collector.channels))
 
 
-@lru_cache(maxsize=1)
 def shipped_needs() -> Needs:
-    """The needs of the shipped ``pipelines/*.yaml``."""
-    return pipeline_needs(pipeline_files(PIPELINES))
+    """The needs of the project's ``pipelines/*.yaml``: the working directory's, as every tool reads them."""
+    return _directory_needs(PIPELINES_DIR.resolve())
+
+
+@lru_cache(maxsize=8)
+def _directory_needs(directory: Path) -> Needs:
+    return pipeline_needs(pipeline_files(directory))

@@ -19,8 +19,10 @@ AWS, one of:
   a table, index or queue the pipelines need and the emulator lacks is named at start;
 - neither: the account of the default credentials, with the resource names from the environment.
 
-The listening socket is bound first: an address that cannot be listened on (a port in use, a host that does not
-resolve) is an error (exit 2) before moto starts or anything is provisioned.
+The function is the project of the working directory, as every tool reads it: its ``pipelines/``, ``rules/`` and
+plugins, loaded as ``handler`` loads its task root. The listening socket is bound first, then the configuration is
+checked: an address that cannot be listened on (a port in use, a host that does not resolve), a missing
+``pipelines/`` or a pipeline that does not load is an error (exit 2) before moto starts or anything is provisioned.
 """
 
 from __future__ import annotations
@@ -44,17 +46,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from engine.errors import ConfigError
+from engine.config import display_path, inspect_config
+from engine.errors import ConfigError, Problem
+from engine.plugins import PluginError, load_plugins, plugin_modules
+from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from tools.events import rest_event
 from tools.requires import MissingTool, require
 
 if TYPE_CHECKING:
+    from runtime.app import Application
     from tools.dryrun.world import WorldSpec
 
-__all__ = ["Gateway", "GatewayResponse", "LocalContext", "gateway_event", "main", "provision_and_seed"]
+__all__ = [
+    "Gateway",
+    "GatewayResponse",
+    "LocalContext",
+    "gateway_event",
+    "load_function",
+    "main",
+    "project_problems",
+    "provision_and_seed",
+]
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_WORLD = ROOT / "examples" / "world.yaml"
+# The project: the working directory, as for every tool (engine.plugins, runtime.layout).
+PROJECT = Path(".")
+DEFAULT_WORLD = PROJECT / "examples" / "world.yaml"
 # What the deployed function gets (template.yaml); the handler reads its time budget from it.
 FUNCTION_TIMEOUT_SECONDS = 13.0
 # API Gateway refuses larger payloads itself (413), before any integration runs.
@@ -319,7 +335,8 @@ def _port(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pipeline-serve", description="Serve handler.handler over HTTP, as API Gateway (REST) would call it."
+        prog="pipeline-serve",
+        description="Serve the function of the project here over HTTP, as API Gateway (REST) would call it.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=3000, help="port (default 3000; 0 picks a free one)")
@@ -366,9 +383,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"error: cannot listen on {args.host}:{args.port}: {_reason(exc)}")
         return 2
     try:
+        try:
+            problems = project_problems()
+        except PluginError as exc:
+            _say(f"error: {exc}")
+            return 2
+        if problems:
+            _say(f"the configuration cannot run:\n{ConfigError(problems)}")
+            return 2
         return _prepare_and_serve(args, world, server)
     finally:
         server.server_close()
+
+
+def project_problems() -> list[Problem]:
+    """Load the project's plugins; the errors that keep its pipelines from loading (unset variables aside)."""
+    load_plugins(plugin_modules(os.environ, PROJECT))
+    paths = pipeline_files(PROJECT / PIPELINES_DIR)
+    if not paths:
+        reason = "no pipeline files (*.yaml) found; run pipeline-serve in the project's directory"
+        return [Problem(display_path(PROJECT / PIPELINES_DIR), 1, 1, reason)]
+    inspections = [inspect_config(path, PROJECT / RULES_DIR, os.environ, missing_env="warning") for path in paths]
+    return [problem for each in inspections for problem in each.problems if problem.severity == "error"]
+
+
+def load_function() -> Application:
+    """The function as ``handler`` starts it, from the project instead of the handler's own directory."""
+    from runtime.app import Application
+    from runtime.logs import setup_logging
+
+    setup_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    return Application.from_root(PROJECT)
 
 
 def _prepare_and_serve(args: argparse.Namespace, world: WorldSpec | None, server: _Server) -> int:
@@ -419,15 +464,15 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def _serve(args: argparse.Namespace, server: _Server) -> int:
     try:
-        import handler
+        function = load_function()
     except ConfigError as exc:
         _say(f"the configuration cannot run:\n{exc}")
         return 2
-    routes = {channel for config in handler._application.configs for channel in config.channels}
-    server.gateway = Gateway(handler.handler, args.stage, timeout_seconds=args.timeout, routes=routes)
+    routes = {channel for config in function.configs for channel in config.channels}
+    server.gateway = Gateway(function.handle, args.stage, timeout_seconds=args.timeout, routes=routes)
     port = server.server_address[1]
     base = f"http://{args.host}:{port}/{args.stage}"
-    channels = sorted(channel for config in handler._application.configs for channel in config.channels)
+    channels = sorted(routes)
     _say(f"listening on {base} (POST " + ", ".join(f"{base}/{channel}" for channel in channels) + ")")
     signal.signal(signal.SIGTERM, _interrupt)
     with contextlib.suppress(KeyboardInterrupt):

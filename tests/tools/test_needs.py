@@ -54,6 +54,15 @@ def letters(tmp_path: Path) -> Path:
     )
 
 
+def test_the_needs_are_those_of_the_pipelines_in_the_working_directory(monkeypatch, tmp_path: Path) -> None:
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / EMAIL.name).write_bytes(EMAIL.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert set(shipped_needs().channels) == {"email"}
+    monkeypatch.chdir(ROOT)
+    assert set(shipped_needs().channels) == {"email", "sms", "whatsapp"}
+
+
 def test_the_shipped_pipelines_give_every_index_their_lookups_query_and_the_contract_variables() -> None:
     needs = shipped_needs()
     (conversations,) = [table for table in needs.tables if table.role == "conversations"]

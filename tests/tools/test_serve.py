@@ -322,6 +322,34 @@ def test_a_host_that_does_not_resolve_is_refused_before_moto_starts(monkeypatch,
     assert capsys.readouterr().err.startswith("pipeline-serve: error: cannot listen on 999.1.1.1:0: ")
 
 
+def test_outside_a_project_the_server_says_so_before_moto_starts(monkeypatch, capsys, tmp_path: Path) -> None:
+    import tools.serve
+
+    monkeypatch.setattr(tools.serve, "start_moto", no_moto)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--moto", "--port", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "pipeline-serve: the configuration cannot run:\ninvalid configuration:\n"
+        "pipelines:1:1: no pipeline files (*.yaml) found; run pipeline-serve in the project's directory\n"
+    )
+
+
+def test_a_pipeline_that_does_not_load_is_refused_before_moto_starts(monkeypatch, capsys, tmp_path: Path) -> None:
+    import tools.serve
+
+    monkeypatch.setattr(tools.serve, "start_moto", no_moto)
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "rules").mkdir()
+    source = (ROOT / "pipelines" / "twilio_inbound.yaml").read_text(encoding="utf-8")
+    (tmp_path / "pipelines" / "twilio_inbound.yaml").write_text(source.replace("uses: twilio.parse", "uses: nope"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["--moto", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pipeline-serve: the configuration cannot run:\ninvalid configuration:\n")
+    assert "pipelines/twilio_inbound.yaml:" in err
+    assert "moto server at" not in err
+
+
 @pytest.mark.parametrize("option", ["--port", "--moto-port"])
 @pytest.mark.parametrize("value", ["70000", "-1", "http"])
 def test_a_port_outside_0_to_65535_is_an_argument_error(option: str, value: str, capsys) -> None:

@@ -31,8 +31,8 @@ match is refused. The private key never appears in the output.
 ``pipeline-event mask FILES…`` prints the events of FILES as the function's capture stores them
 (``runtime.masking``): one JSON line each.
 
-The channels are those of the shipped pipelines (``channels:``), each found as its pipeline's
-``conversations.lookup`` finds it; a channel whose parse step is neither ``twilio.parse`` nor
+The channels are those of the project's pipelines (``pipelines/*.yaml`` of the working directory), each found
+as its pipeline's ``conversations.lookup`` finds it; a channel whose parse step is neither ``twilio.parse`` nor
 ``sendgrid.parse`` is refused with the channels that can be built.
 
 Exit status: 0 done; 2 bad arguments, an unreadable file, or a token or key that cannot be found or does
