@@ -1,6 +1,8 @@
 """A per-container cache of JSON secrets, with a rate-limited forced refresh.
 
-Secret values are wrapped in ``Redacted`` so that no repr, log line or trace can show them.
+Secret values are wrapped in ``Redacted`` so that no repr, log line or trace can show them. Only string
+fields are kept: a field holding anything else (null, true/false, a number, a list, an object) is absent, so
+that it can never become a guessable key such as ``false``, ``0`` or ``null``.
 """
 
 from __future__ import annotations
@@ -93,9 +95,7 @@ class SecretCache:
             raise SecretFormatError("SecretString is not valid JSON") from None
         if not isinstance(document, dict):
             raise SecretFormatError("SecretString is not a JSON object")
-        # A null field is an absent one: it must not become the four-letter token "null".
-        fields = {
-            str(k): Redacted(v if isinstance(v, str) else json.dumps(v)) for k, v in document.items() if v is not None
-        }
+        # A field that is not a string is an absent one: its JSON text ("false", "0", "null") is no credential.
+        fields = {str(k): Redacted(v) for k, v in document.items() if isinstance(v, str)}
         self._entries[name] = (now, fields)
         return fields

@@ -2,10 +2,11 @@
 
 ``http_request(event)`` gives the pipeline's ``engine.http.HttpRequest``: REST 1.0 takes the public path
 from ``requestContext.path`` (stage or custom-domain base path included), the scheme from
-``X-Forwarded-Proto`` (else https) and the query from ``multiValueQueryStringParameters`` re-encoded in
-the order given; 2.0 takes ``rawPath``, https and ``rawQueryString`` as sent. A body that cannot be read
-(bad base64, over the size limit) leaves the request ``unreadable`` with the reason; an event that has no
-path at all is an ``EventError``. ``proxy_response`` renders an answer the way the integration expects.
+``X-Forwarded-Proto`` (``forwarded_scheme``: http or https, else https) and the query from
+``multiValueQueryStringParameters`` re-encoded in the order given; 2.0 takes ``rawPath``, https and
+``rawQueryString`` as sent. A body that cannot be read (bad base64, over the size limit) leaves the request
+``unreadable`` with the reason; an event that has no path at all is an ``EventError``. ``proxy_response``
+renders an answer the way the integration expects.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import urlencode
 from engine.http import HttpRequest
 from engine.responses import Answer
 
-__all__ = ["MAX_BODY_BYTES", "EventError", "http_request", "proxy_response", "request_path"]
+__all__ = ["MAX_BODY_BYTES", "EventError", "forwarded_scheme", "http_request", "proxy_response", "request_path"]
 
 # API Gateway refuses larger payloads itself.
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -41,6 +42,16 @@ def request_path(event: Any) -> str | None:
     else:
         path = context.get("path") or event.get("path")
     return path if isinstance(path, str) and path else None
+
+
+def forwarded_scheme(value: str | None) -> str:
+    """The scheme an ``X-Forwarded-Proto`` value names: its first element when that is http or https, else https.
+
+    The client writes this header, and the scheme starts the URL whose signature is checked: any other text
+    (``https://other.example/x?``) could move the URL's boundaries. API Gateway itself is always https.
+    """
+    first = (value or "").split(",", 1)[0].strip().lower()
+    return first if first in ("http", "https") else "https"
 
 
 def _headers(event: Mapping[str, Any]) -> dict[str, str]:
@@ -126,7 +137,7 @@ def http_request(event: Any, *, max_body_bytes: int = MAX_BODY_BYTES) -> HttpReq
         query=query,
         host=host or None,
         domain=domain,
-        scheme="https" if version2 else (headers.get("x-forwarded-proto") or "https"),
+        scheme="https" if version2 else forwarded_scheme(headers.get("x-forwarded-proto")),
     )
 
 

@@ -7,11 +7,15 @@
   ``identity`` are dropped. A webhook carries no auth token (Twilio sends an HMAC signature, never the
   token), so nothing else needs removing;
 - ``mask="none"``: the body as it was sent; a replay checks its signature like the Lambda;
-- ``mask="text"``: free-text fields (``Body``, ``ProfileName``, location and button fields; also inside a
-  field holding JSON, such as ``ChannelMetadata``) become ``[masked]``. A ``multipart/form-data`` body
-  (an e-mail) keeps only ``MULTIPART_KEPT_FIELDS`` (spam score, SPF, DKIM, charsets, attachment count) and
-  its address fields: every other field becomes ``[masked]`` and uploaded files lose their name and
-  content; the display names of its address fields become ``masked`` (the addresses stay). The signature
+- ``mask="text"``: fail closed, by allow-lists. A form body (Twilio) keeps only ``FORM_KEPT_FIELDS`` (sids,
+  numbers, counts, statuses, ``MessageType``, ``MediaContentType{N}``…): every other field (``Body``,
+  ``ProfileName``, ``FlowData``, ``InteractiveData``, location fields, media URLs, any field Twilio adds later)
+  becomes ``[masked]``. A kept field holding JSON (``ChannelMetadata``) keeps its structure only: every string
+  in it becomes ``[masked]`` but under ``STRUCTURAL_JSON_KEYS`` (``json_text_masked``). A
+  ``multipart/form-data`` body (an e-mail) keeps only ``MULTIPART_KEPT_FIELDS`` (spam score, SPF, DKIM,
+  charsets, attachment count) and its address fields: every other field becomes ``[masked]`` and uploaded
+  files lose their name and content; the display names of its address fields become ``masked`` (the
+  addresses stay). The signature
   cannot match any more, so every authentication header becomes ``MASKED_SIGNATURE`` (replay with
   ``--skip-signature``);
 - ``mask="all"``: as ``text``, and every phone number and e-mail address is replaced by a keyed
@@ -49,12 +53,16 @@ __all__ = [
     "PERSONAL_TEXT_KEYS",
     "RECORDING_KEY",
     "DEFAULT_AUTH_HEADERS",
+    "FORM_KEPT_FIELDS",
+    "STRUCTURAL_JSON_KEYS",
     "BodyMasker",
     "Masking",
     "Pseudonyms",
     "embedded_json",
     "form_fields",
+    "form_field_kept",
     "free_text_masked",
+    "json_text_masked",
     "recordable",
     "register_body_masker",
 ]
@@ -83,8 +91,46 @@ PERSONAL_TEXT_KEYS = frozenset(
         "headers",
         "attachment-info",
         "email",
+        # JSON the user filled in under keys a form chooses (WhatsApp Flows, interactive replies, add-ons)
+        "flowdata",
+        "interactivedata",
+        "addons",
     }
 )
+# The only fields of a form body (Twilio) recorded as they are by ``text`` (lower-cased names): ids, the numbers
+# the pipeline matches conversations on (pseudonymized by ``all``), counts, statuses and types. Every other field
+# is masked whole, whatever it is, and so is any field Twilio adds later. ``MediaContentType{N}`` is kept too.
+FORM_KEPT_FIELDS = frozenset(
+    {
+        "accountsid",
+        "messagesid",
+        "smsmessagesid",
+        "smssid",
+        "messagingservicesid",
+        "from",
+        "to",
+        "waid",
+        "nummedia",
+        "numsegments",
+        "smsstatus",
+        "messagestatus",
+        "messagetype",
+        "apiversion",
+        "referralnummedia",
+        "forwarded",
+        "frequentlyforwarded",
+        "buttontype",
+        "optouttype",
+        "eventtype",
+        "errorcode",
+        "channelprefix",
+        "channelinstallsid",
+        "channelmetadata",
+    }
+)
+_FORM_KEPT_INDEXED = re.compile(r"mediacontenttype[0-9]+")
+# Keys inside a kept field's JSON whose strings are structure, not text (``ChannelMetadata``'s ``type``, ``WaId``).
+STRUCTURAL_JSON_KEYS = frozenset({"type", "waid"})
 DEFAULT_AUTH_HEADERS = ("X-Twilio-Signature",)
 _CREDENTIAL_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-amz-security-token", "x-api-key", "x-amz-date"}
@@ -172,17 +218,19 @@ class Masking:
     masked: set[str] = field(default_factory=set)
 
     def value(self, name: str, value: str) -> str:
-        """A field's value as recorded: free text masked, numbers and addresses pseudonymized with ``all``.
+        """A form field's value as recorded: masked unless ``form_field_kept``, pseudonymized with ``all``.
 
-        A value holding a JSON object or array (Twilio's ``ChannelMetadata`` repeats ``ProfileName`` and the
-        ``WaId`` inside one) has its free-text keys masked at any depth, and is pseudonymized as a whole.
+        A kept value holding a JSON object or array (Twilio's ``ChannelMetadata`` repeats ``ProfileName`` and
+        the ``WaId`` inside one) keeps its structure only (``json_text_masked``), and is pseudonymized whole.
         """
-        if value and name.lower() in PERSONAL_TEXT_KEYS:
+        if not value:
+            return value
+        if not form_field_kept(name):
             self.masked.add(name)
             return MASKED_TEXT
         document = embedded_json(value)
         if document is not None:
-            hidden = free_text_masked(document)
+            hidden = json_text_masked(document)
             if hidden != document:
                 self.masked.add(name)
                 value = json.dumps(hidden, ensure_ascii=False, separators=(",", ":"))
@@ -200,7 +248,7 @@ class Masking:
         """
         if self.pseudonyms is None:
             if self.mode != "text" or name.lower() == "envelope":
-                return self.value(name, value)
+                return value
             named = _NAME_WORD.sub(_masked_word, value)
             if named != value:
                 self.masked.add(name)
@@ -230,10 +278,41 @@ def embedded_json(value: str) -> dict[str, Any] | list[Any] | None:
     return document if isinstance(document, (dict, list)) else None
 
 
+def form_field_kept(name: str) -> bool:
+    """Whether a form field is recorded by ``text`` (``FORM_KEPT_FIELDS``, ``MediaContentType{N}``)."""
+    lowered = name.lower()
+    return lowered in FORM_KEPT_FIELDS or _FORM_KEPT_INDEXED.fullmatch(lowered) is not None
+
+
+def _json_text(value: str) -> str:
+    """A string found inside JSON: its own JSON's structure if it holds some, else ``[masked]`` (when not empty)."""
+    document = embedded_json(value)
+    if document is None:
+        return MASKED_TEXT if value else value
+    return json.dumps(json_text_masked(document), ensure_ascii=False, separators=(",", ":"))
+
+
+def json_text_masked(value: Any, key: str | None = None) -> Any:
+    """A JSON value with its structure kept and every string and number in it ``[masked]`` (fail closed).
+
+    Only values under ``STRUCTURAL_JSON_KEYS`` stay (and booleans and nulls): WhatsApp Flows answers and the like
+    sit under keys a form chooses, so no list of personal keys can name them. ``key`` is the key ``value`` is under.
+    """
+    if isinstance(value, dict):
+        return {name: json_text_masked(item, str(name)) for name, item in value.items()}
+    if isinstance(value, list):
+        return [json_text_masked(item, key) for item in value]
+    if value is None or isinstance(value, bool) or (key is not None and key.lower() in STRUCTURAL_JSON_KEYS):
+        return value
+    if isinstance(value, str):
+        return _json_text(value)
+    return MASKED_TEXT
+
+
 def free_text_masked(value: Any, key: str | None = None) -> Any:
     """A JSON value with its free-text keys' values (``PERSONAL_TEXT_KEYS``, at any depth) ``[masked]``.
 
-    Strings holding JSON themselves are masked the same way; ``key`` is the key ``value`` is under.
+    A string holding JSON keeps its structure only (``json_text_masked``); ``key`` is the key ``value`` is under.
     """
     if key is not None and key.lower() in PERSONAL_TEXT_KEYS and value not in (None, ""):
         return MASKED_TEXT
@@ -244,7 +323,7 @@ def free_text_masked(value: Any, key: str | None = None) -> Any:
     if isinstance(value, str):
         document = embedded_json(value)
         if document is not None:
-            hidden = free_text_masked(document)
+            hidden = json_text_masked(document)
             if hidden != document:
                 return json.dumps(hidden, ensure_ascii=False, separators=(",", ":"))
     return value

@@ -32,7 +32,9 @@ then handled as a re-delivery, as without a record.
 A message the rules refuse (a locked conversation, a paused project) is recorded too, by ``replay.refusals``: a
 capture of it replayed once the conversation changed would otherwise be decided afresh, and accepted. It costs a
 write on the refusal path only, after the answer is decided; a message lost to a fault is never recorded this way,
-so a replay after the repair still completes it.
+so a replay after the repair still completes it. With ``until: confirmed`` (SendGrid, which never retries a 4xx) the
+refusal's record is written confirmed: every repeat of the refused post is a replay at once. A transient fault is
+never recorded this way (the provider's retry must complete the message).
 """
 
 from __future__ import annotations
@@ -121,6 +123,18 @@ class _Records:
         item.update({"state": PENDING} if pending else {"replay_after": now + self._grace})
         return item
 
+    def _confirmed_item(self, sid: str, moment: float, writer: str) -> dict[str, Any]:
+        """A record of ``sid`` confirmed at ``moment`` (epoch seconds) by ``writer``: every repeat is a replay."""
+        now = int(moment)
+        return {
+            KEY: sid,
+            WRITER: writer,
+            "recorded_at": now,
+            "state": CONFIRMED,
+            "confirmed_at_ms": int(moment * 1000),
+            "expires_at": now + self._horizon,
+        }
+
 
 @register(
     "replay.record",
@@ -199,16 +213,7 @@ class ReplayRecord(_Records):
         Any successful run confirms a pending record (the re-delivery that completed a message whose first run
         died, say), or writes it confirmed if a failed run released it meanwhile; a confirmed record stays as it is.
         """
-        moment = ctx.services.clock.now().timestamp()
-        now = int(moment)
-        item = {
-            KEY: sid,
-            WRITER: writer,
-            "recorded_at": now,
-            "state": CONFIRMED,
-            "confirmed_at_ms": int(moment * 1000),
-            "expires_at": now + self._horizon,
-        }
+        item = self._confirmed_item(sid, ctx.services.clock.now().timestamp(), writer)
         condition = AnyOf((AttributeNotExists(KEY), AttributeEquals("state", PENDING)))
         ctx.services.tables.put_item(self._table, item, condition)
 
@@ -230,6 +235,12 @@ class ReplayRecord(_Records):
                 "items": {"type": "string", "pattern": CODE_PATTERN},
                 "description": "The rules' refusals to record (final answers, never a code that loses a message).",
             },
+            "until": {
+                "enum": ["grace", "confirmed"],
+                "description": "grace (default): a repeat after retry_grace_seconds is a replay (Twilio retries "
+                "within 15 s). confirmed: the refusal is final at once, every repeat is a replay (for providers "
+                "that never retry a refusal, as SendGrid does not retry a 4xx).",
+            },
         },
     },
     example={"table": "replay", "codes": ["CONVERSATION_LOCKED"], "horizon_seconds": 604800},
@@ -244,6 +255,7 @@ class ReplayRefusals(_Records):
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         super().__init__(params, info)
         self._codes = frozenset(params["codes"])
+        self._final = params.get("until") == "confirmed"
 
     def run(self, ctx: Context) -> StepResult:
         ctx.on_failure("record refused message", lambda: self._record(ctx))
@@ -253,8 +265,9 @@ class ReplayRefusals(_Records):
         failure = ctx.failure
         if not isinstance(failure, StepFailure) or failure.code not in self._codes:
             return
-        now = int(ctx.services.clock.now().timestamp())
-        item = self._item(ctx.doc["request"]["message_sid"], now, ctx.services.ids())
+        moment, writer = ctx.services.clock.now().timestamp(), ctx.services.ids()
+        sid = ctx.doc["request"]["message_sid"]
+        item = self._confirmed_item(sid, moment, writer) if self._final else self._item(sid, int(moment), writer)
         item["refused"] = failure.code
         try:
             ctx.services.tables.put_item(self._table, item, AttributeNotExists(KEY))

@@ -75,12 +75,14 @@ def fetch_secret(
 
 
 def _field_value(secret: CachedSecret, field: str) -> str:
+    """The field's text (stripped); empty when it is absent or not a string (no credential either way)."""
     raw = secret.fields.get(field)
-    return raw.reveal().strip() if raw is not None else ""
+    value = raw.reveal() if raw is not None else None
+    return value.strip() if isinstance(value, str) else ""
 
 
 def signing_key(secret: CachedSecret, secret_name: str, field: str, *, requested: bool = False) -> SigningKey:
-    """The non-blank ``field`` of ``secret`` (surrounding whitespace ignored).
+    """The non-blank string ``field`` of ``secret`` (surrounding whitespace ignored).
 
     Without it: SECRET_FETCH_FAILED, or for a ``requested`` field (named by the request) an absent key.
     """

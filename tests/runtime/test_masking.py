@@ -286,3 +286,63 @@ def test_pseudonymized_numbers_stay_e164_so_masked_recordings_still_parse() -> N
         assert E164.fullmatch(pseudonym) and len(pseudonym) == len(number), (number, pseudonym)
         assert pseudonyms.text(f"whatsapp:{number}") == f"whatsapp:{pseudonym}"
         assert pseudonyms.text(number.lstrip("+")) == pseudonym.lstrip("+")
+
+
+TYPED = "Jane Doe, 221B Baker Street, my card ends 4242"
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("FlowData", json.dumps({"screen_0_full_name_0": TYPED, "flow_token": "unused"})),
+        ("InteractiveData", json.dumps({"type": "list_reply", "list_reply": {"id": "a", "title": TYPED}})),
+        ("AddOns", json.dumps({"status": "successful", "results": {"x": {"result": {"name": TYPED}}}})),
+        ("FromCity", TYPED),
+        ("ReferralBody", TYPED),
+        ("SomeFieldTwilioAddsLater", TYPED),
+        ("MediaUrl0", "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1"),
+    ],
+)
+def test_text_masks_every_form_field_but_the_structural_ones(field: str, value: str) -> None:
+    # Fail closed: WhatsApp Flows answers (FlowData) sit under form-specific keys no key list can name.
+    pseudonyms = Pseudonyms(KEY)
+    event = rest_event("whatsapp", whatsapp_params(body="", MessageType="interactive", **{field: value}))
+    for mask in ("text", "all"):
+        stored = recordable(event, mask=mask, pseudonyms=pseudonyms if mask == "all" else None)
+        fields = form(stored)
+        assert fields[field] == MASKED_TEXT and "Jane" not in stored["body"], (mask, fields[field])
+        assert field in stored["recording"]["masked"]
+
+
+def test_text_keeps_the_structural_fields_a_replay_needs() -> None:
+    structural = {
+        "AccountSid": "AC" + "0" * 32,
+        "SmsMessageSid": "SM" + "1" * 32,
+        "SmsSid": "SM" + "1" * 32,
+        "MessagingServiceSid": "MG" + "2" * 32,
+        "NumMedia": "1",
+        "MediaContentType0": "image/jpeg",
+        "NumSegments": "1",
+        "SmsStatus": "received",
+        "MessageType": "image",
+        "ApiVersion": "2010-04-01",
+        "WaId": "14155550123",
+        "ReferralNumMedia": "0",
+    }
+    params = whatsapp_params(body="", **structural)
+    stored = recordable(rest_event("whatsapp", params), mask="text")
+    fields = form(stored)
+    assert fields == {**params, "ProfileName": MASKED_TEXT}
+    assert stored["recording"]["masked"] == ["ProfileName"]
+
+
+def test_json_in_a_structural_field_keeps_only_its_structure() -> None:
+    # ChannelMetadata is kept for its shape: every string in it is masked but for the keys known to be structural.
+    metadata = json.dumps(
+        {"type": "whatsapp", "data": {"context": {"ProfileName": "Jane", "WaId": "14155550123", "Note": TYPED}}}
+    )
+    stored = recordable(rest_event("whatsapp", whatsapp_params(ChannelMetadata=metadata)), mask="text")
+    assert json.loads(form(stored)["ChannelMetadata"]) == {
+        "type": "whatsapp",
+        "data": {"context": {"ProfileName": MASKED_TEXT, "WaId": "14155550123", "Note": MASKED_TEXT}},
+    }

@@ -22,7 +22,7 @@ from engine.context import Context, Services
 from engine.errors import StepFailure
 from engine.http import HttpRequest
 from engine.secrets import Redacted
-from runtime.apigateway import EventError, http_request
+from runtime.apigateway import EventError, forwarded_scheme, http_request
 from steps.secrets import SigningKey
 from steps.twilio.signature import is_valid
 from tests.support.expect import ENV
@@ -145,8 +145,11 @@ def test_hostile_headers_get_a_defined_parse_result(header: str, value: str) -> 
     verdict = assert_defined(event)
     if header != "X-Twilio-Webhooks-Signature-Settings" and verdict is not None:
         # What the signature covers (host, scheme) or the signature itself: valid only when unchanged (an empty
-        # Host or X-Forwarded-Proto falls back to the platform's domain name and https).
-        assert verdict is ((value or unchanged) == unchanged)
+        # Host falls back to the platform's domain name; an X-Forwarded-Proto not naming http or https, to https).
+        if header == "X-Forwarded-Proto":
+            assert verdict is (forwarded_scheme(value) == "https")
+        else:
+            assert verdict is ((value or unchanged) == unchanged)
 
 
 @FUZZ

@@ -186,6 +186,23 @@ def test_masking_looks_inside_strings_that_hold_json() -> None:
     assert masker.text("[not json") == "[not json" and Masker(show_data=True).text(metadata) == metadata
 
 
+def test_masking_hides_every_string_inside_json_but_structural_keys() -> None:
+    # WhatsApp Flows answers (FlowData) and interactive replies carry what the user typed under unpredictable keys.
+    flow = json.dumps({"screen_0_full_name_0": "Jane Doe", "flow_token": "t-1", "n": {"k": ["a street"]}})
+    masker = Masker(show_data=False)
+    interactive = '{"type":"button_reply","title":"Yes"}'
+    shown = masker.data({"fields": {"FlowData": flow, "InteractiveData": interactive, "NewData": flow}})
+    assert shown["fields"]["FlowData"] == MASKED_TEXT
+    assert json.loads(shown["fields"]["NewData"]) == {
+        "screen_0_full_name_0": MASKED_TEXT,
+        "flow_token": MASKED_TEXT,
+        "n": {"k": [MASKED_TEXT]},
+    }
+    assert shown["fields"]["InteractiveData"] == MASKED_TEXT
+    assert json.loads(masker.text(interactive)) == {"type": "button_reply", "title": MASKED_TEXT}
+    assert "Jane" not in masker.body(json.dumps({"request": {"FlowData": flow, "Other": flow}}))
+
+
 @pytest.mark.parametrize(
     ("secrets", "where"),
     [

@@ -3,9 +3,11 @@
 - ``Masker`` (unless ``--show-data``): phone numbers anywhere in a string keep only their last two
   digits (``whatsapp:+44*********96``, also inside ``conversation_id``), e-mail addresses only the first
   character of their local part (``k***@example.org``); the values of free-text fields (``body``,
-  ``content``, ``ProfileName``, ``subject``, location fields…) become ``[masked]``. SQS bodies are JSON
-  text: they are masked field by field and re-encoded the way the pipeline encodes them; so is any
-  other string holding a JSON object or array (Twilio's ``ChannelMetadata`` repeats ``ProfileName``).
+  ``content``, ``ProfileName``, ``subject``, ``FlowData``, location fields…) become ``[masked]``. SQS bodies
+  are JSON text: they are masked field by field and re-encoded the way the pipeline encodes them. Any other
+  string holding a JSON object or array keeps its structure only: every string and number in it becomes
+  ``[masked]`` but under the structural keys (``runtime.masking.json_text_masked``: Twilio's
+  ``ChannelMetadata`` keeps its ``type`` and ``WaId``, a WhatsApp Flows answer keeps nothing).
 - ``Scrubber`` (always): every credential value known to the replay is replaced by ``***`` in every
   line written, whatever field it hides in: inside the strings of the records (before they are
   serialised, so JSON syntax and the report page's own script never change) and in free text.
@@ -19,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.ports import json_safe
-from runtime.masking import MASKED_TEXT, PERSONAL_TEXT_KEYS, embedded_json
+from runtime.masking import MASKED_TEXT, PERSONAL_TEXT_KEYS, embedded_json, json_text_masked
 
 __all__ = ["MASKED_TEXT", "Masker", "Scrubber", "mask_number"]
 
@@ -57,7 +59,7 @@ class Masker:
             masked = value
             document = embedded_json(value) if value[:1] in _JSON_STARTS else None
             if document is not None:
-                hidden = self._mask(document, None)
+                hidden = self._mask(json_text_masked(document), None)
                 if hidden != document:
                     masked = json.dumps(hidden, ensure_ascii=False, separators=(",", ":"))
             if _DIGITS.search(masked):

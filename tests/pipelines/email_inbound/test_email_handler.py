@@ -213,3 +213,12 @@ def test_no_address_subject_or_text_reaches_the_logs(world, lambda_handler):
     email = Email(subject="Secret subject line", text="A private message body")
     forbid(USER_EMAIL, COMPANY_EMAIL, "Secret subject line", "A private message body")
     assert answer(lambda_handler(email_event(email), None))[0] == 200
+
+
+@pytest.mark.parametrize("value", [False, True, 0, [], {}, {"x": 1}])
+def test_a_public_key_that_is_not_a_string_is_no_key(world, lambda_handler, aws, outcomes, value):
+    add_email_world(world)
+    world.set_secret(EMAIL_SECRET, {"sendgrid_webhook_public_key": value})
+    status, body = answer(lambda_handler(email_event(), None))
+    assert (status, body["error_code"]) == (500, "SECRET_FETCH_FAILED")
+    assert world.stage_rows() == [] and world.sent("email") == []

@@ -154,3 +154,60 @@ def test_one_email_sent_to_two_parse_addresses_reaches_both_conversations(world,
     for event in reversed(posts):
         assert answer(lambda_handler(event, None))[1]["outcome"] == "REPLAY"
     assert len(world.stage_rows()) == 2 and len(world.sent("email")) == 2
+
+
+# --- refusals ----------------------------------------------------------------------------------------------------
+
+REFUSALS = [
+    ({"conversation_status": "processing_reply"}, "CONVERSATION_LOCKED", 409),
+    ({"project_status": "paused"}, "PROJECT_INACTIVE", 403),
+    ({"allowed_channels": ["whatsapp"]}, "CHANNEL_NOT_ALLOWED", 403),
+]
+
+
+@pytest.mark.parametrize(("refusing", "code", "status"), REFUSALS)
+@pytest.mark.parametrize("after", [1, 120])
+def test_a_refused_email_replayed_after_the_conversation_changed_is_a_replay(
+    world, lambda_handler, outcomes, refusing, code, status, after
+):
+    # SendGrid does not retry a 4xx: a repeat of a refused post is a capture replayed, inside the signature's window
+    # as well, and must not be decided afresh once the conversation changed (the reply sent, the project resumed).
+    item = add_email_world(world, **refusing)
+    event = email_event()
+    got, body = answer(lambda_handler(event, None))
+    assert (got, body["error_code"]) == (status, code)
+    [record] = world.replay_rows()
+    assert record["state"] == "confirmed" and record["refused"] == code
+
+    put_items(
+        world.dynamodb,
+        world.resources.conversations_table,
+        [{**item, "conversation_status": "open", "project_status": "active", "allowed_channels": ["email"]}],
+    )
+    later(after)
+    assert answer(lambda_handler(event, None)) == (200, {"status": "ok", "outcome": "REPLAY"})
+    assert world.stage_rows() == [] and world.sent("email") == [] and world.lock_rows() == []
+
+
+def test_a_transient_failure_is_not_recorded_and_sendgrids_retry_completes(world, lambda_handler, aws, outcomes):
+    # SendGrid retries a 5xx: that email must stay open to its retry, never be recorded as refused.
+    add_email_world(world)
+    event = email_event()
+    aws.fail("dynamodb.BatchGetItem", "ThrottlingException", 400, times=1)
+    got, body = answer(lambda_handler(event, None))
+    assert (got, body["error_code"]) == (503, "DB_TRANSIENT_ERROR")
+    assert world.replay_rows() == []
+    later(60)
+    assert answer(lambda_handler(event, None)) == (200, {"status": "ok", "outcome": "QUEUED"})
+    assert len(world.stage_rows()) == 1 and len(world.sent("email")) == 1
+
+
+def test_a_screening_refusal_is_recorded_too(world, lambda_handler, outcomes):
+    # SendGrid does not retry a 422 either: a repeat is a replay, whatever the screening rules say by then.
+    add_email_world(world)
+    event = email_event(Email(spam_score="9.1"))
+    assert answer(lambda_handler(event, None))[1]["error_code"] == "EMAIL_REJECTED"
+    [record] = world.replay_rows()
+    assert record["refused"] == "EMAIL_REJECTED"
+    later(5)
+    assert answer(lambda_handler(event, None)) == (200, {"status": "ok", "outcome": "REPLAY"})

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from engine.secrets import SecretCache
+from steps.secrets import signing_key
 from tests.support.expect import raises_code
 from tests.support.webhooks import TOKEN, WEBHOOK_KEY, rest_event, sms_params, whatsapp_params
 from tests.support.world import SMS_SECRET, WA_SECRET
@@ -123,6 +124,28 @@ def test_refetched_secret_without_a_token_is_a_final_error(world, lambda_handler
     assert outcomes()[-1] == ("SECRET_FETCH_FAILED", "SECRET_FETCH_FAILED")
 
 
+@pytest.mark.parametrize(("value", "guess"), [(False, "false"), (True, "true"), (0, "0"), ([], "[]"), ({}, "{}")])
+def test_a_token_that_is_not_a_string_is_no_token_and_signs_nothing(world, lambda_handler, outcomes, value, guess):
+    # Contract §4.3 "no token": a non-string value used to become its JSON text, a key anyone could guess.
+    world.add_conversation()
+    world.create_secret(WA_SECRET, json.dumps({"twilio_account_sid": "AC" + "0" * 32, "twilio_auth_token": value}))
+    lambda_handler(rest_event("whatsapp", whatsapp_params(), token=guess), None)
+    assert world.stage_rows() == []
+    assert outcomes() == [("SECRET_FETCH_FAILED", "SECRET_FETCH_FAILED")]
+
+
+@pytest.mark.parametrize("value", [False, 0, 1.5, [], {}, ["k"], {"k": "v"}])
+def test_a_webhook_key_that_is_not_a_string_signs_nothing(world, lambda_handler, outcomes, value):
+    world.add_conversation()
+    world.create_secret(WA_SECRET, json.dumps({"twilio_auth_token": TOKEN, "twilio_webhook_key": value}))
+    event = rest_event(
+        "whatsapp", whatsapp_params(), token=json.dumps(value), algorithm="HMAC_SHA256", headers=SHARED_KEY_HEADERS
+    )
+    lambda_handler(event, None)
+    assert world.stage_rows() == []
+    assert outcomes()[-1] == ("INVALID_SIGNATURE", "INVALID_SIGNATURE")
+
+
 # A cached secret that lacks the field a request needs is fetched again (the field was added since), §4.3/§4.4.
 SHARED_KEY_HEADERS = {"X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"}
 
@@ -223,10 +246,17 @@ def test_forced_refresh_is_spaced_per_secret(gap, second_allowed):
     assert store.fetches == 2 + int(second_allowed)
 
 
+@pytest.mark.parametrize("value", [False, True, 0, 7, 1.5, [], ["t"], {}, {"t": "t"}, None])
+def test_a_field_that_is_not_a_string_is_absent(value):
+    secret = SecretCache(_Store({"twilio_auth_token": value, "other": "kept"}), _Clock()).get("s", 300)
+    assert "twilio_auth_token" not in secret.fields and secret.fields["other"].reveal() == "kept"
+    raises_code("SECRET_FETCH_FAILED", lambda: signing_key(secret, "s", "twilio_auth_token"))
+    assert signing_key(secret, "s", "twilio_auth_token", requested=True).absent
+
+
 def test_cached_values_never_show_the_token():
     cache = SecretCache(_Store({"twilio_auth_token": "super-secret-value", "n": 5, "x": None}), _Clock())
     secret = cache.get("s", 300)
     assert "super-secret-value" not in repr(secret) + str(secret.fields) + f"{secret.fields['twilio_auth_token']}"
     assert secret.fields["twilio_auth_token"].reveal() == "super-secret-value"
-    assert secret.fields["n"].reveal() == "5"
-    assert "x" not in secret.fields
+    assert "n" not in secret.fields and "x" not in secret.fields

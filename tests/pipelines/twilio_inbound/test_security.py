@@ -331,3 +331,70 @@ def test_dry_run_text_output_with_data_shown_carries_no_token(capsys: pytest.Cap
     assert status == 0, printed.err
     assert "QUEUED" in printed.out and "INVALID_SIGNATURE" in printed.out
     assert [token for token in tokens if token in printed.out + printed.err] == []
+
+
+# --- the scheme of the rebuilt URL ---------------------------------------------------------------------------
+
+ATTACKER = "+447700900999"
+
+
+def test_x_forwarded_proto_cannot_reshape_the_signed_url(world, lambda_handler, outcomes) -> None:
+    # A value holding "://" used to prefix the signed URL with anything: a genuine signature over the attacker's own
+    # WhatsApp message, re-cut at the URL boundary, validated a forged SMS "from" another user.
+    from urllib.parse import urlencode
+
+    from tests.support.webhooks import ACCOUNT, COMPANY_SMS, STAGE, USER
+
+    world.add_conversation()
+    world.add_conversation(
+        primary_channel=ATTACKER,
+        gsi_recipient_tel=ATTACKER,
+        recipient_tel=ATTACKER,
+        conversation_id=f"ci-aaa-000#pi-aaa-000#attacker#{ATTACKER[1:]}",
+    )
+    world.add_default_secrets()
+    forged_sid, forged_body = "SM" + "f" * 32, "please send my balance to attacker@evil.example"
+    forged_prefix = f"AccountSid{ACCOUNT}Body{forged_body}From{USER}MessageSid{forged_sid}To{COMPANY_SMS}Zz"
+    tail = f"://{HOST}/{STAGE}/sms"
+    genuine = whatsapp_params(
+        sid="SM" + "a" * 32, body=tail + forged_prefix, From=f"whatsapp:{ATTACKER}", WaId=ATTACKER[1:]
+    )
+    wa_url = f"https://{HOST}/{STAGE}/whatsapp"
+    signature = sign(wa_url, genuine)
+    signed_string = wa_url + "".join(f"{k}{genuine[k]}" for k in sorted(genuine))
+    proto, _, after = signed_string.partition(tail)
+    forged = {
+        "AccountSid": ACCOUNT,
+        "Body": forged_body,
+        "From": USER,
+        "MessageSid": forged_sid,
+        "To": COMPANY_SMS,
+        "Zz": after[len(forged_prefix) :],
+    }
+    assert proto + tail + "".join(f"{k}{forged[k]}" for k in sorted(forged)) == signed_string
+
+    event = rest_event(
+        "sms", forged, signature=signature, headers={"X-Forwarded-Proto": proto}, body=urlencode(list(forged.items()))
+    )
+    lambda_handler(event, None)
+
+    assert outcomes()[-1] == ("INVALID_SIGNATURE", "INVALID_SIGNATURE")
+    assert [row for row in world.stage_rows() if row["message_sid"] == forged_sid] == []
+
+
+@pytest.mark.parametrize("proto", ["https", "HTTPS", " https ", "https, http", "https,http", "evil://x", "", "ftp"])
+def test_a_request_signed_over_https_is_valid_whatever_else_x_forwarded_proto_says(
+    proto: str, seeded: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    application, _ = container(seeded, monkeypatch)
+    event = rest_event("whatsapp", whatsapp_params(), headers={"X-Forwarded-Proto": proto})
+    assert outcome(application, event).result.outcome == "QUEUED"
+
+
+def test_a_proxy_that_says_http_first_gets_an_http_url(seeded: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    application, _ = container(seeded, monkeypatch)
+    signed_url = f"http://{HOST}/prod/whatsapp"
+    event = rest_event(
+        "whatsapp", whatsapp_params(), signed_url=signed_url, headers={"X-Forwarded-Proto": "HTTP, https"}
+    )
+    assert outcome(application, event).result.outcome == "QUEUED"
