@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from engine.errors import ConfigError
+from tools.console import console_script, load_project_plugins
 from tools.events import rest_event
 from tools.requires import MissingTool, require
 
@@ -343,6 +344,7 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+@console_script("pipeline-serve")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until interrupted; return the exit status."""
     from tools.dryrun.world import load_world
@@ -352,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error("--provision needs --endpoint-url")
     if args.world and not (args.moto or args.provision):
         _parser().error("--world needs --moto or --provision")
+    load_project_plugins()
     world_path: Path | None = args.world
     if world_path is None and args.moto and DEFAULT_WORLD.is_file():
         world_path = DEFAULT_WORLD
