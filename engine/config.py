@@ -486,13 +486,18 @@ def _unknown_code(code: str, known: Mapping[str, ErrorSpec], pipeline_file: str)
 
 
 def _check_error_codes(
-    collector: _Collector, rulesets: dict[str, LoadedRuleSet], known: Mapping[str, ErrorSpec], pipeline_file: str
+    collector: _Collector,
+    rulesets: dict[str, LoadedRuleSet],
+    known: Mapping[str, ErrorSpec],
+    pipeline_file: str,
+    used: set[str],
 ) -> None:
-    """Every error code a rule decides or a rule test expects must be one the pipeline knows.
+    """Every error code a rule of a ``used`` set decides or its tests expect must be one the pipeline knows.
 
-    A set that uses an unknown code is left incomplete: its inline tests would only repeat the problem.
+    A set that uses an unknown code is left incomplete: its inline tests would only repeat the problem. A set no
+    step looks up never decides for this pipeline, so its codes need not be declared here.
     """
-    for name, loaded in list(rulesets.items()):
+    for name, loaded in [(name, loaded) for name, loaded in rulesets.items() if name in used]:
         mark = len(collector.problems)
         ruleset = loaded.ruleset
         decisions: list[tuple[PathKey, Decision]] = [
@@ -765,8 +770,6 @@ def _inspect(
         declared = [str(name) for name in raw_targets] if isinstance(raw_targets, dict) else []
         _check_routing_targets(collector, rulesets, declared, loaded.locator.file)
         known, complete = _catalogue(loaded)
-        if complete:
-            _check_error_codes(collector, rulesets, known, loaded.locator.file)
         channels = loaded.data.get("channels")
         info = BuildInfo(
             rulesets=used,
@@ -779,6 +782,8 @@ def _inspect(
         builder = _StepBuilder(collector, loaded, info)
         nodes = builder.build_all()
         provided = builder.provided
+        if complete:
+            _check_error_codes(collector, rulesets, known, loaded.locator.file, used.names)
         _check_responses(collector, loaded, known if complete else None)
         if not collector.errors:
             warnings = tuple(problem for problem in collector.problems if problem.severity == "warning")

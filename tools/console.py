@@ -1,4 +1,9 @@
-"""What every console script shares: a reader that stops early (``| head``) ends the command quietly."""
+"""What every console script shares: the project's plugins loaded, and a plain message for those that cannot be.
+
+A reader that stops early (``| head``) ends the command quietly; a plugin that cannot be imported (or a plugin list
+that cannot be read) ends it with one line naming the plugin and where it is listed, and exit status 2 (bad
+configuration), never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,71 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import ParamSpec
 
-__all__ = ["EXIT_READER_GONE", "console_script"]
+from engine.plugins import (
+    BUILTIN_PLUGINS,
+    ENV_VAR,
+    PROJECT_FILE,
+    RECORD_FILE,
+    PluginError,
+    declared_plugins,
+    load_plugins,
+    plugin_modules,
+    recorded_plugins,
+)
+
+__all__ = ["EXIT_BAD_PLUGINS", "EXIT_READER_GONE", "console_script", "load_project_plugins"]
 
 P = ParamSpec("P")
 
 # The status a shell gives a command killed by SIGPIPE (128 + 13).
 EXIT_READER_GONE = 141
+# Bad configuration, as each tool's own configuration problems.
+EXIT_BAD_PLUGINS = 2
 
 
-def console_script(main: Callable[P, int]) -> Callable[P, int]:
-    """``main``, ending with ``EXIT_READER_GONE`` and no traceback when its output's reader has gone away."""
+def _listed(name: str, root: Path) -> str:
+    """Where plugin ``name`` of a tool run at ``root`` is listed."""
+    if recorded_plugins(root) is not None:
+        return str(root / RECORD_FILE)
+    if name in BUILTIN_PLUGINS:
+        return "the built-in steps"
+    if name in declared_plugins(root, {}):
+        return f"{root / PROJECT_FILE} [tool.inbound-pipeline] plugins"
+    return ENV_VAR
 
-    @functools.wraps(main)
-    def guarded(*args: P.args, **kwargs: P.kwargs) -> int:
+
+def load_project_plugins(root: Path = Path(".")) -> tuple[str, ...]:
+    """Import the plugins a tool run in the project at ``root`` loads; a PluginError names where each is listed."""
+    modules = plugin_modules(os.environ, root)
+    for name in modules:
         try:
-            status = main(*args, **kwargs)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail too.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_READER_GONE
-        return status
+            load_plugins((name,))
+        except PluginError as exc:
+            raise PluginError(f"{_listed(name, root)}: {exc}") from exc
+    return modules
 
-    return guarded
+
+def console_script(prog: str) -> Callable[[Callable[P, int]], Callable[P, int]]:
+    """Guard ``main`` of the console script ``prog``: a reader gone away, an unusable plugin."""
+
+    def decorate(main: Callable[P, int]) -> Callable[P, int]:
+        @functools.wraps(main)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> int:
+            try:
+                status = main(*args, **kwargs)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail too.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return EXIT_READER_GONE
+            except PluginError as exc:
+                print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+                return EXIT_BAD_PLUGINS
+            return status
+
+        return guarded
+
+    return decorate

@@ -1,17 +1,19 @@
 """``pipeline-rules``: publish rules bundles to S3 and deploy them (live or shadow) without a code deploy.
 
     pipeline-rules publish [--pipeline FILE] [--rules DIR] [--with-pipeline] [--shadow | --live] [--note TEXT]
+                           [--strict] [--strict-env]
     pipeline-rules list [--pipeline NAME]
     pipeline-rules shadow BUNDLE | --clear
     pipeline-rules promote [BUNDLE]            # without BUNDLE: the shadow becomes live
     pipeline-rules rollback [--to BUNDLE|packaged]
     pipeline-rules pull BUNDLE --out DIR       # the bundle's files, e.g. as a dry-run baseline
 
-``publish`` first checks the pipeline and its rules exactly as ``pipeline-dryrun --check`` does (and
-refuses them when the check fails, or with ``--strict`` warns), then uploads the rule files that belong
-to the pipeline (the pipeline file too with ``--with-pipeline``) as an immutable bundle named by its
-digest, and optionally deploys it. Deploying rewrites the pipeline's deployment document, conditional
-on the version read (two people deploying at once cannot overwrite each other). The bucket comes from
+``publish`` first checks the pipeline and its rules exactly as ``pipeline-dryrun --check`` does and refuses
+them when the check fails; ``--strict`` also refuses any warning but an unset ``${env:…}`` value (resolved in the
+function's environment, usually absent where one publishes), which only ``--strict-env`` refuses. It then uploads
+the rule files that belong to the pipeline (the pipeline file too with ``--with-pipeline``) as an immutable
+bundle named by its digest, and optionally deploys it. Deploying rewrites the pipeline's deployment document,
+conditional on the version read (two people deploying at once cannot overwrite each other). The bucket comes from
 ``--bucket`` or ``RULES_BUCKET``, the prefix from ``--prefix`` or ``RULES_PREFIX`` (``rules/``).
 A bundle is a pipeline's own: one stored under another pipeline is refused, as is a pipeline file
 that renames the pipeline or changes its channels (the function would refuse both). A rollback
@@ -39,7 +41,7 @@ from typing import Any, TextIO
 from engine.errors import ConfigError, did_you_mean
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
 from runtime.layout import PIPELINES_DIR, pipeline_files
-from tools.console import console_script
+from tools.console import console_script, load_project_plugins
 
 __all__ = ["main", "run"]
 
@@ -67,7 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--rules", type=Path, default=Path("rules"), help="the rules directory (rules/)")
     publish.add_argument("--with-pipeline", action="store_true", help="the pipeline file is part of the bundle")
     publish.add_argument("--note", default="", help="what changed, for the list")
-    publish.add_argument("--strict", action="store_true", help="warnings refuse the bundle too")
+    publish.add_argument(
+        "--strict", action="store_true", help="warnings refuse the bundle too (unset ${env:…} values: --strict-env)"
+    )
+    publish.add_argument("--strict-env", action="store_true", help="unset ${env:…} values refuse the bundle too")
     deploy = publish.add_mutually_exclusive_group()
     deploy.add_argument("--shadow", action="store_true", help="deploy it as the shadow candidate")
     deploy.add_argument("--live", action="store_true", help="deploy it live")
@@ -282,7 +287,7 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     if found is None:
         raise _Failed(f"no pipeline file of {name} to publish with; pass --pipeline FILE")
     pipeline = found
-    report = check_config(pipeline, args.rules, os.environ, strict=args.strict)
+    report = check_config(pipeline, args.rules, os.environ, strict_env=args.strict_env, strict=args.strict)
     for finding in report.findings:
         print(finding, file=out)
     print(summary_line(report), file=err)
@@ -486,9 +491,8 @@ def run(
 ) -> int:
     """Run the command line with ``client`` (a boto3 S3 client; one is made when None); the exit status."""
     args = _parser().parse_args(argv)
-    from engine.plugins import load_plugins, plugin_modules
 
-    load_plugins(plugin_modules(os.environ))
+    load_project_plugins()
     if not args.bucket:
         print("pipeline-rules: error: no bucket: pass --bucket or set RULES_BUCKET", file=err)
         return EXIT_USAGE
@@ -524,7 +528,7 @@ def run(
     return EXIT_OK
 
 
-@console_script
+@console_script("pipeline-rules")
 def main() -> int:
     """Entry point of the console script."""
     return run()

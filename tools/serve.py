@@ -48,8 +48,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from engine.config import display_path, inspect_config
 from engine.errors import ConfigError, Problem
-from engine.plugins import PluginError, load_plugins, plugin_modules
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
+from tools.console import console_script, load_project_plugins
 from tools.events import rest_event
 from tools.requires import MissingTool, require
 
@@ -360,6 +360,7 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+@console_script("pipeline-serve")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until interrupted; return the exit status."""
     from tools.dryrun.world import load_world
@@ -369,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error("--provision needs --endpoint-url")
     if args.world and not (args.moto or args.provision):
         _parser().error("--world needs --moto or --provision")
+    load_project_plugins()
     world_path: Path | None = args.world
     if world_path is None and args.moto and DEFAULT_WORLD.is_file():
         world_path = DEFAULT_WORLD
@@ -383,11 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"error: cannot listen on {args.host}:{args.port}: {_reason(exc)}")
         return 2
     try:
-        try:
-            problems = project_problems()
-        except PluginError as exc:
-            _say(f"error: {exc}")
-            return 2
+        problems = project_problems()
         if problems:
             _say(f"the configuration cannot run:\n{ConfigError(problems)}")
             return 2
@@ -398,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def project_problems() -> list[Problem]:
     """Load the project's plugins; the errors that keep its pipelines from loading (unset variables aside)."""
-    load_plugins(plugin_modules(os.environ, PROJECT))
+    load_project_plugins(PROJECT)
     paths = pipeline_files(PROJECT / PIPELINES_DIR)
     if not paths:
         reason = "no pipeline files (*.yaml) found; run pipeline-serve in the project's directory"

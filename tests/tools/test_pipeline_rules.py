@@ -373,3 +373,33 @@ def test_a_rollback_to_a_bundle_undoes_every_change_after_it() -> None:
     assert list(deployment.rollback_chain()) == ["a"]
     deployment = deployment.change(live="b", shadow="x", at="", by="")  # a shadow change keeps the chain
     assert list(deployment.rollback_chain()) == ["a"]
+
+
+UNUSED_RULES = """ruleset: never_named
+kind: validation
+pipelines: [twilio_inbound]
+rules:
+  - id: stop
+    when: "request.body == 'STOP'"
+    then: {error: PROJECT_INACTIVE, message: stop}
+tests:
+  - name: stop
+    given: {request: {body: STOP}}
+    expect: {rule: stop, error: PROJECT_INACTIVE}
+"""
+
+
+def test_publish_strict_refuses_warnings_but_unset_env_values_which_strict_env_refuses(
+    ops: Ops, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where one publishes, the function's environment is usually absent: its ${env:…} values only warn.
+    for name in ("CONVERSATIONS_TABLE_NAME", "WHATSAPP_QUEUE_URL", "SMS_QUEUE_URL", "HANDOFF_QUEUE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    status, out, err = ops.rules("publish", "--strict-env")
+    assert status == 2 and "environment variable WHATSAPP_QUEUE_URL is not set" in out, out + err
+    assert "nothing was published" in err
+    status, out, err = ops.rules("publish", "--strict")
+    assert status == 0 and "warning: environment variable" in out and "published: bundle" in out, out + err
+    ops.edit("45_never_named.yaml", UNUSED_RULES)
+    status, out, err = ops.rules("publish", "--strict")
+    assert status == 2 and "its rules never run" in out and "nothing was published" in err, out + err

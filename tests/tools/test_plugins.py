@@ -127,3 +127,59 @@ def test_an_undeclared_plugin_is_an_unknown_step_for_check(tmp_path: Path) -> No
     )
     assert done.returncode == 2
     assert "pipelines/acme_inbound.yaml:5:" in done.stdout and "acme.parse" in done.stdout
+
+
+def test_a_new_pipeline_beside_the_shipped_ones_need_not_declare_the_codes_of_rule_sets_it_never_runs(
+    tmp_path: Path,
+) -> None:
+    # extending.md: a third pipeline whose steps name none of the shared sets (rules/10-30 decide codes such as
+    # PROJECT_INACTIVE that only the pipelines running them declare) passes --check as written.
+    project = write_project(tmp_path / "project")
+    for folder in ("pipelines", "rules"):
+        for path in (ROOT / folder).glob("*.yaml"):
+            (project / folder / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.dryrun.cli", "--check"],
+        cwd=project,
+        env=pythonpath(project),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "unknown error code" not in done.stdout and "never run" not in done.stdout, done.stdout
+
+
+def _tool_runs(events: Path) -> dict[str, list[str]]:
+    """Every console script, with arguments that get it as far as loading the plugins."""
+    return {
+        "pipeline-dryrun --check": ["tools.dryrun.cli", "--check"],
+        "pipeline-dryrun (replay)": ["tools.dryrun.cli", str(events)],
+        "pipeline-rules list": ["tools.rules", "--bucket", "rules-bucket", "list"],
+        "pipeline-event mask": ["tools.dryrun.event_cli", "mask", str(events / "acme.json")],
+        "pipeline-world snapshot": ["tools.dryrun.world_cli", "snapshot", "--user", "+15550000001"],
+        "pipeline-serve": ["tools.serve", "--port", "0"],
+    }
+
+
+@pytest.mark.parametrize("tool", list(_tool_runs(Path("events"))))
+def test_a_declared_plugin_that_does_not_import_is_a_plain_configuration_error(tmp_path: Path, tool: str) -> None:
+    project = write_project(tmp_path / "project")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text(encoding="utf-8").replace(PLUGIN, "acme_missing"), encoding="utf-8")
+    events = tmp_path / "events"
+    events.mkdir()
+    (events / "acme.json").write_text(json.dumps(acme_event()), encoding="utf-8")
+    tables = {name: "t" for name in ("CONVERSATIONS_TABLE_NAME", "LOCK_TABLE_NAME", "STAGE_TABLE_NAME")}
+    done = subprocess.run(
+        [sys.executable, "-m", *_tool_runs(events)[tool]],
+        cwd=project,
+        env={**pythonpath(project), **tables, "REPLAY_TABLE_NAME": "t"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # Exit 2: bad configuration (1 would say an inline rule test failed), in one line naming the plugin and its list.
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    (line,) = done.stderr.splitlines()
+    assert tool.split()[0] + ": error: pyproject.toml [tool.inbound-pipeline] plugins: " in line
+    assert "'acme_missing' cannot be imported" in line

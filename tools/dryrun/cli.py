@@ -7,12 +7,11 @@ Exit status: 0 done; 1 ``--fail-on-change`` and a decision changed, or an inline
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tools.console import console_script
+from tools.console import console_script, load_project_plugins
 
 __all__ = ["build_parser", "main", "mode_conflict"]
 
@@ -107,7 +106,7 @@ def mode_conflict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     return None
 
 
-@console_script
+@console_script("pipeline-dryrun")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = build_parser()
@@ -115,9 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     conflict = mode_conflict(parser, args)
     if conflict:
         parser.error(conflict)
-    from engine.plugins import load_plugins, plugin_modules
 
-    load_plugins(plugin_modules(os.environ))
+    load_project_plugins()
     if args.check:
         from tools.check import run_check
 

@@ -61,7 +61,7 @@ from runtime.masking import DEFAULT_AUTH_HEADERS, MASK_MODES, Pseudonyms
 from steps.sendgrid import multipart
 from steps.sendgrid.ecdsa import is_valid_public_key, verify
 from steps.sendgrid.message import read_email
-from tools.console import console_script
+from tools.console import console_script, load_project_plugins
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.events import EventFileError
 from tools.dryrun.world import WorldSpec, load_world, parse_instant
@@ -453,14 +453,13 @@ def _parser() -> argparse.ArgumentParser:
 def _auth_headers() -> tuple[str, ...]:
     """The headers every registered step declares as authenticating a request: what the capture masks too."""
     from engine import registry
-    from engine.plugins import load_plugins, plugin_modules
 
-    load_plugins(plugin_modules(os.environ))
+    load_project_plugins()
     declared = dict.fromkeys(header for spec in registry.specs() for header in spec.auth_headers)
     return tuple(declared) or DEFAULT_AUTH_HEADERS
 
 
-@console_script
+@console_script("pipeline-event")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)

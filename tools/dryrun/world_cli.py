@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from engine.errors import ConfigError
 from runtime.masking import MASK_MODES, Pseudonyms
-from tools.console import console_script
+from tools.console import console_script, load_project_plugins
 
 __all__ = ["main"]
 
@@ -61,7 +61,6 @@ def _write(document: Any, target: Path | None, out: TextIO) -> None:
 def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import botocore.exceptions
 
-    from engine.plugins import load_plugins, plugin_modules
     from runtime.app import load_configs, shared_limits
     from runtime.layout import PIPELINES_DIR, pipeline_files
     from tools.dryrun.capture import shareable_world
@@ -82,7 +81,7 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         now = parse_instant(args.now) if args.now else datetime.now(UTC)
     except ValueError:
         raise Refused(f"--now: {args.now!r} is not an ISO-8601 time") from None
-    load_plugins(plugin_modules(os.environ))
+    load_project_plugins()
     events = load_events(args.events) if args.events else []
     pipelines = [args.pipeline] if args.pipeline is not None else pipeline_files(PIPELINES_DIR)
     configs = load_configs(pipelines, args.rules, {**_QUEUE_PLACEHOLDERS, **os.environ})
@@ -143,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-@console_script
+@console_script("pipeline-world")
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Entry point of the console script."""
     from tools.dryrun.events import EventFileError
