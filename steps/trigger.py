@@ -150,7 +150,8 @@ class TriggerLock:
 class TriggerSent:
     """Mark the held lock as sent (``trigger_due_at``), alongside the send; best effort.
 
-    A lock left unmarked (this write failed) is taken over once a trigger sent when it was taken would be due
+    Like the send, it does not start once the time budget is spent. A lock left unmarked (this write failed, or
+    did not start) is taken over once a trigger sent when it was taken would be due
     (within the margin), which at worst sends one more trigger: so a failure here is logged in the trace and the
     message still succeeds.
     """
@@ -159,6 +160,9 @@ class TriggerSent:
         self._table = table_name(params, info, "lock")
 
     def run(self, ctx: Context) -> StepResult:
+        if ctx.time_left() <= 0:
+            # The send beside it refuses to start too: no trigger, so the lock must not say one is due.
+            return StepResult(output={"marked": False}, decision="not marked: time budget spent")
         lock, holder = ctx.doc["lock"], ctx.doc["request"]["message_sid"]
         due = int(ctx.services.clock.now().timestamp()) + int(ctx.doc["route"]["delay_seconds"])
         item = {

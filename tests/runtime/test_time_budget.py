@@ -117,6 +117,20 @@ def test_no_step_starts_after_the_lambda_context_deadline(world: World) -> None:
     assert elapsed <= 2.0 + SLACK_SECONDS
 
 
+def test_the_lock_is_not_marked_sent_when_the_send_did_not_start_for_lack_of_time(world: World) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    application, injector = new_container(world.resources)
+    for call in ("stage_put", "lock_put", "replay_put"):
+        injector.inject(call, Fault("slow", delay=0.8))
+    # The stage/lock group is still running when the budget ends, so neither member of the send group may start.
+    context = LambdaContext(time.monotonic() + 1.2)
+    elapsed, answer = timed(application, rest_event("whatsapp", whatsapp_params()), context)
+    print(f"\nthe stage group ends after the budget: {answer} after {elapsed:.2f} s, calls {dict(injector.calls)}")
+    assert answer.startswith("raise QUEUE_TRANSIENT_ERROR")
+    assert injector.calls["send"] == injector.calls["lock_mark"] == 0
+
+
 def test_worst_case_ends_within_the_deadline_and_two_calls(world: World) -> None:
     item = world.add_conversation()
     world.add_default_secrets()
