@@ -31,7 +31,7 @@ from engine.clock import iso_millis
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure
 from engine.http import HttpRequest
-from engine.registry import BuildInfo, register
+from engine.registry import BuildInfo, ParamError, register
 from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh
 from steps.support import utf8_prefix, webhook_post
 
@@ -47,6 +47,8 @@ INVALID_SIGNATURE = ErrorSpec("INVALID_SIGNATURE", description="the request's si
 _KEPT_FIELDS = ("to", "from", "cc", "subject", "envelope", "spam_score", "SPF", "dkim", "attachments")
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_TEXT_BYTES = 128 * 1024
+# SendGrid retries a failed post for up to 72 hours, maybe signed as first posted: 4 days covers that with margin.
+DEFAULT_MAX_AGE_SECONDS = 4 * 86400
 MAX_TEXT_BYTES = 256 * 1024
 # How much HTML an HTML-only email's text is read from, per byte of text kept: Gmail clips HTML over about
 # 100 KB, so the default's 512 K characters leave room for markup-heavy mail while bounding the time taken.
@@ -141,8 +143,15 @@ def _request(
             "max_age_seconds": {
                 "type": "number",
                 "minimum": 1,
-                "maximum": 86400,
-                "description": "Oldest signature timestamp accepted (a request signed earlier is a replay).",
+                "maximum": 31536000,
+                "description": "Oldest signature timestamp accepted. SendGrid re-posts a failed email for up to "
+                "72 hours, maybe with its first signature, so the default is 4 days; replay records stop repeats.",
+            },
+            "replay_horizon_seconds": {
+                "type": "number",
+                "minimum": 1,
+                "description": "How long the pipeline's replay records are kept: max_age_seconds may not exceed "
+                "it, or a post older than its record would be accepted again.",
             },
             "max_future_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
             "max_text_bytes": {
@@ -155,7 +164,7 @@ def _request(
             },
         },
     },
-    example={"max_age_seconds": 600, "max_text_bytes": DEFAULT_MAX_TEXT_BYTES},
+    example={"max_age_seconds": DEFAULT_MAX_AGE_SECONDS, "max_text_bytes": DEFAULT_MAX_TEXT_BYTES},
 )
 class SendGridParse:
     """Parse the Inbound Parse post: sender, recipient, subject, text, attachments, the email's stable id."""
@@ -164,7 +173,14 @@ class SendGridParse:
         self._channels = frozenset(info.channels)
         self._max_body = int(params.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
         self._max_parts = int(params.get("max_parts", 128))
-        self._max_age = float(params.get("max_age_seconds", 600))
+        self._max_age = float(params.get("max_age_seconds", DEFAULT_MAX_AGE_SECONDS))
+        horizon = params.get("replay_horizon_seconds")
+        if horizon is not None and self._max_age > float(horizon):
+            raise ParamError(
+                ("max_age_seconds",),
+                f"{self._max_age:g} s is longer than the replay horizon ({float(horizon):g} s): a post older "
+                "than its replay record would be accepted again",
+            )
         self._max_future = float(params.get("max_future_seconds", 60))
         self._max_text = int(params.get("max_text_bytes", DEFAULT_MAX_TEXT_BYTES))
 

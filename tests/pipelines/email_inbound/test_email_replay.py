@@ -1,7 +1,7 @@
 """A captured SendGrid post cannot be replayed, inside the signature's window either; SendGrid's retries complete.
 
-SendGrid signs a timestamp, but a post stays valid for ``EMAIL_SIGNATURE_MAX_AGE_SECONDS`` (600 s, and more where
-ops raise it), and SendGrid retries over days, so time cannot tell its retry from a replay. The email's record
+SendGrid signs a timestamp, but a post stays valid for ``EMAIL_SIGNATURE_MAX_AGE_SECONDS`` (4 days, covering
+SendGrid's 72 hours of retries), so time cannot tell its retry from a replay. The email's record
 (``replay.record`` with ``until: confirmed``) is pending until the run has succeeded (a repeat is a re-delivery,
 so the retry of a run that died completes the email) and confirmed after (a repeat is a replay: 200, nothing
 written or sent).
@@ -16,8 +16,10 @@ from unittest.mock import ANY
 
 import pytest
 
+from engine.config import inspect_config
 from tests.support.email import COMPANY_EMAIL, USER_EMAIL, add_email_world, email_conversation, email_event
-from tests.support.faults import SimulatedCrash
+from tests.support.expect import ENV
+from tests.support.faults import ROOT, SimulatedCrash
 from tests.support.timeline import consume, later
 from tools.localaws import put_items
 from tools.sendgrid_events import MESSAGE_ID, Email
@@ -50,7 +52,7 @@ def test_a_replay_inside_the_window_after_the_batch_was_taken_writes_and_sends_n
     consume(world, item["conversation_id"])
     aws.calls.clear()
 
-    later(300)  # well inside the signature's 600 s
+    later(300)  # well inside the signature's window
     assert answer(lambda_handler(event, None)) == (200, {"status": "ok", "outcome": "REPLAY"})
 
     assert outcomes() == [("QUEUED", None), ("REPLAY", None)]
@@ -211,3 +213,43 @@ def test_a_screening_refusal_is_recorded_too(world, lambda_handler, outcomes):
     assert record["refused"] == "EMAIL_REJECTED"
     later(5)
     assert answer(lambda_handler(event, None)) == (200, {"status": "ok", "outcome": "REPLAY"})
+
+
+def test_sendgrids_retry_hours_after_a_transient_failure_completes_and_a_later_repeat_is_a_replay(
+    world, lambda_handler, aws, outcomes
+):
+    # SendGrid retries a 5xx for up to 72 hours; a retry it did not re-sign still verifies, and once the email is
+    # done its record, kept longer than the signature window, answers any repeat.
+    add_email_world(world)
+    event = email_event()
+    aws.fail("sqs.SendMessage", "ThrottlingException", 400, times=1)
+    got, body = answer(lambda_handler(event, None))
+    assert (got, body["error_code"]) == (503, "QUEUE_TRANSIENT_ERROR")
+    later(20 * 3600)
+    assert answer(lambda_handler(event, None)) == (200, {"status": "ok", "outcome": "QUEUED"})
+    later(2 * 86400)
+    assert answer(lambda_handler(event, None)) == (200, {"status": "ok", "outcome": "REPLAY"})
+    assert len(world.stage_rows()) == 1 and len(world.sent("email")) == 1
+
+
+@pytest.mark.parametrize(
+    ("max_age", "horizon", "refused"), [("700000", None, True), ("86400", "3600", True), ("86400", None, False)]
+)
+def test_a_signature_window_longer_than_the_replay_horizon_stops_the_configuration(
+    max_age: str, horizon: str | None, refused: bool
+) -> None:
+    env = {**ENV, "EMAIL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/email"}
+    env["EMAIL_SIGNATURE_MAX_AGE_SECONDS"] = max_age
+    if horizon is not None:
+        env["REPLAY_HORIZON_SECONDS"] = horizon
+    errors = inspect_config(ROOT / "pipelines" / "email_inbound.yaml", ROOT / "rules", env).errors
+    if not refused:
+        assert list(errors) == []
+        return
+    [error] = errors
+    text = (ROOT / "pipelines" / "email_inbound.yaml").read_text().splitlines()
+    assert (error.file, text[error.line - 1].strip().split(":")[0]) == (
+        "pipelines/email_inbound.yaml",
+        "max_age_seconds",
+    )
+    assert "is longer than the replay horizon" in error.message
