@@ -153,7 +153,7 @@ def build_files(world_path: Path = WORLD) -> dict[str, str]:
     events["13_email.jsonl"] = [
         email_event(kim("Order 10442", "Hi, my parcel has not arrived yet.", "kim-1"), now - 5, key),
         email_event(kim("WIN A PRIZE", "Click here to claim.", "kim-2", spam_score="8.7"), now - 4, key),
-        email_event(kim("Order 10442", "Replayed a day later.", "kim-3"), now - 86400, key),
+        email_event(kim("Order 10442", "Signed a week ago.", "kim-3"), now - 7 * 86400, key),
     ]
     files: dict[str, str] = {}
     for name, content in events.items():

@@ -285,7 +285,7 @@ def test_an_email_built_with_the_worlds_seed_is_signed_as_sendgrid_signs_it_and_
     )
     http_api = build(capsys, *email_args("--body", "And the invoice?", "--http-api", *seed))
     spam = build(capsys, *email_args("--body", "Click here", "--field", "spam_score=9.1", *seed))
-    stale = build(capsys, *email_args("--body", "Late", "--timestamp", str(WORLD_NOW - 86400), *seed))
+    stale = build(capsys, *email_args("--body", "Late", "--timestamp", str(WORLD_NOW - 7 * 86400), *seed))
 
     body, email, _ = posted(message)
     assert (email.sender, email.recipients, email.subject, email.text) == (
