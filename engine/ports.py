@@ -105,7 +105,10 @@ class Tables(Protocol):
         ...
 
     def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
-        """Write ``item``; False (and nothing written) when ``condition`` does not hold."""
+        """Write ``item``; False (and nothing written) when ``condition`` does not hold.
+
+        An item there that is exactly ``item`` is True: a retried put whose first attempt landed wrote it.
+        """
         ...
 
     def delete_item(self, table: str, key: Mapping[str, str], condition: Condition | None = None) -> bool:

@@ -374,12 +374,24 @@ class DynamoTables(_ClientPort):
             self._call(operation, lambda: call(**request))
         except ServiceError as exc:
             if exc.code == "ConditionalCheckFailedException":
-                return False
+                return self._own_write_found(request, exc)
             raise
         return True
 
+    @staticmethod
+    def _own_write_found(request: Mapping[str, Any], exc: ServiceError) -> bool:
+        """Whether a failed condition met exactly the item this put writes (``ALL_OLD`` returns what is there).
+
+        Then botocore retried a put whose first attempt was applied though its answer was lost: the write is ours.
+        """
+        cause = exc.__cause__
+        found = getattr(cause, "response", {}).get("Item") if cause is not None else None
+        return "Item" in request and found == request["Item"]
+
     def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
         request = {"TableName": table, "Item": self._to_wire(item)}
+        if condition is not None:
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         return self._conditional("dynamodb.PutItem", self.client.put_item, request, condition)
 
     def delete_item(self, table: str, key: Mapping[str, str], condition: Condition | None = None) -> bool:
