@@ -208,7 +208,7 @@ class MemoryTables:
         key = tuple(stored[name] for name in schema.key_names)
         rows = self._rows[table]
         if condition is not None and not holds(condition, rows.get(key)):
-            return False
+            return rows.get(key) == stored  # the identical item is this put's own, as DynamoTables reads it
         rows[key] = stored
         self._changed(table)
         return True
