@@ -75,10 +75,9 @@ def fetch_secret(
 
 
 def _field_value(secret: CachedSecret, field: str) -> str:
-    """The field's text (stripped); empty when it is absent or not a string (no credential either way)."""
+    """The field's text (stripped); empty when absent (``SecretCache`` keeps string fields only)."""
     raw = secret.fields.get(field)
-    value = raw.reveal() if raw is not None else None
-    return value.strip() if isinstance(value, str) else ""
+    return raw.reveal().strip() if raw is not None else ""
 
 
 def signing_key(secret: CachedSecret, secret_name: str, field: str, *, requested: bool = False) -> SigningKey:

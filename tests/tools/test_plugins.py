@@ -64,6 +64,17 @@ def test_discovery_leaves_the_building_blocks_inside_subpackages_alone() -> None
     assert not loaded & {"steps.sendgrid.multipart", "steps.sendgrid.message"}
 
 
+def check(project: Path) -> subprocess.CompletedProcess[str]:
+    """``pipeline-dryrun --check`` run in ``project``, with its plugin packages importable."""
+    return subprocess.run(
+        [sys.executable, "-m", "tools.dryrun.cli", "--check"],
+        cwd=project,
+        env=pythonpath(project),
+        capture_output=True,
+        text=True,
+    )
+
+
 def test_declared_plugins_add_to_the_built_in_steps(tmp_path: Path) -> None:
     assert declared_plugins(tmp_path, {}) == BUILTIN_PLUGINS == ("steps",)
     write_project(tmp_path)
@@ -96,9 +107,7 @@ def test_an_artifact_loads_the_plugins_its_build_recorded(tmp_path: Path) -> Non
 def test_a_plugin_package_outside_steps_is_loaded_by_check_and_the_dry_run(tmp_path: Path) -> None:
     project = write_project(tmp_path / "project")
     env = pythonpath(project)
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.dryrun.cli", "--check"], cwd=project, env=env, capture_output=True, text=True
-    )
+    done = check(project)
     assert done.returncode == 0, done.stdout + done.stderr
     events = tmp_path / "events"
     events.mkdir()
@@ -118,13 +127,7 @@ def test_a_plugin_package_outside_steps_is_loaded_by_check_and_the_dry_run(tmp_p
 
 def test_an_undeclared_plugin_is_an_unknown_step_for_check(tmp_path: Path) -> None:
     project = write_project(tmp_path, declare=False)
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.dryrun.cli", "--check"],
-        cwd=project,
-        env=pythonpath(project),
-        capture_output=True,
-        text=True,
-    )
+    done = check(project)
     assert done.returncode == 2
     assert "pipelines/acme_inbound.yaml:5:" in done.stdout and "acme.parse" in done.stdout
 
@@ -138,13 +141,7 @@ def test_a_new_pipeline_beside_the_shipped_ones_need_not_declare_the_codes_of_ru
     for folder in ("pipelines", "rules"):
         for path in (ROOT / folder).glob("*.yaml"):
             (project / folder / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.dryrun.cli", "--check"],
-        cwd=project,
-        env=pythonpath(project),
-        capture_output=True,
-        text=True,
-    )
+    done = check(project)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "unknown error code" not in done.stdout and "never run" not in done.stdout, done.stdout
 
