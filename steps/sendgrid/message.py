@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
@@ -52,6 +52,8 @@ DEFAULT_MAX_HTML_CHARS = 512 * 1024
 _MAX_ADDRESS_LIST_CHARS = 16 * 1024
 _MAX_ADDRESS_NESTING = 32
 _NESTING = re.compile(r"[():]")
+# How deep in nested multiparts a raw MIME message's parts are read (mailers nest a handful of levels).
+_MAX_MIME_DEPTH = 64
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _UNPRINTABLE = re.compile(r"[\x00-\x20\x7f]")
 _ANGLED = re.compile(r"<([^<>]+)>")
@@ -125,15 +127,17 @@ def read_email(form: MultipartForm, body: bytes, *, max_html_chars: int = DEFAUL
     The text of an HTML-only email is read from the HTML's first ``max_html_chars`` characters.
     """
     raw = form.raw.get("email", ())
-    mime = _parse_mime(raw[0]) if raw and form.first("headers") is None else None
-    headers = _parse_headers(_header_block(raw[0]) if mime is not None else form.first("headers") or "")
+    raw_mode = bool(raw) and form.first("headers") is None
+    mime = _parse_mime(raw[0]) if raw_mode else None
+    headers = _parse_headers(_header_block(raw[0]) if raw_mode else form.first("headers") or "")
     message_ids = [found for value in _values(headers, "Message-ID") if (found := normalise_message_id(value))]
     envelope = _json_object(form.first("envelope"))
     # The author (From), not the envelope's return path (often a bounce address of the sender's mail system).
     sender = next(iter(_addresses(form.first("from"))), None) or _address(envelope.get("from"))
     recipients = _unique(_address(to) for to in _as_list(envelope.get("to"))) or _addresses(form.first("to"))
-    if mime is not None:
-        plain, html, attachments = _mime_parts(mime)
+    if raw_mode:
+        # A message the parser could not read (nested too deep) has no parts to read; its headers still name it.
+        plain, html, attachments = _mime_parts(mime) if mime is not None else (None, None, ())
     else:
         plain, html, attachments = form.first("text"), form.first("html"), _form_attachments(form)
     text, text_source, text_cut = _text(plain, html, max_html_chars)
@@ -150,7 +154,7 @@ def read_email(form: MultipartForm, body: bytes, *, max_html_chars: int = DEFAUL
         text_cut=text_cut,
         attachments=attachments,
         spam_score=_score(form.first("spam_score")),
-        raw_mime=mime is not None,
+        raw_mime=raw_mode,
         auto_submitted=automatic.is_automatic({name: _values(headers, name) for name in automatic.HEADERS}),
     )
 
@@ -276,10 +280,25 @@ def _form_attachments(form: MultipartForm) -> tuple[Attachment, ...]:
 
 
 def _parse_mime(raw: bytes) -> Message | None:
+    """The raw MIME message parsed; None when it cannot be (the parser recurses once per nested multipart)."""
     try:
         return BytesParser(policy=compat32).parsebytes(raw)
-    except _STDLIB_ERRORS:
+    except (*_STDLIB_ERRORS, RecursionError):
         return None
+
+
+def _walk(mime: Message) -> Iterator[Message]:
+    """Every part of ``mime`` in ``Message.walk()``'s order, without recursion, down to ``_MAX_MIME_DEPTH`` levels.
+
+    ``walk()`` recurses once per nested multipart, so a message of a few hundred levels raised RecursionError.
+    """
+    pending: list[tuple[Message, int]] = [(mime, 0)]
+    while pending:
+        part, depth = pending.pop()
+        yield part
+        children = part.get_payload()
+        if part.is_multipart() and depth < _MAX_MIME_DEPTH and isinstance(children, list):
+            pending.extend((child, depth + 1) for child in reversed(children) if isinstance(child, Message))
 
 
 def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment, ...]]:
@@ -287,7 +306,7 @@ def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment
     plain: str | None = None
     html: str | None = None
     attachments: list[Attachment] = []
-    for index, part in enumerate(mime.walk()):
+    for index, part in enumerate(_walk(mime)):
         try:
             if part.is_multipart():
                 continue
