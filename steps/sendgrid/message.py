@@ -296,9 +296,11 @@ def _walk(mime: Message) -> Iterator[Message]:
     while pending:
         part, depth = pending.pop()
         yield part
-        children = part.get_payload()
-        if part.is_multipart() and depth < _MAX_MIME_DEPTH and isinstance(children, list):
-            pending.extend((child, depth + 1) for child in reversed(children) if isinstance(child, Message))
+        if part.is_multipart() and depth < _MAX_MIME_DEPTH:
+            # A multipart's payload is its list of parts (a leaf's would be decoded, which can raise).
+            children = part.get_payload()
+            if isinstance(children, list):
+                pending.extend((child, depth + 1) for child in reversed(children) if isinstance(child, Message))
 
 
 def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment, ...]]:
