@@ -95,6 +95,11 @@ def _without_port(host: str) -> str:
     return host.rsplit(":", 1)[0] if ":" in host else host
 
 
+def _without_https_port(host: str) -> str:
+    """``host`` without an explicit ``:443``: the same https URL, as the validator compares it either way."""
+    return host.removesuffix(":443")
+
+
 def _allowed_hosts(value: Any) -> frozenset[str]:
     items = value.split(",") if isinstance(value, str) else list(value or [])
     hosts = frozenset(_host_name(item) for item in items if _host_name(item))
@@ -126,10 +131,11 @@ def _fail(message: str) -> StepFailure:
                 "type": ["string", "array"],
                 "items": {"type": "string"},
                 "description": "Hosts the URL may be rebuilt with (a list, or one comma-separated string); a "
-                "request for any other Host is refused with INVALID_SIGNATURE before any AWS call, and the URL's "
-                "scheme is https whatever X-Forwarded-Proto says. Empty: the Host must be the domain the platform "
-                "received the request on (requestContext.domainName). Not consulted when public_base_url is set "
-                "(the Host header is then ignored).",
+                "request for any other Host is refused with INVALID_SIGNATURE before any AWS call (a listed name "
+                "with the https port, name:443, is that name), and the URL's scheme is https whatever "
+                "X-Forwarded-Proto says. Empty: the Host must be the domain the platform received the request on "
+                "(requestContext.domainName). Not consulted when public_base_url is set (the Host header is then "
+                "ignored).",
             },
             "max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 1048576},
             "max_params": {"type": "integer", "minimum": 10, "maximum": 10000},
@@ -160,7 +166,8 @@ class TwilioParse:
         if not _HOST.fullmatch(host):
             raise _fail("the request's Host is not a host name")
         if self._hosts:
-            allowed = host in self._hosts
+            # The URL is https here, so ``name:443`` is ``name``; any other port must be listed as such.
+            allowed = host in self._hosts or _without_https_port(host) in self._hosts
         else:
             # A signature Twilio made for another URL of the account must not become valid here by a forged
             # Host: by default the Host must be the domain the platform says the request arrived on.
