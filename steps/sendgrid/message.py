@@ -56,6 +56,8 @@ _NESTING = re.compile(r"[():]")
 # How deep in nested multiparts a raw MIME message's parts are read (mailers nest a handful of levels), and about
 # how many parts are parsed at most (fed in chunks of _MIME_CHUNK_BYTES; media lists the first 128 anyway).
 _MAX_MIME_DEPTH = 64
+# How much of an email's header block is read (mail's are a few dozen KiB; Received and DKIM lines come first).
+_MAX_HEADER_CHARS = 256 * 1024
 _MAX_MIME_PARTS = 1024
 _MIME_CHUNK_BYTES = 16 * 1024
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
@@ -173,7 +175,12 @@ def _text(plain: str | None, html: str | None, max_html_chars: int) -> tuple[str
 
 
 def _parse_headers(block: str) -> Message:
-    """A raw header block parsed (folded lines joined); no headers when it cannot be read."""
+    """A raw header block parsed (folded lines joined) up to ``_MAX_HEADER_CHARS``; no headers when unreadable.
+
+    The parser takes time per line: megabytes of header lines took it seconds. The block is cut at a line end.
+    """
+    if len(block) > _MAX_HEADER_CHARS:
+        block = block[: block.rfind("\n", 0, _MAX_HEADER_CHARS) + 1]
     try:
         return HeaderParser(policy=compat32).parsestr(block, headersonly=True)
     except _STDLIB_ERRORS:
