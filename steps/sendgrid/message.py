@@ -14,11 +14,12 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from email.feedparser import BytesFeedParser
 from email.header import decode_header, make_header
 from email.message import Message
-from email.parser import BytesParser, HeaderParser
+from email.parser import HeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr
 from typing import Any, Literal
@@ -52,6 +53,13 @@ DEFAULT_MAX_HTML_CHARS = 512 * 1024
 _MAX_ADDRESS_LIST_CHARS = 16 * 1024
 _MAX_ADDRESS_NESTING = 32
 _NESTING = re.compile(r"[():]")
+# How deep in nested multiparts a raw MIME message's parts are read (mailers nest a handful of levels), and about
+# how many parts are parsed at most (fed in chunks of _MIME_CHUNK_BYTES; media lists the first 128 anyway).
+_MAX_MIME_DEPTH = 64
+# How much of an email's header block is read (mail's are a few dozen KiB; Received and DKIM lines come first).
+_MAX_HEADER_CHARS = 256 * 1024
+_MAX_MIME_PARTS = 1024
+_MIME_CHUNK_BYTES = 16 * 1024
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _UNPRINTABLE = re.compile(r"[\x00-\x20\x7f]")
 _ANGLED = re.compile(r"<([^<>]+)>")
@@ -125,15 +133,17 @@ def read_email(form: MultipartForm, body: bytes, *, max_html_chars: int = DEFAUL
     The text of an HTML-only email is read from the HTML's first ``max_html_chars`` characters.
     """
     raw = form.raw.get("email", ())
-    mime = _parse_mime(raw[0]) if raw and form.first("headers") is None else None
-    headers = _parse_headers(_header_block(raw[0]) if mime is not None else form.first("headers") or "")
+    raw_mode = bool(raw) and form.first("headers") is None
+    mime = _parse_mime(raw[0]) if raw_mode else None
+    headers = _parse_headers(_header_block(raw[0]) if raw_mode else form.first("headers") or "")
     message_ids = [found for value in _values(headers, "Message-ID") if (found := normalise_message_id(value))]
     envelope = _json_object(form.first("envelope"))
     # The author (From), not the envelope's return path (often a bounce address of the sender's mail system).
     sender = next(iter(_addresses(form.first("from"))), None) or _address(envelope.get("from"))
     recipients = _unique(_address(to) for to in _as_list(envelope.get("to"))) or _addresses(form.first("to"))
-    if mime is not None:
-        plain, html, attachments = _mime_parts(mime)
+    if raw_mode:
+        # A message the parser could not read (nested too deep) has no parts to read; its headers still name it.
+        plain, html, attachments = _mime_parts(mime) if mime is not None else (None, None, ())
     else:
         plain, html, attachments = form.first("text"), form.first("html"), _form_attachments(form)
     text, text_source, text_cut = _text(plain, html, max_html_chars)
@@ -150,7 +160,7 @@ def read_email(form: MultipartForm, body: bytes, *, max_html_chars: int = DEFAUL
         text_cut=text_cut,
         attachments=attachments,
         spam_score=_score(form.first("spam_score")),
-        raw_mime=mime is not None,
+        raw_mime=raw_mode,
         auto_submitted=automatic.is_automatic({name: _values(headers, name) for name in automatic.HEADERS}),
     )
 
@@ -165,7 +175,12 @@ def _text(plain: str | None, html: str | None, max_html_chars: int) -> tuple[str
 
 
 def _parse_headers(block: str) -> Message:
-    """A raw header block parsed (folded lines joined); no headers when it cannot be read."""
+    """A raw header block parsed (folded lines joined) up to ``_MAX_HEADER_CHARS``; no headers when unreadable.
+
+    The parser takes time per line: megabytes of header lines took it seconds. The block is cut at a line end.
+    """
+    if len(block) > _MAX_HEADER_CHARS:
+        block = block[: block.rfind("\n", 0, _MAX_HEADER_CHARS) + 1]
     try:
         return HeaderParser(policy=compat32).parsestr(block, headersonly=True)
     except _STDLIB_ERRORS:
@@ -276,10 +291,44 @@ def _form_attachments(form: MultipartForm) -> tuple[Attachment, ...]:
 
 
 def _parse_mime(raw: bytes) -> Message | None:
+    """The raw MIME message parsed up to its first ``_MAX_MIME_PARTS`` parts (about); None when it cannot be.
+
+    The parser takes time per part (2.7 MB of empty parts took it 6 s), so it is fed a chunk at a time and
+    stopped once it has made that many; what it has read by then is the message. It recurses once per nested
+    multipart: a few hundred levels raise RecursionError, and such a message is None.
+    """
+    made = 0
+
+    def counted(*args: Any, **kwargs: Any) -> Message:
+        nonlocal made
+        made += 1
+        return Message(*args, **kwargs)
+
     try:
-        return BytesParser(policy=compat32).parsebytes(raw)
-    except _STDLIB_ERRORS:
+        parser = BytesFeedParser(_factory=counted, policy=compat32)
+        for start in range(0, len(raw), _MIME_CHUNK_BYTES):
+            parser.feed(raw[start : start + _MIME_CHUNK_BYTES])
+            if made > _MAX_MIME_PARTS:
+                break
+        return parser.close()
+    except (*_STDLIB_ERRORS, RecursionError):
         return None
+
+
+def _walk(mime: Message) -> Iterator[Message]:
+    """Every part of ``mime`` in ``Message.walk()``'s order, without recursion, down to ``_MAX_MIME_DEPTH`` levels.
+
+    ``walk()`` recurses once per nested multipart, so a message of a few hundred levels raised RecursionError.
+    """
+    pending: list[tuple[Message, int]] = [(mime, 0)]
+    while pending:
+        part, depth = pending.pop()
+        yield part
+        if part.is_multipart() and depth < _MAX_MIME_DEPTH:
+            # A multipart's payload is its list of parts (a leaf's would be decoded, which can raise).
+            children = part.get_payload()
+            if isinstance(children, list):
+                pending.extend((child, depth + 1) for child in reversed(children) if isinstance(child, Message))
 
 
 def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment, ...]]:
@@ -287,7 +336,7 @@ def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment
     plain: str | None = None
     html: str | None = None
     attachments: list[Attachment] = []
-    for index, part in enumerate(mime.walk()):
+    for index, part in enumerate(_walk(mime)):
         try:
             if part.is_multipart():
                 continue

@@ -32,7 +32,10 @@ PARSING_ERROR = ErrorSpec("PARSING_ERROR", description="the request is not a rea
 INVALID_SIGNATURE = ErrorSpec("INVALID_SIGNATURE", description="the request's signature is missing or wrong")
 
 _ADDRESS_PREFIX = re.compile(r"^[a-z]+:")
-_MEDIA_URL = re.compile(r"^MediaUrl(\d+)$")
+# Twilio numbers media from 0 and sends at most 10: a longer run of digits is no index or count of Twilio's (and
+# int() refuses one over 4300 digits, which made a forged request an INTERNAL_ERROR before its signature was read).
+_MEDIA_URL = re.compile(r"MediaUrl([0-9]{1,4})")
+_COUNT = re.compile(r"[0-9]{1,4}")
 _HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?")
 # Twilio signs the sorted key+value pairs with no separator, so a captured request can be re-cut
 # (``MessageSid=SM…&MessageType=text`` signs as ``MessageSid=SM…MessageTypetext``): every field used as an
@@ -71,7 +74,7 @@ def _identity_problem(form: FormParams, channel: str) -> str | None:
 
 
 def _media(form: FormParams) -> list[dict[str, str]]:
-    indexes = sorted(int(match.group(1)) for name in form if (match := _MEDIA_URL.match(name)))
+    indexes = sorted(int(match.group(1)) for name in form if (match := _MEDIA_URL.fullmatch(name)))
     return [
         {"url": form.first(f"MediaUrl{index}") or "", "content_type": form.first(f"MediaContentType{index}") or ""}
         for index in indexes
@@ -80,8 +83,7 @@ def _media(form: FormParams) -> list[dict[str, str]]:
 
 def _num_media(form: FormParams, media: list[dict[str, str]]) -> int:
     text = form.first("NumMedia") or ""
-    # isdigit() alone accepts digits int() refuses (e.g. '²').
-    return int(text) if text.isascii() and text.isdigit() else len(media)
+    return int(text) if _COUNT.fullmatch(text) else len(media)
 
 
 def _host_name(host: str | None) -> str:
@@ -91,6 +93,11 @@ def _host_name(host: str | None) -> str:
 
 def _without_port(host: str) -> str:
     return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+def _without_https_port(host: str) -> str:
+    """``host`` without an explicit ``:443``: the same https URL, as the validator compares it either way."""
+    return host.removesuffix(":443")
 
 
 def _allowed_hosts(value: Any) -> frozenset[str]:
@@ -124,10 +131,11 @@ def _fail(message: str) -> StepFailure:
                 "type": ["string", "array"],
                 "items": {"type": "string"},
                 "description": "Hosts the URL may be rebuilt with (a list, or one comma-separated string); a "
-                "request for any other Host is refused with INVALID_SIGNATURE before any AWS call, and the URL's "
-                "scheme is https whatever X-Forwarded-Proto says. Empty: the Host must be the domain the platform "
-                "received the request on (requestContext.domainName). Not consulted when public_base_url is set "
-                "(the Host header is then ignored).",
+                "request for any other Host is refused with INVALID_SIGNATURE before any AWS call (a listed name "
+                "with the https port, name:443, is that name), and the URL's scheme is https whatever "
+                "X-Forwarded-Proto says. Empty: the Host must be the domain the platform received the request on "
+                "(requestContext.domainName). Not consulted when public_base_url is set (the Host header is then "
+                "ignored).",
             },
             "max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 1048576},
             "max_params": {"type": "integer", "minimum": 10, "maximum": 10000},
@@ -158,7 +166,8 @@ class TwilioParse:
         if not _HOST.fullmatch(host):
             raise _fail("the request's Host is not a host name")
         if self._hosts:
-            allowed = host in self._hosts
+            # The URL is https here, so ``name:443`` is ``name``; any other port must be listed as such.
+            allowed = host in self._hosts or _without_https_port(host) in self._hosts
         else:
             # A signature Twilio made for another URL of the account must not become valid here by a forged
             # Host: by default the Host must be the domain the platform says the request arrived on.

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from steps.sendgrid.message import id_from_message_id
 from tests.support.email import HOST, KEY, USER_EMAIL, add_email_world, email_event
 from tools.sendgrid_events import (
     RECIPIENT,
@@ -121,6 +122,58 @@ def test_a_raw_mime_attachment_with_a_utf8_filename_is_staged_with_it(world, lam
     assert (status, body["outcome"]) == (200, "QUEUED")
     [row] = world.stage_rows()
     assert row["media"] == [{"filename": "Rechnung März.pdf", "content_type": "application/pdf", "size": 9}]
+
+
+def nested_mime(levels: int) -> bytes:
+    """A raw MIME message whose text sits inside ``levels`` multiparts nested one in another."""
+    head = (
+        b"From: Jane Sender <jane.sender@example.net>\r\nTo: support@parse.example.com\r\nSubject: Nested\r\n"
+        b"Message-ID: <nested@mail.example.net>\r\nMIME-Version: 1.0\r\n"
+    )
+    opening = b"".join(b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(levels))
+    closing = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(levels)))
+    return head + opening + b"Content-Type: text/plain\r\n\r\nDeep inside.\r\n" + closing
+
+
+@pytest.mark.parametrize("levels", [900, 3000])
+def test_a_raw_mime_email_nested_too_deep_is_queued_under_its_message_id(world, lambda_handler, outcomes, levels):
+    """The standard library parses and walks MIME recursively: RecursionError, 500 INTERNAL_ERROR on every
+    SendGrid retry for three days (and before the signature was checked, so for anyone who posted one).
+
+    The headers still name the email (its Message-ID, so a retry is the same message); parts nested deeper than
+    the reader goes are not read.
+    """
+    add_email_world(world)
+    envelope = json.dumps({"to": [RECIPIENT], "from": USER_EMAIL})
+    fields = [("email", nested_mime(levels)), ("to", RECIPIENT), ("from", USER_EMAIL), ("envelope", envelope)]
+    status, body = answer(lambda_handler(posted(*encode_form(fields)), None))
+    assert (status, body) == (200, {"status": "ok", "outcome": "QUEUED"})
+    [row] = world.stage_rows()
+    assert row["message_sid"] == id_from_message_id("nested@mail.example.net", RECIPIENT)
+    assert row["primary_channel"] == USER_EMAIL
+
+
+def test_a_raw_mime_email_of_a_quarter_million_empty_parts_is_queued_within_the_deadline(
+    world, lambda_handler, outcomes
+):
+    """2.7 MB of ``--b`` lines took the standard library's parser 6 s here (Lambda's 512 MB has a third of a CPU):
+    past the 4 s deadline, 503 on every SendGrid retry for three days, and before the signature was checked, so
+    anyone could make the function (which serves /whatsapp and /sms too) spin for its whole timeout.
+
+    The message is read up to its first parts; the text before them is kept.
+    """
+    add_email_world(world)
+    head = (
+        b"From: Jane Sender <jane.sender@example.net>\r\nMessage-ID: <many@mail.example.net>\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nThe text.\r\n"
+    )
+    mime = head + b"--b\r\n\r\nx\r\n" * 250_000 + b"--b--\r\n"
+    envelope = json.dumps({"to": [RECIPIENT], "from": USER_EMAIL})
+    fields = [("email", mime), ("to", RECIPIENT), ("from", USER_EMAIL), ("envelope", envelope)]
+    status, body = answer(lambda_handler(posted(*encode_form(fields)), None))
+    assert (status, body) == (200, {"status": "ok", "outcome": "QUEUED"})
+    [row] = world.stage_rows()
+    assert row["body"] == "The text."
 
 
 AUTOMATIC = [

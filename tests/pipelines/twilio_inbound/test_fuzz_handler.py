@@ -317,3 +317,26 @@ def test_limits_are_named_errors_before_any_aws_call(
     assert message in handled.result.error.message
     assert sum(injector.calls.values()) == 0
     assert handled.response["statusCode"] == 200 and handled.response["body"] == EMPTY_TWIML
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("NumMedia", "1" * 5000), ("MediaUrl" + "1" * 5000, "https://a/1")],
+    ids=["NumMedia", "MediaUrl-index"],
+)
+def test_digit_runs_int_refuses_are_no_count_and_no_bug(
+    container: tuple[Any, FaultInjector], name: str, value: str
+) -> None:
+    """int() refuses over 4300 digits: such a count or media index is not Twilio's, never an INTERNAL_ERROR.
+
+    INTERNAL_ERROR sets off the message-loss alarm, and this one came before the signature was read, so anyone
+    could raise it. A forged request ends INVALID_SIGNATURE; a signed one is a message without media.
+    """
+    application, injector = container
+    forged, _ = deliver(
+        application, injector, rest_event("whatsapp", {**whatsapp_params(sid()), name: value}, token="x")
+    )
+    assert forged.result.outcome == "INVALID_SIGNATURE"
+    signed, writes = deliver(application, injector, rest_event("whatsapp", {**whatsapp_params(sid()), name: value}))
+    assert signed.result.outcome == "QUEUED" and writes > 0
+    assert (signed.result.doc["request"]["num_media"], signed.result.doc["request"]["media"]) == (0, [])

@@ -175,6 +175,23 @@ def test_allowed_hosts_refuse_other_hosts_before_any_aws_call(seeded: World, mon
     assert outcome(application, rest_event("whatsapp", whatsapp_params())).result.outcome == "QUEUED"
 
 
+@pytest.mark.parametrize("signed_url", [f"https://{HOST}:443/prod/whatsapp", f"https://{HOST}/prod/whatsapp"])
+def test_behind_an_allow_list_a_host_with_the_https_port_is_that_host(
+    signed_url: str, seeded: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Host: name:443`` (a webhook URL configured with the port) names the allowed host, as it does without an
+    allow-list; it was refused as INVALID_SIGNATURE (200), a genuine message lost. Another port still is refused."""
+    application, injector = container(seeded, monkeypatch, ALLOWED_HOSTS=HOST)
+    event = rest_event("whatsapp", whatsapp_params(), host=f"{HOST}:443", signed_url=signed_url)
+    event["requestContext"]["domainName"] = HOST
+    assert outcome(application, event).result.outcome == "QUEUED"
+    other = rest_event("whatsapp", whatsapp_params("SM" + "9" * 32), host=f"{HOST}:8443", signed_url=signed_url)
+    other["requestContext"]["domainName"] = HOST
+    injector.reset_counts()
+    assert outcome(application, other).result.outcome == "INVALID_SIGNATURE"
+    assert sum(injector.calls.values()) == 0
+
+
 def test_allowed_hosts_are_not_consulted_with_public_base_url(seeded: World, monkeypatch: pytest.MonkeyPatch) -> None:
     application, _ = container(
         seeded, monkeypatch, PUBLIC_BASE_URL=f"https://{HOST}/prod", ALLOWED_HOSTS="hooks-eu.example.com"
