@@ -13,8 +13,9 @@ Turned on by ``RULES_BUCKET``; ``RULES_PREFIX`` (default ``rules/``) and ``RULES
   deploys decides from the event after it has finished.
 - A bundle is verified exactly as ``pipeline-dryrun --check`` refuses a configuration (``runtime.verify``:
   schema, expressions, targets, error codes, inline tests), in the deployed environment, before it
-  decides anything, and its pipeline file (when it carries one) must keep the pipeline's name and
-  channels (``runtime.verify.code_owned``). One that cannot be read or is refused changes nothing: the
+  decides anything, and its pipeline file (when it carries one) must keep the pipeline's name, channels
+  and steps (which run, in order, under which ``when``) as deployed with the code
+  (``runtime.verify.code_owned``). One that cannot be read or is refused changes nothing: the
   configuration in use (the last known good) keeps deciding, one ERROR line names the bundle, every
   problem and what decides instead, and the ``RulesBundleErrors`` metric counts it. A refused bundle is
   not read again. A container that has applied nothing yet (a new one) falls back to the newest earlier
@@ -45,7 +46,7 @@ from engine.errors import Problem
 from engine.rules import RuleSet
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
-from runtime.verify import code_owned, verify
+from runtime.verify import StepOutline, code_owned, step_outline, verify
 
 if TYPE_CHECKING:
     from runtime.app import Application
@@ -85,6 +86,7 @@ class _State:
     revision: int = 0
     refused: dict[str, int] = field(default_factory=dict)
     applied: bool = False
+    steps: StepOutline | None = None
 
 
 class _Refusal(NamedTuple):
@@ -338,10 +340,9 @@ class BundleWatcher:
             refusals.append(_Refusal(f"rules bundle {bundle_id} is refused: {exc}"))
             return False, True
         verification = verify(source.pipeline, source.rules, self._env)
-        errors = verification.errors
-        config, deployed = verification.config, self._app.pipeline(name)
-        if config is None or config.name != deployed.name or set(config.channels) != set(deployed.channels):
-            errors = [*code_owned(source.pipeline, deployed.name, deployed.channels), *errors]
+        deployed = self._app.pipeline(name)
+        owned = code_owned(source.pipeline, deployed.name, deployed.channels, self._steps(name))
+        errors = [*owned, *verification.errors]
         if errors:
             state.refused[bundle_id] = revision
             shown = [self._shown(problem, name, bundle_id) for problem in errors]
@@ -349,6 +350,13 @@ class BundleWatcher:
             refusals.append(_Refusal(message, bundle_id, shown))
             return False, True
         return True, True
+
+    def _steps(self, name: str) -> StepOutline | None:
+        """The steps of the pipeline file deployed with the code, which a bundle's pipeline file must keep."""
+        state = self._states[name]
+        if state.steps is None:
+            state.steps = step_outline(state.packaged.pipeline)
+        return state.steps
 
     def _source(self, name: str, bundle_id: str) -> Source:
         """The bundle's files, read from S3 once per container and written under the work directory."""

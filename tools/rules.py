@@ -36,11 +36,12 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from engine.errors import ConfigError, did_you_mean
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
 from runtime.layout import PIPELINES_DIR, pipeline_files
+from runtime.verify import StepOutline, code_owned, steps_outline
 from tools.console import console_script, load_project_plugins
 
 __all__ = ["main", "run"]
@@ -297,9 +298,8 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     assert store is not None
     store.pipeline = name
     if args.with_pipeline:
-        from runtime.verify import code_owned
-
-        changes = code_owned(pipeline, name, _deployed_channels(store, store.deployment()[0], None))
+        owned = _deployed(store, store.deployment()[0], None)
+        changes = code_owned(pipeline, name, owned.channels, owned.steps)
         for problem in changes:
             print(problem, file=out)
         if changes:
@@ -378,43 +378,52 @@ def _list(store: _Store, out: TextIO) -> None:
         print(f"  {bundle_id}  {bundle.published_at}  {bundle.published_by}{marks}  {bundle.note}  ({files})", file=out)
 
 
-def _channels(text: str) -> list[str] | None:
-    """The ``channels:`` of a pipeline file's text; None when it cannot be read or names none."""
+class _CodeOwned(NamedTuple):
+    """What the deployed pipeline file fixes, as far as known here (None: not known, not compared)."""
+
+    channels: list[str] | None = None
+    steps: StepOutline | None = None
+
+
+def _code_owned_of(text: str) -> _CodeOwned:
+    """The ``channels:`` and steps of a pipeline file's text (None each when it cannot be read or has none)."""
     from engine.yamlsource import parse_yaml
 
     try:
         data = parse_yaml(text, "pipeline", strict=False).data
     except ConfigError:
-        return None
-    channels = data.get("channels") if isinstance(data, dict) else None
-    return [str(channel) for channel in channels] if isinstance(channels, list) else None
+        return _CodeOwned()
+    if not isinstance(data, dict):
+        return _CodeOwned()
+    channels = data.get("channels")
+    listed = [str(channel) for channel in channels] if isinstance(channels, list) else None
+    return _CodeOwned(listed, steps_outline(data) if "steps" in data else None)
 
 
-def _deployed_channels(store: _Store, current: Deployment, local: Path | None) -> list[str] | None:
-    """The channels the deployed pipeline serves, as far as known here (None: not known).
+def _deployed(store: _Store, current: Deployment, local: Path | None) -> _CodeOwned:
+    """The channels and steps the deployed pipeline has, as far as known here.
 
     Those of ``local`` (the pipeline's file in the project, as the code deploy ships it), else those of the
     pipeline file the live bundle carries.
     """
     if local is not None and local.is_file():
-        return _channels(local.read_text(encoding="utf-8"))
+        return _code_owned_of(local.read_text(encoding="utf-8"))
     if current.live is None:
-        return None
+        return _CodeOwned()
     live = store.bundle(current.live)
     carried = live.pipeline_file
-    return _channels(live.files[carried]) if carried else None
+    return _code_owned_of(live.files[carried]) if carried else _CodeOwned()
 
 
-def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None, channels: list[str] | None) -> None:
+def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None, deployed: _CodeOwned) -> None:
     """Check a bundle about to be deployed as the function will (an upload by hand skipped ``publish``'s check).
 
     Its rules are checked with its own pipeline file, else with ``pipeline`` (the local file of that pipeline);
     with neither it cannot be checked here, and is refused. A pipeline file it carries must keep the pipeline's
-    name and the deployed ``channels`` (when known).
+    name and the ``deployed`` channels and steps (when known).
     """
     import tempfile
 
-    from runtime.verify import code_owned
     from tools.check import check_config
 
     with tempfile.TemporaryDirectory(prefix="rules-bundle-") as workdir:
@@ -428,7 +437,8 @@ def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None, channels: list
                 "declares its pipeline; run this in the project's directory, or pass --pipeline FILE"
             )
         if carried:
-            found = [str(problem).replace(f"{root}/", "") for problem in code_owned(checked, bundle.pipeline, channels)]
+            owned = code_owned(checked, bundle.pipeline, deployed.channels, deployed.steps)
+            found = [str(problem).replace(f"{root}/", "") for problem in owned]
             if found:
                 shown = "; ".join(found)
                 raise _Failed(f"bundle {bundle.id} changes what only a code deploy changes: {shown}")
@@ -467,14 +477,14 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
         live = chain[0]
     # What becomes live or shadow is checked, the shadow made live too (it may have been deployed by hand); a
     # bundle that was live before passed the function's own verification then: a rollback to it is not held up.
-    channels: list[str] | None = None
+    owned: _CodeOwned | None = None
     for bundle_id in dict.fromkeys([live, shadow]):
         if bundle_id is None or bundle_id == current.live or (bundle_id == shadow == current.shadow):
             continue
         bundle = store.bundle(bundle_id)
         if bundle_id not in current.earlier_live():
-            channels = channels or _deployed_channels(store, current, pipeline)
-            _refuse_unless_checked(bundle, pipeline, channels)
+            owned = owned or _deployed(store, current, pipeline)
+            _refuse_unless_checked(bundle, pipeline, owned)
 
     def change(read: Deployment) -> Deployment:
         if (read.live, read.shadow) != (current.live, current.shadow):

@@ -24,6 +24,8 @@ from tests.support.bundles import (
     AGENT_ROUTING,
     BROKEN_ROUTING,
     BUCKET,
+    NO_SIGNATURE,
+    NO_SIGNATURE_PROBLEM,
     PIPELINE_FILE,
     ROUTING,
     VIP_ROUTING,
@@ -430,3 +432,46 @@ def test_a_new_container_with_no_good_earlier_bundle_says_the_packaged_rules_dec
     assert error["message"].endswith("; the rules packaged beside the handler decide")
     assert "rules_source" not in error
     assert started.application.pipeline("twilio_inbound").version == packaged_version()
+
+
+# A bundle whose pipeline file changes the steps (defect: it was deployed, so a rules bundle could turn the signature
+# check off, or an older copy silently undo a step a code deploy added).
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
+def test_a_bundle_whose_pipeline_file_drops_the_signature_step_is_refused_and_forgeries_still_are(
+    ops: Ops,
+    container: Callable[..., Container],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    live: bool,
+) -> None:
+    assert NO_SIGNATURE != PIPELINE_FILE
+    good = ops.publish("--live")
+    unsigned = ops.sneak_in(with_pipeline_file(rules_files(ROUTING), NO_SIGNATURE), live=live)
+    started = container()
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert error["bundle"] == unsigned
+    assert error["problems"] == [NO_SIGNATURE_PROBLEM]
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    world.add_conversation()
+    started.application.handle(rest_event("whatsapp", whatsapp_params(), token="not-the-auth-token"), None)
+    line = event_lines(json_logs())[-1]
+    deciding = f"bundle {good}, revision {1 if live else 2}"
+    assert (line["outcome"], line["rules_source"]) == ("INVALID_SIGNATURE", deciding)
+    assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
+    assert started.application.deployed("twilio_inbound").shadow is None
+
+
+def test_a_bundle_carrying_the_pipeline_file_as_deployed_with_new_step_parameters_is_used(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    longer = PIPELINE_FILE.replace("      refetch_interval_seconds: 30\n", "      refetch_interval_seconds: 45\n")
+    assert longer != PIPELINE_FILE
+    bundle = ops.sneak_in(with_pipeline_file(rules_files(VIP_ROUTING), longer))
+    started = container()
+    assert [line for line in json_logs() if line["level"] == "ERROR"] == []
+    world.add_conversation(vip=True)
+    line = started.message(json_logs)
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {bundle}, revision 1")

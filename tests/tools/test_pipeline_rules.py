@@ -18,6 +18,8 @@ from tests.support.bundles import (
     AGENT_ROUTING,
     BROKEN_ROUTING,
     BUCKET,
+    NO_SIGNATURE,
+    NO_SIGNATURE_PROBLEM,
     PIPELINE,
     PIPELINE_FILE,
     ROUTING,
@@ -298,8 +300,9 @@ RENAMED = PIPELINE_FILE.replace("pipeline: twilio_inbound", "pipeline: twilio_v2
             "pipelines/twilio_inbound.yaml:7:11: channels: [whatsapp] are not the deployed pipeline's [sms, whatsapp]",
         ),
         (RENAMED, "pipelines/twilio_inbound.yaml:2:11: pipeline: 'twilio_v2' is not the deployed pipeline's name"),
+        (NO_SIGNATURE, NO_SIGNATURE_PROBLEM),
     ],
-    ids=["channels", "name"],
+    ids=["channels", "name", "steps"],
 )
 @pytest.mark.parametrize("command", ["shadow", "promote"])
 def test_a_bundle_whose_pipeline_file_changes_what_the_code_owns_is_not_deployed(
@@ -320,6 +323,17 @@ def test_publish_refuses_a_pipeline_file_serving_other_channels_than_the_deploye
     status, out, err = ops.rules("publish", "--with-pipeline", "--shadow")
     assert status == 2, err
     assert "\npipelines/twilio_inbound.yaml:7:11: channels: [whatsapp] are not the deployed pipeline's" in out
+    assert err.endswith("changes what only a code deploy may: nothing was published\n")
+    assert ops.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == before
+
+
+def test_publish_refuses_a_pipeline_file_without_a_step_the_live_bundles_file_has(ops: Ops) -> None:
+    ops.publish("--with-pipeline", "--live")
+    (ops.root / "pipelines" / "twilio_inbound.yaml").write_text(NO_SIGNATURE, encoding="utf-8")
+    before = ops.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"]
+    status, out, err = ops.rules("publish", "--with-pipeline", "--live")
+    assert status == 2, err
+    assert f"\n{NO_SIGNATURE_PROBLEM}\n" in out
     assert err.endswith("changes what only a code deploy may: nothing was published\n")
     assert ops.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == before
 
