@@ -49,6 +49,8 @@ __all__ = ["main", "run"]
 EXIT_OK, EXIT_USAGE = 0, 2
 DEFAULT_PIPELINE = Path("pipelines/twilio_inbound.yaml")
 LISTED = 20
+# What S3 answers a conditional write (If-None-Match / If-Match) that another write got to first.
+_WRITTEN_MEANWHILE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 
 
 class _Failed(Exception):
@@ -172,17 +174,39 @@ class _Store:
         return Bundle.from_json(body["Body"].read(), bundle_id)
 
     def upload(self, bundle: Bundle) -> bool:
-        """Store the bundle unless it is there already; True when it was uploaded."""
-        if self.exists(bundle.id):
-            return False
+        """Store the bundle unless it is there already; True when it was uploaded.
+
+        One there already (or uploaded meanwhile, by another publish of the same files) must be this bundle, whole.
+        """
+        import botocore.exceptions
+
         key = bundle_key(self.prefix, self.pipeline, bundle.id)
-        self._call(
-            f"cannot write {self.uri(key)}",
-            lambda: self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=bundle.to_json(), ContentType="application/json", IfNoneMatch="*"
-            ),
-        )
-        return True
+        if not self.exists(bundle.id):
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=bundle.to_json(), ContentType="application/json", IfNoneMatch="*"
+                )
+                return True
+            except botocore.exceptions.ClientError as exc:
+                if _code(exc) not in _WRITTEN_MEANWHILE:
+                    raise _Failed(f"cannot write {self.uri(key)}: {_code(exc)}") from None
+            except botocore.exceptions.BotoCoreError as exc:
+                raise _Failed(f"cannot write {self.uri(key)}: {exc}") from None
+        self._same(bundle)
+        return False
+
+    def _same(self, bundle: Bundle) -> None:
+        """_Failed unless the object stored under the bundle's key is that bundle, of this pipeline."""
+        key = bundle_key(self.prefix, self.pipeline, bundle.id)
+        try:
+            stored = self.load(bundle.id)
+        except BundleError as exc:
+            raise _Failed(f"{self.uri(key)} is not bundle {bundle.id}: {exc}; delete it and publish again") from None
+        if stored.pipeline != bundle.pipeline:
+            raise _Failed(
+                f"{self.uri(key)} is a bundle of pipeline {stored.pipeline!r}, not of {bundle.pipeline!r}; "
+                "delete it and publish again"
+            )
 
     def deployment(self) -> tuple[Deployment, str | None]:
         """The deployment document and its ETag (a new one and None when there is none yet)."""
@@ -215,7 +239,7 @@ class _Store:
                 Bucket=self.bucket, Key=key, Body=updated.to_json(), ContentType="application/json", **condition
             )
         except botocore.exceptions.ClientError as exc:
-            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+            if _code(exc) in _WRITTEN_MEANWHILE:
                 raise _Failed("the deployment changed while this ran (someone else deployed); run it again") from None
             raise _Failed(f"cannot write {self.uri(key)}: {_code(exc)}") from None
         except botocore.exceptions.BotoCoreError as exc:

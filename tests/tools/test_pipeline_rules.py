@@ -127,6 +127,44 @@ def test_a_deployment_changed_meanwhile_is_not_overwritten(ops: Ops, monkeypatch
     assert ops.deployment().updated_by == "someone else"
 
 
+# Two publishes of the same files at once (defect: the one whose upload came second failed with exit 2,
+# "PreconditionFailed", and did not deploy), and an object under the bundle's key that is not the bundle (defect:
+# "already published", then deployed, for the function to refuse).
+
+
+def test_a_publish_racing_another_of_the_same_files_is_already_published_and_deploys(ops: Ops) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    other = boto3.client("s3")  # the other person's publish
+
+    def the_other_publish_uploads_first(params: dict[str, Any], **_: Any) -> None:
+        if "/bundles/" in params["Key"]:  # the same bundle, uploaded between this one's check and its upload
+            other.put_object(Bucket=BUCKET, Key=params["Key"], Body=params["Body"])
+
+    ops.s3.meta.events.register("before-parameter-build.s3.PutObject", the_other_publish_uploads_first, "race")
+    status, out, err = ops.rules("publish", "--shadow")
+    ops.s3.meta.events.unregister("before-parameter-build.s3.PutObject", unique_id="race")
+    assert status == 0, err
+    (line,) = [line for line in out.splitlines() if "published: bundle" in line]
+    bundle_id = line.split()[3]
+    assert line.startswith(f"already published: bundle {bundle_id} of twilio_inbound (4 files)")
+    assert (ops.deployment().live, ops.deployment().shadow) == (None, bundle_id)
+
+
+def test_an_object_under_the_bundles_key_that_is_not_the_bundle_is_not_deployed(ops: Ops) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    bundle_id = ops.publish()
+    key = bundle_key("rules/", PIPELINE, bundle_id)
+    ops.s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"format": 1, "files": {"rules/x.yaml": "tampered"}}')
+    status, out, err = ops.rules("publish", "--live")
+    assert status == 2
+    assert err.endswith(
+        f"pipeline-rules: error: s3://{BUCKET}/{key} is not bundle {bundle_id}: the bundle's files do not match "
+        f"its id (their digest is {Bundle(PIPELINE, {'rules/x.yaml': 'tampered'}).id}); delete it and publish again\n"
+    )
+    assert "published: bundle" not in out
+    assert ops.s3.list_objects_v2(Bucket=BUCKET, Prefix=deployment_key("rules/", PIPELINE))["KeyCount"] == 0
+
+
 def test_pull_writes_a_bundle_as_a_baseline_directory(ops: Ops, tmp_path: Path) -> None:
     ops.edit("40_routing.yaml", VIP_ROUTING)
     bundle_id = ops.publish()
