@@ -44,7 +44,7 @@ from engine.calls import CallLimits
 from engine.config import AppConfig
 from engine.errors import Problem
 from engine.rules import RuleSet
-from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
+from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, too_large
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.verify import StepOutline, code_owned, step_outline, verify
 
@@ -95,6 +95,14 @@ class _Refusal(NamedTuple):
     message: str
     bundle: str | None = None
     problems: list[str] | None = None
+
+
+class _TooLarge(BundleError):
+    """S3 holds an object larger than a bundle may be (``runtime.bundles.MAX_BYTES``); ``etag`` is its ETag."""
+
+    def __init__(self, message: str, etag: str) -> None:
+        super().__init__(message)
+        self.etag = etag
 
 
 class _Unreadable(Exception):
@@ -216,11 +224,18 @@ class BundleWatcher:
             self._client = self._make_client()
         return self._client
 
-    def _get(self, key: str, etag: str | None = None) -> tuple[bytes, str] | None:
-        """The object's bytes and ETag; None when it is unchanged since ``etag``; _Unreadable otherwise."""
+    def _get(self, key: str, what: str, etag: str | None = None) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag; None when it is unchanged since ``etag``; _Unreadable otherwise.
+
+        One larger than a bundle may be is _TooLarge, and its body is not read.
+        """
         try:
             answer = self.s3().get_object(Bucket=self.bucket, Key=key, **({"IfNoneMatch": etag} if etag else {}))
-            return answer["Body"].read(), str(answer.get("ETag", ""))
+            error = too_large(int(answer.get("ContentLength") or 0), what)
+            if error is not None:
+                answer["Body"].close()
+                raise _TooLarge(str(error), str(answer.get("ETag", "")))
+            return answer["Body"].read(MAX_BYTES + 1), str(answer.get("ETag", ""))
         except botocore.exceptions.ClientError as exc:
             code, status = _code(exc)
             if status == 304 or code in ("304", "NotModified"):
@@ -242,7 +257,11 @@ class BundleWatcher:
         state = self._states[name]
         key = deployment_key(self.prefix, name)
         try:
-            found = self._get(key, state.etag)
+            found = self._get(key, "the deployment document", state.etag)
+        except _TooLarge as exc:
+            self._error(name, f"the deployment s3://{self.bucket}/{key} is refused: {exc}")
+            state.etag = exc.etag
+            return
         except _Unreadable as exc:
             if exc.missing and state.etag is None:
                 return  # no deployment yet: the packaged rules decide
@@ -333,11 +352,11 @@ class BundleWatcher:
         try:
             source = self._source(name, bundle_id)
         except _Unreadable as exc:
-            refusals.append(_Refusal(f"rules bundle {bundle_id} cannot be read ({exc})"))
+            refusals.append(_Refusal(f"rules bundle {bundle_id} cannot be read ({exc})", bundle_id))
             return False, False
         except BundleError as exc:
             state.refused[bundle_id] = revision
-            refusals.append(_Refusal(f"rules bundle {bundle_id} is refused: {exc}"))
+            refusals.append(_Refusal(f"rules bundle {bundle_id} is refused: {exc}", bundle_id))
             return False, True
         verification = verify(source.pipeline, source.rules, self._env)
         deployed = self._app.pipeline(name)
@@ -363,7 +382,7 @@ class BundleWatcher:
         known = self._fetched.get((name, bundle_id))
         if known is not None:
             return known
-        found = self._get(bundle_key(self.prefix, name, bundle_id))
+        found = self._get(bundle_key(self.prefix, name, bundle_id), "the bundle")
         assert found is not None
         bundle = Bundle.from_json(found[0], bundle_id)
         if bundle.pipeline != name:

@@ -475,3 +475,31 @@ def test_a_bundle_carrying_the_pipeline_file_as_deployed_with_new_step_parameter
     world.add_conversation(vip=True)
     line = started.message(json_logs)
     assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {bundle}, revision 1")
+
+
+# A bundle larger than a bundle may be (defect: it was read, parsed and verified whatever its size, twice, before the
+# first event: about 1.3 s per MB of rules added to every cold start, and memory and /tmp to match).
+
+
+def test_a_bundle_too_large_is_refused_and_the_last_good_one_decides(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, _ = vip_bundle_live(ops, container, world)
+    padding = "# " + "x" * 1022 + "\n"
+    huge = ops.sneak_in(rules_files(AGENT_ROUTING.replace("rules:\n", padding * 1100 + "rules:\n", 1)))
+    capsys.readouterr()
+
+    fresh = container()
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert error["bundle"] == huge
+    assert error["message"].startswith(f"rules bundle {huge} is refused: the bundle is ")
+    assert error["message"].endswith(
+        f" bytes, more than the 1048576 (1 MiB) it may be; the last good live bundle decides: bundle {good}, revision 1"
+    )
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    line = fresh.message(json_logs, "sms", "can I speak to an agent?")
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {good}, revision 1")
+
+    fresh.keys_read()
+    fresh.after(INTERVAL)
+    assert fresh.keys_read() == [("deployment.json", True)]  # refused once, not read again

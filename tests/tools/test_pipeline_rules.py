@@ -455,3 +455,14 @@ def test_publish_strict_refuses_warnings_but_unset_env_values_which_strict_env_r
     ops.edit("45_never_named.yaml", UNUSED_RULES)
     status, out, err = ops.rules("publish", "--strict")
     assert status == 2 and "its rules never run" in out and "nothing was published" in err, out + err
+
+
+# A bundle larger than the function reads (defect: published and deployed whatever its size).
+
+
+def test_publish_refuses_a_bundle_too_large_and_uploads_nothing(ops: Ops) -> None:
+    ops.edit("40_routing.yaml", "# " + "x" * (1024 * 1024) + "\n" + VIP_ROUTING)
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 2
+    assert "more than the 1048576 (1 MiB) it may be: the function would refuse it" in err
+    assert ops.s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
