@@ -5,6 +5,9 @@ Turned on by ``RULES_BUCKET``; ``RULES_PREFIX`` (default ``rules/``) and ``RULES
 
 - At cold start, ``load`` reads each pipeline's deployment document, and the bundles it names, before
   the first event (bounded: past ``COLD_START_BUDGET_SECONDS`` the rest waits for the first check).
+  A check that could not read what it needed (S3 failing, a bundle missing) is tried again after
+  ``RETRY_SECONDS``, then twice as long after each failure, up to N: a new container that could not
+  read the deployment is not left deciding with the packaged rules for N seconds.
 - As an invocation starts, ``poke`` starts one background check when N seconds have passed since the
   last one. The check is a conditional GET of each deployment document (``If-None-Match`` its ETag): an
   unchanged deployment costs a warm container one 304 answer every N seconds, nothing else. A changed
@@ -55,6 +58,7 @@ __all__ = [
     "COLD_START_BUDGET_SECONDS",
     "DEFAULT_PREFIX",
     "DEFAULT_REFRESH_SECONDS",
+    "RETRY_SECONDS",
     "BundleWatcher",
     "Source",
 ]
@@ -64,6 +68,8 @@ logger = logging.getLogger("runtime.bundlewatch")
 DEFAULT_PREFIX = "rules/"
 DEFAULT_REFRESH_SECONDS = 60.0
 COLD_START_BUDGET_SECONDS = 3.0
+# The first delay before a check again after one that could not read what it needed (then doubled, up to the interval).
+RETRY_SECONDS = 5.0
 ERROR_METRIC = "RulesBundleErrors"
 
 
@@ -150,6 +156,7 @@ class BundleWatcher:
         self._states = {name: _State(source) for name, source in packaged.items()}
         self._fetched: dict[tuple[str, str], Source] = {}
         self._due = 0.0
+        self._retry = RETRY_SECONDS
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -189,13 +196,15 @@ class BundleWatcher:
     def load(self) -> None:
         """Apply every pipeline's deployment now (the cold start), within ``COLD_START_BUDGET_SECONDS``."""
         started = self._clock()
+        settled = True
         with self._lock:
             for name in self._states:
                 if self._clock() - started > COLD_START_BUDGET_SECONDS:
                     logger.warning("rules bundles: cold start budget spent; %s is checked at the next refresh", name)
+                    settled = False
                     continue
-                self._check_safely(name)
-        self._due = self._clock() + self.interval
+                settled = self._check_safely(name) and settled
+            self._due = self._clock() + self._next_check(settled)
 
     def poke(self) -> None:
         """Start a background check when one is due and none is running (called as each invocation starts)."""
@@ -215,8 +224,22 @@ class BundleWatcher:
     def check(self) -> None:
         """Check every pipeline's deployment once, and apply what changed."""
         with self._lock:
-            for name in self._states:
-                self._check_safely(name)
+            settled = all([self._check_safely(name) for name in self._states])  # a list: every pipeline is checked
+            self._due = self._clock() + self._next_check(settled)
+
+    def _next_check(self, settled: bool) -> float:
+        """Seconds until the next check: the interval once every pipeline applied its deployment (or was refused).
+
+        While one could not be read (S3 failing or slow, a bundle missing), the container may be deciding with
+        other rules than the fleet (a new one, with the packaged rules): the next check comes after
+        ``RETRY_SECONDS``, doubling with each failed check up to the interval.
+        """
+        if settled:
+            self._retry = RETRY_SECONDS
+            return self.interval
+        delay = min(self._retry, self.interval)
+        self._retry = min(self._retry * 2, self.interval)
+        return delay
 
     def s3(self) -> Any:
         """The S3 client, created on first use."""
@@ -244,16 +267,20 @@ class BundleWatcher:
         except botocore.exceptions.BotoCoreError as exc:
             raise _Unreadable(type(exc).__name__) from None
 
-    def _check_safely(self, name: str) -> None:
-        """Check one pipeline's deployment; anything unexpected is an ERROR line and a count, never a crash."""
+    def _check_safely(self, name: str) -> bool:
+        """Check one pipeline's deployment; anything unexpected is an ERROR line and a count, never a crash.
+
+        True when it is settled: applied, refused, or there is none; False when it must be tried again.
+        """
         try:
-            self._check(name)
+            return self._check(name)
         except Exception as exc:  # a check must never stop a cold start or a container; the next one tries again
             failed = f"checking the rules bundles of {name} failed ({type(exc).__name__}: {exc})"
             logger.exception(f"{failed}; the rules in use keep deciding", extra=self._fields(name))
             self._count(name)
+            return False
 
-    def _check(self, name: str) -> None:
+    def _check(self, name: str) -> bool:
         state = self._states[name]
         key = deployment_key(self.prefix, name)
         try:
@@ -261,25 +288,27 @@ class BundleWatcher:
         except _TooLarge as exc:
             self._error(name, f"the deployment s3://{self.bucket}/{key} is refused: {exc}")
             state.etag = exc.etag
-            return
+            return True
         except _Unreadable as exc:
             if exc.missing and state.etag is None:
-                return  # no deployment yet: the packaged rules decide
+                return True  # no deployment yet: the packaged rules decide
             self._error(
                 name, f"the deployment s3://{self.bucket}/{key} cannot be read ({exc}); the rules in use keep deciding"
             )
-            return
+            return False
         if found is None:
-            return
+            return True
         body, etag = found
         try:
             deployment = Deployment.from_json(body)
         except BundleError as exc:
             self._error(name, f"the deployment s3://{self.bucket}/{key} is refused: {exc}")
             state.etag = etag
-            return
-        if self._apply(name, state, deployment):
+            return True
+        settled = self._apply(name, state, deployment)
+        if settled:
             state.etag = etag
+        return settled
 
     def _apply(self, name: str, state: _State, deployment: Deployment) -> bool:
         """Deploy what ``deployment`` names, keeping what is in use for anything unusable; False to try again."""

@@ -18,7 +18,7 @@ import pytest
 from engine.calls import CallLimits
 from engine.config import load_config
 from runtime.app import Application
-from runtime.bundlewatch import BundleWatcher
+from runtime.bundlewatch import RETRY_SECONDS, BundleWatcher
 from tests.support.aws import error_response
 from tests.support.bundles import (
     AGENT_ROUTING,
@@ -109,7 +109,7 @@ def container(world: Any, ops: Ops, monkeypatch: pytest.MonkeyPatch, boto_sessio
         events = watcher.s3().meta.events
         events.register("before-parameter-build.s3.GetObject", lambda params, **_: reads.append(dict(params)))
         if fail is not None:
-            events.register("before-call.s3.GetObject", lambda **_: error_response(fail, 503))
+            events.register("before-call.s3.GetObject", lambda **_: error_response(fail, 503), unique_id="fail")
         application.watcher = watcher
         watcher.load()
         return Container(application, watcher, clock, reads)
@@ -503,3 +503,35 @@ def test_a_bundle_too_large_is_refused_and_the_last_good_one_decides(
     fresh.keys_read()
     fresh.after(INTERVAL)
     assert fresh.keys_read() == [("deployment.json", True)]  # refused once, not read again
+
+
+# A cold start whose S3 read failed (defect: the container decided with the packaged rules, not the fleet's live
+# bundle, until the first refresh: RULES_REFRESH_SECONDS later, up to an hour as the template allows).
+
+
+def test_after_a_cold_start_that_could_not_read_s3_the_check_comes_back_soon_then_less_often(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    bundle = ops.publish("--live")
+    started = container(fail="SlowDown")
+    world.add_conversation(vip=True)
+    assert started.message(json_logs)["rules_version"] == packaged_version()
+
+    started.keys_read()
+    started.after(RETRY_SECONDS - 1)
+    assert started.keys_read() == []  # not yet
+    started.after(1)
+    assert started.keys_read() == [("deployment.json", False)]  # still failing: next after twice as long
+    started.after(2 * RETRY_SECONDS - 1)
+    assert started.keys_read() == []
+
+    started.watcher.s3().meta.events.unregister("before-call.s3.GetObject", unique_id="fail")
+    started.after(1)
+    assert started.keys_read() == [("deployment.json", False), (f"bundles/{bundle}.json", False)]
+    line = started.message(json_logs)
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {bundle}, revision 1")
+    started.after(INTERVAL - 1)
+    assert started.keys_read() == []  # settled: back to the interval
+    started.after(1)
+    assert started.keys_read() == [("deployment.json", True)]
