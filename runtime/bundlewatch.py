@@ -33,6 +33,7 @@ Turned on by ``RULES_BUCKET``; ``RULES_PREFIX`` (default ``rules/``) and ``RULES
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import threading
 import time
@@ -61,6 +62,7 @@ __all__ = [
     "RETRY_SECONDS",
     "BundleWatcher",
     "Source",
+    "refresh_interval",
 ]
 
 logger = logging.getLogger("runtime.bundlewatch")
@@ -128,6 +130,25 @@ def _code(exc: botocore.exceptions.ClientError) -> tuple[str, int]:
     return str(exc.response.get("Error", {}).get("Code", "Unknown")), status
 
 
+def refresh_interval(env: Mapping[str, str]) -> float:
+    """``RULES_REFRESH_SECONDS``, at least 1; what is no number of seconds is the default, with an ERROR line."""
+    raw = env.get("RULES_REFRESH_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_REFRESH_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        logger.error(
+            "RULES_REFRESH_SECONDS must be a number of seconds (at least 1); %r is not: using %g",
+            raw,
+            DEFAULT_REFRESH_SECONDS,
+        )
+        return DEFAULT_REFRESH_SECONDS
+    return max(1.0, seconds)
+
+
 class BundleWatcher:
     """Keeps each pipeline of ``app`` deciding with the rules bundles its deployment document names."""
 
@@ -175,10 +196,9 @@ class BundleWatcher:
             config.name: Source(path, root / RULES_DIR) for config, path in zip(app.configs, files, strict=True)
         }
         prefix = env.get("RULES_PREFIX", DEFAULT_PREFIX).strip()
-        try:
-            interval = max(1.0, float(env.get("RULES_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS)))
-        except ValueError:
-            interval = DEFAULT_REFRESH_SECONDS
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"  # as pipeline-rules takes it: the keys it writes
+        interval = refresh_interval(env)
 
         def client() -> Any:
             import boto3

@@ -317,6 +317,56 @@ def test_the_handler_reads_the_bucket_from_its_environment(
     assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {bundle}, revision 1")
 
 
+# The function's settings as pipeline-rules and the docs read them (defect: RULES_PREFIX without its trailing slash
+# pointed the function at other keys than pipeline-rules wrote, so the packaged rules decided without a word; a
+# RULES_REFRESH_SECONDS of "inf" or "1m" was taken silently, the first never checking again).
+
+
+def test_a_prefix_without_its_slash_names_the_keys_pipeline_rules_writes(
+    ops: Ops, world: Any, boto_session: Any, monkeypatch: pytest.MonkeyPatch, json_logs: Logs
+) -> None:
+    import handler
+
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    status, out, err = ops.rules("--prefix", "rules", "publish", "--live")
+    assert status == 0, err
+    bundle = next(line.split()[2] for line in out.splitlines() if line.startswith("published: bundle"))
+    monkeypatch.setenv("RULES_BUCKET", BUCKET)
+    monkeypatch.setenv("RULES_PREFIX", "rules")
+    handler.reload(boto_session)
+    world.add_default_secrets()
+    world.add_conversation(vip=True)
+    handler.handler(rest_event("whatsapp", whatsapp_params()), None)
+    (line,) = event_lines(json_logs())
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {bundle}, revision 1")
+
+
+@pytest.mark.parametrize(
+    ("setting", "interval", "said"), [("inf", 60, True), ("1m", 60, True), ("0", 1, False), ("-5", 1, False)]
+)
+def test_a_refresh_interval_that_is_no_number_of_seconds_is_the_default_and_says_so(
+    world: Any,
+    boto_session: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    json_logs: Logs,
+    setting: str,
+    interval: float,
+    said: bool,
+) -> None:
+    import handler
+
+    monkeypatch.setenv("RULES_BUCKET", BUCKET)
+    monkeypatch.setenv("RULES_REFRESH_SECONDS", setting)
+    application = handler.reload(boto_session)
+    assert application.watcher is not None and application.watcher.interval == interval
+    errors = [line["message"] for line in json_logs() if line["message"].startswith("RULES_REFRESH_SECONDS")]
+    assert errors == (
+        [f"RULES_REFRESH_SECONDS must be a number of seconds (at least 1); {setting!r} is not: using 60"]
+        if said
+        else []
+    )
+
+
 # A bundle whose pipeline file changes what only the code may (defect: it stopped the cold start, even in shadow).
 
 
