@@ -178,6 +178,7 @@ class BundleWatcher:
         self._fetched: dict[tuple[str, str], Source] = {}
         self._due = 0.0
         self._retry = RETRY_SECONDS
+        self._reads_until = math.inf
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -214,16 +215,23 @@ class BundleWatcher:
         )
 
     def load(self) -> None:
-        """Apply every pipeline's deployment now (the cold start), within ``COLD_START_BUDGET_SECONDS``."""
+        """Apply every pipeline's deployment now (the cold start), within ``COLD_START_BUDGET_SECONDS``.
+
+        Past the budget no read starts: what it would have read waits for the next check.
+        """
         started = self._clock()
         settled = True
         with self._lock:
-            for name in self._states:
-                if self._clock() - started > COLD_START_BUDGET_SECONDS:
-                    logger.warning("rules bundles: cold start budget spent; %s is checked at the next refresh", name)
-                    settled = False
-                    continue
-                settled = self._check_safely(name) and settled
+            self._reads_until = started + COLD_START_BUDGET_SECONDS
+            try:
+                for name in self._states:
+                    if self._clock() - started > COLD_START_BUDGET_SECONDS:
+                        logger.warning("rules bundles: cold start budget spent; %s waits for the next check", name)
+                        settled = False
+                        continue
+                    settled = self._check_safely(name) and settled
+            finally:
+                self._reads_until = math.inf
             self._due = self._clock() + self._next_check(settled)
 
     def poke(self) -> None:
@@ -272,6 +280,8 @@ class BundleWatcher:
 
         One larger than a bundle may be is _TooLarge, and its body is not read.
         """
+        if self._clock() > self._reads_until:
+            raise _Unreadable("the cold start's time for S3 is spent")
         try:
             answer = self.s3().get_object(Bucket=self.bucket, Key=key, **({"IfNoneMatch": etag} if etag else {}))
             error = too_large(int(answer.get("ContentLength") or 0), what)
@@ -333,7 +343,7 @@ class BundleWatcher:
     def _apply(self, name: str, state: _State, deployment: Deployment) -> bool:
         """Deploy what ``deployment`` names, keeping what is in use for anything unusable; False to try again."""
         refusals: list[_Refusal] = []
-        settled, fell_back = True, False
+        settled, fell_back, found = True, False, True
         live_id, revision = state.live, deployment.revision
         wanted = deployment.live
         if wanted != state.live:
@@ -343,8 +353,8 @@ class BundleWatcher:
             elif state.applied:
                 revision = state.revision
             else:  # a new container: the last good bundle, as the warm containers keep it
-                live_id, revision = self._last_good(name, deployment)
-                fell_back = True
+                live_id, revision, found = self._last_good(name, deployment)
+                settled, fell_back = settled and found, True
         candidate = None
         shadow_id = deployment.shadow if deployment.shadow != live_id else None
         if shadow_id is not None:
@@ -359,7 +369,8 @@ class BundleWatcher:
         self._app.deploy(live, candidate)
         shadowed_id = shadow_id if candidate is not None else None
         changed = (state.live, state.shadow) != (live_id, shadowed_id)
-        state.live, state.shadow, state.revision, state.applied = live_id, shadowed_id, revision, True
+        state.live, state.shadow, state.revision = live_id, shadowed_id, revision
+        state.applied = found  # a walk stopped by a bundle it could not read walks again at the next check
         deciding = "the rules in use keep deciding"
         if fell_back:
             packaged = "the rules packaged beside the handler decide"
@@ -380,16 +391,24 @@ class BundleWatcher:
             )
         return settled
 
-    def _last_good(self, name: str, deployment: Deployment) -> tuple[str | None, int]:
-        """The newest earlier live bundle that verifies (None: the packaged rules), and the revision it was live at."""
+    def _last_good(self, name: str, deployment: Deployment) -> tuple[str | None, int, bool]:
+        """The newest earlier live bundle that verifies (None: the packaged rules), its revision, and whether final.
+
+        The walk stops at a bundle that cannot be read (S3 failing: reading further would fail as well, and take as
+        long): the packaged rules decide until a check reads it.
+        """
         for bundle_id in deployment.earlier_live():
-            # An earlier bundle's problems were reported when it was deployed: only the wanted one's are reported now.
-            if bundle_id is None or self._usable(name, bundle_id, deployment.revision, [])[0]:
-                revision = next(
-                    (entry.get("revision") for entry in deployment.history if entry.get("live") == bundle_id), 0
-                )
-                return bundle_id, revision if isinstance(revision, int) else 0
-        return None, 0
+            if bundle_id is not None:
+                # An earlier bundle's problems were reported when it was deployed: only the wanted one's are reported.
+                usable, final = self._usable(name, bundle_id, deployment.revision, [])
+                if not final:
+                    return None, 0, False
+                if not usable:
+                    continue
+            history = deployment.history
+            revision = next((entry.get("revision") for entry in history if entry.get("live") == bundle_id), 0)
+            return bundle_id, revision if isinstance(revision, int) else 0, True
+        return None, 0, True
 
     def _usable(self, name: str, bundle_id: str | None, revision: int, refusals: list[_Refusal]) -> tuple[bool, bool]:
         """Whether the bundle can decide (read, verified), and whether that is final; ``refusals`` gets why not."""

@@ -44,6 +44,7 @@ from tests.support.webhooks import rest_event, sms_params, whatsapp_params
 ROOT = Path(__file__).resolve().parents[2]
 INTERVAL = 30.0
 Logs = Callable[..., list[dict[str, Any]]]
+Fault = Callable[["Clock", str], Any]
 
 
 class Clock:
@@ -98,7 +99,8 @@ def container(world: Any, ops: Ops, monkeypatch: pytest.MonkeyPatch, boto_sessio
 
     world.add_default_secrets()
 
-    def start(fail: str | None = None) -> Container:
+    def start(fail: str | None = None, fault: Fault | None = None) -> Container:
+        """``fail``: every read fails with that code; ``fault``: called with the clock and each read's URL path."""
         application = handler.reload(boto_session)
         assert application.watcher is None
         clock = Clock()
@@ -110,6 +112,10 @@ def container(world: Any, ops: Ops, monkeypatch: pytest.MonkeyPatch, boto_sessio
         events.register("before-parameter-build.s3.GetObject", lambda params, **_: reads.append(dict(params)))
         if fail is not None:
             events.register("before-call.s3.GetObject", lambda **_: error_response(fail, 503), unique_id="fail")
+        if fault is not None:
+            events.register(
+                "before-call.s3.GetObject", lambda params, **_: fault(clock, params["url_path"]), unique_id="fail"
+            )
         application.watcher = watcher
         watcher.load()
         return Container(application, watcher, clock, reads)
@@ -585,3 +591,58 @@ def test_after_a_cold_start_that_could_not_read_s3_the_check_comes_back_soon_the
     assert started.keys_read() == []  # settled: back to the interval
     started.after(1)
     assert started.keys_read() == [("deployment.json", True)]
+
+
+# S3 failing on bundles while a new container starts (defects: the walk back through the history for a good bundle
+# read every earlier bundle whatever the time, 50 slow reads in a cold start; and a bundle it could not read was
+# taken as none being good, for good: the packaged rules decided until the deployment changed).
+
+
+def distinct_bundles(ops: Ops, count: int) -> list[str]:
+    """``count`` bundles published live one after the other (the routing with a comment of its own): their ids."""
+    published = []
+    for number in range(count):
+        ops.edit("40_routing.yaml", f"# change {number}\n{VIP_ROUTING}")
+        published.append(ops.publish("--live"))
+    return published
+
+
+def test_a_cold_start_with_s3_timing_out_on_bundles_stops_reading_within_its_budget(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    *earlier, wanted = distinct_bundles(ops, 5)
+
+    def bundles_time_out(clock: Clock, path: str) -> Any:
+        if "/bundles/" in path:
+            clock.now += 2.0  # each read waits for its time-outs
+            return error_response("RequestTimeout", 400)
+        return None
+
+    started = container(fault=bundles_time_out)
+    read = [key for key, _ in started.keys_read()]
+    assert read == ["deployment.json", f"bundles/{wanted}.json", f"bundles/{earlier[-1]}.json"]
+    assert started.application.pipeline("twilio_inbound").version == packaged_version()
+
+    started.watcher.s3().meta.events.unregister("before-call.s3.GetObject", unique_id="fail")
+    started.after(RETRY_SECONDS)
+    world.add_conversation(vip=True)
+    assert started.message(json_logs)["rules_source"] == f"bundle {wanted}, revision 5"
+
+
+def test_a_new_container_that_cannot_read_the_last_good_bundle_tries_it_again_soon(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    (good,) = distinct_bundles(ops, 1)
+    ops.sneak_in(rules_files(BROKEN_ROUTING))
+
+    def good_one_unreadable(clock: Clock, path: str) -> Any:
+        return error_response("SlowDown", 503) if f"/bundles/{good}.json" in path else None
+
+    started = container(fault=good_one_unreadable)
+    assert started.application.pipeline("twilio_inbound").version == packaged_version()
+
+    started.watcher.s3().meta.events.unregister("before-call.s3.GetObject", unique_id="fail")
+    started.after(RETRY_SECONDS)
+    world.add_conversation(vip=True)
+    line = started.message(json_logs)
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {good}, revision 1")
