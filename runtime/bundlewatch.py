@@ -394,13 +394,13 @@ class BundleWatcher:
     def _last_good(self, name: str, deployment: Deployment) -> tuple[str | None, int, bool]:
         """The newest earlier live bundle that verifies (None: the packaged rules), its revision, and whether final.
 
-        The walk stops at a bundle that cannot be read (S3 failing: reading further would fail as well, and take as
-        long): the packaged rules decide until a check reads it.
+        The walk passes a bundle S3 does not have (deleted) and stops at one it cannot read (S3 failing: reading
+        further would fail as well, and take as long): the packaged rules decide until a check reads it.
         """
         for bundle_id in deployment.earlier_live():
             if bundle_id is not None:
                 # An earlier bundle's problems were reported when it was deployed: only the wanted one's are reported.
-                usable, final = self._usable(name, bundle_id, deployment.revision, [])
+                usable, final = self._usable(name, bundle_id, deployment.revision, [], missing_final=True)
                 if not final:
                     return None, 0, False
                 if not usable:
@@ -410,8 +410,13 @@ class BundleWatcher:
             return bundle_id, revision if isinstance(revision, int) else 0, True
         return None, 0, True
 
-    def _usable(self, name: str, bundle_id: str | None, revision: int, refusals: list[_Refusal]) -> tuple[bool, bool]:
-        """Whether the bundle can decide (read, verified), and whether that is final; ``refusals`` gets why not."""
+    def _usable(
+        self, name: str, bundle_id: str | None, revision: int, refusals: list[_Refusal], *, missing_final: bool = False
+    ) -> tuple[bool, bool]:
+        """Whether the bundle can decide (read, verified), and whether that is final; ``refusals`` gets why not.
+
+        A bundle S3 does not have is tried again (it may be uploaded yet), unless ``missing_final``.
+        """
         state = self._states[name]
         if bundle_id is None:
             return True, True
@@ -421,7 +426,7 @@ class BundleWatcher:
             source = self._source(name, bundle_id)
         except _Unreadable as exc:
             refusals.append(_Refusal(f"rules bundle {bundle_id} cannot be read ({exc})", bundle_id))
-            return False, False
+            return False, exc.missing and missing_final
         except BundleError as exc:
             state.refused[bundle_id] = revision
             refusals.append(_Refusal(f"rules bundle {bundle_id} is refused: {exc}", bundle_id))

@@ -18,6 +18,7 @@ import pytest
 from engine.calls import CallLimits
 from engine.config import load_config
 from runtime.app import Application
+from runtime.bundles import bundle_key
 from runtime.bundlewatch import RETRY_SECONDS, BundleWatcher
 from tests.support.aws import error_response
 from tests.support.bundles import (
@@ -26,6 +27,7 @@ from tests.support.bundles import (
     BUCKET,
     NO_SIGNATURE,
     NO_SIGNATURE_PROBLEM,
+    PIPELINE,
     PIPELINE_FILE,
     ROUTING,
     VIP_ROUTING,
@@ -646,3 +648,14 @@ def test_a_new_container_that_cannot_read_the_last_good_bundle_tries_it_again_so
     world.add_conversation(vip=True)
     line = started.message(json_logs)
     assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {good}, revision 1")
+
+
+def test_the_walk_back_passes_a_bundle_deleted_since(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    good, deleted = distinct_bundles(ops, 2)
+    ops.s3.delete_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, deleted))
+    ops.sneak_in(rules_files(BROKEN_ROUTING))
+    started = container()
+    world.add_conversation(vip=True)
+    assert started.message(json_logs)["rules_source"] == f"bundle {good}, revision 1"
