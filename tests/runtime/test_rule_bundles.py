@@ -659,3 +659,37 @@ def test_the_walk_back_passes_a_bundle_deleted_since(
     started = container()
     world.add_conversation(vip=True)
     assert started.message(json_logs)["rules_source"] == f"bundle {good}, revision 1"
+
+
+# A rule whose condition fails at run time (defect: the event line's rules left its set out, so it named no rule
+# for an INTERNAL_ERROR a rule caused, while the shadow_mismatch line named that rule for the same event).
+
+
+def test_the_event_line_names_the_rule_whose_condition_failed(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    failing = VIP_ROUTING.replace(
+        'when: "conversation.vip == `true`"',
+        "when: \"conversation.vip == `true` && starts_with(conversation.vip, 'x')\"",
+    ).replace(
+        "  - name: a vip goes to a person\n"
+        "    given: {request: {channel: whatsapp}, conversation: {vip: true}}\n"
+        "    expect: {rule: vip_to_human, target: handoff}\n",
+        "",
+    )
+    bundle = ops.sneak_in(rules_files(failing))
+    started = container()
+    world.add_conversation(vip=True)
+    line = started.message(json_logs)
+    assert (line["outcome"], line["error_cause"], line["rules_source"]) == (
+        "INTERNAL_ERROR",
+        "RuleError",
+        f"bundle {bundle}, revision 1",
+    )
+    assert line["rules"] == {
+        "project_status": None,
+        "channel": None,
+        "conversation_lock": None,
+        "routing": "vip_to_human",
+    }
+    assert world.stage_rows() == [] and world.sent("handoff") == []
