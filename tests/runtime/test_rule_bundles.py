@@ -7,6 +7,7 @@ of the refresh interval; the background check it starts is awaited before the ne
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pytest
 from engine.calls import CallLimits
 from engine.config import load_config
 from runtime.app import Application
-from runtime.bundles import bundle_key
+from runtime.bundles import Bundle, bundle_key
 from runtime.bundlewatch import RETRY_SECONDS, BundleWatcher
 from tests.support.aws import error_response
 from tests.support.bundles import (
@@ -693,3 +694,36 @@ def test_the_event_line_names_the_rule_whose_condition_failed(
         "routing": "vip_to_human",
     }
     assert world.stage_rows() == [] and world.sent("handoff") == []
+
+
+@pytest.mark.parametrize("fault", ["tampered", "another pipeline's"])
+def test_a_tampered_bundle_or_another_pipelines_is_refused_once_and_the_last_good_one_decides(
+    ops: Ops,
+    container: Callable[..., Container],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    fault: str,
+) -> None:
+    good, started = vip_bundle_live(ops, container, world)
+    bundle = ops.sneak_in(rules_files(AGENT_ROUTING))
+    key = bundle_key("rules/", PIPELINE, bundle)
+    stored = Bundle.from_json(ops.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    if fault == "tampered":  # a rule changed in place, under the id of the files that were checked
+        document = json.loads(stored.to_json())
+        document["files"]["rules/40_routing.yaml"] = VIP_ROUTING.replace("target: handoff", "target: whatsapp")
+        body = json.dumps(document).encode()
+        reason = "the bundle's files do not match its id"
+    else:
+        body = stored._replace(pipeline="email_inbound").to_json()
+        reason = "it is a bundle of pipeline 'email_inbound', not of 'twilio_inbound'"
+    ops.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    capsys.readouterr()
+    started.after(INTERVAL)
+    started.after(INTERVAL)
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert error["bundle"] == bundle and error["message"].startswith(f"rules bundle {bundle} is refused: {reason}")
+    assert error["rules_source"] == f"bundle {good}, revision 1"
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    line = started.message(json_logs, "sms", "can I speak to an agent?")
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {good}, revision 1")
