@@ -83,6 +83,18 @@ class Source:
     rules: Path
 
 
+class _Refusal(NamedTuple):
+    """Why a bundle cannot decide, as its ERROR line says it (what decides instead is added once deployed)."""
+
+    message: str
+    bundle: str | None = None
+    problems: list[str] | None = None
+
+    def again(self, was: int, now: int) -> _Refusal:
+        """The refusal said again, for the deployment at revision ``now`` (it was said for ``was``)."""
+        return self._replace(message=self.message.replace(f"(revision {was})", f"(revision {now})", 1))
+
+
 @dataclass
 class _State:
     """One pipeline's deployment as this container applied it."""
@@ -92,17 +104,10 @@ class _State:
     live: str | None = None
     shadow: str | None = None
     revision: int = 0
-    refused: dict[str, int] = field(default_factory=dict)
+    # Bundles refused, never read again: the deployment revision that last named them, and why.
+    refused: dict[str, tuple[int, _Refusal]] = field(default_factory=dict)
     applied: bool = False
     steps: StepOutline | None = None
-
-
-class _Refusal(NamedTuple):
-    """Why a bundle cannot decide, as its ERROR line says it (what decides instead is added once deployed)."""
-
-    message: str
-    bundle: str | None = None
-    problems: list[str] | None = None
 
 
 class _TooLarge(BundleError):
@@ -421,6 +426,10 @@ class BundleWatcher:
         if bundle_id is None:
             return True, True
         if bundle_id in state.refused:
+            said_at, refusal = state.refused[bundle_id]
+            if said_at != revision:  # another deployment names it (say, makes the refused shadow live): say it again
+                state.refused[bundle_id] = (revision, refusal.again(said_at, revision))
+                refusals.append(state.refused[bundle_id][1])
             return False, True
         try:
             source = self._source(name, bundle_id)
@@ -428,18 +437,20 @@ class BundleWatcher:
             refusals.append(_Refusal(f"rules bundle {bundle_id} cannot be read ({exc})", bundle_id))
             return False, exc.missing and missing_final
         except BundleError as exc:
-            state.refused[bundle_id] = revision
-            refusals.append(_Refusal(f"rules bundle {bundle_id} is refused: {exc}", bundle_id))
+            refusal = _Refusal(f"rules bundle {bundle_id} is refused: {exc}", bundle_id)
+            state.refused[bundle_id] = (revision, refusal)
+            refusals.append(refusal)
             return False, True
         verification = verify(source.pipeline, source.rules, self._env)
         deployed = self._app.pipeline(name)
         owned = code_owned(source.pipeline, deployed.name, deployed.channels, self._steps(name))
         errors = [*owned, *verification.errors]
         if errors:
-            state.refused[bundle_id] = revision
             shown = [self._shown(problem, name, bundle_id) for problem in errors]
             message = f"rules bundle {bundle_id} of {name} (revision {revision}) is refused, {len(shown)} problem(s)"
-            refusals.append(_Refusal(message, bundle_id, shown))
+            refusal = _Refusal(message, bundle_id, shown)
+            state.refused[bundle_id] = (revision, refusal)
+            refusals.append(refusal)
             return False, True
         return True, True
 

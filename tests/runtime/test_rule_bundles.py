@@ -19,7 +19,7 @@ import pytest
 from engine.calls import CallLimits
 from engine.config import load_config
 from runtime.app import Application
-from runtime.bundles import Bundle, bundle_key
+from runtime.bundles import Bundle, bundle_key, deployment_key
 from runtime.bundlewatch import RETRY_SECONDS, BundleWatcher
 from tests.support.aws import error_response
 from tests.support.bundles import (
@@ -727,3 +727,31 @@ def test_a_tampered_bundle_or_another_pipelines_is_refused_once_and_the_last_goo
     assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
     line = started.message(json_logs, "sms", "can I speak to an agent?")
     assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {good}, revision 1")
+
+
+# A deployment that makes a bundle the function refused (as shadow) live (defect: warm containers had refused it
+# before, so they said nothing: no ERROR line, no count, while the rules ops promoted never decided).
+
+
+def test_a_refused_bundle_made_live_is_said_again_and_counted(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, started = vip_bundle_live(ops, container, world)
+    broken = ops.sneak_in(rules_files(BROKEN_ROUTING), live=False)
+    started.after(INTERVAL)
+    (first,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert first["bundle"] == broken
+    capsys.readouterr()
+
+    promoted = ops.deployment().change(live=broken, shadow=None, at="2026-12-01T00:00:00Z", by="someone")
+    ops.s3.put_object(Bucket=BUCKET, Key=deployment_key("rules/", PIPELINE), Body=promoted.to_json())
+    started.after(INTERVAL)
+    errors = [line for line in json_logs() if line["level"] == "ERROR"][1:]
+    assert [(line["bundle"], line["problems"]) for line in errors] == [(broken, first["problems"])]
+    assert errors[0]["message"].startswith(f"rules bundle {broken} of twilio_inbound (revision 3) is refused")
+    assert errors[0]["rules_source"] == f"bundle {good}, revision 2"
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    assert started.message(json_logs)["rules_source"] == f"bundle {good}, revision 2"
+
+    started.after(INTERVAL)  # the same deployment: nothing said again
+    assert len([line for line in json_logs() if line["level"] == "ERROR"]) == 2
