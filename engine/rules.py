@@ -117,14 +117,21 @@ class RuleSet(NamedTuple):
         return Evaluation(None, self.default, tuple(tried))
 
 
-def decided_rules(traces: Iterable[RuleTrace]) -> dict[str, str | None]:
-    """Per rule set tried, in order: the id of the rule that matched, or None when none did."""
+def decided_rules(traces: Iterable[RuleTrace], error: BaseException | None = None) -> dict[str, str | None]:
+    """Per rule set tried, in order: the id of the rule that matched, or None when none did.
+
+    ``error`` is the error the run ended with: when it (or its cause) is a RuleError, the rule whose condition
+    failed decided its set (the run ended there, with INTERNAL_ERROR).
+    """
     decided: dict[str, str | None] = {}
     for trace in traces:
         if trace.matched:
             decided[trace.ruleset] = trace.rule
         else:
             decided.setdefault(trace.ruleset, None)
+    failed = error if isinstance(error, RuleError) else getattr(error, "__cause__", None)
+    if isinstance(failed, RuleError):
+        decided[failed.ruleset] = failed.rule
     return decided
 
 

@@ -509,7 +509,7 @@ class Application:
                     "status": response["statusCode"] if response else "raised",
                     "steps": {entry.step: entry.status for entry in trace},
                     "target": route.get("target") if isinstance(route, dict) else None,
-                    "rules": decided_rules(result.rules),
+                    "rules": decided_rules(result.rules, result.error),
                     "rules_version": version,
                     "rules_source": source or None,
                 },

@@ -27,16 +27,21 @@ from engine.config import content_digest
 __all__ = [
     "FORMAT",
     "HISTORY",
+    "MAX_BYTES",
     "Bundle",
     "BundleError",
     "Deployment",
     "bundle_key",
     "deployment_key",
+    "too_large",
 ]
 
 FORMAT = 1
 # Deployment changes kept in the document itself (older ones remain in the bucket's object versions).
 HISTORY = 50
+# The most a stored bundle or deployment document may be (the shipped rules are about 10 KB): the function reads,
+# parses and verifies a bundle before its first event, and verifying takes about 1.3 s per MB of rules.
+MAX_BYTES = 1024 * 1024
 _FILE = re.compile(r"^(pipelines|rules)/[A-Za-z0-9_.-]+\.ya?ml$")
 
 
@@ -54,7 +59,17 @@ def deployment_key(prefix: str, pipeline: str) -> str:
     return f"{prefix}{pipeline}/deployment.json"
 
 
+def too_large(size: int, what: str) -> BundleError | None:
+    """The error for a stored object of ``size`` bytes, when that is more than ``MAX_BYTES``."""
+    if size <= MAX_BYTES:
+        return None
+    return BundleError(f"{what} is {size} bytes, more than the {MAX_BYTES} (1 MiB) it may be")
+
+
 def _object(data: bytes, what: str) -> dict[str, Any]:
+    error = too_large(len(data), what)
+    if error is not None:
+        raise error
     try:
         document = json.loads(data)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes

@@ -5,6 +5,9 @@ Turned on by ``RULES_BUCKET``; ``RULES_PREFIX`` (default ``rules/``) and ``RULES
 
 - At cold start, ``load`` reads each pipeline's deployment document, and the bundles it names, before
   the first event (bounded: past ``COLD_START_BUDGET_SECONDS`` the rest waits for the first check).
+  A check that could not read what it needed (S3 failing, a bundle missing) is tried again after
+  ``RETRY_SECONDS``, then twice as long after each failure, up to N: a new container that could not
+  read the deployment is not left deciding with the packaged rules for N seconds.
 - As an invocation starts, ``poke`` starts one background check when N seconds have passed since the
   last one. The check is a conditional GET of each deployment document (``If-None-Match`` its ETag): an
   unchanged deployment costs a warm container one 304 answer every N seconds, nothing else. A changed
@@ -13,8 +16,9 @@ Turned on by ``RULES_BUCKET``; ``RULES_PREFIX`` (default ``rules/``) and ``RULES
   deploys decides from the event after it has finished.
 - A bundle is verified exactly as ``pipeline-dryrun --check`` refuses a configuration (``runtime.verify``:
   schema, expressions, targets, error codes, inline tests), in the deployed environment, before it
-  decides anything, and its pipeline file (when it carries one) must keep the pipeline's name and
-  channels (``runtime.verify.code_owned``). One that cannot be read or is refused changes nothing: the
+  decides anything, and its pipeline file (when it carries one) must keep the pipeline's name, channels
+  and steps (which run, in order, under which ``when``) as deployed with the code
+  (``runtime.verify.code_owned``). One that cannot be read or is refused changes nothing: the
   configuration in use (the last known good) keeps deciding, one ERROR line names the bundle, every
   problem and what decides instead, and the ``RulesBundleErrors`` metric counts it. A refused bundle is
   not read again. A container that has applied nothing yet (a new one) falls back to the newest earlier
@@ -29,6 +33,7 @@ Turned on by ``RULES_BUCKET``; ``RULES_PREFIX`` (default ``rules/``) and ``RULES
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import threading
 import time
@@ -43,9 +48,9 @@ from engine.calls import CallLimits
 from engine.config import AppConfig
 from engine.errors import Problem
 from engine.rules import RuleSet
-from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
+from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, too_large
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
-from runtime.verify import code_owned, verify
+from runtime.verify import StepOutline, code_owned, step_outline, verify
 
 if TYPE_CHECKING:
     from runtime.app import Application
@@ -54,8 +59,10 @@ __all__ = [
     "COLD_START_BUDGET_SECONDS",
     "DEFAULT_PREFIX",
     "DEFAULT_REFRESH_SECONDS",
+    "RETRY_SECONDS",
     "BundleWatcher",
     "Source",
+    "refresh_interval",
 ]
 
 logger = logging.getLogger("runtime.bundlewatch")
@@ -63,6 +70,8 @@ logger = logging.getLogger("runtime.bundlewatch")
 DEFAULT_PREFIX = "rules/"
 DEFAULT_REFRESH_SECONDS = 60.0
 COLD_START_BUDGET_SECONDS = 3.0
+# The first delay before a check again after one that could not read what it needed (then doubled, up to the interval).
+RETRY_SECONDS = 5.0
 ERROR_METRIC = "RulesBundleErrors"
 
 
@@ -74,6 +83,18 @@ class Source:
     rules: Path
 
 
+class _Refusal(NamedTuple):
+    """Why a bundle cannot decide, as its ERROR line says it (what decides instead is added once deployed)."""
+
+    message: str
+    bundle: str | None = None
+    problems: list[str] | None = None
+
+    def again(self, was: int, now: int) -> _Refusal:
+        """The refusal said again, for the deployment at revision ``now`` (it was said for ``was``)."""
+        return self._replace(message=self.message.replace(f"(revision {was})", f"(revision {now})", 1))
+
+
 @dataclass
 class _State:
     """One pipeline's deployment as this container applied it."""
@@ -83,16 +104,18 @@ class _State:
     live: str | None = None
     shadow: str | None = None
     revision: int = 0
-    refused: dict[str, int] = field(default_factory=dict)
+    # Bundles refused, never read again: the deployment revision that last named them, and why.
+    refused: dict[str, tuple[int, _Refusal]] = field(default_factory=dict)
     applied: bool = False
+    steps: StepOutline | None = None
 
 
-class _Refusal(NamedTuple):
-    """Why a bundle cannot decide, as its ERROR line says it (what decides instead is added once deployed)."""
+class _TooLarge(BundleError):
+    """S3 holds an object larger than a bundle may be (``runtime.bundles.MAX_BYTES``); ``etag`` is its ETag."""
 
-    message: str
-    bundle: str | None = None
-    problems: list[str] | None = None
+    def __init__(self, message: str, etag: str) -> None:
+        super().__init__(message)
+        self.etag = etag
 
 
 class _Unreadable(Exception):
@@ -110,6 +133,25 @@ _MISSING = frozenset({"NoSuchKey", "404", "NotFound", "AccessDenied", "403"})
 def _code(exc: botocore.exceptions.ClientError) -> tuple[str, int]:
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     return str(exc.response.get("Error", {}).get("Code", "Unknown")), status
+
+
+def refresh_interval(env: Mapping[str, str]) -> float:
+    """``RULES_REFRESH_SECONDS``, at least 1; what is no number of seconds is the default, with an ERROR line."""
+    raw = env.get("RULES_REFRESH_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_REFRESH_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        logger.error(
+            "RULES_REFRESH_SECONDS must be a number of seconds (at least 1); %r is not: using %g",
+            raw,
+            DEFAULT_REFRESH_SECONDS,
+        )
+        return DEFAULT_REFRESH_SECONDS
+    return max(1.0, seconds)
 
 
 class BundleWatcher:
@@ -140,6 +182,8 @@ class BundleWatcher:
         self._states = {name: _State(source) for name, source in packaged.items()}
         self._fetched: dict[tuple[str, str], Source] = {}
         self._due = 0.0
+        self._retry = RETRY_SECONDS
+        self._reads_until = math.inf
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -158,10 +202,9 @@ class BundleWatcher:
             config.name: Source(path, root / RULES_DIR) for config, path in zip(app.configs, files, strict=True)
         }
         prefix = env.get("RULES_PREFIX", DEFAULT_PREFIX).strip()
-        try:
-            interval = max(1.0, float(env.get("RULES_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS)))
-        except ValueError:
-            interval = DEFAULT_REFRESH_SECONDS
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"  # as pipeline-rules takes it: the keys it writes
+        interval = refresh_interval(env)
 
         def client() -> Any:
             import boto3
@@ -177,15 +220,24 @@ class BundleWatcher:
         )
 
     def load(self) -> None:
-        """Apply every pipeline's deployment now (the cold start), within ``COLD_START_BUDGET_SECONDS``."""
+        """Apply every pipeline's deployment now (the cold start), within ``COLD_START_BUDGET_SECONDS``.
+
+        Past the budget no read starts: what it would have read waits for the next check.
+        """
         started = self._clock()
+        settled = True
         with self._lock:
-            for name in self._states:
-                if self._clock() - started > COLD_START_BUDGET_SECONDS:
-                    logger.warning("rules bundles: cold start budget spent; %s is checked at the next refresh", name)
-                    continue
-                self._check_safely(name)
-        self._due = self._clock() + self.interval
+            self._reads_until = started + COLD_START_BUDGET_SECONDS
+            try:
+                for name in self._states:
+                    if self._clock() - started > COLD_START_BUDGET_SECONDS:
+                        logger.warning("rules bundles: cold start budget spent; %s waits for the next check", name)
+                        settled = False
+                        continue
+                    settled = self._check_safely(name) and settled
+            finally:
+                self._reads_until = math.inf
+            self._due = self._clock() + self._next_check(settled)
 
     def poke(self) -> None:
         """Start a background check when one is due and none is running (called as each invocation starts)."""
@@ -205,8 +257,22 @@ class BundleWatcher:
     def check(self) -> None:
         """Check every pipeline's deployment once, and apply what changed."""
         with self._lock:
-            for name in self._states:
-                self._check_safely(name)
+            settled = all([self._check_safely(name) for name in self._states])  # a list: every pipeline is checked
+            self._due = self._clock() + self._next_check(settled)
+
+    def _next_check(self, settled: bool) -> float:
+        """Seconds until the next check: the interval once every pipeline applied its deployment (or was refused).
+
+        While one could not be read (S3 failing or slow, a bundle missing), the container may be deciding with
+        other rules than the fleet (a new one, with the packaged rules): the next check comes after
+        ``RETRY_SECONDS``, doubling with each failed check up to the interval.
+        """
+        if settled:
+            self._retry = RETRY_SECONDS
+            return self.interval
+        delay = min(self._retry, self.interval)
+        self._retry = min(self._retry * 2, self.interval)
+        return delay
 
     def s3(self) -> Any:
         """The S3 client, created on first use."""
@@ -214,11 +280,20 @@ class BundleWatcher:
             self._client = self._make_client()
         return self._client
 
-    def _get(self, key: str, etag: str | None = None) -> tuple[bytes, str] | None:
-        """The object's bytes and ETag; None when it is unchanged since ``etag``; _Unreadable otherwise."""
+    def _get(self, key: str, what: str, etag: str | None = None) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag; None when it is unchanged since ``etag``; _Unreadable otherwise.
+
+        One larger than a bundle may be is _TooLarge, and its body is not read.
+        """
+        if self._clock() > self._reads_until:
+            raise _Unreadable("the cold start's time for S3 is spent")
         try:
             answer = self.s3().get_object(Bucket=self.bucket, Key=key, **({"IfNoneMatch": etag} if etag else {}))
-            return answer["Body"].read(), str(answer.get("ETag", ""))
+            error = too_large(int(answer.get("ContentLength") or 0), what)
+            if error is not None:
+                answer["Body"].close()
+                raise _TooLarge(str(error), str(answer.get("ETag", "")))
+            return answer["Body"].read(MAX_BYTES + 1), str(answer.get("ETag", ""))
         except botocore.exceptions.ClientError as exc:
             code, status = _code(exc)
             if status == 304 or code in ("304", "NotModified"):
@@ -227,43 +302,53 @@ class BundleWatcher:
         except botocore.exceptions.BotoCoreError as exc:
             raise _Unreadable(type(exc).__name__) from None
 
-    def _check_safely(self, name: str) -> None:
-        """Check one pipeline's deployment; anything unexpected is an ERROR line and a count, never a crash."""
+    def _check_safely(self, name: str) -> bool:
+        """Check one pipeline's deployment; anything unexpected is an ERROR line and a count, never a crash.
+
+        True when it is settled: applied, refused, or there is none; False when it must be tried again.
+        """
         try:
-            self._check(name)
+            return self._check(name)
         except Exception as exc:  # a check must never stop a cold start or a container; the next one tries again
             failed = f"checking the rules bundles of {name} failed ({type(exc).__name__}: {exc})"
             logger.exception(f"{failed}; the rules in use keep deciding", extra=self._fields(name))
             self._count(name)
+            return False
 
-    def _check(self, name: str) -> None:
+    def _check(self, name: str) -> bool:
         state = self._states[name]
         key = deployment_key(self.prefix, name)
         try:
-            found = self._get(key, state.etag)
+            found = self._get(key, "the deployment document", state.etag)
+        except _TooLarge as exc:
+            self._error(name, f"the deployment s3://{self.bucket}/{key} is refused: {exc}")
+            state.etag = exc.etag
+            return True
         except _Unreadable as exc:
             if exc.missing and state.etag is None:
-                return  # no deployment yet: the packaged rules decide
+                return True  # no deployment yet: the packaged rules decide
             self._error(
                 name, f"the deployment s3://{self.bucket}/{key} cannot be read ({exc}); the rules in use keep deciding"
             )
-            return
+            return False
         if found is None:
-            return
+            return True
         body, etag = found
         try:
             deployment = Deployment.from_json(body)
         except BundleError as exc:
             self._error(name, f"the deployment s3://{self.bucket}/{key} is refused: {exc}")
             state.etag = etag
-            return
-        if self._apply(name, state, deployment):
+            return True
+        settled = self._apply(name, state, deployment)
+        if settled:
             state.etag = etag
+        return settled
 
     def _apply(self, name: str, state: _State, deployment: Deployment) -> bool:
         """Deploy what ``deployment`` names, keeping what is in use for anything unusable; False to try again."""
         refusals: list[_Refusal] = []
-        settled, fell_back = True, False
+        settled, fell_back, found = True, False, True
         live_id, revision = state.live, deployment.revision
         wanted = deployment.live
         if wanted != state.live:
@@ -273,8 +358,8 @@ class BundleWatcher:
             elif state.applied:
                 revision = state.revision
             else:  # a new container: the last good bundle, as the warm containers keep it
-                live_id, revision = self._last_good(name, deployment)
-                fell_back = True
+                live_id, revision, found = self._last_good(name, deployment)
+                settled, fell_back = settled and found, True
         candidate = None
         shadow_id = deployment.shadow if deployment.shadow != live_id else None
         if shadow_id is not None:
@@ -289,7 +374,8 @@ class BundleWatcher:
         self._app.deploy(live, candidate)
         shadowed_id = shadow_id if candidate is not None else None
         changed = (state.live, state.shadow) != (live_id, shadowed_id)
-        state.live, state.shadow, state.revision, state.applied = live_id, shadowed_id, revision, True
+        state.live, state.shadow, state.revision = live_id, shadowed_id, revision
+        state.applied = found  # a walk stopped by a bundle it could not read walks again at the next check
         deciding = "the rules in use keep deciding"
         if fell_back:
             packaged = "the rules packaged beside the handler decide"
@@ -310,52 +396,77 @@ class BundleWatcher:
             )
         return settled
 
-    def _last_good(self, name: str, deployment: Deployment) -> tuple[str | None, int]:
-        """The newest earlier live bundle that verifies (None: the packaged rules), and the revision it was live at."""
-        for bundle_id in deployment.earlier_live():
-            # An earlier bundle's problems were reported when it was deployed: only the wanted one's are reported now.
-            if bundle_id is None or self._usable(name, bundle_id, deployment.revision, [])[0]:
-                revision = next(
-                    (entry.get("revision") for entry in deployment.history if entry.get("live") == bundle_id), 0
-                )
-                return bundle_id, revision if isinstance(revision, int) else 0
-        return None, 0
+    def _last_good(self, name: str, deployment: Deployment) -> tuple[str | None, int, bool]:
+        """The newest earlier live bundle that verifies (None: the packaged rules), its revision, and whether final.
 
-    def _usable(self, name: str, bundle_id: str | None, revision: int, refusals: list[_Refusal]) -> tuple[bool, bool]:
-        """Whether the bundle can decide (read, verified), and whether that is final; ``refusals`` gets why not."""
+        The walk passes a bundle S3 does not have (deleted) and stops at one it cannot read (S3 failing: reading
+        further would fail as well, and take as long): the packaged rules decide until a check reads it.
+        """
+        for bundle_id in deployment.earlier_live():
+            if bundle_id is not None:
+                # An earlier bundle's problems were reported when it was deployed: only the wanted one's are reported.
+                usable, final = self._usable(name, bundle_id, deployment.revision, [], missing_final=True)
+                if not final:
+                    return None, 0, False
+                if not usable:
+                    continue
+            history = deployment.history
+            revision = next((entry.get("revision") for entry in history if entry.get("live") == bundle_id), 0)
+            return bundle_id, revision if isinstance(revision, int) else 0, True
+        return None, 0, True
+
+    def _usable(
+        self, name: str, bundle_id: str | None, revision: int, refusals: list[_Refusal], *, missing_final: bool = False
+    ) -> tuple[bool, bool]:
+        """Whether the bundle can decide (read, verified), and whether that is final; ``refusals`` gets why not.
+
+        A bundle S3 does not have is tried again (it may be uploaded yet), unless ``missing_final``.
+        """
         state = self._states[name]
         if bundle_id is None:
             return True, True
         if bundle_id in state.refused:
+            said_at, refusal = state.refused[bundle_id]
+            if said_at != revision:  # another deployment names it (say, makes the refused shadow live): say it again
+                state.refused[bundle_id] = (revision, refusal.again(said_at, revision))
+                refusals.append(state.refused[bundle_id][1])
             return False, True
         try:
             source = self._source(name, bundle_id)
         except _Unreadable as exc:
-            refusals.append(_Refusal(f"rules bundle {bundle_id} cannot be read ({exc})"))
-            return False, False
+            refusals.append(_Refusal(f"rules bundle {bundle_id} cannot be read ({exc})", bundle_id))
+            return False, exc.missing and missing_final
         except BundleError as exc:
-            state.refused[bundle_id] = revision
-            refusals.append(_Refusal(f"rules bundle {bundle_id} is refused: {exc}"))
+            refusal = _Refusal(f"rules bundle {bundle_id} is refused: {exc}", bundle_id)
+            state.refused[bundle_id] = (revision, refusal)
+            refusals.append(refusal)
             return False, True
         verification = verify(source.pipeline, source.rules, self._env)
-        errors = verification.errors
-        config, deployed = verification.config, self._app.pipeline(name)
-        if config is None or config.name != deployed.name or set(config.channels) != set(deployed.channels):
-            errors = [*code_owned(source.pipeline, deployed.name, deployed.channels), *errors]
+        deployed = self._app.pipeline(name)
+        owned = code_owned(source.pipeline, deployed.name, deployed.channels, self._steps(name))
+        errors = [*owned, *verification.errors]
         if errors:
-            state.refused[bundle_id] = revision
             shown = [self._shown(problem, name, bundle_id) for problem in errors]
             message = f"rules bundle {bundle_id} of {name} (revision {revision}) is refused, {len(shown)} problem(s)"
-            refusals.append(_Refusal(message, bundle_id, shown))
+            refusal = _Refusal(message, bundle_id, shown)
+            state.refused[bundle_id] = (revision, refusal)
+            refusals.append(refusal)
             return False, True
         return True, True
+
+    def _steps(self, name: str) -> StepOutline | None:
+        """The steps of the pipeline file deployed with the code, which a bundle's pipeline file must keep."""
+        state = self._states[name]
+        if state.steps is None:
+            state.steps = step_outline(state.packaged.pipeline)
+        return state.steps
 
     def _source(self, name: str, bundle_id: str) -> Source:
         """The bundle's files, read from S3 once per container and written under the work directory."""
         known = self._fetched.get((name, bundle_id))
         if known is not None:
             return known
-        found = self._get(bundle_key(self.prefix, name, bundle_id))
+        found = self._get(bundle_key(self.prefix, name, bundle_id), "the bundle")
         assert found is not None
         bundle = Bundle.from_json(found[0], bundle_id)
         if bundle.pipeline != name:

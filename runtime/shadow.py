@@ -162,11 +162,8 @@ def _live(side: ShadowPlan, result: RunResult) -> Verdict:
         output = result.doc.get(step.provides) if step.provides else None
         if isinstance(output, Mapping) and output.get("target"):
             outcome, target = ROUTED, output["target"]
-    traces = list(result.rules)
-    cause = result.error.__cause__ if result.error is not None else None
-    if isinstance(cause, RuleError):  # a failing condition decided (INTERNAL_ERROR), as the candidate records it
-        traces.append(RuleTrace(cause.ruleset, cause.rule, True))
-    return Verdict(outcome, target, decided_rules(traces))
+    # A failing condition decided (INTERNAL_ERROR), as the candidate records it.
+    return Verdict(outcome, target, decided_rules(result.rules, result.error))
 
 
 def _candidate(side: ShadowPlan, document: Mapping[str, Any]) -> Verdict:

@@ -4,21 +4,39 @@ One code path for both places that must refuse a broken configuration: ``pipelin
 (``tools.check``, which adds its warnings) and a rules bundle loaded from S3 (``runtime.bundlewatch``),
 refused before it is activated. ``verify`` loads a pipeline with ``engine.config.inspect_config`` and
 runs every complete rule set's inline tests (``engine.rules.run_tests``); every finding is located.
-``code_owned`` refuses a pipeline file, carried by a bundle, that renames its pipeline or changes the
-channels it serves: those change with a code deploy only.
+``code_owned`` refuses a pipeline file, carried by a bundle, that renames its pipeline, changes the
+channels it serves or changes its steps (which run, in what order, under which ``when``; ``step_outline``):
+those change with a code deploy only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
 from engine.errors import ConfigError, Problem, did_you_mean
 from engine.rules import RuleSet, TestFailure, run_tests
 
-__all__ = ["RuleSetVerdict", "Verification", "code_owned", "rule_line", "verify", "verify_ruleset"]
+if TYPE_CHECKING:
+    from engine.yamlsource import SourceDoc
+
+__all__ = [
+    "RuleSetVerdict",
+    "StepOutline",
+    "Verification",
+    "code_owned",
+    "rule_line",
+    "step_outline",
+    "steps_outline",
+    "verify",
+    "verify_ruleset",
+]
+
+# A pipeline's steps as the code owns them: per entry of ``steps:``, a step's (id, uses, when) or a parallel
+# group's outline of its members.
+StepOutline = tuple[Any, ...]
 
 
 class RuleSetVerdict(NamedTuple):
@@ -122,10 +140,70 @@ def verify(
     return Verification(inspection, verdicts)
 
 
-def code_owned(pipeline: Path, name: str, channels: Collection[str] | None) -> list[Problem]:
-    """Where the pipeline file renames the pipeline ``name`` or changes its ``channels`` (the code's to change).
+_STEP_KEYS = ("id", "uses", "when")
 
-    ``channels`` None: not known, not compared. A file that cannot be read is loading's to report, not this.
+
+def _outline(entries: Any) -> StepOutline:
+    """The outline of a ``steps:`` (or ``parallel:``) list: what runs, in order, and when; ``with:`` is left out."""
+    if not isinstance(entries, list):
+        return ()
+    outline: list[Any] = []
+    for entry in entries:
+        if isinstance(entry, dict) and "parallel" in entry:
+            outline.append(("parallel", _outline(entry.get("parallel"))))
+        elif isinstance(entry, dict):
+            outline.append(tuple(str(entry.get(key)) if entry.get(key) is not None else None for key in _STEP_KEYS))
+        else:
+            outline.append(repr(entry))
+    return tuple(outline)
+
+
+def steps_outline(data: Any) -> StepOutline:
+    """The step outline of a parsed pipeline document (``StepOutline``)."""
+    return _outline(data.get("steps")) if isinstance(data, dict) else ()
+
+
+def step_outline(pipeline: Path) -> StepOutline | None:
+    """The step outline of a pipeline file; None when it cannot be read."""
+    from engine.yamlsource import load_yaml
+
+    try:
+        return steps_outline(load_yaml(pipeline, display_path(pipeline), strict=False).data)
+    except ConfigError:
+        return None
+
+
+def _shown(entry: Any) -> str:
+    if isinstance(entry, tuple) and entry and entry[0] == "parallel":
+        return "a parallel group of " + ", ".join(_shown(member) for member in entry[1])
+    if isinstance(entry, tuple) and len(entry) == len(_STEP_KEYS):
+        step_id, uses, when = entry
+        return f"{step_id!r} ({uses}{f', when: {when}' if when is not None else ''})"
+    return str(entry)
+
+
+def _steps_changed(document: SourceDoc, given: StepOutline, deployed: StepOutline) -> Problem:
+    """Where ``given`` first departs from ``deployed``, located at that entry of ``steps:``."""
+    index = next((i for i, (a, b) in enumerate(zip(given, deployed, strict=False)) if a != b), None)
+    if index is None:
+        index = min(len(given), len(deployed))
+    ours = _shown(given[index]) if index < len(given) else "nothing"
+    theirs = _shown(deployed[index]) if index < len(deployed) else "nothing"
+    message = (
+        f"steps: entry {index + 1} is {ours}, the deployed pipeline's is {theirs}; which steps run, in what order "
+        "and when, changes with a code deploy, not a rules bundle (publish the pipeline file as deployed)"
+    )
+    path: Sequence[Any] = ("steps", index) if index < len(given) else ("steps",)
+    return document.locator.problem(path, message)
+
+
+def code_owned(
+    pipeline: Path, name: str, channels: Collection[str] | None, steps: StepOutline | None = None
+) -> list[Problem]:
+    """Where the pipeline file renames the pipeline ``name``, changes its ``channels`` or its ``steps``.
+
+    Those are the code's to change. ``channels`` or ``steps`` None: not known, not compared (``steps`` is the
+    deployed file's ``step_outline``). A file that cannot be read is loading's to report, not this.
     """
     from engine.yamlsource import load_yaml
 
@@ -150,4 +228,7 @@ def code_owned(pipeline: Path, name: str, channels: Collection[str] | None) -> l
             "which paths a pipeline serves changes with a code deploy, not a rules bundle"
         )
         found.append(document.locator.problem(("channels",), message))
+    outline = steps_outline(data)
+    if steps is not None and "steps" in data and outline != steps:
+        found.append(_steps_changed(document, outline, steps))
     return found

@@ -36,11 +36,12 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from engine.errors import ConfigError, did_you_mean
-from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
+from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key, too_large
 from runtime.layout import PIPELINES_DIR, pipeline_files
+from runtime.verify import StepOutline, code_owned, steps_outline
 from tools.console import console_script, load_project_plugins
 
 __all__ = ["main", "run"]
@@ -48,6 +49,8 @@ __all__ = ["main", "run"]
 EXIT_OK, EXIT_USAGE = 0, 2
 DEFAULT_PIPELINE = Path("pipelines/twilio_inbound.yaml")
 LISTED = 20
+# What S3 answers a conditional write (If-None-Match / If-Match) that another write got to first.
+_WRITTEN_MEANWHILE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 
 
 class _Failed(Exception):
@@ -171,17 +174,39 @@ class _Store:
         return Bundle.from_json(body["Body"].read(), bundle_id)
 
     def upload(self, bundle: Bundle) -> bool:
-        """Store the bundle unless it is there already; True when it was uploaded."""
-        if self.exists(bundle.id):
-            return False
+        """Store the bundle unless it is there already; True when it was uploaded.
+
+        One there already (or uploaded meanwhile, by another publish of the same files) must be this bundle, whole.
+        """
+        import botocore.exceptions
+
         key = bundle_key(self.prefix, self.pipeline, bundle.id)
-        self._call(
-            f"cannot write {self.uri(key)}",
-            lambda: self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=bundle.to_json(), ContentType="application/json", IfNoneMatch="*"
-            ),
-        )
-        return True
+        if not self.exists(bundle.id):
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=bundle.to_json(), ContentType="application/json", IfNoneMatch="*"
+                )
+                return True
+            except botocore.exceptions.ClientError as exc:
+                if _code(exc) not in _WRITTEN_MEANWHILE:
+                    raise _Failed(f"cannot write {self.uri(key)}: {_code(exc)}") from None
+            except botocore.exceptions.BotoCoreError as exc:
+                raise _Failed(f"cannot write {self.uri(key)}: {exc}") from None
+        self._same(bundle)
+        return False
+
+    def _same(self, bundle: Bundle) -> None:
+        """_Failed unless the object stored under the bundle's key is that bundle, of this pipeline."""
+        key = bundle_key(self.prefix, self.pipeline, bundle.id)
+        try:
+            stored = self.load(bundle.id)
+        except BundleError as exc:
+            raise _Failed(f"{self.uri(key)} is not bundle {bundle.id}: {exc}; delete it and publish again") from None
+        if stored.pipeline != bundle.pipeline:
+            raise _Failed(
+                f"{self.uri(key)} is a bundle of pipeline {stored.pipeline!r}, not of {bundle.pipeline!r}; "
+                "delete it and publish again"
+            )
 
     def deployment(self) -> tuple[Deployment, str | None]:
         """The deployment document and its ETag (a new one and None when there is none yet)."""
@@ -214,7 +239,7 @@ class _Store:
                 Bucket=self.bucket, Key=key, Body=updated.to_json(), ContentType="application/json", **condition
             )
         except botocore.exceptions.ClientError as exc:
-            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+            if _code(exc) in _WRITTEN_MEANWHILE:
                 raise _Failed("the deployment changed while this ran (someone else deployed); run it again") from None
             raise _Failed(f"cannot write {self.uri(key)}: {_code(exc)}") from None
         except botocore.exceptions.BotoCoreError as exc:
@@ -297,9 +322,8 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     assert store is not None
     store.pipeline = name
     if args.with_pipeline:
-        from runtime.verify import code_owned
-
-        changes = code_owned(pipeline, name, _deployed_channels(store, store.deployment()[0], None))
+        owned = _deployed(store, store.deployment()[0], None)
+        changes = code_owned(pipeline, name, owned.channels, owned.steps)
         for problem in changes:
             print(problem, file=out)
         if changes:
@@ -311,6 +335,9 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     if args.with_pipeline:
         files[f"pipelines/{pipeline.name}"] = pipeline.read_text(encoding="utf-8")
     bundle = Bundle(name, files, _now(), args.by, args.note)
+    too_big = too_large(len(bundle.to_json()), f"bundle {bundle.id}")
+    if too_big is not None:
+        raise _Failed(f"{too_big}: the function would refuse it; keep long lists out of the rules")
     uploaded = store.upload(bundle)
     where = store.uri(bundle_key(store.prefix, name, bundle.id))
     verb = "published" if uploaded else "already published"
@@ -378,43 +405,52 @@ def _list(store: _Store, out: TextIO) -> None:
         print(f"  {bundle_id}  {bundle.published_at}  {bundle.published_by}{marks}  {bundle.note}  ({files})", file=out)
 
 
-def _channels(text: str) -> list[str] | None:
-    """The ``channels:`` of a pipeline file's text; None when it cannot be read or names none."""
+class _CodeOwned(NamedTuple):
+    """What the deployed pipeline file fixes, as far as known here (None: not known, not compared)."""
+
+    channels: list[str] | None = None
+    steps: StepOutline | None = None
+
+
+def _code_owned_of(text: str) -> _CodeOwned:
+    """The ``channels:`` and steps of a pipeline file's text (None each when it cannot be read or has none)."""
     from engine.yamlsource import parse_yaml
 
     try:
         data = parse_yaml(text, "pipeline", strict=False).data
     except ConfigError:
-        return None
-    channels = data.get("channels") if isinstance(data, dict) else None
-    return [str(channel) for channel in channels] if isinstance(channels, list) else None
+        return _CodeOwned()
+    if not isinstance(data, dict):
+        return _CodeOwned()
+    channels = data.get("channels")
+    listed = [str(channel) for channel in channels] if isinstance(channels, list) else None
+    return _CodeOwned(listed, steps_outline(data) if "steps" in data else None)
 
 
-def _deployed_channels(store: _Store, current: Deployment, local: Path | None) -> list[str] | None:
-    """The channels the deployed pipeline serves, as far as known here (None: not known).
+def _deployed(store: _Store, current: Deployment, local: Path | None) -> _CodeOwned:
+    """The channels and steps the deployed pipeline has, as far as known here.
 
     Those of ``local`` (the pipeline's file in the project, as the code deploy ships it), else those of the
     pipeline file the live bundle carries.
     """
     if local is not None and local.is_file():
-        return _channels(local.read_text(encoding="utf-8"))
+        return _code_owned_of(local.read_text(encoding="utf-8"))
     if current.live is None:
-        return None
+        return _CodeOwned()
     live = store.bundle(current.live)
     carried = live.pipeline_file
-    return _channels(live.files[carried]) if carried else None
+    return _code_owned_of(live.files[carried]) if carried else _CodeOwned()
 
 
-def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None, channels: list[str] | None) -> None:
+def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None, deployed: _CodeOwned) -> None:
     """Check a bundle about to be deployed as the function will (an upload by hand skipped ``publish``'s check).
 
     Its rules are checked with its own pipeline file, else with ``pipeline`` (the local file of that pipeline);
     with neither it cannot be checked here, and is refused. A pipeline file it carries must keep the pipeline's
-    name and the deployed ``channels`` (when known).
+    name and the ``deployed`` channels and steps (when known).
     """
     import tempfile
 
-    from runtime.verify import code_owned
     from tools.check import check_config
 
     with tempfile.TemporaryDirectory(prefix="rules-bundle-") as workdir:
@@ -428,7 +464,8 @@ def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None, channels: list
                 "declares its pipeline; run this in the project's directory, or pass --pipeline FILE"
             )
         if carried:
-            found = [str(problem).replace(f"{root}/", "") for problem in code_owned(checked, bundle.pipeline, channels)]
+            owned = code_owned(checked, bundle.pipeline, deployed.channels, deployed.steps)
+            found = [str(problem).replace(f"{root}/", "") for problem in owned]
             if found:
                 shown = "; ".join(found)
                 raise _Failed(f"bundle {bundle.id} changes what only a code deploy changes: {shown}")
@@ -467,14 +504,14 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
         live = chain[0]
     # What becomes live or shadow is checked, the shadow made live too (it may have been deployed by hand); a
     # bundle that was live before passed the function's own verification then: a rollback to it is not held up.
-    channels: list[str] | None = None
+    owned: _CodeOwned | None = None
     for bundle_id in dict.fromkeys([live, shadow]):
         if bundle_id is None or bundle_id == current.live or (bundle_id == shadow == current.shadow):
             continue
         bundle = store.bundle(bundle_id)
         if bundle_id not in current.earlier_live():
-            channels = channels or _deployed_channels(store, current, pipeline)
-            _refuse_unless_checked(bundle, pipeline, channels)
+            owned = owned or _deployed(store, current, pipeline)
+            _refuse_unless_checked(bundle, pipeline, owned)
 
     def change(read: Deployment) -> Deployment:
         if (read.live, read.shadow) != (current.live, current.shadow):

@@ -7,6 +7,7 @@ of the refresh interval; the background check it starts is awaited before the ne
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +19,16 @@ import pytest
 from engine.calls import CallLimits
 from engine.config import load_config
 from runtime.app import Application
-from runtime.bundlewatch import BundleWatcher
+from runtime.bundles import Bundle, bundle_key, deployment_key
+from runtime.bundlewatch import RETRY_SECONDS, BundleWatcher
 from tests.support.aws import error_response
 from tests.support.bundles import (
     AGENT_ROUTING,
     BROKEN_ROUTING,
     BUCKET,
+    NO_SIGNATURE,
+    NO_SIGNATURE_PROBLEM,
+    PIPELINE,
     PIPELINE_FILE,
     ROUTING,
     VIP_ROUTING,
@@ -42,6 +47,7 @@ from tests.support.webhooks import rest_event, sms_params, whatsapp_params
 ROOT = Path(__file__).resolve().parents[2]
 INTERVAL = 30.0
 Logs = Callable[..., list[dict[str, Any]]]
+Fault = Callable[["Clock", str], Any]
 
 
 class Clock:
@@ -96,7 +102,8 @@ def container(world: Any, ops: Ops, monkeypatch: pytest.MonkeyPatch, boto_sessio
 
     world.add_default_secrets()
 
-    def start(fail: str | None = None) -> Container:
+    def start(fail: str | None = None, fault: Fault | None = None) -> Container:
+        """``fail``: every read fails with that code; ``fault``: called with the clock and each read's URL path."""
         application = handler.reload(boto_session)
         assert application.watcher is None
         clock = Clock()
@@ -107,7 +114,11 @@ def container(world: Any, ops: Ops, monkeypatch: pytest.MonkeyPatch, boto_sessio
         events = watcher.s3().meta.events
         events.register("before-parameter-build.s3.GetObject", lambda params, **_: reads.append(dict(params)))
         if fail is not None:
-            events.register("before-call.s3.GetObject", lambda **_: error_response(fail, 503))
+            events.register("before-call.s3.GetObject", lambda **_: error_response(fail, 503), unique_id="fail")
+        if fault is not None:
+            events.register(
+                "before-call.s3.GetObject", lambda params, **_: fault(clock, params["url_path"]), unique_id="fail"
+            )
         application.watcher = watcher
         watcher.load()
         return Container(application, watcher, clock, reads)
@@ -315,6 +326,56 @@ def test_the_handler_reads_the_bucket_from_its_environment(
     assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {bundle}, revision 1")
 
 
+# The function's settings as pipeline-rules and the docs read them (defect: RULES_PREFIX without its trailing slash
+# pointed the function at other keys than pipeline-rules wrote, so the packaged rules decided without a word; a
+# RULES_REFRESH_SECONDS of "inf" or "1m" was taken silently, the first never checking again).
+
+
+def test_a_prefix_without_its_slash_names_the_keys_pipeline_rules_writes(
+    ops: Ops, world: Any, boto_session: Any, monkeypatch: pytest.MonkeyPatch, json_logs: Logs
+) -> None:
+    import handler
+
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    status, out, err = ops.rules("--prefix", "rules", "publish", "--live")
+    assert status == 0, err
+    bundle = next(line.split()[2] for line in out.splitlines() if line.startswith("published: bundle"))
+    monkeypatch.setenv("RULES_BUCKET", BUCKET)
+    monkeypatch.setenv("RULES_PREFIX", "rules")
+    handler.reload(boto_session)
+    world.add_default_secrets()
+    world.add_conversation(vip=True)
+    handler.handler(rest_event("whatsapp", whatsapp_params()), None)
+    (line,) = event_lines(json_logs())
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {bundle}, revision 1")
+
+
+@pytest.mark.parametrize(
+    ("setting", "interval", "said"), [("inf", 60, True), ("1m", 60, True), ("0", 1, False), ("-5", 1, False)]
+)
+def test_a_refresh_interval_that_is_no_number_of_seconds_is_the_default_and_says_so(
+    world: Any,
+    boto_session: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    json_logs: Logs,
+    setting: str,
+    interval: float,
+    said: bool,
+) -> None:
+    import handler
+
+    monkeypatch.setenv("RULES_BUCKET", BUCKET)
+    monkeypatch.setenv("RULES_REFRESH_SECONDS", setting)
+    application = handler.reload(boto_session)
+    assert application.watcher is not None and application.watcher.interval == interval
+    errors = [line["message"] for line in json_logs() if line["message"].startswith("RULES_REFRESH_SECONDS")]
+    assert errors == (
+        [f"RULES_REFRESH_SECONDS must be a number of seconds (at least 1); {setting!r} is not: using 60"]
+        if said
+        else []
+    )
+
+
 # A bundle whose pipeline file changes what only the code may (defect: it stopped the cold start, even in shadow).
 
 
@@ -430,3 +491,267 @@ def test_a_new_container_with_no_good_earlier_bundle_says_the_packaged_rules_dec
     assert error["message"].endswith("; the rules packaged beside the handler decide")
     assert "rules_source" not in error
     assert started.application.pipeline("twilio_inbound").version == packaged_version()
+
+
+# A bundle whose pipeline file changes the steps (defect: it was deployed, so a rules bundle could turn the signature
+# check off, or an older copy silently undo a step a code deploy added).
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
+def test_a_bundle_whose_pipeline_file_drops_the_signature_step_is_refused_and_forgeries_still_are(
+    ops: Ops,
+    container: Callable[..., Container],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    live: bool,
+) -> None:
+    assert NO_SIGNATURE != PIPELINE_FILE
+    good = ops.publish("--live")
+    unsigned = ops.sneak_in(with_pipeline_file(rules_files(ROUTING), NO_SIGNATURE), live=live)
+    started = container()
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert error["bundle"] == unsigned
+    assert error["problems"] == [NO_SIGNATURE_PROBLEM]
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    world.add_conversation()
+    started.application.handle(rest_event("whatsapp", whatsapp_params(), token="not-the-auth-token"), None)
+    line = event_lines(json_logs())[-1]
+    deciding = f"bundle {good}, revision {1 if live else 2}"
+    assert (line["outcome"], line["rules_source"]) == ("INVALID_SIGNATURE", deciding)
+    assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
+    assert started.application.deployed("twilio_inbound").shadow is None
+
+
+def test_a_bundle_carrying_the_pipeline_file_as_deployed_with_new_step_parameters_is_used(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    longer = PIPELINE_FILE.replace("      refetch_interval_seconds: 30\n", "      refetch_interval_seconds: 45\n")
+    assert longer != PIPELINE_FILE
+    bundle = ops.sneak_in(with_pipeline_file(rules_files(VIP_ROUTING), longer))
+    started = container()
+    assert [line for line in json_logs() if line["level"] == "ERROR"] == []
+    world.add_conversation(vip=True)
+    line = started.message(json_logs)
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {bundle}, revision 1")
+
+
+# A bundle larger than a bundle may be (defect: it was read, parsed and verified whatever its size, twice, before the
+# first event: about 1.3 s per MB of rules added to every cold start, and memory and /tmp to match).
+
+
+def test_a_bundle_too_large_is_refused_and_the_last_good_one_decides(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, _ = vip_bundle_live(ops, container, world)
+    padding = "# " + "x" * 1022 + "\n"
+    huge = ops.sneak_in(rules_files(AGENT_ROUTING.replace("rules:\n", padding * 1100 + "rules:\n", 1)))
+    capsys.readouterr()
+
+    fresh = container()
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert error["bundle"] == huge
+    assert error["message"].startswith(f"rules bundle {huge} is refused: the bundle is ")
+    assert error["message"].endswith(
+        f" bytes, more than the 1048576 (1 MiB) it may be; the last good live bundle decides: bundle {good}, revision 1"
+    )
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    line = fresh.message(json_logs, "sms", "can I speak to an agent?")
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {good}, revision 1")
+
+    fresh.keys_read()
+    fresh.after(INTERVAL)
+    assert fresh.keys_read() == [("deployment.json", True)]  # refused once, not read again
+
+
+# A cold start whose S3 read failed (defect: the container decided with the packaged rules, not the fleet's live
+# bundle, until the first refresh: RULES_REFRESH_SECONDS later, up to an hour as the template allows).
+
+
+def test_after_a_cold_start_that_could_not_read_s3_the_check_comes_back_soon_then_less_often(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    bundle = ops.publish("--live")
+    started = container(fail="SlowDown")
+    world.add_conversation(vip=True)
+    assert started.message(json_logs)["rules_version"] == packaged_version()
+
+    started.keys_read()
+    started.after(RETRY_SECONDS - 1)
+    assert started.keys_read() == []  # not yet
+    started.after(1)
+    assert started.keys_read() == [("deployment.json", False)]  # still failing: next after twice as long
+    started.after(2 * RETRY_SECONDS - 1)
+    assert started.keys_read() == []
+
+    started.watcher.s3().meta.events.unregister("before-call.s3.GetObject", unique_id="fail")
+    started.after(1)
+    assert started.keys_read() == [("deployment.json", False), (f"bundles/{bundle}.json", False)]
+    line = started.message(json_logs)
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {bundle}, revision 1")
+    started.after(INTERVAL - 1)
+    assert started.keys_read() == []  # settled: back to the interval
+    started.after(1)
+    assert started.keys_read() == [("deployment.json", True)]
+
+
+# S3 failing on bundles while a new container starts (defects: the walk back through the history for a good bundle
+# read every earlier bundle whatever the time, 50 slow reads in a cold start; and a bundle it could not read was
+# taken as none being good, for good: the packaged rules decided until the deployment changed).
+
+
+def distinct_bundles(ops: Ops, count: int) -> list[str]:
+    """``count`` bundles published live one after the other (the routing with a comment of its own): their ids."""
+    published = []
+    for number in range(count):
+        ops.edit("40_routing.yaml", f"# change {number}\n{VIP_ROUTING}")
+        published.append(ops.publish("--live"))
+    return published
+
+
+def test_a_cold_start_with_s3_timing_out_on_bundles_stops_reading_within_its_budget(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    *earlier, wanted = distinct_bundles(ops, 5)
+
+    def bundles_time_out(clock: Clock, path: str) -> Any:
+        if "/bundles/" in path:
+            clock.now += 2.0  # each read waits for its time-outs
+            return error_response("RequestTimeout", 400)
+        return None
+
+    started = container(fault=bundles_time_out)
+    read = [key for key, _ in started.keys_read()]
+    assert read == ["deployment.json", f"bundles/{wanted}.json", f"bundles/{earlier[-1]}.json"]
+    assert started.application.pipeline("twilio_inbound").version == packaged_version()
+
+    started.watcher.s3().meta.events.unregister("before-call.s3.GetObject", unique_id="fail")
+    started.after(RETRY_SECONDS)
+    world.add_conversation(vip=True)
+    assert started.message(json_logs)["rules_source"] == f"bundle {wanted}, revision 5"
+
+
+def test_a_new_container_that_cannot_read_the_last_good_bundle_tries_it_again_soon(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    (good,) = distinct_bundles(ops, 1)
+    ops.sneak_in(rules_files(BROKEN_ROUTING))
+
+    def good_one_unreadable(clock: Clock, path: str) -> Any:
+        return error_response("SlowDown", 503) if f"/bundles/{good}.json" in path else None
+
+    started = container(fault=good_one_unreadable)
+    assert started.application.pipeline("twilio_inbound").version == packaged_version()
+
+    started.watcher.s3().meta.events.unregister("before-call.s3.GetObject", unique_id="fail")
+    started.after(RETRY_SECONDS)
+    world.add_conversation(vip=True)
+    line = started.message(json_logs)
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {good}, revision 1")
+
+
+def test_the_walk_back_passes_a_bundle_deleted_since(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    good, deleted = distinct_bundles(ops, 2)
+    ops.s3.delete_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, deleted))
+    ops.sneak_in(rules_files(BROKEN_ROUTING))
+    started = container()
+    world.add_conversation(vip=True)
+    assert started.message(json_logs)["rules_source"] == f"bundle {good}, revision 1"
+
+
+# A rule whose condition fails at run time (defect: the event line's rules left its set out, so it named no rule
+# for an INTERNAL_ERROR a rule caused, while the shadow_mismatch line named that rule for the same event).
+
+
+def test_the_event_line_names_the_rule_whose_condition_failed(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    failing = VIP_ROUTING.replace(
+        'when: "conversation.vip == `true`"',
+        "when: \"conversation.vip == `true` && starts_with(conversation.vip, 'x')\"",
+    ).replace(
+        "  - name: a vip goes to a person\n"
+        "    given: {request: {channel: whatsapp}, conversation: {vip: true}}\n"
+        "    expect: {rule: vip_to_human, target: handoff}\n",
+        "",
+    )
+    bundle = ops.sneak_in(rules_files(failing))
+    started = container()
+    world.add_conversation(vip=True)
+    line = started.message(json_logs)
+    assert (line["outcome"], line["error_cause"], line["rules_source"]) == (
+        "INTERNAL_ERROR",
+        "RuleError",
+        f"bundle {bundle}, revision 1",
+    )
+    assert line["rules"] == {
+        "project_status": None,
+        "channel": None,
+        "conversation_lock": None,
+        "routing": "vip_to_human",
+    }
+    assert world.stage_rows() == [] and world.sent("handoff") == []
+
+
+@pytest.mark.parametrize("fault", ["tampered", "another pipeline's"])
+def test_a_tampered_bundle_or_another_pipelines_is_refused_once_and_the_last_good_one_decides(
+    ops: Ops,
+    container: Callable[..., Container],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    fault: str,
+) -> None:
+    good, started = vip_bundle_live(ops, container, world)
+    bundle = ops.sneak_in(rules_files(AGENT_ROUTING))
+    key = bundle_key("rules/", PIPELINE, bundle)
+    stored = Bundle.from_json(ops.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    if fault == "tampered":  # a rule changed in place, under the id of the files that were checked
+        document = json.loads(stored.to_json())
+        document["files"]["rules/40_routing.yaml"] = VIP_ROUTING.replace("target: handoff", "target: whatsapp")
+        body = json.dumps(document).encode()
+        reason = "the bundle's files do not match its id"
+    else:
+        body = stored._replace(pipeline="email_inbound").to_json()
+        reason = "it is a bundle of pipeline 'email_inbound', not of 'twilio_inbound'"
+    ops.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    capsys.readouterr()
+    started.after(INTERVAL)
+    started.after(INTERVAL)
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert error["bundle"] == bundle and error["message"].startswith(f"rules bundle {bundle} is refused: {reason}")
+    assert error["rules_source"] == f"bundle {good}, revision 1"
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    line = started.message(json_logs, "sms", "can I speak to an agent?")
+    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {good}, revision 1")
+
+
+# A deployment that makes a bundle the function refused (as shadow) live (defect: warm containers had refused it
+# before, so they said nothing: no ERROR line, no count, while the rules ops promoted never decided).
+
+
+def test_a_refused_bundle_made_live_is_said_again_and_counted(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, started = vip_bundle_live(ops, container, world)
+    broken = ops.sneak_in(rules_files(BROKEN_ROUTING), live=False)
+    started.after(INTERVAL)
+    (first,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert first["bundle"] == broken
+    capsys.readouterr()
+
+    promoted = ops.deployment().change(live=broken, shadow=None, at="2026-12-01T00:00:00Z", by="someone")
+    ops.s3.put_object(Bucket=BUCKET, Key=deployment_key("rules/", PIPELINE), Body=promoted.to_json())
+    started.after(INTERVAL)
+    errors = [line for line in json_logs() if line["level"] == "ERROR"][1:]
+    assert [(line["bundle"], line["problems"]) for line in errors] == [(broken, first["problems"])]
+    assert errors[0]["message"].startswith(f"rules bundle {broken} of twilio_inbound (revision 3) is refused")
+    assert errors[0]["rules_source"] == f"bundle {good}, revision 2"
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    assert started.message(json_logs)["rules_source"] == f"bundle {good}, revision 2"
+
+    started.after(INTERVAL)  # the same deployment: nothing said again
+    assert len([line for line in json_logs() if line["level"] == "ERROR"]) == 2

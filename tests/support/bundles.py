@@ -60,6 +60,16 @@ AGENT_ROUTING = VIP_ROUTING.replace(
 PIPELINE_FILE = (ROOT / "pipelines" / f"{PIPELINE}.yaml").read_text(encoding="utf-8")
 # A pipeline file a bundle may not carry: it serves WhatsApp only (which paths a pipeline serves is the code's).
 WHATSAPP_ONLY = PIPELINE_FILE.replace("channels: [whatsapp, sms]", "channels: [whatsapp]")
+# Nor one that drops a step (here the signature check): which steps run is the code's too.
+NO_SIGNATURE = PIPELINE_FILE.replace(
+    "  - id: signature\n    uses: twilio.signature\n    with:\n      refetch_interval_seconds: 30\n\n", "", 1
+)
+# Where NO_SIGNATURE departs from the deployed steps, as the function and pipeline-rules say it.
+NO_SIGNATURE_PROBLEM = (
+    "pipelines/twilio_inbound.yaml:91:5: steps: entry 4 is 'status_callback' (control.finish, when: "
+    "request.is_status_callback), the deployed pipeline's is 'signature' (twilio.signature); which steps run, "
+    "in what order and when, changes with a code deploy, not a rules bundle (publish the pipeline file as deployed)"
+)
 
 
 @dataclass

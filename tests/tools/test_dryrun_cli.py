@@ -345,6 +345,24 @@ def test_every_output_names_the_deciding_rule_and_the_rules_version(replay: Run)
     ) in table.stdout
 
 
+def test_a_rule_whose_condition_fails_is_named_as_deciding_its_set(tmp_path: Path) -> None:
+    """Defect: ``decided_by`` left the set out, so an INTERNAL_ERROR a rule caused named no rule."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    routing = rules / "40_routing.yaml"
+    failing = "conversation.hand_off_to_human == `true` && starts_with(conversation.hand_off_to_human, 'x')"
+    routing.write_text(routing.read_text().replace("conversation.hand_off_to_human == `true`", failing, 1))
+    run = dryrun("--world", "examples/world.yaml", "--json", "--rules", rules, "examples/events/03_handoff.json")
+    (record,) = run.records().values()
+    assert record["outcome"] == "INTERNAL_ERROR", run.stderr
+    assert record["decided_by"] == {
+        "project_status": None,
+        "channel": None,
+        "conversation_lock": None,
+        "routing": "hand_off_to_human",
+    }
+
+
 def test_a_baseline_pipeline_compares_a_change_that_adds_a_rule_set(tmp_path: Path) -> None:
     """The new set must be named in the pipeline file too: the baseline is the pipeline without it."""
     root = tmp_path / "change"

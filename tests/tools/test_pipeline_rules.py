@@ -18,6 +18,8 @@ from tests.support.bundles import (
     AGENT_ROUTING,
     BROKEN_ROUTING,
     BUCKET,
+    NO_SIGNATURE,
+    NO_SIGNATURE_PROBLEM,
     PIPELINE,
     PIPELINE_FILE,
     ROUTING,
@@ -123,6 +125,44 @@ def test_a_deployment_changed_meanwhile_is_not_overwritten(ops: Ops, monkeypatch
     )
     monkeypatch.undo()
     assert ops.deployment().updated_by == "someone else"
+
+
+# Two publishes of the same files at once (defect: the one whose upload came second failed with exit 2,
+# "PreconditionFailed", and did not deploy), and an object under the bundle's key that is not the bundle (defect:
+# "already published", then deployed, for the function to refuse).
+
+
+def test_a_publish_racing_another_of_the_same_files_is_already_published_and_deploys(ops: Ops) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    other = boto3.client("s3")  # the other person's publish
+
+    def the_other_publish_uploads_first(params: dict[str, Any], **_: Any) -> None:
+        if "/bundles/" in params["Key"]:  # the same bundle, uploaded between this one's check and its upload
+            other.put_object(Bucket=BUCKET, Key=params["Key"], Body=params["Body"])
+
+    ops.s3.meta.events.register("before-parameter-build.s3.PutObject", the_other_publish_uploads_first, "race")
+    status, out, err = ops.rules("publish", "--shadow")
+    ops.s3.meta.events.unregister("before-parameter-build.s3.PutObject", unique_id="race")
+    assert status == 0, err
+    (line,) = [line for line in out.splitlines() if "published: bundle" in line]
+    bundle_id = line.split()[3]
+    assert line.startswith(f"already published: bundle {bundle_id} of twilio_inbound (4 files)")
+    assert (ops.deployment().live, ops.deployment().shadow) == (None, bundle_id)
+
+
+def test_an_object_under_the_bundles_key_that_is_not_the_bundle_is_not_deployed(ops: Ops) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    bundle_id = ops.publish()
+    key = bundle_key("rules/", PIPELINE, bundle_id)
+    ops.s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"format": 1, "files": {"rules/x.yaml": "tampered"}}')
+    status, out, err = ops.rules("publish", "--live")
+    assert status == 2
+    assert err.endswith(
+        f"pipeline-rules: error: s3://{BUCKET}/{key} is not bundle {bundle_id}: the bundle's files do not match "
+        f"its id (their digest is {Bundle(PIPELINE, {'rules/x.yaml': 'tampered'}).id}); delete it and publish again\n"
+    )
+    assert "published: bundle" not in out
+    assert ops.s3.list_objects_v2(Bucket=BUCKET, Prefix=deployment_key("rules/", PIPELINE))["KeyCount"] == 0
 
 
 def test_pull_writes_a_bundle_as_a_baseline_directory(ops: Ops, tmp_path: Path) -> None:
@@ -298,8 +338,9 @@ RENAMED = PIPELINE_FILE.replace("pipeline: twilio_inbound", "pipeline: twilio_v2
             "pipelines/twilio_inbound.yaml:7:11: channels: [whatsapp] are not the deployed pipeline's [sms, whatsapp]",
         ),
         (RENAMED, "pipelines/twilio_inbound.yaml:2:11: pipeline: 'twilio_v2' is not the deployed pipeline's name"),
+        (NO_SIGNATURE, NO_SIGNATURE_PROBLEM),
     ],
-    ids=["channels", "name"],
+    ids=["channels", "name", "steps"],
 )
 @pytest.mark.parametrize("command", ["shadow", "promote"])
 def test_a_bundle_whose_pipeline_file_changes_what_the_code_owns_is_not_deployed(
@@ -320,6 +361,17 @@ def test_publish_refuses_a_pipeline_file_serving_other_channels_than_the_deploye
     status, out, err = ops.rules("publish", "--with-pipeline", "--shadow")
     assert status == 2, err
     assert "\npipelines/twilio_inbound.yaml:7:11: channels: [whatsapp] are not the deployed pipeline's" in out
+    assert err.endswith("changes what only a code deploy may: nothing was published\n")
+    assert ops.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == before
+
+
+def test_publish_refuses_a_pipeline_file_without_a_step_the_live_bundles_file_has(ops: Ops) -> None:
+    ops.publish("--with-pipeline", "--live")
+    (ops.root / "pipelines" / "twilio_inbound.yaml").write_text(NO_SIGNATURE, encoding="utf-8")
+    before = ops.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"]
+    status, out, err = ops.rules("publish", "--with-pipeline", "--live")
+    assert status == 2, err
+    assert f"\n{NO_SIGNATURE_PROBLEM}\n" in out
     assert err.endswith("changes what only a code deploy may: nothing was published\n")
     assert ops.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == before
 
@@ -403,3 +455,14 @@ def test_publish_strict_refuses_warnings_but_unset_env_values_which_strict_env_r
     ops.edit("45_never_named.yaml", UNUSED_RULES)
     status, out, err = ops.rules("publish", "--strict")
     assert status == 2 and "its rules never run" in out and "nothing was published" in err, out + err
+
+
+# A bundle larger than the function reads (defect: published and deployed whatever its size).
+
+
+def test_publish_refuses_a_bundle_too_large_and_uploads_nothing(ops: Ops) -> None:
+    ops.edit("40_routing.yaml", "# " + "x" * (1024 * 1024) + "\n" + VIP_ROUTING)
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 2
+    assert "more than the 1048576 (1 MiB) it may be: the function would refuse it" in err
+    assert ops.s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0

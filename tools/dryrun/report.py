@@ -225,14 +225,14 @@ def event_record(
             {"ruleset": rule.ruleset, "rule": rule.rule, "matched": rule.matched, "inputs": masker.inputs(rule.inputs)}
             for rule in result.rules
         ],
-        "decided_by": decided_rules(result.rules),
+        "decided_by": decided_rules(result.rules, result.error),
         "rules_version": run.version,
     }
     if baseline is not None:
         change = change_label(baseline, run)
         record["baseline_outcome"] = baseline.handled.result.outcome
         record["baseline_target"] = _route(baseline.handled).get("target")
-        record["baseline_decided_by"] = decided_rules(baseline.handled.result.rules)
+        record["baseline_decided_by"] = decided_rules(baseline.handled.result.rules, baseline.handled.result.error)
         record["baseline_rules_version"] = baseline.version
         record["changed"] = change is not None
         record["change"] = change
