@@ -260,3 +260,32 @@ def test_cached_values_never_show_the_token():
     assert "super-secret-value" not in repr(secret) + str(secret.fields) + f"{secret.fields['twilio_auth_token']}"
     assert secret.fields["twilio_auth_token"].reveal() == "super-secret-value"
     assert "n" not in secret.fields and "x" not in secret.fields
+
+
+def test_twilio_retry_after_a_failed_rotation_refetch_is_accepted(world, lambda_handler, aws, outcomes):
+    # The token rotated; the re-fetch that should have found the new one was throttled (raised, so Twilio retries).
+    # The retry, on the same warm container seconds later, must get the new token, not INVALID_SIGNATURE (a 200
+    # that Twilio never retries: the message would be lost).
+    world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
+    world.set_secret(WA_SECRET, {"twilio_auth_token": NEW_TOKEN})
+    aws.fail(GET, "ThrottlingException", 400, times=1)
+    event = rest_event("whatsapp", whatsapp_params(sid="SM" + "7" * 32), token=NEW_TOKEN)
+    raises_code("SECRET_FETCH_TRANSIENT_ERROR", lambda: lambda_handler(event, None))
+
+    lambda_handler(event, None)  # Twilio's retry
+
+    assert outcomes()[-1] == ("BATCHED", None)
+    assert "SM" + "7" * 32 in [row["message_sid"] for row in world.stage_rows()]
+
+
+def test_a_refetch_refused_for_good_still_spaces_the_next(world, lambda_handler, aws, outcomes):
+    # Only a transient failure gives the re-fetch back: an unreadable secret keeps forged requests to one call.
+    world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
+    aws.fail(GET, "AccessDeniedException", 400)
+    for n in range(3):
+        lambda_handler(rest_event("whatsapp", whatsapp_params(sid=f"SM{n:032d}"), token="forger-guess"), None)
+    assert [code for _, code in outcomes()[1:]] == ["SECRET_FETCH_FAILED"] + ["INVALID_SIGNATURE"] * 2
