@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,10 @@ __all__ = [
     "Application",
     "Deployed",
     "Handled",
+    "InvalidAwsSetting",
     "NoRegionConfigured",
     "auth_headers",
+    "check_aws_settings",
     "event_capture",
     "live_services",
     "shadow_budget",
@@ -102,6 +105,29 @@ class NoRegionConfigured(RuntimeError):
     """No AWS region in the environment or the AWS config files: no client could be created."""
 
 
+class InvalidAwsSetting(RuntimeError):
+    """A region name or endpoint URL in the environment that botocore refuses: no client could be created."""
+
+
+def check_aws_settings(session: Any | None, env: Mapping[str, str]) -> None:
+    """Refuse, at the cold start, a region or endpoint URL that the clients (created on first use) would refuse.
+
+    Otherwise every event would fail inside its first AWS step, answered as an internal error: a lost message.
+    """
+    from botocore.exceptions import InvalidRegionError
+    from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url, validate_region_name
+
+    region = session.region_name if session is not None else env.get("AWS_DEFAULT_REGION")
+    try:
+        validate_region_name(region)
+    except InvalidRegionError:
+        raise InvalidAwsSetting(f"AWS_DEFAULT_REGION {region!r} is not a region name (e.g. eu-west-1)") from None
+    endpoints = {name: url for name, url in env.items() if url and re.fullmatch(r"AWS_ENDPOINT_URL(_\w+)?", name)}
+    for name, url in sorted(endpoints.items()):
+        if not (is_valid_endpoint_url(url) or is_valid_ipv6_endpoint_url(url)):
+            raise InvalidAwsSetting(f"{name} {url!r} is not an endpoint URL (e.g. http://localhost:4566)")
+
+
 def _session_with_region() -> Any:
     import boto3
 
@@ -138,6 +164,7 @@ def live_services(
         # Lambda always sets the region; elsewhere a missing one must stop the cold start, not the first event
         # (whose error would answer 200 and lose the message).
         session = _session_with_region()
+    check_aws_settings(session, environment)
     clients = lazy_clients(limits, session, tracing.instrument)
     if environment.get("AWS_LAMBDA_INITIALIZATION_TYPE", "") in EAGER_INIT_TYPES:
         for client in clients:
