@@ -27,8 +27,9 @@ TARGET_SCHEMA: Mapping[str, Any] = {
         "queue_url": {
             "type": "string",
             "description": "SQS queue URL (empty: the target has no queue, and routing to it is a ROUTING_ERROR).",
-            "pattern": NO_BLANKS + r"(https?://[^/?#]+(/[^?#]*)?)?$",
-            EXPECTED: "an http(s) URL of a queue (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
+            # A FIFO queue (``….fifo``) refuses every message without a MessageGroupId, and every delay.
+            "pattern": NO_BLANKS + r"(?![\s\S]*\.fifo$)(https?://[^/?#]+(/[^?#]*)?)?$",
+            EXPECTED: "an http(s) URL of a standard queue (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME, not .fifo)",
         },
         "delay_seconds": {"type": "integer", "minimum": 0, "maximum": 900},
         "lock": {"type": "boolean", "description": "Take the trigger lock; only the holder sends."},

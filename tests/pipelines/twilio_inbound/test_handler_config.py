@@ -126,13 +126,18 @@ def test_batch_window_outside_0_to_900_fails_the_cold_start(world, cold_start, w
     assert any(p.file.endswith("twilio_inbound.yaml") for p in caught.value.problems)
 
 
+URL = "is not an http(s) URL of a standard queue"
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
         # Each of these cold-started, then answered every message 200 with a final error: every message lost.
-        ("WHATSAPP_QUEUE_URL", "whatsapp-queue", "is not an http(s) URL"),  # the queue's name, not its URL
-        ("WHATSAPP_QUEUE_URL", "arn:aws:sqs:us-east-1:123456789012:whatsapp", "is not an http(s) URL"),
-        ("HANDOFF_QUEUE_URL", " ", "is not an http(s) URL"),
+        ("WHATSAPP_QUEUE_URL", "whatsapp-queue", URL),  # the queue's name, not its URL
+        ("WHATSAPP_QUEUE_URL", "arn:aws:sqs:us-east-1:123456789012:whatsapp", URL),
+        ("HANDOFF_QUEUE_URL", " ", URL),
+        # SQS refuses every trigger sent to a FIFO queue (no MessageGroupId): QUEUE_ERROR for every message.
+        ("SMS_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/sms.fifo", "not .fifo"),
         ("LOCK_TABLE_NAME", " ", "is not a table name"),
         ("STAGE_TABLE_NAME", "conversations stage", "is not a table name"),
     ],
