@@ -289,3 +289,24 @@ def test_a_refetch_refused_for_good_still_spaces_the_next(world, lambda_handler,
     for n in range(3):
         lambda_handler(rest_event("whatsapp", whatsapp_params(sid=f"SM{n:032d}"), token="forger-guess"), None)
     assert [code for _, code in outcomes()[1:]] == ["SECRET_FETCH_FAILED"] + ["INVALID_SIGNATURE"] * 2
+
+
+def test_a_webhook_key_removed_from_the_secret_makes_a_keyed_forgery_invalid_not_a_lost_message(
+    world, lambda_handler, outcomes
+):
+    # The tenant drops its shared key. A forged request naming it fails with the cached key; the re-fetched secret
+    # has no such key, so no request naming it can be authentic: INVALID_SIGNATURE, never SECRET_FETCH_FAILED (which
+    # counts as a lost message, and would let anyone set off MessageLossAlarm every 30 s).
+    world.add_conversation()
+    world.create_secret(WA_SECRET, json.dumps({"twilio_auth_token": TOKEN, "twilio_webhook_key": WEBHOOK_KEY}))
+    lambda_handler(_shared_key_event("SM" + "1" * 32), None)
+    world.set_secret(WA_SECRET, {"twilio_auth_token": TOKEN})
+    forged = rest_event(
+        "whatsapp",
+        whatsapp_params(sid="SM" + "2" * 32),
+        token="forger",
+        algorithm="HMAC_SHA256",
+        headers=SHARED_KEY_HEADERS,
+    )
+    lambda_handler(forged, None)
+    assert outcomes() == [("QUEUED", None), ("INVALID_SIGNATURE", "INVALID_SIGNATURE")]
