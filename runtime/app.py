@@ -455,14 +455,20 @@ class Application:
                 counts = self._shadow(config.name, deployed.plans, result, self._shadow_time(remaining))
         self._record(config, result, response, perf_counter() - started, counts)
         if pending is not None:
-            self._captured(name, pending)
+            self._captured(name, pending, getattr(context, "get_remaining_time_in_millis", None))
         bind_log_fields({}, replace=True)
         return Handled(result, channel, response, raised, name)
 
-    def _captured(self, name: str | None, pending: Pending | str) -> None:
-        """Wait (bounded) for the event's capture; a failure is one WARNING line and one metric."""
+    def _captured(self, name: str | None, pending: Pending | str, remaining: Any = None) -> None:
+        """Wait (bounded) for the event's capture; a failure is one WARNING line and one metric.
+
+        The wait is ``CAPTURE_WAIT_MS``, never past the invocation's remaining time less the answer's margin.
+        """
         assert self.capture is not None
-        failure = pending if isinstance(pending, str) else pending.wait(self.capture.settings.wait_seconds)
+        wait = self.capture.settings.wait_seconds
+        if callable(remaining):
+            wait = max(0.0, min(wait, float(remaining()) / 1000 - ANSWER_MARGIN_SECONDS))
+        failure = pending if isinstance(pending, str) else pending.wait(wait)
         if failure is None:
             return
         logger.warning("event capture failed: %s", failure, extra={"pipeline": name})
