@@ -37,6 +37,17 @@ def _code(codes: Sequence[str] | None) -> dict[str, Any]:
     return {"enum": sorted(codes)} if codes is not None else dict(_CODE)
 
 
+# The keyword that says, in words, what a ``pattern`` stands for: a value that does not match "is not" that.
+EXPECTED = "x-expected"
+# A string with no blank anywhere (a trailing newline included, which ``$`` would let through).
+NO_BLANKS = r"^(?![\s\S]*\s)"
+TABLE_NAME_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": NO_BLANKS + ".+$",
+    EXPECTED: "a table name (no blanks)",
+}
+
+
 def _target_schema() -> dict[str, Any]:
     """One routing target: the fields the steps that read targets declare, merged (none declared: any mapping)."""
     declared = [spec.targets for spec in registry.specs() if spec.targets is not None]
@@ -155,7 +166,7 @@ def pipeline_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
                     "max_attempts": {"type": "integer", "minimum": 1, "maximum": 5},
                 },
             },
-            "tables": {"type": "object", "additionalProperties": {"type": "string"}},
+            "tables": {"type": "object", "additionalProperties": TABLE_NAME_SCHEMA},
             "targets": {"type": "object", "additionalProperties": _target_schema()},
             "steps": {
                 "type": "array",
@@ -406,6 +417,8 @@ def _explain(error: Any, locator: Locator) -> list[SchemaViolation]:
     if validator in _BOUNDS:
         return located(f"{shown(instance)} is out of range: it must be {_BOUNDS[validator]} {error.validator_value}")
     if validator == "pattern":
+        if error.schema.get(EXPECTED):
+            return located(f"{shown(instance)} is not {error.schema[EXPECTED]}")
         is_id = error.validator_value == _ID_PATTERN
         rule = " (lower-case letters, digits and _, starting with a letter)" if is_id else ""
         return located(f"{shown(instance)} must match {error.validator_value}{rule}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.clock import Clock
-from engine.ports import SecretStore
+from engine.ports import SecretStore, ServiceError
 
 __all__ = ["CachedSecret", "Redacted", "SecretCache", "SecretFormatError"]
 
@@ -74,13 +74,29 @@ class SecretCache:
         return CachedSecret(self._fetch(name, now), cached=False)
 
     def refresh(self, name: str, min_interval_seconds: float) -> CachedSecret | None:
-        """Fetch again, bypassing the cache, unless a forced refresh of ``name`` happened too recently."""
+        """Fetch again, bypassing the cache, unless a forced refresh of ``name`` happened too recently.
+
+        A refresh that failed transiently fetched nothing and does not count: the provider's retry of the
+        request (a rotated key, say) must be able to fetch the secret again, not be refused with the stale one.
+        """
         now = self._clock.monotonic()
         last = self._last_forced.get(name)
         if last is not None and now - last < min_interval_seconds:
             return None
         self._last_forced[name] = now
-        return CachedSecret(self._fetch(name, now), cached=False)
+        try:
+            return CachedSecret(self._fetch(name, now), cached=False)
+        except ServiceError as exc:
+            if exc.transient:
+                self._forget_forced(name, last)
+            raise
+
+    def _forget_forced(self, name: str, last: float | None) -> None:
+        """Put ``name``'s last forced refresh back to ``last`` (None: there was none)."""
+        if last is None:
+            self._last_forced.pop(name, None)
+        else:
+            self._last_forced[name] = last
 
     def clear(self) -> None:
         """Forget every cached secret."""

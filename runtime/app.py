@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,10 @@ __all__ = [
     "Application",
     "Deployed",
     "Handled",
+    "InvalidAwsSetting",
     "NoRegionConfigured",
     "auth_headers",
+    "check_aws_settings",
     "event_capture",
     "live_services",
     "shadow_budget",
@@ -102,6 +105,29 @@ class NoRegionConfigured(RuntimeError):
     """No AWS region in the environment or the AWS config files: no client could be created."""
 
 
+class InvalidAwsSetting(RuntimeError):
+    """A region name or endpoint URL in the environment that botocore refuses: no client could be created."""
+
+
+def check_aws_settings(session: Any | None, env: Mapping[str, str]) -> None:
+    """Refuse, at the cold start, a region or endpoint URL that the clients (created on first use) would refuse.
+
+    Otherwise every event would fail inside its first AWS step, answered as an internal error: a lost message.
+    """
+    from botocore.exceptions import InvalidRegionError
+    from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url, validate_region_name
+
+    region = session.region_name if session is not None else env.get("AWS_DEFAULT_REGION")
+    try:
+        validate_region_name(region)
+    except InvalidRegionError:
+        raise InvalidAwsSetting(f"AWS_DEFAULT_REGION {region!r} is not a region name (e.g. eu-west-1)") from None
+    endpoints = {name: url for name, url in env.items() if url and re.fullmatch(r"AWS_ENDPOINT_URL(_\w+)?", name)}
+    for name, url in sorted(endpoints.items()):
+        if not (is_valid_endpoint_url(url) or is_valid_ipv6_endpoint_url(url)):
+            raise InvalidAwsSetting(f"{name} {url!r} is not an endpoint URL (e.g. http://localhost:4566)")
+
+
 def _session_with_region() -> Any:
     import boto3
 
@@ -138,6 +164,7 @@ def live_services(
         # Lambda always sets the region; elsewhere a missing one must stop the cold start, not the first event
         # (whose error would answer 200 and lose the message).
         session = _session_with_region()
+    check_aws_settings(session, environment)
     clients = lazy_clients(limits, session, tracing.instrument)
     if environment.get("AWS_LAMBDA_INITIALIZATION_TYPE", "") in EAGER_INIT_TYPES:
         for client in clients:
@@ -428,14 +455,20 @@ class Application:
                 counts = self._shadow(config.name, deployed.plans, result, self._shadow_time(remaining))
         self._record(config, result, response, perf_counter() - started, counts)
         if pending is not None:
-            self._captured(name, pending)
+            self._captured(name, pending, getattr(context, "get_remaining_time_in_millis", None))
         bind_log_fields({}, replace=True)
         return Handled(result, channel, response, raised, name)
 
-    def _captured(self, name: str | None, pending: Pending | str) -> None:
-        """Wait (bounded) for the event's capture; a failure is one WARNING line and one metric."""
+    def _captured(self, name: str | None, pending: Pending | str, remaining: Any = None) -> None:
+        """Wait (bounded) for the event's capture; a failure is one WARNING line and one metric.
+
+        The wait is ``CAPTURE_WAIT_MS``, never past the invocation's remaining time less the answer's margin.
+        """
         assert self.capture is not None
-        failure = pending if isinstance(pending, str) else pending.wait(self.capture.settings.wait_seconds)
+        wait = self.capture.settings.wait_seconds
+        if callable(remaining):
+            wait = max(0.0, min(wait, float(remaining()) / 1000 - ANSWER_MARGIN_SECONDS))
+        failure = pending if isinstance(pending, str) else pending.wait(wait)
         if failure is None:
             return
         logger.warning("event capture failed: %s", failure, extra={"pipeline": name})

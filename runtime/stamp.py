@@ -29,7 +29,7 @@ __all__ = ["FORMAT", "STAMP_FILE", "Stamp", "checkable", "digest", "leaf_holds",
 
 STAMP_FILE = "config.stamp.json"
 FORMAT = 1
-_ANNOTATIONS = frozenset({"description", "title", "default", "examples", "$comment", "deprecated"})
+_ANNOTATIONS = frozenset({"description", "title", "default", "examples", "$comment", "deprecated", "x-expected"})
 # Keywords that only constrain arrays and objects: an environment value is always a scalar.
 _CONTAINERS = frozenset(
     {"items", "prefixItems", "minItems", "maxItems", "uniqueItems", "contains", "minContains", "maxContains"}

@@ -9,6 +9,7 @@ from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure
 from engine.registry import BuildInfo, ParamError, register
 from engine.rules import RuleSet
+from engine.schema import EXPECTED, NO_BLANKS
 
 __all__ = ["ROUTING_ERROR", "TARGET_SCHEMA", "RouteByRules", "Target", "ValidateRules"]
 
@@ -23,7 +24,13 @@ TARGET_SCHEMA: Mapping[str, Any] = {
     "required": ["queue_url"],
     "additionalProperties": False,
     "properties": {
-        "queue_url": {"type": "string", "description": "SQS queue URL."},
+        "queue_url": {
+            "type": "string",
+            "description": "SQS queue URL (empty: the target has no queue, and routing to it is a ROUTING_ERROR).",
+            # A FIFO queue (``….fifo``) refuses every message without a MessageGroupId, and every delay.
+            "pattern": NO_BLANKS + r"(?![\s\S]*\.fifo$)(https?://[^/?#]+(/[^?#]*)?)?$",
+            EXPECTED: "an http(s) URL of a standard queue (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME, not .fifo)",
+        },
         "delay_seconds": {"type": "integer", "minimum": 0, "maximum": 900},
         "lock": {"type": "boolean", "description": "Take the trigger lock; only the holder sends."},
         "message": {"enum": ["trigger", "handoff"], "description": "Body shape sent to the queue."},

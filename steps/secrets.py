@@ -47,17 +47,28 @@ FETCH_TRANSIENT = ErrorSpec(
 class SigningKey:
     """The key a request must be signed with, and whether it came from the cache.
 
-    ``absent``: the secret has no such (request-named) field, so no signature can be valid.
+    ``absent``: the secret has no such (request-named) field, so no signature can be valid. ``requested``: the
+    request named the field (so a secret without it, re-fetched as well, makes the key absent, never an error).
     """
 
-    __slots__ = ("absent", "cached", "field", "secret_name", "value")
+    __slots__ = ("absent", "cached", "field", "requested", "secret_name", "value")
 
-    def __init__(self, secret_name: str, field: str, value: Redacted, cached: bool, *, absent: bool = False) -> None:
+    def __init__(
+        self,
+        secret_name: str,
+        field: str,
+        value: Redacted,
+        cached: bool,
+        *,
+        absent: bool = False,
+        requested: bool = False,
+    ) -> None:
         self.secret_name = secret_name
         self.field = field
         self.value = value
         self.cached = cached
         self.absent = absent
+        self.requested = requested
 
 
 def fetch_secret(
@@ -88,7 +99,7 @@ def signing_key(secret: CachedSecret, secret_name: str, field: str, *, requested
     value = _field_value(secret, field)
     if not value and not requested:
         raise StepFailure(FETCH_FAILED.code, f"secret has no {field}")
-    return SigningKey(secret_name, field, Redacted(value), secret.cached, absent=not value)
+    return SigningKey(secret_name, field, Redacted(value), secret.cached, absent=not value, requested=requested)
 
 
 def fetch_signing_key(
@@ -121,9 +132,9 @@ def check_signing_key(ctx: Context, valid: Callable[[SigningKey], bool], refetch
     if key.cached:
         fresh = fetch_secret(ctx.services.secrets, key.secret_name, refresh_interval=refetch_interval)
         if fresh is not None:
-            renewed = signing_key(fresh, key.secret_name, key.field)
+            renewed = signing_key(fresh, key.secret_name, key.field, requested=key.requested)
             ctx.private["signing_key"] = renewed
-            if valid(renewed):
+            if not renewed.absent and valid(renewed):
                 return StepResult(output={"valid": True, "refetched": True}, decision="valid after re-fetch")
     return None
 

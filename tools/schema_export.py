@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from engine.schema import EXPECTED
+
 __all__ = ["SCHEMA_DIR", "editor_schema", "main", "published_schemas", "render", "rendered_schemas"]
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -25,7 +27,7 @@ _ENV_REFERENCE = {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*
 
 
 def editor_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``schema`` in which typed scalars also accept an ``${env:…}`` reference."""
+    """A copy of ``schema`` in which typed scalars and described patterns also accept an ``${env:…}`` reference."""
     relaxed = copy.deepcopy(schema)
 
     def relax(node: Any) -> Any:
@@ -34,7 +36,7 @@ def editor_schema(schema: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(node, dict):
             return node
         node = {key: (value if key in ("if", "const", "enum") else relax(value)) for key, value in node.items()}
-        if node.get("type") in ("integer", "number", "boolean"):
+        if node.get("type") in ("integer", "number", "boolean") or EXPECTED in node:
             return {"anyOf": [node, _ENV_REFERENCE]}
         return node
 

@@ -50,14 +50,28 @@ def load_template() -> dict[str, Any]:
     return yaml.load((ROOT / "template.yaml").read_text(encoding="utf-8"), Loader=_CfnLoader)
 
 
+# What ``Ref`` of a queue gives (its URL), in front of the queue's ``ref:<logical id>``.
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/"
+
+
+def ref_of(value: str) -> str | None:
+    """The logical id a ``placeholder`` stands for (``ref:<id>``, or a queue URL ending in it); None otherwise."""
+    last = value.removeprefix(QUEUE_URL)
+    return last.removeprefix("ref:") if last.startswith("ref:") else None
+
+
 def placeholder(template: dict[str, Any], value: Any, parameters: dict[str, str] | None = None) -> str:
     """An environment value as the function would see it: a parameter's value (its default unless given in
-    ``parameters``), ``Fn::Join``/``Select``/``Split`` evaluated, else ``ref:<logical id>``."""
+    ``parameters``), ``Fn::Join``/``Select``/``Split`` evaluated, else ``ref:<logical id>`` (a queue's URL
+    ending in it, for a queue: ``Ref`` of a queue is its URL)."""
     if isinstance(value, dict) and "Ref" in value:
         if parameters and value["Ref"] in parameters:
             return parameters[value["Ref"]]
         parameter = template["Parameters"].get(value["Ref"], {})
-        return str(parameter["Default"]) if "Default" in parameter else f"ref:{value['Ref']}"
+        if "Default" in parameter:
+            return str(parameter["Default"])
+        queue = template["Resources"].get(value["Ref"], {}).get("Type") == "AWS::SQS::Queue"
+        return f"{QUEUE_URL if queue else ''}ref:{value['Ref']}"
     if isinstance(value, dict) and "Fn::Join" in value:
         separator, parts = value["Fn::Join"]
         return separator.join(placeholder(template, part, parameters) for part in parts)

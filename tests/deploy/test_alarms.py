@@ -27,6 +27,7 @@ from tests.deploy.cfn import (
     lambda_invocation,
     load_template,
     queue_age,
+    ref_of,
     resolve,
 )
 from tests.support.email import add_email_world, email_event
@@ -187,9 +188,9 @@ def test_an_email_whose_deliveries_meet_a_transient_fault_raises_the_email_alarm
 
 
 def _routed_queues(configs: list[Any]) -> list[str]:
-    """The logical ids of the queues the pipelines route to (``ref:<id>`` placeholders of their queue URLs)."""
+    """The logical ids of the queues the pipelines route to (the ``ref:<id>`` that ends their placeholder URLs)."""
     urls = {target["queue_url"] for config in configs for target in config.targets.values()}
-    return sorted(url.removeprefix("ref:") for url in urls)
+    return sorted(str(ref_of(url)) for url in urls)
 
 
 def test_a_trigger_that_nothing_consumes_raises_its_queue_age_alarm_long_before_sqs_deletes_it(

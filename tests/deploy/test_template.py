@@ -20,7 +20,7 @@ import pytest
 
 from engine import registry
 from engine.config import AppConfig, load_config
-from tests.deploy.cfn import STACK, load_template, placeholder, summed_stats, watched_series
+from tests.deploy.cfn import STACK, load_template, placeholder, ref_of, summed_stats, watched_series
 from tests.support.expect import emf_document_of
 from tests.support.shipped import pipeline_paths
 from tools.iam import Grant, pipeline_grants
@@ -40,8 +40,9 @@ def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
 
 def _arn_of(name: str) -> dict[str, Any]:
     """The template expression of a created resource's ARN, from a ``ref:Logical`` placeholder."""
-    assert name.startswith("ref:"), f"{name!r} is not a resource of this template"
-    return {"Fn::GetAtt": [name.removeprefix("ref:"), "Arn"]}
+    logical = ref_of(name)
+    assert logical, f"{name!r} is not a resource of this template"
+    return {"Fn::GetAtt": [logical, "Arn"]}
 
 
 def _table_arn(table: str, suffix: str = "") -> dict[str, Any] | Any:
@@ -256,7 +257,7 @@ def test_every_queue_a_pipeline_routes_to_has_a_dead_letter_queue_with_an_alarm(
     template, function_env, configs
 ) -> None:
     queues = resources(template, "AWS::SQS::Queue")
-    routed = {target["queue_url"].removeprefix("ref:") for config in configs for target in config.targets.values()}
+    routed = {ref_of(target["queue_url"]) for config in configs for target in config.targets.values()}
     assert routed <= set(queues), f"routed to queues the template does not create: {routed - set(queues)}"
     assert routed >= {function_env[name]["Ref"] for name in CONTRACT_QUEUE_ENV}
     alarms = resources(template, "AWS::CloudWatch::Alarm").values()

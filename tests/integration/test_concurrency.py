@@ -15,6 +15,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -22,23 +23,29 @@ import pytest
 
 from engine.config import load_config
 from runtime.app import Application, live_services
+from tests.integration.conftest import WINDOW_SECONDS
 from tests.support.faults import ROOT
 from tests.support.logscan import forbid
+from tests.support.timeline import FixedClock
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
+from tools.localaws import to_dynamo
 
 pytestmark = pytest.mark.integration
 
 
-def deliver_concurrently(events: Sequence[dict[str, Any]]) -> list[str]:
+def deliver_concurrently(events: Sequence[dict[str, Any]], at: datetime | None = None) -> list[str]:
     """Each event on a container of its own, all started together; the outcome of each (or the raised code).
 
     The containers share the loaded configuration and boto3's service models (neither holds state), not
-    their clients, connections or secret caches.
+    their clients, connections or secret caches. ``at``: the wall clock the containers read (default: now).
     """
     config = load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
     session = boto3.session.Session()
     containers = [Application([config], live_services(config.aws, session=session)) for _ in events]
+    if at is not None:
+        for container in containers:
+            container.replace_services(clock=FixedClock(at))
     barrier = threading.Barrier(len(events))
     outcomes: list[str] = [""] * len(events)
 
@@ -120,3 +127,47 @@ def test_one_message_redelivered_in_sequence_is_staged_once(world: World) -> Non
     assert outcomes == ["QUEUED"] * 5, "a re-delivered MessageSid re-takes its own lock and re-sends its trigger"
     assert staged(world, item["conversation_id"]) == Counter({sid: 1})
     assert sent == 5
+
+
+def drain(world: World, conversation_id: str) -> list[str]:
+    """The consumer, on a trigger: read the batch (consistent), delete its stage rows, then the lock."""
+    batch = [row["message_sid"] for row in world.stage_rows() if row["conversation_id"] == conversation_id]
+    for sid in batch:
+        key = {"conversation_id": conversation_id, "message_sid": sid}
+        world.dynamodb.delete_item(TableName=world.resources.stage_table, Key=to_dynamo(key))
+    world.dynamodb.delete_item(
+        TableName=world.resources.lock_table, Key=to_dynamo({"conversation_id": conversation_id})
+    )
+    return batch
+
+
+def test_bursts_around_the_window_with_a_consumer_lose_nothing(world: World) -> None:
+    # Bursts at the batching window's edges (W = 10 s; a lock is taken over once its trigger is due within 5 s),
+    # one copy of a message re-delivered, and the consumer draining each batch when its trigger is due.
+    item = world.add_conversation()
+    conversation_id, start = item["conversation_id"], datetime.now(UTC).replace(microsecond=0)
+    bursts = [(0.0, 3), (4.9, 2), (5.1, 2), (9.9, 1), (10.0, 2), (15.2, 1)]
+    due: list[float] = []
+    consumed: list[str] = []
+    delivered: dict[str, str] = {}
+    history: list[tuple[float, list[str]]] = []
+    last: list[str] = []
+    for at, size in bursts:
+        while due and min(due) <= at:
+            due.remove(min(due))
+            consumed.extend(drain(world, conversation_id))
+        sids = [f"SM{uuid.uuid4().hex}" for _ in range(size)]
+        events = [message(index, sid) for index, sid in enumerate(sids)]
+        if last:
+            events.append(message(0, last[0]))  # a Twilio retry of the last burst's first message
+        last = sids
+        outcomes = deliver_concurrently(events, start + timedelta(seconds=at))
+        history.append((at, outcomes))
+        assert set(outcomes) <= {"QUEUED", "BATCHED"}, history
+        delivered.update(zip(sids, outcomes, strict=False))
+        due.extend(at + WINDOW_SECONDS for outcome in outcomes if outcome == "QUEUED")
+    for _ in sorted(due):
+        consumed.extend(drain(world, conversation_id))
+    print(f"\nbursts around the window: {history}")
+    assert set(consumed) >= set(delivered), "every accepted message is read by a trigger due after it was staged"
+    assert staged(world, conversation_id) == Counter()

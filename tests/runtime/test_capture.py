@@ -346,3 +346,35 @@ def test_a_captured_email_is_masked_part_by_part_and_still_parses(
     form = parse(base64.b64decode(event["body"]), headers["content-type"])
     assert form.first("text") == MASKED_TEXT and form.first("subject") == MASKED_TEXT
     assert [(part.name, part.size) for part in form.files] == [("attachment1", 0)]
+
+
+class _Invocation:
+    """A Lambda context with ``seconds`` left, whenever it is asked."""
+
+    def __init__(self, seconds: float) -> None:
+        self.aws_request_id = "req-1"
+        self._ms = seconds * 1000
+
+    def get_remaining_time_in_millis(self) -> float:
+        return self._ms
+
+
+def test_the_wait_for_a_slow_write_never_runs_past_the_invocations_time(
+    world: World, s3: Any, cold_start: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # CAPTURE_WAIT_MS may be up to 5 s, but an invocation with 1 s left may wait only until its answer margin
+    # (0.5 s before the end): past its timeout the Lambda is killed and the answer, already decided, is lost.
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_WAIT_MS="5000")
+    application = __import__("handler")._application
+    container.handler(rest_event("whatsapp", whatsapp_params(sid="SM" + "8" * 32)), None)  # warm: clients created
+
+    def slow(**_: Any) -> None:
+        time.sleep(2)
+
+    application.capture.client("s3").meta.events.register("before-send.s3.PutObject", slow)
+    answer = container.handler(rest_event("whatsapp", whatsapp_params(sid="SM" + "9" * 32)), _Invocation(1.0))
+    assert answer["body"] == EMPTY_TWIML
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "event capture failed: write still running after 500 ms" in messages

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from runtime.app import Application, NoRegionConfigured
+from runtime.app import Application, InvalidAwsSetting, NoRegionConfigured
 from runtime.tracing import reset
 from tests.support.expect import ENV, ROOT
 
@@ -117,3 +117,21 @@ def test_a_missing_region_stops_the_cold_start_not_the_first_event(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     with pytest.raises(NoRegionConfigured, match="AWS_DEFAULT_REGION"):
         Application.from_root(ROOT, ENV)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AWS_ENDPOINT_URL", "localhost:4566"),  # no scheme
+        ("AWS_ENDPOINT_URL_DYNAMODB", "http://local host:8000"),
+        ("AWS_DEFAULT_REGION", "eu west 1"),
+    ],
+)
+def test_a_malformed_region_or_endpoint_stops_the_cold_start_not_the_first_event(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    # The clients are created on first use: these used to pass the cold start, then fail every event inside its
+    # first step, answered 200 INTERNAL_ERROR (Twilio never retries it: every message lost).
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(InvalidAwsSetting, match=variable):
+        Application.from_root(ROOT, {**ENV, variable: value})

@@ -168,6 +168,8 @@ def _position(text: str, fragment: str) -> str:
     [
         ({**ENV, "WHATSAPP_SECRET_NAME_PATTERN": "ai-multi-comms/[unclosed"}, "${env:WHATSAPP_SECRET_NAME_PATTERN"),
         ({key: value for key, value in ENV.items() if key != "STAGE_TABLE_NAME"}, "${env:STAGE_TABLE_NAME}"),
+        ({**ENV, "STAGE_TABLE_NAME": "conversations stage"}, "${env:STAGE_TABLE_NAME}"),
+        ({**ENV, "SMS_QUEUE_URL": "sms-queue"}, "${env:SMS_QUEUE_URL}"),
     ],
 )
 def test_a_problem_found_after_a_stamped_read_is_located_as_without_a_stamp(

@@ -79,7 +79,9 @@ def test_shipped_configuration_is_silent_with_the_deployed_env(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name in UNSET_IN_CI:
-        monkeypatch.setenv(name, f"value-of-{name.lower()}")
+        value = f"value-of-{name.lower()}"
+        url = f"https://sqs.eu-west-1.amazonaws.com/123456789012/{value}"
+        monkeypatch.setenv(name, url if name.endswith("_QUEUE_URL") else value)
     monkeypatch.chdir(REPO)
     assert main(["--check"]) == 0
     assert capsys.readouterr().out == ""

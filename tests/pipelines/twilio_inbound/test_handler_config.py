@@ -126,6 +126,31 @@ def test_batch_window_outside_0_to_900_fails_the_cold_start(world, cold_start, w
     assert any(p.file.endswith("twilio_inbound.yaml") for p in caught.value.problems)
 
 
+URL = "is not an http(s) URL of a standard queue"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        # Each of these cold-started, then answered every message 200 with a final error: every message lost.
+        ("WHATSAPP_QUEUE_URL", "whatsapp-queue", URL),  # the queue's name, not its URL
+        ("WHATSAPP_QUEUE_URL", "arn:aws:sqs:us-east-1:123456789012:whatsapp", URL),
+        ("HANDOFF_QUEUE_URL", " ", URL),
+        # SQS refuses every trigger sent to a FIFO queue (no MessageGroupId): QUEUE_ERROR for every message.
+        ("SMS_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/sms.fifo", "not .fifo"),
+        ("LOCK_TABLE_NAME", " ", "is not a table name"),
+        ("STAGE_TABLE_NAME", "conversations stage", "is not a table name"),
+    ],
+)
+def test_a_malformed_table_name_or_queue_url_fails_the_cold_start(world, cold_start, variable, value, expected):
+    with pytest.raises(ConfigError) as caught:
+        cold_start(**{variable: value})
+    pipeline = (ROOT / "pipelines" / "twilio_inbound.yaml").read_text().splitlines()
+    [problem] = [p for p in caught.value.problems if p.file.endswith("twilio_inbound.yaml")]
+    assert expected in problem.message
+    assert f"${{env:{variable}}}" in pipeline[problem.line - 1]  # the line that reads the variable
+
+
 def test_handler_finds_its_configuration_whatever_the_working_directory(world, tmp_path, monkeypatch, cold_start):
     monkeypatch.chdir(tmp_path)
     container = cold_start()

@@ -260,3 +260,53 @@ def test_cached_values_never_show_the_token():
     assert "super-secret-value" not in repr(secret) + str(secret.fields) + f"{secret.fields['twilio_auth_token']}"
     assert secret.fields["twilio_auth_token"].reveal() == "super-secret-value"
     assert "n" not in secret.fields and "x" not in secret.fields
+
+
+def test_twilio_retry_after_a_failed_rotation_refetch_is_accepted(world, lambda_handler, aws, outcomes):
+    # The token rotated; the re-fetch that should have found the new one was throttled (raised, so Twilio retries).
+    # The retry, on the same warm container seconds later, must get the new token, not INVALID_SIGNATURE (a 200
+    # that Twilio never retries: the message would be lost).
+    world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
+    world.set_secret(WA_SECRET, {"twilio_auth_token": NEW_TOKEN})
+    aws.fail(GET, "ThrottlingException", 400, times=1)
+    event = rest_event("whatsapp", whatsapp_params(sid="SM" + "7" * 32), token=NEW_TOKEN)
+    raises_code("SECRET_FETCH_TRANSIENT_ERROR", lambda: lambda_handler(event, None))
+
+    lambda_handler(event, None)  # Twilio's retry
+
+    assert outcomes()[-1] == ("BATCHED", None)
+    assert "SM" + "7" * 32 in [row["message_sid"] for row in world.stage_rows()]
+
+
+def test_a_refetch_refused_for_good_still_spaces_the_next(world, lambda_handler, aws, outcomes):
+    # Only a transient failure gives the re-fetch back: an unreadable secret keeps forged requests to one call.
+    world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
+    aws.fail(GET, "AccessDeniedException", 400)
+    for n in range(3):
+        lambda_handler(rest_event("whatsapp", whatsapp_params(sid=f"SM{n:032d}"), token="forger-guess"), None)
+    assert [code for _, code in outcomes()[1:]] == ["SECRET_FETCH_FAILED"] + ["INVALID_SIGNATURE"] * 2
+
+
+def test_a_webhook_key_removed_from_the_secret_makes_a_keyed_forgery_invalid_not_a_lost_message(
+    world, lambda_handler, outcomes
+):
+    # The tenant drops its shared key. A forged request naming it fails with the cached key; the re-fetched secret
+    # has no such key, so no request naming it can be authentic: INVALID_SIGNATURE, never SECRET_FETCH_FAILED (which
+    # counts as a lost message, and would let anyone set off MessageLossAlarm every 30 s).
+    world.add_conversation()
+    world.create_secret(WA_SECRET, json.dumps({"twilio_auth_token": TOKEN, "twilio_webhook_key": WEBHOOK_KEY}))
+    lambda_handler(_shared_key_event("SM" + "1" * 32), None)
+    world.set_secret(WA_SECRET, {"twilio_auth_token": TOKEN})
+    forged = rest_event(
+        "whatsapp",
+        whatsapp_params(sid="SM" + "2" * 32),
+        token="forger",
+        algorithm="HMAC_SHA256",
+        headers=SHARED_KEY_HEADERS,
+    )
+    lambda_handler(forged, None)
+    assert outcomes() == [("QUEUED", None), ("INVALID_SIGNATURE", "INVALID_SIGNATURE")]
