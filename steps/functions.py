@@ -7,11 +7,16 @@ Time, over an ISO-8601 time such as ``request.received_at`` in a named (IANA) ti
 Every function is deterministic: time functions read the time they are given, never the clock. A
 literal pattern or zone is checked when the expression is compiled, so a mistake is a located load
 error; a value that cannot be used at run time is an evaluation error that names no value.
+
+A pattern that can backtrack exponentially (a repetition inside a repetition, ``(a+)+``, or a repeated
+alternation whose branches may match alike, ``(a|aa)*``) is refused, written or read from the document:
+``matches`` runs on the sender's text, and one such message would hold the function until its timeout.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from typing import Any
@@ -24,9 +29,66 @@ __all__ = ["WEEKDAYS", "has_word", "hhmm", "hour", "local_date", "matches", "wee
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
+_EXPONENTIAL = (
+    "can take exponential time on some texts (it repeats a repetition, as (a+)+ or (\\w+\\s?)* do, or an "
+    "alternation whose branches may match alike, as (a|aa)* does); repeat a single character class ([\\w\\s]+), "
+    "or make the group atomic ((?>…)+) or the repetition possessive (++, *+)"
+)
+
+
 @lru_cache(maxsize=256)
 def _pattern(source: str) -> re.Pattern[str]:
-    return re.compile(source)
+    compiled = re.compile(source)
+    if _backtracks(_parse(source, compiled.flags), 0):
+        raise ValueError(f"got a pattern that {_EXPONENTIAL}")
+    return compiled
+
+
+def _parse(source: str, flags: int) -> Any:
+    from re import _parser  # type: ignore[attr-defined]
+
+    return _parser.parse(source, flags)
+
+
+def _backtracks(items: Any, repeated: int) -> bool:
+    """True when the parsed pattern ``items`` can backtrack exponentially.
+
+    ``repeated`` says what encloses them: 0 nothing, 1 a bounded repetition ({2,5}), 2 an unbounded one (+, *).
+    Inside an unbounded repetition, any repetition of more than one (``+``, ``{1,3}``) and any alternation
+    whose branches do not start with distinct literal characters is refused; inside a bounded one, an unbounded
+    repetition. Atomic groups and possessive repetitions never backtrack into themselves.
+    """
+    from re import _constants as sre  # type: ignore[attr-defined]
+
+    for op, av in items:
+        inner, children = repeated, []
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+            low, high, body = av
+            unbounded = high == sre.MAXREPEAT
+            if (repeated == 2 and high > 1 and low != high) or (repeated == 1 and unbounded):
+                return True
+            inner, children = max(repeated, 2 if unbounded else 1 if high > 1 else 0), [body]
+        elif op is sre.BRANCH:
+            if repeated == 2 and not _distinct_starts(av[1]):
+                return True
+            children = list(av[1])
+        elif op is sre.SUBPATTERN:
+            children = [av[3]]
+        elif op in (sre.ASSERT, sre.ASSERT_NOT):
+            children = [av[1]]
+        elif op is sre.GROUPREF_EXISTS:
+            children = [part for part in av[1:] if part]
+        if any(_backtracks(child, inner) for child in children):
+            return True
+    return False
+
+
+def _distinct_starts(branches: Sequence[Any]) -> bool:
+    """True when every branch starts with a literal character and no two with the same one."""
+    from re import _constants as sre  # type: ignore[attr-defined]
+
+    firsts = [branch[0][1] if len(branch) and branch[0][0] is sre.LITERAL else None for branch in branches]
+    return None not in firsts and len(set(firsts)) == len(firsts)
 
 
 @lru_cache(maxsize=256)
@@ -96,9 +158,11 @@ def _check_pattern(index: int, value: Any) -> str | None:
     if index != 1 or not isinstance(value, str):
         return None
     try:
-        re.compile(value)
+        _pattern(value)
     except re.error as exc:
         return f"invalid regular expression {value!r}: {exc.msg}"
+    except ValueError:
+        return f"the pattern {value!r} {_EXPONENTIAL}"
     return None
 
 

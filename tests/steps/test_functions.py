@@ -105,3 +105,46 @@ def test_a_value_that_cannot_be_used_fails_the_condition_without_showing_it(sour
 def test_ordering_text_against_a_number_is_an_evaluation_error_not_a_crash() -> None:
     with pytest.raises(ExpressionError, match="compare two numbers or two texts, here a text with a number"):
         value("conversation.tier > `2`")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "^(a+)+$",
+        "(\\w+\\s?)*$",
+        "^(.*)*x",
+        "(a|aa)*c",
+        "(\\w|\\d\\d)+!",
+        "(x{1,3})+y",
+        "(\\w+\\s?){2,8}$",
+    ],
+)
+def test_a_pattern_that_backtracks_exponentially_is_a_located_compile_error(pattern: str) -> None:
+    """One message of 30 characters would hold the function for minutes: refused at load, where it is written."""
+    with pytest.raises(ExpressionSyntaxError) as raised:
+        compile_expression(f"matches(request.body || '', '{pattern}')")
+    assert "matches(): the pattern" in str(raised.value)
+    assert "can take exponential time" in str(raised.value)
+    assert raised.value.offset == len("matches(request.body || '', ")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "(?i)^(stop|unsubscribe)\\b",
+        "^\\s*(?:yes|no)\\s*$",
+        "(?:stop|end|quit)+",
+        "(\\d{1,3}\\.){3}\\d{1,3}",
+        "(\\w\\s?)+!",
+        "(?>\\w+\\s?)+$",
+        "(?:\\w+\\s?)++$",
+    ],
+)
+def test_a_pattern_that_cannot_backtrack_exponentially_is_accepted(pattern: str) -> None:
+    compile_expression(f"matches(request.body || '', '{pattern}')")
+
+
+def test_a_pattern_from_the_document_that_backtracks_exponentially_fails_the_condition_quickly() -> None:
+    document = {"request": {"body": "a" * 40 + "!"}, "conversation": {"pattern": "^(a+)+$"}}
+    with pytest.raises(ExpressionError, match="function matches\\(\\) got a pattern that can take exponential time"):
+        value("matches(request.body, conversation.pattern)", document)
