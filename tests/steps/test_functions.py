@@ -148,3 +148,40 @@ def test_a_pattern_from_the_document_that_backtracks_exponentially_fails_the_con
     document = {"request": {"body": "a" * 40 + "!"}, "conversation": {"pattern": "^(a+)+$"}}
     with pytest.raises(ExpressionError, match="function matches\\(\\) got a pattern that can take exponential time"):
         value("matches(request.body, conversation.pattern)", document)
+
+
+@pytest.mark.parametrize(
+    ("source", "message", "offset"),
+    [
+        ("hour(request.received_at, `5`) > `18`", "hour(): argument 2 is a number where it needs text", 26),
+        ("matches(`5`, 'x')", "matches(): argument 1 is a number where it needs text", 8),
+        ("has_word(request.body || '', `[\"agent\"]`)", "has_word(): argument 2 is a list where it needs text", 29),
+        ("starts_with(request.body || '', `null`)", "starts_with(): argument 2 is null where it needs text", 32),
+        ('sum(`[1, "2"]`) > `2`', "sum(): argument 1 is a list where it needs a list of numbers", 4),
+        ("length(`5`) > `2`", "length(): argument 1 is a number where it needs text, a list or an object", 7),
+    ],
+)
+def test_a_literal_argument_of_the_wrong_type_is_a_located_compile_error(
+    source: str, message: str, offset: int
+) -> None:
+    """Such a condition fails every event that reaches it (INTERNAL_ERROR): refused at load, where it is written."""
+    with pytest.raises(ExpressionSyntaxError) as raised:
+        compile_expression(source)
+    assert message in str(raised.value)
+    assert raised.value.offset == offset
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'contains(`["whatsapp", "sms"]`, request.channel)',
+        "contains(request.body || '', 'x')",
+        "not_null(conversation.language, 'en') == 'es'",
+        "sum(`[1, 2]`) > `2`",
+        'sort(`["b", "a"]`)[0] == \'a\'',
+        "to_number('5') == `5`",
+        "join(',', `[\"a\", \"b\"]`) == 'a,b'",
+    ],
+)
+def test_a_literal_argument_of_an_accepted_type_compiles(source: str) -> None:
+    compile_expression(source)
