@@ -11,11 +11,16 @@ error; a value that cannot be used at run time is an evaluation error that names
 A pattern that can backtrack exponentially (a repetition inside a repetition, ``(a+)+``, or a repeated
 alternation whose branches may match alike, ``(a|aa)*``) is refused, written or read from the document:
 ``matches`` runs on the sender's text, and one such message would hold the function until its timeout.
+A search is also given ``MATCH_BUDGET_SECONDS`` (in the main thread, with no other timer armed: a
+``SIGALRM`` interrupts it), so a pattern slow on a long text (``.*x.*y`` over an email's body) fails the
+condition instead.
 """
 
 from __future__ import annotations
 
 import re
+import signal
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
@@ -24,8 +29,9 @@ from typing import Any
 from engine.errors import did_you_mean
 from engine.expressions import register_function
 
-__all__ = ["WEEKDAYS", "has_word", "hhmm", "hour", "local_date", "matches", "weekday"]
+__all__ = ["MATCH_BUDGET_SECONDS", "WEEKDAYS", "has_word", "hhmm", "hour", "local_date", "matches", "weekday"]
 
+MATCH_BUDGET_SECONDS = 0.1
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -120,7 +126,46 @@ def matches(text: str, pattern: str) -> bool:
         compiled = _pattern(pattern)
     except re.error:
         raise ValueError("got a pattern that is not a valid regular expression") from None
-    return compiled.search(text) is not None
+    return _search_within(compiled, text, MATCH_BUDGET_SECONDS)
+
+
+class _Overrun(BaseException):
+    """Raised inside a search by its timer (a BaseException: no ``except Exception`` takes it)."""
+
+
+def _overrun(signum: int, frame: Any) -> None:
+    raise _Overrun
+
+
+def _search_within(compiled: re.Pattern[str], text: str, seconds: float) -> bool:
+    """``compiled.search(text)``, interrupted after ``seconds`` (``re`` checks for signals while it matches).
+
+    Off the main thread, while another real-time timer is armed (a shadow's budget), or when ``SIGALRM``'s
+    handler could not be put back, the search runs unbounded.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getitimer(signal.ITIMER_REAL)[0]
+        or signal.getsignal(signal.SIGALRM) is None
+    ):
+        return compiled.search(text) is not None
+    previous = signal.signal(signal.SIGALRM, _overrun)
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+            return compiled.search(text) is not None
+        finally:
+            # signal.signal runs a handler still pending before it replaces it: an expiry raised here (the search
+            # had just finished) is reported like any other, and the handler is put back either way.
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+            except _Overrun:
+                signal.signal(signal.SIGALRM, previous)
+                raise
+    except _Overrun:
+        budget = f"{seconds * 1000:.0f} ms"
+        raise ValueError(f"took longer than {budget} on this text; anchor the pattern and avoid .* in it") from None
 
 
 def _local(time: str | None, zone: str) -> datetime:

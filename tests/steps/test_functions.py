@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -185,3 +188,23 @@ def test_a_literal_argument_of_the_wrong_type_is_a_located_compile_error(
 )
 def test_a_literal_argument_of_an_accepted_type_compiles(source: str) -> None:
     compile_expression(source)
+
+
+def test_a_pattern_slow_on_a_long_text_fails_the_condition_within_its_budget() -> None:
+    """'.*x.*x.*y' is polynomial, not refused at load: on an email's 128 KiB it would outlast the Lambda's timeout."""
+    document = {"request": {"body": "x" * 5000}}
+    started = time.monotonic()
+    with pytest.raises(ExpressionError, match="function matches\\(\\) took longer than 100 ms on this text"):
+        value("matches(request.body, '.*x.*x.*y')", document)
+    assert time.monotonic() - started < 1.0
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+
+
+def test_a_pattern_within_its_budget_answers_off_the_main_thread_too() -> None:
+    """Only the main thread can be interrupted: elsewhere the search runs unbounded (a shadow's own timer bounds it)."""
+    found: list[bool] = []
+    worker = threading.Thread(target=lambda: found.append(value("matches(request.body, '(?i)stop')")))
+    worker.start()
+    worker.join()
+    assert found == [True]
