@@ -22,6 +22,17 @@ __all__ = ["Shadowed", "Terms", "condition_terms", "find_shadowed", "lint_expres
 _COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
 _ORDERING = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _GUARDS = {"array": "`[]`", "string": "''", "object": "`{}`", "number": "`0`"}
+# Arguments '' does not guard: it is no time zone and no word (the condition fails) and, as a pattern, matches
+# every text. None: no default fits, so the advice is to test the value first.
+_ARGUMENT_GUARDS: dict[tuple[str, int], str | None] = {
+    **{(name, 1): "'UTC'" for name in ("hour", "hhmm", "weekday", "local_date")},
+    ("matches", 1): "'(?!)'",
+    ("has_word", 1): None,
+}
+_GUARD_NOTES = {
+    "'UTC'": " (or the zone to assume)",
+    "'(?!)'": " (a pattern that matches nothing; '' matches every text)",
+}
 # What JMESPath's own functions return (registered functions declare it).
 _RETURNS = {"to_string": "string", "join": "string", "type": "string", "to_number": "number", "length": "number"}
 
@@ -197,12 +208,13 @@ def lint_expression(expression: Expression, known: Mapping[str, str] | None = No
             path = _field_path(argument)
             if path is None or not types or "null" in types or "expref" in types:
                 continue
-            guard = _GUARDS.get(types[0], "`[]`")
+            name = node["value"]
+            guard = _ARGUMENT_GUARDS.get((name, index), _GUARDS.get(types[0], "`[]`"))
+            advice = f"{path} || {guard}{_GUARD_NOTES.get(guard, '')}" if guard else f"{path} && {name}(…)"
             found.append(
                 (
                     offset,
-                    f"{node['value']}() fails (INTERNAL_ERROR) when {path} is missing or null; "
-                    f"if it can be, write {path} || {guard}",
+                    f"{name}() fails (INTERNAL_ERROR) when {path} is missing or null; if it can be, write {advice}",
                 )
             )
     return sorted(found)

@@ -149,3 +149,23 @@ def test_value_types_come_from_the_tests_given() -> None:
 
     given = [{"request": {"body": "hi", "num_media": 2, "flag": True}}, {"request": {"body": None, "x": 1.5}}]
     assert value_types(given) == {"request.body": "string", "request.num_media": "number", "request.x": "number"}
+
+
+@pytest.mark.parametrize(
+    ("condition", "advice"),
+    [
+        ("weekday(request.received_at, conversation.tz) == 'monday'", "write conversation.tz || 'UTC'"),
+        ("hhmm(request.received_at, conversation.tz) < `900`", "write conversation.tz || 'UTC'"),
+        ("matches(request.body || '', conversation.pattern)", "write conversation.pattern || '(?!)'"),
+        ("has_word(request.body || '', conversation.word)", "write conversation.word && has_word(…)"),
+        ("starts_with(request.body, 'STOP')", "write request.body || ''"),
+    ],
+)
+def test_the_null_default_advised_is_one_the_function_accepts(condition: str, advice: str) -> None:
+    """'' is no time zone and no word (the condition would fail) and, as a pattern, matches every text."""
+    from tools.lint import lint_expression
+
+    found = [message for _, message in lint_expression(compile_expression(condition)) if "missing or null" in message]
+    assert len(found) == 1 and advice in found[0]
+    for default in ("conversation.tz || ''", "conversation.pattern || ''", "conversation.word || ''"):
+        assert default not in found[0]
