@@ -232,6 +232,22 @@ def test_duplicate_keys_raise_when_strict_and_are_returned_when_lenient() -> Non
     ]
 
 
+def test_aliases_that_expand_without_bound_are_a_located_error_not_a_hang() -> None:
+    """Nine nested aliases of ten make 10^9 values (a "billion laughs"): the check and the cold start would hang."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    with pytest.raises(ConfigError) as raised:
+        parse_yaml("\n".join(lines) + "\n", "f.yaml")
+    (problem,) = raised.value.problems
+    assert str(problem).startswith("f.yaml:")
+    assert "aliases (*name) repeat more than 100000 values; write the values out" in str(problem)
+
+
+def test_aliases_that_repeat_a_few_values_still_load() -> None:
+    doc = parse_yaml("base: &base {target: handoff}\nrules: [{then: *base}, {then: *base}]\n", "f.yaml")
+    assert doc.data["rules"] == [{"then": {"target": "handoff"}}, {"then": {"target": "handoff"}}]
+
+
 @pytest.mark.parametrize(
     ("source", "offset", "says"),
     [
