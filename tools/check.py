@@ -8,7 +8,8 @@ of that, this adds warnings for configuration that runs but probably not as inte
   compare text in a way the JMESPath standard does not (``tools.lint.lint_expression``);
 - names a condition or a test's ``given`` reads at the top of the context document that no step of the
   pipeline provides (``conversaton.tier`` is always null), or that a step provides only after the step
-  evaluating the rule set (a validation rule reading ``route``);
+  evaluating the rule set (a validation rule reading ``route``), and conversation attributes a step's condition
+  reads that ``conversations.get`` with ``read: rules`` does not fetch (not in ``also_read``);
 - rule sets no step of any checked pipeline uses;
 - (an error) a rules file whose ``pipelines:`` names no pipeline file beside the checked ones: its rule
   sets would silently belong to no pipeline;
@@ -43,6 +44,7 @@ from engine.runner import ParallelGroup, PlannedStep
 from engine.yamlsource import load_yaml
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
 from runtime.verify import rule_line, verify_ruleset
+from steps.conversations import ConversationGet
 from tools.lint import condition_terms, find_shadowed, lint_expression, value_types
 
 __all__ = [
@@ -221,6 +223,32 @@ def _provided_too_late(inspection: Inspection) -> list[Problem]:
                 )
                 offset = _root_offset(located.expression.source, root)
                 found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
+    return found
+
+
+def _unfetched(inspection: Inspection) -> list[Problem]:
+    """Conversation attributes a step's condition reads that a ``read: rules`` read leaves out (always null)."""
+    steps = inspection.config.pipeline.steps() if inspection.config else ()
+    reader = next((step for step in steps if isinstance(step.step, ConversationGet)), None)
+    attributes = reader.step.attributes if reader is not None and isinstance(reader.step, ConversationGet) else None
+    if reader is None or attributes is None:
+        return []
+    fetched = set(attributes)
+    found: list[Problem] = []
+    for located in inspection.expressions:
+        if located.locator.file != inspection.files[0]:
+            continue
+        for path in located.expression.paths:
+            if path[0] != "conversation" or (len(path) > 1 and path[1] in fetched):
+                continue
+            name = str(path[1]) if len(path) > 1 else "every other attribute"
+            message = (
+                f"the condition reads {'.'.join(map(str, path[:2]))}, which step {reader.id!r} (conversations.get, "
+                "read: rules) does not fetch: only the attributes the rules read are, so here it is always null; "
+                f"add {name} to that step's also_read"
+            )
+            offset = _root_offset(located.expression.source, "conversation")
+            found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
     return found
 
 
@@ -420,6 +448,7 @@ def check_config(
             *_lint(inspection),
             *_context_names(inspection),
             *_provided_too_late(inspection),
+            *_unfetched(inspection),
             *_reserved_codes(inspection),
             *_test_targets(inspection),
         ]

@@ -566,3 +566,26 @@ def test_two_findings_at_one_place_are_both_reported_and_a_shared_sets_once(tmp_
     assert "when conversation.recipient_tel is missing" in at_the_call[1]
     typo = [w for w in report.warnings if w.file == str(status) and "'conversaton'" in w.message]
     assert len(typo) == 1, typo
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_step_condition_reading_an_attribute_the_conversation_read_leaves_out_is_reported(tmp_path: Path) -> None:
+    """With ``read: rules`` only what the rules read is fetched: elsewhere another attribute is always null."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    pipeline = root / PIPELINE
+    step = "      - id: stage\n        uses: stage.write\n"
+    pipeline.write_text(pipeline.read_text().replace(step, step + "        when: conversation.staging != 'off'\n", 1))
+    report = check_config(pipeline, root / "rules")
+    (warning,) = report.warnings
+    line = pipeline.read_text().splitlines().index("        when: conversation.staging != 'off'") + 1
+    assert str(warning) == (
+        f"{pipeline}:{line}:15: warning: the condition reads conversation.staging, which step 'conversation' "
+        "(conversations.get, read: rules) does not fetch: only the attributes the rules read are, so here it is "
+        "always null; add staging to that step's also_read"
+    )
+
+    text = pipeline.read_text().replace("      read: rules\n", "      read: rules\n      also_read: [staging]\n", 1)
+    pipeline.write_text(text)
+    assert not check_config(pipeline, root / "rules").warnings
