@@ -103,11 +103,30 @@ def _word(word: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){words}(?!\w)", re.IGNORECASE)
 
 
+@lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    """The IANA zone names, as the ``tzdata`` package lists them: the same wherever the rules run.
+
+    The machine's own zone files are no guide: ``localtime`` (the machine's zone) is among them, and on a
+    case-insensitive disk (macOS) ``europe/london`` opens one, while the Lambda has neither.
+    """
+    from importlib import resources
+
+    try:
+        return frozenset(resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split())
+    except (ImportError, OSError):
+        from zoneinfo import available_timezones
+
+        return frozenset(available_timezones()) - {"localtime", "posixrules"}
+
+
 @lru_cache(maxsize=64)
 def _zone(name: str) -> tzinfo:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
+        if name not in _zone_names():
+            raise ZoneInfoNotFoundError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError("got a name that is not a time zone (write one such as 'Europe/London')") from None
@@ -221,9 +240,7 @@ def _check_zone(index: int, value: Any) -> str | None:
     try:
         _zone(value)
     except ValueError:
-        from zoneinfo import available_timezones
-
-        hint = did_you_mean(value, sorted(available_timezones()))
+        hint = did_you_mean(value, sorted(_zone_names()))
         return f"unknown time zone {value!r}{hint}; use an IANA name such as 'Europe/London' or 'America/New_York'"
     return None
 
