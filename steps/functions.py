@@ -133,10 +133,14 @@ def _zone(name: str) -> tzinfo:
 
 
 def has_word(text: str, word: str) -> bool:
-    """True when ``word`` (one word or several) appears in ``text`` as whole words, in any case."""
+    """True when ``word`` (one word or several) appears in ``text`` as whole words, in any case.
+
+    Any case as Unicode folds it too (``straße`` in ``STRASSE``), beside ``re``'s one-letter case matching
+    (``istanbul`` in ``İstanbul``, which folding turns into two letters).
+    """
     if not word.strip():
         raise ValueError("needs a word to look for, got empty text")
-    return _word(word).search(text) is not None
+    return _word(word).search(text) is not None or _word(word.casefold()).search(text.casefold()) is not None
 
 
 def matches(text: str, pattern: str) -> bool:

@@ -212,3 +212,23 @@ def test_a_pattern_within_its_budget_answers_off_the_main_thread_too() -> None:
     worker.start()
     worker.join()
     assert found == [True]
+
+
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [
+        ("BITTE STRASSE ANGEBEN", "straße"),
+        ("Straße", "STRASSE"),
+        ("İstanbul office", "istanbul"),
+        ("ISTANBUL office", "İstanbul"),
+        ("Ärger mit der Lieferung", "ÄRGER"),
+        ("ΣΤΟΠ", "στοπ"),
+    ],
+)
+def test_has_word_matches_in_any_case_as_unicode_folds_it(text: str, word: str) -> None:
+    """'ß' is 'SS' in capitals: a German message in capitals still has the word."""
+    assert value("has_word(t, w)", {"t": text, "w": word}) is True
+
+
+def test_has_word_still_wants_whole_words_after_folding() -> None:
+    assert value("has_word(t, w)", {"t": "STRASSEN", "w": "straße"}) is False
