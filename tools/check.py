@@ -15,7 +15,8 @@ of that, this adds warnings for configuration that runs but probably not as inte
   sets would silently belong to no pipeline;
 - error codes a rule decides that are transient, or reserved for a step or for the engine
   (``DB_TRANSIENT_ERROR``, ``INVALID_SIGNATURE``, ``INTERNAL_ERROR``);
-- rules that can never match (``find_shadowed``), a default that is never used, rules no inline test
+- rules that can never match (``find_shadowed``), a default that is never used (or, in a validation set,
+  fails every message no rule fails: none would pass), rules no inline test
   decides, duplicate test names, and a test expecting a target the pipeline does not have.
 
 Without ``--pipeline`` every ``pipelines/*.yaml`` is checked, each with the rule sets that belong to it
@@ -98,7 +99,7 @@ class CheckReport:
 
 
 def _shadowing(loaded: LoadedRuleSet) -> tuple[list[Problem], set[str]]:
-    """Rules that can never match (with their ids), and a default that is never used."""
+    """Rules that can never match (with their ids), a default that is never used, and a validation default."""
     found: list[Problem] = []
     never: set[str] = set()
     for shadowed in find_shadowed(loaded.ruleset):
@@ -128,6 +129,12 @@ def _shadowing(loaded: LoadedRuleSet) -> tuple[list[Problem], set[str]]:
                 message = f"the default is never used: rule {rule.id!r} (line {line}) always matches"
                 found.append(loaded.locator.problem(("default",), message, at_key=True, severity="warning"))
                 break
+    if ruleset.kind == "validation" and ruleset.default is not None and ruleset.default.error:
+        message = (
+            f"the default of validation set {ruleset.name!r} fails every message no rule fails, so no message "
+            "passes the set; remove the default (without one, a message no rule matches passes)"
+        )
+        found.append(loaded.locator.problem(("default",), message, at_key=True, severity="warning"))
     return found, never
 
 

@@ -589,3 +589,20 @@ def test_a_step_condition_reading_an_attribute_the_conversation_read_leaves_out_
     text = pipeline.read_text().replace("      read: rules\n", "      read: rules\n      also_read: [staging]\n", 1)
     pipeline.write_text(text)
     assert not check_config(pipeline, root / "rules").warnings
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_validation_default_that_refuses_every_message_is_reported(tmp_path: Path) -> None:
+    """A matching rule fails the message with its error, and the default fails every other: none passes the set."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    channel = root / "rules" / "20_channel.yaml"
+    text = channel.read_text().replace("tests:\n", "default: {error: CHANNEL_NOT_ALLOWED}\ntests:\n", 1)
+    channel.write_text(text.replace("    expect: {error: null}\n", "    expect: {error: CHANNEL_NOT_ALLOWED}\n"))
+    report = check_config(root / PIPELINE, root / "rules")
+    line = channel.read_text().splitlines().index("default: {error: CHANNEL_NOT_ALLOWED}") + 1
+    assert [str(warning) for warning in report.warnings] == [
+        f"{channel}:{line}:1: warning: the default of validation set 'channel' fails every message no rule fails, so "
+        "no message passes the set; remove the default (without one, a message no rule matches passes)"
+    ]
