@@ -21,6 +21,7 @@ __all__ = ["Shadowed", "Terms", "condition_terms", "find_shadowed", "lint_expres
 
 _COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
 _ORDERING = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+_EQUALITY = {"eq": ("==", "never true"), "ne": ("!=", "always true")}
 _GUARDS = {"array": "`[]`", "string": "''", "object": "`{}`", "number": "`0`"}
 # Arguments '' does not guard: it is no time zone and no word (the condition fails) and, as a pattern, matches
 # every text. None: no default fits, so the advice is to test the value first.
@@ -121,12 +122,12 @@ def _is_text(subject: str, name: str | None, token: dict[str, Any], types: Mappi
 
 
 def _null_only(source: str, tree: Mapping[str, Any], types: Mapping[str, str]) -> list[tuple[int, str]]:
-    """Slices of text (always null) and ordering comparisons involving text."""
+    """Slices of text (always null), ordering comparisons involving text, and text compared with a number."""
     tokens = expression_tokens(source)
     found: list[tuple[int, str]] = []
     ordering: dict[str, list[int]] = {}
     for index, token in enumerate(tokens):
-        if token["type"] in _ORDERING:
+        if token["type"] in _ORDERING or token["type"] in _EQUALITY:
             ordering.setdefault(token["type"], []).append(token["start"])
         following = [t["type"] for t in tokens[index + 1 : index + 3]]
         if token["type"] != "lbracket" or "colon" not in following:
@@ -140,12 +141,21 @@ def _null_only(source: str, tree: Mapping[str, Any], types: Mapping[str, str]) -
             found.append((token["start"], message))
     seen: dict[str, int] = {}
     for node in _walk(tree):
-        if node["type"] != "comparator" or node["value"] not in _ORDERING:
+        if node["type"] != "comparator" or (node["value"] not in _ORDERING and node["value"] not in _EQUALITY):
             continue
         rank = seen[node["value"]] = seen.get(node["value"], -1) + 1
         offsets = ordering.get(node["value"], [])
         kinds = {_kind(child, types) for child in node["children"]}
         if "string" not in kinds or rank >= len(offsets):
+            continue
+        if node["value"] in _EQUALITY:
+            if "number" in kinds:
+                symbol, verdict = _EQUALITY[node["value"]]
+                message = (
+                    f"text and a number are never equal, so {symbol} here is {verdict}; compare a number with a "
+                    "number (`1`, or to_number(…)) or text with text ('1', or to_string(…))"
+                )
+                found.append((offsets[rank], message))
             continue
         symbol = _ORDERING[node["value"]]
         if "number" in kinds:

@@ -125,6 +125,9 @@ TYPES = {"request.body": "string", "request.num_media": "number", "conversation.
         ("`1` < request.num_media && request.body <= 'm'", 40, "comparing text with <= gives null"),
         ("request.num_media >= '1'", 18, "comparing text with a number by >= fails the condition (INTERNAL_ERROR)"),
         ("conversation.tier > `2`", 18, "comparing text with a number by >"),
+        ("conversation.tier == `2`", 18, "text and a number are never equal, so == here is never true"),
+        ("request.num_media != '0'", 18, "text and a number are never equal, so != here is always true"),
+        ("'1' == request.num_media || request.body == 'x'", 4, "so == here is never true"),
     ],
 )
 def test_parts_that_can_only_be_null_or_compare_text_are_found(condition: str, offset: int, says: str) -> None:
@@ -136,7 +139,15 @@ def test_parts_that_can_only_be_null_or_compare_text_are_found(condition: str, o
 
 @pytest.mark.parametrize(
     "condition",
-    ["conversation.messages[-2:] == `[]`", "request.num_media > `0`", "request.unknown[0:2]", "a > b"],
+    [
+        "conversation.messages[-2:] == `[]`",
+        "request.num_media > `0`",
+        "request.unknown[0:2]",
+        "a > b",
+        "request.num_media == `0` && request.body != 'x'",
+        "to_string(request.num_media) == '0'",
+        "request.unknown == '1'",
+    ],
 )
 def test_lists_numbers_and_values_of_unknown_type_are_left_alone(condition: str) -> None:
     from tools.lint import lint_expression
