@@ -290,12 +290,8 @@ def _check_functions(source: str, tree: Mapping[str, Any]) -> None:
 
 _KINDS = {str: "string", bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
 _WORDS = {"string": "text", "number": "a number", "boolean": "true or false", "array": "a list", "object": "an object"}
-_WORDS |= {
-    "null": "null",
-    "expref": "an &expression",
-    "array-number": "a list of numbers",
-    "array-string": "a list of texts",
-}
+_WORDS |= {"null": "null", "expref": "an &expression"}
+_WORDS |= {"array-number": "a list of numbers", "array-string": "a list of texts"}
 
 
 def _literal_mismatch(index: int, value: Any, types: Sequence[str]) -> str | None:

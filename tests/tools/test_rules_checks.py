@@ -180,3 +180,19 @@ def test_the_null_default_advised_is_one_the_function_accepts(condition: str, ad
     assert len(found) == 1 and advice in found[0]
     for default in ("conversation.tz || ''", "conversation.pattern || ''", "conversation.word || ''"):
         assert default not in found[0]
+
+
+def test_a_routing_set_that_decides_no_target_is_observed_as_the_routing_error_production_ends_with() -> None:
+    """No match without a default, or a target_from that gives no text: production answers ROUTING_ERROR."""
+    rules = (
+        Rule("to_person", compile_expression("x == `1`"), Decision(target="handoff")),
+        Rule("computed", compile_expression("x == `2`"), Decision(target_from=compile_expression("missing")), index=1),
+    )
+    cases = (
+        RuleTest("nothing matches", {"x": 3}, {"rule": None, "error": "ROUTING_ERROR", "target": None}, 0),
+        RuleTest("no computed target", {"x": 2}, {"rule": "computed", "error": "ROUTING_ERROR"}, 1),
+        RuleTest("routed", {"x": 1}, {"error": None, "target": "handoff"}, 2),
+    )
+    assert run_tests(RuleSet("routing", "routing", rules, tests=cases)) == []
+    with_default = RuleSet("routing", "routing", rules, default=Decision(target="handoff"), tests=cases[2:])
+    assert run_tests(with_default._replace(tests=(RuleTest("default", {"x": 3}, {"error": None}, 0),))) == []
