@@ -22,6 +22,7 @@ __all__ = ["Shadowed", "Terms", "condition_terms", "find_shadowed", "lint_expres
 _COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
 _ORDERING = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _EQUALITY = {"eq": ("==", "never true"), "ne": ("!=", "always true")}
+_KIND_NAMES = {"string": "text", "number": "a number", "boolean": "true/false"}
 _GUARDS = {"array": "`[]`", "string": "''", "object": "`{}`", "number": "`0`"}
 # Arguments '' does not guard: it is no time zone and no word (the condition fails) and, as a pattern, matches
 # every text. None: no default fits, so the advice is to test the value first.
@@ -49,7 +50,7 @@ def _field_path(node: Mapping[str, Any]) -> str | None:
 
 
 def value_types(documents: Iterable[Any]) -> dict[str, str]:
-    """The dotted paths that hold text (``string``) or a number in ``documents`` (inline tests' ``given``)."""
+    """The dotted paths holding text (``string``), a number or true/false in inline tests' ``given`` documents."""
     found: dict[str, str] = {}
 
     def visit(value: Any, path: str) -> None:
@@ -58,7 +59,9 @@ def value_types(documents: Iterable[Any]) -> dict[str, str]:
                 visit(inner, f"{path}.{key}" if path else str(key))
         elif isinstance(value, str):
             found.setdefault(path, "string")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif isinstance(value, bool):
+            found.setdefault(path, "boolean")
+        elif isinstance(value, (int, float)):
             found.setdefault(path, "number")
 
     for document in documents:
@@ -74,12 +77,12 @@ def _walk(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 
 
 def _kind(node: Mapping[str, Any], types: Mapping[str, str]) -> str | None:
-    """``string`` or ``number`` when a node's value is known (a literal, a function's result, a typed path)."""
+    """``string``, ``number`` or ``boolean`` when a node's value is known (a literal, a function's result, a path)."""
     if node["type"] == "literal":
         value = node["value"]
-        if isinstance(value, str):
-            return "string"
-        return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if isinstance(value, (str, bool)):
+            return "string" if isinstance(value, str) else "boolean"
+        return "number" if isinstance(value, (int, float)) else None
     if node["type"] == "function_expression":
         returns = function_table().get(node["value"], {}).get("returns") or _RETURNS.get(node["value"])
         return str(returns) if returns else None
@@ -146,16 +149,18 @@ def _null_only(source: str, tree: Mapping[str, Any], types: Mapping[str, str]) -
         rank = seen[node["value"]] = seen.get(node["value"], -1) + 1
         offsets = ordering.get(node["value"], [])
         kinds = {_kind(child, types) for child in node["children"]}
-        if "string" not in kinds or rank >= len(offsets):
-            continue
         if node["value"] in _EQUALITY:
-            if "number" in kinds:
+            known = [kind for kind in _KIND_NAMES if kind in kinds]
+            if len(known) == 2 and None not in kinds and rank < len(offsets):
                 symbol, verdict = _EQUALITY[node["value"]]
                 message = (
-                    f"text and a number are never equal, so {symbol} here is {verdict}; compare a number with a "
-                    "number (`1`, or to_number(…)) or text with text ('1', or to_string(…))"
+                    f"{_KIND_NAMES[known[0]]} and {_KIND_NAMES[known[1]]} are never equal, so {symbol} here is "
+                    f"{verdict}; compare like with like: a number with a number (`1`, or to_number(…)), true/false "
+                    "with `true` or `false`, text with text ('1', or to_string(…))"
                 )
                 found.append((offsets[rank], message))
+            continue
+        if "string" not in kinds or rank >= len(offsets):
             continue
         symbol = _ORDERING[node["value"]]
         if "number" in kinds:

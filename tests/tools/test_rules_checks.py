@@ -112,7 +112,12 @@ def test_a_failing_condition_never_quotes_the_value_it_read() -> None:
     assert "starts_with() got a number where it needs string" in str(raised.value)
 
 
-TYPES = {"request.body": "string", "request.num_media": "number", "conversation.tier": "string"}
+TYPES = {
+    "request.body": "string",
+    "request.num_media": "number",
+    "conversation.tier": "string",
+    "conversation.hand_off_to_human": "boolean",
+}
 
 
 @pytest.mark.parametrize(
@@ -128,6 +133,8 @@ TYPES = {"request.body": "string", "request.num_media": "number", "conversation.
         ("conversation.tier == `2`", 18, "text and a number are never equal, so == here is never true"),
         ("request.num_media != '0'", 18, "text and a number are never equal, so != here is always true"),
         ("'1' == request.num_media || request.body == 'x'", 4, "so == here is never true"),
+        ("conversation.hand_off_to_human == 'true'", 31, "text and true/false are never equal, so == here"),
+        ("request.num_media == `true`", 18, "a number and true/false are never equal"),
     ],
 )
 def test_parts_that_can_only_be_null_or_compare_text_are_found(condition: str, offset: int, says: str) -> None:
@@ -147,6 +154,7 @@ def test_parts_that_can_only_be_null_or_compare_text_are_found(condition: str, o
         "request.num_media == `0` && request.body != 'x'",
         "to_string(request.num_media) == '0'",
         "request.unknown == '1'",
+        "conversation.hand_off_to_human == `true`",
     ],
 )
 def test_lists_numbers_and_values_of_unknown_type_are_left_alone(condition: str) -> None:
@@ -159,7 +167,12 @@ def test_value_types_come_from_the_tests_given() -> None:
     from tools.lint import value_types
 
     given = [{"request": {"body": "hi", "num_media": 2, "flag": True}}, {"request": {"body": None, "x": 1.5}}]
-    assert value_types(given) == {"request.body": "string", "request.num_media": "number", "request.x": "number"}
+    assert value_types(given) == {
+        "request.body": "string",
+        "request.num_media": "number",
+        "request.flag": "boolean",
+        "request.x": "number",
+    }
 
 
 @pytest.mark.parametrize(
