@@ -105,6 +105,13 @@ class _Builder:
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+# The usual fix for a syntax error, by the start of its reason (PyYAML's or libyaml's words).
+_HINTS = {
+    "mapping values": "; a plain value cannot contain ': ' (put the value in quotes) or the indentation is off",
+    "did not find expected key": "; this line is indented more or less than the keys beside it: line it up with them",
+    "did not find expected '-'": "; this line is indented less than the keys of the list item above it: line it up",
+    "but found another document": "; a file holds one document: remove the --- line, or move what follows to a file",
+}
 _TAGGED_VALUE = re.compile(r"(?:^|:|-)[ \t]+(!)")
 
 
@@ -122,8 +129,8 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
     hint = ""
     if exc.context == "while scanning a quoted scalar" and exc.context_mark is not None:
         hint = f"; the quote opened on line {exc.context_mark.line + 1} is not closed"
-    elif reason.startswith("mapping values are not allowed"):
-        hint = "; a plain value cannot contain ': ' (put the value in quotes) or the indentation is off"
+    elif any(reason.startswith(known) for known in _HINTS):
+        hint = next(text for known, text in _HINTS.items() if reason.startswith(known))
     elif mark is not None and mark.line < len(lines) and lines[mark.line][mark.column : mark.column + 1] == "\t":
         hint = "; indent with spaces, not tabs"
     return Problem(file, line, column, f"invalid YAML: {reason}{hint}")
