@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from engine.expressions import Expression, expression_tokens, function_calls, function_table, is_truthy
 from engine.rules import Rule, RuleSet
+from steps.functions import WEEKDAYS
 
 __all__ = ["Shadowed", "Terms", "condition_terms", "find_shadowed", "lint_expression", "value_types"]
 
@@ -178,12 +180,47 @@ def _null_only(source: str, tree: Mapping[str, Any], types: Mapping[str, str]) -
     return found
 
 
+# What the time functions give, for comparisons with a literal they never give (``weekday(…) == 'Monday'``).
+_GIVES: dict[str, tuple[Callable[[str], bool], str]] = {
+    "weekday": (lambda text: text in WEEKDAYS, "monday … sunday, in lower case"),
+    "local_date": (
+        lambda text: re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) is not None,
+        "a date as YYYY-MM-DD, such as 2026-12-25",
+    ),
+}
+
+
+def _never_given(source: str, tree: Mapping[str, Any]) -> list[tuple[int, str]]:
+    """A time function compared by ==, != or contains() with a literal text it never gives."""
+    offsets = {id(node): offset for node, offset in function_calls(source, tree)}
+    found: list[tuple[int, str]] = []
+    for node in _walk(tree):
+        children = node.get("children", [])
+        if node["type"] == "comparator" and node["value"] in _EQUALITY:
+            symbol, verdict = _EQUALITY[node["value"]]
+            pairs, outcome = [(children[0], children[1]), (children[1], children[0])], f"so {symbol} here is {verdict}"
+        elif node["type"] == "function_expression" and node["value"] == "contains" and len(children) == 2:
+            pairs, outcome = [(children[1], children[0])], "so contains() never finds it there"
+        else:
+            continue
+        for call, literal in pairs:
+            if call["type"] != "function_expression" or call["value"] not in _GIVES or literal["type"] != "literal":
+                continue
+            gives, described = _GIVES[call["value"]]
+            values = literal["value"] if isinstance(literal["value"], list) else [literal["value"]]
+            for value in [value for value in values if isinstance(value, str) and not gives(value)][:1]:
+                message = f"{call['value']}() never gives {value!r} (it gives {described}), {outcome}"
+                found.append((offsets.get(id(call), 0), message))
+    return found
+
+
 def lint_expression(expression: Expression, known: Mapping[str, str] | None = None) -> list[tuple[int, str]]:
     """Likely mistakes in a valid expression, as ``(offset, message)``; for ``--check`` warnings.
 
     ``known`` (``value_types``) says which paths hold text or numbers, for the checks that depend on it.
     """
     found: list[tuple[int, str]] = _null_only(expression.source, expression.ast, known or {})
+    found += _never_given(expression.source, expression.ast)
     source = expression.source
     tokens = expression_tokens(source)
     for index, token in enumerate(tokens):

@@ -209,3 +209,49 @@ def test_a_routing_set_that_decides_no_target_is_observed_as_the_routing_error_p
     assert run_tests(RuleSet("routing", "routing", rules, tests=cases)) == []
     with_default = RuleSet("routing", "routing", rules, default=Decision(target="handoff"), tests=cases[2:])
     assert run_tests(with_default._replace(tests=(RuleTest("default", {"x": 3}, {"error": None}, 0),))) == []
+
+
+@pytest.mark.parametrize(
+    ("condition", "offset", "says"),
+    [
+        (
+            "weekday(request.received_at, 'Europe/London') == 'Monday'",
+            0,
+            "weekday() never gives 'Monday' (it gives monday … sunday, in lower case), so == here is never true",
+        ),
+        (
+            'contains(`["Saturday", "sunday"]`, weekday(request.received_at, \'UTC\'))',
+            35,
+            "weekday() never gives 'Saturday'",
+        ),
+        (
+            "local_date(request.received_at, 'UTC') != '25/12/2026'",
+            0,
+            "local_date() never gives '25/12/2026' (it gives a date as YYYY-MM-DD, such as 2026-12-25), so != here "
+            "is always true",
+        ),
+    ],
+)
+def test_a_time_function_compared_with_a_value_it_never_gives_is_found(condition: str, offset: int, says: str) -> None:
+    from tools.lint import lint_expression
+
+    found = [
+        (at, message) for at, message in lint_expression(compile_expression(condition)) if "never gives" in message
+    ]
+    assert len(found) == 1 and says in found[0][1]
+    assert found[0][0] == offset
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "weekday(request.received_at, 'UTC') == 'monday'",
+        'contains(`["saturday", "sunday"]`, weekday(request.received_at, \'UTC\'))',
+        "contains(`[\"2026-12-25\"]`, local_date(request.received_at, 'Europe/Madrid'))",
+        "local_date(request.received_at, 'UTC') == conversation.holiday",
+    ],
+)
+def test_a_time_function_compared_with_values_it_gives_is_left_alone(condition: str) -> None:
+    from tools.lint import lint_expression
+
+    assert not [m for _, m in lint_expression(compile_expression(condition)) if "never gives" in m]
