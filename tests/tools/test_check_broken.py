@@ -606,3 +606,30 @@ def test_a_validation_default_that_refuses_every_message_is_reported(tmp_path: P
         f"{channel}:{line}:1: warning: the default of validation set 'channel' fails every message no rule fails, so "
         "no message passes the set; remove the default (without one, a message no rule matches passes)"
     ]
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_an_unquoted_time_in_a_tests_given_is_a_located_error_not_a_confusing_failure(tmp_path: Path) -> None:
+    """YAML reads 2026-11-25T22:30:00Z as a date and time, which no context document holds: there it is text."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    routing = root / "rules" / "40_routing.yaml"
+    rule = (
+        "  - id: late\n    when: \"hour(request.received_at, 'Europe/London') >= `22`\"\n    then: {target: handoff}\n"
+    )
+    case = (
+        "  - name: late at night\n"
+        "    given: {request: {channel: sms, received_at: 2026-11-25T22:30:00Z}, conversation: {}}\n"
+        "    expect: {rule: late, target: handoff}\n"
+    )
+    routing.write_text(
+        routing.read_text().replace("rules:\n", "rules:\n" + rule, 1).replace("tests:\n", "tests:\n" + case)
+    )
+    report = check_config(root / PIPELINE, root / "rules")
+    line = routing.read_text().splitlines().index(case.splitlines()[1]) + 1
+    assert [str(error) for error in report.errors] == [
+        f"{routing}:{line}:50: inline test 'late at night' gives request.received_at a YAML date or time, which a "
+        'context document never holds (it holds text there); put the value in quotes: "2026-11-25T22:30:00Z"'
+    ]
+    assert report.exit_code == 2
