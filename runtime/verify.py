@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
 from engine.errors import ConfigError, Problem, did_you_mean
+from engine.locator import Locator
 from engine.rules import RuleSet, TestFailure, run_tests
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ __all__ = [
     "steps_outline",
     "verify",
     "verify_ruleset",
+    "written_value",
 ]
 
 # A pipeline's steps as the code owns them: per entry of ``steps:``, a step's (id, uses, when) or a parallel
@@ -120,6 +122,13 @@ def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
     return loaded.locator.problem(path, message)
 
 
+def written_value(locator: Locator, path: tuple[Any, ...]) -> str:
+    """The text of the plain (unquoted) scalar at ``path`` as written: up to a comment, ``,``, ``]`` or ``}``."""
+    line, column = locator.position(path)
+    rest = locator.text.splitlines()[line - 1][column - 1 :] if locator.text else ""
+    return rest.split(" #")[0].split(",")[0].split("]")[0].split("}")[0].strip()
+
+
 def _yaml_times(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
     """The paths of the dates and times YAML read from unquoted values (``2026-11-25T22:30:00Z``)."""
     if isinstance(value, date):
@@ -135,9 +144,7 @@ def _yaml_times_in_tests(loaded: LoadedRuleSet) -> list[tuple[int, Problem]]:
     for test in loaded.ruleset.tests:
         for path in _yaml_times(test.given, ()):
             where = ("tests", test.index, "given", *path)
-            line, column = loaded.locator.position(where)
-            rest = loaded.locator.text.splitlines()[line - 1][column - 1 :]
-            written = rest.split(" #")[0].split(",")[0].split("}")[0].strip()
+            written = written_value(loaded.locator, where)
             message = (
                 f"inline test {test.name!r} gives {'.'.join(map(str, path))} a YAML date or time, which a context "
                 f'document never holds (it holds text there); put the value in quotes: "{written}"'

@@ -31,10 +31,11 @@ test failed, else 0.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from engine import registry
 from engine.config import Inspection, LoadedRuleSet, display_path, inspect_config
@@ -44,7 +45,7 @@ from engine.rules import RuleError, RuleSet
 from engine.runner import ParallelGroup, PlannedStep
 from engine.yamlsource import load_yaml
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
-from runtime.verify import rule_line, verify_ruleset
+from runtime.verify import rule_line, verify_ruleset, written_value
 from steps.conversations import ConversationGet
 from tools.lint import condition_terms, find_shadowed, lint_expression, value_types
 
@@ -488,10 +489,37 @@ def _place(problem: Problem) -> tuple[str, int, int, str]:
     return problem.file, problem.line, problem.column, problem.severity
 
 
+_PHONE_LIKE = re.compile(r"[+0][0-9]{5,}")
+
+
+def _numbers(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], int]]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        yield path, value
+    elif isinstance(value, (dict, list)):
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            yield from _numbers(item, (*path, key))
+
+
+def _phone_numbers(loaded: LoadedRuleSet) -> list[Problem]:
+    """Phone numbers written unquoted in tests' ``given`` (``+14155550123``): YAML reads a number, the document text."""
+    found: list[Problem] = []
+    for test in loaded.ruleset.tests:
+        for path, number in _numbers(test.given, ()):
+            where = ("tests", test.index, "given", *path)
+            written = written_value(loaded.locator, where)
+            if _PHONE_LIKE.fullmatch(written):
+                message = (
+                    f"inline test {test.name!r} gives {'.'.join(map(str, path))}: YAML reads {written} as the number "
+                    f'{number}, while the document holds phone numbers as text; put it in quotes: "{written}"'
+                )
+                found.append(loaded.locator.problem(where, message, severity="warning"))
+    return found
+
+
 def _check_ruleset(loaded: LoadedRuleSet) -> tuple[int, list[Problem], list[Problem]]:
     """One rule set's inline tests run, its findings, and its failed tests."""
     shadowing, never = _shadowing(loaded)
-    findings = [*shadowing, *_duplicate_test_names(loaded)]
+    findings = [*shadowing, *_duplicate_test_names(loaded), *_phone_numbers(loaded)]
     if not loaded.complete:
         return 0, findings, []
     verdict = verify_ruleset(loaded)

@@ -633,3 +633,26 @@ def test_an_unquoted_time_in_a_tests_given_is_a_located_error_not_a_confusing_fa
         'context document never holds (it holds text there); put the value in quotes: "2026-11-25T22:30:00Z"'
     ]
     assert report.exit_code == 2
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_an_unquoted_phone_number_in_a_tests_given_is_reported(tmp_path: Path) -> None:
+    """YAML reads +14155550123 (and 00441234567, in octal) as a number; the document holds phone numbers as text."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    routing = root / "rules" / "40_routing.yaml"
+    quoted = '{recipient_tel: "+14155550123", auto_queue_reply_message_from_number: ["+14155550999"]}'
+    unquoted = "{recipient_tel: +14155550123, auto_queue_reply_message_from_number: [00441234567]}"
+    assert quoted in routing.read_text()
+    routing.write_text(routing.read_text().replace(quoted, unquoted, 1))
+    report = check_config(root / PIPELINE, root / "rules")
+    line = next(n for n, text in enumerate(routing.read_text().splitlines(), 1) if unquoted in text)
+    says = 'YAML reads {} as the number {}, while the document holds phone numbers as text; put it in quotes: "{}"'
+    assert [str(warning) for warning in report.warnings] == [
+        f"{routing}:{line}:37: warning: inline test 'a number not on the auto-queue list goes to the channel queue' "
+        "gives conversation.recipient_tel: " + says.format("+14155550123", 14155550123, "+14155550123"),
+        f"{routing}:{line}:90: warning: inline test 'a number not on the auto-queue list goes to the channel queue' "
+        "gives conversation.auto_queue_reply_message_from_number.0: "
+        + says.format("00441234567", 0o441234567, "00441234567"),
+    ]
