@@ -302,9 +302,8 @@ def _literal_mismatch(index: int, value: Any, types: Sequence[str]) -> str | Non
     kind = _KINDS.get(type(value), "null" if value is None else "any")
     if not types or "any" in types or kind in types or kind == "any":
         return None
-    if kind == "array" and any(
-        t.startswith("array-") and all(_KINDS.get(type(v)) == t[6:] for v in value) for t in types
-    ):
+    items = [t.removeprefix("array-") for t in types if t.startswith("array-")]
+    if kind == "array" and any(all(_KINDS.get(type(v)) == item for v in value) for item in items):
         return None
     wanted = [_WORDS.get(t, t) for t in types]
     needs = ", ".join(wanted[:-1]) + " or " + wanted[-1] if len(wanted) > 1 else wanted[0]

@@ -141,6 +141,22 @@ def test_an_unset_typed_value_is_one_env_problem_not_a_type_error(tmp_path: Path
     assert (inspection.config is None) == (severity == "error")
 
 
+def test_a_set_value_that_holds_a_reference_itself_is_an_error_not_a_silent_string(tmp_path: Path) -> None:
+    """A value is not resolved again: taken for an unset reference, its type was never checked (a text delay)."""
+    pipeline, rules = tree(tmp_path, {})
+    environment = {**ENV, "BATCH_WINDOW_SECONDS": "${env:WINDOW}"}
+    for severity in ("warning", "error"):
+        inspection = inspect_config(pipeline, rules, environment, missing_env=severity)
+        assert inspection.config is None
+        assert [str(problem).split(": ", 1)[1] for problem in inspection.problems] == [
+            "environment variable BATCH_WINDOW_SECONDS holds ${env:…}, which is not resolved again; set the value "
+            "itself"
+        ] * 2
+        reference = "${env:BATCH_WINDOW_SECONDS:-10}"
+        lines = [(n, line.find(reference) + 1) for n, line in enumerate(pipeline.read_text().splitlines(), 1)]
+        assert located(inspection.problems) == [(pipeline.name, n, c) for n, c in lines if c > 0]
+
+
 def test_duplicate_keys_are_reported_with_the_other_problems_of_the_file(tmp_path: Path) -> None:
     pipeline, rules = tree(
         tmp_path,
