@@ -140,7 +140,10 @@ def has_word(text: str, word: str) -> bool:
     """
     if not word.strip():
         raise ValueError("needs a word to look for, got empty text")
-    return _word(word).search(text) is not None or _word(word.casefold()).search(text.casefold()) is not None
+    if _word(word).search(text) is not None:
+        return True
+    # Folding only differs from re's case matching beyond ASCII (ß, ﬁ, ς): plain text is not read twice.
+    return not (text.isascii() and word.isascii()) and _word(word.casefold()).search(text.casefold()) is not None
 
 
 def matches(text: str, pattern: str) -> bool:
