@@ -279,35 +279,9 @@ def _check_functions(source: str, tree: Mapping[str, Any]) -> None:
             raise ExpressionSyntaxError(f"{name}() takes {len(signature)} argument(s), got {given}", offset)
         check = spec.get("check")
         for index, argument in enumerate(node["children"]):
-            if argument["type"] != "literal":
-                continue
-            types = signature[min(index, len(signature) - 1)]["types"] if signature else ["any"]
-            problem = _literal_mismatch(index, argument["value"], types)
-            problem = problem or (check(index, argument["value"]) if check else None)
+            problem = check(index, argument["value"]) if check and argument["type"] == "literal" else None
             if problem:
                 raise ExpressionSyntaxError(f"{name}(): {problem}", _argument_offset(source, offset, index))
-
-
-_KINDS = {str: "string", bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
-_WORDS = {"string": "text", "number": "a number", "boolean": "true or false", "array": "a list", "object": "an object"}
-_WORDS |= {"null": "null", "expref": "an &expression"}
-_WORDS |= {"array-number": "a list of numbers", "array-string": "a list of texts"}
-
-
-def _literal_mismatch(index: int, value: Any, types: Sequence[str]) -> str | None:
-    """What is wrong with literal argument ``index`` for a parameter of JMESPath ``types``, or None.
-
-    Such an argument would fail the condition on every event that reaches it.
-    """
-    kind = _KINDS.get(type(value), "null" if value is None else "any")
-    if not types or "any" in types or kind in types or kind == "any":
-        return None
-    items = [t.removeprefix("array-") for t in types if t.startswith("array-")]
-    if kind == "array" and any(all(_KINDS.get(type(v)) == item for v in value) for item in items):
-        return None
-    wanted = [_WORDS.get(t, t) for t in types]
-    needs = ", ".join(wanted[:-1]) + " or " + wanted[-1] if len(wanted) > 1 else wanted[0]
-    return f"argument {index + 1} is {_WORDS[kind]} where it needs {needs}"
 
 
 _OPENERS = frozenset({"lparen", "lbracket", "lbrace", "filter"})

@@ -38,8 +38,7 @@ def _mark(node: Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1 + (1 if quoted else 0)
 
 
-_MAX_REPEATS = 100_000
-_TOO_MANY_REPEATS = f"YAML aliases (*name) repeat more than {_MAX_REPEATS} values; write the values out"
+_TOO_MANY_REPEATS = "YAML aliases (*name) repeat more than 100000 values; write the values out"
 
 
 class _Builder:
@@ -54,7 +53,7 @@ class _Builder:
         self._repeats = itertools.count(1)
 
     def build(self, node: Node, path: PathKey) -> Any:
-        if id(node) in self._seen and next(self._repeats) > _MAX_REPEATS:
+        if id(node) in self._seen and next(self._repeats) > 100_000:
             raise ConfigError([Problem(self._locator.file, *_mark(node), _TOO_MANY_REPEATS)])
         self._seen.add(id(node))
         self._locator.values[path] = _mark(node)
@@ -105,13 +104,6 @@ class _Builder:
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-# The usual fix for a syntax error, by the start of its reason (PyYAML's or libyaml's words).
-_HINTS = {
-    "mapping values": "; a plain value cannot contain ': ' (put the value in quotes) or the indentation is off",
-    "did not find expected key": "; this line is indented more or less than the keys beside it: line it up with them",
-    "did not find expected '-'": "; this line is indented less than the keys of the list item above it: line it up",
-    "but found another document": "; a file holds one document: remove the --- line, or move what follows to a file",
-}
 _TAGGED_VALUE = re.compile(r"(?:^|:|-)[ \t]+(!)")
 
 
@@ -129,8 +121,8 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
     hint = ""
     if exc.context == "while scanning a quoted scalar" and exc.context_mark is not None:
         hint = f"; the quote opened on line {exc.context_mark.line + 1} is not closed"
-    elif any(reason.startswith(known) for known in _HINTS):
-        hint = next(text for known, text in _HINTS.items() if reason.startswith(known))
+    elif reason.startswith("mapping values are not allowed"):
+        hint = "; a plain value cannot contain ': ' (put the value in quotes) or the indentation is off"
     elif mark is not None and mark.line < len(lines) and lines[mark.line][mark.column : mark.column + 1] == "\t":
         hint = "; indent with spaces, not tabs"
     return Problem(file, line, column, f"invalid YAML: {reason}{hint}")

@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -452,7 +452,7 @@ def check_config(
         inspections.append(inspection)
         files.extend(name for name in inspection.files if name not in files)
         found = [
-            *inspection.problems,
+            *map(_hinted, inspection.problems),
             *_lint(inspection),
             *_context_names(inspection),
             *_provided_too_late(inspection),
@@ -487,6 +487,22 @@ def check_config(
 
 def _place(problem: Problem) -> tuple[str, int, int, str]:
     return problem.file, problem.line, problem.column, problem.severity
+
+
+# The usual fix for a YAML syntax error in libyaml's words (the loader the cold start uses), by its message.
+_YAML_HINTS = {
+    "invalid YAML: did not find expected key": "this line is indented more or less than the keys beside it: line it up",
+    "invalid YAML: did not find expected '-' indicator": (
+        "this line is indented less than the keys of the list item above it: line it up with them, or start an item (-)"
+    ),
+    "invalid YAML: but found another document": "a file holds one document: remove the --- line, or move what follows",
+}
+
+
+def _hinted(problem: Problem) -> Problem:
+    """``problem``, with the usual fix when it is a YAML syntax error that names none."""
+    hint = _YAML_HINTS.get(problem.message)
+    return replace(problem, message=f"{problem.message}; {hint}") if hint else problem
 
 
 _PHONE_LIKE = re.compile(r"[+0][0-9]{5,}")

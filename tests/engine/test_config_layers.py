@@ -227,18 +227,6 @@ def test_a_character_of_a_string_value_is_located_in_the_source(
         ('a:\n  when: "abc\n', "f.yaml:3:1:", "the quote opened on line 2 is not closed"),
         ("a:\n  when: a: b\n", "f.yaml:2:10:", "a plain value cannot contain ': ' (put the value in quotes)"),
         ("a:\n\twhen: x\n", "f.yaml:2:1:", "indent with spaces, not tabs"),
-        # libyaml's words for the usual indentation slips (the loader the Lambda uses when PyYAML has it).
-        (
-            'rules:\n  - id: x\n    when: "a"\n      then: {target: t}\n',
-            "f.yaml:4:7:",
-            "this line is indented more or less than the keys beside it",
-        ),
-        (
-            'rules:\n  - id: x\n    when: "a"\n  then: {target: t}\n',
-            "f.yaml:4:3:",
-            "this line is indented less than the keys of the list item above it",
-        ),
-        ("a: 1\n---\nb: 2\n", "f.yaml:2:1:", "a file holds one document: remove the --- line"),
     ],
 )
 def test_yaml_syntax_errors_are_located_and_name_the_usual_fix(text: str, at: str, fix: str) -> None:

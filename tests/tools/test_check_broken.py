@@ -656,3 +656,32 @@ def test_an_unquoted_phone_number_in_a_tests_given_is_reported(tmp_path: Path) -
         "gives conversation.auto_queue_reply_message_from_number.0: "
         + says.format("00441234567", 0o441234567, "00441234567"),
     ]
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize(
+    ("text", "at", "fix"),
+    [
+        (
+            'rules:\n  - id: x\n    when: "a"\n      then: {target: t}\n',
+            "4:7",
+            "did not find expected key; this line is indented more or less than the keys beside it",
+        ),
+        (
+            'rules:\n  - id: x\n    when: "a"\n  then: {target: t}\n',
+            "4:3",
+            "did not find expected '-' indicator; this line is indented less than the keys of the list item above it",
+        ),
+        ("ruleset: a\n---\nruleset: b\n", "2:1", "a file holds one document: remove the --- line"),
+    ],
+)
+def test_the_usual_yaml_slips_in_libyamls_words_name_their_fix(tmp_path: Path, text: str, at: str, fix: str) -> None:
+    """libyaml (the loader the cold start uses) words an indentation slip as a missing key or '-' indicator."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    (root / "rules" / "70_slip.yaml").write_text(text)
+    report = check_config(root / PIPELINE, root / "rules")
+    (error,) = report.errors
+    assert str(error).startswith(f"{root}/rules/70_slip.yaml:{at}: invalid YAML: ")
+    assert fix in error.message
