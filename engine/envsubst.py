@@ -64,6 +64,9 @@ class _Resolver:
     def lookup(self, match: re.Match[str], path: tuple[Any, ...]) -> str:
         name, default = match.group(1), match.group(2)
         value = self._env.get(name)
+        if value and "${env:" in value:  # taken for an unset reference later, its type would go unchecked
+            message = f"environment variable {name} holds ${{env:…}}, which is not resolved again; set the value itself"
+            self.problems.append(self._locator.problem(path, message, offset=match.start(), kind="env"))
         if value:
             return value
         if default is not None:

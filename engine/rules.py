@@ -165,12 +165,10 @@ def _observed(ruleset: RuleSet, document: Mapping[str, Any]) -> tuple[dict[str, 
         target = decision.resolve_target(document) if decision else None
     except ExpressionError as exc:
         return {"rule": rule, "error": "INTERNAL_ERROR", "reply": None, "target": None}, str(exc)
-    return {
-        "rule": rule,
-        "error": decision.error if decision else None,
-        "reply": decision.reply if decision else None,
-        "target": target,
-    }, None
+    # A routing set that decides no target ends the event with ROUTING_ERROR (``rules.route``).
+    no_target = ruleset.kind == "routing" and not isinstance(target, str)
+    error = "ROUTING_ERROR" if no_target else decision.error if decision else None
+    return {"rule": rule, "error": error, "reply": decision.reply if decision else None, "target": target}, None
 
 
 def run_tests(ruleset: RuleSet) -> list[TestFailure]:

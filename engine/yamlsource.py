@@ -8,6 +8,7 @@ inside a JMESPath expression). Duplicate keys are errors, not silent overrides.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ def _mark(node: Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1 + (1 if quoted else 0)
 
 
+_TOO_MANY_REPEATS = "YAML aliases (*name) repeat more than 100000 values; write the values out"
+
+
 class _Builder:
     """Turns a composed node tree into plain values, recording positions on the way."""
 
@@ -44,8 +48,14 @@ class _Builder:
         self._loader = loader
         self._locator = locator
         self.problems: list[Problem] = []
+        # Nodes built, and a count of those built again through an alias (a "billion laughs" would never end).
+        self._seen: set[int] = set()
+        self._repeats = itertools.count(1)
 
     def build(self, node: Node, path: PathKey) -> Any:
+        if id(node) in self._seen and next(self._repeats) > 100_000:
+            raise ConfigError([Problem(self._locator.file, *_mark(node), _TOO_MANY_REPEATS)])
+        self._seen.add(id(node))
         self._locator.values[path] = _mark(node)
         if isinstance(node, MappingNode):
             return self._mapping(node, path)

@@ -11,12 +11,14 @@ those change with a code deploy only.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
 from engine.errors import ConfigError, Problem, did_you_mean
+from engine.locator import Locator
 from engine.rules import RuleSet, TestFailure, run_tests
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ __all__ = [
     "steps_outline",
     "verify",
     "verify_ruleset",
+    "written_value",
 ]
 
 # A pipeline's steps as the code owns them: per entry of ``steps:``, a step's (id, uses, when) or a parallel
@@ -40,7 +43,10 @@ StepOutline = tuple[Any, ...]
 
 
 class RuleSetVerdict(NamedTuple):
-    """A complete rule set's inline tests: those expecting an unknown rule (by test index), failures, tests run."""
+    """A complete rule set's inline tests: those not run, failures, tests run.
+
+    ``unknown`` are the tests not run, by test index: expecting an unknown rule, or giving a YAML date or time.
+    """
 
     loaded: LoadedRuleSet
     unknown: tuple[tuple[int, Problem], ...]
@@ -116,9 +122,40 @@ def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
     return loaded.locator.problem(path, message)
 
 
+def written_value(locator: Locator, path: tuple[Any, ...]) -> str:
+    """The text of the plain (unquoted) scalar at ``path`` as written: up to a comment, ``,``, ``]`` or ``}``."""
+    line, column = locator.position(path)
+    rest = locator.text.splitlines()[line - 1][column - 1 :] if locator.text else ""
+    return rest.split(" #")[0].split(",")[0].split("]")[0].split("}")[0].strip()
+
+
+def _yaml_times(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+    """The paths of the dates and times YAML read from unquoted values (``2026-11-25T22:30:00Z``)."""
+    if isinstance(value, date):
+        yield path
+    elif isinstance(value, (dict, list)):
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            yield from _yaml_times(item, (*path, key))
+
+
+def _yaml_times_in_tests(loaded: LoadedRuleSet) -> list[tuple[int, Problem]]:
+    """Inline tests whose ``given`` holds a YAML date or time: a context document holds text there (JSON)."""
+    found: list[tuple[int, Problem]] = []
+    for test in loaded.ruleset.tests:
+        for path in _yaml_times(test.given, ()):
+            where = ("tests", test.index, "given", *path)
+            written = written_value(loaded.locator, where)
+            message = (
+                f"inline test {test.name!r} gives {'.'.join(map(str, path))} a YAML date or time, which a context "
+                f'document never holds (it holds text there); put the value in quotes: "{written}"'
+            )
+            found.append((test.index, loaded.locator.problem(where, message)))
+    return found
+
+
 def verify_ruleset(loaded: LoadedRuleSet) -> RuleSetVerdict:
-    """Run a complete set's inline tests (a test expecting an unknown rule is reported instead of run)."""
-    unknown = _unknown_rules_in_tests(loaded)
+    """Run a complete set's inline tests (one expecting an unknown rule, or giving a YAML time, is reported instead)."""
+    unknown = _unknown_rules_in_tests(loaded) + _yaml_times_in_tests(loaded)
     reported = {index for index, _ in unknown}
     failures = [
         _failure(loaded, failure) for failure in run_tests(loaded.ruleset) if failure.test.index not in reported

@@ -299,6 +299,11 @@ class ConversationGet:
         found = rule_attributes(rulesets) if params.get("read", "whole") == "rules" else None
         self._attributes = None if found is None else tuple(dict.fromkeys([*found, *params.get("also_read", [])]))
 
+    @property
+    def attributes(self) -> tuple[str, ...] | None:
+        """The attributes read before the rules decide (``read: rules``), or None when the whole item is."""
+        return self._attributes
+
     def _read(self, ctx: Context, key: Mapping[str, str], attributes: tuple[str, ...] | None) -> dict[str, Any]:
         tables = ctx.services.tables
         item = db_call(lambda: tables.get_item(self._table, key, consistent=self._consistent, attributes=attributes))

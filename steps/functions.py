@@ -7,11 +7,21 @@ Time, over an ISO-8601 time such as ``request.received_at`` in a named (IANA) ti
 Every function is deterministic: time functions read the time they are given, never the clock. A
 literal pattern or zone is checked when the expression is compiled, so a mistake is a located load
 error; a value that cannot be used at run time is an evaluation error that names no value.
+
+A pattern that can backtrack exponentially (a repetition inside a repetition, ``(a+)+``, or a repeated
+alternation whose branches may match alike, ``(a|aa)*``) is refused, written or read from the document:
+``matches`` runs on the sender's text, and one such message would hold the function until its timeout.
+A search is also given ``MATCH_BUDGET_SECONDS`` (in the main thread, with no other timer armed: a
+``SIGALRM`` interrupts it), so a pattern slow on a long text (``.*x.*y`` over an email's body) fails the
+condition instead.
 """
 
 from __future__ import annotations
 
 import re
+import signal
+import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from typing import Any
@@ -19,14 +29,72 @@ from typing import Any
 from engine.errors import did_you_mean
 from engine.expressions import register_function
 
-__all__ = ["WEEKDAYS", "has_word", "hhmm", "hour", "local_date", "matches", "weekday"]
+__all__ = ["MATCH_BUDGET_SECONDS", "WEEKDAYS", "has_word", "hhmm", "hour", "local_date", "matches", "weekday"]
 
+MATCH_BUDGET_SECONDS = 0.1
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+_EXPONENTIAL = (
+    "can take exponential time on some texts (it repeats a repetition, as (a+)+ or (\\w+\\s?)* do, or an "
+    "alternation whose branches may match alike, as (a|aa)* does); repeat a single character class ([\\w\\s]+), "
+    "or make the group atomic ((?>…)+) or the repetition possessive (++, *+)"
+)
 
 
 @lru_cache(maxsize=256)
 def _pattern(source: str) -> re.Pattern[str]:
-    return re.compile(source)
+    compiled = re.compile(source)
+    if _backtracks(_parse(source, compiled.flags), 0):
+        raise ValueError(f"got a pattern that {_EXPONENTIAL}")
+    return compiled
+
+
+def _parse(source: str, flags: int) -> Any:
+    from re import _parser  # type: ignore[attr-defined]
+
+    return _parser.parse(source, flags)
+
+
+def _backtracks(items: Any, repeated: int) -> bool:
+    """True when the parsed pattern ``items`` can backtrack exponentially.
+
+    ``repeated`` says what encloses them: 0 nothing, 1 a bounded repetition ({2,5}), 2 an unbounded one (+, *).
+    Inside an unbounded repetition, any repetition of more than one (``+``, ``{1,3}``) and any alternation
+    whose branches do not start with distinct literal characters is refused; inside a bounded one, an unbounded
+    repetition. Atomic groups and possessive repetitions never backtrack into themselves.
+    """
+    from re import _constants as sre  # type: ignore[attr-defined]
+
+    for op, av in items:
+        inner, children = repeated, []
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+            low, high, body = av
+            unbounded = high == sre.MAXREPEAT
+            if (repeated == 2 and high > 1 and low != high) or (repeated == 1 and unbounded):
+                return True
+            inner, children = max(repeated, 2 if unbounded else 1 if high > 1 else 0), [body]
+        elif op is sre.BRANCH:
+            if repeated == 2 and not _distinct_starts(av[1]):
+                return True
+            children = list(av[1])
+        elif op is sre.SUBPATTERN:
+            children = [av[3]]
+        elif op in (sre.ASSERT, sre.ASSERT_NOT):
+            children = [av[1]]
+        elif op is sre.GROUPREF_EXISTS:
+            children = [part for part in av[1:] if part]
+        if any(_backtracks(child, inner) for child in children):
+            return True
+    return False
+
+
+def _distinct_starts(branches: Sequence[Any]) -> bool:
+    """True when every branch starts with a literal character and no two with the same one."""
+    from re import _constants as sre  # type: ignore[attr-defined]
+
+    firsts = [branch[0][1] if len(branch) and branch[0][0] is sre.LITERAL else None for branch in branches]
+    return None not in firsts and len(set(firsts)) == len(firsts)
 
 
 @lru_cache(maxsize=256)
@@ -35,21 +103,47 @@ def _word(word: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){words}(?!\w)", re.IGNORECASE)
 
 
+@lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    """The IANA zone names, as the ``tzdata`` package lists them: the same wherever the rules run.
+
+    The machine's own zone files are no guide: ``localtime`` (the machine's zone) is among them, and on a
+    case-insensitive disk (macOS) ``europe/london`` opens one, while the Lambda has neither.
+    """
+    from importlib import resources
+
+    try:
+        return frozenset(resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split())
+    except (ImportError, OSError):
+        from zoneinfo import available_timezones
+
+        return frozenset(available_timezones()) - {"localtime", "posixrules"}
+
+
 @lru_cache(maxsize=64)
 def _zone(name: str) -> tzinfo:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
+        if name not in _zone_names():
+            raise ZoneInfoNotFoundError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError("got a name that is not a time zone (write one such as 'Europe/London')") from None
 
 
 def has_word(text: str, word: str) -> bool:
-    """True when ``word`` (one word or several) appears in ``text`` as whole words, in any case."""
+    """True when ``word`` (one word or several) appears in ``text`` as whole words, in any case.
+
+    Any case as Unicode folds it too (``straße`` in ``STRASSE``), beside ``re``'s one-letter case matching
+    (``istanbul`` in ``İstanbul``, which folding turns into two letters).
+    """
     if not word.strip():
         raise ValueError("needs a word to look for, got empty text")
-    return _word(word).search(text) is not None
+    if _word(word).search(text) is not None:
+        return True
+    # Folding only differs from re's case matching beyond ASCII (ß, ﬁ, ς): plain text is not read twice.
+    return not (text.isascii() and word.isascii()) and _word(word.casefold()).search(text.casefold()) is not None
 
 
 def matches(text: str, pattern: str) -> bool:
@@ -58,7 +152,46 @@ def matches(text: str, pattern: str) -> bool:
         compiled = _pattern(pattern)
     except re.error:
         raise ValueError("got a pattern that is not a valid regular expression") from None
-    return compiled.search(text) is not None
+    return _search_within(compiled, text, MATCH_BUDGET_SECONDS)
+
+
+class _Overrun(BaseException):
+    """Raised inside a search by its timer (a BaseException: no ``except Exception`` takes it)."""
+
+
+def _overrun(signum: int, frame: Any) -> None:
+    raise _Overrun
+
+
+def _search_within(compiled: re.Pattern[str], text: str, seconds: float) -> bool:
+    """``compiled.search(text)``, interrupted after ``seconds`` (``re`` checks for signals while it matches).
+
+    Off the main thread, while another real-time timer is armed (a shadow's budget), or when ``SIGALRM``'s
+    handler could not be put back, the search runs unbounded.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getitimer(signal.ITIMER_REAL)[0]
+        or signal.getsignal(signal.SIGALRM) is None
+    ):
+        return compiled.search(text) is not None
+    previous = signal.signal(signal.SIGALRM, _overrun)
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+            return compiled.search(text) is not None
+        finally:
+            # signal.signal runs a handler still pending before it replaces it: an expiry raised here (the search
+            # had just finished) is reported like any other, and the handler is put back either way.
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+            except _Overrun:
+                signal.signal(signal.SIGALRM, previous)
+                raise
+    except _Overrun:
+        budget = f"{seconds * 1000:.0f} ms"
+        raise ValueError(f"took longer than {budget} on this text; anchor the pattern and avoid .* in it") from None
 
 
 def _local(time: str | None, zone: str) -> datetime:
@@ -96,9 +229,11 @@ def _check_pattern(index: int, value: Any) -> str | None:
     if index != 1 or not isinstance(value, str):
         return None
     try:
-        re.compile(value)
+        _pattern(value)
     except re.error as exc:
         return f"invalid regular expression {value!r}: {exc.msg}"
+    except ValueError:
+        return f"the pattern {value!r} {_EXPONENTIAL}"
     return None
 
 
@@ -112,20 +247,46 @@ def _check_zone(index: int, value: Any) -> str | None:
     try:
         _zone(value)
     except ValueError:
-        from zoneinfo import available_timezones
-
-        hint = did_you_mean(value, sorted(available_timezones()))
+        hint = did_you_mean(value, sorted(_zone_names()))
         return f"unknown time zone {value!r}{hint}; use an IANA name such as 'Europe/London' or 'America/New_York'"
     return None
 
 
+Check = Callable[[int, Any], str | None]
+_KINDS = {str: "string", bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
+_WORDS = {"string": "text", "number": "a number", "boolean": "true or false", "array": "a list", "object": "an object"}
+
+
+def _typed(arguments: Sequence[Sequence[str]], check: Check | None) -> Check:
+    """``check``, after the literal argument's JSON type.
+
+    A literal of a type the function refuses would fail the condition on every event that reaches it
+    (INTERNAL_ERROR): it is a located load error instead.
+    """
+
+    def checked(index: int, value: Any) -> str | None:
+        kind = "null" if value is None else _KINDS.get(type(value))
+        if kind is not None and kind not in arguments[index]:
+            needs = " or ".join(_WORDS.get(name, name) for name in arguments[index])
+            return f"argument {index + 1} is {_WORDS.get(kind, kind)} where it needs {needs}"
+        return check(index, value) if check else None
+
+    return checked
+
+
+def _register(
+    name: str, arguments: list[list[str]], function: Callable[..., Any], returns: str, check: Check | None = None
+) -> None:
+    register_function(name, arguments, function, returns=returns, check=_typed(arguments, check))
+
+
 _TEXT = ["string"]
 _TIME = ["string", "null"]
-register_function("lower", [_TEXT], str.lower, returns="string")
-register_function("upper", [_TEXT], str.upper, returns="string")
-register_function("has_word", [_TEXT, _TEXT], has_word, returns="boolean", check=_check_word)
-register_function("matches", [_TEXT, _TEXT], matches, returns="boolean", check=_check_pattern)
-register_function("hour", [_TIME, _TEXT], hour, returns="number", check=_check_zone)
-register_function("hhmm", [_TIME, _TEXT], hhmm, returns="number", check=_check_zone)
-register_function("weekday", [_TIME, _TEXT], weekday, returns="string", check=_check_zone)
-register_function("local_date", [_TIME, _TEXT], local_date, returns="string", check=_check_zone)
+_register("lower", [_TEXT], str.lower, "string")
+_register("upper", [_TEXT], str.upper, "string")
+_register("has_word", [_TEXT, _TEXT], has_word, "boolean", _check_word)
+_register("matches", [_TEXT, _TEXT], matches, "boolean", _check_pattern)
+_register("hour", [_TIME, _TEXT], hour, "number", _check_zone)
+_register("hhmm", [_TIME, _TEXT], hhmm, "number", _check_zone)
+_register("weekday", [_TIME, _TEXT], weekday, "string", _check_zone)
+_register("local_date", [_TIME, _TEXT], local_date, "string", _check_zone)

@@ -8,13 +8,15 @@ of that, this adds warnings for configuration that runs but probably not as inte
   compare text in a way the JMESPath standard does not (``tools.lint.lint_expression``);
 - names a condition or a test's ``given`` reads at the top of the context document that no step of the
   pipeline provides (``conversaton.tier`` is always null), or that a step provides only after the step
-  evaluating the rule set (a validation rule reading ``route``);
+  evaluating the rule set (a validation rule reading ``route``), and conversation attributes a step's condition
+  reads that ``conversations.get`` with ``read: rules`` does not fetch (not in ``also_read``);
 - rule sets no step of any checked pipeline uses;
 - (an error) a rules file whose ``pipelines:`` names no pipeline file beside the checked ones: its rule
   sets would silently belong to no pipeline;
 - error codes a rule decides that are transient, or reserved for a step or for the engine
   (``DB_TRANSIENT_ERROR``, ``INVALID_SIGNATURE``, ``INTERNAL_ERROR``);
-- rules that can never match (``find_shadowed``), a default that is never used, rules no inline test
+- rules that can never match (``find_shadowed``), a default that is never used (or, in a validation set,
+  fails every message no rule fails: none would pass), rules no inline test
   decides, duplicate test names, and a test expecting a target the pipeline does not have.
 
 Without ``--pipeline`` every ``pipelines/*.yaml`` is checked, each with the rule sets that belong to it
@@ -29,10 +31,11 @@ test failed, else 0.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from engine import registry
 from engine.config import Inspection, LoadedRuleSet, display_path, inspect_config
@@ -42,7 +45,8 @@ from engine.rules import RuleError, RuleSet
 from engine.runner import ParallelGroup, PlannedStep
 from engine.yamlsource import load_yaml
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
-from runtime.verify import rule_line, verify_ruleset
+from runtime.verify import rule_line, verify_ruleset, written_value
+from steps.conversations import ConversationGet
 from tools.lint import condition_terms, find_shadowed, lint_expression, value_types
 
 __all__ = [
@@ -96,7 +100,7 @@ class CheckReport:
 
 
 def _shadowing(loaded: LoadedRuleSet) -> tuple[list[Problem], set[str]]:
-    """Rules that can never match (with their ids), and a default that is never used."""
+    """Rules that can never match (with their ids), a default that is never used, and a validation default."""
     found: list[Problem] = []
     never: set[str] = set()
     for shadowed in find_shadowed(loaded.ruleset):
@@ -126,6 +130,12 @@ def _shadowing(loaded: LoadedRuleSet) -> tuple[list[Problem], set[str]]:
                 message = f"the default is never used: rule {rule.id!r} (line {line}) always matches"
                 found.append(loaded.locator.problem(("default",), message, at_key=True, severity="warning"))
                 break
+    if ruleset.kind == "validation" and ruleset.default is not None and ruleset.default.error:
+        message = (
+            f"the default of validation set {ruleset.name!r} fails every message no rule fails, so no message "
+            "passes the set; remove the default (without one, a message no rule matches passes)"
+        )
+        found.append(loaded.locator.problem(("default",), message, at_key=True, severity="warning"))
     return found, never
 
 
@@ -221,6 +231,32 @@ def _provided_too_late(inspection: Inspection) -> list[Problem]:
                 )
                 offset = _root_offset(located.expression.source, root)
                 found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
+    return found
+
+
+def _unfetched(inspection: Inspection) -> list[Problem]:
+    """Conversation attributes a step's condition reads that a ``read: rules`` read leaves out (always null)."""
+    steps = inspection.config.pipeline.steps() if inspection.config else ()
+    reader = next((step for step in steps if isinstance(step.step, ConversationGet)), None)
+    attributes = reader.step.attributes if reader is not None and isinstance(reader.step, ConversationGet) else None
+    if reader is None or attributes is None:
+        return []
+    fetched = set(attributes)
+    found: list[Problem] = []
+    for located in inspection.expressions:
+        if located.locator.file != inspection.files[0]:
+            continue
+        for path in located.expression.paths:
+            if path[0] != "conversation" or (len(path) > 1 and path[1] in fetched):
+                continue
+            name = str(path[1]) if len(path) > 1 else "every other attribute"
+            message = (
+                f"the condition reads {'.'.join(map(str, path[:2]))}, which step {reader.id!r} (conversations.get, "
+                "read: rules) does not fetch: only the attributes the rules read are, so here it is always null; "
+                f"add {name} to that step's also_read"
+            )
+            offset = _root_offset(located.expression.source, "conversation")
+            found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
     return found
 
 
@@ -416,10 +452,11 @@ def check_config(
         inspections.append(inspection)
         files.extend(name for name in inspection.files if name not in files)
         found = [
-            *inspection.problems,
+            *map(_hinted, inspection.problems),
             *_lint(inspection),
             *_context_names(inspection),
             *_provided_too_late(inspection),
+            *_unfetched(inspection),
             *_reserved_codes(inspection),
             *_test_targets(inspection),
         ]
@@ -452,10 +489,53 @@ def _place(problem: Problem) -> tuple[str, int, int, str]:
     return problem.file, problem.line, problem.column, problem.severity
 
 
+# The usual fix for a YAML syntax error in libyaml's words (the loader the cold start uses), by its message.
+_YAML_HINTS = {
+    "invalid YAML: did not find expected key": "this line is indented more or less than the keys beside it: line it up",
+    "invalid YAML: did not find expected '-' indicator": (
+        "this line is indented less than the keys of the list item above it: line it up with them, or start an item (-)"
+    ),
+    "invalid YAML: but found another document": "a file holds one document: remove the --- line, or move what follows",
+}
+
+
+def _hinted(problem: Problem) -> Problem:
+    """``problem``, with the usual fix when it is a YAML syntax error that names none."""
+    hint = _YAML_HINTS.get(problem.message)
+    return replace(problem, message=f"{problem.message}; {hint}") if hint else problem
+
+
+_PHONE_LIKE = re.compile(r"[+0][0-9]{5,}")
+
+
+def _numbers(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], int]]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        yield path, value
+    elif isinstance(value, (dict, list)):
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            yield from _numbers(item, (*path, key))
+
+
+def _phone_numbers(loaded: LoadedRuleSet) -> list[Problem]:
+    """Phone numbers written unquoted in tests' ``given`` (``+14155550123``): YAML reads a number, the document text."""
+    found: list[Problem] = []
+    for test in loaded.ruleset.tests:
+        for path, number in _numbers(test.given, ()):
+            where = ("tests", test.index, "given", *path)
+            written = written_value(loaded.locator, where)
+            if _PHONE_LIKE.fullmatch(written):
+                message = (
+                    f"inline test {test.name!r} gives {'.'.join(map(str, path))}: YAML reads {written} as the number "
+                    f'{number}, while the document holds phone numbers as text; put it in quotes: "{written}"'
+                )
+                found.append(loaded.locator.problem(where, message, severity="warning"))
+    return found
+
+
 def _check_ruleset(loaded: LoadedRuleSet) -> tuple[int, list[Problem], list[Problem]]:
     """One rule set's inline tests run, its findings, and its failed tests."""
     shadowing, never = _shadowing(loaded)
-    findings = [*shadowing, *_duplicate_test_names(loaded)]
+    findings = [*shadowing, *_duplicate_test_names(loaded), *_phone_numbers(loaded)]
     if not loaded.complete:
         return 0, findings, []
     verdict = verify_ruleset(loaded)

@@ -11,17 +11,32 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from engine.expressions import Expression, expression_tokens, function_calls, function_table, is_truthy
 from engine.rules import Rule, RuleSet
+from steps.functions import WEEKDAYS
 
 __all__ = ["Shadowed", "Terms", "condition_terms", "find_shadowed", "lint_expression", "value_types"]
 
 _COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
 _ORDERING = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+_EQUALITY = {"eq": ("==", "never true"), "ne": ("!=", "always true")}
+_KIND_NAMES = {"string": "text", "number": "a number", "boolean": "true/false"}
 _GUARDS = {"array": "`[]`", "string": "''", "object": "`{}`", "number": "`0`"}
+# Arguments '' does not guard: it is no time zone and no word (the condition fails) and, as a pattern, matches
+# every text. None: no default fits, so the advice is to test the value first.
+_ARGUMENT_GUARDS: dict[tuple[str, int], str | None] = {
+    **{(name, 1): "'UTC'" for name in ("hour", "hhmm", "weekday", "local_date")},
+    ("matches", 1): "'(?!)'",
+    ("has_word", 1): None,
+}
+_GUARD_NOTES = {
+    "'UTC'": " (or the zone to assume)",
+    "'(?!)'": " (a pattern that matches nothing; '' matches every text)",
+}
 # What JMESPath's own functions return (registered functions declare it).
 _RETURNS = {"to_string": "string", "join": "string", "type": "string", "to_number": "number", "length": "number"}
 
@@ -37,7 +52,7 @@ def _field_path(node: Mapping[str, Any]) -> str | None:
 
 
 def value_types(documents: Iterable[Any]) -> dict[str, str]:
-    """The dotted paths that hold text (``string``) or a number in ``documents`` (inline tests' ``given``)."""
+    """The dotted paths holding text (``string``), a number or true/false in inline tests' ``given`` documents."""
     found: dict[str, str] = {}
 
     def visit(value: Any, path: str) -> None:
@@ -46,7 +61,9 @@ def value_types(documents: Iterable[Any]) -> dict[str, str]:
                 visit(inner, f"{path}.{key}" if path else str(key))
         elif isinstance(value, str):
             found.setdefault(path, "string")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif isinstance(value, bool):
+            found.setdefault(path, "boolean")
+        elif isinstance(value, (int, float)):
             found.setdefault(path, "number")
 
     for document in documents:
@@ -62,12 +79,12 @@ def _walk(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 
 
 def _kind(node: Mapping[str, Any], types: Mapping[str, str]) -> str | None:
-    """``string`` or ``number`` when a node's value is known (a literal, a function's result, a typed path)."""
+    """``string``, ``number`` or ``boolean`` when a node's value is known (a literal, a function's result, a path)."""
     if node["type"] == "literal":
         value = node["value"]
-        if isinstance(value, str):
-            return "string"
-        return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if isinstance(value, (str, bool)):
+            return "string" if isinstance(value, str) else "boolean"
+        return "number" if isinstance(value, (int, float)) else None
     if node["type"] == "function_expression":
         returns = function_table().get(node["value"], {}).get("returns") or _RETURNS.get(node["value"])
         return str(returns) if returns else None
@@ -110,12 +127,12 @@ def _is_text(subject: str, name: str | None, token: dict[str, Any], types: Mappi
 
 
 def _null_only(source: str, tree: Mapping[str, Any], types: Mapping[str, str]) -> list[tuple[int, str]]:
-    """Slices of text (always null) and ordering comparisons involving text."""
+    """Slices of text (always null), ordering comparisons involving text, and text compared with a number."""
     tokens = expression_tokens(source)
     found: list[tuple[int, str]] = []
     ordering: dict[str, list[int]] = {}
     for index, token in enumerate(tokens):
-        if token["type"] in _ORDERING:
+        if token["type"] in _ORDERING or token["type"] in _EQUALITY:
             ordering.setdefault(token["type"], []).append(token["start"])
         following = [t["type"] for t in tokens[index + 1 : index + 3]]
         if token["type"] != "lbracket" or "colon" not in following:
@@ -129,11 +146,22 @@ def _null_only(source: str, tree: Mapping[str, Any], types: Mapping[str, str]) -
             found.append((token["start"], message))
     seen: dict[str, int] = {}
     for node in _walk(tree):
-        if node["type"] != "comparator" or node["value"] not in _ORDERING:
+        if node["type"] != "comparator" or (node["value"] not in _ORDERING and node["value"] not in _EQUALITY):
             continue
         rank = seen[node["value"]] = seen.get(node["value"], -1) + 1
         offsets = ordering.get(node["value"], [])
         kinds = {_kind(child, types) for child in node["children"]}
+        if node["value"] in _EQUALITY:
+            known = [kind for kind in _KIND_NAMES if kind in kinds]
+            if len(known) == 2 and None not in kinds and rank < len(offsets):
+                symbol, verdict = _EQUALITY[node["value"]]
+                message = (
+                    f"{_KIND_NAMES[known[0]]} and {_KIND_NAMES[known[1]]} are never equal, so {symbol} here is "
+                    f"{verdict}; compare like with like: a number with a number (`1`, or to_number(…)), true/false "
+                    "with `true` or `false`, text with text ('1', or to_string(…))"
+                )
+                found.append((offsets[rank], message))
+            continue
         if "string" not in kinds or rank >= len(offsets):
             continue
         symbol = _ORDERING[node["value"]]
@@ -152,12 +180,47 @@ def _null_only(source: str, tree: Mapping[str, Any], types: Mapping[str, str]) -
     return found
 
 
+# What the time functions give, for comparisons with a literal they never give (``weekday(…) == 'Monday'``).
+_GIVES: dict[str, tuple[Callable[[str], bool], str]] = {
+    "weekday": (lambda text: text in WEEKDAYS, "monday … sunday, in lower case"),
+    "local_date": (
+        lambda text: re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) is not None,
+        "a date as YYYY-MM-DD, such as 2026-12-25",
+    ),
+}
+
+
+def _never_given(source: str, tree: Mapping[str, Any]) -> list[tuple[int, str]]:
+    """A time function compared by ==, != or contains() with a literal text it never gives."""
+    offsets = {id(node): offset for node, offset in function_calls(source, tree)}
+    found: list[tuple[int, str]] = []
+    for node in _walk(tree):
+        children = node.get("children", [])
+        if node["type"] == "comparator" and node["value"] in _EQUALITY:
+            symbol, verdict = _EQUALITY[node["value"]]
+            pairs, outcome = [(children[0], children[1]), (children[1], children[0])], f"so {symbol} here is {verdict}"
+        elif node["type"] == "function_expression" and node["value"] == "contains" and len(children) == 2:
+            pairs, outcome = [(children[1], children[0])], "so contains() never finds it there"
+        else:
+            continue
+        for call, literal in pairs:
+            if call["type"] != "function_expression" or call["value"] not in _GIVES or literal["type"] != "literal":
+                continue
+            gives, described = _GIVES[call["value"]]
+            values = literal["value"] if isinstance(literal["value"], list) else [literal["value"]]
+            for value in [value for value in values if isinstance(value, str) and not gives(value)][:1]:
+                message = f"{call['value']}() never gives {value!r} (it gives {described}), {outcome}"
+                found.append((offsets.get(id(call), 0), message))
+    return found
+
+
 def lint_expression(expression: Expression, known: Mapping[str, str] | None = None) -> list[tuple[int, str]]:
     """Likely mistakes in a valid expression, as ``(offset, message)``; for ``--check`` warnings.
 
     ``known`` (``value_types``) says which paths hold text or numbers, for the checks that depend on it.
     """
     found: list[tuple[int, str]] = _null_only(expression.source, expression.ast, known or {})
+    found += _never_given(expression.source, expression.ast)
     source = expression.source
     tokens = expression_tokens(source)
     for index, token in enumerate(tokens):
@@ -197,12 +260,13 @@ def lint_expression(expression: Expression, known: Mapping[str, str] | None = No
             path = _field_path(argument)
             if path is None or not types or "null" in types or "expref" in types:
                 continue
-            guard = _GUARDS.get(types[0], "`[]`")
+            name = node["value"]
+            guard = _ARGUMENT_GUARDS.get((name, index), _GUARDS.get(types[0], "`[]`"))
+            advice = f"{path} || {guard}{_GUARD_NOTES.get(guard, '')}" if guard else f"{path} && {name}(…)"
             found.append(
                 (
                     offset,
-                    f"{node['value']}() fails (INTERNAL_ERROR) when {path} is missing or null; "
-                    f"if it can be, write {path} || {guard}",
+                    f"{name}() fails (INTERNAL_ERROR) when {path} is missing or null; if it can be, write {advice}",
                 )
             )
     return sorted(found)

@@ -141,6 +141,22 @@ def test_an_unset_typed_value_is_one_env_problem_not_a_type_error(tmp_path: Path
     assert (inspection.config is None) == (severity == "error")
 
 
+def test_a_set_value_that_holds_a_reference_itself_is_an_error_not_a_silent_string(tmp_path: Path) -> None:
+    """A value is not resolved again: taken for an unset reference, its type was never checked (a text delay)."""
+    pipeline, rules = tree(tmp_path, {})
+    environment = {**ENV, "BATCH_WINDOW_SECONDS": "${env:WINDOW}"}
+    for severity in ("warning", "error"):
+        inspection = inspect_config(pipeline, rules, environment, missing_env=severity)
+        assert inspection.config is None
+        assert [str(problem).split(": ", 1)[1] for problem in inspection.problems] == [
+            "environment variable BATCH_WINDOW_SECONDS holds ${env:…}, which is not resolved again; set the value "
+            "itself"
+        ] * 2
+        reference = "${env:BATCH_WINDOW_SECONDS:-10}"
+        lines = [(n, line.find(reference) + 1) for n, line in enumerate(pipeline.read_text().splitlines(), 1)]
+        assert located(inspection.problems) == [(pipeline.name, n, c) for n, c in lines if c > 0]
+
+
 def test_duplicate_keys_are_reported_with_the_other_problems_of_the_file(tmp_path: Path) -> None:
     pipeline, rules = tree(
         tmp_path,
@@ -230,6 +246,22 @@ def test_duplicate_keys_raise_when_strict_and_are_returned_when_lenient() -> Non
     assert [str(p) for p in doc.problems] == [
         "f.yaml:3:1: duplicate key 'a' (first defined on line 1); remove one of them"
     ]
+
+
+def test_aliases_that_expand_without_bound_are_a_located_error_not_a_hang() -> None:
+    """Nine nested aliases of ten make 10^9 values (a "billion laughs"): the check and the cold start would hang."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    with pytest.raises(ConfigError) as raised:
+        parse_yaml("\n".join(lines) + "\n", "f.yaml")
+    (problem,) = raised.value.problems
+    assert str(problem).startswith("f.yaml:")
+    assert "aliases (*name) repeat more than 100000 values; write the values out" in str(problem)
+
+
+def test_aliases_that_repeat_a_few_values_still_load() -> None:
+    doc = parse_yaml("base: &base {target: handoff}\nrules: [{then: *base}, {then: *base}]\n", "f.yaml")
+    assert doc.data["rules"] == [{"then": {"target": "handoff"}}, {"then": {"target": "handoff"}}]
 
 
 @pytest.mark.parametrize(

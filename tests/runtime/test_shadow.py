@@ -70,27 +70,28 @@ FRAGILE_ROUTING = ROUTING.replace(
 """,
     1,
 )
-# A candidate whose new rule passes its test but backtracks catastrophically on a long run of a's: each
-# more letter multiplies the time by about 1.6, and BACKTRACKING_BODY takes 9 to 18 s here unbounded.
+# A candidate whose new rule passes its test but backtracks on a long run of a's: the pattern is not refused at
+# load (it nests no repetition), but its time grows with the fourth power of the text's length, and
+# BACKTRACKING_BODY takes about 18 s here unbounded.
 SLOW_ROUTING = ROUTING.replace(
     "rules:\n",
     """rules:
-  - id: only_as
-    description: messages made only of the letter a go to a person
-    when: "matches(request.body || '', '^(a|aa)+$')"
+  - id: a_run_then_b
+    description: messages with three a's and then a b go to a person
+    when: "matches(request.body || '', 'a.*a.*a.*b')"
     then: {target: handoff}
 """,
     1,
 ).replace(
     "tests:\n",
     """tests:
-  - name: only as
-    given: {request: {channel: whatsapp, body: aaaa}, conversation: {}}
-    expect: {rule: only_as, target: handoff}
+  - name: three as then b
+    given: {request: {channel: whatsapp, body: aaab}, conversation: {}}
+    expect: {rule: a_run_then_b, target: handoff}
 """,
     1,
 )
-BACKTRACKING_BODY = "a" * 39 + "!"
+BACKTRACKING_BODY = "a" * 800 + "!"
 # Far below what the candidate would take unbounded, far above the shadow's budget: no timing flakes.
 PROMPT_SECONDS = 2.0
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -74,6 +77,9 @@ def test_summer_time_moves_the_local_hour() -> None:
         ("matches(request.body, '(unclosed')", "matches(): invalid regular expression '(unclosed'", 22),
         ("matches(join(',', [a, b]), '(x')", "matches(): invalid regular expression '(x'", 27),
         ("has_word(request.body, '  ')", "has_word(): the word to look for is empty", 23),
+        # Names of files beside the zones on this machine, not IANA zones: the Lambda may not have them.
+        ("hour(request.received_at, 'localtime')", "hour(): unknown time zone 'localtime'", 26),
+        ("hour(request.received_at, 'posixrules')", "hour(): unknown time zone 'posixrules'", 26),
         ("hour(request.received_at)", "hour() takes 2 argument(s), got 1", 0),
     ],
 )
@@ -90,12 +96,13 @@ def test_a_bad_literal_argument_is_a_located_compile_error(source: str, message:
         ("hour(conversation.created_at, 'UTC')", "function hour() got text that is not an ISO-8601 time"),
         ("hour(conversation.missing, 'UTC')", "function hour() got null where it needs a time"),
         ("hour(request.received_at, conversation.tier)", "function hour() got a name that is not a time zone"),
+        ("hour(request.received_at, conversation.local)", "function hour() got a name that is not a time zone"),
         ("matches(request.body, conversation.tier)", "function matches() got a pattern that is not"),
         ("lower(conversation.missing)", "function lower() got a null where it needs string"),
     ],
 )
 def test_a_value_that_cannot_be_used_fails_the_condition_without_showing_it(source: str, message: str) -> None:
-    document = {**DOC, "conversation": {**DOC["conversation"], "tier": "(gold"}}
+    document = {**DOC, "conversation": {**DOC["conversation"], "tier": "(gold", "local": "localtime"}}
     with pytest.raises(ExpressionError) as raised:
         value(source, document)
     assert message in str(raised.value)
@@ -105,3 +112,125 @@ def test_a_value_that_cannot_be_used_fails_the_condition_without_showing_it(sour
 def test_ordering_text_against_a_number_is_an_evaluation_error_not_a_crash() -> None:
     with pytest.raises(ExpressionError, match="compare two numbers or two texts, here a text with a number"):
         value("conversation.tier > `2`")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "^(a+)+$",
+        "(\\w+\\s?)*$",
+        "^(.*)*x",
+        "(a|aa)*c",
+        "(\\w|\\d\\d)+!",
+        "(x{1,3})+y",
+        "(\\w+\\s?){2,8}$",
+    ],
+)
+def test_a_pattern_that_backtracks_exponentially_is_a_located_compile_error(pattern: str) -> None:
+    """One message of 30 characters would hold the function for minutes: refused at load, where it is written."""
+    with pytest.raises(ExpressionSyntaxError) as raised:
+        compile_expression(f"matches(request.body || '', '{pattern}')")
+    assert "matches(): the pattern" in str(raised.value)
+    assert "can take exponential time" in str(raised.value)
+    assert raised.value.offset == len("matches(request.body || '', ")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "(?i)^(stop|unsubscribe)\\b",
+        "^\\s*(?:yes|no)\\s*$",
+        "(?:stop|end|quit)+",
+        "(\\d{1,3}\\.){3}\\d{1,3}",
+        "(\\w\\s?)+!",
+        "(?>\\w+\\s?)+$",
+        "(?:\\w+\\s?)++$",
+    ],
+)
+def test_a_pattern_that_cannot_backtrack_exponentially_is_accepted(pattern: str) -> None:
+    compile_expression(f"matches(request.body || '', '{pattern}')")
+
+
+def test_a_pattern_from_the_document_that_backtracks_exponentially_fails_the_condition_quickly() -> None:
+    document = {"request": {"body": "a" * 40 + "!"}, "conversation": {"pattern": "^(a+)+$"}}
+    with pytest.raises(ExpressionError, match="function matches\\(\\) got a pattern that can take exponential time"):
+        value("matches(request.body, conversation.pattern)", document)
+
+
+@pytest.mark.parametrize(
+    ("source", "message", "offset"),
+    [
+        ("hour(request.received_at, `5`) > `18`", "hour(): argument 2 is a number where it needs text", 26),
+        ("matches(`5`, 'x')", "matches(): argument 1 is a number where it needs text", 8),
+        ("has_word(request.body || '', `[\"agent\"]`)", "has_word(): argument 2 is a list where it needs text", 29),
+        ("weekday(request.received_at, `null`)", "weekday(): argument 2 is null where it needs text", 29),
+        ("lower(`true`) == 'true'", "lower(): argument 1 is true or false where it needs text", 6),
+        ("local_date(`20261225`, 'UTC')", "local_date(): argument 1 is a number where it needs text or null", 11),
+    ],
+)
+def test_a_literal_argument_of_the_wrong_type_is_a_located_compile_error(
+    source: str, message: str, offset: int
+) -> None:
+    """Such a condition fails every event that reaches it (INTERNAL_ERROR): refused at load, where it is written."""
+    with pytest.raises(ExpressionSyntaxError) as raised:
+        compile_expression(source)
+    assert message in str(raised.value)
+    assert raised.value.offset == offset
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'contains(`["whatsapp", "sms"]`, request.channel)',
+        "contains(request.body || '', 'x')",
+        "not_null(conversation.language, 'en') == 'es'",
+        "sum(`[1, 2]`) > `2`",
+        'sort(`["b", "a"]`)[0] == \'a\'',
+        "to_number('5') == `5`",
+        "join(',', `[\"a\", \"b\"]`) == 'a,b'",
+        "hour('2026-11-25T12:00:00Z', 'UTC') == `12`",
+        "has_word(`\"agent\"`, 'agent')",
+    ],
+)
+def test_a_literal_argument_of_an_accepted_type_compiles(source: str) -> None:
+    compile_expression(source)
+
+
+def test_a_pattern_slow_on_a_long_text_fails_the_condition_within_its_budget() -> None:
+    """'.*x.*x.*y' is polynomial, not refused at load: on an email's 128 KiB it would outlast the Lambda's timeout."""
+    document = {"request": {"body": "x" * 5000}}
+    started = time.monotonic()
+    with pytest.raises(ExpressionError, match="function matches\\(\\) took longer than 100 ms on this text"):
+        value("matches(request.body, '.*x.*x.*y')", document)
+    assert time.monotonic() - started < 1.0
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+
+
+def test_a_pattern_within_its_budget_answers_off_the_main_thread_too() -> None:
+    """Only the main thread can be interrupted: elsewhere the search runs unbounded (a shadow's own timer bounds it)."""
+    found: list[bool] = []
+    worker = threading.Thread(target=lambda: found.append(value("matches(request.body, '(?i)stop')")))
+    worker.start()
+    worker.join()
+    assert found == [True]
+
+
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [
+        ("BITTE STRASSE ANGEBEN", "straße"),
+        ("Straße", "STRASSE"),
+        ("İstanbul office", "istanbul"),
+        ("ISTANBUL office", "İstanbul"),
+        ("Ärger mit der Lieferung", "ÄRGER"),
+        ("ΣΤΟΠ", "στοπ"),
+    ],
+)
+def test_has_word_matches_in_any_case_as_unicode_folds_it(text: str, word: str) -> None:
+    """'ß' is 'SS' in capitals: a German message in capitals still has the word."""
+    assert value("has_word(t, w)", {"t": text, "w": word}) is True
+
+
+def test_has_word_still_wants_whole_words_after_folding() -> None:
+    assert value("has_word(t, w)", {"t": "STRASSEN", "w": "straße"}) is False

@@ -566,3 +566,122 @@ def test_two_findings_at_one_place_are_both_reported_and_a_shared_sets_once(tmp_
     assert "when conversation.recipient_tel is missing" in at_the_call[1]
     typo = [w for w in report.warnings if w.file == str(status) and "'conversaton'" in w.message]
     assert len(typo) == 1, typo
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_step_condition_reading_an_attribute_the_conversation_read_leaves_out_is_reported(tmp_path: Path) -> None:
+    """With ``read: rules`` only what the rules read is fetched: elsewhere another attribute is always null."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    pipeline = root / PIPELINE
+    step = "      - id: stage\n        uses: stage.write\n"
+    pipeline.write_text(pipeline.read_text().replace(step, step + "        when: conversation.staging != 'off'\n", 1))
+    report = check_config(pipeline, root / "rules")
+    (warning,) = report.warnings
+    line = pipeline.read_text().splitlines().index("        when: conversation.staging != 'off'") + 1
+    assert str(warning) == (
+        f"{pipeline}:{line}:15: warning: the condition reads conversation.staging, which step 'conversation' "
+        "(conversations.get, read: rules) does not fetch: only the attributes the rules read are, so here it is "
+        "always null; add staging to that step's also_read"
+    )
+
+    text = pipeline.read_text().replace("      read: rules\n", "      read: rules\n      also_read: [staging]\n", 1)
+    pipeline.write_text(text)
+    assert not check_config(pipeline, root / "rules").warnings
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_validation_default_that_refuses_every_message_is_reported(tmp_path: Path) -> None:
+    """A matching rule fails the message with its error, and the default fails every other: none passes the set."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    channel = root / "rules" / "20_channel.yaml"
+    text = channel.read_text().replace("tests:\n", "default: {error: CHANNEL_NOT_ALLOWED}\ntests:\n", 1)
+    channel.write_text(text.replace("    expect: {error: null}\n", "    expect: {error: CHANNEL_NOT_ALLOWED}\n"))
+    report = check_config(root / PIPELINE, root / "rules")
+    line = channel.read_text().splitlines().index("default: {error: CHANNEL_NOT_ALLOWED}") + 1
+    assert [str(warning) for warning in report.warnings] == [
+        f"{channel}:{line}:1: warning: the default of validation set 'channel' fails every message no rule fails, so "
+        "no message passes the set; remove the default (without one, a message no rule matches passes)"
+    ]
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_an_unquoted_time_in_a_tests_given_is_a_located_error_not_a_confusing_failure(tmp_path: Path) -> None:
+    """YAML reads 2026-11-25T22:30:00Z as a date and time, which no context document holds: there it is text."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    routing = root / "rules" / "40_routing.yaml"
+    rule = (
+        "  - id: late\n    when: \"hour(request.received_at, 'Europe/London') >= `22`\"\n    then: {target: handoff}\n"
+    )
+    case = (
+        "  - name: late at night\n"
+        "    given: {request: {channel: sms, received_at: 2026-11-25T22:30:00Z}, conversation: {}}\n"
+        "    expect: {rule: late, target: handoff}\n"
+    )
+    routing.write_text(
+        routing.read_text().replace("rules:\n", "rules:\n" + rule, 1).replace("tests:\n", "tests:\n" + case)
+    )
+    report = check_config(root / PIPELINE, root / "rules")
+    line = routing.read_text().splitlines().index(case.splitlines()[1]) + 1
+    assert [str(error) for error in report.errors] == [
+        f"{routing}:{line}:50: inline test 'late at night' gives request.received_at a YAML date or time, which a "
+        'context document never holds (it holds text there); put the value in quotes: "2026-11-25T22:30:00Z"'
+    ]
+    assert report.exit_code == 2
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_an_unquoted_phone_number_in_a_tests_given_is_reported(tmp_path: Path) -> None:
+    """YAML reads +14155550123 (and 00441234567, in octal) as a number; the document holds phone numbers as text."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    routing = root / "rules" / "40_routing.yaml"
+    quoted = '{recipient_tel: "+14155550123", auto_queue_reply_message_from_number: ["+14155550999"]}'
+    unquoted = "{recipient_tel: +14155550123, auto_queue_reply_message_from_number: [00441234567]}"
+    assert quoted in routing.read_text()
+    routing.write_text(routing.read_text().replace(quoted, unquoted, 1))
+    report = check_config(root / PIPELINE, root / "rules")
+    line = next(n for n, text in enumerate(routing.read_text().splitlines(), 1) if unquoted in text)
+    says = 'YAML reads {} as the number {}, while the document holds phone numbers as text; put it in quotes: "{}"'
+    assert [str(warning) for warning in report.warnings] == [
+        f"{routing}:{line}:37: warning: inline test 'a number not on the auto-queue list goes to the channel queue' "
+        "gives conversation.recipient_tel: " + says.format("+14155550123", 14155550123, "+14155550123"),
+        f"{routing}:{line}:90: warning: inline test 'a number not on the auto-queue list goes to the channel queue' "
+        "gives conversation.auto_queue_reply_message_from_number.0: "
+        + says.format("00441234567", 0o441234567, "00441234567"),
+    ]
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize(
+    ("text", "at", "fix"),
+    [
+        (
+            'rules:\n  - id: x\n    when: "a"\n      then: {target: t}\n',
+            "4:7",
+            "did not find expected key; this line is indented more or less than the keys beside it",
+        ),
+        (
+            'rules:\n  - id: x\n    when: "a"\n  then: {target: t}\n',
+            "4:3",
+            "did not find expected '-' indicator; this line is indented less than the keys of the list item above it",
+        ),
+        ("ruleset: a\n---\nruleset: b\n", "2:1", "a file holds one document: remove the --- line"),
+    ],
+)
+def test_the_usual_yaml_slips_in_libyamls_words_name_their_fix(tmp_path: Path, text: str, at: str, fix: str) -> None:
+    """libyaml (the loader the cold start uses) words an indentation slip as a missing key or '-' indicator."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    (root / "rules" / "70_slip.yaml").write_text(text)
+    report = check_config(root / PIPELINE, root / "rules")
+    (error,) = report.errors
+    assert str(error).startswith(f"{root}/rules/70_slip.yaml:{at}: invalid YAML: ")
+    assert fix in error.message

@@ -112,7 +112,12 @@ def test_a_failing_condition_never_quotes_the_value_it_read() -> None:
     assert "starts_with() got a number where it needs string" in str(raised.value)
 
 
-TYPES = {"request.body": "string", "request.num_media": "number", "conversation.tier": "string"}
+TYPES = {
+    "request.body": "string",
+    "request.num_media": "number",
+    "conversation.tier": "string",
+    "conversation.hand_off_to_human": "boolean",
+}
 
 
 @pytest.mark.parametrize(
@@ -125,6 +130,11 @@ TYPES = {"request.body": "string", "request.num_media": "number", "conversation.
         ("`1` < request.num_media && request.body <= 'm'", 40, "comparing text with <= gives null"),
         ("request.num_media >= '1'", 18, "comparing text with a number by >= fails the condition (INTERNAL_ERROR)"),
         ("conversation.tier > `2`", 18, "comparing text with a number by >"),
+        ("conversation.tier == `2`", 18, "text and a number are never equal, so == here is never true"),
+        ("request.num_media != '0'", 18, "text and a number are never equal, so != here is always true"),
+        ("'1' == request.num_media || request.body == 'x'", 4, "so == here is never true"),
+        ("conversation.hand_off_to_human == 'true'", 31, "text and true/false are never equal, so == here"),
+        ("request.num_media == `true`", 18, "a number and true/false are never equal"),
     ],
 )
 def test_parts_that_can_only_be_null_or_compare_text_are_found(condition: str, offset: int, says: str) -> None:
@@ -136,7 +146,16 @@ def test_parts_that_can_only_be_null_or_compare_text_are_found(condition: str, o
 
 @pytest.mark.parametrize(
     "condition",
-    ["conversation.messages[-2:] == `[]`", "request.num_media > `0`", "request.unknown[0:2]", "a > b"],
+    [
+        "conversation.messages[-2:] == `[]`",
+        "request.num_media > `0`",
+        "request.unknown[0:2]",
+        "a > b",
+        "request.num_media == `0` && request.body != 'x'",
+        "to_string(request.num_media) == '0'",
+        "request.unknown == '1'",
+        "conversation.hand_off_to_human == `true`",
+    ],
 )
 def test_lists_numbers_and_values_of_unknown_type_are_left_alone(condition: str) -> None:
     from tools.lint import lint_expression
@@ -148,4 +167,91 @@ def test_value_types_come_from_the_tests_given() -> None:
     from tools.lint import value_types
 
     given = [{"request": {"body": "hi", "num_media": 2, "flag": True}}, {"request": {"body": None, "x": 1.5}}]
-    assert value_types(given) == {"request.body": "string", "request.num_media": "number", "request.x": "number"}
+    assert value_types(given) == {
+        "request.body": "string",
+        "request.num_media": "number",
+        "request.flag": "boolean",
+        "request.x": "number",
+    }
+
+
+@pytest.mark.parametrize(
+    ("condition", "advice"),
+    [
+        ("weekday(request.received_at, conversation.tz) == 'monday'", "write conversation.tz || 'UTC'"),
+        ("hhmm(request.received_at, conversation.tz) < `900`", "write conversation.tz || 'UTC'"),
+        ("matches(request.body || '', conversation.pattern)", "write conversation.pattern || '(?!)'"),
+        ("has_word(request.body || '', conversation.word)", "write conversation.word && has_word(…)"),
+        ("starts_with(request.body, 'STOP')", "write request.body || ''"),
+    ],
+)
+def test_the_null_default_advised_is_one_the_function_accepts(condition: str, advice: str) -> None:
+    """'' is no time zone and no word (the condition would fail) and, as a pattern, matches every text."""
+    from tools.lint import lint_expression
+
+    found = [message for _, message in lint_expression(compile_expression(condition)) if "missing or null" in message]
+    assert len(found) == 1 and advice in found[0]
+    for default in ("conversation.tz || ''", "conversation.pattern || ''", "conversation.word || ''"):
+        assert default not in found[0]
+
+
+def test_a_routing_set_that_decides_no_target_is_observed_as_the_routing_error_production_ends_with() -> None:
+    """No match without a default, or a target_from that gives no text: production answers ROUTING_ERROR."""
+    rules = (
+        Rule("to_person", compile_expression("x == `1`"), Decision(target="handoff")),
+        Rule("computed", compile_expression("x == `2`"), Decision(target_from=compile_expression("missing")), index=1),
+    )
+    cases = (
+        RuleTest("nothing matches", {"x": 3}, {"rule": None, "error": "ROUTING_ERROR", "target": None}, 0),
+        RuleTest("no computed target", {"x": 2}, {"rule": "computed", "error": "ROUTING_ERROR"}, 1),
+        RuleTest("routed", {"x": 1}, {"error": None, "target": "handoff"}, 2),
+    )
+    assert run_tests(RuleSet("routing", "routing", rules, tests=cases)) == []
+    with_default = RuleSet("routing", "routing", rules, default=Decision(target="handoff"), tests=cases[2:])
+    assert run_tests(with_default._replace(tests=(RuleTest("default", {"x": 3}, {"error": None}, 0),))) == []
+
+
+@pytest.mark.parametrize(
+    ("condition", "offset", "says"),
+    [
+        (
+            "weekday(request.received_at, 'Europe/London') == 'Monday'",
+            0,
+            "weekday() never gives 'Monday' (it gives monday … sunday, in lower case), so == here is never true",
+        ),
+        (
+            'contains(`["Saturday", "sunday"]`, weekday(request.received_at, \'UTC\'))',
+            35,
+            "weekday() never gives 'Saturday'",
+        ),
+        (
+            "local_date(request.received_at, 'UTC') != '25/12/2026'",
+            0,
+            "local_date() never gives '25/12/2026' (it gives a date as YYYY-MM-DD, such as 2026-12-25), so != here "
+            "is always true",
+        ),
+    ],
+)
+def test_a_time_function_compared_with_a_value_it_never_gives_is_found(condition: str, offset: int, says: str) -> None:
+    from tools.lint import lint_expression
+
+    found = [
+        (at, message) for at, message in lint_expression(compile_expression(condition)) if "never gives" in message
+    ]
+    assert len(found) == 1 and says in found[0][1]
+    assert found[0][0] == offset
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "weekday(request.received_at, 'UTC') == 'monday'",
+        'contains(`["saturday", "sunday"]`, weekday(request.received_at, \'UTC\'))',
+        "contains(`[\"2026-12-25\"]`, local_date(request.received_at, 'Europe/Madrid'))",
+        "local_date(request.received_at, 'UTC') == conversation.holiday",
+    ],
+)
+def test_a_time_function_compared_with_values_it_gives_is_left_alone(condition: str) -> None:
+    from tools.lint import lint_expression
+
+    assert not [m for _, m in lint_expression(compile_expression(condition)) if "never gives" in m]
