@@ -62,7 +62,8 @@ def _backtracks(items: Any, repeated: int) -> bool:
     ``repeated`` says what encloses them: 0 nothing, 1 a bounded repetition ({2,5}), 2 an unbounded one (+, *).
     Inside an unbounded repetition, any repetition of more than one (``+``, ``{1,3}``) and any alternation
     whose branches do not start with distinct literal characters is refused; inside a bounded one, an unbounded
-    repetition. Atomic groups and possessive repetitions never backtrack into themselves.
+    repetition. Atomic groups and possessive repetitions are not backtracked into once matched, so they reset
+    what encloses them, but what they hold can still backtrack while they match (``(?>(a+)+b)``).
     """
     from re import _constants as sre  # type: ignore[attr-defined]
 
@@ -80,6 +81,10 @@ def _backtracks(items: Any, repeated: int) -> bool:
             children = list(av[1])
         elif op is sre.SUBPATTERN:
             children = [av[3]]
+        elif op is sre.ATOMIC_GROUP:
+            inner, children = 0, [av]
+        elif op is sre.POSSESSIVE_REPEAT:
+            inner, children = 0, [av[2]]
         elif op in (sre.ASSERT, sre.ASSERT_NOT):
             children = [av[1]]
         elif op is sre.GROUPREF_EXISTS:
