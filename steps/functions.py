@@ -29,7 +29,17 @@ from typing import Any
 from engine.errors import did_you_mean
 from engine.expressions import register_function
 
-__all__ = ["MATCH_BUDGET_SECONDS", "WEEKDAYS", "has_word", "hhmm", "hour", "local_date", "matches", "weekday"]
+__all__ = [
+    "MATCH_BUDGET_SECONDS",
+    "WEEKDAYS",
+    "has_word",
+    "hhmm",
+    "hour",
+    "local_date",
+    "matches",
+    "register_typed",
+    "weekday",
+]
 
 MATCH_BUDGET_SECONDS = 0.1
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -279,19 +289,24 @@ def _typed(arguments: Sequence[Sequence[str]], check: Check | None) -> Check:
     return checked
 
 
-def _register(
-    name: str, arguments: list[list[str]], function: Callable[..., Any], returns: str, check: Check | None = None
+def register_typed(
+    name: str,
+    arguments: list[list[str]],
+    function: Callable[..., Any],
+    returns: str | None = None,
+    check: Check | None = None,
 ) -> None:
+    """``engine.expressions.register_function``, with each literal argument's type checked at load (``_typed``)."""
     register_function(name, arguments, function, returns=returns, check=_typed(arguments, check))
 
 
 _TEXT = ["string"]
 _TIME = ["string", "null"]
-_register("lower", [_TEXT], str.lower, "string")
-_register("upper", [_TEXT], str.upper, "string")
-_register("has_word", [_TEXT, _TEXT], has_word, "boolean", _check_word)
-_register("matches", [_TEXT, _TEXT], matches, "boolean", _check_pattern)
-_register("hour", [_TIME, _TEXT], hour, "number", _check_zone)
-_register("hhmm", [_TIME, _TEXT], hhmm, "number", _check_zone)
-_register("weekday", [_TIME, _TEXT], weekday, "string", _check_zone)
-_register("local_date", [_TIME, _TEXT], local_date, "string", _check_zone)
+register_typed("lower", [_TEXT], str.lower, "string")
+register_typed("upper", [_TEXT], str.upper, "string")
+register_typed("has_word", [_TEXT, _TEXT], has_word, "boolean", _check_word)
+register_typed("matches", [_TEXT, _TEXT], matches, "boolean", _check_pattern)
+register_typed("hour", [_TIME, _TEXT], hour, "number", _check_zone)
+register_typed("hhmm", [_TIME, _TEXT], hhmm, "number", _check_zone)
+register_typed("weekday", [_TIME, _TEXT], weekday, "string", _check_zone)
+register_typed("local_date", [_TIME, _TEXT], local_date, "string", _check_zone)

@@ -168,6 +168,8 @@ def test_a_pattern_from_the_document_that_backtracks_exponentially_fails_the_con
         ("weekday(request.received_at, `null`)", "weekday(): argument 2 is null where it needs text", 29),
         ("lower(`true`) == 'true'", "lower(): argument 1 is true or false where it needs text", 6),
         ("local_date(`20261225`, 'UTC')", "local_date(): argument 1 is a number where it needs text or null", 11),
+        # The Twilio plugin's function is checked alike.
+        ("e164(`14155550123`) == request.to", "e164(): argument 1 is a number where it needs text or null", 5),
     ],
 )
 def test_a_literal_argument_of_the_wrong_type_is_a_located_compile_error(
