@@ -13,7 +13,10 @@ alternation whose branches may match alike, ``(a|aa)*``) is refused, written or 
 ``matches`` runs on the sender's text, and one such message would hold the function until its timeout.
 A search is also given ``MATCH_BUDGET_SECONDS`` (in the main thread, with no other timer armed: a
 ``SIGALRM`` interrupts it), so a pattern slow on a long text (``.*x.*y`` over an email's body) fails the
-condition instead.
+condition instead. Arming and disarming that timer costs about 10 µs a search on the development machine (the
+two handler swaps), where a short text's search itself takes a fraction of one; the shipped rules call no
+``matches``. ``runtime.timebox`` is the same timer for the shadow candidate: ``steps`` cannot import ``runtime``.
+A lookaround, atomic group or possessive repetition is checked like the rest of the pattern.
 """
 
 from __future__ import annotations
