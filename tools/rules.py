@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 from engine.errors import ConfigError, did_you_mean
-from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key, too_large
+from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
 from runtime.layout import PIPELINES_DIR, pipeline_files
 from runtime.verify import StepOutline, code_owned, steps_outline
 from tools.console import console_script, load_project_plugins
@@ -340,9 +340,9 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     if args.with_pipeline:
         files[f"pipelines/{pipeline.name}"] = pipeline.read_text(encoding="utf-8")
     bundle = Bundle(name, files, _now(), args.by, args.note)
-    too_big = too_large(len(bundle.to_json()), f"bundle {bundle.id}")
-    if too_big is not None:
-        raise _Failed(f"{too_big}: the function would refuse it; keep long lists out of the rules")
+    oversize = size_error(len(bundle.to_json()), f"bundle {bundle.id}")
+    if oversize is not None:
+        raise _Failed(f"{oversize}: the function would refuse it; keep long lists out of the rules")
     uploaded = store.upload(bundle)
     where = store.uri(bundle_key(store.prefix, name, bundle.id))
     verb = "published" if uploaded else "already published"
