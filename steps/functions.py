@@ -11,12 +11,13 @@ error; a value that cannot be used at run time is an evaluation error that names
 A pattern that can backtrack exponentially (a repetition inside a repetition, ``(a+)+``, or a repeated
 alternation whose branches may match alike, ``(a|aa)*``) is refused, written or read from the document:
 ``matches`` runs on the sender's text, and one such message would hold the function until its timeout.
-A search is also given ``MATCH_BUDGET_SECONDS`` (in the main thread, with no other timer armed: a
-``SIGALRM`` interrupts it), so a pattern slow on a long text (``.*x.*y`` over an email's body) fails the
-condition instead. Arming and disarming that timer costs about 10 µs a search on the development machine (the
-two handler swaps), where a short text's search itself takes a fraction of one; the shipped rules call no
-``matches``. ``runtime.timebox`` is the same timer for the shadow candidate: ``steps`` cannot import ``runtime``.
-A lookaround, atomic group or possessive repetition is checked like the rest of the pattern.
+A search is also given ``MATCH_BUDGET_SECONDS`` (in the main thread: a ``SIGALRM`` interrupts it, a timer
+already armed set aside meanwhile), so a pattern slow on a long text (``.*x.*y`` over an email's body) fails the
+condition instead, live and in a shadow candidate alike. Arming and disarming that timer costs about 10 µs a
+search on the development machine (the two handler swaps), where a short text's search itself takes a fraction
+of one; the shipped rules call no ``matches``. ``runtime.timebox`` is the same kind of timer for the shadow
+candidate as a whole: ``steps`` cannot import ``runtime``. A lookaround, atomic group or possessive repetition
+is checked like the rest of the pattern.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
+from time import monotonic
 from typing import Any
 
 from engine.errors import did_you_mean
@@ -184,15 +186,19 @@ def _overrun(signum: int, frame: Any) -> None:
 def _search_within(compiled: re.Pattern[str], text: str, seconds: float) -> bool:
     """``compiled.search(text)``, interrupted after ``seconds`` (``re`` checks for signals while it matches).
 
-    Off the main thread, while another real-time timer is armed (a shadow's budget), or when ``SIGALRM``'s
-    handler could not be put back, the search runs unbounded.
+    A real-time timer already armed (a shadow candidate's budget) keeps its deadline: with no more than
+    ``seconds`` left it alone bounds the search; with more, it is set aside for the search and armed again with
+    what it has left, so a search is cut off in the shadow as it would be live. Off the main thread, or when
+    ``SIGALRM``'s handler could not be put back, the search runs unbounded.
     """
+    outer, outer_interval = signal.getitimer(signal.ITIMER_REAL)
     if (
         threading.current_thread() is not threading.main_thread()
-        or signal.getitimer(signal.ITIMER_REAL)[0]
+        or 0 < outer <= seconds
         or signal.getsignal(signal.SIGALRM) is None
     ):
         return compiled.search(text) is not None
+    started = monotonic()
     previous = signal.signal(signal.SIGALRM, _overrun)
     try:
         try:
@@ -200,13 +206,18 @@ def _search_within(compiled: re.Pattern[str], text: str, seconds: float) -> bool
             return compiled.search(text) is not None
         finally:
             # signal.signal runs a handler still pending before it replaces it: an expiry raised here (the search
-            # had just finished) is reported like any other, and the handler is put back either way.
+            # had just finished) is reported like any other, and the handler is put back either way. Nothing is
+            # called before this try: CPython may run a pending handler as any call starts or returns.
             try:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
             except _Overrun:
                 signal.signal(signal.SIGALRM, previous)
                 raise
+            finally:
+                if outer:  # what the set-aside timer has left; one already due fires at once
+                    left = max(outer - (monotonic() - started), 1e-6)
+                    signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
     except _Overrun:
         budget = f"{seconds * 1000:.0f} ms"
         raise ValueError(f"took longer than {budget} on this text; anchor the pattern and avoid .* in it") from None

@@ -19,6 +19,7 @@ import pytest
 from engine.calls import CallLimits
 from runtime.app import Application, shadow_budget
 from runtime.bundlewatch import BundleWatcher
+from steps import functions
 from tests.support.aws import AwsSpy
 from tests.support.bundles import (
     BUCKET,
@@ -330,6 +331,8 @@ def test_the_shadow_budget_is_configured_and_never_outlasts_the_invocation(
     budget_ms: float,
 ) -> None:
     monkeypatch.setenv("SHADOW_BUDGET_MS", setting)
+    # Each search is cut off after its own 100 ms otherwise (below): here the candidate's budget alone bounds it.
+    monkeypatch.setattr(functions, "MATCH_BUDGET_SECONDS", 5.0)
     container = shadowing(ops, shadowed, "40_routing.yaml", SLOW_ROUTING)
     world.add_conversation()
     context = None
@@ -340,6 +343,31 @@ def test_the_shadow_budget_is_configured_and_never_outlasts_the_invocation(
     assert response["body"] == EMPTY_TWIML and len(world.sent("whatsapp")) == 1
     (line,) = [line for line in json_logs(logging.WARNING) if line["message"] == "shadow_timeout"]
     assert line["budget_ms"] == budget_ms
+
+
+def test_a_search_in_a_candidate_with_a_longer_budget_is_cut_off_as_it_would_be_live(
+    ops: Ops,
+    shadowed: Callable[[], Shadowed],
+    world: Any,
+    json_logs: Logs,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Live, a search is cut off after 100 ms and fails its condition: the shadow predicts that, not a route.
+
+    Before, with SHADOW_BUDGET_MS above 100, a search that took between the two decided in the shadow (agreeing,
+    or differing only by its route) and, once promoted, failed every such message.
+    """
+    monkeypatch.setenv("SHADOW_BUDGET_MS", "1000")
+    container = shadowing(ops, shadowed, "40_routing.yaml", SLOW_ROUTING)
+    world.add_conversation()
+    capsys.readouterr()
+    response = container.message(body=BACKTRACKING_BODY)
+    assert response["body"] == EMPTY_TWIML and len(world.sent("whatsapp")) == 1
+    (line,) = shadow_lines(json_logs)
+    assert (line["candidate"]["outcome"], line["candidate"]["rules"]["routing"]) == ("INTERNAL_ERROR", "a_run_then_b")
+    assert [line for line in json_logs(logging.WARNING) if line["message"] == "shadow_timeout"] == []
+    assert "ShadowTimeouts" not in counted(metrics(capsys.readouterr().out))
 
 
 @pytest.mark.parametrize("setting", ["0", "-5", "1001", "fast", "nan", "inf"])

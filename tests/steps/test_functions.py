@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -212,6 +213,40 @@ def test_a_pattern_slow_on_a_long_text_fails_the_condition_within_its_budget() -
         value("matches(request.body, '.*x.*x.*y')", document)
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     assert signal.getsignal(signal.SIGALRM) is before
+
+
+class _OuterExpired(BaseException):
+    """What the caller's own timer raises (as a shadow candidate's budget does)."""
+
+
+def _outer_expired(signum: int, frame: Any) -> None:
+    raise _OuterExpired
+
+
+@pytest.fixture
+def outer_timer() -> Iterator[Callable[[float], None]]:
+    """Arms a caller's own SIGALRM timer of the given seconds; put back as it was afterwards."""
+    previous = signal.signal(signal.SIGALRM, _outer_expired)
+    yield lambda seconds: signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_caller_s_timer_with_more_time_is_set_aside_for_the_search_and_armed_again(
+    outer_timer: Callable[[float], None],
+) -> None:
+    """In a shadow candidate (SHADOW_BUDGET_MS up to 1 s) a search is cut off after 100 ms, as it would be live."""
+    outer_timer(60.0)
+    with pytest.raises(ExpressionError, match="function matches\\(\\) took longer than 100 ms on this text"):
+        value("matches(request.body, '.*x.*x.*y')", {"request": {"body": "x" * 800}})
+    assert signal.getsignal(signal.SIGALRM) is _outer_expired
+    assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 60.0
+
+
+def test_a_caller_s_timer_with_less_time_alone_bounds_the_search(outer_timer: Callable[[float], None]) -> None:
+    outer_timer(0.05)
+    with pytest.raises(_OuterExpired):
+        value("matches(request.body, '.*x.*x.*y')", {"request": {"body": "x" * 800}})
 
 
 def test_a_pattern_within_its_budget_answers_off_the_main_thread_too() -> None:
