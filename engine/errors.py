@@ -143,7 +143,8 @@ def did_you_mean(value: object, choices: Iterable[object]) -> str:
 class Problem:
     """One configuration problem, located in its file (line and column are 1-based).
 
-    ``kind`` tells apart problems a tool treats on their own (``env``: an unset ``${env:…}`` reference).
+    ``kind`` tells apart problems a tool treats on their own (``env``: an ``${env:…}`` reference that does not
+    resolve: its variable is unset, or holds another reference).
     """
 
     file: str

@@ -214,6 +214,14 @@ def event_capture(
         return None
 
 
+def _time_to_answer(context: Any) -> float | None:
+    """The invocation's remaining time less the answer's margin, in seconds (at least 0); None: no such clock."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    return max(0.0, float(remaining()) / 1000 - ANSWER_MARGIN_SECONDS)
+
+
 def shadow_budget(env: Mapping[str, str]) -> float:
     """The shadow candidate's time per event in seconds (``SHADOW_BUDGET_MS``); a bad value is the default, logged."""
     raw = env.get("SHADOW_BUDGET_MS", "").strip()
@@ -440,10 +448,7 @@ class Application:
             config, channel = None, None
         else:
             config = deployed.live
-            budget = None
-            remaining = getattr(context, "get_remaining_time_in_millis", None)
-            if callable(remaining):
-                budget = max(0.0, remaining() / 1000 - ANSWER_MARGIN_SECONDS)
+            budget = _time_to_answer(context)
             services = self.services_for(config.name)
             result = config.pipeline.run(request, services, time_budget=budget, explain=explain)
             channel = request.channel
@@ -452,22 +457,22 @@ class Application:
             except Exception as exc:  # noqa: BLE001 - RetryableFailure, or a policy gap: both raise out of the handler
                 raised = exc
             if deployed.plans is not None:
-                counts = self._shadow(config.name, deployed.plans, result, self._shadow_time(remaining))
+                counts = self._shadow(config.name, deployed.plans, result, self._shadow_time(context))
         self._record(config, result, response, perf_counter() - started, counts)
         if pending is not None:
-            self._captured(name, pending, getattr(context, "get_remaining_time_in_millis", None))
+            self._captured(name, pending, _time_to_answer(context))
         bind_log_fields({}, replace=True)
         return Handled(result, channel, response, raised, name)
 
-    def _captured(self, name: str | None, pending: Pending | str, remaining: Any = None) -> None:
+    def _captured(self, name: str | None, pending: Pending | str, time_left: float | None) -> None:
         """Wait (bounded) for the event's capture; a failure is one WARNING line and one metric.
 
-        The wait is ``CAPTURE_WAIT_MS``, never past the invocation's remaining time less the answer's margin.
+        The wait is ``CAPTURE_WAIT_MS``, never more than ``time_left`` (``_time_to_answer``; None: unknown).
         """
         assert self.capture is not None
         wait = self.capture.settings.wait_seconds
-        if callable(remaining):
-            wait = max(0.0, min(wait, float(remaining()) / 1000 - ANSWER_MARGIN_SECONDS))
+        if time_left is not None:
+            wait = min(wait, time_left)
         failure = pending if isinstance(pending, str) else pending.wait(wait)
         if failure is None:
             return
@@ -475,11 +480,10 @@ class Application:
         if self.metrics is not None:
             self.metrics.count(name or UNROUTED_PIPELINE, CAPTURE_FAILURE_METRIC, properties=log_fields())
 
-    def _shadow_time(self, remaining: Any) -> float:
+    def _shadow_time(self, context: Any) -> float:
         """The shadow's time for this event: its budget, never past the invocation's time less the answer's margin."""
-        if not callable(remaining):
-            return self.shadow_seconds
-        return min(self.shadow_seconds, float(remaining()) / 1000 - ANSWER_MARGIN_SECONDS)
+        time_left = _time_to_answer(context)
+        return self.shadow_seconds if time_left is None else min(self.shadow_seconds, time_left)
 
     def _shadow(
         self, name: str, plans: tuple[ShadowPlan, ShadowPlan], result: RunResult, seconds: float

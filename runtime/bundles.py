@@ -33,7 +33,7 @@ __all__ = [
     "Deployment",
     "bundle_key",
     "deployment_key",
-    "too_large",
+    "size_error",
 ]
 
 FORMAT = 1
@@ -59,7 +59,7 @@ def deployment_key(prefix: str, pipeline: str) -> str:
     return f"{prefix}{pipeline}/deployment.json"
 
 
-def too_large(size: int, what: str) -> BundleError | None:
+def size_error(size: int, what: str) -> BundleError | None:
     """The error for a stored object of ``size`` bytes, when that is more than ``MAX_BYTES``."""
     if size <= MAX_BYTES:
         return None
@@ -67,7 +67,7 @@ def too_large(size: int, what: str) -> BundleError | None:
 
 
 def _object(data: bytes, what: str) -> dict[str, Any]:
-    error = too_large(len(data), what)
+    error = size_error(len(data), what)
     if error is not None:
         raise error
     try:

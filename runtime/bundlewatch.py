@@ -48,7 +48,7 @@ from engine.calls import CallLimits
 from engine.config import AppConfig
 from engine.errors import Problem
 from engine.rules import RuleSet
-from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, too_large
+from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.verify import StepOutline, code_owned, step_outline, verify
 
@@ -289,7 +289,7 @@ class BundleWatcher:
             raise _Unreadable("the cold start's time for S3 is spent")
         try:
             answer = self.s3().get_object(Bucket=self.bucket, Key=key, **({"IfNoneMatch": etag} if etag else {}))
-            error = too_large(int(answer.get("ContentLength") or 0), what)
+            error = size_error(int(answer.get("ContentLength") or 0), what)
             if error is not None:
                 answer["Body"].close()
                 raise _TooLarge(str(error), str(answer.get("ETag", "")))

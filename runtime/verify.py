@@ -29,6 +29,7 @@ __all__ = [
     "StepOutline",
     "Verification",
     "code_owned",
+    "leaves",
     "rule_line",
     "step_outline",
     "steps_outline",
@@ -129,20 +130,21 @@ def written_value(locator: Locator, path: tuple[Any, ...]) -> str:
     return rest.split(" #")[0].split(",")[0].split("]")[0].split("}")[0].strip()
 
 
-def _yaml_times(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
-    """The paths of the dates and times YAML read from unquoted values (``2026-11-25T22:30:00Z``)."""
-    if isinstance(value, date):
-        yield path
-    elif isinstance(value, (dict, list)):
+def leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """Every value in ``value`` that is no mapping or list, with its path (an inline test's ``given``, say)."""
+    if isinstance(value, (dict, list)):
         for key, item in value.items() if isinstance(value, dict) else enumerate(value):
-            yield from _yaml_times(item, (*path, key))
+            yield from leaves(item, (*path, key))
+    else:
+        yield path, value
 
 
 def _yaml_times_in_tests(loaded: LoadedRuleSet) -> list[tuple[int, Problem]]:
     """Inline tests whose ``given`` holds a YAML date or time: a context document holds text there (JSON)."""
     found: list[tuple[int, Problem]] = []
     for test in loaded.ruleset.tests:
-        for path in _yaml_times(test.given, ()):
+        # The dates and times YAML read from unquoted values (``2026-11-25T22:30:00Z``).
+        for path in [path for path, value in leaves(test.given) if isinstance(value, date)]:
             where = ("tests", test.index, "given", *path)
             written = written_value(loaded.locator, where)
             message = (

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from engine import registry
 from engine.config import Inspection, LoadedRuleSet, display_path, inspect_config
@@ -45,7 +45,7 @@ from engine.rules import RuleError, RuleSet
 from engine.runner import ParallelGroup, PlannedStep
 from engine.yamlsource import load_yaml
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
-from runtime.verify import rule_line, verify_ruleset, written_value
+from runtime.verify import leaves, rule_line, verify_ruleset, written_value
 from steps.conversations import ConversationGet
 from tools.lint import condition_terms, find_shadowed, lint_expression, value_types
 
@@ -508,19 +508,12 @@ def _hinted(problem: Problem) -> Problem:
 _PHONE_LIKE = re.compile(r"[+0][0-9]{5,}")
 
 
-def _numbers(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], int]]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        yield path, value
-    elif isinstance(value, (dict, list)):
-        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
-            yield from _numbers(item, (*path, key))
-
-
 def _phone_numbers(loaded: LoadedRuleSet) -> list[Problem]:
     """Phone numbers written unquoted in tests' ``given`` (``+14155550123``): YAML reads a number, the document text."""
     found: list[Problem] = []
     for test in loaded.ruleset.tests:
-        for path, number in _numbers(test.given, ()):
+        numbers = [(path, value) for path, value in leaves(test.given) if type(value) is int]  # not true/false
+        for path, number in numbers:
             where = ("tests", test.index, "given", *path)
             written = written_value(loaded.locator, where)
             if _PHONE_LIKE.fullmatch(written):

@@ -126,14 +126,10 @@ def _is_text(subject: str, name: str | None, token: dict[str, Any], types: Mappi
     return types.get(subject) == "string"
 
 
-def _null_only(source: str, tree: Mapping[str, Any], types: Mapping[str, str]) -> list[tuple[int, str]]:
-    """Slices of text (always null), ordering comparisons involving text, and text compared with a number."""
-    tokens = expression_tokens(source)
+def _text_slices(source: str, tokens: list[dict[str, Any]], types: Mapping[str, str]) -> list[tuple[int, str]]:
+    """Slices of text (``request.body[0:4]``): always null in JMESPath."""
     found: list[tuple[int, str]] = []
-    ordering: dict[str, list[int]] = {}
     for index, token in enumerate(tokens):
-        if token["type"] in _ORDERING or token["type"] in _EQUALITY:
-            ordering.setdefault(token["type"], []).append(token["start"])
         following = [t["type"] for t in tokens[index + 1 : index + 3]]
         if token["type"] != "lbracket" or "colon" not in following:
             continue
@@ -144,39 +140,69 @@ def _null_only(source: str, tree: Mapping[str, Any], types: Mapping[str, str]) -
                 f"write starts_with({subject}, 'ABC') or matches({subject}, '^ABC')"
             )
             found.append((token["start"], message))
+    return found
+
+
+def _comparisons(
+    tokens: list[dict[str, Any]], tree: Mapping[str, Any], types: Mapping[str, str]
+) -> Iterator[tuple[str, int, set[str | None]]]:
+    """Each comparison by ==, !=, <, <=, > or >=: its operator, the operator's offset and the kinds it compares.
+
+    The tree's comparators of one operator are walked in the order their tokens stand in the source.
+    """
+    offsets: dict[str, list[int]] = {}
+    for token in tokens:
+        if token["type"] in _ORDERING or token["type"] in _EQUALITY:
+            offsets.setdefault(token["type"], []).append(token["start"])
     seen: dict[str, int] = {}
     for node in _walk(tree):
         if node["type"] != "comparator" or (node["value"] not in _ORDERING and node["value"] not in _EQUALITY):
             continue
         rank = seen[node["value"]] = seen.get(node["value"], -1) + 1
-        offsets = ordering.get(node["value"], [])
-        kinds = {_kind(child, types) for child in node["children"]}
-        if node["value"] in _EQUALITY:
-            known = [kind for kind in _KIND_NAMES if kind in kinds]
-            if len(known) == 2 and None not in kinds and rank < len(offsets):
-                symbol, verdict = _EQUALITY[node["value"]]
-                message = (
-                    f"{_KIND_NAMES[known[0]]} and {_KIND_NAMES[known[1]]} are never equal, so {symbol} here is "
-                    f"{verdict}; compare like with like: a number with a number (`1`, or to_number(…)), true/false "
-                    "with `true` or `false`, text with text ('1', or to_string(…))"
-                )
-                found.append((offsets[rank], message))
-            continue
-        if "string" not in kinds or rank >= len(offsets):
-            continue
-        symbol = _ORDERING[node["value"]]
-        if "number" in kinds:
-            message = (
-                f"comparing text with a number by {symbol} fails the condition (INTERNAL_ERROR); turn the text "
-                "into a number with to_number(…), or compare text with =="
-            )
-        else:
-            message = (
-                f"comparing text with {symbol} gives null in the JMESPath standard (and on jmespath.org), while this "
-                "engine compares it character by character ('10' < '9'); compare numbers (to_number(…)), times "
-                "with hour(), hhmm() or local_date(), or text with == and starts_with()"
-            )
-        found.append((offsets[rank], message))
+        found = offsets.get(node["value"], [])
+        if rank < len(found):
+            yield node["value"], found[rank], {_kind(child, types) for child in node["children"]}
+
+
+def _unlike_equality(operator: str, kinds: set[str | None]) -> str | None:
+    """Two known kinds (text, a number, true/false) compared by == or !=: never equal."""
+    known = [kind for kind in _KIND_NAMES if kind in kinds]
+    if len(known) != 2 or None in kinds:
+        return None
+    symbol, verdict = _EQUALITY[operator]
+    return (
+        f"{_KIND_NAMES[known[0]]} and {_KIND_NAMES[known[1]]} are never equal, so {symbol} here is "
+        f"{verdict}; compare like with like: a number with a number (`1`, or to_number(…)), true/false "
+        "with `true` or `false`, text with text ('1', or to_string(…))"
+    )
+
+
+def _text_ordering(operator: str, kinds: set[str | None]) -> str | None:
+    """Text ordered by <, <=, > or >=: with a number it fails the condition, with text it departs from JMESPath."""
+    if "string" not in kinds:
+        return None
+    symbol = _ORDERING[operator]
+    if "number" in kinds:
+        return (
+            f"comparing text with a number by {symbol} fails the condition (INTERNAL_ERROR); turn the text "
+            "into a number with to_number(…), or compare text with =="
+        )
+    return (
+        f"comparing text with {symbol} gives null in the JMESPath standard (and on jmespath.org), while this "
+        "engine compares it character by character ('10' < '9'); compare numbers (to_number(…)), times "
+        "with hour(), hhmm() or local_date(), or text with == and starts_with()"
+    )
+
+
+def _typed_mistakes(source: str, tree: Mapping[str, Any], types: Mapping[str, str]) -> list[tuple[int, str]]:
+    """Slices of text, text ordered, and values of two kinds compared for equality (``types``: ``value_types``)."""
+    tokens = expression_tokens(source)
+    found = _text_slices(source, tokens, types)
+    for operator, offset, kinds in _comparisons(tokens, tree, types):
+        check = _unlike_equality if operator in _EQUALITY else _text_ordering
+        message = check(operator, kinds)
+        if message is not None:
+            found.append((offset, message))
     return found
 
 
@@ -219,7 +245,7 @@ def lint_expression(expression: Expression, known: Mapping[str, str] | None = No
 
     ``known`` (``value_types``) says which paths hold text or numbers, for the checks that depend on it.
     """
-    found: list[tuple[int, str]] = _null_only(expression.source, expression.ast, known or {})
+    found: list[tuple[int, str]] = _typed_mistakes(expression.source, expression.ast, known or {})
     found += _never_given(expression.source, expression.ast)
     source = expression.source
     tokens = expression_tokens(source)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 from engine.errors import ConfigError, did_you_mean
-from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key, too_large
+from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
 from runtime.layout import PIPELINES_DIR, pipeline_files
 from runtime.verify import StepOutline, code_owned, steps_outline
 from tools.console import console_script, load_project_plugins
@@ -305,6 +305,18 @@ def _describe(deployment: Deployment) -> str:
     return f"revision {deployment.revision}: live {live}{shadow}"
 
 
+def _changes_code_owned(store: _Store, pipeline: Path, name: str, out: TextIO) -> bool:
+    """Whether the pipeline file to carry changes what the deployed one fixes (each change printed to ``out``).
+
+    The deployed file is known here from the live bundle's carried copy only (``pipeline`` is the local file).
+    """
+    owned = _deployed(store, store.deployment()[0], None)
+    changes = code_owned(pipeline, name, owned.channels, owned.steps)
+    for problem in changes:
+        print(problem, file=out)
+    return bool(changes)
+
+
 def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: TextIO) -> tuple[int, _Store | None]:
     from tools.check import check_config, summary_line
 
@@ -321,23 +333,16 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
         return report.exit_code, None
     assert store is not None
     store.pipeline = name
-    if args.with_pipeline:
-        owned = _deployed(store, store.deployment()[0], None)
-        changes = code_owned(pipeline, name, owned.channels, owned.steps)
-        for problem in changes:
-            print(problem, file=out)
-        if changes:
-            print(
-                "pipeline-rules: the pipeline file changes what only a code deploy may: nothing was published", file=err
-            )
-            return EXIT_USAGE, None
+    if args.with_pipeline and _changes_code_owned(store, pipeline, name, out):
+        print("pipeline-rules: the pipeline file changes what only a code deploy may: nothing was published", file=err)
+        return EXIT_USAGE, None
     files = {f"rules/{Path(name).name}": Path(name).read_text(encoding="utf-8") for name in report.files[1:]}
     if args.with_pipeline:
         files[f"pipelines/{pipeline.name}"] = pipeline.read_text(encoding="utf-8")
     bundle = Bundle(name, files, _now(), args.by, args.note)
-    too_big = too_large(len(bundle.to_json()), f"bundle {bundle.id}")
-    if too_big is not None:
-        raise _Failed(f"{too_big}: the function would refuse it; keep long lists out of the rules")
+    oversize = size_error(len(bundle.to_json()), f"bundle {bundle.id}")
+    if oversize is not None:
+        raise _Failed(f"{oversize}: the function would refuse it; keep long lists out of the rules")
     uploaded = store.upload(bundle)
     where = store.uri(bundle_key(store.prefix, name, bundle.id))
     verb = "published" if uploaded else "already published"

@@ -195,10 +195,26 @@ def _values(headers: Message, name: str) -> list[str]:
         return []
 
 
+def _header_end(mime: bytes) -> int:
+    """Where the header section of a raw MIME message ends (at its blank line; none: the message's end)."""
+    return min((i for i in (mime.find(b"\r\n\r\n"), mime.find(b"\n\n")) if i >= 0), default=len(mime))
+
+
 def _header_block(mime: bytes) -> str:
     """The header section of a raw MIME message, as text."""
-    end = min((i for i in (mime.find(b"\r\n\r\n"), mime.find(b"\n\n")) if i >= 0), default=len(mime))
-    return mime[:end].decode("utf-8", "replace")
+    return mime[: _header_end(mime)].decode("utf-8", "replace")
+
+
+def _bounded_headers(mime: bytes) -> bytes:
+    """``mime`` with its header section cut at a line end to about ``_MAX_HEADER_CHARS``, as ``_parse_headers`` cuts it.
+
+    The body is kept. A header section of one line so long has no line end to cut at, and is left whole.
+    """
+    end = _header_end(mime)
+    cut = mime.rfind(b"\n", 0, _MAX_HEADER_CHARS)
+    if end <= _MAX_HEADER_CHARS or cut < 0:
+        return mime
+    return mime[:cut].removesuffix(b"\r") + mime[end:]
 
 
 def _address(value: object) -> str | None:
@@ -294,9 +310,11 @@ def _parse_mime(raw: bytes) -> Message | None:
     """The raw MIME message parsed up to its first ``_MAX_MIME_PARTS`` parts (about); None when it cannot be.
 
     The parser takes time per part (2.7 MB of empty parts took it 6 s), so it is fed a chunk at a time and
-    stopped once it has made that many; what it has read by then is the message. It recurses once per nested
+    stopped once it has made that many; what it has read by then is the message. Its headers are read from the
+    first ``_MAX_HEADER_CHARS`` of the header section, as ``_parse_headers`` reads them. It recurses once per nested
     multipart: a few hundred levels raise RecursionError, and such a message is None.
     """
+    raw = _bounded_headers(raw)
     made = 0
 
     def counted(*args: Any, **kwargs: Any) -> Message:

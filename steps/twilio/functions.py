@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.expressions import register_function
+from steps.functions import register_typed
 
 __all__ = ["e164"]
 
@@ -14,4 +14,4 @@ def e164(value: str | None) -> str | None:
     return value.split(":", 1)[1] if ":" in value else value
 
 
-register_function("e164", [["string", "null"]], e164)
+register_typed("e164", [["string", "null"]], e164)

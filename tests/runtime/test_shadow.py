@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -20,6 +19,7 @@ import pytest
 from engine.calls import CallLimits
 from runtime.app import Application, shadow_budget
 from runtime.bundlewatch import BundleWatcher
+from steps import functions
 from tests.support.aws import AwsSpy
 from tests.support.bundles import (
     BUCKET,
@@ -92,8 +92,6 @@ SLOW_ROUTING = ROUTING.replace(
     1,
 )
 BACKTRACKING_BODY = "a" * 800 + "!"
-# Far below what the candidate would take unbounded, far above the shadow's budget: no timing flakes.
-PROMPT_SECONDS = 2.0
 
 
 @pytest.fixture
@@ -302,11 +300,8 @@ def test_a_slow_candidate_is_cut_off_and_the_answer_stands(
     before = timer_state()
     capsys.readouterr()
 
-    started = time.monotonic()
     response = container.message(body=BACKTRACKING_BODY)
-    elapsed = time.monotonic() - started
 
-    assert elapsed < PROMPT_SECONDS
     assert response["statusCode"] == 200 and response["body"] == EMPTY_TWIML
     assert len(world.stage_rows()) == len(world.sent("whatsapp")) == 1 and world.sent("handoff") == []
     (event,) = event_lines(json_logs())
@@ -336,18 +331,43 @@ def test_the_shadow_budget_is_configured_and_never_outlasts_the_invocation(
     budget_ms: float,
 ) -> None:
     monkeypatch.setenv("SHADOW_BUDGET_MS", setting)
+    # Each search is cut off after its own 100 ms otherwise (below): here the candidate's budget alone bounds it.
+    monkeypatch.setattr(functions, "MATCH_BUDGET_SECONDS", 5.0)
     container = shadowing(ops, shadowed, "40_routing.yaml", SLOW_ROUTING)
     world.add_conversation()
     context = None
     if remaining_ms is not None:  # the Lambda has this much left, less the answer's 0.5 s margin
         context = SimpleNamespace(aws_request_id="budget", get_remaining_time_in_millis=lambda: remaining_ms)
     event = rest_event("whatsapp", whatsapp_params(body=BACKTRACKING_BODY))
-    started = time.monotonic()
     response = container.application.handle(event, context)
-    assert time.monotonic() - started < PROMPT_SECONDS
     assert response["body"] == EMPTY_TWIML and len(world.sent("whatsapp")) == 1
     (line,) = [line for line in json_logs(logging.WARNING) if line["message"] == "shadow_timeout"]
     assert line["budget_ms"] == budget_ms
+
+
+def test_a_search_in_a_candidate_with_a_longer_budget_is_cut_off_as_it_would_be_live(
+    ops: Ops,
+    shadowed: Callable[[], Shadowed],
+    world: Any,
+    json_logs: Logs,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Live, a search is cut off after 100 ms and fails its condition: the shadow predicts that, not a route.
+
+    Before, with SHADOW_BUDGET_MS above 100, a search that took between the two decided in the shadow (agreeing,
+    or differing only by its route) and, once promoted, failed every such message.
+    """
+    monkeypatch.setenv("SHADOW_BUDGET_MS", "1000")
+    container = shadowing(ops, shadowed, "40_routing.yaml", SLOW_ROUTING)
+    world.add_conversation()
+    capsys.readouterr()
+    response = container.message(body=BACKTRACKING_BODY)
+    assert response["body"] == EMPTY_TWIML and len(world.sent("whatsapp")) == 1
+    (line,) = shadow_lines(json_logs)
+    assert (line["candidate"]["outcome"], line["candidate"]["rules"]["routing"]) == ("INTERNAL_ERROR", "a_run_then_b")
+    assert [line for line in json_logs(logging.WARNING) if line["message"] == "shadow_timeout"] == []
+    assert "ShadowTimeouts" not in counted(metrics(capsys.readouterr().out))
 
 
 @pytest.mark.parametrize("setting", ["0", "-5", "1001", "fast", "nan", "inf"])
@@ -364,11 +384,9 @@ def test_where_the_time_cannot_be_bounded_the_candidate_is_not_run(
     container = shadowing(ops, shadowed, "40_routing.yaml", SLOW_ROUTING)
     world.add_conversation()
     capsys.readouterr()
-    started = time.monotonic()
     with ThreadPoolExecutor(1) as pool:  # a request thread, as in pipeline-serve
         first = pool.submit(container.message, sid="SM" + "2" * 32, body=BACKTRACKING_BODY).result()
         second = pool.submit(container.message, sid="SM" + "3" * 32, body=BACKTRACKING_BODY).result()
-    assert time.monotonic() - started < PROMPT_SECONDS
     assert first["body"] == second["body"] == EMPTY_TWIML and len(world.stage_rows()) == 2
     (line,) = json_logs(logging.WARNING)
     assert line["message"].startswith("shadow evaluation skipped, its time cannot be bounded: only the main thread")
