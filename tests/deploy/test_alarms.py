@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from runtime.app import CAPTURE_FAILURE_METRIC, UNROUTED_PIPELINE
+from engine import registry
+from engine.runner import ParallelGroup
+from runtime.app import CAPTURE_FAILURE_METRIC, SIGNATURE_MISMATCH_METRIC, UNROUTED_PIPELINE
 from runtime.metrics import EmfMetrics, count_line
 from tests.deploy.cfn import (
     STACK,
@@ -32,6 +34,7 @@ from tests.deploy.cfn import (
 )
 from tests.support.email import add_email_world, email_event
 from tests.support.webhooks import rest_event, whatsapp_params
+from tools.sendgrid_events import KeyPair
 
 TEMPLATE = load_template()
 PERIOD = 300
@@ -185,6 +188,74 @@ def test_an_email_whose_deliveries_meet_a_transient_fault_raises_the_email_alarm
     assert world.sent("email") == []
     assert alarm_periods(TEMPLATE, "EmailTransientErrorsAlarm", points)[0] == deliveries[0]
     assert "EmailLossAlarm" not in firing(TEMPLATE, points)
+
+
+def test_a_twilio_message_refused_after_a_token_rotation_raises_an_alarm_at_the_first(
+    world: Any, deployed: tuple[Any, Clock], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The token was rotated in Twilio and not (yet) in the tenant's secret: Twilio signs with the new one, every
+    # attempt is answered 200 INVALID_SIGNATURE, and Twilio does not retry. A tenant with a message or two in five
+    # minutes stays under InvalidSignatureAlarmThreshold (forged requests from anyone count there too).
+    container, clock = deployed
+    world.add_conversation()
+    world.add_default_secrets(token="the-token-before-the-rotation")
+    status, points = attempt(container, rest_event("whatsapp", whatsapp_params()), EPOCH, clock, capsys)
+    assert status == 200 and world.sent("whatsapp") == [] and world.stage_rows() == []
+    assert firing(TEMPLATE, points), "a genuine message was refused for good and no alarm told anyone"
+
+
+def test_an_email_refused_after_a_key_rotation_raises_an_alarm_at_the_first(
+    world: Any, deployed: tuple[Any, Clock], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SendGrid does not retry a 403: the email is dropped.
+    container, clock = deployed
+    add_email_world(world, key=KeyPair())
+    status, points = attempt(container, email_event(), EPOCH, clock, capsys)
+    assert status == 403 and world.sent("email") == []
+    assert firing(TEMPLATE, points), "a genuine email was refused for good and no alarm told anyone"
+
+
+def test_the_signature_mismatch_alarm_watches_every_pipeline_that_authenticates(
+    template: dict[str, Any], configs: list[Any]
+) -> None:
+    def steps(config: Any) -> list[Any]:
+        return [
+            m for node in config.pipeline.nodes for m in (node.members if isinstance(node, ParallelGroup) else [node])
+        ]
+
+    authenticating = [
+        config.name
+        for config in configs
+        if any(getattr(registry.get(step.uses), "authenticates", False) for step in steps(config))
+    ]
+    assert sorted(authenticating) == ["email_inbound", "twilio_inbound"]
+    emitted = set()
+    for pipeline in authenticating:
+        line = count_line("NS", pipeline, SIGNATURE_MISMATCH_METRIC, timestamp_ms=1, stack=STACK)
+        emitted |= {(p.metric, p.dimensions) for p in emf_datapoints(line)}
+    watched = {(s.metric, s.dimensions) for s in alarm_series(template, "SignatureMismatchAlarm")}
+    assert watched == emitted
+    assert {s.namespace for s in alarm_series(template, "SignatureMismatchAlarm")} == {
+        resolve(template, {"Ref": "MetricsNamespace"})
+    }
+
+
+def test_unsigned_posts_and_unknown_number_pairs_stay_below_the_alarms(
+    world: Any, deployed: tuple[Any, Clock], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Anyone can post these: they reach no tenant's credential, and only InvalidSignatureAlarm's threshold counts them.
+    container, clock = deployed
+    world.add_conversation()
+    world.add_default_secrets()
+    threshold = int(TEMPLATE["Parameters"]["InvalidSignatureAlarmThreshold"]["Default"])
+    unsigned = rest_event("whatsapp", whatsapp_params(), signature="")
+    stranger = rest_event("whatsapp", whatsapp_params(From="whatsapp:+15550001111"), token="not-the-token")
+    points: list[Datapoint] = []
+    for number in range(threshold - 1):
+        status, left = attempt(container, (unsigned, stranger)[number % 2], EPOCH + number, clock, capsys)
+        assert status == 200
+        points += left
+    assert firing(TEMPLATE, points) == set()
 
 
 def _routed_queues(configs: list[Any]) -> list[str]:
