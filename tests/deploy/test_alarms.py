@@ -258,6 +258,35 @@ def test_unsigned_posts_and_unknown_number_pairs_stay_below_the_alarms(
     assert firing(TEMPLATE, points) == set()
 
 
+def _stage_throttle_status() -> int:
+    """What API Gateway answers a request over the stage's throttling limits: 429 unless a gateway response says."""
+    responses = TEMPLATE["Resources"]["WebhookApi"]["Properties"].get("GatewayResponses", {})
+    return int(responses.get("THROTTLED", {}).get("StatusCode", 429))
+
+
+def _twilio_retries(status: int) -> bool:
+    """Whether Twilio retries an answer with HTTP ``status``, by the registered URL's retry policy (``rp``)."""
+    url = TEMPLATE["Outputs"]["WhatsAppWebhookUrl"]["Value"]["Fn::Sub"]
+    found = re.search(r"[#&]rp=([a-z0-9,]+)", url)
+    assert found is not None, "the registered URL sets no rp"
+    policy = set(found.group(1).split(","))
+    return "all" in policy or f"{status // 100}xx" in policy
+
+
+def test_a_message_throttled_by_the_api_stage_is_retried_and_alarmed() -> None:
+    # A flood above ApiThrottlingRateLimit is answered by API Gateway before the function: by default 429, which
+    # neither Twilio's retry policy (ct,rt,5xx) nor SendGrid (5xx only) retries, and which no alarm watched: every
+    # genuine message in the flood was lost unsaid. Throttled, it must be a 5xx: retried, and counted.
+    status = _stage_throttle_status()
+    assert status >= 500, f"API Gateway's stage throttling answers {status}: the senders do not retry it"
+    assert _twilio_retries(status)
+    points = []
+    for message in range(2):
+        for number in range(TWILIO_ATTEMPTS):
+            points += api_answer(TEMPLATE, EPOCH + message + number * TWILIO_RETRY_SECONDS, status)
+    assert "Api5xxAlarm" in firing(TEMPLATE, points)
+
+
 def _routed_queues(configs: list[Any]) -> list[str]:
     """The logical ids of the queues the pipelines route to (the ``ref:<id>`` that ends their placeholder URLs)."""
     urls = {target["queue_url"] for config in configs for target in config.targets.values()}
