@@ -34,7 +34,7 @@ from engine.context import Services, bind_log_fields, log_fields
 from engine.errors import ConfigError, Problem, StepFailure
 from engine.http import HttpRequest, last_segment
 from engine.rules import decided_rules
-from engine.runner import RunResult
+from engine.runner import ParallelGroup, RunResult
 from engine.secrets import SecretCache
 from runtime import tracing
 from runtime.apigateway import EventError, http_request, proxy_response, request_path
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CAPTURE_FAILURE_METRIC",
+    "SIGNATURE_MISMATCH_METRIC",
     "UNROUTED_PIPELINE",
     "Application",
     "Deployed",
@@ -60,6 +61,7 @@ __all__ = [
     "auth_headers",
     "check_aws_settings",
     "event_capture",
+    "failed_authentication",
     "live_services",
     "shadow_budget",
     "shared_limits",
@@ -80,6 +82,29 @@ UNROUTED = "PARSING_ERROR"
 UNROUTED_PIPELINE = "unrouted"
 # Counted by pipeline: an event not captured, or (once per pipeline at a cold start) capture off for a bad setting.
 CAPTURE_FAILURE_METRIC = "CaptureFailures"
+# Counted by pipeline: a request for a known tenant's conversation refused by a step that authenticates it (its
+# key fetched, its signature checked). Twilio and SendGrid never retry the refusal: either a genuine message is
+# lost (a rotated token or key, a wrong registered URL) or someone forged a request aimed at a real conversation.
+SIGNATURE_MISMATCH_METRIC = "SignatureMismatches"
+INVALID_SIGNATURE = "INVALID_SIGNATURE"
+
+
+def failed_authentication(config: AppConfig, result: RunResult) -> bool:
+    """Whether ``result`` ended ``INVALID_SIGNATURE`` in a step registered ``authenticates`` (``SignatureMismatches``).
+
+    Such a step runs once the request has named a known conversation and its tenant's key was found: unlike a
+    request refused before (no signature, a foreign Host), which anyone can send, it is a message lost for good or
+    a forgery aimed at a real conversation.
+    """
+    if result.error_code != INVALID_SIGNATURE:
+        return False
+    ended = {entry.step for entry in result.trace if entry.status == INVALID_SIGNATURE}
+    for node in config.pipeline.nodes:
+        for planned in node.members if isinstance(node, ParallelGroup) else (node,):
+            spec = registry.get(planned.uses)
+            if planned.id in ended and spec is not None and spec.authenticates:
+                return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -552,6 +577,8 @@ class Application:
                 },
             )
         if self.metrics is not None:
+            if config is not None and failed_authentication(config, result):
+                counts = {**(counts or {}), SIGNATURE_MISMATCH_METRIC: 1}
             properties = log_fields()
             if version:
                 properties = {**properties, "RulesVersion": version, "RulesSource": source or ""}

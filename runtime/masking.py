@@ -6,7 +6,10 @@
   ``X-Api-Key``…), payload 2.0's ``cookies`` list (its Cookie header) and ``requestContext.authorizer`` /
   ``identity`` are dropped. A webhook carries no auth token (Twilio sends an HMAC signature, never the
   token), so nothing else needs removing;
-- ``mask="none"``: the body as it was sent; a replay checks its signature like the Lambda;
+- ``mask="none"``: the body as it was sent. A signature that never expires (``DIGESTED_AUTH_HEADERS``: Twilio's
+  carries no timestamp, so a copy of it is a request valid for ever, long after the replay record is gone) is
+  kept as its digest (``signature_digest``), from which it cannot be recovered: a replay with ``pipeline-dryrun``
+  still checks it (``steps.twilio.signature``), the webhook refuses it. Signatures that expire are kept as sent;
 - ``mask="text"``: fail closed, by allow-lists. A form body (Twilio) keeps only ``FORM_KEPT_FIELDS`` (sids,
   numbers, counts, statuses, ``MessageType``, ``MediaContentType{N}``…): every other field (``Body``,
   ``ProfileName``, ``FlowData``, ``InteractiveData``, location fields, media URLs, any field Twilio adds later)
@@ -53,6 +56,8 @@ __all__ = [
     "PERSONAL_TEXT_KEYS",
     "RECORDING_KEY",
     "DEFAULT_AUTH_HEADERS",
+    "DIGESTED_AUTH_HEADERS",
+    "SIGNATURE_DIGEST_PREFIX",
     "FORM_KEPT_FIELDS",
     "STRUCTURAL_JSON_KEYS",
     "BodyMasker",
@@ -65,6 +70,7 @@ __all__ = [
     "json_text_masked",
     "recordable",
     "register_body_masker",
+    "signature_digest",
 ]
 
 MASK_MODES = ("none", "text", "all")
@@ -132,6 +138,10 @@ _FORM_KEPT_INDEXED = re.compile(r"mediacontenttype[0-9]+")
 # Keys inside a kept field's JSON whose strings are structure, not text (``ChannelMetadata``'s ``type``, ``WaId``).
 STRUCTURAL_JSON_KEYS = frozenset({"type", "waid"})
 DEFAULT_AUTH_HEADERS = ("X-Twilio-Signature",)
+# Authentication headers whose signature never expires, kept by ``mask="none"`` as their digest only.
+DIGESTED_AUTH_HEADERS = ("X-Twilio-Signature",)
+# How a digested signature starts; ``steps.twilio.signature`` (which may not import this module) matches it.
+SIGNATURE_DIGEST_PREFIX = "sha256:"
 _CREDENTIAL_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-amz-security-token", "x-api-key", "x-amz-date"}
 )
@@ -467,14 +477,25 @@ def _without_credentials(headers: Any) -> Any:
     return {name: value for name, value in headers.items() if str(name).lower() not in _CREDENTIAL_HEADERS}
 
 
-def _marked(headers: Any, auth: frozenset[str]) -> Any:
+def signature_digest(signature: str) -> str:
+    """What a recording keeps of a signature that never expires: its SHA-256, which cannot be posted again."""
+    return SIGNATURE_DIGEST_PREFIX + hashlib.sha256(signature.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _marked(headers: Any, auth: frozenset[str], digest: bool = False) -> Any:
+    """``headers`` with each header named in ``auth`` (lower case) masked, or with ``digest`` kept as its digest."""
     if not isinstance(headers, Mapping):
         return headers
-    marker: Any
     marked = {}
     for name, value in headers.items():
-        marker = [MASKED_SIGNATURE] if isinstance(value, list) else MASKED_SIGNATURE
-        marked[name] = marker if str(name).lower() in auth else value
+        if str(name).lower() not in auth:
+            marked[name] = value
+        elif digest and isinstance(value, list):
+            marked[name] = [signature_digest(item) if isinstance(item, str) else MASKED_SIGNATURE for item in value]
+        elif digest and isinstance(value, str):
+            marked[name] = signature_digest(value)
+        else:
+            marked[name] = [MASKED_SIGNATURE] if isinstance(value, list) else MASKED_SIGNATURE
     return marked
 
 
@@ -512,6 +533,9 @@ def recordable(
     if isinstance(context, Mapping):
         copy["requestContext"] = {k: v for k, v in context.items() if k not in ("authorizer", "identity")}
     if mask == "none":
+        digested = frozenset(name.lower() for name in DIGESTED_AUTH_HEADERS)
+        for section in ("headers", "multiValueHeaders"):
+            copy[section] = _marked(copy.get(section), digested, digest=True)
         copy[RECORDING_KEY] = {"mask": mask, "masked": []}
         return copy
     masking = Masking(mask, pseudonyms if mask == "all" else None)

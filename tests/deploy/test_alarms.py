@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from runtime.app import CAPTURE_FAILURE_METRIC, UNROUTED_PIPELINE
+from engine import registry
+from engine.runner import ParallelGroup
+from runtime.app import CAPTURE_FAILURE_METRIC, SIGNATURE_MISMATCH_METRIC, UNROUTED_PIPELINE
 from runtime.metrics import EmfMetrics, count_line
 from tests.deploy.cfn import (
     STACK,
@@ -32,6 +34,7 @@ from tests.deploy.cfn import (
 )
 from tests.support.email import add_email_world, email_event
 from tests.support.webhooks import rest_event, whatsapp_params
+from tools.sendgrid_events import KeyPair
 
 TEMPLATE = load_template()
 PERIOD = 300
@@ -185,6 +188,103 @@ def test_an_email_whose_deliveries_meet_a_transient_fault_raises_the_email_alarm
     assert world.sent("email") == []
     assert alarm_periods(TEMPLATE, "EmailTransientErrorsAlarm", points)[0] == deliveries[0]
     assert "EmailLossAlarm" not in firing(TEMPLATE, points)
+
+
+def test_a_twilio_message_refused_after_a_token_rotation_raises_an_alarm_at_the_first(
+    world: Any, deployed: tuple[Any, Clock], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The token was rotated in Twilio and not (yet) in the tenant's secret: Twilio signs with the new one, every
+    # attempt is answered 200 INVALID_SIGNATURE, and Twilio does not retry. A tenant with a message or two in five
+    # minutes stays under InvalidSignatureAlarmThreshold (forged requests from anyone count there too).
+    container, clock = deployed
+    world.add_conversation()
+    world.add_default_secrets(token="the-token-before-the-rotation")
+    status, points = attempt(container, rest_event("whatsapp", whatsapp_params()), EPOCH, clock, capsys)
+    assert status == 200 and world.sent("whatsapp") == [] and world.stage_rows() == []
+    assert firing(TEMPLATE, points), "a genuine message was refused for good and no alarm told anyone"
+
+
+def test_an_email_refused_after_a_key_rotation_raises_an_alarm_at_the_first(
+    world: Any, deployed: tuple[Any, Clock], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SendGrid does not retry a 403: the email is dropped.
+    container, clock = deployed
+    add_email_world(world, key=KeyPair())
+    status, points = attempt(container, email_event(), EPOCH, clock, capsys)
+    assert status == 403 and world.sent("email") == []
+    assert firing(TEMPLATE, points), "a genuine email was refused for good and no alarm told anyone"
+
+
+def test_the_signature_mismatch_alarm_watches_every_pipeline_that_authenticates(
+    template: dict[str, Any], configs: list[Any]
+) -> None:
+    def steps(config: Any) -> list[Any]:
+        return [
+            m for node in config.pipeline.nodes for m in (node.members if isinstance(node, ParallelGroup) else [node])
+        ]
+
+    authenticating = [
+        config.name
+        for config in configs
+        if any(getattr(registry.get(step.uses), "authenticates", False) for step in steps(config))
+    ]
+    assert sorted(authenticating) == ["email_inbound", "twilio_inbound"]
+    emitted = set()
+    for pipeline in authenticating:
+        line = count_line("NS", pipeline, SIGNATURE_MISMATCH_METRIC, timestamp_ms=1, stack=STACK)
+        emitted |= {(p.metric, p.dimensions) for p in emf_datapoints(line)}
+    watched = {(s.metric, s.dimensions) for s in alarm_series(template, "SignatureMismatchAlarm")}
+    assert watched == emitted
+    assert {s.namespace for s in alarm_series(template, "SignatureMismatchAlarm")} == {
+        resolve(template, {"Ref": "MetricsNamespace"})
+    }
+
+
+def test_unsigned_posts_and_unknown_number_pairs_stay_below_the_alarms(
+    world: Any, deployed: tuple[Any, Clock], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Anyone can post these: they reach no tenant's credential, and only InvalidSignatureAlarm's threshold counts them.
+    container, clock = deployed
+    world.add_conversation()
+    world.add_default_secrets()
+    threshold = int(TEMPLATE["Parameters"]["InvalidSignatureAlarmThreshold"]["Default"])
+    unsigned = rest_event("whatsapp", whatsapp_params(), signature="")
+    stranger = rest_event("whatsapp", whatsapp_params(From="whatsapp:+15550001111"), token="not-the-token")
+    points: list[Datapoint] = []
+    for number in range(threshold - 1):
+        status, left = attempt(container, (unsigned, stranger)[number % 2], EPOCH + number, clock, capsys)
+        assert status == 200
+        points += left
+    assert firing(TEMPLATE, points) == set()
+
+
+def _stage_throttle_status() -> int:
+    """What API Gateway answers a request over the stage's throttling limits: 429 unless a gateway response says."""
+    responses = TEMPLATE["Resources"]["WebhookApi"]["Properties"].get("GatewayResponses", {})
+    return int(responses.get("THROTTLED", {}).get("StatusCode", 429))
+
+
+def _twilio_retries(status: int) -> bool:
+    """Whether Twilio retries an answer with HTTP ``status``, by the registered URL's retry policy (``rp``)."""
+    url = TEMPLATE["Outputs"]["WhatsAppWebhookUrl"]["Value"]["Fn::Sub"]
+    found = re.search(r"[#&]rp=([a-z0-9,]+)", url)
+    assert found is not None, "the registered URL sets no rp"
+    policy = set(found.group(1).split(","))
+    return "all" in policy or f"{status // 100}xx" in policy
+
+
+def test_a_message_throttled_by_the_api_stage_is_retried_and_alarmed() -> None:
+    # A flood above ApiThrottlingRateLimit is answered by API Gateway before the function: by default 429, which
+    # neither Twilio's retry policy (ct,rt,5xx) nor SendGrid (5xx only) retries, and which no alarm watched: every
+    # genuine message in the flood was lost unsaid. Throttled, it must be a 5xx: retried, and counted.
+    status = _stage_throttle_status()
+    assert status >= 500, f"API Gateway's stage throttling answers {status}: the senders do not retry it"
+    assert _twilio_retries(status)
+    points = []
+    for message in range(2):
+        for number in range(TWILIO_ATTEMPTS):
+            points += api_answer(TEMPLATE, EPOCH + message + number * TWILIO_RETRY_SECONDS, status)
+    assert "Api5xxAlarm" in firing(TEMPLATE, points)
 
 
 def _routed_queues(configs: list[Any]) -> list[str]:

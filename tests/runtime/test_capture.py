@@ -380,3 +380,48 @@ def test_the_wait_for_a_slow_write_never_runs_past_the_invocations_time(
     assert answer["body"] == EMPTY_TWIML
     messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert "event capture failed: write still running after 500 ms" in messages
+
+
+def test_a_capture_kept_as_sent_cannot_be_replayed_once_the_replay_record_has_expired(
+    world: World, s3: Any, cold_start: Any
+) -> None:
+    # The bucket keeps captures EventCaptureRetentionDays (14 by default), synced copies for ever; the replay record
+    # lives ReplayHorizonSeconds (7 days). A Twilio signature never expires: a capture that holds one is a request
+    # anyone who can read it may post again once the record is gone.
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_MASK="none", CAPTURE_WAIT_MS="2000")
+    event = rest_event("whatsapp", whatsapp_params())
+    assert container.handler(event, None)["body"] == EMPTY_TWIML
+    assert len(world.sent("whatsapp")) == 1
+    (captured,) = stored(s3, expected=1).values()
+    assert captured["body"] == event["body"], "mask=none keeps the body as sent"
+    # The horizon passes: DynamoDB's TTL deletes the record (and a consumer has taken the batch and the lock).
+    for row in world.replay_rows():
+        key = {"message_sid": {"S": row["message_sid"]}}
+        world.dynamodb.delete_item(TableName=world.resources.replay_table, Key=key)
+    for row in world.lock_rows():
+        key = {"conversation_id": {"S": row["conversation_id"]}}
+        world.dynamodb.delete_item(TableName=world.resources.lock_table, Key=key)
+    reposted = {key: value for key, value in captured.items() if key != "recording"}
+    container.handler(reposted, None)
+    assert len(world.sent("whatsapp")) == 1, "the capture, posted again, was triggered again"
+
+
+def test_the_dry_run_checks_a_digested_signature_and_refuses_one_that_does_not_sign_the_request(
+    tmp_path: Path,
+) -> None:
+    from runtime.masking import recordable
+
+    original = next(recorded.event for recorded in EXAMPLES if form_of(recorded.event).get("Body"))
+    (tmp_path / "sent").mkdir()
+    (tmp_path / "sent" / "event.json").write_text(json.dumps(original))
+    kept = recordable(original, mask="none")
+    tampered = {**kept, "body": kept["body"].replace("Body=", "Body=X", 1)}
+    assert tampered["body"] != kept["body"]
+    (tmp_path / "captured").mkdir()
+    (tmp_path / "captured" / "1-kept.json").write_text(json.dumps(kept))
+    (tmp_path / "captured" / "2-tampered.json").write_text(json.dumps(tampered))
+    (outcome,) = replay(WORLD, tmp_path / "sent", "--independent")
+    assert outcome != "INVALID_SIGNATURE"
+    assert replay(WORLD, tmp_path / "captured", "--independent") == [outcome, "INVALID_SIGNATURE"]

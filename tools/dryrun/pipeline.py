@@ -3,7 +3,9 @@
 Parallel groups run their members one after another (``Pipeline(concurrent=False)``): the same
 decisions and trace as with threads, and the writes always come out in pipeline order. With
 ``--skip-signature`` the steps that authenticate the request (those registered ``authenticates=True``:
-fetching the verification secret, checking the signature) are replaced by stand-ins that pass.
+fetching the verification secret, checking the signature) are replaced by stand-ins that pass. Without it, a
+step that checks recordings its own way (``for_recordings()``: a ``mask=none`` capture keeps a Twilio signature as
+its digest) runs that way.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def replay_pipeline(pipeline: Pipeline, *, skip_signature: bool) -> tuple[Pipeli
 
     def adapt(planned: PlannedStep) -> PlannedStep:
         if not (skip_signature and authenticating(planned.uses)):
-            return planned
+            for_recordings = getattr(planned.step, "for_recordings", None)
+            return replace(planned, step=for_recordings()) if callable(for_recordings) else planned
         skipped.add(planned.id)
         return replace(planned, step=_Skipped())
 
