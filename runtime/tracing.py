@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, suppress
 from contextvars import ContextVar
+from functools import cache
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -245,13 +246,27 @@ def _call_ended(http_response: Any, parsed: Mapping[str, Any], context: dict[str
     metadata = parsed.get("ResponseMetadata") or {}
     call.document["aws"].update(request_id=metadata.get("RequestId"), retries=metadata.get("RetryAttempts", 0))
     call.document["http"] = {"response": {"status": status}}
-    if status == 429 or str((parsed.get("Error") or {}).get("Code", "")).startswith("Throttl"):
+    if status == 429 or (status >= 400 and _throttled(parsed)):
         call.document.update(error=True, throttle=True)
     elif 400 <= status < 500:
         call.document["error"] = True
     elif status >= 500:
         call.document["fault"] = True
     call.end()
+
+
+def _throttled(parsed: Mapping[str, Any]) -> bool:
+    """Whether an error answer is throttling as botocore's standard retry mode knows it (DynamoDB answers 400)."""
+    from botocore.retries.standard import RetryContext  # loaded with boto3 by then: no cost on a cold start
+
+    return bool(_throttling_checker().is_retryable(RetryContext(attempt_number=1, parsed_response=dict(parsed))))
+
+
+@cache
+def _throttling_checker() -> Any:
+    from botocore.retries.standard import ThrottledRetryableChecker
+
+    return ThrottledRetryableChecker()
 
 
 def _call_failed(exception: BaseException, context: dict[str, Any], **_: Any) -> None:

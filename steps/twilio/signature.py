@@ -27,7 +27,7 @@ from steps.secrets import FETCH_FAILED, FETCH_TRANSIENT, SigningKey, check_signi
 from steps.twilio.form import FormParams
 from steps.twilio.parse import INVALID_SIGNATURE, SIGNATURE_HEADER
 
-__all__ = ["DIGEST_PREFIX", "SignatureCheck", "is_recorded", "is_valid", "sign"]
+__all__ = ["DIGEST_PREFIX", "SignatureCheck", "is_recorded", "is_valid", "sign", "supported_algorithm"]
 
 # How a recording's digested signature starts (``runtime.masking.SIGNATURE_DIGEST_PREFIX``; steps may not import it).
 DIGEST_PREFIX = "sha256:"
@@ -36,6 +36,8 @@ DIGEST_PREFIX = "sha256:"
 def is_valid(url: str, form: FormParams, signature: str, key: SigningKey, settings: str | None) -> bool:
     """True when ``signature`` signs ``url`` and every form pair with ``key``."""
     algorithm = get_signature_algorithm(settings) if settings else None
+    if algorithm is not None and not supported_algorithm(algorithm):
+        return False
     return bool(RequestValidator(key.value.reveal()).validate(url, form, signature, algorithm=algorithm))
 
 
@@ -58,6 +60,19 @@ def is_recorded(url: str, form: FormParams, digest: str, key: SigningKey, settin
         if hmac.compare_digest(made, digest):
             return True
     return False
+
+
+def supported_algorithm(algorithm: str) -> bool:
+    """Whether twilio's validator knows ``algorithm``, the text of the (unsigned) settings header.
+
+    Asked through ``compute_signature``, which refuses an unknown one quietly: ``validate`` would log a
+    WARNING quoting whatever the request put there.
+    """
+    try:
+        RequestValidator("").compute_signature("", {}, algorithm)
+    except (KeyError, ValueError):
+        return False
+    return True
 
 
 def sign(url: str, form: Sequence[tuple[str, str]], token: str, algorithm: str | None = None) -> str:

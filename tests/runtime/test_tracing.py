@@ -172,3 +172,27 @@ def test_a_container_without_tracing_sends_nothing(world, cold_start, daemon, mo
     assert container.handler(rest_event("whatsapp", whatsapp_params()), None)["statusCode"] == 200
     assert not tracing.enabled()
     assert received(daemon) == []
+
+
+@pytest.mark.parametrize(
+    ("operation", "code", "outcome"),
+    [
+        ("dynamodb.Query", "ProvisionedThroughputExceededException", "DB_TRANSIENT_ERROR"),
+        ("dynamodb.Query", "RequestLimitExceeded", "DB_TRANSIENT_ERROR"),
+        ("secretsmanager.GetSecretValue", "ThrottlingException", "SECRET_FETCH_TRANSIENT_ERROR"),
+    ],
+)
+def test_every_throttling_answer_marks_its_call_throttled(
+    world, cold_start, daemon, operation: str, code: str, outcome: str
+) -> None:
+    """DynamoDB answers throttling with 400 and its own codes: X-Ray must still show a throttle, not a bad request."""
+    world.add_conversation()
+    world.add_default_secrets()
+    container = traced(cold_start, daemon)
+    container.aws.fail(operation, code, 400)
+    with pytest.raises(Exception, match=outcome):
+        container.handler(rest_event("whatsapp", whatsapp_params()), None)
+    service = operation.split(".")[0]
+    calls = [d for d in received(daemon) if d["namespace"] == "aws" and d["name"] == service]
+    assert calls and all(call.get("throttle") is True and call.get("error") is True for call in calls)
+    assert not any(call.get("fault") for call in calls)
