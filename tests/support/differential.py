@@ -63,8 +63,10 @@ def production_decisions(world: World, world_file: Path, events_file: Path, sess
 
     spec = load_world(world_file)
     populate(spec, DynamoTables(world.dynamodb), world.resources)
-    put_secrets(world.secretsmanager, {name: json.loads(value) if value.startswith("{") else value
-                                       for name, value in spec.secrets.items()})
+    put_secrets(
+        world.secretsmanager,
+        {name: json.loads(value) if value.startswith("{") else value for name, value in spec.secrets.items()},
+    )
     application = handler.reload(session)
     tables = {
         "conversations": world.resources.conversations_table,
@@ -101,7 +103,9 @@ def dryrun_decisions(world_file: Path, events_file: Path, *options: str) -> list
     spec = load_world(world_file)
     state: dict[str, dict[tuple[Any, ...], Any]] = {}
     for section, (_, keys) in SECTIONS.items():
-        state[section] = {tuple(row[key] for key in keys): as_stored(dynamo_safe(dict(row))) for row in spec.rows[section]}
+        state[section] = {
+            tuple(row[key] for key in keys): as_stored(dynamo_safe(dict(row))) for row in spec.rows[section]
+        }
     by_table = {
         "conversations": "conversations",
         "conversations-stage": "stage",

@@ -16,7 +16,15 @@ import pytest
 
 from tests.support.differential import dryrun_decisions, production_decisions
 from tests.support.dryrun import EVENTS, PIPELINE_SETTINGS, WORLD
-from tests.support.webhooks import ACCOUNT, COMPANY_SMS, COMPANY_WA, rest_event, sms_params, status_params, whatsapp_params
+from tests.support.webhooks import (
+    ACCOUNT,
+    COMPANY_SMS,
+    COMPANY_WA,
+    rest_event,
+    sms_params,
+    status_params,
+    whatsapp_params,
+)
 from tests.support.world import World
 from tools.dryrun.events import load_events
 
@@ -137,16 +145,33 @@ def _variations_world() -> dict[str, Any]:
         },
         "conversations": conversations,
         "locks": [
-            {"conversation_id": lock.format("held", _user(4).lstrip("+")), "message_sid": "SM" + "f" * 32,
-             "expires_at": T0 + 60, "taken_at": T0 - 2, "trigger_due_at": T0 + 8},
-            {"conversation_id": lock.format("expired", _user(5).lstrip("+")), "message_sid": "SM" + "e" * 32,
-             "expires_at": T0 - 1},
-            {"conversation_id": lock.format("orphan", _user(6).lstrip("+")), "message_sid": "SM" + "d" * 32,
-             "expires_at": T0 + 60, "taken_at": T0 - 100},
+            {
+                "conversation_id": lock.format("held", _user(4).lstrip("+")),
+                "message_sid": "SM" + "f" * 32,
+                "expires_at": T0 + 60,
+                "taken_at": T0 - 2,
+                "trigger_due_at": T0 + 8,
+            },
+            {
+                "conversation_id": lock.format("expired", _user(5).lstrip("+")),
+                "message_sid": "SM" + "e" * 32,
+                "expires_at": T0 - 1,
+            },
+            {
+                "conversation_id": lock.format("orphan", _user(6).lstrip("+")),
+                "message_sid": "SM" + "d" * 32,
+                "expires_at": T0 + 60,
+                "taken_at": T0 - 100,
+            },
             # (A lock whose expires_at is text is left out: moto raises TypeError comparing it, where DynamoDB
             # finds the condition false, as the memory world does.)
-            {"conversation_id": lock.format("own-lock", _user(14).lstrip("+")), "message_sid": _sid(14, 0),
-             "expires_at": T0 + 60, "taken_at": T0, "trigger_due_at": T0 + 10},
+            {
+                "conversation_id": lock.format("own-lock", _user(14).lstrip("+")),
+                "message_sid": _sid(14, 0),
+                "expires_at": T0 + 60,
+                "taken_at": T0,
+                "trigger_due_at": T0 + 10,
+            },
         ],
         "replay": [
             {"message_sid": _sid(2, 9), "recorded_at": T0 - 100, "replay_after": T0 - 70, "expires_at": T0 + 9999},
