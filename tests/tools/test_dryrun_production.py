@@ -235,13 +235,25 @@ def _variation_events() -> list[dict[str, Any]]:
     return events
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"BATCH_WINDOW_SECONDS": "3", "PUBLIC_BASE_URL": "https://hooks.example.com/prod", "TTL_BUFFER_SECONDS": "5"}],
+)
 def test_generated_variations_are_decided_as_production_decides_them(
-    world: World, boto_session: boto3.session.Session, tmp_path: Path
+    world: World,
+    boto_session: boto3.session.Session,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: dict[str, str],
 ) -> None:
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
     document = _variations_world()
     del document["now"]
     world_file = tmp_path / "world.json"
     world_file.write_text(json.dumps(document))
     decided = _agree(world, world_file, _events_file(tmp_path, _variation_events()), boto_session)
     outcomes = [decision["outcome"] for decision in decided]
-    assert {"QUEUED", "BATCHED", "HANDED_OFF", "REPLAY", "STATUS_CALLBACK", "SECRET_FETCH_FAILED"} <= set(outcomes)
+    assert {"QUEUED", "HANDED_OFF", "REPLAY", "STATUS_CALLBACK", "SECRET_FETCH_FAILED"} <= set(outcomes)
+    # A window shorter than the lock's due margin never batches (any trigger may be read before a stage row lands).
+    assert ("BATCHED" in outcomes) == ("BATCH_WINDOW_SECONDS" not in settings)
