@@ -257,3 +257,65 @@ def test_generated_variations_are_decided_as_production_decides_them(
     assert {"QUEUED", "HANDED_OFF", "REPLAY", "STATUS_CALLBACK", "SECRET_FETCH_FAILED"} <= set(outcomes)
     # A window shorter than the lock's due margin never batches (any trigger may be read before a stage row lands).
     assert ("BATCHED" in outcomes) == ("BATCH_WINDOW_SECONDS" not in settings)
+
+
+def _email_world() -> dict[str, Any]:
+    from tests.support.email import EMAIL_SECRET, KEY, USER_EMAIL, email_conversation
+
+    open_one = email_conversation(conversation_id=f"ci#pi#open#{USER_EMAIL}", created_at="2026-11-20T10:00:00Z")
+    newer_done = email_conversation(
+        conversation_id=f"ci#pi#done#{USER_EMAIL}", created_at="2026-11-24T10:00:00Z", task_complete=1
+    )
+    human = email_conversation(
+        primary_channel="kim@example.org",
+        conversation_id="ci#pi#human#kim@example.org",
+        gsi_recipient_email="kim@example.org",
+        recipient_email="kim@example.org",
+        hand_off_to_human=True,
+        messages=[{"role": "user", "content": "z" * 20_000, "timestamp": 1.5}],
+    )
+    paused = email_conversation(
+        primary_channel="pat@example.org",
+        conversation_id="ci#pi#paused#pat@example.org",
+        gsi_recipient_email="pat@example.org",
+        project_status="paused",
+    )
+    return {
+        "secrets": {EMAIL_SECRET: {"sendgrid_webhook_public_key": KEY.public_key}},
+        "conversations": [open_one, newer_done, human, paused],
+        "replay": [],
+    }
+
+
+def _email_events() -> list[dict[str, Any]]:
+    from tests.support.email import USER_EMAIL, email_event
+    from tools.sendgrid_events import Email
+
+    def at(email: Email, moment: int) -> dict[str, Any]:
+        event = email_event(email, timestamp=moment)
+        event["requestContext"]["requestTimeEpoch"] = moment * 1000
+        return event
+
+    first = Email(sender=f"Jane <{USER_EMAIL}>", message_id="<a1@example.net>")
+    return [
+        at(first, T0),
+        at(Email(sender=f"Jane <{USER_EMAIL}>", message_id="<a2@example.net>"), T0 + 2),  # batched
+        at(first, T0 + 5),  # re-delivered before its record was confirmed? (it was: a replay)
+        at(Email(sender="Kim <kim@example.org>", message_id="<k1@example.org>"), T0 + 6),  # handed off
+        at(Email(sender="Pat <pat@example.org>", message_id="<p1@example.org>"), T0 + 7),  # paused
+        at(Email(sender="Pat <pat@example.org>", message_id="<p1@example.org>"), T0 + 8),  # its refusal's replay
+        at(Email(sender=f"Jane <{USER_EMAIL}>", message_id="<a3@example.net>", spam_score="9.9"), T0 + 9),
+        at(Email(sender="nobody@example.com", message_id="<n1@example.com>"), T0 + 10),
+        at(Email(sender=f"Jane <{USER_EMAIL}>", message_id="<a4@example.net>"), T0 + 30),  # past the window
+        at(Email(sender=f"Jane <{USER_EMAIL}>", message_id="<a5@example.net>"), T0 - 5 * 86400),  # too old
+    ]
+
+
+def test_emails_are_decided_as_production_decides_them(
+    world: World, boto_session: boto3.session.Session, tmp_path: Path
+) -> None:
+    world_file = tmp_path / "world.json"
+    world_file.write_text(json.dumps(_email_world()))
+    decided = _agree(world, world_file, _events_file(tmp_path, _email_events()), boto_session)
+    outcomes = [decision["outcome"] for decision in decided]
+    assert {"QUEUED", "BATCHED", "HANDED_OFF", "REPLAY", "PROJECT_INACTIVE", "EMAIL_REJECTED"} <= set(outcomes)
