@@ -677,3 +677,21 @@ def test_an_unquoted_number_where_an_index_key_is_text_is_located_not_replayed_a
     assert run.status == 2, run.stdout
     assert f"{world}:{line}:24: " in run.stderr, run.stderr
     assert "gsi_recipient_tel" in run.stderr and "quote" in run.stderr
+
+
+@pytest.mark.parametrize("backend", ["moto", "memory"])
+def test_a_quoted_epoch_in_a_lock_row_is_located_not_replayed(tmp_path: Path, backend: str) -> None:
+    # The lock table holds its times as numbers (trigger.lock writes them). Quoted, as the advice to quote timestamps
+    # invites, Alice's long-expired lock read as held (memory) or failed the lock step (moto's TypeError), where
+    # production takes it: her message is QUEUED.
+    text = (ROOT / "examples" / "world.yaml").read_text()
+    number = "expires_at: 1795521600}"
+    assert text.count(number) == 1
+    world = tmp_path / "world.yaml"
+    world.write_text(text.replace(number, 'expires_at: "1795521600"}'))
+    line = text[: text.index(number)].count("\n") + 1
+    column = len(text[: text.index(number)].split("\n")[-1]) + len('expires_at: "') + 1  # at its digits
+    run = dryrun("--world", world, "--backend", backend, "examples/events/01_whatsapp_text.json")
+    assert run.status == 2, run.stdout
+    assert f"{world}:{line}:{column}: locks[0].expires_at: " in run.stderr, run.stderr
+    assert "unquoted" in run.stderr
