@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from tests.support.differential import dryrun_decisions, production_decisions
-from tests.support.dryrun import EVENTS, PIPELINE_SETTINGS, WORLD
+from tests.support.dryrun import EVENTS, PIPELINE_SETTINGS, WORLD, greeting_rules
 from tests.support.webhooks import (
     ACCOUNT,
     COMPANY_SMS,
@@ -319,3 +319,20 @@ def test_emails_are_decided_as_production_decides_them(
     decided = _agree(world, world_file, _events_file(tmp_path, _email_events()), boto_session)
     outcomes = [decision["outcome"] for decision in decided]
     assert {"QUEUED", "BATCHED", "HANDED_OFF", "REPLAY", "PROJECT_INACTIVE", "EMAIL_REJECTED"} <= set(outcomes)
+
+
+def test_a_candidate_rule_change_is_decided_as_production_would_decide_it_once_deployed(
+    world: World, boto_session: boto3.session.Session, tmp_path: Path, task_root: Any
+) -> None:
+    # The function deployed with the candidate rules (its task root's rules/ replaced) against the dry-run's --rules.
+    from tests.support.dryrun import GREETING_RULE, ROOT
+
+    routing = (ROOT / "rules" / "40_routing.yaml").read_text().replace("rules:\n", GREETING_RULE, 1)
+    task_root({"rules/40_routing.yaml": routing})
+    candidate = greeting_rules(tmp_path)
+    events = _events_file(tmp_path, [recorded.event for recorded in load_events([EVENTS])])
+    dryrun = dryrun_decisions(WORLD, events, "--backend", "memory", "--rules", str(candidate))
+    production = production_decisions(world, WORLD, events, boto_session)
+    for dry, real in zip(dryrun, production, strict=True):
+        assert dry == real, dry["source"]
+    assert any(decision["decided_by"].get("routing") == "greeting_to_human" for decision in production)
