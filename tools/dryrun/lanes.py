@@ -94,7 +94,8 @@ class ReplayClock:
 class _WatchedSecrets:
     """A SecretStore that tells the scrubber every credential it hands out.
 
-    With ``failures`` (a live replay), a read that failed for want of access rather than of the secret is noted there.
+    With ``failures`` (a live replay), a read that failed for want of access (no credentials, denied, no answer), not
+    for the secret's own sake, is noted there.
     """
 
     def __init__(self, inner: SecretStore, scrubber: Scrubber, failures: list[str] | None = None) -> None:
@@ -106,7 +107,8 @@ class _WatchedSecrets:
         try:
             value = self._inner.get_secret_string(name)
         except ServiceError as exc:
-            if self._failures is not None and exc.kind != "not_found":
+            # A secret the account lacks, or holds in a form no one can use, is production's answer as well.
+            if self._failures is not None and exc.kind not in ("not_found", "invalid"):
                 self._failures.append(f"{exc.operation}: {exc.code}")
             raise
         self._scrubber.add(secret_values({name: value}))
