@@ -211,3 +211,31 @@ def test_a_pseudonymized_recording_is_refused_live_and_replays_against_its_pseud
     assert offline.returncode == 0, offline.stderr
     outcomes = [json.loads(line)["outcome"] for line in offline.stdout.splitlines()]
     assert outcomes == ["QUEUED", "BATCHED", "BATCHED"]
+
+
+@pytest.mark.parametrize("mistake", ["no credentials", "a table name the account lacks"])
+def test_a_gate_that_could_not_read_the_account_fails_instead_of_passing(account: Account, mistake: str) -> None:
+    # Both lanes end every event in the same DB error when the replay cannot read the account: nothing changed, yet
+    # nothing was decided by the rules. The gate must fail (exit 2), and each event says why it was not decided.
+    import os
+
+    environment = {**account.resources.environment(), "AWS_ENDPOINT_URL": account.endpoint}
+    environment.update(AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=os.devnull, AWS_EC2_METADATA_DISABLED="true")
+    environment["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    if mistake == "no credentials":
+        environment.pop("AWS_ACCESS_KEY_ID", None)
+    else:
+        environment.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+        environment["CONVERSATIONS_TABLE_NAME"] = "conversations-typo"
+    event = ROOT / "examples" / "events" / "01_whatsapp_text.json"
+    options = ("--json", "--now", NOW, "--baseline-rules", "rules", "--fail-on-change", event)
+    done = run_module("tools.dryrun.cli", *options, env=child_env(**environment))
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "could not read the account" in done.stderr
+    [record] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert record["outcome"].startswith("DB_")
+    assert any(note.startswith("not decided: the replay could not read the account") for note in record["notes"])
+    # Without the gate, the replay still runs to the end (exit 0), and its summary says so.
+    done = run_module("tools.dryrun.cli", "--now", NOW, event, env=child_env(**environment))
+    assert done.returncode == 0, done.stderr
+    assert "1 event(s) not decided: the replay could not read the account" in done.stdout

@@ -115,3 +115,27 @@ def test_a_baseline_flips_the_events_the_changed_rule_decided(corpus: tuple[str,
         assert after["changed"] == decided_by_the_rule
         assert after["changed"] == (after["change"] is not None)
     assert any(record["changed"] for record in compared)
+
+
+@pytest.mark.parametrize("backend", ["moto", "memory"])
+def test_a_world_replay_opens_no_connection_whatever_the_environment_points_at(
+    backend: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A profile, an endpoint and credentials that would reach an account: a world replay must reach none of them.
+    import socket
+
+    monkeypatch.setenv("AWS_PROFILE", "prod")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://dynamodb.eu-west-1.amazonaws.com")
+    attempts: list[Any] = []
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        attempts.append(address)
+        raise OSError(f"a world replay opened a connection to {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    report = tmp_path / "review.html"
+    options = ("--backend", backend, "--baseline-rules", str(ROOT / "rules"), "--report", str(report))
+    records = replay(*EXAMPLES, *options)
+    assert len(records) == 18 and report.is_file()
+    assert attempts == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["review.html"]  # the one file asked for

@@ -439,3 +439,31 @@ def test_the_channels_are_the_pipelines_and_one_without_a_known_parse_step_is_re
     with pytest.raises(SystemExit):
         main(["build", "--channel", "email", "--from", KIM, "--to", ACME_PARSE])
     assert "invalid choice: 'email' (choose from 'fax', 'sms', 'whatsapp')" in capsys.readouterr().err
+
+
+def test_the_conversation_signing_an_event_is_the_one_the_pipeline_finds_whatever_type_its_numbers_are(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Two conversations of the pair with their own secrets: the newer one is complete, written `task_complete: 1.0`
+    # (DynamoDB holds the number 1 either way), so the pipeline finds the older, open one and checks its token.
+    import yaml
+
+    document = yaml.safe_load(WORLD.read_text())
+    alice = next(item for item in document["conversations"] if item["primary_channel"] == ALICE)
+    done_secret = "ai-multi-comms/whatsapp-credentials/acme/old/twilio-prod"
+    document["secrets"][done_secret] = {"twilio_account_sid": "AC" + "1" * 32, "twilio_auth_token": "f" * 32}
+    done = {
+        **alice,
+        "conversation_id": alice["conversation_id"].replace("6f0c", "7f0c"),
+        "created_at": "2026-11-24T09:15:00Z",
+        "task_complete": 1.0,
+        "channel_config": {"whatsapp_credentials_id": done_secret},
+    }
+    document["conversations"].append(done)
+    world = tmp_path / "world.json"
+    world.write_text(json.dumps(document))
+    event = build(
+        capsys, "--channel", "whatsapp", "--from", ALICE, "--to", ACME_WHATSAPP, "--body", "Hi", "--world", str(world)
+    )
+    [record] = replay(tmp_path, [event], world=world)
+    assert (record["signature"], record["outcome"]) == ("valid", "QUEUED")

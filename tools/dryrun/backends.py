@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 from unittest import mock
 
@@ -51,8 +52,50 @@ class Backend(Protocol):
         ...
 
 
-def populate(spec: WorldSpec, tables: Tables, resources: LocalResources) -> None:
-    """Write the world's rows into ``resources``' tables; ConfigError (located) for rows DynamoDB refuses."""
+_TYPE_NAMES = {"S": "text", "N": "a number", "B": "binary"}
+
+
+def _index_key_problems(
+    spec: WorldSpec, section: str, index: int, row: Mapping[str, Any], schema: TableSchema
+) -> list[Problem]:
+    """A problem for each index key attribute of ``row`` whose type its index does not take (DynamoDB refuses the row).
+
+    Moto takes such a row and then fails or misses the index's queries; an unquoted ``+4477…`` in YAML is the usual
+    cause (YAML reads it as a number).
+    """
+    indexes: dict[str, str] = {}
+    for spec_index in schema.indexes.values():
+        for name in (spec_index.hash_key, spec_index.range_key):
+            if name is not None:
+                indexes.setdefault(name, spec_index.name)
+    problems = []
+    for name, index_name in indexes.items():
+        if name not in row:
+            continue
+        wanted, value = schema.attribute_types.get(name, "S"), row[name]
+        fits = {
+            "S": isinstance(value, str),
+            "N": isinstance(value, int | float | Decimal) and not isinstance(value, bool),
+            "B": isinstance(value, bytes),
+        }.get(wanted, True)
+        if not fits:
+            hint = "; quote it" if wanted == "S" else ""
+            message = (
+                f"{section}[{index}].{name}: DynamoDB refuses this row: {name} is a key of index {index_name}, "
+                f"which takes {_TYPE_NAMES.get(wanted, wanted)}{hint}"
+            )
+            problems.append(spec.problem((section, index, name), message))
+    return problems
+
+
+def populate(
+    spec: WorldSpec, tables: Tables, resources: LocalResources, schemas: Mapping[str, TableSchema] | None = None
+) -> None:
+    """Write the world's rows into ``resources``' tables; ConfigError (located) for rows DynamoDB refuses.
+
+    With ``schemas`` (the tables' key schemas by name), an index key of the wrong type is refused as DynamoDB
+    refuses it, at the attribute, before anything is written.
+    """
     problems: list[Problem] = []
     for section, (attribute, _) in SECTIONS.items():
         if not spec.rows[section]:
@@ -62,7 +105,11 @@ def populate(spec: WorldSpec, tables: Tables, resources: LocalResources) -> None
         except MissingResource as exc:
             problems.append(spec.problem((section,), f"{section}: {exc}"))
             continue
+        schema = schemas.get(table) if schemas is not None else None
         for index, row in enumerate(spec.rows[section]):
+            if schema is not None and (wrong := _index_key_problems(spec, section, index, row, schema)):
+                problems.extend(wrong)
+                continue
             try:
                 tables.put_item(table, dynamo_safe(dict(row)))
             except ServiceError as exc:
@@ -85,7 +132,7 @@ class MemoryBackend:
         resources, schemas = blueprint(prefix, self._needs)
         tables = MemoryTables(schemas)
         queues = MemoryQueues(list(resources.queues))
-        populate(spec, tables, resources)
+        populate(spec, tables, resources, schemas)
         return WorldPorts(tables, queues, MemorySecrets(spec.secrets), resources, schemas)
 
 
@@ -126,7 +173,7 @@ class MotoBackend:
         if resources != expected:
             raise RuntimeError(f"moto provisioned {resources}, expected {expected}")
         tables = DynamoTables(dynamodb)
-        populate(spec, tables, resources)
+        populate(spec, tables, resources, schemas)
         # Secrets are only read, so worlds of one replay share them (their names cannot be prefixed).
         put_secrets(secretsmanager, {name: value for name, value in spec.secrets.items() if name not in self._secrets})
         self._secrets.update(spec.secrets)

@@ -192,6 +192,8 @@ def _form(args: argparse.Namespace, account: str) -> list[tuple[str, str]]:
 def _world_secret(spec: WorldSpec, name: str | None, channel: str, user: str, company: str) -> tuple[str, str]:
     """(name, SecretString) of ``name``, or of the conversation the pipeline would find for user and company."""
     from steps.conversations import pick_conversation
+    from tools.dryrun.memory import as_stored
+    from tools.localaws import dynamo_safe
 
     if name is None:
         lookup = _lookup(channel)
@@ -200,8 +202,9 @@ def _world_secret(spec: WorldSpec, name: str | None, channel: str, user: str, co
             raise Refused(
                 f"pipeline {lookup.pipeline} looks up no conversation for channel {channel}: give --secret NAME"
             )
+        # As DynamoDB holds them (numbers as Decimal: `task_complete: 1.0` is 1), so the pick is the pipeline's.
         found = [
-            dict(item)
+            as_stored(dynamo_safe(dict(item)))
             for item in spec.rows["conversations"]
             if item.get(index.hash_key) == company and item.get(index.range_key) == user
         ]

@@ -19,15 +19,16 @@ it to tell a decision the candidate rules changed from a knock-on effect of an e
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.conditions import Condition
 from engine.config import AppConfig
 from engine.context import Services
 from engine.http import last_segment
-from engine.ports import SecretStore, Tables
+from engine.ports import ItemRequest, QueryPage, SecretStore, ServiceError, Tables
 from engine.secrets import SecretCache
 from runtime.apigateway import request_path
 from runtime.app import Application, auth_headers
@@ -45,12 +46,15 @@ __all__ = [
     "Lane",
     "ReplayClock",
     "TableDescriber",
+    "UNREAD_NOTE",
     "account_lane",
     "with_placeholders",
     "world_lane",
 ]
 
 PLACEHOLDER_SIGNATURE = "skipped-by-pipeline-dryrun"
+# The note of an event a live replay could not decide: a read of the account failed (the replay's access).
+UNREAD_NOTE = "not decided: the replay could not read the account"
 # The id of every dry-run run (``Services.ids``): events replay one at a time, so no two runs race for a record,
 # and the same event writes the same rows in every lane and every run of the tool.
 DRY_RUN_ID = "pipeline-dryrun"
@@ -88,16 +92,79 @@ class ReplayClock:
 
 
 class _WatchedSecrets:
-    """A SecretStore that tells the scrubber every credential it hands out."""
+    """A SecretStore that tells the scrubber every credential it hands out.
 
-    def __init__(self, inner: SecretStore, scrubber: Scrubber) -> None:
+    With ``failures`` (a live replay), a read that failed for want of access (no credentials, denied, no answer), not
+    for the secret's own sake, is noted there.
+    """
+
+    def __init__(self, inner: SecretStore, scrubber: Scrubber, failures: list[str] | None = None) -> None:
         self._inner = inner
         self._scrubber = scrubber
+        self._failures = failures
 
     def get_secret_string(self, name: str) -> str:
-        value = self._inner.get_secret_string(name)
+        try:
+            value = self._inner.get_secret_string(name)
+        except ServiceError as exc:
+            # A secret the account lacks, or holds in a form no one can use, is production's answer as well.
+            if self._failures is not None and exc.kind not in ("not_found", "invalid"):
+                self._failures.append(f"{exc.operation}: {exc.code}")
+            raise
         self._scrubber.add(secret_values({name: value}))
         return value
+
+
+class _WatchedReads:
+    """The account's tables, noting in ``failures`` every read that failed (``operation: code``).
+
+    No row of the account is missing for lack of a read: a read that fails (no credentials, access denied, a table
+    name the account lacks, an endpoint that does not answer) is the replay's failure, never production's.
+    """
+
+    def __init__(self, inner: Tables, failures: list[str]) -> None:
+        self._inner = inner
+        self._failures = failures
+
+    def _noted(self, exc: ServiceError) -> ServiceError:
+        self._failures.append(f"{exc.operation}: {exc.code}")
+        return exc
+
+    def query_index(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        try:
+            return self._inner.query_index(table, index, key, attributes)
+        except ServiceError as exc:
+            raise self._noted(exc) from None
+
+    def query_pages(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> Iterator[QueryPage]:
+        try:
+            yield from self._inner.query_pages(table, index, key, attributes)
+        except ServiceError as exc:
+            raise self._noted(exc) from None
+
+    def get_item(
+        self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
+    ) -> dict[str, Any] | None:
+        try:
+            return self._inner.get_item(table, key, consistent=consistent, attributes=attributes)
+        except ServiceError as exc:
+            raise self._noted(exc) from None
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        try:
+            return self._inner.get_items(requests)
+        except ServiceError as exc:
+            raise self._noted(exc) from None
+
+    def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
+        return self._inner.put_item(table, item, condition)
+
+    def delete_item(self, table: str, key: Mapping[str, str], condition: Condition | None = None) -> bool:
+        return self._inner.delete_item(table, key, condition)
 
 
 @dataclass
@@ -115,6 +182,8 @@ class Lane:
     reset: Callable[[], None]
     world: bool
     prober: Callable[[Sequence[AppConfig]], Lane] | None = field(default=None, repr=False)
+    # A live lane's failed reads of the account (``operation: code``), collected per event.
+    read_failures: list[str] | None = field(default=None, repr=False)
 
     def probe(self, configs: Sequence[AppConfig]) -> Lane:
         """A lane running ``configs`` against this lane's world as it stands; its own writes never stay."""
@@ -132,6 +201,8 @@ class Lane:
         clock = self.application.services.clock
         if isinstance(clock, ReplayClock):
             clock.arriving(event)
+        if self.read_failures is not None:
+            self.read_failures.clear()
         handled = self.application.process(event, explain=True)
         version = self.application.pipeline(handled.pipeline).version if handled.pipeline else None
         actions, journal_notes = self.journal.take()
@@ -144,6 +215,12 @@ class Lane:
             all_notes.append(
                 f"signature not checked: secret {name!r} could not be read {where} ({result.error.message}); "
                 "--skip-signature replays the event anyway"
+            )
+        if result.error is not None and self.read_failures:
+            failed = ", ".join(dict.fromkeys(self.read_failures))
+            all_notes.append(
+                f"{UNREAD_NOTE} ({failed}): this outcome is the replay's, not the rules' (production read it); check "
+                "the credentials, --profile, --region, --endpoint-url and the table variables"
             )
         return Replayed(handled, actions, all_notes, version)
 
@@ -251,6 +328,7 @@ def _planning_lane(
     clock: ReplayClock,
     independent: bool,
     skip_signature: bool,
+    read_failures: list[str] | None = None,
 ) -> Lane:
     journal = Journal()
     tables = PlanningTables(reads, journal, describe)
@@ -260,11 +338,18 @@ def _planning_lane(
     def prober(others: Sequence[AppConfig]) -> Lane:
         # Reads see this lane's planned rows (then the account); the probe's own plans are forgotten after each event.
         return _planning_lane(
-            others, tables, describe, secrets, clock=clock, independent=True, skip_signature=skip_signature
+            others,
+            tables,
+            describe,
+            secrets,
+            clock=clock,
+            independent=True,
+            skip_signature=skip_signature,
+            read_failures=read_failures,
         )
 
     reset = tables.reset if independent else lambda: None
-    return Lane(application, journal, skipped, uses, reset, world=False, prober=prober)
+    return Lane(application, journal, skipped, uses, reset, world=False, prober=prober, read_failures=read_failures)
 
 
 def account_lane(
@@ -287,15 +372,17 @@ def account_lane(
     account: Tables = DynamoTables(dynamodb)
     if reads is not None:
         account = reads(account)
-    secrets = SecretCache(_WatchedSecrets(SecretsManagerStore(secretsmanager), scrubber), clock)
+    failures: list[str] = []
+    secrets = SecretCache(_WatchedSecrets(SecretsManagerStore(secretsmanager), scrubber, failures), clock)
     return _planning_lane(
         configs,
-        account,
+        _WatchedReads(account, failures),
         TableDescriber(dynamodb),
         secrets,
         clock=clock,
         independent=independent,
         skip_signature=skip_signature,
+        read_failures=failures,
     )
 
 

@@ -37,7 +37,7 @@ from tools.dryrun.backends import open_backend
 from tools.dryrun.blueprint import blueprint
 from tools.dryrun.coverage import Lent, load_lane, rules_dir_problem, uncompared
 from tools.dryrun.events import EventFileError, RecordedEvent, load_events
-from tools.dryrun.lanes import Lane, ReplayClock, account_lane, with_placeholders, world_lane
+from tools.dryrun.lanes import UNREAD_NOTE, Lane, ReplayClock, account_lane, with_placeholders, world_lane
 from tools.dryrun.live import AccountAccess, live_clients, pseudonymized_recordings
 from tools.dryrun.mask import Masker, Scrubber
 from tools.dryrun.parallel import available_workers, conversation_groups, partition, run_partitioned
@@ -182,6 +182,7 @@ class Rendered(NamedTuple):
     masked: bool = False
     record: str | None = None
     pipeline: str | None = None
+    unread: bool = False
 
 
 class _Renderer:
@@ -245,6 +246,7 @@ class _Renderer:
             note is not None,
             line if self._options.report else None,
             run.handled.pipeline,
+            any(note.startswith(UNREAD_NOTE) for lane in (run, base) if lane is not None for note in lane.notes),
         )
 
 
@@ -432,6 +434,13 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         not_compared = uncompared(lent, routed)
         if not_compared:
             return _problems(errors, not_compared)
+    if options.fail_on_change and summary.unread:
+        # Both lanes failing the same read agree on nothing: a gate must not pass what it did not check.
+        errors.write(
+            f"pipeline-dryrun: error: --fail-on-change: {summary.unread} event(s) not decided: the replay could not "
+            "read the account (see each event's notes); nothing was compared for them\n"
+        )
+        return EXIT_USAGE
     if options.fail_on_change and summary.changed:
         return EXIT_CHANGED
     return EXIT_OK
@@ -547,7 +556,7 @@ def _replay(
     with _collector_tuned():
         for done, item in enumerate(rendered, start=1):
             out.raw.write(item.text)  # scrubbed where it was rendered (in the workers, when there are several)
-            summary.add(item.outcome, item.signature, item.change, item.kind, item.masked)
+            summary.add(item.outcome, item.signature, item.change, item.kind, item.masked, item.unread)
             if item.record is not None:
                 records.append(item.record)
             if item.pipeline is not None:

@@ -330,12 +330,20 @@ class Summary:
     kinds: Counter[str] = field(default_factory=Counter)
     masked: int = 0
     events: int = 0
+    unread: int = 0
 
     def add(
-        self, outcome: str, signature: str | None, change: str | None, kind: str | None = None, masked: bool = False
+        self,
+        outcome: str,
+        signature: str | None,
+        change: str | None,
+        kind: str | None = None,
+        masked: bool = False,
+        unread: bool = False,
     ) -> None:
-        """Count one event."""
+        """Count one event (``unread``: a live replay could not read the account for it)."""
         self.events += 1
+        self.unread += unread
         self.outcomes[outcome] += 1
         if signature:
             self.signatures[signature] += 1
@@ -407,6 +415,11 @@ class Table:
         skipped = summary.signatures.get("skipped", 0)
         if skipped:
             write(f"signature skipped (--skip-signature) for {skipped} event(s)\n")
+        if summary.unread:
+            write(
+                f"{summary.unread} event(s) not decided: the replay could not read the account; "
+                "their outcomes are the replay's, not the rules' (see the notes)\n"
+            )
         if summary.masked:
             write(
                 f"{summary.masked} event(s): a rule read a field the recording masked; "

@@ -218,6 +218,7 @@ def load_world(path: Path) -> WorldSpec:
     problems.extend(schema)
     if not schema:
         problems.extend(_duplicates(spec, data))
+        problems.extend(_number_problems(spec, data))
     if problems:
         raise ConfigError(_scrubbed(problems, data))
     rows = {section: tuple(data.get(section) or ()) for section in SECTIONS}
@@ -303,6 +304,33 @@ def _schema(spec: WorldSpec, data: Any, locator: Locator | None) -> list[Problem
         return []
     spec.problem((), "")  # builds the locator from the text
     return schema_problems(data, WORLD_SCHEMA, spec._locator[0])
+
+
+# The attributes this project's own tables hold as numbers (epoch seconds or milliseconds), as its steps write them:
+# the conditions and checks that read them compare numbers, so a quoted one would decide differently.
+NUMBERS: Mapping[str, tuple[str, ...]] = {
+    "locks": ("expires_at", "taken_at", "trigger_due_at"),
+    "replay": ("recorded_at", "replay_after", "expires_at", "confirmed_at_ms"),
+    "stage": ("expires_at", "num_media"),
+}
+
+
+def _number_problems(spec: WorldSpec, data: Mapping[str, Any]) -> list[Problem]:
+    """A problem for each attribute of ``NUMBERS`` that holds anything but a number (a quoted epoch, say)."""
+    problems: list[Problem] = []
+    for section, names in NUMBERS.items():
+        for index, row in enumerate(data.get(section) or ()):
+            for name in names:
+                value = row.get(name)
+                if name not in row or (isinstance(value, int | float) and not isinstance(value, bool)):
+                    continue
+                hint = "write it unquoted" if isinstance(value, str) else "write the number"
+                message = (
+                    f"{section}[{index}].{name}: expected a number (the table holds it as one, as the pipeline "
+                    f"writes it), got {type(value).__name__}; {hint}"
+                )
+                problems.append(spec.problem((section, index, name), message))
+    return problems
 
 
 def _duplicates(spec: WorldSpec, data: Mapping[str, Any]) -> list[Problem]:

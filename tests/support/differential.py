@@ -1,0 +1,163 @@
+"""The dry-run against production: the same world and events through ``pipeline-dryrun`` and the real handler.
+
+Production is ``handler`` on moto in this process (a new container, the world loaded into the Lambda's own
+tables and secrets, its wall clock at the time the dry-run runs each event); the dry-run is the command's
+``--json --show-data`` output. Each event is reduced to what it decided and did: outcome, target, the rule
+that decided each rule set, the response (or that it raised), and its effects, the rows each table holds
+and the messages each queue received once it ran. The replay records' ``writer`` (a run's random id) is
+left out; nothing else differs between runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from engine.rules import decided_rules
+from runtime.aws import DynamoTables
+from tests.support.dryrun import run_dryrun
+from tests.support.timeline import FixedClock
+from tests.support.world import World
+from tools.dryrun.backends import populate
+from tools.dryrun.events import arrival_time, load_events
+from tools.dryrun.memory import as_stored
+from tools.dryrun.world import SECTIONS, load_world
+from tools.localaws import dynamo_safe, put_secrets
+
+__all__ = ["Decision", "dryrun_decisions", "production_decisions"]
+
+Decision = dict[str, Any]
+_deserializer = TypeDeserializer()
+_TABLES = ("conversations", "locks", "stage", "replay")
+_QUEUES = ("whatsapp", "sms", "handoff", "email")
+
+
+def _plain(value: Any) -> Any:
+    """A stored value as plain JSON-comparable data (numbers as int or float, sets as sorted lists)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items() if key != "writer"}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, set):
+        return sorted(_plain(item) for item in value)
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def _rows(items: Sequence[Mapping[str, Any]]) -> list[Any]:
+    return sorted((_plain(dict(item)) for item in items), key=lambda row: json.dumps(row, sort_keys=True))
+
+
+def production_decisions(world: World, world_file: Path, events_file: Path, session: Any) -> list[Decision]:
+    """Each event of ``events_file`` handled by the real handler on ``world`` loaded with ``world_file``."""
+    import handler
+
+    spec = load_world(world_file)
+    populate(spec, DynamoTables(world.dynamodb), world.resources)
+    put_secrets(
+        world.secretsmanager,
+        {name: json.loads(value) if value.startswith("{") else value for name, value in spec.secrets.items()},
+    )
+    application = handler.reload(session)
+    tables = {
+        "conversations": world.resources.conversations_table,
+        "locks": world.resources.lock_table,
+        "stage": world.resources.stage_table,
+        "replay": world.resources.replay_table,
+    }
+    decisions = []
+    for recorded in load_events([events_file]):
+        at = spec.now or arrival_time(recorded.event) or datetime.now(UTC)
+        application.replace_services(clock=FixedClock(at))
+        handled = application.process(recorded.event)
+        result = handled.result
+        route = result.doc.get("route")
+        response = handled.response
+        decisions.append(
+            {
+                "source": recorded.source,
+                "outcome": result.outcome,
+                "target": route.get("target") if isinstance(route, dict) else None,
+                "decided_by": decided_rules(result.rules, result.error),
+                "rules_version": application.pipeline(handled.pipeline).version if handled.pipeline else None,
+                "raised": handled.raised is not None,
+                "status_code": response["statusCode"] if response else None,
+                "body": response["body"] if response else None,
+                "tables": {name: _rows(world._scan(table)) for name, table in tables.items()},
+                "sent": {name: sorted(world.sent_raw(name)) for name in _QUEUES},
+            }
+        )
+    return decisions
+
+
+def dryrun_decisions(world_file: Path, events_file: Path, *options: str) -> list[Decision]:
+    """The same reduction of ``pipeline-dryrun --world world_file --json --show-data OPTIONS events_file``."""
+    spec = load_world(world_file)
+    state: dict[str, dict[tuple[Any, ...], Any]] = {}
+    for section, (_, keys) in SECTIONS.items():
+        state[section] = {
+            tuple(row[key] for key in keys): as_stored(dynamo_safe(dict(row))) for row in spec.rows[section]
+        }
+    by_table = {
+        "conversations": "conversations",
+        "conversations-stage": "stage",
+        "conversations-trigger-lock": "locks",
+        "replay": "replay",
+    }
+    sent: dict[str, list[str]] = {name: [] for name in _QUEUES}
+    output = run_dryrun("--world", world_file, "--json", "--show-data", *options, events_file)
+    decisions = []
+    for line in output.splitlines():
+        record = json.loads(line)
+        for action in record["actions"]:
+            if action.get("condition_failed"):
+                continue
+            if action["type"] == "send_message":
+                sent[_queue(action["queue"])].append(action["body"])
+                continue
+            section = by_table[_logical(action["table"])]
+            keys = SECTIONS[section][1]
+            if action["type"] == "put_item":
+                item = action["item"]
+                state[section][tuple(item[key] for key in keys)] = as_stored(dynamo_safe(item))
+            else:
+                state[section].pop(tuple(action["key"][key] for key in keys), None)
+        response = record["response"]
+        decisions.append(
+            {
+                "source": record["source"],
+                "outcome": record["outcome"],
+                "target": record["target"],
+                "decided_by": record["decided_by"],
+                "rules_version": record["rules_version"],
+                "raised": record["raised"],
+                "status_code": record["status_code"],
+                "body": response["body"] if response else None,
+                "tables": {name: _rows(list(state[name].values())) for name in _TABLES},
+                "sent": {name: sorted(bodies) for name, bodies in sent.items()},
+            }
+        )
+    return decisions
+
+
+def _logical(table: str) -> str:
+    for name in ("conversations-stage", "conversations-trigger-lock", "replay", "conversations"):
+        if name in table:
+            return name
+    raise AssertionError(f"unknown table {table}")
+
+
+def _queue(name: str) -> str:
+    for queue in _QUEUES:
+        if queue in name:
+            return queue
+    raise AssertionError(f"unknown queue {name}")
