@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from engine import registry
-from engine.runner import ParallelGroup
 from runtime.app import CAPTURE_FAILURE_METRIC, SIGNATURE_MISMATCH_METRIC, UNROUTED_PIPELINE
 from runtime.metrics import EmfMetrics, count_line
 from tests.deploy.cfn import (
@@ -219,15 +218,10 @@ def test_an_email_refused_after_a_key_rotation_raises_an_alarm_at_the_first(
 def test_the_signature_mismatch_alarm_watches_every_pipeline_that_authenticates(
     template: dict[str, Any], configs: list[Any]
 ) -> None:
-    def steps(config: Any) -> list[Any]:
-        return [
-            m for node in config.pipeline.nodes for m in (node.members if isinstance(node, ParallelGroup) else [node])
-        ]
-
     authenticating = [
         config.name
         for config in configs
-        if any(getattr(registry.get(step.uses), "authenticates", False) for step in steps(config))
+        if any(getattr(registry.get(step.uses), "authenticates", False) for step in config.pipeline.steps())
     ]
     assert sorted(authenticating) == ["email_inbound", "twilio_inbound"]
     emitted = set()
