@@ -34,7 +34,7 @@ from engine.context import Services, bind_log_fields, log_fields
 from engine.errors import ConfigError, Problem, StepFailure
 from engine.http import HttpRequest, last_segment
 from engine.rules import decided_rules
-from engine.runner import ParallelGroup, RunResult
+from engine.runner import RunResult
 from engine.secrets import SecretCache
 from runtime import tracing
 from runtime.apigateway import EventError, http_request, proxy_response, request_path
@@ -99,11 +99,10 @@ def failed_authentication(config: AppConfig, result: RunResult) -> bool:
     if result.error_code != INVALID_SIGNATURE:
         return False
     ended = {entry.step for entry in result.trace if entry.status == INVALID_SIGNATURE}
-    for node in config.pipeline.nodes:
-        for planned in node.members if isinstance(node, ParallelGroup) else (node,):
-            spec = registry.get(planned.uses)
-            if planned.id in ended and spec is not None and spec.authenticates:
-                return True
+    for planned in config.pipeline.steps():
+        spec = registry.get(planned.uses)
+        if planned.id in ended and spec is not None and spec.authenticates:
+            return True
     return False
 
 

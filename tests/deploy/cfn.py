@@ -170,6 +170,38 @@ def api_answer(template: dict[str, Any], at: float, status: int) -> list[Datapoi
     ]
 
 
+def gateway_response(template: dict[str, Any], at: float, response_type: str) -> list[Datapoint]:
+    """What CloudWatch records for a gateway response (``THROTTLED``…) of the webhook API, whatever its status.
+
+    API Gateway counts every gateway response, its status modified or not, as ``4XXError``; the access log's line
+    carries ``responseType`` and ``apiId``, which the template's metric filters on the access log group count.
+    """
+    api = template["Resources"]["WebhookApi"]["Properties"]
+    stage = (("ApiName", resolve(template, api["Name"])), ("Stage", resolve(template, api["StageName"])))
+    points = [
+        Datapoint("AWS/ApiGateway", "4XXError", stage, 1.0, at),
+        Datapoint("AWS/ApiGateway", "5XXError", stage, 0.0, at),
+    ]
+    line = {"responseType": response_type, "apiId": resolve(template, {"Ref": "WebhookApi"})}
+    for body in template["Resources"].values():
+        if body["Type"] != "AWS::Logs::MetricFilter":
+            continue
+        properties = body["Properties"]
+        if properties["LogGroupName"] != {"Ref": "ApiAccessLogGroup"}:
+            continue
+        pattern = re.fullmatch(r'\{ \$\.(\w+) = "([^"]*)" \}', properties["FilterPattern"])
+        assert pattern is not None, f'{properties["FilterPattern"]!r}: only {{ $.field = "value" }} is modelled'
+        if line.get(pattern[1]) != pattern[2]:
+            continue
+        for metric in properties["MetricTransformations"]:
+            dimensions = tuple(
+                sorted((d["Key"], line[d["Value"].removeprefix("$.")]) for d in metric.get("Dimensions", ()))
+            )
+            namespace = resolve(template, metric["MetricNamespace"])
+            points.append(Datapoint(namespace, metric["MetricName"], dimensions, float(metric["MetricValue"]), at))
+    return points
+
+
 def queue_age(queue: str, at: float, age: float) -> Datapoint:
     """What SQS records, while queue ``queue`` (a logical id) holds a message, for its oldest one."""
     return Datapoint("AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", f"{queue}.QueueName"),), age, at)

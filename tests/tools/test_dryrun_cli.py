@@ -661,21 +661,28 @@ def test_the_documented_git_archive_baseline_compares_every_pipeline(changed_rul
     assert "1 event(s) changed" in run.stdout
 
 
+def _example_world_with(tmp_path: Path, written: str, instead: str) -> tuple[Path, int, int]:
+    """A copy of examples/world.yaml with its one ``written`` replaced by ``instead``; the line and column of it."""
+    text = (ROOT / "examples" / "world.yaml").read_text()
+    assert text.count(written) == 1
+    world = tmp_path / "world.yaml"
+    world.write_text(text.replace(written, instead))
+    before = text[: text.index(written)]
+    return world, before.count("\n") + 1, len(before.split("\n")[-1]) + 1
+
+
 @pytest.mark.parametrize("backend", ["moto", "memory"])
 def test_an_unquoted_number_where_an_index_key_is_text_is_located_not_replayed_as_not_found(
     tmp_path: Path, backend: str
 ) -> None:
     # YAML reads `+447700900101` unquoted as the integer 447700900101. DynamoDB refuses the row (an index key of the
     # wrong type), so no such conversation can exist; the replay must not answer CONVERSATION_NOT_FOUND for it.
-    text = (ROOT / "examples" / "world.yaml").read_text()
-    quoted = 'gsi_recipient_tel: "+447700900101"'
-    assert text.count(quoted) == 1
-    world = tmp_path / "world.yaml"
-    world.write_text(text.replace(quoted, "gsi_recipient_tel: +447700900101"))
-    line = text[: text.index(quoted)].count("\n") + 1
+    world, line, column = _example_world_with(
+        tmp_path, 'gsi_recipient_tel: "+447700900101"', "gsi_recipient_tel: +447700900101"
+    )
     run = dryrun("--world", world, "--backend", backend, "examples/events/01_whatsapp_text.json")
     assert run.status == 2, run.stdout
-    assert f"{world}:{line}:24: " in run.stderr, run.stderr
+    assert f"{world}:{line}:{column + len('gsi_recipient_tel: ')}: " in run.stderr, run.stderr
     assert "gsi_recipient_tel" in run.stderr and "quote" in run.stderr
 
 
@@ -684,14 +691,9 @@ def test_a_quoted_epoch_in_a_lock_row_is_located_not_replayed(tmp_path: Path, ba
     # The lock table holds its times as numbers (trigger.lock writes them). Quoted, as the advice to quote timestamps
     # invites, Alice's long-expired lock read as held (memory) or failed the lock step (moto's TypeError), where
     # production takes it: her message is QUEUED.
-    text = (ROOT / "examples" / "world.yaml").read_text()
-    number = "expires_at: 1795521600}"
-    assert text.count(number) == 1
-    world = tmp_path / "world.yaml"
-    world.write_text(text.replace(number, 'expires_at: "1795521600"}'))
-    line = text[: text.index(number)].count("\n") + 1
-    column = len(text[: text.index(number)].split("\n")[-1]) + len('expires_at: "') + 1  # at its digits
+    world, line, column = _example_world_with(tmp_path, "expires_at: 1795521600}", 'expires_at: "1795521600"}')
     run = dryrun("--world", world, "--backend", backend, "examples/events/01_whatsapp_text.json")
     assert run.status == 2, run.stdout
-    assert f"{world}:{line}:{column}: locks[0].expires_at: " in run.stderr, run.stderr
+    at_digits = column + len('expires_at: "')
+    assert f"{world}:{line}:{at_digits}: locks[0].expires_at: " in run.stderr, run.stderr
     assert "unquoted" in run.stderr

@@ -25,7 +25,7 @@ from tests.support.webhooks import (
     status_params,
     whatsapp_params,
 )
-from tests.support.world import World
+from tests.support.world import World, conversation
 from tools.dryrun.events import load_events
 
 
@@ -68,25 +68,14 @@ TOKEN = "0123456789abcdef0123456789abcdef"
 
 
 def _conversation(user: str, suffix: str, secret: str = SECRET_OK, **extra: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "primary_channel": user,
-        "conversation_id": f"ci-acme#pi-p#{suffix}#{user.lstrip('+')}",
-        "gsi_company_whatsapp_number": COMPANY_WA,
-        "gsi_company_sms_number": COMPANY_SMS,
-        "gsi_recipient_tel": user,
-        "recipient_tel": user,
-        "channel_config": {"whatsapp_credentials_id": secret, "sms_credentials_id": SECRET_SMS},
-        "project_status": "active",
-        "allowed_channels": ["whatsapp", "sms"],
-        "conversation_status": "open",
-        "hand_off_to_human": False,
-        "auto_queue_reply_message": False,
-        "auto_queue_reply_message_from_number": None,
-        "created_at": "2026-11-20T10:00:00Z",
-        "task_complete": 0,
-    }
-    item.update(extra)
-    return item
+    return conversation(
+        primary_channel=user,
+        conversation_id=f"ci-acme#pi-p#{suffix}#{user.lstrip('+')}",
+        gsi_recipient_tel=user,
+        recipient_tel=user,
+        channel_config={"whatsapp_credentials_id": secret, "sms_credentials_id": SECRET_SMS},
+        **extra,
+    )
 
 
 def _user(n: int) -> str:

@@ -21,7 +21,7 @@ import gc
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -430,20 +430,22 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         except ReportError as exc:
             errors.write(f"pipeline-dryrun: error: {exc}\n")
             return EXIT_USAGE
-    if options.fail_on_change:
-        not_compared = uncompared(lent, routed)
-        if not_compared:
-            return _problems(errors, not_compared)
-    if options.fail_on_change and summary.unread:
+    return _gate(summary, lent, routed, errors) if options.fail_on_change else EXIT_OK
+
+
+def _gate(summary: Summary, lent: Iterable[Lent], routed: Mapping[str, int], errors: _Scrubbed) -> int:
+    """``--fail-on-change``'s exit status: 2 when some events were not compared, else 1 on a change, else 0."""
+    not_compared = uncompared(lent, routed)
+    if not_compared:
+        return _problems(errors, not_compared)
+    if summary.unread:
         # Both lanes failing the same read agree on nothing: a gate must not pass what it did not check.
         errors.write(
             f"pipeline-dryrun: error: --fail-on-change: {summary.unread} event(s) not decided: the replay could not "
             "read the account (see each event's notes); nothing was compared for them\n"
         )
         return EXIT_USAGE
-    if options.fail_on_change and summary.changed:
-        return EXIT_CHANGED
-    return EXIT_OK
+    return EXIT_CHANGED if summary.changed else EXIT_OK
 
 
 def _pipeline_name(path: Path) -> str:

@@ -13,9 +13,10 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 
 from engine.secrets import Redacted
+from runtime.masking import signature_digest
 from steps.secrets import SigningKey
 from steps.twilio.form import FormParams
-from steps.twilio.signature import is_valid
+from steps.twilio.signature import is_recorded, is_valid, supported_algorithm
 from tests.support.webhooks import sign
 
 TOKEN = "12345"
@@ -159,41 +160,42 @@ def test_vector_fails_with_another_token_or_a_changed_signature(url, pairs, sign
     assert is_valid(url, _form(pairs), flipped, _key(), settings) is False
 
 
-@pytest.mark.parametrize(
-    ("case", "url", "pairs", "signature", "settings"),
-    [
-        ("V1_extra_field", U, [*WA.items(), ("Extra", "1")], "cuImA3vtONcrwqmiun+tk9VENcE=", None),
-        (
-            "V2_blank_value_dropped",
-            U,
-            [(k, v) for k, v in SMS.items() if k != "ToCity"],
-            "F+n/YUlQUhMKzsr0Amomk+Lp9s8=",
-            None,
-        ),
-        ("V3_one_value_of_repeated_key_lost", U, V3_PAIRS[:2] + V3_PAIRS[3:], "KpRvrthq7+t8thfhgQkASR/sWXE=", None),
-        (
-            "V4_query_reordered",
-            "https://hooks.example.com/twilio/inbound?channel=whatsapp&tenant=acme",
-            list(WA.items()),
-            "zMj4RtUKkMaHhTnee4SSObm5SJ0=",
-            None,
-        ),
-        ("V4b_query_plus_for_pct20", U + "?name=Jane+Doe&x=1", list(WA.items()), "UMMlqCQBqcUHAEGSp3GV/lckEj8=", None),
-        ("V5b_8443_signature_given_plain", U, list(WA.items()), "kLfl91PuYo78y7B6sUCmu6B4Qmo=", None),
-        ("V8_body_trimmed", U, list({**WA, "Body": "line1\r\nline2"}.items()), "CopmzR6e7hoH9287OpLE+3rylIU=", None),
-        (
-            "V9_stage_missing",
-            "https://abc123.execute-api.us-east-1.amazonaws.com/twilio/inbound",
-            list(WA.items()),
-            "BOFYU6sFEa/iltqA+IEbJ4veHUw=",
-            None,
-        ),
-        ("V10_without_settings_header", U, list(WA.items()), "VHgUq3SNDrCBpaAtV7l8f+ED8hRBnSzC3r5aNiwoMyA=", None),
-        ("V1_with_sha256_settings", U, list(WA.items()), "cuImA3vtONcrwqmiun+tk9VENcE=", SHA256_SETTINGS),
-        ("V1_unknown_algorithm", U, list(WA.items()), "cuImA3vtONcrwqmiun+tk9VENcE=", "algorithm=HMAC_MD5"),
-        ("V1_trailing_space", U, list(WA.items()), "cuImA3vtONcrwqmiun+tk9VENcE= ", None),
-    ],
-)
+# The vectors with one thing changed: the URL, a form pair, the algorithm or the signature's text.
+NEAR_MISSES = [
+    ("V1_extra_field", U, [*WA.items(), ("Extra", "1")], "cuImA3vtONcrwqmiun+tk9VENcE=", None),
+    (
+        "V2_blank_value_dropped",
+        U,
+        [(k, v) for k, v in SMS.items() if k != "ToCity"],
+        "F+n/YUlQUhMKzsr0Amomk+Lp9s8=",
+        None,
+    ),
+    ("V3_one_value_of_repeated_key_lost", U, V3_PAIRS[:2] + V3_PAIRS[3:], "KpRvrthq7+t8thfhgQkASR/sWXE=", None),
+    (
+        "V4_query_reordered",
+        "https://hooks.example.com/twilio/inbound?channel=whatsapp&tenant=acme",
+        list(WA.items()),
+        "zMj4RtUKkMaHhTnee4SSObm5SJ0=",
+        None,
+    ),
+    ("V4b_query_plus_for_pct20", U + "?name=Jane+Doe&x=1", list(WA.items()), "UMMlqCQBqcUHAEGSp3GV/lckEj8=", None),
+    ("V5b_8443_signature_given_plain", U, list(WA.items()), "kLfl91PuYo78y7B6sUCmu6B4Qmo=", None),
+    ("V8_body_trimmed", U, list({**WA, "Body": "line1\r\nline2"}.items()), "CopmzR6e7hoH9287OpLE+3rylIU=", None),
+    (
+        "V9_stage_missing",
+        "https://abc123.execute-api.us-east-1.amazonaws.com/twilio/inbound",
+        list(WA.items()),
+        "BOFYU6sFEa/iltqA+IEbJ4veHUw=",
+        None,
+    ),
+    ("V10_without_settings_header", U, list(WA.items()), "VHgUq3SNDrCBpaAtV7l8f+ED8hRBnSzC3r5aNiwoMyA=", None),
+    ("V1_with_sha256_settings", U, list(WA.items()), "cuImA3vtONcrwqmiun+tk9VENcE=", SHA256_SETTINGS),
+    ("V1_unknown_algorithm", U, list(WA.items()), "cuImA3vtONcrwqmiun+tk9VENcE=", "algorithm=HMAC_MD5"),
+    ("V1_trailing_space", U, list(WA.items()), "cuImA3vtONcrwqmiun+tk9VENcE= ", None),
+]
+
+
+@pytest.mark.parametrize(("case", "url", "pairs", "signature", "settings"), NEAR_MISSES)
 def test_near_misses_of_the_vectors_are_invalid(case, url, pairs, signature, settings):
     assert is_valid(url, _form(pairs), signature, _key(), settings) is False
 
@@ -211,3 +213,40 @@ def test_the_tests_signing_helper_reproduces_the_vectors(url, pairs, signature, 
     algorithm = "HMAC_SHA256" if settings else None
     signed = pairs if len({k for k, _ in pairs}) < len(pairs) else dict(pairs)
     assert sign(url, signed, TOKEN, algorithm) == signature
+
+
+@pytest.mark.parametrize(
+    ("url", "pairs", "signature", "settings"), [v[1:] for v in VECTORS], ids=[v[0] for v in VECTORS]
+)
+def test_a_recordings_digest_of_a_vector_checks_as_the_vector_does(url, pairs, signature, settings):
+    # A mask=none capture keeps the signature as its digest: pipeline-dryrun must accept it exactly where the
+    # Lambda accepts the signature (ports added or removed, query strings, either algorithm), and nowhere else.
+    digest = signature_digest(signature)
+    assert is_recorded(url, _form(pairs), digest, _key(), settings) is True
+    assert is_recorded(url, _form(pairs), digest, _key("12346"), settings) is False
+    assert is_recorded(url, _form(pairs), signature, _key(), settings) is False, "only a digest is a recording's"
+
+
+@pytest.mark.parametrize(("case", "url", "pairs", "signature", "settings"), NEAR_MISSES)
+def test_a_recordings_digest_of_a_near_miss_is_refused(case, url, pairs, signature, settings):
+    assert is_recorded(url, _form(pairs), signature_digest(signature), _key(), settings) is False
+
+
+@pytest.mark.parametrize("digest", ["sha256:" + "é" * 64, "sha256:\ud800", "sha256:"])
+def test_a_recorded_digest_that_is_not_hex_is_refused_not_a_crash(digest):
+    # A hand-edited recording: the dry-run answers INVALID_SIGNATURE, as the Lambda would, not INTERNAL_ERROR.
+    assert is_recorded(U, _form(list(WA.items())), digest, _key(), None) is False
+
+
+@pytest.mark.parametrize("algorithm", ["HMAC_SHA1", "HMAC_SHA256", "hmac_sha256"])
+def test_the_algorithms_twilio_signs_with_are_supported(algorithm):
+    # TWILIO_NOTES §1.1/§4.6: SharedKeys sign with HMAC-SHA1 or HMAC-SHA256; twilio's validator reads the name
+    # case-insensitively, and so must the check that runs before it.
+    assert supported_algorithm(algorithm)
+    settings = f"key=webhooks_sharedkey_0000,algorithm={algorithm}"
+    signature = sign(U, dict(WA), TOKEN, algorithm.upper())
+    assert is_valid(U, _form(list(WA.items())), signature, _key(), settings) is True
+
+
+def test_an_algorithm_twilio_does_not_know_is_unsupported():
+    assert not supported_algorithm("HMAC_MD5") and not supported_algorithm("HMAC-SHA256")

@@ -1,5 +1,6 @@
-"""A genuine signed request re-aimed elsewhere (another channel, stage, host, query, port, or a status callback's
-signature on the message endpoint) is refused, writing and sending nothing; the same request is accepted once.
+"""A genuine signed request re-aimed elsewhere (another channel, stage or base path, an extra query, another scheme,
+or a status callback's signature on the message endpoint) is refused, writing and sending nothing; the same request
+is accepted once. (A foreign Host is refused before any AWS call: ``test_security.py``.)
 
 Each case starts from what Twilio signed (``twilio``'s own ``RequestValidator``) and changes only what an attacker
 holding a capture can change: where it is posted, and the headers the platform does not set itself. (A port in
