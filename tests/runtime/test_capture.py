@@ -372,14 +372,23 @@ def test_the_wait_for_a_slow_write_never_runs_past_the_invocations_time(
     application = __import__("handler")._application
     container.handler(rest_event("whatsapp", whatsapp_params(sid="SM" + "8" * 32)), None)  # warm: clients created
 
+    # The write is held until the test lets it go (not slept through: a write still sleeping after the test would
+    # run outside moto, against the network, and log into a later test).
+    release = threading.Event()
+
     def slow(**_: Any) -> None:
-        time.sleep(2)
+        release.wait(10)  # a hang guard only: the test releases it
 
     application.capture.client("s3").meta.events.register("before-send.s3.PutObject", slow)
-    answer = container.handler(rest_event("whatsapp", whatsapp_params(sid="SM" + "9" * 32)), _Invocation(1.0))
+    try:
+        answer = container.handler(rest_event("whatsapp", whatsapp_params(sid="SM" + "9" * 32)), _Invocation(1.0))
+    finally:
+        release.set()
     assert answer["body"] == EMPTY_TWIML
     messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert "event capture failed: write still running after 500 ms" in messages
+    # Not waited for is not lost: the held write lands once it may.
+    assert [key.endswith("SM" + "9" * 32 + ".json") for key in stored(s3, expected=2)] == [False, True]
 
 
 def test_a_capture_kept_as_sent_cannot_be_replayed_once_the_replay_record_has_expired(

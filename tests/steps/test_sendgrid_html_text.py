@@ -1,13 +1,12 @@
-"""The text of an HTML-only email: what is kept, and that reading it costs time linear in a bounded input."""
+"""The text of an HTML-only email: what is kept, and that adversarial markup is read without hanging."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runtime.timebox import call_within
 from steps.sendgrid.html_text import html_to_text
 
 BIG = 1 << 20
@@ -59,25 +58,36 @@ def test_only_the_first_max_chars_are_read(unit: str) -> None:
     assert html_to_text(html * 8, 1000) == html_to_text(html[:1000], BIG)
 
 
-def _best_time(html: str, repeats: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        html_to_text(html, len(html))
-        best = min(best, time.perf_counter() - started)
-    return best
+# The standard library's HTMLParser took over 4 s on 24 KB of '<a ' (its cost grew with the square of the length):
+# a quarter mebibyte would take it minutes. Read linearly, each of these takes milliseconds. The bound is only a hang
+# guard (how fast the reading is belongs in the benchmark, not here).
+ADVERSARIAL_CHARS = 256 * 1024
+HANG_GUARD_SECONDS = 10.0
 
 
 @pytest.mark.parametrize(
-    "unit",
-    ["<a ", "<", "<p>", "<a>x", "<!--", '<a x="', "<a b=", "<!", "</", "<script>", "&", "<p x='>"],
+    ("unit", "kept"),
+    [
+        ("<a ", ""),
+        ("<", "<"),
+        ("<p>", ""),
+        ("<a>x", "x"),
+        ("<!--", ""),
+        ('<a x="', ""),
+        ("<a b=", ""),
+        ("<!", ""),
+        ("</", ""),
+        ("<script>", ""),
+        ("&", "&"),
+        ("<p x='>", ""),
+    ],
 )
-def test_reading_time_grows_linearly_with_the_html(unit: str) -> None:
-    """Eight times the HTML takes about eight times as long; the standard library's parser took 64 times."""
-    small = unit * (8 * 1024 // len(unit))
-    large = unit * (64 * 1024 // len(unit))
-    # Generous: 3x the linear ratio, plus 30 ms for a loaded machine's noise on sub-millisecond timings.
-    assert _best_time(large) <= 24 * _best_time(small) + 0.03
+def test_a_quarter_mebibyte_of_unclosed_markup_is_read_without_hanging(unit: str, kept: str) -> None:
+    """Markup never closed runs to the end of the input; a '<' or '&' that starts nothing is text."""
+    repeats = ADVERSARIAL_CHARS // len(unit)
+    html = unit * repeats
+    text = call_within(HANG_GUARD_SECONDS, lambda: html_to_text(html, len(html)))
+    assert text == kept * repeats
 
 
 @settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -119,11 +119,25 @@ def test_missing_environment_fails_the_cold_start_naming_file_and_line(world, mo
     assert problem.line > 1
 
 
-@pytest.mark.parametrize("window", ["-1", "901", "ten"])
-def test_batch_window_outside_0_to_900_fails_the_cold_start(world, cold_start, window):
+@pytest.mark.parametrize(
+    ("window", "says"),
+    [
+        ("-1", "-1 is out of range: it must be at least 0"),
+        ("901", "901 is out of range: it must be at most 900"),
+        ("ten", "expected integer, got string 'ten'"),
+    ],
+)
+def test_batch_window_outside_0_to_900_fails_the_cold_start(world, cold_start, window, says):
     with pytest.raises(ConfigError) as caught:
         cold_start(BATCH_WINDOW_SECONDS=window)
-    assert any(p.file.endswith("twilio_inbound.yaml") for p in caught.value.problems)
+    # Both channel targets take their delay from the window: each is refused where it is written, and for the window.
+    lines = enumerate(PIPELINE.splitlines(), 1)
+    written = [n for n, line in lines if "delay_seconds: ${env:BATCH_WINDOW_SECONDS" in line]
+    problems = [p for p in caught.value.problems if p.file.endswith("twilio_inbound.yaml")]
+    assert [(p.line, p.message.split(": ", 1)[0]) for p in problems] == list(
+        zip(written, ["targets.whatsapp.delay_seconds", "targets.sms.delay_seconds"], strict=True)
+    )
+    assert all(says in p.message for p in problems), [p.message for p in problems]
 
 
 URL = "is not an http(s) URL of a standard queue"

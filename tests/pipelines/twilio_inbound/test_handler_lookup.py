@@ -5,10 +5,9 @@ Contract §2 (several conversations per number pair, paginated lookup), §4.2 an
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from tests.support.clock import install_clock
 from tests.support.expect import twiml_response
 from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, USER, rest_event, sms_params, whatsapp_params
 from tests.support.world import ABSENT, conversation
@@ -148,14 +147,14 @@ def test_whatsapp_prefix_is_stripped_for_both_numbers(world, lambda_handler, aws
 
 
 class RemainingTime:
-    """A Lambda context with ``seconds`` left."""
+    """A Lambda context with ``seconds`` left (read once, at the start: the stepped clock measures the rest)."""
 
     def __init__(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
+        self.remaining_ms = int(seconds * 1000)
         self.aws_request_id = "req-lookup"
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
+        return self.remaining_ms
 
 
 def add_bulky_conversations(world, count: int = 51) -> None:
@@ -203,17 +202,22 @@ def test_a_user_with_more_than_100_conversations_is_answered(world, lambda_handl
 
 
 def test_the_lookup_stops_paging_at_the_deadline(world, lambda_handler, aws, outcomes):
+    import handler
+
     add_bulky_conversations(world)
     world.add_default_secrets()
-    aws.before("dynamodb.Query", lambda params: time.sleep(0.3))
+    # The application's clock is a stepped one: each page takes 0.3 s, whatever the machine's load.
+    clock = install_clock(handler._application)
+    aws.before("dynamodb.Query", lambda params: clock.advance(0.3))
 
     with pytest.raises(Exception, match=r"^DB_TRANSIENT_ERROR"):
-        # 1.2 s left less the 0.5 s answer margin: a 0.7 s budget, spent during the second or third page (0.3 s
-        # each plus moto's own time for 1 MB, which a loaded machine stretches).
+        # 1.2 s left less the 0.5 s answer margin: a 0.7 s budget, spent by the third page (0.9 s).
         lambda_handler(rest_event("whatsapp", whatsapp_params()), RemainingTime(1.2))
 
     # Stopped at the deadline, between pages: far from the pair's 17 pages.
-    assert len(aws.of("dynamodb.Query")) in (2, 3)
+    assert len(aws.of("dynamodb.Query")) == 3
+    assert outcomes() == [("DB_TRANSIENT_ERROR", "DB_TRANSIENT_ERROR")]
+    assert world.stage_rows() == []
 
 
 def test_the_lookup_reads_only_what_the_choice_needs(world, lambda_handler, aws):

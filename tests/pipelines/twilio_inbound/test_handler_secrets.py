@@ -6,10 +6,12 @@ GetSecretValue calls are counted with a botocore hook on the application's own c
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from engine.secrets import SecretCache
+from runtime.aws import SecretsManagerStore
 from steps.secrets import signing_key
 from tests.support.expect import raises_code
 from tests.support.webhooks import TOKEN, WEBHOOK_KEY, rest_event, sms_params, whatsapp_params
@@ -212,50 +214,69 @@ class _Clock:
         raise AssertionError
 
 
-class _Store:
-    def __init__(self, value: dict) -> None:
-        self.value = value
-        self.fetches = 0
+class Fetches:
+    """The GetSecretValue calls a SecretsManagerStore over moto makes, counted with a botocore hook."""
 
-    def get_secret_string(self, name: str) -> str:
-        self.fetches += 1
-        return json.dumps(self.value)
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, **_: object) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def secrets_store(world) -> Iterator[Callable[[dict], tuple[SecretsManagerStore, Fetches]]]:
+    """A Secrets Manager store over moto holding secrets "s" and "other" with ``value``, and its fetch count."""
+    client = world.secretsmanager  # shared by the tests: the hook is taken off again afterwards
+    event = "before-call.secrets-manager.GetSecretValue"
+
+    def make(value: dict) -> tuple[SecretsManagerStore, Fetches]:
+        for name in ("s", "other"):
+            world.create_secret(name, json.dumps(value))
+        fetches = Fetches()
+        client.meta.events.register(event, fetches, unique_id="test-fetches")
+        return SecretsManagerStore(client), fetches
+
+    yield make
+    client.meta.events.unregister(event, unique_id="test-fetches")
 
 
 @pytest.mark.parametrize(
     ("age", "fetches"),
     [(0.0, 1), (299.9, 1), (300.0, 2), (1000.0, 2)],
 )
-def test_cache_entry_lives_for_its_max_age(age, fetches):
-    clock, store = _Clock(), _Store({"twilio_auth_token": "t"})
+def test_cache_entry_lives_for_its_max_age(secrets_store, age, fetches):
+    clock, (store, fetched) = _Clock(), secrets_store({"twilio_auth_token": "t"})
     cache = SecretCache(store, clock)
     assert cache.get("s", 300).cached is False
     clock.at += age
-    cache.get("s", 300)
-    assert store.fetches == fetches
+    assert cache.get("s", 300).fields["twilio_auth_token"].reveal() == "t"
+    assert fetched.count == fetches
 
 
 @pytest.mark.parametrize(("gap", "second_allowed"), [(0.0, False), (29.9, False), (30.0, True), (45.0, True)])
-def test_forced_refresh_is_spaced_per_secret(gap, second_allowed):
-    clock, store = _Clock(), _Store({"twilio_auth_token": "t"})
+def test_forced_refresh_is_spaced_per_secret(secrets_store, gap, second_allowed):
+    clock, (store, fetched) = _Clock(), secrets_store({"twilio_auth_token": "t"})
     cache = SecretCache(store, clock)
     assert cache.refresh("s", 30) is not None
     assert cache.refresh("other", 30) is not None  # another secret has its own spacing
     clock.at += gap
     assert (cache.refresh("s", 30) is not None) is second_allowed
-    assert store.fetches == 2 + int(second_allowed)
+    assert fetched.count == 2 + int(second_allowed)
 
 
 @pytest.mark.parametrize("value", [False, True, 0, 7, 1.5, [], ["t"], {}, {"t": "t"}, None])
-def test_a_field_that_is_not_a_string_is_absent(value):
-    secret = SecretCache(_Store({"twilio_auth_token": value, "other": "kept"}), _Clock()).get("s", 300)
+def test_a_field_that_is_not_a_string_is_absent(secrets_store, value):
+    store, _ = secrets_store({"twilio_auth_token": value, "other": "kept"})
+    secret = SecretCache(store, _Clock()).get("s", 300)
     assert "twilio_auth_token" not in secret.fields and secret.fields["other"].reveal() == "kept"
     raises_code("SECRET_FETCH_FAILED", lambda: signing_key(secret, "s", "twilio_auth_token"))
     assert signing_key(secret, "s", "twilio_auth_token", requested=True).absent
 
 
-def test_cached_values_never_show_the_token():
-    cache = SecretCache(_Store({"twilio_auth_token": "super-secret-value", "n": 5, "x": None}), _Clock())
+def test_cached_values_never_show_the_token(secrets_store):
+    store, _ = secrets_store({"twilio_auth_token": "super-secret-value", "n": 5, "x": None})
+    cache = SecretCache(store, _Clock())
     secret = cache.get("s", 300)
     assert "super-secret-value" not in repr(secret) + str(secret.fields) + f"{secret.fields['twilio_auth_token']}"
     assert secret.fields["twilio_auth_token"].reveal() == "super-secret-value"
