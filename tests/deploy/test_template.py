@@ -20,6 +20,7 @@ import pytest
 
 from engine import registry
 from engine.config import AppConfig, load_config
+from engine.errors import ConfigError
 from tests.deploy.cfn import STACK, load_template, placeholder, ref_of, summed_stats, watched_series
 from tests.support.expect import emf_document_of
 from tests.support.shipped import pipeline_paths
@@ -134,6 +135,66 @@ def test_a_secret_name_parameter_reaches_the_pipeline_as_well_as_iam(template, f
         if pattern and pattern.pattern.startswith("tenants/")
     )
     assert matching.fullmatch("tenants/prod.eu/credentials/acme/sales")
+
+
+def _cold_start_refusal(template: dict[str, Any], function_env: dict[str, Any], parameters: dict[str, str]) -> str:
+    """What the cold start says when every pipeline is loaded with the environment ``parameters`` give; '' when it
+    starts."""
+    env = {name: placeholder(template, value, parameters) for name, value in function_env.items()}
+    try:
+        for path in sorted((ROOT / "pipelines").glob("*.yaml")):
+            load_config(path, ROOT / "rules", env)
+    except ConfigError as exc:
+        return str(exc)
+    return ""
+
+
+def _template_takes(template: dict[str, Any], parameter: str, value: str) -> bool:
+    """Whether CloudFormation accepts ``value`` for the string ``parameter`` (its AllowedPattern, matched whole)."""
+    pattern = template["Parameters"][parameter].get("AllowedPattern")
+    return pattern is None or re.fullmatch(pattern, value) is not None
+
+
+# Free-text parameters the pipelines check at load: a value CloudFormation takes that the cold start refuses is a
+# stack that deploys and a function that fails every init (each webhook a 5xx until the stack is updated).
+FREE_TEXT_VALUES = {
+    "PublicBaseUrl": {
+        "": True,
+        "https://hooks.example.com/prod": True,
+        "https://hooks.example.com": True,
+        "https://hooks.example.com/prod/": True,
+        "http://localhost:3000/prod": True,
+        "hooks.example.com/prod": False,
+        "https://hooks.example.com/prod?channel=1": False,
+        "https://hooks.example.com/prod#rc=2&rp=ct,rt,5xx&rt=6000": False,
+        "ftp://hooks.example.com/prod": False,
+        "https:///prod": False,
+    },
+    "AllowedHosts": {
+        "": True,
+        "abc123.execute-api.eu-west-1.amazonaws.com": True,
+        "hooks.example.com,abc123.execute-api.eu-west-1.amazonaws.com": True,
+        "hooks.example.com, hooks.example.com:8443": True,
+        "Hooks.Example.com.": True,
+        "https://hooks.example.com": False,
+        "hooks.example.com/prod": False,
+        "hooks_1.example.com": False,
+        "hooks.example.com;other.example.com": False,
+        "-hooks.example.com": False,
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "starts"),
+    [(parameter, value, starts) for parameter, values in FREE_TEXT_VALUES.items() for value, starts in values.items()],
+)
+def test_the_template_takes_a_free_text_value_exactly_when_the_function_starts_with_it(
+    template, function_env, parameter: str, value: str, starts: bool
+) -> None:
+    refusal = _cold_start_refusal(template, function_env, {parameter: value})
+    assert (refusal == "") is starts, refusal
+    assert _template_takes(template, parameter, value) is starts
 
 
 def policy_statements(template: dict[str, Any], policy: str) -> list[dict[str, Any]]:
