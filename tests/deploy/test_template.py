@@ -21,7 +21,7 @@ import pytest
 from engine import registry
 from engine.config import AppConfig, load_config
 from engine.errors import ConfigError
-from tests.deploy.cfn import STACK, load_template, placeholder, ref_of, summed_stats, watched_series
+from tests.deploy.cfn import STACK, load_template, placeholder, ref_of, rule_refusals, summed_stats, watched_series
 from tests.support.expect import emf_document_of
 from tests.support.shipped import pipeline_paths
 from tools.iam import Grant, pipeline_grants
@@ -288,6 +288,17 @@ def test_the_function_is_wired_as_the_contract_says(template, function_env, conf
     group = template["Resources"]["FunctionLogGroup"]["Properties"]
     assert props["LoggingConfig"]["LogGroup"] == {"Ref": "FunctionLogGroup"}
     assert group["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+
+
+@pytest.mark.parametrize(("reserved", "deploys"), [("20", True), ("1", True), ("-1", True), ("0", False)])
+def test_a_reserved_concurrency_of_zero_is_refused_not_deployed_as_a_function_that_never_runs(
+    template, reserved: str, deploys: bool
+) -> None:
+    # Lambda throttles every invocation of a function that reserves 0: each webhook a 5xx, every message lost once
+    # Twilio's retries are spent. -1 is the template's "no reservation".
+    refusals = rule_refusals(template, {"ReservedConcurrency": reserved})
+    assert (refusals == []) is deploys, refusals
+    assert rule_refusals(template) == []
 
 
 def test_every_environment_reference_without_a_default_is_set_by_the_template(function_env) -> None:
