@@ -550,6 +550,25 @@ def test_the_function_may_only_put_objects_under_the_capture_prefix(template) ->
     assert statement["Resource"] == {"Ref": "EventCapturePseudonymKeySecretArn"}
 
 
+@pytest.mark.parametrize(
+    ("arn", "taken"),
+    [
+        ("", True),
+        ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:webhook/capture-pseudonym-key-Ab12Cd", True),
+        ("arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:capture-key-a1B2c3", True),
+        # A partial ARN (no random suffix): Secrets Manager finds the secret, but IAM compares the grant with the
+        # secret's full ARN, so every capture would be AccessDenied.
+        ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:webhook/capture-pseudonym-key", False),
+        ("webhook/capture-pseudonym-key", False),
+    ],
+)
+def test_the_pseudonym_key_secret_is_given_by_the_full_arn_the_role_is_granted(template, arn: str, taken: bool) -> None:
+    _, policy = role_policies(template)["EventCapture"]
+    read = policy["PolicyDocument"]["Statement"][1]["Fn::If"][1]
+    assert read["Resource"] == {"Ref": "EventCapturePseudonymKeySecretArn"}
+    assert _template_takes(template, "EventCapturePseudonymKeySecretArn", arn) is taken
+
+
 def test_the_capture_bucket_is_private_encrypted_tls_only_and_expiring(template) -> None:
     bucket = template["Resources"]["CaptureBucket"]
     assert bucket["Condition"] == "CreateCaptureBucket"
