@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -603,6 +604,32 @@ def test_the_artifact_check_finds_a_module_the_handler_needs_but_the_artifact_la
     assert build.missing_first_party(files) == []
     without = [(path, name) for path, name in files if name != "runtime/metrics.py"]
     assert build.missing_first_party(without) == ["runtime.metrics"]
+
+
+def test_the_artifact_import_check_covers_every_third_party_module_the_function_imports(build) -> None:
+    # The email signature imports cryptography on first use only: a build whose cryptography cannot load passed
+    # the check (which named twilio, yaml, jsonschema and jmespath) and failed every email as INTERNAL_ERROR.
+    imports = build.third_party_imports(build.source_files(ROOT))
+    assert imports == sorted(set(imports))
+    assert {
+        "from cryptography.hazmat.primitives.asymmetric import ec",
+        "from twilio.request_validator import RequestValidator",
+        "import yaml",
+        "from jsonschema import Draft202012Validator",
+        "import jmespath",
+    } <= set(imports)
+    modules = {statement.split()[1].split(".")[0] for statement in imports}
+    assert not modules & {"boto3", "botocore", "engine", "runtime", "steps", "handler", "json", "re", "threading"}
+    bundled = build.third_party_imports(build.source_files(ROOT), with_boto3=True)
+    assert {"boto3", "botocore"} <= {statement.split()[1].split(".")[0] for statement in bundled}
+
+
+def test_the_artifact_import_check_fails_a_stage_without_a_module_the_function_imports(build, tmp_path: Path) -> None:
+    (tmp_path / "bundled.py").write_text("VALUE = 1\n", encoding="utf-8")
+    arch = "arm64" if platform.machine().lower() in {"arm64", "aarch64"} else "x86_64"
+    build.smoke_import(tmp_path, arch, ["from bundled import VALUE"])
+    with pytest.raises(subprocess.CalledProcessError):
+        build.smoke_import(tmp_path, arch, ["import bundled", "from cryptography.hazmat.primitives import hashes"])
 
 
 def test_the_artifact_takes_runtime_dependencies_only(build) -> None:
