@@ -481,6 +481,29 @@ def test_the_function_and_the_api_are_alarmed_on_their_own_metrics(template) -> 
     ]
 
 
+# What CloudFormation does with a resource it created when the stack operation fails and rolls back, by
+# DeletionPolicy: only Retain keeps it (RetainExceptOnCreate keeps it on deletion, not after a failed create).
+KEPT_AFTER_A_FAILED_CREATE = frozenset({"Retain"})
+KEPT_WHEN_THE_STACK_IS_DELETED = frozenset({"Retain", "RetainExceptOnCreate"})
+
+
+def test_a_first_deployment_that_fails_leaves_nothing_behind_and_can_be_retried(template) -> None:
+    # A first create can fail late in a new account (ReservedConcurrency above the account's quota, API access logs
+    # without API Gateway's CloudWatch role: docs/deploy.md). With Retain, the rollback kept the stage table under its
+    # fixed name, so creating the stack again failed ("already exists") until someone deleted it by hand.
+    left = [
+        name
+        for name, body in template["Resources"].items()
+        if body.get("DeletionPolicy", "Delete") in KEPT_AFTER_A_FAILED_CREATE
+    ]
+    assert left == []
+    # What holds users' data is still kept when the stack is deleted, and when an update replaces it.
+    for name in ("StageTable", "ReplayTable", "RulesBucket", "CaptureBucket"):
+        body = template["Resources"][name]
+        assert body["DeletionPolicy"] in KEPT_WHEN_THE_STACK_IS_DELETED, name
+        assert body["UpdateReplacePolicy"] == "Retain", name
+
+
 def test_two_stacks_in_one_account_do_not_collide(template) -> None:
     for table, parameter in (("StageTable", "StageTableName"), ("LockTable", "LockTableName")):
         assert template["Parameters"][parameter]["Default"] == ""
@@ -692,7 +715,7 @@ def test_two_builds_in_different_directories_are_byte_identical(build, tmp_path:
 
 def test_the_rules_bucket_is_versioned_encrypted_private_and_tls_only(template) -> None:
     bucket = template["Resources"]["RulesBucket"]
-    assert bucket["Condition"] == "HasRuleBundles" and bucket["DeletionPolicy"] == "Retain"
+    assert bucket["Condition"] == "HasRuleBundles" and bucket["DeletionPolicy"] in KEPT_WHEN_THE_STACK_IS_DELETED
     props = bucket["Properties"]
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     (encryption,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
