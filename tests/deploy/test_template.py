@@ -198,6 +198,20 @@ def test_the_template_takes_a_free_text_value_exactly_when_the_function_starts_w
     assert _template_takes(template, parameter, value) is starts
 
 
+def _function_parameters(template: dict[str, Any]) -> list[str]:
+    """The parameters the function's environment is made from."""
+    variables = template["Resources"]["PipelineFunction"]["Properties"]["Environment"]["Variables"]
+    return sorted({ref for value in variables.values() for ref in _parameters_in(value)} & set(template["Parameters"]))
+
+
+@pytest.mark.parametrize("parameter", _function_parameters(load_template()))
+def test_every_value_at_a_parameter_s_bounds_starts_the_function(template, function_env, parameter: str) -> None:
+    spec = template["Parameters"][parameter]
+    values = [spec.get(bound) for bound in ("Default", "MinValue", "MaxValue")] + list(spec.get("AllowedValues", []))
+    for value in [str(value) for value in values if value is not None]:
+        assert _cold_start_refusal(template, function_env, {parameter: value}) == "", (parameter, value)
+
+
 def policy_statements(template: dict[str, Any], policy: str) -> list[dict[str, Any]]:
     return role_policies(template)[policy][1]["PolicyDocument"]["Statement"]
 
