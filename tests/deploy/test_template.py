@@ -591,6 +591,16 @@ def test_the_function_may_only_put_objects_under_the_capture_prefix(template) ->
 
 
 @pytest.mark.parametrize(
+    ("prefix", "taken"),
+    [("captures/", True), ("prod/webhook-events/", True), ("captures*/", False), ("cap?ures/", False), ("c", False)],
+)
+def test_the_capture_prefix_cannot_widen_the_grant_beyond_itself(template, prefix: str, taken: bool) -> None:
+    # The prefix is written into the grant's resource (bucket/<prefix>*): an IAM wildcard in it (* or ?) would let
+    # the function write under other prefixes too.
+    assert _template_takes(template, "EventCapturePrefix", prefix) is taken
+
+
+@pytest.mark.parametrize(
     ("arn", "taken"),
     [
         ("", True),
