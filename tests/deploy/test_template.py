@@ -361,6 +361,24 @@ def test_every_queue_a_pipeline_routes_to_has_a_dead_letter_queue_with_an_alarm(
         assert dead_letter in queues and dead_letter in watched
 
 
+# SQS's own bounds for a queue's visibility timeout, and the default a queue gets without one.
+SQS_VISIBILITY_TIMEOUT = (0, 43200)
+SQS_DEFAULT_VISIBILITY_TIMEOUT = 30
+
+
+def test_a_consumer_that_runs_longer_than_30_s_can_be_attached_to_every_routed_queue(template, configs) -> None:
+    # Lambda refuses an SQS event source whose queue's visibility timeout is below the consumer function's timeout,
+    # and a slower consumer of any kind gets each message again (a duplicate reply) until it dead-letters. The
+    # queues had SQS's fixed 30 s: a consumer calling a language model for a minute could not be attached at all.
+    queues = resources(template, "AWS::SQS::Queue")
+    routed = {ref_of(target["queue_url"]) for config in configs for target in config.targets.values()}
+    parameter = template["Parameters"]["QueueVisibilityTimeoutSeconds"]
+    assert (parameter["MinValue"], parameter["MaxValue"]) == SQS_VISIBILITY_TIMEOUT
+    assert parameter["Default"] == SQS_DEFAULT_VISIBILITY_TIMEOUT  # what a stack deployed before it has
+    for name in routed:
+        assert queues[name]["Properties"]["VisibilityTimeout"] == {"Ref": "QueueVisibilityTimeoutSeconds"}, name
+
+
 def emitted_series(
     config: AppConfig, code: str, counts: dict[str, int] | None = None
 ) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
