@@ -265,3 +265,41 @@ def firing(
     points = list(datapoints)
     alarms = [name for name, body in template["Resources"].items() if body["Type"] == "AWS::CloudWatch::Alarm"]
     return {name for name in alarms if alarm_periods(template, name, points, parameters)}
+
+
+def _rule_value(template: dict[str, Any], expression: Any, parameters: dict[str, str]) -> Any:
+    """A ``Rules`` expression as CloudFormation evaluates it before creating anything (the functions rules may use)."""
+    if not isinstance(expression, dict):
+        return str(expression)
+    ((function, argument),) = expression.items()
+    if function == "Ref":
+        return placeholder(template, expression, parameters)
+    if function == "Fn::Equals":
+        left, right = (_rule_value(template, part, parameters) for part in argument)
+        return left == right
+    if function == "Fn::Not":
+        return not _rule_value(template, argument[0], parameters)
+    if function == "Fn::And":
+        return all(_rule_value(template, part, parameters) for part in argument)
+    if function == "Fn::Or":
+        return any(_rule_value(template, part, parameters) for part in argument)
+    if function == "Fn::Contains":
+        listed, value = argument
+        return _rule_value(template, value, parameters) in [_rule_value(template, item, parameters) for item in listed]
+    raise NotImplementedError(f"rule function {function}")
+
+
+def rule_refusals(template: dict[str, Any], parameters: dict[str, str] | None = None) -> list[str]:
+    """The ``AssertDescription`` of every template rule assertion that ``parameters`` (defaults otherwise) break:
+    CloudFormation refuses to create or update the stack with them."""
+    given = parameters or {}
+    refused = []
+    for rule in template.get("Rules", {}).values():
+        if "RuleCondition" in rule and not _rule_value(template, rule["RuleCondition"], given):
+            continue
+        refused += [
+            assertion["AssertDescription"]
+            for assertion in rule["Assertions"]
+            if not _rule_value(template, assertion["Assert"], given)
+        ]
+    return refused

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -20,7 +21,8 @@ import pytest
 
 from engine import registry
 from engine.config import AppConfig, load_config
-from tests.deploy.cfn import STACK, load_template, placeholder, ref_of, summed_stats, watched_series
+from engine.errors import ConfigError
+from tests.deploy.cfn import STACK, load_template, placeholder, ref_of, rule_refusals, summed_stats, watched_series
 from tests.support.expect import emf_document_of
 from tests.support.shipped import pipeline_paths
 from tools.iam import Grant, pipeline_grants
@@ -136,6 +138,80 @@ def test_a_secret_name_parameter_reaches_the_pipeline_as_well_as_iam(template, f
     assert matching.fullmatch("tenants/prod.eu/credentials/acme/sales")
 
 
+def _cold_start_refusal(template: dict[str, Any], function_env: dict[str, Any], parameters: dict[str, str]) -> str:
+    """What the cold start says when every pipeline is loaded with the environment ``parameters`` give; '' when it
+    starts."""
+    env = {name: placeholder(template, value, parameters) for name, value in function_env.items()}
+    try:
+        for path in sorted((ROOT / "pipelines").glob("*.yaml")):
+            load_config(path, ROOT / "rules", env)
+    except ConfigError as exc:
+        return str(exc)
+    return ""
+
+
+def _template_takes(template: dict[str, Any], parameter: str, value: str) -> bool:
+    """Whether CloudFormation accepts ``value`` for the string ``parameter`` (its AllowedPattern, matched whole)."""
+    pattern = template["Parameters"][parameter].get("AllowedPattern")
+    return pattern is None or re.fullmatch(pattern, value) is not None
+
+
+# Free-text parameters the pipelines check at load: a value CloudFormation takes that the cold start refuses is a
+# stack that deploys and a function that fails every init (each webhook a 5xx until the stack is updated).
+FREE_TEXT_VALUES = {
+    "PublicBaseUrl": {
+        "": True,
+        "https://hooks.example.com/prod": True,
+        "https://hooks.example.com": True,
+        "https://hooks.example.com/prod/": True,
+        "http://localhost:3000/prod": True,
+        "hooks.example.com/prod": False,
+        "https://hooks.example.com/prod?channel=1": False,
+        "https://hooks.example.com/prod#rc=2&rp=ct,rt,5xx&rt=6000": False,
+        "ftp://hooks.example.com/prod": False,
+        "https:///prod": False,
+    },
+    "AllowedHosts": {
+        "": True,
+        "abc123.execute-api.eu-west-1.amazonaws.com": True,
+        "hooks.example.com,abc123.execute-api.eu-west-1.amazonaws.com": True,
+        "hooks.example.com, hooks.example.com:8443": True,
+        "Hooks.Example.com.": True,
+        "https://hooks.example.com": False,
+        "hooks.example.com/prod": False,
+        "hooks_1.example.com": False,
+        "hooks.example.com;other.example.com": False,
+        "-hooks.example.com": False,
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "starts"),
+    [(parameter, value, starts) for parameter, values in FREE_TEXT_VALUES.items() for value, starts in values.items()],
+)
+def test_the_template_takes_a_free_text_value_exactly_when_the_function_starts_with_it(
+    template, function_env, parameter: str, value: str, starts: bool
+) -> None:
+    refusal = _cold_start_refusal(template, function_env, {parameter: value})
+    assert (refusal == "") is starts, refusal
+    assert _template_takes(template, parameter, value) is starts
+
+
+def _function_parameters(template: dict[str, Any]) -> list[str]:
+    """The parameters the function's environment is made from."""
+    variables = template["Resources"]["PipelineFunction"]["Properties"]["Environment"]["Variables"]
+    return sorted({ref for value in variables.values() for ref in _parameters_in(value)} & set(template["Parameters"]))
+
+
+@pytest.mark.parametrize("parameter", _function_parameters(load_template()))
+def test_every_value_at_a_parameter_s_bounds_starts_the_function(template, function_env, parameter: str) -> None:
+    spec = template["Parameters"][parameter]
+    values = [spec.get(bound) for bound in ("Default", "MinValue", "MaxValue")] + list(spec.get("AllowedValues", []))
+    for value in [str(value) for value in values if value is not None]:
+        assert _cold_start_refusal(template, function_env, {parameter: value}) == "", (parameter, value)
+
+
 def policy_statements(template: dict[str, Any], policy: str) -> list[dict[str, Any]]:
     return role_policies(template)[policy][1]["PolicyDocument"]["Statement"]
 
@@ -203,16 +279,18 @@ def test_nothing_else_in_the_template_grants_permissions(template) -> None:
     assert function["Role"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]} and "Policies" not in function
 
 
-def test_the_function_is_wired_as_the_contract_says(template, function_env, config, configs) -> None:
+def test_the_function_is_wired_as_the_contract_says(template, function_env, configs) -> None:
     function = template["Resources"]["PipelineFunction"]
     props = {**template["Globals"]["Function"], **function["Properties"]}
     assert (props["Handler"], props["Runtime"], props["Tracing"]) == ("handler.handler", "python3.11", "Active")
     assert function["Metadata"] == {"BuildMethod": "makefile"}
     # Past the worst end of an event (the deadline, then a step's call and a lock release, each with every attempt
     # and a backoff of up to 1 s between attempts), inside Twilio's 15 s.
-    aws = config.aws
-    call = aws.max_attempts * (aws.connect_timeout + aws.read_timeout) + (aws.max_attempts - 1) * 1.0
-    assert config.pipeline.deadline_seconds + 2 * call < props["Timeout"] < 15
+    # Every pipeline (the function runs them all): the email pipeline's bound must fit as well as Twilio's.
+    for each in configs:
+        aws = each.aws
+        call = aws.max_attempts * (aws.connect_timeout + aws.read_timeout) + (aws.max_attempts - 1) * 1.0
+        assert each.pipeline.deadline_seconds + 2 * call < props["Timeout"] < 15, each.name
     assert "ReservedConcurrentExecutions" in props
     assert set(function_env) >= CONTRACT_ENV
     assert function_env["TRACING_ENABLED"] == "true"
@@ -227,6 +305,17 @@ def test_the_function_is_wired_as_the_contract_says(template, function_env, conf
     group = template["Resources"]["FunctionLogGroup"]["Properties"]
     assert props["LoggingConfig"]["LogGroup"] == {"Ref": "FunctionLogGroup"}
     assert group["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+
+
+@pytest.mark.parametrize(("reserved", "deploys"), [("20", True), ("1", True), ("-1", True), ("0", False)])
+def test_a_reserved_concurrency_of_zero_is_refused_not_deployed_as_a_function_that_never_runs(
+    template, reserved: str, deploys: bool
+) -> None:
+    # Lambda throttles every invocation of a function that reserves 0: each webhook a 5xx, every message lost once
+    # Twilio's retries are spent. -1 is the template's "no reservation".
+    refusals = rule_refusals(template, {"ReservedConcurrency": reserved})
+    assert (refusals == []) is deploys, refusals
+    assert rule_refusals(template) == []
 
 
 def test_every_environment_reference_without_a_default_is_set_by_the_template(function_env) -> None:
@@ -270,6 +359,24 @@ def test_every_queue_a_pipeline_routes_to_has_a_dead_letter_queue_with_an_alarm(
     for name in routed:
         dead_letter = queues[name]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
         assert dead_letter in queues and dead_letter in watched
+
+
+# SQS's own bounds for a queue's visibility timeout, and the default a queue gets without one.
+SQS_VISIBILITY_TIMEOUT = (0, 43200)
+SQS_DEFAULT_VISIBILITY_TIMEOUT = 30
+
+
+def test_a_consumer_that_runs_longer_than_30_s_can_be_attached_to_every_routed_queue(template, configs) -> None:
+    # Lambda refuses an SQS event source whose queue's visibility timeout is below the consumer function's timeout,
+    # and a slower consumer of any kind gets each message again (a duplicate reply) until it dead-letters. The
+    # queues had SQS's fixed 30 s: a consumer calling a language model for a minute could not be attached at all.
+    queues = resources(template, "AWS::SQS::Queue")
+    routed = {ref_of(target["queue_url"]) for config in configs for target in config.targets.values()}
+    parameter = template["Parameters"]["QueueVisibilityTimeoutSeconds"]
+    assert (parameter["MinValue"], parameter["MaxValue"]) == SQS_VISIBILITY_TIMEOUT
+    assert parameter["Default"] == SQS_DEFAULT_VISIBILITY_TIMEOUT  # what a stack deployed before it has
+    for name in routed:
+        assert queues[name]["Properties"]["VisibilityTimeout"] == {"Ref": "QueueVisibilityTimeoutSeconds"}, name
 
 
 def emitted_series(
@@ -406,6 +513,29 @@ def test_the_function_and_the_api_are_alarmed_on_their_own_metrics(template) -> 
     ]
 
 
+# What CloudFormation does with a resource it created when the stack operation fails and rolls back, by
+# DeletionPolicy: only Retain keeps it (RetainExceptOnCreate keeps it on deletion, not after a failed create).
+KEPT_AFTER_A_FAILED_CREATE = frozenset({"Retain"})
+KEPT_WHEN_THE_STACK_IS_DELETED = frozenset({"Retain", "RetainExceptOnCreate"})
+
+
+def test_a_first_deployment_that_fails_leaves_nothing_behind_and_can_be_retried(template) -> None:
+    # A first create can fail late in a new account (ReservedConcurrency above the account's quota, API access logs
+    # without API Gateway's CloudWatch role: docs/deploy.md). With Retain, the rollback kept the stage table under its
+    # fixed name, so creating the stack again failed ("already exists") until someone deleted it by hand.
+    left = [
+        name
+        for name, body in template["Resources"].items()
+        if body.get("DeletionPolicy", "Delete") in KEPT_AFTER_A_FAILED_CREATE
+    ]
+    assert left == []
+    # What holds users' data is still kept when the stack is deleted, and when an update replaces it.
+    for name in ("StageTable", "ReplayTable", "RulesBucket", "CaptureBucket"):
+        body = template["Resources"][name]
+        assert body["DeletionPolicy"] in KEPT_WHEN_THE_STACK_IS_DELETED, name
+        assert body["UpdateReplacePolicy"] == "Retain", name
+
+
 def test_two_stacks_in_one_account_do_not_collide(template) -> None:
     for table, parameter in (("StageTable", "StageTableName"), ("LockTable", "LockTableName")):
         assert template["Parameters"][parameter]["Default"] == ""
@@ -478,6 +608,35 @@ def test_the_function_may_only_put_objects_under_the_capture_prefix(template) ->
     assert statement["Resource"] == {"Ref": "EventCapturePseudonymKeySecretArn"}
 
 
+@pytest.mark.parametrize(
+    ("prefix", "taken"),
+    [("captures/", True), ("prod/webhook-events/", True), ("captures*/", False), ("cap?ures/", False), ("c", False)],
+)
+def test_the_capture_prefix_cannot_widen_the_grant_beyond_itself(template, prefix: str, taken: bool) -> None:
+    # The prefix is written into the grant's resource (bucket/<prefix>*): an IAM wildcard in it (* or ?) would let
+    # the function write under other prefixes too.
+    assert _template_takes(template, "EventCapturePrefix", prefix) is taken
+
+
+@pytest.mark.parametrize(
+    ("arn", "taken"),
+    [
+        ("", True),
+        ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:webhook/capture-pseudonym-key-Ab12Cd", True),
+        ("arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:capture-key-a1B2c3", True),
+        # A partial ARN (no random suffix): Secrets Manager finds the secret, but IAM compares the grant with the
+        # secret's full ARN, so every capture would be AccessDenied.
+        ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:webhook/capture-pseudonym-key", False),
+        ("webhook/capture-pseudonym-key", False),
+    ],
+)
+def test_the_pseudonym_key_secret_is_given_by_the_full_arn_the_role_is_granted(template, arn: str, taken: bool) -> None:
+    _, policy = role_policies(template)["EventCapture"]
+    read = policy["PolicyDocument"]["Statement"][1]["Fn::If"][1]
+    assert read["Resource"] == {"Ref": "EventCapturePseudonymKeySecretArn"}
+    assert _template_takes(template, "EventCapturePseudonymKeySecretArn", arn) is taken
+
+
 def test_the_capture_bucket_is_private_encrypted_tls_only_and_expiring(template) -> None:
     bucket = template["Resources"]["CaptureBucket"]
     assert bucket["Condition"] == "CreateCaptureBucket"
@@ -512,6 +671,32 @@ def test_the_artifact_check_finds_a_module_the_handler_needs_but_the_artifact_la
     assert build.missing_first_party(files) == []
     without = [(path, name) for path, name in files if name != "runtime/metrics.py"]
     assert build.missing_first_party(without) == ["runtime.metrics"]
+
+
+def test_the_artifact_import_check_covers_every_third_party_module_the_function_imports(build) -> None:
+    # The email signature imports cryptography on first use only: a build whose cryptography cannot load passed
+    # the check (which named twilio, yaml, jsonschema and jmespath) and failed every email as INTERNAL_ERROR.
+    imports = build.third_party_imports(build.source_files(ROOT))
+    assert imports == sorted(set(imports))
+    assert {
+        "from cryptography.hazmat.primitives.asymmetric import ec",
+        "from twilio.request_validator import RequestValidator",
+        "import yaml",
+        "from jsonschema import Draft202012Validator",
+        "import jmespath",
+    } <= set(imports)
+    modules = {statement.split()[1].split(".")[0] for statement in imports}
+    assert not modules & {"boto3", "botocore", "engine", "runtime", "steps", "handler", "json", "re", "threading"}
+    bundled = build.third_party_imports(build.source_files(ROOT), with_boto3=True)
+    assert {"boto3", "botocore"} <= {statement.split()[1].split(".")[0] for statement in bundled}
+
+
+def test_the_artifact_import_check_fails_a_stage_without_a_module_the_function_imports(build, tmp_path: Path) -> None:
+    (tmp_path / "bundled.py").write_text("VALUE = 1\n", encoding="utf-8")
+    arch = "arm64" if platform.machine().lower() in {"arm64", "aarch64"} else "x86_64"
+    build.smoke_import(tmp_path, arch, ["from bundled import VALUE"])
+    with pytest.raises(subprocess.CalledProcessError):
+        build.smoke_import(tmp_path, arch, ["import bundled", "from cryptography.hazmat.primitives import hashes"])
 
 
 def test_the_artifact_takes_runtime_dependencies_only(build) -> None:
@@ -572,7 +757,7 @@ def test_two_builds_in_different_directories_are_byte_identical(build, tmp_path:
 
 def test_the_rules_bucket_is_versioned_encrypted_private_and_tls_only(template) -> None:
     bucket = template["Resources"]["RulesBucket"]
-    assert bucket["Condition"] == "HasRuleBundles" and bucket["DeletionPolicy"] == "Retain"
+    assert bucket["Condition"] == "HasRuleBundles" and bucket["DeletionPolicy"] in KEPT_WHEN_THE_STACK_IS_DELETED
     props = bucket["Properties"]
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     (encryption,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
