@@ -3,9 +3,10 @@
 Works on a ``MultipartForm`` in either of SendGrid's formats: the default one (``headers``, ``text``,
 ``html``, file parts) and ``send_raw`` (the whole MIME message in ``email``). The id is ``EM`` and 32
 lowercase hex digits (128 bits of SHA-256): of the normalised ``Message-ID`` together with the recipient (the
-parse address that selects the conversation) when the email has one, else of the raw request body (which holds
-the envelope, so the recipient too). One email sent to two parse addresses is thus two messages, and SendGrid's
-re-delivery of one post keeps its id. It is ASCII, fixed-length and safe as a DynamoDB sort key.
+parse address that selects the conversation, without a ``+tag``) when the email has one, else of the raw
+request body (which holds the envelope, so the recipient too). One email sent to two parse addresses is thus
+two messages (to ``support@`` and ``support+tag@``, one), and SendGrid's re-delivery of one post keeps its id.
+It is ASCII, fixed-length and safe as a DynamoDB sort key.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "id_from_message_id",
     "normalise_message_id",
     "read_email",
+    "without_subaddress",
 ]
 
 ID_PREFIX = "EM"
@@ -101,6 +103,11 @@ class InboundEmail:
     raw_mime: bool
     auto_submitted: bool
 
+    @property
+    def company_address(self) -> str:
+        """The parse address the email was delivered to, without its subaddress: what the lookup and the id use."""
+        return without_subaddress(self.recipients[0]) if self.recipients else ""
+
 
 def normalise_message_id(value: str) -> str | None:
     """The id inside a ``Message-ID`` value: angle brackets, whitespace and controls dropped, domain lower-cased."""
@@ -111,6 +118,16 @@ def normalise_message_id(value: str) -> str | None:
         return None
     left, at, right = core.rpartition("@")
     return f"{left}@{right.lower()}" if at and left else core
+
+
+def without_subaddress(address: str) -> str:
+    """``address`` without the ``+tag`` of its local part (RFC 5233): ``support+order-1042@x`` is ``support@x``.
+
+    A local part that starts with ``+`` (no mailbox before the tag) is kept whole.
+    """
+    local, at, domain = address.rpartition("@")
+    mailbox, plus, _ = local.partition("+")
+    return f"{mailbox}@{domain}" if at and plus and mailbox else address
 
 
 def id_from_message_id(normalised: str, recipient: str) -> str:
@@ -147,10 +164,9 @@ def read_email(form: MultipartForm, body: bytes, *, max_html_chars: int = DEFAUL
     else:
         plain, html, attachments = form.first("text"), form.first("html"), _form_attachments(form)
     text, text_source, text_cut = _text(plain, html, max_html_chars)
+    company = without_subaddress(recipients[0]) if recipients else ""
     return InboundEmail(
-        message_id=id_from_message_id(message_ids[0], recipients[0] if recipients else "")
-        if message_ids
-        else id_from_body(body),
+        message_id=id_from_message_id(message_ids[0], company) if message_ids else id_from_body(body),
         id_source="message-id" if message_ids else "body",
         sender=sender,
         recipients=recipients,

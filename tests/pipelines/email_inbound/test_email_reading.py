@@ -206,3 +206,27 @@ def test_an_email_a_person_sent_through_a_list_or_marked_not_automatic_is_queued
     add_email_world(world)
     status, body = answer(lambda_handler(email_event(Email(extra_headers=headers)), None))
     assert (status, body["outcome"]) == (200, "QUEUED")
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["parsed", "raw"])
+def test_an_email_to_a_plus_tagged_parse_address_finds_the_conversation_and_is_deduplicated(
+    world, lambda_handler, outcomes, raw
+):
+    """``support+order-1042@`` is the parse address with a subaddress (RFC 5233): SendGrid delivers it to the same
+    Parse Setting, yet the lookup asked the GSI for the tagged address and answered 404 (SendGrid drops a 4xx: the
+    email was lost). The same email posted again for the untagged address is the same message of that conversation.
+    """
+    item = add_email_world(world)
+    tagged = "Support+Order-1042@Parse.Example.com"
+    first = Email(to=tagged, envelope_to=(tagged,))
+    event = posted(*raw_mime_body(first)) if raw else email_event(first)
+    status, body = answer(lambda_handler(event, None))
+    assert (status, body) == (200, {"status": "ok", "outcome": "QUEUED"})
+    assert world.sent("email") == [({"conversation_id": item["conversation_id"], "primary_channel": USER_EMAIL}, 10)]
+    [row] = world.stage_rows()
+    assert row["message_sid"] == id_from_message_id("CAF=1a2b3c.4d5e@mail.example.net", RECIPIENT)
+
+    again = Email(cc=tagged)  # the same Message-ID, delivered to the untagged address too
+    status, body = answer(lambda_handler(posted(*raw_mime_body(again)) if raw else email_event(again), None))
+    assert (status, body) == (200, {"status": "ok", "outcome": "REPLAY"})
+    assert len(world.stage_rows()) == 1 and len(world.sent("email")) == 1
