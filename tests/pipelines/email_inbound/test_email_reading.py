@@ -230,3 +230,17 @@ def test_an_email_to_a_plus_tagged_parse_address_finds_the_conversation_and_is_d
     status, body = answer(lambda_handler(posted(*raw_mime_body(again)) if raw else email_event(again), None))
     assert (status, body) == (200, {"status": "ok", "outcome": "REPLAY"})
     assert len(world.stage_rows()) == 1 and len(world.sent("email")) == 1
+
+
+def test_an_html_only_email_laid_out_in_a_table_keeps_its_words_apart(world, lambda_handler, outcomes):
+    """Mailers lay out order forms, signatures and quoted headers in tables: each cell's text was glued to the
+    next one's ("Order number1042"), so the staged text said something else."""
+    add_email_world(world)
+    html = (
+        "<table><tr><th>Order number</th><th>Status</th></tr><tr><td>1042</td><td>not delivered</td></tr></table>"
+        "<center>Jane</center><center>Customer since 2019</center>"
+    )
+    status, _ = answer(lambda_handler(email_event(Email(text=None, html=html)), None))
+    assert status == 200
+    [row] = world.stage_rows()
+    assert row["body"] == "Order number Status\n1042 not delivered\n\nJane\n\nCustomer since 2019"
