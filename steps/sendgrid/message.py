@@ -349,15 +349,18 @@ def _parse_mime(raw: bytes) -> Message | None:
         return None
 
 
-def _walk(mime: Message) -> Iterator[Message]:
+def _walk(mime: Message, *, into_messages: bool = True) -> Iterator[Message]:
     """Every part of ``mime`` in ``Message.walk()``'s order, without recursion, down to ``_MAX_MIME_DEPTH`` levels.
 
     ``walk()`` recurses once per nested multipart, so a message of a few hundred levels raised RecursionError.
+    Without ``into_messages`` an email attached to ``mime`` (a ``message/*`` part) is yielded, not entered.
     """
     pending: list[tuple[Message, int]] = [(mime, 0)]
     while pending:
         part, depth = pending.pop()
         yield part
+        if not into_messages and depth and _is_attached_message(part):
+            continue
         if part.is_multipart() and depth < _MAX_MIME_DEPTH:
             # A multipart's payload is its list of parts (a leaf's would be decoded, which can raise).
             children = part.get_payload()
@@ -365,13 +368,39 @@ def _walk(mime: Message) -> Iterator[Message]:
                 pending.extend((child, depth + 1) for child in reversed(children) if isinstance(child, Message))
 
 
+def _is_attached_message(part: Message) -> bool:
+    """True for a ``message/*`` part (a forwarded email, a delivery report): an attachment, not the email's text."""
+    return part.get_content_maintype() == "message"
+
+
+def _attached_message_size(part: Message) -> int:
+    """The decoded size of the leaves of an attached email (about its size: its headers are not counted)."""
+    size = 0
+    for leaf in _walk(part):
+        if not leaf.is_multipart():
+            payload = leaf.get_payload(decode=True)
+            size += len(payload) if isinstance(payload, bytes) else 0
+    return size
+
+
 def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment, ...]]:
-    """The first text/plain and text/html bodies of a MIME message, and its attachments."""
-    plain: str | None = None
-    html: str | None = None
+    """The text/plain and text/html bodies of a MIME message, and its attachments.
+
+    The parts of a kind are joined by a line break: every body part counts, as mailers split a text around an
+    image placed in it (text, image, text). An email attached to this one (``message/rfc822``, forwarded as an
+    attachment) is an attachment: its text is not this email's.
+    """
+    plain: list[str] = []
+    html: list[str] = []
     attachments: list[Attachment] = []
-    for index, part in enumerate(_walk(mime)):
+    for index, part in enumerate(_walk(mime, into_messages=False)):
         try:
+            if part is not mime and _is_attached_message(part):
+                filename = _filename(part)
+                cid = str(part.get("Content-ID", "")).strip().strip("<>") or None
+                size = _attached_message_size(part)
+                attachments.append(Attachment(f"part{index}", filename or "", part.get_content_type(), size, cid))
+                continue
             if part.is_multipart():
                 continue
             payload = part.get_payload(decode=True)
@@ -381,13 +410,19 @@ def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment
             if filename is not None or part.get_content_disposition() == "attachment":
                 cid = str(part.get("Content-ID", "")).strip().strip("<>") or None
                 attachments.append(Attachment(f"part{index}", filename or "", content_type, len(data), cid))
-            elif content_type == "text/plain" and plain is None:
-                plain = decode_text(data, part.get_content_charset())
-            elif content_type == "text/html" and html is None:
-                html = decode_text(data, part.get_content_charset())
+            elif content_type == "text/plain":
+                plain.append(decode_text(data, part.get_content_charset()))
+            elif content_type == "text/html":
+                html.append(decode_text(data, part.get_content_charset()))
         except _STDLIB_ERRORS:
             continue
-    return plain, html, tuple(attachments)
+    return _joined(plain), _joined(html), tuple(attachments)
+
+
+def _joined(bodies: list[str]) -> str | None:
+    """Body parts of one kind as one text (each part's surrounding blank lines dropped), or None when none."""
+    kept = [body.strip("\r\n") for body in bodies if body.strip()]
+    return "\n".join(kept) if kept else (bodies[0] if bodies else None)
 
 
 def _filename(part: Message) -> str | None:

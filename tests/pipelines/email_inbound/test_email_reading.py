@@ -160,7 +160,8 @@ def test_a_raw_mime_email_of_a_quarter_million_empty_parts_is_queued_within_the_
     past the 4 s deadline, 503 on every SendGrid retry for three days, and before the signature was checked, so
     anyone could make the function (which serves /whatsapp and /sms too) spin for its whole timeout.
 
-    The message is read up to its first parts; the text before them is kept.
+    The message is read up to its first parts (about 1024, fed in chunks); the text before them is kept, followed
+    by the text of the parts read (a part without headers is text/plain: its text is the email's too).
     """
     add_email_world(world)
     head = (
@@ -173,7 +174,8 @@ def test_a_raw_mime_email_of_a_quarter_million_empty_parts_is_queued_within_the_
     status, body = answer(lambda_handler(posted(*encode_form(fields)), None))
     assert (status, body) == (200, {"status": "ok", "outcome": "QUEUED"})
     [row] = world.stage_rows()
-    assert row["body"] == "The text."
+    first, *read = row["body"].split("\n")
+    assert first == "The text." and set(read) == {"x"} and 1000 < len(read) < 2048
 
 
 AUTOMATIC = [
@@ -244,3 +246,61 @@ def test_an_html_only_email_laid_out_in_a_table_keeps_its_words_apart(world, lam
     assert status == 200
     [row] = world.stage_rows()
     assert row["body"] == "Order number Status\n1042 not delivered\n\nJane\n\nCustomer since 2019"
+
+
+def raw_posted(mime: bytes) -> dict[str, Any]:
+    """The event of a raw-format (``send_raw``) post of ``mime``, sent by the conversation's user."""
+    envelope = json.dumps({"to": [RECIPIENT], "from": USER_EMAIL})
+    return posted(*encode_form([("email", mime), ("to", RECIPIENT), ("from", USER_EMAIL), ("envelope", envelope)]))
+
+
+RAW_HEAD = (
+    b"From: Jane Sender <jane.sender@example.net>\r\nTo: support@parse.example.com\r\nSubject: Broken lamp\r\n"
+    b"Message-ID: <split@mail.example.net>\r\nMIME-Version: 1.0\r\n"
+)
+
+
+def test_a_raw_email_whose_text_an_attachment_splits_keeps_all_of_its_text(world, lambda_handler, outcomes):
+    """Apple Mail writes a photo placed mid-text as text, image, text parts: only the first text was staged, and
+    what the user wrote after the photo was lost."""
+    add_email_world(world)
+    mime = RAW_HEAD + (
+        b'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
+        b"--m\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThe lamp arrived broken, see:\r\n"
+        b'--m\r\nContent-Type: image/jpeg; name="lamp.jpg"\r\nContent-Disposition: inline; filename="lamp.jpg"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n/9j/4AAQ\r\n"
+        b"--m\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nPlease send a new one to my home address.\r\n"
+        b"--m--\r\n"
+    )
+    status, body = answer(lambda_handler(raw_posted(mime), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    [row] = world.stage_rows()
+    assert row["body"] == "The lamp arrived broken, see:\nPlease send a new one to my home address."
+    assert row["media"] == [{"filename": "lamp.jpg", "content_type": "image/jpeg", "size": 6}]
+
+
+def test_a_raw_html_email_forwarding_an_email_stages_its_own_text_and_lists_the_forwarded_one(
+    world, lambda_handler, outcomes
+):
+    """An HTML-only email with an email attached (message/rfc822): the attached email's text was staged as what the
+    user wrote, and the attachment was not listed (its own attachments were)."""
+    add_email_world(world)
+    forwarded = (
+        b"From: Shop <orders@shop.example>\r\nSubject: Your order\r\nContent-Type: multipart/mixed; boundary=f\r\n\r\n"
+        b"--f\r\nContent-Type: text/plain\r\n\r\nYour order 1042 has shipped.\r\n"
+        b'--f\r\nContent-Type: application/pdf; name="invoice.pdf"\r\nContent-Disposition: attachment; '
+        b'filename="invoice.pdf"\r\n\r\n%PDF\r\n--f--\r\n'
+    )
+    mime = RAW_HEAD + (
+        b'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
+        b"--m\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>It never arrived, see below.</p>\r\n"
+        b'--m\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename="order.eml"\r\n\r\n'
+        + forwarded
+        + b"\r\n--m--\r\n"
+    )
+    status, body = answer(lambda_handler(raw_posted(mime), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    [row] = world.stage_rows()
+    assert row["body"] == "It never arrived, see below."
+    assert [(m["filename"], m["content_type"]) for m in row["media"]] == [("order.eml", "message/rfc822")]
+    assert row["num_media"] == 1
