@@ -304,3 +304,26 @@ def test_a_raw_html_email_forwarding_an_email_stages_its_own_text_and_lists_the_
     assert row["body"] == "It never arrived, see below."
     assert [(m["filename"], m["content_type"]) for m in row["media"]] == [("order.eml", "message/rfc822")]
     assert row["num_media"] == 1
+
+
+LABELLED_LATIN1 = "I don\u2019t want the \u20ac49 lamp \u2013 please refund \u201cOrder 1042\u201d\u2026"
+
+
+@pytest.mark.parametrize("label", ["iso-8859-1", "us-ascii"])
+def test_windows_1252_text_labelled_latin1_or_ascii_keeps_its_quotes_dashes_and_euro_signs(
+    world, lambda_handler, outcomes, label
+):
+    """Outlook and older mailers label Windows-1252 text iso-8859-1 (or us-ascii): its curly quotes, dashes and euro
+    signs became invisible C1 control characters (``don\\x92t``, ``\\x8049``) or U+FFFD. Browsers and mail clients
+    read these labels as Windows-1252 (WHATWG Encoding Standard); so does the pipeline now."""
+    add_email_world(world)
+    status, body = answer(lambda_handler(declared_as(Email(text=LABELLED_LATIN1, html=None), "cp1252", label), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    mime = RAW_HEAD + (
+        f"Content-Type: text/plain; charset={label}\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".encode()
+        + LABELLED_LATIN1.encode("cp1252")
+        + b"\r\n"
+    )
+    status, body = answer(lambda_handler(raw_posted(mime), None))
+    assert (status, body["outcome"]) == (200, "BATCHED")  # another email of the same conversation
+    assert [row["body"] for row in world.stage_rows()] == [LABELLED_LATIN1, LABELLED_LATIN1]
