@@ -15,6 +15,7 @@ import pytest
 
 from steps.sendgrid.message import id_from_message_id
 from tests.support.email import HOST, KEY, USER_EMAIL, add_email_world, email_event
+from tests.support.logscan import forbid
 from tools.sendgrid_events import (
     RECIPIENT,
     Email,
@@ -220,6 +221,7 @@ def test_an_email_to_a_plus_tagged_parse_address_finds_the_conversation_and_is_d
     """
     item = add_email_world(world)
     tagged = "Support+Order-1042@Parse.Example.com"
+    forbid(tagged, tagged.lower())
     first = Email(to=tagged, envelope_to=(tagged,))
     event = posted(*raw_mime_body(first)) if raw else email_event(first)
     status, body = answer(lambda_handler(event, None))
