@@ -329,3 +329,38 @@ def test_windows_1252_text_labelled_latin1_or_ascii_keeps_its_quotes_dashes_and_
     status, body = answer(lambda_handler(raw_posted(mime), None))
     assert (status, body["outcome"]) == (200, "BATCHED")  # another email of the same conversation
     assert [row["body"] for row in world.stage_rows()] == [LABELLED_LATIN1, LABELLED_LATIN1]
+
+
+READ_RECEIPT = (
+    b'Content-Type: multipart/report; report-type=disposition-notification; boundary="r"\r\n\r\n'
+    b"--r\r\nContent-Type: text/plain\r\n\r\nYour message was read on 3 June 2025 09:12.\r\n"
+    b"--r\r\nContent-Type: message/disposition-notification\r\n\r\n"
+    b"Final-Recipient: rfc822;jane.sender@example.net\r\nDisposition: automatic-action/MDN-sent-automatically; "
+    b"displayed\r\n--r--\r\n"
+)
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["parsed", "raw"])
+def test_a_read_receipt_is_refused_and_never_answered(world, lambda_handler, outcomes, raw):
+    """A read receipt (RFC 8098) comes From the user, often without Auto-Submitted (Outlook's do not carry it): it
+    was queued, and the assistant answered it, whose reading sent another receipt. A ``multipart/report`` (receipts,
+    delivery reports: RFC 6522) is written by a program."""
+    add_email_world(world)
+    if raw:
+        event = raw_posted(RAW_HEAD.replace(b"Broken lamp", b"Read: Order #1042") + READ_RECEIPT)
+    else:
+        fields, files = inbound_parse_fields(
+            Email(subject="Read: Order #1042", text="Your message was read on 3 June 2025 09:12.", html=None)
+        )
+        report = 'Content-Type: multipart/report; report-type=disposition-notification; boundary="r"'
+        fields = [
+            (name, value.replace('Content-Type: multipart/alternative; boundary="000000000000a1b2c3"', report))
+            if name == "headers" and isinstance(value, str)
+            else (name, value)
+            for name, value in fields
+        ]
+        event = posted(*encode_form(fields, files))
+    status, body = answer(lambda_handler(event, None))
+    assert (status, body["error_code"]) == (422, "EMAIL_REJECTED")
+    assert body["message"] == "the email was sent automatically, not by a person"
+    assert world.stage_rows() == [] and world.sent("email") == []
