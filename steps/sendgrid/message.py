@@ -387,14 +387,18 @@ def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment
     """The text/plain and text/html bodies of a MIME message, and its attachments.
 
     The parts of a kind are joined by a line break: every body part counts, as mailers split a text around an
-    image placed in it (text, image, text). An email attached to this one (``message/rfc822``, forwarded as an
-    attachment) is an attachment: its text is not this email's.
+    image placed in it (text, image, text), but the first of a kind among alternatives stands for the others.
+    An email attached to this one (``message/rfc822``, forwarded as an attachment) is an attachment: its text is
+    not this email's.
     """
     plain: list[str] = []
     html: list[str] = []
     attachments: list[Attachment] = []
+    other_alternatives: set[int] = set()  # ids of parts an earlier alternative of their kind stands for
     for index, part in enumerate(_walk(mime, into_messages=False)):
         try:
+            if id(part) in other_alternatives:
+                continue
             if part is not mime and _is_attached_message(part):
                 filename = _filename(part)
                 cid = str(part.get("Content-ID", "")).strip().strip("<>") or None
@@ -402,6 +406,8 @@ def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment
                 attachments.append(Attachment(f"part{index}", filename or "", part.get_content_type(), size, cid))
                 continue
             if part.is_multipart():
+                if part.get_content_type() == "multipart/alternative":
+                    other_alternatives.update(id(later) for later in _later_alternatives(part))
                 continue
             payload = part.get_payload(decode=True)
             data = payload if isinstance(payload, bytes) else b""
@@ -417,6 +423,17 @@ def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment
         except _STDLIB_ERRORS:
             continue
     return _joined(plain), _joined(html), tuple(attachments)
+
+
+def _later_alternatives(alternative: Message) -> Iterator[Message]:
+    """The text/plain and text/html parts of a multipart/alternative after the first of their kind."""
+    children = alternative.get_payload()
+    seen: set[str] = set()
+    for child in children if isinstance(children, list) else ():
+        if isinstance(child, Message) and (kind := child.get_content_type()) in ("text/plain", "text/html"):
+            if kind in seen:
+                yield child
+            seen.add(kind)
 
 
 def _joined(bodies: list[str]) -> str | None:

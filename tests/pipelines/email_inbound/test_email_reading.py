@@ -364,3 +364,18 @@ def test_a_read_receipt_is_refused_and_never_answered(world, lambda_handler, out
     assert (status, body["error_code"]) == (422, "EMAIL_REJECTED")
     assert body["message"] == "the email was sent automatically, not by a person"
     assert world.stage_rows() == [] and world.sent("email") == []
+
+
+def test_a_raw_email_offering_two_plain_text_alternatives_stages_the_first_only(world, lambda_handler, outcomes):
+    """Alternatives say the same thing twice: joining every text part must not stage both."""
+    add_email_world(world)
+    mime = RAW_HEAD + (
+        b'Content-Type: multipart/alternative; boundary="a"\r\n\r\n'
+        b"--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe lamp arrived broken.\r\n"
+        b"--a\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n\r\nThe lamp arrived broken.\r\n"
+        b"--a\r\nContent-Type: text/html\r\n\r\n<p>The lamp arrived broken.</p>\r\n--a--\r\n"
+    )
+    status, body = answer(lambda_handler(raw_posted(mime), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    [row] = world.stage_rows()
+    assert row["body"] == "The lamp arrived broken."
