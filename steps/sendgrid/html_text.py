@@ -9,7 +9,7 @@ The input is cut to ``max_chars`` first, so the work is bounded too.
 Text is kept outside ``script``, ``style``, ``title``, ``iframe``, ``noembed`` and ``noframes`` (raw text a
 reader never sees) and outside ``template`` and ``noscript``; ``head`` is not skipped (its end tag is
 optional, and a browser shows text found there). Source line breaks are spaces, as a browser shows them;
-block elements (p, div, br, li...) break lines; character references are decoded.
+block elements (p, div, br, li...) break lines, table cells are apart; character references are decoded.
 """
 
 from __future__ import annotations
@@ -37,9 +37,12 @@ _RAW_SKIPPED = ("script", "style", "title", "iframe", "noembed", "noframes")
 _RAW_END = {name: re.compile(rf"</{name}(?=[\s/>]|\Z)", re.IGNORECASE) for name in _RAW_SKIPPED}
 _HIDDEN = frozenset({"template", "noscript"})
 _LINE = frozenset({"br", "li", "tr", "dt", "dd"})
+# Table cells sit side by side: a space keeps one cell's words from running into the next one's.
+_CELL = frozenset({"td", "th"})
 _BLOCK = frozenset(
     {"p", "div", "table", "ul", "ol", "hr", "pre", "blockquote", "section", "article", "header", "footer"}
-    | {"h1", "h2", "h3", "h4", "h5", "h6"}
+    | {"h1", "h2", "h3", "h4", "h5", "h6", "center", "caption", "dl", "address", "main", "nav", "aside"}
+    | {"figure", "figcaption", "details", "summary", "fieldset", "form"}
 )
 _WHITESPACE = re.compile(r"\s+")
 _SPACES = re.compile(r"[ \xa0]+")
@@ -71,6 +74,8 @@ def html_to_text(html: str, max_chars: int) -> str:
                 hidden += 1
             elif (tag in _LINE or tag in _BLOCK) and not hidden:
                 parts.append("\n")
+            elif tag in _CELL and not hidden:
+                parts.append(" ")
         elif (closing := markup.group("end")) is not None:
             tag = closing.lower()
             if tag in _HIDDEN:

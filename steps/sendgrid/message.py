@@ -3,9 +3,10 @@
 Works on a ``MultipartForm`` in either of SendGrid's formats: the default one (``headers``, ``text``,
 ``html``, file parts) and ``send_raw`` (the whole MIME message in ``email``). The id is ``EM`` and 32
 lowercase hex digits (128 bits of SHA-256): of the normalised ``Message-ID`` together with the recipient (the
-parse address that selects the conversation) when the email has one, else of the raw request body (which holds
-the envelope, so the recipient too). One email sent to two parse addresses is thus two messages, and SendGrid's
-re-delivery of one post keeps its id. It is ASCII, fixed-length and safe as a DynamoDB sort key.
+parse address that selects the conversation, without a ``+tag``) when the email has one, else of the raw
+request body (which holds the envelope, so the recipient too). One email sent to two parse addresses is thus
+two messages (to ``support@`` and ``support+tag@``, one), and SendGrid's re-delivery of one post keeps its id.
+It is ASCII, fixed-length and safe as a DynamoDB sort key.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "id_from_message_id",
     "normalise_message_id",
     "read_email",
+    "without_subaddress",
 ]
 
 ID_PREFIX = "EM"
@@ -101,6 +103,11 @@ class InboundEmail:
     raw_mime: bool
     auto_submitted: bool
 
+    @property
+    def company_address(self) -> str:
+        """The parse address the email was delivered to, without its subaddress: what the lookup and the id use."""
+        return without_subaddress(self.recipients[0]) if self.recipients else ""
+
 
 def normalise_message_id(value: str) -> str | None:
     """The id inside a ``Message-ID`` value: angle brackets, whitespace and controls dropped, domain lower-cased."""
@@ -111,6 +118,16 @@ def normalise_message_id(value: str) -> str | None:
         return None
     left, at, right = core.rpartition("@")
     return f"{left}@{right.lower()}" if at and left else core
+
+
+def without_subaddress(address: str) -> str:
+    """``address`` without the ``+tag`` of its local part (RFC 5233): ``support+order-1042@x`` is ``support@x``.
+
+    A local part that starts with ``+`` (no mailbox before the tag) is kept whole.
+    """
+    local, at, domain = address.rpartition("@")
+    mailbox, plus, _ = local.partition("+")
+    return f"{mailbox}@{domain}" if at and plus and mailbox else address
 
 
 def id_from_message_id(normalised: str, recipient: str) -> str:
@@ -147,10 +164,9 @@ def read_email(form: MultipartForm, body: bytes, *, max_html_chars: int = DEFAUL
     else:
         plain, html, attachments = form.first("text"), form.first("html"), _form_attachments(form)
     text, text_source, text_cut = _text(plain, html, max_html_chars)
+    company = without_subaddress(recipients[0]) if recipients else ""
     return InboundEmail(
-        message_id=id_from_message_id(message_ids[0], recipients[0] if recipients else "")
-        if message_ids
-        else id_from_body(body),
+        message_id=id_from_message_id(message_ids[0], company) if message_ids else id_from_body(body),
         id_source="message-id" if message_ids else "body",
         sender=sender,
         recipients=recipients,
@@ -333,15 +349,18 @@ def _parse_mime(raw: bytes) -> Message | None:
         return None
 
 
-def _walk(mime: Message) -> Iterator[Message]:
+def _walk(mime: Message, *, into_messages: bool = True) -> Iterator[Message]:
     """Every part of ``mime`` in ``Message.walk()``'s order, without recursion, down to ``_MAX_MIME_DEPTH`` levels.
 
     ``walk()`` recurses once per nested multipart, so a message of a few hundred levels raised RecursionError.
+    Without ``into_messages`` an email attached to ``mime`` (a ``message/*`` part) is yielded, not entered.
     """
     pending: list[tuple[Message, int]] = [(mime, 0)]
     while pending:
         part, depth = pending.pop()
         yield part
+        if not into_messages and depth and _is_attached_message(part):
+            continue
         if part.is_multipart() and depth < _MAX_MIME_DEPTH:
             # A multipart's payload is its list of parts (a leaf's would be decoded, which can raise).
             children = part.get_payload()
@@ -349,14 +368,46 @@ def _walk(mime: Message) -> Iterator[Message]:
                 pending.extend((child, depth + 1) for child in reversed(children) if isinstance(child, Message))
 
 
+def _is_attached_message(part: Message) -> bool:
+    """True for a ``message/*`` part (a forwarded email, a delivery report): an attachment, not the email's text."""
+    return part.get_content_maintype() == "message"
+
+
+def _attached_message_size(part: Message) -> int:
+    """The decoded size of the leaves of an attached email (about its size: its headers are not counted)."""
+    size = 0
+    for leaf in _walk(part):
+        if not leaf.is_multipart():
+            payload = leaf.get_payload(decode=True)
+            size += len(payload) if isinstance(payload, bytes) else 0
+    return size
+
+
 def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment, ...]]:
-    """The first text/plain and text/html bodies of a MIME message, and its attachments."""
-    plain: str | None = None
-    html: str | None = None
+    """The text/plain and text/html bodies of a MIME message, and its attachments.
+
+    The parts of a kind are joined by a line break: every body part counts, as mailers split a text around an
+    image placed in it (text, image, text), but the first of a kind among alternatives stands for the others.
+    An email attached to this one (``message/rfc822``, forwarded as an attachment) is an attachment: its text is
+    not this email's.
+    """
+    plain: list[str] = []
+    html: list[str] = []
     attachments: list[Attachment] = []
-    for index, part in enumerate(_walk(mime)):
+    other_alternatives: set[int] = set()  # ids of parts an earlier alternative of their kind stands for
+    for index, part in enumerate(_walk(mime, into_messages=False)):
         try:
+            if id(part) in other_alternatives:
+                continue
+            if part is not mime and _is_attached_message(part):
+                filename = _filename(part)
+                cid = str(part.get("Content-ID", "")).strip().strip("<>") or None
+                size = _attached_message_size(part)
+                attachments.append(Attachment(f"part{index}", filename or "", part.get_content_type(), size, cid))
+                continue
             if part.is_multipart():
+                if part.get_content_type() == "multipart/alternative":
+                    other_alternatives.update(id(later) for later in _later_alternatives(part))
                 continue
             payload = part.get_payload(decode=True)
             data = payload if isinstance(payload, bytes) else b""
@@ -365,13 +416,30 @@ def _mime_parts(mime: Message) -> tuple[str | None, str | None, tuple[Attachment
             if filename is not None or part.get_content_disposition() == "attachment":
                 cid = str(part.get("Content-ID", "")).strip().strip("<>") or None
                 attachments.append(Attachment(f"part{index}", filename or "", content_type, len(data), cid))
-            elif content_type == "text/plain" and plain is None:
-                plain = decode_text(data, part.get_content_charset())
-            elif content_type == "text/html" and html is None:
-                html = decode_text(data, part.get_content_charset())
+            elif content_type == "text/plain":
+                plain.append(decode_text(data, part.get_content_charset()))
+            elif content_type == "text/html":
+                html.append(decode_text(data, part.get_content_charset()))
         except _STDLIB_ERRORS:
             continue
-    return plain, html, tuple(attachments)
+    return _joined(plain), _joined(html), tuple(attachments)
+
+
+def _later_alternatives(alternative: Message) -> Iterator[Message]:
+    """The text/plain and text/html parts of a multipart/alternative after the first of their kind."""
+    children = alternative.get_payload()
+    seen: set[str] = set()
+    for child in children if isinstance(children, list) else ():
+        if isinstance(child, Message) and (kind := child.get_content_type()) in ("text/plain", "text/html"):
+            if kind in seen:
+                yield child
+            seen.add(kind)
+
+
+def _joined(bodies: list[str]) -> str | None:
+    """Body parts of one kind as one text (each part's surrounding blank lines dropped), or None when none."""
+    kept = [body.strip("\r\n") for body in bodies if body.strip()]
+    return "\n".join(kept) if kept else (bodies[0] if bodies else None)
 
 
 def _filename(part: Message) -> str | None:

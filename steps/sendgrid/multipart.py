@@ -79,6 +79,16 @@ CHARSET_ALIASES: Mapping[str, str] = MappingProxyType(
         "unicode20utf8": "utf-8",
     }
 )
+# Labels that mail (Outlook, older mailers) puts on Windows-1252 text: browsers and mail clients read them as
+# Windows-1252 (WHATWG Encoding Standard), whose 0x80-0x9F bytes are quotes, dashes and the euro sign where
+# ISO-8859-1 has invisible C1 controls (and ASCII has none). The five bytes Windows-1252 leaves undefined stay C1.
+_WINDOWS_1252_LABELS = frozenset(
+    {"iso-8859-1", "iso8859-1", "iso88591", "iso-8859-1:1987", "iso-ir-100", "latin1", "latin-1", "l1"}
+    | {"cp819", "ibm819", "csisolatin1", "us-ascii", "ascii", "us", "ansi-x3.4-1968", "iso-ir-6", "csascii"}
+)
+_C1_AS_WINDOWS_1252 = {
+    code: bytes([code]).decode("cp1252", "replace").replace("\ufffd", chr(code)) for code in range(0x80, 0xA0)
+}
 # Generic spellings: a Windows code page by number, and ISO-8859-6/-8's "-i"/"-e" (implicit/explicit
 # directionality: the same bytes as the plain charset).
 _CODE_PAGE = re.compile(r"(?:windows|win|dos|ibm|ms|cp)-?([0-9]{3,5})")
@@ -191,9 +201,11 @@ def decode_text(data: bytes, charset: str | None) -> str:
 
     A charset name Python does not know is looked up in ``CHARSET_ALIASES``, then without an ``x-`` prefix,
     then as a Windows code page or an ISO-8859 variant (``windows-1258`` is ``cp1258``, ``iso-8859-8-i`` is
-    ``iso-8859-8``). The result always encodes as UTF-8: a codec's lone surrogates (UTF-7 can make them)
-    become U+FFFD.
+    ``iso-8859-8``). ISO-8859-1 and ASCII labels are read as Windows-1252, as browsers read them. The result
+    always encodes as UTF-8: a codec's lone surrogates (UTF-7 can make them) become U+FFFD.
     """
+    if _label(charset or "") in _WINDOWS_1252_LABELS:
+        return data.decode("latin-1").translate(_C1_AS_WINDOWS_1252)
     for codec in _codec_names(charset or ""):
         try:
             text = data.decode(codec, "replace")
@@ -207,9 +219,14 @@ def decode_text(data: bytes, charset: str | None) -> str:
     return data.decode("utf-8", "replace")
 
 
+def _label(charset: str) -> str:
+    """A charset label as compared: unquoted, lower case, ``_`` read as ``-``."""
+    return charset.strip().strip("\"'").lower().replace("_", "-")
+
+
 def _codec_names(charset: str) -> Iterator[str]:
     """The codec names to try for a charset label, most specific first (none for an empty label)."""
-    label = charset.strip().strip("\"'").lower().replace("_", "-")
+    label = _label(charset)
     if not label:
         return
     bare = label

@@ -2,7 +2,8 @@
 
 The email's identity is a stable ``EM…`` id (from its ``Message-ID`` and the parse address it was delivered
 to, else the body's digest), used as the stage row's ``message_sid``. The sender is the user
-(``user_address``), the parse address it was sent to is the company (``company_address``), both lower-cased.
+(``user_address``), the parse address it was sent to is the company (``company_address``, without a ``+tag``
+subaddress; ``to`` keeps it), both lower-cased.
 A request without SendGrid's signature headers, or signed too long ago (a replay) or in the future, ends here
 with ``INVALID_SIGNATURE``, before any AWS call. ``request.fields`` keeps the small header-like fields, never
 the bodies or raw headers; ``request.auto_submitted`` says whether the headers mark the email as sent by a
@@ -103,7 +104,7 @@ def _request(
     email: InboundEmail, form: MultipartForm, channel: str, received_at: str, max_text_bytes: int
 ) -> dict[str, Any]:
     sender = (email.sender or "").lower()
-    recipient = email.recipients[0].lower() if email.recipients else ""
+    recipient = email.recipients[0] if email.recipients else ""
     text, text_bytes = utf8_prefix(email.text, max_text_bytes)
     return {
         "channel": channel,
@@ -114,7 +115,7 @@ def _request(
         "from": sender,
         "to": recipient,
         "user_address": sender,
-        "company_address": recipient,
+        "company_address": email.company_address,
         "subject": utf8_prefix(email.subject, MAX_FIELD_BYTES)[0],
         "body": text,
         "body_truncated": text_bytes > max_text_bytes or email.text_cut,

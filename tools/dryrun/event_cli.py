@@ -318,7 +318,7 @@ def _email_parties(body: bytes, content_type: str) -> tuple[str, str]:
         email = read_email(multipart.parse(body, content_type), body)
     except multipart.MultipartError:
         return "", ""
-    return (email.sender or "").lower(), (email.recipients[0].lower() if email.recipients else "")
+    return (email.sender or "").lower(), email.company_address
 
 
 def _signing_key(args: argparse.Namespace) -> KeyPair:

@@ -15,6 +15,7 @@ import pytest
 
 from steps.sendgrid.message import id_from_message_id
 from tests.support.email import HOST, KEY, USER_EMAIL, add_email_world, email_event
+from tests.support.logscan import forbid
 from tools.sendgrid_events import (
     RECIPIENT,
     Email,
@@ -160,7 +161,8 @@ def test_a_raw_mime_email_of_a_quarter_million_empty_parts_is_queued_within_the_
     past the 4 s deadline, 503 on every SendGrid retry for three days, and before the signature was checked, so
     anyone could make the function (which serves /whatsapp and /sms too) spin for its whole timeout.
 
-    The message is read up to its first parts; the text before them is kept.
+    The message is read up to its first parts (about 1024, fed in chunks); the text before them is kept, followed
+    by the text of the parts read (a part without headers is text/plain: its text is the email's too).
     """
     add_email_world(world)
     head = (
@@ -173,7 +175,8 @@ def test_a_raw_mime_email_of_a_quarter_million_empty_parts_is_queued_within_the_
     status, body = answer(lambda_handler(posted(*encode_form(fields)), None))
     assert (status, body) == (200, {"status": "ok", "outcome": "QUEUED"})
     [row] = world.stage_rows()
-    assert row["body"] == "The text."
+    first, *read = row["body"].split("\n")
+    assert first == "The text." and set(read) == {"x"} and 1000 < len(read) < 2048
 
 
 AUTOMATIC = [
@@ -206,3 +209,173 @@ def test_an_email_a_person_sent_through_a_list_or_marked_not_automatic_is_queued
     add_email_world(world)
     status, body = answer(lambda_handler(email_event(Email(extra_headers=headers)), None))
     assert (status, body["outcome"]) == (200, "QUEUED")
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["parsed", "raw"])
+def test_an_email_to_a_plus_tagged_parse_address_finds_the_conversation_and_is_deduplicated(
+    world, lambda_handler, outcomes, raw
+):
+    """``support+order-1042@`` is the parse address with a subaddress (RFC 5233): SendGrid delivers it to the same
+    Parse Setting, yet the lookup asked the GSI for the tagged address and answered 404 (SendGrid drops a 4xx: the
+    email was lost). The same email posted again for the untagged address is the same message of that conversation.
+    """
+    item = add_email_world(world)
+    tagged = "Support+Order-1042@Parse.Example.com"
+    forbid(tagged, tagged.lower())
+    first = Email(to=tagged, envelope_to=(tagged,))
+    event = posted(*raw_mime_body(first)) if raw else email_event(first)
+    status, body = answer(lambda_handler(event, None))
+    assert (status, body) == (200, {"status": "ok", "outcome": "QUEUED"})
+    assert world.sent("email") == [({"conversation_id": item["conversation_id"], "primary_channel": USER_EMAIL}, 10)]
+    [row] = world.stage_rows()
+    assert row["message_sid"] == id_from_message_id("CAF=1a2b3c.4d5e@mail.example.net", RECIPIENT)
+
+    again = Email(cc=tagged)  # the same Message-ID, delivered to the untagged address too
+    status, body = answer(lambda_handler(posted(*raw_mime_body(again)) if raw else email_event(again), None))
+    assert (status, body) == (200, {"status": "ok", "outcome": "REPLAY"})
+    assert len(world.stage_rows()) == 1 and len(world.sent("email")) == 1
+
+
+def test_an_html_only_email_laid_out_in_a_table_keeps_its_words_apart(world, lambda_handler, outcomes):
+    """Mailers lay out order forms, signatures and quoted headers in tables: each cell's text was glued to the
+    next one's ("Order number1042"), so the staged text said something else."""
+    add_email_world(world)
+    html = (
+        "<table><tr><th>Order number</th><th>Status</th></tr><tr><td>1042</td><td>not delivered</td></tr></table>"
+        "<center>Jane</center><center>Customer since 2019</center>"
+    )
+    status, _ = answer(lambda_handler(email_event(Email(text=None, html=html)), None))
+    assert status == 200
+    [row] = world.stage_rows()
+    assert row["body"] == "Order number Status\n1042 not delivered\n\nJane\n\nCustomer since 2019"
+
+
+def raw_posted(mime: bytes) -> dict[str, Any]:
+    """The event of a raw-format (``send_raw``) post of ``mime``, sent by the conversation's user."""
+    envelope = json.dumps({"to": [RECIPIENT], "from": USER_EMAIL})
+    return posted(*encode_form([("email", mime), ("to", RECIPIENT), ("from", USER_EMAIL), ("envelope", envelope)]))
+
+
+RAW_HEAD = (
+    b"From: Jane Sender <jane.sender@example.net>\r\nTo: support@parse.example.com\r\nSubject: Broken lamp\r\n"
+    b"Message-ID: <split@mail.example.net>\r\nMIME-Version: 1.0\r\n"
+)
+
+
+def test_a_raw_email_whose_text_an_attachment_splits_keeps_all_of_its_text(world, lambda_handler, outcomes):
+    """Apple Mail writes a photo placed mid-text as text, image, text parts: only the first text was staged, and
+    what the user wrote after the photo was lost."""
+    add_email_world(world)
+    mime = RAW_HEAD + (
+        b'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
+        b"--m\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThe lamp arrived broken, see:\r\n"
+        b'--m\r\nContent-Type: image/jpeg; name="lamp.jpg"\r\nContent-Disposition: inline; filename="lamp.jpg"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n/9j/4AAQ\r\n"
+        b"--m\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nPlease send a new one to my home address.\r\n"
+        b"--m--\r\n"
+    )
+    status, body = answer(lambda_handler(raw_posted(mime), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    [row] = world.stage_rows()
+    assert row["body"] == "The lamp arrived broken, see:\nPlease send a new one to my home address."
+    assert row["media"] == [{"filename": "lamp.jpg", "content_type": "image/jpeg", "size": 6}]
+
+
+def test_a_raw_html_email_forwarding_an_email_stages_its_own_text_and_lists_the_forwarded_one(
+    world, lambda_handler, outcomes
+):
+    """An HTML-only email with an email attached (message/rfc822): the attached email's text was staged as what the
+    user wrote, and the attachment was not listed (its own attachments were)."""
+    add_email_world(world)
+    forwarded = (
+        b"From: Shop <orders@shop.example>\r\nSubject: Your order\r\nContent-Type: multipart/mixed; boundary=f\r\n\r\n"
+        b"--f\r\nContent-Type: text/plain\r\n\r\nYour order 1042 has shipped.\r\n"
+        b'--f\r\nContent-Type: application/pdf; name="invoice.pdf"\r\nContent-Disposition: attachment; '
+        b'filename="invoice.pdf"\r\n\r\n%PDF\r\n--f--\r\n'
+    )
+    mime = RAW_HEAD + (
+        b'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
+        b"--m\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>It never arrived, see below.</p>\r\n"
+        b'--m\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename="order.eml"\r\n\r\n'
+        + forwarded
+        + b"\r\n--m--\r\n"
+    )
+    status, body = answer(lambda_handler(raw_posted(mime), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    [row] = world.stage_rows()
+    assert row["body"] == "It never arrived, see below."
+    assert [(m["filename"], m["content_type"]) for m in row["media"]] == [("order.eml", "message/rfc822")]
+    assert row["num_media"] == 1
+
+
+LABELLED_LATIN1 = "I don\u2019t want the \u20ac49 lamp \u2013 please refund \u201cOrder 1042\u201d\u2026"
+
+
+@pytest.mark.parametrize("label", ["iso-8859-1", "us-ascii"])
+def test_windows_1252_text_labelled_latin1_or_ascii_keeps_its_quotes_dashes_and_euro_signs(
+    world, lambda_handler, outcomes, label
+):
+    """Outlook and older mailers label Windows-1252 text iso-8859-1 (or us-ascii): its curly quotes, dashes and euro
+    signs became invisible C1 control characters (``don\\x92t``, ``\\x8049``) or U+FFFD. Browsers and mail clients
+    read these labels as Windows-1252 (WHATWG Encoding Standard); so does the pipeline now."""
+    add_email_world(world)
+    status, body = answer(lambda_handler(declared_as(Email(text=LABELLED_LATIN1, html=None), "cp1252", label), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    mime = RAW_HEAD + (
+        f"Content-Type: text/plain; charset={label}\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".encode()
+        + LABELLED_LATIN1.encode("cp1252")
+        + b"\r\n"
+    )
+    status, body = answer(lambda_handler(raw_posted(mime), None))
+    assert (status, body["outcome"]) == (200, "BATCHED")  # another email of the same conversation
+    assert [row["body"] for row in world.stage_rows()] == [LABELLED_LATIN1, LABELLED_LATIN1]
+
+
+READ_RECEIPT = (
+    b'Content-Type: multipart/report; report-type=disposition-notification; boundary="r"\r\n\r\n'
+    b"--r\r\nContent-Type: text/plain\r\n\r\nYour message was read on 3 June 2025 09:12.\r\n"
+    b"--r\r\nContent-Type: message/disposition-notification\r\n\r\n"
+    b"Final-Recipient: rfc822;jane.sender@example.net\r\nDisposition: automatic-action/MDN-sent-automatically; "
+    b"displayed\r\n--r--\r\n"
+)
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["parsed", "raw"])
+def test_a_read_receipt_is_refused_and_never_answered(world, lambda_handler, outcomes, raw):
+    """A read receipt (RFC 8098) comes From the user, often without Auto-Submitted (Outlook's do not carry it): it
+    was queued, and the assistant answered it, whose reading sent another receipt. A ``multipart/report`` (receipts,
+    delivery reports: RFC 6522) is written by a program."""
+    add_email_world(world)
+    if raw:
+        event = raw_posted(RAW_HEAD.replace(b"Broken lamp", b"Read: Order #1042") + READ_RECEIPT)
+    else:
+        fields, files = inbound_parse_fields(
+            Email(subject="Read: Order #1042", text="Your message was read on 3 June 2025 09:12.", html=None)
+        )
+        report = 'Content-Type: multipart/report; report-type=disposition-notification; boundary="r"'
+        fields = [
+            (name, value.replace('Content-Type: multipart/alternative; boundary="000000000000a1b2c3"', report))
+            if name == "headers" and isinstance(value, str)
+            else (name, value)
+            for name, value in fields
+        ]
+        event = posted(*encode_form(fields, files))
+    status, body = answer(lambda_handler(event, None))
+    assert (status, body["error_code"]) == (422, "EMAIL_REJECTED")
+    assert body["message"] == "the email was sent automatically, not by a person"
+    assert world.stage_rows() == [] and world.sent("email") == []
+
+
+def test_a_raw_email_offering_two_plain_text_alternatives_stages_the_first_only(world, lambda_handler, outcomes):
+    """Alternatives say the same thing twice: joining every text part must not stage both."""
+    add_email_world(world)
+    mime = RAW_HEAD + (
+        b'Content-Type: multipart/alternative; boundary="a"\r\n\r\n'
+        b"--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe lamp arrived broken.\r\n"
+        b"--a\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n\r\nThe lamp arrived broken.\r\n"
+        b"--a\r\nContent-Type: text/html\r\n\r\n<p>The lamp arrived broken.</p>\r\n--a--\r\n"
+    )
+    status, body = answer(lambda_handler(raw_posted(mime), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    [row] = world.stage_rows()
+    assert row["body"] == "The lamp arrived broken."
