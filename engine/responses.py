@@ -4,7 +4,8 @@ A pipeline's ``responses:`` block groups its channels into families; each family
 status code of each error code and whether a transient fault raises (``RetryableFailure``, so that the
 caller retries) or is answered. Formats are registered by plugins (``register_format``); ``json`` is
 built in: ``{"status": "ok", "outcome"}`` on success, ``{"status": "error", "error_code", "message"}``
-with the family's status code on an error.
+with the family's status code on an error. An ``INTERNAL_ERROR``'s message is a fixed text: what failed, and where,
+is for the function's log, not for whoever posted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from engine.errors import RetryableFailure
+from engine.errors import INTERNAL_ERROR, RetryableFailure
 from engine.runner import RunResult
 
 __all__ = ["Answer", "ResponseFamily", "ResponsePolicy", "formats", "register_format"]
@@ -53,7 +54,8 @@ def _json(result: RunResult, family: ResponseFamily) -> Answer:
     error = result.error
     if error is None:
         return Answer(200, _JSON_HEADERS, json.dumps({"status": "ok", "outcome": result.outcome}))
-    body = {"status": "error", "error_code": error.code, "message": error.message}
+    message = "unexpected error; the function's log has the details" if error.code == INTERNAL_ERROR else error.message
+    body = {"status": "error", "error_code": error.code, "message": message}
     return Answer(family.status_of(error.code), _JSON_HEADERS, json.dumps(body))
 
 

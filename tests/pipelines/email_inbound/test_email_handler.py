@@ -7,6 +7,7 @@ email queue; JSON answers with the contract's status codes for non-Twilio channe
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -222,3 +223,30 @@ def test_a_public_key_that_is_not_a_string_is_no_key(world, lambda_handler, aws,
     status, body = answer(lambda_handler(email_event(), None))
     assert (status, body["error_code"]) == (500, "SECRET_FETCH_FAILED")
     assert world.stage_rows() == [] and world.sent("email") == []
+
+
+FAILING_ROUTING = """\
+ruleset: email_routing
+kind: routing
+pipelines: [email_inbound]
+rules:
+  - id: broken_rule
+    when: "length(conversation.hand_off_to_human) > `0`"
+    then: {target: handoff}
+default: {target: email}
+"""
+
+
+def test_a_rule_failing_at_run_time_answers_500_without_its_file_or_error_in_the_answer(world, task_root, json_logs):
+    """The answer goes to whoever posted; what failed, where, stays in the function's ERROR line."""
+    add_email_world(world)
+    container = task_root({"rules/60_email_routing.yaml": FAILING_ROUTING})
+
+    status, body = answer(container.handler(email_event(Email()), None))
+
+    assert status == 500 and body["status"] == "error" and body["error_code"] == "INTERNAL_ERROR"
+    assert "broken_rule" not in body["message"] and ".yaml" not in body["message"]
+    assert "length()" not in body["message"]
+    errors = [line["message"] for line in json_logs(logging.ERROR)]
+    assert any("broken_rule" in line and "60_email_routing.yaml" in line for line in errors)
+    assert world.stage_rows() == []
