@@ -557,7 +557,8 @@ def run(
                 bundle.write(args.out)
             except OSError as exc:
                 raise _Failed(f"cannot write the bundle under {args.out}: {exc.strerror or exc}") from None
-            print(f"wrote bundle {args.bundle} to {args.out}/ (pipelines/, rules/)", file=out)
+            written = "pipelines/, rules/" if bundle.pipeline_file else "rules/"
+            print(f"wrote bundle {args.bundle} to {args.out}/ ({written})", file=out)
         else:
             _deploy(args, store, pipeline, out)
     except _Failed as exc:

@@ -169,8 +169,12 @@ def test_pull_writes_a_bundle_as_a_baseline_directory(ops: Ops, tmp_path: Path) 
     ops.edit("40_routing.yaml", VIP_ROUTING)
     bundle_id = ops.publish()
     status, out, _ = ops.rules("pull", bundle_id, "--out", str(tmp_path / "live"))
-    assert status == 0 and out.startswith(f"wrote bundle {bundle_id}")
+    assert status == 0 and out == f"wrote bundle {bundle_id} to {tmp_path / 'live'}/ (rules/)\n"
     assert (tmp_path / "live" / "rules" / "40_routing.yaml").read_text() == VIP_ROUTING
+    with_pipeline = ops.publish("--with-pipeline")
+    status, out, _ = ops.rules("pull", with_pipeline, "--out", str(tmp_path / "carried"))
+    assert status == 0 and out == f"wrote bundle {with_pipeline} to {tmp_path / 'carried'}/ (pipelines/, rules/)\n"
+    assert (tmp_path / "carried" / "pipelines" / "twilio_inbound.yaml").is_file()
 
 
 def test_a_bundle_whose_files_are_not_its_id_or_that_holds_other_files_is_refused() -> None:
