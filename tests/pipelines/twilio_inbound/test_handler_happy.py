@@ -229,3 +229,18 @@ def test_rows_have_the_contracts_dynamodb_types(world, lambda_handler, channel, 
         "expires_at": "N",
     }
     assert lock["expires_at"]["N"].isdigit()
+
+
+@pytest.mark.parametrize("window", [0, 900])
+def test_the_batch_windows_bounds_are_accepted_and_used(world, cold_start, window):
+    """BATCH_WINDOW_SECONDS is 0 to 900 inclusive: both bounds start the container and delay the trigger by W."""
+    container = cold_start(BATCH_WINDOW_SECONDS=str(window))
+    item = world.add_conversation()
+    world.add_default_secrets()
+    with clock_window() as span:
+        response = container.handler(rest_event("whatsapp", whatsapp_params()), None)
+    assert response == twiml_response()
+    assert container.aws.of("sqs.SendMessage")[0]["DelaySeconds"] == window
+    assert world.sent("whatsapp") == [({"conversation_id": item["conversation_id"], "primary_channel": USER}, window)]
+    [lock] = world.lock_rows()
+    assert span[0] + window + 60 <= lock["expires_at"] <= span[1] + window + 60
