@@ -195,3 +195,52 @@ def test_recorded_event_signed_over_another_url_is_rejected(world, lambda_handle
     wrong = signed_url.replace("/prod/", "/").replace("/twilio/", "/")
     assert lambda_handler(recorded_event(name, wrong), None) == twiml_response()
     assert outcomes() == [("INVALID_SIGNATURE", "INVALID_SIGNATURE")]
+
+
+@pytest.mark.parametrize(("channel", "params"), CHANNELS)
+def test_rows_have_the_contracts_dynamodb_types(world, lambda_handler, channel, params):
+    """Contract §2 as DynamoDB holds it: keys and text are S, counts and epochs N in whole seconds, media L of M."""
+    world.add_conversation()
+    world.add_default_secrets()
+    media = {"NumMedia": "1", "MediaUrl0": "https://api.twilio.com/m/ME0", "MediaContentType0": "image/png"}
+    lambda_handler(rest_event(channel, params(**media)), None)
+
+    [stage] = world.dynamodb.scan(TableName=world.resources.stage_table, ConsistentRead=True)["Items"]
+    types = {name: next(iter(value)) for name, value in stage.items()}
+    assert types == {
+        "conversation_id": "S",
+        "message_sid": "S",
+        "primary_channel": "S",
+        "channel_type": "S",
+        "body": "S",
+        "num_media": "N",
+        "media": "L",
+        "received_at": "S",
+        "expires_at": "N",
+    }
+    assert stage["num_media"] == {"N": "1"}
+    assert stage["media"] == {"L": [{"M": {"url": {"S": media["MediaUrl0"]}, "content_type": {"S": "image/png"}}}]}
+    assert stage["expires_at"]["N"].isdigit()
+
+    [lock] = world.dynamodb.scan(TableName=world.resources.lock_table, ConsistentRead=True)["Items"]
+    assert {name: next(iter(lock[name])) for name in ("conversation_id", "message_sid", "expires_at")} == {
+        "conversation_id": "S",
+        "message_sid": "S",
+        "expires_at": "N",
+    }
+    assert lock["expires_at"]["N"].isdigit()
+
+
+@pytest.mark.parametrize("window", [0, 900])
+def test_the_batch_windows_bounds_are_accepted_and_used(world, cold_start, window):
+    """BATCH_WINDOW_SECONDS is 0 to 900 inclusive: both bounds start the container and delay the trigger by W."""
+    container = cold_start(BATCH_WINDOW_SECONDS=str(window))
+    item = world.add_conversation()
+    world.add_default_secrets()
+    with clock_window() as span:
+        response = container.handler(rest_event("whatsapp", whatsapp_params()), None)
+    assert response == twiml_response()
+    assert container.aws.of("sqs.SendMessage")[0]["DelaySeconds"] == window
+    assert world.sent("whatsapp") == [({"conversation_id": item["conversation_id"], "primary_channel": USER}, window)]
+    [lock] = world.lock_rows()
+    assert span[0] + window + 60 <= lock["expires_at"] <= span[1] + window + 60

@@ -311,3 +311,16 @@ def test_a_losing_error_logs_the_aws_cause_and_powertools_keys(world, lambda_han
     assert {"timestamp", "level", "location", "service", "cold_start", "function_request_id"} <= set(event)
     assert event["xray_trace_id"] == "1-67891233-abcdef012345678912345678"
     assert event["function_request_id"] == "8f5e-request-id" and isinstance(event["cold_start"], bool)
+
+
+@pytest.mark.parametrize(("env", "level"), [({}, logging.INFO), ({"LOG_LEVEL": "WARNING"}, logging.WARNING)])
+def test_log_level_defaults_to_info(world, cold_start, env, level):
+    """LOG_LEVEL (contract §1) sets the root logger's level; unset, it is INFO."""
+    root = logging.getLogger()
+    before = root.level
+    try:
+        root.setLevel(logging.DEBUG)
+        cold_start(**env)
+        assert root.level == level
+    finally:
+        root.setLevel(before)

@@ -13,6 +13,7 @@ import pytest
 from engine.secrets import SecretCache
 from runtime.aws import SecretsManagerStore
 from steps.secrets import signing_key
+from tests.support.clock import SteppedClock
 from tests.support.expect import raises_code
 from tests.support.webhooks import TOKEN, WEBHOOK_KEY, rest_event, sms_params, whatsapp_params
 from tests.support.world import SMS_SECRET, WA_SECRET
@@ -66,6 +67,23 @@ def test_cache_ttl_comes_from_the_environment(world, cold_start):
     for _ in range(3):
         container.handler(rest_event("whatsapp", whatsapp_params(sid=next(sids))), None)
     assert container.aws.count(GET) == 3
+
+
+@pytest.mark.parametrize(("age", "fetches"), [(299.9, 1), (300.0, 2)])
+def test_default_cache_ttl_is_300_seconds(world, lambda_handler, aws, age, fetches):
+    """Without SECRET_CACHE_TTL_SECONDS a warm container reuses a fetched token for 300 s (contract §1)."""
+    import handler
+
+    clock = SteppedClock()
+    store = handler._application.services_for("twilio_inbound").secrets.store
+    handler._application.replace_services(secrets=SecretCache(store, clock))
+    world.add_conversation()
+    world.add_default_secrets()
+    sids = _sids()
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=next(sids))), None)
+    clock.advance(age)
+    lambda_handler(rest_event("whatsapp", whatsapp_params(sid=next(sids))), None)
+    assert aws.count(GET) == fetches
 
 
 def test_rotated_token_is_fetched_once_then_cached(world, lambda_handler, aws, outcomes):
