@@ -204,6 +204,17 @@ def live_services(
     )
 
 
+def say_unnamed_tables(configs: Sequence[AppConfig]) -> None:
+    """One WARNING per table declared without a name: the steps that can do without it skip what needs it.
+
+    (The steps that need it refused the configuration already.) In the shipped pipelines that is ``tables.replay``
+    without ``REPLAY_TABLE_NAME``: no replay records, so a replayed request is handled as a re-delivery.
+    """
+    for config in configs:
+        for logical in sorted(name for name, table in config.tables.items() if not table):
+            logger.warning("pipeline %s: tables.%s has no name: what needs it is off", config.name, logical)
+
+
 def auth_headers(configs: Sequence[AppConfig]) -> tuple[str, ...]:
     """The request headers that authenticate requests to any of ``configs`` (as their steps declare them)."""
     found: dict[str, None] = {}
@@ -392,6 +403,7 @@ class Application:
         """
         environment = os.environ if env is None else env
         configs = load_pipelines(root, environment, Stamp.read(root / STAMP_FILE))
+        say_unnamed_tables(configs)
         tracing.configure(environment)
         # Pipelines with the same call bounds (the usual case) share one set of clients and one secret cache.
         shared: dict[CallLimits, Services] = {}

@@ -292,7 +292,8 @@ class ConversationGet:
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = table_name(params, info, "conversations")
-        self._replay = table_name(params, info, "", "replay_table") if "replay_table" in params else None
+        replay = table_name(params, info, "", "replay_table", optional=True) if "replay_table" in params else ""
+        self._replay = replay or None
         self._consistent = bool(params.get("consistent_read", True))
         # A shadow candidate's rule sets are decided from the same read: it covers their attributes too.
         rulesets = {str(i): s for i, s in enumerate([*info.rulesets.values(), *info.shadow_rulesets.values()])}

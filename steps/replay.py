@@ -110,7 +110,7 @@ class _Records:
     """Where a step keeps its records and how long they last (the ``_RECORD_PARAMS``)."""
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
-        self._table = table_name(params, info, "replay")
+        self._table = table_name(params, info, "replay", optional=True)  # empty: records are off
         self._horizon = int(params.get("horizon_seconds", 604800))
         self._grace = int(params.get("retry_grace_seconds", 30))
 
@@ -166,6 +166,8 @@ class ReplayRecord(_Records):
         self._confirmed = params.get("until") == "confirmed"
 
     def run(self, ctx: Context) -> StepResult:
+        if not self._table:
+            return StepResult(decision="replay records are off")
         sid = ctx.doc["request"]["message_sid"]
         now = int(ctx.services.clock.now().timestamp())
         writer = ctx.services.ids()
@@ -258,7 +260,8 @@ class ReplayRefusals(_Records):
         self._final = params.get("until") == "confirmed"
 
     def run(self, ctx: Context) -> StepResult:
-        ctx.on_failure("record refused message", lambda: self._record(ctx))
+        if self._table:
+            ctx.on_failure("record refused message", lambda: self._record(ctx))
         return StepResult()
 
     def _record(self, ctx: Context) -> None:

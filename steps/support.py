@@ -44,12 +44,19 @@ def expression_param(params: Mapping[str, Any], name: str, default: str) -> Expr
         raise ParamError((name,), f"invalid JMESPath: {exc}") from None
 
 
-def table_name(params: Mapping[str, Any], info: BuildInfo, default: str, param: str = "table") -> str:
-    """The table behind the logical name in parameter ``param`` (``default`` when absent)."""
+def table_name(
+    params: Mapping[str, Any], info: BuildInfo, default: str, param: str = "table", *, optional: bool = False
+) -> str:
+    """The table behind the logical name in parameter ``param`` (``default`` when absent).
+
+    A table declared with an empty name is refused, unless the step can do without it (``optional``: then "").
+    """
     key = str(params.get(param, default))
     if key not in info.tables:
         known = ", ".join(sorted(info.tables)) or "none"
         raise ParamError((param,), f"table {key!r} is not declared under tables: (declared: {known})")
+    if not info.tables[key] and not optional:
+        raise ParamError((param,), f"table {key!r} has no name (tables.{key} is empty: set its environment variable)")
     return info.tables[key]
 
 

@@ -153,7 +153,8 @@ def test_contradicting_indexes_and_unknown_table_roles_are_located(tmp_path: Pat
     assert problem.file.endswith("email_inbound.yaml") and "index 'company-sms-number-recipient-tel-index'" in str(
         problem
     )
-    odd = variant(tmp_path / "odd", ("  replay: ${env:REPLAY_TABLE_NAME}", "  outbox: ${env:OUTBOX_TABLE_NAME}"))
+    replay = next(line for line in EMAIL.read_text(encoding="utf-8").splitlines() if line.startswith("  replay: "))
+    odd = variant(tmp_path / "odd", (replay, "  outbox: ${env:OUTBOX_TABLE_NAME}"))
     with pytest.raises(ConfigError) as raised:
         pipeline_needs([odd])
     (problem,) = raised.value.problems

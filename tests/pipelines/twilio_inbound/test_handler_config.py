@@ -4,6 +4,7 @@ DynamoDB numbers, the JSON response family's status codes, and cold starts with 
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -229,3 +230,35 @@ def test_the_twilio_pipeline_knows_exactly_the_contract_codes(lambda_handler):
     errors = handler._application.pipeline("twilio_inbound").errors
     assert set(errors) == CONTRACT_CODES
     assert {code for code, spec in errors.items() if spec.transient} == CONTRACT_TRANSIENT_CODES
+
+
+def test_the_contracts_environment_alone_runs_the_pipeline_without_replay_records(
+    world, cold_start, monkeypatch, caplog
+):
+    """REPLAY_TABLE_NAME is beyond the contract: without it the function starts, says the replay table has no name,
+    and handles messages as the contract states (no replay records; the conversation read is a consistent GetItem)."""
+    world.add_conversation()
+    world.add_default_secrets()
+    monkeypatch.delenv("REPLAY_TABLE_NAME", raising=False)
+    caplog.set_level(logging.WARNING)
+    container = cold_start()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "pipeline twilio_inbound: tables.replay has no name: what needs it is off" in warnings
+
+    assert container.handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
+    assert len(world.stage_rows()) == 1 and len(world.sent("whatsapp")) == 1
+    assert world.replay_rows() == []
+    [read] = container.aws.of("dynamodb.GetItem")
+    assert read["ConsistentRead"] is True
+    assert "dynamodb.BatchGetItem" not in container.aws.names()
+    # A re-delivery is still one stage row (the contract's only promise here), and no replay table is ever named.
+    container.handler(rest_event("whatsapp", whatsapp_params()), None)
+    assert len(world.stage_rows()) == 1
+
+
+def test_a_table_a_step_needs_declared_without_a_name_fails_the_cold_start(world, task_root):
+    pipeline = PIPELINE.replace("  lock: ${env:LOCK_TABLE_NAME}", '  lock: ""')
+    with pytest.raises(ConfigError) as caught:
+        task_root({"pipelines/twilio_inbound.yaml": pipeline})
+    messages = [p.message for p in caught.value.problems if p.file.endswith("twilio_inbound.yaml")]
+    assert messages and all("table 'lock' has no name" in message for message in messages), messages
