@@ -379,6 +379,27 @@ def test_a_refresh_interval_that_is_no_number_of_seconds_is_the_default_and_says
 # A bundle whose pipeline file changes what only the code may (defect: it stopped the cold start, even in shadow).
 
 
+def refused_at_cold_start(
+    ops: Ops,
+    container: Callable[..., Container],
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    pipeline_file: str,
+    *,
+    live: bool,
+) -> tuple[Container, str, dict[str, Any], str]:
+    """A good bundle live, then one carrying ``pipeline_file`` sneaked in (live or shadow), and a new container.
+
+    Returns the container, the sneaked bundle's id, the one ERROR line (counted once) and what decides instead.
+    """
+    good = ops.publish("--live")
+    sneaked = ops.sneak_in(with_pipeline_file(rules_files(ROUTING), pipeline_file), live=live)
+    started = container()
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    return started, sneaked, error, f"bundle {good}, revision {1 if live else 2}"
+
+
 @pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
 def test_a_bundle_that_changes_the_channels_is_refused_and_the_cold_start_goes_on(
     ops: Ops,
@@ -388,18 +409,15 @@ def test_a_bundle_that_changes_the_channels_is_refused_and_the_cold_start_goes_o
     capsys: pytest.CaptureFixture[str],
     live: bool,
 ) -> None:
-    good = ops.publish("--live")
-    narrowed = ops.sneak_in(with_pipeline_file(rules_files(ROUTING), WHATSAPP_ONLY), live=live)
-    started = container()
-    deciding = f"bundle {good}, revision {1 if live else 2}"
-    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    started, narrowed, error, deciding = refused_at_cold_start(
+        ops, container, json_logs, capsys, WHATSAPP_ONLY, live=live
+    )
     assert error["message"].startswith(f"rules bundle {narrowed} of twilio_inbound (revision 2) is refused, 1 problem")
     assert error["problems"] == [
         "pipelines/twilio_inbound.yaml:7:11: channels: [whatsapp] are not the deployed pipeline's [sms, whatsapp]; "
         "which paths a pipeline serves changes with a code deploy, not a rules bundle"
     ]
     assert (error["bundle"], error["rules_source"]) == (narrowed, deciding)
-    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
     world.add_conversation()
     line = started.message(json_logs, "sms")
     assert (line["outcome"], line["rules_source"]) == ("QUEUED", deciding)
@@ -507,17 +525,14 @@ def test_a_bundle_whose_pipeline_file_drops_the_signature_step_is_refused_and_fo
     live: bool,
 ) -> None:
     assert NO_SIGNATURE != PIPELINE_FILE
-    good = ops.publish("--live")
-    unsigned = ops.sneak_in(with_pipeline_file(rules_files(ROUTING), NO_SIGNATURE), live=live)
-    started = container()
-    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    started, unsigned, error, deciding = refused_at_cold_start(
+        ops, container, json_logs, capsys, NO_SIGNATURE, live=live
+    )
     assert error["bundle"] == unsigned
     assert error["problems"] == [NO_SIGNATURE_PROBLEM]
-    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
     world.add_conversation()
     started.application.handle(rest_event("whatsapp", whatsapp_params(), token="not-the-auth-token"), None)
     line = event_lines(json_logs())[-1]
-    deciding = f"bundle {good}, revision {1 if live else 2}"
     assert (line["outcome"], line["rules_source"]) == ("INVALID_SIGNATURE", deciding)
     assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
     assert started.application.deployed("twilio_inbound").shadow is None
