@@ -185,8 +185,9 @@ class Gateway:
         )
         if event is None or not self._routed(method, target):
             return _json(403, {"message": "Missing Authentication Token"}, request_id)
-        context = LocalContext(aws_request_id=request_id, timeout_seconds=self._timeout)
         with self._lock:
+            # The function's clock starts when it is invoked, not while the event queues behind the one before it.
+            context = LocalContext(aws_request_id=request_id, timeout_seconds=self._timeout)
             try:
                 result = self._invoke(event, context)
             except Exception as exc:  # noqa: BLE001 - a function error is what API Gateway turns into a 502

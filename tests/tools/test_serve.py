@@ -241,6 +241,25 @@ def test_fifty_clients_at_once_are_all_answered() -> None:
     assert statuses == [200] * 50
 
 
+def test_an_event_waiting_for_the_one_before_it_still_gets_the_whole_timeout() -> None:
+    first_running, remaining = threading.Event(), []
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        remaining.append(context.get_remaining_time_in_millis())
+        if len(remaining) == 1:
+            first_running.set()
+            time.sleep(1.5)
+        return {"statusCode": 200, "body": "ok"}
+
+    gateway = Gateway(invoke, "prod", timeout_seconds=2.0)
+    first = threading.Thread(target=gateway.handle, args=("POST", "/prod/whatsapp", [("Host", HOST)], b""))
+    first.start()
+    assert first_running.wait(5)
+    assert gateway.handle("POST", "/prod/whatsapp", [("Host", HOST)], b"").status == 200
+    first.join()
+    assert remaining[1] > 1_500, "the second event's clock ran while it queued behind the first"
+
+
 def test_provisioning_twice_keeps_the_resources_and_updates_the_secrets() -> None:
     with mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
