@@ -26,6 +26,7 @@ import re
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from time import monotonic
@@ -57,12 +58,29 @@ _EXPONENTIAL = (
 )
 
 
+@dataclass(frozen=True)
+class _Refused:
+    """Why a pattern cannot be used: ``re``'s reason when it does not compile, else None (it backtracks)."""
+
+    invalid: str | None
+
+
 @lru_cache(maxsize=256)
-def _pattern(source: str) -> re.Pattern[str]:
-    compiled = re.compile(source)
-    if _backtracks(_parse(source, compiled.flags), 0):
-        raise ValueError(f"got a pattern that {_EXPONENTIAL}")
-    return compiled
+def _pattern(source: str) -> re.Pattern[str] | _Refused:
+    """``source`` compiled, or why it is refused (cached alike: an event's refused pattern is judged once)."""
+    try:
+        compiled = re.compile(source)
+    except re.error as exc:
+        return _Refused(exc.msg)
+    except OverflowError:  # a repetition such as {99999999999}
+        return _Refused("the repetition number is too large")
+    except RecursionError:
+        return _Refused("groups nested too deeply")
+    try:
+        backtracks = _backtracks(_parse(source, compiled.flags), 0)
+    except RecursionError:
+        return _Refused("groups nested too deeply")
+    return _Refused(None) if backtracks else compiled
 
 
 def _parse(source: str, flags: int) -> Any:
@@ -168,10 +186,10 @@ def has_word(text: str, word: str) -> bool:
 
 def matches(text: str, pattern: str) -> bool:
     """True when the regular expression ``pattern`` matches somewhere in ``text`` (``(?i)`` ignores case)."""
-    try:
-        compiled = _pattern(pattern)
-    except re.error:
-        raise ValueError("got a pattern that is not a valid regular expression") from None
+    compiled = _pattern(pattern)
+    if isinstance(compiled, _Refused):
+        why = _EXPONENTIAL if compiled.invalid is None else "is not a valid regular expression"
+        raise ValueError(f"got a pattern that {why}")
     return _search_within(compiled, text, MATCH_BUDGET_SECONDS)
 
 
@@ -257,13 +275,12 @@ def local_date(time: str | None, zone: str) -> str:
 def _check_pattern(index: int, value: Any) -> str | None:
     if index != 1 or not isinstance(value, str):
         return None
-    try:
-        _pattern(value)
-    except re.error as exc:
-        return f"invalid regular expression {value!r}: {exc.msg}"
-    except ValueError:
+    compiled = _pattern(value)
+    if not isinstance(compiled, _Refused):
+        return None
+    if compiled.invalid is None:
         return f"the pattern {value!r} {_EXPONENTIAL}"
-    return None
+    return f"invalid regular expression {value!r}: {compiled.invalid}"
 
 
 def _check_word(index: int, value: Any) -> str | None:

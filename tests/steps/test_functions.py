@@ -76,6 +76,9 @@ def test_summer_time_moves_the_local_hour() -> None:
         ("x && weekday(request.received_at, 'Mars/Olympus')", "weekday(): unknown time zone 'Mars/Olympus'", 34),
         ("matches(request.body, '(unclosed')", "matches(): invalid regular expression '(unclosed'", 22),
         ("matches(join(',', [a, b]), '(x')", "matches(): invalid regular expression '(x'", 27),
+        # re raises OverflowError and RecursionError for these, not re.error.
+        ("matches(request.body, 'a{99999999999}')", "matches(): invalid regular expression 'a{99999999999}'", 22),
+        ("matches(request.body, '" + "(" * 1000 + ")" * 1000 + "')", "matches(): invalid regular expression", 22),
         ("has_word(request.body, '  ')", "has_word(): the word to look for is empty", 23),
         # Names of files beside the zones on this machine, not IANA zones: the Lambda may not have them.
         ("hour(request.received_at, 'localtime')", "hour(): unknown time zone 'localtime'", 26),
@@ -158,6 +161,29 @@ def test_a_pattern_from_the_document_that_backtracks_exponentially_fails_the_con
     document = {"request": {"body": "a" * 40 + "!"}, "conversation": {"pattern": "^(a+)+$"}}
     with pytest.raises(ExpressionError, match="function matches\\(\\) got a pattern that can take exponential time"):
         value("matches(request.body, conversation.pattern)", document)
+
+
+@pytest.mark.parametrize("pattern", ["a{99999999999}", "(" * 1000 + ")" * 1000])
+def test_a_pattern_from_the_document_that_re_cannot_compile_fails_the_condition(pattern: str) -> None:
+    document = {"request": {"body": "aaa"}, "conversation": {"pattern": pattern}}
+    with pytest.raises(ExpressionError, match="function matches\\(\\) got a pattern that is not a valid regular"):
+        value("matches(request.body, conversation.pattern)", document)
+
+
+def test_a_refused_pattern_from_the_document_is_judged_once() -> None:
+    """Every event may carry the same refused pattern: parsing it again for each would be work spent for nothing."""
+    from steps.functions import _pattern
+
+    document = {"request": {"body": "aaa"}, "conversation": {"pattern": "^(b+)+$"}}
+    expression = compile_expression("matches(request.body, conversation.pattern)")
+    for _ in range(2):
+        with pytest.raises(ExpressionError):
+            expression.search(document)
+    before = _pattern.cache_info()
+    with pytest.raises(ExpressionError):
+        expression.search(document)
+    after = _pattern.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (1, 0)
 
 
 @pytest.mark.parametrize(
