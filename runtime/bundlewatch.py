@@ -84,15 +84,27 @@ class Source:
 
 
 class _Refusal(NamedTuple):
-    """Why a bundle cannot decide, as its ERROR line says it (what decides instead is added once deployed)."""
+    """Why a bundle cannot decide, as its ERROR line says it (what decides instead is added once deployed).
 
-    message: str
+    ``subject`` names the bundle, ``verdict`` says what is wrong with it; ``revision``, when the line names the
+    deployment that refused it.
+    """
+
+    subject: str
+    verdict: str
     bundle: str | None = None
     problems: list[str] | None = None
+    revision: int | None = None
 
-    def again(self, was: int, now: int) -> _Refusal:
-        """The refusal said again, for the deployment at revision ``now`` (it was said for ``was``)."""
-        return self._replace(message=self.message.replace(f"(revision {was})", f"(revision {now})", 1))
+    @property
+    def message(self) -> str:
+        """The ERROR line's text."""
+        deployment = f" (revision {self.revision})" if self.revision is not None else ""
+        return f"{self.subject}{deployment} {self.verdict}"
+
+    def again(self, now: int) -> _Refusal:
+        """The refusal said again, for the deployment at revision ``now``."""
+        return self if self.revision is None else self._replace(revision=now)
 
 
 @dataclass
@@ -428,16 +440,16 @@ class BundleWatcher:
         if bundle_id in state.refused:
             said_at, refusal = state.refused[bundle_id]
             if said_at != revision:  # another deployment names it (say, makes the refused shadow live): say it again
-                state.refused[bundle_id] = (revision, refusal.again(said_at, revision))
+                state.refused[bundle_id] = (revision, refusal.again(revision))
                 refusals.append(state.refused[bundle_id][1])
             return False, True
         try:
             source = self._source(name, bundle_id)
         except _Unreadable as exc:
-            refusals.append(_Refusal(f"rules bundle {bundle_id} cannot be read ({exc})", bundle_id))
+            refusals.append(_Refusal(f"rules bundle {bundle_id}", f"cannot be read ({exc})", bundle_id))
             return False, exc.missing and missing_final
         except BundleError as exc:
-            refusal = _Refusal(f"rules bundle {bundle_id} is refused: {exc}", bundle_id)
+            refusal = _Refusal(f"rules bundle {bundle_id}", f"is refused: {exc}", bundle_id)
             state.refused[bundle_id] = (revision, refusal)
             refusals.append(refusal)
             return False, True
@@ -447,8 +459,8 @@ class BundleWatcher:
         errors = [*owned, *verification.errors]
         if errors:
             shown = [self._shown(problem, name, bundle_id) for problem in errors]
-            message = f"rules bundle {bundle_id} of {name} (revision {revision}) is refused, {len(shown)} problem(s)"
-            refusal = _Refusal(message, bundle_id, shown)
+            subject, verdict = f"rules bundle {bundle_id} of {name}", f"is refused, {len(shown)} problem(s)"
+            refusal = _Refusal(subject, verdict, bundle_id, shown, revision)
             state.refused[bundle_id] = (revision, refusal)
             refusals.append(refusal)
             return False, True
