@@ -228,18 +228,20 @@ class ConversationLookup:
         if chosen is None:
             raise StepFailure(NOT_FOUND.code, "no conversation for this sender and recipient")
         config = chosen.get("channel_config")
-        secret_name = config.get(index["credentials_attribute"]) if isinstance(config, Mapping) else None
-        if not isinstance(secret_name, str) or not secret_name.strip():
+        stored = config.get(index["credentials_attribute"]) if isinstance(config, Mapping) else None
+        secret_name = stored.strip() if isinstance(stored, str) else ""
+        if not secret_name:
             raise StepFailure(
                 MISSING_CREDENTIAL.code, f"conversation has no channel_config.{index['credentials_attribute']}"
             )
+        # The pattern confines the name the secret is read by: the stripped one.
         pattern = self._patterns[request["channel"]]
         if pattern is not None and not pattern.fullmatch(secret_name):
             raise StepFailure(MISSING_CREDENTIAL.code, "credential name is outside the allowed secret pattern")
         output = {
             "conversation_id": chosen["conversation_id"],
             "primary_channel": chosen["primary_channel"],
-            "secret_name": secret_name.strip(),
+            "secret_name": secret_name,
             "candidates": count,
         }
         loggable = loggable_conversation_id(str(chosen["conversation_id"]))

@@ -6,6 +6,7 @@ The lookup reads every page, however many conversations the pair has, bounded on
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -152,3 +153,34 @@ def test_an_ops_cap_on_pages_refuses_rather_than_picks_from_a_part(world, boto_s
     assert len(queries) == 2
     ctx, _ = _context(world, boto_session, page_size=40)
     assert _lookup(world, max_pages=3).run(ctx).output["conversation_id"] == open_one
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        # Stripped, the name is the pattern's prefix alone: outside it, whatever the unstripped text matched.
+        ("ai-multi-comms/whatsapp-credentials/ ", None),
+        ("ai-multi-comms/whatsapp-credentials/\t", None),
+        # Stripped, the name is inside the pattern: it is the name the secret is read by.
+        (" ai-multi-comms/whatsapp-credentials/tenant-a\n", "ai-multi-comms/whatsapp-credentials/tenant-a"),
+    ],
+)
+def test_the_secret_pattern_confines_the_name_that_is_used(
+    world, boto_session, stored: str, expected: str | None
+) -> None:
+    put_items(
+        world.dynamodb,
+        world.resources.conversations_table,
+        [conversation(channel_config={"whatsapp_credentials_id": stored}, messages=ABSENT)],
+    )
+    ctx, _ = _context(world, boto_session, page_size=40)
+    tables = {"conversations": world.resources.conversations_table}
+    secrets = {"credentials": re.compile("ai-multi-comms/whatsapp-credentials/.+")}
+    lookup = ConversationLookup(PARAMS, BuildInfo(rulesets={}, tables=tables, targets={}, secrets=secrets))
+
+    if expected is None:
+        with pytest.raises(StepFailure) as raised:
+            lookup.run(ctx)
+        assert raised.value.code == "MISSING_CREDENTIAL_CONFIG"
+    else:
+        assert lookup.run(ctx).output["secret_name"] == expected
