@@ -39,6 +39,7 @@ __all__ = [
     "SecretsManagerStore",
     "SqsQueues",
     "classify",
+    "error_code",
     "lazy_clients",
     "make_client",
     "make_clients",
@@ -134,6 +135,13 @@ def classify(exc: BaseException, operation: str, operation_model: Any = None) ->
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return ServiceError("denied", "NoCredentials", operation)
     return ServiceError("permanent", type(exc).__name__, operation)
+
+
+def error_code(exc: BaseException) -> str:
+    """The code AWS answered a failed call with (a ``ClientError``'s ``Error.Code``); empty for any other failure."""
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, Mapping) else None
+    return str(error.get("Code") or "") if isinstance(error, Mapping) else ""
 
 
 def _operation_model(client: Any, exc: BaseException) -> Any:

@@ -48,6 +48,7 @@ from engine.calls import CallLimits
 from engine.config import AppConfig
 from engine.errors import Problem
 from engine.rules import RuleSet
+from runtime.aws import error_code
 from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.verify import StepOutline, code_owned, step_outline, verify
@@ -144,7 +145,7 @@ _MISSING = frozenset({"NoSuchKey", "404", "NotFound", "AccessDenied", "403"})
 
 def _code(exc: botocore.exceptions.ClientError) -> tuple[str, int]:
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    return str(exc.response.get("Error", {}).get("Code", "Unknown")), status
+    return error_code(exc) or "Unknown", status
 
 
 def refresh_interval(env: Mapping[str, str]) -> float:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from runtime.aws import error_code
 from runtime.masking import DEFAULT_AUTH_HEADERS, MASK_MODES, Pseudonyms, form_fields, recordable
 
 __all__ = ["CaptureSettings", "EventCapture", "Pending"]
@@ -279,9 +280,4 @@ class EventCapture:
 
 def _reason(exc: Exception) -> str:
     """A failure in words without data: the AWS error code, else the exception's type."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        code = response.get("Error", {}).get("Code")
-        if code:
-            return str(code)
-    return type(exc).__name__
+    return error_code(exc) or type(exc).__name__

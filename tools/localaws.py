@@ -15,6 +15,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 
+from runtime.aws import error_code
 from tools.needs import IndexNeed, Needs, TableNeed, shipped_needs
 
 __all__ = [
@@ -115,15 +116,10 @@ def _create_table(dynamodb: Any, **request: Any) -> bool:
     try:
         dynamodb.create_table(**request)
     except Exception as exc:
-        if _error_code(exc) != "ResourceInUseException":
+        if error_code(exc) != "ResourceInUseException":
             raise
         return False
     return True
-
-
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 def _attributes(*keys: str) -> list[dict[str, str]]:
@@ -207,7 +203,7 @@ def missing_resources(dynamodb: Any, sqs: Any, environment: Mapping[str, str], n
         try:
             described = dynamodb.describe_table(TableName=name)["Table"]
         except Exception as exc:
-            if _error_code(exc) != "ResourceNotFoundException":
+            if error_code(exc) != "ResourceNotFoundException":
                 raise
             lines.append(f"{where} does not exist")
             continue
@@ -225,7 +221,7 @@ def missing_resources(dynamodb: Any, sqs: Any, environment: Mapping[str, str], n
         try:
             sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         except Exception as exc:
-            if "NonExistentQueue" not in _error_code(exc):
+            if "NonExistentQueue" not in error_code(exc):
                 raise
             lines.append(f"queue {url} ({queue.env}) does not exist")
     return lines
@@ -264,6 +260,6 @@ def put_secrets(secretsmanager: Any, secrets: Mapping[str, Any]) -> None:
         try:
             secretsmanager.create_secret(Name=name, SecretString=text)
         except Exception as exc:
-            if _error_code(exc) != "ResourceExistsException":
+            if error_code(exc) != "ResourceExistsException":
                 raise
             secretsmanager.put_secret_value(SecretId=name, SecretString=text)

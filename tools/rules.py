@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 from engine.errors import ConfigError, did_you_mean
+from runtime.aws import error_code
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
 from runtime.layout import PIPELINES_DIR, pipeline_files
 from runtime.verify import StepOutline, code_owned, steps_outline
@@ -108,11 +109,6 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
 class _Store:
     """One pipeline's bundles and deployment document in the bucket."""
 
@@ -128,7 +124,7 @@ class _Store:
         try:
             return function()
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            raise _Failed(f"{what}: {_code(exc) or exc}") from None
+            raise _Failed(f"{what}: {error_code(exc) or exc}") from None
 
     def pipelines(self) -> list[str]:
         """The pipelines the bucket holds bundles or a deployment of."""
@@ -145,9 +141,9 @@ class _Store:
         try:
             self.client.head_object(Bucket=self.bucket, Key=key)
         except botocore.exceptions.ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return False
-            raise _Failed(f"cannot read {self.uri(key)}: {_code(exc)}") from None
+            raise _Failed(f"cannot read {self.uri(key)}: {error_code(exc)}") from None
         except botocore.exceptions.BotoCoreError as exc:
             raise _Failed(f"cannot read {self.uri(key)}: {exc}") from None
         return True
@@ -188,8 +184,8 @@ class _Store:
                 )
                 return True
             except botocore.exceptions.ClientError as exc:
-                if _code(exc) not in _WRITTEN_MEANWHILE:
-                    raise _Failed(f"cannot write {self.uri(key)}: {_code(exc)}") from None
+                if error_code(exc) not in _WRITTEN_MEANWHILE:
+                    raise _Failed(f"cannot write {self.uri(key)}: {error_code(exc)}") from None
             except botocore.exceptions.BotoCoreError as exc:
                 raise _Failed(f"cannot write {self.uri(key)}: {exc}") from None
         self._same(bundle)
@@ -216,9 +212,9 @@ class _Store:
         try:
             answer = self.client.get_object(Bucket=self.bucket, Key=key)
         except botocore.exceptions.ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404"):
+            if error_code(exc) in ("NoSuchKey", "404"):
                 return Deployment(), None
-            raise _Failed(f"cannot read {self.uri(key)}: {_code(exc)}") from None
+            raise _Failed(f"cannot read {self.uri(key)}: {error_code(exc)}") from None
         except botocore.exceptions.BotoCoreError as exc:
             raise _Failed(f"cannot read {self.uri(key)}: {exc}") from None
         try:
@@ -239,9 +235,9 @@ class _Store:
                 Bucket=self.bucket, Key=key, Body=updated.to_json(), ContentType="application/json", **condition
             )
         except botocore.exceptions.ClientError as exc:
-            if _code(exc) in _WRITTEN_MEANWHILE:
+            if error_code(exc) in _WRITTEN_MEANWHILE:
                 raise _Failed("the deployment changed while this ran (someone else deployed); run it again") from None
-            raise _Failed(f"cannot write {self.uri(key)}: {_code(exc)}") from None
+            raise _Failed(f"cannot write {self.uri(key)}: {error_code(exc)}") from None
         except botocore.exceptions.BotoCoreError as exc:
             raise _Failed(f"cannot write {self.uri(key)}: {exc}") from None
         return updated

@@ -27,7 +27,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from engine.conditions import Condition
 from engine.config import AppConfig
 from engine.ports import ItemRequest, QueryPage, Tables, json_safe
-from runtime.aws import plain_value
+from runtime.aws import error_code, plain_value
 from tools.dryrun.blueprint import TableSchema
 from tools.dryrun.events import RecordedEvent
 from tools.dryrun.lanes import ReplayClock, TableDescriber, account_lane
@@ -193,7 +193,7 @@ def snapshot_world(
         try:
             text = str(secretsmanager.get_secret_value(SecretId=name)["SecretString"])
         except Exception as exc:  # noqa: BLE001 - a missing or unreadable secret is left out, and said
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+            code = error_code(exc) or type(exc).__name__
             notes.append(f"secret {name} could not be read ({code}); its events replay with --skip-signature")
             continue
         try:
