@@ -69,7 +69,8 @@ def rest_event(
 
     The path is ``public_path`` without its first segment when that segment is ``stage``; the resource (the
     route's template) is that path without a trailing slash, as API Gateway matches ``/whatsapp/`` to ``/whatsapp``. The
-    request id is random and the request time now unless given (give both for a reproducible event).
+    request id is random unless given; the request time is ``request_time_ms``, else now when the id is random, else
+    absent (an event given only its id is reproducible: the corpus's examples).
     """
     prefix = f"/{stage}"
     resource = public_path

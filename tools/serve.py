@@ -121,7 +121,7 @@ def gateway_event(
     source_ip: str = "127.0.0.1",
     request_id: str | None = None,
 ) -> dict[str, Any] | None:
-    """The REST proxy event for a request, or None when its path is outside ``/{stage}/``."""
+    """The REST proxy event for a request arriving now, or None when its path is outside ``/{stage}/``."""
     parts = urlsplit(target)
     prefix = f"/{stage}"
     if parts.path != prefix and not parts.path.startswith(prefix + "/"):
@@ -140,6 +140,7 @@ def gateway_event(
         query=parse_qsl(parts.query, keep_blank_values=True),
         source_ip=source_ip,
         request_id=request_id,
+        request_time_ms=int(time.time() * 1000),
     )
 
 

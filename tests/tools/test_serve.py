@@ -241,6 +241,20 @@ def test_fifty_clients_at_once_are_all_answered() -> None:
     assert statuses == [200] * 50
 
 
+def test_the_event_carries_its_arrival_time_as_api_gateway_sets_it() -> None:
+    """``pipeline-dryrun`` replays a captured event at its ``requestTimeEpoch``: one served here must carry it too."""
+    events: list[dict[str, Any]] = []
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        events.append(event)
+        return {"statusCode": 200, "body": "ok"}
+
+    before = time.time() * 1000
+    Gateway(invoke, "prod").handle("POST", "/prod/whatsapp", [("Host", HOST)], b"")
+    arrived = events[0]["requestContext"].get("requestTimeEpoch")
+    assert isinstance(arrived, int) and before - 1 <= arrived <= time.time() * 1000
+
+
 def test_an_event_waiting_for_the_one_before_it_still_gets_the_whole_timeout() -> None:
     first_running, remaining = threading.Event(), []
 
