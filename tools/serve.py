@@ -198,21 +198,35 @@ class Gateway:
 
     @staticmethod
     def _response(result: Any, request_id: str) -> GatewayResponse:
-        if not isinstance(result, Mapping) or not isinstance(result.get("statusCode"), int):
+        """The HTTP answer for the handler's result; API Gateway's 502 for one that is no proxy response."""
+        answer = _proxy_answer(result) if isinstance(result, Mapping) else None
+        if answer is None:
             print("pipeline-serve: malformed Lambda proxy response", file=sys.stderr, flush=True)
             return _json(502, {"message": "Internal server error"}, request_id)
-        headers: list[tuple[str, str]] = []
-        multi = result.get("multiValueHeaders") or {}
-        single = result.get("headers") or {}
-        for name, values in multi.items():
-            headers.extend((str(name), str(value)) for value in values)
-        headers.extend((str(name), str(value)) for name, value in single.items() if name not in multi)
+        status, headers, body = answer
         if not any(name.lower() == "content-type" for name, _ in headers):
             headers.append(("Content-Type", "application/json"))
         headers.append(("x-amzn-RequestId", request_id))
-        raw = result.get("body") or ""
-        body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode("utf-8")
-        return GatewayResponse(int(result["statusCode"]), headers, body)
+        return GatewayResponse(status, headers, body)
+
+
+def _proxy_answer(result: Mapping[str, Any]) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """The status, headers and body of a Lambda proxy response; None when it is malformed."""
+    status = result.get("statusCode")
+    multi = result.get("multiValueHeaders") or {}
+    single = result.get("headers") or {}
+    if type(status) is not int or not isinstance(multi, Mapping) or not isinstance(single, Mapping):
+        return None
+    if not all(isinstance(values, list) for values in multi.values()):
+        return None
+    headers = [(str(name), str(value)) for name, values in multi.items() for value in values]
+    headers.extend((str(name), str(value)) for name, value in single.items() if name not in multi)
+    raw = result.get("body") or ""
+    try:
+        body = base64.b64decode(str(raw), validate=True) if result.get("isBase64Encoded") else str(raw).encode()
+    except ValueError:  # binascii.Error: not base64
+        return None
+    return status, headers, body
 
 
 class _Handler(BaseHTTPRequestHandler):

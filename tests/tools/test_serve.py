@@ -105,7 +105,18 @@ def test_a_raised_exception_is_api_gateways_502() -> None:
     assert (answer.status, answer.body) == (502, b'{"message": "Internal server error"}')
 
 
-@pytest.mark.parametrize("result", [None, "OK", {"body": "no status"}, {"statusCode": "200"}])
+@pytest.mark.parametrize(
+    "result",
+    [
+        None,
+        "OK",
+        {"body": "no status"},
+        {"statusCode": "200"},
+        {"statusCode": 200, "body": "not base64!", "isBase64Encoded": True},
+        {"statusCode": 200, "headers": ["Content-Type", "text/xml"]},
+        {"statusCode": 200, "multiValueHeaders": {"Set-Cookie": "a=1"}},
+    ],
+)
 def test_a_malformed_proxy_response_is_a_502(result: Any) -> None:
     assert answered(result).status == 502
 
