@@ -77,7 +77,7 @@ def _pattern(source: str) -> re.Pattern[str] | _Refused:
     except RecursionError:
         return _Refused("groups nested too deeply")
     try:
-        backtracks = _backtracks(_parse(source, compiled.flags), 0)
+        backtracks = _backtracks(_parse(source, compiled.flags), 0, bool(compiled.flags & re.IGNORECASE))
     except RecursionError:
         return _Refused("groups nested too deeply")
     return _Refused(None) if backtracks else compiled
@@ -89,19 +89,20 @@ def _parse(source: str, flags: int) -> Any:
     return _parser.parse(source, flags)
 
 
-def _backtracks(items: Any, repeated: int) -> bool:
+def _backtracks(items: Any, repeated: int, fold: bool) -> bool:
     """True when the parsed pattern ``items`` can backtrack exponentially.
 
     ``repeated`` says what encloses them: 0 nothing, 1 a bounded repetition ({2,5}), 2 an unbounded one (+, *).
     Inside an unbounded repetition, any repetition of more than one (``+``, ``{1,3}``) and any alternation
-    whose branches do not start with distinct literal characters is refused; inside a bounded one, an unbounded
-    repetition. Atomic groups and possessive repetitions are not backtracked into once matched, so they reset
-    what encloses them, but what they hold can still backtrack while they match (``(?>(a+)+b)``).
+    whose branches do not start with distinct literal characters (``fold``: distinct in any case, where case is
+    ignored) is refused; inside a bounded one, an unbounded repetition. Atomic groups and possessive repetitions
+    are not backtracked into once matched, so they reset what encloses them, but what they hold can still
+    backtrack while they match (``(?>(a+)+b)``).
     """
     from re import _constants as sre  # type: ignore[attr-defined]
 
     for op, av in items:
-        inner, children = repeated, []
+        inner, inner_fold, children = repeated, fold, []
         if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
             low, high, body = av
             unbounded = high == sre.MAXREPEAT
@@ -109,10 +110,12 @@ def _backtracks(items: Any, repeated: int) -> bool:
                 return True
             inner, children = max(repeated, 2 if unbounded else 1 if high > 1 else 0), [body]
         elif op is sre.BRANCH:
-            if repeated == 2 and not _distinct_starts(av[1]):
+            if repeated == 2 and not _distinct_starts(av[1], fold):
                 return True
             children = list(av[1])
-        elif op is sre.SUBPATTERN:
+        elif op is sre.SUBPATTERN:  # (group, flags added, flags removed, items): (?i:…) and (?-i:…) scope case
+            added, removed = av[1], av[2]
+            inner_fold = bool(added & sre.SRE_FLAG_IGNORECASE) or (fold and not removed & sre.SRE_FLAG_IGNORECASE)
             children = [av[3]]
         elif op is sre.ATOMIC_GROUP:
             inner, children = 0, [av]
@@ -122,17 +125,25 @@ def _backtracks(items: Any, repeated: int) -> bool:
             children = [av[1]]
         elif op is sre.GROUPREF_EXISTS:
             children = [part for part in av[1:] if part]
-        if any(_backtracks(child, inner) for child in children):
+        if any(_backtracks(child, inner, inner_fold) for child in children):
             return True
     return False
 
 
-def _distinct_starts(branches: Sequence[Any]) -> bool:
-    """True when every branch starts with a literal character and no two with the same one."""
+def _distinct_starts(branches: Sequence[Any], fold: bool) -> bool:
+    """True when every branch starts with a literal character and no two with the same one (``fold``: in any case)."""
     from re import _constants as sre  # type: ignore[attr-defined]
 
-    firsts = [branch[0][1] if len(branch) and branch[0][0] is sre.LITERAL else None for branch in branches]
-    return None not in firsts and len(set(firsts)) == len(firsts)
+    firsts = [chr(branch[0][1]) if len(branch) and branch[0][0] is sre.LITERAL else None for branch in branches]
+    if None in firsts:
+        return False
+    keys = [_case_key(first) for first in firsts if first is not None] if fold else firsts
+    return len(set(keys)) == len(keys)
+
+
+def _case_key(character: str) -> str:
+    """What ``character`` matches alike with when case is ignored (K, k and the Kelvin sign K share one key)."""
+    return character.casefold()
 
 
 @lru_cache(maxsize=256)

@@ -130,6 +130,10 @@ def test_ordering_text_against_a_number_is_an_evaluation_error_not_a_crash() -> 
         # Not backtracked into once matched, but what they hold backtracks while they match.
         "(?>(a+)+b)",
         "(?:(a+)+b)++",
+        # Branches whose first letters differ only in case match alike when case is ignored.
+        "(?i)^(ab|AB)*c",
+        "^(?i:(stop|STOP\\w))+$",
+        "(?i)(\u212a\\w|k\\w)+!",
     ],
 )
 def test_a_pattern_that_backtracks_exponentially_is_a_located_compile_error(pattern: str) -> None:
@@ -151,6 +155,8 @@ def test_a_pattern_that_backtracks_exponentially_is_a_located_compile_error(patt
         "(\\w\\s?)+!",
         "(?>\\w+\\s?)+$",
         "(?:\\w+\\s?)++$",
+        "(?i)(?:stop|end|quit)+",
+        "(?i)(?-i:(ab|AB))+c",
     ],
 )
 def test_a_pattern_that_cannot_backtrack_exponentially_is_accepted(pattern: str) -> None:
