@@ -131,7 +131,8 @@ class Stamp:
     def __init__(self, root: Path, files: Mapping[str, Mapping[str, Any]]) -> None:
         self._root = root
         self._files = files
-        self._schemas: dict[int, str] = {}
+        # Each schema's digest by id, with the schema itself: held, its id cannot pass to another schema.
+        self._schemas: dict[int, tuple[Mapping[str, Any], str]] = {}
 
     @classmethod
     def read(cls, path: Path) -> Stamp | None:
@@ -146,10 +147,10 @@ class Stamp:
         return cls(path.resolve().parent, files) if isinstance(files, dict) else None
 
     def _schema_digest(self, schema: Mapping[str, Any]) -> str:
-        key = id(schema)
-        if key not in self._schemas:
-            self._schemas[key] = schema_digest(schema)
-        return self._schemas[key]
+        known = self._schemas.get(id(schema))
+        if known is None:
+            known = self._schemas[id(schema)] = (schema, schema_digest(schema))
+        return known[1]
 
     def document(self, path: Path, text: str) -> tuple[bool, Any]:
         """Whether the stamp holds the parsed document of ``text`` (read from ``path``), and that document."""

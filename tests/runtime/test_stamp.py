@@ -235,3 +235,20 @@ def test_the_leaf_checker_agrees_with_jsonschema(value: object, schema: dict[str
     from jsonschema import Draft202012Validator
 
     assert leaf_holds(value, schema) is Draft202012Validator(schema).is_valid(value)
+
+
+def test_a_schema_is_never_taken_for_another_that_came_after_it(tmp_path: Path) -> None:
+    """A digest remembered per schema object must not outlive it: a new schema may be given its freed address."""
+    from runtime.stamp import digest, schema_digest
+
+    text = "a: 1\n"
+    (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
+
+    def stamped_schema() -> dict[str, object]:
+        return {"type": "object", "required": ["a"]}
+
+    stamp = Stamp(tmp_path.resolve(), {"p.yaml": {"text": digest(text), "schema": schema_digest(stamped_schema())}})
+    for attempt in range(20):
+        assert stamp.vouches(tmp_path / "p.yaml", text, {"a": 1}, stamped_schema())
+        other = {"type": "object", "required": [f"b{attempt}"]}
+        assert not stamp.vouches(tmp_path / "p.yaml", text, {"a": 1}, other), f"attempt {attempt}"
