@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.context import Context, StepResult
+from engine.errors import CODE_PATTERN
 from engine.registry import BuildInfo, register
 
 __all__ = ["Finish"]
@@ -17,7 +18,7 @@ __all__ = ["Finish"]
         "type": "object",
         "additionalProperties": False,
         "required": ["outcome"],
-        "properties": {"outcome": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"}},
+        "properties": {"outcome": {"type": "string", "pattern": CODE_PATTERN}},
     },
     example={"outcome": "STATUS_CALLBACK"},
 )
