@@ -18,6 +18,9 @@ import) or a failing inline rule test fails the build, each finding printed ``FI
 - twilio's REST client (``twilio/rest``, ~50 MB unzipped) and the HTTP stack only it uses (aiohttp, requests, …)
   (unless ``--full``): the pipeline uses twilio's request validator and TwiML, nothing else.
 
+Neither is a list kept here: both are read from pip's resolution (``keep``), so a requirement that needs a part of
+twilio's HTTP stack (a plugin's, on requests) gets it, and boto3's own requirements are whatever it declares.
+
 Every ``.py`` is byte-compiled into unchecked-hash ``.pyc`` files: ``/var/task`` is read-only, so Python could not
 cache its compilation there, and the zip's fixed timestamps would make timestamp-checked ``.pyc`` look stale.
 """
@@ -41,34 +44,21 @@ import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # The function's own packages; the plugin packages (``steps`` first) are added to them.
 SOURCE_PACKAGES = ("engine", "runtime")
 BUILTIN_PLUGINS = ("steps",)
 DATA_DIRS = ("pipelines", "rules")
-RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "urllib3", "python-dateutil", "six"})
-# The same distributions by the names they are imported with.
+# The SDK the python3.11 runtime provides: it, and what it brings, are left out of the artifact (unless bundled).
+RUNTIME_SDK = "boto3"
+# Whose requirements are its REST client's only (the pipeline imports its request validator and TwiML).
+TWILIO = "twilio"
+# The runtime's SDK by the names it is imported with.
 RUNTIME_PROVIDED_MODULES = frozenset({"boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six"})
-# Needed by twilio's REST client only; the pipeline imports twilio.request_validator and twilio.twiml.
+# What of twilio the pipeline imports.
 TWILIO_USED = ("twilio/request_validator.py", "twilio/twiml/messaging_response.py")
-TWILIO_CLIENT_ONLY = frozenset(
-    {
-        "aiohttp",
-        "aiohttp-retry",
-        "aiohappyeyeballs",
-        "aiosignal",
-        "frozenlist",
-        "multidict",
-        "propcache",
-        "yarl",
-        "requests",
-        "pyjwt",
-        "certifi",
-        "charset-normalizer",
-        "idna",
-    }
-)
 PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 # Where Lambda unpacks the artifact: the source path compiled into each .pyc.
@@ -80,11 +70,21 @@ class BuildError(Exception):
     """The project cannot be built into a working artifact."""
 
 
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
 def _name(requirement: str) -> str:
-    match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return _requirement(requirement)[0]
+
+
+def _requirement(text: str) -> tuple[str, frozenset[str]]:
+    """The (normalized) distribution name of a requirement and the extras it asks for."""
+    match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?", text)
     if not match:
-        raise ValueError(f"unreadable requirement {requirement!r}")
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower()
+        raise ValueError(f"unreadable requirement {text!r}")
+    extras = frozenset(_normal(extra) for extra in (match.group(2) or "").split(",") if extra.strip())
+    return _normal(match.group(1)), extras
 
 
 def runtime_requirements(pyproject: Path) -> list[str]:
@@ -240,8 +240,11 @@ def _pip(args: Sequence[str]) -> None:
     subprocess.run([sys.executable, "-m", "pip", *args], check=True)
 
 
-def resolve(requirements: Sequence[str], arch: str) -> list[str]:
-    """Exact pins (``name==version``) of everything ``requirements`` need on the Lambda platform."""
+def resolve(requirements: Sequence[str], arch: str) -> list[dict[str, Any]]:
+    """What ``requirements`` need on the Lambda platform: the items of pip's installation report, one a distribution.
+
+    Each has its ``metadata`` (``name``, ``version``, ``requires_dist``), from which ``keep`` picks the pins.
+    """
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "report.json"
         _pip(
@@ -258,8 +261,8 @@ def resolve(requirements: Sequence[str], arch: str) -> list[str]:
                 *requirements,
             ]
         )
-        installs = json.loads(report.read_text(encoding="utf-8"))["install"]
-    return sorted(f"{item['metadata']['name']}=={item['metadata']['version']}" for item in installs)
+        installs: list[dict[str, Any]] = json.loads(report.read_text(encoding="utf-8"))["install"]
+    return installs
 
 
 def _platform_args(arch: str) -> list[str]:
@@ -274,10 +277,60 @@ def _platform_args(arch: str) -> list[str]:
     ]
 
 
-def keep(pins: Iterable[str], *, with_boto3: bool, slim: bool = False) -> list[str]:
-    """The pins to install: all but the runtime's SDK (unless bundled) and, when ``slim``, twilio's HTTP stack."""
-    dropped = (set() if with_boto3 else set(RUNTIME_PROVIDED)) | (set(TWILIO_CLIENT_ONLY) if slim else set())
-    return [pin for pin in pins if _name(pin) not in dropped]
+def _needs(requires_dist: Iterable[str], extras: frozenset[str]) -> Iterable[tuple[str, frozenset[str]]]:
+    """The requirements a distribution asked for with ``extras`` has: all but those of other extras.
+
+    Other markers are taken as true: only distributions of pip's report are ever kept, so at worst one it
+    resolved for another requirement is kept too.
+    """
+    for entry in requires_dist:
+        requirement, _, marker = entry.partition(";")
+        named = {_normal(extra) for extra in re.findall(r"""\bextra\s*==\s*["']([^"']+)["']""", marker)}
+        if not named or named & extras:
+            yield _requirement(requirement)
+
+
+def _reached(
+    report: Sequence[Mapping[str, Any]], roots: Iterable[tuple[str, frozenset[str]]], ends: frozenset[str]
+) -> set[str]:
+    """The distributions of ``report`` that ``roots`` need, not following the requirements of those in ``ends``."""
+    metadata = {_normal(item["metadata"]["name"]): item["metadata"] for item in report}
+    extras_of: dict[str, frozenset[str]] = {}
+    queue = list(roots)
+    while queue:
+        name, extras = queue.pop()
+        if name not in metadata or (name in extras_of and extras <= extras_of[name]):
+            continue
+        extras_of[name] = extras_of.get(name, frozenset()) | extras
+        if name not in ends:
+            queue.extend(_needs(metadata[name].get("requires_dist") or (), extras_of[name]))
+    return set(extras_of)
+
+
+def runtime_provided(report: Sequence[Mapping[str, Any]], requirements: Sequence[str]) -> set[str]:
+    """What the runtime's SDK brings (itself included), less the other ``requirements``, which keep their own pins."""
+    roots = [_requirement(requirement) for requirement in requirements]
+    sdk = [root for root in roots if root[0] == RUNTIME_SDK]
+    return _reached(report, sdk, frozenset()) - {name for name, _ in roots if name != RUNTIME_SDK}
+
+
+def keep(
+    report: Sequence[Mapping[str, Any]], requirements: Sequence[str], *, with_boto3: bool = False, slim: bool = True
+) -> list[str]:
+    """The pins (``name==version``) to install, from pip's ``report`` of ``requirements``, sorted.
+
+    What the requirements need, less what the runtime provides (``runtime_provided``; unless ``with_boto3``) and,
+    when ``slim``, less what only twilio's REST client needs: twilio's own requirements are not followed, so its
+    HTTP stack is kept exactly when another requirement needs a part of it.
+    """
+    provided = frozenset() if with_boto3 else frozenset(runtime_provided(report, requirements))
+    roots = [root for root in map(_requirement, requirements) if root[0] not in provided]
+    kept = _reached(report, roots, provided | ({TWILIO} if slim else frozenset())) - provided
+    return sorted(
+        f"{item['metadata']['name']}=={item['metadata']['version']}"
+        for item in report
+        if _normal(item["metadata"]["name"]) in kept
+    )
 
 
 def install(pins: Sequence[str], target: Path, arch: str) -> None:
@@ -434,7 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("error: the configuration does not load with the artifact's plugins; nothing was built")
             return 1
         requirements = runtime_requirements(project / "pyproject.toml")
-        pins = keep(resolve(requirements, args.arch), with_boto3=args.with_boto3, slim=not args.full)
+        resolution = resolve(requirements, args.arch)
+        pins = keep(resolution, requirements, with_boto3=args.with_boto3, slim=not args.full)
         install(pins, stage, args.arch)
         for junk in [*stage.glob("bin"), *(stage.glob("twilio/rest") if not args.full else [])]:
             shutil.rmtree(junk)
@@ -446,7 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         compile_tree(stage)
         unzipped = tree_size(stage)
         print(f"dependencies: {' '.join(pins)}")
-        print(f"left to the runtime: {', '.join(sorted(RUNTIME_PROVIDED)) if not args.with_boto3 else 'nothing'}")
+        provided = sorted(runtime_provided(resolution, requirements)) if not args.with_boto3 else ["nothing"]
+        print(f"left to the runtime: {', '.join(provided)}")
         for name, size in _top_level_sizes(stage)[:8]:
             print(f"  {_mib(size):>10}  {name}")
         print(f"unzipped: {_mib(unzipped)} ({unzipped} bytes; Lambda's limit is {_mib(LAMBDA_UNZIPPED_LIMIT)})")

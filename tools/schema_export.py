@@ -3,7 +3,8 @@
 They are generated from the step registry (the schemas ``engine.schema`` builds for the plugins
 loaded), with typed scalars relaxed to also accept ``${env:…}`` references, so a new step's parameters
 appear in editors once it is registered: run ``make schemas`` (``python -m tools.schema_export``) and
-commit the result. ``--check`` only compares, exiting 1 when a file is missing or stale.
+commit the result. ``--check`` only compares, exiting 1 when a file is missing or stale. Like the other tools,
+it works on the project in the directory it runs in (its ``pipelines/`` and ``schemas/``), installed or not.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from engine.schema import EXPECTED
 
 __all__ = ["SCHEMA_DIR", "editor_schema", "main", "published_schemas", "render", "rendered_schemas"]
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
+SCHEMA_DIR = Path("schemas")
+PIPELINES = Path("pipelines")
 _ENV_REFERENCE = {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$"}
 
 

@@ -656,6 +656,35 @@ def test_the_capture_bucket_is_private_encrypted_tls_only_and_expiring(template)
 # The build script (scripts/build_lambda.py): what goes into the artifact, without downloading anything.
 
 
+def _installed(name: str, version: str, *requires: str) -> dict[str, Any]:
+    """An item of pip's installation report (``pip install --report``), as the build resolves with."""
+    return {"metadata": {"name": name, "version": version, "requires_dist": list(requires)}}
+
+
+# A resolution as pip reports it: the SDK the runtime provides, twilio with its REST client's HTTP stack, and a
+# plugin's dependency (acme-client) on requests with an extra.
+PIP_REPORT = [
+    _installed("boto3", "1.0", "botocore<2,>=1", "jmespath<2,>=0.7.1", "s3transfer<0.20,>=0.19"),
+    _installed("botocore", "1.0", "jmespath<2", "python-dateutil<3,>=2.1", "urllib3!=2.2.0,<3,>=1.25.4"),
+    _installed("s3transfer", "0.19", "botocore<2,>=1.37.4", "botocore[crt]<2,>=1.37.4; extra == 'crt'"),
+    _installed("jmespath", "1.0"),
+    _installed("python-dateutil", "2.9", "six>=1.5"),
+    _installed("six", "1.0"),
+    _installed("urllib3", "2.0", "h2<5,>=4; extra == 'h2'", "pysocks!=1.5.7,<2.0,>=1.5.6; extra == 'socks'"),
+    _installed("twilio", "9.13.0", "requests>=2.0.0", "PyJWT<3.0.0,>=2.0.0", "aiohttp>=3.8.4"),
+    _installed("requests", "2.0", "idna<4,>=2.5", "urllib3<3,>=1.26", "certifi", 'PySocks>=1.5.6; extra == "socks"'),
+    _installed("PyJWT", "2.0", 'typing_extensions>=4.0; python_version < "3.11"', 'cryptography; extra == "crypto"'),
+    _installed("aiohttp", "3.0", "yarl<2.0,>=1.17", 'typing_extensions>=4.4; python_version < "3.13"'),
+    _installed("yarl", "1.0", "idna>=2.0"),
+    _installed("idna", "3.0", 'ruff >= 0.16.0 ; extra == "all"'),
+    _installed("certifi", "2026.1"),
+    _installed("typing_extensions", "4.0"),
+    _installed("PyYAML", "6.0"),
+    _installed("acme-client", "1.0", "requests[socks]>=2"),
+    _installed("PySocks", "1.7"),
+]
+
+
 def test_the_artifact_holds_the_function_and_its_configuration_only(build) -> None:
     names = [name for _, name in build.source_files(ROOT)]
     assert names == sorted(names)
@@ -704,10 +733,59 @@ def test_the_artifact_takes_runtime_dependencies_only(build) -> None:
     names = {build._name(requirement) for requirement in requirements}
     assert {"twilio", "pyyaml", "jsonschema", "jmespath"} <= names
     assert not names & {"pytest", "moto", "ruff", "mypy", "hypothesis", "cfn-lint"}
-    pins = ["boto3==1.0", "botocore==1.0", "urllib3==2.0", "twilio==9.13.0", "aiohttp==3.0", "PyYAML==6.0"]
-    assert build.keep(pins, with_boto3=False, slim=True) == ["twilio==9.13.0", "PyYAML==6.0"]
-    assert build.keep(pins, with_boto3=False, slim=False) == ["twilio==9.13.0", "aiohttp==3.0", "PyYAML==6.0"]
-    assert build.keep(pins, with_boto3=True, slim=False) == pins
+    shipped = ["boto3>=1.34", "twilio>=9.13,<10", "pyyaml>=6.0", "jmespath>=1.0"]
+    assert build.keep(PIP_REPORT, shipped, with_boto3=False, slim=True) == [
+        "PyYAML==6.0",
+        "jmespath==1.0",
+        "twilio==9.13.0",
+    ]
+    assert build.keep(PIP_REPORT, shipped, with_boto3=False, slim=False) == [
+        "PyJWT==2.0",
+        "PyYAML==6.0",
+        "aiohttp==3.0",
+        "certifi==2026.1",
+        "idna==3.0",
+        "jmespath==1.0",
+        "requests==2.0",
+        "twilio==9.13.0",
+        "typing_extensions==4.0",
+        "yarl==1.0",
+    ]
+    everything = build.keep(PIP_REPORT, shipped, with_boto3=True, slim=False)
+    assert {"boto3==1.0", "botocore==1.0", "urllib3==2.0", "six==1.0"} <= set(everything)
+    assert not {"PySocks==1.7", "acme-client==1.0"} & set(everything)
+
+
+def test_the_artifact_keeps_what_a_plugin_s_dependency_needs_though_twilio_s_client_needs_it_too(build) -> None:
+    # Before: a hand-kept list of twilio's HTTP stack (requests, idna, certifi, ...) was dropped from every build, so a
+    # plugin requiring requests deployed without it (and, built for arm64 on x86_64, no import check said so).
+    declared = ["boto3>=1.34", "twilio>=9.13,<10", "acme-client>=1"]
+    kept = build.keep(PIP_REPORT, declared, with_boto3=False, slim=True)
+    assert kept == [
+        "PySocks==1.7",
+        "acme-client==1.0",
+        "certifi==2026.1",
+        "idna==3.0",
+        "requests==2.0",
+        "twilio==9.13.0",
+    ]
+    assert build.runtime_provided(PIP_REPORT, declared) == {
+        "boto3",
+        "botocore",
+        "jmespath",
+        "python-dateutil",
+        "s3transfer",
+        "six",
+        "urllib3",
+    }
+
+
+@pytest.mark.skipif(not os.environ.get("RUN_BUILD_TESTS"), reason="downloads the Lambda wheels (RUN_BUILD_TESTS=1)")
+def test_a_declared_dependency_twilio_s_client_shares_is_resolved_into_the_artifact(build) -> None:
+    requirements = [*build.runtime_requirements(ROOT / "pyproject.toml"), "requests>=2.31"]
+    names = {build._name(pin.split("==")[0]) for pin in build.keep(build.resolve(requirements, "arm64"), requirements)}
+    assert {"requests", "idna", "certifi", "charset-normalizer", "twilio", "cryptography", "jmespath"} <= names
+    assert not names & {"aiohttp", "pyjwt", "yarl", "boto3", "botocore", "urllib3", "six", "s3transfer"}
 
 
 def test_sam_build_calls_the_makefile_target_named_after_the_function(template) -> None:

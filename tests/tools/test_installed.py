@@ -157,3 +157,15 @@ def test_the_installed_server_serves_the_projects_pipelines(installed: Path, pro
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_the_installed_schema_export_checks_the_projects_schemas(installed: Path, project: Path) -> None:
+    # Before: it read pipelines/ and wrote schemas/ beside the installed package (site-packages), not the project's.
+    done = _run(installed, project, "from tools.schema_export import main; sys.exit(main(['--check']))")
+    assert done.returncode == 0, done.stdout + done.stderr[-800:]
+    (project / "schemas" / "rules.schema.json").unlink()
+    done = _run(installed, project, "from tools.schema_export import main; sys.exit(main([]))")
+    assert done.returncode == 0, done.stderr[-800:]
+    assert done.stdout.strip() == "wrote schemas/rules.schema.json"
+    assert (project / "schemas" / "rules.schema.json").is_file()
+    assert not (installed / "schemas").exists()
