@@ -5,8 +5,9 @@ One code path for both places that must refuse a broken configuration: ``pipelin
 refused before it is activated. ``verify`` loads a pipeline with ``engine.config.inspect_config`` and
 runs every complete rule set's inline tests (``engine.rules.run_tests``); every finding is located.
 ``code_owned`` refuses a pipeline file, carried by a bundle, that renames its pipeline, changes the
-channels it serves or changes its steps (which run, in what order, under which ``when``; ``step_outline``):
-those change with a code deploy only.
+channels it serves, its steps (which run, in what order, under which ``when``) or its ``tables:`` (an empty
+replay table would turn off the records that refuse a request posted again; ``code_outline``): those change
+with a code deploy only.
 """
 
 from __future__ import annotations
@@ -26,13 +27,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RuleSetVerdict",
+    "CodeOutline",
     "StepOutline",
+    "TableNames",
     "Verification",
     "code_owned",
     "leaves",
     "rule_line",
-    "step_outline",
+    "code_outline",
     "steps_outline",
+    "table_names",
     "verify",
     "verify_ruleset",
     "written_value",
@@ -41,6 +45,8 @@ __all__ = [
 # A pipeline's steps as the code owns them: per entry of ``steps:``, a step's (id, uses, when) or a parallel
 # group's outline of its members.
 StepOutline = tuple[Any, ...]
+# A pipeline's ``tables:`` as written (logical name, the text of its value), sorted by name.
+TableNames = tuple[tuple[str, str], ...]
 
 
 class RuleSetVerdict(NamedTuple):
@@ -202,14 +208,45 @@ def steps_outline(data: Any) -> StepOutline:
     return _outline(data.get("steps")) if isinstance(data, dict) else ()
 
 
-def step_outline(pipeline: Path) -> StepOutline | None:
-    """The step outline of a pipeline file; None when it cannot be read."""
+def table_names(data: Any) -> TableNames:
+    """The ``tables:`` of a parsed pipeline document as written (``TableNames``); an empty value is ``""``."""
+    tables = data.get("tables") if isinstance(data, dict) else None
+    if not isinstance(tables, dict):
+        return ()
+    return tuple(sorted((str(name), "" if value is None else str(value)) for name, value in tables.items()))
+
+
+class CodeOutline(NamedTuple):
+    """What a deployed pipeline file fixes beyond its name and channels: its steps and its tables."""
+
+    steps: StepOutline
+    tables: TableNames
+
+
+def code_outline(pipeline: Path) -> CodeOutline | None:
+    """The steps and tables of a pipeline file; None when it cannot be read."""
     from engine.yamlsource import load_yaml
 
     try:
-        return steps_outline(load_yaml(pipeline, display_path(pipeline), strict=False).data)
+        data = load_yaml(pipeline, display_path(pipeline), strict=False).data
     except ConfigError:
         return None
+    return CodeOutline(steps_outline(data), table_names(data))
+
+
+def _tables_changed(document: SourceDoc, given: TableNames, deployed: TableNames) -> Problem:
+    """Where ``given`` first departs from ``deployed`` (by logical name), located at that table."""
+    ours, theirs = dict(given), dict(deployed)
+    name = next(name for name in sorted({*ours, *theirs}) if ours.get(name) != theirs.get(name))
+    shown = {
+        side: repr(tables[name]) if name in tables else "not declared"
+        for side, tables in (("ours", ours), ("theirs", theirs))
+    }
+    message = (
+        f"tables: {name} is {shown['ours']}, the deployed pipeline's is {shown['theirs']}; which tables a pipeline "
+        "uses changes with a code deploy, not a rules bundle"
+    )
+    return document.locator.problem(("tables", name) if name in ours else ("tables",), message)
 
 
 def _shown(entry: Any) -> str:
@@ -237,12 +274,16 @@ def _steps_changed(document: SourceDoc, given: StepOutline, deployed: StepOutlin
 
 
 def code_owned(
-    pipeline: Path, name: str, channels: Collection[str] | None, steps: StepOutline | None = None
+    pipeline: Path,
+    name: str,
+    channels: Collection[str] | None,
+    steps: StepOutline | None = None,
+    tables: TableNames | None = None,
 ) -> list[Problem]:
-    """Where the pipeline file renames the pipeline ``name``, changes its ``channels`` or its ``steps``.
+    """Where the pipeline file renames the pipeline ``name``, changes its ``channels``, its ``steps`` or ``tables``.
 
-    Those are the code's to change. ``channels`` or ``steps`` None: not known, not compared (``steps`` is the
-    deployed file's ``step_outline``). A file that cannot be read is loading's to report, not this.
+    Those are the code's to change. ``channels``, ``steps`` or ``tables`` None: not known, not compared (the
+    deployed file's ``code_outline``). A file that cannot be read is loading's to report, not this.
     """
     from engine.yamlsource import load_yaml
 
@@ -270,4 +311,7 @@ def code_owned(
     outline = steps_outline(data)
     if steps is not None and "steps" in data and outline != steps:
         found.append(_steps_changed(document, outline, steps))
+    given_tables = table_names(data)
+    if tables is not None and given_tables != tables:
+        found.append(_tables_changed(document, given_tables, tables))
     return found

@@ -26,6 +26,8 @@ from tests.support.bundles import (
     AGENT_ROUTING,
     BROKEN_ROUTING,
     BUCKET,
+    NO_REPLAY_RECORDS,
+    NO_REPLAY_RECORDS_PROBLEM,
     NO_SIGNATURE,
     NO_SIGNATURE_PROBLEM,
     PIPELINE,
@@ -43,6 +45,7 @@ from tests.support.bundles import (
 )
 from tests.support.shipped import pipeline_names
 from tests.support.webhooks import rest_event, sms_params, whatsapp_params
+from tools.localaws import to_dynamo
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERVAL = 30.0
@@ -536,6 +539,41 @@ def test_a_bundle_whose_pipeline_file_drops_the_signature_step_is_refused_and_fo
     assert (line["outcome"], line["rules_source"]) == ("INVALID_SIGNATURE", deciding)
     assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
     assert started.application.deployed("twilio_inbound").shadow is None
+
+
+# A bundle whose pipeline file names no replay table (defect: it was deployed, so a rules bundle could turn off the
+# records that refuse a request posted again: a request captured once was accepted and sent again).
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
+def test_a_bundle_whose_pipeline_file_turns_the_replay_records_off_is_refused_and_a_replay_still_is(
+    ops: Ops,
+    container: Callable[..., Container],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    live: bool,
+) -> None:
+    assert NO_REPLAY_RECORDS != PIPELINE_FILE
+    started, unrecorded, error, deciding = refused_at_cold_start(
+        ops, container, json_logs, capsys, NO_REPLAY_RECORDS, live=live
+    )
+    assert (error["bundle"], error["problems"]) == (unrecorded, [NO_REPLAY_RECORDS_PROBLEM])
+    world.add_conversation()
+    captured = rest_event("whatsapp", whatsapp_params())
+    started.application.handle(captured, None)
+    assert len(world.sent("whatsapp")) == 1
+    # Past the retry grace, once the consumer has taken the batch, the same signed request is posted again.
+    (record,) = world.replay_rows()
+    item = {**record, "replay_after": 0}
+    world.dynamodb.put_item(TableName=world.resources.replay_table, Item=to_dynamo(item))
+    for row in world.lock_rows():
+        key = {"conversation_id": {"S": row["conversation_id"]}}
+        world.dynamodb.delete_item(TableName=world.resources.lock_table, Key=key)
+    started.application.handle(captured, None)
+    line = event_lines(json_logs())[-1]
+    assert (line["outcome"], line["rules_source"]) == ("REPLAY", deciding)
+    assert len(world.sent("whatsapp")) == 1
 
 
 def test_a_bundle_carrying_the_pipeline_file_as_deployed_with_new_step_parameters_is_used(

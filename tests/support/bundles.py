@@ -71,6 +71,14 @@ NO_SIGNATURE_PROBLEM = (
     "in what order and when, changes with a code deploy, not a rules bundle (publish the pipeline file as deployed)"
 )
 
+# Nor one that names its tables otherwise (here no replay table: the records that stop a captured request posted
+# again are off): which tables a pipeline uses is the deployment's.
+NO_REPLAY_RECORDS = PIPELINE_FILE.replace("  replay: ${env:REPLAY_TABLE_NAME:-}", '  replay: ""', 1)
+NO_REPLAY_RECORDS_PROBLEM = (
+    "pipelines/twilio_inbound.yaml:21:12: tables: replay is '', the deployed pipeline's is "
+    "'${env:REPLAY_TABLE_NAME:-}'; which tables a pipeline uses changes with a code deploy, not a rules bundle"
+)
+
 
 @dataclass
 class Ops:

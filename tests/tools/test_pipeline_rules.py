@@ -18,6 +18,8 @@ from tests.support.bundles import (
     AGENT_ROUTING,
     BROKEN_ROUTING,
     BUCKET,
+    NO_REPLAY_RECORDS,
+    NO_REPLAY_RECORDS_PROBLEM,
     NO_SIGNATURE,
     NO_SIGNATURE_PROBLEM,
     PIPELINE,
@@ -343,8 +345,9 @@ RENAMED = PIPELINE_FILE.replace("pipeline: twilio_inbound", "pipeline: twilio_v2
         ),
         (RENAMED, "pipelines/twilio_inbound.yaml:2:11: pipeline: 'twilio_v2' is not the deployed pipeline's name"),
         (NO_SIGNATURE, NO_SIGNATURE_PROBLEM),
+        (NO_REPLAY_RECORDS, NO_REPLAY_RECORDS_PROBLEM),
     ],
-    ids=["channels", "name", "steps"],
+    ids=["channels", "name", "steps", "tables"],
 )
 @pytest.mark.parametrize("command", ["shadow", "promote"])
 def test_a_bundle_whose_pipeline_file_changes_what_the_code_owns_is_not_deployed(
