@@ -32,6 +32,7 @@ __all__ = [
     "TableNames",
     "Verification",
     "code_owned",
+    "replay_window_problems",
     "leaves",
     "rule_line",
     "code_outline",
@@ -71,11 +72,16 @@ class Verification(NamedTuple):
 
     inspection: Inspection
     verdicts: tuple[RuleSetVerdict, ...]
+    windows: tuple[Problem, ...] = ()
 
     @property
     def errors(self) -> list[Problem]:
         """Every finding that keeps the configuration from being used, in file order."""
-        found = [*self.inspection.errors, *(problem for verdict in self.verdicts for problem in verdict.errors)]
+        found = [
+            *self.inspection.errors,
+            *self.windows,
+            *(problem for verdict in self.verdicts for problem in verdict.errors),
+        ]
         order = {name: rank for rank, name in enumerate(self.inspection.files)}
         return sorted(found, key=lambda p: (order.get(p.file, len(order)), p.file, p.line, p.column))
 
@@ -182,7 +188,57 @@ def verify(
     """Load ``pipeline`` with the rule sets of ``rules_dir`` and run their inline tests."""
     inspection = inspect_config(pipeline, rules_dir, env, missing_env=missing_env, shadow=shadow)
     verdicts = tuple(verify_ruleset(loaded) for loaded in inspection.rulesets.values() if loaded.complete)
-    return Verification(inspection, verdicts)
+    return Verification(inspection, verdicts, tuple(replay_window_problems(pipeline, inspection)))
+
+
+def _step_path(entries: Any, step_id: str, prefix: tuple[Any, ...] = ("steps",)) -> tuple[Any, ...] | None:
+    """Where the step ``step_id`` is under ``steps:`` (inside its parallel group, if any)."""
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        if isinstance(entry, dict) and "parallel" in entry:
+            found = _step_path(entry["parallel"], step_id, (*prefix, index, "parallel"))
+            if found is not None:
+                return found
+        elif isinstance(entry, dict) and entry.get("id") == step_id:
+            return (*prefix, index)
+    return None
+
+
+def replay_window_problems(pipeline: Path, inspection: Inspection) -> list[Problem]:
+    """Where a step keeps replay records for less time than a signature the pipeline accepts stays valid.
+
+    A step says how long it accepts a signed request (``signature_max_age_seconds``) and how long it keeps its
+    records (``replay_horizon_seconds``, None when they are off): a repeat after its record expired is accepted.
+    """
+    steps = inspection.config.pipeline.steps() if inspection.config is not None else []
+    windows = [
+        (float(age), step.id)
+        for step in steps
+        if isinstance(age := getattr(step.step, "signature_max_age_seconds", None), int | float)
+    ]
+    if not windows:
+        return []
+    window, signer = max(windows)
+    short = [
+        (step.id, float(horizon))
+        for step in steps
+        if isinstance(horizon := getattr(step.step, "replay_horizon_seconds", None), int | float) and horizon < window
+    ]
+    if not short:
+        return []
+    from engine.yamlsource import load_yaml
+
+    document = load_yaml(pipeline, display_path(pipeline), strict=False)
+    data = document.data if isinstance(document.data, dict) else {}
+    found = []
+    for step_id, horizon in short:
+        path = _step_path(data.get("steps"), step_id) or ("steps",)
+        message = (
+            f"step {step_id!r} keeps its replay records {horizon:g} s, less than the {window:g} s step {signer!r} "
+            f"accepts a signature for: a request posted again after its record expired would be accepted; keep "
+            f"them at least {window:g} s (horizon_seconds)"
+        )
+        found.append(document.locator.problem((*path, "with", "horizon_seconds"), message))
+    return found
 
 
 _STEP_KEYS = ("id", "uses", "when")
