@@ -12,11 +12,13 @@ with a code deploy only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from engine import registry
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
 from engine.errors import ConfigError, Problem, did_you_mean
 from engine.locator import Locator
@@ -244,24 +246,53 @@ def replay_window_problems(pipeline: Path, inspection: Inspection) -> list[Probl
 _STEP_KEYS = ("id", "uses", "when")
 
 
-def _outline(entries: Any) -> StepOutline:
-    """The outline of a ``steps:`` (or ``parallel:``) list: what runs, in order, and when; ``with:`` is left out."""
+def _authenticates(uses: Any) -> bool:
+    """Whether a step of kind ``uses`` takes part in authenticating the request (an unknown kind is taken to)."""
+    spec = registry.get(str(uses))
+    return spec is None or spec.authenticates or bool(spec.auth_headers)
+
+
+def _flat(entries: Any) -> list[dict[str, Any]]:
+    """The step entries of a ``steps:`` list, a parallel group's members in its place."""
+    flat: list[dict[str, Any]] = []
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and "parallel" in entry:
+            flat.extend(_flat(entry.get("parallel")))
+        elif isinstance(entry, dict):
+            flat.append(entry)
+    return flat
+
+
+def _outline(entries: Any, guarded: frozenset[int]) -> StepOutline:
+    """The outline of a ``steps:`` (or ``parallel:``) list: what runs, in order, and when.
+
+    ``with:`` is left out but for the ``guarded`` entries (by ``id``): those that authenticate the request.
+    """
     if not isinstance(entries, list):
         return ()
     outline: list[Any] = []
     for entry in entries:
         if isinstance(entry, dict) and "parallel" in entry:
-            outline.append(("parallel", _outline(entry.get("parallel"))))
+            outline.append(("parallel", _outline(entry.get("parallel"), guarded)))
         elif isinstance(entry, dict):
-            outline.append(tuple(str(entry.get(key)) if entry.get(key) is not None else None for key in _STEP_KEYS))
+            keys = tuple(str(entry.get(key)) if entry.get(key) is not None else None for key in _STEP_KEYS)
+            params = json.dumps(entry.get("with"), sort_keys=True, default=str) if id(entry) in guarded else None
+            outline.append((*keys, params))
         else:
             outline.append(repr(entry))
     return tuple(outline)
 
 
 def steps_outline(data: Any) -> StepOutline:
-    """The step outline of a parsed pipeline document (``StepOutline``)."""
-    return _outline(data.get("steps")) if isinstance(data, dict) else ()
+    """The step outline of a parsed pipeline document (``StepOutline``).
+
+    The ``with:`` of every step up to the last that authenticates the request (its signature check) is part of it:
+    those parameters say how a request is authenticated (which secret field signs, say).
+    """
+    entries = data.get("steps") if isinstance(data, dict) else None
+    flat = _flat(entries)
+    last = max((index for index, entry in enumerate(flat) if _authenticates(entry.get("uses"))), default=-1)
+    return _outline(entries, frozenset(id(entry) for entry in flat[: last + 1]))
 
 
 def table_names(data: Any) -> TableNames:
@@ -308,10 +339,24 @@ def _tables_changed(document: SourceDoc, given: TableNames, deployed: TableNames
 def _shown(entry: Any) -> str:
     if isinstance(entry, tuple) and entry and entry[0] == "parallel":
         return "a parallel group of " + ", ".join(_shown(member) for member in entry[1])
-    if isinstance(entry, tuple) and len(entry) == len(_STEP_KEYS):
-        step_id, uses, when = entry
+    if isinstance(entry, tuple) and len(entry) == len(_STEP_KEYS) + 1:
+        step_id, uses, when, _ = entry
         return f"{step_id!r} ({uses}{f', when: {when}' if when is not None else ''})"
     return str(entry)
+
+
+def _only_parameters_differ(given: Any, deployed: Any) -> bool:
+    """Whether two outline entries are the same step (id, uses, when) with other ``with:`` parameters."""
+    same_shape = isinstance(given, tuple) and isinstance(deployed, tuple) and len(given) == len(_STEP_KEYS) + 1
+    return same_shape and len(deployed) == len(given) and given[:-1] == deployed[:-1] and given[-1] != deployed[-1]
+
+
+def _first_change(given: tuple[Any, ...], deployed: tuple[Any, ...]) -> tuple[str, ...]:
+    """The first ``with:`` key (in order) whose value differs between two entries' parameters; () when not one key."""
+    ours, theirs = json.loads(given[-1]), json.loads(deployed[-1])
+    if not isinstance(ours, dict) or not isinstance(theirs, dict):
+        return ()
+    return next(((str(key),) for key in sorted({*ours, *theirs}) if ours.get(key) != theirs.get(key)), ())
 
 
 def _steps_changed(document: SourceDoc, given: StepOutline, deployed: StepOutline) -> Problem:
@@ -319,6 +364,15 @@ def _steps_changed(document: SourceDoc, given: StepOutline, deployed: StepOutlin
     index = next((i for i, (a, b) in enumerate(zip(given, deployed, strict=False)) if a != b), None)
     if index is None:
         index = min(len(given), len(deployed))
+    if index < min(len(given), len(deployed)) and _only_parameters_differ(given[index], deployed[index]):
+        message = (
+            f"steps: entry {index + 1} {_shown(given[index])} has other with: parameters than the deployed "
+            "pipeline's; how a request is authenticated (every step up to its signature check) changes with a code "
+            "deploy, not a rules bundle (publish the pipeline file as deployed)"
+        )
+        return document.locator.problem(
+            ("steps", index, "with", *_first_change(given[index], deployed[index])), message
+        )
     ours = _shown(given[index]) if index < len(given) else "nothing"
     theirs = _shown(deployed[index]) if index < len(deployed) else "nothing"
     message = (

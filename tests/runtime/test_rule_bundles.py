@@ -23,6 +23,8 @@ from runtime.bundles import Bundle, bundle_key, deployment_key
 from runtime.bundlewatch import RETRY_SECONDS, BundleWatcher
 from tests.support.aws import error_response
 from tests.support.bundles import (
+    ACCOUNT_SID_KEY,
+    ACCOUNT_SID_KEY_PROBLEM,
     AGENT_ROUTING,
     BROKEN_ROUTING,
     BUCKET,
@@ -541,6 +543,32 @@ def test_a_bundle_whose_pipeline_file_drops_the_signature_step_is_refused_and_fo
     assert started.application.deployed("twilio_inbound").shadow is None
 
 
+# A bundle whose pipeline file keeps the steps but signs with another field of the secret (defect: it was deployed,
+# so a rules bundle could make the signing key the account SID that every request carries: anyone could sign).
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
+def test_a_bundle_whose_pipeline_file_changes_the_signing_key_is_refused_and_forgeries_still_are(
+    ops: Ops,
+    container: Callable[..., Container],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    live: bool,
+) -> None:
+    assert ACCOUNT_SID_KEY != PIPELINE_FILE
+    started, rekeyed, error, deciding = refused_at_cold_start(
+        ops, container, json_logs, capsys, ACCOUNT_SID_KEY, live=live
+    )
+    assert (error["bundle"], error["problems"]) == (rekeyed, [ACCOUNT_SID_KEY_PROBLEM])
+    world.add_conversation()
+    params = whatsapp_params()
+    started.application.handle(rest_event("whatsapp", params, token=params["AccountSid"]), None)
+    line = event_lines(json_logs())[-1]
+    assert (line["outcome"], line["rules_source"]) == ("INVALID_SIGNATURE", deciding)
+    assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
+
+
 # A bundle whose pipeline file names no replay table (defect: it was deployed, so a rules bundle could turn off the
 # records that refuse a request posted again: a request captured once was accepted and sent again).
 
@@ -579,7 +607,8 @@ def test_a_bundle_whose_pipeline_file_turns_the_replay_records_off_is_refused_an
 def test_a_bundle_carrying_the_pipeline_file_as_deployed_with_new_step_parameters_is_used(
     ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
 ) -> None:
-    longer = PIPELINE_FILE.replace("      refetch_interval_seconds: 30\n", "      refetch_interval_seconds: 45\n")
+    # A parameter of a step after the signature check (those before it say how a request is authenticated).
+    longer = PIPELINE_FILE.replace("ttl_seconds: ${env:STAGE_TTL_SECONDS:-86400}", "ttl_seconds: 172800", 1)
     assert longer != PIPELINE_FILE
     bundle = ops.sneak_in(with_pipeline_file(rules_files(VIP_ROUTING), longer))
     started = container()

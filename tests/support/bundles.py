@@ -79,6 +79,15 @@ NO_REPLAY_RECORDS_PROBLEM = (
     "'${env:REPLAY_TABLE_NAME:-}'; which tables a pipeline uses changes with a code deploy, not a rules bundle"
 )
 
+# Nor one that keeps the steps but changes how the request is authenticated: here the signing key is the secret's
+# twilio_account_sid, which every request carries (AccountSid), so anyone could sign.
+ACCOUNT_SID_KEY = PIPELINE_FILE.replace("      field: twilio_auth_token\n", "      field: twilio_account_sid\n", 1)
+ACCOUNT_SID_KEY_PROBLEM = (
+    "pipelines/twilio_inbound.yaml:84:14: steps: entry 3 'auth_token' (secrets.fetch) has other with: parameters than "
+    "the deployed pipeline's; how a request is authenticated (every step up to its signature check) changes with a "
+    "code deploy, not a rules bundle (publish the pipeline file as deployed)"
+)
+
 
 @dataclass
 class Ops:
