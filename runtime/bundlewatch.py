@@ -444,8 +444,8 @@ class BundleWatcher:
         verification = verify(source.pipeline, source.rules, self._env)
         deployed = self._app.pipeline(name)
         outline = self._outline(name)
-        steps, tables = (outline.steps, outline.tables) if outline is not None else (None, None)
-        owned = code_owned(source.pipeline, deployed.name, deployed.channels, steps, tables)
+        steps, settings = (outline.steps, outline.settings) if outline is not None else (None, None)
+        owned = code_owned(source.pipeline, deployed.name, deployed.channels, steps, settings)
         errors = [*owned, *verification.errors]
         if errors:
             shown = [self._shown(problem, name, bundle_id) for problem in errors]
@@ -457,7 +457,7 @@ class BundleWatcher:
         return True, True
 
     def _outline(self, name: str) -> CodeOutline | None:
-        """The steps and tables of the pipeline file deployed with the code: a bundle's pipeline file keeps them."""
+        """The steps and settings of the pipeline file deployed with the code: a bundle's pipeline file keeps them."""
         state = self._states[name]
         if state.outline is None:
             state.outline = code_outline(state.packaged.pipeline)

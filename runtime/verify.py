@@ -5,9 +5,9 @@ One code path for both places that must refuse a broken configuration: ``pipelin
 refused before it is activated. ``verify`` loads a pipeline with ``engine.config.inspect_config`` and
 runs every complete rule set's inline tests (``engine.rules.run_tests``); every finding is located.
 ``code_owned`` refuses a pipeline file, carried by a bundle, that renames its pipeline, changes the
-channels it serves, its steps (which run, in what order, under which ``when``) or its ``tables:`` (an empty
-replay table would turn off the records that refuse a request posted again; ``code_outline``): those change
-with a code deploy only.
+channels it serves, its steps (which run, in what order, under which ``when``, and how the steps up to the
+signature check are set), its ``tables:`` (an empty replay table would turn off the records that refuse a
+request posted again) or how it answers (``responses:``; ``code_outline``): those change with a code deploy only.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ __all__ = [
     "RuleSetVerdict",
     "CodeOutline",
     "StepOutline",
-    "TableNames",
+    "Settings",
     "Verification",
     "code_owned",
     "replay_window_problems",
@@ -39,7 +39,7 @@ __all__ = [
     "rule_line",
     "code_outline",
     "steps_outline",
-    "table_names",
+    "owned_settings",
     "verify",
     "verify_ruleset",
     "written_value",
@@ -48,8 +48,8 @@ __all__ = [
 # A pipeline's steps as the code owns them: per entry of ``steps:``, a step's (id, uses, when) or a parallel
 # group's outline of its members.
 StepOutline = tuple[Any, ...]
-# A pipeline's ``tables:`` as written (logical name, the text of its value), sorted by name.
-TableNames = tuple[tuple[str, str], ...]
+# A pipeline's settings that are the code's, as written: (path, the text of its value), sorted by path.
+Settings = tuple[tuple[tuple[str, ...], str], ...]
 
 
 class RuleSetVerdict(NamedTuple):
@@ -295,45 +295,70 @@ def steps_outline(data: Any) -> StepOutline:
     return _outline(entries, frozenset(id(entry) for entry in flat[: last + 1]))
 
 
-def table_names(data: Any) -> TableNames:
-    """The ``tables:`` of a parsed pipeline document as written (``TableNames``); an empty value is ``""``."""
-    tables = data.get("tables") if isinstance(data, dict) else None
-    if not isinstance(tables, dict):
-        return ()
-    return tuple(sorted((str(name), "" if value is None else str(value)) for name, value in tables.items()))
+# The fields of a ``responses:`` family that are the code's: which channels it answers, how, and whether it raises.
+_RESPONSE_FIELDS = ("channels", "format", "on_transient", "default")
+_WHY = {
+    "tables": "which tables a pipeline uses changes with a code deploy, not a rules bundle",
+    "responses": "how a pipeline answers (which channels, in what format, whether a transient fault raises) changes "
+    "with a code deploy, not a rules bundle",
+}
+
+
+def _text(value: Any) -> str:
+    """A setting's value as compared: a string as written (an empty one ``""``), anything else as JSON."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def owned_settings(data: Any) -> Settings:
+    """The settings of a parsed pipeline document that are the code's (``Settings``).
+
+    They are ``tables:`` and the shape of each ``responses:`` family (``_RESPONSE_FIELDS``); its statuses may change,
+    as a new error code needs one.
+    """
+    data = data if isinstance(data, dict) else {}
+    found: list[tuple[tuple[str, ...], str]] = []
+    tables = data.get("tables")
+    for name, value in tables.items() if isinstance(tables, dict) else ():
+        found.append((("tables", str(name)), _text(value)))
+    responses = data.get("responses")
+    for family, fields in responses.items() if isinstance(responses, dict) else ():
+        for field in _RESPONSE_FIELDS:
+            if isinstance(fields, dict) and field in fields:
+                found.append((("responses", str(family), field), _text(fields[field])))
+    return tuple(sorted(found))
 
 
 class CodeOutline(NamedTuple):
-    """What a deployed pipeline file fixes beyond its name and channels: its steps and its tables."""
+    """What a deployed pipeline file fixes beyond its name and channels: its steps and its ``owned_settings``."""
 
     steps: StepOutline
-    tables: TableNames
+    settings: Settings
 
 
 def code_outline(pipeline: Path) -> CodeOutline | None:
-    """The steps and tables of a pipeline file; None when it cannot be read."""
+    """The steps and owned settings of a pipeline file; None when it cannot be read."""
     from engine.yamlsource import load_yaml
 
     try:
         data = load_yaml(pipeline, display_path(pipeline), strict=False).data
     except ConfigError:
         return None
-    return CodeOutline(steps_outline(data), table_names(data))
+    return CodeOutline(steps_outline(data), owned_settings(data))
 
 
-def _tables_changed(document: SourceDoc, given: TableNames, deployed: TableNames) -> Problem:
-    """Where ``given`` first departs from ``deployed`` (by logical name), located at that table."""
+def _settings_changed(document: SourceDoc, given: Settings, deployed: Settings) -> Problem:
+    """Where ``given`` first departs from ``deployed``, located at that setting (or its nearest ancestor)."""
     ours, theirs = dict(given), dict(deployed)
-    name = next(name for name in sorted({*ours, *theirs}) if ours.get(name) != theirs.get(name))
+    path = next(path for path in sorted({*ours, *theirs}) if ours.get(path) != theirs.get(path))
     shown = {
-        side: repr(tables[name]) if name in tables else "not declared"
-        for side, tables in (("ours", ours), ("theirs", theirs))
+        side: repr(settings[path]) if path in settings else "not declared"
+        for side, settings in (("ours", ours), ("theirs", theirs))
     }
-    message = (
-        f"tables: {name} is {shown['ours']}, the deployed pipeline's is {shown['theirs']}; which tables a pipeline "
-        "uses changes with a code deploy, not a rules bundle"
-    )
-    return document.locator.problem(("tables", name) if name in ours else ("tables",), message)
+    section, name = path[0], ".".join(path[1:])
+    message = f"{section}: {name} is {shown['ours']}, the deployed pipeline's is {shown['theirs']}; {_WHY[section]}"
+    return document.locator.problem(path, message)
 
 
 def _shown(entry: Any) -> str:
@@ -388,11 +413,11 @@ def code_owned(
     name: str,
     channels: Collection[str] | None,
     steps: StepOutline | None = None,
-    tables: TableNames | None = None,
+    settings: Settings | None = None,
 ) -> list[Problem]:
-    """Where the pipeline file renames the pipeline ``name``, changes its ``channels``, its ``steps`` or ``tables``.
+    """Where the pipeline file renames the pipeline ``name``, changes its ``channels``, ``steps`` or ``settings``.
 
-    Those are the code's to change. ``channels``, ``steps`` or ``tables`` None: not known, not compared (the
+    Those are the code's to change. ``channels``, ``steps`` or ``settings`` None: not known, not compared (the
     deployed file's ``code_outline``). A file that cannot be read is loading's to report, not this.
     """
     from engine.yamlsource import load_yaml
@@ -421,7 +446,7 @@ def code_owned(
     outline = steps_outline(data)
     if steps is not None and "steps" in data and outline != steps:
         found.append(_steps_changed(document, outline, steps))
-    given_tables = table_names(data)
-    if tables is not None and given_tables != tables:
-        found.append(_tables_changed(document, given_tables, tables))
+    given_settings = owned_settings(data)
+    if settings is not None and given_settings != settings:
+        found.append(_settings_changed(document, given_settings, settings))
     return found

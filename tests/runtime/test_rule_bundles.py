@@ -18,10 +18,11 @@ import pytest
 
 from engine.calls import CallLimits
 from engine.config import load_config
+from engine.errors import RetryableFailure
 from runtime.app import Application
 from runtime.bundles import Bundle, bundle_key, deployment_key
 from runtime.bundlewatch import RETRY_SECONDS, BundleWatcher
-from tests.support.aws import error_response
+from tests.support.aws import AwsSpy, error_response
 from tests.support.bundles import (
     ACCOUNT_SID_KEY,
     ACCOUNT_SID_KEY_PROBLEM,
@@ -35,6 +36,8 @@ from tests.support.bundles import (
     PIPELINE,
     PIPELINE_FILE,
     ROUTING,
+    TRANSIENT_ANSWERED,
+    TRANSIENT_ANSWERED_PROBLEM,
     VIP_ROUTING,
     WHATSAPP_ONLY,
     Ops,
@@ -567,6 +570,33 @@ def test_a_bundle_whose_pipeline_file_changes_the_signing_key_is_refused_and_for
     line = event_lines(json_logs())[-1]
     assert (line["outcome"], line["rules_source"]) == ("INVALID_SIGNATURE", deciding)
     assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
+
+
+# A bundle whose pipeline file answers Twilio's transient faults (defect: it was deployed, so a throttled send was
+# answered 200, never retried by Twilio, and one such loss stayed below TransientErrorsAlarm's threshold of two).
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
+def test_a_bundle_whose_pipeline_file_answers_transient_faults_is_refused_and_twilio_still_retries(
+    ops: Ops,
+    container: Callable[..., Container],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    live: bool,
+) -> None:
+    assert TRANSIENT_ANSWERED != PIPELINE_FILE
+    started, answering, error, deciding = refused_at_cold_start(
+        ops, container, json_logs, capsys, TRANSIENT_ANSWERED, live=live
+    )
+    assert (error["bundle"], error["problems"]) == (answering, [TRANSIENT_ANSWERED_PROBLEM])
+    world.add_conversation()
+    AwsSpy(started.application).fail("sqs.SendMessage", "ThrottlingException", 400)
+    # Raised: API Gateway answers 502, which Twilio retries (the registered URL's rp=5xx).
+    with pytest.raises(RetryableFailure):
+        started.application.handle(rest_event("whatsapp", whatsapp_params()), None)
+    line = event_lines(json_logs())[-1]
+    assert (line["outcome"], line["status"], line["rules_source"]) == ("QUEUE_TRANSIENT_ERROR", "raised", deciding)
 
 
 # A bundle whose pipeline file names no replay table (defect: it was deployed, so a rules bundle could turn off the

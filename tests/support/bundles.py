@@ -59,7 +59,7 @@ AGENT_ROUTING = VIP_ROUTING.replace(
 )
 PIPELINE_FILE = (ROOT / "pipelines" / f"{PIPELINE}.yaml").read_text(encoding="utf-8")
 # A pipeline file a bundle may not carry: it serves WhatsApp only (which paths a pipeline serves is the code's).
-WHATSAPP_ONLY = PIPELINE_FILE.replace("channels: [whatsapp, sms]", "channels: [whatsapp]")
+WHATSAPP_ONLY = PIPELINE_FILE.replace("\nchannels: [whatsapp, sms]", "\nchannels: [whatsapp]", 1)
 # Nor one that drops a step (here the signature check): which steps run is the code's too.
 NO_SIGNATURE = PIPELINE_FILE.replace(
     "  - id: signature\n    uses: twilio.signature\n    with:\n      refetch_interval_seconds: 30\n\n", "", 1
@@ -86,6 +86,15 @@ ACCOUNT_SID_KEY_PROBLEM = (
     "pipelines/twilio_inbound.yaml:84:14: steps: entry 3 'auth_token' (secrets.fetch) has other with: parameters than "
     "the deployed pipeline's; how a request is authenticated (every step up to its signature check) changes with a "
     "code deploy, not a rules bundle (publish the pipeline file as deployed)"
+)
+
+# Nor one that answers Twilio's transient faults instead of raising: Twilio retries only a 5xx, so one throttled call
+# lost the message, below the transient alarm's threshold of two.
+TRANSIENT_ANSWERED = PIPELINE_FILE.replace("    on_transient: raise\n", "    on_transient: respond\n", 1)
+TRANSIENT_ANSWERED_PROBLEM = (
+    "pipelines/twilio_inbound.yaml:169:19: responses: twilio.on_transient is 'respond', the deployed pipeline's is "
+    "'raise'; how a pipeline answers (which channels, in what format, whether a transient fault raises) changes with "
+    "a code deploy, not a rules bundle"
 )
 
 

@@ -27,6 +27,8 @@ from tests.support.bundles import (
     PIPELINE,
     PIPELINE_FILE,
     ROUTING,
+    TRANSIENT_ANSWERED,
+    TRANSIENT_ANSWERED_PROBLEM,
     VIP_ROUTING,
     WHATSAPP_ONLY,
     Ops,
@@ -349,8 +351,9 @@ RENAMED = PIPELINE_FILE.replace("pipeline: twilio_inbound", "pipeline: twilio_v2
         (NO_SIGNATURE, NO_SIGNATURE_PROBLEM),
         (NO_REPLAY_RECORDS, NO_REPLAY_RECORDS_PROBLEM),
         (ACCOUNT_SID_KEY, ACCOUNT_SID_KEY_PROBLEM),
+        (TRANSIENT_ANSWERED, TRANSIENT_ANSWERED_PROBLEM),
     ],
-    ids=["channels", "name", "steps", "tables", "signing_key"],
+    ids=["channels", "name", "steps", "tables", "signing_key", "responses"],
 )
 @pytest.mark.parametrize("command", ["shadow", "promote"])
 def test_a_bundle_whose_pipeline_file_changes_what_the_code_owns_is_not_deployed(
