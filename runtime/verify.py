@@ -5,8 +5,8 @@ One code path for both places that must refuse a broken configuration: ``pipelin
 refused before it is activated. ``verify`` loads a pipeline with ``engine.config.inspect_config`` and
 runs every complete rule set's inline tests (``engine.rules.run_tests``); every finding is located.
 ``code_owned`` refuses a pipeline file, carried by a bundle, that renames its pipeline, changes the
-channels it serves, its steps (which run, in what order, under which ``when``, and how the steps up to the
-signature check are set), its ``tables:`` (an empty replay table would turn off the records that refuse a
+channels it serves, its steps (which run, in what order, under which ``when``, and how every step but the
+deciding ones is set), its ``tables:`` (an empty replay table would turn off the records that refuse a
 request posted again) or how it answers (``responses:``; ``code_outline``): those change with a code deploy only.
 """
 
@@ -246,10 +246,13 @@ def replay_window_problems(pipeline: Path, inspection: Inspection) -> list[Probl
 _STEP_KEYS = ("id", "uses", "when")
 
 
-def _authenticates(uses: Any) -> bool:
-    """Whether a step of kind ``uses`` takes part in authenticating the request (an unknown kind is taken to)."""
+def _decides(uses: Any) -> bool:
+    """Whether a step of kind ``uses`` decides with the rules (``rules.validate``, ``rules.route``).
+
+    Its ``with:`` names rule sets, which a rules bundle may change. An unknown kind is taken not to.
+    """
     spec = registry.get(str(uses))
-    return spec is None or spec.authenticates or bool(spec.auth_headers)
+    return spec is not None and spec.decides
 
 
 def _flat(entries: Any) -> list[dict[str, Any]]:
@@ -266,7 +269,7 @@ def _flat(entries: Any) -> list[dict[str, Any]]:
 def _outline(entries: Any, guarded: frozenset[int]) -> StepOutline:
     """The outline of a ``steps:`` (or ``parallel:``) list: what runs, in order, and when.
 
-    ``with:`` is left out but for the ``guarded`` entries (by ``id``): those that authenticate the request.
+    ``with:`` is left out for the entries not ``guarded`` (by ``id``): the deciding steps.
     """
     if not isinstance(entries, list):
         return ()
@@ -286,13 +289,11 @@ def _outline(entries: Any, guarded: frozenset[int]) -> StepOutline:
 def steps_outline(data: Any) -> StepOutline:
     """The step outline of a parsed pipeline document (``StepOutline``).
 
-    The ``with:`` of every step up to the last that authenticates the request (its signature check) is part of it:
-    those parameters say how a request is authenticated (which secret field signs, say).
+    The ``with:`` of every step but the deciding ones is part of it: those parameters say how a request is
+    authenticated (which secret field signs), recorded against replays (which table, for how long) and answered.
     """
     entries = data.get("steps") if isinstance(data, dict) else None
-    flat = _flat(entries)
-    last = max((index for index, entry in enumerate(flat) if _authenticates(entry.get("uses"))), default=-1)
-    return _outline(entries, frozenset(id(entry) for entry in flat[: last + 1]))
+    return _outline(entries, frozenset(id(entry) for entry in _flat(entries) if not _decides(entry.get("uses"))))
 
 
 # The fields of a ``responses:`` family that are the code's: which channels it answers, how, and whether it raises.
@@ -392,8 +393,9 @@ def _steps_changed(document: SourceDoc, given: StepOutline, deployed: StepOutlin
     if index < min(len(given), len(deployed)) and _only_parameters_differ(given[index], deployed[index]):
         message = (
             f"steps: entry {index + 1} {_shown(given[index])} has other with: parameters than the deployed "
-            "pipeline's; how a request is authenticated (every step up to its signature check) changes with a code "
-            "deploy, not a rules bundle (publish the pipeline file as deployed)"
+            "pipeline's; only the deciding steps' (rules.validate, rules.route) change with a rules bundle: the "
+            "others' say how a request is authenticated, recorded and answered, which changes with a code deploy "
+            "(publish the pipeline file as deployed)"
         )
         return document.locator.problem(
             ("steps", index, "with", *_first_change(given[index], deployed[index])), message

@@ -35,6 +35,8 @@ from tests.support.bundles import (
     NO_SIGNATURE_PROBLEM,
     PIPELINE,
     PIPELINE_FILE,
+    REPLAY_UNREAD,
+    REPLAY_UNREAD_PROBLEM,
     ROUTING,
     TRANSIENT_ANSWERED,
     TRANSIENT_ANSWERED_PROBLEM,
@@ -604,6 +606,11 @@ def test_a_bundle_whose_pipeline_file_answers_transient_faults_is_refused_and_tw
 
 
 @pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
+@pytest.mark.parametrize(
+    ("pipeline_file", "problem"),
+    [(NO_REPLAY_RECORDS, NO_REPLAY_RECORDS_PROBLEM), (REPLAY_UNREAD, REPLAY_UNREAD_PROBLEM)],
+    ids=["no_replay_table", "record_not_read"],
+)
 def test_a_bundle_whose_pipeline_file_turns_the_replay_records_off_is_refused_and_a_replay_still_is(
     ops: Ops,
     container: Callable[..., Container],
@@ -611,12 +618,14 @@ def test_a_bundle_whose_pipeline_file_turns_the_replay_records_off_is_refused_an
     json_logs: Logs,
     capsys: pytest.CaptureFixture[str],
     live: bool,
+    pipeline_file: str,
+    problem: str,
 ) -> None:
-    assert NO_REPLAY_RECORDS != PIPELINE_FILE
+    assert pipeline_file != PIPELINE_FILE
     started, unrecorded, error, deciding = refused_at_cold_start(
-        ops, container, json_logs, capsys, NO_REPLAY_RECORDS, live=live
+        ops, container, json_logs, capsys, pipeline_file, live=live
     )
-    assert (error["bundle"], error["problems"]) == (unrecorded, [NO_REPLAY_RECORDS_PROBLEM])
+    assert (error["bundle"], error["problems"]) == (unrecorded, [problem])
     world.add_conversation()
     captured = rest_event("whatsapp", whatsapp_params())
     started.application.handle(captured, None)
@@ -637,8 +646,12 @@ def test_a_bundle_whose_pipeline_file_turns_the_replay_records_off_is_refused_an
 def test_a_bundle_carrying_the_pipeline_file_as_deployed_with_new_step_parameters_is_used(
     ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
 ) -> None:
-    # A parameter of a step after the signature check (those before it say how a request is authenticated).
-    longer = PIPELINE_FILE.replace("ttl_seconds: ${env:STAGE_TTL_SECONDS:-86400}", "ttl_seconds: 172800", 1)
+    # A deciding step's parameter (the others' say how a request is authenticated, recorded and answered).
+    longer = PIPELINE_FILE.replace(
+        "rulesets: [project_status, channel, conversation_lock]",
+        "rulesets: [channel, project_status, conversation_lock]",
+        1,
+    )
     assert longer != PIPELINE_FILE
     bundle = ops.sneak_in(with_pipeline_file(rules_files(VIP_ROUTING), longer))
     started = container()

@@ -84,8 +84,9 @@ NO_REPLAY_RECORDS_PROBLEM = (
 ACCOUNT_SID_KEY = PIPELINE_FILE.replace("      field: twilio_auth_token\n", "      field: twilio_account_sid\n", 1)
 ACCOUNT_SID_KEY_PROBLEM = (
     "pipelines/twilio_inbound.yaml:84:14: steps: entry 3 'auth_token' (secrets.fetch) has other with: parameters than "
-    "the deployed pipeline's; how a request is authenticated (every step up to its signature check) changes with a "
-    "code deploy, not a rules bundle (publish the pipeline file as deployed)"
+    "the deployed pipeline's; only the deciding steps' (rules.validate, rules.route) change with a rules bundle: the "
+    "others' say how a request is authenticated, recorded and answered, which changes with a code deploy (publish "
+    "the pipeline file as deployed)"
 )
 
 # Nor one that answers Twilio's transient faults instead of raising: Twilio retries only a 5xx, so one throttled call
@@ -95,6 +96,16 @@ TRANSIENT_ANSWERED_PROBLEM = (
     "pipelines/twilio_inbound.yaml:169:19: responses: twilio.on_transient is 'respond', the deployed pipeline's is "
     "'raise'; how a pipeline answers (which channels, in what format, whether a transient fault raises) changes with "
     "a code deploy, not a rules bundle"
+)
+
+# Nor one that keeps the steps but no longer reads the replay record with the conversation: a request posted again
+# was decided afresh, staged and sent again.
+REPLAY_UNREAD = PIPELINE_FILE.replace("      replay_table: replay\n", "", 1)
+REPLAY_UNREAD_PROBLEM = (
+    "pipelines/twilio_inbound.yaml:105:7: steps: entry 6 'conversation' (conversations.get) has other with: "
+    "parameters than the deployed pipeline's; only the deciding steps' (rules.validate, rules.route) change with a "
+    "rules bundle: the others' say how a request is authenticated, recorded and answered, which changes with a code "
+    "deploy (publish the pipeline file as deployed)"
 )
 
 
