@@ -51,7 +51,7 @@ from engine.rules import RuleSet
 from runtime.aws import error_code
 from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
-from runtime.verify import StepOutline, code_owned, step_outline, verify
+from runtime.verify import CodeOutline, code_outline, code_owned, verify
 
 if TYPE_CHECKING:
     from runtime.app import Application
@@ -120,7 +120,7 @@ class _State:
     # Bundles refused, never read again: the deployment revision that last named them, and why.
     refused: dict[str, tuple[int, _Refusal]] = field(default_factory=dict)
     applied: bool = False
-    steps: StepOutline | None = None
+    outline: CodeOutline | None = None
 
 
 class _TooLarge(BundleError):
@@ -456,7 +456,9 @@ class BundleWatcher:
             return False, True
         verification = verify(source.pipeline, source.rules, self._env)
         deployed = self._app.pipeline(name)
-        owned = code_owned(source.pipeline, deployed.name, deployed.channels, self._steps(name))
+        outline = self._outline(name)
+        steps, settings = (outline.steps, outline.settings) if outline is not None else (None, None)
+        owned = code_owned(source.pipeline, deployed.name, deployed.channels, steps, settings)
         errors = [*owned, *verification.errors]
         if errors:
             shown = [self._shown(problem, name, bundle_id) for problem in errors]
@@ -467,12 +469,12 @@ class BundleWatcher:
             return False, True
         return True, True
 
-    def _steps(self, name: str) -> StepOutline | None:
-        """The steps of the pipeline file deployed with the code, which a bundle's pipeline file must keep."""
+    def _outline(self, name: str) -> CodeOutline | None:
+        """The steps and settings of the pipeline file deployed with the code: a bundle's pipeline file keeps them."""
         state = self._states[name]
-        if state.steps is None:
-            state.steps = step_outline(state.packaged.pipeline)
-        return state.steps
+        if state.outline is None:
+            state.outline = code_outline(state.packaged.pipeline)
+        return state.outline
 
     def _source(self, name: str, bundle_id: str) -> Source:
         """The bundle's files, read from S3 once per container and written under the work directory."""

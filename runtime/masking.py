@@ -10,11 +10,12 @@
   carries no timestamp, so a copy of it is a request valid for ever, long after the replay record is gone) is
   kept as its digest (``signature_digest``), from which it cannot be recovered: a replay with ``pipeline-dryrun``
   still checks it (``steps.twilio.signature``), the webhook refuses it. Signatures that expire are kept as sent;
-- ``mask="text"``: fail closed, by allow-lists. A form body (Twilio) keeps only ``FORM_KEPT_FIELDS`` (sids,
-  numbers, counts, statuses, ``MessageType``, ``MediaContentType{N}``…): every other field (``Body``,
-  ``ProfileName``, ``FlowData``, ``InteractiveData``, location fields, media URLs, any field Twilio adds later)
-  becomes ``[masked]``. A kept field holding JSON (``ChannelMetadata``) keeps its structure only: every string
-  in it becomes ``[masked]`` but under ``STRUCTURAL_JSON_KEYS`` (``json_text_masked``). A
+- ``mask="text"``: fail closed, by allow-lists. Every query-string value becomes ``[masked]`` (a URL may carry a
+  credential, ``?key=…``; its names stay, listed as ``?name``). A form body (Twilio) keeps only
+  ``FORM_KEPT_FIELDS`` (sids, numbers, counts, statuses, ``MessageType``, ``MediaContentType{N}``…): every other
+  field (``Body``, ``ProfileName``, ``FlowData``, ``InteractiveData``, location fields, media URLs, any field
+  Twilio adds later) becomes ``[masked]``. A kept field holding JSON (``ChannelMetadata``) keeps its structure
+  only: every string in it becomes ``[masked]`` but under ``STRUCTURAL_JSON_KEYS`` (``json_text_masked``). A
   ``multipart/form-data`` body (an e-mail) keeps only ``MULTIPART_KEPT_FIELDS`` (spam score, SPF, DKIM,
   charsets, attachment count) and its address fields: every other field becomes ``[masked]`` and uploaded
   files lose their name and content; the display names of its address fields become ``masked`` (the
@@ -145,6 +146,8 @@ SIGNATURE_DIGEST_PREFIX = "sha256:"
 _CREDENTIAL_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-amz-security-token", "x-api-key", "x-amz-date"}
 )
+# Where a proxy event carries the query string (payload 1.0's two maps, payload 2.0's raw string).
+_QUERY_KEYS = ("queryStringParameters", "multiValueQueryStringParameters", "rawQueryString")
 # Top-level event keys that carry credentials: payload 2.0 moves the Cookie header into ``cookies``.
 _CREDENTIAL_KEYS = frozenset({"cookies"})
 _NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
@@ -471,6 +474,28 @@ def _masked_body(event: Mapping[str, Any], masking: Masking) -> str | None:
     return masked.decode("utf-8", "surrogatepass")
 
 
+def _masked_query(copy: dict[str, Any], masking: Masking) -> None:
+    """The query string's values ``[masked]`` in place (a URL may carry a credential, ``?key=…``); names kept."""
+
+    def hidden(name: Any, value: Any) -> Any:
+        if not isinstance(value, str) or not value:
+            return value
+        masking.masked.add(f"?{name}")
+        return MASKED_TEXT
+
+    single, multi, raw = (copy.get(key) for key in _QUERY_KEYS)
+    if isinstance(single, Mapping):
+        copy["queryStringParameters"] = {name: hidden(name, value) for name, value in single.items()}
+    if isinstance(multi, Mapping):
+        copy["multiValueQueryStringParameters"] = {
+            name: [hidden(name, value) for value in values] if isinstance(values, list) else hidden(name, values)
+            for name, values in multi.items()
+        }
+    if isinstance(raw, str) and raw:
+        pairs = parse_qsl(raw, keep_blank_values=True)
+        copy["rawQueryString"] = urlencode([(name, hidden(name, value)) for name, value in pairs])
+
+
 def _without_credentials(headers: Any) -> Any:
     if not isinstance(headers, Mapping):
         return headers
@@ -547,6 +572,7 @@ def recordable(
     body = _masked_body(copy, masking)
     if body is not None:
         copy["body"] = body
+    _masked_query(copy, masking)
     auth = frozenset(name.lower() for name in auth_headers)
     for section in ("headers", "multiValueHeaders"):
         copy[section] = _marked(copy.get(section), auth)

@@ -5,17 +5,20 @@ One code path for both places that must refuse a broken configuration: ``pipelin
 refused before it is activated. ``verify`` loads a pipeline with ``engine.config.inspect_config`` and
 runs every complete rule set's inline tests (``engine.rules.run_tests``); every finding is located.
 ``code_owned`` refuses a pipeline file, carried by a bundle, that renames its pipeline, changes the
-channels it serves or changes its steps (which run, in what order, under which ``when``; ``step_outline``):
-those change with a code deploy only.
+channels it serves, its steps (which run, in what order, under which ``when``, and how every step but the
+deciding ones is set), its ``tables:`` (an empty replay table would turn off the records that refuse a
+request posted again) or how it answers (``responses:``; ``code_outline``): those change with a code deploy only.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from engine import registry
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
 from engine.errors import ConfigError, Problem, did_you_mean
 from engine.locator import Locator
@@ -26,13 +29,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RuleSetVerdict",
+    "CodeOutline",
     "StepOutline",
+    "Settings",
     "Verification",
     "code_owned",
+    "replay_window_problems",
     "leaves",
     "rule_line",
-    "step_outline",
+    "code_outline",
     "steps_outline",
+    "owned_settings",
     "verify",
     "verify_ruleset",
     "written_value",
@@ -41,6 +48,8 @@ __all__ = [
 # A pipeline's steps as the code owns them: per entry of ``steps:``, a step's (id, uses, when) or a parallel
 # group's outline of its members.
 StepOutline = tuple[Any, ...]
+# A pipeline's settings that are the code's, as written: (path, the text of its value), sorted by path.
+Settings = tuple[tuple[tuple[str, ...], str], ...]
 
 
 class RuleSetVerdict(NamedTuple):
@@ -65,11 +74,16 @@ class Verification(NamedTuple):
 
     inspection: Inspection
     verdicts: tuple[RuleSetVerdict, ...]
+    windows: tuple[Problem, ...] = ()
 
     @property
     def errors(self) -> list[Problem]:
         """Every finding that keeps the configuration from being used, in file order."""
-        found = [*self.inspection.errors, *(problem for verdict in self.verdicts for problem in verdict.errors)]
+        found = [
+            *self.inspection.errors,
+            *self.windows,
+            *(problem for verdict in self.verdicts for problem in verdict.errors),
+        ]
         order = {name: rank for rank, name in enumerate(self.inspection.files)}
         return sorted(found, key=lambda p: (order.get(p.file, len(order)), p.file, p.line, p.column))
 
@@ -176,49 +190,199 @@ def verify(
     """Load ``pipeline`` with the rule sets of ``rules_dir`` and run their inline tests."""
     inspection = inspect_config(pipeline, rules_dir, env, missing_env=missing_env, shadow=shadow)
     verdicts = tuple(verify_ruleset(loaded) for loaded in inspection.rulesets.values() if loaded.complete)
-    return Verification(inspection, verdicts)
+    return Verification(inspection, verdicts, tuple(replay_window_problems(pipeline, inspection)))
+
+
+def _step_path(entries: Any, step_id: str, prefix: tuple[Any, ...] = ("steps",)) -> tuple[Any, ...] | None:
+    """Where the step ``step_id`` is under ``steps:`` (inside its parallel group, if any)."""
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        if isinstance(entry, dict) and "parallel" in entry:
+            found = _step_path(entry["parallel"], step_id, (*prefix, index, "parallel"))
+            if found is not None:
+                return found
+        elif isinstance(entry, dict) and entry.get("id") == step_id:
+            return (*prefix, index)
+    return None
+
+
+def replay_window_problems(pipeline: Path, inspection: Inspection) -> list[Problem]:
+    """Where a step keeps replay records for less time than a signature the pipeline accepts stays valid.
+
+    A step says how long it accepts a signed request (``signature_max_age_seconds``) and how long it keeps its
+    records (``replay_horizon_seconds``, None when they are off): a repeat after its record expired is accepted.
+    """
+    steps = inspection.config.pipeline.steps() if inspection.config is not None else []
+    windows = [
+        (float(age), step.id)
+        for step in steps
+        if isinstance(age := getattr(step.step, "signature_max_age_seconds", None), int | float)
+    ]
+    if not windows:
+        return []
+    window, signer = max(windows)
+    short = [
+        (step.id, float(horizon))
+        for step in steps
+        if isinstance(horizon := getattr(step.step, "replay_horizon_seconds", None), int | float) and horizon < window
+    ]
+    if not short:
+        return []
+    from engine.yamlsource import load_yaml
+
+    document = load_yaml(pipeline, display_path(pipeline), strict=False)
+    data = document.data if isinstance(document.data, dict) else {}
+    found = []
+    for step_id, horizon in short:
+        path = _step_path(data.get("steps"), step_id) or ("steps",)
+        message = (
+            f"step {step_id!r} keeps its replay records {horizon:g} s, less than the {window:g} s step {signer!r} "
+            f"accepts a signature for: a request posted again after its record expired would be accepted; keep "
+            f"them at least {window:g} s (horizon_seconds)"
+        )
+        found.append(document.locator.problem((*path, "with", "horizon_seconds"), message))
+    return found
 
 
 _STEP_KEYS = ("id", "uses", "when")
 
 
-def _outline(entries: Any) -> StepOutline:
-    """The outline of a ``steps:`` (or ``parallel:``) list: what runs, in order, and when; ``with:`` is left out."""
+def _decides(uses: Any) -> bool:
+    """Whether a step of kind ``uses`` decides with the rules (``rules.validate``, ``rules.route``).
+
+    Its ``with:`` names rule sets, which a rules bundle may change. An unknown kind is taken not to.
+    """
+    spec = registry.get(str(uses))
+    return spec is not None and spec.decides
+
+
+def _flat(entries: Any) -> list[dict[str, Any]]:
+    """The step entries of a ``steps:`` list, a parallel group's members in its place."""
+    flat: list[dict[str, Any]] = []
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and "parallel" in entry:
+            flat.extend(_flat(entry.get("parallel")))
+        elif isinstance(entry, dict):
+            flat.append(entry)
+    return flat
+
+
+def _outline(entries: Any, guarded: frozenset[int]) -> StepOutline:
+    """The outline of a ``steps:`` (or ``parallel:``) list: what runs, in order, and when.
+
+    ``with:`` is left out for the entries not ``guarded`` (by ``id``): the deciding steps.
+    """
     if not isinstance(entries, list):
         return ()
     outline: list[Any] = []
     for entry in entries:
         if isinstance(entry, dict) and "parallel" in entry:
-            outline.append(("parallel", _outline(entry.get("parallel"))))
+            outline.append(("parallel", _outline(entry.get("parallel"), guarded)))
         elif isinstance(entry, dict):
-            outline.append(tuple(str(entry.get(key)) if entry.get(key) is not None else None for key in _STEP_KEYS))
+            keys = tuple(str(entry.get(key)) if entry.get(key) is not None else None for key in _STEP_KEYS)
+            params = json.dumps(entry.get("with"), sort_keys=True, default=str) if id(entry) in guarded else None
+            outline.append((*keys, params))
         else:
             outline.append(repr(entry))
     return tuple(outline)
 
 
 def steps_outline(data: Any) -> StepOutline:
-    """The step outline of a parsed pipeline document (``StepOutline``)."""
-    return _outline(data.get("steps")) if isinstance(data, dict) else ()
+    """The step outline of a parsed pipeline document (``StepOutline``).
+
+    The ``with:`` of every step but the deciding ones is part of it: those parameters say how a request is
+    authenticated (which secret field signs), recorded against replays (which table, for how long) and answered.
+    """
+    entries = data.get("steps") if isinstance(data, dict) else None
+    return _outline(entries, frozenset(id(entry) for entry in _flat(entries) if not _decides(entry.get("uses"))))
 
 
-def step_outline(pipeline: Path) -> StepOutline | None:
-    """The step outline of a pipeline file; None when it cannot be read."""
+# The fields of a ``responses:`` family that are the code's: which channels it answers, how, and whether it raises.
+_RESPONSE_FIELDS = ("channels", "format", "on_transient", "default")
+_WHY = {
+    "tables": "which tables a pipeline uses changes with a code deploy, not a rules bundle",
+    "responses": "how a pipeline answers (which channels, in what format, whether a transient fault raises) changes "
+    "with a code deploy, not a rules bundle",
+}
+
+
+def _text(value: Any) -> str:
+    """A setting's value as compared: a string as written (an empty one ``""``), anything else as JSON."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def owned_settings(data: Any) -> Settings:
+    """The settings of a parsed pipeline document that are the code's (``Settings``).
+
+    They are ``tables:`` and the shape of each ``responses:`` family (``_RESPONSE_FIELDS``); its statuses may change,
+    as a new error code needs one.
+    """
+    data = data if isinstance(data, dict) else {}
+    found: list[tuple[tuple[str, ...], str]] = []
+    tables = data.get("tables")
+    for name, value in tables.items() if isinstance(tables, dict) else ():
+        found.append((("tables", str(name)), _text(value)))
+    responses = data.get("responses")
+    for family, fields in responses.items() if isinstance(responses, dict) else ():
+        for field in _RESPONSE_FIELDS:
+            if isinstance(fields, dict) and field in fields:
+                found.append((("responses", str(family), field), _text(fields[field])))
+    return tuple(sorted(found))
+
+
+class CodeOutline(NamedTuple):
+    """What a deployed pipeline file fixes beyond its name and channels: its steps and its ``owned_settings``."""
+
+    steps: StepOutline
+    settings: Settings
+
+
+def code_outline(pipeline: Path) -> CodeOutline | None:
+    """The steps and owned settings of a pipeline file; None when it cannot be read."""
     from engine.yamlsource import load_yaml
 
     try:
-        return steps_outline(load_yaml(pipeline, display_path(pipeline), strict=False).data)
+        data = load_yaml(pipeline, display_path(pipeline), strict=False).data
     except ConfigError:
         return None
+    return CodeOutline(steps_outline(data), owned_settings(data))
+
+
+def _settings_changed(document: SourceDoc, given: Settings, deployed: Settings) -> Problem:
+    """Where ``given`` first departs from ``deployed``, located at that setting (or its nearest ancestor)."""
+    ours, theirs = dict(given), dict(deployed)
+    path = next(path for path in sorted({*ours, *theirs}) if ours.get(path) != theirs.get(path))
+    shown = {
+        side: repr(settings[path]) if path in settings else "not declared"
+        for side, settings in (("ours", ours), ("theirs", theirs))
+    }
+    section, name = path[0], ".".join(path[1:])
+    message = f"{section}: {name} is {shown['ours']}, the deployed pipeline's is {shown['theirs']}; {_WHY[section]}"
+    return document.locator.problem(path, message)
 
 
 def _shown(entry: Any) -> str:
     if isinstance(entry, tuple) and entry and entry[0] == "parallel":
         return "a parallel group of " + ", ".join(_shown(member) for member in entry[1])
-    if isinstance(entry, tuple) and len(entry) == len(_STEP_KEYS):
-        step_id, uses, when = entry
+    if isinstance(entry, tuple) and len(entry) == len(_STEP_KEYS) + 1:
+        step_id, uses, when, _ = entry
         return f"{step_id!r} ({uses}{f', when: {when}' if when is not None else ''})"
     return str(entry)
+
+
+def _only_parameters_differ(given: Any, deployed: Any) -> bool:
+    """Whether two outline entries are the same step (id, uses, when) with other ``with:`` parameters."""
+    same_shape = isinstance(given, tuple) and isinstance(deployed, tuple) and len(given) == len(_STEP_KEYS) + 1
+    return same_shape and len(deployed) == len(given) and given[:-1] == deployed[:-1] and given[-1] != deployed[-1]
+
+
+def _first_change(given: tuple[Any, ...], deployed: tuple[Any, ...]) -> tuple[str, ...]:
+    """The first ``with:`` key (in order) whose value differs between two entries' parameters; () when not one key."""
+    ours, theirs = json.loads(given[-1]), json.loads(deployed[-1])
+    if not isinstance(ours, dict) or not isinstance(theirs, dict):
+        return ()
+    return next(((str(key),) for key in sorted({*ours, *theirs}) if ours.get(key) != theirs.get(key)), ())
 
 
 def _steps_changed(document: SourceDoc, given: StepOutline, deployed: StepOutline) -> Problem:
@@ -226,6 +390,16 @@ def _steps_changed(document: SourceDoc, given: StepOutline, deployed: StepOutlin
     index = next((i for i, (a, b) in enumerate(zip(given, deployed, strict=False)) if a != b), None)
     if index is None:
         index = min(len(given), len(deployed))
+    if index < min(len(given), len(deployed)) and _only_parameters_differ(given[index], deployed[index]):
+        message = (
+            f"steps: entry {index + 1} {_shown(given[index])} has other with: parameters than the deployed "
+            "pipeline's; only the deciding steps' (rules.validate, rules.route) change with a rules bundle: the "
+            "others' say how a request is authenticated, recorded and answered, which changes with a code deploy "
+            "(publish the pipeline file as deployed)"
+        )
+        return document.locator.problem(
+            ("steps", index, "with", *_first_change(given[index], deployed[index])), message
+        )
     ours = _shown(given[index]) if index < len(given) else "nothing"
     theirs = _shown(deployed[index]) if index < len(deployed) else "nothing"
     message = (
@@ -237,12 +411,16 @@ def _steps_changed(document: SourceDoc, given: StepOutline, deployed: StepOutlin
 
 
 def code_owned(
-    pipeline: Path, name: str, channels: Collection[str] | None, steps: StepOutline | None = None
+    pipeline: Path,
+    name: str,
+    channels: Collection[str] | None,
+    steps: StepOutline | None = None,
+    settings: Settings | None = None,
 ) -> list[Problem]:
-    """Where the pipeline file renames the pipeline ``name``, changes its ``channels`` or its ``steps``.
+    """Where the pipeline file renames the pipeline ``name``, changes its ``channels``, ``steps`` or ``settings``.
 
-    Those are the code's to change. ``channels`` or ``steps`` None: not known, not compared (``steps`` is the
-    deployed file's ``step_outline``). A file that cannot be read is loading's to report, not this.
+    Those are the code's to change. ``channels``, ``steps`` or ``settings`` None: not known, not compared (the
+    deployed file's ``code_outline``). A file that cannot be read is loading's to report, not this.
     """
     from engine.yamlsource import load_yaml
 
@@ -270,4 +448,7 @@ def code_owned(
     outline = steps_outline(data)
     if steps is not None and "steps" in data and outline != steps:
         found.append(_steps_changed(document, outline, steps))
+    given_settings = owned_settings(data)
+    if settings is not None and given_settings != settings:
+        found.append(_settings_changed(document, given_settings, settings))
     return found

@@ -114,6 +114,11 @@ class _Records:
         self._horizon = int(params.get("horizon_seconds", 604800))
         self._grace = int(params.get("retry_grace_seconds", 30))
 
+    @property
+    def replay_horizon_seconds(self) -> int | None:
+        """How long a record lives at least (None: records are off); ``runtime.verify`` holds signatures to it."""
+        return self._horizon if self._table else None
+
     def _item(self, sid: str, now: int, writer: str, *, pending: bool = False) -> dict[str, Any]:
         """A record of ``sid`` written at ``now`` (epoch seconds) by the run ``writer``.
 

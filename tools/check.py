@@ -45,7 +45,7 @@ from engine.rules import RuleError, RuleSet
 from engine.runner import ParallelGroup, PlannedStep
 from engine.yamlsource import load_yaml
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
-from runtime.verify import leaves, rule_line, verify_ruleset, written_value
+from runtime.verify import leaves, replay_window_problems, rule_line, verify_ruleset, written_value
 from steps.conversations import ConversationGet
 from tools.lint import condition_terms, find_shadowed, lint_expression, value_types
 
@@ -459,6 +459,7 @@ def check_config(
             *_unfetched(inspection),
             *_reserved_codes(inspection),
             *_test_targets(inspection),
+            *replay_window_problems(path, inspection),
         ]
         # A rule set shared by several pipelines is reported with the first (its messages may name the pipeline).
         findings.extend(problem for problem in found if _place(problem) not in reported)

@@ -42,7 +42,7 @@ from engine.errors import ConfigError, did_you_mean
 from runtime.aws import error_code
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
 from runtime.layout import PIPELINES_DIR, pipeline_files
-from runtime.verify import StepOutline, code_owned, steps_outline
+from runtime.verify import Settings, StepOutline, code_owned, owned_settings, steps_outline
 from tools.console import console_script, load_project_plugins
 
 __all__ = ["main", "run"]
@@ -307,7 +307,7 @@ def _changes_code_owned(store: _Store, pipeline: Path, name: str, out: TextIO) -
     The deployed file is known here from the live bundle's carried copy only (``pipeline`` is the local file).
     """
     owned = _deployed(store, store.deployment()[0], None)
-    changes = code_owned(pipeline, name, owned.channels, owned.steps)
+    changes = code_owned(pipeline, name, owned.channels, owned.steps, owned.settings)
     for problem in changes:
         print(problem, file=out)
     return bool(changes)
@@ -411,6 +411,7 @@ class _CodeOwned(NamedTuple):
 
     channels: list[str] | None = None
     steps: StepOutline | None = None
+    settings: Settings | None = None
 
 
 def _code_owned_of(text: str) -> _CodeOwned:
@@ -425,7 +426,8 @@ def _code_owned_of(text: str) -> _CodeOwned:
         return _CodeOwned()
     channels = data.get("channels")
     listed = [str(channel) for channel in channels] if isinstance(channels, list) else None
-    return _CodeOwned(listed, steps_outline(data) if "steps" in data else None)
+    steps = steps_outline(data) if "steps" in data else None
+    return _CodeOwned(listed, steps, owned_settings(data))
 
 
 def _deployed(store: _Store, current: Deployment, local: Path | None) -> _CodeOwned:
@@ -465,7 +467,7 @@ def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None, deployed: _Cod
                 "declares its pipeline; run this in the project's directory, or pass --pipeline FILE"
             )
         if carried:
-            owned = code_owned(checked, bundle.pipeline, deployed.channels, deployed.steps)
+            owned = code_owned(checked, bundle.pipeline, deployed.channels, deployed.steps, deployed.settings)
             found = [str(problem).replace(f"{root}/", "") for problem in owned]
             if found:
                 shown = "; ".join(found)

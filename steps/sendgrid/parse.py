@@ -185,6 +185,11 @@ class SendGridParse:
         self._max_future = float(params.get("max_future_seconds", 60))
         self._max_text = int(params.get("max_text_bytes", DEFAULT_MAX_TEXT_BYTES))
 
+    @property
+    def signature_max_age_seconds(self) -> float:
+        """How long a signed post is accepted; ``runtime.verify`` holds the replay records to at least this."""
+        return self._max_age
+
     def _authentication(self, ctx: Context, http: HttpRequest) -> tuple[str, str]:
         signature, timestamp = http.header(SIGNATURE_HEADER), http.header(TIMESTAMP_HEADER)
         if not signature or not timestamp:

@@ -67,6 +67,32 @@ def test_cookies_are_removed_in_every_mode_whatever_the_payload_version() -> Non
         assert stored["requestContext"] == event["requestContext"]
 
 
+def test_a_masked_recording_keeps_no_query_string_value_whatever_the_payload_version() -> None:
+    # A webhook URL may carry a credential in its query (``?key=…``, an endpoint token): a masked recording keeps the
+    # parameters' names only, as it keeps a form's, and an unmasked one keeps the URL as sent for its signature check.
+    rest = rest_event("whatsapp", whatsapp_params(), query={"key": ["QUERY-SECRET"], "empty": [""]})
+    encoded = http_api_event(
+        "POST", "/prod/sms", host="h.example.com", body="Body=hi", raw_query="key=QUERY-SECRET&empty=&key=2"
+    )
+    encoded["queryStringParameters"] = {"key": "QUERY-SECRET,2", "empty": ""}
+    for mask in ("text", "all"):
+        stored = recordable(rest, mask=mask, pseudonyms=Pseudonyms(KEY))
+        assert "QUERY-SECRET" not in json.dumps(stored), mask
+        assert stored["queryStringParameters"] == {"key": MASKED_TEXT, "empty": ""}
+        assert stored["multiValueQueryStringParameters"] == {"key": [MASKED_TEXT], "empty": [""]}
+        assert "?key" in stored["recording"]["masked"]
+        stored = recordable(encoded, mask=mask, pseudonyms=Pseudonyms(KEY))
+        assert "QUERY-SECRET" not in json.dumps(stored), mask
+        assert parse_qsl(stored["rawQueryString"], keep_blank_values=True) == [
+            ("key", MASKED_TEXT),
+            ("empty", ""),
+            ("key", MASKED_TEXT),
+        ]
+        assert stored["queryStringParameters"] == {"key": MASKED_TEXT, "empty": ""}
+    assert recordable(rest)["multiValueQueryStringParameters"] == rest["multiValueQueryStringParameters"]
+    assert recordable(encoded)["rawQueryString"] == encoded["rawQueryString"]
+
+
 def test_text_masks_free_text_and_marks_the_signature_whatever_the_payload_version() -> None:
     params = whatsapp_params(ProfileName="Jane Doe", Latitude="51.5", Body="my address is 1 High St")
     rest = rest_event("whatsapp", params)

@@ -18,19 +18,28 @@ import pytest
 
 from engine.calls import CallLimits
 from engine.config import load_config
+from engine.errors import RetryableFailure
 from runtime.app import Application
 from runtime.bundles import Bundle, bundle_key, deployment_key
 from runtime.bundlewatch import RETRY_SECONDS, BundleWatcher
-from tests.support.aws import error_response
+from tests.support.aws import AwsSpy, error_response
 from tests.support.bundles import (
+    ACCOUNT_SID_KEY,
+    ACCOUNT_SID_KEY_PROBLEM,
     AGENT_ROUTING,
     BROKEN_ROUTING,
     BUCKET,
+    NO_REPLAY_RECORDS,
+    NO_REPLAY_RECORDS_PROBLEM,
     NO_SIGNATURE,
     NO_SIGNATURE_PROBLEM,
     PIPELINE,
     PIPELINE_FILE,
+    REPLAY_UNREAD,
+    REPLAY_UNREAD_PROBLEM,
     ROUTING,
+    TRANSIENT_ANSWERED,
+    TRANSIENT_ANSWERED_PROBLEM,
     VIP_ROUTING,
     WHATSAPP_ONLY,
     Ops,
@@ -43,6 +52,7 @@ from tests.support.bundles import (
 )
 from tests.support.shipped import pipeline_names
 from tests.support.webhooks import rest_event, sms_params, whatsapp_params
+from tools.localaws import to_dynamo
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERVAL = 30.0
@@ -538,10 +548,110 @@ def test_a_bundle_whose_pipeline_file_drops_the_signature_step_is_refused_and_fo
     assert started.application.deployed("twilio_inbound").shadow is None
 
 
+# A bundle whose pipeline file keeps the steps but signs with another field of the secret (defect: it was deployed,
+# so a rules bundle could make the signing key the account SID that every request carries: anyone could sign).
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
+def test_a_bundle_whose_pipeline_file_changes_the_signing_key_is_refused_and_forgeries_still_are(
+    ops: Ops,
+    container: Callable[..., Container],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    live: bool,
+) -> None:
+    assert ACCOUNT_SID_KEY != PIPELINE_FILE
+    started, rekeyed, error, deciding = refused_at_cold_start(
+        ops, container, json_logs, capsys, ACCOUNT_SID_KEY, live=live
+    )
+    assert (error["bundle"], error["problems"]) == (rekeyed, [ACCOUNT_SID_KEY_PROBLEM])
+    world.add_conversation()
+    params = whatsapp_params()
+    started.application.handle(rest_event("whatsapp", params, token=params["AccountSid"]), None)
+    line = event_lines(json_logs())[-1]
+    assert (line["outcome"], line["rules_source"]) == ("INVALID_SIGNATURE", deciding)
+    assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
+
+
+# A bundle whose pipeline file answers Twilio's transient faults (defect: it was deployed, so a throttled send was
+# answered 200, never retried by Twilio, and one such loss stayed below TransientErrorsAlarm's threshold of two).
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
+def test_a_bundle_whose_pipeline_file_answers_transient_faults_is_refused_and_twilio_still_retries(
+    ops: Ops,
+    container: Callable[..., Container],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    live: bool,
+) -> None:
+    assert TRANSIENT_ANSWERED != PIPELINE_FILE
+    started, answering, error, deciding = refused_at_cold_start(
+        ops, container, json_logs, capsys, TRANSIENT_ANSWERED, live=live
+    )
+    assert (error["bundle"], error["problems"]) == (answering, [TRANSIENT_ANSWERED_PROBLEM])
+    world.add_conversation()
+    AwsSpy(started.application).fail("sqs.SendMessage", "ThrottlingException", 400)
+    # Raised: API Gateway answers 502, which Twilio retries (the registered URL's rp=5xx).
+    with pytest.raises(RetryableFailure):
+        started.application.handle(rest_event("whatsapp", whatsapp_params()), None)
+    line = event_lines(json_logs())[-1]
+    assert (line["outcome"], line["status"], line["rules_source"]) == ("QUEUE_TRANSIENT_ERROR", "raised", deciding)
+
+
+# A bundle whose pipeline file names no replay table (defect: it was deployed, so a rules bundle could turn off the
+# records that refuse a request posted again: a request captured once was accepted and sent again).
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
+@pytest.mark.parametrize(
+    ("pipeline_file", "problem"),
+    [(NO_REPLAY_RECORDS, NO_REPLAY_RECORDS_PROBLEM), (REPLAY_UNREAD, REPLAY_UNREAD_PROBLEM)],
+    ids=["no_replay_table", "record_not_read"],
+)
+def test_a_bundle_whose_pipeline_file_turns_the_replay_records_off_is_refused_and_a_replay_still_is(
+    ops: Ops,
+    container: Callable[..., Container],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    live: bool,
+    pipeline_file: str,
+    problem: str,
+) -> None:
+    assert pipeline_file != PIPELINE_FILE
+    started, unrecorded, error, deciding = refused_at_cold_start(
+        ops, container, json_logs, capsys, pipeline_file, live=live
+    )
+    assert (error["bundle"], error["problems"]) == (unrecorded, [problem])
+    world.add_conversation()
+    captured = rest_event("whatsapp", whatsapp_params())
+    started.application.handle(captured, None)
+    assert len(world.sent("whatsapp")) == 1
+    # Past the retry grace, once the consumer has taken the batch, the same signed request is posted again.
+    (record,) = world.replay_rows()
+    item = {**record, "replay_after": 0}
+    world.dynamodb.put_item(TableName=world.resources.replay_table, Item=to_dynamo(item))
+    for row in world.lock_rows():
+        key = {"conversation_id": {"S": row["conversation_id"]}}
+        world.dynamodb.delete_item(TableName=world.resources.lock_table, Key=key)
+    started.application.handle(captured, None)
+    line = event_lines(json_logs())[-1]
+    assert (line["outcome"], line["rules_source"]) == ("REPLAY", deciding)
+    assert len(world.sent("whatsapp")) == 1
+
+
 def test_a_bundle_carrying_the_pipeline_file_as_deployed_with_new_step_parameters_is_used(
     ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
 ) -> None:
-    longer = PIPELINE_FILE.replace("      refetch_interval_seconds: 30\n", "      refetch_interval_seconds: 45\n")
+    # A deciding step's parameter (the others' say how a request is authenticated, recorded and answered).
+    longer = PIPELINE_FILE.replace(
+        "rulesets: [project_status, channel, conversation_lock]",
+        "rulesets: [channel, project_status, conversation_lock]",
+        1,
+    )
     assert longer != PIPELINE_FILE
     bundle = ops.sneak_in(with_pipeline_file(rules_files(VIP_ROUTING), longer))
     started = container()

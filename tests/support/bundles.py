@@ -59,7 +59,7 @@ AGENT_ROUTING = VIP_ROUTING.replace(
 )
 PIPELINE_FILE = (ROOT / "pipelines" / f"{PIPELINE}.yaml").read_text(encoding="utf-8")
 # A pipeline file a bundle may not carry: it serves WhatsApp only (which paths a pipeline serves is the code's).
-WHATSAPP_ONLY = PIPELINE_FILE.replace("channels: [whatsapp, sms]", "channels: [whatsapp]")
+WHATSAPP_ONLY = PIPELINE_FILE.replace("\nchannels: [whatsapp, sms]", "\nchannels: [whatsapp]", 1)
 # Nor one that drops a step (here the signature check): which steps run is the code's too.
 NO_SIGNATURE = PIPELINE_FILE.replace(
     "  - id: signature\n    uses: twilio.signature\n    with:\n      refetch_interval_seconds: 30\n\n", "", 1
@@ -69,6 +69,43 @@ NO_SIGNATURE_PROBLEM = (
     "pipelines/twilio_inbound.yaml:91:5: steps: entry 4 is 'status_callback' (control.finish, when: "
     "request.is_status_callback), the deployed pipeline's is 'signature' (twilio.signature); which steps run, "
     "in what order and when, changes with a code deploy, not a rules bundle (publish the pipeline file as deployed)"
+)
+
+# Nor one that names its tables otherwise (here no replay table: the records that stop a captured request posted
+# again are off): which tables a pipeline uses is the deployment's.
+NO_REPLAY_RECORDS = PIPELINE_FILE.replace("  replay: ${env:REPLAY_TABLE_NAME:-}", '  replay: ""', 1)
+NO_REPLAY_RECORDS_PROBLEM = (
+    "pipelines/twilio_inbound.yaml:21:12: tables: replay is '', the deployed pipeline's is "
+    "'${env:REPLAY_TABLE_NAME:-}'; which tables a pipeline uses changes with a code deploy, not a rules bundle"
+)
+
+# Nor one that keeps the steps but changes how the request is authenticated: here the signing key is the secret's
+# twilio_account_sid, which every request carries (AccountSid), so anyone could sign.
+ACCOUNT_SID_KEY = PIPELINE_FILE.replace("      field: twilio_auth_token\n", "      field: twilio_account_sid\n", 1)
+ACCOUNT_SID_KEY_PROBLEM = (
+    "pipelines/twilio_inbound.yaml:84:14: steps: entry 3 'auth_token' (secrets.fetch) has other with: parameters than "
+    "the deployed pipeline's; only the deciding steps' (rules.validate, rules.route) change with a rules bundle: the "
+    "others' say how a request is authenticated, recorded and answered, which changes with a code deploy (publish "
+    "the pipeline file as deployed)"
+)
+
+# Nor one that answers Twilio's transient faults instead of raising: Twilio retries only a 5xx, so one throttled call
+# lost the message, below the transient alarm's threshold of two.
+TRANSIENT_ANSWERED = PIPELINE_FILE.replace("    on_transient: raise\n", "    on_transient: respond\n", 1)
+TRANSIENT_ANSWERED_PROBLEM = (
+    "pipelines/twilio_inbound.yaml:169:19: responses: twilio.on_transient is 'respond', the deployed pipeline's is "
+    "'raise'; how a pipeline answers (which channels, in what format, whether a transient fault raises) changes with "
+    "a code deploy, not a rules bundle"
+)
+
+# Nor one that keeps the steps but no longer reads the replay record with the conversation: a request posted again
+# was decided afresh, staged and sent again.
+REPLAY_UNREAD = PIPELINE_FILE.replace("      replay_table: replay\n", "", 1)
+REPLAY_UNREAD_PROBLEM = (
+    "pipelines/twilio_inbound.yaml:105:7: steps: entry 6 'conversation' (conversations.get) has other with: "
+    "parameters than the deployed pipeline's; only the deciding steps' (rules.validate, rules.route) change with a "
+    "rules bundle: the others' say how a request is authenticated, recorded and answered, which changes with a code "
+    "deploy (publish the pipeline file as deployed)"
 )
 
 

@@ -15,14 +15,20 @@ from moto import mock_aws
 
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
 from tests.support.bundles import (
+    ACCOUNT_SID_KEY,
+    ACCOUNT_SID_KEY_PROBLEM,
     AGENT_ROUTING,
     BROKEN_ROUTING,
     BUCKET,
+    NO_REPLAY_RECORDS,
+    NO_REPLAY_RECORDS_PROBLEM,
     NO_SIGNATURE,
     NO_SIGNATURE_PROBLEM,
     PIPELINE,
     PIPELINE_FILE,
     ROUTING,
+    TRANSIENT_ANSWERED,
+    TRANSIENT_ANSWERED_PROBLEM,
     VIP_ROUTING,
     WHATSAPP_ONLY,
     Ops,
@@ -343,8 +349,11 @@ RENAMED = PIPELINE_FILE.replace("pipeline: twilio_inbound", "pipeline: twilio_v2
         ),
         (RENAMED, "pipelines/twilio_inbound.yaml:2:11: pipeline: 'twilio_v2' is not the deployed pipeline's name"),
         (NO_SIGNATURE, NO_SIGNATURE_PROBLEM),
+        (NO_REPLAY_RECORDS, NO_REPLAY_RECORDS_PROBLEM),
+        (ACCOUNT_SID_KEY, ACCOUNT_SID_KEY_PROBLEM),
+        (TRANSIENT_ANSWERED, TRANSIENT_ANSWERED_PROBLEM),
     ],
-    ids=["channels", "name", "steps"],
+    ids=["channels", "name", "steps", "tables", "signing_key", "responses"],
 )
 @pytest.mark.parametrize("command", ["shadow", "promote"])
 def test_a_bundle_whose_pipeline_file_changes_what_the_code_owns_is_not_deployed(
