@@ -210,6 +210,41 @@ class TestInBrowser:
         assert cells <= actions and scroll == 0
         assert lines == [len(rule["inputs"]) for rule in records[0]["rules"] if rule["inputs"]]
 
+    def test_codes_names_and_versions_show_whole_and_break_only_after_an_underscore_or_slash(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
+    ) -> None:
+        """At 1280 px every outcome, target, pipeline name, deciding rule and rules version is readable in full.
+
+        No cell clips its text (``CONVERSATION_NOT_FOUND`` cut to ``CONVERSATION_NOT_FO``), and a line breaks
+        inside one of these names only after an underscore or a slash (never ``twilio_inbo`` / ``und``).
+        """
+        page, records = compared
+        assert {"CONVERSATION_LOCKED", "CONVERSATION_NOT_FOUND"} <= {r["outcome"] for r in records}
+        assert len({r["pipeline"] for r in records}) == 2 and len({r["rules_version"] for r in records}) == 2
+        browser.open(page)
+        clipped, bad_breaks = browser.run(
+            """const cells = [...document.querySelectorAll(
+                '#rows td.c-outcome, #rows td.c-target, #rows td.c-pipeline, #rows td.c-rule, #rows td.c-version')];
+            const clipped = cells.filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent);
+            const breaks = [];
+            for (const td of cells) {
+              const walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+              for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                const range = document.createRange();
+                let top = null;
+                for (let i = 0; i < node.length; i++) {
+                  range.setStart(node, i);
+                  range.setEnd(node, i + 1);
+                  const rect = range.getBoundingClientRect();
+                  if (top !== null && rect.top > top + 1 && !"_/ ".includes(node.data[i - 1])) breaks.push(node.data);
+                  top = rect.top;
+                }
+              }
+            }
+            return [clipped, breaks];"""
+        )
+        assert clipped == [] and bad_breaks == []
+
     def test_unreached_steps_keep_readable_counts(
         self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
     ) -> None:

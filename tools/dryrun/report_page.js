@@ -43,12 +43,24 @@
     return r.error_code == null ? "o-ok" : "o-error";
   }
 
+  // A span of text that may wrap after an underscore or a slash only (CONVERSATION_<wbr>NOT_<wbr>FOUND).
+  function code(className, text) {
+    const span = el("span", className);
+    String(text)
+      .split(/(?<=[_/])/)
+      .forEach((part, i) => {
+        if (i) span.append(document.createElement("wbr"));
+        span.append(part);
+      });
+    return span;
+  }
+
   // A value, then what the baseline had struck through before it when they differ.
   function compared(td, current, baseline, className) {
     if (baseline !== undefined && baseline !== current) {
-      td.append(el("span", "was", baseline ?? "\u2014"), el("span", "to", ARROW));
+      td.append(code("was", baseline ?? "\u2014"), el("span", "to", ARROW), document.createElement("wbr"));
     }
-    td.append(el("span", className, current ?? "\u2014"));
+    td.append(code(className, current ?? "\u2014"));
   }
 
   const VERBS = { put_item: "put", delete_item: "delete", send_message: "send" };
@@ -80,7 +92,7 @@
         td.append(el("span", null, ev.record.source));
       },
     },
-    hasPipeline && { key: "pipeline", label: "Pipeline", cell: (td, ev) => (td.textContent = ev.record.pipeline ?? "") },
+    hasPipeline && { key: "pipeline", label: "Pipeline", cell: (td, ev) => td.append(code(null, ev.record.pipeline ?? "")) },
     {
       key: "outcome",
       label: "Outcome",
@@ -437,6 +449,8 @@
     $("empty").textContent = events.length ? "No events match the filters." : "No events in this report.";
     $("empty").hidden = matched.length > 0;
     countSteps(matched);
+    // The rows start again from the first match: a reader scrolled past the list's top is taken back to it.
+    if ($("rows").getBoundingClientRect().top < 0) $("events").scrollIntoView();
   }
 
   $("title").textContent = meta.title;

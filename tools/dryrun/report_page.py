@@ -187,7 +187,7 @@ _BODY = """<header><h1 id="title"></h1><p id="meta" class="muted"></p></header>
 <section><h2>Pipeline <span id="pipeline-name" class="mono"></span>
 <span id="diagram-scope" class="muted"></span></h2><div id="diagram" class="diagram"></div></section>
 <section><h2>Summary</h2><div id="summary" class="summary"></div></section>
-<section><h2>Events</h2>
+<section id="events"><h2>Events</h2>
 <div class="filters">
 <label>Outcome<select id="f-outcome"></select></label>
 <label id="f-pipeline-label">Pipeline<select id="f-pipeline"></select></label>
