@@ -392,6 +392,20 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
             ),
         ],
     ),
+    "target_from_typo": (
+        1,
+        [
+            Finding(
+                "rules/40_routing.yaml:19:43",
+                (
+                    "inline test 'whatsapp goes to its queue' of rule set 'routing' failed",
+                    "expected target 'whatsapp', got null; decided by rule 'channel_queue' (line 11)",
+                    "its target_from request.chanel gives no text here (line 12): "
+                    "check the names it reads against the test's given",
+                ),
+            )
+        ],
+    ),
 }
 
 LINE = re.compile(r"^(?P<where>[^:\s]+:\d+:\d+): (?P<warning>warning: )?(?P<message>.+)$")
