@@ -41,7 +41,7 @@ from typing import Any, NamedTuple, TextIO
 from engine.errors import ConfigError, did_you_mean
 from runtime.aws import error_code
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
-from runtime.layout import PIPELINES_DIR, pipeline_files
+from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
 from runtime.verify import StepOutline, code_owned, steps_outline
 from tools.console import console_script, load_project_plugins
 
@@ -313,6 +313,35 @@ def _changes_code_owned(store: _Store, pipeline: Path, name: str, out: TextIO) -
     return bool(changes)
 
 
+def _left_out(rules_dir: Path, bundled: set[str]) -> dict[str, list[str]]:
+    """The rule files of ``rules_dir`` a bundle left out (other pipelines'), by the pipelines they name."""
+    import yaml
+
+    found: dict[str, list[str]] = {}
+    for path in yaml_files(rules_dir):
+        if f"rules/{path.name}" in bundled:
+            continue
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        owners = document.get("pipelines") if isinstance(document, dict) else None
+        if isinstance(owners, list) and owners:
+            found.setdefault(", ".join(map(str, owners)), []).append(f"rules/{path.name}")
+    return found
+
+
+def _note_left_out(rules_dir: Path, bundle: Bundle, err: TextIO) -> None:
+    """Name the rule files the bundle does not carry, so that an edit to another pipeline's is not taken as shipped."""
+    for owners, names in _left_out(rules_dir, set(bundle.files)).items():
+        several = len(names) > 1
+        print(
+            f"pipeline-rules: note: {', '.join(names)} ({owners}) {'are' if several else 'is'} not in this bundle of "
+            f"{bundle.pipeline}; publish {'them' if several else 'it'} with --pipeline {owners.split(', ')[0]}",
+            file=err,
+        )
+
+
 def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: TextIO) -> tuple[int, _Store | None]:
     from tools.check import check_config, summary_line
 
@@ -343,6 +372,7 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     where = store.uri(bundle_key(store.prefix, name, bundle.id))
     verb = "published" if uploaded else "already published"
     print(f"{verb}: bundle {bundle.id} of {name} ({len(files)} files) at {where}", file=out)
+    _note_left_out(args.rules, bundle, err)
     if not args.with_pipeline:
         from engine.config import content_digest
 

@@ -470,3 +470,24 @@ def test_publish_refuses_a_bundle_too_large_and_uploads_nothing(ops: Ops) -> Non
     assert status == 2
     assert "more than the 1048576 (1 MiB) it may be: the function would refuse it" in err
     assert ops.s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
+def test_publish_names_the_rule_files_of_other_pipelines_it_left_out(ops: Ops) -> None:
+    """Defect: an email rule edited and published with the default --pipeline said only 'published', of twilio_inbound.
+
+    The ops person believed the email change had shipped; the bundle holds no email rule file.
+    """
+    email = ops.root / "rules" / "60_email_routing.yaml"
+    email.write_text(email.read_text(encoding="utf-8").replace("description: Where", "description: Now where"))
+    status, out, err = ops.rules("publish", "--shadow")
+    assert status == 0 and "published: bundle" in out
+    assert (
+        "pipeline-rules: note: rules/50_email_screening.yaml, rules/60_email_routing.yaml (email_inbound) are not in "
+        "this bundle of twilio_inbound; publish them with --pipeline email_inbound\n"
+    ) in err
+    status, _, err = ops.rules("--pipeline", "email_inbound", "publish")
+    assert status == 0 and "rules/60_email_routing.yaml" not in err
+    assert (
+        "pipeline-rules: note: rules/40_routing.yaml (twilio_inbound) is not in this bundle of email_inbound; "
+        "publish it with --pipeline twilio_inbound\n"
+    ) in err
