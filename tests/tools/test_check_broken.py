@@ -406,6 +406,24 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
             )
         ],
     ),
+    "ruleset_of_other_pipeline": (
+        2,
+        [
+            Finding(
+                f"{PIPELINE}:129:16",
+                (
+                    "route: unknown rule set 'routing'; loaded rule sets: channel, conversation_lock, project_status",
+                    "rules/40_routing.yaml defines it for email_inbound only (line 5): "
+                    "add twilio_inbound to its pipelines:",
+                ),
+            ),
+            Finding(
+                "rules/40_routing.yaml:2:10",
+                ("rule set 'routing' is not used by any step of pipelines/email_inbound.yaml",),
+                "warning",
+            ),
+        ],
+    ),
 }
 
 LINE = re.compile(r"^(?P<where>[^:\s]+:\d+:\d+): (?P<warning>warning: )?(?P<message>.+)$")
