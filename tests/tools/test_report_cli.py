@@ -213,7 +213,7 @@ class TestInBrowser:
     def test_codes_names_and_versions_show_whole_and_break_only_after_an_underscore_or_slash(
         self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
     ) -> None:
-        """At 1280 px every outcome, target, pipeline name, deciding rule and rules version is readable in full.
+        """At 1280 px every source, outcome, target, pipeline name, deciding rule and rules version is readable in full.
 
         No cell clips its text (``CONVERSATION_NOT_FOUND`` cut to ``CONVERSATION_NOT_FO``), and a line breaks
         inside one of these names only after an underscore or a slash (never ``twilio_inbo`` / ``und``).
@@ -224,7 +224,8 @@ class TestInBrowser:
         browser.open(page)
         clipped, bad_breaks = browser.run(
             """const cells = [...document.querySelectorAll(
-                '#rows td.c-outcome, #rows td.c-target, #rows td.c-pipeline, #rows td.c-rule, #rows td.c-version')];
+                '#rows td.c-source, #rows td.c-outcome, #rows td.c-target, #rows td.c-pipeline, #rows td.c-rule, '
+                + '#rows td.c-version')];
             const clipped = cells.filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent);
             const breaks = [];
             for (const td of cells) {

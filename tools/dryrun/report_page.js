@@ -89,7 +89,7 @@
           mark.title = "recorded with masked data";
           td.append(mark);
         }
-        td.append(el("span", null, ev.record.source));
+        td.append(code(null, ev.record.source));
       },
     },
     hasPipeline && { key: "pipeline", label: "Pipeline", cell: (td, ev) => td.append(code(null, ev.record.pipeline ?? "")) },
