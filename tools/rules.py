@@ -406,6 +406,7 @@ def _list(store: _Store, out: TextIO) -> None:
         for entry in (deployment.entry(), *deployment.history):
             shadow = f", shadow {entry['shadow']}" if entry.get("shadow") else ""
             note = f"  {entry['note']}" if entry.get("note") else ""
+            note += "  (rollback)" if entry.get("rollback") is True else ""
             live = entry.get("live") or "packaged"
             print(
                 f"  r{entry['revision']}  {entry['updated_at']}  {entry['updated_by']}: live {live}{shadow}{note}",

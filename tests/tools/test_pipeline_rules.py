@@ -491,3 +491,14 @@ def test_publish_names_the_rule_files_of_other_pipelines_it_left_out(ops: Ops) -
         "pipeline-rules: note: rules/40_routing.yaml (twilio_inbound) is not in this bundle of email_inbound; "
         "publish it with --pipeline twilio_inbound\n"
     ) in err
+
+
+def test_list_marks_the_revisions_a_rollback_made(ops: Ops) -> None:
+    """Defect: a rollback's revision read like a promote in the history, though the next rollback depends on it."""
+    first = ops.publish("--live", "--note", "first")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    second = ops.publish("--live", "--note", "VIPs")
+    ops.rules("rollback")
+    history = ops.rules("list")[1].splitlines()[3:6]
+    assert history[0].endswith(f": live {first}  (rollback)")
+    assert history[1].endswith(f": live {second}  VIPs") and history[2].endswith(f": live {first}  first")
