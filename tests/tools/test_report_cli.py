@@ -245,6 +245,16 @@ class TestInBrowser:
             return [clipped, breaks];"""
         )
         assert clipped == [] and bad_breaks == []
+        browser.driver.set_window_size(800, 900)
+        try:
+            browser.open(page)
+            over = browser.run(
+                """return [...document.querySelectorAll('#rows td')]
+                  .filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent);"""
+            )
+        finally:
+            browser.driver.set_window_size(1280, 900)
+        assert over == [], "at 800 px a name too long for its column overlaps the next one"
 
     def test_unreached_steps_keep_readable_counts(
         self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
