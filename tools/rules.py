@@ -502,10 +502,10 @@ def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None, deployed: _Cod
                 shown = "; ".join(found)
                 raise _Failed(f"bundle {bundle.id} changes what only a code deploy changes: {shown}")
         report = check_config(checked, root / "rules", os.environ)
-    failed = [*report.errors, *report.failures]
+        failed = [str(problem).replace(f"{root}/", "") for problem in (*report.errors, *report.failures)]
     if failed:
-        shown = "; ".join(problem.message for problem in failed[:3]) + (" …" if len(failed) > 3 else "")
-        raise _Failed(f"bundle {bundle.id} does not pass the check, so the function would refuse it: {shown}")
+        shown = "".join(f"\n  {problem}" for problem in failed)
+        raise _Failed(f"bundle {bundle.id} does not pass the check, so the function would refuse it:{shown}")
 
 
 def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out: TextIO) -> None:

@@ -286,8 +286,12 @@ def test_a_bundle_uploaded_by_hand_is_checked_before_it_is_deployed(ops: Ops, co
     ops.s3.put_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, broken.id), Body=broken.to_json())
     status, _, err = ops.rules(command, broken.id)
     assert status == 2
-    assert f"bundle {broken.id} does not pass the check, so the function would refuse it: " in err
-    assert "routing target 'handof' names no configured queue" in err
+    assert f"bundle {broken.id} does not pass the check, so the function would refuse it:\n" in err
+    # Each problem at its place in the bundle's files, as publish and the function's ERROR line give it.
+    before = files["rules/40_routing.yaml"].split("handof}")[0]
+    where = f"rules/40_routing.yaml:{before.count(chr(10)) + 1}:{len(before.split(chr(10))[-1]) + 1}"
+    assert f"\n  {where}: routing target 'handof' names no configured queue (did you mean 'handoff'?)" in err
+    assert err.count("\n  rules/40_routing.yaml:") == 1 + err.count("inline test")
     assert ops.s3.list_objects_v2(Bucket=BUCKET, Prefix=deployment_key("rules/", PIPELINE))["KeyCount"] == 0
 
 
