@@ -247,6 +247,11 @@ def _declared_name(path: Path) -> str:
     """The ``pipeline:`` name of the pipeline file given; its YAML errors are reported at their line."""
     from engine.yamlsource import load_yaml
 
+    if not path.exists():
+        raise _Failed(
+            f"{path}: no such file; run pipeline-rules in the project's directory (beside pipelines/ and rules/), "
+            "or pass --pipeline FILE"
+        )
     data = load_yaml(path).data if path.is_file() else None
     name = data.get("pipeline") if isinstance(data, dict) else None
     if not isinstance(name, str):

@@ -506,3 +506,13 @@ def test_list_marks_the_revisions_a_rollback_made(ops: Ops) -> None:
     history = ops.rules("list")[1].splitlines()[3:6]
     assert history[0].endswith(f": live {first}  (rollback)")
     assert history[1].endswith(f": live {second}  VIPs") and history[2].endswith(f": live {first}  first")
+
+
+def test_a_pipeline_file_that_does_not_exist_is_named_as_missing(ops: Ops) -> None:
+    """Defect: away from the project, publish said the default file had no `pipeline:` name, not that it is absent."""
+    status, out, err = ops.rules("--pipeline", "elsewhere/twilio_inbound.yaml", "publish")
+    assert (status, out) == (2, "")
+    assert err == (
+        "pipeline-rules: error: elsewhere/twilio_inbound.yaml: no such file; run pipeline-rules in the project's "
+        "directory (beside pipelines/ and rules/), or pass --pipeline FILE\n"
+    )
