@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,35 @@ class TestInBrowser:
         banner = browser.run("return document.querySelector('.masked-banner').textContent")
         assert "3 of 3 events carry notes about masked data" in banner
         assert "routing/greeting_to_human read request.body" in banner
+
+    def test_events_a_pulled_bundle_could_not_compare_are_not_counted_unchanged(
+        self, browser: Browser, candidate: Path, tmp_path: Path
+    ) -> None:
+        """Defect: against a pulled twilio bundle, the email events (decided with the candidate's rules in both
+        lanes) were shown and counted as 'unchanged', and the page did not say they were not compared."""
+        from selenium.webdriver.support.select import Select
+
+        pulled = tmp_path / "live" / "rules"
+        pulled.mkdir(parents=True)
+        for path in (ROOT / "rules").glob("*.yaml"):
+            if "email_inbound" not in path.read_text():
+                shutil.copy(path, pulled / path.name)
+        page = tmp_path / "pulled.html"
+        records = report(page, "--world", WORLD, "--rules", candidate, "--baseline-rules", pulled, EVENTS)
+        emails = [str(i) for i, r in enumerate(records) if r["pipeline"] == "email_inbound"]
+        assert emails
+        data = embedded(page.read_text())
+        assert [ev.get("kind") for ev in data["events"] if ev["record"]["pipeline"] == "email_inbound"] == [
+            "not_compared"
+        ] * len(emails)
+        assert any("holds no rules of email_inbound" in note["text"] for note in data["meta"]["notes"])
+        browser.open(page)
+        assert browser.problems() == []
+        chips = browser.run("return [...document.querySelectorAll('#summary .chip')].map(c => c.textContent)")
+        unchanged = sum(r["change_kind"] == "unchanged" and r["pipeline"] != "email_inbound" for r in records)
+        assert f"unchanged{unchanged}" in chips and f"not compared{len(emails)}" in chips
+        Select(browser.driver.find_element("id", "f-change")).select_by_value("not_compared")
+        assert self.rows(browser) == emails
 
     def test_the_diagram_counts_only_the_events_of_the_pipeline_it_draws(
         self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]

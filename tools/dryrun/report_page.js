@@ -10,7 +10,8 @@
   const $ = (id) => document.getElementById(id);
   const fmt = (n) => n.toLocaleString("en-US");
   const plural = (n, word) => `${fmt(n)} ${word}${n === 1 ? "" : "s"}`;
-  const KIND_LABELS = { changed: "changed", knock_on: "knock-on", unchanged: "unchanged" };
+  // not_compared: a pipeline whose rules one lane's directory lacked (a pulled bundle) ran the same rules in both.
+  const KIND_LABELS = { changed: "changed", knock_on: "knock-on", unchanged: "unchanged", not_compared: "not compared" };
   const kindClass = (kind) => `kind-${kind.replace("_", "-")}`;
 
   function el(tag, className, text) {
@@ -379,7 +380,9 @@
     fillSelect($("f-rule"), "all rules", rules, (v) => (v === NO_RULE ? "(no rule decided)" : v));
     if (hasKinds) {
       const kinds = new Map(tally(events.map((ev) => ev.kind).filter(Boolean)));
-      const entries = Object.keys(KIND_LABELS).map((kind) => [kind, kinds.get(kind) || 0]);
+      const entries = Object.keys(KIND_LABELS)
+        .map((kind) => [kind, kinds.get(kind) || 0])
+        .filter(([kind, n]) => n || kind !== "not_compared");
       box.append(el("span", "group", meta.baseline ? `against baseline ${meta.baseline}:` : "against the baseline:"));
       for (const [kind, n] of entries) {
         box.append(chip(KIND_LABELS[kind], n, kindClass(kind), () => choose($("f-change"), kind)));
