@@ -22,7 +22,7 @@ from engine import registry
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
 from engine.errors import ConfigError, Problem, did_you_mean
 from engine.locator import Locator
-from engine.rules import RuleSet, TestFailure, run_tests
+from engine.rules import Rule, RuleSet, TestFailure, run_tests
 
 if TYPE_CHECKING:
     from engine.yamlsource import SourceDoc
@@ -116,17 +116,30 @@ def _unknown_rules_in_tests(loaded: LoadedRuleSet) -> list[tuple[int, Problem]]:
     return found
 
 
+def _no_target_hint(loaded: LoadedRuleSet, failure: TestFailure, rule: Rule | None) -> str:
+    """Where a deciding rule's ``target_from`` gave no text for the test's ``given``; empty otherwise."""
+    if rule is None or rule.then.target_from is None or "target" not in failure.keys or failure.raised is not None:
+        return ""
+    if rule.then.resolve_target(failure.test.given) is not None:
+        return ""
+    line = loaded.locator.position(("rules", rule.index, "then", "target_from"))[0]
+    return (
+        f"; its target_from {rule.then.target_from.source} gives no text here (line {line}): "
+        "check the names it reads against the test's given"
+    )
+
+
 def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
     test = failure.test
+    rule = next((rule for rule in loaded.ruleset.rules if rule.id == failure.rule), None)
     if failure.rule is not None:
-        index = next((rule.index for rule in loaded.ruleset.rules if rule.id == failure.rule), None)
-        where = f" (line {rule_line(loaded, index)})" if index is not None else ""
+        where = f" (line {rule_line(loaded, rule.index)})" if rule is not None else ""
         decided = f"rule {failure.rule!r}{where}"
     else:
         decided = "the set's default" if loaded.ruleset.default is not None else "no rule (nothing matched)"
     message = (
         f"inline test {test.name!r} of rule set {failure.ruleset!r} failed: {'; '.join(failure.differences)}; "
-        f"decided by {decided}"
+        f"decided by {decided}{_no_target_hint(loaded, failure, rule)}"
     )
     if failure.raised is not None:
         message += f"; its condition failed at run time: {failure.raised}"

@@ -35,7 +35,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from engine import registry
 from engine.config import Inspection, LoadedRuleSet, display_path, inspect_config
@@ -399,6 +399,46 @@ def _unknown_pipelines(rules_dir: Path, known: Sequence[str]) -> list[Problem]:
     return found
 
 
+class _Elsewhere(NamedTuple):
+    """A rule set whose file names the pipelines it belongs to: where, and which."""
+
+    file: str
+    line: int
+    owners: tuple[str, ...]
+
+
+def _sets_with_owners(rules_dir: Path) -> dict[str, _Elsewhere]:
+    """The rule sets of ``rules_dir`` whose files list their pipelines (``pipelines:``), by set name."""
+    found: dict[str, _Elsewhere] = {}
+    for path in yaml_files(rules_dir):
+        try:
+            doc = load_yaml(path, display_path(path), strict=False)
+        except ConfigError:
+            continue
+        data = doc.data if isinstance(doc.data, dict) else {}
+        name, owners = data.get("ruleset"), data.get("pipelines")
+        if isinstance(name, str) and isinstance(owners, list) and owners:
+            line = doc.locator.position(("pipelines",))[0]
+            found.setdefault(name, _Elsewhere(doc.locator.file, line, tuple(map(str, owners))))
+    return found
+
+
+_UNKNOWN_SET = re.compile(r"unknown rule set '([^']+)'")
+
+
+def _owned_elsewhere(problem: Problem, pipeline: str | None, sets: Mapping[str, _Elsewhere]) -> Problem:
+    """``problem``; when it names a rule set that another pipeline's file defines, with that file and the fix."""
+    match = _UNKNOWN_SET.search(problem.message)
+    found = sets.get(match[1]) if match else None
+    if found is None or pipeline is None or pipeline in found.owners:
+        return problem
+    hint = (
+        f"{found.file} defines it for {', '.join(found.owners)} only (line {found.line}): "
+        f"add {pipeline} to its pipelines:"
+    )
+    return replace(problem, message=f"{problem.message}; {hint}")
+
+
 def _decided(ruleset: RuleSet) -> set[str]:
     """The rules that decide at least one inline test (matching, or raising on purpose)."""
     decided: set[str] = set()
@@ -447,12 +487,14 @@ def check_config(
     tested: set[str] = set()
     inspections: list[Inspection] = []
     reported: set[tuple[str, int, int, str]] = set()  # where earlier pipelines' findings are
+    owned = _sets_with_owners(rules_dir)
     for path in paths:
         inspection = inspect_config(path, rules_dir, env, missing_env="error" if strict_env else "warning")
         inspections.append(inspection)
         files.extend(name for name in inspection.files if name not in files)
+        name = declared_pipeline_name(path)
         found = [
-            *map(_hinted, inspection.problems),
+            *(_owned_elsewhere(_hinted(problem), name, owned) for problem in inspection.problems),
             *_lint(inspection),
             *_context_names(inspection),
             *_provided_too_late(inspection),

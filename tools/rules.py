@@ -41,7 +41,7 @@ from typing import Any, NamedTuple, TextIO
 from engine.errors import ConfigError, did_you_mean
 from runtime.aws import error_code
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
-from runtime.layout import PIPELINES_DIR, pipeline_files
+from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
 from runtime.verify import Settings, StepOutline, code_owned, owned_settings, steps_outline
 from tools.console import console_script, load_project_plugins
 
@@ -247,6 +247,11 @@ def _declared_name(path: Path) -> str:
     """The ``pipeline:`` name of the pipeline file given; its YAML errors are reported at their line."""
     from engine.yamlsource import load_yaml
 
+    if not path.exists():
+        raise _Failed(
+            f"{path}: no such file; run pipeline-rules in the project's directory (beside pipelines/ and rules/), "
+            "or pass --pipeline FILE"
+        )
     data = load_yaml(path).data if path.is_file() else None
     name = data.get("pipeline") if isinstance(data, dict) else None
     if not isinstance(name, str):
@@ -313,6 +318,35 @@ def _changes_code_owned(store: _Store, pipeline: Path, name: str, out: TextIO) -
     return bool(changes)
 
 
+def _left_out(rules_dir: Path, bundled: set[str]) -> dict[str, list[str]]:
+    """The rule files of ``rules_dir`` a bundle left out (other pipelines'), by the pipelines they name."""
+    import yaml
+
+    found: dict[str, list[str]] = {}
+    for path in yaml_files(rules_dir):
+        if f"rules/{path.name}" in bundled:
+            continue
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        owners = document.get("pipelines") if isinstance(document, dict) else None
+        if isinstance(owners, list) and owners:
+            found.setdefault(", ".join(map(str, owners)), []).append(f"rules/{path.name}")
+    return found
+
+
+def _note_left_out(rules_dir: Path, bundle: Bundle, err: TextIO) -> None:
+    """Name the rule files the bundle does not carry, so that an edit to another pipeline's is not taken as shipped."""
+    for owners, names in _left_out(rules_dir, set(bundle.files)).items():
+        several = len(names) > 1
+        print(
+            f"pipeline-rules: note: {', '.join(names)} ({owners}) {'are' if several else 'is'} not in this bundle of "
+            f"{bundle.pipeline}; publish {'them' if several else 'it'} with --pipeline {owners.split(', ')[0]}",
+            file=err,
+        )
+
+
 def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: TextIO) -> tuple[int, _Store | None]:
     from tools.check import check_config, summary_line
 
@@ -343,6 +377,7 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     where = store.uri(bundle_key(store.prefix, name, bundle.id))
     verb = "published" if uploaded else "already published"
     print(f"{verb}: bundle {bundle.id} of {name} ({len(files)} files) at {where}", file=out)
+    _note_left_out(args.rules, bundle, err)
     if not args.with_pipeline:
         from engine.config import content_digest
 
@@ -376,6 +411,7 @@ def _list(store: _Store, out: TextIO) -> None:
         for entry in (deployment.entry(), *deployment.history):
             shadow = f", shadow {entry['shadow']}" if entry.get("shadow") else ""
             note = f"  {entry['note']}" if entry.get("note") else ""
+            note += "  (rollback)" if entry.get("rollback") is True else ""
             live = entry.get("live") or "packaged"
             print(
                 f"  r{entry['revision']}  {entry['updated_at']}  {entry['updated_by']}: live {live}{shadow}{note}",
@@ -473,10 +509,10 @@ def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None, deployed: _Cod
                 shown = "; ".join(found)
                 raise _Failed(f"bundle {bundle.id} changes what only a code deploy changes: {shown}")
         report = check_config(checked, root / "rules", os.environ)
-    failed = [*report.errors, *report.failures]
+        failed = [str(problem).replace(f"{root}/", "") for problem in (*report.errors, *report.failures)]
     if failed:
-        shown = "; ".join(problem.message for problem in failed[:3]) + (" …" if len(failed) > 3 else "")
-        raise _Failed(f"bundle {bundle.id} does not pass the check, so the function would refuse it: {shown}")
+        shown = "".join(f"\n  {problem}" for problem in failed)
+        raise _Failed(f"bundle {bundle.id} does not pass the check, so the function would refuse it:{shown}")
 
 
 def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out: TextIO) -> None:

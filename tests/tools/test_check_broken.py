@@ -392,6 +392,38 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
             ),
         ],
     ),
+    "target_from_typo": (
+        1,
+        [
+            Finding(
+                "rules/40_routing.yaml:19:43",
+                (
+                    "inline test 'whatsapp goes to its queue' of rule set 'routing' failed",
+                    "expected target 'whatsapp', got null; decided by rule 'channel_queue' (line 11)",
+                    "its target_from request.chanel gives no text here (line 12): "
+                    "check the names it reads against the test's given",
+                ),
+            )
+        ],
+    ),
+    "ruleset_of_other_pipeline": (
+        2,
+        [
+            Finding(
+                f"{PIPELINE}:129:16",
+                (
+                    "route: unknown rule set 'routing'; loaded rule sets: channel, conversation_lock, project_status",
+                    "rules/40_routing.yaml defines it for email_inbound only (line 5): "
+                    "add twilio_inbound to its pipelines:",
+                ),
+            ),
+            Finding(
+                "rules/40_routing.yaml:2:10",
+                ("rule set 'routing' is not used by any step of pipelines/email_inbound.yaml",),
+                "warning",
+            ),
+        ],
+    ),
 }
 
 LINE = re.compile(r"^(?P<where>[^:\s]+:\d+:\d+): (?P<warning>warning: )?(?P<message>.+)$")

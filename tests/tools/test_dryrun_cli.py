@@ -345,6 +345,13 @@ def test_every_output_names_the_deciding_rule_and_the_rules_version(replay: Run)
     ) in table.stdout
 
 
+def test_the_rules_version_docs_dry_run_quotes_for_the_shipped_files_is_theirs() -> None:
+    """Defect: docs/dry-run.md quoted a version of files long since changed, so ops could not match it to the banner."""
+    expected = "rules version: " + ", ".join(f"{name} {shipped_version(name)}" for name in pipeline_names())
+    docs = " ".join((ROOT / "docs" / "dry-run.md").read_text().split())
+    assert f"(`{expected}` for the shipped files" in docs
+
+
 def test_a_rule_whose_condition_fails_is_named_as_deciding_its_set(tmp_path: Path) -> None:
     """Defect: ``decided_by`` left the set out, so an INTERNAL_ERROR a rule caused named no rule."""
     rules = tmp_path / "rules"

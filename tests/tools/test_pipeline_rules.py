@@ -292,8 +292,12 @@ def test_a_bundle_uploaded_by_hand_is_checked_before_it_is_deployed(ops: Ops, co
     ops.s3.put_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, broken.id), Body=broken.to_json())
     status, _, err = ops.rules(command, broken.id)
     assert status == 2
-    assert f"bundle {broken.id} does not pass the check, so the function would refuse it: " in err
-    assert "routing target 'handof' names no configured queue" in err
+    assert f"bundle {broken.id} does not pass the check, so the function would refuse it:\n" in err
+    # Each problem at its place in the bundle's files, as publish and the function's ERROR line give it.
+    before = files["rules/40_routing.yaml"].split("handof}")[0]
+    where = f"rules/40_routing.yaml:{before.count(chr(10)) + 1}:{len(before.split(chr(10))[-1]) + 1}"
+    assert f"\n  {where}: routing target 'handof' names no configured queue (did you mean 'handoff'?)" in err
+    assert err.count("\n  rules/40_routing.yaml:") == 1 + err.count("inline test")
     assert ops.s3.list_objects_v2(Bucket=BUCKET, Prefix=deployment_key("rules/", PIPELINE))["KeyCount"] == 0
 
 
@@ -479,3 +483,45 @@ def test_publish_refuses_a_bundle_too_large_and_uploads_nothing(ops: Ops) -> Non
     assert status == 2
     assert "more than the 1048576 (1 MiB) it may be: the function would refuse it" in err
     assert ops.s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
+def test_publish_names_the_rule_files_of_other_pipelines_it_left_out(ops: Ops) -> None:
+    """Defect: an email rule edited and published with the default --pipeline said only 'published', of twilio_inbound.
+
+    The ops person believed the email change had shipped; the bundle holds no email rule file.
+    """
+    email = ops.root / "rules" / "60_email_routing.yaml"
+    email.write_text(email.read_text(encoding="utf-8").replace("description: Where", "description: Now where"))
+    status, out, err = ops.rules("publish", "--shadow")
+    assert status == 0 and "published: bundle" in out
+    assert (
+        "pipeline-rules: note: rules/50_email_screening.yaml, rules/60_email_routing.yaml (email_inbound) are not in "
+        "this bundle of twilio_inbound; publish them with --pipeline email_inbound\n"
+    ) in err
+    status, _, err = ops.rules("--pipeline", "email_inbound", "publish")
+    assert status == 0 and "rules/60_email_routing.yaml" not in err
+    assert (
+        "pipeline-rules: note: rules/40_routing.yaml (twilio_inbound) is not in this bundle of email_inbound; "
+        "publish it with --pipeline twilio_inbound\n"
+    ) in err
+
+
+def test_list_marks_the_revisions_a_rollback_made(ops: Ops) -> None:
+    """Defect: a rollback's revision read like a promote in the history, though the next rollback depends on it."""
+    first = ops.publish("--live", "--note", "first")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    second = ops.publish("--live", "--note", "VIPs")
+    ops.rules("rollback")
+    history = ops.rules("list")[1].splitlines()[3:6]
+    assert history[0].endswith(f": live {first}  (rollback)")
+    assert history[1].endswith(f": live {second}  VIPs") and history[2].endswith(f": live {first}  first")
+
+
+def test_a_pipeline_file_that_does_not_exist_is_named_as_missing(ops: Ops) -> None:
+    """Defect: away from the project, publish said the default file had no `pipeline:` name, not that it is absent."""
+    status, out, err = ops.rules("--pipeline", "elsewhere/twilio_inbound.yaml", "publish")
+    assert (status, out) == (2, "")
+    assert err == (
+        "pipeline-rules: error: elsewhere/twilio_inbound.yaml: no such file; run pipeline-rules in the project's "
+        "directory (beside pipelines/ and rules/), or pass --pipeline FILE\n"
+    )

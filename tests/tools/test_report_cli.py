@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,6 +116,35 @@ class TestInBrowser:
         assert "3 of 3 events carry notes about masked data" in banner
         assert "routing/greeting_to_human read request.body" in banner
 
+    def test_events_a_pulled_bundle_could_not_compare_are_not_counted_unchanged(
+        self, browser: Browser, candidate: Path, tmp_path: Path
+    ) -> None:
+        """Defect: against a pulled twilio bundle, the email events (decided with the candidate's rules in both
+        lanes) were shown and counted as 'unchanged', and the page did not say they were not compared."""
+        from selenium.webdriver.support.select import Select
+
+        pulled = tmp_path / "live" / "rules"
+        pulled.mkdir(parents=True)
+        for path in (ROOT / "rules").glob("*.yaml"):
+            if "email_inbound" not in path.read_text():
+                shutil.copy(path, pulled / path.name)
+        page = tmp_path / "pulled.html"
+        records = report(page, "--world", WORLD, "--rules", candidate, "--baseline-rules", pulled, EVENTS)
+        emails = [str(i) for i, r in enumerate(records) if r["pipeline"] == "email_inbound"]
+        assert emails
+        data = embedded(page.read_text())
+        assert [ev.get("kind") for ev in data["events"] if ev["record"]["pipeline"] == "email_inbound"] == [
+            "not_compared"
+        ] * len(emails)
+        assert any("holds no rules of email_inbound" in note["text"] for note in data["meta"]["notes"])
+        browser.open(page)
+        assert browser.problems() == []
+        chips = browser.run("return [...document.querySelectorAll('#summary .chip')].map(c => c.textContent)")
+        unchanged = sum(r["change_kind"] == "unchanged" and r["pipeline"] != "email_inbound" for r in records)
+        assert f"unchanged{unchanged}" in chips and f"not compared{len(emails)}" in chips
+        Select(browser.driver.find_element("id", "f-change")).select_by_value("not_compared")
+        assert self.rows(browser) == emails
+
     def test_the_diagram_counts_only_the_events_of_the_pipeline_it_draws(
         self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
     ) -> None:
@@ -209,6 +239,52 @@ class TestInBrowser:
         )
         assert cells <= actions and scroll == 0
         assert lines == [len(rule["inputs"]) for rule in records[0]["rules"] if rule["inputs"]]
+
+    def test_codes_names_and_versions_show_whole_and_break_only_after_an_underscore_or_slash(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
+    ) -> None:
+        """At 1280 px every source, outcome, target, pipeline name, deciding rule and rules version is readable in full.
+
+        No cell clips its text (``CONVERSATION_NOT_FOUND`` cut to ``CONVERSATION_NOT_FO``), and a line breaks
+        inside one of these names only after an underscore or a slash (never ``twilio_inbo`` / ``und``).
+        """
+        page, records = compared
+        assert {"CONVERSATION_LOCKED", "CONVERSATION_NOT_FOUND"} <= {r["outcome"] for r in records}
+        assert len({r["pipeline"] for r in records}) == 2 and len({r["rules_version"] for r in records}) == 2
+        browser.open(page)
+        clipped, bad_breaks = browser.run(
+            """const cells = [...document.querySelectorAll(
+                '#rows td.c-source, #rows td.c-outcome, #rows td.c-target, #rows td.c-pipeline, #rows td.c-rule, '
+                + '#rows td.c-version')];
+            const clipped = cells.filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent);
+            const breaks = [];
+            for (const td of cells) {
+              const walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+              for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                const range = document.createRange();
+                let top = null;
+                for (let i = 0; i < node.length; i++) {
+                  range.setStart(node, i);
+                  range.setEnd(node, i + 1);
+                  const rect = range.getBoundingClientRect();
+                  if (top !== null && rect.top > top + 1 && !"_/ ".includes(node.data[i - 1])) breaks.push(node.data);
+                  top = rect.top;
+                }
+              }
+            }
+            return [clipped, breaks];"""
+        )
+        assert clipped == [] and bad_breaks == []
+        browser.driver.set_window_size(800, 900)
+        try:
+            browser.open(page)
+            over = browser.run(
+                """return [...document.querySelectorAll('#rows td')]
+                  .filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent);"""
+            )
+        finally:
+            browser.driver.set_window_size(1280, 900)
+        assert over == [], "at 800 px a name too long for its column overlaps the next one"
 
     def test_unreached_steps_keep_readable_counts(
         self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]

@@ -54,6 +54,8 @@ BEYOND_SCHEMA = {
     "test_target",
     "unknown_pipeline",
     "provided_later",
+    "target_from_typo",
+    "ruleset_of_other_pipeline",
 }
 
 

@@ -424,7 +424,7 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         summary, records, routed = _replay(options, events, lanes, world, clock, scrubber, out=output, err=errors)
     if options.report is not None:
         banner = _banner(options, world, clock.describe(), lanes)
-        meta = report_meta(options, world, banner, summary)
+        meta = report_meta(options, world, banner, summary, lent)
         try:
             write_report(options.report, records, configs[0], meta, scrubber.data)
         except ReportError as exc:

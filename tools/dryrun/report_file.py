@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from engine.config import AppConfig, display_path
+from tools.dryrun.coverage import Lent
 from tools.dryrun.report import Summary
 from tools.dryrun.report_page import PipelineSketch, ReportMeta, render_report
 from tools.dryrun.world import WorldSpec
@@ -31,8 +32,14 @@ __all__ = ["ReportError", "Scrub", "report_meta", "write_report"]
 Scrub = Callable[[Any], Any]
 
 
-def report_meta(options: ReplayOptions, world: WorldSpec | None, banner: Sequence[str], summary: Summary) -> ReportMeta:
-    """What the replay was, for the page's header and notes."""
+def report_meta(
+    options: ReplayOptions,
+    world: WorldSpec | None,
+    banner: Sequence[str],
+    summary: Summary,
+    lent: Iterable[Lent] = (),
+) -> ReportMeta:
+    """What the replay was, for the page's header and notes; ``lent``: the pipelines not compared, and why."""
     rules = display_path(options.rules)
     baseline = options.baseline_name
     title = options.report_title or (f"Dry-run: {rules} against {baseline}" if baseline else f"Dry-run: {rules}")
@@ -42,12 +49,15 @@ def report_meta(options: ReplayOptions, world: WorldSpec | None, banner: Sequenc
             f"{summary.masked} event(s) came from masked recordings and a rule read a masked field: "
             "those decisions may differ in production"
         )
+    lent = list(lent)
+    notes.extend(str(note).removeprefix("pipeline-dryrun: ") for note in lent)
     return ReportMeta(
         title=title,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         baseline=baseline,
         world=world.file if world is not None else "live account (read only)",
         notes=tuple(notes),
+        uncompared=tuple(sorted({note.pipeline for note in lent})),
     )
 
 

@@ -10,7 +10,8 @@
   const $ = (id) => document.getElementById(id);
   const fmt = (n) => n.toLocaleString("en-US");
   const plural = (n, word) => `${fmt(n)} ${word}${n === 1 ? "" : "s"}`;
-  const KIND_LABELS = { changed: "changed", knock_on: "knock-on", unchanged: "unchanged" };
+  // not_compared: a pipeline whose rules one lane's directory lacked (a pulled bundle) ran the same rules in both.
+  const KIND_LABELS = { changed: "changed", knock_on: "knock-on", unchanged: "unchanged", not_compared: "not compared" };
   const kindClass = (kind) => `kind-${kind.replace("_", "-")}`;
 
   function el(tag, className, text) {
@@ -43,12 +44,24 @@
     return r.error_code == null ? "o-ok" : "o-error";
   }
 
+  // A span of text that may wrap after an underscore or a slash only (CONVERSATION_<wbr>NOT_<wbr>FOUND).
+  function code(className, text) {
+    const span = el("span", className);
+    String(text)
+      .split(/(?<=[_/])/)
+      .forEach((part, i) => {
+        if (i) span.append(document.createElement("wbr"));
+        span.append(part);
+      });
+    return span;
+  }
+
   // A value, then what the baseline had struck through before it when they differ.
   function compared(td, current, baseline, className) {
     if (baseline !== undefined && baseline !== current) {
-      td.append(el("span", "was", baseline ?? "\u2014"), el("span", "to", ARROW));
+      td.append(code("was", baseline ?? "\u2014"), el("span", "to", ARROW), document.createElement("wbr"));
     }
-    td.append(el("span", className, current ?? "\u2014"));
+    td.append(code(className, current ?? "\u2014"));
   }
 
   const VERBS = { put_item: "put", delete_item: "delete", send_message: "send" };
@@ -77,10 +90,10 @@
           mark.title = "recorded with masked data";
           td.append(mark);
         }
-        td.append(el("span", null, ev.record.source));
+        td.append(code(null, ev.record.source));
       },
     },
-    hasPipeline && { key: "pipeline", label: "Pipeline", cell: (td, ev) => (td.textContent = ev.record.pipeline ?? "") },
+    hasPipeline && { key: "pipeline", label: "Pipeline", cell: (td, ev) => td.append(code(null, ev.record.pipeline ?? "")) },
     {
       key: "outcome",
       label: "Outcome",
@@ -367,7 +380,9 @@
     fillSelect($("f-rule"), "all rules", rules, (v) => (v === NO_RULE ? "(no rule decided)" : v));
     if (hasKinds) {
       const kinds = new Map(tally(events.map((ev) => ev.kind).filter(Boolean)));
-      const entries = Object.keys(KIND_LABELS).map((kind) => [kind, kinds.get(kind) || 0]);
+      const entries = Object.keys(KIND_LABELS)
+        .map((kind) => [kind, kinds.get(kind) || 0])
+        .filter(([kind, n]) => n || kind !== "not_compared");
       box.append(el("span", "group", meta.baseline ? `against baseline ${meta.baseline}:` : "against the baseline:"));
       for (const [kind, n] of entries) {
         box.append(chip(KIND_LABELS[kind], n, kindClass(kind), () => choose($("f-change"), kind)));
@@ -437,6 +452,8 @@
     $("empty").textContent = events.length ? "No events match the filters." : "No events in this report.";
     $("empty").hidden = matched.length > 0;
     countSteps(matched);
+    // The rows start again from the first match: a reader scrolled past the list's top is taken back to it.
+    if ($("rows").getBoundingClientRect().top < 0) $("events").scrollIntoView();
   }
 
   $("title").textContent = meta.title;

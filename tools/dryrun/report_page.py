@@ -109,6 +109,8 @@ class ReportMeta:
     baseline_rules_version: str | None = None
     world: str | None = None
     notes: tuple[str, ...] = ()
+    # Pipelines whose events ran the same rules in both lanes (a pulled bundle held none of theirs): not compared.
+    uncompared: tuple[str, ...] = ()
 
 
 def deciding_rules(record: Mapping[str, Any], *, baseline: bool = False) -> list[str]:
@@ -142,7 +144,7 @@ def _about_masking(note: Any) -> bool:
     return isinstance(note, str) and "masked" in note.lower()
 
 
-def _event(record: Mapping[str, Any]) -> dict[str, Any]:
+def _event(record: Mapping[str, Any], uncompared: Sequence[str] = ()) -> dict[str, Any]:
     event: dict[str, Any] = {
         "record": {key: record[key] for key in RECORD_FIELDS if key in record},
         "decided": deciding_rules(record),
@@ -151,7 +153,7 @@ def _event(record: Mapping[str, Any]) -> dict[str, Any]:
         event["baseline_decided"] = deciding_rules(record, baseline=True)
     kind = change_kind(record)
     if kind is not None:
-        event["kind"] = kind
+        event["kind"] = "not_compared" if record.get("pipeline") in uncompared else kind
     masked = [note for note in record.get("notes") or () if _about_masking(note)]
     if masked:
         event["masked"] = masked
@@ -187,7 +189,7 @@ _BODY = """<header><h1 id="title"></h1><p id="meta" class="muted"></p></header>
 <section><h2>Pipeline <span id="pipeline-name" class="mono"></span>
 <span id="diagram-scope" class="muted"></span></h2><div id="diagram" class="diagram"></div></section>
 <section><h2>Summary</h2><div id="summary" class="summary"></div></section>
-<section><h2>Events</h2>
+<section id="events"><h2>Events</h2>
 <div class="filters">
 <label>Outcome<select id="f-outcome"></select></label>
 <label id="f-pipeline-label">Pipeline<select id="f-pipeline"></select></label>
@@ -230,7 +232,7 @@ def render_report(
         },
         "pipeline": _pipeline(pipeline),
         "pipelines": [_pipeline(sketch) for sketch in (pipeline, *others)],
-        "events": [_event(record) for record in records],
+        "events": [_event(record, meta.uncompared) for record in records],
     }
     policy = (
         f"default-src 'none'; script-src {script_hash}; style-src {style_hash}; img-src data:; "
