@@ -7,7 +7,8 @@ runs every complete rule set's inline tests (``engine.rules.run_tests``); every 
 ``code_owned`` refuses a pipeline file, carried by a bundle, that renames its pipeline, changes the
 channels it serves, its steps (which run, in what order, under which ``when``, and how every step but the
 deciding ones is set), its ``tables:`` (an empty replay table would turn off the records that refuse a
-request posted again) or how it answers (``responses:``; ``code_outline``): those change with a code deploy only.
+request posted again), its ``secrets:`` patterns (which secrets a credential reference may name) or how it
+answers (``responses:``; ``code_outline``): those change with a code deploy only.
 """
 
 from __future__ import annotations
@@ -313,6 +314,7 @@ def steps_outline(data: Any) -> StepOutline:
 _RESPONSE_FIELDS = ("channels", "format", "on_transient", "default")
 _WHY = {
     "tables": "which tables a pipeline uses changes with a code deploy, not a rules bundle",
+    "secrets": "which secrets a credential reference may name changes with a code deploy, not a rules bundle",
     "responses": "how a pipeline answers (which channels, in what format, whether a transient fault raises) changes "
     "with a code deploy, not a rules bundle",
 }
@@ -328,14 +330,16 @@ def _text(value: Any) -> str:
 def owned_settings(data: Any) -> Settings:
     """The settings of a parsed pipeline document that are the code's (``Settings``).
 
-    They are ``tables:`` and the shape of each ``responses:`` family (``_RESPONSE_FIELDS``); its statuses may change,
-    as a new error code needs one.
+    They are ``tables:``, the ``secrets:`` name patterns (which secrets a conversation's credential reference may
+    name) and the shape of each ``responses:`` family (``_RESPONSE_FIELDS``); its statuses may change, as a new
+    error code needs one.
     """
     data = data if isinstance(data, dict) else {}
     found: list[tuple[tuple[str, ...], str]] = []
-    tables = data.get("tables")
-    for name, value in tables.items() if isinstance(tables, dict) else ():
-        found.append((("tables", str(name)), _text(value)))
+    for section in ("tables", "secrets"):
+        named = data.get(section)
+        for name, value in named.items() if isinstance(named, dict) else ():
+            found.append(((section, str(name)), _text(value)))
     responses = data.get("responses")
     for family, fields in responses.items() if isinstance(responses, dict) else ():
         for field in _RESPONSE_FIELDS:

@@ -27,6 +27,8 @@ from tests.support.bundles import (
     ACCOUNT_SID_KEY,
     ACCOUNT_SID_KEY_PROBLEM,
     AGENT_ROUTING,
+    ANY_SECRET,
+    ANY_SECRET_PROBLEM,
     BROKEN_ROUTING,
     BUCKET,
     NO_REPLAY_RECORDS,
@@ -52,6 +54,7 @@ from tests.support.bundles import (
 )
 from tests.support.shipped import pipeline_names
 from tests.support.webhooks import rest_event, sms_params, whatsapp_params
+from tests.support.world import SMS_SECRET
 from tools.localaws import to_dynamo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -571,6 +574,29 @@ def test_a_bundle_whose_pipeline_file_changes_the_signing_key_is_refused_and_for
     started.application.handle(rest_event("whatsapp", params, token=params["AccountSid"]), None)
     line = event_lines(json_logs())[-1]
     assert (line["outcome"], line["rules_source"]) == ("INVALID_SIGNATURE", deciding)
+    assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
+
+
+# A bundle whose pipeline file widens a channel's secret-name pattern (defect: it was deployed, so a conversation row
+# naming a secret outside its channel's credentials, here the SMS one, was read and used to sign WhatsApp requests).
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
+def test_a_bundle_whose_pipeline_file_widens_a_secret_pattern_is_refused_and_foreign_secrets_still_are(
+    ops: Ops,
+    container: Callable[..., Container],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    live: bool,
+) -> None:
+    assert ANY_SECRET != PIPELINE_FILE
+    started, widened, error, deciding = refused_at_cold_start(ops, container, json_logs, capsys, ANY_SECRET, live=live)
+    assert (error["bundle"], error["problems"]) == (widened, [ANY_SECRET_PROBLEM])
+    world.add_conversation(channel_config={"whatsapp_credentials_id": SMS_SECRET, "sms_credentials_id": SMS_SECRET})
+    started.application.handle(rest_event("whatsapp", whatsapp_params()), None)
+    line = event_lines(json_logs())[-1]
+    assert (line["outcome"], line["rules_source"]) == ("MISSING_CREDENTIAL_CONFIG", deciding)
     assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
 
 

@@ -98,6 +98,17 @@ TRANSIENT_ANSWERED_PROBLEM = (
     "a code deploy, not a rules bundle"
 )
 
+# Nor one that widens which secrets a conversation's credential reference may name: a row pointing at another
+# tenant's or another channel's secret (or any secret the function may read) would be fetched and used to sign.
+ANY_SECRET = PIPELINE_FILE.replace(
+    "${env:WHATSAPP_SECRET_NAME_PATTERN:-ai-multi-comms/whatsapp-credentials/.+}", ".+", 1
+)
+ANY_SECRET_PROBLEM = (
+    "pipelines/twilio_inbound.yaml:26:25: secrets: whatsapp_credentials is '.+', the deployed pipeline's is "
+    "'${env:WHATSAPP_SECRET_NAME_PATTERN:-ai-multi-comms/whatsapp-credentials/.+}'; which secrets a credential "
+    "reference may name changes with a code deploy, not a rules bundle"
+)
+
 # Nor one that keeps the steps but no longer reads the replay record with the conversation: a request posted again
 # was decided afresh, staged and sent again.
 REPLAY_UNREAD = PIPELINE_FILE.replace("      replay_table: replay\n", "", 1)

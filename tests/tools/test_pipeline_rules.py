@@ -18,6 +18,8 @@ from tests.support.bundles import (
     ACCOUNT_SID_KEY,
     ACCOUNT_SID_KEY_PROBLEM,
     AGENT_ROUTING,
+    ANY_SECRET,
+    ANY_SECRET_PROBLEM,
     BROKEN_ROUTING,
     BUCKET,
     NO_REPLAY_RECORDS,
@@ -356,8 +358,9 @@ RENAMED = PIPELINE_FILE.replace("pipeline: twilio_inbound", "pipeline: twilio_v2
         (NO_REPLAY_RECORDS, NO_REPLAY_RECORDS_PROBLEM),
         (ACCOUNT_SID_KEY, ACCOUNT_SID_KEY_PROBLEM),
         (TRANSIENT_ANSWERED, TRANSIENT_ANSWERED_PROBLEM),
+        (ANY_SECRET, ANY_SECRET_PROBLEM),
     ],
-    ids=["channels", "name", "steps", "tables", "signing_key", "responses"],
+    ids=["channels", "name", "steps", "tables", "signing_key", "responses", "secrets"],
 )
 @pytest.mark.parametrize("command", ["shadow", "promote"])
 def test_a_bundle_whose_pipeline_file_changes_what_the_code_owns_is_not_deployed(
