@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import registry
 from tests.support.shipped import configuration_files, inline_tests, pipeline_names
 from tools.dryrun.cli import main
 
@@ -48,7 +49,11 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
         [
             Finding(
                 f"{PIPELINE}:52:11",
-                ("unknown step 'twilio.parze'", "did you mean 'twilio.parse'?", "registered steps: control.finish, "),
+                (
+                    "unknown step 'twilio.parze'",
+                    "did you mean 'twilio.parse'?",
+                    f"registered steps: {', '.join(registry.names())}",
+                ),
             )
         ],
     ),
