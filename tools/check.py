@@ -171,20 +171,27 @@ def _unprovided(name: str, provided: frozenset[str], pipeline: str) -> str:
 
 
 def _context_names(inspection: Inspection) -> list[Problem]:
-    """Top-level names conditions and inline tests read that no step of the pipeline provides."""
+    """Top-level names conditions and inline tests read that no step of the pipeline provides.
+
+    Only the pipeline's own conditions and the rule sets its steps run: a shared set another pipeline runs is
+    checked with that pipeline.
+    """
     provided, pipeline = inspection.provided, inspection.files[0]
     if provided is None or inspection.config is None:  # with errors, what steps provide is not settled
         return []
+    unused = {loaded.locator.file for name, loaded in inspection.rulesets.items() if name not in inspection.used}
     found: list[Problem] = []
     for located in inspection.expressions:
+        if located.locator.file in unused:
+            continue
         source = located.expression.source
         for root in dict.fromkeys(path[0] for path in located.expression.paths):
             if root not in provided:
                 offset = _root_offset(source, root)
                 message = f"the condition reads {_unprovided(root, provided, pipeline)}"
                 found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
-    for loaded in inspection.rulesets.values():
-        for test in loaded.ruleset.tests:
+    for name, loaded in inspection.rulesets.items():
+        for test in loaded.ruleset.tests if name in inspection.used else ():
             for key in test.given:
                 if key not in provided:
                     path = ("tests", test.index, "given", key)
