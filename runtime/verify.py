@@ -6,12 +6,14 @@ refused before it is activated. ``verify`` loads a pipeline with ``engine.config
 runs every complete rule set's inline tests (``engine.rules.run_tests``); every finding is located.
 ``code_owned`` refuses a pipeline file, carried by a bundle, that renames its pipeline, changes the
 channels it serves or changes its steps (which run, in what order, under which ``when``; ``step_outline``):
-those change with a code deploy only.
+those change with a code deploy only. ``shared_channels`` refuses two pipeline files serving one channel, which
+the cold start cannot route.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -31,6 +33,7 @@ __all__ = [
     "code_owned",
     "leaves",
     "rule_line",
+    "shared_channels",
     "step_outline",
     "steps_outline",
     "verify",
@@ -270,4 +273,35 @@ def code_owned(
     outline = steps_outline(data)
     if steps is not None and "steps" in data and outline != steps:
         found.append(_steps_changed(document, outline, steps))
+    return found
+
+
+def shared_channels(pipelines: Sequence[Path]) -> list[Problem]:
+    """Each ``channels:`` entry naming a channel another of ``pipelines`` serves too, located at every such entry.
+
+    A request goes to the one pipeline its path's last segment names, so the cold start refuses such a set of files.
+    A file that cannot be read is loading's to report, not this.
+    """
+    from engine.yamlsource import load_yaml
+
+    claims: dict[str, list[tuple[str, Problem]]] = {}
+    for path in pipelines:
+        try:
+            document = load_yaml(path, display_path(path), strict=False)
+        except ConfigError:
+            continue
+        data = document.data if isinstance(document.data, dict) else {}
+        served = data.get("channels")
+        for index, channel in enumerate(served if isinstance(served, list) else []):
+            where = document.locator.problem(("channels", index), "")
+            claims.setdefault(str(channel), []).append((str(data.get("pipeline")), where))
+    found: list[Problem] = []
+    for channel, owners in claims.items():
+        for _, here in owners if len(owners) > 1 else ():
+            others = ", ".join(f"{name} ({p.file}:{p.line}:{p.column})" for name, p in owners if p is not here)
+            message = (
+                f"channel {channel!r} is also served by pipeline {others}; "
+                "a request goes to one pipeline: serve each channel from one file"
+            )
+            found.append(replace(here, message=message))
     return found
