@@ -15,6 +15,8 @@ of that, this adds warnings for configuration that runs but probably not as inte
   sets would silently belong to no pipeline;
 - error codes a rule decides that are transient, or reserved for a step or for the engine
   (``DB_TRANSIENT_ERROR``, ``INVALID_SIGNATURE``, ``INTERNAL_ERROR``);
+- a pipeline whose steps authenticate the request but none of which can end it ``INVALID_SIGNATURE``: the code the
+  ``SignatureMismatches`` metric, the alarms and the dry-run's signature state read as a refused signature;
 - rules that can never match (``find_shadowed``), a default that is never used (or, in a validation set,
   fails every message no rule fails: none would pass), rules no inline test
   decides, duplicate test names, and a test expecting a target the pipeline does not have.
@@ -44,6 +46,7 @@ from engine.expressions import expression_tokens
 from engine.rules import RuleError, RuleSet
 from engine.runner import ParallelGroup, PlannedStep
 from engine.yamlsource import load_yaml
+from runtime.app import INVALID_SIGNATURE
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
 from runtime.verify import leaves, rule_line, shared_channels, verify_ruleset, written_value
 from steps.conversations import ConversationGet
@@ -306,6 +309,27 @@ def _reserved_codes(inspection: Inspection) -> list[Problem]:
     return found
 
 
+def _uncounted_refusals(inspection: Inspection) -> list[Problem]:
+    """A pipeline that authenticates requests with no step able to refuse one as ``INVALID_SIGNATURE``."""
+    config, pipeline = inspection.config, inspection.files[0]
+    specs = [(step, registry.get(step.uses)) for step in config.pipeline.steps()] if config else []
+    checks = [step for step, spec in specs if spec is not None and spec.authenticates]
+    codes = {error.code for _, spec in specs if spec is not None for error in spec.errors}
+    if not checks or INVALID_SIGNATURE in codes:
+        return []
+    step = checks[-1]
+    message = (
+        f"step {step.id!r} ({step.uses}) authenticates the request, but no step of {pipeline} can end it "
+        f"{INVALID_SIGNATURE}: a refused signature is then not counted in SignatureMismatches, no alarm watches it and "
+        f"the dry-run reports it as not checked; end a refused signature with {INVALID_SIGNATURE}"
+    )
+    document = load_yaml(Path(pipeline), pipeline, strict=False)
+    steps = document.data.get("steps") if isinstance(document.data, dict) else None
+    ids = [entry.get("id") if isinstance(entry, dict) else None for entry in steps] if isinstance(steps, list) else []
+    where: tuple[str | int, ...] = ("steps", ids.index(step.id), "uses") if step.id in ids else ("steps",)
+    return [document.locator.problem(where, message, severity="warning")]
+
+
 def _test_targets(inspection: Inspection) -> list[Problem]:
     """Inline tests of routing sets expecting a target the pipeline does not have."""
     targets = sorted(inspection.targets)
@@ -465,6 +489,7 @@ def check_config(
             *_provided_too_late(inspection),
             *_unfetched(inspection),
             *_reserved_codes(inspection),
+            *_uncounted_refusals(inspection),
             *_test_targets(inspection),
         ]
         # A rule set shared by several pipelines is reported with the first (its messages may name the pipeline).
