@@ -6,8 +6,8 @@ refused before it is activated. ``verify`` loads a pipeline with ``engine.config
 runs every complete rule set's inline tests (``engine.rules.run_tests``); every finding is located.
 ``code_owned`` refuses a pipeline file, carried by a bundle, that renames its pipeline, changes the
 channels it serves or changes its steps (which run, in what order, under which ``when``; ``step_outline``):
-those change with a code deploy only. ``shared_channels`` refuses two pipeline files serving one channel, which
-the cold start cannot route.
+those change with a code deploy only. ``pipeline_clashes`` refuses two pipeline files serving one channel, or
+declaring one pipeline name (a copied file not renamed), which the cold start cannot route.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ __all__ = [
     "code_owned",
     "leaves",
     "rule_line",
-    "shared_channels",
+    "pipeline_clashes",
     "step_outline",
     "steps_outline",
     "verify",
@@ -276,26 +276,34 @@ def code_owned(
     return found
 
 
-def shared_channels(pipelines: Sequence[Path]) -> list[Problem]:
-    """Each ``channels:`` entry naming a channel another of ``pipelines`` serves too, located at every such entry.
+def pipeline_clashes(pipelines: Sequence[Path]) -> list[Problem]:
+    """Each ``channels:`` entry or ``pipeline:`` name that another of ``pipelines`` declares too, located.
 
-    A request goes to the one pipeline its path's last segment names, so the cold start refuses such a set of files.
-    A file that cannot be read is loading's to report, not this.
+    A request goes to the one pipeline its path's last segment names, and pipelines are kept by name, so the cold
+    start refuses such a set of files. A file that cannot be read is loading's to report, not this.
     """
     from engine.yamlsource import load_yaml
 
     claims: dict[str, list[tuple[str, Problem]]] = {}
+    names: dict[str, list[Problem]] = {}
     for path in pipelines:
         try:
             document = load_yaml(path, display_path(path), strict=False)
         except ConfigError:
             continue
         data = document.data if isinstance(document.data, dict) else {}
+        if isinstance(data.get("pipeline"), str):
+            names.setdefault(data["pipeline"], []).append(document.locator.problem(("pipeline",), ""))
         served = data.get("channels")
         for index, channel in enumerate(served if isinstance(served, list) else []):
             where = document.locator.problem(("channels", index), "")
             claims.setdefault(str(channel), []).append((str(data.get("pipeline")), where))
     found: list[Problem] = []
+    for name, places in names.items():
+        for here in places if len(places) > 1 else ():
+            others = ", ".join(f"{p.file}:{p.line}:{p.column}" for p in places if p is not here)
+            message = f"pipeline {name!r} is also declared by {others}; give each pipeline file its own name"
+            found.append(replace(here, message=message))
     for channel, owners in claims.items():
         for _, here in owners if len(owners) > 1 else ():
             others = ", ".join(f"{name} ({p.file}:{p.line}:{p.column})" for name, p in owners if p is not here)

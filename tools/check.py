@@ -48,7 +48,7 @@ from engine.runner import ParallelGroup, PlannedStep
 from engine.yamlsource import load_yaml
 from runtime.app import INVALID_SIGNATURE
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
-from runtime.verify import leaves, rule_line, shared_channels, verify_ruleset, written_value
+from runtime.verify import leaves, pipeline_clashes, rule_line, verify_ruleset, written_value
 from steps.conversations import ConversationGet
 from tools.lint import condition_terms, find_shadowed, lint_expression, value_types
 
@@ -505,7 +505,7 @@ def check_config(
             failures.extend(failed)
             if not loaded.complete:
                 not_run.append(loaded.ruleset.name)
-    findings.extend(shared_channels(paths))
+    findings.extend(pipeline_clashes(paths))
     findings.extend(_unused(inspections))
     findings.extend(_unknown_pipelines(rules_dir, _pipeline_names(paths)))
     # Pipeline files first, then rules files by name; each finding once, however many checks found it.

@@ -291,6 +291,27 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
             ),
         ],
     ),
+    # Copied from email_inbound.yaml, its pipeline: left unchanged: requests for email would run the copy.
+    "copied_name": (
+        2,
+        [
+            Finding(
+                "pipelines/email_inbound.yaml:2:11",
+                ("pipeline 'email_inbound' is also declared by pipelines/letters_inbound.yaml:2:11",),
+            ),
+            Finding(
+                "pipelines/letters_inbound.yaml:2:11",
+                (
+                    "pipeline 'email_inbound' is also declared by pipelines/email_inbound.yaml:2:11",
+                    "give each pipeline file its own name",
+                ),
+            ),
+            # The copy is loaded with the original's rule sets, whose targets it does not have.
+            Finding("rules/60_email_routing.yaml:10:20", ("routing target 'handoff' names no configured queue",)),
+            Finding("rules/60_email_routing.yaml:14:20", ("routing target 'handoff' names no configured queue",)),
+            Finding("rules/60_email_routing.yaml:15:19", ("routing target 'email' names no configured queue",)),
+        ],
+    ),
     # The shared rule sets are loaded for a pipeline that runs none of them, but what they read is not its concern.
     "pipeline_without_rules": (0, []),
     "shared_channel": (
