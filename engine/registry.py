@@ -152,7 +152,7 @@ def register(
 
     def decorate(cls: type) -> type:
         if name in _REGISTRY and _REGISTRY[name].factory is not cls:
-            raise ValueError(f"step name {name!r} is already registered")
+            raise ValueError(f"step name {name!r} is already registered by {_REGISTRY[name].factory.__module__}")
         declared = {spec.code for spec in errors}
         if deadline_code is not None and deadline_code not in declared:
             raise ValueError(f"step {name!r}: its deadline code {deadline_code} is not among its declared errors")
