@@ -64,6 +64,7 @@ class Resource(NamedTuple):
     default, only a step configured with that parameter gets the grant), ``index`` (every index listed under
     parameter path ``index_path`` of that table), ``queue`` (every target's queue of the pipeline) or
     ``secret`` (the secret-name pattern named by ``param``; without one, every pattern the pipeline declares).
+    ``register`` refuses any other kind: the grants (``tools.iam``) cannot resolve it.
     """
 
     kind: str
@@ -152,7 +153,9 @@ def register(
 
     def decorate(cls: type) -> type:
         if name in _REGISTRY and _REGISTRY[name].factory is not cls:
-            raise ValueError(f"step name {name!r} is already registered")
+            raise ValueError(f"step name {name!r} is already registered by {_REGISTRY[name].factory.__module__}")
+        if kinds := sorted({r.kind for grant in iam for r in grant.resources} - {"index", "queue", "secret", "table"}):
+            raise ValueError(f"step {name!r}: IAM resource kind {kinds[0]!r} is not one of index, queue, secret, table")
         declared = {spec.code for spec in errors}
         if deadline_code is not None and deadline_code not in declared:
             raise ValueError(f"step {name!r}: its deadline code {deadline_code} is not among its declared errors")

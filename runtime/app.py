@@ -280,7 +280,11 @@ def _routes(configs: Sequence[AppConfig]) -> dict[str, str]:
     routes: dict[str, str] = {}
     served: dict[str, AppConfig] = {}
     problems: list[Problem] = []
+    named: dict[str, AppConfig] = {}
     for config in configs:
+        if named.setdefault(config.name, config) is not config:
+            message = f"pipeline {config.name!r} is also declared by {named[config.name].files[0]}"
+            problems.append(Problem(config.files[0], 1, 1, message + "; give each pipeline file its own name"))
         for channel in config.channels:
             other = served.get(channel)
             if other is not None:

@@ -8,13 +8,16 @@ runs every complete rule set's inline tests (``engine.rules.run_tests``); every 
 channels it serves, its steps (which run, in what order, under which ``when``, and how every step but the
 deciding ones is set), its ``tables:`` (an empty replay table would turn off the records that refuse a
 request posted again), its ``secrets:`` patterns (which secrets a credential reference may name) or how it
-answers (``responses:``; ``code_outline``): those change with a code deploy only.
+answers (``responses:``; ``code_outline``): those change with a code deploy only. ``pipeline_clashes``
+refuses two pipeline files serving one channel, or declaring one pipeline name (a copied file not renamed),
+which the cold start cannot route.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -39,6 +42,7 @@ __all__ = [
     "leaves",
     "rule_line",
     "code_outline",
+    "pipeline_clashes",
     "steps_outline",
     "owned_settings",
     "verify",
@@ -468,4 +472,43 @@ def code_owned(
     given_settings = owned_settings(data)
     if settings is not None and given_settings != settings:
         found.append(_settings_changed(document, given_settings, settings))
+    return found
+
+
+def pipeline_clashes(pipelines: Sequence[Path]) -> list[Problem]:
+    """Each ``channels:`` entry or ``pipeline:`` name that another of ``pipelines`` declares too, located.
+
+    A request goes to the one pipeline its path's last segment names, and pipelines are kept by name, so the cold
+    start refuses such a set of files. A file that cannot be read is loading's to report, not this.
+    """
+    from engine.yamlsource import load_yaml
+
+    claims: dict[str, list[tuple[str, Problem]]] = {}
+    names: dict[str, list[Problem]] = {}
+    for path in pipelines:
+        try:
+            document = load_yaml(path, display_path(path), strict=False)
+        except ConfigError:
+            continue
+        data = document.data if isinstance(document.data, dict) else {}
+        if isinstance(data.get("pipeline"), str):
+            names.setdefault(data["pipeline"], []).append(document.locator.problem(("pipeline",), ""))
+        served = data.get("channels")
+        for index, channel in enumerate(served if isinstance(served, list) else []):
+            where = document.locator.problem(("channels", index), "")
+            claims.setdefault(str(channel), []).append((str(data.get("pipeline")), where))
+    found: list[Problem] = []
+    for name, places in names.items():
+        for here in places if len(places) > 1 else ():
+            others = ", ".join(f"{p.file}:{p.line}:{p.column}" for p in places if p is not here)
+            message = f"pipeline {name!r} is also declared by {others}; give each pipeline file its own name"
+            found.append(replace(here, message=message))
+    for channel, owners in claims.items():
+        for _, here in owners if len(owners) > 1 else ():
+            others = ", ".join(f"{name} ({p.file}:{p.line}:{p.column})" for name, p in owners if p is not here)
+            message = (
+                f"channel {channel!r} is also served by pipeline {others}; "
+                "a request goes to one pipeline: serve each channel from one file"
+            )
+            found.append(replace(here, message=message))
     return found

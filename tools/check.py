@@ -15,6 +15,8 @@ of that, this adds warnings for configuration that runs but probably not as inte
   sets would silently belong to no pipeline;
 - error codes a rule decides that are transient, or reserved for a step or for the engine
   (``DB_TRANSIENT_ERROR``, ``INVALID_SIGNATURE``, ``INTERNAL_ERROR``);
+- a pipeline whose steps authenticate the request but none of which can end it ``INVALID_SIGNATURE``: the code the
+  ``SignatureMismatches`` metric, the alarms and the dry-run's signature state read as a refused signature;
 - rules that can never match (``find_shadowed``), a default that is never used (or, in a validation set,
   fails every message no rule fails: none would pass), rules no inline test
   decides, duplicate test names, and a test expecting a target the pipeline does not have.
@@ -44,8 +46,9 @@ from engine.expressions import expression_tokens
 from engine.rules import RuleError, RuleSet
 from engine.runner import ParallelGroup, PlannedStep
 from engine.yamlsource import load_yaml
+from runtime.app import INVALID_SIGNATURE
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
-from runtime.verify import leaves, replay_window_problems, rule_line, verify_ruleset, written_value
+from runtime.verify import leaves, pipeline_clashes, replay_window_problems, rule_line, verify_ruleset, written_value
 from steps.conversations import ConversationGet
 from tools.lint import condition_terms, find_shadowed, lint_expression, value_types
 
@@ -171,20 +174,27 @@ def _unprovided(name: str, provided: frozenset[str], pipeline: str) -> str:
 
 
 def _context_names(inspection: Inspection) -> list[Problem]:
-    """Top-level names conditions and inline tests read that no step of the pipeline provides."""
+    """Top-level names conditions and inline tests read that no step of the pipeline provides.
+
+    Only the pipeline's own conditions and the rule sets its steps run: a shared set another pipeline runs is
+    checked with that pipeline.
+    """
     provided, pipeline = inspection.provided, inspection.files[0]
     if provided is None or inspection.config is None:  # with errors, what steps provide is not settled
         return []
+    unused = {loaded.locator.file for name, loaded in inspection.rulesets.items() if name not in inspection.used}
     found: list[Problem] = []
     for located in inspection.expressions:
+        if located.locator.file in unused:
+            continue
         source = located.expression.source
         for root in dict.fromkeys(path[0] for path in located.expression.paths):
             if root not in provided:
                 offset = _root_offset(source, root)
                 message = f"the condition reads {_unprovided(root, provided, pipeline)}"
                 found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
-    for loaded in inspection.rulesets.values():
-        for test in loaded.ruleset.tests:
+    for name, loaded in inspection.rulesets.items():
+        for test in loaded.ruleset.tests if name in inspection.used else ():
             for key in test.given:
                 if key not in provided:
                     path = ("tests", test.index, "given", key)
@@ -297,6 +307,27 @@ def _reserved_codes(inspection: Inspection) -> list[Problem]:
             )
             found.append(loaded.locator.problem(path, message, severity="warning"))
     return found
+
+
+def _uncounted_refusals(inspection: Inspection) -> list[Problem]:
+    """A pipeline that authenticates requests with no step able to refuse one as ``INVALID_SIGNATURE``."""
+    config, pipeline = inspection.config, inspection.files[0]
+    specs = [(step, registry.get(step.uses)) for step in config.pipeline.steps()] if config else []
+    checks = [step for step, spec in specs if spec is not None and spec.authenticates]
+    codes = {error.code for _, spec in specs if spec is not None for error in spec.errors}
+    if not checks or INVALID_SIGNATURE in codes:
+        return []
+    step = checks[-1]
+    message = (
+        f"step {step.id!r} ({step.uses}) authenticates the request, but no step of {pipeline} can end it "
+        f"{INVALID_SIGNATURE}: a refused signature is then not counted in SignatureMismatches, no alarm watches it and "
+        f"the dry-run reports it as not checked; end a refused signature with {INVALID_SIGNATURE}"
+    )
+    document = load_yaml(Path(pipeline), pipeline, strict=False)
+    steps = document.data.get("steps") if isinstance(document.data, dict) else None
+    ids = [entry.get("id") if isinstance(entry, dict) else None for entry in steps] if isinstance(steps, list) else []
+    where: tuple[str | int, ...] = ("steps", ids.index(step.id), "uses") if step.id in ids else ("steps",)
+    return [document.locator.problem(where, message, severity="warning")]
 
 
 def _test_targets(inspection: Inspection) -> list[Problem]:
@@ -500,6 +531,7 @@ def check_config(
             *_provided_too_late(inspection),
             *_unfetched(inspection),
             *_reserved_codes(inspection),
+            *_uncounted_refusals(inspection),
             *_test_targets(inspection),
             *replay_window_problems(path, inspection),
         ]
@@ -516,6 +548,7 @@ def check_config(
             failures.extend(failed)
             if not loaded.complete:
                 not_run.append(loaded.ruleset.name)
+    findings.extend(pipeline_clashes(paths))
     findings.extend(_unused(inspections))
     findings.extend(_unknown_pipelines(rules_dir, _pipeline_names(paths)))
     # Pipeline files first, then rules files by name; each finding once, however many checks found it.

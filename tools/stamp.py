@@ -152,9 +152,9 @@ def config_problems(pipelines: Sequence[Path], rules_dir: Path) -> list[str]:
 
     The steps must be registered (``engine.plugins.load_plugins``).
     """
-    from runtime.verify import verify
+    from runtime.verify import pipeline_clashes, verify
 
-    found: dict[str, None] = {}
+    found: dict[str, None] = {str(problem): None for problem in pipeline_clashes(pipelines)}
     for pipeline in pipelines:
         for problem in verify(pipeline, rules_dir, {}, missing_env="warning").errors:
             found[str(problem)] = None

@@ -12,7 +12,15 @@ from runtime.layout import pipeline_files, yaml_files
 from tests.support.expect import ROOT
 from tools.check import declared_pipeline_name
 
-__all__ = ["PIPELINES_DIR", "RULES_DIR", "configuration_files", "inline_tests", "pipeline_names", "pipeline_paths"]
+__all__ = [
+    "PIPELINES_DIR",
+    "RULES_DIR",
+    "configuration_files",
+    "inline_tests",
+    "pipeline_channels",
+    "pipeline_names",
+    "pipeline_paths",
+]
 
 PIPELINES_DIR = ROOT / "pipelines"
 RULES_DIR = ROOT / "rules"
@@ -26,6 +34,11 @@ def pipeline_paths() -> list[Path]:
 def pipeline_names() -> list[str]:
     """The shipped pipelines' names (``pipeline:``), sorted as the tools list them."""
     return sorted(name for path in pipeline_paths() if (name := declared_pipeline_name(path)) is not None)
+
+
+def pipeline_channels() -> list[str]:
+    """Every channel the shipped pipelines serve (``channels:``), sorted."""
+    return sorted({str(channel) for path in pipeline_paths() for channel in load_yaml(path).data.get("channels", [])})
 
 
 def configuration_files() -> int:

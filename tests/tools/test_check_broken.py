@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from engine import registry
 from tests.support.shipped import configuration_files, inline_tests, pipeline_names
 from tools.dryrun.cli import main
+from tools.stamp import main as stamp_main
 
 REPO = Path(__file__).resolve().parents[2]
 BROKEN = REPO / "tests" / "fixtures" / "broken"
@@ -48,7 +50,11 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
         [
             Finding(
                 f"{PIPELINE}:52:11",
-                ("unknown step 'twilio.parze'", "did you mean 'twilio.parse'?", "registered steps: control.finish, "),
+                (
+                    "unknown step 'twilio.parze'",
+                    "did you mean 'twilio.parse'?",
+                    f"registered steps: {', '.join(registry.names())}",
+                ),
             )
         ],
     ),
@@ -285,6 +291,45 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
             ),
         ],
     ),
+    # Copied from email_inbound.yaml, its pipeline: left unchanged: requests for email would run the copy.
+    "copied_name": (
+        2,
+        [
+            Finding(
+                "pipelines/email_inbound.yaml:2:11",
+                ("pipeline 'email_inbound' is also declared by pipelines/letters_inbound.yaml:2:11",),
+            ),
+            Finding(
+                "pipelines/letters_inbound.yaml:2:11",
+                (
+                    "pipeline 'email_inbound' is also declared by pipelines/email_inbound.yaml:2:11",
+                    "give each pipeline file its own name",
+                ),
+            ),
+            # The copy is loaded with the original's rule sets, whose targets it does not have.
+            Finding("rules/60_email_routing.yaml:10:20", ("routing target 'handoff' names no configured queue",)),
+            Finding("rules/60_email_routing.yaml:14:20", ("routing target 'handoff' names no configured queue",)),
+            Finding("rules/60_email_routing.yaml:15:19", ("routing target 'email' names no configured queue",)),
+        ],
+    ),
+    # The shared rule sets are loaded for a pipeline that runs none of them, but what they read is not its concern.
+    "pipeline_without_rules": (0, []),
+    "shared_channel": (
+        2,
+        [
+            Finding(
+                "pipelines/email_inbound.yaml:8:12",
+                ("channel 'email' is also served by pipeline letters_inbound (pipelines/letters_inbound.yaml:4:21)",),
+            ),
+            Finding(
+                "pipelines/letters_inbound.yaml:4:21",
+                (
+                    "channel 'email' is also served by pipeline email_inbound (pipelines/email_inbound.yaml:8:12)",
+                    "a request goes to one pipeline: serve each channel from one file",
+                ),
+            ),
+        ],
+    ),
     "unused_ruleset": (
         0,
         [
@@ -480,6 +525,17 @@ def test_check_pins_each_mistake(
     captured = capsys.readouterr()
     assert_findings(captured.out, CASES[case][1])
     assert status == CASES[case][0], captured.err
+
+
+def test_the_build_refuses_a_channel_two_pipelines_serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = assemble(tmp_path, "shared_channel")
+    assert stamp_main([str(root)]) == 1
+    captured = capsys.readouterr()
+    where = "pipelines/letters_inbound.yaml:4:21"
+    assert f"{where}: channel 'email' is also served by pipeline email_inbound" in captured.out
+    assert not (root / "config.stamp.json").exists()
 
 
 @pytest.mark.usefixtures("deployed_env")

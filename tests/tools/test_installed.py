@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.expect import ROOT
+from tests.support.shipped import pipeline_channels
 
 PACKAGES = ("engine", "runtime", "steps", "tools")
 # The function's environment (contract §1): names only, nothing is called before a request.
@@ -136,7 +137,7 @@ def test_the_installed_event_builder_offers_the_projects_channels(installed: Pat
         "from tools.dryrun.event_cli import main; sys.exit(main(['build', '--help']))",
     )
     assert done.returncode == 0, done.stderr[-800:]
-    assert "--channel {email,sms,whatsapp}" in done.stdout
+    assert f"--channel {{{','.join(pipeline_channels())}}}" in done.stdout
 
 
 def test_the_installed_server_serves_the_projects_pipelines(installed: Path, project: Path) -> None:

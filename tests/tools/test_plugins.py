@@ -180,3 +180,16 @@ def test_a_declared_plugin_that_does_not_import_is_a_plain_configuration_error(t
     (line,) = done.stderr.splitlines()
     assert tool.split()[0] + ": error: pyproject.toml [tool.inbound-pipeline] plugins: " in line
     assert "'acme_missing' cannot be imported" in line
+
+
+def test_a_plugin_module_that_fails_to_import_something_is_located(tmp_path: Path) -> None:
+    # A new step module importing what is not installed: the one-line error names the file and line that imports it.
+    project = write_project(tmp_path / "project")
+    source = project / PLUGIN / "__init__.py"
+    text = source.read_text(encoding="utf-8") + "import acme_sdk_not_installed\n"
+    source.write_text(text, encoding="utf-8")
+    done = check(project)
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.splitlines()
+    assert "No module named 'acme_sdk_not_installed'" in line
+    assert f"{source}:{text.count(chr(10))}" in line, line

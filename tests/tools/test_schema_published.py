@@ -14,12 +14,14 @@ from jsonschema import Draft202012Validator
 from engine import registry
 from engine.registry import BuildInfo
 from engine.schema import pipeline_schema
+from tests.support.shipped import pipeline_paths
 from tools.schema_export import editor_schema, published_schemas, rendered_schemas
 from tools.schema_export import main as export_main
 
 REPO = Path(__file__).resolve().parents[2]
 BROKEN = REPO / "tests" / "fixtures" / "broken"
-SHIPPED = [REPO / "pipelines" / "twilio_inbound.yaml", *sorted((REPO / "rules").glob("*.yaml"))]
+# Every pipeline file, not only the first one: a new pipeline's file gets its editor line checked too.
+SHIPPED = [*pipeline_paths(), *sorted((REPO / "rules").glob("*.yaml"))]
 
 # Mistakes a schema can see in one file; the others need other files or meaning (``--check`` finds them).
 SCHEMA_LEVEL = {
@@ -56,6 +58,9 @@ BEYOND_SCHEMA = {
     "provided_later",
     "target_from_typo",
     "ruleset_of_other_pipeline",
+    "pipeline_without_rules",
+    "shared_channel",
+    "copied_name",
 }
 
 

@@ -262,3 +262,13 @@ def test_a_table_a_step_needs_declared_without_a_name_fails_the_cold_start(world
         task_root({"pipelines/twilio_inbound.yaml": pipeline})
     messages = [p.message for p in caught.value.problems if p.file.endswith("twilio_inbound.yaml")]
     assert messages and all("table 'lock' has no name" in message for message in messages), messages
+
+
+def test_a_copied_pipeline_file_that_keeps_its_pipeline_name_fails_the_cold_start(world, task_root):
+    # Loaded by name, the copy would replace the original: POST …/whatsapp would run the copy.
+    copy = PIPELINE.replace("channels: [whatsapp, sms]", "channels: [letters]")
+    with pytest.raises(ConfigError) as caught:
+        task_root({"pipelines/zz_letters_inbound.yaml": copy})
+    (message,) = [p.message for p in caught.value.problems if p.file.endswith("zz_letters_inbound.yaml")]
+    assert message.startswith("pipeline 'twilio_inbound' is also declared by ")
+    assert message.endswith("pipelines/twilio_inbound.yaml; give each pipeline file its own name")
