@@ -551,52 +551,55 @@ def test_a_bundle_whose_pipeline_file_drops_the_signature_step_is_refused_and_fo
     assert started.application.deployed("twilio_inbound").shadow is None
 
 
-# A bundle whose pipeline file keeps the steps but signs with another field of the secret (defect: it was deployed,
-# so a rules bundle could make the signing key the account SID that every request carries: anyone could sign).
+# Bundles whose pipeline file keeps the steps but changes how a request is authenticated (defects: they were
+# deployed). `signing_key` signs with another field of the secret: the account SID that every request carries, so
+# anyone could sign. `secret_pattern` widens the channel's secret-name pattern: a conversation row naming a secret
+# outside the channel's credentials (here the SMS one) was read and used to sign WhatsApp requests.
+FOREIGN_SECRET = {"whatsapp_credentials_id": SMS_SECRET, "sms_credentials_id": SMS_SECRET}
 
 
-@pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
-def test_a_bundle_whose_pipeline_file_changes_the_signing_key_is_refused_and_forgeries_still_are(
-    ops: Ops,
-    container: Callable[..., Container],
-    world: Any,
-    json_logs: Logs,
-    capsys: pytest.CaptureFixture[str],
-    live: bool,
-) -> None:
-    assert ACCOUNT_SID_KEY != PIPELINE_FILE
-    started, rekeyed, error, deciding = refused_at_cold_start(
-        ops, container, json_logs, capsys, ACCOUNT_SID_KEY, live=live
-    )
-    assert (error["bundle"], error["problems"]) == (rekeyed, [ACCOUNT_SID_KEY_PROBLEM])
-    world.add_conversation()
+def signed_with_the_account_sid() -> dict[str, Any]:
     params = whatsapp_params()
-    started.application.handle(rest_event("whatsapp", params, token=params["AccountSid"]), None)
-    line = event_lines(json_logs())[-1]
-    assert (line["outcome"], line["rules_source"]) == ("INVALID_SIGNATURE", deciding)
-    assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
-
-
-# A bundle whose pipeline file widens a channel's secret-name pattern (defect: it was deployed, so a conversation row
-# naming a secret outside its channel's credentials, here the SMS one, was read and used to sign WhatsApp requests).
+    return rest_event("whatsapp", params, token=params["AccountSid"])
 
 
 @pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
-def test_a_bundle_whose_pipeline_file_widens_a_secret_pattern_is_refused_and_foreign_secrets_still_are(
+@pytest.mark.parametrize(
+    ("pipeline_file", "problem", "conversation", "event", "outcome"),
+    [
+        (ACCOUNT_SID_KEY, ACCOUNT_SID_KEY_PROBLEM, {}, signed_with_the_account_sid, "INVALID_SIGNATURE"),
+        (
+            ANY_SECRET,
+            ANY_SECRET_PROBLEM,
+            {"channel_config": FOREIGN_SECRET},
+            lambda: rest_event("whatsapp", whatsapp_params()),
+            "MISSING_CREDENTIAL_CONFIG",
+        ),
+    ],
+    ids=["signing_key", "secret_pattern"],
+)
+def test_a_bundle_whose_pipeline_file_changes_how_requests_are_authenticated_is_refused_and_forgeries_still_are(
     ops: Ops,
     container: Callable[..., Container],
     world: Any,
     json_logs: Logs,
     capsys: pytest.CaptureFixture[str],
     live: bool,
+    pipeline_file: str,
+    problem: str,
+    conversation: dict[str, Any],
+    event: Callable[[], dict[str, Any]],
+    outcome: str,
 ) -> None:
-    assert ANY_SECRET != PIPELINE_FILE
-    started, widened, error, deciding = refused_at_cold_start(ops, container, json_logs, capsys, ANY_SECRET, live=live)
-    assert (error["bundle"], error["problems"]) == (widened, [ANY_SECRET_PROBLEM])
-    world.add_conversation(channel_config={"whatsapp_credentials_id": SMS_SECRET, "sms_credentials_id": SMS_SECRET})
-    started.application.handle(rest_event("whatsapp", whatsapp_params()), None)
+    assert pipeline_file != PIPELINE_FILE
+    started, refused, error, deciding = refused_at_cold_start(
+        ops, container, json_logs, capsys, pipeline_file, live=live
+    )
+    assert (error["bundle"], error["problems"]) == (refused, [problem])
+    world.add_conversation(**conversation)
+    started.application.handle(event(), None)
     line = event_lines(json_logs())[-1]
-    assert (line["outcome"], line["rules_source"]) == ("MISSING_CREDENTIAL_CONFIG", deciding)
+    assert (line["outcome"], line["rules_source"]) == (outcome, deciding)
     assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
 
 
