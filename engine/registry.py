@@ -125,11 +125,6 @@ class StepSpec:
     # every such step's fields are merged into the schema of a target.
     targets: Mapping[str, Any] | None = None
 
-    @property
-    def iam_actions(self) -> tuple[str, ...]:
-        """Every IAM action of the step's grants, in declaration order."""
-        return tuple(dict.fromkeys(action for grant in self.iam for action in grant.actions))
-
 
 _REGISTRY: dict[str, StepSpec] = {}
 
