@@ -17,15 +17,36 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from engine.conditions import Condition, holds
+from engine.conditions import AllOf, AnyOf, AttributeEquals, AttributeNotExists, Condition
 from engine.ports import ItemRequest, QueryPage, ServiceError
 from runtime.aws import plain_value
 from tools.dryrun.blueprint import IndexSchema, TableSchema
 
-__all__ = ["MemoryQueues", "MemorySecrets", "MemoryTables", "as_stored", "copy_item"]
+__all__ = ["MemoryQueues", "MemorySecrets", "MemoryTables", "as_stored", "copy_item", "holds"]
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+
+
+def holds(condition: Condition, item: Mapping[str, Any] | None) -> bool:
+    """Evaluate ``condition`` against the current ``item`` (None when there is no item)."""
+    if isinstance(condition, AnyOf):
+        return any(holds(part, item) for part in condition.conditions)
+    if isinstance(condition, AllOf):
+        return all(holds(part, item) for part in condition.conditions)
+    present = item is not None and condition.name in item
+    if isinstance(condition, AttributeNotExists):
+        return not present
+    if not present:
+        return False
+    assert item is not None
+    current = item[condition.name]
+    if isinstance(condition, AttributeEquals):
+        return bool(current == condition.value)
+    try:
+        return bool(current < condition.value)
+    except TypeError:
+        return False
 
 
 def copy_item(value: Any) -> Any:

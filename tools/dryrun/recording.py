@@ -17,9 +17,10 @@ from typing import Any, Literal
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from engine.conditions import Condition, holds
+from engine.conditions import Condition
 from engine.ports import ItemRequest, QueryPage, Queues, ServiceError, Tables
 from tools.dryrun.blueprint import TableSchema, queue_name
+from tools.dryrun.memory import holds
 
 __all__ = ["Action", "Journal", "PlanningQueues", "PlanningTables", "RecordingQueues", "RecordingTables"]
 
