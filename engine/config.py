@@ -10,7 +10,7 @@
 A pipeline's rule sets are the files of the rules directory that name it under ``pipelines:``, plus
 those that name no pipeline (shared by all). Its error codes are those its steps declare, those its
 ``errors:`` block declares for the rules, and ``INTERNAL_ERROR``. The steps must be registered first
-(``engine.plugins.load_plugins``).
+(``runtime.plugins.load_plugins``).
 
 Every layer runs on every file, and the element checks run on every part of a file that is
 well-formed, so one pass finds every problem without knock-on errors (``inspect_config``, which

@@ -8,7 +8,7 @@ the context document, no side effect) and, for a step that reads the pipeline's 
 one holds. The pipeline schema, the error catalogue, ``--check`` and the deployment's least-privilege
 policy are all derived from these.
 
-The registry is filled by importing plugin modules (``engine.plugins.load_plugins``); the engine
+The registry is filled by importing plugin modules (``runtime.plugins.load_plugins``); the engine
 itself registers nothing.
 """
 
