@@ -63,16 +63,6 @@ class ItemRequest(NamedTuple):
 class Tables(Protocol):
     """Key-value tables (DynamoDB)."""
 
-    def query_index(
-        self,
-        table: str,
-        index: str,
-        key: Mapping[str, str],
-        attributes: Sequence[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Every item of ``index`` whose key attributes equal ``key`` (all pages)."""
-        ...
-
     def query_pages(
         self,
         table: str,
@@ -80,7 +70,7 @@ class Tables(Protocol):
         key: Mapping[str, str],
         attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]:
-        """The items of ``query_index``, a page at a time; each page is read only when the iterator is advanced.
+        """Every item of ``index`` whose key attributes equal ``key``, a page at a time (read as the iterator advances).
 
         DynamoDB reads at most 1 MB of items per page (before any projection), so a caller can stop between pages.
         """

@@ -168,13 +168,14 @@ class MemoryTables:
         for cached in [entry for entry in self._index_cache if entry[0] == table]:
             del self._index_cache[cached]
 
-    def query_index(
+    def query_pages(
         self,
         table: str,
         index: str,
         key: Mapping[str, str],
         attributes: Sequence[str] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> Iterator[QueryPage]:
+        """Every match as one page (memory has no 1 MB page limit)."""
         operation = "dynamodb.Query"
         schema = self._schema(table, operation)
         spec = schema.indexes.get(index)
@@ -186,17 +187,8 @@ class MemoryTables:
         wanted: tuple[Any, ...] = (key[spec.hash_key],)
         if spec.range_key is not None and spec.range_key in key:
             wanted = (*wanted, key[spec.range_key])
-        return [self._project(item, attributes) for item in self._index(schema, spec).get(wanted, [])]
-
-    def query_pages(
-        self,
-        table: str,
-        index: str,
-        key: Mapping[str, str],
-        attributes: Sequence[str] | None = None,
-    ) -> Iterator[QueryPage]:
-        """Every match as one page (memory has no 1 MB page limit)."""
-        yield QueryPage(self.query_index(table, index, key, attributes), more=False)
+        found = self._index(schema, spec).get(wanted, [])
+        yield QueryPage([self._project(item, attributes) for item in found], more=False)
 
     def get_item(
         self,

@@ -86,11 +86,6 @@ class _IndexReads:
 
     _inner: Tables
 
-    def query_index(
-        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
-        return self._inner.query_index(table, index, key, attributes)
-
     def query_pages(
         self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
     ) -> Iterator[QueryPage]:

@@ -62,14 +62,6 @@ class ReadLog:
             key = schema.key_of(item)
             self.keys.setdefault(table, {})[tuple(key[name] for name in schema.key_names)] = key
 
-    def query_index(
-        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
-        items = self._inner.query_index(table, index, key, attributes)
-        for item in items:
-            self.note(table, item)
-        return items
-
     def query_pages(
         self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
     ) -> Iterator[QueryPage]:
