@@ -14,12 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from engine.clock import iso_millis
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure
 from engine.http import HttpRequest
 from engine.registry import BuildInfo, ParamError, register
-from steps.support import webhook_post
+from steps.support import iso_millis, webhook_post
 from steps.twilio.form import FormParams
 
 __all__ = ["INVALID_SIGNATURE", "PARSING_ERROR", "SIGNATURE_HEADER", "TwilioParse"]

@@ -26,8 +26,9 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from engine.conditions import Condition
 from engine.config import AppConfig
-from engine.ports import ItemRequest, QueryPage, Tables, json_safe
+from engine.ports import ItemRequest, QueryPage, Tables
 from runtime.aws import error_code, plain_value
+from steps.support import json_safe
 from tools.dryrun.blueprint import TableSchema
 from tools.dryrun.events import RecordedEvent
 from tools.dryrun.lanes import ReplayClock, TableDescriber, account_lane
