@@ -22,6 +22,7 @@ __all__ = [
     "expression_param",
     "iso_millis",
     "json_safe",
+    "public_url",
     "secret_pattern",
     "service_failure",
     "table_name",
@@ -48,6 +49,26 @@ def webhook_post(ctx: Context, channels: frozenset[str], code: str, poster: str)
     if http.method is not None and http.method.upper() != "POST":
         raise StepFailure(code, f"method {http.method} is not accepted; {poster}")
     return http
+
+
+# Characters that would end a URL's authority (or hide part of it): never part of a rebuilt URL's host.
+_URL_DELIMITERS = re.compile(r"[/\\@?#\s\x00-\x1f\x7f]")
+
+
+def public_url(http: HttpRequest, scheme: str | None = None) -> str:
+    """The URL the caller requested, rebuilt with ``scheme`` (default: the request's own).
+
+    ValueError when there is no host, or when the scheme or host would change the URL's boundaries (a scheme
+    other than http or https, a host holding a delimiter such as ``/``, ``@``, ``?`` or ``#``).
+    """
+    if not http.host:
+        raise ValueError("the request names no host (Host header or the platform's domain name)")
+    chosen_scheme = scheme or http.scheme
+    if chosen_scheme not in ("http", "https"):
+        raise ValueError("the request's scheme is neither http nor https")
+    if _URL_DELIMITERS.search(http.host):
+        raise ValueError("the request's host is not a host name")
+    return f"{chosen_scheme}://{http.host}{http.path}" + (f"?{http.query}" if http.query else "")
 
 
 def expression_param(params: Mapping[str, Any], name: str, default: str) -> Expression:
