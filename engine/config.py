@@ -268,15 +268,12 @@ class _Collector:
 
 
 def _decision(collector: _Collector, then: Mapping[str, Any], locator: Locator, path: PathKey) -> Decision:
-    target_from = None
-    if "target_from" in then:
-        target_from = collector.expression(then["target_from"], locator, (*path, "target_from"))
     return Decision(
         error=then.get("error"),
         message=then.get("message"),
         reply=then.get("reply"),
         target=then.get("target"),
-        target_from=target_from,
+        target_from=collector.expression(then.get("target_from"), locator, (*path, "target_from")),
     )
 
 

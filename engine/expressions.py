@@ -208,13 +208,12 @@ def _syntax_error(exc: jp_exceptions.JMESPathError) -> ExpressionSyntaxError:
         if message.startswith("Bad token"):
             return ExpressionSyntaxError("invalid `…` literal; write valid JSON between the backticks", offset)
         return ExpressionSyntaxError(message, offset)
-    if isinstance(exc, jp_exceptions.IncompleteExpressionError):
-        offset = exc.lex_position if isinstance(exc.lex_position, int) else 0
-        return ExpressionSyntaxError(
-            "the expression ends too early; close every ( [ { and give every operator its right-hand side", offset
-        )
     if isinstance(exc, jp_exceptions.ParseError):
         offset = exc.lex_position if isinstance(exc.lex_position, int) else 0
+        if isinstance(exc, jp_exceptions.IncompleteExpressionError):
+            return ExpressionSyntaxError(
+                "the expression ends too early; close every ( [ { and give every operator its right-hand side", offset
+            )
         token = exc.token_value
         opener = _CLOSERS.get(str(exc.token_type).lower())
         if opener:
