@@ -2,7 +2,7 @@
 
 The plugins register the steps: in the artifact, those its build validated the pipelines with (its
 ``pipeline-plugins.json``); in a source tree, the built-in ``steps`` and those ``pyproject.toml`` declares
-(``engine.plugins``). Every pipeline beside this file (``pipelines/``, with ``rules/``) is loaded and
+(``runtime.plugins``). Every pipeline beside this file (``pipelines/``, with ``rules/``) is loaded and
 validated once per container, at import: a broken configuration fails the cold start with file, line and
 reason.
 
@@ -29,9 +29,9 @@ def _start() -> Application:
     """Load the plugins and every pipeline, with the cyclic garbage collector off; freeze what was loaded."""
     gc.disable()
     try:
-        from engine.plugins import load_plugins, plugin_modules
         from runtime.app import Application
         from runtime.logs import setup_logging
+        from runtime.plugins import load_plugins, plugin_modules
 
         setup_logging(os.environ.get("LOG_LEVEL", "INFO"))
         load_plugins(plugin_modules(os.environ, TASK_ROOT))

@@ -42,17 +42,12 @@ class InstantTables:
         if self._delay:
             time.sleep(self._delay)
 
-    def query_index(
-        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
-        self._wait()
-        company, user = (str(value) for value in key.values())
-        return [_project(item, attributes) for item in self._by_pair.get((company, user), [])]
-
     def query_pages(
         self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
     ) -> Iterator[QueryPage]:
-        yield QueryPage(self.query_index(table, index, key, attributes), more=False)
+        self._wait()
+        company, user = (str(value) for value in key.values())
+        yield QueryPage([_project(item, attributes) for item in self._by_pair.get((company, user), [])], more=False)
 
     def get_item(
         self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None

@@ -12,10 +12,10 @@ import boto3
 from bench.env import REPO_ROOT, lambda_environment, use_fake_aws
 from bench.events import Tenant
 from engine.config import AppConfig, load_config
-from engine.plugins import load_plugins, plugin_modules
 from runtime.app import Application, live_services
 from runtime.layout import PIPELINES_DIR, RULES_DIR
 from runtime.metrics import EmfMetrics
+from runtime.plugins import load_plugins, plugin_modules
 from tools.localaws import LocalResources, provision, put_items, put_secrets
 
 __all__ = ["Instrument", "MotoWorld", "application", "discard", "load_app_config", "moto_world"]

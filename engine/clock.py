@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock", "iso_millis"]
+__all__ = ["Clock", "SystemClock"]
 
 
 class Clock(Protocol):
@@ -29,9 +29,3 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
-
-
-def iso_millis(moment: datetime) -> str:
-    """ISO-8601 UTC with milliseconds and a ``Z`` suffix, e.g. ``2026-11-25T12:00:00.123Z``."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

@@ -1,15 +1,14 @@
-"""A small algebra of write conditions, rendered to DynamoDB or evaluated in memory.
+"""A small algebra of write conditions, rendered to DynamoDB (``runtime.aws``) or evaluated in memory (the dry-run).
 
 Steps state *what* must hold for a conditional write; each storage adapter decides *how*.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AllOf", "AnyOf", "AttributeEquals", "AttributeLessThan", "AttributeNotExists", "Condition", "holds"]
+__all__ = ["AllOf", "AnyOf", "AttributeEquals", "AttributeLessThan", "AttributeNotExists", "Condition"]
 
 
 @dataclass(frozen=True)
@@ -50,24 +49,3 @@ class AllOf:
 
 
 Condition = AttributeNotExists | AttributeEquals | AttributeLessThan | AnyOf | AllOf
-
-
-def holds(condition: Condition, item: Mapping[str, Any] | None) -> bool:
-    """Evaluate ``condition`` against the current ``item`` (None when there is no item)."""
-    if isinstance(condition, AnyOf):
-        return any(holds(part, item) for part in condition.conditions)
-    if isinstance(condition, AllOf):
-        return all(holds(part, item) for part in condition.conditions)
-    present = item is not None and condition.name in item
-    if isinstance(condition, AttributeNotExists):
-        return not present
-    if not present:
-        return False
-    assert item is not None
-    current = item[condition.name]
-    if isinstance(condition, AttributeEquals):
-        return bool(current == condition.value)
-    try:
-        return bool(current < condition.value)
-    except TypeError:
-        return False

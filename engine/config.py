@@ -10,7 +10,7 @@
 A pipeline's rule sets are the files of the rules directory that name it under ``pipelines:``, plus
 those that name no pipeline (shared by all). Its error codes are those its steps declare, those its
 ``errors:`` block declares for the rules, and ``INTERNAL_ERROR``. The steps must be registered first
-(``engine.plugins.load_plugins``).
+(``runtime.plugins.load_plugins``).
 
 Every layer runs on every file, and the element checks run on every part of a file that is
 well-formed, so one pass finds every problem without knock-on errors (``inspect_config``, which
@@ -28,14 +28,14 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from engine import registry
 from engine.calls import CallLimits
 from engine.envsubst import is_unresolved, resolve_env
 from engine.errors import ENGINE_ERRORS, ConfigError, ErrorSpec, Problem, did_you_mean
 from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
-from engine.locator import Locator
+from engine.locator import Locator, PathKey
 from engine.registry import BuildInfo, ParamError
 from engine.responses import ResponseFamily, ResponsePolicy
 from engine.rules import Decision, Rule, RuleSet, RuleTest
@@ -55,7 +55,7 @@ __all__ = [
 
 DEFAULT_DEADLINE_SECONDS = 4.0
 
-PathKey = tuple[Any, ...]
+_Part = TypeVar("_Part", list[Any], dict[Any, Any])
 
 
 # Loading's records are NamedTuples, cheaper than frozen dataclasses to define at cold start (AppConfig
@@ -166,6 +166,11 @@ class _Loaded(NamedTuple):
         """True when the schema found a violation at ``path`` or inside it."""
         return any(found[: len(path)] == path for found in self.violations)
 
+    def part(self, key: str, kind: type[_Part]) -> _Part:
+        """The document's ``key`` when it is a ``kind`` (list or dict), else an empty one."""
+        value = self.data.get(key)
+        return value if isinstance(value, kind) else kind()
+
 
 def _value_at(data: Any, path: PathKey) -> Any:
     for part in path:
@@ -210,10 +215,6 @@ class _Collector:
         self.files: list[str] = []
         # (``pipelines/<name>`` or ``rules/<name>``, text) of each file read, for the version.
         self.sources: list[tuple[str, str]] = []
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [problem for problem in self.problems if problem.severity == "error"]
 
     def load(self, path: Path, schema: dict[str, Any], role: str) -> _Loaded | None:
         """Parse, resolve ``${env:…}`` and validate one file; None when it is not a YAML mapping."""
@@ -267,15 +268,12 @@ class _Collector:
 
 
 def _decision(collector: _Collector, then: Mapping[str, Any], locator: Locator, path: PathKey) -> Decision:
-    target_from = None
-    if "target_from" in then:
-        target_from = collector.expression(then["target_from"], locator, (*path, "target_from"))
     return Decision(
         error=then.get("error"),
         message=then.get("message"),
         reply=then.get("reply"),
         target=then.get("target"),
-        target_from=target_from,
+        target_from=collector.expression(then.get("target_from"), locator, (*path, "target_from")),
     )
 
 
@@ -285,8 +283,7 @@ def _rules(collector: _Collector, loaded: _Loaded) -> tuple[list[Rule], bool]:
     rules: list[Rule] = []
     complete = True
     first: dict[str, int] = {}
-    raw_rules = loaded.data.get("rules")
-    for index, raw in enumerate(raw_rules if isinstance(raw_rules, list) else []):
+    for index, raw in enumerate(loaded.part("rules", list)):
         path: PathKey = ("rules", index)
         if not isinstance(raw, dict):
             complete = False
@@ -319,8 +316,7 @@ def _ruleset(collector: _Collector, loaded: _Loaded) -> LoadedRuleSet | None:
     elif "default" in data:
         complete = False
     tests: list[RuleTest] = []
-    raw_tests = data.get("tests")
-    for index, test in enumerate(raw_tests if isinstance(raw_tests, list) else []):
+    for index, test in enumerate(loaded.part("tests", list)):
         if loaded.bad(("tests", index)) or not isinstance(test, dict):
             complete = False
             continue
@@ -350,9 +346,8 @@ def _recovered(path: Path) -> LoadedRuleSet | None:
     Its problem is already reported; the stand-in keeps the pipeline's reference to the set from
     being reported as a second, misleading error.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    text = _read_text(path)
+    if text is None:
         return None
     found = {match[1]: match[2] for match in _TOP_LEVEL.finditer(text)}
     if "ruleset" not in found or "kind" not in found:
@@ -404,16 +399,14 @@ def _load_rulesets(collector: _Collector, rules_dir: Path, pipeline: str | None 
 
 def _targets(loaded: _Loaded) -> dict[str, Mapping[str, Any]]:
     """The declared routing targets, by name; what a target holds is the routing step's to read."""
-    raw_targets = loaded.data.get("targets")
     return {
         str(name): raw
-        for name, raw in (raw_targets if isinstance(raw_targets, dict) else {}).items()
+        for name, raw in loaded.part("targets", dict).items()
         if isinstance(raw, dict) and not loaded.bad(("targets", name))
     }
 
 
 def _families(loaded: _Loaded) -> list[ResponseFamily]:
-    raw_families = loaded.data.get("responses")
     return [
         ResponseFamily(
             name=name,
@@ -424,7 +417,7 @@ def _families(loaded: _Loaded) -> list[ResponseFamily]:
             status=dict(raw.get("status", {})),
             default_status=int(raw.get("default_status", 500)),
         )
-        for name, raw in (raw_families if isinstance(raw_families, dict) else {}).items()
+        for name, raw in loaded.part("responses", dict).items()
         if isinstance(raw, dict) and not loaded.bad(("responses", name))
     ]
 
@@ -437,8 +430,7 @@ def _catalogue(loaded: _Loaded) -> tuple[dict[str, ErrorSpec], bool]:
     """
     found: dict[str, ErrorSpec] = {spec.code: spec for spec in ENGINE_ERRORS}
     complete = True
-    raw_steps = loaded.data.get("steps")
-    for raw in raw_steps if isinstance(raw_steps, list) else []:
+    for raw in loaded.part("steps", list):
         parallel = raw.get("parallel") if isinstance(raw, dict) else None
         members: list[Any] = parallel if isinstance(parallel, list) else [raw]
         for member in members:
@@ -447,8 +439,7 @@ def _catalogue(loaded: _Loaded) -> tuple[dict[str, ErrorSpec], bool]:
             complete = complete and spec is not None
             for error in spec.errors if spec is not None else ():
                 found.setdefault(error.code, error)
-    raw_errors = loaded.data.get("errors")
-    for code, raw in (raw_errors if isinstance(raw_errors, dict) else {}).items():
+    for code, raw in loaded.part("errors", dict).items():
         description = raw.get("description", "") if isinstance(raw, dict) else ""
         found.setdefault(str(code), ErrorSpec(str(code), False, str(description)))
     return found, complete
@@ -456,10 +447,9 @@ def _catalogue(loaded: _Loaded) -> tuple[dict[str, ErrorSpec], bool]:
 
 def _default_replies(loaded: _Loaded) -> dict[str, str]:
     """The ``reply`` each code of the pipeline's ``errors:`` gives when the rule ending an event with it gives none."""
-    raw_errors = loaded.data.get("errors")
     return {
         str(code): raw["reply"]
-        for code, raw in (raw_errors if isinstance(raw_errors, dict) else {}).items()
+        for code, raw in loaded.part("errors", dict).items()
         if isinstance(raw, dict) and isinstance(raw.get("reply"), str) and not loaded.bad(("errors", code))
     }
 
@@ -485,6 +475,14 @@ def _unknown_code(code: str, known: Mapping[str, ErrorSpec], pipeline_file: str)
     )
 
 
+def _decisions(ruleset: RuleSet, key: str) -> list[tuple[PathKey, Decision]]:
+    """Every decision of the set (its rules', then its default) with the path of its ``key``."""
+    found: list[tuple[PathKey, Decision]] = [(("rules", rule.index, "then", key), rule.then) for rule in ruleset.rules]
+    if ruleset.default is not None:
+        found.append((("default", key), ruleset.default))
+    return found
+
+
 def _check_error_codes(
     collector: _Collector,
     rulesets: dict[str, LoadedRuleSet],
@@ -500,17 +498,12 @@ def _check_error_codes(
     for name, loaded in [(name, loaded) for name, loaded in rulesets.items() if name in used]:
         mark = len(collector.problems)
         ruleset = loaded.ruleset
-        decisions: list[tuple[PathKey, Decision]] = [
-            (("rules", rule.index, "then", "error"), rule.then) for rule in ruleset.rules
-        ]
-        if ruleset.default is not None:
-            decisions.append((("default", "error"), ruleset.default))
         expected = [
             (("tests", test.index, "expect", "error"), test.expect.get("error"))
             for test in ruleset.tests
             if isinstance(test.expect, Mapping)
         ]
-        found = [(path, decision.error) for path, decision in decisions] + expected
+        found = [(path, decision.error) for path, decision in _decisions(ruleset, "error")] + expected
         for path, code in found:
             if isinstance(code, str) and code not in known:
                 message = f"unknown error code {code!r}{_unknown_code(code, known, pipeline_file)}"
@@ -543,15 +536,9 @@ def _check_routing_targets(
 ) -> None:
     known = ", ".join(sorted(declared)) or "none"
     for loaded in rulesets.values():
-        ruleset = loaded.ruleset
-        if ruleset.kind != "routing":
+        if loaded.ruleset.kind != "routing":
             continue
-        decisions: list[tuple[PathKey, Decision]] = [
-            (("rules", rule.index, "then", "target"), rule.then) for rule in ruleset.rules
-        ]
-        if ruleset.default is not None:
-            decisions.append((("default", "target"), ruleset.default))
-        for path, decision in decisions:
+        for path, decision in _decisions(loaded.ruleset, "target"):
             if decision.target is None or decision.target in declared:
                 continue
             hint = did_you_mean(decision.target, declared)
@@ -634,8 +621,7 @@ class _StepBuilder:
     def build_all(self) -> list[PlannedStep | ParallelGroup]:
         """Every step that could be built, in order."""
         nodes: list[PlannedStep | ParallelGroup] = []
-        raw_steps = self._loaded.data.get("steps")
-        for index, raw in enumerate(raw_steps if isinstance(raw_steps, list) else []):
+        for index, raw in enumerate(self._loaded.part("steps", list)):
             if isinstance(raw, dict) and isinstance(raw.get("parallel"), list):
                 available = set(self._provided)
                 built = [
@@ -766,8 +752,7 @@ def _inspect(
     used = _Used({name: item.ruleset for name, item in rulesets.items()})
     if loaded is not None:
         targets = _targets(loaded)
-        raw_targets = loaded.data.get("targets")
-        declared = [str(name) for name in raw_targets] if isinstance(raw_targets, dict) else []
+        declared = [str(name) for name in loaded.part("targets", dict)]
         _check_routing_targets(collector, rulesets, declared, loaded.locator.file)
         known, complete = _catalogue(loaded)
         channels = loaded.data.get("channels")
@@ -785,7 +770,7 @@ def _inspect(
         if complete:
             _check_error_codes(collector, rulesets, known, loaded.locator.file, used.names)
         _check_responses(collector, loaded, known if complete else None)
-        if not collector.errors:
+        if all(problem.severity != "error" for problem in collector.problems):
             warnings = tuple(problem for problem in collector.problems if problem.severity == "warning")
             version = content_digest(collector.sources)
             config = _app_config(loaded, nodes, rulesets, info, known, warnings, version)

@@ -152,21 +152,12 @@ class Expression:
 
     def inputs(self, document: Mapping[str, Any]) -> dict[str, Any]:
         """The values of the paths this expression reads (for explaining a decision)."""
-        values: dict[str, Any] = {}
-        for path in self.paths:
-            current: Any = document
-            for part in path:
-                current = current.get(part) if isinstance(current, Mapping) else None
-            values[".".join(path)] = current
-        return values
+        return {".".join(path): _lookup(document, path) for path in self.paths}
 
     def search(self, document: Mapping[str, Any]) -> Any:
         """Evaluate against ``document``; raise ExpressionError on a run-time failure."""
         if self._fields is not None:
-            current: Any = document
-            for name in self._fields:
-                current = current.get(name) if isinstance(current, Mapping) else None
-            return current
+            return _lookup(document, self._fields)
         try:
             return self._parsed.search(document, options=_OPTIONS)
         except jp_exceptions.JMESPathError as exc:
@@ -179,6 +170,13 @@ class Expression:
     def test(self, document: Mapping[str, Any]) -> bool:
         """Evaluate as a condition (JMESPath truthiness)."""
         return is_truthy(self.search(document))
+
+
+def _lookup(document: Any, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` through nested mappings: None past a missing key or a value that is not one."""
+    for name in path:
+        document = document.get(name) if isinstance(document, Mapping) else None
+    return document
 
 
 def _describe(exc: jp_exceptions.JMESPathError) -> str:
@@ -210,13 +208,12 @@ def _syntax_error(exc: jp_exceptions.JMESPathError) -> ExpressionSyntaxError:
         if message.startswith("Bad token"):
             return ExpressionSyntaxError("invalid `…` literal; write valid JSON between the backticks", offset)
         return ExpressionSyntaxError(message, offset)
-    if isinstance(exc, jp_exceptions.IncompleteExpressionError):
-        offset = exc.lex_position if isinstance(exc.lex_position, int) else 0
-        return ExpressionSyntaxError(
-            "the expression ends too early; close every ( [ { and give every operator its right-hand side", offset
-        )
     if isinstance(exc, jp_exceptions.ParseError):
         offset = exc.lex_position if isinstance(exc.lex_position, int) else 0
+        if isinstance(exc, jp_exceptions.IncompleteExpressionError):
+            return ExpressionSyntaxError(
+                "the expression ends too early; close every ( [ { and give every operator its right-hand side", offset
+            )
         token = exc.token_value
         opener = _CLOSERS.get(str(exc.token_type).lower())
         if opener:

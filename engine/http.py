@@ -7,14 +7,10 @@ path (so the request's channel can answer in its own format) and says why in ``u
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 __all__ = ["HttpRequest", "last_segment"]
-
-# Characters that would end a URL's authority (or hide part of it): never part of a rebuilt URL's host.
-_URL_DELIMITERS = re.compile(r"[/\\@?#\s\x00-\x1f\x7f]")
 
 
 def last_segment(path: str | None) -> str:
@@ -56,19 +52,3 @@ class HttpRequest:
             return self.body.decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("body is not valid UTF-8") from None
-
-    def public_url(self, host: str | None = None, scheme: str | None = None) -> str:
-        """The URL the caller requested, rebuilt with ``host`` and ``scheme`` (default: the request's own).
-
-        ValueError when there is no host, or when the scheme or host would change the URL's boundaries (a scheme
-        other than http or https, a host holding a delimiter such as ``/``, ``@``, ``?`` or ``#``).
-        """
-        chosen = host or self.host
-        if not chosen:
-            raise ValueError("the request names no host (Host header or the platform's domain name)")
-        chosen_scheme = scheme or self.scheme
-        if chosen_scheme not in ("http", "https"):
-            raise ValueError("the request's scheme is neither http nor https")
-        if _URL_DELIMITERS.search(chosen):
-            raise ValueError("the request's host is not a host name")
-        return f"{chosen_scheme}://{chosen}{self.path}" + (f"?{self.query}" if self.query else "")

@@ -40,10 +40,6 @@ class Locator:
             key = key[:-1]
         return self.values.get(key, (1, 1))
 
-    def key_position(self, path: Sequence[Any]) -> tuple[int, int]:
-        """The position of the key that names ``path`` (falls back to the value's)."""
-        return self.keys.get(tuple(path)) or self.position(path)
-
     def position_in(self, path: Sequence[Any], offset: int) -> tuple[int, int]:
         """The position of character ``offset`` of the string at ``path`` (the value's start if unknown).
 
@@ -71,11 +67,14 @@ class Locator:
         offset: int | None = None,
         kind: str = "",
     ) -> Problem:
-        """A Problem located at ``path`` in this file (at character ``offset`` of a string value, if given)."""
+        """A Problem located at ``path`` in this file (at character ``offset`` of a string value, if given).
+
+        ``at_key`` places it at the key that names ``path`` (falling back to the value's position).
+        """
         if offset is not None:
             line, column = self.position_in(path, offset)
         else:
-            line, column = self.key_position(path) if at_key else self.position(path)
+            line, column = (at_key and self.keys.get(tuple(path))) or self.position(path)
         return Problem(self.file, line, column, message, severity, kind)
 
 

@@ -2,7 +2,7 @@
 
 Steps depend on these protocols only. The runtime implements them with boto3 (live Lambda, tests
 against moto); the dry-run wraps them to record or plan writes. Items are plain Python values (numbers
-as ``Decimal``, binary as ``bytes``); ``json_safe`` turns them into JSON values. Adapters raise
+as ``Decimal``, binary as ``bytes``); ``steps.support.json_safe`` turns them into JSON values. Adapters raise
 ``ServiceError`` for every failure, classified by whether a retry can help and whether the request may
 have been applied anyway (a write whose outcome is unknown).
 """
@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Literal, NamedTuple, Protocol
 
 from engine.conditions import Condition
 
-__all__ = ["ErrorKind", "ItemRequest", "QueryPage", "Queues", "SecretStore", "ServiceError", "Tables", "json_safe"]
+__all__ = ["ErrorKind", "ItemRequest", "QueryPage", "Queues", "SecretStore", "ServiceError", "Tables"]
 
 ErrorKind = Literal["transient", "not_found", "denied", "invalid", "permanent"]
 
@@ -63,16 +62,6 @@ class ItemRequest(NamedTuple):
 class Tables(Protocol):
     """Key-value tables (DynamoDB)."""
 
-    def query_index(
-        self,
-        table: str,
-        index: str,
-        key: Mapping[str, str],
-        attributes: Sequence[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Every item of ``index`` whose key attributes equal ``key`` (all pages)."""
-        ...
-
     def query_pages(
         self,
         table: str,
@@ -80,7 +69,7 @@ class Tables(Protocol):
         key: Mapping[str, str],
         attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]:
-        """The items of ``query_index``, a page at a time; each page is read only when the iterator is advanced.
+        """Every item of ``index`` whose key attributes equal ``key``, a page at a time (read as the iterator advances).
 
         DynamoDB reads at most 1 MB of items per page (before any projection), so a caller can stop between pages.
         """
@@ -130,18 +119,3 @@ class SecretStore(Protocol):
     def get_secret_string(self, name: str) -> str:
         """The current ``SecretString`` of secret ``name``."""
         ...
-
-
-def json_safe(value: Any) -> Any:
-    """Stored values as JSON values: Decimal → int/float, sets → sorted lists, bytes → text."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted((json_safe(item) for item in value), key=repr)
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    return value

@@ -8,7 +8,7 @@ the context document, no side effect) and, for a step that reads the pipeline's 
 one holds. The pipeline schema, the error catalogue, ``--check`` and the deployment's least-privilege
 policy are all derived from these.
 
-The registry is filled by importing plugin modules (``engine.plugins.load_plugins``); the engine
+The registry is filled by importing plugin modules (``runtime.plugins.load_plugins``); the engine
 itself registers nothing.
 """
 
@@ -124,11 +124,6 @@ class StepSpec:
     # For a step that reads the pipeline's ``targets:``, the fields of one entry (``properties``, ``required``);
     # every such step's fields are merged into the schema of a target.
     targets: Mapping[str, Any] | None = None
-
-    @property
-    def iam_actions(self) -> tuple[str, ...]:
-        """Every IAM action of the step's grants, in declaration order."""
-        return tuple(dict.fromkeys(action for grant in self.iam for action in grant.actions))
 
 
 _REGISTRY: dict[str, StepSpec] = {}

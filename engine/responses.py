@@ -41,10 +41,6 @@ class ResponseFamily:
     status: Mapping[str, int] = field(default_factory=dict)
     default_status: int = 500
 
-    def status_of(self, code: str) -> int:
-        """The status code answering error ``code``."""
-        return self.status.get(code, self.default_status)
-
 
 Renderer = Callable[[RunResult, ResponseFamily], Answer]
 _JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
@@ -56,7 +52,7 @@ def _json(result: RunResult, family: ResponseFamily) -> Answer:
         return Answer(200, _JSON_HEADERS, json.dumps({"status": "ok", "outcome": result.outcome}))
     message = "unexpected error; the function's log has the details" if error.code == INTERNAL_ERROR else error.message
     body = {"status": "error", "error_code": error.code, "message": message}
-    return Answer(family.status_of(error.code), _JSON_HEADERS, json.dumps(body))
+    return Answer(family.status.get(error.code, family.default_status), _JSON_HEADERS, json.dumps(body))
 
 
 _FORMATS: dict[str, Renderer] = {"json": _json}
@@ -82,16 +78,14 @@ class ResponsePolicy:
         self._by_channel = {channel: family for family in families for channel in family.channels}
         self._default = next((family for family in families if family.default), None)
 
-    def family_for(self, channel: str | None) -> ResponseFamily:
-        """The family answering ``channel`` (the default family for unknown channels)."""
+    def respond(self, result: RunResult, channel: str | None) -> Answer:
+        """The answer for ``result``, in the format of ``channel``'s family (the default family for unknown channels).
+
+        Raises RetryableFailure where the family raises on transient faults.
+        """
         family = self._by_channel.get(channel or "") or self._default
         if family is None:
             raise LookupError(f"no response family for channel {channel!r} and no default family")
-        return family
-
-    def respond(self, result: RunResult, channel: str | None) -> Answer:
-        """The answer for ``result``; raises RetryableFailure where the family raises on transient faults."""
-        family = self.family_for(channel)
         error = result.error
         if error is not None and result.transient and family.raise_transient:
             raise RetryableFailure(error.code, error.message)

@@ -23,12 +23,10 @@ __all__ = [
     "SchemaViolation",
     "pipeline_schema",
     "rules_schema",
-    "schema_problems",
     "schema_violations",
 ]
 
 ID_PATTERN = "^[a-z][a-z0-9_]*$"
-_ID_PATTERN = ID_PATTERN
 _CODE = {"type": "string", "pattern": CODE_PATTERN}
 
 
@@ -77,7 +75,7 @@ def pipeline_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
         "properties": {
             "id": {
                 "type": "string",
-                "pattern": _ID_PATTERN,
+                "pattern": ID_PATTERN,
                 "description": "Unique step id; shown in traces and logs.",
             },
             "uses": {
@@ -122,7 +120,7 @@ def pipeline_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
         "additionalProperties": False,
         "$defs": {"step": step},
         "properties": {
-            "pipeline": {"type": "string", "pattern": _ID_PATTERN},
+            "pipeline": {"type": "string", "pattern": ID_PATTERN},
             "description": {"type": "string"},
             "channels": {
                 "type": "array",
@@ -218,13 +216,13 @@ def rules_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
         "properties": {
             "ruleset": {
                 "type": "string",
-                "pattern": _ID_PATTERN,
+                "pattern": ID_PATTERN,
                 "description": "The set's name, as the pipeline's rules steps refer to it.",
             },
             "pipelines": {
                 "type": "array",
                 "minItems": 1,
-                "items": {"type": "string", "pattern": _ID_PATTERN},
+                "items": {"type": "string", "pattern": ID_PATTERN},
                 "description": "The pipelines this rule set belongs to (every pipeline when absent).",
             },
             "kind": {
@@ -240,7 +238,7 @@ def rules_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
                     "required": ["id", "when", "then"],
                     "additionalProperties": False,
                     "properties": {
-                        "id": {"type": "string", "pattern": _ID_PATTERN, "description": "Unique within the set."},
+                        "id": {"type": "string", "pattern": ID_PATTERN, "description": "Unique within the set."},
                         "description": {"type": "string"},
                         "when": {
                             "type": "string",
@@ -305,19 +303,10 @@ class SchemaViolation:
 
 
 def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
+    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array")):
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else "object"
 
 
 def _contents(instance: Any) -> str:
@@ -370,18 +359,18 @@ def _explain(error: Any, locator: Locator) -> list[SchemaViolation]:
     where = _where(path)
     validator = error.validator
     instance = error.instance
+    keys = sorted(error.schema.get("properties", {}))
 
     def located(message: str, at: tuple[Any, ...] = path, *, at_key: bool = False) -> list[SchemaViolation]:
         problem = locator.problem(at, f"{where}: {message}", at_key=at_key)
         return [SchemaViolation(at, instance, problem, validator)]
 
     if validator == "additionalProperties":
-        known = sorted(error.schema.get("properties", {}))
         found: list[SchemaViolation] = []
-        for key in (key for key in instance if key not in error.schema.get("properties", {})):
-            close = closest(key, known)
+        for key in (key for key in instance if key not in keys):
+            close = closest(key, keys)
             hint = f" (did you mean {close!r}?)" if close else ""
-            allowed = f"; allowed keys: {', '.join(known)}" if known else "; this mapping takes no keys"
+            allowed = f"; allowed keys: {', '.join(keys)}" if keys else "; this mapping takes no keys"
             problem = locator.problem((*path, key), f"{where}: unknown key {key!r}{hint}{allowed}", at_key=True)
             found.append(SchemaViolation((*path, key), None, problem, validator, close))
         return found
@@ -416,18 +405,16 @@ def _explain(error: Any, locator: Locator) -> list[SchemaViolation]:
     if validator == "pattern":
         if error.schema.get(EXPECTED):
             return located(f"{shown(instance)} is not {error.schema[EXPECTED]}")
-        is_id = error.validator_value == _ID_PATTERN
+        is_id = error.validator_value == ID_PATTERN
         rule = " (lower-case letters, digits and _, starting with a letter)" if is_id else ""
         return located(f"{shown(instance)} must match {error.validator_value}{rule}")
     if validator == "minLength":
         return located("must not be empty")
     if validator in ("minItems", "minProperties"):
         unit = "item" if validator == "minItems" else "key"
-        keys = sorted(error.schema.get("properties", {}))
         among = f" ({', '.join(keys)})" if keys else ""
         return located(f"needs at least {error.validator_value} {unit}(s){among}")
     if validator == "maxProperties":
-        keys = sorted(error.schema.get("properties", {}))
         return located(f"give at most {error.validator_value} of: {', '.join(keys)}")
     return located(str(error.message))
 
@@ -446,8 +433,3 @@ def schema_violations(data: Any, schema: dict[str, Any], locator: Locator) -> li
     found = [v for v in found if not (v.validator == "required" and (v.path, v.key) in misspelt)]
     unique = {(v.problem.line, v.problem.column, v.problem.message): v for v in found}
     return sorted(unique.values(), key=lambda v: (v.problem.line, v.problem.column))
-
-
-def schema_problems(data: Any, schema: dict[str, Any], locator: Locator) -> list[Problem]:
-    """Every schema violation of ``data`` as a located Problem, in file order."""
-    return [violation.problem for violation in schema_violations(data, schema, locator)]

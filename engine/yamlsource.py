@@ -69,30 +69,23 @@ class _Builder:
             return value
         raise ConfigError([Problem(self._locator.file, *_mark(node), "unsupported YAML node")])
 
+    def _problem(self, node: Node, message: str) -> None:
+        self.problems.append(Problem(self._locator.file, *_mark(node), message))
+
     def _mapping(self, node: MappingNode, path: PathKey) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if isinstance(key_node, ScalarNode) and key_node.tag == "tag:yaml.org,2002:merge":
-                line, column = _mark(key_node)
-                self.problems.append(
-                    Problem(self._locator.file, line, column, "YAML merge keys (<<) are not supported")
-                )
+                self._problem(key_node, "YAML merge keys (<<) are not supported")
                 continue
             key = self._loader.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
-                line, column = _mark(key_node)
-                self.problems.append(Problem(self._locator.file, line, column, "mapping keys must be plain scalars"))
+                self._problem(key_node, "mapping keys must be plain scalars")
                 continue
             if key in result:
-                line, column = _mark(key_node)
                 first_line, _ = self._locator.keys[(*path, key)]
-                self.problems.append(
-                    Problem(
-                        self._locator.file,
-                        line,
-                        column,
-                        f"duplicate key {key!r} (first defined on line {first_line}); remove one of them",
-                    )
+                self._problem(
+                    key_node, f"duplicate key {key!r} (first defined on line {first_line}); remove one of them"
                 )
                 continue
             self._locator.keys[(*path, key)] = _mark(key_node)

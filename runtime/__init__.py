@@ -4,5 +4,6 @@
 - ``apigateway``: API Gateway proxy events in, proxy responses out;
 - ``aws``: boto3 adapters for the engine's ports, AWS errors classified in one place;
 - ``logs``, ``metrics``, ``tracing``: JSON log lines, CloudWatch EMF documents, X-Ray subsegments;
-- ``layout``: where a task root keeps its pipelines and rules.
+- ``layout``: where a task root keeps its pipelines and rules;
+- ``plugins``: the one plugin list (the handler, the build and the tools read it) and ``load_plugins``.
 """

@@ -271,15 +271,6 @@ class DynamoTables(_ClientPort):
             return {}
         return {"ProjectionExpression": ", ".join(expression.name(a) for a in attributes)}
 
-    def query_index(
-        self,
-        table: str,
-        index: str,
-        key: Mapping[str, str],
-        attributes: Sequence[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        return [item for page in self.query_pages(table, index, key, attributes) for item in page.items]
-
     def query_pages(
         self,
         table: str,

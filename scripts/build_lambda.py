@@ -98,14 +98,14 @@ def _excluded(path: Path, root: Path) -> bool:
 
 
 def _plugin_list() -> ModuleType:
-    """``engine.plugins`` of this project: where the plugin list is declared and recorded."""
+    """``runtime.plugins`` of this project: where the plugin list is declared and recorded."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    return importlib.import_module("engine.plugins")
+    return importlib.import_module("runtime.plugins")
 
 
 def project_plugins(root: Path, env: Mapping[str, str]) -> tuple[str, ...]:
-    """The plugins the project at ``root`` declares (``engine.plugins.declared_plugins``), built-in ``steps`` first."""
+    """The plugins the project at ``root`` declares (``runtime.plugins.declared_plugins``), built-in ``steps`` first."""
     return tuple(_plugin_list().declared_plugins(root, env))
 
 
@@ -363,7 +363,7 @@ def copy_sources(files: Sequence[tuple[Path, str]], target: Path) -> None:
 
 
 def record_plugins(stage: Path, plugins: Sequence[str]) -> None:
-    """Write the plugin list into the artifact: its handler loads exactly these (``engine.plugins``)."""
+    """Write the plugin list into the artifact: its handler loads exactly these (``runtime.plugins``)."""
     record = stage / _plugin_list().RECORD_FILE
     record.write_text(json.dumps({"plugins": list(plugins)}) + "\n", encoding="utf-8")
 

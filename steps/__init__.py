@@ -4,7 +4,7 @@ Each top-level module and subpackage here is imported, in name order (``_private
 step is one file plus its test, with no list to edit. A subpackage imports its own step modules in its
 ``__init__``; the building blocks beside them (``sendgrid.multipart``, which pulls in the ``email``
 package) are imported where they are used, never here. It also registers the expression functions
-conditions may call (``steps.functions``). Hosts load this package through ``engine.plugins.load_plugins``;
+conditions may call (``steps.functions``). Hosts load this package through ``runtime.plugins.load_plugins``;
 the engine never imports it.
 """
 

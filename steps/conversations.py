@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure, TransientFault
 from engine.expressions import Expression
-from engine.ports import ItemRequest, ServiceError, json_safe
+from engine.ports import ItemRequest, ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.replay import KEY as REPLAY_KEY
 from steps.replay import READ_RECORD, REPLAY, replay_of
-from steps.support import expression_param, secret_pattern, service_failure, table_name
+from steps.support import expression_param, json_safe, secret_pattern, service_failure, table_name
 
 __all__ = [
     "ConversationGet",

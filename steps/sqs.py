@@ -10,10 +10,10 @@ from typing import Any
 
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure
-from engine.ports import ServiceError, json_safe
+from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.conversations import whole_conversation
-from steps.support import service_failure, utf8_prefix
+from steps.support import json_safe, service_failure, utf8_prefix
 
 __all__ = ["QUEUE_ERROR", "QUEUE_TRANSIENT", "SendMessage", "handoff_body", "trigger_body"]
 

@@ -1,9 +1,14 @@
-"""What several steps share: a webhook's request, JMESPath parameters, declared resources, service errors as codes."""
+"""What several steps share: a webhook's request, JMESPath parameters, declared resources, service errors as codes.
+
+Also two conversions: a moment as the timestamp text steps write (``iso_millis``), stored items as JSON (``json_safe``).
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from engine.context import Context
@@ -13,7 +18,17 @@ from engine.http import HttpRequest
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, ParamError
 
-__all__ = ["expression_param", "secret_pattern", "service_failure", "table_name", "utf8_prefix", "webhook_post"]
+__all__ = [
+    "expression_param",
+    "iso_millis",
+    "json_safe",
+    "public_url",
+    "secret_pattern",
+    "service_failure",
+    "table_name",
+    "utf8_prefix",
+    "webhook_post",
+]
 
 
 def webhook_post(ctx: Context, channels: frozenset[str], code: str, poster: str) -> HttpRequest:
@@ -34,6 +49,26 @@ def webhook_post(ctx: Context, channels: frozenset[str], code: str, poster: str)
     if http.method is not None and http.method.upper() != "POST":
         raise StepFailure(code, f"method {http.method} is not accepted; {poster}")
     return http
+
+
+# Characters that would end a URL's authority (or hide part of it): never part of a rebuilt URL's host.
+_URL_DELIMITERS = re.compile(r"[/\\@?#\s\x00-\x1f\x7f]")
+
+
+def public_url(http: HttpRequest, scheme: str | None = None) -> str:
+    """The URL the caller requested, rebuilt with ``scheme`` (default: the request's own).
+
+    ValueError when there is no host, or when the scheme or host would change the URL's boundaries (a scheme
+    other than http or https, a host holding a delimiter such as ``/``, ``@``, ``?`` or ``#``).
+    """
+    if not http.host:
+        raise ValueError("the request names no host (Host header or the platform's domain name)")
+    chosen_scheme = scheme or http.scheme
+    if chosen_scheme not in ("http", "https"):
+        raise ValueError("the request's scheme is neither http nor https")
+    if _URL_DELIMITERS.search(http.host):
+        raise ValueError("the request's host is not a host name")
+    return f"{chosen_scheme}://{http.host}{http.path}" + (f"?{http.query}" if http.query else "")
 
 
 def expression_param(params: Mapping[str, Any], name: str, default: str) -> Expression:
@@ -90,3 +125,24 @@ def utf8_prefix(text: str, max_bytes: int) -> tuple[str, int]:
     if len(data) <= max_bytes:
         return text, len(data)
     return data[: max(max_bytes, 0)].decode("utf-8", "ignore"), len(data)
+
+
+def iso_millis(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and a ``Z`` suffix, e.g. ``2026-11-25T12:00:00.123Z``."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def json_safe(value: Any) -> Any:
+    """Stored values as JSON values: Decimal → int/float, sets → sorted lists, bytes → text."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((json_safe(item) for item in value), key=repr)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return value

@@ -22,8 +22,8 @@ os.environ.update(
 
 from moto import mock_aws  # noqa: E402
 
-from engine.plugins import load_plugins, plugin_modules  # noqa: E402
 from runtime.logs import JsonFormatter  # noqa: E402
+from runtime.plugins import load_plugins, plugin_modules  # noqa: E402
 from tests.support.aws import AwsSpy  # noqa: E402
 from tests.support.expect import ROOT  # noqa: E402
 from tests.support.world import World  # noqa: E402

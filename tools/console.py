@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec
 
-from engine.plugins import (
+from runtime.plugins import (
     BUILTIN_PLUGINS,
     ENV_VAR,
     PROJECT_FILE,

@@ -80,7 +80,7 @@ def render(schema: dict[str, Any]) -> str:
 
 def rendered_schemas() -> dict[str, str]:
     """Every published schema's file content, by file name, for the built-in steps."""
-    from engine.plugins import load_plugins, plugin_modules
+    from runtime.plugins import load_plugins, plugin_modules
 
     load_plugins(plugin_modules(os.environ))
     return {name: render(schema) for name, schema in published_schemas().items()}

@@ -68,7 +68,7 @@ __all__ = [
     "provision_and_seed",
 ]
 
-# The project: the working directory, as for every tool (engine.plugins, runtime.layout).
+# The project: the working directory, as for every tool (runtime.plugins, runtime.layout).
 PROJECT = Path(".")
 DEFAULT_WORLD = PROJECT / "examples" / "world.yaml"
 # What the deployed function gets (template.yaml); the handler reads its time budget from it.

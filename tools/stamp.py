@@ -1,7 +1,7 @@
 """Writing the build's stamp (``config.stamp.json``): which configuration files passed JSON Schema validation.
 
 The build runs ``python -m tools.stamp ROOT`` in the artifact after copying its code, ``pipelines/``, ``rules/``
-and its plugin list (``engine.plugins``) into it. That loads the plugins the artifact records and every pipeline
+and its plugin list (``runtime.plugins``) into it. That loads the plugins the artifact records and every pipeline
 with them, as the cold start will (``${env:…}`` values aside, which are only known where the function runs), and
 refuses the artifact, exit status 1, when any fails to load or an inline rule test fails: each finding is printed
 ``FILE:LINE:COLUMN: message``. A cold start then reads the stamp (``runtime.stamp``) and skips validating the
@@ -118,7 +118,7 @@ def _entry(text: str, data: Any, schema: dict[str, Any]) -> dict[str, Any] | Non
 def write_stamp(root: Path, pipelines: Sequence[Path], rules_dir: Path) -> tuple[Path, list[str]]:
     """Validate and stamp the pipeline and rules files under ``root``; return the stamp and the files left out.
 
-    The steps must be registered (``engine.plugins.load_plugins``): the pipeline schema is assembled from them.
+    The steps must be registered (``runtime.plugins.load_plugins``): the pipeline schema is assembled from them.
     """
     from engine.errors import ConfigError
     from engine.schema import pipeline_schema, rules_schema
@@ -150,7 +150,7 @@ def write_stamp(root: Path, pipelines: Sequence[Path], rules_dir: Path) -> tuple
 def config_problems(pipelines: Sequence[Path], rules_dir: Path) -> list[str]:
     """What keeps any of ``pipelines`` (with ``rules_dir``) from loading, located; unset ``${env:…}`` values aside.
 
-    The steps must be registered (``engine.plugins.load_plugins``).
+    The steps must be registered (``runtime.plugins.load_plugins``).
     """
     from runtime.verify import pipeline_clashes, verify
 
@@ -165,8 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tools.stamp [ROOT]``: check, then stamp, ``ROOT``'s ``pipelines/`` and ``rules/``."""
     import argparse
 
-    from engine.plugins import PluginError, load_plugins, plugin_modules
     from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
+    from runtime.plugins import PluginError, load_plugins, plugin_modules
 
     parser = argparse.ArgumentParser(
         prog="python -m tools.stamp", description=__doc__.splitlines()[0] if __doc__ else None

@@ -24,8 +24,8 @@ from typing import Any
 
 from bench.env import FAKE_AWS, REPO_ROOT, lambda_environment
 from bench.model import Figure, Sizes, median
-from engine.plugins import load_plugins
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
+from runtime.plugins import load_plugins
 from tools.stamp import write_stamp
 
 __all__ = ["import_profile", "measure", "stage_task_root"]

@@ -28,13 +28,12 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from engine.clock import iso_millis
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure
 from engine.http import HttpRequest
 from engine.registry import BuildInfo, ParamError, register
 from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh
-from steps.support import utf8_prefix, webhook_post
+from steps.support import iso_millis, utf8_prefix, webhook_post
 
 if TYPE_CHECKING:
     from steps.sendgrid.message import Attachment, InboundEmail

@@ -14,12 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from engine.clock import iso_millis
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure
 from engine.http import HttpRequest
 from engine.registry import BuildInfo, ParamError, register
-from steps.support import webhook_post
+from steps.support import iso_millis, public_url, webhook_post
 from steps.twilio.form import FormParams
 
 __all__ = ["INVALID_SIGNATURE", "PARSING_ERROR", "SIGNATURE_HEADER", "TwilioParse"]
@@ -183,7 +182,7 @@ class TwilioParse:
             url = f"{self._base}/{channel}{slashes}" + (f"?{http.query}" if http.query else "")
         else:
             # Behind an allow-list the scheme is https: a client's X-Forwarded-Proto must not choose it.
-            url = http.public_url(scheme="https" if self._hosts else None)
+            url = public_url(http, scheme="https" if self._hosts else None)
         # The validator encodes the URL and reads its port: a hostile one must fail here, as PARSING_ERROR.
         try:
             url.encode("utf-8")

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from engine.plugins import RECORD_FILE
+from runtime.plugins import RECORD_FILE
 from tests.support.expect import ROOT
 from tests.support.plugins import PLUGIN, acme_event, copy_tree, run_handler, write_project
 

@@ -225,7 +225,8 @@ def test_the_step_policy_grants_exactly_the_actions_the_steps_declare(template, 
         action
         for config in configs
         for step in config.pipeline.steps()
-        for action in registry.get(step.uses).iam_actions
+        for grant in registry.get(step.uses).iam
+        for action in grant.actions
     }
     statements = policy_statements(template, "PipelineSteps")
     granted = {action for statement in statements for action in as_list(statement["Action"])}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine import registry
-from engine.plugins import load_plugins
+from runtime.plugins import load_plugins
 
 
 def test_a_second_step_under_a_taken_name_is_refused_naming_the_module_that_holds_it() -> None:

@@ -127,7 +127,7 @@ def test_both_steps_declare_what_tools_need() -> None:
     assert signature_spec.authenticates and not parse_spec.authenticates
     # A masked capture replaces the signature; the signed timestamp stays, so its replay keeps the window.
     assert parse_spec.auth_headers == signature_spec.auth_headers == ("X-Twilio-Email-Event-Webhook-Signature",)
-    assert signature_spec.iam_actions == ("secretsmanager:GetSecretValue",)
+    assert [action for grant in signature_spec.iam for action in grant.actions] == ["secretsmanager:GetSecretValue"]
 
 
 @pytest.mark.parametrize(("limit", "kept"), [(1024, 341), (1025, 341), (1026, 342)])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.plugins import BUILTIN_PLUGINS, RECORD_FILE, PluginError, declared_plugins, plugin_modules
+from runtime.plugins import BUILTIN_PLUGINS, RECORD_FILE, PluginError, declared_plugins, plugin_modules
 from tests.support.expect import ROOT
 from tests.support.plugins import PLUGIN, acme_event, copy_tree, pythonpath, write_project
 
@@ -43,7 +43,7 @@ def test_a_step_module_dropped_into_steps_registers_without_editing_the_package(
     (tmp_path / "steps" / "probepkg" / "step.py").write_text(STEP.format(name="probe.package"), encoding="utf-8")
     (tmp_path / "steps" / "probepkg" / "helper.py").write_text("raise AssertionError('imported')\n", encoding="utf-8")
     code = (
-        "import sys, json; from engine.plugins import load_plugins; from engine import registry; load_plugins(); "
+        "import sys, json; from runtime.plugins import load_plugins; from engine import registry; load_plugins(); "
         "modules = sorted(m for m in sys.modules if m.startswith('steps')); "
         "print(json.dumps({'steps': registry.names(), 'modules': modules}))"
     )

@@ -24,6 +24,7 @@ import pytest
 from moto import mock_aws
 
 from runtime.apigateway import http_request
+from steps.support import public_url
 from tests.support.webhooks import EMPTY_TWIML, sign, whatsapp_params
 from tools.localaws import provision, put_secrets
 from tools.serve import Gateway, LocalContext, _Server, gateway_event, main
@@ -68,9 +69,9 @@ def test_a_trailing_slash_stays_in_the_path_but_not_in_the_resource_template() -
 
 def test_the_handler_rebuilds_the_url_the_client_used() -> None:
     http = http_request(request())
-    assert http.public_url() == f"http://{HOST}/prod/whatsapp"
+    assert public_url(http) == f"http://{HOST}/prod/whatsapp"
     tunnelled = request(headers=[("Host", "abc.ngrok.app"), ("X-Forwarded-Proto", "https")])
-    assert http_request(tunnelled).public_url() == "https://abc.ngrok.app/prod/whatsapp"
+    assert public_url(http_request(tunnelled)) == "https://abc.ngrok.app/prod/whatsapp"
 
 
 def test_bodies_that_are_not_text_arrive_base64_and_repeated_headers_are_kept() -> None:

@@ -130,14 +130,6 @@ class _WatchedReads:
         self._failures.append(f"{exc.operation}: {exc.code}")
         return exc
 
-    def query_index(
-        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
-        try:
-            return self._inner.query_index(table, index, key, attributes)
-        except ServiceError as exc:
-            raise self._noted(exc) from None
-
     def query_pages(
         self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
     ) -> Iterator[QueryPage]:

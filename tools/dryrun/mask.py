@@ -20,8 +20,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from engine.ports import json_safe
 from runtime.masking import MASKED_TEXT, PERSONAL_TEXT_KEYS, embedded_json, json_text_masked
+from steps.support import json_safe
 
 __all__ = ["MASKED_TEXT", "Masker", "Scrubber", "mask_number"]
 
@@ -70,7 +70,7 @@ class Masker:
         return masked
 
     def data(self, value: Any, key: str | None = None) -> Any:
-        """``value`` as JSON-safe data (as ``runtime.aws.json_safe``), masked; ``key`` is its field."""
+        """``value`` as JSON-safe data (as ``steps.support.json_safe``), masked; ``key`` is its field."""
         return json_safe(value) if self.show_data else self._mask(value, key)
 
     def inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:

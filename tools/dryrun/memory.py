@@ -17,15 +17,36 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from engine.conditions import Condition, holds
+from engine.conditions import AllOf, AnyOf, AttributeEquals, AttributeNotExists, Condition
 from engine.ports import ItemRequest, QueryPage, ServiceError
 from runtime.aws import plain_value
 from tools.dryrun.blueprint import IndexSchema, TableSchema
 
-__all__ = ["MemoryQueues", "MemorySecrets", "MemoryTables", "as_stored", "copy_item"]
+__all__ = ["MemoryQueues", "MemorySecrets", "MemoryTables", "as_stored", "copy_item", "holds"]
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+
+
+def holds(condition: Condition, item: Mapping[str, Any] | None) -> bool:
+    """Evaluate ``condition`` against the current ``item`` (None when there is no item)."""
+    if isinstance(condition, AnyOf):
+        return any(holds(part, item) for part in condition.conditions)
+    if isinstance(condition, AllOf):
+        return all(holds(part, item) for part in condition.conditions)
+    present = item is not None and condition.name in item
+    if isinstance(condition, AttributeNotExists):
+        return not present
+    if not present:
+        return False
+    assert item is not None
+    current = item[condition.name]
+    if isinstance(condition, AttributeEquals):
+        return bool(current == condition.value)
+    try:
+        return bool(current < condition.value)
+    except TypeError:
+        return False
 
 
 def copy_item(value: Any) -> Any:
@@ -147,13 +168,14 @@ class MemoryTables:
         for cached in [entry for entry in self._index_cache if entry[0] == table]:
             del self._index_cache[cached]
 
-    def query_index(
+    def query_pages(
         self,
         table: str,
         index: str,
         key: Mapping[str, str],
         attributes: Sequence[str] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> Iterator[QueryPage]:
+        """Every match as one page (memory has no 1 MB page limit)."""
         operation = "dynamodb.Query"
         schema = self._schema(table, operation)
         spec = schema.indexes.get(index)
@@ -165,17 +187,8 @@ class MemoryTables:
         wanted: tuple[Any, ...] = (key[spec.hash_key],)
         if spec.range_key is not None and spec.range_key in key:
             wanted = (*wanted, key[spec.range_key])
-        return [self._project(item, attributes) for item in self._index(schema, spec).get(wanted, [])]
-
-    def query_pages(
-        self,
-        table: str,
-        index: str,
-        key: Mapping[str, str],
-        attributes: Sequence[str] | None = None,
-    ) -> Iterator[QueryPage]:
-        """Every match as one page (memory has no 1 MB page limit)."""
-        yield QueryPage(self.query_index(table, index, key, attributes), more=False)
+        found = self._index(schema, spec).get(wanted, [])
+        yield QueryPage([self._project(item, attributes) for item in found], more=False)
 
     def get_item(
         self,

@@ -17,9 +17,10 @@ from typing import Any, Literal
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from engine.conditions import Condition, holds
+from engine.conditions import Condition
 from engine.ports import ItemRequest, QueryPage, Queues, ServiceError, Tables
 from tools.dryrun.blueprint import TableSchema, queue_name
+from tools.dryrun.memory import holds
 
 __all__ = ["Action", "Journal", "PlanningQueues", "PlanningTables", "RecordingQueues", "RecordingTables"]
 
@@ -84,11 +85,6 @@ class _IndexReads:
     """Index queries answered by ``_inner`` as they are: no wrapper below records or plans a query."""
 
     _inner: Tables
-
-    def query_index(
-        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
-        return self._inner.query_index(table, index, key, attributes)
 
     def query_pages(
         self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None

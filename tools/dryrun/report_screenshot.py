@@ -267,7 +267,7 @@ def example_report(folder: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the screenshot (default ``docs/images/report.png``) and print its path."""
-    from engine.plugins import load_plugins
+    from runtime.plugins import load_plugins
     from tests.support.browser import Chromium, find_chromium, launch
 
     chromium = find_chromium()

@@ -26,8 +26,9 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from engine.conditions import Condition
 from engine.config import AppConfig
-from engine.ports import ItemRequest, QueryPage, Tables, json_safe
+from engine.ports import ItemRequest, QueryPage, Tables
 from runtime.aws import error_code, plain_value
+from steps.support import json_safe
 from tools.dryrun.blueprint import TableSchema
 from tools.dryrun.events import RecordedEvent
 from tools.dryrun.lanes import ReplayClock, TableDescriber, account_lane
@@ -61,14 +62,6 @@ class ReadLog:
         if schema is not None and all(name in item for name in schema.key_names):
             key = schema.key_of(item)
             self.keys.setdefault(table, {})[tuple(key[name] for name in schema.key_names)] = key
-
-    def query_index(
-        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
-        items = self._inner.query_index(table, index, key, attributes)
-        for item in items:
-            self.note(table, item)
-        return items
 
     def query_pages(
         self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None

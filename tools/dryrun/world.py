@@ -25,7 +25,7 @@ from typing import Any
 
 from engine.config import display_path
 from engine.errors import ConfigError, Problem
-from engine.schema import schema_problems
+from engine.schema import schema_violations
 from engine.yamlsource import Locator, parse_yaml
 
 __all__ = [
@@ -293,17 +293,22 @@ def _placeholders(value: Any) -> Any:
     return REDACTED
 
 
+def _schema_problems(data: Any, locator: Locator) -> list[Problem]:
+    """Every violation of the world schema in ``data``, as located Problems in file order."""
+    return [violation.problem for violation in schema_violations(data, WORLD_SCHEMA, locator)]
+
+
 def _schema(spec: WorldSpec, data: Any, locator: Locator | None) -> list[Problem]:
     if _plainly_valid(data):
         return []
     data = _without_credentials(data)
     if locator is not None:
-        return schema_problems(data, WORLD_SCHEMA, locator)
-    found = schema_problems(data, WORLD_SCHEMA, Locator(spec.file))
+        return _schema_problems(data, locator)
+    found = _schema_problems(data, Locator(spec.file))
     if not found:
         return []
     spec.problem((), "")  # builds the locator from the text
-    return schema_problems(data, WORLD_SCHEMA, spec._locator[0])
+    return _schema_problems(data, spec._locator[0])
 
 
 # The attributes this project's own tables hold as numbers (epoch seconds or milliseconds), as its steps write them:

@@ -53,10 +53,6 @@ def _names(source: str, names: object) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _unique(names: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(names))
-
-
 def declared_plugins(root: Path, env: Mapping[str, str]) -> tuple[str, ...]:
     """The built-in steps, the plugins ``root/pyproject.toml`` declares, then those ``PIPELINE_PLUGINS`` adds."""
     declared: tuple[str, ...] = ()
@@ -71,7 +67,7 @@ def declared_plugins(root: Path, env: Mapping[str, str]) -> tuple[str, ...]:
         if "plugins" in table:
             declared = _names(f"{project}: [tool.{_TABLE}] plugins", table["plugins"])
     added = [part.strip() for part in env.get(ENV_VAR, "").split(",") if part.strip()]
-    return _unique([*BUILTIN_PLUGINS, *declared, *_names(ENV_VAR, added)])
+    return tuple(dict.fromkeys([*BUILTIN_PLUGINS, *declared, *_names(ENV_VAR, added)]))
 
 
 def recorded_plugins(root: Path) -> tuple[str, ...] | None:
