@@ -179,6 +179,7 @@ def test_pull_writes_a_bundle_as_a_baseline_directory(ops: Ops, tmp_path: Path) 
     status, out, _ = ops.rules("pull", bundle_id, "--out", str(tmp_path / "live"))
     assert status == 0 and out == f"wrote bundle {bundle_id} to {tmp_path / 'live'}/ (rules/)\n"
     assert (tmp_path / "live" / "rules" / "40_routing.yaml").read_text() == VIP_ROUTING
+    assert sorted(path.name for path in (tmp_path / "live").iterdir()) == ["rules"]  # no empty pipelines/
     with_pipeline = ops.publish("--with-pipeline")
     status, out, _ = ops.rules("pull", with_pipeline, "--out", str(tmp_path / "carried"))
     assert status == 0 and out == f"wrote bundle {with_pipeline} to {tmp_path / 'carried'}/ (pipelines/, rules/)\n"
