@@ -685,6 +685,13 @@ def test_json_says_which_events_were_not_compared_as_the_report_page_does(
     assert f"{emails} event(s) not compared" in table.stdout, table.stdout
 
 
+def test_the_compare_summary_names_the_baseline_once() -> None:
+    # Before: "against baseline rules rules: 0 event(s) changed" (the option's word, then the directory's name).
+    run = replay_against("rules", "examples/events/01_whatsapp_text.json")
+    assert run.status == 0, run.stderr
+    assert "\nagainst the baseline (rules): 0 event(s) changed\n" in run.stdout, run.stdout
+
+
 def test_the_documented_git_archive_baseline_compares_every_pipeline(changed_rules: Path, tmp_path: Path) -> None:
     # docs/dry-run.md: mkdir -p /tmp/deployed && git archive origin/main rules | tar -x -C /tmp/deployed
     deployed = tmp_path / "deployed"

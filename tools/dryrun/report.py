@@ -433,7 +433,7 @@ class Table:
         if baseline_name is not None:
             knock_on = summary.kinds.get("knock_on", 0)
             split = f" ({summary.changed - knock_on} by the rules, {knock_on} knock-on)" if knock_on else ""
-            write(f"against baseline rules {baseline_name}: {summary.changed} event(s) changed{split}\n")
+            write(f"against the baseline ({baseline_name}): {summary.changed} event(s) changed{split}\n")
             if summary.kinds.get(NOT_COMPARED):
                 write(
                     f"  {summary.kinds[NOT_COMPARED]} event(s) not compared: both lanes decided them with the same "
