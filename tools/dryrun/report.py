@@ -437,7 +437,7 @@ class Table:
             if summary.kinds.get(NOT_COMPARED):
                 write(
                     f"  {summary.kinds[NOT_COMPARED]} event(s) not compared: both lanes decided them with the same "
-                    "rules (see the note above)\n"
+                    "rules (one lane's directory holds none of their pipeline's rules; stderr says which)\n"
                 )
             for change, count in sorted(summary.changes.items(), key=lambda item: (-item[1], item[0])):
                 write(f"  {change}  {count}\n")
