@@ -133,10 +133,13 @@ class Bundle(NamedTuple):
         return bundle
 
     def write(self, root: Path) -> None:
-        """Write the files under ``root`` (``root/pipelines``, ``root/rules``), as a task root holds them."""
+        """Write the files under ``root`` (``root/rules``, and ``root/pipelines`` when it carries the pipeline file).
+
+        ``root/rules`` is made even for a bundle without rules files; ``pipelines/`` only when there is a file for it.
+        """
         (root / "rules").mkdir(parents=True, exist_ok=True)
-        (root / "pipelines").mkdir(parents=True, exist_ok=True)
         for name, text in self.files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_text(text, encoding="utf-8")
 
 

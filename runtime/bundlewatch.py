@@ -491,6 +491,7 @@ class BundleWatcher:
         packaged = self._states[name].packaged
         pipeline = root / (bundle.pipeline_file or f"pipelines/{packaged.pipeline.name}")
         if bundle.pipeline_file is None:
+            pipeline.parent.mkdir(exist_ok=True)
             pipeline.write_text(packaged.pipeline.read_text(encoding="utf-8"), encoding="utf-8")
         source = Source(pipeline, root / "rules")
         self._fetched[(name, bundle_id)] = source

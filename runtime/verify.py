@@ -134,6 +134,20 @@ def _no_target_hint(loaded: LoadedRuleSet, failure: TestFailure, rule: Rule | No
     )
 
 
+def _routing_error_hint(loaded: LoadedRuleSet, failure: TestFailure) -> str:
+    """Where a routing set's test expects a business error, which only a validation set decides; empty otherwise."""
+    expected = failure.test.expect.get("error")
+    if loaded.ruleset.kind != "routing" or "error" not in failure.keys or not isinstance(expected, str):
+        return ""
+    if expected in ("ROUTING_ERROR", "INTERNAL_ERROR"):
+        return ""
+    return (
+        "; a routing set decides a target, never a business error (its one error is ROUTING_ERROR: no rule matches "
+        "and it has no default, or target_from gives no text); each set's tests run that set alone: expect "
+        f"{expected} in a test of the validation set that decides it"
+    )
+
+
 def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
     test = failure.test
     rule = next((rule for rule in loaded.ruleset.rules if rule.id == failure.rule), None)
@@ -150,6 +164,7 @@ def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
         message += f"; its condition failed at run time: {failure.raised}"
         if "null" in failure.raised:
             message += "; a value it reads is missing or null here: give it a default, e.g. x || `[]`"
+    message += _routing_error_hint(loaded, failure)
     key = failure.keys[0]
     path = ("tests", test.index, "expect", key) if key in test.expect else ("tests", test.index, "expect")
     return loaded.locator.problem(path, message)

@@ -43,15 +43,16 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from engine import registry
 from engine.conditions import AllOf, AnyOf, AttributeEquals, AttributeNotExists
 from engine.context import Context, StepResult
-from engine.errors import CODE_PATTERN, StepFailure, TransientFault
+from engine.errors import CODE_PATTERN, ENGINE_ERRORS, StepFailure, TransientFault
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.stage import STAGE_ERROR, STAGE_TRANSIENT
 from steps.support import service_failure, table_name
 
-__all__ = ["KEY", "READ_RECORD", "REPLAY", "WRITER", "ReplayRecord", "ReplayRefusals", "replay_of"]
+__all__ = ["KEY", "READ_RECORD", "REPLAY", "WRITER", "ReplayRecord", "ReplayRefusals", "replay_of", "rule_refusals"]
 
 logger = logging.getLogger("steps.replay")
 
@@ -85,6 +86,23 @@ def _at_or_before(value: Any, limit: float) -> bool:
         return value is None or float(value) <= limit
     except (TypeError, ValueError):
         return True
+
+
+def rule_refusals(rulesets: Mapping[str, Any]) -> frozenset[str]:
+    """The codes ``rulesets`` decide that are final refusals: none a step or the engine calls transient or lossy."""
+    unsafe = {
+        error.code
+        for errors in (ENGINE_ERRORS, *(spec.errors for spec in registry.specs()))
+        for error in errors
+        if error.transient or error.loses_message
+    }
+    decided = {
+        decision.error
+        for ruleset in rulesets.values()
+        for decision in (*(rule.then for rule in ruleset.rules), ruleset.default)
+        if decision is not None and decision.error
+    }
+    return frozenset(decided - unsafe)
 
 
 # The parameters of both steps' records: where they are, how long they live, how long a repeat is a retry.
@@ -232,7 +250,6 @@ class ReplayRecord(_Records):
     params={
         "type": "object",
         "additionalProperties": False,
-        "required": ["codes"],
         "properties": {
             **_RECORD_PARAMS,
             "codes": {
@@ -240,7 +257,8 @@ class ReplayRecord(_Records):
                 "minItems": 1,
                 "uniqueItems": True,
                 "items": {"type": "string", "pattern": CODE_PATTERN},
-                "description": "The rules' refusals to record (final answers, never a code that loses a message).",
+                "description": "Codes to record besides the rules' own refusals, which are always recorded (final "
+                "answers, never a code that loses a message).",
             },
             "until": {
                 "enum": ["grace", "confirmed"],
@@ -250,18 +268,21 @@ class ReplayRecord(_Records):
             },
         },
     },
-    example={"table": "replay", "codes": ["CONVERSATION_LOCKED"], "horizon_seconds": 604800},
+    example={"table": "replay", "horizon_seconds": 604800},
 )
 class ReplayRefusals(_Records):
-    """Record a message the run refuses with one of ``codes``, so that its capture cannot be replayed later.
+    """Record a message the rules refuse (or the run ends with one of ``codes``): its capture cannot be replayed.
 
-    Placed before the rules: it only registers the write, which the runner makes if the run ends in one of the
-    codes (best effort: a failed write is logged and the answer stands).
+    Every code a loaded rule set decides is recorded, so a new business code (declared under ``errors:``, decided
+    by a rule, perhaps shipped in a rules bundle, which cannot change this step's parameters) is recorded with no
+    second edit; a code some step or the engine declares transient or message-losing never is. Placed before the
+    rules: it only registers the write, which the runner makes if the run ends in one of the codes (best effort:
+    a failed write is logged and the answer stands).
     """
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         super().__init__(params, info)
-        self._codes = frozenset(params["codes"])
+        self._codes = frozenset(params.get("codes", ())) | rule_refusals(info.rulesets)
         self._final = params.get("until") == "confirmed"
 
     def run(self, ctx: Context) -> StepResult:

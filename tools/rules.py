@@ -222,10 +222,15 @@ class _Store:
         except BundleError as exc:
             raise _Failed(f"{self.uri(key)}: {exc}") from None
 
-    def deploy(self, change: Callable[[Deployment], Deployment]) -> Deployment:
-        """Rewrite the deployment document, conditional on the version read."""
+    def deploy(self, change: Callable[[Deployment], Deployment]) -> tuple[Deployment, bool]:
+        """Rewrite the deployment document, conditional on the version read; whether it was written.
+
+        A change that leaves the live and shadow bundles as they are writes nothing (no empty revision).
+        """
         current, etag = self.deployment()
         updated = change(current)
+        if (updated.live, updated.shadow) == (current.live, current.shadow):
+            return current, False
         key = deployment_key(self.prefix, self.pipeline)
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         import botocore.exceptions
@@ -240,7 +245,7 @@ class _Store:
             raise _Failed(f"cannot write {self.uri(key)}: {error_code(exc)}") from None
         except botocore.exceptions.BotoCoreError as exc:
             raise _Failed(f"cannot write {self.uri(key)}: {exc}") from None
-        return updated
+        return updated, True
 
 
 def _declared_name(path: Path) -> str:
@@ -298,6 +303,10 @@ def _refuse_live_as_shadow(bundle_id: str, deployment: Deployment) -> None:
     """A shadow candidate is decided beside the live rules: the live bundle itself would only agree with itself."""
     if bundle_id == deployment.live:
         raise _Failed(f"bundle {bundle_id} is live already; a shadow candidate is another bundle")
+
+
+def _unchanged(deployment: Deployment) -> str:
+    return f"unchanged, nothing written: {_describe(deployment)}"
 
 
 def _describe(deployment: Deployment) -> str:
@@ -395,8 +404,8 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
             )
             return current.change(live=live, shadow=shadow, at=_now(), by=args.by, note=args.note)
 
-        deployed = store.deploy(change)
-        print(f"deployed as {role}: {_describe(deployed)}", file=out)
+        deployed, written = store.deploy(change)
+        print(f"deployed as {role}: {_describe(deployed)}" if written else _unchanged(deployed), file=out)
     return EXIT_OK, store
 
 
@@ -558,8 +567,8 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
         rollback = args.command == "rollback"
         return read.change(live=live, shadow=shadow, at=_now(), by=args.by, note=args.note, rollback=rollback)
 
-    deployed = store.deploy(change)
-    print(f"deployed: {_describe(deployed)}", file=out)
+    deployed, written = store.deploy(change)
+    print(f"deployed: {_describe(deployed)}" if written else _unchanged(deployed), file=out)
 
 
 def run(

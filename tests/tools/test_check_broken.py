@@ -773,3 +773,26 @@ def test_the_usual_yaml_slips_in_libyamls_words_name_their_fix(tmp_path: Path, t
     (error,) = report.errors
     assert str(error).startswith(f"{root}/rules/70_slip.yaml:{at}: invalid YAML: ")
     assert fix in error.message
+
+
+def test_a_business_error_expected_of_a_routing_set_gets_a_hint(tmp_path: Path) -> None:
+    """Defect: the failure said only "expected error 'CONVERSATION_LOCKED', got null", though no routing set can
+    decide that: each set's tests run that set alone, and the lock is the validation set conversation_lock's."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    routing = root / "rules" / "40_routing.yaml"
+    routing.write_text(
+        routing.read_text()
+        + "  - name: a locked conversation is refused\n"
+        + "    given: {request: {channel: whatsapp}, conversation: {conversation_status: processing_reply}}\n"
+        + "    expect: {error: CONVERSATION_LOCKED}\n"
+    )
+    report = check_config(root / PIPELINE, root / "rules")
+    [failure] = [str(problem) for problem in report.failures]
+    assert "expected error 'CONVERSATION_LOCKED', got null" in failure, failure
+    assert failure.endswith(
+        "; a routing set decides a target, never a business error (its one error is ROUTING_ERROR: no rule matches "
+        "and it has no default, or target_from gives no text); each set's tests run that set alone: expect "
+        "CONVERSATION_LOCKED in a test of the validation set that decides it"
+    ), failure

@@ -656,6 +656,42 @@ def test_fail_on_change_fails_when_a_replayed_pipelines_events_were_not_compared
     assert "1 event(s) changed" in twilio_only.stdout
 
 
+def test_json_says_which_events_were_not_compared_as_the_report_page_does(
+    changed_rules: Path, live_bundle: Path
+) -> None:
+    # Before: the email events (decided with --rules in both lanes) said change_kind "unchanged", where the page
+    # says "not compared"; a JSON consumer counted them as checked. `changed` (the contract's) stays false.
+    run = dryrun(
+        "--world",
+        "examples/world.yaml",
+        "--rules",
+        changed_rules,
+        "--baseline-rules",
+        live_bundle,
+        "--json",
+        "examples/events",
+    )
+    assert run.status == 0, run.stderr
+    kinds = {record["pipeline"]: set() for record in run.records().values()}
+    for record in run.records().values():
+        kinds[record["pipeline"]].add(record["change_kind"])
+        assert record["changed"] is (record["change_kind"] in ("changed", "knock_on"))
+    assert kinds["email_inbound"] == {"not_compared"}
+    assert "not_compared" not in kinds["twilio_inbound"] and "changed" in kinds["twilio_inbound"]
+    table = dryrun(
+        "--world", "examples/world.yaml", "--rules", changed_rules, "--baseline-rules", live_bundle, "examples/events"
+    )
+    emails = len([key for key, record in run.records().items() if record["pipeline"] == "email_inbound"])
+    assert f"{emails} event(s) not compared" in table.stdout, table.stdout
+
+
+def test_the_compare_summary_names_the_baseline_once() -> None:
+    # Before: "against baseline rules rules: 0 event(s) changed" (the option's word, then the directory's name).
+    run = replay_against("rules", "examples/events/01_whatsapp_text.json")
+    assert run.status == 0, run.stderr
+    assert "\nagainst the baseline (rules): 0 event(s) changed\n" in run.stdout, run.stdout
+
+
 def test_the_documented_git_archive_baseline_compares_every_pipeline(changed_rules: Path, tmp_path: Path) -> None:
     # docs/dry-run.md: mkdir -p /tmp/deployed && git archive origin/main rules | tar -x -C /tmp/deployed
     deployed = tmp_path / "deployed"

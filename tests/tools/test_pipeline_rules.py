@@ -111,6 +111,20 @@ def test_shadow_clear_and_promote_move_only_the_pointer(ops: Ops) -> None:
     assert ops.deployment().live is None
 
 
+def test_a_command_that_changes_nothing_writes_no_revision(ops: Ops) -> None:
+    """Defect: promoting the live bundle, or clearing an empty shadow, wrote a revision that changed nothing
+    (the history filled with no-ops, and the next rollback stepped back to the same bundle)."""
+    live = ops.publish("--live")
+    for command in (("promote", live), ("shadow", "--clear"), ("rollback", "--to", live)):
+        status, out, err = ops.rules(*command)
+        assert (status, out, err) == (0, f"unchanged, nothing written: revision 1: live {live}\n", ""), command
+    deployment = ops.deployment()
+    assert (deployment.revision, deployment.history) == (1, ())
+    status, out, _ = ops.rules("publish", "--live")  # already published, already live: no revision either
+    assert status == 0 and out.endswith(f"unchanged, nothing written: revision 1: live {live}\n"), out
+    assert ops.deployment().revision == 1
+
+
 def test_a_deployment_changed_meanwhile_is_not_overwritten(ops: Ops, monkeypatch: pytest.MonkeyPatch) -> None:
     from tools import rules
 
@@ -179,6 +193,7 @@ def test_pull_writes_a_bundle_as_a_baseline_directory(ops: Ops, tmp_path: Path) 
     status, out, _ = ops.rules("pull", bundle_id, "--out", str(tmp_path / "live"))
     assert status == 0 and out == f"wrote bundle {bundle_id} to {tmp_path / 'live'}/ (rules/)\n"
     assert (tmp_path / "live" / "rules" / "40_routing.yaml").read_text() == VIP_ROUTING
+    assert sorted(path.name for path in (tmp_path / "live").iterdir()) == ["rules"]  # no empty pipelines/
     with_pipeline = ops.publish("--with-pipeline")
     status, out, _ = ops.rules("pull", with_pipeline, "--out", str(tmp_path / "carried"))
     assert status == 0 and out == f"wrote bundle {with_pipeline} to {tmp_path / 'carried'}/ (pipelines/, rules/)\n"

@@ -286,6 +286,61 @@ class TestInBrowser:
             browser.driver.set_window_size(1280, 900)
         assert over == [], "at 800 px a name too long for its column overlaps the next one"
 
+    @pytest.mark.parametrize("width", [375, 600, 640, 899])
+    def test_below_900_px_the_page_stays_readable(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]], width: int
+    ) -> None:
+        """Defect: below 900 px the nine fixed columns shrank until names broke every few letters (a row 500 px
+        tall at 600 px, 'handof/f', 'twilio_inboun/d'), the sticky filters covered a third of a phone's screen, the
+        diagram's parallel group and an opened event's panels ran off the page sideways."""
+        page, records = compared
+        browser.driver.set_window_size(width, 900)
+        try:
+            browser.open(page)
+            measured = browser.run(
+                """const visible = (e) => e.getClientRects().length > 0;
+                const cells = [...document.querySelectorAll(
+                    '#rows td.c-outcome, #rows td.c-target, #rows td.c-pipeline, #rows td.c-rule')].filter(visible);
+                const breaks = [];
+                for (const td of cells) {
+                  const walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+                  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                    const range = document.createRange();
+                    let top = null;
+                    for (let i = 0; i < node.length; i++) {
+                      range.setStart(node, i);
+                      range.setEnd(node, i + 1);
+                      const rect = range.getBoundingClientRect();
+                      const bad = top !== null && rect.top > top + 1 && !"_/ ".includes(node.data[i - 1]);
+                      if (bad) breaks.push(node.data);
+                      top = rect.top;
+                    }
+                  }
+                }
+                const filters = document.querySelector('.filters');
+                const sticky = getComputedStyle(filters).position === 'sticky';
+                return {
+                  sideways: document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth,
+                  clipped: cells.filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent),
+                  breaks,
+                  tallest: Math.max(...[...document.querySelectorAll('#rows tr.event')].map((tr) => tr.offsetHeight)),
+                  covered: sticky ? filters.offsetHeight / window.innerHeight : 0,
+                };"""
+            )
+            browser.run("document.querySelector('#rows tr.event').click()")
+            opened = browser.run(
+                """return [document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth,
+                  [...document.querySelectorAll('tr.detail .facts span')].map((s) => s.textContent)];"""
+            )
+        finally:
+            browser.driver.set_window_size(1280, 900)
+        assert measured["sideways"] == 0 and opened[0] == 0, (measured, opened[0])
+        assert measured["clipped"] == [] and measured["breaks"] == [], measured
+        assert measured["tallest"] <= 160, measured
+        assert measured["covered"] <= 0.25, measured
+        assert f"pipeline{records[0]['pipeline']}" in opened[1]  # its column may be hidden: the details say it
+        assert browser.problems() == []
+
     def test_unreached_steps_keep_readable_counts(
         self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
     ) -> None:

@@ -42,6 +42,7 @@ from tools.dryrun.live import AccountAccess, live_clients, pseudonymized_recordi
 from tools.dryrun.mask import Masker, Scrubber
 from tools.dryrun.parallel import available_workers, conversation_groups, partition, run_partitioned
 from tools.dryrun.report import (
+    NOT_COMPARED,
     Progress,
     Replayed,
     Summary,
@@ -193,8 +194,16 @@ class _Renderer:
     each; until then the worlds are the same and a probe would only repeat the baseline.
     """
 
-    def __init__(self, options: ReplayOptions, lanes: list[Lane], table: Table | None, scrubber: Scrubber) -> None:
+    def __init__(
+        self,
+        options: ReplayOptions,
+        lanes: list[Lane],
+        table: Table | None,
+        scrubber: Scrubber,
+        uncompared: frozenset[str] = frozenset(),
+    ) -> None:
         self._options = options
+        self._uncompared = uncompared  # pipelines decided with the same rules in both lanes
         self._scrubber = scrubber
         self._lane = lanes[0]
         self._baseline = lanes[1] if len(lanes) > 1 else None
@@ -215,6 +224,8 @@ class _Renderer:
         kind = None
         if base is not None:
             kind = change_kind(base, run, probe)
+            if kind == "unchanged" and run.handled.pipeline in self._uncompared:
+                kind = NOT_COMPARED  # the same rules decided it twice: nothing was compared
             self._diverged = self._diverged or effects(base) != effects(run)
         note = masked_note(event, masked_reads(run) + (masked_reads(base) if base is not None else []))
         if note is not None:
@@ -421,7 +432,10 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             errors.write(f"pipeline-dryrun: error: {exc}\n")
             return EXIT_USAGE
         output = _Scrubbed(out, scrubber)
-        summary, records, routed = _replay(options, events, lanes, world, clock, scrubber, out=output, err=errors)
+        uncompared = frozenset(note.pipeline for note in lent)
+        summary, records, routed = _replay(
+            options, events, lanes, world, clock, scrubber, uncompared, out=output, err=errors
+        )
     if options.report is not None:
         banner = _banner(options, world, clock.describe(), lanes)
         meta = report_meta(options, world, banner, summary, lent)
@@ -529,11 +543,15 @@ def _replay(
     world: WorldSpec | None,
     clock: ReplayClock,
     scrubber: Scrubber,
+    uncompared: frozenset[str],
     *,
     out: _Scrubbed,
     err: _Scrubbed,
 ) -> tuple[Summary, list[str], Counter[str]]:
-    """Replay and write every event; the summary, each event's JSON line (with a report), the events per pipeline."""
+    """Replay and write every event; the summary, each event's JSON line (with a report), the events per pipeline.
+
+    ``uncompared``: the pipelines both lanes decided with the same rules (their events' ``change_kind``).
+    """
     summary = Summary()
     records: list[str] = []
     routed: Counter[str] = Counter()
@@ -541,7 +559,7 @@ def _replay(
     if not options.as_json:
         table = Table(out, [event.source for event in events], explain=options.explain, baseline=len(lanes) > 1)
         table.header(_banner(options, world, clock.describe(), lanes))
-    render = _Renderer(options, lanes, table, scrubber)
+    render = _Renderer(options, lanes, table, scrubber, uncompared)
     workers = options.workers(len(events))
     rendered: Iterator[Rendered]
     if workers > 1 and world is not None:

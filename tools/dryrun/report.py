@@ -7,8 +7,10 @@ summary); ``Progress`` draws a progress bar on a terminal.
 Against a baseline, each event's ``change_kind`` says why its decision differs: ``changed`` (the
 candidate rules decide differently on the same world), ``knock_on`` (the baseline rules would decide
 the same on the candidate's world: an earlier changed event left the world different, e.g. a lock
-not taken) or ``unchanged``. ``masked_reads`` finds the rules that read a value a masked recording
-replaced with ``[masked]``: their decisions are not what production would decide.
+not taken), ``unchanged``, or ``not_compared`` (its pipeline's rules were missing from one lane's
+directory, a pulled bundle, so both lanes decided it with the same rules). ``masked_reads`` finds the
+rules that read a value a masked recording replaced with ``[masked]``: their decisions are not what
+production would decide.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tools.dryrun.recording import Action
 
 __all__ = [
     "CHANGE_KINDS",
+    "NOT_COMPARED",
     "Progress",
     "Replayed",
     "Summary",
@@ -43,7 +46,9 @@ __all__ = [
     "to_json_line",
 ]
 
-CHANGE_KINDS = ("changed", "knock_on", "unchanged")
+# An event of a pipeline both lanes decided with the same rules (a pulled bundle held none of its own).
+NOT_COMPARED = "not_compared"
+CHANGE_KINDS = ("changed", "knock_on", "unchanged", NOT_COMPARED)
 
 
 class Writer(Protocol):
@@ -428,7 +433,12 @@ class Table:
         if baseline_name is not None:
             knock_on = summary.kinds.get("knock_on", 0)
             split = f" ({summary.changed - knock_on} by the rules, {knock_on} knock-on)" if knock_on else ""
-            write(f"against baseline rules {baseline_name}: {summary.changed} event(s) changed{split}\n")
+            write(f"against the baseline ({baseline_name}): {summary.changed} event(s) changed{split}\n")
+            if summary.kinds.get(NOT_COMPARED):
+                write(
+                    f"  {summary.kinds[NOT_COMPARED]} event(s) not compared: both lanes decided them with the same "
+                    "rules (one lane's directory holds none of their pipeline's rules; stderr says which)\n"
+                )
             for change, count in sorted(summary.changes.items(), key=lambda item: (-item[1], item[0])):
                 write(f"  {change}  {count}\n")
 

@@ -128,6 +128,7 @@
     if (ev.kind) tr.classList.add(kindClass(ev.kind));
     for (const column of columns) {
       const td = el("td", `c-${column.key}`);
+      td.dataset.label = column.label;
       column.cell(td, ev);
       td.title = td.textContent;
       tr.append(td);
@@ -192,6 +193,7 @@
       facts.append(span);
     };
     fact("source", r.source);
+    fact("pipeline", r.pipeline);
     fact("outcome", r.outcome);
     fact("error code", r.error_code);
     fact("status", r.raised ? "raised" : r.status_code);

@@ -32,7 +32,7 @@ __all__ = [
     "render_report",
 ]
 
-CHANGE_KINDS = ("changed", "knock_on", "unchanged")
+CHANGE_KINDS = ("changed", "knock_on", "unchanged", "not_compared")
 # The record fields the page reads; anything else is left out of the page.
 RECORD_FIELDS = (
     "source",
@@ -131,7 +131,7 @@ def deciding_rules(record: Mapping[str, Any], *, baseline: bool = False) -> list
 
 
 def change_kind(record: Mapping[str, Any]) -> str | None:
-    """``changed``, ``knock_on`` or ``unchanged`` against the baseline; None without one."""
+    """``changed``, ``knock_on``, ``unchanged`` or ``not_compared`` against the baseline; None without one."""
     kind = record.get("change_kind")
     if isinstance(kind, str) and kind.replace("-", "_") in CHANGE_KINDS:
         return kind.replace("-", "_")

@@ -267,3 +267,69 @@ def test_a_message_lost_to_a_fault_is_not_recorded_as_refused(world, lambda_hand
     lambda_handler(rest_event("whatsapp", whatsapp_params(sid=SID)), None)
     assert outcomes() == [("QUEUE_ERROR", "QUEUE_ERROR")]
     assert world.replay_rows() == []  # free: a replay after the repair completes the message
+
+
+BLOCK_RULES = """\
+ruleset: user_block
+kind: validation
+pipelines: [twilio_inbound]
+rules:
+  - id: user_blocked
+    when: "conversation.user_blocked == `true`"
+    then:
+      error: USER_BLOCKED
+      message: the user is blocked
+tests:
+  - name: a blocked user is refused
+    given: {conversation: {user_blocked: true}}
+    expect: {rule: user_blocked, error: USER_BLOCKED}
+  - name: others pass
+    given: {conversation: {}}
+    expect: {error: null}
+"""
+
+
+def with_new_business_code(text: str) -> str:
+    """The shipped pipeline with a rule set deciding a new business code, as rules-guide.md says to add one."""
+    text = text.replace("errors:\n", "errors:\n  USER_BLOCKED: {description: the user is blocked}\n", 1)
+    return text.replace("conversation_lock]", "conversation_lock, user_block]", 1)
+
+
+def test_a_refusal_with_a_new_business_code_is_recorded_too(world, task_root, outcomes):
+    # A rule deciding a code declared under errors: refuses as the shipped ones do: the refusals step records it
+    # without its codes: being edited too (a rules bundle may not change that step's parameters).
+    from tests.support.expect import ROOT
+
+    pipeline = with_new_business_code((ROOT / "pipelines" / "twilio_inbound.yaml").read_text())
+    container = task_root({"pipelines/twilio_inbound.yaml": pipeline, "rules/35_user_block.yaml": BLOCK_RULES})
+    first = world.add_conversation(user_blocked=True)
+    world.add_default_secrets()
+    event = rest_event("whatsapp", whatsapp_params(sid=SID))
+    container.handler(event, None)
+    [record] = world.replay_rows()
+    assert (record["message_sid"], record["refused"]) == (SID, "USER_BLOCKED")
+
+    world.add_conversation(**{**first, "user_blocked": False})
+    later(3600)
+    assert container.handler(event, None) == twiml_response()
+    assert outcomes() == [("USER_BLOCKED", "USER_BLOCKED"), ("REPLAY", None)]
+    assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
+
+
+def test_a_rule_deciding_a_code_that_loses_messages_is_not_recorded_as_a_refusal(world, task_root, outcomes):
+    # ROUTING_ERROR (rules.route's, loses_message): a replay after the repair must still complete the message.
+    from tests.support.expect import ROOT
+
+    pipeline = (
+        (ROOT / "pipelines" / "twilio_inbound.yaml")
+        .read_text()
+        .replace("conversation_lock]", "conversation_lock, user_block]", 1)
+    )
+    rules = BLOCK_RULES.replace("error: USER_BLOCKED", "error: ROUTING_ERROR").replace(
+        "error: USER_BLOCKED}", "error: ROUTING_ERROR}"
+    )
+    container = task_root({"pipelines/twilio_inbound.yaml": pipeline, "rules/35_user_block.yaml": rules})
+    world.add_conversation(user_blocked=True)
+    world.add_default_secrets()
+    container.handler(rest_event("whatsapp", whatsapp_params(sid=SID)), None)
+    assert outcomes() == [("ROUTING_ERROR", "ROUTING_ERROR")] and world.replay_rows() == []
