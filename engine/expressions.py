@@ -56,7 +56,8 @@ class _FunctionFailed(jp_exceptions.JMESPathError):
     """A registered function refused its arguments (the message names no value)."""
 
 
-_OPTIONS = jmespath.Options(custom_functions=_Functions())
+# One interpreter for every search: jmespath makes a new one per search, which looks up each node's method again.
+_INTERPRETER = jmespath.visitor.TreeInterpreter(jmespath.Options(custom_functions=_Functions()))
 _FUNCTION_TABLE: dict[str, dict[str, Any]] = _Functions.FUNCTION_TABLE
 
 
@@ -159,7 +160,7 @@ class Expression:
         if self._fields is not None:
             return _lookup(document, self._fields)
         try:
-            return self._parsed.search(document, options=_OPTIONS)
+            return _INTERPRETER.visit(self._parsed.parsed, document)
         except jp_exceptions.JMESPathError as exc:
             raise ExpressionError(f"expression {self.source!r} failed: {_describe(exc)}") from None
         except TypeError:

@@ -17,7 +17,6 @@ from functools import partial
 from typing import Any, TypeVar
 
 import botocore.exceptions
-from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.retries import standard
 from botocore.retries.standard import (
@@ -30,6 +29,7 @@ from botocore.retries.standard import (
 from engine.calls import CallLimits
 from engine.conditions import AllOf, AnyOf, AttributeEquals, AttributeLessThan, AttributeNotExists, Condition
 from engine.ports import ErrorKind, ItemRequest, QueryPage, ServiceError
+from runtime.dynamowire import from_wire, plain_value, to_wire
 
 __all__ = [
     "AwsSettings",
@@ -219,19 +219,6 @@ class LazyClient:
         return client
 
 
-def plain_value(value: Any) -> Any:
-    """A deserialized value with boto3's ``Binary`` wrappers replaced by the bytes they hold."""
-    if isinstance(value, Binary):
-        return bytes(value.value)
-    if isinstance(value, dict):
-        return {key: plain_value(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain_value(item) for item in value]
-    if isinstance(value, (set, frozenset)) and any(isinstance(item, Binary) for item in value):
-        return {bytes(item.value) for item in value}
-    return value
-
-
 class _ClientPort:
     """A port over one boto3 client, or a ``LazyClient`` of one (created on first use)."""
 
@@ -254,16 +241,13 @@ class _ClientPort:
 class DynamoTables(_ClientPort):
     """The Tables port over a boto3 DynamoDB client (or a ``LazyClient`` of one)."""
 
-    def __init__(self, client: Any) -> None:
-        super().__init__(client)
-        self._serializer = TypeSerializer()
-        self._deserializer = TypeDeserializer()
+    @staticmethod
+    def _to_wire(item: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: to_wire(value) for key, value in item.items()}
 
-    def _to_wire(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        return {key: self._serializer.serialize(value) for key, value in item.items()}
-
-    def _from_wire(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        return {key: plain_value(self._deserializer.deserialize(value)) for key, value in item.items()}
+    @staticmethod
+    def _from_wire(item: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: from_wire(value) for key, value in item.items()}
 
     @staticmethod
     def _projection(expression: _Expression, attributes: Sequence[str] | None) -> dict[str, Any]:

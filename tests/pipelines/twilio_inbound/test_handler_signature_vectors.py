@@ -250,3 +250,26 @@ def test_the_algorithms_twilio_signs_with_are_supported(algorithm):
 
 def test_an_algorithm_twilio_does_not_know_is_unsupported():
     assert not supported_algorithm("HMAC_MD5") and not supported_algorithm("HMAC-SHA256")
+
+
+_PORTED = [
+    "https://hooks.example.com/twilio/t/acme/inbound",
+    "https://hooks.example.com:443/twilio/t/acme/inbound",
+    "https://hooks.example.com:8443/twilio/t/acme/inbound?x=1",
+    "http://hooks.example.com/twilio/t/acme/inbound?bodySHA256=abc",
+]
+
+
+@pytest.mark.parametrize("url", _PORTED)
+@pytest.mark.parametrize("signed", _PORTED)
+@pytest.mark.parametrize("settings", [None, "HMAC-SHA256"])
+def test_is_valid_answers_as_twilios_validate_for_urls_with_and_without_port(url, signed, settings):
+    """``is_valid`` signs the URL without its port first and stops there on a match: it must agree with validate."""
+    from twilio.request_validator import RequestValidator, get_signature_algorithm
+
+    algorithm = get_signature_algorithm(settings) if settings else None
+    form = _form(list(WA.items()))
+    validator = RequestValidator(TOKEN)
+    for signature in (validator.compute_signature(signed, form, algorithm), "not-a-signature", ""):
+        expected = validator.validate(url, form, signature, algorithm=algorithm)
+        assert is_valid(url, form, signature, _key(), settings) is expected
