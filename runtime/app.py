@@ -293,7 +293,10 @@ def _routes(configs: Sequence[AppConfig]) -> dict[str, str]:
             served.setdefault(channel, config)
             routes.setdefault(channel, config.name)
     if problems:
-        raise ConfigError(problems)
+        # Only now are the files read again, to place each claim at its line as the check and the build do.
+        from runtime.verify import pipeline_clashes
+
+        raise ConfigError(pipeline_clashes([Path(config.files[0]) for config in configs]) or problems)
     return routes
 
 

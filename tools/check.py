@@ -15,6 +15,9 @@ of that, this adds warnings for configuration that runs but probably not as inte
   sets would silently belong to no pipeline;
 - error codes a rule decides that are transient, or reserved for a step or for the engine
   (``DB_TRANSIENT_ERROR``, ``INVALID_SIGNATURE``, ``INTERNAL_ERROR``);
+- codes of the pipeline's ``errors:`` a rule decides that a ``format: json`` response family answering the
+  pipeline's channels has no ``status:`` for: they are answered ``default_status`` (500), which the caller retries
+  (a TwiML answer is 200 whatever the code);
 - a pipeline whose steps authenticate the request but none of which can end it ``INVALID_SIGNATURE``: the code the
   ``SignatureMismatches`` metric, the alarms and the dry-run's signature state read as a refused signature;
 - rules that can never match (``find_shadowed``), a default that is never used (or, in a validation set,
@@ -37,10 +40,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from engine import registry
-from engine.config import Inspection, LoadedRuleSet, display_path, inspect_config
+from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
 from engine.errors import ENGINE_ERRORS, ConfigError, Problem, did_you_mean
 from engine.expressions import expression_tokens
 from engine.rules import RuleError, RuleSet
@@ -280,6 +283,16 @@ def _declared_by(inspection: Inspection) -> dict[str, str]:
     return owners
 
 
+def _decisions(ruleset: RuleSet) -> list[tuple[tuple[str | int, ...], str]]:
+    """The error codes a set's rules and default decide, each with where it is written."""
+    decisions: list[tuple[tuple[str | int, ...], str | None]] = [
+        (("rules", rule.index, "then", "error"), rule.then.error) for rule in ruleset.rules
+    ]
+    if ruleset.default is not None:
+        decisions.append((("default", "error"), ruleset.default.error))
+    return [(path, code) for path, code in decisions if code is not None]
+
+
 def _reserved_codes(inspection: Inspection) -> list[Problem]:
     """Rules deciding a transient code, or one a step or the engine ends events with."""
     config = inspection.config
@@ -288,15 +301,9 @@ def _reserved_codes(inspection: Inspection) -> list[Problem]:
     owners, pipeline = _declared_by(inspection), inspection.files[0]
     found: list[Problem] = []
     for loaded in inspection.rulesets.values():
-        ruleset = loaded.ruleset
-        decisions: list[tuple[tuple[str | int, ...], str | None]] = [
-            (("rules", rule.index, "then", "error"), rule.then.error) for rule in ruleset.rules
-        ]
-        if ruleset.default is not None:
-            decisions.append((("default", "error"), ruleset.default.error))
-        for path, code in decisions:
-            spec = config.errors.get(code or "")
-            if code is None or spec is None or not (spec.transient or code in owners):
+        for path, code in _decisions(loaded.ruleset):
+            spec = config.errors.get(code)
+            if spec is None or not (spec.transient or code in owners):
                 continue
             if spec.transient:
                 why = "is transient: the caller retries the event, and the rule decides it again every time"
@@ -306,6 +313,58 @@ def _reserved_codes(inspection: Inspection) -> list[Problem]:
                 f"rule error code {code!r} {why}; declare a business code under errors: in {pipeline} and decide that"
             )
             found.append(loaded.locator.problem(path, message, severity="warning"))
+    return found
+
+
+class _JsonFamily(NamedTuple):
+    """A JSON response family answering some of a pipeline's channels, and its status codes."""
+
+    name: str
+    status: frozenset[str]
+    default_status: object
+
+
+def _json_families(config: AppConfig, data: Mapping[str, Any]) -> list[_JsonFamily]:
+    """The ``format: json`` families answering the pipeline's channels (a TwiML answer has no status per code)."""
+    raw = data.get("responses")
+    families = (
+        {name: family for name, family in raw.items() if isinstance(family, dict)} if isinstance(raw, dict) else {}
+    )
+    by_channel = {channel: name for name, family in families.items() for channel in family.get("channels") or ()}
+    default = next((name for name, family in families.items() if family.get("default") is True), None)
+    answering = [
+        name for name in dict.fromkeys(by_channel.get(channel, default) for channel in config.channels) if name
+    ]
+    return [
+        _JsonFamily(name, frozenset(families[name].get("status") or ()), families[name].get("default_status", 500))
+        for name in answering
+        if families[name].get("format") == "json"
+    ]
+
+
+def _unanswered_codes(inspection: Inspection) -> list[Problem]:
+    """Codes of the pipeline's ``errors:`` that its rules decide and a JSON family answering it has no status for."""
+    config, pipeline = inspection.config, inspection.files[0]
+    if config is None:
+        return []
+    document = load_yaml(Path(pipeline), pipeline, strict=False)
+    data = document.data if isinstance(document.data, dict) else {}
+    errors = data.get("errors")
+    declared = set(errors) if isinstance(errors, dict) else set()
+    families = _json_families(config, data)
+    found: list[Problem] = []
+    for name in sorted(inspection.used & inspection.rulesets.keys()) if families else ():
+        loaded = inspection.rulesets[name]
+        for path, code in _decisions(loaded.ruleset):
+            for family in families if code in declared else ():
+                if code in family.status:
+                    continue
+                message = (
+                    f"rule error code {code!r} has no status in response family {family.name!r} (json): "
+                    f"{pipeline} answers it with default_status {family.default_status}, which the caller may retry; "
+                    f"add it under responses: {family.name}: status: in {pipeline}"
+                )
+                found.append(loaded.locator.problem(path, message, severity="warning"))
     return found
 
 
@@ -532,6 +591,7 @@ def check_config(
             *_unfetched(inspection),
             *_reserved_codes(inspection),
             *_uncounted_refusals(inspection),
+            *_unanswered_codes(inspection),
             *_test_targets(inspection),
             *replay_window_problems(path, inspection),
         ]

@@ -387,6 +387,21 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
             ),
         ],
     ),
+    # A business code a screening rule decides, which the email pipeline's JSON family has no status for.
+    "unanswered_error_code": (
+        0,
+        [
+            Finding(
+                "rules/50_email_screening.yaml:33:14",
+                (
+                    "rule error code 'EMAIL_TOO_LARGE' has no status in response family 'api' (json)",
+                    "pipelines/email_inbound.yaml answers it with default_status 500",
+                    "add it under responses: api: status: in pipelines/email_inbound.yaml",
+                ),
+                "warning",
+            ),
+        ],
+    ),
     "null_only": (
         1,
         [
@@ -796,3 +811,16 @@ def test_a_business_error_expected_of_a_routing_set_gets_a_hint(tmp_path: Path) 
         "and it has no default, or target_from gives no text); each set's tests run that set alone: expect "
         "CONVERSATION_LOCKED in a test of the validation set that decides it"
     ), failure
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_code_missing_from_a_family_that_answers_none_of_the_pipelines_channels_is_not_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = assemble(tmp_path, "unanswered_error_code")
+    # Twilio's channels are answered in TwiML (200 whatever the code): its JSON default family answers none of them.
+    twilio = root / PIPELINE
+    twilio.write_text(twilio.read_text().replace("      CONVERSATION_LOCKED: 409\n", ""))
+    monkeypatch.chdir(root)
+    assert main(["--check"]) == 0
+    assert_findings(capsys.readouterr().out, CASES["unanswered_error_code"][1])

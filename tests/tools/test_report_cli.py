@@ -58,6 +58,17 @@ def test_the_page_holds_every_record_of_the_replay_and_what_the_replay_was(
     assert not re.search(r"""(src|href)=["']https?:""", text)
 
 
+def pulled_report(tmp_path: Path, candidate: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """The examples replayed against a pulled bundle holding no email rules (their events are not compared)."""
+    pulled = tmp_path / "live" / "rules"
+    pulled.mkdir(parents=True)
+    for path in (ROOT / "rules").glob("*.yaml"):
+        if "email_inbound" not in path.read_text():
+            shutil.copy(path, pulled / path.name)
+    page = tmp_path / "pulled.html"
+    return page, report(page, "--world", WORLD, "--rules", candidate, "--baseline-rules", pulled, EVENTS)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with launch() as opened:
@@ -123,13 +134,7 @@ class TestInBrowser:
         lanes) were shown and counted as 'unchanged', and the page did not say they were not compared."""
         from selenium.webdriver.support.select import Select
 
-        pulled = tmp_path / "live" / "rules"
-        pulled.mkdir(parents=True)
-        for path in (ROOT / "rules").glob("*.yaml"):
-            if "email_inbound" not in path.read_text():
-                shutil.copy(path, pulled / path.name)
-        page = tmp_path / "pulled.html"
-        records = report(page, "--world", WORLD, "--rules", candidate, "--baseline-rules", pulled, EVENTS)
+        page, records = pulled_report(tmp_path, candidate)
         emails = [str(i) for i, r in enumerate(records) if r["pipeline"] == "email_inbound"]
         assert emails
         data = embedded(page.read_text())
@@ -144,6 +149,29 @@ class TestInBrowser:
         assert f"unchanged{unchanged}" in chips and f"not compared{len(emails)}" in chips
         Select(browser.driver.find_element("id", "f-change")).select_by_value("not_compared")
         assert self.rows(browser) == emails
+
+    def test_every_change_badge_fits_its_column_at_1280_px(
+        self, browser: Browser, candidate: Path, tmp_path: Path
+    ) -> None:
+        """Defect: at 1280 px the "not compared" badge was wider than the 6.5em Change column and ran out of it."""
+        page, records = pulled_report(tmp_path, candidate)
+        assert {"not_compared", "changed", "knock_on"} <= {r["change_kind"] for r in records}
+        browser.open(page)
+        assert browser.run("return window.innerWidth") <= 1280
+        measured = browser.run(
+            """return [...document.querySelectorAll('#rows td.c-change .badge')].map((badge) => {
+              const td = badge.parentElement, cell = td.getBoundingClientRect(), box = badge.getBoundingClientRect();
+              const style = getComputedStyle(td);
+              const inner = [cell.left + parseFloat(style.paddingLeft), cell.right - parseFloat(style.paddingRight)];
+              return {text: badge.textContent, fits: box.left >= inner[0] - 0.5 && box.right <= inner[1] + 0.5,
+                      overflow: td.scrollWidth - td.clientWidth, width: box.width, column: inner[1] - inner[0],
+                      one_line: box.height < 2 * parseFloat(getComputedStyle(badge).fontSize)};
+            });"""
+        )
+        kinds = {badge["text"] for badge in measured}
+        assert {"not compared", "changed", "knock-on"} <= kinds, measured
+        assert [b for b in measured if not (b["fits"] and b["overflow"] <= 0 and b["one_line"])] == []
+        assert browser.problems() == []
 
     def test_the_diagram_counts_only_the_events_of_the_pipeline_it_draws(
         self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]

@@ -61,6 +61,7 @@ BEYOND_SCHEMA = {
     "pipeline_without_rules",
     "shared_channel",
     "copied_name",
+    "unanswered_error_code",
 }
 
 

@@ -269,6 +269,19 @@ def test_a_copied_pipeline_file_that_keeps_its_pipeline_name_fails_the_cold_star
     copy = PIPELINE.replace("channels: [whatsapp, sms]", "channels: [letters]")
     with pytest.raises(ConfigError) as caught:
         task_root({"pipelines/zz_letters_inbound.yaml": copy})
-    (message,) = [p.message for p in caught.value.problems if p.file.endswith("zz_letters_inbound.yaml")]
-    assert message.startswith("pipeline 'twilio_inbound' is also declared by ")
-    assert message.endswith("pipelines/twilio_inbound.yaml; give each pipeline file its own name")
+    (copied,) = [p for p in caught.value.problems if p.file.endswith("zz_letters_inbound.yaml")]
+    assert (copied.line, copied.column) == (2, 11)
+    assert copied.message.startswith("pipeline 'twilio_inbound' is also declared by ")
+    assert copied.message.endswith("pipelines/twilio_inbound.yaml:2:11; give each pipeline file its own name")
+
+
+def test_a_channel_two_pipeline_files_serve_is_refused_at_the_line_of_each_claim(world, task_root):
+    """Defect: the cold start placed the clash at FILE:1:1; the check and the build name the channels: entry."""
+    letters = (
+        ROOT / "tests" / "fixtures" / "broken" / "shared_channel" / "pipelines" / "letters_inbound.yaml"
+    ).read_text()
+    with pytest.raises(ConfigError) as caught:
+        task_root({"pipelines/letters_inbound.yaml": letters})
+    found = {(p.file.rsplit("/", 2)[-1], p.line, p.column): p.message for p in caught.value.problems}
+    assert sorted(found) == [("email_inbound.yaml", 8, 12), ("letters_inbound.yaml", 4, 21)], found
+    assert found["letters_inbound.yaml", 4, 21].startswith("channel 'email' is also served by pipeline email_inbound (")
