@@ -31,7 +31,7 @@ lint: $(STAMP)
 check: $(STAMP)
 	$(VENV)/bin/pipeline-dryrun --check
 
-## The benchmark suite: prints the table, writes bench-results/latest.json, updates docs/performance.md.
+## The benchmark suite: prints the table, writes bench-results/latest.json, updates docs/performance.md and README.md.
 bench: $(STAMP)
 	$(PY) -m bench
 

@@ -1,6 +1,7 @@
 """What several steps share: a webhook's request, JMESPath parameters, declared resources, service errors as codes.
 
-Also two conversions: a moment as the timestamp text steps write (``iso_millis``), stored items as JSON (``json_safe``).
+Also the URL the caller requested, rebuilt for a signature check (``public_url``), and two conversions: a moment as
+the timestamp text steps write (``iso_millis``), stored items as JSON (``json_safe``).
 """
 
 from __future__ import annotations

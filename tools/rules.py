@@ -16,13 +16,16 @@ bundle named by its digest, and optionally deploys it. Deploying rewrites the pi
 conditional on the version read (two people deploying at once cannot overwrite each other). The bucket comes from
 ``--bucket`` or ``RULES_BUCKET``, the prefix from ``--prefix`` or ``RULES_PREFIX`` (``rules/``).
 A bundle is a pipeline's own: one stored under another pipeline is refused, as is a pipeline file
-that renames the pipeline or changes its channels (the function would refuse both). A rollback
-undoes the latest live change not yet rolled back, so a second one steps further back.
+that renames the pipeline or changes what is the code's: its channels, its steps (and every step's ``with:``
+but the deciding ones'), ``tables:``, ``secrets:`` patterns or ``responses:`` families (``runtime.verify``;
+the function would refuse them all). A rollback undoes the latest live change not yet rolled back, so a
+second one steps further back; a command that would change neither the live nor the shadow bundle writes
+no revision.
 The layout and formats are ``runtime.bundles``'; the running Lambda picks a change up within its
 refresh interval (``runtime.bundlewatch``).
 
 Exit status: 0 done; 1 an inline rule test failed (publish); 2 bad arguments, a configuration that
-does not check or cannot be read, a bundle that changes the pipeline's name or channels or is another
+does not check or cannot be read, a bundle that changes what is the code's (above) or is another
 pipeline's, S3 refused or could not be called (no credentials, no connection), or the files cannot be
 written (pull).
 """
