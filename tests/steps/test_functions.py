@@ -5,11 +5,13 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from time import monotonic
 from typing import Any
 
 import pytest
 
 from engine.expressions import ExpressionError, ExpressionSyntaxError, compile_expression
+from runtime.timebox import TimeboxExpired, call_within
 
 DOC: dict[str, Any] = {
     "request": {"body": "Please STOP sending, thanks", "received_at": "2026-11-28T08:30:00.000Z", "channel": "sms"},
@@ -279,6 +281,44 @@ def test_a_caller_s_timer_with_less_time_alone_bounds_the_search(outer_timer: Ca
     outer_timer(0.05)
     with pytest.raises(_OuterExpired):
         value("matches(request.body, '.*x.*x.*y')", {"request": {"body": "x" * 800}})
+
+
+SLOW_SEARCH = "matches(request.body, '.*x.*x.*y')"  # seconds unbounded on 800 letters, cut off after 100 ms
+
+
+def _searches_then_spins(searches: int, seconds: float) -> Callable[[], str]:
+    """A shadow candidate's work: slow searches (each failing its condition), then busy work (no sleep)."""
+
+    def work() -> str:
+        for _ in range(searches):
+            with pytest.raises(ExpressionError, match="took longer than 100 ms"):
+                value(SLOW_SEARCH, {"request": {"body": "x" * 800}})
+        until = monotonic() + seconds
+        while monotonic() < until:
+            pass
+        return "outlived its budget"
+
+    return work
+
+
+def test_a_candidate_s_budget_still_expires_at_its_own_deadline_after_searches_nested_in_it() -> None:
+    before = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
+    started = monotonic()
+    with pytest.raises(TimeboxExpired):
+        call_within(0.35, _searches_then_spins(3, 2.0))
+    assert 0.35 <= monotonic() - started < 0.7
+    assert (signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)) == before
+
+
+def test_a_candidate_s_budget_due_as_a_search_is_cut_off_is_reported_as_the_candidate_s() -> None:
+    """The budget, set aside with a hair more than the search's, is due the moment it is armed again.
+
+    Its interruption is the candidate's: the search does not report it as its own overrun (a failed condition the
+    candidate carries on from), so the candidate cannot run past its budget.
+    """
+    value(SLOW_SEARCH, {"request": {"body": "x"}})  # compiled beforehand: the search reads the budget at once
+    with pytest.raises(TimeboxExpired):
+        call_within(0.1001, _searches_then_spins(1, 0.5))
 
 
 def test_a_pattern_within_its_budget_answers_off_the_main_thread_too() -> None:
