@@ -9,7 +9,7 @@ document.
 What decides a pipeline's events can change while the container runs (``deploy``): rules bundles from
 S3 (``runtime.bundlewatch``, when ``RULES_BUCKET`` is set) replace the live configuration, and a shadow
 candidate decides every event again after the live decision (``runtime.shadow``), within its own time
-budget (``SHADOW_BUDGET_MS``, ``runtime.timebox``): a candidate that runs out of time is cut off, and the
+budget (``SHADOW_BUDGET_MS``, ``engine.timebox``): a candidate that runs out of time is cut off, and the
 answer already built is returned as it is.
 """
 
@@ -36,13 +36,13 @@ from engine.http import HttpRequest, last_segment
 from engine.rules import decided_rules
 from engine.runner import RunResult
 from engine.secrets import SecretCache
+from engine.timebox import TimeboxExpired, TimeboxUnavailable, call_within
 from runtime import tracing
 from runtime.apigateway import EventError, http_request, proxy_response, request_path
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.metrics import EmfMetrics
 from runtime.stamp import STAMP_FILE, Stamp
-from runtime.timebox import TimeboxExpired, TimeboxUnavailable, call_within
 
 if TYPE_CHECKING:
     from runtime.bundlewatch import BundleWatcher

@@ -15,7 +15,7 @@ metrics (``ShadowEvaluations``; on a difference ``ShadowMismatches`` and ``Shado
 a difference also writes one ``shadow_mismatch`` log line with the rules, outcomes, targets and
 versions of both sides, and no personal data.
 
-The candidate's time is bounded by the caller (``runtime.app``, ``runtime.timebox``): a candidate cut off
+The candidate's time is bounded by the caller (``runtime.app``, ``engine.timebox``): a candidate cut off
 is counted as ``ShadowTimeouts`` and written as one WARNING ``shadow_timeout`` line (``log_timeout``).
 """
 

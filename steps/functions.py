@@ -15,25 +15,23 @@ A search is also given ``MATCH_BUDGET_SECONDS`` (in the main thread: a ``SIGALRM
 already armed set aside meanwhile), so a pattern slow on a long text (``.*x.*y`` over an email's body) fails the
 condition instead, live and in a shadow candidate alike. Arming and disarming that timer costs about 10 µs a
 search on the development machine (the two handler swaps), where a short text's search itself takes a fraction
-of one; the shipped rules call no ``matches``. ``runtime.timebox`` is the same kind of timer for the shadow
-candidate as a whole: ``steps`` cannot import ``runtime``. A lookaround, atomic group or possessive repetition
+of one; the shipped rules call no ``matches``. The timer is ``engine.timebox``'s, the one that bounds the shadow
+candidate as a whole. A lookaround, atomic group or possessive repetition
 is checked like the rest of the pattern.
 """
 
 from __future__ import annotations
 
 import re
-import signal
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
-from time import monotonic
 from typing import Any
 
 from engine.errors import did_you_mean
 from engine.expressions import register_function
+from engine.timebox import TimeboxExpired, TimeboxUnavailable, call_within
 
 __all__ = [
     "MATCH_BUDGET_SECONDS",
@@ -204,50 +202,19 @@ def matches(text: str, pattern: str) -> bool:
     return _search_within(compiled, text, MATCH_BUDGET_SECONDS)
 
 
-class _Overrun(BaseException):
-    """Raised inside a search by its timer (a BaseException: no ``except Exception`` takes it)."""
-
-
-def _overrun(signum: int, frame: Any) -> None:
-    raise _Overrun
-
-
 def _search_within(compiled: re.Pattern[str], text: str, seconds: float) -> bool:
-    """``compiled.search(text)``, interrupted after ``seconds`` (``re`` checks for signals while it matches).
+    """``compiled.search(text)``, interrupted after ``seconds`` (``engine.timebox``, nested in an armed timer).
 
     A real-time timer already armed (a shadow candidate's budget) keeps its deadline: with no more than
     ``seconds`` left it alone bounds the search; with more, it is set aside for the search and armed again with
     what it has left, so a search is cut off in the shadow as it would be live. Off the main thread, or when
     ``SIGALRM``'s handler could not be put back, the search runs unbounded.
     """
-    outer, outer_interval = signal.getitimer(signal.ITIMER_REAL)
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or 0 < outer <= seconds
-        or signal.getsignal(signal.SIGALRM) is None
-    ):
-        return compiled.search(text) is not None
-    started = monotonic()
-    previous = signal.signal(signal.SIGALRM, _overrun)
     try:
-        try:
-            signal.setitimer(signal.ITIMER_REAL, seconds)
-            return compiled.search(text) is not None
-        finally:
-            # signal.signal runs a handler still pending before it replaces it: an expiry raised here (the search
-            # had just finished) is reported like any other, and the handler is put back either way. Nothing is
-            # called before this try: CPython may run a pending handler as any call starts or returns.
-            try:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, previous)
-            except _Overrun:
-                signal.signal(signal.SIGALRM, previous)
-                raise
-            finally:
-                if outer:  # what the set-aside timer has left; one already due fires at once
-                    left = max(outer - (monotonic() - started), 1e-6)
-                    signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
-    except _Overrun:
+        return call_within(seconds, lambda: compiled.search(text) is not None, nested=True)
+    except TimeboxUnavailable:
+        return compiled.search(text) is not None
+    except TimeboxExpired:
         budget = f"{seconds * 1000:.0f} ms"
         raise ValueError(f"took longer than {budget} on this text; anchor the pattern and avoid .* in it") from None
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from engine.expressions import ExpressionError, ExpressionSyntaxError, compile_expression
-from runtime.timebox import TimeboxExpired, call_within
+from engine.timebox import TimeboxExpired, call_within
 
 DOC: dict[str, Any] = {
     "request": {"body": "Please STOP sending, thanks", "received_at": "2026-11-28T08:30:00.000Z", "channel": "sms"},

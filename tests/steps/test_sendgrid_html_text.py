@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime.timebox import call_within
+from engine.timebox import call_within
 from steps.sendgrid.html_text import html_to_text
 
 BIG = 1 << 20
