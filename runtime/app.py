@@ -240,13 +240,37 @@ def event_capture(
     from runtime.capture import EventCapture
 
     try:
-        return EventCapture.from_env(env, auth_headers(configs))
+        capture = EventCapture.from_env(env, auth_headers(configs))
+        _replay_records_for_whole_requests(configs, env)
+        return capture
     except ValueError as exc:
         logger.error("event capture is off: %s", exc)
         if metrics is not None:
             for config in configs:
                 metrics.count(config.name, CAPTURE_FAILURE_METRIC)
         return None
+
+
+def _replay_records_for_whole_requests(configs: Sequence[AppConfig], env: Mapping[str, str]) -> None:
+    """ValueError when ``CAPTURE_MASK=none`` would capture for a pipeline with a table declared without a name.
+
+    ``none`` keeps a signature that expires as sent (an email's): until it does, only the replay records refuse
+    the captured request posted again, and an unnamed table (``tables.replay`` without ``REPLAY_TABLE_NAME``) is
+    what turns them off. Fail closed: no whole requests captured where they could be posted again.
+    """
+    if env.get("CAPTURE_MASK", "").strip() != "none":
+        return
+    unnamed = [
+        f"pipeline {config.name} declares tables.{logical} without a name"
+        for config in configs
+        for logical in sorted(name for name, table in config.tables.items() if not table)
+    ]
+    if unnamed:
+        raise ValueError(
+            "CAPTURE_MASK=none keeps requests whole, which only replay records keep from being posted again, and "
+            + "; ".join(unnamed)
+            + " (set REPLAY_TABLE_NAME, or capture with CAPTURE_MASK=text or all)"
+        )
 
 
 def _time_to_answer(context: Any) -> float | None:

@@ -290,6 +290,33 @@ def test_a_bad_capture_setting_turns_capture_off_with_an_error_line_a_metric_and
     assert not [doc for doc in emf_documents(capsys) if "CaptureFailures" in doc]
 
 
+def test_mask_none_without_replay_records_turns_capture_off_as_its_captures_could_be_posted_again(
+    world: World, cold_start: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # mask=none keeps an email's signature as sent (it expires, after max_age_seconds): posted again within that
+    # window, only the replay records refuse it. Without them, capturing whole requests is a replay kit.
+    world.add_conversation()
+    world.add_default_secrets()
+    capsys.readouterr()
+    cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_MASK="none", REPLAY_TABLE_NAME="")
+    application = __import__("handler")._application
+    assert application.capture is None
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [
+        "event capture is off: CAPTURE_MASK=none keeps requests whole, which only replay records keep from being "
+        "posted again, and pipeline email_inbound declares tables.replay without a name; pipeline twilio_inbound "
+        "declares tables.replay without a name (set REPLAY_TABLE_NAME, "
+        "or capture with CAPTURE_MASK=text or all)"
+    ]
+    documents = emf_documents(capsys)
+    assert all(doc["CaptureFailures"] == 1 for doc in documents) and documents
+
+
+def test_mask_text_needs_no_replay_records(world: World, cold_start: Any) -> None:
+    cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_MASK="text", REPLAY_TABLE_NAME="")
+    assert __import__("handler")._application.capture is not None
+
+
 def test_settings_from_the_environment() -> None:
     assert CaptureSettings.from_env({}) is None
     settings = CaptureSettings.from_env({"CAPTURE_S3_URI": "s3://bucket-name/a/b", "CAPTURE_SAMPLE_RATE": "0.25"})
