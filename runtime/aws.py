@@ -33,6 +33,8 @@ from runtime.dynamowire import from_wire, plain_value, to_wire
 
 __all__ = [
     "AwsSettings",
+    "longest_call_seconds",
+    "longest_invocation_seconds",
     "botocore_config",
     "DynamoTables",
     "LazyClient",
@@ -92,6 +94,25 @@ def botocore_config(settings: CallLimits) -> Config:
         # botocore's client-side check of each request against the model is a fifth of its work per call.
         parameter_validation=False,
     )
+
+
+def longest_call_seconds(limits: CallLimits) -> float:
+    """The longest one AWS call can take under ``limits``, botocore's retries included.
+
+    Every attempt may spend its connect and read timeouts, and each retry waits botocore's throttling backoff
+    first: at most 1 s, or AWS's ``x-amz-retry-after`` lowered to the read timeout (``_retry_after_cap``).
+    """
+    backoff = max(1.0, limits.read_timeout)
+    return limits.max_attempts * (limits.connect_timeout + limits.read_timeout) + (limits.max_attempts - 1) * backoff
+
+
+def longest_invocation_seconds(deadline_seconds: float, limits: CallLimits) -> float:
+    """The longest one invocation can run, in seconds.
+
+    No AWS step starts after the deadline; the one in flight may take a call's longest, and undoing a failed run's
+    writes (concurrently) one more.
+    """
+    return deadline_seconds + 2 * longest_call_seconds(limits)
 
 
 class _StatusOnly:

@@ -20,6 +20,8 @@ of that, this adds warnings for configuration that runs but probably not as inte
   (a TwiML answer is 200 whatever the code);
 - a pipeline whose steps authenticate the request but none of which can end it ``INVALID_SIGNATURE``: the code the
   ``SignatureMismatches`` metric, the alarms and the dry-run's signature state read as a refused signature;
+- ``aws:`` bounds and a ``deadline_seconds`` that let one invocation run past ``INVOCATION_LIMIT_SECONDS``
+  (``runtime.aws.longest_invocation_seconds``);
 - rules that can never match (``find_shadowed``), a default that is never used (or, in a validation set,
   fails every message no rule fails: none would pass), rules no inline test
   decides, duplicate test names, and a test expecting a target the pipeline does not have.
@@ -50,6 +52,7 @@ from engine.rules import RuleError, RuleSet
 from engine.runner import ParallelGroup, PlannedStep
 from engine.yamlsource import load_yaml
 from runtime.app import INVALID_SIGNATURE
+from runtime.aws import longest_call_seconds, longest_invocation_seconds
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
 from runtime.verify import leaves, pipeline_clashes, replay_window_problems, rule_line, verify_ruleset, written_value
 from steps.conversations import ConversationGet
@@ -59,6 +62,7 @@ __all__ = [
     "EXIT_CONFIG",
     "EXIT_OK",
     "EXIT_TEST_FAILED",
+    "INVOCATION_LIMIT_SECONDS",
     "CheckReport",
     "check_config",
     "declared_pipeline_name",
@@ -66,6 +70,9 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_TEST_FAILED, EXIT_CONFIG = 0, 1, 2
+# The longest an invocation may run: below the function's Timeout (13 s, template.yaml) and Twilio's 15 s, with room
+# for Twilio's connect time and a cold start (tests/runtime/test_time_budget.py holds the shipped bounds to it).
+INVOCATION_LIMIT_SECONDS = 12.0
 
 
 @dataclass(frozen=True)
@@ -389,6 +396,29 @@ def _uncounted_refusals(inspection: Inspection) -> list[Problem]:
     return [document.locator.problem(where, message, severity="warning")]
 
 
+def _slow_bounds(inspection: Inspection) -> list[Problem]:
+    """A pipeline whose ``aws:`` bounds and ``deadline_seconds`` let one invocation run past ``INVOCATION_LIMIT``."""
+    config = inspection.config
+    if config is None:
+        return []
+    call = longest_call_seconds(config.aws)
+    deadline = config.pipeline.deadline_seconds
+    longest = longest_invocation_seconds(deadline, config.aws)
+    if longest <= INVOCATION_LIMIT_SECONDS:
+        return []
+    message = (
+        f"one invocation may run {longest:g} s: deadline_seconds {deadline:g} s plus twice {call:g} s, the longest "
+        f"one AWS call (every attempt's timeouts and the backoff between them), past {INVOCATION_LIMIT_SECONDS:g} s: "
+        "the function's Timeout is 13 s and Twilio waits 15 s for an answer, so a stalled service would cut the run "
+        "off unanswered; lower aws: read_timeout_seconds, connect_timeout_seconds or max_attempts, or deadline_seconds"
+    )
+    pipeline = inspection.files[0]
+    document = load_yaml(Path(pipeline), pipeline, strict=False)
+    data = document.data if isinstance(document.data, dict) else {}
+    where = next((key for key in ("aws", "deadline_seconds", "pipeline") if key in data), "pipeline")
+    return [document.locator.problem((where,), message, severity="warning")]
+
+
 def _test_targets(inspection: Inspection) -> list[Problem]:
     """Inline tests of routing sets expecting a target the pipeline does not have."""
     targets = sorted(inspection.targets)
@@ -592,6 +622,7 @@ def check_config(
             *_reserved_codes(inspection),
             *_uncounted_refusals(inspection),
             *_unanswered_codes(inspection),
+            *_slow_bounds(inspection),
             *_test_targets(inspection),
             *replay_window_problems(path, inspection),
         ]

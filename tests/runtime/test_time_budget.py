@@ -18,22 +18,16 @@ import pytest
 
 from engine.config import AppConfig, load_config
 from runtime.app import Application
-from runtime.aws import AwsSettings
+from runtime.aws import longest_call_seconds, longest_invocation_seconds
 from tests.support.expect import ENV
 from tests.support.faults import ROOT, BlackHole, Fault, new_container, observe
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
+from tools.check import INVOCATION_LIMIT_SECONDS
 
 TWILIO_BUDGET_SECONDS = 15.0
 # Time the process itself may add around the AWS calls (a loaded CI machine included).
 SLACK_SECONDS = 0.75
-
-
-def one_call_bound(aws: AwsSettings) -> float:
-    """The longest one AWS call can take, botocore's retries included."""
-    return aws.max_attempts * (aws.connect_timeout + aws.read_timeout) + (aws.max_attempts - 1) * max(
-        1.0, aws.read_timeout
-    )
 
 
 def shipped_config() -> AppConfig:
@@ -64,9 +58,10 @@ def timed(application: Application, event: dict[str, Any], context: Any = None) 
 
 def test_the_promise_holds_with_the_shipped_configuration() -> None:
     config = load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", ENV)
-    bound = config.pipeline.deadline_seconds + 2 * one_call_bound(config.aws)
-    print(f"\nD = {config.pipeline.deadline_seconds} s, B = {one_call_bound(config.aws)} s, D + 2B = {bound} s")
+    bound = longest_invocation_seconds(config.pipeline.deadline_seconds, config.aws)
+    print(f"\nD = {config.pipeline.deadline_seconds} s, B = {longest_call_seconds(config.aws)} s, D + 2B = {bound} s")
     assert bound <= TWILIO_BUDGET_SECONDS - 3, "leave Twilio's connect time and a cold start room inside 15 s"
+    assert bound <= INVOCATION_LIMIT_SECONDS, "pipeline-dryrun --check warns above this"
 
 
 def test_a_hung_endpoint_is_cut_by_the_real_socket_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,7 +84,7 @@ def test_a_hung_endpoint_is_cut_by_the_real_socket_timeouts(monkeypatch: pytest.
     print(f"\nevery call hangs: {answer} after {elapsed:.2f} s ({requests} requests reached the endpoint)")
     assert answer.startswith("raise DB_TRANSIENT_ERROR")
     assert requests == aws.max_attempts
-    assert aws.max_attempts * aws.read_timeout <= elapsed <= one_call_bound(aws) + SLACK_SECONDS
+    assert aws.max_attempts * aws.read_timeout <= elapsed <= longest_call_seconds(aws) + SLACK_SECONDS
 
 
 def test_a_long_retry_after_does_not_stretch_a_call(world: World) -> None:
@@ -101,7 +96,7 @@ def test_a_long_retry_after_does_not_stretch_a_call(world: World) -> None:
     print(f"\nthrottled, x-amz-retry-after 10 s: {answer} after {elapsed:.2f} s")
     assert answer.startswith("raise DB_TRANSIENT_ERROR")
     assert injector.attempts["query"] == application.pipeline("twilio_inbound").aws.max_attempts
-    assert elapsed <= one_call_bound(application.pipeline("twilio_inbound").aws) + SLACK_SECONDS
+    assert elapsed <= longest_call_seconds(application.pipeline("twilio_inbound").aws) + SLACK_SECONDS
 
 
 def test_no_step_starts_after_the_lambda_context_deadline(world: World) -> None:
@@ -144,7 +139,7 @@ def test_worst_case_ends_within_the_deadline_and_two_calls(world: World) -> None
     injector.inject("lock_release", Fault("hang", delay=read))
     injector.inject("replay_release", Fault("hang", delay=read))
     elapsed, answer = timed(application, rest_event("whatsapp", whatsapp_params()))
-    bound = config.pipeline.deadline_seconds + 2 * one_call_bound(config.aws)
+    bound = longest_invocation_seconds(config.pipeline.deadline_seconds, config.aws)
     print(f"\nslow calls, then send and both releases hang: {answer} after {elapsed:.2f} s (bound {bound} s)")
     assert answer.startswith("raise QUEUE_TRANSIENT_ERROR")
     assert injector.attempts["send"] == injector.attempts["lock_release"] == config.aws.max_attempts

@@ -402,6 +402,20 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
             ),
         ],
     ),
+    "slow_aws_bounds": (
+        0,
+        [
+            Finding(
+                f"{PIPELINE}:13:3",
+                (
+                    "one invocation may run 37 s: deadline_seconds 4 s plus twice 16.5 s, the longest one AWS call",
+                    "past 12 s",
+                    "lower aws: read_timeout_seconds, connect_timeout_seconds or max_attempts, or deadline_seconds",
+                ),
+                "warning",
+            ),
+        ],
+    ),
     "null_only": (
         1,
         [

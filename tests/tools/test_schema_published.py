@@ -34,6 +34,7 @@ SCHEMA_LEVEL = {
     "empty_pipelines",
 }
 BEYOND_SCHEMA = {
+    "slow_aws_bounds",
     "unknown_ruleset",
     "bad_step_when",
     "missing_env",
