@@ -75,6 +75,29 @@ def browser() -> Iterator[Browser]:
         yield opened
 
 
+# A page script defining badBreaks(cells): the texts of cells whose lines break between two characters anywhere
+# but after '_', '/' or a space (a name split mid-word).
+BAD_BREAKS = """const badBreaks = (cells) => {
+  const breaks = [];
+  for (const td of cells) {
+    const walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const range = document.createRange();
+      let top = null;
+      for (let i = 0; i < node.length; i++) {
+        range.setStart(node, i);
+        range.setEnd(node, i + 1);
+        const rect = range.getBoundingClientRect();
+        if (top !== null && rect.top > top + 1 && !"_/ ".includes(node.data[i - 1])) breaks.push(node.data);
+        top = rect.top;
+      }
+    }
+  }
+  return breaks;
+};
+"""
+
+
 class TestInBrowser:
     pytestmark = pytest.mark.browser
 
@@ -281,26 +304,12 @@ class TestInBrowser:
         assert len({r["pipeline"] for r in records}) == 2 and len({r["rules_version"] for r in records}) == 2
         browser.open(page)
         clipped, bad_breaks = browser.run(
-            """const cells = [...document.querySelectorAll(
+            BAD_BREAKS
+            + """const cells = [...document.querySelectorAll(
                 '#rows td.c-source, #rows td.c-outcome, #rows td.c-target, #rows td.c-pipeline, #rows td.c-rule, '
                 + '#rows td.c-version')];
             const clipped = cells.filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent);
-            const breaks = [];
-            for (const td of cells) {
-              const walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
-              for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-                const range = document.createRange();
-                let top = null;
-                for (let i = 0; i < node.length; i++) {
-                  range.setStart(node, i);
-                  range.setEnd(node, i + 1);
-                  const rect = range.getBoundingClientRect();
-                  if (top !== null && rect.top > top + 1 && !"_/ ".includes(node.data[i - 1])) breaks.push(node.data);
-                  top = rect.top;
-                }
-              }
-            }
-            return [clipped, breaks];"""
+            return [clipped, badBreaks(cells)];"""
         )
         assert clipped == [] and bad_breaks == []
         browser.driver.set_window_size(800, 900)
@@ -326,25 +335,11 @@ class TestInBrowser:
         try:
             browser.open(page)
             measured = browser.run(
-                """const visible = (e) => e.getClientRects().length > 0;
+                BAD_BREAKS
+                + """const visible = (e) => e.getClientRects().length > 0;
                 const cells = [...document.querySelectorAll(
                     '#rows td.c-outcome, #rows td.c-target, #rows td.c-pipeline, #rows td.c-rule')].filter(visible);
-                const breaks = [];
-                for (const td of cells) {
-                  const walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
-                  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-                    const range = document.createRange();
-                    let top = null;
-                    for (let i = 0; i < node.length; i++) {
-                      range.setStart(node, i);
-                      range.setEnd(node, i + 1);
-                      const rect = range.getBoundingClientRect();
-                      const bad = top !== null && rect.top > top + 1 && !"_/ ".includes(node.data[i - 1]);
-                      if (bad) breaks.push(node.data);
-                      top = rect.top;
-                    }
-                  }
-                }
+                const breaks = badBreaks(cells);
                 const filters = document.querySelector('.filters');
                 const sticky = getComputedStyle(filters).position === 'sticky';
                 return {
