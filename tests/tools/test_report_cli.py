@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 from collections import Counter
@@ -322,6 +323,22 @@ class TestInBrowser:
         finally:
             browser.driver.set_window_size(1280, 900)
         assert over == [], "at 800 px a name too long for its column overlaps the next one"
+
+    def test_sources_show_below_the_directory_they_share(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
+    ) -> None:
+        """Defect: every cell showed its whole path, so a long checkout or capture directory (/tmp/tmp.e2rCmucO0q/
+        fresh/examples/events/…) wrapped rows to 162 px at 640 px; a cell now shows the source below the directory
+        all share, the whole path in its title, the directory in the column's."""
+        page, records = compared
+        directory = os.path.commonpath([str(record["source"]) for record in records]) + "/"
+        browser.open(page)
+        shown = browser.run(
+            "return [...document.querySelectorAll('#rows td.c-source')].map((td) => [td.textContent, td.title]);"
+        )
+        assert [title for _, title in shown] == [record["source"] for record in records]
+        assert [text for text, _ in shown] == [str(record["source"]).removeprefix(directory) for record in records]
+        assert browser.run("return document.querySelector('th.c-source').title") == f"under {directory}"
 
     @pytest.mark.parametrize("width", [375, 600, 640, 899])
     def test_below_900_px_the_page_stays_readable(

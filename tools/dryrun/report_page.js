@@ -25,6 +25,22 @@
     ev.index = i;
     ev.sourceKey = String(ev.record.source ?? "").toLowerCase();
   });
+
+  // The directory every source is under (up to its last slash), when there are several: each cell shows its source
+  // below it, the whole path in its title, so that long paths (a capture synced to /home/ops/…) leave narrow
+  // screens room.
+  function commonDirectory(paths) {
+    if (paths.length < 2) return "";
+    let prefix = paths[0].slice(0, paths[0].lastIndexOf("/") + 1);
+    for (const path of paths) {
+      while (prefix && !path.startsWith(prefix)) {
+        const cut = prefix.length > 1 ? prefix.lastIndexOf("/", prefix.length - 2) : -1;
+        prefix = cut < 0 ? "" : prefix.slice(0, cut + 1);
+      }
+    }
+    return prefix;
+  }
+  const sourceDirectory = commonDirectory(events.map((ev) => String(ev.record.source ?? "")));
   const hasKinds = events.some((ev) => ev.kind);
   // A pipeline column (and filter) only when the events did not all go through the one the diagram names.
   const hasPipeline = new Set(events.map((ev) => ev.record.pipeline ?? "")).size > 1;
@@ -90,7 +106,9 @@
           mark.title = "recorded with masked data";
           td.append(mark);
         }
-        td.append(code(null, ev.record.source));
+        const source = String(ev.record.source ?? "");
+        td.append(code(null, source.slice(sourceDirectory.length)));
+        if (sourceDirectory) td.title = source;
       },
     },
     hasPipeline && { key: "pipeline", label: "Pipeline", cell: (td, ev) => td.append(code(null, ev.record.pipeline ?? "")) },
@@ -130,7 +148,7 @@
       const td = el("td", `c-${column.key}`);
       td.dataset.label = column.label;
       column.cell(td, ev);
-      td.title = td.textContent;
+      if (!td.title) td.title = td.textContent;
       tr.append(td);
     }
     return tr;
@@ -469,6 +487,7 @@
     .join(" \u00b7 ");
   const head = $("columns");
   columns.forEach((column) => head.append(el("th", `c-${column.key}`, column.label)));
+  if (sourceDirectory) head.querySelector("th.c-source").title = `under ${sourceDirectory}`;
   banners();
   summarize();
   apply();
