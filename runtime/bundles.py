@@ -42,7 +42,7 @@ HISTORY = 50
 # The most a stored bundle or deployment document may be (the shipped rules are about 10 KB): the function reads,
 # parses and verifies a bundle before its first event, and verifying takes about 1.3 s per MB of rules.
 MAX_BYTES = 1024 * 1024
-_FILE = re.compile(r"^(pipelines|rules)/[A-Za-z0-9_.-]+\.ya?ml$")
+_FILE = re.compile(r"(pipelines|rules)/[A-Za-z0-9_.-]+\.ya?ml")
 
 
 class BundleError(ValueError):
@@ -118,7 +118,7 @@ class Bundle(NamedTuple):
         files = document.get("files")
         if not isinstance(files, dict) or not all(isinstance(text, str) for text in files.values()):
             raise BundleError("the bundle has no files")
-        wrong = [name for name in files if not isinstance(name, str) or not _FILE.match(name)]
+        wrong = [name for name in files if not isinstance(name, str) or not _FILE.fullmatch(name)]
         if wrong or len([name for name in files if name.startswith("pipelines/")]) > 1:
             raise BundleError("the bundle holds files other than one pipeline file and rules/*.yaml")
         bundle = cls(
@@ -212,7 +212,9 @@ class Deployment(NamedTuple):
         document = _object(data, "the deployment document")
         live, shadow, revision = document.get("live"), document.get("shadow"), document.get("revision")
         history = document.get("history", [])
-        if not isinstance(revision, int) or not all(v is None or isinstance(v, str) for v in (live, shadow)):
+        ids = all(v is None or isinstance(v, str) for v in (live, shadow))
+        # A revision is a count: not negative, and not a bool (which isinstance takes for an int).
+        if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0 or not ids:
             raise BundleError("the deployment document needs a revision number and bundle ids (or null)")
         return cls(
             revision,

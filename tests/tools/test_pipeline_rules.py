@@ -210,8 +210,15 @@ def test_a_bundle_whose_files_are_not_its_id_or_that_holds_other_files_is_refuse
     other = {**stored, "files": {**stored["files"], "../handler.py": "import os"}}
     with pytest.raises(BundleError, match="files other than"):
         Bundle.from_json(json.dumps(other).encode())
+    for name in ("rules/41_routing.yaml\n", "rules/41_routing.yaml\n../handler.py"):
+        newline = Bundle(PIPELINE, {**rules_files(VIP_ROUTING), name: "ruleset: x\n"})
+        with pytest.raises(BundleError, match="files other than"):
+            Bundle.from_json(newline.to_json(), newline.id)
     with pytest.raises(BundleError, match="not JSON"):
         Deployment.from_json(b"{")
+    for revision in (True, -1, 1.5, "3"):
+        with pytest.raises(BundleError, match="needs a revision number"):
+            Deployment.from_json(json.dumps({"format": 1, "revision": revision, "live": None, "shadow": None}).encode())
     assert bundle_key("rules/", PIPELINE, bundle.id) == f"rules/{PIPELINE}/bundles/{bundle.id}.json"
 
 
