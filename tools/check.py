@@ -50,7 +50,7 @@ from engine.errors import ENGINE_ERRORS, ConfigError, Problem, did_you_mean
 from engine.expressions import expression_tokens
 from engine.rules import RuleError, RuleSet
 from engine.runner import ParallelGroup, PlannedStep
-from engine.yamlsource import load_yaml
+from engine.yamlsource import SourceDoc, load_yaml
 from runtime.app import INVALID_SIGNATURE
 from runtime.aws import longest_call_seconds, longest_invocation_seconds
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
@@ -349,12 +349,11 @@ def _json_families(config: AppConfig, data: Mapping[str, Any]) -> list[_JsonFami
     ]
 
 
-def _unanswered_codes(inspection: Inspection) -> list[Problem]:
+def _unanswered_codes(inspection: Inspection, document: SourceDoc | None) -> list[Problem]:
     """Codes of the pipeline's ``errors:`` that its rules decide and a JSON family answering it has no status for."""
     config, pipeline = inspection.config, inspection.files[0]
-    if config is None:
+    if config is None or document is None:
         return []
-    document = load_yaml(Path(pipeline), pipeline, strict=False)
     data = document.data if isinstance(document.data, dict) else {}
     errors = data.get("errors")
     declared = set(errors) if isinstance(errors, dict) else set()
@@ -375,10 +374,12 @@ def _unanswered_codes(inspection: Inspection) -> list[Problem]:
     return found
 
 
-def _uncounted_refusals(inspection: Inspection) -> list[Problem]:
+def _uncounted_refusals(inspection: Inspection, document: SourceDoc | None) -> list[Problem]:
     """A pipeline that authenticates requests with no step able to refuse one as ``INVALID_SIGNATURE``."""
     config, pipeline = inspection.config, inspection.files[0]
-    specs = [(step, registry.get(step.uses)) for step in config.pipeline.steps()] if config else []
+    if config is None or document is None:
+        return []
+    specs = [(step, registry.get(step.uses)) for step in config.pipeline.steps()]
     checks = [step for step, spec in specs if spec is not None and spec.authenticates]
     codes = {error.code for _, spec in specs if spec is not None for error in spec.errors}
     if not checks or INVALID_SIGNATURE in codes:
@@ -389,17 +390,16 @@ def _uncounted_refusals(inspection: Inspection) -> list[Problem]:
         f"{INVALID_SIGNATURE}: a refused signature is then not counted in SignatureMismatches, no alarm watches it and "
         f"the dry-run reports it as not checked; end a refused signature with {INVALID_SIGNATURE}"
     )
-    document = load_yaml(Path(pipeline), pipeline, strict=False)
     steps = document.data.get("steps") if isinstance(document.data, dict) else None
     ids = [entry.get("id") if isinstance(entry, dict) else None for entry in steps] if isinstance(steps, list) else []
     where: tuple[str | int, ...] = ("steps", ids.index(step.id), "uses") if step.id in ids else ("steps",)
     return [document.locator.problem(where, message, severity="warning")]
 
 
-def _slow_bounds(inspection: Inspection) -> list[Problem]:
+def _slow_bounds(inspection: Inspection, document: SourceDoc | None) -> list[Problem]:
     """A pipeline whose ``aws:`` bounds and ``deadline_seconds`` let one invocation run past ``INVOCATION_LIMIT``."""
     config = inspection.config
-    if config is None:
+    if config is None or document is None:
         return []
     call = longest_call_seconds(config.aws)
     deadline = config.pipeline.deadline_seconds
@@ -412,8 +412,6 @@ def _slow_bounds(inspection: Inspection) -> list[Problem]:
         "the function's Timeout is 13 s and Twilio waits 15 s for an answer, so a stalled service would cut the run "
         "off unanswered; lower aws: read_timeout_seconds, connect_timeout_seconds or max_attempts, or deadline_seconds"
     )
-    pipeline = inspection.files[0]
-    document = load_yaml(Path(pipeline), pipeline, strict=False)
     data = document.data if isinstance(document.data, dict) else {}
     where = next((key for key in ("aws", "deadline_seconds", "pipeline") if key in data), "pipeline")
     return [document.locator.problem((where,), message, severity="warning")]
@@ -483,14 +481,22 @@ def _unused(inspections: Sequence[Inspection]) -> list[Problem]:
     return found
 
 
-def declared_pipeline_name(path: Path) -> str | None:
-    """The ``pipeline:`` name a pipeline file declares; None when it cannot be read or names none."""
+def _pipeline_document(path: Path) -> SourceDoc | None:
+    """A pipeline file, parsed once for the checks that place their findings in it; None when it cannot be read."""
     try:
-        data = load_yaml(path, strict=False).data if path.is_file() else None
+        return load_yaml(path, display_path(path), strict=False) if path.is_file() else None
     except ConfigError:
         return None
-    name = data.get("pipeline") if isinstance(data, dict) else None
+
+
+def _declared_name(document: SourceDoc | None) -> str | None:
+    name = document.data.get("pipeline") if document is not None and isinstance(document.data, dict) else None
     return name if isinstance(name, str) and name else None
+
+
+def declared_pipeline_name(path: Path) -> str | None:
+    """The ``pipeline:`` name a pipeline file declares; None when it cannot be read or names none."""
+    return _declared_name(_pipeline_document(path))
 
 
 def _pipeline_names(paths: Sequence[Path]) -> list[str]:
@@ -612,7 +618,8 @@ def check_config(
         inspection = inspect_config(path, rules_dir, env, missing_env="error" if strict_env else "warning")
         inspections.append(inspection)
         files.extend(name for name in inspection.files if name not in files)
-        name = declared_pipeline_name(path)
+        document = _pipeline_document(path)
+        name = _declared_name(document)
         found = [
             *(_owned_elsewhere(_hinted(problem), name, owned) for problem in inspection.problems),
             *_lint(inspection),
@@ -620,9 +627,9 @@ def check_config(
             *_provided_too_late(inspection),
             *_unfetched(inspection),
             *_reserved_codes(inspection),
-            *_uncounted_refusals(inspection),
-            *_unanswered_codes(inspection),
-            *_slow_bounds(inspection),
+            *_uncounted_refusals(inspection, document),
+            *_unanswered_codes(inspection, document),
+            *_slow_bounds(inspection, document),
             *_test_targets(inspection),
             *replay_window_problems(path, inspection),
         ]
