@@ -210,9 +210,17 @@ def say_unnamed_tables(configs: Sequence[AppConfig]) -> None:
     (The steps that need it refused the configuration already.) In the shipped pipelines that is ``tables.replay``
     without ``REPLAY_TABLE_NAME``: no replay records, so a replayed request is handled as a re-delivery.
     """
-    for config in configs:
-        for logical in sorted(name for name, table in config.tables.items() if not table):
-            logger.warning("pipeline %s: tables.%s has no name: what needs it is off", config.name, logical)
+    for config, logical in unnamed_tables(configs):
+        logger.warning("pipeline %s: tables.%s has no name: what needs it is off", config.name, logical)
+
+
+def unnamed_tables(configs: Sequence[AppConfig]) -> list[tuple[AppConfig, str]]:
+    """Each pipeline's tables declared without a name (logical names, sorted)."""
+    return [
+        (config, logical)
+        for config in configs
+        for logical in sorted(n for n, table in config.tables.items() if not table)
+    ]
 
 
 def auth_headers(configs: Sequence[AppConfig]) -> tuple[str, ...]:
@@ -241,7 +249,8 @@ def event_capture(
 
     try:
         capture = EventCapture.from_env(env, auth_headers(configs))
-        _replay_records_for_whole_requests(configs, env)
+        if capture is not None and capture.settings.mask == "none":
+            _replay_records_for_whole_requests(configs)
         return capture
     except ValueError as exc:
         logger.error("event capture is off: %s", exc)
@@ -251,19 +260,16 @@ def event_capture(
         return None
 
 
-def _replay_records_for_whole_requests(configs: Sequence[AppConfig], env: Mapping[str, str]) -> None:
-    """ValueError when ``CAPTURE_MASK=none`` would capture for a pipeline with a table declared without a name.
+def _replay_records_for_whole_requests(configs: Sequence[AppConfig]) -> None:
+    """ValueError, for ``CAPTURE_MASK=none``, when a pipeline has a table declared without a name.
 
     ``none`` keeps a signature that expires as sent (an email's): until it does, only the replay records refuse
     the captured request posted again, and an unnamed table (``tables.replay`` without ``REPLAY_TABLE_NAME``) is
     what turns them off. Fail closed: no whole requests captured where they could be posted again.
     """
-    if env.get("CAPTURE_MASK", "").strip() != "none":
-        return
     unnamed = [
         f"pipeline {config.name} declares tables.{logical} without a name"
-        for config in configs
-        for logical in sorted(name for name, table in config.tables.items() if not table)
+        for config, logical in unnamed_tables(configs)
     ]
     if unnamed:
         raise ValueError(

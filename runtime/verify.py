@@ -288,31 +288,20 @@ def _decides(uses: Any) -> bool:
     return spec is not None and spec.decides
 
 
-def _flat(entries: Any) -> list[dict[str, Any]]:
-    """The step entries of a ``steps:`` list, a parallel group's members in its place."""
-    flat: list[dict[str, Any]] = []
-    for entry in entries if isinstance(entries, list) else []:
-        if isinstance(entry, dict) and "parallel" in entry:
-            flat.extend(_flat(entry.get("parallel")))
-        elif isinstance(entry, dict):
-            flat.append(entry)
-    return flat
-
-
-def _outline(entries: Any, guarded: frozenset[int]) -> StepOutline:
+def _outline(entries: Any) -> StepOutline:
     """The outline of a ``steps:`` (or ``parallel:``) list: what runs, in order, and when.
 
-    ``with:`` is left out for the entries not ``guarded`` (by ``id``): the deciding steps.
+    ``with:`` is left out for the deciding steps (``_decides``), whose rule sets a rules bundle may change.
     """
     if not isinstance(entries, list):
         return ()
     outline: list[Any] = []
     for entry in entries:
         if isinstance(entry, dict) and "parallel" in entry:
-            outline.append(("parallel", _outline(entry.get("parallel"), guarded)))
+            outline.append(("parallel", _outline(entry.get("parallel"))))
         elif isinstance(entry, dict):
             keys = tuple(str(entry.get(key)) if entry.get(key) is not None else None for key in _STEP_KEYS)
-            params = json.dumps(entry.get("with"), sort_keys=True, default=str) if id(entry) in guarded else None
+            params = None if _decides(entry.get("uses")) else json.dumps(entry.get("with"), sort_keys=True, default=str)
             outline.append((*keys, params))
         else:
             outline.append(repr(entry))
@@ -325,8 +314,7 @@ def steps_outline(data: Any) -> StepOutline:
     The ``with:`` of every step but the deciding ones is part of it: those parameters say how a request is
     authenticated (which secret field signs), recorded against replays (which table, for how long) and answered.
     """
-    entries = data.get("steps") if isinstance(data, dict) else None
-    return _outline(entries, frozenset(id(entry) for entry in _flat(entries) if not _decides(entry.get("uses"))))
+    return _outline(data.get("steps") if isinstance(data, dict) else None)
 
 
 # The fields of a ``responses:`` family that are the code's: which channels it answers, how, and whether it raises.
