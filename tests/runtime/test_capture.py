@@ -419,7 +419,7 @@ def test_the_wait_for_a_slow_write_never_runs_past_the_invocations_time(
 
 
 def test_a_capture_kept_as_sent_cannot_be_replayed_once_the_replay_record_has_expired(
-    world: World, s3: Any, cold_start: Any
+    world: World, s3: Any, cold_start: Any, outcomes: Callable[[], list[tuple[str, str | None]]]
 ) -> None:
     # The bucket keeps captures EventCaptureRetentionDays (14 by default), synced copies for ever; the replay record
     # lives ReplayHorizonSeconds (7 days). A Twilio signature never expires: a capture that holds one is a request
@@ -440,8 +440,10 @@ def test_a_capture_kept_as_sent_cannot_be_replayed_once_the_replay_record_has_ex
         key = {"conversation_id": {"S": row["conversation_id"]}}
         world.dynamodb.delete_item(TableName=world.resources.lock_table, Key=key)
     reposted = {key: value for key, value in captured.items() if key != "recording"}
-    container.handler(reposted, None)
+    assert container.handler(reposted, None)["body"] == EMPTY_TWIML
+    assert outcomes()[-1] == ("INVALID_SIGNATURE", "INVALID_SIGNATURE"), "only the signature's digest was kept"
     assert len(world.sent("whatsapp")) == 1, "the capture, posted again, was triggered again"
+    assert len(world.stage_rows()) == 1
 
 
 def test_the_dry_run_checks_a_digested_signature_and_refuses_one_that_does_not_sign_the_request(

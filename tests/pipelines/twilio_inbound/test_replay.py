@@ -325,9 +325,7 @@ def test_a_rule_deciding_a_code_that_loses_messages_is_not_recorded_as_a_refusal
         .read_text()
         .replace("conversation_lock]", "conversation_lock, user_block]", 1)
     )
-    rules = BLOCK_RULES.replace("error: USER_BLOCKED", "error: ROUTING_ERROR").replace(
-        "error: USER_BLOCKED}", "error: ROUTING_ERROR}"
-    )
+    rules = BLOCK_RULES.replace("error: USER_BLOCKED", "error: ROUTING_ERROR")
     container = task_root({"pipelines/twilio_inbound.yaml": pipeline, "rules/35_user_block.yaml": rules})
     world.add_conversation(user_blocked=True)
     world.add_default_secrets()
