@@ -127,8 +127,7 @@ def classify(exc: BaseException, operation: str, operation_model: Any = None) ->
     retryable count as transient, as botocore counts it; without it only the fixed codes and statuses do.
     """
     if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", "Unknown"))
+        code = error_code(exc) or "Unknown"
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         context = RetryContext(
             attempt_number=1,

@@ -43,6 +43,7 @@ __all__ = [
     "rule_line",
     "code_outline",
     "pipeline_clashes",
+    "step_path",
     "steps_outline",
     "owned_settings",
     "verify",
@@ -226,11 +227,11 @@ def verify(
     return Verification(inspection, verdicts, tuple(replay_window_problems(pipeline, inspection)))
 
 
-def _step_path(entries: Any, step_id: str, prefix: tuple[Any, ...] = ("steps",)) -> tuple[Any, ...] | None:
+def step_path(entries: Any, step_id: str, prefix: tuple[Any, ...] = ("steps",)) -> tuple[Any, ...] | None:
     """Where the step ``step_id`` is under ``steps:`` (inside its parallel group, if any)."""
     for index, entry in enumerate(entries if isinstance(entries, list) else []):
         if isinstance(entry, dict) and "parallel" in entry:
-            found = _step_path(entry["parallel"], step_id, (*prefix, index, "parallel"))
+            found = step_path(entry["parallel"], step_id, (*prefix, index, "parallel"))
             if found is not None:
                 return found
         elif isinstance(entry, dict) and entry.get("id") == step_id:
@@ -266,7 +267,7 @@ def replay_window_problems(pipeline: Path, inspection: Inspection) -> list[Probl
     data = document.data if isinstance(document.data, dict) else {}
     found = []
     for step_id, horizon in short:
-        path = _step_path(data.get("steps"), step_id) or ("steps",)
+        path = step_path(data.get("steps"), step_id) or ("steps",)
         message = (
             f"step {step_id!r} keeps its replay records {horizon:g} s, less than the {window:g} s step {signer!r} "
             f"accepts a signature for: a request posted again after its record expired would be accepted; keep "

@@ -54,7 +54,15 @@ from engine.yamlsource import SourceDoc, load_yaml
 from runtime.app import INVALID_SIGNATURE
 from runtime.aws import longest_call_seconds, longest_invocation_seconds
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
-from runtime.verify import leaves, pipeline_clashes, replay_window_problems, rule_line, verify_ruleset, written_value
+from runtime.verify import (
+    leaves,
+    pipeline_clashes,
+    replay_window_problems,
+    rule_line,
+    step_path,
+    verify_ruleset,
+    written_value,
+)
 from steps.conversations import ConversationGet
 from tools.lint import condition_terms, find_shadowed, lint_expression, value_types
 
@@ -390,9 +398,8 @@ def _uncounted_refusals(inspection: Inspection, document: SourceDoc | None) -> l
         f"{INVALID_SIGNATURE}: a refused signature is then not counted in SignatureMismatches, no alarm watches it and "
         f"the dry-run reports it as not checked; end a refused signature with {INVALID_SIGNATURE}"
     )
-    steps = document.data.get("steps") if isinstance(document.data, dict) else None
-    ids = [entry.get("id") if isinstance(entry, dict) else None for entry in steps] if isinstance(steps, list) else []
-    where: tuple[str | int, ...] = ("steps", ids.index(step.id), "uses") if step.id in ids else ("steps",)
+    found = step_path(document.data.get("steps") if isinstance(document.data, dict) else None, step.id)
+    where = (*found, "uses") if found is not None else ("steps",)
     return [document.locator.problem(where, message, severity="warning")]
 
 
