@@ -675,19 +675,20 @@ def test_a_bundle_whose_pipeline_file_turns_the_replay_records_off_is_refused_an
 def test_a_bundle_carrying_the_pipeline_file_as_deployed_with_new_step_parameters_is_used(
     ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
 ) -> None:
-    # A deciding step's parameter (the others' say how a request is authenticated, recorded and answered).
-    longer = PIPELINE_FILE.replace(
-        "rulesets: [project_status, channel, conversation_lock]",
-        "rulesets: [channel, project_status, conversation_lock]",
-        1,
+    # A deciding step's parameter (the others' say how a request is authenticated, recorded and answered): the
+    # carried file no longer validates the project's status, so a paused project's message is routed, which the
+    # deployed file would have refused PROJECT_INACTIVE.
+    unchecked = PIPELINE_FILE.replace(
+        "rulesets: [project_status, channel, conversation_lock]", "rulesets: [channel, conversation_lock]", 1
     )
-    assert longer != PIPELINE_FILE
-    bundle = ops.sneak_in(with_pipeline_file(rules_files(VIP_ROUTING), longer))
+    assert unchecked != PIPELINE_FILE
+    bundle = ops.sneak_in(with_pipeline_file(rules_files(VIP_ROUTING), unchecked))
     started = container()
     assert [line for line in json_logs() if line["level"] == "ERROR"] == []
-    world.add_conversation(vip=True)
+    world.add_conversation(vip=True, project_status="paused")
     line = started.message(json_logs)
-    assert (line["rules"]["routing"], line["rules_source"]) == ("vip_to_human", f"bundle {bundle}, revision 1")
+    assert (line["outcome"], line["rules"]["routing"]) == ("HANDED_OFF", "vip_to_human")
+    assert line["rules_source"] == f"bundle {bundle}, revision 1"
 
 
 # A bundle larger than a bundle may be (defect: it was read, parsed and verified whatever its size, twice, before the
