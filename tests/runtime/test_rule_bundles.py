@@ -29,6 +29,7 @@ from tests.support.bundles import (
     AGENT_ROUTING,
     ANY_SECRET,
     ANY_SECRET_PROBLEM,
+    BLOCK_RULES,
     BROKEN_ROUTING,
     BUCKET,
     NO_REPLAY_RECORDS,
@@ -49,6 +50,7 @@ from tests.support.bundles import (
     event_lines,
     make_bucket,
     rules_files,
+    with_new_business_code,
     with_pipeline_file,
     working_copy,
 )
@@ -912,32 +914,13 @@ def test_a_refused_bundle_made_live_is_said_again_and_counted(
     assert len([line for line in json_logs() if line["level"] == "ERROR"]) == 2
 
 
-USER_BLOCK_RULES = """\
-ruleset: user_block
-kind: validation
-pipelines: [twilio_inbound]
-rules:
-  - id: user_blocked
-    when: "conversation.user_blocked == `true`"
-    then: {error: USER_BLOCKED, message: the user is blocked}
-tests:
-  - name: a blocked user is refused
-    given: {conversation: {user_blocked: true}}
-    expect: {rule: user_blocked, error: USER_BLOCKED}
-  - name: others pass
-    given: {conversation: {}}
-    expect: {error: null}
-"""
-
-
 def test_a_bundle_adding_a_business_code_has_its_refusals_recorded_against_replays(
     ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
 ) -> None:
     # The bundle may change the deciding steps' rule sets and declare the code, never replay.refusals' codes: (a
     # step parameter only a code deploy changes), so the code is recorded because a rule decides it.
-    pipeline = PIPELINE_FILE.replace("errors:\n", "errors:\n  USER_BLOCKED: {description: the user is blocked}\n", 1)
-    pipeline = pipeline.replace("conversation_lock]", "conversation_lock, user_block]", 1)
-    files = {**with_pipeline_file(rules_files(ROUTING), pipeline), "rules/35_user_block.yaml": USER_BLOCK_RULES}
+    pipeline = with_new_business_code(PIPELINE_FILE)
+    files = {**with_pipeline_file(rules_files(ROUTING), pipeline), "rules/35_user_block.yaml": BLOCK_RULES}
     bundle = ops.sneak_in(files)
     started = container()
     assert [line for line in json_logs() if line["level"] == "ERROR"] == []

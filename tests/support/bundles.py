@@ -199,3 +199,31 @@ def event_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def emf_documents(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith('{"message":"metrics"')]
+
+
+# A rule set deciding a business code the shipped pipeline does not declare (USER_BLOCKED), and the pipeline
+# file declaring it and running the set, as rules-guide.md says to add one.
+BLOCK_RULES = """\
+ruleset: user_block
+kind: validation
+pipelines: [twilio_inbound]
+rules:
+  - id: user_blocked
+    when: "conversation.user_blocked == `true`"
+    then:
+      error: USER_BLOCKED
+      message: the user is blocked
+tests:
+  - name: a blocked user is refused
+    given: {conversation: {user_blocked: true}}
+    expect: {rule: user_blocked, error: USER_BLOCKED}
+  - name: others pass
+    given: {conversation: {}}
+    expect: {error: null}
+"""
+
+
+def with_new_business_code(text: str) -> str:
+    """The shipped pipeline with a rule set deciding a new business code, as rules-guide.md says to add one."""
+    text = text.replace("errors:\n", "errors:\n  USER_BLOCKED: {description: the user is blocked}\n", 1)
+    return text.replace("conversation_lock]", "conversation_lock, user_block]", 1)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.bundles import BLOCK_RULES, with_new_business_code
 from tests.support.expect import raises_code, twiml_response
 from tests.support.timeline import FixedClock, consume, later
 from tests.support.webhooks import rest_event, whatsapp_params
@@ -267,32 +268,6 @@ def test_a_message_lost_to_a_fault_is_not_recorded_as_refused(world, lambda_hand
     lambda_handler(rest_event("whatsapp", whatsapp_params(sid=SID)), None)
     assert outcomes() == [("QUEUE_ERROR", "QUEUE_ERROR")]
     assert world.replay_rows() == []  # free: a replay after the repair completes the message
-
-
-BLOCK_RULES = """\
-ruleset: user_block
-kind: validation
-pipelines: [twilio_inbound]
-rules:
-  - id: user_blocked
-    when: "conversation.user_blocked == `true`"
-    then:
-      error: USER_BLOCKED
-      message: the user is blocked
-tests:
-  - name: a blocked user is refused
-    given: {conversation: {user_blocked: true}}
-    expect: {rule: user_blocked, error: USER_BLOCKED}
-  - name: others pass
-    given: {conversation: {}}
-    expect: {error: null}
-"""
-
-
-def with_new_business_code(text: str) -> str:
-    """The shipped pipeline with a rule set deciding a new business code, as rules-guide.md says to add one."""
-    text = text.replace("errors:\n", "errors:\n  USER_BLOCKED: {description: the user is blocked}\n", 1)
-    return text.replace("conversation_lock]", "conversation_lock, user_block]", 1)
 
 
 def test_a_refusal_with_a_new_business_code_is_recorded_too(world, task_root, outcomes):
