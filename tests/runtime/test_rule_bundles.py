@@ -526,38 +526,16 @@ def test_a_new_container_with_no_good_earlier_bundle_says_the_packaged_rules_dec
     assert started.application.pipeline("twilio_inbound").version == packaged_version()
 
 
-# A bundle whose pipeline file changes the steps (defect: it was deployed, so a rules bundle could turn the signature
-# check off, or an older copy silently undo a step a code deploy added).
-
-
-@pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
-def test_a_bundle_whose_pipeline_file_drops_the_signature_step_is_refused_and_forgeries_still_are(
-    ops: Ops,
-    container: Callable[..., Container],
-    world: Any,
-    json_logs: Logs,
-    capsys: pytest.CaptureFixture[str],
-    live: bool,
-) -> None:
-    assert NO_SIGNATURE != PIPELINE_FILE
-    started, unsigned, error, deciding = refused_at_cold_start(
-        ops, container, json_logs, capsys, NO_SIGNATURE, live=live
-    )
-    assert error["bundle"] == unsigned
-    assert error["problems"] == [NO_SIGNATURE_PROBLEM]
-    world.add_conversation()
-    started.application.handle(rest_event("whatsapp", whatsapp_params(), token="not-the-auth-token"), None)
-    line = event_lines(json_logs())[-1]
-    assert (line["outcome"], line["rules_source"]) == ("INVALID_SIGNATURE", deciding)
-    assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
-    assert started.application.deployed("twilio_inbound").shadow is None
-
-
-# Bundles whose pipeline file keeps the steps but changes how a request is authenticated (defects: they were
-# deployed). `signing_key` signs with another field of the secret: the account SID that every request carries, so
-# anyone could sign. `secret_pattern` widens the channel's secret-name pattern: a conversation row naming a secret
-# outside the channel's credentials (here the SMS one) was read and used to sign WhatsApp requests.
+# Bundles whose pipeline file changes how a request is authenticated (defects: they were deployed). `no_signature`
+# drops the signature step (or an older copy would silently undo a step a code deploy added). `signing_key` signs
+# with another field of the secret: the account SID that every request carries, so anyone could sign.
+# `secret_pattern` widens the channel's secret-name pattern: a conversation row naming a secret outside the
+# channel's credentials (here the SMS one) was read and used to sign WhatsApp requests.
 FOREIGN_SECRET = {"whatsapp_credentials_id": SMS_SECRET, "sms_credentials_id": SMS_SECRET}
+
+
+def signed_with_another_token() -> dict[str, Any]:
+    return rest_event("whatsapp", whatsapp_params(), token="not-the-auth-token")
 
 
 def signed_with_the_account_sid() -> dict[str, Any]:
@@ -569,6 +547,7 @@ def signed_with_the_account_sid() -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("pipeline_file", "problem", "conversation", "event", "outcome"),
     [
+        (NO_SIGNATURE, NO_SIGNATURE_PROBLEM, {}, signed_with_another_token, "INVALID_SIGNATURE"),
         (ACCOUNT_SID_KEY, ACCOUNT_SID_KEY_PROBLEM, {}, signed_with_the_account_sid, "INVALID_SIGNATURE"),
         (
             ANY_SECRET,
@@ -578,7 +557,7 @@ def signed_with_the_account_sid() -> dict[str, Any]:
             "MISSING_CREDENTIAL_CONFIG",
         ),
     ],
-    ids=["signing_key", "secret_pattern"],
+    ids=["no_signature", "signing_key", "secret_pattern"],
 )
 def test_a_bundle_whose_pipeline_file_changes_how_requests_are_authenticated_is_refused_and_forgeries_still_are(
     ops: Ops,
@@ -603,6 +582,7 @@ def test_a_bundle_whose_pipeline_file_changes_how_requests_are_authenticated_is_
     line = event_lines(json_logs())[-1]
     assert (line["outcome"], line["rules_source"]) == (outcome, deciding)
     assert world.stage_rows() == [] and world.all_sent() == {name: [] for name in world.all_sent()}
+    assert started.application.deployed("twilio_inbound").shadow is None
 
 
 # A bundle whose pipeline file answers Twilio's transient faults (defect: it was deployed, so a throttled send was
