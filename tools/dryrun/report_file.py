@@ -57,7 +57,6 @@ def report_meta(
         baseline=baseline,
         world=world.file if world is not None else "live account (read only)",
         notes=tuple(notes),
-        uncompared=tuple(sorted({note.pipeline for note in lent})),
     )
 
 

@@ -109,8 +109,6 @@ class ReportMeta:
     baseline_rules_version: str | None = None
     world: str | None = None
     notes: tuple[str, ...] = ()
-    # Pipelines whose events ran the same rules in both lanes (a pulled bundle held none of theirs): not compared.
-    uncompared: tuple[str, ...] = ()
 
 
 def deciding_rules(record: Mapping[str, Any], *, baseline: bool = False) -> list[str]:
@@ -144,7 +142,7 @@ def _about_masking(note: Any) -> bool:
     return isinstance(note, str) and "masked" in note.lower()
 
 
-def _event(record: Mapping[str, Any], uncompared: Sequence[str] = ()) -> dict[str, Any]:
+def _event(record: Mapping[str, Any]) -> dict[str, Any]:
     event: dict[str, Any] = {
         "record": {key: record[key] for key in RECORD_FIELDS if key in record},
         "decided": deciding_rules(record),
@@ -153,7 +151,7 @@ def _event(record: Mapping[str, Any], uncompared: Sequence[str] = ()) -> dict[st
         event["baseline_decided"] = deciding_rules(record, baseline=True)
     kind = change_kind(record)
     if kind is not None:
-        event["kind"] = "not_compared" if record.get("pipeline") in uncompared else kind
+        event["kind"] = kind
     masked = [note for note in record.get("notes") or () if _about_masking(note)]
     if masked:
         event["masked"] = masked
@@ -232,7 +230,7 @@ def render_report(
         },
         "pipeline": _pipeline(pipeline),
         "pipelines": [_pipeline(sketch) for sketch in (pipeline, *others)],
-        "events": [_event(record, meta.uncompared) for record in records],
+        "events": [_event(record) for record in records],
     }
     policy = (
         f"default-src 'none'; script-src {script_hash}; style-src {style_hash}; img-src data:; "
