@@ -78,14 +78,19 @@ class ResponsePolicy:
         self._by_channel = {channel: family for family in families for channel in family.channels}
         self._default = next((family for family in families if family.default), None)
 
-    def respond(self, result: RunResult, channel: str | None) -> Answer:
-        """The answer for ``result``, in the format of ``channel``'s family (the default family for unknown channels).
-
-        Raises RetryableFailure where the family raises on transient faults.
-        """
+    def family_for(self, channel: str | None) -> ResponseFamily:
+        """The family answering ``channel`` (the default family for unknown channels)."""
         family = self._by_channel.get(channel or "") or self._default
         if family is None:
             raise LookupError(f"no response family for channel {channel!r} and no default family")
+        return family
+
+    def respond(self, result: RunResult, channel: str | None) -> Answer:
+        """The answer for ``result``, in the format of ``channel``'s family (``family_for``).
+
+        Raises RetryableFailure where the family raises on transient faults.
+        """
+        family = self.family_for(channel)
         error = result.error
         if error is not None and result.transient and family.raise_transient:
             raise RetryableFailure(error.code, error.message)

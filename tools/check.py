@@ -42,12 +42,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import NamedTuple, TextIO
 
 from engine import registry
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
 from engine.errors import ENGINE_ERRORS, ConfigError, Problem, did_you_mean
 from engine.expressions import expression_tokens
+from engine.responses import ResponseFamily
 from engine.rules import RuleError, RuleSet
 from engine.runner import ParallelGroup, PlannedStep
 from engine.yamlsource import SourceDoc, load_yaml
@@ -331,30 +332,16 @@ def _reserved_codes(inspection: Inspection) -> list[Problem]:
     return found
 
 
-class _JsonFamily(NamedTuple):
-    """A JSON response family answering some of a pipeline's channels, and its status codes."""
-
-    name: str
-    status: frozenset[str]
-    default_status: object
-
-
-def _json_families(config: AppConfig, data: Mapping[str, Any]) -> list[_JsonFamily]:
+def _json_families(config: AppConfig) -> list[ResponseFamily]:
     """The ``format: json`` families answering the pipeline's channels (a TwiML answer has no status per code)."""
-    raw = data.get("responses")
-    families = (
-        {name: family for name, family in raw.items() if isinstance(family, dict)} if isinstance(raw, dict) else {}
-    )
-    by_channel = {channel: name for name, family in families.items() for channel in family.get("channels") or ()}
-    default = next((name for name, family in families.items() if family.get("default") is True), None)
-    answering = [
-        name for name in dict.fromkeys(by_channel.get(channel, default) for channel in config.channels) if name
-    ]
-    return [
-        _JsonFamily(name, frozenset(families[name].get("status") or ()), families[name].get("default_status", 500))
-        for name in answering
-        if families[name].get("format") == "json"
-    ]
+    answering: dict[str, ResponseFamily] = {}
+    for channel in config.channels:
+        try:
+            family = config.responses.family_for(channel)
+        except LookupError:
+            continue
+        answering.setdefault(family.name, family)
+    return [family for family in answering.values() if family.format == "json"]
 
 
 def _unanswered_codes(inspection: Inspection, document: SourceDoc | None) -> list[Problem]:
@@ -365,7 +352,7 @@ def _unanswered_codes(inspection: Inspection, document: SourceDoc | None) -> lis
     data = document.data if isinstance(document.data, dict) else {}
     errors = data.get("errors")
     declared = set(errors) if isinstance(errors, dict) else set()
-    families = _json_families(config, data)
+    families = _json_families(config)
     found: list[Problem] = []
     for name in sorted(inspection.used & inspection.rulesets.keys()) if families else ():
         loaded = inspection.rulesets[name]
