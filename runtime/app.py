@@ -307,26 +307,20 @@ def shadow_budget(env: Mapping[str, str]) -> float:
 
 
 def _routes(configs: Sequence[AppConfig]) -> dict[str, str]:
+    """Each channel's pipeline name; ConfigError when two files declare one name or serve one channel."""
     routes: dict[str, str] = {}
-    served: dict[str, AppConfig] = {}
-    problems: list[Problem] = []
-    named: dict[str, AppConfig] = {}
+    clash = len({config.name for config in configs}) < len(configs)
     for config in configs:
-        if named.setdefault(config.name, config) is not config:
-            message = f"pipeline {config.name!r} is also declared by {named[config.name].files[0]}"
-            problems.append(Problem(config.files[0], 1, 1, message + "; give each pipeline file its own name"))
         for channel in config.channels:
-            other = served.get(channel)
-            if other is not None:
-                message = f"channel {channel!r} is already served by pipeline {other.name} ({other.files[0]})"
-                problems.append(Problem(config.files[0], 1, 1, message))
-            served.setdefault(channel, config)
+            clash = clash or channel in routes
             routes.setdefault(channel, config.name)
-    if problems:
+    if clash:
         # Only now are the files read again, to place each claim at its line as the check and the build do.
         from runtime.verify import pipeline_clashes
 
-        raise ConfigError(pipeline_clashes([Path(config.files[0]) for config in configs]) or problems)
+        files = [config.files[0] for config in configs]
+        unplaced = Problem(files[0], 1, 1, "two pipeline files declare one pipeline name or serve one channel")
+        raise ConfigError(pipeline_clashes([Path(file) for file in files]) or [unplaced])
     return routes
 
 
