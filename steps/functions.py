@@ -68,15 +68,12 @@ def _pattern(source: str) -> re.Pattern[str] | _Refused:
     """``source`` compiled, or why it is refused (cached alike: an event's refused pattern is judged once)."""
     try:
         compiled = re.compile(source)
+        backtracks = _backtracks(_parse(source, compiled.flags), 0, bool(compiled.flags & re.IGNORECASE))
     except re.error as exc:
         return _Refused(exc.msg)
     except OverflowError:  # a repetition such as {99999999999}
         return _Refused("the repetition number is too large")
-    except RecursionError:
-        return _Refused("groups nested too deeply")
-    try:
-        backtracks = _backtracks(_parse(source, compiled.flags), 0, bool(compiled.flags & re.IGNORECASE))
-    except RecursionError:
+    except RecursionError:  # in re's parser or in the walk below
         return _Refused("groups nested too deeply")
     return _Refused(None) if backtracks else compiled
 
@@ -132,16 +129,11 @@ def _distinct_starts(branches: Sequence[Any], fold: bool) -> bool:
     """True when every branch starts with a literal character and no two with the same one (``fold``: in any case)."""
     from re import _constants as sre  # type: ignore[attr-defined]
 
-    firsts = [chr(branch[0][1]) if len(branch) and branch[0][0] is sre.LITERAL else None for branch in branches]
-    if None in firsts:
+    if not all(len(branch) and branch[0][0] is sre.LITERAL for branch in branches):
         return False
-    keys = [_case_key(first) for first in firsts if first is not None] if fold else firsts
+    # Where case is ignored, casefold() gives characters matched alike one key (K, k and the Kelvin sign K).
+    keys = [chr(branch[0][1]).casefold() if fold else chr(branch[0][1]) for branch in branches]
     return len(set(keys)) == len(keys)
-
-
-def _case_key(character: str) -> str:
-    """What ``character`` matches alike with when case is ignored (K, k and the Kelvin sign K share one key)."""
-    return character.casefold()
 
 
 @lru_cache(maxsize=256)
