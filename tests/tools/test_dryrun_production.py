@@ -198,18 +198,7 @@ def _variation_events() -> list[dict[str, Any]]:
         _event(2, 9, T0),  # its record's grace is past: a replay
         _event(3, 9, T0),  # inside its record's grace: a re-delivery
         _event(3, 0, T0),
-        _event(4, 0, T0),
-        _event(5, 0, T0),
-        _event(6, 0, T0),
-        _event(7, 0, T0),
-        _event(8, 0, T0),
-        _event(9, 0, T0),
-        _event(10, 0, T0),
-        _event(11, 0, T0),
-        _event(12, 0, T0),
-        _event(13, 0, T0),
-        _event(14, 0, T0),
-        _event(15, 0, T0),
+        *(_event(user, 0, T0) for user in range(4, 16)),
         _status(5, 0, T0 + 1),
         _event(1, 0, T0 + 1),  # re-delivered
         # A burst across the batching window (W = 10 s): queued, batched, then due within the margin, queued.
