@@ -42,6 +42,7 @@ __all__ = [
     "SqsQueues",
     "classify",
     "error_code",
+    "is_throttle",
     "lazy_clients",
     "make_client",
     "make_clients",
@@ -53,8 +54,9 @@ T = TypeVar("T")
 # The checks of botocore's standard retry mode that an error answer alone can decide (the DynamoDB checksum
 # and IdP checks look at a response that reached the parser). A 429 whose code the operation does not model
 # is retried by the botocore versions that have ThrottlingStatusCodeChecker; older ones do not retry it.
+_THROTTLED = ThrottledRetryableChecker()
 _RETRYABLE = (
-    ThrottledRetryableChecker(),
+    _THROTTLED,
     TransientRetryableChecker(),
     ModeledRetryableChecker(),
     *((standard.ThrottlingStatusCodeChecker(),) if hasattr(standard, "ThrottlingStatusCodeChecker") else ()),
@@ -155,6 +157,11 @@ def classify(exc: BaseException, operation: str, operation_model: Any = None) ->
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return ServiceError("denied", "NoCredentials", operation)
     return ServiceError("permanent", type(exc).__name__, operation)
+
+
+def is_throttle(parsed: Mapping[str, Any]) -> bool:
+    """Whether an error answer is throttling as botocore's standard retry mode knows it (DynamoDB answers 400)."""
+    return bool(_THROTTLED.is_retryable(RetryContext(attempt_number=1, parsed_response=dict(parsed))))
 
 
 def error_code(exc: BaseException) -> str:

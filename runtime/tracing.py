@@ -18,7 +18,6 @@ import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, suppress
 from contextvars import ContextVar
-from functools import cache
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -256,17 +255,10 @@ def _call_ended(http_response: Any, parsed: Mapping[str, Any], context: dict[str
 
 
 def _throttled(parsed: Mapping[str, Any]) -> bool:
-    """Whether an error answer is throttling as botocore's standard retry mode knows it (DynamoDB answers 400)."""
-    from botocore.retries.standard import RetryContext  # loaded with boto3 by then: no cost on a cold start
+    """Whether an error answer is throttling (``runtime.aws.is_throttle``; loaded with boto3 by then)."""
+    from runtime.aws import is_throttle
 
-    return bool(_throttling_checker().is_retryable(RetryContext(attempt_number=1, parsed_response=dict(parsed))))
-
-
-@cache
-def _throttling_checker() -> Any:
-    from botocore.retries.standard import ThrottledRetryableChecker
-
-    return ThrottledRetryableChecker()
+    return is_throttle(parsed)
 
 
 def _call_failed(exception: BaseException, context: dict[str, Any], **_: Any) -> None:
