@@ -119,6 +119,8 @@ class StepSpec:
     # Request headers carrying the request's authentication, such as a signature (a dry-run may stand in for them,
     # a masked capture replaces them); not the data it signs, such as a signed timestamp.
     auth_headers: tuple[str, ...] = ()
+    # Its auth headers sign a timestamp, so they stop being valid: a capture may keep them as sent (else as a digest).
+    signature_expires: bool = False
     # Decides from the context document alone, with no side effect (shadow evaluation runs it again).
     decides: bool = False
     # For a step that reads the pipeline's ``targets:``, the fields of one entry (``properties``, ``required``);
@@ -141,6 +143,7 @@ def register(
     example: Mapping[str, Any] | None = None,
     authenticates: bool = False,
     auth_headers: tuple[str, ...] = (),
+    signature_expires: bool = False,
     decides: bool = False,
     targets: Mapping[str, Any] | None = None,
 ) -> Callable[[type], type]:
@@ -168,6 +171,7 @@ def register(
             example=example or {},
             authenticates=authenticates,
             auth_headers=auth_headers,
+            signature_expires=signature_expires,
             decides=decides,
             targets=targets,
         )

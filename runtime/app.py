@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
@@ -60,6 +60,7 @@ __all__ = [
     "NoRegionConfigured",
     "auth_headers",
     "check_aws_settings",
+    "declared_auth_headers",
     "event_capture",
     "failed_authentication",
     "live_services",
@@ -223,14 +224,21 @@ def unnamed_tables(configs: Sequence[AppConfig]) -> list[tuple[AppConfig, str]]:
     ]
 
 
-def auth_headers(configs: Sequence[AppConfig]) -> tuple[str, ...]:
-    """The request headers that authenticate requests to any of ``configs`` (as their steps declare them)."""
-    found: dict[str, None] = {}
-    for config in configs:
-        for planned in config.pipeline.steps():
-            spec = registry.get(planned.uses)
-            found.update(dict.fromkeys(spec.auth_headers if spec is not None else ()))
-    return tuple(found)
+def declared_auth_headers(specs: Iterable[registry.StepSpec | None]) -> dict[str, bool]:
+    """The headers ``specs`` declare as authenticating a request, each with whether its signature expires.
+
+    A header expires only when every step declaring it says so: the capture keeps any other as its digest only.
+    """
+    found: dict[str, bool] = {}
+    for spec in filter(None, specs):
+        for header in spec.auth_headers:
+            found[header] = found.get(header, True) and spec.signature_expires
+    return found
+
+
+def auth_headers(configs: Sequence[AppConfig]) -> dict[str, bool]:
+    """The request headers that authenticate requests to any of ``configs`` (``declared_auth_headers``)."""
+    return declared_auth_headers(registry.get(step.uses) for config in configs for step in config.pipeline.steps())
 
 
 def event_capture(

@@ -34,13 +34,13 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from runtime.aws import error_code
-from runtime.masking import DEFAULT_AUTH_HEADERS, MASK_MODES, Pseudonyms, form_fields, recordable
+from runtime.masking import MASK_MODES, Pseudonyms, form_fields, recordable
 
 __all__ = ["CaptureSettings", "EventCapture", "Pending"]
 
@@ -178,12 +178,12 @@ class EventCapture:
     def __init__(
         self,
         settings: CaptureSettings,
-        auth_headers: Iterable[str] = DEFAULT_AUTH_HEADERS,
+        auth_headers: Mapping[str, bool] | None = None,
         client: Callable[[str], Any] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self._auth_headers = tuple(auth_headers)
+        self._auth_headers = dict(auth_headers or {})
         self.client: Callable[[str], Any] = client or _Clients()
         self._pseudonyms: Pseudonyms | None = None
         self._clock = clock
@@ -192,9 +192,7 @@ class EventCapture:
         self._start_lock = threading.Lock()
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str], auth_headers: Iterable[str] = DEFAULT_AUTH_HEADERS
-    ) -> EventCapture | None:
+    def from_env(cls, env: Mapping[str, str], auth_headers: Mapping[str, bool] | None = None) -> EventCapture | None:
         """Capture as the environment configures it (None: off); ValueError for a bad setting."""
         settings = CaptureSettings.from_env(env)
         return None if settings is None else cls(settings, auth_headers)

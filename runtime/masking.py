@@ -6,10 +6,11 @@
   ``X-Api-Key``…), payload 2.0's ``cookies`` list (its Cookie header) and ``requestContext.authorizer`` /
   ``identity`` are dropped. A webhook carries no auth token (Twilio sends an HMAC signature, never the
   token), so nothing else needs removing;
-- ``mask="none"``: the body as it was sent. A signature that never expires (``DIGESTED_AUTH_HEADERS``: Twilio's
-  carries no timestamp, so a copy of it is a request valid for ever, long after the replay record is gone) is
-  kept as its digest (``signature_digest``), from which it cannot be recovered: a replay with ``pipeline-dryrun``
-  still checks it (``steps.twilio.signature``), the webhook refuses it. Signatures that expire are kept as sent;
+- ``mask="none"``: the body as it was sent. An authentication header is kept as its digest
+  (``signature_digest``), from which it cannot be recovered, unless the steps declaring it say its signature
+  expires (it signs a timestamp): a signature that never expires (Twilio's) is a request valid for ever, long
+  after the replay record is gone. A replay with ``pipeline-dryrun`` still checks a digest
+  (``steps.twilio.signature``), the webhook refuses it. Signatures that expire are kept as sent;
 - ``mask="text"``: fail closed, by allow-lists. Every query-string value becomes ``[masked]`` (a URL may carry a
   credential, ``?key=…``; its names stay, listed as ``?name``). A form body (Twilio) keeps only
   ``FORM_KEPT_FIELDS`` (sids, numbers, counts, statuses, ``MessageType``, ``MediaContentType{N}``…): every other
@@ -43,7 +44,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -56,8 +57,6 @@ __all__ = [
     "MULTIPART_KEPT_FIELDS",
     "PERSONAL_TEXT_KEYS",
     "RECORDING_KEY",
-    "DEFAULT_AUTH_HEADERS",
-    "DIGESTED_AUTH_HEADERS",
     "SIGNATURE_DIGEST_PREFIX",
     "FORM_KEPT_FIELDS",
     "STRUCTURAL_JSON_KEYS",
@@ -138,9 +137,6 @@ FORM_KEPT_FIELDS = frozenset(
 _FORM_KEPT_INDEXED = re.compile(r"mediacontenttype[0-9]+")
 # Keys inside a kept field's JSON whose strings are structure, not text (``ChannelMetadata``'s ``type``, ``WaId``).
 STRUCTURAL_JSON_KEYS = frozenset({"type", "waid"})
-DEFAULT_AUTH_HEADERS = ("X-Twilio-Signature",)
-# Authentication headers whose signature never expires, kept by ``mask="none"`` as their digest only.
-DIGESTED_AUTH_HEADERS = ("X-Twilio-Signature",)
 # How a digested signature starts; ``steps.twilio.signature`` (which may not import this module) matches it.
 SIGNATURE_DIGEST_PREFIX = "sha256:"
 _CREDENTIAL_HEADERS = frozenset(
@@ -545,12 +541,12 @@ def recordable(
     *,
     mask: str = "none",
     pseudonyms: Pseudonyms | None = None,
-    auth_headers: Iterable[str] = DEFAULT_AUTH_HEADERS,
+    auth_headers: Mapping[str, bool] | None = None,
 ) -> dict[str, Any]:
     """A copy of ``event`` fit to store for replay (see the module docstring for ``mask``).
 
-    ``auth_headers`` are the headers that authenticate the request (the pipelines' steps declare them);
-    a masked recording replaces their values.
+    ``auth_headers`` are the headers that authenticate the request, each with whether its signature expires (the
+    pipelines' steps declare both); a masked recording replaces their values.
     """
     if mask not in MASK_MODES:
         raise ValueError(f"mask must be one of {', '.join(MASK_MODES)}")
@@ -563,7 +559,7 @@ def recordable(
     if isinstance(context, Mapping):
         copy["requestContext"] = {k: v for k, v in context.items() if k not in ("authorizer", "identity")}
     if mask == "none":
-        digested = frozenset(name.lower() for name in DIGESTED_AUTH_HEADERS)
+        digested = frozenset(name.lower() for name, expires in (auth_headers or {}).items() if not expires)
         for section in ("headers", "multiValueHeaders"):
             copy[section] = _marked(copy.get(section), digested, digest=True)
         copy[RECORDING_KEY] = {"mask": mask, "masked": []}
@@ -573,7 +569,7 @@ def recordable(
     if body is not None:
         copy["body"] = body
     _masked_query(copy, masking)
-    auth = frozenset(name.lower() for name in auth_headers)
+    auth = frozenset(name.lower() for name in auth_headers or ())
     for section in ("headers", "multiValueHeaders"):
         copy[section] = _marked(copy.get(section), auth)
     copy[RECORDING_KEY] = {"mask": mask, "masked": sorted(masking.masked)}

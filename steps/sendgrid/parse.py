@@ -134,6 +134,7 @@ def _request(
     errors=(PARSING_ERROR, INVALID_SIGNATURE),
     # The timestamp is signed data, not a credential: a masked recording keeps it for the replay's window.
     auth_headers=(SIGNATURE_HEADER,),
+    signature_expires=True,
     params={
         "type": "object",
         "additionalProperties": False,

@@ -35,6 +35,7 @@ def _valid(key: SigningKey, signed: tuple[str, str, bytes]) -> bool:
     authenticates=True,
     # The timestamp is signed data, not a credential: a masked recording keeps it for the replay's window.
     auth_headers=(SIGNATURE_HEADER,),
+    signature_expires=True,
     params={
         "type": "object",
         "additionalProperties": False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from typing import Any
@@ -11,6 +12,8 @@ from urllib.parse import parse_qsl
 import pytest
 
 import runtime.masking
+from engine import registry
+from runtime.app import declared_auth_headers
 from runtime.masking import (
     MASK_MODES,
     MASKED_SIGNATURE,
@@ -21,6 +24,7 @@ from runtime.masking import (
     register_body_masker,
     signature_digest,
 )
+from steps.sendgrid.ecdsa import SIGNATURE_HEADER as SENDGRID_SIGNATURE
 from steps.sendgrid.message import read_email
 from steps.sendgrid.multipart import parse
 from tests.support.webhooks import rest_event, whatsapp_params
@@ -28,6 +32,8 @@ from tools.events import http_api_event
 from tools.sendgrid_events import Attachment, Email, encode_form, inbound_parse_body, inbound_parse_fields
 
 KEY = b"a-capture-key-of-32-characters!!"
+# What the Twilio steps declare: their signature header, whose signature never expires.
+TWILIO_AUTH = {"X-Twilio-Signature": False}
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
@@ -40,7 +46,7 @@ def form(event: dict[str, Any]) -> dict[str, str]:
 def test_credentials_are_removed_and_an_unmasked_recording_keeps_the_rest() -> None:
     event = rest_event("whatsapp", whatsapp_params(), headers={"Authorization": "Bearer abc", "Cookie": "s=1"})
     event["requestContext"] = {**event["requestContext"], "authorizer": {"claims": {}}, "identity": {"ip": "1"}}
-    kept = recordable(event)
+    kept = recordable(event, auth_headers=TWILIO_AUTH)
     assert not {"Authorization", "Cookie"} & set(kept["headers"]) and "Cookie" not in kept["multiValueHeaders"]
     assert not {"authorizer", "identity"} & set(kept["requestContext"])
     assert kept["body"] == event["body"]
@@ -50,7 +56,7 @@ def test_credentials_are_removed_and_an_unmasked_recording_keeps_the_rest() -> N
     assert signature not in json.dumps(kept)
     assert kept["recording"] == {"mask": "none", "masked": []}
     # A recording masked again (pipeline-event mask over captures) keeps the digest the dry-run checks.
-    again = recordable(kept)
+    again = recordable(kept, auth_headers=TWILIO_AUTH)
     assert again["headers"]["X-Twilio-Signature"] == kept["headers"]["X-Twilio-Signature"]
     assert again["multiValueHeaders"] == kept["multiValueHeaders"]
 
@@ -104,14 +110,15 @@ def test_text_masks_free_text_and_marks_the_signature_whatever_the_payload_versi
         headers={"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": "abc"},
     )
     for event in (rest, encoded):
-        masked = recordable(event, mask="text")
+        masked = recordable(event, mask="text", auth_headers=TWILIO_AUTH)
         fields = form(masked)
         assert fields["Body"] == fields["ProfileName"] == fields["Latitude"] == MASKED_TEXT
         assert fields["From"] == params["From"] and fields["MessageSid"] == params["MessageSid"]
         signature = masked["headers"].get("X-Twilio-Signature") or masked["headers"].get("x-twilio-signature")
         assert signature == MASKED_SIGNATURE
         assert masked["recording"] == {"mask": "text", "masked": ["Body", "Latitude", "ProfileName"]}
-    assert recordable(rest, mask="text")["multiValueHeaders"]["X-Twilio-Signature"] == [MASKED_SIGNATURE]
+    masked_rest = recordable(rest, mask="text", auth_headers=TWILIO_AUTH)
+    assert masked_rest["multiValueHeaders"]["X-Twilio-Signature"] == [MASKED_SIGNATURE]
 
 
 def test_all_pseudonymizes_numbers_and_addresses_the_same_way_everywhere() -> None:
@@ -141,7 +148,7 @@ def email_event(email: Email) -> tuple[dict[str, Any], str]:
 def test_a_multipart_body_keeps_its_shape_with_text_masked_and_files_emptied() -> None:
     email = Email(attachments=(Attachment("invoice.pdf", "application/pdf", b"%PDF-1.7 secret"),))
     event, content_type = email_event(email)
-    masked = recordable(event, mask="text", auth_headers=("X-Twilio-Email-Event-Webhook-Signature",))
+    masked = recordable(event, mask="text", auth_headers={"X-Twilio-Email-Event-Webhook-Signature": True})
     stored = base64.b64decode(masked["body"])
     parsed = parse(stored, content_type)
     for name in ("text", "html", "subject", "headers"):
@@ -378,3 +385,24 @@ def test_json_in_a_structural_field_keeps_only_its_structure() -> None:
         "type": "whatsapp",
         "data": {"context": {"ProfileName": MASKED_TEXT, "WaId": "14155550123", "Note": MASKED_TEXT}},
     }
+
+
+def test_an_unmasked_recording_digests_an_auth_header_unless_every_step_declaring_it_says_it_expires() -> None:
+    def spec(name: str) -> registry.StepSpec:
+        found = registry.get(name)
+        assert found is not None
+        return found
+
+    # A third source's HMAC header (no timestamp), from a step that declares nothing about expiry: fail closed.
+    hub = dataclasses.replace(spec("twilio.signature"), name="hub.verify", auth_headers=("X-Hub-Signature-256",))
+    shipped = [spec(name) for name in ("twilio.parse", "twilio.signature", "sendgrid.parse", "sendgrid.signature")]
+    declared = declared_auth_headers([*shipped, hub])
+    assert declared == {"X-Twilio-Signature": False, SENDGRID_SIGNATURE: True, "X-Hub-Signature-256": False}
+    # One step declaring the SendGrid header without saying it expires is enough to keep only its digest.
+    lenient = dataclasses.replace(spec("sendgrid.parse"), signature_expires=False)
+    assert declared_auth_headers([spec("sendgrid.signature"), lenient]) == {SENDGRID_SIGNATURE: False}
+
+    headers = {"X-Hub-Signature-256": "sha256=0f1e2d", SENDGRID_SIGNATURE: "MEUCIQ=="}
+    kept = recordable(http_api_event("POST", "/prod/hub", host="h.example.com", headers=headers), auth_headers=declared)
+    assert kept["headers"]["x-hub-signature-256"] == signature_digest("sha256=0f1e2d")  # payload 2.0: lower case
+    assert kept["headers"][SENDGRID_SIGNATURE.lower()] == "MEUCIQ=="

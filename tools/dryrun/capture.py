@@ -111,7 +111,7 @@ def shareable_world(
 
 
 def masked_events(
-    paths: Sequence[Path], *, mask: str, pseudonyms: Pseudonyms | None, auth_headers: Sequence[str]
+    paths: Sequence[Path], *, mask: str, pseudonyms: Pseudonyms | None, auth_headers: Mapping[str, bool]
 ) -> Iterator[dict[str, Any]]:
     """Every event of ``paths`` (files or directories, as the dry-run reads them) as the capture stores it."""
     recorded = load_events(paths)

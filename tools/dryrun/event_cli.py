@@ -57,7 +57,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from engine.errors import ConfigError
-from runtime.masking import DEFAULT_AUTH_HEADERS, MASK_MODES, Pseudonyms
+from runtime.masking import MASK_MODES, Pseudonyms
 from steps.sendgrid import multipart
 from steps.sendgrid.ecdsa import is_valid_public_key, verify
 from steps.sendgrid.message import read_email
@@ -453,13 +453,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _auth_headers() -> tuple[str, ...]:
+def _auth_headers() -> dict[str, bool]:
     """The headers every registered step declares as authenticating a request: what the capture masks too."""
     from engine import registry
+    from runtime.app import declared_auth_headers
 
     load_project_plugins()
-    declared = dict.fromkeys(header for spec in registry.specs() for header in spec.auth_headers)
-    return tuple(declared) or DEFAULT_AUTH_HEADERS
+    return declared_auth_headers(registry.specs())
 
 
 @console_script("pipeline-event")

@@ -186,7 +186,7 @@ class Lane:
     def auth_headers(self, event: Any) -> tuple[str, ...]:
         """The headers carrying authentication for the pipeline ``event`` is routed to."""
         config = self.application.route(last_segment(request_path(event)))
-        return auth_headers([config]) if config is not None else ()
+        return tuple(auth_headers([config])) if config is not None else ()
 
     def run(self, event: Any, notes: list[str]) -> Replayed:
         """Run one event; the world keeps its writes unless the lane resets it (``--independent``)."""
