@@ -88,6 +88,17 @@ class Email:
     charset: str = "UTF-8"
     spam_score: str | None = "0.012"
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+    spf: str = "pass"
+    # The receiving server's DKIM results; None: a passing signature of the sender's own domain.
+    dkim: str | None = None
+
+    @property
+    def dkim_results(self) -> str:
+        """The ``dkim`` field SendGrid posts for this email."""
+        if self.dkim is not None:
+            return self.dkim
+        domain = self.sender.rpartition("@")[2].strip().rstrip(">").lower()  # no parsing: a sender may be hostile
+        return f"{{@{domain} : pass}}"
 
 
 @dataclass(frozen=True)
@@ -221,7 +232,7 @@ def inbound_parse_fields(email: Email) -> tuple[list[tuple[str, str | bytes]], l
     report = "Spam detection software has NOT identified this incoming email as spam."
     values: dict[str, str | None] = {
         "headers": _headers(email),
-        "dkim": "{@example.net : pass}",
+        "dkim": email.dkim_results,
         "content-ids": json.dumps(content_ids) if content_ids else None,
         "to": email.to,
         "from": email.sender,
@@ -238,7 +249,7 @@ def inbound_parse_fields(email: Email) -> tuple[list[tuple[str, str | bytes]], l
     }
     encoded = [name for name in ("to", "from", "cc", "subject", "text", "html") if values[name] is not None]
     values["charsets"] = json.dumps(dict.fromkeys(encoded, email.charset))
-    values["SPF"] = "pass"
+    values["SPF"] = email.spf
     fields: list[tuple[str, str | bytes]] = [
         (name, value.encode(email.charset) if name in encoded else value)
         for name, value in values.items()
@@ -251,7 +262,7 @@ def raw_mime_body(email: Email | None = None, *, boundary: str = BOUNDARY) -> tu
     """The ``send_raw`` Inbound Parse body for ``email`` (MIME message in ``email``), and its Content-Type."""
     email = email or Email()
     fields: list[tuple[str, str | bytes]] = [
-        ("dkim", "{@example.net : pass}"),
+        ("dkim", email.dkim_results),
         ("email", _mime(email)),
         ("to", email.to),
         ("from", email.sender),
@@ -259,7 +270,7 @@ def raw_mime_body(email: Email | None = None, *, boundary: str = BOUNDARY) -> tu
         ("envelope", json.dumps({"to": list(email.envelope_to), "from": email.envelope_from})),
         ("subject", email.subject),
         ("charsets", json.dumps({"to": "UTF-8", "from": "UTF-8", "subject": "UTF-8"})),
-        ("SPF", "pass"),
+        ("SPF", email.spf),
     ]
     if email.spam_score is not None:
         fields.append(("spam_score", email.spam_score))

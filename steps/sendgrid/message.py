@@ -28,6 +28,7 @@ from typing import Any, Literal
 from steps.sendgrid import automatic
 from steps.sendgrid.html_text import html_to_text
 from steps.sendgrid.multipart import MultipartForm, decode_text
+from steps.sendgrid.senderauth import DKIM_FIELD, SPF_FIELD, sender_authenticated
 
 __all__ = [
     "DEFAULT_MAX_HTML_CHARS",
@@ -87,7 +88,8 @@ class InboundEmail:
     """An inbound email's identity, addresses (lower-cased), subject, text and attachment summary.
 
     ``text_cut`` says the text is that of the HTML's first ``max_html_chars`` characters only;
-    ``auto_submitted`` that its headers mark it as sent by a program (``steps.sendgrid.automatic``).
+    ``auto_submitted`` that its headers mark it as sent by a program (``steps.sendgrid.automatic``);
+    ``sender_authenticated`` whether SPF or DKIM vouch for the sender's domain (``steps.sendgrid.senderauth``).
     """
 
     message_id: str
@@ -102,6 +104,7 @@ class InboundEmail:
     spam_score: float | None
     raw_mime: bool
     auto_submitted: bool
+    sender_authenticated: bool | None = None
 
     @property
     def company_address(self) -> str:
@@ -178,6 +181,9 @@ def read_email(form: MultipartForm, body: bytes, *, max_html_chars: int = DEFAUL
         spam_score=_score(form.first("spam_score")),
         raw_mime=raw_mode,
         auto_submitted=automatic.is_automatic({name: _values(headers, name) for name in automatic.HEADERS}),
+        sender_authenticated=sender_authenticated(
+            sender, _address(envelope.get("from")), form.first(SPF_FIELD), form.first(DKIM_FIELD)
+        ),
     )
 
 

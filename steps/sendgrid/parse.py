@@ -7,7 +7,8 @@ subaddress; ``to`` keeps it), both lower-cased.
 A request without SendGrid's signature headers, or signed too long ago (a replay) or in the future, ends here
 with ``INVALID_SIGNATURE``, before any AWS call. ``request.fields`` keeps the small header-like fields, never
 the bodies or raw headers; ``request.auto_submitted`` says whether the headers mark the email as sent by a
-program (an out-of-office reply, say: ``steps.sendgrid.automatic``), for the screening rules. A ``From``
+program (an out-of-office reply, say: ``steps.sendgrid.automatic``), and ``request.sender_authenticated`` whether
+SPF or DKIM vouch for the sender's domain (``steps.sendgrid.senderauth``), for the screening rules. A ``From``
 header that cannot be read (too long, or nested too deep) leaves the envelope's sender.
 
 What is staged and handed off is bounded, so that no email is refused for its size after it was accepted: the
@@ -123,6 +124,7 @@ def _request(
         "media": _media(email.attachments),
         "spam_score": email.spam_score,
         "auto_submitted": email.auto_submitted,
+        "sender_authenticated": email.sender_authenticated,
         "fields": _fields(form),
         "received_at": received_at,
     }

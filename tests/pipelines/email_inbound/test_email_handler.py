@@ -160,6 +160,30 @@ def test_business_refusals_answer_their_status_and_write_nothing(
     assert world.stage_rows() == [] and world.sent("email") == []
 
 
+@pytest.mark.parametrize(
+    ("email", "status"),
+    [
+        # The user's address with a stranger's signature and a failing SPF: a forged From.
+        (Email(spf="softfail", dkim="{@attacker.example : pass}", envelope_from="x@attacker.example"), 422),
+        (Email(spf="pass", dkim="{@example.net : fail}", envelope_from="bounce@attacker.example"), 422),
+        # Vouched for by DKIM alone (a forwarded email fails SPF), by SPF alone, or by a signing subdomain.
+        (Email(spf="fail", envelope_from="relay@lists.example.org"), 200),
+        (Email(spf="pass", dkim="{@attacker.example : pass}"), 200),
+        (Email(spf="none", dkim="{@attacker.example : pass, @mail.example.net : pass}"), 200),
+    ],
+)
+def test_an_email_whose_sender_neither_spf_nor_dkim_vouch_for_is_refused(world, lambda_handler, email, status):
+    add_email_world(world)
+    got, body = answer(lambda_handler(email_event(email), None))
+    if status == 422:
+        assert (got, body["error_code"]) == (422, "EMAIL_REJECTED")
+        assert "neither SPF nor DKIM" in body["message"]
+        assert world.stage_rows() == [] and world.sent("email") == []
+    else:
+        assert (got, body) == (200, {"status": "ok", "outcome": "QUEUED"})
+        assert len(world.stage_rows()) == 1 and len(world.sent("email")) == 1
+
+
 def test_a_post_that_is_not_an_inbound_parse_form_is_a_parsing_error(world, lambda_handler, aws, outcomes):
     add_email_world(world)
     event = email_event(body=b"From=%2B14155550123&Body=hello")
