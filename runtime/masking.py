@@ -375,6 +375,9 @@ _ADDRESS_FIELDS = frozenset({"from", "to", "cc", "envelope"})
 MULTIPART_KEPT_FIELDS = frozenset({"spam_score", "spf", "dkim", "charsets", "attachments"})
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
 _DISPOSITION = re.compile(r'\b(name|filename)="([^"]*)"', re.IGNORECASE)
+# The end of a delimiter line (RFC 2046's transport padding, CRLF), and what may follow the closing delimiter's "--".
+_LINE_END = re.compile(rb"[ \t]*\r\n")
+_CLOSING = re.compile(rb"--[ \t]*(?:\r\n)?")
 
 
 def _hide_filename(match: re.Match[str]) -> str:
@@ -408,19 +411,29 @@ def _part(part: bytes, masking: Masking) -> bytes:
 
 
 def _multipart(body: bytes, content_type: str, masking: Masking) -> bytes:
+    """Each part masked; a body that does not split exactly into parts is replaced whole (fail closed).
+
+    Exactly: no preamble, each delimiter line ends with optional blanks (RFC 2046's transport padding) and CRLF, and
+    the closing delimiter ends the body. Anything else (a copy of the boundary inside the text, data around the
+    parts) would otherwise be kept as sent.
+    """
     match = _BOUNDARY.search(content_type)
     if match is None:
         return masking.whole("body")
     delimiter = b"--" + (match.group(1) or match.group(2)).encode()
     chunks = body.split(delimiter)
-    if len(chunks) < 3:
+    if len(chunks) < 3 or chunks[0] or not _CLOSING.fullmatch(chunks[-1]):
         return masking.whole("body")
-    try:
-        # chunks: preamble, part, part, ..., "--" epilogue; each part starts with CRLF.
-        parts = [b"\r\n" + _part(chunk[2:], masking) if chunk.startswith(b"\r\n") else chunk for chunk in chunks[1:-1]]
-    except ValueError:
-        return masking.whole("body")
-    return delimiter.join([chunks[0], *parts, chunks[-1]])
+    parts = []
+    for chunk in chunks[1:-1]:
+        line_end = _LINE_END.match(chunk)
+        if line_end is None:
+            return masking.whole("body")
+        try:
+            parts.append(chunk[: line_end.end()] + _part(chunk[line_end.end() :], masking))
+        except ValueError:
+            return masking.whole("body")
+    return delimiter.join([b"", *parts, chunks[-1]])
 
 
 BODY_MASKERS: dict[str, BodyMasker] = {

@@ -25,7 +25,7 @@ from steps.sendgrid.message import read_email
 from steps.sendgrid.multipart import parse
 from tests.support.webhooks import rest_event, whatsapp_params
 from tools.events import http_api_event
-from tools.sendgrid_events import Attachment, Email, encode_form, inbound_parse_body, inbound_parse_fields
+from tools.sendgrid_events import BOUNDARY, Attachment, Email, encode_form, inbound_parse_body, inbound_parse_fields
 
 KEY = b"a-capture-key-of-32-characters!!"
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -378,3 +378,40 @@ def test_json_in_a_structural_field_keeps_only_its_structure() -> None:
         "type": "whatsapp",
         "data": {"context": {"ProfileName": MASKED_TEXT, "WaId": "14155550123", "Note": MASKED_TEXT}},
     }
+
+
+def _masked_email_bodies(body: bytes, content_type: str) -> dict[str, bytes]:
+    """``body`` posted as an Inbound Parse event, as each masked capture stores it."""
+    event = http_api_event(
+        "POST", "/prod/email", host="h.example.com", body=body, headers={"content-type": content_type}
+    )
+    stored = {}
+    for mask in ("text", "all"):
+        masked = recordable(event, mask=mask, pseudonyms=Pseudonyms(KEY))
+        stored[mask] = base64.b64decode(masked["body"])
+    return stored
+
+
+def test_an_email_with_transport_padding_after_its_boundaries_is_masked() -> None:
+    # RFC 2046 lets a delimiter line end in blanks; the pipeline reads such a post (the same email), so its capture
+    # must hold none of its words either (before, every part after a padded delimiter was stored as sent).
+    email = Email(sender="Kim Lee <kim@example.org>", text=f"Hello, {CONFIDED}, call +447700900123")
+    body, content_type = inbound_parse_body(email)
+    dash = f"--{BOUNDARY}".encode()
+    padded = body.replace(dash + b"\r\n", dash + b" \t\r\n")
+    assert parse(padded, content_type).fields["text"] == parse(body, content_type).fields["text"]
+    for mask, stored in _masked_email_bodies(padded, content_type).items():
+        assert b"4417" not in stored and b"447700900123" not in stored and b"Kim Lee" not in stored, mask
+
+
+@pytest.mark.parametrize("where", ["after a closing delimiter line", "in a preamble"])
+def test_an_email_whose_text_copies_the_boundary_keeps_no_word_of_it(where: str) -> None:
+    # SendGrid's boundary is always xYzZY, so a sender can write its delimiter lines in the text; the pipeline refuses
+    # that post, but its capture is made all the same and must not keep what follows them as sent.
+    dash = f"--{BOUNDARY}"
+    text = f"Hello\r\n{dash}--\r\n{CONFIDED}, call +447700900123" if where.startswith("after") else "Hello"
+    body, content_type = inbound_parse_body(Email(text=text))
+    if where == "in a preamble":
+        body = f"{CONFIDED}, call +447700900123\r\n".encode() + body
+    for mask, stored in _masked_email_bodies(body, content_type).items():
+        assert b"4417" not in stored and b"447700900123" not in stored, mask
