@@ -151,7 +151,11 @@ _QUERY_KEYS = ("queryStringParameters", "multiValueQueryStringParameters", "rawQ
 # Top-level event keys that carry credentials: payload 2.0 moves the Cookie header into ``cookies``.
 _CREDENTIAL_KEYS = frozenset({"cookies"})
 _NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
-_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-]{1,64})@([\w-]+(?:\.[\w-]+)+)")
+# An address's local part: a quoted string, or a run of RFC 5322's atext and dots with any letter (RFC 6531), so that
+# no part of it (``o'brien``, ``tom&jerry``, ``k\u00edm``) is left as it was before the pseudonym. Braces stay out:
+# they enclose SendGrid's ``dkim`` results (``{@example.net : pass}``).
+_LOCAL_CHAR = r"[\w.!#$%&'*+/=?^`|~-]"
+_EMAIL = re.compile(rf'(?<!{_LOCAL_CHAR})("[^"\\\r\n]{{1,62}}"|{_LOCAL_CHAR}{{1,64}})@([\w-]+(?:\.[\w-]+)+)')
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 # In an address list: what stays (an angle-bracketed address, or a bare one: a run of anything but the list's
 # delimiters around an @, as RFC 5322 allows ' & = … in a local part and an IDN domain), else a display-name word

@@ -415,3 +415,27 @@ def test_an_email_whose_text_copies_the_boundary_keeps_no_word_of_it(where: str)
         body = f"{CONFIDED}, call +447700900123\r\n".encode() + body
     for mask, stored in _masked_email_bodies(body, content_type).items():
         assert b"4417" not in stored and b"447700900123" not in stored, mask
+
+
+@pytest.mark.parametrize(
+    ("address", "revealing"),
+    [
+        ("o'brien.kim@example.org", b"o'"),
+        ("tom&jerry@example.org", b"tom"),
+        ("k\u00edm.lee@example.org", "k\u00ed".encode()),
+        ("order=1042@example.org", b"order="),
+        ('"kim lee"@example.org', b"kim lee"),
+    ],
+)
+def test_all_replaces_the_whole_local_part_of_any_address(address: str, revealing: bytes) -> None:
+    # RFC 5322 lets a local part hold ' & = and quoted words, and RFC 6531 any letter: before, the pseudonym began
+    # after the first such character, so the rest of the address (or all of a quoted one) was stored as sent.
+    email = Email(sender=f"Kim <{address}>", envelope_from=address, cc=address)
+    event, content_type = email_event(email)
+    pseudonyms = Pseudonyms(KEY)
+    stored = base64.b64decode(recordable(event, mask="all", pseudonyms=pseudonyms)["body"])
+    assert revealing not in stored
+    fields = parse(stored, content_type).fields
+    # A world pseudonymized with the same key still finds the sender.
+    assert json.loads(fields["envelope"][0])["from"] == pseudonyms.text(address)
+    assert pseudonyms.text(address).endswith("@example.org")
