@@ -45,6 +45,9 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.utils import collapse_rfc2231_value
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -378,28 +381,46 @@ _ADDRESS_FIELDS = frozenset({"from", "to", "cc", "envelope"})
 # ``attachment-info`` and ``content-ids`` (file names), ``sender_ip``, and any field SendGrid adds later.
 MULTIPART_KEPT_FIELDS = frozenset({"spam_score", "spf", "dkim", "charsets", "attachments"})
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
-_DISPOSITION = re.compile(r'\b(name|filename)="([^"]*)"', re.IGNORECASE)
 # The end of a delimiter line (RFC 2046's transport padding, CRLF), and what may follow the closing delimiter's "--".
 _LINE_END = re.compile(rb"[ \t]*\r\n")
 _CLOSING = re.compile(rb"--[ \t]*(?:\r\n)?")
+# A field name that can be written back between double quotes.
+_QUOTABLE = re.compile(r'[^"\\\r\n]*')
 
 
-def _hide_filename(match: re.Match[str]) -> str:
-    return f'{match.group(1)}="{MASKED_TEXT}"' if match.group(1).lower() == "filename" else match.group(0)
+def _disposition(headers: Message, name: str) -> str | None:
+    """A ``Content-Disposition`` parameter as the pipeline reads it (a token or quoted, RFC 2231's ``name*``)."""
+    value = headers.get_param(name, header="Content-Disposition")
+    return None if value is None else collapse_rfc2231_value(value)
+
+
+def _file_head(name: str, headers: Message) -> bytes:
+    """A file part's header block, rebuilt: its field name, a masked filename and its media type, nothing else."""
+    if not _QUOTABLE.fullmatch(name):
+        raise ValueError("a file part's field name cannot be written back quoted")
+    head = f'Content-Disposition: form-data; name="{name}"; filename="{MASKED_TEXT}"'
+    if "Content-Type" in headers:
+        head += f"\r\nContent-Type: {headers.get_content_type()}"
+    return head.encode()
 
 
 def _part(part: bytes, masking: Masking) -> bytes:
-    """One part (its header block, a blank line, its content, CRLF): a file loses its content, a field is masked."""
+    """One part (its header block, a blank line, its content, CRLF): a file loses its content, a field is masked.
+
+    Its parameters are read as ``email.message`` reads them, as the pipeline does; a file part's header block is
+    rebuilt (its filename may hide in any form of the parameter, or in its Content-Type's ``name``).
+    """
     head, separator, content = part.partition(b"\r\n\r\n")
     if not separator or not content.endswith(b"\r\n"):
         raise ValueError("a part is not a header block, a blank line and content")
     content = content[:-2]
-    headers = head.decode("utf-8", "replace")
-    found = {key.lower(): value for key, value in _DISPOSITION.findall(headers)}
-    name = found.get("name", "")
-    if "filename" in found:
+    headers = BytesHeaderParser().parsebytes(head + separator)
+    if len(headers.get_all("Content-Disposition", [])) != 1:
+        raise ValueError("a part needs exactly one Content-Disposition")
+    name = _disposition(headers, "name") or ""
+    if _disposition(headers, "filename") is not None:
         masking.masked.add(name or "file")
-        head, content = _DISPOSITION.sub(_hide_filename, headers).encode(), b""
+        head, content = _file_head(name, headers), b""
     elif name.lower() in _ADDRESS_FIELDS:
         value = content.decode("utf-8", "replace")
         masked = masking.addresses(name, value)

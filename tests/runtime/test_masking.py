@@ -439,3 +439,34 @@ def test_all_replaces_the_whole_local_part_of_any_address(address: str, revealin
     # A world pseudonymized with the same key still finds the sender.
     assert json.loads(fields["envelope"][0])["from"] == pseudonyms.text(address)
     assert pseudonyms.text(address).endswith("@example.org")
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        'filename="passport scan.pdf"',
+        "filename=passport_scan.pdf",
+        "filename*=UTF-8''passport%20scan.pdf",
+        'filename = "passport scan.pdf"',
+        'FILENAME="passport scan.pdf"',
+    ],
+)
+def test_an_attachments_name_is_masked_however_its_part_writes_it(disposition: str) -> None:
+    # The pipeline reads a part's parameters as email.message does (a token, RFC 2231's filename*, blanks around =),
+    # and so must the masker: before, only the quoted filename="…" form lost its name.
+    dash = f"--{BOUNDARY}"
+    body = (
+        f'{dash}\r\nContent-Disposition: form-data; name="to"\r\n\r\nsupport@inbound.acme.example\r\n'
+        f'{dash}\r\nContent-Disposition: form-data; name="attachment1"; {disposition}\r\n'
+        f'Content-Type: application/pdf; name="passport scan.pdf"\r\n\r\n%PDF secret\r\n{dash}--\r\n'
+    ).encode()
+    content_type = f"multipart/form-data; boundary={BOUNDARY}"
+    assert parse(body, content_type).files[0].filename.startswith("passport")
+    for mask, stored in _masked_email_bodies(body, content_type).items():
+        assert b"passport" not in stored and b"secret" not in stored, mask
+        (attachment,) = parse(stored, content_type).files
+        assert (attachment.name, attachment.filename, attachment.content_type) == (
+            "attachment1",
+            MASKED_TEXT,
+            "application/pdf",
+        )
