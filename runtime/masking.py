@@ -18,8 +18,9 @@
   only: every string in it becomes ``[masked]`` but under ``STRUCTURAL_JSON_KEYS`` (``json_text_masked``). A
   ``multipart/form-data`` body (an e-mail) keeps only ``MULTIPART_KEPT_FIELDS`` (spam score, SPF, DKIM,
   charsets, attachment count) and its address fields: every other field becomes ``[masked]`` and uploaded
-  files lose their name and content; the display names of its address fields become ``masked`` (the
-  addresses stay). The signature
+  files lose their name and content (their part's header block is rebuilt); the display names of its address
+  fields become ``masked`` (the addresses stay). A body that does not split exactly into its parts (a preamble,
+  data after the closing delimiter, the boundary copied into a field) is replaced whole. The signature
   cannot match any more, so every authentication header becomes ``MASKED_SIGNATURE`` (replay with
   ``--skip-signature``);
 - ``mask="all"``: as ``text``, and every phone number and e-mail address is replaced by a keyed
