@@ -161,11 +161,11 @@ _NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
 _LOCAL_CHAR = r"[\w.!#$%&'*+/=?^`|~-]"
 _EMAIL = re.compile(rf'(?<!{_LOCAL_CHAR})("[^"\\\r\n]{{1,62}}"|{_LOCAL_CHAR}{{1,64}})@([\w-]+(?:\.[\w-]+)+)')
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-# In an address list: what stays (an angle-bracketed address, or a bare one: a run of anything but the list's
-# delimiters around an @, as RFC 5322 allows ' & = … in a local part and an IDN domain), else a display-name word
-# (an RFC 2047 encoded word whole, or a run of letters and digits).
+# In an address list: what stays (an address between angle brackets, never other text there, or a bare one: a run of
+# anything but the list's delimiters around an @, as RFC 5322 allows ' & = … in a local part and an IDN domain), else
+# a display-name word (an RFC 2047 encoded word whole, or a run of letters and digits).
 _NAME_WORD = re.compile(
-    r"(?P<kept><[^<>]*>|[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+)|=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=|[^\W_]+"
+    r"(?P<kept><[^<>@\s]*@[^<>\s]*>|[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+)|=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=|[^\W_]+"
 )
 
 

@@ -470,3 +470,15 @@ def test_an_attachments_name_is_masked_however_its_part_writes_it(disposition: s
             MASKED_TEXT,
             "application/pdf",
         )
+
+
+def test_angle_brackets_inside_a_display_name_do_not_keep_its_words() -> None:
+    # Only an address is kept between angle brackets: before, any <…> was kept whole, so a display name such as
+    # "Kim <my PIN 4417>" was stored with its words in both masked modes.
+    email = Email(sender='"Kim <my PIN 4417>" <kim@example.org>', cc='"Jo <the Lisbon plan @ noon>" <jo@example.net>')
+    event, content_type = email_event(email)
+    for mask in ("text", "all"):
+        stored = base64.b64decode(recordable(event, mask=mask, pseudonyms=Pseudonyms(KEY))["body"])
+        assert b"4417" not in stored and b"PIN" not in stored and b"Lisbon" not in stored, mask
+        sender = read_email(parse(stored, content_type), stored).sender
+        assert sender == ("kim@example.org" if mask == "text" else Pseudonyms(KEY).text("kim@example.org")), mask
