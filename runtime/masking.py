@@ -19,8 +19,9 @@
   only: every string in it becomes ``[masked]`` but under ``STRUCTURAL_JSON_KEYS`` (``json_text_masked``). A
   ``multipart/form-data`` body (an e-mail) keeps only ``MULTIPART_KEPT_FIELDS`` (spam score, SPF, DKIM,
   charsets, attachment count) and its address fields: every other field becomes ``[masked]`` and uploaded
-  files lose their name and content; the display names of its address fields become ``masked`` (the
-  addresses stay). The signature
+  files lose their name and content (their part's header block is rebuilt); the display names of its address
+  fields become ``masked`` (the addresses stay). A body that does not split exactly into its parts (a preamble,
+  data after the closing delimiter, the boundary copied into a field) is replaced whole. The signature
   cannot match any more, so every authentication header becomes ``MASKED_SIGNATURE`` (replay with
   ``--skip-signature``);
 - ``mask="all"``: as ``text``, and every phone number and e-mail address is replaced by a keyed
@@ -46,6 +47,9 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.utils import collapse_rfc2231_value
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -147,13 +151,17 @@ _QUERY_KEYS = ("queryStringParameters", "multiValueQueryStringParameters", "rawQ
 # Top-level event keys that carry credentials: payload 2.0 moves the Cookie header into ``cookies``.
 _CREDENTIAL_KEYS = frozenset({"cookies"})
 _NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
-_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-]{1,64})@([\w-]+(?:\.[\w-]+)+)")
+# An address's local part: a quoted string, or a run of RFC 5322's atext and dots with any letter (RFC 6531), so that
+# no part of it (``o'brien``, ``tom&jerry``, ``k\u00edm``) is left as it was before the pseudonym. Braces stay out:
+# they enclose SendGrid's ``dkim`` results (``{@example.net : pass}``).
+_LOCAL_CHAR = r"[\w.!#$%&'*+/=?^`|~-]"
+_EMAIL = re.compile(rf'(?<!{_LOCAL_CHAR})("[^"\\\r\n]{{1,62}}"|{_LOCAL_CHAR}{{1,64}})@([\w-]+(?:\.[\w-]+)+)')
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-# In an address list: what stays (an angle-bracketed address, or a bare one: a run of anything but the list's
-# delimiters around an @, as RFC 5322 allows ' & = … in a local part and an IDN domain), else a display-name word
-# (an RFC 2047 encoded word whole, or a run of letters and digits).
+# In an address list: what stays (an address between angle brackets, never other text there, or a bare one: a run of
+# anything but the list's delimiters around an @, as RFC 5322 allows ' & = … in a local part and an IDN domain), else
+# a display-name word (an RFC 2047 encoded word whole, or a run of letters and digits).
 _NAME_WORD = re.compile(
-    r"(?P<kept><[^<>]*>|[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+)|=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=|[^\W_]+"
+    r"(?P<kept><[^<>@\s]*@[^<>\s]*>|[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+)|=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=|[^\W_]+"
 )
 
 
@@ -370,25 +378,46 @@ _ADDRESS_FIELDS = frozenset({"from", "to", "cc", "envelope"})
 # ``attachment-info`` and ``content-ids`` (file names), ``sender_ip``, and any field SendGrid adds later.
 MULTIPART_KEPT_FIELDS = frozenset({"spam_score", "spf", "dkim", "charsets", "attachments"})
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
-_DISPOSITION = re.compile(r'\b(name|filename)="([^"]*)"', re.IGNORECASE)
+# The end of a delimiter line (RFC 2046's transport padding, CRLF), and what may follow the closing delimiter's "--".
+_LINE_END = re.compile(rb"[ \t]*\r\n")
+_CLOSING = re.compile(rb"--[ \t]*(?:\r\n)?")
+# A field name that can be written back between double quotes.
+_QUOTABLE = re.compile(r'[^"\\\r\n]*')
 
 
-def _hide_filename(match: re.Match[str]) -> str:
-    return f'{match.group(1)}="{MASKED_TEXT}"' if match.group(1).lower() == "filename" else match.group(0)
+def _disposition(headers: Message, name: str) -> str | None:
+    """A ``Content-Disposition`` parameter as the pipeline reads it (a token or quoted, RFC 2231's ``name*``)."""
+    value = headers.get_param(name, header="Content-Disposition")
+    return None if value is None else collapse_rfc2231_value(value)
+
+
+def _file_head(name: str, headers: Message) -> bytes:
+    """A file part's header block, rebuilt: its field name, a masked filename and its media type, nothing else."""
+    if not _QUOTABLE.fullmatch(name):
+        raise ValueError("a file part's field name cannot be written back quoted")
+    head = f'Content-Disposition: form-data; name="{name}"; filename="{MASKED_TEXT}"'
+    if "Content-Type" in headers:
+        head += f"\r\nContent-Type: {headers.get_content_type()}"
+    return head.encode()
 
 
 def _part(part: bytes, masking: Masking) -> bytes:
-    """One part (its header block, a blank line, its content, CRLF): a file loses its content, a field is masked."""
+    """One part (its header block, a blank line, its content, CRLF): a file loses its content, a field is masked.
+
+    Its parameters are read as ``email.message`` reads them, as the pipeline does; a file part's header block is
+    rebuilt (its filename may hide in any form of the parameter, or in its Content-Type's ``name``).
+    """
     head, separator, content = part.partition(b"\r\n\r\n")
     if not separator or not content.endswith(b"\r\n"):
         raise ValueError("a part is not a header block, a blank line and content")
     content = content[:-2]
-    headers = head.decode("utf-8", "replace")
-    found = {key.lower(): value for key, value in _DISPOSITION.findall(headers)}
-    name = found.get("name", "")
-    if "filename" in found:
+    headers = BytesHeaderParser().parsebytes(head + separator)
+    if len(headers.get_all("Content-Disposition", [])) != 1:
+        raise ValueError("a part needs exactly one Content-Disposition")
+    name = _disposition(headers, "name") or ""
+    if _disposition(headers, "filename") is not None:
         masking.masked.add(name or "file")
-        head, content = _DISPOSITION.sub(_hide_filename, headers).encode(), b""
+        head, content = _file_head(name, headers), b""
     elif name.lower() in _ADDRESS_FIELDS:
         value = content.decode("utf-8", "replace")
         masked = masking.addresses(name, value)
@@ -404,19 +433,29 @@ def _part(part: bytes, masking: Masking) -> bytes:
 
 
 def _multipart(body: bytes, content_type: str, masking: Masking) -> bytes:
+    """Each part masked; a body that does not split exactly into parts is replaced whole (fail closed).
+
+    Exactly: no preamble, each delimiter line ends with optional blanks (RFC 2046's transport padding) and CRLF, and
+    the closing delimiter ends the body. Anything else (a copy of the boundary inside the text, data around the
+    parts) would otherwise be kept as sent.
+    """
     match = _BOUNDARY.search(content_type)
     if match is None:
         return masking.whole("body")
     delimiter = b"--" + (match.group(1) or match.group(2)).encode()
     chunks = body.split(delimiter)
-    if len(chunks) < 3:
+    if len(chunks) < 3 or chunks[0] or not _CLOSING.fullmatch(chunks[-1]):
         return masking.whole("body")
-    try:
-        # chunks: preamble, part, part, ..., "--" epilogue; each part starts with CRLF.
-        parts = [b"\r\n" + _part(chunk[2:], masking) if chunk.startswith(b"\r\n") else chunk for chunk in chunks[1:-1]]
-    except ValueError:
-        return masking.whole("body")
-    return delimiter.join([chunks[0], *parts, chunks[-1]])
+    parts = []
+    for chunk in chunks[1:-1]:
+        line_end = _LINE_END.match(chunk)
+        if line_end is None:
+            return masking.whole("body")
+        try:
+            parts.append(chunk[: line_end.end()] + _part(chunk[line_end.end() :], masking))
+        except ValueError:
+            return masking.whole("body")
+    return delimiter.join([b"", *parts, chunks[-1]])
 
 
 BODY_MASKERS: dict[str, BodyMasker] = {

@@ -153,8 +153,9 @@ def _request(
             "replay_horizon_seconds": {
                 "type": "number",
                 "minimum": 1,
-                "description": "How long the pipeline's replay records are kept: max_age_seconds may not exceed "
-                "it, or a post older than its record would be accepted again.",
+                "description": "How long the pipeline's replay records are kept: max_age_seconds and "
+                "max_future_seconds together may not exceed it, or a post older than its record would be accepted "
+                "again.",
             },
             "max_future_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
             "max_text_bytes": {
@@ -177,20 +178,24 @@ class SendGridParse:
         self._max_body = int(params.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
         self._max_parts = int(params.get("max_parts", 128))
         self._max_age = float(params.get("max_age_seconds", DEFAULT_MAX_AGE_SECONDS))
+        self._max_future = float(params.get("max_future_seconds", 60))
         horizon = params.get("replay_horizon_seconds")
-        if horizon is not None and self._max_age > float(horizon):
+        if horizon is not None and self.signature_max_age_seconds > float(horizon):
             raise ParamError(
                 ("max_age_seconds",),
-                f"{self._max_age:g} s is longer than the replay horizon ({float(horizon):g} s): a post older "
-                "than its replay record would be accepted again",
+                f"{self._max_age:g} s, and the {self._max_future:g} s a timestamp may be ahead of the clock, is longer "
+                f"than the replay horizon ({float(horizon):g} s): a post older than its replay record would be "
+                "accepted again",
             )
-        self._max_future = float(params.get("max_future_seconds", 60))
         self._max_text = int(params.get("max_text_bytes", DEFAULT_MAX_TEXT_BYTES))
 
     @property
     def signature_max_age_seconds(self) -> float:
-        """How long a signed post is accepted; ``runtime.verify`` holds the replay records to at least this."""
-        return self._max_age
+        """How long after its acceptance a signed post stays valid; replay records must live at least this long.
+
+        That is its window and the time its timestamp may have been ahead of the clock (``runtime.verify`` checks).
+        """
+        return self._max_age + self._max_future
 
     def _authentication(self, ctx: Context, http: HttpRequest) -> tuple[str, str]:
         signature, timestamp = http.header(SIGNATURE_HEADER), http.header(TIMESTAMP_HEADER)

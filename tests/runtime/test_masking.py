@@ -29,7 +29,7 @@ from steps.sendgrid.message import read_email
 from steps.sendgrid.multipart import parse
 from tests.support.webhooks import rest_event, whatsapp_params
 from tools.events import http_api_event
-from tools.sendgrid_events import Attachment, Email, encode_form, inbound_parse_body, inbound_parse_fields
+from tools.sendgrid_events import BOUNDARY, Attachment, Email, encode_form, inbound_parse_body, inbound_parse_fields
 
 KEY = b"a-capture-key-of-32-characters!!"
 # What the Twilio steps declare: their signature header, whose signature never expires.
@@ -406,3 +406,107 @@ def test_an_unmasked_recording_digests_an_auth_header_unless_every_step_declarin
     kept = recordable(http_api_event("POST", "/prod/hub", host="h.example.com", headers=headers), auth_headers=declared)
     assert kept["headers"]["x-hub-signature-256"] == signature_digest("sha256=0f1e2d")  # payload 2.0: lower case
     assert kept["headers"][SENDGRID_SIGNATURE.lower()] == "MEUCIQ=="
+
+
+def _masked_email_bodies(body: bytes, content_type: str) -> dict[str, bytes]:
+    """``body`` posted as an Inbound Parse event, as each masked capture stores it."""
+    event = http_api_event(
+        "POST", "/prod/email", host="h.example.com", body=body, headers={"content-type": content_type}
+    )
+    stored = {}
+    for mask in ("text", "all"):
+        masked = recordable(event, mask=mask, pseudonyms=Pseudonyms(KEY))
+        stored[mask] = base64.b64decode(masked["body"])
+    return stored
+
+
+def test_an_email_with_transport_padding_after_its_boundaries_is_masked() -> None:
+    # RFC 2046 lets a delimiter line end in blanks; the pipeline reads such a post (the same email), so its capture
+    # must hold none of its words either (before, every part after a padded delimiter was stored as sent).
+    email = Email(sender="Kim Lee <kim@example.org>", text=f"Hello, {CONFIDED}, call +447700900123")
+    body, content_type = inbound_parse_body(email)
+    dash = f"--{BOUNDARY}".encode()
+    padded = body.replace(dash + b"\r\n", dash + b" \t\r\n")
+    assert parse(padded, content_type).fields["text"] == parse(body, content_type).fields["text"]
+    for mask, stored in _masked_email_bodies(padded, content_type).items():
+        assert b"4417" not in stored and b"447700900123" not in stored and b"Kim Lee" not in stored, mask
+
+
+@pytest.mark.parametrize("where", ["after a closing delimiter line", "in a preamble"])
+def test_an_email_whose_text_copies_the_boundary_keeps_no_word_of_it(where: str) -> None:
+    # SendGrid's boundary is always xYzZY, so a sender can write its delimiter lines in the text; the pipeline refuses
+    # that post, but its capture is made all the same and must not keep what follows them as sent.
+    dash = f"--{BOUNDARY}"
+    text = f"Hello\r\n{dash}--\r\n{CONFIDED}, call +447700900123" if where.startswith("after") else "Hello"
+    body, content_type = inbound_parse_body(Email(text=text))
+    if where == "in a preamble":
+        body = f"{CONFIDED}, call +447700900123\r\n".encode() + body
+    for mask, stored in _masked_email_bodies(body, content_type).items():
+        assert b"4417" not in stored and b"447700900123" not in stored, mask
+
+
+@pytest.mark.parametrize(
+    ("address", "revealing"),
+    [
+        ("o'brien.kim@example.org", b"o'"),
+        ("tom&jerry@example.org", b"tom"),
+        ("k\u00edm.lee@example.org", "k\u00ed".encode()),
+        ("order=1042@example.org", b"order="),
+        ('"kim lee"@example.org', b"kim lee"),
+    ],
+)
+def test_all_replaces_the_whole_local_part_of_any_address(address: str, revealing: bytes) -> None:
+    # RFC 5322 lets a local part hold ' & = and quoted words, and RFC 6531 any letter: before, the pseudonym began
+    # after the first such character, so the rest of the address (or all of a quoted one) was stored as sent.
+    email = Email(sender=f"Kim <{address}>", envelope_from=address, cc=address)
+    event, content_type = email_event(email)
+    pseudonyms = Pseudonyms(KEY)
+    stored = base64.b64decode(recordable(event, mask="all", pseudonyms=pseudonyms)["body"])
+    assert revealing not in stored
+    fields = parse(stored, content_type).fields
+    # A world pseudonymized with the same key still finds the sender.
+    assert json.loads(fields["envelope"][0])["from"] == pseudonyms.text(address)
+    assert pseudonyms.text(address).endswith("@example.org")
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        'filename="passport scan.pdf"',
+        "filename=passport_scan.pdf",
+        "filename*=UTF-8''passport%20scan.pdf",
+        'filename = "passport scan.pdf"',
+        'FILENAME="passport scan.pdf"',
+    ],
+)
+def test_an_attachments_name_is_masked_however_its_part_writes_it(disposition: str) -> None:
+    # The pipeline reads a part's parameters as email.message does (a token, RFC 2231's filename*, blanks around =),
+    # and so must the masker: before, only the quoted filename="…" form lost its name.
+    dash = f"--{BOUNDARY}"
+    body = (
+        f'{dash}\r\nContent-Disposition: form-data; name="to"\r\n\r\nsupport@inbound.acme.example\r\n'
+        f'{dash}\r\nContent-Disposition: form-data; name="attachment1"; {disposition}\r\n'
+        f'Content-Type: application/pdf; name="passport scan.pdf"\r\n\r\n%PDF secret\r\n{dash}--\r\n'
+    ).encode()
+    content_type = f"multipart/form-data; boundary={BOUNDARY}"
+    assert parse(body, content_type).files[0].filename.startswith("passport")
+    for mask, stored in _masked_email_bodies(body, content_type).items():
+        assert b"passport" not in stored and b"secret" not in stored, mask
+        (attachment,) = parse(stored, content_type).files
+        assert (attachment.name, attachment.filename, attachment.content_type) == (
+            "attachment1",
+            MASKED_TEXT,
+            "application/pdf",
+        )
+
+
+def test_angle_brackets_inside_a_display_name_do_not_keep_its_words() -> None:
+    # Only an address is kept between angle brackets: before, any <…> was kept whole, so a display name such as
+    # "Kim <my PIN 4417>" was stored with its words in both masked modes.
+    email = Email(sender='"Kim <my PIN 4417>" <kim@example.org>', cc='"Jo <the Lisbon plan @ noon>" <jo@example.net>')
+    event, content_type = email_event(email)
+    for mask in ("text", "all"):
+        stored = base64.b64decode(recordable(event, mask=mask, pseudonyms=Pseudonyms(KEY))["body"])
+        assert b"4417" not in stored and b"PIN" not in stored and b"Lisbon" not in stored, mask
+        sender = read_email(parse(stored, content_type), stored).sender
+        assert sender == ("kim@example.org" if mask == "text" else Pseudonyms(KEY).text("kim@example.org")), mask

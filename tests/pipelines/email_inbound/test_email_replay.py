@@ -10,6 +10,7 @@ written or sent).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 from unittest.mock import ANY
@@ -17,6 +18,7 @@ from unittest.mock import ANY
 import pytest
 
 from engine.config import inspect_config
+from tests.deploy.cfn import load_template
 from tests.support.email import COMPANY_EMAIL, USER_EMAIL, add_email_world, email_conversation, email_event
 from tests.support.expect import ENV
 from tests.support.faults import ROOT, SimulatedCrash
@@ -253,3 +255,25 @@ def test_a_signature_window_longer_than_the_replay_horizon_stops_the_configurati
         "max_age_seconds",
     )
     assert "is longer than the replay horizon" in error.message
+
+
+def test_a_post_signed_ahead_of_our_clock_cannot_outlive_its_record_at_the_least_horizon(world, cold_start, outcomes):
+    # SendGrid's clock may run up to 60 s ahead of ours (max_future_seconds), so a post stays valid up to 60 s past
+    # the time its record's horizon counts from. At the template's least ReplayHorizonSeconds (the 4-day window
+    # itself) the record expired first: once TTL had deleted it, the post sent again was QUEUED again.
+    least = int(load_template()["Parameters"]["ReplayHorizonSeconds"]["MinValue"])
+    container = cold_start(REPLAY_HORIZON_SECONDS=str(least))
+    item = add_email_world(world)
+    event = email_event(timestamp=int(time.time()) + 55)
+    assert answer(container.handler(event, None)) == (200, {"status": "ok", "outcome": "QUEUED"})
+    consume(world, item["conversation_id"])
+    [record] = world.replay_rows()
+
+    later(int(record["expires_at"]) - time.time() + 2)  # the record's life is over: TTL deletes it
+    world.dynamodb.delete_item(
+        TableName=world.resources.replay_table, Key={"message_sid": {"S": record["message_sid"]}}
+    )
+    got, body = answer(container.handler(event, None))
+
+    assert (got, body.get("error_code"), body.get("outcome")) == (403, "INVALID_SIGNATURE", None)  # expired with it
+    assert world.stage_rows() == [] and len(world.sent("email")) == 1
