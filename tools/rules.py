@@ -112,6 +112,11 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _another_pipelines(stored: str, pipeline: str) -> str:
+    """Why a bundle stored under ``pipeline``'s ``bundles/`` that names pipeline ``stored`` cannot be deployed."""
+    return f"it is a bundle of pipeline {stored!r}, not of {pipeline!r}"
+
+
 class _Store:
     """One pipeline's bundles and deployment document in the bucket."""
 
@@ -163,7 +168,7 @@ class _Store:
         except BundleError as exc:
             raise _Failed(f"{self.uri(key)}: {exc}") from None
         if bundle.pipeline != self.pipeline:
-            raise _Failed(f"{self.uri(key)}: it is a bundle of pipeline {bundle.pipeline!r}, not of {self.pipeline!r}")
+            raise _Failed(f"{self.uri(key)}: {_another_pipelines(bundle.pipeline, self.pipeline)}")
         return bundle
 
     def load(self, bundle_id: str) -> Bundle:
@@ -445,6 +450,9 @@ def _list(store: _Store, out: TextIO) -> None:
             bundle = store.load(bundle_id)
         except BundleError as exc:
             print(f"  {bundle_id}  unreadable: {exc}", file=out)
+            continue
+        if bundle.pipeline != store.pipeline:
+            print(f"  {bundle_id}  unreadable: {_another_pipelines(bundle.pipeline, store.pipeline)}", file=out)
             continue
         roles = [
             role for role, value in (("live", deployment.live), ("shadow", deployment.shadow)) if value == bundle_id

@@ -550,3 +550,20 @@ def test_a_pipeline_file_that_does_not_exist_is_named_as_missing(ops: Ops) -> No
         "pipeline-rules: error: elsewhere/twilio_inbound.yaml: no such file; run pipeline-rules in the project's "
         "directory (beside pipelines/ and rules/), or pass --pipeline FILE\n"
     )
+
+
+# Another pipeline's bundle stored under this one's bundles/ (defect: `list` showed it as any bundle of the pipeline,
+# to be picked for `shadow` or `promote`, which then refused it).
+
+
+def test_another_pipelines_bundle_among_the_bundles_is_listed_as_unusable(ops: Ops) -> None:
+    good = ops.publish()
+    stray = Bundle("email_inbound", rules_files(AGENT_ROUTING), "2026-12-01T00:00:00Z", "someone", "misfiled")
+    ops.s3.put_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, stray.id), Body=stray.to_json())
+    status, out, err = ops.rules("list")
+    assert status == 0, err
+    listed = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and "  r" not in line[:4]}
+    assert good in listed and "unreadable" not in listed[good]
+    assert "unreadable: it is a bundle of pipeline 'email_inbound', not of 'twilio_inbound'" in listed[stray.id]
+    status, _, err = ops.rules("promote", stray.id)
+    assert status == 2 and "it is a bundle of pipeline 'email_inbound'" in err
