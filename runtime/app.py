@@ -510,6 +510,7 @@ class Application:
         response: dict[str, Any] | None = None
         raised: Exception | None = None
         counts: dict[str, int] | None = None
+        candidate: ShadowPlan | None = None
         if deployed is None or request is None:
             result, response = self._unrouted(event, reason)
             config, channel = None, None
@@ -525,7 +526,8 @@ class Application:
                 raised = exc
             if deployed.plans is not None:
                 counts = self._shadow(config.name, deployed.plans, result, self._shadow_time(context))
-        self._record(config, result, response, perf_counter() - started, counts)
+                candidate = deployed.plans[1] if counts is not None else None
+        self._record(config, result, response, perf_counter() - started, counts, candidate)
         if pending is not None:
             self._captured(name, pending, _time_to_answer(context))
         bind_log_fields({}, replace=True)
@@ -593,7 +595,9 @@ class Application:
         response: dict[str, Any] | None,
         seconds: float,
         counts: dict[str, int] | None = None,
+        candidate: ShadowPlan | None = None,
     ) -> None:
+        """The event's log line and metrics document (``candidate``: the shadow whose verdict ``counts`` hold)."""
         ms = round(seconds * 1000, 3)
         outcome, error_code, trace = result.outcome, result.error_code, result.trace
         name = config.name if config is not None else None
@@ -624,6 +628,8 @@ class Application:
             properties = log_fields()
             if version:
                 properties = {**properties, "RulesVersion": version, "RulesSource": source or ""}
+            if candidate is not None:
+                properties = {**properties, "CandidateVersion": candidate.version, "CandidateSource": candidate.source}
             self.metrics.record(
                 name or UNROUTED_PIPELINE, outcome, error_code, ms=ms, trace=trace, properties=properties, counts=counts
             )

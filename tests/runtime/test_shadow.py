@@ -224,6 +224,27 @@ def test_agreement_costs_only_the_count(
     assert counted(metrics(capsys.readouterr().out)) == {"ShadowEvaluations": 1}
 
 
+# The shadow counts of an invocation's metrics document (defect: the document named the live rules version only, so
+# ShadowEvaluations and ShadowMismatches could not be told apart by candidate once another one was deployed).
+
+
+def test_the_shadow_counts_name_the_candidate_they_are_of(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    container = shadowing(ops, shadowed, "40_routing.yaml", VIP_ROUTING)
+    candidate = container.application.deployed("twilio_inbound").shadow
+    assert candidate is not None
+    world.add_conversation(vip=True)
+    capsys.readouterr()
+    container.message()
+    document = metrics(capsys.readouterr().out)
+    assert counted(document)["ShadowMismatches"] == 1
+    assert (document["CandidateVersion"], document["CandidateSource"]) == (candidate.version, candidate.source)
+    directives = document["_aws"]["CloudWatchMetrics"]
+    declared = [metric["Name"] for directive in directives for metric in directive["Metrics"]]
+    assert "CandidateVersion" not in declared  # a property, as RulesVersion: no metric per candidate
+
+
 def test_an_event_that_never_reaches_the_rules_is_not_shadowed(
     ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
 ) -> None:
