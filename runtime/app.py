@@ -559,8 +559,8 @@ class Application:
     ) -> dict[str, int] | None:
         """The shadow candidate's verdict on the event, as metrics (a difference or a timeout is also logged).
 
-        Where its time cannot be bounded (not the main thread, as in ``pipeline-serve``'s request threads, or
-        another timer armed), the candidate is not run: the first such event of a container (or reason) says so
+        Where its time cannot be bounded (not the main thread, as a test's worker thread, or another timer
+        armed), the candidate is not run: the first such event of a container (or reason) says so
         in a WARNING line.
         """
         from runtime.shadow import TIMED_OUT, compare, log_mismatch, log_timeout, reaches

@@ -405,7 +405,7 @@ def test_where_the_time_cannot_be_bounded_the_candidate_is_not_run(
     container = shadowing(ops, shadowed, "40_routing.yaml", SLOW_ROUTING)
     world.add_conversation()
     capsys.readouterr()
-    with ThreadPoolExecutor(1) as pool:  # a request thread, as in pipeline-serve
+    with ThreadPoolExecutor(1) as pool:  # a thread other than the main one
         first = pool.submit(container.message, sid="SM" + "2" * 32, body=BACKTRACKING_BODY).result()
         second = pool.submit(container.message, sid="SM" + "3" * 32, body=BACKTRACKING_BODY).result()
     assert first["body"] == second["body"] == EMPTY_TWIML and len(world.stage_rows()) == 2
