@@ -36,7 +36,7 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
@@ -313,6 +313,39 @@ def _refuse_live_as_shadow(bundle_id: str, deployment: Deployment) -> None:
         raise _Failed(f"bundle {bundle_id} is live already; a shadow candidate is another bundle")
 
 
+class _Origin(NamedTuple):
+    """Who deployed a deployment's shadow candidate, at which revision, and their note."""
+
+    by: str
+    revision: int
+    note: str
+
+    @classmethod
+    def of_shadow(cls, deployment: Deployment) -> _Origin:
+        """The oldest revision of the latest run of revisions naming the deployment's shadow candidate."""
+        origin: Mapping[str, Any] = deployment.entry()
+        for entry in deployment.history:
+            if entry.get("shadow") != deployment.shadow:
+                break
+            origin = entry
+        return cls(str(origin.get("updated_by", "")), int(origin.get("revision") or 0), str(origin.get("note") or ""))
+
+    def noted(self) -> str:
+        return f": {self.note}" if self.note else ""
+
+
+def _note_replaced(replaced: Deployment, shadow: str | None, err: TextIO) -> None:
+    """Say whose shadow candidate a new one replaces: its evaluation stops, and ``promote`` takes the new one."""
+    if replaced.shadow is None or replaced.shadow == shadow:
+        return
+    origin = _Origin.of_shadow(replaced)
+    print(
+        f"pipeline-rules: note: this replaces the shadow candidate {replaced.shadow} (deployed by {origin.by} at "
+        f"revision {origin.revision}{origin.noted()}), whose evaluation stops",
+        file=err,
+    )
+
+
 def _unchanged(deployment: Deployment) -> str:
     return f"unchanged, nothing written: {_describe(deployment)}"
 
@@ -402,8 +435,10 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
         print(f"rules version with the pipeline file {pipeline} as deployed: {version}", file=out)
     if args.shadow or args.live:
         role = "shadow" if args.shadow else "live"
+        replaced: list[Deployment] = []
 
         def change(current: Deployment) -> Deployment:
+            replaced[:] = [current]
             if args.shadow:
                 _refuse_live_as_shadow(bundle.id, current)
             live = bundle.id if args.live else current.live
@@ -414,6 +449,8 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
 
         deployed, written = store.deploy(change)
         print(f"deployed as {role}: {_describe(deployed)}" if written else _unchanged(deployed), file=out)
+        if written and args.shadow:
+            _note_replaced(replaced[0], deployed.shadow, err)
     return EXIT_OK, store
 
 
@@ -535,7 +572,7 @@ def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None, deployed: _Cod
         raise _Failed(f"bundle {bundle.id} does not pass the check, so the function would refuse it:{shown}")
 
 
-def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out: TextIO) -> None:
+def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out: TextIO, err: TextIO) -> None:
     current, _ = store.deployment()
     live, shadow = current.live, current.shadow
     if args.command == "shadow":
@@ -579,7 +616,16 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
         return read.change(live=live, shadow=shadow, at=_now(), by=args.by, note=args.note, rollback=rollback)
 
     deployed, written = store.deploy(change)
-    print(f"deployed: {_describe(deployed)}" if written else _unchanged(deployed), file=out)
+    if not written:
+        print(_unchanged(deployed), file=out)
+        return
+    promoted = ""
+    if args.command == "promote" and args.bundle is None:
+        origin = _Origin.of_shadow(current)
+        promoted = f" (the shadow candidate {origin.by} deployed at revision {origin.revision}{origin.noted()})"
+    print(f"deployed: {_describe(deployed)}{promoted}", file=out)
+    if args.command == "shadow":
+        _note_replaced(current, deployed.shadow, err)
 
 
 def run(
@@ -614,7 +660,7 @@ def run(
             written = "pipelines/, rules/" if bundle.pipeline_file else "rules/"
             print(f"wrote bundle {args.bundle} to {args.out}/ ({written})", file=out)
         else:
-            _deploy(args, store, pipeline, out)
+            _deploy(args, store, pipeline, out, err)
     except _Failed as exc:
         print(f"pipeline-rules: error: {exc}", file=err)
         return EXIT_USAGE

@@ -295,7 +295,8 @@ def test_promote_makes_the_shadow_live(
     candidate = ops.publish("--shadow")
     container = shadowed()
     world.add_conversation(vip=True)
-    assert ops.rules("promote", "--note", "looks right")[:2] == (0, f"deployed: revision 2: live {candidate}\n")
+    status, out, _ = ops.rules("promote", "--note", "looks right")
+    assert (status, out.split(" (the shadow candidate ")[0]) == (0, f"deployed: revision 2: live {candidate}")
     container.refresh()
     deployed = container.application.deployed("twilio_inbound")
     assert deployed.shadow is None and deployed.live.source == f"bundle {candidate}, revision 2"

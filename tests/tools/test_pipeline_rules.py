@@ -567,3 +567,26 @@ def test_another_pipelines_bundle_among_the_bundles_is_listed_as_unusable(ops: O
     assert "unreadable: it is a bundle of pipeline 'email_inbound', not of 'twilio_inbound'" in listed[stray.id]
     status, _, err = ops.rules("promote", stray.id)
     assert status == 2 and "it is a bundle of pipeline 'email_inbound'" in err
+
+
+# Two people trying candidates one after the other (defect: the second publish --shadow replaced the first's
+# candidate without a word, and the first's `promote`, the documented next step, made the second's live unawares).
+
+
+def test_a_shadow_deployed_over_anothers_says_whose_it_replaces_and_promote_whose_it_makes_live(ops: Ops) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    alice = ops.publish("--shadow", "--by", "alice", "--note", "VIPs to a person")
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    status, out, err = ops.rules("publish", "--shadow", "--by", "bob", "--note", "agents to a person")
+    assert status == 0, err
+    bob = out.split("published: bundle ")[1].split()[0]
+    assert (
+        f"pipeline-rules: note: this replaces the shadow candidate {alice} (deployed by alice at revision 1: "
+        "VIPs to a person), whose evaluation stops\n"
+    ) in err
+    status, out, err = ops.rules("shadow", alice, "--by", "alice")
+    assert status == 0 and f"replaces the shadow candidate {bob} (deployed by bob at revision 2: " in err
+    assert ops.rules("shadow", bob, "--by", "bob")[0] == 0
+    status, out, err = ops.rules("promote", "--by", "alice", "--note", "shadow agreed for a day")
+    assert status == 0 and err == ""
+    assert out == f"deployed: revision 5: live {bob} (the shadow candidate bob deployed at revision 4)\n"
