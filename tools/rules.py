@@ -368,22 +368,48 @@ def _changes_code_owned(store: _Store, pipeline: Path, name: str, out: TextIO) -
     return bool(changes)
 
 
-def _left_out(rules_dir: Path, bundled: set[str]) -> dict[str, list[str]]:
-    """The rule files of ``rules_dir`` a bundle left out (other pipelines'), by the pipelines they name."""
+def _owners(path: Path) -> list[str] | None:
+    """The pipelines a rule file names under ``pipelines:`` ([]: none, so every one); None when it cannot be read."""
     import yaml
 
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    owners = document.get("pipelines") if isinstance(document, dict) else None
+    return [str(owner) for owner in owners] if isinstance(owners, list) else []
+
+
+def _left_out(rules_dir: Path, bundled: set[str]) -> dict[str, list[str]]:
+    """The rule files of ``rules_dir`` a bundle left out (other pipelines'), by the pipelines they name."""
     found: dict[str, list[str]] = {}
     for path in yaml_files(rules_dir):
         if f"rules/{path.name}" in bundled:
             continue
-        try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        owners = document.get("pipelines") if isinstance(document, dict) else None
-        if isinstance(owners, list) and owners:
-            found.setdefault(", ".join(map(str, owners)), []).append(f"rules/{path.name}")
+        owners = _owners(path)
+        if owners:
+            found.setdefault(", ".join(owners), []).append(f"rules/{path.name}")
     return found
+
+
+def _refuse_foreign_rules(out: Path, bundle: Bundle) -> None:
+    """Refuse to pull into a directory whose ``rules/`` holds rules of the bundle's pipeline the bundle has not.
+
+    Written beside the bundle's, they would decide in a baseline pulled there (an earlier bundle's, say); rule
+    files naming only other pipelines (a project's) are no part of the comparison and stay.
+    """
+    rules_dir = out / "rules"
+    found = [
+        f"rules/{path.name}"
+        for path in (yaml_files(rules_dir) if rules_dir.is_dir() else [])
+        if f"rules/{path.name}" not in bundle.files and bundle.pipeline in (_owners(path) or [bundle.pipeline])
+    ]
+    if found:
+        raise _Failed(
+            f"{rules_dir} holds {', '.join(found)} of {bundle.pipeline}, which bundle {bundle.id} has not: a baseline "
+            f"pulled there would hold {'them' if len(found) > 1 else 'it'} too; pull into an empty directory (or "
+            "remove it first)"
+        )
 
 
 def _note_left_out(rules_dir: Path, bundle: Bundle, err: TextIO) -> None:
@@ -653,6 +679,7 @@ def run(
             _list(store, out)
         elif args.command == "pull":
             bundle = store.bundle(args.bundle)
+            _refuse_foreign_rules(args.out, bundle)
             try:
                 bundle.write(args.out)
             except OSError as exc:

@@ -590,3 +590,39 @@ def test_a_shadow_deployed_over_anothers_says_whose_it_replaces_and_promote_whos
     status, out, err = ops.rules("promote", "--by", "alice", "--note", "shadow agreed for a day")
     assert status == 0 and err == ""
     assert out == f"deployed: revision 5: live {bob} (the shadow candidate bob deployed at revision 4)\n"
+
+
+# Pulling the live bundle again into the same directory, as the docs do at every change (defect: the files of the
+# bundle pulled there before stayed beside the new bundle's, so the baseline held rules the live bundle has not).
+UNUSED_SET = """ruleset: vip_flags
+kind: validation
+pipelines: [twilio_inbound]
+rules:
+  - id: blocked
+    when: "conversation.blocked == `true`"
+    then: {error: PROJECT_INACTIVE}
+tests:
+  - name: a blocked conversation is refused
+    given: {conversation: {blocked: true}}
+    expect: {rule: blocked, error: PROJECT_INACTIVE}
+"""
+
+
+def test_pull_refuses_a_directory_holding_rules_of_the_pipeline_the_bundle_has_not(ops: Ops, tmp_path: Path) -> None:
+    ops.edit("45_vip_flags.yaml", UNUSED_SET)
+    first = ops.publish()
+    (ops.root / "rules" / "45_vip_flags.yaml").unlink()
+    second = ops.publish()
+    live = tmp_path / "live"
+    assert ops.rules("pull", first, "--out", str(live))[0] == 0
+    status, out, err = ops.rules("pull", second, "--out", str(live))
+    assert (status, out) == (2, "")
+    assert err == (
+        f"pipeline-rules: error: {live}/rules holds rules/45_vip_flags.yaml of twilio_inbound, which bundle {second} "
+        "has not: a baseline pulled there would hold it too; pull into an empty directory (or remove it first)\n"
+    )
+    assert (live / "rules" / "45_vip_flags.yaml").is_file()
+    # The project itself: its other pipelines' rule files stay as they are, the bundle's are written.
+    status, out, err = ops.rules("pull", second, "--out", str(ops.root))
+    assert status == 0, err
+    assert (ops.root / "rules" / "60_email_routing.yaml").is_file()
