@@ -458,7 +458,7 @@ class BundleWatcher:
                 return False, refusal.etag is None or missing_final
             source = self._source(name, bundle_id)
         except _Unreadable as exc:
-            refusals.append(_Refusal(f"rules bundle {bundle_id}", f"cannot be read ({exc})", bundle_id))
+            refusals.append(self._unreadable(name, bundle_id, revision, exc))
             return False, exc.missing and missing_final
         except BundleError as exc:
             etag = exc.etag if isinstance(exc, _NotTheBundle) else None
@@ -480,6 +480,18 @@ class BundleWatcher:
             refusals.append(refusal)
             return False, True
         return True, True
+
+    def _unreadable(self, name: str, bundle_id: str, revision: int, exc: _Unreadable) -> _Refusal:
+        """Why a bundle could not be read, where it was looked for, and what ops can do (it is read again)."""
+        where = f"s3://{self.bucket}/{bundle_key(self.prefix, name, bundle_id)}"
+        verdict = f"cannot be read ({exc}: {where}); it is read again at the next check"
+        if exc.missing:
+            denied = ", or the function may not read it" if str(exc) in ("AccessDenied", "403") else ""
+            verdict = (
+                f"cannot be read ({exc}: no object {where}{denied}); it is read again at the next check: "
+                "publish it, or deploy another bundle"
+            )
+        return _Refusal(f"rules bundle {bundle_id} of {name}", verdict, bundle_id, revision=revision)
 
     def _replaced(self, name: str, bundle_id: str) -> bool:
         """Whether the object under a refused bundle's key changed since it was found not to be that bundle.

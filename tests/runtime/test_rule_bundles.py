@@ -949,3 +949,31 @@ def test_a_half_uploaded_bundle_replaced_by_the_whole_one_decides_in_every_conta
     line = fresh.message(json_logs, "sms", "an agent please")
     assert (line["rules"]["routing"], line["rules_source"]) == ("asks_for_agent", f"bundle {agent}, revision 2")
     assert [line["bundle"] for line in json_logs() if line["level"] == "ERROR"] == [agent]  # the first only
+
+
+# A deployment naming a bundle S3 does not have (deployed by hand before the upload, or the object deleted) (defect:
+# the ERROR line said only 'cannot be read (NoSuchKey)': neither where it was looked for nor what to do).
+
+
+def test_a_bundle_missing_from_s3_is_named_with_its_key_and_the_fix_and_read_again(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    good, started = vip_bundle_live(ops, container, world)
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    agent = ops.publish()
+    key = bundle_key("rules/", PIPELINE, agent)
+    ops.s3.delete_object(Bucket=BUCKET, Key=key)
+    deployed = ops.deployment().change(live=agent, shadow=None, at="2026-12-01T00:00:00Z", by="someone")
+    ops.s3.put_object(Bucket=BUCKET, Key=deployment_key("rules/", PIPELINE), Body=deployed.to_json())
+    started.after(INTERVAL)
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert error["message"] == (
+        f"rules bundle {agent} of twilio_inbound (revision 2) cannot be read (NoSuchKey: no object "
+        f"s3://{BUCKET}/{key}); it is read again at the next check: publish it, or deploy another bundle; "
+        "the rules in use keep deciding"
+    )
+    assert error["rules_source"] == f"bundle {good}, revision 1"
+    assert ops.publish() == agent
+    started.after(RETRY_SECONDS)
+    line = started.message(json_logs, "sms", "an agent please")
+    assert (line["rules"]["routing"], line["rules_source"]) == ("asks_for_agent", f"bundle {agent}, revision 2")
