@@ -228,7 +228,13 @@ class _Store:
         try:
             return Deployment.from_json(answer["Body"].read()), str(answer["ETag"])
         except BundleError as exc:
-            raise _Failed(f"{self.uri(key)}: {exc}") from None
+            versions = f"aws s3api list-object-versions --bucket {self.bucket} --prefix {key}"
+            source = f"{self.bucket}/{key}?versionId=ID"
+            restore = f'aws s3api copy-object --bucket {self.bucket} --key {key} --copy-source "{source}"'
+            raise _Failed(
+                f"{self.uri(key)}: {exc}; put its last good version back (the bucket is versioned): {versions}, "
+                f"then {restore}"
+            ) from None
 
     def deploy(self, change: Callable[[Deployment], Deployment]) -> tuple[Deployment, bool]:
         """Rewrite the deployment document, conditional on the version read; whether it was written.

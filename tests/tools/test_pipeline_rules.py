@@ -626,3 +626,22 @@ def test_pull_refuses_a_directory_holding_rules_of_the_pipeline_the_bundle_has_n
     status, out, err = ops.rules("pull", second, "--out", str(ops.root))
     assert status == 0, err
     assert (ops.root / "rules" / "60_email_routing.yaml").is_file()
+
+
+# A deployment document cut short (a hand upload) (defect: every command, rollback included, stopped at 'the
+# deployment document is not JSON', with nothing saying how to get out: ops were locked out on the worst night).
+
+
+def test_an_unreadable_deployment_document_says_how_to_put_its_last_good_version_back(ops: Ops) -> None:
+    ops.publish("--live")
+    key = deployment_key("rules/", PIPELINE)
+    whole = ops.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    ops.s3.put_object(Bucket=BUCKET, Key=key, Body=whole[: len(whole) // 2])
+    for command in (("list",), ("rollback", "--to", "packaged"), ("publish", "--live")):
+        status, _, err = ops.rules(*command)
+        assert status == 2, command
+        assert (
+            f"pipeline-rules: error: s3://{BUCKET}/{key}: the deployment document is not JSON; put its last good "
+            f"version back (the bucket is versioned): aws s3api list-object-versions --bucket {BUCKET} --prefix {key}, "
+            f'then aws s3api copy-object --bucket {BUCKET} --key {key} --copy-source "{BUCKET}/{key}?versionId=ID"\n'
+        ) in err, command
