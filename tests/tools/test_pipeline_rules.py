@@ -645,3 +645,21 @@ def test_an_unreadable_deployment_document_says_how_to_put_its_last_good_version
             f"version back (the bucket is versioned): aws s3api list-object-versions --bucket {BUCKET} --prefix {key}, "
             f'then aws s3api copy-object --bucket {BUCKET} --key {key} --copy-source "{BUCKET}/{key}?versionId=ID"\n'
         ) in err, command
+
+
+# A bundle without a rule set its pipeline's steps name (a rules file deleted) (defect: the error said only 'unknown
+# rule set', as for a typo, never that no rules file declares it any more nor what to do).
+
+
+def test_a_bundle_without_a_rule_set_the_pipeline_names_is_refused_with_the_fix(ops: Ops) -> None:
+    (ops.root / "rules" / "30_conversation_lock.yaml").unlink()
+    status, out, err = ops.rules("publish", "--shadow")
+    assert status == 2 and "nothing was published" in err
+    assert (
+        "pipelines/twilio_inbound.yaml:124:43: rules: unknown rule set 'conversation_lock'; loaded rule sets: "
+        "channel, project_status, routing; no rules file of this pipeline declares ruleset: conversation_lock: add "
+        "one (or put back the one removed), or take the name out of this step"
+    ) in out
+    ops.edit("40_routing.yaml", ROUTING.replace("ruleset: routing", "ruleset: routng", 1))
+    status, out, _ = ops.rules("publish")
+    assert "route: unknown rule set 'routing' (did you mean 'routng'?); loaded rule sets:" in out
