@@ -258,8 +258,8 @@ class MainThread:
                     done.set_result(call())
                 except Exception as exc:  # noqa: BLE001 - the invocation's error is the waiting request's answer
                     done.set_exception(exc)
-                except KeyboardInterrupt as exc:
-                    done.set_exception(exc)
+                except KeyboardInterrupt:
+                    done.set_exception(RuntimeError("pipeline-serve stopped during the invocation"))
                     raise
 
 
