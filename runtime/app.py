@@ -518,6 +518,7 @@ class Application:
         response: dict[str, Any] | None = None
         raised: Exception | None = None
         counts: dict[str, int] | None = None
+        candidate: ShadowPlan | None = None
         if deployed is None or request is None:
             result, response = self._unrouted(event, reason)
             config, channel = None, None
@@ -533,7 +534,8 @@ class Application:
                 raised = exc
             if deployed.plans is not None:
                 counts = self._shadow(config.name, deployed.plans, result, self._shadow_time(context))
-        self._record(config, result, response, perf_counter() - started, counts)
+                candidate = deployed.plans[1] if counts is not None else None
+        self._record(config, result, response, perf_counter() - started, counts, candidate)
         if pending is not None:
             self._captured(name, pending, _time_to_answer(context))
         bind_log_fields({}, replace=True)
@@ -565,8 +567,8 @@ class Application:
     ) -> dict[str, int] | None:
         """The shadow candidate's verdict on the event, as metrics (a difference or a timeout is also logged).
 
-        Where its time cannot be bounded (not the main thread, as in ``pipeline-serve``'s request threads, or
-        another timer armed), the candidate is not run: the first such event of a container (or reason) says so
+        Where its time cannot be bounded (not the main thread, as a test's worker thread, or another timer
+        armed), the candidate is not run: the first such event of a container (or reason) says so
         in a WARNING line.
         """
         from runtime.shadow import TIMED_OUT, compare, log_mismatch, log_timeout, reaches
@@ -601,7 +603,9 @@ class Application:
         response: dict[str, Any] | None,
         seconds: float,
         counts: dict[str, int] | None = None,
+        candidate: ShadowPlan | None = None,
     ) -> None:
+        """The event's log line and metrics document (``candidate``: the shadow whose verdict ``counts`` hold)."""
         ms = round(seconds * 1000, 3)
         outcome, error_code, trace = result.outcome, result.error_code, result.trace
         name = config.name if config is not None else None
@@ -632,6 +636,8 @@ class Application:
             properties = log_fields()
             if version:
                 properties = {**properties, "RulesVersion": version, "RulesSource": source or ""}
+            if candidate is not None:
+                properties = {**properties, "CandidateVersion": candidate.version, "CandidateSource": candidate.source}
             self.metrics.record(
                 name or UNROUTED_PIPELINE, outcome, error_code, ms=ms, trace=trace, properties=properties, counts=counts
             )

@@ -21,9 +21,10 @@ Turned on by ``RULES_BUCKET``; ``RULES_PREFIX`` (default ``rules/``) and ``RULES
   (``runtime.verify.code_owned``). One that cannot be read or is refused changes nothing: the
   configuration in use (the last known good) keeps deciding, one ERROR line names the bundle, every
   problem and what decides instead, and the ``RulesBundleErrors`` metric counts it. A refused bundle is
-  not read again. A container that has applied nothing yet (a new one) falls back to the newest earlier
-  live bundle of the deployment's history that verifies, as the warm containers keep it, so that the
-  fleet decides one way. Anything unexpected while checking is an ERROR line and a count too: a check
+  not read again, unless the object under its key was not that bundle (cut short, edited, another pipeline's):
+  each check asks whether it was replaced. A container that has applied nothing yet (a new one) falls back
+  to the newest earlier live bundle of the deployment's history that verifies, as the warm containers keep
+  it, so that the fleet decides one way. Anything unexpected while checking is an ERROR line and a count too: a check
   never stops a cold start or a container.
 - A deployment's ``shadow`` bundle decides every event again after the live decision
   (``runtime.shadow``); the live configuration is rebuilt with its rule sets so that one read serves both.
@@ -88,7 +89,8 @@ class _Refusal(NamedTuple):
     """Why a bundle cannot decide, as its ERROR line says it (what decides instead is added once deployed).
 
     ``subject`` names the bundle, ``verdict`` says what is wrong with it; ``revision``, when the line names the
-    deployment that refused it.
+    deployment that refused it; ``etag``, when the object under the bundle's key is not that bundle (a replacement
+    is read).
     """
 
     subject: str
@@ -96,6 +98,7 @@ class _Refusal(NamedTuple):
     bundle: str | None = None
     problems: list[str] | None = None
     revision: int | None = None
+    etag: str | None = None
 
     @property
     def message(self) -> str:
@@ -125,6 +128,14 @@ class _State:
 
 class _TooLarge(BundleError):
     """S3 holds an object larger than a bundle may be (``runtime.bundles.MAX_BYTES``); ``etag`` is its ETag."""
+
+    def __init__(self, message: str, etag: str) -> None:
+        super().__init__(message)
+        self.etag = etag
+
+
+class _NotTheBundle(BundleError):
+    """The object under a bundle's key is not that bundle of this pipeline (cut short, edited, another pipeline's)."""
 
     def __init__(self, message: str, etag: str) -> None:
         super().__init__(message)
@@ -438,22 +449,23 @@ class BundleWatcher:
         state = self._states[name]
         if bundle_id is None:
             return True, True
-        if bundle_id in state.refused:
-            said_at, refusal = state.refused[bundle_id]
-            if said_at != revision:  # another deployment names it (say, makes the refused shadow live): say it again
-                state.refused[bundle_id] = (revision, refusal.again(revision))
-                refusals.append(state.refused[bundle_id][1])
-            return False, True
         try:
+            if bundle_id in state.refused and not self._replaced(name, bundle_id):
+                said_at, refusal = state.refused[bundle_id]
+                if said_at != revision:  # another deployment names it (say, the refused shadow made live): say it again
+                    state.refused[bundle_id] = (revision, refusal.again(revision))
+                    refusals.append(state.refused[bundle_id][1])
+                return False, refusal.etag is None or missing_final
             source = self._source(name, bundle_id)
         except _Unreadable as exc:
-            refusals.append(_Refusal(f"rules bundle {bundle_id}", f"cannot be read ({exc})", bundle_id))
+            refusals.append(self._unreadable(name, bundle_id, revision, exc))
             return False, exc.missing and missing_final
         except BundleError as exc:
-            refusal = _Refusal(f"rules bundle {bundle_id}", f"is refused: {exc}", bundle_id)
+            etag = exc.etag if isinstance(exc, _NotTheBundle) else None
+            refusal = _Refusal(f"rules bundle {bundle_id}", f"is refused: {exc}", bundle_id, etag=etag)
             state.refused[bundle_id] = (revision, refusal)
             refusals.append(refusal)
-            return False, True
+            return False, etag is None or missing_final
         verification = verify(source.pipeline, source.rules, self._env)
         deployed = self._app.pipeline(name)
         outline = self._outline(name)
@@ -469,6 +481,29 @@ class BundleWatcher:
             return False, True
         return True, True
 
+    def _unreadable(self, name: str, bundle_id: str, revision: int, exc: _Unreadable) -> _Refusal:
+        """Why a bundle could not be read, where it was looked for, and what ops can do (it is read again)."""
+        where = f"s3://{self.bucket}/{bundle_key(self.prefix, name, bundle_id)}"
+        verdict = f"cannot be read ({exc}: {where}); it is read again at the next check"
+        if exc.missing:
+            denied = ", or the function may not read it" if str(exc) in ("AccessDenied", "403") else ""
+            verdict = (
+                f"cannot be read ({exc}: no object {where}{denied}); it is read again at the next check: "
+                "publish it, or deploy another bundle"
+            )
+        return _Refusal(f"rules bundle {bundle_id} of {name}", verdict, bundle_id, revision=revision)
+
+    def _replaced(self, name: str, bundle_id: str) -> bool:
+        """Whether the object under a refused bundle's key changed since it was found not to be that bundle.
+
+        One refused for its files (verified and found wrong) is that bundle, immutable: never read again.
+        """
+        etag = self._states[name].refused[bundle_id][1].etag
+        if etag is None or self._get(bundle_key(self.prefix, name, bundle_id), "the bundle", etag) is None:
+            return False
+        del self._states[name].refused[bundle_id]
+        return True
+
     def _outline(self, name: str) -> CodeOutline | None:
         """The steps and settings of the pipeline file deployed with the code: a bundle's pipeline file keeps them."""
         state = self._states[name]
@@ -481,11 +516,17 @@ class BundleWatcher:
         known = self._fetched.get((name, bundle_id))
         if known is not None:
             return known
-        found = self._get(bundle_key(self.prefix, name, bundle_id), "the bundle")
+        key = bundle_key(self.prefix, name, bundle_id)
+        found = self._get(key, "the bundle")
         assert found is not None
-        bundle = Bundle.from_json(found[0], bundle_id)
+        body, etag = found
+        fix = f"(s3://{self.bucket}/{key}); it is read again once replaced: delete it and publish it again"
+        try:
+            bundle = Bundle.from_json(body, bundle_id)
+        except BundleError as exc:
+            raise _NotTheBundle(f"{exc} {fix}", etag) from None
         if bundle.pipeline != name:
-            raise BundleError(f"it is a bundle of pipeline {bundle.pipeline!r}, not of {name!r}")
+            raise _NotTheBundle(f"it is a bundle of pipeline {bundle.pipeline!r}, not of {name!r} {fix}", etag)
         root = self._workdir / name / bundle_id
         bundle.write(root)
         packaged = self._states[name].packaged

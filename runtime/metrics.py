@@ -21,8 +21,8 @@ CloudWatch Logs extracts the metrics from the document itself (no API call, no a
   (template.yaml's ``RulesBundleErrorsAlarm`` watches it).
 
 The document is also a log line: it carries the invocation's log fields (request id, conversation id…)
-and the rules version (``RulesVersion``, and ``RulesSource`` for a bundle) as plain properties, not
-dimensions.
+and the rules version (``RulesVersion``, and ``RulesSource`` for a bundle; with shadow counts, the candidate's
+``CandidateVersion`` and ``CandidateSource``) as plain properties, not dimensions.
 With ``STACK_NAME`` set (template.yaml sets it to the stack's name), every series also has a ``Stack`` dimension,
 so that two stacks in one account keep their metrics (and alarms) apart.
 Configuration: ``METRICS_NAMESPACE`` (else ``POWERTOOLS_METRICS_NAMESPACE``, else ``InboundWebhookPipeline``);

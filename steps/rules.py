@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from engine.context import Context, StepResult
-from engine.errors import ErrorSpec, StepFailure
+from engine.errors import ErrorSpec, StepFailure, did_you_mean
 from engine.registry import BuildInfo, ParamError, register
 from engine.rules import RuleSet
 from engine.schema import EXPECTED, NO_BLANKS
@@ -64,7 +64,14 @@ def _ruleset(info: BuildInfo, name: str, kind: str, path: tuple[Any, ...]) -> Ru
     ruleset = info.rulesets.get(name)
     if ruleset is None:
         known = ", ".join(sorted(info.rulesets)) or "none"
-        raise ParamError(path, f"unknown rule set {name!r}; loaded rule sets: {known}")
+        close = did_you_mean(name, info.rulesets)
+        fix = (
+            ""
+            if close
+            else f"; no rules file of this pipeline declares ruleset: {name}: add one (or put back the one removed), "
+            "or take the name out of this step"
+        )
+        raise ParamError(path, f"unknown rule set {name!r}{close}; loaded rule sets: {known}{fix}")
     if ruleset.kind != kind:
         raise ParamError(path, f"rule set {name!r} is a {ruleset.kind} set; this step needs a {kind} set")
     assert isinstance(ruleset, RuleSet)

@@ -36,7 +36,7 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
@@ -112,6 +112,11 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _another_pipelines(stored: str, pipeline: str) -> str:
+    """Why a bundle stored under ``pipeline``'s ``bundles/`` that names pipeline ``stored`` cannot be deployed."""
+    return f"it is a bundle of pipeline {stored!r}, not of {pipeline!r}"
+
+
 class _Store:
     """One pipeline's bundles and deployment document in the bucket."""
 
@@ -163,7 +168,7 @@ class _Store:
         except BundleError as exc:
             raise _Failed(f"{self.uri(key)}: {exc}") from None
         if bundle.pipeline != self.pipeline:
-            raise _Failed(f"{self.uri(key)}: it is a bundle of pipeline {bundle.pipeline!r}, not of {self.pipeline!r}")
+            raise _Failed(f"{self.uri(key)}: {_another_pipelines(bundle.pipeline, self.pipeline)}")
         return bundle
 
     def load(self, bundle_id: str) -> Bundle:
@@ -223,7 +228,13 @@ class _Store:
         try:
             return Deployment.from_json(answer["Body"].read()), str(answer["ETag"])
         except BundleError as exc:
-            raise _Failed(f"{self.uri(key)}: {exc}") from None
+            versions = f"aws s3api list-object-versions --bucket {self.bucket} --prefix {key}"
+            source = f"{self.bucket}/{key}?versionId=ID"
+            restore = f'aws s3api copy-object --bucket {self.bucket} --key {key} --copy-source "{source}"'
+            raise _Failed(
+                f"{self.uri(key)}: {exc}; put its last good version back (the bucket is versioned): {versions}, "
+                f"then {restore}"
+            ) from None
 
     def deploy(self, change: Callable[[Deployment], Deployment]) -> tuple[Deployment, bool]:
         """Rewrite the deployment document, conditional on the version read; whether it was written.
@@ -308,6 +319,39 @@ def _refuse_live_as_shadow(bundle_id: str, deployment: Deployment) -> None:
         raise _Failed(f"bundle {bundle_id} is live already; a shadow candidate is another bundle")
 
 
+class _Origin(NamedTuple):
+    """Who deployed a deployment's shadow candidate, at which revision, and their note."""
+
+    by: str
+    revision: int
+    note: str
+
+    @classmethod
+    def of_shadow(cls, deployment: Deployment) -> _Origin:
+        """The oldest revision of the latest run of revisions naming the deployment's shadow candidate."""
+        origin: Mapping[str, Any] = deployment.entry()
+        for entry in deployment.history:
+            if entry.get("shadow") != deployment.shadow:
+                break
+            origin = entry
+        return cls(str(origin.get("updated_by", "")), int(origin.get("revision") or 0), str(origin.get("note") or ""))
+
+    def noted(self) -> str:
+        return f": {self.note}" if self.note else ""
+
+
+def _note_replaced(replaced: Deployment, shadow: str | None, err: TextIO) -> None:
+    """Say whose shadow candidate a new one replaces: its evaluation stops, and ``promote`` takes the new one."""
+    if replaced.shadow is None or replaced.shadow == shadow:
+        return
+    origin = _Origin.of_shadow(replaced)
+    print(
+        f"pipeline-rules: note: this replaces the shadow candidate {replaced.shadow} (deployed by {origin.by} at "
+        f"revision {origin.revision}{origin.noted()}), whose evaluation stops",
+        file=err,
+    )
+
+
 def _unchanged(deployment: Deployment) -> str:
     return f"unchanged, nothing written: {_describe(deployment)}"
 
@@ -330,22 +374,48 @@ def _changes_code_owned(store: _Store, pipeline: Path, name: str, out: TextIO) -
     return bool(changes)
 
 
-def _left_out(rules_dir: Path, bundled: set[str]) -> dict[str, list[str]]:
-    """The rule files of ``rules_dir`` a bundle left out (other pipelines'), by the pipelines they name."""
+def _owners(path: Path) -> list[str] | None:
+    """The pipelines a rule file names under ``pipelines:`` ([]: none, so every one); None when it cannot be read."""
     import yaml
 
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    owners = document.get("pipelines") if isinstance(document, dict) else None
+    return [str(owner) for owner in owners] if isinstance(owners, list) else []
+
+
+def _left_out(rules_dir: Path, bundled: set[str]) -> dict[str, list[str]]:
+    """The rule files of ``rules_dir`` a bundle left out (other pipelines'), by the pipelines they name."""
     found: dict[str, list[str]] = {}
     for path in yaml_files(rules_dir):
         if f"rules/{path.name}" in bundled:
             continue
-        try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        owners = document.get("pipelines") if isinstance(document, dict) else None
-        if isinstance(owners, list) and owners:
-            found.setdefault(", ".join(map(str, owners)), []).append(f"rules/{path.name}")
+        owners = _owners(path)
+        if owners:
+            found.setdefault(", ".join(owners), []).append(f"rules/{path.name}")
     return found
+
+
+def _refuse_foreign_rules(out: Path, bundle: Bundle) -> None:
+    """Refuse to pull into a directory whose ``rules/`` holds rules of the bundle's pipeline the bundle has not.
+
+    Written beside the bundle's, they would decide in a baseline pulled there (an earlier bundle's, say); rule
+    files naming only other pipelines (a project's) are no part of the comparison and stay.
+    """
+    rules_dir = out / "rules"
+    found = [
+        f"rules/{path.name}"
+        for path in (yaml_files(rules_dir) if rules_dir.is_dir() else [])
+        if f"rules/{path.name}" not in bundle.files and bundle.pipeline in (_owners(path) or [bundle.pipeline])
+    ]
+    if found:
+        raise _Failed(
+            f"{rules_dir} holds {', '.join(found)} of {bundle.pipeline}, which bundle {bundle.id} has not: a baseline "
+            f"pulled there would hold {'them' if len(found) > 1 else 'it'} too; pull into an empty directory (or "
+            "remove it first)"
+        )
 
 
 def _note_left_out(rules_dir: Path, bundle: Bundle, err: TextIO) -> None:
@@ -397,8 +467,10 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
         print(f"rules version with the pipeline file {pipeline} as deployed: {version}", file=out)
     if args.shadow or args.live:
         role = "shadow" if args.shadow else "live"
+        replaced: list[Deployment] = []
 
         def change(current: Deployment) -> Deployment:
+            replaced[:] = [current]
             if args.shadow:
                 _refuse_live_as_shadow(bundle.id, current)
             live = bundle.id if args.live else current.live
@@ -409,6 +481,8 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
 
         deployed, written = store.deploy(change)
         print(f"deployed as {role}: {_describe(deployed)}" if written else _unchanged(deployed), file=out)
+        if written and args.shadow:
+            _note_replaced(replaced[0], deployed.shadow, err)
     return EXIT_OK, store
 
 
@@ -445,6 +519,9 @@ def _list(store: _Store, out: TextIO) -> None:
             bundle = store.load(bundle_id)
         except BundleError as exc:
             print(f"  {bundle_id}  unreadable: {exc}", file=out)
+            continue
+        if bundle.pipeline != store.pipeline:
+            print(f"  {bundle_id}  unreadable: {_another_pipelines(bundle.pipeline, store.pipeline)}", file=out)
             continue
         roles = [
             role for role, value in (("live", deployment.live), ("shadow", deployment.shadow)) if value == bundle_id
@@ -527,7 +604,7 @@ def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None, deployed: _Cod
         raise _Failed(f"bundle {bundle.id} does not pass the check, so the function would refuse it:{shown}")
 
 
-def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out: TextIO) -> None:
+def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out: TextIO, err: TextIO) -> None:
     current, _ = store.deployment()
     live, shadow = current.live, current.shadow
     if args.command == "shadow":
@@ -571,7 +648,16 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
         return read.change(live=live, shadow=shadow, at=_now(), by=args.by, note=args.note, rollback=rollback)
 
     deployed, written = store.deploy(change)
-    print(f"deployed: {_describe(deployed)}" if written else _unchanged(deployed), file=out)
+    if not written:
+        print(_unchanged(deployed), file=out)
+        return
+    promoted = ""
+    if args.command == "promote" and args.bundle is None:
+        origin = _Origin.of_shadow(current)
+        promoted = f" (the shadow candidate {origin.by} deployed at revision {origin.revision}{origin.noted()})"
+    print(f"deployed: {_describe(deployed)}{promoted}", file=out)
+    if args.command == "shadow":
+        _note_replaced(current, deployed.shadow, err)
 
 
 def run(
@@ -599,6 +685,7 @@ def run(
             _list(store, out)
         elif args.command == "pull":
             bundle = store.bundle(args.bundle)
+            _refuse_foreign_rules(args.out, bundle)
             try:
                 bundle.write(args.out)
             except OSError as exc:
@@ -606,7 +693,7 @@ def run(
             written = "pipelines/, rules/" if bundle.pipeline_file else "rules/"
             print(f"wrote bundle {args.bundle} to {args.out}/ ({written})", file=out)
         else:
-            _deploy(args, store, pipeline, out)
+            _deploy(args, store, pipeline, out, err)
     except _Failed as exc:
         print(f"pipeline-rules: error: {exc}", file=err)
         return EXIT_USAGE

@@ -5,7 +5,9 @@ A request under ``/{stage}/`` becomes a REST proxy event (payload 1.0): ``path``
 Gateway answers: a raised exception (a transient fault) is ``502 {"message": "Internal server error"}``, a path
 outside the routes (``POST /{stage}/<channel>`` for each channel a pipeline serves; any other path or method)
 ``403 {"message": "Missing Authentication Token"}``, a body over 10 MB ``413``, an unreadable ``Content-Length``
-``400``. One event is handled at a time, as in one Lambda container. The signed URL is rebuilt from ``Host`` and
+``400``. One event is handled at a time, as in one Lambda container, and on the main thread, as Lambda runs its
+handler (a shadow candidate and a ``matches()`` search are bounded by a ``SIGALRM`` timer, which only the main
+thread receives); the HTTP server answers from its own threads. The signed URL is rebuilt from ``Host`` and
 ``X-Forwarded-Proto`` (``http`` unless the client, or a tunnel in front, says otherwise), so a client signs
 ``http://127.0.0.1:PORT/prod/whatsapp``. As API Gateway does, ``POST /{stage}/<channel>/`` (a trailing slash) reaches
 the channel's route and keeps the slash on its path, so the client signs the URL with the slash, as Twilio does.
@@ -33,6 +35,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import sys
@@ -40,6 +43,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -227,6 +231,36 @@ def _proxy_answer(result: Mapping[str, Any]) -> tuple[int, list[tuple[str, str]]
     except ValueError:  # binascii.Error: not base64
         return None
     return status, headers, body
+
+
+class MainThread:
+    """Invocations run on the main thread, handed over by the request threads that wait for their results."""
+
+    def __init__(self) -> None:
+        self._calls: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
+
+    def invoker(self, invoke: Invoke) -> Invoke:
+        """``invoke``, run on the main thread (which ``run`` must be serving) whichever thread calls it."""
+
+        def on_main_thread(event: dict[str, Any], context: Any) -> Any:
+            done: Future[Any] = Future()
+            self._calls.put((lambda: invoke(event, context), done))
+            return done.result()
+
+        return on_main_thread
+
+    def run(self) -> None:
+        """Run the invocations handed over, one at a time, until interrupted (KeyboardInterrupt)."""
+        while True:
+            with contextlib.suppress(queue.Empty):
+                call, done = self._calls.get(timeout=0.2)
+                try:
+                    done.set_result(call())
+                except Exception as exc:  # noqa: BLE001 - the invocation's error is the waiting request's answer
+                    done.set_exception(exc)
+                except KeyboardInterrupt:
+                    done.set_exception(RuntimeError("pipeline-serve stopped during the invocation"))
+                    raise
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -483,14 +517,18 @@ def _serve(args: argparse.Namespace, server: _Server) -> int:
         _say(f"the configuration cannot run:\n{exc}")
         return 2
     routes = {channel for config in function.configs for channel in config.channels}
-    server.gateway = Gateway(function.handle, args.stage, timeout_seconds=args.timeout, routes=routes)
+    main = MainThread()
+    server.gateway = Gateway(main.invoker(function.handle), args.stage, timeout_seconds=args.timeout, routes=routes)
     port = server.server_address[1]
     base = f"http://{args.host}:{port}/{args.stage}"
     channels = sorted(routes)
     _say(f"listening on {base} (POST " + ", ".join(f"{base}/{channel}" for channel in channels) + ")")
     signal.signal(signal.SIGTERM, _interrupt)
+    listening = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    listening.start()
     with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever(poll_interval=0.2)
+        main.run()
+    server.shutdown()
     return 0
 
 
