@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -101,6 +102,16 @@ def test_the_artifact_starts_from_its_stamp_with_the_runtime_sdk_alone(artifact:
     assert not {"yaml", "jsonschema", "cryptography"} & set(loaded)
     assert not {"tools", "tests", "moto", "pytest"} & set(loaded)
     assert {"handler", "engine", "runtime", "steps", "twilio", "boto3"} <= set(loaded)
+
+
+def test_the_artifact_holds_no_test_suite_nor_anything_that_imports_a_test_tool(artifact: Path) -> None:
+    def named(paths: Iterator[Path]) -> list[str]:
+        return sorted(path.relative_to(artifact).as_posix() for path in paths)
+
+    assert named(p for p in artifact.rglob("*") if p.name in {"tests", "benchmarks"}) == []
+    tools = re.compile(r"^\s*(?:import|from)\s+(?:pytest|moto|hypothesis|pyperf|tools|tests)\b", re.MULTILINE)
+    assert named(p for p in artifact.rglob("*.py") if tools.search(p.read_text(encoding="utf-8"))) == []
+    assert not (artifact / "tools").exists() and not (artifact / "tests").exists()
 
 
 @pytest.fixture
