@@ -7,8 +7,10 @@ runs every complete rule set's inline tests (``engine.rules.run_tests``); every 
 ``code_owned`` refuses a pipeline file, carried by a bundle, that renames its pipeline, changes the
 channels it serves, its steps (which run, in what order, under which ``when``, and how every step but the
 deciding ones is set), its ``tables:`` (an empty replay table would turn off the records that refuse a
-request posted again), its ``secrets:`` patterns (which secrets a credential reference may name) or how it
-answers (``responses:``; ``code_outline``): those change with a code deploy only. ``pipeline_clashes``
+request posted again), its ``secrets:`` patterns (which secrets a credential reference may name), its
+``targets:`` (the queues the role may send to), its time bounds (``deadline_seconds``, ``aws:``: the function's
+timeout is set above them) or how it answers (``responses:``; ``code_outline``): those change with a code deploy
+only. ``pipeline_clashes``
 refuses two pipeline files serving one channel, or declaring one pipeline name (a copied file not renamed),
 which the cold start cannot route.
 """
@@ -325,6 +327,12 @@ _WHY = {
     "secrets": "which secrets a credential reference may name changes with a code deploy, not a rules bundle",
     "responses": "how a pipeline answers (which channels, in what format, whether a transient fault raises) changes "
     "with a code deploy, not a rules bundle",
+    "targets": "which queues a pipeline sends to, and how, changes with a code deploy (the role may send to the "
+    "deployed ones only), not a rules bundle",
+    "deadline_seconds": "how long an invocation may take changes with a code deploy (the function's timeout is set "
+    "above it), not a rules bundle",
+    "aws": "how long an invocation may take changes with a code deploy (the function's timeout is set above it), "
+    "not a rules bundle",
 }
 
 
@@ -339,15 +347,22 @@ def owned_settings(data: Any) -> Settings:
     """The settings of a parsed pipeline document that are the code's (``Settings``).
 
     They are ``tables:``, the ``secrets:`` name patterns (which secrets a conversation's credential reference may
-    name) and the shape of each ``responses:`` family (``_RESPONSE_FIELDS``); its statuses may change, as a new
-    error code needs one.
+    name), ``targets:`` (the queues the role may send to), the time bounds ``deadline_seconds`` and ``aws:`` (the
+    function's timeout is set above them) and the shape of each ``responses:`` family (``_RESPONSE_FIELDS``); its
+    statuses may change, as a new error code needs one.
     """
     data = data if isinstance(data, dict) else {}
     found: list[tuple[tuple[str, ...], str]] = []
-    for section in ("tables", "secrets"):
+    for section in ("tables", "secrets", "aws"):
         named = data.get(section)
         for name, value in named.items() if isinstance(named, dict) else ():
             found.append(((section, str(name)), _text(value)))
+    targets = data.get("targets")
+    for target, fields in targets.items() if isinstance(targets, dict) else ():
+        for field, value in fields.items() if isinstance(fields, dict) else [("", fields)]:
+            found.append((("targets", str(target), str(field)), _text(value)))
+    if "deadline_seconds" in data:
+        found.append((("deadline_seconds",), _text(data["deadline_seconds"])))
     responses = data.get("responses")
     for family, fields in responses.items() if isinstance(responses, dict) else ():
         for field in _RESPONSE_FIELDS:
@@ -382,8 +397,9 @@ def _settings_changed(document: SourceDoc, given: Settings, deployed: Settings) 
         side: repr(settings[path]) if path in settings else "not declared"
         for side, settings in (("ours", ours), ("theirs", theirs))
     }
-    section, name = path[0], ".".join(path[1:])
-    message = f"{section}: {name} is {shown['ours']}, the deployed pipeline's is {shown['theirs']}; {_WHY[section]}"
+    section = path[0]
+    setting = f"{section}: {'.'.join(path[1:])}" if len(path) > 1 else section
+    message = f"{setting} is {shown['ours']}, the deployed pipeline's is {shown['theirs']}; {_WHY[section]}"
     return document.locator.problem(path, message)
 
 

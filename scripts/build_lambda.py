@@ -16,7 +16,8 @@ import) or a failing inline rule test fails the build, each finding printed ``FI
 - boto3 and what it brings (botocore, s3transfer, urllib3, python-dateutil, six), unless ``--with-boto3``: the
   python3.11 runtime provides them, and copies of our own would shadow the ones its boto3 was released with;
 - twilio's REST client (``twilio/rest``, ~50 MB unzipped) and the HTTP stack only it uses (aiohttp, requests, …)
-  (unless ``--full``): the pipeline uses twilio's request validator and TwiML, nothing else.
+  (unless ``--full``): the pipeline uses twilio's request validator and TwiML, nothing else;
+- the test suites and benchmarks that dependencies install inside their packages (``DEV_ONLY_DIRS``).
 
 Neither is a list kept here: both are read from pip's resolution (``keep``), so a requirement that needs a part of
 twilio's HTTP stack (a plugin's, on requests) gets it, and boto3's own requirements are whatever it declares.
@@ -61,6 +62,9 @@ RUNTIME_PROVIDED_MODULES = frozenset({"boto3", "botocore", "s3transfer", "urllib
 TWILIO_USED = ("twilio/request_validator.py", "twilio/twiml/messaging_response.py")
 PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+# What installed distributions ship for their own development, never imported by the function (jsonschema's and
+# referencing's test suites import pytest, jsonschema's benchmarks pyperf; neither is in the artifact).
+DEV_ONLY_DIRS = frozenset({"tests", "benchmarks"})
 # Where Lambda unpacks the artifact: the source path compiled into each .pyc.
 TASK_ROOT = "/var/task"
 PYTHON_VERSION = "3.11"
@@ -338,6 +342,25 @@ def install(pins: Sequence[str], target: Path, arch: str) -> None:
     _pip(["install", "--quiet", "--no-deps", "--no-compile", "--target", str(target), *_platform_args(arch), *pins])
 
 
+def drop_dev_only(stage: Path, first_party: Iterable[str]) -> list[str]:
+    """Remove the test suites and benchmarks inside the installed packages of ``stage``; what was removed, sorted.
+
+    Only in third-party packages: a top-level directory named in ``first_party`` is the function's own.
+    """
+    own = set(first_party)
+    found = [
+        path
+        for top in stage.iterdir()
+        if top.is_dir() and top.name not in own and not top.name.endswith(".dist-info")
+        for path in top.rglob("*")
+        if path.is_dir() and path.name in DEV_ONLY_DIRS
+    ]
+    outermost = sorted(path for path in found if not any(parent in found for parent in path.parents))
+    for path in outermost:
+        shutil.rmtree(path)
+    return [path.relative_to(stage).as_posix() for path in outermost]
+
+
 def smoke_import(stage: Path, arch: str, imports: Sequence[str]) -> None:
     """Run ``imports`` (``third_party_imports``) with ``stage`` alone on the path, only when built for this machine.
 
@@ -492,6 +515,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         install(pins, stage, args.arch)
         for junk in [*stage.glob("bin"), *(stage.glob("twilio/rest") if not args.full else [])]:
             shutil.rmtree(junk)
+        first_party = {*SOURCE_PACKAGES, *(plugin.split(".")[0] for plugin in plugins), *DATA_DIRS}
+        dropped = drop_dev_only(stage, first_party)
+        if dropped:
+            print(f"left out of the dependencies: {', '.join(dropped)}")
         absent = [name for name in TWILIO_USED if not (stage / name).is_file()]
         if absent:
             print(f"error: the artifact lacks {', '.join(absent)}")

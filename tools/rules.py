@@ -17,7 +17,8 @@ conditional on the version read (two people deploying at once cannot overwrite e
 ``--bucket`` or ``RULES_BUCKET``, the prefix from ``--prefix`` or ``RULES_PREFIX`` (``rules/``).
 A bundle is a pipeline's own: one stored under another pipeline is refused, as is a pipeline file
 that renames the pipeline or changes what is the code's: its channels, its steps (and every step's ``with:``
-but the deciding ones'), ``tables:``, ``secrets:`` patterns or ``responses:`` families (``runtime.verify``;
+but the deciding ones'), ``tables:``, ``secrets:`` patterns, ``targets:``, the time bounds (``deadline_seconds``,
+``aws:``) or ``responses:`` families (``runtime.verify``;
 the function would refuse them all). A rollback undoes the latest live change not yet rolled back, so a
 second one steps further back; a command that would change neither the live nor the shadow bundle writes
 no revision.

@@ -39,6 +39,7 @@ from tools.sendgrid_events import KeyPair
 TEMPLATE = load_template()
 PERIOD = 300
 DAY = 86400
+HOUR = 3600
 # A period's start, in seconds since the epoch: the attempts are placed around period boundaries from here.
 EPOCH = 1_800_000_000
 assert EPOCH % PERIOD == 0
@@ -305,6 +306,31 @@ def test_a_trigger_that_nothing_consumes_raises_its_queue_age_alarm_long_before_
             left = EPOCH + retention - (first + PERIOD)
             assert left >= DAY, f"{alarm} at {threshold} s leaves {left} s to consume the queue before SQS deletes"
             assert alarm_periods(template, alarm, consumed, chosen) == [], f"{alarm} at {threshold} s: W trips it"
+
+
+def test_a_trigger_that_nothing_consumes_raises_its_queue_age_alarm_while_its_messages_are_still_staged(
+    template: dict[str, Any], configs: list[Any]
+) -> None:
+    # A trigger names a conversation; its consumer reads the messages from the stage table, whose rows expire
+    # STAGE_TTL_SECONDS after they are written (the trigger's send). The age alarm that says nothing consumes the
+    # queue must come while they are still there, with time to repair the consumer: else they are lost unsaid.
+    age, ttl = template["Parameters"]["QueueAgeAlarmSeconds"], template["Parameters"]["StageTtlSeconds"]
+    longest_window = template["Parameters"]["BatchWindowSeconds"]["MaxValue"]
+    for queue in _routed_queues(configs):
+        alarm = f"{queue}AgeAlarm"
+        for threshold in (age["Default"], age["MinValue"], age["MaxValue"]):
+            left = _staged_after_alarm(template, queue, threshold, ttl["Default"])
+            assert left >= HOUR, f"{alarm} at {threshold} s leaves {left} s before the default stage TTL"
+        # The shortest stage TTL still keeps a trigger's messages past its longest window and the earliest alarm.
+        assert ttl["MinValue"] > longest_window + age["MinValue"]
+        assert _staged_after_alarm(template, queue, age["MinValue"], ttl["MinValue"]) > 0
+
+
+def _staged_after_alarm(template: dict[str, Any], queue: str, threshold: int, stage_ttl: int) -> int:
+    """Seconds a trigger's staged messages are left once its unconsumed queue's age alarm fires at ``threshold``."""
+    waiting = [queue_age(queue, EPOCH + seconds, seconds) for seconds in range(60, 4 * DAY, 60)]
+    first = alarm_periods(template, f"{queue}AgeAlarm", waiting, {"QueueAgeAlarmSeconds": str(threshold)})[0]
+    return EPOCH + stage_ttl - (first + PERIOD)
 
 
 def test_every_routed_queue_has_its_age_alarm_and_keeps_its_dead_letters_longer_than_its_messages(

@@ -9,18 +9,22 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.request import Request, urlopen
 
 import boto3
 import pytest
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from tests.deploy.cfn import load_template, placeholder
+from tests.support.bundles import BUCKET, VIP_ROUTING, Ops, make_bucket, working_copy
+from tests.support.email import add_email_world, email_event
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
 from tools.localaws import provision
@@ -103,6 +107,16 @@ def test_the_artifact_starts_from_its_stamp_with_the_runtime_sdk_alone(artifact:
     assert {"handler", "engine", "runtime", "steps", "twilio", "boto3"} <= set(loaded)
 
 
+def test_the_artifact_holds_no_test_suite_nor_anything_that_imports_a_test_tool(artifact: Path) -> None:
+    def named(paths: Iterator[Path]) -> list[str]:
+        return sorted(path.relative_to(artifact).as_posix() for path in paths)
+
+    assert named(p for p in artifact.rglob("*") if p.name in {"tests", "benchmarks"}) == []
+    tools = re.compile(r"^\s*(?:import|from)\s+(?:pytest|moto|hypothesis|pyperf|tools|tests)\b", re.MULTILINE)
+    assert named(p for p in artifact.rglob("*.py") if tools.search(p.read_text(encoding="utf-8"))) == []
+    assert not (artifact / "tools").exists() and not (artifact / "tests").exists()
+
+
 @pytest.fixture
 def moto_world() -> Iterator[tuple[str, World]]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
@@ -110,6 +124,8 @@ def moto_world() -> Iterator[tuple[str, World]]:
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
+        # moto keeps one state per process, whichever server serves it: each test starts from an empty world.
+        urlopen(Request(f"{endpoint}/moto-api/reset", method="POST")).close()
         clients = (boto3.client(s, endpoint_url=endpoint, region_name="us-east-1") for s in ("dynamodb", "sqs"))
         dynamodb, sqs = clients
         resources = provision(dynamodb, sqs)
@@ -139,3 +155,45 @@ def test_the_artifact_answers_a_webhook_as_deployed(
     assert [row["conversation_id"] for row in world.stage_rows()] == [item["conversation_id"]]
     (trigger,) = world.sent("whatsapp")
     assert trigger[0] == {"conversation_id": item["conversation_id"], "primary_channel": item["primary_channel"]}
+
+
+def test_the_artifact_serves_both_pipelines_with_a_rules_bundle_and_event_capture(
+    artifact: Path, runtime_sdk: Path, moto_world: tuple[str, World], tmp_path: Path
+) -> None:
+    # As the template deploys it by default (RuleBundles=enabled), with EventCapture=on: the bundle is read,
+    # verified (YAML and JSON Schema, from the artifact) and decides; the email's signature needs cryptography.
+    endpoint, world = moto_world
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    make_bucket(s3)
+    s3.create_bucket(Bucket="captures")
+    ops = Ops(s3, working_copy(tmp_path / "ops"))
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    ops.publish("--live")
+    vip = world.add_conversation(vip=True)
+    world.add_default_secrets()
+    emailer = add_email_world(world)
+    events = [rest_event("whatsapp", whatsapp_params()), email_event()]
+    env = _lambda_env(
+        **world.resources.environment(),
+        AWS_ENDPOINT_URL=endpoint,
+        RULES_BUCKET=BUCKET,
+        CAPTURE_S3_URI="s3://captures/events/",
+    )
+    script = (
+        "import json\n"
+        "class Context:\n"
+        "    aws_request_id = 'req-1'\n"
+        "    def get_remaining_time_in_millis(self): return 12000\n"
+        f"answers = [handler.handler(event, Context()) for event in json.loads({json.dumps(events)!r})]\n"
+        "print(json.dumps(answers))"
+    )
+    whatsapp, email = _run_in_lambda(artifact, runtime_sdk, env, script)
+    assert whatsapp["statusCode"] == 200 and "<Response" in whatsapp["body"]
+    assert (email["statusCode"], json.loads(email["body"])["outcome"]) == (200, "QUEUED")
+
+    (handed_off,) = world.sent("handoff")
+    assert handed_off[0]["conversation"]["conversation_id"] == vip["conversation_id"]
+    (trigger,) = world.sent("email")
+    assert trigger[0] == {"conversation_id": emailer["conversation_id"], "primary_channel": emailer["primary_channel"]}
+    assert world.sent("whatsapp") == []
+    assert s3.list_objects_v2(Bucket="captures", Prefix="events/")["KeyCount"] == 2

@@ -729,6 +729,39 @@ def test_the_artifact_import_check_fails_a_stage_without_a_module_the_function_i
         build.smoke_import(tmp_path, arch, ["import bundled", "from cryptography.hazmat.primitives import hashes"])
 
 
+def test_the_dependencies_test_suites_and_benchmarks_stay_out_of_the_artifact(build, tmp_path: Path) -> None:
+    # jsonschema, referencing and jsonschema_specifications install their test suites (which import pytest) and
+    # jsonschema its benchmarks (pyperf): about 1 MB of modules the function never imports, in the artifact.
+    installed = {
+        "jsonschema/__init__.py": "",
+        "jsonschema/validators.py": "",
+        "jsonschema/tests/__init__.py": "",
+        "jsonschema/tests/typing/test_all.py": "import pytest\n",
+        "jsonschema/benchmarks/issue232.py": "import pyperf\n",
+        "jsonschema_specifications/tests/test_jsonschema_specifications.py": "import pytest\n",
+        "referencing/_core.py": "",
+        "referencing/tests/test_core.py": "import pytest\n",
+        "jsonschema-4.26.0.dist-info/RECORD": "",
+        "typing_extensions.py": "",
+    }
+    own = {"handler.py": "", "steps/sqs.py": "", "runtime/app.py": "", "rules/40_routing.yaml": ""}
+    for name, text in {**installed, **own}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    dropped = build.drop_dev_only(tmp_path, first_party={"engine", "runtime", "steps", "pipelines", "rules"})
+    assert dropped == [
+        "jsonschema/benchmarks",
+        "jsonschema/tests",
+        "jsonschema_specifications/tests",
+        "referencing/tests",
+    ]
+    left = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*") if path.is_file())
+    assert left == sorted(
+        {*own, "jsonschema/__init__.py", "jsonschema/validators.py", "referencing/_core.py", "typing_extensions.py"}
+        | {"jsonschema-4.26.0.dist-info/RECORD"}
+    )
+
+
 def test_the_artifact_takes_runtime_dependencies_only(build) -> None:
     requirements = build.runtime_requirements(ROOT / "pyproject.toml")
     names = {build._name(requirement) for requirement in requirements}
