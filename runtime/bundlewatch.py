@@ -143,15 +143,16 @@ class _NotTheBundle(BundleError):
 
 
 class _Unreadable(Exception):
-    """S3 did not give the object; ``missing`` when it answered that there is none (or that it may not say)."""
+    """S3 did not give the object; ``missing`` when it answered that there is none."""
 
     def __init__(self, code: str, *, missing: bool = False) -> None:
         super().__init__(code)
         self.missing = missing
 
 
-# Without s3:ListBucket (least privilege), S3 answers a GET of a missing key with AccessDenied.
-_MISSING = frozenset({"NoSuchKey", "404", "NotFound", "AccessDenied", "403"})
+# What S3 answers for a key it does not have, to a role with s3:ListBucket (without it, AccessDenied: that is not
+# taken for "none", or a deployment the function may not read would leave the packaged rules deciding in silence).
+_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 def _code(exc: botocore.exceptions.ClientError) -> tuple[str, int]:
@@ -322,7 +323,7 @@ class BundleWatcher:
             code, status = _code(exc)
             if status == 304 or code in ("304", "NotModified"):
                 return None
-            raise _Unreadable(code, missing=code in _MISSING or status in (403, 404)) from None
+            raise _Unreadable(code, missing=code in _MISSING or status == 404) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise _Unreadable(type(exc).__name__) from None
 
@@ -486,9 +487,8 @@ class BundleWatcher:
         where = f"s3://{self.bucket}/{bundle_key(self.prefix, name, bundle_id)}"
         verdict = f"cannot be read ({exc}: {where}); it is read again at the next check"
         if exc.missing:
-            denied = ", or the function may not read it" if str(exc) in ("AccessDenied", "403") else ""
             verdict = (
-                f"cannot be read ({exc}: no object {where}{denied}); it is read again at the next check: "
+                f"cannot be read ({exc}: no object {where}); it is read again at the next check: "
                 "publish it, or deploy another bundle"
             )
         return _Refusal(f"rules bundle {bundle_id} of {name}", verdict, bundle_id, revision=revision)

@@ -885,9 +885,15 @@ def test_the_function_may_only_read_the_bundle_prefix(template) -> None:
     policy = template["Resources"]["RuleBundleReadPolicy"]
     assert policy["Condition"] == "HasRuleBundles"
     assert policy["Properties"]["Roles"] == [{"Ref": "FunctionRole"}]
-    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Effect"] == "Allow" and statement["Action"] == "s3:GetObject"
-    assert statement["Resource"] == {"Fn::Sub": "${RulesBucket.Arn}/${RulesPrefix}*"}
+    read, keys = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert read["Effect"] == "Allow" and read["Action"] == "s3:GetObject"
+    assert read["Resource"] == {"Fn::Sub": "${RulesBucket.Arn}/${RulesPrefix}*"}
+    # Listing (the bucket, no object) makes S3 answer a missing deployment 404, not AccessDenied (runtime.bundlewatch).
+    assert (keys["Effect"], keys["Action"], keys["Resource"]) == (
+        "Allow",
+        "s3:ListBucket",
+        {"Fn::GetAtt": ["RulesBucket", "Arn"]},
+    )
 
 
 def test_the_function_is_told_where_the_bundles_are_and_how_often_to_look(template, function_env) -> None:

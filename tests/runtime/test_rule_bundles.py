@@ -323,6 +323,29 @@ def test_a_cold_start_with_s3_down_serves_with_the_packaged_rules_and_says_so(
     assert (line["rules"]["routing"], line["rules_version"]) == ("channel_queue", packaged_version())
 
 
+def test_a_deployment_the_function_may_not_read_is_an_error_and_an_alarm_then_decides_once_readable(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: AccessDenied counted as "no deployment yet", so a bucket policy or key change that denied the
+    function its deployment left new containers on the packaged rules with no error line and no alarm."""
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    bundle = ops.publish("--live")
+
+    def denied(clock: Clock, path: str) -> Any:
+        return error_response("AccessDenied", 403) if path.endswith("/twilio_inbound/deployment.json") else None
+
+    started = container(fault=denied)
+    (error,) = errors_of(json_logs())
+    assert "deployment.json cannot be read (AccessDenied); the rules in use keep deciding" in error["message"]
+    assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
+    world.add_conversation(vip=True)
+    assert started.message(json_logs)["rules_version"] == packaged_version()
+
+    started.watcher.s3().meta.events.unregister("before-call.s3.GetObject", unique_id="fail")
+    started.after(RETRY_SECONDS)
+    assert started.message(json_logs)["rules_source"] == f"bundle {bundle}, revision 1"
+
+
 def test_the_handler_reads_the_bucket_from_its_environment(
     ops: Ops, world: Any, boto_session: Any, monkeypatch: pytest.MonkeyPatch, json_logs: Logs
 ) -> None:
