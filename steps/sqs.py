@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.context import Context, StepResult
-from engine.errors import ErrorSpec, StepFailure
+from engine.errors import ErrorSpec, StepFailure, TransientFault
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.conversations import whole_conversation
@@ -130,6 +130,9 @@ class SendMessage:
         build, outcome = _BODIES[route["message"]]
         if route["message"] == "handoff":
             whole_conversation(ctx)  # the handoff carries the whole item, even when the rules read only part of it
+            if ctx.time_left() <= 0:
+                # That read was a call of its own: no AWS call starts once the budget is spent (T <= D + 2B).
+                raise TransientFault(QUEUE_TRANSIENT.code, "time budget spent before the handoff send")
         body = build(ctx.doc)
         try:
             message_id = ctx.services.queues.send_message(route["queue_url"], body, int(route["delay_seconds"]))

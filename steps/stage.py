@@ -1,5 +1,9 @@
 """``stage.write``: the message's row in the stage table, once per message id (a re-delivery leaves the first row).
 
+A row past its ``expires_at`` is gone for its readers (DynamoDB's TTL deletes it at any moment): a delivery that
+finds one (a provider's retry more than ``ttl_seconds`` after an attempt that staged the message and failed, as
+SendGrid retries for 72 hours) writes the row afresh instead of triggering a batch that cannot read it.
+
 A parse step that cut the body (``request.body_truncated``) has the row say so: ``body_truncated`` and
 ``body_bytes`` (the whole body's UTF-8 size). Rows of uncut bodies have neither attribute.
 """
@@ -9,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.conditions import AttributeNotExists
+from engine.conditions import AnyOf, AttributeLessThan, AttributeNotExists
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec
 from engine.ports import ServiceError
@@ -40,7 +44,7 @@ STAGE_TRANSIENT = ErrorSpec("STAGE_WRITE_TRANSIENT_ERROR", transient=True, descr
     example={"table": "stage", "ttl_seconds": 86400},
 )
 class StageWrite:
-    """Write the message to the stage table once per MessageSid (a re-delivery leaves the first row)."""
+    """Write the message to the stage table once per MessageSid (a re-delivery leaves the first, unexpired, row)."""
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = table_name(params, info, "stage")
@@ -48,6 +52,7 @@ class StageWrite:
 
     def run(self, ctx: Context) -> StepResult:
         request, credential = ctx.doc["request"], ctx.doc["credential"]
+        now = int(ctx.services.clock.now().timestamp())
         item: dict[str, Any] = {
             "conversation_id": credential["conversation_id"],
             "message_sid": request["message_sid"],
@@ -56,7 +61,7 @@ class StageWrite:
             "body": request["body"],
             "num_media": request["num_media"],
             "received_at": request["received_at"],
-            "expires_at": int(ctx.services.clock.now().timestamp()) + self._ttl,
+            "expires_at": now + self._ttl,
         }
         if request["media"]:
             item["media"] = request["media"]
@@ -64,7 +69,8 @@ class StageWrite:
             item["body_truncated"] = True
             item["body_bytes"] = request["body_bytes"]
         try:
-            written = ctx.services.tables.put_item(self._table, item, AttributeNotExists("message_sid"))
+            absent = AnyOf((AttributeNotExists("message_sid"), AttributeLessThan("expires_at", now)))
+            written = ctx.services.tables.put_item(self._table, item, absent)
         except ServiceError as exc:
             raise service_failure(exc, STAGE_TRANSIENT.code, STAGE_ERROR.code, "stage write") from None
         return StepResult(output={"duplicate": not written}, decision="written" if written else "already staged")

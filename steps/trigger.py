@@ -127,8 +127,9 @@ class TriggerLock:
         try:
             acquired = tables.put_item(self._table, item, condition)
         except ServiceError as exc:
-            if exc.transient:
-                # A timed-out write may still have been applied: release it (conditional on the holder).
+            if exc.transient or exc.outcome_unknown:
+                # A timed-out (or 5xx) attempt may have been applied, even when a later one was refused for good:
+                # release it (conditional on the holder).
                 ctx.on_failure("release trigger lock", release)
             raise service_failure(exc, LOCK_TRANSIENT.code, LOCK_ERROR.code, "trigger lock") from None
         if not acquired:

@@ -148,3 +148,29 @@ def test_worst_case_ends_within_the_deadline_and_two_calls(world: World) -> None
     assert elapsed < TWILIO_BUDGET_SECONDS
     sid = whatsapp_params()["MessageSid"]
     assert observe(world, item["conversation_id"], sid).lock(sid) == "held, silent"
+
+
+def test_a_handoff_does_not_send_once_its_whole_conversation_read_ends_past_the_budget(world: World) -> None:
+    # The handoff reads the rest of the conversation inside the send step (the rules read only part of it): two
+    # calls in one step. The send must not start once the read has used up the budget, or the step in flight takes
+    # two calls' time and the releases a third (D + 3B = 16 s: past the 13 s timeout and Twilio's 15 s).
+    item = world.add_conversation(hand_off_to_human=True)
+    world.add_default_secrets()
+    application, injector = new_container(world.resources)
+    for call in ("query", "secret", "get", "stage_put", "replay_put"):
+        injector.inject(call, Fault("slow", delay=0.1))
+    injector.inject("dynamodb.GetItem", Fault("slow", delay=0.8))
+    context = LambdaContext(time.monotonic() + 1.5)  # a budget of 1 s: the read starts inside it, ends after it
+    event = rest_event("whatsapp", whatsapp_params())
+    elapsed, answer = timed(application, event, context)
+    print(f"\nthe whole-item read ends after the budget: {answer} after {elapsed:.2f} s, calls {dict(injector.calls)}")
+    assert injector.calls["dynamodb.GetItem"] == 1
+    assert injector.calls["send"] == 0
+    assert answer.startswith("raise QUEUE_TRANSIENT_ERROR")
+    assert world.replay_rows() == []  # released: Twilio's retry hands the message off
+
+    injector.clear()
+    _, retried = timed(application, event)
+    assert retried == "200"
+    assert len(world.stage_rows()) == 1
+    assert [body["conversation_id"] for body, _ in world.sent("handoff")] == [item["conversation_id"]]

@@ -58,6 +58,7 @@ CALLS = (
     "stage_put",
     "lock_put",
     "replay_put",
+    "replay_confirm",
     "lock_release",
     "replay_release",
     "send",
@@ -157,7 +158,8 @@ class FaultInjector:
     """Names, counts and breaks the AWS calls of an application's clients.
 
     The table names tell the ``PutItem`` and ``DeleteItem`` calls apart; a lock ``PutItem`` that carries
-    ``trigger_due_at`` is the holder marking its lock sent (``lock_mark``).
+    ``trigger_due_at`` is the holder marking its lock sent (``lock_mark``), and a replay ``PutItem`` of a
+    ``confirmed`` record is an email run confirming its record (``replay_confirm``).
     """
 
     def __init__(self, application: Any, *, stage_table: str, lock_table: str, replay_table: str) -> None:
@@ -226,7 +228,12 @@ class FaultInjector:
             return names[(service, operation)]
         if service == "dynamodb" and role is not None:
             if operation == "PutItem":
-                return "lock_mark" if role == "lock" and "trigger_due_at" in params.get("Item", {}) else f"{role}_put"
+                item = params.get("Item", {})
+                if role == "lock" and "trigger_due_at" in item:
+                    return "lock_mark"
+                if role == "replay" and item.get("state") == {"S": "confirmed"}:
+                    return "replay_confirm"
+                return f"{role}_put"
             if operation == "DeleteItem" and role in ("lock", "replay"):
                 return f"{role}_release"
         return f"{service}.{operation}"

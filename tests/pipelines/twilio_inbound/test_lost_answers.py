@@ -50,3 +50,29 @@ def test_a_replay_record_whose_answer_was_lost_is_released_when_the_run_fails_fo
     assert answered(repaired, event) == "200 QUEUED"
     at_rest = observe(world, cid, sid)
     assert (at_rest.staged, at_rest.triggers) == (1, 1)
+
+
+@pytest.mark.parametrize("then", ["access_denied", "not_found"])
+def test_a_lock_write_applied_before_a_final_error_is_released(world: Any, boto_session: Any, then: str) -> None:
+    # The first PutItem is applied but answered 5xx; botocore's retry is refused for good. The call's outcome is
+    # unknown (it may hold the lock) yet its error is final, and the lock was released only after a transient one:
+    # the message, answered 200 TRIGGER_LOCK_WRITE_ERROR (Twilio does not retry), held the lock without a trigger,
+    # and its conversation's next messages were BATCHED under it with none pending.
+    world.add_default_secrets()
+    user = "+15550209002"
+    cid = f"ci-lost-002#pi-aaa-000#{uuid.uuid4()}#{user.lstrip('+')}"
+    world.add_conversation(conversation_id=cid, primary_channel=user, gsi_recipient_tel=user, recipient_tel=user)
+    sid = f"SM{9002:032d}"
+    event = rest_event("whatsapp", whatsapp_params(sid, From=f"whatsapp:{user}", WaId=user.lstrip("+")))
+    config = load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
+
+    application, injector = new_container(world.resources, config=config, session=boto_session)
+    injector.inject("lock_put", Fault("response_lost", times=1), Fault(then))  # type: ignore[arg-type]
+    assert answered(application, event) == "200 TRIGGER_LOCK_WRITE_ERROR"
+    assert observe(world, cid, sid).lock(sid) == "free"
+
+    injector.clear()
+    later = f"SM{9003:032d}"
+    follower = rest_event("whatsapp", whatsapp_params(later, From=f"whatsapp:{user}", WaId=user.lstrip("+")))
+    assert answered(application, follower) == "200 QUEUED"  # not BATCHED under a lock with no trigger
+    assert observe(world, cid, later).triggers == 1
