@@ -740,3 +740,17 @@ def test_a_quoted_epoch_in_a_lock_row_is_located_not_replayed(tmp_path: Path, ba
     at_digits = column + len('expires_at: "')
     assert f"{world}:{line}:{at_digits}: locks[0].expires_at: " in run.stderr, run.stderr
     assert "unquoted" in run.stderr
+
+
+def test_events_may_come_before_between_and_after_the_options(monkeypatch, capsys) -> None:
+    # CONTRACT §6: `pipeline-dryrun [--world FILE] [--json] … EVENTS...`; a shell line adds options anywhere
+    # (`pipeline-dryrun captures/*.json --world w.yaml --json more/`), and every EVENTS argument is replayed.
+    from tools.dryrun.cli import main
+
+    monkeypatch.chdir(ROOT)
+    first, second = "examples/events/01_whatsapp_text.json", "examples/events/03_handoff.json"
+    status = main([first, "--world", "examples/world.yaml", "--json", second])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["source"], r["outcome"]) for r in records] == [(first, "QUEUED"), (second, "HANDED_OFF")]
