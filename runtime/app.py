@@ -152,10 +152,14 @@ def check_aws_settings(session: Any | None, env: Mapping[str, str]) -> None:
             raise InvalidAwsSetting(f"{name} {url!r} is not an endpoint URL (e.g. http://localhost:4566)")
 
 
-def _session_with_region() -> Any:
+def _session_with_region(env: Mapping[str, str]) -> Any:
+    """A session in ``AWS_REGION``, else in botocore's own region (``AWS_DEFAULT_REGION``, the profile's).
+
+    The contract names ``AWS_REGION``; boto3 itself reads only ``AWS_DEFAULT_REGION`` (Lambda sets both).
+    """
     import boto3
 
-    session = boto3.session.Session()
+    session = boto3.session.Session(region_name=env.get("AWS_REGION") or None)
     if not session.region_name:
         raise NoRegionConfigured("no AWS region configured: set AWS_REGION and AWS_DEFAULT_REGION (Lambda sets both)")
     return session
@@ -187,7 +191,7 @@ def live_services(
     if session is None and not environment.get("AWS_DEFAULT_REGION"):
         # Lambda always sets the region; elsewhere a missing one must stop the cold start, not the first event
         # (whose error would answer 200 and lose the message).
-        session = _session_with_region()
+        session = _session_with_region(environment)
     check_aws_settings(session, environment)
     clients = lazy_clients(limits, session, tracing.instrument)
     if environment.get("AWS_LAMBDA_INITIALIZATION_TYPE", "") in EAGER_INIT_TYPES:
