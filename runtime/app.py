@@ -145,7 +145,8 @@ def check_aws_settings(session: Any | None, env: Mapping[str, str]) -> None:
     try:
         validate_region_name(region)
     except InvalidRegionError:
-        raise InvalidAwsSetting(f"AWS_DEFAULT_REGION {region!r} is not a region name (e.g. eu-west-1)") from None
+        named = "AWS_DEFAULT_REGION" if env.get("AWS_DEFAULT_REGION") or not env.get("AWS_REGION") else "AWS_REGION"
+        raise InvalidAwsSetting(f"{named} {region!r} is not a region name (e.g. eu-west-1)") from None
     endpoints = {name: url for name, url in env.items() if url and re.fullmatch(r"AWS_ENDPOINT_URL(_\w+)?", name)}
     for name, url in sorted(endpoints.items()):
         if not (is_valid_endpoint_url(url) or is_valid_ipv6_endpoint_url(url)):
