@@ -146,17 +146,22 @@ def check_aws_settings(session: Any | None, env: Mapping[str, str]) -> None:
     try:
         validate_region_name(region)
     except InvalidRegionError:
-        raise InvalidAwsSetting(f"AWS_DEFAULT_REGION {region!r} is not a region name (e.g. eu-west-1)") from None
+        named = "AWS_DEFAULT_REGION" if env.get("AWS_DEFAULT_REGION") or not env.get("AWS_REGION") else "AWS_REGION"
+        raise InvalidAwsSetting(f"{named} {region!r} is not a region name (e.g. eu-west-1)") from None
     endpoints = {name: url for name, url in env.items() if url and re.fullmatch(r"AWS_ENDPOINT_URL(_\w+)?", name)}
     for name, url in sorted(endpoints.items()):
         if not (is_valid_endpoint_url(url) or is_valid_ipv6_endpoint_url(url)):
             raise InvalidAwsSetting(f"{name} {url!r} is not an endpoint URL (e.g. http://localhost:4566)")
 
 
-def _session_with_region() -> Any:
+def _session_with_region(env: Mapping[str, str]) -> Any:
+    """A session in ``AWS_REGION``, else in botocore's own region (``AWS_DEFAULT_REGION``, the profile's).
+
+    The contract names ``AWS_REGION``; boto3 itself reads only ``AWS_DEFAULT_REGION`` (Lambda sets both).
+    """
     import boto3
 
-    session = boto3.session.Session()
+    session = boto3.session.Session(region_name=env.get("AWS_REGION") or None)
     if not session.region_name:
         raise NoRegionConfigured("no AWS region configured: set AWS_REGION and AWS_DEFAULT_REGION (Lambda sets both)")
     return session
@@ -188,7 +193,7 @@ def live_services(
     if session is None and not environment.get("AWS_DEFAULT_REGION"):
         # Lambda always sets the region; elsewhere a missing one must stop the cold start, not the first event
         # (whose error would answer 200 and lose the message).
-        session = _session_with_region()
+        session = _session_with_region(environment)
     check_aws_settings(session, environment)
     clients = lazy_clients(limits, session, tracing.instrument)
     if environment.get("AWS_LAMBDA_INITIALIZATION_TYPE", "") in EAGER_INIT_TYPES:

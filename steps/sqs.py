@@ -28,11 +28,10 @@ logger = logging.getLogger("steps.sqs")
 
 
 def trigger_body(doc: Mapping[str, Any]) -> str:
-    """The channel-queue trigger: exactly the conversation id and the user's number."""
+    """The channel-queue trigger: exactly the contract's text, the conversation id and the user's number."""
     credential = doc["credential"]
     return json.dumps(
-        {"conversation_id": credential["conversation_id"], "primary_channel": credential["primary_channel"]},
-        separators=(",", ":"),
+        {"conversation_id": credential["conversation_id"], "primary_channel": credential["primary_channel"]}
     )
 
 

@@ -135,3 +135,14 @@ def test_a_malformed_region_or_endpoint_stops_the_cold_start_not_the_first_event
     monkeypatch.setenv(variable, value)
     with pytest.raises(InvalidAwsSetting, match=variable):
         Application.from_root(ROOT, {**ENV, variable: value})
+
+
+def test_a_malformed_aws_region_alone_is_named_as_such(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Without AWS_DEFAULT_REGION the function runs in AWS_REGION (CONTRACT §1): a bad one is named, not its twin.
+    for name in ("AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_REGION", "eu west 1")
+    env = {key: value for key, value in {**ENV, "AWS_REGION": "eu west 1"}.items() if key != "AWS_DEFAULT_REGION"}
+    with pytest.raises(InvalidAwsSetting, match=r"^AWS_REGION 'eu west 1' is not a region name"):
+        Application.from_root(ROOT, env)

@@ -740,3 +740,77 @@ def test_a_quoted_epoch_in_a_lock_row_is_located_not_replayed(tmp_path: Path, ba
     at_digits = column + len('expires_at: "')
     assert f"{world}:{line}:{at_digits}: locks[0].expires_at: " in run.stderr, run.stderr
     assert "unquoted" in run.stderr
+
+
+def test_events_may_come_before_between_and_after_the_options(monkeypatch, capsys) -> None:
+    # CONTRACT §6: `pipeline-dryrun [--world FILE] [--json] … EVENTS...`; a shell line adds options anywhere
+    # (`pipeline-dryrun captures/*.json --world w.yaml --json more/`), and every EVENTS argument is replayed.
+    from tools.dryrun.cli import main
+
+    monkeypatch.chdir(ROOT)
+    first, second = "examples/events/01_whatsapp_text.json", "examples/events/03_handoff.json"
+    status = main([first, "--world", "examples/world.yaml", "--json", second])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["source"], r["outcome"]) for r in records] == [(first, "QUEUED"), (second, "HANDED_OFF")]
+
+
+def _twilio_rules_only(tmp_path: Path, *, with_owners: bool) -> Path:
+    """A rules directory with the contract's rule sets only (§4 steps 7-8), as a team replaying the Twilio pipeline
+    keeps them: without `pipelines:` keys when written from the contract alone."""
+    rules = tmp_path / "twilio-rules"
+    rules.mkdir()
+    for name in ("10_project_status.yaml", "20_channel.yaml", "30_conversation_lock.yaml", "40_routing.yaml"):
+        text = (ROOT / "rules" / name).read_text()
+        (rules / name).write_text(text if with_owners else re.sub(r"(?m)^pipelines:.*\n", "", text))
+    return rules
+
+
+@pytest.mark.parametrize("with_owners", [True, False], ids=["bundle_of_twilio_inbound", "written_from_the_contract"])
+def test_a_rules_directory_with_the_twilio_rules_only_replays_with_the_default_pipeline(
+    tmp_path: Path, monkeypatch, capsys, with_owners: bool
+) -> None:
+    # CONTRACT §6: the default is `--pipeline pipelines/twilio_inbound.yaml`; replaying every pipeline by default
+    # must not refuse a rules directory that holds all of that pipeline's rules and none of another's.
+    from tools.dryrun.cli import main
+
+    monkeypatch.chdir(ROOT)
+    rules = _twilio_rules_only(tmp_path, with_owners=with_owners)
+    whatsapp, email = "examples/events/01_whatsapp_text.json", "examples/events/13_email.jsonl"
+    status = main(["--rules", str(rules), "--world", "examples/world.yaml", "--json", whatsapp, email])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["outcome"], r["status_code"]) for r in records] == [("QUEUED", 200), *[("PARSING_ERROR", 400)] * 3]
+    assert f"{rules} holds no rules of email_inbound: pipelines/email_inbound.yaml is left out" in err
+
+    assert main(["--check", "--rules", str(rules)]) == 0
+    out, err = capsys.readouterr()
+    assert "email_inbound" not in out
+    assert f"{rules} holds no rules of email_inbound: pipelines/email_inbound.yaml is left out" in err
+
+
+def test_the_contracts_pipeline_and_the_deployed_rules_directory_are_never_left_out(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # Left out by default are only the other pipelines, for a rules directory that is not the function's own:
+    # a directory without the Twilio routing set, or the project's rules/ without the email sets, still fail.
+    from tools.dryrun.cli import main
+
+    without_routing = tmp_path / "without-routing"
+    shutil.copytree(ROOT / "rules", without_routing)
+    (without_routing / "40_routing.yaml").unlink()
+    monkeypatch.chdir(ROOT)
+    assert main(["--check", "--rules", str(without_routing)]) == 2
+    assert "unknown rule set 'routing'" in capsys.readouterr().out
+
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "pipelines", project / "pipelines")
+    shutil.copytree(ROOT / "rules", project / "rules")
+    for name in ("50_email_screening.yaml", "60_email_routing.yaml"):
+        (project / "rules" / name).unlink()
+    monkeypatch.chdir(project)
+    assert main(["--check"]) == 2
+    out, err = capsys.readouterr()
+    assert "unknown rule set 'email_screening'" in out and "left out" not in err

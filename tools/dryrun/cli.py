@@ -110,7 +110,8 @@ def mode_conflict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # EVENTS may be given before, between and after the options, as on any shell line.
+    args = parser.parse_intermixed_args(argv)
     conflict = mode_conflict(parser, args)
     if conflict:
         parser.error(conflict)

@@ -12,6 +12,12 @@ compared nothing must not pass. Every other loading problem is reported as witho
 A rules directory given on the command line must exist, and a baseline's must hold rules files
 (``rules_dir_problem``): a wrong path is refused with its option named rather than reported as the
 pipelines' unknown rule sets.
+
+Replayed or checked by default (no ``--pipeline``), a pipeline other than the contract's default whose rule sets
+a rules directory (not the function's own ``rules/``) lacks, which names it nowhere under ``pipelines:``, is left
+out (``LeftOut``, said on stderr): the contract's default is the Twilio pipeline alone, so a directory holding its
+rules only (a pulled bundle, or rules written from the contract) replays as that default would, the other
+pipelines' events answered as unknown paths.
 """
 
 from __future__ import annotations
@@ -22,8 +28,18 @@ from typing import NamedTuple
 
 from engine.config import AppConfig, display_path, load_config
 from engine.errors import ConfigError, Problem
+from runtime.layout import PIPELINES_DIR, RULES_DIR
 
-__all__ = ["Lent", "load_lane", "named_pipelines", "rule_files", "rules_dir_problem", "uncompared"]
+__all__ = [
+    "LeftOut",
+    "Lent",
+    "left_out",
+    "load_lane",
+    "named_pipelines",
+    "rule_files",
+    "rules_dir_problem",
+    "uncompared",
+]
 
 
 class Lent(NamedTuple):
@@ -38,6 +54,44 @@ class Lent(NamedTuple):
             f"pipeline-dryrun: {display_path(self.rules)} holds no rules of {self.pipeline}: its events are decided "
             f"with {display_path(self.lender)} in both lanes (not compared)"
         )
+
+
+# CONTRACT §6: ``--pipeline``'s default, the pipeline a replay or check by default always holds.
+CONTRACT_PIPELINE = PIPELINES_DIR / "twilio_inbound.yaml"
+
+
+class LeftOut(NamedTuple):
+    """A pipeline file not replayed (or checked) by default: ``rules`` holds none of its rules."""
+
+    pipeline: str
+    path: Path
+    rules: Path
+    problems: tuple[Problem, ...]
+
+    def __str__(self) -> str:
+        return (
+            f"pipeline-dryrun: {display_path(self.rules)} holds no rules of {self.pipeline}: "
+            f"{display_path(self.path)} is left out (its paths are unknown here); give --pipeline to include it"
+        )
+
+
+def left_out(path: Path, rules: Path, problems: Sequence[Problem]) -> LeftOut | None:
+    """The pipeline at ``path`` as left out of a default replay or check with ``rules``, or None.
+
+    Left out when its ``problems`` are only rule sets that no file of the directory defines (for any pipeline),
+    and no file there names it. Never the contract's own default pipeline, nor with the function's own rules
+    directory (all of whose pipelines it loads at its cold start).
+    """
+    from tools.check import declared_pipeline_name, unknown_rule_set
+
+    if path.resolve() == CONTRACT_PIPELINE.resolve() or rules.resolve() == RULES_DIR.resolve():
+        return None
+    errors = [problem for problem in problems if problem.severity == "error"]
+    unknown = {unknown_rule_set(problem) for problem in errors}
+    name = declared_pipeline_name(path) or path.stem
+    if not errors or None in unknown or unknown & defined_rule_sets(rules) or name in named_pipelines(rules):
+        return None
+    return LeftOut(name, path, rules, tuple(problems))
 
 
 def rule_files(rules_dir: Path) -> list[Path]:
@@ -62,33 +116,54 @@ def rules_dir_problem(rules_dir: Path, option: str, *, baseline: bool) -> Proble
     return Problem(display_path(rules_dir), 1, 1, message)
 
 
-def named_pipelines(rules_dir: Path) -> frozenset[str]:
-    """The pipelines the rules files of ``rules_dir`` name under ``pipelines:`` (unreadable files left out)."""
+def _documents(rules_dir: Path) -> list[dict[object, object]]:
+    """The rules files of ``rules_dir`` that read as mappings (unreadable files left out)."""
     from engine.yamlsource import load_yaml
 
-    named: set[str] = set()
+    documents: list[dict[object, object]] = []
     for path in rule_files(rules_dir):
         try:
             data = load_yaml(path, strict=False).data
         except ConfigError:
             continue
-        listed = data.get("pipelines") if isinstance(data, dict) else None
+        if isinstance(data, dict):
+            documents.append(data)
+    return documents
+
+
+def named_pipelines(rules_dir: Path) -> frozenset[str]:
+    """The pipelines the rules files of ``rules_dir`` name under ``pipelines:`` (unreadable files left out)."""
+    named: set[str] = set()
+    for data in _documents(rules_dir):
+        listed = data.get("pipelines")
         if isinstance(listed, list):
             named.update(str(name) for name in listed)
     return frozenset(named)
 
 
+def defined_rule_sets(rules_dir: Path) -> frozenset[str]:
+    """The rule sets the rules files of ``rules_dir`` define, whichever pipelines they name."""
+    return frozenset(str(data["ruleset"]) for data in _documents(rules_dir) if isinstance(data.get("ruleset"), str))
+
+
 def load_lane(
-    files: Sequence[Path], rules: Path, env: Mapping[str, str], other: Path | None = None
-) -> tuple[list[AppConfig], list[Lent]]:
+    files: Sequence[Path],
+    rules: Path,
+    env: Mapping[str, str],
+    other: Path | None = None,
+    *,
+    by_default: bool = False,
+) -> tuple[list[AppConfig], list[Lent], list[LeftOut]]:
     """Each pipeline file with ``rules`` (or, holding none of its rules, ``other``'s); ConfigError lists every problem.
 
-    Returns the configurations in the order of ``files``, and the pipelines loaded with ``other``.
+    Returns the configurations in the order of ``files``, the pipelines loaded with ``other``, and (``files`` being
+    the default, every pipeline) those left out because neither directory holds their rules.
     """
     from tools.check import declared_pipeline_name
 
     configs: list[AppConfig] = []
     lent: list[Lent] = []
+    left: list[LeftOut] = []
     problems: list[Problem] = []
     for path in files:
         try:
@@ -98,16 +173,23 @@ def load_lane(
             failed = exc.problems
         name = declared_pipeline_name(path) or path.stem
         if other is None or not _lends(name, rules, other):
-            problems.extend(failed)
+            omitted = left_out(path, rules, failed) if by_default else None
+            if omitted is None:
+                problems.extend(failed)
+            else:
+                left.append(omitted)
             continue
         try:
             configs.append(load_config(path, other, env))
             lent.append(Lent(name, rules, other))
         except ConfigError as exc:
             problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))
-    return configs, lent
+    if problems or (left and not configs):
+        # With every pipeline left out there is nothing to replay: their problems are the answer.
+        raise ConfigError(
+            list(dict.fromkeys([*problems, *(problem for omitted in left for problem in omitted.problems)]))
+        )
+    return configs, lent, left
 
 
 def _lends(pipeline: str, rules: Path, other: Path) -> bool:

@@ -35,7 +35,7 @@ from runtime.app import shared_limits
 from runtime.layout import PIPELINES_DIR, pipeline_files
 from tools.dryrun.backends import open_backend
 from tools.dryrun.blueprint import blueprint
-from tools.dryrun.coverage import Lent, load_lane, rules_dir_problem, uncompared
+from tools.dryrun.coverage import LeftOut, Lent, load_lane, rules_dir_problem, uncompared
 from tools.dryrun.events import EventFileError, RecordedEvent, load_events
 from tools.dryrun.lanes import UNREAD_NOTE, Lane, ReplayClock, account_lane, with_placeholders, world_lane
 from tools.dryrun.live import AccountAccess, live_clients, pseudonymized_recordings
@@ -394,6 +394,7 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     # Each lane: its pipeline files, its rules, the other lane's rules (for a pipeline its own hold none of), prefix.
     lanes_of: list[tuple[list[Path], Path, Path | None, str]] = [(pipelines, options.rules, None, "")]
     lent: dict[Lent, None] = {}
+    left: dict[LeftOut, None] = {}
     try:
         if options.baseline_rules is not None or options.baseline_pipeline is not None:
             baseline_rules = options.baseline_rules or options.rules
@@ -410,15 +411,16 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             env = dict(os.environ)
             if world is not None:
                 env.update(blueprint(prefix, needs)[0].environment())
-            loaded, borrowed = load_lane(files, rules, env, other)
+            loaded, borrowed, omitted = load_lane(files, rules, env, other, by_default=options.pipeline is None)
             configs.append(loaded)
             lent.update(dict.fromkeys(borrowed))
+            left.update(dict.fromkeys(omitted))
     except ConfigError as exc:
         return _problems(errors, exc.problems)
     except UsageError as exc:
         errors.write(f"pipeline-dryrun: error: {exc}\n")
         return EXIT_USAGE
-    for note in lent:
+    for note in dict.fromkeys([*map(str, left), *map(str, lent)]):
         errors.write(f"{note}\n")
     for problem in (problem for config in configs[0] for problem in config.warnings):
         errors.write(f"{problem}\n")

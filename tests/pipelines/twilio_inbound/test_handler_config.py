@@ -285,3 +285,20 @@ def test_a_channel_two_pipeline_files_serve_is_refused_at_the_line_of_each_claim
     found = {(p.file.rsplit("/", 2)[-1], p.line, p.column): p.message for p in caught.value.problems}
     assert sorted(found) == [("email_inbound.yaml", 8, 12), ("letters_inbound.yaml", 4, 21)], found
     assert found["letters_inbound.yaml", 4, 21].startswith("channel 'email' is also served by pipeline email_inbound (")
+
+
+def test_aws_region_alone_names_the_region(world, monkeypatch, tmp_path):
+    """CONTRACT §1 names `AWS_REGION` as the region's variable: without AWS_DEFAULT_REGION (which boto3 reads; Lambda
+    sets both) or any AWS config, the function still starts in that region and handles messages."""
+    import handler
+
+    world.add_conversation()
+    world.add_default_secrets()
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    application = handler.reload()
+    assert application.services.queues.client.meta.region_name == "us-east-1"
+    assert handler.handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
+    assert len(world.stage_rows()) == 1 and len(world.sent("whatsapp")) == 1

@@ -62,6 +62,19 @@ def test_message_is_staged_locked_and_triggered(world, lambda_handler, aws, outc
     assert window[0] + 10 <= lock["trigger_due_at"] <= window[1] + 10
 
 
+@pytest.mark.parametrize(("channel", "params"), CHANNELS)
+def test_the_trigger_is_exactly_the_contracts_text_and_nothing_else(world, lambda_handler, aws, channel, params):
+    # CONTRACT §2: body exactly `{"conversation_id": "...", "primary_channel": "<user number>"}` (a consumer may
+    # compare the text, not only the parsed JSON), with no message attributes.
+    item = world.add_conversation()
+    world.add_default_secrets()
+    lambda_handler(rest_event(channel, params()), None)
+    expected = f'{{"conversation_id": "{item["conversation_id"]}", "primary_channel": "{USER}"}}'
+    assert world.sent_raw(channel) == [expected]
+    [send] = aws.of("sqs.SendMessage")
+    assert set(send) == {"QueueUrl", "MessageBody", "DelaySeconds"}
+
+
 def test_window_buffer_and_stage_ttl_come_from_the_environment(world, cold_start):
     container = cold_start(BATCH_WINDOW_SECONDS="25", TTL_BUFFER_SECONDS="7", STAGE_TTL_SECONDS="3600")
     item = world.add_conversation()
