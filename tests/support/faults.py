@@ -40,12 +40,15 @@ __all__ = [
     "CALLS",
     "BlackHole",
     "FAULT_KINDS",
+    "FINAL_CODE",
     "EndState",
     "Fault",
     "FaultInjector",
     "FaultKind",
     "Gate",
+    "RELEASE_CODE",
     "SimulatedCrash",
+    "TRANSIENT_CODE",
     "error_answer",
     "new_container",
     "observe",
@@ -86,6 +89,28 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     "hang",
     "crash",
 )
+
+# The code each call's failure ends an event with: transient (the provider retries) or final.
+TRANSIENT_CODE = {
+    "query": "DB_TRANSIENT_ERROR",
+    "secret": "SECRET_FETCH_TRANSIENT_ERROR",
+    "get": "DB_TRANSIENT_ERROR",
+    "stage_put": "STAGE_WRITE_TRANSIENT_ERROR",
+    "lock_put": "TRIGGER_LOCK_TRANSIENT_ERROR",
+    "replay_put": "STAGE_WRITE_TRANSIENT_ERROR",
+    "send": "QUEUE_TRANSIENT_ERROR",
+}
+FINAL_CODE = {
+    "query": "DB_QUERY_ERROR",
+    "secret": "SECRET_FETCH_FAILED",
+    "get": "DB_QUERY_ERROR",
+    "stage_put": "STAGE_WRITE_ERROR",
+    "lock_put": "TRIGGER_LOCK_WRITE_ERROR",
+    "replay_put": "STAGE_WRITE_ERROR",
+    "send": "QUEUE_ERROR",
+}
+# What releases a call's side effect, and the code its failure raises (the run must then be retried).
+RELEASE_CODE = {"lock_release": "TRIGGER_LOCK_TRANSIENT_ERROR", "replay_release": "STAGE_WRITE_TRANSIENT_ERROR"}
 
 _SERVICE_IDS = {"dynamodb": "dynamodb", "sqs": "sqs", "secretsmanager": "secrets-manager"}
 _CONTENT_TYPES = {

@@ -22,30 +22,11 @@ from botocore.retries.standard import ExponentialBackoff
 
 from engine.config import load_config
 from tests.support.email import add_email_world, email_conversation, email_event
-from tests.support.faults import ROOT, Fault, SimulatedCrash, new_container
+from tests.support.faults import FINAL_CODE, RELEASE_CODE, ROOT, TRANSIENT_CODE, Fault, SimulatedCrash, new_container
 from tests.support.world import World
 from tools.localaws import put_items
 from tools.sendgrid_events import Email
 
-TRANSIENT_CODE = {
-    "query": "DB_TRANSIENT_ERROR",
-    "secret": "SECRET_FETCH_TRANSIENT_ERROR",
-    "get": "DB_TRANSIENT_ERROR",
-    "stage_put": "STAGE_WRITE_TRANSIENT_ERROR",
-    "lock_put": "TRIGGER_LOCK_TRANSIENT_ERROR",
-    "replay_put": "STAGE_WRITE_TRANSIENT_ERROR",
-    "send": "QUEUE_TRANSIENT_ERROR",
-}
-FINAL_CODE = {
-    "query": "DB_QUERY_ERROR",
-    "secret": "SECRET_FETCH_FAILED",
-    "get": "DB_QUERY_ERROR",
-    "stage_put": "STAGE_WRITE_ERROR",
-    "lock_put": "TRIGGER_LOCK_WRITE_ERROR",
-    "replay_put": "STAGE_WRITE_ERROR",
-    "send": "QUEUE_ERROR",
-}
-RELEASE_CODE = {"lock_release": "TRIGGER_LOCK_TRANSIENT_ERROR", "replay_release": "STAGE_WRITE_TRANSIENT_ERROR"}
 # Calls whose failure is logged and leaves the answer as it was.
 BEST_EFFORT = ("lock_mark", "replay_confirm")
 TRANSIENT_KINDS = {"throttling", "server_error", "read_timeout", "response_lost"}

@@ -27,33 +27,22 @@ from botocore.retries.standard import ExponentialBackoff
 
 from engine.config import load_config
 from engine.responses import RetryableFailure
-from tests.support.faults import ROOT, EndState, Fault, SimulatedCrash, new_container, observe
+from tests.support.faults import (
+    FINAL_CODE,
+    RELEASE_CODE,
+    ROOT,
+    TRANSIENT_CODE,
+    EndState,
+    Fault,
+    SimulatedCrash,
+    new_container,
+    observe,
+)
 from tests.support.logscan import forbid
 from tests.support.webhooks import EMPTY_TWIML, rest_event, whatsapp_params
 from tests.support.world import World
 
 GUARANTEES = Path(__file__).resolve().parents[3] / "docs" / "guarantees.md"
-
-TRANSIENT_CODE = {
-    "query": "DB_TRANSIENT_ERROR",
-    "secret": "SECRET_FETCH_TRANSIENT_ERROR",
-    "get": "DB_TRANSIENT_ERROR",
-    "stage_put": "STAGE_WRITE_TRANSIENT_ERROR",
-    "lock_put": "TRIGGER_LOCK_TRANSIENT_ERROR",
-    "replay_put": "STAGE_WRITE_TRANSIENT_ERROR",
-    "send": "QUEUE_TRANSIENT_ERROR",
-}
-FINAL_CODE = {
-    "query": "DB_QUERY_ERROR",
-    "secret": "SECRET_FETCH_FAILED",
-    "get": "DB_QUERY_ERROR",
-    "stage_put": "STAGE_WRITE_ERROR",
-    "lock_put": "TRIGGER_LOCK_WRITE_ERROR",
-    "replay_put": "STAGE_WRITE_ERROR",
-    "send": "QUEUE_ERROR",
-}
-# What releases a call's side effect, and the code its failure raises (the run must then be retried).
-RELEASE_CODE = {"lock_release": "TRIGGER_LOCK_TRANSIENT_ERROR", "replay_release": "STAGE_WRITE_TRANSIENT_ERROR"}
 
 
 @dataclass(frozen=True)
