@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.deploy.cfn import STACK, alarm_periods, alarm_series, emf_datapoints, firing, load_template
 from tests.runtime.test_shadow import BACKTRACKING_BODY, SLOW_ROUTING, Shadowed, ops, shadowed
 from tests.support.bundles import ROUTING, VIP_ROUTING, Ops
 from tests.support.email import add_email_world, email_event
@@ -28,6 +29,7 @@ from tools.dryrun import event_cli
 
 Logs = Callable[..., list[dict[str, Any]]]
 __all__ = ["ops", "shadowed"]  # fixtures of the shadow tests, used here
+TEMPLATE = load_template()
 RUNBOOK = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
 LOST_SID = "SM" + "a" * 32
 RETRIED_SID = "SM" + "b" * 32
@@ -227,3 +229,74 @@ def shadow_and_bundle_lines(
     assert {"shadow_mismatch", "shadow_timeout"} <= messages
     assert any('"runtime.bundlewatch"' in line and '"ERROR"' in line for line in lines)
     return lines
+
+
+def test_a_refused_rules_bundle_alarms_until_the_documented_rollback(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv("STACK_NAME", STACK)
+    world.add_conversation()
+    good = ops.publish("--live")
+    container = shadowed()
+    ops.sneak_in({"rules/40_routing.yaml": ROUTING.replace("target: handoff", "target: handof", 1)})
+    capsys.readouterr()
+    container.refresh()
+    assert alarm_periods(TEMPLATE, "RulesBundleErrorsAlarm", emf_datapoints(capsys.readouterr().out))
+
+    status, out, err = ops.rules("rollback")
+    assert status == 0, out + err
+    container.refresh()
+    container.message()
+    after = capsys.readouterr().out
+    assert firing(TEMPLATE, emf_datapoints(after)) == set()
+    assert container.application.deployed("twilio_inbound").live.source.startswith(f"bundle {good}")
+
+
+def test_a_shadow_timeout_alarms_until_the_documented_clear(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv("STACK_NAME", STACK)
+    world.add_conversation()
+    ops.edit("40_routing.yaml", SLOW_ROUTING)
+    ops.publish("--shadow")
+    container = shadowed()
+    capsys.readouterr()
+    container.message(body=BACKTRACKING_BODY)
+    assert "ShadowTimeoutAlarm" in firing(TEMPLATE, emf_datapoints(capsys.readouterr().out))
+
+    status, out, err = ops.rules("shadow", "--clear")
+    assert status == 0, out + err
+    container.refresh()
+    container.message(sid="SM" + "e" * 32, body=BACKTRACKING_BODY)
+    assert firing(TEMPLATE, emf_datapoints(capsys.readouterr().out)) == set()
+
+
+def test_a_message_refused_after_a_token_rotation_is_replayed_once_the_secret_holds_the_new_token(
+    world: Any, cold_start: Any, monkeypatch: pytest.MonkeyPatch, json_logs: Logs
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets(token="the-token-before-the-rotation")
+    container = cold_start()
+    assert container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)["statusCode"] == 200
+    assert world.stage_rows() == [] and world.sent("whatsapp") == []
+
+    world.add_default_secrets(token=TOKEN)  # the runbook: update the secret, then replay
+    monkeypatch.setenv("TENANT_TOKEN", TOKEN)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        build = ["build", "--channel", "whatsapp", "--sid", LOST_SID, "--from", USER, "--to", COMPANY_WA]
+        assert event_cli.main([*build, "--body", "hi", "--token-env", "TENANT_TOKEN", "--url", API_URL]) == 0
+    assert container.handler(json.loads(out.getvalue()), None)["statusCode"] == 200
+    assert [line["outcome"] for line in json_logs() if line["message"] == "event"] == ["INVALID_SIGNATURE", "QUEUED"]
+    assert [row["message_sid"] for row in world.stage_rows()] == [LOST_SID] and len(world.sent("whatsapp")) == 1
+
+
+def test_the_runbook_query_for_final_errors_lists_every_code_the_loss_alarms_count() -> None:
+    listed = re.search(r"error_code in \[(.*?)\]", runbook_query("MessageLossAlarm"))
+    assert listed is not None
+    counted = {
+        dict(series.dimensions)["ErrorCode"]
+        for alarm in ("MessageLossAlarm", "EmailLossAlarm", "SecretFetchFailedAlarm")
+        for series in alarm_series(TEMPLATE, alarm)
+    }
+    assert set(json.loads(f"[{listed.group(1)}]")) == counted
