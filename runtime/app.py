@@ -107,6 +107,13 @@ def failed_authentication(config: AppConfig, result: RunResult) -> bool:
     return False
 
 
+def message_sid(doc: Mapping[str, Any]) -> str | None:
+    """The id of the event's message once its request was parsed (Twilio's ``MessageSid``, an email's ``EM`` id)."""
+    request = doc.get("request")
+    sid = request.get("message_sid") if isinstance(request, Mapping) else None
+    return sid if isinstance(sid, str) else None
+
+
 @dataclass(frozen=True)
 class Handled:
     """One handled event: the pipeline that ran (None: no route), the run, and the response (None: raise)."""
@@ -626,6 +633,8 @@ class Application:
                     "error_code": error_code,
                     # The AWS error code (or exception type) behind the error, never a value.
                     "error_cause": result.error.cause if result.error is not None else None,
+                    # The message (its stage row's key): what on-call replays a lost one by.
+                    "message_sid": message_sid(result.doc),
                     "ms": ms,
                     "status": response["statusCode"] if response else "raised",
                     "steps": {entry.step: entry.status for entry in trace},

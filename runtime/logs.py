@@ -30,6 +30,7 @@ _FIELDS = (
     "outcome",
     "error_code",
     "error_cause",
+    "message_sid",
     "pipeline",
     "event",
     "cold_start",

@@ -1,0 +1,303 @@
+"""The on-call runbook (docs/deploy.md, "On call") works as written, on the handler's real output.
+
+Each loss is played with the real handler on moto; its JSON log lines are read as CloudWatch Logs Insights reads
+them (``tests.support.insights``), every Logs Insights query the docs show is run over them, and the documented
+recovery (``pipeline-event build`` then invoking the function) is carried out: the message must end staged and
+triggered exactly once.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import redirect_stdout
+from typing import Any
+
+import pytest
+
+from tests.deploy.cfn import STACK, alarm_periods, alarm_series, emf_datapoints, firing, load_template
+from tests.runtime.test_shadow import BACKTRACKING_BODY, SLOW_ROUTING, Shadowed, ops, shadowed
+from tests.support.bundles import ROUTING, VIP_ROUTING, Ops
+from tests.support.email import add_email_world, email_event
+from tests.support.expect import ROOT
+from tests.support.insights import discovered, referenced_fields, run
+from tests.support.webhooks import ACCOUNT, COMPANY_WA, TOKEN, USER, rest_event, whatsapp_params
+from tools.dryrun import event_cli
+
+Logs = Callable[..., list[dict[str, Any]]]
+__all__ = ["ops", "shadowed"]  # fixtures of the shadow tests, used here
+TEMPLATE = load_template()
+RUNBOOK = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+LOST_SID = "SM" + "a" * 32
+RETRIED_SID = "SM" + "b" * 32
+API_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
+_QUERY_START = re.compile(r"^(fields|filter|stats) ")
+
+
+def documented_queries() -> Iterator[tuple[str, str]]:
+    """Every Logs Insights query in docs/*.md (fenced blocks of queries: one a line, a line that starts with ``|``
+    continuing the one before), with its file."""
+    for path in sorted((ROOT / "docs").glob("*.md")):
+        for block in re.findall(r"```[a-z]*\n(.*?)```", path.read_text(encoding="utf-8"), re.S):
+            queries = re.sub(r"\n\s*\|", " |", block.strip()).splitlines()
+            if queries and all(_QUERY_START.match(query) for query in queries):
+                yield from ((path.name, query) for query in queries)
+
+
+def runbook_query(alarm: str) -> str:
+    """The query the runbook gives for ``alarm`` (the first query block after the line naming it)."""
+    section = RUNBOOK[RUNBOOK.index("## On call") :]
+    found = re.search(rf"`{alarm}`.*?```\n(.*?)\n```", section, re.S)
+    assert found is not None, f"the runbook gives no query for {alarm}"
+    return found.group(1)
+
+
+def runbook_commands() -> list[list[str]]:
+    """The ``pipeline-event build`` command of the runbook's replay, split into arguments."""
+    section = RUNBOOK[RUNBOOK.index("## On call") :]
+    found = re.search(r"```sh\n(pipeline-event build.*?)\n(aws lambda invoke.*?)\n```", section, re.S)
+    assert found is not None, "the runbook shows no replay command"
+    return [found.group(1).replace("\\\n", " ").split(), found.group(2).split()]
+
+
+def logged(json_logs: Logs, out: str) -> list[str]:
+    """What the function wrote, as CloudWatch Logs stores it: the JSON log lines and the EMF documents."""
+    return [json.dumps(line) for line in json_logs(logging.INFO)] + [line for line in out.splitlines() if line]
+
+
+@pytest.fixture
+def losses(world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """A message lost to a final error, one that Twilio's retry delivered, one lost on every attempt, one refused."""
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start(STACK_NAME="the-stack")
+    capsys.readouterr()
+    container.aws.fail("sqs.SendMessage", "AccessDenied", 403, times=1)
+    lost = container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)
+    stage_table = world.resources.stage_table
+    container.aws.fail(
+        "dynamodb.PutItem", "ThrottlingException", times=1, where=lambda c: c["TableName"] == stage_table
+    )
+    with pytest.raises(Exception, match="TRANSIENT"):
+        container.handler(rest_event("whatsapp", whatsapp_params(sid=RETRIED_SID)), None)
+    retried = container.handler(rest_event("whatsapp", whatsapp_params(sid=RETRIED_SID)), None)
+    assert (lost["statusCode"], retried["statusCode"]) == (200, 200)
+    assert len(world.sent("whatsapp")) == 1, "only the retried message triggered"
+    return {"container": container, "lines": logged(json_logs, capsys.readouterr().out)}
+
+
+def test_the_event_line_names_the_message_it_decided(losses: dict[str, Any]) -> None:
+    # Without it, an alarm's count says that messages were lost but not which: nothing to replay them by.
+    events = [json.loads(line) for line in losses["lines"] if json.loads(line).get("message") == "event"]
+    assert [event.get("message_sid") for event in events] == [LOST_SID, RETRIED_SID, RETRIED_SID]
+
+
+def test_an_email_event_line_names_the_stage_row_it_wrote(
+    world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_email_world(world)
+    container = cold_start()
+    assert container.handler(email_event(), None)["statusCode"] == 200
+    (row,) = world.stage_rows()
+    (event,) = [line for line in json_logs() if line["message"] == "event"]
+    assert event["message_sid"] == row["message_sid"]
+
+
+def test_the_runbook_query_for_final_errors_lists_the_lost_message(losses: dict[str, Any]) -> None:
+    rows = run(runbook_query("MessageLossAlarm"), losses["lines"])
+    assert [(row["message_sid"], row["error_code"], row["error_cause"]) for row in rows] == [
+        (LOST_SID, "QUEUE_ERROR", "AccessDenied")
+    ]
+
+
+def test_the_runbook_query_for_transient_errors_lists_only_messages_no_attempt_delivered(
+    world: Any, losses: dict[str, Any], json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    container = losses["container"]
+    gone = "SM" + "c" * 32
+    stage_table = world.resources.stage_table
+    container.aws.fail("dynamodb.PutItem", "ThrottlingException", where=lambda call: call["TableName"] == stage_table)
+    for _ in range(3):  # Twilio's 1 + rc attempts
+        with pytest.raises(Exception, match="STAGE_WRITE_TRANSIENT_ERROR"):
+            container.handler(rest_event("whatsapp", whatsapp_params(sid=gone)), None)
+    lines = logged(json_logs, capsys.readouterr().out)
+    rows = run(runbook_query("TransientErrorsAlarm"), lines)
+    assert [row["message_sid"] for row in rows] == [gone]
+
+
+def test_the_runbook_query_for_signature_mismatches_lists_the_refused_message(
+    world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets(token="the-token-before-the-rotation")
+    container = cold_start()
+    assert container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)["statusCode"] == 200
+    unknown = whatsapp_params(sid=RETRIED_SID, From="whatsapp:+15550001111")
+    container.handler(rest_event("whatsapp", unknown), None)
+    rows = run(runbook_query("SignatureMismatchAlarm"), logged(json_logs, capsys.readouterr().out))
+    assert [row["message_sid"] for row in rows] == [LOST_SID]
+
+
+@pytest.mark.parametrize(
+    ("fault", "attempts"),
+    [(("sqs.SendMessage", "AccessDenied", 403), 1), (("sqs.SendMessage", "ThrottlingException", 400), 3)],
+    ids=["final error", "transient on every attempt"],
+)
+def test_the_documented_replay_stages_and_triggers_a_lost_message_exactly_once(
+    world: Any,
+    cold_start: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    json_logs: Logs,
+    fault: tuple[str, str, int],
+    attempts: int,
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start()
+    operation, code, status = fault
+    container.aws.fail(operation, code, status, times=attempts)
+    for _ in range(attempts):  # Twilio's attempts: 1 for a final error (answered 200), 1 + rc for a raise
+        try:
+            container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)
+        except Exception as raised:  # noqa: BLE001 - the transient fault, raised for Twilio to retry
+            assert "QUEUE_TRANSIENT_ERROR" in str(raised)
+    assert world.sent("whatsapp") == [], "the message is lost"
+
+    # The message as Twilio's message log shows it, replayed with the runbook's commands once the cause is repaired.
+    build, invoke = runbook_commands()
+    assert build[:2] == ["pipeline-event", "build"] and invoke[:3] == ["aws", "lambda", "invoke"]
+    values = {
+        "<MessageSid>": LOST_SID,
+        "<From>": USER,
+        "<To>": COMPANY_WA,
+        "<Body>": "Hello there!",
+        "<AccountSid>": ACCOUNT,
+        "<webhook-url>": API_URL,
+    }
+    arguments = [values.get(argument.strip("\"'"), argument.strip("\"'")) for argument in build[1 : build.index(">")]]
+    monkeypatch.setenv(arguments[arguments.index("--token-env") + 1], TOKEN)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert event_cli.main(arguments) == 0
+    answer = container.handler(json.loads(out.getvalue()), None)
+
+    assert answer["statusCode"] == 200
+    events = [line for line in json_logs() if line["message"] == "event"]
+    assert events[-1]["outcome"] == "QUEUED" and events[-1]["message_sid"] == LOST_SID
+    assert [row["message_sid"] for row in world.stage_rows()] == [LOST_SID]
+    (trigger,) = world.sent("whatsapp")
+    assert trigger[0]["conversation_id"] == world.stage_rows()[0]["conversation_id"]
+
+
+def test_every_documented_logs_insights_query_reads_fields_the_function_writes(
+    losses: dict[str, Any], shadow_and_bundle_lines: list[str]
+) -> None:
+    lines = [*losses["lines"], *shadow_and_bundle_lines]
+    written = {field for line in lines for field in _fields(line)}
+    queries = list(documented_queries())
+    assert len(queries) >= 13
+    for source, query in queries:
+        run(query, lines)  # in the subset of the language this reads
+        missing = referenced_fields(query) - written
+        assert not missing, f"{source}: {query!r} reads {sorted(missing)}, which no line the function writes has"
+
+
+def _fields(line: str) -> set[str]:
+    return set(discovered(line))
+
+
+@pytest.fixture
+def shadow_and_bundle_lines(
+    world: Any, ops: Ops, shadowed: Callable[[], Shadowed], json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> list[str]:
+    """The lines of a shadow mismatch, a shadow timeout and a refused rules bundle, as the function writes them."""
+    world.add_conversation(vip=True, created_at="2026-11-21T10:00:00Z")  # newer: the one the lookup picks
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    ops.publish("--shadow")
+    shadowed().message()
+    ops.edit("40_routing.yaml", SLOW_ROUTING)
+    ops.publish("--shadow")
+    shadowed().message(sid="SM" + "d" * 32, body=BACKTRACKING_BODY)
+    ops.edit("40_routing.yaml", ROUTING)
+    ops.publish("--live")  # a bundle decides, then a broken one is deployed over it
+    ops.sneak_in({"rules/40_routing.yaml": ROUTING.replace("target: handoff", "target: handof", 1)})
+    shadowed()
+    lines = logged(json_logs, capsys.readouterr().out)
+    messages = {json.loads(line).get("message") for line in lines}
+    assert {"shadow_mismatch", "shadow_timeout"} <= messages
+    assert any('"runtime.bundlewatch"' in line and '"ERROR"' in line for line in lines)
+    return lines
+
+
+def test_a_refused_rules_bundle_alarms_until_the_documented_rollback(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv("STACK_NAME", STACK)
+    world.add_conversation()
+    good = ops.publish("--live")
+    container = shadowed()
+    ops.sneak_in({"rules/40_routing.yaml": ROUTING.replace("target: handoff", "target: handof", 1)})
+    capsys.readouterr()
+    container.refresh()
+    assert alarm_periods(TEMPLATE, "RulesBundleErrorsAlarm", emf_datapoints(capsys.readouterr().out))
+
+    status, out, err = ops.rules("rollback")
+    assert status == 0, out + err
+    container.refresh()
+    container.message()
+    after = capsys.readouterr().out
+    assert firing(TEMPLATE, emf_datapoints(after)) == set()
+    assert container.application.deployed("twilio_inbound").live.source.startswith(f"bundle {good}")
+
+
+def test_a_shadow_timeout_alarms_until_the_documented_clear(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv("STACK_NAME", STACK)
+    world.add_conversation()
+    ops.edit("40_routing.yaml", SLOW_ROUTING)
+    ops.publish("--shadow")
+    container = shadowed()
+    capsys.readouterr()
+    container.message(body=BACKTRACKING_BODY)
+    assert "ShadowTimeoutAlarm" in firing(TEMPLATE, emf_datapoints(capsys.readouterr().out))
+
+    status, out, err = ops.rules("shadow", "--clear")
+    assert status == 0, out + err
+    container.refresh()
+    container.message(sid="SM" + "e" * 32, body=BACKTRACKING_BODY)
+    assert firing(TEMPLATE, emf_datapoints(capsys.readouterr().out)) == set()
+
+
+def test_a_message_refused_after_a_token_rotation_is_replayed_once_the_secret_holds_the_new_token(
+    world: Any, cold_start: Any, monkeypatch: pytest.MonkeyPatch, json_logs: Logs
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets(token="the-token-before-the-rotation")
+    container = cold_start()
+    assert container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)["statusCode"] == 200
+    assert world.stage_rows() == [] and world.sent("whatsapp") == []
+
+    world.add_default_secrets(token=TOKEN)  # the runbook: update the secret, then replay
+    monkeypatch.setenv("TENANT_TOKEN", TOKEN)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        build = ["build", "--channel", "whatsapp", "--sid", LOST_SID, "--from", USER, "--to", COMPANY_WA]
+        assert event_cli.main([*build, "--body", "hi", "--token-env", "TENANT_TOKEN", "--url", API_URL]) == 0
+    assert container.handler(json.loads(out.getvalue()), None)["statusCode"] == 200
+    assert [line["outcome"] for line in json_logs() if line["message"] == "event"] == ["INVALID_SIGNATURE", "QUEUED"]
+    assert [row["message_sid"] for row in world.stage_rows()] == [LOST_SID] and len(world.sent("whatsapp")) == 1
+
+
+def test_the_runbook_query_for_final_errors_lists_every_code_the_loss_alarms_count() -> None:
+    listed = re.search(r"error_code in \[(.*?)\]", runbook_query("MessageLossAlarm"))
+    assert listed is not None
+    counted = {
+        dict(series.dimensions)["ErrorCode"]
+        for alarm in ("MessageLossAlarm", "EmailLossAlarm", "SecretFetchFailedAlarm")
+        for series in alarm_series(TEMPLATE, alarm)
+    }
+    assert set(json.loads(f"[{listed.group(1)}]")) == counted
