@@ -498,3 +498,17 @@ def test_the_explained_table_names_the_baselines_deciding_rule_of_a_changed_even
     changed = table.split("CHANGED (was QUEUED[whatsapp])", 1)[1]
     assert "    decided:  project_status -, channel -, conversation_lock -, routing greeting_to_human" in changed
     assert "    baseline: project_status -, channel -, conversation_lock -, routing channel_queue" in changed
+
+
+@pytest.mark.parametrize("where", ["title", "rules directory"])
+def test_a_name_that_is_not_utf8_is_shown_replaced_not_a_traceback(tmp_path: Path, where: str) -> None:
+    """A title or rules directory whose bytes are not UTF-8 (lone surrogates in argv) still makes the page."""
+    name = os.fsdecode(b"review-\xff")
+    rules = tmp_path / (name if where == "rules directory" else "rules")
+    shutil.copytree(ROOT / "rules", rules)
+    title = ["--report-title", f"Dry-run {name}"] if where == "title" else []
+    page = tmp_path / "report.html"
+    run_dryrun("--world", WORLD, "--backend", "memory", "--rules", rules, *title, "--report", page, EVENTS)
+    text = page.read_text(encoding="utf-8")
+    assert "review-\ufffd" in re.search(r"<title>(.*)</title>", text).group(1)  # type: ignore[union-attr]
+    assert embedded(text)["meta"]["title"].endswith("review-\udcff")

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -182,6 +183,14 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _html_text(text: str) -> str:
+    """``text`` escaped for HTML, a lone surrogate (a name whose bytes were not UTF-8) shown as U+FFFD."""
+    return html.escape(_LONE_SURROGATE.sub("\ufffd", text))
+
+
 _BODY = """<header><h1 id="title"></h1><p id="meta" class="muted"></p></header>
 <div id="banners"></div>
 <section><h2>Pipeline <span id="pipeline-name" class="mono"></span>
@@ -242,7 +251,7 @@ def render_report(
             f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n',
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
             '<meta name="referrer" content="no-referrer">\n<link rel="icon" href="data:,">\n',
-            f"<title>{html.escape(meta.title)}</title>\n<style>{css}</style>\n</head>\n<body>\n",
+            f"<title>{_html_text(meta.title)}</title>\n<style>{css}</style>\n</head>\n<body>\n",
             _BODY,
             f'<script type="application/json" id="report-data">{_script_json(data)}</script>\n',
             f"<script>{js}</script>\n</body>\n</html>\n",
