@@ -324,6 +324,35 @@ class TestInBrowser:
         assert browser.run("return document.querySelectorAll('img, iframe, script:not([id])').length") == 1
         assert browser.problems() == []
 
+    def test_characters_that_reorder_or_hide_text_show_as_escapes(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """A right-to-left override (U+202E) in a capture or a path cannot make one name read as another."""
+        rlo = "\u202e"
+        record = json.loads(json.dumps(records[5]))
+        record.update(source=f"captures/evil{rlo}nosj.txt", message=f"refused {rlo}dessap", notes=[f"n {rlo}ton"])
+        record["rules"][0]["inputs"] = {"request.body": f"pay {rlo}0001$ tnuocca", "request.profile_name": "a\u200bb"}
+        record["actions"][-1]["body"] = json.dumps({"body": f"{rlo}olleh\u2066"}, ensure_ascii=False)
+        record["trace"][0]["decision"] = f"whatsapp {rlo}egassem"
+        meta = ReportMeta(title=f"Review {rlo}devorppa", generated_at="2026-11-25T12:00:00Z", world=f"w{rlo}lmay.w")
+        browser = show([record], pipeline, replace(meta, notes=(f"note {rlo}kcehc",)))
+        rows(browser)[0].click()
+        shown = browser.run(
+            "return [document.title, document.body.innerText,"
+            " ...[...document.querySelectorAll('[title]')].map(node => node.title)].join('\\n')"
+        )
+        assert not re.search("[\u200b\u202a-\u202e\u2066-\u2069]", shown)
+        assert browser.run("return document.title") == text(browser, "#title") == "Review \\u202edevorppa"
+        assert text(browser, "td.c-source") == "captures/evil\\u202enosj.txt"
+        assert "world w\\u202elmay.w" in text(browser, "#meta")
+        assert "note \\u202ekcehc" in text(browser, "#banners")
+        explained = text(browser, "tr.detail")
+        assert 'request.body = "pay \\u202e0001$ tnuocca"' in explained
+        assert 'request.profile_name = "a\\u200bb"' in explained
+        assert '"body": "\\u202eolleh\\u2066"' in explained
+        assert "refused \\u202edessap" in explained and "whatsapp \\u202eegassem" in explained
+        assert browser.problems() == []
+
     def test_no_events_and_one_event(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
     ) -> None:

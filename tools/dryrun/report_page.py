@@ -184,11 +184,20 @@ def _script_json(value: Any) -> str:
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# As the page's script shows them (report_page.js, HIDDEN): characters that reorder or hide the text around them.
+_HIDDEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+)
 
 
 def _html_text(text: str) -> str:
-    """``text`` escaped for HTML, a lone surrogate (a name whose bytes were not UTF-8) shown as U+FFFD."""
-    return html.escape(_LONE_SURROGATE.sub("\ufffd", text))
+    r"""``text`` escaped for HTML, as the page's script shows texts.
+
+    A lone surrogate (a name whose bytes were not UTF-8) shows as U+FFFD, a character that would reorder or hide
+    the text around it (a right-to-left override) as its ``\u`` escape.
+    """
+    visible = _HIDDEN.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    return html.escape(_LONE_SURROGATE.sub("\ufffd", visible))
 
 
 _BODY = """<header><h1 id="title"></h1><p id="meta" class="muted"></p></header>
