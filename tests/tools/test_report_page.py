@@ -353,6 +353,24 @@ class TestInBrowser:
         assert "refused \\u202edessap" in explained and "whatsapp \\u202eegassem" in explained
         assert browser.problems() == []
 
+    def test_long_unbroken_texts_wrap_within_the_page(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """A 400-character name, path or value without a space (a capture field, a path) does not widen the page."""
+        long = "x" * 400
+        record = json.loads(json.dumps(records[5]))
+        record.update(source=f"/captures/{long}.jsonl#0", message=long, exception=long, notes=[long])
+        record["trace"][0]["decision"] = long
+        record["rules"][0].update(ruleset=long, rule=long, inputs={f"request.{long}": long})
+        record["response"]["body"] = long
+        record["actions"][0]["table"] = long
+        meta = ReportMeta(title=long, generated_at="2026-11-25T12:00:00Z", baseline=long, world=long, notes=(long,))
+        browser = show([record, records[0]], pipeline, meta)
+        rows(browser)[0].click()
+        width = browser.run("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert width[0] <= width[1]
+        assert browser.problems() == []
+
     def test_no_events_and_one_event(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
     ) -> None:
