@@ -149,6 +149,7 @@ class TestInBrowser:
         assert browser.problems() == []
         banner = browser.run("return document.querySelector('.masked-banner').textContent")
         assert "3 of 3 events carry notes about masked data" in banner
+        assert browser.run("return document.querySelector('#banners .notes').className") == "banner notes warn"
         assert "routing/greeting_to_human read request.body" in banner
 
     def test_events_a_pulled_bundle_could_not_compare_are_not_counted_unchanged(

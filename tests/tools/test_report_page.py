@@ -44,7 +44,9 @@ def records(pipeline: PipelineSketch) -> list[dict[str, Any]]:
 def hostile_records(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The sample's changed event with markup in every text the page shows."""
     record = json.loads(json.dumps(records[5]))
-    record.update(source=HOSTILE, message=HOSTILE, notes=[HOSTILE, f"masked {HOSTILE}"], decided_by={HOSTILE: HOSTILE})
+    record.update(
+        source=HOSTILE, message=HOSTILE, notes=[HOSTILE, f"masked recording: {HOSTILE}"], decided_by={HOSTILE: HOSTILE}
+    )
     record["actions"][-1]["body"] = json.dumps({"body": HOSTILE})
     record["trace"][0]["decision"] = HOSTILE
     record["response"]["body"] = HOSTILE
@@ -146,7 +148,7 @@ def test_markup_in_data_stays_data(records: list[dict[str, Any]], pipeline: Pipe
     assert data["meta"]["title"] == HOSTILE and data["pipeline"]["steps"][0]["when"] == HOSTILE
     event = data["events"][0]
     assert event["record"]["source"] == HOSTILE and event["decided"] == [f"{HOSTILE}/{HOSTILE}"]
-    assert event["masked"] == [f"masked {HOSTILE}"]
+    assert event["masked"] == [f"masked recording: {HOSTILE}"]
 
 
 def test_page_embeds_only_what_it_reads(records: list[dict[str, Any]], pipeline: PipelineSketch) -> None:
@@ -370,6 +372,17 @@ class TestInBrowser:
         width = browser.run("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
         assert width[0] <= width[1]
         assert browser.problems() == []
+
+    def test_only_rules_that_read_masked_values_raise_the_masking_warning(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """Every default replay says its output is masked, and a path or secret may hold the word: neither warns."""
+        secret = "signature not checked: secret 'acme/masked-keys' could not be read from the world (not found)"
+        record = {**without_baseline(records[0]), "notes": [secret]}
+        banner = ("phone numbers and message text are masked (--show-data shows them)", "world /data/masked/w.yaml")
+        browser = show([record], pipeline, replace(PLAIN_META, notes=banner))
+        assert browser.run("return document.querySelector('#banners .notes').className") == "banner notes"
+        assert browser.run("return document.querySelectorAll('.masked-banner, .masked-mark').length") == 0
 
     def test_no_events_and_one_event(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch

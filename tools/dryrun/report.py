@@ -150,6 +150,7 @@ def masked_note(event: Any, reads: Sequence[tuple[str, str]]) -> str | None:
         return None
     recording = event.get(RECORDING_KEY) if isinstance(event, Mapping) else None
     mode = recording.get("mask") if isinstance(recording, Mapping) else None
+    # The page finds these notes by how they begin (tools.dryrun.report_page.MASKED_READ_NOTES).
     what = f"recording masked (mask={mode})" if mode else "masked recording"
     read = ", ".join(dict.fromkeys(f"{rule} read {path}" for rule, path in reads))
     return (

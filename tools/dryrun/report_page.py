@@ -23,6 +23,7 @@ from typing import Any
 
 __all__ = [
     "CHANGE_KINDS",
+    "MASKED_READ_NOTES",
     "RECORD_FIELDS",
     "ParallelSketch",
     "PipelineSketch",
@@ -101,7 +102,10 @@ class PipelineSketch:
 
 @dataclass(frozen=True)
 class ReportMeta:
-    """What the replay was: title, when the report was made, rule versions, baseline, world and notes."""
+    """What the replay was: title, when the report was made, rule versions, baseline, world and notes.
+
+    ``warnings`` are the notes that make the notes banner a warning (rules read values a recording masked).
+    """
 
     title: str
     generated_at: str
@@ -110,6 +114,7 @@ class ReportMeta:
     baseline_rules_version: str | None = None
     world: str | None = None
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 def deciding_rules(record: Mapping[str, Any], *, baseline: bool = False) -> list[str]:
@@ -139,8 +144,12 @@ def change_kind(record: Mapping[str, Any]) -> str | None:
     return None
 
 
+# How the notes of an event whose rules read a value its recording masked begin (tools.dryrun.report.masked_note).
+MASKED_READ_NOTES = ("recording masked (mask=", "masked recording: ")
+
+
 def _about_masking(note: Any) -> bool:
-    return isinstance(note, str) and "masked" in note.lower()
+    return isinstance(note, str) and note.startswith(MASKED_READ_NOTES)
 
 
 def _event(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,7 +253,10 @@ def render_report(
             "baseline": meta.baseline,
             "baseline_rules_version": meta.baseline_rules_version,
             "world": meta.world,
-            "notes": [{"text": note, "masked": _about_masking(note)} for note in meta.notes],
+            "notes": [
+                *({"text": note, "masked": True} for note in meta.warnings),
+                *({"text": note, "masked": False} for note in meta.notes),
+            ],
         },
         "pipeline": _pipeline(pipeline),
         "pipelines": [_pipeline(sketch) for sketch in (pipeline, *others)],
