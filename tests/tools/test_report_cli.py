@@ -513,3 +513,19 @@ def test_a_name_that_is_not_utf8_is_shown_replaced_not_a_traceback(tmp_path: Pat
     text = page.read_text(encoding="utf-8")
     assert "review-\ufffd" in re.search(r"<title>(.*)</title>", text).group(1)  # type: ignore[union-attr]
     assert embedded(text)["meta"]["title"].endswith("review-\udcff")
+
+
+def test_a_sender_writing_the_mask_in_an_unmasked_recording_is_not_taken_for_masked_data(
+    candidate: Path, tmp_path: Path
+) -> None:
+    """A mask=none capture keeps every value: a body of "[masked]" is the sender's own text, not a masked one."""
+    event = json.loads((EVENTS / "01_whatsapp_text.json").read_text())
+    event["body"] = re.sub(r"Body=[^&]*", "Body=%5Bmasked%5D", event["body"])
+    recorded = tmp_path / "captured.jsonl"
+    recorded.write_text(json.dumps(recordable(event, mask="none")) + "\n")
+    page = tmp_path / "report.html"
+    options = ("--world", WORLD, "--backend", "memory", "--skip-signature", "--rules", candidate)
+    (record,) = report(page, *options, recorded)
+    assert record["decided_by"]["routing"] == "channel_queue" and record["notes"] == []
+    data = embedded(page.read_text())
+    assert "masked" not in data["events"][0] and not any(note["masked"] for note in data["meta"]["notes"])
