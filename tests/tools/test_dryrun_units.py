@@ -351,3 +351,21 @@ def test_the_progress_bar_draws_only_when_enabled_and_clears_itself() -> None:
     quiet = io.StringIO()
     Progress(quiet, 4, enabled=False).update(1)
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("address", "masked"),
+    [
+        ("kim@example.org", "k***@example.org"),
+        ("k\u00edm.lee@example.org", "k***@example.org"),
+        ("\u043a\u0438\u043c@example.org", "\u043a***@example.org"),
+        ("kim@example.\u0440\u0444", "k***@example.\u0440\u0444"),
+        ("o'brien@example.org", "o***@example.org"),
+        ('"kim lee"@example.org', '"***@example.org'),
+        ("ci-1#pi-1#6f0c2a52#j\u00f6rg@example.org", "ci-1#pi-1#6f0c2a52#j***@example.org"),
+    ],
+)
+def test_an_address_is_masked_whatever_the_script_of_its_local_part(address: str, masked: str) -> None:
+    """The capture's own masking takes RFC 6531 local parts (runtime.masking): so must the dry-run's output."""
+    assert Masker(show_data=False).text(address) == masked
+    assert Masker(show_data=False).data({"primary_channel": address}) == {"primary_channel": masked}
