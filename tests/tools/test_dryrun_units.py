@@ -48,6 +48,20 @@ def test_event_files_single_array_json_lines_and_directories_in_name_order(tmp_p
     ]
 
 
+def test_json_lines_end_at_newlines_only(tmp_path: Path) -> None:
+    """A line separator (U+2028, U+2029, U+0085) inside a string is text, as pipeline-event mask writes it raw."""
+    texts = ["a\u2028b", "c\u2029d", "e\x85f", "g\r\nh"]
+    lines = [json.dumps({"queryStringParameters": {"q": text}}, ensure_ascii=False) for text in texts]
+    path = write(tmp_path / "captured.jsonl", "\r\n".join([*lines, "{broken"]) + "\n")
+    with pytest.raises(EventFileError) as caught:
+        load_events([path])
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{path}:5:2: invalid JSON Lines entry: Expecting property name enclosed in double quotes"
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    assert [event.event["queryStringParameters"]["q"] for event in load_events([path])] == texts
+
+
 def test_unreadable_event_files_are_located(tmp_path: Path) -> None:
     empty = write(tmp_path / "empty.json", "  \n")
     broken = write(tmp_path / "broken.json", '{\n  "a": [1,\n}')
