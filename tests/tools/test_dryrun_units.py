@@ -48,6 +48,20 @@ def test_event_files_single_array_json_lines_and_directories_in_name_order(tmp_p
     ]
 
 
+def test_json_lines_end_at_newlines_only(tmp_path: Path) -> None:
+    """A line separator (U+2028, U+2029, U+0085) inside a string is text, as pipeline-event mask writes it raw."""
+    texts = ["a\u2028b", "c\u2029d", "e\x85f", "g\r\nh"]
+    lines = [json.dumps({"queryStringParameters": {"q": text}}, ensure_ascii=False) for text in texts]
+    path = write(tmp_path / "captured.jsonl", "\r\n".join([*lines, "{broken"]) + "\n")
+    with pytest.raises(EventFileError) as caught:
+        load_events([path])
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{path}:5:2: invalid JSON Lines entry: Expecting property name enclosed in double quotes"
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    assert [event.event["queryStringParameters"]["q"] for event in load_events([path])] == texts
+
+
 def test_unreadable_event_files_are_located(tmp_path: Path) -> None:
     empty = write(tmp_path / "empty.json", "  \n")
     broken = write(tmp_path / "broken.json", '{\n  "a": [1,\n}')
@@ -351,3 +365,21 @@ def test_the_progress_bar_draws_only_when_enabled_and_clears_itself() -> None:
     quiet = io.StringIO()
     Progress(quiet, 4, enabled=False).update(1)
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("address", "masked"),
+    [
+        ("kim@example.org", "k***@example.org"),
+        ("k\u00edm.lee@example.org", "k***@example.org"),
+        ("\u043a\u0438\u043c@example.org", "\u043a***@example.org"),
+        ("kim@example.\u0440\u0444", "k***@example.\u0440\u0444"),
+        ("o'brien@example.org", "o***@example.org"),
+        ('"kim lee"@example.org', '"***@example.org'),
+        ("ci-1#pi-1#6f0c2a52#j\u00f6rg@example.org", "ci-1#pi-1#6f0c2a52#j***@example.org"),
+    ],
+)
+def test_an_address_is_masked_whatever_the_script_of_its_local_part(address: str, masked: str) -> None:
+    """The capture's own masking takes RFC 6531 local parts (runtime.masking): so must the dry-run's output."""
+    assert Masker(show_data=False).text(address) == masked
+    assert Masker(show_data=False).data({"primary_channel": address}) == {"primary_channel": masked}

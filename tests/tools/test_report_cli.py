@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import yaml
@@ -149,6 +150,7 @@ class TestInBrowser:
         assert browser.problems() == []
         banner = browser.run("return document.querySelector('.masked-banner').textContent")
         assert "3 of 3 events carry notes about masked data" in banner
+        assert browser.run("return document.querySelector('#banners .notes').className") == "banner notes warn"
         assert "routing/greeting_to_human read request.body" in banner
 
     def test_events_a_pulled_bundle_could_not_compare_are_not_counted_unchanged(
@@ -498,3 +500,74 @@ def test_the_explained_table_names_the_baselines_deciding_rule_of_a_changed_even
     changed = table.split("CHANGED (was QUEUED[whatsapp])", 1)[1]
     assert "    decided:  project_status -, channel -, conversation_lock -, routing greeting_to_human" in changed
     assert "    baseline: project_status -, channel -, conversation_lock -, routing channel_queue" in changed
+
+
+@pytest.mark.parametrize("where", ["title", "rules directory"])
+def test_a_name_that_is_not_utf8_is_shown_replaced_not_a_traceback(tmp_path: Path, where: str) -> None:
+    """A title or rules directory whose bytes are not UTF-8 (lone surrogates in argv) still makes the page."""
+    name = os.fsdecode(b"review-\xff")
+    rules = tmp_path / (name if where == "rules directory" else "rules")
+    shutil.copytree(ROOT / "rules", rules)
+    title = ["--report-title", f"Dry-run {name}"] if where == "title" else []
+    page = tmp_path / "report.html"
+    run_dryrun("--world", WORLD, "--backend", "memory", "--rules", rules, *title, "--report", page, EVENTS)
+    text = page.read_text(encoding="utf-8")
+    assert "review-\ufffd" in re.search(r"<title>(.*)</title>", text).group(1)  # type: ignore[union-attr]
+    assert embedded(text)["meta"]["title"].endswith("review-\udcff")
+
+
+def test_a_sender_writing_the_mask_in_an_unmasked_recording_is_not_taken_for_masked_data(
+    candidate: Path, tmp_path: Path
+) -> None:
+    """A mask=none capture keeps every value: a body of "[masked]" is the sender's own text, not a masked one."""
+    event = json.loads((EVENTS / "01_whatsapp_text.json").read_text())
+    event["body"] = re.sub(r"Body=[^&]*", "Body=%5Bmasked%5D", event["body"])
+    recorded = tmp_path / "captured.jsonl"
+    recorded.write_text(json.dumps(recordable(event, mask="none")) + "\n")
+    page = tmp_path / "report.html"
+    options = ("--world", WORLD, "--backend", "memory", "--skip-signature", "--rules", candidate)
+    (record,) = report(page, *options, recorded)
+    assert record["decided_by"]["routing"] == "channel_queue" and record["notes"] == []
+    data = embedded(page.read_text())
+    assert "masked" not in data["events"][0] and not any(note["masked"] for note in data["meta"]["notes"])
+
+
+HOSTILE = (
+    '</script><script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
+    '<svg onload="window.__pwned=3"></svg><a href="javascript:window.__pwned=4">a</a>\u2028\u2029'
+)
+
+
+@pytest.mark.browser
+def test_markup_in_captured_events_and_in_rules_stays_text_in_the_page(browser: Browser, tmp_path: Path) -> None:
+    """A sender's Body, ProfileName and form fields, a capture's file name and a rule's message and reply are data."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    channel = rules / "20_channel.yaml"
+    hostile_rule = f"message: {json.dumps(HOSTILE)}\n      reply: {json.dumps(HOSTILE)}"
+    channel.write_text(
+        channel.read_text()
+        .replace("message: the conversation does not allow this channel", hostile_rule)
+        .replace('"!contains(conversation.allowed_channels || `[]`, request.channel)"', "\"request.body != 'ok'\"")
+    )
+    event = json.loads((EVENTS / "01_whatsapp_text.json").read_text())
+    form = urlencode({"Body": HOSTILE, "ProfileName": HOSTILE, HOSTILE: HOSTILE})
+    event["body"] = re.sub(r"Body=[^&]*&?|ProfileName=[^&]*&?", "", event["body"]) + "&" + form
+    captured = tmp_path / "captured"
+    captured.mkdir()
+    (captured / '<img src=x onerror="window.__pwned=5">.json').write_text(json.dumps(event))
+    page = tmp_path / "report.html"
+    options = ("--world", WORLD, "--backend", "memory", "--skip-signature", "--show-data", "--rules", rules)
+    # One line: the output's lines end at "\n" only (U+2028 inside a string is not a line end).
+    (line,) = run_dryrun(*options, "--json", "--report", page, captured).rstrip("\n").split("\n")
+    record = json.loads(line)
+    assert record["outcome"] == "CHANNEL_NOT_ALLOWED" and record["message"] == HOSTILE
+    assert {"request.body": HOSTILE} in [rule["inputs"] for rule in record["rules"]]
+    browser.open(page)
+    assert browser.run("return document.documentElement.dataset.ready") == "true"
+    browser.run("document.querySelectorAll('#rows tr.event').forEach((tr) => tr.click())")
+    assert browser.run("return window.__pwned") is None
+    assert browser.run("return document.querySelectorAll('body img, body svg, body a, body iframe').length") == 0
+    explained = browser.run("return document.querySelector('tr.detail').textContent")
+    assert '<img src=x onerror=\\"window.__pwned=2\\">' in explained and "<Message>" in explained
+    assert browser.problems() == []

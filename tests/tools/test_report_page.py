@@ -44,7 +44,9 @@ def records(pipeline: PipelineSketch) -> list[dict[str, Any]]:
 def hostile_records(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The sample's changed event with markup in every text the page shows."""
     record = json.loads(json.dumps(records[5]))
-    record.update(source=HOSTILE, message=HOSTILE, notes=[HOSTILE, f"masked {HOSTILE}"], decided_by={HOSTILE: HOSTILE})
+    record.update(
+        source=HOSTILE, message=HOSTILE, notes=[HOSTILE, f"masked recording: {HOSTILE}"], decided_by={HOSTILE: HOSTILE}
+    )
     record["actions"][-1]["body"] = json.dumps({"body": HOSTILE})
     record["trace"][0]["decision"] = HOSTILE
     record["response"]["body"] = HOSTILE
@@ -146,7 +148,7 @@ def test_markup_in_data_stays_data(records: list[dict[str, Any]], pipeline: Pipe
     assert data["meta"]["title"] == HOSTILE and data["pipeline"]["steps"][0]["when"] == HOSTILE
     event = data["events"][0]
     assert event["record"]["source"] == HOSTILE and event["decided"] == [f"{HOSTILE}/{HOSTILE}"]
-    assert event["masked"] == [f"masked {HOSTILE}"]
+    assert event["masked"] == [f"masked recording: {HOSTILE}"]
 
 
 def test_page_embeds_only_what_it_reads(records: list[dict[str, Any]], pipeline: PipelineSketch) -> None:
@@ -323,6 +325,64 @@ class TestInBrowser:
         assert HOSTILE in text(browser, "tr.detail")
         assert browser.run("return document.querySelectorAll('img, iframe, script:not([id])').length") == 1
         assert browser.problems() == []
+
+    def test_characters_that_reorder_or_hide_text_show_as_escapes(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """A right-to-left override (U+202E) in a capture or a path cannot make one name read as another."""
+        rlo = "\u202e"
+        record = json.loads(json.dumps(records[5]))
+        record.update(source=f"captures/evil{rlo}nosj.txt", message=f"refused {rlo}dessap", notes=[f"n {rlo}ton"])
+        record["rules"][0]["inputs"] = {"request.body": f"pay {rlo}0001$ tnuocca", "request.profile_name": "a\u200bb"}
+        record["actions"][-1]["body"] = json.dumps({"body": f"{rlo}olleh\u2066"}, ensure_ascii=False)
+        record["trace"][0]["decision"] = f"whatsapp {rlo}egassem"
+        meta = ReportMeta(title=f"Review {rlo}devorppa", generated_at="2026-11-25T12:00:00Z", world=f"w{rlo}lmay.w")
+        browser = show([record], pipeline, replace(meta, notes=(f"note {rlo}kcehc",)))
+        rows(browser)[0].click()
+        shown = browser.run(
+            "return [document.title, document.body.innerText,"
+            " ...[...document.querySelectorAll('[title]')].map(node => node.title)].join('\\n')"
+        )
+        assert not re.search("[\u200b\u202a-\u202e\u2066-\u2069]", shown)
+        assert browser.run("return document.title") == text(browser, "#title") == "Review \\u202edevorppa"
+        assert text(browser, "td.c-source") == "captures/evil\\u202enosj.txt"
+        assert "world w\\u202elmay.w" in text(browser, "#meta")
+        assert "note \\u202ekcehc" in text(browser, "#banners")
+        explained = text(browser, "tr.detail")
+        assert 'request.body = "pay \\u202e0001$ tnuocca"' in explained
+        assert 'request.profile_name = "a\\u200bb"' in explained
+        assert '"body": "\\u202eolleh\\u2066"' in explained
+        assert "refused \\u202edessap" in explained and "whatsapp \\u202eegassem" in explained
+        assert browser.problems() == []
+
+    def test_long_unbroken_texts_wrap_within_the_page(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """A 400-character name, path or value without a space (a capture field, a path) does not widen the page."""
+        long = "x" * 400
+        record = json.loads(json.dumps(records[5]))
+        record.update(source=f"/captures/{long}.jsonl#0", message=long, exception=long, notes=[long])
+        record["trace"][0]["decision"] = long
+        record["rules"][0].update(ruleset=long, rule=long, inputs={f"request.{long}": long})
+        record["response"]["body"] = long
+        record["actions"][0]["table"] = long
+        meta = ReportMeta(title=long, generated_at="2026-11-25T12:00:00Z", baseline=long, world=long, notes=(long,))
+        browser = show([record, records[0]], pipeline, meta)
+        rows(browser)[0].click()
+        width = browser.run("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert width[0] <= width[1]
+        assert browser.problems() == []
+
+    def test_only_rules_that_read_masked_values_raise_the_masking_warning(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """Every default replay says its output is masked, and a path or secret may hold the word: neither warns."""
+        secret = "signature not checked: secret 'acme/masked-keys' could not be read from the world (not found)"
+        record = {**without_baseline(records[0]), "notes": [secret]}
+        banner = ("phone numbers and message text are masked (--show-data shows them)", "world /data/masked/w.yaml")
+        browser = show([record], pipeline, replace(PLAIN_META, notes=banner))
+        assert browser.run("return document.querySelector('#banners .notes').className") == "banner notes"
+        assert browser.run("return document.querySelectorAll('.masked-banner, .masked-mark').length") == 0
 
     def test_no_events_and_one_event(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch

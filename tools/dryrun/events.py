@@ -64,7 +64,8 @@ def event_files(paths: Iterable[Path]) -> tuple[list[Path], list[Problem]]:
 def _json_lines(text: str, name: str) -> tuple[list[Any], list[Problem]]:
     events: list[Any] = []
     problems: list[Problem] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: U+2028, U+2029 or U+0085 inside a string (written raw by ensure_ascii=False) is text.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -26,12 +26,15 @@ from steps.support import json_safe
 __all__ = ["MASKED_TEXT", "Masker", "Scrubber", "mask_number"]
 
 _NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
-_ADDRESS = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})")
+# An address: its local part quoted, or a run of RFC 5322's atext and dots in any script (RFC 6531, as the capture's
+# masking reads it: runtime.masking), but '#', which joins the address to the rest of a conversation id; a domain of
+# labels in any script.
+_ADDRESS = re.compile(r"""("[^"\\\r\n]{1,62}"|[\w.!$%&'*+/=?^`|~-]+)@((?:[^\W_][\w-]*\.)+[^\W\d_]{2,})""")
 
 
 def mask_address(match: re.Match[str]) -> str:
     """An e-mail address with its local part hidden but for its first character."""
-    return f"{match.group(1)}***@{match.group(2)}"
+    return f"{match.group(1)[0]}***@{match.group(2)}"
 
 
 def mask_number(match: re.Match[str]) -> str:

@@ -145,11 +145,15 @@ def masked_reads(run: Replayed) -> list[tuple[str, str]]:
 
 
 def masked_note(event: Any, reads: Sequence[tuple[str, str]]) -> str | None:
-    """The note for an event whose rules read masked fields (None when none did)."""
-    if not reads:
-        return None
+    """The note for an event whose rules read masked fields (None when none did).
+
+    A ``mask=none`` recording kept every value: a ``[masked]`` in it is what the sender wrote.
+    """
     recording = event.get(RECORDING_KEY) if isinstance(event, Mapping) else None
     mode = recording.get("mask") if isinstance(recording, Mapping) else None
+    if not reads or mode == "none":
+        return None
+    # The page finds these notes by how they begin (tools.dryrun.report_page.MASKED_READ_NOTES).
     what = f"recording masked (mask={mode})" if mode else "masked recording"
     read = ", ".join(dict.fromkeys(f"{rule} read {path}" for rule, path in reads))
     return (

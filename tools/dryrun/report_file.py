@@ -44,8 +44,9 @@ def report_meta(
     baseline = options.baseline_name
     title = options.report_title or (f"Dry-run: {rules} against {baseline}" if baseline else f"Dry-run: {rules}")
     notes = [line for line in banner if line]
+    warnings = []
     if summary.masked:
-        notes.append(
+        warnings.append(
             f"{summary.masked} event(s) came from masked recordings and a rule read a masked field: "
             "those decisions may differ in production"
         )
@@ -57,6 +58,7 @@ def report_meta(
         baseline=baseline,
         world=world.file if world is not None else "live account (read only)",
         notes=tuple(notes),
+        warnings=tuple(warnings),
     )
 
 
@@ -87,7 +89,7 @@ def _scrubbed(meta: ReportMeta, scrub: Scrub) -> ReportMeta:
         for item in fields(meta)
         for value in (getattr(meta, item.name),)
     }
-    return replace(meta, **{**texts, "notes": tuple(texts["notes"])})
+    return replace(meta, **{**texts, "notes": tuple(texts["notes"]), "warnings": tuple(texts["warnings"])})
 
 
 def write_report(

@@ -14,10 +14,15 @@
   const KIND_LABELS = { changed: "changed", knock_on: "knock-on", unchanged: "unchanged", not_compared: "not compared" };
   const kindClass = (kind) => `kind-${kind.replace("_", "-")}`;
 
+  // Characters that would reorder or hide the text around them (bidi controls, invisible and control characters)
+  // show as their \u escape, as JSON shows controls: a capture cannot make "evil\u202etxt.exe" read "evilexe.txt".
+  const HIDDEN = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+  const shown = (text) => String(text).replace(HIDDEN, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+
   function el(tag, className, text) {
     const node = document.createElement(tag);
     if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (text !== undefined && text !== null) node.textContent = shown(text);
     return node;
   }
 
@@ -63,7 +68,7 @@
   // A span of text that may wrap after an underscore or a slash only (CONVERSATION_<wbr>NOT_<wbr>FOUND).
   function code(className, text) {
     const span = el("span", className);
-    String(text)
+    shown(text)
       .split(/(?<=[_/])/)
       .forEach((part, i) => {
         if (i) span.append(document.createElement("wbr"));
@@ -108,7 +113,7 @@
         }
         const source = String(ev.record.source ?? "");
         td.append(code(null, source.slice(sourceDirectory.length)));
-        if (sourceDirectory) td.title = source;
+        if (sourceDirectory) td.title = shown(source);
       },
     },
     hasPipeline && { key: "pipeline", label: "Pipeline", cell: (td, ev) => td.append(code(null, ev.record.pipeline ?? "")) },
@@ -128,7 +133,7 @@
       },
     },
     { key: "actions", label: "Actions", cell: (td, ev) => actionsCell(td, ev.record.actions) },
-    hasVersion && { key: "version", label: "Rules", cell: (td, ev) => (td.textContent = version(ev.record)) },
+    hasVersion && { key: "version", label: "Rules", cell: (td, ev) => (td.textContent = shown(version(ev.record))) },
     hasKinds && {
       key: "change",
       label: "Change",
@@ -207,7 +212,7 @@
     const fact = (label, value) => {
       if (value === undefined || value === null || value === "") return;
       const span = el("span");
-      span.append(el("b", null, label), document.createTextNode(String(value)));
+      span.append(el("b", null, label), document.createTextNode(shown(value)));
       facts.append(span);
     };
     fact("source", r.source);
@@ -297,7 +302,7 @@
     if (drawn === sketch) return;
     drawn = sketch;
     stepBoxes.clear();
-    $("pipeline-name").textContent = sketch.name;
+    $("pipeline-name").textContent = shown(sketch.name);
     const diagram = $("diagram");
     diagram.replaceChildren();
     diagram.dataset.pipeline = sketch.name;
@@ -356,7 +361,7 @@
       ? `; ${plural(others, "event")} of ${[...new Set(list.map((ev) => ev.record.pipeline).filter((name) => name && name !== drawn.name))].join(", ")} not counted`
       : "";
     const scope = $("diagram-scope");
-    scope.textContent = `\u00b7 counts over the ${plural(own.length, "event")} of this pipeline shown${left}`;
+    scope.textContent = shown(`\u00b7 counts over the ${plural(own.length, "event")} of this pipeline shown${left}`);
     scope.dataset.counted = own.length;
     scope.dataset.left = others;
   }
@@ -369,7 +374,7 @@
 
   function fillSelect(select, all, entries, label = (v) => v) {
     select.replaceChildren(new Option(all, ""));
-    for (const [value, n] of entries) select.append(new Option(`${label(value)} (${fmt(n)})`, value));
+    for (const [value, n] of entries) select.append(new Option(shown(`${label(value)} (${fmt(n)})`), value));
   }
 
   function chip(text, n, className, onClick) {
@@ -476,18 +481,18 @@
     if ($("rows").getBoundingClientRect().top < 0) $("events").scrollIntoView();
   }
 
-  $("title").textContent = meta.title;
-  $("meta").textContent = [
+  $("title").textContent = shown(meta.title);
+  $("meta").textContent = shown([
     `generated ${meta.generated_at}`,
     sharedVersion && `rules ${sharedVersion}`,
     meta.baseline && `baseline ${meta.baseline}${meta.baseline_rules_version ? ` (rules ${meta.baseline_rules_version})` : ""}`,
     meta.world && `world ${meta.world}`,
   ]
     .filter(Boolean)
-    .join(" \u00b7 ");
+    .join(" \u00b7 "));
   const head = $("columns");
   columns.forEach((column) => head.append(el("th", `c-${column.key}`, column.label)));
-  if (sourceDirectory) head.querySelector("th.c-source").title = `under ${sourceDirectory}`;
+  if (sourceDirectory) head.querySelector("th.c-source").title = shown(`under ${sourceDirectory}`);
   banners();
   summarize();
   apply();

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -22,6 +23,7 @@ from typing import Any
 
 __all__ = [
     "CHANGE_KINDS",
+    "MASKED_READ_NOTES",
     "RECORD_FIELDS",
     "ParallelSketch",
     "PipelineSketch",
@@ -100,7 +102,10 @@ class PipelineSketch:
 
 @dataclass(frozen=True)
 class ReportMeta:
-    """What the replay was: title, when the report was made, rule versions, baseline, world and notes."""
+    """What the replay was: title, when the report was made, rule versions, baseline, world and notes.
+
+    ``warnings`` are the notes that make the notes banner a warning (rules read values a recording masked).
+    """
 
     title: str
     generated_at: str
@@ -109,6 +114,7 @@ class ReportMeta:
     baseline_rules_version: str | None = None
     world: str | None = None
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 def deciding_rules(record: Mapping[str, Any], *, baseline: bool = False) -> list[str]:
@@ -138,8 +144,12 @@ def change_kind(record: Mapping[str, Any]) -> str | None:
     return None
 
 
+# How the notes of an event whose rules read a value its recording masked begin (tools.dryrun.report.masked_note).
+MASKED_READ_NOTES = ("recording masked (mask=", "masked recording: ")
+
+
 def _about_masking(note: Any) -> bool:
-    return isinstance(note, str) and "masked" in note.lower()
+    return isinstance(note, str) and note.startswith(MASKED_READ_NOTES)
 
 
 def _event(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -180,6 +190,23 @@ def _script_json(value: Any) -> str:
     r"""JSON that cannot end its script block: "</script>" or "<!--" in data stays data (``<`` is ``\u003c``)."""
     text = json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# As the page's script shows them (report_page.js, HIDDEN): characters that reorder or hide the text around them.
+_HIDDEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+)
+
+
+def _html_text(text: str) -> str:
+    r"""``text`` escaped for HTML, as the page's script shows texts.
+
+    A lone surrogate (a name whose bytes were not UTF-8) shows as U+FFFD, a character that would reorder or hide
+    the text around it (a right-to-left override) as its ``\u`` escape.
+    """
+    visible = _HIDDEN.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    return html.escape(_LONE_SURROGATE.sub("\ufffd", visible))
 
 
 _BODY = """<header><h1 id="title"></h1><p id="meta" class="muted"></p></header>
@@ -226,7 +253,10 @@ def render_report(
             "baseline": meta.baseline,
             "baseline_rules_version": meta.baseline_rules_version,
             "world": meta.world,
-            "notes": [{"text": note, "masked": _about_masking(note)} for note in meta.notes],
+            "notes": [
+                *({"text": note, "masked": True} for note in meta.warnings),
+                *({"text": note, "masked": False} for note in meta.notes),
+            ],
         },
         "pipeline": _pipeline(pipeline),
         "pipelines": [_pipeline(sketch) for sketch in (pipeline, *others)],
@@ -242,7 +272,7 @@ def render_report(
             f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n',
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
             '<meta name="referrer" content="no-referrer">\n<link rel="icon" href="data:,">\n',
-            f"<title>{html.escape(meta.title)}</title>\n<style>{css}</style>\n</head>\n<body>\n",
+            f"<title>{_html_text(meta.title)}</title>\n<style>{css}</style>\n</head>\n<body>\n",
             _BODY,
             f'<script type="application/json" id="report-data">{_script_json(data)}</script>\n',
             f"<script>{js}</script>\n</body>\n</html>\n",

@@ -34,7 +34,10 @@ SAMPLE_META = ReportMeta(
     baseline="rules/ on main",
     baseline_rules_version="rules@main (a1b2c3d)",
     world="examples/world.yaml",
-    notes=("captures/2026-11-24.jsonl was recorded masked: rules reading body saw [masked]",),
+    warnings=(
+        "2 event(s) came from masked recordings and a rule read a masked field: "
+        "those decisions may differ in production",
+    ),
 )
 CANDIDATE_RULE = """rules:
   - id: greeting_to_human
@@ -162,7 +165,10 @@ def sample_records(pipeline: PipelineSketch) -> list[dict[str, Any]]:
     """Thirteen realistic records: a baseline comparison with one change, its knock-on and masked captures."""
     steps = _step_ids(pipeline)
     passed = {"project_status": None, "channel": None, "conversation_lock": None}
-    masked = "recording was masked: rules reading body saw [masked]"
+    masked = (
+        "recording masked (mask=text): routing/urgent_keyword read request.body, which held [masked] instead of "
+        "the real value; production may decide differently (replay a mask=none capture to review rules that read text)"
+    )
 
     def event(source: str, outcome: str, **fields: Any) -> dict[str, Any]:
         fields.setdefault("baseline", (outcome, fields.get("target"), "unchanged"))
