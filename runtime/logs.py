@@ -7,7 +7,9 @@ Keys follow Powertools for AWS Lambda (Python), so existing queries work: ``time
 Log decisions, never data: callers pass step ids, outcomes, codes and durations in ``extra``; this
 formatter emits only the fields it knows, so a stray ``extra`` cannot leak a body or a number. The
 invocation's fields are those bound with ``engine.context.bind_log_fields`` (steps bind what later lines
-should carry; the application binds the request id).
+should carry; the application binds the request id). A logged exception (``exception``) shows where each exception
+of its chain was raised and its type, never its text: a bug's ``ValueError`` can quote the body it failed on, and an
+AWS error's message the item it refused.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import json
 import logging
 import os
 import sys
+import traceback
 from datetime import UTC, datetime
+from types import TracebackType
 
 from engine.context import log_fields
 
@@ -74,9 +78,40 @@ class JsonFormatter(logging.Formatter):
             value = record.__dict__.get(name)
             if value is not None:
                 entry[name] = value
-        if record.exc_info:
+        if record.exc_info and record.exc_info[1] is not None:
             entry["exception"] = self.formatException(record.exc_info)
         return _ENCODER.encode(entry)
+
+    def formatException(
+        self, ei: tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+    ) -> str:
+        """The traceback of ``ei``'s exception and of those it was raised from or while handling, without their text."""
+        return traceback_without_text(ei[1]) if ei[1] is not None else ""
+
+
+_CAUSE = "\n\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\n\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+def traceback_without_text(error: BaseException) -> str:
+    """Python's traceback of ``error`` and its chain, each exception shown by its type alone (oldest first)."""
+    shown: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None:
+        seen.add(id(current))
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        kind = type(current)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        shown.append(f"Traceback (most recent call last):\n{frames}{name}" if frames else name)
+        context = None if current.__suppress_context__ else current.__context__
+        link = _CAUSE if current.__cause__ is not None else _CONTEXT
+        current = current.__cause__ or context
+        if current is not None and id(current) not in seen:
+            shown.append(link)
+        else:
+            current = None
+    return "".join(reversed(shown))
 
 
 _ENCODER = json.JSONEncoder(default=str)

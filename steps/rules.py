@@ -140,7 +140,8 @@ class RouteByRules:
         name = evaluation.decision.resolve_target(ctx.doc)
         target = self._targets.get(name or "")
         if target is None or not target.queue_url:
-            which = f"routing target {name!r}" if name else "the routing decision gave no target: it"
+            # A computed name that is no target is the event's or the item's data: never quoted.
+            which = f"routing target {name!r}" if target else "the routing decision named no target of the pipeline: it"
             raise StepFailure(ROUTING_ERROR.code, f"{which} has no configured queue")
         rule = evaluation.rule.id if evaluation.rule else "default"
         output = {

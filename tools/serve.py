@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import socket
 import sys
@@ -53,6 +54,7 @@ from urllib.parse import parse_qsl, urlsplit
 from engine.config import display_path, inspect_config
 from engine.errors import ConfigError, Problem
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
+from runtime.masking import MASKED_TEXT
 from tools.console import console_script, load_project_plugins
 from tools.events import rest_event
 from tools.requires import MissingTool, require
@@ -68,6 +70,7 @@ __all__ = [
     "gateway_event",
     "load_function",
     "main",
+    "query_values_masked",
     "project_problems",
     "provision_and_seed",
 ]
@@ -301,7 +304,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         if not self.server.quiet:
-            sys.stderr.write(f"pipeline-serve: {self.address_string()} {format % args}\n")
+            sys.stderr.write(f"pipeline-serve: {self.address_string()} {query_values_masked(format % args)}\n")
+
+
+_QUERY = re.compile(r"\?([^\s\"']*)")
+
+
+def _masked_pair(pair: str) -> str:
+    name, equals, value = pair.partition("=")
+    if not equals:
+        return MASKED_TEXT if name else name
+    return f"{name}={MASKED_TEXT}" if value else pair
+
+
+def query_values_masked(text: str) -> str:
+    """``text`` with each query string's values ``[masked]`` (a URL may carry a credential), as event capture does."""
+    return _QUERY.sub(lambda match: "?" + "&".join(map(_masked_pair, match.group(1).split("&"))), text)
 
 
 class _Server(ThreadingHTTPServer):

@@ -38,3 +38,37 @@ def test_the_event_line_carries_the_steps_and_no_unknown_field() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["steps"] == {"parse": "ok"} and line["outcome"] == "QUEUED"
     assert "body" not in line
+
+
+def test_a_logged_exception_chain_shows_each_type_and_frame_never_a_text() -> None:
+    """Source lines are code; the texts (here a number and a body, as a bug's exception may quote them) stay out."""
+    number, body = "+14155550123", "Hello there!"
+
+    def fail() -> None:
+        try:
+            raise KeyError(number)
+        except KeyError as exc:
+            try:
+                raise ValueError(body) from exc
+            except ValueError:
+                raise RuntimeError(body) from None
+
+    def cycle() -> None:
+        first, second = ValueError(number), TypeError(body)
+        first.__context__, second.__context__ = second, first
+        raise first
+
+    lines = []
+    for function in (fail, cycle):
+        try:
+            function()
+        except Exception as exc:  # noqa: BLE001 - logged as a handler would
+            record = logging.LogRecord("engine.runner", logging.ERROR, __file__, 1, "bug", (), (type(exc), exc, None))
+            lines.append(json.loads(JsonFormatter().format(record))["exception"])
+
+    suppressed, cyclic = lines
+    assert suppressed.startswith("Traceback (most recent call last):\n")
+    assert suppressed.endswith(", in fail\n    raise RuntimeError(body) from None\nRuntimeError")
+    assert "KeyError" not in suppressed and number not in suppressed and body not in suppressed
+    assert cyclic.startswith("TypeError\n\nDuring handling of the above exception, another exception occurred:\n\n")
+    assert cyclic.endswith("\nValueError") and number not in cyclic and body not in cyclic

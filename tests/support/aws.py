@@ -104,8 +104,12 @@ class AwsSpy:
         *,
         times: int | None = None,
         where: Callable[[dict[str, Any]], bool] | None = None,
+        message: str = "injected by the test",
     ) -> None:
-        """Answer ``service.Operation`` with an AWS error (only ``times`` times; only calls matching ``where``)."""
+        """Answer ``service.Operation`` with an AWS error (only ``times`` times; only calls matching ``where``).
+
+        ``message`` is the error's text, as AWS words it (a ``ValidationException`` may quote the item's values).
+        """
         client, event = self._event("before-call", name)
         left = [times]
 
@@ -117,7 +121,7 @@ class AwsSpy:
                     if left[0] <= 0:
                         return None
                     left[0] -= 1
-            return error_response(code, status)
+            return error_response(code, status, message)
 
         client.meta.events.register(event, answer)
 

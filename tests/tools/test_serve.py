@@ -451,3 +451,27 @@ def test_a_request_with_a_trailing_slash_is_checked_against_the_url_with_the_sla
     answer = gateway.handle("POST", "/prod/whatsapp/", headers, urlencode(params).encode())
     assert (answer.status, answer.body.decode()) == (200, EMPTY_TWIML)
     assert len(world.sent("whatsapp")) == queued
+
+
+def test_the_access_log_masks_the_values_of_the_query_string(capsys) -> None:
+    """A webhook URL may carry a credential (``?key=…``): the console shows the names, as event capture keeps them."""
+    credential = "qs-credential-0123456789abcdef"
+    server = _Server(("127.0.0.1", 0), quiet=False)
+    server.gateway = routed()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        for target in (f"/prod/whatsapp?key={credential}&tenant=acme", f"/prod/whatsapp?{credential}"):
+            head = f"POST {target} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\n\r\n".encode()
+            assert raw_exchange(port, head).startswith(b"HTTP/1.1 200")
+        malformed = f"GET /prod/x?key={credential} HTTP/1.1 extra\r\n\r\n".encode()
+        assert b"Error code explanation: 400" in raw_exchange(port, malformed)
+    finally:
+        server.shutdown()
+        server.server_close()
+    console = capsys.readouterr().err
+    assert credential not in console
+    assert '"POST /prod/whatsapp?key=[masked]&tenant=[masked] HTTP/1.1" 200' in console
+    assert '"POST /prod/whatsapp?[masked] HTTP/1.1" 200' in console
+    assert '"GET /prod/x?key=[masked] HTTP/1.1 extra" 400' in console

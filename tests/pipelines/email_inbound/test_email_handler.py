@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.email import COMPANY_EMAIL, EMAIL_SECRET, KEY, USER_EMAIL, add_email_world, email_event
-from tests.support.expect import clock_window
+from tests.support.expect import ROOT, clock_window
 from tests.support.logscan import forbid
 from tools.sendgrid_events import Attachment, Email, KeyPair, raw_mime_body, signed
 
@@ -274,3 +274,18 @@ def test_a_rule_failing_at_run_time_answers_500_without_its_file_or_error_in_the
     errors = [line["message"] for line in json_logs(logging.ERROR)]
     assert any("broken_rule" in line and "60_email_routing.yaml" in line for line in errors)
     assert world.stage_rows() == []
+
+
+def test_a_computed_target_that_is_no_target_is_not_quoted_in_the_answer(world, task_root, outcomes):
+    """``target_from`` reads the event or the item: a value that names no target is data, not a target's name."""
+    routing = (ROOT / "rules" / "60_email_routing.yaml").read_text()
+    from_sender = routing.replace("default: {target: email}", "default: {target_from: request.user_address}")
+    container = task_root({"rules/60_email_routing.yaml": from_sender.split("\ntests:")[0] + "\ntests: []\n"})
+    add_email_world(world)
+
+    status, body = answer(container.handler(email_event(), None))
+
+    assert (status, body["error_code"]) == (500, "ROUTING_ERROR")
+    assert body["message"] == "the routing decision named no target of the pipeline: it has no configured queue"
+    assert USER_EMAIL not in json.dumps(body)
+    assert outcomes() == [("ROUTING_ERROR", "ROUTING_ERROR")]
