@@ -218,7 +218,10 @@ def _local(time: str | None, zone: str) -> datetime:
         moment = datetime.fromisoformat(time)
     except ValueError:
         raise ValueError("got text that is not an ISO-8601 time") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(_zone(zone))
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(_zone(zone))
+    except OverflowError:  # 9999-12-31T23:59:59Z east of UTC, 0001-01-01T00:30:00Z west of it
+        raise ValueError("got a time outside the years 1 to 9999 in that zone") from None
 
 
 def hour(time: str | None, zone: str) -> int:

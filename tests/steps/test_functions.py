@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from engine.expressions import ExpressionError, ExpressionSyntaxError, compile_expression
+from engine.rules import Decision, Rule, RuleSet, RuleTest, run_tests
 from engine.timebox import TimeboxExpired, call_within
 
 DOC: dict[str, Any] = {
@@ -348,3 +349,26 @@ def test_has_word_matches_in_any_case_as_unicode_folds_it(text: str, word: str) 
 
 def test_has_word_still_wants_whole_words_after_folding() -> None:
     assert value("has_word(t, w)", {"t": "STRASSEN", "w": "straße"}) is False
+
+
+@pytest.mark.parametrize(
+    ("source", "time"),
+    [
+        ("local_date(t, 'Asia/Tokyo')", "9999-12-31T23:59:59Z"),
+        ("hour(t, 'America/New_York')", "0001-01-01T00:30:00Z"),
+        ("weekday(t, 'UTC')", "0001-01-01T00:30:00+01:00"),
+    ],
+)
+def test_a_time_at_the_edge_of_the_calendar_fails_the_condition_instead_of_crashing(source: str, time: str) -> None:
+    """A "forever" sentinel (9999-12-31T23:59:59Z) stored in a conversation has no local date east of UTC."""
+    with pytest.raises(ExpressionError, match=r"function \w+\(\) got a time outside the years 1 to 9999 in that zone"):
+        value(source, {"t": time})
+
+
+def test_an_inline_test_reaching_a_time_at_the_edge_of_the_calendar_observes_internal_error() -> None:
+    when = compile_expression("local_date(conversation.snoozed_until, 'Asia/Tokyo') > '2026-12-01'")
+    case = RuleTest("forever", {"conversation": {"snoozed_until": "9999-12-31T23:59:59Z"}}, {"rule": "snoozed"}, 0)
+    rules = RuleSet("snooze", "validation", (Rule("snoozed", when, Decision(error="SNOOZED")),), tests=(case,))
+    [failure] = run_tests(rules)
+    assert failure.keys == ("error",)
+    assert failure.raised is not None and "outside the years 1 to 9999" in failure.raised
