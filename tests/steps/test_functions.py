@@ -352,6 +352,16 @@ def test_has_word_still_wants_whole_words_after_folding() -> None:
 
 
 @pytest.mark.parametrize(
+    "source", ["contains(request.body, conversation.missing)", "contains(request.body, `5`)", "contains('a5', `5`)"]
+)
+def test_contains_of_a_non_text_in_a_text_names_contains_not_ordering(source: str) -> None:
+    """A keyword missing from the conversation (null) searched in the body: the error names the call at fault."""
+    with pytest.raises(ExpressionError) as raised:
+        value(source)
+    assert str(raised.value).endswith("failed: function contains() finds only text in a text")
+
+
+@pytest.mark.parametrize(
     ("source", "time"),
     [
         ("local_date(t, 'Asia/Tokyo')", "9999-12-31T23:59:59Z"),
