@@ -178,10 +178,18 @@ def _unlike_equality(operator: str, kinds: set[str | None]) -> str | None:
 
 
 def _text_ordering(operator: str, kinds: set[str | None]) -> str | None:
-    """Text ordered by <, <=, > or >=: with a number it fails the condition, with text it departs from JMESPath."""
+    """Text ordered by <, <=, > or >=: with a number it fails the condition, with text it departs from JMESPath.
+
+    True/false ordered gives null (JMESPath orders numbers and text only): the part is silently never true.
+    """
+    symbol = _ORDERING[operator]
+    if "boolean" in kinds:
+        return (
+            f"true/false has no order, so {symbol} here is never true (JMESPath gives null, and the rule silently "
+            "never matches); compare true/false with == `true` or == `false`"
+        )
     if "string" not in kinds:
         return None
-    symbol = _ORDERING[operator]
     if "number" in kinds:
         return (
             f"comparing text with a number by {symbol} fails the condition (INTERNAL_ERROR); turn the text "

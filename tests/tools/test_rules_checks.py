@@ -135,6 +135,8 @@ TYPES = {
         ("'1' == request.num_media || request.body == 'x'", 4, "so == here is never true"),
         ("conversation.hand_off_to_human == 'true'", 31, "text and true/false are never equal, so == here"),
         ("request.num_media == `true`", 18, "a number and true/false are never equal"),
+        ("conversation.hand_off_to_human > `0`", 31, "true/false has no order, so > here is never true"),
+        ("conversation.x >= `true`", 15, "true/false has no order, so >= here is never true"),
     ],
 )
 def test_parts_that_can_only_be_null_or_compare_text_are_found(condition: str, offset: int, says: str) -> None:
