@@ -65,7 +65,7 @@ from runtime.verify import (
     written_value,
 )
 from steps.conversations import ConversationGet
-from tools.lint import condition_terms, find_shadowed, lint_expression, value_types
+from tools.lint import condition_terms, find_shadowed, flag_texts, lint_expression, truthiness_mistakes, value_types
 
 __all__ = [
     "EXIT_CONFIG",
@@ -167,11 +167,18 @@ def _lint(inspection: Inspection) -> list[Problem]:
         loaded.locator.file: value_types(test.given for test in loaded.ruleset.tests)
         for loaded in inspection.rulesets.values()
     }
-    return [
-        located.locator.problem(located.path, message, severity="warning", offset=offset)
-        for located in inspection.expressions
-        for offset, message in lint_expression(located.expression, types.get(located.locator.file))
-    ]
+    flags = {loaded.locator.file: flag_texts(loaded.ruleset.tests) for loaded in inspection.rulesets.values()}
+    found: list[Problem] = []
+    for located in inspection.expressions:
+        known = types.get(located.locator.file, {})
+        mistakes = lint_expression(located.expression, known)
+        if located.path[-1:] == ("when",):
+            mistakes += truthiness_mistakes(located.expression, known, flags.get(located.locator.file, {}))
+        found += [
+            located.locator.problem(located.path, message, severity="warning", offset=offset)
+            for offset, message in sorted(mistakes)
+        ]
+    return found
 
 
 def _root_offset(source: str, name: str) -> int:

@@ -16,10 +16,19 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from engine.expressions import Expression, expression_tokens, function_calls, function_table, is_truthy
-from engine.rules import Rule, RuleSet
+from engine.rules import Rule, RuleSet, RuleTest
 from steps.functions import WEEKDAYS
 
-__all__ = ["Shadowed", "Terms", "condition_terms", "find_shadowed", "lint_expression", "value_types"]
+__all__ = [
+    "Shadowed",
+    "Terms",
+    "condition_terms",
+    "find_shadowed",
+    "flag_texts",
+    "lint_expression",
+    "truthiness_mistakes",
+    "value_types",
+]
 
 _COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
 _ORDERING = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
@@ -211,6 +220,77 @@ def _typed_mistakes(source: str, tree: Mapping[str, Any], types: Mapping[str, st
         message = check(operator, kinds)
         if message is not None:
             found.append((offset, message))
+    return found
+
+
+_CONNECTIVES = frozenset({"and_expression", "or_expression", "not_expression"})
+_FLAG_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "0", "1"})
+
+
+def flag_texts(tests: Iterable[RuleTest]) -> dict[str, tuple[str, str]]:
+    """The paths inline tests give a text that reads as true or false (``'false'``, ``'0'``): the text and its test."""
+    found: dict[str, tuple[str, str]] = {}
+
+    def visit(value: Any, path: str, test: str) -> None:
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                visit(inner, f"{path}.{key}" if path else str(key), test)
+        elif isinstance(value, str) and value.strip().lower() in _FLAG_WORDS:
+            found.setdefault(path, (value, test))
+
+    for test in tests:
+        visit(test.given, "", test.name)
+    return found
+
+
+def _decisive(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """The parts of a condition whose truthiness decides it, through &&, || and !."""
+    if node["type"] in _CONNECTIVES:
+        for child in node["children"]:
+            yield from _decisive(child)
+    else:
+        yield node
+
+
+def _path_offset(source: str, path: str) -> int:
+    """Where the field path ``path`` (``a.b``) first starts in ``source`` as a path read from the top."""
+    names, tokens = path.split("."), expression_tokens(source)
+    for index, token in enumerate(tokens):
+        run = tokens[index : index + 2 * len(names) - 1]
+        if (index and tokens[index - 1]["type"] == "dot") or len(run) < 2 * len(names) - 1:
+            continue
+        if [t.get("value") for t in run[::2]] == names and all(t["type"] == "dot" for t in run[1::2]):
+            return int(token["start"])
+    return 0
+
+
+def truthiness_mistakes(
+    expression: Expression, types: Mapping[str, str], flags: Mapping[str, tuple[str, str]]
+) -> list[tuple[int, str]]:
+    """Parts of a condition (a ``when``) that are true when their author means false, as ``(offset, message)``.
+
+    JMESPath truthiness makes every number true, 0 included, and every text but '', 'false' included: a part
+    that is a number (``types``, a function's result) or a text the inline tests write as true/false (``flags``,
+    ``flag_texts``) decides nothing its author meant.
+    """
+    source, found = expression.source, []
+    calls = {id(node): offset for node, offset in function_calls(source, expression.ast)}
+    for node in _decisive(expression.ast):
+        path = _field_path(node)
+        if node["type"] == "function_expression" and _kind(node, types) == "number":
+            name = f"{node['value']}(…)"
+            found.append((calls.get(id(node), 0), f"{name} gives a number, and a number is true even when it is 0, "))
+        elif path and types.get(path) == "number":
+            found.append((_path_offset(source, path), f"{path} is a number, and a number is true, 0 included, "))
+        elif path and types.get(path) == "string" and path in flags:
+            text, test = flags[path]
+            message = f"{path} is text ({text!r} in test {test!r}), and any text but '' is true, 'false' included, "
+            found.append((_path_offset(source, path), message))
+        else:
+            continue
+        subject = path or name
+        compared = f"{subject} == 'true'" if path in flags else f"{subject} > `0` or {subject} == `1`"
+        found[-1] = (found[-1][0], found[-1][1] + f"so this part is true whenever it is present; write {compared}")
     return found
 
 

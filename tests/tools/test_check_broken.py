@@ -498,6 +498,35 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
             ),
         ],
     ),
+    "truthy_number": (
+        1,
+        [
+            Finding(
+                "rules/40_routing.yaml:9:12",
+                (
+                    "conversation.task_complete is a number, and a number is true, 0 included",
+                    "write conversation.task_complete > `0` or conversation.task_complete == `1`",
+                ),
+                "warning",
+            ),
+            Finding(
+                "rules/40_routing.yaml:12:40",
+                (
+                    "conversation.vip is text ('true' in test 'a vip goes to a person')",
+                    "any text but '' is true, 'false' included",
+                    "write conversation.vip == 'true'",
+                ),
+                "warning",
+            ),
+            Finding(
+                "rules/40_routing.yaml:26:20",
+                (
+                    "inline test 'an open task goes to its channel' of rule set 'routing' failed",
+                    "expected rule 'channel_queue', got 'task_done_to_human'",
+                ),
+            ),
+        ],
+    ),
 }
 
 LINE = re.compile(r"^(?P<where>[^:\s]+:\d+:\d+): (?P<warning>warning: )?(?P<message>.+)$")

@@ -257,3 +257,58 @@ def test_a_time_function_compared_with_values_it_gives_is_left_alone(condition: 
     from tools.lint import lint_expression
 
     assert not [m for _, m in lint_expression(compile_expression(condition)) if "never gives" in m]
+
+
+@pytest.mark.parametrize(
+    ("condition", "offset", "says"),
+    [
+        ("conversation.task_complete", 0, "conversation.task_complete is a number, and a number is true"),
+        ("request.channel == 'sms' && conversation.task_complete", 28, "conversation.task_complete is a number"),
+        ("!(conversation.task_complete)", 2, "0 included"),
+        ("length(conversation.messages || `[]`)", 0, "length(…) gives a number, and a number is true"),
+        ("hhmm(request.received_at, 'UTC')", 0, "hhmm(…) gives a number"),
+        ("conversation.vip", 0, "conversation.vip is text ('false' in test 'vip off')"),
+        ("conversation.vip || request.channel == 'sms'", 0, "any text but '' is true, 'false' included"),
+    ],
+)
+def test_a_condition_true_for_every_number_or_for_false_written_as_text_is_found(
+    condition: str, offset: int, says: str
+) -> None:
+    """JMESPath truthiness: 0 and the text 'false' are true, so such a `when` matches when its author means no."""
+    from tools.lint import truthiness_mistakes
+
+    types = {"conversation.task_complete": "number", "conversation.vip": "string", "request.channel": "string"}
+    found = truthiness_mistakes(compile_expression(condition), types, {"conversation.vip": ("false", "vip off")})
+    assert [at for at, message in found if says in message] == [offset], found
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "conversation.task_complete == `1`",
+        "request.body && starts_with(request.body, 'STOP')",
+        "conversation.allowed_channels",
+        "contains(conversation.tags || `[]`, 'vip')",
+        "length(conversation.messages || `[]`) > `2`",
+        "conversation.hand_off_to_human",
+    ],
+)
+def test_conditions_that_test_booleans_or_guard_a_text_are_left_alone(condition: str) -> None:
+    from tools.lint import truthiness_mistakes
+
+    types = {
+        "conversation.task_complete": "number",
+        "request.body": "string",
+        "conversation.hand_off_to_human": "boolean",
+    }
+    assert truthiness_mistakes(compile_expression(condition), types, {}) == []
+
+
+def test_texts_that_read_as_true_or_false_come_from_the_tests_given() -> None:
+    from tools.lint import flag_texts
+
+    tests = [
+        RuleTest("on", {"conversation": {"vip": "TRUE", "name": "Ann"}}, {}, 0),
+        RuleTest("off", {"conversation": {"vip": "false", "task": "0"}}, {}, 1),
+    ]
+    assert flag_texts(tests) == {"conversation.vip": ("TRUE", "on"), "conversation.task": ("0", "off")}
