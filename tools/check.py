@@ -65,7 +65,15 @@ from runtime.verify import (
     written_value,
 )
 from steps.conversations import ConversationGet
-from tools.lint import condition_terms, find_shadowed, flag_texts, lint_expression, truthiness_mistakes, value_types
+from tools.lint import (
+    condition_terms,
+    find_shadowed,
+    flag_texts,
+    lint_expression,
+    negated_roots,
+    truthiness_mistakes,
+    value_types,
+)
 
 __all__ = [
     "EXIT_CONFIG",
@@ -177,6 +185,11 @@ def _lint(inspection: Inspection) -> list[Problem]:
         found += [
             located.locator.problem(located.path, message, severity="warning", offset=offset)
             for offset, message in sorted(mistakes)
+        ]
+        # Certain, not likely: such a part never decides what it says, so the configuration is refused.
+        found += [
+            located.locator.problem(located.path, message, offset=offset)
+            for offset, message in negated_roots(located.expression)
         ]
     return found
 

@@ -26,6 +26,7 @@ __all__ = [
     "find_shadowed",
     "flag_texts",
     "lint_expression",
+    "negated_roots",
     "truthiness_mistakes",
     "value_types",
 ]
@@ -291,6 +292,29 @@ def truthiness_mistakes(
         subject = path or name
         compared = f"{subject} == 'true'" if path in flags else f"{subject} > `0` or {subject} == `1`"
         found[-1] = (found[-1][0], found[-1][1] + f"so this part is true whenever it is present; write {compared}")
+    return found
+
+
+def negated_roots(expression: Expression) -> list[tuple[int, str]]:
+    """``!a.b``, which JMESPath reads as ``(!a).b``: a field of true/false, always null (the part is never true).
+
+    Each is ``(offset of its !, message)``; a condition holding one never decides what it says.
+    """
+    bangs = [token["start"] for token in expression_tokens(expression.source) if token["type"] == "not"]
+    found: list[tuple[int, str]] = []
+    negations = [node for node in _walk(expression.ast) if node["type"] == "not_expression"]
+    for parent in (node for node in _walk(expression.ast) if node["type"] == "subexpression"):
+        first = parent["children"][0]
+        if first["type"] != "not_expression":
+            continue
+        where = negations.index(first)
+        path = ".".join(part for part in map(_field_path, [first["children"][0], *parent["children"][1:]]) if part)
+        written = f"!({path})" if path else "!(…) around the whole path"
+        message = (
+            "! applies to the name before the first dot alone (JMESPath reads !a.b as (!a).b, a field of "
+            f"true/false), so this is always null and never true; write {written}"
+        )
+        found.append((bangs[where] if where < len(bangs) else 0, message))
     return found
 
 

@@ -498,6 +498,25 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
             ),
         ],
     ),
+    "negated_path": (
+        2,
+        [
+            Finding("rules/30_conversation_lock.yaml:8:9", ("no inline test is decided by rule",), "warning"),
+            Finding(
+                "rules/30_conversation_lock.yaml:9:12",
+                ("the condition reads 'hand_off_to_human', which is not in the context document",),
+                "warning",
+            ),
+            Finding(
+                "rules/30_conversation_lock.yaml:9:70",
+                (
+                    "! applies to the name before the first dot alone",
+                    "(!a).b",
+                    "never true; write !(conversation.hand_off_to_human)",
+                ),
+            ),
+        ],
+    ),
     "truthy_number": (
         1,
         [

@@ -312,3 +312,32 @@ def test_texts_that_read_as_true_or_false_come_from_the_tests_given() -> None:
         RuleTest("off", {"conversation": {"vip": "false", "task": "0"}}, {}, 1),
     ]
     assert flag_texts(tests) == {"conversation.vip": ("TRUE", "on"), "conversation.task": ("0", "off")}
+
+
+@pytest.mark.parametrize(
+    ("condition", "offset", "written"),
+    [
+        ("!conversation.hand_off_to_human", 0, "!(conversation.hand_off_to_human)"),
+        ("request.channel == 'sms' && !conversation.vip.active", 28, "!(conversation.vip.active)"),
+        ("!conversation.project_status == 'active'", 0, "!(conversation.project_status)"),
+        ("!(!conversation.x)", 2, "!(conversation.x)"),
+    ],
+)
+def test_a_negated_field_path_that_negates_only_its_first_name_is_found(
+    condition: str, offset: int, written: str
+) -> None:
+    """JMESPath binds ! tighter than .: !a.b is (!a).b, a field of true/false, always null."""
+    from tools.lint import negated_roots
+
+    assert compile_expression("!conversation.hand_off_to_human").search({"conversation": {}}) is None
+
+    [(at, message)] = negated_roots(compile_expression(condition))
+    assert at == offset
+    assert "! applies to the name before the first dot alone" in message and f"write {written}" in message
+
+
+@pytest.mark.parametrize("condition", ["!(conversation.x)", "!contains(a || `[]`, 'x')", "!a", "!a[0]", "a != b"])
+def test_a_negation_of_a_whole_value_is_left_alone(condition: str) -> None:
+    from tools.lint import negated_roots
+
+    assert negated_roots(compile_expression(condition)) == []
