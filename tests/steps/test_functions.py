@@ -347,6 +347,20 @@ def test_has_word_matches_in_any_case_as_unicode_folds_it(text: str, word: str) 
     assert value("has_word(t, w)", {"t": text, "w": word}) is True
 
 
+@pytest.mark.parametrize(
+    ("source", "text", "word"),
+    [
+        ("has_word(t, w)", "Jose\u0301 called", "josé"),
+        ("has_word(t, w)", "JOSÉ called", "jose\u0301"),
+        ("has_word(t, w)", "Ame\u0301lie", "AMÉLIE"),
+        ("matches(t, w)", "Jose\u0301", "(?i)^josé$"),
+    ],
+)
+def test_text_matches_whatever_unicode_form_spells_its_accents(source: str, text: str, word: str) -> None:
+    """é typed as one character or as e and a combining accent (some keyboards, pasted text) is the same letter."""
+    assert value(source, {"t": text, "w": word}) is True
+
+
 def test_has_word_still_wants_whole_words_after_folding() -> None:
     assert value("has_word(t, w)", {"t": "STRASSEN", "w": "straße"}) is False
 
