@@ -69,7 +69,9 @@ from tools.lint import (
     condition_terms,
     find_shadowed,
     flag_texts,
+    given_paths,
     lint_expression,
+    misspelt_paths,
     negated_roots,
     truthiness_mistakes,
     value_types,
@@ -176,10 +178,12 @@ def _lint(inspection: Inspection) -> list[Problem]:
         for loaded in inspection.rulesets.values()
     }
     flags = {loaded.locator.file: flag_texts(loaded.ruleset.tests) for loaded in inspection.rulesets.values()}
+    given = {loaded.locator.file: given_paths(loaded.ruleset.tests) for loaded in inspection.rulesets.values()}
     found: list[Problem] = []
     for located in inspection.expressions:
         known = types.get(located.locator.file, {})
         mistakes = lint_expression(located.expression, known)
+        mistakes += misspelt_paths(located.expression, given.get(located.locator.file, {}))
         if located.path[-1:] == ("when",):
             mistakes += truthiness_mistakes(located.expression, known, flags.get(located.locator.file, {}))
         found += [

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
+from engine.errors import closest
 from engine.expressions import Expression, expression_tokens, function_calls, function_table, is_truthy
 from engine.rules import Rule, RuleSet, RuleTest
 from steps.functions import WEEKDAYS
@@ -25,7 +26,9 @@ __all__ = [
     "condition_terms",
     "find_shadowed",
     "flag_texts",
+    "given_paths",
     "lint_expression",
+    "misspelt_paths",
     "negated_roots",
     "truthiness_mistakes",
     "value_types",
@@ -315,6 +318,46 @@ def negated_roots(expression: Expression) -> list[tuple[int, str]]:
             f"true/false), so this is always null and never true; write {written}"
         )
         found.append((bangs[where] if where < len(bangs) else 0, message))
+    return found
+
+
+def given_paths(tests: Iterable[RuleTest]) -> dict[str, frozenset[str]]:
+    """Every object path inline tests' ``given`` documents hold (``""``: the top), with the keys given under it."""
+    found: dict[str, set[str]] = {}
+
+    def visit(value: Mapping[str, Any], path: str) -> None:
+        keys = found.setdefault(path, set())
+        for key, inner in value.items():
+            keys.add(str(key))
+            if isinstance(inner, Mapping):
+                visit(inner, f"{path}.{key}" if path else str(key))
+
+    for test in tests:
+        visit(test.given, "")
+    return {path: frozenset(keys) for path, keys in found.items()}
+
+
+def misspelt_paths(expression: Expression, given: Mapping[str, frozenset[str]]) -> list[tuple[int, str]]:
+    """Fields a condition reads that no inline test gives, beside a close name the tests do give (a misspelling).
+
+    ``given`` is ``given_paths``. A misspelt name is always null, and the rule silently never decides what it says.
+    """
+    found: list[tuple[int, str]] = []
+    for path in expression.paths:
+        for depth in range(len(path) - 1, 0, -1):
+            parent, name = ".".join(path[:depth]), path[depth]
+            if parent not in given:
+                continue
+            close = closest(name, given[parent]) if name not in given[parent] else None
+            if close:
+                read, meant = ".".join(path[: depth + 1]), f"{parent}.{close}"
+                message = (
+                    f"no inline test gives {read} (did you mean {meant}, which they give?); a name the document "
+                    f"does not hold is always null, so this part never sees the value; fix the name, or add a "
+                    f"case whose given holds {read}"
+                )
+                found.append((_path_offset(expression.source, ".".join(path)), message))
+            break
     return found
 
 

@@ -470,6 +470,11 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
         1,
         [
             Finding(
+                "rules/40_routing.yaml:12:25",
+                ("no inline test gives request.chanel (did you mean request.channel, which they give?)",),
+                "warning",
+            ),
+            Finding(
                 "rules/40_routing.yaml:19:43",
                 (
                     "inline test 'whatsapp goes to its queue' of rule set 'routing' failed",
@@ -477,7 +482,7 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
                     "its target_from request.chanel gives no text here (line 12): "
                     "check the names it reads against the test's given",
                 ),
-            )
+            ),
         ],
     ),
     "ruleset_of_other_pipeline": (
@@ -494,6 +499,20 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
             Finding(
                 "rules/40_routing.yaml:2:10",
                 ("rule set 'routing' is not used by any step of pipelines/email_inbound.yaml",),
+                "warning",
+            ),
+        ],
+    ),
+    "misspelt_field": (
+        0,
+        [
+            Finding(
+                "rules/10_project_status.yaml:9:55",
+                (
+                    "no inline test gives conversation.projet_status",
+                    "(did you mean conversation.project_status, which they give?)",
+                    "always null",
+                ),
                 "warning",
             ),
         ],

@@ -341,3 +341,46 @@ def test_a_negation_of_a_whole_value_is_left_alone(condition: str) -> None:
     from tools.lint import negated_roots
 
     assert negated_roots(compile_expression(condition)) == []
+
+
+GIVEN = (
+    RuleTest("paused", {"conversation": {"project_status": "paused"}, "request": {"num_media": 2}}, {}, 0),
+    RuleTest("tagged", {"conversation": {"profile": {"tier": "gold"}}}, {}, 1),
+)
+
+
+@pytest.mark.parametrize(
+    ("condition", "offset", "says"),
+    [
+        (
+            "conversation.projet_status == 'paused'",
+            0,
+            "conversation.projet_status (did you mean conversation.project_status",
+        ),
+        ("request.num_mdia > `1`", 0, "request.num_mdia (did you mean request.num_media"),
+        ("request.channel == 'sms' && conversation.profile.teir == 'gold'", 28, "conversation.profile.tier"),
+    ],
+)
+def test_a_field_no_inline_test_gives_beside_a_close_name_they_do_is_found(
+    condition: str, offset: int, says: str
+) -> None:
+    """A misspelt attribute is always null: the rule silently never matches (or always does, negated)."""
+    from tools.lint import given_paths, misspelt_paths
+
+    found = misspelt_paths(compile_expression(condition), given_paths(GIVEN))
+    assert [at for at, message in found if says in message and "always null" in message] == [offset], found
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "conversation.project_status == 'paused'",
+        "conversation.allowed_channels == `[]`",
+        "request.num_media > `1` && request.body == 'x'",
+        "conversation.profile.tier == 'gold'",
+    ],
+)
+def test_fields_the_tests_give_or_that_resemble_none_of_them_are_left_alone(condition: str) -> None:
+    from tools.lint import given_paths, misspelt_paths
+
+    assert misspelt_paths(compile_expression(condition), given_paths(GIVEN)) == []
