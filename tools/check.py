@@ -697,9 +697,16 @@ _YAML_HINTS = {
 }
 
 
+_BARE_NUMBER = re.compile(r"^invalid JMESPath: unexpected (-?\d+);.* \(in '(?P<source>.*)'\)$")
+
+
 def _hinted(problem: Problem) -> Problem:
-    """``problem``, with the usual fix when it is a YAML syntax error that names none."""
+    """``problem``, with the usual fix when it is a syntax error that names none (YAML's, a number left bare)."""
     hint = _YAML_HINTS.get(problem.message)
+    bare = _BARE_NUMBER.match(problem.message)
+    if bare:
+        written = re.search(rf"(?<![\w.`']){re.escape(bare[1])}(\.\d+)?([eE][-+]?\d+)?", bare["source"])
+        hint = f"write a number in backticks: `{written[0] if written else bare[1]}`"
     return replace(problem, message=f"{problem.message}; {hint}") if hint else problem
 
 

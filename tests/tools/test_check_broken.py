@@ -905,3 +905,20 @@ def test_a_code_missing_from_a_family_that_answers_none_of_the_pipelines_channel
     monkeypatch.chdir(root)
     assert main(["--check"]) == 0
     assert_findings(capsys.readouterr().out, CASES["unanswered_error_code"][1])
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize("number", ["1", "0.5", "-2"])
+def test_a_bare_number_in_a_condition_is_told_to_go_in_backticks(
+    number: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`== 1` unquoted is the commonest slip from SQL or spreadsheets; the parser's words name no fix."""
+    root = assemble(tmp_path)
+    shipped = (root / "rules" / "10_project_status.yaml").read_text(encoding="utf-8")
+    edited = shipped.replace("conversation.project_status != 'active'", f"conversation.task_complete == {number}")
+    (root / "rules" / "10_project_status.yaml").write_text(edited, encoding="utf-8")
+    monkeypatch.chdir(root)
+    assert main(["--check"]) == 2
+    out = capsys.readouterr().out
+    assert "rules/10_project_status.yaml:8:42: invalid JMESPath: unexpected" in out
+    assert f"write a number in backticks: `{number}`" in out
