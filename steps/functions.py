@@ -177,16 +177,21 @@ def _composed(text: str) -> str:
     return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
+# Phones' smart punctuation turns a typed ' into U+2019; U+02BC and U+2018 stand in for it too.
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "\u2018": "'"})
+
+
 def has_word(text: str, word: str) -> bool:
     """True when ``word`` (one word or several) appears in ``text`` as whole words, in any case.
 
     Any case as Unicode folds it too (``straße`` in ``STRASSE``), beside ``re``'s one-letter case matching
     (``istanbul`` in ``İstanbul``, which folding turns into two letters); accents in either Unicode form
-    (``josé`` in ``Jose`` and a combining accent).
+    (``josé`` in ``Jose`` and a combining accent); a typographic apostrophe as the typed one (``don't`` in
+    ``don\u2019t``).
     """
     if not word.strip():
         raise ValueError("needs a word to look for, got empty text")
-    text, word = _composed(text), _composed(word)
+    text, word = _composed(text).translate(_APOSTROPHES), _composed(word).translate(_APOSTROPHES)
     if _word(word).search(text) is not None:
         return True
     # Folding only differs from re's case matching beyond ASCII (ß, ﬁ, ς): plain text is not read twice.

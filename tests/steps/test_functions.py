@@ -361,6 +361,12 @@ def test_text_matches_whatever_unicode_form_spells_its_accents(source: str, text
     assert value(source, {"t": text, "w": word}) is True
 
 
+@pytest.mark.parametrize(("text", "word"), [("I don\u2019t want this", "don't"), ("don't", "don\u2019t")])
+def test_has_word_reads_a_typographic_apostrophe_as_the_typed_one(text: str, word: str) -> None:
+    """Phones' smart punctuation sends don\u2019t for don't: the rule's word still matches."""
+    assert value("has_word(t, w)", {"t": text, "w": word}) is True
+
+
 def test_has_word_still_wants_whole_words_after_folding() -> None:
     assert value("has_word(t, w)", {"t": "STRASSEN", "w": "straße"}) is False
 
