@@ -402,3 +402,9 @@ def test_an_inline_test_reaching_a_time_at_the_edge_of_the_calendar_observes_int
     [failure] = run_tests(rules)
     assert failure.keys == ("error",)
     assert failure.raised is not None and "outside the years 1 to 9999" in failure.raised
+
+
+@pytest.mark.parametrize("time", ["2026-07-01T08:30:00", "2026-07-01T08:30:00Z", "2026-07-01T09:30:00+01:00"])
+def test_a_time_without_an_offset_is_read_as_utc_as_the_guide_says(time: str) -> None:
+    """Python's utcnow().isoformat() writes no offset; a bare time is UTC, so London summer time is an hour on."""
+    assert value("hhmm(t, 'Europe/London')", {"t": time}) == 930
