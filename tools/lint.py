@@ -268,6 +268,18 @@ def _path_offset(source: str, path: str) -> int:
     return 0
 
 
+def _literal_offset(source: str, node: Mapping[str, Any]) -> int:
+    """Where the literal ``node`` is first written in ``source`` (as `…` JSON or '…' text), else 0."""
+    for token in expression_tokens(source):
+        if (
+            token["type"] == "literal"
+            and token["value"] == node["value"]
+            and type(token["value"]) is type(node["value"])
+        ):
+            return int(token["start"])
+    return 0
+
+
 def truthiness_mistakes(
     expression: Expression, types: Mapping[str, str], flags: Mapping[str, tuple[str, str]]
 ) -> list[tuple[int, str]]:
@@ -281,6 +293,17 @@ def truthiness_mistakes(
     calls = {id(node): offset for node, offset in function_calls(source, expression.ast)}
     for node in _decisive(expression.ast):
         path = _field_path(node)
+        if node["type"] == "literal" and _kind(node, types) in ("number", "string") and node["value"] != "":
+            at = _literal_offset(source, node)
+            quote = source[at]
+            written = source[at : source.find(quote, at + 1) + 1] if quote in "`'" else repr(node["value"])
+            kind = (
+                "a number, and a number is true, 0 included"
+                if _kind(node, types) == "number"
+                else "text, and any text but '' is true, 'false' included"
+            )
+            found.append((at, f"{written} is {kind}, so this part is always true; to turn a rule off, write `false`"))
+            continue
         if node["type"] == "function_expression" and _kind(node, types) == "number":
             name = f"{node['value']}(…)"
             found.append((calls.get(id(node), 0), f"{name} gives a number, and a number is true even when it is 0, "))

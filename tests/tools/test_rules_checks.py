@@ -269,6 +269,9 @@ def test_a_time_function_compared_with_values_it_gives_is_left_alone(condition: 
         ("hhmm(request.received_at, 'UTC')", 0, "hhmm(…) gives a number"),
         ("conversation.vip", 0, "conversation.vip is text ('false' in test 'vip off')"),
         ("conversation.vip || request.channel == 'sms'", 0, "any text but '' is true, 'false' included"),
+        ("`0`", 0, "`0` is a number, and a number is true, 0 included, so this part is always true"),
+        ("`0` && request.channel == 'sms'", 0, "to turn a rule off, write `false`"),
+        ("'false'", 0, "'false' is text, and any text but '' is true, 'false' included, so this part is always true"),
     ],
 )
 def test_a_condition_true_for_every_number_or_for_false_written_as_text_is_found(
