@@ -418,6 +418,13 @@ def _never_given(source: str, tree: Mapping[str, Any]) -> list[tuple[int, str]]:
     return found
 
 
+def _is_text_node(node: Mapping[str, Any], types: Mapping[str, str]) -> bool:
+    """True when ``node`` gives text: a text literal, path or function, or anything ``|| 'text'``."""
+    if node["type"] == "or_expression":
+        return _is_text_node(node["children"][1], types)
+    return _kind(node, types) == "string"
+
+
 def lint_expression(expression: Expression, known: Mapping[str, str] | None = None) -> list[tuple[int, str]]:
     """Likely mistakes in a valid expression, as ``(offset, message)``; for ``--check`` warnings.
 
@@ -462,9 +469,13 @@ def lint_expression(expression: Expression, known: Mapping[str, str] | None = No
             spec = signature[min(index, len(signature) - 1)]
             types = spec.get("types", [])
             path = _field_path(argument)
+            name = node["value"]
+            if name == "contains" and index == 1 and path and _is_text_node(node["children"][0], known or {}):
+                advice = f"{path} && contains(…) ('' is in every text)"
+                message = f"contains() fails (INTERNAL_ERROR) when {path} is missing or null, as it looks in a text"
+                found.append((offset, f"{message}; if it can be, write {advice}"))
             if path is None or not types or "null" in types or "expref" in types:
                 continue
-            name = node["value"]
             guard = _ARGUMENT_GUARDS.get((name, index), _GUARDS.get(types[0], "`[]`"))
             advice = f"{path} || {guard}{_GUARD_NOTES.get(guard, '')}" if guard else f"{path} && {name}(…)"
             found.append(

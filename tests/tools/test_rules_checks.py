@@ -387,3 +387,32 @@ def test_fields_the_tests_give_or_that_resemble_none_of_them_are_left_alone(cond
     from tools.lint import given_paths, misspelt_paths
 
     assert misspelt_paths(compile_expression(condition), given_paths(GIVEN)) == []
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "contains(request.body || '', conversation.keyword)",
+        "contains(request.body, conversation.keyword)",
+        "contains(lower(request.body || ''), conversation.keyword)",
+    ],
+)
+def test_contains_looking_in_a_text_for_a_value_that_can_be_null_is_found(condition: str) -> None:
+    """contains(text, null) fails the condition; the guard is not || '' ('' is in every text)."""
+    from tools.lint import lint_expression
+
+    found = [m for _, m in lint_expression(compile_expression(condition), TYPES) if "conversation.keyword" in m]
+    assert found == [
+        "contains() fails (INTERNAL_ERROR) when conversation.keyword is missing or null, as it looks in a text; "
+        "if it can be, write conversation.keyword && contains(…) ('' is in every text)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "condition",
+    ["contains(conversation.tags || `[]`, conversation.keyword)", "contains(conversation.tags || `[]`, 'vip')"],
+)
+def test_contains_looking_in_a_list_for_null_is_left_alone(condition: str) -> None:
+    from tools.lint import lint_expression
+
+    assert [m for _, m in lint_expression(compile_expression(condition), TYPES) if "in a text" in m] == []
