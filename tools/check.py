@@ -198,14 +198,17 @@ def _lint(inspection: Inspection) -> list[Problem]:
     return found
 
 
-def _root_offset(source: str, name: str) -> int:
-    """Where ``name`` first appears in ``source`` as a name read from the top of the document."""
+def _root_offset(source: str, name: str) -> int | None:
+    """Where ``name`` first appears in ``source`` as a name read from the top of the document.
+
+    None when it follows a dot wherever it appears: read from a value, not the top (``!a.b`` is ``(!a).b``).
+    """
     tokens = expression_tokens(source)
     for index, token in enumerate(tokens):
         after_dot = index > 0 and tokens[index - 1]["type"] == "dot"
         if "identifier" in token["type"] and token["value"] == name and not after_dot:
             return int(token["start"])
-    return 0
+    return None
 
 
 def _unprovided(name: str, provided: frozenset[str], pipeline: str) -> str:
@@ -232,8 +235,8 @@ def _context_names(inspection: Inspection) -> list[Problem]:
             continue
         source = located.expression.source
         for root in dict.fromkeys(path[0] for path in located.expression.paths):
-            if root not in provided:
-                offset = _root_offset(source, root)
+            offset = _root_offset(source, root)
+            if root not in provided and offset is not None:
                 message = f"the condition reads {_unprovided(root, provided, pipeline)}"
                 found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
     for name, loaded in inspection.rulesets.items():

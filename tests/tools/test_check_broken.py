@@ -522,11 +522,6 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
         [
             Finding("rules/30_conversation_lock.yaml:8:9", ("no inline test is decided by rule",), "warning"),
             Finding(
-                "rules/30_conversation_lock.yaml:9:12",
-                ("the condition reads 'hand_off_to_human', which is not in the context document",),
-                "warning",
-            ),
-            Finding(
                 "rules/30_conversation_lock.yaml:9:70",
                 (
                     "! applies to the name before the first dot alone",
