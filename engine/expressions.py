@@ -163,9 +163,10 @@ class Expression:
             return _INTERPRETER.visit(self._parsed.parsed, document)
         except jp_exceptions.JMESPathError as exc:
             raise ExpressionError(f"expression {self.source!r} failed: {_describe(exc)}") from None
-        except TypeError:
-            # jmespath orders two texts or two numbers, and raises TypeError for a text against a number.
-            detail = "<, <=, > and >= compare two numbers or two texts, here a text with a number"
+        except TypeError as exc:
+            # jmespath raises TypeError for a text ordered against a number, and for contains(text, not text).
+            ordering = "<, <=, > and >= compare two numbers or two texts, here a text with a number"
+            detail = ordering if "<string>" not in str(exc) else "function contains() finds only text in a text"
             raise ExpressionError(f"expression {self.source!r} failed: {detail}") from None
 
     def test(self, document: Mapping[str, Any]) -> bool:

@@ -23,6 +23,7 @@ is checked like the rest of the pattern.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -171,14 +172,26 @@ def _zone(name: str) -> tzinfo:
         raise ValueError("got a name that is not a time zone (write one such as 'Europe/London')") from None
 
 
+def _composed(text: str) -> str:
+    """``text`` in Unicode's composed form (NFC): é typed as e and a combining accent becomes the one letter é."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+# Phones' smart punctuation turns a typed ' into U+2019; U+02BC and U+2018 stand in for it too.
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "\u2018": "'"})
+
+
 def has_word(text: str, word: str) -> bool:
     """True when ``word`` (one word or several) appears in ``text`` as whole words, in any case.
 
     Any case as Unicode folds it too (``straße`` in ``STRASSE``), beside ``re``'s one-letter case matching
-    (``istanbul`` in ``İstanbul``, which folding turns into two letters).
+    (``istanbul`` in ``İstanbul``, which folding turns into two letters); accents in either Unicode form
+    (``josé`` in ``Jose`` and a combining accent); a typographic apostrophe as the typed one (``don't`` in
+    ``don\u2019t``).
     """
     if not word.strip():
         raise ValueError("needs a word to look for, got empty text")
+    text, word = _composed(text).translate(_APOSTROPHES), _composed(word).translate(_APOSTROPHES)
     if _word(word).search(text) is not None:
         return True
     # Folding only differs from re's case matching beyond ASCII (ß, ﬁ, ς): plain text is not read twice.
@@ -186,12 +199,15 @@ def has_word(text: str, word: str) -> bool:
 
 
 def matches(text: str, pattern: str) -> bool:
-    """True when the regular expression ``pattern`` matches somewhere in ``text`` (``(?i)`` ignores case)."""
+    """True when the regular expression ``pattern`` matches somewhere in ``text`` (``(?i)`` ignores case).
+
+    The text is read in Unicode's composed form (NFC), as patterns are written: ``é`` is one character.
+    """
     compiled = _pattern(pattern)
     if isinstance(compiled, _Refused):
         why = _EXPONENTIAL if compiled.invalid is None else "is not a valid regular expression"
         raise ValueError(f"got a pattern that {why}")
-    return _search_within(compiled, text, MATCH_BUDGET_SECONDS)
+    return _search_within(compiled, _composed(text), MATCH_BUDGET_SECONDS)
 
 
 def _search_within(compiled: re.Pattern[str], text: str, seconds: float) -> bool:
@@ -218,7 +234,10 @@ def _local(time: str | None, zone: str) -> datetime:
         moment = datetime.fromisoformat(time)
     except ValueError:
         raise ValueError("got text that is not an ISO-8601 time") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(_zone(zone))
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(_zone(zone))
+    except OverflowError:  # 9999-12-31T23:59:59Z east of UTC, 0001-01-01T00:30:00Z west of it
+        raise ValueError("got a time outside the years 1 to 9999 in that zone") from None
 
 
 def hour(time: str | None, zone: str) -> int:

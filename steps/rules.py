@@ -38,6 +38,17 @@ TARGET_SCHEMA: Mapping[str, Any] = {
 }
 
 
+# What a computed target gave instead of a name (never the value itself: it may be a number or a person's text).
+_KINDS = {
+    type(None): "null",
+    bool: "true or false",
+    int: "a number",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+}
+
+
 class Target(NamedTuple):
     """A routing target, read from its ``targets:`` entry."""
 
@@ -138,12 +149,18 @@ class RouteByRules:
         if evaluation.decision is None:
             raise StepFailure(ROUTING_ERROR.code, f"no rule of {self._set.name} matched and it has no default")
         name = evaluation.decision.resolve_target(ctx.doc)
+        rule = evaluation.rule.id if evaluation.rule else "default"
+        computed = evaluation.decision.target_from
+        if name is None and computed is not None:
+            gave = _KINDS.get(type(computed.search(ctx.doc)), "a value")
+            choices = ", ".join(sorted(self._targets))
+            message = f"target_from {computed.source} of rule {rule!r} gave {gave}, not the name of a target"
+            raise StepFailure(ROUTING_ERROR.code, f"{message}; it must give one of: {choices}")
         target = self._targets.get(name or "")
         if target is None or not target.queue_url:
             # A computed name that is no target is the event's or the item's data: never quoted.
             which = f"routing target {name!r}" if target else "the routing decision named no target of the pipeline: it"
             raise StepFailure(ROUTING_ERROR.code, f"{which} has no configured queue")
-        rule = evaluation.rule.id if evaluation.rule else "default"
         output = {
             "target": target.name,
             "queue_url": target.queue_url,

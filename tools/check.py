@@ -65,7 +65,17 @@ from runtime.verify import (
     written_value,
 )
 from steps.conversations import ConversationGet
-from tools.lint import condition_terms, find_shadowed, lint_expression, value_types
+from tools.lint import (
+    condition_terms,
+    find_shadowed,
+    flag_texts,
+    given_paths,
+    lint_expression,
+    misspelt_paths,
+    negated_roots,
+    truthiness_mistakes,
+    value_types,
+)
 
 __all__ = [
     "EXIT_CONFIG",
@@ -167,21 +177,38 @@ def _lint(inspection: Inspection) -> list[Problem]:
         loaded.locator.file: value_types(test.given for test in loaded.ruleset.tests)
         for loaded in inspection.rulesets.values()
     }
-    return [
-        located.locator.problem(located.path, message, severity="warning", offset=offset)
-        for located in inspection.expressions
-        for offset, message in lint_expression(located.expression, types.get(located.locator.file))
-    ]
+    flags = {loaded.locator.file: flag_texts(loaded.ruleset.tests) for loaded in inspection.rulesets.values()}
+    given = {loaded.locator.file: given_paths(loaded.ruleset.tests) for loaded in inspection.rulesets.values()}
+    found: list[Problem] = []
+    for located in inspection.expressions:
+        known = types.get(located.locator.file, {})
+        mistakes = lint_expression(located.expression, known)
+        mistakes += misspelt_paths(located.expression, given.get(located.locator.file, {}))
+        if located.path[-1:] == ("when",):
+            mistakes += truthiness_mistakes(located.expression, known, flags.get(located.locator.file, {}))
+        found += [
+            located.locator.problem(located.path, message, severity="warning", offset=offset)
+            for offset, message in sorted(mistakes)
+        ]
+        # Certain, not likely: such a part never decides what it says, so the configuration is refused.
+        found += [
+            located.locator.problem(located.path, message, offset=offset)
+            for offset, message in negated_roots(located.expression)
+        ]
+    return found
 
 
-def _root_offset(source: str, name: str) -> int:
-    """Where ``name`` first appears in ``source`` as a name read from the top of the document."""
+def _root_offset(source: str, name: str) -> int | None:
+    """Where ``name`` first appears in ``source`` as a name read from the top of the document.
+
+    None when it follows a dot wherever it appears: read from a value, not the top (``!a.b`` is ``(!a).b``).
+    """
     tokens = expression_tokens(source)
     for index, token in enumerate(tokens):
         after_dot = index > 0 and tokens[index - 1]["type"] == "dot"
         if "identifier" in token["type"] and token["value"] == name and not after_dot:
             return int(token["start"])
-    return 0
+    return None
 
 
 def _unprovided(name: str, provided: frozenset[str], pipeline: str) -> str:
@@ -208,8 +235,8 @@ def _context_names(inspection: Inspection) -> list[Problem]:
             continue
         source = located.expression.source
         for root in dict.fromkeys(path[0] for path in located.expression.paths):
-            if root not in provided:
-                offset = _root_offset(source, root)
+            offset = _root_offset(source, root)
+            if root not in provided and offset is not None:
                 message = f"the condition reads {_unprovided(root, provided, pipeline)}"
                 found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
     for name, loaded in inspection.rulesets.items():
@@ -673,9 +700,16 @@ _YAML_HINTS = {
 }
 
 
+_BARE_NUMBER = re.compile(r"^invalid JMESPath: unexpected (-?\d+);.* \(in '(?P<source>.*)'\)$")
+
+
 def _hinted(problem: Problem) -> Problem:
-    """``problem``, with the usual fix when it is a YAML syntax error that names none."""
+    """``problem``, with the usual fix when it is a syntax error that names none (YAML's, a number left bare)."""
     hint = _YAML_HINTS.get(problem.message)
+    bare = _BARE_NUMBER.match(problem.message)
+    if bare:
+        written = re.search(rf"(?<![\w.`']){re.escape(bare[1])}(\.\d+)?([eE][-+]?\d+)?", bare["source"])
+        hint = f"write a number in backticks: `{written[0] if written else bare[1]}`"
     return replace(problem, message=f"{problem.message}; {hint}") if hint else problem
 
 

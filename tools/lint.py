@@ -15,11 +15,24 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
+from engine.errors import closest
 from engine.expressions import Expression, expression_tokens, function_calls, function_table, is_truthy
-from engine.rules import Rule, RuleSet
+from engine.rules import Rule, RuleSet, RuleTest
 from steps.functions import WEEKDAYS
 
-__all__ = ["Shadowed", "Terms", "condition_terms", "find_shadowed", "lint_expression", "value_types"]
+__all__ = [
+    "Shadowed",
+    "Terms",
+    "condition_terms",
+    "find_shadowed",
+    "flag_texts",
+    "given_paths",
+    "lint_expression",
+    "misspelt_paths",
+    "negated_roots",
+    "truthiness_mistakes",
+    "value_types",
+]
 
 _COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
 _ORDERING = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
@@ -178,10 +191,18 @@ def _unlike_equality(operator: str, kinds: set[str | None]) -> str | None:
 
 
 def _text_ordering(operator: str, kinds: set[str | None]) -> str | None:
-    """Text ordered by <, <=, > or >=: with a number it fails the condition, with text it departs from JMESPath."""
+    """Text ordered by <, <=, > or >=: with a number it fails the condition, with text it departs from JMESPath.
+
+    True/false ordered gives null (JMESPath orders numbers and text only): the part is silently never true.
+    """
+    symbol = _ORDERING[operator]
+    if "boolean" in kinds:
+        return (
+            f"true/false has no order, so {symbol} here is never true (JMESPath gives null, and the rule silently "
+            "never matches); compare true/false with == `true` or == `false`"
+        )
     if "string" not in kinds:
         return None
-    symbol = _ORDERING[operator]
     if "number" in kinds:
         return (
             f"comparing text with a number by {symbol} fails the condition (INTERNAL_ERROR); turn the text "
@@ -203,6 +224,163 @@ def _typed_mistakes(source: str, tree: Mapping[str, Any], types: Mapping[str, st
         message = check(operator, kinds)
         if message is not None:
             found.append((offset, message))
+    return found
+
+
+_CONNECTIVES = frozenset({"and_expression", "or_expression", "not_expression"})
+_FLAG_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "0", "1"})
+
+
+def flag_texts(tests: Iterable[RuleTest]) -> dict[str, tuple[str, str]]:
+    """The paths inline tests give a text that reads as true or false (``'false'``, ``'0'``): the text and its test."""
+    found: dict[str, tuple[str, str]] = {}
+
+    def visit(value: Any, path: str, test: str) -> None:
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                visit(inner, f"{path}.{key}" if path else str(key), test)
+        elif isinstance(value, str) and value.strip().lower() in _FLAG_WORDS:
+            found.setdefault(path, (value, test))
+
+    for test in tests:
+        visit(test.given, "", test.name)
+    return found
+
+
+def _decisive(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """The parts of a condition whose truthiness decides it, through &&, || and !."""
+    if node["type"] in _CONNECTIVES:
+        for child in node["children"]:
+            yield from _decisive(child)
+    else:
+        yield node
+
+
+def _path_offset(source: str, path: str) -> int:
+    """Where the field path ``path`` (``a.b``) first starts in ``source`` as a path read from the top."""
+    names, tokens = path.split("."), expression_tokens(source)
+    for index, token in enumerate(tokens):
+        run = tokens[index : index + 2 * len(names) - 1]
+        if (index and tokens[index - 1]["type"] == "dot") or len(run) < 2 * len(names) - 1:
+            continue
+        if [t.get("value") for t in run[::2]] == names and all(t["type"] == "dot" for t in run[1::2]):
+            return int(token["start"])
+    return 0
+
+
+def _literal_offset(source: str, node: Mapping[str, Any]) -> int:
+    """Where the literal ``node`` is first written in ``source`` (as `…` JSON or '…' text), else 0."""
+    for token in expression_tokens(source):
+        if (
+            token["type"] == "literal"
+            and token["value"] == node["value"]
+            and type(token["value"]) is type(node["value"])
+        ):
+            return int(token["start"])
+    return 0
+
+
+def truthiness_mistakes(
+    expression: Expression, types: Mapping[str, str], flags: Mapping[str, tuple[str, str]]
+) -> list[tuple[int, str]]:
+    """Parts of a condition (a ``when``) that are true when their author means false, as ``(offset, message)``.
+
+    JMESPath truthiness makes every number true, 0 included, and every text but '', 'false' included: a part
+    that is a number (``types``, a function's result) or a text the inline tests write as true/false (``flags``,
+    ``flag_texts``) decides nothing its author meant.
+    """
+    source, found = expression.source, []
+    calls = {id(node): offset for node, offset in function_calls(source, expression.ast)}
+    for node in _decisive(expression.ast):
+        path = _field_path(node)
+        if node["type"] == "literal" and _kind(node, types) in ("number", "string") and node["value"] != "":
+            at = _literal_offset(source, node)
+            quote = source[at]
+            written = source[at : source.find(quote, at + 1) + 1] if quote in "`'" else repr(node["value"])
+            kind = (
+                "a number, and a number is true, 0 included"
+                if _kind(node, types) == "number"
+                else "text, and any text but '' is true, 'false' included"
+            )
+            found.append((at, f"{written} is {kind}, so this part is always true; to turn a rule off, write `false`"))
+            continue
+        if node["type"] == "function_expression" and _kind(node, types) == "number":
+            name = f"{node['value']}(…)"
+            found.append((calls.get(id(node), 0), f"{name} gives a number, and a number is true even when it is 0, "))
+        elif path and types.get(path) == "number":
+            found.append((_path_offset(source, path), f"{path} is a number, and a number is true, 0 included, "))
+        elif path and types.get(path) == "string" and path in flags:
+            text, test = flags[path]
+            message = f"{path} is text ({text!r} in test {test!r}), and any text but '' is true, 'false' included, "
+            found.append((_path_offset(source, path), message))
+        else:
+            continue
+        subject = path or name
+        compared = f"{subject} == 'true'" if path in flags else f"{subject} > `0` or {subject} == `1`"
+        found[-1] = (found[-1][0], found[-1][1] + f"so this part is true whenever it is present; write {compared}")
+    return found
+
+
+def negated_roots(expression: Expression) -> list[tuple[int, str]]:
+    """``!a.b``, which JMESPath reads as ``(!a).b``: a field of true/false, always null (the part is never true).
+
+    Each is ``(offset of its !, message)``; a condition holding one never decides what it says.
+    """
+    bangs = [token["start"] for token in expression_tokens(expression.source) if token["type"] == "not"]
+    found: list[tuple[int, str]] = []
+    negations = [node for node in _walk(expression.ast) if node["type"] == "not_expression"]
+    for parent in (node for node in _walk(expression.ast) if node["type"] == "subexpression"):
+        first = parent["children"][0]
+        if first["type"] != "not_expression":
+            continue
+        where = negations.index(first)
+        path = ".".join(part for part in map(_field_path, [first["children"][0], *parent["children"][1:]]) if part)
+        written = f"!({path})" if path else "!(…) around the whole path"
+        message = (
+            "! applies to the name before the first dot alone (JMESPath reads !a.b as (!a).b, a field of "
+            f"true/false), so this is always null and never true; write {written}"
+        )
+        found.append((bangs[where] if where < len(bangs) else 0, message))
+    return found
+
+
+def given_paths(tests: Iterable[RuleTest]) -> dict[str, frozenset[str]]:
+    """Every object path inline tests' ``given`` documents hold (``""``: the top), with the keys given under it."""
+    found: dict[str, set[str]] = {}
+
+    def visit(value: Mapping[str, Any], path: str) -> None:
+        keys = found.setdefault(path, set())
+        for key, inner in value.items():
+            keys.add(str(key))
+            if isinstance(inner, Mapping):
+                visit(inner, f"{path}.{key}" if path else str(key))
+
+    for test in tests:
+        visit(test.given, "")
+    return {path: frozenset(keys) for path, keys in found.items()}
+
+
+def misspelt_paths(expression: Expression, given: Mapping[str, frozenset[str]]) -> list[tuple[int, str]]:
+    """Fields a condition reads that no inline test gives, beside a close name the tests do give (a misspelling).
+
+    ``given`` is ``given_paths``. A misspelt name is always null, and the rule silently never decides what it says.
+    """
+    found: list[tuple[int, str]] = []
+    for path in expression.paths:
+        for depth in range(len(path) - 1, 0, -1):
+            parent, name = ".".join(path[:depth]), path[depth]
+            if parent not in given:
+                continue
+            close = closest(name, given[parent]) if name not in given[parent] else None
+            if close:
+                read, meant = ".".join(path[: depth + 1]), f"{parent}.{close}"
+                message = (
+                    f"no inline test gives {read} (did you mean {meant}, which they give?); a name the document "
+                    f"does not hold is always null, so this part never sees the value; fix the name, or add a "
+                    f"case whose given holds {read}"
+                )
+                found.append((_path_offset(expression.source, ".".join(path)), message))
+            break
     return found
 
 
@@ -238,6 +416,13 @@ def _never_given(source: str, tree: Mapping[str, Any]) -> list[tuple[int, str]]:
                 message = f"{call['value']}() never gives {value!r} (it gives {described}), {outcome}"
                 found.append((offsets.get(id(call), 0), message))
     return found
+
+
+def _is_text_node(node: Mapping[str, Any], types: Mapping[str, str]) -> bool:
+    """True when ``node`` gives text: a text literal, path or function, or anything ``|| 'text'``."""
+    if node["type"] == "or_expression":
+        return _is_text_node(node["children"][1], types)
+    return _kind(node, types) == "string"
 
 
 def lint_expression(expression: Expression, known: Mapping[str, str] | None = None) -> list[tuple[int, str]]:
@@ -284,9 +469,13 @@ def lint_expression(expression: Expression, known: Mapping[str, str] | None = No
             spec = signature[min(index, len(signature) - 1)]
             types = spec.get("types", [])
             path = _field_path(argument)
+            name = node["value"]
+            if name == "contains" and index == 1 and path and _is_text_node(node["children"][0], known or {}):
+                advice = f"{path} && contains(…) ('' is in every text)"
+                message = f"contains() fails (INTERNAL_ERROR) when {path} is missing or null, as it looks in a text"
+                found.append((offset, f"{message}; if it can be, write {advice}"))
             if path is None or not types or "null" in types or "expref" in types:
                 continue
-            name = node["value"]
             guard = _ARGUMENT_GUARDS.get((name, index), _GUARDS.get(types[0], "`[]`"))
             advice = f"{path} || {guard}{_GUARD_NOTES.get(guard, '')}" if guard else f"{path} && {name}(…)"
             found.append(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from engine.expressions import ExpressionError, ExpressionSyntaxError, compile_expression
+from engine.rules import Decision, Rule, RuleSet, RuleTest, run_tests
 from engine.timebox import TimeboxExpired, call_within
 
 DOC: dict[str, Any] = {
@@ -346,5 +347,64 @@ def test_has_word_matches_in_any_case_as_unicode_folds_it(text: str, word: str) 
     assert value("has_word(t, w)", {"t": text, "w": word}) is True
 
 
+@pytest.mark.parametrize(
+    ("source", "text", "word"),
+    [
+        ("has_word(t, w)", "Jose\u0301 called", "josé"),
+        ("has_word(t, w)", "JOSÉ called", "jose\u0301"),
+        ("has_word(t, w)", "Ame\u0301lie", "AMÉLIE"),
+        ("matches(t, w)", "Jose\u0301", "(?i)^josé$"),
+    ],
+)
+def test_text_matches_whatever_unicode_form_spells_its_accents(source: str, text: str, word: str) -> None:
+    """é typed as one character or as e and a combining accent (some keyboards, pasted text) is the same letter."""
+    assert value(source, {"t": text, "w": word}) is True
+
+
+@pytest.mark.parametrize(("text", "word"), [("I don\u2019t want this", "don't"), ("don't", "don\u2019t")])
+def test_has_word_reads_a_typographic_apostrophe_as_the_typed_one(text: str, word: str) -> None:
+    """Phones' smart punctuation sends don\u2019t for don't: the rule's word still matches."""
+    assert value("has_word(t, w)", {"t": text, "w": word}) is True
+
+
 def test_has_word_still_wants_whole_words_after_folding() -> None:
     assert value("has_word(t, w)", {"t": "STRASSEN", "w": "straße"}) is False
+
+
+@pytest.mark.parametrize(
+    "source", ["contains(request.body, conversation.missing)", "contains(request.body, `5`)", "contains('a5', `5`)"]
+)
+def test_contains_of_a_non_text_in_a_text_names_contains_not_ordering(source: str) -> None:
+    """A keyword missing from the conversation (null) searched in the body: the error names the call at fault."""
+    with pytest.raises(ExpressionError) as raised:
+        value(source)
+    assert str(raised.value).endswith("failed: function contains() finds only text in a text")
+
+
+@pytest.mark.parametrize(
+    ("source", "time"),
+    [
+        ("local_date(t, 'Asia/Tokyo')", "9999-12-31T23:59:59Z"),
+        ("hour(t, 'America/New_York')", "0001-01-01T00:30:00Z"),
+        ("weekday(t, 'UTC')", "0001-01-01T00:30:00+01:00"),
+    ],
+)
+def test_a_time_at_the_edge_of_the_calendar_fails_the_condition_instead_of_crashing(source: str, time: str) -> None:
+    """A "forever" sentinel (9999-12-31T23:59:59Z) stored in a conversation has no local date east of UTC."""
+    with pytest.raises(ExpressionError, match=r"function \w+\(\) got a time outside the years 1 to 9999 in that zone"):
+        value(source, {"t": time})
+
+
+def test_an_inline_test_reaching_a_time_at_the_edge_of_the_calendar_observes_internal_error() -> None:
+    when = compile_expression("local_date(conversation.snoozed_until, 'Asia/Tokyo') > '2026-12-01'")
+    case = RuleTest("forever", {"conversation": {"snoozed_until": "9999-12-31T23:59:59Z"}}, {"rule": "snoozed"}, 0)
+    rules = RuleSet("snooze", "validation", (Rule("snoozed", when, Decision(error="SNOOZED")),), tests=(case,))
+    [failure] = run_tests(rules)
+    assert failure.keys == ("error",)
+    assert failure.raised is not None and "outside the years 1 to 9999" in failure.raised
+
+
+@pytest.mark.parametrize("time", ["2026-07-01T08:30:00", "2026-07-01T08:30:00Z", "2026-07-01T09:30:00+01:00"])
+def test_a_time_without_an_offset_is_read_as_utc_as_the_guide_says(time: str) -> None:
+    """Python's utcnow().isoformat() writes no offset; a bare time is UTC, so London summer time is an hour on."""
+    assert value("hhmm(t, 'Europe/London')", {"t": time}) == 930

@@ -470,6 +470,11 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
         1,
         [
             Finding(
+                "rules/40_routing.yaml:12:25",
+                ("no inline test gives request.chanel (did you mean request.channel, which they give?)",),
+                "warning",
+            ),
+            Finding(
                 "rules/40_routing.yaml:19:43",
                 (
                     "inline test 'whatsapp goes to its queue' of rule set 'routing' failed",
@@ -477,7 +482,7 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
                     "its target_from request.chanel gives no text here (line 12): "
                     "check the names it reads against the test's given",
                 ),
-            )
+            ),
         ],
     ),
     "ruleset_of_other_pipeline": (
@@ -495,6 +500,63 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
                 "rules/40_routing.yaml:2:10",
                 ("rule set 'routing' is not used by any step of pipelines/email_inbound.yaml",),
                 "warning",
+            ),
+        ],
+    ),
+    "misspelt_field": (
+        0,
+        [
+            Finding(
+                "rules/10_project_status.yaml:9:55",
+                (
+                    "no inline test gives conversation.projet_status",
+                    "(did you mean conversation.project_status, which they give?)",
+                    "always null",
+                ),
+                "warning",
+            ),
+        ],
+    ),
+    "negated_path": (
+        2,
+        [
+            Finding("rules/30_conversation_lock.yaml:8:9", ("no inline test is decided by rule",), "warning"),
+            Finding(
+                "rules/30_conversation_lock.yaml:9:70",
+                (
+                    "! applies to the name before the first dot alone",
+                    "(!a).b",
+                    "never true; write !(conversation.hand_off_to_human)",
+                ),
+            ),
+        ],
+    ),
+    "truthy_number": (
+        1,
+        [
+            Finding(
+                "rules/40_routing.yaml:9:12",
+                (
+                    "conversation.task_complete is a number, and a number is true, 0 included",
+                    "write conversation.task_complete > `0` or conversation.task_complete == `1`",
+                ),
+                "warning",
+            ),
+            Finding(
+                "rules/40_routing.yaml:12:40",
+                (
+                    "conversation.vip is text ('true' in test 'a vip goes to a person')",
+                    "any text but '' is true, 'false' included",
+                    "write conversation.vip == 'true'",
+                ),
+                "warning",
+            ),
+            Finding(
+                "rules/40_routing.yaml:26:20",
+                (
+                    "inline test 'an open task goes to its channel' of rule set 'routing' failed",
+                    "expected rule 'channel_queue', got 'task_done_to_human'",
+                ),
             ),
         ],
     ),
@@ -838,3 +900,20 @@ def test_a_code_missing_from_a_family_that_answers_none_of_the_pipelines_channel
     monkeypatch.chdir(root)
     assert main(["--check"]) == 0
     assert_findings(capsys.readouterr().out, CASES["unanswered_error_code"][1])
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize("number", ["1", "0.5", "-2"])
+def test_a_bare_number_in_a_condition_is_told_to_go_in_backticks(
+    number: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`== 1` unquoted is the commonest slip from SQL or spreadsheets; the parser's words name no fix."""
+    root = assemble(tmp_path)
+    shipped = (root / "rules" / "10_project_status.yaml").read_text(encoding="utf-8")
+    edited = shipped.replace("conversation.project_status != 'active'", f"conversation.task_complete == {number}")
+    (root / "rules" / "10_project_status.yaml").write_text(edited, encoding="utf-8")
+    monkeypatch.chdir(root)
+    assert main(["--check"]) == 2
+    out = capsys.readouterr().out
+    assert "rules/10_project_status.yaml:8:42: invalid JMESPath: unexpected" in out
+    assert f"write a number in backticks: `{number}`" in out

@@ -814,3 +814,27 @@ def test_the_contracts_pipeline_and_the_deployed_rules_directory_are_never_left_
     assert main(["--check"]) == 2
     out, err = capsys.readouterr()
     assert "unknown rule set 'email_screening'" in out and "left out" not in err
+
+
+@pytest.mark.parametrize(
+    ("target_from", "says"), [("conversation.task_complete", "a number"), ("request.nope", "null")]
+)
+def test_a_computed_target_that_is_not_text_names_target_from_and_what_it_gave(
+    target_from: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """'gave no target: it has no configured queue' sent whoever reads it to the targets: the value is at fault."""
+    from tools.dryrun.cli import main
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    routing = rules / "40_routing.yaml"
+    text = routing.read_text(encoding="utf-8").split("\ntests:")[0] + "\ntests: []\n"
+    routing.write_text(text.replace("{target_from: request.channel}", f"{{target_from: {target_from}}}"), "utf-8")
+    event = ROOT / "examples" / "events" / "01_whatsapp_text.json"
+    main(["--world", str(ROOT / "examples" / "world.yaml"), "--rules", str(rules), "--json", str(event)])
+    [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert record["outcome"] == "ROUTING_ERROR"
+    assert record["message"] == (
+        f"target_from {target_from} of rule 'channel_queue' gave {says}, not the name of a target; "
+        "it must give one of: handoff, sms, whatsapp"
+    )

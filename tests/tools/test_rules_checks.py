@@ -135,6 +135,8 @@ TYPES = {
         ("'1' == request.num_media || request.body == 'x'", 4, "so == here is never true"),
         ("conversation.hand_off_to_human == 'true'", 31, "text and true/false are never equal, so == here"),
         ("request.num_media == `true`", 18, "a number and true/false are never equal"),
+        ("conversation.hand_off_to_human > `0`", 31, "true/false has no order, so > here is never true"),
+        ("conversation.x >= `true`", 15, "true/false has no order, so >= here is never true"),
     ],
 )
 def test_parts_that_can_only_be_null_or_compare_text_are_found(condition: str, offset: int, says: str) -> None:
@@ -255,3 +257,162 @@ def test_a_time_function_compared_with_values_it_gives_is_left_alone(condition: 
     from tools.lint import lint_expression
 
     assert not [m for _, m in lint_expression(compile_expression(condition)) if "never gives" in m]
+
+
+@pytest.mark.parametrize(
+    ("condition", "offset", "says"),
+    [
+        ("conversation.task_complete", 0, "conversation.task_complete is a number, and a number is true"),
+        ("request.channel == 'sms' && conversation.task_complete", 28, "conversation.task_complete is a number"),
+        ("!(conversation.task_complete)", 2, "0 included"),
+        ("length(conversation.messages || `[]`)", 0, "length(…) gives a number, and a number is true"),
+        ("hhmm(request.received_at, 'UTC')", 0, "hhmm(…) gives a number"),
+        ("conversation.vip", 0, "conversation.vip is text ('false' in test 'vip off')"),
+        ("conversation.vip || request.channel == 'sms'", 0, "any text but '' is true, 'false' included"),
+        ("`0`", 0, "`0` is a number, and a number is true, 0 included, so this part is always true"),
+        ("`0` && request.channel == 'sms'", 0, "to turn a rule off, write `false`"),
+        ("'false'", 0, "'false' is text, and any text but '' is true, 'false' included, so this part is always true"),
+    ],
+)
+def test_a_condition_true_for_every_number_or_for_false_written_as_text_is_found(
+    condition: str, offset: int, says: str
+) -> None:
+    """JMESPath truthiness: 0 and the text 'false' are true, so such a `when` matches when its author means no."""
+    from tools.lint import truthiness_mistakes
+
+    types = {"conversation.task_complete": "number", "conversation.vip": "string", "request.channel": "string"}
+    found = truthiness_mistakes(compile_expression(condition), types, {"conversation.vip": ("false", "vip off")})
+    assert [at for at, message in found if says in message] == [offset], found
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "conversation.task_complete == `1`",
+        "request.body && starts_with(request.body, 'STOP')",
+        "conversation.allowed_channels",
+        "contains(conversation.tags || `[]`, 'vip')",
+        "length(conversation.messages || `[]`) > `2`",
+        "conversation.hand_off_to_human",
+    ],
+)
+def test_conditions_that_test_booleans_or_guard_a_text_are_left_alone(condition: str) -> None:
+    from tools.lint import truthiness_mistakes
+
+    types = {
+        "conversation.task_complete": "number",
+        "request.body": "string",
+        "conversation.hand_off_to_human": "boolean",
+    }
+    assert truthiness_mistakes(compile_expression(condition), types, {}) == []
+
+
+def test_texts_that_read_as_true_or_false_come_from_the_tests_given() -> None:
+    from tools.lint import flag_texts
+
+    tests = [
+        RuleTest("on", {"conversation": {"vip": "TRUE", "name": "Ann"}}, {}, 0),
+        RuleTest("off", {"conversation": {"vip": "false", "task": "0"}}, {}, 1),
+    ]
+    assert flag_texts(tests) == {"conversation.vip": ("TRUE", "on"), "conversation.task": ("0", "off")}
+
+
+@pytest.mark.parametrize(
+    ("condition", "offset", "written"),
+    [
+        ("!conversation.hand_off_to_human", 0, "!(conversation.hand_off_to_human)"),
+        ("request.channel == 'sms' && !conversation.vip.active", 28, "!(conversation.vip.active)"),
+        ("!conversation.project_status == 'active'", 0, "!(conversation.project_status)"),
+        ("!(!conversation.x)", 2, "!(conversation.x)"),
+    ],
+)
+def test_a_negated_field_path_that_negates_only_its_first_name_is_found(
+    condition: str, offset: int, written: str
+) -> None:
+    """JMESPath binds ! tighter than .: !a.b is (!a).b, a field of true/false, always null."""
+    from tools.lint import negated_roots
+
+    assert compile_expression("!conversation.hand_off_to_human").search({"conversation": {}}) is None
+
+    [(at, message)] = negated_roots(compile_expression(condition))
+    assert at == offset
+    assert "! applies to the name before the first dot alone" in message and f"write {written}" in message
+
+
+@pytest.mark.parametrize("condition", ["!(conversation.x)", "!contains(a || `[]`, 'x')", "!a", "!a[0]", "a != b"])
+def test_a_negation_of_a_whole_value_is_left_alone(condition: str) -> None:
+    from tools.lint import negated_roots
+
+    assert negated_roots(compile_expression(condition)) == []
+
+
+GIVEN = (
+    RuleTest("paused", {"conversation": {"project_status": "paused"}, "request": {"num_media": 2}}, {}, 0),
+    RuleTest("tagged", {"conversation": {"profile": {"tier": "gold"}}}, {}, 1),
+)
+
+
+@pytest.mark.parametrize(
+    ("condition", "offset", "says"),
+    [
+        (
+            "conversation.projet_status == 'paused'",
+            0,
+            "conversation.projet_status (did you mean conversation.project_status",
+        ),
+        ("request.num_mdia > `1`", 0, "request.num_mdia (did you mean request.num_media"),
+        ("request.channel == 'sms' && conversation.profile.teir == 'gold'", 28, "conversation.profile.tier"),
+    ],
+)
+def test_a_field_no_inline_test_gives_beside_a_close_name_they_do_is_found(
+    condition: str, offset: int, says: str
+) -> None:
+    """A misspelt attribute is always null: the rule silently never matches (or always does, negated)."""
+    from tools.lint import given_paths, misspelt_paths
+
+    found = misspelt_paths(compile_expression(condition), given_paths(GIVEN))
+    assert [at for at, message in found if says in message and "always null" in message] == [offset], found
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "conversation.project_status == 'paused'",
+        "conversation.allowed_channels == `[]`",
+        "request.num_media > `1` && request.body == 'x'",
+        "conversation.profile.tier == 'gold'",
+    ],
+)
+def test_fields_the_tests_give_or_that_resemble_none_of_them_are_left_alone(condition: str) -> None:
+    from tools.lint import given_paths, misspelt_paths
+
+    assert misspelt_paths(compile_expression(condition), given_paths(GIVEN)) == []
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "contains(request.body || '', conversation.keyword)",
+        "contains(request.body, conversation.keyword)",
+        "contains(lower(request.body || ''), conversation.keyword)",
+    ],
+)
+def test_contains_looking_in_a_text_for_a_value_that_can_be_null_is_found(condition: str) -> None:
+    """contains(text, null) fails the condition; the guard is not || '' ('' is in every text)."""
+    from tools.lint import lint_expression
+
+    found = [m for _, m in lint_expression(compile_expression(condition), TYPES) if "conversation.keyword" in m]
+    assert found == [
+        "contains() fails (INTERNAL_ERROR) when conversation.keyword is missing or null, as it looks in a text; "
+        "if it can be, write conversation.keyword && contains(…) ('' is in every text)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "condition",
+    ["contains(conversation.tags || `[]`, conversation.keyword)", "contains(conversation.tags || `[]`, 'vip')"],
+)
+def test_contains_looking_in_a_list_for_null_is_left_alone(condition: str) -> None:
+    from tools.lint import lint_expression
+
+    assert [m for _, m in lint_expression(compile_expression(condition), TYPES) if "in a text" in m] == []
