@@ -91,3 +91,20 @@ def test_auto_queue_numbers_of_another_type_are_decided(world, lambda_handler, o
     assert outcomes() == [(outcome, None)]
     queue = "handoff" if outcome == "HANDED_OFF" else "sms"
     assert [len(world.sent(name)) for name in ("sms", "handoff")] == [int(queue == "sms"), int(queue == "handoff")]
+
+
+@pytest.mark.parametrize(
+    "complete", [{"N": "1"}, {"S": "1"}, {"S": "1.0"}, {"S": " 1 "}], ids=["n", "s", "s_1_0", "s_padded"]
+)
+def test_a_complete_conversation_is_skipped_when_its_one_is_written_as_text(world, lambda_handler, outcomes, complete):
+    older = contract_item(created_at={"S": "2026-11-01T00:00:00Z"}, task_complete={"N": "0"})
+    newer_id = CONVERSATION_ID.replace("0f1e2d3c", "9f1e2d3c")
+    newer = contract_item(
+        conversation_id={"S": newer_id}, created_at={"S": "2026-11-05T00:00:00Z"}, task_complete=complete
+    )
+    world.dynamodb.put_item(TableName=world.resources.conversations_table, Item=newer)
+
+    assert handle(world, lambda_handler, older) == twiml_response()
+
+    assert outcomes() == [("QUEUED", None)]
+    assert world.sent("whatsapp") == [({"conversation_id": CONVERSATION_ID, "primary_channel": USER}, 10)]
