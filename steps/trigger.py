@@ -40,14 +40,23 @@ def acquire_condition(holder: str, now: int, *, window: int, due_margin: int, or
     """When ``holder`` may take the lock at ``now`` (epoch seconds), for a trigger delayed by ``window`` seconds.
 
     An unmarked lock's trigger is due at ``taken_at + window`` at the earliest: it is taken over once that is
-    within ``due_margin``, or ``orphan_after`` after it was taken, whichever is sooner.
+    within ``due_margin``, or ``orphan_after`` after it was taken, whichever is sooner. With a window shorter than
+    the margin every lock this version took is taken over; one in the contract's shape only once it expires.
     """
+    lease_over = (
+        AttributeNotExists("conversation_id"),
+        AttributeLessThan("expires_at", now),
+        AttributeEquals("message_sid", holder),
+    )
+    if window < due_margin:
+        # Any trigger may be read before this message's row lands: a lock this version took (it carries
+        # ``taken_at``, at most clock skew ahead) is never batched behind. A row without it, in the contract's
+        # shape (an older version's, another writer's), is the contract's lease: held until it expires.
+        return AnyOf((*lease_over, AttributeLessThan("taken_at", now + orphan_after)))
     unmarked_since = now - min(orphan_after, window - due_margin)
     return AnyOf(
         (
-            AttributeNotExists("conversation_id"),
-            AttributeLessThan("expires_at", now),
-            AttributeEquals("message_sid", holder),
+            *lease_over,
             AttributeLessThan(DUE, now + due_margin),
             AllOf((AttributeNotExists(DUE), AttributeLessThan("taken_at", unmarked_since))),
         )
@@ -104,12 +113,7 @@ class TriggerLock:
         now = int(ctx.services.clock.now().timestamp())
         delay = int(ctx.doc["route"]["delay_seconds"])
         expires_at = now + delay + self._buffer
-        # With a window shorter than the margin, any trigger may be read before this row lands: never batch.
-        condition = (
-            acquire_condition(holder, now, window=delay, due_margin=self._margin, orphan_after=self._orphan)
-            if delay >= self._margin
-            else None
-        )
+        condition = acquire_condition(holder, now, window=delay, due_margin=self._margin, orphan_after=self._orphan)
         tables = ctx.services.tables
         item = {"conversation_id": conversation_id, "message_sid": holder, "expires_at": expires_at, "taken_at": now}
 
