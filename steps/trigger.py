@@ -18,6 +18,7 @@ trigger is pending and will find its stage row. So the lock is also taken over w
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from engine.conditions import AllOf, AnyOf, AttributeEquals, AttributeLessThan, AttributeNotExists, Condition
@@ -25,7 +26,7 @@ from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, TransientFault
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
-from steps.support import service_failure, table_name
+from steps.support import epoch_exact, service_failure, table_name
 
 __all__ = ["LOCK_ERROR", "LOCK_TRANSIENT", "TriggerLock", "TriggerSent", "acquire_condition"]
 
@@ -36,8 +37,13 @@ LOCK_TRANSIENT = ErrorSpec(
 DUE = "trigger_due_at"
 
 
-def acquire_condition(holder: str, now: int, *, window: int, due_margin: int, orphan_after: int) -> Condition:
+def acquire_condition(
+    holder: str, now: int, *, window: int, due_margin: int, orphan_after: int, exact_now: Decimal | None = None
+) -> Condition:
     """When ``holder`` may take the lock at ``now`` (epoch seconds), for a trigger delayed by ``window`` seconds.
+
+    ``exact_now`` (default ``now``) is the same moment with its fraction: a lease has ended once its
+    ``expires_at`` is below it.
 
     An unmarked lock's trigger is due at ``taken_at + window`` at the earliest: it is taken over once that is
     within ``due_margin``, or ``orphan_after`` after it was taken, whichever is sooner. With a window shorter than
@@ -45,7 +51,7 @@ def acquire_condition(holder: str, now: int, *, window: int, due_margin: int, or
     """
     lease_over = (
         AttributeNotExists("conversation_id"),
-        AttributeLessThan("expires_at", now),
+        AttributeLessThan("expires_at", now if exact_now is None else exact_now),
         AttributeEquals("message_sid", holder),
     )
     if window < due_margin:
@@ -110,10 +116,13 @@ class TriggerLock:
     def run(self, ctx: Context) -> StepResult:
         conversation_id = ctx.doc["credential"]["conversation_id"]
         holder = ctx.doc["request"]["message_sid"]
-        now = int(ctx.services.clock.now().timestamp())
+        moment = ctx.services.clock.now()
+        now = int(moment.timestamp())
         delay = int(ctx.doc["route"]["delay_seconds"])
         expires_at = now + delay + self._buffer
-        condition = acquire_condition(holder, now, window=delay, due_margin=self._margin, orphan_after=self._orphan)
+        condition = acquire_condition(
+            holder, now, window=delay, due_margin=self._margin, orphan_after=self._orphan, exact_now=epoch_exact(moment)
+        )
         tables = ctx.services.tables
         item = {"conversation_id": conversation_id, "message_sid": holder, "expires_at": expires_at, "taken_at": now}
 

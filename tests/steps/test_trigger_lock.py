@@ -47,19 +47,19 @@ CASES = [
 ]
 
 
-def _services(tables: Any) -> Services:
-    clock = FixedClock(datetime.fromtimestamp(NOW, UTC))
+def _services(tables: Any, at: float = NOW) -> Services:
+    clock = FixedClock(datetime.fromtimestamp(at, UTC))
     return Services(tables, MemoryQueues(()), SecretCache(MemorySecrets({}), clock), clock)
 
 
-def _take(tables: Any, lock_table: str, window: int) -> Any:
+def _take(tables: Any, lock_table: str, window: int, at: float = NOW) -> Any:
     step = TriggerLock(PARAMS, BuildInfo(rulesets={}, tables={"lock": lock_table}, targets={}))
     doc = {
         "credential": {"conversation_id": CONVERSATION},
         "request": {"message_sid": LATER},
         "route": {"delay_seconds": window},
     }
-    return step.run(Context(None, _services(tables), deadline=float("inf"), doc=doc))
+    return step.run(Context(None, _services(tables, at), deadline=float("inf"), doc=doc))
 
 
 def _tables(backend: str, boto_session: Any) -> Any:
@@ -117,3 +117,18 @@ def test_a_lock_in_the_contracts_shape_is_a_lease_whatever_the_window(
     assert result.outcome == (None if taken else "BATCHED")
     [lock] = world.lock_rows() if backend == "moto" else tables.items(lock_table)
     assert lock == (row if not taken else {**lock, "message_sid": LATER, "taken_at": NOW})
+
+
+@pytest.mark.parametrize("backend", ["moto", "memory"])
+def test_a_lease_that_ended_within_the_current_second_is_over(world, boto_session, backend):
+    """§2: taken when expires_at is in the past. At NOW + 0.4 s a lease ending at NOW has ended, although the
+    epoch second is still NOW."""
+    lock_table = world.resources.lock_table
+    tables = _tables(backend, boto_session)
+    tables.put_item(lock_table, {"conversation_id": CONVERSATION, "message_sid": HOLDER, "expires_at": NOW})
+
+    result = _take(tables, lock_table, 10, at=NOW + 0.4)
+
+    assert result.output["acquired"] is True
+    [lock] = world.lock_rows() if backend == "moto" else tables.items(lock_table)
+    assert (lock["message_sid"], lock["taken_at"], lock["expires_at"]) == (LATER, NOW, NOW + 70)
