@@ -61,7 +61,13 @@ def loggable_conversation_id(conversation_id: str) -> str:
 
 
 def _is_complete(item: Mapping[str, Any]) -> bool:
+    """``task_complete`` is 1: a number, or the number written as text by another service (``"1"``, ``"1.0"``)."""
     value = item.get("task_complete")
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip()) == 1
+        except ArithmeticError:  # not a number, or a signalling NaN
+            return False
     return isinstance(value, (int, Decimal)) and not isinstance(value, bool) and value == 1
 
 

@@ -18,7 +18,7 @@ from engine.context import Context, StepResult
 from engine.errors import ErrorSpec
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
-from steps.support import service_failure, table_name
+from steps.support import epoch_exact, service_failure, table_name
 
 __all__ = ["STAGE_ERROR", "STAGE_TRANSIENT", "StageWrite"]
 
@@ -52,7 +52,8 @@ class StageWrite:
 
     def run(self, ctx: Context) -> StepResult:
         request, credential = ctx.doc["request"], ctx.doc["credential"]
-        now = int(ctx.services.clock.now().timestamp())
+        moment = ctx.services.clock.now()
+        now = int(moment.timestamp())
         item: dict[str, Any] = {
             "conversation_id": credential["conversation_id"],
             "message_sid": request["message_sid"],
@@ -69,7 +70,7 @@ class StageWrite:
             item["body_truncated"] = True
             item["body_bytes"] = request["body_bytes"]
         try:
-            absent = AnyOf((AttributeNotExists("message_sid"), AttributeLessThan("expires_at", now)))
+            absent = AnyOf((AttributeNotExists("message_sid"), AttributeLessThan("expires_at", epoch_exact(moment))))
             written = ctx.services.tables.put_item(self._table, item, absent)
         except ServiceError as exc:
             raise service_failure(exc, STAGE_TRANSIENT.code, STAGE_ERROR.code, "stage write") from None

@@ -20,6 +20,7 @@ from engine.ports import ServiceError
 from engine.registry import BuildInfo, ParamError
 
 __all__ = [
+    "epoch_exact",
     "expression_param",
     "iso_millis",
     "json_safe",
@@ -132,6 +133,14 @@ def iso_millis(moment: datetime) -> str:
     """ISO-8601 UTC with milliseconds and a ``Z`` suffix, e.g. ``2026-11-25T12:00:00.123Z``."""
     utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def epoch_exact(moment: datetime) -> Decimal:
+    """``moment`` in epoch seconds with its fraction, as a Decimal (a number DynamoDB conditions take).
+
+    An ``expires_at`` (whole seconds) is in the past once it is below this, even within its own second.
+    """
+    return Decimal(repr(moment.timestamp()))
 
 
 def json_safe(value: Any) -> Any:

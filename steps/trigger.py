@@ -18,6 +18,7 @@ trigger is pending and will find its stage row. So the lock is also taken over w
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from engine.conditions import AllOf, AnyOf, AttributeEquals, AttributeLessThan, AttributeNotExists, Condition
@@ -25,7 +26,7 @@ from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, TransientFault
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
-from steps.support import service_failure, table_name
+from steps.support import epoch_exact, service_failure, table_name
 
 __all__ = ["LOCK_ERROR", "LOCK_TRANSIENT", "TriggerLock", "TriggerSent", "acquire_condition"]
 
@@ -36,18 +37,32 @@ LOCK_TRANSIENT = ErrorSpec(
 DUE = "trigger_due_at"
 
 
-def acquire_condition(holder: str, now: int, *, window: int, due_margin: int, orphan_after: int) -> Condition:
+def acquire_condition(
+    holder: str, now: int, *, window: int, due_margin: int, orphan_after: int, exact_now: Decimal | None = None
+) -> Condition:
     """When ``holder`` may take the lock at ``now`` (epoch seconds), for a trigger delayed by ``window`` seconds.
 
+    ``exact_now`` (default ``now``) is the same moment with its fraction: a lease has ended once its
+    ``expires_at`` is below it.
+
     An unmarked lock's trigger is due at ``taken_at + window`` at the earliest: it is taken over once that is
-    within ``due_margin``, or ``orphan_after`` after it was taken, whichever is sooner.
+    within ``due_margin``, or ``orphan_after`` after it was taken, whichever is sooner. With a window shorter than
+    the margin every lock this version took is taken over; one in the contract's shape only once it expires.
     """
+    lease_over = (
+        AttributeNotExists("conversation_id"),
+        AttributeLessThan("expires_at", now if exact_now is None else exact_now),
+        AttributeEquals("message_sid", holder),
+    )
+    if window < due_margin:
+        # Any trigger may be read before this message's row lands: a lock this version took (it carries
+        # ``taken_at``, at most clock skew ahead) is never batched behind. A row without it, in the contract's
+        # shape (an older version's, another writer's), is the contract's lease: held until it expires.
+        return AnyOf((*lease_over, AttributeLessThan("taken_at", now + orphan_after)))
     unmarked_since = now - min(orphan_after, window - due_margin)
     return AnyOf(
         (
-            AttributeNotExists("conversation_id"),
-            AttributeLessThan("expires_at", now),
-            AttributeEquals("message_sid", holder),
+            *lease_over,
             AttributeLessThan(DUE, now + due_margin),
             AllOf((AttributeNotExists(DUE), AttributeLessThan("taken_at", unmarked_since))),
         )
@@ -101,14 +116,12 @@ class TriggerLock:
     def run(self, ctx: Context) -> StepResult:
         conversation_id = ctx.doc["credential"]["conversation_id"]
         holder = ctx.doc["request"]["message_sid"]
-        now = int(ctx.services.clock.now().timestamp())
+        moment = ctx.services.clock.now()
+        now = int(moment.timestamp())
         delay = int(ctx.doc["route"]["delay_seconds"])
         expires_at = now + delay + self._buffer
-        # With a window shorter than the margin, any trigger may be read before this row lands: never batch.
-        condition = (
-            acquire_condition(holder, now, window=delay, due_margin=self._margin, orphan_after=self._orphan)
-            if delay >= self._margin
-            else None
+        condition = acquire_condition(
+            holder, now, window=delay, due_margin=self._margin, orphan_after=self._orphan, exact_now=epoch_exact(moment)
         )
         tables = ctx.services.tables
         item = {"conversation_id": conversation_id, "message_sid": holder, "expires_at": expires_at, "taken_at": now}

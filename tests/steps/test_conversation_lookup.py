@@ -184,3 +184,21 @@ def test_the_secret_pattern_confines_the_name_that_is_used(
         assert raised.value.code == "MISSING_CREDENTIAL_CONFIG"
     else:
         assert lookup.run(ctx).output["secret_name"] == expected
+
+
+@pytest.mark.parametrize("text", ["1", "1.0", " 1 ", "1e0"])
+def test_task_complete_written_as_text_is_complete(text: str) -> None:
+    items = [
+        {"conversation_id": "ci-0", "created_at": "2026-11-20T10:00:00Z", "task_complete": 0},
+        {"conversation_id": "ci-1", "created_at": "2026-11-21T10:00:00Z", "task_complete": text},
+    ]
+    assert pick_conversation(items)["conversation_id"] == "ci-0"
+
+
+@pytest.mark.parametrize("text", ["0", "", "yes", "sNaN", "NaN", "Infinity", "2"])
+def test_task_complete_text_other_than_one_is_open(text: str) -> None:
+    items = [
+        {"conversation_id": "ci-0", "created_at": "2026-11-20T10:00:00Z", "task_complete": 0},
+        {"conversation_id": "ci-1", "created_at": "2026-11-21T10:00:00Z", "task_complete": text},
+    ]
+    assert pick_conversation(items)["conversation_id"] == "ci-1"

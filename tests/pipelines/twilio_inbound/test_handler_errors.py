@@ -276,12 +276,13 @@ CASES = [
         "CONVERSATION_LOCKED",
         conversation=_conversation(conversation_status="processing_reply", hand_off_to_human=True),
     ),
-    # anything unexpected
+    # Another service's value of another type is refused, not a crash (INTERNAL_ERROR is for bugs:
+    # test_handler_config.py, test_handler_faults.py).
     Case(
         "allowed_channels_is_a_number",
-        "INTERNAL_ERROR",
+        "CHANNEL_NOT_ALLOWED",
         conversation=_conversation(allowed_channels=7),
-        aws_calls=TO_RULES[:-1],  # a bug, not a refusal: nothing recorded
+        aws_calls=TO_RULES,
     ),
 ]
 

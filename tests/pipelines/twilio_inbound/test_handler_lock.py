@@ -185,3 +185,39 @@ def test_duplicate_delivery_while_another_message_holds_the_lock(world, lambda_h
     assert outcomes() == [("QUEUED", None), ("BATCHED", None), ("BATCHED", None)]
     assert world.sent("whatsapp") == [(_trigger(item), 10)]
     assert sorted(row["message_sid"] for row in world.stage_rows()) == [SID_A, SID_B]
+
+
+def test_with_no_batching_window_a_contract_lock_row_still_batches(world, cold_start, outcomes):
+    """W = 0: this version never batches behind its own locks, but a held lease in the contract's shape (§2: only
+    conversation_id, message_sid, expires_at; an older version's) is honoured: BATCHED until it expires."""
+    container = cold_start(BATCH_WINDOW_SECONDS="0")
+    item = world.add_conversation()
+    world.add_default_secrets()
+    world.put_lock(item["conversation_id"], "SM-older-version", int(time.time()) + 30)
+
+    container.handler(rest_event("whatsapp", whatsapp_params(sid=SID_A)), None)
+
+    assert outcomes() == [("BATCHED", None)]
+    assert world.sent("whatsapp") == []
+    assert [row["message_sid"] for row in world.stage_rows()] == [SID_A]
+    assert [(lock["message_sid"], set(lock)) for lock in world.lock_rows()] == [
+        ("SM-older-version", {"conversation_id", "message_sid", "expires_at"})
+    ]
+
+    world.put_lock(item["conversation_id"], "SM-older-version", int(time.time()) - 1)
+    container.handler(rest_event("whatsapp", whatsapp_params(sid=SID_B)), None)
+    assert outcomes()[-1] == ("QUEUED", None)
+    assert world.sent("whatsapp") == [(_trigger(item), 0)]
+
+
+def test_with_no_batching_window_every_message_of_a_burst_triggers(world, cold_start, outcomes):
+    """W = 0 is below the takeover margin: a lock this version took is never batched behind (docs/guarantees.md)."""
+    container = cold_start(BATCH_WINDOW_SECONDS="0")
+    item = world.add_conversation()
+    world.add_default_secrets()
+
+    container.handler(rest_event("sms", sms_params(sid=SID_A)), None)
+    container.handler(rest_event("sms", sms_params(sid=SID_B)), None)
+
+    assert outcomes() == [("QUEUED", None), ("QUEUED", None)]
+    assert world.sent("sms") == [(_trigger(item), 0), (_trigger(item), 0)]

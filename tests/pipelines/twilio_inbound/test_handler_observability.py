@@ -157,10 +157,21 @@ def test_no_token_in_any_log_line_even_at_debug(world, cold_start, json_logs):
     assert SECRET_TOKEN not in text and SECRET_KEY not in text
 
 
-def test_internal_error_logs_no_personal_data(world, lambda_handler, json_logs):
+# A channel rule without the shipped one's to_array(): a number in allowed_channels makes it fail at run time.
+_FRAGILE_CHANNEL_RULE = """ruleset: channel
+kind: validation
+rules:
+  - id: channel_not_allowed
+    when: "!contains(conversation.allowed_channels || `[]`, request.channel)"
+    then: {error: CHANNEL_NOT_ALLOWED, message: the conversation does not allow this channel}
+"""
+
+
+def test_internal_error_logs_no_personal_data(world, task_root, json_logs):
+    container = task_root({"rules/20_channel.yaml": _FRAGILE_CHANNEL_RULE})
     world.add_conversation(allowed_channels=7)
     _secrets(world)
-    lambda_handler(rest_event("whatsapp", whatsapp_params(body=BODY), token=SECRET_TOKEN), LambdaContext())
+    container.handler(rest_event("whatsapp", whatsapp_params(body=BODY), token=SECRET_TOKEN), LambdaContext())
     text = "\n".join(json.dumps(line, ensure_ascii=False) for line in json_logs())
     assert "INTERNAL_ERROR" in text
     for forbidden in (SECRET_TOKEN, BODY, USER, USER[1:]):

@@ -1,0 +1,110 @@
+"""Conversation items exactly as the contract (§2) describes them, written by other services: only the attributes
+it names, and optional ones absent, null or of another DynamoDB type. Such an item is decided, never a crash.
+
+Items are written DynamoDB-typed (not through the tests' plain-JSON helper), so each case says exactly what
+the table holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.expect import twiml_response
+from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, USER, rest_event, sms_params, whatsapp_params
+from tests.support.world import SMS_SECRET, WA_SECRET
+
+CONVERSATION_ID = f"ci-aaa-000#pi-aaa-000#0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0#{USER[1:]}"
+ABSENT: Any = object()
+
+
+def contract_item(**attributes: Any) -> dict[str, Any]:
+    """A DynamoDB-typed conversation holding only what §2 promises (keys, GSI keys, credentials, status, channels)."""
+    item: dict[str, Any] = {
+        "primary_channel": {"S": USER},
+        "conversation_id": {"S": CONVERSATION_ID},
+        "gsi_company_whatsapp_number": {"S": COMPANY_WA},
+        "gsi_company_sms_number": {"S": COMPANY_SMS},
+        "gsi_recipient_tel": {"S": USER},
+        "channel_config": {"M": {"whatsapp_credentials_id": {"S": WA_SECRET}, "sms_credentials_id": {"S": SMS_SECRET}}},
+        "project_status": {"S": "active"},
+        "allowed_channels": {"L": [{"S": "whatsapp"}, {"S": "sms"}]},
+    }
+    item.update(attributes)
+    return {name: value for name, value in item.items() if value is not ABSENT}
+
+
+def handle(world, lambda_handler, item: dict[str, Any], channel: str = "whatsapp") -> dict[str, Any]:
+    world.add_default_secrets()
+    world.dynamodb.put_item(TableName=world.resources.conversations_table, Item=item)
+    params = whatsapp_params() if channel == "whatsapp" else sms_params()
+    response: dict[str, Any] = lambda_handler(rest_event(channel, params), None)
+    return response
+
+
+def test_an_item_with_only_the_contracts_attributes_is_queued(world, lambda_handler, outcomes):
+    assert handle(world, lambda_handler, contract_item()) == twiml_response()
+
+    assert outcomes() == [("QUEUED", None)]
+    assert world.sent("whatsapp") == [({"conversation_id": CONVERSATION_ID, "primary_channel": USER}, 10)]
+
+
+ALLOWED_CHANNELS = [
+    ("a_map", {"M": {"whatsapp": {"BOOL": True}}}, "CHANNEL_NOT_ALLOWED"),
+    ("a_number", {"N": "1"}, "CHANNEL_NOT_ALLOWED"),
+    ("a_boolean", {"BOOL": True}, "CHANNEL_NOT_ALLOWED"),
+    ("a_string_set", {"SS": ["sms", "whatsapp"]}, "QUEUED"),
+    ("one_channel_as_text", {"S": "whatsapp"}, "QUEUED"),
+    # Text is one channel's name, not a list to search for a part of it.
+    ("text_holding_the_name_inside_another", {"S": "whatsapp-disabled"}, "CHANNEL_NOT_ALLOWED"),
+]
+
+
+@pytest.mark.parametrize(("case", "value", "outcome"), ALLOWED_CHANNELS, ids=[row[0] for row in ALLOWED_CHANNELS])
+def test_allowed_channels_of_another_type_is_decided(world, lambda_handler, outcomes, case, value, outcome):
+    assert handle(world, lambda_handler, contract_item(allowed_channels=value)) == twiml_response()
+
+    error = None if outcome == "QUEUED" else outcome
+    assert outcomes() == [(outcome, error)]
+    assert len(world.sent("whatsapp")) == (1 if outcome == "QUEUED" else 0)
+
+
+AUTO_QUEUE_NUMBERS = [
+    ("a_map", {"M": {"first": {"S": USER}}}, "QUEUED"),
+    ("a_number", {"N": USER[1:]}, "QUEUED"),
+    ("a_boolean", {"BOOL": True}, "QUEUED"),
+    ("a_string_set", {"SS": [USER]}, "HANDED_OFF"),
+    ("the_number_as_text", {"S": USER}, "HANDED_OFF"),
+    # Another number that merely starts with the user's is not the user's.
+    ("a_longer_number_as_text", {"S": USER + "9"}, "QUEUED"),
+    ("a_list_of_a_longer_number", {"L": [{"S": USER + "9"}]}, "QUEUED"),
+]
+
+
+@pytest.mark.parametrize(("case", "value", "outcome"), AUTO_QUEUE_NUMBERS, ids=[row[0] for row in AUTO_QUEUE_NUMBERS])
+def test_auto_queue_numbers_of_another_type_are_decided(world, lambda_handler, outcomes, case, value, outcome):
+    item = contract_item(auto_queue_reply_message_from_number=value, recipient_tel={"S": USER})
+
+    assert handle(world, lambda_handler, item, "sms") == twiml_response()
+
+    assert outcomes() == [(outcome, None)]
+    queue = "handoff" if outcome == "HANDED_OFF" else "sms"
+    assert [len(world.sent(name)) for name in ("sms", "handoff")] == [int(queue == "sms"), int(queue == "handoff")]
+
+
+@pytest.mark.parametrize(
+    "complete", [{"N": "1"}, {"S": "1"}, {"S": "1.0"}, {"S": " 1 "}], ids=["n", "s", "s_1_0", "s_padded"]
+)
+def test_a_complete_conversation_is_skipped_when_its_one_is_written_as_text(world, lambda_handler, outcomes, complete):
+    older = contract_item(created_at={"S": "2026-11-01T00:00:00Z"}, task_complete={"N": "0"})
+    newer_id = CONVERSATION_ID.replace("0f1e2d3c", "9f1e2d3c")
+    newer = contract_item(
+        conversation_id={"S": newer_id}, created_at={"S": "2026-11-05T00:00:00Z"}, task_complete=complete
+    )
+    world.dynamodb.put_item(TableName=world.resources.conversations_table, Item=newer)
+
+    assert handle(world, lambda_handler, older) == twiml_response()
+
+    assert outcomes() == [("QUEUED", None)]
+    assert world.sent("whatsapp") == [({"conversation_id": CONVERSATION_ID, "primary_channel": USER}, 10)]
