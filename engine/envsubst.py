@@ -22,9 +22,10 @@ ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 # Values that YAML evidently reads as a decimal integer, or as the text itself: a word of safe characters
-# that is not one of YAML 1.1's booleans or nulls. Anything else is left to PyYAML (imported only then).
+# that is not one of YAML 1.1's booleans or nulls, starting with a letter or with a dot no float starts with (``.+``,
+# a pattern; not ``.5``, ``.inf``, ``.nan``). Anything else is left to PyYAML (imported only then).
 _INTEGER = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_./+\-\[\]]*(?::[A-Za-z0-9_./+\-\[\]]+)*")
+_WORD = re.compile(r"(?:[A-Za-z]|\.(?![0-9_]|(?i:inf|nan)))[A-Za-z0-9_./+\-\[\]]*(?::[A-Za-z0-9_./+\-\[\]]+)*")
 _YAML_WORDS = frozenset(
     variant
     for word in ("yes", "no", "true", "false", "on", "off", "null")

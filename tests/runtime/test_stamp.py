@@ -206,6 +206,12 @@ def test_environment_values_read_without_yaml_read_as_yaml_reads_them(text: str)
     assert (type(fast), fast) == (type(slow), slow)
 
 
+@pytest.mark.parametrize("text", [".+", "./x", ".-", "...", ".5", "._5", ".inf", ".Inf", ".NaN", ".e+5", ".infinity"])
+def test_a_value_starting_with_a_dot_reads_as_yaml_reads_it(text: str) -> None:
+    fast, slow = _scalar(text), _yaml_scalar(text)
+    assert (type(fast), fast) == (type(slow), slow)
+
+
 _SCALARS = st.one_of(
     st.booleans(),
     st.none(),
