@@ -595,8 +595,11 @@ def test_a_bundle_whose_pipeline_file_changes_how_requests_are_authenticated_is_
     conversation: dict[str, Any],
     event: Callable[[], dict[str, Any]],
     outcome: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert pipeline_file != PIPELINE_FILE
+    # As the template deploys it: each channel's credential names confined to its prefix.
+    monkeypatch.setenv("WHATSAPP_SECRET_NAME_PATTERN", "ai-multi-comms/whatsapp-credentials/.+")
     started, refused, error, deciding = refused_at_cold_start(
         ops, container, json_logs, capsys, pipeline_file, live=live
     )

@@ -100,12 +100,10 @@ TRANSIENT_ANSWERED_PROBLEM = (
 
 # Nor one that widens which secrets a conversation's credential reference may name: a row pointing at another
 # tenant's or another channel's secret (or any secret the function may read) would be fetched and used to sign.
-ANY_SECRET = PIPELINE_FILE.replace(
-    "${env:WHATSAPP_SECRET_NAME_PATTERN:-ai-multi-comms/whatsapp-credentials/.+}", ".+", 1
-)
+ANY_SECRET = PIPELINE_FILE.replace("${env:WHATSAPP_SECRET_NAME_PATTERN:-.+}", ".+", 1)
 ANY_SECRET_PROBLEM = (
     "pipelines/twilio_inbound.yaml:26:25: secrets: whatsapp_credentials is '.+', the deployed pipeline's is "
-    "'${env:WHATSAPP_SECRET_NAME_PATTERN:-ai-multi-comms/whatsapp-credentials/.+}'; which secrets a credential "
+    "'${env:WHATSAPP_SECRET_NAME_PATTERN:-.+}'; which secrets a credential "
     "reference may name changes with a code deploy, not a rules bundle"
 )
 

@@ -14,6 +14,7 @@ from moto import mock_aws
 
 from engine.calls import CallLimits
 from engine.config import load_config
+from tests.deploy.cfn import load_template, placeholder
 from tests.support.expect import ENV, ROOT
 from tests.support.shipped import pipeline_paths
 from tools.dryrun.live import READ_ONLY_POLICY, AccountAccess, ReadOnlyViolation, live_clients, secret_resource
@@ -33,7 +34,10 @@ def _policy_secrets() -> list[str]:
 
 
 def test_the_read_only_policy_reads_the_credential_secrets_the_pipelines_declare_and_no_other() -> None:
-    env = {**ENV, "EMAIL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/email"}  # the patterns' defaults
+    template = load_template()
+    function_env = template["Resources"]["PipelineFunction"]["Properties"]["Environment"]["Variables"]
+    # The patterns the template sets (its …SecretNamePattern parameters' defaults): what a deployment declares.
+    env = {**ENV, **{name: placeholder(template, value) for name, value in function_env.items() if "SECRET" in name}}
     configs = [load_config(path, ROOT / "rules", env) for path in pipeline_paths()]
     declared = {grant.name for config in configs for grant in pipeline_grants(config) if grant.kind == "secret"}
     # One resource per channel's credential prefix, as the steps declare them (the template grants the same ones).

@@ -7,7 +7,7 @@ for a table's key (to check a planned conditional write against the current row)
 client ``live_clients`` makes refuses any other operation before a request is built (``ReadOnlyViolation``), so no
 code path — a plugin step, a new port method — can write with them, whatever the credentials allow.
 ``READ_ONLY_POLICY`` is the IAM policy to give whoever runs it (docs/dry-run.md shows it filled in); its secrets are
-the pipelines' credential prefixes (``CREDENTIAL_SECRETS``, the patterns the steps declare: a test keeps them equal).
+the template's credential prefixes (``CREDENTIAL_SECRETS``, the patterns it sets: a test keeps them equal).
 A recording made with ``mask=all`` (numbers and addresses are keyed pseudonyms) matches no row of the account:
 ``pseudonymized_files`` names its files (a live replay refuses them: ``pseudonymized_recordings``).
 """
@@ -40,8 +40,8 @@ __all__ = [
 
 _TABLE_READS = ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:DescribeTable"]
 READ_ONLY_ACTIONS = frozenset({*_TABLE_READS, "secretsmanager:GetSecretValue"})
-# The pipelines' secret-name patterns as their files default them (``secrets:``; the template's …SecretNamePattern
-# parameters default to the same prefixes).
+# The credential prefixes the template's …SecretNamePattern parameters default to (the patterns it sets for
+# ``secrets:``; unset, WhatsApp and SMS accept any name).
 CREDENTIAL_SECRETS = (
     "ai-multi-comms/whatsapp-credentials/.+",
     "ai-multi-comms/sms-credentials/.+",

@@ -20,7 +20,8 @@ from engine.errors import ConfigError
 from tests.support import logscan
 from tests.support.faults import ROOT, FaultInjector, new_container
 from tests.support.webhooks import EMPTY_TWIML, HOST, rest_event, sign, whatsapp_params
-from tests.support.world import WA_SECRET, World
+from tests.support.world import TOKEN, WA_SECRET, World
+from tools.localaws import put_secrets
 
 OTHER_HOST = "other.example.com"
 AWS_READS = ("query", "secret", "get")
@@ -210,8 +211,29 @@ def test_a_malformed_allowed_host_fails_the_cold_start(world: World, monkeypatch
 # --- credential names ----------------------------------------------------------------------------------------
 
 
-def test_the_default_secret_pattern_admits_the_contracts_names(world: World) -> None:
-    application, _ = new_container(world.resources)
+# The template's patterns (WhatsAppSecretNamePattern / SmsSecretNamePattern at their defaults, as it sets them).
+TEMPLATE_PATTERNS = {
+    "WHATSAPP_SECRET_NAME_PATTERN": "ai-multi-comms/whatsapp-credentials/.+",
+    "SMS_SECRET_NAME_PATTERN": "ai-multi-comms/sms-credentials/.+",
+}
+
+
+def test_without_pattern_variables_a_conversation_may_name_any_secret_as_the_contract_says(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: the shipped defaults confined names to the contract's example prefix, so a conversation naming its
+    secret otherwise (the contract: the name is the credentials id, any Secrets Manager name) was refused."""
+    put_secrets(world.secretsmanager, {"acme-twilio": {"twilio_auth_token": TOKEN}})
+    world.add_conversation(channel_config={"whatsapp_credentials_id": "acme-twilio"})
+    application, injector = container(world, monkeypatch)
+    assert outcome(application, rest_event("whatsapp", whatsapp_params())).result.outcome == "QUEUED"
+    assert injector.calls["secret"] == 1
+
+
+def test_the_templates_patterns_confine_each_channel_to_its_own_credentials(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    application, _ = container(world, monkeypatch, **TEMPLATE_PATTERNS)
     lookup = next(
         step for step in application.pipeline("twilio_inbound").pipeline.steps() if step.uses == "conversations.lookup"
     )
@@ -227,7 +249,8 @@ def test_the_default_secret_pattern_admits_the_contracts_names(world: World) -> 
 @pytest.mark.parametrize(
     ("secret_name", "env", "expected"),
     [
-        ("prod/payments/db-password", {}, "MISSING_CREDENTIAL_CONFIG"),
+        ("prod/payments/db-password", TEMPLATE_PATTERNS, "MISSING_CREDENTIAL_CONFIG"),
+        ("ai-multi-comms/sms-credentials/acme/sales/twilio-prod", TEMPLATE_PATTERNS, "MISSING_CREDENTIAL_CONFIG"),
         (
             "ai-multi-comms/whatsapp-credentials/../../prod/db",
             {"WHATSAPP_SECRET_NAME_PATTERN": r"ai-multi-comms/[\w-]+/\w+/.+"},
