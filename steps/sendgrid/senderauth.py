@@ -37,7 +37,7 @@ def sender_authenticated(
         found.lower().rstrip(".") for found, result in _DKIM_RESULT.findall(dkim or "") if result.lower() == "pass"
     }
     envelope_domain = _domain(envelope_sender)
-    if (spf or "").strip().lower() == "pass" and envelope_domain is not None:
+    if (spf or "").lower().split()[:1] == ["pass"] and envelope_domain is not None:  # a comment may follow
         passed.add(envelope_domain)
     return any(_aligned(domain, other) for other in passed)
 

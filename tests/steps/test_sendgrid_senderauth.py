@@ -17,6 +17,9 @@ SENDER = "jane@example.net"
         # SPF speaks for the envelope sender's domain: it vouches for the From only when the two align.
         (SENDER, "bounces+jane@example.net", "pass", None, True),
         (SENDER, "bounces@mail.example.net", "Pass", "", True),
+        (SENDER, "bounces@example.net", "pass (example.net designates 192.0.2.25 as permitted sender)", None, True),
+        (SENDER, "bounces@example.net", "passed", None, False),
+        (SENDER, "bounces@example.net", " ", None, False),
         (SENDER, "bounces@attacker.example", "pass", None, False),
         (SENDER, "jane@example.net", "softfail", None, False),
         (SENDER, None, "pass", None, False),
