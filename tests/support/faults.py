@@ -46,9 +46,11 @@ __all__ = [
     "FaultInjector",
     "FaultKind",
     "Gate",
+    "MATRIX_KINDS",
     "RELEASE_CODE",
     "SimulatedCrash",
     "TRANSIENT_CODE",
+    "TRANSIENT_KINDS",
     "error_answer",
     "new_container",
     "observe",
@@ -177,6 +179,21 @@ def error_answer(service: str, kind: str, url: str) -> AWSResponse:
         headers["x-amzn-query-error"] = query_error
     body = json.dumps({"__type": error_type, "message": f"injected {kind}"}).encode()
     return AWSResponse(url, status, cast(Any, headers), _Body(body))
+
+
+# The fault matrices' columns: each fault kind as the tables in docs/guarantees.md name it.
+MATRIX_KINDS = (
+    ("throttled once", Fault("throttling", times=1)),
+    ("throttling", Fault("throttling")),
+    ("5xx", Fault("server_error")),
+    ("read timeout", Fault("read_timeout")),
+    ("response lost", Fault("response_lost")),
+    ("access denied", Fault("access_denied")),
+    ("missing resource", Fault("not_found")),
+    ("crash after", Fault("crash", times=1)),
+)
+# The kinds botocore retries and the pipeline answers as transient (the provider retries).
+TRANSIENT_KINDS = frozenset({"throttling", "server_error", "read_timeout", "response_lost"})
 
 
 class FaultInjector:

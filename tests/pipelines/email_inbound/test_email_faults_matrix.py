@@ -22,14 +22,23 @@ from botocore.retries.standard import ExponentialBackoff
 
 from engine.config import load_config
 from tests.support.email import add_email_world, email_conversation, email_event
-from tests.support.faults import FINAL_CODE, RELEASE_CODE, ROOT, TRANSIENT_CODE, Fault, SimulatedCrash, new_container
+from tests.support.faults import (
+    FINAL_CODE,
+    MATRIX_KINDS,
+    RELEASE_CODE,
+    ROOT,
+    TRANSIENT_CODE,
+    TRANSIENT_KINDS,
+    Fault,
+    SimulatedCrash,
+    new_container,
+)
 from tests.support.world import World
 from tools.localaws import put_items
 from tools.sendgrid_events import Email
 
 # Calls whose failure is logged and leaves the answer as it was.
 BEST_EFFORT = ("lock_mark", "replay_confirm")
-TRANSIENT_KINDS = {"throttling", "server_error", "read_timeout", "response_lost"}
 
 
 @dataclass(frozen=True)
@@ -52,16 +61,7 @@ ROWS = (
     Row("lock marked sent", "lock_mark"),
     Row("replay record confirmed", "replay_confirm"),
 )
-KINDS = (
-    ("throttled once", Fault("throttling", times=1)),
-    ("throttling", Fault("throttling")),
-    ("5xx", Fault("server_error")),
-    ("read timeout", Fault("read_timeout")),
-    ("response lost", Fault("response_lost")),
-    ("access denied", Fault("access_denied")),
-    ("missing resource", Fault("not_found")),
-    ("crash after", Fault("crash", times=1)),
-)
+KINDS = MATRIX_KINDS
 
 
 def expected_answer(row: Row, fault: Fault) -> str:

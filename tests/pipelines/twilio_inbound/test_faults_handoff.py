@@ -18,7 +18,7 @@ import pytest
 from botocore.retries.standard import ExponentialBackoff
 
 from engine.config import load_config
-from tests.support.faults import ROOT, Fault, SimulatedCrash, new_container
+from tests.support.faults import MATRIX_KINDS, ROOT, TRANSIENT_KINDS, Fault, SimulatedCrash, new_container
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
 
@@ -31,17 +31,8 @@ CALLS = {
     "dynamodb.GetItem": ("DB_TRANSIENT_ERROR", "DB_QUERY_ERROR"),  # the whole conversation, for the handoff
     "send": ("QUEUE_TRANSIENT_ERROR", "QUEUE_ERROR"),
 }
-KINDS = (
-    Fault("throttling", times=1),
-    Fault("throttling"),
-    Fault("server_error"),
-    Fault("read_timeout"),
-    Fault("response_lost"),
-    Fault("access_denied"),
-    Fault("not_found"),
-    Fault("crash", times=1),
-)
-TRANSIENT = {"throttling", "server_error", "read_timeout", "response_lost"}
+KINDS = tuple(fault for _, fault in MATRIX_KINDS)
+TRANSIENT = TRANSIENT_KINDS
 
 
 def deliver(application: Any, event: dict[str, Any]) -> str:

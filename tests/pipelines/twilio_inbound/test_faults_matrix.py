@@ -29,9 +29,11 @@ from engine.config import load_config
 from engine.responses import RetryableFailure
 from tests.support.faults import (
     FINAL_CODE,
+    MATRIX_KINDS,
     RELEASE_CODE,
     ROOT,
     TRANSIENT_CODE,
+    TRANSIENT_KINDS,
     EndState,
     Fault,
     SimulatedCrash,
@@ -67,17 +69,7 @@ ROWS = (
     Row("send", "send"),
     Row("lock marked sent (best effort)", "lock_mark"),
 )
-KINDS = (
-    ("throttled once", Fault("throttling", times=1)),
-    ("throttling", Fault("throttling")),
-    ("5xx", Fault("server_error")),
-    ("read timeout", Fault("read_timeout")),
-    ("response lost", Fault("response_lost")),
-    ("access denied", Fault("access_denied")),
-    ("missing resource", Fault("not_found")),
-    ("crash after", Fault("crash", times=1)),
-)
-TRANSIENT_KINDS = {"throttling", "server_error", "read_timeout", "response_lost"}
+KINDS = MATRIX_KINDS
 
 
 def expected_answer(row: Row, fault: Fault) -> str:
