@@ -475,3 +475,27 @@ def test_the_access_log_masks_the_values_of_the_query_string(capsys) -> None:
     assert '"POST /prod/whatsapp?key=[masked]&tenant=[masked] HTTP/1.1" 200' in console
     assert '"POST /prod/whatsapp?[masked] HTTP/1.1" 200' in console
     assert '"GET /prod/x?key=[masked] HTTP/1.1 extra" 400' in console
+
+
+def test_the_access_log_masks_a_query_value_holding_a_quote_whole(capsys) -> None:
+    """' is allowed in a query unencoded (and a client may send "): the value is masked past it, not up to it."""
+    secret = "tail-of-the-credential-0123456789"
+    server = _Server(("127.0.0.1", 0), quiet=False)
+    server.gateway = routed()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        for target in (f"/prod/whatsapp?key=ab'{secret}", f'/prod/whatsapp?key=ab"{secret}&tenant=acme'):
+            head = f"POST {target} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\n\r\n".encode()
+            assert raw_exchange(port, head).startswith(b"HTTP/1.1 200")
+        malformed = f"GET /prod/x?key=ab'{secret} HTTP/1.1 extra\r\n\r\n".encode()
+        assert b"Error code explanation: 400" in raw_exchange(port, malformed)
+    finally:
+        server.shutdown()
+        server.server_close()
+    console = capsys.readouterr().err
+    assert secret not in console
+    assert '"POST /prod/whatsapp?key=[masked] HTTP/1.1" 200' in console
+    assert '"POST /prod/whatsapp?key=[masked]&tenant=[masked] HTTP/1.1" 200' in console
+    assert '"GET /prod/x?key=[masked] HTTP/1.1 extra" 400' in console
