@@ -328,12 +328,13 @@ def negated_roots(expression: Expression) -> list[tuple[int, str]]:
     """
     bangs = [token["start"] for token in expression_tokens(expression.source) if token["type"] == "not"]
     found: list[tuple[int, str]] = []
-    negations = [node for node in _walk(expression.ast) if node["type"] == "not_expression"]
+    # By identity: two negations of one name are equal nodes, at two places.
+    negations = [id(node) for node in _walk(expression.ast) if node["type"] == "not_expression"]
     for parent in (node for node in _walk(expression.ast) if node["type"] == "subexpression"):
         first = parent["children"][0]
         if first["type"] != "not_expression":
             continue
-        where = negations.index(first)
+        where = negations.index(id(first))
         path = ".".join(part for part in map(_field_path, [first["children"][0], *parent["children"][1:]]) if part)
         written = f"!({path})" if path else "!(…) around the whole path"
         message = (

@@ -339,6 +339,24 @@ def test_a_negated_field_path_that_negates_only_its_first_name_is_found(
     assert "! applies to the name before the first dot alone" in message and f"write {written}" in message
 
 
+@pytest.mark.parametrize(
+    ("condition", "found"),
+    [
+        (
+            "!conversation.paused && !conversation.hand_off_to_human",
+            [(0, "!(conversation.paused)"), (24, "!(conversation.hand_off_to_human)")],
+        ),
+        ("!conversation || !conversation.hand_off_to_human", [(17, "!(conversation.hand_off_to_human)")]),
+    ],
+)
+def test_each_negated_field_path_is_found_at_its_own_bang(condition: str, found: list[tuple[int, str]]) -> None:
+    """Two negations of the same name are two places: each finding points at its own !."""
+    from tools.lint import negated_roots
+
+    results = negated_roots(compile_expression(condition))
+    assert [(at, message.rpartition("write ")[2]) for at, message in results] == found
+
+
 @pytest.mark.parametrize("condition", ["!(conversation.x)", "!contains(a || `[]`, 'x')", "!a", "!a[0]", "a != b"])
 def test_a_negation_of_a_whole_value_is_left_alone(condition: str) -> None:
     from tools.lint import negated_roots
