@@ -434,3 +434,47 @@ def test_contains_looking_in_a_list_for_null_is_left_alone(condition: str) -> No
     from tools.lint import lint_expression
 
     assert [m for _, m in lint_expression(compile_expression(condition), TYPES) if "in a text" in m] == []
+
+
+GUARDED = [
+    # rules-guide.md's guard for the text contains() looks for, and the same guard for has_word().
+    "conversation.keyword && contains(request.body || '', conversation.keyword)",
+    "conversation.keyword && !has_word(request.body || '', conversation.keyword)",
+    "request.channel == 'sms' && conversation.keyword && contains(request.body || '', conversation.keyword)",
+    "!(conversation.keyword) || contains(request.body || '', conversation.keyword)",
+]
+
+
+@pytest.mark.parametrize("condition", GUARDED)
+def test_a_field_guarded_before_the_call_that_reads_it_is_left_alone(condition: str) -> None:
+    """The advice `keyword && contains(…)` taken: neither the call nor the guard is a mistake, whatever the keyword."""
+    from tools.lint import lint_expression, truthiness_mistakes
+
+    expression = compile_expression(condition)
+    assert [m for _, m in lint_expression(expression, TYPES) if "conversation.keyword" in m] == []
+    flags = {"conversation.keyword": ("YES", "the keyword passes")}
+    assert truthiness_mistakes(expression, {**TYPES, "conversation.keyword": "string"}, flags) == []
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "contains(request.body || '', conversation.keyword) && conversation.keyword",  # the call runs first
+        "conversation.vip && contains(request.body || '', conversation.keyword)",  # another field guarded
+        "conversation.keyword || contains(request.body || '', conversation.keyword)",  # runs when it is null
+    ],
+)
+def test_a_guard_that_does_not_guard_the_call_leaves_its_warning(condition: str) -> None:
+    from tools.lint import lint_expression
+
+    found = [m for _, m in lint_expression(compile_expression(condition), TYPES) if "conversation.keyword" in m]
+    assert len(found) == 1 and "contains() fails (INTERNAL_ERROR)" in found[0]
+
+
+def test_a_flag_text_tested_alone_is_still_found_beside_a_guard() -> None:
+    from tools.lint import truthiness_mistakes
+
+    condition = "conversation.vip && contains(request.body || '', conversation.keyword)"
+    types = {"conversation.vip": "string", "conversation.keyword": "string", "request.body": "string"}
+    found = truthiness_mistakes(compile_expression(condition), types, {"conversation.vip": ("false", "vip off")})
+    assert [at for at, _ in found] == [0]
