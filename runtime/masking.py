@@ -152,10 +152,12 @@ _QUERY_KEYS = ("queryStringParameters", "multiValueQueryStringParameters", "rawQ
 _CREDENTIAL_KEYS = frozenset({"cookies"})
 _NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
 # An address's local part: a quoted string, or a run of RFC 5322's atext and dots with any letter (RFC 6531), so that
-# no part of it (``o'brien``, ``tom&jerry``, ``k\u00edm``) is left as it was before the pseudonym. Braces stay out:
+# no part of it (``o'brien``, ``tom&jerry``, ``k\u00edm``) is left as it was before the pseudonym. The whole run
+# before the @ is replaced, however long: a link's ``…/lookup?source=x&contact=jane.doe`` is one run of such
+# characters, longer than a local part may be, and a bounded run would leave its address as it was. Braces stay out:
 # they enclose SendGrid's ``dkim`` results (``{@example.net : pass}``).
 _LOCAL_CHAR = r"[\w.!#$%&'*+/=?^`|~-]"
-_EMAIL = re.compile(rf'(?<!{_LOCAL_CHAR})("[^"\\\r\n]{{1,62}}"|{_LOCAL_CHAR}{{1,64}})@([\w-]+(?:\.[\w-]+)+)')
+_EMAIL = re.compile(rf'(?<!{_LOCAL_CHAR})("[^"\\\r\n]{{1,62}}"|{_LOCAL_CHAR}+)@([\w-]+(?:\.[\w-]+)+)')
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 # In an address list: what stays (an address between angle brackets, never other text there, or a bare one: a run of
 # anything but the list's delimiters around an @, as RFC 5322 allows ' & = … in a local part and an IDN domain), else

@@ -151,14 +151,14 @@ class RouteByRules:
         name = evaluation.decision.resolve_target(ctx.doc)
         rule = evaluation.rule.id if evaluation.rule else "default"
         computed = evaluation.decision.target_from
-        if name is None and computed is not None:
-            gave = _KINDS.get(type(computed.search(ctx.doc)), "a value")
+        target = self._targets.get(name or "")
+        if target is None and computed is not None:
+            # What it gave is the event's or the item's data: its kind is said, never the value.
+            gave = "text" if name is not None else _KINDS.get(type(computed.search(ctx.doc)), "a value")
             choices = ", ".join(sorted(self._targets))
             message = f"target_from {computed.source} of rule {rule!r} gave {gave}, not the name of a target"
             raise StepFailure(ROUTING_ERROR.code, f"{message}; it must give one of: {choices}")
-        target = self._targets.get(name or "")
         if target is None or not target.queue_url:
-            # A computed name that is no target is the event's or the item's data: never quoted.
             which = f"routing target {name!r}" if target else "the routing decision named no target of the pipeline: it"
             raise StepFailure(ROUTING_ERROR.code, f"{which} has no configured queue")
         output = {

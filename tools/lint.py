@@ -280,6 +280,63 @@ def _literal_offset(source: str, node: Mapping[str, Any]) -> int:
     return 0
 
 
+def _conjuncts(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """The parts of ``node`` joined by &&: all are true when it is."""
+    if node["type"] == "and_expression":
+        for child in node["children"]:
+            yield from _conjuncts(child)
+    else:
+        yield node
+
+
+def _disjuncts(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """The parts of ``node`` joined by ||: all are false when it is."""
+    if node["type"] == "or_expression":
+        for child in node["children"]:
+            yield from _disjuncts(child)
+    else:
+        yield node
+
+
+def _paths_read(node: Mapping[str, Any]) -> set[str]:
+    """The whole field paths ``node`` reads (``a.b``, not its ``b``)."""
+    path = _field_path(node)
+    if path is not None:
+        return {path}
+    return {found for child in node.get("children", []) if isinstance(child, Mapping) for found in _paths_read(child)}
+
+
+def _guards(tree: Mapping[str, Any]) -> tuple[dict[int, frozenset[str]], set[int]]:
+    """The field paths known to be set where each node is evaluated (by ``id``), and the guards that set them.
+
+    A guard is a part that tests a path the other side reads: ``a && f(a)``, ``!(a) || f(a)``.
+    """
+    known: dict[int, frozenset[str]] = {}
+    guards: set[int] = set()
+
+    def visit(node: Mapping[str, Any], held: frozenset[str]) -> None:
+        known[id(node)] = held
+        children = [child for child in node.get("children", []) if isinstance(child, Mapping)]
+        if node["type"] in ("and_expression", "or_expression") and len(children) == 2:
+            left, right = children
+            if node["type"] == "and_expression":
+                tests = [(part, _field_path(part)) for part in _conjuncts(left)]
+            else:
+                negated = [part["children"][0] for part in _disjuncts(left) if part["type"] == "not_expression"]
+                tests = [(part, _field_path(part)) for part in negated]
+            read = _paths_read(right)
+            tested = {path for _, path in tests if path is not None}
+            guards.update(id(part) for part, path in tests if path is not None and path in read)
+            visit(left, held)
+            visit(right, held | tested)
+            return
+        for child in children:
+            visit(child, held)
+
+    visit(tree, frozenset())
+    return known, guards
+
+
 def truthiness_mistakes(
     expression: Expression, types: Mapping[str, str], flags: Mapping[str, tuple[str, str]]
 ) -> list[tuple[int, str]]:
@@ -291,7 +348,10 @@ def truthiness_mistakes(
     """
     source, found = expression.source, []
     calls = {id(node): offset for node, offset in function_calls(source, expression.ast)}
+    _, guards = _guards(expression.ast)
     for node in _decisive(expression.ast):
+        if id(node) in guards:  # a test that the field is set, for what reads it next (keyword && contains(…))
+            continue
         path = _field_path(node)
         if node["type"] == "literal" and _kind(node, types) in ("number", "string") and node["value"] != "":
             at = _literal_offset(source, node)
@@ -328,12 +388,13 @@ def negated_roots(expression: Expression) -> list[tuple[int, str]]:
     """
     bangs = [token["start"] for token in expression_tokens(expression.source) if token["type"] == "not"]
     found: list[tuple[int, str]] = []
-    negations = [node for node in _walk(expression.ast) if node["type"] == "not_expression"]
+    # By identity: two negations of one name are equal nodes, at two places.
+    negations = [id(node) for node in _walk(expression.ast) if node["type"] == "not_expression"]
     for parent in (node for node in _walk(expression.ast) if node["type"] == "subexpression"):
         first = parent["children"][0]
         if first["type"] != "not_expression":
             continue
-        where = negations.index(first)
+        where = negations.index(id(first))
         path = ".".join(part for part in map(_field_path, [first["children"][0], *parent["children"][1:]]) if part)
         written = f"!({path})" if path else "!(…) around the whole path"
         message = (
@@ -463,6 +524,7 @@ def lint_expression(expression: Expression, known: Mapping[str, str] | None = No
                         f"write '{raw.strip()}' for a string, or valid JSON (`true`, `10`, `\"text\"`)",
                     )
                 )
+    known_set, _ = _guards(expression.ast)
     for node, offset in function_calls(source, expression.ast):
         signature = function_table()[node["value"]]["signature"]
         for index, argument in enumerate(node["children"]):
@@ -470,6 +532,8 @@ def lint_expression(expression: Expression, known: Mapping[str, str] | None = No
             types = spec.get("types", [])
             path = _field_path(argument)
             name = node["value"]
+            if path is not None and path in known_set.get(id(node), frozenset()):
+                continue  # guarded where the call is evaluated: path && f(path), !path || f(path)
             if name == "contains" and index == 1 and path and _is_text_node(node["children"][0], known or {}):
                 advice = f"{path} && contains(…) ('' is in every text)"
                 message = f"contains() fails (INTERNAL_ERROR) when {path} is missing or null, as it looks in a text"

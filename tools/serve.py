@@ -307,7 +307,9 @@ class _Handler(BaseHTTPRequestHandler):
             sys.stderr.write(f"pipeline-serve: {self.address_string()} {query_values_masked(format % args)}\n")
 
 
-_QUERY = re.compile(r"\?([^\s\"']*)")
+# A query string runs to the next blank: ' is allowed in it unencoded, and a client may send ". A quote at its end
+# (with the parenthesis after it) is the log line's own, around the request line or its repr, and stays.
+_QUERY = re.compile(r"\?(\S*?)((?:[\"']\)?)?)(?=\s|$)")
 
 
 def _masked_pair(pair: str) -> str:
@@ -319,7 +321,7 @@ def _masked_pair(pair: str) -> str:
 
 def query_values_masked(text: str) -> str:
     """``text`` with each query string's values ``[masked]`` (a URL may carry a credential), as event capture does."""
-    return _QUERY.sub(lambda match: "?" + "&".join(map(_masked_pair, match.group(1).split("&"))), text)
+    return _QUERY.sub(lambda match: "?" + "&".join(map(_masked_pair, match[1].split("&"))) + match[2], text)
 
 
 class _Server(ThreadingHTTPServer):

@@ -9,12 +9,15 @@ another user's conversation. SendGrid reports what the receiving mail server fou
 
 The sender is vouched for when a domain that passed is aligned with the domain of its address, as DMARC's
 relaxed alignment has it, approximated without a public-suffix list: the same domain, or one a subdomain of the
-other (a registry never signs for ``co.uk``, so a shared suffix alone never aligns two domains).
+other (a registry never signs for ``co.uk``, so a shared suffix alone never aligns two domains). Domains are
+compared by their Unicode labels: DKIM's ``d=`` and an envelope name an internationalized domain by its A-labels
+(``xn--bcher-kva.de``), a ``From`` written in UTF-8 by its U-labels (``bücher.de``).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 __all__ = ["DKIM_FIELD", "SPF_FIELD", "sender_authenticated"]
 
@@ -34,7 +37,9 @@ def sender_authenticated(
     if domain is None:
         return False
     passed = {
-        found.lower().rstrip(".") for found, result in _DKIM_RESULT.findall(dkim or "") if result.lower() == "pass"
+        signed
+        for found, result in _DKIM_RESULT.findall(dkim or "")
+        if result.lower() == "pass" and (signed := _unicode_domain(found)) is not None
     }
     envelope_domain = _domain(envelope_sender)
     if (spf or "").lower().split()[:1] == ["pass"] and envelope_domain is not None:  # a comment may follow
@@ -44,8 +49,26 @@ def sender_authenticated(
 
 def _domain(address: str | None) -> str | None:
     """The domain of a bare address, lower case, or None when it has none."""
-    domain = (address or "").rpartition("@")[2].strip().lower().rstrip(".")
-    return domain or None
+    return _unicode_domain((address or "").rpartition("@")[2])
+
+
+def _unicode_domain(domain: str) -> str | None:
+    """``domain`` lower case, its A-labels (``xn--…``) read as the U-labels they stand for, or None when empty."""
+    labels = unicodedata.normalize("NFC", domain.strip().lower().rstrip(".")).split(".")
+    return ".".join(map(_u_label, labels)) or None
+
+
+def _u_label(label: str) -> str:
+    """An A-label as its Unicode label (one that is no valid U-label's stays as it is); any other label unchanged."""
+    if not label.startswith("xn--") or not label.isascii():
+        return label
+    try:
+        decoded = label[4:].encode("ascii").decode("punycode")
+    except UnicodeError:
+        return label
+    # A U-label holds a non-ASCII letter and is in NFC: xn--example- (decoding to "example") and an A-label of a
+    # decomposed é name other domains, which whoever registers them may sign for.
+    return decoded if not decoded.isascii() and unicodedata.is_normalized("NFC", decoded) else label
 
 
 def _aligned(one: str, other: str) -> bool:

@@ -510,3 +510,19 @@ def test_angle_brackets_inside_a_display_name_do_not_keep_its_words() -> None:
         assert b"4417" not in stored and b"PIN" not in stored and b"Lisbon" not in stored, mask
         sender = read_email(parse(stored, content_type), stored).sender
         assert sender == ("kim@example.org" if mask == "text" else Pseudonyms(KEY).text("kim@example.org")), mask
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A link in a conversation item or a kept field: the run before the @ is longer than a local part may be.
+        "https://crm.example.com/contacts/lookup?source=whatsapp&contact=jane.doe@example.org",
+        "x" * 70 + "@example.org",
+    ],
+)
+def test_an_address_after_a_long_run_of_address_characters_gets_its_pseudonym(text: str) -> None:
+    world = Pseudonyms(KEY).document({"conversations": [{"callback_url": text}]})
+    masked = world["conversations"][0]["callback_url"]
+    assert masked.endswith("@example.org") and len(masked) == len(text)
+    local = text.rpartition("@")[0]
+    assert local[-8:] not in masked

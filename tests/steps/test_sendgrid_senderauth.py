@@ -42,3 +42,38 @@ SENDER = "jane@example.net"
 )
 def test_spf_or_dkim_vouch_for_the_sender_only_when_aligned_with_its_domain(sender, envelope, spf, dkim, expected):
     assert sender_authenticated(sender, envelope, spf, dkim) is expected
+
+
+@pytest.mark.parametrize(
+    ("sender", "envelope", "spf", "dkim"),
+    [
+        # DKIM's d= and the envelope's domain are A-labels (punycode); a From written in UTF-8 names the U-labels.
+        ("jane@bücher.de", None, None, "{@xn--bcher-kva.de : pass}"),
+        ("jane@mail.bücher.de", None, None, "{@XN--BCHER-KVA.DE : pass}"),
+        ("jane@bücher.de", "bounces@xn--bcher-kva.de", "pass", None),
+        ("jane@xn--bcher-kva.de", None, None, "{@bücher.de : pass}"),
+    ],
+)
+def test_an_internationalized_domain_aligns_with_its_punycode_form(sender, envelope, spf, dkim):
+    assert sender_authenticated(sender, envelope, spf, dkim) is True
+
+
+@pytest.mark.parametrize(
+    "dkim",
+    [
+        "{@xn--bcher-kva.com : pass}",  # bücher.com: another domain
+        "{@xn--bcher-kva.de : fail}",
+        "{@xn--zz-invalid.de : pass}",
+        "{@xn--bcher-.de : pass}",  # decodes to the ASCII bcher.de: no U-label
+    ],
+)
+def test_a_punycode_domain_vouches_only_for_its_own_name(dkim):
+    assert sender_authenticated("jane@bücher.de", None, None, dkim) is False
+
+
+def test_an_a_label_no_u_label_has_is_not_the_domain_it_decodes_to():
+    """xn--example- decodes to "example", xn--becher-jxd to b, e and a combining accent: neither is the domain
+    spelt so (U-labels hold a non-ASCII letter and are in NFC), and whoever registers it may sign for it."""
+    assert sender_authenticated("jane@example.net", None, None, "{@xn--example-.net : pass}") is False
+    assert sender_authenticated("jane@b\u00e9cher.de", None, None, "{@xn--becher-jxd.de : pass}") is False
+    assert sender_authenticated("jane@b\u00e9cher.de", None, None, "{@xn--bcher-bsa.de : pass}") is True

@@ -339,6 +339,24 @@ def test_a_negated_field_path_that_negates_only_its_first_name_is_found(
     assert "! applies to the name before the first dot alone" in message and f"write {written}" in message
 
 
+@pytest.mark.parametrize(
+    ("condition", "found"),
+    [
+        (
+            "!conversation.paused && !conversation.hand_off_to_human",
+            [(0, "!(conversation.paused)"), (24, "!(conversation.hand_off_to_human)")],
+        ),
+        ("!conversation || !conversation.hand_off_to_human", [(17, "!(conversation.hand_off_to_human)")]),
+    ],
+)
+def test_each_negated_field_path_is_found_at_its_own_bang(condition: str, found: list[tuple[int, str]]) -> None:
+    """Two negations of the same name are two places: each finding points at its own !."""
+    from tools.lint import negated_roots
+
+    results = negated_roots(compile_expression(condition))
+    assert [(at, message.rpartition("write ")[2]) for at, message in results] == found
+
+
 @pytest.mark.parametrize("condition", ["!(conversation.x)", "!contains(a || `[]`, 'x')", "!a", "!a[0]", "a != b"])
 def test_a_negation_of_a_whole_value_is_left_alone(condition: str) -> None:
     from tools.lint import negated_roots
@@ -416,3 +434,47 @@ def test_contains_looking_in_a_list_for_null_is_left_alone(condition: str) -> No
     from tools.lint import lint_expression
 
     assert [m for _, m in lint_expression(compile_expression(condition), TYPES) if "in a text" in m] == []
+
+
+GUARDED = [
+    # rules-guide.md's guard for the text contains() looks for, and the same guard for has_word().
+    "conversation.keyword && contains(request.body || '', conversation.keyword)",
+    "conversation.keyword && !has_word(request.body || '', conversation.keyword)",
+    "request.channel == 'sms' && conversation.keyword && contains(request.body || '', conversation.keyword)",
+    "!(conversation.keyword) || contains(request.body || '', conversation.keyword)",
+]
+
+
+@pytest.mark.parametrize("condition", GUARDED)
+def test_a_field_guarded_before_the_call_that_reads_it_is_left_alone(condition: str) -> None:
+    """The advice `keyword && contains(…)` taken: neither the call nor the guard is a mistake, whatever the keyword."""
+    from tools.lint import lint_expression, truthiness_mistakes
+
+    expression = compile_expression(condition)
+    assert [m for _, m in lint_expression(expression, TYPES) if "conversation.keyword" in m] == []
+    flags = {"conversation.keyword": ("YES", "the keyword passes")}
+    assert truthiness_mistakes(expression, {**TYPES, "conversation.keyword": "string"}, flags) == []
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "contains(request.body || '', conversation.keyword) && conversation.keyword",  # the call runs first
+        "conversation.vip && contains(request.body || '', conversation.keyword)",  # another field guarded
+        "conversation.keyword || contains(request.body || '', conversation.keyword)",  # runs when it is null
+    ],
+)
+def test_a_guard_that_does_not_guard_the_call_leaves_its_warning(condition: str) -> None:
+    from tools.lint import lint_expression
+
+    found = [m for _, m in lint_expression(compile_expression(condition), TYPES) if "conversation.keyword" in m]
+    assert len(found) == 1 and "contains() fails (INTERNAL_ERROR)" in found[0]
+
+
+def test_a_flag_text_tested_alone_is_still_found_beside_a_guard() -> None:
+    from tools.lint import truthiness_mistakes
+
+    condition = "conversation.vip && contains(request.body || '', conversation.keyword)"
+    types = {"conversation.vip": "string", "conversation.keyword": "string", "request.body": "string"}
+    found = truthiness_mistakes(compile_expression(condition), types, {"conversation.vip": ("false", "vip off")})
+    assert [at for at, _ in found] == [0]

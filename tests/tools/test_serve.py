@@ -475,3 +475,61 @@ def test_the_access_log_masks_the_values_of_the_query_string(capsys) -> None:
     assert '"POST /prod/whatsapp?key=[masked]&tenant=[masked] HTTP/1.1" 200' in console
     assert '"POST /prod/whatsapp?[masked] HTTP/1.1" 200' in console
     assert '"GET /prod/x?key=[masked] HTTP/1.1 extra" 400' in console
+
+
+def test_the_access_log_masks_a_query_value_holding_a_quote_whole(capsys) -> None:
+    """' is allowed in a query unencoded (and a client may send "): the value is masked past it, not up to it."""
+    secret = "tail-of-the-credential-0123456789"
+    server = _Server(("127.0.0.1", 0), quiet=False)
+    server.gateway = routed()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        for target in (f"/prod/whatsapp?key=ab'{secret}", f'/prod/whatsapp?key=ab"{secret}&tenant=acme'):
+            head = f"POST {target} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\n\r\n".encode()
+            assert raw_exchange(port, head).startswith(b"HTTP/1.1 200")
+        malformed = f"GET /prod/x?key=ab'{secret} HTTP/1.1 extra\r\n\r\n".encode()
+        assert b"Error code explanation: 400" in raw_exchange(port, malformed)
+    finally:
+        server.shutdown()
+        server.server_close()
+    console = capsys.readouterr().err
+    assert secret not in console
+    assert '"POST /prod/whatsapp?key=[masked] HTTP/1.1" 200' in console
+    assert '"POST /prod/whatsapp?key=[masked]&tenant=[masked] HTTP/1.1" 200' in console
+    assert '"GET /prod/x?key=[masked] HTTP/1.1 extra" 400' in console
+
+
+def test_invocations_run_on_the_main_thread_and_their_errors_reach_the_request() -> None:
+    """SIGALRM (the shadow's and matches()'s bound) reaches the main thread only: the request threads hand over."""
+    from tools.serve import MainThread
+
+    main_thread = MainThread()
+    on_main: list[bool] = []
+    answers: list[Any] = []
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        on_main.append(threading.current_thread() is threading.main_thread())
+        if event.get("fail"):
+            raise ValueError("a transient fault")
+        if event.get("stop"):
+            raise KeyboardInterrupt
+        return {"statusCode": 200}
+
+    def request_thread() -> None:
+        handle = main_thread.invoker(invoke)
+        answers.append(handle({}, None))
+        for event in ({"fail": True}, {"stop": True}):
+            try:
+                handle(event, None)
+            except Exception as exc:  # noqa: BLE001 - the answer the request thread gets
+                answers.append(type(exc).__name__)
+
+    thread = threading.Thread(target=request_thread, daemon=True)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        main_thread.run()
+    thread.join(5)
+    assert on_main == [True, True, True]
+    assert answers == [{"statusCode": 200}, "ValueError", "RuntimeError"]

@@ -286,6 +286,10 @@ def test_a_computed_target_that_is_no_target_is_not_quoted_in_the_answer(world, 
     status, body = answer(container.handler(email_event(), None))
 
     assert (status, body["error_code"]) == (500, "ROUTING_ERROR")
-    assert body["message"] == "the routing decision named no target of the pipeline: it has no configured queue"
+    # What is wrong is the value, not the queues: the message says which target_from gave it, and what it may give.
+    assert body["message"] == (
+        "target_from request.user_address of rule 'default' gave text, not the name of a target; "
+        "it must give one of: email, handoff"
+    )
     assert USER_EMAIL not in json.dumps(body)
     assert outcomes() == [("ROUTING_ERROR", "ROUTING_ERROR")]
