@@ -453,24 +453,29 @@ def test_a_request_with_a_trailing_slash_is_checked_against_the_url_with_the_sla
     assert len(world.sent("whatsapp")) == queued
 
 
-def test_the_access_log_masks_the_values_of_the_query_string(capsys) -> None:
-    """A webhook URL may carry a credential (``?key=…``): the console shows the names, as event capture keeps them."""
-    credential = "qs-credential-0123456789abcdef"
+def access_log(capsys: pytest.CaptureFixture[str], targets: tuple[str, ...], malformed: str) -> str:
+    """The console of a real server after a POST to each target (each answered 200) and one malformed request line."""
     server = _Server(("127.0.0.1", 0), quiet=False)
     server.gateway = routed()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         port = server.server_address[1]
-        for target in (f"/prod/whatsapp?key={credential}&tenant=acme", f"/prod/whatsapp?{credential}"):
+        for target in targets:
             head = f"POST {target} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\n\r\n".encode()
             assert raw_exchange(port, head).startswith(b"HTTP/1.1 200")
-        malformed = f"GET /prod/x?key={credential} HTTP/1.1 extra\r\n\r\n".encode()
-        assert b"Error code explanation: 400" in raw_exchange(port, malformed)
+        assert b"Error code explanation: 400" in raw_exchange(port, f"GET {malformed} HTTP/1.1 extra\r\n\r\n".encode())
     finally:
         server.shutdown()
         server.server_close()
-    console = capsys.readouterr().err
+    return capsys.readouterr().err
+
+
+def test_the_access_log_masks_the_values_of_the_query_string(capsys) -> None:
+    """A webhook URL may carry a credential (``?key=…``): the console shows the names, as event capture keeps them."""
+    credential = "qs-credential-0123456789abcdef"
+    targets = (f"/prod/whatsapp?key={credential}&tenant=acme", f"/prod/whatsapp?{credential}")
+    console = access_log(capsys, targets, f"/prod/x?key={credential}")
     assert credential not in console
     assert '"POST /prod/whatsapp?key=[masked]&tenant=[masked] HTTP/1.1" 200' in console
     assert '"POST /prod/whatsapp?[masked] HTTP/1.1" 200' in console
@@ -480,21 +485,8 @@ def test_the_access_log_masks_the_values_of_the_query_string(capsys) -> None:
 def test_the_access_log_masks_a_query_value_holding_a_quote_whole(capsys) -> None:
     """' is allowed in a query unencoded (and a client may send "): the value is masked past it, not up to it."""
     secret = "tail-of-the-credential-0123456789"
-    server = _Server(("127.0.0.1", 0), quiet=False)
-    server.gateway = routed()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        port = server.server_address[1]
-        for target in (f"/prod/whatsapp?key=ab'{secret}", f'/prod/whatsapp?key=ab"{secret}&tenant=acme'):
-            head = f"POST {target} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\n\r\n".encode()
-            assert raw_exchange(port, head).startswith(b"HTTP/1.1 200")
-        malformed = f"GET /prod/x?key=ab'{secret} HTTP/1.1 extra\r\n\r\n".encode()
-        assert b"Error code explanation: 400" in raw_exchange(port, malformed)
-    finally:
-        server.shutdown()
-        server.server_close()
-    console = capsys.readouterr().err
+    targets = (f"/prod/whatsapp?key=ab'{secret}", f'/prod/whatsapp?key=ab"{secret}&tenant=acme')
+    console = access_log(capsys, targets, f"/prod/x?key=ab'{secret}")
     assert secret not in console
     assert '"POST /prod/whatsapp?key=[masked] HTTP/1.1" 200' in console
     assert '"POST /prod/whatsapp?key=[masked]&tenant=[masked] HTTP/1.1" 200' in console
