@@ -141,6 +141,9 @@ FORM_KEPT_FIELDS = frozenset(
 _FORM_KEPT_INDEXED = re.compile(r"mediacontenttype[0-9]+")
 # Keys inside a kept field's JSON whose strings are structure, not text (``ChannelMetadata``'s ``type``, ``WaId``).
 STRUCTURAL_JSON_KEYS = frozenset({"type", "waid"})
+# The shape of a kept value: an id, number, address, code, status or media type (``audio/ogg; codecs=opus``).
+# Anything else (a space between words, a line break, any letter beyond ASCII) is text, and is masked.
+_STRUCTURAL_VALUE = re.compile(r"[A-Za-z0-9+:._/=,-]{1,100}(?:; ?[A-Za-z0-9+:._/=,-]{1,100}){0,4}")
 # How a digested signature starts; ``steps.twilio.signature`` (which may not import this module) matches it.
 SIGNATURE_DIGEST_PREFIX = "sha256:"
 _CREDENTIAL_HEADERS = frozenset(
@@ -240,7 +243,8 @@ class Masking:
         """A form field's value as recorded: masked unless ``form_field_kept``, pseudonymized with ``all``.
 
         A kept value holding a JSON object or array (Twilio's ``ChannelMetadata`` repeats ``ProfileName`` and
-        the ``WaId`` inside one) keeps its structure only (``json_text_masked``), and is pseudonymized whole.
+        the ``WaId`` inside one) keeps its structure only (``json_text_masked``), and is pseudonymized whole. Any
+        other kept value without a structural shape (``_STRUCTURAL_VALUE``: a ``WaId`` of words or emoji) is masked.
         """
         if not value:
             return value
@@ -253,6 +257,9 @@ class Masking:
             if hidden != document:
                 self.masked.add(name)
                 value = json.dumps(hidden, ensure_ascii=False, separators=(",", ":"))
+        elif not _structural(value):
+            self.masked.add(name)
+            return MASKED_TEXT
         return self.kept(value)
 
     def kept(self, value: str) -> str:
@@ -297,6 +304,11 @@ def embedded_json(value: str) -> dict[str, Any] | list[Any] | None:
     return document if isinstance(document, (dict, list)) else None
 
 
+def _structural(value: Any) -> bool:
+    """Whether a kept field's value has a structural shape (``_STRUCTURAL_VALUE``); a number is one."""
+    return not isinstance(value, str) or _STRUCTURAL_VALUE.fullmatch(value) is not None
+
+
 def form_field_kept(name: str) -> bool:
     """Whether a form field is recorded by ``text`` (``FORM_KEPT_FIELDS``, ``MediaContentType{N}``)."""
     lowered = name.lower()
@@ -314,14 +326,17 @@ def _json_text(value: str) -> str:
 def json_text_masked(value: Any, key: str | None = None) -> Any:
     """A JSON value with its structure kept and every string and number in it ``[masked]`` (fail closed).
 
-    Only values under ``STRUCTURAL_JSON_KEYS`` stay (and booleans and nulls): WhatsApp Flows answers and the like
-    sit under keys a form chooses, so no list of personal keys can name them. ``key`` is the key ``value`` is under.
+    Only values of a structural shape under ``STRUCTURAL_JSON_KEYS`` stay (and booleans and nulls): WhatsApp Flows
+    answers and the like sit under keys a form chooses, so no list of personal keys can name them. ``key`` is the
+    key ``value`` is under.
     """
     if isinstance(value, dict):
         return {name: json_text_masked(item, str(name)) for name, item in value.items()}
     if isinstance(value, list):
         return [json_text_masked(item, key) for item in value]
-    if value is None or isinstance(value, bool) or (key is not None and key.lower() in STRUCTURAL_JSON_KEYS):
+    if value is None or isinstance(value, bool):
+        return value
+    if key is not None and key.lower() in STRUCTURAL_JSON_KEYS and _structural(value):
         return value
     if isinstance(value, str):
         return _json_text(value)

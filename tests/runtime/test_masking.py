@@ -375,6 +375,36 @@ def test_text_keeps_the_structural_fields_a_replay_needs() -> None:
     assert stored["recording"]["masked"] == ["ProfileName"]
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("WaId", "Zoë 🌸"),
+        ("WaId", "call me"),
+        ("MessageType", "typed text"),
+        ("ErrorCode", "63016 Zoë said no"),
+        ("MediaContentType0", "image/jpeg\nJane Doe"),
+    ],
+)
+def test_a_structural_field_holding_free_text_is_masked(field: str, value: str) -> None:
+    # Fail closed: a kept field is kept for its shape (ids, numbers, codes, media types); any other value is text.
+    pseudonyms = Pseudonyms(KEY)
+    metadata = json.dumps({"type": "whatsapp", "data": {"context": {"WaId": value}}}, ensure_ascii=False)
+    event = rest_event("whatsapp", whatsapp_params(**{field: value, "ChannelMetadata": metadata}))
+    for mask in ("text", "all"):
+        stored = recordable(event, mask=mask, pseudonyms=pseudonyms if mask == "all" else None)
+        fields = form(stored)
+        assert fields[field] == MASKED_TEXT, (mask, fields[field])
+        assert json.loads(fields["ChannelMetadata"])["data"]["context"]["WaId"] == MASKED_TEXT
+        assert field in stored["recording"]["masked"] and "ChannelMetadata" in stored["recording"]["masked"]
+
+
+def test_a_structural_field_keeps_a_media_type_with_parameters() -> None:
+    params = whatsapp_params(NumMedia="1", MediaContentType0="audio/ogg; codecs=opus", WaId="447700900101")
+    fields = form(recordable(rest_event("whatsapp", params), mask="text"))
+    assert fields["MediaContentType0"] == "audio/ogg; codecs=opus"
+    assert fields["WaId"] == "447700900101"
+
+
 def test_json_in_a_structural_field_keeps_only_its_structure() -> None:
     # ChannelMetadata is kept for its shape: every string in it is masked but for the keys known to be structural.
     metadata = json.dumps(
