@@ -87,7 +87,10 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     configs = load_configs(pipelines, args.rules, {**_QUEUE_PLACEHOLDERS, **os.environ})
     access = AccountAccess(args.profile, args.region, args.endpoint_url)
     try:
-        clients = live_clients(shared_limits(configs), access)
+        try:
+            clients = live_clients(shared_limits(configs), access)
+        except ValueError as exc:  # botocore's refusal of an endpoint that is no URL
+            raise Refused(f"--endpoint-url {args.endpoint_url!r}: {exc}") from None
         snapshot = snapshot_world(
             events, configs, clients, tables, clock=ReplayClock(now), users=tuple(args.user or ()), now=now
         )
