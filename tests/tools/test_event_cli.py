@@ -161,6 +161,17 @@ def test_what_cannot_be_signed_is_refused(capsys: pytest.CaptureFixture[str]) ->
     )
 
 
+def test_a_status_callback_refuses_the_message_options_it_would_drop(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A delivery-status callback carries no Body and no ProfileName: they were silently left out of the form.
+    monkeypatch.setenv("ACME_TOKEN", TOKEN)
+    callback = ("--channel", "whatsapp", "--from", ACME_WHATSAPP, "--to", ALICE, "--status", "read")
+    refused = build(capsys, *callback, "--body", "Hi", "--profile-name", "Alice", "--token-env", "ACME_TOKEN", status=2)
+    assert refused == "pipeline-event: error: --body, --profile-name: not an option of a status callback (--status)\n"
+    assert dict(form(build(capsys, *callback, "--token-env", "ACME_TOKEN")))["MessageStatus"] == "read"
+
+
 def test_event_files_are_masked_as_the_capture_masks_them(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["mask", str(ROOT / "examples" / "events" / "08_burst.jsonl")]) == 0
     masked = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -85,6 +85,7 @@ BUILDABLE = {"twilio.parse": "twilio", "sendgrid.parse": "email"}
 # Options that only one kind of channel reads (argparse dests; unset is None).
 _TWILIO_ONLY = ("status", "sid", "account", "profile_name", "token_env")
 _WHATSAPP_ONLY = ("profile_name",)
+_MESSAGE_ONLY = ("body", "profile_name")  # a delivery-status callback carries neither
 _EMAIL_ONLY = ("subject", "message_id", "spam_score", "private_key_env", "key_seed", "timestamp", "now")
 PUBLIC_KEY_FIELD = "sendgrid_webhook_public_key"
 
@@ -158,6 +159,9 @@ def _check_options(args: argparse.Namespace) -> None:
     given = ", ".join("--" + name.replace("_", "-") for name in others if getattr(args, name) is not None)
     if given:
         raise Refused(f"{given}: not an option of --channel {args.channel}")
+    dropped = ", ".join("--" + name.replace("_", "-") for name in _MESSAGE_ONLY if getattr(args, name) is not None)
+    if args.status is not None and dropped:
+        raise Refused(f"{dropped}: not an option of a status callback (--status)")
 
 
 def _check(args: argparse.Namespace) -> None:
