@@ -377,6 +377,15 @@ def test_a_key_is_checked_against_the_secret_read_from_aws(
         assert "does not match" in build(capsys, *email_args("--key-seed", "not-acme", *aws), status=2)
 
 
+@pytest.mark.parametrize("score", ["nan", "inf", "Infinity", "abc"])
+def test_a_spam_score_that_is_no_finite_number_is_refused(capsys: pytest.CaptureFixture[str], score: str) -> None:
+    # float() reads "nan" and "inf": they were posted as SendGrid's spam_score, which is always a finite number.
+    with pytest.raises(SystemExit) as exited:
+        main(["build", *email_args("--key-seed", EMAIL_SEED, "--spam-score", score)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.endswith(f"error: argument --spam-score: {score!r} is not a number\n")
+
+
 def test_what_cannot_sign_an_email_is_refused(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

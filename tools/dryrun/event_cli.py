@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -116,9 +117,11 @@ def _seconds(text: str) -> int:
 
 def _score(text: str) -> str:
     try:
-        float(text)
+        finite = math.isfinite(float(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        finite = False
+    if not finite:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
     return text
 
 
