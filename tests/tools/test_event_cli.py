@@ -172,6 +172,18 @@ def test_a_status_callback_refuses_the_message_options_it_would_drop(
     assert dict(form(build(capsys, *callback, "--token-env", "ACME_TOKEN")))["MessageStatus"] == "read"
 
 
+def test_two_sources_of_the_auth_token_are_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --token-env won silently over --secret and --world: the event was signed with a token the user did not pick.
+    monkeypatch.setenv("ACME_TOKEN", "not-the-worlds-token")
+    message = ("--channel", "sms", "--from", BOB, "--to", ACME_SMS, "--body", "Hi", "--token-env", "ACME_TOKEN")
+    for other in (("--world", str(WORLD)), ("--secret", "x", "--region", "us-east-1")):
+        assert build(capsys, *message, *other, status=2) == (
+            f"pipeline-event: error: --token-env, {other[0]}: give one source of the auth token\n"
+        )
+
+
 def test_event_files_are_masked_as_the_capture_masks_them(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["mask", str(ROOT / "examples" / "events" / "08_burst.jsonl")]) == 0
     masked = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -165,6 +165,9 @@ def _check_options(args: argparse.Namespace) -> None:
     dropped = ", ".join("--" + name.replace("_", "-") for name in _MESSAGE_ONLY if getattr(args, name) is not None)
     if args.status is not None and dropped:
         raise Refused(f"{dropped}: not an option of a status callback (--status)")
+    if args.token_env is not None and (args.secret is not None or args.world is not None):
+        other = "--secret" if args.secret is not None else "--world"
+        raise Refused(f"--token-env, {other}: give one source of the auth token")
 
 
 def _check(args: argparse.Namespace) -> None:
