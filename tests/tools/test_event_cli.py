@@ -499,3 +499,15 @@ def test_the_conversation_signing_an_event_is_the_one_the_pipeline_finds_whateve
     )
     [record] = replay(tmp_path, [event], world=world)
     assert (record["signature"], record["outcome"]) == ("valid", "QUEUED")
+
+
+def test_the_mask_help_says_what_each_mode_keeps_and_what_files_it_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["mask", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert exited.value.code == 0
+    assert "FILES event files (.json, .jsonl) or directories of them" in help_text
+    assert (
+        "none: the body kept (credentials always dropped); text: free text masked; "
+        "all: numbers and addresses pseudonymized too" in help_text
+    )

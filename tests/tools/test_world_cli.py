@@ -86,3 +86,14 @@ def test_an_endpoint_that_is_no_url_is_a_named_error_not_a_traceback(
     assert err == "pipeline-world: error: --endpoint-url 'notaurl': Invalid endpoint: notaurl\n"
     status, _, err = world_cli("snapshot", "--profile", "no-such-profile", "--user", "+447700900101")
     assert status == 2 and err.startswith("pipeline-world: error: reading the account failed: The config profile")
+
+
+def test_every_mask_help_says_what_each_mode_keeps(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("snapshot", "pseudonymize"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        help_text = " ".join(capsys.readouterr().out.split())
+        assert (
+            "none: the body kept (credentials always dropped); text: free text masked; "
+            "all: numbers and addresses pseudonymized too" in help_text
+        )

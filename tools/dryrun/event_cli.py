@@ -65,6 +65,7 @@ from steps.sendgrid.message import read_email
 from tools.console import console_script, load_project_plugins
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.events import EventFileError
+from tools.dryrun.mask import MASK_MODES_HELP
 from tools.dryrun.world import WorldSpec, load_world, parse_instant
 from tools.needs import ChannelLookup, shipped_needs
 from tools.sendgrid_events import (
@@ -457,8 +458,10 @@ def _parser() -> argparse.ArgumentParser:
         help="the signature's time, ISO-8601 (default: the world's now with --world, else the current time)",
     )
     mask = commands.add_parser("mask", help="print event files as the capture stores them, masked")
-    mask.add_argument("files", nargs="+", type=Path)
-    mask.add_argument("--mask", choices=MASK_MODES, default="text", help="(default: text)")
+    mask.add_argument(
+        "files", nargs="+", type=Path, metavar="FILES", help="event files (.json, .jsonl) or directories of them"
+    )
+    mask.add_argument("--mask", choices=MASK_MODES, default="text", help=f"{MASK_MODES_HELP} (default: text)")
     mask.add_argument("--key-env", metavar="NAME", help="environment variable holding the pseudonym key (all)")
     return parser
 
