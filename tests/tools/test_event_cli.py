@@ -161,6 +161,29 @@ def test_what_cannot_be_signed_is_refused(capsys: pytest.CaptureFixture[str]) ->
     )
 
 
+def test_a_status_callback_refuses_the_message_options_it_would_drop(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A delivery-status callback carries no Body and no ProfileName: they were silently left out of the form.
+    monkeypatch.setenv("ACME_TOKEN", TOKEN)
+    callback = ("--channel", "whatsapp", "--from", ACME_WHATSAPP, "--to", ALICE, "--status", "read")
+    refused = build(capsys, *callback, "--body", "Hi", "--profile-name", "Alice", "--token-env", "ACME_TOKEN", status=2)
+    assert refused == "pipeline-event: error: --body, --profile-name: not an option of a status callback (--status)\n"
+    assert dict(form(build(capsys, *callback, "--token-env", "ACME_TOKEN")))["MessageStatus"] == "read"
+
+
+def test_two_sources_of_the_auth_token_are_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --token-env won silently over --secret and --world: the event was signed with a token the user did not pick.
+    monkeypatch.setenv("ACME_TOKEN", "not-the-worlds-token")
+    message = ("--channel", "sms", "--from", BOB, "--to", ACME_SMS, "--body", "Hi", "--token-env", "ACME_TOKEN")
+    for other in (("--world", str(WORLD)), ("--secret", "x", "--region", "us-east-1")):
+        assert build(capsys, *message, *other, status=2) == (
+            f"pipeline-event: error: --token-env, {other[0]}: give one source of the auth token\n"
+        )
+
+
 def test_event_files_are_masked_as_the_capture_masks_them(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["mask", str(ROOT / "examples" / "events" / "08_burst.jsonl")]) == 0
     masked = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -366,6 +389,15 @@ def test_a_key_is_checked_against_the_secret_read_from_aws(
         assert "does not match" in build(capsys, *email_args("--key-seed", "not-acme", *aws), status=2)
 
 
+@pytest.mark.parametrize("score", ["nan", "inf", "Infinity", "abc"])
+def test_a_spam_score_that_is_no_finite_number_is_refused(capsys: pytest.CaptureFixture[str], score: str) -> None:
+    # float() reads "nan" and "inf": they were posted as SendGrid's spam_score, which is always a finite number.
+    with pytest.raises(SystemExit) as exited:
+        main(["build", *email_args("--key-seed", EMAIL_SEED, "--spam-score", score)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.endswith(f"error: argument --spam-score: {score!r} is not a number\n")
+
+
 def test_what_cannot_sign_an_email_is_refused(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -467,3 +499,15 @@ def test_the_conversation_signing_an_event_is_the_one_the_pipeline_finds_whateve
     )
     [record] = replay(tmp_path, [event], world=world)
     assert (record["signature"], record["outcome"]) == ("valid", "QUEUED")
+
+
+def test_the_mask_help_says_what_each_mode_keeps_and_what_files_it_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["mask", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert exited.value.code == 0
+    assert "FILES event files (.json, .jsonl) or directories of them" in help_text
+    assert (
+        "none: the body kept (credentials always dropped); text: free text masked; "
+        "all: numbers and addresses pseudonymized too" in help_text
+    )

@@ -73,3 +73,27 @@ def test_events_and_world_shared_with_the_same_key_replay_to_the_outcomes_of_the
     original = outcomes(WORLD, EVENTS)
     assert "HANDED_OFF" in original and "PARSING_ERROR" not in original
     assert outcomes(shared_world, shared_events) == original
+
+
+def test_an_endpoint_that_is_no_url_is_a_named_error_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("CONVERSATIONS_TABLE_NAME", "LOCK_TABLE_NAME", "STAGE_TABLE_NAME", "REPLAY_TABLE_NAME"):
+        monkeypatch.setenv(name, name.lower())
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    status, out, err = world_cli("snapshot", "--endpoint-url", "notaurl", "--user", "+447700900101")
+    assert (status, out) == (2, "")
+    assert err == "pipeline-world: error: --endpoint-url 'notaurl': Invalid endpoint: notaurl\n"
+    status, _, err = world_cli("snapshot", "--profile", "no-such-profile", "--user", "+447700900101")
+    assert status == 2 and err.startswith("pipeline-world: error: reading the account failed: The config profile")
+
+
+def test_every_mask_help_says_what_each_mode_keeps(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("snapshot", "pseudonymize"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        help_text = " ".join(capsys.readouterr().out.split())
+        assert (
+            "none: the body kept (credentials always dropped); text: free text masked; "
+            "all: numbers and addresses pseudonymized too" in help_text
+        )

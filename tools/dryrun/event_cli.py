@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -64,6 +65,7 @@ from steps.sendgrid.message import read_email
 from tools.console import console_script, load_project_plugins
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.events import EventFileError
+from tools.dryrun.mask import MASK_MODES_HELP
 from tools.dryrun.world import WorldSpec, load_world, parse_instant
 from tools.needs import ChannelLookup, shipped_needs
 from tools.sendgrid_events import (
@@ -85,6 +87,7 @@ BUILDABLE = {"twilio.parse": "twilio", "sendgrid.parse": "email"}
 # Options that only one kind of channel reads (argparse dests; unset is None).
 _TWILIO_ONLY = ("status", "sid", "account", "profile_name", "token_env")
 _WHATSAPP_ONLY = ("profile_name",)
+_MESSAGE_ONLY = ("body", "profile_name")  # a delivery-status callback carries neither
 _EMAIL_ONLY = ("subject", "message_id", "spam_score", "private_key_env", "key_seed", "timestamp", "now")
 PUBLIC_KEY_FIELD = "sendgrid_webhook_public_key"
 
@@ -115,9 +118,11 @@ def _seconds(text: str) -> int:
 
 def _score(text: str) -> str:
     try:
-        float(text)
+        finite = math.isfinite(float(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        finite = False
+    if not finite:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
     return text
 
 
@@ -158,6 +163,12 @@ def _check_options(args: argparse.Namespace) -> None:
     given = ", ".join("--" + name.replace("_", "-") for name in others if getattr(args, name) is not None)
     if given:
         raise Refused(f"{given}: not an option of --channel {args.channel}")
+    dropped = ", ".join("--" + name.replace("_", "-") for name in _MESSAGE_ONLY if getattr(args, name) is not None)
+    if args.status is not None and dropped:
+        raise Refused(f"{dropped}: not an option of a status callback (--status)")
+    if args.token_env is not None and (args.secret is not None or args.world is not None):
+        other = "--secret" if args.secret is not None else "--world"
+        raise Refused(f"--token-env, {other}: give one source of the auth token")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -447,8 +458,10 @@ def _parser() -> argparse.ArgumentParser:
         help="the signature's time, ISO-8601 (default: the world's now with --world, else the current time)",
     )
     mask = commands.add_parser("mask", help="print event files as the capture stores them, masked")
-    mask.add_argument("files", nargs="+", type=Path)
-    mask.add_argument("--mask", choices=MASK_MODES, default="text", help="(default: text)")
+    mask.add_argument(
+        "files", nargs="+", type=Path, metavar="FILES", help="event files (.json, .jsonl) or directories of them"
+    )
+    mask.add_argument("--mask", choices=MASK_MODES, default="text", help=f"{MASK_MODES_HELP} (default: text)")
     mask.add_argument("--key-env", metavar="NAME", help="environment variable holding the pseudonym key (all)")
     return parser
 

@@ -23,7 +23,13 @@ from typing import Any
 from runtime.masking import MASKED_TEXT, PERSONAL_TEXT_KEYS, embedded_json, json_text_masked
 from steps.support import json_safe
 
-__all__ = ["MASKED_TEXT", "Masker", "Scrubber", "mask_number"]
+__all__ = ["MASKED_TEXT", "MASK_MODES_HELP", "Masker", "Scrubber", "mask_number"]
+
+# What each --mask mode of the CLIs keeps (runtime.masking.MASK_MODES).
+MASK_MODES_HELP = (
+    "none: the body kept (credentials always dropped); text: free text masked; "
+    "all: numbers and addresses pseudonymized too, with --key-env's key"
+)
 
 _NUMBER = re.compile(r"(?<![0-9A-Za-z_+])(\+?)([0-9]{7,15})(?![0-9A-Za-z_])")
 # An address: its local part quoted, or a run of RFC 5322's atext and dots in any script (RFC 6531, as the capture's

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 from engine.errors import ConfigError
 from runtime.masking import MASK_MODES, Pseudonyms
 from tools.console import console_script, load_project_plugins
+from tools.dryrun.mask import MASK_MODES_HELP
 
 __all__ = ["main"]
 
@@ -87,7 +88,10 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     configs = load_configs(pipelines, args.rules, {**_QUEUE_PLACEHOLDERS, **os.environ})
     access = AccountAccess(args.profile, args.region, args.endpoint_url)
     try:
-        clients = live_clients(shared_limits(configs), access)
+        try:
+            clients = live_clients(shared_limits(configs), access)
+        except ValueError as exc:  # botocore's refusal of an endpoint that is no URL
+            raise Refused(f"--endpoint-url {args.endpoint_url!r}: {exc}") from None
         snapshot = snapshot_world(
             events, configs, clients, tables, clock=ReplayClock(now), users=tuple(args.user or ()), now=now
         )
@@ -133,9 +137,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     snapshot.add_argument("--endpoint-url", help="an AWS endpoint (e.g. a local emulator)")
     pseudonymize = commands.add_parser("pseudonymize", help="mask (and pseudonymize) a world file to share it")
-    pseudonymize.add_argument("world", type=Path, metavar="WORLD")
+    pseudonymize.add_argument("world", type=Path, metavar="WORLD", help="the world file (.yaml or .json)")
     for command, default in ((snapshot, "text"), (pseudonymize, "all")):
-        command.add_argument("--mask", choices=MASK_MODES, default=default, help=f"(default: {default})")
+        command.add_argument(
+            "--mask", choices=MASK_MODES, default=default, help=f"{MASK_MODES_HELP} (default: {default})"
+        )
         command.add_argument("--key-env", metavar="NAME", help="environment variable holding the pseudonym key")
         command.add_argument("--keep-secrets", action="store_true", help="keep credentials (default: redacted)")
         command.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here (default: stdout)")
