@@ -179,6 +179,12 @@ def refresh_interval(env: Mapping[str, str]) -> float:
     return max(1.0, seconds)
 
 
+def _live_revision(deployment: Deployment, bundle_id: str | None, default: int) -> int:
+    """The latest earlier revision of ``deployment`` with ``bundle_id`` live (``default`` when its history has none)."""
+    revision = next((entry.get("revision") for entry in deployment.history if entry.get("live") == bundle_id), default)
+    return revision if isinstance(revision, int) else default
+
+
 class BundleWatcher:
     """Keeps each pipeline of ``app`` deciding with the rules bundles its deployment document names."""
 
@@ -380,8 +386,8 @@ class BundleWatcher:
             usable, settled = self._usable(name, wanted, deployment.revision, refusals)
             if usable:
                 live_id = wanted
-            elif state.applied:
-                revision = state.revision
+            elif state.applied:  # the kept bundle is named as a new container names it: the fleet says one source
+                revision = _live_revision(deployment, live_id, state.revision)
             else:  # a new container: the last good bundle, as the warm containers keep it
                 live_id, revision, found = self._last_good(name, deployment)
                 settled, fell_back = settled and found, True
@@ -435,9 +441,7 @@ class BundleWatcher:
                     return None, 0, False
                 if not usable:
                     continue
-            history = deployment.history
-            revision = next((entry.get("revision") for entry in history if entry.get("live") == bundle_id), 0)
-            return bundle_id, revision if isinstance(revision, int) else 0, True
+            return bundle_id, _live_revision(deployment, bundle_id, 0), True
         return None, 0, True
 
     def _usable(

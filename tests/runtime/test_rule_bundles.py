@@ -1004,3 +1004,22 @@ def test_a_bundle_missing_from_s3_is_named_with_its_key_and_the_fix_and_read_aga
     started.after(RETRY_SECONDS)
     line = started.message(json_logs, "sms", "an agent please")
     assert (line["rules"]["routing"], line["rules_source"]) == ("asks_for_agent", f"bundle {agent}, revision 2")
+
+
+# The revision a kept live bundle is named with (defect: a warm container that refused a new live bundle named the
+# one it kept with the revision it had applied, while a new container named it with the latest revision it was live
+# at: when a shadow had been deployed in between, the same rules were two rules_source values across the fleet).
+
+
+def test_the_live_bundle_kept_after_a_refusal_has_one_rules_source_across_the_fleet(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    good, warm = vip_bundle_live(ops, container, world)
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    ops.publish("--shadow")
+    ops.sneak_in(rules_files(BROKEN_ROUTING))
+    warm.after(INTERVAL)
+    fresh = container()
+
+    sources = {started.message(json_logs)["rules_source"] for started in (warm, fresh)}
+    assert sources == {f"bundle {good}, revision 2"}
