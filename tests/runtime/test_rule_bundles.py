@@ -1006,6 +1006,30 @@ def test_a_bundle_missing_from_s3_is_named_with_its_key_and_the_fix_and_read_aga
     assert (line["rules"]["routing"], line["rules_source"]) == ("asks_for_agent", f"bundle {agent}, revision 2")
 
 
+def test_a_cold_start_whose_budget_runs_out_between_live_and_shadow_deploys_them_together_at_the_retry(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    ops.edit("40_routing.yaml", f"# live\n{ROUTING}")
+    live = ops.publish("--live")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    shadow = ops.publish("--shadow")
+
+    def slow_bundles(clock: Clock, path: str) -> Any:
+        if "/bundles/" in path:
+            clock.now += 3.5  # the live bundle's read leaves the shadow's no time
+        return None
+
+    started = container(fault=slow_bundles)
+    deployed = started.application.deployed(PIPELINE)
+    assert (deployed.live.source, deployed.shadow) == (f"bundle {live}, revision 2", None)
+    started.watcher.s3().meta.events.unregister("before-call.s3.GetObject", unique_id="fail")
+    started.after(RETRY_SECONDS)
+    deployed = started.application.deployed(PIPELINE)
+    assert deployed.live.source == f"bundle {live}, revision 2"
+    assert deployed.shadow is not None and deployed.shadow.source == f"bundle {shadow}, revision 2, shadow"
+    assert deployed.plans is not None and deployed.plans[0].source == deployed.live.source
+
+
 # The revision a kept live bundle is named with (defect: a warm container that refused a new live bundle named the
 # one it kept with the revision it had applied, while a new container named it with the latest revision it was live
 # at: when a shadow had been deployed in between, the same rules were two rules_source values across the fleet).

@@ -413,3 +413,41 @@ def test_where_the_time_cannot_be_bounded_the_candidate_is_not_run(
     (line,) = json_logs(logging.WARNING)
     assert line["message"].startswith("shadow evaluation skipped, its time cannot be bounded: only the main thread")
     assert [counted(document) for document in emf_documents(capsys.readouterr().out)] == [{}, {}]
+
+
+def test_a_check_that_deploys_during_an_event_leaves_the_event_on_one_configuration(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    candidate = ops.publish("--shadow")
+    container = shadowed()
+    before = container.application.deployed("twilio_inbound")
+    world.add_conversation(vip=True)
+    ops.rules("promote")
+    checked: list[bool] = []
+
+    def check_now(**_: Any) -> None:
+        # The background check finishes while the live run reads the conversation: the candidate is made live.
+        if not checked:
+            checked.append(True)
+            container.watcher.check()
+
+    dynamodb, read = container.aws._event("after-call", "dynamodb.BatchGetItem")
+    dynamodb.meta.events.register(read, check_now)
+    capsys.readouterr()
+    container.message()
+
+    after = container.application.deployed("twilio_inbound")
+    assert checked and after.shadow is None and after.live.source == f"bundle {candidate}, revision 2"
+    (event,) = event_lines(json_logs())
+    assert (event["rules"]["routing"], event["rules_version"]) == ("channel_queue", before.live.version)
+    assert "rules_source" not in event  # the packaged rules decided it, as before the check
+    (line,) = shadow_lines(json_logs)
+    assert line["candidate"]["source"] == f"bundle {candidate}, revision 1, shadow"
+    document = metrics(capsys.readouterr().out)
+    assert (
+        document["RulesVersion"] == before.live.version and document["CandidateSource"] == line["candidate"]["source"]
+    )
+    assert counted(document)["ShadowMismatches"] == 1
+    container.message(sid="SM" + "9" * 32)
+    assert event_lines(json_logs())[-1]["rules"]["routing"] == "vip_to_human"
