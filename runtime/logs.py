@@ -122,9 +122,10 @@ def _timestamp(created: float) -> str:
     """``created`` as ISO-8601 UTC with microseconds; the date and time part is formatted once a second."""
     global _second
     whole, micros = divmod(round(created * 1_000_000), 1_000_000)
-    if _second[0] != whole:
-        _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    return f"{_second[1]}.{micros:06d}Z"
+    cached = _second  # read once: another thread (the bundle watcher's) may cache its own second meanwhile
+    if cached[0] != whole:
+        cached = _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{micros:06d}Z"
 
 
 def setup_logging(level: str = "INFO") -> None:

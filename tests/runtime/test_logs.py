@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+import runtime.logs
 from runtime.logs import JsonFormatter
 
 
@@ -31,6 +32,22 @@ def test_consecutive_seconds_each_get_their_own_date_and_time() -> None:
     formatter = JsonFormatter()
     first, second = (json.loads(formatter.format(_record(t)))["timestamp"] for t in (1_795_000_000.9, 1_795_000_001.1))
     assert first[:19] != second[:19] and second.endswith(".100000Z")
+
+
+def test_a_second_cached_by_another_thread_meanwhile_never_dates_this_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect: the cached second was checked, then read again: a thread (the bundle watcher's) caching another second
+    in between gave this line that second's date and time."""
+    whole = 1_795_000_000
+
+    class Interleaved(tuple):  # the other thread runs right after this line's check of the cached second
+        def __getitem__(self, index):  # type: ignore[no-untyped-def]
+            if index == 0:
+                monkeypatch.setattr(runtime.logs, "_second", (whole + 60, "2026-11-18T11:07:40"))
+            return tuple.__getitem__(self, index)
+
+    monkeypatch.setattr(runtime.logs, "_second", Interleaved((whole, "2026-11-18T11:06:40")))
+    line = json.loads(JsonFormatter().format(_record(whole + 0.5)))
+    assert line["timestamp"] == "2026-11-18T11:06:40.500000Z"
 
 
 def test_the_event_line_carries_the_steps_and_no_unknown_field() -> None:
