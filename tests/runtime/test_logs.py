@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_a_second_cached_by_another_thread_meanwhile_never_dates_this_line(monke
     whole = 1_795_000_000
 
     class Interleaved(tuple):  # the other thread runs right after this line's check of the cached second
-        def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        def __getitem__(self, index: Any) -> Any:
             if index == 0:
                 monkeypatch.setattr(runtime.logs, "_second", (whole + 60, "2026-11-18T11:07:40"))
             return tuple.__getitem__(self, index)
