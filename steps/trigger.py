@@ -38,11 +38,11 @@ DUE = "trigger_due_at"
 
 
 def acquire_condition(
-    holder: str, now: int, *, window: int, due_margin: int, orphan_after: int, exact_now: Decimal | None = None
+    holder: str, now: int, *, window: int, due_margin: int, orphan_after: int, exact_now: Decimal
 ) -> Condition:
     """When ``holder`` may take the lock at ``now`` (epoch seconds), for a trigger delayed by ``window`` seconds.
 
-    ``exact_now`` (default ``now``) is the same moment with its fraction: a lease has ended once its
+    ``exact_now`` is the same moment with its fraction: a lease has ended once its
     ``expires_at`` is below it.
 
     An unmarked lock's trigger is due at ``taken_at + window`` at the earliest: it is taken over once that is
@@ -51,7 +51,7 @@ def acquire_condition(
     """
     lease_over = (
         AttributeNotExists("conversation_id"),
-        AttributeLessThan("expires_at", now if exact_now is None else exact_now),
+        AttributeLessThan("expires_at", exact_now),
         AttributeEquals("message_sid", holder),
     )
     if window < due_margin:
