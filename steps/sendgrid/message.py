@@ -104,7 +104,7 @@ class InboundEmail:
     spam_score: float | None
     raw_mime: bool
     auto_submitted: bool
-    sender_authenticated: bool | None = None
+    sender_authenticated: bool | None
 
     @property
     def company_address(self) -> str:
