@@ -348,13 +348,13 @@ def drop_dev_only(stage: Path, first_party: Iterable[str]) -> list[str]:
     Only in third-party packages: a top-level directory named in ``first_party`` is the function's own.
     """
     own = set(first_party)
-    found = [
+    found = {
         path
         for top in stage.iterdir()
         if top.is_dir() and top.name not in own and not top.name.endswith(".dist-info")
         for path in top.rglob("*")
         if path.is_dir() and path.name in DEV_ONLY_DIRS
-    ]
+    }
     outermost = sorted(path for path in found if not any(parent in found for parent in path.parents))
     for path in outermost:
         shutil.rmtree(path)
