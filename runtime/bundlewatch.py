@@ -489,12 +489,11 @@ class BundleWatcher:
     def _unreadable(self, name: str, bundle_id: str, revision: int, exc: _Unreadable) -> _Refusal:
         """Why a bundle could not be read, where it was looked for, and what ops can do (it is read again)."""
         where = f"s3://{self.bucket}/{bundle_key(self.prefix, name, bundle_id)}"
-        verdict = f"cannot be read ({exc}: {where}); it is read again at the next check"
         if exc.missing:
-            verdict = (
-                f"cannot be read ({exc}: no object {where}); it is read again at the next check: "
-                "publish it, or deploy another bundle"
-            )
+            where, fix = f"no object {where}", ": publish it, or deploy another bundle"
+        else:
+            fix = ""
+        verdict = f"cannot be read ({exc}: {where}); it is read again at the next check{fix}"
         return _Refusal(f"rules bundle {bundle_id} of {name}", verdict, bundle_id, revision=revision)
 
     def _replaced(self, name: str, bundle_id: str) -> bool:

@@ -432,16 +432,13 @@ def _part(part: bytes, masking: Masking) -> bytes:
     if len(headers.get_all("Content-Disposition", [])) != 1:
         raise ValueError("a part needs exactly one Content-Disposition")
     name = _disposition(headers, "name") or ""
+    address = name.lower() in _ADDRESS_FIELDS
     if _disposition(headers, "filename") is not None:
         masking.masked.add(name or "file")
         head, content = _file_head(name, headers), b""
-    elif name.lower() in _ADDRESS_FIELDS:
+    elif address or name.lower() in MULTIPART_KEPT_FIELDS:
         value = content.decode("utf-8", "replace")
-        masked = masking.addresses(name, value)
-        content = masked.encode() if masked != value else content
-    elif name.lower() in MULTIPART_KEPT_FIELDS:
-        value = content.decode("utf-8", "replace")
-        masked = masking.kept(value)
+        masked = masking.addresses(name, value) if address else masking.kept(value)
         content = masked.encode() if masked != value else content
     elif content:
         masking.masked.add(name or "field")

@@ -322,6 +322,10 @@ def steps_outline(data: Any) -> StepOutline:
 
 # The fields of a ``responses:`` family that are the code's: which channels it answers, how, and whether it raises.
 _RESPONSE_FIELDS = ("channels", "format", "on_transient", "default")
+_TIME_BOUNDS_WHY = (
+    "how long an invocation may take changes with a code deploy (the function's timeout is set above it), "
+    "not a rules bundle"
+)
 _WHY = {
     "tables": "which tables a pipeline uses changes with a code deploy, not a rules bundle",
     "secrets": "which secrets a credential reference may name changes with a code deploy, not a rules bundle",
@@ -329,10 +333,8 @@ _WHY = {
     "with a code deploy, not a rules bundle",
     "targets": "which queues a pipeline sends to, and how, changes with a code deploy (the role may send to the "
     "deployed ones only), not a rules bundle",
-    "deadline_seconds": "how long an invocation may take changes with a code deploy (the function's timeout is set "
-    "above it), not a rules bundle",
-    "aws": "how long an invocation may take changes with a code deploy (the function's timeout is set above it), "
-    "not a rules bundle",
+    "deadline_seconds": _TIME_BOUNDS_WHY,
+    "aws": _TIME_BOUNDS_WHY,
 }
 
 
