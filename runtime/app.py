@@ -39,7 +39,7 @@ from engine.secrets import SecretCache
 from engine.timebox import TimeboxExpired, TimeboxUnavailable, call_within
 from runtime import tracing
 from runtime.apigateway import EventError, http_request, proxy_response, request_path
-from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients
+from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients, new_session
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.metrics import EmfMetrics
 from runtime.stamp import STAMP_FILE, Stamp
@@ -162,13 +162,8 @@ def check_aws_settings(session: Any | None, env: Mapping[str, str]) -> None:
 
 
 def _session_with_region(env: Mapping[str, str]) -> Any:
-    """A session in ``AWS_REGION``, else in botocore's own region (``AWS_DEFAULT_REGION``, the profile's).
-
-    The contract names ``AWS_REGION``; boto3 itself reads only ``AWS_DEFAULT_REGION`` (Lambda sets both).
-    """
-    import boto3
-
-    session = boto3.session.Session(region_name=env.get("AWS_REGION") or None)
+    """A session (``runtime.aws.new_session``) that has a region; NoRegionConfigured when none is configured."""
+    session = new_session(env)
     if not session.region_name:
         raise NoRegionConfigured("no AWS region configured: set AWS_REGION and AWS_DEFAULT_REGION (Lambda sets both)")
     return session

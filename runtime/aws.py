@@ -11,6 +11,7 @@ to each client's first use (``LazyClient``), since the first client pays botocor
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
@@ -46,6 +47,7 @@ __all__ = [
     "lazy_clients",
     "make_client",
     "make_clients",
+    "new_session",
     "plain_value",
 ]
 
@@ -468,11 +470,21 @@ def _report_outcome_unknown(parsed: Any = None, context: Any = None, **_: Any) -
         parsed.setdefault("ResponseMetadata", {})[_OUTCOME_UNKNOWN] = True
 
 
-def make_clients(settings: AwsSettings, session: Any | None = None) -> tuple[Any, Any, Any]:
-    """DynamoDB, SQS and Secrets Manager clients sharing one bounded botocore config."""
+def new_session(env: Mapping[str, str] | None = None) -> Any:
+    """A boto3 session in botocore's region, else in ``AWS_REGION`` (the contract's variable, which botocore ignores).
+
+    Every client of the function comes from one (Lambda sets both variables; elsewhere either one is enough).
+    """
     import boto3
 
-    factory = session or boto3.session.Session()
+    environment = os.environ if env is None else env
+    region = None if environment.get("AWS_DEFAULT_REGION") else environment.get("AWS_REGION") or None
+    return boto3.session.Session(region_name=region)
+
+
+def make_clients(settings: AwsSettings, session: Any | None = None) -> tuple[Any, Any, Any]:
+    """DynamoDB, SQS and Secrets Manager clients sharing one bounded botocore config."""
+    factory = session or new_session()
     config = botocore_config(settings)
     cap = _retry_after_cap(round(settings.read_timeout * 1000))
     dynamodb, sqs, secretsmanager = (make_client(service, factory, config, cap) for service in _SERVICES)
@@ -493,9 +505,7 @@ class _ClientFactory:
     def create(self, service: str) -> Any:
         """A new client of ``service``, prepared; call with ``lock`` held."""
         if self._session is None:
-            import boto3
-
-            self._session = boto3.session.Session()
+            self._session = new_session()
         client = make_client(service, self._session, self._config, self._cap)
         self._prepare(client)
         return client

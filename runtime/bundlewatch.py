@@ -238,12 +238,10 @@ class BundleWatcher:
         interval = refresh_interval(env)
 
         def client() -> Any:
-            import boto3
-
-            from runtime.aws import _retry_after_cap, botocore_config, make_client
+            from runtime.aws import _retry_after_cap, botocore_config, make_client, new_session
 
             cap = _retry_after_cap(round(limits.read_timeout * 1000))
-            return make_client("s3", boto3.session.Session(), botocore_config(limits), cap)
+            return make_client("s3", new_session(), botocore_config(limits), cap)
 
         bucket = env["RULES_BUCKET"].strip()
         return cls(

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runtime.aws import error_code
+from runtime.aws import error_code, new_session
 from runtime.masking import MASK_MODES, Pseudonyms, form_fields, recordable
 
 __all__ = ["CaptureSettings", "EventCapture", "Pending"]
@@ -158,11 +158,10 @@ class _Clients:
             return self._clients.get(service) or self._create(service)
 
     def _create(self, service: str) -> Any:
-        import boto3
         from botocore.config import Config
 
         if self._session is None:
-            self._session = boto3.session.Session()
+            self._session = new_session()
         config = Config(
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             read_timeout=READ_TIMEOUT_SECONDS,

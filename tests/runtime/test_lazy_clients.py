@@ -15,7 +15,9 @@ from typing import Any
 import boto3
 import pytest
 
+from engine.calls import CallLimits
 from runtime.app import Application, InvalidAwsSetting, NoRegionConfigured
+from runtime.bundlewatch import BundleWatcher
 from runtime.tracing import reset
 from tests.support.expect import ENV, ROOT
 
@@ -146,3 +148,20 @@ def test_a_malformed_aws_region_alone_is_named_as_such(monkeypatch: pytest.Monke
     env = {key: value for key, value in {**ENV, "AWS_REGION": "eu west 1"}.items() if key != "AWS_DEFAULT_REGION"}
     with pytest.raises(InvalidAwsSetting, match=r"^AWS_REGION 'eu west 1' is not a region name"):
         Application.from_root(ROOT, env)
+
+
+def test_with_aws_region_alone_every_client_of_the_function_is_in_that_region(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Defect: only the pipeline's clients read AWS_REGION; the capture's and the bundle watcher's S3 clients were
+    made in botocore's region, which ignores it (outside Lambda, which sets both, they fell back to a profile's)."""
+    for name in ("AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_REGION", "eu-west-2")
+    from runtime.capture import _Clients
+
+    env = {key: value for key, value in {**ENV, "AWS_REGION": "eu-west-2"}.items() if key != "AWS_DEFAULT_REGION"}
+    application = Application.from_root(ROOT, env)
+    watcher = BundleWatcher.from_env(application, ROOT, {**env, "RULES_BUCKET": "rules"}, CallLimits())
+    assert [client.meta.region_name for client in (watcher.s3(), _Clients()("s3"))] == ["eu-west-2", "eu-west-2"]
