@@ -48,7 +48,7 @@ def sender_authenticated(
 
 
 def _domain(address: str | None) -> str | None:
-    """The domain of a bare address, lower case, or None when it has none."""
+    """The text after the last @ of ``address`` (the domain of a checked address), as ``_unicode_domain`` reads it."""
     return _unicode_domain((address or "").rpartition("@")[2])
 
 
