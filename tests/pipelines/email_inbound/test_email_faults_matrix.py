@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 from botocore.retries.standard import ExponentialBackoff
 
 from engine.config import load_config
-from tests.support.email import add_email_world, email_conversation, email_event
+from tests.support.email import add_email_world, add_user_conversation, email_event
 from tests.support.faults import (
     FINAL_CODE,
     MATRIX_KINDS,
@@ -36,7 +35,6 @@ from tests.support.faults import (
     new_container,
 )
 from tests.support.world import World
-from tools.localaws import put_items
 from tools.sendgrid_events import Email
 
 # Calls whose failure is logged and leaves the answer as it was.
@@ -115,14 +113,7 @@ class Result:
 
 def run_case(world: World, number: int, row: MatrixRow, kind: str, fault: Fault, **container: Any) -> Result:
     user = f"user{number:03d}@example.net"
-    item = email_conversation(
-        conversation_id=f"ci-fault-{number:03d}#pi-aaa-000#{uuid.uuid4()}#{user}",
-        primary_channel=user,
-        gsi_recipient_email=user,
-        recipient_email=user,
-    )
-    put_items(world.dynamodb, world.resources.conversations_table, [item])
-    conversation_id = item["conversation_id"]
+    conversation_id = add_user_conversation(world, user, f"ci-fault-{number:03d}")["conversation_id"]
     event = email_event(Email(sender=user, envelope_from=user, message_id=f"<case-{number}@mail.example.net>"))
 
     application, injector = new_container(world.resources, **container)
