@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,10 +148,7 @@ def drain(application: Any) -> None:
 def run_case(world: World, number: int, row: MatrixRow, kind: str, fault: Fault, **container: Any) -> Result:
     user = f"+1555010{number:04d}"
     forbid(user, user.lstrip("+"))
-    conversation_id = f"ci-fault-{number:03d}#pi-aaa-000#{uuid.uuid4()}#{user.lstrip('+')}"
-    world.add_conversation(
-        conversation_id=conversation_id, primary_channel=user, gsi_recipient_tel=user, recipient_tel=user
-    )
+    conversation_id = world.add_user_conversation(user, f"ci-fault-{number:03d}")["conversation_id"]
     sid = f"SM{number:032d}"
     params = whatsapp_params(sid, body=f"fault case {number}", From=f"whatsapp:{user}", WaId=user.lstrip("+"))
     forbid(f"fault case {number}")
