@@ -18,8 +18,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -236,6 +237,40 @@ def moto_endpoint() -> Iterator[str]:
 
 # The batching window of the ``world`` fixture's pipelines.
 WINDOW_SECONDS = 10
+
+
+def process_concurrently(
+    pipeline: str, events: Sequence[dict[str, Any]], outcome: Callable[[Any], str], at: datetime | None = None
+) -> list[str]:
+    """Each event on a container of its own, all started together; ``outcome`` of each one's ``Handled``.
+
+    The containers share the loaded configuration of ``pipelines/{pipeline}.yaml`` and boto3's service models
+    (neither holds state), not their clients, connections or secret caches. ``at``: the wall clock the
+    containers read (default: now).
+    """
+    from engine.config import load_config
+    from runtime.app import Application, live_services
+    from tests.support.timeline import FixedClock
+
+    config = load_config(ROOT / "pipelines" / f"{pipeline}.yaml", ROOT / "rules", os.environ)
+    session = boto3.session.Session()
+    containers = [Application([config], live_services(config.aws, session=session)) for _ in events]
+    if at is not None:
+        for container in containers:
+            container.replace_services(clock=FixedClock(at))
+    barrier = threading.Barrier(len(events))
+    outcomes = [""] * len(events)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        outcomes[index] = outcome(containers[index].process(events[index], None))
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(events))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return outcomes
 
 
 @pytest.fixture

@@ -10,23 +10,16 @@ applies conditional writes to an item (the ``moto_endpoint`` and ``world`` fixtu
 
 from __future__ import annotations
 
-import os
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
-from engine.config import load_config
-from runtime.app import Application, live_services
-from tests.integration.conftest import WINDOW_SECONDS
-from tests.support.faults import ROOT
+from tests.integration.conftest import WINDOW_SECONDS, process_concurrently
 from tests.support.logscan import forbid
-from tests.support.timeline import FixedClock
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
 from tools.localaws import to_dynamo
@@ -37,29 +30,13 @@ pytestmark = pytest.mark.integration
 def deliver_concurrently(events: Sequence[dict[str, Any]], at: datetime | None = None) -> list[str]:
     """Each event on a container of its own, all started together; the outcome of each (or the raised code).
 
-    The containers share the loaded configuration and boto3's service models (neither holds state), not
-    their clients, connections or secret caches. ``at``: the wall clock the containers read (default: now).
+    ``at``: the wall clock the containers read (default: now).
     """
-    config = load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
-    session = boto3.session.Session()
-    containers = [Application([config], live_services(config.aws, session=session)) for _ in events]
-    if at is not None:
-        for container in containers:
-            container.replace_services(clock=FixedClock(at))
-    barrier = threading.Barrier(len(events))
-    outcomes: list[str] = [""] * len(events)
 
-    def run(index: int) -> None:
-        barrier.wait()
-        handled = containers[index].process(events[index], None)
-        outcomes[index] = f"raised {handled.result.outcome}" if handled.raised else handled.result.outcome
+    def outcome(handled: Any) -> str:
+        return f"raised {handled.result.outcome}" if handled.raised else handled.result.outcome
 
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(events))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return outcomes
+    return process_concurrently("twilio_inbound", events, outcome, at)
 
 
 def triggers(world: World) -> int:

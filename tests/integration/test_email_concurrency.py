@@ -9,20 +9,15 @@ repeat is ``REPLAY``.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-import boto3
 import pytest
 
-from engine.config import load_config
-from runtime.app import Application, live_services
+from tests.integration.conftest import process_concurrently
 from tests.support.email import add_email_world, email_event
-from tests.support.faults import ROOT
 from tests.support.world import World
 from tools.sendgrid_events import Email
 
@@ -31,22 +26,7 @@ pytestmark = pytest.mark.integration
 
 def post_concurrently(events: Sequence[dict[str, Any]]) -> list[str]:
     """Each event on a container of its own, all started together; the outcome of each."""
-    config = load_config(ROOT / "pipelines" / "email_inbound.yaml", ROOT / "rules", os.environ)
-    session = boto3.session.Session()
-    containers = [Application([config], live_services(config.aws, session=session)) for _ in events]
-    barrier = threading.Barrier(len(events))
-    outcomes = [""] * len(events)
-
-    def run(index: int) -> None:
-        barrier.wait()
-        outcomes[index] = containers[index].process(events[index], None).result.outcome
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(events))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return outcomes
+    return process_concurrently("email_inbound", events, lambda handled: handled.result.outcome)
 
 
 def triggers(world: World) -> list[dict[str, Any]]:

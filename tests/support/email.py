@@ -56,6 +56,20 @@ def add_email_world(world: World, key: KeyPair = KEY, **overrides: Any) -> dict[
     return item
 
 
+def add_user_conversation(world: World, user: str, prefix: str) -> dict[str, Any]:
+    """Store a conversation of ``user`` alone (id ``{prefix}#pi-aaa-000#<uuid>#{user}``); the item."""
+    from tools.localaws import put_items
+
+    item = email_conversation(
+        conversation_id=f"{prefix}#pi-aaa-000#{uuid.uuid4()}#{user}",
+        primary_channel=user,
+        gsi_recipient_email=user,
+        recipient_email=user,
+    )
+    put_items(world.dynamodb, world.resources.conversations_table, [item])
+    return item
+
+
 def email_event(
     email: Email | None = None,
     *,

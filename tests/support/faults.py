@@ -26,7 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -47,11 +47,13 @@ __all__ = [
     "FaultKind",
     "Gate",
     "MATRIX_KINDS",
+    "MatrixRow",
     "RELEASE_CODE",
     "SimulatedCrash",
     "TRANSIENT_CODE",
     "TRANSIENT_KINDS",
     "error_answer",
+    "expected_triggers",
     "new_container",
     "observe",
 ]
@@ -194,6 +196,25 @@ MATRIX_KINDS = (
 )
 # The kinds botocore retries and the pipeline answers as transient (the provider retries).
 TRANSIENT_KINDS = frozenset({"throttling", "server_error", "read_timeout", "response_lost"})
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    """A fault matrix's row: a call to break; ``setup`` faults make the pipeline reach it (a release only runs
+    after a failure)."""
+
+    label: str
+    call: str
+    setup: dict[str, Fault] = field(default_factory=dict)
+
+
+def expected_triggers(row: MatrixRow, fault: Fault, max_attempts: int) -> int:
+    """Triggers at rest: one, plus the ones a lost answer or a crash made the sender repeat (contract §2)."""
+    if row.call == "send" and fault.kind == "response_lost":
+        return max_attempts + 1
+    if row.call in ("send", "lock_mark") and fault.kind == "crash":
+        return 2
+    return 1
 
 
 class FaultInjector:

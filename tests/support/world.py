@@ -58,6 +58,16 @@ class World:
         put_items(self.dynamodb, self.resources.conversations_table, [item])
         return item
 
+    def add_user_conversation(self, user: str, prefix: str, **overrides: Any) -> dict[str, Any]:
+        """Store a conversation of ``user`` (a phone number) alone, id ``{prefix}#pi-aaa-000#<uuid>#<number>``."""
+        return self.add_conversation(
+            conversation_id=f"{prefix}#pi-aaa-000#{uuid.uuid4()}#{user.lstrip('+')}",
+            primary_channel=user,
+            gsi_recipient_tel=user,
+            recipient_tel=user,
+            **overrides,
+        )
+
     def add_default_secrets(self, token: str = TOKEN) -> None:
         put_secrets(
             self.secretsmanager,

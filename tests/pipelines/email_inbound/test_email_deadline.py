@@ -18,10 +18,9 @@ from typing import Any
 import pytest
 
 from engine.config import load_config
-from tests.support.email import add_email_world, email_conversation, email_event
+from tests.support.email import add_email_world, add_user_conversation, email_event
 from tests.support.faults import ROOT, Fault, new_container
 from tests.support.world import World
-from tools.localaws import put_items
 from tools.sendgrid_events import Email
 
 CALLS = ("query", "secret", "get", "stage_put", "lock_put", "replay_put", "send", "lock_mark", "replay_confirm")
@@ -52,13 +51,7 @@ def test_a_call_in_flight_at_the_deadline_leaves_state_the_retry_completes(
     add_email_world(world)
     config = load_config(ROOT / "pipelines" / "email_inbound.yaml", ROOT / "rules", os.environ)
     user = f"deadline.{call.replace('_', '.')}@example.net"
-    item = email_conversation(
-        conversation_id=f"ci-deadline#pi-aaa-000#{uuid.uuid4()}#{user}",
-        primary_channel=user,
-        gsi_recipient_email=user,
-        recipient_email=user,
-    )
-    put_items(world.dynamodb, world.resources.conversations_table, [item])
+    item = add_user_conversation(world, user, "ci-deadline")
     event = email_event(Email(sender=user, envelope_from=user, message_id=f"<{uuid.uuid4().hex}@mail.example.net>"))
 
     application, injector = new_container(world.resources, config=config, session=boto_session)

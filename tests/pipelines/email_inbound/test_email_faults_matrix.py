@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -21,7 +20,7 @@ import pytest
 from botocore.retries.standard import ExponentialBackoff
 
 from engine.config import load_config
-from tests.support.email import add_email_world, email_conversation, email_event
+from tests.support.email import add_email_world, add_user_conversation, email_event
 from tests.support.faults import (
     FINAL_CODE,
     MATRIX_KINDS,
@@ -30,41 +29,35 @@ from tests.support.faults import (
     TRANSIENT_CODE,
     TRANSIENT_KINDS,
     Fault,
+    MatrixRow,
     SimulatedCrash,
+    expected_triggers,
     new_container,
 )
 from tests.support.world import World
-from tools.localaws import put_items
 from tools.sendgrid_events import Email
 
 # Calls whose failure is logged and leaves the answer as it was.
 BEST_EFFORT = ("lock_mark", "replay_confirm")
 
 
-@dataclass(frozen=True)
-class Row:
-    label: str
-    call: str
-    setup: dict[str, Fault] = field(default_factory=dict)
-
-
 ROWS = (
-    Row("GSI query", "query"),
-    Row("secret", "secret"),
-    Row("batch get (item + replay record)", "get"),
-    Row("stage put", "stage_put"),
-    Row("lock put", "lock_put"),
-    Row("replay record put", "replay_put"),
-    Row("lock release, send denied", "lock_release", {"send": Fault("access_denied")}),
-    Row("replay record release, send denied", "replay_release", {"send": Fault("access_denied")}),
-    Row("send", "send"),
-    Row("lock marked sent", "lock_mark"),
-    Row("replay record confirmed", "replay_confirm"),
+    MatrixRow("GSI query", "query"),
+    MatrixRow("secret", "secret"),
+    MatrixRow("batch get (item + replay record)", "get"),
+    MatrixRow("stage put", "stage_put"),
+    MatrixRow("lock put", "lock_put"),
+    MatrixRow("replay record put", "replay_put"),
+    MatrixRow("lock release, send denied", "lock_release", {"send": Fault("access_denied")}),
+    MatrixRow("replay record release, send denied", "replay_release", {"send": Fault("access_denied")}),
+    MatrixRow("send", "send"),
+    MatrixRow("lock marked sent", "lock_mark"),
+    MatrixRow("replay record confirmed", "replay_confirm"),
 )
 KINDS = MATRIX_KINDS
 
 
-def expected_answer(row: Row, fault: Fault) -> str:
+def expected_answer(row: MatrixRow, fault: Fault) -> str:
     """The contract's answer to the first post (JSON: 503 for transient codes, 500 for the other faults)."""
     if fault.kind == "crash":
         return "crash"
@@ -77,21 +70,12 @@ def expected_answer(row: Row, fault: Fault) -> str:
     return f"500 {FINAL_CODE[row.call]}"
 
 
-def expected_at_rest(row: Row, fault: Fault) -> str:
+def expected_at_rest(row: MatrixRow, fault: Fault) -> str:
     """The answer after SendGrid's retry: the email completed, or REPLAY when the dead run had confirmed it."""
     return "200 REPLAY" if row.call == "replay_confirm" and fault.kind == "crash" else "200 QUEUED"
 
 
-def expected_triggers(row: Row, fault: Fault, max_attempts: int) -> int:
-    """Triggers at rest: one, plus the ones a lost answer or a crash made the sender repeat (contract §2)."""
-    if row.call == "send" and fault.kind == "response_lost":
-        return max_attempts + 1
-    if row.call in ("send", "lock_mark") and fault.kind == "crash":
-        return 2
-    return 1
-
-
-def expected_repeat(row: Row, fault: Fault) -> str:
+def expected_repeat(row: MatrixRow, fault: Fault) -> str:
     """A later repeat of the done email: REPLAY, unless its confirmation failed (logged; a re-delivery then).
 
     A confirmation whose answer was lost was applied: botocore's retry meets its own item and counts it written.
@@ -115,7 +99,7 @@ def deliver(application: Any, event: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Result:
-    row: Row
+    row: MatrixRow
     kind: str
     fault: Fault
     answer: str
@@ -127,16 +111,9 @@ class Result:
     repeat: str
 
 
-def run_case(world: World, number: int, row: Row, kind: str, fault: Fault, **container: Any) -> Result:
+def run_case(world: World, number: int, row: MatrixRow, kind: str, fault: Fault, **container: Any) -> Result:
     user = f"user{number:03d}@example.net"
-    item = email_conversation(
-        conversation_id=f"ci-fault-{number:03d}#pi-aaa-000#{uuid.uuid4()}#{user}",
-        primary_channel=user,
-        gsi_recipient_email=user,
-        recipient_email=user,
-    )
-    put_items(world.dynamodb, world.resources.conversations_table, [item])
-    conversation_id = item["conversation_id"]
+    conversation_id = add_user_conversation(world, user, f"ci-fault-{number:03d}")["conversation_id"]
     event = email_event(Email(sender=user, envelope_from=user, message_id=f"<case-{number}@mail.example.net>"))
 
     application, injector = new_container(world.resources, **container)

@@ -10,7 +10,6 @@ the contract allows (a re-delivered message may re-send its own), and the messag
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Any
 
 import boto3
@@ -69,14 +68,8 @@ def test_handoff_fault_matrix(
     failures: list[str] = []
     for number, (call, fault) in enumerate((call, fault) for call in CALLS for fault in KINDS):
         user = f"+1555030{number:04d}"
-        conversation_id = f"ci-handoff-{number:03d}#pi-aaa-000#{uuid.uuid4()}#{user.lstrip('+')}"
-        world.add_conversation(
-            conversation_id=conversation_id,
-            primary_channel=user,
-            gsi_recipient_tel=user,
-            recipient_tel=user,
-            hand_off_to_human=True,
-        )
+        item = world.add_user_conversation(user, f"ci-handoff-{number:03d}", hand_off_to_human=True)
+        conversation_id = item["conversation_id"]
         sid = f"SM{number + 3000:032d}"
         event = rest_event("whatsapp", whatsapp_params(sid, From=f"whatsapp:{user}", WaId=user.lstrip("+")))
         application, injector = new_container(world.resources, config=config, session=boto_session)

@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,9 @@ from tests.support.faults import (
     TRANSIENT_KINDS,
     EndState,
     Fault,
+    MatrixRow,
     SimulatedCrash,
+    expected_triggers,
     new_container,
     observe,
 )
@@ -47,32 +48,23 @@ from tests.support.world import World
 GUARANTEES = Path(__file__).resolve().parents[3] / "docs" / "guarantees.md"
 
 
-@dataclass(frozen=True)
-class Row:
-    """A call to break; ``setup`` faults make the pipeline reach it (the release only runs after a failure)."""
-
-    label: str
-    call: str
-    setup: dict[str, Fault] = field(default_factory=dict)
-
-
 ROWS = (
-    Row("GSI query", "query"),
-    Row("secret", "secret"),
-    Row("batch get (item + replay record)", "get"),
-    Row("stage put", "stage_put"),
-    Row("lock put", "lock_put"),
-    Row("replay record put", "replay_put"),
-    Row("lock release, send throttled", "lock_release", {"send": Fault("throttling")}),
-    Row("lock release, send denied", "lock_release", {"send": Fault("access_denied")}),
-    Row("replay record release, send denied", "replay_release", {"send": Fault("access_denied")}),
-    Row("send", "send"),
-    Row("lock marked sent (best effort)", "lock_mark"),
+    MatrixRow("GSI query", "query"),
+    MatrixRow("secret", "secret"),
+    MatrixRow("batch get (item + replay record)", "get"),
+    MatrixRow("stage put", "stage_put"),
+    MatrixRow("lock put", "lock_put"),
+    MatrixRow("replay record put", "replay_put"),
+    MatrixRow("lock release, send throttled", "lock_release", {"send": Fault("throttling")}),
+    MatrixRow("lock release, send denied", "lock_release", {"send": Fault("access_denied")}),
+    MatrixRow("replay record release, send denied", "replay_release", {"send": Fault("access_denied")}),
+    MatrixRow("send", "send"),
+    MatrixRow("lock marked sent (best effort)", "lock_mark"),
 )
 KINDS = MATRIX_KINDS
 
 
-def expected_answer(row: Row, fault: Fault) -> str:
+def expected_answer(row: MatrixRow, fault: Fault) -> str:
     """The contract's answer to the first delivery."""
     if fault.kind == "crash":
         return "crash"
@@ -88,7 +80,7 @@ def expected_answer(row: Row, fault: Fault) -> str:
     return f"200 {FINAL_CODE[row.call]}"
 
 
-def expected_lock_between(row: Row, fault: Fault, answer: str) -> str:
+def expected_lock_between(row: MatrixRow, fault: Fault, answer: str) -> str:
     """The lock right after the first delivery: a silent holder only where no code can still run."""
     if answer == "200 QUEUED":
         return "held, sent"
@@ -102,18 +94,9 @@ def expected_lock_between(row: Row, fault: Fault, answer: str) -> str:
     return "free"
 
 
-def expected_triggers(row: Row, fault: Fault, max_attempts: int) -> int:
-    """Triggers at rest: one, plus the ones a lost answer or a crash made the sender repeat."""
-    if row.call == "send" and fault.kind == "response_lost":
-        return max_attempts + 1
-    if row.call in ("send", "lock_mark") and fault.kind == "crash":
-        return 2
-    return 1
-
-
 @dataclass(frozen=True)
 class Result:
-    row: Row
+    row: MatrixRow
     kind: str
     fault: Fault
     attempts: int
@@ -162,13 +145,10 @@ def drain(application: Any) -> None:
         barrier.wait()
 
 
-def run_case(world: World, number: int, row: Row, kind: str, fault: Fault, **container: Any) -> Result:
+def run_case(world: World, number: int, row: MatrixRow, kind: str, fault: Fault, **container: Any) -> Result:
     user = f"+1555010{number:04d}"
     forbid(user, user.lstrip("+"))
-    conversation_id = f"ci-fault-{number:03d}#pi-aaa-000#{uuid.uuid4()}#{user.lstrip('+')}"
-    world.add_conversation(
-        conversation_id=conversation_id, primary_channel=user, gsi_recipient_tel=user, recipient_tel=user
-    )
+    conversation_id = world.add_user_conversation(user, f"ci-fault-{number:03d}")["conversation_id"]
     sid = f"SM{number:032d}"
     params = whatsapp_params(sid, body=f"fault case {number}", From=f"whatsapp:{user}", WaId=user.lstrip("+"))
     forbid(f"fault case {number}")

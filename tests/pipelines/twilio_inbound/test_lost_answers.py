@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Any
 
 import pytest
@@ -33,8 +32,7 @@ def test_a_replay_record_whose_answer_was_lost_is_released_when_the_run_fails_fo
     # repair was answered REPLAY and the message lost.
     world.add_default_secrets()
     user = "+15550209001"
-    cid = f"ci-lost-001#pi-aaa-000#{uuid.uuid4()}#{user.lstrip('+')}"
-    world.add_conversation(conversation_id=cid, primary_channel=user, gsi_recipient_tel=user, recipient_tel=user)
+    cid = world.add_user_conversation(user, "ci-lost-001")["conversation_id"]
     sid = f"SM{9001:032d}"
     event = rest_event("whatsapp", whatsapp_params(sid, From=f"whatsapp:{user}", WaId=user.lstrip("+")))
     config = load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
@@ -60,8 +58,7 @@ def test_a_lock_write_applied_before_a_final_error_is_released(world: Any, boto_
     # and its conversation's next messages were BATCHED under it with none pending.
     world.add_default_secrets()
     user = "+15550209002"
-    cid = f"ci-lost-002#pi-aaa-000#{uuid.uuid4()}#{user.lstrip('+')}"
-    world.add_conversation(conversation_id=cid, primary_channel=user, gsi_recipient_tel=user, recipient_tel=user)
+    cid = world.add_user_conversation(user, "ci-lost-002")["conversation_id"]
     sid = f"SM{9002:032d}"
     event = rest_event("whatsapp", whatsapp_params(sid, From=f"whatsapp:{user}", WaId=user.lstrip("+")))
     config = load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
