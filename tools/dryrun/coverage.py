@@ -88,8 +88,11 @@ def left_out(path: Path, rules: Path, problems: Sequence[Problem]) -> LeftOut | 
         return None
     errors = [problem for problem in problems if problem.severity == "error"]
     unknown = {unknown_rule_set(problem) for problem in errors}
+    if not errors or None in unknown:
+        return None
     name = declared_pipeline_name(path) or path.stem
-    if not errors or None in unknown or unknown & defined_rule_sets(rules) or name in named_pipelines(rules):
+    documents = _documents(rules)  # read once for both questions
+    if unknown & _defined_rule_sets(documents) or name in _named(documents):
         return None
     return LeftOut(name, path, rules, tuple(problems))
 
@@ -131,19 +134,24 @@ def _documents(rules_dir: Path) -> list[dict[object, object]]:
     return documents
 
 
-def named_pipelines(rules_dir: Path) -> frozenset[str]:
-    """The pipelines the rules files of ``rules_dir`` name under ``pipelines:`` (unreadable files left out)."""
+def _named(documents: Sequence[dict[object, object]]) -> frozenset[str]:
+    """The pipelines rules ``documents`` (``_documents``) name under ``pipelines:``."""
     named: set[str] = set()
-    for data in _documents(rules_dir):
+    for data in documents:
         listed = data.get("pipelines")
         if isinstance(listed, list):
             named.update(str(name) for name in listed)
     return frozenset(named)
 
 
-def defined_rule_sets(rules_dir: Path) -> frozenset[str]:
-    """The rule sets the rules files of ``rules_dir`` define, whichever pipelines they name."""
-    return frozenset(str(data["ruleset"]) for data in _documents(rules_dir) if isinstance(data.get("ruleset"), str))
+def named_pipelines(rules_dir: Path) -> frozenset[str]:
+    """The pipelines the rules files of ``rules_dir`` name under ``pipelines:`` (unreadable files left out)."""
+    return _named(_documents(rules_dir))
+
+
+def _defined_rule_sets(documents: Sequence[dict[object, object]]) -> frozenset[str]:
+    """The rule sets rules ``documents`` (``_documents``) define, whichever pipelines they name."""
+    return frozenset(str(data["ruleset"]) for data in documents if isinstance(data.get("ruleset"), str))
 
 
 def load_lane(
