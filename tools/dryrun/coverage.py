@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from engine.config import AppConfig, display_path, load_config
 from engine.errors import ConfigError, Problem
-from runtime.layout import PIPELINES_DIR, RULES_DIR
+from runtime.layout import PIPELINES_DIR, RULES_DIR, yaml_files
 
 __all__ = [
     "LeftOut",
@@ -36,7 +36,6 @@ __all__ = [
     "left_out",
     "load_lane",
     "named_pipelines",
-    "rule_files",
     "rules_dir_problem",
     "uncompared",
 ]
@@ -97,11 +96,6 @@ def left_out(path: Path, rules: Path, problems: Sequence[Problem]) -> LeftOut | 
     return LeftOut(name, path, rules, tuple(problems))
 
 
-def rule_files(rules_dir: Path) -> list[Path]:
-    """The rules files of ``rules_dir`` (``*.yaml``, ``*.yml``), in name order."""
-    return sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")])
-
-
 def rules_dir_problem(rules_dir: Path, option: str, *, baseline: bool) -> Problem | None:
     """Why ``rules_dir``, given as ``option``, cannot be used (missing, a file; a baseline without rules), or None.
 
@@ -111,7 +105,7 @@ def rules_dir_problem(rules_dir: Path, option: str, *, baseline: bool) -> Proble
         reason = "no such directory"
     elif not rules_dir.is_dir():
         reason = "not a directory"
-    elif baseline and not rule_files(rules_dir):
+    elif baseline and not yaml_files(rules_dir):
         reason = "the directory holds no rules files (*.yaml, *.yml)"
     else:
         return None
@@ -124,7 +118,7 @@ def _documents(rules_dir: Path) -> list[dict[object, object]]:
     from engine.yamlsource import load_yaml
 
     documents: list[dict[object, object]] = []
-    for path in rule_files(rules_dir):
+    for path in yaml_files(rules_dir):
         try:
             data = load_yaml(path, strict=False).data
         except ConfigError:
