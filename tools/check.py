@@ -770,10 +770,12 @@ def _default_pipelines(rules_dir: Path, err: TextIO) -> list[Path]:
 
     The contract's default is the Twilio pipeline alone: a directory holding its rules only checks as that would.
     """
-    from tools.dryrun.coverage import left_out
+    from tools.dryrun.coverage import left_out, may_leave_out
 
     paths = pipeline_files(PIPELINES_DIR)
-    left = [omitted for path in paths if (omitted := left_out(path, rules_dir, _errors(path, rules_dir))) is not None]
+    # Asked first: a pipeline that cannot be left out is not inspected here (check_config inspects it).
+    candidates = [path for path in paths if may_leave_out(path, rules_dir)]
+    left = [omitted for path in candidates if (omitted := left_out(path, rules_dir, _errors(path, rules_dir)))]
     if not left or len(left) == len(paths):
         return paths
     for omitted in left:

@@ -35,6 +35,7 @@ __all__ = [
     "Lent",
     "left_out",
     "load_lane",
+    "may_leave_out",
     "named_pipelines",
     "rules_dir_problem",
     "uncompared",
@@ -74,16 +75,24 @@ class LeftOut(NamedTuple):
         )
 
 
+def may_leave_out(path: Path, rules: Path) -> bool:
+    """Whether ``left_out`` may leave the pipeline at ``path`` out with ``rules``, whatever its problems.
+
+    Not the contract's own default pipeline, nor with the function's own rules directory (all of whose pipelines
+    it loads at its cold start): a caller asks before finding the problems.
+    """
+    return path.resolve() != CONTRACT_PIPELINE.resolve() and rules.resolve() != RULES_DIR.resolve()
+
+
 def left_out(path: Path, rules: Path, problems: Sequence[Problem]) -> LeftOut | None:
     """The pipeline at ``path`` as left out of a default replay or check with ``rules``, or None.
 
     Left out when its ``problems`` are only rule sets that no file of the directory defines (for any pipeline),
-    and no file there names it. Never the contract's own default pipeline, nor with the function's own rules
-    directory (all of whose pipelines it loads at its cold start).
+    and no file there names it; never when ``may_leave_out`` says not.
     """
     from tools.check import declared_pipeline_name, unknown_rule_set
 
-    if path.resolve() == CONTRACT_PIPELINE.resolve() or rules.resolve() == RULES_DIR.resolve():
+    if not may_leave_out(path, rules):
         return None
     errors = [problem for problem in problems if problem.severity == "error"]
     unknown = {unknown_rule_set(problem) for problem in errors}
