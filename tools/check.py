@@ -374,19 +374,18 @@ def _json_families(config: AppConfig) -> list[ResponseFamily]:
 def _unanswered_codes(inspection: Inspection, document: SourceDoc | None) -> list[Problem]:
     """Codes of the pipeline's ``errors:`` that its rules decide and a JSON family answering it has no status for."""
     config, pipeline = inspection.config, inspection.files[0]
-    if config is None or document is None:
+    families = _json_families(config) if config is not None else []
+    if not families or document is None:
         return []
     data = document.data if isinstance(document.data, dict) else {}
     errors = data.get("errors")
     declared = set(errors) if isinstance(errors, dict) else set()
-    families = _json_families(config)
     found: list[Problem] = []
-    for name in sorted(inspection.used & inspection.rulesets.keys()) if families else ():
+    for name in sorted(inspection.used & inspection.rulesets.keys()):
         loaded = inspection.rulesets[name]
         for path, code in _decisions(loaded.ruleset):
-            for family in families if code in declared else ():
-                if code in family.status:
-                    continue
+            unanswering = [family for family in families if code not in family.status] if code in declared else []
+            for family in unanswering:
                 message = (
                     f"rule error code {code!r} has no status in response family {family.name!r} (json): "
                     f"{pipeline} answers it with default_status {family.default_status}, which the caller may retry; "
