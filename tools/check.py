@@ -374,19 +374,18 @@ def _json_families(config: AppConfig) -> list[ResponseFamily]:
 def _unanswered_codes(inspection: Inspection, document: SourceDoc | None) -> list[Problem]:
     """Codes of the pipeline's ``errors:`` that its rules decide and a JSON family answering it has no status for."""
     config, pipeline = inspection.config, inspection.files[0]
-    if config is None or document is None:
+    families = _json_families(config) if config is not None else []
+    if not families or document is None:
         return []
     data = document.data if isinstance(document.data, dict) else {}
     errors = data.get("errors")
     declared = set(errors) if isinstance(errors, dict) else set()
-    families = _json_families(config)
     found: list[Problem] = []
-    for name in sorted(inspection.used & inspection.rulesets.keys()) if families else ():
+    for name in sorted(inspection.used & inspection.rulesets.keys()):
         loaded = inspection.rulesets[name]
         for path, code in _decisions(loaded.ruleset):
-            for family in families if code in declared else ():
-                if code in family.status:
-                    continue
+            unanswering = [family for family in families if code not in family.status] if code in declared else []
+            for family in unanswering:
                 message = (
                     f"rule error code {code!r} has no status in response family {family.name!r} (json): "
                     f"{pipeline} answers it with default_status {family.default_status}, which the caller may retry; "
@@ -770,10 +769,12 @@ def _default_pipelines(rules_dir: Path, err: TextIO) -> list[Path]:
 
     The contract's default is the Twilio pipeline alone: a directory holding its rules only checks as that would.
     """
-    from tools.dryrun.coverage import left_out
+    from tools.dryrun.coverage import left_out, may_leave_out
 
     paths = pipeline_files(PIPELINES_DIR)
-    left = [omitted for path in paths if (omitted := left_out(path, rules_dir, _errors(path, rules_dir))) is not None]
+    # Asked first: a pipeline that cannot be left out is not inspected here (check_config inspects it).
+    candidates = [path for path in paths if may_leave_out(path, rules_dir)]
+    left = [omitted for path in candidates if (omitted := left_out(path, rules_dir, _errors(path, rules_dir)))]
     if not left or len(left) == len(paths):
         return paths
     for omitted in left:

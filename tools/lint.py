@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from engine.errors import closest
@@ -247,11 +247,15 @@ def flag_texts(tests: Iterable[RuleTest]) -> dict[str, tuple[str, str]]:
     return found
 
 
-def _decisive(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """The parts of a condition whose truthiness decides it, through &&, || and !."""
-    if node["type"] in _CONNECTIVES:
+def _parts(node: Mapping[str, Any], joins: Collection[str]) -> Iterator[Mapping[str, Any]]:
+    """The parts of ``node`` below the connectives ``joins`` (node types).
+
+    ``_CONNECTIVES``: those whose truthiness decides it, through &&, || and !; ``and_expression``: those all true
+    when it is; ``or_expression``: those all false when it is.
+    """
+    if node["type"] in joins:
         for child in node["children"]:
-            yield from _decisive(child)
+            yield from _parts(child, joins)
     else:
         yield node
 
@@ -280,24 +284,6 @@ def _literal_offset(source: str, node: Mapping[str, Any]) -> int:
     return 0
 
 
-def _conjuncts(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """The parts of ``node`` joined by &&: all are true when it is."""
-    if node["type"] == "and_expression":
-        for child in node["children"]:
-            yield from _conjuncts(child)
-    else:
-        yield node
-
-
-def _disjuncts(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """The parts of ``node`` joined by ||: all are false when it is."""
-    if node["type"] == "or_expression":
-        for child in node["children"]:
-            yield from _disjuncts(child)
-    else:
-        yield node
-
-
 def _paths_read(node: Mapping[str, Any]) -> set[str]:
     """The whole field paths ``node`` reads (``a.b``, not its ``b``)."""
     path = _field_path(node)
@@ -320,9 +306,11 @@ def _guards(tree: Mapping[str, Any]) -> tuple[dict[int, frozenset[str]], set[int
         if node["type"] in ("and_expression", "or_expression") and len(children) == 2:
             left, right = children
             if node["type"] == "and_expression":
-                tests = [(part, _field_path(part)) for part in _conjuncts(left)]
+                tests = [(part, _field_path(part)) for part in _parts(left, ("and_expression",))]
             else:
-                negated = [part["children"][0] for part in _disjuncts(left) if part["type"] == "not_expression"]
+                negated = [
+                    part["children"][0] for part in _parts(left, ("or_expression",)) if part["type"] == "not_expression"
+                ]
                 tests = [(part, _field_path(part)) for part in negated]
             read = _paths_read(right)
             tested = {path for _, path in tests if path is not None}
@@ -349,7 +337,7 @@ def truthiness_mistakes(
     source, found = expression.source, []
     calls = {id(node): offset for node, offset in function_calls(source, expression.ast)}
     _, guards = _guards(expression.ast)
-    for node in _decisive(expression.ast):
+    for node in _parts(expression.ast, _CONNECTIVES):
         if id(node) in guards:  # a test that the field is set, for what reads it next (keyword && contains(…))
             continue
         path = _field_path(node)

@@ -28,15 +28,15 @@ from typing import NamedTuple
 
 from engine.config import AppConfig, display_path, load_config
 from engine.errors import ConfigError, Problem
-from runtime.layout import PIPELINES_DIR, RULES_DIR
+from runtime.layout import PIPELINES_DIR, RULES_DIR, yaml_files
 
 __all__ = [
     "LeftOut",
     "Lent",
     "left_out",
     "load_lane",
+    "may_leave_out",
     "named_pipelines",
-    "rule_files",
     "rules_dir_problem",
     "uncompared",
 ]
@@ -75,28 +75,34 @@ class LeftOut(NamedTuple):
         )
 
 
+def may_leave_out(path: Path, rules: Path) -> bool:
+    """Whether ``left_out`` may leave the pipeline at ``path`` out with ``rules``, whatever its problems.
+
+    Not the contract's own default pipeline, nor with the function's own rules directory (all of whose pipelines
+    it loads at its cold start): a caller asks before finding the problems.
+    """
+    return path.resolve() != CONTRACT_PIPELINE.resolve() and rules.resolve() != RULES_DIR.resolve()
+
+
 def left_out(path: Path, rules: Path, problems: Sequence[Problem]) -> LeftOut | None:
     """The pipeline at ``path`` as left out of a default replay or check with ``rules``, or None.
 
     Left out when its ``problems`` are only rule sets that no file of the directory defines (for any pipeline),
-    and no file there names it. Never the contract's own default pipeline, nor with the function's own rules
-    directory (all of whose pipelines it loads at its cold start).
+    and no file there names it; never when ``may_leave_out`` says not.
     """
     from tools.check import declared_pipeline_name, unknown_rule_set
 
-    if path.resolve() == CONTRACT_PIPELINE.resolve() or rules.resolve() == RULES_DIR.resolve():
+    if not may_leave_out(path, rules):
         return None
     errors = [problem for problem in problems if problem.severity == "error"]
     unknown = {unknown_rule_set(problem) for problem in errors}
+    if not errors or None in unknown:
+        return None
     name = declared_pipeline_name(path) or path.stem
-    if not errors or None in unknown or unknown & defined_rule_sets(rules) or name in named_pipelines(rules):
+    documents = _documents(rules)  # read once for both questions
+    if unknown & _defined_rule_sets(documents) or name in _named(documents):
         return None
     return LeftOut(name, path, rules, tuple(problems))
-
-
-def rule_files(rules_dir: Path) -> list[Path]:
-    """The rules files of ``rules_dir`` (``*.yaml``, ``*.yml``), in name order."""
-    return sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")])
 
 
 def rules_dir_problem(rules_dir: Path, option: str, *, baseline: bool) -> Problem | None:
@@ -108,7 +114,7 @@ def rules_dir_problem(rules_dir: Path, option: str, *, baseline: bool) -> Proble
         reason = "no such directory"
     elif not rules_dir.is_dir():
         reason = "not a directory"
-    elif baseline and not rule_files(rules_dir):
+    elif baseline and not yaml_files(rules_dir):
         reason = "the directory holds no rules files (*.yaml, *.yml)"
     else:
         return None
@@ -121,7 +127,7 @@ def _documents(rules_dir: Path) -> list[dict[object, object]]:
     from engine.yamlsource import load_yaml
 
     documents: list[dict[object, object]] = []
-    for path in rule_files(rules_dir):
+    for path in yaml_files(rules_dir):
         try:
             data = load_yaml(path, strict=False).data
         except ConfigError:
@@ -131,19 +137,24 @@ def _documents(rules_dir: Path) -> list[dict[object, object]]:
     return documents
 
 
-def named_pipelines(rules_dir: Path) -> frozenset[str]:
-    """The pipelines the rules files of ``rules_dir`` name under ``pipelines:`` (unreadable files left out)."""
+def _named(documents: Sequence[dict[object, object]]) -> frozenset[str]:
+    """The pipelines rules ``documents`` (``_documents``) name under ``pipelines:``."""
     named: set[str] = set()
-    for data in _documents(rules_dir):
+    for data in documents:
         listed = data.get("pipelines")
         if isinstance(listed, list):
             named.update(str(name) for name in listed)
     return frozenset(named)
 
 
-def defined_rule_sets(rules_dir: Path) -> frozenset[str]:
-    """The rule sets the rules files of ``rules_dir`` define, whichever pipelines they name."""
-    return frozenset(str(data["ruleset"]) for data in _documents(rules_dir) if isinstance(data.get("ruleset"), str))
+def named_pipelines(rules_dir: Path) -> frozenset[str]:
+    """The pipelines the rules files of ``rules_dir`` name under ``pipelines:`` (unreadable files left out)."""
+    return _named(_documents(rules_dir))
+
+
+def _defined_rule_sets(documents: Sequence[dict[object, object]]) -> frozenset[str]:
+    """The rule sets rules ``documents`` (``_documents``) define, whichever pipelines they name."""
+    return frozenset(str(data["ruleset"]) for data in documents if isinstance(data.get("ruleset"), str))
 
 
 def load_lane(
