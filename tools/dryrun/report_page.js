@@ -16,7 +16,7 @@
 
   // Characters that would reorder or hide the text around them (bidi controls, invisible and control characters)
   // show as their \u escape, as JSON shows controls: a capture cannot make "evil\u202etxt.exe" read "evilexe.txt".
-  const HIDDEN = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+  const HIDDEN = new RegExp(data.hidden, "g"); // report_page.HIDDEN_PATTERN
   const shown = (text) => String(text).replace(HIDDEN, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 
   function el(tag, className, text) {

@@ -193,10 +193,13 @@ def _script_json(value: Any) -> str:
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-# As the page's script shows them (report_page.js, HIDDEN): characters that reorder or hide the text around them.
-_HIDDEN = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+# Characters that reorder or hide the text around them, shown as their \u escape: by the title here and by the page's
+# script (report_page.js reads this pattern, written in the syntax both regular expression engines share).
+HIDDEN_PATTERN = (
+    r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b\u200e\u200f"
+    r"\u2028-\u202e\u2060-\u2069\ufeff]"
 )
+_HIDDEN = re.compile(HIDDEN_PATTERN)
 
 
 def _html_text(text: str) -> str:
@@ -258,6 +261,7 @@ def render_report(
                 *({"text": note, "masked": False} for note in meta.notes),
             ],
         },
+        "hidden": HIDDEN_PATTERN,
         "pipeline": _pipeline(pipeline),
         "pipelines": [_pipeline(sketch) for sketch in (pipeline, *others)],
         "events": [_event(record) for record in records],
