@@ -35,7 +35,7 @@ from tools.dryrun.lanes import ReplayClock, TableDescriber, account_lane
 from tools.dryrun.live import pseudonymized_files
 from tools.dryrun.mask import Scrubber
 
-__all__ = ["SECTION_TABLES", "ReadLog", "Snapshot", "snapshot_world"]
+__all__ = ["SECTION_TABLES", "ReadLog", "Snapshot", "UnreadableAccount", "snapshot_world"]
 
 # World section -> the environment variable naming its table (as the Lambda's environment does).
 SECTION_TABLES = {
@@ -46,6 +46,10 @@ SECTION_TABLES = {
 }
 _deserializer = TypeDeserializer()
 _serializer = TypeSerializer()
+
+
+class UnreadableAccount(Exception):
+    """A read the events needed failed (``operation: code``, each once): a world without its rows would mislead."""
 
 
 class ReadLog:
@@ -143,7 +147,10 @@ def snapshot_world(
     users: Sequence[str] = (),
     now: datetime,
 ) -> Snapshot:
-    """The live rows ``events`` (and ``users``' conversations) need, whole, with their secrets (unredacted)."""
+    """The live rows ``events`` (and ``users``' conversations) need, whole, with their secrets (unredacted).
+
+    Raises ``UnreadableAccount`` when a read of the tables failed (denied, throttled, a table the account lacks).
+    """
     dynamodb, _, secretsmanager = clients
     describe = TableDescriber(dynamodb)
     logs: list[ReadLog] = []
@@ -161,10 +168,12 @@ def snapshot_world(
     lane = account_lane(
         configs, clients, clock=clock, scrubber=Scrubber(), independent=False, skip_signature=True, reads=reads
     )
+    failed: dict[str, None] = {}
     for recorded in events:
-        handled = lane.run(recorded.event, [])
-        if handled.handled.result.error_code in ("DB_QUERY_ERROR", "DB_TRANSIENT_ERROR"):
-            notes.append(f"{recorded.source}: {handled.handled.result.error_code} while reading the account")
+        lane.run(recorded.event, [])
+        failed.update(dict.fromkeys(lane.read_failures or ()))
+    if failed:
+        raise UnreadableAccount(", ".join(failed))
     (log,) = logs
     conversations_table = tables["conversations"]
     schema = describe(conversations_table)

@@ -11,7 +11,8 @@ redacted unless ``--keep-secrets``: the events and the world can then be replaye
 
 ``pipeline-world pseudonymize WORLD`` does the same masking to an existing world file.
 
-Exit status: 0 done; 2 bad arguments, an unreadable file or a configuration that does not load.
+Exit status: 0 done; 2 bad arguments, an unreadable file, a configuration that does not load, or a read of the
+account that failed (denied, throttled, a table it lacks: no world is written).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from tools.dryrun.events import load_events
     from tools.dryrun.lanes import ReplayClock
     from tools.dryrun.live import AccountAccess, live_clients
-    from tools.dryrun.snapshot import SECTION_TABLES, snapshot_world
+    from tools.dryrun.snapshot import SECTION_TABLES, UnreadableAccount, snapshot_world
     from tools.dryrun.world import parse_instant
 
     if not args.events and not args.user:
@@ -95,6 +96,11 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         snapshot = snapshot_world(
             events, configs, clients, tables, clock=ReplayClock(now), users=tuple(args.user or ()), now=now
         )
+    except UnreadableAccount as exc:
+        raise Refused(
+            f"reading the account failed ({exc}): no world written; check the credentials, --profile, --region, "
+            "--endpoint-url and the table variables"
+        ) from None
     except botocore.exceptions.BotoCoreError as exc:
         raise Refused(f"reading the account failed: {exc}") from None
     except botocore.exceptions.ClientError as exc:
