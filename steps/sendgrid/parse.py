@@ -40,10 +40,12 @@ if TYPE_CHECKING:
     from steps.sendgrid.message import Attachment, InboundEmail
     from steps.sendgrid.multipart import MultipartForm
 
-__all__ = ["HTML_CHARS_PER_TEXT_BYTE", "INVALID_SIGNATURE", "PARSING_ERROR", "SendGridParse"]
+__all__ = ["HTML_CHARS_PER_TEXT_BYTE", "INVALID_SIGNATURE", "PARSING_ERROR", "STALE_SIGNATURE", "SendGridParse"]
 
 PARSING_ERROR = ErrorSpec("PARSING_ERROR", description="the request is not a readable Inbound Parse post")
 INVALID_SIGNATURE = ErrorSpec("INVALID_SIGNATURE", description="the request's signature is missing, stale or wrong")
+# Why a post signed too long before (or after) the clock's time is refused; tools name it to say what to do.
+STALE_SIGNATURE = "the signature's timestamp is outside the accepted window"
 # Fields copied to ``request.fields``: what a person handling the email needs besides its text.
 _KEPT_FIELDS = ("to", "from", "cc", "subject", "envelope", "spam_score", "SPF", "dkim", "attachments")
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -203,7 +205,7 @@ class SendGridParse:
             raise StepFailure(INVALID_SIGNATURE.code, f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header")
         now = ctx.services.clock.now().timestamp()
         if not is_fresh(timestamp, now, max_age_seconds=self._max_age, max_future_seconds=self._max_future):
-            raise StepFailure(INVALID_SIGNATURE.code, "the signature's timestamp is outside the accepted window")
+            raise StepFailure(INVALID_SIGNATURE.code, STALE_SIGNATURE)
         return signature, timestamp
 
     def run(self, ctx: Context) -> StepResult:

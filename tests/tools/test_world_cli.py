@@ -137,3 +137,44 @@ def test_a_snapshot_of_an_account_it_may_not_read_fails_and_writes_no_world(
     assert err.startswith("pipeline-world: error: reading the account failed (dynamodb.Query: "), err
     assert "no world written" in err
     assert not (tmp_path / "world.json").exists()
+
+
+def test_a_snapshot_says_which_emails_it_read_nothing_for_as_their_signature_is_too_old_at_its_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Defect: an email older than its signature's window at the snapshot's time (`--now`, else the time it runs)
+    was refused before any read, and the snapshot said nothing: its conversation was silently missing."""
+    from moto import mock_aws
+
+    from runtime.aws import DynamoTables
+    from tools.dryrun.backends import populate
+    from tools.dryrun.world import load_world
+    from tools.localaws import provision
+
+    email = tmp_path / "email.json"
+    email.write_text((ROOT / "examples" / "events" / "13_email.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    with mock_aws():
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        resources = provision(boto3.client("dynamodb"), boto3.client("sqs"))
+        populate(load_world(WORLD), DynamoTables(boto3.client("dynamodb")), resources)
+        for name, value in resources.environment().items():
+            monkeypatch.setenv(name, value)
+        late = world_cli("snapshot", "--now", "2026-12-25T00:00:00Z", str(email))
+        in_time = world_cli("snapshot", "--now", "2026-11-25T12:00:00Z", str(email))
+    status, out, err = late
+    assert status == 0 and json.loads(out)["conversations"] == []
+    assert (
+        f"pipeline-world: note: {email}: INVALID_SIGNATURE at 2026-12-25T00:00:00+00:00 (the signature's timestamp "
+        "is outside the accepted window), so no row was read for it; snapshot it with --now at its time\n"
+    ) in err
+    status, out, err = in_time
+    assert status == 0 and "INVALID_SIGNATURE" not in err, err
+    assert [row["primary_channel"] for row in json.loads(out)["conversations"]] == ["kim@example.org"]
+
+
+def test_the_snapshot_help_says_older_emails_need_now(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["snapshot", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "an email signed longer ago than its window" in help_text
+    assert "so snapshot older emails with --now at their time" in help_text

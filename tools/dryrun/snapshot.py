@@ -28,6 +28,7 @@ from engine.conditions import Condition
 from engine.config import AppConfig
 from engine.ports import ItemRequest, QueryPage, Tables
 from runtime.aws import error_code, plain_value
+from steps.sendgrid.parse import STALE_SIGNATURE
 from steps.support import json_safe
 from tools.dryrun.blueprint import TableSchema
 from tools.dryrun.events import RecordedEvent
@@ -137,6 +138,12 @@ def _secret_names(conversations: Sequence[Mapping[str, Any]]) -> list[str]:
     return sorted(names)
 
 
+def _unread_note(source: str, message: str, clock: ReplayClock) -> str:
+    """Why an event refused before any read (signatures are skipped: a stale email's timestamp) has no rows."""
+    note = f"{source}: INVALID_SIGNATURE at {clock.describe()} ({message}), so no row was read for it"
+    return f"{note}; snapshot it with --now at its time" if message == STALE_SIGNATURE else note
+
+
 def snapshot_world(
     events: Sequence[RecordedEvent],
     configs: Sequence[AppConfig],
@@ -170,8 +177,10 @@ def snapshot_world(
     )
     failed: dict[str, None] = {}
     for recorded in events:
-        lane.run(recorded.event, [])
+        result = lane.run(recorded.event, []).handled.result
         failed.update(dict.fromkeys(lane.read_failures or ()))
+        if result.error is not None and result.error_code == "INVALID_SIGNATURE":
+            notes.append(_unread_note(recorded.source, result.error.message, clock))
     if failed:
         raise UnreadableAccount(", ".join(failed))
     (log,) = logs

@@ -136,7 +136,12 @@ def _parser() -> argparse.ArgumentParser:
     snapshot.add_argument("--user", action="append", metavar="NUMBER", help="also every conversation of this user")
     snapshot.add_argument("--pipeline", type=Path, help="one pipeline file (default: every pipelines/*.yaml)")
     snapshot.add_argument("--rules", type=Path, default=Path("rules"), help="the rules directory (default: rules/)")
-    snapshot.add_argument("--now", help="the world's `now` (default: the time of the snapshot)")
+    snapshot.add_argument(
+        "--now",
+        help="the time every event is replayed at to find its rows, and the world's `now` (default: the time of the "
+        "snapshot); an email signed longer ago than its window (EMAIL_SIGNATURE_MAX_AGE_SECONDS, 4 days) is refused "
+        "before any read, so snapshot older emails with --now at their time",
+    )
     snapshot.add_argument("--profile", help="the AWS profile to read with")
     snapshot.add_argument(
         "--region", help="the AWS region (default: AWS_REGION, else AWS_DEFAULT_REGION or the profile's)"
