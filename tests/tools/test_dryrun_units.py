@@ -237,6 +237,28 @@ def test_a_world_problem_never_shows_a_credential_whatever_shape_the_secrets_tak
         assert token not in messages and where in messages, messages
 
 
+@pytest.mark.parametrize(
+    ("written", "kind"),
+    [("86409923775", "integer"), ("0.5", "number"), ("true", "boolean"), ('["9f86d081884c7d65"]', "array")],
+)
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_a_secret_of_the_wrong_type_is_named_and_no_value_is_shown(
+    tmp_path: Path, written: str, kind: str, suffix: str
+) -> None:
+    """Defect: a secret written as a number showed as `got integer 0` (a placeholder read as its value), a boolean as
+    its value; the message names the secret and its type only."""
+    name = "ai-multi-comms/whatsapp-credentials/acme"
+    text = f'{{"secrets": {{"{name}": {written}}}}}\n'
+    with pytest.raises(ConfigError) as caught:
+        load_world(write(tmp_path / f"world{suffix}", text))
+    (problem,) = caught.value.problems
+    assert problem.message == (
+        f"secrets.{name}: expected object or string, got {kind} (not shown); write the secret's text in quotes, "
+        "or a mapping of its fields"
+    )
+    assert (problem.line, problem.column) == (1, text.index(written) + 1)
+
+
 def test_the_scrubber_removes_every_known_credential() -> None:
     scrub = Scrubber(["abc"])  # too short to be a credential
     scrub.add(["9f86d081884c7d65", "9f86d081"])

@@ -247,18 +247,6 @@ def _plainly_valid(data: Any) -> bool:
     return True
 
 
-def _without_credentials(data: Any) -> Any:
-    """``data`` with every scalar under ``secrets`` replaced by a placeholder of the same JSON type.
-
-    Schema messages quote the values they refuse, and no credential may be printed, whatever shape the secrets
-    were written in (a list of them, a token where a mapping belongs…); a document that is not a mapping is
-    replaced throughout.
-    """
-    if isinstance(data, dict):
-        return {**data, "secrets": _placeholders(data["secrets"])} if "secrets" in data else data
-    return _placeholders(data)
-
-
 def _scrubbed(problems: list[Problem], data: Any) -> list[Problem]:
     """``problems`` with every value written under ``secrets`` replaced by ``***`` (one pasted elsewhere too)."""
     found: list[str] = []
@@ -281,18 +269,6 @@ def _scalars(value: Any, found: list[str]) -> None:
         found.append(str(value))
 
 
-def _placeholders(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {name: _placeholders(item) for name, item in value.items()}
-    if isinstance(value, list):
-        return [_placeholders(item) for item in value]
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return type(value)(0)
-    return REDACTED
-
-
 def _schema_problems(data: Any, locator: Locator) -> list[Problem]:
     """Every violation of the world schema in ``data``, as located Problems in file order."""
     return [violation.problem for violation in schema_violations(data, WORLD_SCHEMA, locator)]
@@ -301,14 +277,44 @@ def _schema_problems(data: Any, locator: Locator) -> list[Problem]:
 def _schema(spec: WorldSpec, data: Any, locator: Locator | None) -> list[Problem]:
     if _plainly_valid(data):
         return []
-    data = _without_credentials(data)
-    if locator is not None:
-        return _schema_problems(data, locator)
-    found = _schema_problems(data, Locator(spec.file))
-    if not found:
-        return []
-    spec.problem((), "")  # builds the locator from the text
-    return _schema_problems(data, spec._locator[0])
+    if not isinstance(data, dict):
+        return [spec.problem((), f"document: expected object, got {_kind(data)} (not shown){_MAPPING}")]
+    found = _secret_problems(spec, data)
+    others = {key: value for key, value in data.items() if key != "secrets"}
+    if locator is None and not _schema_problems(others, Locator(spec.file)):
+        return found
+    spec.problem((), "")  # builds the locator from the text of a file read as JSON
+    return sorted(
+        [*found, *_schema_problems(others, spec._locator[0])], key=lambda problem: (problem.line, problem.column)
+    )
+
+
+_MAPPING = "; write a mapping of key: value lines"
+_KINDS = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"), (dict, "object"))
+
+
+def _kind(value: Any) -> str:
+    return next((name for kind, name in _KINDS if isinstance(value, kind)), "null")
+
+
+def _secret_problems(spec: WorldSpec, data: dict[str, Any]) -> list[Problem]:
+    """A ``secrets`` that is no mapping, and each secret neither text nor a mapping: named, their values never shown.
+
+    The schema's messages quote the value they refuse (a placeholder would read as the value), and a credential may
+    hide in any shape the secrets were written in.
+    """
+    secrets = data.get("secrets", {})
+    if not isinstance(secrets, dict):
+        return [spec.problem(("secrets",), f"secrets: expected object, got {_kind(secrets)} (not shown){_MAPPING}")]
+    return [
+        spec.problem(
+            ("secrets", name),
+            f"secrets.{name}: expected object or string, got {_kind(value)} (not shown); write the secret's text in "
+            "quotes, or a mapping of its fields",
+        )
+        for name, value in secrets.items()
+        if not isinstance(value, (dict, str))
+    ]
 
 
 # The attributes this project's own tables hold as numbers (epoch seconds or milliseconds), as its steps write them:
