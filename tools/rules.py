@@ -376,12 +376,15 @@ def _changes_code_owned(store: _Store, pipeline: Path, name: str, out: TextIO) -
 
 
 def _owners(path: Path) -> list[str] | None:
-    """The pipelines a rule file names under ``pipelines:`` ([]: none, so every one); None when it cannot be read."""
-    import yaml
+    """The pipelines a rule file names under ``pipelines:`` ([]: none, so every one); None when it cannot be read.
+
+    Read as the engine reads rule files (``load_yaml``, leniently: of a key written twice, the first).
+    """
+    from engine.yamlsource import load_yaml
 
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        document = load_yaml(path, strict=False).data
+    except ConfigError:
         return None
     owners = document.get("pipelines") if isinstance(document, dict) else None
     return [str(owner) for owner in owners] if isinstance(owners, list) else []

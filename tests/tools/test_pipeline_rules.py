@@ -531,6 +531,20 @@ def test_publish_names_the_rule_files_of_other_pipelines_it_left_out(ops: Ops) -
     ) in err
 
 
+def test_the_rule_files_left_out_are_named_by_the_pipelines_the_engine_reads_in_them(ops: Ops) -> None:
+    """Defect: the note read a file's ``pipelines:`` with yaml.safe_load, not the engine's loader: of a key written
+    twice the engine keeps the first (and reports the second), safe_load the last, so the note told ops to publish an
+    email rule file, which no twilio_inbound bundle can carry, with --pipeline twilio_inbound."""
+    email = ops.root / "rules" / "60_email_routing.yaml"
+    email.write_text(email.read_text(encoding="utf-8") + "pipelines: [twilio_inbound]\n", encoding="utf-8")
+    status, out, err = ops.rules("publish")
+    assert status == 0 and "published: bundle" in out, out + err
+    assert (
+        "pipeline-rules: note: rules/50_email_screening.yaml, rules/60_email_routing.yaml (email_inbound) are not in "
+        "this bundle of twilio_inbound; publish them with --pipeline email_inbound\n"
+    ) in err, err
+
+
 def test_list_marks_the_revisions_a_rollback_made(ops: Ops) -> None:
     """Defect: a rollback's revision read like a promote in the history, though the next rollback depends on it."""
     first = ops.publish("--live", "--note", "first")
