@@ -394,7 +394,6 @@ _ADDRESS_FIELDS = frozenset({"from", "to", "cc", "envelope"})
 # html, headers, subject, raw ``email``, ``spam_report`` (SpamAssassin quotes the message's opening lines in it),
 # ``attachment-info`` and ``content-ids`` (file names), ``sender_ip``, and any field SendGrid adds later.
 MULTIPART_KEPT_FIELDS = frozenset({"spam_score", "spf", "dkim", "charsets", "attachments"})
-_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
 # The end of a delimiter line (RFC 2046's transport padding, CRLF), and what may follow the closing delimiter's "--".
 _LINE_END = re.compile(rb"[ \t]*\r\n")
 _CLOSING = re.compile(rb"--[ \t]*(?:\r\n)?")
@@ -402,10 +401,24 @@ _CLOSING = re.compile(rb"--[ \t]*(?:\r\n)?")
 _QUOTABLE = re.compile(r'[^"\\\r\n]*')
 
 
-def _disposition(headers: Message, name: str) -> str | None:
-    """A ``Content-Disposition`` parameter as the pipeline reads it (a token or quoted, RFC 2231's ``name*``)."""
-    value = headers.get_param(name, header="Content-Disposition")
+def _param(headers: Message, name: str, field: str = "Content-Disposition") -> str | None:
+    """A header parameter as ``steps.sendgrid.multipart`` reads it (a token or quoted, RFC 2231's ``name*`` forms).
+
+    Runtime may not import steps, so the same two lines of the standard library are here as well.
+    """
+    value = headers.get_param(name, header=field)
     return None if value is None else collapse_rfc2231_value(value)
+
+
+def _boundary(content_type: str) -> bytes | None:
+    """The ``boundary`` of a Content-Type value as the pipeline reads it; None when there is no ASCII one."""
+    header = Message()
+    header["Content-Type"] = content_type
+    try:
+        boundary = _param(header, "boundary", "Content-Type")
+    except (LookupError, ValueError, TypeError, IndexError):
+        return None
+    return boundary.encode("ascii") if boundary and boundary.isascii() else None
 
 
 def _file_head(name: str, headers: Message) -> bytes:
@@ -431,9 +444,9 @@ def _part(part: bytes, masking: Masking) -> bytes:
     headers = BytesHeaderParser().parsebytes(head + separator)
     if len(headers.get_all("Content-Disposition", [])) != 1:
         raise ValueError("a part needs exactly one Content-Disposition")
-    name = _disposition(headers, "name") or ""
+    name = _param(headers, "name") or ""
     address = name.lower() in _ADDRESS_FIELDS
-    if _disposition(headers, "filename") is not None:
+    if _param(headers, "filename") is not None:
         masking.masked.add(name or "file")
         head, content = _file_head(name, headers), b""
     elif address or name.lower() in MULTIPART_KEPT_FIELDS:
@@ -453,10 +466,10 @@ def _multipart(body: bytes, content_type: str, masking: Masking) -> bytes:
     the closing delimiter ends the body. Anything else (a copy of the boundary inside the text, data around the
     parts) would otherwise be kept as sent.
     """
-    match = _BOUNDARY.search(content_type)
-    if match is None:
+    boundary = _boundary(content_type)
+    if boundary is None:
         return masking.whole("body")
-    delimiter = b"--" + (match.group(1) or match.group(2)).encode()
+    delimiter = b"--" + boundary
     chunks = body.split(delimiter)
     if len(chunks) < 3 or chunks[0] or not _CLOSING.fullmatch(chunks[-1]):
         return masking.whole("body")
