@@ -148,13 +148,16 @@ class RouteByRules:
         ctx.rules.extend(evaluation.tried)
         if evaluation.decision is None:
             raise StepFailure(ROUTING_ERROR.code, f"no rule of {self._set.name} matched and it has no default")
-        name = evaluation.decision.resolve_target(ctx.doc)
+        decision = evaluation.decision
         rule = evaluation.rule.id if evaluation.rule else "default"
-        computed = evaluation.decision.target_from
+        # A computed target is evaluated once: its value names the target, or its kind explains the error.
+        computed = decision.target_from if decision.target is None else None
+        value = computed.search(ctx.doc) if computed is not None else decision.target
+        name = value if isinstance(value, str) else None
         target = self._targets.get(name or "")
         if target is None and computed is not None:
             # What it gave is the event's or the item's data: its kind is said, never the value.
-            gave = "text" if name is not None else _KINDS.get(type(computed.search(ctx.doc)), "a value")
+            gave = "text" if name is not None else _KINDS.get(type(value), "a value")
             choices = ", ".join(sorted(self._targets))
             message = f"target_from {computed.source} of rule {rule!r} gave {gave}, not the name of a target"
             raise StepFailure(ROUTING_ERROR.code, f"{message}; it must give one of: {choices}")
