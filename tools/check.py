@@ -73,7 +73,6 @@ from tools.lint import (
     lint_expression,
     misspelt_paths,
     negated_roots,
-    truthiness_mistakes,
     value_types,
 )
 
@@ -182,10 +181,9 @@ def _lint(inspection: Inspection) -> list[Problem]:
     found: list[Problem] = []
     for located in inspection.expressions:
         known = types.get(located.locator.file, {})
-        mistakes = lint_expression(located.expression, known)
+        condition_flags = flags.get(located.locator.file, {}) if located.path[-1:] == ("when",) else None
+        mistakes = lint_expression(located.expression, known, condition_flags)
         mistakes += misspelt_paths(located.expression, given.get(located.locator.file, {}))
-        if located.path[-1:] == ("when",):
-            mistakes += truthiness_mistakes(located.expression, known, flags.get(located.locator.file, {}))
         found += [
             located.locator.problem(located.path, message, severity="warning", offset=offset)
             for offset, message in sorted(mistakes)

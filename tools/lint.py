@@ -332,11 +332,21 @@ def truthiness_mistakes(
 
     JMESPath truthiness makes every number true, 0 included, and every text but '', 'false' included: a part
     that is a number (``types``, a function's result) or a text the inline tests write as true/false (``flags``,
-    ``flag_texts``) decides nothing its author meant.
+    ``flag_texts``) decides nothing its author meant. ``lint_expression`` finds them too, given ``flags``.
     """
+    calls = list(function_calls(expression.source, expression.ast))
+    return _truthiness_mistakes(expression, types, flags, _guards(expression.ast)[1], calls)
+
+
+def _truthiness_mistakes(
+    expression: Expression,
+    types: Mapping[str, str],
+    flags: Mapping[str, tuple[str, str]],
+    guards: Collection[int],
+    function_offsets: Iterable[tuple[Mapping[str, Any], int]],
+) -> list[tuple[int, str]]:
     source, found = expression.source, []
-    calls = {id(node): offset for node, offset in function_calls(source, expression.ast)}
-    _, guards = _guards(expression.ast)
+    calls = {id(node): offset for node, offset in function_offsets}
     for node in _parts(expression.ast, _CONNECTIVES):
         if id(node) in guards:  # a test that the field is set, for what reads it next (keyword && contains(…))
             continue
@@ -474,10 +484,15 @@ def _is_text_node(node: Mapping[str, Any], types: Mapping[str, str]) -> bool:
     return _kind(node, types) == "string"
 
 
-def lint_expression(expression: Expression, known: Mapping[str, str] | None = None) -> list[tuple[int, str]]:
+def lint_expression(
+    expression: Expression,
+    known: Mapping[str, str] | None = None,
+    flags: Mapping[str, tuple[str, str]] | None = None,
+) -> list[tuple[int, str]]:
     """Likely mistakes in a valid expression, as ``(offset, message)``; for ``--check`` warnings.
 
-    ``known`` (``value_types``) says which paths hold text or numbers, for the checks that depend on it.
+    ``known`` (``value_types``) says which paths hold text or numbers, for the checks that depend on it. ``flags``
+    (``flag_texts``) is given for a condition (a ``when``): its ``truthiness_mistakes`` are found as well.
     """
     found: list[tuple[int, str]] = _typed_mistakes(expression.source, expression.ast, known or {})
     found += _never_given(expression.source, expression.ast)
@@ -512,8 +527,11 @@ def lint_expression(expression: Expression, known: Mapping[str, str] | None = No
                         f"write '{raw.strip()}' for a string, or valid JSON (`true`, `10`, `\"text\"`)",
                     )
                 )
-    known_set, _ = _guards(expression.ast)
-    for node, offset in function_calls(source, expression.ast):
+    known_set, guards = _guards(expression.ast)
+    calls = list(function_calls(source, expression.ast))
+    if flags is not None:
+        found += _truthiness_mistakes(expression, known or {}, flags, guards, calls)
+    for node, offset in calls:
         signature = function_table()[node["value"]]["signature"]
         for index, argument in enumerate(node["children"]):
             spec = signature[min(index, len(signature) - 1)]
