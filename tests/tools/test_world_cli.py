@@ -101,40 +101,56 @@ def test_every_mask_help_says_what_each_mode_keeps(capsys: pytest.CaptureFixture
         )
 
 
+READS = ["dynamodb:DescribeTable", "dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"]
+
+
+@pytest.mark.parametrize(
+    ("denied", "failed"),
+    [
+        ("dynamodb:Query", "dynamodb.Query: "),
+        # Defect: without the tables' key schemas no row read was noted, and the world came out empty, exit 0.
+        ("dynamodb:DescribeTable", "dynamodb.DescribeTable: "),
+    ],
+)
 def test_a_snapshot_of_an_account_it_may_not_read_fails_and_writes_no_world(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, denied: str, failed: str
 ) -> None:
     """Defect: every read refused (AccessDenied) ended each event in DB_QUERY_ERROR, noted, and the snapshot exited 0
     with a world holding no row, which then replayed offline as if the account had none."""
     from moto import mock_aws
     from moto.core import set_initial_no_auth_action_count
 
+    from runtime.aws import DynamoTables
+    from tools.dryrun.backends import populate
+    from tools.dryrun.world import load_world
     from tools.localaws import provision
 
-    def user(iam: Any, name: str, action: str) -> dict[str, str]:
-        """A user allowed ``action`` only: its key, as boto3's client arguments."""
+    def user(iam: Any, name: str, actions: list[str]) -> dict[str, str]:
+        """A user allowed ``actions`` only: its key, as boto3's client arguments."""
         iam.create_user(UserName=name)
-        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]}
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
         iam.put_user_policy(UserName=name, PolicyName="grant", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName=name)["AccessKey"]
         return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
 
     @set_initial_no_auth_action_count(6)  # the calls that make the two users; every later one is authorized
     @mock_aws
-    def snapshot_as_a_user_without_dynamodb_access() -> tuple[int, str, str]:
+    def snapshot_as_a_user_denied_one_read() -> tuple[int, str, str]:
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
         iam = boto3.client("iam")
-        as_admin, reader = user(iam, "admin", "*"), user(iam, "reader", "secretsmanager:GetSecretValue")
+        as_admin = user(iam, "admin", ["*"])
+        reader = user(iam, "reader", [*(read for read in READS if read != denied), "secretsmanager:GetSecretValue"])
         resources = provision(boto3.client("dynamodb", **as_admin), boto3.client("sqs", **as_admin))
+        populate(load_world(WORLD), DynamoTables(boto3.client("dynamodb", **as_admin)), resources)
         for name, value in {**resources.environment(), **{key.upper(): value for key, value in reader.items()}}.items():
             monkeypatch.setenv(name, value)
         event = ROOT / "examples" / "events" / "01_whatsapp_text.json"
         return world_cli("snapshot", "--now", "2026-11-25T12:00:00Z", str(event), "-o", str(tmp_path / "world.json"))
 
-    status, out, err = snapshot_as_a_user_without_dynamodb_access()
+    status, out, err = snapshot_as_a_user_denied_one_read()
     assert (status, out) == (2, "")
     # moto answers a denied DynamoDB call in the query protocol, so botocore reads its code as "403" here.
-    assert err.startswith("pipeline-world: error: reading the account failed (dynamodb.Query: "), err
+    assert err.startswith(f"pipeline-world: error: reading the account failed ({failed}"), err
     assert "no world written" in err
     assert not (tmp_path / "world.json").exists()
 

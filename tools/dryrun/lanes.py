@@ -32,6 +32,7 @@ from engine.ports import ItemRequest, QueryPage, SecretStore, ServiceError, Tabl
 from engine.secrets import SecretCache
 from runtime.apigateway import request_path
 from runtime.app import Application, auth_headers
+from runtime.aws import error_code
 from tools.dryrun.backends import Backend, WorldPorts
 from tools.dryrun.blueprint import TableSchema, table_schema
 from tools.dryrun.events import arrival_time
@@ -296,18 +297,23 @@ def world_lane(
 
 
 class TableDescriber:
-    """Key schemas of real tables (DescribeTable, once per table); None when they cannot be read."""
+    """Key schemas of real tables (DescribeTable, once per table); None when they cannot be read.
+
+    ``failures`` holds why, by table (the error code, or the exception's name).
+    """
 
     def __init__(self, client: Any) -> None:
         self._client = client
         self._known: dict[str, TableSchema | None] = {}
+        self.failures: dict[str, str] = {}
 
     def __call__(self, table: str) -> TableSchema | None:
         if table not in self._known:
             try:
                 self._known[table] = table_schema(self._client.describe_table(TableName=table)["Table"])
-            except Exception:  # noqa: BLE001 - any failure means "unknown": the plan then says so
+            except Exception as exc:  # noqa: BLE001 - any failure means "unknown": the plan then says so
                 self._known[table] = None
+                self.failures[table] = error_code(exc) or type(exc).__name__
         return self._known[table]
 
 

@@ -160,6 +160,10 @@ def snapshot_world(
     """
     dynamodb, _, secretsmanager = clients
     describe = TableDescriber(dynamodb)
+    # A row read is noted by its table's key: without the key schemas the world would come out empty.
+    undescribed = [describe.failures[table] for table in tables.values() if describe(table) is None]
+    if undescribed:
+        raise UnreadableAccount(", ".join(f"dynamodb.DescribeTable: {code}" for code in dict.fromkeys(undescribed)))
     logs: list[ReadLog] = []
 
     def reads(inner: Tables) -> Tables:
