@@ -141,9 +141,12 @@ def snapshot_world(
     *,
     clock: ReplayClock,
     users: Sequence[str] = (),
-    now: datetime,
+    now: datetime | None,
 ) -> Snapshot:
-    """The live rows ``events`` (and ``users``' conversations) need, whole, with their secrets (unredacted)."""
+    """The live rows ``events`` (and ``users``' conversations) need, whole, with their secrets (unredacted).
+
+    ``now`` is the world's time (None: none, so that its replays run each event at its arrival time).
+    """
     dynamodb, _, secretsmanager = clients
     describe = TableDescriber(dynamodb)
     logs: list[ReadLog] = []
@@ -193,7 +196,7 @@ def snapshot_world(
             secrets[name] = json.loads(text)
         except ValueError:
             secrets[name] = text
-    document: dict[str, Any] = {"now": now.isoformat().replace("+00:00", "Z")}
+    document: dict[str, Any] = {} if now is None else {"now": now.isoformat().replace("+00:00", "Z")}
     for section in SECTION_TABLES:
         document[section] = [json_safe(item) for _, item in sorted(rows[section].items())]
     document["secrets"] = secrets

@@ -21,7 +21,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -79,7 +78,8 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise Refused(f"set {', '.join(missing)} to the tables to read (as the Lambda's environment names them)")
     tables = {section: os.environ[name] for section, name in SECTION_TABLES.items()}
     try:
-        now = parse_instant(args.now) if args.now else datetime.now(UTC)
+        # Without --now, each event is read at its arrival time and the world pins no time, as a live replay decides.
+        now = parse_instant(args.now) if args.now else None
     except ValueError:
         raise Refused(f"--now: {args.now!r} is not an ISO-8601 time") from None
     load_project_plugins()
@@ -130,7 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     snapshot.add_argument("--user", action="append", metavar="NUMBER", help="also every conversation of this user")
     snapshot.add_argument("--pipeline", type=Path, help="one pipeline file (default: every pipelines/*.yaml)")
     snapshot.add_argument("--rules", type=Path, default=Path("rules"), help="the rules directory (default: rules/)")
-    snapshot.add_argument("--now", help="the world's `now` (default: the time of the snapshot)")
+    snapshot.add_argument(
+        "--now", help="the time to read at, and the world's `now` (default: each event's arrival time, and no `now`)"
+    )
     snapshot.add_argument("--profile", help="the AWS profile to read with")
     snapshot.add_argument(
         "--region", help="the AWS region (default: AWS_REGION, else AWS_DEFAULT_REGION or the profile's)"
