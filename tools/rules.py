@@ -507,11 +507,14 @@ def _list(store: _Store, out: TextIO) -> None:
                 f"  r{entry['revision']}  {entry['updated_at']}  {entry['updated_by']}: live {live}{shadow}{note}",
                 file=out,
             )
-    listing = store._call(
-        "cannot list the bundles",
-        lambda: store.client.list_objects_v2(Bucket=store.bucket, Prefix=f"{store.prefix}{store.pipeline}/bundles/"),
+    # Every page: S3 lists keys in key order, a page at a time, and the newest may be on any page.
+    pages = store.client.get_paginator("list_objects_v2").paginate(
+        Bucket=store.bucket, Prefix=f"{store.prefix}{store.pipeline}/bundles/"
     )
-    objects = sorted(listing.get("Contents", []), key=lambda item: item["LastModified"], reverse=True)[:LISTED]
+    listing = store._call(
+        "cannot list the bundles", lambda: [item for page in pages for item in page.get("Contents", [])]
+    )
+    objects = sorted(listing, key=lambda item: item["LastModified"], reverse=True)[:LISTED]
     print(f"bundles (newest first, up to {LISTED}):", file=out)
     for item in objects:
         key = Path(item["Key"])

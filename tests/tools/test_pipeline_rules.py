@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -300,6 +301,20 @@ def test_an_unreadable_object_among_the_bundles_is_flagged_and_the_others_listed
     listed = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and "  r" not in line[:4]}
     assert good in listed
     assert "stray" in listed and "unreadable: the bundle is not JSON" in listed["stray"]
+
+
+def test_list_shows_the_newest_bundles_of_a_bucket_holding_more_than_one_page_of_them(ops: Ops) -> None:
+    """Defect: list read one page of ListObjectsV2 (1,000 keys, in key order), so with more bundles "newest first"
+    showed the oldest ids' page and left the newest, the live one included, out."""
+    for number in range(1000):  # older objects whose keys sort before any bundle id of this run
+        ops.s3.put_object(Bucket=BUCKET, Key=f"rules/{PIPELINE}/bundles/00000000{number:04x}.json", Body=b"{}")
+    time.sleep(1.1)  # S3 (and moto) give LastModified to the second
+    newest = ops.publish("--live", "--note", "newest")
+    status, out, err = ops.rules("list")
+    assert status == 0, err
+    listed = out.split("bundles (newest first, up to 20):\n", 1)[1].splitlines()
+    assert len(listed) == 20
+    assert listed[0].split()[0] == newest and "[live]  newest" in listed[0]
 
 
 def test_a_shadow_candidate_is_not_the_live_bundle(ops: Ops) -> None:

@@ -432,3 +432,18 @@ class TestInBrowser:
         assert text(browser, "#count") == f"{batched:,} of 10,000 events"
         assert len(rows(browser)) == min(batched, 200)
         assert browser.problems() == []
+
+
+def test_the_screenshot_script_answers_help_without_taking_a_screenshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: ``python -m tools.dryrun.report_screenshot --help`` (dry-run.md names the script) took its first
+    argument for the PNG to write: it drove the browser and saved a screenshot named ``--help``."""
+    from tools.dryrun.report_screenshot import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    assert "docs/images/report.png" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,11 @@ import pytest
 
 from runtime.masking import MASKED_TEXT, Pseudonyms
 from tests.support.dryrun import EVENTS, run_dryrun
+from tests.support.webhooks import rest_event, whatsapp_params
+from tests.support.world import World
 from tools.dryrun.event_cli import main as event_cli
 from tools.dryrun.world_cli import main
+from tools.localaws import put_items
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = ROOT / "examples" / "world.yaml"
@@ -181,7 +185,8 @@ def test_a_snapshot_says_which_emails_it_read_nothing_for_as_their_signature_is_
     assert status == 0 and json.loads(out)["conversations"] == []
     assert (
         f"pipeline-world: note: {email}: INVALID_SIGNATURE at 2026-12-25T00:00:00+00:00 (the signature's timestamp "
-        "is outside the accepted window), so no row was read for it; snapshot it with --now at its time\n"
+        "is outside the accepted window), so no row was read for it; "
+        "snapshot it without --now, or with --now at its time\n"
     ) in err
     status, out, err = in_time
     assert status == 0 and "INVALID_SIGNATURE" not in err, err
@@ -193,4 +198,34 @@ def test_the_snapshot_help_says_older_emails_need_now(capsys: pytest.CaptureFixt
         main(["snapshot", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "an email signed longer ago than its window" in help_text
-    assert "so snapshot older emails with --now at their time" in help_text
+    assert "so snapshot older emails without --now, or with --now at their time" in help_text
+
+
+def test_a_snapshot_taken_after_the_traffic_replays_it_offline_as_the_live_replay_decides_it(
+    world: World, tmp_path: Path
+) -> None:
+    """Defect: without --now a snapshot pinned its world's ``now`` to the time of the snapshot (and read the rows at
+    that time), so the offline replay of a capture (recording-events.md, "Replaying real traffic") ran every event
+    then instead of at its arrival, as the live replay does: a message production had accepted was ``REPLAY``
+    offline while the live replay showed what the rules decide."""
+    world.add_default_secrets()
+    world.add_conversation()
+    arrival = int(time.time()) - 3600  # captured an hour before the snapshot
+    sid = "SM" + "4" * 32
+    event = rest_event("whatsapp", whatsapp_params(sid))
+    event["requestContext"]["requestTimeEpoch"] = arrival * 1000
+    captured = tmp_path / "captured"
+    captured.mkdir()
+    (captured / "a.json").write_text(json.dumps(event))
+    # Production accepted it on arrival: the replay record replay.record wrote then.
+    record = {"message_sid": sid, "recorded_at": arrival, "replay_after": arrival + 30, "expires_at": arrival + 604800}
+    put_items(world.dynamodb, world.resources.replay_table, [record])
+
+    live = json.loads(run_dryrun("--json", captured))
+    snapshot = tmp_path / "world.json"
+    status, _, err = world_cli("snapshot", "--mask", "none", "--keep-secrets", str(captured), "-o", str(snapshot))
+    assert status == 0, err
+    offline = json.loads(run_dryrun("--world", snapshot, "--json", captured))
+    assert live["outcome"] == "QUEUED" and live["signature"] == "valid"
+    assert [row["message_sid"] for row in json.loads(snapshot.read_text())["replay"]] == [sid]
+    assert (offline["outcome"], offline["signature"]) == (live["outcome"], live["signature"])

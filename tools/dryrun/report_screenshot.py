@@ -10,6 +10,7 @@ suite's browser helper (``tests.support.browser``), so it needs what the browser
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import os
@@ -273,6 +274,12 @@ def example_report(folder: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the screenshot (default ``docs/images/report.png``) and print its path."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.dryrun.report_screenshot", description="The report page's screenshot for the docs."
+    )
+    default = ROOT / "docs" / "images" / "report.png"
+    parser.add_argument("png", nargs="?", type=Path, default=default, help=f"where to write it (default {default})")
+    target = parser.parse_args(argv).png.resolve()
     from runtime.plugins import load_plugins
     from tests.support.browser import Chromium, find_chromium, launch
 
@@ -280,8 +287,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not isinstance(chromium, Chromium):
         print(f"report_screenshot: {chromium}", file=sys.stderr)
         return 1
-    args = list(sys.argv[1:] if argv is None else argv)
-    target = Path(args[0]).resolve() if args else ROOT / "docs" / "images" / "report.png"
     load_plugins()
     with tempfile.TemporaryDirectory() as folder, launch(chromium, width=1360, height=900) as browser:
         browser.open(example_report(Path(folder)))

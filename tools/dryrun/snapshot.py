@@ -141,7 +141,7 @@ def _secret_names(conversations: Sequence[Mapping[str, Any]]) -> list[str]:
 def _unread_note(source: str, message: str, clock: ReplayClock) -> str:
     """Why an event refused before any read (signatures are skipped: a stale email's timestamp) has no rows."""
     note = f"{source}: INVALID_SIGNATURE at {clock.describe()} ({message}), so no row was read for it"
-    return f"{note}; snapshot it with --now at its time" if message == STALE_SIGNATURE else note
+    return f"{note}; snapshot it without --now, or with --now at its time" if message == STALE_SIGNATURE else note
 
 
 def snapshot_world(
@@ -152,9 +152,11 @@ def snapshot_world(
     *,
     clock: ReplayClock,
     users: Sequence[str] = (),
-    now: datetime,
+    now: datetime | None,
 ) -> Snapshot:
     """The live rows ``events`` (and ``users``' conversations) need, whole, with their secrets (unredacted).
+
+    ``now`` is the world's time (None: none, so that its replays run each event at its arrival time).
 
     Raises ``UnreadableAccount`` when a read of the tables failed (denied, throttled, a table the account lacks).
     """
@@ -215,7 +217,7 @@ def snapshot_world(
             secrets[name] = json.loads(text)
         except ValueError:
             secrets[name] = text
-    document: dict[str, Any] = {"now": now.isoformat().replace("+00:00", "Z")}
+    document: dict[str, Any] = {} if now is None else {"now": now.isoformat().replace("+00:00", "Z")}
     for section in SECTION_TABLES:
         document[section] = [json_safe(item) for _, item in sorted(rows[section].items())]
     document["secrets"] = secrets

@@ -22,7 +22,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -80,7 +79,8 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise Refused(f"set {', '.join(missing)} to the tables to read (as the Lambda's environment names them)")
     tables = {section: os.environ[name] for section, name in SECTION_TABLES.items()}
     try:
-        now = parse_instant(args.now) if args.now else datetime.now(UTC)
+        # Without --now, each event is read at its arrival time and the world pins no time, as a live replay decides.
+        now = parse_instant(args.now) if args.now else None
     except ValueError:
         raise Refused(f"--now: {args.now!r} is not an ISO-8601 time") from None
     load_project_plugins()
@@ -138,9 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     snapshot.add_argument("--rules", type=Path, default=Path("rules"), help="the rules directory (default: rules/)")
     snapshot.add_argument(
         "--now",
-        help="the time every event is replayed at to find its rows, and the world's `now` (default: the time of the "
-        "snapshot); an email signed longer ago than its window (EMAIL_SIGNATURE_MAX_AGE_SECONDS, 4 days) is refused "
-        "before any read, so snapshot older emails with --now at their time",
+        help="the time to read at, and the world's `now` (default: each event's arrival time, and no `now`); an email "
+        "signed longer ago than its window (EMAIL_SIGNATURE_MAX_AGE_SECONDS, 4 days) before --now is refused before "
+        "any read, so snapshot older emails without --now, or with --now at their time",
     )
     snapshot.add_argument("--profile", help="the AWS profile to read with")
     snapshot.add_argument(
