@@ -702,9 +702,17 @@ _YAML_HINTS = {
 _BARE_NUMBER = re.compile(r"^invalid JMESPath: unexpected (-?\d+);.* \(in '(?P<source>.*)'\)$")
 
 
+_UNKNOWN_STEP_HINT = (
+    "a plugin's steps are registered only when it is loaded: list its module in pyproject.toml "
+    "[tool.inbound-pipeline] plugins (or PIPELINE_PLUGINS for one run; docs/extending.md)"
+)
+
+
 def _hinted(problem: Problem) -> Problem:
-    """``problem``, with the usual fix when it is a syntax error that names none (YAML's, a number left bare)."""
+    """``problem``, with the usual fix when it names none (YAML's syntax, a number left bare, an unloaded plugin)."""
     hint = _YAML_HINTS.get(problem.message)
+    if ": unknown step '" in problem.message and "; registered steps: " in problem.message:
+        hint = _UNKNOWN_STEP_HINT
     bare = _BARE_NUMBER.match(problem.message)
     if bare:
         written = re.search(rf"(?<![\w.`']){re.escape(bare[1])}(\.\d+)?([eE][-+]?\d+)?", bare["source"])

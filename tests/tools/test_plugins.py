@@ -130,6 +130,12 @@ def test_an_undeclared_plugin_is_an_unknown_step_for_check(tmp_path: Path) -> No
     done = check(project)
     assert done.returncode == 2
     assert "pipelines/acme_inbound.yaml:5:" in done.stdout and "acme.parse" in done.stdout
+    # Before: "unknown step 'acme.parse'; registered steps: …", never saying a plugin's steps need the plugin loaded.
+    (line,) = [line for line in done.stdout.splitlines() if "unknown step 'acme.parse'" in line]
+    assert line.endswith(
+        "list its module in pyproject.toml [tool.inbound-pipeline] plugins "
+        "(or PIPELINE_PLUGINS for one run; docs/extending.md)"
+    )
 
 
 def test_a_new_pipeline_beside_the_shipped_ones_need_not_declare_the_codes_of_rule_sets_it_never_runs(
