@@ -23,6 +23,7 @@ import pytest
 from engine import registry
 from engine.config import AppConfig, load_config
 from engine.errors import ConfigError
+from steps.support import table_keys
 from tests.deploy.cfn import STACK, load_template, placeholder, ref_of, rule_refusals, summed_stats, watched_series
 from tests.support.expect import emf_document_of
 from tests.support.shipped import pipeline_paths
@@ -329,20 +330,63 @@ def test_every_environment_reference_without_a_default_is_set_by_the_template(fu
     assert required <= set(function_env)
 
 
-def test_the_tables_have_the_contract_keys_and_ttl(template) -> None:
+def table_key_gaps(template: dict[str, Any], configs: list[AppConfig]) -> list[str]:
+    """Each table the stack creates for a pipeline, against the key and expiry its step declares (declare_table_key)."""
+    declared = table_keys()
+    gaps = []
+    for config in configs:
+        for role, name in config.tables.items():
+            logical = ref_of(name) if name else None
+            if template["Resources"].get(logical, {}).get("Type") != "AWS::DynamoDB::Table":
+                continue  # not the stack's: the conversations table is the account's (a parameter names it)
+            body = template["Resources"][logical]["Properties"]
+            key = tuple(k["AttributeName"] for k in sorted(body["KeySchema"], key=lambda k: k["KeyType"]))
+            expires = body.get("TimeToLiveSpecification") == {"AttributeName": "expires_at", "Enabled": True}
+            if role not in declared:
+                gaps.append(f"{config.name}: no loaded step declares the key of table {role!r} ({logical})")
+            elif (key, expires) != (declared[role].key, declared[role].expires):
+                gaps.append(f"{logical} has key {key}, expiring {expires}; {role!r} is declared {declared[role]}")
+            if body["BillingMode"] != "PAY_PER_REQUEST":
+                gaps.append(f"{logical} is not billed per request")
+    return gaps
+
+
+def test_the_tables_have_the_contract_keys_and_ttl(template, configs) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
     keys = {
         name: [(k["AttributeName"], k["KeyType"]) for k in body["Properties"]["KeySchema"]]
         for name, body in tables.items()
     }
-    assert keys == {
-        "StageTable": [("conversation_id", "HASH"), ("message_sid", "RANGE")],
-        "LockTable": [("conversation_id", "HASH")],
-        "ReplayTable": [("message_sid", "HASH")],
+    assert (
+        keys.items()
+        >= {
+            "StageTable": [("conversation_id", "HASH"), ("message_sid", "RANGE")],
+            "LockTable": [("conversation_id", "HASH")],
+            "ReplayTable": [("message_sid", "HASH")],
+        }.items()
+    )
+    assert table_key_gaps(template, configs) == []
+
+
+def test_a_new_step_s_table_is_checked_against_the_key_its_step_declares(template, function_env) -> None:
+    """Before: the table test listed today's three tables, all expiring; a new step's table failed it for existing."""
+    importlib.import_module("tests.fixtures.status_webhook.status_steps")
+    env = {name: placeholder(template, value) for name, value in function_env.items()}
+    status = load_config(STATUS_PIPELINE, ROOT / "rules", {**env, "STATUS_TABLE_NAME": "ref:StatusTable"})
+    table = {
+        "Type": "AWS::DynamoDB::Table",
+        "Properties": {
+            "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "message_sid", "KeyType": "HASH"}],
+        },
     }
-    for body in tables.values():
-        assert body["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
-        assert body["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
+    with_table = {**template, "Resources": {**template["Resources"], "StatusTable": table}}
+    assert table_key_gaps(with_table, [status]) == []
+    table["Properties"]["KeySchema"] = [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table_key_gaps(with_table, [status]) == [
+        "StatusTable has key ('id',), expiring False; "
+        "'statuses' is declared TableKey(key=('message_sid',), expires=False)"
+    ]
 
 
 def test_every_queue_a_pipeline_routes_to_has_a_dead_letter_queue_with_an_alarm(
