@@ -7,7 +7,6 @@ function really emits.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import platform
@@ -26,6 +25,7 @@ from engine.errors import ConfigError
 from steps.support import table_keys
 from tests.deploy.cfn import STACK, load_template, placeholder, ref_of, rule_refusals, summed_stats, watched_series
 from tests.support.expect import emf_document_of
+from tests.support.plugins import STATUS_PLUGIN, plugin_loaded
 from tests.support.shipped import pipeline_paths
 from tools.iam import Grant, pipeline_grants
 
@@ -370,23 +370,23 @@ def test_the_tables_have_the_contract_keys_and_ttl(template, configs) -> None:
 
 def test_a_new_step_s_table_is_checked_against_the_key_its_step_declares(template, function_env) -> None:
     """Before: the table test listed today's three tables, all expiring; a new step's table failed it for existing."""
-    importlib.import_module("tests.fixtures.status_webhook.status_steps")
     env = {name: placeholder(template, value) for name, value in function_env.items()}
-    status = load_config(STATUS_PIPELINE, ROOT / "rules", {**env, "STATUS_TABLE_NAME": "ref:StatusTable"})
-    table = {
-        "Type": "AWS::DynamoDB::Table",
-        "Properties": {
-            "BillingMode": "PAY_PER_REQUEST",
-            "KeySchema": [{"AttributeName": "message_sid", "KeyType": "HASH"}],
-        },
-    }
-    with_table = {**template, "Resources": {**template["Resources"], "StatusTable": table}}
-    assert table_key_gaps(with_table, [status]) == []
-    table["Properties"]["KeySchema"] = [{"AttributeName": "id", "KeyType": "HASH"}]
-    assert table_key_gaps(with_table, [status]) == [
-        "StatusTable has key ('id',), expiring False; "
-        "'statuses' is declared TableKey(key=('message_sid',), expires=False)"
-    ]
+    with plugin_loaded(STATUS_PLUGIN):
+        status = load_config(STATUS_PIPELINE, ROOT / "rules", {**env, "STATUS_TABLE_NAME": "ref:StatusTable"})
+        table = {
+            "Type": "AWS::DynamoDB::Table",
+            "Properties": {
+                "BillingMode": "PAY_PER_REQUEST",
+                "KeySchema": [{"AttributeName": "message_sid", "KeyType": "HASH"}],
+            },
+        }
+        with_table = {**template, "Resources": {**template["Resources"], "StatusTable": table}}
+        assert table_key_gaps(with_table, [status]) == []
+        table["Properties"]["KeySchema"] = [{"AttributeName": "id", "KeyType": "HASH"}]
+        assert table_key_gaps(with_table, [status]) == [
+            "StatusTable has key ('id',), expiring False; "
+            "'statuses' is declared TableKey(key=('message_sid',), expires=False)"
+        ]
 
 
 def test_every_queue_a_pipeline_routes_to_has_a_dead_letter_queue_with_an_alarm(
@@ -563,9 +563,9 @@ def test_every_code_that_loses_a_message_or_may_on_every_retry_is_alarmed(templa
 
 def test_a_pipeline_added_without_its_alarms_is_found(template, function_env) -> None:
     """Before: the alarm tests named twilio_inbound and email_inbound, so a third pipeline's were never checked."""
-    importlib.import_module("tests.fixtures.status_webhook.status_steps")
     env = {name: placeholder(template, value) for name, value in function_env.items()}
-    status = load_config(STATUS_PIPELINE, ROOT / "rules", {**env, "STATUS_TABLE_NAME": "statuses"})
+    with plugin_loaded(STATUS_PLUGIN):
+        status = load_config(STATUS_PIPELINE, ROOT / "rules", {**env, "STATUS_TABLE_NAME": "statuses"})
     assert [gap for kind in KINDS for gap in loss_alarm_gaps(template, status, kind)] == [
         "status_inbound: 0 alarms watch its loses_message codes ['INTERNAL_ERROR'], not one",
         "status_inbound: 0 alarms watch its transient codes ['STATUS_WRITE_TRANSIENT_ERROR'], not one",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from moto import mock_aws
 from engine.errors import ConfigError
 from engine.yamlsource import load_yaml
 from tests.support.dryrun import ROOT, WORLD, run_dryrun
+from tests.support.plugins import STATUS_PLUGIN, plugin_loaded
 from tests.support.shipped import pipeline_channels, pipeline_paths
 from tools.dryrun.blueprint import blueprint
 from tools.events import rest_event
@@ -166,8 +166,12 @@ def test_contradicting_indexes_and_unknown_table_roles_are_located(tmp_path: Pat
 
 def test_a_new_step_s_own_table_is_provisioned_and_replayed_with_no_tools_edit(tmp_path: Path) -> None:
     """Before: another role than the built-in ones stopped every tool ("no known key schema (TABLE_ROLES…)")."""
-    importlib.import_module("tests.fixtures.status_webhook.status_steps")
     pipeline = STATUS / "pipelines" / "status_inbound.yaml"
+    with plugin_loaded(STATUS_PLUGIN):
+        _provisioned_and_replayed(pipeline, tmp_path)
+
+
+def _provisioned_and_replayed(pipeline: Path, tmp_path: Path) -> None:
     needs = pipeline_needs([pipeline])
     with mock_aws():
         dynamodb, sqs = boto3.client("dynamodb", "us-east-1"), boto3.client("sqs", "us-east-1")
