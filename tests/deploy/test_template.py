@@ -372,7 +372,9 @@ def test_a_new_step_s_table_is_checked_against_the_key_its_step_declares(templat
     """Before: the table test listed today's three tables, all expiring; a new step's table failed it for existing."""
     env = {name: placeholder(template, value) for name, value in function_env.items()}
     with plugin_loaded(STATUS_PLUGIN):
-        status = load_config(STATUS_PIPELINE, ROOT / "rules", {**env, "STATUS_TABLE_NAME": "ref:StatusTable"})
+        status = load_config(
+            STATUS_PIPELINE, STATUS_PIPELINE.parents[1] / "rules", {**env, "STATUS_TABLE_NAME": "ref:StatusTable"}
+        )
         table = {
             "Type": "AWS::DynamoDB::Table",
             "Properties": {
@@ -565,7 +567,9 @@ def test_a_pipeline_added_without_its_alarms_is_found(template, function_env) ->
     """Before: the alarm tests named twilio_inbound and email_inbound, so a third pipeline's were never checked."""
     env = {name: placeholder(template, value) for name, value in function_env.items()}
     with plugin_loaded(STATUS_PLUGIN):
-        status = load_config(STATUS_PIPELINE, ROOT / "rules", {**env, "STATUS_TABLE_NAME": "statuses"})
+        status = load_config(
+            STATUS_PIPELINE, STATUS_PIPELINE.parents[1] / "rules", {**env, "STATUS_TABLE_NAME": "statuses"}
+        )
     assert [gap for kind in KINDS for gap in loss_alarm_gaps(template, status, kind)] == [
         "status_inbound: 0 alarms watch its loses_message codes ['INTERNAL_ERROR'], not one",
         "status_inbound: 0 alarms watch its transient codes ['STATUS_WRITE_TRANSIENT_ERROR'], not one",

@@ -179,14 +179,22 @@ def _provisioned_and_replayed(pipeline: Path, tmp_path: Path) -> None:
         name = resources.environment()["STATUS_TABLE_NAME"]
         schema = dynamodb.describe_table(TableName=name)["Table"]["KeySchema"]
         assert schema == [{"AttributeName": "message_sid", "KeyType": "HASH"}]
-    body = json.dumps({"id": "m-1", "status": "delivered"})
-    event = rest_event("POST", "/prod/status", host="hooks.example.com", body=body, request_id="r-1", request_time_ms=1)
-    (tmp_path / "status.json").write_text(json.dumps(event), encoding="utf-8")
+    events = tmp_path / "events"
+    events.mkdir()
+    for number, status in enumerate(("delivered", "queued"), 1):
+        body = json.dumps({"id": f"m-{number}", "status": status})
+        event = rest_event("POST", "/prod/status", host="h.example.com", body=body, request_id="r", request_time_ms=1)
+        (events / f"{number}.json").write_text(json.dumps(event), encoding="utf-8")
     (tmp_path / "world.yaml").write_text('now: "2026-11-25T12:00:00Z"\n', encoding="utf-8")
+    rules = STATUS / "rules"
     for backend in ("moto", "memory"):
-        world, events = tmp_path / "world.yaml", tmp_path / "status.json"
-        out = run_dryrun("--json", "--backend", backend, "--world", world, "--pipeline", pipeline, events)
-        first = json.loads(out.splitlines()[0])
-        assert (first["outcome"], first["status_code"]) == ("STATUS_CALLBACK", 200), first
-        (write,) = first["actions"]
+        world = tmp_path / "world.yaml"
+        out = run_dryrun(
+            "--json", "--backend", backend, "--world", world, "--pipeline", pipeline, "--rules", rules, events
+        )
+        kept, ignored = map(json.loads, out.splitlines())
+        assert (kept["outcome"], kept["status_code"]) == ("STATUS_CALLBACK", 200), kept
+        (write,) = kept["actions"]
         assert write["type"] == "put_item" and write["item"]["message_sid"] == "m-1", write
+        # Its own rule set, which names the pipeline, decides before anything is written.
+        assert (ignored["outcome"], ignored["status_code"], ignored["actions"]) == ("STATUS_IGNORED", 422, [])

@@ -1,0 +1,58 @@
+"""A third pipeline beside the shipped ones, as docs/extending.md has a new developer add it, seen by every tool.
+
+The status callback of ``tests/fixtures/status_webhook`` (its steps a plugin added with ``PIPELINE_PLUGINS``, its
+pipeline file and its own rules file naming it) is copied into a project holding the shipped configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.expect import ROOT
+from tests.support.plugins import STATUS_PLUGIN, pythonpath
+from tests.support.shipped import configuration_files, inline_tests
+
+FIXTURE = ROOT / "tests" / "fixtures" / "status_webhook"
+
+
+def project(root: Path) -> Path:
+    shutil.copytree(ROOT / "pipelines", root / "pipelines")
+    shutil.copytree(ROOT / "rules", root / "rules")
+    shutil.copy(FIXTURE / "pipelines" / "status_inbound.yaml", root / "pipelines")
+    shutil.copy(FIXTURE / "rules" / "70_status_screening.yaml", root / "rules")
+    return root
+
+
+def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**pythonpath(), "PIPELINE_PLUGINS": STATUS_PLUGIN, "STATUS_TABLE_NAME": "statuses"}
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_check_reads_the_third_pipeline_and_runs_its_rules_inline_tests(tmp_path: Path) -> None:
+    done = run(project(tmp_path), "tools.dryrun.cli", "--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "status_inbound" not in done.stdout and "70_status_screening" not in done.stdout, done.stdout
+    files, tests = configuration_files() + 2, inline_tests() + 2
+    assert f"checked {files} files: 0 errors" in done.stderr and f"inline tests: {tests} passed" in done.stderr
+
+
+def test_the_build_stamp_vouches_for_the_third_pipeline_and_its_rules(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    done = run(root, "tools.stamp", ".")
+    assert done.returncode == 0, done.stdout + done.stderr
+    stamped = json.loads((root / "config.stamp.json").read_text(encoding="utf-8"))["files"]
+    assert {"pipelines/status_inbound.yaml", "rules/70_status_screening.yaml"} <= set(stamped)
+
+
+def test_the_editor_schemas_know_the_plugin_s_steps(tmp_path: Path) -> None:
+    done = run(project(tmp_path), "tools.schema_export", "--out", str(tmp_path / "schemas"))
+    assert done.returncode == 0, done.stderr
+    schema = (tmp_path / "schemas" / "pipeline.schema.json").read_text(encoding="utf-8")
+    assert all(f'"{step}"' in schema for step in ("status.parse", "status.screen", "status.record")), schema[:400]
+    assert '"STATUS_WRITE_TRANSIENT_ERROR"' in schema
