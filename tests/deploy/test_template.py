@@ -651,6 +651,32 @@ def test_the_api_stage_is_throttled_and_logs_its_requests(template) -> None:
     assert "$context.requestId" in access["Format"] and "body" not in access["Format"].lower()
 
 
+def webhook_output_gaps(template: dict[str, Any], configs: list[AppConfig]) -> list[str]:
+    """The channels with no stack output giving their webhook URL (``…/${StageName}/<channel>``, overrides aside)."""
+    urls = [
+        str(output["Value"]["Fn::Sub"]).split("#")[0]
+        for output in template["Outputs"].values()
+        if isinstance(output.get("Value"), dict) and "Fn::Sub" in output["Value"]
+    ]
+    return [
+        f"{config.name}: no output gives the URL of channel {channel!r} (a {channel.capitalize()}WebhookUrl)"
+        for config in configs
+        for channel in config.channels
+        if not any(url.endswith(f"/${{StageName}}/{channel}") for url in urls)
+    ]
+
+
+def test_every_channel_s_webhook_url_is_an_output(template, configs, function_env) -> None:
+    assert webhook_output_gaps(template, configs) == []
+    # Before: only the three shipped outputs were looked for, so a third pipeline's channel could go without one.
+    env = {name: placeholder(template, value) for name, value in function_env.items()}
+    with plugin_loaded(STATUS_PLUGIN):
+        status = load_config(STATUS_PIPELINE, STATUS_PIPELINE.parents[1] / "rules", {**env, "STATUS_TABLE_NAME": "t"})
+    assert webhook_output_gaps(template, [status]) == [
+        "status_inbound: no output gives the URL of channel 'status' (a StatusWebhookUrl)"
+    ]
+
+
 def test_the_outputs_give_the_webhook_urls_with_the_retry_overrides(template) -> None:
     for channel, output in (("whatsapp", "WhatsAppWebhookUrl"), ("sms", "SmsWebhookUrl")):
         url = template["Outputs"][output]["Value"]["Fn::Sub"]
