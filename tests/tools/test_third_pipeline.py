@@ -15,6 +15,7 @@ from pathlib import Path
 from tests.support.expect import ROOT
 from tests.support.plugins import STATUS_PLUGIN, pythonpath
 from tests.support.shipped import configuration_files, inline_tests
+from tools.events import rest_event
 
 FIXTURE = ROOT / "tests" / "fixtures" / "status_webhook"
 
@@ -56,3 +57,30 @@ def test_the_editor_schemas_know_the_plugin_s_steps(tmp_path: Path) -> None:
     schema = (tmp_path / "schemas" / "pipeline.schema.json").read_text(encoding="utf-8")
     assert all(f'"{step}"' in schema for step in ("status.parse", "status.screen", "status.record")), schema[:400]
     assert '"STATUS_WRITE_TRANSIENT_ERROR"' in schema
+
+
+def test_pipeline_event_names_the_third_pipeline_s_channel_it_cannot_build(tmp_path: Path) -> None:
+    # Before: a traceback, the channels listed for --channel before the plugin declaring the pipeline's table loaded.
+    args = ("tools.dryrun.event_cli", "build", "--channel", "status", "--from", "a", "--to", "b")
+    done = run(project(tmp_path), *args)
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert done.stderr == (
+        "pipeline-event: error: channel 'status' is parsed by status.parse (pipeline status_inbound), which "
+        "pipeline-event cannot build; it builds events for the channels of sendgrid.parse, twilio.parse: email, sms, "
+        "whatsapp\n"
+    )
+
+
+def test_the_dry_run_replays_the_third_pipeline_s_events_with_its_rules(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    events = tmp_path / "events"
+    events.mkdir()
+    for number, status in enumerate(("delivered", "queued"), 1):
+        body = json.dumps({"id": f"m-{number}", "status": status})
+        event = rest_event("POST", "/prod/status", host="h.example.com", body=body, request_id="r", request_time_ms=1)
+        (events / f"{number}.json").write_text(json.dumps(event), encoding="utf-8")
+    (tmp_path / "world.yaml").write_text('now: "2026-11-25T12:00:00Z"\n', encoding="utf-8")
+    done = run(root, "tools.dryrun.cli", "--json", "--world", str(tmp_path / "world.yaml"), str(events))
+    assert done.returncode == 0, done.stderr
+    outcomes = [(line["pipeline"], line["outcome"]) for line in map(json.loads, done.stdout.splitlines())]
+    assert outcomes == [("status_inbound", "STATUS_CALLBACK"), ("status_inbound", "STATUS_IGNORED")]
