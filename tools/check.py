@@ -673,6 +673,7 @@ def check_config(
             if not loaded.complete:
                 not_run.append(loaded.ruleset.name)
     findings.extend(pipeline_clashes(paths))
+    findings.extend(_local_aws(paths))
     findings.extend(_unused(inspections))
     findings.extend(_unknown_pipelines(rules_dir, _pipeline_names(paths)))
     # Pipeline files first, then rules files by name; each finding once, however many checks found it.
@@ -683,6 +684,18 @@ def check_config(
     ordered = sorted(unique, key=lambda p: (order.get(p.file, len(order)), p.file, p.line, p.column))
     failed_tests = tuple(p for p in ordered if p in failures)
     return CheckReport(tuple(ordered), failed_tests, tests_run, tuple(files), tuple(not_run), strict)
+
+
+def _local_aws(paths: Sequence[Path]) -> list[Problem]:
+    """What keeps local AWS (``tools.needs``: the dry-run's worlds, pipeline-serve, the tests) from being made."""
+    from tools.needs import pipeline_needs
+
+    try:
+        pipeline_needs(paths)
+    except ConfigError as exc:
+        fix = "the dry-run and pipeline-serve refuse the pipeline: local AWS cannot be made for it"
+        return [replace(problem, severity="warning", message=f"{problem.message}; {fix}") for problem in exc.problems]
+    return []
 
 
 def _place(problem: Problem) -> tuple[str, int, int, str]:

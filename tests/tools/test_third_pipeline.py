@@ -84,3 +84,16 @@ def test_the_dry_run_replays_the_third_pipeline_s_events_with_its_rules(tmp_path
     assert done.returncode == 0, done.stderr
     outcomes = [(line["pipeline"], line["outcome"]) for line in map(json.loads, done.stdout.splitlines())]
     assert outcomes == [("status_inbound", "STATUS_CALLBACK"), ("status_inbound", "STATUS_IGNORED")]
+
+
+def test_check_warns_of_a_table_the_dry_run_cannot_create(tmp_path: Path) -> None:
+    # Before: --check passed it, while the dry-run and pipeline-serve refused the pipeline for it.
+    root = project(tmp_path)
+    pipeline = root / "pipelines" / "status_inbound.yaml"
+    text = pipeline.read_text(encoding="utf-8")
+    pipeline.write_text(text.replace("tables:\n", "tables:\n  outbox: outbox\n", 1), encoding="utf-8")
+    done = run(root, "tools.dryrun.cli", "--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if "outbox" in line]
+    assert line.startswith("pipelines/status_inbound.yaml:6:11: warning: table role 'outbox' has no known key schema")
+    assert line.endswith("; the dry-run and pipeline-serve refuse the pipeline: local AWS cannot be made for it")
