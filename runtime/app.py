@@ -31,7 +31,7 @@ from engine.calls import CallLimits
 from engine.clock import Clock, SystemClock
 from engine.config import AppConfig, load_config
 from engine.context import Services, bind_log_fields, log_fields
-from engine.errors import ConfigError, Problem, StepFailure
+from engine.errors import INTERNAL_ERROR, ConfigError, InternalError, Problem, StepFailure
 from engine.http import HttpRequest, last_segment
 from engine.rules import decided_rules
 from engine.runner import RunResult
@@ -105,6 +105,26 @@ def failed_authentication(config: AppConfig, result: RunResult) -> bool:
         if planned.id in ended and spec is not None and spec.authenticates:
             return True
     return False
+
+
+def declared_only(config: AppConfig, result: RunResult) -> RunResult:
+    """``result``, or ``INTERNAL_ERROR`` when a step ended it with a code outside the pipeline's error catalogue.
+
+    The catalogue (the steps' ``errors=``, the pipeline's ``errors:``) is what responses, ``--check`` and the
+    template's alarms know: an undeclared code is a step's bug, which would otherwise be answered and counted unseen.
+    """
+    error = result.error
+    if error is None or error.code in config.errors:
+        return result
+    step = next((entry.step for entry in reversed(result.trace) if entry.status == error.code), "?")
+    logger.error(
+        "step %s ended the event with error code %s, which no step of the pipeline nor its errors: declare",
+        step,
+        error.code,
+        extra={"pipeline": config.name},
+    )
+    internal = InternalError(step, error, f"undeclared error code {error.code}")
+    return dataclasses.replace(result, outcome=INTERNAL_ERROR, error=internal)
 
 
 def message_sid(doc: Mapping[str, Any]) -> str | None:
@@ -533,7 +553,7 @@ class Application:
             config = deployed.live
             budget = _time_to_answer(context)
             services = self.services_for(config.name)
-            result = config.pipeline.run(request, services, time_budget=budget, explain=explain)
+            result = declared_only(config, config.pipeline.run(request, services, time_budget=budget, explain=explain))
             channel = request.channel
             try:
                 response = proxy_response(config.responses.respond(result, channel))

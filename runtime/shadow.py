@@ -197,8 +197,13 @@ def _candidate(side: ShadowPlan, document: Mapping[str, Any]) -> Verdict:
 
 
 def reaches(candidate: ShadowPlan, result: RunResult) -> bool:
-    """Whether the live run reached what the candidate's rules need: only such an event is decided again."""
-    return bool(candidate.steps) and candidate.requires <= result.doc.keys()
+    """Whether the live run reached the candidate's deciding steps: only such an event is decided again.
+
+    Its trace must show one (ran or skipped), not only the document hold their input: a parse step names the channel
+    in ``request`` before it refuses a request.
+    """
+    deciding = {step.id for step in candidate.steps}
+    return candidate.requires <= result.doc.keys() and any(entry.step in deciding for entry in result.trace)
 
 
 def compare(live: ShadowPlan, candidate: ShadowPlan, result: RunResult) -> Comparison | None:

@@ -20,7 +20,14 @@ from engine.ports import ItemRequest, ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.replay import KEY as REPLAY_KEY
 from steps.replay import READ_RECORD, REPLAY, replay_of
-from steps.support import expression_param, json_safe, secret_pattern, service_failure, table_name
+from steps.support import (
+    declare_table_key,
+    expression_param,
+    json_safe,
+    secret_pattern,
+    service_failure,
+    table_name,
+)
 
 __all__ = [
     "ConversationGet",
@@ -124,6 +131,7 @@ _INDEX = {
 
 
 _KEY = ("primary_channel", "conversation_id")
+declare_table_key("conversations", _KEY)
 _WHOLE = "conversation_whole"
 # An expression using these may read the document in ways its field paths do not show.
 _OPAQUE = ("@", "*", "$")

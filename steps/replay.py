@@ -50,13 +50,14 @@ from engine.errors import CODE_PATTERN, ENGINE_ERRORS, StepFailure, TransientFau
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.stage import STAGE_ERROR, STAGE_TRANSIENT
-from steps.support import service_failure, table_name
+from steps.support import declare_table_key, service_failure, table_name
 
 __all__ = ["KEY", "READ_RECORD", "REPLAY", "WRITER", "ReplayRecord", "ReplayRefusals", "replay_of", "rule_refusals"]
 
 logger = logging.getLogger("steps.replay")
 
 KEY = "message_sid"
+declare_table_key("replay", (KEY,), expires=True)
 # The attribute naming the run that wrote a record (its id from ``Services.ids``): only that run releases it.
 WRITER = "writer"
 # Where ``conversations.get`` leaves the record it read (``Context.private``), for a takeover to keep its times.

@@ -18,12 +18,14 @@ from engine.context import Context, StepResult
 from engine.errors import ErrorSpec
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
-from steps.support import epoch_exact, service_failure, table_name
+from steps.support import declare_table_key, epoch_exact, service_failure, table_name
 
 __all__ = ["STAGE_ERROR", "STAGE_TRANSIENT", "StageWrite"]
 
 STAGE_ERROR = ErrorSpec("STAGE_WRITE_ERROR", description="the stage table refused the write", loses_message=True)
 STAGE_TRANSIENT = ErrorSpec("STAGE_WRITE_TRANSIENT_ERROR", transient=True, description="the stage write did not answer")
+
+declare_table_key("stage", ("conversation_id", "message_sid"), expires=True)
 
 
 @register(

@@ -1,7 +1,8 @@
 """What several steps share: a webhook's request, JMESPath parameters, declared resources, service errors as codes.
 
 Also the URL the caller requested, rebuilt for a signature check (``public_url``), and two conversions: a moment as
-the timestamp text steps write (``iso_millis``), stored items as JSON (``json_safe``).
+the timestamp text steps write (``iso_millis``), stored items as JSON (``json_safe``). A step that keeps a table
+declares its key with ``declare_table_key``: local AWS (``tools.needs``) creates the table from that declaration.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.context import Context
 from engine.errors import StepFailure, TransientFault
@@ -20,6 +21,8 @@ from engine.ports import ServiceError
 from engine.registry import BuildInfo, ParamError
 
 __all__ = [
+    "TableKey",
+    "declare_table_key",
     "epoch_exact",
     "expression_param",
     "iso_millis",
@@ -27,6 +30,7 @@ __all__ = [
     "public_url",
     "secret_pattern",
     "service_failure",
+    "table_keys",
     "table_name",
     "utf8_prefix",
     "webhook_post",
@@ -95,6 +99,31 @@ def table_name(
     if not info.tables[key] and not optional:
         raise ParamError((param,), f"table {key!r} has no name (tables.{key} is empty: set its environment variable)")
     return info.tables[key]
+
+
+class TableKey(NamedTuple):
+    """A table's key attributes (hash, then range) and whether its rows expire (TTL on ``expires_at``)."""
+
+    key: tuple[str, ...]
+    expires: bool
+
+
+_TABLE_KEYS: dict[str, TableKey] = {}
+
+
+def declare_table_key(role: str, key: tuple[str, ...], *, expires: bool = False) -> None:
+    """Declare the key of the table pipelines name ``role`` under ``tables:`` (the step's default logical name).
+
+    ValueError when another step declared a different key for the same role.
+    """
+    declared = TableKey(key, expires)
+    if _TABLE_KEYS.setdefault(role, declared) != declared:
+        raise ValueError(f"table role {role!r} is already declared with key {_TABLE_KEYS[role]}, not {declared}")
+
+
+def table_keys() -> Mapping[str, TableKey]:
+    """Every declared table key, by role."""
+    return dict(_TABLE_KEYS)
 
 
 def secret_pattern(params: Mapping[str, Any], info: BuildInfo, default: str = "credentials") -> re.Pattern[str] | None:

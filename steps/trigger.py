@@ -26,7 +26,7 @@ from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, TransientFault
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
-from steps.support import epoch_exact, service_failure, table_name
+from steps.support import declare_table_key, epoch_exact, service_failure, table_name
 
 __all__ = ["LOCK_ERROR", "LOCK_TRANSIENT", "TriggerLock", "TriggerSent", "acquire_condition"]
 
@@ -70,6 +70,7 @@ def acquire_condition(
 
 
 _TABLE = {"table": {"type": "string"}}
+declare_table_key("lock", ("conversation_id",), expires=True)
 
 
 @register(

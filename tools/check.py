@@ -671,6 +671,7 @@ def check_config(
             if not loaded.complete:
                 not_run.append(loaded.ruleset.name)
     findings.extend(pipeline_clashes(paths))
+    findings.extend(_local_aws(paths))
     findings.extend(_unused(inspections))
     findings.extend(_unknown_pipelines(rules_dir, _pipeline_names(paths)))
     # Pipeline files first, then rules files by name; each finding once, however many checks found it.
@@ -681,6 +682,18 @@ def check_config(
     ordered = sorted(unique, key=lambda p: (order.get(p.file, len(order)), p.file, p.line, p.column))
     failed_tests = tuple(p for p in ordered if p in failures)
     return CheckReport(tuple(ordered), failed_tests, tests_run, tuple(files), tuple(not_run), strict)
+
+
+def _local_aws(paths: Sequence[Path]) -> list[Problem]:
+    """What keeps local AWS (``tools.needs``: the dry-run's worlds, pipeline-serve, the tests) from being made."""
+    from tools.needs import pipeline_needs
+
+    try:
+        pipeline_needs(paths)
+    except ConfigError as exc:
+        fix = "the dry-run and pipeline-serve refuse the pipeline: local AWS cannot be made for it"
+        return [replace(problem, severity="warning", message=f"{problem.message}; {fix}") for problem in exc.problems]
+    return []
 
 
 def _place(problem: Problem) -> tuple[str, int, int, str]:
@@ -700,9 +713,17 @@ _YAML_HINTS = {
 _BARE_NUMBER = re.compile(r"^invalid JMESPath: unexpected (-?\d+);.* \(in '(?P<source>.*)'\)$")
 
 
+_UNKNOWN_STEP_HINT = (
+    "a plugin's steps are registered only when it is loaded: list its module in pyproject.toml "
+    "[tool.inbound-pipeline] plugins (or PIPELINE_PLUGINS for one run; docs/extending.md)"
+)
+
+
 def _hinted(problem: Problem) -> Problem:
-    """``problem``, with the usual fix when it is a syntax error that names none (YAML's, a number left bare)."""
+    """``problem``, with the usual fix when it names none (YAML's syntax, a number left bare, an unloaded plugin)."""
     hint = _YAML_HINTS.get(problem.message)
+    if ": unknown step '" in problem.message and "; registered steps: " in problem.message:
+        hint = _UNKNOWN_STEP_HINT
     bare = _BARE_NUMBER.match(problem.message)
     if bare:
         written = re.search(rf"(?<![\w.`']){re.escape(bare[1])}(\.\d+)?([eE][-+]?\d+)?", bare["source"])

@@ -5,8 +5,10 @@ Tables come from each pipeline's ``tables:`` (the ``${env:NAME}`` naming each), 
 queries), queues from ``targets:`` (each ``queue_url: ${env:NAME}``). A new pipeline's tables, indexes and
 queues are thereby provisioned for the tests, the dry-run's world and ``pipeline-serve`` with no edit here.
 
-A table's key schema belongs to its role (the name under ``tables:``), which the steps that write it
-fix: ``TABLE_ROLES`` lists them. The environment variables are the pipelines' own (contract §1).
+A table's key schema belongs to its role (the name under ``tables:``), which the step that keeps it fixes and
+declares (``steps.support.declare_table_key``): a new step's table needs no edit here either. ``LOCAL_NAMES`` keeps
+the local names world files and tests know for the built-in roles; another role's table is named after it. The
+environment variables are the pipelines' own (contract §1).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from engine.config import display_path
 from engine.envsubst import ENV_REFERENCE
@@ -23,16 +25,16 @@ from engine.errors import ConfigError, Problem
 from engine.locator import Locator
 from engine.yamlsource import load_yaml
 from runtime.layout import PIPELINES_DIR, pipeline_files
+from steps.support import table_keys
 
 __all__ = [
+    "LOCAL_NAMES",
     "LOOKUP_STEP",
-    "TABLE_ROLES",
     "ChannelLookup",
     "IndexNeed",
     "Needs",
     "QueueNeed",
     "TableNeed",
-    "TableRole",
     "pipeline_needs",
     "queue_name",
     "shipped_needs",
@@ -41,19 +43,12 @@ __all__ = [
 LOOKUP_STEP = "conversations.lookup"
 
 
-class TableRole(NamedTuple):
-    """What a role's table is called locally, its key (hash, then range) and whether rows expire (TTL)."""
-
-    name: str
-    key: tuple[str, ...]
-    expires: bool
-
-
-TABLE_ROLES: Mapping[str, TableRole] = {
-    "conversations": TableRole("conversations", ("primary_channel", "conversation_id"), False),
-    "stage": TableRole("conversations-stage", ("conversation_id", "message_sid"), True),
-    "lock": TableRole("conversations-trigger-lock", ("conversation_id",), True),
-    "replay": TableRole("conversations-replay", ("message_sid",), True),
+# What the built-in roles' tables are called locally; a role not listed here is called by its own name.
+LOCAL_NAMES: Mapping[str, str] = {
+    "conversations": "conversations",
+    "stage": "conversations-stage",
+    "lock": "conversations-trigger-lock",
+    "replay": "conversations-replay",
 }
 
 
@@ -161,14 +156,17 @@ class _Collector:
 
     def _table(self, role: str, value: Any, locator: Locator) -> None:
         where = ("tables", role)
-        known = TABLE_ROLES.get(role)
+        declared = table_keys()
+        known = declared.get(role)
         if known is None:
-            roles = ", ".join(TABLE_ROLES)
-            message = f"table role {role!r} has no known key schema (tools/needs.py TABLE_ROLES: {roles})"
+            message = (
+                f"table role {role!r} has no known key schema: no loaded step declares it "
+                f"(steps.support.declare_table_key); declared roles: {', '.join(sorted(declared)) or 'none'}"
+            )
             self.problems.append(locator.problem(where, message))
             return
         env = _env_name(value)
-        name = known.name if env is not None or not isinstance(value, str) else value
+        name = LOCAL_NAMES.get(role, role) if env is not None or not isinstance(value, str) else value
         need = TableNeed(role, env, name, known.key, known.expires)
         before = self.tables.setdefault(role, need)
         if before.env != need.env or before.name != need.name:

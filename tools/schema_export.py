@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from engine.schema import EXPECTED
+from tools.console import console_script, load_project_plugins
 
 __all__ = ["SCHEMA_DIR", "editor_schema", "main", "published_schemas", "render", "rendered_schemas"]
 
@@ -79,13 +79,12 @@ def render(schema: dict[str, Any]) -> str:
 
 
 def rendered_schemas() -> dict[str, str]:
-    """Every published schema's file content, by file name, for the built-in steps."""
-    from runtime.plugins import load_plugins, plugin_modules
-
-    load_plugins(plugin_modules(os.environ))
+    """Every published schema's file content, by file name, for the project's plugins (PluginError: where listed)."""
+    load_project_plugins()
     return {name: render(schema) for name, schema in published_schemas().items()}
 
 
+@console_script("python -m tools.schema_export")
 def main(argv: Sequence[str] | None = None) -> int:
     """Write (or with ``--check`` compare) the published schemas; the exit status."""
     parser = argparse.ArgumentParser(prog="python -m tools.schema_export", description=__doc__.splitlines()[0])

@@ -456,6 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         problems = project_problems()
+        if not problems and (args.moto or args.endpoint_url):
+            problems = needs_problems()
         if problems:
             _say(f"the configuration cannot run:\n{ConfigError(problems)}")
             return 2
@@ -473,6 +475,17 @@ def project_problems() -> list[Problem]:
         return [Problem(display_path(PROJECT / PIPELINES_DIR), 1, 1, reason)]
     inspections = [inspect_config(path, PROJECT / RULES_DIR, os.environ, missing_env="warning") for path in paths]
     return [problem for each in inspections for problem in each.problems if problem.severity == "error"]
+
+
+def needs_problems() -> list[Problem]:
+    """What keeps local AWS from holding the pipelines' tables, indexes and queues (``tools.needs``), located."""
+    from tools.needs import shipped_needs
+
+    try:
+        shipped_needs()
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []
 
 
 def load_function() -> Application:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -166,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
-    from runtime.plugins import PluginError, load_plugins, plugin_modules
+    from runtime.plugins import PluginError
+    from tools.console import load_project_plugins
 
     parser = argparse.ArgumentParser(
         prog="python -m tools.stamp", description=__doc__.splitlines()[0] if __doc__ else None
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("root", nargs="?", type=Path, default=Path("."), help="the task root (default: .)")
     args = parser.parse_args(argv)
     try:
-        load_plugins(plugin_modules(os.environ, args.root))
+        load_project_plugins(args.root)
     except PluginError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.bundles import Bundle, Deployment, bundle_key, deployment_key
+from tests.support.shipped import entry, position
 from tools.rules import run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +67,8 @@ NO_SIGNATURE = PIPELINE_FILE.replace(
 )
 # Where NO_SIGNATURE departs from the deployed steps, as the function and pipeline-rules say it.
 NO_SIGNATURE_PROBLEM = (
-    "pipelines/twilio_inbound.yaml:91:5: steps: entry 4 is 'status_callback' (control.finish, when: "
+    f"{position(NO_SIGNATURE, '  - ', 'id: status_callback')}: steps: entry {entry(NO_SIGNATURE, 'status_callback')} "
+    "is 'status_callback' (control.finish, when: "
     "request.is_status_callback), the deployed pipeline's is 'signature' (twilio.signature); which steps run, "
     "in what order and when, changes with a code deploy, not a rules bundle (publish the pipeline file as deployed)"
 )
@@ -75,7 +77,7 @@ NO_SIGNATURE_PROBLEM = (
 # again are off): which tables a pipeline uses is the deployment's.
 NO_REPLAY_RECORDS = PIPELINE_FILE.replace("  replay: ${env:REPLAY_TABLE_NAME:-}", '  replay: ""', 1)
 NO_REPLAY_RECORDS_PROBLEM = (
-    "pipelines/twilio_inbound.yaml:21:12: tables: replay is '', the deployed pipeline's is "
+    f"{position(NO_REPLAY_RECORDS, '  replay: ' + chr(34))}: tables: replay is '', the deployed pipeline's is "
     "'${env:REPLAY_TABLE_NAME:-}'; which tables a pipeline uses changes with a code deploy, not a rules bundle"
 )
 
@@ -83,7 +85,8 @@ NO_REPLAY_RECORDS_PROBLEM = (
 # twilio_account_sid, which every request carries (AccountSid), so anyone could sign.
 ACCOUNT_SID_KEY = PIPELINE_FILE.replace("      field: twilio_auth_token\n", "      field: twilio_account_sid\n", 1)
 ACCOUNT_SID_KEY_PROBLEM = (
-    "pipelines/twilio_inbound.yaml:84:14: steps: entry 3 'auth_token' (secrets.fetch) has other with: parameters than "
+    f"{position(ACCOUNT_SID_KEY, 'field: ', 'twilio_account_sid')}: steps: "
+    f"entry {entry(ACCOUNT_SID_KEY, 'auth_token')} 'auth_token' (secrets.fetch) has other with: parameters than "
     "the deployed pipeline's; only the deciding steps' (rules.validate, rules.route) change with a rules bundle: the "
     "others' say how a request is authenticated, recorded and answered, which changes with a code deploy (publish "
     "the pipeline file as deployed)"
@@ -93,7 +96,8 @@ ACCOUNT_SID_KEY_PROBLEM = (
 # lost the message, below the transient alarm's threshold of two.
 TRANSIENT_ANSWERED = PIPELINE_FILE.replace("    on_transient: raise\n", "    on_transient: respond\n", 1)
 TRANSIENT_ANSWERED_PROBLEM = (
-    "pipelines/twilio_inbound.yaml:169:19: responses: twilio.on_transient is 'respond', the deployed pipeline's is "
+    f"{position(TRANSIENT_ANSWERED, 'on_transient: ', 'respond')}: responses: twilio.on_transient is 'respond', the "
+    "deployed pipeline's is "
     "'raise'; how a pipeline answers (which channels, in what format, whether a transient fault raises) changes with "
     "a code deploy, not a rules bundle"
 )
@@ -102,7 +106,8 @@ TRANSIENT_ANSWERED_PROBLEM = (
 # tenant's or another channel's secret (or any secret the function may read) would be fetched and used to sign.
 ANY_SECRET = PIPELINE_FILE.replace("${env:WHATSAPP_SECRET_NAME_PATTERN:-.+}", ".+", 1)
 ANY_SECRET_PROBLEM = (
-    "pipelines/twilio_inbound.yaml:26:25: secrets: whatsapp_credentials is '.+', the deployed pipeline's is "
+    f"{position(ANY_SECRET, 'whatsapp_credentials: ', '.+')}: secrets: whatsapp_credentials is '.+', the deployed "
+    "pipeline's is "
     "'${env:WHATSAPP_SECRET_NAME_PATTERN:-.+}'; which secrets a credential "
     "reference may name changes with a code deploy, not a rules bundle"
 )
@@ -110,8 +115,10 @@ ANY_SECRET_PROBLEM = (
 # Nor one that keeps the steps but no longer reads the replay record with the conversation: a request posted again
 # was decided afresh, staged and sent again.
 REPLAY_UNREAD = PIPELINE_FILE.replace("      replay_table: replay\n", "", 1)
+CONVERSATION_WITH = "  - id: conversation\n    uses: conversations.get\n    with:\n      "
 REPLAY_UNREAD_PROBLEM = (
-    "pipelines/twilio_inbound.yaml:105:7: steps: entry 6 'conversation' (conversations.get) has other with: "
+    f"{position(REPLAY_UNREAD, CONVERSATION_WITH)}: steps: "
+    f"entry {entry(REPLAY_UNREAD, 'conversation')} 'conversation' (conversations.get) has other with: "
     "parameters than the deployed pipeline's; only the deciding steps' (rules.validate, rules.route) change with a "
     "rules bundle: the others' say how a request is authenticated, recorded and answered, which changes with a code "
     "deploy (publish the pipeline file as deployed)"

@@ -6,20 +6,37 @@ a built-in step, so it loads only when the host loads the built-in steps as well
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from engine import registry
+from steps import support
 from tests.support.expect import ROOT
 from tools.events import rest_event
 
-__all__ = ["PLUGIN", "acme_event", "copy_tree", "pythonpath", "run_handler", "write_project"]
+__all__ = [
+    "PLUGIN",
+    "STATUS_PLUGIN",
+    "acme_event",
+    "copy_tree",
+    "plugin_loaded",
+    "pythonpath",
+    "run_handler",
+    "write_project",
+]
 
 PLUGIN = "acme_echo"
+# A third webhook source's steps (tests/fixtures/status_webhook), with a table of their own.
+STATUS_PLUGIN = "tests.fixtures.status_webhook.status_steps"
 
 PLUGIN_SOURCE = '''"""A plugin outside steps/: ``acme.parse`` reads a JSON post on the pipeline's channels."""
 
@@ -115,3 +132,18 @@ def run_handler(task_root: Path, event: dict[str, Any]) -> dict[str, Any]:
 def copy_tree(source: Path, target: Path) -> None:
     """``source`` copied to ``target`` without byte-code caches."""
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+@contextmanager
+def plugin_loaded(module: str) -> Iterator[ModuleType]:
+    """``module`` imported afresh; its steps and table keys are registered inside the block only (both are global)."""
+    steps, keys = dict(registry._REGISTRY), dict(support._TABLE_KEYS)
+    sys.modules.pop(module, None)
+    try:
+        yield importlib.import_module(module)
+    finally:
+        sys.modules.pop(module, None)
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(steps)
+        support._TABLE_KEYS.clear()
+        support._TABLE_KEYS.update(keys)

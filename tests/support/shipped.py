@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.yamlsource import load_yaml
+from engine.yamlsource import load_yaml, parse_yaml
 from runtime.layout import pipeline_files, yaml_files
 from tests.support.expect import ROOT
 from tools.check import declared_pipeline_name
@@ -16,10 +16,12 @@ __all__ = [
     "PIPELINES_DIR",
     "RULES_DIR",
     "configuration_files",
+    "entry",
     "inline_tests",
     "pipeline_channels",
     "pipeline_names",
     "pipeline_paths",
+    "position",
 ]
 
 PIPELINES_DIR = ROOT / "pipelines"
@@ -54,3 +56,20 @@ def inline_tests(*except_files: str) -> int:
             tests = load_yaml(path).data.get("tests")
             total += len(tests) if isinstance(tests, list) else 0
     return total
+
+
+def position(text: str, before: str, then: str = "", file: str = "pipelines/twilio_inbound.yaml") -> str:
+    """``FILE:LINE:COLUMN`` right after ``before`` where ``text`` (a pipeline file's) first holds ``before + then``.
+
+    Findings about the shipped files are located so, not by numbers that adding a step to the file would shift.
+    """
+    index = text.index(before + then) + len(before)
+    line = text.count("\n", 0, index) + 1
+    column = index - text.rfind("\n", 0, index)
+    return f"{file}:{line}:{column}"
+
+
+def entry(text: str, step_id: str) -> int:
+    """Step ``step_id``'s entry number (from 1, as findings count) in the ``steps:`` of a pipeline file's ``text``."""
+    steps = parse_yaml(text, "pipeline").data["steps"]
+    return next(number for number, step in enumerate(steps, 1) if step.get("id") == step_id)

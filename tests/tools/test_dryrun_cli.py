@@ -17,9 +17,10 @@ import yaml
 
 from tests.support.dryrun import ROOT, child_env, run_module
 from tests.support.expect import version_sources
-from tests.support.shipped import pipeline_names
+from tests.support.shipped import pipeline_names, position
 
 WORLD = yaml.safe_load((ROOT / "examples" / "world.yaml").read_text())
+SHIPPED = (ROOT / "pipelines" / "twilio_inbound.yaml").read_text(encoding="utf-8")
 TOKENS = sorted({value["twilio_auth_token"] for value in WORLD["secrets"].values() if "twilio_auth_token" in value})
 NUMBERS = sorted({item["primary_channel"] for item in WORLD["conversations"]} | {"+14155238886", "+441632960001"})
 BODIES = [
@@ -628,7 +629,7 @@ def test_a_directory_naming_no_pipeline_lends_nothing_and_its_problems_are_repor
     run = replay_against("pipelines", "examples/events/04_locked_conversation.json", rules=changed_rules)
     assert run.status == 2, (run.stdout, run.stderr)
     assert "holds no rules of" not in run.stderr
-    assert "pipelines/twilio_inbound.yaml:124:18: rules: unknown rule set 'project_status'" in run.stderr
+    assert f"{position(SHIPPED, 'rulesets: [')}: rules: unknown rule set 'project_status'" in run.stderr
 
 
 def test_an_empty_candidate_rules_directory_borrows_nothing_from_the_baseline(tmp_path: Path) -> None:
@@ -636,7 +637,7 @@ def test_an_empty_candidate_rules_directory_borrows_nothing_from_the_baseline(tm
     run = replay_against("rules", "examples/events/01_whatsapp_text.json", rules=tmp_path)
     assert run.status == 2, (run.stdout, run.stderr)
     assert "holds no rules of" not in run.stderr
-    assert "pipelines/twilio_inbound.yaml:129:16: route: unknown rule set 'routing'" in run.stderr
+    assert f"{position(SHIPPED, 'ruleset: ', 'routing')}: route: unknown rule set 'routing'" in run.stderr
 
 
 def test_fail_on_change_fails_when_a_replayed_pipelines_events_were_not_compared(

@@ -13,12 +13,15 @@ from moto import mock_aws
 from engine.errors import ConfigError
 from engine.yamlsource import load_yaml
 from tests.support.dryrun import ROOT, WORLD, run_dryrun
+from tests.support.plugins import STATUS_PLUGIN, plugin_loaded
 from tests.support.shipped import pipeline_channels, pipeline_paths
 from tools.dryrun.blueprint import blueprint
+from tools.events import rest_event
 from tools.localaws import MissingResource, local_resources, missing_resources, provision
 from tools.needs import IndexNeed, pipeline_needs, shipped_needs
 
 EMAIL = ROOT / "pipelines" / "email_inbound.yaml"
+STATUS = ROOT / "tests" / "fixtures" / "status_webhook"
 LETTERS_INDEX = IndexNeed("company-letters-index", "gsi_company_email_address", "gsi_recipient_email")
 
 
@@ -159,3 +162,39 @@ def test_contradicting_indexes_and_unknown_table_roles_are_located(tmp_path: Pat
         pipeline_needs([odd])
     (problem,) = raised.value.problems
     assert "table role 'outbox' has no known key schema" in problem.message and "replay" in problem.message
+
+
+def test_a_new_step_s_own_table_is_provisioned_and_replayed_with_no_tools_edit(tmp_path: Path) -> None:
+    """Before: another role than the built-in ones stopped every tool ("no known key schema (TABLE_ROLES…)")."""
+    pipeline = STATUS / "pipelines" / "status_inbound.yaml"
+    with plugin_loaded(STATUS_PLUGIN):
+        _provisioned_and_replayed(pipeline, tmp_path)
+
+
+def _provisioned_and_replayed(pipeline: Path, tmp_path: Path) -> None:
+    needs = pipeline_needs([pipeline])
+    with mock_aws():
+        dynamodb, sqs = boto3.client("dynamodb", "us-east-1"), boto3.client("sqs", "us-east-1")
+        resources = provision(dynamodb, sqs, "t-", needs)
+        name = resources.environment()["STATUS_TABLE_NAME"]
+        schema = dynamodb.describe_table(TableName=name)["Table"]["KeySchema"]
+        assert schema == [{"AttributeName": "message_sid", "KeyType": "HASH"}]
+    events = tmp_path / "events"
+    events.mkdir()
+    for number, status in enumerate(("delivered", "queued"), 1):
+        body = json.dumps({"id": f"m-{number}", "status": status})
+        event = rest_event("POST", "/prod/status", host="h.example.com", body=body, request_id="r", request_time_ms=1)
+        (events / f"{number}.json").write_text(json.dumps(event), encoding="utf-8")
+    (tmp_path / "world.yaml").write_text('now: "2026-11-25T12:00:00Z"\n', encoding="utf-8")
+    rules = STATUS / "rules"
+    for backend in ("moto", "memory"):
+        world = tmp_path / "world.yaml"
+        out = run_dryrun(
+            "--json", "--backend", backend, "--world", world, "--pipeline", pipeline, "--rules", rules, events
+        )
+        kept, ignored = map(json.loads, out.splitlines())
+        assert (kept["outcome"], kept["status_code"]) == ("STATUS_CALLBACK", 200), kept
+        (write,) = kept["actions"]
+        assert write["type"] == "put_item" and write["item"]["message_sid"] == "m-1", write
+        # Its own rule set, which names the pipeline, decides before anything is written.
+        assert (ignored["outcome"], ignored["status_code"], ignored["actions"]) == ("STATUS_IGNORED", 422, [])

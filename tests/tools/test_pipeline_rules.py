@@ -40,7 +40,7 @@ from tests.support.bundles import (
     with_pipeline_file,
     working_copy,
 )
-from tests.support.shipped import pipeline_names
+from tests.support.shipped import pipeline_names, position
 
 
 @pytest.fixture
@@ -685,7 +685,8 @@ def test_a_bundle_without_a_rule_set_the_pipeline_names_is_refused_with_the_fix(
     status, out, err = ops.rules("publish", "--shadow")
     assert status == 2 and "nothing was published" in err
     assert (
-        "pipelines/twilio_inbound.yaml:124:43: rules: unknown rule set 'conversation_lock'; loaded rule sets: "
+        f"{position(PIPELINE_FILE, 'rulesets: [project_status, channel, ')}: rules: unknown rule set "
+        "'conversation_lock'; loaded rule sets: "
         "channel, project_status, routing; no rules file of this pipeline declares ruleset: conversation_lock: add "
         "one (or put back the one removed), or take the name out of this step"
     ) in out

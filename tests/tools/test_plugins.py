@@ -130,6 +130,12 @@ def test_an_undeclared_plugin_is_an_unknown_step_for_check(tmp_path: Path) -> No
     done = check(project)
     assert done.returncode == 2
     assert "pipelines/acme_inbound.yaml:5:" in done.stdout and "acme.parse" in done.stdout
+    # Before: "unknown step 'acme.parse'; registered steps: …", never saying a plugin's steps need the plugin loaded.
+    (line,) = [line for line in done.stdout.splitlines() if "unknown step 'acme.parse'" in line]
+    assert line.endswith(
+        "list its module in pyproject.toml [tool.inbound-pipeline] plugins "
+        "(or PIPELINE_PLUGINS for one run; docs/extending.md)"
+    )
 
 
 def test_a_new_pipeline_beside_the_shipped_ones_need_not_declare_the_codes_of_rule_sets_it_never_runs(
@@ -155,7 +161,12 @@ def _tool_runs(events: Path) -> dict[str, list[str]]:
         "pipeline-event mask": ["tools.dryrun.event_cli", "mask", str(events / "acme.json")],
         "pipeline-world snapshot": ["tools.dryrun.world_cli", "snapshot", "--user", "+15550000001"],
         "pipeline-serve": ["tools.serve", "--port", "0"],
+        "make schemas": ["tools.schema_export", "--out", str(events.parent / "schemas")],
     }
+
+
+# The name a tool's one-line error starts with, where it is not the console script's (the first word).
+PROGS = {"make schemas": "python -m tools.schema_export"}
 
 
 @pytest.mark.parametrize("tool", list(_tool_runs(Path("events"))))
@@ -178,7 +189,7 @@ def test_a_declared_plugin_that_does_not_import_is_a_plain_configuration_error(t
     # Exit 2: bad configuration (1 would say an inline rule test failed), in one line naming the plugin and its list.
     assert (done.returncode, done.stdout) == (2, ""), done.stderr
     (line,) = done.stderr.splitlines()
-    assert tool.split()[0] + ": error: pyproject.toml [tool.inbound-pipeline] plugins: " in line
+    assert PROGS.get(tool, tool.split()[0]) + ": error: pyproject.toml [tool.inbound-pipeline] plugins: " in line
     assert "'acme_missing' cannot be imported" in line
 
 
@@ -193,3 +204,19 @@ def test_a_plugin_module_that_fails_to_import_something_is_located(tmp_path: Pat
     (line,) = done.stderr.splitlines()
     assert "No module named 'acme_sdk_not_installed'" in line
     assert f"{source}:{text.count(chr(10))}" in line, line
+
+
+def test_the_build_stamp_names_the_record_listing_a_plugin_that_does_not_import(tmp_path: Path) -> None:
+    # Before: "error: plugin module 'acme_missing' cannot be imported", without the list that named it.
+    write_project(tmp_path)
+    (tmp_path / RECORD_FILE).write_text(json.dumps({"plugins": ["steps", "acme_missing"]}), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.stamp", str(tmp_path)],
+        env=pythonpath(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"error: {tmp_path / RECORD_FILE}: plugin module 'acme_missing' cannot be imported"), line

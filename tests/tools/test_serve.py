@@ -6,6 +6,7 @@ import base64
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -392,6 +393,24 @@ def test_a_pipeline_that_does_not_load_is_refused_before_moto_starts(monkeypatch
     err = capsys.readouterr().err
     assert err.startswith("pipeline-serve: the configuration cannot run:\ninvalid configuration:\n")
     assert "pipelines/twilio_inbound.yaml:" in err
+    assert "moto server at" not in err
+
+
+def test_a_table_local_aws_cannot_create_is_refused_before_moto_starts(monkeypatch, capsys, tmp_path: Path) -> None:
+    # Before: a ConfigError traceback from provisioning, after moto had started.
+    import tools.serve
+
+    monkeypatch.setattr(tools.serve, "start_moto", no_moto)
+    (tmp_path / "pipelines").mkdir()
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    source = (ROOT / "pipelines" / "email_inbound.yaml").read_text(encoding="utf-8")
+    tables = "tables:\n  outbox: ${env:OUTBOX_TABLE_NAME:-outbox}\n"
+    (tmp_path / "pipelines" / "email_inbound.yaml").write_text(source.replace("tables:\n", tables, 1))
+    monkeypatch.chdir(tmp_path)
+    assert main(["--moto", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pipeline-serve: the configuration cannot run:\ninvalid configuration:\n")
+    assert "pipelines/email_inbound.yaml:18:11: table role 'outbox' has no known key schema" in err
     assert "moto server at" not in err
 
 

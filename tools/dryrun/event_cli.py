@@ -478,7 +478,12 @@ def _auth_headers() -> dict[str, bool]:
 @console_script("pipeline-event")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    args = _parser().parse_args(argv)
+    load_project_plugins()  # before --channel lists the pipelines' channels: a plugin may declare their tables
+    try:
+        args = _parser().parse_args(argv)
+    except ConfigError as exc:
+        sys.stderr.write("".join(f"{problem}\n" for problem in exc.problems))
+        return EXIT_USAGE
     try:
         if args.command == "build":
             sys.stdout.write(json.dumps(build_event(args), ensure_ascii=False) + "\n")
