@@ -7,7 +7,8 @@ Contents: ``handler.py``, the ``engine/`` and ``runtime/`` packages, each plugin
 and those ``[tool.inbound-pipeline] plugins`` in ``pyproject.toml`` declares, plus any ``PIPELINE_PLUGINS`` adds;
 ``tools/`` never: nothing the handler imports lives there), ``pipelines/``, ``rules/``, ``pipeline-plugins.json``
 (that plugin list, which the handler loads) and the wheels of ``[project.dependencies]``, resolved for the Lambda
-platform (manylinux, CPython 3.11, arm64 by default) and installed as exact pins.
+platform (manylinux, CPython 3.11, arm64 by default) at the versions the project's ``constraints.txt`` pins (those it
+was tested with), and installed as exact pins.
 
 Before anything is downloaded, the staged artifact's plugins and every pipeline are loaded as the cold start will
 load them (``python -m tools.stamp``): a pipeline that does not load (an unknown step, a plugin that does not
@@ -244,10 +245,11 @@ def _pip(args: Sequence[str]) -> None:
     subprocess.run([sys.executable, "-m", "pip", *args], check=True)
 
 
-def resolve(requirements: Sequence[str], arch: str) -> list[dict[str, Any]]:
+def resolve(requirements: Sequence[str], arch: str, constraints: Path | None = None) -> list[dict[str, Any]]:
     """What ``requirements`` need on the Lambda platform: the items of pip's installation report, one a distribution.
 
     Each has its ``metadata`` (``name``, ``version``, ``requires_dist``), from which ``keep`` picks the pins.
+    ``constraints`` (a pip constraints file) holds them at the versions the project was tested with.
     """
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "report.json"
@@ -260,6 +262,7 @@ def resolve(requirements: Sequence[str], arch: str) -> list[dict[str, Any]]:
                 "--report",
                 str(report),
                 *_platform_args(arch),
+                *(["--constraint", str(constraints)] if constraints is not None else []),
                 "--target",
                 str(Path(scratch) / "target"),
                 *requirements,
@@ -510,7 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("error: the configuration does not load with the artifact's plugins; nothing was built")
             return 1
         requirements = runtime_requirements(project / "pyproject.toml")
-        resolution = resolve(requirements, args.arch)
+        constraints = project / "constraints.txt"
+        resolution = resolve(requirements, args.arch, constraints if constraints.is_file() else None)
         pins = keep(resolution, requirements, with_boto3=args.with_boto3, slim=not args.full)
         install(pins, stage, args.arch)
         for junk in [*stage.glob("bin"), *(stage.glob("twilio/rest") if not args.full else [])]:

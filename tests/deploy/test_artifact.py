@@ -35,6 +35,7 @@ pytestmark = pytest.mark.skipif(
 
 # What the python3.11 runtime provides beside the artifact: boto3 and what it brings.
 RUNTIME_SDK = ("boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six.py", "jmespath")
+ROOT = Path(__file__).resolve().parents[2]
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
 
@@ -105,6 +106,19 @@ def test_the_artifact_starts_from_its_stamp_with_the_runtime_sdk_alone(artifact:
     assert not {"yaml", "jsonschema", "cryptography"} & set(loaded)
     assert not {"tools", "tests", "moto", "pytest"} & set(loaded)
     assert {"handler", "engine", "runtime", "steps", "twilio", "boto3"} <= set(loaded)
+
+
+def test_the_artifact_s_dependencies_are_the_versions_the_project_was_tested_with(artifact: Path) -> None:
+    pins = dict(line.split("==", 1) for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line)
+    shipped = {
+        re.sub(r"[-_.]+", "-", name).lower(): version
+        for name, version in (
+            info.name.removesuffix(".dist-info").rsplit("-", 1) for info in artifact.glob("*.dist-info")
+        )
+    }
+    tested = {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins.items()}
+    assert {"twilio", "pyyaml", "jsonschema", "cryptography"} <= shipped.keys()
+    assert {name: version for name, version in shipped.items() if tested.get(name) != version} == {}
 
 
 def test_the_artifact_holds_no_test_suite_nor_anything_that_imports_a_test_tool(artifact: Path) -> None:
