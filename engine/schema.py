@@ -199,13 +199,10 @@ def rules_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
         },
     }
 
-    def rules_with(then: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "properties": {
-                "rules": {"items": {"properties": {"then": then}}},
-                "default": then,
-            }
-        }
+    def of_kind(kind: str, then: dict[str, Any]) -> dict[str, Any]:
+        """What a rule decides in a set of ``kind``; a file without ``kind:`` is refused for that alone."""
+        decides = {"properties": {"rules": {"items": {"properties": {"then": then}}}, "default": then}}
+        return {"if": {"required": ["kind"], "properties": {"kind": {"const": kind}}}, "then": decides}
 
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -280,10 +277,7 @@ def rules_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
                 },
             },
         },
-        "allOf": [
-            {"if": {"properties": {"kind": {"const": "validation"}}}, "then": rules_with(validation_then)},
-            {"if": {"properties": {"kind": {"const": "routing"}}}, "then": rules_with(routing_then)},
-        ],
+        "allOf": [of_kind("validation", validation_then), of_kind("routing", routing_then)],
     }
 
 

@@ -1,0 +1,62 @@
+"""What a person editing rules/*.yaml and pipelines/*.yaml slips into, seen by `--check` and by the cold start.
+
+Each mistake is made in a copy of the shipped configuration. ``--check`` must print it as FILE:LINE:COLUMN and a
+reason, and the function's cold start (``Application.from_root``) must refuse the same configuration with the same
+located problem: the two read the files with one loader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.errors import ConfigError
+from runtime.app import Application
+from tests.tools.test_check_broken import DEPLOYED_ENV, assemble
+from tools.dryrun.cli import main
+
+ROUTING = "rules/40_routing.yaml"
+COLD_START_ENV = {**DEPLOYED_ENV, "AWS_DEFAULT_REGION": "eu-west-1"}
+
+
+@pytest.fixture
+def deployed_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in DEPLOYED_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+def check(root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    """``pipeline-dryrun --check`` run in ``root``: its exit status and the lines it printed."""
+    monkeypatch.chdir(root)
+    status = main(["--check"])
+    return status, capsys.readouterr().out.splitlines()
+
+
+def cold_start_problems(root: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The problems the function's cold start refuses ``root``'s configuration with."""
+    monkeypatch.chdir(root)
+    with pytest.raises(ConfigError) as refused:
+        Application.from_root(root, COLD_START_ENV)
+    return [str(problem) for problem in refused.value.problems]
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(number for number, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_rules_file_without_kind_is_told_so_not_to_give_every_routing_rule_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: without `kind:` the schema read every rule as a validation rule's, so a routing file got two errors
+    per rule ("missing required key 'error'; add it", "unknown key 'target'") besides the one that names the fix."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    routing.write_text(routing.read_text().replace("kind: routing\n", "", 1))
+
+    status, out = check(root, monkeypatch, capsys)
+    missing = f"{ROUTING}:2:1: document: missing required key 'kind'; add it"
+    assert [line for line in out if line.startswith(ROUTING)] == [missing]
+    assert status == 2
+    assert [problem for problem in cold_start_problems(root, monkeypatch) if problem.startswith(ROUTING)] == [missing]
