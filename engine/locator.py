@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.errors import Problem
 
-__all__ = ["Locator", "PathKey"]
+__all__ = ["Locator", "PathKey", "line_column"]
 
 PathKey = tuple[Any, ...]
 
@@ -53,9 +53,7 @@ class Locator:
         absolute = _source_index(_content(self.text, start, end, style), value, offset, style)
         if absolute is None:
             return self.position(path)
-        line = self.text.count("\n", 0, absolute) + 1
-        column = absolute - self.text.rfind("\n", 0, absolute)
-        return line, column
+        return line_column(self.text, absolute)
 
     def problem(
         self,
@@ -76,6 +74,11 @@ class Locator:
         else:
             line, column = (at_key and self.keys.get(tuple(path))) or self.position(path)
         return Problem(self.file, line, column, message, severity, kind)
+
+
+def line_column(text: str, index: int) -> tuple[int, int]:
+    """The 1-based line and column of character ``index`` of ``text``."""
+    return text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index)
 
 
 def _content(text: str, start: int, end: int, style: str) -> list[tuple[str, int]]:

@@ -18,7 +18,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.errors import ConfigError, Problem
-from engine.locator import Locator, PathKey
+from engine.locator import Locator, PathKey, line_column
 
 __all__ = ["Locator", "SourceDoc", "load_yaml", "parse_yaml"]
 
@@ -97,6 +97,7 @@ class _Builder:
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_NOT_UTF8 = "not UTF-8 text: the file was saved in another encoding (Latin-1, Windows-1252…); save it as UTF-8"
 _TAGGED_VALUE = re.compile(r"(?:^|:|-)[ \t]+(!)")
 
 
@@ -152,5 +153,6 @@ def load_yaml(path: Path, display_name: str | None = None, *, strict: bool = Tru
     except OSError as exc:
         raise ConfigError([Problem(name, 1, 1, f"cannot read file: {exc.strerror}")]) from None
     except UnicodeDecodeError:
-        raise ConfigError([Problem(name, 1, 1, "file is not valid UTF-8")]) from None
+        replaced = path.read_bytes().decode("utf-8", "replace")
+        raise ConfigError([Problem(name, *line_column(replaced, replaced.find("\ufffd")), _NOT_UTF8)]) from None
     return parse_yaml(text, name, strict=strict)

@@ -46,6 +46,29 @@ def line_of(path: Path, text: str) -> int:
 
 
 @pytest.mark.usefixtures("deployed_env")
+def test_a_byte_that_is_not_utf8_is_placed_at_its_line_and_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: a rules file saved in Latin-1 ("Café" in a description) was reported at 1:1, "file is not valid
+    UTF-8", leaving a person to hunt through the whole file for the character."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    routing.write_text(routing.read_text().replace("  - id: auto_queue_reply\n", "  - id: auto_queue_reply  # Café\n"))
+    line = line_of(routing, "# Café")
+    routing.write_bytes(routing.read_text().encode("latin-1"))
+
+    status, out = check(root, monkeypatch, capsys)
+    expected = (
+        f"{ROUTING}:{line}:32: not UTF-8 text: the file was saved in another encoding (Latin-1, Windows-1252…); "
+        "save it as UTF-8"
+    )
+    # The file's rule set is still known: the pipeline naming it gets no second, misleading "unknown rule set".
+    assert out == [expected]
+    assert status == 2
+    assert cold_start_problems(root, monkeypatch) == [expected]
+
+
+@pytest.mark.usefixtures("deployed_env")
 def test_a_rules_file_without_kind_is_told_so_not_to_give_every_routing_rule_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
