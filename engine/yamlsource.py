@@ -97,6 +97,7 @@ class _Builder:
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_CONTROL_CHARACTER = "invalid YAML: the control character {}, invisible in most editors, is not allowed; delete it"
 _NOT_UTF8 = "not UTF-8 text: the file was saved in another encoding (Latin-1, Windows-1252…); save it as UTF-8"
 _TAGGED_VALUE = re.compile(r"(?:^|:|-)[ \t]+(!)")
 
@@ -136,6 +137,9 @@ def parse_yaml(text: str, file: str, *, strict: bool = True) -> SourceDoc:
         data = builder.build(root, ()) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([_syntax_problem(exc, text, file)]) from None
+    except yaml.reader.ReaderError as exc:  # at the character: libyaml's position counts bytes
+        where, code = line_column(text, text.find(chr(exc.character))), f"U+{exc.character:04X}"
+        raise ConfigError([Problem(file, *where, _CONTROL_CHARACTER.format(code))]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(file, 1, 1, f"invalid YAML: {exc}")]) from None
     finally:

@@ -69,6 +69,31 @@ def test_a_byte_that_is_not_utf8_is_placed_at_its_line_and_column(
 
 
 @pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize(("character", "code"), [("\x00", "U+0000"), ("\x1b", "U+001B"), ("é\x07", "U+0007")])
+def test_an_invisible_control_character_is_placed_at_its_line_and_column_on_one_line(
+    character: str, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: a control character pasted into a condition was reported at 1:1 with PyYAML's own two-line text
+    ('unacceptable character #x001b: …' then 'in "<unicode string>", position 412'): no line, a character number
+    only a programmer reads, and a second output line that is not FILE:LINE:COLUMN: message."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    condition = '"conversation.auto_queue_reply_message == `true`"'
+    routing.write_text(routing.read_text().replace(condition, condition.replace("== ", "== " + character), 1))
+    line = line_of(routing, "conversation.auto_queue_reply_message ==")
+    column = routing.read_text().splitlines()[line - 1].index(character[-1]) + 1
+
+    status, out = check(root, monkeypatch, capsys)
+    expected = (
+        f"{ROUTING}:{line}:{column}: invalid YAML: the control character {code}, invisible in most editors, is not "
+        "allowed; delete it"
+    )
+    assert out == [expected]
+    assert status == 2
+    assert cold_start_problems(root, monkeypatch) == [expected]
+
+
+@pytest.mark.usefixtures("deployed_env")
 def test_a_rules_file_without_kind_is_told_so_not_to_give_every_routing_rule_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
