@@ -1,8 +1,9 @@
 """``${env:NAME}`` references in configuration values.
 
 A string that is exactly one reference takes the variable's value parsed as a YAML scalar, so
-``delay: ${env:BATCH_WINDOW_SECONDS:-10}`` yields the integer 10. References inside longer strings
-are replaced textually. ``${env:NAME:-default}`` supplies a default for an unset or empty variable.
+``delay: ${env:BATCH_WINDOW_SECONDS:-10}`` yields the integer 10 (a whole number only when written in decimal).
+References inside longer strings are replaced textually. ``${env:NAME:-default}`` supplies a default for an
+unset or empty variable.
 An unset reference without a default is a problem (located at the reference) and keeps its text,
 so that later checks can recognise it (``is_unresolved``) instead of reporting a knock-on error.
 """
@@ -34,14 +35,18 @@ _YAML_WORDS = frozenset(
 
 
 def _yaml_scalar(text: str) -> Any:
-    """``text`` read as a YAML scalar (a string, number or boolean), else ``text`` itself."""
+    """``text`` read as a YAML scalar (a string, number or boolean), else ``text`` itself.
+
+    A whole number is one written in decimal: YAML 1.1 reads ``017`` as octal 15 and ``1:30`` as 90 (base 60),
+    which is never what a variable's value meant; those stay text, for the schema to refuse.
+    """
     import yaml
 
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    return value if isinstance(value, (str, int, float, bool)) else text
+    return value if isinstance(value, (str, float, bool)) or _INTEGER.fullmatch(text.strip()) else text
 
 
 def _scalar(text: str) -> Any:

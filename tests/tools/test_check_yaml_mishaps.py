@@ -17,6 +17,7 @@ from tests.tools.test_check_broken import DEPLOYED_ENV, assemble
 from tools.dryrun.cli import main
 
 ROUTING = "rules/40_routing.yaml"
+PIPELINE = "pipelines/twilio_inbound.yaml"
 COLD_START_ENV = {**DEPLOYED_ENV, "AWS_DEFAULT_REGION": "eu-west-1"}
 
 
@@ -33,11 +34,11 @@ def check(root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
     return status, capsys.readouterr().out.splitlines()
 
 
-def cold_start_problems(root: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The problems the function's cold start refuses ``root``'s configuration with."""
+def cold_start_problems(root: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
+    """The problems the function's cold start (in the deployed environment and ``env``) refuses ``root`` with."""
     monkeypatch.chdir(root)
     with pytest.raises(ConfigError) as refused:
-        Application.from_root(root, COLD_START_ENV)
+        Application.from_root(root, {**COLD_START_ENV, **env})
     return [str(problem) for problem in refused.value.problems]
 
 
@@ -108,3 +109,36 @@ def test_a_rules_file_without_kind_is_told_so_not_to_give_every_routing_rule_an_
     assert [line for line in out if line.startswith(ROUTING)] == [missing]
     assert status == 2
     assert [problem for problem in cold_start_problems(root, monkeypatch) if problem.startswith(ROUTING)] == [missing]
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize("value", ["017", "1:30", "0x0a", "1_0"])
+def test_a_whole_number_from_the_environment_is_read_in_decimal_or_refused(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: `${env:BATCH_WINDOW_SECONDS:-10}` took the variable as YAML 1.1 reads it, so 017 (octal) was a
+    15 s window and 1:30 (base 60) a 90 s one, silently, in --check and in the function alike."""
+    root = assemble(tmp_path)
+    monkeypatch.setenv("BATCH_WINDOW_SECONDS", value)
+    pipeline = root / PIPELINE
+    line = line_of(pipeline, "delay_seconds: ${env:BATCH_WINDOW_SECONDS:-10}")
+
+    status, out = check(root, monkeypatch, capsys)
+    expected = (
+        f"{PIPELINE}:{line}:20: targets.whatsapp.delay_seconds: expected integer, got string {value!r}; "
+        "write a whole number such as 10"
+    )
+    assert expected in out, out
+    assert status == 2
+    assert expected in cold_start_problems(root, monkeypatch, BATCH_WINDOW_SECONDS=value)
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize(("value", "seconds"), [("15", 15), ("+15", 15), (" 15", 15)])
+def test_a_whole_number_from_the_environment_in_decimal_is_that_number(
+    value: str, seconds: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = assemble(tmp_path)
+    monkeypatch.chdir(root)
+    application = Application.from_root(root, {**COLD_START_ENV, "BATCH_WINDOW_SECONDS": value})
+    assert application.pipeline("twilio_inbound").targets["whatsapp"]["delay_seconds"] == seconds
