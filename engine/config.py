@@ -322,12 +322,12 @@ def _ruleset(collector: _Collector, loaded: _Loaded) -> LoadedRuleSet | None:
             continue
         tests.append(RuleTest(test["name"], test["given"], test["expect"], index))
     name, kind = data.get("ruleset"), data.get("kind")
-    if not isinstance(name, str) or not isinstance(kind, str):
+    if not isinstance(name, str):
         return None
     description = data.get("description", "")
     ruleset = RuleSet(
         name=name,
-        kind=kind,
+        kind=kind if isinstance(kind, str) else "",  # a missing kind is reported; the set is still known by name
         rules=tuple(rules),
         default=default,
         file=locator.file,

@@ -71,6 +71,9 @@ class Target(NamedTuple):
         )
 
 
+_SET_KINDS = ("validation", "routing")  # the kinds rules_schema allows
+
+
 def _ruleset(info: BuildInfo, name: str, kind: str, path: tuple[Any, ...]) -> RuleSet:
     ruleset = info.rulesets.get(name)
     if ruleset is None:
@@ -83,8 +86,14 @@ def _ruleset(info: BuildInfo, name: str, kind: str, path: tuple[Any, ...]) -> Ru
             "or take the name out of this step"
         )
         raise ParamError(path, f"unknown rule set {name!r}{close}; loaded rule sets: {known}{fix}")
+    if ruleset.kind not in _SET_KINDS:  # a kind: missing or misspelt, reported at the rules file
+        raise ParamError(path, f"rule set {name!r} has no valid kind", knock_on=True)
     if ruleset.kind != kind:
-        raise ParamError(path, f"rule set {name!r} is a {ruleset.kind} set; this step needs a {kind} set")
+        raise ParamError(
+            path,
+            f"rule set {name!r} is a {ruleset.kind} set ({ruleset.file} says kind: {ruleset.kind}); this step needs "
+            f"a {kind} set: name a {kind} set here, or correct kind: in that file",
+        )
     assert isinstance(ruleset, RuleSet)
     return ruleset
 

@@ -105,10 +105,52 @@ def test_a_rules_file_without_kind_is_told_so_not_to_give_every_routing_rule_an_
     routing.write_text(routing.read_text().replace("kind: routing\n", "", 1))
 
     status, out = check(root, monkeypatch, capsys)
+    # Nor is the pipeline's step told that no rules file declares the set (it does: without a kind).
     missing = f"{ROUTING}:2:1: document: missing required key 'kind'; add it"
-    assert [line for line in out if line.startswith(ROUTING)] == [missing]
+    assert out == [missing]
     assert status == 2
-    assert [problem for problem in cold_start_problems(root, monkeypatch) if problem.startswith(ROUTING)] == [missing]
+    assert cold_start_problems(root, monkeypatch) == [missing]
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_misspelt_kind_is_reported_at_the_rules_file_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: `kind: Routing` also made the pipeline's step say "rule set 'routing' is a Routing set; this step
+    needs a routing set", a second error that reads as a contradiction."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    routing.write_text(routing.read_text().replace("kind: routing\n", "kind: Routing\n", 1))
+
+    status, out = check(root, monkeypatch, capsys)
+    misspelt = (
+        f"{ROUTING}:3:7: kind: 'Routing' is not a valid choice (did you mean 'routing'?); "
+        "choose one of: validation, routing"
+    )
+    assert out == [misspelt]
+    assert status == 2
+    assert cold_start_problems(root, monkeypatch) == [misspelt]
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_set_of_the_other_kind_is_reported_with_its_file_and_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: `kind: validation` in the routing file was reported to the pipeline as "rule set 'routing' is a
+    validation set; this step needs a routing set", naming neither the file nor the line to correct."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    routing.write_text(routing.read_text().replace("kind: routing\n", "kind: validation\n", 1))
+    step = line_of(root / PIPELINE, "ruleset: routing")
+
+    status, out = check(root, monkeypatch, capsys)
+    expected = (
+        f"{PIPELINE}:{step}:16: route: rule set 'routing' is a validation set ({ROUTING} says kind: validation); "
+        "this step needs a routing set: name a routing set here, or correct kind: in that file"
+    )
+    assert out[0] == expected
+    assert status == 2
+    assert cold_start_problems(root, monkeypatch)[0] == expected
 
 
 @pytest.mark.usefixtures("deployed_env")
