@@ -69,10 +69,8 @@ class Locator:
 
         ``at_key`` places it at the key that names ``path`` (falling back to the value's position).
         """
-        if offset is not None:
-            line, column = self.position_in(path, offset)
-        else:
-            line, column = (at_key and self.keys.get(tuple(path))) or self.position(path)
+        inside = self.position_in(path, offset) if offset is not None else None
+        line, column = inside or (at_key and self.keys.get(tuple(path))) or self.position(path)
         return Problem(self.file, line, column, message, severity, kind)
 
 

@@ -64,8 +64,7 @@ class _Builder:
         if isinstance(node, ScalarNode):
             value = self._loader.construct_object(node, deep=True)
             if isinstance(value, str):
-                style = node.style or ""
-                self._locator.strings[path] = (node.start_mark.index, node.end_mark.index, style, value)
+                self._locator.strings[path] = (node.start_mark.index, node.end_mark.index, node.style or "", value)
             return value
         raise ConfigError([Problem(self._locator.file, *_mark(node), "unsupported YAML node")])
 
@@ -89,7 +88,11 @@ class _Builder:
                 )
                 continue
             self._locator.keys[(*path, key)] = _mark(key_node)
+            aliased = id(value_node) in self._seen
             result[key] = self.build(value_node, (*path, key))
+            if aliased:  # an alias (*name) is placed where it is written, not at its anchor
+                alias = self._locator.text.index("*", key_node.end_mark.index)
+                self._locator.values[(*path, key)] = line_column(self._locator.text, alias)
         return result
 
 

@@ -184,3 +184,25 @@ def test_a_whole_number_from_the_environment_in_decimal_is_that_number(
     monkeypatch.chdir(root)
     application = Application.from_root(root, {**COLD_START_ENV, "BATCH_WINDOW_SECONDS": value})
     assert application.pipeline("twilio_inbound").targets["whatsapp"]["delay_seconds"] == seconds
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_value_given_by_an_alias_is_placed_at_the_alias_not_at_its_anchor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: a condition reused through an alias (`when: *human`) was placed at its anchor, so the warning that
+    the second rule can never match pointed at the first rule's line: the one rule that is fine."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    first = '    when: "conversation.hand_off_to_human == `true`"'
+    second = '    when: "conversation.auto_queue_reply_message == `true`"'
+    text = routing.read_text().replace(first, first.replace("when: ", "when: &human "), 1)
+    routing.write_text(text.replace(second, "    when:   *human  # the same condition", 1))
+    alias = line_of(routing, "*human  #")
+
+    status, out = check(root, monkeypatch, capsys)
+    assert out[0].startswith(
+        f"{ROUTING}:{alias}:13: warning: rule 'auto_queue_reply' can never match: earlier rule 'hand_off_to_human' "
+        f"(line {line_of(routing, '&human')}) has the same condition"
+    ), out
+    assert status == 1  # the inline test of the shadowed rule fails
