@@ -77,14 +77,10 @@ class _Resolver:
             return value
         if default is not None:
             return default
+        state = "set to nothing" if name in self._env else "not set"
+        message = f"environment variable {name} is {state}; set it or give a default with ${{env:{name}:-VALUE}}"
         self.problems.append(
-            self._locator.problem(
-                path,
-                f"environment variable {name} is not set; set it or give a default with ${{env:{name}:-VALUE}}",
-                severity=self._severity,
-                offset=match.start(),
-                kind="env",
-            )
+            self._locator.problem(path, message, severity=self._severity, offset=match.start(), kind="env")
         )
         return match.group(0)
 

@@ -206,3 +206,23 @@ def test_a_value_given_by_an_alias_is_placed_at_the_alias_not_at_its_anchor(
         f"(line {line_of(routing, '&human')}) has the same condition"
     ), out
     assert status == 1  # the inline test of the shadowed rule fails
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_variable_set_to_nothing_is_called_empty_not_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: HANDOFF_QUEUE_URL= (set, to nothing: a template that rendered blank) was reported as "environment
+    variable HANDOFF_QUEUE_URL is not set", which the person who can see it set does not believe."""
+    root = assemble(tmp_path)
+    monkeypatch.setenv("HANDOFF_QUEUE_URL", "")
+    line = line_of(root / PIPELINE, "queue_url: ${env:HANDOFF_QUEUE_URL}")
+
+    status, out = check(root, monkeypatch, capsys)
+    empty = (
+        f"{PIPELINE}:{line}:16: environment variable HANDOFF_QUEUE_URL is set to nothing; set it or give a default "
+        "with ${env:HANDOFF_QUEUE_URL:-VALUE}"
+    )
+    assert f"{PIPELINE}:{line}:16: warning: {empty.split(': ', 1)[1]}" in out, out
+    assert status == 0
+    assert empty in cold_start_problems(root, monkeypatch, HANDOFF_QUEUE_URL="")
