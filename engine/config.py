@@ -32,7 +32,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from engine import registry
 from engine.calls import CallLimits
-from engine.envsubst import is_unresolved, resolve_env
+from engine.envsubst import ENV_REFERENCE, is_unresolved, resolve_env
 from engine.errors import ENGINE_ERRORS, ConfigError, ErrorSpec, Problem, did_you_mean
 from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
 from engine.locator import Locator, PathKey
@@ -183,6 +183,13 @@ def _value_at(data: Any, path: PathKey) -> Any:
     return data
 
 
+def _naming_variable(problem: Problem, written: Any) -> Problem:
+    """``problem`` about a value the file writes as ``${env:NAME}``: the variable is named (the file shows no value)."""
+    reference = ENV_REFERENCE.fullmatch(written) if isinstance(written, str) else None
+    named = f"{problem.message} (the value comes from environment variable {reference[1]})" if reference else ""
+    return replace(problem, message=named) if named else problem
+
+
 def _has_unresolved(data: Any) -> bool:
     if isinstance(data, dict):
         return any(_has_unresolved(value) for value in data.values())
@@ -231,7 +238,7 @@ class _Collector:
         vouched = self.stamp is not None and self.stamp.vouches(path, locator.text, data, schema)
         violations = [] if vouched else schema_violations(data, schema, locator)
         found = [v for v in violations if not is_unresolved(v.value)]
-        self.problems.extend(v.problem for v in found)
+        self.problems.extend(_naming_variable(v.problem, _value_at(document, v.path)) for v in found)
         if not isinstance(data, dict):
             return None
         return _Loaded(data, locator, tuple(v.path for v in found))

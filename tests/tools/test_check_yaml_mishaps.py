@@ -168,7 +168,7 @@ def test_a_whole_number_from_the_environment_is_read_in_decimal_or_refused(
     status, out = check(root, monkeypatch, capsys)
     expected = (
         f"{PIPELINE}:{line}:20: targets.whatsapp.delay_seconds: expected integer, got string {value!r}; "
-        "write a whole number such as 10"
+        "write a whole number such as 10 (the value comes from environment variable BATCH_WINDOW_SECONDS)"
     )
     assert expected in out, out
     assert status == 2
@@ -226,3 +226,24 @@ def test_a_variable_set_to_nothing_is_called_empty_not_unset(
     assert f"{PIPELINE}:{line}:16: warning: {empty.split(': ', 1)[1]}" in out, out
     assert status == 0
     assert empty in cold_start_problems(root, monkeypatch, HANDOFF_QUEUE_URL="")
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_wrong_value_from_the_environment_names_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: BATCH_WINDOW_SECONDS=yes was reported as "delay_seconds: expected integer, got boolean true" at a
+    line that reads `${env:BATCH_WINDOW_SECONDS:-10}`: neither the true nor the fix is in the file, and nothing said
+    the value came from the environment."""
+    root = assemble(tmp_path)
+    monkeypatch.setenv("BATCH_WINDOW_SECONDS", "yes")
+    line = line_of(root / PIPELINE, "delay_seconds: ${env:BATCH_WINDOW_SECONDS:-10}")
+
+    status, out = check(root, monkeypatch, capsys)
+    expected = (
+        f"{PIPELINE}:{line}:20: targets.whatsapp.delay_seconds: expected integer, got boolean true; write a whole "
+        "number such as 10 (the value comes from environment variable BATCH_WINDOW_SECONDS)"
+    )
+    assert expected in out, out
+    assert status == 2
+    assert expected in cold_start_problems(root, monkeypatch, BATCH_WINDOW_SECONDS="yes")
