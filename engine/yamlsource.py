@@ -75,7 +75,7 @@ class _Builder:
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if isinstance(key_node, ScalarNode) and key_node.tag == "tag:yaml.org,2002:merge":
-                self._problem(key_node, "YAML merge keys (<<) are not supported")
+                self._problem(key_node, "YAML merge keys (<<) are not supported; write the merged keys out here")
                 continue
             key = self._loader.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)) and key is not None:

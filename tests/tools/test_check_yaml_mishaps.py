@@ -247,3 +247,23 @@ def test_a_wrong_value_from_the_environment_names_its_variable(
     assert expected in out, out
     assert status == 2
     assert expected in cold_start_problems(root, monkeypatch, BATCH_WINDOW_SECONDS="yes")
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_merge_key_is_refused_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: `<<: *handoff` was refused with "YAML merge keys (<<) are not supported" and no way forward, beside
+    a knock-on "needs at least 1 key(s)" at the same place."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    text = routing.read_text().replace("    then: {target: handoff}\n", "    then: &handoff {target: handoff}\n", 1)
+    text = text.replace("    then: {target: handoff}\n", "    then:\n      <<: *handoff\n", 1)
+    routing.write_text(text)
+    line = line_of(routing, "<<: *handoff")
+
+    status, out = check(root, monkeypatch, capsys)
+    expected = f"{ROUTING}:{line}:7: YAML merge keys (<<) are not supported; write the merged keys out here"
+    assert expected in out, out
+    assert status == 2
+    assert expected in cold_start_problems(root, monkeypatch)
