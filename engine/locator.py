@@ -120,6 +120,6 @@ def _source_index(source: list[tuple[str, int]], value: str, offset: int, style:
             return None
         if index == offset:
             return source[position][1]
-        last = source[position][1]
+        last = last if char.isspace() else source[position][1]  # the end is after the last visible character
         position += 1
     return last + 1 if offset >= len(value) and last >= 0 else None

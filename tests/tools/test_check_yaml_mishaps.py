@@ -267,3 +267,23 @@ def test_a_merge_key_is_refused_with_the_fix(
     assert expected in out, out
     assert status == 2
     assert expected in cold_start_problems(root, monkeypatch)
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize("block", ["|", ">"])
+def test_a_condition_cut_short_in_a_block_is_placed_where_it_ends_not_on_the_next_line(
+    block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: a block condition (| or >, which keep the final line break) ending with a dangling && was placed at
+    column 1 of the line after it, the `then:` line, which holds nothing to fix."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    condition = '    when: "conversation.auto_queue_reply_message == `true`"'
+    cut = f"    when: {block}\n      conversation.hand_off_to_human == `false` &&\n"
+    routing.write_text(routing.read_text().replace(condition + "\n", cut, 1))
+    line = line_of(routing, "conversation.hand_off_to_human == `false` &&")
+
+    status, out = check(root, monkeypatch, capsys)
+    assert out[0].startswith(f"{ROUTING}:{line}:51: invalid JMESPath: the expression ends too early"), out
+    assert status == 2
+    assert cold_start_problems(root, monkeypatch)[0].startswith(f"{ROUTING}:{line}:51: ")
