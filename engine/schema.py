@@ -381,11 +381,8 @@ def _explain(error: Any, locator: Locator) -> list[SchemaViolation]:
         return located(f"{shown(instance)} is not a known {kind}{choices}", (*path, instance), at_key=True)
     if validator == "enum":
         kind, choices = _choices(instance, error.validator_value)
-        article = "an" if kind[0] in "aeiou" else "a"
         unknown = (
-            f"{shown(instance)} is not {article} valid {kind}"
-            if kind == "choice"
-            else f"unknown {kind} {shown(instance)}"
+            f"{shown(instance)} is not a valid {kind}" if kind == "choice" else f"unknown {kind} {shown(instance)}"
         )
         return located(f"{unknown}{choices}")
     if validator == "type":

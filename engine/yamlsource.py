@@ -63,6 +63,8 @@ class _Builder:
             return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
         if isinstance(node, ScalarNode):
             value = self._loader.construct_object(node, deep=True)
+            if value != value:  # .nan: every comparison with it is false, so it would pass any bounds
+                self._problem(node, f"{node.value} (not a number) is no value for a setting; write a number")
             if isinstance(value, str):
                 self._locator.strings[path] = (node.start_mark.index, node.end_mark.index, node.style or "", value)
             return value

@@ -287,3 +287,24 @@ def test_a_condition_cut_short_in_a_block_is_placed_where_it_ends_not_on_the_nex
     assert out[0].startswith(f"{ROUTING}:{line}:51: invalid JMESPath: the expression ends too early"), out
     assert status == 2
     assert cold_start_problems(root, monkeypatch)[0].startswith(f"{ROUTING}:{line}:51: ")
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize(("setting", "nan"), [("deadline_seconds: 4", ".nan"), ("read_timeout_seconds: 1.0", ".NaN")])
+def test_not_a_number_is_refused_not_taken_for_a_number_in_range(
+    setting: str, nan: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: `deadline_seconds: .nan` passed --check (exit 0, beside a warning that one invocation "may run nan
+    s") and the cold start: every comparison with NaN is false, so the schema's bounds let it through."""
+    root = assemble(tmp_path)
+    pipeline = root / PIPELINE
+    name = setting.split(":")[0]
+    pipeline.write_text(pipeline.read_text().replace(setting, f"{name}: {nan}", 1))
+    line = line_of(pipeline, f"{name}: {nan}")
+    column = pipeline.read_text().splitlines()[line - 1].index(nan) + 1
+
+    status, out = check(root, monkeypatch, capsys)
+    expected = f"{PIPELINE}:{line}:{column}: {nan} (not a number) is no value for a setting; write a number"
+    assert expected in out, out
+    assert status == 2
+    assert expected in cold_start_problems(root, monkeypatch)
