@@ -789,8 +789,15 @@ def run_check(
 
     ``pipeline`` None checks every pipeline file of ``pipelines/``.
     """
-    pipelines = [pipeline] if pipeline is not None else _default_pipelines(rules_dir, err)
-    report = check_config(pipelines, rules_dir, os.environ, strict_env=strict_env, strict=strict)
+    from tools.dryrun.coverage import rules_dir_problem
+
+    not_a_directory = rules_dir.exists() and not rules_dir.is_dir()  # a missing one is reported with the rest
+    unusable = rules_dir_problem(rules_dir, "--rules", baseline=False) if not_a_directory else None
+    if unusable is not None:
+        report = CheckReport((unusable,), (), 0, (), (), strict)
+    else:
+        pipelines = [pipeline] if pipeline is not None else _default_pipelines(rules_dir, err)
+        report = check_config(pipelines, rules_dir, os.environ, strict_env=strict_env, strict=strict)
     for finding in report.findings:
         print(finding, file=out)
     print(summary_line(report), file=err)

@@ -27,10 +27,12 @@ def deployed_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
-def check(root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
-    """``pipeline-dryrun --check`` run in ``root``: its exit status and the lines it printed."""
+def check(
+    root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *options: str
+) -> tuple[int, list[str]]:
+    """``pipeline-dryrun --check`` (with ``options``) run in ``root``: its exit status and the lines it printed."""
     monkeypatch.chdir(root)
-    status = main(["--check"])
+    status = main(["--check", *options])
     return status, capsys.readouterr().out.splitlines()
 
 
@@ -308,3 +310,56 @@ def test_not_a_number_is_refused_not_taken_for_a_number_in_range(
     assert expected in out, out
     assert status == 2
     assert expected in cold_start_problems(root, monkeypatch)
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        (
+            ["--rules", "pipelines"],
+            "--rules pipelines holds pipeline files (pipeline:, steps:), not rules files (ruleset:): give the rules "
+            "directory with --rules, and a pipeline file with --pipeline",
+        ),
+        (
+            ["--pipeline", ROUTING],
+            f"--pipeline {ROUTING} is a rules file (ruleset:), not a pipeline file: give a file of pipelines/ with "
+            "--pipeline, and the rules directory with --rules",
+        ),
+        (
+            ["--pipeline", "pipelines"],
+            "--pipeline takes one pipeline file, not a directory: give one of pipelines/*.yaml, or leave --pipeline "
+            "out to check them all",
+        ),
+    ],
+)
+@pytest.mark.parametrize("mode", [["--check"], ["--world", "examples/world.yaml", "examples/events"]])
+def test_a_rules_path_and_a_pipeline_path_mixed_up_are_told_apart(
+    given: list[str],
+    says: str,
+    mode: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Defect: `--pipeline rules/40_routing.yaml` printed a dozen schema errors ("unknown key 'ruleset'", "missing
+    required key 'steps'"…), `--rules pipelines` as many the other way, `--rules rules/40_routing.yaml` four false
+    "no rules file of this pipeline declares ruleset: …" and "rules directory not found" for a file that exists."""
+    monkeypatch.chdir(assemble(tmp_path))
+    with pytest.raises(SystemExit) as stopped:
+        main([*mode, *given])
+    assert stopped.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines()[-1] == f"pipeline-dryrun: error: {says}"
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_one_rules_file_given_as_the_rules_directory_is_refused_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: `--check --rules rules/40_routing.yaml` said "rules directory not found" of a file that exists, after
+    four false "no rules file of this pipeline declares ruleset: …"; the replay already refused it so."""
+    status, out = check(assemble(tmp_path), monkeypatch, capsys, "--rules", ROUTING)
+    assert out == [f"{ROUTING}:1:1: --rules: not a directory; pass the directory holding the rules/*.yaml files"]
+    assert status == 2
