@@ -69,14 +69,14 @@ class _Resolver:
 
     def lookup(self, match: re.Match[str], path: tuple[Any, ...]) -> str:
         name, default = match.group(1), match.group(2)
-        value = self._env.get(name)
-        if value and "${env:" in value:  # taken for an unset reference later, its type would go unchecked
+        found = self._env.get(name)
+        if found and "${env:" in found:  # taken for an unset reference later, its type would go unchecked
             message = f"environment variable {name} holds ${{env:…}}, which is not resolved again; set the value itself"
             self.problems.append(self._locator.problem(path, message, offset=match.start(), kind="env"))
-        if value:
+        value = found or default
+        if value is not None:  # the text is no longer the file's: a character of it is placed at the value's start
+            self._locator.strings.pop(path, None)
             return value
-        if default is not None:
-            return default
         state = "set to nothing" if name in self._env else "not set"
         message = f"environment variable {name} is {state}; set it or give a default with ${{env:{name}:-VALUE}}"
         self.problems.append(

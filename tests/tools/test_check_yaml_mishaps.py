@@ -363,3 +363,29 @@ def test_one_rules_file_given_as_the_rules_directory_is_refused_as_such(
     status, out = check(assemble(tmp_path), monkeypatch, capsys, "--rules", ROUTING)
     assert out == [f"{ROUTING}:1:1: --rules: not a directory; pass the directory holding the rules/*.yaml files"]
     assert status == 2
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_syntax_error_in_a_condition_holding_an_environment_value_is_not_placed_by_the_files_characters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: in a condition holding ${env:VIP_TIER}, a mistake after the reference was placed by counting the
+    variable's value as if it were the file's text, so the column was off by their difference in length (here past
+    the end of the line); it is now placed at the condition, whose text as evaluated the message quotes."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    condition = '"conversation.auto_queue_reply_message == `true`"'
+    routing.write_text(
+        routing.read_text().replace(condition, "\"conversation.tier == '${env:VIP_TIER}' && conversation.x = `1`\"", 1)
+    )
+    monkeypatch.setenv("VIP_TIER", "gold-and-platinum-customers-of-the-year")
+    line = line_of(routing, "${env:VIP_TIER}")
+
+    status, out = check(root, monkeypatch, capsys)
+    expected = (
+        f"{ROUTING}:{line}:12: invalid JMESPath: '=' is not an operator; compare with == (or !=) (in \"conversation"
+        ".tier == 'gold-and-platinum-customers-of-the-year' && conversation.x = `1`\")"
+    )
+    assert out == [expected]
+    assert status == 2
+    assert cold_start_problems(root, monkeypatch, VIP_TIER="gold-and-platinum-customers-of-the-year") == [expected]
