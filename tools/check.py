@@ -48,6 +48,7 @@ from engine import registry
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
 from engine.errors import ENGINE_ERRORS, ConfigError, Problem, did_you_mean
 from engine.expressions import expression_tokens
+from engine.locator import Locator, line_column
 from engine.responses import ResponseFamily
 from engine.rules import RuleError, RuleSet
 from engine.runner import ParallelGroup, PlannedStep
@@ -217,6 +218,29 @@ def _unprovided(name: str, provided: frozenset[str], pipeline: str) -> str:
         f"{name!r}, which is not in the context document: no step of {pipeline} provides it, so it is always "
         f"null{hint}; the document holds: {', '.join(sorted(provided))}"
     )
+
+
+# After an unquoted (plain) value, on its line: YAML reads what follows as a comment.
+_TRAILING_COMMENT = re.compile(r"[ \t]+#")
+
+
+def _cut_by_comment(inspection: Inspection) -> list[Problem]:
+    """Unquoted conditions that YAML cut short at a ' #' it reads as a comment (a condition, or a quote left open)."""
+    locators: dict[str, Locator] = {located.locator.file: located.locator for located in inspection.expressions}
+    locators.update((loaded.locator.file, loaded.locator) for loaded in inspection.rulesets.values())
+    found: list[Problem] = []
+    for locator in locators.values():
+        for path, (_, end, style, value) in locator.strings.items():
+            condition = path[-1:] in (("when",), ("target_from",)) and path[:1] != ("tests",)
+            comment = _TRAILING_COMMENT.match(locator.text, end) if condition and not style else None
+            if comment is None:
+                continue
+            message = (
+                f"YAML reads ' #' as the start of a comment, so this condition ends before it (as {value!r}); put "
+                "the whole condition in double quotes, with single quotes inside"
+            )
+            found.append(Problem(locator.file, *line_column(locator.text, comment.end() - 1), message, "warning"))
+    return found
 
 
 def _context_names(inspection: Inspection) -> list[Problem]:
@@ -650,6 +674,7 @@ def check_config(
             *(_owned_elsewhere(_hinted(problem), name, owned) for problem in inspection.problems),
             *_lint(inspection),
             *_context_names(inspection),
+            *_cut_by_comment(inspection),
             *_provided_too_late(inspection),
             *_unfetched(inspection),
             *_reserved_codes(inspection),

@@ -389,3 +389,33 @@ def test_a_syntax_error_in_a_condition_holding_an_environment_value_is_not_place
     assert out == [expected]
     assert status == 2
     assert cold_start_problems(root, monkeypatch, VIP_TIER="gold-and-platinum-customers-of-the-year") == [expected]
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ("conversation.tier == 'vip' #|| conversation.vip == `true`", "conversation.tier == 'vip'"),
+        ("contains(request.body || '', ' #vip')", "contains(request.body || '', '"),
+    ],
+)
+def test_a_condition_cut_short_by_a_yaml_comment_is_reported(
+    written: str, kept: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: in an unquoted condition YAML reads ' #' as the start of a comment: the first condition was silently
+    cut to its first half (a rule deciding other messages than written), the second reported only as "unclosed '
+    quote; add the closing '" of a quote the file does close."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    condition = '"conversation.auto_queue_reply_message == `true`"'
+    routing.write_text(routing.read_text().replace(condition, written, 1))
+    line = line_of(routing, written)
+    column = routing.read_text().splitlines()[line - 1].index(" #") + 2
+
+    status, out = check(root, monkeypatch, capsys)
+    expected = (
+        f"{ROUTING}:{line}:{column}: warning: YAML reads ' #' as the start of a comment, so this condition ends "
+        f"before it (as {kept!r}); put the whole condition in double quotes, with single quotes inside"
+    )
+    assert expected in out, out
+    assert status in (1, 2)
