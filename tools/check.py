@@ -727,9 +727,29 @@ _YAML_HINTS = {
 _BARE_NUMBER = re.compile(r"^invalid JMESPath: unexpected (-?\d+);.* \(in '(?P<source>.*)'\)$")
 
 
+# A key whose value starts with a quote closed before the problem's column: YAML read the quoted part alone.
+_QUOTED_VALUE = re.compile(r"""\s*(?:-\s+)?[^\s#'"][^#'"]*?:\s+(?P<quote>['"])""")
+_QUOTED_HINT = (
+    "the value starts with a quote, so YAML reads the quoted part alone as the value and the rest of the line is "
+    "left over: put the whole value in double quotes, with single quotes inside"
+)
+
+
+def _left_after_quotes(problem: Problem) -> bool:
+    """Whether a YAML 'expected key' error follows a value that starts with a quote closed earlier on its line."""
+    if problem.message != "invalid YAML: did not find expected key":
+        return False
+    try:
+        line = Path(problem.file).read_text(encoding="utf-8").splitlines()[problem.line - 1]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return False
+    opened = _QUOTED_VALUE.match(line)
+    return opened is not None and 0 <= line.find(opened["quote"], opened.end()) < problem.column - 1
+
+
 def _hinted(problem: Problem) -> Problem:
     """``problem``, with the usual fix when it is a syntax error that names none (YAML's, a number left bare)."""
-    hint = _YAML_HINTS.get(problem.message)
+    hint = _QUOTED_HINT if _left_after_quotes(problem) else _YAML_HINTS.get(problem.message)
     bare = _BARE_NUMBER.match(problem.message)
     if bare:
         written = re.search(rf"(?<![\w.`']){re.escape(bare[1])}(\.\d+)?([eE][-+]?\d+)?", bare["source"])

@@ -419,3 +419,28 @@ def test_a_condition_cut_short_by_a_yaml_comment_is_reported(
     )
     assert expected in out, out
     assert status in (1, 2)
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize(
+    "condition", ["'processing_reply' == conversation.conversation_status", '"a" == conversation.conversation_status']
+)
+def test_a_condition_that_starts_with_a_quote_is_told_to_be_quoted_whole_not_to_be_indented(
+    condition: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: `when: 'processing_reply' == conversation.conversation_status` (the text first, as JMESPath allows)
+    was reported as "did not find expected key; this line is indented more or less than the keys beside it: line
+    it up": the indentation is right; YAML took the quoted text for the whole value and found the rest left over."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    routing.write_text(routing.read_text().replace('"conversation.auto_queue_reply_message == `true`"', condition, 1))
+    line = line_of(routing, condition)
+    column = routing.read_text().splitlines()[line - 1].index(" == ") + 2
+
+    status, out = check(root, monkeypatch, capsys)
+    assert out == [
+        f"{ROUTING}:{line}:{column}: invalid YAML: did not find expected key; the value starts with a quote, so YAML "
+        "reads the quoted part alone as the value and the rest of the line is left over: put the whole value in "
+        "double quotes, with single quotes inside"
+    ]
+    assert status == 2
