@@ -104,7 +104,7 @@ _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _CONTROL_CHARACTER = "invalid YAML: the control character {}, invisible in most editors, is not allowed; delete it"
 _NOT_UTF8 = "not UTF-8 text: the file was saved in another encoding (Latin-1, Windows-1252…); save it as UTF-8"
-_TAGGED_VALUE = re.compile(r"(?:^|:|-)[ \t]+(!)")
+_TAGGED_VALUE = re.compile(r"(?:^|:|-)[ \t]+([!`@])")  # a tag, or a character YAML reserves (JMESPath's ` and @)
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
@@ -116,7 +116,8 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
     for number in dict.fromkeys(m.line for m in (exc.context_mark, exc.problem_mark) if m is not None):
         tagged = _TAGGED_VALUE.search(lines[number]) if number < len(lines) else None
         if tagged:
-            hint = "a value starting with ! is read as a YAML tag; put the whole value in double quotes"
+            read_as = "a YAML tag" if tagged[1] == "!" else "YAML markup, not text"
+            hint = f"a value starting with {tagged[1]} is read as {read_as}; put the whole value in double quotes"
             return Problem(file, number + 1, tagged.start(1) + 1, f"invalid YAML: {hint}")
     hint = ""
     if exc.context == "while scanning a quoted scalar" and exc.context_mark is not None:

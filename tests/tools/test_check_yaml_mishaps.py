@@ -444,3 +444,25 @@ def test_a_condition_that_starts_with_a_quote_is_told_to_be_quoted_whole_not_to_
         "double quotes, with single quotes inside"
     ]
     assert status == 2
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize("condition", ["`true` == conversation.auto_queue_reply_message", "@.conversation.vip"])
+def test_a_condition_that_starts_with_a_reserved_character_is_told_to_be_quoted(
+    condition: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: an unquoted condition starting with ` or @ (JMESPath's literal and current node) was refused with
+    libyaml's "found character that cannot start any token", which names neither the character nor the fix."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    routing.write_text(routing.read_text().replace('"conversation.auto_queue_reply_message == `true`"', condition, 1))
+    line = line_of(routing, condition)
+
+    status, out = check(root, monkeypatch, capsys)
+    expected = (
+        f"{ROUTING}:{line}:11: invalid YAML: a value starting with {condition[0]} is read as YAML markup, not text; "
+        "put the whole value in double quotes"
+    )
+    assert out == [expected]
+    assert status == 2
+    assert cold_start_problems(root, monkeypatch) == [expected]
