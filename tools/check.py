@@ -747,8 +747,32 @@ def _left_after_quotes(problem: Problem) -> bool:
     return opened is not None and 0 <= line.find(opened["quote"], opened.end()) < problem.column - 1
 
 
+# Characters a paste from a chat, a web page or a word processor brings into a condition, by what to do.
+_PASTED = {
+    "\u00a0": "a non-breaking space (U+00A0), invisible: retype it as a space",
+    "\u200b": "a zero-width space (U+200B), invisible: delete it",
+    "\u2018": "a typographic quote: write the plain ' instead",
+    "\u2019": "a typographic quote: write the plain ' instead",
+    "\u201c": "a typographic quote: write the plain \" instead (or ' for text)",
+    "\u201d": "a typographic quote: write the plain \" instead (or ' for text)",
+}
+_UNEXPECTED = re.compile(r"^invalid JMESPath: unexpected character '(.+?)'")
+
+
+def _pasted(problem: Problem) -> str | None:
+    """What a JMESPath syntax error's unexpected character is, when it came with a paste."""
+    unexpected = _UNEXPECTED.match(problem.message)
+    if unexpected is None:
+        return None
+    shown = unexpected[1]  # as repr() writes it: invisible characters escaped, others as they are
+    return _PASTED.get(shown.encode("ascii").decode("unicode_escape") if shown.isascii() else shown)
+
+
 def _hinted(problem: Problem) -> Problem:
     """``problem``, with the usual fix when it is a syntax error that names none (YAML's, a number left bare)."""
+    pasted = _pasted(problem)
+    if pasted:
+        return replace(problem, message=f"{problem.message}; it is {pasted}")
     hint = _QUOTED_HINT if _left_after_quotes(problem) else _YAML_HINTS.get(problem.message)
     bare = _BARE_NUMBER.match(problem.message)
     if bare:

@@ -466,3 +466,35 @@ def test_a_condition_that_starts_with_a_reserved_character_is_told_to_be_quoted(
     assert out == [expected]
     assert status == 2
     assert cold_start_problems(root, monkeypatch) == [expected]
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize(
+    ("written", "character", "says"),
+    [
+        ("conversation.tier ==\u00a0'vip'", "\u00a0", "a non-breaking space (U+00A0), invisible: retype it as a space"),
+        ("conversation.tier\u200b == 'vip'", "\u200b", "a zero-width space (U+200B), invisible: delete it"),
+        ("conversation.tier == \u2018vip\u2019", "\u2018", "a typographic quote: write the plain ' instead"),
+    ],
+)
+def test_a_pasted_character_in_a_condition_is_named(
+    written: str,
+    character: str,
+    says: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Defect: a condition pasted from a chat or a word processor failed with "unexpected character '\\xa0'" (or
+    '\\u200b', or a typographic quote): a Python escape for a character the person cannot see, or a character they
+    cannot tell from the plain one, and no fix."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    routing.write_text(routing.read_text().replace("conversation.auto_queue_reply_message == `true`", written, 1))
+    line = line_of(routing, written)
+    column = routing.read_text().splitlines()[line - 1].index(character) + 1
+
+    status, out = check(root, monkeypatch, capsys)
+    assert len(out) == 1 and out[0].startswith(f"{ROUTING}:{line}:{column}: invalid JMESPath: unexpected character")
+    assert out[0].endswith(f"; it is {says}"), out
+    assert status == 2
