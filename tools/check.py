@@ -735,14 +735,20 @@ _QUOTED_HINT = (
 )
 
 
+def _lines(problem: Problem) -> list[str]:
+    """The lines of the file a problem is in (none when it cannot be read again)."""
+    try:
+        return Path(problem.file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
 def _left_after_quotes(problem: Problem) -> bool:
     """Whether a YAML 'expected key' error follows a value that starts with a quote closed earlier on its line."""
-    if problem.message != "invalid YAML: did not find expected key":
+    lines = _lines(problem) if problem.message == "invalid YAML: did not find expected key" else []
+    if len(lines) < problem.line:
         return False
-    try:
-        line = Path(problem.file).read_text(encoding="utf-8").splitlines()[problem.line - 1]
-    except (OSError, UnicodeDecodeError, IndexError):
-        return False
+    line = lines[problem.line - 1]
     opened = _QUOTED_VALUE.match(line)
     return opened is not None and 0 <= line.find(opened["quote"], opened.end()) < problem.column - 1
 
@@ -768,8 +774,31 @@ def _pasted(problem: Problem) -> str | None:
     return _PASTED.get(shown.encode("ascii").decode("unicode_escape") if shown.isascii() else shown)
 
 
+# A pasted space YAML does not take for one: in a line's indentation, or after a key's colon.
+_LAYOUT_SPACE = re.compile("^[ \t]*([\u00a0\u200b])|:([\u00a0\u200b])")
+
+
+def _invisible_layout(problem: Problem) -> Problem | None:
+    """A YAML syntax error placed at the invisible space causing it, on its line or the one above.
+
+    libyaml reports a layout it could not read where it gave up, often the line after the culprit.
+    """
+    lines = _lines(problem) if problem.message.startswith("invalid YAML: ") else []
+    for number in range(max(problem.line - 2, 0), min(problem.line, len(lines))):
+        found = _LAYOUT_SPACE.search(lines[number])
+        if found:
+            at = found.start(1) if found[1] else found.start(2)
+            name = _PASTED[lines[number][at]].split(":")[0]
+            message = f"{problem.message}; the line holds {name}, where YAML needs a plain space: retype it"
+            return replace(problem, line=number + 1, column=at + 1, message=message)
+    return None
+
+
 def _hinted(problem: Problem) -> Problem:
     """``problem``, with the usual fix when it is a syntax error that names none (YAML's, a number left bare)."""
+    invisible = _invisible_layout(problem)
+    if invisible is not None:
+        return invisible
     pasted = _pasted(problem)
     if pasted:
         return replace(problem, message=f"{problem.message}; it is {pasted}")

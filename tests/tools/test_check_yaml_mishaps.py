@@ -498,3 +498,32 @@ def test_a_pasted_character_in_a_condition_is_named(
     assert len(out) == 1 and out[0].startswith(f"{ROUTING}:{line}:{column}: invalid JMESPath: unexpected character")
     assert out[0].endswith(f"; it is {says}"), out
     assert status == 2
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize(
+    ("written", "column"),
+    [
+        ('\u00a0\u00a0\u00a0\u00a0when: "conversation.auto_queue_reply_message == `true`"', 1),
+        ('    when:\u00a0"conversation.auto_queue_reply_message == `true`"', 10),
+    ],
+)
+def test_a_non_breaking_space_in_the_yaml_layout_is_named_where_it_is(
+    written: str, column: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: non-breaking spaces pasted as indentation (or after a key's colon) were reported one line further down,
+    as "did not find expected key; this line is indented more or less than the keys beside it" (or "could not find
+    expected ':'"): the indentation looks right, because the character that breaks it cannot be seen."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    routing.write_text(
+        routing.read_text().replace('    when: "conversation.auto_queue_reply_message == `true`"', written)
+    )
+    line = line_of(routing, written)
+
+    status, out = check(root, monkeypatch, capsys)
+    assert len(out) == 1 and out[0].startswith(f"{ROUTING}:{line}:{column}: invalid YAML: "), out
+    assert out[0].endswith(
+        "; the line holds a non-breaking space (U+00A0), invisible, where YAML needs a plain space: retype it"
+    ), out
+    assert status == 2
