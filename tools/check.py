@@ -243,6 +243,26 @@ def _cut_by_comment(inspection: Inspection) -> list[Problem]:
     return found
 
 
+# A whole number written with a leading 0: YAML 1.1 reads it in octal (010 is 8).
+_ZERO_PADDED = re.compile(r"[-+]?0[0-7_]+")
+
+
+def _octal_numbers(document: SourceDoc | None) -> list[Problem]:
+    """Settings of a pipeline file written with a leading 0 that YAML read as octal, so as another number."""
+    if document is None:
+        return []
+    found: list[Problem] = []
+    for path, value in leaves(document.data):
+        written = written_value(document.locator, path) if type(value) is int else ""
+        if _ZERO_PADDED.fullmatch(written) and int(written.replace("_", "")) != value:
+            message = (
+                f"YAML reads {written} as the number {value} (a leading 0 makes it octal); write "
+                f"{written.lstrip('0')} without the 0, or {value} if that is meant"
+            )
+            found.append(document.locator.problem(path, message, severity="warning"))
+    return found
+
+
 def _context_names(inspection: Inspection) -> list[Problem]:
     """Top-level names conditions and inline tests read that no step of the pipeline provides.
 
@@ -675,6 +695,7 @@ def check_config(
             *_lint(inspection),
             *_context_names(inspection),
             *_cut_by_comment(inspection),
+            *_octal_numbers(document),
             *_provided_too_late(inspection),
             *_unfetched(inspection),
             *_reserved_codes(inspection),

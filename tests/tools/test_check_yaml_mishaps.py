@@ -527,3 +527,36 @@ def test_a_non_breaking_space_in_the_yaml_layout_is_named_where_it_is(
         "; the line holds a non-breaking space (U+00A0), invisible, where YAML needs a plain space: retype it"
     ), out
     assert status == 2
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize(
+    ("setting", "written", "read"),
+    [("delay_seconds: 0", "010", 8), ("deadline_seconds: 4", "04", None), ("delay_seconds: 0", "1:30", None)],
+)
+def test_a_zero_padded_number_yaml_reads_as_octal_is_reported(
+    setting: str,
+    written: str,
+    read: int | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Defect: `delay_seconds: 010` (zero-padded) passed as 8 seconds, YAML 1.1 reading a leading 0 as octal,
+    silently, unlike the same slip in a test's given (a phone number). 04 is 4 either way, and 1:30 is 90 s, as a
+    time is meant: neither is reported."""
+    root = assemble(tmp_path)
+    pipeline = root / PIPELINE
+    name = setting.split(":")[0]
+    pipeline.write_text(pipeline.read_text().replace(setting, f"{name}: {written}", 1))
+    line = line_of(pipeline, f"{name}: {written}")
+    column = pipeline.read_text().splitlines()[line - 1].index(written) + 1
+
+    status, out = check(root, monkeypatch, capsys)
+    at = f"{PIPELINE}:{line}:{column}: "
+    expected = [
+        f"{at}warning: YAML reads {written} as the number {read} (a leading 0 makes it octal); write "
+        f"{written.lstrip('0')} without the 0, or {read} if that is meant"
+    ]
+    assert [finding for finding in out if finding.startswith(at)] == (expected if read is not None else [])
+    assert status == 0
