@@ -335,7 +335,7 @@ _TYPE_HINTS = {
     "integer": "; write a whole number such as 10",
     "number": "; write a number such as 0.5",
     "boolean": "; write true or false",
-    "string": "; write text (quote it if it looks like a number, true/false or null)",
+    "string": "; write text (quote it if it looks like a number, true/false, yes/no, on/off or null)",
     "array": "; write a list such as [a, b]",
     "object": "; write a mapping of key: value lines",
 }

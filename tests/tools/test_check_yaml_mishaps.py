@@ -560,3 +560,25 @@ def test_a_zero_padded_number_yaml_reads_as_octal_is_reported(
     ]
     assert [finding for finding in out if finding.startswith(at)] == (expected if read is not None else [])
     assert status == 0
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize("word", ["yes", "off"])
+def test_a_yes_or_off_where_text_is_needed_is_explained(
+    word: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: `target: off` (a target named off) was refused with "got boolean false; write text (quote it if it
+    looks like a number, true/false or null)": the file says off, and nothing said YAML reads it as false."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    routing.write_text(routing.read_text().replace("then: {target: handoff}", f"then: {{target: {word}}}", 1))
+    line = line_of(routing, f"{{target: {word}}}")
+
+    status, out = check(root, monkeypatch, capsys)
+    got = "true" if word == "yes" else "false"
+    expected = (
+        f"{ROUTING}:{line}:20: rules[0].then.target: expected string, got boolean {got}; write text (quote it if it "
+        "looks like a number, true/false, yes/no, on/off or null)"
+    )
+    assert expected in out, out
+    assert status == 2
