@@ -582,3 +582,58 @@ def test_a_yes_or_off_where_text_is_needed_is_explained(
     )
     assert expected in out, out
     assert status == 2
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize(
+    ("file", "expect", "wrong", "hint"),
+    [
+        (
+            "rules/20_channel.yaml",
+            "{rule: channel_not_allowed, error: CHANNEL_NOT_ALLOWED}",
+            "{rule: channel_not_allowed, target: handoff}",
+            "; a validation set decides an error, never a target; each set's tests run that set alone: expect target "
+            "'handoff' in a test of the routing set that decides it",
+        ),
+        (
+            ROUTING,
+            "{rule: hand_off_to_human, target: handoff}",
+            "{rule: hand_off_to_human, reply: hello}",
+            "; a routing set sends no reply (a reply comes with a validation set's error); each set's tests run that "
+            "set alone: expect the reply in a test of the validation set whose rule gives it",
+        ),
+    ],
+)
+def test_an_expectation_the_kind_of_set_never_decides_gets_a_hint(
+    file: str,
+    expect: str,
+    wrong: str,
+    hint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Defect: a validation set's test expecting a target (or a routing set's expecting a reply) failed with only
+    "expected target 'handoff', got null", as if the rule were wrong; the routing set's test expecting a business
+    error already said why (its hint's counterparts)."""
+    root = assemble(tmp_path)
+    rules = root / file
+    rules.write_text(rules.read_text().replace(f"    expect: {expect}\n", f"    expect: {wrong}\n", 1))
+
+    status, out = check(root, monkeypatch, capsys)
+    assert len(out) == 1 and out[0].endswith(hint), out
+    assert status == 1
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_quoted_null_rule_expectation_is_told_to_lose_its_quotes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: `expect: {rule: "null"}` said only "expects rule 'null', which is not a rule of set 'routing'"."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    routing.write_text(routing.read_text().replace("expect: {rule: null, target: null}", 'expect: {rule: "null"}', 1))
+
+    status, out = check(root, monkeypatch, capsys)
+    assert len(out) == 1 and out[0].endswith("; for no rule at all, write null without quotes"), out
+    assert status == 2
