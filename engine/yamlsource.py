@@ -51,6 +51,7 @@ class _Builder:
         # Nodes built, and a count of those built again through an alias (a "billion laughs" would never end).
         self._seen: set[int] = set()
         self._repeats = itertools.count(1)
+        self._bom = int(locator.text.startswith("\ufeff"))  # libyaml's character indexes do not count the mark
 
     def build(self, node: Node, path: PathKey) -> Any:
         if id(node) in self._seen and next(self._repeats) > 100_000:
@@ -61,14 +62,14 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, SequenceNode):
             return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
-        if isinstance(node, ScalarNode):
-            value = self._loader.construct_object(node, deep=True)
-            if value != value:  # .nan: every comparison with it is false, so it would pass any bounds
-                self._problem(node, f"{node.value} (not a number) is no value for a setting; write a number")
-            if isinstance(value, str):
-                self._locator.strings[path] = (node.start_mark.index, node.end_mark.index, node.style or "", value)
-            return value
-        raise ConfigError([Problem(self._locator.file, *_mark(node), "unsupported YAML node")])
+        assert isinstance(node, ScalarNode)  # the one other kind of node
+        value = self._loader.construct_object(node, deep=True)
+        if value != value:  # .nan: every comparison with it is false, so it would pass any bounds
+            self._problem(node, f"{node.value} (not a number) is no value for a setting; write a number")
+        if isinstance(value, str):
+            start, end = node.start_mark.index + self._bom, node.end_mark.index + self._bom
+            self._locator.strings[path] = (start, end, node.style or "", value)
+        return value
 
     def _problem(self, node: Node, message: str) -> None:
         self.problems.append(Problem(self._locator.file, *_mark(node), message))
@@ -84,16 +85,14 @@ class _Builder:
                 self._problem(key_node, "mapping keys must be plain scalars")
                 continue
             if key in result:
-                first_line, _ = self._locator.keys[(*path, key)]
-                self._problem(
-                    key_node, f"duplicate key {key!r} (first defined on line {first_line}); remove one of them"
-                )
+                first, _ = self._locator.keys[(*path, key)]
+                self._problem(key_node, f"duplicate key {key!r} (first defined on line {first}); remove one of them")
                 continue
             self._locator.keys[(*path, key)] = _mark(key_node)
             aliased = id(value_node) in self._seen
             result[key] = self.build(value_node, (*path, key))
             if aliased:  # an alias (*name) is placed where it is written, not at its anchor
-                alias = self._locator.text.index("*", key_node.end_mark.index)
+                alias = self._locator.text.index("*", key_node.end_mark.index + self._bom)
                 self._locator.values[(*path, key)] = line_column(self._locator.text, alias)
         return result
 

@@ -637,3 +637,24 @@ def test_a_quoted_null_rule_expectation_is_told_to_lose_its_quotes(
     status, out = check(root, monkeypatch, capsys)
     assert len(out) == 1 and out[0].endswith("; for no rule at all, write null without quotes"), out
     assert status == 2
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_file_saved_with_a_byte_order_mark_places_a_mistake_inside_a_condition_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: in a file saved with a UTF-8 byte-order mark (Windows Notepad's "UTF-8 with BOM"), libyaml's character
+    indexes do not count the mark, so every quoted condition's text was looked for one character early: a mistake
+    inside it was placed at the condition's start instead of at the mistake."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    condition = "conversation.auto_queue_reply_message == `true`"
+    routing.write_text("\ufeff" + routing.read_text().replace(condition, condition.replace("==", "="), 1))
+    line = line_of(routing, "auto_queue_reply_message = ")
+    column = routing.read_text().splitlines()[line - 1].index(" = ") + 2
+
+    status, out = check(root, monkeypatch, capsys)
+    expected = f"{ROUTING}:{line}:{column}: invalid JMESPath: '=' is not an operator"
+    assert len(out) == 1 and out[0].startswith(expected), out
+    assert status == 2
+    assert cold_start_problems(root, monkeypatch)[0].startswith(expected)
