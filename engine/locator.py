@@ -46,14 +46,10 @@ class Locator:
         Exact for plain and quoted scalars on one line and for literal blocks; best effort for
         folded and multi-line scalars and for escapes (falls back to the value's start).
         """
-        found = self.strings.get(tuple(path))
-        if found is None or not self.text:
-            return self.position(path)
-        start, end, style, value = found
-        absolute = _source_index(_content(self.text, start, end, style), value, offset, style)
-        if absolute is None:
-            return self.position(path)
-        return line_column(self.text, absolute)
+        found = self.strings.get(tuple(path)) if self.text else None
+        start, end, style, value = found or (0, 0, "", "")
+        absolute = _source_index(_content(self.text, start, end, style), value, offset, style) if found else None
+        return line_column(self.text, absolute) if absolute is not None else self.position(path)
 
     def problem(
         self,

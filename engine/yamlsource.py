@@ -38,6 +38,8 @@ def _mark(node: Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1 + (1 if quoted else 0)
 
 
+# A node's properties, before its content: an anchor (&name) and a tag (!tag or !!str), each with its spaces.
+_PROPERTIES = re.compile(r"(?:[&!][^\s]*\s+)*")
 _TOO_MANY_REPEATS = "YAML aliases (*name) repeat more than 100000 values; write the values out"
 
 
@@ -66,9 +68,12 @@ class _Builder:
         value = self._loader.construct_object(node, deep=True)
         if value != value:  # .nan: every comparison with it is false, so it would pass any bounds
             self._problem(node, f"{node.value} (not a number) is no value for a setting; write a number")
+        properties = _PROPERTIES.match(self._locator.text, node.start_mark.index + self._bom)
+        start = properties.end() if properties else node.start_mark.index + self._bom
+        if start > node.start_mark.index + self._bom:  # the value is placed past its anchor or tag
+            self._locator.values[path] = line_column(self._locator.text, start + (node.style in ("'", '"')))
         if isinstance(value, str):
-            start, end = node.start_mark.index + self._bom, node.end_mark.index + self._bom
-            self._locator.strings[path] = (start, end, node.style or "", value)
+            self._locator.strings[path] = (start, node.end_mark.index + self._bom, node.style or "", value)
         return value
 
     def _problem(self, node: Node, message: str) -> None:

@@ -658,3 +658,24 @@ def test_a_file_saved_with_a_byte_order_mark_places_a_mistake_inside_a_condition
     assert len(out) == 1 and out[0].startswith(expected), out
     assert status == 2
     assert cold_start_problems(root, monkeypatch)[0].startswith(expected)
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize("properties", ["&human", "!!str", "&human !!str"])
+def test_a_mistake_in_a_condition_with_an_anchor_or_a_tag_is_placed_at_the_mistake(
+    properties: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: a quoted condition written after an anchor (&human, to reuse it) or a tag (!!str) had its text looked
+    for from the & or the !, so a mistake inside it was placed at the anchor's second character instead."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    condition = '"conversation.hand_off_to_human == `true`"'
+    routing.write_text(routing.read_text().replace(condition, f"{properties} {condition.replace('==', '=')}", 1))
+    line = line_of(routing, properties)
+    column = routing.read_text().splitlines()[line - 1].index(" = ") + 2
+
+    status, out = check(root, monkeypatch, capsys)
+    expected = f"{ROUTING}:{line}:{column}: invalid JMESPath: '=' is not an operator"
+    assert len(out) == 1 and out[0].startswith(expected), out
+    assert status == 2
+    assert cold_start_problems(root, monkeypatch)[0].startswith(expected)
