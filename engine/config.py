@@ -32,7 +32,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from engine import registry
 from engine.calls import CallLimits
-from engine.envsubst import is_unresolved, resolve_env
+from engine.envsubst import ENV_REFERENCE, is_unresolved, resolve_env
 from engine.errors import ENGINE_ERRORS, ConfigError, ErrorSpec, Problem, did_you_mean
 from engine.expressions import Expression, ExpressionSyntaxError, compile_expression
 from engine.locator import Locator, PathKey
@@ -183,6 +183,13 @@ def _value_at(data: Any, path: PathKey) -> Any:
     return data
 
 
+def _naming_variable(problem: Problem, written: Any) -> Problem:
+    """``problem`` about a value the file writes as ``${env:NAME}``: the variable is named (the file shows no value)."""
+    reference = ENV_REFERENCE.fullmatch(written) if isinstance(written, str) else None
+    named = f"{problem.message} (the value comes from environment variable {reference[1]})" if reference else ""
+    return replace(problem, message=named) if named else problem
+
+
 def _has_unresolved(data: Any) -> bool:
     if isinstance(data, dict):
         return any(_has_unresolved(value) for value in data.values())
@@ -193,8 +200,8 @@ def _has_unresolved(data: Any) -> bool:
 
 def _read_text(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
         return None
 
 
@@ -231,7 +238,7 @@ class _Collector:
         vouched = self.stamp is not None and self.stamp.vouches(path, locator.text, data, schema)
         violations = [] if vouched else schema_violations(data, schema, locator)
         found = [v for v in violations if not is_unresolved(v.value)]
-        self.problems.extend(v.problem for v in found)
+        self.problems.extend(_naming_variable(v.problem, _value_at(document, v.path)) for v in found)
         if not isinstance(data, dict):
             return None
         return _Loaded(data, locator, tuple(v.path for v in found))
@@ -322,12 +329,12 @@ def _ruleset(collector: _Collector, loaded: _Loaded) -> LoadedRuleSet | None:
             continue
         tests.append(RuleTest(test["name"], test["given"], test["expect"], index))
     name, kind = data.get("ruleset"), data.get("kind")
-    if not isinstance(name, str) or not isinstance(kind, str):
+    if not isinstance(name, str):
         return None
     description = data.get("description", "")
     ruleset = RuleSet(
         name=name,
-        kind=kind,
+        kind=kind if isinstance(kind, str) else "",  # a missing kind is reported; the set is still known by name
         rules=tuple(rules),
         default=default,
         file=locator.file,

@@ -1,8 +1,9 @@
 """``${env:NAME}`` references in configuration values.
 
 A string that is exactly one reference takes the variable's value parsed as a YAML scalar, so
-``delay: ${env:BATCH_WINDOW_SECONDS:-10}`` yields the integer 10. References inside longer strings
-are replaced textually. ``${env:NAME:-default}`` supplies a default for an unset or empty variable.
+``delay: ${env:BATCH_WINDOW_SECONDS:-10}`` yields the integer 10 (a whole number only when written in decimal).
+References inside longer strings are replaced textually. ``${env:NAME:-default}`` supplies a default for an
+unset or empty variable.
 An unset reference without a default is a problem (located at the reference) and keeps its text,
 so that later checks can recognise it (``is_unresolved``) instead of reporting a knock-on error.
 """
@@ -34,14 +35,18 @@ _YAML_WORDS = frozenset(
 
 
 def _yaml_scalar(text: str) -> Any:
-    """``text`` read as a YAML scalar (a string, number or boolean), else ``text`` itself."""
+    """``text`` read as a YAML scalar (a string, number or boolean), else ``text`` itself.
+
+    A whole number is one written in decimal: YAML 1.1 reads ``017`` as octal 15 and ``1:30`` as 90 (base 60),
+    which is never what a variable's value meant; those stay text, for the schema to refuse.
+    """
     import yaml
 
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    return value if isinstance(value, (str, int, float, bool)) else text
+    return value if isinstance(value, (str, float, bool)) or _INTEGER.fullmatch(text.strip()) else text
 
 
 def _scalar(text: str) -> Any:
@@ -64,22 +69,18 @@ class _Resolver:
 
     def lookup(self, match: re.Match[str], path: tuple[Any, ...]) -> str:
         name, default = match.group(1), match.group(2)
-        value = self._env.get(name)
-        if value and "${env:" in value:  # taken for an unset reference later, its type would go unchecked
+        found = self._env.get(name)
+        if found and "${env:" in found:  # taken for an unset reference later, its type would go unchecked
             message = f"environment variable {name} holds ${{env:…}}, which is not resolved again; set the value itself"
             self.problems.append(self._locator.problem(path, message, offset=match.start(), kind="env"))
-        if value:
+        value = found or default
+        if value is not None:  # the text is no longer the file's: a character of it is placed at the value's start
+            self._locator.strings.pop(path, None)
             return value
-        if default is not None:
-            return default
+        state = "set to nothing" if name in self._env else "not set"
+        message = f"environment variable {name} is {state}; set it or give a default with ${{env:{name}:-VALUE}}"
         self.problems.append(
-            self._locator.problem(
-                path,
-                f"environment variable {name} is not set; set it or give a default with ${{env:{name}:-VALUE}}",
-                severity=self._severity,
-                offset=match.start(),
-                kind="env",
-            )
+            self._locator.problem(path, message, severity=self._severity, offset=match.start(), kind="env")
         )
         return match.group(0)
 

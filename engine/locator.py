@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.errors import Problem
 
-__all__ = ["Locator", "PathKey"]
+__all__ = ["Locator", "PathKey", "line_column"]
 
 PathKey = tuple[Any, ...]
 
@@ -46,16 +46,10 @@ class Locator:
         Exact for plain and quoted scalars on one line and for literal blocks; best effort for
         folded and multi-line scalars and for escapes (falls back to the value's start).
         """
-        found = self.strings.get(tuple(path))
-        if found is None or not self.text:
-            return self.position(path)
-        start, end, style, value = found
-        absolute = _source_index(_content(self.text, start, end, style), value, offset, style)
-        if absolute is None:
-            return self.position(path)
-        line = self.text.count("\n", 0, absolute) + 1
-        column = absolute - self.text.rfind("\n", 0, absolute)
-        return line, column
+        found = self.strings.get(tuple(path)) if self.text else None
+        start, end, style, value = found or (0, 0, "", "")
+        absolute = _source_index(_content(self.text, start, end, style), value, offset, style) if found else None
+        return line_column(self.text, absolute) if absolute is not None else self.position(path)
 
     def problem(
         self,
@@ -71,11 +65,14 @@ class Locator:
 
         ``at_key`` places it at the key that names ``path`` (falling back to the value's position).
         """
-        if offset is not None:
-            line, column = self.position_in(path, offset)
-        else:
-            line, column = (at_key and self.keys.get(tuple(path))) or self.position(path)
+        inside = self.position_in(path, offset) if offset is not None else None
+        line, column = inside or (at_key and self.keys.get(tuple(path))) or self.position(path)
         return Problem(self.file, line, column, message, severity, kind)
+
+
+def line_column(text: str, index: int) -> tuple[int, int]:
+    """The 1-based line and column of character ``index`` of ``text``."""
+    return text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index)
 
 
 def _content(text: str, start: int, end: int, style: str) -> list[tuple[str, int]]:
@@ -119,6 +116,6 @@ def _source_index(source: list[tuple[str, int]], value: str, offset: int, style:
             return None
         if index == offset:
             return source[position][1]
-        last = source[position][1]
+        last = last if char.isspace() else source[position][1]  # the end is after the last visible character
         position += 1
     return last + 1 if offset >= len(value) and last >= 0 else None

@@ -199,13 +199,10 @@ def rules_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
         },
     }
 
-    def rules_with(then: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "properties": {
-                "rules": {"items": {"properties": {"then": then}}},
-                "default": then,
-            }
-        }
+    def of_kind(kind: str, then: dict[str, Any]) -> dict[str, Any]:
+        """What a rule decides in a set of ``kind``; a file without ``kind:`` is refused for that alone."""
+        decides = {"properties": {"rules": {"items": {"properties": {"then": then}}}, "default": then}}
+        return {"if": {"required": ["kind"], "properties": {"kind": {"const": kind}}}, "then": decides}
 
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -280,10 +277,7 @@ def rules_schema(codes: Sequence[str] | None = None) -> dict[str, Any]:
                 },
             },
         },
-        "allOf": [
-            {"if": {"properties": {"kind": {"const": "validation"}}}, "then": rules_with(validation_then)},
-            {"if": {"properties": {"kind": {"const": "routing"}}}, "then": rules_with(routing_then)},
-        ],
+        "allOf": [of_kind("validation", validation_then), of_kind("routing", routing_then)],
     }
 
 
@@ -341,7 +335,7 @@ _TYPE_HINTS = {
     "integer": "; write a whole number such as 10",
     "number": "; write a number such as 0.5",
     "boolean": "; write true or false",
-    "string": "; write text (quote it if it looks like a number, true/false or null)",
+    "string": "; write text (quote it if it looks like a number, true/false, yes/no, on/off or null)",
     "array": "; write a list such as [a, b]",
     "object": "; write a mapping of key: value lines",
 }
@@ -387,11 +381,8 @@ def _explain(error: Any, locator: Locator) -> list[SchemaViolation]:
         return located(f"{shown(instance)} is not a known {kind}{choices}", (*path, instance), at_key=True)
     if validator == "enum":
         kind, choices = _choices(instance, error.validator_value)
-        article = "an" if kind[0] in "aeiou" else "a"
         unknown = (
-            f"{shown(instance)} is not {article} valid {kind}"
-            if kind == "choice"
-            else f"unknown {kind} {shown(instance)}"
+            f"{shown(instance)} is not a valid {kind}" if kind == "choice" else f"unknown {kind} {shown(instance)}"
         )
         return located(f"{unknown}{choices}")
     if validator == "type":

@@ -18,7 +18,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.errors import ConfigError, Problem
-from engine.locator import Locator, PathKey
+from engine.locator import Locator, PathKey, line_column
 
 __all__ = ["Locator", "SourceDoc", "load_yaml", "parse_yaml"]
 
@@ -38,6 +38,8 @@ def _mark(node: Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1 + (1 if quoted else 0)
 
 
+# A node's properties, before its content: an anchor (&name) and a tag (!tag or !!str), each with its spaces.
+_PROPERTIES = re.compile(r"(?:[&!][^\s]*\s+)*")
 _TOO_MANY_REPEATS = "YAML aliases (*name) repeat more than 100000 values; write the values out"
 
 
@@ -51,6 +53,7 @@ class _Builder:
         # Nodes built, and a count of those built again through an alias (a "billion laughs" would never end).
         self._seen: set[int] = set()
         self._repeats = itertools.count(1)
+        self._bom = int(locator.text.startswith("\ufeff"))  # libyaml's character indexes do not count the mark
 
     def build(self, node: Node, path: PathKey) -> Any:
         if id(node) in self._seen and next(self._repeats) > 100_000:
@@ -61,13 +64,17 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, SequenceNode):
             return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
-        if isinstance(node, ScalarNode):
-            value = self._loader.construct_object(node, deep=True)
-            if isinstance(value, str):
-                style = node.style or ""
-                self._locator.strings[path] = (node.start_mark.index, node.end_mark.index, style, value)
-            return value
-        raise ConfigError([Problem(self._locator.file, *_mark(node), "unsupported YAML node")])
+        assert isinstance(node, ScalarNode)  # the one other kind of node
+        value = self._loader.construct_object(node, deep=True)
+        if value != value:  # .nan: every comparison with it is false, so it would pass any bounds
+            self._problem(node, f"{node.value} (not a number) is no value for a setting; write a number")
+        properties = _PROPERTIES.match(self._locator.text, node.start_mark.index + self._bom)
+        start = properties.end() if properties else node.start_mark.index + self._bom
+        if start > node.start_mark.index + self._bom:  # the value is placed past its anchor or tag
+            self._locator.values[path] = line_column(self._locator.text, start + (node.style in ("'", '"')))
+        if isinstance(value, str):
+            self._locator.strings[path] = (start, node.end_mark.index + self._bom, node.style or "", value)
+        return value
 
     def _problem(self, node: Node, message: str) -> None:
         self.problems.append(Problem(self._locator.file, *_mark(node), message))
@@ -76,20 +83,22 @@ class _Builder:
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if isinstance(key_node, ScalarNode) and key_node.tag == "tag:yaml.org,2002:merge":
-                self._problem(key_node, "YAML merge keys (<<) are not supported")
+                self._problem(key_node, "YAML merge keys (<<) are not supported; write the merged keys out here")
                 continue
             key = self._loader.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 self._problem(key_node, "mapping keys must be plain scalars")
                 continue
             if key in result:
-                first_line, _ = self._locator.keys[(*path, key)]
-                self._problem(
-                    key_node, f"duplicate key {key!r} (first defined on line {first_line}); remove one of them"
-                )
+                first, _ = self._locator.keys[(*path, key)]
+                self._problem(key_node, f"duplicate key {key!r} (first defined on line {first}); remove one of them")
                 continue
             self._locator.keys[(*path, key)] = _mark(key_node)
+            aliased = id(value_node) in self._seen
             result[key] = self.build(value_node, (*path, key))
+            if aliased:  # an alias (*name) is placed where it is written, not at its anchor
+                alias = self._locator.text.index("*", key_node.end_mark.index + self._bom)
+                self._locator.values[(*path, key)] = line_column(self._locator.text, alias)
         return result
 
 
@@ -97,7 +106,9 @@ class _Builder:
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-_TAGGED_VALUE = re.compile(r"(?:^|:|-)[ \t]+(!)")
+_CONTROL_CHARACTER = "invalid YAML: the control character {}, invisible in most editors, is not allowed; delete it"
+_NOT_UTF8 = "not UTF-8 text: the file was saved in another encoding (Latin-1, Windows-1252…); save it as UTF-8"
+_TAGGED_VALUE = re.compile(r"(?:^|:|-)[ \t]+([!`@])")  # a tag, or a character YAML reserves (JMESPath's ` and @)
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
@@ -109,7 +120,8 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
     for number in dict.fromkeys(m.line for m in (exc.context_mark, exc.problem_mark) if m is not None):
         tagged = _TAGGED_VALUE.search(lines[number]) if number < len(lines) else None
         if tagged:
-            hint = "a value starting with ! is read as a YAML tag; put the whole value in double quotes"
+            read_as = "a YAML tag" if tagged[1] == "!" else "YAML markup, not text"
+            hint = f"a value starting with {tagged[1]} is read as {read_as}; put the whole value in double quotes"
             return Problem(file, number + 1, tagged.start(1) + 1, f"invalid YAML: {hint}")
     hint = ""
     if exc.context == "while scanning a quoted scalar" and exc.context_mark is not None:
@@ -135,6 +147,9 @@ def parse_yaml(text: str, file: str, *, strict: bool = True) -> SourceDoc:
         data = builder.build(root, ()) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([_syntax_problem(exc, text, file)]) from None
+    except yaml.reader.ReaderError as exc:  # at the character: libyaml's position counts bytes
+        where, code = line_column(text, text.find(chr(exc.character))), f"U+{exc.character:04X}"
+        raise ConfigError([Problem(file, *where, _CONTROL_CHARACTER.format(code))]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(file, 1, 1, f"invalid YAML: {exc}")]) from None
     finally:
@@ -152,5 +167,6 @@ def load_yaml(path: Path, display_name: str | None = None, *, strict: bool = Tru
     except OSError as exc:
         raise ConfigError([Problem(name, 1, 1, f"cannot read file: {exc.strerror}")]) from None
     except UnicodeDecodeError:
-        raise ConfigError([Problem(name, 1, 1, "file is not valid UTF-8")]) from None
+        replaced = path.read_bytes().decode("utf-8", "replace")
+        raise ConfigError([Problem(name, *line_column(replaced, replaced.find("\ufffd")), _NOT_UTF8)]) from None
     return parse_yaml(text, name, strict=strict)

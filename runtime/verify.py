@@ -116,9 +116,10 @@ def _unknown_rules_in_tests(loaded: LoadedRuleSet) -> list[tuple[int, Problem]]:
         if expected is None or expected in ids:
             continue
         hint = did_you_mean(expected, ids)
+        unquote = "; for no rule at all, write null without quotes" if expected == "null" else ""
         message = (
             f"inline test {test.name!r} expects rule {expected!r}, which is not a rule of set {ruleset.name!r}"
-            f"{hint}; rules: {', '.join(ids) or 'none'}"
+            f"{hint}; rules: {', '.join(ids) or 'none'}{unquote}"
         )
         found.append((test.index, loaded.locator.problem(("tests", test.index, "expect", "rule"), message)))
     return found
@@ -151,6 +152,22 @@ def _routing_error_hint(loaded: LoadedRuleSet, failure: TestFailure) -> str:
     )
 
 
+def _other_kind_hint(loaded: LoadedRuleSet, failure: TestFailure) -> str:
+    """Where a test expects what its kind of set never decides (a validation set's target, a routing set's reply)."""
+    kind = loaded.ruleset.kind
+    key = {"validation": "target", "routing": "reply"}.get(kind)
+    expected = failure.test.expect.get(key) if key in failure.keys else None
+    if expected is None:
+        return ""
+    if kind == "validation":
+        never, other = "a validation set decides an error, never a target", f"target {expected!r}"
+        where = "the routing set that decides it"
+    else:
+        never, other = "a routing set sends no reply (a reply comes with a validation set's error)", "the reply"
+        where = "the validation set whose rule gives it"
+    return f"; {never}; each set's tests run that set alone: expect {other} in a test of {where}"
+
+
 def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
     test = failure.test
     rule = next((rule for rule in loaded.ruleset.rules if rule.id == failure.rule), None)
@@ -167,7 +184,7 @@ def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
         message += f"; its condition failed at run time: {failure.raised}"
         if "null" in failure.raised:
             message += "; a value it reads is missing or null here: give it a default, e.g. x || `[]`"
-    message += _routing_error_hint(loaded, failure)
+    message += _routing_error_hint(loaded, failure) + _other_kind_hint(loaded, failure)
     key = failure.keys[0]
     path = ("tests", test.index, "expect", key) if key in test.expect else ("tests", test.index, "expect")
     return loaded.locator.problem(path, message)

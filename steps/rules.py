@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from engine.context import Context, StepResult
+from engine.context import Context, RuleTrace, StepResult
 from engine.errors import ErrorSpec, StepFailure, did_you_mean
 from engine.registry import BuildInfo, ParamError, register
-from engine.rules import RuleSet
+from engine.rules import Evaluation, RuleError, RuleSet
 from engine.schema import EXPECTED, NO_BLANKS
 
 __all__ = ["ROUTING_ERROR", "TARGET_SCHEMA", "RouteByRules", "Target", "ValidateRules"]
@@ -71,6 +71,9 @@ class Target(NamedTuple):
         )
 
 
+_SET_KINDS = ("validation", "routing")  # the kinds rules_schema allows
+
+
 def _ruleset(info: BuildInfo, name: str, kind: str, path: tuple[Any, ...]) -> RuleSet:
     ruleset = info.rulesets.get(name)
     if ruleset is None:
@@ -83,10 +86,35 @@ def _ruleset(info: BuildInfo, name: str, kind: str, path: tuple[Any, ...]) -> Ru
             "or take the name out of this step"
         )
         raise ParamError(path, f"unknown rule set {name!r}{close}; loaded rule sets: {known}{fix}")
+    if ruleset.kind not in _SET_KINDS:  # a kind: missing or misspelt, reported at the rules file
+        raise ParamError(path, f"rule set {name!r} has no valid kind", knock_on=True)
     if ruleset.kind != kind:
-        raise ParamError(path, f"rule set {name!r} is a {ruleset.kind} set; this step needs a {kind} set")
+        raise ParamError(
+            path,
+            f"rule set {name!r} is a {ruleset.kind} set ({ruleset.file} says kind: {ruleset.kind}); this step needs "
+            f"a {kind} set: name a {kind} set here, or correct kind: in that file",
+        )
     assert isinstance(ruleset, RuleSet)
     return ruleset
+
+
+def _evaluate(ruleset: RuleSet, ctx: Context) -> Evaluation:
+    """``ruleset`` evaluated over the document; every rule tried goes to ``ctx.rules``, one whose condition failed too.
+
+    The rules above a failed one did not match (the first match wins); the failed one is traced as not matched,
+    with the values it read, and the run's RuleError names it as the rule that decided its set.
+    """
+    try:
+        evaluation = ruleset.evaluate(ctx.doc, explain=ctx.explain)
+    except RuleError as exc:
+        failed = next(index for index, rule in enumerate(ruleset.rules) if rule.id == exc.rule)
+        ctx.rules.extend(
+            RuleTrace(ruleset.name, rule.id, False, rule.when.inputs(ctx.doc) if ctx.explain else {})
+            for rule in ruleset.rules[: failed + 1]
+        )
+        raise
+    ctx.rules.extend(evaluation.tried)
+    return evaluation
 
 
 @register(
@@ -111,8 +139,7 @@ class ValidateRules:
 
     def run(self, ctx: Context) -> StepResult:
         for ruleset in self._sets:
-            evaluation = ruleset.evaluate(ctx.doc, explain=ctx.explain)
-            ctx.rules.extend(evaluation.tried)
+            evaluation = _evaluate(ruleset, ctx)
             decision = evaluation.decision
             if decision is not None and decision.error:
                 rule = evaluation.rule.id if evaluation.rule else "default"
@@ -144,8 +171,7 @@ class RouteByRules:
         self._targets = {name: Target.read(name, raw) for name, raw in info.targets.items()}
 
     def run(self, ctx: Context) -> StepResult:
-        evaluation = self._set.evaluate(ctx.doc, explain=ctx.explain)
-        ctx.rules.extend(evaluation.tried)
+        evaluation = _evaluate(self._set, ctx)
         if evaluation.decision is None:
             raise StepFailure(ROUTING_ERROR.code, f"no rule of {self._set.name} matched and it has no default")
         decision = evaluation.decision

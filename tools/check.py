@@ -48,6 +48,7 @@ from engine import registry
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
 from engine.errors import ENGINE_ERRORS, ConfigError, Problem, did_you_mean
 from engine.expressions import expression_tokens
+from engine.locator import Locator, line_column
 from engine.responses import ResponseFamily
 from engine.rules import RuleError, RuleSet
 from engine.runner import ParallelGroup, PlannedStep
@@ -215,6 +216,49 @@ def _unprovided(name: str, provided: frozenset[str], pipeline: str) -> str:
         f"{name!r}, which is not in the context document: no step of {pipeline} provides it, so it is always "
         f"null{hint}; the document holds: {', '.join(sorted(provided))}"
     )
+
+
+# After an unquoted (plain) value, on its line: YAML reads what follows as a comment.
+_TRAILING_COMMENT = re.compile(r"[ \t]+#")
+
+
+def _cut_by_comment(inspection: Inspection) -> list[Problem]:
+    """Unquoted conditions that YAML cut short at a ' #' it reads as a comment (a condition, or a quote left open)."""
+    locators: dict[str, Locator] = {located.locator.file: located.locator for located in inspection.expressions}
+    locators.update((loaded.locator.file, loaded.locator) for loaded in inspection.rulesets.values())
+    found: list[Problem] = []
+    for locator in locators.values():
+        for path, (_, end, style, value) in locator.strings.items():
+            condition = path[-1:] in (("when",), ("target_from",)) and path[:1] != ("tests",)
+            comment = _TRAILING_COMMENT.match(locator.text, end) if condition and not style else None
+            if comment is None:
+                continue
+            message = (
+                f"YAML reads ' #' as the start of a comment, so this condition ends before it (as {value!r}); put "
+                "the whole condition in double quotes, with single quotes inside"
+            )
+            found.append(Problem(locator.file, *line_column(locator.text, comment.end() - 1), message, "warning"))
+    return found
+
+
+# A whole number written with a leading 0: YAML 1.1 reads it in octal (010 is 8).
+_ZERO_PADDED = re.compile(r"[-+]?0[0-7_]+")
+
+
+def _octal_numbers(document: SourceDoc | None) -> list[Problem]:
+    """Settings of a pipeline file written with a leading 0 that YAML read as octal, so as another number."""
+    if document is None:
+        return []
+    found: list[Problem] = []
+    for path, value in leaves(document.data):
+        written = written_value(document.locator, path) if type(value) is int else ""
+        if _ZERO_PADDED.fullmatch(written) and int(written.replace("_", "")) != value:
+            message = (
+                f"YAML reads {written} as the number {value} (a leading 0 makes it octal); write "
+                f"{written.lstrip('0')} without the 0, or {value} if that is meant"
+            )
+            found.append(document.locator.problem(path, message, severity="warning"))
+    return found
 
 
 def _context_names(inspection: Inspection) -> list[Problem]:
@@ -648,6 +692,8 @@ def check_config(
             *(_owned_elsewhere(_hinted(problem), name, owned) for problem in inspection.problems),
             *_lint(inspection),
             *_context_names(inspection),
+            *_cut_by_comment(inspection),
+            *_octal_numbers(document),
             *_provided_too_late(inspection),
             *_unfetched(inspection),
             *_reserved_codes(inspection),
@@ -719,9 +765,82 @@ _UNKNOWN_STEP_HINT = (
 )
 
 
+# A key whose value starts with a quote closed before the problem's column: YAML read the quoted part alone.
+_QUOTED_VALUE = re.compile(r"""\s*(?:-\s+)?[^\s#'"][^#'"]*?:\s+(?P<quote>['"])""")
+_QUOTED_HINT = (
+    "the value starts with a quote, so YAML reads the quoted part alone as the value and the rest of the line is "
+    "left over: put the whole value in double quotes, with single quotes inside"
+)
+
+
+def _lines(problem: Problem) -> list[str]:
+    """The lines of the file a problem is in (none when it cannot be read again)."""
+    try:
+        return Path(problem.file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def _left_after_quotes(problem: Problem) -> bool:
+    """Whether a YAML 'expected key' error follows a value that starts with a quote closed earlier on its line."""
+    lines = _lines(problem) if problem.message == "invalid YAML: did not find expected key" else []
+    if len(lines) < problem.line:
+        return False
+    line = lines[problem.line - 1]
+    opened = _QUOTED_VALUE.match(line)
+    return opened is not None and 0 <= line.find(opened["quote"], opened.end()) < problem.column - 1
+
+
+# Characters a paste from a chat, a web page or a word processor brings into a condition, by what to do.
+_PASTED = {
+    "\u00a0": "a non-breaking space (U+00A0), invisible: retype it as a space",
+    "\u200b": "a zero-width space (U+200B), invisible: delete it",
+    "\u2018": "a typographic quote: write the plain ' instead",
+    "\u2019": "a typographic quote: write the plain ' instead",
+    "\u201c": "a typographic quote: write the plain \" instead (or ' for text)",
+    "\u201d": "a typographic quote: write the plain \" instead (or ' for text)",
+}
+_UNEXPECTED = re.compile(r"^invalid JMESPath: unexpected character '(.+?)'")
+
+
+def _pasted(problem: Problem) -> str | None:
+    """What a JMESPath syntax error's unexpected character is, when it came with a paste."""
+    unexpected = _UNEXPECTED.match(problem.message)
+    if unexpected is None:
+        return None
+    shown = unexpected[1]  # as repr() writes it: invisible characters escaped, others as they are
+    return _PASTED.get(shown.encode("ascii").decode("unicode_escape") if shown.isascii() else shown)
+
+
+# A pasted space YAML does not take for one: in a line's indentation, or after a key's colon.
+_LAYOUT_SPACE = re.compile("^[ \t]*([\u00a0\u200b])|:([\u00a0\u200b])")
+
+
+def _invisible_layout(problem: Problem) -> Problem | None:
+    """A YAML syntax error placed at the invisible space causing it, on its line or the one above.
+
+    libyaml reports a layout it could not read where it gave up, often the line after the culprit.
+    """
+    lines = _lines(problem) if problem.message.startswith("invalid YAML: ") else []
+    for number in range(max(problem.line - 2, 0), min(problem.line, len(lines))):
+        found = _LAYOUT_SPACE.search(lines[number])
+        if found:
+            at = found.start(1) if found[1] else found.start(2)
+            name = _PASTED[lines[number][at]].split(":")[0]
+            message = f"{problem.message}; the line holds {name}, where YAML needs a plain space: retype it"
+            return replace(problem, line=number + 1, column=at + 1, message=message)
+    return None
+
+
 def _hinted(problem: Problem) -> Problem:
     """``problem``, with the usual fix when it names none (YAML's syntax, a number left bare, an unloaded plugin)."""
-    hint = _YAML_HINTS.get(problem.message)
+    invisible = _invisible_layout(problem)
+    if invisible is not None:
+        return invisible
+    pasted = _pasted(problem)
+    if pasted:
+        return replace(problem, message=f"{problem.message}; it is {pasted}")
+    hint = _QUOTED_HINT if _left_after_quotes(problem) else _YAML_HINTS.get(problem.message)
     if ": unknown step '" in problem.message and "; registered steps: " in problem.message:
         hint = _UNKNOWN_STEP_HINT
     bare = _BARE_NUMBER.match(problem.message)
@@ -808,8 +927,15 @@ def run_check(
 
     ``pipeline`` None checks every pipeline file of ``pipelines/``.
     """
-    pipelines = [pipeline] if pipeline is not None else _default_pipelines(rules_dir, err)
-    report = check_config(pipelines, rules_dir, os.environ, strict_env=strict_env, strict=strict)
+    from tools.dryrun.coverage import rules_dir_problem
+
+    not_a_directory = rules_dir.exists() and not rules_dir.is_dir()  # a missing one is reported with the rest
+    unusable = rules_dir_problem(rules_dir, "--rules", baseline=False) if not_a_directory else None
+    if unusable is not None:
+        report = CheckReport((unusable,), (), 0, (), (), strict)
+    else:
+        pipelines = [pipeline] if pipeline is not None else _default_pipelines(rules_dir, err)
+        report = check_config(pipelines, rules_dir, os.environ, strict_env=strict_env, strict=strict)
     for finding in report.findings:
         print(finding, file=out)
     print(summary_line(report), file=err)

@@ -371,6 +371,35 @@ def test_a_rule_whose_condition_fails_is_named_as_deciding_its_set(tmp_path: Pat
     }
 
 
+def test_the_explanation_of_a_failed_condition_shows_the_rules_tried_and_what_the_failed_one_read(
+    tmp_path: Path,
+) -> None:
+    """Defect: when a condition failed (INTERNAL_ERROR), --explain listed no rule of its set at all: neither the
+    rules tried before it (no match) nor the failed one with the values it read (here the null that broke it)."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    routing = rules / "40_routing.yaml"
+    failing = "contains(conversation.tags, 'vip')"
+    routing.write_text(routing.read_text().replace("conversation.auto_queue_reply_message == `true`", failing, 1))
+    run = dryrun(
+        "--world", "examples/world.yaml", "--explain", "--rules", rules, "examples/events/01_whatsapp_text.json"
+    )
+    explained = [line.strip() for line in run.stdout.splitlines() if line.strip().startswith("rule:")]
+    assert explained[-2:] == [
+        "rule:     routing/hand_off_to_human: no match (conversation.hand_off_to_human=false)",
+        "rule:     routing/auto_queue_reply: condition failed (conversation.tags=null)",
+    ], run.stdout
+    run = dryrun("--world", "examples/world.yaml", "--json", "--rules", rules, "examples/events/01_whatsapp_text.json")
+    (record,) = run.records().values()
+    assert record["rules"][-1] == {
+        "ruleset": "routing",
+        "rule": "auto_queue_reply",
+        "matched": False,
+        "inputs": {"conversation.tags": None},
+    }
+    assert record["decided_by"]["routing"] == "auto_queue_reply"
+
+
 def test_a_baseline_pipeline_compares_a_change_that_adds_a_rule_set(tmp_path: Path) -> None:
     """The new set must be named in the pipeline file too: the baseline is the pipeline without it."""
     root = tmp_path / "change"

@@ -311,6 +311,24 @@ class TestInBrowser:
         assert not browser.driver.find_elements("css selector", "tr.detail")
         assert browser.problems() == []
 
+    def test_a_rule_whose_condition_failed_is_shown_so_not_as_no_match(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """A failed condition decides its set without matching (INTERNAL_ERROR): it is not one that did not match."""
+        record = json.loads(json.dumps(records[5]))
+        record["rules"] = [
+            {"ruleset": "routing", "rule": "hand_off_to_human", "matched": False, "inputs": {}},
+            {"ruleset": "routing", "rule": "vip", "matched": False, "inputs": {}},
+        ]
+        record["decided_by"] = {"routing": "vip"}
+        browser = show([record], pipeline, SAMPLE_META)
+        rows(browser)[0].click()
+        assert part_rows(browser, "Rules tried") == [
+            ["routing", "hand_off_to_human", "no"],
+            ["routing", "vip", "condition failed"],
+        ]
+        assert browser.problems() == []
+
     def test_markup_in_data_shows_as_text(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
     ) -> None:

@@ -115,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     conflict = mode_conflict(parser, args)
     if conflict:
         parser.error(conflict)
+    from tools.dryrun.paths import path_mistake
+
+    mistake = path_mistake(rules={"--rules": args.rules}, pipelines={"--pipeline": args.pipeline})
+    if mistake:
+        parser.error(mistake)
 
     load_project_plugins()
     if args.check:

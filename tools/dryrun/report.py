@@ -310,7 +310,9 @@ def _details(record: Mapping[str, Any]) -> list[str]:
         lines.append(f"    baseline: {was} (rules version {record.get('baseline_rules_version') or '-'})\n")
     for rule in record["rules"]:
         inputs = ", ".join(f"{path}={_compact(value)}" for path, value in rule["inputs"].items())
-        verdict = "matched" if rule["matched"] else "no match"
+        # A rule that decided its set without matching is the one whose condition failed (INTERNAL_ERROR).
+        failed = not rule["matched"] and record["decided_by"].get(rule["ruleset"]) == rule["rule"]
+        verdict = "matched" if rule["matched"] else "condition failed" if failed else "no match"
         lines.append(
             f"    rule:     {rule['ruleset']}/{rule['rule']}: {verdict}" + (f" ({inputs})" if inputs else "") + "\n"
         )

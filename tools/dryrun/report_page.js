@@ -242,7 +242,10 @@
     grid.append(section("Trace", table(["step", "status", "ms", "decision"], trace)));
     // Each rule, then what it read on a row of its own under it (full width: values can be long).
     const rules = (r.rules || []).flatMap((rule) => {
-      const tried = [rule.ruleset, rule.rule, el("td", rule.matched ? "matched" : "muted", rule.matched ? "matched" : "no")];
+      // A rule that decided its set without matching is the one whose condition failed (INTERNAL_ERROR).
+      const failed = !rule.matched && ev.decided.includes(`${rule.ruleset}/${rule.rule}`);
+      const verdict = rule.matched ? "matched" : failed ? "condition failed" : "no";
+      const tried = [rule.ruleset, rule.rule, el("td", rule.matched ? "matched" : "muted", verdict)];
       return Object.keys(rule.inputs ?? {}).length ? [tried, [inputsCell(rule.inputs)]] : [tried];
     });
     const ruleHeadings = ["rule set", "rule", ""];
