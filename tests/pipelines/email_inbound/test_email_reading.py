@@ -379,3 +379,19 @@ def test_a_raw_email_offering_two_plain_text_alternatives_stages_the_first_only(
     assert (status, body["outcome"]) == (200, "QUEUED")
     [row] = world.stage_rows()
     assert row["body"] == "The lamp arrived broken."
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["parsed", "raw"])
+@pytest.mark.parametrize("null_path", ["", "<>"], ids=["empty", "angle-brackets"])
+def test_an_email_with_a_null_envelope_sender_is_refused_and_never_answered(
+    world, lambda_handler, outcomes, raw, null_path
+):
+    """A null reverse-path (``MAIL FROM:<>``) marks mail a system sent: a delivery report, a notice, a Sieve
+    vacation reply (RFC 5321 §4.5.5, RFC 3834 §2: no response to it may be sent). Such an email From the user
+    without the headers (an old responder) was queued and answered: a mail loop with the user's responder."""
+    add_email_world(world)
+    email = Email(subject="Re: Order #1042", text="I am away until Monday.", html=None, envelope_from=null_path)
+    status, body = answer(lambda_handler(posted(*raw_mime_body(email)) if raw else email_event(email), None))
+    assert (status, body["error_code"]) == (422, "EMAIL_REJECTED")
+    assert body["message"] == "the email was sent automatically, not by a person"
+    assert world.stage_rows() == [] and world.lock_rows() == [] and world.sent("email") == []
