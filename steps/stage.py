@@ -5,7 +5,8 @@ finds one (a provider's retry more than ``ttl_seconds`` after an attempt that st
 SendGrid retries for 72 hours) writes the row afresh instead of triggering a batch that cannot read it.
 
 A parse step that cut the body (``request.body_truncated``) has the row say so: ``body_truncated`` and
-``body_bytes`` (the whole body's UTF-8 size). Rows of uncut bodies have neither attribute.
+``body_bytes`` (the whole body's UTF-8 size). Rows of uncut bodies have neither attribute. A request with a
+``subject`` (email) has it staged beside the body: people write short emails in the subject line alone.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class StageWrite:
         }
         if request["media"]:
             item["media"] = request["media"]
+        if isinstance(subject := request.get("subject"), str) and subject:
+            item["subject"] = subject
         if request.get("body_truncated"):
             item["body_truncated"] = True
             item["body_bytes"] = request["body_bytes"]

@@ -9,7 +9,9 @@ An answer to such an email goes to a responder that may answer again: a mail loo
   ``list`` is not: a mailing-list post can be a person writing;
 - ``X-Autoreply`` or ``X-Autorespond`` has any value but ``no`` (vacation, qmail and autoresponder scripts);
 - the email is a ``multipart/report`` (RFC 6522): a read receipt (RFC 8098, sent From the user, by Outlook
-  without ``Auto-Submitted``) or a delivery report, which a program writes.
+  without ``Auto-Submitted``) or a delivery report, which a program writes;
+- its envelope sender is null (``MAIL FROM:<>``, ``is_null_reverse_path``): RFC 5321 §4.5.5 reserves it for
+  notifications (delivery reports, vacation replies), and RFC 3834 §2 forbids responding to them.
 
 ``X-Auto-Response-Suppress`` is not a sign: Outlook sets it on ordinary mail too. Subjects ("Out of office",
 "Automatic reply") are not read: a person may write them, and responders that use them also set the headers.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-__all__ = ["HEADERS", "is_automatic"]
+__all__ = ["HEADERS", "is_automatic", "is_null_reverse_path"]
 
 # The headers ``is_automatic`` reads.
 HEADERS = ("Auto-Submitted", "Precedence", "X-Autoreply", "X-Autorespond", "Content-Type")
@@ -37,6 +39,12 @@ def is_automatic(headers: Mapping[str, Sequence[str]]) -> bool:
     if any(_word(value) == _REPORT for value in headers.get("Content-Type", ())):
         return True
     return any(_word(value) not in ("", "no") for name in _RESPONDER_HEADERS for value in headers.get(name, ()))
+
+
+def is_null_reverse_path(envelope: Mapping[str, object]) -> bool:
+    """True when SendGrid's ``envelope`` names a null sender (``""`` or ``<>``); False when it names none at all."""
+    sender = envelope.get("from")
+    return isinstance(sender, str) and sender.strip() in ("", "<>")
 
 
 def _word(value: str) -> str:

@@ -180,7 +180,8 @@ def read_email(form: MultipartForm, body: bytes, *, max_html_chars: int = DEFAUL
         attachments=attachments,
         spam_score=_score(form.first("spam_score")),
         raw_mime=raw_mode,
-        auto_submitted=automatic.is_automatic({name: _values(headers, name) for name in automatic.HEADERS}),
+        auto_submitted=automatic.is_automatic({name: _values(headers, name) for name in automatic.HEADERS})
+        or automatic.is_null_reverse_path(envelope),
         sender_authenticated=sender_authenticated(
             sender, _address(envelope.get("from")), form.first(SPF_FIELD), form.first(DKIM_FIELD)
         ),

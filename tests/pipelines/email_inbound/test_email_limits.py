@@ -107,6 +107,24 @@ def test_a_raw_mime_email_lists_at_most_128_attachments_and_counts_them_all(worl
     assert row["media"][127]["filename"] == "scan-127.png"
 
 
+def test_an_email_with_hundreds_of_inline_images_is_staged_in_the_parsed_format_too(world, lambda_handler, outcomes):
+    """A long Outlook thread carries every quoted signature's logos inline (image001.png…): SendGrid's parsed format
+    posts one form part per image, and a form of more than 128 parts was refused (400 PARSING_ERROR, which SendGrid
+    drops), while the same email in the raw format was staged."""
+    add_email_world(world)
+    images = tuple(
+        Attachment(f"image{index:03}.png", "image/png", b"\x89PNG", content_id=f"image{index:03}.png@01D9")
+        for index in range(300)
+    )
+    assert answer(lambda_handler(email_event(Email(attachments=images)), None)) == (
+        200,
+        {"status": "ok", "outcome": "QUEUED"},
+    )
+    [row] = world.stage_rows()
+    assert row["num_media"] == 300 and len(row["media"]) == 128
+    assert row["media"][127] == {"filename": "image127.png", "content_type": "image/png", "size": 4}
+
+
 def test_a_handoff_of_a_long_text_with_a_long_history_stays_within_256_kib(world, lambda_handler, outcomes):
     history = [
         {"role": "user", "content": f"{index} " + "h" * 1000, "timestamp": 1732100000 + index} for index in range(200)

@@ -379,3 +379,39 @@ def test_a_raw_email_offering_two_plain_text_alternatives_stages_the_first_only(
     assert (status, body["outcome"]) == (200, "QUEUED")
     [row] = world.stage_rows()
     assert row["body"] == "The lamp arrived broken."
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["parsed", "raw"])
+@pytest.mark.parametrize("null_path", ["", "<>"], ids=["empty", "angle-brackets"])
+def test_an_email_with_a_null_envelope_sender_is_refused_and_never_answered(
+    world, lambda_handler, outcomes, raw, null_path
+):
+    """A null reverse-path (``MAIL FROM:<>``) marks mail a system sent: a delivery report, a notice, a Sieve
+    vacation reply (RFC 5321 §4.5.5, RFC 3834 §2: no response to it may be sent). Such an email From the user
+    without the headers (an old responder) was queued and answered: a mail loop with the user's responder."""
+    add_email_world(world)
+    email = Email(subject="Re: Order #1042", text="I am away until Monday.", html=None, envelope_from=null_path)
+    status, body = answer(lambda_handler(posted(*raw_mime_body(email)) if raw else email_event(email), None))
+    assert (status, body["error_code"]) == (422, "EMAIL_REJECTED")
+    assert body["message"] == "the email was sent automatically, not by a person"
+    assert world.stage_rows() == [] and world.lock_rows() == [] and world.sent("email") == []
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["parsed", "raw"])
+def test_an_email_written_in_its_subject_alone_is_staged_with_its_subject(world, lambda_handler, outcomes, raw):
+    """People write a short email in the subject line and leave the text empty (phones often do): the stage row,
+    which the email queue's consumer reads, held an empty body and no subject, so the customer's words were lost."""
+    add_email_world(world)
+    email = Email(subject="Please cancel order #1042", text=None, html=None)
+    status, body = answer(lambda_handler(posted(*raw_mime_body(email)) if raw else email_event(email), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    [row] = world.stage_rows()
+    assert (row["body"], row["subject"]) == ("", "Please cancel order #1042")
+
+
+def test_an_email_with_text_is_staged_with_its_subject_beside_the_text(world, lambda_handler, outcomes):
+    add_email_world(world)
+    status, _ = answer(lambda_handler(email_event(Email(subject="Order  #1042:\r\n where is it?")), None))
+    assert status == 200
+    [row] = world.stage_rows()
+    assert (row["body"], row["subject"]) == (Email().text, "Order #1042: where is it?")
