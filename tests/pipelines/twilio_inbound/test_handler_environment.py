@@ -1,0 +1,41 @@
+"""The deployed function's environment gone wrong in ways the cold start can know: it refuses, naming what to fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import ConfigError
+from tests.support.expect import ROOT
+
+PIPELINE_LINES = (ROOT / "pipelines" / "twilio_inbound.yaml").read_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://sqs.eu-west-1.amazonaws.com/123456789012/whatsapp",
+        "https://eu-west-1.queue.amazonaws.com/123456789012/whatsapp",
+        "https://vpce-0a1b2c3d-4e5f6a7b.sqs.eu-west-1.vpce.amazonaws.com/123456789012/whatsapp",
+    ],
+)
+def test_a_queue_url_in_another_region_than_the_functions_fails_the_cold_start(world, cold_start, url):
+    """SQS answers a queue URL of another region than the client's endpoint `InvalidAddress`, a final error: every
+    message would be answered 200 with QUEUE_ERROR (lost). The function's region is us-east-1 here."""
+    with pytest.raises(ConfigError) as caught:
+        cold_start(WHATSAPP_QUEUE_URL=url)
+    [problem] = caught.value.problems
+    assert problem.file.endswith("twilio_inbound.yaml")
+    assert "${env:WHATSAPP_QUEUE_URL}" in PIPELINE_LINES[problem.line - 1]
+    assert "eu-west-1" in problem.message and "us-east-1" in problem.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://queue.amazonaws.com/123456789012/whatsapp",  # the legacy form of us-east-1
+        "https://us-east-1.queue.amazonaws.com/123456789012/whatsapp",
+        "http://sqs.eu-west-1.localhost.localstack.cloud:4566/000000000000/whatsapp",  # an emulator's: not checked
+    ],
+)
+def test_a_queue_url_in_the_functions_region_or_of_an_emulator_starts(world, cold_start, url):
+    assert cold_start(WHATSAPP_QUEUE_URL=url).handler is not None
