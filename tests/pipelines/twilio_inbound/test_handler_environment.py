@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from engine.errors import ConfigError
@@ -39,3 +41,29 @@ def test_a_queue_url_in_another_region_than_the_functions_fails_the_cold_start(w
 )
 def test_a_queue_url_in_the_functions_region_or_of_an_emulator_starts(world, cold_start, url):
     assert cold_start(WHATSAPP_QUEUE_URL=url).handler is not None
+
+
+@pytest.fixture
+def root_level():
+    """The root logger's level, put back after the test (a cold start sets it from LOG_LEVEL)."""
+    root = logging.getLogger()
+    before = root.level
+    yield root
+    root.setLevel(before)
+
+
+@pytest.mark.parametrize("value", ["verbose", "TRACE", "10"])
+def test_a_log_level_that_is_no_level_is_info_and_said_at_the_cold_start(
+    world, cold_start, json_logs, root_level, value
+):
+    """Before, an unknown LOG_LEVEL was INFO without a word: the operator who set it never learnt it was ignored."""
+    cold_start(LOG_LEVEL=value)
+    assert root_level.level == logging.INFO
+    [line] = [line for line in json_logs(logging.ERROR) if "LOG_LEVEL" in line["message"]]
+    assert repr(value) in line["message"] and "INFO" in line["message"]
+
+
+def test_a_log_level_with_blanks_around_it_is_that_level(world, cold_start, json_logs, root_level):
+    cold_start(LOG_LEVEL=" warning\n")
+    assert root_level.level == logging.WARNING
+    assert not [line for line in json_logs(logging.ERROR) if "LOG_LEVEL" in line["message"]]
