@@ -13,6 +13,7 @@ unset and both ``AWS_XRAY_DAEMON_ADDRESS`` and ``_X_AMZN_TRACE_ID`` are present.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ __all__ = [
     "instrument",
     "reset",
     "subsegment",
+    "unrecognized",
     "wanted",
 ]
 
@@ -169,20 +171,36 @@ _NOOP = _NoSubsegment()
 _tracer: _Tracer | None = None
 
 
+def unrecognized(env: Mapping[str, str]) -> bool:
+    """Whether ``TRACING_ENABLED`` is set to something neither true nor false (``disabled``, say): tracing is off."""
+    setting = env.get("TRACING_ENABLED", "").strip().lower()
+    return bool(setting) and setting not in _ON | _OFF
+
+
 def wanted(env: Mapping[str, str]) -> bool:
-    """Whether the environment asks for tracing."""
+    """Whether the environment asks for tracing: ``TRACING_ENABLED`` true, or unset in Lambda (daemon and header)."""
     setting = env.get("TRACING_ENABLED", "").strip().lower()
     if setting in _ON:
         return bool(env.get("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000"))
-    if setting in _OFF:
+    if setting:
         return False
     return bool(env.get("AWS_XRAY_DAEMON_ADDRESS") and env.get(_HEADER_ENV))
 
 
 def configure(env: Mapping[str, str]) -> bool:
-    """Turn tracing on or off for this process (once per container); return whether it is on."""
+    """Turn tracing on or off for this process (once per container); return whether it is on.
+
+    A ``TRACING_ENABLED`` that is neither true nor false leaves it off, and says so in one ERROR line.
+    """
     global _tracer
     reset()
+    if unrecognized(env):
+        logging.getLogger("runtime.tracing").error(
+            "TRACING_ENABLED %r is neither true nor false (%s; %s); tracing is off",
+            env["TRACING_ENABLED"][:40],
+            ", ".join(sorted(_ON)),
+            ", ".join(sorted(_OFF)),
+        )
     if wanted(env):
         _tracer = _Tracer(daemon_address(env.get("AWS_XRAY_DAEMON_ADDRESS") or "127.0.0.1:2000"))
     return _tracer is not None

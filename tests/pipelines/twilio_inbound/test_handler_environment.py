@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from engine.errors import ConfigError
+from runtime import tracing
 from tests.support.expect import ROOT
 
 PIPELINE_LINES = (ROOT / "pipelines" / "twilio_inbound.yaml").read_text().splitlines()
@@ -67,3 +68,20 @@ def test_a_log_level_with_blanks_around_it_is_that_level(world, cold_start, json
     cold_start(LOG_LEVEL=" warning\n")
     assert root_level.level == logging.WARNING
     assert not [line for line in json_logs(logging.ERROR) if "LOG_LEVEL" in line["message"]]
+
+
+@pytest.mark.parametrize("value", ["disabled", "enabled", "maybe"])
+def test_a_tracing_setting_that_is_neither_true_nor_false_is_off_and_said(
+    world, cold_start, json_logs, monkeypatch, value
+):
+    """docs/observability.md: tracing is on when TRACING_ENABLED is true, or when it is unset (in Lambda). Before, any
+    other value counted as unset, so `TRACING_ENABLED=disabled` traced every invocation, without a word."""
+    monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1")
+    try:
+        cold_start(TRACING_ENABLED=value)
+        assert not tracing.enabled()
+    finally:
+        tracing.reset()
+    [line] = [line for line in json_logs(logging.ERROR) if "TRACING_ENABLED" in line["message"]]
+    assert repr(value) in line["message"]
