@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
 
 from engine.errors import ConfigError
 from runtime import tracing
-from tests.support.expect import ROOT
+from tests.support.expect import ROOT, twiml_response
+from tests.support.webhooks import TOKEN, rest_event, whatsapp_params
+from tests.support.world import WA_SECRET
 
 PIPELINE_LINES = (ROOT / "pipelines" / "twilio_inbound.yaml").read_text().splitlines()
 
@@ -85,3 +88,16 @@ def test_a_tracing_setting_that_is_neither_true_nor_false_is_off_and_said(
         tracing.reset()
     [line] = [line for line in json_logs(logging.ERROR) if "TRACING_ENABLED" in line["message"]]
     assert repr(value) in line["message"]
+
+
+@pytest.mark.parametrize("prefix", ["\ufeff", "\ufeff\n  "])
+def test_a_secret_saved_with_a_byte_order_mark_is_read(world, lambda_handler, outcomes, prefix):
+    """A secret written from a file an editor saved with a UTF-8 byte order mark (`--secret-string file://…`) starts
+    with U+FEFF, which RFC 8259 lets a reader ignore. Before, every message of that tenant was SECRET_FETCH_FAILED."""
+    world.add_conversation()
+    world.create_secret(
+        WA_SECRET, prefix + json.dumps({"twilio_account_sid": "AC" + "0" * 32, "twilio_auth_token": TOKEN})
+    )
+    assert lambda_handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
+    assert outcomes() == [("QUEUED", None)]
+    assert len(world.sent("whatsapp")) == 1
