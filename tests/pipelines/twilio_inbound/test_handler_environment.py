@@ -10,8 +10,9 @@ import pytest
 from engine.errors import ConfigError
 from runtime import tracing
 from tests.support.expect import ROOT, twiml_response
-from tests.support.webhooks import TOKEN, rest_event, whatsapp_params
+from tests.support.webhooks import TOKEN, USER, rest_event, whatsapp_params
 from tests.support.world import WA_SECRET
+from tools.localaws import to_dynamo
 
 PIPELINE_LINES = (ROOT / "pipelines" / "twilio_inbound.yaml").read_text().splitlines()
 
@@ -101,3 +102,20 @@ def test_a_secret_saved_with_a_byte_order_mark_is_read(world, lambda_handler, ou
     assert lambda_handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
     assert outcomes() == [("QUEUED", None)]
     assert len(world.sent("whatsapp")) == 1
+
+
+def test_a_lock_row_without_expires_at_is_no_lease(world, lambda_handler, outcomes):
+    """A lock row another writer left without `expires_at` (the contract's lease end, DynamoDB's TTL attribute) was
+    held for ever: TTL never deletes it, so every later message of the conversation was BATCHED behind it and none
+    ever triggered, a success outcome no alarm watches."""
+    item = world.add_conversation()
+    world.add_default_secrets()
+    row = {"conversation_id": item["conversation_id"], "message_sid": "SM" + "e" * 32}
+    world.dynamodb.put_item(TableName=world.resources.lock_table, Item=to_dynamo(row))
+
+    lambda_handler(rest_event("whatsapp", whatsapp_params()), None)
+
+    assert outcomes() == [("QUEUED", None)]
+    assert world.sent("whatsapp") == [({"conversation_id": item["conversation_id"], "primary_channel": USER}, 10)]
+    [lock] = world.lock_rows()
+    assert lock["message_sid"] == whatsapp_params()["MessageSid"] and "expires_at" in lock
