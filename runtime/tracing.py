@@ -70,12 +70,14 @@ class TraceHeader(NamedTuple):
 
 
 def daemon_address(value: str) -> tuple[str, int]:
-    """The UDP address in ``AWS_XRAY_DAEMON_ADDRESS`` (``host:port``, or ``tcp:h:p udp:h:p``)."""
+    """The UDP address in ``AWS_XRAY_DAEMON_ADDRESS`` (``host:port``, or ``tcp:h:p udp:h:p``); ValueError if none."""
     chosen = value.strip()
     for part in chosen.split():
         if part.startswith("udp:"):
             chosen = part.removeprefix("udp:")
     host, _, port = chosen.rpartition(":")
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"AWS_XRAY_DAEMON_ADDRESS {value[:60]!r} is not host:port (e.g. 127.0.0.1:2000)")
     return host or "127.0.0.1", int(port)
 
 
@@ -190,7 +192,8 @@ def wanted(env: Mapping[str, str]) -> bool:
 def configure(env: Mapping[str, str]) -> bool:
     """Turn tracing on or off for this process (once per container); return whether it is on.
 
-    A ``TRACING_ENABLED`` that is neither true nor false leaves it off, and says so in one ERROR line.
+    A ``TRACING_ENABLED`` that is neither true nor false, or an ``AWS_XRAY_DAEMON_ADDRESS`` that is no UDP address,
+    leaves it off, and says so in one ERROR line.
     """
     global _tracer
     reset()
@@ -202,7 +205,12 @@ def configure(env: Mapping[str, str]) -> bool:
             ", ".join(sorted(_OFF)),
         )
     if wanted(env):
-        _tracer = _Tracer(daemon_address(env.get("AWS_XRAY_DAEMON_ADDRESS") or "127.0.0.1:2000"))
+        try:
+            address = daemon_address(env.get("AWS_XRAY_DAEMON_ADDRESS") or "127.0.0.1:2000")
+        except ValueError as exc:
+            logging.getLogger("runtime.tracing").error("%s; tracing is off", exc)
+            return False
+        _tracer = _Tracer(address)
     return _tracer is not None
 
 

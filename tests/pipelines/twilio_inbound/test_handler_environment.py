@@ -119,3 +119,23 @@ def test_a_lock_row_without_expires_at_is_no_lease(world, lambda_handler, outcom
     assert world.sent("whatsapp") == [({"conversation_id": item["conversation_id"], "primary_channel": USER}, 10)]
     [lock] = world.lock_rows()
     assert lock["message_sid"] == whatsapp_params()["MessageSid"] and "expires_at" in lock
+
+
+@pytest.mark.parametrize("address", ["169.254.79.129", "169.254.79.129:abc", "127.0.0.1:70000"])
+def test_a_daemon_address_that_is_no_udp_address_leaves_tracing_off_and_said(
+    world, cold_start, json_logs, outcomes, monkeypatch, address
+):
+    """Before, a daemon address without a port failed the cold start with `invalid literal for int()` (no variable
+    named: every message answered 502), and a port above 65535 failed every sampled invocation as it was traced."""
+    world.add_conversation()
+    world.add_default_secrets()
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1")
+    try:
+        container = cold_start(TRACING_ENABLED="true", AWS_XRAY_DAEMON_ADDRESS=address)
+        assert not tracing.enabled()
+        assert container.handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
+    finally:
+        tracing.reset()
+    assert outcomes() == [("QUEUED", None)]
+    [line] = [line for line in json_logs(logging.ERROR) if "AWS_XRAY_DAEMON_ADDRESS" in line["message"]]
+    assert repr(address) in line["message"]
