@@ -42,7 +42,7 @@ from runtime.apigateway import EventError, http_request, proxy_response, request
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients, new_session
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.metrics import EmfMetrics
-from runtime.regions import check_queue_regions
+from runtime.resources import check_resources
 from runtime.stamp import STAMP_FILE, Stamp
 
 if TYPE_CHECKING:
@@ -485,7 +485,7 @@ class Application:
             if config.aws not in shared:
                 shared[config.aws] = live_services(config.aws, session=session, env=environment)
         by_pipeline = {config.name: shared[config.aws] for config in configs}
-        check_queue_regions(configs, _client_region(session, environment))
+        check_resources(configs, _client_region(session, environment))
         metrics = EmfMetrics.from_env(environment)
         application = cls(
             configs,

@@ -139,3 +139,26 @@ def test_a_daemon_address_that_is_no_udp_address_leaves_tracing_off_and_said(
     assert outcomes() == [("QUEUED", None)]
     [line] = [line for line in json_logs(logging.ERROR) if "AWS_XRAY_DAEMON_ADDRESS" in line["message"]]
     assert repr(address) in line["message"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("STAGE_TABLE_NAME", "conversations/stage"),  # DynamoDB answers ValidationException to every write
+        ("LOCK_TABLE_NAME", "lk"),  # shorter than DynamoDB's 3 characters
+        ("CONVERSATIONS_TABLE_NAME", "conversations:prod"),
+        ("STAGE_TABLE_NAME", "arn:aws:dynamodb:us-east-1:123456789012:stage"),  # an ARN without table/
+    ],
+)
+def test_a_table_name_dynamodb_refuses_fails_the_cold_start(world, cold_start, variable, value):
+    """Each passed the cold start, then every message was answered 200 with a final error (ValidationException)."""
+    with pytest.raises(ConfigError) as caught:
+        cold_start(**{variable: value})
+    problems = [p for p in caught.value.problems if p.file.endswith("twilio_inbound.yaml")]
+    assert [f"${{env:{variable}}}" in PIPELINE_LINES[p.line - 1] for p in problems] == [True]
+    assert "is not a table name" in problems[0].message
+
+
+def test_a_table_arn_is_a_table_name(world, cold_start):
+    """DynamoDB takes a table's ARN wherever it takes its name."""
+    assert cold_start(STAGE_TABLE_NAME="arn:aws:dynamodb:us-east-1:123456789012:table/conversations-stage").handler
