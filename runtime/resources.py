@@ -3,6 +3,7 @@
 Each would otherwise pass the cold start and fail every event it reaches with a final error (answered, and lost):
 
 - a table name DynamoDB does not take (3 to 255 of ``A-Z a-z 0-9 _ . -``, or a table's ARN): ``ValidationException``;
+- a handoff target's queue that is also a trigger target's: the handoffs would reach the automatic consumer;
 - a queue URL of another AWS region than the function's: the SQS client sends to its own region's endpoint, which
   answers ``InvalidAddress``. Only AWS hosts are read (``sqs.REGION.amazonaws.com``, ``REGION.queue.amazonaws.com``,
   ``queue.amazonaws.com``, VPC endpoints); an emulator's URL names no region this can trust.
@@ -39,8 +40,9 @@ def queue_region(url: str) -> str | None:
 
 
 def check_resources(configs: Sequence[AppConfig], region: str | None) -> None:
-    """ConfigError, each problem at its line, for every table name or queue URL (of ``region``'s clients) refused."""
+    """ConfigError, each problem at its line, for every table name or queue URL that cannot work (module docstring)."""
     problems: list[Problem] = []
+    triggered = _trigger_queues(configs)
     for config in configs:
         found: dict[tuple[str, ...], str] = {
             ("tables", logical): f"{name!r} is not a table name (3 to 255 of A-Z a-z 0-9 _ . -) or a table ARN: "
@@ -49,8 +51,15 @@ def check_resources(configs: Sequence[AppConfig], region: str | None) -> None:
             if name and not _TABLE.fullmatch(name)
         }
         for target, raw in config.targets.items():
-            named = queue_region(str(raw.get("queue_url") or ""))
-            if region and named not in (None, region):
+            url = str(raw.get("queue_url") or "")
+            named = queue_region(url)
+            shared = triggered.get(url) if url and raw.get("message") == "handoff" else None
+            if shared:
+                found["targets", target, "queue_url"] = (
+                    f"the queue of target {target} (handoffs) is the queue of target {shared}, whose messages are "
+                    "triggers: its consumer would answer the conversations handed to a human; give each its own queue"
+                )
+            elif region and named not in (None, region):
                 found["targets", target, "queue_url"] = (
                     f"the queue of target {target} is in {named} but the function runs in {region}: SQS refuses a "
                     "queue of another region (InvalidAddress); deploy the function in the queue's region or use a "
@@ -60,6 +69,17 @@ def check_resources(configs: Sequence[AppConfig], region: str | None) -> None:
             problems.extend(_located(config.files[0], found))
     if problems:
         raise ConfigError(problems)
+
+
+def _trigger_queues(configs: Sequence[AppConfig]) -> dict[str, str]:
+    """Each queue URL a target sends triggers to, with the first such target (``pipeline.target``)."""
+    queues: dict[str, str] = {}
+    for config in configs:
+        for target, raw in config.targets.items():
+            url = str(raw.get("queue_url") or "")
+            if url and raw.get("message", "trigger") == "trigger":
+                queues.setdefault(url, f"{config.name}.{target}")
+    return queues
 
 
 def _located(pipeline: str, found: Mapping[tuple[str, ...], str]) -> list[Problem]:

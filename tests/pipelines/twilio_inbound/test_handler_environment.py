@@ -162,3 +162,14 @@ def test_a_table_name_dynamodb_refuses_fails_the_cold_start(world, cold_start, v
 def test_a_table_arn_is_a_table_name(world, cold_start):
     """DynamoDB takes a table's ARN wherever it takes its name."""
     assert cold_start(STAGE_TABLE_NAME="arn:aws:dynamodb:us-east-1:123456789012:table/conversations-stage").handler
+
+
+@pytest.mark.parametrize("channel", ["whatsapp", "sms"])
+def test_a_handoff_queue_that_is_a_channel_queue_fails_the_cold_start(world, cold_start, channel):
+    """HANDOFF_QUEUE_URL set to a channel queue's URL started, and every handoff (a conversation a human must take)
+    went, as the full context, to the queue whose consumer answers automatically, each message answered 200."""
+    with pytest.raises(ConfigError) as caught:
+        cold_start(HANDOFF_QUEUE_URL=world.queue_url(channel))
+    [problem] = [p for p in caught.value.problems if p.file.endswith("twilio_inbound.yaml")]
+    assert "${env:HANDOFF_QUEUE_URL}" in PIPELINE_LINES[problem.line - 1]
+    assert "handoff" in problem.message and channel in problem.message
