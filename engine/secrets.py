@@ -106,7 +106,7 @@ class SecretCache:
     def _fetch(self, name: str, now: float) -> Mapping[str, Redacted]:
         raw = self._store.get_secret_string(name)
         try:
-            document: Any = json.loads(raw)
+            document: Any = json.loads(raw.removeprefix("\ufeff"))  # a byte order mark, as RFC 8259 allows
         except ValueError:
             raise SecretFormatError("SecretString is not valid JSON") from None
         if not isinstance(document, dict):

@@ -42,6 +42,7 @@ from runtime.apigateway import EventError, http_request, proxy_response, request
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients, new_session
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.metrics import EmfMetrics
+from runtime.resources import check_resources
 from runtime.stamp import STAMP_FILE, Stamp
 
 if TYPE_CHECKING:
@@ -187,6 +188,13 @@ def _session_with_region(env: Mapping[str, str]) -> Any:
     if not session.region_name:
         raise NoRegionConfigured("no AWS region configured: set AWS_REGION and AWS_DEFAULT_REGION (Lambda sets both)")
     return session
+
+
+def _client_region(session: Any | None, env: Mapping[str, str]) -> str | None:
+    """The region the clients are created in (``live_services``): the session's, else botocore's variable's."""
+    if session is not None:
+        return str(session.region_name or "") or None
+    return env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or None
 
 
 def shared_limits(configs: Sequence[AppConfig]) -> CallLimits:
@@ -477,6 +485,7 @@ class Application:
             if config.aws not in shared:
                 shared[config.aws] = live_services(config.aws, session=session, env=environment)
         by_pipeline = {config.name: shared[config.aws] for config in configs}
+        check_resources(configs, _client_region(session, environment))
         metrics = EmfMetrics.from_env(environment)
         application = cls(
             configs,

@@ -140,8 +140,12 @@ def setup_logging(level: str = "INFO") -> None:
     for handler in root.handlers:
         handler.setFormatter(formatter)
     try:
-        root.setLevel(level.upper())
+        root.setLevel(level.strip().upper())
     except ValueError:
         root.setLevel(logging.INFO)
+        # Said, not swallowed: whoever set it would otherwise never learn that it is ignored.
+        logging.getLogger("runtime.logs").error(
+            "LOG_LEVEL %r is not a level (DEBUG, INFO, WARNING, ERROR, CRITICAL); using INFO", level[:40]
+        )
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -13,6 +13,7 @@ unset and both ``AWS_XRAY_DAEMON_ADDRESS`` and ``_X_AMZN_TRACE_ID`` are present.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ __all__ = [
     "instrument",
     "reset",
     "subsegment",
+    "unrecognized",
     "wanted",
 ]
 
@@ -68,12 +70,14 @@ class TraceHeader(NamedTuple):
 
 
 def daemon_address(value: str) -> tuple[str, int]:
-    """The UDP address in ``AWS_XRAY_DAEMON_ADDRESS`` (``host:port``, or ``tcp:h:p udp:h:p``)."""
+    """The UDP address in ``AWS_XRAY_DAEMON_ADDRESS`` (``host:port``, or ``tcp:h:p udp:h:p``); ValueError if none."""
     chosen = value.strip()
     for part in chosen.split():
         if part.startswith("udp:"):
             chosen = part.removeprefix("udp:")
     host, _, port = chosen.rpartition(":")
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"AWS_XRAY_DAEMON_ADDRESS {value[:60]!r} is not host:port (e.g. 127.0.0.1:2000)")
     return host or "127.0.0.1", int(port)
 
 
@@ -169,22 +173,44 @@ _NOOP = _NoSubsegment()
 _tracer: _Tracer | None = None
 
 
+def unrecognized(env: Mapping[str, str]) -> bool:
+    """Whether ``TRACING_ENABLED`` is set to something neither true nor false (``disabled``, say): tracing is off."""
+    setting = env.get("TRACING_ENABLED", "").strip().lower()
+    return bool(setting) and setting not in _ON | _OFF
+
+
 def wanted(env: Mapping[str, str]) -> bool:
-    """Whether the environment asks for tracing."""
+    """Whether the environment asks for tracing: ``TRACING_ENABLED`` true, or unset in Lambda (daemon and header)."""
     setting = env.get("TRACING_ENABLED", "").strip().lower()
     if setting in _ON:
         return bool(env.get("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000"))
-    if setting in _OFF:
+    if setting:
         return False
     return bool(env.get("AWS_XRAY_DAEMON_ADDRESS") and env.get(_HEADER_ENV))
 
 
 def configure(env: Mapping[str, str]) -> bool:
-    """Turn tracing on or off for this process (once per container); return whether it is on."""
+    """Turn tracing on or off for this process (once per container); return whether it is on.
+
+    A ``TRACING_ENABLED`` that is neither true nor false, or an ``AWS_XRAY_DAEMON_ADDRESS`` that is no UDP address,
+    leaves it off, and says so in one ERROR line.
+    """
     global _tracer
     reset()
+    if unrecognized(env):
+        logging.getLogger("runtime.tracing").error(
+            "TRACING_ENABLED %r is neither true nor false (%s; %s); tracing is off",
+            env["TRACING_ENABLED"][:40],
+            ", ".join(sorted(_ON)),
+            ", ".join(sorted(_OFF)),
+        )
     if wanted(env):
-        _tracer = _Tracer(daemon_address(env.get("AWS_XRAY_DAEMON_ADDRESS") or "127.0.0.1:2000"))
+        try:
+            address = daemon_address(env.get("AWS_XRAY_DAEMON_ADDRESS") or "127.0.0.1:2000")
+        except ValueError as exc:
+            logging.getLogger("runtime.tracing").error("%s; tracing is off", exc)
+            return False
+        _tracer = _Tracer(address)
     return _tracer is not None
 
 

@@ -43,7 +43,7 @@ def acquire_condition(
     """When ``holder`` may take the lock at ``now`` (epoch seconds), for a trigger delayed by ``window`` seconds.
 
     ``exact_now`` is the same moment with its fraction: a lease has ended once its
-    ``expires_at`` is below it.
+    ``expires_at`` is below it, or when it has none.
 
     An unmarked lock's trigger is due at ``taken_at + window`` at the earliest: it is taken over once that is
     within ``due_margin``, or ``orphan_after`` after it was taken, whichever is sooner. With a window shorter than
@@ -52,6 +52,8 @@ def acquire_condition(
     lease_over = (
         AttributeNotExists("conversation_id"),
         AttributeLessThan("expires_at", exact_now),
+        # A row without a lease end (another writer's) would be held for ever: TTL never deletes it.
+        AttributeNotExists("expires_at"),
         AttributeEquals("message_sid", holder),
     )
     if window < due_margin:

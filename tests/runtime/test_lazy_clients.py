@@ -161,7 +161,9 @@ def test_with_aws_region_alone_every_client_of_the_function_is_in_that_region(
     monkeypatch.setenv("AWS_REGION", "eu-west-2")
     from runtime.capture import _Clients
 
-    env = {key: value for key, value in {**ENV, "AWS_REGION": "eu-west-2"}.items() if key != "AWS_DEFAULT_REGION"}
+    # The queues are the function's region's (runtime.regions refuses others).
+    regional = {key: value.replace("us-east-1", "eu-west-2") for key, value in ENV.items()}
+    env = {key: value for key, value in {**regional, "AWS_REGION": "eu-west-2"}.items() if key != "AWS_DEFAULT_REGION"}
     application = Application.from_root(ROOT, env)
     watcher = BundleWatcher.from_env(application, ROOT, {**env, "RULES_BUCKET": "rules"}, CallLimits())
     assert [client.meta.region_name for client in (watcher.s3(), _Clients()("s3"))] == ["eu-west-2", "eu-west-2"]

@@ -511,3 +511,15 @@ def test_the_mask_help_says_what_each_mode_keeps_and_what_files_it_reads(capsys:
         "none: the body kept (credentials always dropped); text: free text masked; "
         "all: numbers and addresses pseudonymized too" in help_text
     )
+
+
+def test_a_token_is_read_from_a_secret_saved_with_a_byte_order_mark(capsys: pytest.CaptureFixture[str]) -> None:
+    """As the function reads it (engine.secrets): before, the whole JSON text became the token, signing nothing."""
+    with mock_aws():
+        name = "ai-multi-comms/whatsapp-credentials/acme/proj-1/twilio-prod"
+        secret = "\ufeff" + json.dumps({"twilio_account_sid": "AC" + "0" * 32, "twilio_auth_token": TOKEN})
+        boto3.client("secretsmanager", region_name="us-east-1").create_secret(Name=name, SecretString=secret)
+        args = ("--channel", "whatsapp", "--from", ALICE, "--to", ACME_WHATSAPP, "--body", "Hi")
+        event = build(capsys, *args, "--secret", name, "--region", "us-east-1")
+    url = "https://" + event["headers"]["Host"] + event["requestContext"]["path"]
+    assert event["headers"]["X-Twilio-Signature"] == sign(url, form(event), TOKEN)

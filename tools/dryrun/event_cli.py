@@ -82,6 +82,8 @@ __all__ = ["BUILDABLE", "build_event", "main"]
 
 EXIT_OK, EXIT_USAGE = 0, 2
 DEFAULT_URL = "https://hooks.example.com/prod"
+# A secret saved from a file an editor wrote with one starts with it; the function ignores it (engine.secrets).
+BYTE_ORDER_MARK = "\ufeff"
 # The parse steps whose requests this tool builds, and the kind of event each reads.
 BUILDABLE = {"twilio.parse": "twilio", "sendgrid.parse": "email"}
 # Options that only one kind of channel reads (argparse dests; unset is None).
@@ -265,7 +267,7 @@ def _credentials(args: argparse.Namespace, spec: WorldSpec | None, user: str, co
     if secret is None:
         raise Refused("say how to sign: --token-env NAME, --secret NAME, or --world FILE")
     try:
-        document: Any = json.loads(secret[1])
+        document: Any = json.loads(secret[1].removeprefix(BYTE_ORDER_MARK))
     except ValueError:
         document = secret[1]
     if isinstance(document, str):
@@ -354,7 +356,7 @@ def _signing_key(args: argparse.Namespace) -> KeyPair:
 def _check_public_key(name: str, text: str, request: SignedRequest) -> None:
     """Refuse a signature the pipeline would find invalid with secret ``name``'s public key."""
     try:
-        document: Any = json.loads(text)
+        document: Any = json.loads(text.removeprefix(BYTE_ORDER_MARK))
     except ValueError:
         document = None
     found = document.get(PUBLIC_KEY_FIELD) if isinstance(document, Mapping) else None
