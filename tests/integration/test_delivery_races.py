@@ -133,3 +133,17 @@ def test_a_copy_that_fails_after_its_twin_completed_leaves_the_message_staged_re
     # which the contract allows (docs/guarantees.md, duplicate triggers); nothing is batched without a trigger.
     assert holders == []
     assert outcome(container(at + 2)[0].process(message(new_sid()), None)) == "QUEUED"
+
+
+def test_a_handoff_racing_a_queued_message_leaves_the_lock_to_the_queued_one(world: World, container: Any) -> None:
+    item = world.add_conversation()
+    at, queued, handed = int(time.time()), new_sid(), new_sid()
+    holder = Attempt(container(at)[0], message(queued))
+    world.add_conversation(**{**item, "hand_off_to_human": True})  # a person takes the conversation over
+    assert outcome(container(at + 1)[0].process(message(handed), None)) == "HANDED_OFF"
+    assert holder.finish() == "QUEUED"
+    staged, holders, triggers = state(world)
+    # The contract stages every accepted message, the handed-off one too: the queued one's batch holds both rows.
+    assert staged == sorted([queued, handed]) and holders == [queued] and triggers == 1
+    [(handoff, delay)] = world.sent(world.resources.handoff_queue_url.rsplit("/", 1)[1])
+    assert handoff["message_sid"] == handed and delay == 0
