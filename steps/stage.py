@@ -1,8 +1,10 @@
 """``stage.write``: the message's row in the stage table, once per message id (a re-delivery leaves the first row).
 
-A row past its ``expires_at`` is gone for its readers (DynamoDB's TTL deletes it at any moment): a delivery that
-finds one (a provider's retry more than ``ttl_seconds`` after an attempt that staged the message and failed, as
-SendGrid retries for 72 hours) writes the row afresh instead of triggering a batch that cannot read it.
+A row past its ``expires_at`` is gone for its readers (DynamoDB's TTL deletes it at any moment), and so is one that
+expires before the trigger this delivery sends (or is batched under) is read. So a delivery keeps the row it finds
+only while that row was written at most ``FIRST_ROW_KEPT_SECONDS`` ago (a copy racing it, Twilio's retries, all
+within 15 s); a later one (SendGrid retries for 72 hours, a stage row lives 24) writes the row afresh, so that it
+lives ``ttl_seconds`` from this acceptance, as a first delivery's does.
 
 A parse step that cut the body (``request.body_truncated``) has the row say so: ``body_truncated`` and
 ``body_bytes`` (the whole body's UTF-8 size). Rows of uncut bodies have neither attribute. A request with a
@@ -25,6 +27,8 @@ __all__ = ["STAGE_ERROR", "STAGE_TRANSIENT", "StageWrite"]
 
 STAGE_ERROR = ErrorSpec("STAGE_WRITE_ERROR", description="the stage table refused the write", loses_message=True)
 STAGE_TRANSIENT = ErrorSpec("STAGE_WRITE_TRANSIENT_ERROR", transient=True, description="the stage write did not answer")
+# A row written this recently (by a copy of this delivery) is left as it is; an older one is written afresh.
+FIRST_ROW_KEPT_SECONDS = 60
 
 declare_table_key("stage", ("conversation_id", "message_sid"), expires=True)
 
@@ -47,7 +51,7 @@ declare_table_key("stage", ("conversation_id", "message_sid"), expires=True)
     example={"table": "stage", "ttl_seconds": 86400},
 )
 class StageWrite:
-    """Write the message to the stage table once per MessageSid (a re-delivery leaves the first, unexpired, row)."""
+    """Write the message to the stage table once per MessageSid (a re-delivery leaves a row written a moment ago)."""
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = table_name(params, info, "stage")
@@ -75,7 +79,8 @@ class StageWrite:
             item["body_truncated"] = True
             item["body_bytes"] = request["body_bytes"]
         try:
-            absent = AnyOf((AttributeNotExists("message_sid"), AttributeLessThan("expires_at", epoch_exact(moment))))
+            fresh_until = epoch_exact(moment) + max(self._ttl - FIRST_ROW_KEPT_SECONDS, 0)
+            absent = AnyOf((AttributeNotExists("message_sid"), AttributeLessThan("expires_at", fresh_until)))
             written = ctx.services.tables.put_item(self._table, item, absent)
         except ServiceError as exc:
             raise service_failure(exc, STAGE_TRANSIENT.code, STAGE_ERROR.code, "stage write") from None

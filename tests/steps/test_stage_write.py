@@ -1,4 +1,5 @@
-"""``stage.write``: a row past its ``expires_at`` (DynamoDB's TTL deletes it at any moment) is written afresh."""
+"""``stage.write``: a row past its ``expires_at`` (DynamoDB's TTL deletes it at any moment) is written afresh, and so
+is one written more than a minute ago: it could expire before the trigger this delivery relies on is read."""
 
 from __future__ import annotations
 
@@ -44,10 +45,14 @@ def _write(tables: Any, stage_table: str, at: float) -> Any:
 
 @pytest.mark.parametrize("backend", ["moto", "memory"])
 @pytest.mark.parametrize(
-    ("expires_in", "rewritten"), [(-1, True), (0, True), (1, False)], ids=["ended", "ended_this_second", "live"]
+    ("expires_in", "rewritten"),
+    [(-1, True), (0, True), (1, True), (86340, True), (86341, False), (86400, False)],
+    ids=["ended", "ended_this_second", "ends_before_its_trigger", "written_a_minute_ago", "written_by_a_copy", "same"],
 )
-def test_a_row_whose_expiry_has_passed_is_written_afresh(world, boto_session, backend, expires_in, rewritten):
-    """At NOW + 0.4 s a row expiring at NOW has expired (contract §2: expires_at is a TTL in epoch seconds)."""
+def test_a_row_is_kept_only_when_a_copy_wrote_it_a_moment_ago(world, boto_session, backend, expires_in, rewritten):
+    """At NOW + 0.4 s a row expiring at NOW has expired (contract §2: expires_at is a TTL in epoch seconds); one
+    expiring at NOW + 1 would be gone before a trigger due in W = 10 s is read (before: kept, and the message lost).
+    A row is left as it is while it was written at most 60 s ago (ttl_seconds 86400): Twilio's retries, copies."""
     stage_table = world.resources.stage_table
     tables = DynamoTables(boto_session.client("dynamodb")) if backend == "moto" else MemoryTables(SCHEMAS)
     old = {"conversation_id": CONVERSATION, "message_sid": SID, "body": "old", "expires_at": NOW + expires_in}

@@ -35,3 +35,26 @@ def test_a_retry_after_the_stage_row_expired_stages_the_email_again(world, lambd
     [row] = world.stage_rows()
     assert row["expires_at"] > time.time() + DAY + 3600, "the retry left the email in an expired stage row"
     assert len(world.sent("email")) == 1
+
+
+def test_a_retry_shortly_before_the_stage_row_expires_stages_the_email_to_outlive_its_trigger(
+    world, lambda_handler, aws, boto_session
+):
+    # Before: the retry found the row still live (it expired 5 s later), kept it and sent a trigger due in
+    # W = 10 s; by then TTL may have deleted the row and readers skip it: the email answered QUEUED was lost.
+    add_email_world(world)
+    event = email_event()
+    aws.fail("sqs.SendMessage", "InternalError", 500)
+    assert lambda_handler(event, None)["statusCode"] == 503
+    [row] = world.stage_rows()
+
+    import handler
+
+    handler.reload(boto_session)
+    ahead = float(row["expires_at"]) - time.time() - 5  # SendGrid's retry, 5 s before the row expires
+    later(ahead)
+    retried = lambda_handler(event, None)
+    assert json.loads(retried["body"])["outcome"] == "QUEUED"
+    [(_, delay)] = world.sent("email")
+    [row] = world.stage_rows()
+    assert row["expires_at"] > time.time() + ahead + delay, "the email's row expires before its trigger is read"
