@@ -32,6 +32,7 @@ __all__ = [
     "pythonpath",
     "run_handler",
     "write_project",
+    "write_status_events",
 ]
 
 PLUGIN = "acme_echo"
@@ -108,6 +109,19 @@ def acme_event() -> dict[str, Any]:
     """A post to the ``acme`` channel."""
     body = json.dumps({"id": "m-1", "text": "hello"})
     return rest_event("POST", "/prod/acme", host="hooks.example.com", body=body, request_id="r-1", request_time_ms=1)
+
+
+def write_status_events(folder: Path) -> tuple[Path, Path]:
+    """Two status callbacks (delivered, then queued) in ``folder/events``, and a world pinning ``now``: their paths."""
+    events = folder / "events"
+    events.mkdir()
+    for number, status in enumerate(("delivered", "queued"), 1):
+        body = json.dumps({"id": f"m-{number}", "status": status})
+        event = rest_event("POST", "/prod/status", host="h.example.com", body=body, request_id="r", request_time_ms=1)
+        (events / f"{number}.json").write_text(json.dumps(event), encoding="utf-8")
+    world = folder / "world.yaml"
+    world.write_text('now: "2026-11-25T12:00:00Z"\n', encoding="utf-8")
+    return events, world
 
 
 def run_handler(task_root: Path, event: dict[str, Any]) -> dict[str, Any]:
