@@ -31,6 +31,7 @@ __all__ = [
     "plugin_loaded",
     "pythonpath",
     "run_handler",
+    "step_registered",
     "write_project",
     "write_status_events",
 ]
@@ -161,3 +162,13 @@ def plugin_loaded(module: str) -> Iterator[ModuleType]:
         registry._REGISTRY.update(steps)
         support._TABLE_KEYS.clear()
         support._TABLE_KEYS.update(keys)
+
+
+@contextmanager
+def step_registered(name: str, step: type, **declared: Any) -> Iterator[str]:
+    """``step`` registered as ``name`` (``registry.register`` with ``declared``) inside the block only; its name."""
+    registry.register(name, **declared)(step)
+    try:
+        yield name
+    finally:
+        registry._REGISTRY.pop(name)
