@@ -34,9 +34,10 @@ __all__ = [
     "instrument",
     "reset",
     "subsegment",
-    "unrecognized",
     "wanted",
 ]
+
+logger = logging.getLogger("runtime.tracing")
 
 _ON = frozenset({"1", "true", "yes", "on"})
 _OFF = frozenset({"0", "false", "no", "off"})
@@ -173,12 +174,6 @@ _NOOP = _NoSubsegment()
 _tracer: _Tracer | None = None
 
 
-def unrecognized(env: Mapping[str, str]) -> bool:
-    """Whether ``TRACING_ENABLED`` is set to something neither true nor false (``disabled``, say): tracing is off."""
-    setting = env.get("TRACING_ENABLED", "").strip().lower()
-    return bool(setting) and setting not in _ON | _OFF
-
-
 def wanted(env: Mapping[str, str]) -> bool:
     """Whether the environment asks for tracing: ``TRACING_ENABLED`` true, or unset in Lambda (daemon and header)."""
     setting = env.get("TRACING_ENABLED", "").strip().lower()
@@ -197,8 +192,9 @@ def configure(env: Mapping[str, str]) -> bool:
     """
     global _tracer
     reset()
-    if unrecognized(env):
-        logging.getLogger("runtime.tracing").error(
+    setting = env.get("TRACING_ENABLED", "").strip().lower()
+    if setting and setting not in _ON | _OFF:  # ``disabled``, say: off (``wanted``), and said
+        logger.error(
             "TRACING_ENABLED %r is neither true nor false (%s; %s); tracing is off",
             env["TRACING_ENABLED"][:40],
             ", ".join(sorted(_ON)),
@@ -208,7 +204,7 @@ def configure(env: Mapping[str, str]) -> bool:
         try:
             address = daemon_address(env.get("AWS_XRAY_DAEMON_ADDRESS") or "127.0.0.1:2000")
         except ValueError as exc:
-            logging.getLogger("runtime.tracing").error("%s; tracing is off", exc)
+            logger.error("%s; tracing is off", exc)
             return False
         _tracer = _Tracer(address)
     return _tracer is not None

@@ -11,7 +11,7 @@ from engine.registry import BuildInfo, ParamError, register
 from engine.rules import Evaluation, RuleError, RuleSet
 from engine.schema import EXPECTED, NO_BLANKS
 
-__all__ = ["ROUTING_ERROR", "TARGET_SCHEMA", "RouteByRules", "Target", "ValidateRules"]
+__all__ = ["ROUTING_ERROR", "TARGET_SCHEMA", "VALIDATE_PARAMS", "RouteByRules", "Target", "ValidateRules"]
 
 ROUTING_ERROR = ErrorSpec(
     "ROUTING_ERROR", description="no routing rule matched, or its target has no queue", loses_message=True
@@ -117,16 +117,20 @@ def _evaluate(ruleset: RuleSet, ctx: Context) -> Evaluation:
     return evaluation
 
 
+# The parameters of ``rules.validate``, and of a plugin's step built on ``ValidateRules`` (which reads them).
+VALIDATE_PARAMS: Mapping[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["rulesets"],
+    "properties": {"rulesets": {"type": "array", "minItems": 1, "items": {"type": "string"}}},
+}
+
+
 @register(
     "rules.validate",
     requires=("request", "conversation"),
     decides=True,
-    params={
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["rulesets"],
-        "properties": {"rulesets": {"type": "array", "minItems": 1, "items": {"type": "string"}}},
-    },
+    params=VALIDATE_PARAMS,
     example={"rulesets": ["project_status", "channel", "conversation_lock"]},
 )
 class ValidateRules:

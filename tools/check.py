@@ -781,10 +781,9 @@ def _lines(problem: Problem) -> list[str]:
         return []
 
 
-def _left_after_quotes(problem: Problem) -> bool:
+def _left_after_quotes(problem: Problem, lines: Sequence[str]) -> bool:
     """Whether a YAML 'expected key' error follows a value that starts with a quote closed earlier on its line."""
-    lines = _lines(problem) if problem.message == "invalid YAML: did not find expected key" else []
-    if len(lines) < problem.line:
+    if problem.message != "invalid YAML: did not find expected key" or len(lines) < problem.line:
         return False
     line = lines[problem.line - 1]
     opened = _QUOTED_VALUE.match(line)
@@ -816,12 +815,11 @@ def _pasted(problem: Problem) -> str | None:
 _LAYOUT_SPACE = re.compile("^[ \t]*([\u00a0\u200b])|:([\u00a0\u200b])")
 
 
-def _invisible_layout(problem: Problem) -> Problem | None:
+def _invisible_layout(problem: Problem, lines: Sequence[str]) -> Problem | None:
     """A YAML syntax error placed at the invisible space causing it, on its line or the one above.
 
     libyaml reports a layout it could not read where it gave up, often the line after the culprit.
     """
-    lines = _lines(problem) if problem.message.startswith("invalid YAML: ") else []
     for number in range(max(problem.line - 2, 0), min(problem.line, len(lines))):
         found = _LAYOUT_SPACE.search(lines[number])
         if found:
@@ -834,13 +832,15 @@ def _invisible_layout(problem: Problem) -> Problem | None:
 
 def _hinted(problem: Problem) -> Problem:
     """``problem``, with the usual fix when it names none (YAML's syntax, a number left bare, an unloaded plugin)."""
-    invisible = _invisible_layout(problem)
+    # The file is read again (once) only for a YAML syntax error, whose fix the lines around it show.
+    lines = _lines(problem) if problem.message.startswith("invalid YAML: ") else []
+    invisible = _invisible_layout(problem, lines)
     if invisible is not None:
         return invisible
     pasted = _pasted(problem)
     if pasted:
         return replace(problem, message=f"{problem.message}; it is {pasted}")
-    hint = _QUOTED_HINT if _left_after_quotes(problem) else _YAML_HINTS.get(problem.message)
+    hint = _QUOTED_HINT if _left_after_quotes(problem, lines) else _YAML_HINTS.get(problem.message)
     if ": unknown step '" in problem.message and "; registered steps: " in problem.message:
         hint = _UNKNOWN_STEP_HINT
     bare = _BARE_NUMBER.match(problem.message)

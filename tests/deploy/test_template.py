@@ -330,6 +330,15 @@ def test_every_environment_reference_without_a_default_is_set_by_the_template(fu
     assert required <= set(function_env)
 
 
+def status_config(template: dict[str, Any], function_env: dict[str, Any], table: str) -> AppConfig:
+    """The third pipeline (tests/fixtures/status_webhook) in the template's function environment, its table ``table``.
+
+    Its steps must be loaded (``plugin_loaded(STATUS_PLUGIN)``).
+    """
+    env = {name: placeholder(template, value) for name, value in function_env.items()}
+    return load_config(STATUS_PIPELINE, STATUS_PIPELINE.parents[1] / "rules", {**env, "STATUS_TABLE_NAME": table})
+
+
 def table_key_gaps(template: dict[str, Any], configs: list[AppConfig]) -> list[str]:
     """Each table the stack creates for a pipeline, against the key and expiry its step declares (declare_table_key)."""
     declared = table_keys()
@@ -370,11 +379,8 @@ def test_the_tables_have_the_contract_keys_and_ttl(template, configs) -> None:
 
 def test_a_new_step_s_table_is_checked_against_the_key_its_step_declares(template, function_env) -> None:
     """Before: the table test listed today's three tables, all expiring; a new step's table failed it for existing."""
-    env = {name: placeholder(template, value) for name, value in function_env.items()}
     with plugin_loaded(STATUS_PLUGIN):
-        status = load_config(
-            STATUS_PIPELINE, STATUS_PIPELINE.parents[1] / "rules", {**env, "STATUS_TABLE_NAME": "ref:StatusTable"}
-        )
+        status = status_config(template, function_env, "ref:StatusTable")
         table = {
             "Type": "AWS::DynamoDB::Table",
             "Properties": {
@@ -565,11 +571,8 @@ def test_every_code_that_loses_a_message_or_may_on_every_retry_is_alarmed(templa
 
 def test_a_pipeline_added_without_its_alarms_is_found(template, function_env) -> None:
     """Before: the alarm tests named twilio_inbound and email_inbound, so a third pipeline's were never checked."""
-    env = {name: placeholder(template, value) for name, value in function_env.items()}
     with plugin_loaded(STATUS_PLUGIN):
-        status = load_config(
-            STATUS_PIPELINE, STATUS_PIPELINE.parents[1] / "rules", {**env, "STATUS_TABLE_NAME": "statuses"}
-        )
+        status = status_config(template, function_env, "statuses")
     assert [gap for kind in KINDS for gap in loss_alarm_gaps(template, status, kind)] == [
         "status_inbound: 0 alarms watch its loses_message codes ['INTERNAL_ERROR'], not one",
         "status_inbound: 0 alarms watch its transient codes ['STATUS_WRITE_TRANSIENT_ERROR'], not one",
@@ -669,9 +672,8 @@ def webhook_output_gaps(template: dict[str, Any], configs: list[AppConfig]) -> l
 def test_every_channel_s_webhook_url_is_an_output(template, configs, function_env) -> None:
     assert webhook_output_gaps(template, configs) == []
     # Before: only the three shipped outputs were looked for, so a third pipeline's channel could go without one.
-    env = {name: placeholder(template, value) for name, value in function_env.items()}
     with plugin_loaded(STATUS_PLUGIN):
-        status = load_config(STATUS_PIPELINE, STATUS_PIPELINE.parents[1] / "rules", {**env, "STATUS_TABLE_NAME": "t"})
+        status = status_config(template, function_env, "t")
     assert webhook_output_gaps(template, [status]) == [
         "status_inbound: no output gives the URL of channel 'status' (a StatusWebhookUrl)"
     ]

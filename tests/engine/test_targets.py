@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from engine import registry
 from engine.config import inspect_config
 from engine.registry import BuildInfo
 from engine.schema import pipeline_schema
 from steps.rules import TARGET_SCHEMA
 from tests.engine.test_config_layers import ENV, tree, where
+from tests.support.plugins import step_registered
 
 PIPELINE = {"pipeline": "p", "channels": ["echo"], "responses": {"api": {"format": "json", "default": True}}}
 
@@ -47,13 +47,9 @@ class _Sender:
 
 @pytest.fixture
 def second_reader() -> Iterator[str]:
-    name = "test.sender"
     schema = {"type": "object", "properties": {"priority": {"type": "integer"}}}
-    registry.register(name, targets=schema)(_Sender)
-    try:
+    with step_registered("test.sender", _Sender, targets=schema) as name:
         yield name
-    finally:
-        registry._REGISTRY.pop(name)
 
 
 def test_every_step_that_reads_targets_adds_its_own_demands(second_reader: str) -> None:

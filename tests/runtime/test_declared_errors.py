@@ -19,6 +19,7 @@ from engine.config import load_config
 from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, StepFailure
 from runtime.app import Application, live_services
+from tests.support.plugins import step_registered
 from tools.events import rest_event
 
 DECLARED = ErrorSpec("PROBE_REFUSED", description="the probe refused the event")
@@ -50,13 +51,9 @@ class _Refuse:
 
 @pytest.fixture
 def probe_step() -> Iterator[str]:
-    name = "probe.refuse"
     params = {"type": "object", "properties": {"code": {"type": "string"}}}
-    registry.register(name, errors=(DECLARED,), params=params)(_Refuse)
-    try:
+    with step_registered("probe.refuse", _Refuse, errors=(DECLARED,), params=params) as name:
         yield name
-    finally:
-        registry._REGISTRY.pop(name)
 
 
 def _answer(tmp_path: Path, code: str) -> dict[str, Any]:

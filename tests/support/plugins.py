@@ -31,7 +31,9 @@ __all__ = [
     "plugin_loaded",
     "pythonpath",
     "run_handler",
+    "step_registered",
     "write_project",
+    "write_status_events",
 ]
 
 PLUGIN = "acme_echo"
@@ -110,6 +112,19 @@ def acme_event() -> dict[str, Any]:
     return rest_event("POST", "/prod/acme", host="hooks.example.com", body=body, request_id="r-1", request_time_ms=1)
 
 
+def write_status_events(folder: Path) -> tuple[Path, Path]:
+    """Two status callbacks (delivered, then queued) in ``folder/events``, and a world pinning ``now``: their paths."""
+    events = folder / "events"
+    events.mkdir()
+    for number, status in enumerate(("delivered", "queued"), 1):
+        body = json.dumps({"id": f"m-{number}", "status": status})
+        event = rest_event("POST", "/prod/status", host="h.example.com", body=body, request_id="r", request_time_ms=1)
+        (events / f"{number}.json").write_text(json.dumps(event), encoding="utf-8")
+    world = folder / "world.yaml"
+    world.write_text('now: "2026-11-25T12:00:00Z"\n', encoding="utf-8")
+    return events, world
+
+
 def run_handler(task_root: Path, event: dict[str, Any]) -> dict[str, Any]:
     """The answer of ``handler.handler`` imported from ``task_root`` alone (a fresh interpreter, as Lambda does)."""
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PIPELINE_PLUGINS")}
@@ -147,3 +162,13 @@ def plugin_loaded(module: str) -> Iterator[ModuleType]:
         registry._REGISTRY.update(steps)
         support._TABLE_KEYS.clear()
         support._TABLE_KEYS.update(keys)
+
+
+@contextmanager
+def step_registered(name: str, step: type, **declared: Any) -> Iterator[str]:
+    """``step`` registered as ``name`` (``registry.register`` with ``declared``) inside the block only; its name."""
+    registry.register(name, **declared)(step)
+    try:
+        yield name
+    finally:
+        registry._REGISTRY.pop(name)

@@ -48,6 +48,16 @@ def line_of(path: Path, text: str) -> int:
     return next(number for number, line in enumerate(path.read_text().splitlines(), 1) if text in line)
 
 
+def assert_refused_alike(
+    root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], expected: str, **env: str
+) -> None:
+    """``--check`` prints ``expected`` alone and exits 2, and the cold start (with ``env``) refuses with it alone."""
+    status, out = check(root, monkeypatch, capsys)
+    assert out == [expected]
+    assert status == 2
+    assert cold_start_problems(root, monkeypatch, **env) == [expected]
+
+
 @pytest.mark.usefixtures("deployed_env")
 def test_a_byte_that_is_not_utf8_is_placed_at_its_line_and_column(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -60,15 +70,12 @@ def test_a_byte_that_is_not_utf8_is_placed_at_its_line_and_column(
     line = line_of(routing, "# Café")
     routing.write_bytes(routing.read_text().encode("latin-1"))
 
-    status, out = check(root, monkeypatch, capsys)
     expected = (
         f"{ROUTING}:{line}:32: not UTF-8 text: the file was saved in another encoding (Latin-1, Windows-1252…); "
         "save it as UTF-8"
     )
     # The file's rule set is still known: the pipeline naming it gets no second, misleading "unknown rule set".
-    assert out == [expected]
-    assert status == 2
-    assert cold_start_problems(root, monkeypatch) == [expected]
+    assert_refused_alike(root, monkeypatch, capsys, expected)
 
 
 @pytest.mark.usefixtures("deployed_env")
@@ -86,14 +93,11 @@ def test_an_invisible_control_character_is_placed_at_its_line_and_column_on_one_
     line = line_of(routing, "conversation.auto_queue_reply_message ==")
     column = routing.read_text().splitlines()[line - 1].index(character[-1]) + 1
 
-    status, out = check(root, monkeypatch, capsys)
     expected = (
         f"{ROUTING}:{line}:{column}: invalid YAML: the control character {code}, invisible in most editors, is not "
         "allowed; delete it"
     )
-    assert out == [expected]
-    assert status == 2
-    assert cold_start_problems(root, monkeypatch) == [expected]
+    assert_refused_alike(root, monkeypatch, capsys, expected)
 
 
 @pytest.mark.usefixtures("deployed_env")
@@ -106,12 +110,9 @@ def test_a_rules_file_without_kind_is_told_so_not_to_give_every_routing_rule_an_
     routing = root / ROUTING
     routing.write_text(routing.read_text().replace("kind: routing\n", "", 1))
 
-    status, out = check(root, monkeypatch, capsys)
     # Nor is the pipeline's step told that no rules file declares the set (it does: without a kind).
     missing = f"{ROUTING}:2:1: document: missing required key 'kind'; add it"
-    assert out == [missing]
-    assert status == 2
-    assert cold_start_problems(root, monkeypatch) == [missing]
+    assert_refused_alike(root, monkeypatch, capsys, missing)
 
 
 @pytest.mark.usefixtures("deployed_env")
@@ -124,14 +125,11 @@ def test_a_misspelt_kind_is_reported_at_the_rules_file_alone(
     routing = root / ROUTING
     routing.write_text(routing.read_text().replace("kind: routing\n", "kind: Routing\n", 1))
 
-    status, out = check(root, monkeypatch, capsys)
     misspelt = (
         f"{ROUTING}:3:7: kind: 'Routing' is not a valid choice (did you mean 'routing'?); "
         "choose one of: validation, routing"
     )
-    assert out == [misspelt]
-    assert status == 2
-    assert cold_start_problems(root, monkeypatch) == [misspelt]
+    assert_refused_alike(root, monkeypatch, capsys, misspelt)
 
 
 @pytest.mark.usefixtures("deployed_env")
@@ -381,14 +379,11 @@ def test_a_syntax_error_in_a_condition_holding_an_environment_value_is_not_place
     monkeypatch.setenv("VIP_TIER", "gold-and-platinum-customers-of-the-year")
     line = line_of(routing, "${env:VIP_TIER}")
 
-    status, out = check(root, monkeypatch, capsys)
     expected = (
         f"{ROUTING}:{line}:12: invalid JMESPath: '=' is not an operator; compare with == (or !=) (in \"conversation"
         ".tier == 'gold-and-platinum-customers-of-the-year' && conversation.x = `1`\")"
     )
-    assert out == [expected]
-    assert status == 2
-    assert cold_start_problems(root, monkeypatch, VIP_TIER="gold-and-platinum-customers-of-the-year") == [expected]
+    assert_refused_alike(root, monkeypatch, capsys, expected, VIP_TIER="gold-and-platinum-customers-of-the-year")
 
 
 @pytest.mark.usefixtures("deployed_env")
@@ -458,14 +453,11 @@ def test_a_condition_that_starts_with_a_reserved_character_is_told_to_be_quoted(
     routing.write_text(routing.read_text().replace('"conversation.auto_queue_reply_message == `true`"', condition, 1))
     line = line_of(routing, condition)
 
-    status, out = check(root, monkeypatch, capsys)
     expected = (
         f"{ROUTING}:{line}:11: invalid YAML: a value starting with {condition[0]} is read as YAML markup, not text; "
         "put the whole value in double quotes"
     )
-    assert out == [expected]
-    assert status == 2
-    assert cold_start_problems(root, monkeypatch) == [expected]
+    assert_refused_alike(root, monkeypatch, capsys, expected)
 
 
 @pytest.mark.usefixtures("deployed_env")

@@ -13,10 +13,9 @@ from moto import mock_aws
 from engine.errors import ConfigError
 from engine.yamlsource import load_yaml
 from tests.support.dryrun import ROOT, WORLD, run_dryrun
-from tests.support.plugins import STATUS_PLUGIN, plugin_loaded
+from tests.support.plugins import STATUS_PLUGIN, plugin_loaded, write_status_events
 from tests.support.shipped import pipeline_channels, pipeline_paths
 from tools.dryrun.blueprint import blueprint
-from tools.events import rest_event
 from tools.localaws import MissingResource, local_resources, missing_resources, provision
 from tools.needs import IndexNeed, pipeline_needs, shipped_needs
 
@@ -179,16 +178,9 @@ def _provisioned_and_replayed(pipeline: Path, tmp_path: Path) -> None:
         name = resources.environment()["STATUS_TABLE_NAME"]
         schema = dynamodb.describe_table(TableName=name)["Table"]["KeySchema"]
         assert schema == [{"AttributeName": "message_sid", "KeyType": "HASH"}]
-    events = tmp_path / "events"
-    events.mkdir()
-    for number, status in enumerate(("delivered", "queued"), 1):
-        body = json.dumps({"id": f"m-{number}", "status": status})
-        event = rest_event("POST", "/prod/status", host="h.example.com", body=body, request_id="r", request_time_ms=1)
-        (events / f"{number}.json").write_text(json.dumps(event), encoding="utf-8")
-    (tmp_path / "world.yaml").write_text('now: "2026-11-25T12:00:00Z"\n', encoding="utf-8")
+    events, world = write_status_events(tmp_path)
     rules = STATUS / "rules"
     for backend in ("moto", "memory"):
-        world = tmp_path / "world.yaml"
         out = run_dryrun(
             "--json", "--backend", backend, "--world", world, "--pipeline", pipeline, "--rules", rules, events
         )

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from engine import registry
 from engine.registry import BuildInfo
 from engine.schema import pipeline_schema
+from tests.support.plugins import step_registered
 from tests.support.shipped import pipeline_paths
 from tools.schema_export import editor_schema, published_schemas, rendered_schemas
 from tools.schema_export import main as export_main
@@ -129,19 +129,13 @@ class _Echo:
 
 @pytest.fixture
 def new_step() -> Iterator[str]:
-    name = "test.echo"
-    registry.register(
-        name,
-        params={
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"times": {"type": "integer", "minimum": 1}},
-        },
-    )(_Echo)
-    try:
+    params = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"times": {"type": "integer", "minimum": 1}},
+    }
+    with step_registered("test.echo", _Echo, params=params) as name:
         yield name
-    finally:
-        registry._REGISTRY.pop(name)
 
 
 def test_a_new_step_appears_in_the_published_schema(new_step: str) -> None:

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 from tests.support.expect import ROOT
-from tests.support.plugins import STATUS_PLUGIN, pythonpath
+from tests.support.plugins import STATUS_PLUGIN, pythonpath, write_status_events
 from tests.support.shipped import configuration_files, inline_tests
-from tools.events import rest_event
 
 FIXTURE = ROOT / "tests" / "fixtures" / "status_webhook"
 
@@ -73,14 +72,8 @@ def test_pipeline_event_names_the_third_pipeline_s_channel_it_cannot_build(tmp_p
 
 def test_the_dry_run_replays_the_third_pipeline_s_events_with_its_rules(tmp_path: Path) -> None:
     root = project(tmp_path)
-    events = tmp_path / "events"
-    events.mkdir()
-    for number, status in enumerate(("delivered", "queued"), 1):
-        body = json.dumps({"id": f"m-{number}", "status": status})
-        event = rest_event("POST", "/prod/status", host="h.example.com", body=body, request_id="r", request_time_ms=1)
-        (events / f"{number}.json").write_text(json.dumps(event), encoding="utf-8")
-    (tmp_path / "world.yaml").write_text('now: "2026-11-25T12:00:00Z"\n', encoding="utf-8")
-    done = run(root, "tools.dryrun.cli", "--json", "--world", str(tmp_path / "world.yaml"), str(events))
+    events, world = write_status_events(tmp_path)
+    done = run(root, "tools.dryrun.cli", "--json", "--world", str(world), str(events))
     assert done.returncode == 0, done.stderr
     outcomes = [(line["pipeline"], line["outcome"]) for line in map(json.loads, done.stdout.splitlines())]
     assert outcomes == [("status_inbound", "STATUS_CALLBACK"), ("status_inbound", "STATUS_IGNORED")]
