@@ -6,7 +6,8 @@ for a table's key (to check a planned conditional write against the current row)
 ``tools.dryrun.recording.PlanningTables`` / ``PlanningQueues``; no SQS client is even created. In depth, every
 client ``live_clients`` makes refuses any other operation before a request is built (``ReadOnlyViolation``), so no
 code path — a plugin step, a new port method — can write with them, whatever the credentials allow.
-``READ_ONLY_POLICY`` is the IAM policy to give whoever runs it (docs/dry-run.md shows it filled in); its secrets are
+``READ_ONLY_POLICY`` is the IAM policy to give whoever runs it (docs/dry-run.md shows it filled in): each table gets
+only the reads made on it (a test records them under IAM enforcement); its secrets are
 the template's credential prefixes (``CREDENTIAL_SECRETS``, the patterns it sets: a test keeps them equal).
 A recording made with ``mask=all`` (numbers and addresses are keyed pseudonyms) matches no row of the account:
 ``pseudonymized_files`` names its files (a live replay refuses them: ``pseudonymized_recordings``).
@@ -70,13 +71,25 @@ READ_ONLY_POLICY: Mapping[str, Any] = {
             "Sid": "ReadConversations",
             "Effect": "Allow",
             "Action": _TABLE_READS,
-            "Resource": [f"{_TABLE}${{ConversationsTable}}", f"{_TABLE}${{ConversationsTable}}/index/*"],
+            "Resource": f"{_TABLE}${{ConversationsTable}}",
         },
         {
-            "Sid": "ReadStageLocksAndReplayRecords",
+            "Sid": "FindConversations",
             "Effect": "Allow",
-            "Action": _TABLE_READS,
-            "Resource": [f"{_TABLE}${{StageTable}}", f"{_TABLE}${{LockTable}}", f"{_TABLE}${{ReplayTable}}"],
+            "Action": "dynamodb:Query",
+            "Resource": f"{_TABLE}${{ConversationsTable}}/index/*",
+        },
+        {
+            "Sid": "ReadStageAndLocks",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:DescribeTable"],
+            "Resource": [f"{_TABLE}${{StageTable}}", f"{_TABLE}${{LockTable}}"],
+        },
+        {
+            "Sid": "ReadReplayRecords",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:DescribeTable"],
+            "Resource": f"{_TABLE}${{ReplayTable}}",
         },
         {
             "Sid": "ReadSigningSecrets",
