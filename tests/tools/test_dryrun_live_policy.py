@@ -1,4 +1,5 @@
-"""The documented read-only policy, as IAM enforces it: enough for every read command, and nothing it does not use.
+"""The read-only promise under IAM: the documented policy is enough for every read command, and nothing it does not
+use; a write that escaped the replay's plan is refused and its event said to be undecided.
 
 Moto enforces IAM actions (not DynamoDB or Secrets Manager resources), so each AWS call the tools make is also
 recorded, with the resource IAM would check, and compared with the policy's statements filled in for the account.
@@ -59,10 +60,10 @@ def _calls(service: str, operation: str, params: dict[str, Any]) -> list[Call]:
 
 
 @pytest.fixture
-def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[dict[str, str], list[Call]]]:
+def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[dict[str, str], list[Call], dict[str, str]]]:
     """The example world in moto, IAM enforced, read by a user allowed the policy's actions only.
 
-    Yields the tables by world section and the calls made through the tools' account sessions.
+    Yields the tables by world section, the calls made through the tools' account sessions, and an admin's key.
     """
     from runtime.aws import DynamoTables
     from tools.dryrun.backends import populate
@@ -92,14 +93,14 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[dict[str, str], l
         put_secrets(boto3.client("secretsmanager", **admin), dict(world.secrets))
         for name, value in {**resources.environment(), **{k.upper(): v for k, v in reader.items()}}.items():
             monkeypatch.setenv(name, value)
-        yield dict(resources.tables), calls
+        yield dict(resources.tables), calls, admin
 
 
-def _replay(*args: str | Path) -> list[dict[str, Any]]:
+def _replay(*args: str | Path, status: int = 0) -> tuple[list[dict[str, Any]], str]:
     out, err = io.StringIO(), io.StringIO()
-    status = run_replay(build_parser().parse_args([str(EVENTS), "--json", *map(str, args)]), out=out, err=err)
-    assert status == 0, err.getvalue()
-    return [json.loads(line) for line in out.getvalue().splitlines()]
+    done = run_replay(build_parser().parse_args([str(EVENTS), "--json", *map(str, args)]), out=out, err=err)
+    assert done == status, err.getvalue()
+    return [json.loads(line) for line in out.getvalue().splitlines()], err.getvalue()
 
 
 def _granted(tables: dict[str, str]) -> list[Call]:
@@ -119,19 +120,19 @@ def _covers(grant: Call, call: Call) -> bool:
 
 
 def test_every_read_command_works_with_the_documented_policy_which_grants_only_what_they_use(
-    account: tuple[dict[str, str], list[Call]], tmp_path: Path
+    account: tuple[dict[str, str], list[Call], dict[str, str]], tmp_path: Path
 ) -> None:
     """Defect: the policy granted Query on the stage, lock and replay tables, BatchGetItem on the stage and lock
     tables, and GetItem, BatchGetItem and DescribeTable on the conversations' indexes: nothing reads them so."""
-    tables, calls = account
-    decided = _replay("--now", NOW)
+    tables, calls, _ = account
+    decided, _ = _replay("--now", NOW)
     by_source = {Path(record["source"]).name: record for record in decided}
     assert by_source["08_burst.jsonl#1"]["outcome"] == "BATCHED"
     assert by_source["13_email.jsonl#0"]["outcome"] == "QUEUED"
     assert by_source["03_handoff.json"]["outcome"] == "HANDED_OFF"
     _replay("--baseline-rules", "rules", "--independent", "--explain")
     _replay("--skip-signature", "--report", tmp_path / "report.html")
-    arrived = _replay()
+    arrived, _ = _replay()
     assert not [note for record in (*decided, *arrived) for note in record["notes"] if "not decided" in note]
     for args in (["--now", NOW, str(EVENTS)], ["--user", "+447700900101"]):
         out, err = io.StringIO(), io.StringIO()
@@ -141,3 +142,30 @@ def test_every_read_command_works_with_the_documented_policy_which_grants_only_w
     assert sorted({call for call in calls if not any(_covers(grant, call) for grant in granted)}) == []
     unused = [grant for grant in granted if not any(_covers(grant, call) for call in calls)]
     assert unused == [], unused
+
+
+def test_a_write_that_escapes_the_plan_is_refused_and_leaves_its_event_undecided(
+    account: tuple[dict[str, str], list[Call], dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: a write that reached the account's client (a new port method, say) was refused, but where the pipeline
+    swallows a failed write (the record of a refused message), the event was reported as decided
+    (CONVERSATION_LOCKED, PROJECT_INACTIVE) with no note, and --fail-on-change passed."""
+    from tools.dryrun.recording import PlanningTables
+
+    def leaking_put(self: Any, table: str, item: Any, condition: Any = None) -> bool:
+        return bool(self._inner.put_item(table, item, condition))  # the overlay bypassed: straight to the client
+
+    tables, _, as_admin = account
+    monkeypatch.setattr(PlanningTables, "put_item", leaking_put)
+    admin = boto3.client("dynamodb", **as_admin)
+    written = {name: admin.scan(TableName=name)["Count"] for name in tables.values()}
+    records, err = _replay("--now", NOW)
+    assert "ReadOnlyViolation" in err
+    by_source = {Path(record["source"]).name: record for record in records}
+    refused = "not decided: the replay refused a write that bypassed its plan (dynamodb:PutItem; nothing was sent)"
+    for source in ("01_whatsapp_text.json", "04_locked_conversation.json", "05_inactive_project.json"):
+        assert any(note.startswith(refused) for note in by_source[source]["notes"]), by_source[source]
+    assert not any(note.startswith(refused) for note in by_source["06_bad_signature.json"]["notes"])
+    assert {name: admin.scan(TableName=name)["Count"] for name in tables.values()} == written
+    _, err = _replay("--now", NOW, "--baseline-rules", "rules", "--fail-on-change", status=2)
+    assert "not decided" in err

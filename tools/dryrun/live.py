@@ -34,6 +34,7 @@ __all__ = [
     "AccountAccess",
     "ReadOnlyViolation",
     "live_clients",
+    "note_refused_writes",
     "pseudonymized_files",
     "pseudonymized_recordings",
     "secret_resource",
@@ -118,6 +119,21 @@ def _refuse_writes(client: Any) -> None:
             )
 
     client.meta.events.register("before-parameter-build", check)
+
+
+def note_refused_writes(client: Any, refused: list[str]) -> None:
+    """Append to ``refused`` each operation of ``client`` that is not a read, as it is called (and refused).
+
+    A failed write the pipeline tolerates (a best-effort record) would otherwise leave no trace in the event's result.
+    """
+    service = client.meta.service_model.signing_name
+
+    def note(model: Any = None, **_: Any) -> None:
+        action = f"{service}:{model.name}"
+        if action not in READ_ONLY_ACTIONS:
+            refused.append(action)
+
+    client.meta.events.register_first("before-parameter-build", note)
 
 
 @dataclass(frozen=True)
