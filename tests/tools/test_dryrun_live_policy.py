@@ -169,3 +169,35 @@ def test_a_write_that_escapes_the_plan_is_refused_and_leaves_its_event_undecided
     assert {name: admin.scan(TableName=name)["Count"] for name in tables.values()} == written
     _, err = _replay("--now", NOW, "--baseline-rules", "rules", "--fail-on-change", status=2)
     assert "not decided" in err
+
+
+def test_a_step_with_its_own_aws_client_cannot_write_during_a_live_replay_whatever_the_credentials(
+    account: tuple[dict[str, str], list[Call], dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: only the replay's own clients refused writes; a plugin step that made its own boto3 client (against
+    docs/extending.md's advice, but nothing stops it) wrote to the live account when the credentials allowed it."""
+    from steps.twilio.parse import TwilioParse
+
+    tables, _, as_admin = account
+    stage = tables["stage"]
+    parse = TwilioParse.run
+
+    def run_with_its_own_client(self: TwilioParse, ctx: Any) -> Any:
+        own = boto3.session.Session().client("dynamodb")
+        own.put_item(TableName=stage, Item={"conversation_id": {"S": "plugin"}, "message_sid": {"S": "SMplugin"}})
+        return parse(self, ctx)
+
+    monkeypatch.setattr(TwilioParse, "run", run_with_its_own_client)
+    for name, value in as_admin.items():  # credentials that could write
+        monkeypatch.setenv(name.upper(), value)
+    admin = boto3.client("dynamodb", **as_admin)
+    before = admin.scan(TableName=stage)["Count"]
+    records, err = _replay("--now", NOW)
+    assert admin.scan(TableName=stage)["Count"] == before
+    assert "ReadOnlyViolation" in err
+    whatsapp = next(record for record in records if record["source"].endswith("01_whatsapp_text.json"))
+    refused = "not decided: the replay refused a write that bypassed its plan (dynamodb:PutItem; nothing was sent)"
+    assert whatsapp["outcome"] == "INTERNAL_ERROR"
+    assert any(note.startswith(refused) for note in whatsapp["notes"]), whatsapp["notes"]
+    email = next(record for record in records if record["source"].endswith("13_email.jsonl#0"))
+    assert email["outcome"] == "QUEUED" and email["notes"] == []

@@ -383,10 +383,12 @@ def account_lane(
     independent: bool,
     skip_signature: bool,
     reads: Callable[[Tables], Tables] | None = None,
+    refused: list[str] | None = None,
 ) -> Lane:
     """A lane that reads the real account and plans every write and send (an in-memory overlay, never a write).
 
-    ``reads`` wraps the account's tables (``tools.dryrun.snapshot`` notes every row read through it).
+    ``reads`` wraps the account's tables (``tools.dryrun.snapshot`` notes every row read through it); ``refused``
+    collects the writes refused during an event (``tools.dryrun.live.process_reads_only`` shares it).
     """
     from runtime.aws import DynamoTables, SecretsManagerStore
     from tools.dryrun.live import note_refused_writes
@@ -396,7 +398,7 @@ def account_lane(
     if reads is not None:
         account = reads(account)
     failures: list[str] = []
-    refused: list[str] = []
+    refused = refused if refused is not None else []
     for client in (dynamodb, secretsmanager):
         note_refused_writes(client, refused)
     secrets = SecretCache(_WatchedSecrets(SecretsManagerStore(secretsmanager), scrubber, failures), clock)
