@@ -47,6 +47,7 @@ __all__ = [
     "Lane",
     "ReplayClock",
     "TableDescriber",
+    "REFUSED_NOTE",
     "UNREAD_NOTE",
     "account_lane",
     "with_placeholders",
@@ -56,6 +57,8 @@ __all__ = [
 PLACEHOLDER_SIGNATURE = "skipped-by-pipeline-dryrun"
 # The note of an event a live replay could not decide: a read of the account failed (the replay's access).
 UNREAD_NOTE = "not decided: the replay could not read the account"
+# The note of an event whose run called a write on the account's clients (refused there: nothing was sent).
+REFUSED_NOTE = "not decided: the replay refused a write that bypassed its plan"
 # The id of every dry-run run (``Services.ids``): events replay one at a time, so no two runs race for a record,
 # and the same event writes the same rows in every lane and every run of the tool.
 DRY_RUN_ID = "pipeline-dryrun"
@@ -177,6 +180,8 @@ class Lane:
     prober: Callable[[Sequence[AppConfig]], Lane] | None = field(default=None, repr=False)
     # A live lane's failed reads of the account (``operation: code``), collected per event.
     read_failures: list[str] | None = field(default=None, repr=False)
+    # A live lane's writes refused by the account's clients (``service:Operation``), collected per event.
+    refused_writes: list[str] | None = field(default=None, repr=False)
 
     def probe(self, configs: Sequence[AppConfig]) -> Lane:
         """A lane running ``configs`` against this lane's world as it stands; its own writes never stay."""
@@ -194,8 +199,9 @@ class Lane:
         clock = self.application.services.clock
         if isinstance(clock, ReplayClock):
             clock.arriving(event)
-        if self.read_failures is not None:
-            self.read_failures.clear()
+        for collected in (self.read_failures, self.refused_writes):
+            if collected is not None:
+                collected.clear()
         handled = self.application.process(event, explain=True)
         version = self.application.pipeline(handled.pipeline).version if handled.pipeline else None
         actions, journal_notes = self.journal.take()
@@ -214,6 +220,12 @@ class Lane:
             all_notes.append(
                 f"{UNREAD_NOTE} ({failed}): this outcome is the replay's, not the rules' (production read it); check "
                 "the credentials, --profile, --region, --endpoint-url and the table variables"
+            )
+        if self.refused_writes:
+            refused = ", ".join(dict.fromkeys(self.refused_writes))
+            all_notes.append(
+                f"{REFUSED_NOTE} ({refused}; nothing was sent): this outcome is not what production would decide; "
+                "a step or port reached the account's client instead of the planned tables and queues"
             )
         return Replayed(handled, actions, all_notes, version)
 
@@ -327,6 +339,7 @@ def _planning_lane(
     independent: bool,
     skip_signature: bool,
     read_failures: list[str] | None = None,
+    refused_writes: list[str] | None = None,
 ) -> Lane:
     journal = Journal()
     tables = PlanningTables(reads, journal, describe)
@@ -344,10 +357,21 @@ def _planning_lane(
             independent=True,
             skip_signature=skip_signature,
             read_failures=read_failures,
+            refused_writes=refused_writes,
         )
 
     reset = tables.reset if independent else lambda: None
-    return Lane(application, journal, skipped, uses, reset, world=False, prober=prober, read_failures=read_failures)
+    return Lane(
+        application,
+        journal,
+        skipped,
+        uses,
+        reset,
+        world=False,
+        prober=prober,
+        read_failures=read_failures,
+        refused_writes=refused_writes,
+    )
 
 
 def account_lane(
@@ -359,18 +383,24 @@ def account_lane(
     independent: bool,
     skip_signature: bool,
     reads: Callable[[Tables], Tables] | None = None,
+    refused: list[str] | None = None,
 ) -> Lane:
     """A lane that reads the real account and plans every write and send (an in-memory overlay, never a write).
 
-    ``reads`` wraps the account's tables (``tools.dryrun.snapshot`` notes every row read through it).
+    ``reads`` wraps the account's tables (``tools.dryrun.snapshot`` notes every row read through it); ``refused``
+    collects the writes refused during an event (``tools.dryrun.live.process_reads_only`` shares it).
     """
     from runtime.aws import DynamoTables, SecretsManagerStore
+    from tools.dryrun.live import note_refused_writes
 
     dynamodb, _, secretsmanager = clients
     account: Tables = DynamoTables(dynamodb)
     if reads is not None:
         account = reads(account)
     failures: list[str] = []
+    refused = refused if refused is not None else []
+    for client in (dynamodb, secretsmanager):
+        note_refused_writes(client, refused)
     secrets = SecretCache(_WatchedSecrets(SecretsManagerStore(secretsmanager), scrubber, failures), clock)
     return _planning_lane(
         configs,
@@ -381,6 +411,7 @@ def account_lane(
         independent=independent,
         skip_signature=skip_signature,
         read_failures=failures,
+        refused_writes=refused,
     )
 
 

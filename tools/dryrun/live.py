@@ -6,7 +6,9 @@ for a table's key (to check a planned conditional write against the current row)
 ``tools.dryrun.recording.PlanningTables`` / ``PlanningQueues``; no SQS client is even created. In depth, every
 client ``live_clients`` makes refuses any other operation before a request is built (``ReadOnlyViolation``), so no
 code path — a plugin step, a new port method — can write with them, whatever the credentials allow.
-``READ_ONLY_POLICY`` is the IAM policy to give whoever runs it (docs/dry-run.md shows it filled in); its secrets are
+``process_reads_only`` extends that to every other client of the process while a replay or snapshot runs.
+``READ_ONLY_POLICY`` is the IAM policy to give whoever runs it (docs/dry-run.md shows it filled in): each table gets
+only the reads made on it (a test records them under IAM enforcement); its secrets are
 the template's credential prefixes (``CREDENTIAL_SECRETS``, the patterns it sets: a test keeps them equal).
 A recording made with ``mask=all`` (numbers and addresses are keyed pseudonyms) matches no row of the account:
 ``pseudonymized_files`` names its files (a live replay refuses them: ``pseudonymized_recordings``).
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 from engine.calls import CallLimits
 from engine.errors import Problem
@@ -33,6 +37,8 @@ __all__ = [
     "AccountAccess",
     "ReadOnlyViolation",
     "live_clients",
+    "note_refused_writes",
+    "process_reads_only",
     "pseudonymized_files",
     "pseudonymized_recordings",
     "secret_resource",
@@ -70,13 +76,25 @@ READ_ONLY_POLICY: Mapping[str, Any] = {
             "Sid": "ReadConversations",
             "Effect": "Allow",
             "Action": _TABLE_READS,
-            "Resource": [f"{_TABLE}${{ConversationsTable}}", f"{_TABLE}${{ConversationsTable}}/index/*"],
+            "Resource": f"{_TABLE}${{ConversationsTable}}",
         },
         {
-            "Sid": "ReadStageLocksAndReplayRecords",
+            "Sid": "FindConversations",
             "Effect": "Allow",
-            "Action": _TABLE_READS,
-            "Resource": [f"{_TABLE}${{StageTable}}", f"{_TABLE}${{LockTable}}", f"{_TABLE}${{ReplayTable}}"],
+            "Action": "dynamodb:Query",
+            "Resource": f"{_TABLE}${{ConversationsTable}}/index/*",
+        },
+        {
+            "Sid": "ReadStageAndLocks",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:DescribeTable"],
+            "Resource": [f"{_TABLE}${{StageTable}}", f"{_TABLE}${{LockTable}}"],
+        },
+        {
+            "Sid": "ReadReplayRecords",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:DescribeTable"],
+            "Resource": f"{_TABLE}${{ReplayTable}}",
         },
         {
             "Sid": "ReadSigningSecrets",
@@ -105,6 +123,52 @@ def _refuse_writes(client: Any) -> None:
             )
 
     client.meta.events.register("before-parameter-build", check)
+
+
+def note_refused_writes(client: Any, refused: list[str]) -> None:
+    """Append to ``refused`` each operation of ``client`` that is not a read, as it is called (and refused).
+
+    A failed write the pipeline tolerates (a best-effort record) would otherwise leave no trace in the event's result.
+    """
+    service = client.meta.service_model.signing_name
+
+    def note(model: Any = None, **_: Any) -> None:
+        action = f"{service}:{model.name}"
+        if action not in READ_ONLY_ACTIONS:
+            refused.append(action)
+
+    client.meta.events.register_first("before-parameter-build", note)
+
+
+# Operations of any service that only read, by their names' verbs; and the services credentials come from (a
+# profile's role or SSO session), which change nothing in the account.
+_READ_VERBS = ("Get", "Describe", "List", "Query", "Scan", "BatchGet", "Head", "Select")
+_CREDENTIAL_SERVICES = frozenset({"sts", "sso", "sso-oidc"})
+
+
+@contextmanager
+def process_reads_only(refused: list[str]) -> Iterator[None]:
+    """While it runs, every AWS client of the process refuses what is not a read, before a request is built.
+
+    That covers clients the replay did not make (a plugin step's own): each refused operation is appended to
+    ``refused`` and raises ``ReadOnlyViolation``. Reads of any service, and the credential services, go through.
+    """
+    from botocore.client import BaseClient
+
+    call = BaseClient._make_api_call
+
+    def guarded(client: Any, operation: str, params: Any) -> Any:
+        model = client.meta.service_model
+        if model.service_name not in _CREDENTIAL_SERVICES and not operation.startswith(_READ_VERBS):
+            action = f"{model.signing_name}:{operation}"
+            refused.append(action)
+            raise ReadOnlyViolation(
+                f"{action} is not a read: a replay of the account writes nothing (nothing was sent)"
+            )
+        return call(client, operation, params)
+
+    with mock.patch.object(BaseClient, "_make_api_call", guarded):
+        yield
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ from tools.dryrun.backends import open_backend
 from tools.dryrun.blueprint import blueprint
 from tools.dryrun.coverage import LeftOut, Lent, load_lane, rules_dir_problem, uncompared
 from tools.dryrun.events import EventFileError, RecordedEvent, load_events
-from tools.dryrun.lanes import UNREAD_NOTE, Lane, ReplayClock, account_lane, with_placeholders, world_lane
-from tools.dryrun.live import AccountAccess, live_clients, pseudonymized_recordings
+from tools.dryrun.lanes import REFUSED_NOTE, UNREAD_NOTE, Lane, ReplayClock, account_lane, with_placeholders, world_lane
+from tools.dryrun.live import AccountAccess, live_clients, process_reads_only, pseudonymized_recordings
 from tools.dryrun.mask import Masker, Scrubber
 from tools.dryrun.parallel import available_workers, conversation_groups, partition, run_partitioned
 from tools.dryrun.report import (
@@ -257,7 +257,12 @@ class _Renderer:
             note is not None,
             line if self._options.report else None,
             run.handled.pipeline,
-            any(note.startswith(UNREAD_NOTE) for lane in (run, base) if lane is not None for note in lane.notes),
+            any(
+                note.startswith((UNREAD_NOTE, REFUSED_NOTE))
+                for lane in (run, base)
+                if lane is not None
+                for note in lane.notes
+            ),
         )
 
 
@@ -516,6 +521,8 @@ def _lanes(
         clients = live_clients(shared_limits(configs[0]), _access(options))
     except botocore.exceptions.BotoCoreError as exc:
         raise UsageError(f"without --world, reads come from AWS, but no client could be made: {exc}") from None
+    refused: list[str] = []
+    stack.enter_context(process_reads_only(refused))
     return [
         account_lane(
             config,
@@ -524,6 +531,7 @@ def _lanes(
             scrubber=scrubber,
             independent=options.independent,
             skip_signature=options.skip_signature,
+            refused=refused,
         )
         for config in configs
     ]

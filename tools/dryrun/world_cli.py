@@ -67,7 +67,7 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from tools.dryrun.capture import shareable_world
     from tools.dryrun.events import load_events
     from tools.dryrun.lanes import ReplayClock
-    from tools.dryrun.live import AccountAccess, live_clients
+    from tools.dryrun.live import AccountAccess, live_clients, process_reads_only
     from tools.dryrun.snapshot import SECTION_TABLES, UnreadableAccount, snapshot_world
     from tools.dryrun.world import parse_instant
 
@@ -93,9 +93,10 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             clients = live_clients(shared_limits(configs), access)
         except ValueError as exc:  # botocore's refusal of an endpoint that is no URL
             raise Refused(f"--endpoint-url {args.endpoint_url!r}: {exc}") from None
-        snapshot = snapshot_world(
-            events, configs, clients, tables, clock=ReplayClock(now), users=tuple(args.user or ()), now=now
-        )
+        with process_reads_only([]):
+            snapshot = snapshot_world(
+                events, configs, clients, tables, clock=ReplayClock(now), users=tuple(args.user or ()), now=now
+            )
     except UnreadableAccount as exc:
         raise Refused(
             f"reading the account failed ({exc}): no world written; check the credentials, --profile, --region, "
