@@ -10,7 +10,6 @@ message that sent nothing.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -20,8 +19,8 @@ import boto3
 import pytest
 
 from engine.config import load_config
-from runtime.app import Application, Handled
-from tests.support.faults import ROOT, Fault, FaultInjector, Gate, new_container
+from runtime.app import Application
+from tests.support.faults import ROOT, Attempt, Fault, FaultInjector, new_container, outcome
 from tests.support.timeline import FixedClock
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
@@ -30,30 +29,6 @@ pytestmark = pytest.mark.integration
 
 # The world fixture's window (W) and the pipeline's lease buffer: a lock taken at t expires at t + 70.
 LEASE_SECONDS = 10 + 60
-
-
-class Attempt:
-    """One delivery in a thread of its own, held at its send until ``finish``."""
-
-    def __init__(self, application: Application, event: dict[str, Any]) -> None:
-        self.gate = Gate(application.services.queues.client, "SendMessage")  # type: ignore[attr-defined]
-        self.handled: Handled | None = None
-        self._thread = threading.Thread(target=self._run, args=(application, event))
-        self._thread.start()
-        self.gate.wait()
-
-    def _run(self, application: Application, event: dict[str, Any]) -> None:
-        self.handled = application.process(event, None)
-
-    def finish(self) -> str:
-        self.gate.open()
-        self._thread.join(30)
-        assert self.handled is not None
-        return outcome(self.handled)
-
-
-def outcome(handled: Handled) -> str:
-    return f"raised {handled.result.outcome}" if handled.raised else handled.result.outcome
 
 
 @pytest.fixture

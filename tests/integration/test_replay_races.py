@@ -11,7 +11,6 @@ recorded at rest, and a capture replayed later is ``REPLAY``: nothing written, n
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -22,9 +21,9 @@ import boto3
 import pytest
 
 from engine.config import load_config
-from runtime.app import Application, Handled
+from runtime.app import Application
 from tests.support.email import add_email_world, email_event
-from tests.support.faults import ROOT, Fault, FaultInjector, Gate, new_container
+from tests.support.faults import ROOT, Attempt, Fault, FaultInjector, new_container
 from tests.support.timeline import FixedClock
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
@@ -51,28 +50,6 @@ def start(world: World) -> Start:
         return application, faults
 
     return container
-
-
-class Attempt:
-    """One delivery running in a thread of its own, held at its send (``gate``) until the test lets it go."""
-
-    def __init__(self, application: Application, event: dict[str, Any]) -> None:
-        self.gate = Gate(application.services.queues.client, "SendMessage")  # type: ignore[attr-defined]
-        self.handled: Handled | None = None
-        self._thread = threading.Thread(target=self._run, args=(application, event))
-        self._thread.start()
-        self.gate.wait()
-
-    def _run(self, application: Application, event: dict[str, Any]) -> None:
-        self.handled = application.process(event, None)
-
-    def finish(self) -> str:
-        """Let the attempt send, wait for its end; its outcome (``raised CODE`` when raised)."""
-        self.gate.open()
-        self._thread.join(30)
-        assert self.handled is not None
-        outcome = self.handled.result.outcome
-        return f"raised {outcome}" if self.handled.raised else outcome
 
 
 def overlap(first: Attempt, retry: Attempt, order: str) -> tuple[str, str]:

@@ -28,13 +28,16 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 from moto.core.models import botocore_stubber
 
 from tools.localaws import to_dynamo
+
+if TYPE_CHECKING:
+    from runtime.app import Application, Handled
 
 __all__ = [
     "CALLS",
@@ -400,6 +403,32 @@ class Gate:
     def open(self) -> None:
         """Let the held call (and every later one) through."""
         self._opened.set()
+
+
+def outcome(handled: Handled) -> str:
+    """The event's outcome, ``raised CODE`` when the handler raised (the provider retries)."""
+    return f"raised {handled.result.outcome}" if handled.raised else handled.result.outcome
+
+
+class Attempt:
+    """One delivery running in a thread of its own, held at its send (a ``Gate``) until the test lets it go."""
+
+    def __init__(self, application: Application, event: dict[str, Any]) -> None:
+        self.gate = Gate(application.services.queues.client, "SendMessage")  # type: ignore[attr-defined]
+        self.handled: Handled | None = None
+        self._thread = threading.Thread(target=self._run, args=(application, event))
+        self._thread.start()
+        self.gate.wait()
+
+    def _run(self, application: Application, event: dict[str, Any]) -> None:
+        self.handled = application.process(event, None)
+
+    def finish(self) -> str:
+        """Let the attempt send and wait for its end: its ``outcome``."""
+        self.gate.open()
+        self._thread.join(30)
+        assert self.handled is not None
+        return outcome(self.handled)
 
 
 @dataclass(frozen=True)
