@@ -154,3 +154,12 @@ class AwsSpy:
             params["Limit"] = limit
 
         client.meta.events.register(event, limit_page)
+
+
+def iam_user(iam: Any, name: str, actions: list[str]) -> dict[str, str]:
+    """An IAM user (made through ``iam``, a boto3 client) allowed ``actions`` only: its key, as client arguments."""
+    iam.create_user(UserName=name)
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
+    iam.put_user_policy(UserName=name, PolicyName="grant", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}

@@ -19,6 +19,7 @@ import pytest
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
+from tests.support.aws import iam_user
 from tools.dryrun.cli import build_parser
 from tools.dryrun.live import READ_ONLY_POLICY, AccountAccess
 from tools.dryrun.replay import run_replay
@@ -30,15 +31,6 @@ NOW = "2026-11-25T12:00:00Z"
 REGION, ACCOUNT = "us-east-1", "123456789012"
 SECTIONS = {"conversations": "ConversationsTable", "stage": "StageTable", "lock": "LockTable", "replay": "ReplayTable"}
 Call = tuple[str, str]  # (IAM action, the resource's ARN)
-
-
-def _user(iam: Any, name: str, actions: list[str]) -> dict[str, str]:
-    """An IAM user allowed ``actions`` only: its key, as boto3's client arguments."""
-    iam.create_user(UserName=name)
-    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
-    iam.put_user_policy(UserName=name, PolicyName="grant", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
 
 
 def _policy_actions() -> list[str]:
@@ -86,7 +78,7 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[dict[str, str], l
     with set_initial_no_auth_action_count(6)(mock_aws)():  # the calls that make the two users; then IAM decides
         monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
         iam = boto3.client("iam")
-        admin, reader = _user(iam, "admin", ["*"]), _user(iam, "reader", _policy_actions())
+        admin, reader = iam_user(iam, "admin", ["*"]), iam_user(iam, "reader", _policy_actions())
         world = load_world(ROOT / "examples" / "world.yaml")
         resources = provision(boto3.client("dynamodb", **admin), boto3.client("sqs", **admin))
         populate(world, DynamoTables(boto3.client("dynamodb", **admin)), resources)

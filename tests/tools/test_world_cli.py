@@ -6,12 +6,12 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 
 from runtime.masking import MASKED_TEXT, Pseudonyms
+from tests.support.aws import iam_user
 from tests.support.dryrun import EVENTS, run_dryrun
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
@@ -129,21 +129,13 @@ def test_a_snapshot_of_an_account_it_may_not_read_fails_and_writes_no_world(
     from tools.dryrun.world import load_world
     from tools.localaws import provision
 
-    def user(iam: Any, name: str, actions: list[str]) -> dict[str, str]:
-        """A user allowed ``actions`` only: its key, as boto3's client arguments."""
-        iam.create_user(UserName=name)
-        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
-        iam.put_user_policy(UserName=name, PolicyName="grant", PolicyDocument=json.dumps(policy))
-        key = iam.create_access_key(UserName=name)["AccessKey"]
-        return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
-
     @set_initial_no_auth_action_count(6)  # the calls that make the two users; every later one is authorized
     @mock_aws
     def snapshot_as_a_user_denied_one_read() -> tuple[int, str, str]:
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
         iam = boto3.client("iam")
-        as_admin = user(iam, "admin", ["*"])
-        reader = user(iam, "reader", [*(read for read in READS if read != denied), "secretsmanager:GetSecretValue"])
+        as_admin = iam_user(iam, "admin", ["*"])
+        reader = iam_user(iam, "reader", [*(read for read in READS if read != denied), "secretsmanager:GetSecretValue"])
         resources = provision(boto3.client("dynamodb", **as_admin), boto3.client("sqs", **as_admin))
         populate(load_world(WORLD), DynamoTables(boto3.client("dynamodb", **as_admin)), resources)
         for name, value in {**resources.environment(), **{key.upper(): value for key, value in reader.items()}}.items():
