@@ -637,16 +637,18 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
                 "give --to BUNDLE or --to packaged"
             )
         live = chain[0]
-    # What becomes live or shadow is checked, the shadow made live too (it may have been deployed by hand); a
-    # bundle that was live before passed the function's own verification then: a rollback to it is not held up.
+    # What becomes live or shadow is checked, the shadow made live too (it may have been deployed by hand), and a
+    # bundle that was live before: a code deploy since may make the function refuse it and keep the one rolled back
+    # from. Only a rollback run where nothing can check it (no pipeline file here or in the bundle) goes unchecked.
     owned: _CodeOwned | None = None
     for bundle_id in dict.fromkeys([live, shadow]):
         if bundle_id is None or bundle_id == current.live or (bundle_id == shadow == current.shadow):
             continue
         bundle = store.bundle(bundle_id)
-        if bundle_id not in current.earlier_live():
-            owned = owned or _deployed(store, current, pipeline)
-            _refuse_unless_checked(bundle, pipeline, owned)
+        if pipeline is None and bundle.pipeline_file is None and bundle_id in current.earlier_live():
+            continue
+        owned = owned or _deployed(store, current, pipeline)
+        _refuse_unless_checked(bundle, pipeline, owned)
 
     def change(read: Deployment) -> Deployment:
         if (read.live, read.shadow) != (current.live, current.shadow):

@@ -693,3 +693,24 @@ def test_a_bundle_without_a_rule_set_the_pipeline_names_is_refused_with_the_fix(
     ops.edit("40_routing.yaml", ROUTING.replace("ruleset: routing", "ruleset: routng", 1))
     status, out, _ = ops.rules("publish")
     assert "route: unknown rule set 'routing' (did you mean 'routng'?); loaded rule sets:" in out
+
+
+# A rollback to a bundle that no longer loads with the deployed code (defect: a bundle that was live before was never
+# checked again, so the rollback was written and reported as deployed while every function refused the bundle and
+# kept deciding with the one rolled back from: the rollback silently did nothing).
+
+
+def test_a_rollback_to_a_bundle_the_deployed_code_refuses_is_not_deployed(ops: Ops) -> None:
+    old = ops.publish("--with-pipeline", "--live")
+    deployed_file = ops.root / "pipelines" / "twilio_inbound.yaml"
+    code_deploy = PIPELINE_FILE.replace("refetch_interval_seconds: 30", "refetch_interval_seconds: 60", 1)
+    assert code_deploy != PIPELINE_FILE
+    deployed_file.write_text(code_deploy, encoding="utf-8")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    current = ops.publish("--live")
+    for command in (["rollback"], ["rollback", "--to", old]):
+        status, out, err = ops.rules(*command)
+        assert status == 2, out + err
+        assert err.startswith(f"pipeline-rules: error: bundle {old} changes what only a code deploy changes: ")
+        assert "(secrets.fetch) has other with: parameters than the deployed pipeline's" in err
+        assert (ops.deployment().revision, ops.deployment().live) == (2, current)
