@@ -490,13 +490,39 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     return EXIT_OK, store
 
 
+_MISSING_EFFECT = {
+    "live": "new containers decide with an earlier live bundle (an ERROR line each), warm ones keep it",
+    "shadow": "new containers do not evaluate it (an ERROR line each), warm ones keep it",
+}
+
+
+def _print_missing(store: _Store, deployment: Deployment, stored: set[str], out: TextIO) -> None:
+    """A line for the live or shadow bundle the deployment names that has no object (deleted, or never uploaded)."""
+    for role, bundle_id in (("live", deployment.live), ("shadow", deployment.shadow)):
+        key = bundle_key(store.prefix, store.pipeline, bundle_id) if bundle_id else None
+        if key is not None and key not in stored:
+            print(
+                f"missing: the {role} bundle {bundle_id} has no object at {store.uri(key)}: {_MISSING_EFFECT[role]}; "
+                "publish it again, or deploy another bundle",
+                file=out,
+            )
+
+
 def _list(store: _Store, out: TextIO) -> None:
     deployment, _ = store.deployment()
+    # Every page: S3 lists keys in key order, a page at a time, and the newest may be on any page.
+    pages = store.client.get_paginator("list_objects_v2").paginate(
+        Bucket=store.bucket, Prefix=f"{store.prefix}{store.pipeline}/bundles/"
+    )
+    listing = store._call(
+        "cannot list the bundles", lambda: [item for page in pages for item in page.get("Contents", [])]
+    )
     print(f"pipeline {store.pipeline}: {store.uri(store.prefix + store.pipeline + '/')}", file=out)
     if not deployment.revision:
         print("no deployment: the rules packaged beside the handler decide", file=out)
     else:
         print(f"deployment {_describe(deployment)} ({deployment.updated_at} by {deployment.updated_by})", file=out)
+        _print_missing(store, deployment, {item["Key"] for item in listing}, out)
         print("history (newest first):", file=out)
         for entry in (deployment.entry(), *deployment.history):
             shadow = f", shadow {entry['shadow']}" if entry.get("shadow") else ""
@@ -507,13 +533,6 @@ def _list(store: _Store, out: TextIO) -> None:
                 f"  r{entry['revision']}  {entry['updated_at']}  {entry['updated_by']}: live {live}{shadow}{note}",
                 file=out,
             )
-    # Every page: S3 lists keys in key order, a page at a time, and the newest may be on any page.
-    pages = store.client.get_paginator("list_objects_v2").paginate(
-        Bucket=store.bucket, Prefix=f"{store.prefix}{store.pipeline}/bundles/"
-    )
-    listing = store._call(
-        "cannot list the bundles", lambda: [item for page in pages for item in page.get("Contents", [])]
-    )
     objects = sorted(listing, key=lambda item: item["LastModified"], reverse=True)[:LISTED]
     print(f"bundles (newest first, up to {LISTED}):", file=out)
     for item in objects:

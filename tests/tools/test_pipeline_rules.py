@@ -714,3 +714,31 @@ def test_a_rollback_to_a_bundle_the_deployed_code_refuses_is_not_deployed(ops: O
         assert err.startswith(f"pipeline-rules: error: bundle {old} changes what only a code deploy changes: ")
         assert "(secrets.fetch) has other with: parameters than the deployed pipeline's" in err
         assert (ops.deployment().revision, ops.deployment().live) == (2, current)
+
+
+# The live bundle's object deleted (defect: `list` still said "live B" as if all were well, the bundle simply absent
+# from the bundles listed, while every new container refused the deployment and decided with an earlier bundle).
+
+
+def test_list_says_when_the_live_or_shadow_bundle_has_no_object(ops: Ops) -> None:
+    ops.publish("--live")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    live = ops.publish("--live")
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    shadow = ops.publish("--shadow")
+    for gone in (live, shadow):
+        ops.s3.delete_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, gone))
+    status, out, _ = ops.rules("list")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[1].startswith(f"deployment revision 3: live {live}, shadow {shadow} (")
+    assert lines[2] == (
+        f"missing: the live bundle {live} has no object at s3://{BUCKET}/rules/{PIPELINE}/bundles/{live}.json: "
+        "new containers decide with an earlier live bundle (an ERROR line each), warm ones keep it; "
+        "publish it again, or deploy another bundle"
+    )
+    assert lines[3] == (
+        f"missing: the shadow bundle {shadow} has no object at s3://{BUCKET}/rules/{PIPELINE}/bundles/{shadow}.json: "
+        "new containers do not evaluate it (an ERROR line each), warm ones keep it; "
+        "publish it again, or deploy another bundle"
+    )
