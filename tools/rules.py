@@ -686,6 +686,18 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
     print(f"deployed: {_describe(deployed)}{promoted}", file=out)
     if args.command == "shadow":
         _note_replaced(current, deployed.shadow, err)
+    if args.command == "promote" and args.bundle is not None and _untried(args.bundle, current):
+        print(
+            f"pipeline-rules: note: bundle {args.bundle} was never the shadow candidate (in the history kept): it went "
+            "live untried on live traffic; `pipeline-rules shadow BUNDLE` tries one first",
+            file=err,
+        )
+
+
+def _untried(bundle_id: str, deployment: Deployment) -> bool:
+    """Whether the bundle was neither the shadow candidate nor live in any revision the deployment keeps."""
+    entries = (deployment.entry(), *deployment.history)
+    return all(bundle_id not in (entry.get("shadow"), entry.get("live")) for entry in entries)
 
 
 def run(

@@ -742,3 +742,27 @@ def test_list_says_when_the_live_or_shadow_bundle_has_no_object(ops: Ops) -> Non
         "new containers do not evaluate it (an ERROR line each), warm ones keep it; "
         "publish it again, or deploy another bundle"
     )
+
+
+# Promoting a bundle that was never tried in shadow (defect: it went live untried with nothing said, while the
+# documented way is shadow, watch, promote).
+
+
+def test_promoting_a_bundle_never_in_shadow_says_it_goes_live_untried(ops: Ops) -> None:
+    first = ops.publish("--live")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    tried = ops.publish("--shadow", "--by", "bob")
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    untried = ops.publish()
+    status, out, err = ops.rules("promote", untried)
+    assert (status, out) == (0, f"deployed: revision 3: live {untried}, shadow {tried}\n")
+    assert err == (
+        f"pipeline-rules: note: bundle {untried} was never the shadow candidate (in the history kept): it went "
+        f"live untried on live traffic; `pipeline-rules shadow BUNDLE` tries one first\n"
+    )
+    assert ops.rules("promote", first) == (0, f"deployed: revision 4: live {first}, shadow {tried}\n", "")
+    assert ops.rules("promote") == (
+        0,
+        f"deployed: revision 5: live {tried} (the shadow candidate bob deployed at revision 2)\n",
+        "",
+    )
