@@ -433,6 +433,31 @@ def _note_left_out(rules_dir: Path, bundle: Bundle, err: TextIO) -> None:
         )
 
 
+def _note_shared(store: _Store, rules_dir: Path, bundle: Bundle, current: Deployment, err: TextIO) -> None:
+    """Name the shared rule files (naming no pipeline) the bundle changes for its pipeline only.
+
+    Another pipeline decides with its own copy: its live bundle's, else the packaged one, which is known here only
+    as far as this pipeline's live bundle holds the same files (else nothing is said).
+    """
+    shared = sorted(name for name in bundle.files if name.startswith("rules/") and _owners(rules_dir / name[6:]) == [])
+    try:
+        own = store.bundle(current.live).files if current.live else None
+        for other in sorted(set(_local_pipelines()) - {bundle.pipeline}):
+            live = _Store(store.client, store.bucket, store.prefix, other).deployment()[0].live
+            copies = _Store(store.client, store.bucket, store.prefix, other).bundle(live).files if live else own
+            changed = [name for name in shared if copies is not None and copies.get(name) != bundle.files[name]]
+            if changed:
+                print(
+                    f"pipeline-rules: note: this bundle changes {', '.join(changed)}, which names no pipeline, for "
+                    f"{bundle.pipeline} only: {other} decides with its own copy "
+                    f"({f'bundle {live}' if live else 'the packaged rules'}) until it is published with --pipeline "
+                    f"{other}",
+                    file=err,
+                )
+    except _Failed:  # a note only: what cannot be read is not compared
+        return
+
+
 def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: TextIO) -> tuple[int, _Store | None]:
     from tools.check import check_config, summary_line
 
@@ -464,6 +489,7 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     verb = "published" if uploaded else "already published"
     print(f"{verb}: bundle {bundle.id} of {name} ({len(files)} files) at {where}", file=out)
     _note_left_out(args.rules, bundle, err)
+    _note_shared(store, args.rules, bundle, store.deployment()[0], err)
     if not args.with_pipeline:
         from engine.config import content_digest
 

@@ -766,3 +766,40 @@ def test_promoting_a_bundle_never_in_shadow_says_it_goes_live_untried(ops: Ops) 
         f"deployed: revision 5: live {tried} (the shadow candidate bob deployed at revision 2)\n",
         "",
     )
+
+
+# An edit to a shared rule file (one naming no pipeline) published for one pipeline (defect: it went live for that
+# pipeline only, the other pipelines silently kept their own copy, and the note said only that their own files were
+# left out, as if they were not concerned).
+
+TRIAL_PROJECTS = "    when: \"!contains(['active', 'trial'], conversation.project_status || '')\"\n"
+
+
+def test_publishing_a_change_to_a_shared_rule_file_says_the_other_pipelines_keep_their_copy(ops: Ops) -> None:
+    status_file = (ops.root / "rules" / "10_project_status.yaml").read_text(encoding="utf-8")
+    trial = status_file.replace("    when: \"conversation.project_status != 'active'\"\n", TRIAL_PROJECTS, 1)
+    assert trial != status_file
+    ops.publish("--live")
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 0 and "shared" not in err
+
+    ops.edit("10_project_status.yaml", trial)
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 0
+    assert (
+        "pipeline-rules: note: this bundle changes rules/10_project_status.yaml, which names no pipeline, for "
+        "twilio_inbound only: email_inbound decides with its own copy (the packaged rules) until it is published "
+        "with --pipeline email_inbound\n"
+    ) in err
+
+    status, out, _ = ops.rules("--pipeline", "email_inbound", "publish", "--live")
+    assert status == 0
+    email = out.split("published: bundle ")[1].split()[0]
+    ops.edit("10_project_status.yaml", status_file)
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 0
+    assert (
+        "pipeline-rules: note: this bundle changes rules/10_project_status.yaml, which names no pipeline, for "
+        f"twilio_inbound only: email_inbound decides with its own copy (bundle {email}) until it is published "
+        "with --pipeline email_inbound\n"
+    ) in err
