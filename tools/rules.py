@@ -682,6 +682,8 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
                 "give --to BUNDLE or --to packaged"
             )
         live = chain[0]
+    if shadow == live:  # a bundle made live leaves the shadow: it would only agree with itself
+        shadow = None
     # What becomes live or shadow is checked, the shadow made live too (it may have been deployed by hand), and a
     # bundle that was live before: a code deploy since may make the function refuse it and keep the one rolled back
     # from. Only a rollback run where nothing can check it (no pipeline file here or in the bundle) goes unchecked.

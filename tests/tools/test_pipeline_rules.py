@@ -803,3 +803,16 @@ def test_publishing_a_change_to_a_shared_rule_file_says_the_other_pipelines_keep
         f"twilio_inbound only: email_inbound decides with its own copy (bundle {email}) until it is published "
         "with --pipeline email_inbound\n"
     ) in err
+
+
+# A rollback to the bundle in shadow (defect: the deployment then named it both live and shadow, which the function
+# takes for no shadow, while `list` still showed a candidate under evaluation).
+
+
+def test_a_rollback_to_the_shadow_candidate_clears_the_shadow(ops: Ops) -> None:
+    first = ops.publish("--live")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    ops.publish("--live")
+    assert ops.rules("shadow", first)[0] == 0
+    assert ops.rules("rollback")[1] == f"deployed: revision 4: live {first}\n"
+    assert (ops.deployment().live, ops.deployment().shadow) == (first, None)
