@@ -44,7 +44,7 @@ from typing import Any, NamedTuple, TextIO
 
 from engine.errors import ConfigError, did_you_mean
 from runtime.aws import error_code
-from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
+from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
 from runtime.verify import Settings, StepOutline, code_owned, owned_settings, steps_outline
 from tools.console import console_script, load_project_plugins
@@ -247,13 +247,17 @@ class _Store:
         if (updated.live, updated.shadow) == (current.live, current.shadow):
             return current, False
         key = deployment_key(self.prefix, self.pipeline)
+        body = updated.to_json()
+        if len(body) > MAX_BYTES:  # the function would refuse it, and every command after this one
+            raise _Failed(
+                f"the deployment document would be {len(body)} bytes, more than the {MAX_BYTES} (1 MiB) it may be: "
+                "nothing was written; give a shorter --note"
+            )
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         import botocore.exceptions
 
         try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=updated.to_json(), ContentType="application/json", **condition
-            )
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **condition)
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) in _WRITTEN_MEANWHILE:
                 raise _Failed("the deployment changed while this ran (someone else deployed); run it again") from None

@@ -816,3 +816,20 @@ def test_a_rollback_to_the_shadow_candidate_clears_the_shadow(ops: Ops) -> None:
     assert ops.rules("shadow", first)[0] == 0
     assert ops.rules("rollback")[1] == f"deployed: revision 4: live {first}\n"
     assert (ops.deployment().live, ops.deployment().shadow) == (first, None)
+
+
+# A deployment document written larger than the 1 MiB the function reads (defect: a long --note, a pasted diff say,
+# was written as is: every function then refused the deployment, and every later pipeline-rules command stopped on
+# it, until its last good version was copied back by hand).
+
+
+def test_a_deployment_document_the_function_would_refuse_for_its_size_is_not_written(ops: Ops) -> None:
+    live = ops.publish("--live")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    candidate = ops.publish()
+    status, out, err = ops.rules("promote", candidate, "--note", "x" * (1024 * 1024))
+    assert (status, out) == (2, "")
+    assert err.startswith("pipeline-rules: error: the deployment document would be ")
+    assert err.endswith(" bytes, more than the 1048576 (1 MiB) it may be: nothing was written; give a shorter --note\n")
+    assert (ops.deployment().revision, ops.deployment().live) == (1, live)
+    assert ops.rules("list")[0] == 0
