@@ -462,6 +462,33 @@ def _note_shared(store: _Store, rules_dir: Path, bundle: Bundle, current: Deploy
         return
 
 
+def _note_other_prefixes(store: _Store, err: TextIO) -> None:
+    """After a pipeline's first deployment, name the bucket's other prefixes holding one (a mistyped ``--prefix``)."""
+    from runtime.bundlewatch import DEFAULT_PREFIX
+
+    client, bucket = store.client, store.bucket
+
+    def deployed_under(prefix: str) -> bool:
+        key = deployment_key(prefix, store.pipeline)
+        found = store._call("cannot list", lambda: client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1))
+        return any(item["Key"] == key for item in found.get("Contents", []))
+
+    try:
+        listing = store._call("cannot list", lambda: client.list_objects_v2(Bucket=bucket, Delimiter="/"))
+        prefixes = [entry["Prefix"] for entry in listing.get("CommonPrefixes", [])]
+        others = [prefix for prefix in prefixes if prefix != store.prefix and deployed_under(prefix)]
+    except _Failed:  # a note only: a bucket that cannot be listed is not compared
+        return
+    if others:
+        held = ", ".join(store.uri(prefix) for prefix in others)
+        print(
+            f"pipeline-rules: note: this is the first deployment of {store.pipeline} under {store.uri(store.prefix)}, "
+            f"while {held} {'hold' if len(others) > 1 else 'holds'} one too: the function reads only under its "
+            f"RULES_PREFIX ({DEFAULT_PREFIX} by default)",
+            file=err,
+        )
+
+
 def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: TextIO) -> tuple[int, _Store | None]:
     from tools.check import check_config, summary_line
 
@@ -515,6 +542,8 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
 
         deployed, written = store.deploy(change)
         print(f"deployed as {role}: {_describe(deployed)}" if written else _unchanged(deployed), file=out)
+        if written and deployed.revision == 1:
+            _note_other_prefixes(store, err)
         if written and args.shadow:
             _note_replaced(replaced[0], deployed.shadow, err)
     return EXIT_OK, store

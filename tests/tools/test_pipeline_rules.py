@@ -833,3 +833,22 @@ def test_a_deployment_document_the_function_would_refuse_for_its_size_is_not_wri
     assert err.endswith(" bytes, more than the 1048576 (1 MiB) it may be: nothing was written; give a shorter --note\n")
     assert (ops.deployment().revision, ops.deployment().live) == (1, live)
     assert ops.rules("list")[0] == 0
+
+
+# A mistyped --prefix (or RULES_PREFIX) (defect: the bundle was published and deployed under a prefix the function
+# never reads, reported as deployed like any other, while the live rules stayed as they were).
+
+
+def test_a_first_deployment_under_another_prefix_than_the_buckets_deployment_says_so(ops: Ops) -> None:
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 0 and "prefix" not in err
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    status, out, err = ops.rules("--prefix", "rule", "publish", "--live")
+    assert status == 0 and "deployed as live: revision 1: " in out
+    assert err.endswith(
+        f"pipeline-rules: note: this is the first deployment of twilio_inbound under s3://{BUCKET}/rule/, while "
+        f"s3://{BUCKET}/rules/ holds one too: the function reads only under its RULES_PREFIX (rules/ by default)\n"
+    )
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    status, _, err = ops.rules("--prefix", "rule", "publish", "--shadow")
+    assert status == 0 and "prefix" not in err
