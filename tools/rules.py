@@ -438,21 +438,22 @@ def _note_left_out(rules_dir: Path, bundle: Bundle, err: TextIO) -> None:
 
 
 def _note_shared(store: _Store, rules_dir: Path, bundle: Bundle, current: Deployment, err: TextIO) -> None:
-    """Name the shared rule files (naming no pipeline) the bundle changes for its pipeline only.
+    """Name the rule files the bundle shares with other pipelines (naming none, or them too) and changes.
 
     Another pipeline decides with its own copy: its live bundle's, else the packaged one, which is known here only
     as far as this pipeline's live bundle holds the same files (else nothing is said).
     """
-    shared = sorted(name for name in bundle.files if name.startswith("rules/") and _owners(rules_dir / name[6:]) == [])
+    owners = {name: _owners(rules_dir / name[6:]) for name in sorted(bundle.files) if name.startswith("rules/")}
     try:
         own = store.bundle(current.live).files if current.live else None
         for other in sorted(set(_local_pipelines()) - {bundle.pipeline}):
-            live = _Store(store.client, store.bucket, store.prefix, other).deployment()[0].live
+            shared = [name for name, named in owners.items() if named == [] or (named and other in named)]
+            live = _Store(store.client, store.bucket, store.prefix, other).deployment()[0].live if shared else None
             copies = _Store(store.client, store.bucket, store.prefix, other).bundle(live).files if live else own
             changed = [name for name in shared if copies is not None and copies.get(name) != bundle.files[name]]
             if changed:
                 print(
-                    f"pipeline-rules: note: this bundle changes {', '.join(changed)}, which names no pipeline, for "
+                    f"pipeline-rules: note: this bundle changes {', '.join(changed)}, {other}'s too, for "
                     f"{bundle.pipeline} only: {other} decides with its own copy "
                     f"({f'bundle {live}' if live else 'the packaged rules'}) until it is published with --pipeline "
                     f"{other}",

@@ -787,7 +787,7 @@ def test_publishing_a_change_to_a_shared_rule_file_says_the_other_pipelines_keep
     status, _, err = ops.rules("publish", "--live")
     assert status == 0
     assert (
-        "pipeline-rules: note: this bundle changes rules/10_project_status.yaml, which names no pipeline, for "
+        "pipeline-rules: note: this bundle changes rules/10_project_status.yaml, email_inbound's too, for "
         "twilio_inbound only: email_inbound decides with its own copy (the packaged rules) until it is published "
         "with --pipeline email_inbound\n"
     ) in err
@@ -799,7 +799,7 @@ def test_publishing_a_change_to_a_shared_rule_file_says_the_other_pipelines_keep
     status, _, err = ops.rules("publish", "--live")
     assert status == 0
     assert (
-        "pipeline-rules: note: this bundle changes rules/10_project_status.yaml, which names no pipeline, for "
+        "pipeline-rules: note: this bundle changes rules/10_project_status.yaml, email_inbound's too, for "
         f"twilio_inbound only: email_inbound decides with its own copy (bundle {email}) until it is published "
         "with --pipeline email_inbound\n"
     ) in err
@@ -852,3 +852,14 @@ def test_a_first_deployment_under_another_prefix_than_the_buckets_deployment_say
     ops.edit("40_routing.yaml", AGENT_ROUTING)
     status, _, err = ops.rules("--prefix", "rule", "publish", "--shadow")
     assert status == 0 and "prefix" not in err
+
+
+def test_a_rule_file_naming_several_pipelines_is_shared_with_them(ops: Ops) -> None:
+    channel_file = (ops.root / "rules" / "20_channel.yaml").read_text(encoding="utf-8")
+    named = channel_file.replace("kind: validation\n", "kind: validation\npipelines: [twilio_inbound, email_inbound]\n")
+    ops.edit("20_channel.yaml", named)
+    ops.publish("--live")
+    ops.edit("20_channel.yaml", named.replace("does not allow this channel", "allows no such channel"))
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 0
+    assert "pipeline-rules: note: this bundle changes rules/20_channel.yaml, email_inbound's too, for " in err
