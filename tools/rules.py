@@ -44,7 +44,7 @@ from typing import Any, NamedTuple, TextIO
 
 from engine.errors import ConfigError, did_you_mean
 from runtime.aws import error_code
-from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
+from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
 from runtime.verify import Settings, StepOutline, code_owned, owned_settings, steps_outline
 from tools.console import console_script, load_project_plugins
@@ -247,13 +247,17 @@ class _Store:
         if (updated.live, updated.shadow) == (current.live, current.shadow):
             return current, False
         key = deployment_key(self.prefix, self.pipeline)
+        body = updated.to_json()
+        if len(body) > MAX_BYTES:  # the function would refuse it, and every command after this one
+            raise _Failed(
+                f"the deployment document would be {len(body)} bytes, more than the {MAX_BYTES} (1 MiB) it may be: "
+                "nothing was written; give a shorter --note"
+            )
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         import botocore.exceptions
 
         try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=updated.to_json(), ContentType="application/json", **condition
-            )
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **condition)
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) in _WRITTEN_MEANWHILE:
                 raise _Failed("the deployment changed while this ran (someone else deployed); run it again") from None
@@ -433,6 +437,59 @@ def _note_left_out(rules_dir: Path, bundle: Bundle, err: TextIO) -> None:
         )
 
 
+def _note_shared(store: _Store, rules_dir: Path, bundle: Bundle, current: Deployment, err: TextIO) -> None:
+    """Name the rule files the bundle shares with other pipelines (naming none, or them too) and changes.
+
+    Another pipeline decides with its own copy: its live bundle's, else the packaged one, which is known here only
+    as far as this pipeline's live bundle holds the same files (else nothing is said).
+    """
+    owners = {name: _owners(rules_dir / name[6:]) for name in sorted(bundle.files) if name.startswith("rules/")}
+    try:
+        own = store.bundle(current.live).files if current.live else None
+        for other in sorted(set(_local_pipelines()) - {bundle.pipeline}):
+            shared = [name for name, named in owners.items() if named == [] or (named and other in named)]
+            live = _Store(store.client, store.bucket, store.prefix, other).deployment()[0].live if shared else None
+            copies = _Store(store.client, store.bucket, store.prefix, other).bundle(live).files if live else own
+            changed = [name for name in shared if copies is not None and copies.get(name) != bundle.files[name]]
+            if changed:
+                print(
+                    f"pipeline-rules: note: this bundle changes {', '.join(changed)}, {other}'s too, for "
+                    f"{bundle.pipeline} only: {other} decides with its own copy "
+                    f"({f'bundle {live}' if live else 'the packaged rules'}) until it is published with --pipeline "
+                    f"{other}",
+                    file=err,
+                )
+    except _Failed:  # a note only: what cannot be read is not compared
+        return
+
+
+def _note_other_prefixes(store: _Store, err: TextIO) -> None:
+    """After a pipeline's first deployment, name the bucket's other prefixes holding one (a mistyped ``--prefix``)."""
+    from runtime.bundlewatch import DEFAULT_PREFIX
+
+    client, bucket = store.client, store.bucket
+
+    def deployed_under(prefix: str) -> bool:
+        key = deployment_key(prefix, store.pipeline)
+        found = store._call("cannot list", lambda: client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1))
+        return any(item["Key"] == key for item in found.get("Contents", []))
+
+    try:
+        listing = store._call("cannot list", lambda: client.list_objects_v2(Bucket=bucket, Delimiter="/"))
+        prefixes = [entry["Prefix"] for entry in listing.get("CommonPrefixes", [])]
+        others = [prefix for prefix in prefixes if prefix != store.prefix and deployed_under(prefix)]
+    except _Failed:  # a note only: a bucket that cannot be listed is not compared
+        return
+    if others:
+        held = ", ".join(store.uri(prefix) for prefix in others)
+        print(
+            f"pipeline-rules: note: this is the first deployment of {store.pipeline} under {store.uri(store.prefix)}, "
+            f"while {held} {'hold' if len(others) > 1 else 'holds'} one too: the function reads only under its "
+            f"RULES_PREFIX ({DEFAULT_PREFIX} by default)",
+            file=err,
+        )
+
+
 def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: TextIO) -> tuple[int, _Store | None]:
     from tools.check import check_config, summary_line
 
@@ -464,6 +521,7 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     verb = "published" if uploaded else "already published"
     print(f"{verb}: bundle {bundle.id} of {name} ({len(files)} files) at {where}", file=out)
     _note_left_out(args.rules, bundle, err)
+    _note_shared(store, args.rules, bundle, store.deployment()[0], err)
     if not args.with_pipeline:
         from engine.config import content_digest
 
@@ -485,18 +543,46 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
 
         deployed, written = store.deploy(change)
         print(f"deployed as {role}: {_describe(deployed)}" if written else _unchanged(deployed), file=out)
+        if written and deployed.revision == 1:
+            _note_other_prefixes(store, err)
         if written and args.shadow:
             _note_replaced(replaced[0], deployed.shadow, err)
     return EXIT_OK, store
 
 
+_MISSING_EFFECT = {
+    "live": "new containers decide with an earlier live bundle (an ERROR line each), warm ones keep it",
+    "shadow": "new containers do not evaluate it (an ERROR line each), warm ones keep it",
+}
+
+
+def _print_missing(store: _Store, deployment: Deployment, stored: set[str], out: TextIO) -> None:
+    """A line for the live or shadow bundle the deployment names that has no object (deleted, or never uploaded)."""
+    for role, bundle_id in (("live", deployment.live), ("shadow", deployment.shadow)):
+        key = bundle_key(store.prefix, store.pipeline, bundle_id) if bundle_id else None
+        if key is not None and key not in stored:
+            print(
+                f"missing: the {role} bundle {bundle_id} has no object at {store.uri(key)}: {_MISSING_EFFECT[role]}; "
+                "publish it again, or deploy another bundle",
+                file=out,
+            )
+
+
 def _list(store: _Store, out: TextIO) -> None:
     deployment, _ = store.deployment()
+    # Every page: S3 lists keys in key order, a page at a time, and the newest may be on any page.
+    pages = store.client.get_paginator("list_objects_v2").paginate(
+        Bucket=store.bucket, Prefix=f"{store.prefix}{store.pipeline}/bundles/"
+    )
+    listing = store._call(
+        "cannot list the bundles", lambda: [item for page in pages for item in page.get("Contents", [])]
+    )
     print(f"pipeline {store.pipeline}: {store.uri(store.prefix + store.pipeline + '/')}", file=out)
     if not deployment.revision:
         print("no deployment: the rules packaged beside the handler decide", file=out)
     else:
         print(f"deployment {_describe(deployment)} ({deployment.updated_at} by {deployment.updated_by})", file=out)
+        _print_missing(store, deployment, {item["Key"] for item in listing}, out)
         print("history (newest first):", file=out)
         for entry in (deployment.entry(), *deployment.history):
             shadow = f", shadow {entry['shadow']}" if entry.get("shadow") else ""
@@ -507,13 +593,6 @@ def _list(store: _Store, out: TextIO) -> None:
                 f"  r{entry['revision']}  {entry['updated_at']}  {entry['updated_by']}: live {live}{shadow}{note}",
                 file=out,
             )
-    # Every page: S3 lists keys in key order, a page at a time, and the newest may be on any page.
-    pages = store.client.get_paginator("list_objects_v2").paginate(
-        Bucket=store.bucket, Prefix=f"{store.prefix}{store.pipeline}/bundles/"
-    )
-    listing = store._call(
-        "cannot list the bundles", lambda: [item for page in pages for item in page.get("Contents", [])]
-    )
     objects = sorted(listing, key=lambda item: item["LastModified"], reverse=True)[:LISTED]
     print(f"bundles (newest first, up to {LISTED}):", file=out)
     for item in objects:
@@ -637,16 +716,20 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
                 "give --to BUNDLE or --to packaged"
             )
         live = chain[0]
-    # What becomes live or shadow is checked, the shadow made live too (it may have been deployed by hand); a
-    # bundle that was live before passed the function's own verification then: a rollback to it is not held up.
+    if shadow == live:  # a bundle made live leaves the shadow: it would only agree with itself
+        shadow = None
+    # What becomes live or shadow is checked, the shadow made live too (it may have been deployed by hand), and a
+    # bundle that was live before: a code deploy since may make the function refuse it and keep the one rolled back
+    # from. Only a rollback run where nothing can check it (no pipeline file here or in the bundle) goes unchecked.
     owned: _CodeOwned | None = None
     for bundle_id in dict.fromkeys([live, shadow]):
         if bundle_id is None or bundle_id == current.live or (bundle_id == shadow == current.shadow):
             continue
         bundle = store.bundle(bundle_id)
-        if bundle_id not in current.earlier_live():
-            owned = owned or _deployed(store, current, pipeline)
-            _refuse_unless_checked(bundle, pipeline, owned)
+        if pipeline is None and bundle.pipeline_file is None and bundle_id in current.earlier_live():
+            continue
+        owned = owned or _deployed(store, current, pipeline)
+        _refuse_unless_checked(bundle, pipeline, owned)
 
     def change(read: Deployment) -> Deployment:
         if (read.live, read.shadow) != (current.live, current.shadow):
@@ -665,6 +748,18 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
     print(f"deployed: {_describe(deployed)}{promoted}", file=out)
     if args.command == "shadow":
         _note_replaced(current, deployed.shadow, err)
+    if args.command == "promote" and args.bundle is not None and _untried(args.bundle, current):
+        print(
+            f"pipeline-rules: note: bundle {args.bundle} was never the shadow candidate (in the history kept): it went "
+            "live untried on live traffic; `pipeline-rules shadow BUNDLE` tries one first",
+            file=err,
+        )
+
+
+def _untried(bundle_id: str, deployment: Deployment) -> bool:
+    """Whether the bundle was neither the shadow candidate nor live in any revision the deployment keeps."""
+    entries = (deployment.entry(), *deployment.history)
+    return all(bundle_id not in (entry.get("shadow"), entry.get("live")) for entry in entries)
 
 
 def run(

@@ -693,3 +693,173 @@ def test_a_bundle_without_a_rule_set_the_pipeline_names_is_refused_with_the_fix(
     ops.edit("40_routing.yaml", ROUTING.replace("ruleset: routing", "ruleset: routng", 1))
     status, out, _ = ops.rules("publish")
     assert "route: unknown rule set 'routing' (did you mean 'routng'?); loaded rule sets:" in out
+
+
+# A rollback to a bundle that no longer loads with the deployed code (defect: a bundle that was live before was never
+# checked again, so the rollback was written and reported as deployed while every function refused the bundle and
+# kept deciding with the one rolled back from: the rollback silently did nothing).
+
+
+def test_a_rollback_to_a_bundle_the_deployed_code_refuses_is_not_deployed(ops: Ops) -> None:
+    old = ops.publish("--with-pipeline", "--live")
+    deployed_file = ops.root / "pipelines" / "twilio_inbound.yaml"
+    code_deploy = PIPELINE_FILE.replace("refetch_interval_seconds: 30", "refetch_interval_seconds: 60", 1)
+    assert code_deploy != PIPELINE_FILE
+    deployed_file.write_text(code_deploy, encoding="utf-8")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    current = ops.publish("--live")
+    for command in (["rollback"], ["rollback", "--to", old]):
+        status, out, err = ops.rules(*command)
+        assert status == 2, out + err
+        assert err.startswith(f"pipeline-rules: error: bundle {old} changes what only a code deploy changes: ")
+        assert "(secrets.fetch) has other with: parameters than the deployed pipeline's" in err
+        assert (ops.deployment().revision, ops.deployment().live) == (2, current)
+
+
+# The live bundle's object deleted (defect: `list` still said "live B" as if all were well, the bundle simply absent
+# from the bundles listed, while every new container refused the deployment and decided with an earlier bundle).
+
+
+def test_list_says_when_the_live_or_shadow_bundle_has_no_object(ops: Ops) -> None:
+    ops.publish("--live")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    live = ops.publish("--live")
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    shadow = ops.publish("--shadow")
+    for gone in (live, shadow):
+        ops.s3.delete_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, gone))
+    status, out, _ = ops.rules("list")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[1].startswith(f"deployment revision 3: live {live}, shadow {shadow} (")
+    assert lines[2] == (
+        f"missing: the live bundle {live} has no object at s3://{BUCKET}/rules/{PIPELINE}/bundles/{live}.json: "
+        "new containers decide with an earlier live bundle (an ERROR line each), warm ones keep it; "
+        "publish it again, or deploy another bundle"
+    )
+    assert lines[3] == (
+        f"missing: the shadow bundle {shadow} has no object at s3://{BUCKET}/rules/{PIPELINE}/bundles/{shadow}.json: "
+        "new containers do not evaluate it (an ERROR line each), warm ones keep it; "
+        "publish it again, or deploy another bundle"
+    )
+
+
+# Promoting a bundle that was never tried in shadow (defect: it went live untried with nothing said, while the
+# documented way is shadow, watch, promote).
+
+
+def test_promoting_a_bundle_never_in_shadow_says_it_goes_live_untried(ops: Ops) -> None:
+    first = ops.publish("--live")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    tried = ops.publish("--shadow", "--by", "bob")
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    untried = ops.publish()
+    status, out, err = ops.rules("promote", untried)
+    assert (status, out) == (0, f"deployed: revision 3: live {untried}, shadow {tried}\n")
+    assert err == (
+        f"pipeline-rules: note: bundle {untried} was never the shadow candidate (in the history kept): it went "
+        f"live untried on live traffic; `pipeline-rules shadow BUNDLE` tries one first\n"
+    )
+    assert ops.rules("promote", first) == (0, f"deployed: revision 4: live {first}, shadow {tried}\n", "")
+    assert ops.rules("promote") == (
+        0,
+        f"deployed: revision 5: live {tried} (the shadow candidate bob deployed at revision 2)\n",
+        "",
+    )
+
+
+# An edit to a shared rule file (one naming no pipeline) published for one pipeline (defect: it went live for that
+# pipeline only, the other pipelines silently kept their own copy, and the note said only that their own files were
+# left out, as if they were not concerned).
+
+TRIAL_PROJECTS = "    when: \"!contains(['active', 'trial'], conversation.project_status || '')\"\n"
+
+
+def test_publishing_a_change_to_a_shared_rule_file_says_the_other_pipelines_keep_their_copy(ops: Ops) -> None:
+    status_file = (ops.root / "rules" / "10_project_status.yaml").read_text(encoding="utf-8")
+    trial = status_file.replace("    when: \"conversation.project_status != 'active'\"\n", TRIAL_PROJECTS, 1)
+    assert trial != status_file
+    ops.publish("--live")
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 0 and "shared" not in err
+
+    ops.edit("10_project_status.yaml", trial)
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 0
+    assert (
+        "pipeline-rules: note: this bundle changes rules/10_project_status.yaml, email_inbound's too, for "
+        "twilio_inbound only: email_inbound decides with its own copy (the packaged rules) until it is published "
+        "with --pipeline email_inbound\n"
+    ) in err
+
+    status, out, _ = ops.rules("--pipeline", "email_inbound", "publish", "--live")
+    assert status == 0
+    email = out.split("published: bundle ")[1].split()[0]
+    ops.edit("10_project_status.yaml", status_file)
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 0
+    assert (
+        "pipeline-rules: note: this bundle changes rules/10_project_status.yaml, email_inbound's too, for "
+        f"twilio_inbound only: email_inbound decides with its own copy (bundle {email}) until it is published "
+        "with --pipeline email_inbound\n"
+    ) in err
+
+
+# A rollback to the bundle in shadow (defect: the deployment then named it both live and shadow, which the function
+# takes for no shadow, while `list` still showed a candidate under evaluation).
+
+
+def test_a_rollback_to_the_shadow_candidate_clears_the_shadow(ops: Ops) -> None:
+    first = ops.publish("--live")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    ops.publish("--live")
+    assert ops.rules("shadow", first)[0] == 0
+    assert ops.rules("rollback")[1] == f"deployed: revision 4: live {first}\n"
+    assert (ops.deployment().live, ops.deployment().shadow) == (first, None)
+
+
+# A deployment document written larger than the 1 MiB the function reads (defect: a long --note, a pasted diff say,
+# was written as is: every function then refused the deployment, and every later pipeline-rules command stopped on
+# it, until its last good version was copied back by hand).
+
+
+def test_a_deployment_document_the_function_would_refuse_for_its_size_is_not_written(ops: Ops) -> None:
+    live = ops.publish("--live")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    candidate = ops.publish()
+    status, out, err = ops.rules("promote", candidate, "--note", "x" * (1024 * 1024))
+    assert (status, out) == (2, "")
+    assert err.startswith("pipeline-rules: error: the deployment document would be ")
+    assert err.endswith(" bytes, more than the 1048576 (1 MiB) it may be: nothing was written; give a shorter --note\n")
+    assert (ops.deployment().revision, ops.deployment().live) == (1, live)
+    assert ops.rules("list")[0] == 0
+
+
+# A mistyped --prefix (or RULES_PREFIX) (defect: the bundle was published and deployed under a prefix the function
+# never reads, reported as deployed like any other, while the live rules stayed as they were).
+
+
+def test_a_first_deployment_under_another_prefix_than_the_buckets_deployment_says_so(ops: Ops) -> None:
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 0 and "prefix" not in err
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    status, out, err = ops.rules("--prefix", "rule", "publish", "--live")
+    assert status == 0 and "deployed as live: revision 1: " in out
+    assert err.endswith(
+        f"pipeline-rules: note: this is the first deployment of twilio_inbound under s3://{BUCKET}/rule/, while "
+        f"s3://{BUCKET}/rules/ holds one too: the function reads only under its RULES_PREFIX (rules/ by default)\n"
+    )
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    status, _, err = ops.rules("--prefix", "rule", "publish", "--shadow")
+    assert status == 0 and "prefix" not in err
+
+
+def test_a_rule_file_naming_several_pipelines_is_shared_with_them(ops: Ops) -> None:
+    channel_file = (ops.root / "rules" / "20_channel.yaml").read_text(encoding="utf-8")
+    named = channel_file.replace("kind: validation\n", "kind: validation\npipelines: [twilio_inbound, email_inbound]\n")
+    ops.edit("20_channel.yaml", named)
+    ops.publish("--live")
+    ops.edit("20_channel.yaml", named.replace("does not allow this channel", "allows no such channel"))
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 0
+    assert "pipeline-rules: note: this bundle changes rules/20_channel.yaml, email_inbound's too, for " in err
