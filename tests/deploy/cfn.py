@@ -160,13 +160,18 @@ def lambda_invocation(template: dict[str, Any], at: float, *, failed: bool, ms: 
     ]
 
 
-def api_answer(template: dict[str, Any], at: float, status: int) -> list[Datapoint]:
-    """What API Gateway records for an answer of the webhook API with HTTP ``status``."""
+def api_answer(template: dict[str, Any], at: float, status: int, path: str | None = None) -> list[Datapoint]:
+    """What API Gateway records for an answer of the webhook API with HTTP ``status`` to a request for ``path``: its
+    ``4XXError`` and ``5XXError``, and what the template's metric filters count from the answer's access log line."""
     api = template["Resources"]["WebhookApi"]["Properties"]
     stage = (("ApiName", resolve(template, api["Name"])), ("Stage", resolve(template, api["StageName"])))
+    line = {"status": str(status), "apiId": resolve(template, {"Ref": "WebhookApi"})}
+    if path is not None:
+        line["resourcePath"] = path
     return [
         Datapoint("AWS/ApiGateway", "4XXError", stage, float(400 <= status < 500), at),
         Datapoint("AWS/ApiGateway", "5XXError", stage, float(status >= 500), at),
+        *access_log_counts(template, line, at),
     ]
 
 
@@ -178,20 +183,32 @@ def gateway_response(template: dict[str, Any], at: float, response_type: str) ->
     """
     api = template["Resources"]["WebhookApi"]["Properties"]
     stage = (("ApiName", resolve(template, api["Name"])), ("Stage", resolve(template, api["StageName"])))
-    points = [
+    line = {"responseType": response_type, "apiId": resolve(template, {"Ref": "WebhookApi"})}
+    return [
         Datapoint("AWS/ApiGateway", "4XXError", stage, 1.0, at),
         Datapoint("AWS/ApiGateway", "5XXError", stage, 0.0, at),
+        *access_log_counts(template, line, at),
     ]
-    line = {"responseType": response_type, "apiId": resolve(template, {"Ref": "WebhookApi"})}
+
+
+_CLAUSE = r'\$\.(\w+) = "([^"]*)"'
+
+
+def access_log_counts(template: dict[str, Any], line: dict[str, str], at: float) -> list[Datapoint]:
+    """What the template's metric filters on the API's access log group count from one access log ``line``.
+
+    Only patterns of the form ``{ $.field = "value" && … }`` are modelled.
+    """
+    points = []
     for body in template["Resources"].values():
         if body["Type"] != "AWS::Logs::MetricFilter":
             continue
         properties = body["Properties"]
         if properties["LogGroupName"] != {"Ref": "ApiAccessLogGroup"}:
             continue
-        pattern = re.fullmatch(r'\{ \$\.(\w+) = "([^"]*)" \}', properties["FilterPattern"])
-        assert pattern is not None, f'{properties["FilterPattern"]!r}: only {{ $.field = "value" }} is modelled'
-        if line.get(pattern[1]) != pattern[2]:
+        pattern = re.fullmatch(rf"\{{ ({_CLAUSE}(?: && {_CLAUSE})*) \}}", properties["FilterPattern"])
+        assert pattern is not None, f'{properties["FilterPattern"]!r}: only {{ $.field = "value" && … }} is modelled'
+        if any(line.get(field) != value for field, value in re.findall(_CLAUSE, pattern[1])):
             continue
         for metric in properties["MetricTransformations"]:
             dimensions = tuple(

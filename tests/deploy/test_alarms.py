@@ -105,7 +105,8 @@ def attempt(
         status, failed = 502, True
     ms = (time.perf_counter() - started) * 1000
     points = emf_datapoints(capsys.readouterr().out)
-    return status, [*points, *lambda_invocation(TEMPLATE, at, failed=failed, ms=ms), *api_answer(TEMPLATE, at, status)]
+    answered = api_answer(TEMPLATE, at, status, event.get("resource"))
+    return status, [*points, *lambda_invocation(TEMPLATE, at, failed=failed, ms=ms), *answered]
 
 
 def inject(container: Any, world: Any, code: str, *, times: int | None = None) -> None:
@@ -189,6 +190,36 @@ def test_an_email_whose_deliveries_meet_a_transient_fault_raises_the_email_alarm
     assert world.sent("email") == []
     assert alarm_periods(TEMPLATE, "EmailTransientErrorsAlarm", points)[0] == deliveries[0]
     assert "EmailLossAlarm" not in firing(TEMPLATE, points)
+
+
+def _stdout_gone(line: str) -> None:
+    raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_an_email_whose_deliveries_crash_raises_an_alarm_at_the_first(
+    world: Any, deployed: tuple[Any, Clock], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The function raises on every delivery and writes no metrics document (here the queue refuses the trigger and
+    # the document's own write fails; a crash before it, or Lambda's own, is the same): only Lambda's Errors and
+    # API Gateway's 502 tell. SendGrid retries a 5xx on its own schedule for up to 3 days, one delivery per period:
+    # under FunctionErrorsAlarm's 2 and Api5xxAlarm's 5, and the email is dropped unsaid.
+    import handler
+
+    container, clock = deployed
+    add_email_world(world)
+    container.aws.fail("sqs.SendMessage", "AccessDenied", 403)
+    metrics = handler._application.metrics
+    handler._application.metrics = EmfMetrics(metrics.namespace, _stdout_gone, clock, metrics.stack)
+    points: list[Datapoint] = []
+    deliveries = [EPOCH + hours * HOUR for hours in (0, 1, 5, 24, 71)]
+    for at in deliveries:
+        status, left = attempt(container, email_event(), at, clock, capsys)
+        assert status == 502
+        points += left
+    assert world.sent("email") == []
+    assert not [point for point in points if point.metric == "Errors" and point.namespace != "AWS/Lambda"]
+    first = {name for name in firing(TEMPLATE, points) if alarm_periods(TEMPLATE, name, points)[0] == deliveries[0]}
+    assert first, "an email whose every delivery crashed was dropped and no alarm told anyone"
 
 
 def test_a_twilio_message_refused_after_a_token_rotation_raises_an_alarm_at_the_first(
