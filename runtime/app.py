@@ -607,7 +607,7 @@ class Application:
         armed), the candidate is not run: the first such event of a container (or reason) says so
         in a WARNING line.
         """
-        from runtime.shadow import TIMED_OUT, compare, log_mismatch, log_timeout, reaches
+        from runtime.shadow import FAILED, TIMED_OUT, compare, log_mismatch, log_timeout, reaches
 
         if not reaches(plans[1], result):
             return None
@@ -624,8 +624,8 @@ class Application:
                 )
             return None
         except Exception:  # the candidate never changes what the live run answered
-            logger.exception("shadow evaluation failed")
-            return None
+            logger.exception("shadow evaluation failed", extra={"pipeline": name})
+            return dict(FAILED)
         if comparison is None:
             return None
         if comparison.differing:

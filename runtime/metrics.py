@@ -13,7 +13,8 @@ CloudWatch Logs extracts the metrics from the document itself (no API call, no a
 - with a shadow candidate deployed (``runtime.shadow``), by {Pipeline}: ``ShadowEvaluations`` 1 per event
   the candidate decided too, ``ShadowMismatches`` 1 when it decided otherwise,
   ``ShadowMismatch.<rule set>`` 1 for each rule set that decided otherwise, and ``ShadowTimeouts`` 1 when
-  the candidate ran out of its time budget instead (then no ``ShadowEvaluations``);
+  the candidate ran out of its time budget instead (then no ``ShadowEvaluations``), ``ShadowFailures`` 1 when
+  its evaluation failed (neither);
 - ``SignatureMismatches`` by {Pipeline}: 1 in the invocation's document when a step that authenticates the
   request refused it (``runtime.app.failed_authentication``; template.yaml's ``SignatureMismatchAlarm``);
 - ``RulesBundleErrors`` by {Pipeline}: 1 per rules bundle (or deployment) that could not be read or was

@@ -16,7 +16,8 @@ a difference also writes one ``shadow_mismatch`` log line with the rules, outcom
 versions of both sides, and no personal data.
 
 The candidate's time is bounded by the caller (``runtime.app``, ``engine.timebox``): a candidate cut off
-is counted as ``ShadowTimeouts`` and written as one WARNING ``shadow_timeout`` line (``log_timeout``).
+is counted as ``ShadowTimeouts`` and written as one WARNING ``shadow_timeout`` line (``log_timeout``); one whose
+evaluation failed (a bug of its own) is counted as ``ShadowFailures``, so that no candidate looks agreeing unevaluated.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ _ENDED = frozenset({"ok", "skipped", "stopped"})
 Label = tuple[str | None, str]
 # The event's metrics when the candidate ran out of time: no verdict, so no ShadowEvaluations either.
 TIMED_OUT = {"ShadowTimeouts": 1}
+# ... and when its evaluation failed: no verdict either.
+FAILED = {"ShadowFailures": 1}
 
 
 class ShadowCallRefused(RuntimeError):

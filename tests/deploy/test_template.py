@@ -587,9 +587,10 @@ def test_a_shadow_candidate_cut_off_by_its_budget_is_alarmed_on_every_pipeline(t
     assert resource["Condition"] == "HasRuleBundles"
     alarm = resource["Properties"]
     watched = {watched_series(stat["Metric"]) for stat in summed_stats(alarm)}
-    emitted = set().union(*(emitted_series(config, "QUEUED", {"ShadowTimeouts": 1}) for config in configs))
-    assert watched == {series for series in emitted if series[0] == "ShadowTimeouts"}
-    assert len(watched) == len(configs)
+    counts = ({"ShadowTimeouts": 1}, {"ShadowFailures": 1})
+    emitted = set().union(*(emitted_series(config, "QUEUED", count) for config in configs for count in counts))
+    assert watched == {series for series in emitted if series[0] in ("ShadowTimeouts", "ShadowFailures")}
+    assert len(watched) == 2 * len(configs)
     assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
 
 

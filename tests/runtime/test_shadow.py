@@ -224,6 +224,35 @@ def test_agreement_costs_only_the_count(
     assert counted(metrics(capsys.readouterr().out)) == {"ShadowEvaluations": 1}
 
 
+def test_a_candidate_whose_evaluation_fails_is_counted_so_and_the_answer_stands(
+    ops: Ops,
+    shadowed: Callable[[], Shadowed],
+    world: Any,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Defect: a comparison that raised was logged and left no count, so the candidate's ShadowMismatches of 0 read
+    as agreement and no alarm said it was never evaluated."""
+    import runtime.shadow
+
+    container = shadowing(ops, shadowed, "40_routing.yaml", VIP_ROUTING)
+    world.add_conversation(vip=False)
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("a bug in the comparison")
+
+    monkeypatch.setattr(runtime.shadow, "compare", broken)
+    capsys.readouterr()
+    response = container.message()
+
+    assert response["statusCode"] == 200 and response["body"] == EMPTY_TWIML
+    assert len(world.stage_rows()) == len(world.sent("whatsapp")) == 1
+    (line,) = [line for line in json_logs(logging.ERROR) if line["message"] == "shadow evaluation failed"]
+    assert line["pipeline"] == "twilio_inbound"
+    assert counted(metrics(capsys.readouterr().out)) == {"ShadowFailures": 1}
+
+
 # The shadow counts of an invocation's metrics document (defect: the document named the live rules version only, so
 # ShadowEvaluations and ShadowMismatches could not be told apart by candidate once another one was deployed).
 
