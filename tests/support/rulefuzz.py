@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,9 +20,11 @@ from engine.rules import decided_rules
 from runtime.app import Application
 from tests.support.dryrun import run_dryrun
 from tests.support.expect import ROOT
+from tests.support.timeline import FixedClock
 from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, TOKEN, USER, rest_event, whatsapp_params
 from tests.support.world import SMS_SECRET, WA_SECRET, World
 from tools.check import CheckReport, check_config
+from tools.dryrun.events import arrival_time
 
 __all__ = ["Decided", "check", "dryrun_decision", "handler_decision", "project", "routing_rules", "wire_item"]
 
@@ -98,7 +101,10 @@ def handler_decision(world: World, session: Any, root: Path, item: dict[str, Any
     _emptied(world)
     world.add_default_secrets()
     world.dynamodb.put_item(TableName=world.resources.conversations_table, Item=item)
-    handled = Application.from_root(root, session=session).process(event)
+    application = Application.from_root(root, session=session)
+    # At the event's arrival, as the dry-run replays it: time conditions read the same instant.
+    application.replace_services(clock=FixedClock(arrival_time(event) or datetime.now(UTC)))
+    handled = application.process(event)
     result = handled.result
     return Decided(result.outcome, decided_rules(result.rules, result.error), handled.raised is not None)
 
@@ -122,6 +128,6 @@ def dryrun_decision(root: Path, item: Mapping[str, Any], event: dict[str, Any]) 
     return Decided(record["outcome"], record["decided_by"], bool(record["raised"]))
 
 
-def message_event() -> dict[str, Any]:
-    """A signed WhatsApp message with a message id of its own."""
-    return rest_event("whatsapp", whatsapp_params("SM" + uuid.uuid4().hex))
+def message_event(body: str = "Hello") -> dict[str, Any]:
+    """A signed WhatsApp message saying ``body``, with a message id of its own."""
+    return rest_event("whatsapp", whatsapp_params("SM" + uuid.uuid4().hex, body))

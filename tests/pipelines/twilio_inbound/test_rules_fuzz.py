@@ -7,8 +7,12 @@ naming its rule; any other end that is neither a decision nor that is a defect.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from runtime.dynamowire import from_wire, to_wire
 from steps.support import json_safe
@@ -24,19 +28,140 @@ from tests.support.rulefuzz import (
 )
 
 
-def decided_both_ways(world: Any, session: Any, root: Path, when: str, **attributes: Any) -> tuple[Decided, Decided]:
-    """The event decided by the handler and by the dry-run, the conversation holding ``attributes`` (plain JSON)."""
-    project(root, routing_rules(when))
-    assert check(root).errors == []
-    event = message_event()
+def decided_both_ways(
+    world: Any, session: Any, root: Path, attributes: dict[str, Any], body: str = "Hello"
+) -> tuple[Decided, Decided]:
+    """A message (``body``) decided by the handler and by the dry-run, the conversation holding ``attributes``."""
+    request = message_event(body)
     item = wire_item({name: to_wire(value) for name, value in attributes.items()})
-    plain = {name: json_safe(from_wire(value)) for name, value in item.items()}
-    return handler_decision(world, session, root, item, event), dryrun_decision(root, plain, event)
+    plain = {name: jsonable(json_safe(from_wire(value))) for name, value in item.items()}
+    return handler_decision(world, session, root, item, request), dryrun_decision(root, plain, request)
+
+
+def accepted(root: Path, when: str) -> bool:
+    """True when ``--check`` accepts the project whose routing set starts with the rule ``when``."""
+    project(root, routing_rules(when))
+    return not check(root).errors
 
 
 def test_a_rule_reading_an_attribute_with_an_empty_name_reads_null(world, boto_session, tmp_path):
-    handled, dry = decided_both_ways(world, boto_session, tmp_path, 'conversation."" == `1`')
+    assert accepted(tmp_path, 'conversation."" == `1`')
+    handled, dry = decided_both_ways(world, boto_session, tmp_path, {})
 
     assert handled.outcome == dry.outcome == "QUEUED"
     assert handled.decided_by == dry.decided_by
     assert handled.decided_by["routing"] == "channel_queue"
+
+
+# Conditions from the rules guide's subset: field paths, comparisons, &&, ||, !, and its functions.
+NAMES = ("tier", "tags", "score", "timezone", "created_at", "hand_off_to_human", "ai_config", "status", '"x-y"')
+PATHS = st.sampled_from(
+    [f"conversation.{name}" for name in NAMES]
+    + ["conversation.ai_config.temperature", "conversation.tags[0]", "request.body", "request.channel"]
+    + ["request.num_media", "request.received_at", "request.fields.Body", "request.media", "request.user_number"]
+)
+LITERALS = st.sampled_from(["`1`", "`0`", "`2.5`", "'vip'", "'5'", "`true`", "`null`", "`[]`", '`["vip"]`', "''"])
+ZONES = st.sampled_from(["'Europe/London'", "'UTC'", "'Asia/Tokyo'", "conversation.timezone || 'UTC'"])
+TIME_FUNCTIONS = st.sampled_from(["hour", "hhmm", "weekday", "local_date"])
+
+
+@st.composite
+def atoms(draw: st.DrawFn) -> str:
+    path, literal, zone = draw(PATHS), draw(LITERALS), draw(ZONES)
+    time = draw(st.sampled_from(["request.received_at", path]))
+    return draw(
+        st.sampled_from(
+            [
+                path,
+                f"{path} == {literal}",
+                f"{path} != {literal}",
+                f"{path} > `2`",
+                f"{path} <= {literal}",
+                f"contains(to_array({path} || `[]`), {literal})",
+                f"contains({path} || '', 'v')",
+                f"has_word({path} || '', 'vip')",
+                f"matches({path} || '', '(?i)^v')",
+                f"starts_with({path} || '', 'v')",
+                f"lower({path} || '') == 'vip'",
+                f"length({path} || `[]`) > `1`",
+                f"to_number({path} || '0') >= `2`",
+                f"not_null({path}, 'x') == 'x'",
+                f"type({path}) == 'string'",
+                f"{draw(TIME_FUNCTIONS)}({time}, {zone}) == {literal}",
+                f"hour({time}, {zone}) >= `9`",
+            ]
+        )
+    )
+
+
+conditions = st.recursive(
+    atoms(),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map(lambda pair: f"({pair[0]}) && ({pair[1]})"),
+        st.tuples(inner, inner).map(lambda pair: f"({pair[0]}) || ({pair[1]})"),
+        inner.map(lambda condition: f"!({condition})"),
+    ),
+    max_leaves=3,
+)
+
+# Values as other services write them: numbers as text, times, zones, empty and nested values, null.
+TEXTS = st.sampled_from(["vip", "VIP gold", "5", "2.5", "", "true", "2026-11-25T12:00:00Z", "Europe/London", "v"])
+NUMBERS = st.one_of(st.integers(-3, 1_000_000_000), st.decimals("-1000", "1000", places=2).map(lambda d: d.normalize()))
+SCALARS = st.one_of(st.none(), st.booleans(), TEXTS, NUMBERS)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["temperature", "a"]), inner)),
+    max_leaves=4,
+)
+ITEMS = st.dictionaries(st.sampled_from([name.strip('"') for name in NAMES]), VALUES, max_size=4)
+# Shapes only the table holds: sets, and numbers written as DynamoDB numbers in text.
+WIRE_ONLY = st.sampled_from(
+    [{"SS": ["vip", "gold"]}, {"NS": ["1", "2.5"]}, {"N": "5"}, {"L": []}, {"M": {}}, {"B": b"vip"}, {"NULL": True}]
+)
+WIRE_ITEMS = st.dictionaries(st.sampled_from([name.strip('"') for name in NAMES]), WIRE_ONLY, max_size=3)
+FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def assert_decided(decided: Decided) -> None:
+    """A decision, or a condition that failed on the data, named by its rule (INTERNAL_ERROR); never a crash."""
+    assert not decided.raised, decided
+    assert decided.outcome in ("QUEUED", "HANDED_OFF", "INTERNAL_ERROR"), decided
+    if decided.outcome == "INTERNAL_ERROR":
+        assert decided.decided_by.get("routing") in ("fuzz", "channel_queue"), decided
+
+
+def jsonable(value: Any) -> Any:
+    """Decimals as the JSON numbers the dry-run's world file holds."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    return value
+
+
+@FUZZ
+@given(when=conditions, attributes=ITEMS)
+def test_an_accepted_rule_is_decided_alike_by_the_handler_and_the_dryrun(
+    world, boto_session, tmp_path, when, attributes
+):
+    if not accepted(tmp_path, when):
+        event("refused by --check")
+        return
+    handled, dry = decided_both_ways(world, boto_session, tmp_path, attributes)
+
+    assert_decided(handled)
+    assert (handled.outcome, handled.decided_by) == (dry.outcome, dry.decided_by)
+
+
+@FUZZ
+@given(when=conditions, attributes=WIRE_ITEMS)
+def test_an_accepted_rule_never_crashes_on_the_shapes_only_the_table_holds(
+    world, boto_session, tmp_path, when, attributes
+):
+    project(tmp_path, routing_rules(when))
+    if check(tmp_path).errors:
+        event("refused by --check")
+        return
+    assert_decided(handler_decision(world, boto_session, tmp_path, wire_item(attributes), message_event()))
