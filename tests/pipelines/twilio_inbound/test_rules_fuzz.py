@@ -165,3 +165,29 @@ def test_an_accepted_rule_never_crashes_on_the_shapes_only_the_table_holds(
         event("refused by --check")
         return
     assert_decided(handler_decision(world, boto_session, tmp_path, wire_item(attributes), message_event()))
+
+
+CEIL_OF_BODY = "ceil(to_number(request.body || '0')) > `1`"
+
+
+def test_a_number_too_large_for_ceil_fails_the_condition_naming_its_rule(world, boto_session, tmp_path):
+    # to_number() reads the sender's "1e999" as infinity, which ceil() cannot round.
+    assert accepted(tmp_path, CEIL_OF_BODY)
+    handled, dry = decided_both_ways(world, boto_session, tmp_path, {}, body="1e999")
+
+    assert handled == dry
+    assert (handled.outcome, handled.decided_by["routing"], handled.raised) == ("INTERNAL_ERROR", "fuzz", False)
+
+
+def test_an_inline_test_whose_number_is_not_a_number_is_run_by_check(tmp_path):
+    tests = """tests:
+  - name: not a number
+    given: {request: {channel: whatsapp, body: nan}}
+    expect: {rule: fuzz, error: INTERNAL_ERROR}
+"""
+    project(tmp_path, routing_rules(CEIL_OF_BODY) + tests)
+
+    report = check(tmp_path)
+
+    assert (report.errors, report.failures) == ([], ())
+    assert "warning: no inline test is decided by rule 'fuzz'" not in "\n".join(map(str, report.findings))
