@@ -90,6 +90,15 @@ def atoms(draw: st.DrawFn) -> str:
                 f"type({path}) == 'string'",
                 f"{draw(TIME_FUNCTIONS)}({time}, {zone}) == {literal}",
                 f"hour({time}, {zone}) >= `9`",
+                f"ceil(to_number({path} || '0')) > `1`",
+                f"floor(abs(to_number(to_string({path})) || `0`)) == `2`",
+                f"contains(keys({path} || `{{}}`), 'a')",
+                f"contains(values(merge({path} || `{{}}`, `{{}}`)), {literal})",
+                f"join(',', sort(to_array({path} || `[]`))) == 'vip'",
+                f"max(to_array({path} || `[0]`)) >= `1`",
+                f"contains(map(&role, to_array({path} || `[]`)), 'user')",
+                f"e164({path} || '') == request.user_number",
+                f"ends_with(upper({path} || ''), 'P')",
             ]
         )
     )
@@ -114,6 +123,7 @@ VALUES = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["temperature", "a"]), inner)),
     max_leaves=4,
 )
+BODIES = st.sampled_from(["Hello", "vip", "VIP gold", "5", "1e999", "nan", "-inf", "", "2026-11-25T12:00:00Z", "v"])
 ITEMS = st.dictionaries(st.sampled_from([name.strip('"') for name in NAMES]), VALUES, max_size=4)
 # Shapes only the table holds: sets, and numbers written as DynamoDB numbers in text.
 WIRE_ONLY = st.sampled_from(
@@ -143,14 +153,14 @@ def jsonable(value: Any) -> Any:
 
 
 @FUZZ
-@given(when=conditions, attributes=ITEMS)
+@given(when=conditions, attributes=ITEMS, body=BODIES)
 def test_an_accepted_rule_is_decided_alike_by_the_handler_and_the_dryrun(
-    world, boto_session, tmp_path, when, attributes
+    world, boto_session, tmp_path, when, attributes, body
 ):
     if not accepted(tmp_path, when):
         event("refused by --check")
         return
-    handled, dry = decided_both_ways(world, boto_session, tmp_path, attributes)
+    handled, dry = decided_both_ways(world, boto_session, tmp_path, attributes, body)
 
     assert_decided(handled)
     assert (handled.outcome, handled.decided_by) == (dry.outcome, dry.decided_by)
