@@ -26,7 +26,16 @@ from tests.support.world import SMS_SECRET, WA_SECRET, World
 from tools.check import CheckReport, check_config
 from tools.dryrun.events import arrival_time
 
-__all__ = ["Decided", "check", "dryrun_decision", "handler_decision", "project", "routing_rules", "wire_item"]
+__all__ = [
+    "Decided",
+    "check",
+    "dryrun_decision",
+    "handler_decision",
+    "project",
+    "routing_rules",
+    "validation_rules",
+    "wire_item",
+]
 
 PIPELINE = "pipelines/twilio_inbound.yaml"
 _CHANNEL_QUEUE = """  - id: channel_queue
@@ -51,13 +60,21 @@ def routing_rules(when: str) -> str:
     )
 
 
-def project(root: Path, rules_text: str) -> Path:
-    """``root`` made a project: the shipped pipelines, plugins and rules, with ``rules_text`` as the routing set."""
+def validation_rules(when: str) -> str:
+    """The project_status set with the one rule ``fuzz`` (``when``): a match refuses the message, PROJECT_INACTIVE."""
+    return (
+        "ruleset: project_status\nkind: validation\nrules:\n"
+        f"  - id: fuzz\n    when: {json.dumps(when)}\n    then: {{error: PROJECT_INACTIVE, message: refused}}\n"
+    )
+
+
+def project(root: Path, rules_text: str, file: str = "40_routing.yaml") -> Path:
+    """``root`` made a project: the shipped pipelines, plugins and rules, with ``rules_text`` as rules/``file``."""
     if not (root / "pipelines").exists():
         shutil.copytree(ROOT / "pipelines", root / "pipelines")
         shutil.copytree(ROOT / "rules", root / "rules")
         shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
-    (root / "rules" / "40_routing.yaml").write_text(rules_text)
+    (root / "rules" / file).write_text(rules_text)
     return root
 
 

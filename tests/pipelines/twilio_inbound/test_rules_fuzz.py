@@ -25,6 +25,7 @@ from tests.support.rulefuzz import (
     message_event,
     project,
     routing_rules,
+    validation_rules,
     wire_item,
 )
 
@@ -213,3 +214,22 @@ def test_a_literal_json_has_no_number_for_is_refused_by_check(tmp_path, literal)
 
     assert str(error).startswith(f"{tmp_path}/rules/40_routing.yaml:6:")
     assert f"{literal} is not JSON" in str(error)
+
+
+@FUZZ
+@given(when=conditions, attributes=ITEMS, body=BODIES)
+def test_an_accepted_validation_rule_is_decided_alike_by_the_handler_and_the_dryrun(
+    world, boto_session, tmp_path, when, attributes, body
+):
+    project(tmp_path, routing_rules("`false`"))
+    project(tmp_path, validation_rules(when), "10_project_status.yaml")
+    if check(tmp_path).errors:
+        event("refused by --check")
+        return
+    handled, dry = decided_both_ways(world, boto_session, tmp_path, attributes, body)
+
+    assert not handled.raised, handled
+    assert handled.outcome in ("QUEUED", "PROJECT_INACTIVE", "INTERNAL_ERROR"), handled
+    if handled.outcome == "INTERNAL_ERROR":
+        assert handled.decided_by.get("project_status") == "fuzz", handled
+    assert (handled.outcome, handled.decided_by) == (dry.outcome, dry.decided_by)
