@@ -131,7 +131,7 @@ WIRE_ONLY = st.sampled_from(
     [{"SS": ["vip", "gold"]}, {"NS": ["1", "2.5"]}, {"N": "5"}, {"L": []}, {"M": {}}, {"B": b"vip"}, {"NULL": True}]
 )
 WIRE_ITEMS = st.dictionaries(st.sampled_from([name.strip('"') for name in NAMES]), WIRE_ONLY, max_size=3)
-FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def assert_decided(decided: Decided) -> None:
