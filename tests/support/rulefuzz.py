@@ -25,11 +25,13 @@ from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, TOKEN, USER, rest_ev
 from tests.support.world import SMS_SECRET, WA_SECRET, World
 from tools.check import CheckReport, check_config
 from tools.dryrun.events import arrival_time
+from tools.localaws import put_secrets
 
 __all__ = [
     "Decided",
     "check",
     "dryrun_decision",
+    "emptied",
     "handler_decision",
     "project",
     "routing_rules",
@@ -38,6 +40,10 @@ __all__ = [
 ]
 
 PIPELINE = "pipelines/twilio_inbound.yaml"
+TWILIO_SECRETS = {
+    name: {"twilio_account_sid": "AC00000000000000000000000000000000", "twilio_auth_token": TOKEN}
+    for name in (WA_SECRET, SMS_SECRET)
+}
 _CHANNEL_QUEUE = """  - id: channel_queue
     when: 'contains(`["whatsapp", "sms"]`, request.channel)'
     then: {target_from: request.channel}
@@ -78,9 +84,9 @@ def project(root: Path, rules_text: str, file: str = "40_routing.yaml") -> Path:
     return root
 
 
-def check(root: Path) -> CheckReport:
-    """``pipeline-dryrun --check`` of the project's Twilio pipeline, in this process's environment."""
-    return check_config([root / PIPELINE], root / "rules", dict(os.environ))
+def check(root: Path, pipeline: str = PIPELINE) -> CheckReport:
+    """``pipeline-dryrun --check`` of the project's ``pipeline`` (Twilio's), in this process's environment."""
+    return check_config([root / pipeline], root / "rules", dict(os.environ))
 
 
 def wire_item(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,7 +105,7 @@ def wire_item(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
-def _emptied(world: World) -> None:
+def emptied(world: World) -> None:
     """Every table of the world emptied: each example starts from no conversation, lock, stage row or record."""
     for table in (
         world.resources.conversations_table,
@@ -113,10 +119,17 @@ def _emptied(world: World) -> None:
             world.dynamodb.delete_item(TableName=table, Key={key: item[key] for key in keys})
 
 
-def handler_decision(world: World, session: Any, root: Path, item: dict[str, Any], event: dict[str, Any]) -> Decided:
+def handler_decision(
+    world: World,
+    session: Any,
+    root: Path,
+    item: dict[str, Any],
+    event: dict[str, Any],
+    secrets: Mapping[str, Any] = TWILIO_SECRETS,
+) -> Decided:
     """``event`` through a new container of the project at ``root``, with ``item`` the only conversation."""
-    _emptied(world)
-    world.add_default_secrets()
+    emptied(world)
+    put_secrets(world.secretsmanager, secrets)
     world.dynamodb.put_item(TableName=world.resources.conversations_table, Item=item)
     application = Application.from_root(root, session=session)
     # At the event's arrival, as the dry-run replays it: time conditions read the same instant.
@@ -126,20 +139,20 @@ def handler_decision(world: World, session: Any, root: Path, item: dict[str, Any
     return Decided(result.outcome, decided_rules(result.rules, result.error), handled.raised is not None)
 
 
-def dryrun_decision(root: Path, item: Mapping[str, Any], event: dict[str, Any]) -> Decided:
+def dryrun_decision(
+    root: Path,
+    item: Mapping[str, Any],
+    event: dict[str, Any],
+    secrets: Mapping[str, Any] = TWILIO_SECRETS,
+    pipeline: str = PIPELINE,
+) -> Decided:
     """``event`` through ``pipeline-dryrun --json`` on the project at ``root``, ``item`` (plain JSON) its world."""
-    world = {
-        "secrets": {
-            name: {"twilio_account_sid": "AC00000000000000000000000000000000", "twilio_auth_token": TOKEN}
-            for name in (WA_SECRET, SMS_SECRET)
-        },
-        "conversations": [dict(item)],
-    }
+    world = {"secrets": dict(secrets), "conversations": [dict(item)]}
     world_file, events_file = root / "world.json", root / "event.json"
     world_file.write_text(json.dumps(world))
     events_file.write_text(json.dumps(event))
     output = run_dryrun(
-        "--pipeline", root / PIPELINE, "--rules", root / "rules", "--world", world_file, "--json", events_file
+        "--pipeline", root / pipeline, "--rules", root / "rules", "--world", world_file, "--json", events_file
     )
     (record,) = [json.loads(line) for line in output.splitlines()]
     return Decided(record["outcome"], record["decided_by"], bool(record["raised"]))
