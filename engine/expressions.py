@@ -163,10 +163,12 @@ class Expression:
             return _INTERPRETER.visit(self._parsed.parsed, document)
         except jp_exceptions.JMESPathError as exc:
             raise ExpressionError(f"expression {self.source!r} failed: {_describe(exc)}") from None
-        except TypeError as exc:
-            # jmespath raises TypeError for a text ordered against a number, and for contains(text, not text).
+        except (TypeError, OverflowError, ValueError) as exc:
+            # jmespath raises TypeError for a text ordered against a number, and for contains(text, not text);
+            # ceil() and floor() raise OverflowError or ValueError for infinity or NaN (to_number('1e999')).
             ordering = "<, <=, > and >= compare two numbers or two texts, here a text with a number"
             detail = ordering if "<string>" not in str(exc) else "function contains() finds only text in a text"
+            detail = detail if isinstance(exc, TypeError) else "function ceil() or floor() got infinity or NaN"
             raise ExpressionError(f"expression {self.source!r} failed: {detail}") from None
 
     def test(self, document: Mapping[str, Any]) -> bool:

@@ -152,7 +152,9 @@ def rule_attributes(rulesets: Mapping[str, Any]) -> tuple[str, ...] | None:
             if path[0] == "conversation":
                 if len(path) == 1:
                     return None
-                names.setdefault(str(path[1]))
+                # DynamoDB has no attribute without a name (a projection naming one is refused): it reads null.
+                if path[1]:
+                    names.setdefault(str(path[1]))
     return tuple(names)
 
 

@@ -74,6 +74,7 @@ from tools.lint import (
     lint_expression,
     misspelt_paths,
     negated_roots,
+    non_json_literals,
     value_types,
 )
 
@@ -192,7 +193,7 @@ def _lint(inspection: Inspection) -> list[Problem]:
         # Certain, not likely: such a part never decides what it says, so the configuration is refused.
         found += [
             located.locator.problem(located.path, message, offset=offset)
-            for offset, message in negated_roots(located.expression)
+            for offset, message in [*negated_roots(located.expression), *non_json_literals(located.expression)]
         ]
     return found
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -30,6 +31,7 @@ __all__ = [
     "lint_expression",
     "misspelt_paths",
     "negated_roots",
+    "non_json_literals",
     "truthiness_mistakes",
     "value_types",
 ]
@@ -400,6 +402,33 @@ def negated_roots(expression: Expression) -> list[tuple[int, str]]:
             f"true/false), so this is always null and never true; write {written}"
         )
         found.append((bangs[where] if where < len(bangs) else 0, message))
+    return found
+
+
+def _finite(value: Any) -> bool:
+    """True when ``value`` holds no infinity or NaN (which JSON has no number for)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(map(_finite, value))
+    if isinstance(value, dict):
+        return all(map(_finite, value.values()))
+    return True
+
+
+def non_json_literals(expression: Expression) -> list[tuple[int, str]]:
+    """Each `…` literal holding infinity or NaN (`1e999`, `NaN`), which Python's JSON reader takes: (offset, message).
+
+    JSON has no such number: ceil() or floor() of one fails every event that reaches it, and no value equals NaN.
+    """
+    source, found = expression.source, []
+    for token in expression_tokens(source):
+        if token["type"] == "literal" and not _finite(token["value"]):
+            written = source[token["start"] : source.find("`", token["start"] + 1) + 1]
+            message = (
+                "is not JSON: JSON has no infinity or NaN (beyond 1.8e308 a number is infinity); write one in range"
+            )
+            found.append((token["start"], f"{written} {message}"))
     return found
 
 
