@@ -21,8 +21,8 @@ from runtime.app import Application
 from tests.support.dryrun import run_dryrun
 from tests.support.expect import ROOT
 from tests.support.timeline import FixedClock
-from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, TOKEN, USER, rest_event, whatsapp_params
-from tests.support.world import SMS_SECRET, WA_SECRET, World
+from tests.support.webhooks import TOKEN, USER, rest_event, whatsapp_params
+from tests.support.world import SMS_SECRET, WA_SECRET, World, contract_item
 from tools.check import CheckReport, check_config
 from tools.dryrun.events import arrival_time
 from tools.localaws import put_secrets
@@ -90,19 +90,9 @@ def check(root: Path, pipeline: str = PIPELINE) -> CheckReport:
 
 
 def wire_item(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """A DynamoDB-typed conversation: the contract's keys and credentials, then ``attributes`` (already typed)."""
-    item: dict[str, Any] = {
-        "primary_channel": {"S": USER},
-        "conversation_id": {"S": f"ci-aaa-000#pi-aaa-000#{uuid.uuid4()}#{USER[1:]}"},
-        "gsi_company_whatsapp_number": {"S": COMPANY_WA},
-        "gsi_company_sms_number": {"S": COMPANY_SMS},
-        "gsi_recipient_tel": {"S": USER},
-        "channel_config": {"M": {"whatsapp_credentials_id": {"S": WA_SECRET}, "sms_credentials_id": {"S": SMS_SECRET}}},
-        "project_status": {"S": "active"},
-        "allowed_channels": {"L": [{"S": "whatsapp"}, {"S": "sms"}]},
-    }
-    item.update(attributes)
-    return item
+    """A DynamoDB-typed conversation of its own: the contract's keys and credentials, then ``attributes`` (typed)."""
+    conversation_id = {"S": f"ci-aaa-000#pi-aaa-000#{uuid.uuid4()}#{USER[1:]}"}
+    return contract_item(**{"conversation_id": conversation_id, **attributes})
 
 
 def emptied(world: World) -> None:

@@ -18,6 +18,27 @@ SMS_SECRET = "ai-multi-comms/sms-credentials/acme/proj-1/twilio-test"
 _deserializer = TypeDeserializer()
 ABSENT: Any = object()  # an override that removes the attribute from the item
 
+# An attribute ``contract_item`` leaves out of the item.
+ABSENT: Any = object()
+CONTRACT_CONVERSATION_ID = f"ci-aaa-000#pi-aaa-000#0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0#{USER[1:]}"
+
+
+def contract_item(**attributes: Any) -> dict[str, Any]:
+    """A DynamoDB-typed conversation holding only what §2 promises (keys, GSI keys, credentials, status, channels),
+    then ``attributes`` (already typed; ``ABSENT`` leaves one out)."""
+    item: dict[str, Any] = {
+        "primary_channel": {"S": USER},
+        "conversation_id": {"S": CONTRACT_CONVERSATION_ID},
+        "gsi_company_whatsapp_number": {"S": COMPANY_WA},
+        "gsi_company_sms_number": {"S": COMPANY_SMS},
+        "gsi_recipient_tel": {"S": USER},
+        "channel_config": {"M": {"whatsapp_credentials_id": {"S": WA_SECRET}, "sms_credentials_id": {"S": SMS_SECRET}}},
+        "project_status": {"S": "active"},
+        "allowed_channels": {"L": [{"S": "whatsapp"}, {"S": "sms"}]},
+    }
+    item.update(attributes)
+    return {name: value for name, value in item.items() if value is not ABSENT}
+
 
 def conversation(**overrides: Any) -> dict[str, Any]:
     """A realistic conversation item (plain JSON), active and routed to its channel queue."""

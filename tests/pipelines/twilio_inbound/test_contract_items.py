@@ -12,27 +12,9 @@ from typing import Any
 import pytest
 
 from tests.support.expect import twiml_response
-from tests.support.webhooks import COMPANY_SMS, COMPANY_WA, USER, rest_event, sms_params, whatsapp_params
-from tests.support.world import SMS_SECRET, WA_SECRET
-
-CONVERSATION_ID = f"ci-aaa-000#pi-aaa-000#0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0#{USER[1:]}"
-ABSENT: Any = object()
-
-
-def contract_item(**attributes: Any) -> dict[str, Any]:
-    """A DynamoDB-typed conversation holding only what §2 promises (keys, GSI keys, credentials, status, channels)."""
-    item: dict[str, Any] = {
-        "primary_channel": {"S": USER},
-        "conversation_id": {"S": CONVERSATION_ID},
-        "gsi_company_whatsapp_number": {"S": COMPANY_WA},
-        "gsi_company_sms_number": {"S": COMPANY_SMS},
-        "gsi_recipient_tel": {"S": USER},
-        "channel_config": {"M": {"whatsapp_credentials_id": {"S": WA_SECRET}, "sms_credentials_id": {"S": SMS_SECRET}}},
-        "project_status": {"S": "active"},
-        "allowed_channels": {"L": [{"S": "whatsapp"}, {"S": "sms"}]},
-    }
-    item.update(attributes)
-    return {name: value for name, value in item.items() if value is not ABSENT}
+from tests.support.webhooks import USER, rest_event, sms_params, whatsapp_params
+from tests.support.world import CONTRACT_CONVERSATION_ID as CONVERSATION_ID
+from tests.support.world import contract_item
 
 
 def handle(world, lambda_handler, item: dict[str, Any], channel: str = "whatsapp") -> dict[str, Any]:
