@@ -193,3 +193,30 @@ def test_a_step_with_its_own_aws_client_cannot_write_during_a_live_replay_whatev
     assert any(note.startswith(refused) for note in whatsapp["notes"]), whatsapp["notes"]
     email = next(record for record in records if record["source"].endswith("13_email.jsonl#0"))
     assert email["outcome"] == "QUEUED" and email["notes"] == []
+
+
+def test_a_step_with_its_own_aws_client_cannot_write_during_a_snapshot_whatever_the_credentials(
+    account: tuple[dict[str, str], list[Call], dict[str, str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The snapshot runs the same steps as the live replay, so every client of the process is guarded there too: a
+    plugin step's own client writes nothing, whatever the credentials allow (docs/dry-run.md)."""
+    from steps.twilio.parse import TwilioParse
+
+    tables, _, as_admin = account
+    stage = tables["stage"]
+    parse = TwilioParse.run
+
+    def run_with_its_own_client(self: TwilioParse, ctx: Any) -> Any:
+        own = boto3.session.Session().client("dynamodb")
+        own.put_item(TableName=stage, Item={"conversation_id": {"S": "plugin"}, "message_sid": {"S": "SMplugin"}})
+        return parse(self, ctx)
+
+    monkeypatch.setattr(TwilioParse, "run", run_with_its_own_client)
+    for name, value in as_admin.items():  # credentials that could write
+        monkeypatch.setenv(name.upper(), value)
+    admin = boto3.client("dynamodb", **as_admin)
+    before = admin.scan(TableName=stage)["Count"]
+    out, err = io.StringIO(), io.StringIO()
+    status = world_cli(["snapshot", "--now", NOW, str(EVENTS), "-o", str(tmp_path / "world.json")], out=out, err=err)
+    assert status == 0, err.getvalue()
+    assert admin.scan(TableName=stage)["Count"] == before
