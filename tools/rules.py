@@ -448,8 +448,9 @@ def _note_shared(store: _Store, rules_dir: Path, bundle: Bundle, current: Deploy
         own = store.bundle(current.live).files if current.live else None
         for other in sorted(set(_local_pipelines()) - {bundle.pipeline}):
             shared = [name for name, named in owners.items() if named == [] or (named and other in named)]
-            live = _Store(store.client, store.bucket, store.prefix, other).deployment()[0].live if shared else None
-            copies = _Store(store.client, store.bucket, store.prefix, other).bundle(live).files if live else own
+            others = _Store(store.client, store.bucket, store.prefix, other)
+            live = others.deployment()[0].live if shared else None
+            copies = others.bundle(live).files if live else own
             changed = [name for name in shared if copies is not None and copies.get(name) != bundle.files[name]]
             if changed:
                 print(
