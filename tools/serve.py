@@ -5,12 +5,14 @@ A request under ``/{stage}/`` becomes a REST proxy event (payload 1.0): ``path``
 Gateway answers: a raised exception (a transient fault) is ``502 {"message": "Internal server error"}``, a path
 outside the routes (``POST /{stage}/<channel>`` for each channel a pipeline serves; any other path or method)
 ``403 {"message": "Missing Authentication Token"}``, a body over 10 MB ``413``, an unreadable ``Content-Length``
-``400``. One event is handled at a time, as in one Lambda container, and on the main thread, as Lambda runs its
-handler (a shadow candidate and a ``matches()`` search are bounded by a ``SIGALRM`` timer, which only the main
-thread receives); the HTTP server answers from its own threads. The signed URL is rebuilt from ``Host`` and
-``X-Forwarded-Proto`` (``http`` unless the client, or a tunnel in front, says otherwise), so a client signs
-``http://127.0.0.1:PORT/prod/whatsapp``. As API Gateway does, ``POST /{stage}/<channel>/`` (a trailing slash) reaches
-the channel's route and keeps the slash on its path, so the client signs the URL with the slash, as Twilio does.
+``400``. A body in the chunked transfer coding (as a tunnel such as cloudflared forwards it) is read whole, as API
+Gateway reads it; a malformed one is ``400``, any other transfer coding ``501``. One event is handled at a time, as
+in one Lambda container, and on the main thread, as Lambda runs its handler (a shadow candidate and a ``matches()``
+search are bounded by a ``SIGALRM`` timer, which only the main thread receives); the HTTP server answers from its
+own threads. The signed URL is rebuilt from ``Host`` and ``X-Forwarded-Proto`` (``http`` unless the client, or a
+tunnel in front, says otherwise), so a client signs ``http://127.0.0.1:PORT/prod/whatsapp``. As API Gateway does,
+``POST /{stage}/<channel>/`` (a trailing slash) reaches the channel's route and keeps the slash on its path, so the
+client signs the URL with the slash, as Twilio does.
 
 AWS, one of:
 
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from tools.dryrun.world import WorldSpec
 
 __all__ = [
+    "BodyTooLong",
     "Gateway",
     "GatewayResponse",
     "LocalContext",
@@ -73,6 +76,7 @@ __all__ = [
     "query_values_masked",
     "project_problems",
     "provision_and_seed",
+    "read_chunked",
 ]
 
 # The project: the working directory, as for every tool (runtime.plugins, runtime.layout).
@@ -266,6 +270,44 @@ class MainThread:
                     raise
 
 
+class BodyTooLong(ValueError):
+    """A chunked body longer than the limit read."""
+
+
+# A chunk-size line: hex digits, then optional chunk extensions (``;name=value``), which are ignored.
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;[^\r\n]*)?\r?\n")
+_LINE_LIMIT = 8192
+
+
+def read_chunked(stream: Any, limit: int) -> bytes:
+    """A body in the chunked transfer coding (RFC 9112 §7.1) read from ``stream``, its trailer fields skipped.
+
+    ValueError when it is not in that coding; BodyTooLong when it would exceed ``limit`` bytes.
+    """
+    body = bytearray()
+    while True:
+        line = stream.readline(_LINE_LIMIT + 1)
+        match = _CHUNK_SIZE.fullmatch(line)
+        if match is None:
+            raise ValueError("malformed chunk size line")
+        size = int(match[1], 16)
+        if size == 0:
+            break
+        if len(body) + size > limit:
+            raise BodyTooLong(f"chunked body over {limit} bytes")
+        chunk = stream.read(size)
+        if len(chunk) != size or stream.readline(3) not in (b"\r\n", b"\n"):
+            raise ValueError("chunk shorter than its size, or not ended by CRLF")
+        body += chunk
+    for _ in range(100):  # the trailer section, up to its empty line
+        line = stream.readline(_LINE_LIMIT + 1)
+        if line in (b"\r\n", b"\n"):
+            return bytes(body)
+        if not line or len(line) > _LINE_LIMIT:
+            raise ValueError("unterminated trailer section")
+    raise ValueError("too many trailer fields")
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -273,15 +315,39 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         answer = self._refusal()
         if answer is None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            answer = self.server.gateway.handle(
-                self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+            body = self._body()
+            answer = (
+                body
+                if isinstance(body, GatewayResponse)
+                else self.server.gateway.handle(
+                    self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+                )
             )
         self._answer(answer)
 
+    def _body(self) -> bytes | GatewayResponse:
+        """The request's body (chunked or of Content-Length bytes), or the answer refusing a chunked one."""
+        if self.headers.get("Transfer-Encoding") is None:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+        try:
+            return read_chunked(self.rfile, MAX_BODY_BYTES)
+        except BodyTooLong:
+            self.close_connection = True
+            return _json(413, {"message": "Request Too Long"}, str(uuid.uuid4()))
+        except ValueError:
+            self.close_connection = True
+            return _json(400, {"message": "Bad Request"}, str(uuid.uuid4()))
+
     def _refusal(self) -> GatewayResponse | None:
-        """The answer to a request whose body must not be read (unreadable or too long), else None."""
+        """The answer to a request whose body must not be read (unreadable, too long, another coding), else None."""
+        coding = self.headers.get("Transfer-Encoding")
+        if coding is not None:
+            # Only the chunked coding is read (a tunnel's; API Gateway takes it too): it wins over a Content-Length.
+            if [part.strip().lower() for part in coding.split(",")] != ["chunked"]:
+                self.close_connection = True
+                return _json(501, {"message": "Not Implemented"}, str(uuid.uuid4()))
+            return None
         raw = (self.headers.get("Content-Length") or "0").strip()
         if not raw.isascii() or not raw.isdigit():
             self.close_connection = True

@@ -544,3 +544,55 @@ def test_invocations_run_on_the_main_thread_and_their_errors_reach_the_request()
     thread.join(5)
     assert on_main == [True, True, True]
     assert answers == [{"statusCode": 200}, "ValueError", "RuntimeError"]
+
+
+# A tunnel in front of pipeline-serve (cloudflared over QUIC, cloudflare/cloudflared#479, #1485) forwards a webhook's
+# body with ``Transfer-Encoding: chunked`` and no Content-Length; API Gateway takes such a body whole.
+
+
+def test_a_chunked_twilio_post_reaches_the_handler_whole_and_the_connection_stays_usable(world, lambda_handler) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    params = whatsapp_params(body="Hola 👋 a+b=c & 100% ok\nbye")
+    body = urlencode(params).encode()
+    with listening(Gateway(lambda_handler, "prod", routes={"whatsapp", "sms"})) as port:
+        host = f"127.0.0.1:{port}"
+        headers = {"Host": host, "X-Twilio-Signature": sign(f"http://{host}/prod/whatsapp", params)}
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            # An iterable body is sent chunked (one chunk per piece), with no Content-Length.
+            pieces = iter([body[:7], body[7:100], body[100:]])
+            connection.request("POST", "/prod/whatsapp", body=pieces, headers=headers, encode_chunked=True)
+            first = connection.getresponse()
+            answers = [(first.status, first.read().decode())]
+            # The chunks were all consumed: the next request on the connection is read as a request.
+            connection.request("POST", "/prod/whatsapp", body=b"", headers={"Host": host})
+            second = connection.getresponse()
+            answers.append((second.status, second.read().decode()))
+        finally:
+            connection.close()
+    assert answers == [(200, EMPTY_TWIML), (200, EMPTY_TWIML)]
+    [row] = world.stage_rows()
+    assert row["body"] == params["Body"]
+    assert len(world.sent("whatsapp")) == 1
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "status"),
+    [
+        ("gzip, chunked", b"0\r\n\r\n", b"501"),
+        ("chunked", b"zz\r\nabc\r\n0\r\n\r\n", b"400"),
+        ("chunked", f"{20 * 1024 * 1024:x}\r\n".encode(), b"413"),
+    ],
+)
+def test_a_transfer_coding_that_cannot_be_read_is_refused_without_calling_the_handler(
+    coding: str, body: bytes, status: bytes, capsys
+) -> None:
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        raise AssertionError("called")
+
+    with listening(routed(invoke)) as port:
+        head = f"POST /prod/whatsapp HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: {coding}\r\n\r\n".encode()
+        answer = raw_exchange(port, head + body)
+    assert answer.split(b" ", 2)[1] == status
+    assert "Traceback" not in capsys.readouterr().err
