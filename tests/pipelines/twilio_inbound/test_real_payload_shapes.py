@@ -55,6 +55,16 @@ WHATSAPP_SHAPES = {
     "non_ascii_wa_id": whatsapp_params(ProfileName="🌸", WaId="١٤١٥٥٥٥٠١٢٣ 🌸"),
     "forwarded": whatsapp_params(body="fwd: look", Forwarded="true", FrequentlyForwarded="true"),
     "empty_body_absent": {k: v for k, v in whatsapp_params().items() if k != "Body"},
+    # Twilio's call to the fallback URL (here the same URL) adds what failed; the message is the same.
+    "fallback_call": whatsapp_params(ErrorCode="11200", ErrorUrl="https://hooks.example.com/prod/whatsapp"),
+    # A sender moved to a subaccount is signed with that subaccount's token (the secret's), through a service.
+    "subaccount_via_service": whatsapp_params(AccountSid="AC" + "f" * 32, MessagingServiceSid="MG" + "0" * 32),
+    "quoted_reply": whatsapp_params(
+        body="which one?",
+        OriginalRepliedMessageSid="SM" + "9" * 32,
+        OriginalRepliedMessageSender="whatsapp:+14155238886",
+    ),
+    "rtl_and_controls": whatsapp_params(body="مرحبا\u200f \u202e!\x00\x1f\t\r\n+%&=", ProfileName="محمد \u202e🙂"),
 }
 
 
@@ -263,3 +273,31 @@ def test_the_dry_run_explains_each_shape_against_the_example_world(tmp_path):
             assert "media" not in stage["item"] and stage["item"]["num_media"] == 0
         else:
             assert result["actions"] == []
+
+
+def test_twilios_retry_and_fallback_call_of_one_message_leave_one_stage_row(world, lambda_handler, outcomes):
+    """Twilio's retry (another I-Twilio-Idempotency-Token) and its fallback call (ErrorCode, ErrorUrl: other fields,
+    another signature) are the same MessageSid: one stage row, the first one's."""
+    world.add_conversation()
+    world.add_default_secrets()
+    form = whatsapp_params(
+        sid="MM" + "c" * 32, body="", NumMedia="1", MediaUrl0=MEDIA.format(0), MediaContentType0="image/jpeg"
+    )
+    fallback = {**form, "ErrorCode": "11205", "ErrorUrl": "https://hooks.example.com/prod/whatsapp"}
+
+    for event in (
+        rest_event("whatsapp", form),
+        rest_event("whatsapp", form, headers={"I-Twilio-Idempotency-Token": "idem-2"}),
+        rest_event("whatsapp", fallback, headers={"I-Twilio-Idempotency-Token": "idem-3"}),
+    ):
+        assert lambda_handler(event, None) == twiml_response()
+
+    assert [error for _, error in outcomes()] == [None, None, None]
+    [row] = world.stage_rows()
+    assert (row["message_sid"], row["body"], row["num_media"]) == (form["MessageSid"], "", 1)
+    assert row["media"] == [{"url": MEDIA.format(0), "content_type": "image/jpeg"}]
+    assert world.sent("handoff") == []
+    assert all(
+        message == {"conversation_id": row["conversation_id"], "primary_channel": row["primary_channel"]}
+        for message, _ in world.sent("whatsapp")
+    )
