@@ -45,6 +45,7 @@ __all__ = [
     "error_code",
     "is_throttle",
     "lazy_clients",
+    "MALFORMED_ANSWER",
     "make_client",
     "make_clients",
     "new_session",
@@ -78,6 +79,11 @@ _DENIED = frozenset(
 _INVALID = frozenset(
     {"ValidationException", "InvalidParameterValue", "InvalidParameterException", "InvalidRequestException"}
 )
+
+# The code of a 200 answer without what every real answer of its operation carries: not AWS's answer (a page some
+# proxy or gateway put in its place, a document cut short), which botocore parses to an empty one without an error.
+# botocore does not retry it, so it is final; read as an empty answer, it would be a business "no" made of nothing.
+MALFORMED_ANSWER = "MalformedAnswer"
 
 # BatchGetItem rounds for keys DynamoDB left unprocessed (throttled) before the read counts as a transient failure.
 _BATCH_ROUNDS = 3
@@ -171,6 +177,13 @@ def error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     error = response.get("Error") if isinstance(response, Mapping) else None
     return str(error.get("Code") or "") if isinstance(error, Mapping) else ""
+
+
+def _member(answer: Mapping[str, Any], name: str, operation: str) -> Any:
+    """``answer[name]``, a member every real answer of ``operation`` carries; else a ``MALFORMED_ANSWER`` error."""
+    if name not in answer:
+        raise ServiceError("permanent", MALFORMED_ANSWER, operation)
+    return answer[name]
 
 
 def _operation_model(client: Any, exc: BaseException) -> Any:
@@ -304,7 +317,8 @@ class DynamoTables(_ClientPort):
         while True:
             page: dict[str, Any] = self._call("dynamodb.Query", partial(self.client.query, **request))
             last = page.get("LastEvaluatedKey")
-            yield QueryPage([self._from_wire(item) for item in page.get("Items", [])], bool(last))
+            items = _member(page, "Items", "dynamodb.Query")
+            yield QueryPage([self._from_wire(item) for item in items], bool(last))
             if not last:
                 return
             request = {**request, "ExclusiveStartKey": last}
@@ -352,7 +366,7 @@ class DynamoTables(_ClientPort):
         pending: dict[str, Any] = tables
         for _ in range(_BATCH_ROUNDS):
             response = self._call("dynamodb.BatchGetItem", partial(self.client.batch_get_item, RequestItems=pending))
-            for table, items in response.get("Responses", {}).items():
+            for table, items in _member(response, "Responses", "dynamodb.BatchGetItem").items():
                 found.setdefault(table, []).extend(self._from_wire(item) for item in items)
             pending = response.get("UnprocessedKeys") or {}
             if not pending:

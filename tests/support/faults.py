@@ -9,6 +9,8 @@ the fault claims never arrived); without ``mock_aws`` the request goes over HTTP
 - ``throttling``, ``server_error``, ``access_denied``, ``not_found``: AWS's error answer for that service;
 - ``read_timeout``: the request never reaches AWS and the read times out (``ReadTimeoutError``);
 - ``response_lost``: AWS applies the request, then the read times out (the answer is lost);
+- ``malformed``: a 200 answer whose body is not the operation's answer (a proxy's page, a truncated document):
+  the request never reaches AWS;
 - ``slow``: AWS answers after ``delay`` seconds; ``hang``: the read times out after ``delay`` seconds;
 - ``crash``: the call succeeds, then the process dies (``SimulatedCrash``, a BaseException no
   ``except Exception`` catches, so no compensation runs, as in a real process death).
@@ -56,6 +58,7 @@ __all__ = [
     "TRANSIENT_CODE",
     "TRANSIENT_KINDS",
     "error_answer",
+    "malformed_answer",
     "expected_triggers",
     "new_container",
     "observe",
@@ -81,6 +84,7 @@ FaultKind = Literal[
     "response_lost",
     "access_denied",
     "not_found",
+    "malformed",
     "slow",
     "hang",
     "crash",
@@ -92,6 +96,7 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     "response_lost",
     "access_denied",
     "not_found",
+    "malformed",
     "slow",
     "hang",
     "crash",
@@ -184,6 +189,12 @@ def error_answer(service: str, kind: str, url: str) -> AWSResponse:
         headers["x-amzn-query-error"] = query_error
     body = json.dumps({"__type": error_type, "message": f"injected {kind}"}).encode()
     return AWSResponse(url, status, cast(Any, headers), _Body(body))
+
+
+def malformed_answer(service: str, url: str) -> AWSResponse:
+    """A 200 answer from ``service`` whose body is no answer at all: a page some proxy or gateway put in its place."""
+    headers = {"Content-Type": _CONTENT_TYPES[service], "x-amzn-RequestId": "fault-injected"}
+    return AWSResponse(url, 200, cast(Any, headers), _Body(b"<html><body>Bad Gateway</body></html>"))
 
 
 # The fault matrices' columns: each fault kind as the tables in docs/guarantees.md name it.
@@ -352,6 +363,8 @@ class FaultInjector:
                 if botocore_stubber(event_name, request) is None:
                     raise RuntimeError("response_lost needs moto's in-process mock (mock_aws) to apply the request")
                 raise ReadTimeoutError(endpoint_url=request.url)
+            if fault.kind == "malformed":
+                return malformed_answer(service, request.url)
             answer = error_answer(service, fault.kind, request.url)
             if fault.retry_after is not None:
                 answer.headers["x-amz-retry-after"] = str(round(fault.retry_after * 1000))
