@@ -179,10 +179,13 @@ def error_code(exc: BaseException) -> str:
     return str(error.get("Code") or "") if isinstance(error, Mapping) else ""
 
 
-def _member(answer: Mapping[str, Any], name: str, operation: str) -> Any:
-    """``answer[name]``, a member every real answer of ``operation`` carries; else a ``MALFORMED_ANSWER`` error."""
+def _member(answer: Mapping[str, Any], name: str, operation: str, *, write: bool = False) -> Any:
+    """``answer[name]``, a member every real answer of ``operation`` carries; else a ``MALFORMED_ANSWER`` error.
+
+    A ``write`` may have been applied all the same (``ServiceError.outcome_unknown``).
+    """
     if name not in answer:
-        raise ServiceError("permanent", MALFORMED_ANSWER, operation)
+        raise ServiceError("permanent", MALFORMED_ANSWER, operation, outcome_unknown=write)
     return answer[name]
 
 
@@ -433,7 +436,8 @@ class SqsQueues(_ClientPort):
             "sqs.SendMessage",
             lambda: self.client.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds),
         )
-        return str(response.get("MessageId", ""))
+        # An answer without its MessageId says nothing of the message: it is no proof of a trigger sent.
+        return str(_member(response, "MessageId", "sqs.SendMessage", write=True))
 
 
 class SecretsManagerStore(_ClientPort):
