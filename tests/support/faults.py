@@ -11,6 +11,8 @@ the fault claims never arrived); without ``mock_aws`` the request goes over HTTP
 - ``response_lost``: AWS applies the request, then the read times out (the answer is lost);
 - ``malformed``: a 200 answer whose body is not the operation's answer (a proxy's page, a truncated document):
   the request never reaches AWS;
+- ``unprocessed`` (BatchGetItem): DynamoDB answers 200 with every key of the request unprocessed, as it does
+  when the read is throttled; the request never reaches AWS;
 - ``slow``: AWS answers after ``delay`` seconds; ``hang``: the read times out after ``delay`` seconds;
 - ``crash``: the call succeeds, then the process dies (``SimulatedCrash``, a BaseException no
   ``except Exception`` catches, so no compensation runs, as in a real process death).
@@ -59,6 +61,7 @@ __all__ = [
     "TRANSIENT_KINDS",
     "error_answer",
     "malformed_answer",
+    "unprocessed_answer",
     "expected_triggers",
     "new_container",
     "observe",
@@ -85,6 +88,7 @@ FaultKind = Literal[
     "access_denied",
     "not_found",
     "malformed",
+    "unprocessed",
     "slow",
     "hang",
     "crash",
@@ -97,6 +101,7 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     "access_denied",
     "not_found",
     "malformed",
+    "unprocessed",
     "slow",
     "hang",
     "crash",
@@ -195,6 +200,14 @@ def malformed_answer(service: str, url: str) -> AWSResponse:
     """A 200 answer from ``service`` whose body is no answer at all: a page some proxy or gateway put in its place."""
     headers = {"Content-Type": _CONTENT_TYPES[service], "x-amzn-RequestId": "fault-injected"}
     return AWSResponse(url, 200, cast(Any, headers), _Body(b"<html><body>Bad Gateway</body></html>"))
+
+
+def unprocessed_answer(request: Any) -> AWSResponse:
+    """DynamoDB's 200 answer to the BatchGetItem ``request`` with none of its keys processed (a throttled read)."""
+    pending = json.loads(request.body)["RequestItems"]
+    body = json.dumps({"Responses": {table: [] for table in pending}, "UnprocessedKeys": pending}).encode()
+    headers = {"Content-Type": _CONTENT_TYPES["dynamodb"], "x-amzn-RequestId": "fault-injected"}
+    return AWSResponse(request.url, 200, cast(Any, headers), _Body(body))
 
 
 # The fault matrices' columns: each fault kind as the tables in docs/guarantees.md name it.
@@ -365,6 +378,8 @@ class FaultInjector:
                 raise ReadTimeoutError(endpoint_url=request.url)
             if fault.kind == "malformed":
                 return malformed_answer(service, request.url)
+            if fault.kind == "unprocessed":
+                return unprocessed_answer(request)
             answer = error_answer(service, fault.kind, request.url)
             if fault.retry_after is not None:
                 answer.headers["x-amz-retry-after"] = str(round(fault.retry_after * 1000))
