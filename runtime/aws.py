@@ -339,11 +339,15 @@ class DynamoTables(_ClientPort):
             "TableName": table,
             "Key": self._to_wire(key),
             "ConsistentRead": consistent,
+            # A real answer then always carries ConsumedCapacity, found or not: an answer without it (garbled, a
+            # proxy's page) is told from "no such item", which is otherwise an empty answer too.
+            "ReturnConsumedCapacity": "TOTAL",
             **self._projection(expression, attributes),
         }
         if expression.names:
             request["ExpressionAttributeNames"] = expression.names
         response = self._call("dynamodb.GetItem", lambda: self.client.get_item(**request))
+        _member(response, "ConsumedCapacity", "dynamodb.GetItem")
         item = response.get("Item")
         return self._from_wire(item) if item else None
 

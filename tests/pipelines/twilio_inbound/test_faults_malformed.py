@@ -1,13 +1,13 @@
 """A 200 answer that is no answer: a page some proxy or gateway put in AWS's place, a document cut short.
 
 botocore parses such a body to nothing and raises nothing, so the adapters must tell it from a real answer: a real
-Query answer always carries ``Items``, a BatchGetItem answer ``Responses``, a SendMessage answer ``MessageId``. Read
-as an empty answer, a garbled lookup was the business answer CONVERSATION_NOT_FOUND (no alarm, and for SendGrid a
-404 it never retries), and a garbled send was QUEUED (or HANDED_OFF) with nothing sent, its lock marked as if a
-trigger were pending. Each is the step's final code now (the contract: transient only where botocore retries),
-which MessageLossAlarm counts, and the lock and the replay record are released, so the message completes exactly
-once when it is delivered again after the repair (SendGrid retries the 500 by itself). A garbled secret answer was
-SECRET_FETCH_FAILED already.
+Query answer always carries ``Items``, a BatchGetItem answer ``Responses``, a GetItem answer asked for it
+``ConsumedCapacity`` (found or not), a SendMessage answer ``MessageId``. Read as an empty answer, a garbled read was
+the business answer CONVERSATION_NOT_FOUND (no alarm, and for SendGrid a 404 it never retries), and a garbled send
+was QUEUED (or HANDED_OFF) with nothing sent, its lock marked as if a trigger were pending. Each is the step's final
+code now (the contract: transient only where botocore retries), which MessageLossAlarm counts, and the lock and the
+replay record are released, so the message completes exactly once when it is delivered again after the repair
+(SendGrid retries the 500 by itself). A garbled secret answer was SECRET_FETCH_FAILED already.
 
 Writes are not here: a real PutItem answer is an empty document, which a garbled one cannot be told from.
 """
@@ -41,6 +41,8 @@ CASES = (
     Case("secret", "secret", "whatsapp", "SECRET_FETCH_FAILED"),
     Case("send", "send", "whatsapp", "QUEUE_ERROR"),
     Case("handoff_send", "send", "handoff", "QUEUE_ERROR"),
+    # The rest of the conversation, read for the handoff after the rules (stage row and replay record written).
+    Case("handoff_whole_read", "dynamodb.GetItem", "handoff", "DB_QUERY_ERROR"),
     Case("email_query", "query", "email", "DB_QUERY_ERROR"),
     Case("email_get", "get", "email", "DB_QUERY_ERROR"),
     Case("email_send", "send", "email", "QUEUE_ERROR"),
