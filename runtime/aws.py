@@ -86,7 +86,9 @@ _INVALID = frozenset(
 MALFORMED_ANSWER = "MalformedAnswer"
 
 # BatchGetItem rounds for keys DynamoDB left unprocessed (throttled) before the read counts as a transient failure.
-_BATCH_ROUNDS = 3
+# Each round is a call of its own, up to one bounded call's time: two fit the invocation's bound (T <= D + 2B), as the
+# read comes before any write, so no release follows it (a third made D + 3B: past Lambda's timeout and Twilio's 15 s).
+_BATCH_ROUNDS = 2
 
 # The pipeline file's ``aws:`` block, as the runtime reads it.
 AwsSettings = CallLimits

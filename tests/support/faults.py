@@ -11,8 +11,8 @@ the fault claims never arrived); without ``mock_aws`` the request goes over HTTP
 - ``response_lost``: AWS applies the request, then the read times out (the answer is lost);
 - ``malformed``: a 200 answer whose body is not the operation's answer (a proxy's page, a truncated document):
   the request never reaches AWS;
-- ``unprocessed`` (BatchGetItem): DynamoDB answers 200 with every key of the request unprocessed, as it does
-  when the read is throttled; the request never reaches AWS;
+- ``unprocessed`` (BatchGetItem): DynamoDB answers 200 (after ``delay`` seconds) with every key of the request
+  unprocessed, as it does when the read is throttled; the request never reaches AWS;
 - ``slow``: AWS answers after ``delay`` seconds; ``hang``: the read times out after ``delay`` seconds;
 - ``crash``: the call succeeds, then the process dies (``SimulatedCrash``, a BaseException no
   ``except Exception`` catches, so no compensation runs, as in a real process death).
@@ -168,8 +168,8 @@ class SimulatedCrash(BaseException):
 class Fault:
     """A fault on one logical call: ``times`` HTTP attempts (or calls, for ``crash``) are hit; None: all.
 
-    ``delay`` is the wait of ``slow`` and ``hang``; ``retry_after`` (seconds) adds AWS's ``x-amz-retry-after``
-    header to an error answer.
+    ``delay`` is the wait of ``slow``, ``hang`` and ``unprocessed``; ``retry_after`` (seconds) adds AWS's
+    ``x-amz-retry-after`` header to an error answer.
     """
 
     kind: FaultKind
@@ -379,6 +379,7 @@ class FaultInjector:
             if fault.kind == "malformed":
                 return malformed_answer(service, request.url)
             if fault.kind == "unprocessed":
+                time.sleep(fault.delay)
                 return unprocessed_answer(request)
             answer = error_answer(service, fault.kind, request.url)
             if fault.retry_after is not None:
