@@ -45,6 +45,7 @@ __all__ = [
     "error_code",
     "is_throttle",
     "lazy_clients",
+    "MALFORMED_ANSWER",
     "make_client",
     "make_clients",
     "new_session",
@@ -79,8 +80,15 @@ _INVALID = frozenset(
     {"ValidationException", "InvalidParameterValue", "InvalidParameterException", "InvalidRequestException"}
 )
 
+# The code of a 200 answer without what every real answer of its operation carries: not AWS's answer (a page some
+# proxy or gateway put in its place, a document cut short), which botocore parses to an empty one without an error.
+# botocore does not retry it, so it is final; read as an empty answer, it would be a business "no" made of nothing.
+MALFORMED_ANSWER = "MalformedAnswer"
+
 # BatchGetItem rounds for keys DynamoDB left unprocessed (throttled) before the read counts as a transient failure.
-_BATCH_ROUNDS = 3
+# Each round is a call of its own, up to one bounded call's time: two fit the invocation's bound (T <= D + 2B), as the
+# read comes before any write, so no release follows it (a third made D + 3B: past Lambda's timeout and Twilio's 15 s).
+_BATCH_ROUNDS = 2
 
 # The pipeline file's ``aws:`` block, as the runtime reads it.
 AwsSettings = CallLimits
@@ -171,6 +179,16 @@ def error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     error = response.get("Error") if isinstance(response, Mapping) else None
     return str(error.get("Code") or "") if isinstance(error, Mapping) else ""
+
+
+def _member(answer: Mapping[str, Any], name: str, operation: str, *, write: bool = False) -> Any:
+    """``answer[name]``, a member every real answer of ``operation`` carries; else a ``MALFORMED_ANSWER`` error.
+
+    A ``write`` may have been applied all the same (``ServiceError.outcome_unknown``).
+    """
+    if name not in answer:
+        raise ServiceError("permanent", MALFORMED_ANSWER, operation, outcome_unknown=write)
+    return answer[name]
 
 
 def _operation_model(client: Any, exc: BaseException) -> Any:
@@ -304,7 +322,8 @@ class DynamoTables(_ClientPort):
         while True:
             page: dict[str, Any] = self._call("dynamodb.Query", partial(self.client.query, **request))
             last = page.get("LastEvaluatedKey")
-            yield QueryPage([self._from_wire(item) for item in page.get("Items", [])], bool(last))
+            items = _member(page, "Items", "dynamodb.Query")
+            yield QueryPage([self._from_wire(item) for item in items], bool(last))
             if not last:
                 return
             request = {**request, "ExclusiveStartKey": last}
@@ -322,11 +341,15 @@ class DynamoTables(_ClientPort):
             "TableName": table,
             "Key": self._to_wire(key),
             "ConsistentRead": consistent,
+            # A real answer then always carries ConsumedCapacity, found or not: an answer without it (garbled, a
+            # proxy's page) is told from "no such item", which is otherwise an empty answer too.
+            "ReturnConsumedCapacity": "TOTAL",
             **self._projection(expression, attributes),
         }
         if expression.names:
             request["ExpressionAttributeNames"] = expression.names
         response = self._call("dynamodb.GetItem", lambda: self.client.get_item(**request))
+        _member(response, "ConsumedCapacity", "dynamodb.GetItem")
         item = response.get("Item")
         return self._from_wire(item) if item else None
 
@@ -352,7 +375,7 @@ class DynamoTables(_ClientPort):
         pending: dict[str, Any] = tables
         for _ in range(_BATCH_ROUNDS):
             response = self._call("dynamodb.BatchGetItem", partial(self.client.batch_get_item, RequestItems=pending))
-            for table, items in response.get("Responses", {}).items():
+            for table, items in _member(response, "Responses", "dynamodb.BatchGetItem").items():
                 found.setdefault(table, []).extend(self._from_wire(item) for item in items)
             pending = response.get("UnprocessedKeys") or {}
             if not pending:
@@ -419,7 +442,8 @@ class SqsQueues(_ClientPort):
             "sqs.SendMessage",
             lambda: self.client.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds),
         )
-        return str(response.get("MessageId", ""))
+        # An answer without its MessageId says nothing of the message: it is no proof of a trigger sent.
+        return str(_member(response, "MessageId", "sqs.SendMessage", write=True))
 
 
 class SecretsManagerStore(_ClientPort):

@@ -12,6 +12,7 @@ error answers alone (throttling) mean nothing was written: ``replay.record`` rel
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -115,3 +116,30 @@ def test_a_write_may_have_been_applied_when_an_attempt_got_no_answer_or_a_5xx(
 
     assert left == []
     assert raised.value.outcome_unknown is unknown
+
+
+def refused_port() -> int:
+    """A local port nothing listens on (bound, then closed): a connection to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_a_refused_connection_is_retried_then_transient(monkeypatch: pytest.MonkeyPatch, call: str) -> None:
+    # No answer at all (the endpoint refuses the connection, as a VPC endpoint being replaced does): botocore retries
+    # it, and once the attempts are spent the call is transient, so the provider retries the delivery.
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+    limits = CallLimits()
+    session = boto3.session.Session(region_name="us-east-1")
+    service = call.split(".")[0]
+    client = session.client(service, endpoint_url=f"http://127.0.0.1:{refused_port()}", config=botocore_config(limits))
+    attempts: list[str] = []
+    client.meta.events.register("before-send", lambda **_: attempts.append(call))
+
+    with pytest.raises(ServiceError) as raised:
+        CALLS[call](client)
+
+    assert (raised.value.kind, raised.value.code) == ("transient", "EndpointConnectionError")
+    assert len(attempts) == limits.max_attempts

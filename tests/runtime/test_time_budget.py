@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from botocore.retries.standard import ExponentialBackoff
 
 from engine.config import AppConfig, load_config
 from runtime.app import Application
@@ -174,3 +175,30 @@ def test_a_handoff_does_not_send_once_its_whole_conversation_read_ends_past_the_
     assert retried == "200"
     assert len(world.stage_rows()) == 1
     assert [body["conversation_id"] for body, _ in world.sent("handoff")] == [item["conversation_id"]]
+
+
+def test_a_batch_read_left_unprocessed_round_after_round_ends_within_the_deadline_and_two_calls(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A throttled BatchGetItem answers 200 with its keys unprocessed, and they are read again in the same step: each
+    # round is a call of its own, up to B long. Three rounds in the step in flight at the deadline took D + 3B
+    # (16 s with the shipped bounds: past the 13 s timeout and Twilio's 15 s), though no write precedes the read.
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 1.0)  # botocore's longest wait
+    world.add_conversation()
+    world.add_default_secrets()
+    application, injector = new_container(world.resources)
+    limits = application.pipeline("twilio_inbound").aws
+    for call in ("query", "secret"):
+        injector.inject(call, Fault("slow", delay=0.3))
+    # Every round: the first attempt gets no answer, the retry is answered late with every key unprocessed.
+    stall = limits.connect_timeout + limits.read_timeout
+    round_faults = (Fault("hang", delay=stall, times=1), Fault("unprocessed", delay=stall - 0.1, times=1))
+    injector.inject("get", *(round_faults * 5))
+    budget = 1.0
+    context = LambdaContext(time.monotonic() + budget + 0.5)  # the get step starts inside the budget
+    elapsed, answer = timed(application, rest_event("whatsapp", whatsapp_params()), context)
+    bound = longest_invocation_seconds(budget, limits)
+    print(f"\nkeys unprocessed round after round: {answer} after {elapsed:.2f} s (bound {bound} s)")
+    assert answer.startswith("raise DB_TRANSIENT_ERROR")
+    assert elapsed <= bound + SLACK_SECONDS
+    assert world.stage_rows() == [] and world.lock_rows() == [] and world.replay_rows() == []

@@ -9,6 +9,10 @@ the fault claims never arrived); without ``mock_aws`` the request goes over HTTP
 - ``throttling``, ``server_error``, ``access_denied``, ``not_found``: AWS's error answer for that service;
 - ``read_timeout``: the request never reaches AWS and the read times out (``ReadTimeoutError``);
 - ``response_lost``: AWS applies the request, then the read times out (the answer is lost);
+- ``malformed``: a 200 answer whose body is not the operation's answer (a proxy's page, a truncated document):
+  the request never reaches AWS;
+- ``unprocessed`` (BatchGetItem): DynamoDB answers 200 (after ``delay`` seconds) with every key of the request
+  unprocessed, as it does when the read is throttled; the request never reaches AWS;
 - ``slow``: AWS answers after ``delay`` seconds; ``hang``: the read times out after ``delay`` seconds;
 - ``crash``: the call succeeds, then the process dies (``SimulatedCrash``, a BaseException no
   ``except Exception`` catches, so no compensation runs, as in a real process death).
@@ -56,6 +60,8 @@ __all__ = [
     "TRANSIENT_CODE",
     "TRANSIENT_KINDS",
     "error_answer",
+    "malformed_answer",
+    "unprocessed_answer",
     "expected_triggers",
     "new_container",
     "observe",
@@ -81,6 +87,8 @@ FaultKind = Literal[
     "response_lost",
     "access_denied",
     "not_found",
+    "malformed",
+    "unprocessed",
     "slow",
     "hang",
     "crash",
@@ -92,6 +100,8 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     "response_lost",
     "access_denied",
     "not_found",
+    "malformed",
+    "unprocessed",
     "slow",
     "hang",
     "crash",
@@ -158,8 +168,8 @@ class SimulatedCrash(BaseException):
 class Fault:
     """A fault on one logical call: ``times`` HTTP attempts (or calls, for ``crash``) are hit; None: all.
 
-    ``delay`` is the wait of ``slow`` and ``hang``; ``retry_after`` (seconds) adds AWS's ``x-amz-retry-after``
-    header to an error answer.
+    ``delay`` is the wait of ``slow``, ``hang`` and ``unprocessed``; ``retry_after`` (seconds) adds AWS's
+    ``x-amz-retry-after`` header to an error answer.
     """
 
     kind: FaultKind
@@ -184,6 +194,20 @@ def error_answer(service: str, kind: str, url: str) -> AWSResponse:
         headers["x-amzn-query-error"] = query_error
     body = json.dumps({"__type": error_type, "message": f"injected {kind}"}).encode()
     return AWSResponse(url, status, cast(Any, headers), _Body(body))
+
+
+def malformed_answer(service: str, url: str) -> AWSResponse:
+    """A 200 answer from ``service`` whose body is no answer at all: a page some proxy or gateway put in its place."""
+    headers = {"Content-Type": _CONTENT_TYPES[service], "x-amzn-RequestId": "fault-injected"}
+    return AWSResponse(url, 200, cast(Any, headers), _Body(b"<html><body>Bad Gateway</body></html>"))
+
+
+def unprocessed_answer(request: Any) -> AWSResponse:
+    """DynamoDB's 200 answer to the BatchGetItem ``request`` with none of its keys processed (a throttled read)."""
+    pending = json.loads(request.body)["RequestItems"]
+    body = json.dumps({"Responses": {table: [] for table in pending}, "UnprocessedKeys": pending}).encode()
+    headers = {"Content-Type": _CONTENT_TYPES["dynamodb"], "x-amzn-RequestId": "fault-injected"}
+    return AWSResponse(request.url, 200, cast(Any, headers), _Body(body))
 
 
 # The fault matrices' columns: each fault kind as the tables in docs/guarantees.md name it.
@@ -352,6 +376,11 @@ class FaultInjector:
                 if botocore_stubber(event_name, request) is None:
                     raise RuntimeError("response_lost needs moto's in-process mock (mock_aws) to apply the request")
                 raise ReadTimeoutError(endpoint_url=request.url)
+            if fault.kind == "malformed":
+                return malformed_answer(service, request.url)
+            if fault.kind == "unprocessed":
+                time.sleep(fault.delay)
+                return unprocessed_answer(request)
             answer = error_answer(service, fault.kind, request.url)
             if fault.retry_after is not None:
                 answer.headers["x-amz-retry-after"] = str(round(fault.retry_after * 1000))
