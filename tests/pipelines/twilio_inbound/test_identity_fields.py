@@ -12,7 +12,17 @@ from typing import Any
 
 import pytest
 
-from tests.support.webhooks import HOST, STAGE, rest_event, sign, sms_params, whatsapp_params
+from tests.support.webhooks import (
+    COMPANY_SMS,
+    HOST,
+    STAGE,
+    USER,
+    rest_event,
+    sign,
+    sms_params,
+    status_params,
+    whatsapp_params,
+)
 
 SID = "SM" + "b" * 32
 URL_WA = f"https://{HOST}/{STAGE}/whatsapp"
@@ -144,4 +154,32 @@ def test_a_body_spelling_pairs_cannot_be_recut_into_another_senders_message(
     assert response["statusCode"] == 200
     # The stranger's own message (no conversation) is not accepted either way; the re-cut one is refused unread.
     assert [outcome for outcome, _ in outcomes()][1:] == ["PARSING_ERROR"]
+    assert world.stage_rows() == [] and world.sent("sms") == [] and world.sent("handoff") == []
+
+
+def test_a_status_callback_cannot_be_recut_into_an_inbound_message(world, lambda_handler, outcomes) -> None:
+    # A status callback is acknowledged and writes nothing. Cut "MessageStatusdelivered" as the pair
+    # ("MessageStatusd", "elivered") and the same signed text has no MessageStatus: an inbound message from the
+    # callback's From (the company) to its To (the user). Where that pair is itself a conversation (one tenant's
+    # number writing to another's, on the same Twilio account), the callback became a message, staged and triggered.
+    world.add_conversation()
+    world.add_conversation(
+        primary_channel=COMPANY_SMS,
+        conversation_id=f"ci-bbb-000#pi-bbb-000#tenant-b#{COMPANY_SMS[1:]}",
+        gsi_company_sms_number=USER,
+        gsi_recipient_tel=COMPANY_SMS,
+        recipient_tel=COMPANY_SMS,
+    )
+    world.add_default_secrets()
+    callback = status_params(sid=SID, channel="sms")
+    recut = {k: v for k, v in callback.items() if k != "MessageStatus"}
+    recut["MessageStatusd"] = callback["MessageStatus"].removeprefix("d")
+    url = f"https://{HOST}/{STAGE}/sms"
+    assert sign(url, recut) == sign(url, callback)
+
+    lambda_handler(rest_event("sms", callback), None)
+    response = lambda_handler(rest_event("sms", recut, signature=sign(url, callback)), None)
+
+    assert response["statusCode"] == 200
+    assert outcomes() == [("STATUS_CALLBACK", None), ("PARSING_ERROR", "PARSING_ERROR")]
     assert world.stage_rows() == [] and world.sent("sms") == [] and world.sent("handoff") == []
