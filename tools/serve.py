@@ -21,7 +21,9 @@ AWS, one of:
   ``examples/world.yaml`` when present);
 - ``--endpoint-url URL``: an emulator that is already running (``--provision`` creates and seeds the resources);
   a table, index or queue the pipelines need and the emulator lacks is named at start;
-- neither: the account of the default credentials, with the resource names from the environment.
+- neither: the account of the default credentials, with the resource names from the environment. Writes and sends
+  are then real, so the server starts only with replay records (``REPLAY_TABLE_NAME``) and a URL that does not
+  believe any ``Host`` (``ALLOWED_HOSTS`` or ``PUBLIC_BASE_URL``): ``real_account_problems``.
 
 The function is the project of the working directory, as every tool reads it: its ``pipelines/``, ``rules/`` and
 plugins, loaded as ``handler`` loads its task root. The listening socket is bound first, then the configuration is
@@ -77,6 +79,7 @@ __all__ = [
     "project_problems",
     "provision_and_seed",
     "read_chunked",
+    "real_account_problems",
 ]
 
 # The project: the working directory, as for every tool (runtime.plugins, runtime.layout).
@@ -527,9 +530,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problems:
             _say(f"the configuration cannot run:\n{ConfigError(problems)}")
             return 2
+        unguarded = [] if args.moto or args.endpoint_url else real_account_problems(os.environ)
+        if unguarded:
+            _say("error: against a real account " + "; ".join(unguarded))
+            return 2
         return _prepare_and_serve(args, world, server)
     finally:
         server.server_close()
+
+
+def real_account_problems(env: Mapping[str, str]) -> list[str]:
+    """Why serving against the account of the default credentials (real writes and sends) would not be replay-safe.
+
+    Here the platform's domain is the ``Host`` the client sent, so a request Twilio signed for the production URL
+    is valid with that Host unless the URL is pinned (``PUBLIC_BASE_URL``) or the hosts listed (``ALLOWED_HOSTS``);
+    and without ``REPLAY_TABLE_NAME`` no record refuses a captured request posted again, however old.
+    An emulator (``AWS_ENDPOINT_URL``) holds nothing at stake.
+    """
+    if env.get("AWS_ENDPOINT_URL", "").strip():
+        return []
+    problems: list[str] = []
+    if not env.get("REPLAY_TABLE_NAME", "").strip():
+        problems.append("set REPLAY_TABLE_NAME (the stack's replay table), or a captured request is staged again")
+    if not (env.get("ALLOWED_HOSTS", "").strip() or env.get("PUBLIC_BASE_URL", "").strip()):
+        problems.append(
+            "set ALLOWED_HOSTS (the tunnel's host) or PUBLIC_BASE_URL: without either any Host is believed, and a "
+            "request signed for another URL (production's) is valid here"
+        )
+    return problems
 
 
 def project_problems() -> list[Problem]:

@@ -42,6 +42,18 @@ _HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?")
 _MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
 _ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+# A field's name and a value of its shape, wherever they stand in the text Twilio signs (the sorted name+value pairs,
+# no separators). A body that spells ``From+1…MessageSidSM…`` and a last name whose value swallows the text Twilio
+# wrote after the body sign exactly as the genuine message, yet read as another sender's, with another SID; a status
+# callback's ``MessageStatusdelivered`` cut as ``MessageStatusd=elivered`` reads as an inbound message. So each such
+# spelling must be the field itself (or, for a SID, a field whose name ends so: ``OriginalRepliedMessageSid``).
+_SPELLED_IDENTITIES = (
+    ("MessageSid", re.compile(r"MessageSid((?:SM|MM)[0-9a-f]{32})"), True),
+    ("From", re.compile(r"From((?:[a-z]+:)?\+[0-9]+)"), False),
+    ("To", re.compile(r"To((?:[a-z]+:)?\+[0-9]+)"), False),
+    ("MessageStatus", re.compile(r"MessageStatus([a-z_]+)"), False),
+)
+_FIELD_NAME = re.compile(r"[A-Za-z]+")
 # The channels whose addresses carry a prefix (``whatsapp:+1415…``); any other channel's are bare numbers.
 _PREFIXED = frozenset({"whatsapp"})
 
@@ -69,6 +81,38 @@ def _identity_problem(form: FormParams, channel: str) -> str | None:
         value = values[0]
         if len(values) > 1 or not value.startswith(prefix) or not _E164.fullmatch(value.removeprefix(prefix)):
             return f"{name} is not a {prefix}+E.164 number"
+    respelled = _respelled_identity(form)
+    if respelled is not None:
+        return f"the signed text spells {respelled} outside that field (it would read as another message)"
+    return None
+
+
+def _respelled_identity(form: FormParams) -> str | None:
+    """The identity field whose name and value the signed text spells outside that field, or None.
+
+    Twilio's validator signs each name (sorted) followed by each of its distinct values (sorted), with nothing
+    between them: the same text can be cut into other pairs. Every place the text spells an identity, where a
+    pair could end (at the end of the text, or before a character that may start a later name), must be the end of
+    that field's own pair (for a SID, of any field whose name is a word ending so) with the value that follows there.
+    """
+    parts: list[str] = []
+    ends: dict[int, tuple[str, str]] = {}
+    length = 0
+    for name in sorted(form):
+        for value in sorted(set(form.getall(name))):
+            parts.append(name + value)
+            length += len(name) + len(value)
+            ends[length] = (name, value)
+    text = "".join(parts)
+    for field, spelled, any_prefix in _SPELLED_IDENTITIES:
+        for match in spelled.finditer(text):
+            following = text[match.end() : match.end() + 1]
+            if following and following < field[0]:
+                continue  # no name sorted after the field's can start here: no pair could end here ("Up To+50%")
+            name, value = ends.get(match.end(), ("", ""))
+            named = name.endswith(field) and bool(_FIELD_NAME.fullmatch(name)) if any_prefix else name == field
+            if value != match.group(1) or not named:
+                return field
     return None
 
 

@@ -596,3 +596,55 @@ def test_a_transfer_coding_that_cannot_be_read_is_refused_without_calling_the_ha
         answer = raw_exchange(port, head + body)
     assert answer.split(b" ", 2)[1] == status
     assert "Traceback" not in capsys.readouterr().err
+
+
+# Against a real account (no --moto, no --endpoint-url) the server writes and sends for real. The platform's domain
+# is then the Host the client sent, so without PUBLIC_BASE_URL or ALLOWED_HOSTS a request Twilio signed for the
+# production URL, posted here with that Host, is valid; and without REPLAY_TABLE_NAME (the contract's variables
+# alone) nothing refuses it as a replay: a captured request staged and triggered again, however old.
+REAL_ACCOUNT_GUARDS = ("REPLAY_TABLE_NAME", "ALLOWED_HOSTS", "PUBLIC_BASE_URL")
+
+
+@pytest.mark.parametrize(
+    ("settings", "missing"),
+    [
+        ({}, "REPLAY_TABLE_NAME"),
+        ({"ALLOWED_HOSTS": "abc123.ngrok.app"}, "REPLAY_TABLE_NAME"),
+        ({"REPLAY_TABLE_NAME": "replay"}, "ALLOWED_HOSTS"),
+    ],
+    ids=["neither", "no replay records", "any Host"],
+)
+def test_against_a_real_account_the_server_needs_replay_records_and_its_hosts(
+    settings: dict[str, str], missing: str, world, monkeypatch, capsys
+) -> None:
+    import tools.serve
+
+    for name in (*REAL_ACCOUNT_GUARDS, "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    served: list[bool] = []
+    monkeypatch.setattr(tools.serve, "_serve", lambda args, server: served.append(True) or 0)
+
+    assert main(["--port", "0"]) == 2
+    assert served == []
+    assert missing in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "hosts", [{"ALLOWED_HOSTS": "abc123.ngrok.app"}, {"PUBLIC_BASE_URL": "https://x.example/prod"}]
+)
+def test_against_a_real_account_with_replay_records_and_its_hosts_the_server_starts(
+    hosts: dict[str, str], world, monkeypatch
+) -> None:
+    import tools.serve
+
+    for name in (*REAL_ACCOUNT_GUARDS, "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REPLAY_TABLE_NAME", world.resources.replay_table)
+    for name, value in hosts.items():
+        monkeypatch.setenv(name, value)
+    served: list[bool] = []
+    monkeypatch.setattr(tools.serve, "_serve", lambda args, server: served.append(True) or 0)
+    assert main(["--port", "0"]) == 0
+    assert served == [True]

@@ -12,7 +12,17 @@ from typing import Any
 
 import pytest
 
-from tests.support.webhooks import HOST, STAGE, rest_event, sign, sms_params, whatsapp_params
+from tests.support.webhooks import (
+    COMPANY_SMS,
+    HOST,
+    STAGE,
+    USER,
+    rest_event,
+    sign,
+    sms_params,
+    status_params,
+    whatsapp_params,
+)
 
 SID = "SM" + "b" * 32
 URL_WA = f"https://{HOST}/{STAGE}/whatsapp"
@@ -75,11 +85,101 @@ def test_a_malformed_identity_field_is_refused_before_any_aws_call(
     [
         sms_params(sid="MM" + "0123456789abcdef" * 2),
         {k: v for k, v in sms_params().items() if k not in ("SmsSid", "SmsMessageSid", "AccountSid")},
+        sms_params(OriginalRepliedMessageSid="SM" + "c" * 32, OriginalRepliedMessageSender="+15005550006"),
+        sms_params(body="Up To+50% off? From +447700900123, To+447700900124. MessageSid SM" + "c" * 32),
     ],
-    ids=["mms sid", "no alias or account"],
+    ids=["mms sid", "no alias or account", "a reply naming the replied message", "numbers in the text"],
 )
 def test_what_twilio_really_sends_still_passes(params: dict[str, Any], world, lambda_handler, outcomes) -> None:
     world.add_conversation()
     world.add_default_secrets()
     lambda_handler(rest_event("sms", params), None)
     assert outcomes() == [("QUEUED", None)]
+
+
+# A stranger texts the company a crafted body, and holds Twilio's signed request for it (a proxy's log). The body
+# spells pairs of its own, and a last key whose value swallows what Twilio wrote after the body: the same signed
+# string, so the same signature, read as a message from the victim's number (with a SID of the stranger's choosing,
+# or the stranger's own: that message was never accepted, the stranger having no conversation, so it has no record).
+STRANGER = "+14155550999"
+VICTIM = "+14155550123"  # the default conversation's user
+FORGED_SID = "SM" + "f" * 32
+
+
+def _spelled(pairs: list[tuple[str, str]]) -> str:
+    return "".join(name + value for name, value in pairs)
+
+
+def _recut_sms(forged: list[tuple[str, str]], tail: str, until: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The stranger's genuine SMS and its re-cut: ``forged``, then ``tail`` holding Twilio's text up to ``until``."""
+    genuine = sms_params(sid=SID, body="hi" + _spelled(forged) + tail)
+    genuine["From"] = STRANGER
+    ordered = sorted(genuine.items())
+    swallowed = [(name, value) for name, value in ordered if "Body" < name < until]
+    recut = [
+        *[(name, value) for name, value in ordered if name < "Body"],
+        ("Body", "hi"),
+        *forged,
+        (tail, _spelled(swallowed)),
+        *[(name, value) for name, value in ordered if name >= until],
+    ]
+    return genuine, recut
+
+
+@pytest.mark.parametrize(
+    ("forged", "tail", "until"),
+    [
+        ([("From", VICTIM), ("MessageSid", FORGED_SID)], "MessageSidz", "To"),
+        ([("From", VICTIM)], "Fromz", "MessageSid"),
+        (
+            [("From", VICTIM), ("MessageSid", FORGED_SID), ("SmsMessageSid", FORGED_SID), ("SmsSid", FORGED_SID)],
+            "SmsSidz",
+            "SmsStatus",
+        ),
+    ],
+    ids=["another sender and a new sid", "another sender, the stranger's sid", "the aliases spelled too"],
+)
+def test_a_body_spelling_pairs_cannot_be_recut_into_another_senders_message(
+    forged: list[tuple[str, str]], tail: str, until: str, world, lambda_handler, outcomes
+) -> None:
+    world.add_conversation()  # the victim's conversation with the company
+    world.add_default_secrets()
+    genuine, recut = _recut_sms(forged, tail, until)
+    url = f"https://{HOST}/{STAGE}/sms"
+    assert sign(url, recut) == sign(url, genuine)
+
+    lambda_handler(rest_event("sms", genuine), None)
+    response = lambda_handler(rest_event("sms", recut, signature=sign(url, genuine)), None)
+
+    assert response["statusCode"] == 200
+    # The stranger's own message (no conversation) is not accepted either way; the re-cut one is refused unread.
+    assert [outcome for outcome, _ in outcomes()][1:] == ["PARSING_ERROR"]
+    assert world.stage_rows() == [] and world.sent("sms") == [] and world.sent("handoff") == []
+
+
+def test_a_status_callback_cannot_be_recut_into_an_inbound_message(world, lambda_handler, outcomes) -> None:
+    # A status callback is acknowledged and writes nothing. Cut "MessageStatusdelivered" as the pair
+    # ("MessageStatusd", "elivered") and the same signed text has no MessageStatus: an inbound message from the
+    # callback's From (the company) to its To (the user). Where that pair is itself a conversation (one tenant's
+    # number writing to another's, on the same Twilio account), the callback became a message, staged and triggered.
+    world.add_conversation()
+    world.add_conversation(
+        primary_channel=COMPANY_SMS,
+        conversation_id=f"ci-bbb-000#pi-bbb-000#tenant-b#{COMPANY_SMS[1:]}",
+        gsi_company_sms_number=USER,
+        gsi_recipient_tel=COMPANY_SMS,
+        recipient_tel=COMPANY_SMS,
+    )
+    world.add_default_secrets()
+    callback = status_params(sid=SID, channel="sms")
+    recut = {k: v for k, v in callback.items() if k != "MessageStatus"}
+    recut["MessageStatusd"] = callback["MessageStatus"].removeprefix("d")
+    url = f"https://{HOST}/{STAGE}/sms"
+    assert sign(url, recut) == sign(url, callback)
+
+    lambda_handler(rest_event("sms", callback), None)
+    response = lambda_handler(rest_event("sms", recut, signature=sign(url, callback)), None)
+
+    assert response["statusCode"] == 200
+    assert outcomes() == [("STATUS_CALLBACK", None), ("PARSING_ERROR", "PARSING_ERROR")]
+    assert world.stage_rows() == [] and world.sent("sms") == [] and world.sent("handoff") == []
