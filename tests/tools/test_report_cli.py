@@ -569,3 +569,38 @@ def test_markup_in_captured_events_and_in_rules_stays_text_in_the_page(browser: 
     explained = browser.run("return document.querySelector('tr.detail').textContent")
     assert '<img src=x onerror=\\"window.__pwned=2\\">' in explained and "<Message>" in explained
     assert browser.problems() == []
+
+
+@pytest.mark.browser
+def test_events_a_live_replay_could_not_decide_are_a_warning_not_a_quiet_unchanged(
+    browser: Browser, candidate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: a live replay that could not read the account (tables missing) decided nothing, and its summary said
+    "1 event(s) not decided" (``--fail-on-change`` exits 2), but the page counted the event "unchanged" under plain
+    notes: a reviewer read "nothing changed". The notes banner now warns, with the CLI's count."""
+    from moto import mock_aws
+
+    from tests.support.expect import ENV
+
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    page = tmp_path / "report.html"
+    event = EVENTS / "01_whatsapp_text.json"
+    with mock_aws():
+        out = run_dryrun(
+            "--now",
+            "2026-11-25T12:00:00Z",
+            "--rules",
+            candidate,
+            "--baseline-rules",
+            ROOT / "rules",
+            "--report",
+            page,
+            event,
+        )
+    assert "1 event(s) not decided: the replay could not read the account" in out
+    browser.open(page)
+    assert browser.problems() == []
+    assert browser.run("return document.querySelector('#banners .notes').className") == "banner notes warn"
+    notes = browser.run("return document.querySelector('#banners .notes').textContent")
+    assert "1 event(s) not decided: the replay could not read the account" in notes

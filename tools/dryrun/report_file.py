@@ -50,6 +50,12 @@ def report_meta(
             f"{summary.masked} event(s) came from masked recordings and a rule read a masked field: "
             "those decisions may differ in production"
         )
+    if summary.unread:
+        # As the summary says it: such an event compares the replay's failed read with itself, not two decisions.
+        warnings.append(
+            f"{summary.unread} event(s) not decided: the replay could not read the account; their outcomes are the "
+            "replay's, not the rules', and nothing was compared for them (see each event's notes)"
+        )
     lent = list(lent)
     notes.extend(str(note).removeprefix("pipeline-dryrun: ") for note in lent)
     return ReportMeta(
