@@ -451,6 +451,26 @@ class TestInBrowser:
         assert len(rows(browser)) == min(batched, 200)
         assert browser.problems() == []
 
+    def test_printing_prints_every_event_the_filters_match_not_the_first_chunk(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """Defect: rows are built 200 at a time as they scroll into view, so a printed (or saved as PDF) report of a
+        big replay held its first 200 events and a "Show 200 more" button; printing now builds every matching row."""
+        from selenium.webdriver.common.print_page_options import PrintOptions
+        from selenium.webdriver.support.select import Select
+
+        events = many(records, 1_000)
+        browser = show(events, pipeline, SAMPLE_META)
+        queued = [str(i) for i, record in enumerate(events) if record["outcome"] == "QUEUED"]
+        assert len(queued) > 200
+        Select(browser.driver.find_element("id", "f-outcome")).select_by_value("QUEUED")
+        assert len(rows(browser)) == 200
+        browser.driver.print_page(PrintOptions())
+        shown = browser.run("return [...document.querySelectorAll('#rows > tr.event')].map(tr => tr.dataset.index)")
+        assert shown == queued
+        assert not browser.driver.find_element("id", "more").is_displayed()
+        assert browser.problems() == []
+
 
 def test_the_screenshot_script_answers_help_without_taking_a_screenshot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

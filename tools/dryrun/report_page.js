@@ -447,8 +447,8 @@
   let matched = [];
   let rendered = 0;
 
-  function renderMore() {
-    const end = Math.min(rendered + CHUNK, matched.length);
+  function renderMore(count = CHUNK) {
+    const end = Math.min(rendered + count, matched.length);
     const rows = document.createDocumentFragment();
     for (; rendered < end; rendered++) rows.append(row(matched[rendered]));
     $("rows").append(rows);
@@ -506,7 +506,9 @@
     clearTimeout(typing);
     typing = setTimeout(apply, 120);
   });
-  $("more-button").addEventListener("click", renderMore);
+  $("more-button").addEventListener("click", () => renderMore());
+  // Paper (or a PDF) cannot scroll for more: printing builds every row the filters match.
+  window.addEventListener("beforeprint", () => renderMore(matched.length));
   new IntersectionObserver((seen) => seen.some((e) => e.isIntersecting) && renderMore(), { rootMargin: "800px" }).observe($("more"));
   $("rows").addEventListener("click", (e) => {
     const tr = e.target.closest("tr.event");
