@@ -410,6 +410,56 @@ class TestInBrowser:
         )
         assert ratios and min(ratios) >= 4.5, ratios
 
+    def test_a_printed_report_is_landscape_and_keeps_every_column_and_whole_names(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
+    ) -> None:
+        """Defect: a printed page (about 740 px wide, portrait) took the narrow screens' layout, which leaves the
+        pipeline, actions and rules version to an opened row: on paper, where no row opens, they were gone (and the
+        filters stuck to every page's top). The page now prints landscape, every column kept, no name broken."""
+        import base64
+
+        from selenium.webdriver.common.print_page_options import PrintOptions
+
+        page, _ = compared
+        browser.open(page)
+        pdf = base64.b64decode(browser.driver.print_page(PrintOptions()))
+        boxes = {tuple(map(float, box.split())) for box in re.findall(rb"/MediaBox\s*\[([^\]]*)\]", pdf)}
+        assert boxes and all(right - left > top - bottom for left, bottom, right, top in boxes), boxes
+        # The page as printed: print media, as wide as a landscape Letter page inside Chromium's default margins.
+        browser.driver.set_window_size(979, 900)
+        try:
+            browser.open(page)
+            browser.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+            measured = browser.run(
+                BAD_BREAKS
+                + """const visible = (e) => e.getClientRects().length > 0;
+                const cells = [...document.querySelectorAll('#rows td, #columns th')].filter(visible);
+                const names = cells.filter((td) => !td.matches('.c-actions'));
+                return {
+                  headings: [...document.querySelectorAll('#columns th')].filter(visible).map((th) => th.textContent),
+                  clipped: cells.filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent),
+                  breaks: badBreaks(names),
+                  sticky: getComputedStyle(document.querySelector('.filters')).position,
+                };"""
+            )
+        finally:
+            browser.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+            browser.driver.set_window_size(1280, 900)
+        assert measured["headings"] == [
+            "#",
+            "Source",
+            "Pipeline",
+            "Outcome",
+            "Target",
+            "Deciding rule",
+            "Actions",
+            "Rules",
+            "Change",
+        ], measured
+        assert measured["clipped"] == [] and measured["breaks"] == [], measured
+        assert measured["sticky"] == "static"
+        assert browser.problems() == []
+
 
 def step_counts(browser: Browser) -> dict[str, int]:
     """Each drawn step's ``reached`` count."""
