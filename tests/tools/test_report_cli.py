@@ -383,6 +383,34 @@ class TestInBrowser:
         assert f"pipeline{records[0]['pipeline']}" in opened[1]  # its column may be hidden: the details say it
         assert browser.problems() == []
 
+    @pytest.mark.parametrize("width", [960, 1024, 1100])
+    def test_half_a_wide_screen_or_a_small_laptop_shows_names_whole(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]], width: int
+    ) -> None:
+        """Defect: from 900 px (where all nine columns come back) to about 1160 px, names broke mid-word
+        ('CONVERSATIO' / 'N_LOCKED', 'whatsap' / 'p', 'twilio_inbou' / 'nd'): a report beside another window on a
+        1920 px screen, or on a 1024 px laptop, was the hardest to read. The columns now come back at 1200 px."""
+        page, _ = compared
+        browser.driver.set_window_size(width, 900)
+        try:
+            browser.open(page)
+            measured = browser.run(
+                BAD_BREAKS
+                + """const visible = (e) => e.getClientRects().length > 0;
+                const cells = [...document.querySelectorAll(
+                    '#rows td.c-source, #rows td.c-outcome, #rows td.c-target, #rows td.c-pipeline, #rows td.c-rule, '
+                    + '#rows td.c-version, #columns th')].filter(visible);
+                return {
+                  sideways: document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth,
+                  clipped: cells.filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent),
+                  breaks: [...new Set(badBreaks(cells))],
+                };"""
+            )
+        finally:
+            browser.driver.set_window_size(1280, 900)
+        assert measured == {"sideways": 0, "clipped": [], "breaks": []}
+        assert browser.problems() == []
+
     def test_unreached_steps_keep_readable_counts(
         self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
     ) -> None:
