@@ -411,6 +411,30 @@ class TestInBrowser:
         assert measured == {"sideways": 0, "clipped": [], "breaks": []}
         assert browser.problems() == []
 
+    @pytest.mark.parametrize("width", [1280, 1600])
+    def test_an_explanations_trace_shows_each_step_status_and_duration_whole(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]], width: int
+    ) -> None:
+        """Defect: an opened event's Trace broke every duration and most names mid-word (0.0 / 6 read as 0.0 and 6,
+        status_callba / ck, CONVERSATION_LOC / KED): each cell could break anywhere, so the table shrank its first
+        columns to a few letters. A duration now stays on one line, a step or status breaks after '_' only."""
+        page, records = compared
+        browser.driver.set_window_size(width, 900)
+        try:
+            browser.open(page)
+            browser.run("document.querySelectorAll('#rows tr.event').forEach((tr) => tr.click())")
+            cells, breaks = browser.run(
+                BAD_BREAKS
+                + """const cells = [...document.querySelectorAll("tr.detail [data-part='Trace'] tbody tr")]
+                  .flatMap((tr) => [...tr.cells].slice(0, 3));
+                return [cells.length, [...new Set(badBreaks(cells))]];"""
+            )
+        finally:
+            browser.driver.set_window_size(1280, 900)
+        assert cells == 3 * sum(len(record["trace"]) for record in records)
+        assert breaks == []
+        assert browser.problems() == []
+
     def test_unreached_steps_keep_readable_counts(
         self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
     ) -> None:

@@ -235,9 +235,15 @@
     td.append(facts);
 
     const grid = el("div", "detail-grid");
+    // A step or status breaks after an underscore only and a duration not at all (report_page.css: td.name, td.ms).
+    const name = (text) => {
+      const td = el("td", "name");
+      td.append(code(null, text ?? ""));
+      return td;
+    };
     const trace = (r.trace || []).map((t) => {
       const ms = el("td", "ms", typeof t.ms === "number" ? t.ms.toFixed(2) : t.ms);
-      return [t.step, t.status, ms, t.decision ?? ""];
+      return [name(t.step), name(t.status), ms, t.decision ?? ""];
     });
     grid.append(section("Trace", table(["step", "status", "ms", "decision"], trace)));
     // Each rule, then what it read on a row of its own under it (full width: values can be long).
