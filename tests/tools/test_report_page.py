@@ -451,6 +451,30 @@ class TestInBrowser:
         assert len(rows(browser)) == min(batched, 200)
         assert browser.problems() == []
 
+    def test_a_row_reached_by_keyboard_is_not_hidden_under_the_sticky_filters(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """Defect: going back up the rows with Shift+Tab, the browser scrolled each focused row to the window's top,
+        under the filters that stick there: the row with the focus was hidden (0-48 px under a bar ending at 88)."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        browser = show(many(records, 300), pipeline, SAMPLE_META)
+        browser.run("document.querySelectorAll('#rows tr.event')[60].focus()")
+        hidden = []
+        for _ in range(20):
+            ActionChains(browser.driver).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+            index, top, below = browser.run(
+                """const row = document.activeElement.getBoundingClientRect();
+                return [document.activeElement.dataset.index, row.top,
+                        document.querySelector('.filters').getBoundingClientRect().bottom];"""
+            )
+            if top < below - 0.5:
+                hidden.append((index, top, below))
+        assert hidden == []
+        assert browser.run("return document.activeElement.dataset.index") == "40"
+        assert browser.problems() == []
+
     def test_printing_prints_every_event_the_filters_match_not_the_first_chunk(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
     ) -> None:

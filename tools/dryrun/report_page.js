@@ -512,6 +512,13 @@
     clearTimeout(typing);
     typing = setTimeout(apply, 120);
   });
+  // The filters stick to the window's top (report_page.css): a row the keyboard or a scroll brings into view stops
+  // below them, not under them.
+  const filters = document.querySelector(".filters");
+  new ResizeObserver(() => {
+    const sticky = getComputedStyle(filters).position === "sticky";
+    document.documentElement.style.scrollPaddingTop = sticky ? `${filters.offsetHeight}px` : "";
+  }).observe(filters);
   $("more-button").addEventListener("click", () => renderMore());
   // Paper (or a PDF) cannot scroll for more: printing builds every row the filters match.
   window.addEventListener("beforeprint", () => renderMore(matched.length));
