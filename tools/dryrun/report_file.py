@@ -44,6 +44,7 @@ def report_meta(
     baseline = options.baseline_name
     title = options.report_title or (f"Dry-run: {rules} against {baseline}" if baseline else f"Dry-run: {rules}")
     notes = [line for line in banner if line]
+    notes.extend(summary.signature_lines())
     warnings = []
     if summary.masked:
         warnings.append(
