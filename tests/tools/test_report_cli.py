@@ -729,3 +729,37 @@ def test_the_page_says_for_how_many_events_the_signature_was_not_checked_as_the_
     assert browser.problems() == []
     notes = browser.run("return [...document.querySelectorAll('#banners .notes li')].map((li) => li.textContent)")
     assert any(note.startswith(line) for note in notes), notes
+
+
+@pytest.mark.browser
+def test_the_page_counts_each_change_from_and_to_as_the_summary_does_and_filters_by_it(
+    browser: Browser, summarized: tuple[Path, str]
+) -> None:
+    """Defect: the summary lists what the changed events changed from and to ("QUEUED[whatsapp] → HANDED_OFF[handoff]
+    1"); the page had only the changed and knock-on totals, so a replay with hundreds of changes gave no overview of
+    them. Each is now a chip of the summary and a choice of the Change filter."""
+    from selenium.webdriver.support.select import Select
+
+    page, out = summarized
+    summary = out.split("\nagainst the baseline (", 1)[1].splitlines()[1:]
+    expected = [(label, int(n)) for label, n in (line.strip().rsplit("  ", 1) for line in summary if " → " in line)]
+    assert len(expected) == 2
+    browser.open(page)
+    assert browser.problems() == []
+    chips = browser.run(
+        "return [...document.querySelectorAll('#summary .chip.change')].map((c) => [c.firstChild.textContent,"
+        " Number(c.querySelector('.n').textContent)])"
+    )
+    assert sorted(map(tuple, chips)) == sorted(expected)
+    for label, n in expected:
+        browser.run(
+            "[...document.querySelectorAll('#summary .chip.change')].find((c) => c.firstChild.textContent"
+            " === arguments[0]).click()",
+            label,
+        )
+        assert browser.run("return document.querySelectorAll('#rows tr.event').length") == n
+        assert browser.run("return document.getElementById('count').dataset.matching") == str(n)
+        Select(browser.driver.find_element("id", "f-change")).select_by_value("")
+        Select(browser.driver.find_element("id", "f-change")).select_by_visible_text(f"{label} ({n})")
+        assert browser.run("return document.querySelectorAll('#rows tr.event').length") == n
+    assert browser.problems() == []

@@ -3,6 +3,8 @@
 (() => {
   const CHUNK = 200;
   const NO_RULE = "-";
+  // The Change filter's value for the events whose decision changed from one thing to another (record.change).
+  const CHANGED_TO = "change:";
   const ARROW = "\u2192";
   const data = JSON.parse(document.getElementById("report-data").textContent);
   const meta = data.meta;
@@ -422,6 +424,18 @@
         box.append(chip(KIND_LABELS[kind], n, kindClass(kind), () => choose($("f-change"), kind)));
       }
       fillSelect($("f-change"), "all events", entries, (v) => KIND_LABELS[v]);
+      // What the changed events changed from and to, as the CLI's summary lists them ("A → B  n"), each a filter.
+      const changes = tally(events.map((ev) => ev.record.change).filter(Boolean));
+      if (changes.length) {
+        box.append(el("span", "group", "changed from \u2192 to:"));
+        const group = document.createElement("optgroup");
+        group.label = "changed from \u2192 to";
+        for (const [change, n] of changes) {
+          box.append(chip(change, n, "change", () => choose($("f-change"), CHANGED_TO + change)));
+          group.append(new Option(shown(`${change} (${fmt(n)})`), CHANGED_TO + change));
+        }
+        $("f-change").append(group);
+      }
     } else {
       $("f-change-label").hidden = true;
     }
@@ -474,7 +488,7 @@
         (!outcome || ev.record.outcome === outcome) &&
         (!pipeline || ev.record.pipeline === pipeline) &&
         (!rule || (rule === NO_RULE ? ev.rules.length === 0 : ev.rules.includes(rule))) &&
-        (!kind || ev.kind === kind) &&
+        (!kind || (kind.startsWith(CHANGED_TO) ? ev.record.change === kind.slice(CHANGED_TO.length) : ev.kind === kind)) &&
         (!text || ev.sourceKey.includes(text)),
     );
     $("rows").replaceChildren();
