@@ -373,6 +373,38 @@ class TestInBrowser:
         assert "refused \\u202edessap" in explained and "whatsapp \\u202eegassem" in explained
         assert browser.problems() == []
 
+    def test_a_right_to_left_name_in_a_path_keeps_its_place_in_the_path(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """Defect: a capture under a Hebrew or Arabic directory (captures/לקוח/2/1.json) showed as
+        captures/2/1/לקוח.json, in its row and its explanation: the digits and slashes after the name joined its
+        right-to-left run. Each part of a path now keeps its place, whatever its script."""
+        record = {**records[0], "source": "captures/\u05dc\u05e7\u05d5\u05d7/2/1.json"}
+        browser = show([record, records[1]], pipeline, SAMPLE_META)
+        rows(browser)[0].click()
+        order = browser.run(
+            """const at = (root, text) => {
+              const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+              for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                const i = node.data.indexOf(text);
+                if (i >= 0) {
+                  const range = document.createRange();
+                  range.setStart(node, i);
+                  range.setEnd(node, i + text.length);
+                  return range.getBoundingClientRect().left;
+                }
+              }
+              return null;
+            };
+            const source = [...document.querySelectorAll('tr.detail .facts span')]
+              .find((span) => span.firstChild.textContent === 'source');
+            return [document.querySelector('#rows td.c-source'), source].map((where) =>
+              ['captures/', '\u05dc\u05e7\u05d5\u05d7', '2/', '1.json'].map((part) => at(where, part)));"""
+        )
+        for where in order:
+            assert None not in where and where == sorted(where), order
+        assert browser.problems() == []
+
     def test_long_unbroken_texts_wrap_within_the_page(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
     ) -> None:

@@ -67,15 +67,20 @@
     return r.error_code == null ? "o-ok" : "o-error";
   }
 
-  // A span of text that may wrap after an underscore or a slash only (CONVERSATION_<wbr>NOT_<wbr>FOUND).
+  // Right-to-left letters (Hebrew, Arabic and the like): the digits and slashes after them would join their run.
+  const RTL = /[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]|\ud802[\udc00-\udfff]|\ud83a[\udc00-\udfff]/;
+
+  // A span of text that may wrap after an underscore or a slash only (CONVERSATION_<wbr>NOT_<wbr>FOUND). With
+  // right-to-left letters, each part is isolated (report_page.css: .segment), so that captures/לקוח/2/1.json does not
+  // read captures/2/1/לקוח.json: the parts keep their order, each shown in its own direction.
   function code(className, text) {
     const span = el("span", className);
-    shown(text)
-      .split(/(?<=[_/])/)
-      .forEach((part, i) => {
-        if (i) span.append(document.createElement("wbr"));
-        span.append(part);
-      });
+    const value = shown(text);
+    const isolate = RTL.test(value);
+    value.split(/(?<=[_/])/).forEach((part, i) => {
+      if (i) span.append(document.createElement("wbr"));
+      span.append(isolate ? el("span", "segment", part) : part);
+    });
     return span;
   }
 
@@ -211,13 +216,13 @@
     const td = el("td");
     td.colSpan = columns.length;
     const facts = el("div", "facts");
-    const fact = (label, value) => {
+    const fact = (label, value, node = (text) => document.createTextNode(shown(text))) => {
       if (value === undefined || value === null || value === "") return;
       const span = el("span");
-      span.append(el("b", null, label), document.createTextNode(shown(value)));
+      span.append(el("b", null, label), node(value));
       facts.append(span);
     };
-    fact("source", r.source);
+    fact("source", r.source, (value) => code(null, value));
     fact("pipeline", r.pipeline);
     fact("outcome", r.outcome);
     fact("error code", r.error_code);
