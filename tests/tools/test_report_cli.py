@@ -383,6 +383,58 @@ class TestInBrowser:
         assert f"pipeline{records[0]['pipeline']}" in opened[1]  # its column may be hidden: the details say it
         assert browser.problems() == []
 
+    @pytest.mark.parametrize("width", [960, 1024, 1100])
+    def test_half_a_wide_screen_or_a_small_laptop_shows_names_whole(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]], width: int
+    ) -> None:
+        """Defect: from 900 px (where all nine columns come back) to about 1160 px, names broke mid-word
+        ('CONVERSATIO' / 'N_LOCKED', 'whatsap' / 'p', 'twilio_inbou' / 'nd'): a report beside another window on a
+        1920 px screen, or on a 1024 px laptop, was the hardest to read. The columns now come back at 1200 px."""
+        page, _ = compared
+        browser.driver.set_window_size(width, 900)
+        try:
+            browser.open(page)
+            measured = browser.run(
+                BAD_BREAKS
+                + """const visible = (e) => e.getClientRects().length > 0;
+                const cells = [...document.querySelectorAll(
+                    '#rows td.c-source, #rows td.c-outcome, #rows td.c-target, #rows td.c-pipeline, #rows td.c-rule, '
+                    + '#rows td.c-version, #columns th')].filter(visible);
+                return {
+                  sideways: document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth,
+                  clipped: cells.filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent),
+                  breaks: [...new Set(badBreaks(cells))],
+                };"""
+            )
+        finally:
+            browser.driver.set_window_size(1280, 900)
+        assert measured == {"sideways": 0, "clipped": [], "breaks": []}
+        assert browser.problems() == []
+
+    @pytest.mark.parametrize("width", [1280, 1600])
+    def test_an_explanations_trace_shows_each_step_status_and_duration_whole(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]], width: int
+    ) -> None:
+        """Defect: an opened event's Trace broke every duration and most names mid-word (0.0 / 6 read as 0.0 and 6,
+        status_callba / ck, CONVERSATION_LOC / KED): each cell could break anywhere, so the table shrank its first
+        columns to a few letters. A duration now stays on one line, a step or status breaks after '_' only."""
+        page, records = compared
+        browser.driver.set_window_size(width, 900)
+        try:
+            browser.open(page)
+            browser.run("document.querySelectorAll('#rows tr.event').forEach((tr) => tr.click())")
+            cells, breaks = browser.run(
+                BAD_BREAKS
+                + """const cells = [...document.querySelectorAll("tr.detail [data-part='Trace'] tbody tr")]
+                  .flatMap((tr) => [...tr.cells].slice(0, 3));
+                return [cells.length, [...new Set(badBreaks(cells))]];"""
+            )
+        finally:
+            browser.driver.set_window_size(1280, 900)
+        assert cells == 3 * sum(len(record["trace"]) for record in records)
+        assert breaks == []
+        assert browser.problems() == []
+
     def test_unreached_steps_keep_readable_counts(
         self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
     ) -> None:
@@ -409,6 +461,56 @@ class TestInBrowser:
             });"""
         )
         assert ratios and min(ratios) >= 4.5, ratios
+
+    def test_a_printed_report_is_landscape_and_keeps_every_column_and_whole_names(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
+    ) -> None:
+        """Defect: a printed page (about 740 px wide, portrait) took the narrow screens' layout, which leaves the
+        pipeline, actions and rules version to an opened row: on paper, where no row opens, they were gone (and the
+        filters stuck to every page's top). The page now prints landscape, every column kept, no name broken."""
+        import base64
+
+        from selenium.webdriver.common.print_page_options import PrintOptions
+
+        page, _ = compared
+        browser.open(page)
+        pdf = base64.b64decode(browser.driver.print_page(PrintOptions()))
+        boxes = {tuple(map(float, box.split())) for box in re.findall(rb"/MediaBox\s*\[([^\]]*)\]", pdf)}
+        assert boxes and all(right - left > top - bottom for left, bottom, right, top in boxes), boxes
+        # The page as printed: print media, as wide as a landscape Letter page inside Chromium's default margins.
+        browser.driver.set_window_size(979, 900)
+        try:
+            browser.open(page)
+            browser.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+            measured = browser.run(
+                BAD_BREAKS
+                + """const visible = (e) => e.getClientRects().length > 0;
+                const cells = [...document.querySelectorAll('#rows td, #columns th')].filter(visible);
+                const names = cells.filter((td) => !td.matches('.c-actions'));
+                return {
+                  headings: [...document.querySelectorAll('#columns th')].filter(visible).map((th) => th.textContent),
+                  clipped: cells.filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent),
+                  breaks: badBreaks(names),
+                  sticky: getComputedStyle(document.querySelector('.filters')).position,
+                };"""
+            )
+        finally:
+            browser.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+            browser.driver.set_window_size(1280, 900)
+        assert measured["headings"] == [
+            "#",
+            "Source",
+            "Pipeline",
+            "Outcome",
+            "Target",
+            "Deciding rule",
+            "Actions",
+            "Rules",
+            "Change",
+        ], measured
+        assert measured["clipped"] == [] and measured["breaks"] == [], measured
+        assert measured["sticky"] == "static"
+        assert browser.problems() == []
 
 
 def step_counts(browser: Browser) -> dict[str, int]:
@@ -568,4 +670,96 @@ def test_markup_in_captured_events_and_in_rules_stays_text_in_the_page(browser: 
     assert browser.run("return document.querySelectorAll('body img, body svg, body a, body iframe').length") == 0
     explained = browser.run("return document.querySelector('tr.detail').textContent")
     assert '<img src=x onerror=\\"window.__pwned=2\\">' in explained and "<Message>" in explained
+    assert browser.problems() == []
+
+
+@pytest.mark.browser
+def test_events_a_live_replay_could_not_decide_are_a_warning_not_a_quiet_unchanged(
+    browser: Browser, candidate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: a live replay that could not read the account (tables missing) decided nothing, and its summary said
+    "1 event(s) not decided" (``--fail-on-change`` exits 2), but the page counted the event "unchanged" under plain
+    notes: a reviewer read "nothing changed". The notes banner now warns, with the CLI's count."""
+    from moto import mock_aws
+
+    from tests.support.expect import ENV
+
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    page = tmp_path / "report.html"
+    event = EVENTS / "01_whatsapp_text.json"
+    with mock_aws():
+        out = run_dryrun(
+            "--now",
+            "2026-11-25T12:00:00Z",
+            "--rules",
+            candidate,
+            "--baseline-rules",
+            ROOT / "rules",
+            "--report",
+            page,
+            event,
+        )
+    assert "1 event(s) not decided: the replay could not read the account" in out
+    browser.open(page)
+    assert browser.problems() == []
+    assert browser.run("return document.querySelector('#banners .notes').className") == "banner notes warn"
+    notes = browser.run("return document.querySelector('#banners .notes').textContent")
+    assert "1 event(s) not decided: the replay could not read the account" in notes
+
+
+@pytest.fixture(scope="module")
+def summarized(tmp_path_factory: pytest.TempPathFactory, candidate: Path) -> tuple[Path, str]:
+    """The examples replayed (table output, with its summary) against the shipped rules, and the report page."""
+    page = tmp_path_factory.mktemp("summarized") / "report.html"
+    options = ("--world", WORLD, "--backend", "memory", "--rules", candidate, "--baseline-rules", ROOT / "rules")
+    return page, run_dryrun(*options, "--report", page, EVENTS)
+
+
+@pytest.mark.browser
+def test_the_page_says_for_how_many_events_the_signature_was_not_checked_as_the_summary_does(
+    browser: Browser, summarized: tuple[Path, str]
+) -> None:
+    """Defect: the summary counts the events whose signature could not be checked (their secret or conversation
+    unreadable), the page only said so inside each event's explanation: nothing on it added up to the CLI's count."""
+    page, out = summarized
+    (line,) = [line for line in out.splitlines() if line.startswith("signature not checked for ")]
+    assert line == "signature not checked for 2 event(s)"
+    browser.open(page)
+    assert browser.problems() == []
+    notes = browser.run("return [...document.querySelectorAll('#banners .notes li')].map((li) => li.textContent)")
+    assert any(note.startswith(line) for note in notes), notes
+
+
+@pytest.mark.browser
+def test_the_page_counts_each_change_from_and_to_as_the_summary_does_and_filters_by_it(
+    browser: Browser, summarized: tuple[Path, str]
+) -> None:
+    """Defect: the summary lists what the changed events changed from and to ("QUEUED[whatsapp] → HANDED_OFF[handoff]
+    1"); the page had only the changed and knock-on totals, so a replay with hundreds of changes gave no overview of
+    them. Each is now a chip of the summary and a choice of the Change filter."""
+    from selenium.webdriver.support.select import Select
+
+    page, out = summarized
+    summary = out.split("\nagainst the baseline (", 1)[1].splitlines()[1:]
+    expected = [(label, int(n)) for label, n in (line.strip().rsplit("  ", 1) for line in summary if " → " in line)]
+    assert len(expected) == 2
+    browser.open(page)
+    assert browser.problems() == []
+    chips = browser.run(
+        "return [...document.querySelectorAll('#summary .chip.change')].map((c) => [c.firstChild.textContent,"
+        " Number(c.querySelector('.n').textContent)])"
+    )
+    assert sorted(map(tuple, chips)) == sorted(expected)
+    for label, n in expected:
+        browser.run(
+            "[...document.querySelectorAll('#summary .chip.change')].find((c) => c.firstChild.textContent"
+            " === arguments[0]).click()",
+            label,
+        )
+        assert browser.run("return document.querySelectorAll('#rows tr.event').length") == n
+        assert browser.run("return document.getElementById('count').dataset.matching") == str(n)
+        Select(browser.driver.find_element("id", "f-change")).select_by_value("")
+        Select(browser.driver.find_element("id", "f-change")).select_by_visible_text(f"{label} ({n})")
+        assert browser.run("return document.querySelectorAll('#rows tr.event').length") == n
     assert browser.problems() == []

@@ -373,6 +373,38 @@ class TestInBrowser:
         assert "refused \\u202edessap" in explained and "whatsapp \\u202eegassem" in explained
         assert browser.problems() == []
 
+    def test_a_right_to_left_name_in_a_path_keeps_its_place_in_the_path(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """Defect: a capture under a Hebrew or Arabic directory (captures/לקוח/2/1.json) showed as
+        captures/2/1/לקוח.json, in its row and its explanation: the digits and slashes after the name joined its
+        right-to-left run. Each part of a path now keeps its place, whatever its script."""
+        record = {**records[0], "source": "captures/\u05dc\u05e7\u05d5\u05d7/2/1.json"}
+        browser = show([record, records[1]], pipeline, SAMPLE_META)
+        rows(browser)[0].click()
+        order = browser.run(
+            """const at = (root, text) => {
+              const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+              for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                const i = node.data.indexOf(text);
+                if (i >= 0) {
+                  const range = document.createRange();
+                  range.setStart(node, i);
+                  range.setEnd(node, i + text.length);
+                  return range.getBoundingClientRect().left;
+                }
+              }
+              return null;
+            };
+            const source = [...document.querySelectorAll('tr.detail .facts span')]
+              .find((span) => span.firstChild.textContent === 'source');
+            return [document.querySelector('#rows td.c-source'), source].map((where) =>
+              ['captures/', '\u05dc\u05e7\u05d5\u05d7', '2/', '1.json'].map((part) => at(where, part)));"""
+        )
+        for where in order:
+            assert None not in where and where == sorted(where), order
+        assert browser.problems() == []
+
     def test_long_unbroken_texts_wrap_within_the_page(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
     ) -> None:
@@ -449,6 +481,50 @@ class TestInBrowser:
         batched = sum(record["outcome"] == "BATCHED" for record in events)
         assert text(browser, "#count") == f"{batched:,} of 10,000 events"
         assert len(rows(browser)) == min(batched, 200)
+        assert browser.problems() == []
+
+    def test_a_row_reached_by_keyboard_is_not_hidden_under_the_sticky_filters(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """Defect: going back up the rows with Shift+Tab, the browser scrolled each focused row to the window's top,
+        under the filters that stick there: the row with the focus was hidden (0-48 px under a bar ending at 88)."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        browser = show(many(records, 300), pipeline, SAMPLE_META)
+        browser.run("document.querySelectorAll('#rows tr.event')[60].focus()")
+        hidden = []
+        for _ in range(20):
+            ActionChains(browser.driver).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+            index, top, below = browser.run(
+                """const row = document.activeElement.getBoundingClientRect();
+                return [document.activeElement.dataset.index, row.top,
+                        document.querySelector('.filters').getBoundingClientRect().bottom];"""
+            )
+            if top < below - 0.5:
+                hidden.append((index, top, below))
+        assert hidden == []
+        assert browser.run("return document.activeElement.dataset.index") == "40"
+        assert browser.problems() == []
+
+    def test_printing_prints_every_event_the_filters_match_not_the_first_chunk(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """Defect: rows are built 200 at a time as they scroll into view, so a printed (or saved as PDF) report of a
+        big replay held its first 200 events and a "Show 200 more" button; printing now builds every matching row."""
+        from selenium.webdriver.common.print_page_options import PrintOptions
+        from selenium.webdriver.support.select import Select
+
+        events = many(records, 1_000)
+        browser = show(events, pipeline, SAMPLE_META)
+        queued = [str(i) for i, record in enumerate(events) if record["outcome"] == "QUEUED"]
+        assert len(queued) > 200
+        Select(browser.driver.find_element("id", "f-outcome")).select_by_value("QUEUED")
+        assert len(rows(browser)) == 200
+        browser.driver.print_page(PrintOptions())
+        shown = browser.run("return [...document.querySelectorAll('#rows > tr.event')].map(tr => tr.dataset.index)")
+        assert shown == queued
+        assert not browser.driver.find_element("id", "more").is_displayed()
         assert browser.problems() == []
 
 

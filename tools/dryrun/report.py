@@ -369,6 +369,17 @@ class Summary:
         """How many events changed against the baseline."""
         return sum(self.changes.values())
 
+    def signature_lines(self) -> list[str]:
+        """The summary's lines on signatures not checked or skipped (the report page's notes repeat them)."""
+        lines = []
+        unchecked = self.signatures.get("unchecked", 0)
+        if unchecked:
+            lines.append(f"signature not checked for {unchecked} event(s)")
+        skipped = self.signatures.get("skipped", 0)
+        if skipped:
+            lines.append(f"signature skipped (--skip-signature) for {skipped} event(s)")
+        return lines
+
 
 class Table:
     """The readable output: a header, a row per event (with ``explain``, the details), a summary."""
@@ -420,12 +431,8 @@ class Table:
         write(f"\n{summary.events} {noun} replayed in {elapsed:.2f}s{rate}\n")
         for outcome, count in sorted(summary.outcomes.items(), key=lambda item: (-item[1], item[0])):
             write(f"  {outcome:<{self._outcome_width}}  {count:>6}\n")
-        unchecked = summary.signatures.get("unchecked", 0)
-        if unchecked:
-            write(f"signature not checked for {unchecked} event(s)\n")
-        skipped = summary.signatures.get("skipped", 0)
-        if skipped:
-            write(f"signature skipped (--skip-signature) for {skipped} event(s)\n")
+        for line in summary.signature_lines():
+            write(f"{line}\n")
         if summary.unread:
             write(
                 f"{summary.unread} event(s) not decided: the replay could not read the account; "

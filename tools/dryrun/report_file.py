@@ -44,11 +44,18 @@ def report_meta(
     baseline = options.baseline_name
     title = options.report_title or (f"Dry-run: {rules} against {baseline}" if baseline else f"Dry-run: {rules}")
     notes = [line for line in banner if line]
+    notes.extend(summary.signature_lines())
     warnings = []
     if summary.masked:
         warnings.append(
             f"{summary.masked} event(s) came from masked recordings and a rule read a masked field: "
             "those decisions may differ in production"
+        )
+    if summary.unread:
+        # As the summary says it: such an event compares the replay's failed read with itself, not two decisions.
+        warnings.append(
+            f"{summary.unread} event(s) not decided: the replay could not read the account; their outcomes are the "
+            "replay's, not the rules', and nothing was compared for them (see each event's notes)"
         )
     lent = list(lent)
     notes.extend(str(note).removeprefix("pipeline-dryrun: ") for note in lent)

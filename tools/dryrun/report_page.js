@@ -3,6 +3,8 @@
 (() => {
   const CHUNK = 200;
   const NO_RULE = "-";
+  // The Change filter's value for the events whose decision changed from one thing to another (record.change).
+  const CHANGED_TO = "change:";
   const ARROW = "\u2192";
   const data = JSON.parse(document.getElementById("report-data").textContent);
   const meta = data.meta;
@@ -65,15 +67,20 @@
     return r.error_code == null ? "o-ok" : "o-error";
   }
 
-  // A span of text that may wrap after an underscore or a slash only (CONVERSATION_<wbr>NOT_<wbr>FOUND).
+  // Right-to-left letters (Hebrew, Arabic and the like): the digits and slashes after them would join their run.
+  const RTL = /[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]|\ud802[\udc00-\udfff]|\ud83a[\udc00-\udfff]/;
+
+  // A span of text that may wrap after an underscore or a slash only (CONVERSATION_<wbr>NOT_<wbr>FOUND). With
+  // right-to-left letters, each part is isolated (report_page.css: .segment), so that captures/לקוח/2/1.json does not
+  // read captures/2/1/לקוח.json: the parts keep their order, each shown in its own direction.
   function code(className, text) {
     const span = el("span", className);
-    shown(text)
-      .split(/(?<=[_/])/)
-      .forEach((part, i) => {
-        if (i) span.append(document.createElement("wbr"));
-        span.append(part);
-      });
+    const value = shown(text);
+    const isolate = RTL.test(value);
+    value.split(/(?<=[_/])/).forEach((part, i) => {
+      if (i) span.append(document.createElement("wbr"));
+      span.append(isolate ? el("span", "segment", part) : part);
+    });
     return span;
   }
 
@@ -209,13 +216,13 @@
     const td = el("td");
     td.colSpan = columns.length;
     const facts = el("div", "facts");
-    const fact = (label, value) => {
+    const fact = (label, value, node = (text) => document.createTextNode(shown(text))) => {
       if (value === undefined || value === null || value === "") return;
       const span = el("span");
-      span.append(el("b", null, label), document.createTextNode(shown(value)));
+      span.append(el("b", null, label), node(value));
       facts.append(span);
     };
-    fact("source", r.source);
+    fact("source", r.source, (value) => code(null, value));
     fact("pipeline", r.pipeline);
     fact("outcome", r.outcome);
     fact("error code", r.error_code);
@@ -235,9 +242,15 @@
     td.append(facts);
 
     const grid = el("div", "detail-grid");
+    // A step or status breaks after an underscore only and a duration not at all (report_page.css: td.name, td.ms).
+    const name = (text) => {
+      const td = el("td", "name");
+      td.append(code(null, text ?? ""));
+      return td;
+    };
     const trace = (r.trace || []).map((t) => {
       const ms = el("td", "ms", typeof t.ms === "number" ? t.ms.toFixed(2) : t.ms);
-      return [t.step, t.status, ms, t.decision ?? ""];
+      return [name(t.step), name(t.status), ms, t.decision ?? ""];
     });
     grid.append(section("Trace", table(["step", "status", "ms", "decision"], trace)));
     // Each rule, then what it read on a row of its own under it (full width: values can be long).
@@ -416,6 +429,18 @@
         box.append(chip(KIND_LABELS[kind], n, kindClass(kind), () => choose($("f-change"), kind)));
       }
       fillSelect($("f-change"), "all events", entries, (v) => KIND_LABELS[v]);
+      // What the changed events changed from and to, as the CLI's summary lists them ("A → B  n"), each a filter.
+      const changes = tally(events.map((ev) => ev.record.change).filter(Boolean));
+      if (changes.length) {
+        box.append(el("span", "group", "changed from \u2192 to:"));
+        const group = document.createElement("optgroup");
+        group.label = "changed from \u2192 to";
+        for (const [change, n] of changes) {
+          box.append(chip(change, n, "change", () => choose($("f-change"), CHANGED_TO + change)));
+          group.append(new Option(shown(`${change} (${fmt(n)})`), CHANGED_TO + change));
+        }
+        $("f-change").append(group);
+      }
     } else {
       $("f-change-label").hidden = true;
     }
@@ -447,8 +472,8 @@
   let matched = [];
   let rendered = 0;
 
-  function renderMore() {
-    const end = Math.min(rendered + CHUNK, matched.length);
+  function renderMore(count = CHUNK) {
+    const end = Math.min(rendered + count, matched.length);
     const rows = document.createDocumentFragment();
     for (; rendered < end; rendered++) rows.append(row(matched[rendered]));
     $("rows").append(rows);
@@ -468,7 +493,7 @@
         (!outcome || ev.record.outcome === outcome) &&
         (!pipeline || ev.record.pipeline === pipeline) &&
         (!rule || (rule === NO_RULE ? ev.rules.length === 0 : ev.rules.includes(rule))) &&
-        (!kind || ev.kind === kind) &&
+        (!kind || (kind.startsWith(CHANGED_TO) ? ev.record.change === kind.slice(CHANGED_TO.length) : ev.kind === kind)) &&
         (!text || ev.sourceKey.includes(text)),
     );
     $("rows").replaceChildren();
@@ -506,7 +531,16 @@
     clearTimeout(typing);
     typing = setTimeout(apply, 120);
   });
-  $("more-button").addEventListener("click", renderMore);
+  // The filters stick to the window's top (report_page.css): a row the keyboard or a scroll brings into view stops
+  // below them, not under them.
+  const filters = document.querySelector(".filters");
+  new ResizeObserver(() => {
+    const sticky = getComputedStyle(filters).position === "sticky";
+    document.documentElement.style.scrollPaddingTop = sticky ? `${filters.offsetHeight}px` : "";
+  }).observe(filters);
+  $("more-button").addEventListener("click", () => renderMore());
+  // Paper (or a PDF) cannot scroll for more: printing builds every row the filters match.
+  window.addEventListener("beforeprint", () => renderMore(matched.length));
   new IntersectionObserver((seen) => seen.some((e) => e.isIntersecting) && renderMore(), { rootMargin: "800px" }).observe($("more"));
   $("rows").addEventListener("click", (e) => {
     const tr = e.target.closest("tr.event");

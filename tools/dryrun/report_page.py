@@ -104,7 +104,8 @@ class PipelineSketch:
 class ReportMeta:
     """What the replay was: title, when the report was made, rule versions, baseline, world and notes.
 
-    ``warnings`` are the notes that make the notes banner a warning (rules read values a recording masked).
+    ``warnings`` are the notes that make the notes banner a warning (rules read values a recording masked, a live
+    replay could not read the account).
     """
 
     title: str
