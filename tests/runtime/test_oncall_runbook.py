@@ -26,6 +26,7 @@ from tests.support.expect import ROOT
 from tests.support.insights import discovered, referenced_fields, run
 from tests.support.webhooks import ACCOUNT, COMPANY_WA, TOKEN, USER, rest_event, whatsapp_params
 from tools.dryrun import event_cli
+from tools.sendgrid_events import Email
 
 Logs = Callable[..., list[dict[str, Any]]]
 __all__ = ["ops", "shadowed"]  # fixtures of the shadow tests, used here
@@ -301,3 +302,62 @@ def test_the_runbook_query_for_final_errors_lists_every_code_the_loss_alarms_cou
         for series in alarm_series(TEMPLATE, alarm)
     }
     assert set(json.loads(f"[{listed.group(1)}]")) == counted
+
+
+def _named_in_on_call(alarm: str) -> bool:
+    """Whether the runbook's On call section names ``alarm``, itself or by its family (``…QueueAgeAlarm``)."""
+    section = RUNBOOK[RUNBOOK.index("## On call") : RUNBOOK.index("\n## ", RUNBOOK.index("## On call") + 1)]
+    family = re.sub(r"^(WhatsApp|Sms|Handoff|Email)(?=(QueueAge|DeadLetter)Alarm$)", "…", alarm)
+    return f"`{alarm}`" in section or f"`{family}`" in section
+
+
+def test_every_alarm_of_the_template_has_an_on_call_entry() -> None:
+    # Paged at 3 a.m. by an alarm the runbook never names, on-call has nothing to run and no one to ask.
+    alarms = [name for name, resource in TEMPLATE["Resources"].items() if resource["Type"] == "AWS::CloudWatch::Alarm"]
+    assert len(alarms) >= 20
+    assert [alarm for alarm in alarms if not _named_in_on_call(alarm)] == []
+
+
+def test_the_runbook_query_for_email_transient_errors_lists_the_emails_sendgrid_still_retries(
+    world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The email pipeline answers a transient fault 503 and never raises: the Twilio query (last status "raised")
+    # lists none of them.
+    add_email_world(world)
+    container = cold_start(STACK_NAME="the-stack")
+    capsys.readouterr()
+    pending, delivered = Email(message_id="<pending@example.net>"), Email(message_id="<delivered@example.net>")
+    container.aws.fail("sqs.SendMessage", "ThrottlingException", times=3)
+    assert [container.handler(email_event(email), None)["statusCode"] for email in (pending, delivered, pending)] == [
+        503,
+        503,
+        503,
+    ]
+    assert container.handler(email_event(delivered), None)["statusCode"] == 200
+    lines = logged(json_logs, capsys.readouterr().out)
+    events = [line for line in json_logs() if line["message"] == "event"]
+    pending_sid, delivered_sid = events[0]["message_sid"], events[1]["message_sid"]
+    assert pending_sid != delivered_sid and events[-1]["message_sid"] == delivered_sid
+    listed, causes = runbook_query("EmailTransientErrorsAlarm").splitlines()
+    assert [row["message_sid"] for row in run(listed, lines)] == [pending_sid]
+    assert [(row["error_code"], row["error_cause"]) for row in run(causes, lines)] == [
+        ("QUEUE_TRANSIENT_ERROR", "ThrottlingException")
+    ]
+
+
+def test_the_runbook_query_for_refused_signatures_tells_unsigned_posts_from_mismatches(
+    world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets(token="the-token-before-the-rotation")
+    container = cold_start()
+    unsigned = rest_event("whatsapp", whatsapp_params(sid=RETRIED_SID), signature="")
+    for event in (rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), unsigned):
+        assert container.handler(event, None)["statusCode"] == 200
+    rows = run(runbook_query("InvalidSignatureAlarm"), logged(json_logs, capsys.readouterr().out))
+    # Refused by the signature check (a known conversation's token: SignatureMismatchAlarm's case), or before any
+    # AWS call (no signature, a foreign Host, an email's stale timestamp), which anyone can send.
+    assert [(row.get("message_sid"), row.get("steps.parse"), row.get("steps.signature")) for row in rows] == [
+        (LOST_SID, "ok", "INVALID_SIGNATURE"),
+        (None, "INVALID_SIGNATURE", None),
+    ]
