@@ -35,6 +35,7 @@ RUNBOOK = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
 LOST_SID = "SM" + "a" * 32
 RETRIED_SID = "SM" + "b" * 32
 API_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
+TRACE = "1-6744aaaa-0123456789abcdef01234567"
 _QUERY_START = re.compile(r"^(fields|filter|stats) ")
 
 
@@ -74,7 +75,8 @@ def losses(world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureF
     """A message lost to a final error, one that Twilio's retry delivered, one lost on every attempt, one refused."""
     world.add_conversation()
     world.add_default_secrets()
-    container = cold_start(STACK_NAME="the-stack")
+    # As Lambda starts it: each invocation's trace header set (tracing itself is off without a daemon address).
+    container = cold_start(STACK_NAME="the-stack", _X_AMZN_TRACE_ID=f"Root={TRACE};Parent=53995c3f42cd8ad8;Sampled=0")
     capsys.readouterr()
     container.aws.fail("sqs.SendMessage", "AccessDenied", 403, times=1)
     lost = container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)
@@ -360,4 +362,48 @@ def test_the_runbook_query_for_refused_signatures_tells_unsigned_posts_from_mism
     assert [(row.get("message_sid"), row.get("steps.parse"), row.get("steps.signature")) for row in rows] == [
         (LOST_SID, "ok", "INVALID_SIGNATURE"),
         (None, "INVALID_SIGNATURE", None),
+    ]
+
+
+def access_log_line(**context: str) -> str:
+    """The stage's access log line as API Gateway writes it (template.yaml's format), ``$context`` values given."""
+    access = TEMPLATE["Resources"]["WebhookApi"]["Properties"]["AccessLogSetting"]["Fn::If"][1]
+    line = re.sub(r"\$context\.([\w.]+)", lambda found: context.get(found[1], "-"), access["Format"])
+    json.loads(line)
+    return line
+
+
+def test_a_5xx_in_the_access_log_leads_to_the_function_lines_of_its_request(
+    world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The access log has the 5xx; the function's lines have the cause. With no id in common, on-call could only match
+    # them by the minute, among every other request of that minute.
+    world.add_conversation()
+    world.add_default_secrets()
+    trace = TRACE
+    container = cold_start(_X_AMZN_TRACE_ID=f"Root={trace};Parent=53995c3f42cd8ad8;Sampled=0")
+    container.aws.fail("sqs.SendMessage", "ThrottlingException", times=1)
+    with pytest.raises(Exception, match="QUEUE_TRANSIENT_ERROR"):
+        container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)
+    lines = logged(json_logs, capsys.readouterr().out)
+    answer = access_log_line(
+        requestId="c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+        resourcePath="/whatsapp",
+        status="502",
+        apiId="abc123",
+        xrayTraceId=trace,
+        requestTime="07/Dec/2026:03:00:00 +0000",
+    )
+
+    section = RUNBOOK[RUNBOOK.index("`Api5xxAlarm`") :]
+    access_query = re.search(r"`(filter status like [^`]*)`", section)
+    assert access_query is not None, "the runbook gives no access log query for Api5xxAlarm"
+    (row,) = run(access_query.group(1), [answer])
+    function_query = runbook_query("Api5xxAlarm")
+    ids = [key for key in row if key.lower().endswith("traceid") or key.lower().endswith("requestid")]
+    rows = [found for key in ids for found in run(function_query.replace(f"<{key}>", str(row[key])), lines)]
+    # The event line with its cause, and the invocation's metrics document (its steps' times).
+    assert [(found["message"], found.get("message_sid"), found.get("error_cause")) for found in rows] == [
+        ("event", LOST_SID, "ThrottlingException"),
+        ("metrics", LOST_SID, None),
     ]
