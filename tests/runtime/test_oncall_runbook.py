@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.cfn import STACK, alarm_periods, alarm_series, emf_datapoints, firing, load_template
+from tests.deploy.cfn import STACK, alarm_periods, alarm_series, emf_datapoints, firing, load_template, placeholder
 from tests.runtime.test_shadow import BACKTRACKING_BODY, SLOW_ROUTING, Shadowed, ops, shadowed
 from tests.support.bundles import ROUTING, VIP_ROUTING, Ops
 from tests.support.email import add_email_world, email_event
@@ -407,3 +407,20 @@ def test_a_5xx_in_the_access_log_leads_to_the_function_lines_of_its_request(
         ("event", LOST_SID, "ThrottlingException"),
         ("metrics", LOST_SID, None),
     ]
+
+
+def test_every_error_code_a_pipeline_can_end_with_has_an_on_call_entry() -> None:
+    # The codes no alarm watches are the ones on-call is asked about ("this tenant's messages stopped"): each must
+    # say what it means and how to find its events, or the first hour goes to reading code.
+    from engine.config import load_config
+
+    function = TEMPLATE["Resources"]["PipelineFunction"]["Properties"]["Environment"]["Variables"]
+    env = {name: placeholder(TEMPLATE, value) for name, value in function.items()}
+    codes = {
+        code
+        for path in sorted((ROOT / "pipelines").glob("*.yaml"))
+        for code in load_config(path, ROOT / "rules", env).errors
+    }
+    section = RUNBOOK[RUNBOOK.index("## On call") : RUNBOOK.index("\n## ", RUNBOOK.index("## On call") + 1)]
+    assert len(codes) >= 19
+    assert sorted(code for code in codes if f"`{code}`" not in section and f'"{code}"' not in section) == []
