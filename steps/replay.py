@@ -50,7 +50,7 @@ from engine.errors import CODE_PATTERN, ENGINE_ERRORS, StepFailure, TransientFau
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.stage import STAGE_ERROR, STAGE_TRANSIENT
-from steps.support import declare_table_key, service_failure, table_name
+from steps.support import declare_table_key, on_failure, on_success, service_failure, table_name
 
 __all__ = ["KEY", "READ_RECORD", "REPLAY", "WRITER", "ReplayRecord", "ReplayRefusals", "replay_of", "rule_refusals"]
 
@@ -214,14 +214,14 @@ class ReplayRecord(_Records):
             written = tables.put_item(self._table, item, AttributeNotExists(KEY))
         except ServiceError as exc:
             if exc.outcome_unknown:
-                ctx.on_failure("release replay record", release)  # the write may have been applied all the same
+                on_failure(ctx, "release replay record", release)  # the write may have been applied all the same
             raise service_failure(exc, STAGE_TRANSIENT.code, STAGE_ERROR.code, "replay record") from None
         if written:
-            ctx.on_failure("release replay record", release)
+            on_failure(ctx, "release replay record", release)
         if self._confirmed:
-            ctx.on_success("confirm replay record", lambda: self._confirm(ctx, sid, writer))
+            on_success(ctx, "confirm replay record", lambda: self._confirm(ctx, sid, writer))
         elif not written:
-            ctx.on_success("take over replay record", lambda: self._take_over(ctx, item))
+            on_success(ctx, "take over replay record", lambda: self._take_over(ctx, item))
         return StepResult(output={"recorded": written}, decision="recorded" if written else "already recorded")
 
     def _take_over(self, ctx: Context, item: Mapping[str, Any]) -> None:
@@ -288,7 +288,7 @@ class ReplayRefusals(_Records):
 
     def run(self, ctx: Context) -> StepResult:
         if self._table:
-            ctx.on_failure("record refused message", lambda: self._record(ctx))
+            on_failure(ctx, "record refused message", lambda: self._record(ctx))
         return StepResult()
 
     def _record(self, ctx: Context) -> None:

@@ -8,7 +8,7 @@ declares its key with ``declare_table_key``: local AWS (``tools.needs``) creates
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -27,6 +27,8 @@ __all__ = [
     "expression_param",
     "iso_millis",
     "json_safe",
+    "on_failure",
+    "on_success",
     "public_url",
     "secret_pattern",
     "service_failure",
@@ -35,6 +37,33 @@ __all__ = [
     "utf8_prefix",
     "webhook_post",
 ]
+
+
+def on_failure(ctx: Context, label: str, action: Callable[[], None]) -> None:
+    """``ctx.on_failure``, the undo traced as a span of its own named ``label`` (``_traced``)."""
+    ctx.on_failure(label, _traced(ctx, label, action))
+
+
+def on_success(ctx: Context, label: str, action: Callable[[], None]) -> None:
+    """``ctx.on_success``, the confirmation traced as a span of its own named ``label`` (``_traced``)."""
+    ctx.on_success(label, _traced(ctx, label, action))
+
+
+def _traced(ctx: Context, label: str, action: Callable[[], None]) -> Callable[[], None]:
+    """``action`` inside a span named ``label`` when the invocation is traced, else ``action`` itself.
+
+    The runner undoes (or confirms) after the registering step's span has ended: without a span of its own, the
+    action's AWS calls would belong to no step in the trace.
+    """
+    tracer = ctx.services.tracer
+    if tracer is None or not tracer.active():
+        return action
+
+    def run() -> None:
+        with tracer.span(label):
+            action()
+
+    return run
 
 
 def webhook_post(ctx: Context, channels: frozenset[str], code: str, poster: str) -> HttpRequest:

@@ -26,7 +26,7 @@ from engine.context import Context, StepResult
 from engine.errors import ErrorSpec, TransientFault
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
-from steps.support import declare_table_key, epoch_exact, service_failure, table_name
+from steps.support import declare_table_key, epoch_exact, on_failure, service_failure, table_name
 
 __all__ = ["LOCK_ERROR", "LOCK_TRANSIENT", "TriggerLock", "TriggerSent", "acquire_condition"]
 
@@ -146,13 +146,13 @@ class TriggerLock:
             if exc.transient or exc.outcome_unknown:
                 # A timed-out (or 5xx) attempt may have been applied, even when a later one was refused for good:
                 # release it (conditional on the holder).
-                ctx.on_failure("release trigger lock", release)
+                on_failure(ctx, "release trigger lock", release)
             raise service_failure(exc, LOCK_TRANSIENT.code, LOCK_ERROR.code, "trigger lock") from None
         if not acquired:
             return StepResult(
                 output={"acquired": False}, outcome="BATCHED", stop=True, decision="held by another message"
             )
-        ctx.on_failure("release trigger lock", release)
+        on_failure(ctx, "release trigger lock", release)
         return StepResult(output={"acquired": True, "expires_at": expires_at, "taken_at": now}, decision="acquired")
 
 

@@ -237,5 +237,6 @@ class SendGridParse:
             decision += f", text of {request['body_bytes']} bytes cut to {self._max_text}"
             if email.text_cut:
                 decision += f" (read from the HTML's first {HTML_CHARS_PER_TEXT_BYTE * self._max_text} characters)"
-            logger.info("email text truncated", extra={"decision": decision})
-        return StepResult(output=request, decision=decision)
+            logger.info("email text truncated", extra={"decision": decision, "message_sid": request["message_sid"]})
+        # From here on every log line of the invocation names the email (its id is a digest, no address).
+        return StepResult(output=request, decision=decision, log={"message_sid": request["message_sid"]})

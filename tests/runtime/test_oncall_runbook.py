@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.cfn import STACK, alarm_periods, alarm_series, emf_datapoints, firing, load_template
+from tests.deploy.cfn import STACK, alarm_periods, alarm_series, emf_datapoints, firing, load_template, placeholder
 from tests.runtime.test_shadow import BACKTRACKING_BODY, SLOW_ROUTING, Shadowed, ops, shadowed
 from tests.support.bundles import ROUTING, VIP_ROUTING, Ops
 from tests.support.email import add_email_world, email_event
@@ -26,6 +26,7 @@ from tests.support.expect import ROOT
 from tests.support.insights import discovered, referenced_fields, run
 from tests.support.webhooks import ACCOUNT, COMPANY_WA, TOKEN, USER, rest_event, whatsapp_params
 from tools.dryrun import event_cli
+from tools.sendgrid_events import Email
 
 Logs = Callable[..., list[dict[str, Any]]]
 __all__ = ["ops", "shadowed"]  # fixtures of the shadow tests, used here
@@ -34,6 +35,7 @@ RUNBOOK = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
 LOST_SID = "SM" + "a" * 32
 RETRIED_SID = "SM" + "b" * 32
 API_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
+TRACE = "1-6744aaaa-0123456789abcdef01234567"
 _QUERY_START = re.compile(r"^(fields|filter|stats) ")
 
 
@@ -73,7 +75,8 @@ def losses(world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureF
     """A message lost to a final error, one that Twilio's retry delivered, one lost on every attempt, one refused."""
     world.add_conversation()
     world.add_default_secrets()
-    container = cold_start(STACK_NAME="the-stack")
+    # As Lambda starts it: each invocation's trace header set (tracing itself is off without a daemon address).
+    container = cold_start(STACK_NAME="the-stack", _X_AMZN_TRACE_ID=f"Root={TRACE};Parent=53995c3f42cd8ad8;Sampled=0")
     capsys.readouterr()
     container.aws.fail("sqs.SendMessage", "AccessDenied", 403, times=1)
     lost = container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)
@@ -301,3 +304,123 @@ def test_the_runbook_query_for_final_errors_lists_every_code_the_loss_alarms_cou
         for series in alarm_series(TEMPLATE, alarm)
     }
     assert set(json.loads(f"[{listed.group(1)}]")) == counted
+
+
+def _named_in_on_call(alarm: str) -> bool:
+    """Whether the runbook's On call section names ``alarm``, itself or by its family (``…QueueAgeAlarm``)."""
+    section = RUNBOOK[RUNBOOK.index("## On call") : RUNBOOK.index("\n## ", RUNBOOK.index("## On call") + 1)]
+    family = re.sub(r"^(WhatsApp|Sms|Handoff|Email)(?=(QueueAge|DeadLetter)Alarm$)", "…", alarm)
+    return f"`{alarm}`" in section or f"`{family}`" in section
+
+
+def test_every_alarm_of_the_template_has_an_on_call_entry() -> None:
+    # Paged at 3 a.m. by an alarm the runbook never names, on-call has nothing to run and no one to ask.
+    alarms = [name for name, resource in TEMPLATE["Resources"].items() if resource["Type"] == "AWS::CloudWatch::Alarm"]
+    assert len(alarms) >= 20
+    assert [alarm for alarm in alarms if not _named_in_on_call(alarm)] == []
+
+
+def test_the_runbook_query_for_email_transient_errors_lists_the_emails_sendgrid_still_retries(
+    world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The email pipeline answers a transient fault 503 and never raises: the Twilio query (last status "raised")
+    # lists none of them.
+    add_email_world(world)
+    container = cold_start(STACK_NAME="the-stack")
+    capsys.readouterr()
+    pending, delivered = Email(message_id="<pending@example.net>"), Email(message_id="<delivered@example.net>")
+    container.aws.fail("sqs.SendMessage", "ThrottlingException", times=3)
+    assert [container.handler(email_event(email), None)["statusCode"] for email in (pending, delivered, pending)] == [
+        503,
+        503,
+        503,
+    ]
+    assert container.handler(email_event(delivered), None)["statusCode"] == 200
+    lines = logged(json_logs, capsys.readouterr().out)
+    events = [line for line in json_logs() if line["message"] == "event"]
+    pending_sid, delivered_sid = events[0]["message_sid"], events[1]["message_sid"]
+    assert pending_sid != delivered_sid and events[-1]["message_sid"] == delivered_sid
+    listed, causes = runbook_query("EmailTransientErrorsAlarm").splitlines()
+    assert [row["message_sid"] for row in run(listed, lines)] == [pending_sid]
+    assert [(row["error_code"], row["error_cause"]) for row in run(causes, lines)] == [
+        ("QUEUE_TRANSIENT_ERROR", "ThrottlingException")
+    ]
+
+
+def test_the_runbook_query_for_refused_signatures_tells_unsigned_posts_from_mismatches(
+    world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets(token="the-token-before-the-rotation")
+    container = cold_start()
+    unsigned = rest_event("whatsapp", whatsapp_params(sid=RETRIED_SID), signature="")
+    for event in (rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), unsigned):
+        assert container.handler(event, None)["statusCode"] == 200
+    rows = run(runbook_query("InvalidSignatureAlarm"), logged(json_logs, capsys.readouterr().out))
+    # Refused by the signature check (a known conversation's token: SignatureMismatchAlarm's case), or before any
+    # AWS call (no signature, a foreign Host, an email's stale timestamp), which anyone can send.
+    assert [(row.get("message_sid"), row.get("steps.parse"), row.get("steps.signature")) for row in rows] == [
+        (LOST_SID, "ok", "INVALID_SIGNATURE"),
+        (None, "INVALID_SIGNATURE", None),
+    ]
+
+
+def access_log_line(**context: str) -> str:
+    """The stage's access log line as API Gateway writes it (template.yaml's format), ``$context`` values given."""
+    access = TEMPLATE["Resources"]["WebhookApi"]["Properties"]["AccessLogSetting"]["Fn::If"][1]
+    line = re.sub(r"\$context\.([\w.]+)", lambda found: context.get(found[1], "-"), access["Format"])
+    json.loads(line)
+    return line
+
+
+def test_a_5xx_in_the_access_log_leads_to_the_function_lines_of_its_request(
+    world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The access log has the 5xx; the function's lines have the cause. With no id in common, on-call could only match
+    # them by the minute, among every other request of that minute.
+    world.add_conversation()
+    world.add_default_secrets()
+    trace = TRACE
+    container = cold_start(_X_AMZN_TRACE_ID=f"Root={trace};Parent=53995c3f42cd8ad8;Sampled=0")
+    container.aws.fail("sqs.SendMessage", "ThrottlingException", times=1)
+    with pytest.raises(Exception, match="QUEUE_TRANSIENT_ERROR"):
+        container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)
+    lines = logged(json_logs, capsys.readouterr().out)
+    answer = access_log_line(
+        requestId="c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+        resourcePath="/whatsapp",
+        status="502",
+        apiId="abc123",
+        xrayTraceId=trace,
+        requestTime="07/Dec/2026:03:00:00 +0000",
+    )
+
+    section = RUNBOOK[RUNBOOK.index("`Api5xxAlarm`") :]
+    access_query = re.search(r"`(filter status like [^`]*)`", section)
+    assert access_query is not None, "the runbook gives no access log query for Api5xxAlarm"
+    (row,) = run(access_query.group(1), [answer])
+    function_query = runbook_query("Api5xxAlarm")
+    ids = [key for key in row if key.lower().endswith("traceid") or key.lower().endswith("requestid")]
+    rows = [found for key in ids for found in run(function_query.replace(f"<{key}>", str(row[key])), lines)]
+    # The event line with its cause, and the invocation's metrics document (its steps' times).
+    assert [(found["message"], found.get("message_sid"), found.get("error_cause")) for found in rows] == [
+        ("event", LOST_SID, "ThrottlingException"),
+        ("metrics", LOST_SID, None),
+    ]
+
+
+def test_every_error_code_a_pipeline_can_end_with_has_an_on_call_entry() -> None:
+    # The codes no alarm watches are the ones on-call is asked about ("this tenant's messages stopped"): each must
+    # say what it means and how to find its events, or the first hour goes to reading code.
+    from engine.config import load_config
+
+    function = TEMPLATE["Resources"]["PipelineFunction"]["Properties"]["Environment"]["Variables"]
+    env = {name: placeholder(TEMPLATE, value) for name, value in function.items()}
+    codes = {
+        code
+        for path in sorted((ROOT / "pipelines").glob("*.yaml"))
+        for code in load_config(path, ROOT / "rules", env).errors
+    }
+    section = RUNBOOK[RUNBOOK.index("## On call") : RUNBOOK.index("\n## ", RUNBOOK.index("## On call") + 1)]
+    assert len(codes) >= 19
+    assert sorted(code for code in codes if f"`{code}`" not in section and f'"{code}"' not in section) == []

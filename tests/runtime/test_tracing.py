@@ -196,3 +196,27 @@ def test_every_throttling_answer_marks_its_call_throttled(
     calls = [d for d in received(daemon) if d["namespace"] == "aws" and d["name"] == service]
     assert calls and all(call.get("throttle") is True and call.get("error") is True for call in calls)
     assert not any(call.get("fault") for call in calls)
+
+
+def test_the_undo_calls_of_a_failed_event_are_traced_under_what_they_undo(world, cold_start, daemon) -> None:
+    # The runner undoes the lock and the replay record after their steps' subsegments have ended: their DeleteItem
+    # calls hung off the function's segment, under no step, as if made by nothing.
+    world.add_conversation()
+    world.add_default_secrets()
+    container = traced(cold_start, daemon)
+    container.aws.fail("sqs.SendMessage", "AccessDenied", 403)
+    assert container.handler(rest_event("whatsapp", whatsapp_params()), None)["statusCode"] == 200
+    assert world.lock_rows() == []  # released
+
+    documents = received(daemon)
+    local = {d["id"]: d["name"] for d in documents if d["namespace"] == "local"}
+    resources = world.resources
+    deletes = sorted(
+        (d["aws"]["table_name"], local.get(d["parent_id"], d["parent_id"]))
+        for d in documents
+        if d["namespace"] == "aws" and d["aws"]["operation"] == "DeleteItem"
+    )
+    assert deletes == sorted(
+        [(resources.lock_table, "release trigger lock"), (resources.replay_table, "release replay record")]
+    )
+    assert all(d["parent_id"] in local for d in documents if d["namespace"] == "aws")

@@ -41,13 +41,15 @@ class QueryError(ValueError):
 def discovered(line: str) -> Row:
     """The fields Logs Insights discovers in one JSON log event."""
     event = json.loads(line)
-    row: Row = {"@message": line, "@timestamp": event.get("timestamp") or _emf_time(event)}
+    row: Row = {"@message": line, "@timestamp": event.get("timestamp") or _emf_time(event) or ""}
     _flatten(event, "", row)
     return row
 
 
 def _emf_time(event: dict[str, Any]) -> str:
-    """An EMF document's time (its ``_aws.Timestamp``, milliseconds), as the log lines write theirs."""
+    """An EMF document's time (its ``_aws.Timestamp``, milliseconds), as the log lines write theirs; else empty."""
+    if "_aws" not in event:
+        return ""  # another log group's line (the API's access log): its time is CloudWatch's, not modelled
     stamp = datetime.fromtimestamp(event["_aws"]["Timestamp"] / 1000, UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

@@ -335,3 +335,25 @@ def test_log_level_defaults_to_info(world, cold_start, env, level):
         assert root.level == level
     finally:
         root.setLevel(before)
+
+
+def test_every_line_of_an_event_after_its_parse_names_its_message(world, cold_start, json_logs):
+    # The WARNING of a failed undo (a trigger lock left held by a message that sent nothing) is the line on-call
+    # reads first; without the message's id it points at no message to replay.
+    world.add_conversation()
+    _secrets(world)
+    container = cold_start()
+    sid = "SM" + "5" * 32
+    lock_table = world.resources.lock_table
+    container.aws.fail("sqs.SendMessage", "AccessDenied", 403, times=1)
+    container.aws.fail("dynamodb.DeleteItem", "ThrottlingException", where=lambda call: call["TableName"] == lock_table)
+    raises_code(
+        "TRIGGER_LOCK_TRANSIENT_ERROR",
+        lambda: container.handler(
+            rest_event("whatsapp", whatsapp_params(sid=sid, body=BODY), token=SECRET_TOKEN), LambdaContext()
+        ),
+    )
+
+    lines = json_logs()
+    assert any(line["message"].startswith("compensation") and line["level"] == "WARNING" for line in lines)
+    assert [line["message"] for line in lines if line.get("message_sid") != sid] == []
