@@ -257,6 +257,23 @@ class TestInBrowser:
         assert f"baseline deciding rulerouting/{baseline_rule} (rules {record['baseline_rules_version']})" in facts
         assert browser.problems() == []
 
+    def test_the_header_names_the_rules_version_of_both_lanes_per_pipeline(
+        self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
+    ) -> None:
+        page, records = compared
+
+        def versions(key: str) -> str:
+            pipelines = {record["pipeline"]: record[key] for record in records if key in record}
+            assert len(pipelines) == 2 and len(set(pipelines.values())) == 2
+            return ", ".join(f"{pipeline} {version}" for pipeline, version in pipelines.items())
+
+        browser.open(page)
+        header = browser.run("return document.getElementById('meta').textContent")
+        assert (
+            f"rules {versions('rules_version')} \u00b7 baseline rules (rules {versions('baseline_rules_version')})"
+            in header
+        )
+
     def test_keyboard_focus_on_a_highlighted_row_is_visible(
         self, browser: Browser, compared: tuple[Path, list[dict[str, Any]]]
     ) -> None:

@@ -60,7 +60,19 @@
   // One version for every event is said once, in the header; a column only when they differ.
   const versions = new Set(events.map((ev) => version(ev.record)));
   const hasVersion = versions.size > 1;
-  const sharedVersion = versions.size === 1 ? [...versions][0] : meta.rules_version;
+  // The header names each lane's rules version: one, or one per pipeline ("twilio_inbound 20c4…, email_inbound 5f46…").
+  function laneVersions(read, fallback) {
+    const byPipeline = new Map();
+    events.forEach((ev) => {
+      const found = read(ev.record) ?? fallback;
+      if (found) byPipeline.set(ev.record.pipeline ?? "", found);
+    });
+    const distinct = new Set(byPipeline.values());
+    if (distinct.size <= 1) return [...distinct][0] ?? fallback ?? "";
+    return [...byPipeline].map(([pipeline, found]) => `${pipeline} ${found}`).join(", ");
+  }
+  const sharedVersion = laneVersions((r) => r.rules_version, meta.rules_version);
+  const baselineVersion = laneVersions((r) => r.baseline_rules_version, meta.baseline_rules_version);
 
   function outcomeClass(r) {
     if (r.raised) return "o-raised";
@@ -513,7 +525,7 @@
   $("meta").textContent = shown([
     `generated ${meta.generated_at}`,
     sharedVersion && `rules ${sharedVersion}`,
-    meta.baseline && `baseline ${meta.baseline}${meta.baseline_rules_version ? ` (rules ${meta.baseline_rules_version})` : ""}`,
+    meta.baseline && `baseline ${meta.baseline}${baselineVersion ? ` (rules ${baselineVersion})` : ""}`,
     meta.world && `world ${meta.world}`,
   ]
     .filter(Boolean)
