@@ -688,6 +688,35 @@ def test_the_outputs_give_the_webhook_urls_with_the_retry_overrides(template) ->
     assert template["Outputs"]["EmailWebhookUrl"]["Value"]["Fn::Sub"].endswith("/${StageName}/email")
 
 
+# How the docs name a stack output: "the `X` output", "output `X`", "outputs `X` and `Y`", a describe-stacks query,
+# or "<…Suffix output>" for each output ending so.
+DOC_OUTPUTS = re.compile(
+    r"`(\w+)` output|output `(\w+)`|outputs `(\w+)`(?: and `(\w+)`)?|OutputKey=='(\w+)'|<…(\w+) output>"
+)
+
+
+def test_every_output_the_docs_send_an_operator_to_is_an_output_of_the_stack(template) -> None:
+    # Before: deploy.md said to grant "the function's role" kms:Decrypt in a customer managed key's policy, which
+    # names the role by ARN, and the stack gave no output of it (its name is generated: <stack>-FunctionRole-<id>).
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {
+        (page.name, name, match.group(6) is not None)
+        for page in pages
+        for match in DOC_OUTPUTS.finditer(page.read_text(encoding="utf-8"))
+        for name in match.groups()
+        if name
+    }
+    outputs = set(template["Outputs"])
+    missing = [
+        (page, name)
+        for page, name, suffix in sorted(named)
+        if not (any(output.endswith(name) for output in outputs) if suffix else name in outputs)
+    ]
+    assert missing == []
+    assert ("deploy.md", "FunctionRoleArn", False) in named
+    assert template["Outputs"]["FunctionRoleArn"]["Value"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]}
+
+
 def _capture_bucket_expression() -> dict[str, Any]:
     return {"Fn::If": ["CreateCaptureBucket", {"Ref": "CaptureBucket"}, {"Ref": "EventCaptureBucketName"}]}
 
