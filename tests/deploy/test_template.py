@@ -717,6 +717,24 @@ def test_every_output_the_docs_send_an_operator_to_is_an_output_of_the_stack(tem
     assert template["Outputs"]["FunctionRoleArn"]["Value"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]}
 
 
+@pytest.mark.parametrize(
+    ("value", "taken"),
+    [
+        ("", True),
+        ("arn:aws:sns:eu-west-1:123456789012:ops-alerts", True),
+        ("arn:aws-cn:sns:cn-north-1:123456789012:ops_alerts", True),
+        ("ops-alerts", False),
+        ("arn:aws:sqs:eu-west-1:123456789012:ops-alerts", False),
+        ("arn:aws:sns:eu-west-1:123456789012:ops-alerts ", False),
+        ("arn:aws:sns:eu-west-1:123456789012:ops-alerts,arn:aws:sns:eu-west-1:123456789012:more", False),
+    ],
+)
+def test_the_alarm_topic_is_an_sns_topic_arn_or_nothing(template, value: str, taken: bool) -> None:
+    # Before: any text was taken, and CloudWatch refused a topic's name (not its ARN) only once the tables, queues
+    # and function were created, rolling the first deployment back from its ~25 alarms.
+    assert _template_takes(template, "AlarmTopicArn", value) is taken
+
+
 def _capture_bucket_expression() -> dict[str, Any]:
     return {"Fn::If": ["CreateCaptureBucket", {"Ref": "CaptureBucket"}, {"Ref": "EventCaptureBucketName"}]}
 
