@@ -22,6 +22,7 @@ import pytest
 from engine import registry
 from engine.config import AppConfig, load_config
 from engine.errors import ConfigError
+from runtime.aws import longest_invocation_seconds
 from steps.support import table_keys
 from tests.deploy.cfn import STACK, load_template, placeholder, ref_of, rule_refusals, summed_stats, watched_series
 from tests.support.expect import emf_document_of
@@ -289,12 +290,10 @@ def test_the_function_is_wired_as_the_contract_says(template, function_env, conf
     assert (props["Handler"], props["Runtime"], props["Tracing"]) == ("handler.handler", "python3.11", "Active")
     assert function["Metadata"] == {"BuildMethod": "makefile"}
     # Past the worst end of an event (the deadline, then a step's call and a lock release, each with every attempt
-    # and a backoff of up to 1 s between attempts), inside Twilio's 15 s.
+    # and botocore's backoffs between attempts: tests/runtime/test_time_budget.py), inside Twilio's 15 s.
     # Every pipeline (the function runs them all): the email pipeline's bound must fit as well as Twilio's.
     for each in configs:
-        aws = each.aws
-        call = aws.max_attempts * (aws.connect_timeout + aws.read_timeout) + (aws.max_attempts - 1) * 1.0
-        assert each.pipeline.deadline_seconds + 2 * call < props["Timeout"] < 15, each.name
+        assert longest_invocation_seconds(each.pipeline.deadline_seconds, each.aws) < props["Timeout"] < 15, each.name
     assert "ReservedConcurrentExecutions" in props
     assert set(function_env) >= CONTRACT_ENV
     assert function_env["TRACING_ENABLED"] == "true"
