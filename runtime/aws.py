@@ -85,6 +85,8 @@ _INVALID = frozenset(
 # botocore does not retry it, so it is final; read as an empty answer, it would be a business "no" made of nothing.
 MALFORMED_ANSWER = "MalformedAnswer"
 
+# botocore's standard retry mode: its throttling backoff's cap, in seconds (``ExponentialBackoff``).
+_MAX_BACKOFF = 20.0
 # BatchGetItem rounds for keys DynamoDB left unprocessed (throttled) before the read counts as a transient failure.
 # Each round is a call of its own, up to one bounded call's time: two fit the invocation's bound (T <= D + 2B), as the
 # read comes before any write, so no release follows it (a third made D + 3B: past Lambda's timeout and Twilio's 15 s).
@@ -112,10 +114,11 @@ def longest_call_seconds(limits: CallLimits) -> float:
     """The longest one AWS call can take under ``limits``, botocore's retries included.
 
     Every attempt may spend its connect and read timeouts, and each retry waits botocore's throttling backoff
-    first: at most 1 s, or AWS's ``x-amz-retry-after`` lowered to the read timeout (``_retry_after_cap``).
+    first, which doubles from one retry to the next (at most 1, 2, 4, 8 s before the 2nd to 5th attempts; 20 s at
+    most), or AWS's ``x-amz-retry-after`` lowered to the read timeout (``_retry_after_cap``), when that is longer.
     """
-    backoff = max(1.0, limits.read_timeout)
-    return limits.max_attempts * (limits.connect_timeout + limits.read_timeout) + (limits.max_attempts - 1) * backoff
+    backoffs = sum(max(min(2.0**retry, _MAX_BACKOFF), limits.read_timeout) for retry in range(limits.max_attempts - 1))
+    return limits.max_attempts * (limits.connect_timeout + limits.read_timeout) + backoffs
 
 
 def longest_invocation_seconds(deadline_seconds: float, limits: CallLimits) -> float:

@@ -22,6 +22,7 @@ import pytest
 from engine import registry
 from engine.config import AppConfig, load_config
 from engine.errors import ConfigError
+from runtime.aws import longest_invocation_seconds
 from steps.support import table_keys
 from tests.deploy.cfn import STACK, load_template, placeholder, ref_of, rule_refusals, summed_stats, watched_series
 from tests.support.expect import emf_document_of
@@ -289,12 +290,10 @@ def test_the_function_is_wired_as_the_contract_says(template, function_env, conf
     assert (props["Handler"], props["Runtime"], props["Tracing"]) == ("handler.handler", "python3.11", "Active")
     assert function["Metadata"] == {"BuildMethod": "makefile"}
     # Past the worst end of an event (the deadline, then a step's call and a lock release, each with every attempt
-    # and a backoff of up to 1 s between attempts), inside Twilio's 15 s.
+    # and botocore's backoffs between attempts: tests/runtime/test_time_budget.py), inside Twilio's 15 s.
     # Every pipeline (the function runs them all): the email pipeline's bound must fit as well as Twilio's.
     for each in configs:
-        aws = each.aws
-        call = aws.max_attempts * (aws.connect_timeout + aws.read_timeout) + (aws.max_attempts - 1) * 1.0
-        assert each.pipeline.deadline_seconds + 2 * call < props["Timeout"] < 15, each.name
+        assert longest_invocation_seconds(each.pipeline.deadline_seconds, each.aws) < props["Timeout"] < 15, each.name
     assert "ReservedConcurrentExecutions" in props
     assert set(function_env) >= CONTRACT_ENV
     assert function_env["TRACING_ENABLED"] == "true"
@@ -686,6 +685,53 @@ def test_the_outputs_give_the_webhook_urls_with_the_retry_overrides(template) ->
         assert url.endswith(f"/${{StageName}}/{channel}#rc=2&rp=ct,rt,5xx&rt=6000")
     # SendGrid retries 5xx itself: its URL carries no Twilio connection overrides.
     assert template["Outputs"]["EmailWebhookUrl"]["Value"]["Fn::Sub"].endswith("/${StageName}/email")
+
+
+# How the docs name a stack output: "the `X` output", "output `X`", "outputs `X` and `Y`", a describe-stacks query,
+# or "<…Suffix output>" for each output ending so.
+DOC_OUTPUTS = re.compile(
+    r"`(\w+)` output|output `(\w+)`|outputs `(\w+)`(?: and `(\w+)`)?|OutputKey=='(\w+)'|<…(\w+) output>"
+)
+
+
+def test_every_output_the_docs_send_an_operator_to_is_an_output_of_the_stack(template) -> None:
+    # Before: deploy.md said to grant "the function's role" kms:Decrypt in a customer managed key's policy, which
+    # names the role by ARN, and the stack gave no output of it (its name is generated: <stack>-FunctionRole-<id>).
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {
+        (page.name, name, match.group(6) is not None)
+        for page in pages
+        for match in DOC_OUTPUTS.finditer(page.read_text(encoding="utf-8"))
+        for name in match.groups()
+        if name
+    }
+    outputs = set(template["Outputs"])
+    missing = [
+        (page, name)
+        for page, name, suffix in sorted(named)
+        if not (any(output.endswith(name) for output in outputs) if suffix else name in outputs)
+    ]
+    assert missing == []
+    assert ("deploy.md", "FunctionRoleArn", False) in named
+    assert template["Outputs"]["FunctionRoleArn"]["Value"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]}
+
+
+@pytest.mark.parametrize(
+    ("value", "taken"),
+    [
+        ("", True),
+        ("arn:aws:sns:eu-west-1:123456789012:ops-alerts", True),
+        ("arn:aws-cn:sns:cn-north-1:123456789012:ops_alerts", True),
+        ("ops-alerts", False),
+        ("arn:aws:sqs:eu-west-1:123456789012:ops-alerts", False),
+        ("arn:aws:sns:eu-west-1:123456789012:ops-alerts ", False),
+        ("arn:aws:sns:eu-west-1:123456789012:ops-alerts,arn:aws:sns:eu-west-1:123456789012:more", False),
+    ],
+)
+def test_the_alarm_topic_is_an_sns_topic_arn_or_nothing(template, value: str, taken: bool) -> None:
+    # Before: any text was taken, and CloudWatch refused a topic's name (not its ARN) only once the tables, queues
+    # and function were created, rolling the first deployment back from its ~25 alarms.
+    assert _template_takes(template, "AlarmTopicArn", value) is taken
 
 
 def _capture_bucket_expression() -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """The invocation ends (answers or raises) within the time the configuration promises, far below Twilio's 15 s.
 
 With ``pipelines/twilio_inbound.yaml``'s ``aws:`` bounds, one AWS call lasts at most
-``B = max_attempts x (connect + read) + (max_attempts - 1) x 1 s`` (the 1 s is botocore's throttling backoff, and
-the cap the engine puts on AWS's ``x-amz-retry-after``). No AWS step starts after ``deadline_seconds`` (D); the
-step that started just before it may take one ``B``, and a trigger-lock release after a failure one more:
+``B = max_attempts x (connect + read) + the backoffs``: botocore's throttling backoff before the second attempt is at
+most 1 s (as is the cap the engine puts on AWS's ``x-amz-retry-after``), and doubles at each further retry. No AWS
+step starts after ``deadline_seconds`` (D); the step that started just before it may take one ``B``, and a
+trigger-lock release after a failure one more:
 ``T <= D + 2B`` (4 + 2 x 4 = 12 s with the shipped configuration).
 """
 
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from botocore.retries.standard import ExponentialBackoff
+from botocore.retries.standard import ExponentialBackoff, RetryContext
 
+from engine.calls import CallLimits
 from engine.config import AppConfig, load_config
 from runtime.app import Application
 from runtime.aws import longest_call_seconds, longest_invocation_seconds
@@ -202,3 +204,30 @@ def test_a_batch_read_left_unprocessed_round_after_round_ends_within_the_deadlin
     assert answer.startswith("raise DB_TRANSIENT_ERROR")
     assert elapsed <= bound + SLACK_SECONDS
     assert world.stage_rows() == [] and world.lock_rows() == [] and world.replay_rows() == []
+
+
+class _Throttled:
+    """botocore's throttling detector, saying yes: the largest backoff base (1 s; other errors 50 ms)."""
+
+    def is_throttling_error_from_context(self, context: Any) -> bool:
+        return True
+
+
+class _Answer:
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+        self.status_code = 400
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("read", [0.5, 1.0, 3.0])
+def test_the_longest_call_counts_every_backoff_botocore_may_wait(attempts: int, read: float) -> None:
+    # botocore's standard retry mode doubles its throttling backoff at each retry (up to 1, 2, 4, 8 s before the
+    # 2nd to 5th attempts), and waits at least AWS's x-amz-retry-after, which the clients lower to the read timeout.
+    # The bound counted 1 s (or the read timeout) per retry: past two attempts, a stalled service ran longer than
+    # pipeline-dryrun --check said, past the function's timeout.
+    limits = CallLimits(connect_timeout=0.5, read_timeout=read, max_attempts=attempts)
+    backoff = ExponentialBackoff(random=lambda: 1.0, throttling_detector=_Throttled())
+    answer = _Answer({"x-amz-retry-after": str(round(read * 1000))})
+    waits = [backoff.delay_amount(RetryContext(attempt_number=n, http_response=answer)) for n in range(1, attempts)]
+    assert longest_call_seconds(limits) >= attempts * (0.5 + read) + sum(waits)

@@ -630,6 +630,22 @@ def test_the_build_refuses_a_channel_two_pipelines_serve(
 
 
 @pytest.mark.usefixtures("deployed_env")
+def test_bounds_whose_retries_back_off_past_the_limit_are_warned_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Three attempts of 0.2 + 0.5 s, with botocore's throttling backoffs of up to 1 then 2 s: 5.1 s a call, and
+    # 3 + 2 x 5.1 = 13.2 s an invocation, past the 13 s timeout. Counted at 1 s a backoff, it was 11.2 s: no warning.
+    root = assemble(tmp_path, "slow_aws_bounds")
+    pipeline = root / PIPELINE
+    text = pipeline.read_text(encoding="utf-8").replace("deadline_seconds: 4", "deadline_seconds: 3", 1)
+    text = text.replace("connect_timeout_seconds: 0.5", "connect_timeout_seconds: 0.2", 1)
+    pipeline.write_text(text.replace("read_timeout_seconds: 3.0", "read_timeout_seconds: 0.5", 1), encoding="utf-8")
+    monkeypatch.chdir(root)
+    assert main(["--check"]) == 0
+    assert "one invocation may run 13.2 s: deadline_seconds 3 s plus twice 5.1 s" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("deployed_env")
 def test_strict_env_turns_a_missing_value_into_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
