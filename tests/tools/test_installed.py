@@ -30,6 +30,7 @@ SERVE_ENV = {
     "STAGE_TABLE_NAME": "stage",
     "LOCK_TABLE_NAME": "lock",
     "REPLAY_TABLE_NAME": "replay",
+    "ALLOWED_HOSTS": "127.0.0.1",
     "WHATSAPP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/w",
     "SMS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/s",
     "HANDOFF_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/h",
