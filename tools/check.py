@@ -27,7 +27,9 @@ of that, this adds warnings for configuration that runs but probably not as inte
   decides, duplicate test names, and a test expecting a target the pipeline does not have.
 
 Without ``--pipeline`` every ``pipelines/*.yaml`` is checked, each with the rule sets that belong to it
-(a set shared by several pipelines is checked with each, and its findings and tests counted once).
+(a set shared by several pipelines is checked with each, and its findings and tests counted once; its inline
+tests run with each, as each pipeline's ``errors:`` replies may decide differently, and a test failing with some
+of them only names them).
 Each finding is printed on ``out`` as ``FILE:LINE:COLUMN: message`` (warnings as
 ``FILE:LINE:COLUMN: warning: message``), the pipeline files first, then the rules files, in line
 order; a one-line summary goes to ``err``. Exit status: 2 when anything is an error (with ``strict``,
@@ -680,6 +682,7 @@ def check_config(
     tests_run = 0
     not_run: list[str] = []
     tested: set[str] = set()
+    runs: dict[str, list[tuple[str, tuple[Problem, ...]]]] = {}  # by a set's file: its failed tests, by pipeline
     inspections: list[Inspection] = []
     reported: set[tuple[str, int, int, str]] = set()  # where earlier pipelines' findings are
     owned = _sets_with_owners(rules_dir)
@@ -709,14 +712,20 @@ def check_config(
         reported.update(_place(problem) for problem in found)
         for loaded in inspection.rulesets.values():
             if loaded.ruleset.file in tested:
+                # A shared set decides with each pipeline's own errors: replies: its tests run with each.
+                if loaded.complete and loaded.ruleset.file in runs:
+                    runs[loaded.ruleset.file].append((display_path(path), verify_ruleset(loaded).failures))
                 continue
             tested.add(loaded.ruleset.file)
             ran, found, failed = _check_ruleset(loaded)
             tests_run += ran
             findings.extend(found)
-            failures.extend(failed)
-            if not loaded.complete:
+            if loaded.complete:
+                runs[loaded.ruleset.file] = [(display_path(path), tuple(failed))]
+            else:
+                failures.extend(failed)
                 not_run.append(loaded.ruleset.name)
+    failures.extend(failure for each in runs.values() for failure in _with_each_pipeline(each))
     findings.extend(pipeline_clashes(paths))
     findings.extend(_local_aws(paths))
     findings.extend(_unused(inspections))
@@ -729,6 +738,31 @@ def check_config(
     ordered = sorted(unique, key=lambda p: (order.get(p.file, len(order)), p.file, p.line, p.column))
     failed_tests = tuple(p for p in ordered if p in failures)
     return CheckReport(tuple(ordered), failed_tests, tests_run, tuple(files), tuple(not_run), strict)
+
+
+def _with_each_pipeline(runs: Sequence[tuple[str, tuple[Problem, ...]]]) -> list[Problem]:
+    """A rule set's failed inline tests, run with each pipeline it belongs to; one failing with some only names them.
+
+    The pipelines' ``errors:`` give a rule without ``reply:`` its reply, so a shared set may decide differently in each.
+    """
+    pipelines = [pipeline for pipeline, _ in runs]
+    failed_with: dict[Problem, list[str]] = {}
+    for pipeline, failed in runs:
+        for failure in failed:
+            failed_with.setdefault(failure, []).append(pipeline)
+    found: list[Problem] = []
+    for failure, names in failed_with.items():
+        if len(names) == len(pipelines):
+            found.append(failure)
+            continue
+        where = f"; with {', '.join(names)} (the set belongs to {', '.join(pipelines)}: its tests run with each)"
+        if "; expected reply " in failure.message or ": expected reply " in failure.message:
+            where += (
+                "; a rule without reply: answers with the reply its pipeline declares for the code under errors:, "
+                "if any: give the rule its own reply: to answer alike in every pipeline"
+            )
+        found.append(replace(failure, message=failure.message + where))
+    return found
 
 
 def _local_aws(paths: Sequence[Path]) -> list[Problem]:
@@ -889,7 +923,8 @@ def _count(number: int, noun: str) -> str:
 
 def summary_line(report: CheckReport) -> str:
     """The one-line summary of a check."""
-    tests = f"inline tests: {report.tests_run - len(report.failures)} passed, {len(report.failures)} failed"
+    failed = len({_place(failure) for failure in report.failures})  # a shared set's test may fail in two ways
+    tests = f"inline tests: {report.tests_run - failed} passed, {failed} failed"
     if report.not_run:
         tests += f" (not run for rule sets with errors: {', '.join(report.not_run)})"
     strict = f" (--strict: {len(report.failing_warnings)} fail the check)" if report.failing_warnings else ""

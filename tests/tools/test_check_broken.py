@@ -933,3 +933,41 @@ def test_a_bare_number_in_a_condition_is_told_to_go_in_backticks(
     out = capsys.readouterr().out
     assert "rules/10_project_status.yaml:8:42: invalid JMESPath: unexpected" in out
     assert f"write a number in backticks: `{number}`" in out
+
+
+HOLDING = "I'm processing your previous message. Please wait for my response before sending more."
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_shared_sets_tests_run_with_every_pipeline_it_belongs_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: a rule set both pipelines load ran its inline tests with the first pipeline file alone (the email
+    pipeline, by name). A rule without ``reply:`` replies with the pipeline's ``errors:`` reply, which only the Twilio
+    pipeline declares for CONVERSATION_LOCKED: a test expecting no reply passed ``make check`` while every locked
+    WhatsApp user gets the holding message (``--pipeline pipelines/twilio_inbound.yaml`` failed it), and one expecting
+    the holding message failed with no word of which pipeline decided."""
+    root = assemble(tmp_path)
+    lock = root / "rules" / "30_conversation_lock.yaml"
+    shipped = lock.read_text(encoding="utf-8")
+    without_reply = shipped.replace(f'      reply: "{HOLDING}"\n', "", 1)
+    assert without_reply != shipped
+    lock.write_text(without_reply.replace(f'      reply: "{HOLDING}"\n', "      reply: null\n", 1), encoding="utf-8")
+    monkeypatch.chdir(root)
+    assert main(["--check"]) == 1
+    captured = capsys.readouterr()
+    [failure] = [line for line in captured.out.splitlines() if "inline test" in line]
+    assert failure.startswith("rules/30_conversation_lock.yaml:17:14: inline test 'locked conversation answers ")
+    assert "expected reply null, got \"I'm processing your previous message." in failure, failure
+    assert "with pipelines/twilio_inbound.yaml" in failure, failure
+    assert "email_inbound" not in failure.split("with pipelines/twilio_inbound.yaml")[0], failure
+    assert captured.err.rstrip().endswith(" passed, 1 failed"), captured.err
+
+    # The other way round: the holding message is what WhatsApp and SMS users get, not what the email pipeline decides.
+    lock.write_text(without_reply, encoding="utf-8")
+    assert main(["--check"]) == 1
+    captured = capsys.readouterr()
+    [failure] = [line for line in captured.out.splitlines() if "inline test" in line]
+    assert "got null" in failure, failure
+    assert "with pipelines/email_inbound.yaml" in failure, failure
+    assert main(["--check", "--pipeline", "pipelines/twilio_inbound.yaml"]) == 0
