@@ -1,8 +1,8 @@
 """What every console script shares: the project's plugins loaded, and a plain message for those that cannot be.
 
-A reader that stops early (``| head``) ends the command quietly; a plugin that cannot be imported (or a plugin list
-that cannot be read) ends it with one line naming the plugin and where it is listed, and exit status 2 (bad
-configuration), never a traceback.
+A reader that stops early (``| head``) ends the command quietly; Ctrl-C ends it with one line and status 130; a
+plugin that cannot be imported (or a plugin list that cannot be read) ends it with one line naming the plugin and
+where it is listed, and exit status 2 (bad configuration), never a traceback.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ from runtime.plugins import (
     recorded_plugins,
 )
 
-__all__ = ["EXIT_BAD_PLUGINS", "EXIT_READER_GONE", "console_script", "load_project_plugins"]
+__all__ = ["EXIT_BAD_PLUGINS", "EXIT_INTERRUPTED", "EXIT_READER_GONE", "console_script", "load_project_plugins"]
 
 P = ParamSpec("P")
 
 # The status a shell gives a command killed by SIGPIPE (128 + 13).
 EXIT_READER_GONE = 141
+# The status a shell gives a command ended by Ctrl-C (128 + SIGINT's 2).
+EXIT_INTERRUPTED = 130
 # Bad configuration, as each tool's own configuration problems.
 EXIT_BAD_PLUGINS = 2
 
@@ -59,7 +61,7 @@ def load_project_plugins(root: Path = Path(".")) -> tuple[str, ...]:
 
 
 def console_script(prog: str) -> Callable[[Callable[P, int]], Callable[P, int]]:
-    """Guard ``main`` of the console script ``prog``: a reader gone away, an unusable plugin."""
+    """Guard ``main`` of the console script ``prog``: a reader gone away, an unusable plugin, Ctrl-C."""
 
     def decorate(main: Callable[P, int]) -> Callable[P, int]:
         @functools.wraps(main)
@@ -74,6 +76,10 @@ def console_script(prog: str) -> Callable[[Callable[P, int]], Callable[P, int]]:
             except PluginError as exc:
                 print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
                 return EXIT_BAD_PLUGINS
+            except KeyboardInterrupt:
+                # Ctrl-C is the user's choice, not the tool's error: one line, a shell's status for it, no traceback.
+                print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+                return EXIT_INTERRUPTED
             return status
 
         return guarded

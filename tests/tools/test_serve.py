@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -648,3 +649,42 @@ def test_against_a_real_account_with_replay_records_and_its_hosts_the_server_sta
     monkeypatch.setattr(tools.serve, "_serve", lambda args, server: served.append(True) or 0)
     assert main(["--port", "0"]) == 0
     assert served == [True]
+
+
+def test_ctrl_c_while_starting_ends_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    """Defect: Ctrl-C before the server listened (an emulator slow to answer, moto starting, provisioning) printed a
+    KeyboardInterrupt traceback through botocore's frames, as an interrupted start is not an error of the tool."""
+    with socket.socket() as silent:  # an emulator that accepts the connection and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+            "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tools.serve", "--port", "0", "--endpoint-url", endpoint, "--provision"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # A shell's foreground command takes Ctrl-C (a parent may have left SIGINT ignored).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            silent.settimeout(60)
+            waiting, _ = silent.accept()  # the start is creating the tables: Ctrl-C now
+            with waiting:
+                process.send_signal(signal.SIGINT)
+                _, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in err, err
+    assert err.endswith("pipeline-serve: interrupted\n"), err
+    assert process.returncode == 130
