@@ -7,7 +7,8 @@ of that, this adds warnings for configuration that runs but probably not as inte
 - valid JMESPath that probably does not mean what it says, including parts that can only be null or
   compare text in a way the JMESPath standard does not (``tools.lint.lint_expression``);
 - names a condition or a test's ``given`` reads at the top of the context document that no step of the
-  pipeline provides (``conversaton.tier`` is always null), or that a step provides only after the step
+  pipeline provides (``conversaton.tier`` is always null), and fields of ``request`` its parse step never gives
+  (``request.text`` in an email rule: the text is ``request.body``), or that a step provides only after the step
   evaluating the rule set (a validation rule reading ``route``), and conversation attributes a step's condition
   reads that ``conversations.get`` with ``read: rules`` does not fetch (not in ``also_read``);
 - rule sets no step of any checked pipeline uses;
@@ -290,6 +291,59 @@ def _context_names(inspection: Inspection) -> list[Problem]:
                 if key not in provided:
                     path = ("tests", test.index, "given", key)
                     message = f"inline test {test.name!r} gives {_unprovided(key, provided, pipeline)}"
+                    found.append(loaded.locator.problem(path, message, at_key=True, severity="warning"))
+    return found
+
+
+def _field_offset(source: str, root: str, name: str) -> int | None:
+    """Where ``root.name`` (``root`` read from the top of the document) first appears in ``source``, at ``name``."""
+    tokens = expression_tokens(source)
+    for index in range(len(tokens) - 2):
+        first, dot, field = tokens[index : index + 3]
+        after_dot = index > 0 and tokens[index - 1]["type"] == "dot"
+        named = "identifier" in first["type"] and first["value"] == root and not after_dot
+        if named and dot["type"] == "dot" and "identifier" in field["type"] and field["value"] == name:
+            return int(field["start"])
+    return None
+
+
+def _request_fields(inspection: Inspection) -> list[Problem]:
+    """Fields of ``request`` conditions and inline tests read that the pipeline's parse step never provides.
+
+    The step that provides ``request`` says which fields it gives (``request_fields``); one that does not say is
+    not checked. Only the pipeline's own conditions and the rule sets its steps run, as ``_context_names``.
+    """
+    steps = inspection.config.pipeline.steps() if inspection.config is not None else []
+    parser = next((step for step in steps if step.provides == "request"), None)
+    fields = getattr(parser.step, "request_fields", None) if parser is not None else None
+    if parser is None or not isinstance(fields, frozenset):
+        return []
+    unused = {loaded.locator.file for name, loaded in inspection.rulesets.items() if name not in inspection.used}
+    step = f"{parser.uses} (step {parser.id!r} of {inspection.files[0]}) never provides it, so it is always null"
+
+    def never(name: str) -> str:
+        return f"request.{name}, which {step}{did_you_mean(name, sorted(fields))}; the request's fields: " + ", ".join(
+            sorted(fields)
+        )
+
+    found: list[Problem] = []
+    for located in inspection.expressions:
+        if located.locator.file in unused:
+            continue
+        source = located.expression.source
+        read = (path[1] for path in located.expression.paths if len(path) > 1 and path[0] == "request")
+        for name in dict.fromkeys(name for name in read if name not in fields):
+            offset = _field_offset(source, "request", name)
+            if offset is not None:
+                message = f"the condition reads {never(name)}"
+                found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
+    for name, loaded in inspection.rulesets.items():
+        for test in loaded.ruleset.tests if name in inspection.used else ():
+            given = test.given.get("request")
+            for key in given if isinstance(given, dict) else ():
+                if key not in fields:
+                    path = ("tests", test.index, "given", "request", key)
+                    message = f"inline test {test.name!r} gives {never(str(key))}"
                     found.append(loaded.locator.problem(path, message, at_key=True, severity="warning"))
     return found
 
@@ -696,6 +750,7 @@ def check_config(
             *(_owned_elsewhere(_hinted(problem), name, owned) for problem in inspection.problems),
             *_lint(inspection),
             *_context_names(inspection),
+            *_request_fields(inspection),
             *_cut_by_comment(inspection),
             *_octal_numbers(document),
             *_provided_too_late(inspection),

@@ -475,6 +475,14 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
                 "warning",
             ),
             Finding(
+                "rules/40_routing.yaml:12:33",
+                (
+                    "the condition reads request.chanel, which twilio.parse (step 'parse' of "
+                    "pipelines/twilio_inbound.yaml) never provides it, so it is always null (did you mean 'channel'?)",
+                ),
+                "warning",
+            ),
+            Finding(
                 "rules/40_routing.yaml:19:43",
                 (
                     "inline test 'whatsapp goes to its queue' of rule set 'routing' failed",
@@ -971,3 +979,50 @@ def test_a_shared_sets_tests_run_with_every_pipeline_it_belongs_to(
     assert "got null" in failure, failure
     assert "with pipelines/email_inbound.yaml" in failure, failure
     assert main(["--check", "--pipeline", "pipelines/twilio_inbound.yaml"]) == 0
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_request_field_the_pipelines_parse_step_never_provides_is_reported(tmp_path: Path) -> None:
+    """Defect: an email rule reading ``request.text`` (SendGrid's own name for the text; the request calls it
+    ``body``) or a misspelt ``request.subjet``, with inline tests giving those same names, passed ``--check`` with no
+    word, though in production the field is always null and the rule never matches."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    routing = root / "rules" / "60_email_routing.yaml"
+    rules = (
+        "  - id: urgent_subject\n"
+        "    when: \"has_word(request.subjet || '', 'urgent')\"\n"
+        "    then: {target: handoff}\n"
+        "  - id: urgent_text\n"
+        "    when: \"has_word(request.text || '', 'urgent') || has_word(request.body || '', 'asap')\"\n"
+        "    then: {target: handoff}\n"
+    )
+    tests = (
+        "  - name: urgent subject\n"
+        '    given: {request: {channel: email, subjet: "URGENT: help"}, conversation: {}}\n'
+        "    expect: {rule: urgent_subject, target: handoff}\n"
+        "  - name: urgent text\n"
+        '    given: {request: {channel: email, text: "this is urgent"}, conversation: {}}\n'
+        "    expect: {rule: urgent_text, target: handoff}\n"
+    )
+    shipped = routing.read_text(encoding="utf-8")
+    routing.write_text(shipped.replace("  - id: auto_queue_reply\n", rules + "  - id: auto_queue_reply\n", 1) + tests)
+    report = check_config(sorted((root / "pipelines").glob("*.yaml")), root / "rules")
+    found = sorted(str(w).removeprefix(f"{root}/") for w in report.warnings if "never provides" in w.message)
+    fields = (
+        "fields: auto_submitted, body, body_bytes, body_truncated, channel, company_address, fields, from, "
+        "is_status_callback, kind, media, message_id_source, message_sid, num_media, received_at, "
+        "sender_authenticated, spam_score, subject, to, user_address"
+    )
+    step = f"sendgrid.parse (step 'parse' of {root}/pipelines/email_inbound.yaml) never provides"
+    assert found == [
+        f"rules/60_email_routing.yaml:12:29: warning: the condition reads request.subjet, which {step} it, so it is "
+        f"always null (did you mean 'subject'?); the request's {fields}",
+        f"rules/60_email_routing.yaml:15:29: warning: the condition reads request.text, which {step} it, so it is "
+        f"always null; the request's {fields}",
+        f"rules/60_email_routing.yaml:33:39: warning: inline test 'urgent subject' gives request.subjet, which {step} "
+        f"it, so it is always null (did you mean 'subject'?); the request's {fields}",
+        f"rules/60_email_routing.yaml:36:39: warning: inline test 'urgent text' gives request.text, which {step} it, "
+        f"so it is always null; the request's {fields}",
+    ], found
