@@ -26,7 +26,8 @@ AWS, one of:
   believe any ``Host`` (``ALLOWED_HOSTS`` or ``PUBLIC_BASE_URL``): ``real_account_problems``.
 
 The function is the project of the working directory, as every tool reads it: its ``pipelines/``, ``rules/`` and
-plugins, loaded as ``handler`` loads its task root. The listening socket is bound first, then the configuration is
+plugins, loaded as ``handler`` loads its task root, and again before the next event once a file of ``pipelines/``
+or ``rules/`` changed (``ServedFunction``). The listening socket is bound first, then the configuration is
 checked: an address that cannot be listened on (a port in use, a host that does not resolve), a missing
 ``pipelines/`` or a pipeline that does not load is an error (exit 2) before moto starts or anything is provisioned.
 """
@@ -57,7 +58,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from engine.config import display_path, inspect_config
 from engine.errors import ConfigError, Problem
-from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
+from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files, yaml_files
 from runtime.masking import MASKED_TEXT
 from tools.console import console_script, load_project_plugins
 from tools.events import rest_event
@@ -72,6 +73,7 @@ __all__ = [
     "Gateway",
     "GatewayResponse",
     "LocalContext",
+    "ServedFunction",
     "gateway_event",
     "load_function",
     "main",
@@ -591,6 +593,45 @@ def load_function() -> Application:
     return Application.from_root(PROJECT)
 
 
+def _configuration_stamp() -> tuple[tuple[str, int, int], ...]:
+    """What changes when a file of the project's ``pipelines/`` or ``rules/`` is edited, added or removed."""
+    stamps = []
+    for path in [*pipeline_files(PROJECT / PIPELINES_DIR), *yaml_files(PROJECT / RULES_DIR)]:
+        with contextlib.suppress(OSError):  # removed meanwhile: its absence is the change
+            status = path.stat()
+            stamps.append((str(path), status.st_mtime_ns, status.st_size))
+    return tuple(stamps)
+
+
+class ServedFunction:
+    """The project's function, loaded again before the next event once a file of ``pipelines/`` or ``rules/`` changed.
+
+    As a new container would be, fresh (caches, clients): an edited rule decides the next event. A configuration that
+    no longer loads answers each event as a cold start that fails (502), its problems printed, until it is fixed.
+    The routes (the channels served) stay those of the start.
+    """
+
+    def __init__(self) -> None:
+        self._stamp = _configuration_stamp()
+        self.function: Application | None = load_function()  # ConfigError: the configuration cannot run
+
+    def handle(self, event: dict[str, Any], context: Any) -> Any:
+        """Run ``event`` through the function of the configuration as it is now."""
+        stamp = _configuration_stamp()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self.function = load_function()
+            except ConfigError as exc:
+                self.function = None
+                _say(f"the configuration changed and cannot run (each event is answered 502 until it is fixed):\n{exc}")
+            else:
+                _say("the configuration changed: loaded again")
+        if self.function is None:
+            raise RuntimeError("the configuration cannot run (its problems are printed above)")
+        return self.function.handle(event, context)
+
+
 def _prepare_and_serve(args: argparse.Namespace, world: WorldSpec | None, server: _Server) -> int:
     """Point the function at AWS (starting moto, provisioning and seeding as asked), then serve on ``server``."""
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -639,13 +680,14 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def _serve(args: argparse.Namespace, server: _Server) -> int:
     try:
-        function = load_function()
+        served = ServedFunction()
     except ConfigError as exc:
         _say(f"the configuration cannot run:\n{exc}")
         return 2
-    routes = {channel for config in function.configs for channel in config.channels}
+    assert served.function is not None
+    routes = {channel for config in served.function.configs for channel in config.channels}
     main = MainThread()
-    server.gateway = Gateway(main.invoker(function.handle), args.stage, timeout_seconds=args.timeout, routes=routes)
+    server.gateway = Gateway(main.invoker(served.handle), args.stage, timeout_seconds=args.timeout, routes=routes)
     port = server.server_address[1]
     base = f"http://{args.host}:{port}/{args.stage}"
     channels = sorted(routes)

@@ -6,6 +6,7 @@ import base64
 import http.client
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -688,3 +689,77 @@ def test_ctrl_c_while_starting_ends_with_one_line_and_no_traceback(tmp_path: Pat
     assert "Traceback" not in err, err
     assert err.endswith("pipeline-serve: interrupted\n"), err
     assert process.returncode == 130
+
+
+ALICE = {"From": "whatsapp:+447700900101", "To": "whatsapp:+14155238886", "Body": "hi"}  # examples/world.yaml
+ACME_TOKEN = "9f86d081884c7d659a2feaa0c55ad015"
+
+
+class Served:
+    """``pipeline-serve --moto`` running in a copy of the project: post to it, read its event log lines."""
+
+    def __init__(self, root: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tools.serve", "--moto", "--port", "0", "--quiet"],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "INFO"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.out: queue.Queue[str] = queue.Queue()
+        self.err: queue.Queue[str] = queue.Queue()
+        for stream, lines in ((self.process.stdout, self.out), (self.process.stderr, self.err)):
+            threading.Thread(target=lambda s=stream, q=lines: [q.put(line) for line in s], daemon=True).start()
+        listening = self.wait(self.err, "listening on http://")
+        self.port = int(listening.split("listening on http://127.0.0.1:")[1].split("/")[0])
+
+    @staticmethod
+    def wait(lines: queue.Queue[str], text: str) -> str:
+        while text not in (line := lines.get(timeout=60)):
+            pass
+        return line
+
+    def post(self, sid: str) -> tuple[int, str]:
+        """Alice's WhatsApp message ``sid``, signed as Twilio signs it: the status and the event's outcome."""
+        url = f"http://127.0.0.1:{self.port}/prod/whatsapp"
+        form = {**ALICE, "MessageSid": sid}
+        headers = {"X-Twilio-Signature": sign(url, form, ACME_TOKEN)}
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request("POST", "/prod/whatsapp", urlencode(form).encode(), headers)
+            status = connection.getresponse().status
+        finally:
+            connection.close()
+        if status != 200:
+            return status, ""
+        return status, json.loads(self.wait(self.out, '"message": "event"'))["outcome"]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def test_a_rule_edited_while_serving_decides_the_next_event_as_a_new_container_would(tmp_path: Path) -> None:
+    """Defect: pipeline-serve read pipelines/ and rules/ once, at start: a rule edited while it ran (the loop of
+    someone pointing a Twilio number at it) went on deciding the old way, with no word that the edit was not in use.
+    Now an edit is picked up at the next event, as by a new container; a file that no longer loads answers that
+    event 502 (as a cold start that fails), its problem printed, until it is fixed."""
+    for directory in ("pipelines", "rules", "examples"):
+        shutil.copytree(ROOT / directory, tmp_path / directory)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    served = Served(tmp_path)
+    try:
+        assert served.post("SM" + "1" * 32) == (200, "QUEUED")
+        routing = tmp_path / "rules" / "40_routing.yaml"
+        shipped = routing.read_text(encoding="utf-8")
+        routing.write_text(shipped.replace("then: {target_from: request.channel}", "then: {target: handoff}", 1))
+        assert served.post("SM" + "2" * 32) == (200, "HANDED_OFF")
+
+        routing.write_text(shipped.replace("kind: routing", "kind: [routing", 1), encoding="utf-8")
+        assert served.post("SM" + "3" * 32) == (502, "")
+        assert served.wait(served.err, "rules/40_routing.yaml").startswith("rules/40_routing.yaml:4:10: invalid YAML")
+        routing.write_text(shipped, encoding="utf-8")
+        assert served.post("SM" + "4" * 32) == (200, "BATCHED")  # the channel's queue again, under the first's lock
+    finally:
+        served.stop()
