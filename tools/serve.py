@@ -91,6 +91,9 @@ DEFAULT_WORLD = PROJECT / "examples" / "world.yaml"
 FUNCTION_TIMEOUT_SECONDS = 13.0
 # API Gateway refuses larger payloads itself (413), before any integration runs.
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# A refused body's rest is read and dropped (so that the client reads the refusal) up to this much, while it comes.
+DISCARD_MAX_BYTES = 64 * 1024 * 1024
+DISCARD_IDLE_SECONDS = 2.0
 # Connections the listening socket queues while the server is busy (the standard library's default is 5).
 LISTEN_BACKLOG = 128
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -319,16 +322,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         answer = self._refusal()
+        refused = answer is not None
         if answer is None:
             body = self._body()
-            answer = (
-                body
-                if isinstance(body, GatewayResponse)
-                else self.server.gateway.handle(
+            if isinstance(body, GatewayResponse):
+                answer, refused = body, True
+            else:
+                answer = self.server.gateway.handle(
                     self.command, self.path, list(self.headers.items()), body, self.client_address[0]
                 )
-            )
         self._answer(answer)
+        if refused:
+            self._discard_rest()
+
+    def _discard_rest(self) -> None:
+        """Drop what the client still sends of a refused body (bounded), so that it reads the refusal, not a reset.
+
+        A client that sends its whole body before reading (Python's http.client, requests) would otherwise have its
+        connection closed under it: a broken pipe instead of the 413. Nothing is kept.
+        """
+        self.wfile.flush()
+        with contextlib.suppress(OSError):  # the client closed, or went quiet (the timeout)
+            self.connection.settimeout(DISCARD_IDLE_SECONDS)
+            left = DISCARD_MAX_BYTES
+            while left > 0 and (dropped := self.rfile.read1(min(left, 65536))):
+                left -= len(dropped)
 
     def _body(self) -> bytes | GatewayResponse:
         """The request's body (chunked or of Content-Length bytes), or the answer refusing a chunked one."""

@@ -763,3 +763,61 @@ def test_a_rule_edited_while_serving_decides_the_next_event_as_a_new_container_w
         assert served.post("SM" + "4" * 32) == (200, "BATCHED")  # the channel's queue again, under the first's lock
     finally:
         served.stop()
+
+
+def test_a_client_that_sends_a_body_over_10_mb_whole_gets_the_413() -> None:
+    """Defect: the 413 was written and the connection closed with the body unread, so a client that sends its body
+    before reading (Python's http.client, requests; curl only waits for larger ones) got a broken pipe or a reset,
+    never the answer. The rest of the body is now discarded (never kept) before the connection closes."""
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        raise AssertionError("called")
+
+    with listening(routed(invoke)) as port:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.request("POST", "/prod/whatsapp", body=b"a" * (11 * 1024 * 1024), headers={"Host": HOST})
+            answer = connection.getresponse()
+            assert (answer.status, answer.read()) == (413, b'{"message": "Request Too Long"}')
+        finally:
+            connection.close()
+
+
+MEGABYTE = b"a" * (1024 * 1024)
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "answer"),
+    [
+        # Chunked, one 1 MB chunk at a time: the 11th passes the limit, the rest is still coming.
+        ({}, [MEGABYTE] * 24, (413, b'{"message": "Request Too Long"}')),
+        ({"Transfer-Encoding": "chunked"}, MEGABYTE * 11, (400, b'{"message": "Bad Request"}')),
+        ({"Transfer-Encoding": "gzip, chunked"}, MEGABYTE * 11, (501, b'{"message": "Not Implemented"}')),
+        ({"Content-Length": "11 MB"}, MEGABYTE * 11, (400, b'{"message": "Bad Request"}')),
+    ],
+    ids=["chunked over 10 MB", "malformed chunks", "another transfer coding", "unreadable Content-Length"],
+)
+def test_a_client_that_sends_a_refused_body_whole_gets_the_refusal(
+    headers: dict[str, str], body: Any, answer: tuple[int, bytes]
+) -> None:
+    """Every refusal, not only the 413 of a Content-Length over 10 MB, is read by a client that sends its whole body
+    before reading (an iterable body is sent chunked by http.client; a body with the headers given is sent as is)."""
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        raise AssertionError("called")
+
+    with listening(routed(invoke)) as port:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            chunked = isinstance(body, list)
+            connection.request(
+                "POST",
+                "/prod/whatsapp",
+                body=iter(body) if chunked else body,
+                headers={"Host": HOST, **headers},
+                encode_chunked=chunked,
+            )
+            response = connection.getresponse()
+            assert (response.status, response.read()) == answer
+        finally:
+            connection.close()
