@@ -187,6 +187,7 @@ class Gateway:
         self._timeout = timeout_seconds
         self._routes = frozenset(routes) if routes is not None else None
         self._lock = threading.Lock()
+        self._rewritten: set[tuple[str, str]] = set()
 
     def _routed(self, method: str, target: str) -> bool:
         if self._routes is None:
@@ -205,6 +206,7 @@ class Gateway:
         )
         if event is None or not self._routed(method, target):
             return _json(403, {"message": "Missing Authentication Token"}, request_id)
+        self._note_rewritten_host(headers, urlsplit(target).path)
         with self._lock:
             # The function's clock starts when it is invoked, not while the event queues behind the one before it.
             context = LocalContext(aws_request_id=request_id, timeout_seconds=self._timeout)
@@ -214,6 +216,25 @@ class Gateway:
                 print(f"pipeline-serve: the handler raised {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
                 return _json(502, {"message": "Internal server error"}, request_id)
         return self._response(result, request_id)
+
+    def _note_rewritten_host(self, headers: Sequence[tuple[str, str]], path: str) -> None:
+        """Say (once per pair) that a proxy rewrote Host: the URL rebuilt from it is not the public one Twilio signed.
+
+        Only said: X-Forwarded-Host is never trusted in its place (anyone can send it), as API Gateway does not.
+        """
+        last = {name.lower(): value for name, value in headers}
+        host, public = last.get("host", ""), last.get("x-forwarded-host", "").split(",")[0].strip()
+        if not public or public == host or os.environ.get("PUBLIC_BASE_URL") or (host, public) in self._rewritten:
+            return
+        self._rewritten.add((host, public))
+        from runtime.apigateway import forwarded_scheme
+
+        checked = f"{forwarded_scheme(last.get('x-forwarded-proto', 'http'))}://{host}{path}"
+        _say(
+            f"warning: the request came through a proxy that set Host to {host!r} and X-Forwarded-Host to {public!r}: "
+            f"the signature is checked over {checked}, not the public URL Twilio signed; let the tunnel pass Host "
+            f"through (ngrok: without --host-header=rewrite), or set PUBLIC_BASE_URL=https://{public}/{self.stage}"
+        )
 
     @staticmethod
     def _response(result: Any, request_id: str) -> GatewayResponse:

@@ -821,3 +821,40 @@ def test_a_client_that_sends_a_refused_body_whole_gets_the_refusal(
             assert (response.status, response.read()) == answer
         finally:
             connection.close()
+
+
+def test_a_tunnel_that_rewrote_host_is_named_with_the_fix(world, lambda_handler, monkeypatch, capsys) -> None:
+    """Defect: behind a tunnel that rewrites Host to the local address (ngrok --host-header=rewrite, and others that
+    put the public name in X-Forwarded-Host only), every genuine message was refused INVALID_SIGNATURE (200, empty
+    TwiML, as Twilio gets it) with no word of the URL checked: the signature is over the public URL. The server now
+    says so once, with the two fixes."""
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    world.add_conversation()
+    world.add_default_secrets()
+    params = whatsapp_params()
+    public = "abc123.ngrok-free.app"
+    headers = [
+        ("Host", "localhost:3000"),
+        ("X-Forwarded-Host", public),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Twilio-Signature", sign(f"https://{public}/prod/whatsapp", params)),
+    ]
+    gateway = Gateway(lambda_handler, "prod", routes={"whatsapp"})
+    for _ in range(2):
+        answer = gateway.handle("POST", "/prod/whatsapp", headers, urlencode(params).encode())
+        assert (answer.status, answer.body.decode()) == (200, EMPTY_TWIML)
+    assert world.sent("whatsapp") == []
+    err = capsys.readouterr().err
+    assert err.count("pipeline-serve: warning: ") == 1, err
+    assert (
+        "pipeline-serve: warning: the request came through a proxy that set Host to 'localhost:3000' and "
+        f"X-Forwarded-Host to {public!r}: the signature is checked over https://localhost:3000/prod/whatsapp, "
+        f"not the public URL Twilio signed; let the tunnel pass Host through (ngrok: without --host-header=rewrite), "
+        f"or set PUBLIC_BASE_URL=https://{public}/prod\n"
+    ) in err
+
+    # A tunnel that passes Host through, as the docs' ngrok example does, is accepted and nothing is said.
+    passed = [("Host", public), ("X-Forwarded-Host", public), *headers[2:]]
+    answer = gateway.handle("POST", "/prod/whatsapp", passed, urlencode(params).encode())
+    assert (answer.status, len(world.sent("whatsapp"))) == (200, 1)
+    assert "warning" not in capsys.readouterr().err
