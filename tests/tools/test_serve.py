@@ -600,6 +600,41 @@ def test_a_transfer_coding_that_cannot_be_read_is_refused_without_calling_the_ha
     assert "Traceback" not in capsys.readouterr().err
 
 
+def chunked(head: str, body: bytes, size: int = 7) -> bytes:
+    """A request whose body is sent in chunks of ``size`` bytes, each with an extension, and a trailer field."""
+    pieces = [body[start : start + size] for start in range(0, len(body), size)]
+    chunks = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+    return head.encode() + b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\nX-Trailer: t\r\n\r\n"
+
+
+def test_chunk_extensions_and_trailer_fields_are_skipped_and_the_connection_stays_in_step(
+    world, lambda_handler
+) -> None:
+    """A chunked body as a tunnel may stream it (many small chunks, chunk extensions, a trailer field) is the body the
+    handler gets, and the next request on the connection is answered as itself, not read from the body's rest."""
+    world.add_conversation()
+    world.add_default_secrets()
+    params = whatsapp_params()
+    signature = sign(f"http://{HOST}/prod/whatsapp", params)
+    head = (
+        f"POST /prod/whatsapp HTTP/1.1\r\nHost: {HOST}\r\nX-Twilio-Signature: {signature}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+    )
+    gateway = Gateway(lambda_handler, "prod", routes={"whatsapp"})
+    with listening(gateway) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(chunked(head, urlencode(params).encode()))
+        answer = connection.makefile("rb")
+        assert answer.readline() == b"HTTP/1.1 200 OK\r\n"
+        headers = {}
+        while (line := answer.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.lower()] = value.strip()
+        assert answer.read(int(headers["content-length"])).decode() == EMPTY_TWIML
+        connection.sendall(f"POST /prod/nowhere HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\n\r\n".encode())
+        assert answer.readline() == b"HTTP/1.1 403 Forbidden\r\n"
+    assert len(world.sent("whatsapp")) == 1
+
+
 # Against a real account (no --moto, no --endpoint-url) the server writes and sends for real. The platform's domain
 # is then the Host the client sent, so without PUBLIC_BASE_URL or ALLOWED_HOSTS a request Twilio signed for the
 # production URL, posted here with that Host, is valid; and without REPLAY_TABLE_NAME (the contract's variables
