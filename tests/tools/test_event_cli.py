@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import shutil
 from collections.abc import Sequence
@@ -21,8 +22,10 @@ from steps.sendgrid import multipart
 from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from steps.sendgrid.message import InboundEmail, id_from_message_id, read_email
 from steps.twilio.signature import sign
-from tests.support.dryrun import ROOT, WORLD, run_dryrun
+from tests.support.dryrun import ROOT, WORLD, greeting_rules, run_dryrun
+from tools.dryrun.cli import build_parser
 from tools.dryrun.event_cli import main
+from tools.dryrun.replay import run_replay
 from tools.sendgrid_events import KeyPair
 
 TOKEN = "9f86d081884c7d659a2feaa0c55ad015"
@@ -523,3 +526,60 @@ def test_a_token_is_read_from_a_secret_saved_with_a_byte_order_mark(capsys: pyte
         event = build(capsys, *args, "--secret", name, "--region", "us-east-1")
     url = "https://" + event["headers"]["Host"] + event["requestContext"]["path"]
     assert event["headers"]["X-Twilio-Signature"] == sign(url, form(event), TOKEN)
+
+
+def test_a_capture_masked_again_never_claims_less_masking_nor_gets_pseudonyms_twice(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An ops person puts a day's capture through ``pipeline-event mask`` again before sharing it (the default
+    ``--mask text``, or ``all`` to be sure): the recording must still say what it holds. A mask=all capture stays
+    refused by a live replay and keeps the pseudonyms the world was pseudonymized with; a mask=text capture re-masked
+    with none still needs --skip-signature and still notes the rules that read its masked body."""
+    monkeypatch.setenv("CAPTURE_KEY", "a-capture-key-of-32-characters!!")
+    message = ROOT / "examples" / "events" / "01_whatsapp_text.json"
+    assert main(["mask", "--mask", "all", "--key-env", "CAPTURE_KEY", str(message)]) == 0
+    captured = tmp_path / "captured-all.json"
+    captured.write_text(capsys.readouterr().out)
+    once = json.loads(captured.read_text())
+    once["recording"]["captured_at"] = "2026-11-25T12:00:00.000001Z"
+    captured.write_text(json.dumps(once))
+    for mask in ("none", "text", "all"):
+        assert main(["mask", "--mask", mask, "--key-env", "CAPTURE_KEY", str(captured)]) == 0
+        again = json.loads(capsys.readouterr().out)
+        assert again["recording"]["mask"] == "all", mask
+        assert again["recording"]["captured_at"] == once["recording"]["captured_at"], mask
+        assert set(once["recording"]["masked"]) <= set(again["recording"]["masked"]), mask
+        assert dict(form(again))["From"] == dict(form(once))["From"] != f"whatsapp:{ALICE}", mask
+        shared = tmp_path / f"shared-{mask}.json"
+        shared.write_text(json.dumps(again))
+        out, err = io.StringIO(), io.StringIO()
+        parsed = build_parser().parse_args(["--backend", "live", "--skip-signature", str(shared)])
+        assert run_replay(parsed, out=out, err=err) == 2, mask
+        assert f"{shared}:1:1: recorded with mask=all" in err.getvalue(), mask
+    # A text capture re-masked with none: its body is still [masked], its signature still a placeholder.
+    assert main(["mask", str(message)]) == 0
+    text = tmp_path / "captured-text.json"
+    text.write_text(capsys.readouterr().out)
+    assert main(["mask", "--mask", "none", str(text)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["recording"]["mask"] == "text" and "Body" in again["recording"]["masked"]
+    assert again["headers"]["X-Twilio-Signature"] == MASKED_SIGNATURE
+    (tmp_path / "again.json").write_text(json.dumps(again))
+    rules = greeting_rules(tmp_path)
+    record = json.loads(
+        run_dryrun(
+            "--world",
+            WORLD,
+            "--backend",
+            "memory",
+            "--rules",
+            rules,
+            "--skip-signature",
+            "--json",
+            tmp_path / "again.json",
+        )
+    )
+    assert any(
+        note.startswith("recording masked (mask=text): routing/greeting_to_human read request.body")
+        for note in record["notes"]
+    ), record["notes"]
