@@ -72,6 +72,7 @@ __all__ = [
     "form_field_kept",
     "free_text_masked",
     "json_text_masked",
+    "multipart_fields",
     "recordable",
     "register_body_masker",
     "signature_digest",
@@ -600,6 +601,30 @@ def form_fields(event: Mapping[str, Any]) -> dict[str, str]:
         return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     except (UnicodeDecodeError, ValueError):
         return {}
+
+
+def multipart_fields(event: Mapping[str, Any]) -> dict[str, str]:
+    """The fields of a ``multipart/form-data`` event body (an e-mail: first value of each, files left out).
+
+    Empty when the body is not one; a part that does not read as a field is skipped.
+    """
+    body = _decoded(event)
+    content_type = _header(event.get("headers"), "content-type") or ""
+    boundary = _boundary(content_type) if content_type.lower().startswith("multipart/form-data") else None
+    if body is None or boundary is None:
+        return {}
+    fields: dict[str, str] = {}
+    for chunk in body.split(b"--" + boundary)[1:-1]:
+        line_end = _LINE_END.match(chunk)
+        head, separator, content = chunk[line_end.end() if line_end else 0 :].partition(b"\r\n\r\n")
+        try:
+            headers = BytesHeaderParser().parsebytes(head + separator)
+            name, file = _param(headers, "name"), _param(headers, "filename")
+        except (LookupError, ValueError, TypeError, IndexError):
+            continue
+        if separator and name is not None and file is None:
+            fields.setdefault(name, content.removesuffix(b"\r\n").decode("utf-8", "replace"))
+    return fields
 
 
 def recordable(

@@ -352,6 +352,37 @@ def test_sampling_keeps_a_conversation_whole() -> None:
     assert 0.4 < sum(kept) / len(kept) < 0.6
 
 
+def test_sampling_keeps_an_email_conversation_whole() -> None:
+    """Defect: an email has no Twilio ``From``/``To`` form fields, so each one was kept or dropped at random: at a
+    sample rate below 1 an email conversation was captured in part, and a replayed burst showed QUEUED where
+    production BATCHED. Its sender and parse address decide, as a number pair does."""
+    settings = CaptureSettings("bucket", "p/", sample_rate=0.5)
+    kept = []
+    for n in range(400):
+        user = f"user{n}@example.org"
+
+        def email(sender: str, message: int, subject: str, envelope_to: str = "support@inbound.acme.example") -> Any:
+            sent = Email(
+                sender=sender,
+                to="support@inbound.acme.example",
+                envelope_from=f"bounce-{message}@mail.example.org",
+                envelope_to=(envelope_to,),
+                subject=subject,
+                message_id=f"<{n}-{message}@mail.example.org>",
+            )
+            return inbound_parse_event(signed(EMAIL_KEY, *inbound_parse_body(sent), timestamp=1795608000 + message))
+
+        events = [
+            email(f"User {n} <{user}>", 1, "Order"),
+            email(user.upper(), 2, "Re: Order"),
+            email(f'"Someone, else" <{user}>', 3, "again", envelope_to="Support@Inbound.Acme.Example"),
+        ]
+        decisions = {settings.sampled(event) for event in events}
+        assert len(decisions) == 1, "every email between one sender and one parse address is kept, or none"
+        kept.append(decisions.pop())
+    assert 0.4 < sum(kept) / len(kept) < 0.6
+
+
 def test_a_captured_email_is_masked_part_by_part_and_still_parses(
     examples_world: World, s3: Any, cold_start: Any, tmp_path: Path
 ) -> None:
