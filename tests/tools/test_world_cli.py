@@ -185,6 +185,44 @@ def test_a_snapshot_says_which_emails_it_read_nothing_for_as_their_signature_is_
     assert [row["primary_channel"] for row in json.loads(out)["conversations"]] == ["kim@example.org"]
 
 
+def test_a_snapshot_without_now_says_a_stale_email_was_refused_on_arrival_instead_of_asking_for_what_it_did(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Defect: snapshotting a day's capture (no --now: each event at its arrival time) of an email whose signature was
+    already too old when it arrived (a post captured and sent again days later, refused by production too), the note
+    said "snapshot it without --now, or with --now at its time": advice already followed, which reads as if the
+    snapshot were missing rows. It says now that the email was refused on arrival, as production refused it, so no row
+    is needed to replay it; an email that carries no arrival time is still told to take --now at its time."""
+    from moto import mock_aws
+
+    from runtime.aws import DynamoTables
+    from tools.dryrun.backends import populate
+    from tools.dryrun.world import load_world
+    from tools.localaws import provision
+
+    original = json.loads((ROOT / "examples" / "events" / "13_email.jsonl").read_text().splitlines()[0])
+    arrived = dict(original, requestContext={**original["requestContext"], "requestTimeEpoch": 1796628232000})
+    late, undated = tmp_path / "late.json", tmp_path / "undated.json"
+    late.write_text(json.dumps(arrived))
+    undated.write_text(json.dumps(original))
+    with mock_aws():
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        resources = provision(boto3.client("dynamodb"), boto3.client("sqs"))
+        populate(load_world(WORLD), DynamoTables(boto3.client("dynamodb")), resources)
+        for name, value in resources.environment().items():
+            monkeypatch.setenv(name, value)
+        status, out, err = world_cli("snapshot", str(late), str(undated))
+    assert status == 0 and json.loads(out)["conversations"] == []
+    assert (
+        f"pipeline-world: note: {late}: INVALID_SIGNATURE at its arrival time, 2026-12-07T07:23:52+00:00 (the "
+        "signature's timestamp is outside the accepted window): refused on arrival, as production refused it, so it "
+        "needs no row\n"
+    ) in err
+    assert "snapshot it without --now" not in err
+    assert f"pipeline-world: note: {undated}: INVALID_SIGNATURE at " in err
+    assert "it carries no arrival time (requestTimeEpoch): snapshot it with --now at its time\n" in err
+
+
 def test_the_snapshot_help_says_older_emails_need_now(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["snapshot", "--help"])
