@@ -583,3 +583,42 @@ def test_a_capture_masked_again_never_claims_less_masking_nor_gets_pseudonyms_tw
         note.startswith("recording masked (mask=text): routing/greeting_to_human read request.body")
         for note in record["notes"]
     ), record["notes"]
+
+
+def test_a_masked_recording_replayed_with_signatures_checked_says_so_instead_of_looking_forged(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Defect: a mask=text (or all) capture replayed without --skip-signature ended every message and email
+    INVALID_SIGNATURE, "signature does not match the request", with nothing to say the recording had masked the
+    signature: a day of real traffic read as a day of forgeries. Now such an event's signature is ``unchecked``, with
+    a note naming the masked header and --skip-signature, counted in the summary; a real refusal stays invalid."""
+    masked = tmp_path / "masked.jsonl"
+    assert (
+        main(
+            [
+                "mask",
+                str(ROOT / "examples" / "events" / "01_whatsapp_text.json"),
+                str(ROOT / "examples" / "events" / "13_email.jsonl"),
+            ]
+        )
+        == 0
+    )
+    masked.write_text(capsys.readouterr().out)
+    forged = ROOT / "examples" / "events" / "06_bad_signature.json"
+    output = run_dryrun("--world", WORLD, "--backend", "memory", "--json", masked, forged)
+    records = [json.loads(line) for line in output.splitlines()]
+    *recorded, stale, real = records
+    assert len(recorded) == 3
+    for record in recorded:
+        assert record["outcome"] == "INVALID_SIGNATURE" and record["signature"] == "unchecked", record
+        assert any(
+            note.startswith("signature not checked: the recording masked it (")
+            and "replay masked recordings with --skip-signature" in note
+            for note in record["notes"]
+        ), record["notes"]
+    # Refused for what the recording kept: an email signed too long ago (its timestamp), a forged signature.
+    for refused in (stale, real):
+        assert refused["signature"] == "invalid" and not any("recording masked" in n for n in refused["notes"])
+    assert "timestamp" in stale["message"]
+    readable = run_dryrun("--world", WORLD, "--backend", "memory", masked)
+    assert "signature not checked for 3 event(s)\n" in readable

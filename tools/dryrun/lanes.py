@@ -29,17 +29,19 @@ from engine.config import AppConfig
 from engine.context import Services
 from engine.http import last_segment
 from engine.ports import ItemRequest, QueryPage, SecretStore, ServiceError, Tables
+from engine.runner import RunResult
 from engine.secrets import SecretCache
 from runtime.apigateway import request_path
 from runtime.app import Application, auth_headers
 from runtime.aws import error_code
+from runtime.masking import MASKED_SIGNATURE, RECORDING_KEY
 from tools.dryrun.backends import Backend, WorldPorts
 from tools.dryrun.blueprint import TableSchema, table_schema
 from tools.dryrun.events import arrival_time
 from tools.dryrun.mask import Scrubber
-from tools.dryrun.pipeline import replay_pipeline
+from tools.dryrun.pipeline import authenticating, replay_pipeline
 from tools.dryrun.recording import Journal, PlanningQueues, PlanningTables, RecordingQueues, RecordingTables
-from tools.dryrun.report import Replayed
+from tools.dryrun.report import MASKED_SIGNATURE_NOTE, Replayed
 from tools.dryrun.world import WorldSpec, secret_values
 
 __all__ = [
@@ -215,6 +217,9 @@ class Lane:
                 f"signature not checked: secret {name!r} could not be read {where} ({result.error.message}); "
                 "--skip-signature replays the event anyway"
             )
+        masked = self._masked_signature(event, handled.pipeline, result)
+        if masked is not None:
+            all_notes.append(masked)
         if result.error is not None and self.read_failures:
             failed = ", ".join(dict.fromkeys(self.read_failures))
             all_notes.append(
@@ -228,6 +233,32 @@ class Lane:
                 "a step or port reached the account's client instead of the planned tables and queues"
             )
         return Replayed(handled, actions, all_notes, version)
+
+    def _masked_signature(self, event: Any, pipeline: str | None, result: RunResult) -> str | None:
+        """The note for an event refused by a signature step that checked a signature its recording masked.
+
+        Such a recording (``mask=text`` or ``all``) holds ``MASKED_SIGNATURE`` in place of every authentication
+        header, which no secret signs: the refusal is the replay's, not production's.
+        """
+        if result.error_code != "INVALID_SIGNATURE" or pipeline is None:
+            return None
+        uses = self.uses.get(pipeline, {})
+        if not any(
+            entry.status == "INVALID_SIGNATURE" and authenticating(uses.get(entry.step, "")) for entry in result.trace
+        ):
+            return None
+        headers = event.get("headers") if isinstance(event, Mapping) else None
+        values = {str(name).lower(): value for name, value in headers.items()} if isinstance(headers, Mapping) else {}
+        masked = [name for name in self.auth_headers(event) if values.get(name.lower()) == MASKED_SIGNATURE]
+        if not masked:
+            return None
+        recording = event.get(RECORDING_KEY)
+        mode = recording.get("mask") if isinstance(recording, Mapping) else None
+        return (
+            f"{MASKED_SIGNATURE_NOTE} ({', '.join(masked)}: {MASKED_SIGNATURE}"
+            + (f", mask={mode}" if mode else "")
+            + "), so this outcome is the replay's, not production's; replay masked recordings with --skip-signature"
+        )
 
 
 def _application(
