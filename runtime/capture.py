@@ -269,13 +269,15 @@ class EventCapture:
         return text.strip().encode() or None
 
     def pseudonyms(self) -> Pseudonyms | None:
-        """The keyed pseudonyms for ``mask=all`` (the key is read once per container)."""
+        """The keyed pseudonyms for ``mask=all`` (the key is read once per container); ``UnusableKey`` says why not."""
         if self.settings.mask != "all":
             return None
         if self._pseudonyms is None:
             key = self._key_bytes()
             if key is None:
-                raise LookupError("the pseudonym key secret is empty")
+                raise UnusableKey("the pseudonym key (CAPTURE_KEY_SECRET) is empty")
+            if len(key) < 16:
+                raise UnusableKey("the pseudonym key (CAPTURE_KEY_SECRET) is shorter than 16 bytes")
             self._pseudonyms = Pseudonyms(key)
         return self._pseudonyms
 
@@ -304,6 +306,12 @@ class EventCapture:
         return key
 
 
+class UnusableKey(LookupError):
+    """The pseudonym key secret reads, but holds no usable key; the message names the setting, never the key."""
+
+
 def _reason(exc: Exception) -> str:
-    """A failure in words without data: the AWS error code, else the exception's type."""
+    """A failure in words without data: the AWS error code, our own ``UnusableKey``'s message, else the type."""
+    if isinstance(exc, UnusableKey):
+        return str(exc)
     return error_code(exc) or type(exc).__name__

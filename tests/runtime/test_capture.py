@@ -230,6 +230,33 @@ def test_a_failed_capture_costs_one_warning_line_and_one_metric_never_the_answer
     assert next(doc for doc in documents if "Invocations" in doc)["Outcome"] == "QUEUED"
 
 
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        (json.dumps({"pseudonym_key": "too-short"}), "the pseudonym key (CAPTURE_KEY_SECRET) is shorter than 16 bytes"),
+        (json.dumps({"other": KEY}), "the pseudonym key (CAPTURE_KEY_SECRET) is empty"),
+    ],
+)
+def test_an_unusable_pseudonym_key_is_named_in_the_warning_line_not_as_a_python_type(
+    world: World, s3: Any, cold_start: Any, caplog: pytest.LogCaptureFixture, secret: str, reason: str
+) -> None:
+    """Defect: a key secret that reads but holds no usable key (too short, no ``pseudonym_key`` field) failed every
+    capture with ``event capture failed: ValueError`` (or ``LookupError``): the line CaptureFailuresAlarm points to
+    named a Python type, not the setting to fix. It names the setting now (still no data: not the key)."""
+    world.add_conversation()
+    world.add_default_secrets()
+    world.secretsmanager.create_secret(Name="capture/key", SecretString=secret)
+    arn = world.secretsmanager.describe_secret(SecretId="capture/key")["ARN"]
+    container = cold_start(
+        CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_MASK="all", CAPTURE_KEY_SECRET=arn, CAPTURE_WAIT_MS="2000"
+    )
+    answer = container.handler(rest_event("whatsapp", whatsapp_params()), None)
+    assert answer["body"] == EMPTY_TWIML and stored(s3) == {}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [f"event capture failed: {reason}"]
+    assert "too-short" not in caplog.text
+
+
 def test_a_slow_write_delays_the_answer_by_the_bound_at_most_and_still_lands(
     world: World, s3: Any, cold_start: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
