@@ -622,3 +622,30 @@ def test_a_masked_recording_replayed_with_signatures_checked_says_so_instead_of_
     assert "timestamp" in stale["message"]
     readable = run_dryrun("--world", WORLD, "--backend", "memory", masked)
     assert "signature not checked for 3 event(s)\n" in readable
+
+
+def test_the_change_gate_does_not_pass_a_masked_capture_whose_every_event_stopped_at_the_signature(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Defect: ``--fail-on-change`` over a mask=text capture replayed without --skip-signature exited 0: both lanes
+    stopped every event at the masked signature (INVALID_SIGNATURE), so no rule ran and the gate passed having
+    compared nothing. Such events are not decided by the rules: the gate exits 2 and says why and what to do."""
+    assert main(["mask", str(ROOT / "examples" / "events")]) == 0
+    masked = tmp_path / "masked.jsonl"
+    masked.write_text(capsys.readouterr().out)
+    candidate = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", candidate)
+    routing = candidate / "40_routing.yaml"
+    sms_rule = "rules:\n  - id: sms_to_human\n    when: \"request.channel == 'sms'\"\n    then: {target: handoff}\n"
+    routing.write_text(routing.read_text().replace("rules:\n", sms_rule, 1))
+    gate = ["--world", str(WORLD), "--backend", "memory", "--rules", str(candidate), "--baseline-rules", "rules"]
+    out, err = io.StringIO(), io.StringIO()
+    assert run_replay(build_parser().parse_args([*gate, "--fail-on-change", str(masked)]), out=out, err=err) == 2
+    assert (
+        "pipeline-dryrun: error: --fail-on-change: 15 event(s) stopped at a signature their recording masked, so no "
+        "rule decided them; replay masked recordings with --skip-signature\n"
+    ) in err.getvalue()
+    # With --skip-signature the rules run, and the gate sees the SMS rule's change.
+    out, err = io.StringIO(), io.StringIO()
+    skipped = build_parser().parse_args([*gate, "--fail-on-change", "--skip-signature", str(masked)])
+    assert run_replay(skipped, out=out, err=err) == 1, err.getvalue()

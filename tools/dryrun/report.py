@@ -347,6 +347,7 @@ class Summary:
     masked: int = 0
     events: int = 0
     unread: int = 0
+    masked_signatures: int = 0
 
     def add(
         self,
@@ -356,10 +357,16 @@ class Summary:
         kind: str | None = None,
         masked: bool = False,
         unread: bool = False,
+        masked_signature: bool = False,
     ) -> None:
-        """Count one event (``unread``: a live replay could not read the account for it)."""
+        """Count one event.
+
+        ``unread``: a live replay could not read the account for it; ``masked_signature``: it stopped at a signature
+        its recording masked.
+        """
         self.events += 1
         self.unread += unread
+        self.masked_signatures += masked_signature
         self.outcomes[outcome] += 1
         if signature:
             self.signatures[signature] += 1
