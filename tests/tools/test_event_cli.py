@@ -649,3 +649,29 @@ def test_the_change_gate_does_not_pass_a_masked_capture_whose_every_event_stoppe
     out, err = io.StringIO(), io.StringIO()
     skipped = build_parser().parse_args([*gate, "--fail-on-change", "--skip-signature", str(masked)])
     assert run_replay(skipped, out=out, err=err) == 1, err.getvalue()
+
+
+def test_a_whole_capture_refused_for_the_url_says_which_url_its_signature_was_checked_over(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Defect: a mask=none capture of a function with PUBLIC_BASE_URL set (Twilio signs the public URL; API Gateway's
+    Host is another) replayed without that variable ended every Twilio event INVALID_SIGNATURE, "does not match the
+    request", with nothing to tell a forged day from a wrong URL. The note names the URL checked and the setting."""
+    event = json.loads((ROOT / "examples" / "events" / "01_whatsapp_text.json").read_text())
+    gateway = "abc123.execute-api.us-east-1.amazonaws.com"
+    event["headers"]["Host"] = event["multiValueHeaders"]["Host"][0] = gateway
+    event["requestContext"]["domainName"] = gateway
+    (tmp_path / "raw.json").write_text(json.dumps(event))
+    assert main(["mask", "--mask", "none", str(tmp_path / "raw.json")]) == 0
+    whole = tmp_path / "whole.json"
+    whole.write_text(capsys.readouterr().out)
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    [record] = map(json.loads, run_dryrun("--world", WORLD, "--backend", "memory", "--json", whole).splitlines())
+    assert record["outcome"] == "INVALID_SIGNATURE" and record["signature"] == "invalid"
+    assert (
+        f"signature checked over https://{gateway}/prod/whatsapp: a recording's signature matches only the URL the "
+        "function checked it over; if the function sets PUBLIC_BASE_URL, replay with the same value"
+    ) in record["notes"]
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://hooks.example.com/prod")
+    [record] = map(json.loads, run_dryrun("--world", WORLD, "--backend", "memory", "--json", whole).splitlines())
+    assert (record["outcome"], record["signature"], record["notes"]) == ("QUEUED", "valid", [])

@@ -34,7 +34,7 @@ from engine.secrets import SecretCache
 from runtime.apigateway import request_path
 from runtime.app import Application, auth_headers
 from runtime.aws import error_code
-from runtime.masking import MASKED_SIGNATURE, RECORDING_KEY
+from runtime.masking import MASKED_SIGNATURE, RECORDING_KEY, SIGNATURE_DIGEST_PREFIX
 from tools.dryrun.backends import Backend, WorldPorts
 from tools.dryrun.blueprint import TableSchema, table_schema
 from tools.dryrun.events import arrival_time
@@ -217,9 +217,9 @@ class Lane:
                 f"signature not checked: secret {name!r} could not be read {where} ({result.error.message}); "
                 "--skip-signature replays the event anyway"
             )
-        masked = self._masked_signature(event, handled.pipeline, result)
-        if masked is not None:
-            all_notes.append(masked)
+        refused = self._signature_note(event, handled.pipeline, result)
+        if refused is not None:
+            all_notes.append(refused)
         if result.error is not None and self.read_failures:
             failed = ", ".join(dict.fromkeys(self.read_failures))
             all_notes.append(
@@ -234,11 +234,13 @@ class Lane:
             )
         return Replayed(handled, actions, all_notes, version)
 
-    def _masked_signature(self, event: Any, pipeline: str | None, result: RunResult) -> str | None:
-        """The note for an event refused by a signature step that checked a signature its recording masked.
+    def _signature_note(self, event: Any, pipeline: str | None, result: RunResult) -> str | None:
+        """The note for an event a signature step refused, when its recording says why that may be the replay's.
 
-        Such a recording (``mask=text`` or ``all``) holds ``MASKED_SIGNATURE`` in place of every authentication
-        header, which no secret signs: the refusal is the replay's, not production's.
+        A masked recording (``mask=text`` or ``all``) holds ``MASKED_SIGNATURE`` in place of every authentication
+        header, which no secret signs: the refusal is the replay's, not production's. A signature a whole one
+        (``mask=none``) keeps as its digest (Twilio's, which signs the URL) matches only over the URL the function
+        checked it with (``PUBLIC_BASE_URL``, else the event's host): the note names the URL checked.
         """
         if result.error_code != "INVALID_SIGNATURE" or pipeline is None:
             return None
@@ -249,16 +251,31 @@ class Lane:
             return None
         headers = event.get("headers") if isinstance(event, Mapping) else None
         values = {str(name).lower(): value for name, value in headers.items()} if isinstance(headers, Mapping) else {}
-        masked = [name for name in self.auth_headers(event) if values.get(name.lower()) == MASKED_SIGNATURE]
-        if not masked:
-            return None
+        auth = self.auth_headers(event)
+        masked = [name for name in auth if values.get(name.lower()) == MASKED_SIGNATURE]
         recording = event.get(RECORDING_KEY)
         mode = recording.get("mask") if isinstance(recording, Mapping) else None
+        if not masked:
+            digested = any(str(values.get(name.lower(), "")).startswith(SIGNATURE_DIGEST_PREFIX) for name in auth)
+            return _url_note(result) if digested else None
         return (
             f"{MASKED_SIGNATURE_NOTE} ({', '.join(masked)}: {MASKED_SIGNATURE}"
             + (f", mask={mode}" if mode else "")
             + "), so this outcome is the replay's, not production's; replay masked recordings with --skip-signature"
         )
+
+
+def _url_note(result: RunResult) -> str | None:
+    """The URL a whole recording's signature was checked over (its query string left out: it may hold a credential)."""
+    request = result.doc.get("request")
+    url = request.get("url") if isinstance(request, Mapping) else None
+    if not isinstance(url, str) or not url:
+        return None
+    base, query, _ = url.partition("?")
+    return (
+        f"signature checked over {base}{query and '?…'}: a recording's signature matches only the URL the function "
+        "checked it over; if the function sets PUBLIC_BASE_URL, replay with the same value"
+    )
 
 
 def _application(
