@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from engine.conditions import Condition
@@ -35,10 +36,12 @@ from runtime.apigateway import request_path
 from runtime.app import Application, auth_headers
 from runtime.aws import error_code
 from runtime.masking import MASKED_SIGNATURE, RECORDING_KEY, SIGNATURE_DIGEST_PREFIX
+from steps.support import table_keys, written_at_attributes
 from tools.dryrun.backends import Backend, WorldPorts
 from tools.dryrun.blueprint import TableSchema, table_schema
 from tools.dryrun.events import arrival_time
 from tools.dryrun.mask import Scrubber
+from tools.dryrun.memory import holds
 from tools.dryrun.pipeline import authenticating, replay_pipeline
 from tools.dryrun.recording import Journal, PlanningQueues, PlanningTables, RecordingQueues, RecordingTables
 from tools.dryrun.report import MASKED_SIGNATURE_NOTE, Replayed
@@ -292,6 +295,73 @@ def _application(
     return Application(adapted, services), skipped, uses
 
 
+class _AsOfReplayTime:
+    """Tables whose conditional writes take a row written after the replay's time as absent (it did not exist then).
+
+    A captured event replays at its arrival time, against rows as they are now: the trigger lock of its conversation
+    may be held by a message that arrived later, which production had not seen. Only rows the account (or the loaded
+    world) holds count: a row this replay wrote is the world's own evolution, in the replay's order. ``written`` maps
+    a table to its key attributes and the attribute holding when a row was written
+    (``steps.support.written_at_attributes``). Reads pass through.
+    """
+
+    def __init__(self, inner: Tables, written: Mapping[str, tuple[tuple[str, ...], str]], clock: ReplayClock) -> None:
+        self._inner = inner
+        self._written = written
+        self._clock = clock
+        self._own: set[tuple[str, tuple[Any, ...]]] = set()
+
+    def forget(self) -> None:
+        """Forget which rows this replay wrote (its writes were undone, or its plan dropped)."""
+        self._own.clear()
+
+    def query_pages(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> Iterator[QueryPage]:
+        return self._inner.query_pages(table, index, key, attributes)
+
+    def get_item(
+        self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
+    ) -> dict[str, Any] | None:
+        return self._inner.get_item(table, key, consistent=consistent, attributes=attributes)
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        return self._inner.get_items(requests)
+
+    def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
+        declared = self._written.get(table)
+        if declared is None:
+            return self._inner.put_item(table, item, condition)
+        names, attribute = declared
+        key = {name: item[name] for name in names if name in item}
+        slot = (table, tuple(key.values()))
+        applied = None
+        if condition is not None and slot not in self._own:
+            current = self._inner.get_item(table, key)
+            written = current.get(attribute) if current is not None else None
+            if isinstance(written, (int, float, Decimal)) and written > self._clock.now().timestamp():
+                applied = holds(condition, None) and self._inner.put_item(table, item, None)
+        if applied is None:
+            applied = self._inner.put_item(table, item, condition)
+        if applied:
+            self._own.add(slot)
+        return applied
+
+    def delete_item(self, table: str, key: Mapping[str, str], condition: Condition | None = None) -> bool:
+        return self._inner.delete_item(table, key, condition)
+
+
+def _written_tables(configs: Sequence[AppConfig]) -> dict[str, tuple[tuple[str, ...], str]]:
+    """The tables of ``configs`` whose role declares when a row was written: its key attributes and that attribute."""
+    keys, written = table_keys(), written_at_attributes()
+    return {
+        name: (keys[role].key, written[role])
+        for config in configs
+        for role, name in config.tables.items()
+        if role in keys and role in written and name
+    }
+
+
 def _warm_cache(store: SecretStore, names: Sequence[str], scrubber: Scrubber, clock: ReplayClock) -> SecretCache:
     """A secret cache holding ``names`` already, as a warm container's would."""
     cache = SecretCache(_WatchedSecrets(store, scrubber), clock)
@@ -316,14 +386,16 @@ def _world_lane(
     journal = Journal()
     tables = RecordingTables(ports.tables, journal, ports.schemas, keep_undo=independent)
     cache = _warm_cache(ports.secrets, list(world.secrets), scrubber, clock)
+    timely = _AsOfReplayTime(tables, _written_tables(configs), clock)
     services = Services(
-        tables=tables, queues=RecordingQueues(ports.queues, journal), secrets=cache, clock=clock, ids=_dry_run_id
+        tables=timely, queues=RecordingQueues(ports.queues, journal), secrets=cache, clock=clock, ids=_dry_run_id
     )
     application, skipped, uses = _application(configs, services, skip_signature)
 
     def reset() -> None:
         if independent:
             journal.undo(ports.tables)
+            timely.forget()
 
     def prober(others: Sequence[AppConfig]) -> Lane:
         return _world_lane(
@@ -391,7 +463,8 @@ def _planning_lane(
 ) -> Lane:
     journal = Journal()
     tables = PlanningTables(reads, journal, describe)
-    services = Services(tables=tables, queues=PlanningQueues(journal), secrets=secrets, clock=clock, ids=_dry_run_id)
+    timely = _AsOfReplayTime(tables, _written_tables(configs), clock)
+    services = Services(tables=timely, queues=PlanningQueues(journal), secrets=secrets, clock=clock, ids=_dry_run_id)
     application, skipped, uses = _application(configs, services, skip_signature)
 
     def prober(others: Sequence[AppConfig]) -> Lane:
@@ -408,7 +481,11 @@ def _planning_lane(
             refused_writes=refused_writes,
         )
 
-    reset = tables.reset if independent else lambda: None
+    def reset() -> None:
+        if independent:
+            tables.reset()
+            timely.forget()
+
     return Lane(
         application,
         journal,
