@@ -379,6 +379,21 @@ def test_sampling_keeps_a_conversation_whole() -> None:
     assert 0.4 < sum(kept) / len(kept) < 0.6
 
 
+def _email_to_acme(
+    sender: str, message_id: str, subject: str, envelope_to: str = "support@inbound.acme.example"
+) -> Any:
+    """An Inbound Parse event of an email from ``sender`` to Acme's parse address."""
+    sent = Email(
+        sender=sender,
+        to="support@inbound.acme.example",
+        envelope_from=f"bounce-{message_id}@mail.example.org",
+        envelope_to=(envelope_to,),
+        subject=subject,
+        message_id=f"<{message_id}@mail.example.org>",
+    )
+    return inbound_parse_event(signed(EMAIL_KEY, *inbound_parse_body(sent), timestamp=1795608000))
+
+
 def test_sampling_keeps_an_email_conversation_whole() -> None:
     """Defect: an email has no Twilio ``From``/``To`` form fields, so each one was kept or dropped at random: at a
     sample rate below 1 an email conversation was captured in part, and a replayed burst showed QUEUED where
@@ -387,22 +402,10 @@ def test_sampling_keeps_an_email_conversation_whole() -> None:
     kept = []
     for n in range(400):
         user = f"user{n}@example.org"
-
-        def email(sender: str, message: int, subject: str, envelope_to: str = "support@inbound.acme.example") -> Any:
-            sent = Email(
-                sender=sender,
-                to="support@inbound.acme.example",
-                envelope_from=f"bounce-{message}@mail.example.org",
-                envelope_to=(envelope_to,),
-                subject=subject,
-                message_id=f"<{n}-{message}@mail.example.org>",
-            )
-            return inbound_parse_event(signed(EMAIL_KEY, *inbound_parse_body(sent), timestamp=1795608000 + message))
-
         events = [
-            email(f"User {n} <{user}>", 1, "Order"),
-            email(user.upper(), 2, "Re: Order"),
-            email(f'"Someone, else" <{user}>', 3, "again", envelope_to="Support@Inbound.Acme.Example"),
+            _email_to_acme(f"User {n} <{user}>", f"{n}-1", "Order"),
+            _email_to_acme(user.upper(), f"{n}-2", "Re: Order"),
+            _email_to_acme(f'"Someone, else" <{user}>', f"{n}-3", "again", "Support@Inbound.Acme.Example"),
         ]
         decisions = {settings.sampled(event) for event in events}
         assert len(decisions) == 1, "every email between one sender and one parse address is kept, or none"
