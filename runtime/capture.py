@@ -37,10 +37,11 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import getaddresses
 from typing import Any
 
 from runtime.aws import error_code, new_session
-from runtime.masking import MASK_MODES, Pseudonyms, form_fields, recordable
+from runtime.masking import MASK_MODES, Pseudonyms, form_fields, multipart_fields, recordable
 
 __all__ = ["CaptureSettings", "EventCapture", "Pending"]
 
@@ -103,11 +104,39 @@ class CaptureSettings:
             return True
         if self.sample_rate <= 0:
             return False
-        fields = form_fields(event) if isinstance(event, Mapping) else {}
-        pair = sorted((fields.get("From", ""), fields.get("To", "")))
+        pair = _pair(event) if isinstance(event, Mapping) else ["", ""]
         if not any(pair):
             return random.random() < self.sample_rate
         return zlib.crc32("\n".join(pair).encode()) / 2**32 < self.sample_rate
+
+
+def _pair(event: Mapping[str, Any]) -> list[str]:
+    """The conversation's two parties, sorted: a Twilio form's ``From`` and ``To`` (a status callback swaps them).
+
+    An e-mail's (SendGrid's multipart form) are its author's address and the parse address it was sent to, read as
+    ``sendgrid.parse`` reads them (``from``, else the envelope's; the envelope's first ``to``, else the ``to`` field),
+    in lower case and without a subaddress, so a display name, a subject or a message id changes nothing.
+    """
+    fields = form_fields(event)
+    if fields.get("From") or fields.get("To"):
+        return sorted((fields.get("From", ""), fields.get("To", "")))
+    email = multipart_fields(event)
+    try:
+        envelope = json.loads(email.get("envelope", ""))
+    except ValueError:
+        envelope = None
+    envelope = envelope if isinstance(envelope, dict) else {}
+    to = envelope.get("to")
+    recipients = [str(address) for address in (to if isinstance(to, list) else [to]) if address]
+    sender = _addresses(email.get("from", "")) or _addresses(str(envelope.get("from") or ""))
+    company = _addresses(recipients[0] if recipients else email.get("to", ""))
+    local, at, domain = (company[0] if company else "").partition("@")
+    return sorted((sender[0] if sender else "", local.split("+", 1)[0] + at + domain))
+
+
+def _addresses(text: str) -> list[str]:
+    """The addresses of an address list, in lower case."""
+    return [address.lower() for _, address in getaddresses([text]) if "@" in address]
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
@@ -240,13 +269,15 @@ class EventCapture:
         return text.strip().encode() or None
 
     def pseudonyms(self) -> Pseudonyms | None:
-        """The keyed pseudonyms for ``mask=all`` (the key is read once per container)."""
+        """The keyed pseudonyms for ``mask=all`` (the key is read once per container); ``UnusableKey`` says why not."""
         if self.settings.mask != "all":
             return None
         if self._pseudonyms is None:
             key = self._key_bytes()
             if key is None:
-                raise LookupError("the pseudonym key secret is empty")
+                raise UnusableKey("the pseudonym key (CAPTURE_KEY_SECRET) is empty")
+            if len(key) < 16:
+                raise UnusableKey("the pseudonym key (CAPTURE_KEY_SECRET) is shorter than 16 bytes")
             self._pseudonyms = Pseudonyms(key)
         return self._pseudonyms
 
@@ -275,6 +306,12 @@ class EventCapture:
         return key
 
 
+class UnusableKey(LookupError):
+    """The pseudonym key secret reads, but holds no usable key; the message names the setting, never the key."""
+
+
 def _reason(exc: Exception) -> str:
-    """A failure in words without data: the AWS error code, else the exception's type."""
+    """A failure in words without data: the AWS error code, our own ``UnusableKey``'s message, else the type."""
+    if isinstance(exc, UnusableKey):
+        return str(exc)
     return error_code(exc) or type(exc).__name__

@@ -72,6 +72,7 @@ __all__ = [
     "form_field_kept",
     "free_text_masked",
     "json_text_masked",
+    "multipart_fields",
     "recordable",
     "register_body_masker",
     "signature_digest",
@@ -602,6 +603,30 @@ def form_fields(event: Mapping[str, Any]) -> dict[str, str]:
         return {}
 
 
+def multipart_fields(event: Mapping[str, Any]) -> dict[str, str]:
+    """The fields of a ``multipart/form-data`` event body (an e-mail: first value of each, files left out).
+
+    Empty when the body is not one; a part that does not read as a field is skipped.
+    """
+    body = _decoded(event)
+    content_type = _header(event.get("headers"), "content-type") or ""
+    boundary = _boundary(content_type) if content_type.lower().startswith("multipart/form-data") else None
+    if body is None or boundary is None:
+        return {}
+    fields: dict[str, str] = {}
+    for chunk in body.split(b"--" + boundary)[1:-1]:
+        line_end = _LINE_END.match(chunk)
+        head, separator, content = chunk[line_end.end() if line_end else 0 :].partition(b"\r\n\r\n")
+        try:
+            headers = BytesHeaderParser().parsebytes(head + separator)
+            name, file = _param(headers, "name"), _param(headers, "filename")
+        except (LookupError, ValueError, TypeError, IndexError):
+            continue
+        if separator and name is not None and file is None:
+            fields.setdefault(name, content.removesuffix(b"\r\n").decode("utf-8", "replace"))
+    return fields
+
+
 def recordable(
     event: Mapping[str, Any],
     *,
@@ -612,12 +637,20 @@ def recordable(
     """A copy of ``event`` fit to store for replay (see the module docstring for ``mask``).
 
     ``auth_headers`` are the headers that authenticate the request, each with whether its signature expires (the
-    pipelines' steps declare both); a masked recording replaces their values.
+    pipelines' steps declare both); a masked recording replaces their values. An event that is a recording already
+    is masked at least as it was (its ``recording`` stamp kept, its masked fields added to), and a ``mask=all`` one
+    gets no second pseudonyms.
     """
     if mask not in MASK_MODES:
         raise ValueError(f"mask must be one of {', '.join(MASK_MODES)}")
     if mask == "all" and pseudonyms is None:
         raise ValueError('mask="all" needs pseudonyms (a key) so that numbers still match the world')
+    previous = _recording(event)
+    was = previous.get("mask", "none")
+    # Masked again (a capture put through ``pipeline-event mask``): never less than it was, and numbers that are
+    # pseudonyms already are not pseudonymized twice (they would match no world pseudonymized once).
+    stamp = max(mask, was, key=MASK_MODES.index)
+    mask = "text" if was == "all" else stamp
     copy = {key: value for key, value in event.items() if key != RECORDING_KEY and key not in _CREDENTIAL_KEYS}
     for section in ("headers", "multiValueHeaders"):
         copy[section] = _without_credentials(copy.get(section))
@@ -628,7 +661,7 @@ def recordable(
         digested = frozenset(name.lower() for name, expires in (auth_headers or {}).items() if not expires)
         for section in ("headers", "multiValueHeaders"):
             copy[section] = _marked(copy.get(section), digested, digest=True)
-        copy[RECORDING_KEY] = {"mask": mask, "masked": []}
+        copy[RECORDING_KEY] = {**previous, "mask": stamp, "masked": previous.get("masked", [])}
         return copy
     masking = Masking(mask, pseudonyms if mask == "all" else None)
     body = _masked_body(copy, masking)
@@ -638,5 +671,19 @@ def recordable(
     auth = frozenset(name.lower() for name in auth_headers or ())
     for section in ("headers", "multiValueHeaders"):
         copy[section] = _marked(copy.get(section), auth)
-    copy[RECORDING_KEY] = {"mask": mask, "masked": sorted(masking.masked)}
+    copy[RECORDING_KEY] = {
+        **previous,
+        "mask": stamp,
+        "masked": sorted(masking.masked.union(previous.get("masked", []))),
+    }
     return copy
+
+
+def _recording(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``recording`` stamp ``event`` already carries (its mask and masked fields checked), else an empty one."""
+    recording = event.get(RECORDING_KEY)
+    if not isinstance(recording, Mapping) or recording.get("mask") not in MASK_MODES:
+        return {}
+    masked = recording.get("masked")
+    names = [name for name in masked if isinstance(name, str)] if isinstance(masked, list) else []
+    return {**recording, "masked": names}

@@ -33,6 +33,7 @@ __all__ = [
     "secret_pattern",
     "service_failure",
     "table_keys",
+    "written_at_attributes",
     "table_name",
     "utf8_prefix",
     "webhook_post",
@@ -138,16 +139,27 @@ class TableKey(NamedTuple):
 
 
 _TABLE_KEYS: dict[str, TableKey] = {}
+_WRITTEN_AT: dict[str, str] = {}
 
 
-def declare_table_key(role: str, key: tuple[str, ...], *, expires: bool = False) -> None:
+def declare_table_key(role: str, key: tuple[str, ...], *, expires: bool = False, written_at: str | None = None) -> None:
     """Declare the key of the table pipelines name ``role`` under ``tables:`` (the step's default logical name).
 
-    ValueError when another step declared a different key for the same role.
+    ``written_at`` names the attribute holding when a row was written (epoch seconds), if the step keeps one: a
+    replay at a past time (``pipeline-dryrun`` at each captured event's arrival) takes a row the account or its world
+    holds that was written later as absent (``written_at_attributes``). ValueError when another step declared a
+    different key for the same role.
     """
     declared = TableKey(key, expires)
     if _TABLE_KEYS.setdefault(role, declared) != declared:
         raise ValueError(f"table role {role!r} is already declared with key {_TABLE_KEYS[role]}, not {declared}")
+    if written_at is not None:
+        _WRITTEN_AT[role] = written_at
+
+
+def written_at_attributes() -> Mapping[str, str]:
+    """The attribute holding when a row was written, by table role (the roles that declare one)."""
+    return dict(_WRITTEN_AT)
 
 
 def table_keys() -> Mapping[str, TableKey]:

@@ -72,7 +72,7 @@ def acquire_condition(
 
 
 _TABLE = {"table": {"type": "string"}}
-declare_table_key("lock", ("conversation_id",), expires=True)
+declare_table_key("lock", ("conversation_id",), expires=True, written_at="taken_at")
 
 
 @register(

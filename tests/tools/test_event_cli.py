@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import shutil
 from collections.abc import Sequence
@@ -21,8 +22,10 @@ from steps.sendgrid import multipart
 from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from steps.sendgrid.message import InboundEmail, id_from_message_id, read_email
 from steps.twilio.signature import sign
-from tests.support.dryrun import ROOT, WORLD, run_dryrun
+from tests.support.dryrun import ROOT, WORLD, greeting_rules, run_dryrun
+from tools.dryrun.cli import build_parser
 from tools.dryrun.event_cli import main
+from tools.dryrun.replay import run_replay
 from tools.sendgrid_events import KeyPair
 
 TOKEN = "9f86d081884c7d659a2feaa0c55ad015"
@@ -523,3 +526,152 @@ def test_a_token_is_read_from_a_secret_saved_with_a_byte_order_mark(capsys: pyte
         event = build(capsys, *args, "--secret", name, "--region", "us-east-1")
     url = "https://" + event["headers"]["Host"] + event["requestContext"]["path"]
     assert event["headers"]["X-Twilio-Signature"] == sign(url, form(event), TOKEN)
+
+
+def test_a_capture_masked_again_never_claims_less_masking_nor_gets_pseudonyms_twice(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An ops person puts a day's capture through ``pipeline-event mask`` again before sharing it (the default
+    ``--mask text``, or ``all`` to be sure): the recording must still say what it holds. A mask=all capture stays
+    refused by a live replay and keeps the pseudonyms the world was pseudonymized with; a mask=text capture re-masked
+    with none still needs --skip-signature and still notes the rules that read its masked body."""
+    monkeypatch.setenv("CAPTURE_KEY", "a-capture-key-of-32-characters!!")
+    message = ROOT / "examples" / "events" / "01_whatsapp_text.json"
+    assert main(["mask", "--mask", "all", "--key-env", "CAPTURE_KEY", str(message)]) == 0
+    captured = tmp_path / "captured-all.json"
+    captured.write_text(capsys.readouterr().out)
+    once = json.loads(captured.read_text())
+    once["recording"]["captured_at"] = "2026-11-25T12:00:00.000001Z"
+    captured.write_text(json.dumps(once))
+    for mask in ("none", "text", "all"):
+        assert main(["mask", "--mask", mask, "--key-env", "CAPTURE_KEY", str(captured)]) == 0
+        again = json.loads(capsys.readouterr().out)
+        assert again["recording"]["mask"] == "all", mask
+        assert again["recording"]["captured_at"] == once["recording"]["captured_at"], mask
+        assert set(once["recording"]["masked"]) <= set(again["recording"]["masked"]), mask
+        assert dict(form(again))["From"] == dict(form(once))["From"] != f"whatsapp:{ALICE}", mask
+        shared = tmp_path / f"shared-{mask}.json"
+        shared.write_text(json.dumps(again))
+        out, err = io.StringIO(), io.StringIO()
+        parsed = build_parser().parse_args(["--backend", "live", "--skip-signature", str(shared)])
+        assert run_replay(parsed, out=out, err=err) == 2, mask
+        assert f"{shared}:1:1: recorded with mask=all" in err.getvalue(), mask
+    # A text capture re-masked with none: its body is still [masked], its signature still a placeholder.
+    assert main(["mask", str(message)]) == 0
+    text = tmp_path / "captured-text.json"
+    text.write_text(capsys.readouterr().out)
+    assert main(["mask", "--mask", "none", str(text)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["recording"]["mask"] == "text" and "Body" in again["recording"]["masked"]
+    assert again["headers"]["X-Twilio-Signature"] == MASKED_SIGNATURE
+    (tmp_path / "again.json").write_text(json.dumps(again))
+    rules = greeting_rules(tmp_path)
+    record = json.loads(
+        run_dryrun(
+            "--world",
+            WORLD,
+            "--backend",
+            "memory",
+            "--rules",
+            rules,
+            "--skip-signature",
+            "--json",
+            tmp_path / "again.json",
+        )
+    )
+    assert any(
+        note.startswith("recording masked (mask=text): routing/greeting_to_human read request.body")
+        for note in record["notes"]
+    ), record["notes"]
+
+
+def test_a_masked_recording_replayed_with_signatures_checked_says_so_instead_of_looking_forged(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Defect: a mask=text (or all) capture replayed without --skip-signature ended every message and email
+    INVALID_SIGNATURE, "signature does not match the request", with nothing to say the recording had masked the
+    signature: a day of real traffic read as a day of forgeries. Now such an event's signature is ``unchecked``, with
+    a note naming the masked header and --skip-signature, counted in the summary; a real refusal stays invalid."""
+    masked = tmp_path / "masked.jsonl"
+    assert (
+        main(
+            [
+                "mask",
+                str(ROOT / "examples" / "events" / "01_whatsapp_text.json"),
+                str(ROOT / "examples" / "events" / "13_email.jsonl"),
+            ]
+        )
+        == 0
+    )
+    masked.write_text(capsys.readouterr().out)
+    forged = ROOT / "examples" / "events" / "06_bad_signature.json"
+    output = run_dryrun("--world", WORLD, "--backend", "memory", "--json", masked, forged)
+    records = [json.loads(line) for line in output.splitlines()]
+    *recorded, stale, real = records
+    assert len(recorded) == 3
+    for record in recorded:
+        assert record["outcome"] == "INVALID_SIGNATURE" and record["signature"] == "unchecked", record
+        assert any(
+            note.startswith("signature not checked: the recording masked it (")
+            and "replay masked recordings with --skip-signature" in note
+            for note in record["notes"]
+        ), record["notes"]
+    # Refused for what the recording kept: an email signed too long ago (its timestamp), a forged signature.
+    for refused in (stale, real):
+        assert refused["signature"] == "invalid" and not any("recording masked" in n for n in refused["notes"])
+    assert "timestamp" in stale["message"]
+    readable = run_dryrun("--world", WORLD, "--backend", "memory", masked)
+    assert "signature not checked for 3 event(s)\n" in readable
+
+
+def test_the_change_gate_does_not_pass_a_masked_capture_whose_every_event_stopped_at_the_signature(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Defect: ``--fail-on-change`` over a mask=text capture replayed without --skip-signature exited 0: both lanes
+    stopped every event at the masked signature (INVALID_SIGNATURE), so no rule ran and the gate passed having
+    compared nothing. Such events are not decided by the rules: the gate exits 2 and says why and what to do."""
+    assert main(["mask", str(ROOT / "examples" / "events")]) == 0
+    masked = tmp_path / "masked.jsonl"
+    masked.write_text(capsys.readouterr().out)
+    candidate = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", candidate)
+    routing = candidate / "40_routing.yaml"
+    sms_rule = "rules:\n  - id: sms_to_human\n    when: \"request.channel == 'sms'\"\n    then: {target: handoff}\n"
+    routing.write_text(routing.read_text().replace("rules:\n", sms_rule, 1))
+    gate = ["--world", str(WORLD), "--backend", "memory", "--rules", str(candidate), "--baseline-rules", "rules"]
+    out, err = io.StringIO(), io.StringIO()
+    assert run_replay(build_parser().parse_args([*gate, "--fail-on-change", str(masked)]), out=out, err=err) == 2
+    assert (
+        "pipeline-dryrun: error: --fail-on-change: 15 event(s) stopped at a signature their recording masked, so no "
+        "rule decided them; replay masked recordings with --skip-signature\n"
+    ) in err.getvalue()
+    # With --skip-signature the rules run, and the gate sees the SMS rule's change.
+    out, err = io.StringIO(), io.StringIO()
+    skipped = build_parser().parse_args([*gate, "--fail-on-change", "--skip-signature", str(masked)])
+    assert run_replay(skipped, out=out, err=err) == 1, err.getvalue()
+
+
+def test_a_whole_capture_refused_for_the_url_says_which_url_its_signature_was_checked_over(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Defect: a mask=none capture of a function with PUBLIC_BASE_URL set (Twilio signs the public URL; API Gateway's
+    Host is another) replayed without that variable ended every Twilio event INVALID_SIGNATURE, "does not match the
+    request", with nothing to tell a forged day from a wrong URL. The note names the URL checked and the setting."""
+    event = json.loads((ROOT / "examples" / "events" / "01_whatsapp_text.json").read_text())
+    gateway = "abc123.execute-api.us-east-1.amazonaws.com"
+    event["headers"]["Host"] = event["multiValueHeaders"]["Host"][0] = gateway
+    event["requestContext"]["domainName"] = gateway
+    (tmp_path / "raw.json").write_text(json.dumps(event))
+    assert main(["mask", "--mask", "none", str(tmp_path / "raw.json")]) == 0
+    whole = tmp_path / "whole.json"
+    whole.write_text(capsys.readouterr().out)
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    [record] = map(json.loads, run_dryrun("--world", WORLD, "--backend", "memory", "--json", whole).splitlines())
+    assert record["outcome"] == "INVALID_SIGNATURE" and record["signature"] == "invalid"
+    assert (
+        f"signature checked over https://{gateway}/prod/whatsapp: a recording's signature matches only the URL the "
+        "function checked it over; if the function sets PUBLIC_BASE_URL, replay with the same value"
+    ) in record["notes"]
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://hooks.example.com/prod")
+    [record] = map(json.loads, run_dryrun("--world", WORLD, "--backend", "memory", "--json", whole).splitlines())
+    assert (record["outcome"], record["signature"], record["notes"]) == ("QUEUED", "valid", [])

@@ -185,6 +185,44 @@ def test_a_snapshot_says_which_emails_it_read_nothing_for_as_their_signature_is_
     assert [row["primary_channel"] for row in json.loads(out)["conversations"]] == ["kim@example.org"]
 
 
+def test_a_snapshot_without_now_says_a_stale_email_was_refused_on_arrival_instead_of_asking_for_what_it_did(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Defect: snapshotting a day's capture (no --now: each event at its arrival time) of an email whose signature was
+    already too old when it arrived (a post captured and sent again days later, refused by production too), the note
+    said "snapshot it without --now, or with --now at its time": advice already followed, which reads as if the
+    snapshot were missing rows. It says now that the email was refused on arrival, as production refused it, so no row
+    is needed to replay it; an email that carries no arrival time is still told to take --now at its time."""
+    from moto import mock_aws
+
+    from runtime.aws import DynamoTables
+    from tools.dryrun.backends import populate
+    from tools.dryrun.world import load_world
+    from tools.localaws import provision
+
+    original = json.loads((ROOT / "examples" / "events" / "13_email.jsonl").read_text().splitlines()[0])
+    arrived = dict(original, requestContext={**original["requestContext"], "requestTimeEpoch": 1796628232000})
+    late, undated = tmp_path / "late.json", tmp_path / "undated.json"
+    late.write_text(json.dumps(arrived))
+    undated.write_text(json.dumps(original))
+    with mock_aws():
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        resources = provision(boto3.client("dynamodb"), boto3.client("sqs"))
+        populate(load_world(WORLD), DynamoTables(boto3.client("dynamodb")), resources)
+        for name, value in resources.environment().items():
+            monkeypatch.setenv(name, value)
+        status, out, err = world_cli("snapshot", str(late), str(undated))
+    assert status == 0 and json.loads(out)["conversations"] == []
+    assert (
+        f"pipeline-world: note: {late}: INVALID_SIGNATURE at its arrival time, 2026-12-07T07:23:52+00:00 (the "
+        "signature's timestamp is outside the accepted window): refused on arrival, as production refused it, so it "
+        "needs no row\n"
+    ) in err
+    assert "snapshot it without --now" not in err
+    assert f"pipeline-world: note: {undated}: INVALID_SIGNATURE at " in err
+    assert "it carries no arrival time (requestTimeEpoch): snapshot it with --now at its time\n" in err
+
+
 def test_the_snapshot_help_says_older_emails_need_now(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["snapshot", "--help"])
@@ -221,3 +259,51 @@ def test_a_snapshot_taken_after_the_traffic_replays_it_offline_as_the_live_repla
     assert live["outcome"] == "QUEUED" and live["signature"] == "valid"
     assert [row["message_sid"] for row in json.loads(snapshot.read_text())["replay"]] == [sid]
     assert (offline["outcome"], offline["signature"]) == (live["outcome"], live["signature"])
+
+
+def test_a_days_capture_replayed_at_arrival_times_ignores_a_trigger_lock_taken_after_each_event(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Defect: replaying a captured message at its arrival time (no --now) against live data, the account's trigger
+    lock for its conversation belonged to a message that arrived ten minutes later, after the capture: the lock,
+    unexpired at the replay's time, was taken as held, and a message production QUEUED (it held the lock then)
+    replayed BATCHED, "lock: held by another message". A lock taken after the replay's time did not exist then: live,
+    and offline from a snapshot, the message replays QUEUED, as production decided it."""
+    from moto import mock_aws
+
+    from runtime.aws import DynamoTables
+    from tools.dryrun.backends import populate
+    from tools.dryrun.world import load_world
+    from tools.localaws import provision
+
+    arrival = 1795608000  # 2026-11-25T12:00:00Z
+    first = json.loads((ROOT / "examples" / "events" / "08_burst.jsonl").read_text().splitlines()[0])
+    first["requestContext"]["requestTimeEpoch"] = arrival * 1000
+    captured = tmp_path / "captured.json"
+    captured.write_text(json.dumps(first))
+    conversation = "ci-acme-001#pi-acme-support#2b4d6f8a-0c2e-4a6b-8d0f-2b4d6f8a0c07#447700900107"
+    later = {
+        "conversation_id": conversation,
+        "message_sid": "SM" + "7" * 32,
+        "taken_at": arrival + 600,
+        "trigger_due_at": arrival + 610,
+        "expires_at": arrival + 670,
+    }
+    with mock_aws():
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        resources = provision(boto3.client("dynamodb"), boto3.client("sqs"))
+        tables = DynamoTables(boto3.client("dynamodb"))
+        populate(load_world(WORLD), tables, resources)
+        tables.put_item(resources.lock_table, later)
+        for name, value in resources.environment().items():
+            monkeypatch.setenv(name, value)
+        live = json.loads(run_dryrun("--json", "--skip-signature", captured))
+        status, out, _ = world_cli("snapshot", str(captured))
+    assert status == 0
+    assert [row["message_sid"] for row in json.loads(out)["locks"]] == [later["message_sid"]]
+    (tmp_path / "world.json").write_text(out)
+    offline = json.loads(run_dryrun("--world", tmp_path / "world.json", "--json", "--skip-signature", captured))
+    for record in (live, offline):
+        assert (record["outcome"], record["target"]) == ("QUEUED", "whatsapp"), record
+        lock = next(a for a in record["actions"] if a["table"] == resources.lock_table)
+        assert "condition_failed" not in lock

@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from engine.conditions import Condition
@@ -29,17 +30,21 @@ from engine.config import AppConfig
 from engine.context import Services
 from engine.http import last_segment
 from engine.ports import ItemRequest, QueryPage, SecretStore, ServiceError, Tables
+from engine.runner import RunResult
 from engine.secrets import SecretCache
 from runtime.apigateway import request_path
 from runtime.app import Application, auth_headers
 from runtime.aws import error_code
+from runtime.masking import MASKED_SIGNATURE, RECORDING_KEY, SIGNATURE_DIGEST_PREFIX
+from steps.support import table_keys, written_at_attributes
 from tools.dryrun.backends import Backend, WorldPorts
 from tools.dryrun.blueprint import TableSchema, table_schema
 from tools.dryrun.events import arrival_time
 from tools.dryrun.mask import Scrubber
-from tools.dryrun.pipeline import replay_pipeline
+from tools.dryrun.memory import holds
+from tools.dryrun.pipeline import authenticating, replay_pipeline
 from tools.dryrun.recording import Journal, PlanningQueues, PlanningTables, RecordingQueues, RecordingTables
-from tools.dryrun.report import Replayed
+from tools.dryrun.report import MASKED_SIGNATURE_NOTE, Replayed
 from tools.dryrun.world import WorldSpec, secret_values
 
 __all__ = [
@@ -215,6 +220,9 @@ class Lane:
                 f"signature not checked: secret {name!r} could not be read {where} ({result.error.message}); "
                 "--skip-signature replays the event anyway"
             )
+        refused = self._signature_note(event, handled.pipeline, result)
+        if refused is not None:
+            all_notes.append(refused)
         if result.error is not None and self.read_failures:
             failed = ", ".join(dict.fromkeys(self.read_failures))
             all_notes.append(
@@ -229,6 +237,49 @@ class Lane:
             )
         return Replayed(handled, actions, all_notes, version)
 
+    def _signature_note(self, event: Any, pipeline: str | None, result: RunResult) -> str | None:
+        """The note for an event a signature step refused, when its recording says why that may be the replay's.
+
+        A masked recording (``mask=text`` or ``all``) holds ``MASKED_SIGNATURE`` in place of every authentication
+        header, which no secret signs: the refusal is the replay's, not production's. A signature a whole one
+        (``mask=none``) keeps as its digest (Twilio's, which signs the URL) matches only over the URL the function
+        checked it with (``PUBLIC_BASE_URL``, else the event's host): the note names the URL checked.
+        """
+        if result.error_code != "INVALID_SIGNATURE" or pipeline is None:
+            return None
+        uses = self.uses.get(pipeline, {})
+        if not any(
+            entry.status == "INVALID_SIGNATURE" and authenticating(uses.get(entry.step, "")) for entry in result.trace
+        ):
+            return None
+        headers = event.get("headers") if isinstance(event, Mapping) else None
+        values = {str(name).lower(): value for name, value in headers.items()} if isinstance(headers, Mapping) else {}
+        auth = self.auth_headers(event)
+        masked = [name for name in auth if values.get(name.lower()) == MASKED_SIGNATURE]
+        recording = event.get(RECORDING_KEY)
+        mode = recording.get("mask") if isinstance(recording, Mapping) else None
+        if not masked:
+            digested = any(str(values.get(name.lower(), "")).startswith(SIGNATURE_DIGEST_PREFIX) for name in auth)
+            return _url_note(result) if digested else None
+        return (
+            f"{MASKED_SIGNATURE_NOTE} ({', '.join(masked)}: {MASKED_SIGNATURE}"
+            + (f", mask={mode}" if mode else "")
+            + "), so this outcome is the replay's, not production's; replay masked recordings with --skip-signature"
+        )
+
+
+def _url_note(result: RunResult) -> str | None:
+    """The URL a whole recording's signature was checked over (its query string left out: it may hold a credential)."""
+    request = result.doc.get("request")
+    url = request.get("url") if isinstance(request, Mapping) else None
+    if not isinstance(url, str) or not url:
+        return None
+    base, query, _ = url.partition("?")
+    return (
+        f"signature checked over {base}{query and '?…'}: a recording's signature matches only the URL the function "
+        "checked it over; if the function sets PUBLIC_BASE_URL, replay with the same value"
+    )
+
 
 def _application(
     configs: Sequence[AppConfig], services: Services, skip_signature: bool
@@ -242,6 +293,73 @@ def _application(
         skipped[config.name] = replaced
         uses[config.name] = {planned.id: planned.uses for planned in pipeline.steps()}
     return Application(adapted, services), skipped, uses
+
+
+class _AsOfReplayTime:
+    """Tables whose conditional writes take a row written after the replay's time as absent (it did not exist then).
+
+    A captured event replays at its arrival time, against rows as they are now: the trigger lock of its conversation
+    may be held by a message that arrived later, which production had not seen. Only rows the account (or the loaded
+    world) holds count: a row this replay wrote is the world's own evolution, in the replay's order. ``written`` maps
+    a table to its key attributes and the attribute holding when a row was written
+    (``steps.support.written_at_attributes``). Reads pass through.
+    """
+
+    def __init__(self, inner: Tables, written: Mapping[str, tuple[tuple[str, ...], str]], clock: ReplayClock) -> None:
+        self._inner = inner
+        self._written = written
+        self._clock = clock
+        self._own: set[tuple[str, tuple[Any, ...]]] = set()
+
+    def forget(self) -> None:
+        """Forget which rows this replay wrote (its writes were undone, or its plan dropped)."""
+        self._own.clear()
+
+    def query_pages(
+        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
+    ) -> Iterator[QueryPage]:
+        return self._inner.query_pages(table, index, key, attributes)
+
+    def get_item(
+        self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
+    ) -> dict[str, Any] | None:
+        return self._inner.get_item(table, key, consistent=consistent, attributes=attributes)
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        return self._inner.get_items(requests)
+
+    def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
+        declared = self._written.get(table)
+        if declared is None:
+            return self._inner.put_item(table, item, condition)
+        names, attribute = declared
+        key = {name: item[name] for name in names if name in item}
+        slot = (table, tuple(key.values()))
+        applied = None
+        if condition is not None and slot not in self._own:
+            current = self._inner.get_item(table, key)
+            written = current.get(attribute) if current is not None else None
+            if isinstance(written, (int, float, Decimal)) and written > self._clock.now().timestamp():
+                applied = holds(condition, None) and self._inner.put_item(table, item, None)
+        if applied is None:
+            applied = self._inner.put_item(table, item, condition)
+        if applied:
+            self._own.add(slot)
+        return applied
+
+    def delete_item(self, table: str, key: Mapping[str, str], condition: Condition | None = None) -> bool:
+        return self._inner.delete_item(table, key, condition)
+
+
+def _written_tables(configs: Sequence[AppConfig]) -> dict[str, tuple[tuple[str, ...], str]]:
+    """The tables of ``configs`` whose role declares when a row was written: its key attributes and that attribute."""
+    keys, written = table_keys(), written_at_attributes()
+    return {
+        name: (keys[role].key, written[role])
+        for config in configs
+        for role, name in config.tables.items()
+        if role in keys and role in written and name
+    }
 
 
 def _warm_cache(store: SecretStore, names: Sequence[str], scrubber: Scrubber, clock: ReplayClock) -> SecretCache:
@@ -268,14 +386,16 @@ def _world_lane(
     journal = Journal()
     tables = RecordingTables(ports.tables, journal, ports.schemas, keep_undo=independent)
     cache = _warm_cache(ports.secrets, list(world.secrets), scrubber, clock)
+    timely = _AsOfReplayTime(tables, _written_tables(configs), clock)
     services = Services(
-        tables=tables, queues=RecordingQueues(ports.queues, journal), secrets=cache, clock=clock, ids=_dry_run_id
+        tables=timely, queues=RecordingQueues(ports.queues, journal), secrets=cache, clock=clock, ids=_dry_run_id
     )
     application, skipped, uses = _application(configs, services, skip_signature)
 
     def reset() -> None:
         if independent:
             journal.undo(ports.tables)
+            timely.forget()
 
     def prober(others: Sequence[AppConfig]) -> Lane:
         return _world_lane(
@@ -343,7 +463,8 @@ def _planning_lane(
 ) -> Lane:
     journal = Journal()
     tables = PlanningTables(reads, journal, describe)
-    services = Services(tables=tables, queues=PlanningQueues(journal), secrets=secrets, clock=clock, ids=_dry_run_id)
+    timely = _AsOfReplayTime(tables, _written_tables(configs), clock)
+    services = Services(tables=timely, queues=PlanningQueues(journal), secrets=secrets, clock=clock, ids=_dry_run_id)
     application, skipped, uses = _application(configs, services, skip_signature)
 
     def prober(others: Sequence[AppConfig]) -> Lane:
@@ -360,7 +481,11 @@ def _planning_lane(
             refused_writes=refused_writes,
         )
 
-    reset = tables.reset if independent else lambda: None
+    def reset() -> None:
+        if independent:
+            tables.reset()
+            timely.forget()
+
     return Lane(
         application,
         journal,

@@ -42,6 +42,7 @@ from tools.dryrun.live import AccountAccess, live_clients, process_reads_only, p
 from tools.dryrun.mask import Masker, Scrubber
 from tools.dryrun.parallel import available_workers, conversation_groups, partition, run_partitioned
 from tools.dryrun.report import (
+    MASKED_SIGNATURE_NOTE,
     NOT_COMPARED,
     Progress,
     Replayed,
@@ -184,6 +185,7 @@ class Rendered(NamedTuple):
     record: str | None = None
     pipeline: str | None = None
     unread: bool = False
+    masked_signature: bool = False
 
 
 class _Renderer:
@@ -259,6 +261,12 @@ class _Renderer:
             run.handled.pipeline,
             any(
                 note.startswith((UNREAD_NOTE, REFUSED_NOTE))
+                for lane in (run, base)
+                if lane is not None
+                for note in lane.notes
+            ),
+            any(
+                note.startswith(MASKED_SIGNATURE_NOTE)
                 for lane in (run, base)
                 if lane is not None
                 for note in lane.notes
@@ -466,6 +474,13 @@ def _gate(summary: Summary, lent: Iterable[Lent], routed: Mapping[str, int], err
             "read the account (see each event's notes); nothing was compared for them\n"
         )
         return EXIT_USAGE
+    if summary.masked_signatures:
+        # Stopped at a signature no secret signs (the recording masked it): no rule ran in either lane.
+        errors.write(
+            f"pipeline-dryrun: error: --fail-on-change: {summary.masked_signatures} event(s) stopped at a signature "
+            "their recording masked, so no rule decided them; replay masked recordings with --skip-signature\n"
+        )
+        return EXIT_USAGE
     return EXIT_CHANGED if summary.changed else EXIT_OK
 
 
@@ -586,7 +601,9 @@ def _replay(
     with _collector_tuned():
         for done, item in enumerate(rendered, start=1):
             out.raw.write(item.text)  # scrubbed where it was rendered (in the workers, when there are several)
-            summary.add(item.outcome, item.signature, item.change, item.kind, item.masked, item.unread)
+            summary.add(
+                item.outcome, item.signature, item.change, item.kind, item.masked, item.unread, item.masked_signature
+            )
             if item.record is not None:
                 records.append(item.record)
             if item.pipeline is not None:

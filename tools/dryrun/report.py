@@ -41,6 +41,7 @@ __all__ = [
     "change_kind",
     "change_label",
     "event_record",
+    "MASKED_SIGNATURE_NOTE",
     "masked_note",
     "masked_reads",
     "to_json_line",
@@ -176,6 +177,10 @@ def _action(action: Action, masker: Masker) -> dict[str, Any]:
     return entry
 
 
+# How the note on an event whose recording masked the signature it was checked against begins (``tools.dryrun.lanes``).
+MASKED_SIGNATURE_NOTE = "signature not checked: the recording masked it"
+
+
 def signature_state(run: Replayed, uses: Mapping[str, str], skip_signature: bool) -> str | None:
     """``valid``, ``invalid``, ``unchecked`` (never reached), ``skipped`` (every event under --skip-signature).
 
@@ -185,7 +190,7 @@ def signature_state(run: Replayed, uses: Mapping[str, str], skip_signature: bool
         return "skipped"
     result = run.handled.result
     if result.error_code == "INVALID_SIGNATURE":
-        return "invalid"
+        return "unchecked" if any(note.startswith(MASKED_SIGNATURE_NOTE) for note in run.notes) else "invalid"
     checks = [step for step, name in uses.items() if authenticating(name)]
     statuses = {entry.step: entry.status for entry in result.trace}
     if checks and all(statuses.get(step) == "ok" for step in checks):
@@ -342,6 +347,7 @@ class Summary:
     masked: int = 0
     events: int = 0
     unread: int = 0
+    masked_signatures: int = 0
 
     def add(
         self,
@@ -351,10 +357,16 @@ class Summary:
         kind: str | None = None,
         masked: bool = False,
         unread: bool = False,
+        masked_signature: bool = False,
     ) -> None:
-        """Count one event (``unread``: a live replay could not read the account for it)."""
+        """Count one event.
+
+        ``unread``: a live replay could not read the account for it; ``masked_signature``: it stopped at a signature
+        its recording masked.
+        """
         self.events += 1
         self.unread += unread
+        self.masked_signatures += masked_signature
         self.outcomes[outcome] += 1
         if signature:
             self.signatures[signature] += 1

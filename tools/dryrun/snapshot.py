@@ -31,7 +31,7 @@ from runtime.aws import error_code, plain_value
 from steps.sendgrid.parse import STALE_SIGNATURE
 from steps.support import json_safe
 from tools.dryrun.blueprint import TableSchema
-from tools.dryrun.events import RecordedEvent
+from tools.dryrun.events import RecordedEvent, arrival_time
 from tools.dryrun.lanes import ReplayClock, TableDescriber, account_lane
 from tools.dryrun.live import pseudonymized_files
 from tools.dryrun.mask import Scrubber
@@ -138,10 +138,24 @@ def _secret_names(conversations: Sequence[Mapping[str, Any]]) -> list[str]:
     return sorted(names)
 
 
-def _unread_note(source: str, message: str, clock: ReplayClock) -> str:
-    """Why an event refused before any read (signatures are skipped: a stale email's timestamp) has no rows."""
-    note = f"{source}: INVALID_SIGNATURE at {clock.describe()} ({message}), so no row was read for it"
-    return f"{note}; snapshot it without --now, or with --now at its time" if message == STALE_SIGNATURE else note
+def _unread_note(recorded: RecordedEvent, message: str, clock: ReplayClock, now: datetime | None) -> str:
+    """Why an event refused before any read (signatures are skipped: a stale email's timestamp) has no rows.
+
+    Without ``now`` an event that carries its arrival time was refused then, as production refused it: it needs no
+    row, and no other time would replay it as production decided it.
+    """
+    arrived = arrival_time(recorded.event) if now is None else None
+    if arrived is not None and message == STALE_SIGNATURE:
+        return (
+            f"{recorded.source}: INVALID_SIGNATURE at its arrival time, {arrived.isoformat(timespec='seconds')} "
+            f"({message}): refused on arrival, as production refused it, so it needs no row"
+        )
+    note = f"{recorded.source}: INVALID_SIGNATURE at {clock.describe()} ({message}), so no row was read for it"
+    if message != STALE_SIGNATURE:
+        return note
+    if now is None:
+        return f"{note}; it carries no arrival time (requestTimeEpoch): snapshot it with --now at its time"
+    return f"{note}; snapshot it without --now, or with --now at its time"
 
 
 def snapshot_world(
@@ -186,7 +200,7 @@ def snapshot_world(
         result = lane.run(recorded.event, []).handled.result
         failed.update(dict.fromkeys(lane.read_failures or ()))
         if result.error is not None and result.error_code == "INVALID_SIGNATURE":
-            notes.append(_unread_note(recorded.source, result.error.message, clock))
+            notes.append(_unread_note(recorded, result.error.message, clock, now))
     if failed:
         raise UnreadableAccount(", ".join(failed))
     (log,) = logs
