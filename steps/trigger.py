@@ -115,6 +115,14 @@ class TriggerLock:
         self._margin = int(params.get("due_margin_seconds", 5))
         self._orphan = int(params.get("orphan_after_seconds", 15))
 
+    @property
+    def due_margin_seconds(self) -> int:
+        """A held lock whose trigger is due within this many seconds is taken over (``tools.check`` compares it).
+
+        A message batched behind a trigger is staged alongside: its stage write must land within the margin.
+        """
+        return self._margin
+
     def run(self, ctx: Context) -> StepResult:
         conversation_id = ctx.doc["credential"]["conversation_id"]
         holder = ctx.doc["request"]["message_sid"]
