@@ -467,7 +467,8 @@ def _parser() -> argparse.ArgumentParser:
         "--now",
         type=_instant,
         metavar="TIME",
-        help="the signature's time, ISO-8601 (default: the world's now with --world, else the current time)",
+        help="the signature's time, ISO-8601, UTC without an offset (default: the world's now with --world, else "
+        "the current time)",
     )
     mask = commands.add_parser("mask", help="print event files as the capture stores them, masked")
     mask.add_argument(
