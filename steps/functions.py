@@ -231,7 +231,8 @@ def _local(time: str | None, zone: str) -> datetime:
     if time is None:
         raise ValueError("got null where it needs a time (ISO-8601 text such as request.received_at)")
     try:
-        moment = datetime.fromisoformat(time)
+        # RFC 3339's lower-case t and z too, as the conversation lookup reads created_at (``created_instant``).
+        moment = datetime.fromisoformat(time.strip().upper())
     except ValueError:
         raise ValueError("got text that is not an ISO-8601 time") from None
     try:

@@ -40,6 +40,7 @@ never recorded this way (the provider's retry must complete the message).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -138,13 +139,16 @@ class _Records:
         """How long a record lives at least (None: records are off); ``runtime.verify`` holds signatures to it."""
         return self._horizon if self._table else None
 
-    def _item(self, sid: str, now: int, writer: str, *, pending: bool = False) -> dict[str, Any]:
-        """A record of ``sid`` written at ``now`` (epoch seconds) by the run ``writer``.
+    def _item(self, sid: str, moment: float, writer: str, *, pending: bool = False) -> dict[str, Any]:
+        """A record of ``sid`` written at ``moment`` (epoch seconds) by the run ``writer``.
 
-        A repeat is a replay after the grace or, for a ``pending`` record, once the record is confirmed.
+        A repeat is a replay after the grace or, for a ``pending`` record, once the record is confirmed. The grace
+        counts from the acceptance's next whole second: from its own second, a repeat up to a second inside the
+        grace would be a replay.
         """
+        now = int(moment)
         item: dict[str, Any] = {KEY: sid, WRITER: writer, "recorded_at": now, "expires_at": now + self._horizon}
-        item.update({"state": PENDING} if pending else {"replay_after": now + self._grace})
+        item.update({"state": PENDING} if pending else {"replay_after": math.ceil(moment) + self._grace})
         return item
 
     def _confirmed_item(self, sid: str, moment: float, writer: str) -> dict[str, Any]:
@@ -193,9 +197,8 @@ class ReplayRecord(_Records):
         if not self._table:
             return StepResult(decision="replay records are off")
         sid = ctx.doc["request"]["message_sid"]
-        now = int(ctx.services.clock.now().timestamp())
         writer = ctx.services.ids()
-        item = self._item(sid, now, writer, pending=self._confirmed)
+        item = self._item(sid, ctx.services.clock.now().timestamp(), writer, pending=self._confirmed)
         tables = ctx.services.tables
         mine = AttributeEquals(WRITER, writer)
         owned = AllOf((mine, AttributeEquals("state", PENDING))) if self._confirmed else mine
@@ -297,7 +300,7 @@ class ReplayRefusals(_Records):
             return
         moment, writer = ctx.services.clock.now().timestamp(), ctx.services.ids()
         sid = ctx.doc["request"]["message_sid"]
-        item = self._confirmed_item(sid, moment, writer) if self._final else self._item(sid, int(moment), writer)
+        item = self._confirmed_item(sid, moment, writer) if self._final else self._item(sid, moment, writer)
         item["refused"] = failure.code
         try:
             ctx.services.tables.put_item(self._table, item, AttributeNotExists(KEY))

@@ -37,13 +37,12 @@ LOCK_TRANSIENT = ErrorSpec(
 DUE = "trigger_due_at"
 
 
-def acquire_condition(
-    holder: str, now: int, *, window: int, due_margin: int, orphan_after: int, exact_now: Decimal
-) -> Condition:
-    """When ``holder`` may take the lock at ``now`` (epoch seconds), for a trigger delayed by ``window`` seconds.
+def acquire_condition(holder: str, now: Decimal, *, window: int, due_margin: int, orphan_after: int) -> Condition:
+    """When ``holder`` may take the lock at ``now``, for a trigger delayed by ``window`` seconds.
 
-    ``exact_now`` is the same moment with its fraction: a lease has ended once its
-    ``expires_at`` is below it, or when it has none.
+    ``now`` is in epoch seconds with its fraction (``epoch_exact``): a lease has ended once its ``expires_at`` is
+    below it, or when it has none, and a trigger due within ``due_margin`` of it is due within the margin even
+    when the current whole second is not.
 
     An unmarked lock's trigger is due at ``taken_at + window`` at the earliest: it is taken over once that is
     within ``due_margin``, or ``orphan_after`` after it was taken, whichever is sooner. With a window shorter than
@@ -51,7 +50,7 @@ def acquire_condition(
     """
     lease_over = (
         AttributeNotExists("conversation_id"),
-        AttributeLessThan("expires_at", exact_now),
+        AttributeLessThan("expires_at", now),
         # A row without a lease end (another writer's) would be held for ever: TTL never deletes it.
         AttributeNotExists("expires_at"),
         AttributeEquals("message_sid", holder),
@@ -116,6 +115,14 @@ class TriggerLock:
         self._margin = int(params.get("due_margin_seconds", 5))
         self._orphan = int(params.get("orphan_after_seconds", 15))
 
+    @property
+    def due_margin_seconds(self) -> int:
+        """A held lock whose trigger is due within this many seconds is taken over (``tools.check`` compares it).
+
+        A message batched behind a trigger is staged alongside: its stage write must land within the margin.
+        """
+        return self._margin
+
     def run(self, ctx: Context) -> StepResult:
         conversation_id = ctx.doc["credential"]["conversation_id"]
         holder = ctx.doc["request"]["message_sid"]
@@ -124,7 +131,7 @@ class TriggerLock:
         delay = int(ctx.doc["route"]["delay_seconds"])
         expires_at = now + delay + self._buffer
         condition = acquire_condition(
-            holder, now, window=delay, due_margin=self._margin, orphan_after=self._orphan, exact_now=epoch_exact(moment)
+            holder, epoch_exact(moment), window=delay, due_margin=self._margin, orphan_after=self._orphan
         )
         tables = ctx.services.tables
         item = {"conversation_id": conversation_id, "message_sid": holder, "expires_at": expires_at, "taken_at": now}

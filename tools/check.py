@@ -536,6 +536,36 @@ def _slow_bounds(inspection: Inspection, document: SourceDoc | None) -> list[Pro
     return [document.locator.problem((where,), message, severity="warning")]
 
 
+def _short_due_margins(inspection: Inspection, document: SourceDoc | None) -> list[Problem]:
+    """A step's ``due_margin_seconds`` shorter than the longest AWS call the pipeline's ``aws:`` bounds allow.
+
+    A message that finds the lock held by a trigger due later than the margin ends BATCHED, its stage row written
+    in the same group: a write longer than the margin may land after the trigger's consumer read the batch.
+    """
+    config = inspection.config
+    if config is None or document is None:
+        return []
+    call = longest_call_seconds(config.aws)
+    steps = document.data.get("steps") if isinstance(document.data, dict) else None
+    found: list[Problem] = []
+    for step in config.pipeline.steps():
+        margin = getattr(step.step, "due_margin_seconds", None)
+        if not isinstance(margin, int | float) or margin >= call:
+            continue
+        message = (
+            f"step {step.id!r} ({step.uses}) takes a held lock over only when its trigger is due within {margin:g} s, "
+            f"but one AWS call (this message's stage write) may take {call:g} s under the aws: bounds (every "
+            "attempt's timeouts and the backoff between them): a message batched behind a trigger due sooner may be "
+            f"staged after its batch was read, and never be read; raise due_margin_seconds to at least {call:g}, or "
+            "lower the aws: bounds"
+        )
+        path = step_path(steps, step.id)
+        if path is not None:  # at the value when the file sets it, else at the step
+            path = (*path, "with", "due_margin_seconds") if "due_margin_seconds" in step.params else (*path, "uses")
+        found.append(document.locator.problem(path or ("steps",), message, severity="warning"))
+    return found
+
+
 def _test_targets(inspection: Inspection) -> list[Problem]:
     """Inline tests of routing sets expecting a target the pipeline does not have."""
     targets = sorted(inspection.targets)
@@ -759,6 +789,7 @@ def check_config(
             *_uncounted_refusals(inspection, document),
             *_unanswered_codes(inspection, document),
             *_slow_bounds(inspection, document),
+            *_short_due_margins(inspection, document),
             *_test_targets(inspection),
             *replay_window_problems(path, inspection),
         ]

@@ -120,25 +120,32 @@ def http_api_event(
     raw_query: str = "",
     stage: str = "prod",
     source_ip: str = "127.0.0.1",
+    request_time_ms: int | None = None,
 ) -> dict[str, Any]:
-    """An HTTP API (payload 2.0) event for ``method`` on ``raw_path`` (stage included); the body base64."""
+    """An HTTP API (payload 2.0) event for ``method`` on ``raw_path`` (stage included); the body base64.
+
+    The request time (``timeEpoch``) is ``request_time_ms``; absent when not given.
+    """
     header_map: dict[str, str] = {}
     for name, value in _pairs(headers):
         lowered = name.lower()
         header_map[lowered] = f"{header_map[lowered]},{value}" if lowered in header_map else value
     header_map.setdefault("host", host)
     text, encoded = _body(body, True)
+    context: dict[str, Any] = {
+        "domainName": host,
+        "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": source_ip},
+        "stage": stage,
+    }
+    if request_time_ms is not None:
+        context["timeEpoch"] = request_time_ms
     return {
         "version": "2.0",
         "routeKey": f"{method} {raw_path}",
         "rawPath": raw_path,
         "rawQueryString": raw_query,
         "headers": header_map,
-        "requestContext": {
-            "domainName": host,
-            "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": source_ip},
-            "stage": stage,
-        },
+        "requestContext": context,
         "body": text,
         "isBase64Encoded": encoded,
     }

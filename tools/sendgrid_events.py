@@ -162,13 +162,15 @@ def inbound_parse_event(
     headers: Mapping[str, str] | None = None,
     body: bytes | None = None,
     request_id: str | None = None,
+    request_time_ms: int | None = None,
 ) -> dict[str, Any]:
     """The API Gateway event of ``request`` posted by SendGrid to ``https://{host}{path}``.
 
     REST (payload 1.0; the multipart body base64, as API Gateway passes binary media types), or HTTP API
     (2.0) with ``http_api``; the stage is the segment before the channel's. ``headers`` add to (or replace)
     SendGrid's, ``body`` replaces the signed body (a post altered on the way). A REST event's request id is
-    random and its time now unless ``request_id`` is given.
+    random and its time now unless ``request_id`` is given; ``request_time_ms`` is its arrival time (an HTTP API
+    event's too).
     """
     sent = {
         "Host": host,
@@ -180,7 +182,9 @@ def inbound_parse_event(
     data = request.body if body is None else body
     stage = stage_name(path.rpartition("/")[0])
     if http_api:
-        return http_api_event("POST", path, host=host, headers=sent, body=data, stage=stage)
+        return http_api_event(
+            "POST", path, host=host, headers=sent, body=data, stage=stage, request_time_ms=request_time_ms
+        )
     return rest_event(
         "POST",
         path,
@@ -191,6 +195,7 @@ def inbound_parse_event(
         base64_body=True,
         source_ip=None,
         request_id=request_id,
+        request_time_ms=request_time_ms,
     )
 
 

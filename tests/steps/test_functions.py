@@ -68,6 +68,18 @@ def test_summer_time_moves_the_local_hour() -> None:
     assert value("hour(t, 'Europe/London')", summer) == 13
 
 
+@pytest.mark.parametrize("written", ["2026-07-01t12:00:00z", "2026-07-01T12:00:00z", "2026-07-01t13:00:00.250+01:00"])
+def test_a_time_in_rfc_3339_s_lower_case_is_read_as_the_conversation_lookup_reads_it(written: str) -> None:
+    # Another service's conversation.created_at may be RFC 3339 with a lower-case t or z: the lookup ranks it
+    # (steps.conversations.created_instant) while the time functions failed the condition on it.
+    from steps.conversations import created_instant
+
+    document = {"conversation": {"created_at": written}}
+    assert created_instant(written) == created_instant("2026-07-01T12:00:00Z") + (250_000 if "250" in written else 0)
+    assert value("hour(conversation.created_at, 'Europe/London')", document) == 13
+    assert value("local_date(conversation.created_at, 'Pacific/Auckland')", document) == "2026-07-02"
+
+
 @pytest.mark.parametrize(
     ("source", "message", "offset"),
     [

@@ -132,3 +132,30 @@ def test_a_lease_that_ended_within_the_current_second_is_over(world, boto_sessio
     assert result.output["acquired"] is True
     [lock] = world.lock_rows() if backend == "moto" else tables.items(lock_table)
     assert (lock["message_sid"], lock["taken_at"], lock["expires_at"]) == (LATER, NOW, NOW + 70)
+
+
+# id, the held lock (seconds relative to NOW), whether a message at NOW + 0.5 s (W = 10, margin 5) takes it
+WITHIN_THE_SECOND = [
+    ("marked_due_4_5_s_after_it", {"taken_at": -5, "trigger_due_at": 5}, True),
+    ("unmarked_due_4_5_s_after_it_at_the_earliest", {"taken_at": -5}, True),
+    ("marked_due_5_5_s_after_it", {"taken_at": -4, "trigger_due_at": 6}, False),
+    ("unmarked_due_5_5_s_after_it_at_the_earliest", {"taken_at": -4}, False),
+]
+
+
+@pytest.mark.parametrize("backend", ["moto", "memory"])
+@pytest.mark.parametrize(("case", "held", "taken"), WITHIN_THE_SECOND, ids=[row[0] for row in WITHIN_THE_SECOND])
+def test_a_trigger_due_within_the_margin_counts_from_the_exact_moment(world, boto_session, backend, case, held, taken):
+    """The margin counted from the current whole second: half a second into it, a trigger due 4.5 s later (within
+    the 5 s margin, so it may be read before this message's stage row lands) left the message BATCHED behind it."""
+    lock_table = world.resources.lock_table
+    tables = _tables(backend, boto_session)
+    row = {"conversation_id": CONVERSATION, "message_sid": HOLDER, "expires_at": NOW + 70}
+    tables.put_item(lock_table, {**row, **{name: NOW + offset for name, offset in held.items()}})
+
+    result = _take(tables, lock_table, 10, at=NOW + 0.5)
+
+    assert result.output["acquired"] is taken
+    assert result.outcome == (None if taken else "BATCHED")
+    [lock] = world.lock_rows() if backend == "moto" else tables.items(lock_table)
+    assert lock["message_sid"] == (LATER if taken else HOLDER)

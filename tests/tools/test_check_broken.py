@@ -414,6 +414,12 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
                 ),
                 "warning",
             ),
+            # A stage write that long also outlasts the lock's due margin.
+            Finding(
+                f"{PIPELINE}:144:31",
+                ("trigger is due within 5 s", "may take 16.5 s", "raise due_margin_seconds to at least 16.5"),
+                "warning",
+            ),
         ],
     ),
     "null_only": (
@@ -651,6 +657,35 @@ def test_bounds_whose_retries_back_off_past_the_limit_are_warned_of(
     monkeypatch.chdir(root)
     assert main(["--check"]) == 0
     assert "one invocation may run 13.2 s: deadline_seconds 3 s plus twice 5.1 s" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_due_margin_shorter_than_a_stage_write_is_warned_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A message that finds the lock held by a trigger due later than the margin ends BATCHED, its stage row written
+    # alongside: with a margin of 3 s and a stage write that may take 4 s (two attempts of 0.5 + 1 s, a 1 s backoff),
+    # the batch may be read before the row lands, and the message is never read. --check said nothing.
+    root = assemble(tmp_path)
+    pipeline = root / PIPELINE
+    text = pipeline.read_text(encoding="utf-8")
+    pipeline.write_text(text.replace("due_margin_seconds: 5", "due_margin_seconds: 3", 1), encoding="utf-8")
+    monkeypatch.chdir(root)
+    assert main(["--check"]) == 0
+    assert_findings(
+        capsys.readouterr().out,
+        [
+            Finding(
+                f"{PIPELINE}:144:31",
+                (
+                    "step 'lock' (trigger.lock) takes a held lock over only when its trigger is due within 3 s",
+                    "one AWS call (this message's stage write) may take 4 s",
+                    "raise due_margin_seconds to at least 4, or lower the aws: bounds",
+                ),
+                "warning",
+            ),
+        ],
+    )
 
 
 @pytest.mark.usefixtures("deployed_env")

@@ -405,3 +405,18 @@ def test_an_address_is_masked_whatever_the_script_of_its_local_part(address: str
     """The capture's own masking takes RFC 6531 local parts (runtime.masking): so must the dry-run's output."""
     assert Masker(show_data=False).text(address) == masked
     assert Masker(show_data=False).data({"primary_channel": address}) == {"primary_channel": masked}
+
+
+@pytest.mark.parametrize("written", ["2026-11-25T12:00:00z", "2026-11-25t12:00:00z"])
+def test_a_time_in_rfc_3339_s_lower_case_is_the_time_it_names(tmp_path: Path, written: str) -> None:
+    # --now and a world's now refused RFC 3339's lower-case z (exit 2), which rules and the conversation lookup read.
+    from tests.support.dryrun import WORLD as EXAMPLE_WORLD
+    from tests.support.dryrun import run_dryrun
+
+    event = ROOT / "examples" / "events" / "01_whatsapp_text.json"
+    options = ("--world", EXAMPLE_WORLD, "--backend", "memory", "--json")
+    upper = json.loads(run_dryrun(*options, "--now", "2026-11-25T12:00:00Z", event))
+    lower = json.loads(run_dryrun(*options, "--now", written, event))
+    assert (lower["outcome"], lower["actions"]) == (upper["outcome"], upper["actions"])
+    spec = load_world(write(tmp_path / "world.yaml", f'now: "{written}"\n'))
+    assert spec.now is not None and spec.now.isoformat() == "2026-11-25T12:00:00+00:00"

@@ -362,6 +362,30 @@ def test_an_email_signed_with_a_pem_key_from_the_environment_replays_against_a_w
     assert not any(line in out + err for line in key_material(pem))
 
 
+@pytest.mark.parametrize("http_api", [False, True], ids=["rest", "http_api"])
+def test_an_email_built_at_now_arrives_then_and_replays_at_that_time(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, http_api: bool
+) -> None:
+    # The post was signed at --now but arrived at the wall clock's time (or at none, as HTTP API events had no
+    # timeEpoch): replayed against a world that pins no time (each event at its arrival), it was refused as stale.
+    world = tmp_path / "world.yaml"
+    world.write_text("".join(line for line in WORLD.read_text().splitlines(True) if not line.startswith("now:")))
+    at = "2026-06-01T09:00:00Z"
+    shape = ("--http-api",) if http_api else ()
+    event = build(
+        capsys, *email_args("--body", "Hello", "--key-seed", EMAIL_SEED, "--world", str(world), "--now", at, *shape)
+    )
+    stamp = 1780304400  # 2026-06-01T09:00:00Z
+    assert signature_of(event)[1] == str(stamp)
+    context = event["requestContext"]
+    assert context["timeEpoch" if http_api else "requestTimeEpoch"] == stamp * 1000
+
+    [record] = replay(tmp_path, [event], world=world)
+    assert (record["outcome"], record["signature"]) == ("QUEUED", "valid")
+    [stage] = [action["item"] for action in record["actions"] if action["type"] == "put_item"][:1]
+    assert stage["received_at"] == "2026-06-01T09:00:00.000Z"
+
+
 def test_a_key_that_does_not_match_the_conversations_public_key_is_refused(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare every decision against this pipeline file (with --baseline-rules or --rules)",
     )
     parser.add_argument("--fail-on-change", action="store_true", help="exit 1 when a decision changed")
-    parser.add_argument("--now", help="ISO-8601 time the replay runs at (wins over the world's `now`)")
+    parser.add_argument(
+        "--now", help="ISO-8601 time the replay runs at (wins over the world's `now`); one without an offset is UTC"
+    )
     parser.add_argument("--independent", action="store_true", help="replay every event against the world as loaded")
     parser.add_argument("--show-data", action="store_true", help="do not mask phone numbers and message bodies")
     parser.add_argument("--skip-signature", action="store_true", help="replay events whose signature cannot be checked")

@@ -24,7 +24,8 @@ text part), ``--message-id`` (default: a new one; the pipeline's ``EM`` id comes
 The post is signed (ECDSA P-256 over timestamp + body) with the private key in ``--private-key-env NAME``
 (a PEM key) or derived from ``--key-seed TEXT`` (test worlds whose public key came from the same seed), at
 ``--timestamp SECONDS`` or ``--now TIME`` (default: the world's ``now`` with ``--world``, the time its replay
-runs at; else the current time). With ``--world`` (or ``--secret``) the signature is checked against the
+runs at; else the current time); with ``--now`` (or the world's ``now``) the post also arrives then (the
+event's request time). With ``--world`` (or ``--secret``) the signature is checked against the
 ``sendgrid_webhook_public_key`` of the conversation's secret (or of ``--secret``), and a key that does not
 match is refused. The private key never appears in the output.
 
@@ -381,7 +382,16 @@ def _email_event(args: argparse.Namespace, spec: WorldSpec | None, host: str, ba
     secret = _secret(args, spec, *_email_parties(body, content_type))
     if secret is not None:
         _check_public_key(*secret, request)
-    return inbound_parse_event(request, host=host, path=f"{base_path}/{args.channel}", http_api=args.http_api)
+    # Posted at --now (or the world's now), it arrives then: a replay at each event's arrival runs it at that time.
+    # --timestamp is the signature's alone (a skewed or stale one); the post arrives now.
+    arrival = next((t for t in (args.now, world_now) if t is not None), None)
+    return inbound_parse_event(
+        request,
+        host=host,
+        path=f"{base_path}/{args.channel}",
+        http_api=args.http_api,
+        request_time_ms=None if arrival is None else arrival * 1000,
+    )
 
 
 def build_event(args: argparse.Namespace) -> dict[str, Any]:
@@ -457,7 +467,8 @@ def _parser() -> argparse.ArgumentParser:
         "--now",
         type=_instant,
         metavar="TIME",
-        help="the signature's time, ISO-8601 (default: the world's now with --world, else the current time)",
+        help="the signature's time, ISO-8601, UTC without an offset (default: the world's now with --world, else "
+        "the current time)",
     )
     mask = commands.add_parser("mask", help="print event files as the capture stores them, masked")
     mask.add_argument(

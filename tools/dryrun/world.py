@@ -79,8 +79,8 @@ WORLD_SCHEMA: dict[str, Any] = {
 
 
 def parse_instant(text: str) -> datetime:
-    """An ISO-8601 time; a time without a zone is UTC. Raises ValueError."""
-    moment = datetime.fromisoformat(text.strip())
+    """An ISO-8601 (or RFC 3339: t, z in either case) time; a time without a zone is UTC. Raises ValueError."""
+    moment = datetime.fromisoformat(text.strip().upper())
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

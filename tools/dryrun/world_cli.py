@@ -139,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     snapshot.add_argument("--rules", type=Path, default=Path("rules"), help="the rules directory (default: rules/)")
     snapshot.add_argument(
         "--now",
-        help="the time to read at, and the world's `now` (default: each event's arrival time, and no `now`); an email "
+        help="the time to read at, and the world's `now` (ISO-8601; UTC without an offset; default: each event's "
+        "arrival time, and no `now`); an email "
         "signed longer ago than its window (EMAIL_SIGNATURE_MAX_AGE_SECONDS, 4 days) before --now is refused before "
         "any read, so snapshot older emails without --now, or with --now at their time",
     )
