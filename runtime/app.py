@@ -65,6 +65,7 @@ __all__ = [
     "event_capture",
     "failed_authentication",
     "live_services",
+    "parse_reason",
     "shadow_budget",
     "shared_limits",
 ]
@@ -126,6 +127,18 @@ def declared_only(config: AppConfig, result: RunResult) -> RunResult:
     )
     internal = InternalError(step, error, f"undeclared error code {error.code}")
     return dataclasses.replace(result, outcome=INTERNAL_ERROR, error=internal)
+
+
+def parse_reason(result: RunResult) -> str | None:
+    """Why a pipeline's parse step refused the request (``PARSING_ERROR``), else None.
+
+    The parse steps' refusals are their own fixed texts (what is missing or malformed, a size limit), never the
+    request's values: the event line carries them, as a request answered 200 and written nowhere must say why. A
+    request no pipeline serves (no step ran) is left out: its message quotes the path the client chose.
+    """
+    if result.error_code != UNROUTED or not result.trace:
+        return None
+    return result.error.message if result.error is not None else None
 
 
 def message_sid(doc: Mapping[str, Any]) -> str | None:
@@ -657,6 +670,7 @@ class Application:
                     "error_code": error_code,
                     # The AWS error code (or exception type) behind the error, never a value.
                     "error_cause": result.error.cause if result.error is not None else None,
+                    "reason": parse_reason(result),
                     # The message (its stage row's key): what on-call replays a lost one by.
                     "message_sid": message_sid(result.doc),
                     "ms": ms,

@@ -251,6 +251,26 @@ class TwilioParse:
             raise _fail(f"the form has more than {self._max_params} form parameters") from None
         return FormParams(pairs)
 
+    def _misrouted(self, ctx: Context, form: FormParams, channel: str) -> StepFailure | None:
+        """The refusal of a request that is all another channel's (of this pipeline) posted to ``channel``'s path.
+
+        A Messaging Service holding WhatsApp and SMS senders posts both to its one webhook URL; the path decides the
+        channel (a message is not re-read as another channel's), so such a request is lost. Its refusal says so and
+        the request records the channel its addresses name (``addressed_channel``), so that it is counted apart from
+        junk. None when the request is no other channel's either.
+        """
+        others = sorted(self._channels - {channel})
+        addressed = next((other for other in others if _identity_problem(form, other) is None), None)
+        if addressed is None:
+            return None
+        is_callback = "MessageStatus" in form
+        ctx.doc["request"].update(addressed_channel=addressed, is_status_callback=is_callback)
+        kind = "status callback" if is_callback else "message"
+        return _fail(
+            f"a {kind} addressed as on …/{addressed} was posted to …/{channel}: the path decides the channel "
+            f"(register each channel's own webhook URL)"
+        )
+
     def run(self, ctx: Context) -> StepResult:
         http = webhook_post(ctx, self._channels, PARSING_ERROR.code, "Twilio webhooks POST")
         channel = http.channel
@@ -260,6 +280,10 @@ class TwilioParse:
         if not self._base:
             self._check_host(http)
         form = self._form(http)
+        sid = form.first("MessageSid") or ""
+        if _MESSAGE_SID.fullmatch(sid) and len(form.getall("MessageSid")) == 1:
+            # A SID of Twilio's shape is no personal data: the event's log line names it even if parsing fails.
+            ctx.doc["request"]["message_sid"] = sid
         try:
             url = self._signed_url(http, channel)
         except ValueError as exc:
@@ -269,7 +293,7 @@ class TwilioParse:
                 raise _fail(f"missing required parameter {required}")
         problem = _identity_problem(form, channel)
         if problem is not None:
-            raise _fail(problem)
+            raise self._misrouted(ctx, form, channel) or _fail(problem)
         sender, recipient = _address(form.first("From") or ""), _address(form.first("To") or "")
         status = form.first("MessageStatus")
         is_callback = status is not None

@@ -1,0 +1,71 @@
+"""A Twilio message posted to the other channel's path (a Messaging Service holding WhatsApp and SMS senders posts
+both to one URL): the path decides the channel (the contract), so it ends ``PARSING_ERROR``, answered 200 with empty
+TwiML and nothing written, but never silently: its ``event`` line says why and names the ``MessageSid`` (no number
+or body), and its metrics document counts it apart from junk (``MisroutedMessages``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.dryrun import WORLD, run_dryrun
+from tests.support.expect import twiml_response
+from tests.support.webhooks import USER, rest_event, sms_params, whatsapp_params
+from tests.support.world import World
+
+SMS_SID = "SM" + "5" * 32
+WA_SID = "SM" + "6" * 32
+MISROUTED = {
+    # An SMS (From/To bare numbers) posted to …/whatsapp, and a WhatsApp message (whatsapp: addresses) to …/sms.
+    "sms-to-whatsapp": ("whatsapp", sms_params(sid=SMS_SID), SMS_SID, "addressed as on …/sms was posted to …/whatsapp"),
+    "whatsapp-to-sms": ("sms", whatsapp_params(sid=WA_SID), WA_SID, "addressed as on …/whatsapp was posted to …/sms"),
+}
+
+
+def _events(json_logs: Any) -> list[dict[str, Any]]:
+    return [line for line in json_logs() if line["message"] == "event"]
+
+
+@pytest.mark.parametrize("case", sorted(MISROUTED))
+def test_a_message_on_the_other_channels_path_is_logged_with_its_reason_and_sid(
+    world: World, lambda_handler: Any, json_logs: Any, case: str
+) -> None:
+    world.add_conversation()
+    world.add_default_secrets()
+    path, params, sid, reason = MISROUTED[case]
+
+    assert lambda_handler(rest_event(path, params), None) == twiml_response()
+
+    assert world.stage_rows() == [] and world.lock_rows() == [] and not any(world.all_sent().values())
+    [event] = _events(json_logs)
+    assert event["outcome"] == event["error_code"] == "PARSING_ERROR"
+    assert event["status"] == 200 and event["steps"] == {"parse": "PARSING_ERROR"}
+    assert event["message_sid"] == sid
+    assert reason in event["reason"]
+
+
+def test_a_parse_failure_names_no_sid_that_is_not_a_twilio_sid(
+    world: World, lambda_handler: Any, json_logs: Any
+) -> None:
+    """Only a SID of Twilio's exact shape is logged: the field is the request's text otherwise (a number, say)."""
+    params = whatsapp_params(sid=USER)
+
+    assert lambda_handler(rest_event("whatsapp", params), None) == twiml_response()
+
+    [event] = _events(json_logs)
+    assert event["error_code"] == "PARSING_ERROR" and "message_sid" not in event
+    assert event["reason"] == "MessageSid is not a Twilio message SID"
+
+
+def test_the_dryrun_shows_a_misrouted_message_as_not_parsed(tmp_path: Path) -> None:
+    """Its request did not parse: no signature verdict (null), whatever the refusal recorded of it."""
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(rest_event("whatsapp", sms_params(sid=SMS_SID))) + "\n")
+
+    [record] = [json.loads(line) for line in run_dryrun("--world", WORLD, "--json", path).splitlines()]
+
+    assert (record["outcome"], record["status_code"], record["signature"]) == ("PARSING_ERROR", 200, None)
+    assert record["actions"] == []
