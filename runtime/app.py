@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CAPTURE_FAILURE_METRIC",
+    "MISROUTED_METRIC",
     "SIGNATURE_MISMATCH_METRIC",
     "UNROUTED_PIPELINE",
     "Application",
@@ -65,6 +66,7 @@ __all__ = [
     "event_capture",
     "failed_authentication",
     "live_services",
+    "misrouted",
     "parse_reason",
     "shadow_budget",
     "shared_limits",
@@ -90,6 +92,11 @@ CAPTURE_FAILURE_METRIC = "CaptureFailures"
 # lost (a rotated token or key, a wrong registered URL) or someone forged a request aimed at a real conversation.
 SIGNATURE_MISMATCH_METRIC = "SignatureMismatches"
 INVALID_SIGNATURE = "INVALID_SIGNATURE"
+# Counted by pipeline: a message refused at parse (PARSING_ERROR, which a Twilio channel answers 200) whose every
+# identity field is another channel's of the same pipeline (``request.addressed_channel``): a message posted to the
+# other channel's path, lost if genuine (a Messaging Service posting both channels to one URL). Junk that is no
+# channel's, and status callbacks (nothing is lost), are not counted. Unsigned: its parse runs before any key is read.
+MISROUTED_METRIC = "MisroutedMessages"
 
 
 def failed_authentication(config: AppConfig, result: RunResult) -> bool:
@@ -139,6 +146,17 @@ def parse_reason(result: RunResult) -> str | None:
     if result.error_code != UNROUTED or not result.trace:
         return None
     return result.error.message if result.error is not None else None
+
+
+def misrouted(result: RunResult) -> bool:
+    """Whether ``result`` refused a message posted to another channel's path, which its addresses name.
+
+    ``MISROUTED_METRIC``; the parse step records that channel as ``request.addressed_channel``.
+    """
+    request = result.doc.get("request")
+    if result.error_code != UNROUTED or not isinstance(request, Mapping):
+        return False
+    return bool(request.get("addressed_channel")) and request.get("is_status_callback") is False
 
 
 def message_sid(doc: Mapping[str, Any]) -> str | None:
@@ -685,6 +703,8 @@ class Application:
         if self.metrics is not None:
             if config is not None and failed_authentication(config, result):
                 counts = {**(counts or {}), SIGNATURE_MISMATCH_METRIC: 1}
+            if misrouted(result):
+                counts = {**(counts or {}), MISROUTED_METRIC: 1}
             properties = log_fields()
             if version:
                 properties = {**properties, "RulesVersion": version, "RulesSource": source or ""}

@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.dryrun import WORLD, run_dryrun
 from tests.support.expect import twiml_response
-from tests.support.webhooks import USER, rest_event, sms_params, whatsapp_params
+from tests.support.webhooks import USER, rest_event, sms_params, status_params, whatsapp_params
 from tests.support.world import World
 
 SMS_SID = "SM" + "5" * 32
@@ -69,3 +69,36 @@ def test_the_dryrun_shows_a_misrouted_message_as_not_parsed(tmp_path: Path) -> N
 
     assert (record["outcome"], record["status_code"], record["signature"]) == ("PARSING_ERROR", 200, None)
     assert record["actions"] == []
+
+
+def _documents(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    lines = capsys.readouterr().out.splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{") and '"_aws"' in line]
+
+
+def test_a_message_on_the_other_channels_path_is_counted_apart_from_junk(
+    world: World, lambda_handler: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``MisroutedMessages``: a message whose every identity field is the other channel's (a lost message, if
+    genuine); not a status callback posted so (nothing is lost), nor a form that is no channel's (junk)."""
+    world.add_conversation()
+    world.add_default_secrets()
+    capsys.readouterr()
+    junk = sms_params(sid="SM" + "7" * 32, From="+1415555O123")  # a letter O: no channel's number
+    requests = [
+        ("whatsapp", sms_params(sid=SMS_SID)),
+        ("sms", whatsapp_params(sid=WA_SID)),
+        ("whatsapp", status_params(channel="sms")),
+        ("whatsapp", junk),
+        ("whatsapp", whatsapp_params(sid="SM" + "8" * 32)),
+    ]
+    for path, params in requests:
+        assert lambda_handler(rest_event(path, params), None) == twiml_response()
+
+    documents = _documents(capsys)
+    assert [doc["Outcome"] for doc in documents] == ["PARSING_ERROR"] * 4 + ["QUEUED"]
+    assert [doc.get("MisroutedMessages") for doc in documents] == [1, 1, None, None, None]
+    counted = documents[0]["_aws"]["CloudWatchMetrics"]
+    assert {"Namespace": "InboundWebhookPipeline", "Dimensions": [["Pipeline"]]}.items() <= next(
+        directive for directive in counted if {"Name": "MisroutedMessages", "Unit": "Count"} in directive["Metrics"]
+    ).items()
