@@ -192,10 +192,30 @@ def test_the_documented_replay_stages_and_triggers_a_lost_message_exactly_once(
     assert trigger[0]["conversation_id"] == world.stage_rows()[0]["conversation_id"]
 
 
+def test_the_runbook_query_for_misrouted_messages_lists_each_with_its_reason(misrouted_lines: list[str]) -> None:
+    rows = run(runbook_query("MisroutedMessages"), misrouted_lines)
+    assert [row["message_sid"] for row in rows] == [LOST_SID]
+    assert "addressed as on …/sms was posted to …/whatsapp" in rows[0]["reason"]
+    assert "MisroutedMessages" in RUNBOOK[: RUNBOOK.index("## On call")], "the webhook registration warns of it"
+
+
+@pytest.fixture
+def misrouted_lines(world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The lines of an SMS posted to …/whatsapp (a Messaging Service posting both channels to one URL), then junk."""
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start()
+    sms = {**whatsapp_params(sid=LOST_SID), "From": USER, "To": COMPANY_WA}
+    assert container.handler(rest_event("whatsapp", sms), None)["statusCode"] == 200
+    junk = whatsapp_params(sid=RETRIED_SID, From="whatsapp:4155550123")
+    assert container.handler(rest_event("whatsapp", junk), None)["statusCode"] == 200
+    return logged(json_logs, capsys.readouterr().out)
+
+
 def test_every_documented_logs_insights_query_reads_fields_the_function_writes(
-    losses: dict[str, Any], shadow_and_bundle_lines: list[str]
+    losses: dict[str, Any], shadow_and_bundle_lines: list[str], misrouted_lines: list[str]
 ) -> None:
-    lines = [*losses["lines"], *shadow_and_bundle_lines]
+    lines = [*losses["lines"], *shadow_and_bundle_lines, *misrouted_lines]
     written = {field for line in lines for field in _fields(line)}
     queries = list(documented_queries())
     assert len(queries) >= 13
