@@ -288,12 +288,15 @@ class TwilioParse:
             url = self._signed_url(http, channel)
         except ValueError as exc:
             raise _fail(f"unreadable request: {exc}") from None
+        # A status callback refused here loses nothing (unlike a message): the reason says which it was. One whose
+        # From is no number (an alphanumeric sender ID) names no company to look up, so no key to check it with.
+        kind = "status callback: " if "MessageStatus" in form else ""
         for required in ("From", "To", "MessageSid"):
             if not (form.first(required) or "").strip():
-                raise _fail(f"missing required parameter {required}")
+                raise _fail(f"{kind}missing required parameter {required}")
         problem = _identity_problem(form, channel)
         if problem is not None:
-            raise self._misrouted(ctx, form, channel) or _fail(problem)
+            raise self._misrouted(ctx, form, channel) or _fail(kind + problem)
         sender, recipient = _address(form.first("From") or ""), _address(form.first("To") or "")
         status = form.first("MessageStatus")
         is_callback = status is not None

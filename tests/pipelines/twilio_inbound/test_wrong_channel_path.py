@@ -102,3 +102,33 @@ def test_a_message_on_the_other_channels_path_is_counted_apart_from_junk(
     assert {"Namespace": "InboundWebhookPipeline", "Dimensions": [["Pipeline"]]}.items() <= next(
         directive for directive in counted if {"Name": "MisroutedMessages", "Unit": "Count"} in directive["Metrics"]
     ).items()
+
+
+SENDER_ID_CALLBACKS = {
+    # An SMS sent from an alphanumeric sender ID: its status callbacks' From is that ID, no number.
+    "alphanumeric-sender": {**status_params(sid="SM" + "9" * 32, channel="sms"), "From": "MyBrand"},
+    # A callback that names no sender at all.
+    "no-sender": {k: v for k, v in status_params(sid="SM" + "9" * 32, channel="sms").items() if k != "From"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(SENDER_ID_CALLBACKS))
+def test_a_status_callback_whose_sender_is_no_number_is_refused_as_a_callback_before_any_aws_call(
+    world: World, lambda_handler: Any, aws: Any, json_logs: Any, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    """Its company cannot be looked up, so its signature cannot be checked: not a STATUS_CALLBACK (the contract
+    acknowledges one after its check), a PARSING_ERROR whose reason says it is a status callback (nothing was lost,
+    unlike a message refused so), counted as no misrouted message."""
+    world.add_conversation()
+    world.add_default_secrets()
+    capsys.readouterr()
+
+    assert lambda_handler(rest_event("sms", SENDER_ID_CALLBACKS[case]), None) == twiml_response()
+
+    assert aws.names() == []
+    assert world.stage_rows() == [] and world.lock_rows() == [] and not any(world.all_sent().values())
+    [event] = _events(json_logs)
+    assert event["error_code"] == "PARSING_ERROR" and event["message_sid"] == "SM" + "9" * 32
+    assert event["reason"].startswith("status callback: ") and "From" in event["reason"]
+    [document] = _documents(capsys)
+    assert "MisroutedMessages" not in document
