@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from copy import copy as copy_of
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -202,6 +203,7 @@ class TwilioParse:
         self._hosts = _allowed_hosts(params.get("allowed_hosts"))
         self._max_body = int(params.get("max_body_bytes", 65536))
         self._max_params = int(params.get("max_params", 500))
+        self._readdressed = False
 
     def _check_host(self, http: HttpRequest) -> None:
         """Refuse a Host the signed URL must not be rebuilt with (fail closed: see ``allowed_hosts``)."""
@@ -251,6 +253,21 @@ class TwilioParse:
             raise _fail(f"the form has more than {self._max_params} form parameters") from None
         return FormParams(pairs)
 
+    def readdressed(self) -> TwilioParse:
+        """A copy of the step that reads a request posted to another channel's path as the channel it is addressed as.
+
+        Only to check the signature of such a request, refused as ``PARSING_ERROR`` all the same
+        (``runtime.misroute``): the signed URL stays the one it was posted to, the one Twilio signed.
+        """
+        copy = copy_of(self)
+        copy._readdressed = True
+        return copy
+
+    def _addressed(self, form: FormParams, channel: str) -> str | None:
+        """The other channel of this pipeline whose every identity check the request passes, or None."""
+        others = sorted(self._channels - {channel})
+        return next((other for other in others if _identity_problem(form, other) is None), None)
+
     def _misrouted(self, ctx: Context, form: FormParams, channel: str) -> StepFailure | None:
         """The refusal of a request that is all another channel's (of this pipeline) posted to ``channel``'s path.
 
@@ -259,8 +276,7 @@ class TwilioParse:
         the request records the channel its addresses name (``addressed_channel``), so that it is counted apart from
         junk. None when the request is no other channel's either.
         """
-        others = sorted(self._channels - {channel})
-        addressed = next((other for other in others if _identity_problem(form, other) is None), None)
+        addressed = self._addressed(form, channel)
         if addressed is None:
             return None
         is_callback = "MessageStatus" in form
@@ -294,6 +310,11 @@ class TwilioParse:
         for required in ("From", "To", "MessageSid"):
             if not (form.first(required) or "").strip():
                 raise _fail(f"{kind}missing required parameter {required}")
+        if self._readdressed:
+            addressed = self._addressed(form, channel)
+            if addressed is None:
+                raise _fail("the request is no other channel's either")
+            channel = addressed
         problem = _identity_problem(form, channel)
         if problem is not None:
             raise self._misrouted(ctx, form, channel) or _fail(kind + problem)

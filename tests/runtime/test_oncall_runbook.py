@@ -24,7 +24,7 @@ from tests.support.bundles import ROUTING, VIP_ROUTING, Ops
 from tests.support.email import add_email_world, email_event
 from tests.support.expect import ROOT
 from tests.support.insights import discovered, referenced_fields, run
-from tests.support.webhooks import ACCOUNT, COMPANY_WA, TOKEN, USER, rest_event, whatsapp_params
+from tests.support.webhooks import ACCOUNT, COMPANY_WA, TOKEN, USER, rest_event, sms_params, whatsapp_params
 from tools.dryrun import event_cli
 
 Logs = Callable[..., list[dict[str, Any]]]
@@ -193,9 +193,10 @@ def test_the_documented_replay_stages_and_triggers_a_lost_message_exactly_once(
 
 
 def test_the_runbook_query_for_misrouted_messages_lists_each_with_its_reason(misrouted_lines: list[str]) -> None:
-    rows = run(runbook_query("MisroutedMessages"), misrouted_lines)
+    rows = run(runbook_query("MisroutedMessagesAlarm"), misrouted_lines)
     assert [row["message_sid"] for row in rows] == [LOST_SID]
     assert "addressed as on …/sms was posted to …/whatsapp" in rows[0]["reason"]
+    assert rows[0]["reason"].endswith("[signature valid]")
     assert "MisroutedMessages" in RUNBOOK[: RUNBOOK.index("## On call")], "the webhook registration warns of it"
 
 
@@ -205,8 +206,7 @@ def misrouted_lines(world: Any, cold_start: Any, json_logs: Logs, capsys: pytest
     world.add_conversation()
     world.add_default_secrets()
     container = cold_start()
-    sms = {**whatsapp_params(sid=LOST_SID), "From": USER, "To": COMPANY_WA}
-    assert container.handler(rest_event("whatsapp", sms), None)["statusCode"] == 200
+    assert container.handler(rest_event("whatsapp", sms_params(sid=LOST_SID)), None)["statusCode"] == 200
     junk = whatsapp_params(sid=RETRIED_SID, From="whatsapp:4155550123")
     assert container.handler(rest_event("whatsapp", junk), None)["statusCode"] == 200
     return logged(json_logs, capsys.readouterr().out)

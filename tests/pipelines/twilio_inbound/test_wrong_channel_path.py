@@ -76,32 +76,52 @@ def _documents(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.startswith("{") and '"_aws"' in line]
 
 
-def test_a_message_on_the_other_channels_path_is_counted_apart_from_junk(
-    world: World, lambda_handler: Any, capsys: pytest.CaptureFixture[str]
+def test_a_misrouted_message_is_counted_once_its_signature_is_checked_and_never_otherwise(
+    world: World, lambda_handler: Any, aws: Any, json_logs: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``MisroutedMessages``: a message whose every identity field is the other channel's (a lost message, if
-    genuine); not a status callback posted so (nothing is lost), nor a form that is no channel's (junk)."""
+    """``MisroutedMessages``: a message whose every identity field is the other channel's (lost, if genuine), and
+    whose signature checks with the key of the conversation its addresses name (read after the answer is built,
+    which it never changes). Not a forgery of one, one for no conversation, a status callback posted so (nothing is
+    lost), nor a form that is no channel's (junk): anyone can post those, and the count pages on-call."""
     world.add_conversation()
     world.add_default_secrets()
     capsys.readouterr()
     junk = sms_params(sid="SM" + "7" * 32, From="+1415555O123")  # a letter O: no channel's number
-    requests = [
-        ("whatsapp", sms_params(sid=SMS_SID)),
-        ("sms", whatsapp_params(sid=WA_SID)),
-        ("whatsapp", status_params(channel="sms")),
-        ("whatsapp", junk),
-        ("whatsapp", whatsapp_params(sid="SM" + "8" * 32)),
+    stranger = sms_params(sid="SM" + "a" * 32, From="+15550001111")
+    refused = [
+        rest_event("whatsapp", sms_params(sid=SMS_SID)),
+        rest_event("sms", whatsapp_params(sid=WA_SID)),
+        rest_event("whatsapp", sms_params(sid="SM" + "b" * 32), token="not-the-tenants-token"),
+        rest_event("whatsapp", stranger),
+        rest_event("whatsapp", status_params(channel="sms")),
+        rest_event("whatsapp", junk),
     ]
-    for path, params in requests:
-        assert lambda_handler(rest_event(path, params), None) == twiml_response()
+    for event in refused:
+        assert lambda_handler(event, None) == twiml_response()
+    # The checks read (the lookups, the keys) and write nothing.
+    assert aws.count("dynamodb.Query") == 4 and aws.count("secretsmanager.GetSecretValue") >= 1
+    assert {name.split(".")[1] for name in aws.names()} <= {"Query", "GetSecretValue"}
+    assert lambda_handler(rest_event("whatsapp", whatsapp_params(sid="SM" + "8" * 32)), None) == twiml_response()
 
     documents = _documents(capsys)
-    assert [doc["Outcome"] for doc in documents] == ["PARSING_ERROR"] * 4 + ["QUEUED"]
-    assert [doc.get("MisroutedMessages") for doc in documents] == [1, 1, None, None, None]
+    assert [doc["Outcome"] for doc in documents] == ["PARSING_ERROR"] * 6 + ["QUEUED"]
+    assert [doc.get("MisroutedMessages") for doc in documents] == [1, 1, None, None, None, None, None]
     counted = documents[0]["_aws"]["CloudWatchMetrics"]
     assert {"Namespace": "InboundWebhookPipeline", "Dimensions": [["Pipeline"]]}.items() <= next(
         directive for directive in counted if {"Name": "MisroutedMessages", "Unit": "Count"} in directive["Metrics"]
     ).items()
+    reasons = [event.get("reason", "") for event in _events(json_logs)]
+    assert reasons[0].endswith(
+        "was posted to …/whatsapp: the path decides the channel (register each channel's "
+        "own webhook URL) [signature valid]"
+    )
+    assert reasons[1].endswith(
+        "was posted to …/sms: the path decides the channel (register each channel's own webhook URL) [signature valid]"
+    )
+    assert reasons[2].endswith(" [INVALID_SIGNATURE]") and reasons[3].endswith(" [CONVERSATION_NOT_FOUND]")
+    assert reasons[4].startswith("a status callback addressed as on …/sms") and "[" not in reasons[4]
+    assert reasons[5] == "From is not a whatsapp:+E.164 number" and reasons[6] == ""
+    assert [row["message_sid"] for row in world.stage_rows()] == ["SM" + "8" * 32]
 
 
 SENDER_ID_CALLBACKS = {
