@@ -14,16 +14,20 @@ unverified, and the code that ended the check is all the event line says of it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Mapping
 
 from engine import registry
 from engine.config import AppConfig
 from engine.context import Services
+from engine.errors import INTERNAL_ERROR
 from engine.http import HttpRequest
 from engine.runner import Node, Pipeline, PlannedStep, RunResult
 
 __all__ = ["MISROUTED_METRIC", "UNCHECKED", "VALID", "MisrouteCheck", "checker", "misrouted"]
+
+logger = logging.getLogger("runtime.misroute")
 
 # Counted by pipeline: a message posted to another channel's path, refused at parse, whose signature is valid.
 MISROUTED_METRIC = "MisroutedMessages"
@@ -81,11 +85,14 @@ class MisrouteCheck:
 
     def verdict(self, config: AppConfig, request: HttpRequest, services: Services, budget: float | None) -> str:
         """``VALID``, or the code that ended the check (``UNCHECKED`` when the pipeline cannot check one)."""
-        built = self._built.get(config.name)
-        if built is None or built[0] is not config:
-            built = self._built[config.name] = (config, checker(config))
-        pipeline = built[1]
-        if pipeline is None:
-            return UNCHECKED
-        result = pipeline.run(request, services, time_budget=budget)
+        try:
+            built = self._built.get(config.name)
+            if built is None or built[0] is not config:
+                built = self._built[config.name] = (config, checker(config))
+            if built[1] is None:
+                return UNCHECKED
+            result = built[1].run(request, services, time_budget=budget)
+        except Exception:  # a bug of the check's own: the answer, already built, must still be returned
+            logger.exception("misrouted message check failed", extra={"pipeline": config.name})
+            return INTERNAL_ERROR
         return result.error_code or VALID

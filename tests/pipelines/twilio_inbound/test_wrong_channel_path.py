@@ -152,3 +152,53 @@ def test_a_status_callback_whose_sender_is_no_number_is_refused_as_a_callback_be
     assert event["reason"].startswith("status callback: ") and "From" in event["reason"]
     [document] = _documents(capsys)
     assert "MisroutedMessages" not in document
+
+
+@pytest.mark.parametrize(
+    ("operation", "code", "status", "verdict"),
+    [
+        ("dynamodb.Query", "ProvisionedThroughputExceededException", 400, "DB_TRANSIENT_ERROR"),
+        ("secretsmanager.GetSecretValue", "AccessDeniedException", 400, "SECRET_FETCH_FAILED"),
+    ],
+)
+def test_a_fault_in_the_check_of_a_misrouted_message_changes_nothing_of_its_answer(
+    world: World,
+    cold_start: Any,
+    json_logs: Any,
+    capsys: pytest.CaptureFixture[str],
+    operation: str,
+    code: str,
+    status: int,
+    verdict: str,
+) -> None:
+    """The contract's answer to a PARSING_ERROR on a Twilio channel (200, empty TwiML), never a raise, even when
+    the check meets a transient fault; it is then unverified, and not counted."""
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start()
+    capsys.readouterr()
+    container.aws.fail(operation, code, status)
+
+    assert container.handler(rest_event("whatsapp", sms_params(sid=SMS_SID)), None) == twiml_response()
+
+    [event] = _events(json_logs)
+    assert event["error_code"] == "PARSING_ERROR" and event["reason"].endswith(f" [{verdict}]")
+    [document] = _documents(capsys)
+    assert "MisroutedMessages" not in document and document["Outcome"] == "PARSING_ERROR"
+
+
+def test_a_bug_in_the_check_of_a_misrouted_message_changes_nothing_of_its_answer(
+    world: World, lambda_handler: Any, json_logs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runtime.misroute
+
+    def broken(config: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(runtime.misroute, "checker", broken)
+
+    assert lambda_handler(rest_event("whatsapp", sms_params(sid=SMS_SID)), None) == twiml_response()
+
+    [event] = _events(json_logs)
+    assert event["reason"].endswith(" [INTERNAL_ERROR]")
+    assert any(line["message"] == "misrouted message check failed" for line in json_logs())
