@@ -17,6 +17,7 @@ import pytest
 from engine import registry
 from runtime.app import CAPTURE_FAILURE_METRIC, SIGNATURE_MISMATCH_METRIC, UNROUTED_PIPELINE
 from runtime.metrics import EmfMetrics, count_line
+from runtime.misroute import MISROUTED_METRIC, checker
 from tests.deploy.cfn import (
     STACK,
     Datapoint,
@@ -462,3 +463,15 @@ def test_a_signed_message_posted_to_the_other_channels_path_raises_its_alarm_and
     status, left = attempt(container, rest_event("whatsapp", sms_params()), EPOCH + 20, clock, capsys)
     assert status == 200 and world.stage_rows() == []
     assert firing(TEMPLATE, [*points, *left]) == {"MisroutedMessagesAlarm"}
+
+
+def test_the_misrouted_messages_alarm_watches_every_pipeline_that_checks_them(
+    template: dict[str, Any], configs: list[Any]
+) -> None:
+    checking = [config.name for config in configs if checker(config) is not None]
+    assert "twilio_inbound" in checking  # the shipped pipelines that check them, whatever others are added
+    emitted = set()
+    for pipeline in checking:
+        line = count_line("NS", pipeline, MISROUTED_METRIC, timestamp_ms=1, stack=STACK)
+        emitted |= {(p.metric, p.dimensions) for p in emf_datapoints(line)}
+    assert {(s.metric, s.dimensions) for s in alarm_series(template, "MisroutedMessagesAlarm")} == emitted
