@@ -5,10 +5,10 @@ channel (the contract), so such a message is refused at parse (``PARSING_ERROR``
 and staged nowhere. Parsing comes before any key is read, so anyone can post one: counted unchecked, it could page
 no one. So, once the answer is built (it never changes), the pipeline's parse step reads the request again as the
 channel its addresses name (a step offering ``readdressed()``: ``twilio.parse``) and the steps after it, up to the
-first that authenticates (registered ``authenticates=True``: the lookup, the key, the signature), run for it: reads
-only, within the invocation's time. A valid signature makes it a genuine message lost (``MISROUTED_METRIC``, watched
-by template.yaml's ``MisroutedMessagesAlarm``); any other end (no conversation, a wrong signature, a fault) leaves it
-unverified, and the code that ended the check is all the event line says of it.
+last that authenticates (registered ``authenticates=True``: the lookup, the key, the signature), run for it: reads
+only (their declared IAM actions say so), within the invocation's time. A valid signature makes it a genuine message
+lost (``MISROUTED_METRIC``, watched by template.yaml's ``MisroutedMessagesAlarm``); any other end (no conversation, a
+wrong signature, a fault) leaves it unverified, and the code that ended the check is all the event line says of it.
 """
 
 from __future__ import annotations

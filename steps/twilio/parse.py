@@ -273,8 +273,8 @@ class TwilioParse:
 
         A Messaging Service holding WhatsApp and SMS senders posts both to its one webhook URL; the path decides the
         channel (a message is not re-read as another channel's), so such a request is lost. Its refusal says so and
-        the request records the channel its addresses name (``addressed_channel``), so that it is counted apart from
-        junk. None when the request is no other channel's either.
+        the request records the channel its addresses name (``addressed_channel``), so that its signature can be
+        checked (``readdressed``) and a genuine one counted apart from junk. None when it is no other channel's either.
         """
         addressed = self._addressed(form, channel)
         if addressed is None:
