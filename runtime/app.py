@@ -42,6 +42,7 @@ from runtime.apigateway import EventError, http_request, proxy_response, request
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients, new_session
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.metrics import EmfMetrics
+from runtime.misroute import MISROUTED_METRIC, VALID, MisrouteCheck, misrouted
 from runtime.resources import check_resources
 from runtime.stamp import STAMP_FILE, Stamp
 
@@ -65,6 +66,7 @@ __all__ = [
     "event_capture",
     "failed_authentication",
     "live_services",
+    "parse_reason",
     "shadow_budget",
     "shared_limits",
 ]
@@ -126,6 +128,20 @@ def declared_only(config: AppConfig, result: RunResult) -> RunResult:
     )
     internal = InternalError(step, error, f"undeclared error code {error.code}")
     return dataclasses.replace(result, outcome=INTERNAL_ERROR, error=internal)
+
+
+def parse_reason(result: RunResult, verdict: str | None = None) -> str | None:
+    """Why a pipeline's parse step refused the request (``PARSING_ERROR``), else None.
+
+    The parse steps' refusals are their own fixed texts (what is missing or malformed, a size limit), never the
+    request's values: the event line carries them, as a request answered 200 and written nowhere must say why. A
+    request no pipeline serves (no step ran) is left out: its message quotes the path the client chose. ``verdict``
+    is the signature check of a misrouted message (``runtime.misroute``): ``signature valid``, or the code that
+    ended it.
+    """
+    if result.error_code != UNROUTED or not result.trace or result.error is None:
+        return None
+    return f"{result.error.message} [{verdict}]" if verdict else result.error.message
 
 
 def message_sid(doc: Mapping[str, Any]) -> str | None:
@@ -435,6 +451,7 @@ class Application:
         self.watcher: BundleWatcher | None = None
         self.shadow_seconds = shadow_seconds
         self._shadow_unbounded: str | None = None
+        self._misroutes = MisrouteCheck()
 
     @property
     def services(self) -> Services:
@@ -555,6 +572,7 @@ class Application:
         raised: Exception | None = None
         counts: dict[str, int] | None = None
         candidate: ShadowPlan | None = None
+        verdict: str | None = None
         if deployed is None or request is None:
             result, response = self._unrouted(event, reason)
             config, channel = None, None
@@ -568,10 +586,13 @@ class Application:
                 response = proxy_response(config.responses.respond(result, channel))
             except Exception as exc:  # noqa: BLE001 - RetryableFailure, or a policy gap: both raise out of the handler
                 raised = exc
+            if misrouted(result):
+                # After the answer is built, which the check never changes: reads only, within the invocation's time.
+                verdict = self._misroutes.verdict(config, request, services, _time_to_answer(context))
             if deployed.plans is not None:
                 counts = self._shadow(config.name, deployed.plans, result, self._shadow_time(context))
                 candidate = deployed.plans[1] if counts is not None else None
-        self._record(config, result, response, perf_counter() - started, counts, candidate)
+        self._record(config, result, response, perf_counter() - started, counts, candidate, verdict)
         if pending is not None:
             self._captured(name, pending, _time_to_answer(context))
         bind_log_fields({}, replace=True)
@@ -640,8 +661,13 @@ class Application:
         seconds: float,
         counts: dict[str, int] | None = None,
         candidate: ShadowPlan | None = None,
+        verdict: str | None = None,
     ) -> None:
-        """The event's log line and metrics document (``candidate``: the shadow whose verdict ``counts`` hold)."""
+        """The event's log line and metrics document.
+
+        ``candidate`` is the shadow whose verdict ``counts`` hold; ``verdict`` the signature check of a misrouted
+        message (``runtime.misroute``).
+        """
         ms = round(seconds * 1000, 3)
         outcome, error_code, trace = result.outcome, result.error_code, result.trace
         name = config.name if config is not None else None
@@ -657,6 +683,7 @@ class Application:
                     "error_code": error_code,
                     # The AWS error code (or exception type) behind the error, never a value.
                     "error_cause": result.error.cause if result.error is not None else None,
+                    "reason": parse_reason(result, verdict),
                     # The message (its stage row's key): what on-call replays a lost one by.
                     "message_sid": message_sid(result.doc),
                     "ms": ms,
@@ -671,6 +698,8 @@ class Application:
         if self.metrics is not None:
             if config is not None and failed_authentication(config, result):
                 counts = {**(counts or {}), SIGNATURE_MISMATCH_METRIC: 1}
+            if verdict == VALID:
+                counts = {**(counts or {}), MISROUTED_METRIC: 1}
             properties = log_fields()
             if version:
                 properties = {**properties, "RulesVersion": version, "RulesSource": source or ""}

@@ -34,6 +34,7 @@ _FIELDS = (
     "outcome",
     "error_code",
     "error_cause",
+    "reason",
     "message_sid",
     "pipeline",
     "event",

@@ -17,6 +17,9 @@ CloudWatch Logs extracts the metrics from the document itself (no API call, no a
   its evaluation failed (neither);
 - ``SignatureMismatches`` by {Pipeline}: 1 in the invocation's document when a step that authenticates the
   request refused it (``runtime.app.failed_authentication``; template.yaml's ``SignatureMismatchAlarm``);
+- ``MisroutedMessages`` by {Pipeline}: 1 in the invocation's document when a message refused at parse was all another
+  channel's of the pipeline, posted to this channel's path, and its signature checked (``runtime.misroute``;
+  template.yaml's ``MisroutedMessagesAlarm``);
 - ``RulesBundleErrors`` by {Pipeline}: 1 per rules bundle (or deployment) that could not be read or was
   refused, or per check that failed unexpectedly (``runtime.bundlewatch``), in a document of its own
   (template.yaml's ``RulesBundleErrorsAlarm`` watches it).

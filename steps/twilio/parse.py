@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from copy import copy as copy_of
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -225,6 +226,7 @@ class TwilioParse:
         self._hosts = _allowed_hosts(params.get("allowed_hosts"))
         self._max_body = int(params.get("max_body_bytes", 65536))
         self._max_params = int(params.get("max_params", 500))
+        self._readdressed = False
 
     def _check_host(self, http: HttpRequest) -> None:
         """Refuse a Host the signed URL must not be rebuilt with (fail closed: see ``allowed_hosts``)."""
@@ -274,6 +276,40 @@ class TwilioParse:
             raise _fail(f"the form has more than {self._max_params} form parameters") from None
         return FormParams(pairs)
 
+    def readdressed(self) -> TwilioParse:
+        """A copy of the step that reads a request posted to another channel's path as the channel it is addressed as.
+
+        Only to check the signature of such a request, refused as ``PARSING_ERROR`` all the same
+        (``runtime.misroute``): the signed URL stays the one it was posted to, the one Twilio signed.
+        """
+        copy = copy_of(self)
+        copy._readdressed = True
+        return copy
+
+    def _addressed(self, form: FormParams, channel: str) -> str | None:
+        """The other channel of this pipeline whose every identity check the request passes, or None."""
+        others = sorted(self._channels - {channel})
+        return next((other for other in others if _identity_problem(form, other) is None), None)
+
+    def _misrouted(self, ctx: Context, form: FormParams, channel: str) -> StepFailure | None:
+        """The refusal of a request that is all another channel's (of this pipeline) posted to ``channel``'s path.
+
+        A Messaging Service holding WhatsApp and SMS senders posts both to its one webhook URL; the path decides the
+        channel (a message is not re-read as another channel's), so such a request is lost. Its refusal says so and
+        the request records the channel its addresses name (``addressed_channel``), so that its signature can be
+        checked (``readdressed``) and a genuine one counted apart from junk. None when it is no other channel's either.
+        """
+        addressed = self._addressed(form, channel)
+        if addressed is None:
+            return None
+        is_callback = "MessageStatus" in form
+        ctx.doc["request"].update(addressed_channel=addressed, is_status_callback=is_callback)
+        kind = "status callback" if is_callback else "message"
+        return _fail(
+            f"a {kind} addressed as on …/{addressed} was posted to …/{channel}: the path decides the channel "
+            f"(register each channel's own webhook URL)"
+        )
+
     def run(self, ctx: Context) -> StepResult:
         http = webhook_post(ctx, self._channels, PARSING_ERROR.code, "Twilio webhooks POST")
         channel = http.channel
@@ -283,16 +319,28 @@ class TwilioParse:
         if not self._base:
             self._check_host(http)
         form = self._form(http)
+        sid = form.first("MessageSid") or ""
+        if _MESSAGE_SID.fullmatch(sid) and len(form.getall("MessageSid")) == 1:
+            # A SID of Twilio's shape is no personal data: the event's log line names it even if parsing fails.
+            ctx.doc["request"]["message_sid"] = sid
         try:
             url = self._signed_url(http, channel)
         except ValueError as exc:
             raise _fail(f"unreadable request: {exc}") from None
+        # A status callback refused here loses nothing (unlike a message): the reason says which it was. One whose
+        # From is no number (an alphanumeric sender ID) names no company to look up, so no key to check it with.
+        kind = "status callback: " if "MessageStatus" in form else ""
         for required in ("From", "To", "MessageSid"):
             if not (form.first(required) or "").strip():
-                raise _fail(f"missing required parameter {required}")
+                raise _fail(f"{kind}missing required parameter {required}")
+        if self._readdressed:
+            addressed = self._addressed(form, channel)
+            if addressed is None:
+                raise _fail("the request is no other channel's either")
+            channel = addressed
         problem = _identity_problem(form, channel)
         if problem is not None:
-            raise _fail(problem)
+            raise self._misrouted(ctx, form, channel) or _fail(kind + problem)
         sender, recipient = _address(form.first("From") or ""), _address(form.first("To") or "")
         status = form.first("MessageStatus")
         is_callback = status is not None

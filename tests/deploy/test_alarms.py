@@ -17,6 +17,7 @@ import pytest
 from engine import registry
 from runtime.app import CAPTURE_FAILURE_METRIC, SIGNATURE_MISMATCH_METRIC, UNROUTED_PIPELINE
 from runtime.metrics import EmfMetrics, count_line
+from runtime.misroute import MISROUTED_METRIC, checker
 from tests.deploy.cfn import (
     STACK,
     Datapoint,
@@ -33,7 +34,7 @@ from tests.deploy.cfn import (
     resolve,
 )
 from tests.support.email import add_email_world, email_event
-from tests.support.webhooks import rest_event, whatsapp_params
+from tests.support.webhooks import rest_event, sms_params, whatsapp_params
 from tools.sendgrid_events import KeyPair
 
 TEMPLATE = load_template()
@@ -457,3 +458,36 @@ def test_no_data_is_no_alarm() -> None:
         alarms, "notBreaching"
     )
     assert firing(TEMPLATE, []) == set()
+
+
+def test_a_signed_message_posted_to_the_other_channels_path_raises_its_alarm_and_forgeries_do_not(
+    world: Any, deployed: tuple[Any, Clock], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A Messaging Service holding both senders posts an SMS to …/whatsapp: answered 200, staged nowhere, lost.
+    container, clock = deployed
+    world.add_conversation()
+    world.add_default_secrets()
+    forged = rest_event("whatsapp", sms_params(sid="SM" + "b" * 32), token="not-the-token")
+    stranger = rest_event("whatsapp", sms_params(sid="SM" + "c" * 32, From="+15550001111"))
+    points: list[Datapoint] = []
+    for number, event in enumerate([forged, stranger] * 5):
+        status, left = attempt(container, event, EPOCH + number, clock, capsys)
+        assert status == 200
+        points += left
+    assert firing(TEMPLATE, points) == set(), "posts anyone can send paged on-call"
+
+    status, left = attempt(container, rest_event("whatsapp", sms_params()), EPOCH + 20, clock, capsys)
+    assert status == 200 and world.stage_rows() == []
+    assert firing(TEMPLATE, [*points, *left]) == {"MisroutedMessagesAlarm"}
+
+
+def test_the_misrouted_messages_alarm_watches_every_pipeline_that_checks_them(
+    template: dict[str, Any], configs: list[Any]
+) -> None:
+    checking = [config.name for config in configs if checker(config) is not None]
+    assert "twilio_inbound" in checking  # the shipped pipelines that check them, whatever others are added
+    emitted = set()
+    for pipeline in checking:
+        line = count_line("NS", pipeline, MISROUTED_METRIC, timestamp_ms=1, stack=STACK)
+        emitted |= {(p.metric, p.dimensions) for p in emf_datapoints(line)}
+    assert {(s.metric, s.dimensions) for s in alarm_series(template, "MisroutedMessagesAlarm")} == emitted

@@ -24,7 +24,7 @@ from tests.support.bundles import ROUTING, VIP_ROUTING, Ops
 from tests.support.email import add_email_world, email_event
 from tests.support.expect import ROOT
 from tests.support.insights import discovered, referenced_fields, run
-from tests.support.webhooks import ACCOUNT, COMPANY_WA, TOKEN, USER, rest_event, whatsapp_params
+from tests.support.webhooks import ACCOUNT, COMPANY_WA, TOKEN, USER, rest_event, sms_params, whatsapp_params
 from tools.dryrun import event_cli
 from tools.sendgrid_events import Email
 
@@ -195,10 +195,30 @@ def test_the_documented_replay_stages_and_triggers_a_lost_message_exactly_once(
     assert trigger[0]["conversation_id"] == world.stage_rows()[0]["conversation_id"]
 
 
+def test_the_runbook_query_for_misrouted_messages_lists_each_with_its_reason(misrouted_lines: list[str]) -> None:
+    rows = run(runbook_query("MisroutedMessagesAlarm"), misrouted_lines)
+    assert [row["message_sid"] for row in rows] == [LOST_SID]
+    assert "addressed as on …/sms was posted to …/whatsapp" in rows[0]["reason"]
+    assert rows[0]["reason"].endswith("[signature valid]")
+    assert "MisroutedMessages" in RUNBOOK[: RUNBOOK.index("## On call")], "the webhook registration warns of it"
+
+
+@pytest.fixture
+def misrouted_lines(world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The lines of an SMS posted to …/whatsapp (a Messaging Service posting both channels to one URL), then junk."""
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start()
+    assert container.handler(rest_event("whatsapp", sms_params(sid=LOST_SID)), None)["statusCode"] == 200
+    junk = whatsapp_params(sid=RETRIED_SID, From="whatsapp:4155550123")
+    assert container.handler(rest_event("whatsapp", junk), None)["statusCode"] == 200
+    return logged(json_logs, capsys.readouterr().out)
+
+
 def test_every_documented_logs_insights_query_reads_fields_the_function_writes(
-    losses: dict[str, Any], shadow_and_bundle_lines: list[str]
+    losses: dict[str, Any], shadow_and_bundle_lines: list[str], misrouted_lines: list[str]
 ) -> None:
-    lines = [*losses["lines"], *shadow_and_bundle_lines]
+    lines = [*losses["lines"], *shadow_and_bundle_lines, *misrouted_lines]
     written = {field for line in lines for field in _fields(line)}
     queries = list(documented_queries())
     assert len(queries) >= 13

@@ -196,7 +196,9 @@ def signature_state(run: Replayed, uses: Mapping[str, str], skip_signature: bool
     if checks and all(statuses.get(step) == "ok" for step in checks):
         return "valid"
     request = result.doc.get("request")
-    return "unchecked" if isinstance(request, Mapping) and len(request) > 1 else None
+    # A refused parse may record what it read of the request (its SID, say): it still did not parse.
+    parsed = isinstance(request, Mapping) and len(request) > 1 and result.error_code != "PARSING_ERROR"
+    return "unchecked" if parsed else None
 
 
 def event_record(
