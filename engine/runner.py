@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from math import inf
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -80,8 +81,11 @@ class _Trace(list[TraceEntry]):
         return _Trace(debug=self.debug, tracer=self.tracer)
 
     def end(self, step_id: str, status: str, started: float, decision: str | None = None) -> None:
-        """Record a step's end; with DEBUG on, also log it (the event's INFO line carries every step's status)."""
-        entry = TraceEntry(step_id, status, _ms(started), decision)
+        """Record a step's end (its milliseconds since ``started``, to the microsecond); with DEBUG on, also log it.
+
+        The event's INFO line carries every step's status.
+        """
+        entry = TraceEntry(step_id, status, int((perf_counter() - started) * 1_000_000) / 1000, decision)
         self.append(entry)
         if self.debug:
             logger.debug("step", extra={"step": step_id, "status": status, "ms": entry.ms, "decision": decision})
@@ -198,53 +202,73 @@ class Pipeline:
 
     def _run_group(self, group: ParallelGroup, ctx: Context, trace: _Trace, position: int) -> str | None:
         members = group.members
-        undo_from, confirm_from = len(ctx.compensations), len(ctx.confirmations)
-        records = [trace.branch() for _ in members]
-        try:
-            active = [
-                index
-                for index, member in enumerate(members)
-                if member.when is None or self._wanted(member, ctx, records[index])
-            ]
-        except PipelineError:
-            for record in records:  # the failing condition's entry, and the skips decided before it
-                trace.extend(record)
-            raise
-        results: list[StepResult | Exception | None] = [None] * len(members)
-        if self._concurrently(group, active):
-            assert self._pool is not None
-            *others, last = active
-            futures = [
-                # In a copy of this context, so that the members' log lines carry the invocation's ids.
-                (
-                    index,
-                    self._pool.submit(
-                        contextvars.copy_context().run, self._ranked, members[index], ctx, records[index], index
-                    ),
-                )
-                for index in others
-            ]
-            results[last] = self._ranked(members[last], ctx, records[last], last)
-            for index, future in futures:
-                results[index] = future.result()
-            # Undo and confirmation actions in member order, whichever member finished first (the sort is stable).
-            for registered, start in ((ctx.compensations, undo_from), (ctx.confirmations, confirm_from)):
-                if len(registered) - start > 1:
-                    registered[start:] = sorted(registered[start:], key=lambda action: action.rank)
-        else:
-            for index in active:
-                results[index] = self._timed(members[index], ctx, records[index])
+        undo_from, mark = len(ctx.compensations), len(trace)
+        wanted: list[bool] = []
+        estimates: list[float] = []  # the wanted members' durations; one not run yet counts as remote (slow)
+        for member in members:  # every condition before any member runs (a failing one ends the group here)
+            wanted.append(member.when is None or self._wanted(member, ctx, trace))
+            if wanted[-1]:
+                estimates.append(self._recent.get(member.id, inf))
+        skips = iter(trace[mark:])  # the skipped members' entries, put back in member order below
+        del trace[mark:]
+        results: list[StepResult | Exception | None] = []
+        # In threads only while that can save time (see CONCURRENCY_PAYS_SECONDS).
+        slow = len(estimates) > 1 and (min(estimates) >= CONCURRENCY_PAYS_SECONDS or inf in estimates)
+        if slow and self._pool is not None:
+            results = self._in_threads(members, wanted, ctx, trace, skips)
+        else:  # inline, in member order: each member's entries go straight into the trace
+            for member, go in zip(members, wanted, strict=True):
+                if go:
+                    results.append(self._timed(member, ctx, trace))
+                else:
+                    trace.append(next(skips))
         if len(ctx.compensations) - undo_from > 1:
-            ctx.compensations[undo_from:] = [undo._replace(group=position) for undo in ctx.compensations[undo_from:]]
-        return self._group_outcome(results, records, trace)
+            for index in range(undo_from, len(ctx.compensations)):
+                ctx.compensations[index] = Compensation(*ctx.compensations[index][:3], position)
+        for item in results:
+            if isinstance(item, Exception):
+                raise item
+        outcome: str | None = None
+        for item in results:
+            if isinstance(item, StepResult):
+                if item.stop:
+                    raise _Stop(item.outcome)
+                outcome = item.outcome or outcome
+        return outcome
 
-    def _concurrently(self, group: ParallelGroup, active: list[int]) -> bool:
-        """Whether running the active members in threads can save time (see CONCURRENCY_PAYS_SECONDS)."""
-        if self._pool is None or len(active) < 2:
-            return False
-        estimates = [self._recent.get(group.members[index].id) for index in active]
-        known = [estimate for estimate in estimates if estimate is not None]
-        return len(known) < len(estimates) or min(known) >= CONCURRENCY_PAYS_SECONDS
+    def _in_threads(
+        self,
+        members: tuple[PlannedStep, ...],
+        wanted: list[bool],
+        ctx: Context,
+        trace: _Trace,
+        skips: Iterator[TraceEntry],
+    ) -> list[StepResult | Exception | None]:
+        """The wanted members' results (in member order), the last run in this thread and the others in the pool's."""
+        assert self._pool is not None
+        undo_from, confirm_from = len(ctx.compensations), len(ctx.confirmations)
+        records = {index: trace.branch() for index, go in enumerate(wanted) if go}
+        *others, last = records
+        futures = [
+            # In a copy of this context, so that the members' log lines carry the invocation's ids.
+            (
+                index,
+                self._pool.submit(
+                    contextvars.copy_context().run, self._ranked, members[index], ctx, records[index], index
+                ),
+            )
+            for index in others
+        ]
+        results = {last: self._ranked(members[last], ctx, records[last], last)}
+        for index, future in futures:
+            results[index] = future.result()
+        for index in range(len(members)):
+            trace.extend(records[index] if index in records else (next(skips),))
+        # Undo and confirmation actions in member order, whichever member finished first (the sort is stable).
+        for registered, start in ((ctx.compensations, undo_from), (ctx.confirmations, confirm_from)):
+            if len(registered) - start > 1:
+                registered[start:] = sorted(registered[start:], key=lambda action: action.rank)
+        return [results[index] for index in records]
 
     def _ranked(
         self, planned: PlannedStep, ctx: Context, trace: _Trace, position: int
@@ -266,27 +290,8 @@ class Pipeline:
         finally:
             if self._pool is not None:  # without threads (the dry-run) there is nothing to decide
                 elapsed = perf_counter() - started
-                previous = self._recent.get(planned.id)
-                self._recent[planned.id] = (
-                    elapsed if previous is None else previous + _RECENT_WEIGHT * (elapsed - previous)
-                )
-
-    @staticmethod
-    def _group_outcome(
-        results: list[StepResult | Exception | None], records: list[_Trace], trace: _Trace
-    ) -> str | None:
-        for record in records:
-            trace.extend(record)
-        for item in results:
-            if isinstance(item, Exception):
-                raise item
-        outcome: str | None = None
-        for item in results:
-            if isinstance(item, StepResult) and item.stop:
-                raise _Stop(item.outcome)
-            if isinstance(item, StepResult) and item.outcome:
-                outcome = item.outcome
-        return outcome
+                previous = self._recent.get(planned.id, elapsed)  # the first duration is the estimate
+                self._recent[planned.id] = previous + _RECENT_WEIGHT * (elapsed - previous)
 
     def _wanted(self, planned: PlannedStep, ctx: Context, trace: _Trace) -> bool:
         """Whether the step's ``when`` holds; a skipped step is traced, a failing condition is a bug."""
@@ -393,8 +398,3 @@ def _attempt(action: Callable[[], None]) -> Exception | None:
     except Exception as exc:  # noqa: BLE001 - returned to the caller, which logs it and keeps the run's error
         return exc
     return None
-
-
-def _ms(started: float) -> float:
-    """Milliseconds since ``started``, to the microsecond."""
-    return int((perf_counter() - started) * 1_000_000) / 1000

@@ -415,10 +415,11 @@ def _invocation_fields(request_id: Any, cold: bool) -> dict[str, str]:
     fields = {"cold_start": "true" if cold else "false"}
     if request_id:
         fields["function_request_id"] = str(request_id)
-    trace = os.environ.get("_X_AMZN_TRACE_ID", "")
-    root = next((part[5:] for part in trace.split(";") if part.startswith("Root=")), "")
-    if root:
-        fields["xray_trace_id"] = root
+    for part in os.environ.get("_X_AMZN_TRACE_ID", "").split(";"):
+        if part.startswith("Root="):
+            if part[5:]:
+                fields["xray_trace_id"] = part[5:]
+            break
     return fields
 
 
@@ -566,7 +567,8 @@ class Application:
             reason = None
         except EventError as exc:
             request, reason = None, str(exc)
-        name = self._routes.get(request.channel) if request is not None else None
+        channel = request.channel if request is not None else None
+        name = self._routes.get(channel) if channel is not None else None
         deployed = self._deployed[name] if name is not None else None
         response: dict[str, Any] | None = None
         raised: Exception | None = None
@@ -579,9 +581,9 @@ class Application:
         else:
             config = deployed.live
             budget = _time_to_answer(context)
-            services = self.services_for(config.name)
-            result = declared_only(config, config.pipeline.run(request, services, time_budget=budget, explain=explain))
-            channel = request.channel
+            result = config.pipeline.run(request, self._services[config.name], time_budget=budget, explain=explain)
+            if result.error is not None:
+                result = declared_only(config, result)
             try:
                 response = proxy_response(config.responses.respond(result, channel))
             except Exception as exc:  # noqa: BLE001 - RetryableFailure, or a policy gap: both raise out of the handler
@@ -696,7 +698,7 @@ class Application:
                 },
             )
         if self.metrics is not None:
-            if config is not None and failed_authentication(config, result):
+            if config is not None and result.error is not None and failed_authentication(config, result):
                 counts = {**(counts or {}), SIGNATURE_MISMATCH_METRIC: 1}
             if verdict == VALID:
                 counts = {**(counts or {}), MISROUTED_METRIC: 1}
