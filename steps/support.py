@@ -7,6 +7,7 @@ declares its key with ``declare_table_key``: local AWS (``tools.needs``) creates
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -202,7 +203,11 @@ def epoch_exact(moment: datetime) -> Decimal:
 
 
 def json_safe(value: Any) -> Any:
-    """Stored values as JSON values: Decimal → int/float, sets → sorted lists, bytes → text."""
+    """Stored values as JSON values: Decimal → int/float, sets → sorted lists, bytes → base64 text.
+
+    Binary is base64 (as DynamoDB's own JSON writes B), not decoded: other services keep images and compressed
+    blobs there, which a text decoding would corrupt beyond recovery in the handoff's copy of the item.
+    """
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
@@ -212,5 +217,5 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted((json_safe(item) for item in value), key=repr)
     if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
+        return base64.b64encode(value).decode("ascii")
     return value

@@ -7,6 +7,7 @@ the table holds.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -90,3 +91,18 @@ def test_a_complete_conversation_is_skipped_when_its_one_is_written_as_text(worl
 
     assert outcomes() == [("QUEUED", None)]
     assert world.sent("whatsapp") == [({"conversation_id": CONVERSATION_ID, "primary_channel": USER}, 10)]
+
+
+def test_binary_attributes_reach_the_handoff_whole_as_base64(world, lambda_handler, outcomes):
+    # Another service keeps a thumbnail (B) and a set of binary tokens (BS); neither is UTF-8 text.
+    thumbnail = b"\x89PNG\r\n\x1a\n\x00\xff\xfe"
+    tokens = [b"\x00\x01", b"\xff"]
+    item = contract_item(hand_off_to_human={"BOOL": True}, thumbnail={"B": thumbnail}, tokens={"BS": tokens})
+
+    assert handle(world, lambda_handler, item, "sms") == twiml_response()
+
+    assert outcomes() == [("HANDED_OFF", None)]
+    [(message, _)] = world.sent("handoff")
+    conversation = message["conversation"]
+    assert base64.b64decode(conversation["thumbnail"], validate=True) == thumbnail
+    assert sorted(base64.b64decode(token, validate=True) for token in conversation["tokens"]) == sorted(tokens)
