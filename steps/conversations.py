@@ -13,7 +13,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from engine.context import Context, StepResult
+from engine.context import Context, StepResult, bind_log_fields
 from engine.errors import ErrorSpec, StepFailure, TransientFault
 from engine.expressions import Expression
 from engine.ports import ItemRequest, ServiceError
@@ -22,6 +22,7 @@ from steps.replay import KEY as REPLAY_KEY
 from steps.replay import READ_RECORD, REPLAY, replay_of
 from steps.support import (
     declare_table_key,
+    dynamo_type,
     expression_param,
     json_safe,
     secret_pattern,
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_ABSENT: Any = object()
 
 NOT_FOUND = ErrorSpec("CONVERSATION_NOT_FOUND", description="no conversation for the sender and recipient")
 DB_TRANSIENT = ErrorSpec("DB_TRANSIENT_ERROR", transient=True, description="the conversations table did not answer")
@@ -243,25 +245,45 @@ class ConversationLookup:
         chosen, count = self._choose(ctx, index["index"], key)
         if chosen is None:
             raise StepFailure(NOT_FOUND.code, "no conversation for this sender and recipient")
-        config = chosen.get("channel_config")
-        stored = config.get(index["credentials_attribute"]) if isinstance(config, Mapping) else None
-        secret_name = stored.strip() if isinstance(stored, str) else ""
-        if not secret_name:
-            raise StepFailure(
-                MISSING_CREDENTIAL.code, f"conversation has no channel_config.{index['credentials_attribute']}"
-            )
-        # The pattern confines the name the secret is read by: the stripped one.
-        pattern = self._patterns[request["channel"]]
-        if pattern is not None and not pattern.fullmatch(secret_name):
-            raise StepFailure(MISSING_CREDENTIAL.code, "credential name is outside the allowed secret pattern")
+        # Known from here on, a failure's line included: it names the item on-call repairs.
+        log = {"conversation_id": loggable_conversation_id(str(chosen["conversation_id"]))}
+        bind_log_fields(log)
+        secret_name = self._secret_name(chosen, index["credentials_attribute"], request["channel"])
         output = {
             "conversation_id": chosen["conversation_id"],
             "primary_channel": chosen["primary_channel"],
             "secret_name": secret_name,
             "candidates": count,
         }
-        loggable = loggable_conversation_id(str(chosen["conversation_id"]))
-        return StepResult(output=output, decision=f"{count} candidate(s)", log={"conversation_id": loggable})
+        return StepResult(output=output, decision=f"{count} candidate(s)", log=log)
+
+    def _secret_name(self, chosen: Mapping[str, Any], attribute: str, channel: str) -> str:
+        """The credential name the conversation gives, stripped; else MISSING_CREDENTIAL_CONFIG.
+
+        The failure's cause names the attribute and what is wrong with it (absent, empty, another DynamoDB type,
+        outside the pattern), never its value: the event's log line tells on-call what to repair in the item.
+        """
+        config = chosen.get("channel_config", _ABSENT)
+        if not isinstance(config, Mapping):
+            problem = "absent" if config is _ABSENT else dynamo_type(config)
+            raise StepFailure(
+                MISSING_CREDENTIAL.code, "conversation has no channel_config", cause=f"channel_config:{problem}"
+            )
+        stored = config.get(attribute, _ABSENT)
+        secret_name = stored.strip() if isinstance(stored, str) else ""
+        if not secret_name:
+            problem = "absent" if stored is _ABSENT else "empty" if isinstance(stored, str) else dynamo_type(stored)
+            raise StepFailure(
+                MISSING_CREDENTIAL.code,
+                f"conversation has no channel_config.{attribute}",
+                cause=f"{attribute}:{problem}",
+            )
+        # The pattern confines the name the secret is read by: the stripped one.
+        pattern = self._patterns[channel]
+        if pattern is not None and not pattern.fullmatch(secret_name):
+            message = "credential name is outside the allowed secret pattern"
+            raise StepFailure(MISSING_CREDENTIAL.code, message, cause=f"{attribute}:outside-pattern")
+        return secret_name
 
 
 @register(

@@ -24,6 +24,7 @@ from engine.registry import BuildInfo, ParamError
 __all__ = [
     "TableKey",
     "declare_table_key",
+    "dynamo_type",
     "epoch_exact",
     "expression_param",
     "iso_millis",
@@ -200,6 +201,26 @@ def epoch_exact(moment: datetime) -> Decimal:
     An ``expires_at`` (whole seconds) is in the past once it is below this, even within its own second.
     """
     return Decimal(repr(moment.timestamp()))
+
+
+def dynamo_type(value: Any) -> str:
+    """The DynamoDB type a read value was stored as (``S``, ``N``, ``BOOL``, ``NULL``, ``L``, ``M``, ``B``, ``SS``…).
+
+    For log lines that say an attribute has a type other than the one expected, without its value.
+    """
+    if isinstance(value, (set, frozenset)):
+        return next((dynamo_type(item) for item in value), "") + "S"
+    if isinstance(value, bool):
+        return "BOOL"
+    if value is None:
+        return "NULL"
+    if isinstance(value, (Decimal, int, float)):
+        return "N"
+    if isinstance(value, str):
+        return "S"
+    if isinstance(value, (bytes, bytearray)):
+        return "B"
+    return "M" if isinstance(value, Mapping) else "L"
 
 
 def json_safe(value: Any) -> Any:

@@ -8,14 +8,15 @@ the table holds.
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
 
 from tests.support.expect import twiml_response
 from tests.support.webhooks import USER, rest_event, sms_params, whatsapp_params
+from tests.support.world import ABSENT, SMS_SECRET, WA_SECRET, contract_item
 from tests.support.world import CONTRACT_CONVERSATION_ID as CONVERSATION_ID
-from tests.support.world import contract_item
 
 
 def handle(world, lambda_handler, item: dict[str, Any], channel: str = "whatsapp") -> dict[str, Any]:
@@ -106,3 +107,74 @@ def test_binary_attributes_reach_the_handoff_whole_as_base64(world, lambda_handl
     conversation = message["conversation"]
     assert base64.b64decode(conversation["thumbnail"], validate=True) == thumbnail
     assert sorted(base64.b64decode(token, validate=True) for token in conversation["tokens"]) == sorted(tokens)
+
+
+UNUSABLE_CREDENTIALS = [
+    ("no_channel_config", "whatsapp", None, "channel_config:absent"),
+    ("channel_config_as_text", "whatsapp", {"S": WA_SECRET}, "channel_config:S"),
+    (
+        "no_credential_id",
+        "whatsapp",
+        {"M": {"sms_credentials_id": {"S": SMS_SECRET}}},
+        "whatsapp_credentials_id:absent",
+    ),
+    ("empty_credential_id", "sms", {"M": {"sms_credentials_id": {"S": " "}}}, "sms_credentials_id:empty"),
+    (
+        "credential_id_as_a_list",
+        "sms",
+        {"M": {"sms_credentials_id": {"L": [{"S": SMS_SECRET}]}}},
+        "sms_credentials_id:L",
+    ),
+    (
+        "credential_id_as_a_set",
+        "whatsapp",
+        {"M": {"whatsapp_credentials_id": {"SS": [WA_SECRET]}}},
+        "whatsapp_credentials_id:SS",
+    ),
+    (
+        "credential_id_null",
+        "whatsapp",
+        {"M": {"whatsapp_credentials_id": {"NULL": True}}},
+        "whatsapp_credentials_id:NULL",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "channel", "config", "cause"), UNUSABLE_CREDENTIALS, ids=[row[0] for row in UNUSABLE_CREDENTIALS]
+)
+def test_an_unusable_credential_reference_is_named_on_the_event_line(
+    world, lambda_handler, json_logs, case, channel, config, cause
+):
+    # MISSING_CREDENTIAL_CONFIG loses the message: on-call must find the item and what to repair in it, from the
+    # INFO line alone, which carries no phone number and no value.
+    item = contract_item(channel_config=config if config is not None else ABSENT)
+
+    assert handle(world, lambda_handler, item, channel) == twiml_response()
+
+    [event] = [line for line in json_logs() if line["message"] == "event"]
+    assert (event["error_code"], event["error_cause"]) == ("MISSING_CREDENTIAL_CONFIG", cause)
+    assert event["conversation_id"] == "ci-aaa-000#pi-aaa-000#0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    assert world.stage_rows() == [] and world.all_sent() == {
+        name: [] for name in ("whatsapp", "sms", "handoff", "email")
+    }
+
+
+def test_a_credential_name_outside_the_pattern_is_named_on_the_event_line_without_the_name(
+    world, cold_start, json_logs
+):
+    container = cold_start(WHATSAPP_SECRET_NAME_PATTERN="ai-multi-comms/whatsapp-credentials/.+")
+    world.add_default_secrets()
+    elsewhere = "prod/payments/db-password"
+    item = contract_item(channel_config={"M": {"whatsapp_credentials_id": {"S": elsewhere}}})
+    world.dynamodb.put_item(TableName=world.resources.conversations_table, Item=item)
+
+    assert container.handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
+
+    [event] = [line for line in json_logs() if line["message"] == "event"]
+    assert (event["error_code"], event["error_cause"]) == (
+        "MISSING_CREDENTIAL_CONFIG",
+        "whatsapp_credentials_id:outside-pattern",
+    )
+    assert event["conversation_id"] == "ci-aaa-000#pi-aaa-000#0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    assert elsewhere not in json.dumps(json_logs())
