@@ -133,6 +133,7 @@ _INDEX = {
 
 
 _KEY = ("primary_channel", "conversation_id")
+_DYNAMO_TYPES = ("S", "N", "B", "BOOL", "NULL", "L", "M", "SS", "NS", "BS")
 declare_table_key("conversations", _KEY)
 _WHOLE = "conversation_whole"
 # An expression using these may read the document in ways its field paths do not show.
@@ -320,6 +321,17 @@ class ConversationLookup:
                 "items": {"type": "string", "minLength": 1},
                 "description": "With read: rules, attributes read as well (say, for a step's `when:` condition).",
             },
+            "types": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"enum": list(_DYNAMO_TYPES)},
+                },
+                "description": "The DynamoDB types each attribute is expected in. One read in another type (written "
+                "by another service) is still decided by the rules, and named with the type found, never its "
+                "value, in `unexpected_types` on the invocation's log lines (`project_status:N`).",
+            },
         },
     },
 )
@@ -332,6 +344,9 @@ class ConversationGet:
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = table_name(params, info, "conversations")
+        self._types: Mapping[str, frozenset[str]] = {
+            name: frozenset(types) for name, types in params.get("types", {}).items()
+        }
         replay = table_name(params, info, "", "replay_table", optional=True) if "replay_table" in params else ""
         self._replay = replay or None
         self._consistent = bool(params.get("consistent_read", True))
@@ -345,30 +360,39 @@ class ConversationGet:
         """The attributes read before the rules decide (``read: rules``), or None when the whole item is."""
         return self._attributes
 
-    def _read(self, ctx: Context, key: Mapping[str, str], attributes: tuple[str, ...] | None) -> dict[str, Any]:
+    def _get(self, ctx: Context, key: Mapping[str, str], attributes: tuple[str, ...] | None) -> dict[str, Any] | None:
         tables = ctx.services.tables
-        item = db_call(lambda: tables.get_item(self._table, key, consistent=self._consistent, attributes=attributes))
-        return _found(item)
+        return db_call(lambda: tables.get_item(self._table, key, consistent=self._consistent, attributes=attributes))
+
+    def _read(self, ctx: Context, key: Mapping[str, str], attributes: tuple[str, ...] | None) -> dict[str, Any]:
+        return _found(self._get(ctx, key, attributes))
 
     def run(self, ctx: Context) -> StepResult:
         credential = ctx.doc["credential"]
         key = {"primary_channel": credential["primary_channel"], "conversation_id": credential["conversation_id"]}
         if self._replay is None:
-            item = self._read(ctx, key, self._attributes)
+            stored = self._get(ctx, key, self._attributes)
         else:
             # The replay record comes in the same round trip as the conversation.
             requests = [
                 ItemRequest(self._table, key, self._consistent, self._attributes),
                 ItemRequest(self._replay, {REPLAY_KEY: ctx.doc["request"]["message_sid"]}),
             ]
-            conversation, record = db_call(lambda: ctx.services.tables.get_items(requests))
+            stored, record = db_call(lambda: ctx.services.tables.get_items(requests))
             if replay_of(record, ctx.services.clock.now().timestamp()):
                 return StepResult(outcome=REPLAY, stop=True, decision="replay of an accepted message")
             ctx.private[READ_RECORD] = record
-            item = _found(conversation)
+        item = _found(stored)
         if self._attributes is not None:
             ctx.private[_WHOLE] = lambda: self._read(ctx, key, None)
-        return StepResult(output=item, decision="found")
+        # Read before the JSON conversion, which makes a set a list and binary text.
+        drifted = ",".join(self._unexpected(stored or {}))
+        return StepResult(output=item, decision="found", log={"unexpected_types": drifted} if drifted else None)
+
+    def _unexpected(self, item: Mapping[str, Any]) -> list[str]:
+        """``name:type`` for each attribute present in a DynamoDB type other than those ``types`` expects."""
+        found = ((name, dynamo_type(item[name])) for name in self._types if name in item)
+        return [f"{name}:{kind}" for name, kind in found if kind not in self._types[name]]
 
 
 def _found(item: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -178,3 +178,46 @@ def test_a_credential_name_outside_the_pattern_is_named_on_the_event_line_withou
     )
     assert event["conversation_id"] == "ci-aaa-000#pi-aaa-000#0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
     assert elsewhere not in json.dumps(json_logs())
+
+
+DRIFTED = [
+    # (case, attributes as another service wrote them, outcome, the event line's unexpected_types)
+    ("status_as_a_number", {"project_status": {"N": "1"}}, "PROJECT_INACTIVE", "project_status:N"),
+    ("channels_as_a_set", {"allowed_channels": {"SS": ["sms", "whatsapp"]}}, "QUEUED", "allowed_channels:SS"),
+    ("handoff_flag_as_text", {"hand_off_to_human": {"S": "true"}}, "QUEUED", "hand_off_to_human:S"),
+    (
+        "two_attributes",
+        {"conversation_status": {"M": {}}, "auto_queue_reply_message_from_number": {"S": USER}},
+        "HANDED_OFF",
+        "conversation_status:M,auto_queue_reply_message_from_number:S",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "attributes", "outcome", "named"), DRIFTED, ids=[row[0] for row in DRIFTED])
+def test_an_attribute_the_rules_read_stored_as_another_type_is_named_on_the_event_line(
+    world, lambda_handler, json_logs, case, attributes, outcome, named
+):
+    # The rules decide such an item (a business "no" or a route); on-call must be able to tell a paused project from
+    # one whose status another service wrote as a number, from the INFO line, which names no value.
+    item = contract_item(recipient_tel={"S": USER}, **attributes)
+
+    assert handle(world, lambda_handler, item, "sms") == twiml_response()
+
+    [event] = [line for line in json_logs() if line["message"] == "event"]
+    assert (event["outcome"], event["unexpected_types"]) == (outcome, named)
+
+
+def test_an_item_of_the_contracts_types_names_no_attribute(world, lambda_handler, json_logs):
+    item = contract_item(
+        conversation_status={"S": "open"},
+        hand_off_to_human={"BOOL": False},
+        auto_queue_reply_message={"BOOL": False},
+        auto_queue_reply_message_from_number={"NULL": True},
+        recipient_tel={"S": USER},
+    )
+
+    assert handle(world, lambda_handler, item) == twiml_response()
+
+    [event] = [line for line in json_logs() if line["message"] == "event"]
+    assert event["outcome"] == "QUEUED" and "unexpected_types" not in event
