@@ -788,6 +788,20 @@ def test_a_number_dynamodb_cannot_hold_is_located_not_a_traceback(tmp_path: Path
     assert "38 significant digits" in run.stderr, run.stderr
 
 
+@pytest.mark.parametrize("backend", ["moto", "memory"])
+def test_a_conversation_over_dynamodbs_item_size_limit_is_refused_alike_by_both_backends(
+    tmp_path: Path, backend: str
+) -> None:
+    # DynamoDB refuses an item over 400 KB, so no other service can have stored one: the memory world took it and
+    # replayed QUEUED where the moto world refused it with a bare ValidationException.
+    written = 'created_at: "2026-11-20T09:15:00Z"'
+    world, line, _ = _example_world_with(tmp_path, written, f"{written}\n    summary: {'x' * 410_000}")
+    run = dryrun("--world", world, "--backend", backend, "examples/events/01_whatsapp_text.json")
+    assert (run.status, run.stdout) == (2, ""), run.stderr
+    assert f"{world}:{line - 15}:5: conversations[0]: DynamoDB refuses this row: " in run.stderr, run.stderr
+    assert "over its item size limit (400 KB)" in run.stderr
+
+
 def test_events_may_come_before_between_and_after_the_options(monkeypatch, capsys) -> None:
     # CONTRACT §6: `pipeline-dryrun [--world FILE] [--json] … EVENTS...`; a shell line adds options anywhere
     # (`pipeline-dryrun captures/*.json --world w.yaml --json more/`), and every EVENTS argument is replayed.

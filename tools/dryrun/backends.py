@@ -22,7 +22,7 @@ from engine.errors import ConfigError, Problem
 from engine.ports import Queues, SecretStore, ServiceError, Tables
 from runtime.aws import AwsSettings, botocore_config
 from tools.dryrun.blueprint import REGION, TableSchema, blueprint
-from tools.dryrun.memory import MemoryQueues, MemorySecrets, MemoryTables
+from tools.dryrun.memory import ITEM_SIZE_LIMIT, MemoryQueues, MemorySecrets, MemoryTables, as_stored, item_size
 from tools.dryrun.world import SECTIONS, WorldSpec
 from tools.localaws import LocalResources, MissingResource, dynamo_safe
 from tools.needs import Needs
@@ -149,7 +149,13 @@ def populate(
                 problems.extend(wrong)
                 continue
             try:
-                tables.put_item(table, dynamo_safe(dict(row)))
+                item = dynamo_safe(dict(row))
+                # Told as what it is: moto's refusal names no reason, and the memory world's must be the same.
+                if (size := item_size(as_stored(item))) > ITEM_SIZE_LIMIT:
+                    message = f"{section}[{index}]: DynamoDB refuses this row: {size} bytes, over its item size limit"
+                    problems.append(spec.problem((section, index), f"{message} (400 KB)"))
+                    continue
+                tables.put_item(table, item)
             except ServiceError as exc:
                 problems.append(spec.problem((section, index), f"DynamoDB refuses this row ({exc.code})"))
             except (TypeError, ValueError) as exc:
