@@ -221,3 +221,29 @@ def test_an_item_of_the_contracts_types_names_no_attribute(world, lambda_handler
 
     [event] = [line for line in json_logs() if line["message"] == "event"]
     assert event["outcome"] == "QUEUED" and "unexpected_types" not in event
+
+
+HISTORIES_NOT_A_LIST = [
+    ("json_text", {"S": json.dumps([{"role": "user", "content": "m" * 1000, "n": n} for n in range(300)])}, ""),
+    ("map_of_entries", {"M": {f"{n:04d}": {"S": "m" * 1000} for n in range(300)}}, {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "history", "emptied"), HISTORIES_NOT_A_LIST, ids=[row[0] for row in HISTORIES_NOT_A_LIST]
+)
+def test_a_history_over_the_handoff_limit_stored_as_other_than_a_list_is_dropped_not_the_message(
+    world, lambda_handler, outcomes, case, history, emptied
+):
+    # Another service keeps `messages` as JSON text or a map, ~300 KB: the handoff (a person answers it) was refused
+    # as QUEUE_ERROR, the message lost. History is what the handoff gives up first, whatever its shape.
+    item = contract_item(hand_off_to_human={"BOOL": True}, messages=history, notes={"S": "kept"})
+
+    assert handle(world, lambda_handler, item, "sms") == twiml_response()
+
+    assert outcomes() == [("HANDED_OFF", None)]
+    [raw] = world.sent_raw("handoff")
+    assert len(raw.encode("utf-8")) <= 256 * 1024
+    message = json.loads(raw)
+    assert message["body"] == "Hi, is this open?" and "body_truncated" not in message
+    assert (message["conversation"]["messages"], message["conversation"]["notes"]) == (emptied, "kept")
