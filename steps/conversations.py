@@ -60,7 +60,9 @@ def db_call(function: Callable[[], T]) -> T:
 
 
 # A conversation id ends with the user's number or address (``ci-…#pi-…#<uuid>#447450659796``): logs keep the rest.
-_PERSONAL_SEGMENT = re.compile(r"^\+?\d{6,15}$|@")
+# Other services write the number as they hold it: with a scheme (``whatsapp:+…``, ``tel:+…``) or separators
+# (``+1 415-555 0123``); a segment of at least six digits and nothing else but those is a number.
+_PERSONAL_SEGMENT = re.compile(r"^(?:[A-Za-z]+:)?(?=(?:\D*\d){6})\+?[\d\s().-]+$|@")
 
 
 @lru_cache(maxsize=1024)

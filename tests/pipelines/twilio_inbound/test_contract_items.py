@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.expect import twiml_response
+from tests.support.logscan import forbid
 from tests.support.webhooks import USER, rest_event, sms_params, whatsapp_params
 from tests.support.world import ABSENT, SMS_SECRET, WA_SECRET, contract_item
 from tests.support.world import CONTRACT_CONVERSATION_ID as CONVERSATION_ID
@@ -247,3 +248,30 @@ def test_a_history_over_the_handoff_limit_stored_as_other_than_a_list_is_dropped
     message = json.loads(raw)
     assert message["body"] == "Hi, is this open?" and "body_truncated" not in message
     assert (message["conversation"]["messages"], message["conversation"]["notes"]) == (emptied, "kept")
+
+
+NUMBER_SEGMENTS = [
+    ("channel_prefixed", f"whatsapp:{USER}", USER),
+    ("tel_uri", f"tel:{USER}", USER),
+    ("written_with_spaces", "+1 415 555 0123", "+1 415 555 0123"),
+    ("written_with_dashes", "1-415-555-0123", "1-415-555-0123"),
+]
+
+
+@pytest.mark.parametrize(("case", "segment", "number"), NUMBER_SEGMENTS, ids=[row[0] for row in NUMBER_SEGMENTS])
+@pytest.mark.parametrize("channel", ["whatsapp", "sms"])
+def test_a_conversation_id_ending_in_the_number_written_otherwise_logs_no_number(
+    world, lambda_handler, json_logs, case, segment, number, channel
+):
+    # Other services compose the id with the number as they have it (Twilio's `whatsapp:+…`, a tel: URI, spaced):
+    # the log lines must drop that segment as they drop `447450659796`.
+    forbid(number, number.replace(" ", "").replace("-", ""))
+    conversation_id = f"ci-aaa-000#pi-aaa-000#0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0#{segment}"
+
+    assert handle(world, lambda_handler, contract_item(conversation_id={"S": conversation_id}), channel) == (
+        twiml_response()
+    )
+
+    [event] = [line for line in json_logs() if line["message"] == "event"]
+    assert event["outcome"] == "QUEUED"
+    assert event["conversation_id"] == "ci-aaa-000#pi-aaa-000#0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
