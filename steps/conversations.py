@@ -248,8 +248,11 @@ class ConversationLookup:
         chosen, count = self._choose(ctx, index["index"], key)
         if chosen is None:
             raise StepFailure(NOT_FOUND.code, "no conversation for this sender and recipient")
-        # Known from here on, a failure's line included: it names the item on-call repairs.
+        # Known from here on, a failure's line included: it names the item on-call repairs (and, when the pair has
+        # several conversations, how many the contract's pick chose it from).
         log = {"conversation_id": loggable_conversation_id(str(chosen["conversation_id"]))}
+        if count > 1:
+            log["candidates"] = str(count)
         bind_log_fields(log)
         secret_name = self._secret_name(chosen, index["credentials_attribute"], request["channel"])
         output = {

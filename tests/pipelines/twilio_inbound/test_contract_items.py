@@ -275,3 +275,29 @@ def test_a_conversation_id_ending_in_the_number_written_otherwise_logs_no_number
     [event] = [line for line in json_logs() if line["message"] == "event"]
     assert event["outcome"] == "QUEUED"
     assert event["conversation_id"] == "ci-aaa-000#pi-aaa-000#0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
+
+def test_several_conversations_for_the_pair_are_counted_on_the_event_line(world, lambda_handler, json_logs):
+    # The contract's pick (newest open) is deterministic; on-call reading why a message joined this conversation and
+    # not another of the same pair must see, at INFO, that there were several.
+    older = contract_item(created_at={"S": "2026-11-01T00:00:00Z"})
+    world.dynamodb.put_item(TableName=world.resources.conversations_table, Item=older)
+    newer_id = CONVERSATION_ID.replace("0f1e2d3c", "9f1e2d3c")
+    newer = contract_item(conversation_id={"S": newer_id}, created_at={"S": "2026-11-05T00:00:00Z"})
+
+    assert handle(world, lambda_handler, newer) == twiml_response()
+
+    [event] = [line for line in json_logs() if line["message"] == "event"]
+    assert (event["outcome"], event["conversation_id"], event["candidates"]) == (
+        "QUEUED",
+        "ci-aaa-000#pi-aaa-000#9f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+        "2",
+    )
+    assert world.sent("whatsapp") == [({"conversation_id": newer_id, "primary_channel": USER}, 10)]
+
+
+def test_a_single_conversation_for_the_pair_adds_no_count(world, lambda_handler, json_logs):
+    assert handle(world, lambda_handler, contract_item()) == twiml_response()
+
+    [event] = [line for line in json_logs() if line["message"] == "event"]
+    assert event["outcome"] == "QUEUED" and "candidates" not in event
