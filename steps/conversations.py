@@ -72,8 +72,10 @@ def loggable_conversation_id(conversation_id: str) -> str:
 
 
 def _is_complete(item: Mapping[str, Any]) -> bool:
-    """``task_complete`` is 1: a number, or the number written as text by another service (``"1"``, ``"1.0"``)."""
+    """``task_complete`` is 1: a number, or as another service writes it: text (``"1"``, ``"1.0"``), BOOL true."""
     value = item.get("task_complete")
+    if value is True:
+        return True
     if isinstance(value, str):
         try:
             return Decimal(value.strip()) == 1

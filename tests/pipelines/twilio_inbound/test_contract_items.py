@@ -301,3 +301,21 @@ def test_a_single_conversation_for_the_pair_adds_no_count(world, lambda_handler,
 
     [event] = [line for line in json_logs() if line["message"] == "event"]
     assert event["outcome"] == "QUEUED" and "candidates" not in event
+
+
+@pytest.mark.parametrize(("flag", "joined"), [(True, "older"), (False, "newer")], ids=["true", "false"])
+def test_a_task_complete_written_as_a_boolean_is_complete_when_true(world, lambda_handler, outcomes, flag, joined):
+    # Another service marks the task done with BOOL true: that conversation is complete, and the user's new message
+    # joins the open one, not the finished task's (BOOL false is open, as 0 is).
+    older = contract_item(created_at={"S": "2026-11-01T00:00:00Z"}, task_complete={"N": "0"})
+    newer_id = CONVERSATION_ID.replace("0f1e2d3c", "9f1e2d3c")
+    newer = contract_item(
+        conversation_id={"S": newer_id}, created_at={"S": "2026-11-05T00:00:00Z"}, task_complete={"BOOL": flag}
+    )
+    world.dynamodb.put_item(TableName=world.resources.conversations_table, Item=newer)
+
+    assert handle(world, lambda_handler, older) == twiml_response()
+
+    assert outcomes() == [("QUEUED", None)]
+    expected = CONVERSATION_ID if joined == "older" else newer_id
+    assert world.sent("whatsapp") == [({"conversation_id": expected, "primary_channel": USER}, 10)]
