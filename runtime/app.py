@@ -683,7 +683,8 @@ class Application:
                     "pipeline": name,
                     "outcome": outcome,
                     "error_code": error_code,
-                    # The AWS error code (or exception type) behind the error, never a value.
+                    # The AWS error code (or exception type, or a step's reason naming no value) behind the error,
+                    # never a value.
                     "error_cause": result.error.cause if result.error is not None else None,
                     "reason": parse_reason(result, verdict),
                     # The message (its stage row's key): what on-call replays a lost one by.

@@ -13,7 +13,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from engine.context import Context, StepResult
+from engine.context import Context, StepResult, bind_log_fields
 from engine.errors import ErrorSpec, StepFailure, TransientFault
 from engine.expressions import Expression
 from engine.ports import ItemRequest, ServiceError
@@ -22,6 +22,7 @@ from steps.replay import KEY as REPLAY_KEY
 from steps.replay import READ_RECORD, REPLAY, replay_of
 from steps.support import (
     declare_table_key,
+    dynamo_type,
     expression_param,
     json_safe,
     secret_pattern,
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_ABSENT: Any = object()
 
 NOT_FOUND = ErrorSpec("CONVERSATION_NOT_FOUND", description="no conversation for the sender and recipient")
 DB_TRANSIENT = ErrorSpec("DB_TRANSIENT_ERROR", transient=True, description="the conversations table did not answer")
@@ -58,7 +60,9 @@ def db_call(function: Callable[[], T]) -> T:
 
 
 # A conversation id ends with the user's number or address (``ci-…#pi-…#<uuid>#447450659796``): logs keep the rest.
-_PERSONAL_SEGMENT = re.compile(r"^\+?\d{6,15}$|@")
+# Other services write the number as they hold it: with a scheme (``whatsapp:+…``, ``tel:+…``) or separators
+# (``+1 415-555 0123``); a segment of at least six digits and nothing else but those is a number.
+_PERSONAL_SEGMENT = re.compile(r"^(?:[A-Za-z]+:)?(?=(?:\D*\d){6})\+?[\d\s().-]+$|@")
 
 
 @lru_cache(maxsize=1024)
@@ -68,8 +72,10 @@ def loggable_conversation_id(conversation_id: str) -> str:
 
 
 def _is_complete(item: Mapping[str, Any]) -> bool:
-    """``task_complete`` is 1: a number, or the number written as text by another service (``"1"``, ``"1.0"``)."""
+    """``task_complete`` is 1: a number, or as another service writes it: text (``"1"``, ``"1.0"``), BOOL true."""
     value = item.get("task_complete")
+    if value is True:
+        return True
     if isinstance(value, str):
         try:
             return Decimal(value.strip()) == 1
@@ -131,6 +137,7 @@ _INDEX = {
 
 
 _KEY = ("primary_channel", "conversation_id")
+_DYNAMO_TYPES = ("S", "N", "B", "BOOL", "NULL", "L", "M", "SS", "NS", "BS")
 declare_table_key("conversations", _KEY)
 _WHOLE = "conversation_whole"
 # An expression using these may read the document in ways its field paths do not show.
@@ -243,25 +250,48 @@ class ConversationLookup:
         chosen, count = self._choose(ctx, index["index"], key)
         if chosen is None:
             raise StepFailure(NOT_FOUND.code, "no conversation for this sender and recipient")
-        config = chosen.get("channel_config")
-        stored = config.get(index["credentials_attribute"]) if isinstance(config, Mapping) else None
-        secret_name = stored.strip() if isinstance(stored, str) else ""
-        if not secret_name:
-            raise StepFailure(
-                MISSING_CREDENTIAL.code, f"conversation has no channel_config.{index['credentials_attribute']}"
-            )
-        # The pattern confines the name the secret is read by: the stripped one.
-        pattern = self._patterns[request["channel"]]
-        if pattern is not None and not pattern.fullmatch(secret_name):
-            raise StepFailure(MISSING_CREDENTIAL.code, "credential name is outside the allowed secret pattern")
+        # Known from here on, a failure's line included: it names the item on-call repairs (and, when the pair has
+        # several conversations, how many the contract's pick chose it from).
+        log = {"conversation_id": loggable_conversation_id(str(chosen["conversation_id"]))}
+        if count > 1:
+            log["candidates"] = str(count)
+        bind_log_fields(log)
+        secret_name = self._secret_name(chosen, index["credentials_attribute"], request["channel"])
         output = {
             "conversation_id": chosen["conversation_id"],
             "primary_channel": chosen["primary_channel"],
             "secret_name": secret_name,
             "candidates": count,
         }
-        loggable = loggable_conversation_id(str(chosen["conversation_id"]))
-        return StepResult(output=output, decision=f"{count} candidate(s)", log={"conversation_id": loggable})
+        return StepResult(output=output, decision=f"{count} candidate(s)", log=log)
+
+    def _secret_name(self, chosen: Mapping[str, Any], attribute: str, channel: str) -> str:
+        """The credential name the conversation gives, stripped; else MISSING_CREDENTIAL_CONFIG.
+
+        The failure's cause names the attribute and what is wrong with it (absent, empty, another DynamoDB type,
+        outside the pattern), never its value: the event's log line tells on-call what to repair in the item.
+        """
+        config = chosen.get("channel_config", _ABSENT)
+        if not isinstance(config, Mapping):
+            problem = "absent" if config is _ABSENT else dynamo_type(config)
+            raise StepFailure(
+                MISSING_CREDENTIAL.code, "conversation has no channel_config", cause=f"channel_config:{problem}"
+            )
+        stored = config.get(attribute, _ABSENT)
+        secret_name = stored.strip() if isinstance(stored, str) else ""
+        if not secret_name:
+            problem = "absent" if stored is _ABSENT else "empty" if isinstance(stored, str) else dynamo_type(stored)
+            raise StepFailure(
+                MISSING_CREDENTIAL.code,
+                f"conversation has no channel_config.{attribute}",
+                cause=f"{attribute}:{problem}",
+            )
+        # The pattern confines the name the secret is read by: the stripped one.
+        pattern = self._patterns[channel]
+        if pattern is not None and not pattern.fullmatch(secret_name):
+            message = "credential name is outside the allowed secret pattern"
+            raise StepFailure(MISSING_CREDENTIAL.code, message, cause=f"{attribute}:outside-pattern")
+        return secret_name
 
 
 @register(
@@ -298,6 +328,17 @@ class ConversationLookup:
                 "items": {"type": "string", "minLength": 1},
                 "description": "With read: rules, attributes read as well (say, for a step's `when:` condition).",
             },
+            "types": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"enum": list(_DYNAMO_TYPES)},
+                },
+                "description": "The DynamoDB types each attribute is expected in. One read in another type (written "
+                "by another service) is still decided by the rules, and named with the type found, never its "
+                "value, in `unexpected_types` on the invocation's log lines (`project_status:N`).",
+            },
         },
     },
 )
@@ -310,6 +351,9 @@ class ConversationGet:
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._table = table_name(params, info, "conversations")
+        self._types: Mapping[str, frozenset[str]] = {
+            name: frozenset(types) for name, types in params.get("types", {}).items()
+        }
         replay = table_name(params, info, "", "replay_table", optional=True) if "replay_table" in params else ""
         self._replay = replay or None
         self._consistent = bool(params.get("consistent_read", True))
@@ -323,30 +367,39 @@ class ConversationGet:
         """The attributes read before the rules decide (``read: rules``), or None when the whole item is."""
         return self._attributes
 
-    def _read(self, ctx: Context, key: Mapping[str, str], attributes: tuple[str, ...] | None) -> dict[str, Any]:
+    def _get(self, ctx: Context, key: Mapping[str, str], attributes: tuple[str, ...] | None) -> dict[str, Any] | None:
         tables = ctx.services.tables
-        item = db_call(lambda: tables.get_item(self._table, key, consistent=self._consistent, attributes=attributes))
-        return _found(item)
+        return db_call(lambda: tables.get_item(self._table, key, consistent=self._consistent, attributes=attributes))
+
+    def _read(self, ctx: Context, key: Mapping[str, str], attributes: tuple[str, ...] | None) -> dict[str, Any]:
+        return _found(self._get(ctx, key, attributes))
 
     def run(self, ctx: Context) -> StepResult:
         credential = ctx.doc["credential"]
         key = {"primary_channel": credential["primary_channel"], "conversation_id": credential["conversation_id"]}
         if self._replay is None:
-            item = self._read(ctx, key, self._attributes)
+            stored = self._get(ctx, key, self._attributes)
         else:
             # The replay record comes in the same round trip as the conversation.
             requests = [
                 ItemRequest(self._table, key, self._consistent, self._attributes),
                 ItemRequest(self._replay, {REPLAY_KEY: ctx.doc["request"]["message_sid"]}),
             ]
-            conversation, record = db_call(lambda: ctx.services.tables.get_items(requests))
+            stored, record = db_call(lambda: ctx.services.tables.get_items(requests))
             if replay_of(record, ctx.services.clock.now().timestamp()):
                 return StepResult(outcome=REPLAY, stop=True, decision="replay of an accepted message")
             ctx.private[READ_RECORD] = record
-            item = _found(conversation)
+        item = _found(stored)
         if self._attributes is not None:
             ctx.private[_WHOLE] = lambda: self._read(ctx, key, None)
-        return StepResult(output=item, decision="found")
+        # Read before the JSON conversion, which makes a set a list and binary text.
+        drifted = ",".join(self._unexpected(stored or {}))
+        return StepResult(output=item, decision="found", log={"unexpected_types": drifted} if drifted else None)
+
+    def _unexpected(self, item: Mapping[str, Any]) -> list[str]:
+        """``name:type`` for each attribute present in a DynamoDB type other than those ``types`` expects."""
+        found = ((name, dynamo_type(item[name])) for name in self._types if name in item)
+        return [f"{name}:{kind}" for name, kind in found if kind not in self._types[name]]
 
 
 def _found(item: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -68,7 +68,10 @@ def _cut_body(body: dict[str, Any], limit: int) -> int:
 
 
 def handoff_body(doc: Mapping[str, Any], limit: int = SQS_LIMIT_BYTES) -> str:
-    """The full context, JSON-safe, within ``limit`` bytes: the oldest history is dropped first, then the text cut."""
+    """The full context, JSON-safe, within ``limit`` bytes: the oldest history is dropped first, then the text cut.
+
+    History that is not a list (JSON text, a map) is emptied whole where entries of a list would be dropped.
+    """
     request, credential = doc["request"], doc["credential"]
     conversation = json_safe(doc.get("conversation") or {})
     body = {
@@ -98,6 +101,11 @@ def handoff_body(doc: Mapping[str, Any], limit: int = SQS_LIMIT_BYTES) -> str:
         while size > limit and conversation["messages"]:
             conversation["messages"] = conversation["messages"][1:]
             size = _encoded_size(body)
+    if size > limit and isinstance(history, (str, dict)) and history:
+        # A history another service keeps as JSON text or a map has no entries to drop oldest first: it is given up
+        # whole (left empty, of its type), still before the message's own text.
+        conversation["messages"] = type(history)()
+        size = _encoded_size(body)
     if size > limit and isinstance(body["body"], str) and body["body"]:
         size = _cut_body(body, limit)
     if size > limit:

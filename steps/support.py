@@ -7,6 +7,7 @@ declares its key with ``declare_table_key``: local AWS (``tools.needs``) creates
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from engine.registry import BuildInfo, ParamError
 __all__ = [
     "TableKey",
     "declare_table_key",
+    "dynamo_type",
     "epoch_exact",
     "expression_param",
     "iso_millis",
@@ -213,8 +215,32 @@ def epoch_exact(moment: datetime) -> Decimal:
     return Decimal(repr(moment.timestamp()))
 
 
+def dynamo_type(value: Any) -> str:
+    """The DynamoDB type a read value was stored as (``S``, ``N``, ``BOOL``, ``NULL``, ``L``, ``M``, ``B``, ``SS``…).
+
+    For log lines that say an attribute has a type other than the one expected, without its value.
+    """
+    if isinstance(value, (set, frozenset)):
+        return next((dynamo_type(item) for item in value), "") + "S"
+    if isinstance(value, bool):
+        return "BOOL"
+    if value is None:
+        return "NULL"
+    if isinstance(value, (Decimal, int, float)):
+        return "N"
+    if isinstance(value, str):
+        return "S"
+    if isinstance(value, (bytes, bytearray)):
+        return "B"
+    return "M" if isinstance(value, Mapping) else "L"
+
+
 def json_safe(value: Any) -> Any:
-    """Stored values as JSON values: Decimal → int/float, sets → sorted lists, bytes → text."""
+    """Stored values as JSON values: Decimal → int/float, sets → sorted lists, bytes → base64 text.
+
+    Binary is base64 (as DynamoDB's own JSON writes B), not decoded: other services keep images and compressed
+    blobs there, which a text decoding would corrupt beyond recovery in the handoff's copy of the item.
+    """
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
@@ -224,5 +250,5 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted((json_safe(item) for item in value), key=repr)
     if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
+        return base64.b64encode(value).decode("ascii")
     return value

@@ -772,6 +772,36 @@ def test_a_quoted_epoch_in_a_lock_row_is_located_not_replayed(tmp_path: Path, ba
     assert "unquoted" in run.stderr
 
 
+@pytest.mark.parametrize("backend", ["moto", "memory"])
+@pytest.mark.parametrize(
+    "number", ["12345678901234567890123456789012345678901", "1.0e-200", "-1.0e+200"], ids=["digits", "tiny", "huge"]
+)
+def test_a_number_dynamodb_cannot_hold_is_located_not_a_traceback(tmp_path: Path, backend: str, number: str) -> None:
+    # DynamoDB numbers have 38 significant digits and magnitudes 1E-130 to 1E+126: another service cannot have
+    # written this one, so the world is refused (exit 2) at the value, as any row DynamoDB would refuse.
+    written = 'created_at: "2026-11-20T09:15:00Z"'
+    world, line, _ = _example_world_with(tmp_path, written, f"{written}\n    lifetime_value: {number}")
+    run = dryrun("--world", world, "--backend", backend, "examples/events/01_whatsapp_text.json")
+    assert (run.status, run.stdout) == (2, ""), run.stderr
+    assert "Traceback" not in run.stderr
+    assert f"{world}:{line + 1}:{len('    lifetime_value: ') + 1}: conversations[0].lifetime_value: " in run.stderr
+    assert "38 significant digits" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("backend", ["moto", "memory"])
+def test_a_conversation_over_dynamodbs_item_size_limit_is_refused_alike_by_both_backends(
+    tmp_path: Path, backend: str
+) -> None:
+    # DynamoDB refuses an item over 400 KB, so no other service can have stored one: the memory world took it and
+    # replayed QUEUED where the moto world refused it with a bare ValidationException.
+    written = 'created_at: "2026-11-20T09:15:00Z"'
+    world, line, _ = _example_world_with(tmp_path, written, f"{written}\n    summary: {'x' * 410_000}")
+    run = dryrun("--world", world, "--backend", backend, "examples/events/01_whatsapp_text.json")
+    assert (run.status, run.stdout) == (2, ""), run.stderr
+    assert f"{world}:{line - 15}:5: conversations[0]: DynamoDB refuses this row: " in run.stderr, run.stderr
+    assert "over its item size limit (400 KB)" in run.stderr
+
+
 def test_events_may_come_before_between_and_after_the_options(monkeypatch, capsys) -> None:
     # CONTRACT §6: `pipeline-dryrun [--world FILE] [--json] … EVENTS...`; a shell line adds options anywhere
     # (`pipeline-dryrun captures/*.json --world w.yaml --json more/`), and every EVENTS argument is replayed.

@@ -192,6 +192,25 @@ def test_index_queries_are_sparse_sorted_and_projected(tables: Pair) -> None:
             lambda port: port.put_item(CONVERSATIONS, conversation("+1", "c", gsi_recipient_tel=None)),
             ("invalid", "ValidationException", "dynamodb.PutItem"),
         ),
+        # Over DynamoDB's item size limit (another service cannot have stored it), and just under it.
+        (
+            lambda port: port.put_item(CONVERSATIONS, conversation("+1", "c", history="x" * 410_000)),
+            ("invalid", "ValidationException", "dynamodb.PutItem"),
+        ),
+        (
+            lambda port: port.put_item(
+                CONVERSATIONS, conversation("+1", "c", history=["x" * 1000] * 390, scores={Decimal("1.5")} | {1, 2})
+            ),
+            True,
+        ),
+        (
+            lambda port: port.put_item(CONVERSATIONS, conversation("+1", "c", history=[{"t": "y" * 1000}] * 406)),
+            ("invalid", "ValidationException", "dynamodb.PutItem"),
+        ),
+        (
+            lambda port: port.put_item(CONVERSATIONS, conversation("+1", "c", history=[{"t": "y" * 1000}] * 404)),
+            True,
+        ),
         (
             lambda port: port.put_item(CONVERSATIONS, conversation("+1", "c", gsi_recipient_tel="")),
             ("invalid", "ValidationException", "dynamodb.PutItem"),

@@ -16,11 +16,13 @@ from decimal import Decimal
 from typing import Any, Protocol
 from unittest import mock
 
+from boto3.dynamodb.types import DYNAMODB_CONTEXT
+
 from engine.errors import ConfigError, Problem
 from engine.ports import Queues, SecretStore, ServiceError, Tables
 from runtime.aws import AwsSettings, botocore_config
 from tools.dryrun.blueprint import REGION, TableSchema, blueprint
-from tools.dryrun.memory import MemoryQueues, MemorySecrets, MemoryTables
+from tools.dryrun.memory import ITEM_SIZE_LIMIT, MemoryQueues, MemorySecrets, MemoryTables, as_stored, item_size
 from tools.dryrun.world import SECTIONS, WorldSpec
 from tools.localaws import LocalResources, MissingResource, dynamo_safe
 from tools.needs import Needs
@@ -88,6 +90,39 @@ def _index_key_problems(
     return problems
 
 
+_NUMBER_RANGE = "38 significant digits, magnitudes 1E-130 to 1E+126"
+
+
+def _unholdable_numbers(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+    """The path of each number inside ``value`` that DynamoDB cannot hold (too many digits, too large or small)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _unholdable_numbers(item, (*path, key))
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            yield from _unholdable_numbers(item, (*path, position))
+    elif isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        try:
+            number = DYNAMODB_CONTEXT.create_decimal(dynamo_safe(value))
+        except ArithmeticError:  # boto3's context traps rounding, overflow and underflow
+            yield path
+        else:
+            if not number.is_finite():
+                yield path
+
+
+def _number_problems(spec: WorldSpec, section: str, index: int, row: Mapping[str, Any]) -> list[Problem]:
+    """A problem at each number of ``row`` DynamoDB cannot hold: it refuses the row (boto3 raises on it first)."""
+    problems = []
+    for path in _unholdable_numbers(row, (section, index)):
+        label = f"{section}[{index}]" + "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in path[2:]
+        )
+        message = f"{label}: DynamoDB cannot hold this number ({_NUMBER_RANGE}); write it as text"
+        problems.append(spec.problem(path, message))
+    return problems
+
+
 def populate(
     spec: WorldSpec, tables: Tables, resources: LocalResources, schemas: Mapping[str, TableSchema] | None = None
 ) -> None:
@@ -110,8 +145,17 @@ def populate(
             if schema is not None and (wrong := _index_key_problems(spec, section, index, row, schema)):
                 problems.extend(wrong)
                 continue
+            if wrong := _number_problems(spec, section, index, row):
+                problems.extend(wrong)
+                continue
             try:
-                tables.put_item(table, dynamo_safe(dict(row)))
+                item = dynamo_safe(dict(row))
+                # Told as what it is: moto's refusal names no reason, and the memory world's must be the same.
+                if (size := item_size(as_stored(item))) > ITEM_SIZE_LIMIT:
+                    message = f"{section}[{index}]: DynamoDB refuses this row: {size} bytes, over its item size limit"
+                    problems.append(spec.problem((section, index), f"{message} (400 KB)"))
+                    continue
+                tables.put_item(table, item)
             except ServiceError as exc:
                 problems.append(spec.problem((section, index), f"DynamoDB refuses this row ({exc.code})"))
             except (TypeError, ValueError) as exc:

@@ -22,7 +22,16 @@ from engine.ports import ItemRequest, QueryPage, ServiceError
 from runtime.aws import plain_value
 from tools.dryrun.blueprint import IndexSchema, TableSchema
 
-__all__ = ["MemoryQueues", "MemorySecrets", "MemoryTables", "as_stored", "copy_item", "holds"]
+__all__ = [
+    "ITEM_SIZE_LIMIT",
+    "MemoryQueues",
+    "MemorySecrets",
+    "MemoryTables",
+    "as_stored",
+    "copy_item",
+    "holds",
+    "item_size",
+]
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -83,6 +92,34 @@ def as_stored(value: Any) -> Any:
     return plain_value(_deserializer.deserialize(_serializer.serialize(value)))
 
 
+# DynamoDB refuses an item over 400 KB; moto (the reference world) at more than this many bytes as it counts them.
+ITEM_SIZE_LIMIT = 405_000
+
+
+def item_size(item: Mapping[str, Any]) -> int:
+    """A stored item's size as moto counts it: UTF-8 names and values, a number its digits' half plus one.
+
+    Containers add nothing of their own, booleans and nulls one byte each.
+    """
+    return sum(len(name.encode("utf-8")) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: Any) -> int:
+    kind = type(value)
+    if kind is str:
+        return len(value.encode("utf-8"))
+    if kind is dict:
+        return item_size(value)
+    if kind is list or kind is set:
+        return sum(_value_size(item) for item in value)
+    if kind is Decimal:
+        digits = str(value).lstrip("+-").replace(".", "", 1).strip("0")  # moto's count, over the text it was sent
+        return -(-max(len(digits), 1) // 2) + 1
+    if isinstance(value, bytes):
+        return len(value)
+    return 1
+
+
 def _has_empty_set(value: Any) -> bool:
     kind = type(value)
     if kind is set:
@@ -138,6 +175,8 @@ class MemoryTables:
             if name in stored and stored[name] in (None, "", b""):
                 raise ServiceError("invalid", "ValidationException", operation)
         if any(_has_empty_set(value) for value in stored.values() if type(value) in _CONTAINERS):
+            raise ServiceError("invalid", "ValidationException", operation)
+        if item_size(stored) > ITEM_SIZE_LIMIT:
             raise ServiceError("invalid", "ValidationException", operation)
         return stored
 
