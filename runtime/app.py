@@ -590,7 +590,9 @@ class Application:
                 raised = exc
             if misrouted(result):
                 # After the answer is built, which the check never changes: reads only, within the invocation's time.
-                verdict = self._misroutes.verdict(config, request, services, _time_to_answer(context))
+                verdict = self._misroutes.verdict(
+                    config, request, self._services[config.name], _time_to_answer(context)
+                )
             if deployed.plans is not None:
                 counts = self._shadow(config.name, deployed.plans, result, self._shadow_time(context))
                 candidate = deployed.plans[1] if counts is not None else None
