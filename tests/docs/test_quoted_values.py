@@ -28,6 +28,8 @@ _RULES_VERSION_LINE = re.compile(r"rules version:\s+((?:[a-z_]+\s+[0-9a-f]{12}(?
 _SHIPPED_JSON = re.compile(
     r'"(?:RulesVersion|rules_version)": "([0-9a-f]{12})"(?![^\n]*"(?:RulesSource|rules_source)")'
 )
+# A parameter named in prose with its default: ``TransientErrorsAlarmThreshold`` (2), ``…`` (14 by default).
+_PARAMETER_IN_PROSE = re.compile(r"`([A-Z][A-Za-z0-9]+)` \((-?\d+)(?: by default)?\)")
 _LIVE_VERSION = re.compile(r'"live": \{"version": "([0-9a-f]{12})"')
 
 
@@ -84,6 +86,23 @@ def test_the_deploy_table_quotes_the_templates_defaults_and_ranges() -> None:
     assert not wrong, wrong
 
 
+def test_a_parameter_quoted_with_its_default_in_prose_has_that_default() -> None:
+    parameters: dict[str, Any] = load_template()["Parameters"]
+    quoted = [
+        (str(page.relative_to(ROOT)), name, value)
+        for page in PAGES
+        for name, value in _PARAMETER_IN_PROSE.findall(page.read_text(encoding="utf-8"))
+        if name in parameters
+    ]
+    assert quoted
+    wrong = [
+        f"{page}: `{name}` ({value}), template.yaml's Default is {parameters[name].get('Default')!r}"
+        for page, name, value in quoted
+        if str(parameters[name].get("Default")) != value
+    ]
+    assert not wrong, wrong
+
+
 @pytest.fixture(scope="module")
 def shipped_versions() -> dict[str, str]:
     """The rules version of each shipped pipeline with the shipped rules (what the dry-run and the Lambda report)."""
@@ -121,6 +140,10 @@ def test_a_stale_quote_is_caught() -> None:
     assert documented_default("604800 (7 days)") == "604800"
     assert documented_default("`prod`") == "prod"
     assert documented_default("(required)") is None
+    assert _PARAMETER_IN_PROSE.findall("`Ab` (2) in 5 minutes, `Bc` (14 by default), `Cd` (1 hour)") == [
+        ("Ab", "2"),
+        ("Bc", "14"),
+    ]
     assert _RULES_VERSION_LINE.findall("`rules version: email_inbound\naad0ec11eed8, twilio_inbound cf5d7b1e41e1`")
     assert _SHIPPED_JSON.findall('{"RulesVersion": "0123456789ab", "Pipeline": "x"}') == ["0123456789ab"]
     assert not _SHIPPED_JSON.findall('"rules_version": "0123456789ab", "rules_source": "bundle 1, revision 1"}')
