@@ -37,6 +37,13 @@ DEPLOYED_ENV = {
 PIPELINE = "pipelines/twilio_inbound.yaml"
 
 
+def shipped_at(key: str, value: str) -> str:
+    """``PIPELINE:line:column`` of ``value`` after ``key:`` in the shipped pipeline file (edits move the lines)."""
+    lines = (REPO / PIPELINE).read_text(encoding="utf-8").splitlines()
+    line = next(number for number, text in enumerate(lines, 1) if text.strip() == f"{key}: {value}")
+    return f"{PIPELINE}:{line}:{lines[line - 1].index(f'{key}: {value}') + len(key) + 3}"
+
+
 @dataclass(frozen=True)
 class Finding:
     where: str
@@ -503,7 +510,7 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
         2,
         [
             Finding(
-                f"{PIPELINE}:129:16",
+                shipped_at("ruleset", "routing"),
                 (
                     "route: unknown rule set 'routing'; loaded rule sets: channel, conversation_lock, project_status",
                     "rules/40_routing.yaml defines it for email_inbound only (line 5): "
@@ -676,7 +683,7 @@ def test_a_due_margin_shorter_than_a_stage_write_is_warned_of(
         capsys.readouterr().out,
         [
             Finding(
-                f"{PIPELINE}:144:31",
+                shipped_at("due_margin_seconds", "5"),
                 (
                     "step 'lock' (trigger.lock) takes a held lock over only when its trigger is due within 3 s",
                     "one AWS call (this message's stage write) may take 4 s",
