@@ -220,15 +220,19 @@ class Gateway:
     def _note_rewritten_host(self, headers: Sequence[tuple[str, str]], path: str) -> None:
         """Say (once per pair) that a proxy rewrote Host: the URL rebuilt from it is not the public one Twilio signed.
 
-        Only said: X-Forwarded-Host is never trusted in its place (anyone can send it), as API Gateway does not.
+        Only said: X-Forwarded-Host is never trusted in its place (anyone can send it), as API Gateway does not. Only
+        for a request carrying Twilio's signature, the one that covers the URL (an email's signs no URL).
         """
+        from runtime.apigateway import forwarded_scheme
+        from steps.twilio.parse import SIGNATURE_HEADER
+
         last = {name.lower(): value for name, value in headers}
         host, public = last.get("host", ""), last.get("x-forwarded-host", "").split(",")[0].strip()
         if not public or public == host or os.environ.get("PUBLIC_BASE_URL") or (host, public) in self._rewritten:
             return
+        if SIGNATURE_HEADER.lower() not in last:
+            return
         self._rewritten.add((host, public))
-        from runtime.apigateway import forwarded_scheme
-
         checked = f"{forwarded_scheme(last.get('x-forwarded-proto', 'http'))}://{host}{path}"
         _say(
             f"warning: the request came through a proxy that set Host to {host!r} and X-Forwarded-Host to {public!r}: "
