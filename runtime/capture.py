@@ -117,10 +117,10 @@ def _pair(event: Mapping[str, Any]) -> list[str]:
     ``sendgrid.parse`` reads them (``from``, else the envelope's; the envelope's first ``to``, else the ``to`` field),
     in lower case and without a subaddress, so a display name, a subject or a message id changes nothing.
     """
-    fields = form_fields(event)
-    if fields.get("From") or fields.get("To"):
-        return sorted((fields.get("From", ""), fields.get("To", "")))
     email = multipart_fields(event)
+    if not email:  # a form-encoded body (an email's text may hold "&To=" in a link: it is no Twilio form)
+        fields = form_fields(event)
+        return sorted((fields.get("From", ""), fields.get("To", "")))
     try:
         envelope = json.loads(email.get("envelope", ""))
     except ValueError:
