@@ -117,10 +117,10 @@ def _pair(event: Mapping[str, Any]) -> list[str]:
     ``sendgrid.parse`` reads them (``from``, else the envelope's; the envelope's first ``to``, else the ``to`` field),
     in lower case and without a subaddress, so a display name, a subject or a message id changes nothing.
     """
-    fields = form_fields(event)
-    if fields.get("From") or fields.get("To"):
-        return sorted((fields.get("From", ""), fields.get("To", "")))
     email = multipart_fields(event)
+    if not email:  # a form-encoded body (an email's text may hold "&To=" in a link: it is no Twilio form)
+        fields = form_fields(event)
+        return sorted((fields.get("From", ""), fields.get("To", "")))
     try:
         envelope = json.loads(email.get("envelope", ""))
     except ValueError:
@@ -134,9 +134,34 @@ def _pair(event: Mapping[str, Any]) -> list[str]:
     return sorted((sender[0] if sender else "", local.split("+", 1)[0] + at + domain))
 
 
+# An address list longer, or nested deeper, than this is not read, as ``sendgrid.parse`` does not read it (its
+# sender is then the envelope's): the standard library parses comments and groups recursively (RecursionError a few
+# hundred levels down), and the list arrives before the signature is checked.
+_MAX_ADDRESS_LIST_CHARS = 16 * 1024
+_MAX_ADDRESS_NESTING = 32
+_COMMENT_MARKS = re.compile(r"[()]")
+
+
 def _addresses(text: str) -> list[str]:
-    """The addresses of an address list, in lower case."""
-    return [address.lower() for _, address in getaddresses([text]) if "@" in address]
+    """The addresses of an address list, in lower case; none when it is too long or too deeply nested to read."""
+    if not _readable(text):
+        return []
+    try:
+        pairs = getaddresses([text])
+    except (RecursionError, LookupError, ValueError, TypeError, AttributeError, AssertionError):
+        return []
+    return [address.lower() for _, address in pairs if "@" in address]
+
+
+def _readable(text: str) -> bool:
+    """True when an address list is short and shallow enough to parse, by ``sendgrid.parse``'s bound."""
+    if len(text) > _MAX_ADDRESS_LIST_CHARS:
+        return False
+    depth = deepest = 0
+    for mark in _COMMENT_MARKS.findall(text):
+        depth = depth + 1 if mark == "(" else max(0, depth - 1)
+        deepest = max(deepest, depth)
+    return deepest + text.count(":") <= _MAX_ADDRESS_NESTING
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

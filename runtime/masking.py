@@ -608,9 +608,9 @@ def multipart_fields(event: Mapping[str, Any]) -> dict[str, str]:
 
     Empty when the body is not one; a part that does not read as a field is skipped.
     """
-    body = _decoded(event)
     content_type = _header(event.get("headers"), "content-type") or ""
     boundary = _boundary(content_type) if content_type.lower().startswith("multipart/form-data") else None
+    body = _decoded(event) if boundary is not None else None  # a form-encoded body is not decoded for nothing
     if body is None or boundary is None:
         return {}
     fields: dict[str, str] = {}

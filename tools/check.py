@@ -201,16 +201,22 @@ def _lint(inspection: Inspection) -> list[Problem]:
     return found
 
 
-def _root_offset(source: str, name: str) -> int | None:
-    """Where ``name`` first appears in ``source`` as a name read from the top of the document.
+def _root_offset(source: str, name: str, field: str | None = None) -> int | None:
+    """Where ``name`` (with ``field``: ``name.field``, at ``field``) first appears in ``source``, read from the top.
 
     None when it follows a dot wherever it appears: read from a value, not the top (``!a.b`` is ``(!a).b``).
     """
     tokens = expression_tokens(source)
     for index, token in enumerate(tokens):
         after_dot = index > 0 and tokens[index - 1]["type"] == "dot"
-        if "identifier" in token["type"] and token["value"] == name and not after_dot:
+        if "identifier" not in token["type"] or token["value"] != name or after_dot:
+            continue
+        if field is None:
             return int(token["start"])
+        if index + 2 < len(tokens) and tokens[index + 1]["type"] == "dot":
+            read = tokens[index + 2]
+            if "identifier" in read["type"] and read["value"] == field:
+                return int(read["start"])
     return None
 
 
@@ -295,18 +301,6 @@ def _context_names(inspection: Inspection) -> list[Problem]:
     return found
 
 
-def _field_offset(source: str, root: str, name: str) -> int | None:
-    """Where ``root.name`` (``root`` read from the top of the document) first appears in ``source``, at ``name``."""
-    tokens = expression_tokens(source)
-    for index in range(len(tokens) - 2):
-        first, dot, field = tokens[index : index + 3]
-        after_dot = index > 0 and tokens[index - 1]["type"] == "dot"
-        named = "identifier" in first["type"] and first["value"] == root and not after_dot
-        if named and dot["type"] == "dot" and "identifier" in field["type"] and field["value"] == name:
-            return int(field["start"])
-    return None
-
-
 def _request_fields(inspection: Inspection) -> list[Problem]:
     """Fields of ``request`` conditions and inline tests read that the pipeline's parse step never provides.
 
@@ -333,7 +327,7 @@ def _request_fields(inspection: Inspection) -> list[Problem]:
         source = located.expression.source
         read = (path[1] for path in located.expression.paths if len(path) > 1 and path[0] == "request")
         for name in dict.fromkeys(name for name in read if name not in fields):
-            offset = _field_offset(source, "request", name)
+            offset = _root_offset(source, "request", name)
             if offset is not None:
                 message = f"the condition reads {never(name)}"
                 found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))

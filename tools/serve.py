@@ -220,15 +220,19 @@ class Gateway:
     def _note_rewritten_host(self, headers: Sequence[tuple[str, str]], path: str) -> None:
         """Say (once per pair) that a proxy rewrote Host: the URL rebuilt from it is not the public one Twilio signed.
 
-        Only said: X-Forwarded-Host is never trusted in its place (anyone can send it), as API Gateway does not.
+        Only said: X-Forwarded-Host is never trusted in its place (anyone can send it), as API Gateway does not. Only
+        for a request carrying Twilio's signature, the one that covers the URL (an email's signs no URL).
         """
+        from runtime.apigateway import forwarded_scheme
+        from steps.twilio.parse import SIGNATURE_HEADER
+
         last = {name.lower(): value for name, value in headers}
         host, public = last.get("host", ""), last.get("x-forwarded-host", "").split(",")[0].strip()
         if not public or public == host or os.environ.get("PUBLIC_BASE_URL") or (host, public) in self._rewritten:
             return
+        if SIGNATURE_HEADER.lower() not in last:
+            return
         self._rewritten.add((host, public))
-        from runtime.apigateway import forwarded_scheme
-
         checked = f"{forwarded_scheme(last.get('x-forwarded-proto', 'http'))}://{host}{path}"
         _say(
             f"warning: the request came through a proxy that set Host to {host!r} and X-Forwarded-Host to {public!r}: "
@@ -337,6 +341,10 @@ def read_chunked(stream: Any, limit: int) -> bytes:
     raise ValueError("too many trailer fields")
 
 
+# API Gateway's messages for the requests it answers without reading their bodies.
+_REFUSALS = {400: "Bad Request", 413: "Request Too Long", 501: "Not Implemented"}
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -377,11 +385,14 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             return read_chunked(self.rfile, MAX_BODY_BYTES)
         except BodyTooLong:
-            self.close_connection = True
-            return _json(413, {"message": "Request Too Long"}, str(uuid.uuid4()))
+            return self._refused(413)
         except ValueError:
-            self.close_connection = True
-            return _json(400, {"message": "Bad Request"}, str(uuid.uuid4()))
+            return self._refused(400)
+
+    def _refused(self, status: int) -> GatewayResponse:
+        """API Gateway's answer ``status`` to a request whose body is not (or no longer) read: the connection closes."""
+        self.close_connection = True
+        return _json(status, {"message": _REFUSALS[status]}, str(uuid.uuid4()))
 
     def _refusal(self) -> GatewayResponse | None:
         """The answer to a request whose body must not be read (unreadable, too long, another coding), else None."""
@@ -389,16 +400,13 @@ class _Handler(BaseHTTPRequestHandler):
         if coding is not None:
             # Only the chunked coding is read (a tunnel's; API Gateway takes it too): it wins over a Content-Length.
             if [part.strip().lower() for part in coding.split(",")] != ["chunked"]:
-                self.close_connection = True
-                return _json(501, {"message": "Not Implemented"}, str(uuid.uuid4()))
+                return self._refused(501)
             return None
         raw = (self.headers.get("Content-Length") or "0").strip()
         if not raw.isascii() or not raw.isdigit():
-            self.close_connection = True
-            return _json(400, {"message": "Bad Request"}, str(uuid.uuid4()))
+            return self._refused(400)
         if int(raw) > MAX_BODY_BYTES:
-            self.close_connection = True
-            return _json(413, {"message": "Request Too Long"}, str(uuid.uuid4()))
+            return self._refused(413)
         return None
 
     def _answer(self, answer: GatewayResponse) -> None:

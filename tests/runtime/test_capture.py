@@ -413,6 +413,39 @@ def test_sampling_keeps_an_email_conversation_whole() -> None:
     assert 0.4 < sum(kept) / len(kept) < 0.6
 
 
+def test_an_email_whose_text_holds_a_link_with_from_or_to_is_sampled_by_its_sender() -> None:
+    """Defect: an email was first read as a Twilio form (``From``/``To`` fields), so one whose HTML or text held a
+    link such as ``?From=LHR&To=JFK`` (a flight, a route, a transfer) gave a ``To`` made of the rest of the
+    multipart body, and was kept or dropped apart from its conversation. Only a form-encoded body is a Twilio form."""
+    settings = CaptureSettings("bucket", "p/", sample_rate=0.5)
+    link = '<a href="https://fly.example/search?From=LHR&To=JFK">your flight</a>'
+    for n in range(100):
+        user = f"user{n}@example.org"
+        acme = "support@inbound.acme.example"
+        text = f"Your flight: https://fly.example/s?From=LHR&To=JFK&n={n}"
+        sent = Email(sender=user, to=acme, envelope_to=(acme,), html=link, text=text)
+        event = inbound_parse_event(signed(EMAIL_KEY, *inbound_parse_body(sent), timestamp=1795608000))
+        assert settings.sampled(event) == settings.sampled(_email_to_acme(user, f"{n}-1", "Order"))
+
+
+def test_an_email_whose_from_header_cannot_be_read_is_sampled_by_its_envelope_sender() -> None:
+    """Defect: sampling read an email's ``from`` header with the standard library's recursive parser unbounded,
+    before the signature was checked: a header nested a few hundred levels deep (which ``sendgrid.parse`` does not
+    read, taking the envelope's sender) raised RecursionError, so the event was never captured and its invocation
+    logged a capture failure (CaptureFailuresAlarm's metric), for anyone who posts such a body. Such a header is
+    left, as ``sendgrid.parse`` leaves it: the envelope's sender decides, as for an email with no ``from``."""
+    settings = CaptureSettings("bucket", "p/", sample_rate=0.5)
+    nested = "(" * 600 + "x" + ")" * 600 + " <someone@example.org>"
+    long_list = ", ".join(f"a{n}@example.org" for n in range(4000))
+    for n in range(50):
+        user = f"user{n}@example.org"
+        plain = _email_to_acme(user, f"{n}-1", "Order")
+        for unreadable in (nested, long_list):
+            sent = Email(sender=unreadable, envelope_from=user, envelope_to=("support@inbound.acme.example",))
+            event = inbound_parse_event(signed(EMAIL_KEY, *inbound_parse_body(sent), timestamp=1795608000))
+            assert settings.sampled(event) == settings.sampled(plain)
+
+
 def test_a_captured_email_is_masked_part_by_part_and_still_parses(
     examples_world: World, s3: Any, cold_start: Any, tmp_path: Path
 ) -> None:

@@ -893,3 +893,23 @@ def test_a_tunnel_that_rewrote_host_is_named_with_the_fix(world, lambda_handler,
     answer = gateway.handle("POST", "/prod/whatsapp", passed, urlencode(params).encode())
     assert (answer.status, len(world.sent("whatsapp"))) == (200, 1)
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_rewritten_host_is_not_warned_of_for_a_request_no_url_signature_covers(monkeypatch, capsys) -> None:
+    """Defect: the warning that a tunnel rewrote Host ("the signature is checked over https://localhost:3000/…, not
+    the public URL Twilio signed") was printed for any request, so an email (SendGrid signs its timestamp and body,
+    no URL), accepted behind such a tunnel, read as if every message were refused. Only a request carrying Twilio's
+    signature, which covers the URL, is warned of."""
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    gateway = Gateway(lambda event, context: {"statusCode": 200, "body": "ok"}, "prod", routes={"email", "whatsapp"})
+    rewritten = [("Host", "localhost:3000"), ("X-Forwarded-Host", "abc123.ngrok-free.app")]
+    email = [
+        *rewritten,
+        ("Content-Type", "multipart/form-data; boundary=x"),
+        ("X-Twilio-Email-Event-Webhook-Signature", "s"),
+    ]
+    assert gateway.handle("POST", "/prod/email", email, b"--x--\r\n").status == 200
+    assert "warning" not in capsys.readouterr().err
+
+    assert gateway.handle("POST", "/prod/whatsapp", [*rewritten, ("X-Twilio-Signature", "s")], b"").status == 200
+    assert "pipeline-serve: warning: the request came through a proxy that set Host" in capsys.readouterr().err

@@ -307,3 +307,34 @@ def test_a_days_capture_replayed_at_arrival_times_ignores_a_trigger_lock_taken_a
         assert (record["outcome"], record["target"]) == ("QUEUED", "whatsapp"), record
         lock = next(a for a in record["actions"] if a["table"] == resources.lock_table)
         assert "condition_failed" not in lock
+
+
+def test_a_live_replay_whose_lock_row_cannot_be_read_plans_the_lock_with_a_note_as_before(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Defect: a live replay plans a conditional write whose row it cannot read (the table not described, the read
+    refused) as applying, with a note saying the condition was not checked. The read of the lock's taken_at put in
+    front of it (a lock taken after the replay's time is absent) raised instead, so every message of such an account
+    ended TRIGGER_LOCK_WRITE_ERROR, "not decided", a write error made of a failed read. The condition is again
+    planned as applying, with the note."""
+    from moto import mock_aws
+
+    from runtime.aws import DynamoTables
+    from tools.dryrun.backends import populate
+    from tools.dryrun.world import load_world
+    from tools.localaws import provision
+
+    first = json.loads((ROOT / "examples" / "events" / "08_burst.jsonl").read_text().splitlines()[0])
+    captured = tmp_path / "captured.json"
+    captured.write_text(json.dumps(first))
+    with mock_aws():
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        dynamodb = boto3.client("dynamodb")
+        resources = provision(dynamodb, boto3.client("sqs"))
+        populate(load_world(WORLD), DynamoTables(dynamodb), resources)
+        for name, value in resources.environment().items():
+            monkeypatch.setenv(name, value)
+        dynamodb.delete_table(TableName=resources.lock_table)  # an account whose lock table cannot be read
+        record = json.loads(run_dryrun("--json", "--skip-signature", captured))
+    assert (record["outcome"], record["target"]) == ("QUEUED", "whatsapp"), record
+    assert f"put_item on {resources.lock_table}: condition not checked" in " ".join(record["notes"]), record["notes"]
