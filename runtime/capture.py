@@ -25,6 +25,7 @@ directory of them replays in arrival order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -240,9 +241,10 @@ class EventCapture:
         self.client: Callable[[str], Any] = client or _Clients()
         self._pseudonyms: Pseudonyms | None = None
         self._clock = clock
-        self._queue: queue.Queue[Pending] = queue.Queue(maxsize=MAX_QUEUED)
+        self._queue: queue.Queue[Pending | None] = queue.Queue(maxsize=MAX_QUEUED)
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], auth_headers: Mapping[str, bool] | None = None) -> EventCapture | None:
@@ -272,9 +274,17 @@ class EventCapture:
                 self._worker = threading.Thread(target=self._work, name="event-capture", daemon=True)
                 self._worker.start()
 
+    def close(self) -> None:
+        """End the capture thread once it has stored what it was given (a function replaced by a new one)."""
+        self._closed = True
+        with contextlib.suppress(queue.Full):  # full: the thread ends when it has emptied the queue
+            self._queue.put_nowait(None)
+
     def _work(self) -> None:
-        while True:
+        while not (self._closed and self._queue.empty()):
             pending = self._queue.get()
+            if pending is None:
+                continue
             try:
                 pending.finish(self.store(pending.event, pending.moment), None)
             except Exception as exc:  # noqa: BLE001 - reported by the invocation that waits for it

@@ -667,6 +667,8 @@ class ServedFunction:
         stamp = _configuration_stamp()
         if stamp != self._stamp:
             self._stamp = stamp
+            if self.function is not None and self.function.capture is not None:
+                self.function.capture.close()  # its thread would otherwise wait on its queue for good
             try:
                 self.function = load_function()
             except ConfigError as exc:

@@ -913,3 +913,32 @@ def test_a_rewritten_host_is_not_warned_of_for_a_request_no_url_signature_covers
 
     assert gateway.handle("POST", "/prod/whatsapp", [*rewritten, ("X-Twilio-Signature", "s")], b"").status == 200
     assert "pipeline-serve: warning: the request came through a proxy that set Host" in capsys.readouterr().err
+
+
+def capture_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "event-capture" and thread.is_alive()]
+
+
+def test_a_reload_stops_the_capture_thread_of_the_function_it_replaces(world, monkeypatch, tmp_path: Path) -> None:
+    """Defect: each reload (a rules edit) made a new function whose capture started a worker thread of its own, and
+    the old one's stayed blocked on its queue for good: a thread leaked per edit over a day of editing. The replaced
+    function's capture worker now ends (after the captures it was still given)."""
+    from tools.serve import ServedFunction
+
+    for directory in ("pipelines", "rules"):
+        shutil.copytree(ROOT / directory, tmp_path / directory)
+    monkeypatch.chdir(tmp_path)
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="captures")
+    monkeypatch.setenv("CAPTURE_S3_URI", "s3://captures/events/")
+    before = len(capture_threads())
+    served = ServedFunction()
+    routing = tmp_path / "rules" / "40_routing.yaml"
+    for edit in range(4):
+        served.handle(request(), LocalContext(f"r-{edit}"))
+        routing.write_text(routing.read_text(encoding="utf-8") + f"# edit {edit}\n", encoding="utf-8")
+    served.handle(request(), LocalContext("r-last"))
+    deadline = time.monotonic() + 5
+    while len(capture_threads()) > before + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(capture_threads()) == before + 1
+    assert len(boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="captures")["Contents"]) == 5
