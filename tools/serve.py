@@ -653,7 +653,8 @@ def _configuration_stamp() -> tuple[tuple[str, int, int], ...]:
 class ServedFunction:
     """The project's function, loaded again before the next event once a file of ``pipelines/`` or ``rules/`` changed.
 
-    As a new container would be, fresh (caches, clients): an edited rule decides the next event. A configuration that
+    As a new container would be, fresh (caches, clients), its load not counted in the event's time budget (as a cold
+    start's init is not): an edited rule decides the next event. A configuration that
     no longer loads answers each event as a cold start that fails (502), its problems printed, until it is fixed.
     The routes (the channels served) stay those of the start.
     """
@@ -676,6 +677,9 @@ class ServedFunction:
                 _say(f"the configuration changed and cannot run (each event is answered 502 until it is fixed):\n{exc}")
             else:
                 _say("the configuration changed: loaded again")
+            if isinstance(context, LocalContext):
+                # A cold start's init runs before the invocation's clock starts, as Lambda times it.
+                context.started = time.monotonic()
         if self.function is None:
             raise RuntimeError("the configuration cannot run (its problems are printed above)")
         return self.function.handle(event, context)

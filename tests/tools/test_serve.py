@@ -942,3 +942,35 @@ def test_a_reload_stops_the_capture_thread_of_the_function_it_replaces(world, mo
         time.sleep(0.05)
     assert len(capture_threads()) == before + 1
     assert len(boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="captures")["Contents"]) == 5
+
+
+def test_a_reload_does_not_count_against_the_events_time_budget(monkeypatch, tmp_path: Path) -> None:
+    """Defect: the function loaded again after an edit inside the event's invocation, so its load time was taken from
+    the event's 13 s budget; a real Lambda's cold start (its init) runs before the invocation's clock starts."""
+    import tools.serve
+    from tools.serve import ServedFunction
+
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "rules").mkdir()
+    pipeline = tmp_path / "pipelines" / "p.yaml"
+    pipeline.write_text("name: p\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    seen: list[int] = []
+
+    class Function:
+        capture = None
+
+        def handle(self, event: Any, context: Any) -> Any:
+            seen.append(context.get_remaining_time_in_millis())
+            return {"statusCode": 200}
+
+    def slow_load() -> Any:
+        time.sleep(1.0)
+        return Function()
+
+    monkeypatch.setattr(tools.serve, "load_function", Function)
+    served = ServedFunction()
+    monkeypatch.setattr(tools.serve, "load_function", slow_load)
+    pipeline.write_text("name: p2\n", encoding="utf-8")
+    served.handle({}, LocalContext("r-1", timeout_seconds=13.0))
+    assert seen[0] > 12_500, seen
