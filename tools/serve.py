@@ -96,6 +96,8 @@ DISCARD_MAX_BYTES = 64 * 1024 * 1024
 DISCARD_IDLE_SECONDS = 2.0
 # Connections the listening socket queues while the server is busy (the standard library's default is 5).
 LISTEN_BACKLOG = 128
+# The (Host, X-Forwarded-Host) pairs remembered as warned of: any client can send new ones, so only the latest.
+MAX_HOSTS_WARNED_OF = 64
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 Invoke = Callable[[dict[str, Any], Any], Any]
@@ -187,7 +189,7 @@ class Gateway:
         self._timeout = timeout_seconds
         self._routes = frozenset(routes) if routes is not None else None
         self._lock = threading.Lock()
-        self._rewritten: set[tuple[str, str]] = set()
+        self._rewritten: dict[tuple[str, str], None] = {}  # in the order warned of
 
     def _routed(self, method: str, target: str) -> bool:
         if self._routes is None:
@@ -221,7 +223,8 @@ class Gateway:
         """Say (once per pair) that a proxy rewrote Host: the URL rebuilt from it is not the public one Twilio signed.
 
         Only said: X-Forwarded-Host is never trusted in its place (anyone can send it), as API Gateway does not. Only
-        for a request carrying Twilio's signature, the one that covers the URL (an email's signs no URL).
+        for a request carrying Twilio's signature, the one that covers the URL (an email's signs no URL). The latest
+        ``MAX_HOSTS_WARNED_OF`` pairs are remembered.
         """
         from runtime.apigateway import forwarded_scheme
         from steps.twilio.parse import SIGNATURE_HEADER
@@ -232,7 +235,9 @@ class Gateway:
             return
         if SIGNATURE_HEADER.lower() not in last:
             return
-        self._rewritten.add((host, public))
+        self._rewritten[host, public] = None
+        if len(self._rewritten) > MAX_HOSTS_WARNED_OF:
+            del self._rewritten[next(iter(self._rewritten))]
         checked = f"{forwarded_scheme(last.get('x-forwarded-proto', 'http'))}://{host}{path}"
         _say(
             f"warning: the request came through a proxy that set Host to {host!r} and X-Forwarded-Host to {public!r}: "

@@ -974,3 +974,16 @@ def test_a_reload_does_not_count_against_the_events_time_budget(monkeypatch, tmp
     pipeline.write_text("name: p2\n", encoding="utf-8")
     served.handle({}, LocalContext("r-1", timeout_seconds=13.0))
     assert seen[0] > 12_500, seen
+
+
+def test_the_hosts_warned_of_are_bounded(monkeypatch) -> None:
+    """Defect: every (Host, X-Forwarded-Host) pair warned of was kept for the server's life, and any client can send
+    new ones: the set grew without limit. Only the most recent pairs are kept."""
+    import tools.serve
+
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    gateway = routed()
+    for number in range(2000):
+        headers = [("Host", HOST), ("X-Forwarded-Host", f"t{number}.example"), ("X-Twilio-Signature", "s")]
+        gateway._note_rewritten_host(headers, "/prod/whatsapp")
+    assert len(gateway._rewritten) <= tools.serve.MAX_HOSTS_WARNED_OF
