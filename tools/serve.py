@@ -91,9 +91,11 @@ DEFAULT_WORLD = PROJECT / "examples" / "world.yaml"
 FUNCTION_TIMEOUT_SECONDS = 13.0
 # API Gateway refuses larger payloads itself (413), before any integration runs.
 MAX_BODY_BYTES = 10 * 1024 * 1024
-# A refused body's rest is read and dropped (so that the client reads the refusal) up to this much, while it comes.
+# A refused body's rest is read and dropped (so that the client reads the refusal) up to this much, while it comes,
+# for this long at most (a client trickling it in would otherwise hold a server thread).
 DISCARD_MAX_BYTES = 64 * 1024 * 1024
 DISCARD_IDLE_SECONDS = 2.0
+DISCARD_MAX_SECONDS = 10.0
 # Connections the listening socket queues while the server is busy (the standard library's default is 5).
 LISTEN_BACKLOG = 128
 # The (Host, X-Forwarded-Host) pairs remembered as warned of: any client can send new ones, so only the latest.
@@ -373,13 +375,17 @@ class _Handler(BaseHTTPRequestHandler):
         """Drop what the client still sends of a refused body (bounded), so that it reads the refusal, not a reset.
 
         A client that sends its whole body before reading (Python's http.client, requests) would otherwise have its
-        connection closed under it: a broken pipe instead of the 413. Nothing is kept.
+        connection closed under it: a broken pipe instead of the 413. Nothing is kept. The bounds are bytes
+        (``DISCARD_MAX_BYTES``), silence (``DISCARD_IDLE_SECONDS``) and the whole time (``DISCARD_MAX_SECONDS``).
         """
         self.wfile.flush()
+        deadline = time.monotonic() + DISCARD_MAX_SECONDS
         with contextlib.suppress(OSError):  # the client closed, or went quiet (the timeout)
-            self.connection.settimeout(DISCARD_IDLE_SECONDS)
             left = DISCARD_MAX_BYTES
-            while left > 0 and (dropped := self.rfile.read1(min(left, 65536))):
+            while left > 0 and (remaining := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(min(DISCARD_IDLE_SECONDS, remaining))
+                if not (dropped := self.rfile.read1(min(left, 65536))):
+                    return
                 left -= len(dropped)
 
     def _body(self) -> bytes | GatewayResponse:

@@ -987,3 +987,26 @@ def test_the_hosts_warned_of_are_bounded(monkeypatch) -> None:
         headers = [("Host", HOST), ("X-Forwarded-Host", f"t{number}.example"), ("X-Twilio-Signature", "s")]
         gateway._note_rewritten_host(headers, "/prod/whatsapp")
     assert len(gateway._rewritten) <= tools.serve.MAX_HOSTS_WARNED_OF
+
+
+def test_a_refused_body_trickled_in_does_not_hold_a_server_thread_past_the_discard_time(monkeypatch) -> None:
+    """Defect: the rest of a refused body was read while bytes kept coming, up to 64 MB, each read waiting up to 2 s:
+    a client sending a byte a second held a server thread for days. The discard now ends after a total time too."""
+    import tools.serve
+
+    monkeypatch.setattr(tools.serve, "DISCARD_MAX_SECONDS", 1.0, raising=False)
+    with listening(routed()) as port, socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(b"POST /prod/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 20000000\r\n\r\n")
+        started = time.monotonic()
+        assert connection.recv(65536).startswith(b"HTTP/1.1 413")
+        closed = False
+        while not closed and time.monotonic() - started < 4:
+            try:
+                connection.sendall(b"a")
+                connection.settimeout(0.1)
+                closed = connection.recv(1) == b""
+            except TimeoutError:
+                pass
+            except OSError:
+                closed = True
+        assert closed, "the server still reads the refused body"
