@@ -464,6 +464,12 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.quiet = quiet
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that reset or closed its connection (a kept-alive one, mid-answer) is no server failure."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 def provision_and_seed(endpoint_url: str, region: str, world: WorldSpec | None) -> dict[str, str]:
     """Create the pipelines' resources at ``endpoint_url``, seed them, and return the Lambda environment."""

@@ -1010,3 +1010,18 @@ def test_a_refused_body_trickled_in_does_not_hold_a_server_thread_past_the_disca
             except OSError:
                 closed = True
         assert closed, "the server still reads the refused body"
+
+
+def test_a_client_resetting_a_kept_alive_connection_prints_no_traceback(capsys) -> None:
+    """Defect: a client that reset its kept-alive connection (a closed tab, a tunnel restarting) got the server to
+    print socketserver's traceback of the ConnectionResetError, as if the server had failed."""
+    import struct
+
+    with listening(routed()) as port:
+        connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+        connection.sendall(b"POST /prod/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.close()  # a reset, not a close
+        time.sleep(0.5)
+    assert "Traceback" not in capsys.readouterr().err
