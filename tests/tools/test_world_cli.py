@@ -6,6 +6,7 @@ import io
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -338,3 +339,49 @@ def test_a_live_replay_whose_lock_row_cannot_be_read_plans_the_lock_with_a_note_
         record = json.loads(run_dryrun("--json", "--skip-signature", captured))
     assert (record["outcome"], record["target"]) == ("QUEUED", "whatsapp"), record
     assert f"put_item on {resources.lock_table}: condition not checked" in " ".join(record["notes"]), record["notes"]
+
+
+@pytest.mark.parametrize("operation", ["Query", "GetItem"])
+def test_a_snapshot_that_reads_a_garbled_answer_fails_and_writes_no_world(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, operation: str
+) -> None:
+    """Defect: the snapshot read a user's conversations (Query) and each row whole (GetItem) with the client's own
+    calls, past the checks of ``runtime.aws``: a 200 answer that is no answer (a proxy's page) read as a missing row,
+    the world silently without the conversation, or ended in a KeyError traceback. It now fails as an unreadable
+    account does: exit 2, the operation and MalformedAnswer named, no world written."""
+    from moto import mock_aws
+    from moto.core.models import botocore_stubber
+
+    import tools.dryrun.live
+    from runtime.aws import DynamoTables
+    from tests.support.faults import malformed_answer
+    from tools.dryrun.backends import populate
+    from tools.dryrun.world import load_world
+    from tools.localaws import provision
+
+    live_clients = tools.dryrun.live.live_clients
+
+    def garbling(*args: Any) -> Any:
+        dynamodb, sqs, secretsmanager = live_clients(*args)
+
+        def send(request: Any, event_name: str, **_: Any) -> Any:
+            if event_name.endswith(f".{operation}"):
+                return malformed_answer("dynamodb", request.url)
+            return botocore_stubber(event_name, request)
+
+        dynamodb.meta.events.unregister("before-send", botocore_stubber)
+        dynamodb.meta.events.register_first("before-send.dynamodb", send)
+        return dynamodb, sqs, secretsmanager
+
+    with mock_aws():
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        resources = provision(boto3.client("dynamodb"), boto3.client("sqs"))
+        populate(load_world(WORLD), DynamoTables(boto3.client("dynamodb")), resources)
+        for name, value in resources.environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(tools.dryrun.live, "live_clients", garbling)
+        status, out, err = world_cli("snapshot", "--user", "+447700900101", "-o", str(tmp_path / "world.json"))
+    assert (status, out) == (2, ""), err
+    assert err.startswith(f"pipeline-world: error: reading the account failed (dynamodb.{operation}: MalformedAnswer")
+    assert "no world written" in err
+    assert not (tmp_path / "world.json").exists()

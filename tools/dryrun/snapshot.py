@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import TypeDeserializer
 
 from engine.conditions import Condition
 from engine.config import AppConfig
-from engine.ports import ItemRequest, QueryPage, Tables
-from runtime.aws import error_code, plain_value
+from engine.ports import ItemRequest, QueryPage, ServiceError, Tables
+from runtime.aws import MALFORMED_ANSWER, DynamoTables, error_code, plain_value
 from steps.sendgrid.parse import STALE_SIGNATURE
 from steps.support import json_safe
 from tools.dryrun.blueprint import TableSchema
@@ -46,7 +46,6 @@ SECTION_TABLES = {
     "replay": "REPLAY_TABLE_NAME",
 }
 _deserializer = TypeDeserializer()
-_serializer = TypeSerializer()
 
 
 class UnreadableAccount(Exception):
@@ -106,10 +105,12 @@ class Snapshot:
     notes: list[str] = field(default_factory=list)
 
 
-def _whole(client: Any, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
-    request = {"TableName": table, "Key": {name: _serializer.serialize(value) for name, value in key.items()}}
-    item = client.get_item(**request, ConsistentRead=True).get("Item")
-    return None if item is None else {name: plain_value(_deserializer.deserialize(v)) for name, v in item.items()}
+def _whole(tables: DynamoTables, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The row of ``table`` at ``key``, read whole through the runtime's port (which tells a garbled answer)."""
+    try:
+        return tables.get_item(table, key, consistent=True)
+    except ServiceError as exc:
+        raise UnreadableAccount(f"{exc.operation}: {exc.code}") from None
 
 
 def _partition(client: Any, table: str, name: str, value: str) -> list[dict[str, Any]]:
@@ -123,6 +124,8 @@ def _partition(client: Any, table: str, name: str, value: str) -> list[dict[str,
     items: list[dict[str, Any]] = []
     while True:
         page = client.query(**request)
+        if "Items" not in page:  # a 200 answer that is no Query answer (a proxy's page): not "no rows"
+            raise UnreadableAccount(f"dynamodb.Query: {MALFORMED_ANSWER}")
         items += [{k: plain_value(_deserializer.deserialize(v)) for k, v in item.items()} for item in page["Items"]]
         if not page.get("LastEvaluatedKey"):
             return items
@@ -172,7 +175,8 @@ def snapshot_world(
 
     ``now`` is the world's time (None: none, so that its replays run each event at its arrival time).
 
-    Raises ``UnreadableAccount`` when a read of the tables failed (denied, throttled, a table the account lacks).
+    Raises ``UnreadableAccount`` when a read of the tables failed (denied, throttled, a table the account lacks, an
+    answer that is none: ``MalformedAnswer``).
     """
     dynamodb, _, secretsmanager = clients
     describe = TableDescriber(dynamodb)
@@ -210,13 +214,14 @@ def snapshot_world(
         for row in _partition(dynamodb, conversations_table, schema.hash_key if schema else "primary_channel", user):
             log.note(conversations_table, row)
     rows: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {section: {} for section in SECTION_TABLES}
+    account = DynamoTables(dynamodb)
     for section, table in tables.items():
         for slot, key in sorted(log.keys.get(table, {}).items()):
-            item = _whole(dynamodb, table, key)
+            item = _whole(account, table, key)
             if item is not None:
                 rows[section][slot] = item
     for conversation in list(rows["conversations"].values()):
-        lock = _whole(dynamodb, tables["locks"], {"conversation_id": conversation["conversation_id"]})
+        lock = _whole(account, tables["locks"], {"conversation_id": conversation["conversation_id"]})
         if lock is not None:
             rows["locks"][(conversation["conversation_id"],)] = lock
     secrets: dict[str, Any] = {}
