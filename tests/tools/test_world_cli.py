@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -307,3 +310,75 @@ def test_a_days_capture_replayed_at_arrival_times_ignores_a_trigger_lock_taken_a
         assert (record["outcome"], record["target"]) == ("QUEUED", "whatsapp"), record
         lock = next(a for a in record["actions"] if a["table"] == resources.lock_table)
         assert "condition_failed" not in lock
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The umask a laptop or CI runner commonly has (022: new files readable by every user), restored after."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_a_world_written_with_its_tokens_is_the_owners_alone_and_replaces_a_planted_symlink(tmp_path: Path) -> None:
+    # Defect: -o wrote with the umask's mode (0644: any user of the machine read the production tokens and numbers)
+    # and through a symlink planted at the path (overwriting the file it pointed to); nothing said what was written.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    target = tmp_path / "world.json"
+    target.symlink_to(victim)
+    status, out, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "--keep-secrets", "-o", str(target))
+    assert (status, out) == (0, "")
+    assert victim.read_text() == "precious\n"
+    assert not target.is_symlink() and TOKEN in target.read_text()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert err == f"pipeline-world: wrote {target} (readable by its owner only)\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["victim.txt", "world.json"]  # no temporary left
+    # A world already there, readable by all, is replaced by one that is not.
+    target.chmod(0o644)
+    assert world_cli("pseudonymize", str(WORLD), "--mask", "text", "--keep-secrets", "-o", str(target))[0] == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_a_world_that_cannot_be_written_leaves_no_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "no-such-directory" / "world.json"
+    status, out, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "-o", str(target))
+    assert (status, out) == (2, "")
+    assert err == f"pipeline-world: error: cannot write {target}: No such file or directory\n"
+    assert not target.parent.exists()
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    status, _, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "-o", str(directory))
+    assert err == f"pipeline-world: error: cannot write {directory}: Is a directory\n"
+    assert status == 2 and list(directory.iterdir()) == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-directory"]
+
+
+def test_a_world_written_to_a_device_or_pipe_is_streamed_never_put_in_its_place() -> None:
+    # Renamed over /dev/null (root may), the temporary file would have replaced the device.
+    status, out, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "-o", os.devnull)
+    assert (status, out, err) == (0, "", f"pipeline-world: wrote {os.devnull}\n")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_a_symlink_planted_to_another_users_pipe_never_receives_the_world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pipe's reader would have read the tokens: only the user's own pipes and terminals are written as streams.
+    pipe = tmp_path / "listening"
+    os.mkfifo(pipe)
+    if os.geteuid() == 0:
+        os.chown(pipe, 65534, 65534)
+    else:
+        monkeypatch.setattr(os, "geteuid", lambda: 65534)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        target = tmp_path / "world.json"
+        target.symlink_to(pipe)
+        status, _, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "--keep-secrets", "-o", str(target))
+        assert status == 0 and err == f"pipeline-world: wrote {target} (readable by its owner only)\n"
+        assert os.read(reader, 65536) == b""  # nothing was written into the pipe
+    finally:
+        os.close(reader)
+    assert not target.is_symlink() and TOKEN in target.read_text() and stat.S_IMODE(target.stat().st_mode) == 0o600
