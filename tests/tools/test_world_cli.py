@@ -19,6 +19,7 @@ from tests.support.dryrun import EVENTS, run_dryrun
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
 from tools.dryrun.event_cli import main as event_cli
+from tools.dryrun.events import MAX_NESTING
 from tools.dryrun.world_cli import main
 from tools.localaws import put_items
 
@@ -382,3 +383,17 @@ def test_a_symlink_planted_to_another_users_pipe_never_receives_the_world(
     finally:
         os.close(reader)
     assert not target.is_symlink() and TOKEN in target.read_text() and stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(("suffix", "depth"), [(".json", 200_000), (".json", 900), (".yaml", 990)])
+def test_a_world_nested_deeper_than_any_world_is_a_located_error_not_a_traceback(
+    tmp_path: Path, suffix: str, depth: int
+) -> None:
+    # Defect: json.loads (past ~1000 levels) or the loader's own walks (past a few hundred) raised RecursionError:
+    # a traceback, exit 1, from a file a tool was handed to read.
+    deep = "[" * depth + "]" * depth
+    path = tmp_path / f"world{suffix}"
+    path.write_text(f'{{"conversations": [{{"primary_channel": "+1", "conversation_id": "c", "x": {deep}}}]}}\n')
+    status, out, err = world_cli("pseudonymize", str(path), "--mask", "text")
+    assert (status, out) == (2, "")
+    assert err == f"{path}:1:1: nested more than {MAX_NESTING} levels deep (no world or event is): not read\n"
