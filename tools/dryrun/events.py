@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Problem
+from runtime.masking import MAX_NESTING, too_deep
 
 __all__ = [
     "MAX_NESTING",
@@ -30,26 +31,10 @@ __all__ = [
 ]
 
 EVENT_SUFFIXES = (".json", ".jsonl")
-# No API Gateway event or world file nests lists and objects more than a few levels. A file handed to a tool that
-# nests deeper would exhaust the recursion of the JSON reader (past about 1000 levels) or of the walks that check and
-# mask what it holds (past a few hundred): a RecursionError traceback. Such a file is refused when read instead.
-MAX_NESTING = 100
 
 
-def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
-    """Whether ``value`` (JSON-like) nests lists and dicts more than ``limit`` levels deep; walked without recursion."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
-
-
+# A file handed to a tool that nests deeper than runtime.masking.MAX_NESTING would exhaust the recursion of the JSON
+# reader or of the walks that check and mask what it holds (a RecursionError traceback): it is refused when read.
 def nesting_problem(name: str, line: int = 1) -> Problem:
     """The problem of a file (or a JSON Lines entry at ``line``) nested more than ``MAX_NESTING`` levels deep."""
     return Problem(name, line, 1, f"nested more than {MAX_NESTING} levels deep (no world or event is): not read")
