@@ -58,6 +58,7 @@ __all__ = [
     "MASKED_SIGNATURE",
     "MASKED_TEXT",
     "MASK_MODES",
+    "MAX_NESTING",
     "MULTIPART_KEPT_FIELDS",
     "PERSONAL_TEXT_KEYS",
     "RECORDING_KEY",
@@ -76,6 +77,7 @@ __all__ = [
     "recordable",
     "register_body_masker",
     "signature_digest",
+    "too_deep",
 ]
 
 MASK_MODES = ("none", "text", "all")
@@ -294,15 +296,35 @@ class Masking:
         return MASKED_TEXT.encode()
 
 
+# No JSON a webhook carries (or a recording, or a world file) nests lists and objects more than a few levels. Deeper
+# JSON, which anyone may post in a field before any signature is checked, would exhaust the recursion of json.loads
+# (past about 1000 levels) or of the walks that mask it (past a few hundred): it is read as text instead.
+MAX_NESTING = 100
+
+
+def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether ``value`` (JSON-like) nests lists and dicts more than ``limit`` levels deep; walked without recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def embedded_json(value: str) -> dict[str, Any] | list[Any] | None:
-    """The JSON object or array a string holds, or None when it holds anything else."""
+    """The JSON object or array a string holds, or None when it holds anything else (or nests past MAX_NESTING)."""
     if value.lstrip()[:1] not in ("{", "["):
         return None
     try:
         document = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    return document if isinstance(document, (dict, list)) else None
+    return document if isinstance(document, (dict, list)) and not too_deep(document) else None
 
 
 def _structural(value: Any) -> bool:

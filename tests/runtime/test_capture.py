@@ -557,3 +557,21 @@ def test_the_dry_run_checks_a_digested_signature_and_refuses_one_that_does_not_s
     (outcome,) = replay(WORLD, tmp_path / "sent", "--independent")
     assert outcome != "INVALID_SIGNATURE"
     assert replay(WORLD, tmp_path / "captured", "--independent") == [outcome, "INVALID_SIGNATURE"]
+
+
+@pytest.mark.parametrize("depth", [900, 5000])
+def test_a_field_holding_json_nested_past_any_real_one_is_captured_masked_not_a_failed_capture(
+    world: World, s3: Any, cold_start: Any, outcomes: Any, caplog: pytest.LogCaptureFixture, depth: int
+) -> None:
+    # Defect: the masking read a field's JSON text (ChannelMetadata, sent by anyone, before any signature check)
+    # without bound: nested past ~1000 levels json.loads, past a few hundred the masking's own walk, raised
+    # RecursionError, so such a request was never captured, each one a CaptureFailures count toward the alarm.
+    world.add_conversation()
+    world.add_default_secrets()
+    deep = "[" * depth + "]" * depth
+    event = rest_event("whatsapp", whatsapp_params(ChannelMetadata=deep))
+    container = cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_WAIT_MS="2000")
+    assert container.handler(event, None)["statusCode"] == 200 and outcomes() == [("QUEUED", None)]
+    (captured,) = stored(s3, expected=1).values()
+    assert form_of(captured)["ChannelMetadata"] == MASKED_TEXT and "ChannelMetadata" in captured["recording"]["masked"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

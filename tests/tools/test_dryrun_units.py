@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from engine.errors import ConfigError
+from tests.support.dryrun import EVENTS
 from tools.dryrun.corpus import generate_corpus, sign, status_form, twilio_rest_event, whatsapp_form
-from tools.dryrun.events import EventFileError, load_events
+from tools.dryrun.events import MAX_NESTING, EventFileError, load_events
 from tools.dryrun.lanes import PLACEHOLDER_SIGNATURE, ReplayClock, with_placeholders
 from tools.dryrun.mask import MASKED_TEXT, Masker, Scrubber
 from tools.dryrun.parallel import conversation_groups, partition, user_key
@@ -420,3 +421,21 @@ def test_a_time_in_rfc_3339_s_lower_case_is_the_time_it_names(tmp_path: Path, wr
     assert (lower["outcome"], lower["actions"]) == (upper["outcome"], upper["actions"])
     spec = load_world(write(tmp_path / "world.yaml", f'now: "{written}"\n'))
     assert spec.now is not None and spec.now.isoformat() == "2026-11-25T12:00:00+00:00"
+
+
+@pytest.mark.parametrize("depth", [200_000, 900])
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_an_event_nested_deeper_than_any_event_is_a_located_error_not_a_traceback(
+    tmp_path: Path, suffix: str, depth: int
+) -> None:
+    # Defect: json.loads (past ~1000 levels) raised RecursionError out of every tool reading events, and a shallower
+    # one that parsed raised it from the masking's walks (pipeline-dryrun, pipeline-event mask): a traceback.
+    event = json.loads((EVENTS / "01_whatsapp_text.json").read_text())
+    text = json.dumps(event)[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}"
+    path = write(tmp_path / f"deep{suffix}", f"{json.dumps(event)}\n{text}\n" if suffix == ".jsonl" else text)
+    with pytest.raises(EventFileError) as caught:
+        load_events([path])
+    line = 2 if suffix == ".jsonl" else 1
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{path}:{line}:1: nested more than {MAX_NESTING} levels deep (no world or event is): not read"
+    ]

@@ -699,3 +699,17 @@ def test_a_whole_capture_refused_for_the_url_says_which_url_its_signature_was_ch
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://hooks.example.com/prod")
     [record] = map(json.loads, run_dryrun("--world", WORLD, "--backend", "memory", "--json", whole).splitlines())
     assert (record["outcome"], record["signature"], record["notes"]) == ("QUEUED", "valid", [])
+
+
+def test_a_secret_stored_as_binary_is_refused_by_name_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    # Defect: a secret holding SecretBinary (no SecretString) ended the command with KeyError: 'SecretString'.
+    with mock_aws():
+        name = "ai-multi-comms/whatsapp-credentials/acme/proj-1/twilio-prod"
+        boto3.client("secretsmanager", region_name="us-east-1").create_secret(Name=name, SecretBinary=TOKEN.encode())
+        args = ("--channel", "whatsapp", "--from", ALICE, "--to", ACME_WHATSAPP, "--body", "Hi")
+        error = build(capsys, *args, "--secret", name, "--region", "us-east-1", status=2)
+    assert error == (
+        f"pipeline-event: error: secret {name!r} holds no SecretString (it is stored as binary): "
+        "store the credentials as a JSON SecretString, as the function reads them\n"
+    )
+    assert TOKEN not in error

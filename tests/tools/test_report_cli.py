@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -780,3 +781,24 @@ def test_the_page_counts_each_change_from_and_to_as_the_summary_does_and_filters
         Select(browser.driver.find_element("id", "f-change")).select_by_visible_text(f"{label} ({n})")
         assert browser.run("return document.querySelectorAll('#rows tr.event').length") == n
     assert browser.problems() == []
+
+
+def test_a_report_of_unmasked_data_is_its_owners_alone_and_replaces_a_planted_symlink(tmp_path: Path) -> None:
+    # Defect: --report wrote the page (--show-data: phone numbers and message text) with the umask's mode (0644: any
+    # user of the machine read it) and through a symlink planted at its name; nothing said where it was written.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    page = tmp_path / "review.html"
+    page.symlink_to(victim)
+    previous = os.umask(0o022)
+    try:
+        out, err = io.StringIO(), io.StringIO()
+        args = ["--world", str(WORLD), "--backend", "memory", "--show-data", "--report", str(page), str(EVENTS)]
+        assert run_replay(build_parser().parse_args(args), out=out, err=err) == 0
+    finally:
+        os.umask(previous)
+    assert victim.read_text() == "precious\n"
+    assert not page.is_symlink() and "+447700900101" in page.read_text()
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600
+    assert err.getvalue().splitlines()[-1] == f"pipeline-dryrun: wrote the report {page} (readable by its owner only)"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["review.html", "victim.txt"]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from tests.support.dryrun import EVENTS, run_dryrun
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
 from tools.dryrun.event_cli import main as event_cli
+from tools.dryrun.events import MAX_NESTING
 from tools.dryrun.world_cli import main
 from tools.localaws import put_items
 
@@ -385,3 +389,89 @@ def test_a_snapshot_that_reads_a_garbled_answer_fails_and_writes_no_world(
     assert err.startswith(f"pipeline-world: error: reading the account failed (dynamodb.{operation}: MalformedAnswer")
     assert "no world written" in err
     assert not (tmp_path / "world.json").exists()
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The umask a laptop or CI runner commonly has (022: new files readable by every user), restored after."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_a_world_written_with_its_tokens_is_the_owners_alone_and_replaces_a_planted_symlink(tmp_path: Path) -> None:
+    # Defect: -o wrote with the umask's mode (0644: any user of the machine read the production tokens and numbers)
+    # and through a symlink planted at the path (overwriting the file it pointed to); nothing said what was written.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    target = tmp_path / "world.json"
+    target.symlink_to(victim)
+    status, out, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "--keep-secrets", "-o", str(target))
+    assert (status, out) == (0, "")
+    assert victim.read_text() == "precious\n"
+    assert not target.is_symlink() and TOKEN in target.read_text()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert err == f"pipeline-world: wrote {target} (readable by its owner only)\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["victim.txt", "world.json"]  # no temporary left
+    # A world already there, readable by all, is replaced by one that is not.
+    target.chmod(0o644)
+    assert world_cli("pseudonymize", str(WORLD), "--mask", "text", "--keep-secrets", "-o", str(target))[0] == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_a_world_that_cannot_be_written_leaves_no_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "no-such-directory" / "world.json"
+    status, out, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "-o", str(target))
+    assert (status, out) == (2, "")
+    assert err == f"pipeline-world: error: cannot write {target}: No such file or directory\n"
+    assert not target.parent.exists()
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    status, _, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "-o", str(directory))
+    assert err == f"pipeline-world: error: cannot write {directory}: Is a directory\n"
+    assert status == 2 and list(directory.iterdir()) == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-directory"]
+
+
+def test_a_world_written_to_a_device_or_pipe_is_streamed_never_put_in_its_place() -> None:
+    # Renamed over /dev/null (root may), the temporary file would have replaced the device.
+    status, out, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "-o", os.devnull)
+    assert (status, out, err) == (0, "", f"pipeline-world: wrote {os.devnull}\n")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_a_symlink_planted_to_another_users_pipe_never_receives_the_world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pipe's reader would have read the tokens: only the user's own pipes and terminals are written as streams.
+    pipe = tmp_path / "listening"
+    os.mkfifo(pipe)
+    if os.geteuid() == 0:
+        os.chown(pipe, 65534, 65534)
+    else:
+        monkeypatch.setattr(os, "geteuid", lambda: 65534)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        target = tmp_path / "world.json"
+        target.symlink_to(pipe)
+        status, _, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "--keep-secrets", "-o", str(target))
+        assert status == 0 and err == f"pipeline-world: wrote {target} (readable by its owner only)\n"
+        assert os.read(reader, 65536) == b""  # nothing was written into the pipe
+    finally:
+        os.close(reader)
+    assert not target.is_symlink() and TOKEN in target.read_text() and stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(("suffix", "depth"), [(".json", 200_000), (".json", 900), (".yaml", 990)])
+def test_a_world_nested_deeper_than_any_world_is_a_located_error_not_a_traceback(
+    tmp_path: Path, suffix: str, depth: int
+) -> None:
+    # Defect: json.loads (past ~1000 levels) or the loader's own walks (past a few hundred) raised RecursionError:
+    # a traceback, exit 1, from a file a tool was handed to read.
+    deep = "[" * depth + "]" * depth
+    path = tmp_path / f"world{suffix}"
+    path.write_text(f'{{"conversations": [{{"primary_channel": "+1", "conversation_id": "c", "x": {deep}}}]}}\n')
+    status, out, err = world_cli("pseudonymize", str(path), "--mask", "text")
+    assert (status, out) == (2, "")
+    assert err == f"{path}:1:1: nested more than {MAX_NESTING} levels deep (no world or event is): not read\n"

@@ -243,9 +243,15 @@ def _aws_secret(args: argparse.Namespace, name: str) -> str:
     endpoint = {"endpoint_url": access.endpoint_url} if access.endpoint_url else {}
     try:
         client = access.session().client("secretsmanager", **endpoint)
-        return str(client.get_secret_value(SecretId=name)["SecretString"])
+        text = client.get_secret_value(SecretId=name).get("SecretString")
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise Refused(f"secret {name!r} could not be read from AWS: {exc}") from None
+    if not isinstance(text, str):
+        raise Refused(
+            f"secret {name!r} holds no SecretString (it is stored as binary): store the credentials as a JSON "
+            "SecretString, as the function reads them"
+        )
+    return text
 
 
 def _secret(args: argparse.Namespace, spec: WorldSpec | None, user: str, company: str) -> tuple[str, str] | None:

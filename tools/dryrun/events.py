@@ -16,10 +16,28 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Problem
+from runtime.masking import MAX_NESTING, too_deep
 
-__all__ = ["EventFileError", "RecordedEvent", "arrival_time", "event_files", "load_events", "read_event_file"]
+__all__ = [
+    "MAX_NESTING",
+    "EventFileError",
+    "RecordedEvent",
+    "arrival_time",
+    "event_files",
+    "load_events",
+    "nesting_problem",
+    "read_event_file",
+    "too_deep",
+]
 
 EVENT_SUFFIXES = (".json", ".jsonl")
+
+
+# A file handed to a tool that nests deeper than runtime.masking.MAX_NESTING would exhaust the recursion of the JSON
+# reader or of the walks that check and mask what it holds (a RecursionError traceback): it is refused when read.
+def nesting_problem(name: str, line: int = 1) -> Problem:
+    """The problem of a file (or a JSON Lines entry at ``line``) nested more than ``MAX_NESTING`` levels deep."""
+    return Problem(name, line, 1, f"nested more than {MAX_NESTING} levels deep (no world or event is): not read")
 
 
 @dataclass(frozen=True)
@@ -69,9 +87,17 @@ def _json_lines(text: str, name: str) -> tuple[list[Any], list[Problem]]:
         if not line.strip():
             continue
         try:
-            events.append(json.loads(line))
+            event = json.loads(line)
         except json.JSONDecodeError as exc:
             problems.append(Problem(name, number, exc.colno, f"invalid JSON Lines entry: {exc.msg}"))
+            continue
+        except RecursionError:
+            problems.append(nesting_problem(name, number))
+            continue
+        if too_deep(event):
+            problems.append(nesting_problem(name, number))
+        else:
+            events.append(event)
     return events, problems
 
 
@@ -96,7 +122,11 @@ def read_event_file(path: Path) -> tuple[list[RecordedEvent], list[Problem]]:
             if exc.msg != "Extra data":
                 return [], [Problem(name, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}")]
             events, problems = _json_lines(text, name)
+        except RecursionError:
+            return [], [nesting_problem(name)]
         else:
+            if too_deep(document, MAX_NESTING + isinstance(document, list)):  # an array of events: one level more
+                return [], [nesting_problem(name)]
             events, problems = (document if isinstance(document, list) else [document]), []
     if problems:
         return [], problems

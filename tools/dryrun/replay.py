@@ -455,10 +455,13 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         banner = _banner(options, world, clock.describe(), lanes)
         meta = report_meta(options, world, banner, summary, lent)
         try:
-            write_report(options.report, records, configs[0], meta, scrubber.data)
+            private = write_report(options.report, records, configs[0], meta, scrubber.data)
         except ReportError as exc:
             errors.write(f"pipeline-dryrun: error: {exc}\n")
             return EXIT_USAGE
+        errors.write(
+            f"pipeline-dryrun: wrote the report {options.report}{' (readable by its owner only)' if private else ''}\n"
+        )
     return _gate(summary, lent, routed, errors) if options.fail_on_change else EXIT_OK
 
 

@@ -22,6 +22,7 @@ from tools.dryrun.coverage import Lent
 from tools.dryrun.report import Summary
 from tools.dryrun.report_page import PipelineSketch, ReportMeta, render_report
 from tools.dryrun.world import WorldSpec
+from tools.private import write_private
 
 if TYPE_CHECKING:
     from tools.dryrun.replay import ReplayOptions
@@ -105,8 +106,11 @@ def write_report(
     configs: Sequence[AppConfig],
     meta: ReportMeta,
     scrub: Scrub,
-) -> None:
+) -> bool:
     """Render the records and write the page to ``path``; ReportError when it cannot be made or written.
+
+    The page holds what the records hold (with ``--show-data``, numbers and message text): it is written readable by
+    its owner only (``tools.private``); False when ``path`` was a stream (a pipe, a terminal), not a file.
 
     ``lines`` are the replay's ``--json`` lines, already scrubbed; ``scrub`` removes credentials from the
     strings of a value, and is applied to everything else the page shows (never to its own script or style).
@@ -118,6 +122,6 @@ def write_report(
     drawn, *others = _sketches(configs, records, scrub)
     page = render_report(records, drawn, _scrubbed(meta, scrub), others=others)
     try:
-        path.write_text(page, encoding="utf-8")
+        return write_private(path, page)
     except OSError as exc:
         raise ReportError(f"cannot write the report {path}: {exc.strerror or exc}") from None

@@ -27,6 +27,7 @@ from engine.config import display_path
 from engine.errors import ConfigError, Problem
 from engine.schema import schema_violations
 from engine.yamlsource import Locator, parse_yaml
+from tools.dryrun.events import nesting_problem, too_deep
 
 __all__ = [
     "CREDENTIAL_NAME_PARTS",
@@ -180,10 +181,20 @@ def _read(path: Path, name: str) -> tuple[Any, str, Locator | None]:
         # json is much faster than the position-tracking YAML loader on large worlds; positions are
         # worked out from the YAML parse only when a problem needs one.
         try:
-            return json.loads(text), text, None
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError([Problem(name, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}")]) from None
-    doc = parse_yaml(text, name)
+        except RecursionError:
+            raise ConfigError([nesting_problem(name)]) from None
+        if too_deep(data):
+            raise ConfigError([nesting_problem(name)])
+        return data, text, None
+    try:
+        doc = parse_yaml(text, name)
+    except RecursionError:  # the YAML reader allows 1000 levels; building them may recurse deeper than Python goes
+        raise ConfigError([nesting_problem(name)]) from None
+    if too_deep(doc.data):
+        raise ConfigError([nesting_problem(name)])
     return doc.data, text, doc.locator
 
 

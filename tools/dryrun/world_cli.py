@@ -2,9 +2,10 @@
 
 ``pipeline-world snapshot [EVENTS…] [--user NUMBER…]`` reads, read-only, the rows those events need
 from the account (``tools.dryrun.snapshot``; the tables the Lambda's environment variables name) and
-writes them as a world file, masked as the capture masks events (``--mask``, default ``text``;
-``all`` pseudonymizes numbers and addresses with ``--key-env``'s key) and with its credentials
-redacted unless ``--keep-secrets``: the events and the world can then be replayed offline together::
+writes them as a world file (``-o FILE``: readable by its owner only, mode 0600, ``tools.private``), masked as
+the capture masks events (``--mask``, default ``text``; ``all`` pseudonymizes numbers and addresses with
+``--key-env``'s key) and with its credentials redacted unless ``--keep-secrets``: the events and the world can then
+be replayed offline together::
 
     pipeline-world snapshot captured/ -o world.json
     pipeline-dryrun --world world.json --skip-signature captured/
@@ -29,6 +30,7 @@ from engine.errors import ConfigError
 from runtime.masking import MASK_MODES, Pseudonyms
 from tools.console import console_script, load_project_plugins
 from tools.dryrun.mask import MASK_MODES_HELP
+from tools.private import write_private
 
 __all__ = ["main"]
 
@@ -51,12 +53,17 @@ def _pseudonyms(args: argparse.Namespace) -> Pseudonyms | None:
     return Pseudonyms(key.encode()) if args.mask == "all" else None
 
 
-def _write(document: Any, target: Path | None, out: TextIO) -> None:
+def _write(document: Any, target: Path | None, out: TextIO, err: TextIO) -> None:
+    """Print the world, or write it to ``target`` readable by its owner only (it holds numbers, maybe tokens)."""
     text = json.dumps(document, ensure_ascii=False, indent=1) + "\n"
     if target is None:
         out.write(text)
     else:
-        target.write_text(text, encoding="utf-8")
+        try:
+            private = write_private(target, text)
+        except OSError as exc:
+            raise Refused(f"cannot write {target}: {exc.strerror or exc}") from None
+        err.write(f"pipeline-world: wrote {target}{' (readable by its owner only)' if private else ''}\n")
 
 
 def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -109,13 +116,13 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for note in snapshot.notes:
         err.write(f"pipeline-world: note: {note}\n")
     shared = shareable_world(snapshot.document, mask=args.mask, pseudonyms=pseudonyms, keep_secrets=args.keep_secrets)
-    _write(shared, args.output, out)
+    _write(shared, args.output, out, err)
     counts = ", ".join(f"{len(shared.get(section) or [])} {section}" for section in SECTION_TABLES)
     err.write(f"pipeline-world: {counts}, {len(shared.get('secrets') or {})} secrets (mask={args.mask})\n")
     return EXIT_OK
 
 
-def _pseudonymize(args: argparse.Namespace, out: TextIO) -> int:
+def _pseudonymize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from tools.dryrun.capture import shareable_world, world_document
     from tools.dryrun.world import load_world
 
@@ -125,6 +132,7 @@ def _pseudonymize(args: argparse.Namespace, out: TextIO) -> int:
         shareable_world(document, mask=args.mask, pseudonyms=pseudonyms, keep_secrets=args.keep_secrets),
         args.output,
         out,
+        err,
     )
     return EXIT_OK
 
@@ -157,7 +165,9 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--key-env", metavar="NAME", help="environment variable holding the pseudonym key")
         command.add_argument("--keep-secrets", action="store_true", help="keep credentials (default: redacted)")
-        command.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here (default: stdout)")
+        command.add_argument(
+            "-o", "--output", type=Path, metavar="FILE", help="write here, readable by its owner only (default: stdout)"
+        )
     return parser
 
 
@@ -169,7 +179,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     stdout, stderr = out or sys.stdout, err or sys.stderr
     args = _parser().parse_args(argv)
     try:
-        return _snapshot(args, stdout, stderr) if args.command == "snapshot" else _pseudonymize(args, stdout)
+        return _snapshot(args, stdout, stderr) if args.command == "snapshot" else _pseudonymize(args, stdout, stderr)
     except Refused as exc:
         stderr.write(f"pipeline-world: error: {exc}\n")
     except (ConfigError, EventFileError) as exc:
