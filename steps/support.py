@@ -31,6 +31,7 @@ __all__ = [
     "expression_param",
     "iso_millis",
     "ExactFloat",
+    "json_number",
     "json_safe",
     "json_text",
     "has_exact",
@@ -273,6 +274,15 @@ def _number(value: Decimal) -> int | float:
     # Text of 16 characters or fewer with a point or an exponent holds at most 15 significant digits, which a float
     # holds (in DynamoDB's magnitudes); a longer one is exact if the float prints it back (DynamoDB trims zeros).
     return number if len(text) <= 16 or repr(number) == text else ExactFloat(value)
+
+
+def json_number(text: str) -> float:
+    """A JSON number with a fraction or exponent, for ``json.loads``' ``parse_float``: keeps digits a float cannot.
+
+    An ``ExactFloat`` when a float cannot hold them, so that ``json_text`` writes the number back as it was.
+    """
+    number = float(text)
+    return number if len(text) <= 16 or repr(number) == text else ExactFloat(Decimal(text))
 
 
 def json_safe(value: Any) -> Any:

@@ -420,3 +420,17 @@ def test_a_time_in_rfc_3339_s_lower_case_is_the_time_it_names(tmp_path: Path, wr
     assert (lower["outcome"], lower["actions"]) == (upper["outcome"], upper["actions"])
     spec = load_world(write(tmp_path / "world.yaml", f'now: "{written}"\n'))
     assert spec.now is not None and spec.now.isoformat() == "2026-11-25T12:00:00+00:00"
+
+
+def test_a_rule_input_holding_a_number_a_float_cannot_hold_is_written_whole_masked_or_not() -> None:
+    from decimal import Decimal
+
+    from steps.support import json_safe
+    from tools.dryrun.report import to_json_line
+
+    inputs = json_safe({"conversation.balance": Decimal("12345678901234567890.123")})
+    for masker in (Masker(show_data=False), Masker(show_data=True)):
+        assert (
+            to_json_line({"inputs": masker.inputs(inputs)})
+            == '{"inputs": {"conversation.balance": 12345678901234567890.123}}'
+        )

@@ -338,3 +338,21 @@ def test_a_live_replay_whose_lock_row_cannot_be_read_plans_the_lock_with_a_note_
         record = json.loads(run_dryrun("--json", "--skip-signature", captured))
     assert (record["outcome"], record["target"]) == ("QUEUED", "whatsapp"), record
     assert f"put_item on {resources.lock_table}: condition not checked" in " ".join(record["notes"]), record["notes"]
+
+
+def test_a_snapshot_writes_a_number_a_float_cannot_hold_with_every_digit(world: World, tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    world.add_default_secrets()
+    world.add_conversation(balance=Decimal("12345678901234567890.123"), limits={"tiny": Decimal("-1.5E-129")})
+    captured = tmp_path / "captured"
+    captured.mkdir()
+    (captured / "a.json").write_text(json.dumps(rest_event("whatsapp", whatsapp_params("SM" + "5" * 32))))
+    snapshot = tmp_path / "world.json"
+    status, _, err = world_cli("snapshot", "--mask", "none", "--keep-secrets", str(captured), "-o", str(snapshot))
+
+    assert status == 0, err
+    text = snapshot.read_text()
+    assert '"balance": 12345678901234567890.123' in text and '"tiny": -1.5e-129' in text
+    [row] = json.loads(text, parse_float=Decimal)["conversations"]
+    assert row["balance"] == Decimal("12345678901234567890.123")

@@ -27,6 +27,7 @@ from engine.config import display_path
 from engine.errors import ConfigError, Problem
 from engine.schema import schema_violations
 from engine.yamlsource import Locator, parse_yaml
+from steps.support import json_number
 
 __all__ = [
     "CREDENTIAL_NAME_PARTS",
@@ -180,7 +181,8 @@ def _read(path: Path, name: str) -> tuple[Any, str, Locator | None]:
         # json is much faster than the position-tracking YAML loader on large worlds; positions are
         # worked out from the YAML parse only when a problem needs one.
         try:
-            return json.loads(text), text, None
+            # A number a float cannot hold keeps its digits (an ExactFloat), as DynamoDB would hold it.
+            return json.loads(text, parse_float=json_number), text, None
         except json.JSONDecodeError as exc:
             raise ConfigError([Problem(name, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}")]) from None
     doc = parse_yaml(text, name)
