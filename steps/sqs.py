@@ -13,7 +13,7 @@ from engine.errors import ErrorSpec, StepFailure, TransientFault
 from engine.ports import ServiceError
 from engine.registry import BuildInfo, IamGrant, Resource, register
 from steps.conversations import whole_conversation
-from steps.support import json_safe, service_failure, utf8_prefix
+from steps.support import json_text, safe_copy, service_failure, utf8_prefix
 
 __all__ = ["QUEUE_ERROR", "QUEUE_TRANSIENT", "SendMessage", "handoff_body", "trigger_body"]
 
@@ -40,16 +40,17 @@ def trigger_body(doc: Mapping[str, Any]) -> str:
 _SQS_REJECTS = re.compile(r"[\ufffe\uffff\ud800-\udfff]")
 
 
-def _encode(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def _encode(value: Any, exact: bool) -> str:
+    """The message text; ``exact``: whether ``value`` holds an ``ExactFloat`` (written with all its digits)."""
+    text = json_text(value, exact=exact, ensure_ascii=False, separators=(",", ":"))
     return _SQS_REJECTS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
-def _encoded_size(value: Any) -> int:
-    return len(_encode(value).encode("utf-8"))
+def _encoded_size(value: Any, exact: bool) -> int:
+    return len(_encode(value, exact).encode("utf-8"))
 
 
-def _cut_body(body: dict[str, Any], limit: int) -> int:
+def _cut_body(body: dict[str, Any], limit: int, exact: bool) -> int:
     """Cut ``body["body"]`` until the message is within ``limit`` bytes, marking it truncated; the new size.
 
     ``body_bytes`` stays the whole text's size when the parse step had already cut it.
@@ -57,12 +58,12 @@ def _cut_body(body: dict[str, Any], limit: int) -> int:
     text = body["body"]
     body["body_truncated"] = True
     body["body_bytes"] = max(int(body.get("body_bytes") or 0), len(text.encode("utf-8", "surrogatepass")))
-    size = _encoded_size(body)
+    size = _encoded_size(body, exact)
     while size > limit and body["body"]:
         # The encoded text shrinks by at least as many bytes as the raw text, so this ends within a few rounds.
         kept = len(body["body"].encode("utf-8", "surrogatepass")) - (size - limit)
         body["body"] = utf8_prefix(body["body"], kept)[0]
-        size = _encoded_size(body)
+        size = _encoded_size(body, exact)
     logger.info("handoff body truncated", extra={"decision": f"text of {body['body_bytes']} bytes cut to fit"})
     return size
 
@@ -73,7 +74,8 @@ def handoff_body(doc: Mapping[str, Any], limit: int = SQS_LIMIT_BYTES) -> str:
     History that is not a list (JSON text, a map) is emptied whole where entries of a list would be dropped.
     """
     request, credential = doc["request"], doc["credential"]
-    conversation = json_safe(doc.get("conversation") or {})
+    # exact: whether it holds numbers a float cannot hold (rare): only then are they marked for the text.
+    conversation, exact = safe_copy(doc.get("conversation") or {})
     body = {
         "conversation_id": credential["conversation_id"],
         "message_sid": request["message_sid"],
@@ -87,32 +89,32 @@ def handoff_body(doc: Mapping[str, Any], limit: int = SQS_LIMIT_BYTES) -> str:
     if request.get("body_truncated"):
         body["body_truncated"] = True
         body["body_bytes"] = request["body_bytes"]
-    size = _encoded_size(body)
+    size = _encoded_size(body, exact)
     history = conversation.get("messages")
     if size > limit and isinstance(history, list) and history:
         # Sizes per entry let us find how many of the oldest to drop without re-encoding each time.
         excess = size - limit
         dropped = 0
         while dropped < len(history) and excess > 0:
-            excess -= _encoded_size(history[dropped]) + 1
+            excess -= _encoded_size(history[dropped], exact) + 1
             dropped += 1
         conversation["messages"] = history[dropped:]
-        size = _encoded_size(body)
+        size = _encoded_size(body, exact)
         while size > limit and conversation["messages"]:
             conversation["messages"] = conversation["messages"][1:]
-            size = _encoded_size(body)
+            size = _encoded_size(body, exact)
     if size > limit and isinstance(history, (str, dict)) and history:
         # A history another service keeps as JSON text or a map has no entries to drop oldest first: it is given up
         # whole (left empty, of its type), still before the message's own text.
         conversation["messages"] = type(history)()
-        size = _encoded_size(body)
+        size = _encoded_size(body, exact)
     if size > limit and isinstance(body["body"], str) and body["body"]:
-        size = _cut_body(body, limit)
+        size = _cut_body(body, limit, exact)
     if size > limit:
         raise StepFailure(
             QUEUE_ERROR.code, f"handoff message is {size} bytes even without history or text; limit {limit}"
         )
-    return _encode(body)
+    return _encode(body, exact)
 
 
 _BODIES = {"trigger": (trigger_body, "QUEUED"), "handoff": (handoff_body, "HANDED_OFF")}

@@ -8,7 +8,9 @@ declares its key with ``declare_table_key``: local AWS (``tools.needs``) creates
 from __future__ import annotations
 
 import base64
+import json
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,7 +30,12 @@ __all__ = [
     "epoch_exact",
     "expression_param",
     "iso_millis",
+    "ExactFloat",
+    "json_number",
     "json_safe",
+    "json_text",
+    "has_exact",
+    "safe_copy",
     "on_failure",
     "on_success",
     "public_url",
@@ -235,14 +242,59 @@ def dynamo_type(value: Any) -> str:
     return "M" if isinstance(value, Mapping) else "L"
 
 
+class ExactFloat(float):
+    """A stored number a float cannot hold exactly: a float where rules read it, its ``exact`` Decimal in JSON text.
+
+    Named ``float`` for JMESPath, whose functions check a value's type by its class name.
+    """
+
+    __slots__ = ("exact",)
+    exact: Decimal
+
+    def __new__(cls, exact: Decimal) -> ExactFloat:
+        number = super().__new__(cls, exact)
+        number.exact = exact
+        return number
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _exact_float, (self.exact,)
+
+
+ExactFloat.__name__ = ExactFloat.__qualname__ = "float"
+
+
+def _exact_float(exact: Decimal) -> ExactFloat:
+    return ExactFloat(exact)
+
+
+def _number(value: Decimal) -> int | float:
+    if value == value.to_integral_value():
+        return int(value)  # exact at any size; -0 is 0
+    number, text = float(value), str(value)
+    # Text of 16 characters or fewer with a point or an exponent holds at most 15 significant digits, which a float
+    # holds (in DynamoDB's magnitudes); a longer one is exact if the float prints it back (DynamoDB trims zeros).
+    return number if len(text) <= 16 or repr(number) == text else ExactFloat(value)
+
+
+def json_number(text: str) -> float:
+    """A JSON number with a fraction or exponent, for ``json.loads``' ``parse_float``: keeps digits a float cannot.
+
+    An ``ExactFloat`` when a float cannot hold them, so that ``json_text`` writes the number back as it was.
+    """
+    number = float(text)
+    return number if len(text) <= 16 or repr(number) == text else ExactFloat(Decimal(text))
+
+
 def json_safe(value: Any) -> Any:
     """Stored values as JSON values: Decimal → int/float, sets → sorted lists, bytes → base64 text.
 
+    A number with a fraction a float cannot hold (DynamoDB keeps 38 significant digits) is an ``ExactFloat``: rules
+    compare it as the float a rule test's literal gives, and ``json_text`` writes it with every digit.
     Binary is base64 (as DynamoDB's own JSON writes B), not decoded: other services keep images and compressed
     blobs there, which a text decoding would corrupt beyond recovery in the handoff's copy of the item.
     """
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        return _number(value)
     if isinstance(value, dict):
         return {key: json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -252,3 +304,66 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(value).decode("ascii")
     return value
+
+
+# json.dumps writes a float subclass as the float: an ExactFloat is written as a marker (a text no stored value
+# holds: it names this process's random token), then the marker replaced by the number's own digits.
+_MARK = f"exact-{secrets.token_hex(16)}-"
+_MARKED = re.compile(f'"{_MARK}([0-9]+)"')
+
+
+def has_exact(value: Any) -> bool:
+    """Whether ``value`` (as ``json_safe`` gives it) holds an ``ExactFloat``."""
+    if type(value) is ExactFloat:
+        return True
+    if isinstance(value, dict):
+        return any(has_exact(item) for item in value.values())
+    if isinstance(value, list):
+        return any(has_exact(item) for item in value)
+    return False
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def safe_copy(value: Any) -> tuple[Any, bool]:
+    """``json_safe(value)`` as a new copy of its maps and lists, and whether it holds an ``ExactFloat`` (one walk)."""
+    found: list[bool] = []
+    return _safe_copy(value, found), bool(found)
+
+
+def _safe_copy(value: Any, found: list[bool]) -> Any:
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {key: _safe_copy(item, found) for key, item in value.items()}
+    if kind is list:
+        return [_safe_copy(item, found) for item in value]
+    safe = json_safe(value)  # Decimal, sets, bytes, tuples, subclasses (an ExactFloat among them)
+    if has_exact(safe):
+        found.append(True)
+    return safe
+
+
+def _marked(value: Any, found: list[str]) -> Any:
+    if type(value) is ExactFloat:
+        found.append(str(value.exact))
+        return f"{_MARK}{len(found) - 1}"
+    if isinstance(value, dict):
+        return {key: _marked(item, found) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_marked(item, found) for item in value]
+    return value
+
+
+def json_text(value: Any, *, exact: bool | None = None, **options: Any) -> str:
+    """``json.dumps(value, **options)`` with each ``ExactFloat`` written as the JSON number DynamoDB holds.
+
+    ``exact``: whether ``value`` holds any (``None``: look); a caller that knows spares the look.
+    """
+    if not (has_exact(value) if exact is None else exact):
+        return json.dumps(value, **options)
+    found: list[str] = []
+    text = json.dumps(_marked(value, found), **options)
+    return _MARKED.sub(lambda match: found[int(match.group(1))], text) if found else text

@@ -16,6 +16,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 
 from runtime.aws import error_code
+from steps.support import ExactFloat
 from tools.needs import IndexNeed, Needs, TableNeed, shipped_needs
 
 __all__ = [
@@ -228,9 +229,12 @@ def missing_resources(dynamodb: Any, sqs: Any, environment: Mapping[str, str], n
 
 
 def dynamo_safe(value: Any) -> Any:
-    """Plain JSON values as DynamoDB takes them: floats become Decimal (through their text), at any depth."""
+    """Plain JSON values as DynamoDB takes them: floats become Decimal (through their text), at any depth.
+
+    An ``ExactFloat`` (a JSON world's number a float cannot hold) becomes the Decimal of its own digits.
+    """
     if isinstance(value, float):
-        return Decimal(str(value))
+        return value.exact if type(value) is ExactFloat else Decimal(str(value))
     if isinstance(value, dict):
         return {key: dynamo_safe(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -139,3 +139,29 @@ def test_a_world_replay_opens_no_connection_whatever_the_environment_points_at(
     assert len(records) == 18 and report.is_file()
     assert attempts == []
     assert sorted(path.name for path in tmp_path.iterdir()) == ["review.html"]  # the one file asked for
+
+
+LONG = "12345678901234567890.123"
+
+
+@pytest.mark.parametrize("options", [(), ("--show-data",)])
+def test_numbers_a_float_cannot_hold_reach_the_handoff_the_same_on_both_backends(
+    tmp_path: Path, options: tuple[str, ...]
+) -> None:
+    # A JSON world writes the numbers DynamoDB holds (38 significant digits): both backends hand them off whole.
+    document = world_document(load_world(WORLD))
+    [conversation] = [row for row in document["conversations"] if row.get("hand_off_to_human") is True]
+    conversation["balance"] = "@LONG@"
+    conversation["ai_config"] = {"limits": ["@LONG@", 0.5], "tiny": "@TINY@"}
+    world = tmp_path / "world.json"
+    text = json.dumps(document).replace('"@LONG@"', LONG).replace('"@TINY@"', "-1.2345678901234567890123456789E-100")
+    world.write_text(text)
+    events = str(EVENTS / "03_handoff.json")
+    moto = run_dryrun("--world", world, "--json", "--backend", "moto", *options, events).splitlines()
+    memory = run_dryrun("--world", world, "--json", "--backend", "memory", *options, events).splitlines()
+    assert [json.loads(line)["outcome"] for line in moto] == ["HANDED_OFF"]
+    [body] = [action["body"] for action in json.loads(moto[0])["actions"] if action["type"] == "send_message"]
+    assert f'"balance":{LONG}' in body
+    assert f'"limits":[{LONG},0.5],"tiny":-1.2345678901234567890123456789E-100' in body
+    strip = [{**json.loads(line), "trace": None} for line in moto]
+    assert [{**json.loads(line), "trace": None} for line in memory] == strip

@@ -439,3 +439,17 @@ def test_an_event_nested_deeper_than_any_event_is_a_located_error_not_a_tracebac
     assert [str(problem) for problem in caught.value.problems] == [
         f"{path}:{line}:1: nested more than {MAX_NESTING} levels deep (no world or event is): not read"
     ]
+
+
+def test_a_rule_input_holding_a_number_a_float_cannot_hold_is_written_whole_masked_or_not() -> None:
+    from decimal import Decimal
+
+    from steps.support import json_safe
+    from tools.dryrun.report import to_json_line
+
+    inputs = json_safe({"conversation.balance": Decimal("12345678901234567890.123")})
+    for masker in (Masker(show_data=False), Masker(show_data=True)):
+        assert (
+            to_json_line({"inputs": masker.inputs(inputs)})
+            == '{"inputs": {"conversation.balance": 12345678901234567890.123}}'
+        )

@@ -475,3 +475,21 @@ def test_a_world_nested_deeper_than_any_world_is_a_located_error_not_a_traceback
     status, out, err = world_cli("pseudonymize", str(path), "--mask", "text")
     assert (status, out) == (2, "")
     assert err == f"{path}:1:1: nested more than {MAX_NESTING} levels deep (no world or event is): not read\n"
+
+
+def test_a_snapshot_writes_a_number_a_float_cannot_hold_with_every_digit(world: World, tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    world.add_default_secrets()
+    world.add_conversation(balance=Decimal("12345678901234567890.123"), limits={"tiny": Decimal("-1.5E-129")})
+    captured = tmp_path / "captured"
+    captured.mkdir()
+    (captured / "a.json").write_text(json.dumps(rest_event("whatsapp", whatsapp_params("SM" + "5" * 32))))
+    snapshot = tmp_path / "world.json"
+    status, _, err = world_cli("snapshot", "--mask", "none", "--keep-secrets", str(captured), "-o", str(snapshot))
+
+    assert status == 0, err
+    text = snapshot.read_text()
+    assert '"balance": 12345678901234567890.123' in text and '"tiny": -1.5e-129' in text
+    [row] = json.loads(text, parse_float=Decimal)["conversations"]
+    assert row["balance"] == Decimal("12345678901234567890.123")

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from runtime.masking import MASKED_TEXT, PERSONAL_TEXT_KEYS, embedded_json, json_text_masked
-from steps.support import json_safe
+from steps.support import ExactFloat, json_number, json_safe, json_text
 
 __all__ = ["MASKED_TEXT", "MASK_MODES_HELP", "Masker", "Scrubber", "mask_number"]
 
@@ -91,10 +91,10 @@ class Masker:
         if self.show_data:
             return text
         try:
-            document = json.loads(text)
+            document = json.loads(text, parse_float=json_number)  # numbers keep every digit the body has
         except ValueError:
             return MASKED_TEXT if text else text
-        return json.dumps(self._mask(document, None), ensure_ascii=False, separators=(",", ":"))
+        return json_text(self._mask(document, None), ensure_ascii=False, separators=(",", ":"))
 
     def _mask(self, value: Any, key: str | None) -> Any:
         """JSON-safe and masked in one pass (every output line of a long replay goes through here)."""
@@ -115,7 +115,7 @@ class Masker:
             return value
         if personal:
             return MASKED_TEXT
-        if kind is int or kind is float:
+        if kind is int or kind is float or kind is ExactFloat:
             return value
         safe = json_safe(value)
         return safe if type(safe) in _SCALARS else self._mask(safe, key)

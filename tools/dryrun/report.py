@@ -15,7 +15,6 @@ production would decide.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from typing import Any, Protocol
 from engine.rules import decided_rules
 from runtime.app import Handled
 from runtime.masking import MASKED_TEXT, RECORDING_KEY
+from steps.support import json_text
 from tools.dryrun.mask import Masker
 from tools.dryrun.pipeline import SKIPPED_STATUS, authenticating
 from tools.dryrun.recording import Action
@@ -273,7 +273,7 @@ def event_record(
 
 def to_json_line(record: Mapping[str, Any]) -> str:
     """One line of ``--json`` output."""
-    return json.dumps(record, ensure_ascii=False, check_circular=False, default=str)
+    return json_text(record, ensure_ascii=False, check_circular=False, default=str)
 
 
 def _why(record: Mapping[str, Any]) -> str:
@@ -296,7 +296,7 @@ def _by_default(entry: Mapping[str, Any]) -> bool:
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return json_text(value, ensure_ascii=False, default=str)
 
 
 def _details(record: Mapping[str, Any]) -> list[str]:

@@ -27,6 +27,7 @@ from engine.config import display_path
 from engine.errors import ConfigError, Problem
 from engine.schema import schema_violations
 from engine.yamlsource import Locator, parse_yaml
+from steps.support import json_number
 from tools.dryrun.events import nesting_problem, too_deep
 
 __all__ = [
@@ -181,7 +182,8 @@ def _read(path: Path, name: str) -> tuple[Any, str, Locator | None]:
         # json is much faster than the position-tracking YAML loader on large worlds; positions are
         # worked out from the YAML parse only when a problem needs one.
         try:
-            data = json.loads(text)
+            # A number a float cannot hold keeps its digits (an ExactFloat), as DynamoDB would hold it.
+            data = json.loads(text, parse_float=json_number)
         except json.JSONDecodeError as exc:
             raise ConfigError([Problem(name, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}")]) from None
         except RecursionError:

@@ -19,7 +19,6 @@ account that failed (denied, throttled, a table it lacks: no world is written).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from typing import Any, TextIO
 
 from engine.errors import ConfigError
 from runtime.masking import MASK_MODES, Pseudonyms
+from steps.support import json_text
 from tools.console import console_script, load_project_plugins
 from tools.dryrun.mask import MASK_MODES_HELP
 from tools.private import write_private
@@ -55,7 +55,7 @@ def _pseudonyms(args: argparse.Namespace) -> Pseudonyms | None:
 
 def _write(document: Any, target: Path | None, out: TextIO, err: TextIO) -> None:
     """Print the world, or write it to ``target`` readable by its owner only (it holds numbers, maybe tokens)."""
-    text = json.dumps(document, ensure_ascii=False, indent=1) + "\n"
+    text = json_text(document, ensure_ascii=False, indent=1) + "\n"
     if target is None:
         out.write(text)
     else:

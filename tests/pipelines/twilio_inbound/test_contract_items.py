@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -319,3 +320,38 @@ def test_a_task_complete_written_as_a_boolean_is_complete_when_true(world, lambd
     assert outcomes() == [("QUEUED", None)]
     expected = CONVERSATION_ID if joined == "older" else newer_id
     assert world.sent("whatsapp") == [({"conversation_id": expected, "primary_channel": USER}, 10)]
+
+
+def test_numbers_reach_the_handoff_with_every_digit_dynamodb_holds(world, lambda_handler, outcomes):
+    # Another service keeps numbers DynamoDB holds exactly (38 significant digits, exponents -130..+125): the handoff
+    # must carry each as the JSON number DynamoDB holds, at top level, inside maps and lists, and in number sets.
+    long = "12345678901234567890.123"
+    digits38 = "1.2345678901234567890123456789012345678"
+    item = contract_item(
+        hand_off_to_human={"BOOL": True},
+        balance={"N": long},
+        huge={"N": "1E+125"},
+        tiny={"N": "1E-129"},
+        tiny_long={"N": "-9.9999999999999999999999999999999999999E-90"},
+        minus_zero={"N": "-0"},
+        whole={"N": "12345678901234567890123456789012345678"},
+        ai_config={"M": {"temperature": {"N": "0.7"}, "limits": {"L": [{"N": digits38}, {"N": "3"}]}}},
+        scores={"NS": [long, "0.1", "2"]},
+    )
+
+    assert handle(world, lambda_handler, item, "sms") == twiml_response()
+
+    assert outcomes() == [("HANDED_OFF", None)]
+    [raw] = world.sent_raw("handoff")
+    conversation = json.loads(raw, parse_float=Decimal, parse_int=Decimal)["conversation"]
+    assert conversation["balance"] == Decimal(long)
+    assert conversation["huge"] == Decimal("1E+125")
+    assert conversation["tiny"] == Decimal("1E-129")
+    assert conversation["tiny_long"] == Decimal("-9.9999999999999999999999999999999999999E-90")
+    assert conversation["minus_zero"] == 0
+    assert conversation["whole"] == Decimal("12345678901234567890123456789012345678")
+    assert conversation["ai_config"] == {"temperature": Decimal("0.7"), "limits": [Decimal(digits38), 3]}
+    assert sorted(conversation["scores"]) == sorted([Decimal(long), Decimal("0.1"), Decimal(2)])
+    # Each is a JSON number (not text), with the digits as written: a plain float parser reads the nearest double.
+    assert f'"balance":{long}' in raw
+    assert json.loads(raw)["conversation"]["tiny"] == 1e-129
