@@ -367,15 +367,26 @@ def _describe(deployment: Deployment) -> str:
     return f"revision {deployment.revision}: live {live}{shadow}"
 
 
-def _changes_code_owned(store: _Store, pipeline: Path, name: str, out: TextIO) -> bool:
+def _changes_code_owned(store: _Store, pipeline: Path, name: str, out: TextIO, err: TextIO) -> bool:
     """Whether the pipeline file to carry changes what the deployed one fixes (each change printed to ``out``).
 
-    The deployed file is known here from the live bundle's carried copy only (``pipeline`` is the local file).
+    The deployed file is known here from the live bundle's carried copy only (``pipeline`` is the local file). After
+    a code deploy that changed what that copy differs in, the function refuses the live bundle as well: ``err`` is
+    told which copy was compared, and the way on (the bundle the function decides with instead made live first).
     """
-    owned = _deployed(store, store.deployment()[0], None)
+    current = store.deployment()[0]
+    owned = _deployed(store, current, None)
     changes = code_owned(pipeline, name, owned.channels, owned.steps, owned.settings)
     for problem in changes:
         print(problem, file=out)
+    if changes and current.live is not None:
+        print(
+            f"pipeline-rules: compared with the pipeline file the live bundle {current.live} carries (the deployed "
+            "one is not known here); if a code deploy changed it since, the function refuses that bundle too and "
+            "decides with the last good one its ERROR line names: 'pipeline-rules rollback --to' that bundle (or "
+            "packaged), then publish again",
+            file=err,
+        )
     return bool(changes)
 
 
@@ -507,7 +518,7 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
         return report.exit_code, None
     assert store is not None
     store.pipeline = name
-    if args.with_pipeline and _changes_code_owned(store, pipeline, name, out):
+    if args.with_pipeline and _changes_code_owned(store, pipeline, name, out, err):
         print("pipeline-rules: the pipeline file changes what only a code deploy may: nothing was published", file=err)
         return EXIT_USAGE, None
     files = {f"rules/{Path(name).name}": Path(name).read_text(encoding="utf-8") for name in report.files[1:]}

@@ -734,6 +734,27 @@ def test_the_alarm_topic_is_an_sns_topic_arn_or_nothing(template, value: str, ta
     assert _template_takes(template, "AlarmTopicArn", value) is taken
 
 
+# What the previous release's template (93167a6) gave the parameters whose setting an update of its stacks changes:
+# a default (taken by an update that does not pass the parameter) or a new constraint (a value the stack holds that
+# the update now refuses). deploy.md's upgrade notes must name each, with what to pass to keep the stack as it was.
+PREVIOUS_RELEASE = {"Api5xxAlarmThreshold": {"Default": 5}, "AlarmTopicArn": {"AllowedPattern": None}}
+
+
+def test_the_upgrade_notes_name_every_setting_a_stack_of_the_previous_release_notices(template) -> None:
+    # Before: Api5xxAlarmThreshold's default went from 5 to 2 and AlarmTopicArn took an ARN pattern with no word for
+    # the stacks already deployed: one updated without the parameter had its alarm tightened unannounced.
+    notes = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8").split("\n## Upgrading a deployed stack\n", 1)
+    assert len(notes) == 2, "deploy.md has no upgrade notes"
+    section = notes[1].split("\n## ", 1)[0]
+    for name, previous in PREVIOUS_RELEASE.items():
+        for key, value in previous.items():
+            now = template["Parameters"][name].get(key)
+            assert now != value, f"{name} {key} is the previous release's again: drop it from PREVIOUS_RELEASE"
+            assert f"`{name}`" in section, f"the upgrade notes do not say that {name} {key} changed"
+            if key == "Default":
+                assert f"`{name}={value}`" in section, f"the upgrade notes do not say how to keep {name} at {value}"
+
+
 def _capture_bucket_expression() -> dict[str, Any]:
     return {"Fn::If": ["CreateCaptureBucket", {"Ref": "CaptureBucket"}, {"Ref": "EventCaptureBucketName"}]}
 

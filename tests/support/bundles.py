@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,15 @@ AGENT_ROUTING = VIP_ROUTING.replace(
     1,
 )
 PIPELINE_FILE = (ROOT / "pipelines" / f"{PIPELINE}.yaml").read_text(encoding="utf-8")
+# The pipeline file as an earlier release deployed it, before conversations.get took types: (a bundle published
+# --with-pipeline then carries it): after the code deploy, its steps are not the deployed pipeline's.
+BEFORE_TYPES = re.sub(
+    r"      # The types the contract[^\n]*\n(?:      #[^\n]*\n)*      types:\n(?:        [^\n]*\n)+",
+    "",
+    PIPELINE_FILE,
+    count=1,
+)
+
 # A pipeline file a bundle may not carry: it serves WhatsApp only (which paths a pipeline serves is the code's).
 WHATSAPP_ONLY = PIPELINE_FILE.replace("\nchannels: [whatsapp, sms]", "\nchannels: [whatsapp]", 1)
 # Nor one that drops a step (here the signature check): which steps run is the code's too.

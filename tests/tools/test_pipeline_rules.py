@@ -21,6 +21,7 @@ from tests.support.bundles import (
     AGENT_ROUTING,
     ANY_SECRET,
     ANY_SECRET_PROBLEM,
+    BEFORE_TYPES,
     BROKEN_ROUTING,
     BUCKET,
     NO_REPLAY_RECORDS,
@@ -431,6 +432,34 @@ def test_publish_refuses_a_pipeline_file_without_a_step_the_live_bundles_file_ha
     assert f"\n{NO_SIGNATURE_PROBLEM}\n" in out
     assert err.endswith("changes what only a code deploy may: nothing was published\n")
     assert ops.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == before
+
+
+# An upgrade (defect: after a code deploy that changed the steps, the function refuses a live bundle carrying the
+# earlier pipeline file, and rule-bundles.md says to publish it again --with-pipeline from the deployed files; publish
+# compares with the live bundle's own copy, so it refused exactly that, naming "the deployed pipeline's" steps and no
+# way on: ops were stuck with the bundle refused).
+
+
+def test_after_a_code_deploy_publish_with_pipeline_names_the_live_bundles_copy_and_the_way_on(ops: Ops) -> None:
+    assert BEFORE_TYPES != PIPELINE_FILE
+    earlier = ops.publish("--live")  # rules only: verified with any deployed pipeline file
+    # Published --with-pipeline and made live by the earlier release's pipeline-rules, which checked it then.
+    stale = ops.sneak_in(with_pipeline_file(rules_files(VIP_ROUTING), BEFORE_TYPES))
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    status, out, err = ops.rules("publish", "--with-pipeline", "--live")
+    assert status == 2, err
+    assert "(conversations.get) has other with: parameters than the deployed pipeline's" in out
+    assert err.endswith(
+        f"pipeline-rules: compared with the pipeline file the live bundle {stale} carries (the deployed one is not "
+        "known here); if a code deploy changed it since, the function refuses that bundle too and decides with the "
+        "last good one its ERROR line names: 'pipeline-rules rollback --to' that bundle (or packaged), then publish "
+        "again\n"
+        "pipeline-rules: the pipeline file changes what only a code deploy may: nothing was published\n"
+    )
+    assert ops.rules("rollback", "--to", earlier)[0] == 0
+    carried = ops.publish("--with-pipeline", "--live")
+    assert ops.deployment().live == carried
+    assert ops.s3.get_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, carried))["Body"].read()
 
 
 @pytest.mark.parametrize("command", [["shadow"], ["promote"], ["rollback", "--to"], ["pull"]])
