@@ -441,6 +441,22 @@ def test_a_world_written_to_a_device_or_pipe_is_streamed_never_put_in_its_place(
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
 
 
+def test_a_world_written_to_the_users_own_descriptor_of_a_file_goes_into_that_file(tmp_path: Path) -> None:
+    # Defect: -o /dev/stdout with stdout redirected to a file (`pipeline-world … -o /dev/stdout > world.json`), or
+    # -o /dev/fd/N, named a regular file, so the world was put in a temporary file beside the name: in /dev/fd (or
+    # /dev, which root may write: /dev/stdout replaced by a file) instead of the user's own open descriptor.
+    redirected = tmp_path / "redirected.json"
+    descriptor = os.open(redirected, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for target in (f"/proc/self/fd/{descriptor}", f"/dev/fd/{descriptor}"):
+            status, out, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "-o", target)
+            assert (status, out, err) == (0, "", f"pipeline-world: wrote {target}\n")
+            assert json.loads(redirected.read_text())["conversations"]
+    finally:
+        os.close(descriptor)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["redirected.json"]
+
+
 def test_a_symlink_planted_to_another_users_pipe_never_receives_the_world(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
