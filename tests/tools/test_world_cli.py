@@ -17,8 +17,8 @@ import pytest
 from runtime.masking import MASKED_TEXT, Pseudonyms
 from tests.support.aws import iam_user
 from tests.support.dryrun import EVENTS, run_dryrun
-from tests.support.webhooks import rest_event, whatsapp_params
-from tests.support.world import World
+from tests.support.webhooks import USER, rest_event, whatsapp_params
+from tests.support.world import WA_SECRET, World
 from tools.dryrun.event_cli import main as event_cli
 from tools.dryrun.events import MAX_NESTING
 from tools.dryrun.world_cli import main
@@ -343,6 +343,20 @@ def test_a_live_replay_whose_lock_row_cannot_be_read_plans_the_lock_with_a_note_
         record = json.loads(run_dryrun("--json", "--skip-signature", captured))
     assert (record["outcome"], record["target"]) == ("QUEUED", "whatsapp"), record
     assert f"put_item on {resources.lock_table}: condition not checked" in " ".join(record["notes"]), record["notes"]
+
+
+def test_a_snapshot_says_a_secret_stored_as_binary_holds_no_secret_string(world: World) -> None:
+    # Defect: a conversation's secret stored as SecretBinary was noted as "could not be read (KeyError)", as if
+    # access had failed; pipeline-event build names it (fix_toolsec), and the snapshot now says the same.
+    world.add_conversation()
+    world.secretsmanager.create_secret(Name=WA_SECRET, SecretBinary=b"\x00binary")
+    status, out, err = world_cli("snapshot", "--mask", "none", "--user", USER)
+    assert status == 0, err
+    assert json.loads(out)["secrets"] == {}
+    assert (
+        f"pipeline-world: note: secret {WA_SECRET} holds no SecretString (it is stored as binary): store the "
+        "credentials as a JSON SecretString, as the function reads them; its events replay with --skip-signature\n"
+    ) in err
 
 
 @pytest.mark.parametrize("operation", ["Query", "GetItem"])
