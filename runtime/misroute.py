@@ -2,11 +2,11 @@
 
 A Twilio Messaging Service holding WhatsApp and SMS senders posts both to its one webhook URL. The path decides the
 channel (the contract), so such a message is refused at parse (``PARSING_ERROR``, answered 200 on a Twilio channel)
-and staged nowhere. Parsing comes before any key is read, so anyone can post one: counted unchecked, it could page
-no one. So, once the answer is built (it never changes), the pipeline's parse step reads the request again as the
-channel its addresses name (a step offering ``readdressed()``: ``twilio.parse``) and the steps after it, up to the
-last that authenticates (registered ``authenticates=True``: the lookup, the key, the signature), run for it: reads
-only (their declared IAM actions say so), within the invocation's time. A valid signature makes it a genuine message
+and staged nowhere. Parsing comes before any key is read, so anyone can post one: counted unchecked, anyone could
+page on-call. So, once the answer is built (it never changes), the pipeline's parse step reads the request again as
+the channel its addresses name (a step offering ``readdressed()``: ``twilio.parse``) and the steps after it, up to
+the last registered ``authenticates=True`` (the lookup, the key, the signature), run for it: reads only (their
+declared IAM actions say so), within the invocation's time. A valid signature makes it a genuine message
 lost (``MISROUTED_METRIC``, watched by template.yaml's ``MisroutedMessagesAlarm``); any other end (no conversation, a
 wrong signature, a fault) leaves it unverified, and the code that ended the check is all the event line says of it.
 """
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from engine import registry
 from engine.config import AppConfig
-from engine.context import Services
+from engine.context import Services, bind_log_fields, log_fields
 from engine.errors import INTERNAL_ERROR
 from engine.http import HttpRequest
 from engine.runner import Node, Pipeline, PlannedStep, RunResult
@@ -84,7 +84,11 @@ class MisrouteCheck:
         self._built: dict[str, tuple[AppConfig, Pipeline | None]] = {}
 
     def verdict(self, config: AppConfig, request: HttpRequest, services: Services, budget: float | None) -> str:
-        """``VALID``, or the code that ended the check (``UNCHECKED`` when the pipeline cannot check one)."""
+        """``VALID``, or the code that ended the check (``UNCHECKED`` when the pipeline cannot check one).
+
+        The log fields its steps bind (the conversation its lookup read, for a forgery too) are dropped after it.
+        """
+        fields = log_fields()
         try:
             built = self._built.get(config.name)
             if built is None or built[0] is not config:
@@ -95,4 +99,6 @@ class MisrouteCheck:
         except Exception:  # a bug of the check's own: the answer, already built, must still be returned
             logger.exception("misrouted message check failed", extra={"pipeline": config.name})
             return INTERNAL_ERROR
+        finally:
+            bind_log_fields(fields, replace=True)
         return result.error_code or VALID

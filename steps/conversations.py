@@ -250,8 +250,8 @@ class ConversationLookup:
         chosen, count = self._choose(ctx, index["index"], key)
         if chosen is None:
             raise StepFailure(NOT_FOUND.code, "no conversation for this sender and recipient")
-        # Known from here on, a failure's line included: it names the item on-call repairs (and, when the pair has
-        # several conversations, how many the contract's pick chose it from).
+        # Bound here, not returned as the result's log (which the runner would bind a second time): a failure's line
+        # names the item on-call repairs too (and, with several conversations for the pair, how many it came from).
         log = {"conversation_id": loggable_conversation_id(str(chosen["conversation_id"]))}
         if count > 1:
             log["candidates"] = str(count)
@@ -263,7 +263,7 @@ class ConversationLookup:
             "secret_name": secret_name,
             "candidates": count,
         }
-        return StepResult(output=output, decision=f"{count} candidate(s)", log=log)
+        return StepResult(output=output, decision=f"{count} candidate(s)")
 
     def _secret_name(self, chosen: Mapping[str, Any], attribute: str, channel: str) -> str:
         """The credential name the conversation gives, stripped; else MISSING_CREDENTIAL_CONFIG.

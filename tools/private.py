@@ -6,7 +6,8 @@ lets every user read new files. ``write_private`` creates the content in a new f
 (created exclusively, so a name planted there is never followed), then renames it over the target: the target is
 never partly written, never readable by others (not even for a moment), and a symlink planted at its name is
 replaced, never written through. A target that is a pipe or a terminal of the user's (``-o /dev/stdout``,
-``-o >(gpg -e …)``) creates no file and is written as a stream; another user's pipe is replaced like any file.
+``-o >(gpg -e …)``), or a descriptor of the process (``/dev/stdout`` redirected to a file), creates no file and is
+written as a stream; another user's pipe is replaced like any file.
 """
 
 from __future__ import annotations
@@ -22,11 +23,20 @@ __all__ = ["OWNER_ONLY", "write_private"]
 OWNER_ONLY = 0o600
 
 
+# This process's own open descriptors, which no one else can plant: ``-o /dev/stdout`` with stdout redirected to a
+# file names a regular file, yet a file created beside the name would land in /dev/fd (or /dev, root replacing it).
+_DESCRIPTORS = ("/dev/stdout", "/dev/stderr")
+_DESCRIPTOR_DIRECTORIES = ("/dev/fd/", "/proc/self/fd/")
+
+
 def _stream(path: Path) -> bool:
-    """Whether ``path`` is (or points to) a pipe or a character device of this user's (or root's), not a file.
+    """Whether ``path`` is one of this process's descriptors, or a pipe or a terminal of this user's (or root's).
 
     One of another user's (a pipe a symlink planted at the name leads to) would hand them what is written.
     """
+    named = os.path.abspath(path)
+    if named in _DESCRIPTORS or named.startswith(_DESCRIPTOR_DIRECTORIES):
+        return True
     try:
         status = path.stat()
     except OSError:

@@ -192,6 +192,7 @@ class Gateway:
         self._routes = frozenset(routes) if routes is not None else None
         self._lock = threading.Lock()
         self._rewritten: dict[tuple[str, str], None] = {}  # in the order warned of
+        self._rewritten_lock = threading.Lock()  # requests note pairs from their own threads, outside ``_lock``
 
     def _routed(self, method: str, target: str) -> bool:
         if self._routes is None:
@@ -233,13 +234,14 @@ class Gateway:
 
         last = {name.lower(): value for name, value in headers}
         host, public = last.get("host", ""), last.get("x-forwarded-host", "").split(",")[0].strip()
-        if not public or public == host or os.environ.get("PUBLIC_BASE_URL") or (host, public) in self._rewritten:
+        if not public or public == host or os.environ.get("PUBLIC_BASE_URL") or SIGNATURE_HEADER.lower() not in last:
             return
-        if SIGNATURE_HEADER.lower() not in last:
-            return
-        self._rewritten[host, public] = None
-        if len(self._rewritten) > MAX_HOSTS_WARNED_OF:
-            del self._rewritten[next(iter(self._rewritten))]
+        with self._rewritten_lock:
+            if (host, public) in self._rewritten:
+                return
+            self._rewritten[host, public] = None
+            if len(self._rewritten) > MAX_HOSTS_WARNED_OF:
+                del self._rewritten[next(iter(self._rewritten))]
         checked = f"{forwarded_scheme(last.get('x-forwarded-proto', 'http'))}://{host}{path}"
         _say(
             f"warning: the request came through a proxy that set Host to {host!r} and X-Forwarded-Host to {public!r}: "

@@ -73,6 +73,8 @@ def test_the_deploy_table_quotes_the_templates_defaults_and_ranges() -> None:
     parameters: dict[str, Any] = load_template()["Parameters"]
     wrong = []
     for names, defaults, meaning in parameter_rows(DEPLOY.read_text(encoding="utf-8")):
+        if not defaults:  # a default cell not split as the names are would otherwise go unchecked
+            wrong.append(f"{names}: the default cell does not give one default per name")
         for name, written in zip(names, defaults, strict=False):
             declared = parameters[name].get("Default")
             expected = documented_default(written)

@@ -989,6 +989,36 @@ def test_the_hosts_warned_of_are_bounded(monkeypatch) -> None:
     assert len(gateway._rewritten) <= tools.serve.MAX_HOSTS_WARNED_OF
 
 
+def test_hosts_warned_of_by_concurrent_requests_are_noted_and_stay_bounded(monkeypatch, capsys) -> None:
+    """Defect: the pairs warned of were remembered outside any lock while the server answers each request in a
+    thread of its own: two requests past the bound evicted the same pair (KeyError) or one iterated the pairs while
+    another added one (RuntimeError), failing the request (no answer, a traceback), and the bound was passed."""
+    import tools.serve
+
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    gateway = routed()
+    failures: list[str] = []
+
+    def requests(thread: int) -> None:
+        for number in range(2000):
+            headers = [("Host", HOST), ("X-Forwarded-Host", f"t{thread}-{number}.example"), ("X-Twilio-Signature", "s")]
+            try:
+                gateway._note_rewritten_host(headers, "/prod/whatsapp")
+            except Exception as exc:  # noqa: BLE001 - what the request's thread would have died of
+                failures.append(repr(exc))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often: the interleavings a busy server meets, within a second
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(requests, range(8)))
+    finally:
+        sys.setswitchinterval(interval)
+    capsys.readouterr()
+    assert failures == []
+    assert len(gateway._rewritten) <= tools.serve.MAX_HOSTS_WARNED_OF
+
+
 def test_a_refused_body_trickled_in_does_not_hold_a_server_thread_past_the_discard_time(monkeypatch) -> None:
     """Defect: the rest of a refused body was read while bytes kept coming, up to 64 MB, each read waiting up to 2 s:
     a client sending a byte a second held a server thread for days. The discard now ends after a total time too."""

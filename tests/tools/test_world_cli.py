@@ -17,8 +17,8 @@ import pytest
 from runtime.masking import MASKED_TEXT, Pseudonyms
 from tests.support.aws import iam_user
 from tests.support.dryrun import EVENTS, run_dryrun
-from tests.support.webhooks import rest_event, whatsapp_params
-from tests.support.world import World
+from tests.support.webhooks import USER, rest_event, whatsapp_params
+from tests.support.world import WA_SECRET, World
 from tools.dryrun.event_cli import main as event_cli
 from tools.dryrun.events import MAX_NESTING
 from tools.dryrun.world_cli import main
@@ -345,6 +345,20 @@ def test_a_live_replay_whose_lock_row_cannot_be_read_plans_the_lock_with_a_note_
     assert f"put_item on {resources.lock_table}: condition not checked" in " ".join(record["notes"]), record["notes"]
 
 
+def test_a_snapshot_says_a_secret_stored_as_binary_holds_no_secret_string(world: World) -> None:
+    # Defect: a conversation's secret stored as SecretBinary was noted as "could not be read (KeyError)", as if
+    # access had failed; pipeline-event build names it (fix_toolsec), and the snapshot now says the same.
+    world.add_conversation()
+    world.secretsmanager.create_secret(Name=WA_SECRET, SecretBinary=b"\x00binary")
+    status, out, err = world_cli("snapshot", "--mask", "none", "--user", USER)
+    assert status == 0, err
+    assert json.loads(out)["secrets"] == {}
+    assert (
+        f"pipeline-world: note: secret {WA_SECRET} holds no SecretString (it is stored as binary): store the "
+        "credentials as a JSON SecretString, as the function reads them; its events replay with --skip-signature\n"
+    ) in err
+
+
 @pytest.mark.parametrize("operation", ["Query", "GetItem"])
 def test_a_snapshot_that_reads_a_garbled_answer_fails_and_writes_no_world(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, operation: str
@@ -439,6 +453,22 @@ def test_a_world_written_to_a_device_or_pipe_is_streamed_never_put_in_its_place(
     status, out, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "-o", os.devnull)
     assert (status, out, err) == (0, "", f"pipeline-world: wrote {os.devnull}\n")
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_a_world_written_to_the_users_own_descriptor_of_a_file_goes_into_that_file(tmp_path: Path) -> None:
+    # Defect: -o /dev/stdout with stdout redirected to a file (`pipeline-world … -o /dev/stdout > world.json`), or
+    # -o /dev/fd/N, named a regular file, so the world was put in a temporary file beside the name: in /dev/fd (or
+    # /dev, which root may write: /dev/stdout replaced by a file) instead of the user's own open descriptor.
+    redirected = tmp_path / "redirected.json"
+    descriptor = os.open(redirected, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for target in (f"/proc/self/fd/{descriptor}", f"/dev/fd/{descriptor}"):
+            status, out, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "-o", target)
+            assert (status, out, err) == (0, "", f"pipeline-world: wrote {target}\n")
+            assert json.loads(redirected.read_text())["conversations"]
+    finally:
+        os.close(descriptor)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["redirected.json"]
 
 
 def test_a_symlink_planted_to_another_users_pipe_never_receives_the_world(

@@ -247,10 +247,9 @@ def _aws_secret(args: argparse.Namespace, name: str) -> str:
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise Refused(f"secret {name!r} could not be read from AWS: {exc}") from None
     if not isinstance(text, str):
-        raise Refused(
-            f"secret {name!r} holds no SecretString (it is stored as binary): store the credentials as a JSON "
-            "SecretString, as the function reads them"
-        )
+        from tools.dryrun.snapshot import BINARY_SECRET
+
+        raise Refused(f"secret {name!r} {BINARY_SECRET}")
     return text
 
 

@@ -36,7 +36,7 @@ from tools.dryrun.lanes import ReplayClock, TableDescriber, account_lane
 from tools.dryrun.live import pseudonymized_files
 from tools.dryrun.mask import Scrubber
 
-__all__ = ["SECTION_TABLES", "ReadLog", "Snapshot", "UnreadableAccount", "snapshot_world"]
+__all__ = ["BINARY_SECRET", "SECTION_TABLES", "ReadLog", "Snapshot", "UnreadableAccount", "snapshot_world"]
 
 # World section -> the environment variable naming its table (as the Lambda's environment does).
 SECTION_TABLES = {
@@ -46,6 +46,13 @@ SECTION_TABLES = {
     "replay": "REPLAY_TABLE_NAME",
 }
 _deserializer = TypeDeserializer()
+
+
+# What is wrong with a secret stored as SecretBinary, which the function cannot read its credentials from.
+BINARY_SECRET = (
+    "holds no SecretString (it is stored as binary): store the credentials as a JSON SecretString, as the function "
+    "reads them"
+)
 
 
 class UnreadableAccount(Exception):
@@ -227,10 +234,13 @@ def snapshot_world(
     secrets: dict[str, Any] = {}
     for name in _secret_names(list(rows["conversations"].values())):
         try:
-            text = str(secretsmanager.get_secret_value(SecretId=name)["SecretString"])
+            text = secretsmanager.get_secret_value(SecretId=name).get("SecretString")
         except Exception as exc:  # noqa: BLE001 - a missing or unreadable secret is left out, and said
             code = error_code(exc) or type(exc).__name__
             notes.append(f"secret {name} could not be read ({code}); its events replay with --skip-signature")
+            continue
+        if not isinstance(text, str):
+            notes.append(f"secret {name} {BINARY_SECRET}; its events replay with --skip-signature")
             continue
         try:
             secrets[name] = json.loads(text)

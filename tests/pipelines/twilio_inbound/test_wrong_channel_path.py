@@ -202,3 +202,26 @@ def test_a_bug_in_the_check_of_a_misrouted_message_changes_nothing_of_its_answer
     [event] = _events(json_logs)
     assert event["reason"].endswith(" [INTERNAL_ERROR]")
     assert any(line["message"] == "misrouted message check failed" for line in json_logs())
+
+
+def test_the_check_of_a_misrouted_message_names_no_conversation_on_its_event_line(
+    world: World, lambda_handler: Any, json_logs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: the check's lookup bound the conversation it read to the invocation's log fields, so the refusal's
+    event line and metrics document named a tenant's conversation, for a forgery too (anyone may post one naming any
+    company and user): a query by that conversation_id listed posts it never received. The check's verdict is all
+    the line says of it; the fields are the invocation's again after it."""
+    world.add_conversation()
+    world.add_default_secrets()
+    capsys.readouterr()
+    forged = rest_event("whatsapp", sms_params(sid="SM" + "b" * 32), token="not-the-tenants-token")
+
+    for event in (forged, rest_event("whatsapp", sms_params(sid=SMS_SID))):
+        assert lambda_handler(event, None) == twiml_response()
+
+    events = _events(json_logs)
+    assert events[0]["reason"].endswith(" [INVALID_SIGNATURE]") and events[1]["reason"].endswith(" [signature valid]")
+    assert [sorted(set(event) & {"conversation_id", "candidates"}) for event in events] == [[], []]
+    documents = _documents(capsys)
+    assert [doc.get("MisroutedMessages") for doc in documents] == [None, 1]
+    assert [sorted(set(doc) & {"conversation_id", "candidates"}) for doc in documents] == [[], []]
