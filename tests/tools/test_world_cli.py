@@ -8,12 +8,14 @@ import os
 import stat
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from runtime.aws import DynamoTables
 from runtime.masking import MASKED_TEXT, Pseudonyms
 from tests.support.aws import iam_user
 from tests.support.dryrun import EVENTS, run_dryrun
@@ -22,10 +24,31 @@ from tests.support.world import WA_SECRET, World
 from tools.dryrun.event_cli import main as event_cli
 from tools.dryrun.events import MAX_NESTING
 from tools.dryrun.world_cli import main
-from tools.localaws import put_items
+from tools.localaws import LocalResources, put_items
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = ROOT / "examples" / "world.yaml"
+
+
+@contextmanager
+def example_account(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LocalResources, DynamoTables]]:
+    """An in-process moto account holding the example world, its resources named in the environment as deployed."""
+    from moto import mock_aws
+
+    from tools.dryrun.backends import populate
+    from tools.dryrun.world import load_world
+    from tools.localaws import provision
+
+    with mock_aws():
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        resources = provision(boto3.client("dynamodb"), boto3.client("sqs"))
+        tables = DynamoTables(boto3.client("dynamodb"))
+        populate(load_world(WORLD), tables, resources)
+        for name, value in resources.environment().items():
+            monkeypatch.setenv(name, value)
+        yield resources, tables
+
+
 KEY = "a-capture-key-of-32-characters!!"
 TOKEN = "9f86d081884c7d659a2feaa0c55ad015"
 
@@ -161,21 +184,10 @@ def test_a_snapshot_says_which_emails_it_read_nothing_for_as_their_signature_is_
 ) -> None:
     """Defect: an email older than its signature's window at the snapshot's time (`--now`, else the time it runs)
     was refused before any read, and the snapshot said nothing: its conversation was silently missing."""
-    from moto import mock_aws
-
-    from runtime.aws import DynamoTables
-    from tools.dryrun.backends import populate
-    from tools.dryrun.world import load_world
-    from tools.localaws import provision
 
     email = tmp_path / "email.json"
     email.write_text((ROOT / "examples" / "events" / "13_email.jsonl").read_text(encoding="utf-8").splitlines()[0])
-    with mock_aws():
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        resources = provision(boto3.client("dynamodb"), boto3.client("sqs"))
-        populate(load_world(WORLD), DynamoTables(boto3.client("dynamodb")), resources)
-        for name, value in resources.environment().items():
-            monkeypatch.setenv(name, value)
+    with example_account(monkeypatch):
         late = world_cli("snapshot", "--now", "2026-12-25T00:00:00Z", str(email))
         in_time = world_cli("snapshot", "--now", "2026-11-25T12:00:00Z", str(email))
     status, out, err = late
@@ -198,24 +210,13 @@ def test_a_snapshot_without_now_says_a_stale_email_was_refused_on_arrival_instea
     said "snapshot it without --now, or with --now at its time": advice already followed, which reads as if the
     snapshot were missing rows. It says now that the email was refused on arrival, as production refused it, so no row
     is needed to replay it; an email that carries no arrival time is still told to take --now at its time."""
-    from moto import mock_aws
-
-    from runtime.aws import DynamoTables
-    from tools.dryrun.backends import populate
-    from tools.dryrun.world import load_world
-    from tools.localaws import provision
 
     original = json.loads((ROOT / "examples" / "events" / "13_email.jsonl").read_text().splitlines()[0])
     arrived = dict(original, requestContext={**original["requestContext"], "requestTimeEpoch": 1796628232000})
     late, undated = tmp_path / "late.json", tmp_path / "undated.json"
     late.write_text(json.dumps(arrived))
     undated.write_text(json.dumps(original))
-    with mock_aws():
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        resources = provision(boto3.client("dynamodb"), boto3.client("sqs"))
-        populate(load_world(WORLD), DynamoTables(boto3.client("dynamodb")), resources)
-        for name, value in resources.environment().items():
-            monkeypatch.setenv(name, value)
+    with example_account(monkeypatch):
         status, out, err = world_cli("snapshot", str(late), str(undated))
     assert status == 0 and json.loads(out)["conversations"] == []
     assert (
@@ -274,12 +275,6 @@ def test_a_days_capture_replayed_at_arrival_times_ignores_a_trigger_lock_taken_a
     unexpired at the replay's time, was taken as held, and a message production QUEUED (it held the lock then)
     replayed BATCHED, "lock: held by another message". A lock taken after the replay's time did not exist then: live,
     and offline from a snapshot, the message replays QUEUED, as production decided it."""
-    from moto import mock_aws
-
-    from runtime.aws import DynamoTables
-    from tools.dryrun.backends import populate
-    from tools.dryrun.world import load_world
-    from tools.localaws import provision
 
     arrival = 1795608000  # 2026-11-25T12:00:00Z
     first = json.loads((ROOT / "examples" / "events" / "08_burst.jsonl").read_text().splitlines()[0])
@@ -294,14 +289,8 @@ def test_a_days_capture_replayed_at_arrival_times_ignores_a_trigger_lock_taken_a
         "trigger_due_at": arrival + 610,
         "expires_at": arrival + 670,
     }
-    with mock_aws():
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        resources = provision(boto3.client("dynamodb"), boto3.client("sqs"))
-        tables = DynamoTables(boto3.client("dynamodb"))
-        populate(load_world(WORLD), tables, resources)
+    with example_account(monkeypatch) as (resources, tables):
         tables.put_item(resources.lock_table, later)
-        for name, value in resources.environment().items():
-            monkeypatch.setenv(name, value)
         live = json.loads(run_dryrun("--json", "--skip-signature", captured))
         status, out, _ = world_cli("snapshot", str(captured))
     assert status == 0
@@ -322,24 +311,14 @@ def test_a_live_replay_whose_lock_row_cannot_be_read_plans_the_lock_with_a_note_
     front of it (a lock taken after the replay's time is absent) raised instead, so every message of such an account
     ended TRIGGER_LOCK_WRITE_ERROR, "not decided", a write error made of a failed read. The condition is again
     planned as applying, with the note."""
-    from moto import mock_aws
-
-    from runtime.aws import DynamoTables
-    from tools.dryrun.backends import populate
-    from tools.dryrun.world import load_world
-    from tools.localaws import provision
 
     first = json.loads((ROOT / "examples" / "events" / "08_burst.jsonl").read_text().splitlines()[0])
     captured = tmp_path / "captured.json"
     captured.write_text(json.dumps(first))
-    with mock_aws():
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        dynamodb = boto3.client("dynamodb")
-        resources = provision(dynamodb, boto3.client("sqs"))
-        populate(load_world(WORLD), DynamoTables(dynamodb), resources)
-        for name, value in resources.environment().items():
-            monkeypatch.setenv(name, value)
-        dynamodb.delete_table(TableName=resources.lock_table)  # an account whose lock table cannot be read
+    with example_account(monkeypatch) as (resources, _):
+        boto3.client("dynamodb").delete_table(
+            TableName=resources.lock_table
+        )  # an account whose lock table cannot be read
         record = json.loads(run_dryrun("--json", "--skip-signature", captured))
     assert (record["outcome"], record["target"]) == ("QUEUED", "whatsapp"), record
     assert f"put_item on {resources.lock_table}: condition not checked" in " ".join(record["notes"]), record["notes"]
@@ -367,15 +346,10 @@ def test_a_snapshot_that_reads_a_garbled_answer_fails_and_writes_no_world(
     calls, past the checks of ``runtime.aws``: a 200 answer that is no answer (a proxy's page) read as a missing row,
     the world silently without the conversation, or ended in a KeyError traceback. It now fails as an unreadable
     account does: exit 2, the operation and MalformedAnswer named, no world written."""
-    from moto import mock_aws
     from moto.core.models import botocore_stubber
 
     import tools.dryrun.live
-    from runtime.aws import DynamoTables
     from tests.support.faults import malformed_answer
-    from tools.dryrun.backends import populate
-    from tools.dryrun.world import load_world
-    from tools.localaws import provision
 
     live_clients = tools.dryrun.live.live_clients
 
@@ -391,12 +365,7 @@ def test_a_snapshot_that_reads_a_garbled_answer_fails_and_writes_no_world(
         dynamodb.meta.events.register_first("before-send.dynamodb", send)
         return dynamodb, sqs, secretsmanager
 
-    with mock_aws():
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        resources = provision(boto3.client("dynamodb"), boto3.client("sqs"))
-        populate(load_world(WORLD), DynamoTables(boto3.client("dynamodb")), resources)
-        for name, value in resources.environment().items():
-            monkeypatch.setenv(name, value)
+    with example_account(monkeypatch):
         monkeypatch.setattr(tools.dryrun.live, "live_clients", garbling)
         status, out, err = world_cli("snapshot", "--user", "+447700900101", "-o", str(tmp_path / "world.json"))
     assert (status, out) == (2, ""), err
