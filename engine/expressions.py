@@ -104,7 +104,8 @@ def is_truthy(value: Any) -> bool:
     return not (isinstance(value, (str, list, dict)) and not value)
 
 
-_RELATIVE_AFTER_FIRST = frozenset({"projection", "filter_projection", "value_projection", "flatten"})
+# What follows the first child reads its value, not the root (the right of a pipe too).
+_RELATIVE_AFTER_FIRST = frozenset({"projection", "filter_projection", "value_projection", "flatten", "pipe"})
 
 
 def _root_paths(node: Mapping[str, Any], found: list[tuple[str, ...]]) -> None:

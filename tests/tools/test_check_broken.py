@@ -1068,3 +1068,36 @@ def test_a_request_field_the_pipelines_parse_step_never_provides_is_reported(tmp
         f"rules/60_email_routing.yaml:36:39: warning: inline test 'urgent text' gives request.text, which {step} it, "
         f"so it is always null; the request's {fields}",
     ], found
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_name_read_after_a_pipe_is_read_from_what_the_pipe_gives_not_the_context_document(tmp_path: Path) -> None:
+    """Defect: the right of a pipe reads the left's value (``request | body`` is ``request.body``), yet the paths an
+    expression reads took it as read from the top, so ``--check`` said ``request.media | [0].content_type`` reads
+    'content_type', 'not in the context document ... always null', of a rule that matches."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    routing = root / "rules" / "60_email_routing.yaml"
+    rules = (
+        "  - id: first_media_is_an_image\n"
+        "    when: \"request.media | [0].content_type == 'image/png'\"\n"
+        "    then: {target: handoff}\n"
+        "  - id: piped_body\n"
+        "    when: \"request | body == 'help'\"\n"
+        "    then: {target: handoff}\n"
+    )
+    tests = (
+        "  - name: an image first\n"
+        "    given: {request: {channel: email, media: [{content_type: image/png}]}, conversation: {}}\n"
+        "    expect: {rule: first_media_is_an_image, target: handoff}\n"
+        "  - name: a body asking for help\n"
+        "    given: {request: {channel: email, body: help}, conversation: {}}\n"
+        "    expect: {rule: piped_body, target: handoff}\n"
+    )
+    shipped = routing.read_text(encoding="utf-8")
+    routing.write_text(shipped.replace("  - id: auto_queue_reply\n", rules + "  - id: auto_queue_reply\n", 1) + tests)
+    report = check_config(sorted((root / "pipelines").glob("*.yaml")), root / "rules")
+    assert not report.failures, report.failures
+    found = [str(w) for w in report.warnings if "context document" in w.message or "never provides" in w.message]
+    assert found == [], found
