@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -659,13 +660,17 @@ def load_function() -> Application:
     return Application.from_root(PROJECT)
 
 
-def _configuration_stamp() -> tuple[tuple[str, int, int], ...]:
-    """What changes when a file of the project's ``pipelines/`` or ``rules/`` is edited, added or removed."""
+def _configuration_stamp() -> tuple[tuple[str, str], ...]:
+    """What changes when a file of the project's ``pipelines/`` or ``rules/`` is edited, added or removed.
+
+    Each file's content, not its modification time and size: a file's time moves by its filesystem's granularity
+    (a second on some mounts, a clock tick on older kernels) and can be put back (``cp -p``), so a second save of the
+    same length within it would go unnoticed. The files are small; reading them at each event is cheap.
+    """
     stamps = []
     for path in [*pipeline_files(PROJECT / PIPELINES_DIR), *yaml_files(PROJECT / RULES_DIR)]:
         with contextlib.suppress(OSError):  # removed meanwhile: its absence is the change
-            status = path.stat()
-            stamps.append((str(path), status.st_mtime_ns, status.st_size))
+            stamps.append((str(path), hashlib.sha256(path.read_bytes()).hexdigest()))
     return tuple(stamps)
 
 
