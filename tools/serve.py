@@ -27,9 +27,10 @@ AWS, one of:
 
 The function is the project of the working directory, as every tool reads it: its ``pipelines/``, ``rules/`` and
 plugins, loaded as ``handler`` loads its task root, and again before the next event once a file of ``pipelines/``
-or ``rules/`` changed (``ServedFunction``). The listening socket is bound first, then the configuration is
-checked: an address that cannot be listened on (a port in use, a host that does not resolve), a missing
-``pipelines/`` or a pipeline that does not load is an error (exit 2) before moto starts or anything is provisioned.
+or ``rules/`` changed (``ServedFunction``); an edit to code (a plugin's module) is said to need a restart. The
+listening socket is bound first, then the configuration is checked: an address that cannot be listened on (a port
+in use, a host that does not resolve), a missing ``pipelines/`` or a pipeline that does not load is an error
+(exit 2) before moto starts or anything is provisioned.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import re
 import signal
 import socket
 import sys
+import sysconfig
 import threading
 import time
 import uuid
@@ -61,6 +63,7 @@ from engine.config import display_path, inspect_config
 from engine.errors import ConfigError, Problem
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files, yaml_files
 from runtime.masking import MASKED_TEXT
+from runtime.plugins import BUILTIN_PLUGINS, PluginError, plugin_modules
 from tools.console import console_script, load_project_plugins
 from tools.events import rest_event
 from tools.requires import MissingTool, require
@@ -674,6 +677,32 @@ def _configuration_stamp() -> tuple[tuple[str, str], ...]:
     return tuple(stamps)
 
 
+def _code_stamp() -> dict[str, tuple[int, int]]:
+    """The time and size of each loaded module file of the plugins (the built-in steps among them) and the project.
+
+    Code is imported once: an edit to it is not loaded again with the configuration, only said to need a restart.
+    """
+    try:
+        plugins = {name.partition(".")[0] for name in plugin_modules(os.environ, PROJECT)}
+    except PluginError:  # pyproject.toml mid-edit: the project's own files are still watched
+        plugins = {name.partition(".")[0] for name in BUILTIN_PLUGINS}
+    project = os.path.abspath(PROJECT) + os.sep
+    # Installed packages are not the project's code, even in a virtual environment inside it (.venv/).
+    installed = tuple({os.path.abspath(path) + os.sep for path in sysconfig.get_paths().values()})
+    stamps: dict[str, tuple[int, int]] = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str):
+            continue
+        ours = file.startswith(project) and not os.path.abspath(file).startswith(installed)
+        if not (ours or name.partition(".")[0] in plugins):
+            continue
+        with contextlib.suppress(OSError):
+            status = os.stat(file)
+            stamps[file] = (status.st_mtime_ns, status.st_size)
+    return stamps
+
+
 class ServedFunction:
     """The project's function, loaded again before the next event once a file of ``pipelines/`` or ``rules/`` changed.
 
@@ -686,9 +715,14 @@ class ServedFunction:
     def __init__(self) -> None:
         self._stamp = _configuration_stamp()
         self.function: Application | None = load_function()  # ConfigError: the configuration cannot run
+        self._code = _code_stamp()
 
     def handle(self, event: dict[str, Any], context: Any) -> Any:
         """Run ``event`` through the function of the configuration as it is now."""
+        code = _code_stamp()
+        for file in sorted(name for name, stamp in code.items() if self._code.get(name, stamp) != stamp):
+            _say(f"warning: {file} changed: code is loaded once, at the start; restart pipeline-serve to run it")
+        self._code.update(code)
         stamp = _configuration_stamp()
         if stamp != self._stamp:
             self._stamp = stamp

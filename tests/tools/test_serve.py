@@ -1089,3 +1089,40 @@ def test_an_edit_of_the_same_size_and_time_is_loaded_again(monkeypatch, tmp_path
     os.utime(pipeline, ns=(before.st_atime_ns, before.st_mtime_ns))  # the same tick, as a fast second save has
     served.handle({}, LocalContext("r-1"))
     assert loaded == ["name: p1\n", "name: p2\n"]
+
+
+def test_an_edit_to_a_plugins_code_says_it_needs_a_restart(monkeypatch, capsys, tmp_path: Path) -> None:
+    """Defect: an edit to a plugin's module (a step's code) while pipeline-serve ran was taken by no event and said
+    nothing: a module is imported once, so the edited step never ran, though an edit to rules/ is picked up and the
+    operator, told edits are picked up at the next event, tested the old code. It is now said once, at the next event,
+    that the module changed and that running it needs a restart."""
+    import tools.serve
+    from tools.serve import ServedFunction
+
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "pipelines" / "p.yaml").write_text("name: p\n", encoding="utf-8")
+    plugin = tmp_path / "served_plugin_steps.py"
+    plugin.write_text("LIMIT = 1\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PIPELINE_PLUGINS", "served_plugin_steps")
+    monkeypatch.delitem(sys.modules, "served_plugin_steps", raising=False)
+    __import__("served_plugin_steps")
+
+    class Function:
+        capture = None
+
+        def handle(self, event: Any, context: Any) -> Any:
+            return {"statusCode": 200}
+
+    monkeypatch.setattr(tools.serve, "load_function", Function)
+    served = ServedFunction()
+    served.handle({}, LocalContext("r-1"))
+    assert "restart" not in capsys.readouterr().err
+    plugin.write_text("LIMIT = 22\n", encoding="utf-8")
+    served.handle({}, LocalContext("r-2"))
+    served.handle({}, LocalContext("r-3"))
+    said = capsys.readouterr().err
+    assert said.count("restart") == 1, said
+    assert "served_plugin_steps.py changed" in said, said
