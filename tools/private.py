@@ -54,7 +54,15 @@ def write_private(path: Path, text: str) -> bool:
             stream.write(text)
         return False
     # mkstemp: O_CREAT | O_EXCL and mode 0600 from the first moment, whatever the umask.
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except PermissionError as exc:  # the file itself may be writable: say what is not
+        why = (
+            f"{exc.strerror}: its directory {path.parent} is not writable (the file is made beside it and renamed "
+            "over it, so that it is never partly written nor readable by others); write it to a directory you can "
+            "create files in"
+        )
+        raise PermissionError(exc.errno, why) from None
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
             stream.write(text)

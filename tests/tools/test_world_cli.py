@@ -417,6 +417,39 @@ def test_a_world_that_cannot_be_written_leaves_no_partial_file(tmp_path: Path) -
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a-directory"]
 
 
+def test_a_world_over_a_writable_file_in_a_directory_without_write_permission_says_the_directory_is_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: -o naming a file the user may write, in a directory they may not, was refused 'cannot write FILE:
+    Permission denied', though the file itself is writable (ls -l shows it): the file is made beside it and renamed
+    over it, which needs the directory. The refusal now names the directory and why it is needed."""
+    import tools.private
+
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    target = directory / "world.json"
+    target.write_text("{}\n")
+    target.chmod(0o666)
+    if os.geteuid() == 0:  # root writes any directory: the refusal the kernel gives another user
+
+        def refused(**kwargs: Any) -> Any:
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(tools.private.tempfile, "mkstemp", refused)
+    directory.chmod(0o555)
+    try:
+        status, out, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "-o", str(target))
+    finally:
+        directory.chmod(0o755)
+    assert (status, out) == (2, "")
+    assert err == (
+        f"pipeline-world: error: cannot write {target}: Permission denied: its directory {directory} is not writable "
+        "(the file is made beside it and renamed over it, so that it is never partly written nor readable by others); "
+        "write it to a directory you can create files in\n"
+    )
+    assert target.read_text() == "{}\n"
+
+
 def test_a_world_written_to_a_device_or_pipe_is_streamed_never_put_in_its_place() -> None:
     # Renamed over /dev/null (root may), the temporary file would have replaced the device.
     status, out, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "-o", os.devnull)
