@@ -42,10 +42,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from engine import registry
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
@@ -220,6 +220,48 @@ def _root_offset(source: str, name: str, field: str | None = None) -> int | None
     return None
 
 
+_RELATIVE = frozenset({"projection", "filter_projection", "value_projection", "flatten", "pipe"})
+
+
+def _selected(node: Mapping[str, Any], root: str) -> Iterator[str]:
+    """Fields a multi-select right after ``root`` read from the top reads (``request.[a, b]``, ``request.{x: a}``)."""
+    children = [child for child in node.get("children", []) if isinstance(child, Mapping)]
+    if node.get("type") == "subexpression" and children[0] == {"type": "field", "children": [], "value": root}:
+        for item in children[1].get("children", []) if "multi_select" in children[1]["type"] else []:
+            item = item["children"][0] if item["type"] == "key_val_pair" else item
+            while item["type"] in ("subexpression", "index_expression"):
+                item = item["children"][0]
+            if item["type"] == "field":
+                yield str(item["value"])
+    if node.get("type") != "expref":
+        for child in children[:1] if node.get("type") in _RELATIVE else children:
+            yield from _selected(child, root)
+
+
+def _selected_offset(source: str, root: str, field: str) -> int | None:
+    """Where ``field`` is selected first in a multi-select right after ``root`` read from the top (``_selected``)."""
+    tokens = expression_tokens(source)
+    for index, token in enumerate(tokens[:-2]):
+        after_dot = index > 0 and tokens[index - 1]["type"] == "dot"
+        opener = tokens[index + 2]["type"]
+        if (
+            token["value"] != root
+            or after_dot
+            or tokens[index + 1]["type"] != "dot"
+            or opener not in ("lbracket", "lbrace")
+        ):
+            continue
+        depth, before = 0, ("lbracket", "comma") if opener == "lbracket" else ("colon",)
+        for previous, read in zip(tokens[index + 2 :], tokens[index + 3 :], strict=False):
+            depth += previous["type"] in ("lbracket", "lbrace", "lparen", "filter")
+            depth -= previous["type"] in ("rbracket", "rbrace", "rparen")
+            if depth <= 0:
+                break
+            if depth == 1 and previous["type"] in before and read["value"] == field and "identifier" in read["type"]:
+                return int(read["start"])
+    return None
+
+
 def _unprovided(name: str, provided: frozenset[str], pipeline: str) -> str:
     hint = did_you_mean(name, sorted(provided))
     return (
@@ -326,8 +368,10 @@ def _request_fields(inspection: Inspection) -> list[Problem]:
             continue
         source = located.expression.source
         read = (path[1] for path in located.expression.paths if len(path) > 1 and path[0] == "request")
-        for name in dict.fromkeys(name for name in read if name not in fields):
+        selected = list(_selected(located.expression.ast, "request"))
+        for name in dict.fromkeys(name for name in [*read, *selected] if name not in fields):
             offset = _root_offset(source, "request", name)
+            offset = _selected_offset(source, "request", name) if offset is None else offset
             if offset is not None:
                 message = f"the condition reads {never(name)}"
                 found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))

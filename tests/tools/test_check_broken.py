@@ -1101,3 +1101,31 @@ def test_a_name_read_after_a_pipe_is_read_from_what_the_pipe_gives_not_the_conte
     assert not report.failures, report.failures
     found = [str(w) for w in report.warnings if "context document" in w.message or "never provides" in w.message]
     assert found == [], found
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_request_field_a_multi_select_reads_that_the_parse_step_never_provides_is_reported(tmp_path: Path) -> None:
+    """Defect: ``request.[subjet, body]`` and ``request.{s: subjet}`` read request.subjet as ``request.subjet`` does,
+    yet only the dotted form was warned of: the misspelt field, always null, passed ``--check`` with no word."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    routing = root / "rules" / "60_email_routing.yaml"
+    rules = (
+        "  - id: listed\n"
+        "    when: \"contains(request.[subjet, body], 'help')\"\n"
+        "    then: {target: handoff}\n"
+        "  - id: keyed\n"
+        "    when: \"request.{s: subjet, b: body}.s == 'help'\"\n"
+        "    then: {target: handoff}\n"
+    )
+    shipped = routing.read_text(encoding="utf-8")
+    routing.write_text(shipped.replace("  - id: auto_queue_reply\n", rules + "  - id: auto_queue_reply\n", 1))
+    report = check_config(sorted((root / "pipelines").glob("*.yaml")), root / "rules")
+    found = sorted(
+        str(w).removeprefix(f"{root}/").split(", which")[0] for w in report.warnings if "never provides" in w.message
+    )
+    assert found == [
+        "rules/60_email_routing.yaml:12:30: warning: the condition reads request.subjet",
+        "rules/60_email_routing.yaml:15:24: warning: the condition reads request.subjet",
+    ], found
