@@ -160,6 +160,8 @@ class Handled:
     response: dict[str, Any] | None
     raised: Exception | None
     pipeline: str | None = None
+    # The signature check of a message refused as another channel's (``runtime.misroute``), else None.
+    verdict: str | None = None
 
 
 class Deployed(NamedTuple):
@@ -600,7 +602,7 @@ class Application:
         if pending is not None:
             self._captured(name, pending, _time_to_answer(context))
         bind_log_fields({}, replace=True)
-        return Handled(result, channel, response, raised, name)
+        return Handled(result, channel, response, raised, name, verdict)
 
     def _captured(self, name: str | None, pending: Pending | str, time_left: float | None) -> None:
         """Wait (bounded) for the event's capture; a failure is one WARNING line and one metric.

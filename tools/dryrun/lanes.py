@@ -220,7 +220,7 @@ class Lane:
                 f"signature not checked: secret {name!r} could not be read {where} ({result.error.message}); "
                 "--skip-signature replays the event anyway"
             )
-        refused = self._signature_note(event, handled.pipeline, result)
+        refused = self._signature_note(event, handled.pipeline, result, handled.verdict)
         if refused is not None:
             all_notes.append(refused)
         if result.error is not None and self.read_failures:
@@ -237,20 +237,26 @@ class Lane:
             )
         return Replayed(handled, actions, all_notes, version)
 
-    def _signature_note(self, event: Any, pipeline: str | None, result: RunResult) -> str | None:
+    def _signature_note(
+        self, event: Any, pipeline: str | None, result: RunResult, verdict: str | None = None
+    ) -> str | None:
         """The note for an event a signature step refused, when its recording says why that may be the replay's.
+
+        ``verdict``: the signature check of a message refused as another channel's (``Handled.verdict``), a refusal
+        of its own.
 
         A masked recording (``mask=text`` or ``all``) holds ``MASKED_SIGNATURE`` in place of every authentication
         header, which no secret signs: the refusal is the replay's, not production's. A signature a whole one
         (``mask=none``) keeps as its digest (Twilio's, which signs the URL) matches only over the URL the function
         checked it with (``PUBLIC_BASE_URL``, else the event's host): the note names the URL checked.
         """
-        if result.error_code != "INVALID_SIGNATURE" or pipeline is None:
+        if pipeline is None:
             return None
         uses = self.uses.get(pipeline, {})
-        if not any(
+        refused = result.error_code == "INVALID_SIGNATURE" and any(
             entry.status == "INVALID_SIGNATURE" and authenticating(uses.get(entry.step, "")) for entry in result.trace
-        ):
+        )
+        if not refused and verdict != "INVALID_SIGNATURE":
             return None
         headers = event.get("headers") if isinstance(event, Mapping) else None
         values = {str(name).lower(): value for name, value in headers.items()} if isinstance(headers, Mapping) else {}

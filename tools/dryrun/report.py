@@ -256,6 +256,9 @@ def event_record(
     record["signature"] = signature_state(run, uses, skip_signature)
     # Messages carry no data by design, but a failing condition's message may quote a value it read.
     record["message"] = masker.text(result.error.message) if result.error else None
+    if record["message"] and handled.verdict and not skip_signature:
+        # As the event line's reason: a misrouted message's signature check (--skip-signature skips its steps too).
+        record["message"] += f" [{handled.verdict}]"
     record["response"] = (
         None
         if response is None

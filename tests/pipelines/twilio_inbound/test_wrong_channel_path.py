@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
+from runtime.masking import MASKED_SIGNATURE
 from tests.support.dryrun import WORLD, run_dryrun
 from tests.support.expect import twiml_response
 from tests.support.webhooks import USER, rest_event, sms_params, status_params, whatsapp_params
 from tests.support.world import World
+from tools.dryrun.report import MASKED_SIGNATURE_NOTE
 
 SMS_SID = "SM" + "5" * 32
 WA_SID = "SM" + "6" * 32
@@ -69,6 +71,41 @@ def test_the_dryrun_shows_a_misrouted_message_as_not_parsed(tmp_path: Path) -> N
 
     assert (record["outcome"], record["status_code"], record["signature"]) == ("PARSING_ERROR", 200, None)
     assert record["actions"] == []
+
+
+def test_the_dryrun_ends_a_misrouted_messages_reason_with_its_signature_check(tmp_path: Path) -> None:
+    """Defect: the dry-run ran the check of a misrouted message (its lookup and key reads, against the world or the
+    account) and dropped its verdict, so a replayed message production counted in MisroutedMessages (paging on-call)
+    read exactly as a forgery of one. Its message ends with the verdict, as the event line's reason does; under
+    --skip-signature the check's signature steps are skipped too, so it has none."""
+    path = tmp_path / "events.jsonl"
+    # Bob's SMS conversation in the example world, signed with its Twilio token (and with another).
+    bob = {"From": "+447700900102", "To": "+441632960001"}
+    events = [
+        rest_event("whatsapp", sms_params(sid=SMS_SID, **bob), token="9f86d081884c7d659a2feaa0c55ad015"),
+        rest_event("whatsapp", sms_params(sid="SM" + "b" * 32, **bob), token="not-the-tenants-token"),
+        # A masked recording's: no key signs it, so its refusal is the replay's (the note says so).
+        rest_event("whatsapp", sms_params(sid="SM" + "c" * 32, **bob), signature=MASKED_SIGNATURE),
+    ]
+    path.write_text("".join(json.dumps(event) + "\n" for event in events))
+
+    checked = [json.loads(line) for line in run_dryrun("--world", WORLD, "--json", path).splitlines()]
+    skipped = [
+        json.loads(line) for line in run_dryrun("--world", WORLD, "--json", "--skip-signature", path).splitlines()
+    ]
+
+    assert [record["outcome"] for record in checked + skipped] == ["PARSING_ERROR"] * 6
+    assert checked[0]["message"].endswith("(register each channel's own webhook URL) [signature valid]")
+    assert checked[1]["message"].endswith("(register each channel's own webhook URL) [INVALID_SIGNATURE]")
+    assert checked[2]["message"].endswith(" [INVALID_SIGNATURE]")
+    assert [record["message"].endswith("own webhook URL)") for record in skipped] == [True] * 3
+    assert [record["signature"] for record in checked] == [None] * 3
+    assert [any(note.startswith(MASKED_SIGNATURE_NOTE) for note in record["notes"]) for record in checked] == [
+        False,
+        False,
+        True,
+    ]
+    assert "[signature valid]" in run_dryrun("--world", WORLD, path)
 
 
 def _documents(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
