@@ -311,6 +311,17 @@ class TestInBrowser:
         assert not browser.driver.find_elements("css selector", "tr.detail")
         assert browser.problems() == []
 
+    def test_the_pages_content_is_in_a_main_landmark_below_its_header(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        browser = show(records, pipeline, SAMPLE_META)
+        landmarks = browser.run(
+            "return [...document.querySelectorAll('main')].map(m => [m.contains(document.getElementById('events')),"
+            " m.contains(document.getElementById('diagram')), m.contains(document.querySelector('h1'))])"
+        )
+        assert landmarks == [[True, True, False]]
+        assert browser.run("return document.querySelector('body > header h1') !== null") is True
+
     def test_a_rule_whose_condition_failed_is_shown_so_not_as_no_match(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
     ) -> None:

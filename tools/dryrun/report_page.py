@@ -214,6 +214,7 @@ def _html_text(text: str) -> str:
 
 
 _BODY = """<header><h1 id="title"></h1><p id="meta" class="muted"></p></header>
+<main>
 <div id="banners"></div>
 <section><h2>Pipeline <span id="pipeline-name" class="mono"></span>
 <span id="diagram-scope" class="muted"></span></h2><div id="diagram" class="diagram"></div></section>
@@ -231,6 +232,7 @@ _BODY = """<header><h1 id="title"></h1><p id="meta" class="muted"></p></header>
 <p id="empty" class="muted" hidden></p>
 <div id="more" hidden><button type="button" id="more-button"></button></div>
 </section>
+</main>
 <noscript>This report needs JavaScript to show its events.</noscript>
 """
 
