@@ -322,6 +322,14 @@ class TestInBrowser:
         assert landmarks == [[True, True, False]]
         assert browser.run("return document.querySelector('body > header h1') !== null") is True
 
+    def test_the_events_table_has_a_caption_and_column_headers_screen_readers_announce(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        browser = show(records, pipeline, SAMPLE_META)
+        assert text(browser, "table.events > caption").strip() != ""
+        scopes = browser.run("return [...document.querySelectorAll('table.events > thead th')].map(th => th.scope)")
+        assert scopes and set(scopes) == {"col"}
+
     def test_a_rule_whose_condition_failed_is_shown_so_not_as_no_match(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
     ) -> None:

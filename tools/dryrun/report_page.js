@@ -191,7 +191,11 @@
 
   function table(headings, rows) {
     const head = el("tr");
-    headings.forEach((h) => head.append(el("th", null, h)));
+    headings.forEach((h) => {
+      const th = el("th", null, h);
+      th.scope = "col";
+      head.append(th);
+    });
     const body = el("tbody");
     rows.forEach((cells) => {
       const tr = el("tr");
@@ -531,7 +535,11 @@
     .filter(Boolean)
     .join(" \u00b7 "));
   const head = $("columns");
-  columns.forEach((column) => head.append(el("th", `c-${column.key}`, column.label)));
+  columns.forEach((column) => {
+    const th = el("th", `c-${column.key}`, column.label);
+    th.scope = "col";
+    head.append(th);
+  });
   if (sourceDirectory) head.querySelector("th.c-source").title = shown(`under ${sourceDirectory}`);
   banners();
   summarize();

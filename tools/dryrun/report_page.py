@@ -228,7 +228,9 @@ _BODY = """<header><h1 id="title"></h1><p id="meta" class="muted"></p></header>
 <label>Source<input id="f-source" type="search" placeholder="part of a source" autocomplete="off"></label>
 <span id="count" class="count"></span>
 </div>
-<table class="events"><thead><tr id="columns"></tr></thead><tbody id="rows"></tbody></table>
+<table class="events">
+<caption class="visually-hidden">Events, one a row: Enter, Space or a click opens its explanation below it</caption>
+<thead><tr id="columns"></tr></thead><tbody id="rows"></tbody></table>
 <p id="empty" class="muted" hidden></p>
 <div id="more" hidden><button type="button" id="more-button"></button></div>
 </section>
