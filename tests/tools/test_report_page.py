@@ -330,6 +330,19 @@ class TestInBrowser:
         scopes = browser.run("return [...document.querySelectorAll('table.events > thead th')].map(th => th.scope)")
         assert scopes and set(scopes) == {"col"}
 
+    def test_an_opened_row_names_the_explanation_it_controls(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        browser = show(records, pipeline, SAMPLE_META)
+        row = rows(browser)[5]
+        row.click()
+        controls = row.get_attribute("aria-controls")
+        assert controls
+        assert browser.run("return document.getElementById(arguments[0]).classList.contains('detail')", controls)
+        row.click()
+        assert row.get_attribute("aria-expanded") == "false"
+        assert row.get_attribute("aria-controls") is None
+
     def test_a_rule_whose_condition_failed_is_shown_so_not_as_no_match(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
     ) -> None:

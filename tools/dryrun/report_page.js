@@ -310,8 +310,12 @@
     if (next && next.classList.contains("detail")) {
       next.remove();
       tr.setAttribute("aria-expanded", "false");
+      tr.removeAttribute("aria-controls");
     } else {
-      tr.after(detail(events[Number(tr.dataset.index)]));
+      const opened = detail(events[Number(tr.dataset.index)]);
+      opened.id = `detail-${tr.dataset.index}`;
+      tr.after(opened);
+      tr.setAttribute("aria-controls", opened.id);
       tr.setAttribute("aria-expanded", "true");
     }
   }
