@@ -343,6 +343,14 @@ class TestInBrowser:
         assert row.get_attribute("aria-expanded") == "false"
         assert row.get_attribute("aria-controls") is None
 
+    def test_the_count_of_matching_events_is_a_polite_live_region(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        browser = show(records, pipeline, SAMPLE_META)
+        count = browser.driver.find_element("id", "count")
+        assert count.get_attribute("role") == "status" or count.get_attribute("aria-live") == "polite"
+        assert count.get_attribute("aria-live") != "off"
+
     def test_a_rule_whose_condition_failed_is_shown_so_not_as_no_match(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
     ) -> None:

@@ -226,7 +226,7 @@ _BODY = """<header><h1 id="title"></h1><p id="meta" class="muted"></p></header>
 <label>Deciding rule<select id="f-rule"></select></label>
 <label id="f-change-label">Change<select id="f-change"></select></label>
 <label>Source<input id="f-source" type="search" placeholder="part of a source" autocomplete="off"></label>
-<span id="count" class="count"></span>
+<span id="count" class="count" role="status" aria-live="polite" aria-atomic="true"></span>
 </div>
 <table class="events">
 <caption class="visually-hidden">Events, one a row: Enter, Space or a click opens its explanation below it</caption>
