@@ -351,6 +351,61 @@ class TestInBrowser:
         assert count.get_attribute("role") == "status" or count.get_attribute("aria-live") == "polite"
         assert count.get_attribute("aria-live") != "off"
 
+    def test_outcome_colours_keep_aa_contrast_on_every_row_highlight(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """Defect: the outcome text (13 px) coloured ok/raised fell under WCAG AA's 4.5:1 on the highlighted rows:
+        raised on a knock-on row 4.24:1, on the focused row 4.28:1; ok on a knock-on row 4.42:1."""
+        browser = show(records, pipeline, SAMPLE_META)
+        probe = """const bg = (node) => {
+              for (let n = node; n; n = n.parentElement) {
+                const c = getComputedStyle(n).backgroundColor;
+                if (c !== 'rgba(0, 0, 0, 0)') return c;
+              }
+              return 'rgb(255, 255, 255)';
+            };
+            const td = arguments[0].querySelector('td.c-outcome');
+            return ['o-ok', 'o-error', 'o-raised'].map((cls) => {
+              const span = document.createElement('span');
+              span.className = cls;
+              span.textContent = 'QUEUED';
+              td.append(span);
+              const pair = [cls, getComputedStyle(span).color, bg(span)];
+              span.remove();
+              return pair;
+            });"""
+
+        def rgb(text: str) -> tuple[float, ...]:
+            return tuple(float(part) for part in text[text.index("(") + 1 : -1].split(",")[:3])
+
+        def luminance(colour: tuple[float, ...]) -> float:
+            linear = [c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in colour]
+            return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+        def ratio(fg: str, bg: str) -> float:
+            high, low = sorted((luminance(rgb(fg)), luminance(rgb(bg))), reverse=True)
+            return (high + 0.05) / (low + 0.05)
+
+        found: dict[tuple[str, str], float] = {}
+        all_rows = rows(browser)
+        by_kind = {row.get_attribute("class"): row for row in all_rows}
+        assert {"event kind-changed", "event kind-knock-on"} <= set(by_kind)
+        focused = by_kind["event kind-knock-on"]
+        browser.run("arguments[0].focus()", focused)
+        assert browser.run("return arguments[0].matches(':focus-visible')", focused) is True
+        for cls, fg, bg in browser.run(probe, focused):
+            found[(cls, "focused")] = ratio(fg, bg)
+        browser.run("document.activeElement.blur()")
+        for row in by_kind.values():
+            for cls, fg, bg in browser.run(probe, row):
+                found[(cls, str(row.get_attribute("class")))] = ratio(fg, bg)
+        for row in (by_kind["event kind-changed"], by_kind["event kind-knock-on"]):
+            row.click()
+            browser.run("arguments[0].blur()", row)
+            for cls, fg, bg in browser.run(probe, row):
+                found[(cls, f"{row.get_attribute('class')} opened")] = ratio(fg, bg)
+        assert {key: round(value, 2) for key, value in found.items() if value < 4.5} == {}
+
     def test_a_rule_whose_condition_failed_is_shown_so_not_as_no_match(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
     ) -> None:
