@@ -602,6 +602,28 @@ class TestInBrowser:
         assert browser.run("return document.activeElement.dataset.index") == "40"
         assert browser.problems() == []
 
+    def test_at_200_percent_zoom_the_sticky_filters_leave_the_window_to_the_rows(
+        self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
+    ) -> None:
+        """Defect: a 1280 x 660 window zoomed to 200% is 640 x 330 CSS pixels; the filters, wrapped onto two lines
+        and stuck to its top, covered a third of it (109 px) over every row scrolled to."""
+        browser = show(many(records, 300), pipeline, SAMPLE_META)
+        metrics = {"width": 640, "height": 330, "deviceScaleFactor": 2, "mobile": False}
+        browser.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+        try:
+            browser.run("document.querySelectorAll('#rows tr.event')[100].scrollIntoView()")
+            covered, height, wide = browser.run(
+                """const bar = document.querySelector('.filters').getBoundingClientRect();
+                return [Math.max(0, Math.min(bar.bottom, innerHeight) - Math.max(bar.top, 0)), innerHeight,
+                        document.documentElement.scrollWidth - document.documentElement.clientWidth];"""
+            )
+            assert height == 330
+            assert covered <= height / 4
+            assert wide <= 0
+        finally:
+            browser.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        assert browser.problems() == []
+
     def test_printing_prints_every_event_the_filters_match_not_the_first_chunk(
         self, show: Callable[..., Browser], records: list[dict[str, Any]], pipeline: PipelineSketch
     ) -> None:
