@@ -66,6 +66,7 @@ from runtime.masking import MASKED_TEXT
 from runtime.plugins import BUILTIN_PLUGINS, PluginError, plugin_modules
 from tools.console import console_script, load_project_plugins
 from tools.events import rest_event
+from tools.httpbody import REFUSAL_MESSAGES, BodyTooLong, read_chunked, refusal_status
 from tools.requires import MissingTool, require
 
 if TYPE_CHECKING:
@@ -316,48 +317,6 @@ class MainThread:
                     raise
 
 
-class BodyTooLong(ValueError):
-    """A chunked body longer than the limit read."""
-
-
-# A chunk-size line: hex digits, then optional chunk extensions (``;name=value``), which are ignored.
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;[^\r\n]*)?\r?\n")
-_LINE_LIMIT = 8192
-
-
-def read_chunked(stream: Any, limit: int) -> bytes:
-    """A body in the chunked transfer coding (RFC 9112 §7.1) read from ``stream``, its trailer fields skipped.
-
-    ValueError when it is not in that coding; BodyTooLong when it would exceed ``limit`` bytes.
-    """
-    body = bytearray()
-    while True:
-        line = stream.readline(_LINE_LIMIT + 1)
-        match = _CHUNK_SIZE.fullmatch(line)
-        if match is None:
-            raise ValueError("malformed chunk size line")
-        size = int(match[1], 16)
-        if size == 0:
-            break
-        if len(body) + size > limit:
-            raise BodyTooLong(f"chunked body over {limit} bytes")
-        chunk = stream.read(size)
-        if len(chunk) != size or stream.readline(3) not in (b"\r\n", b"\n"):
-            raise ValueError("chunk shorter than its size, or not ended by CRLF")
-        body += chunk
-    for _ in range(100):  # the trailer section, up to its empty line
-        line = stream.readline(_LINE_LIMIT + 1)
-        if line in (b"\r\n", b"\n"):
-            return bytes(body)
-        if not line or len(line) > _LINE_LIMIT:
-            raise ValueError("unterminated trailer section")
-    raise ValueError("too many trailer fields")
-
-
-# API Gateway's messages for the requests it answers without reading their bodies.
-_REFUSALS = {400: "Bad Request", 413: "Request Too Long", 501: "Not Implemented"}
-
-
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -409,22 +368,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _refused(self, status: int) -> GatewayResponse:
         """API Gateway's answer ``status`` to a request whose body is not (or no longer) read: the connection closes."""
         self.close_connection = True
-        return _json(status, {"message": _REFUSALS[status]}, str(uuid.uuid4()))
+        return _json(status, {"message": REFUSAL_MESSAGES[status]}, str(uuid.uuid4()))
 
     def _refusal(self) -> GatewayResponse | None:
         """The answer to a request whose body must not be read (unreadable, too long, another coding), else None."""
-        coding = self.headers.get("Transfer-Encoding")
-        if coding is not None:
-            # Only the chunked coding is read (a tunnel's; API Gateway takes it too): it wins over a Content-Length.
-            if [part.strip().lower() for part in coding.split(",")] != ["chunked"]:
-                return self._refused(501)
-            return None
-        raw = (self.headers.get("Content-Length") or "0").strip()
-        if not raw.isascii() or not raw.isdigit():
-            return self._refused(400)
-        if int(raw) > MAX_BODY_BYTES:
-            return self._refused(413)
-        return None
+        status = refusal_status(
+            self.headers.get("Transfer-Encoding"), self.headers.get("Content-Length"), MAX_BODY_BYTES
+        )
+        return None if status is None else self._refused(status)
 
     def _answer(self, answer: GatewayResponse) -> None:
         self.send_response(answer.status)
