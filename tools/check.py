@@ -45,7 +45,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
 from engine import registry
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
@@ -55,10 +55,10 @@ from engine.locator import Locator, line_column
 from engine.responses import ResponseFamily
 from engine.rules import RuleError, RuleSet
 from engine.runner import ParallelGroup, PlannedStep
-from engine.yamlsource import SourceDoc, load_yaml
+from engine.yamlsource import SourceDoc
 from runtime.app import INVALID_SIGNATURE
 from runtime.aws import longest_call_seconds, longest_invocation_seconds
-from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
+from runtime.layout import PIPELINES_DIR, pipeline_files
 from runtime.verify import (
     leaves,
     pipeline_clashes,
@@ -70,6 +70,16 @@ from runtime.verify import (
 )
 from steps.conversations import ConversationGet
 from tools.check_hints import hinted
+from tools.check_owners import (
+    declared_name,
+    declared_pipeline_name,
+    owned_elsewhere,
+    pipeline_document,
+    pipeline_names,
+    sets_with_owners,
+    unknown_pipelines,
+    unknown_rule_set,
+)
 from tools.lint import (
     condition_terms,
     find_shadowed,
@@ -91,6 +101,7 @@ __all__ = [
     "check_config",
     "declared_pipeline_name",
     "run_check",
+    "unknown_rule_set",
 ]
 
 EXIT_OK, EXIT_TEST_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -669,96 +680,6 @@ def _unused(inspections: Sequence[Inspection]) -> list[Problem]:
     return found
 
 
-def _pipeline_document(path: Path) -> SourceDoc | None:
-    """A pipeline file, parsed once for the checks that place their findings in it; None when it cannot be read."""
-    try:
-        return load_yaml(path, display_path(path), strict=False) if path.is_file() else None
-    except ConfigError:
-        return None
-
-
-def _declared_name(document: SourceDoc | None) -> str | None:
-    name = document.data.get("pipeline") if document is not None and isinstance(document.data, dict) else None
-    return name if isinstance(name, str) and name else None
-
-
-def declared_pipeline_name(path: Path) -> str | None:
-    """The ``pipeline:`` name a pipeline file declares; None when it cannot be read or names none."""
-    return _declared_name(_pipeline_document(path))
-
-
-def _pipeline_names(paths: Sequence[Path]) -> list[str]:
-    """The names of the checked pipelines and of every pipeline file beside them (``pipeline:``, else the stem)."""
-    beside = [found for path in paths for found in pipeline_files(path.parent)]
-    return sorted({declared_pipeline_name(path) or path.stem for path in dict.fromkeys([*paths, *beside])})
-
-
-def _unknown_pipelines(rules_dir: Path, known: Sequence[str]) -> list[Problem]:
-    """A rules file's ``pipelines:`` entries that name no pipeline (the file would belong to none)."""
-    found: list[Problem] = []
-    listed = ", ".join(known)
-    for path in yaml_files(rules_dir):
-        try:
-            doc = load_yaml(path, display_path(path), strict=False)
-        except ConfigError:
-            continue  # a file that does not parse is reported by every pipeline's check
-        named = doc.data.get("pipelines") if isinstance(doc.data, dict) else None
-        if isinstance(named, list) and not named:
-            message = "pipelines: names no pipeline; list the pipelines this file's rule sets belong to, or remove "
-            found.append(doc.locator.problem(("pipelines",), message + "the key (every pipeline)"))
-        for index, name in enumerate(named if isinstance(named, list) else []):
-            if isinstance(name, str) and name not in known:
-                message = f"unknown pipeline {name!r}{did_you_mean(name, known)}; pipelines: {listed}"
-                found.append(doc.locator.problem(("pipelines", index), message))
-    return found
-
-
-class _Elsewhere(NamedTuple):
-    """A rule set whose file names the pipelines it belongs to: where, and which."""
-
-    file: str
-    line: int
-    owners: tuple[str, ...]
-
-
-def _sets_with_owners(rules_dir: Path) -> dict[str, _Elsewhere]:
-    """The rule sets of ``rules_dir`` whose files list their pipelines (``pipelines:``), by set name."""
-    found: dict[str, _Elsewhere] = {}
-    for path in yaml_files(rules_dir):
-        try:
-            doc = load_yaml(path, display_path(path), strict=False)
-        except ConfigError:
-            continue
-        data = doc.data if isinstance(doc.data, dict) else {}
-        name, owners = data.get("ruleset"), data.get("pipelines")
-        if isinstance(name, str) and isinstance(owners, list) and owners:
-            line = doc.locator.position(("pipelines",))[0]
-            found.setdefault(name, _Elsewhere(doc.locator.file, line, tuple(map(str, owners))))
-    return found
-
-
-_UNKNOWN_SET = re.compile(r"unknown rule set '([^']+)'")
-
-
-def unknown_rule_set(problem: Problem) -> str | None:
-    """The rule set ``problem`` says the rules directory lacks, or None."""
-    match = _UNKNOWN_SET.search(problem.message)
-    return match[1] if match else None
-
-
-def _owned_elsewhere(problem: Problem, pipeline: str | None, sets: Mapping[str, _Elsewhere]) -> Problem:
-    """``problem``; when it names a rule set that another pipeline's file defines, with that file and the fix."""
-    unknown = unknown_rule_set(problem)
-    found = sets.get(unknown) if unknown else None
-    if found is None or pipeline is None or pipeline in found.owners:
-        return problem
-    hint = (
-        f"{found.file} defines it for {', '.join(found.owners)} only (line {found.line}): "
-        f"add {pipeline} to its pipelines:"
-    )
-    return replace(problem, message=f"{problem.message}; {hint}")
-
-
 def _decided(ruleset: RuleSet) -> set[str]:
     """The rules that decide at least one inline test (matching, or raising on purpose)."""
     decided: set[str] = set()
@@ -808,15 +729,15 @@ def check_config(
     runs: dict[str, list[tuple[str, tuple[Problem, ...]]]] = {}  # by a set's file: its failed tests, by pipeline
     inspections: list[Inspection] = []
     reported: set[tuple[str, int, int, str]] = set()  # where earlier pipelines' findings are
-    owned = _sets_with_owners(rules_dir)
+    owned = sets_with_owners(rules_dir)
     for path in paths:
         inspection = inspect_config(path, rules_dir, env, missing_env="error" if strict_env else "warning")
         inspections.append(inspection)
         files.extend(name for name in inspection.files if name not in files)
-        document = _pipeline_document(path)
-        name = _declared_name(document)
+        document = pipeline_document(path)
+        name = declared_name(document)
         found = [
-            *(_owned_elsewhere(hinted(problem), name, owned) for problem in inspection.problems),
+            *(owned_elsewhere(hinted(problem), name, owned) for problem in inspection.problems),
             *_lint(inspection),
             *_context_names(inspection),
             *_request_fields(inspection),
@@ -854,7 +775,7 @@ def check_config(
     findings.extend(pipeline_clashes(paths))
     findings.extend(_local_aws(paths))
     findings.extend(_unused(inspections))
-    findings.extend(_unknown_pipelines(rules_dir, _pipeline_names(paths)))
+    findings.extend(unknown_pipelines(rules_dir, pipeline_names(paths)))
     # Pipeline files first, then rules files by name; each finding once, however many checks found it.
     heads = [display_path(path) for path in paths]
     files = [*heads, *sorted(name for name in files if name not in heads)]
