@@ -42,23 +42,21 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import TextIO
 
 from engine import registry
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
 from engine.errors import ENGINE_ERRORS, ConfigError, Problem, did_you_mean
-from engine.expressions import expression_tokens
 from engine.locator import Locator, line_column
 from engine.responses import ResponseFamily
 from engine.rules import RuleError, RuleSet
-from engine.runner import ParallelGroup, PlannedStep
-from engine.yamlsource import SourceDoc, load_yaml
+from engine.yamlsource import SourceDoc
 from runtime.app import INVALID_SIGNATURE
 from runtime.aws import longest_call_seconds, longest_invocation_seconds
-from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
+from runtime.layout import PIPELINES_DIR, pipeline_files
 from runtime.verify import (
     leaves,
     pipeline_clashes,
@@ -68,7 +66,18 @@ from runtime.verify import (
     verify_ruleset,
     written_value,
 )
-from steps.conversations import ConversationGet
+from tools.check_hints import hinted
+from tools.check_owners import (
+    declared_name,
+    declared_pipeline_name,
+    owned_elsewhere,
+    pipeline_document,
+    pipeline_names,
+    sets_with_owners,
+    unknown_pipelines,
+    unknown_rule_set,
+)
+from tools.check_reads import context_names, provided_too_late, request_fields, unfetched
 from tools.lint import (
     condition_terms,
     find_shadowed,
@@ -90,6 +99,7 @@ __all__ = [
     "check_config",
     "declared_pipeline_name",
     "run_check",
+    "unknown_rule_set",
 ]
 
 EXIT_OK, EXIT_TEST_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -201,75 +211,6 @@ def _lint(inspection: Inspection) -> list[Problem]:
     return found
 
 
-def _root_offset(source: str, name: str, field: str | None = None) -> int | None:
-    """Where ``name`` (with ``field``: ``name.field``, at ``field``) first appears in ``source``, read from the top.
-
-    None when it follows a dot wherever it appears: read from a value, not the top (``!a.b`` is ``(!a).b``).
-    """
-    tokens = expression_tokens(source)
-    for index, token in enumerate(tokens):
-        after_dot = index > 0 and tokens[index - 1]["type"] == "dot"
-        if "identifier" not in token["type"] or token["value"] != name or after_dot:
-            continue
-        if field is None:
-            return int(token["start"])
-        if index + 2 < len(tokens) and tokens[index + 1]["type"] == "dot":
-            read = tokens[index + 2]
-            if "identifier" in read["type"] and read["value"] == field:
-                return int(read["start"])
-    return None
-
-
-_RELATIVE = frozenset({"projection", "filter_projection", "value_projection", "flatten", "pipe"})
-
-
-def _selected(node: Mapping[str, Any], root: str) -> Iterator[str]:
-    """Fields a multi-select right after ``root`` read from the top reads (``request.[a, b]``, ``request.{x: a}``)."""
-    children = [child for child in node.get("children", []) if isinstance(child, Mapping)]
-    if node.get("type") == "subexpression" and children[0] == {"type": "field", "children": [], "value": root}:
-        for item in children[1].get("children", []) if "multi_select" in children[1]["type"] else []:
-            item = item["children"][0] if item["type"] == "key_val_pair" else item
-            while item["type"] in ("subexpression", "index_expression"):
-                item = item["children"][0]
-            if item["type"] == "field":
-                yield str(item["value"])
-    if node.get("type") != "expref":
-        for child in children[:1] if node.get("type") in _RELATIVE else children:
-            yield from _selected(child, root)
-
-
-def _selected_offset(source: str, root: str, field: str) -> int | None:
-    """Where ``field`` is selected first in a multi-select right after ``root`` read from the top (``_selected``)."""
-    tokens = expression_tokens(source)
-    for index, token in enumerate(tokens[:-2]):
-        after_dot = index > 0 and tokens[index - 1]["type"] == "dot"
-        opener = tokens[index + 2]["type"]
-        if (
-            token["value"] != root
-            or after_dot
-            or tokens[index + 1]["type"] != "dot"
-            or opener not in ("lbracket", "lbrace")
-        ):
-            continue
-        depth, before = 0, ("lbracket", "comma") if opener == "lbracket" else ("colon",)
-        for previous, read in zip(tokens[index + 2 :], tokens[index + 3 :], strict=False):
-            depth += previous["type"] in ("lbracket", "lbrace", "lparen", "filter")
-            depth -= previous["type"] in ("rbracket", "rbrace", "rparen")
-            if depth <= 0:
-                break
-            if depth == 1 and previous["type"] in before and read["value"] == field and "identifier" in read["type"]:
-                return int(read["start"])
-    return None
-
-
-def _unprovided(name: str, provided: frozenset[str], pipeline: str) -> str:
-    hint = did_you_mean(name, sorted(provided))
-    return (
-        f"{name!r}, which is not in the context document: no step of {pipeline} provides it, so it is always "
-        f"null{hint}; the document holds: {', '.join(sorted(provided))}"
-    )
-
-
 # After an unquoted (plain) value, on its line: YAML reads what follows as a comment.
 _TRAILING_COMMENT = re.compile(r"[ \t]+#")
 
@@ -310,146 +251,6 @@ def _octal_numbers(document: SourceDoc | None) -> list[Problem]:
                 f"{written.lstrip('0')} without the 0, or {value} if that is meant"
             )
             found.append(document.locator.problem(path, message, severity="warning"))
-    return found
-
-
-def _context_names(inspection: Inspection) -> list[Problem]:
-    """Top-level names conditions and inline tests read that no step of the pipeline provides.
-
-    Only the pipeline's own conditions and the rule sets its steps run: a shared set another pipeline runs is
-    checked with that pipeline.
-    """
-    provided, pipeline = inspection.provided, inspection.files[0]
-    if provided is None or inspection.config is None:  # with errors, what steps provide is not settled
-        return []
-    unused = {loaded.locator.file for name, loaded in inspection.rulesets.items() if name not in inspection.used}
-    found: list[Problem] = []
-    for located in inspection.expressions:
-        if located.locator.file in unused:
-            continue
-        source = located.expression.source
-        for root in dict.fromkeys(path[0] for path in located.expression.paths):
-            offset = _root_offset(source, root)
-            if root not in provided and offset is not None:
-                message = f"the condition reads {_unprovided(root, provided, pipeline)}"
-                found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
-    for name, loaded in inspection.rulesets.items():
-        for test in loaded.ruleset.tests if name in inspection.used else ():
-            for key in test.given:
-                if key not in provided:
-                    path = ("tests", test.index, "given", key)
-                    message = f"inline test {test.name!r} gives {_unprovided(key, provided, pipeline)}"
-                    found.append(loaded.locator.problem(path, message, at_key=True, severity="warning"))
-    return found
-
-
-def _request_fields(inspection: Inspection) -> list[Problem]:
-    """Fields of ``request`` conditions and inline tests read that the pipeline's parse step never provides.
-
-    The step that provides ``request`` says which fields it gives (``request_fields``); one that does not say is
-    not checked. Only the pipeline's own conditions and the rule sets its steps run, as ``_context_names``.
-    """
-    steps = inspection.config.pipeline.steps() if inspection.config is not None else []
-    parser = next((step for step in steps if step.provides == "request"), None)
-    fields = getattr(parser.step, "request_fields", None) if parser is not None else None
-    if parser is None or not isinstance(fields, frozenset):
-        return []
-    unused = {loaded.locator.file for name, loaded in inspection.rulesets.items() if name not in inspection.used}
-    step = f"{parser.uses} (step {parser.id!r} of {inspection.files[0]}) never provides it, so it is always null"
-
-    def never(name: str) -> str:
-        return f"request.{name}, which {step}{did_you_mean(name, sorted(fields))}; the request's fields: " + ", ".join(
-            sorted(fields)
-        )
-
-    found: list[Problem] = []
-    for located in inspection.expressions:
-        if located.locator.file in unused:
-            continue
-        source = located.expression.source
-        read = (path[1] for path in located.expression.paths if len(path) > 1 and path[0] == "request")
-        selected = list(_selected(located.expression.ast, "request"))
-        for name in dict.fromkeys(name for name in [*read, *selected] if name not in fields):
-            offset = _root_offset(source, "request", name)
-            offset = _selected_offset(source, "request", name) if offset is None else offset
-            if offset is not None:
-                message = f"the condition reads {never(name)}"
-                found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
-    for name, loaded in inspection.rulesets.items():
-        for test in loaded.ruleset.tests if name in inspection.used else ():
-            given = test.given.get("request")
-            for key in given if isinstance(given, dict) else ():
-                if key not in fields:
-                    path = ("tests", test.index, "given", "request", key)
-                    message = f"inline test {test.name!r} gives {never(str(key))}"
-                    found.append(loaded.locator.problem(path, message, at_key=True, severity="warning"))
-    return found
-
-
-def _evaluators(inspection: Inspection) -> list[tuple[PlannedStep, set[str], list[str]]]:
-    """Each step that evaluates rule sets, the context keys provided before it runs, and the sets it names."""
-    found: list[tuple[PlannedStep, set[str], list[str]]] = []
-    before: set[str] = set()
-    for node in inspection.config.pipeline.nodes if inspection.config else ():
-        members = node.members if isinstance(node, ParallelGroup) else (node,)
-        for step in members:
-            named = step.params.get("rulesets", [step.params.get("ruleset")])
-            sets = [name for name in named if isinstance(name, str)] if isinstance(named, list) else []
-            if sets:
-                found.append((step, set(before), sets))
-        before.update(step.provides for step in members if step.provides)
-    return found
-
-
-def _provided_too_late(inspection: Inspection) -> list[Problem]:
-    """Names a rule reads that a step provides only after the step evaluating its set: there, always null."""
-    if inspection.config is None:
-        return []
-    providers = {step.provides: step for step in inspection.config.pipeline.steps() if step.provides}
-    files = {name: loaded.locator.file for name, loaded in inspection.rulesets.items()}
-    found: list[Problem] = []
-    for evaluator, available, sets in _evaluators(inspection):
-        in_sets = {files[name] for name in sets if name in files}
-        for located in inspection.expressions:
-            if located.locator.file not in in_sets:
-                continue
-            for root in dict.fromkeys(path[0] for path in located.expression.paths):
-                later = providers.get(root)
-                if later is None or root in available or later is evaluator:
-                    continue
-                message = (
-                    f"the condition reads {root!r}, which step {later.id!r} ({later.uses}) provides only after step "
-                    f"{evaluator.id!r} ({evaluator.uses}) evaluates this set: here it is always null; the document "
-                    f"then holds: {', '.join(sorted(available))}"
-                )
-                offset = _root_offset(located.expression.source, root)
-                found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
-    return found
-
-
-def _unfetched(inspection: Inspection) -> list[Problem]:
-    """Conversation attributes a step's condition reads that a ``read: rules`` read leaves out (always null)."""
-    steps = inspection.config.pipeline.steps() if inspection.config else ()
-    reader = next((step for step in steps if isinstance(step.step, ConversationGet)), None)
-    attributes = reader.step.attributes if reader is not None and isinstance(reader.step, ConversationGet) else None
-    if reader is None or attributes is None:
-        return []
-    fetched = set(attributes)
-    found: list[Problem] = []
-    for located in inspection.expressions:
-        if located.locator.file != inspection.files[0]:
-            continue
-        for path in located.expression.paths:
-            if path[0] != "conversation" or (len(path) > 1 and path[1] in fetched):
-                continue
-            name = str(path[1]) if len(path) > 1 else "every other attribute"
-            message = (
-                f"the condition reads {'.'.join(map(str, path[:2]))}, which step {reader.id!r} (conversations.get, "
-                "read: rules) does not fetch: only the attributes the rules read are, so here it is always null; "
-                f"add {name} to that step's also_read"
-            )
-            offset = _root_offset(located.expression.source, "conversation")
-            found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
     return found
 
 
@@ -668,96 +469,6 @@ def _unused(inspections: Sequence[Inspection]) -> list[Problem]:
     return found
 
 
-def _pipeline_document(path: Path) -> SourceDoc | None:
-    """A pipeline file, parsed once for the checks that place their findings in it; None when it cannot be read."""
-    try:
-        return load_yaml(path, display_path(path), strict=False) if path.is_file() else None
-    except ConfigError:
-        return None
-
-
-def _declared_name(document: SourceDoc | None) -> str | None:
-    name = document.data.get("pipeline") if document is not None and isinstance(document.data, dict) else None
-    return name if isinstance(name, str) and name else None
-
-
-def declared_pipeline_name(path: Path) -> str | None:
-    """The ``pipeline:`` name a pipeline file declares; None when it cannot be read or names none."""
-    return _declared_name(_pipeline_document(path))
-
-
-def _pipeline_names(paths: Sequence[Path]) -> list[str]:
-    """The names of the checked pipelines and of every pipeline file beside them (``pipeline:``, else the stem)."""
-    beside = [found for path in paths for found in pipeline_files(path.parent)]
-    return sorted({declared_pipeline_name(path) or path.stem for path in dict.fromkeys([*paths, *beside])})
-
-
-def _unknown_pipelines(rules_dir: Path, known: Sequence[str]) -> list[Problem]:
-    """A rules file's ``pipelines:`` entries that name no pipeline (the file would belong to none)."""
-    found: list[Problem] = []
-    listed = ", ".join(known)
-    for path in yaml_files(rules_dir):
-        try:
-            doc = load_yaml(path, display_path(path), strict=False)
-        except ConfigError:
-            continue  # a file that does not parse is reported by every pipeline's check
-        named = doc.data.get("pipelines") if isinstance(doc.data, dict) else None
-        if isinstance(named, list) and not named:
-            message = "pipelines: names no pipeline; list the pipelines this file's rule sets belong to, or remove "
-            found.append(doc.locator.problem(("pipelines",), message + "the key (every pipeline)"))
-        for index, name in enumerate(named if isinstance(named, list) else []):
-            if isinstance(name, str) and name not in known:
-                message = f"unknown pipeline {name!r}{did_you_mean(name, known)}; pipelines: {listed}"
-                found.append(doc.locator.problem(("pipelines", index), message))
-    return found
-
-
-class _Elsewhere(NamedTuple):
-    """A rule set whose file names the pipelines it belongs to: where, and which."""
-
-    file: str
-    line: int
-    owners: tuple[str, ...]
-
-
-def _sets_with_owners(rules_dir: Path) -> dict[str, _Elsewhere]:
-    """The rule sets of ``rules_dir`` whose files list their pipelines (``pipelines:``), by set name."""
-    found: dict[str, _Elsewhere] = {}
-    for path in yaml_files(rules_dir):
-        try:
-            doc = load_yaml(path, display_path(path), strict=False)
-        except ConfigError:
-            continue
-        data = doc.data if isinstance(doc.data, dict) else {}
-        name, owners = data.get("ruleset"), data.get("pipelines")
-        if isinstance(name, str) and isinstance(owners, list) and owners:
-            line = doc.locator.position(("pipelines",))[0]
-            found.setdefault(name, _Elsewhere(doc.locator.file, line, tuple(map(str, owners))))
-    return found
-
-
-_UNKNOWN_SET = re.compile(r"unknown rule set '([^']+)'")
-
-
-def unknown_rule_set(problem: Problem) -> str | None:
-    """The rule set ``problem`` says the rules directory lacks, or None."""
-    match = _UNKNOWN_SET.search(problem.message)
-    return match[1] if match else None
-
-
-def _owned_elsewhere(problem: Problem, pipeline: str | None, sets: Mapping[str, _Elsewhere]) -> Problem:
-    """``problem``; when it names a rule set that another pipeline's file defines, with that file and the fix."""
-    unknown = unknown_rule_set(problem)
-    found = sets.get(unknown) if unknown else None
-    if found is None or pipeline is None or pipeline in found.owners:
-        return problem
-    hint = (
-        f"{found.file} defines it for {', '.join(found.owners)} only (line {found.line}): "
-        f"add {pipeline} to its pipelines:"
-    )
-    return replace(problem, message=f"{problem.message}; {hint}")
-
-
 def _decided(ruleset: RuleSet) -> set[str]:
     """The rules that decide at least one inline test (matching, or raising on purpose)."""
     decided: set[str] = set()
@@ -807,22 +518,22 @@ def check_config(
     runs: dict[str, list[tuple[str, tuple[Problem, ...]]]] = {}  # by a set's file: its failed tests, by pipeline
     inspections: list[Inspection] = []
     reported: set[tuple[str, int, int, str]] = set()  # where earlier pipelines' findings are
-    owned = _sets_with_owners(rules_dir)
+    owned = sets_with_owners(rules_dir)
     for path in paths:
         inspection = inspect_config(path, rules_dir, env, missing_env="error" if strict_env else "warning")
         inspections.append(inspection)
         files.extend(name for name in inspection.files if name not in files)
-        document = _pipeline_document(path)
-        name = _declared_name(document)
+        document = pipeline_document(path)
+        name = declared_name(document)
         found = [
-            *(_owned_elsewhere(_hinted(problem), name, owned) for problem in inspection.problems),
+            *(owned_elsewhere(hinted(problem), name, owned) for problem in inspection.problems),
             *_lint(inspection),
-            *_context_names(inspection),
-            *_request_fields(inspection),
+            *context_names(inspection),
+            *request_fields(inspection),
             *_cut_by_comment(inspection),
             *_octal_numbers(document),
-            *_provided_too_late(inspection),
-            *_unfetched(inspection),
+            *provided_too_late(inspection),
+            *unfetched(inspection),
             *_reserved_codes(inspection),
             *_uncounted_refusals(inspection, document),
             *_unanswered_codes(inspection, document),
@@ -853,7 +564,7 @@ def check_config(
     findings.extend(pipeline_clashes(paths))
     findings.extend(_local_aws(paths))
     findings.extend(_unused(inspections))
-    findings.extend(_unknown_pipelines(rules_dir, _pipeline_names(paths)))
+    findings.extend(unknown_pipelines(rules_dir, pipeline_names(paths)))
     # Pipeline files first, then rules files by name; each finding once, however many checks found it.
     heads = [display_path(path) for path in paths]
     files = [*heads, *sorted(name for name in files if name not in heads)]
@@ -903,110 +614,6 @@ def _local_aws(paths: Sequence[Path]) -> list[Problem]:
 
 def _place(problem: Problem) -> tuple[str, int, int, str]:
     return problem.file, problem.line, problem.column, problem.severity
-
-
-# The usual fix for a YAML syntax error in libyaml's words (the loader the cold start uses), by its message.
-_YAML_HINTS = {
-    "invalid YAML: did not find expected key": "this line is indented more or less than the keys beside it: line it up",
-    "invalid YAML: did not find expected '-' indicator": (
-        "this line is indented less than the keys of the list item above it: line it up with them, or start an item (-)"
-    ),
-    "invalid YAML: but found another document": "a file holds one document: remove the --- line, or move what follows",
-}
-
-
-_BARE_NUMBER = re.compile(r"^invalid JMESPath: unexpected (-?\d+);.* \(in '(?P<source>.*)'\)$")
-
-
-_UNKNOWN_STEP_HINT = (
-    "a plugin's steps are registered only when it is loaded: list its module in pyproject.toml "
-    "[tool.inbound-pipeline] plugins (or PIPELINE_PLUGINS for one run; docs/extending.md)"
-)
-
-
-# A key whose value starts with a quote closed before the problem's column: YAML read the quoted part alone.
-_QUOTED_VALUE = re.compile(r"""\s*(?:-\s+)?[^\s#'"][^#'"]*?:\s+(?P<quote>['"])""")
-_QUOTED_HINT = (
-    "the value starts with a quote, so YAML reads the quoted part alone as the value and the rest of the line is "
-    "left over: put the whole value in double quotes, with single quotes inside"
-)
-
-
-def _lines(problem: Problem) -> list[str]:
-    """The lines of the file a problem is in (none when it cannot be read again)."""
-    try:
-        return Path(problem.file).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return []
-
-
-def _left_after_quotes(problem: Problem, lines: Sequence[str]) -> bool:
-    """Whether a YAML 'expected key' error follows a value that starts with a quote closed earlier on its line."""
-    if problem.message != "invalid YAML: did not find expected key" or len(lines) < problem.line:
-        return False
-    line = lines[problem.line - 1]
-    opened = _QUOTED_VALUE.match(line)
-    return opened is not None and 0 <= line.find(opened["quote"], opened.end()) < problem.column - 1
-
-
-# Characters a paste from a chat, a web page or a word processor brings into a condition, by what to do.
-_PASTED = {
-    "\u00a0": "a non-breaking space (U+00A0), invisible: retype it as a space",
-    "\u200b": "a zero-width space (U+200B), invisible: delete it",
-    "\u2018": "a typographic quote: write the plain ' instead",
-    "\u2019": "a typographic quote: write the plain ' instead",
-    "\u201c": "a typographic quote: write the plain \" instead (or ' for text)",
-    "\u201d": "a typographic quote: write the plain \" instead (or ' for text)",
-}
-_UNEXPECTED = re.compile(r"^invalid JMESPath: unexpected character '(.+?)'")
-
-
-def _pasted(problem: Problem) -> str | None:
-    """What a JMESPath syntax error's unexpected character is, when it came with a paste."""
-    unexpected = _UNEXPECTED.match(problem.message)
-    if unexpected is None:
-        return None
-    shown = unexpected[1]  # as repr() writes it: invisible characters escaped, others as they are
-    return _PASTED.get(shown.encode("ascii").decode("unicode_escape") if shown.isascii() else shown)
-
-
-# A pasted space YAML does not take for one: in a line's indentation, or after a key's colon.
-_LAYOUT_SPACE = re.compile("^[ \t]*([\u00a0\u200b])|:([\u00a0\u200b])")
-
-
-def _invisible_layout(problem: Problem, lines: Sequence[str]) -> Problem | None:
-    """A YAML syntax error placed at the invisible space causing it, on its line or the one above.
-
-    libyaml reports a layout it could not read where it gave up, often the line after the culprit.
-    """
-    for number in range(max(problem.line - 2, 0), min(problem.line, len(lines))):
-        found = _LAYOUT_SPACE.search(lines[number])
-        if found:
-            at = found.start(1) if found[1] else found.start(2)
-            name = _PASTED[lines[number][at]].split(":")[0]
-            message = f"{problem.message}; the line holds {name}, where YAML needs a plain space: retype it"
-            return replace(problem, line=number + 1, column=at + 1, message=message)
-    return None
-
-
-def _hinted(problem: Problem) -> Problem:
-    """``problem``, with the usual fix when it names none (YAML's syntax, a number left bare, an unloaded plugin)."""
-    # The file is read again (once) only for a YAML syntax error, whose fix the lines around it show.
-    lines = _lines(problem) if problem.message.startswith("invalid YAML: ") else []
-    invisible = _invisible_layout(problem, lines)
-    if invisible is not None:
-        return invisible
-    pasted = _pasted(problem)
-    if pasted:
-        return replace(problem, message=f"{problem.message}; it is {pasted}")
-    hint = _QUOTED_HINT if _left_after_quotes(problem, lines) else _YAML_HINTS.get(problem.message)
-    if ": unknown step '" in problem.message and "; registered steps: " in problem.message:
-        hint = _UNKNOWN_STEP_HINT
-    bare = _BARE_NUMBER.match(problem.message)
-    if bare:
-        written = re.search(rf"(?<![\w.`']){re.escape(bare[1])}(\.\d+)?([eE][-+]?\d+)?", bare["source"])
-        hint = f"write a number in backticks: `{written[0] if written else bare[1]}`"
-    return replace(problem, message=f"{problem.message}; {hint}") if hint else problem
 
 
 _PHONE_LIKE = re.compile(r"[+0][0-9]{5,}")

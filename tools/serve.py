@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -47,7 +46,6 @@ import re
 import signal
 import socket
 import sys
-import sysconfig
 import threading
 import time
 import uuid
@@ -61,12 +59,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 from engine.config import display_path, inspect_config
 from engine.errors import ConfigError, Problem
-from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files, yaml_files
+from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.masking import MASKED_TEXT
-from runtime.plugins import BUILTIN_PLUGINS, PluginError, plugin_modules
 from tools.console import console_script, load_project_plugins
 from tools.events import rest_event
+from tools.httpbody import REFUSAL_MESSAGES, BodyTooLong, read_chunked, refusal_status
 from tools.requires import MissingTool, require
+from tools.watch import code_stamp, configuration_stamp
 
 if TYPE_CHECKING:
     from runtime.app import Application
@@ -316,48 +315,6 @@ class MainThread:
                     raise
 
 
-class BodyTooLong(ValueError):
-    """A chunked body longer than the limit read."""
-
-
-# A chunk-size line: hex digits, then optional chunk extensions (``;name=value``), which are ignored.
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;[^\r\n]*)?\r?\n")
-_LINE_LIMIT = 8192
-
-
-def read_chunked(stream: Any, limit: int) -> bytes:
-    """A body in the chunked transfer coding (RFC 9112 §7.1) read from ``stream``, its trailer fields skipped.
-
-    ValueError when it is not in that coding; BodyTooLong when it would exceed ``limit`` bytes.
-    """
-    body = bytearray()
-    while True:
-        line = stream.readline(_LINE_LIMIT + 1)
-        match = _CHUNK_SIZE.fullmatch(line)
-        if match is None:
-            raise ValueError("malformed chunk size line")
-        size = int(match[1], 16)
-        if size == 0:
-            break
-        if len(body) + size > limit:
-            raise BodyTooLong(f"chunked body over {limit} bytes")
-        chunk = stream.read(size)
-        if len(chunk) != size or stream.readline(3) not in (b"\r\n", b"\n"):
-            raise ValueError("chunk shorter than its size, or not ended by CRLF")
-        body += chunk
-    for _ in range(100):  # the trailer section, up to its empty line
-        line = stream.readline(_LINE_LIMIT + 1)
-        if line in (b"\r\n", b"\n"):
-            return bytes(body)
-        if not line or len(line) > _LINE_LIMIT:
-            raise ValueError("unterminated trailer section")
-    raise ValueError("too many trailer fields")
-
-
-# API Gateway's messages for the requests it answers without reading their bodies.
-_REFUSALS = {400: "Bad Request", 413: "Request Too Long", 501: "Not Implemented"}
-
-
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -409,22 +366,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _refused(self, status: int) -> GatewayResponse:
         """API Gateway's answer ``status`` to a request whose body is not (or no longer) read: the connection closes."""
         self.close_connection = True
-        return _json(status, {"message": _REFUSALS[status]}, str(uuid.uuid4()))
+        return _json(status, {"message": REFUSAL_MESSAGES[status]}, str(uuid.uuid4()))
 
     def _refusal(self) -> GatewayResponse | None:
         """The answer to a request whose body must not be read (unreadable, too long, another coding), else None."""
-        coding = self.headers.get("Transfer-Encoding")
-        if coding is not None:
-            # Only the chunked coding is read (a tunnel's; API Gateway takes it too): it wins over a Content-Length.
-            if [part.strip().lower() for part in coding.split(",")] != ["chunked"]:
-                return self._refused(501)
-            return None
-        raw = (self.headers.get("Content-Length") or "0").strip()
-        if not raw.isascii() or not raw.isdigit():
-            return self._refused(400)
-        if int(raw) > MAX_BODY_BYTES:
-            return self._refused(413)
-        return None
+        status = refusal_status(
+            self.headers.get("Transfer-Encoding"), self.headers.get("Content-Length"), MAX_BODY_BYTES
+        )
+        return None if status is None else self._refused(status)
 
     def _answer(self, answer: GatewayResponse) -> None:
         self.send_response(answer.status)
@@ -663,46 +612,6 @@ def load_function() -> Application:
     return Application.from_root(PROJECT)
 
 
-def _configuration_stamp() -> tuple[tuple[str, str], ...]:
-    """What changes when a file of the project's ``pipelines/`` or ``rules/`` is edited, added or removed.
-
-    Each file's content, not its modification time and size: a file's time moves by its filesystem's granularity
-    (a second on some mounts, a clock tick on older kernels) and can be put back (``cp -p``), so a second save of the
-    same length within it would go unnoticed. The files are small; reading them at each event is cheap.
-    """
-    stamps = []
-    for path in [*pipeline_files(PROJECT / PIPELINES_DIR), *yaml_files(PROJECT / RULES_DIR)]:
-        with contextlib.suppress(OSError):  # removed meanwhile: its absence is the change
-            stamps.append((str(path), hashlib.sha256(path.read_bytes()).hexdigest()))
-    return tuple(stamps)
-
-
-def _code_stamp() -> dict[str, tuple[int, int]]:
-    """The time and size of each loaded module file of the plugins (the built-in steps among them) and the project.
-
-    Code is imported once: an edit to it is not loaded again with the configuration, only said to need a restart.
-    """
-    try:
-        plugins = {name.partition(".")[0] for name in plugin_modules(os.environ, PROJECT)}
-    except PluginError:  # pyproject.toml mid-edit: the project's own files are still watched
-        plugins = {name.partition(".")[0] for name in BUILTIN_PLUGINS}
-    project = os.path.abspath(PROJECT) + os.sep
-    # Installed packages are not the project's code, even in a virtual environment inside it (.venv/).
-    installed = tuple({os.path.abspath(path) + os.sep for path in sysconfig.get_paths().values()})
-    stamps: dict[str, tuple[int, int]] = {}
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        if not isinstance(file, str):
-            continue
-        ours = file.startswith(project) and not os.path.abspath(file).startswith(installed)
-        if not (ours or name.partition(".")[0] in plugins):
-            continue
-        with contextlib.suppress(OSError):
-            status = os.stat(file)
-            stamps[file] = (status.st_mtime_ns, status.st_size)
-    return stamps
-
-
 class ServedFunction:
     """The project's function, loaded again before the next event once a file of ``pipelines/`` or ``rules/`` changed.
 
@@ -713,17 +622,17 @@ class ServedFunction:
     """
 
     def __init__(self) -> None:
-        self._stamp = _configuration_stamp()
+        self._stamp = configuration_stamp(PROJECT)
         self.function: Application | None = load_function()  # ConfigError: the configuration cannot run
-        self._code = _code_stamp()
+        self._code = code_stamp(PROJECT)
 
     def handle(self, event: dict[str, Any], context: Any) -> Any:
         """Run ``event`` through the function of the configuration as it is now."""
-        code = _code_stamp()
+        code = code_stamp(PROJECT)
         for file in sorted(name for name, stamp in code.items() if self._code.get(name, stamp) != stamp):
             _say(f"warning: {file} changed: code is loaded once, at the start; restart pipeline-serve to run it")
         self._code.update(code)
-        stamp = _configuration_stamp()
+        stamp = configuration_stamp(PROJECT)
         if stamp != self._stamp:
             self._stamp = stamp
             if self.function is not None and self.function.capture is not None:

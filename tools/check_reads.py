@@ -1,0 +1,227 @@
+"""Names a pipeline's conditions and inline tests read that are always null there (``pipeline-dryrun --check``).
+
+A top-level name no step provides, a field of ``request`` the parse step never gives, a name provided only after
+the step evaluating the rule set, a conversation attribute a ``read: rules`` read does not fetch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from engine.config import Inspection
+from engine.errors import Problem, did_you_mean
+from engine.expressions import expression_tokens
+from engine.runner import ParallelGroup, PlannedStep
+from steps.conversations import ConversationGet
+
+__all__ = ["context_names", "provided_too_late", "request_fields", "unfetched"]
+
+
+def _root_offset(source: str, name: str, field: str | None = None) -> int | None:
+    """Where ``name`` (with ``field``: ``name.field``, at ``field``) first appears in ``source``, read from the top.
+
+    None when it follows a dot wherever it appears: read from a value, not the top (``!a.b`` is ``(!a).b``).
+    """
+    tokens = expression_tokens(source)
+    for index, token in enumerate(tokens):
+        after_dot = index > 0 and tokens[index - 1]["type"] == "dot"
+        if "identifier" not in token["type"] or token["value"] != name or after_dot:
+            continue
+        if field is None:
+            return int(token["start"])
+        if index + 2 < len(tokens) and tokens[index + 1]["type"] == "dot":
+            read = tokens[index + 2]
+            if "identifier" in read["type"] and read["value"] == field:
+                return int(read["start"])
+    return None
+
+
+_RELATIVE = frozenset({"projection", "filter_projection", "value_projection", "flatten", "pipe"})
+
+
+def _selected(node: Mapping[str, Any], root: str) -> Iterator[str]:
+    """Fields a multi-select right after ``root`` read from the top reads (``request.[a, b]``, ``request.{x: a}``)."""
+    children = [child for child in node.get("children", []) if isinstance(child, Mapping)]
+    if node.get("type") == "subexpression" and children[0] == {"type": "field", "children": [], "value": root}:
+        for item in children[1].get("children", []) if "multi_select" in children[1]["type"] else []:
+            item = item["children"][0] if item["type"] == "key_val_pair" else item
+            while item["type"] in ("subexpression", "index_expression"):
+                item = item["children"][0]
+            if item["type"] == "field":
+                yield str(item["value"])
+    if node.get("type") != "expref":
+        for child in children[:1] if node.get("type") in _RELATIVE else children:
+            yield from _selected(child, root)
+
+
+def _selected_offset(source: str, root: str, field: str) -> int | None:
+    """Where ``field`` is selected first in a multi-select right after ``root`` read from the top (``_selected``)."""
+    tokens = expression_tokens(source)
+    for index, token in enumerate(tokens[:-2]):
+        after_dot = index > 0 and tokens[index - 1]["type"] == "dot"
+        opener = tokens[index + 2]["type"]
+        if (
+            token["value"] != root
+            or after_dot
+            or tokens[index + 1]["type"] != "dot"
+            or opener not in ("lbracket", "lbrace")
+        ):
+            continue
+        depth, before = 0, ("lbracket", "comma") if opener == "lbracket" else ("colon",)
+        for previous, read in zip(tokens[index + 2 :], tokens[index + 3 :], strict=False):
+            depth += previous["type"] in ("lbracket", "lbrace", "lparen", "filter")
+            depth -= previous["type"] in ("rbracket", "rbrace", "rparen")
+            if depth <= 0:
+                break
+            if depth == 1 and previous["type"] in before and read["value"] == field and "identifier" in read["type"]:
+                return int(read["start"])
+    return None
+
+
+def _unprovided(name: str, provided: frozenset[str], pipeline: str) -> str:
+    hint = did_you_mean(name, sorted(provided))
+    return (
+        f"{name!r}, which is not in the context document: no step of {pipeline} provides it, so it is always "
+        f"null{hint}; the document holds: {', '.join(sorted(provided))}"
+    )
+
+
+def context_names(inspection: Inspection) -> list[Problem]:
+    """Top-level names conditions and inline tests read that no step of the pipeline provides.
+
+    Only the pipeline's own conditions and the rule sets its steps run: a shared set another pipeline runs is
+    checked with that pipeline.
+    """
+    provided, pipeline = inspection.provided, inspection.files[0]
+    if provided is None or inspection.config is None:  # with errors, what steps provide is not settled
+        return []
+    unused = {loaded.locator.file for name, loaded in inspection.rulesets.items() if name not in inspection.used}
+    found: list[Problem] = []
+    for located in inspection.expressions:
+        if located.locator.file in unused:
+            continue
+        source = located.expression.source
+        for root in dict.fromkeys(path[0] for path in located.expression.paths):
+            offset = _root_offset(source, root)
+            if root not in provided and offset is not None:
+                message = f"the condition reads {_unprovided(root, provided, pipeline)}"
+                found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
+    for name, loaded in inspection.rulesets.items():
+        for test in loaded.ruleset.tests if name in inspection.used else ():
+            for key in test.given:
+                if key not in provided:
+                    path = ("tests", test.index, "given", key)
+                    message = f"inline test {test.name!r} gives {_unprovided(key, provided, pipeline)}"
+                    found.append(loaded.locator.problem(path, message, at_key=True, severity="warning"))
+    return found
+
+
+def request_fields(inspection: Inspection) -> list[Problem]:
+    """Fields of ``request`` conditions and inline tests read that the pipeline's parse step never provides.
+
+    The step that provides ``request`` says which fields it gives (``request_fields``); one that does not say is
+    not checked. Only the pipeline's own conditions and the rule sets its steps run, as ``context_names``.
+    """
+    steps = inspection.config.pipeline.steps() if inspection.config is not None else []
+    parser = next((step for step in steps if step.provides == "request"), None)
+    fields = getattr(parser.step, "request_fields", None) if parser is not None else None
+    if parser is None or not isinstance(fields, frozenset):
+        return []
+    unused = {loaded.locator.file for name, loaded in inspection.rulesets.items() if name not in inspection.used}
+    step = f"{parser.uses} (step {parser.id!r} of {inspection.files[0]}) never provides it, so it is always null"
+
+    def never(name: str) -> str:
+        return f"request.{name}, which {step}{did_you_mean(name, sorted(fields))}; the request's fields: " + ", ".join(
+            sorted(fields)
+        )
+
+    found: list[Problem] = []
+    for located in inspection.expressions:
+        if located.locator.file in unused:
+            continue
+        source = located.expression.source
+        read = (path[1] for path in located.expression.paths if len(path) > 1 and path[0] == "request")
+        selected = list(_selected(located.expression.ast, "request"))
+        for name in dict.fromkeys(name for name in [*read, *selected] if name not in fields):
+            offset = _root_offset(source, "request", name)
+            offset = _selected_offset(source, "request", name) if offset is None else offset
+            if offset is not None:
+                message = f"the condition reads {never(name)}"
+                found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
+    for name, loaded in inspection.rulesets.items():
+        for test in loaded.ruleset.tests if name in inspection.used else ():
+            given = test.given.get("request")
+            for key in given if isinstance(given, dict) else ():
+                if key not in fields:
+                    path = ("tests", test.index, "given", "request", key)
+                    message = f"inline test {test.name!r} gives {never(str(key))}"
+                    found.append(loaded.locator.problem(path, message, at_key=True, severity="warning"))
+    return found
+
+
+def _evaluators(inspection: Inspection) -> list[tuple[PlannedStep, set[str], list[str]]]:
+    """Each step that evaluates rule sets, the context keys provided before it runs, and the sets it names."""
+    found: list[tuple[PlannedStep, set[str], list[str]]] = []
+    before: set[str] = set()
+    for node in inspection.config.pipeline.nodes if inspection.config else ():
+        members = node.members if isinstance(node, ParallelGroup) else (node,)
+        for step in members:
+            named = step.params.get("rulesets", [step.params.get("ruleset")])
+            sets = [name for name in named if isinstance(name, str)] if isinstance(named, list) else []
+            if sets:
+                found.append((step, set(before), sets))
+        before.update(step.provides for step in members if step.provides)
+    return found
+
+
+def provided_too_late(inspection: Inspection) -> list[Problem]:
+    """Names a rule reads that a step provides only after the step evaluating its set: there, always null."""
+    if inspection.config is None:
+        return []
+    providers = {step.provides: step for step in inspection.config.pipeline.steps() if step.provides}
+    files = {name: loaded.locator.file for name, loaded in inspection.rulesets.items()}
+    found: list[Problem] = []
+    for evaluator, available, sets in _evaluators(inspection):
+        in_sets = {files[name] for name in sets if name in files}
+        for located in inspection.expressions:
+            if located.locator.file not in in_sets:
+                continue
+            for root in dict.fromkeys(path[0] for path in located.expression.paths):
+                later = providers.get(root)
+                if later is None or root in available or later is evaluator:
+                    continue
+                message = (
+                    f"the condition reads {root!r}, which step {later.id!r} ({later.uses}) provides only after step "
+                    f"{evaluator.id!r} ({evaluator.uses}) evaluates this set: here it is always null; the document "
+                    f"then holds: {', '.join(sorted(available))}"
+                )
+                offset = _root_offset(located.expression.source, root)
+                found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
+    return found
+
+
+def unfetched(inspection: Inspection) -> list[Problem]:
+    """Conversation attributes a step's condition reads that a ``read: rules`` read leaves out (always null)."""
+    steps = inspection.config.pipeline.steps() if inspection.config else ()
+    reader = next((step for step in steps if isinstance(step.step, ConversationGet)), None)
+    attributes = reader.step.attributes if reader is not None and isinstance(reader.step, ConversationGet) else None
+    if reader is None or attributes is None:
+        return []
+    fetched = set(attributes)
+    found: list[Problem] = []
+    for located in inspection.expressions:
+        if located.locator.file != inspection.files[0]:
+            continue
+        for path in located.expression.paths:
+            if path[0] != "conversation" or (len(path) > 1 and path[1] in fetched):
+                continue
+            name = str(path[1]) if len(path) > 1 else "every other attribute"
+            message = (
+                f"the condition reads {'.'.join(map(str, path[:2]))}, which step {reader.id!r} (conversations.get, "
+                "read: rules) does not fetch: only the attributes the rules read are, so here it is always null; "
+                f"add {name} to that step's also_read"
+            )
+            offset = _root_offset(located.expression.source, "conversation")
+            found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
+    return found
