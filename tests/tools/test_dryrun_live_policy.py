@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,11 +163,11 @@ def test_a_write_that_escapes_the_plan_is_refused_and_leaves_its_event_undecided
     assert "not decided" in err
 
 
-def test_a_step_with_its_own_aws_client_cannot_write_during_a_live_replay_whatever_the_credentials(
+def plugin_writing_with_its_own_client(
     account: tuple[dict[str, str], list[Call], dict[str, str]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Defect: only the replay's own clients refused writes; a plugin step that made its own boto3 client (against
-    docs/extending.md's advice, but nothing stops it) wrote to the live account when the credentials allowed it."""
+) -> Callable[[], int]:
+    """Make twilio.parse write a stage row with a boto3 client of its own, under credentials that could write; the
+    stage table's row count, read as an admin, is returned."""
     from steps.twilio.parse import TwilioParse
 
     tables, _, as_admin = account
@@ -183,9 +183,18 @@ def test_a_step_with_its_own_aws_client_cannot_write_during_a_live_replay_whatev
     for name, value in as_admin.items():  # credentials that could write
         monkeypatch.setenv(name.upper(), value)
     admin = boto3.client("dynamodb", **as_admin)
-    before = admin.scan(TableName=stage)["Count"]
+    return lambda: int(admin.scan(TableName=stage)["Count"])
+
+
+def test_a_step_with_its_own_aws_client_cannot_write_during_a_live_replay_whatever_the_credentials(
+    account: tuple[dict[str, str], list[Call], dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: only the replay's own clients refused writes; a plugin step that made its own boto3 client (against
+    docs/extending.md's advice, but nothing stops it) wrote to the live account when the credentials allowed it."""
+    stage_rows = plugin_writing_with_its_own_client(account, monkeypatch)
+    before = stage_rows()
     records, err = _replay("--now", NOW)
-    assert admin.scan(TableName=stage)["Count"] == before
+    assert stage_rows() == before
     assert "ReadOnlyViolation" in err
     whatsapp = next(record for record in records if record["source"].endswith("01_whatsapp_text.json"))
     refused = "not decided: the replay refused a write that bypassed its plan (dynamodb:PutItem; nothing was sent)"
@@ -200,23 +209,9 @@ def test_a_step_with_its_own_aws_client_cannot_write_during_a_snapshot_whatever_
 ) -> None:
     """The snapshot runs the same steps as the live replay, so every client of the process is guarded there too: a
     plugin step's own client writes nothing, whatever the credentials allow (docs/dry-run.md)."""
-    from steps.twilio.parse import TwilioParse
-
-    tables, _, as_admin = account
-    stage = tables["stage"]
-    parse = TwilioParse.run
-
-    def run_with_its_own_client(self: TwilioParse, ctx: Any) -> Any:
-        own = boto3.session.Session().client("dynamodb")
-        own.put_item(TableName=stage, Item={"conversation_id": {"S": "plugin"}, "message_sid": {"S": "SMplugin"}})
-        return parse(self, ctx)
-
-    monkeypatch.setattr(TwilioParse, "run", run_with_its_own_client)
-    for name, value in as_admin.items():  # credentials that could write
-        monkeypatch.setenv(name.upper(), value)
-    admin = boto3.client("dynamodb", **as_admin)
-    before = admin.scan(TableName=stage)["Count"]
+    stage_rows = plugin_writing_with_its_own_client(account, monkeypatch)
+    before = stage_rows()
     out, err = io.StringIO(), io.StringIO()
     status = world_cli(["snapshot", "--now", NOW, str(EVENTS), "-o", str(tmp_path / "world.json")], out=out, err=err)
     assert status == 0, err.getvalue()
-    assert admin.scan(TableName=stage)["Count"] == before
+    assert stage_rows() == before
