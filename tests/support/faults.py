@@ -252,14 +252,15 @@ class FaultInjector:
     ``confirmed`` record is an email run confirming its record (``replay_confirm``).
     """
 
-    def __init__(self, application: Any, *, stage_table: str, lock_table: str, replay_table: str) -> None:
+    def __init__(self, application: Any, resources: Any) -> None:
+        """``resources``: the world's (``stage_table``, ``lock_table``, ``replay_table``), which name the writes."""
         services = application.services
         self._clients = {
             "dynamodb": services.tables.client,
             "sqs": services.queues.client,
             "secretsmanager": services.secrets.store.client,
         }
-        self._tables = {stage_table: "stage", lock_table: "lock", replay_table: "replay"}
+        self._tables = {resources.stage_table: "stage", resources.lock_table: "lock", resources.replay_table: "replay"}
         self._faults: dict[str, tuple[Fault, ...]] = {}
         self._hits: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
@@ -505,12 +506,7 @@ def new_container(resources: Any, config: Any = None, session: Any = None) -> tu
 
     loaded = config or load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
     application = Application([loaded], live_services(loaded.aws, session=session))
-    injector = FaultInjector(
-        application,
-        stage_table=resources.stage_table,
-        lock_table=resources.lock_table,
-        replay_table=resources.replay_table,
-    )
+    injector = FaultInjector(application, resources)
     return application, injector
 
 

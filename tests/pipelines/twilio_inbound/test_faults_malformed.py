@@ -80,12 +80,7 @@ def test_a_garbled_answer_is_a_final_fault_and_the_message_completes_once_delive
         success = first
     conversation_id = item["conversation_id"]
     resources = world.resources
-    injector = FaultInjector(
-        handler._application,
-        stage_table=resources.stage_table,
-        lock_table=resources.lock_table,
-        replay_table=resources.replay_table,
-    )
+    injector = FaultInjector(handler._application, resources)
     capsys.readouterr()
 
     injector.inject(case.call, Fault("malformed"))

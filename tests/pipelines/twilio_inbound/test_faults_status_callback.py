@@ -31,12 +31,7 @@ def test_a_status_callback_meets_a_fault_with_the_calls_code_and_its_retry_write
     world.add_conversation()
     world.add_default_secrets()
     resources = world.resources
-    injector = FaultInjector(
-        handler._application,
-        stage_table=resources.stage_table,
-        lock_table=resources.lock_table,
-        replay_table=resources.replay_table,
-    )
+    injector = FaultInjector(handler._application, resources)
     event = rest_event("sms", status_params(channel="sms"))
     injector.inject(call, Fault(kind))
     if kind in TRANSIENT_KINDS:

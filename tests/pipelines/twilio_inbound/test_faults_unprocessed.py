@@ -23,12 +23,7 @@ def injector_of(world: World) -> FaultInjector:
     import handler
 
     resources = world.resources
-    return FaultInjector(
-        handler._application,
-        stage_table=resources.stage_table,
-        lock_table=resources.lock_table,
-        replay_table=resources.replay_table,
-    )
+    return FaultInjector(handler._application, resources)
 
 
 def test_keys_left_unprocessed_are_read_again_in_the_same_call(
