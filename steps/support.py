@@ -24,28 +24,28 @@ from engine.ports import ServiceError
 from engine.registry import BuildInfo, ParamError
 
 __all__ = [
+    "ExactFloat",
     "TableKey",
     "declare_table_key",
     "dynamo_type",
     "epoch_exact",
     "expression_param",
+    "has_exact",
     "iso_millis",
-    "ExactFloat",
     "json_number",
     "json_safe",
     "json_text",
-    "has_exact",
-    "safe_copy",
     "on_failure",
     "on_success",
     "public_url",
+    "safe_copy",
     "secret_pattern",
     "service_failure",
     "table_keys",
-    "written_at_attributes",
     "table_name",
     "utf8_prefix",
     "webhook_post",
+    "written_at_attributes",
 ]
 
 
@@ -267,13 +267,20 @@ def _exact_float(exact: Decimal) -> ExactFloat:
     return ExactFloat(exact)
 
 
+def _loses_digits(number: float, text: str) -> bool:
+    """Whether the float ``number`` read from ``text`` lost digits of it.
+
+    Text of 16 characters or fewer with a point or an exponent holds at most 15 significant digits, which a float
+    holds (in DynamoDB's magnitudes); a longer one is exact if the float prints it back (DynamoDB trims zeros).
+    """
+    return len(text) > 16 and repr(number) != text
+
+
 def _number(value: Decimal) -> int | float:
     if value == value.to_integral_value():
         return int(value)  # exact at any size; -0 is 0
-    number, text = float(value), str(value)
-    # Text of 16 characters or fewer with a point or an exponent holds at most 15 significant digits, which a float
-    # holds (in DynamoDB's magnitudes); a longer one is exact if the float prints it back (DynamoDB trims zeros).
-    return number if len(text) <= 16 or repr(number) == text else ExactFloat(value)
+    number = float(value)
+    return ExactFloat(value) if _loses_digits(number, str(value)) else number
 
 
 def json_number(text: str) -> float:
@@ -282,7 +289,7 @@ def json_number(text: str) -> float:
     An ``ExactFloat`` when a float cannot hold them, so that ``json_text`` writes the number back as it was.
     """
     number = float(text)
-    return number if len(text) <= 16 or repr(number) == text else ExactFloat(Decimal(text))
+    return ExactFloat(Decimal(text)) if _loses_digits(number, text) else number
 
 
 def json_safe(value: Any) -> Any:
