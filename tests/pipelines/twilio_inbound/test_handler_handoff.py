@@ -103,6 +103,21 @@ def test_handoff_message_carries_the_whole_context(world, lambda_handler, channe
     assert '"task_complete":0' in raw.replace(" ", "")
 
 
+@pytest.mark.parametrize("channel", ["whatsapp", "sms"])
+def test_the_handoff_is_sent_with_no_delay_and_no_message_attributes(world, lambda_handler, aws, channel):
+    # CONTRACT §2: the handoff queue's message is the JSON context alone, DelaySeconds 0 (no group or dedup id, no
+    # message attributes a consumer would have to know of).
+    world.add_conversation(auto_queue_reply_message=True)
+    world.add_default_secrets()
+    params = whatsapp_params() if channel == "whatsapp" else sms_params()
+
+    lambda_handler(rest_event(channel, params), None)
+
+    [raw] = world.sent_raw("handoff")
+    [send] = aws.of("sqs.SendMessage")
+    assert send == {"QueueUrl": world.queue_url("handoff"), "MessageBody": raw, "DelaySeconds": 0}
+
+
 def test_handoff_of_a_huge_history_is_trimmed_oldest_first(world, lambda_handler, outcomes):
     # ~370 KB of history (DynamoDB's item limit is 400 KB); multi-byte text, so bytes are not characters.
     history = [
