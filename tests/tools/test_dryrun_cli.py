@@ -816,6 +816,29 @@ def test_events_may_come_before_between_and_after_the_options(monkeypatch, capsy
     assert [(r["source"], r["outcome"]) for r in records] == [(first, "QUEUED"), (second, "HANDED_OFF")]
 
 
+def test_a_masked_send_shows_the_message_text_as_the_pipeline_encodes_it(monkeypatch, capsys) -> None:
+    # CONTRACT §2: the trigger is exactly `{"conversation_id": "...", "primary_channel": "..."}` (a consumer may compare
+    # the text); docs/dry-run.md: an action's `body` is the message text as sent. Masking hides values, not the format:
+    # the masked trigger was re-encoded compactly, as the handoff is, so a reviewer saw a trigger no consumer gets.
+    from tools.dryrun.cli import main
+
+    monkeypatch.chdir(ROOT)
+    events = ["examples/events/01_whatsapp_text.json", "examples/events/03_handoff.json"]
+    bodies = {}
+    for flags in ([], ["--show-data"]):
+        assert main(["--world", "examples/world.yaml", "--json", *flags, *events]) == 0
+        records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        bodies[bool(flags)] = [a["body"] for r in records for a in r["actions"] if a["type"] == "send_message"]
+    (trigger, handoff), (sent_trigger, sent_handoff) = bodies[False], bodies[True]
+
+    masked_id = "ci-acme-001#pi-acme-support#6f0c2a52-5d0e-4d8e-9a55-1c1d7f0b2a01#**********01"
+    assert trigger == f'{{"conversation_id": "{masked_id}", "primary_channel": "+**********01"}}'
+    assert sent_trigger == json.dumps(json.loads(sent_trigger))  # as steps.sqs sends it
+    # The handoff is sent compact and unescaped; masked, it keeps that form.
+    assert handoff == json.dumps(json.loads(handoff), ensure_ascii=False, separators=(",", ":"))
+    assert sent_handoff == json.dumps(json.loads(sent_handoff), ensure_ascii=False, separators=(",", ":"))
+
+
 def _twilio_rules_only(tmp_path: Path, *, with_owners: bool) -> Path:
     """A rules directory with the contract's rule sets only (§4 steps 7-8), as a team replaying the Twilio pipeline
     keeps them: without `pipelines:` keys when written from the contract alone."""

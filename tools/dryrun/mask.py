@@ -4,7 +4,8 @@
   digits (``whatsapp:+44*********96``, also inside ``conversation_id``), e-mail addresses only the first
   character of their local part (``k***@example.org``); the values of free-text fields (``body``,
   ``content``, ``ProfileName``, ``subject``, ``FlowData``, location fields…) become ``[masked]``. SQS bodies
-  are JSON text: they are masked field by field and re-encoded the way the pipeline encodes them. Any other
+  are JSON text: they are masked field by field and re-encoded as the pipeline encoded each (the trigger with
+  ``json.dumps``' spaced separators, the handoff compact). Any other
   string holding a JSON object or array keeps its structure only: every string and number in it becomes
   ``[masked]`` but under the structural keys (``runtime.masking.json_text_masked``: Twilio's
   ``ChannelMetadata`` keeps its ``type`` and ``WaId``, a WhatsApp Flows answer keeps nothing).
@@ -47,6 +48,20 @@ def mask_number(match: re.Match[str]) -> str:
     """A phone number with all but its last two digits hidden."""
     sign, digits = match.group(1), match.group(2)
     return sign + "*" * (len(digits) - 2) + digits[-2:]
+
+
+# A JSON object written with json.dumps' default separators (``{"key": ``), as steps.sqs writes the trigger.
+_SPACED_OBJECT = re.compile(r'\{"(?:[^"\\]|\\.)*": ')
+
+
+def _encoding_of(text: str) -> dict[str, Any]:
+    """The ``json.dumps`` options that wrote the message ``text``, so that its masked copy is written alike.
+
+    ``steps.sqs`` sends the trigger as ``json.dumps`` writes it (``", "``, ``": "``, non-ASCII escaped) and the
+    handoff compact and unescaped. Masking puts in ASCII only, so an ASCII text stays ASCII and a spaced one spaced.
+    """
+    spaced = _SPACED_OBJECT.match(text) is not None
+    return {"ensure_ascii": text.isascii(), "separators": (", ", ": ") if spaced else (",", ":")}
 
 
 class Masker:
@@ -94,7 +109,7 @@ class Masker:
             document = json.loads(text, parse_float=json_number)  # numbers keep every digit the body has
         except ValueError:
             return MASKED_TEXT if text else text
-        return json_text(self._mask(document, None), ensure_ascii=False, separators=(",", ":"))
+        return json_text(self._mask(document, None), **_encoding_of(text))
 
     def _mask(self, value: Any, key: str | None) -> Any:
         """JSON-safe and masked in one pass (every output line of a long replay goes through here)."""

@@ -97,7 +97,7 @@ def _actions(target: str | None, outcome: str, sid: str, channel: str) -> list[d
     lock = {"type": "put_item", "table": "conversations-trigger-lock", "item": {"conversation_id": _CONVERSATION}}
     if outcome == "BATCHED":
         return [*actions, {**lock, "condition_failed": True}]
-    trigger = f'{{"conversation_id":"{_CONVERSATION}","primary_channel":"+**********01"}}'
+    trigger = f'{{"conversation_id": "{_CONVERSATION}", "primary_channel": "+**********01"}}'
     return [*actions, lock, {"type": "send_message", "queue": target, "body": trigger, "delay_seconds": 10}]
 
 
