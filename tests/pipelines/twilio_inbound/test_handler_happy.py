@@ -171,6 +171,27 @@ def test_status_callback_is_acknowledged_and_nothing_is_written(world, lambda_ha
     assert not any(world.all_sent().values())
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [{"conversation_status": "processing_reply"}, {"project_status": "paused"}, {"hand_off_to_human": True}],
+    ids=["locked", "inactive", "handed_off"],
+)
+def test_a_status_callback_is_acknowledged_whatever_the_rules_would_decide(
+    world, lambda_handler, aws, outcomes, overrides
+):
+    # CONTRACT §3: once its signature is checked a status callback is acknowledged (200, empty TwiML) and nothing is
+    # written: never the locked conversation's <Message>, a refusal, or a handoff.
+    world.add_conversation(**overrides)
+    world.add_default_secrets()
+
+    assert lambda_handler(rest_event("whatsapp", status_params()), None) == twiml_response()
+
+    assert outcomes() == [("STATUS_CALLBACK", None)]
+    assert aws.names() == ["dynamodb.Query", "secretsmanager.GetSecretValue"]
+    assert world.stage_rows() == [] and world.lock_rows() == [] and world.replay_rows() == []
+    assert not any(world.all_sent().values())
+
+
 def test_status_callback_with_a_bad_signature_is_rejected(world, lambda_handler, outcomes):
     world.add_conversation()
     world.add_default_secrets()
