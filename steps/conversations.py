@@ -137,6 +137,9 @@ _INDEX = {
 
 
 _KEY = ("primary_channel", "conversation_id")
+# DynamoDB's bounds on a key value (a GSI's too), in UTF-8 bytes: a partition key's, then a sort key's. A Query naming
+# a longer or empty one is refused (ValidationException), and no item can hold one (its write is refused too).
+_KEY_VALUE_BYTES = (2048, 1024)
 _DYNAMO_TYPES = ("S", "N", "B", "BOOL", "NULL", "L", "M", "SS", "NS", "BS")
 declare_table_key("conversations", _KEY)
 _WHOLE = "conversation_whole"
@@ -163,6 +166,20 @@ def rule_attributes(rulesets: Mapping[str, Any]) -> tuple[str, ...] | None:
                 if path[1]:
                     names.setdefault(str(path[1]))
     return tuple(names)
+
+
+def _unkeyable(key: Mapping[str, Any]) -> str | None:
+    """Why no item can hold ``key`` (company value as the index's partition key, user value as its sort key), or None.
+
+    The cause names the key attribute and the bound, never its value (an address or a number).
+    """
+    for (attribute, value), limit in zip(key.items(), _KEY_VALUE_BYTES, strict=False):
+        if not isinstance(value, str):
+            continue  # another type is the table's to refuse (a configuration's mistake, not a sender's)
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if not 0 < size <= limit:
+            return f"{attribute}:{'empty' if not size else f'over-{limit}-bytes'}"
+    return None
 
 
 @register(
@@ -247,6 +264,11 @@ class ConversationLookup:
         if index is None:
             raise StepFailure(MISSING_CREDENTIAL.code, f"no lookup index configured for channel {request['channel']}")
         key = {index["company_key"]: self._company.search(ctx.doc), index["user_key"]: self._user.search(ctx.doc)}
+        unkeyable = _unkeyable(key)
+        if unkeyable is not None:
+            # An address anyone can write (an email's From) past a key's bound: no conversation has it, and the
+            # Query DynamoDB would refuse is a DB_QUERY_ERROR the sender's provider retries for days.
+            raise StepFailure(NOT_FOUND.code, "no conversation for this sender and recipient", cause=unkeyable)
         chosen, count = self._choose(ctx, index["index"], key)
         if chosen is None:
             raise StepFailure(NOT_FOUND.code, "no conversation for this sender and recipient")

@@ -26,6 +26,7 @@ standard library's ``email`` package, several milliseconds a container that may 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,7 @@ _SINGLE_FIELDS = (
 )
 _MAX_FILENAME_BYTES = 255
 _MAX_CONTENT_TYPE_BYTES = 127
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 logger = logging.getLogger("steps.sendgrid.parse")
 
@@ -86,12 +88,21 @@ def _fail(message: str) -> StepFailure:
     return StepFailure(PARSING_ERROR.code, message)
 
 
+def _utf8_text(value: str) -> str:
+    """``value`` with each lone surrogate replaced by U+FFFD: text UTF-8 can carry, as DynamoDB must store it.
+
+    A filename's charset is the sender's to name (RFC 2231's ``filename*=utf-7''…``, an encoded word), and a
+    codec such as UTF-7 decodes to lone surrogates, which DynamoDB's UTF-8 strings cannot hold (the stage row).
+    """
+    return _SURROGATE.sub("\ufffd", value)
+
+
 def _media(attachments: tuple[Attachment, ...]) -> list[dict[str, Any]]:
-    """The first ``MAX_MEDIA_LISTED`` attachments' summaries, names and types clipped."""
+    """The first ``MAX_MEDIA_LISTED`` attachments' summaries, names and types clipped, as UTF-8 text."""
     return [
         {
-            "filename": utf8_prefix(item.filename, _MAX_FILENAME_BYTES)[0],
-            "content_type": utf8_prefix(item.content_type, _MAX_CONTENT_TYPE_BYTES)[0],
+            "filename": utf8_prefix(_utf8_text(item.filename), _MAX_FILENAME_BYTES)[0],
+            "content_type": utf8_prefix(_utf8_text(item.content_type), _MAX_CONTENT_TYPE_BYTES)[0],
             "size": item.size,
         }
         for item in attachments[:MAX_MEDIA_LISTED]

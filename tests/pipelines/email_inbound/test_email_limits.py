@@ -169,3 +169,39 @@ def test_a_handoff_that_is_still_too_large_without_history_is_cut_not_refused(
         assert 100_000 < len(message["body"]) < MAX_TEXT and set(message["body"]) == {'"'}
     else:
         assert message["request"]["subject"].startswith("Re: Re: ") and "body_truncated" not in message
+
+
+# DynamoDB's key limits (a GSI's too): a partition key value of at most 2048 bytes, a sort key value of at most
+# 1024, neither empty. A Query naming a longer one is refused with ValidationException (moto answers it: no items).
+PARTITION_KEY_BYTES, SORT_KEY_BYTES = 2048, 1024
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "\U0001d51e" * 270 + "@example.net",  # 270 characters of 4 bytes: 1092 bytes, within the 320 characters read
+        "j\u00e9r\u00f4me." + "\U0001f600" * 300 + "@example.net",
+    ],
+    ids=["math_letters", "emoji"],
+)
+def test_a_sender_address_longer_than_a_sort_key_is_not_found_without_a_query(
+    world, lambda_handler, aws, outcomes, json_logs, sender
+):
+    """The sender's address is the email GSI's sort key: one over 1024 bytes of UTF-8 (a From anyone can write,
+    inside the 320 characters an address may have) made a Query DynamoDB refuses (ValidationException), so the
+    email was DB_QUERY_ERROR, 500, which SendGrid retried for three days, tripping MessageLossAlarm each time. No
+    conversation can hold such a key (DynamoDB refuses the item's write): the answer is CONVERSATION_NOT_FOUND."""
+    add_email_world(world)
+    assert len(sender.encode()) > SORT_KEY_BYTES
+
+    status, body = answer(lambda_handler(email_event(Email(sender=sender, envelope_from=sender)), None))
+
+    for query in aws.of("dynamodb.Query"):
+        company, user = (value["S"] for value in query["ExpressionAttributeValues"].values())
+        assert 0 < len(company.encode()) <= PARTITION_KEY_BYTES
+        assert 0 < len(user.encode()) <= SORT_KEY_BYTES, "a Query DynamoDB refuses"
+    assert (status, body["error_code"]) == (404, "CONVERSATION_NOT_FOUND")
+    assert outcomes() == [("CONVERSATION_NOT_FOUND", "CONVERSATION_NOT_FOUND")]
+    [event] = [line for line in json_logs() if line["message"] == "event"]
+    assert event["error_cause"] == "gsi_recipient_email:over-1024-bytes"  # the bound, never the address
+    assert world.stage_rows() == [] and not any(world.all_sent().values())

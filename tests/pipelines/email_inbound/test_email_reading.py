@@ -125,6 +125,42 @@ def test_a_raw_mime_attachment_with_a_utf8_filename_is_staged_with_it(world, lam
     assert row["media"] == [{"filename": "Rechnung März.pdf", "content_type": "application/pdf", "size": 9}]
 
 
+@pytest.mark.parametrize(
+    ("disposition", "staged"),
+    [
+        # RFC 2231's charset is the sender's to name: UTF-7's "+3AA-" decodes to a lone surrogate (U+DC00).
+        (b"attachment; filename*=utf-7''%2B3AA-scan.pdf", "\ufffdscan.pdf"),
+        # So is an encoded word's (not standard in a parameter, but read as mailers write it).
+        (b'attachment; filename="=?utf-7?Q?+2D0-scan.pdf?="', "\ufffdscan.pdf"),
+    ],
+    ids=["rfc2231_utf7", "encoded_word_utf7"],
+)
+def test_a_raw_mime_attachment_name_decoding_to_a_lone_surrogate_is_staged_with_a_replacement_character(
+    world, lambda_handler, aws, outcomes, disposition, staged
+):
+    """A lone surrogate has no UTF-8 form, and DynamoDB's strings are UTF-8: the stage row could not be stored as
+    written (moto raises), and the email was answered 500 on every SendGrid retry for three days, then dropped."""
+    add_email_world(world)
+    mime = (
+        b"From: Jane Sender <jane.sender@example.net>\r\nTo: support@parse.example.com\r\nSubject: Scan\r\n"
+        b"Message-ID: <raw-utf7@mail.example.net>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe scan, attached.\r\n"
+        b"--b1\r\nContent-Type: application/pdf\r\nContent-Disposition: " + disposition + b"\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b1--\r\n"
+    )
+    envelope = json.dumps({"to": [RECIPIENT], "from": USER_EMAIL})
+    fields = [("email", mime), ("to", RECIPIENT), ("from", "Jane Sender <jane.sender@example.net>")]
+
+    status, body = answer(lambda_handler(posted(*encode_form([*fields, ("envelope", envelope)])), None))
+
+    for put in aws.of("dynamodb.PutItem"):
+        json.dumps(put, ensure_ascii=False).encode("utf-8")  # what DynamoDB receives is text UTF-8 can carry
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    [row] = world.stage_rows()
+    assert row["media"] == [{"filename": staged, "content_type": "application/pdf", "size": 9}]
+
+
 def nested_mime(levels: int) -> bytes:
     """A raw MIME message whose text sits inside ``levels`` multiparts nested one in another."""
     head = (
