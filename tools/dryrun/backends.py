@@ -181,6 +181,9 @@ class MemoryBackend:
 
 
 # Everything boto3 would otherwise read from the user's environment is replaced while moto runs.
+# moto's own variables are dropped too: TEST_SERVER_MODE / TEST_PROXY_MODE would turn the world into a moto server's
+# or proxy's (reset at the start and the end: someone's local AWS wiped), MOTO_ACCOUNT_ID would change its account.
+_MOTO_VARIABLES = ("MOTO_", "TEST_SERVER_MODE", "TEST_PROXY_MODE")
 _ISOLATED_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -236,13 +239,16 @@ def open_backend(name: str, settings: AwsSettings | None = None, needs: Needs | 
         return
     if name != "moto":
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    moto = require("moto", "a world on the moto backend (--backend moto, the default)")
-    isolated = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    require("moto", "a world on the moto backend (--backend moto, the default)")
+    from moto.core.models import MockAWS
+
+    isolated = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", *_MOTO_VARIABLES))}
     isolated.update(_ISOLATED_ENV)
     with mock.patch.dict(os.environ, isolated, clear=True):
         import boto3
 
-        with moto.mock_aws():
+        # moto in this process, whatever moto's variables say (``mock_aws()`` would follow TEST_SERVER_MODE).
+        with MockAWS():
             session = boto3.session.Session(
                 aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
             )
