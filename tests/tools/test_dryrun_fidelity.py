@@ -291,3 +291,40 @@ def test_email_outcomes_are_decided_as_production_decides_them(
         "INVALID_SIGNATURE",
         "PARSING_ERROR",
     }
+
+
+def test_one_email_posted_from_two_senders_is_decided_as_production_decides_it_on_several_processes(
+    world: World, boto_session: boto3.session.Session, tmp_path: Path
+) -> None:
+    """Defect: ``--jobs`` (automatic from 2,000 events) split the events by sender, but an email's replay record is
+    keyed by its Message-ID and parse address, not its sender: the same email posted again with another From (a
+    mailing list rewriting it, say) was decided in another process, without the first one's record, and accepted a
+    second time where production (and the replay on one process) found it a replay."""
+    from tests.support.email import EMAIL_SECRET, KEY, email_conversation, email_event
+    from tools.sendgrid_events import Email
+
+    def person(name: str) -> dict[str, Any]:
+        address = f"{name}@example.org"
+        return email_conversation(
+            primary_channel=address,
+            conversation_id=f"ci#pi#{name}#{address}",
+            gsi_recipient_email=address,
+            recipient_email=address,
+        )
+
+    def posted(sender: str, n: int) -> dict[str, Any]:
+        email = Email(sender=f"{sender} <{sender}@example.org>", message_id=f"<m{n}@lists.example.org>")
+        event = email_event(email, timestamp=T0 + n)
+        event["requestContext"]["requestTimeEpoch"] = (T0 + n) * 1000
+        return event
+
+    document = {
+        "secrets": {EMAIL_SECRET: {"sendgrid_webhook_public_key": KEY.public_key}},
+        "conversations": [person("ann"), person("bob"), person("cy")],
+    }
+    events = [posted("ann", 1), posted("bob", 1), posted("cy", 2), posted("ann", 3), posted("bob", 2)]
+    world_file, events_file = _files(tmp_path, document, events)
+
+    decided = _agree(world, world_file, events_file, boto_session, "--jobs", "3")
+
+    assert [decision["outcome"] for decision in decided] == ["QUEUED", "REPLAY", "QUEUED", "BATCHED", "REPLAY"]
