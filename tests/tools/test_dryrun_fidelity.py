@@ -125,7 +125,9 @@ TWILIO_WORLD: dict[str, Any] = {
             if key not in ("recipient_tel", "hand_off_to_human", "allowed_channels")
         },
         _conversation(14, conversation_status="processing_reply", project_status="paused"),
-        _conversation(15, messages=[{"role": "user", "content": "y" * 100_000, "n": i} for i in range(3)]),
+        _conversation(
+            15, hand_off_to_human=True, messages=[{"role": "user", "content": "y" * 100_000, "n": i} for i in range(4)]
+        ),
         _conversation(16, hand_off_to_human=True, tags=["a", "b"], score=0.1 + 0.2, nothing={}, empty=""),
     ],
     "locks": [],
