@@ -42,6 +42,17 @@ def _outcomes(stdout: str) -> list[tuple[str, str, list[Any]]]:
     return [(r["source"], r["outcome"], r["actions"]) for r in map(json.loads, stdout.splitlines())]
 
 
+ARGS = ("tools.dryrun.cli", "--world", WORLD, "--json", "--show-data", EVENTS)
+
+
+@pytest.fixture(scope="module")
+def plain() -> str:
+    """The examples' replay in an environment that says nothing of moto."""
+    done = run_module(*ARGS, env=without_settings(base_env()))
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.mark.parametrize(
     "variables",
     [
@@ -52,7 +63,7 @@ def _outcomes(stdout: str) -> list[tuple[str, str, list[Any]]]:
     ids=["server-mode", "proxy-mode", "account"],
 )
 def test_a_dryrun_leaves_a_moto_server_in_use_as_it_was_whatever_motos_variables_say(
-    moto_server: Moto, variables: dict[str, str]
+    moto_server: Moto, plain: str, variables: dict[str, str]
 ) -> None:
     moto_server.reset()
     resources = provision(moto_server.client("dynamodb"), moto_server.client("sqs"))
@@ -62,13 +73,10 @@ def test_a_dryrun_leaves_a_moto_server_in_use_as_it_was_whatever_motos_variables
     before = _state(moto_server, resources)
     assert before["tables"][resources.conversations_table]
 
-    args = ("tools.dryrun.cli", "--world", WORLD, "--json", "--show-data", EVENTS)
-    plain = run_module(*args, env=without_settings(base_env()))
-    assert plain.returncode == 0, plain.stderr
     env = {name: value.format(endpoint=moto_server.endpoint) for name, value in variables.items()}
-    beside = run_module(*args, env=without_settings(base_env(**env)))
+    beside = run_module(*ARGS, env=without_settings(base_env(**env)))
 
     assert beside.returncode == 0, beside.stderr[-2000:]
-    assert _outcomes(beside.stdout) == _outcomes(plain.stdout)
+    assert _outcomes(beside.stdout) == _outcomes(plain)
     assert len(_outcomes(beside.stdout)) == 18
     assert _state(moto_server, resources) == before
