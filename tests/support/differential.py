@@ -2,9 +2,10 @@
 
 Production is ``handler`` on moto in this process (a new container, the world loaded into the Lambda's own
 tables and secrets, its wall clock at the time the dry-run runs each event); the dry-run is the command's
-``--json --show-data`` output. Each event is reduced to what it decided and did: outcome, target, the rule
-that decided each rule set, the response (or that it raised), and its effects, the rows each table holds
-and the messages each queue received once it ran. The replay records' ``writer`` (a run's random id) is
+``--json --show-data`` output. Each event is reduced to what it decided and did: outcome and error code, target,
+the rule that decided each rule set and the rules version, the response (status, content type and body, or that it
+raised), and its effects, the rows each table holds and the messages (with their delays) each queue received once it
+ran. The replay records' ``writer`` (a run's random id) is
 left out; nothing else differs between runs.
 """
 
@@ -86,14 +87,16 @@ def production_decisions(world: World, world_file: Path, events_file: Path, sess
             {
                 "source": recorded.source,
                 "outcome": result.outcome,
+                "error_code": result.error_code,
                 "target": route.get("target") if isinstance(route, dict) else None,
                 "decided_by": decided_rules(result.rules, result.error),
                 "rules_version": application.pipeline(handled.pipeline).version if handled.pipeline else None,
                 "raised": handled.raised is not None,
                 "status_code": response["statusCode"] if response else None,
+                "content_type": response["headers"].get("Content-Type") if response else None,
                 "body": response["body"] if response else None,
                 "tables": {name: _rows(world._scan(table)) for name, table in tables.items()},
-                "sent": {name: sorted(world.sent_raw(name)) for name in _QUEUES},
+                "sent": {name: sorted(_sent(world, name)) for name in _QUEUES},
             }
         )
     return decisions
@@ -113,7 +116,7 @@ def dryrun_decisions(world_file: Path, events_file: Path, *options: str) -> list
         "conversations-trigger-lock": "locks",
         "replay": "replay",
     }
-    sent: dict[str, list[str]] = {name: [] for name in _QUEUES}
+    sent: dict[str, list[tuple[str, int]]] = {name: [] for name in _QUEUES}
     output = run_dryrun("--world", world_file, "--json", "--show-data", *options, events_file)
     decisions = []
     for line in output.splitlines():
@@ -122,7 +125,7 @@ def dryrun_decisions(world_file: Path, events_file: Path, *options: str) -> list
             if action.get("condition_failed"):
                 continue
             if action["type"] == "send_message":
-                sent[_queue(action["queue"])].append(action["body"])
+                sent[_queue(action["queue"])].append((action["body"], action["delay_seconds"]))
                 continue
             section = by_table[_logical(action["table"])]
             keys = SECTIONS[section][1]
@@ -136,11 +139,13 @@ def dryrun_decisions(world_file: Path, events_file: Path, *options: str) -> list
             {
                 "source": record["source"],
                 "outcome": record["outcome"],
+                "error_code": record["error_code"],
                 "target": record["target"],
                 "decided_by": record["decided_by"],
                 "rules_version": record["rules_version"],
                 "raised": record["raised"],
                 "status_code": record["status_code"],
+                "content_type": response["content_type"] if response else None,
                 "body": response["body"] if response else None,
                 "tables": {name: _rows(list(state[name].values())) for name in _TABLES},
                 "sent": {name: sorted(bodies) for name, bodies in sent.items()},
@@ -161,3 +166,15 @@ def _queue(name: str) -> str:
         if queue in name:
             return queue
     raise AssertionError(f"unknown queue {name}")
+
+
+def _sent(world: World, queue: str) -> list[tuple[str, int]]:
+    """Every message in ``queue`` exactly as sent, with its DelaySeconds."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    backend = sqs_backends[DEFAULT_ACCOUNT_ID][world.dynamodb.meta.region_name]
+    return [
+        (m.body, round((m.delayed_until - m.sent_timestamp) / 1000) if m.delayed_until else 0)
+        for m in backend.queues[queue]._messages
+    ]

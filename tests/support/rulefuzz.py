@@ -141,8 +141,18 @@ def dryrun_decision(
     world_file, events_file = root / "world.json", root / "event.json"
     world_file.write_text(json.dumps(world))
     events_file.write_text(json.dumps(event))
+    # The memory world (equal to moto's: tests/tools/test_dryrun_backends.py): moto is active here, the handler's.
     output = run_dryrun(
-        "--pipeline", root / pipeline, "--rules", root / "rules", "--world", world_file, "--json", events_file
+        "--pipeline",
+        root / pipeline,
+        "--rules",
+        root / "rules",
+        "--world",
+        world_file,
+        "--backend",
+        "memory",
+        "--json",
+        events_file,
     )
     (record,) = [json.loads(line) for line in output.splitlines()]
     return Decided(record["outcome"], record["decided_by"], bool(record["raised"]))

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.dryrun import EVENTS, PIPELINE_SETTINGS, ROOT, WORLD, replay_key, run_dryrun
+from tests.support.world import World
 from tools.dryrun.capture import world_document
 from tools.dryrun.corpus import Mix, generate_corpus
 from tools.dryrun.events import load_events
@@ -165,3 +166,30 @@ def test_numbers_a_float_cannot_hold_reach_the_handoff_the_same_on_both_backends
     assert f'"limits":[{LONG},0.5],"tiny":-1.2345678901234567890123456789E-100' in body
     strip = [{**json.loads(line), "trace": None} for line in moto]
     assert [{**json.loads(line), "trace": None} for line in memory] == strip
+
+
+def test_a_moto_world_is_refused_beside_moto_active_in_this_process_which_it_leaves_as_it_was(world: World) -> None:
+    # moto already active in this process (a test's, a notebook's) with the Lambda's tables: the dry-run's world would
+    # be that moto's, its rows and messages written among theirs (and theirs read as the world's). It is refused.
+    import io
+
+    from tools.dryrun.cli import build_parser
+    from tools.dryrun.replay import run_replay
+
+    world.add_conversation()
+    world.add_default_secrets()
+    tables = (world.resources.conversations_table, world.resources.stage_table, world.resources.lock_table)
+    before = {table: world._scan(table) for table in (*tables, world.resources.replay_table)}
+    out, err = io.StringIO(), io.StringIO()
+
+    args = build_parser().parse_args(["--world", str(WORLD), "--json", str(EVENTS)])
+    status = run_replay(args, out=out, err=err)
+
+    assert status == 2 and out.getvalue() == ""
+    assert "moto is already active in this process" in err.getvalue() and "--backend memory" in err.getvalue()
+    assert {table: world._scan(table) for table in before} == before
+    assert world.all_sent() == {"whatsapp": [], "sms": [], "handoff": [], "email": []}
+    assert world.dynamodb.list_tables()["TableNames"] == [*tables, world.resources.replay_table]
+    # The memory world is the dry-run's own: it replays there as anywhere.
+    assert len(replay(*EXAMPLES, "--backend", "memory")) == 18
+    assert {table: world._scan(table) for table in before} == before

@@ -324,7 +324,8 @@ def test_emails_are_spread_over_workers_by_sender_and_joined_to_their_conversati
     key = KeyPair.from_seed("partition")
 
     def email_from(sender: str) -> dict[str, Any]:
-        body, content_type = inbound_parse_body(Email(sender=f"Kim <{sender}>"))
+        # Each sender's own email (one Message-ID posted from two senders is one message: one worker).
+        body, content_type = inbound_parse_body(Email(sender=f"Kim <{sender}>", message_id=f"<{sender}>"))
         return inbound_parse_event(signed(key, body, content_type, timestamp=0), http_api=http_api)
 
     conversations = [

@@ -28,9 +28,13 @@ from tools.localaws import LocalResources, MissingResource, dynamo_safe
 from tools.needs import Needs
 from tools.requires import require
 
-__all__ = ["BACKENDS", "Backend", "WorldPorts", "open_backend", "populate"]
+__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "WorldPorts", "open_backend", "populate"]
 
 BACKENDS = ("moto", "memory")
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot hold a world of its own in this process (the replay is refused, exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,9 @@ class MemoryBackend:
 
 
 # Everything boto3 would otherwise read from the user's environment is replaced while moto runs.
+# moto's own variables are dropped too: TEST_SERVER_MODE / TEST_PROXY_MODE would turn the world into a moto server's
+# or proxy's (reset at the start and the end: someone's local AWS wiped), MOTO_ACCOUNT_ID would change its account.
+_MOTO_VARIABLES = ("MOTO_", "TEST_SERVER_MODE", "TEST_PROXY_MODE")
 _ISOLATED_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -229,20 +236,32 @@ def open_backend(name: str, settings: AwsSettings | None = None, needs: Needs | 
     """The backend called ``name`` (``moto`` or ``memory``), for as long as the block runs.
 
     ``settings`` bound the moto clients' calls as the pipeline's ``aws:`` block bounds the Lambda's; ``needs``
-    are the resources each world holds (default: the shipped pipelines').
+    are the resources each world holds (default: the shipped pipelines'). BackendUnavailable for moto while a moto
+    mock is already active in this process.
     """
     if name == "memory":
         yield MemoryBackend(needs)
         return
     if name != "moto":
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    moto = require("moto", "a world on the moto backend (--backend moto, the default)")
-    isolated = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    require("moto", "a world on the moto backend (--backend moto, the default)")
+    from moto.core.models import MockAWS
+
+    if getattr(MockAWS, "_nested_count", 0):
+        # moto holds one AWS per process: opened inside a mock already active, the world would be that mock's tables
+        # and queues (provisioned among them, written among their rows, reading theirs), and would outlive the replay.
+        raise BackendUnavailable(
+            "--backend moto: moto is already active in this process (a test's or a notebook's mock, say): the world "
+            "would share its tables and queues, writing among them and reading theirs; use --backend memory (it "
+            "answers as moto does), or run pipeline-dryrun in a process of its own"
+        )
+    isolated = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", *_MOTO_VARIABLES))}
     isolated.update(_ISOLATED_ENV)
     with mock.patch.dict(os.environ, isolated, clear=True):
         import boto3
 
-        with moto.mock_aws():
+        # moto in this process, whatever moto's variables say (``mock_aws()`` would follow TEST_SERVER_MODE).
+        with MockAWS():
             session = boto3.session.Session(
                 aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
             )

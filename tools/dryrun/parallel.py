@@ -2,10 +2,12 @@
 
 Events are split into partitions that cannot see each other's writes: an event only writes the stage
 and lock rows of the conversation its lookup finds, and that lookup is keyed by the end user's
-number (an email's: its sender's address). ``conversation_groups`` joins user keys and conversation ids that
-share rows in the world;
-every event of one group goes to the same worker, in the original order, so each conversation sees
-exactly the history it sees in a single process. Workers are forked after the lanes are built (each
+number (an email's: its sender's address), and the replay record of its message, keyed by the message's id
+(Twilio's ``MessageSid``; an email's ``EM…`` id, from its Message-ID and parse address, not its sender: one email
+posted again from another sender is the same message). ``conversation_groups`` joins user keys and conversation
+ids that share rows in the world, and ``partition`` joins the users whose events carry one message id;
+every event of one group goes to the same worker, in the original order, so each conversation and each message
+sees exactly the history it sees in a single process. Workers are forked after the lanes are built (each
 gets its own copy of the world); their rendered lines are merged back in event order.
 """
 
@@ -22,7 +24,7 @@ from urllib.parse import unquote_plus
 
 from runtime.apigateway import EventError, http_request
 
-__all__ = ["conversation_groups", "available_workers", "partition", "run_partitioned", "user_key"]
+__all__ = ["conversation_groups", "available_workers", "event_keys", "partition", "run_partitioned", "user_key"]
 
 T = TypeVar("T")
 BATCH = 100
@@ -35,16 +37,16 @@ def available_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _email_sender(body: bytes, content_type: str) -> str | None:
-    """The sender an Inbound Parse post's lookup is keyed by, read as ``sendgrid.parse`` reads it."""
+def _email_keys(body: bytes, content_type: str) -> tuple[str | None, str | None]:
+    """The sender an Inbound Parse post's lookup is keyed by and its message's id, read as ``sendgrid.parse`` does."""
     from steps.sendgrid import multipart
     from steps.sendgrid.message import read_email
 
     try:
-        sender = read_email(multipart.parse(body, content_type), body).sender
+        email = read_email(multipart.parse(body, content_type), body)
     except multipart.MultipartError:
-        return None
-    return sender.lower() if sender else None
+        return None, None
+    return (email.sender.lower() if email.sender else None), email.message_id
 
 
 def _first(body: str, name: str) -> str | None:
@@ -61,21 +63,28 @@ def _first(body: str, name: str) -> str | None:
     return body[begin:] if end < 0 else body[begin:end]
 
 
-def user_key(event: Any) -> str | None:
-    """The end user an event's lookup is keyed by (None when it names none).
+def event_keys(event: Any) -> tuple[str | None, str | None]:
+    """The end user an event's lookup is keyed by, and the id its message's replay record is keyed by (None: none).
 
-    A Twilio form's number (``To`` of a status callback) without ``whatsapp:``; an Inbound Parse email's sender.
+    A Twilio form's number (``To`` of a status callback) without ``whatsapp:``, and its ``MessageSid``; an Inbound
+    Parse email's sender, and its ``EM…`` id.
     """
     try:
         request = http_request(event)
     except EventError:
-        return None
+        return None, None
     content_type = request.header("content-type") or ""
     if content_type.lower().startswith("multipart/form-data"):
-        return _email_sender(request.body, content_type)
+        return _email_keys(request.body, content_type)
     form = request.body.decode("utf-8", "replace")
     number = _first(form, "To" if _first(form, "MessageStatus") is not None else "From")
-    return unquote_plus(number).split(":", 1)[-1] if number else None
+    sid = _first(form, "MessageSid")
+    return (unquote_plus(number).split(":", 1)[-1] if number else None), (unquote_plus(sid) if sid else None)
+
+
+def user_key(event: Any) -> str | None:
+    """The end user an event's lookup is keyed by (None when it names none): ``event_keys``' first."""
+    return event_keys(event)[0]
 
 
 def conversation_groups(conversations: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -105,12 +114,26 @@ def conversation_groups(conversations: Sequence[Mapping[str, Any]]) -> dict[str,
 def partition(events: Sequence[Any], groups: Mapping[str, str], workers: int) -> list[list[int]]:
     """Event indexes per worker, in event order; a group's events (or an unknown user's) share a worker.
 
-    Groups go to the least loaded worker, largest first, so that the workers finish together.
+    So do the groups whose events carry one message id (its replay record is one row). Groups go to the least loaded
+    worker, largest first, so that the workers finish together.
     """
-    keys: list[str] = []
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        root = node
+        while parent.setdefault(root, root) != root:
+            root = parent[root]
+        parent[node] = root
+        return root
+
+    nodes: list[str] = []
     for event in events:
-        user = user_key(event)
-        keys.append(groups.get(user, user) if user else "")
+        user, message = event_keys(event)
+        node = groups.get(user, user) if user else ""
+        if message and node:  # an event naming no user writes nothing: it joins nobody
+            parent[find("message:" + message)] = find(node)
+        nodes.append(node)
+    keys = [find(node) for node in nodes]
     load = [0] * workers
     owner: dict[str, int] = {}
     for key, count in sorted(Counter(keys).items(), key=lambda entry: (-entry[1], entry[0])):

@@ -33,7 +33,7 @@ from engine.config import AppConfig, display_path
 from engine.errors import ConfigError, Problem
 from runtime.app import shared_limits
 from runtime.layout import PIPELINES_DIR, pipeline_files
-from tools.dryrun.backends import open_backend
+from tools.dryrun.backends import BackendUnavailable, open_backend
 from tools.dryrun.blueprint import blueprint
 from tools.dryrun.coverage import LeftOut, Lent, load_lane, rules_dir_problem, uncompared
 from tools.dryrun.events import EventFileError, RecordedEvent, load_events
@@ -443,7 +443,7 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             lanes = _with_probe(configs, _lanes(options, configs[:2], world, clock, scrubber, stack, needs))
         except ConfigError as exc:
             return _problems(errors, exc.problems)
-        except (UsageError, MissingTool) as exc:
+        except (UsageError, MissingTool, BackendUnavailable) as exc:
             errors.write(f"pipeline-dryrun: error: {exc}\n")
             return EXIT_USAGE
         output = _Scrubbed(out, scrubber)
