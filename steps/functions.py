@@ -17,7 +17,9 @@ condition instead, live and in a shadow candidate alike. Arming and disarming th
 search on the development machine (the two handler swaps), where a short text's search itself takes a fraction
 of one; the shipped rules call no ``matches``. The timer is ``engine.timebox``'s, the one that bounds the shadow
 candidate as a whole. A lookaround, atomic group or possessive repetition
-is checked like the rest of the pattern.
+is checked like the rest of the pattern. A pattern (or ``has_word``'s words) up to ``MAX_KEPT_CHARS`` long is compiled
+once and kept; of longer ones, read from the document, only the ``LONG_KEPT`` last: the memory of a warm container
+does not grow with each long text it is given.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ from engine.expressions import register_function
 from engine.timebox import TimeboxExpired, TimeboxUnavailable, call_within
 
 __all__ = [
+    "LONG_KEPT",
     "MATCH_BUDGET_SECONDS",
+    "MAX_KEPT_CHARS",
     "WEEKDAYS",
     "has_word",
     "hhmm",
@@ -47,6 +51,13 @@ __all__ = [
 ]
 
 MATCH_BUDGET_SECONDS = 0.1
+# A pattern (or has_word's words) up to this long is compiled once and kept (256 of them): those written in rules, and
+# short ones read from the document. Of longer ones only the LONG_KEPT last are kept: compiled, a pattern holds about
+# 17 bytes per character, and one read from the document (a conversation's attribute, the sender's own text) can be as
+# long as a message, so a warm container keeping each distinct one filled its memory; the same long pattern on every
+# event (a conversation's) is still compiled once.
+MAX_KEPT_CHARS = 1000
+LONG_KEPT = 4
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -67,8 +78,34 @@ class _Refused:
 @lru_cache(maxsize=256)
 def _pattern(source: str) -> re.Pattern[str] | _Refused:
     """``source`` compiled, or why it is refused (cached alike: an event's refused pattern is judged once)."""
+    return _judged(source, re.compile)
+
+
+def _search_pattern(source: str) -> re.Pattern[str] | _Refused:
+    """``_pattern``, for a pattern up to ``MAX_KEPT_CHARS`` long; of longer ones, the last few only (``LONG_KEPT``).
+
+    Those are kept neither in ``_pattern``'s cache nor in ``re``'s own.
+    """
+    return _pattern(source) if len(source) <= MAX_KEPT_CHARS else _long_pattern(source)
+
+
+@lru_cache(maxsize=LONG_KEPT)
+def _long_pattern(source: str) -> re.Pattern[str] | _Refused:
+    return _judged(source, _compile_unkept)
+
+
+def _compile_unkept(source: str, flags: int = 0) -> re.Pattern[str]:
+    """``re.compile(source, flags)`` without ``re``'s cache, which would keep it."""
+    from re import _compiler  # type: ignore[attr-defined]
+
+    compiled: re.Pattern[str] = _compiler.compile(source, flags)
+    return compiled
+
+
+def _judged(source: str, compile_: Callable[[str], re.Pattern[str]]) -> re.Pattern[str] | _Refused:
+    """``source`` compiled with ``compile_``, or why it is refused."""
     try:
-        compiled = re.compile(source)
+        compiled = compile_(source)
         backtracks = _backtracks(_parse(source, compiled.flags), 0, bool(compiled.flags & re.IGNORECASE))
     except re.error as exc:
         return _Refused(exc.msg)
@@ -137,10 +174,24 @@ def _distinct_starts(branches: Sequence[Any], fold: bool) -> bool:
     return len(set(keys)) == len(keys)
 
 
-@lru_cache(maxsize=256)
 def _word(word: str) -> re.Pattern[str]:
+    """The pattern finding ``word`` as whole words, kept as ``_search_pattern`` keeps a pattern."""
+    return _kept_word(word) if len(word) <= MAX_KEPT_CHARS else _long_word(word)
+
+
+@lru_cache(maxsize=256)
+def _kept_word(word: str) -> re.Pattern[str]:
+    return re.compile(_word_source(word), re.IGNORECASE)
+
+
+@lru_cache(maxsize=LONG_KEPT)
+def _long_word(word: str) -> re.Pattern[str]:
+    return _compile_unkept(_word_source(word), re.IGNORECASE)
+
+
+def _word_source(word: str) -> str:
     words = r"\s+".join(re.escape(part) for part in word.split())
-    return re.compile(rf"(?<!\w){words}(?!\w)", re.IGNORECASE)
+    return rf"(?<!\w){words}(?!\w)"
 
 
 @lru_cache(maxsize=1)
@@ -203,7 +254,7 @@ def matches(text: str, pattern: str) -> bool:
 
     The text is read in Unicode's composed form (NFC), as patterns are written: ``é`` is one character.
     """
-    compiled = _pattern(pattern)
+    compiled = _search_pattern(pattern)
     if isinstance(compiled, _Refused):
         why = _EXPONENTIAL if compiled.invalid is None else "is not a valid regular expression"
         raise ValueError(f"got a pattern that {why}")

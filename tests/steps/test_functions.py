@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -13,6 +15,7 @@ import pytest
 from engine.expressions import ExpressionError, ExpressionSyntaxError, compile_expression
 from engine.rules import Decision, Rule, RuleSet, RuleTest, run_tests
 from engine.timebox import TimeboxExpired, call_within
+from steps.functions import LONG_KEPT
 
 DOC: dict[str, Any] = {
     "request": {"body": "Please STOP sending, thanks", "received_at": "2026-11-28T08:30:00.000Z", "channel": "sms"},
@@ -204,6 +207,35 @@ def test_a_refused_pattern_from_the_document_is_judged_once() -> None:
     with pytest.raises(ExpressionError):
         expression.search(document)
     after = _pattern.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (1, 0)
+
+
+def test_only_the_last_few_long_patterns_and_words_read_from_the_document_are_kept() -> None:
+    """A pattern or word read from the document (a conversation's attribute, or text the sender wrote) over
+    ``MAX_KEPT_CHARS`` is kept among the ``LONG_KEPT`` last only: kept as hand-written ones are, each distinct one held
+    about 16 bytes per character in a warm container (256 of them, and 512 more in ``re``'s own cache), and a few
+    hundred messages long enough filled its memory."""
+    searches = [compile_expression(f"{name}(request.body, conversation.pattern)") for name in ("matches", "has_word")]
+    for index in range(40):
+        document = {"request": {"body": "no match"}, "conversation": {"pattern": f"held{index:04d}" + "x" * 3000}}
+        assert [expression.search(document) for expression in searches] == [False, False]
+    gc.collect()
+    held = [o for o in gc.get_objects() if isinstance(o, re.Pattern) and "held00" in str(o.pattern)]
+    # The last LONG_KEPT patterns and as many words (each 3,000 characters, about 48 KB compiled); all 80 were kept.
+    assert len(held) <= 2 * LONG_KEPT
+    assert sum(pattern.__sizeof__() for pattern in held) < 2 * LONG_KEPT * 3010 * 17
+
+
+def test_the_same_long_pattern_on_every_event_is_compiled_once() -> None:
+    """A conversation's long pattern is the same on each of its events: it is not compiled again for each."""
+    from steps.functions import _long_pattern
+
+    document = {"request": {"body": "a stop word"}, "conversation": {"pattern": "(?i)" + "|".join(["stop"] * 400)}}
+    expression = compile_expression("matches(request.body, conversation.pattern)")
+    assert expression.search(document) is True
+    before = _long_pattern.cache_info()
+    assert expression.search(document) is True
+    after = _long_pattern.cache_info()
     assert (after.hits - before.hits, after.misses - before.misses) == (1, 0)
 
 
