@@ -368,13 +368,17 @@ def smoke_import(stage: Path, arch: str, imports: Sequence[str]) -> None:
     """Run ``imports`` (``third_party_imports``) with ``stage`` alone on the path, only when built for this machine.
 
     Those run on first use only (``cryptography``, for the email signature) are run here as well: a module the
-    artifact cannot load fails the build, not the first request that needs it.
+    artifact cannot load fails the build, not the first request that needs it. Only this Python when it is the
+    runtime's can: the compiled dependencies are the runtime's wheels. It writes no bytecode into ``stage``.
     """
     if platform.machine().lower() not in {"x86_64": {"x86_64", "amd64"}, "arm64": {"arm64", "aarch64"}}[arch]:
         print(f"note: built for {arch} on {platform.machine()}; import check skipped")
         return
+    if not _runtime_python():
+        print(f"note: Python {platform.python_version()} is not {PYTHON_VERSION}; import check skipped")
+        return
     code = "\n".join([f"import sys; sys.path[:0] = [{str(stage)!r}]", *imports])
-    subprocess.run([sys.executable, "-I", "-S", "-c", code], check=True)
+    subprocess.run([sys.executable, "-I", "-S", "-B", "-c", code], check=True)
     print(f"import check: ok ({len(imports)} imports)")
 
 
@@ -400,12 +404,18 @@ def check_and_stamp(stage: Path) -> tuple[bool, str]:
     Runs in a fresh interpreter in ``stage`` (its code, not this process's); returns whether every pipeline loads,
     and the output (the located problems, or the stamp's notes).
     """
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stage), str(ROOT)])}
+    # No bytecode of this Python in the artifact: compile_tree writes the runtime's, when this Python is it.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stage), str(ROOT)]), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PIPELINE_PLUGINS", None)  # the artifact's own list (pipeline-plugins.json) only
     done = subprocess.run(
         [sys.executable, "-m", "tools.stamp", "."], cwd=stage, env=env, capture_output=True, text=True, check=False
     )
     return done.returncode == 0, (done.stdout + done.stderr).strip()
+
+
+def _runtime_python() -> bool:
+    """Whether this Python is the runtime's version (``PYTHON_VERSION``)."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}" == PYTHON_VERSION
 
 
 def compile_tree(target: Path) -> bool:
@@ -415,7 +425,7 @@ def compile_tree(target: Path) -> bool:
     directory, so two builds of the same sources are byte-identical. Files are compiled in one process, in
     sorted order: marshal's output depends on what the process has compiled before.
     """
-    if f"{sys.version_info.major}.{sys.version_info.minor}" != PYTHON_VERSION:
+    if not _runtime_python():
         print(f"note: Python {platform.python_version()} is not {PYTHON_VERSION}; .pyc files not precompiled")
         return False
     ok = True
