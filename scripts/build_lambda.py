@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import importlib
 import json
 import os
@@ -364,6 +365,25 @@ def drop_dev_only(stage: Path, first_party: Iterable[str]) -> list[str]:
     return [path.relative_to(stage).as_posix() for path in outermost]
 
 
+def prune_records(stage: Path) -> None:
+    """Keep in each installed distribution's ``RECORD`` only the files ``stage`` holds.
+
+    The build removes some (``bin/``, twilio's REST client, the test suites). The scripts in ``bin/`` begin with the
+    path of the interpreter that installed them: their hashes, left in ``RECORD``, would make the artifact depend on
+    where it was built (a new code version to deploy from every build environment).
+    """
+    root = stage.resolve()
+    for record in sorted(stage.glob("*.dist-info/RECORD")):
+        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() and _holds(root, next(csv.reader([line]))[0])]
+        record.write_text("".join(kept), encoding="utf-8", newline="")
+
+
+def _holds(root: Path, name: str) -> bool:
+    path = (root / name).resolve()
+    return path.is_relative_to(root) and path.is_file()
+
+
 def smoke_import(stage: Path, arch: str, imports: Sequence[str]) -> None:
     """Run ``imports`` (``third_party_imports``) with ``stage`` alone on the path, only when built for this machine.
 
@@ -531,6 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(junk)
         first_party = {*SOURCE_PACKAGES, *(plugin.split(".")[0] for plugin in plugins), *DATA_DIRS}
         dropped = drop_dev_only(stage, first_party)
+        prune_records(stage)
         if dropped:
             print(f"left out of the dependencies: {', '.join(dropped)}")
         absent = [name for name in TWILIO_USED if not (stage / name).is_file()]
