@@ -494,10 +494,18 @@ def _mib(size: int) -> str:
 
 
 def _stage_dir(stage: Path, project: Path) -> str | None:
-    """Empty ``stage`` for the build; the reason when it looks like a source tree instead."""
+    """Empty ``stage`` for the build; the reason when it holds anything but an earlier build instead.
+
+    Only an earlier build's files are removed (what ``sam build`` leaves in its ``ARTIFACTS_DIR``): a directory
+    named by mistake (a source tree, the home directory) is refused, not deleted.
+    """
     if stage.exists() and any(stage.iterdir()):
         if (stage / "pyproject.toml").exists() or stage.resolve() in (project.resolve(), *project.resolve().parents):
             return f"{stage} looks like a source tree; give an empty or build directory"
+        record = _plugin_list().RECORD_FILE
+        if not ((stage / "handler.py").is_file() and (stage / record).is_file()):
+            earlier = f"handler.py, {record}"
+            return f"{stage} is not empty and holds no earlier build ({earlier}); give an empty or new directory"
         shutil.rmtree(stage)
     stage.mkdir(parents=True, exist_ok=True)
     return None
@@ -508,7 +516,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=ROOT, help="the project to build (default: this one)")
     parser.add_argument("--output", type=Path, default=ROOT / "build" / "lambda.zip", help="the zip to write")
-    parser.add_argument("--stage-dir", type=Path, help="assemble here (kept) instead of a temporary directory")
+    parser.add_argument(
+        "--stage-dir", type=Path, help="assemble here (kept): a new or empty directory, or an earlier build's"
+    )
     parser.add_argument("--no-zip", action="store_true", help="only assemble --stage-dir (sam build zips it)")
     parser.add_argument("--arch", choices=sorted(PLATFORMS), default="arm64", help="as the template's Architectures")
     parser.add_argument("--with-boto3", action="store_true", help="bundle boto3/botocore instead of the runtime's")
