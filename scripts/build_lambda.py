@@ -242,8 +242,14 @@ def _catches_import_error(handler: ast.ExceptHandler) -> bool:
     return handler.type is None or bool({"ImportError", "ModuleNotFoundError"} & names)
 
 
-def _pip(args: Sequence[str]) -> None:
-    subprocess.run([sys.executable, "-m", "pip", *args], check=True)
+def _pip(args: Sequence[str], doing: str) -> None:
+    """Run pip with ``args``; BuildError saying what it could not do (pip has printed why)."""
+    done = subprocess.run([sys.executable, "-m", "pip", *args], check=False)
+    if done.returncode != 0:
+        raise BuildError(
+            f"pip could not {doing} (exit status {done.returncode}; pip's message is above); "
+            "is the package index reachable?"
+        )
 
 
 def resolve(requirements: Sequence[str], arch: str, constraints: Path | None = None) -> list[dict[str, Any]]:
@@ -267,7 +273,8 @@ def resolve(requirements: Sequence[str], arch: str, constraints: Path | None = N
                 "--target",
                 str(Path(scratch) / "target"),
                 *requirements,
-            ]
+            ],
+            "resolve the runtime dependencies for the Lambda platform",
         )
         installs: list[dict[str, Any]] = json.loads(report.read_text(encoding="utf-8"))["install"]
     return installs
@@ -343,7 +350,10 @@ def keep(
 
 def install(pins: Sequence[str], target: Path, arch: str) -> None:
     """Install exactly ``pins`` (no dependency resolution) into ``target`` for the Lambda platform."""
-    _pip(["install", "--quiet", "--no-deps", "--no-compile", "--target", str(target), *_platform_args(arch), *pins])
+    _pip(
+        ["install", "--quiet", "--no-deps", "--no-compile", "--target", str(target), *_platform_args(arch), *pins],
+        "install the runtime dependencies",
+    )
 
 
 def drop_dev_only(stage: Path, first_party: Iterable[str]) -> list[str]:
@@ -554,9 +564,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         requirements = runtime_requirements(project / "pyproject.toml")
         constraints = project / "constraints.txt"
-        resolution = resolve(requirements, args.arch, constraints if constraints.is_file() else None)
-        pins = keep(resolution, requirements, with_boto3=args.with_boto3, slim=not args.full)
-        install(pins, stage, args.arch)
+        try:
+            resolution = resolve(requirements, args.arch, constraints if constraints.is_file() else None)
+            pins = keep(resolution, requirements, with_boto3=args.with_boto3, slim=not args.full)
+            install(pins, stage, args.arch)
+        except BuildError as exc:
+            print(f"error: {exc}")
+            return 1
         for junk in [*stage.glob("bin"), *(stage.glob("twilio/rest") if not args.full else [])]:
             shutil.rmtree(junk)
         first_party = {*SOURCE_PACKAGES, *(plugin.split(".")[0] for plugin in plugins), *DATA_DIRS}
