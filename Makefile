@@ -2,11 +2,14 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# What the virtualenvs are made with: Python 3.11 (the Lambda runtime's) wherever installed, even beside another
+# python3 (one older than requires-python allows, or a newer one, whose build ships no precompiled bytecode).
+PYTHON3 ?= $(shell command -v python3.11 2>/dev/null || echo python3)
 
 .PHONY: install lock demo test lint check schemas bench bench-smoke clean build build-PipelineFunction
 
 $(STAMP): pyproject.toml constraints.txt
-	python3 -m venv $(VENV)
+	$(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
@@ -16,7 +19,7 @@ install: $(STAMP)
 ## Re-resolve the development environment's versions (the newest pyproject.toml allows) into constraints.txt.
 lock:
 	rm -rf .lock-venv
-	python3 -m venv .lock-venv
+	$(PYTHON3) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install -q -e '.[dev]'
 	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
@@ -63,7 +66,7 @@ BUILD_VENV ?= .aws-sam/build-venv
 BUILD_PY := $(if $(wildcard $(PY)),$(PY),$(BUILD_VENV)/bin/python)
 
 $(BUILD_VENV)/bin/python: pyproject.toml
-	python3 -m venv $(BUILD_VENV)
+	$(PYTHON3) -m venv $(BUILD_VENV)
 	$(BUILD_VENV)/bin/python -m pip install -q --upgrade pip
 	$(BUILD_VENV)/bin/python -m pip install -q .
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import importlib
 import json
 import os
@@ -241,8 +242,14 @@ def _catches_import_error(handler: ast.ExceptHandler) -> bool:
     return handler.type is None or bool({"ImportError", "ModuleNotFoundError"} & names)
 
 
-def _pip(args: Sequence[str]) -> None:
-    subprocess.run([sys.executable, "-m", "pip", *args], check=True)
+def _pip(args: Sequence[str], doing: str) -> None:
+    """Run pip with ``args``; BuildError saying what it could not do (pip has printed why)."""
+    done = subprocess.run([sys.executable, "-m", "pip", *args], check=False)
+    if done.returncode != 0:
+        raise BuildError(
+            f"pip could not {doing} (exit status {done.returncode}; pip's message is above); "
+            "is the package index reachable?"
+        )
 
 
 def resolve(requirements: Sequence[str], arch: str, constraints: Path | None = None) -> list[dict[str, Any]]:
@@ -266,7 +273,8 @@ def resolve(requirements: Sequence[str], arch: str, constraints: Path | None = N
                 "--target",
                 str(Path(scratch) / "target"),
                 *requirements,
-            ]
+            ],
+            "resolve the runtime dependencies for the Lambda platform",
         )
         installs: list[dict[str, Any]] = json.loads(report.read_text(encoding="utf-8"))["install"]
     return installs
@@ -342,7 +350,10 @@ def keep(
 
 def install(pins: Sequence[str], target: Path, arch: str) -> None:
     """Install exactly ``pins`` (no dependency resolution) into ``target`` for the Lambda platform."""
-    _pip(["install", "--quiet", "--no-deps", "--no-compile", "--target", str(target), *_platform_args(arch), *pins])
+    _pip(
+        ["install", "--quiet", "--no-deps", "--no-compile", "--target", str(target), *_platform_args(arch), *pins],
+        "install the runtime dependencies",
+    )
 
 
 def drop_dev_only(stage: Path, first_party: Iterable[str]) -> list[str]:
@@ -364,17 +375,40 @@ def drop_dev_only(stage: Path, first_party: Iterable[str]) -> list[str]:
     return [path.relative_to(stage).as_posix() for path in outermost]
 
 
+def prune_records(stage: Path) -> None:
+    """Keep in each installed distribution's ``RECORD`` only the files ``stage`` holds.
+
+    The build removes some (``bin/``, twilio's REST client, the test suites). The scripts in ``bin/`` begin with the
+    path of the interpreter that installed them: their hashes, left in ``RECORD``, would make the artifact depend on
+    where it was built (a new code version to deploy from every build environment).
+    """
+    root = stage.resolve()
+    for record in sorted(stage.glob("*.dist-info/RECORD")):
+        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() and _holds(root, next(csv.reader([line]))[0])]
+        record.write_text("".join(kept), encoding="utf-8", newline="")
+
+
+def _holds(root: Path, name: str) -> bool:
+    path = (root / name).resolve()
+    return path.is_relative_to(root) and path.is_file()
+
+
 def smoke_import(stage: Path, arch: str, imports: Sequence[str]) -> None:
     """Run ``imports`` (``third_party_imports``) with ``stage`` alone on the path, only when built for this machine.
 
     Those run on first use only (``cryptography``, for the email signature) are run here as well: a module the
-    artifact cannot load fails the build, not the first request that needs it.
+    artifact cannot load fails the build, not the first request that needs it. Only this Python when it is the
+    runtime's can: the compiled dependencies are the runtime's wheels. It writes no bytecode into ``stage``.
     """
     if platform.machine().lower() not in {"x86_64": {"x86_64", "amd64"}, "arm64": {"arm64", "aarch64"}}[arch]:
         print(f"note: built for {arch} on {platform.machine()}; import check skipped")
         return
+    if not _runtime_python():
+        print(f"note: Python {platform.python_version()} is not {PYTHON_VERSION}; import check skipped")
+        return
     code = "\n".join([f"import sys; sys.path[:0] = [{str(stage)!r}]", *imports])
-    subprocess.run([sys.executable, "-I", "-S", "-c", code], check=True)
+    subprocess.run([sys.executable, "-I", "-S", "-B", "-c", code], check=True)
     print(f"import check: ok ({len(imports)} imports)")
 
 
@@ -400,12 +434,18 @@ def check_and_stamp(stage: Path) -> tuple[bool, str]:
     Runs in a fresh interpreter in ``stage`` (its code, not this process's); returns whether every pipeline loads,
     and the output (the located problems, or the stamp's notes).
     """
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stage), str(ROOT)])}
+    # No bytecode of this Python in the artifact: compile_tree writes the runtime's, when this Python is it.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stage), str(ROOT)]), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PIPELINE_PLUGINS", None)  # the artifact's own list (pipeline-plugins.json) only
     done = subprocess.run(
         [sys.executable, "-m", "tools.stamp", "."], cwd=stage, env=env, capture_output=True, text=True, check=False
     )
     return done.returncode == 0, (done.stdout + done.stderr).strip()
+
+
+def _runtime_python() -> bool:
+    """Whether this Python is the runtime's version (``PYTHON_VERSION``)."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}" == PYTHON_VERSION
 
 
 def compile_tree(target: Path) -> bool:
@@ -415,7 +455,7 @@ def compile_tree(target: Path) -> bool:
     directory, so two builds of the same sources are byte-identical. Files are compiled in one process, in
     sorted order: marshal's output depends on what the process has compiled before.
     """
-    if f"{sys.version_info.major}.{sys.version_info.minor}" != PYTHON_VERSION:
+    if not _runtime_python():
         print(f"note: Python {platform.python_version()} is not {PYTHON_VERSION}; .pyc files not precompiled")
         return False
     ok = True
@@ -464,10 +504,18 @@ def _mib(size: int) -> str:
 
 
 def _stage_dir(stage: Path, project: Path) -> str | None:
-    """Empty ``stage`` for the build; the reason when it looks like a source tree instead."""
+    """Empty ``stage`` for the build; the reason when it holds anything but an earlier build instead.
+
+    Only an earlier build's files are removed (what ``sam build`` leaves in its ``ARTIFACTS_DIR``): a directory
+    named by mistake (a source tree, the home directory) is refused, not deleted.
+    """
     if stage.exists() and any(stage.iterdir()):
         if (stage / "pyproject.toml").exists() or stage.resolve() in (project.resolve(), *project.resolve().parents):
             return f"{stage} looks like a source tree; give an empty or build directory"
+        record = _plugin_list().RECORD_FILE
+        if not ((stage / "handler.py").is_file() and (stage / record).is_file()):
+            earlier = f"handler.py, {record}"
+            return f"{stage} is not empty and holds no earlier build ({earlier}); give an empty or new directory"
         shutil.rmtree(stage)
     stage.mkdir(parents=True, exist_ok=True)
     return None
@@ -478,7 +526,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=ROOT, help="the project to build (default: this one)")
     parser.add_argument("--output", type=Path, default=ROOT / "build" / "lambda.zip", help="the zip to write")
-    parser.add_argument("--stage-dir", type=Path, help="assemble here (kept) instead of a temporary directory")
+    parser.add_argument(
+        "--stage-dir", type=Path, help="assemble here (kept): a new or empty directory, or an earlier build's"
+    )
     parser.add_argument("--no-zip", action="store_true", help="only assemble --stage-dir (sam build zips it)")
     parser.add_argument("--arch", choices=sorted(PLATFORMS), default="arm64", help="as the template's Architectures")
     parser.add_argument("--with-boto3", action="store_true", help="bundle boto3/botocore instead of the runtime's")
@@ -514,13 +564,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         requirements = runtime_requirements(project / "pyproject.toml")
         constraints = project / "constraints.txt"
-        resolution = resolve(requirements, args.arch, constraints if constraints.is_file() else None)
-        pins = keep(resolution, requirements, with_boto3=args.with_boto3, slim=not args.full)
-        install(pins, stage, args.arch)
+        try:
+            resolution = resolve(requirements, args.arch, constraints if constraints.is_file() else None)
+            pins = keep(resolution, requirements, with_boto3=args.with_boto3, slim=not args.full)
+            install(pins, stage, args.arch)
+        except BuildError as exc:
+            print(f"error: {exc}")
+            return 1
         for junk in [*stage.glob("bin"), *(stage.glob("twilio/rest") if not args.full else [])]:
             shutil.rmtree(junk)
         first_party = {*SOURCE_PACKAGES, *(plugin.split(".")[0] for plugin in plugins), *DATA_DIRS}
         dropped = drop_dev_only(stage, first_party)
+        prune_records(stage)
         if dropped:
             print(f"left out of the dependencies: {', '.join(dropped)}")
         absent = [name for name in TWILIO_USED if not (stage / name).is_file()]

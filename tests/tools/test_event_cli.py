@@ -713,3 +713,15 @@ def test_a_secret_stored_as_binary_is_refused_by_name_not_a_traceback(capsys: py
         "store the credentials as a JSON SecretString, as the function reads them\n"
     )
     assert TOKEN not in error
+
+
+def test_outside_a_project_building_an_event_says_to_run_in_the_projects_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: argparse refused every channel with "invalid choice: 'whatsapp' (choose from )".
+    monkeypatch.chdir(tmp_path)
+    err = build(capsys, "--channel", "whatsapp", "--from", "+447700900101", "--to", "+14155238886", status=2)
+    assert err == (
+        "pipeline-event: error: no pipeline files (*.yaml) found in pipelines/; "
+        "run pipeline-event in the project's directory\n"
+    )

@@ -171,3 +171,29 @@ def test_the_installed_schema_export_checks_the_projects_schemas(installed: Path
     assert done.stdout.strip() == "wrote schemas/rules.schema.json"
     assert (project / "schemas" / "rules.schema.json").is_file()
     assert not (installed / "schemas").exists()
+
+
+@pytest.mark.parametrize(
+    ("code", "needed_for"),
+    [
+        (
+            "from tools.dryrun.cli import main; sys.exit(main(['--world', 'examples/world.yaml', 'examples/events']))",
+            "pipeline-dryrun: error: a world on the moto backend (--backend moto, the default) needs moto",
+        ),
+        (
+            "from tools.serve import main; sys.exit(main(['--moto', '--port', '0']))",
+            "pipeline-serve: error: pipeline-serve --moto needs moto",
+        ),
+    ],
+    ids=["dryrun-world", "serve-moto"],
+)
+def test_the_installed_tools_without_the_tools_extra_say_how_to_install_it(
+    installed: Path, project: Path, code: str, needed_for: str
+) -> None:
+    # Installed without the extra (pip install the wheel alone): moto cannot be imported.
+    done = _run(installed, project, f"sys.modules['moto'] = None; {code}", **SERVE_ENV)
+    assert "Traceback" not in done.stderr, done.stderr[-1500:]
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"{needed_for}, a development-only dependency; install it with: pip install 'inbound-webhook-pipeline[tools]'"
+    )

@@ -143,6 +143,8 @@ def _parties(args: argparse.Namespace) -> tuple[str, str]:
 def _lookup(channel: str) -> ChannelLookup:
     """How the pipelines find ``channel``'s conversation; Refused when its events cannot be built here."""
     channels = shipped_needs().channels
+    if not channels:
+        raise Refused("no pipeline files (*.yaml) found in pipelines/; run pipeline-event in the project's directory")
     lookup = channels.get(channel)
     if lookup is None or lookup.parse not in BUILDABLE:
         buildable = sorted(name for name, found in channels.items() if found.parse in BUILDABLE)
@@ -421,9 +423,9 @@ def _parser() -> argparse.ArgumentParser:
         "--token-env, --secret or --world, or a SendGrid Inbound Parse email, signed with the private key of "
         "--private-key-env or --key-seed (and checked against the public key of --world or --secret).",
     )
-    build.add_argument(
-        "--channel", choices=sorted(shipped_needs().channels), required=True, help="a channel of pipelines/*.yaml"
-    )
+    # Outside a project there are none to choose from: the build says where to run instead of refusing every name.
+    channels = sorted(shipped_needs().channels) or None
+    build.add_argument("--channel", choices=channels, required=True, help="a channel of pipelines/*.yaml")
     build.add_argument("--from", dest="from_number", metavar="SENDER", help="the user's number (E.164) or address")
     build.add_argument(
         "--to", dest="to_number", metavar="RECIPIENT", help="the company's number (E.164) or parse address"
