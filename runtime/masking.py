@@ -104,6 +104,8 @@ PERSONAL_TEXT_KEYS = frozenset(
         "headers",
         "attachment-info",
         "email",
+        # an attachment's file name, the user's own words (often their name): a capture drops it too
+        "filename",
         # JSON the user filled in under keys a form chooses (WhatsApp Flows, interactive replies, add-ons)
         "flowdata",
         "interactivedata",

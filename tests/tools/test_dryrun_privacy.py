@@ -1,0 +1,70 @@
+"""What ``pipeline-dryrun`` (and the world tools) show of an event's personal data: none of it, unless asked.
+
+Each test replays events carrying distinctive canary values (a name, a text, an address) through the tools as a
+user runs them, and searches everything they wrote (stdout, stderr, the report page) for the canaries.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.support.dryrun import ROOT, run_dryrun
+from tools.sendgrid_events import Attachment, Email, KeyPair, inbound_parse_body, inbound_parse_event, signed
+
+WORLD = ROOT / "examples" / "world.yaml"
+# examples/generate.py signs the example emails with this seed's key, whose public key is the world's secret.
+EMAIL_KEY_SEED = "examples/acme-sendgrid"
+PARSE_ADDRESS = "support@inbound.acme.example"
+# A user's name, as people name the files they attach (a scan of a passport, a CV).
+NAME = "Zelda Quillfeather"
+FILE_NAME = f"Passport scan {NAME}.pdf"
+
+
+def _email_event(directory: Path, **fields: object) -> Path:
+    """Kim's email (examples/world.yaml) with ``fields``, signed at the world's ``now``, written to a file."""
+    now = yaml.safe_load(WORLD.read_text())["now"]
+    timestamp = int(time.mktime(time.strptime(now, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
+    email = Email(
+        sender="Kim Lee <kim@example.org>",
+        to=PARSE_ADDRESS,
+        envelope_from="kim@example.org",
+        envelope_to=(PARSE_ADDRESS,),
+        subject="Order 10442",
+        text="My passport scan, as asked.",
+        html=None,
+        message_id="<kim-privacy@mail.example.org>",
+        **fields,  # type: ignore[arg-type]
+    )
+    request = signed(KeyPair.from_seed(EMAIL_KEY_SEED), *inbound_parse_body(email), timestamp=timestamp)
+    path = directory / "email.json"
+    path.write_text(json.dumps(inbound_parse_event(request, request_id="req-privacy")))
+    return path
+
+
+def test_an_attachments_file_name_is_masked_in_the_output_and_the_report(tmp_path: Path) -> None:
+    """A file name is the user's own words (often their name): masked like the body, as a capture masks it."""
+    attached = (Attachment(FILE_NAME, "application/pdf", b"%PDF-1.4 ..."),)
+    event = _email_event(tmp_path, attachments=attached)
+    page = tmp_path / "report.html"
+
+    out = run_dryrun("--world", WORLD, "--json", "--explain", "--report", page, event)
+
+    [record] = [json.loads(line) for line in out.splitlines()]
+    assert (record["outcome"], record["target"]) == ("QUEUED", "email")
+    [stage] = [action["item"] for action in record["actions"] if action.get("table") == "conversations-stage"]
+    assert stage["media"] == [{"filename": "[masked]", "content_type": "application/pdf", "size": 12}]
+    assert NAME not in out and "Zelda" not in out
+    assert "Zelda" not in page.read_text()
+
+
+def test_with_show_data_the_file_name_is_shown(tmp_path: Path) -> None:
+    event = _email_event(tmp_path, attachments=(Attachment(FILE_NAME, "application/pdf", b"%PDF-1.4 ..."),))
+
+    [record] = [json.loads(line) for line in run_dryrun("--world", WORLD, "--json", "--show-data", event).splitlines()]
+
+    [stage] = [action["item"] for action in record["actions"] if action.get("table") == "conversations-stage"]
+    assert stage["media"] == [{"filename": FILE_NAME, "content_type": "application/pdf", "size": 12}]
