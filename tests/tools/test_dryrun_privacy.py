@@ -7,6 +7,7 @@ user runs them, and searches everything they wrote (stdout, stderr, the report p
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -28,17 +29,17 @@ def _email_event(directory: Path, **fields: object) -> Path:
     """Kim's email (examples/world.yaml) with ``fields``, signed at the world's ``now``, written to a file."""
     now = yaml.safe_load(WORLD.read_text())["now"]
     timestamp = int(time.mktime(time.strptime(now, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
-    email = Email(
-        sender="Kim Lee <kim@example.org>",
-        to=PARSE_ADDRESS,
-        envelope_from="kim@example.org",
-        envelope_to=(PARSE_ADDRESS,),
-        subject="Order 10442",
-        text="My passport scan, as asked.",
-        html=None,
-        message_id="<kim-privacy@mail.example.org>",
-        **fields,  # type: ignore[arg-type]
-    )
+    kim: dict[str, object] = {
+        "sender": "Kim Lee <kim@example.org>",
+        "to": PARSE_ADDRESS,
+        "envelope_from": "kim@example.org",
+        "envelope_to": (PARSE_ADDRESS,),
+        "subject": "Order 10442",
+        "text": "My passport scan, as asked.",
+        "html": None,
+        "message_id": "<kim-privacy@mail.example.org>",
+    }
+    email = Email(**{**kim, **fields})  # type: ignore[arg-type]
     request = signed(KeyPair.from_seed(EMAIL_KEY_SEED), *inbound_parse_body(email), timestamp=timestamp)
     path = directory / "email.json"
     path.write_text(json.dumps(inbound_parse_event(request, request_id="req-privacy")))
@@ -68,3 +69,34 @@ def test_with_show_data_the_file_name_is_shown(tmp_path: Path) -> None:
 
     [stage] = [action["item"] for action in record["actions"] if action.get("table") == "conversations-stage"]
     assert stage["media"] == [{"filename": FILE_NAME, "content_type": "application/pdf", "size": 12}]
+
+
+FROM_RULE = """rules:
+  - id: from_a_robot
+    description: Mail from an address that takes no answer goes to a person.
+    when: "contains(request.fields.from, 'noreply') || contains(request.fields.cc, 'noreply')"
+    then: {target: handoff}
+"""
+
+
+def test_the_display_names_of_an_emails_address_fields_are_masked_where_a_rule_reads_them(tmp_path: Path) -> None:
+    """``request.fields.from`` is the From header as written (``Zelda Quillfeather <kim@…>``): the name is personal."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    routing = rules / "60_email_routing.yaml"
+    routing.write_text(routing.read_text().replace("rules:\n", FROM_RULE, 1))
+    sender, copied = f"{NAME} <kim@example.org>", "Otto Lindqvist <otto@example.com>"
+    event = _email_event(tmp_path, sender=sender, cc=copied)
+
+    out = run_dryrun("--world", WORLD, "--rules", rules, "--json", "--explain", event)
+
+    [record] = [json.loads(line) for line in out.splitlines()]
+    assert (record["outcome"], record["target"]) == ("QUEUED", "email")
+    [tried] = [rule for rule in record["rules"] if rule["rule"] == "from_a_robot"]
+    assert tried["inputs"] == {
+        "request.fields.from": "masked masked <k***@example.org>",
+        "request.fields.cc": "masked masked <o***@example.com>",
+    }
+    assert "Zelda" not in out and "Quillfeather" not in out and "Otto" not in out and "Lindqvist" not in out
+    shown = run_dryrun("--world", WORLD, "--rules", rules, "--json", "--explain", "--show-data", event)
+    assert sender in shown and copied in shown
