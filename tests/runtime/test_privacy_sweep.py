@@ -26,6 +26,8 @@ import pytest
 
 from runtime import tracing
 from runtime.logs import JsonFormatter
+from tests.runtime.test_shadow import ops, shadowed  # noqa: F401 - the fixtures of the shadow tests
+from tests.support.bundles import ROUTING, Ops
 from tests.support.email import add_email_world, email_event
 from tests.support.webhooks import rest_event, sms_params, status_params, whatsapp_params
 from tests.support.world import SMS_SECRET, WA_SECRET, World
@@ -337,3 +339,54 @@ def test_at_debug_no_output_carries_a_secret(name: str, sweep: Any) -> None:
     assert any('"level": "DEBUG"' in line for line in outputs.logs)
     assert _found(outputs.logs, SECRETS) == []
     assert _found(outputs.emf + outputs.xray + outputs.answers, SECRETS + PERSONAL) == []
+
+
+NIGHT_ROUTING = ROUTING.replace(
+    "rules:\n",
+    """rules:
+  - id: sent_at_night
+    description: A message whose text is a late hour goes to a person.
+    when: "hour(request.body || '2026-01-01T12:00:00Z', 'Europe/London') >= `22`"
+    then: {target: handoff}
+""",
+    1,
+).replace(
+    "tests:\n",
+    """tests:
+  - name: a late hour goes to a person
+    given: {request: {channel: whatsapp, body: "2026-11-25T22:30:00Z"}, conversation: {}}
+    expect: {rule: sent_at_night, target: handoff}
+""",
+    1,
+)
+
+
+def test_a_shadow_candidate_failing_on_the_body_writes_none_of_it(
+    ops: Ops,  # noqa: F811
+    shadowed: Callable[[], Any],  # noqa: F811
+    world: World,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The candidate's rule fails on the text it reads (no ISO time): its verdict is logged, never the text."""
+    ops.edit("40_routing.yaml", NIGHT_ROUTING)
+    ops.publish("--shadow")
+    container = shadowed()
+    world.add_conversation()
+    lines = _Lines()
+    logging.getLogger().addHandler(lines)
+    capsys.readouterr()
+    try:
+        params = whatsapp_params(body=BODY, ProfileName=PROFILE_NAME, ListTitle=SUBJECT)
+        answer = container.application.handle(rest_event("whatsapp", params), _context())
+    finally:
+        logging.getLogger().removeHandler(lines)
+
+    assert answer["statusCode"] == 200
+    [mismatch] = [json.loads(line) for line in lines.lines if '"message": "shadow_mismatch"' in line]
+    assert (mismatch["candidate"]["outcome"], mismatch["candidate"]["rules"]["routing"]) == (
+        "INTERNAL_ERROR",
+        "sent_at_night",
+    )
+    emf = [line for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert any('"ShadowMismatches":1' in line for line in emf)
+    assert _found(lines.lines + emf + [json.dumps(answer)], SECRETS + PERSONAL) == []
