@@ -6,6 +6,7 @@ user runs them, and searches everything they wrote (stdout, stderr, the report p
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from tests.support.dryrun import ROOT, run_dryrun
+from tools.dryrun.world_cli import main as world_cli
 from tools.sendgrid_events import Attachment, Email, KeyPair, inbound_parse_body, inbound_parse_event, signed
 
 WORLD = ROOT / "examples" / "world.yaml"
@@ -100,3 +102,21 @@ def test_the_display_names_of_an_emails_address_fields_are_masked_where_a_rule_r
     assert "Zelda" not in out and "Quillfeather" not in out and "Otto" not in out and "Lindqvist" not in out
     shown = run_dryrun("--world", WORLD, "--rules", rules, "--json", "--explain", "--show-data", event)
     assert sender in shown and copied in shown
+
+
+def test_a_masked_world_masks_the_file_names_of_its_stage_rows(tmp_path: Path) -> None:
+    """``pipeline-world pseudonymize --mask text``: a staged email's attachment names go as its body does."""
+    world = yaml.safe_load(WORLD.read_text())
+    media = [{"filename": FILE_NAME, "content_type": "application/pdf", "size": 12}]
+    row = {"conversation_id": "ci-1#pi-1#u#kim@example.org", "message_sid": "EM" + "0" * 32, "body": "scan attached"}
+    world["stage"] = [{**row, "media": media}]
+    path = tmp_path / "world.yaml"
+    path.write_text(yaml.safe_dump(world))
+    out, err = io.StringIO(), io.StringIO()
+
+    assert world_cli(["pseudonymize", str(path), "--mask", "text"], out=out, err=err) == 0, err.getvalue()
+
+    [stage] = json.loads(out.getvalue())["stage"]
+    assert stage["body"] == "[masked]"
+    assert stage["media"] == [{"filename": "[masked]", "content_type": "application/pdf", "size": 12}]
+    assert "Zelda" not in out.getvalue()
