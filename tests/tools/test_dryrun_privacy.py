@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -27,11 +28,11 @@ NAME = "Zelda Quillfeather"
 FILE_NAME = f"Passport scan {NAME}.pdf"
 
 
-def _email_event(directory: Path, **fields: object) -> Path:
+def _email_event(directory: Path, **fields: Any) -> Path:
     """Kim's email (examples/world.yaml) with ``fields``, signed at the world's ``now``, written to a file."""
     now = yaml.safe_load(WORLD.read_text())["now"]
     timestamp = int(time.mktime(time.strptime(now, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
-    kim: dict[str, object] = {
+    kim: dict[str, Any] = {
         "sender": "Kim Lee <kim@example.org>",
         "to": PARSE_ADDRESS,
         "envelope_from": "kim@example.org",
@@ -41,7 +42,7 @@ def _email_event(directory: Path, **fields: object) -> Path:
         "html": None,
         "message_id": "<kim-privacy@mail.example.org>",
     }
-    email = Email(**{**kim, **fields})  # type: ignore[arg-type]
+    email = Email(**{**kim, **fields})
     request = signed(KeyPair.from_seed(EMAIL_KEY_SEED), *inbound_parse_body(email), timestamp=timestamp)
     path = directory / "email.json"
     path.write_text(json.dumps(inbound_parse_event(request, request_id="req-privacy")))
