@@ -65,12 +65,14 @@ __all__ = [
     "SIGNATURE_DIGEST_PREFIX",
     "FORM_KEPT_FIELDS",
     "STRUCTURAL_JSON_KEYS",
+    "ADDRESS_LIST_KEYS",
     "BodyMasker",
     "Masking",
     "Pseudonyms",
     "embedded_json",
     "form_fields",
     "form_field_kept",
+    "display_names_masked",
     "free_text_masked",
     "json_text_masked",
     "multipart_fields",
@@ -104,6 +106,8 @@ PERSONAL_TEXT_KEYS = frozenset(
         "headers",
         "attachment-info",
         "email",
+        # an attachment's file name, the user's own words (often their name): a capture drops it too
+        "filename",
         # JSON the user filled in under keys a form chooses (WhatsApp Flows, interactive replies, add-ons)
         "flowdata",
         "interactivedata",
@@ -142,6 +146,9 @@ FORM_KEPT_FIELDS = frozenset(
     }
 )
 _FORM_KEPT_INDEXED = re.compile(r"mediacontenttype[0-9]+")
+# An e-mail's address-list fields (SendGrid's ``from``, ``to``, ``cc``): their display names are personal, like
+# ``ProfileName``; their addresses are what a replay finds conversations by.
+ADDRESS_LIST_KEYS = frozenset({"from", "to", "cc"})
 # Keys inside a kept field's JSON whose strings are structure, not text (``ChannelMetadata``'s ``type``, ``WaId``).
 STRUCTURAL_JSON_KEYS = frozenset({"type", "waid"})
 # The shape of a kept value: an id, number, address, code, status or media type (``audio/ogg; codecs=opus``).
@@ -176,6 +183,11 @@ _NAME_WORD = re.compile(
 def _masked_word(match: re.Match[str]) -> str:
     """A display-name word masked (one plain word, so the address list still parses); an address kept."""
     return match.group(0) if match.group("kept") else "masked"
+
+
+def display_names_masked(value: str) -> str:
+    """An address list (``Kim Lee <kim@example.org>, …``) with each display-name word ``masked``, addresses kept."""
+    return _NAME_WORD.sub(_masked_word, value)
 
 
 class Pseudonyms:
@@ -278,7 +290,7 @@ class Masking:
         if self.pseudonyms is None:
             if self.mode != "text" or name.lower() == "envelope":
                 return value
-            named = _NAME_WORD.sub(_masked_word, value)
+            named = display_names_masked(value)
             if named != value:
                 self.masked.add(name)
             return named

@@ -1,4 +1,4 @@
-"""A pytest plugin: no log line at INFO or above may carry a token, a message body, a phone number or an address.
+"""A pytest plugin: no log line at INFO or above may carry a token, a body, a phone number, an address or a name.
 
 Every record that reaches the root logger during a test is formatted as the Lambda logs it
 (``runtime.logs.JsonFormatter``); the test fails in teardown when a line contains one of the sensitive
@@ -36,6 +36,11 @@ SENSITIVE: frozenset[str] = frozenset(
         "Hi, is this open?",
         USER_EMAIL,
         COMPANY_EMAIL,
+        # Names and an email's subject and text are personal too (whatsapp_params' ProfileName, Email's defaults).
+        "Jane Doe",
+        "Jane Sender",
+        "Order #1042: where is it?",
+        "my order has not arrived yet",
     }
 )
 

@@ -2,8 +2,9 @@
 
 - ``Masker`` (unless ``--show-data``): phone numbers anywhere in a string keep only their last two
   digits (``whatsapp:+44*********96``, also inside ``conversation_id``), e-mail addresses only the first
-  character of their local part (``k***@example.org``); the values of free-text fields (``body``,
-  ``content``, ``ProfileName``, ``subject``, ``FlowData``, location fields…) become ``[masked]``. SQS bodies
+  character of their local part (``k***@example.org``), and the display names of an e-mail's address fields
+  (``from``, ``to``, ``cc``) become ``masked``; the values of free-text fields (``body``, ``content``,
+  ``ProfileName``, ``subject``, ``filename``, ``FlowData``, location fields…) become ``[masked]``. SQS bodies
   are JSON text: they are masked field by field and re-encoded as the pipeline encoded each (the trigger with
   ``json.dumps``' spaced separators, the handoff compact). Any other
   string holding a JSON object or array keeps its structure only: every string and number in it becomes
@@ -21,7 +22,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from runtime.masking import MASKED_TEXT, PERSONAL_TEXT_KEYS, embedded_json, json_text_masked
+from runtime.masking import (
+    ADDRESS_LIST_KEYS,
+    MASKED_TEXT,
+    PERSONAL_TEXT_KEYS,
+    display_names_masked,
+    embedded_json,
+    json_text_masked,
+)
 from steps.support import ExactFloat, json_number, json_safe, json_text
 
 __all__ = ["MASKED_TEXT", "MASK_MODES_HELP", "Masker", "Scrubber", "mask_number"]
@@ -116,7 +124,7 @@ class Masker:
         kind = type(value)
         personal = key is not None and key.lower() in PERSONAL_TEXT_KEYS
         if kind is str:
-            return MASKED_TEXT if personal and value else self.text(value)
+            return MASKED_TEXT if personal and value else self._text(value, key)
         if kind is dict:
             return {
                 self.text(name) if type(name) is str else str(name): self._field(name, item)
@@ -135,12 +143,18 @@ class Masker:
         safe = json_safe(value)
         return safe if type(safe) in _SCALARS else self._mask(safe, key)
 
+    def _text(self, value: str, key: str | None) -> str:
+        """A string under ``key``: an e-mail address list's display names masked too (``Kim Lee <k***@…>``)."""
+        if not self.show_data and key is not None and "@" in value and key.lower() in ADDRESS_LIST_KEYS:
+            value = display_names_masked(value)
+        return self.text(value)
+
     def _field(self, name: Any, value: Any) -> Any:
         kind = type(value)
         if kind is str:
             if value and str(name).lower() in PERSONAL_TEXT_KEYS:
                 return MASKED_TEXT
-            return self.text(value)
+            return self._text(value, str(name))
         if (kind is int or kind is bool or value is None) and str(name).lower() not in PERSONAL_TEXT_KEYS:
             return value
         return self._mask(value, str(name))

@@ -1,0 +1,123 @@
+"""What ``pipeline-dryrun`` (and the world tools) show of an event's personal data: none of it, unless asked.
+
+Each test replays events carrying distinctive canary values (a name, a text, an address) through the tools as a
+user runs them, and searches everything they wrote (stdout, stderr, the report page) for the canaries.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.dryrun import ROOT, run_dryrun
+from tools.dryrun.world_cli import main as world_cli
+from tools.sendgrid_events import Attachment, Email, KeyPair, inbound_parse_body, inbound_parse_event, signed
+
+WORLD = ROOT / "examples" / "world.yaml"
+# examples/generate.py signs the example emails with this seed's key, whose public key is the world's secret.
+EMAIL_KEY_SEED = "examples/acme-sendgrid"
+PARSE_ADDRESS = "support@inbound.acme.example"
+# A user's name, as people name the files they attach (a scan of a passport, a CV).
+NAME = "Zelda Quillfeather"
+FILE_NAME = f"Passport scan {NAME}.pdf"
+
+
+def _email_event(directory: Path, **fields: Any) -> Path:
+    """Kim's email (examples/world.yaml) with ``fields``, signed at the world's ``now``, written to a file."""
+    now = yaml.safe_load(WORLD.read_text())["now"]
+    timestamp = int(time.mktime(time.strptime(now, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
+    kim: dict[str, Any] = {
+        "sender": "Kim Lee <kim@example.org>",
+        "to": PARSE_ADDRESS,
+        "envelope_from": "kim@example.org",
+        "envelope_to": (PARSE_ADDRESS,),
+        "subject": "Order 10442",
+        "text": "My passport scan, as asked.",
+        "html": None,
+        "message_id": "<kim-privacy@mail.example.org>",
+    }
+    email = Email(**{**kim, **fields})
+    request = signed(KeyPair.from_seed(EMAIL_KEY_SEED), *inbound_parse_body(email), timestamp=timestamp)
+    path = directory / "email.json"
+    path.write_text(json.dumps(inbound_parse_event(request, request_id="req-privacy")))
+    return path
+
+
+def test_an_attachments_file_name_is_masked_in_the_output_and_the_report(tmp_path: Path) -> None:
+    """A file name is the user's own words (often their name): masked like the body, as a capture masks it."""
+    attached = (Attachment(FILE_NAME, "application/pdf", b"%PDF-1.4 ..."),)
+    event = _email_event(tmp_path, attachments=attached)
+    page = tmp_path / "report.html"
+
+    out = run_dryrun("--world", WORLD, "--json", "--explain", "--report", page, event)
+
+    [record] = [json.loads(line) for line in out.splitlines()]
+    assert (record["outcome"], record["target"]) == ("QUEUED", "email")
+    [stage] = [action["item"] for action in record["actions"] if action.get("table") == "conversations-stage"]
+    assert stage["media"] == [{"filename": "[masked]", "content_type": "application/pdf", "size": 12}]
+    assert NAME not in out and "Zelda" not in out
+    assert "Zelda" not in page.read_text()
+
+
+def test_with_show_data_the_file_name_is_shown(tmp_path: Path) -> None:
+    event = _email_event(tmp_path, attachments=(Attachment(FILE_NAME, "application/pdf", b"%PDF-1.4 ..."),))
+
+    [record] = [json.loads(line) for line in run_dryrun("--world", WORLD, "--json", "--show-data", event).splitlines()]
+
+    [stage] = [action["item"] for action in record["actions"] if action.get("table") == "conversations-stage"]
+    assert stage["media"] == [{"filename": FILE_NAME, "content_type": "application/pdf", "size": 12}]
+
+
+FROM_RULE = """rules:
+  - id: from_a_robot
+    description: Mail from an address that takes no answer goes to a person.
+    when: "contains(request.fields.from, 'noreply') || contains(request.fields.cc, 'noreply')"
+    then: {target: handoff}
+"""
+
+
+def test_the_display_names_of_an_emails_address_fields_are_masked_where_a_rule_reads_them(tmp_path: Path) -> None:
+    """``request.fields.from`` is the From header as written (``Zelda Quillfeather <kim@…>``): the name is personal."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    routing = rules / "60_email_routing.yaml"
+    routing.write_text(routing.read_text().replace("rules:\n", FROM_RULE, 1))
+    sender, copied = f"{NAME} <kim@example.org>", "Otto Lindqvist <otto@example.com>"
+    event = _email_event(tmp_path, sender=sender, cc=copied)
+
+    out = run_dryrun("--world", WORLD, "--rules", rules, "--json", "--explain", event)
+
+    [record] = [json.loads(line) for line in out.splitlines()]
+    assert (record["outcome"], record["target"]) == ("QUEUED", "email")
+    [tried] = [rule for rule in record["rules"] if rule["rule"] == "from_a_robot"]
+    assert tried["inputs"] == {
+        "request.fields.from": "masked masked <k***@example.org>",
+        "request.fields.cc": "masked masked <o***@example.com>",
+    }
+    assert "Zelda" not in out and "Quillfeather" not in out and "Otto" not in out and "Lindqvist" not in out
+    shown = run_dryrun("--world", WORLD, "--rules", rules, "--json", "--explain", "--show-data", event)
+    assert sender in shown and copied in shown
+
+
+def test_a_masked_world_masks_the_file_names_of_its_stage_rows(tmp_path: Path) -> None:
+    """``pipeline-world pseudonymize --mask text``: a staged email's attachment names go as its body does."""
+    world = yaml.safe_load(WORLD.read_text())
+    media = [{"filename": FILE_NAME, "content_type": "application/pdf", "size": 12}]
+    row = {"conversation_id": "ci-1#pi-1#u#kim@example.org", "message_sid": "EM" + "0" * 32, "body": "scan attached"}
+    world["stage"] = [{**row, "media": media}]
+    path = tmp_path / "world.yaml"
+    path.write_text(yaml.safe_dump(world))
+    out, err = io.StringIO(), io.StringIO()
+
+    assert world_cli(["pseudonymize", str(path), "--mask", "text"], out=out, err=err) == 0, err.getvalue()
+
+    [stage] = json.loads(out.getvalue())["stage"]
+    assert stage["body"] == "[masked]"
+    assert stage["media"] == [{"filename": "[masked]", "content_type": "application/pdf", "size": 12}]
+    assert "Zelda" not in out.getvalue()
