@@ -135,7 +135,6 @@ class Pipeline:
         nodes: Sequence[Node],
         *,
         deadline_seconds: float,
-        default_outcome: str = "COMPLETED",
         concurrent: bool = True,
     ) -> None:
         """Build the pipeline; ``concurrent=False`` runs parallel groups without threads.
@@ -146,7 +145,6 @@ class Pipeline:
         self.name = name
         self.nodes = tuple(nodes)
         self.deadline_seconds = deadline_seconds
-        self.default_outcome = default_outcome
         needs_pool = concurrent and any(isinstance(node, ParallelGroup) for node in self.nodes)
         width = max((len(n.members) for n in self.nodes if isinstance(n, ParallelGroup)), default=1)
         self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="step") if needs_pool else None
@@ -187,17 +185,16 @@ class Pipeline:
                     continue
                 result = self._execute(node, ctx, trace)  # type: ignore[arg-type]
                 if result is not None:
-                    if result.stop:
-                        outcome = result.outcome or outcome
-                        break
                     outcome = result.outcome or outcome
+                    if result.stop:
+                        break
         except _Stop as stop:
             outcome = stop.outcome or outcome
         except PipelineError as exc:
             error = self._compensate(ctx, exc)
         if error is None and ctx.confirmations:
             self._confirm(ctx)
-        final = error.code if error else (outcome or self.default_outcome)
+        final = error.code if error else (outcome or "COMPLETED")
         return RunResult(final, error, ctx.doc, trace, ctx.rules)
 
     def _run_group(self, group: ParallelGroup, ctx: Context, trace: _Trace, position: int) -> str | None:
