@@ -379,19 +379,16 @@ class Pipeline:
         that record as it was, which the step that registered it must make safe.
         """
         for confirmation in ctx.confirmations:
-            try:
-                confirmation.action()
-            except Exception as exc:  # noqa: BLE001 - the run's work is done and its answer stands
-                logger.warning(
-                    "confirmation %s failed: %s", confirmation.label, getattr(exc, "code", type(exc).__name__)
-                )
+            if (failure := _attempt(confirmation.action)) is not None:
+                code = getattr(failure, "code", type(failure).__name__)
+                logger.warning("confirmation %s failed: %s", confirmation.label, code)
         ctx.confirmations.clear()
 
 
 def _attempt(action: Callable[[], None]) -> Exception | None:
-    """Run an undo action; what it raised, if anything (a failed undo must not hide the run's error)."""
+    """Run an undo or confirmation action; what it raised, if anything (its failure must not change the run's end)."""
     try:
         action()
-    except Exception as exc:  # noqa: BLE001 - returned to the caller, which logs it and keeps the run's error
+    except Exception as exc:  # noqa: BLE001 - returned to the caller, which logs it and ends the run as it would have
         return exc
     return None
