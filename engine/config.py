@@ -308,8 +308,8 @@ def _rules(collector: _Collector, loaded: _Loaded) -> tuple[list[Rule], bool]:
         if when is None or decision is None or not isinstance(rule_id, str) or loaded.bad(path):
             complete = False
             continue
-        description = raw.get("description", "")
-        rules.append(Rule(rule_id, when, decision, description if isinstance(description, str) else "", index))
+        # A rule with any schema violation (a description that is not text, say) was left out just above.
+        rules.append(Rule(rule_id, when, decision, raw.get("description", ""), index))
     return rules, complete
 
 
