@@ -149,9 +149,6 @@ class TestFailure(NamedTuple):
     rule: str | None = None
     raised: str | None = None
 
-    def __str__(self) -> str:
-        return f"ruleset {self.ruleset!r}, test {self.test.name!r}: " + "; ".join(self.differences)
-
 
 def _observed(ruleset: RuleSet, document: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
     """What the set decides for ``document``; a failing condition is observed as INTERNAL_ERROR."""
