@@ -308,8 +308,7 @@ def _rules(collector: _Collector, loaded: _Loaded) -> tuple[list[Rule], bool]:
         if when is None or decision is None or not isinstance(rule_id, str) or loaded.bad(path):
             complete = False
             continue
-        # A rule with any schema violation (a description that is not text, say) was left out just above.
-        rules.append(Rule(rule_id, when, decision, raw.get("description", ""), index))
+        rules.append(Rule(rule_id, when, decision, index))
     return rules, complete
 
 
@@ -331,14 +330,12 @@ def _ruleset(collector: _Collector, loaded: _Loaded) -> LoadedRuleSet | None:
     name, kind = data.get("ruleset"), data.get("kind")
     if not isinstance(name, str):
         return None
-    description = data.get("description", "")
     ruleset = RuleSet(
         name=name,
         kind=kind if isinstance(kind, str) else "",  # a missing kind is reported; the set is still known by name
         rules=tuple(rules),
         default=default,
         file=locator.file,
-        description=description if isinstance(description, str) else "",
         tests=tuple(tests),
     )
     return LoadedRuleSet(ruleset, locator, complete and not loaded.bad(()))

@@ -57,7 +57,6 @@ class Rule:
     id: str
     when: Expression
     then: Decision
-    description: str = ""
     index: int = 0
 
 
@@ -100,7 +99,6 @@ class RuleSet(NamedTuple):
     rules: tuple[Rule, ...]
     default: Decision | None = None
     file: str = ""
-    description: str = ""
     tests: tuple[RuleTest, ...] = ()
 
     def evaluate(self, document: Mapping[str, Any], *, explain: bool = False) -> Evaluation:
