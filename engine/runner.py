@@ -76,10 +76,6 @@ class _Trace(list[TraceEntry]):
         # The host's tracer when this invocation is traced, else None.
         self.tracer = tracer
 
-    def branch(self) -> _Trace:
-        """An empty trace with the same switches (a parallel member's record)."""
-        return _Trace(debug=self.debug, tracer=self.tracer)
-
     def end(self, step_id: str, status: str, started: float, decision: str | None = None) -> None:
         """Record a step's end (its milliseconds since ``started``, to the microsecond); with DEBUG on, also log it.
 
@@ -244,7 +240,7 @@ class Pipeline:
         """The wanted members' results (in member order), the last run in this thread and the others in the pool's."""
         assert self._pool is not None
         undo_from, confirm_from = len(ctx.compensations), len(ctx.confirmations)
-        records = {index: trace.branch() for index, go in enumerate(wanted) if go}
+        records = {index: _Trace(debug=trace.debug, tracer=trace.tracer) for index, go in enumerate(wanted) if go}
         *others, last = records
         futures = [
             # In a copy of this context, so that the members' log lines carry the invocation's ids.
