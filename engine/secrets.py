@@ -94,11 +94,6 @@ class SecretCache:
                     self._last_forced[name] = last
             raise
 
-    def clear(self) -> None:
-        """Forget every cached secret."""
-        self._entries.clear()
-        self._last_forced.clear()
-
     def _fetch(self, name: str, now: float) -> Mapping[str, Redacted]:
         raw = self._store.get_secret_string(name)
         try:
