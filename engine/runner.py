@@ -382,9 +382,9 @@ class Pipeline:
 
 
 def _attempt(action: Callable[[], None]) -> Exception | None:
-    """Run an undo or confirmation action; what it raised, if anything (its failure must not change the run's end)."""
+    """Run an undo or confirmation action; what it raised, if anything (raised, it would hide how the run ended)."""
     try:
         action()
-    except Exception as exc:  # noqa: BLE001 - returned to the caller, which logs it and ends the run as it would have
+    except Exception as exc:  # noqa: BLE001 - returned to the caller, which logs it and decides what it changes
         return exc
     return None
