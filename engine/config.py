@@ -308,8 +308,7 @@ def _rules(collector: _Collector, loaded: _Loaded) -> tuple[list[Rule], bool]:
         if when is None or decision is None or not isinstance(rule_id, str) or loaded.bad(path):
             complete = False
             continue
-        description = raw.get("description", "")
-        rules.append(Rule(rule_id, when, decision, description if isinstance(description, str) else "", index))
+        rules.append(Rule(rule_id, when, decision, index))
     return rules, complete
 
 
@@ -331,14 +330,12 @@ def _ruleset(collector: _Collector, loaded: _Loaded) -> LoadedRuleSet | None:
     name, kind = data.get("ruleset"), data.get("kind")
     if not isinstance(name, str):
         return None
-    description = data.get("description", "")
     ruleset = RuleSet(
         name=name,
         kind=kind if isinstance(kind, str) else "",  # a missing kind is reported; the set is still known by name
         rules=tuple(rules),
         default=default,
         file=locator.file,
-        description=description if isinstance(description, str) else "",
         tests=tuple(tests),
     )
     return LoadedRuleSet(ruleset, locator, complete and not loaded.bad(()))
@@ -364,13 +361,8 @@ def _recovered(path: Path) -> LoadedRuleSet | None:
     return LoadedRuleSet(ruleset, Locator(name), complete=False)
 
 
-def _belongs(data: Mapping[str, Any], pipeline: str | None) -> bool:
-    """Whether a rules file's document is one of ``pipeline``'s (None: any pipeline's)."""
-    named = data.get("pipelines")
-    return pipeline is None or not isinstance(named, list) or pipeline in named
-
-
-def _load_rulesets(collector: _Collector, rules_dir: Path, pipeline: str | None = None) -> dict[str, LoadedRuleSet]:
+def _load_rulesets(collector: _Collector, rules_dir: Path, pipeline: str) -> dict[str, LoadedRuleSet]:
+    """The rule sets of the rules files that are ``pipeline``'s (they name it under ``pipelines:``, or name none)."""
     loaded_sets: dict[str, LoadedRuleSet] = {}
     if not rules_dir.is_dir():
         message = "rules directory not found; pass the directory holding the rules/*.yaml files with --rules DIR"
@@ -385,7 +377,8 @@ def _load_rulesets(collector: _Collector, rules_dir: Path, pipeline: str | None 
             if recovered is not None and recovered.ruleset.name not in loaded_sets:
                 loaded_sets[recovered.ruleset.name] = recovered
             continue
-        if not _belongs(loaded.data, pipeline):
+        named = loaded.data.get("pipelines")
+        if isinstance(named, list) and pipeline not in named:
             # Another pipeline's file: its problems are that pipeline's to report.
             del collector.problems[mark:]
             collector.files.pop()
@@ -452,17 +445,13 @@ def _catalogue(loaded: _Loaded) -> tuple[dict[str, ErrorSpec], bool]:
     return found, complete
 
 
-def _default_replies(loaded: _Loaded) -> dict[str, str]:
-    """The ``reply`` each code of the pipeline's ``errors:`` gives when the rule ending an event with it gives none."""
-    return {
+def _with_default_replies(rulesets: dict[str, LoadedRuleSet], pipeline: _Loaded) -> None:
+    """Give every decision without a reply its error code's default reply (the pipeline's ``errors: CODE: reply:``)."""
+    replies = {
         str(code): raw["reply"]
-        for code, raw in loaded.part("errors", dict).items()
-        if isinstance(raw, dict) and isinstance(raw.get("reply"), str) and not loaded.bad(("errors", code))
+        for code, raw in pipeline.part("errors", dict).items()
+        if isinstance(raw, dict) and isinstance(raw.get("reply"), str) and not pipeline.bad(("errors", code))
     }
-
-
-def _with_default_replies(rulesets: dict[str, LoadedRuleSet], replies: Mapping[str, str]) -> None:
-    """Give every decision without a reply its error code's default reply (``errors: CODE: reply:``)."""
 
     def replied(decision: Decision) -> Decision:
         default = replies.get(decision.error or "")
@@ -647,13 +636,12 @@ class _StepBuilder:
 
 
 def _app_config(
+    collector: _Collector,
     loaded: _Loaded,
     nodes: list[PlannedStep | ParallelGroup],
     rulesets: Mapping[str, LoadedRuleSet],
     info: BuildInfo,
     errors: Mapping[str, ErrorSpec],
-    warnings: tuple[Problem, ...],
-    version: str,
 ) -> AppConfig:
     data = loaded.data
     aws = data.get("aws", {})
@@ -672,11 +660,11 @@ def _app_config(
             max_attempts=int(aws.get("max_attempts", 2)),
         ),
         files=(loaded.locator.file, *(item.ruleset.file for item in rulesets.values())),
-        warnings=warnings,
+        warnings=tuple(problem for problem in collector.problems if problem.severity == "warning"),
         channels=info.channels,
         errors=errors,
         secrets=info.secrets,
-        version=version,
+        version=content_digest(collector.sources),
     )
 
 
@@ -752,7 +740,7 @@ def _inspect(
     loaded = collector.load(pipeline_path, pipeline_schema(), "pipelines")
     rulesets = _load_rulesets(collector, rules_dir, _pipeline_name(loaded, pipeline_path))
     if loaded is not None:
-        _with_default_replies(rulesets, _default_replies(loaded))
+        _with_default_replies(rulesets, loaded)
     targets: dict[str, Mapping[str, Any]] = {}
     config = None
     provided: frozenset[str] | None = None
@@ -778,9 +766,7 @@ def _inspect(
             _check_error_codes(collector, rulesets, known, loaded.locator.file, used.names)
         _check_responses(collector, loaded, known if complete else None)
         if all(problem.severity != "error" for problem in collector.problems):
-            warnings = tuple(problem for problem in collector.problems if problem.severity == "warning")
-            version = content_digest(collector.sources)
-            config = _app_config(loaded, nodes, rulesets, info, known, warnings, version)
+            config = _app_config(collector, loaded, nodes, rulesets, info, known)
     pipeline_file = display_path(pipeline_path)
     files = (pipeline_file, *(name for name in collector.files if name != pipeline_file))
     return Inspection(
@@ -804,23 +790,18 @@ def load_config(
     stamp: Prevalidated | None = None,
     shadow: Mapping[str, RuleSet] | None = None,
 ) -> AppConfig:
-    """Load, validate and build a pipeline with its rule sets; raise ConfigError listing every error.
+    """Load and build a pipeline with its rule sets as ``inspect_config`` does; raise ConfigError listing every error.
 
-    ``missing_env="warning"`` (for ``--check`` away from the deployed environment) reports unset
-    ``${env:…}`` references as warnings and keeps the reference text as the value. Files that
-    ``stamp`` vouches for (validated at build time: ``runtime.stamp``) skip JSON Schema validation, and
-    those it holds the document of skip YAML parsing; any problem at all is then found again from the
-    YAML, so that every message names its line and column.
+    Files that ``stamp`` vouches for (validated at build time: ``runtime.stamp``) skip JSON Schema validation, and
+    those it holds the document of skip YAML parsing; any problem at all is then found again from the YAML, so
+    that every message names its line and column.
     """
     environment = os.environ if env is None else env
     if stamp is not None:
-        collector = _Collector(environment, missing_env, stamp, documents=True)
-        quick = _inspect(collector, pipeline_path, rules_dir, shadow)
+        quick = _inspect(_Collector(environment, missing_env, stamp, documents=True), pipeline_path, rules_dir, shadow)
         if quick.config is not None and not quick.problems:
             return quick.config
-    inspection = inspect_config(
-        pipeline_path, rules_dir, environment, missing_env=missing_env, stamp=stamp, shadow=shadow
-    )
+    inspection = _inspect(_Collector(environment, missing_env, stamp), pipeline_path, rules_dir, shadow)
     if inspection.config is None:
         order = {name: rank for rank, name in enumerate(inspection.files)}
         errors = sorted(inspection.errors, key=lambda p: (order.get(p.file, len(order)), p.line, p.column))

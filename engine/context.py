@@ -33,7 +33,6 @@ __all__ = [
     "Tracer",
     "bind_log_fields",
     "log_fields",
-    "random_id",
 ]
 
 # The records a run passes around are NamedTuples (a tenth of a frozen dataclass's cost to define at cold

@@ -97,7 +97,6 @@ class InternalError(PipelineError):
         super().__init__(
             INTERNAL_ERROR, f"step {step_id!r} failed: {detail or type(cause).__name__}", type(cause).__name__
         )
-        self.step_id = step_id
 
 
 class RetryableFailure(Exception):

@@ -243,26 +243,23 @@ def expression_tokens(source: str) -> list[dict[str, Any]]:
 
 
 def function_calls(source: str, tree: Mapping[str, Any]) -> Iterator[tuple[Mapping[str, Any], int]]:
-    """Every function call of ``tree`` with the offset of its name in ``source``."""
-    tokens = expression_tokens(source)
+    """Every function call of ``tree`` with the offset of its name in ``source`` (lexed only when there is one)."""
+    calls = [node for node in _walk(tree) if node["type"] == "function_expression"]
     starts: dict[str, list[int]] = {}
-    for token, following in itertools.pairwise(tokens):
+    for token, following in itertools.pairwise(expression_tokens(source) if calls else ()):
         if token["type"] == "unquoted_identifier" and following["type"] == "lparen":
             starts.setdefault(token["value"], []).append(token["start"])
     seen: dict[str, int] = {}
-    for node in _walk(tree):
-        if node["type"] == "function_expression":
-            name = node["value"]
-            occurrence = seen.get(name, 0)
-            seen[name] = occurrence + 1
-            offsets = starts.get(name, [])
-            yield node, offsets[occurrence] if occurrence < len(offsets) else 0
+    for node in calls:
+        name = node["value"]
+        occurrence = seen.get(name, 0)
+        seen[name] = occurrence + 1
+        offsets = starts.get(name, [])
+        yield node, offsets[occurrence] if occurrence < len(offsets) else 0
 
 
 def _check_functions(source: str, tree: Mapping[str, Any]) -> None:
     """Raise ExpressionSyntaxError for an unknown function or a wrong number of arguments."""
-    if not any(node["type"] == "function_expression" for node in _walk(tree)):
-        return
     for node, offset in function_calls(source, tree):
         name = node["value"]
         spec = _FUNCTION_TABLE.get(name)

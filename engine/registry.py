@@ -97,15 +97,12 @@ class BuildInfo:
     shadow_rulesets: Mapping[str, Any] = field(default_factory=dict)
 
 
-StepFactory = Callable[[Mapping[str, Any], BuildInfo], Step]
-
-
 @dataclass(frozen=True)
 class StepSpec:
     """A registered step kind: its factory and everything it declares about itself."""
 
     name: str
-    factory: StepFactory
+    factory: Callable[[Mapping[str, Any], BuildInfo], Step]
     params: Mapping[str, Any]
     iam: tuple[IamGrant, ...]
     errors: tuple[ErrorSpec, ...]

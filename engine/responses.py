@@ -74,7 +74,6 @@ class ResponsePolicy:
     """Maps a RunResult and the request's channel to an answer (or a raise)."""
 
     def __init__(self, families: list[ResponseFamily]) -> None:
-        self._families = families
         self._by_channel = {channel: family for family in families for channel in family.channels}
         self._default = next((family for family in families if family.default), None)
 

@@ -57,7 +57,6 @@ class Rule:
     id: str
     when: Expression
     then: Decision
-    description: str = ""
     index: int = 0
 
 
@@ -100,7 +99,6 @@ class RuleSet(NamedTuple):
     rules: tuple[Rule, ...]
     default: Decision | None = None
     file: str = ""
-    description: str = ""
     tests: tuple[RuleTest, ...] = ()
 
     def evaluate(self, document: Mapping[str, Any], *, explain: bool = False) -> Evaluation:
@@ -148,9 +146,6 @@ class TestFailure(NamedTuple):
     keys: tuple[str, ...] = ()
     rule: str | None = None
     raised: str | None = None
-
-    def __str__(self) -> str:
-        return f"ruleset {self.ruleset!r}, test {self.test.name!r}: " + "; ".join(self.differences)
 
 
 def _observed(ruleset: RuleSet, document: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:

@@ -76,10 +76,6 @@ class _Trace(list[TraceEntry]):
         # The host's tracer when this invocation is traced, else None.
         self.tracer = tracer
 
-    def branch(self) -> _Trace:
-        """An empty trace with the same switches (a parallel member's record)."""
-        return _Trace(debug=self.debug, tracer=self.tracer)
-
     def end(self, step_id: str, status: str, started: float, decision: str | None = None) -> None:
         """Record a step's end (its milliseconds since ``started``, to the microsecond); with DEBUG on, also log it.
 
@@ -135,7 +131,6 @@ class Pipeline:
         nodes: Sequence[Node],
         *,
         deadline_seconds: float,
-        default_outcome: str = "COMPLETED",
         concurrent: bool = True,
     ) -> None:
         """Build the pipeline; ``concurrent=False`` runs parallel groups without threads.
@@ -146,7 +141,6 @@ class Pipeline:
         self.name = name
         self.nodes = tuple(nodes)
         self.deadline_seconds = deadline_seconds
-        self.default_outcome = default_outcome
         needs_pool = concurrent and any(isinstance(node, ParallelGroup) for node in self.nodes)
         width = max((len(n.members) for n in self.nodes if isinstance(n, ParallelGroup)), default=1)
         self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="step") if needs_pool else None
@@ -187,17 +181,16 @@ class Pipeline:
                     continue
                 result = self._execute(node, ctx, trace)  # type: ignore[arg-type]
                 if result is not None:
-                    if result.stop:
-                        outcome = result.outcome or outcome
-                        break
                     outcome = result.outcome or outcome
+                    if result.stop:
+                        break
         except _Stop as stop:
             outcome = stop.outcome or outcome
         except PipelineError as exc:
             error = self._compensate(ctx, exc)
         if error is None and ctx.confirmations:
             self._confirm(ctx)
-        final = error.code if error else (outcome or self.default_outcome)
+        final = error.code if error else (outcome or "COMPLETED")
         return RunResult(final, error, ctx.doc, trace, ctx.rules)
 
     def _run_group(self, group: ParallelGroup, ctx: Context, trace: _Trace, position: int) -> str | None:
@@ -247,7 +240,7 @@ class Pipeline:
         """The wanted members' results (in member order), the last run in this thread and the others in the pool's."""
         assert self._pool is not None
         undo_from, confirm_from = len(ctx.compensations), len(ctx.confirmations)
-        records = {index: trace.branch() for index, go in enumerate(wanted) if go}
+        records = {index: _Trace(debug=trace.debug, tracer=trace.tracer) for index, go in enumerate(wanted) if go}
         *others, last = records
         futures = [
             # In a copy of this context, so that the members' log lines carry the invocation's ids.
@@ -382,19 +375,16 @@ class Pipeline:
         that record as it was, which the step that registered it must make safe.
         """
         for confirmation in ctx.confirmations:
-            try:
-                confirmation.action()
-            except Exception as exc:  # noqa: BLE001 - the run's work is done and its answer stands
-                logger.warning(
-                    "confirmation %s failed: %s", confirmation.label, getattr(exc, "code", type(exc).__name__)
-                )
+            if (failure := _attempt(confirmation.action)) is not None:
+                code = getattr(failure, "code", type(failure).__name__)
+                logger.warning("confirmation %s failed: %s", confirmation.label, code)
         ctx.confirmations.clear()
 
 
 def _attempt(action: Callable[[], None]) -> Exception | None:
-    """Run an undo action; what it raised, if anything (a failed undo must not hide the run's error)."""
+    """Run an undo or confirmation action; what it raised, if anything (raised, it would hide how the run ended)."""
     try:
         action()
-    except Exception as exc:  # noqa: BLE001 - returned to the caller, which logs it and keeps the run's error
+    except Exception as exc:  # noqa: BLE001 - returned to the caller, which logs it and decides what it changes
         return exc
     return None

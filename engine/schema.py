@@ -19,7 +19,6 @@ from engine.locator import Locator
 from engine.responses import formats
 
 __all__ = [
-    "ID_PATTERN",
     "SchemaViolation",
     "pipeline_schema",
     "rules_schema",
@@ -376,11 +375,10 @@ def _explain(error: Any, locator: Locator) -> list[SchemaViolation]:
             for name in error.validator_value
             if name not in instance
         ]
-    if validator == "enum" and "propertyNames" in error.schema_path:
-        kind, choices = _choices(instance, error.validator_value)
-        return located(f"{shown(instance)} is not a known {kind}{choices}", (*path, instance), at_key=True)
     if validator == "enum":
         kind, choices = _choices(instance, error.validator_value)
+        if "propertyNames" in error.schema_path:
+            return located(f"{shown(instance)} is not a known {kind}{choices}", (*path, instance), at_key=True)
         unknown = (
             f"{shown(instance)} is not a valid {kind}" if kind == "choice" else f"unknown {kind} {shown(instance)}"
         )

@@ -87,21 +87,12 @@ class SecretCache:
         try:
             return CachedSecret(self._fetch(name, now), cached=False)
         except ServiceError as exc:
-            if exc.transient:
-                self._forget_forced(name, last)
+            if exc.transient:  # put the last forced refresh back as it was
+                if last is None:
+                    self._last_forced.pop(name, None)
+                else:
+                    self._last_forced[name] = last
             raise
-
-    def _forget_forced(self, name: str, last: float | None) -> None:
-        """Put ``name``'s last forced refresh back to ``last`` (None: there was none)."""
-        if last is None:
-            self._last_forced.pop(name, None)
-        else:
-            self._last_forced[name] = last
-
-    def clear(self) -> None:
-        """Forget every cached secret."""
-        self._entries.clear()
-        self._last_forced.clear()
 
     def _fetch(self, name: str, now: float) -> Mapping[str, Redacted]:
         raw = self._store.get_secret_string(name)

@@ -1,9 +1,7 @@
 """Safe YAML loading that remembers where every value came from.
 
-``load_yaml`` returns the plain data plus a ``Locator`` that maps a path inside the document
-(a tuple of keys and list indexes, as jsonschema reports it) to the 1-based line and column
-of the value, or of a character inside a string value (``Locator.position_in``, used to point
-inside a JMESPath expression). Duplicate keys are errors, not silent overrides.
+``load_yaml`` returns the plain data plus a ``Locator`` (``engine.locator``) that places each value, and each
+character of a string value, at its line and column. Duplicate keys are errors, not silent overrides.
 """
 
 from __future__ import annotations

@@ -55,7 +55,6 @@ def replay_pipeline(pipeline: Pipeline, *, skip_signature: bool) -> tuple[Pipeli
         pipeline.name,
         nodes,
         deadline_seconds=pipeline.deadline_seconds,
-        default_outcome=pipeline.default_outcome,
         concurrent=False,
     )
     return copy, frozenset(skipped)
