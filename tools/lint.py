@@ -43,11 +43,18 @@ _KIND_NAMES = {"string": "text", "number": "a number", "boolean": "true/false"}
 _GUARDS = {"array": "`[]`", "string": "''", "object": "`{}`", "number": "`0`"}
 # Arguments '' does not guard: it is no time zone and no word (the condition fails) and, as a pattern, matches
 # every text. None: no default fits, so the advice is to test the value first.
+_TIME_FUNCTIONS = ("hour", "hhmm", "weekday", "local_date")
 _ARGUMENT_GUARDS: dict[tuple[str, int], str | None] = {
-    **{(name, 1): "'UTC'" for name in ("hour", "hhmm", "weekday", "local_date")},
+    **{(name, 1): "'UTC'" for name in _TIME_FUNCTIONS},
+    **{(name, 0): None for name in _TIME_FUNCTIONS},
     ("matches", 1): "'(?!)'",
     ("has_word", 1): None,
 }
+# Arguments whose signature takes null only for the function to refuse it by name ("got null where it needs a
+# time"): null fails the condition there as a type error would.
+_NULL_REFUSED = frozenset((name, 0) for name in _TIME_FUNCTIONS)
+# Paths every event's document holds (every parse step gives the time a request was received, as text).
+_ALWAYS_GIVEN = frozenset({"request.received_at"})
 _GUARD_NOTES = {
     "'UTC'": " (or the zone to assume)",
     "'(?!)'": " (a pattern that matches nothing; '' matches every text)",
@@ -573,7 +580,8 @@ def lint_expression(
                 advice = f"{path} && contains(…) ('' is in every text)"
                 message = f"contains() fails (INTERNAL_ERROR) when {path} is missing or null, as it looks in a text"
                 found.append((offset, f"{message}; if it can be, write {advice}"))
-            if path is None or not types or "null" in types or "expref" in types:
+            accepts_null = "null" in types and (name, index) not in _NULL_REFUSED
+            if path is None or path in _ALWAYS_GIVEN or not types or accepts_null or "expref" in types:
                 continue
             guard = _ARGUMENT_GUARDS.get((name, index), _GUARDS.get(types[0], "`[]`"))
             advice = f"{path} || {guard}{_GUARD_NOTES.get(guard, '')}" if guard else f"{path} && {name}(…)"

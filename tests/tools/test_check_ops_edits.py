@@ -1,0 +1,73 @@
+"""Business-rule changes an operations person makes in rules/*.yaml alone, following docs/rules-guide.md.
+
+Each change is made in a copy of the shipped configuration, with its inline tests, and ``--check`` must tell
+what the change does at run time: a condition that would fail (INTERNAL_ERROR) on a message the inline tests do
+not show is warned about, and a failing test's advice is advice that fixes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.tools.test_check_broken import assemble
+from tests.tools.test_check_yaml_mishaps import check, deployed_env, line_of
+
+ROUTING = "rules/40_routing.yaml"
+__all__ = ["deployed_env"]  # the fixture, used by name
+
+
+def add_routing_rule(root: Path, rule: str, tests: str) -> Path:
+    """The shipped routing set with ``rule`` first and ``tests`` first under tests: (YAML, indented as there)."""
+    routing = root / ROUTING
+    text = routing.read_text(encoding="utf-8")
+    text = text.replace("rules:\n", f"rules:\n{rule}", 1).replace("tests:\n", f"tests:\n{tests}", 1)
+    routing.write_text(text, encoding="utf-8")
+    return routing
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_time_function_reading_a_conversation_field_that_can_be_missing_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: ``hour(conversation.created_at, …)`` fails the condition (INTERNAL_ERROR) for a conversation without
+    created_at, as contains(null, …) does, yet --check said nothing where the rules guide promises a warning about a
+    function reading a field that could be null: the time functions take null (to name it in their error), which the
+    check read as "null is fine". ``request.received_at``, which every request has, stays unwarned."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    # Every case of the set is now written at noon to a conversation with a created_at, as the change's author would.
+    noon = 'received_at: "2026-11-25T12:00:00Z"}'
+    morning = 'conversation: {created_at: "2026-11-25T09:00:00Z", '
+    text = routing.read_text(encoding="utf-8").replace("conversation: {", morning)
+    for channel in ("whatsapp", "sms", "email"):
+        text = text.replace(f"request: {{channel: {channel}}}", f"request: {{channel: {channel}, {noon}")
+    routing.write_text(text, encoding="utf-8")
+    add_routing_rule(
+        root,
+        "  - id: evening_conversation\n"
+        "    when: \"hour(conversation.created_at, 'Europe/London') >= `18` && "
+        "hour(request.received_at, 'Europe/London') >= `18`\"\n"
+        "    then: {target: handoff}\n",
+        "  - name: a conversation started in the evening, written to in the evening\n"
+        "    given:\n"
+        '      request: {channel: whatsapp, received_at: "2026-11-25T19:00:00Z"}\n'
+        '      conversation: {created_at: "2026-11-25T18:30:00Z"}\n'
+        "    expect: {rule: evening_conversation, target: handoff}\n"
+        "  - name: a conversation started in the evening, written to at noon\n"
+        "    given:\n"
+        f"      request: {{channel: whatsapp, {noon}\n"
+        '      conversation: {created_at: "2026-11-25T18:30:00Z"}\n'
+        "    expect: {rule: channel_queue, target: whatsapp}\n",
+    )
+
+    status, out = check(tmp_path, monkeypatch, capsys)
+
+    line = line_of(routing, "hour(conversation.created_at")
+    column = len('    when: "') + 1
+    assert out == [
+        f"{ROUTING}:{line}:{column}: warning: hour() fails (INTERNAL_ERROR) when conversation.created_at is missing or "
+        "null; if it can be, write conversation.created_at && hour(…)"
+    ]
+    assert status == 0
