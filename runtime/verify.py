@@ -168,6 +168,33 @@ def _other_kind_hint(loaded: LoadedRuleSet, failure: TestFailure) -> str:
     return f"; {never}; each set's tests run that set alone: expect {other} in a test of {where}"
 
 
+# The default that fits what a function refused null for (JMESPath's type names, in its error).
+_DEFAULTS = {"string": "x || '' for text", "array": "x || `[]` for a list", "object": "x || `{}` for an object"}
+
+
+def _null_hint(failure: TestFailure, rule: Rule | None) -> str:
+    """What to do about a value a failing condition found missing: a default of the type the function needs.
+
+    No default makes a time: the time every request has (``request.received_at``) belongs in the case's
+    ``given``; another is tested first.
+    """
+    raised = failure.raised or ""
+    if "where it needs a time" in raised:
+        given = failure.test.given.get("request")
+        reads = rule is not None and ("request", "received_at") in rule.when.paths
+        if reads and not (isinstance(given, Mapping) and given.get("received_at") is not None):
+            return (
+                "; the case gives no request.received_at, which every request has: give it in the case's given, "
+                'quoted (received_at: "2026-11-25T12:00:00Z")'
+            )
+        return "; a time it reads is missing or null here: test it first (x && hour(x, …))"
+    needs = raised.rpartition("where it needs ")[2].split(";")[0].split(" or ")
+    defaults = [_DEFAULTS[kind] for kind in needs if kind in _DEFAULTS]
+    default = f" ({defaults[0]})" if defaults else ""
+    missing = "; a value it reads is missing or null here"
+    return f"{missing}: give it a default of its type{default}, or test it first (x && …)"
+
+
 def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
     test = failure.test
     rule = next((rule for rule in loaded.ruleset.rules if rule.id == failure.rule), None)
@@ -183,7 +210,7 @@ def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
     if failure.raised is not None:
         message += f"; its condition failed at run time: {failure.raised}"
         if "null" in failure.raised:
-            message += "; a value it reads is missing or null here: give it a default, e.g. x || `[]`"
+            message += _null_hint(failure, rule)
     message += _routing_error_hint(loaded, failure) + _other_kind_hint(loaded, failure)
     key = failure.keys[0]
     path = ("tests", test.index, "expect", key) if key in test.expect else ("tests", test.index, "expect")

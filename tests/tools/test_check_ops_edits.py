@@ -71,3 +71,59 @@ def test_a_time_function_reading_a_conversation_field_that_can_be_missing_is_war
         "null; if it can be, write conversation.created_at && hour(…)"
     ]
     assert status == 0
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_case_without_the_time_an_out_of_hours_rule_reads_is_told_to_give_it_not_a_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: an out-of-hours rule added above the shipped routing rules fails their cases, which give no
+    request.received_at, and each failure advised "give it a default, e.g. x || `[]`": a list is no time (the
+    condition then fails on the list), and every request has the time, so the fix is to give it in the case."""
+    root = assemble(tmp_path)
+    add_routing_rule(
+        root,
+        "  - id: out_of_hours\n"
+        "    when: \"hhmm(request.received_at, 'Europe/London') >= `1730`\"\n"
+        "    then: {target: handoff}\n",
+        "  - name: out of hours goes to a person\n"
+        '    given: {request: {channel: sms, received_at: "2026-11-25T18:00:00Z"}, conversation: {}}\n'
+        "    expect: {rule: out_of_hours, target: handoff}\n",
+    )
+
+    status, out = check(root, monkeypatch, capsys)
+
+    failures = [line for line in out if "inline test 'whatsapp goes to its queue'" in line]
+    assert len(failures) == 1, out
+    assert "x || `[]`" not in failures[0]
+    assert failures[0].endswith(
+        "; the case gives no request.received_at, which every request has: give it in the case's given, "
+        'quoted (received_at: "2026-11-25T12:00:00Z")'
+    ), failures[0]
+    assert status == 1
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_keyword_rule_failing_on_a_missing_text_is_told_to_default_it_to_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: lower(request.body) failing on a case without a body advised "x || `[]`", which fails lower() too
+    (a list is no text); the default that fits is ''."""
+    root = assemble(tmp_path)
+    add_routing_rule(
+        root,
+        "  - id: stop_word\n    when: \"lower(request.body) == 'stop'\"\n    then: {target: handoff}\n",
+        "  - name: stop goes to a person\n"
+        "    given: {request: {channel: sms, body: STOP}, conversation: {}}\n"
+        "    expect: {rule: stop_word, target: handoff}\n",
+    )
+
+    status, out = check(root, monkeypatch, capsys)
+
+    failures = [line for line in out if "inline test 'whatsapp goes to its queue'" in line]
+    assert len(failures) == 1, out
+    assert failures[0].endswith(
+        "; a value it reads is missing or null here: give it a default of its type (x || '' for text), or test it "
+        "first (x && …)"
+    ), failures[0]
+    assert status == 1
