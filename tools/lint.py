@@ -644,8 +644,35 @@ def _terms(node: Mapping[str, Any], negated: bool) -> set[frozenset[Atom]] | Non
         return left | right
     if kind == "literal":
         return {frozenset()} if is_truthy(node["value"]) != negated else set()
+    among = _among_texts(node)
+    if among is not None:
+        return _terms(among, negated)
     atom = _canonical(node)
     return {frozenset([_negate(atom) if negated else atom])}
+
+
+def _among_texts(node: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """``contains(`["a", "b"]`, x)`` as the condition it is, ``x == 'a' || x == 'b'`` (None for any other node).
+
+    Texts only: contains() compares as Python does, where ``true`` equals ``1``, while == does not.
+    """
+    children = node.get("children", [])
+    if node["type"] != "function_expression" or node.get("value") != "contains" or len(children) != 2:
+        return None
+    listed, value = children
+    texts = listed.get("value") if listed["type"] == "literal" else None
+    if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts) or value["type"] == "literal":
+        return None
+    if not texts:
+        return {"type": "literal", "value": False, "children": []}
+    equal = [
+        {"type": "comparator", "value": "eq", "children": [value, {"type": "literal", "value": text, "children": []}]}
+        for text in dict.fromkeys(texts)
+    ]
+    either = equal[0]
+    for other in equal[1:]:
+        either = {"type": "or_expression", "children": [either, other]}
+    return either
 
 
 def condition_terms(expression: Expression) -> Terms | None:

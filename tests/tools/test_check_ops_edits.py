@@ -127,3 +127,33 @@ def test_a_keyword_rule_failing_on_a_missing_text_is_told_to_default_it_to_text(
         "first (x && …)"
     ), failures[0]
     assert status == 1
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_rule_added_below_the_channel_queue_catch_all_is_reported_as_never_matching(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: the shipped routing set ends with channel_queue, ``contains(`["whatsapp", "sms"]`, request.channel)``;
+    a rule appended below it for SMS can never match, yet --check only said no inline test decides it, where the
+    rules guide promises a warning about a rule an earlier, broader one always beats: a literal list's contains()
+    was compared as written, not as the channel being one of the list's texts."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    text = routing.read_text(encoding="utf-8")
+    appended = (
+        "  - id: sms_help_to_a_person\n"
+        "    when: \"request.channel == 'sms' && has_word(request.body || '', 'help')\"\n"
+        "    then: {target: handoff}\n"
+    )
+    routing.write_text(text.replace("tests:\n", appended + "tests:\n", 1), encoding="utf-8")
+
+    status, out = check(root, monkeypatch, capsys)
+
+    line = line_of(routing, "request.channel == 'sms' && has_word")
+    catch_all = line_of(routing, 'contains(`["whatsapp"')
+    assert out == [
+        f"{ROUTING}:{line}:12: warning: rule 'sms_help_to_a_person' can never match: earlier rule 'channel_queue' "
+        f"(line {catch_all}) has a broader condition (true whenever this one is) and wins first; remove this rule, "
+        "or move it above 'channel_queue' if it should win"
+    ]
+    assert status == 0
