@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
@@ -62,6 +62,7 @@ from runtime.verify import (
     pipeline_clashes,
     replay_window_problems,
     rule_line,
+    settled_targets,
     step_path,
     verify_ruleset,
     written_value,
@@ -549,10 +550,11 @@ def check_config(
             if loaded.ruleset.file in tested:
                 # A shared set decides with each pipeline's own errors: replies: its tests run with each.
                 if loaded.complete and loaded.ruleset.file in runs:
-                    runs[loaded.ruleset.file].append((display_path(path), verify_ruleset(loaded).failures))
+                    verdict = verify_ruleset(loaded, settled_targets(inspection), display_path(path))
+                    runs[loaded.ruleset.file].append((display_path(path), verdict.failures))
                 continue
             tested.add(loaded.ruleset.file)
-            ran, found, failed = _check_ruleset(loaded)
+            ran, found, failed = _check_ruleset(loaded, settled_targets(inspection), display_path(path))
             tests_run += ran
             findings.extend(found)
             if loaded.complete:
@@ -636,13 +638,15 @@ def _phone_numbers(loaded: LoadedRuleSet) -> list[Problem]:
     return found
 
 
-def _check_ruleset(loaded: LoadedRuleSet) -> tuple[int, list[Problem], list[Problem]]:
-    """One rule set's inline tests run, its findings, and its failed tests."""
+def _check_ruleset(
+    loaded: LoadedRuleSet, targets: Collection[str] | None, pipeline: str
+) -> tuple[int, list[Problem], list[Problem]]:
+    """One rule set's inline tests run (with the ``targets`` of ``pipeline``), its findings, and its failed tests."""
     shadowing, never = _shadowing(loaded)
     findings = [*shadowing, *_duplicate_test_names(loaded), *_phone_numbers(loaded)]
     if not loaded.complete:
         return 0, findings, []
-    verdict = verify_ruleset(loaded)
+    verdict = verify_ruleset(loaded, targets, pipeline)
     findings.extend(problem for _, problem in verdict.unknown)
     findings.extend(_untested(loaded, never))
     return verdict.tests_run, findings, list(verdict.failures)

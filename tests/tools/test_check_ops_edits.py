@@ -157,3 +157,44 @@ def test_a_rule_added_below_the_channel_queue_catch_all_is_reported_as_never_mat
         "or move it above 'channel_queue' if it should win"
     ]
     assert status == 0
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_computed_target_the_pipeline_does_not_have_fails_the_case_as_it_fails_the_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: routing gold conversations to a 'priority' target with target_from, where the pipeline has no such
+    target, passed its inline test (exit 0) while rules.route ends every such event ROUTING_ERROR (the message
+    lost); the case is now decided as the event is: ROUTING_ERROR, no target, and the failure says why."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    text = routing.read_text(encoding="utf-8").replace(
+        "then: {target_from: request.channel}",
+        "then: {target_from: \"conversation.tier == 'gold' && 'priority' || request.channel\"}",
+        1,
+    )
+    text = text.replace(
+        "tests:\n",
+        "tests:\n"
+        "  - name: a gold conversation goes to the priority queue\n"
+        "    given: {request: {channel: whatsapp}, conversation: {tier: gold}}\n"
+        "    expect: {rule: channel_queue}\n",
+        1,
+    )
+    routing.write_text(text, encoding="utf-8")
+
+    status, out = check(root, monkeypatch, capsys)
+
+    line = line_of(routing, "expect: {rule: channel_queue}")
+    catch_all = line_of(routing, 'contains(`["whatsapp"')
+    assert out == [
+        f"{ROUTING}:{line}:13: inline test 'a gold conversation goes to the priority queue' of rule set 'routing' "
+        "failed: expected error null, got 'ROUTING_ERROR'; decided by rule 'channel_queue' (line "
+        f"{catch_all}); its target_from gives 'priority' here, which is not a "
+        "target of pipelines/twilio_inbound.yaml (handoff, sms, whatsapp): rules.route ends the event ROUTING_ERROR"
+    ]
+    assert status == 1
+
+    # Without the computed target the case passes, as the event goes to its channel's queue.
+    routing.write_text(text.replace("{tier: gold}", "{tier: silver}"), encoding="utf-8")
+    assert check(root, monkeypatch, capsys) == (0, [])
