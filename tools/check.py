@@ -235,6 +235,31 @@ def _cut_by_comment(inspection: Inspection) -> list[Problem]:
     return found
 
 
+def _backspaces(inspection: Inspection) -> list[Problem]:
+    r"""Conditions in double quotes holding ``\b``, which YAML reads as a backspace, not a pattern's word boundary.
+
+    Of the escapes YAML's double quotes and regular expressions share, ``\b`` alone means another thing in each
+    (``\t``, ``\n`` are the same character either way; ``\s``, ``\d`` are no YAML escape, refused at load).
+    """
+    locators: dict[str, Locator] = {located.locator.file: located.locator for located in inspection.expressions}
+    locators.update((loaded.locator.file, loaded.locator) for loaded in inspection.rulesets.values())
+    found: list[Problem] = []
+    for locator in locators.values():
+        for path, (start, end, style, _) in locator.strings.items():
+            condition = path[-1:] in (("when",), ("target_from",)) and path[:1] != ("tests",)
+            index = start + 1
+            while condition and style == '"' and index < end - 1:
+                if locator.text[index] == "\\" and locator.text[index + 1] == "b":
+                    message = (
+                        "in double quotes YAML reads \\b as a backspace (an invisible control character), so the "
+                        "condition holds one where a regular expression's \\b (a word's edge) was meant; write the "
+                        "backslash twice: \\\\b"
+                    )
+                    found.append(Problem(locator.file, *line_column(locator.text, index), message, "warning"))
+                index += 2 if locator.text[index] == "\\" else 1
+    return found
+
+
 # A whole number written with a leading 0: YAML 1.1 reads it in octal (010 is 8).
 _ZERO_PADDED = re.compile(r"[-+]?0[0-7_]+")
 
@@ -532,6 +557,7 @@ def check_config(
             *context_names(inspection),
             *request_fields(inspection),
             *_cut_by_comment(inspection),
+            *_backspaces(inspection),
             *_octal_numbers(document),
             *provided_too_late(inspection),
             *unfetched(inspection),

@@ -198,3 +198,41 @@ def test_a_computed_target_the_pipeline_does_not_have_fails_the_case_as_it_fails
     # Without the computed target the case passes, as the event goes to its channel's queue.
     routing.write_text(text.replace("{tier: gold}", "{tier: silver}"), encoding="utf-8")
     assert check(root, monkeypatch, capsys) == (0, [])
+
+
+STOP_RULE = (
+    "  - id: stop_to_a_person\n"
+    "    when: \"matches(request.body || '', '(?i)^(stop|unsubscribe){}')\"\n"
+    "    then: {{target: handoff}}\n"
+)
+STOP_TEST = (
+    "  - name: stop goes to a person\n"
+    "    given: {request: {channel: sms, body: STOP please}, conversation: {}}\n"
+    "    expect: {rule: stop_to_a_person, target: handoff}\n"
+)
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_word_boundary_written_in_double_quotes_is_reported_as_the_backspace_yaml_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    r"""Defect: the guide's pattern ``'(?i)^(stop|unsubscribe)\b'``, in the double quotes the guide asks a condition
+    to be written in, is read by YAML as ending with a backspace character: the rule never matches "STOP please", and
+    --check named no cause (nor any at all without a case); it now says where, and that the backslash is doubled."""
+    root = assemble(tmp_path)
+    routing = add_routing_rule(root, STOP_RULE.format("\\b"), STOP_TEST)
+    line = line_of(routing, "(stop|unsubscribe)")
+    column = routing.read_text(encoding="utf-8").splitlines()[line - 1].index("\\b") + 1
+
+    status, out = check(root, monkeypatch, capsys)
+
+    assert (
+        f"{ROUTING}:{line}:{column}: warning: in double quotes YAML reads \\b as a backspace (an invisible control "
+        "character), so the condition holds one where a regular expression's \\b (a word's edge) was meant; write "
+        "the backslash twice: \\\\b"
+    ) in out, out
+    assert status == 1  # the case shows it too
+
+    # Written as the warning says, the rule decides as meant.
+    routing.write_text(routing.read_text(encoding="utf-8").replace("\\b')", "\\\\b')"), encoding="utf-8")
+    assert check(root, monkeypatch, capsys) == (0, [])
