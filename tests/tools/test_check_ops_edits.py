@@ -236,3 +236,25 @@ def test_a_word_boundary_written_in_double_quotes_is_reported_as_the_backspace_y
     # Written as the warning says, the rule decides as meant.
     routing.write_text(routing.read_text(encoding="utf-8").replace("\\b')", "\\\\b')"), encoding="utf-8")
     assert check(root, monkeypatch, capsys) == (0, [])
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize("escape", ["\\s", "\\d", "\\w", "\\W"])
+def test_a_pattern_class_written_in_double_quotes_is_refused_with_the_fix(
+    escape: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    r"""Defect: ``'(?i)^\s*stop'`` in a double-quoted condition was refused as "invalid YAML: found unknown escape
+    character", with no fix: YAML's double quotes take \ as an escape, and the pattern's backslash is written twice."""
+    root = assemble(tmp_path)
+    routing = add_routing_rule(root, STOP_RULE.format(escape), STOP_TEST)
+    line = line_of(routing, "(stop|unsubscribe)")
+    column = routing.read_text(encoding="utf-8").splitlines()[line - 1].index(escape) + 1
+
+    status, out = check(root, monkeypatch, capsys)
+
+    assert out == [
+        f"{ROUTING}:{line}:{column}: invalid YAML: found unknown escape character; in double quotes YAML reads a "
+        f"backslash as the start of an escape (\\n, \\t, \\\"): write a regular expression's backslash twice "
+        f"(\\{escape})"
+    ]
+    assert status == 2
