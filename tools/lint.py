@@ -712,7 +712,7 @@ def find_shadowed(ruleset: RuleSet) -> list[Shadowed]:
             continue
         covering: list[Rule] = []
         for term in terms:
-            cover = next((r for r, ts in earlier if any(t <= term for t in ts)), None)
+            cover = next((r for r, ts in earlier if any(_covers(t, term) for t in ts)), None)
             if cover is None:
                 break
             if cover not in covering:
@@ -722,6 +722,31 @@ def find_shadowed(ruleset: RuleSet) -> list[Shadowed]:
             found.append(Shadowed(rule, tuple(covering), _reason(terms, [t for r, t in earlier if r in covering])))
         earlier.append((rule, terms))
     return found
+
+
+def _compared_text(atom: Atom, comparator: str) -> tuple[Hashable, str] | None:
+    """``(x, text)`` when ``atom`` is ``x == 'text'`` (``comparator`` eq) or ``x != 'text'`` (ne), else None."""
+    if not (isinstance(atom, tuple) and len(atom) == 3 and atom[:2] == ("comparator", comparator)):
+        return None
+    literals = [child for child in atom[2] if isinstance(child, tuple) and child[:1] == ("literal",)]
+    others = [child for child in atom[2] if child not in literals]
+    if len(literals) != 1 or len(others) != 1:
+        return None
+    value = json.loads(literals[0][1])
+    return (others[0], value) if isinstance(value, str) else None
+
+
+def _implies(atom: Atom, other: Atom) -> bool:
+    """True when ``other`` is true whenever ``atom`` is: the same atom, or ``x == 'a'`` for ``x != 'b'``."""
+    if atom == other:
+        return True
+    equal, unequal = _compared_text(atom, "eq"), _compared_text(other, "ne")
+    return equal is not None and unequal is not None and equal[0] == unequal[0] and equal[1] != unequal[1]
+
+
+def _covers(broader: frozenset[Atom], term: frozenset[Atom]) -> bool:
+    """True when the AND of ``broader``'s atoms is true whenever the AND of ``term``'s is."""
+    return broader <= term or all(any(_implies(atom, needed) for atom in term) for needed in broader)
 
 
 def _reason(terms: Terms, covering: list[Terms]) -> str:

@@ -258,3 +258,32 @@ def test_a_pattern_class_written_in_double_quotes_is_refused_with_the_fix(
         f"(\\{escape})"
     ]
     assert status == 2
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_rule_for_one_status_below_the_rule_for_every_other_status_is_reported_as_never_matching(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: a paused project's own reply, added below project_inactive (status != 'active'), can never be given:
+    every paused project is one whose status is not active. --check only said no inline test decides the new rule,
+    as a condition was found broader only when it was written inside the narrower one."""
+    root = assemble(tmp_path)
+    project = root / "rules/10_project_status.yaml"
+    paused = (
+        "  - id: project_paused\n"
+        "    when: \"conversation.project_status == 'paused'\"\n"
+        "    then:\n"
+        "      error: PROJECT_INACTIVE\n"
+        '      reply: "This service is paused for the holidays."\n'
+    )
+    project.write_text(project.read_text(encoding="utf-8").replace("tests:\n", paused + "tests:\n", 1), "utf-8")
+
+    status, out = check(root, monkeypatch, capsys)
+
+    line, inactive = line_of(project, "== 'paused'"), line_of(project, "!= 'active'")
+    assert out == [
+        f"rules/10_project_status.yaml:{line}:12: warning: rule 'project_paused' can never match: earlier rule "
+        f"'project_inactive' (line {inactive}) has a broader condition (true whenever this one is) and wins first; "
+        "remove this rule, or move it above 'project_inactive' if it should win"
+    ]
+    assert status == 0

@@ -493,3 +493,16 @@ def test_a_literal_list_of_texts_contains_the_value_as_its_equalities_do() -> No
     }
     # Not texts: contains() finds `1` for true, where == does not.
     assert shadowed("contains(`[1]`, x)", "x == `1` && y") == {}
+
+
+def test_a_text_compared_equal_is_unequal_to_every_other_text() -> None:
+    """x == 'paused' is true only where x != 'active' is (tests/tools/test_check_ops_edits.py: a paused reply)."""
+    assert shadowed("a != 'active'", "a == 'paused' && b") == {
+        "r1": (["r0"], "a broader condition (true whenever this one is)")
+    }
+    assert shadowed("!(a == 'active')", "a == 'paused'") == {
+        "r1": (["r0"], "a broader condition (true whenever this one is)")
+    }
+    assert shadowed("a != 'active'", "a == 'active'", "b == 'x'", "b != 'x'", "c != 'x'", "d == 'y'") == {}
+    # Not texts: numbers and true/false are left as written.
+    assert shadowed("a != `1`", "a == `2`") == {}
