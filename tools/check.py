@@ -543,7 +543,7 @@ def check_config(
     tested: set[str] = set()
     runs: dict[str, list[tuple[str, tuple[Problem, ...]]]] = {}  # by a set's file: its failed tests, by pipeline
     inspections: list[Inspection] = []
-    reported: set[tuple[str, int, int, str]] = set()  # where earlier pipelines' findings are
+    reported: dict[tuple[str, int, int, str], list[int]] = {}  # where earlier pipelines' findings are: their indexes
     owned = sets_with_owners(rules_dir)
     for path in paths:
         inspection = inspect_config(path, rules_dir, env, missing_env="error" if strict_env else "warning")
@@ -569,9 +569,15 @@ def check_config(
             *_test_targets(inspection),
             *replay_window_problems(path, inspection),
         ]
-        # A rule set shared by several pipelines is reported with the first (its messages may name the pipeline).
-        findings.extend(problem for problem in found if _place(problem) not in reported)
-        reported.update(_place(problem) for problem in found)
+        # A rule set shared by several pipelines is reported with the first (its messages may name the pipeline),
+        # but for a code none of them declares, which each must declare.
+        earlier = {place: list(indexes) for place, indexes in reported.items()}
+        for problem in found:
+            if _place(problem) not in earlier:
+                reported.setdefault(_place(problem), []).append(len(findings))
+                findings.append(problem)
+            for index in earlier.get(_place(problem), []):
+                findings[index] = _undeclared_in_each(findings[index], problem)
         for loaded in inspection.rulesets.values():
             if loaded.ruleset.file in tested:
                 # A shared set decides with each pipeline's own errors: replies: its tests run with each.
@@ -638,6 +644,27 @@ def _local_aws(paths: Sequence[Path]) -> list[Problem]:
         fix = "the dry-run and pipeline-serve refuse the pipeline: local AWS cannot be made for it"
         return [replace(problem, severity="warning", message=f"{problem.message}; {fix}") for problem in exc.problems]
     return []
+
+
+_UNDECLARED = re.compile(
+    r"^(?P<head>.*); error codes: (?P<codes>[^;]*); a new business code is declared under errors: in "
+    r"(?P<files>.+?)(?: \(the set belongs to each\))?$"
+)
+
+
+def _undeclared_in_each(first: Problem, again: Problem) -> Problem:
+    """``first``, an unknown code of a shared set, naming ``again``'s pipeline too, with the codes both know."""
+    ours, theirs = _UNDECLARED.match(first.message), _UNDECLARED.match(again.message)
+    if ours is None or theirs is None or first.severity != "error":
+        return first
+    known = set(theirs["codes"].split(", "))
+    codes = ", ".join(code for code in ours["codes"].split(", ") if code in known)
+    files = [*ours["files"].split(" and "), theirs["files"]]
+    message = (
+        f"{ours['head']}; error codes: {codes}; a new business code is declared under errors: in "
+        f"{' and '.join(dict.fromkeys(files))} (the set belongs to each)"
+    )
+    return replace(first, message=message)
 
 
 def _place(problem: Problem) -> tuple[str, int, int, str]:

@@ -287,3 +287,34 @@ def test_a_rule_for_one_status_below_the_rule_for_every_other_status_is_reported
         "remove this rule, or move it above 'project_inactive' if it should win"
     ]
     assert status == 0
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_new_code_in_a_set_of_both_pipelines_names_both_pipelines_to_declare_it_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: an out-of-hours refusal with a new code, added to conversation_lock (a set of both pipelines), was
+    refused naming pipelines/email_inbound.yaml alone as where to declare the code, and listing codes only that
+    pipeline knows (EMAIL_REJECTED); declared there, the next check named the Twilio pipeline. Both are named now,
+    with the codes both know."""
+    root = assemble(tmp_path)
+    lock = root / "rules/30_conversation_lock.yaml"
+    closed = (
+        "  - id: closed\n"
+        "    when: \"hhmm(request.received_at, 'Europe/London') >= `1730`\"\n"
+        "    then: {error: OUT_OF_HOURS, reply: We are closed.}\n"
+    )
+    lock.write_text(lock.read_text(encoding="utf-8").replace("tests:\n", closed + "tests:\n", 1), "utf-8")
+
+    status, out = check(root, monkeypatch, capsys)
+
+    line = line_of(lock, "OUT_OF_HOURS")
+    column = lock.read_text(encoding="utf-8").splitlines()[line - 1].index("OUT_OF_HOURS") + 1
+    assert len(out) == 1, out
+    assert out[0].startswith(f"rules/30_conversation_lock.yaml:{line}:{column}: unknown error code 'OUT_OF_HOURS'; ")
+    assert "EMAIL_REJECTED" not in out[0] and ", CONVERSATION_LOCKED, " in out[0]
+    assert out[0].endswith(
+        "; a new business code is declared under errors: in pipelines/email_inbound.yaml and "
+        "pipelines/twilio_inbound.yaml (the set belongs to each)"
+    ), out[0]
+    assert status == 2
