@@ -424,9 +424,10 @@ def _finite(value: Any) -> bool:
 
 
 def non_json_literals(expression: Expression) -> list[tuple[int, str]]:
-    """Each `…` literal holding infinity or NaN (`1e999`, `NaN`), which Python's JSON reader takes: (offset, message).
+    """Each `…` literal holding infinity, NaN (`1e999`, `NaN`) or a number with a leading 0 (`0930`): (offset, message).
 
-    JSON has no such number: ceil() or floor() of one fails every event that reaches it, and no value equals NaN.
+    JSON has no such number: Python's JSON reader takes the first two, and ceil() or floor() of one fails every event
+    that reaches it (no value equals NaN); JMESPath reads the last as text, never the number meant.
     """
     source, found = expression.source, []
     for token in expression_tokens(source):
@@ -436,7 +437,28 @@ def non_json_literals(expression: Expression) -> list[tuple[int, str]]:
                 "is not JSON: JSON has no infinity or NaN (beyond 1.8e308 a number is infinity); write one in range"
             )
             found.append((token["start"], f"{written} {message}"))
+        padded = _zero_padded(source, token)
+        if padded is not None:
+            message = (
+                f"`{padded}` is not JSON: a JSON number has no leading 0, so JMESPath reads the text '{padded}' "
+                f"(ordered against a number, it fails the condition); write `{int(padded)}`"
+            )
+            found.append((token["start"], message))
     return found
+
+
+_PADDED = re.compile(r"\s*-?0[0-9]+\s*")
+
+
+def _zero_padded(source: str, token: Mapping[str, Any]) -> str | None:
+    """The number a `…` literal writes with a leading 0 (`0930`, as a time of day is written), else None.
+
+    JSON refuses it, and JMESPath then reads the literal as text: never the number meant.
+    """
+    if token["type"] != "literal" or source[token["start"]] != "`":
+        return None
+    raw = source[token["start"] + 1 : source.find("`", token["start"] + 1)]
+    return raw.strip() if _PADDED.fullmatch(raw) else None
 
 
 def given_paths(tests: Iterable[RuleTest]) -> dict[str, frozenset[str]]:
@@ -548,7 +570,7 @@ def lint_expression(
         if token["type"] == "unquoted_identifier" and token["value"] in ("true", "false", "null") and not after_dot:
             word = token["value"]
             found.append((token["start"], f"{word} here is a field named {word!r}, not the JSON value; write `{word}`"))
-        if token["type"] == "literal" and source[token["start"]] == "`":
+        if token["type"] == "literal" and source[token["start"]] == "`" and _zero_padded(source, token) is None:
             end = source.find("`", token["start"] + 1)
             while end > 0 and source[end - 1] == "\\":
                 end = source.find("`", end + 1)

@@ -318,3 +318,33 @@ def test_a_new_code_in_a_set_of_both_pipelines_names_both_pipelines_to_declare_i
         "pipelines/twilio_inbound.yaml (the set belongs to each)"
     ), out[0]
     assert status == 2
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_time_of_day_written_with_its_leading_zero_is_refused_with_the_number_to_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: ``hhmm(…) < `0930``` (09:30 as people write it) passed --check with warnings, exit 0, and the advice to
+    write '0930': JMESPath reads a backtick literal that is not JSON as text, so the condition compared a number with
+    a text and failed every message that reached it (INTERNAL_ERROR). It is refused now, with the number to write."""
+    root = assemble(tmp_path)
+    routing = add_routing_rule(
+        root,
+        "  - id: before_opening\n"
+        "    when: \"hhmm(request.received_at, 'Europe/London') < `0930`\"\n"
+        "    then: {target: handoff}\n",
+        "  - name: before opening goes to a person\n"
+        '    given: {request: {channel: sms, received_at: "2026-11-25T08:00:00Z"}, conversation: {}}\n'
+        "    expect: {rule: before_opening, target: handoff}\n",
+    )
+    line = line_of(routing, "`0930`")
+    column = routing.read_text(encoding="utf-8").splitlines()[line - 1].index("`0930`") + 1
+
+    status, out = check(root, monkeypatch, capsys)
+
+    assert (
+        f"{ROUTING}:{line}:{column}: `0930` is not JSON: a JSON number has no leading 0, so JMESPath reads the text "
+        "'0930' (ordered against a number, it fails the condition); write `930`"
+    ) in out, out
+    assert not [finding for finding in out if f"{ROUTING}:{line}:{column}: warning:" in finding], out
+    assert status == 2
