@@ -85,6 +85,7 @@ from tools.lint import (
     flag_texts,
     given_paths,
     lint_expression,
+    list_arguments,
     misspelt_paths,
     negated_roots,
     non_json_literals,
@@ -207,7 +208,11 @@ def _lint(inspection: Inspection) -> list[Problem]:
         # Certain, not likely: such a part never decides what it says, so the configuration is refused.
         found += [
             located.locator.problem(located.path, message, offset=offset)
-            for offset, message in [*negated_roots(located.expression), *non_json_literals(located.expression)]
+            for offset, message in [
+                *negated_roots(located.expression),
+                *non_json_literals(located.expression),
+                *list_arguments(located.expression),
+            ]
         ]
     return found
 

@@ -29,6 +29,7 @@ __all__ = [
     "flag_texts",
     "given_paths",
     "lint_expression",
+    "list_arguments",
     "misspelt_paths",
     "negated_roots",
     "non_json_literals",
@@ -445,6 +446,49 @@ def non_json_literals(expression: Expression) -> list[tuple[int, str]]:
             )
             found.append((token["start"], message))
     return found
+
+
+def list_arguments(expression: Expression) -> list[tuple[int, str]]:
+    """Each list written as the argument of a function that refuses a list (``has_word(x, ['a', 'b'])``).
+
+    Such a call fails every event that reaches it: (offset, message).
+    """
+    source, found = expression.source, []
+    for node, offset in function_calls(source, expression.ast):
+        signature = function_table()[node["value"]]["signature"]
+        for index, argument in enumerate(node["children"]):
+            listed = argument["type"] == "multi_select_list" or (
+                argument["type"] == "literal" and isinstance(argument["value"], list)
+            )
+            types = signature[min(index, len(signature) - 1)].get("types", []) if signature else []
+            if not listed or not types or any(kind == "any" or kind.startswith("array") for kind in types):
+                continue
+            name, needs = node["value"], " or ".join(_KIND_NAMES.get(kind, kind) for kind in types)
+            message = (
+                f"{name}() takes {needs} here, not a list, so the condition fails every event that reaches it; "
+                f"for several, join the calls: {name}(…, 'a') || {name}(…, 'b')"
+            )
+            found.append((_argument_start(source, offset, index), message))
+    return found
+
+
+def _argument_start(source: str, call: int, index: int) -> int:
+    """Where argument ``index`` of the call whose name starts at ``call`` begins (else ``call``)."""
+    depth, argument = 0, 0
+    for token in expression_tokens(source):
+        if token["start"] <= call:
+            continue
+        if depth == 1 and argument == index and token["type"] not in ("comma", "rparen"):
+            return int(token["start"])
+        if token["type"] in ("lparen", "lbracket", "lbrace", "filter"):
+            depth += 1
+        elif token["type"] in ("rparen", "rbracket", "rbrace"):
+            depth -= 1
+            if depth == 0:
+                break
+        elif token["type"] == "comma" and depth == 1:
+            argument += 1
+    return call
 
 
 _PADDED = re.compile(r"\s*-?0[0-9]+\s*")

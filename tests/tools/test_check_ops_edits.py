@@ -348,3 +348,32 @@ def test_a_time_of_day_written_with_its_leading_zero_is_refused_with_the_number_
     ) in out, out
     assert not [finding for finding in out if f"{ROUTING}:{line}:{column}: warning:" in finding], out
     assert status == 2
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_several_keywords_given_to_has_word_as_a_list_are_refused_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: ``has_word(request.body || '', ['agent', 'human'])`` (the guide calls its argument "words") fails every
+    message that reaches it (has_word() takes one text), and --check only showed each inline case failing with
+    "got a array where it needs string"; the condition is refused at the list, with the way to look for several."""
+    root = assemble(tmp_path)
+    routing = add_routing_rule(
+        root,
+        "  - id: asks_for_a_person\n"
+        "    when: \"has_word(request.body || '', ['agent', 'human'])\"\n"
+        "    then: {target: handoff}\n",
+        "  - name: asking for an agent goes to a person\n"
+        "    given: {request: {channel: sms, body: I want an AGENT}, conversation: {}}\n"
+        "    expect: {rule: asks_for_a_person, target: handoff}\n",
+    )
+    line = line_of(routing, "['agent', 'human']")
+    column = routing.read_text(encoding="utf-8").splitlines()[line - 1].index("['agent'") + 1
+
+    status, out = check(root, monkeypatch, capsys)
+
+    assert (
+        f"{ROUTING}:{line}:{column}: has_word() takes text here, not a list, so the condition fails every event that "
+        "reaches it; for several, join the calls: has_word(…, 'a') || has_word(…, 'b')"
+    ) in out, out
+    assert status == 2
