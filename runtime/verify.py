@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine import registry
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
-from engine.errors import ConfigError, Problem, did_you_mean
+from engine.errors import ConfigError, Problem, did_you_mean, shown
+from engine.expressions import ExpressionError
 from engine.locator import Locator
-from engine.rules import Rule, RuleSet, TestFailure, run_tests
+from engine.rules import Rule, RuleError, RuleSet, TestFailure, run_tests
 
 if TYPE_CHECKING:
     from engine.yamlsource import SourceDoc
@@ -43,6 +44,7 @@ __all__ = [
     "replay_window_problems",
     "leaves",
     "rule_line",
+    "settled_targets",
     "code_outline",
     "pipeline_clashes",
     "step_path",
@@ -168,7 +170,34 @@ def _other_kind_hint(loaded: LoadedRuleSet, failure: TestFailure) -> str:
     return f"; {never}; each set's tests run that set alone: expect {other} in a test of {where}"
 
 
-def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
+# The default that fits what a function refused null for (JMESPath's type names, in its error).
+_DEFAULTS = {"string": "x || '' for text", "array": "x || `[]` for a list", "object": "x || `{}` for an object"}
+
+
+def _null_hint(failure: TestFailure, rule: Rule | None) -> str:
+    """What to do about a value a failing condition found missing: a default of the type the function needs.
+
+    No default makes a time: the time every request has (``request.received_at``) belongs in the case's
+    ``given``; another is tested first.
+    """
+    raised = failure.raised or ""
+    if "where it needs a time" in raised:
+        given = failure.test.given.get("request")
+        reads = rule is not None and ("request", "received_at") in rule.when.paths
+        if reads and not (isinstance(given, Mapping) and given.get("received_at") is not None):
+            return (
+                "; the case gives no request.received_at, which every request has: give it in the case's given, "
+                'quoted (received_at: "2026-11-25T12:00:00Z")'
+            )
+        return "; a time it reads is missing or null here: test it first (x && hour(x, …))"
+    needs = raised.rpartition("where it needs ")[2].split(";")[0].split(" or ")
+    defaults = [_DEFAULTS[kind] for kind in needs if kind in _DEFAULTS]
+    default = f" ({defaults[0]})" if defaults else ""
+    missing = "; a value it reads is missing or null here"
+    return f"{missing}: give it a default of its type{default}, or test it first (x && …)"
+
+
+def _failure(loaded: LoadedRuleSet, failure: TestFailure, hint: str = "") -> Problem:
     test = failure.test
     rule = next((rule for rule in loaded.ruleset.rules if rule.id == failure.rule), None)
     if failure.rule is not None:
@@ -178,12 +207,12 @@ def _failure(loaded: LoadedRuleSet, failure: TestFailure) -> Problem:
         decided = "the set's default" if loaded.ruleset.default is not None else "no rule (nothing matched)"
     message = (
         f"inline test {test.name!r} of rule set {failure.ruleset!r} failed: {'; '.join(failure.differences)}; "
-        f"decided by {decided}{_no_target_hint(loaded, failure, rule)}"
+        f"decided by {decided}{_no_target_hint(loaded, failure, rule)}{hint}"
     )
     if failure.raised is not None:
         message += f"; its condition failed at run time: {failure.raised}"
         if "null" in failure.raised:
-            message += "; a value it reads is missing or null here: give it a default, e.g. x || `[]`"
+            message += _null_hint(failure, rule)
     message += _routing_error_hint(loaded, failure) + _other_kind_hint(loaded, failure)
     key = failure.keys[0]
     path = ("tests", test.index, "expect", key) if key in test.expect else ("tests", test.index, "expect")
@@ -222,14 +251,77 @@ def _yaml_times_in_tests(loaded: LoadedRuleSet) -> list[tuple[int, Problem]]:
     return found
 
 
-def verify_ruleset(loaded: LoadedRuleSet) -> RuleSetVerdict:
-    """Run a complete set's inline tests (one expecting an unknown rule, or giving a YAML time, is reported instead)."""
+def settled_targets(inspection: Inspection) -> Collection[str] | None:
+    """The names of the pipeline's targets; None while it has errors (its targets are not settled)."""
+    return inspection.targets.keys() if inspection.config is not None else None
+
+
+def _computed_elsewhere(ruleset: RuleSet, targets: Collection[str]) -> dict[int, tuple[str | None, str]]:
+    """Tests of a routing set whose deciding ``target_from`` gives a text no target of the pipeline is named.
+
+    By test index: the rule that decided (None for the default) and the text. ``rules.route`` ends such an event
+    with ROUTING_ERROR, whatever the set decided.
+    """
+    found: dict[int, tuple[str | None, str]] = {}
+    for test in ruleset.tests if ruleset.kind == "routing" else ():
+        try:
+            evaluation = ruleset.evaluate(test.given)
+            decision = evaluation.decision
+            target = decision.resolve_target(test.given) if decision and decision.target is None else None
+        except (RuleError, ExpressionError):
+            continue  # observed as INTERNAL_ERROR by run_tests
+        if isinstance(target, str) and target not in targets:
+            found[test.index] = (evaluation.rule.id if evaluation.rule else None, target)
+    return found
+
+
+def _routed(failures: list[TestFailure], ruleset: RuleSet, targets: Collection[str] | None) -> list[TestFailure]:
+    """``failures`` with each test whose computed target the pipeline does not have decided as the event is.
+
+    As ``run_tests`` treats a condition that fails, the ROUTING_ERROR fails a case that does not expect an error.
+    """
+    elsewhere = _computed_elsewhere(ruleset, targets) if targets is not None else {}
+    kept = [failure for failure in failures if failure.test.index not in elsewhere]
+    for test in ruleset.tests:
+        if test.index not in elsewhere:
+            continue
+        rule = elsewhere[test.index][0]
+        observed = {"rule": rule, "error": "ROUTING_ERROR", "reply": None, "target": None}
+        keys = tuple(key for key, expected in test.expect.items() if observed.get(key) != expected)
+        keys = keys if "error" in test.expect else (*keys, "error")
+        if keys:
+            differences = tuple(
+                f"expected {key} {shown(test.expect.get(key))}, got {shown(observed.get(key))}" for key in keys
+            )
+            kept.append(TestFailure(ruleset.name, test, differences, keys, rule))
+    return sorted(kept, key=lambda failure: failure.test.index)
+
+
+def verify_ruleset(loaded: LoadedRuleSet, targets: Collection[str] | None = None, pipeline: str = "") -> RuleSetVerdict:
+    """Run a complete set's inline tests (one expecting an unknown rule, or giving a YAML time, is reported instead).
+
+    With the pipeline's ``targets`` (and its file's name, ``pipeline``), a routing test whose ``target_from`` gives a
+    name none of them has is decided as ``rules.route`` decides the event: ROUTING_ERROR.
+    """
     unknown = _unknown_rules_in_tests(loaded) + _yaml_times_in_tests(loaded)
     reported = {index for index, _ in unknown}
+    elsewhere = _computed_elsewhere(loaded.ruleset, targets) if targets is not None else {}
     failures = [
-        _failure(loaded, failure) for failure in run_tests(loaded.ruleset) if failure.test.index not in reported
+        _failure(loaded, failure, _elsewhere_hint(elsewhere.get(failure.test.index), targets or (), pipeline))
+        for failure in _routed(run_tests(loaded.ruleset), loaded.ruleset, targets)
+        if failure.test.index not in reported
     ]
     return RuleSetVerdict(loaded, tuple(unknown), tuple(failures), len(loaded.ruleset.tests) - len(reported))
+
+
+def _elsewhere_hint(found: tuple[str | None, str] | None, targets: Collection[str], pipeline: str) -> str:
+    if found is None:
+        return ""
+    of = f"a target of {pipeline}" if pipeline else "a target of the pipeline"
+    return (
+        f"; its target_from gives {shown(found[1])} here, which is not {of} ({', '.join(sorted(targets))}): "
+        "rules.route ends the event ROUTING_ERROR"
+    )
 
 
 def verify(
@@ -242,7 +334,10 @@ def verify(
 ) -> Verification:
     """Load ``pipeline`` with the rule sets of ``rules_dir`` and run their inline tests."""
     inspection = inspect_config(pipeline, rules_dir, env, missing_env=missing_env, shadow=shadow)
-    verdicts = tuple(verify_ruleset(loaded) for loaded in inspection.rulesets.values() if loaded.complete)
+    targets, file = settled_targets(inspection), display_path(pipeline)
+    verdicts = tuple(
+        verify_ruleset(loaded, targets, file) for loaded in inspection.rulesets.values() if loaded.complete
+    )
     return Verification(inspection, verdicts, tuple(replay_window_problems(pipeline, inspection)))
 
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
@@ -62,6 +62,7 @@ from runtime.verify import (
     pipeline_clashes,
     replay_window_problems,
     rule_line,
+    settled_targets,
     step_path,
     verify_ruleset,
     written_value,
@@ -84,6 +85,7 @@ from tools.lint import (
     flag_texts,
     given_paths,
     lint_expression,
+    list_arguments,
     misspelt_paths,
     negated_roots,
     non_json_literals,
@@ -206,7 +208,11 @@ def _lint(inspection: Inspection) -> list[Problem]:
         # Certain, not likely: such a part never decides what it says, so the configuration is refused.
         found += [
             located.locator.problem(located.path, message, offset=offset)
-            for offset, message in [*negated_roots(located.expression), *non_json_literals(located.expression)]
+            for offset, message in [
+                *negated_roots(located.expression),
+                *non_json_literals(located.expression),
+                *list_arguments(located.expression),
+            ]
         ]
     return found
 
@@ -231,6 +237,31 @@ def _cut_by_comment(inspection: Inspection) -> list[Problem]:
                 "the whole condition in double quotes, with single quotes inside"
             )
             found.append(Problem(locator.file, *line_column(locator.text, comment.end() - 1), message, "warning"))
+    return found
+
+
+def _backspaces(inspection: Inspection) -> list[Problem]:
+    r"""Conditions in double quotes holding ``\b``, which YAML reads as a backspace, not a pattern's word boundary.
+
+    Of the escapes YAML's double quotes and regular expressions share, ``\b`` alone means another thing in each
+    (``\t``, ``\n`` are the same character either way; ``\s``, ``\d`` are no YAML escape, refused at load).
+    """
+    locators: dict[str, Locator] = {located.locator.file: located.locator for located in inspection.expressions}
+    locators.update((loaded.locator.file, loaded.locator) for loaded in inspection.rulesets.values())
+    found: list[Problem] = []
+    for locator in locators.values():
+        for path, (start, end, style, _) in locator.strings.items():
+            condition = path[-1:] in (("when",), ("target_from",)) and path[:1] != ("tests",)
+            index = start + 1
+            while condition and style == '"' and index < end - 1:
+                if locator.text[index] == "\\" and locator.text[index + 1] == "b":
+                    message = (
+                        "in double quotes YAML reads \\b as a backspace (an invisible control character), so the "
+                        "condition holds one where a regular expression's \\b (a word's edge) was meant; write the "
+                        "backslash twice: \\\\b"
+                    )
+                    found.append(Problem(locator.file, *line_column(locator.text, index), message, "warning"))
+                index += 2 if locator.text[index] == "\\" else 1
     return found
 
 
@@ -517,7 +548,7 @@ def check_config(
     tested: set[str] = set()
     runs: dict[str, list[tuple[str, tuple[Problem, ...]]]] = {}  # by a set's file: its failed tests, by pipeline
     inspections: list[Inspection] = []
-    reported: set[tuple[str, int, int, str]] = set()  # where earlier pipelines' findings are
+    reported: dict[tuple[str, int, int, str], list[int]] = {}  # where earlier pipelines' findings are: their indexes
     owned = sets_with_owners(rules_dir)
     for path in paths:
         inspection = inspect_config(path, rules_dir, env, missing_env="error" if strict_env else "warning")
@@ -531,6 +562,7 @@ def check_config(
             *context_names(inspection),
             *request_fields(inspection),
             *_cut_by_comment(inspection),
+            *_backspaces(inspection),
             *_octal_numbers(document),
             *provided_too_late(inspection),
             *unfetched(inspection),
@@ -542,17 +574,24 @@ def check_config(
             *_test_targets(inspection),
             *replay_window_problems(path, inspection),
         ]
-        # A rule set shared by several pipelines is reported with the first (its messages may name the pipeline).
-        findings.extend(problem for problem in found if _place(problem) not in reported)
-        reported.update(_place(problem) for problem in found)
+        # A rule set shared by several pipelines is reported with the first (its messages may name the pipeline),
+        # but for a code none of them declares, which each must declare.
+        earlier = {place: list(indexes) for place, indexes in reported.items()}
+        for problem in found:
+            if _place(problem) not in earlier:
+                reported.setdefault(_place(problem), []).append(len(findings))
+                findings.append(problem)
+            for index in earlier.get(_place(problem), []):
+                findings[index] = _undeclared_in_each(findings[index], problem)
         for loaded in inspection.rulesets.values():
             if loaded.ruleset.file in tested:
                 # A shared set decides with each pipeline's own errors: replies: its tests run with each.
                 if loaded.complete and loaded.ruleset.file in runs:
-                    runs[loaded.ruleset.file].append((display_path(path), verify_ruleset(loaded).failures))
+                    verdict = verify_ruleset(loaded, settled_targets(inspection), display_path(path))
+                    runs[loaded.ruleset.file].append((display_path(path), verdict.failures))
                 continue
             tested.add(loaded.ruleset.file)
-            ran, found, failed = _check_ruleset(loaded)
+            ran, found, failed = _check_ruleset(loaded, settled_targets(inspection), display_path(path))
             tests_run += ran
             findings.extend(found)
             if loaded.complete:
@@ -612,6 +651,27 @@ def _local_aws(paths: Sequence[Path]) -> list[Problem]:
     return []
 
 
+_UNDECLARED = re.compile(
+    r"^(?P<head>.*); error codes: (?P<codes>[^;]*); a new business code is declared under errors: in "
+    r"(?P<files>.+?)(?: \(the set belongs to each\))?$"
+)
+
+
+def _undeclared_in_each(first: Problem, again: Problem) -> Problem:
+    """``first``, an unknown code of a shared set, naming ``again``'s pipeline too, with the codes both know."""
+    ours, theirs = _UNDECLARED.match(first.message), _UNDECLARED.match(again.message)
+    if ours is None or theirs is None or first.severity != "error":
+        return first
+    known = set(theirs["codes"].split(", "))
+    codes = ", ".join(code for code in ours["codes"].split(", ") if code in known)
+    files = [*ours["files"].split(" and "), theirs["files"]]
+    message = (
+        f"{ours['head']}; error codes: {codes}; a new business code is declared under errors: in "
+        f"{' and '.join(dict.fromkeys(files))} (the set belongs to each)"
+    )
+    return replace(first, message=message)
+
+
 def _place(problem: Problem) -> tuple[str, int, int, str]:
     return problem.file, problem.line, problem.column, problem.severity
 
@@ -636,13 +696,15 @@ def _phone_numbers(loaded: LoadedRuleSet) -> list[Problem]:
     return found
 
 
-def _check_ruleset(loaded: LoadedRuleSet) -> tuple[int, list[Problem], list[Problem]]:
-    """One rule set's inline tests run, its findings, and its failed tests."""
+def _check_ruleset(
+    loaded: LoadedRuleSet, targets: Collection[str] | None, pipeline: str
+) -> tuple[int, list[Problem], list[Problem]]:
+    """One rule set's inline tests run (with the ``targets`` of ``pipeline``), its findings, and its failed tests."""
     shadowing, never = _shadowing(loaded)
     findings = [*shadowing, *_duplicate_test_names(loaded), *_phone_numbers(loaded)]
     if not loaded.complete:
         return 0, findings, []
-    verdict = verify_ruleset(loaded)
+    verdict = verify_ruleset(loaded, targets, pipeline)
     findings.extend(problem for _, problem in verdict.unknown)
     findings.extend(_untested(loaded, never))
     return verdict.tests_run, findings, list(verdict.failures)

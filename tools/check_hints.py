@@ -1,6 +1,7 @@
 """The usual fix added to a configuration problem that names none (``pipeline-dryrun --check``).
 
-Fixes for YAML's syntax errors, characters a paste brings in, a number left bare in JMESPath, an unloaded plugin's step.
+Fixes for YAML's syntax errors (a pattern's backslash in double quotes among them), characters a paste brings in, a
+number left bare in JMESPath, an unloaded plugin's step.
 """
 
 from __future__ import annotations
@@ -98,6 +99,22 @@ def _invisible_layout(problem: Problem, lines: Sequence[str]) -> Problem | None:
     return None
 
 
+_UNKNOWN_ESCAPE = "invalid YAML: found unknown escape character"
+
+
+def _escape_hint(problem: Problem, lines: Sequence[str]) -> str | None:
+    r"""The fix for a backslash YAML's double quotes do not take (a pattern's ``\s``, ``\d``, ``\w``): doubling it."""
+    if problem.message != _UNKNOWN_ESCAPE:
+        return None
+    line = lines[problem.line - 1] if 0 < problem.line <= len(lines) else ""
+    written = line[problem.column - 1 : problem.column + 1]
+    example = f"\\{written}" if written.startswith("\\") and len(written) == 2 else "\\\\"
+    return (
+        'in double quotes YAML reads a backslash as the start of an escape (\\n, \\t, \\"): write a regular '
+        f"expression's backslash twice ({example})"
+    )
+
+
 def hinted(problem: Problem) -> Problem:
     """``problem``, with the usual fix when it names none (YAML's syntax, a number left bare, an unloaded plugin)."""
     # The file is read again (once) only for a YAML syntax error, whose fix the lines around it show.
@@ -109,6 +126,7 @@ def hinted(problem: Problem) -> Problem:
     if pasted:
         return replace(problem, message=f"{problem.message}; it is {pasted}")
     hint = _QUOTED_HINT if _left_after_quotes(problem, lines) else _YAML_HINTS.get(problem.message)
+    hint = _escape_hint(problem, lines) or hint
     if ": unknown step '" in problem.message and "; registered steps: " in problem.message:
         hint = _UNKNOWN_STEP_HINT
     bare = _BARE_NUMBER.match(problem.message)

@@ -29,6 +29,7 @@ __all__ = [
     "flag_texts",
     "given_paths",
     "lint_expression",
+    "list_arguments",
     "misspelt_paths",
     "negated_roots",
     "non_json_literals",
@@ -43,11 +44,18 @@ _KIND_NAMES = {"string": "text", "number": "a number", "boolean": "true/false"}
 _GUARDS = {"array": "`[]`", "string": "''", "object": "`{}`", "number": "`0`"}
 # Arguments '' does not guard: it is no time zone and no word (the condition fails) and, as a pattern, matches
 # every text. None: no default fits, so the advice is to test the value first.
+_TIME_FUNCTIONS = ("hour", "hhmm", "weekday", "local_date")
 _ARGUMENT_GUARDS: dict[tuple[str, int], str | None] = {
-    **{(name, 1): "'UTC'" for name in ("hour", "hhmm", "weekday", "local_date")},
+    **{(name, 1): "'UTC'" for name in _TIME_FUNCTIONS},
+    **{(name, 0): None for name in _TIME_FUNCTIONS},
     ("matches", 1): "'(?!)'",
     ("has_word", 1): None,
 }
+# Arguments whose signature takes null only for the function to refuse it by name ("got null where it needs a
+# time"): null fails the condition there as a type error would.
+_NULL_REFUSED = frozenset((name, 0) for name in _TIME_FUNCTIONS)
+# Paths every event's document holds (every parse step gives the time a request was received, as text).
+_ALWAYS_GIVEN = frozenset({"request.received_at"})
 _GUARD_NOTES = {
     "'UTC'": " (or the zone to assume)",
     "'(?!)'": " (a pattern that matches nothing; '' matches every text)",
@@ -417,9 +425,10 @@ def _finite(value: Any) -> bool:
 
 
 def non_json_literals(expression: Expression) -> list[tuple[int, str]]:
-    """Each `…` literal holding infinity or NaN (`1e999`, `NaN`), which Python's JSON reader takes: (offset, message).
+    """Each `…` literal holding infinity, NaN (`1e999`, `NaN`) or a number with a leading 0 (`0930`): (offset, message).
 
-    JSON has no such number: ceil() or floor() of one fails every event that reaches it, and no value equals NaN.
+    JSON has no such number: Python's JSON reader takes the first two, and ceil() or floor() of one fails every event
+    that reaches it (no value equals NaN); JMESPath reads the last as text, never the number meant.
     """
     source, found = expression.source, []
     for token in expression_tokens(source):
@@ -429,7 +438,71 @@ def non_json_literals(expression: Expression) -> list[tuple[int, str]]:
                 "is not JSON: JSON has no infinity or NaN (beyond 1.8e308 a number is infinity); write one in range"
             )
             found.append((token["start"], f"{written} {message}"))
+        padded = _zero_padded(source, token)
+        if padded is not None:
+            message = (
+                f"`{padded}` is not JSON: a JSON number has no leading 0, so JMESPath reads the text '{padded}' "
+                f"(ordered against a number, it fails the condition); write `{int(padded)}`"
+            )
+            found.append((token["start"], message))
     return found
+
+
+def list_arguments(expression: Expression) -> list[tuple[int, str]]:
+    """Each list written as the argument of a function that refuses a list (``has_word(x, ['a', 'b'])``).
+
+    Such a call fails every event that reaches it: (offset, message).
+    """
+    source, found = expression.source, []
+    for node, offset in function_calls(source, expression.ast):
+        signature = function_table()[node["value"]]["signature"]
+        for index, argument in enumerate(node["children"]):
+            listed = argument["type"] == "multi_select_list" or (
+                argument["type"] == "literal" and isinstance(argument["value"], list)
+            )
+            types = signature[min(index, len(signature) - 1)].get("types", []) if signature else []
+            if not listed or not types or any(kind == "any" or kind.startswith("array") for kind in types):
+                continue
+            name, needs = node["value"], " or ".join(_KIND_NAMES.get(kind, kind) for kind in types)
+            message = (
+                f"{name}() takes {needs} here, not a list, so the condition fails every event that reaches it; "
+                f"for several, join the calls: {name}(…, 'a') || {name}(…, 'b')"
+            )
+            found.append((_argument_start(source, offset, index), message))
+    return found
+
+
+def _argument_start(source: str, call: int, index: int) -> int:
+    """Where argument ``index`` of the call whose name starts at ``call`` begins (else ``call``)."""
+    depth, argument = 0, 0
+    for token in expression_tokens(source):
+        if token["start"] <= call:
+            continue
+        if depth == 1 and argument == index and token["type"] not in ("comma", "rparen"):
+            return int(token["start"])
+        if token["type"] in ("lparen", "lbracket", "lbrace", "filter"):
+            depth += 1
+        elif token["type"] in ("rparen", "rbracket", "rbrace"):
+            depth -= 1
+            if depth == 0:
+                break
+        elif token["type"] == "comma" and depth == 1:
+            argument += 1
+    return call
+
+
+_PADDED = re.compile(r"\s*-?0[0-9]+\s*")
+
+
+def _zero_padded(source: str, token: Mapping[str, Any]) -> str | None:
+    """The number a `…` literal writes with a leading 0 (`0930`, as a time of day is written), else None.
+
+    JSON refuses it, and JMESPath then reads the literal as text: never the number meant.
+    """
+    if token["type"] != "literal" or source[token["start"]] != "`":
+        return None
+    raw = source[token["start"] + 1 : source.find("`", token["start"] + 1)]
+    return raw.strip() if _PADDED.fullmatch(raw) else None
 
 
 def given_paths(tests: Iterable[RuleTest]) -> dict[str, frozenset[str]]:
@@ -541,7 +614,7 @@ def lint_expression(
         if token["type"] == "unquoted_identifier" and token["value"] in ("true", "false", "null") and not after_dot:
             word = token["value"]
             found.append((token["start"], f"{word} here is a field named {word!r}, not the JSON value; write `{word}`"))
-        if token["type"] == "literal" and source[token["start"]] == "`":
+        if token["type"] == "literal" and source[token["start"]] == "`" and _zero_padded(source, token) is None:
             end = source.find("`", token["start"] + 1)
             while end > 0 and source[end - 1] == "\\":
                 end = source.find("`", end + 1)
@@ -573,7 +646,8 @@ def lint_expression(
                 advice = f"{path} && contains(…) ('' is in every text)"
                 message = f"contains() fails (INTERNAL_ERROR) when {path} is missing or null, as it looks in a text"
                 found.append((offset, f"{message}; if it can be, write {advice}"))
-            if path is None or not types or "null" in types or "expref" in types:
+            accepts_null = "null" in types and (name, index) not in _NULL_REFUSED
+            if path is None or path in _ALWAYS_GIVEN or not types or accepts_null or "expref" in types:
                 continue
             guard = _ARGUMENT_GUARDS.get((name, index), _GUARDS.get(types[0], "`[]`"))
             advice = f"{path} || {guard}{_GUARD_NOTES.get(guard, '')}" if guard else f"{path} && {name}(…)"
@@ -636,8 +710,35 @@ def _terms(node: Mapping[str, Any], negated: bool) -> set[frozenset[Atom]] | Non
         return left | right
     if kind == "literal":
         return {frozenset()} if is_truthy(node["value"]) != negated else set()
+    among = _among_texts(node)
+    if among is not None:
+        return _terms(among, negated)
     atom = _canonical(node)
     return {frozenset([_negate(atom) if negated else atom])}
+
+
+def _among_texts(node: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """``contains(`["a", "b"]`, x)`` as the condition it is, ``x == 'a' || x == 'b'`` (None for any other node).
+
+    Texts only: contains() compares as Python does, where ``true`` equals ``1``, while == does not.
+    """
+    children = node.get("children", [])
+    if node["type"] != "function_expression" or node.get("value") != "contains" or len(children) != 2:
+        return None
+    listed, value = children
+    texts = listed.get("value") if listed["type"] == "literal" else None
+    if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts) or value["type"] == "literal":
+        return None
+    if not texts:
+        return {"type": "literal", "value": False, "children": []}
+    equal = [
+        {"type": "comparator", "value": "eq", "children": [value, {"type": "literal", "value": text, "children": []}]}
+        for text in dict.fromkeys(texts)
+    ]
+    either = equal[0]
+    for other in equal[1:]:
+        either = {"type": "or_expression", "children": [either, other]}
+    return either
 
 
 def condition_terms(expression: Expression) -> Terms | None:
@@ -677,7 +778,7 @@ def find_shadowed(ruleset: RuleSet) -> list[Shadowed]:
             continue
         covering: list[Rule] = []
         for term in terms:
-            cover = next((r for r, ts in earlier if any(t <= term for t in ts)), None)
+            cover = next((r for r, ts in earlier if any(_covers(t, term) for t in ts)), None)
             if cover is None:
                 break
             if cover not in covering:
@@ -687,6 +788,31 @@ def find_shadowed(ruleset: RuleSet) -> list[Shadowed]:
             found.append(Shadowed(rule, tuple(covering), _reason(terms, [t for r, t in earlier if r in covering])))
         earlier.append((rule, terms))
     return found
+
+
+def _compared_text(atom: Atom, comparator: str) -> tuple[Hashable, str] | None:
+    """``(x, text)`` when ``atom`` is ``x == 'text'`` (``comparator`` eq) or ``x != 'text'`` (ne), else None."""
+    if not (isinstance(atom, tuple) and len(atom) == 3 and atom[:2] == ("comparator", comparator)):
+        return None
+    literals = [child for child in atom[2] if isinstance(child, tuple) and child[:1] == ("literal",)]
+    others = [child for child in atom[2] if child not in literals]
+    if len(literals) != 1 or len(others) != 1:
+        return None
+    value = json.loads(literals[0][1])
+    return (others[0], value) if isinstance(value, str) else None
+
+
+def _implies(atom: Atom, other: Atom) -> bool:
+    """True when ``other`` is true whenever ``atom`` is: the same atom, or ``x == 'a'`` for ``x != 'b'``."""
+    if atom == other:
+        return True
+    equal, unequal = _compared_text(atom, "eq"), _compared_text(other, "ne")
+    return equal is not None and unequal is not None and equal[0] == unequal[0] and equal[1] != unequal[1]
+
+
+def _covers(broader: frozenset[Atom], term: frozenset[Atom]) -> bool:
+    """True when the AND of ``broader``'s atoms is true whenever the AND of ``term``'s is."""
+    return broader <= term or all(any(_implies(atom, needed) for atom in term) for needed in broader)
 
 
 def _reason(terms: Terms, covering: list[Terms]) -> str:

@@ -478,3 +478,31 @@ def test_a_flag_text_tested_alone_is_still_found_beside_a_guard() -> None:
     types = {"conversation.vip": "string", "conversation.keyword": "string", "request.body": "string"}
     found = truthiness_mistakes(compile_expression(condition), types, {"conversation.vip": ("false", "vip off")})
     assert [at for at, _ in found] == [0]
+
+
+def test_a_literal_list_of_texts_contains_the_value_as_its_equalities_do() -> None:
+    """contains(`["a", "b"]`, x) is x == 'a' || x == 'b' (tests/tools/test_check_ops_edits.py: the catch-all)."""
+    assert condition_terms(compile_expression('contains(`["a", "b"]`, x)')) == condition_terms(
+        compile_expression("x == 'a' || 'b' == x")
+    )
+    assert condition_terms(compile_expression('!contains(`["a", "b"]`, x)')) == condition_terms(
+        compile_expression("x != 'a' && x != 'b'")
+    )
+    assert shadowed('contains(`["a", "b"]`, x)', "x == 'b' && y") == {
+        "r1": (["r0"], "a broader condition (true whenever this one is)")
+    }
+    # Not texts: contains() finds `1` for true, where == does not.
+    assert shadowed("contains(`[1]`, x)", "x == `1` && y") == {}
+
+
+def test_a_text_compared_equal_is_unequal_to_every_other_text() -> None:
+    """x == 'paused' is true only where x != 'active' is (tests/tools/test_check_ops_edits.py: a paused reply)."""
+    assert shadowed("a != 'active'", "a == 'paused' && b") == {
+        "r1": (["r0"], "a broader condition (true whenever this one is)")
+    }
+    assert shadowed("!(a == 'active')", "a == 'paused'") == {
+        "r1": (["r0"], "a broader condition (true whenever this one is)")
+    }
+    assert shadowed("a != 'active'", "a == 'active'", "b == 'x'", "b != 'x'", "c != 'x'", "d == 'y'") == {}
+    # Not texts: numbers and true/false are left as written.
+    assert shadowed("a != `1`", "a == `2`") == {}
