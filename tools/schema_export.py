@@ -1,7 +1,8 @@
 """Write the editor JSON Schemas, ``schemas/pipeline.schema.json`` and ``schemas/rules.schema.json``.
 
 They are generated from the step registry (the schemas ``engine.schema`` builds for the plugins
-loaded), with typed scalars relaxed to also accept ``${env:…}`` references, so a new step's parameters
+loaded), with typed scalars relaxed to also accept ``${env:…}`` references and each step's declared example
+(``register(example=…)``) offered for its ``with:`` under JSON Schema's ``examples``, so a new step's parameters
 appear in editors once it is registered: run ``make schemas`` (``python -m tools.schema_export``) and
 commit the result. ``--check`` only compares, exiting 1 when a file is missing or stale. Like the other tools,
 it works on the project in the directory it runs in (its ``pipelines/`` and ``schemas/``), installed or not.
@@ -20,7 +21,7 @@ from typing import Any
 from engine.schema import EXPECTED
 from tools.console import console_script, load_project_plugins
 
-__all__ = ["SCHEMA_DIR", "editor_schema", "main", "published_schemas", "render", "rendered_schemas"]
+__all__ = ["SCHEMA_DIR", "editor_schema", "main", "published_schemas", "render", "rendered_schemas", "with_examples"]
 
 SCHEMA_DIR = Path("schemas")
 PIPELINES = Path("pipelines")
@@ -42,6 +43,21 @@ def editor_schema(schema: dict[str, Any]) -> dict[str, Any]:
         return node
 
     return relax(relaxed)  # type: ignore[no-any-return]
+
+
+def with_examples(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema``, a pipeline schema, with each step's declared example under ``examples`` in its ``with:`` schema.
+
+    Editors offer an example as a completion; the example is a copy (the registered schema is left as it is).
+    """
+    from engine import registry
+
+    for rule in schema["$defs"]["step"]["allOf"]:
+        spec = registry.get(rule["if"]["properties"]["uses"]["const"])
+        if spec is not None and spec.example:
+            block = rule["then"]["properties"]
+            block["with"] = {**block["with"], "examples": [copy.deepcopy(dict(spec.example))]}
+    return schema
 
 
 def known_codes(pipelines: Path = PIPELINES) -> list[str]:
@@ -68,7 +84,7 @@ def published_schemas() -> dict[str, dict[str, Any]]:
 
     codes = known_codes()
     return {
-        "pipeline.schema.json": editor_schema(pipeline_schema(codes)),
+        "pipeline.schema.json": with_examples(editor_schema(pipeline_schema(codes))),
         "rules.schema.json": editor_schema(rules_schema(codes)),
     }
 

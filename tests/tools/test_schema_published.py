@@ -11,6 +11,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from engine import registry
 from engine.registry import BuildInfo
 from engine.schema import pipeline_schema
 from tests.support.plugins import step_registered
@@ -151,3 +152,28 @@ def test_a_new_step_appears_in_the_published_schema(new_step: str) -> None:
     ]
     # The staleness test above is what catches a step registered without regenerating schemas/.
     assert (REPO / "schemas" / "pipeline.schema.json").read_text() != rendered_schemas()["pipeline.schema.json"]
+
+
+def with_schemas(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The schema of each step's ``with:`` in a published pipeline schema, by step name."""
+    return {
+        rule["if"]["properties"]["uses"]["const"]: rule["then"]["properties"]["with"]
+        for rule in schema["$defs"]["step"]["allOf"]
+    }
+
+
+def test_each_steps_declared_example_is_offered_under_examples() -> None:
+    published = with_schemas(published_schemas()["pipeline.schema.json"])
+    assert sorted(published) == registry.names()
+    for spec in registry.specs():
+        schema = published[spec.name]
+        if not spec.example:
+            assert "examples" not in schema, spec.name
+            continue
+        assert schema["examples"] == [dict(spec.example)], spec.name
+        # JSON Schema: an example should be valid under the schema it is given for (here, the editor's).
+        assert list(Draft202012Validator(schema).iter_errors(schema["examples"][0])) == [], spec.name
+        assert "examples" not in spec.params, f"{spec.name}: the export changed the registered schema"
+    assert sum("examples" in schema for schema in published.values()) >= 10
+    # The schema loading validates with offers nothing: an example is for editors.
+    assert all("examples" not in schema for schema in with_schemas(pipeline_schema()).values())
