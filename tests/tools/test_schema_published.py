@@ -11,6 +11,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from engine import registry
 from engine.registry import BuildInfo
 from engine.schema import pipeline_schema
 from tests.support.plugins import step_registered
@@ -151,3 +152,78 @@ def test_a_new_step_appears_in_the_published_schema(new_step: str) -> None:
     ]
     # The staleness test above is what catches a step registered without regenerating schemas/.
     assert (REPO / "schemas" / "pipeline.schema.json").read_text() != rendered_schemas()["pipeline.schema.json"]
+
+
+def with_schemas(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The schema of each step's ``with:`` in a published pipeline schema, by step name."""
+    return {
+        rule["if"]["properties"]["uses"]["const"]: rule["then"]["properties"]["with"]
+        for rule in schema["$defs"]["step"]["allOf"]
+    }
+
+
+def test_each_steps_declared_example_is_offered_under_examples() -> None:
+    published = with_schemas(published_schemas()["pipeline.schema.json"])
+    assert sorted(published) == registry.names()
+    for spec in registry.specs():
+        schema = published[spec.name]
+        if not spec.example:
+            assert "examples" not in schema, spec.name
+            continue
+        assert schema["examples"] == [dict(spec.example)], spec.name
+        # JSON Schema: an example should be valid under the schema it is given for (here, the editor's).
+        assert list(Draft202012Validator(schema).iter_errors(schema["examples"][0])) == [], spec.name
+        assert "examples" not in spec.params, f"{spec.name}: the export changed the registered schema"
+    assert sum("examples" in schema for schema in published.values()) >= 10
+    # The schema loading validates with offers nothing: an example is for editors.
+    assert all("examples" not in schema for schema in with_schemas(pipeline_schema()).values())
+
+
+def code_enums(node: Any) -> Iterator[dict[str, Any]]:
+    """The schemas in ``node`` that list the error codes (their ``enum``)."""
+    if isinstance(node, list):
+        for item in node:
+            yield from code_enums(item)
+    elif isinstance(node, dict):
+        if "INTERNAL_ERROR" in node.get("enum", ()):
+            yield node
+        for value in node.values():
+            yield from code_enums(value)
+
+
+def test_every_listed_error_code_says_what_it_means_and_who_declares_it() -> None:
+    schemas = published_schemas()
+    # A response status's code; the error of a rule, of a set's default, and the one a set's inline test expects.
+    enums = [*code_enums(schemas["pipeline.schema.json"]), *code_enums(schemas["rules.schema.json"])]
+    assert len(enums) == 4
+    for enum in enums:
+        described = dict(zip(enum["enum"], enum["enumDescriptions"], strict=True))
+        assert (
+            described["INTERNAL_ERROR"] == "a bug: a step raised something unexpected, or a condition failed (engine)"
+        )
+        assert described["CONVERSATION_NOT_FOUND"] == (
+            "no conversation for the sender and recipient (conversations.get, conversations.lookup)"
+        )
+        # One code, described differently by its declarers: each description with its own.
+        assert described["INVALID_SIGNATURE"] == (
+            "the request's signature is missing, stale or wrong (sendgrid.parse, sendgrid.signature); "
+            "the request's signature is missing or wrong (twilio.parse, twilio.signature)"
+        )
+        # A business code: the pipelines' errors: describe it.
+        assert described["CONVERSATION_LOCKED"] == (
+            "a reply is being prepared for this conversation (pipeline email_inbound); "
+            "a reply is being prepared; the user gets a holding answer (pipeline twilio_inbound)"
+        )
+        for spec in registry.specs():
+            for error in spec.errors:
+                assert f"{error.description} (" in described[error.code], (spec.name, error.code)
+    (expected,) = [enum for enum in enums if None in enum["enum"]]
+    assert expected["enumDescriptions"][expected["enum"].index(None)] == "no error: the rules let the event through"
+
+
+def test_a_code_declared_without_a_description_names_its_declarer() -> None:
+    from engine.errors import ErrorSpec
+
+    with step_registered("test.quiet", _Echo, errors=(ErrorSpec("QUIET_ERROR"),)):
+        (enum,) = code_enums(published_schemas()["pipeline.schema.json"])
+    assert dict(zip(enum["enum"], enum["enumDescriptions"], strict=True))["QUIET_ERROR"] == "declared by test.quiet"
