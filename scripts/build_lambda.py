@@ -507,8 +507,10 @@ def _stage_dir(stage: Path, project: Path) -> str | None:
     """Empty ``stage`` for the build; the reason when it holds anything but an earlier build instead.
 
     Only an earlier build's files are removed (what ``sam build`` leaves in its ``ARTIFACTS_DIR``): a directory
-    named by mistake (a source tree, the home directory) is refused, not deleted.
+    named by mistake (a source tree, the home directory) is refused, not deleted; so is a file.
     """
+    if stage.exists() and not stage.is_dir():
+        return f"{stage} is a file, not a directory; give an empty or new directory"
     if stage.exists() and any(stage.iterdir()):
         if (stage / "pyproject.toml").exists() or stage.resolve() in (project.resolve(), *project.resolve().parents):
             return f"{stage} looks like a source tree; give an empty or build directory"
@@ -517,7 +519,10 @@ def _stage_dir(stage: Path, project: Path) -> str | None:
             earlier = f"handler.py, {record}"
             return f"{stage} is not empty and holds no earlier build ({earlier}); give an empty or new directory"
         shutil.rmtree(stage)
-    stage.mkdir(parents=True, exist_ok=True)
+    try:
+        stage.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent that is a file, no permission
+        return f"{stage} cannot be made: {exc.strerror or exc}"
     return None
 
 

@@ -26,7 +26,14 @@ from runtime.plugins import (
     recorded_plugins,
 )
 
-__all__ = ["EXIT_BAD_PLUGINS", "EXIT_INTERRUPTED", "EXIT_READER_GONE", "console_script", "load_project_plugins"]
+__all__ = [
+    "EXIT_BAD_PLUGINS",
+    "EXIT_INTERRUPTED",
+    "EXIT_READER_GONE",
+    "console_script",
+    "json_line",
+    "load_project_plugins",
+]
 
 P = ParamSpec("P")
 
@@ -36,6 +43,16 @@ EXIT_READER_GONE = 141
 EXIT_INTERRUPTED = 130
 # Bad configuration, as each tool's own configuration problems.
 EXIT_BAD_PLUGINS = 2
+
+# What ``json.dumps(..., ensure_ascii=False)`` leaves raw that ``str.splitlines()`` (U+0085, U+2028, U+2029) or a
+# JavaScript reader (U+2028, U+2029) takes for a line break. JSON allows them raw only inside strings, where the
+# escape reads back as the same character.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def json_line(text: str) -> str:
+    """JSON ``text`` written without ``ensure_ascii`` as one line of JSON Lines: its line breaks escaped."""
+    return text.translate(_LINE_BREAKS)
 
 
 def _listed(name: str, root: Path) -> str:

@@ -169,22 +169,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Write (or with ``--check`` compare) the published schemas; the exit status."""
     parser = argparse.ArgumentParser(prog="python -m tools.schema_export", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=SCHEMA_DIR, help="directory to write to (default: schemas/)")
-    parser.add_argument("--check", action="store_true", help="compare only; exit 1 when a schema is stale")
+    parser.add_argument("--check", action="store_true", help="compare only; exit 1 when a schema is missing or stale")
     args = parser.parse_args(argv)
-    stale = []
+    stale: list[tuple[Path, bool]] = []  # (schema file, whether it is missing)
     for name, text in rendered_schemas().items():
         path = args.out / name
         current = path.read_text(encoding="utf-8") if path.is_file() else None
         if current == text:
             continue
-        stale.append(path)
+        stale.append((path, current is None))
         if not args.check:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path}")
     if args.check and stale:
-        for path in stale:
-            print(f"{path} is stale; run `make schemas` and commit the result", file=sys.stderr)
+        for path, missing in stale:
+            if missing:
+                print(f"{path} is missing; generate it with `make schemas` and commit the result", file=sys.stderr)
+            else:
+                print(f"{path} is stale; run `make schemas` and commit the result", file=sys.stderr)
         return 1
     return 0
 

@@ -23,6 +23,9 @@ from runtime.stamp import FORMAT, STAMP_FILE, Path_, checkable, digest, schema_d
 
 __all__ = ["config_problems", "env_paths", "main", "write_stamp"]
 
+# A command line that names no task root, as the other tools' usage errors.
+EXIT_USAGE = 2
+
 _NOT_JSON = object()
 _ENV = "${env:"
 
@@ -173,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("root", nargs="?", type=Path, default=Path("."), help="the task root (default: .)")
     args = parser.parse_args(argv)
+    if not args.root.is_dir():
+        said = "not a directory" if args.root.exists() else "no such directory"
+        sys.stderr.write(f"{parser.prog}: error: {args.root}: {said}\n")
+        return EXIT_USAGE
     try:
         load_project_plugins(args.root)
     except PluginError as exc:

@@ -63,3 +63,32 @@ def test_an_empty_or_new_directory_is_built_in(build: ModuleType, tmp_path: Path
         with pytest.raises(Resolved):
             build.main(["--stage-dir", str(stage), "--no-zip"])
         assert (stage / "handler.py").is_file() and (stage / "pipeline-plugins.json").is_file()
+
+
+@pytest.mark.usefixtures("no_download")
+def test_a_regular_file_is_refused_and_left_as_it_was(
+    build: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: a traceback (NotADirectoryError from listing it).
+    named = tmp_path / "lambda.zip"
+    named.write_bytes(b"PK\x05\x06" + bytes(18))
+
+    assert build.main(["--stage-dir", str(named), "--no-zip"]) == 1
+
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"error: {named} is a file, not a directory; give an empty or new directory"
+    )
+    assert named.read_bytes() == b"PK\x05\x06" + bytes(18)
+
+
+@pytest.mark.usefixtures("no_download")
+def test_a_directory_that_cannot_be_made_is_refused_with_the_reason(
+    build: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("keep me\n", encoding="utf-8")
+    stage = tmp_path / "notes.txt" / "stage"
+
+    assert build.main(["--stage-dir", str(stage), "--no-zip"]) == 1
+
+    assert capsys.readouterr().out.splitlines()[-1] == f"error: {stage} cannot be made: Not a directory"
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "keep me\n"

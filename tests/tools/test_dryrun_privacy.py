@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 
 from tests.support.dryrun import ROOT, run_dryrun
+from tools.dryrun.capture import masked_events
+from tools.dryrun.mask import Masker
 from tools.dryrun.world_cli import main as world_cli
 from tools.sendgrid_events import Attachment, Email, KeyPair, inbound_parse_body, inbound_parse_event, signed
 
@@ -103,6 +105,38 @@ def test_the_display_names_of_an_emails_address_fields_are_masked_where_a_rule_r
     assert "Zelda" not in out and "Quillfeather" not in out and "Otto" not in out and "Lindqvist" not in out
     shown = run_dryrun("--world", WORLD, "--rules", rules, "--json", "--explain", "--show-data", event)
     assert sender in shown and copied in shown
+
+
+def test_display_names_without_an_address_are_masked_as_the_capture_masks_them(tmp_path: Path) -> None:
+    """A Cc of names only (``Zelda Quillfeather``, ``Otto Lindqvist <>``): no "@", still personal."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    routing = rules / "60_email_routing.yaml"
+    routing.write_text(routing.read_text().replace("rules:\n", FROM_RULE, 1))
+    copied = f"{NAME}, Otto Lindqvist <>"
+    event = _email_event(tmp_path, cc=copied)
+
+    out = run_dryrun("--world", WORLD, "--rules", rules, "--json", "--explain", event)
+
+    [record] = [json.loads(line) for line in out.splitlines()]
+    [tried] = [rule for rule in record["rules"] if rule["rule"] == "from_a_robot"]
+    assert tried["inputs"]["request.fields.cc"] == "masked masked, masked masked <>"
+    assert "Zelda" not in out and "Quillfeather" not in out and "Otto" not in out and "Lindqvist" not in out
+    # The capture of the same event masks them alike.
+    [captured] = masked_events([event], mask="text", pseudonyms=None, auth_headers={})
+    assert "Zelda" not in json.dumps(captured) and "Otto" not in json.dumps(captured)
+    # A Twilio From and To (no display name: a channel and a number) keep their shape, the number masked.
+    masker = Masker(show_data=False)
+    assert masker.data({"From": "whatsapp:+447700900101", "To": "+14155238886", "from": "messenger:1234567"}) == {
+        "From": "whatsapp:+**********01",
+        "To": "+*********86",
+        "from": "messenger:*****67",
+    }
+    assert masker.data({"from": "Zelda", "to": " Zelda Quillfeather <> ", "cc": ""}) == {
+        "from": "masked",
+        "to": " masked masked <> ",
+        "cc": "",
+    }
 
 
 def test_a_masked_world_masks_the_file_names_of_its_stage_rows(tmp_path: Path) -> None:

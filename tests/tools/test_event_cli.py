@@ -725,3 +725,48 @@ def test_outside_a_project_building_an_event_says_to_run_in_the_projects_directo
         "pipeline-event: error: no pipeline files (*.yaml) found in pipelines/; "
         "run pipeline-event in the project's directory\n"
     )
+
+
+# Characters JSON leaves raw without ensure_ascii that str.splitlines() (U+0085, U+2028, U+2029) or a JavaScript
+# reader (U+2028, U+2029) takes for a line break.
+LINE_BREAKING = "one\u2028two\u2029three\x85four"
+
+
+def test_masked_event_lines_stay_one_line_each_whatever_characters_they_hold(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    event = json.loads((ROOT / "examples" / "events" / "01_whatsapp_text.json").read_text(encoding="utf-8"))
+    event["headers"]["X-Note"] = LINE_BREAKING
+    (tmp_path / "odd.json").write_text(json.dumps(event), encoding="utf-8")
+    assert main(["mask", "--mask", "none", str(tmp_path / "odd.json")]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) == 1, lines
+    assert not {"\u2028", "\u2029", "\x85"} & set(out)
+    assert json.loads(lines[0])["headers"]["X-Note"] == LINE_BREAKING
+
+
+def test_dryrun_json_lines_stay_one_line_each_whatever_characters_they_hold(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    message = build(
+        capsys,
+        "--channel",
+        "whatsapp",
+        "--from",
+        ALICE,
+        "--to",
+        ACME_WHATSAPP,
+        "--body",
+        LINE_BREAKING,
+        "--world",
+        str(WORLD),
+    )
+    (tmp_path / "odd.jsonl").write_text(json.dumps(message) + "\n", encoding="utf-8")
+    out = run_dryrun("--world", WORLD, "--backend", "memory", "--json", "--show-data", tmp_path / "odd.jsonl")
+    lines = out.splitlines()
+    assert len(lines) == 1, lines
+    assert not {"\u2028", "\u2029", "\x85"} & set(out)
+    record = json.loads(lines[0])
+    assert record["outcome"] == "QUEUED"
+    assert LINE_BREAKING in json.dumps(record, ensure_ascii=False)

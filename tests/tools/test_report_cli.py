@@ -588,6 +588,31 @@ def test_a_credential_inside_a_message_is_scrubbed_from_the_records_and_the_page
     assert "token *** " in json.dumps(record["actions"]) and record["outcome"] == "QUEUED"
 
 
+def test_a_credential_of_a_secret_saved_with_a_byte_order_mark_is_scrubbed_everywhere(tmp_path: Path) -> None:
+    """The pipeline reads such a secret (engine.secrets strips the mark): its token is a credential like any other."""
+    world = yaml.safe_load(WORLD.read_text(encoding="utf-8"))
+    for name, value in world["secrets"].items():
+        if isinstance(value, dict) and value.get("twilio_auth_token") == TOKEN:
+            world["secrets"][name] = "\ufeff" + json.dumps(value)
+    marked = tmp_path / "world.yaml"
+    marked.write_text(yaml.safe_dump(world, allow_unicode=False), encoding="utf-8")
+    event = json.loads((EVENTS / "01_whatsapp_text.json").read_text())
+    event["body"] = event["body"].replace("Body=", f"Body=token+{TOKEN}+", 1)
+    events = tmp_path / "events"
+    events.mkdir()
+    (events / "leak.json").write_text(json.dumps(event))
+    page = tmp_path / "report.html"
+    common = ["--world", marked, "--backend", "memory", "--skip-signature", "--show-data"]
+
+    out = run_dryrun(*common, "--json", "--report", page, events)
+    table = run_dryrun(*common, "--explain", events)
+
+    record = json.loads(out)
+    assert record["outcome"] == "QUEUED" and "token *** " in json.dumps(record["actions"])
+    assert TOKEN not in out and TOKEN not in page.read_text() and TOKEN not in table
+    assert "token *** " in table
+
+
 @pytest.mark.parametrize("fail_on_change", [False, True])
 def test_a_report_that_cannot_be_written_exits_2_with_the_reason(
     tmp_path: Path, candidate: Path, fail_on_change: bool

@@ -93,6 +93,25 @@ def test_export_writes_and_checks(tmp_path: Path) -> None:
     assert export_main(["--check", "--out", str(tmp_path)]) == 0
 
 
+def test_check_says_which_schema_is_missing_and_which_is_stale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert export_main(["--check", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    for name in ("pipeline.schema.json", "rules.schema.json"):
+        assert f"{tmp_path / name} is missing; generate it with `make schemas`" in err, err
+    assert "stale" not in err
+    assert export_main(["--out", str(tmp_path)]) == 0
+    (tmp_path / "rules.schema.json").unlink()
+    (tmp_path / "pipeline.schema.json").write_text("{}\n", encoding="utf-8")
+    capsys.readouterr()
+    assert export_main(["--check", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{tmp_path / 'pipeline.schema.json'} is stale; run `make schemas` and commit the result",
+        f"{tmp_path / 'rules.schema.json'} is missing; generate it with `make schemas` and commit the result",
+    ]
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.name)
 def test_shipped_yaml_validates_and_points_editors_at_its_schema(path: Path) -> None:
     assert violations(path) == []

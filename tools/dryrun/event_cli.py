@@ -63,7 +63,7 @@ from runtime.masking import MASK_MODES, Pseudonyms
 from steps.sendgrid import multipart
 from steps.sendgrid.ecdsa import is_valid_public_key, verify
 from steps.sendgrid.message import read_email
-from tools.console import console_script, load_project_plugins
+from tools.console import console_script, json_line, load_project_plugins
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.events import EventFileError
 from tools.dryrun.mask import MASK_MODES_HELP
@@ -506,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         if args.command == "build":
-            sys.stdout.write(json.dumps(build_event(args), ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(json.dumps(build_event(args), ensure_ascii=False)) + "\n")
             return EXIT_OK
         key = os.environ.get(args.key_env, "") if args.key_env else ""
         pseudonyms = Pseudonyms(key.encode()) if key else None
@@ -516,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         events = masked_events(args.files, mask=args.mask, pseudonyms=pseudonyms, auth_headers=_auth_headers())
         for event in events:
-            sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(json.dumps(event, ensure_ascii=False)) + "\n")
     except Refused as exc:
         sys.stderr.write(f"pipeline-event: error: {exc}\n")
         return EXIT_USAGE

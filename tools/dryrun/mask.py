@@ -3,10 +3,11 @@
 - ``Masker`` (unless ``--show-data``): phone numbers anywhere in a string keep only their last two
   digits (``whatsapp:+44*********96``, also inside ``conversation_id``), e-mail addresses only the first
   character of their local part (``k***@example.org``), and the display names of an e-mail's address fields
-  (``from``, ``to``, ``cc``) become ``masked``; the values of free-text fields (``body``, ``content``,
-  ``ProfileName``, ``subject``, ``filename``, ``FlowData``, location fields…) become ``[masked]``. SQS bodies
-  are JSON text: they are masked field by field and re-encoded as the pipeline encoded each (the trigger with
-  ``json.dumps``' spaced separators, the handoff compact). Any other
+  (``from``, ``to``, ``cc``) become ``masked``, with or without an address (a Twilio ``From`` is a number); the
+  values of free-text fields (``body``, ``content``, ``ProfileName``, ``subject``, ``filename``, ``FlowData``,
+  location fields…) become ``[masked]``. SQS bodies are JSON text: they are masked field by field and
+  re-encoded as the pipeline encoded each (the trigger with ``json.dumps``' spaced separators, the handoff
+  compact). Any other
   string holding a JSON object or array keeps its structure only: every string and number in it becomes
   ``[masked]`` but under the structural keys (``runtime.masking.json_text_masked``: Twilio's
   ``ChannelMetadata`` keeps its ``type`` and ``WaId``, a WhatsApp Flows answer keeps nothing).
@@ -144,8 +145,17 @@ class Masker:
         return safe if type(safe) in _SCALARS else self._mask(safe, key)
 
     def _text(self, value: str, key: str | None) -> str:
-        """A string under ``key``: an e-mail address list's display names masked too (``Kim Lee <k***@…>``)."""
-        if not self.show_data and key is not None and "@" in value and key.lower() in ADDRESS_LIST_KEYS:
+        """A string under ``key``: an e-mail address list's display names masked too (``Kim Lee <k***@…>``).
+
+        With or without an address, as the capture masks them (``Zelda Quillfeather``, ``Zelda <>``); a Twilio
+        ``From`` or ``To`` (``whatsapp:+447700900101``, ``+14155238886``) holds no display name and is kept.
+        """
+        if (
+            not self.show_data
+            and key is not None
+            and key.lower() in ADDRESS_LIST_KEYS
+            and ("@" in value or not _CHANNEL_ADDRESS.fullmatch(value))
+        ):
             value = display_names_masked(value)
         return self.text(value)
 
@@ -161,6 +171,8 @@ class Masker:
 
 
 _DIGITS = re.compile(r"[0-9]{7}")
+# A Twilio ``From`` or ``To``: a number, or a channel's address (``whatsapp:+447700900101``, ``messenger:1234567``).
+_CHANNEL_ADDRESS = re.compile(r"\s*(?:\+?[0-9]+|[a-z][a-z0-9-]*:[^\s<>()\[\],;\"@]+)\s*", re.IGNORECASE)
 # A string that may hold JSON (checked once per distinct string: the masked form is cached).
 _JSON_STARTS = frozenset({"{", "[", " ", "\t", "\r", "\n"})
 _CACHE_LIMIT = 100_000

@@ -26,6 +26,7 @@ from engine.rules import decided_rules
 from runtime.app import Handled
 from runtime.masking import MASKED_TEXT, RECORDING_KEY
 from steps.support import json_text
+from tools.console import json_line
 from tools.dryrun.mask import Masker
 from tools.dryrun.pipeline import SKIPPED_STATUS, authenticating
 from tools.dryrun.recording import Action
@@ -276,7 +277,7 @@ def event_record(
 
 def to_json_line(record: Mapping[str, Any]) -> str:
     """One line of ``--json`` output."""
-    return json_text(record, ensure_ascii=False, check_circular=False, default=str)
+    return json_line(json_text(record, ensure_ascii=False, check_circular=False, default=str))
 
 
 def _why(record: Mapping[str, Any]) -> str:

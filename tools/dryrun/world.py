@@ -117,7 +117,9 @@ def secret_values(secrets: Mapping[str, str]) -> list[str]:
     "true"`` are not (scrubbing those would rewrite ordinary words). Values under four characters are left.
     """
     values: list[str] = []
-    for text in secrets.values():
+    for marked in secrets.values():
+        # Read as the pipeline reads it (engine.secrets): a byte order mark before the JSON is no part of it.
+        text = marked.removeprefix("\ufeff")
         try:
             document: Any = json.loads(text)
         except ValueError:
