@@ -217,6 +217,18 @@ def _unkeyable(key: Mapping[str, Any]) -> str | None:
             },
         },
     },
+    example={
+        "table": "conversations",
+        "indexes": {
+            "sms": {
+                "index": "company-sms-number-recipient-tel-index",
+                "company_key": "gsi_company_sms_number",
+                "user_key": "gsi_recipient_tel",
+                "credentials_attribute": "sms_credentials_id",
+                "secrets": "sms_credentials",
+            }
+        },
+    },
 )
 class ConversationLookup:
     """Find the conversation for (company address, user address) through the channel's GSI."""
@@ -363,6 +375,7 @@ class ConversationLookup:
             },
         },
     },
+    example={"table": "conversations", "read": "rules", "replay_table": "replay", "types": {"project_status": ["S"]}},
 )
 class ConversationGet:
     """Read the conversation item (consistent read); DynamoDB numbers become JSON numbers.
