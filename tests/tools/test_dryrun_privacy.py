@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.support.dryrun import ROOT, run_dryrun
 from tools.dryrun.capture import masked_events
+from tools.dryrun.event_cli import main as event_cli
 from tools.dryrun.mask import Masker
 from tools.dryrun.world_cli import main as world_cli
 from tools.sendgrid_events import Attachment, Email, KeyPair, inbound_parse_body, inbound_parse_event, signed
@@ -155,3 +157,30 @@ def test_a_masked_world_masks_the_file_names_of_its_stage_rows(tmp_path: Path) -
     assert stage["body"] == "[masked]"
     assert stage["media"] == [{"filename": "[masked]", "content_type": "application/pdf", "size": 12}]
     assert "Zelda" not in out.getvalue()
+
+
+def test_a_rule_reading_display_names_a_recording_masked_gets_the_masked_recording_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ``mask=text`` recording keeps an email's addresses but not the names beside them (``masked masked
+    <kim@…>``): a rule reading ``request.fields.from`` read text production sees otherwise, and the event says so,
+    as it does for a ``[masked]`` body."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    routing = rules / "60_email_routing.yaml"
+    robot = FROM_RULE.replace(" || contains(request.fields.cc, 'noreply')", "")
+    routing.write_text(routing.read_text().replace("rules:\n", robot, 1))
+    event = _email_event(tmp_path, sender=f"{NAME} <kim@example.org>")
+    assert event_cli(["mask", str(event)]) == 0
+    masked = tmp_path / "masked.json"
+    masked.write_text(capsys.readouterr().out)
+
+    out = run_dryrun("--world", WORLD, "--rules", rules, "--skip-signature", "--json", masked)
+
+    [record] = [json.loads(line) for line in out.splitlines()]
+    assert (record["outcome"], record["target"]) == ("QUEUED", "email")
+    [note] = [note for note in record["notes"] if note.startswith("recording masked")]
+    assert note.startswith(
+        "recording masked (mask=text): email_routing/from_a_robot read request.fields.from, which held [masked] or "
+        "masked names instead of the real value"
+    )

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from engine.rules import decided_rules
 from runtime.app import Handled
-from runtime.masking import MASKED_TEXT, RECORDING_KEY
+from runtime.masking import ADDRESS_LIST_KEYS, MASKED_TEXT, RECORDING_KEY, display_names_masked
 from steps.support import json_text
 from tools.console import json_line
 from tools.dryrun.mask import Masker
@@ -126,13 +126,19 @@ def effects(run: Replayed) -> list[tuple[Any, ...]]:
     return [(action.type, action.payload, action.delay_seconds, action.condition_failed) for action in run.actions]
 
 
-def _holds_mask(value: Any) -> bool:
+def _holds_mask(value: Any, key: str) -> bool:
+    """Whether ``value`` (under ``key``) holds what a masked recording put in: ``[masked]``, or masked names.
+
+    An e-mail address field keeps its addresses, its display names become ``masked`` (``masked masked <k@…>``).
+    """
     if isinstance(value, str):
+        if key.lower() in ADDRESS_LIST_KEYS and "masked" in value:
+            return display_names_masked(value) == value
         return value == MASKED_TEXT
     if isinstance(value, Mapping):
-        return any(_holds_mask(item) for item in value.values())
+        return any(_holds_mask(item, str(name)) for name, item in value.items())
     if isinstance(value, (list, tuple)):
-        return any(_holds_mask(item) for item in value)
+        return any(_holds_mask(item, key) for item in value)
     return False
 
 
@@ -142,7 +148,7 @@ def masked_reads(run: Replayed) -> list[tuple[str, str]]:
         (f"{rule.ruleset}/{rule.rule}", path)
         for rule in run.handled.result.rules
         for path, value in rule.inputs.items()
-        if _holds_mask(value)
+        if _holds_mask(value, path.rsplit(".", 1)[-1])
     ]
 
 
@@ -158,8 +164,10 @@ def masked_note(event: Any, reads: Sequence[tuple[str, str]]) -> str | None:
     # The page finds these notes by how they begin (tools.dryrun.report_page.MASKED_READ_NOTES).
     what = f"recording masked (mask={mode})" if mode else "masked recording"
     read = ", ".join(dict.fromkeys(f"{rule} read {path}" for rule, path in reads))
+    names = any(path.rsplit(".", 1)[-1].lower() in ADDRESS_LIST_KEYS for _, path in reads)
+    held = f"{MASKED_TEXT} or masked names" if names else MASKED_TEXT
     return (
-        f"{what}: {read}, which held {MASKED_TEXT} instead of the real value; "
+        f"{what}: {read}, which held {held} instead of the real value; "
         "production may decide differently (replay a mask=none capture to review rules that read text)"
     )
 
