@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from engine.errors import closest
@@ -431,7 +431,8 @@ def non_json_literals(expression: Expression) -> list[tuple[int, str]]:
     that reaches it (no value equals NaN); JMESPath reads the last as text, never the number meant.
     """
     source, found = expression.source, []
-    for token in expression_tokens(source):
+    tokens = expression_tokens(source)
+    for index, token in enumerate(tokens):
         if token["type"] == "literal" and not _finite(token["value"]):
             written = source[token["start"] : source.find("`", token["start"] + 1) + 1]
             message = (
@@ -439,13 +440,25 @@ def non_json_literals(expression: Expression) -> list[tuple[int, str]]:
             )
             found.append((token["start"], f"{written} {message}"))
         padded = _zero_padded(source, token)
-        if padded is not None:
+        if padded is not None and _ordered(tokens, index):
             message = (
                 f"`{padded}` is not JSON: a JSON number has no leading 0, so JMESPath reads the text '{padded}' "
                 f"(ordered against a number, it fails the condition); write `{int(padded)}`"
             )
             found.append((token["start"], message))
     return found
+
+
+_ORDERING_TOKENS = frozenset({"lt", "lte", "gt", "gte"})
+
+
+def _ordered(tokens: Sequence[Mapping[str, Any]], index: int) -> bool:
+    """Whether the literal at ``tokens[index]`` is ordered by ``<``, ``<=``, ``>`` or ``>=`` (a token beside it).
+
+    Ordered, a literal read as text fails against a number; compared equal it may be the text meant (a code "0930").
+    """
+    beside = [tokens[at]["type"] for at in (index - 1, index + 1) if 0 <= at < len(tokens)]
+    return any(kind in _ORDERING_TOKENS for kind in beside)
 
 
 def list_arguments(expression: Expression) -> list[tuple[int, str]]:
@@ -614,7 +627,15 @@ def lint_expression(
         if token["type"] == "unquoted_identifier" and token["value"] in ("true", "false", "null") and not after_dot:
             word = token["value"]
             found.append((token["start"], f"{word} here is a field named {word!r}, not the JSON value; write `{word}`"))
-        if token["type"] == "literal" and source[token["start"]] == "`" and _zero_padded(source, token) is None:
+        padded = _zero_padded(source, token)
+        if token["type"] == "literal" and source[token["start"]] == "`" and padded is not None:
+            if not _ordered(tokens, index):  # ordered, it is refused (non_json_literals)
+                message = (
+                    f"`{padded}` is not JSON (a JSON number has no leading 0), so it is read as the text '{padded}'; "
+                    f"write '{padded}' for the text, or `{int(padded)}` for the number (hhmm() gives 09:30 as 930)"
+                )
+                found.append((token["start"], message))
+        elif token["type"] == "literal" and source[token["start"]] == "`":
             end = source.find("`", token["start"] + 1)
             while end > 0 and source[end - 1] == "\\":
                 end = source.find("`", end + 1)

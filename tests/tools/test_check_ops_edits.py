@@ -351,6 +351,33 @@ def test_a_time_of_day_written_with_its_leading_zero_is_refused_with_the_number_
 
 
 @pytest.mark.usefixtures("deployed_env")
+def test_a_text_with_a_leading_zero_compared_equal_is_warned_about_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: ``conversation.store_code == `0930``` matches a store code saved as the text "0930" (JMESPath reads
+    the literal as that text), and its inline tests pass, yet --check refused it (exit 2) with the advice to write
+    `930`, a number no text equals: following it, the rule never matches again. Compared equal, the literal is
+    warned about with both readings; ordered against a number (hhmm() < `0930`) it is still refused."""
+    root = assemble(tmp_path)
+    routing = add_routing_rule(
+        root,
+        '  - id: flagship_store\n    when: "conversation.store_code == `0930`"\n    then: {target: handoff}\n',
+        "  - name: the flagship store goes to a person\n"
+        '    given: {request: {channel: sms}, conversation: {store_code: "0930"}}\n'
+        "    expect: {rule: flagship_store, target: handoff}\n",
+    )
+    line = line_of(routing, "`0930`")
+    column = routing.read_text(encoding="utf-8").splitlines()[line - 1].index("`0930`") + 1
+
+    status, out = check(root, monkeypatch, capsys)
+
+    [finding] = [finding for finding in out if finding.startswith(f"{ROUTING}:{line}:")]
+    assert finding.startswith(f"{ROUTING}:{line}:{column}: warning: `0930` is not JSON"), out
+    assert "'0930' for the text" in finding and "`930` for the number" in finding, finding
+    assert status == 0
+
+
+@pytest.mark.usefixtures("deployed_env")
 def test_several_keywords_given_to_has_word_as_a_list_are_refused_with_the_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -827,3 +827,29 @@ def test_a_report_of_unmasked_data_is_its_owners_alone_and_replaces_a_planted_sy
     assert stat.S_IMODE(page.stat().st_mode) == 0o600
     assert err.getvalue().splitlines()[-1] == f"pipeline-dryrun: wrote the report {page} (readable by its owner only)"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["review.html", "victim.txt"]
+
+
+@pytest.mark.parametrize("mark", ["\u2028", "\u2029", "\x85"])
+def test_a_credential_holding_a_line_break_json_lines_escape_is_scrubbed_from_the_records(
+    tmp_path: Path, mark: str
+) -> None:
+    """--json escapes U+2028, U+2029 and U+0085 (one record, one line): the scrubber finds a credential so written."""
+    token = f"9f86d081{mark}884c7d659a2f"
+    world = yaml.safe_load(WORLD.read_text(encoding="utf-8"))
+    world["secrets"]["tenant/extra"] = json.dumps({"api_key": token})
+    marked = tmp_path / "world.yaml"
+    marked.write_text(yaml.safe_dump(world, allow_unicode=False), encoding="utf-8")
+    event = json.loads((EVENTS / "01_whatsapp_text.json").read_text())
+    event["body"] = event["body"].replace("Body=", f"Body={urlencode({'t': token})[2:]}+", 1)
+    events = tmp_path / "events"
+    events.mkdir()
+    (events / "leak.json").write_text(json.dumps(event))
+    page = tmp_path / "report.html"
+
+    out = run_dryrun(
+        "--world", marked, "--backend", "memory", "--skip-signature", "--show-data", "--json", "--report", page, events
+    )
+
+    record = json.loads(out)
+    assert record["outcome"] == "QUEUED" and "*** Hi!" in out
+    assert "884c7d659a2f" not in out and "884c7d659a2f" not in page.read_text()

@@ -32,6 +32,7 @@ from runtime.masking import (
     json_text_masked,
 )
 from steps.support import ExactFloat, json_number, json_safe, json_text
+from tools.console import json_line
 
 __all__ = ["MASKED_TEXT", "MASK_MODES_HELP", "Masker", "Scrubber", "mask_number"]
 
@@ -187,7 +188,8 @@ class Scrubber:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._values: set[str] = set()
-        # Each value as it reads inside a JSON string too (quotes, backslashes and controls escaped).
+        # Each value as it reads inside a JSON string too (quotes, backslashes and controls escaped), and inside a
+        # JSON line (``tools.console.json_line``: U+2028, U+2029 and U+0085 escaped too).
         self._forms: tuple[str, ...] = ()
         self._any_form = re.compile("(?!)")
         self._pattern: re.Pattern[str] | None = None
@@ -200,8 +202,8 @@ class Scrubber:
             self._values |= fresh
             ordered = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(value) for value in ordered))
-            escaped = (json.dumps(value, ensure_ascii=False)[1:-1] for value in self._values)
-            self._forms = tuple(dict.fromkeys([*self._values, *escaped]))
+            escaped = [json.dumps(value, ensure_ascii=False)[1:-1] for value in self._values]
+            self._forms = tuple(dict.fromkeys([*self._values, *escaped, *map(json_line, escaped)]))
             self._any_form = re.compile("|".join(re.escape(form) for form in self._forms))
 
     def holds(self, text: str) -> bool:
