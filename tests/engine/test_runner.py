@@ -223,7 +223,7 @@ def _undoing_group(members: list[Undoing], *, concurrent: bool = True) -> Pipeli
 
 def test_a_groups_undo_actions_run_concurrently_so_undoing_costs_one_call_not_one_per_member() -> None:
     log: list[str] = []
-    meeting = threading.Barrier(2, timeout=5)
+    meeting = threading.Barrier(2, timeout=30)  # met as soon as both undos run; only undos one after another wait
     members = [Undoing("lock", meeting, log, transient=True), Undoing("replay", meeting, log)]
     result = _undoing_group(members).run({}, _services())
     assert sorted(log) == ["lock met the others", "replay met the others"]

@@ -30,6 +30,7 @@ import pytest
 from moto.dynamodb.models import DynamoDBBackend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+from engine.calls import CallLimits
 from tests.support.webhooks import sign
 from tests.support.world import World
 from tools.localaws import LocalResources, local_resources, provision
@@ -237,6 +238,8 @@ def moto_endpoint() -> Iterator[str]:
 
 # The batching window of the ``world`` fixture's pipelines.
 WINDOW_SECONDS = 10
+# Each call's bounds for ``process_concurrently``'s containers: far beyond what load makes of moto's answers.
+UNHURRIED = CallLimits(connect_timeout=30.0, read_timeout=30.0)
 
 
 def process_concurrently(
@@ -247,17 +250,23 @@ def process_concurrently(
     The containers share the loaded configuration of ``pipelines/{pipeline}.yaml`` and boto3's service models
     (neither holds state), not their clients, connections or secret caches. ``at``: the wall clock the
     containers read (default: now).
+
+    These tests are about who wins the conditional writes, not about time: the containers' time budget is spent
+    only by hand (a stepped clock) and each call may take ``UNHURRIED`` (its attempts as the pipeline's). With the
+    pipeline's own bounds, a loaded machine running a dozen containers and moto's server in one process ran past
+    the 4 s deadline (a step refused: ``raised …_TRANSIENT_ERROR``) or the 1 s read timeout (a retried
+    conditional write that had been applied fails its condition), and the outcomes were load's, not the writes'.
     """
     from engine.config import load_config
     from runtime.app import Application, live_services
-    from tests.support.timeline import FixedClock
+    from tests.support.clock import SteppedClock
 
     config = load_config(ROOT / "pipelines" / f"{pipeline}.yaml", ROOT / "rules", os.environ)
     session = boto3.session.Session()
-    containers = [Application([config], live_services(config.aws, session=session)) for _ in events]
-    if at is not None:
-        for container in containers:
-            container.replace_services(clock=FixedClock(at))
+    limits = UNHURRIED._replace(max_attempts=config.aws.max_attempts)
+    containers = [Application([config], live_services(limits, session=session)) for _ in events]
+    for container in containers:
+        container.replace_services(clock=SteppedClock(at))
     barrier = threading.Barrier(len(events))
     outcomes = [""] * len(events)
 

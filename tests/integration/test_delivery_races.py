@@ -20,8 +20,8 @@ import pytest
 
 from engine.config import load_config
 from runtime.app import Application
+from tests.support.clock import SteppedClock
 from tests.support.faults import ROOT, Attempt, Fault, FaultInjector, new_container, outcome
-from tests.support.timeline import FixedClock
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
 
@@ -39,7 +39,8 @@ def container(world: World) -> Any:
 
     def start(at: float) -> tuple[Application, FaultInjector]:
         application, faults = new_container(world.resources, config, session)
-        application.replace_services(clock=FixedClock(datetime.fromtimestamp(at, UTC)))
+        # Frozen, and its time budget spent only by hand: the order of the calls is the test's, and so is the time.
+        application.replace_services(clock=SteppedClock(datetime.fromtimestamp(at, UTC)))
         return application, faults
 
     return start

@@ -22,9 +22,9 @@ import pytest
 
 from engine.config import load_config
 from runtime.app import Application
+from tests.support.clock import SteppedClock
 from tests.support.email import add_email_world, email_event
 from tests.support.faults import ROOT, Attempt, Fault, FaultInjector, new_container
-from tests.support.timeline import FixedClock
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
 from tools.sendgrid_events import Email
@@ -46,7 +46,8 @@ def start(world: World) -> Start:
         if name not in configs:
             configs[name] = load_config(ROOT / "pipelines" / f"{name}.yaml", ROOT / "rules", os.environ)
         application, faults = new_container(world.resources, configs[name], session)
-        application.replace_services(clock=FixedClock(datetime.fromtimestamp(at, UTC)))
+        # Frozen, and its time budget spent only by hand: the order of the calls is the test's, and so is the time.
+        application.replace_services(clock=SteppedClock(datetime.fromtimestamp(at, UTC)))
         return application, faults
 
     return container

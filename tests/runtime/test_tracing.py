@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from runtime import tracing
+from tests.support.clock import install_clock
 from tests.support.expect import step_ids
 from tests.support.webhooks import rest_event, whatsapp_params
 
@@ -46,12 +47,20 @@ def received(sock: socket.socket) -> list[dict[str, Any]]:
 
 
 def traced(cold_start, daemon: socket.socket, sampled: str = "1") -> Any:
-    """A container started with active tracing, inside a sampled (or unsampled) invocation."""
-    return cold_start(
+    """A container started with active tracing, inside a sampled (or unsampled) invocation.
+
+    Its deadline clock stands still: these tests are about what is traced, and a loaded machine must not spend the
+    pipeline's time budget (a step refused for want of time traces, and answers, something else).
+    """
+    import handler
+
+    container = cold_start(
         TRACING_ENABLED="true",
         AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{daemon.getsockname()[1]}",
         _X_AMZN_TRACE_ID=f"Root={TRACE_ROOT};Parent={LAMBDA_SEGMENT};Sampled={sampled}",
     )
+    install_clock(handler._application)
+    return container
 
 
 @pytest.mark.parametrize(
@@ -165,10 +174,13 @@ def test_an_unsampled_invocation_sends_nothing(world, cold_start, daemon) -> Non
 
 
 def test_a_container_without_tracing_sends_nothing(world, cold_start, daemon, monkeypatch) -> None:
+    import handler
+
     world.add_conversation()
     world.add_default_secrets()
     monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", f"127.0.0.1:{daemon.getsockname()[1]}")
     container = cold_start(TRACING_ENABLED="false", _X_AMZN_TRACE_ID=f"Root={TRACE_ROOT};Parent=ab;Sampled=1")
+    install_clock(handler._application)  # its deadline clock stands still, as in ``traced``
     assert container.handler(rest_event("whatsapp", whatsapp_params()), None)["statusCode"] == 200
     assert not tracing.enabled()
     assert received(daemon) == []

@@ -24,9 +24,22 @@ import pytest
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
 
-__all__ = ["CHROMIUM_FLAGS", "REQUIRE_ENV", "Browser", "Chromium", "find_chromium", "launch", "require_chromium"]
+__all__ = [
+    "CHROMIUM_FLAGS",
+    "REQUIRE_ENV",
+    "WAIT_SECONDS",
+    "Browser",
+    "Chromium",
+    "find_chromium",
+    "launch",
+    "require_chromium",
+]
 
 REQUIRE_ENV = "REQUIRE_BROWSER"
+# How long a test waits for the page to reach a state (``WebDriverWait``). The wait ends as soon as the state is
+# reached, so only a page that never reaches it spends this: it is far beyond what a loaded CI machine takes to
+# filter or draw, because how fast the page does it is measured in a benchmark, never in a test.
+WAIT_SECONDS = 30
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",

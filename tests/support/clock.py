@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
 class SteppedClock:
-    """Wall time is real; monotonic time stands still until ``advance`` moves it (deadlines, not load, decide)."""
+    """Monotonic time stands still until ``advance`` moves it (deadlines, not load, decide).
 
-    def __init__(self) -> None:
+    Wall time is real, or, given ``wall``, fixed there and moved on by ``advance`` too: times the test writes
+    (a lease's end, say) and the times the application reads are then one clock's, however long the run takes.
+    """
+
+    def __init__(self, wall: datetime | None = None) -> None:
         self.at = 1000.0
+        self._wall = wall
 
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return datetime.now(UTC) if self._wall is None else self._wall
+
+    def epoch(self) -> int:
+        """The wall clock's whole seconds since the epoch, as a lease's ``expires_at`` is written."""
+        return int(self.now().timestamp())
 
     def monotonic(self) -> float:
         return self.at
 
     def advance(self, seconds: float) -> None:
         self.at += seconds
+        if self._wall is not None:
+            self._wall += timedelta(seconds=seconds)
 
 
-def install_clock(application: Any) -> SteppedClock:
-    """Give ``application`` a stepped clock for its runs (the secret cache keeps its own)."""
-    clock = SteppedClock()
+def install_clock(application: Any, wall: datetime | None = None) -> SteppedClock:
+    """Give ``application`` a stepped clock for its runs (the secret cache keeps its own).
+
+    Its time budget is then spent only by ``advance``: a test that is not about deadlines cannot see the pipeline's
+    deadline expire however loaded the machine is (the budget is measured in benchmarks, not in tests).
+    """
+    clock = SteppedClock(wall)
     application.replace_services(clock=clock)
     return clock

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from runtime.masking import recordable
-from tests.support.browser import Browser, launch
+from tests.support.browser import WAIT_SECONDS, Browser, launch
 from tests.support.dryrun import EVENTS, ROOT, WORLD, run_dryrun
 from tools.dryrun.cli import build_parser
 from tools.dryrun.events import load_events
@@ -224,7 +224,7 @@ class TestInBrowser:
         reached_rules = sum(1 for i in map(int, emails) for entry in records[i]["trace"] if entry["step"] == "rules")
         browser.open(page)
         browser.driver.find_element("id", "f-source").send_keys("13_email")
-        WebDriverWait(browser.driver, 3, poll_frequency=0.02).until(lambda _: self.rows(browser) == emails)
+        WebDriverWait(browser.driver, WAIT_SECONDS, poll_frequency=0.02).until(lambda _: self.rows(browser) == emails)
         assert browser.run("return document.getElementById('pipeline-name').textContent") == "email_inbound"
         counts = step_counts(browser)
         assert counts["parse"] == len(emails) and counts["rules"] == reached_rules

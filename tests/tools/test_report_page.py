@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import Browser, launch
+from tests.support.browser import WAIT_SECONDS, Browser, launch
 from tools.dryrun.report_page import (
     RECORD_FIELDS,
     ParallelSketch,
@@ -286,9 +286,9 @@ class TestInBrowser:
         assert len(rows(browser)) == 1
         Select(browser.driver.find_element("id", "f-change")).select_by_value("")
         browser.driver.find_element("id", "f-source").send_keys("BURST")
-        WebDriverWait(browser.driver, 3, poll_frequency=0.02).until(lambda _: len(rows(browser)) == 3)
+        WebDriverWait(browser.driver, WAIT_SECONDS, poll_frequency=0.02).until(lambda _: len(rows(browser)) == 3)
         browser.driver.find_element("id", "f-source").send_keys("zzz")
-        WebDriverWait(browser.driver, 3, poll_frequency=0.02).until(lambda _: not rows(browser))
+        WebDriverWait(browser.driver, WAIT_SECONDS, poll_frequency=0.02).until(lambda _: not rows(browser))
         assert text(browser, "#empty") == "No events match the filters."
         assert browser.problems() == []
 
@@ -568,7 +568,7 @@ class TestInBrowser:
         assert len(rows(browser)) == 200
         assert text(browser, "#count") == "10,000 of 10,000 events"
         browser.run("document.getElementById('more').scrollIntoView()")
-        WebDriverWait(browser.driver, 3, poll_frequency=0.02).until(lambda _: len(rows(browser)) == 400)
+        WebDriverWait(browser.driver, WAIT_SECONDS, poll_frequency=0.02).until(lambda _: len(rows(browser)) == 400)
         Select(browser.driver.find_element("id", "f-outcome")).select_by_value("BATCHED")
         batched = sum(record["outcome"] == "BATCHED" for record in events)
         assert text(browser, "#count") == f"{batched:,} of 10,000 events"

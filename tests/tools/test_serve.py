@@ -277,16 +277,18 @@ def test_an_event_waiting_for_the_one_before_it_still_gets_the_whole_timeout() -
         remaining.append(context.get_remaining_time_in_millis())
         if len(remaining) == 1:
             first_running.set()
-            time.sleep(1.5)
+            time.sleep(2.5)
         return {"statusCode": 200, "body": "ok"}
 
-    gateway = Gateway(invoke, "prod", timeout_seconds=2.0)
+    # A clock that ran while the second event queued would leave it at most 1.5 s; the 1.5 s above the threshold
+    # are for a loaded machine to hand the second event over.
+    gateway = Gateway(invoke, "prod", timeout_seconds=4.0)
     first = threading.Thread(target=gateway.handle, args=("POST", "/prod/whatsapp", [("Host", HOST)], b""))
     first.start()
     assert first_running.wait(5)
     assert gateway.handle("POST", "/prod/whatsapp", [("Host", HOST)], b"").status == 200
     first.join()
-    assert remaining[1] > 1_500, "the second event's clock ran while it queued behind the first"
+    assert remaining[1] > 2_500, "the second event's clock ran while it queued behind the first"
 
 
 def test_provisioning_twice_keeps_the_resources_and_updates_the_secrets() -> None:
@@ -971,7 +973,7 @@ def test_a_reload_does_not_count_against_the_events_time_budget(monkeypatch, tmp
             return {"statusCode": 200}
 
     def slow_load() -> Any:
-        time.sleep(1.0)
+        time.sleep(2.0)  # counted, it would leave at most 11 s: 1 s below the threshold, and 1 s above for load
         return Function()
 
     monkeypatch.setattr(tools.serve, "load_function", Function)
@@ -979,7 +981,7 @@ def test_a_reload_does_not_count_against_the_events_time_budget(monkeypatch, tmp
     monkeypatch.setattr(tools.serve, "load_function", slow_load)
     pipeline.write_text("name: p2\n", encoding="utf-8")
     served.handle({}, LocalContext("r-1", timeout_seconds=13.0))
-    assert seen[0] > 12_500, seen
+    assert seen[0] > 12_000, seen
 
 
 def test_the_hosts_warned_of_are_bounded(monkeypatch) -> None:

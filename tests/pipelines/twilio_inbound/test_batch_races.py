@@ -8,17 +8,23 @@ taken longer ago than any invocation runs (the holder died; its retry may never 
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import pytest
 
+from tests.support.clock import SteppedClock, install_clock
 from tests.support.faults import Fault, SimulatedCrash, new_container
-from tests.support.timeline import FixedClock
 from tests.support.webhooks import USER, rest_event, whatsapp_params
 from tools.localaws import to_dynamo
 
 HOLDER, LATER = "SM" + "a" * 32, "SM" + "b" * 32
+
+
+def steady(application) -> SteppedClock:
+    """``application``'s clock, now a stepped one with a fixed wall clock: the lock's times, written by the test
+    relative to it, are as far from the lock step's "now" as the test says however long the run takes, and load
+    cannot spend the time budget."""
+    return install_clock(application, datetime.now(UTC).replace(microsecond=0))
 
 
 def put_lock(world, conversation_id: str, **attributes: int) -> None:
@@ -37,9 +43,11 @@ def put_lock(world, conversation_id: str, **attributes: int) -> None:
     ],
 )
 def test_a_lock_is_taken_over_unless_a_trigger_is_pending(world, lambda_handler, outcomes, taken_ago, due_in, outcome):
+    import handler
+
     item = world.add_conversation()
     world.add_default_secrets()
-    now = int(time.time())
+    now = steady(handler._application).epoch()
     due = {} if due_in is None else {"trigger_due_at": now + due_in}
     put_lock(world, item["conversation_id"], taken_at=now - taken_ago, expires_at=now + 50, **due)
 
@@ -56,12 +64,14 @@ def test_a_holder_that_died_after_its_lock_write_does_not_strand_the_batch(world
     world.add_conversation()
     world.add_default_secrets()
     application, injector = new_container(world.resources)
+    clock = steady(application)
     injector.inject("lock_put", Fault("crash", times=1))
     with pytest.raises(SimulatedCrash):
         application.process(rest_event("whatsapp", whatsapp_params(sid=HOLDER)), None)
     injector.wait_idle()
     # Twilio's retry of the holder never comes. Inside an invocation's time a message batches behind it...
     second, _ = new_container(world.resources)
+    second.replace_services(clock=clock)
     assert second.process(rest_event("whatsapp", whatsapp_params(sid=LATER)), None).result.outcome == "BATCHED"
     assert world.sent("whatsapp") == []
     # ...once the holder has been silent longer than any invocation runs, the next message triggers the batch.
@@ -82,9 +92,11 @@ def test_a_stage_write_near_the_trigger_sends_its_own(world, lambda_handler, out
     # The holder's trigger becomes visible in 3 s; this message's stage write may take up to one bounded call
     # (4 s): a consumer could drain the batch first, so the message does not count on that trigger. The margin
     # (due_margin_seconds: 5) decides, not how long this write happens to take, so none is simulated.
+    import handler
+
     item = world.add_conversation()
     world.add_default_secrets()
-    now = int(time.time())
+    now = steady(handler._application).epoch()
     put_lock(world, item["conversation_id"], taken_at=now - 7, expires_at=now + 63, trigger_due_at=now + 3)
 
     lambda_handler(rest_event("whatsapp", whatsapp_params(sid=LATER)), None)
@@ -106,9 +118,8 @@ def test_a_stage_write_near_the_trigger_sends_its_own(world, lambda_handler, out
 def test_a_lock_whose_sent_mark_failed_is_taken_over_once_its_trigger_is_due(world, later, outcome, triggers):
     item = world.add_conversation()
     world.add_default_secrets()
-    clock = FixedClock(datetime.now(UTC))
     application, injector = new_container(world.resources)
-    application.replace_services(clock=clock)
+    clock = steady(application)
     injector.inject("lock_mark", Fault("access_denied"))
     assert application.process(rest_event("whatsapp", whatsapp_params(sid=HOLDER)), None).result.outcome == "QUEUED"
     injector.clear()

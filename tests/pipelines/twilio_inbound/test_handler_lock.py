@@ -1,9 +1,17 @@
-"""The trigger lock as a lease, and what a failure after taking it leaves behind (contract §2)."""
+"""The trigger lock as a lease, and what a failure after taking it leaves behind (contract §2).
+
+Every container here runs on a stepped clock (``clock``): its wall clock is fixed, so a lease the test writes
+relative to it is as live (or as expired) when the lock step reads it as when it was written, however long the
+machine takes in between, and its time budget is spent only by hand, so load cannot expire the pipeline's deadline.
+"""
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 
+import pytest
+
+from tests.support.clock import SteppedClock, install_clock
 from tests.support.expect import raises_code, twiml_response
 from tests.support.webhooks import USER, rest_event, sms_params, whatsapp_params
 
@@ -14,10 +22,23 @@ def _trigger(item):
     return {"conversation_id": item["conversation_id"], "primary_channel": USER}
 
 
-def test_expired_lock_row_is_taken_over(world, lambda_handler, outcomes):
+def _steady() -> SteppedClock:
+    """The current container's clock, now a stepped one whose wall clock is fixed at the current second."""
+    import handler
+
+    return install_clock(handler._application, datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture(autouse=True)
+def clock(lambda_handler) -> SteppedClock:
+    """The clock of ``lambda_handler``'s container (a test that starts another gives it its own: ``_steady``)."""
+    return _steady()
+
+
+def test_expired_lock_row_is_taken_over(world, lambda_handler, clock, outcomes):
     item = world.add_conversation()
     world.add_default_secrets()
-    world.put_lock(item["conversation_id"], "SM-old-holder", int(time.time()) - 5)
+    world.put_lock(item["conversation_id"], "SM-old-holder", clock.epoch() - 5)
 
     lambda_handler(rest_event("whatsapp", whatsapp_params(sid=SID_A)), None)
 
@@ -25,13 +46,13 @@ def test_expired_lock_row_is_taken_over(world, lambda_handler, outcomes):
     assert world.sent("whatsapp") == [(_trigger(item), 10)]
     [lock] = world.lock_rows()
     assert lock["message_sid"] == SID_A
-    assert lock["expires_at"] >= int(time.time()) + 69
+    assert lock["expires_at"] == clock.epoch() + 10 + 60  # the window, then the TTL buffer
 
 
-def test_live_lock_of_another_message_batches(world, lambda_handler, outcomes):
+def test_live_lock_of_another_message_batches(world, lambda_handler, clock, outcomes):
     item = world.add_conversation()
     world.add_default_secrets()
-    world.put_lock(item["conversation_id"], "SM-other", int(time.time()) + 30)
+    world.put_lock(item["conversation_id"], "SM-other", clock.epoch() + 30)
 
     lambda_handler(rest_event("whatsapp", whatsapp_params(sid=SID_A)), None)
 
@@ -41,10 +62,10 @@ def test_live_lock_of_another_message_batches(world, lambda_handler, outcomes):
     assert [lock["message_sid"] for lock in world.lock_rows()] == ["SM-other"]
 
 
-def test_lock_held_by_the_same_message_is_retaken(world, lambda_handler, outcomes):
+def test_lock_held_by_the_same_message_is_retaken(world, lambda_handler, clock, outcomes):
     item = world.add_conversation()
     world.add_default_secrets()
-    world.put_lock(item["conversation_id"], SID_A, int(time.time()) + 30)
+    world.put_lock(item["conversation_id"], SID_A, clock.epoch() + 30)
 
     lambda_handler(rest_event("whatsapp", whatsapp_params(sid=SID_A)), None)
 
@@ -52,13 +73,13 @@ def test_lock_held_by_the_same_message_is_retaken(world, lambda_handler, outcome
     assert world.sent("whatsapp") == [(_trigger(item), 10)]
 
 
-def test_after_the_lease_expires_a_new_burst_triggers_again(world, lambda_handler, outcomes):
+def test_after_the_lease_expires_a_new_burst_triggers_again(world, lambda_handler, clock, outcomes):
     item = world.add_conversation()
     world.add_default_secrets()
     lambda_handler(rest_event("sms", sms_params(sid=SID_A)), None)
     lambda_handler(rest_event("sms", sms_params(sid=SID_B)), None)
     # The consumer ran; TTL has not deleted the row yet, but the lease is over.
-    world.put_lock(item["conversation_id"], SID_A, int(time.time()) - 1)
+    world.put_lock(item["conversation_id"], SID_A, clock.epoch() - 1)
     lambda_handler(rest_event("sms", sms_params(sid=SID_C)), None)
 
     assert outcomes() == [("QUEUED", None), ("BATCHED", None), ("QUEUED", None)]
@@ -128,10 +149,10 @@ def test_stage_failure_after_the_lock_was_taken_releases_it(world, lambda_handle
     assert [row["message_sid"] for row in world.stage_rows()] == [SID_A]
 
 
-def test_release_only_deletes_a_lock_this_message_still_holds(world, lambda_handler, aws, outcomes):
+def test_release_only_deletes_a_lock_this_message_still_holds(world, lambda_handler, clock, aws, outcomes):
     item = world.add_conversation()
     world.add_default_secrets()
-    later = int(time.time()) + 500
+    later = clock.epoch() + 500
     # Between taking the lock and sending, another message takes the lease over (e.g. ours had expired).
     aws.before("sqs.SendMessage", lambda params: world.put_lock(item["conversation_id"], SID_B, later))
     aws.fail("sqs.SendMessage", "InternalError", 500)
@@ -158,13 +179,13 @@ def test_failed_release_does_not_hide_the_original_error(world, lambda_handler, 
     aws.calls.clear()
 
 
-def test_duplicate_delivery_leaves_one_stage_row(world, lambda_handler, aws, outcomes):
+def test_duplicate_delivery_leaves_one_stage_row(world, lambda_handler, clock, aws, outcomes):
     item = world.add_conversation()
     world.add_default_secrets()
     event = rest_event("whatsapp", whatsapp_params(sid=SID_A))
     lambda_handler(event, None)
     [first] = world.stage_rows()
-    time.sleep(0.005)
+    clock.advance(1)  # the copy's row, were it written, would differ from the first
     lambda_handler(event, None)
 
     assert world.stage_rows() == [first]  # the first row, untouched
@@ -191,9 +212,10 @@ def test_with_no_batching_window_a_contract_lock_row_still_batches(world, cold_s
     """W = 0: this version never batches behind its own locks, but a held lease in the contract's shape (§2: only
     conversation_id, message_sid, expires_at; an older version's) is honoured: BATCHED until it expires."""
     container = cold_start(BATCH_WINDOW_SECONDS="0")
+    clock = _steady()
     item = world.add_conversation()
     world.add_default_secrets()
-    world.put_lock(item["conversation_id"], "SM-older-version", int(time.time()) + 30)
+    world.put_lock(item["conversation_id"], "SM-older-version", clock.epoch() + 30)
 
     container.handler(rest_event("whatsapp", whatsapp_params(sid=SID_A)), None)
 
@@ -204,7 +226,7 @@ def test_with_no_batching_window_a_contract_lock_row_still_batches(world, cold_s
         ("SM-older-version", {"conversation_id", "message_sid", "expires_at"})
     ]
 
-    world.put_lock(item["conversation_id"], "SM-older-version", int(time.time()) - 1)
+    world.put_lock(item["conversation_id"], "SM-older-version", clock.epoch() - 1)
     container.handler(rest_event("whatsapp", whatsapp_params(sid=SID_B)), None)
     assert outcomes()[-1] == ("QUEUED", None)
     assert world.sent("whatsapp") == [(_trigger(item), 0)]
@@ -213,6 +235,7 @@ def test_with_no_batching_window_a_contract_lock_row_still_batches(world, cold_s
 def test_with_no_batching_window_every_message_of_a_burst_triggers(world, cold_start, outcomes):
     """W = 0 is below the takeover margin: a lock this version took is never batched behind (docs/guarantees.md)."""
     container = cold_start(BATCH_WINDOW_SECONDS="0")
+    _steady()
     item = world.add_conversation()
     world.add_default_secrets()
 
