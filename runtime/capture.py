@@ -42,7 +42,7 @@ from email.utils import getaddresses
 from typing import Any
 
 from runtime.aws import error_code, new_session
-from runtime.masking import MASK_MODES, Pseudonyms, form_fields, multipart_fields, recordable
+from runtime.masking import MASK_MODES, Pseudonyms, form_values, multipart_fields, recordable
 
 __all__ = ["CaptureSettings", "EventCapture", "Pending"]
 
@@ -120,7 +120,7 @@ def _pair(event: Mapping[str, Any]) -> list[str]:
     """
     email = multipart_fields(event)
     if not email:  # a form-encoded body (an email's text may hold "&To=" in a link: it is no Twilio form)
-        fields = form_fields(event)
+        fields = form_values(event, ("From", "To"))
         return sorted((fields.get("From", ""), fields.get("To", "")))
     try:
         envelope = json.loads(email.get("envelope", ""))
@@ -318,7 +318,7 @@ class EventCapture:
 
     def object_key(self, event: Any, moment: datetime) -> str:
         """``prefix/YYYY/MM/DD/HH/<time>-<MessageSid>.json`` (a random id when the event names no sid)."""
-        sid = form_fields(event).get("MessageSid", "") if isinstance(event, Mapping) else ""
+        sid = form_values(event, ("MessageSid",)).get("MessageSid", "") if isinstance(event, Mapping) else ""
         name = sid if _SID.fullmatch(sid) else uuid.uuid4().hex
         return f"{self.settings.prefix}{moment:%Y/%m/%d/%H}/{moment:%Y%m%dT%H%M%S%f}-{name}.json"
 
