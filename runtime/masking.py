@@ -247,6 +247,12 @@ class Pseudonyms:
         return value
 
 
+# The longest address list and envelope ``sendgrid.parse`` reads (``steps.sendgrid.message``): a longer one is
+# masked whole.
+MAX_MASKED_ADDRESS_LIST_CHARS = 16 * 1024
+MAX_MASKED_ENVELOPE_CHARS = 256 * 1024
+
+
 @dataclass
 class Masking:
     """How field values are masked for one recording, and the names of the fields it masked."""
@@ -286,8 +292,16 @@ class Masking:
         """An e-mail address field (``from``, ``to``, ``cc``, ``envelope``) as recorded.
 
         With ``text`` the display names are masked (personal, like ``ProfileName``) and the addresses kept, which
-        a replay matches conversations on; with ``all`` both get pseudonyms.
+        a replay matches conversations on; with ``all`` both get pseudonyms. A value longer than ``sendgrid.parse``
+        reads (``MAX_MASKED_ADDRESS_LIST_CHARS``, ``MAX_MASKED_ENVELOPE_CHARS``), or an envelope too deep to read, is
+        ``[masked]`` whole: the pipeline leaves it unread too, and masking 4 MB of it took seconds.
         """
+        envelope = name.lower() == "envelope"
+        longest = MAX_MASKED_ENVELOPE_CHARS if envelope else MAX_MASKED_ADDRESS_LIST_CHARS
+        # ``text`` keeps an envelope as it is, without reading it.
+        if len(value) > longest and not (envelope and self.mode == "text"):
+            self.masked.add(name)
+            return MASKED_TEXT
         if self.pseudonyms is None:
             if self.mode != "text" or name.lower() == "envelope":
                 return value
@@ -298,10 +312,16 @@ class Masking:
         if name.lower() != "envelope":
             return self.pseudonyms.addresses(value)
         try:
-            envelope = json.loads(value)
+            document = json.loads(value)
         except ValueError:
             return self.pseudonyms.text(value)
-        return json.dumps(_envelope(envelope, self.pseudonyms), ensure_ascii=False)
+        except RecursionError:
+            self.masked.add(name)
+            return MASKED_TEXT
+        if too_deep(document):
+            self.masked.add(name)
+            return MASKED_TEXT
+        return json.dumps(_envelope(document, self.pseudonyms), ensure_ascii=False)
 
     def whole(self, what: str) -> bytes:
         """A body that cannot be masked field by field: replaced whole."""
