@@ -122,9 +122,10 @@ def _pair(event: Mapping[str, Any]) -> list[str]:
     if not email:  # a form-encoded body (an email's text may hold "&To=" in a link: it is no Twilio form)
         fields = form_values(event, ("From", "To"))
         return sorted((fields.get("From", ""), fields.get("To", "")))
+    raw = email.get("envelope", "")
     try:
-        envelope = json.loads(email.get("envelope", ""))
-    except ValueError:
+        envelope = json.loads(raw) if len(raw) <= _MAX_ENVELOPE_CHARS else None
+    except (ValueError, RecursionError):
         envelope = None
     envelope = envelope if isinstance(envelope, dict) else {}
     to = envelope.get("to")
@@ -140,6 +141,8 @@ def _pair(event: Mapping[str, Any]) -> list[str]:
 # hundred levels down), and the list arrives before the signature is checked.
 _MAX_ADDRESS_LIST_CHARS = 16 * 1024
 _MAX_ADDRESS_NESTING = 32
+# Nor is an envelope longer than ``sendgrid.parse`` reads, or nested too deep for ``json.loads`` (RecursionError).
+_MAX_ENVELOPE_CHARS = 256 * 1024
 _COMMENT_MARKS = re.compile(r"[()]")
 
 

@@ -650,3 +650,27 @@ def _unsigned_post(body: bytes, content_type: str) -> Any:
     from tools.sendgrid_events import SignedRequest
 
     return SignedRequest(body, content_type, "1795608000", "c2lnbmF0dXJl")
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    ["[" * 100000, json.dumps({"to": ["elsewhere@inbound.acme.example"] * 20000, "from": "x@example.org"})],
+    ids=["deep", "over-256-kib"],
+)
+def test_an_email_whose_envelope_sendgrid_parse_does_not_read_is_sampled_without_it(envelope: str) -> None:
+    """Defect: sampling read the ``envelope`` field with ``json.loads`` unbounded, before anything checked the post:
+    one nested 100000 levels deep raised RecursionError, so the event was not captured and its invocation counted a
+    capture failure (``CaptureFailuresAlarm``'s metric), for anyone who posts such a body; one of megabytes was read
+    whole. ``sendgrid.parse`` leaves an envelope over 256 KiB or too deep unread, and so does sampling."""
+    from tools.sendgrid_events import encode_form
+
+    settings = CaptureSettings("bucket", "p/", sample_rate=0.5)
+    decisions = set()
+    for n in range(40):
+        fields = [("from", f"user{n}@example.org"), ("to", "support@inbound.acme.example")]
+        plain = inbound_parse_event(_unsigned_post(*encode_form(fields)))
+        odd = inbound_parse_event(_unsigned_post(*encode_form([*fields, ("envelope", envelope)])))
+        decision = settings.sampled(plain)
+        assert settings.sampled(odd) == decision
+        decisions.add(decision)
+    assert decisions == {True, False}
