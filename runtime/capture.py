@@ -42,7 +42,7 @@ from email.utils import getaddresses
 from typing import Any
 
 from runtime.aws import error_code, new_session
-from runtime.masking import MASK_MODES, Pseudonyms, form_fields, multipart_fields, recordable
+from runtime.masking import MASK_MODES, Pseudonyms, form_values, multipart_fields, recordable
 
 __all__ = ["CaptureSettings", "EventCapture", "Pending"]
 
@@ -120,11 +120,12 @@ def _pair(event: Mapping[str, Any]) -> list[str]:
     """
     email = multipart_fields(event)
     if not email:  # a form-encoded body (an email's text may hold "&To=" in a link: it is no Twilio form)
-        fields = form_fields(event)
+        fields = form_values(event, ("From", "To"))
         return sorted((fields.get("From", ""), fields.get("To", "")))
+    raw = email.get("envelope", "")
     try:
-        envelope = json.loads(email.get("envelope", ""))
-    except ValueError:
+        envelope = json.loads(raw) if len(raw) <= _MAX_ENVELOPE_CHARS else None
+    except (ValueError, RecursionError):
         envelope = None
     envelope = envelope if isinstance(envelope, dict) else {}
     to = envelope.get("to")
@@ -140,6 +141,8 @@ def _pair(event: Mapping[str, Any]) -> list[str]:
 # hundred levels down), and the list arrives before the signature is checked.
 _MAX_ADDRESS_LIST_CHARS = 16 * 1024
 _MAX_ADDRESS_NESTING = 32
+# Nor is an envelope longer than ``sendgrid.parse`` reads, or nested too deep for ``json.loads`` (RecursionError).
+_MAX_ENVELOPE_CHARS = 256 * 1024
 _COMMENT_MARKS = re.compile(r"[()]")
 
 
@@ -318,7 +321,7 @@ class EventCapture:
 
     def object_key(self, event: Any, moment: datetime) -> str:
         """``prefix/YYYY/MM/DD/HH/<time>-<MessageSid>.json`` (a random id when the event names no sid)."""
-        sid = form_fields(event).get("MessageSid", "") if isinstance(event, Mapping) else ""
+        sid = form_values(event, ("MessageSid",)).get("MessageSid", "") if isinstance(event, Mapping) else ""
         name = sid if _SID.fullmatch(sid) else uuid.uuid4().hex
         return f"{self.settings.prefix}{moment:%Y/%m/%d/%H}/{moment:%Y%m%dT%H%M%S%f}-{name}.json"
 

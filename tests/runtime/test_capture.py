@@ -579,3 +579,102 @@ def test_a_field_holding_json_nested_past_any_real_one_is_captured_masked_not_a_
     (captured,) = stored(s3, expected=1).values()
     assert form_of(captured)["ChannelMetadata"] == MASKED_TEXT and "ChannelMetadata" in captured["recording"]["masked"]
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def _peak_bytes(work: Callable[[], Any]) -> int:
+    """The most memory ``work`` held at once (tracemalloc), beyond what existed before it started."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_sampling_a_huge_form_reads_only_the_fields_that_pick_the_pair() -> None:
+    """Defect: the sample decision is taken as the invocation begins, before any path, size or signature check, and
+    it parsed the whole form (every pair, every percent escape) to read ``From`` and ``To``: a 6 MB post from
+    anyone, to any path, held 244 MB (6 MB of empty fields) or 488 MB (one value of 6 MB of ``%41``) for seconds,
+    on a 512 MB function. Only ``From``/``To`` pairs of a length a number can have are read; the decision of a
+    genuine message is the same."""
+    settings = CaptureSettings("bucket", "p/", sample_rate=0.5)
+    six_mb = 6 * 1024 * 1024
+    decisions = set()
+    for user in (f"+4477009{n:05d}" for n in range(40)):
+        params = whatsapp_params(**{"From": f"whatsapp:{user}"})
+        genuine = rest_event("whatsapp", params)
+        storm = rest_event("whatsapp", params, body=form_body(params) + "&Body=" + "%41" * (six_mb // 3))
+        tiny = rest_event("whatsapp", params, body=form_body(params) + "&a" * (six_mb // 2))
+        decision = settings.sampled(genuine)
+        decisions.add(decision)
+        for forged in (storm, tiny):
+            assert settings.sampled(forged) == decision, "the same pair is sampled the same way"
+    assert decisions == {True, False}
+    for forged in (storm, tiny):
+        assert _peak_bytes(lambda event=forged: settings.sampled(event)) < 24 * 1024 * 1024
+
+
+def test_sampling_a_multipart_post_of_many_parts_reads_no_more_than_sendgrid_parse_would() -> None:
+    """Defect: sampling parsed the header block of every part of a ``multipart/form-data`` body before anything
+    else ran: a 6 MB post of 100000 empty parts, to any path, took 4.5 s (a third of a CPU on Lambda: past the
+    13 s timeout). ``sendgrid.parse`` refuses a form of more than 1024 parts, so no more are read."""
+    import email.parser
+
+    from tools.sendgrid_events import encode_form
+
+    settings = CaptureSettings("bucket", "p/", sample_rate=0.5)
+    fields = [("from", "user1@example.org"), ("to", "support@inbound.acme.example")]
+    body, content_type = encode_form(fields + [(f"f{n}", "") for n in range(20000)])
+    event = inbound_parse_event(_unsigned_post(body, content_type))
+    small, small_type = encode_form(fields)
+    read = 0
+    parse = email.parser.BytesHeaderParser.parsebytes
+
+    def counted(self: Any, text: bytes, headersonly: bool = False) -> Any:
+        nonlocal read
+        read += 1
+        return parse(self, text, headersonly)
+
+    decision = settings.sampled(inbound_parse_event(_unsigned_post(small, small_type)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(email.parser.BytesHeaderParser, "parsebytes", counted)
+        assert settings.sampled(event) == decision
+    assert read <= 1024
+
+
+def form_body(params: dict[str, str]) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode(params)
+
+
+def _unsigned_post(body: bytes, content_type: str) -> Any:
+    from tools.sendgrid_events import SignedRequest
+
+    return SignedRequest(body, content_type, "1795608000", "c2lnbmF0dXJl")
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    ["[" * 100000, json.dumps({"to": ["elsewhere@inbound.acme.example"] * 20000, "from": "x@example.org"})],
+    ids=["deep", "over-256-kib"],
+)
+def test_an_email_whose_envelope_sendgrid_parse_does_not_read_is_sampled_without_it(envelope: str) -> None:
+    """Defect: sampling read the ``envelope`` field with ``json.loads`` unbounded, before anything checked the post:
+    one nested 100000 levels deep raised RecursionError, so the event was not captured and its invocation counted a
+    capture failure (``CaptureFailuresAlarm``'s metric), for anyone who posts such a body; one of megabytes was read
+    whole. ``sendgrid.parse`` leaves an envelope over 256 KiB or too deep unread, and so does sampling."""
+    from tools.sendgrid_events import encode_form
+
+    settings = CaptureSettings("bucket", "p/", sample_rate=0.5)
+    decisions = set()
+    for n in range(40):
+        fields = [("from", f"user{n}@example.org"), ("to", "support@inbound.acme.example")]
+        plain = inbound_parse_event(_unsigned_post(*encode_form(fields)))
+        odd = inbound_parse_event(_unsigned_post(*encode_form([*fields, ("envelope", envelope)])))
+        decision = settings.sampled(plain)
+        assert settings.sampled(odd) == decision
+        decisions.add(decision)
+    assert decisions == {True, False}

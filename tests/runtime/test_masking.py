@@ -582,3 +582,85 @@ def test_an_address_after_a_long_run_of_address_characters_gets_its_pseudonym(te
     assert masked.endswith("@example.org") and len(masked) == len(text)
     local = text.rpartition("@")[0]
     assert local[-8:] not in masked
+
+
+def _peak_bytes_of(work: Any) -> int:
+    """The most memory ``work`` held at once (tracemalloc)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("tail", ["&a" * (3 * 1024 * 1024), "&Body=" + "%41" * (2 * 1024 * 1024)])
+def test_a_form_no_pipeline_would_read_is_masked_whole_without_parsing_it(tail: str) -> None:
+    """Defect: the capture thread masked a form body pair by pair, however large: a 6 MB post (sent by anyone, to
+    any path, and captured before anything checked it) held 420 MB (empty fields, 6 s) or 488 MB (one value of
+    ``%41`` escapes) on the 512 MB function. A body over 1 MiB or of more than 10000 pairs, which ``twilio.parse``
+    refuses at its largest ``max_body_bytes`` and ``max_params``, is masked whole."""
+    event = rest_event("whatsapp", whatsapp_params(), body="From=whatsapp%3A%2B14155550123" + tail)
+    peak = _peak_bytes_of(lambda: recordable(event, mask="text"))
+    stored = recordable(event, mask="text")
+    assert stored["body"] == MASKED_TEXT and stored["recording"]["masked"] == ["body"]
+    assert peak < 48 * 1024 * 1024
+
+
+def test_a_multipart_body_of_more_parts_than_sendgrid_parse_reads_is_masked_whole() -> None:
+    """Defect: the capture thread parsed the header block of every part of a multipart body before masking it:
+    100000 empty parts (6 MB) took 2.7 s of the function's CPU, for a post from anyone. A body of more than the
+    1024 parts ``sendgrid.parse`` reads is masked whole, without reading a part."""
+    import email.parser
+
+    body, content_type = encode_form([("from", "a@example.org")] + [(f"f{n}", "") for n in range(5000)])
+    event = http_api_event(
+        "POST", "/prod/email", host="hooks.example.com", headers={"content-type": content_type}, body=body
+    )
+    read = 0
+    parse_bytes = email.parser.BytesHeaderParser.parsebytes
+
+    def counted(self: Any, text: bytes, headersonly: bool = False) -> Any:
+        nonlocal read
+        read += 1
+        return parse_bytes(self, text, headersonly)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(email.parser.BytesHeaderParser, "parsebytes", counted)
+        stored = recordable(event, mask="text")
+    assert base64.b64decode(stored["body"]) == MASKED_TEXT.encode() and read == 0
+
+
+@pytest.mark.parametrize("mask", ["text", "all"])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("cc", "Kim Lee <kim@example.org>, " * 4000),
+        ("from", "word " * 20000 + "<kim@example.org>"),
+        ("envelope", json.dumps({"to": ["support@inbound.acme.example"] * 20000, "from": "kim@example.org"})),
+        ("envelope", "[" * 100000),
+    ],
+    ids=["long-cc", "long-from", "long-envelope", "deep-envelope"],
+)
+def test_an_address_field_longer_than_sendgrid_parse_reads_is_masked_whole(name: str, value: str, mask: str) -> None:
+    """Defect: the capture thread masked an email's address fields however long, for a post from anyone (captured
+    before anything checks it): a 4 MB ``cc`` of names took 0.9 s (``text``) to 3.7 s (``all``, 6.4 s of words) of
+    the function's CPU, a 4 MB ``envelope`` 1.7 s, and an ``envelope`` nested 100000 levels deep raised
+    RecursionError (``all``): the capture failed, counted by ``CaptureFailuresAlarm``'s metric. ``sendgrid.parse``
+    reads an address list of at most 16 KiB and an envelope of at most 256 KiB: a longer field, or an envelope too
+    deep to read, is masked whole (its sender is the pipeline's fallback either way)."""
+    body, content_type = encode_form(
+        [("from", "kim@example.org"), (name, value)] if name != "from" else [(name, value)]
+    )
+    event = http_api_event(
+        "POST", "/prod/email", host="hooks.example.com", headers={"content-type": content_type}, body=body
+    )
+    pseudonyms = Pseudonyms(b"a-capture-key-of-32-characters!!") if mask == "all" else None
+    stored = recordable(event, mask=mask, pseudonyms=pseudonyms)
+    fields = parse(base64.b64decode(stored["body"]), content_type).fields
+    if name == "envelope" and mask == "text":
+        assert fields[name] == (value,), "text keeps an envelope as it is (its addresses are what a replay matches)"
+    else:
+        assert fields[name] == (MASKED_TEXT,) and name in stored["recording"]["masked"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -390,3 +391,68 @@ def test_any_form_reads_as_an_email_without_raising(fields: list[tuple[str, str]
     result = read_email(parse(body, content_type), body)
     assert ID_PATTERN.fullmatch(result.message_id)
     assert all("@" in address and address == address.lower() for address in result.recipients)
+
+
+def _boundary_checks(mime: bytes) -> tuple[InboundEmail, int]:
+    """The email, and how many (line, enclosing boundary) comparisons the standard library's MIME parser made."""
+    import email.feedparser
+
+    checks = 0
+    readline = email.feedparser.BufferedSubFile.readline
+
+    def counted(self: email.feedparser.BufferedSubFile) -> Any:
+        nonlocal checks
+        checks += max(1, len(self._eofstack))  # type: ignore[attr-defined]
+        return readline(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(email.feedparser.BufferedSubFile, "readline", counted)
+        return _raw(mime), checks
+
+
+def test_the_raw_message_parser_stops_within_a_bound_on_its_boundary_checks() -> None:
+    """Defect: the MIME parser compares every line it reads with the boundary of every multipart it is nested in.
+    64 nested multiparts over 3 MB of short lines took it 9 s here (about 27 s on Lambda's third of a CPU, past the
+    13 s timeout), and 1000 nested ones 1.6 s, for a post anyone can send: it is read before the signature check.
+    Reading stops once about a million such comparisons are made (a 5 MB attachment in base64 takes some 70000
+    lines), keeping what was read."""
+    lines = b"x\r\n" * (1024 * 1024)
+    _, checks = _boundary_checks(_nested(64, b"Content-Type: text/plain\r\n\r\n" + lines))
+    assert checks < 2_000_000, "before: 67 million"
+    _, checks = _boundary_checks(_nested(1000, b"Content-Type: text/plain\r\n\r\ndeep"))
+    assert checks < 2_000_000
+    text_first = (
+        b"From: a@example.net\r\nContent-Type: multipart/mixed; boundary=top\r\n\r\n--top\r\n"
+        b"Content-Type: text/plain\r\n\r\nhello\r\n--top\r\nContent-Type: text/csv\r\n"
+        b"Content-Disposition: attachment; filename=a.csv\r\n\r\n" + lines + b"\r\n--top--\r\n"
+    )
+    kept, checks = _boundary_checks(text_first)
+    assert checks < 2_000_000 and kept.text == "hello"
+
+
+def test_a_raw_message_of_many_multiparts_is_read_up_to_128_of_them() -> None:
+    """Defect: the MIME parser compiles a pattern for each multipart's boundary (the standard library caches 512):
+    1024 parts of sibling multiparts took it 0.3 s, before the signature check. At most 128 are read."""
+    siblings = b"".join(
+        b"--top\r\nContent-Type: multipart/alternative; boundary=s%d\r\n\r\n--s%d\r\nContent-Type: text/plain\r\n\r\n"
+        b"x\r\n--s%d--\r\n" % (n, n, n)
+        for n in range(1000)
+    )
+    mime = b"From: a@example.net\r\nContent-Type: multipart/mixed; boundary=top\r\n\r\n" + siblings + b"--top--\r\n"
+    email = _raw(mime)
+    assert email.text == "\n".join(["x"] * 127)
+
+
+@pytest.mark.parametrize("encoding", [b"quoted-printable", b"base64", b"7bit"])
+def test_a_multipart_the_parse_stopped_in_reads_as_one_without_parts(encoding: bytes) -> None:
+    """The parse stops as the part past the bounds is made: its multipart, whose parts had not begun, reads as one
+    without parts (an unfinished message has no payload, which the standard library cannot decode)."""
+    opening = b"".join(
+        b"Content-Type: multipart/mixed; boundary=b%d\r\nContent-Transfer-Encoding: %s\r\n\r\n--b%d\r\n"
+        % (i, encoding, i)
+        for i in range(70)
+    )
+    email = _raw(
+        b"From: a@example.net\r\nMessage-ID: <n@example.net>\r\n" + opening + b"Content-Type: text/plain\r\n\r\nx"
+    )
+    assert (email.text, email.attachments, email.sender) == ("", (), "a@example.net")
