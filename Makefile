@@ -29,9 +29,11 @@ lock:
 demo: $(STAMP)
 	$(VENV)/bin/pipeline-dryrun --world examples/world.yaml examples/events
 
-## The test suite (unit tests on moto in-process; integration tests on moto's server).
+## The test suite (unit tests on moto in-process; integration tests on moto's server), on every core
+## (pytest-xdist; TEST_WORKERS=0 runs it in one process).
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --numprocesses $(TEST_WORKERS) --maxprocesses 4
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -90,6 +90,18 @@ def test_another_key_is_refused() -> None:
         "Ω" + KEY.public_key,
         "A" * 5000,
     ],
+    ids=[
+        "empty",
+        "not-base64",
+        "too-short",
+        "zeroed-der",
+        "p384-key",
+        "rsa-key",
+        "cut",
+        "extra-char",
+        "non-ascii-prefix",
+        "huge",
+    ],
 )
 def test_a_malformed_or_unsuitable_key_is_refused(public_key: str) -> None:
     assert not is_valid_public_key(public_key)
@@ -108,6 +120,7 @@ def test_a_malformed_or_unsuitable_key_is_refused(public_key: str) -> None:
         "A" * 10_000,
         base64.b64encode(b"\x30" * 72).decode(),
     ],
+    ids=["empty", "not-base64", "too-short", "cut", "extra-padding", "non-ascii", "huge", "bogus-der"],
 )
 def test_a_malformed_signature_is_refused(sig: str) -> None:
     assert not verify(KEY.public_key, sig, REQUEST.timestamp, BODY)
