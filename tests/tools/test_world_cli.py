@@ -71,8 +71,19 @@ def test_a_pseudonymized_world_holds_no_credential_number_or_text(monkeypatch: p
     secret = world["secrets"]["ai-multi-comms/whatsapp-credentials/acme/support/twilio-prod"]
     assert secret == {"twilio_account_sid": "AC5ef8732a3c49700934481addd5ce1659", "twilio_auth_token": "redacted"}
     assert TOKEN not in out and "+447700900101" not in out and world["now"] == "2026-11-25T12:00:00Z"
-    status, out, _ = world_cli("pseudonymize", str(WORLD), "--mask", "text", "--keep-secrets")
-    assert status == 0 and TOKEN in out and "+447700900101" in out and "Hi Alice" not in out
+
+
+def test_a_world_that_keeps_its_credentials_is_written_to_an_owner_only_file_never_printed(tmp_path: Path) -> None:
+    # Printed, the tokens would land in a terminal's scrollback or a CI job's log, and a shell redirect makes a file
+    # anyone on the machine may read.
+    status, out, err = world_cli("pseudonymize", str(WORLD), "--mask", "text", "--keep-secrets")
+    assert status == 2 and out == "" and TOKEN not in err
+    assert "--keep-secrets needs -o FILE" in err
+    target = tmp_path / "kept.json"
+    status, out, _ = world_cli("pseudonymize", str(WORLD), "--mask", "text", "--keep-secrets", "-o", str(target))
+    kept = target.read_text()
+    assert status == 0 and TOKEN not in out and TOKEN in kept and "+447700900101" in kept and "Hi Alice" not in kept
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
 def test_what_a_command_needs_is_said(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,8 +4,8 @@
 from the account (``tools.dryrun.snapshot``; the tables the Lambda's environment variables name) and
 writes them as a world file (``-o FILE``: readable by its owner only, mode 0600, ``tools.private``), masked as
 the capture masks events (``--mask``, default ``text``; ``all`` pseudonymizes numbers and addresses with
-``--key-env``'s key) and with its credentials redacted unless ``--keep-secrets``: the events and the world can then
-be replayed offline together::
+``--key-env``'s key) and with its credentials redacted unless ``--keep-secrets`` (which needs ``-o``): the
+events and the world can then be replayed offline together::
 
     pipeline-world snapshot captured/ -o world.json
     pipeline-dryrun --world world.json --skip-signature captured/
@@ -51,6 +51,15 @@ def _pseudonyms(args: argparse.Namespace) -> Pseudonyms | None:
     if args.mask == "all" and len(key.encode()) < 16:
         raise Refused("--mask all needs --key-env NAME: a variable holding a key of at least 16 bytes")
     return Pseudonyms(key.encode()) if args.mask == "all" else None
+
+
+def _refuse_printed_credentials(args: argparse.Namespace) -> None:
+    """Refuse ``--keep-secrets`` without ``-o``: printed, tokens reach a terminal's scrollback or a job's log."""
+    if args.keep_secrets and args.output is None:
+        raise Refused(
+            "--keep-secrets needs -o FILE: the world then holds credentials, which are written to a file readable "
+            "by its owner only, never printed"
+        )
 
 
 def _write(document: Any, target: Path | None, out: TextIO, err: TextIO) -> None:
@@ -164,7 +173,9 @@ def _parser() -> argparse.ArgumentParser:
             "--mask", choices=MASK_MODES, default=default, help=f"{MASK_MODES_HELP} (default: {default})"
         )
         command.add_argument("--key-env", metavar="NAME", help="environment variable holding the pseudonym key")
-        command.add_argument("--keep-secrets", action="store_true", help="keep credentials (default: redacted)")
+        command.add_argument(
+            "--keep-secrets", action="store_true", help="keep credentials (default: redacted); needs -o FILE"
+        )
         command.add_argument(
             "-o", "--output", type=Path, metavar="FILE", help="write here, readable by its owner only (default: stdout)"
         )
@@ -179,6 +190,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     stdout, stderr = out or sys.stdout, err or sys.stderr
     args = _parser().parse_args(argv)
     try:
+        _refuse_printed_credentials(args)
         return _snapshot(args, stdout, stderr) if args.command == "snapshot" else _pseudonymize(args, stdout, stderr)
     except Refused as exc:
         stderr.write(f"pipeline-world: error: {exc}\n")
