@@ -120,11 +120,13 @@ def context_names(inspection: Inspection) -> list[Problem]:
 def request_fields(inspection: Inspection) -> list[Problem]:
     """Fields of ``request`` conditions and inline tests read that the pipeline's parse step never provides.
 
-    The step that provides ``request`` says which fields it gives (``request_fields``); one that does not say is
-    not checked. Only the pipeline's own conditions and the rule sets its steps run, as ``context_names``.
+    The step that provides ``request`` (the last, when several do) says which fields it gives
+    (``request_fields``); one that does not say is not checked. Only the pipeline's own conditions and the rule
+    sets its steps run, as ``context_names``.
     """
     steps = inspection.config.pipeline.steps() if inspection.config is not None else []
-    parser = next((step for step in steps if step.provides == "request"), None)
+    # The last step that provides it gives what the rules read (sendgrid.read completes sendgrid.parse's).
+    parser = next((step for step in reversed(steps) if step.provides == "request"), None)
     fields = getattr(parser.step, "request_fields", None) if parser is not None else None
     if parser is None or not isinstance(fields, frozenset):
         return []

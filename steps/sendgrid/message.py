@@ -34,11 +34,14 @@ __all__ = [
     "DEFAULT_MAX_HTML_CHARS",
     "ID_PATTERN",
     "ID_PREFIX",
+    "Addressing",
     "Attachment",
     "InboundEmail",
     "id_from_body",
     "id_from_message_id",
     "normalise_message_id",
+    "read_addressing",
+    "read_content",
     "read_email",
     "without_subaddress",
 ]
@@ -89,6 +92,27 @@ class Attachment:
     content_type: str
     size: int
     content_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Addressing:
+    """What is read of an email before its signature is checked: its id, addresses (lower-cased) and header block.
+
+    ``headers`` and ``envelope`` are kept for ``read_content``, which reads the rest once the post is authentic.
+    """
+
+    message_id: str
+    id_source: IdSource
+    sender: str | None
+    recipients: tuple[str, ...]
+    raw_mime: bool
+    headers: Message
+    envelope: dict[str, Any]
+
+    @property
+    def company_address(self) -> str:
+        """The parse address the email was delivered to, without its subaddress: what the lookup and the id use."""
+        return without_subaddress(self.recipients[0]) if self.recipients else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,45 +179,70 @@ def id_from_body(body: bytes) -> str:
     return ID_PREFIX + hashlib.sha256(_BODY_DOMAIN + body).hexdigest()[:32]
 
 
-def read_email(form: MultipartForm, body: bytes, *, max_html_chars: int = DEFAULT_MAX_HTML_CHARS) -> InboundEmail:
-    """The ``InboundEmail`` in a parsed Inbound Parse form; ``body`` is the raw request body it came from.
+def read_addressing(form: MultipartForm, body: bytes) -> Addressing:
+    """Who sent the email in a parsed Inbound Parse form, to whom, and its id; ``body`` is the raw request body.
 
-    The text of an HTML-only email is read from the HTML's first ``max_html_chars`` characters.
+    Only the header block (for the ``Message-ID``), the address fields and the envelope are read: what the lookup
+    and the event's log line need before the signature is checked. The text, HTML and attachments are not.
     """
     raw = form.raw.get("email", ())
     raw_mode = bool(raw) and form.first("headers") is None
-    mime = _parse_mime(raw[0]) if raw_mode else None
     headers = _parse_headers(_header_block(raw[0]) if raw_mode else form.first("headers") or "")
     message_ids = [found for value in _values(headers, "Message-ID") if (found := normalise_message_id(value))]
     envelope = _json_object(form.first("envelope"))
     # The author (From), not the envelope's return path (often a bounce address of the sender's mail system).
     sender = next(iter(_addresses(form.first("from"))), None) or _address(envelope.get("from"))
     recipients = _unique(_address(to) for to in _as_list(envelope.get("to"))) or _addresses(form.first("to"))
-    if raw_mode:
+    company = without_subaddress(recipients[0]) if recipients else ""
+    return Addressing(
+        message_id=id_from_message_id(message_ids[0], company) if message_ids else id_from_body(body),
+        id_source="message-id" if message_ids else "body",
+        sender=sender,
+        recipients=recipients,
+        raw_mime=raw_mode,
+        headers=headers,
+        envelope=envelope,
+    )
+
+
+def read_content(
+    form: MultipartForm, addressing: Addressing, *, max_html_chars: int = DEFAULT_MAX_HTML_CHARS
+) -> InboundEmail:
+    """The ``InboundEmail`` of a form whose addressing was read: its text, subject, attachments and header signs.
+
+    The text of an HTML-only email is read from the HTML's first ``max_html_chars`` characters.
+    """
+    if addressing.raw_mime:
+        mime = _parse_mime(form.raw["email"][0])
         # A message the parser could not read (nested too deep) has no parts to read; its headers still name it.
         plain, html, attachments = _mime_parts(mime) if mime is not None else (None, None, ())
     else:
         plain, html, attachments = form.first("text"), form.first("html"), _form_attachments(form)
     text, text_source, text_cut = _text(plain, html, max_html_chars)
-    company = without_subaddress(recipients[0]) if recipients else ""
+    headers, envelope, sender = addressing.headers, addressing.envelope, addressing.sender
     return InboundEmail(
-        message_id=id_from_message_id(message_ids[0], company) if message_ids else id_from_body(body),
-        id_source="message-id" if message_ids else "body",
+        message_id=addressing.message_id,
+        id_source=addressing.id_source,
         sender=sender,
-        recipients=recipients,
+        recipients=addressing.recipients,
         subject=" ".join((form.first("subject") or "").split()),
         text=text,
         text_source=text_source,
         text_cut=text_cut,
         attachments=attachments,
         spam_score=_score(form.first("spam_score")),
-        raw_mime=raw_mode,
+        raw_mime=addressing.raw_mime,
         auto_submitted=automatic.is_automatic({name: _values(headers, name) for name in automatic.HEADERS})
         or automatic.is_null_reverse_path(envelope),
         sender_authenticated=sender_authenticated(
             sender, _address(envelope.get("from")), form.first(SPF_FIELD), form.first(DKIM_FIELD)
         ),
     )
+
+
+def read_email(form: MultipartForm, body: bytes, *, max_html_chars: int = DEFAULT_MAX_HTML_CHARS) -> InboundEmail:
+    """The ``InboundEmail`` in a parsed Inbound Parse form (``read_addressing``, then ``read_content``)."""
+    return read_content(form, read_addressing(form, body), max_html_chars=max_html_chars)
 
 
 def _text(plain: str | None, html: str | None, max_html_chars: int) -> tuple[str, TextSource, bool]:

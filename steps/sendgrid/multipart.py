@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from email.message import Message
 from email.utils import collapse_rfc2231_value
 from types import MappingProxyType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "CHARSETS_FIELD",
@@ -365,16 +365,27 @@ def _describe(header: Message, index: int) -> tuple[str, str | None, str | None,
         raise MalformedPart(f"part {index} needs exactly one Content-Disposition")
     if header.get_content_disposition() != "form-data":
         raise MalformedPart(f"part {index} is not form-data")
-    name = _param(header, "name")
+    # Parsed once for both names (each get_param parses them all again); a file's charset is never read.
+    params = header.get_params(header="Content-Disposition")
+    name = _named(params, "name")
     if name is None:
         raise MalformedPart(f"part {index} has no field name")
+    filename = _named(params, "filename")
     declared = header.get_content_type() if "Content-Type" in header else None
-    return name, _param(header, "filename"), declared, header.get_content_charset()
+    return name, filename, declared, header.get_content_charset() if filename is None else None
 
 
 def _param(header: Message, name: str, field: str = "Content-Disposition") -> str | None:
     value = header.get_param(name, header=field)
     return None if value is None else collapse_rfc2231_value(value)
+
+
+def _named(params: list[tuple[str, Any]] | None, name: str) -> str | None:
+    """The first parameter ``name`` among a header's (``get_params``), as ``_param`` reads it from the header."""
+    for key, value in params or ():
+        if key.lower() == name:
+            return collapse_rfc2231_value(value)
+    return None
 
 
 def _charsets(raw: bytes | None) -> dict[str, str]:

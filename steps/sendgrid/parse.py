@@ -1,23 +1,21 @@
-"""``sendgrid.parse``: read an inbound email that SendGrid's Inbound Parse posts (multipart/form-data).
+"""``sendgrid.parse``: address an inbound email that SendGrid's Inbound Parse posts (multipart/form-data).
+
+Anyone can post, and the signature is checked after the lookup, so this step reads only what the lookup and the
+event's log line need: the form (every check that refuses it, before any AWS call), the sender, the recipient
+and the email's id. ``sendgrid.read``, after ``sendgrid.signature``, reads the rest (text, HTML, a raw MIME
+message's parts, attachments), whose cost grows with the body, from the form left in ``Context.private``.
 
 The email's identity is a stable ``EM…`` id (from its ``Message-ID`` and the parse address it was delivered
 to, else the body's digest), used as the stage row's ``message_sid``. The sender is the user
 (``user_address``), the parse address it was sent to is the company (``company_address``, without a ``+tag``
-subaddress; ``to`` keeps it), both lower-cased.
+subaddress; ``to`` keeps it), both lower-cased. A ``From`` header that cannot be read (too long, or nested too
+deep) leaves the envelope's sender.
 A request without SendGrid's signature headers, or signed too long ago (a replay) or in the future, ends here
-with ``INVALID_SIGNATURE``, before any AWS call. ``request.fields`` keeps the small header-like fields, never
-the bodies or raw headers; ``request.auto_submitted`` says whether the headers mark the email as sent by a
-program (an out-of-office reply, say: ``steps.sendgrid.automatic``), and ``request.sender_authenticated`` whether
-SPF or DKIM vouch for the sender's domain (``steps.sendgrid.senderauth``), for the screening rules. A ``From``
-header that cannot be read (too long, or nested too deep) leaves the envelope's sender.
+with ``INVALID_SIGNATURE``, before any AWS call.
 
-What is staged and handed off is bounded, so that no email is refused for its size after it was accepted: the
-text is cut to ``max_text_bytes`` of UTF-8 at a character boundary (``body_truncated`` and ``body_bytes``, the
-whole text's size, say so), each kept field to 2 KiB, and ``media`` lists the first 128 attachments with names
-and types clipped (``num_media`` counts them all). With the largest ``max_text_bytes`` a stage row stays under
-330 KB, inside DynamoDB's 400 KB item limit. So is the time reading takes: an HTML-only email's text is read
-from its first ``HTML_CHARS_PER_TEXT_BYTE`` x ``max_text_bytes`` characters of HTML, in time linear in them,
-and is marked ``body_truncated`` when the HTML was longer (``body_bytes`` is then the size of that text).
+What ``sendgrid.read`` stages and hands off is bounded by this step's ``max_text_bytes`` (with the largest, a
+stage row stays under 330 KB, inside DynamoDB's 400 KB item limit), and so is the time reading takes: an
+HTML-only email's text is read from its first ``HTML_CHARS_PER_TEXT_BYTE`` x ``max_text_bytes`` characters.
 
 The multipart and email modules are imported by the first email, not at the cold start (they pull in the
 standard library's ``email`` package, several milliseconds a container that may never see an email).
@@ -25,9 +23,8 @@ standard library's ``email`` package, several milliseconds a container that may 
 
 from __future__ import annotations
 
-import logging
-import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.context import Context, StepResult
@@ -35,20 +32,32 @@ from engine.errors import ErrorSpec, StepFailure
 from engine.http import HttpRequest
 from engine.registry import BuildInfo, ParamError, register
 from steps.sendgrid.ecdsa import SIGNATURE_HEADER, TIMESTAMP_HEADER, is_fresh
-from steps.support import iso_millis, utf8_prefix, webhook_post
+from steps.support import iso_millis, webhook_post
 
 if TYPE_CHECKING:
-    from steps.sendgrid.message import Attachment, InboundEmail
+    from steps.sendgrid.message import Addressing
     from steps.sendgrid.multipart import MultipartForm
 
-__all__ = ["HTML_CHARS_PER_TEXT_BYTE", "INVALID_SIGNATURE", "PARSING_ERROR", "STALE_SIGNATURE", "SendGridParse"]
+__all__ = [
+    "HTML_CHARS_PER_TEXT_BYTE",
+    "INVALID_SIGNATURE",
+    "KEPT_FIELDS",
+    "MAX_FIELD_BYTES",
+    "MAX_MEDIA_LISTED",
+    "PARSING_ERROR",
+    "REQUEST_FIELDS",
+    "STALE_SIGNATURE",
+    "UNREAD",
+    "SendGridParse",
+    "Unread",
+]
 
 PARSING_ERROR = ErrorSpec("PARSING_ERROR", description="the request is not a readable Inbound Parse post")
 INVALID_SIGNATURE = ErrorSpec("INVALID_SIGNATURE", description="the request's signature is missing, stale or wrong")
 # Why a post signed too long before (or after) the clock's time is refused; tools name it to say what to do.
 STALE_SIGNATURE = "the signature's timestamp is outside the accepted window"
 # Fields copied to ``request.fields``: what a person handling the email needs besides its text.
-_KEPT_FIELDS = ("to", "from", "cc", "subject", "envelope", "spam_score", "SPF", "dkim", "attachments")
+KEPT_FIELDS = ("to", "from", "cc", "subject", "envelope", "spam_score", "SPF", "dkim", "attachments")
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 # SendGrid's parsed format posts one form part per attachment, inline images included (a long Outlook thread carries
 # hundreds of quoted signatures' logos); reading a part takes microseconds, so the bound is the raw format's.
@@ -66,7 +75,7 @@ MAX_MEDIA_LISTED = 128
 # The fields SendGrid posts once each: a second one is refused, never chosen between (a second `from` could only
 # come from an email's own text, were SendGrid ever to let its boundary through).
 _SINGLE_FIELDS = (
-    *_KEPT_FIELDS,
+    *KEPT_FIELDS,
     "headers",
     "email",
     "text",
@@ -77,71 +86,64 @@ _SINGLE_FIELDS = (
     "sender_ip",
     "spam_report",
 )
-_MAX_FILENAME_BYTES = 255
-_MAX_CONTENT_TYPE_BYTES = 127
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# The request's fields once ``sendgrid.read`` has read the email, in their order; ``sendgrid.parse`` gives
+# ``ADDRESSED_FIELDS`` of them, all that the lookup and the logs need before the signature is checked.
+REQUEST_FIELDS = (
+    "channel",
+    "kind",
+    "is_status_callback",
+    "message_sid",
+    "message_id_source",
+    "from",
+    "to",
+    "user_address",
+    "company_address",
+    "subject",
+    "body",
+    "body_truncated",
+    "body_bytes",
+    "num_media",
+    "media",
+    "spam_score",
+    "auto_submitted",
+    "sender_authenticated",
+    "fields",
+    "received_at",
+)
+ADDRESSED_FIELDS = frozenset(
+    {"channel", "kind", "is_status_callback", "message_sid", "message_id_source", "from", "to", "user_address"}
+    | {"company_address", "received_at"}
+)
+# Where ``sendgrid.parse`` leaves the form for ``sendgrid.read`` (``Context.private``: never logged or shown).
+UNREAD = "sendgrid_unread"
 
-logger = logging.getLogger("steps.sendgrid.parse")
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """A post ``sendgrid.parse`` has addressed, whose content ``sendgrid.read`` reads once it is authentic."""
+
+    form: MultipartForm
+    addressing: Addressing
+    max_text_bytes: int
 
 
 def _fail(message: str) -> StepFailure:
     return StepFailure(PARSING_ERROR.code, message)
 
 
-def _utf8_text(value: str) -> str:
-    """``value`` with each lone surrogate replaced by U+FFFD: text UTF-8 can carry, as DynamoDB must store it.
-
-    A filename's charset is the sender's to name (RFC 2231's ``filename*=utf-7''…``, an encoded word), and a
-    codec such as UTF-7 decodes to lone surrogates, which DynamoDB's UTF-8 strings cannot hold (the stage row).
-    """
-    return _SURROGATE.sub("\ufffd", value)
-
-
-def _media(attachments: tuple[Attachment, ...]) -> list[dict[str, Any]]:
-    """The first ``MAX_MEDIA_LISTED`` attachments' summaries, names and types clipped, as UTF-8 text."""
-    return [
-        {
-            "filename": utf8_prefix(_utf8_text(item.filename), _MAX_FILENAME_BYTES)[0],
-            "content_type": utf8_prefix(_utf8_text(item.content_type), _MAX_CONTENT_TYPE_BYTES)[0],
-            "size": item.size,
-        }
-        for item in attachments[:MAX_MEDIA_LISTED]
-    ]
-
-
-def _fields(form: MultipartForm) -> dict[str, str]:
-    """The kept fields present in the form, each clipped to ``MAX_FIELD_BYTES``."""
-    return {
-        name: utf8_prefix(value, MAX_FIELD_BYTES)[0] for name in _KEPT_FIELDS if (value := form.first(name)) is not None
-    }
-
-
-def _request(
-    email: InboundEmail, form: MultipartForm, channel: str, received_at: str, max_text_bytes: int
-) -> dict[str, Any]:
-    sender = (email.sender or "").lower()
-    recipient = email.recipients[0] if email.recipients else ""
-    text, text_bytes = utf8_prefix(email.text, max_text_bytes)
+def _request(addressing: Addressing, channel: str, received_at: str) -> dict[str, Any]:
+    """The request as far as it is read before the signature: the email's id and addresses."""
+    sender = (addressing.sender or "").lower()
     return {
         "channel": channel,
         "kind": "message",
         "is_status_callback": False,
-        "message_sid": email.message_id,
-        "message_id_source": email.id_source,
+        "message_sid": addressing.message_id,
+        "message_id_source": addressing.id_source,
         "from": sender,
-        "to": recipient,
+        "to": addressing.recipients[0] if addressing.recipients else "",
         "user_address": sender,
-        "company_address": email.company_address,
-        "subject": utf8_prefix(email.subject, MAX_FIELD_BYTES)[0],
-        "body": text,
-        "body_truncated": text_bytes > max_text_bytes or email.text_cut,
-        "body_bytes": text_bytes,
-        "num_media": len(email.attachments),
-        "media": _media(email.attachments),
-        "spam_score": email.spam_score,
-        "auto_submitted": email.auto_submitted,
-        "sender_authenticated": email.sender_authenticated,
-        "fields": _fields(form),
+        "company_address": addressing.company_address,
         "received_at": received_at,
     }
 
@@ -189,31 +191,9 @@ def _request(
 class SendGridParse:
     """Parse the Inbound Parse post: sender, recipient, subject, text, attachments, the email's stable id."""
 
-    # The fields of the request it provides (``--check`` warns about a condition reading another: always null).
-    request_fields = frozenset(
-        [
-            "channel",
-            "kind",
-            "is_status_callback",
-            "message_sid",
-            "message_id_source",
-            "from",
-            "to",
-            "user_address",
-            "company_address",
-            "subject",
-            "body",
-            "body_truncated",
-            "body_bytes",
-            "num_media",
-            "media",
-            "spam_score",
-            "auto_submitted",
-            "sender_authenticated",
-            "fields",
-            "received_at",
-        ]
-    )
+    # The fields of the request it provides (``--check`` warns about a condition reading another: always null);
+    # ``sendgrid.read`` provides the rest once the signature is checked.
+    request_fields = ADDRESSED_FIELDS
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._channels = frozenset(info.channels)
@@ -253,7 +233,7 @@ class SendGridParse:
         channel = http.channel
         signature, timestamp = self._authentication(ctx, http)
         from steps.sendgrid import multipart
-        from steps.sendgrid.message import read_email
+        from steps.sendgrid.message import read_addressing
 
         try:
             form = multipart.parse(
@@ -264,16 +244,15 @@ class SendGridParse:
         repeated = [name for name in _SINGLE_FIELDS if len(form.fields.get(name, ())) > 1]
         if repeated:
             raise _fail(f"SendGrid posts each field once, yet {', '.join(repeated)} appears more than once")
-        email = read_email(form, http.body, max_html_chars=HTML_CHARS_PER_TEXT_BYTE * self._max_text)
-        if not email.sender or not email.recipients:
+        addressing = read_addressing(form, http.body)
+        if not addressing.sender or not addressing.recipients:
             raise _fail("the email names no sender or no recipient")
         ctx.private["signed"] = (signature, timestamp, http.body)
-        request = _request(email, form, channel, iso_millis(ctx.services.clock.now()), self._max_text)
-        decision = f"{channel} message ({email.id_source} id)"
-        if request["body_truncated"]:
-            decision += f", text of {request['body_bytes']} bytes cut to {self._max_text}"
-            if email.text_cut:
-                decision += f" (read from the HTML's first {HTML_CHARS_PER_TEXT_BYTE * self._max_text} characters)"
-            logger.info("email text truncated", extra={"decision": decision, "message_sid": request["message_sid"]})
+        ctx.private[UNREAD] = Unread(form, addressing, self._max_text)
+        request = _request(addressing, channel, iso_millis(ctx.services.clock.now()))
         # From here on every log line of the invocation names the email (its id is a digest, no address).
-        return StepResult(output=request, decision=decision, log={"message_sid": request["message_sid"]})
+        return StepResult(
+            output=request,
+            decision=f"{channel} message ({addressing.id_source} id)",
+            log={"message_sid": request["message_sid"]},
+        )

@@ -11,6 +11,7 @@ from engine.context import Context, Services
 from engine.http import HttpRequest
 from engine.registry import BuildInfo
 from steps.sendgrid.parse import SendGridParse
+from steps.sendgrid.read import SendGridRead
 from steps.twilio.parse import TwilioParse
 from tests.support.timeline import FixedClock
 from tests.support.webhooks import whatsapp_params
@@ -39,6 +40,12 @@ def test_the_email_request_has_exactly_the_fields_its_step_declares() -> None:
     request = signed(KeyPair(), body, content_type, timestamp=int(NOW.timestamp()))
     headers = {name.lower(): value for name, value in request.headers.items()}
     event = HttpRequest("POST", "/prod/email", headers, body)
-    result = SendGridParse({}, BuildInfo(rulesets={}, tables={}, targets={}, channels=("email",))).run(context(event))
+    info = BuildInfo(rulesets={}, tables={}, targets={}, channels=("email",))
+    ctx = context(event)
+    result = SendGridParse({}, info).run(ctx)
     assert result.output is not None
     assert set(result.output) == SendGridParse.request_fields
+    ctx.doc["request"] = dict(result.output)
+    read = SendGridRead({}, info).run(ctx)
+    assert read.output is not None
+    assert set(read.output) == SendGridRead.request_fields >= SendGridParse.request_fields

@@ -17,6 +17,7 @@ from steps.sendgrid.message import (
     id_from_body,
     id_from_message_id,
     normalise_message_id,
+    read_addressing,
     read_email,
 )
 from steps.sendgrid.multipart import MultipartForm, parse
@@ -456,3 +457,26 @@ def test_a_multipart_the_parse_stopped_in_reads_as_one_without_parts(encoding: b
         b"From: a@example.net\r\nMessage-ID: <n@example.net>\r\n" + opening + b"Content-Type: text/plain\r\n\r\nx"
     )
     assert (email.text, email.attachments, email.sender) == ("", (), "a@example.net")
+
+
+@pytest.mark.parametrize("raw", [False, True])
+@pytest.mark.parametrize(
+    "email",
+    [
+        Email(attachments=FILES),
+        Email(message_id=None, to="Support <support+order-7@parse.example.com>"),
+        Email(sender="Jane <" + "j" * 17000 + "@example.net>"),
+        Email(envelope_to=("Support+tag@Parse.Example.com", "other@parse.example.com")),
+    ],
+    ids=["attachments", "no_message_id", "unreadable_from", "two_recipients"],
+)
+def test_the_addressing_read_before_the_signature_is_the_emails(email: Email, raw: bool) -> None:
+    form, body = _read(email, raw=raw)
+    addressing, whole = read_addressing(form, body), read_email(form, body)
+    assert (addressing.message_id, addressing.id_source, addressing.sender, addressing.recipients) == (
+        whole.message_id,
+        whole.id_source,
+        whole.sender,
+        whole.recipients,
+    )
+    assert (addressing.company_address, addressing.raw_mime) == (whole.company_address, whole.raw_mime)

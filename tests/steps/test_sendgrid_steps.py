@@ -1,8 +1,10 @@
-"""The ``sendgrid.parse`` and ``sendgrid.signature`` steps on their own: what they read, and how they refuse."""
+"""The ``sendgrid.parse``, ``sendgrid.signature`` and ``sendgrid.read`` steps on their own: what they read, and how
+they refuse."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -14,7 +16,9 @@ from engine.http import HttpRequest
 from engine.registry import BuildInfo, get
 from engine.secrets import Redacted
 from steps.secrets import SigningKey
-from steps.sendgrid.parse import DEFAULT_MAX_AGE_SECONDS, SendGridParse
+from steps.sendgrid import message
+from steps.sendgrid.parse import ADDRESSED_FIELDS, DEFAULT_MAX_AGE_SECONDS, SendGridParse
+from steps.sendgrid.read import SendGridRead
 from steps.sendgrid.signature import SendGridSignature
 from tests.support.timeline import FixedClock
 from tools.sendgrid_events import Attachment, Email, KeyPair, inbound_parse_body, signed
@@ -38,9 +42,19 @@ def context(event: HttpRequest) -> Context:
     return Context(event=event, services=services, deadline=time.monotonic() + 5)
 
 
-def parse(event: HttpRequest, **params: Any) -> tuple[Context, dict[str, Any]]:
+def addressed(event: HttpRequest, **params: Any) -> tuple[Context, dict[str, Any]]:
+    """The context and request after ``sendgrid.parse`` alone (what is read before the signature)."""
     ctx = context(event)
     result = SendGridParse(params, INFO).run(ctx)
+    assert result.output is not None
+    ctx.doc["request"] = dict(result.output)
+    return ctx, ctx.doc["request"]
+
+
+def parse(event: HttpRequest, **params: Any) -> tuple[Context, dict[str, Any]]:
+    """The context and the whole request: ``sendgrid.parse``, then ``sendgrid.read`` (the signature's in between)."""
+    ctx, _ = addressed(event, **params)
+    result = SendGridRead({}, INFO).run(ctx)
     assert result.output is not None
     return ctx, dict(result.output)
 
@@ -165,3 +179,34 @@ def test_an_unreadable_from_falls_back_to_the_envelope_and_without_one_is_a_pars
     with pytest.raises(StepFailure) as caught:
         parse(request(Email(sender=nested, envelope_from="")))
     assert (caught.value.code, caught.value.message) == ("PARSING_ERROR", "the email names no sender or no recipient")
+
+
+def counted(monkeypatch: pytest.MonkeyPatch, names: tuple[str, ...]) -> list[str]:
+    """The names of the ``steps.sendgrid.message`` readers called from now on, one entry a call."""
+    calls: list[str] = []
+
+    def wrap(name: str, reader: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return reader(*args, **kwargs)
+
+        return run
+
+    for name in names:
+        monkeypatch.setattr(message, name, wrap(name, getattr(message, name)))
+    return calls
+
+
+def test_before_the_signature_only_the_addresses_and_the_id_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = counted(monkeypatch, ("html_to_text", "_form_attachments", "_parse_mime", "_text"))
+    html_only = Email(
+        text=None, html="<p>" + "x" * 5000 + "</p>", attachments=(Attachment("a.png", "image/png", b"x"),)
+    )
+    ctx, doc = addressed(request(html_only))
+    assert set(doc) == ADDRESSED_FIELDS and calls == []
+    assert (doc["user_address"], doc["company_address"]) == ("jane.sender@example.net", "support@parse.example.com")
+    whole = dict(SendGridRead({}, INFO).run(ctx).output or {})
+    assert sorted(calls) == ["_form_attachments", "_text", "html_to_text"]
+    assert whole["body"] == "x" * 5000 and whole["num_media"] == 1
+    assert {name: whole[name] for name in ADDRESSED_FIELDS} == doc
+    assert whole == parse(request(html_only))[1]

@@ -1057,7 +1057,8 @@ def test_a_request_field_the_pipelines_parse_step_never_provides_is_reported(tmp
         "is_status_callback, kind, media, message_id_source, message_sid, num_media, received_at, "
         "sender_authenticated, spam_score, subject, to, user_address"
     )
-    step = f"sendgrid.parse (step 'parse' of {root}/pipelines/email_inbound.yaml) never provides"
+    # The step whose request the rules read: sendgrid.read completes sendgrid.parse's after the signature.
+    step = f"sendgrid.read (step 'read' of {root}/pipelines/email_inbound.yaml) never provides"
     assert found == [
         f"rules/60_email_routing.yaml:12:29: warning: the condition reads request.subjet, which {step} it, so it is "
         f"always null (did you mean 'subject'?); the request's {fields}",

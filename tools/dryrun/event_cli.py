@@ -62,7 +62,7 @@ from engine.errors import ConfigError
 from runtime.masking import MASK_MODES, Pseudonyms
 from steps.sendgrid import multipart
 from steps.sendgrid.ecdsa import is_valid_public_key, verify
-from steps.sendgrid.message import read_email
+from steps.sendgrid.message import read_addressing
 from tools.console import console_script, json_line, load_project_plugins
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.events import EventFileError
@@ -336,7 +336,7 @@ def _email_body(args: argparse.Namespace) -> tuple[bytes, str]:
 def _email_parties(body: bytes, content_type: str) -> tuple[str, str]:
     """(user, company) as ``sendgrid.parse`` reads them from the body; empty when it cannot."""
     try:
-        email = read_email(multipart.parse(body, content_type), body)
+        email = read_addressing(multipart.parse(body, content_type), body)
     except multipart.MultipartError:
         return "", ""
     return (email.sender or "").lower(), email.company_address

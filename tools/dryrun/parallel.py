@@ -40,10 +40,10 @@ def available_workers() -> int:
 def _email_keys(body: bytes, content_type: str) -> tuple[str | None, str | None]:
     """The sender an Inbound Parse post's lookup is keyed by and its message's id, read as ``sendgrid.parse`` does."""
     from steps.sendgrid import multipart
-    from steps.sendgrid.message import read_email
+    from steps.sendgrid.message import read_addressing
 
     try:
-        email = read_email(multipart.parse(body, content_type), body)
+        email = read_addressing(multipart.parse(body, content_type), body)
     except multipart.MultipartError:
         return None, None
     return (email.sender.lower() if email.sender else None), email.message_id
