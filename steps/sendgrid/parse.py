@@ -1,9 +1,10 @@
 """``sendgrid.parse``: address an inbound email that SendGrid's Inbound Parse posts (multipart/form-data).
 
-Anyone can post, and the signature is checked after the lookup, so this step reads only what the lookup and the
-event's log line need: the form (every check that refuses it, before any AWS call), the sender, the recipient
-and the email's id. ``sendgrid.read``, after ``sendgrid.signature``, reads the rest (text, HTML, a raw MIME
-message's parts, attachments), whose cost grows with the body, from the form left in ``Context.private``.
+Anyone can post, and the signature is checked after the lookup, so with ``defer_content`` this step reads only
+what the lookup and the event's log line need: the form (every check that refuses it, before any AWS call), the
+sender, the recipient and the email's id. ``sendgrid.read``, after ``sendgrid.signature``, reads the rest (text,
+HTML, a raw MIME message's parts, attachments), whose cost grows with the body, from the form left in
+``Context.private``. Without it (a pipeline file written before ``sendgrid.read``), this step reads it all.
 
 The email's identity is a stable ``EM…`` id (from its ``Message-ID`` and the parse address it was delivered
 to, else the body's digest), used as the stage row's ``message_sid``. The sender is the user
@@ -176,6 +177,13 @@ def _request(addressing: Addressing, channel: str, received_at: str) -> dict[str
                 "again.",
             },
             "max_future_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
+            "defer_content": {
+                "type": "boolean",
+                "description": "Read only the addresses and the email's id here, leaving the text, HTML, raw MIME "
+                "parts and attachments to a sendgrid.read step after sendgrid.signature (unsigned posts then cost "
+                "no full read). Default false: this step reads the whole email, as a pipeline file without "
+                "sendgrid.read needs.",
+            },
             "max_text_bytes": {
                 "type": "integer",
                 "minimum": 1024,
@@ -192,8 +200,8 @@ class SendGridParse:
     """Parse the Inbound Parse post: sender, recipient, subject, text, attachments, the email's stable id."""
 
     # The fields of the request it provides (``--check`` warns about a condition reading another: always null);
-    # ``sendgrid.read`` provides the rest once the signature is checked.
-    request_fields = ADDRESSED_FIELDS
+    # with ``defer_content``, ``sendgrid.read`` provides the rest once the signature is checked.
+    request_fields: frozenset[str] = frozenset(REQUEST_FIELDS)
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._channels = frozenset(info.channels)
@@ -210,6 +218,9 @@ class SendGridParse:
                 "accepted again",
             )
         self._max_text = int(params.get("max_text_bytes", DEFAULT_MAX_TEXT_BYTES))
+        self._defer = bool(params.get("defer_content", False))
+        if self._defer:
+            self.request_fields = ADDRESSED_FIELDS
 
     @property
     def signature_max_age_seconds(self) -> float:
@@ -248,11 +259,14 @@ class SendGridParse:
         if not addressing.sender or not addressing.recipients:
             raise _fail("the email names no sender or no recipient")
         ctx.private["signed"] = (signature, timestamp, http.body)
-        ctx.private[UNREAD] = Unread(form, addressing, self._max_text)
+        unread = Unread(form, addressing, self._max_text)
         request = _request(addressing, channel, iso_millis(ctx.services.clock.now()))
+        decision = f"{channel} message ({addressing.id_source} id)"
+        if self._defer:
+            ctx.private[UNREAD] = unread
+        else:
+            from steps.sendgrid.read import completed
+
+            request, decision = completed(request, unread)
         # From here on every log line of the invocation names the email (its id is a digest, no address).
-        return StepResult(
-            output=request,
-            decision=f"{channel} message ({addressing.id_source} id)",
-            log={"message_sid": request["message_sid"]},
-        )
+        return StepResult(output=request, decision=decision, log={"message_sid": request["message_sid"]})

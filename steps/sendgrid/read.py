@@ -99,6 +99,25 @@ def _request(
     return {name: content[name] if name in content else addressed[name] for name in REQUEST_FIELDS}
 
 
+def completed(addressed: Mapping[str, Any], unread: Unread) -> tuple[dict[str, Any], str]:
+    """The whole request, from what ``sendgrid.parse`` addressed and its form, and the decision that reads it.
+
+    A text cut to ``max_text_bytes`` is logged (``email text truncated``) and said in the decision.
+    """
+    from steps.sendgrid.message import read_content
+
+    max_html_chars = HTML_CHARS_PER_TEXT_BYTE * unread.max_text_bytes
+    email = read_content(unread.form, unread.addressing, max_html_chars=max_html_chars)
+    request = _request(email, addressed, unread.form, unread.max_text_bytes)
+    decision = f"{request['channel']} message ({email.id_source} id)"
+    if request["body_truncated"]:
+        decision += f", text of {request['body_bytes']} bytes cut to {unread.max_text_bytes}"
+        if email.text_cut:
+            decision += f" (read from the HTML's first {max_html_chars} characters)"
+        logger.info("email text truncated", extra={"decision": decision, "message_sid": request["message_sid"]})
+    return request, decision
+
+
 @register("sendgrid.read", provides="request", requires=("request", "signature"))
 class SendGridRead:
     """Read the signed email's text, subject, attachments and headers into the request (after the signature)."""
@@ -110,16 +129,9 @@ class SendGridRead:
         pass
 
     def run(self, ctx: Context) -> StepResult:
-        from steps.sendgrid.message import read_content
-
-        unread: Unread = ctx.private.pop(UNREAD)
-        max_html_chars = HTML_CHARS_PER_TEXT_BYTE * unread.max_text_bytes
-        email = read_content(unread.form, unread.addressing, max_html_chars=max_html_chars)
-        request = _request(email, ctx.doc["request"], unread.form, unread.max_text_bytes)
-        decision = f"{request['channel']} message ({email.id_source} id)"
-        if request["body_truncated"]:
-            decision += f", text of {request['body_bytes']} bytes cut to {unread.max_text_bytes}"
-            if email.text_cut:
-                decision += f" (read from the HTML's first {max_html_chars} characters)"
-            logger.info("email text truncated", extra={"decision": decision, "message_sid": request["message_sid"]})
+        unread: Unread | None = ctx.private.pop(UNREAD, None)
+        if unread is None:
+            # sendgrid.parse without defer_content has read the whole email already: the request stays as it is.
+            return StepResult(decision="read by sendgrid.parse (no defer_content)")
+        request, decision = completed(ctx.doc["request"], unread)
         return StepResult(output=request, decision=decision)

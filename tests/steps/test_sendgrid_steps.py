@@ -3,6 +3,7 @@ they refuse."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from steps.sendgrid.parse import ADDRESSED_FIELDS, DEFAULT_MAX_AGE_SECONDS, Send
 from steps.sendgrid.read import SendGridRead
 from steps.sendgrid.signature import SendGridSignature
 from tests.support.timeline import FixedClock
-from tools.sendgrid_events import Attachment, Email, KeyPair, inbound_parse_body, signed
+from tools.sendgrid_events import Attachment, Email, KeyPair, inbound_parse_body, raw_mime_body, signed
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 KEY = KeyPair()
@@ -45,7 +46,7 @@ def context(event: HttpRequest) -> Context:
 def addressed(event: HttpRequest, **params: Any) -> tuple[Context, dict[str, Any]]:
     """The context and request after ``sendgrid.parse`` alone (what is read before the signature)."""
     ctx = context(event)
-    result = SendGridParse(params, INFO).run(ctx)
+    result = SendGridParse({"defer_content": True, **params}, INFO).run(ctx)
     assert result.output is not None
     ctx.doc["request"] = dict(result.output)
     return ctx, ctx.doc["request"]
@@ -210,3 +211,34 @@ def test_before_the_signature_only_the_addresses_and_the_id_are_read(monkeypatch
     assert whole["body"] == "x" * 5000 and whole["num_media"] == 1
     assert {name: whole[name] for name in ADDRESSED_FIELDS} == doc
     assert whole == parse(request(html_only))[1]
+
+
+def raw_request(email: Email) -> HttpRequest:
+    """``email`` posted in the ``send_raw`` format, signed."""
+    body, content_type = raw_mime_body(email)
+    posted = signed(KEY, body, content_type, timestamp=int(NOW.timestamp()))
+    headers = {name.lower(): value for name, value in posted.headers.items()}
+    return HttpRequest(method="POST", path="/prod/email", headers=headers, body=body)
+
+
+ODD_EMAILS: dict[str, Callable[[], HttpRequest]] = {
+    "plain": lambda: request(),
+    "latin1": lambda: request(Email(text="Caf\u00e9 cr\u00e8me", html=None, charset="ISO-8859-1")),
+    "html_only_cut": lambda: request(Email(text=None, html="<p>" + "mot " * 200000 + "</p>")),
+    "text_cut": lambda: request(Email(text="\u00e9" * 5000)),
+    "no_text": lambda: request(Email(text=None, html=None)),
+    "only_attachments": lambda: request(Email(text=None, html=None, attachments=(Attachment("a.pdf", "x/y", b"%"),))),
+    "raw_mime": lambda: raw_request(Email(text=None, attachments=(Attachment("b.png", "image/png", b"\x89"),))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD_EMAILS))
+def test_without_defer_content_parse_alone_reads_the_request_parse_and_read_do(name: str) -> None:
+    event = ODD_EMAILS[name]()
+    params = {"max_text_bytes": 1024} if name == "text_cut" else {}
+    alone = SendGridParse(params, INFO).run(context(event))
+    _, whole = parse(event, **params)
+    assert alone.output is not None
+    assert json.dumps(alone.output) == json.dumps(whole)
+    assert set(alone.output) == SendGridParse(params, INFO).request_fields
+    assert SendGridRead({}, INFO).run(context(event)).output is None

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from runtime.masking import recordable
 from tests.support.dryrun import EVENTS, ROOT, WORLD, run_dryrun
@@ -104,3 +105,25 @@ def test_live_options_need_the_live_backend() -> None:
     ):
         assert run_replay(build_parser().parse_args(args), out=out, err=err) == 2
         assert message in err.getvalue()
+
+
+def pipeline_before_read(tmp_path: Path) -> Path:
+    """The shipped email pipeline as written before ``sendgrid.read`` existed (a bundle published then, pulled)."""
+    document = yaml.safe_load((ROOT / "pipelines" / "email_inbound.yaml").read_text(encoding="utf-8"))
+    document["steps"] = [step for step in document["steps"] if step.get("uses") != "sendgrid.read"]
+    parse = next(step for step in document["steps"] if step.get("uses") == "sendgrid.parse")
+    parse["with"].pop("defer_content", None)
+    path = tmp_path / "email_inbound.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_a_baseline_pipeline_file_without_the_read_step_decides_the_emails_as_before(tmp_path: Path) -> None:
+    baseline = pipeline_before_read(tmp_path)
+    records, _ = replay("--json", "--world", WORLD, "--baseline-pipeline", baseline, EVENTS / "13_email.jsonl")
+    decided = [(r["outcome"], r["baseline_outcome"], r["changed"]) for r in records]
+    assert decided == [
+        ("QUEUED", "QUEUED", False),
+        ("EMAIL_REJECTED", "EMAIL_REJECTED", False),
+        ("INVALID_SIGNATURE", "INVALID_SIGNATURE", False),
+    ]
