@@ -7,9 +7,9 @@ the step evaluating the rule set, a conversation attribute a ``read: rules`` rea
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-from engine.config import Inspection
+from engine.config import Inspection, LocatedExpression
 from engine.errors import Problem, did_you_mean
 from engine.expressions import expression_tokens
 from engine.runner import ParallelGroup, PlannedStep
@@ -162,44 +162,90 @@ def request_fields(inspection: Inspection) -> list[Problem]:
     return found
 
 
-def _evaluators(inspection: Inspection) -> list[tuple[PlannedStep, set[str], list[str]]]:
-    """Each step that evaluates rule sets, the context keys provided before it runs, and the sets it names."""
-    found: list[tuple[PlannedStep, set[str], list[str]]] = []
+class _Evaluator(NamedTuple):
+    """A step that evaluates rule sets: the context keys provided before it, its sets and the request's provider."""
+
+    step: PlannedStep
+    available: set[str]
+    sets: list[str]
+    request: PlannedStep | None
+
+
+def _evaluators(inspection: Inspection) -> list[_Evaluator]:
+    """Each step that evaluates rule sets, with what is provided before it runs (``_Evaluator``)."""
+    found: list[_Evaluator] = []
     before: set[str] = set()
+    request: PlannedStep | None = None
     for node in inspection.config.pipeline.nodes if inspection.config else ():
         members = node.members if isinstance(node, ParallelGroup) else (node,)
         for step in members:
             named = step.params.get("rulesets", [step.params.get("ruleset")])
             sets = [name for name in named if isinstance(name, str)] if isinstance(named, list) else []
             if sets:
-                found.append((step, set(before), sets))
+                found.append(_Evaluator(step, set(before), sets, request))
         before.update(step.provides for step in members if step.provides)
+        request = next((step for step in reversed(members) if step.provides == "request"), request)
+    return found
+
+
+def _fields_of(step: PlannedStep | None) -> frozenset[str] | None:
+    """The request fields ``step`` says it provides (``request_fields``); None when it does not say."""
+    fields = getattr(step.step, "request_fields", None) if step is not None else None
+    return fields if isinstance(fields, frozenset) else None
+
+
+def _request_later(inspection: Inspection, evaluator: _Evaluator, located: LocatedExpression) -> list[Problem]:
+    """Request fields a condition of the evaluator's sets reads that only a later step completing the request gives.
+
+    sendgrid.parse gives the addresses, sendgrid.read the rest after the signature: a set evaluated between them
+    reads the rest as null.
+    """
+    given = _fields_of(evaluator.request)
+    if inspection.config is None or given is None:
+        return []
+    providers = [step for step in inspection.config.pipeline.steps() if step.provides == "request"]
+    index = next((i for i, step in enumerate(providers) if step is evaluator.request), len(providers))
+    later = providers[index + 1 :]
+    found: list[Problem] = []
+    read = (str(path[1]) for path in located.expression.paths if len(path) > 1 and path[0] == "request")
+    for name in dict.fromkeys(name for name in read if name not in given):
+        completer = next((step for step in later if name in (_fields_of(step) or ())), None)
+        offset = _root_offset(located.expression.source, "request", name)
+        if completer is None or offset is None:
+            continue
+        message = (
+            f"the condition reads request.{name}, which step {completer.id!r} ({completer.uses}) provides only after "
+            f"step {evaluator.step.id!r} ({evaluator.step.uses}) evaluates this set: here it is always null; the "
+            f"request then holds: {', '.join(sorted(given))}"
+        )
+        found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
     return found
 
 
 def provided_too_late(inspection: Inspection) -> list[Problem]:
-    """Names a rule reads that a step provides only after the step evaluating its set: there, always null."""
+    """Names (and request fields) a rule reads that a step provides only after the step evaluating its set."""
     if inspection.config is None:
         return []
     providers = {step.provides: step for step in inspection.config.pipeline.steps() if step.provides}
     files = {name: loaded.locator.file for name, loaded in inspection.rulesets.items()}
     found: list[Problem] = []
-    for evaluator, available, sets in _evaluators(inspection):
-        in_sets = {files[name] for name in sets if name in files}
+    for evaluator in _evaluators(inspection):
+        in_sets = {files[name] for name in evaluator.sets if name in files}
         for located in inspection.expressions:
             if located.locator.file not in in_sets:
                 continue
             for root in dict.fromkeys(path[0] for path in located.expression.paths):
                 later = providers.get(root)
-                if later is None or root in available or later is evaluator:
+                if later is None or root in evaluator.available or later is evaluator.step:
                     continue
                 message = (
                     f"the condition reads {root!r}, which step {later.id!r} ({later.uses}) provides only after step "
-                    f"{evaluator.id!r} ({evaluator.uses}) evaluates this set: here it is always null; the document "
-                    f"then holds: {', '.join(sorted(available))}"
+                    f"{evaluator.step.id!r} ({evaluator.step.uses}) evaluates this set: here it is always null; the "
+                    f"document then holds: {', '.join(sorted(evaluator.available))}"
                 )
                 offset = _root_offset(located.expression.source, root)
                 found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
+            found.extend(_request_later(inspection, evaluator, located))
     return found
 
 

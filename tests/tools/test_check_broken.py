@@ -1130,3 +1130,32 @@ def test_a_request_field_a_multi_select_reads_that_the_parse_step_never_provides
         "rules/60_email_routing.yaml:12:30: warning: the condition reads request.subjet",
         "rules/60_email_routing.yaml:15:24: warning: the condition reads request.subjet",
     ], found
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_request_field_read_before_the_step_that_completes_the_request_is_reported(tmp_path: Path) -> None:
+    """sendgrid.parse gives only the addresses; the screening rules read what sendgrid.read gives, so a read step
+    moved after the rules leaves them reading nulls: every email passes the screening."""
+    from tools.check import check_config
+
+    root = assemble(tmp_path)
+    pipeline = root / "pipelines" / "email_inbound.yaml"
+    shipped = pipeline.read_text(encoding="utf-8")
+    read = "  - id: read\n    uses: sendgrid.read\n\n"
+    assert shipped.count(read) == 1
+    moved = shipped.replace(read, "").replace(
+        "  - parallel:\n      - id: stage\n", read + "  - parallel:\n      - id: stage\n"
+    )
+    pipeline.write_text(moved, encoding="utf-8")
+    report = check_config(sorted((root / "pipelines").glob("*.yaml")), root / "rules")
+    found = sorted(str(w).removeprefix(f"{root}/") for w in report.warnings if "request." in w.message)
+    late = (
+        "which step 'read' (sendgrid.read) provides only after step 'rules' (rules.validate) evaluates this set: "
+        "here it is always null; the request then holds: channel, company_address, from, is_status_callback, kind, "
+        "message_id_source, message_sid, received_at, to, user_address"
+    )
+    assert found == [
+        f"rules/50_email_screening.yaml:12:20: warning: the condition reads request.sender_authenticated, {late}",
+        f"rules/50_email_screening.yaml:18:20: warning: the condition reads request.spam_score, {late}",
+        f"rules/50_email_screening.yaml:34:20: warning: the condition reads request.auto_submitted, {late}",
+    ], found
