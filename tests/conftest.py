@@ -25,6 +25,7 @@ from moto import mock_aws  # noqa: E402
 from runtime.logs import JsonFormatter  # noqa: E402
 from runtime.plugins import load_plugins, plugin_modules  # noqa: E402
 from tests.support.aws import AwsSpy  # noqa: E402
+from tests.support.clock import install_clock  # noqa: E402
 from tests.support.expect import ROOT  # noqa: E402
 from tests.support.world import World  # noqa: E402
 from tools.localaws import provision  # noqa: E402
@@ -102,12 +103,30 @@ def world(monkeypatch: pytest.MonkeyPatch, boto_session: boto3.session.Session) 
         yield World(dynamodb, sqs, secretsmanager, resources)
 
 
+def _steady(application: Any, request: pytest.FixtureRequest) -> Any:
+    """``application``, its time budget spent only by hand unless the test is marked ``real_deadline``.
+
+    The containers of ``lambda_handler``, ``cold_start`` and ``task_root`` run on a stepped clock (wall time real,
+    monotonic time still: ``tests.support.clock``), so a test that is not about time cannot see the pipeline's
+    4 s deadline expire however loaded the machine is. On the real clock, a loaded 2-core machine running the
+    suite on two workers spent it: one secret fetch took 3.9 s (``STAGE_WRITE_TRANSIENT_ERROR: time budget spent
+    before step 'stage'`` in a test of the log line). Durations (logs, metrics) are measured apart from this clock
+    and stay real; a test about the real deadline is marked ``real_deadline``.
+    """
+    if request.node.get_closest_marker("real_deadline") is None:
+        install_clock(application)
+    return application
+
+
 @pytest.fixture
-def lambda_handler(world: World, boto_session: boto3.session.Session) -> Handler:
-    """``handler.handler`` on a fresh container (configuration reloaded, empty secret cache, new clients)."""
+def lambda_handler(world: World, boto_session: boto3.session.Session, request: pytest.FixtureRequest) -> Handler:
+    """``handler.handler`` on a fresh container (configuration reloaded, empty secret cache, new clients).
+
+    Its deadline clock stands still (``_steady``).
+    """
     import handler
 
-    handler.reload(boto_session)
+    _steady(handler.reload(boto_session), request)
     return handler.handler
 
 
@@ -129,15 +148,16 @@ class Container:
 
 @pytest.fixture
 def cold_start(
-    world: World, monkeypatch: pytest.MonkeyPatch, boto_session: boto3.session.Session
+    world: World, monkeypatch: pytest.MonkeyPatch, boto_session: boto3.session.Session, request: pytest.FixtureRequest
 ) -> Callable[..., Container]:
-    """Start a new container after setting environment variables (``PUBLIC_BASE_URL=...``)."""
+    """Start a new container after setting environment variables (``PUBLIC_BASE_URL=...``); its deadline clock
+    stands still (``_steady``)."""
     import handler
 
     def start(**env: str) -> Container:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        application = handler.reload(boto_session)
+        application = _steady(handler.reload(boto_session), request)
         return Container(handler.handler, AwsSpy(application))
 
     return start
@@ -154,11 +174,16 @@ def outcomes(caplog: pytest.LogCaptureFixture) -> Callable[[], list[tuple[str, s
 
 @pytest.fixture
 def task_root(
-    world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, boto_session: boto3.session.Session
+    world: World,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    boto_session: boto3.session.Session,
+    request: pytest.FixtureRequest,
 ) -> Callable[..., Container]:
     """A container whose task root is a copy of ``pipelines/`` and ``rules/`` with some files replaced.
 
-    ``files`` maps a path under the root to its new text (None deletes the file); ``env`` is set first.
+    ``files`` maps a path under the root to its new text (None deletes the file); ``env`` is set first. Its
+    deadline clock stands still (``_steady``).
     """
     import handler
 
@@ -175,7 +200,7 @@ def task_root(
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setattr(handler, "TASK_ROOT", root)
-        application = handler.reload(boto_session)
+        application = _steady(handler.reload(boto_session), request)
         return Container(handler.handler, AwsSpy(application))
 
     return start

@@ -8,6 +8,7 @@ the fixture serializes moto's DynamoDB writes, which restores that guarantee and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -39,22 +40,16 @@ ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
 
 
-def free_port() -> int:
+@contextlib.contextmanager
+def unused_port() -> Iterator[int]:
+    """A port nothing listens on (a connection is refused), held until the block ends so that nothing else can.
+
+    A port merely found free and let go (bind to 0, then close) may be taken before it is used: by another xdist
+    worker's server or by any process's outgoing connection, which draws from the same ephemeral range.
+    """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode}:\n{log.read_text(errors='replace')}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {START_TIMEOUT} s:\n{log.read_text(errors='replace')}")
+        yield int(sock.getsockname()[1])
 
 
 def wait_for_line(pattern: str, process: subprocess.Popen[bytes], log: Path) -> re.Match[str]:
@@ -111,18 +106,18 @@ class Moto:
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    port = free_port()
+    # Port 0: the server binds a port of its own and says which (one chosen here and let go could be taken first).
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=base_env(),
         )
     try:
-        wait_for_port(port, process, log)
-        yield Moto(f"http://127.0.0.1:{port}", process)
+        match = wait_for_line(r"Running on (http://127\.0\.0\.1:\d+)", process, log)
+        yield Moto(match.group(1), process)
     finally:
         stop(process)
 

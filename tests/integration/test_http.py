@@ -136,25 +136,26 @@ def test_every_log_line_names_the_request_and_none_carries_the_token(serve: Serv
 
 def test_a_transient_fault_is_a_5xx_so_that_twilio_retries(tmp_path: Path) -> None:
     """AWS unreachable (nothing listens at the endpoint): the handler raises and API Gateway answers 502."""
-    from tests.integration.conftest import free_port
+    from tests.integration.conftest import unused_port
 
-    dead = f"http://127.0.0.1:{free_port()}"
-    env = base_env(
-        CONVERSATIONS_TABLE_NAME="conversations",
-        STAGE_TABLE_NAME="conversations-stage",
-        LOCK_TABLE_NAME="conversations-trigger-lock",
-        REPLAY_TABLE_NAME="conversations-replay",
-        WHATSAPP_QUEUE_URL=f"{dead}/123456789012/whatsapp",
-        SMS_QUEUE_URL=f"{dead}/123456789012/sms",
-        HANDOFF_QUEUE_URL=f"{dead}/123456789012/handoff",
-    )
-    server = start_serve(tmp_path, ["--endpoint-url", dead, "--quiet"], env)
-    try:
-        answer = server.post("/prod/whatsapp", whatsapp_params())
-        assert (answer.status, json.loads(answer.body)) == (502, {"message": "Internal server error"})
-        assert "DB_TRANSIENT_ERROR" in server.output()[1]
-    finally:
-        stop(server.process)
+    with unused_port() as port:
+        dead = f"http://127.0.0.1:{port}"
+        env = base_env(
+            CONVERSATIONS_TABLE_NAME="conversations",
+            STAGE_TABLE_NAME="conversations-stage",
+            LOCK_TABLE_NAME="conversations-trigger-lock",
+            REPLAY_TABLE_NAME="conversations-replay",
+            WHATSAPP_QUEUE_URL=f"{dead}/123456789012/whatsapp",
+            SMS_QUEUE_URL=f"{dead}/123456789012/sms",
+            HANDOFF_QUEUE_URL=f"{dead}/123456789012/handoff",
+        )
+        server = start_serve(tmp_path, ["--endpoint-url", dead, "--quiet"], env)
+        try:
+            answer = server.post("/prod/whatsapp", whatsapp_params())
+            assert (answer.status, json.loads(answer.body)) == (502, {"message": "Internal server error"})
+            assert "DB_TRANSIENT_ERROR" in server.output()[1]
+        finally:
+            stop(server.process)
 
 
 def test_serve_can_start_moto_itself_and_seed_it_from_a_world_file(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ def declared_as(email: Email, encoding: str, label: str) -> dict[str, Any]:
     return posted(*encode_form(out, files))
 
 
+@pytest.mark.real_deadline  # queued within the pipeline's deadline, on the real clock
 def test_a_small_html_only_email_of_unclosed_tags_is_queued_within_the_deadline(world, lambda_handler, outcomes):
     """24 KB of '<a ': the standard library's parser took over the 4 s deadline on it (503 on every retry)."""
     add_email_world(world)
@@ -190,6 +191,7 @@ def test_a_raw_mime_email_nested_too_deep_is_queued_under_its_message_id(world, 
     assert row["primary_channel"] == USER_EMAIL
 
 
+@pytest.mark.real_deadline  # queued within the pipeline's deadline, on the real clock
 def test_a_raw_mime_email_of_a_quarter_million_empty_parts_is_queued_within_the_deadline(
     world, lambda_handler, outcomes
 ):
