@@ -87,16 +87,18 @@ def user_key(event: Any) -> str | None:
     return event_keys(event)[0]
 
 
+def _root(parent: dict[str, str], node: str) -> str:
+    """The representative of ``node``'s set in the disjoint-set forest ``parent`` (a new node is its own set)."""
+    root = node
+    while parent.setdefault(root, root) != root:
+        root = parent[root]
+    parent[node] = root
+    return root
+
+
 def conversation_groups(conversations: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """User key → group: numbers and addresses whose conversations share an id (and so rows) are in one group."""
     parent: dict[str, str] = {}
-
-    def find(node: str) -> str:
-        root = node
-        while parent.setdefault(root, root) != root:
-            root = parent[root]
-        parent[node] = root
-        return root
 
     for item in conversations:
         nodes = [f"id:{item.get('conversation_id')}"]
@@ -105,10 +107,10 @@ def conversation_groups(conversations: Sequence[Mapping[str, Any]]) -> dict[str,
             for name in ("primary_channel", "gsi_recipient_tel", "gsi_recipient_email")
             if item.get(name)
         ]
-        first = find(nodes[0])
+        first = _root(parent, nodes[0])
         for node in nodes[1:]:
-            parent[find(node)] = first
-    return {node[4:]: find(node) for node in list(parent) if node.startswith("key:")}
+            parent[_root(parent, node)] = first
+    return {node[4:]: _root(parent, node) for node in list(parent) if node.startswith("key:")}
 
 
 def partition(events: Sequence[Any], groups: Mapping[str, str], workers: int) -> list[list[int]]:
@@ -119,21 +121,14 @@ def partition(events: Sequence[Any], groups: Mapping[str, str], workers: int) ->
     """
     parent: dict[str, str] = {}
 
-    def find(node: str) -> str:
-        root = node
-        while parent.setdefault(root, root) != root:
-            root = parent[root]
-        parent[node] = root
-        return root
-
     nodes: list[str] = []
     for event in events:
         user, message = event_keys(event)
         node = groups.get(user, user) if user else ""
         if message and node:  # an event naming no user writes nothing: it joins nobody
-            parent[find("message:" + message)] = find(node)
+            parent[_root(parent, "message:" + message)] = _root(parent, node)
         nodes.append(node)
-    keys = [find(node) for node in nodes]
+    keys = [_root(parent, node) for node in nodes]
     load = [0] * workers
     owner: dict[str, int] = {}
     for key, count in sorted(Counter(keys).items(), key=lambda entry: (-entry[1], entry[0])):
