@@ -42,7 +42,15 @@ from email.utils import getaddresses
 from typing import Any
 
 from runtime.aws import error_code, new_session
-from runtime.masking import MASK_MODES, Pseudonyms, form_values, multipart_fields, recordable
+from runtime.masking import (
+    MASK_MODES,
+    MAX_ADDRESS_LIST_CHARS,
+    MAX_ENVELOPE_CHARS,
+    Pseudonyms,
+    form_values,
+    multipart_fields,
+    recordable,
+)
 
 __all__ = ["CaptureSettings", "EventCapture", "Pending"]
 
@@ -124,7 +132,7 @@ def _pair(event: Mapping[str, Any]) -> list[str]:
         return sorted((fields.get("From", ""), fields.get("To", "")))
     raw = email.get("envelope", "")
     try:
-        envelope = json.loads(raw) if len(raw) <= _MAX_ENVELOPE_CHARS else None
+        envelope = json.loads(raw) if len(raw) <= MAX_ENVELOPE_CHARS else None
     except (ValueError, RecursionError):
         envelope = None
     envelope = envelope if isinstance(envelope, dict) else {}
@@ -136,13 +144,11 @@ def _pair(event: Mapping[str, Any]) -> list[str]:
     return sorted((sender[0] if sender else "", local.split("+", 1)[0] + at + domain))
 
 
-# An address list longer, or nested deeper, than this is not read, as ``sendgrid.parse`` does not read it (its
-# sender is then the envelope's): the standard library parses comments and groups recursively (RecursionError a few
-# hundred levels down), and the list arrives before the signature is checked.
-_MAX_ADDRESS_LIST_CHARS = 16 * 1024
+# An address list longer (``MAX_ADDRESS_LIST_CHARS``), or nested deeper, than this is not read, as ``sendgrid.parse``
+# does not read it (its sender is then the envelope's): the standard library parses comments and groups recursively
+# (RecursionError a few hundred levels down), and the list arrives before the signature is checked. Nor is an envelope
+# longer than ``sendgrid.parse`` reads (``MAX_ENVELOPE_CHARS``), or nested too deep for ``json.loads``.
 _MAX_ADDRESS_NESTING = 32
-# Nor is an envelope longer than ``sendgrid.parse`` reads, or nested too deep for ``json.loads`` (RecursionError).
-_MAX_ENVELOPE_CHARS = 256 * 1024
 _COMMENT_MARKS = re.compile(r"[()]")
 
 
@@ -159,7 +165,7 @@ def _addresses(text: str) -> list[str]:
 
 def _readable(text: str) -> bool:
     """True when an address list is short and shallow enough to parse, by ``sendgrid.parse``'s bound."""
-    if len(text) > _MAX_ADDRESS_LIST_CHARS:
+    if len(text) > MAX_ADDRESS_LIST_CHARS:
         return False
     depth = deepest = 0
     for mark in _COMMENT_MARKS.findall(text):

@@ -58,6 +58,8 @@ __all__ = [
     "MASKED_SIGNATURE",
     "MASKED_TEXT",
     "MASK_MODES",
+    "MAX_ADDRESS_LIST_CHARS",
+    "MAX_ENVELOPE_CHARS",
     "MAX_NESTING",
     "MULTIPART_KEPT_FIELDS",
     "PERSONAL_TEXT_KEYS",
@@ -248,9 +250,9 @@ class Pseudonyms:
 
 
 # The longest address list and envelope ``sendgrid.parse`` reads (``steps.sendgrid.message``): a longer one is
-# masked whole.
-MAX_MASKED_ADDRESS_LIST_CHARS = 16 * 1024
-MAX_MASKED_ENVELOPE_CHARS = 256 * 1024
+# masked whole, and not read by the capture's sampling either.
+MAX_ADDRESS_LIST_CHARS = 16 * 1024
+MAX_ENVELOPE_CHARS = 256 * 1024
 
 
 @dataclass
@@ -293,11 +295,11 @@ class Masking:
 
         With ``text`` the display names are masked (personal, like ``ProfileName``) and the addresses kept, which
         a replay matches conversations on; with ``all`` both get pseudonyms. A value longer than ``sendgrid.parse``
-        reads (``MAX_MASKED_ADDRESS_LIST_CHARS``, ``MAX_MASKED_ENVELOPE_CHARS``), or an envelope too deep to read, is
+        reads (``MAX_ADDRESS_LIST_CHARS``, ``MAX_ENVELOPE_CHARS``), or an envelope too deep to read, is
         ``[masked]`` whole: the pipeline leaves it unread too, and masking 4 MB of it took seconds.
         """
         envelope = name.lower() == "envelope"
-        longest = MAX_MASKED_ENVELOPE_CHARS if envelope else MAX_MASKED_ADDRESS_LIST_CHARS
+        longest = MAX_ENVELOPE_CHARS if envelope else MAX_ADDRESS_LIST_CHARS
         # ``text`` keeps an envelope as it is, without reading it.
         if len(value) > longest and not (envelope and self.mode == "text"):
             self.masked.add(name)
