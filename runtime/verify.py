@@ -275,12 +275,13 @@ def _computed_elsewhere(ruleset: RuleSet, targets: Collection[str]) -> dict[int,
     return found
 
 
-def _routed(failures: list[TestFailure], ruleset: RuleSet, targets: Collection[str] | None) -> list[TestFailure]:
-    """``failures`` with each test whose computed target the pipeline does not have decided as the event is.
+def _routed(
+    failures: list[TestFailure], ruleset: RuleSet, elsewhere: Mapping[int, tuple[str | None, str]]
+) -> list[TestFailure]:
+    """``failures`` with each test ``elsewhere`` names (its computed target is no target) decided as the event is.
 
     As ``run_tests`` treats a condition that fails, the ROUTING_ERROR fails a case that does not expect an error.
     """
-    elsewhere = _computed_elsewhere(ruleset, targets) if targets is not None else {}
     kept = [failure for failure in failures if failure.test.index not in elsewhere]
     for test in ruleset.tests:
         if test.index not in elsewhere:
@@ -308,7 +309,7 @@ def verify_ruleset(loaded: LoadedRuleSet, targets: Collection[str] | None = None
     elsewhere = _computed_elsewhere(loaded.ruleset, targets) if targets is not None else {}
     failures = [
         _failure(loaded, failure, _elsewhere_hint(elsewhere.get(failure.test.index), targets or (), pipeline))
-        for failure in _routed(run_tests(loaded.ruleset), loaded.ruleset, targets)
+        for failure in _routed(run_tests(loaded.ruleset), loaded.ruleset, elsewhere)
         if failure.test.index not in reported
     ]
     return RuleSetVerdict(loaded, tuple(unknown), tuple(failures), len(loaded.ruleset.tests) - len(reported))
