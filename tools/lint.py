@@ -616,7 +616,7 @@ def lint_expression(
             word = token["value"]
             found.append((token["start"], f"{word} here is a field named {word!r}, not the JSON value; write `{word}`"))
         padded = _zero_padded(source, token)
-        if token["type"] == "literal" and source[token["start"]] == "`" and padded is not None:
+        if padded is not None:  # a `…` literal (``_zero_padded`` says so)
             if not _ordered(tokens, index):  # ordered, it is refused (non_json_literals)
                 message = (
                     f"`{padded}` is not JSON (a JSON number has no leading 0), so it is read as the text '{padded}'; "
