@@ -260,6 +260,34 @@ def test_a_secret_of_the_wrong_type_is_named_and_no_value_is_shown(
     assert (problem.line, problem.column) == (1, text.index(written) + 1)
 
 
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ("{twilio_auth_token: !!binary OWY4NmQwODE4ODRjN2Q2NTlhMmZlYWEwYzU1YWQwMTU=}", "twilio_auth_token"),
+        ("{twilio_auth_token: x, keys: [!!binary OWY4NmQwODE4ODRjN2Q2NTlh]}", "keys[0]"),
+    ],
+)
+def test_a_binary_field_of_a_secret_is_refused_at_its_value_and_not_shown(
+    tmp_path: Path, fields: str, where: str
+) -> None:
+    """Defect: a secret field written as YAML binary (``!!binary …``) passed the checks and then stopped every tool
+    that loads the world (pipeline-dryrun, pipeline-serve, pipeline-event, pipeline-world) with a traceback,
+    ``TypeError: Object of type bytes is not JSON serializable``, exit 1 (the dry-run's "a decision changed"). A
+    secret's text is JSON, which holds no bytes: the field is refused where it is written, exit 2, its value never
+    shown."""
+    name = "ai-multi-comms/whatsapp-credentials/acme"
+    text = f"conversations: []\nsecrets:\n  {name}: {fields}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_world(write(tmp_path / "world.yaml", text))
+    (problem,) = caught.value.problems
+    assert problem.message == (
+        f"secrets.{name}.{where}: binary data (!!binary), which a secret's JSON text cannot hold (not shown); "
+        "write the field as text"
+    )
+    assert (problem.line, problem.column) == (3, text.splitlines()[2].index("!!binary ") + len("!!binary ") + 1)
+    assert "OWY4NmQw" not in str(problem)
+
+
 def test_the_scrubber_removes_every_known_credential() -> None:
     scrub = Scrubber(["abc"])  # too short to be a credential
     scrub.add(["9f86d081884c7d65", "9f86d081"])

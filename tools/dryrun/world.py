@@ -173,6 +173,36 @@ def _timestamps(value: Any, path: tuple[Any, ...], found: list[tuple[Any, ...]])
 _NESTED = frozenset({dict, list})
 
 
+def _binary_problems(spec: WorldSpec, secrets: Any) -> list[Problem]:
+    """A problem at each binary value (YAML's ``!!binary``) inside a secret's fields, its value never shown.
+
+    A secret's text is JSON, which holds no bytes.
+    """
+    found: list[tuple[Any, ...]] = []
+
+    def walk(value: Any, path: tuple[Any, ...]) -> None:
+        if isinstance(value, bytes):
+            found.append(path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, (*path, index))
+
+    for name, secret in secrets.items() if isinstance(secrets, dict) else ():
+        if isinstance(secret, dict | list):
+            walk(secret, ("secrets", name))
+    problems = []
+    for path in found:
+        where = f"secrets.{path[1]}" + "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in path[2:]
+        )
+        message = "binary data (!!binary), which a secret's JSON text cannot hold (not shown); write the field as text"
+        problems.append(spec.problem(path, f"{where}: {message}"))
+    return problems
+
+
 def _read(path: Path, name: str) -> tuple[Any, str, Locator | None]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -229,6 +259,7 @@ def load_world(path: Path) -> WorldSpec:
         spec.problem(where, "unquoted timestamp: quote it so that it stays the string the table holds")
         for where in stamps
     )
+    problems.extend(_binary_problems(spec, data.get("secrets") if isinstance(data, dict) else None))
     schema = _schema(spec, data, locator)
     problems.extend(schema)
     if not schema:
