@@ -196,6 +196,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         stderr.write(f"pipeline-world: error: {exc}\n")
     except (ConfigError, EventFileError) as exc:
         stderr.write("".join(f"{problem}\n" for problem in exc.problems))
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): console_script ends the command quietly, as a shell's SIGPIPE
     except OSError as exc:
         stderr.write(f"pipeline-world: error: {exc}\n")
     return EXIT_USAGE
