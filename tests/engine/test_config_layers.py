@@ -15,18 +15,21 @@ from engine.config import inspect_config, load_config
 from engine.errors import ConfigError, Problem
 from engine.expressions import ExpressionSyntaxError, compile_expression
 from engine.yamlsource import parse_yaml
+from tests.support.shipped import deployed_env
 from tools.lint import lint_expression
 
 REPO = Path(__file__).resolve().parents[2]
-ENV = {
-    "CONVERSATIONS_TABLE_NAME": "conversations",
-    "STAGE_TABLE_NAME": "stage",
-    "LOCK_TABLE_NAME": "lock",
-    "WHATSAPP_QUEUE_URL": "https://queue/whatsapp",
-    "SMS_QUEUE_URL": "https://queue/sms",
-    "HANDOFF_QUEUE_URL": "https://queue/handoff",
-    "REPLAY_TABLE_NAME": "replay",
-}
+ENV = deployed_env(
+    {
+        "CONVERSATIONS_TABLE_NAME": "conversations",
+        "STAGE_TABLE_NAME": "stage",
+        "LOCK_TABLE_NAME": "lock",
+        "WHATSAPP_QUEUE_URL": "https://queue/whatsapp",
+        "SMS_QUEUE_URL": "https://queue/sms",
+        "HANDOFF_QUEUE_URL": "https://queue/handoff",
+        "REPLAY_TABLE_NAME": "replay",
+    }
+)
 
 
 def tree(tmp_path: Path, edits: dict[str, list[tuple[str, str]]]) -> tuple[Path, Path]:

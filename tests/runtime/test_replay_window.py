@@ -9,18 +9,21 @@ from pathlib import Path
 import pytest
 
 from runtime.verify import verify
+from tests.support.shipped import deployed_env
 from tools.check import check_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EMAIL = (ROOT / "pipelines" / "email_inbound.yaml").read_text(encoding="utf-8")
-ENV = {
-    "CONVERSATIONS_TABLE_NAME": "conversations",
-    "STAGE_TABLE_NAME": "stage",
-    "LOCK_TABLE_NAME": "lock",
-    "REPLAY_TABLE_NAME": "replay",
-    "EMAIL_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/email",
-    "HANDOFF_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/handoff",
-}
+ENV = deployed_env(
+    {
+        "CONVERSATIONS_TABLE_NAME": "conversations",
+        "STAGE_TABLE_NAME": "stage",
+        "LOCK_TABLE_NAME": "lock",
+        "REPLAY_TABLE_NAME": "replay",
+        "EMAIL_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/email",
+        "HANDOFF_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/handoff",
+    }
+)
 # A space first: not the parse step's replay_horizon_seconds.
 HORIZON = " horizon_seconds: ${env:REPLAY_HORIZON_SECONDS:-604800}"
 SHORT = " horizon_seconds: 3600"

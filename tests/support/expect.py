@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from runtime.metrics import emf_line
+from tests.support.shipped import deployed_env
 from tests.support.webhooks import EMPTY_TWIML
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,16 +50,19 @@ CONTRACT_CODES = CONTRACT_TRANSIENT_CODES | frozenset(
     }
 )
 ISO_MILLIS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-# The contract's required variables, with placeholder resources (for loading the shipped configuration).
-ENV = {
-    "CONVERSATIONS_TABLE_NAME": "conversations",
-    "STAGE_TABLE_NAME": "stage",
-    "LOCK_TABLE_NAME": "lock",
-    "WHATSAPP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/whatsapp",
-    "SMS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/sms",
-    "HANDOFF_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/handoff",
-    "REPLAY_TABLE_NAME": "replay",
-}
+# The contract's required variables, with placeholder resources (for loading the shipped configuration), and any
+# other variable the shipped pipelines require (a new step's table).
+ENV = deployed_env(
+    {
+        "CONVERSATIONS_TABLE_NAME": "conversations",
+        "STAGE_TABLE_NAME": "stage",
+        "LOCK_TABLE_NAME": "lock",
+        "WHATSAPP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/whatsapp",
+        "SMS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/sms",
+        "HANDOFF_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/handoff",
+        "REPLAY_TABLE_NAME": "replay",
+    }
+)
 CONTRACT_LOCKED_TEXT = "I'm processing your previous message. Please wait for my response before sending more."
 
 

@@ -5,17 +5,21 @@ A test that pins today's list of pipelines breaks when a pipeline is added; thes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
+from engine.envsubst import ENV_REFERENCE
 from engine.yamlsource import load_yaml, parse_yaml
 from runtime.layout import pipeline_files, yaml_files
-from tests.support.expect import ROOT
 from tools.check import declared_pipeline_name
+from tools.dryrun.blueprint import blueprint
+from tools.needs import pipeline_needs
 
 __all__ = [
     "PIPELINES_DIR",
     "RULES_DIR",
     "configuration_files",
+    "deployed_env",
     "entry",
     "inline_tests",
     "pipeline_channels",
@@ -24,6 +28,8 @@ __all__ = [
     "position",
 ]
 
+# Not tests.support.expect's ROOT: expect builds its ENV with deployed_env.
+ROOT = Path(__file__).resolve().parents[2]
 PIPELINES_DIR = ROOT / "pipelines"
 RULES_DIR = ROOT / "rules"
 
@@ -41,6 +47,24 @@ def pipeline_names() -> list[str]:
 def pipeline_channels() -> list[str]:
     """Every channel the shipped pipelines serve (``channels:``), sorted."""
     return sorted({str(channel) for path in pipeline_paths() for channel in load_yaml(path).data.get("channels", [])})
+
+
+def deployed_env(known: Mapping[str, str], directory: Path = PIPELINES_DIR) -> dict[str, str]:
+    """``known``, plus a value for each variable the pipelines in ``directory`` read with no default that it lacks.
+
+    The value is the one ``pipeline-serve`` and the dry-run's worlds give it (a table's local name, a queue's URL).
+    A test environment that lists today's variables by hand fails every test loading the shipped configuration once
+    a step keeping a table of its own is added (``audit: ${env:AUDIT_TABLE_NAME}``); this one takes it in.
+    """
+    paths = pipeline_files(directory)
+    required = {
+        match.group(1): None
+        for path in paths
+        for match in ENV_REFERENCE.finditer(path.read_text(encoding="utf-8"))
+        if match.group(2) is None
+    }
+    local = blueprint(needs=pipeline_needs(paths))[0].environment()
+    return {**{name: local.get(name, name.lower()) for name in required}, **known}
 
 
 def configuration_files() -> int:

@@ -19,21 +19,24 @@ from pathlib import Path
 import pytest
 
 from engine import registry
+from tests.support import shipped
 from tests.support.shipped import configuration_files, inline_tests, pipeline_names
 from tools.dryrun.cli import main
 from tools.stamp import main as stamp_main
 
 REPO = Path(__file__).resolve().parents[2]
 BROKEN = REPO / "tests" / "fixtures" / "broken"
-DEPLOYED_ENV = {
-    "CONVERSATIONS_TABLE_NAME": "conversations",
-    "STAGE_TABLE_NAME": "conversations-stage",
-    "LOCK_TABLE_NAME": "conversations-trigger-lock",
-    "WHATSAPP_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/whatsapp",
-    "SMS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/sms",
-    "HANDOFF_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/handoff",
-    "REPLAY_TABLE_NAME": "replay",
-}
+DEPLOYED_ENV = shipped.deployed_env(
+    {
+        "CONVERSATIONS_TABLE_NAME": "conversations",
+        "STAGE_TABLE_NAME": "conversations-stage",
+        "LOCK_TABLE_NAME": "conversations-trigger-lock",
+        "WHATSAPP_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/whatsapp",
+        "SMS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/sms",
+        "HANDOFF_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/000000000000/handoff",
+        "REPLAY_TABLE_NAME": "replay",
+    }
+)
 PIPELINE = "pipelines/twilio_inbound.yaml"
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from engine.rules import RuleError
 from engine.yamlsource import load_yaml
+from tests.support.shipped import deployed_env
 from tools.check import check_config
 from tools.dryrun.cli import main
 
@@ -19,14 +20,20 @@ REPO = Path(__file__).resolve().parents[2]
 PIPELINE = REPO / "pipelines" / "twilio_inbound.yaml"
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
 RULES = REPO / "rules"
-UNSET_IN_CI = (
-    "CONVERSATIONS_TABLE_NAME",
-    "STAGE_TABLE_NAME",
-    "LOCK_TABLE_NAME",
-    "REPLAY_TABLE_NAME",
-    "WHATSAPP_QUEUE_URL",
-    "SMS_QUEUE_URL",
-    "HANDOFF_QUEUE_URL",
+# And every other variable the shipped pipelines require (a new step's table).
+UNSET_IN_CI = tuple(
+    dict.fromkeys(
+        (
+            "CONVERSATIONS_TABLE_NAME",
+            "STAGE_TABLE_NAME",
+            "LOCK_TABLE_NAME",
+            "REPLAY_TABLE_NAME",
+            "WHATSAPP_QUEUE_URL",
+            "SMS_QUEUE_URL",
+            "HANDOFF_QUEUE_URL",
+            *deployed_env({}),
+        )
+    )
 )
 
 

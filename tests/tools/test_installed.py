@@ -18,24 +18,26 @@ from pathlib import Path
 import pytest
 
 from tests.support.expect import ROOT
-from tests.support.shipped import pipeline_channels
+from tests.support.shipped import deployed_env, pipeline_channels
 
 PACKAGES = ("engine", "runtime", "steps", "tools")
 # The function's environment (contract §1): names only, nothing is called before a request.
-SERVE_ENV = {
-    "AWS_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "CONVERSATIONS_TABLE_NAME": "conversations",
-    "STAGE_TABLE_NAME": "stage",
-    "LOCK_TABLE_NAME": "lock",
-    "REPLAY_TABLE_NAME": "replay",
-    "ALLOWED_HOSTS": "127.0.0.1",
-    "WHATSAPP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/w",
-    "SMS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/s",
-    "HANDOFF_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/h",
-    "EMAIL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/e",
-}
+SERVE_ENV = deployed_env(
+    {
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "CONVERSATIONS_TABLE_NAME": "conversations",
+        "STAGE_TABLE_NAME": "stage",
+        "LOCK_TABLE_NAME": "lock",
+        "REPLAY_TABLE_NAME": "replay",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "WHATSAPP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/w",
+        "SMS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/s",
+        "HANDOFF_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/h",
+        "EMAIL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/e",
+    }
+)
 
 
 def _git_files(*options: str) -> list[str]:

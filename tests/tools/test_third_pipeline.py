@@ -12,9 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.expect import ROOT
-from tests.support.plugins import STATUS_PLUGIN, pythonpath, write_status_events
-from tests.support.shipped import configuration_files, inline_tests
+from engine.config import load_config
+from runtime.layout import pipeline_files
+from tests.support.expect import ENV, ROOT
+from tests.support.plugins import STATUS_PLUGIN, plugin_loaded, pythonpath, write_status_events
+from tests.support.shipped import configuration_files, deployed_env, inline_tests
 
 FIXTURE = ROOT / "tests" / "fixtures" / "status_webhook"
 
@@ -90,3 +92,15 @@ def test_check_warns_of_a_table_the_dry_run_cannot_create(tmp_path: Path) -> Non
     (line,) = [line for line in done.stdout.splitlines() if "outbox" in line]
     assert line.startswith("pipelines/status_inbound.yaml:6:11: warning: table role 'outbox' has no known key schema")
     assert line.endswith("; the dry-run and pipeline-serve refuse the pipeline: local AWS cannot be made for it")
+
+
+def test_the_tests_environment_gives_a_table_a_new_step_keeps_its_variable(tmp_path: Path) -> None:
+    """Before: the tests' environments (ENV and five more) listed today's variables by hand, so a step keeping a table
+    (``statuses: ${env:STATUS_TABLE_NAME}``) failed some 60 tests with "environment variable … is not set"."""
+    root = project(tmp_path)
+    with plugin_loaded(STATUS_PLUGIN):
+        env = deployed_env(ENV, root / "pipelines")
+        assert env["STATUS_TABLE_NAME"] == "statuses" and env["STAGE_TABLE_NAME"] == ENV["STAGE_TABLE_NAME"]
+        assert "EMAIL_QUEUE_URL" not in env  # has a default: a test that sets it means to
+        for path in pipeline_files(root / "pipelines"):
+            assert load_config(path, root / "rules", env).name
