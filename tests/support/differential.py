@@ -26,16 +26,18 @@ from tests.support.dryrun import run_dryrun
 from tests.support.timeline import FixedClock
 from tests.support.world import World
 from tools.dryrun.backends import populate
+from tools.dryrun.blueprint import blueprint
 from tools.dryrun.events import arrival_time, load_events
 from tools.dryrun.memory import as_stored
 from tools.dryrun.world import SECTIONS, load_world
-from tools.localaws import dynamo_safe, put_secrets
+from tools.localaws import LocalResources, dynamo_safe, put_secrets
 
-__all__ = ["Decision", "dryrun_decisions", "production_decisions"]
+__all__ = ["Decision", "dryrun_decisions", "production_decisions", "table_sections"]
 
 Decision = dict[str, Any]
 _deserializer = TypeDeserializer()
-_TABLES = ("conversations", "locks", "stage", "replay")
+# The world file's section of each built-in table role; another role (a new step's table) is compared under its name.
+_SECTION_OF_ROLE = {attribute.removesuffix("_table"): section for section, (attribute, _) in SECTIONS.items()}
 _QUEUES = ("whatsapp", "sms", "handoff", "email")
 
 
@@ -69,12 +71,7 @@ def production_decisions(world: World, world_file: Path, events_file: Path, sess
         {name: json.loads(value) if value.startswith("{") else value for name, value in spec.secrets.items()},
     )
     application = handler.reload(session)
-    tables = {
-        "conversations": world.resources.conversations_table,
-        "locks": world.resources.lock_table,
-        "stage": world.resources.stage_table,
-        "replay": world.resources.replay_table,
-    }
+    tables = {section: table for table, section in table_sections(world.resources).items()}
     decisions = []
     for recorded in load_events([events_file]):
         at = spec.now or arrival_time(recorded.event) or datetime.now(UTC)
@@ -95,7 +92,7 @@ def production_decisions(world: World, world_file: Path, events_file: Path, sess
                 "status_code": response["statusCode"] if response else None,
                 "content_type": response["headers"].get("Content-Type") if response else None,
                 "body": response["body"] if response else None,
-                "tables": {name: _rows(world._scan(table)) for name, table in tables.items()},
+                "tables": {name: _rows(world._scan(table)) for name, table in sorted(tables.items())},
                 "sent": {name: sorted(_sent(world, name)) for name in _QUEUES},
             }
         )
@@ -105,17 +102,14 @@ def production_decisions(world: World, world_file: Path, events_file: Path, sess
 def dryrun_decisions(world_file: Path, events_file: Path, *options: str) -> list[Decision]:
     """The same reduction of ``pipeline-dryrun --world world_file --json --show-data OPTIONS events_file``."""
     spec = load_world(world_file)
-    state: dict[str, dict[tuple[Any, ...], Any]] = {}
+    resources, schemas = blueprint()
+    by_table = table_sections(resources)
+    keys_of = {section: schemas[table].key_names for table, section in by_table.items()}
+    state: dict[str, dict[tuple[Any, ...], Any]] = {section: {} for section in keys_of}
     for section, (_, keys) in SECTIONS.items():
         state[section] = {
             tuple(row[key] for key in keys): as_stored(dynamo_safe(dict(row))) for row in spec.rows[section]
         }
-    by_table = {
-        "conversations": "conversations",
-        "conversations-stage": "stage",
-        "conversations-trigger-lock": "locks",
-        "replay": "replay",
-    }
     sent: dict[str, list[tuple[str, int]]] = {name: [] for name in _QUEUES}
     output = run_dryrun("--world", world_file, "--json", "--show-data", *options, events_file)
     decisions = []
@@ -127,8 +121,8 @@ def dryrun_decisions(world_file: Path, events_file: Path, *options: str) -> list
             if action["type"] == "send_message":
                 sent[_queue(action["queue"])].append((action["body"], action["delay_seconds"]))
                 continue
-            section = by_table[_logical(action["table"])]
-            keys = SECTIONS[section][1]
+            section = by_table[_local(action["table"], by_table)]
+            keys = keys_of[section]
             if action["type"] == "put_item":
                 item = action["item"]
                 state[section][tuple(item[key] for key in keys)] = as_stored(dynamo_safe(item))
@@ -147,18 +141,23 @@ def dryrun_decisions(world_file: Path, events_file: Path, *options: str) -> list
                 "status_code": record["status_code"],
                 "content_type": response["content_type"] if response else None,
                 "body": response["body"] if response else None,
-                "tables": {name: _rows(list(state[name].values())) for name in _TABLES},
+                "tables": {name: _rows(list(rows.values())) for name, rows in sorted(state.items())},
                 "sent": {name: sorted(bodies) for name, bodies in sent.items()},
             }
         )
     return decisions
 
 
-def _logical(table: str) -> str:
-    for name in ("conversations-stage", "conversations-trigger-lock", "replay", "conversations"):
-        if name in table:
-            return name
-    raise AssertionError(f"unknown table {table}")
+def table_sections(resources: LocalResources) -> dict[str, str]:
+    """Each table of ``resources`` (every role the pipelines keep) and the name its rows are compared under."""
+    return {table: _SECTION_OF_ROLE.get(role, role) for role, table in resources.tables.items()}
+
+
+def _local(table: str, tables: Mapping[str, str]) -> str:
+    """The table of ``tables`` that ``table`` (as the dry-run names it, perhaps prefixed) is."""
+    found = [name for name in tables if table.endswith(name)]
+    assert found, f"unknown table {table}"
+    return max(found, key=len)
 
 
 def _queue(name: str) -> str:

@@ -16,8 +16,10 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.support.differential import dryrun_decisions, production_decisions
+from tests.support.differential import dryrun_decisions, production_decisions, table_sections
 from tests.support.dryrun import PIPELINE_SETTINGS
+from tests.support.plugins import STATUS_PLUGIN, plugin_loaded
+from tests.support.shipped import pipeline_paths
 from tests.support.webhooks import (
     ACCOUNT,
     COMPANY_SMS,
@@ -29,9 +31,14 @@ from tests.support.webhooks import (
     whatsapp_params,
 )
 from tests.support.world import World, conversation
+from tools.localaws import local_resources
+from tools.needs import pipeline_needs
 
 T0 = 1795608000  # 2026-11-25T12:00:00Z
 TOKEN = "0123456789abcdef0123456789abcdef"
+STATUS_PIPELINE = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "status_webhook" / "pipelines" / "status_inbound.yaml"
+)
 WA = "ai-multi-comms/whatsapp-credentials/acme/p/twilio-prod"
 SMS = "ai-multi-comms/sms-credentials/acme/p/twilio-prod"
 MISSING = "ai-multi-comms/whatsapp-credentials/acme/gone/twilio-prod"
@@ -330,3 +337,24 @@ def test_one_email_posted_from_two_senders_is_decided_as_production_decides_it_o
     decided = _agree(world, world_file, events_file, boto_session, "--jobs", "3")
 
     assert [decision["outcome"] for decision in decided] == ["QUEUED", "REPLAY", "QUEUED", "BATCHED", "REPLAY"]
+
+
+def test_the_comparison_follows_a_table_a_new_step_keeps() -> None:
+    """Before: the comparison knew today's four tables by name; the dry-run's write to a new step's table (``statuses``,
+    a plugin's) failed every comparison with "unknown table", and production's rows there were never compared."""
+    with plugin_loaded(STATUS_PLUGIN):
+        needs = pipeline_needs([*pipeline_paths(), STATUS_PIPELINE])
+        resources = local_resources(lambda name: f"https://queues/{name}", "dryrun-", needs)
+        sections = table_sections(resources)
+    # The built-in tables under their world file sections, the new one under its role (and so would a shipped one).
+    assert (
+        sections.items()
+        >= {
+            "dryrun-conversations": "conversations",
+            "dryrun-conversations-stage": "stage",
+            "dryrun-conversations-trigger-lock": "locks",
+            "dryrun-conversations-replay": "replay",
+            "dryrun-statuses": "statuses",
+        }.items()
+    )
+    assert len(sections) == len(needs.tables)
