@@ -10,6 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from engine.envsubst import ENV_REFERENCE
 from engine.errors import ConfigError
 from engine.yamlsource import load_yaml
 from tests.support.dryrun import ROOT, WORLD, run_dryrun
@@ -72,7 +73,16 @@ def test_the_shipped_pipelines_give_every_index_their_lookups_query_and_the_cont
         IndexNeed(i["index"], i["company_key"], i["user_key"]) for path in pipeline_paths() for i in lookups(path)
     }
     assert set(conversations.indexes) == declared
+    # The contract's tables (and the replay table) by their variables; a table a new step keeps by the variable its
+    # pipeline's tables: entry reads.
+    named = {
+        role: reference.group(1)
+        for path in pipeline_paths()
+        for role, value in load_yaml(path).data["tables"].items()
+        if (reference := ENV_REFERENCE.fullmatch(str(value)))
+    }
     assert {table.role: table.env for table in needs.tables} == {
+        **named,
         "conversations": "CONVERSATIONS_TABLE_NAME",
         "stage": "STAGE_TABLE_NAME",
         "lock": "LOCK_TABLE_NAME",

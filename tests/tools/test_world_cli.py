@@ -25,6 +25,7 @@ from tools.dryrun.event_cli import main as event_cli
 from tools.dryrun.events import MAX_NESTING
 from tools.dryrun.world_cli import main
 from tools.localaws import LocalResources, put_items
+from tools.needs import shipped_needs
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = ROOT / "examples" / "world.yaml"
@@ -123,7 +124,8 @@ def test_events_and_world_shared_with_the_same_key_replay_to_the_outcomes_of_the
 def test_an_endpoint_that_is_no_url_is_a_named_error_not_a_traceback(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    for name in ("CONVERSATIONS_TABLE_NAME", "LOCK_TABLE_NAME", "STAGE_TABLE_NAME", "REPLAY_TABLE_NAME"):
+    # Every table's variable (a new step's table too), so that only the endpoint is wrong.
+    for name in (table.env for table in shipped_needs().tables if table.env is not None):
         monkeypatch.setenv(name, name.lower())
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     status, out, err = world_cli("snapshot", "--endpoint-url", "notaurl", "--user", "+447700900101")
