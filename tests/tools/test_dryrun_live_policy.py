@@ -97,7 +97,10 @@ def _replay(*args: str | Path, status: int = 0) -> tuple[list[dict[str, Any]], s
 
 def _granted(tables: dict[str, str]) -> list[Call]:
     """The policy's (action, ARN pattern) pairs, filled in for this account and its tables."""
-    fill = {"${Region}": REGION, "${Account}": ACCOUNT, **{f"${{{SECTIONS[s]}}}": t for s, t in tables.items()}}
+    # The policy names the tables the tools read; a table only a step writes (a new step's) has no placeholder, and a
+    # read of one would be a call no grant covers.
+    named = {f"${{{SECTIONS[s]}}}": t for s, t in tables.items() if s in SECTIONS}
+    fill = {"${Region}": REGION, "${Account}": ACCOUNT, **named}
     pairs: list[Call] = []
     for statement in READ_ONLY_POLICY["Statement"]:
         for resource in _listed(statement["Resource"]):
