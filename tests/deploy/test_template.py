@@ -24,7 +24,16 @@ from engine.config import AppConfig, load_config
 from engine.errors import ConfigError
 from runtime.aws import longest_invocation_seconds
 from steps.support import table_keys
-from tests.deploy.cfn import STACK, load_template, placeholder, ref_of, rule_refusals, summed_stats, watched_series
+from tests.deploy.cfn import (
+    STACK,
+    alarm_series,
+    load_template,
+    placeholder,
+    ref_of,
+    rule_refusals,
+    summed_stats,
+    watched_series,
+)
 from tests.support.expect import emf_document_of
 from tests.support.plugins import STATUS_PLUGIN, plugin_loaded
 from tests.support.shipped import pipeline_paths
@@ -1129,3 +1138,13 @@ def test_a_refused_rules_bundle_raises_the_alarm_on_the_series_emitted(template,
         (metric,) = directive["Metrics"]
         emitted.add((metric["Name"], tuple(sorted((name, doc[name]) for name in dimensions))))
     assert watched == emitted and len(emitted) == len(configs) == len(pipeline_paths())
+
+
+@pytest.mark.parametrize("alarm", ["ShadowTimeoutAlarm", "RulesBundleErrorsAlarm", "CaptureFailuresAlarm"])
+def test_the_extending_guide_names_every_series_a_new_pipeline_adds_to_a_per_pipeline_alarm(template, alarm) -> None:
+    """Before: docs/extending.md told a new pipeline to add its ShadowTimeouts to ShadowTimeoutAlarm; the alarm (and
+    the test holding every pipeline to it) sums each pipeline's ShadowFailures as well, a step the guide left out."""
+    guide = " ".join((ROOT / "docs" / "extending.md").read_text(encoding="utf-8").split())
+    start = guide.index(f"`{alarm}` (")
+    named = guide[start : guide.index(")", start)]
+    assert {series.metric for series in alarm_series(template, alarm)} <= set(re.findall(r"`(\w+)`", named)), named
