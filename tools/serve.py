@@ -677,7 +677,14 @@ def _prepare_and_serve(args: argparse.Namespace, world: WorldSpec | None, server
         if endpoint:
             os.environ["AWS_ENDPOINT_URL"] = endpoint
             if args.moto or args.provision:
-                os.environ.update(provision_and_seed(endpoint, region, world))
+                import botocore.exceptions
+
+                try:
+                    os.environ.update(provision_and_seed(endpoint, region, world))
+                except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                    where = f"{endpoint} (is the emulator running?)"
+                    _say(f"error: cannot create the pipelines' resources at {where}: {exc}")
+                    return 2
                 if world is not None:
                     counts = ", ".join(f"{len(rows)} {section}" for section, rows in world.rows.items())
                     _say(f"seeded from {world.file}: {counts}, {len(world.secrets)} secret(s)")

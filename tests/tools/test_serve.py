@@ -1134,3 +1134,18 @@ def test_an_edit_to_a_plugins_code_says_it_needs_a_restart(monkeypatch, capsys, 
     said = capsys.readouterr().err
     assert said.count("restart") == 1, said
     assert "served_plugin_steps.py changed" in said, said
+
+
+def test_provisioning_an_emulator_that_is_not_running_is_a_named_error_not_a_traceback(
+    monkeypatch, tmp_path: Path, capsys
+) -> None:
+    """Before: `--provision --endpoint-url` with nothing listening there (LocalStack not started yet) ended in
+    botocore's EndpointConnectionError traceback, through two chained exceptions."""
+    without_credentials(monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    assert main(["--port", "0", "--endpoint-url", "http://127.0.0.1:9", "--provision"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "pipeline-serve: error: cannot create the pipelines' resources at http://127.0.0.1:9 (is the emulator "
+        'running?): Could not connect to the endpoint URL: "http://127.0.0.1:9/"\n'
+    )
