@@ -19,6 +19,8 @@ of that, this adds warnings for configuration that runs but probably not as inte
 - codes of the pipeline's ``errors:`` a rule decides that a ``format: json`` response family answering the
   pipeline's channels has no ``status:`` for: they are answered ``default_status`` (500), which the caller retries
   (a TwiML answer is 200 whatever the code);
+- transient codes a step of the pipeline may end that such a family (one that answers them rather than raising) has
+  no ``status:`` for: they are answered ``default_status`` (500), where the other transient codes are 503;
 - a pipeline whose steps authenticate the request but none of which can end it ``INVALID_SIGNATURE``: the code the
   ``SignatureMismatches`` metric, the alarms and the dry-run's signature state read as a refused signature;
 - ``aws:`` bounds and a ``deadline_seconds`` that let one invocation run past ``INVOCATION_LIMIT_SECONDS``
@@ -364,6 +366,30 @@ def _unanswered_codes(inspection: Inspection, document: SourceDoc | None) -> lis
     return found
 
 
+def _unanswered_transient_codes(inspection: Inspection, document: SourceDoc | None) -> list[Problem]:
+    """Transient codes of the pipeline's steps that a JSON family answering it (not raising) has no status for."""
+    config, pipeline = inspection.config, inspection.files[0]
+    if config is None or document is None:
+        return []
+    families = [family for family in _json_families(config) if not family.raise_transient]
+    steps = document.data.get("steps") if isinstance(document.data, dict) else None
+    found: list[Problem] = []
+    for step in config.pipeline.steps():
+        spec = registry.get(step.uses)
+        codes = [error.code for error in spec.errors if error.transient] if spec is not None else []
+        for code, family in ((code, family) for code in codes for family in families if code not in family.status):
+            message = (
+                f"step {step.id!r} ({step.uses}) may end the transient code {code!r}, which response family "
+                f"{family.name!r} (json) has no status for: {pipeline} answers it with default_status "
+                f"{family.default_status}, where the other transient codes are 503; add it under responses: "
+                f"{family.name}: status: in {pipeline}"
+            )
+            path = step_path(steps, step.id)
+            where = (*path, "uses") if path is not None else ("steps",)
+            found.append(document.locator.problem(where, message, severity="warning"))
+    return found
+
+
 def _uncounted_refusals(inspection: Inspection, document: SourceDoc | None) -> list[Problem]:
     """A pipeline that authenticates requests with no step able to refuse one as ``INVALID_SIGNATURE``."""
     config, pipeline = inspection.config, inspection.files[0]
@@ -569,6 +595,7 @@ def check_config(
             *_reserved_codes(inspection),
             *_uncounted_refusals(inspection, document),
             *_unanswered_codes(inspection, document),
+            *_unanswered_transient_codes(inspection, document),
             *_slow_bounds(inspection, document),
             *_short_due_margins(inspection, document),
             *_test_targets(inspection),

@@ -23,6 +23,7 @@ import pytest
 from engine import registry
 from engine.config import load_config
 from engine.context import Context, StepResult
+from engine.errors import ErrorSpec
 from engine.registry import BuildInfo
 from tests.support import shipped
 from tests.support.plugins import step_registered
@@ -1208,3 +1209,27 @@ def test_a_request_field_read_before_the_step_that_completes_the_request_is_repo
         f"rules/50_email_screening.yaml:18:20: warning: the condition reads request.spam_score, {late}",
         f"rules/50_email_screening.yaml:34:20: warning: the condition reads request.auto_submitted, {late}",
     ], found
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_step_s_transient_code_a_json_family_has_no_status_for_is_warned_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: --check passed a new step's transient code absent from the email pipeline's JSON statuses, which was
+    then answered default_status 500, where every other transient code is 503 (contract §5)."""
+    root = assemble(tmp_path)
+    email = root / "pipelines" / "email_inbound.yaml"
+    text = email.read_text(encoding="utf-8")
+    email.write_text(text.replace("  - parallel:\n", AUDIT_STEP + "  - parallel:\n", 1), encoding="utf-8")
+    line = email.read_text(encoding="utf-8").splitlines().index("    uses: acme.audit") + 1
+    monkeypatch.chdir(root)
+    transient = ErrorSpec("AUDIT_WRITE_TRANSIENT_ERROR", transient=True, description="the audit table did not answer")
+    final = ErrorSpec("AUDIT_WRITE_ERROR", description="the audit table refused the write")
+    with step_registered("acme.audit", Audit, provides="audit", params={"type": "object"}, errors=(transient, final)):
+        assert main(["--check"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"pipelines/email_inbound.yaml:{line}:11: warning: step 'audit' (acme.audit) may end the transient code "
+        "'AUDIT_WRITE_TRANSIENT_ERROR', which response family 'api' (json) has no status for: pipelines/"
+        "email_inbound.yaml answers it with default_status 500, where the other transient codes are 503; add it "
+        "under responses: api: status: in pipelines/email_inbound.yaml"
+    ]
