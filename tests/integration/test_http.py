@@ -14,6 +14,7 @@ import yaml
 
 from tests.integration.conftest import Moto, Serve, base_env, start_serve, stop
 from tests.support.email import KEY, USER_EMAIL, add_email_world
+from tests.support.shipped import deployed_env
 from tests.support.webhooks import COMPANY_WA, EMPTY_TWIML, TOKEN, USER, sms_params, whatsapp_params
 from tests.support.world import WA_SECRET, World, conversation
 from tools.sendgrid_events import Email, inbound_parse_body, signed
@@ -140,14 +141,19 @@ def test_a_transient_fault_is_a_5xx_so_that_twilio_retries(tmp_path: Path) -> No
 
     with unused_port() as port:
         dead = f"http://127.0.0.1:{port}"
+        # And any other table variable the pipelines require (a new step's), so that only AWS is unreachable.
         env = base_env(
-            CONVERSATIONS_TABLE_NAME="conversations",
-            STAGE_TABLE_NAME="conversations-stage",
-            LOCK_TABLE_NAME="conversations-trigger-lock",
-            REPLAY_TABLE_NAME="conversations-replay",
-            WHATSAPP_QUEUE_URL=f"{dead}/123456789012/whatsapp",
-            SMS_QUEUE_URL=f"{dead}/123456789012/sms",
-            HANDOFF_QUEUE_URL=f"{dead}/123456789012/handoff",
+            **deployed_env(
+                {
+                    "CONVERSATIONS_TABLE_NAME": "conversations",
+                    "STAGE_TABLE_NAME": "conversations-stage",
+                    "LOCK_TABLE_NAME": "conversations-trigger-lock",
+                    "REPLAY_TABLE_NAME": "conversations-replay",
+                    "WHATSAPP_QUEUE_URL": f"{dead}/123456789012/whatsapp",
+                    "SMS_QUEUE_URL": f"{dead}/123456789012/sms",
+                    "HANDOFF_QUEUE_URL": f"{dead}/123456789012/handoff",
+                }
+            )
         )
         server = start_serve(tmp_path, ["--endpoint-url", dead, "--quiet"], env)
         try:

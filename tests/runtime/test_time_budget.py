@@ -24,6 +24,7 @@ from runtime.app import Application
 from runtime.aws import longest_call_seconds, longest_invocation_seconds
 from tests.support.expect import ENV
 from tests.support.faults import ROOT, BlackHole, Fault, new_container, observe
+from tests.support.shipped import deployed_env
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
 from tools.check import INVOCATION_LIMIT_SECONDS
@@ -69,16 +70,18 @@ def test_the_promise_holds_with_the_shipped_configuration() -> None:
 
 def test_a_hung_endpoint_is_cut_by_the_real_socket_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     with BlackHole() as hole:
-        for name, value in {
-            "AWS_ENDPOINT_URL": hole.url,
-            "CONVERSATIONS_TABLE_NAME": "conversations",
-            "STAGE_TABLE_NAME": "conversations-stage",
-            "LOCK_TABLE_NAME": "conversations-trigger-lock",
-            "WHATSAPP_QUEUE_URL": f"{hole.url}/123456789012/whatsapp",
-            "SMS_QUEUE_URL": f"{hole.url}/123456789012/sms",
-            "HANDOFF_QUEUE_URL": f"{hole.url}/123456789012/handoff",
-            "REPLAY_TABLE_NAME": "replay",
-        }.items():
+        for name, value in deployed_env(
+            {
+                "AWS_ENDPOINT_URL": hole.url,
+                "CONVERSATIONS_TABLE_NAME": "conversations",
+                "STAGE_TABLE_NAME": "conversations-stage",
+                "LOCK_TABLE_NAME": "conversations-trigger-lock",
+                "WHATSAPP_QUEUE_URL": f"{hole.url}/123456789012/whatsapp",
+                "SMS_QUEUE_URL": f"{hole.url}/123456789012/sms",
+                "HANDOFF_QUEUE_URL": f"{hole.url}/123456789012/handoff",
+                "REPLAY_TABLE_NAME": "replay",
+            }
+        ).items():
             monkeypatch.setenv(name, value)
         application = Application.from_root(ROOT)
         aws = application.pipeline("twilio_inbound").aws
