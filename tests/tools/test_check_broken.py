@@ -658,7 +658,7 @@ def test_check_pins_each_mistake(
     assert status == CASES[case][0], captured.err
 
 
-class Audit:
+class AddedStep:
     """A step a new developer adds to the shipped Twilio pipeline (docs/extending.md): it reads and decides nothing."""
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
@@ -668,7 +668,7 @@ class Audit:
         return StepResult(output={})
 
 
-AUDIT_STEP = "  - id: audit\n    uses: acme.audit\n\n"
+ADDED_STEP = "  - id: acme_added\n    uses: acme.added\n\n"
 
 
 @pytest.mark.usefixtures("deployed_env")
@@ -680,9 +680,9 @@ def test_each_mistake_is_pinned_as_well_with_a_step_added_to_the_shipped_pipelin
     root = assemble(tmp_path, case)
     pipeline = root / PIPELINE
     text = pipeline.read_text(encoding="utf-8")
-    pipeline.write_text(text.replace("  - parallel:\n", AUDIT_STEP + "  - parallel:\n", 1), encoding="utf-8")
+    pipeline.write_text(text.replace("  - parallel:\n", ADDED_STEP + "  - parallel:\n", 1), encoding="utf-8")
     monkeypatch.chdir(root)
-    with step_registered("acme.audit", Audit, provides="audit", params={"type": "object"}):
+    with step_registered("acme.added", AddedStep, provides="acme_added", params={"type": "object"}):
         status = main(["--check"])
         captured = capsys.readouterr()
         assert_findings(captured.out, CASES[case][1], root)
@@ -1220,16 +1220,17 @@ def test_a_step_s_transient_code_a_json_family_has_no_status_for_is_warned_of(
     root = assemble(tmp_path)
     email = root / "pipelines" / "email_inbound.yaml"
     text = email.read_text(encoding="utf-8")
-    email.write_text(text.replace("  - parallel:\n", AUDIT_STEP + "  - parallel:\n", 1), encoding="utf-8")
-    line = email.read_text(encoding="utf-8").splitlines().index("    uses: acme.audit") + 1
+    email.write_text(text.replace("  - parallel:\n", ADDED_STEP + "  - parallel:\n", 1), encoding="utf-8")
+    line = email.read_text(encoding="utf-8").splitlines().index("    uses: acme.added") + 1
     monkeypatch.chdir(root)
-    transient = ErrorSpec("AUDIT_WRITE_TRANSIENT_ERROR", transient=True, description="the audit table did not answer")
-    final = ErrorSpec("AUDIT_WRITE_ERROR", description="the audit table refused the write")
-    with step_registered("acme.audit", Audit, provides="audit", params={"type": "object"}, errors=(transient, final)):
+    transient = ErrorSpec("ACME_WRITE_TRANSIENT_ERROR", transient=True, description="the acme table did not answer")
+    final = ErrorSpec("ACME_WRITE_ERROR", description="the acme table refused the write")
+    declared: dict[str, Any] = {"provides": "acme_added", "params": {"type": "object"}, "errors": (transient, final)}
+    with step_registered("acme.added", AddedStep, **declared):
         assert main(["--check"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"pipelines/email_inbound.yaml:{line}:11: warning: step 'audit' (acme.audit) may end the transient code "
-        "'AUDIT_WRITE_TRANSIENT_ERROR', which response family 'api' (json) has no status for: pipelines/"
+        f"pipelines/email_inbound.yaml:{line}:11: warning: step 'acme_added' (acme.added) may end the transient code "
+        "'ACME_WRITE_TRANSIENT_ERROR', which response family 'api' (json) has no status for: pipelines/"
         "email_inbound.yaml answers it with default_status 500, where the other transient codes are 503; add it "
         "under responses: api: status: in pipelines/email_inbound.yaml"
     ]
