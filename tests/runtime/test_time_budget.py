@@ -96,7 +96,7 @@ def test_a_hung_endpoint_is_cut_by_the_real_socket_timeouts(monkeypatch: pytest.
 def test_a_long_retry_after_does_not_stretch_a_call(world: World) -> None:
     world.add_conversation()
     world.add_default_secrets()
-    application, injector = new_container(world.resources)
+    application, injector = new_container(world.resources, real_deadline=True)
     injector.inject("*", Fault("throttling", retry_after=10.0))
     elapsed, answer = timed(application, rest_event("whatsapp", whatsapp_params()))
     print(f"\nthrottled, x-amz-retry-after 10 s: {answer} after {elapsed:.2f} s")
@@ -108,7 +108,7 @@ def test_a_long_retry_after_does_not_stretch_a_call(world: World) -> None:
 def test_no_step_starts_after_the_lambda_context_deadline(world: World) -> None:
     world.add_conversation()
     world.add_default_secrets()
-    application, injector = new_container(world.resources)
+    application, injector = new_container(world.resources, real_deadline=True)
     injector.inject("*", Fault("slow", delay=0.9))
     context = LambdaContext(time.monotonic() + 2.0)
     elapsed, answer = timed(application, rest_event("whatsapp", whatsapp_params()), context)
@@ -121,7 +121,7 @@ def test_no_step_starts_after_the_lambda_context_deadline(world: World) -> None:
 def test_the_lock_is_not_marked_sent_when_the_send_did_not_start_for_lack_of_time(world: World) -> None:
     world.add_conversation()
     world.add_default_secrets()
-    application, injector = new_container(world.resources)
+    application, injector = new_container(world.resources, real_deadline=True)
     for call in ("stage_put", "lock_put", "replay_put"):
         injector.inject(call, Fault("slow", delay=0.8))
     # The stage/lock group is still running when the budget ends, so neither member of the send group may start.
@@ -135,7 +135,7 @@ def test_the_lock_is_not_marked_sent_when_the_send_did_not_start_for_lack_of_tim
 def test_worst_case_ends_within_the_deadline_and_two_calls(world: World) -> None:
     item = world.add_conversation()
     world.add_default_secrets()
-    application, injector = new_container(world.resources)
+    application, injector = new_container(world.resources, real_deadline=True)
     config = application.pipeline("twilio_inbound")
     read = config.aws.read_timeout
     for call in ("query", "secret", "get", "stage_put", "lock_put"):
@@ -162,7 +162,7 @@ def test_a_handoff_does_not_send_once_its_whole_conversation_read_ends_past_the_
     # two calls' time and the releases a third (D + 3B = 16 s: past the 13 s timeout and Twilio's 15 s).
     item = world.add_conversation(hand_off_to_human=True)
     world.add_default_secrets()
-    application, injector = new_container(world.resources)
+    application, injector = new_container(world.resources, real_deadline=True)
     for call in ("query", "secret", "get", "stage_put", "replay_put"):
         injector.inject(call, Fault("slow", delay=0.1))
     injector.inject("dynamodb.GetItem", Fault("slow", delay=0.8))
@@ -191,7 +191,7 @@ def test_a_batch_read_left_unprocessed_round_after_round_ends_within_the_deadlin
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 1.0)  # botocore's longest wait
     world.add_conversation()
     world.add_default_secrets()
-    application, injector = new_container(world.resources)
+    application, injector = new_container(world.resources, real_deadline=True)
     limits = application.pipeline("twilio_inbound").aws
     for call in ("query", "secret"):
         injector.inject(call, Fault("slow", delay=0.3))

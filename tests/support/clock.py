@@ -5,6 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
+from engine.clock import SystemClock
+
 
 class SteppedClock:
     """Monotonic time stands still until ``advance`` moves it (deadlines, not load, decide).
@@ -42,3 +46,14 @@ def install_clock(application: Any, wall: datetime | None = None) -> SteppedCloc
     clock = SteppedClock(wall)
     application.replace_services(clock=clock)
     return clock
+
+
+def slow_machine(monkeypatch: pytest.MonkeyPatch, seconds_per_read: float) -> None:
+    """The real deadline clock (``SystemClock.monotonic``) moves ``seconds_per_read`` on at every read.
+
+    It stands in for a machine so loaded that each step takes that long: a container whose deadline clock is real
+    spends its budget within a few steps, one on a ``SteppedClock`` never does.
+    """
+    real = SystemClock.monotonic
+    reads = iter(range(1, 1 << 62))
+    monkeypatch.setattr(SystemClock, "monotonic", lambda self: real(self) + next(reads) * seconds_per_read)

@@ -495,17 +495,24 @@ def observe(world: Any, conversation_id: str, message_sid: str, queue: str = "wh
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def new_container(resources: Any, config: Any = None, session: Any = None) -> tuple[Any, FaultInjector]:
+def new_container(
+    resources: Any, config: Any = None, session: Any = None, *, real_deadline: bool = False
+) -> tuple[Any, FaultInjector]:
     """A fresh Lambda container (new clients, cold secret cache) and its injector.
 
     ``config`` (an ``AppConfig``, loaded from the environment when None) and ``session`` (a boto3 session,
     whose loaded service models new clients share) only save time: neither holds per-container state.
+    Its deadline clock stands still (``tests.support.clock.install_clock``), as the conftest's containers' do,
+    so load cannot spend the pipeline's budget; ``real_deadline`` keeps the real clock (tests about it).
     """
     from engine.config import load_config
     from runtime.app import Application, live_services
+    from tests.support.clock import install_clock
 
     loaded = config or load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
     application = Application([loaded], live_services(loaded.aws, session=session))
+    if not real_deadline:
+        install_clock(application)
     injector = FaultInjector(application, resources)
     return application, injector
 

@@ -54,7 +54,7 @@ def test_a_call_in_flight_at_the_deadline_leaves_state_the_retry_completes(
     item = add_user_conversation(world, user, "ci-deadline")
     event = email_event(Email(sender=user, envelope_from=user, message_id=f"<{uuid.uuid4().hex}@mail.example.net>"))
 
-    application, injector = new_container(world.resources, config=config, session=boto_session)
+    application, injector = new_container(world.resources, config=config, session=boto_session, real_deadline=True)
     injector.inject(call, Fault("slow", delay=1.5))
     first = answer(application, event, LambdaContext(time.monotonic() + 0.5 + 0.9))  # a budget of 0.9 s
     injector.wait_idle()

@@ -20,6 +20,7 @@ import pytest
 from botocore.retries.standard import ExponentialBackoff
 
 from engine.config import load_config
+from tests.support.clock import slow_machine
 from tests.support.email import add_email_world, add_user_conversation, email_event
 from tests.support.faults import (
     FINAL_CODE,
@@ -173,3 +174,18 @@ def test_email_fault_matrix(world: World, monkeypatch: pytest.MonkeyPatch, boto_
             if got != want
         ]
     assert not failures, "\n".join(failures)
+
+
+def test_a_case_ends_as_the_matrix_says_however_slow_the_machine(
+    world: World, monkeypatch: pytest.MonkeyPatch, boto_session: boto3.session.Session
+) -> None:
+    # The matrix is about faults, not time: a loaded machine must not spend the pipeline's 4 s deadline in its
+    # containers and turn a case's answer into another step's transient error.
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+    slow_machine(monkeypatch, 1.0)  # each read of the real deadline clock a second later: spent by the fifth
+    add_email_world(world)
+    config = load_config(ROOT / "pipelines" / "email_inbound.yaml", ROOT / "rules", os.environ)
+    row, (kind, fault) = ROWS[5], KINDS[3]  # the replay record put, its reads timing out
+    r = run_case(world, 0, row, kind, fault, config=config, session=boto_session)
+    assert (r.answer, r.final_answer, r.repeat) == ("503 STAGE_WRITE_TRANSIENT_ERROR", "200 QUEUED", "200 REPLAY")
+    assert (r.staged, r.triggers, r.lock, r.record) == (1, 1, "held, sent", "confirmed")

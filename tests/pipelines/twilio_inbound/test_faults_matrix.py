@@ -26,6 +26,7 @@ from botocore.retries.standard import ExponentialBackoff
 
 from engine.config import load_config
 from engine.responses import RetryableFailure
+from tests.support.clock import slow_machine
 from tests.support.faults import (
     FINAL_CODE,
     MATRIX_KINDS,
@@ -243,3 +244,18 @@ def test_fault_matrix(world: World, monkeypatch: pytest.MonkeyPatch, boto_sessio
     assert sync_block(GUARANTEES, "fault-matrix", table) == table, (
         "docs/guarantees.md's fault matrix is stale: run with UPDATE_GUARANTEES=1"
     )
+
+
+def test_a_case_ends_as_the_matrix_says_however_slow_the_machine(
+    world: World, monkeypatch: pytest.MonkeyPatch, boto_session: boto3.session.Session
+) -> None:
+    # The matrix is about faults, not time: a loaded machine must not spend the pipeline's 4 s deadline in its
+    # containers and turn a case's answer into another step's transient error.
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+    slow_machine(monkeypatch, 1.0)  # each read of the real deadline clock a second later: spent by the fifth
+    world.add_default_secrets()
+    config = load_config(ROOT / "pipelines" / "twilio_inbound.yaml", ROOT / "rules", os.environ)
+    row, (kind, fault) = ROWS[5], KINDS[3]  # the replay record put, its reads timing out
+    r = run_case(world, 0, row, kind, fault, config=config, session=boto_session)
+    assert (r.answer, r.final_answer) == ("raise STAGE_WRITE_TRANSIENT_ERROR", "200 QUEUED")
+    assert (r.at_rest.staged, r.at_rest.triggers, r.lock_at_rest) == (1, 1, "held, sent")
