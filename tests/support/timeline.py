@@ -2,41 +2,32 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.support.clock import SteppedClock
 from tools.localaws import to_dynamo
 
 
-class LaterClock:
-    """Real time, ``seconds`` ahead: the container runs as it would that much later."""
+class LaterClock(SteppedClock):
+    """Real time, ``seconds`` ahead: the container runs as it would that much later.
+
+    Its deadline clock stands still (``SteppedClock``), as the fixtures' containers' does: only the wall clock moves.
+    """
 
     def __init__(self, seconds: float) -> None:
+        super().__init__()
         self.seconds = seconds
 
     def now(self) -> datetime:
         return datetime.now(UTC) + timedelta(seconds=self.seconds)
 
-    def monotonic(self) -> float:
-        return time.monotonic()
 
-
-class FixedClock:
-    """A wall clock frozen at ``at``, moved on by hand; durations stay real."""
+class FixedClock(SteppedClock):
+    """A wall clock frozen at ``at``, moved on by hand (``advance``); the deadline clock stands still too."""
 
     def __init__(self, at: datetime) -> None:
-        self._at = at if at.tzinfo else at.replace(tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self._at
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def advance(self, seconds: float) -> None:
-        """Move the wall clock forward."""
-        self._at = datetime.fromtimestamp(self._at.timestamp() + seconds, UTC)
+        super().__init__(at if at.tzinfo else at.replace(tzinfo=UTC))
 
 
 def later(seconds: float) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import time
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from runtime.app import ANSWER_MARGIN_SECONDS
 from tests.support.bundles import BLOCK_RULES, with_new_business_code
 from tests.support.expect import clock_window, raises_code, twiml_response
 from tests.support.timeline import FixedClock, consume, later
@@ -335,3 +337,18 @@ def test_a_rule_deciding_a_code_that_loses_messages_is_not_recorded_as_a_refusal
     world.add_default_secrets()
     container.handler(rest_event("whatsapp", whatsapp_params(sid=SID)), None)
     assert outcomes() == [("ROUTING_ERROR", "ROUTING_ERROR")] and world.replay_rows() == []
+
+
+@pytest.mark.parametrize("run_later", [later, frozen_at], ids=["later", "frozen_at"])
+def test_a_container_run_later_spends_no_time_budget_on_a_slow_machine(world, lambda_handler, aws, outcomes, run_later):
+    # later() and frozen_at move the wall clock; the deadline clock must stay the fixtures' stepped one, or a loaded
+    # machine spends the budget of the event run later: here 0.1 s left by the Lambda, and a secret fetch of 0.2 s.
+    world.add_conversation()
+    world.add_default_secrets()
+    run_later(60)
+    aws.before("secretsmanager.GetSecretValue", lambda _: time.sleep(0.2))
+    context = SimpleNamespace(
+        aws_request_id="req-later", get_remaining_time_in_millis=lambda: (ANSWER_MARGIN_SECONDS + 0.1) * 1000
+    )
+    assert lambda_handler(rest_event("whatsapp", whatsapp_params(sid=SID)), context) == twiml_response()
+    assert outcomes() == [("QUEUED", None)]
