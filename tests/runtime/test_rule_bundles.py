@@ -54,6 +54,7 @@ from tests.support.bundles import (
     with_pipeline_file,
     working_copy,
 )
+from tests.support.clock import install_clock, slow_machine
 from tests.support.shipped import pipeline_names
 from tests.support.webhooks import rest_event, sms_params, whatsapp_params
 from tests.support.world import SMS_SECRET
@@ -112,7 +113,10 @@ def ops(world: Any, boto_session: Any, tmp_path: Path) -> Ops:
 
 @pytest.fixture
 def container(world: Any, ops: Ops, monkeypatch: pytest.MonkeyPatch, boto_session: Any) -> Callable[..., Container]:
-    """Start a Lambda container with RULES_BUCKET set; its watcher runs on a fake clock and records S3 reads."""
+    """Start a Lambda container with RULES_BUCKET set; its watcher runs on a fake clock and records S3 reads.
+
+    Its deadline clock stands still (``install_clock``), as the conftest's containers' do.
+    """
     import handler
 
     world.add_default_secrets()
@@ -120,6 +124,7 @@ def container(world: Any, ops: Ops, monkeypatch: pytest.MonkeyPatch, boto_sessio
     def start(fail: str | None = None, fault: Fault | None = None) -> Container:
         """``fail``: every read fails with that code; ``fault``: called with the clock and each read's URL path."""
         application = handler.reload(boto_session)
+        install_clock(application)
         assert application.watcher is None
         clock = Clock()
         env = {**os.environ, "RULES_BUCKET": BUCKET}
@@ -186,6 +191,16 @@ def test_without_a_bucket_the_packaged_rules_decide_and_every_event_names_its_ru
     assert document["RulesVersion"] == packaged_version() and "RulesSource" not in document
     dimensions = {n for d in document["_aws"]["CloudWatchMetrics"] for dims in d["Dimensions"] for n in dims}
     assert "RulesVersion" not in dimensions
+
+
+def test_a_container_on_a_bucket_spends_no_time_budget_on_a_slow_machine(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # These tests are about which rules decide, not time: a loaded machine must not spend the pipeline's deadline.
+    slow_machine(monkeypatch, 1.0)  # each read of the real deadline clock a second later: spent by the fifth
+    bundle, started = vip_bundle_live(ops, container, world)
+    line = started.message(json_logs)
+    assert (line["outcome"], line["rules_source"]) == ("HANDED_OFF", f"bundle {bundle}, revision 1")
 
 
 def test_the_live_bundle_decides_from_the_cold_start(
@@ -356,6 +371,7 @@ def test_the_handler_reads_the_bucket_from_its_environment(
     monkeypatch.setenv("RULES_BUCKET", BUCKET)
     monkeypatch.setenv("RULES_REFRESH_SECONDS", "120")
     application = handler.reload(boto_session)
+    install_clock(application)
     assert application.watcher is not None and application.watcher.interval == 120
     world.add_default_secrets()
     world.add_conversation(vip=True)
@@ -380,7 +396,7 @@ def test_a_prefix_without_its_slash_names_the_keys_pipeline_rules_writes(
     bundle = next(line.split()[2] for line in out.splitlines() if line.startswith("published: bundle"))
     monkeypatch.setenv("RULES_BUCKET", BUCKET)
     monkeypatch.setenv("RULES_PREFIX", "rules")
-    handler.reload(boto_session)
+    install_clock(handler.reload(boto_session))
     world.add_default_secrets()
     world.add_conversation(vip=True)
     handler.handler(rest_event("whatsapp", whatsapp_params()), None)
