@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from engine.clock import SystemClock
 from engine.context import Context, Services
 from engine.errors import StepFailure, TransientFault
 from engine.registry import BuildInfo
 from engine.secrets import SecretCache
 from runtime.aws import DynamoTables
 from steps.conversations import ConversationLookup, created_instant, pick_conversation
+from tests.support.clock import SteppedClock, slow_machine
 from tests.support.webhooks import COMPANY_WA, USER
 from tests.support.world import ABSENT, conversation
 from tools.dryrun.memory import MemoryQueues, MemorySecrets
@@ -89,7 +89,10 @@ def _lookup(world: Any, **params: Any) -> ConversationLookup:
 
 
 def _context(world: Any, boto_session: Any, page_size: int, seconds: float = 4.0) -> tuple[Context, list[dict]]:
-    """A context over moto whose queries ask for ``page_size`` items a page; the list records every query."""
+    """A context over moto whose queries ask for ``page_size`` items a page; the list records every query.
+
+    Its deadline clock stands still (``SteppedClock``): only ``seconds`` decides whether the lookup has time.
+    """
     client = boto_session.client("dynamodb")
     queries: list[dict[str, Any]] = []
 
@@ -98,7 +101,7 @@ def _context(world: Any, boto_session: Any, page_size: int, seconds: float = 4.0
         queries.append(dict(params))
 
     client.meta.events.register("before-parameter-build.dynamodb.Query", limit)
-    clock = SystemClock()
+    clock = SteppedClock()
     services = Services(DynamoTables(client), MemoryQueues(()), SecretCache(MemorySecrets({}), clock), clock)
     request = {"channel": "whatsapp", "company_number": COMPANY_WA, "user_number": USER}
     return Context(None, services, clock.monotonic() + seconds, doc={"request": request}), queries
@@ -129,6 +132,17 @@ def test_every_page_is_read_whatever_the_number_of_conversations(world, boto_ses
     assert result.output["candidates"] == 250
     assert len(queries) == 7
     assert queries[0]["ProjectionExpression"].count(",") == 4  # five attributes, whatever the items carry
+
+
+def test_every_page_is_read_however_slow_the_machine(world, boto_session, monkeypatch) -> None:
+    # Reading every page is not about time: a loaded machine must not spend the 4 s the context gives the lookup.
+    slow_machine(monkeypatch, 1.0)  # each read of the real deadline clock a second later: spent by the sixth
+    open_one = _add_conversations(world, 250, open_at=237)
+    ctx, queries = _context(world, boto_session, page_size=40)
+
+    result = _lookup(world).run(ctx)
+
+    assert (result.output["conversation_id"], result.output["candidates"], len(queries)) == (open_one, 250, 7)
 
 
 def test_a_lookup_out_of_time_is_transient(world, boto_session) -> None:
