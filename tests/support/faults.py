@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -267,6 +267,8 @@ class FaultInjector:
         self.attempts: Counter[str] = Counter()
         self.completed: Counter[str] = Counter()
         self.order: list[str] = []
+        # How a ``slow``, ``hang`` or ``unprocessed`` call waits: real time, or a stepped clock's ``advance``.
+        self.sleep: Callable[[float], None] = time.sleep
         self._idle = threading.Condition()
         self._in_flight = 0
         for service, client in self._clients.items():
@@ -366,10 +368,10 @@ class FaultInjector:
             if fault is None:
                 return botocore_stubber(event_name, request)
             if fault.kind == "slow":
-                time.sleep(fault.delay)
+                self.sleep(fault.delay)
                 return botocore_stubber(event_name, request)
             if fault.kind == "hang":
-                time.sleep(fault.delay)
+                self.sleep(fault.delay)
                 raise ReadTimeoutError(endpoint_url=request.url)
             if fault.kind == "read_timeout":
                 raise ReadTimeoutError(endpoint_url=request.url)
@@ -380,7 +382,7 @@ class FaultInjector:
             if fault.kind == "malformed":
                 return malformed_answer(service, request.url)
             if fault.kind == "unprocessed":
-                time.sleep(fault.delay)
+                self.sleep(fault.delay)
                 return unprocessed_answer(request)
             answer = error_answer(service, fault.kind, request.url)
             if fault.retry_after is not None:
