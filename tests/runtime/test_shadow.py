@@ -32,6 +32,7 @@ from tests.support.bundles import (
     make_bucket,
     working_copy,
 )
+from tests.support.clock import install_clock, slow_machine
 from tests.support.expect import EMPTY_TWIML
 from tests.support.logscan import forbid
 from tests.support.webhooks import rest_event, status_params, whatsapp_params
@@ -127,6 +128,7 @@ def shadowed(world: Any, ops: Ops, boto_session: Any) -> Callable[[], Shadowed]:
 
     def start() -> Shadowed:
         application = handler.reload(boto_session)
+        install_clock(application)  # the deadline clock stands still, as the conftest's containers' does
         now = [0.0]
         env = {**os.environ, "RULES_BUCKET": BUCKET}
         watcher = BundleWatcher.from_env(application, handler.TASK_ROOT, env, CallLimits(), clock=lambda: now[0])
@@ -211,6 +213,17 @@ def test_a_shadow_decides_every_event_again_with_no_extra_call_and_no_effect(
         "ShadowMismatches": 1,
         "ShadowMismatch.routing": 1,
     }
+
+
+def test_a_shadowed_container_spends_no_time_budget_on_a_slow_machine(
+    ops: Ops, shadowed: Callable[[], Shadowed], world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # These tests are about the shadow's verdicts, not the pipeline's deadline: load must not spend it.
+    slow_machine(monkeypatch, 1.0)  # each read of the real deadline clock a second later: spent by the fifth
+    container = shadowing(ops, shadowed, "40_routing.yaml", VIP_ROUTING)
+    world.add_conversation(vip=False)
+    assert container.message()["body"] == EMPTY_TWIML
+    assert len(world.stage_rows()) == len(world.sent("whatsapp")) == 1
 
 
 def test_agreement_costs_only_the_count(
