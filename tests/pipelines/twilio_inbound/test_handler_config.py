@@ -11,6 +11,7 @@ import pytest
 from engine.errors import ConfigError, InternalError, RetryableFailure, StepFailure, TransientFault
 from engine.runner import RunResult
 from runtime.apigateway import proxy_response
+from tests.support.clock import install_clock, slow_machine
 from tests.support.expect import CONTRACT_CODES, CONTRACT_TRANSIENT_CODES, ROOT, twiml_response
 from tests.support.webhooks import EMPTY_TWIML, rest_event, sms_params, whatsapp_params
 
@@ -298,7 +299,9 @@ def test_aws_region_alone_names_the_region(world, monkeypatch, tmp_path):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_REGION", "us-east-1")
+    slow_machine(monkeypatch, 1.0)  # about the region, not time: a loaded machine must not spend the deadline
     application = handler.reload()
+    install_clock(application)  # the deadline clock stands still, as the conftest's containers' does
     assert application.services.queues.client.meta.region_name == "us-east-1"
     assert handler.handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
     assert len(world.stage_rows()) == 1 and len(world.sent("whatsapp")) == 1
