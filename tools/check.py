@@ -631,11 +631,15 @@ def check_config(
     findings.extend(_local_aws(paths))
     findings.extend(_unused(inspections))
     findings.extend(unknown_pipelines(rules_dir, pipeline_names(paths)))
-    # Pipeline files first, then rules files by name; each finding once, however many checks found it.
+    # Pipeline files first, then rules files by name; each finding once, however many checks found it. A missing
+    # rules directory leaves every rule set unknown: it is said first, without an error for each set a step names.
     heads = [display_path(path) for path in paths]
     files = [*heads, *sorted(name for name in files if name not in heads)]
-    order = {name: rank for rank, name in enumerate(files)}
-    unique = dict.fromkeys(reversed([*findings, *failures]))  # at one place, the last found first
+    missing_rules = not rules_dir.exists()
+    order = {name: rank for rank, name in enumerate([display_path(rules_dir)] * missing_rules + files)}
+    found = [*findings, *failures]
+    kept = [problem for problem in found if not (missing_rules and unknown_rule_set(problem))]
+    unique = dict.fromkeys(reversed(kept))  # at one place, the last found first
     ordered = sorted(unique, key=lambda p: (order.get(p.file, len(order)), p.file, p.line, p.column))
     failed_tests = tuple(p for p in ordered if p in failures)
     return CheckReport(tuple(ordered), failed_tests, tests_run, tuple(files), tuple(not_run), strict)

@@ -798,6 +798,24 @@ def test_missing_files_are_reported_and_the_rest_is_still_checked(
     )
 
 
+def test_a_missing_rules_directory_is_said_first_without_a_knock_on_error_per_rule_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: `--check --rules nosuch/` printed four "unknown rule set … loaded rule sets: none" errors (two per
+    shipped pipeline) before the cause, "rules directory not found", on the last line: an ops person reading from
+    the top went looking for four missing rule sets. The cause comes first now, and the pipelines' other findings
+    (an unset variable, say) are still reported."""
+    monkeypatch.chdir(shipped.ROOT)
+    monkeypatch.delenv("SMS_QUEUE_URL", raising=False)
+    assert main(["--check", "--rules", "no-such-dir"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (
+        "no-such-dir:1:1: rules directory not found; pass the directory holding the rules/*.yaml files with --rules DIR"
+    )
+    assert [line for line in out if "unknown rule set" in line] == []
+    assert any("SMS_QUEUE_URL is not set" in line for line in out[1:])
+
+
 def cli() -> list[str]:
     script = Path(sys.executable).parent / "pipeline-dryrun"
     return [str(script)] if script.exists() else [sys.executable, "-m", "tools.dryrun.cli"]
