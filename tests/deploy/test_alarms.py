@@ -445,6 +445,24 @@ def test_a_twilio_message_that_api_gateway_answers_500_on_every_attempt_raises_a
     assert firing(TEMPLATE, points) == {"Api5xxAlarm"}
 
 
+def test_an_email_that_api_gateway_answers_500_on_every_delivery_raises_an_alarm_at_the_first() -> None:
+    # The same 500 without the function (Lambda refused the invocation: API Gateway's permission to invoke it gone,
+    # or an event over Lambda's 6 MB payload, an email over about 4.4 MB): no Lambda metric, no log line of the
+    # function. SendGrid retries a 5xx on its own schedule, hours apart, one delivery per period: under Api5xxAlarm's
+    # 2, while EmailCrashesFilter counted only the 502 of a function that ran and answered nothing. After 3 days
+    # SendGrid drops the email.
+    deliveries = [EPOCH + hours * HOUR for hours in (0, 1, 5, 24, 71)]
+    points = [point for at in deliveries for point in api_answer(TEMPLATE, at, 500, "/email")]
+    first = {name for name in firing(TEMPLATE, points) if alarm_periods(TEMPLATE, name, points)[0] == deliveries[0]}
+    assert first, "an email API Gateway answered 500 on every delivery was dropped and no alarm told anyone"
+
+
+def test_an_email_answered_503_by_the_function_and_delivered_on_a_retry_raises_no_crash_alarm() -> None:
+    # The function's own 503 (a transient fault, its document counted in EmailTransientErrorsAlarm) is no crash.
+    points = [*api_answer(TEMPLATE, EPOCH, 503, "/email"), *api_answer(TEMPLATE, EPOCH + HOUR, 200, "/email")]
+    assert "EmailCrashAlarm" not in firing(TEMPLATE, points)
+
+
 def test_a_5xx_that_twilio_s_retry_gets_past_raises_no_alarm() -> None:
     points = [*api_answer(TEMPLATE, EPOCH, 502, "/whatsapp"), *api_answer(TEMPLATE, EPOCH + 6, 200, "/whatsapp")]
     assert firing(TEMPLATE, points) == set()
