@@ -42,7 +42,7 @@ from runtime.apigateway import EventError, http_request, proxy_response, request
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients, new_session
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.metrics import EmfMetrics
-from runtime.misroute import MISROUTED_METRIC, VALID, MisrouteCheck, misrouted
+from runtime.misroute import MISROUTED_METRIC, REHOSTED, VALID, MisrouteCheck, misrouted, unlisted
 from runtime.resources import check_resources
 from runtime.stamp import STAMP_FILE, Stamp
 
@@ -137,8 +137,11 @@ def parse_reason(result: RunResult, verdict: str | None = None) -> str | None:
     request's values: the event line carries them, as a request answered 200 and written nowhere must say why. A
     request no pipeline serves (no step ran) is left out: its message quotes the path the client chose. ``verdict``
     is the signature check of a misrouted message (``runtime.misroute``): ``signature valid``, or the code that
-    ended it.
+    ended it. A request refused for an unlisted Host (``runtime.misroute.unlisted``) has one too: the step's fixed
+    text, which names no value, and its verdict.
     """
+    if unlisted(result) and result.error is not None:
+        return f"{result.error.message} [{verdict}]" if verdict else result.error.message
     if result.error_code != UNROUTED or not result.trace or result.error is None:
         return None
     return f"{result.error.message} [{verdict}]" if verdict else result.error.message
@@ -594,6 +597,11 @@ class Application:
                 # After the answer is built, which the check never changes: reads only, within the invocation's time.
                 verdict = self._misroutes.verdict(
                     config, request, self._services[config.name], _time_to_answer(context)
+                )
+            elif unlisted(result):
+                # The same check, for a Host the allow-list does not list: the parse read as if it were listed.
+                verdict = self._misroutes.verdict(
+                    config, request, self._services[config.name], _time_to_answer(context), REHOSTED
                 )
             if deployed.plans is not None:
                 counts = self._shadow(config.name, deployed.plans, result, self._shadow_time(context))

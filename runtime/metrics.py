@@ -19,7 +19,8 @@ CloudWatch Logs extracts the metrics from the document itself (no API call, no a
   request refused it (``runtime.app.failed_authentication``; template.yaml's ``SignatureMismatchAlarm``);
 - ``MisroutedMessages`` by {Pipeline}: 1 in the invocation's document when a message refused at parse was all another
   channel's of the pipeline, posted to this channel's path, and its signature checked (``runtime.misroute``;
-  template.yaml's ``MisroutedMessagesAlarm``);
+  template.yaml's ``MisroutedMessagesAlarm``), or a request refused for its Host alone (the domain it arrived on, not
+  in the parse step's allow-list) had a signature valid for that Host's URL (``runtime.misroute.unlisted``);
 - ``RulesBundleErrors`` by {Pipeline}: 1 per rules bundle (or deployment) that could not be read or was
   refused, or per check that failed unexpectedly (``runtime.bundlewatch``), in a document of its own
   (template.yaml's ``RulesBundleErrorsAlarm`` watches it).

@@ -9,6 +9,15 @@ the last registered ``authenticates=True`` (the lookup, the key, the signature),
 declared IAM actions say so), within the invocation's time. A valid signature makes it a genuine message
 lost (``MISROUTED_METRIC``, watched by template.yaml's ``MisroutedMessagesAlarm``); any other end (no conversation, a
 wrong signature, a fault) leaves it unverified, and the code that ended the check is all the event line says of it.
+
+A message posted to a Host that the parse step's allow-list does not list, though it is the domain the platform received
+it on (ops pointed Twilio at a new custom domain and did not add it to ``ALLOWED_HOSTS``), is lost the same way: refused
+``INVALID_SIGNATURE`` before any AWS call (the contract's answer, unchanged), which only ``InvalidSignatureAlarm``'s
+threshold (a run of refusals, forged ones alike) would notice. Its refusal records ``unlisted_host``
+(``unlisted(result)``), and the same check runs for it with the parse step read as if the Host were listed (a step
+offering ``rehosted()``): the signed URL rebuilt with the Host it arrived on. A valid signature counts in
+``MISROUTED_METRIC`` too; the event line's reason tells the two apart. Nothing the check reads ever decides what is
+staged: the request stays refused.
 """
 
 from __future__ import annotations
@@ -25,7 +34,17 @@ from engine.errors import INTERNAL_ERROR
 from engine.http import HttpRequest
 from engine.runner import Node, Pipeline, PlannedStep, RunResult
 
-__all__ = ["MISROUTED_METRIC", "UNCHECKED", "VALID", "MisrouteCheck", "checker", "misrouted"]
+__all__ = [
+    "MISROUTED_METRIC",
+    "READDRESSED",
+    "REHOSTED",
+    "UNCHECKED",
+    "VALID",
+    "MisrouteCheck",
+    "checker",
+    "misrouted",
+    "unlisted",
+]
 
 logger = logging.getLogger("runtime.misroute")
 
@@ -36,6 +55,10 @@ VALID = "signature valid"
 # The verdict where the pipeline has no steps to check one with (``checker``).
 UNCHECKED = "unchecked"
 PARSING_ERROR = "PARSING_ERROR"
+INVALID_SIGNATURE = "INVALID_SIGNATURE"
+# How the check reads the request with the pipeline's first step: the method of that step that makes the copy.
+READDRESSED = "readdressed"
+REHOSTED = "rehosted"
 
 
 def misrouted(result: RunResult) -> bool:
@@ -49,28 +72,40 @@ def misrouted(result: RunResult) -> bool:
     return bool(request.get("addressed_channel")) and request.get("is_status_callback") is False
 
 
-def checker(config: AppConfig) -> Pipeline | None:
+def unlisted(result: RunResult) -> bool:
+    """Whether ``result`` refused a request for its Host alone: the domain it arrived on, not in the allow-list.
+
+    The parse step records it as ``request.unlisted_host``.
+    """
+    request = result.doc.get("request")
+    if result.error_code != INVALID_SIGNATURE or not isinstance(request, Mapping):
+        return False
+    return request.get("unlisted_host") is True
+
+
+def checker(config: AppConfig, reading: str = READDRESSED) -> Pipeline | None:
     """The run that checks a misrouted message of ``config``'s pipeline, or None when it has no such steps.
 
-    Its first step read again as the channel the addresses name, then every step up to the last that authenticates.
-    None: a first step without ``readdressed()``, no authenticating step, a parallel group among those steps, or one
-    whose declared IAM actions are not reads only (the check must never write).
+    Its first step read again as ``reading`` says (``READDRESSED``: as the channel the addresses name; ``REHOSTED``:
+    as if its Host were listed), then every step up to the last that authenticates. None: a first step without
+    that method, no authenticating step, a parallel group among those steps, or one whose declared IAM actions are
+    not reads only (the check must never write).
     """
     nodes = list(config.pipeline.nodes)
     specs = [registry.get(node.uses) if isinstance(node, PlannedStep) else None for node in nodes]
     last = max((index for index, spec in enumerate(specs) if spec is not None and spec.authenticates), default=0)
     first = nodes[0] if nodes else None
-    if not last or not isinstance(first, PlannedStep) or not callable(getattr(first.step, "readdressed", None)):
+    read = getattr(first.step, reading, None) if isinstance(first, PlannedStep) else None
+    if not last or not isinstance(first, PlannedStep) or not callable(read):
         return None
-    checked: list[Node] = [dataclasses.replace(first, step=first.step.readdressed())]  # type: ignore[attr-defined]
+    checked: list[Node] = [dataclasses.replace(first, step=read())]
     for node, spec in zip(nodes[1 : last + 1], specs[1 : last + 1], strict=True):
         actions = [action for grant in (spec.iam if spec is not None else ()) for action in grant.actions]
         if spec is None or not all(_READ.fullmatch(action) for action in actions):
             return None
         checked.append(node)
-    return Pipeline(
-        f"{config.name}.misrouted", checked, deadline_seconds=config.pipeline.deadline_seconds, concurrent=False
-    )
+    name = f"{config.name}.{'misrouted' if reading == READDRESSED else 'unlisted_host'}"
+    return Pipeline(name, checked, deadline_seconds=config.pipeline.deadline_seconds, concurrent=False)
 
 
 # The IAM actions that only read: a check may run a step that declares no other.
@@ -81,18 +116,27 @@ class MisrouteCheck:
     """The check of each pipeline's misrouted messages, built once per configuration."""
 
     def __init__(self) -> None:
-        self._built: dict[str, tuple[AppConfig, Pipeline | None]] = {}
+        self._built: dict[tuple[str, str], tuple[AppConfig, Pipeline | None]] = {}
 
-    def verdict(self, config: AppConfig, request: HttpRequest, services: Services, budget: float | None) -> str:
+    def verdict(
+        self,
+        config: AppConfig,
+        request: HttpRequest,
+        services: Services,
+        budget: float | None,
+        reading: str = READDRESSED,
+    ) -> str:
         """``VALID``, or the code that ended the check (``UNCHECKED`` when the pipeline cannot check one).
+
+        ``reading``: how the first step reads the request again (``checker``).
 
         The log fields its steps bind (the conversation its lookup read, for a forgery too) are dropped after it.
         """
         fields = log_fields()
         try:
-            built = self._built.get(config.name)
+            built = self._built.get((config.name, reading))
             if built is None or built[0] is not config:
-                built = self._built[config.name] = (config, checker(config))
+                built = self._built[config.name, reading] = (config, checker(config, reading))
             if built[1] is None:
                 return UNCHECKED
             result = built[1].run(request, services, time_budget=budget)

@@ -227,21 +227,37 @@ class TwilioParse:
         self._max_body = int(params.get("max_body_bytes", 65536))
         self._max_params = int(params.get("max_params", 500))
         self._readdressed = False
+        self._rehosted = False
 
-    def _check_host(self, http: HttpRequest) -> None:
-        """Refuse a Host the signed URL must not be rebuilt with (fail closed: see ``allowed_hosts``)."""
+    def _check_host(self, ctx: Context, http: HttpRequest) -> None:
+        """Refuse a Host the signed URL must not be rebuilt with (fail closed: see ``allowed_hosts``).
+
+        A Host that ``allowed_hosts`` does not list but that is the domain the platform received the request on (a
+        custom domain Twilio was pointed at and the list not told of) is refused all the same, and the request
+        records it (``unlisted_host``) so that its signature can be checked (``rehosted``) and a genuine message
+        counted as lost. A copy made by ``rehosted`` accepts only such a Host.
+        """
         host = _host_name(http.host)
         if not _HOST.fullmatch(host):
             raise _fail("the request's Host is not a host name")
+        domain = _host_name(http.domain)
         if self._hosts:
             # The URL is https here, so ``name:443`` is ``name``; any other port must be listed as such.
             allowed = host in self._hosts or _without_https_port(host) in self._hosts
+            # The platform names the domain it received the request on without a port (it listens on https's).
+            arrived_on = bool(domain) and _without_https_port(host) == _without_https_port(domain)
+            if arrived_on and not allowed:
+                if self._rehosted:
+                    return
+                ctx.doc["request"]["unlisted_host"] = True
+                raise StepFailure(
+                    INVALID_SIGNATURE.code, "the request's host, the domain it arrived on, is not in allowed_hosts"
+                )
         else:
             # A signature Twilio made for another URL of the account must not become valid here by a forged
             # Host: by default the Host must be the domain the platform says the request arrived on.
-            domain = _host_name(http.domain)
             allowed = bool(domain) and _without_port(host) == _without_port(domain)
-        if not allowed:
+        if not allowed or self._rehosted:
             raise StepFailure(INVALID_SIGNATURE.code, "the request's host is not one this webhook is registered under")
 
     def _signed_url(self, http: HttpRequest, channel: str) -> str:
@@ -286,6 +302,16 @@ class TwilioParse:
         copy._readdressed = True
         return copy
 
+    def rehosted(self) -> TwilioParse:
+        """A copy of the step that reads a request refused for its unlisted Host as if ``allowed_hosts`` listed it.
+
+        Only to check the signature of such a request (``unlisted_host``), refused as ``INVALID_SIGNATURE`` all the
+        same (``runtime.misroute``): the signed URL is rebuilt with the Host it arrived on, the one Twilio signed.
+        """
+        copy = copy_of(self)
+        copy._rehosted = True
+        return copy
+
     def _addressed(self, form: FormParams, channel: str) -> str | None:
         """The other channel of this pipeline whose every identity check the request passes, or None."""
         others = sorted(self._channels - {channel})
@@ -317,7 +343,7 @@ class TwilioParse:
         if not signature:
             raise StepFailure(INVALID_SIGNATURE.code, "missing X-Twilio-Signature header")
         if not self._base:
-            self._check_host(http)
+            self._check_host(ctx, http)
         form = self._form(http)
         sid = form.first("MessageSid") or ""
         if _MESSAGE_SID.fullmatch(sid) and len(form.getall("MessageSid")) == 1:
