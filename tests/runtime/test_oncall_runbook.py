@@ -444,3 +444,32 @@ def test_every_error_code_a_pipeline_can_end_with_has_an_on_call_entry() -> None
     section = RUNBOOK[RUNBOOK.index("## On call") : RUNBOOK.index("\n## ", RUNBOOK.index("## On call") + 1)]
     assert len(codes) >= 19
     assert sorted(code for code in codes if f"`{code}`" not in section and f'"{code}"' not in section) == []
+
+
+def test_the_runbook_query_for_an_unlisted_host_lists_its_refusals_and_only_a_genuine_one_alarms(
+    world: Any, cold_start: Any, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Twilio pointed at a custom domain that ``AllowedHosts`` lacks: the runbook's query lists each refusal with its
+    verdict, and ``MisroutedMessagesAlarm`` fires for the genuine one, not for a forgery posted there."""
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start(STACK_NAME=STACK, ALLOWED_HOSTS="hooks.example.com")
+    capsys.readouterr()
+    new = "hooks-new.example.com"
+    forged = rest_event("whatsapp", whatsapp_params(sid=RETRIED_SID), host=new, token="not-the-tenants-token")
+    assert container.handler(forged, None)["statusCode"] == 200
+    forged_out = capsys.readouterr().out
+    genuine = rest_event("whatsapp", whatsapp_params(sid=LOST_SID), host=new)
+    assert container.handler(genuine, None)["statusCode"] == 200
+    genuine_out = capsys.readouterr().out
+    section = RUNBOOK[RUNBOOK.index("## On call") :]
+    found = re.search(r"not in\nallowed_hosts \[signature valid\]`.*?```\n(.*?)\n```", section, re.S)
+    assert found is not None, "the runbook gives no query for a host missing from AllowedHosts"
+
+    rows = run(found.group(1), logged(json_logs, forged_out + genuine_out))
+
+    reasons = [row["reason"] for row in rows]
+    assert len(reasons) == 2 and reasons[0].endswith(" [INVALID_SIGNATURE]")
+    assert reasons[1].endswith(" [signature valid]")
+    assert firing(TEMPLATE, emf_datapoints(forged_out)) == set()
+    assert "MisroutedMessagesAlarm" in firing(TEMPLATE, emf_datapoints(genuine_out))
