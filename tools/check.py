@@ -366,12 +366,21 @@ def _unanswered_codes(inspection: Inspection, document: SourceDoc | None) -> lis
     return found
 
 
+# The status the contract gives every transient code (§5).
+TRANSIENT_STATUS = 503
+
+
 def _unanswered_transient_codes(inspection: Inspection, document: SourceDoc | None) -> list[Problem]:
     """Transient codes of the pipeline's steps that a JSON family answering it (not raising) has no status for."""
     config, pipeline = inspection.config, inspection.files[0]
     if config is None or document is None:
         return []
-    families = [family for family in _json_families(config) if not family.raise_transient]
+    # A family answering 503 by default answers such a code as the contract answers every transient code.
+    families = [
+        family
+        for family in _json_families(config)
+        if not family.raise_transient and family.default_status != TRANSIENT_STATUS
+    ]
     steps = document.data.get("steps") if isinstance(document.data, dict) else None
     found: list[Problem] = []
     for step in config.pipeline.steps():
@@ -381,8 +390,8 @@ def _unanswered_transient_codes(inspection: Inspection, document: SourceDoc | No
             message = (
                 f"step {step.id!r} ({step.uses}) may end the transient code {code!r}, which response family "
                 f"{family.name!r} (json) has no status for: {pipeline} answers it with default_status "
-                f"{family.default_status}, where the other transient codes are 503; add it under responses: "
-                f"{family.name}: status: in {pipeline}"
+                f"{family.default_status}, where the other transient codes are {TRANSIENT_STATUS}; add it under "
+                f"responses: {family.name}: status: in {pipeline}"
             )
             path = step_path(steps, step.id)
             where = (*path, "uses") if path is not None else ("steps",)

@@ -1252,3 +1252,26 @@ def test_a_step_s_transient_code_a_json_family_has_no_status_for_is_warned_of(
         "email_inbound.yaml answers it with default_status 500, where the other transient codes are 503; add it "
         "under responses: api: status: in pipelines/email_inbound.yaml"
     ]
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_step_s_transient_code_a_json_family_answers_503_by_default_is_not_warned_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: with the email pipeline's JSON family answering default_status 503, a new step's transient code it has
+    no status for is answered 503 like every other transient code (contract §5), yet --check warned that it was
+    answered "default_status 503, where the other transient codes are 503"."""
+    root = assemble(tmp_path)
+    email = root / "pipelines" / "email_inbound.yaml"
+    text = email.read_text(encoding="utf-8")
+    assert text.count("    default_status: 500\n") == 1
+    text = text.replace("    default_status: 500\n", "    default_status: 503\n")
+    email.write_text(text.replace("  - parallel:\n", ADDED_STEP + "  - parallel:\n", 1), encoding="utf-8")
+    monkeypatch.chdir(root)
+    transient = ErrorSpec("ACME_WRITE_TRANSIENT_ERROR", transient=True, description="the acme table did not answer")
+    final = ErrorSpec("ACME_WRITE_ERROR", description="the acme table refused the write")
+    declared: dict[str, Any] = {"provides": "acme_added", "params": {"type": "object"}, "errors": (transient, final)}
+    with step_registered("acme.added", AddedStep, **declared):
+        assert main(["--check"]) == 0
+    out = capsys.readouterr().out
+    assert "ACME_WRITE_TRANSIENT_ERROR" not in out, out
