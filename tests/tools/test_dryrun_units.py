@@ -288,6 +288,25 @@ def test_a_binary_field_of_a_secret_is_refused_at_its_value_and_not_shown(
     assert "OWY4NmQw" not in str(problem)
 
 
+@pytest.mark.parametrize(
+    ("text", "where", "expected"),
+    [
+        ("secrets:\n  {name}: !!binary {value}\n", "secrets.{name}", "object or string"),
+        ("secrets: !!binary {value}\n", "secrets", "object"),
+    ],
+)
+def test_a_binary_secret_is_named_binary_data_not_null(tmp_path: Path, text: str, where: str, expected: str) -> None:
+    """Defect: a whole secret (or ``secrets:``) written as YAML binary was refused as "expected object or string, got
+    null": the value is binary data, and the message sent its writer looking for an empty value."""
+    name, value = "ai-multi-comms/whatsapp-credentials/acme", "OWY4NmQwODE4ODRjN2Q2NTlhMmZlYWEwYzU1YWQwMTU="
+    written = text.format(name=name, value=value)
+    with pytest.raises(ConfigError) as caught:
+        load_world(write(tmp_path / "world.yaml", written))
+    (problem,) = caught.value.problems
+    assert problem.message.startswith(f"{where.format(name=name)}: expected {expected}, got binary data (not shown)")
+    assert value[:8] not in str(problem) and "9f86d081" not in str(problem)
+
+
 def test_the_scrubber_removes_every_known_credential() -> None:
     scrub = Scrubber(["abc"])  # too short to be a credential
     scrub.add(["9f86d081884c7d65", "9f86d081"])

@@ -336,7 +336,16 @@ def _schema(spec: WorldSpec, data: Any, locator: Locator | None) -> list[Problem
 
 
 _MAPPING = "; write a mapping of key: value lines"
-_KINDS = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"), (dict, "object"))
+# YAML's ``!!binary`` loads as bytes: named as such, not taken for null.
+_KINDS = (
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "number"),
+    (str, "string"),
+    (bytes, "binary data"),
+    (list, "array"),
+    (dict, "object"),
+)
 
 
 def _kind(value: Any) -> str:
