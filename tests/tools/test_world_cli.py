@@ -539,3 +539,23 @@ def test_a_snapshot_writes_a_number_a_float_cannot_hold_with_every_digit(world: 
     assert '"balance": 12345678901234567890.123' in text and '"tiny": -1.5e-129' in text
     [row] = json.loads(text, parse_float=Decimal)["conversations"]
     assert row["balance"] == Decimal("12345678901234567890.123")
+
+
+@pytest.mark.parametrize("mask", ["none", "text", "all"])
+def test_a_world_with_a_binary_attribute_is_refused_by_name_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mask: str
+) -> None:
+    """Defect: a conversation attribute written as YAML binary (which the dry-run reads, as DynamoDB's B type)
+    stopped `pipeline-world pseudonymize` with a traceback, `TypeError: Object of type bytes is not JSON
+    serializable`: the world it writes is JSON, which holds no bytes. It is refused by name, exit 2, its value not
+    shown, and nothing is printed."""
+    monkeypatch.setenv("CAPTURE_KEY", KEY)
+    text = WORLD.read_text(encoding="utf-8")
+    anchor = "    ai_config: {assistant_id: asst_acme_support, temperature: 0.2, max_tokens: 512}\n"
+    assert anchor in text
+    world = tmp_path / "world.yaml"
+    world.write_text(text.replace(anchor, anchor + "    avatar: !!binary OWY4NmQwODE4ODRjN2Q2NTlh\n", 1))
+    status, out, err = world_cli("pseudonymize", str(world), "--mask", mask, "--key-env", "CAPTURE_KEY")
+    assert (status, out) == (2, "")
+    assert err.startswith("pipeline-world: error: conversations[0].avatar: binary data (not shown)"), err
+    assert "OWY4NmQw" not in err and "9f86d081" not in err
