@@ -42,7 +42,7 @@ from runtime.apigateway import EventError, http_request, proxy_response, request
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients, new_session
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.metrics import EmfMetrics
-from runtime.misroute import MISROUTED_METRIC, REHOSTED, VALID, MisrouteCheck, misrouted, unlisted
+from runtime.misroute import INVALID_SIGNATURE, MISROUTED_METRIC, VALID, MisrouteCheck, signature_recheck, unlisted
 from runtime.resources import check_resources
 from runtime.stamp import STAMP_FILE, Stamp
 
@@ -90,7 +90,6 @@ CAPTURE_FAILURE_METRIC = "CaptureFailures"
 # key fetched, its signature checked). Twilio and SendGrid never retry the refusal: either a genuine message is
 # lost (a rotated token or key, a wrong registered URL) or someone forged a request aimed at a real conversation.
 SIGNATURE_MISMATCH_METRIC = "SignatureMismatches"
-INVALID_SIGNATURE = "INVALID_SIGNATURE"
 
 
 def failed_authentication(config: AppConfig, result: RunResult) -> bool:
@@ -140,9 +139,8 @@ def parse_reason(result: RunResult, verdict: str | None = None) -> str | None:
     ended it. A request refused for an unlisted Host (``runtime.misroute.unlisted``) has one too: the step's fixed
     text, which names no value, and its verdict.
     """
-    if unlisted(result) and result.error is not None:
-        return f"{result.error.message} [{verdict}]" if verdict else result.error.message
-    if result.error_code != UNROUTED or not result.trace or result.error is None:
+    unrouted = result.error_code == UNROUTED and bool(result.trace)
+    if not (unrouted or unlisted(result)) or result.error is None:
         return None
     return f"{result.error.message} [{verdict}]" if verdict else result.error.message
 
@@ -593,16 +591,11 @@ class Application:
                 response = proxy_response(config.responses.respond(result, channel))
             except Exception as exc:  # noqa: BLE001 - RetryableFailure, or a policy gap: both raise out of the handler
                 raised = exc
-            if misrouted(result):
+            recheck = signature_recheck(result)
+            if recheck is not None:
                 # After the answer is built, which the check never changes: reads only, within the invocation's time.
-                verdict = self._misroutes.verdict(
-                    config, request, self._services[config.name], _time_to_answer(context)
-                )
-            elif unlisted(result):
-                # The same check, for a Host the allow-list does not list: the parse read as if it were listed.
-                verdict = self._misroutes.verdict(
-                    config, request, self._services[config.name], _time_to_answer(context), REHOSTED
-                )
+                services = self._services[config.name]
+                verdict = self._misroutes.verdict(config, request, services, _time_to_answer(context), recheck)
             if deployed.plans is not None:
                 counts = self._shadow(config.name, deployed.plans, result, self._shadow_time(context))
                 candidate = deployed.plans[1] if counts is not None else None

@@ -43,6 +43,7 @@ __all__ = [
     "MisrouteCheck",
     "checker",
     "misrouted",
+    "signature_recheck",
     "unlisted",
 ]
 
@@ -81,6 +82,13 @@ def unlisted(result: RunResult) -> bool:
     if result.error_code != INVALID_SIGNATURE or not isinstance(request, Mapping):
         return False
     return request.get("unlisted_host") is True
+
+
+def signature_recheck(result: RunResult) -> str | None:
+    """How a refused request's signature is checked (``READDRESSED``, ``REHOSTED``), or None when it is not."""
+    if misrouted(result):
+        return READDRESSED
+    return REHOSTED if unlisted(result) else None
 
 
 def checker(config: AppConfig, reading: str = READDRESSED) -> Pipeline | None:

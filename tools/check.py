@@ -56,9 +56,9 @@ from engine.locator import Locator, line_column
 from engine.responses import ResponseFamily
 from engine.rules import RuleError, RuleSet
 from engine.yamlsource import SourceDoc
-from runtime.app import INVALID_SIGNATURE
 from runtime.aws import longest_call_seconds, longest_invocation_seconds
 from runtime.layout import PIPELINES_DIR, pipeline_files
+from runtime.misroute import INVALID_SIGNATURE
 from runtime.verify import (
     leaves,
     pipeline_clashes,
