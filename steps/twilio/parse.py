@@ -245,8 +245,7 @@ class TwilioParse:
             # The URL is https here, so ``name:443`` is ``name``; any other port must be listed as such.
             allowed = host in self._hosts or _without_https_port(host) in self._hosts
             # The platform names the domain it received the request on without a port (it listens on https's).
-            arrived_on = bool(domain) and _without_https_port(host) == _without_https_port(domain)
-            if arrived_on and not allowed:
+            if not allowed and domain and _without_https_port(host) == _without_https_port(domain):
                 if self._rehosted:
                     return
                 ctx.doc["request"]["unlisted_host"] = True
