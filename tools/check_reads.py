@@ -127,8 +127,8 @@ def request_fields(inspection: Inspection) -> list[Problem]:
     steps = inspection.config.pipeline.steps() if inspection.config is not None else []
     # The last step that provides it gives what the rules read (sendgrid.read completes sendgrid.parse's).
     parser = next((step for step in reversed(steps) if step.provides == "request"), None)
-    fields = getattr(parser.step, "request_fields", None) if parser is not None else None
-    if parser is None or not isinstance(fields, frozenset):
+    fields = _fields_of(parser)
+    if parser is None or fields is None:
         return []
     unused = {loaded.locator.file for name, loaded in inspection.rulesets.items() if name not in inspection.used}
     step = f"{parser.uses} (step {parser.id!r} of {inspection.files[0]}) never provides it, so it is always null"
@@ -194,16 +194,15 @@ def _fields_of(step: PlannedStep | None) -> frozenset[str] | None:
     return fields if isinstance(fields, frozenset) else None
 
 
-def _request_later(inspection: Inspection, evaluator: _Evaluator, located: LocatedExpression) -> list[Problem]:
+def _request_later(providers: list[PlannedStep], evaluator: _Evaluator, located: LocatedExpression) -> list[Problem]:
     """Request fields a condition of the evaluator's sets reads that only a later step completing the request gives.
 
-    sendgrid.parse gives the addresses, sendgrid.read the rest after the signature: a set evaluated between them
-    reads the rest as null.
+    ``providers`` are the pipeline's steps providing ``request``, in order. sendgrid.parse gives the addresses,
+    sendgrid.read the rest after the signature: a set evaluated between them reads the rest as null.
     """
     given = _fields_of(evaluator.request)
-    if inspection.config is None or given is None:
+    if given is None:
         return []
-    providers = [step for step in inspection.config.pipeline.steps() if step.provides == "request"]
     index = next((i for i, step in enumerate(providers) if step is evaluator.request), len(providers))
     later = providers[index + 1 :]
     found: list[Problem] = []
@@ -226,7 +225,9 @@ def provided_too_late(inspection: Inspection) -> list[Problem]:
     """Names (and request fields) a rule reads that a step provides only after the step evaluating its set."""
     if inspection.config is None:
         return []
-    providers = {step.provides: step for step in inspection.config.pipeline.steps() if step.provides}
+    steps = inspection.config.pipeline.steps()
+    providers = {step.provides: step for step in steps if step.provides}
+    requests = [step for step in steps if step.provides == "request"]
     files = {name: loaded.locator.file for name, loaded in inspection.rulesets.items()}
     found: list[Problem] = []
     for evaluator in _evaluators(inspection):
@@ -245,7 +246,7 @@ def provided_too_late(inspection: Inspection) -> list[Problem]:
                 )
                 offset = _root_offset(located.expression.source, root)
                 found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
-            found.extend(_request_later(inspection, evaluator, located))
+            found.extend(_request_later(requests, evaluator, located))
     return found
 
 
