@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,7 +34,9 @@ __all__ = [
     "CREDENTIAL_NAME_PARTS",
     "SECTIONS",
     "WorldSpec",
+    "binary_paths",
     "credential_like",
+    "dotted",
     "load_world",
     "parse_instant",
     "secret_values",
@@ -173,34 +175,37 @@ def _timestamps(value: Any, path: tuple[Any, ...], found: list[tuple[Any, ...]])
 _NESTED = frozenset({dict, list})
 
 
+def binary_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Where ``value`` holds bytes (YAML's ``!!binary``, DynamoDB's B type), as key and index paths."""
+    if isinstance(value, bytes | bytearray):
+        yield path
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from binary_paths(item, (*path, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from binary_paths(item, (*path, index))
+
+
+def dotted(path: tuple[Any, ...]) -> str:
+    """``path`` written as ``section[row].attribute``."""
+    return "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" if index else str(part) for index, part in enumerate(path)
+    )
+
+
 def _binary_problems(spec: WorldSpec, secrets: Any) -> list[Problem]:
     """A problem at each binary value (YAML's ``!!binary``) inside a secret's fields, its value never shown.
 
     A secret's text is JSON, which holds no bytes.
     """
-    found: list[tuple[Any, ...]] = []
-
-    def walk(value: Any, path: tuple[Any, ...]) -> None:
-        if isinstance(value, bytes):
-            found.append(path)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, (*path, key))
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                walk(item, (*path, index))
-
-    for name, secret in secrets.items() if isinstance(secrets, dict) else ():
-        if isinstance(secret, dict | list):
-            walk(secret, ("secrets", name))
-    problems = []
-    for path in found:
-        where = f"secrets.{path[1]}" + "".join(
-            f"[{part}]" if isinstance(part, int) else f".{part}" for part in path[2:]
-        )
-        message = "binary data (!!binary), which a secret's JSON text cannot hold (not shown); write the field as text"
-        problems.append(spec.problem(path, f"{where}: {message}"))
-    return problems
+    message = "binary data (!!binary), which a secret's JSON text cannot hold (not shown); write the field as text"
+    return [
+        spec.problem(path, f"{dotted(path)}: {message}")
+        for name, secret in (secrets.items() if isinstance(secrets, dict) else ())
+        if isinstance(secret, dict | list)
+        for path in binary_paths(secret, ("secrets", name))
+    ]
 
 
 def _read(path: Path, name: str) -> tuple[Any, str, Locator | None]:

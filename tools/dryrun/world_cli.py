@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -62,21 +62,11 @@ def _refuse_printed_credentials(args: argparse.Namespace) -> None:
         )
 
 
-def _binary_paths(value: Any, where: str = "") -> Iterator[str]:
-    """Where ``value`` holds bytes (a YAML ``!!binary``, DynamoDB's B type), as ``section[row].attribute``."""
-    if isinstance(value, bytes | bytearray):
-        yield where
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _binary_paths(item, f"{where}.{key}" if where else str(key))
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from _binary_paths(item, f"{where}[{index}]")
-
-
 def _write(document: Any, target: Path | None, out: TextIO, err: TextIO) -> None:
     """Print the world, or write it to ``target`` readable by its owner only (it holds numbers, maybe tokens)."""
-    binary = list(_binary_paths(document))
+    from tools.dryrun.world import binary_paths, dotted
+
+    binary = [dotted(path) for path in binary_paths(document)]
     if binary:
         # The world is written as JSON, which holds no bytes; the values are not shown (they may be anything).
         raise Refused(
