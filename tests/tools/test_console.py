@@ -14,13 +14,16 @@ from tools.console import EXIT_READER_GONE
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_a_dry_run_whose_reader_is_gone_ends_without_a_traceback() -> None:
+def to_a_gone_reader(command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m`` ``command``, its output a pipe with no reader at all: the first write fails, as after
+    ``| head -1`` has exited."""
     read_end, write_end = os.pipe()
-    os.close(read_end)  # no reader at all: the first write fails, as after `| head -1` has exited
+    os.close(read_end)
     try:
-        finished = subprocess.run(
-            [sys.executable, "-m", "tools.dryrun.cli", "--world", "examples/world.yaml", "examples/events"],
+        return subprocess.run(
+            [sys.executable, "-m", *command],
             cwd=REPO,
+            env=env,
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,
@@ -29,6 +32,10 @@ def test_a_dry_run_whose_reader_is_gone_ends_without_a_traceback() -> None:
         )
     finally:
         os.close(write_end)
+
+
+def test_a_dry_run_whose_reader_is_gone_ends_without_a_traceback() -> None:
+    finished = to_a_gone_reader(["tools.dryrun.cli", "--world", "examples/world.yaml", "examples/events"])
     assert "Traceback" not in finished.stderr, finished.stderr
     assert finished.returncode == EXIT_READER_GONE
 
@@ -45,19 +52,5 @@ def test_a_tool_printing_to_a_reader_that_is_gone_ends_quietly(command: list[str
     # Defect: `pipeline-world pseudonymize world.yaml | head` took the broken pipe for a failure of its own, printed
     # `pipeline-world: error: [Errno 32] Broken pipe` and exited 2 (bad arguments), where dry-run.md promises
     # pipeline-world, as pipeline-event and pipeline-dryrun, ends quietly with 141.
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        finished = subprocess.run(
-            [sys.executable, "-m", *command],
-            cwd=REPO,
-            env={**os.environ, "CAPTURE_KEY": "0123456789abcdef0123456789abcdef"},
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
+    finished = to_a_gone_reader(command, {**os.environ, "CAPTURE_KEY": "0123456789abcdef0123456789abcdef"})
     assert (finished.returncode, finished.stderr) == (EXIT_READER_GONE, "")
