@@ -11,6 +11,7 @@ It is ASCII, fixed-length and safe as a DynamoDB sort key.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 import math
@@ -22,6 +23,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
+from email.quoprimime import header_decode
 from email.utils import getaddresses, parseaddr
 from typing import Any, Literal
 
@@ -75,6 +77,8 @@ _MAX_MIME_LINE_CHECKS = 1_000_000
 _LINE_COST = 6
 _MAX_MIME_MULTIPARTS = 128
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+# An encoded word's charset (without an RFC 2231 ``*language``), encoding and text.
+_ENCODED_WORD_PARTS = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?([^?\s]*)\?=")
 _UNPRINTABLE = re.compile(r"[\x00-\x20\x7f]")
 _ANGLED = re.compile(r"<([^<>]+)>")
 _STDLIB_ERRORS = (LookupError, ValueError, TypeError, IndexError, AttributeError, AssertionError)
@@ -225,7 +229,7 @@ def read_content(
         id_source=addressing.id_source,
         sender=sender,
         recipients=addressing.recipients,
-        subject=" ".join((form.first("subject") or "").split()),
+        subject=" ".join(_decoded_words(form.first("subject") or "").split()),
         text=text,
         text_source=text_source,
         text_cut=text_cut,
@@ -252,6 +256,35 @@ def _text(plain: str | None, html: str | None, max_html_chars: int) -> tuple[str
     if html and html.strip():
         return html_to_text(html, max_html_chars), "html", len(html) > max_html_chars
     return "", "none", False
+
+
+def _decoded_words(value: str) -> str:
+    """``value`` with its RFC 2047 encoded words (``=?UTF-8?B?...?=``) decoded, as a mail reader shows a subject.
+
+    Mailers write a subject that is not ASCII so, and the ``subject`` field can carry it as written. Whitespace
+    between two adjacent encoded words is dropped (RFC 2047 §6.2). A word's charset is read as a text field's is
+    (``multipart.decode_text``: a name no codec reads is UTF-8); a word whose base64 does not decode stays as written.
+    """
+    if not _ENCODED_WORD.search(value):
+        return value
+    pieces: list[str] = []
+    end, after_word = 0, False
+    for match in _ENCODED_WORD_PARTS.finditer(value):
+        charset, encoding, text = match.groups()
+        try:
+            if encoding in "bB":
+                data = binascii.a2b_base64(text + "=" * (-len(text) % 4))
+            else:
+                data = header_decode(text).encode("latin-1")
+        except (binascii.Error, ValueError):
+            continue
+        between = value[end : match.start()]
+        if not (after_word and (between.isspace() or not between)):
+            pieces.append(between)
+        pieces.append(decode_text(data, charset))
+        end, after_word = match.end(), True
+    pieces.append(value[end:])
+    return "".join(pieces)
 
 
 def _parse_headers(block: str) -> Message:

@@ -453,3 +453,28 @@ def test_an_email_with_text_is_staged_with_its_subject_beside_the_text(world, la
     assert status == 200
     [row] = world.stage_rows()
     assert (row["body"], row["subject"]) == (Email().text, "Order #1042: where is it?")
+
+
+ENCODED_SUBJECTS = [
+    # Gmail and Outlook write a non-ASCII subject as RFC 2047 encoded words; the field can carry them as written.
+    ("=?UTF-8?B?w4dhIHZhID8g4pyTIPCfmIA=?=", "Ça va ? ✓ 😀"),
+    ("=?ISO-8859-1?Q?Gr=FC=DFe?= aus =?UTF-8?Q?K=C3=B6ln?=", "Grüße aus Köln"),
+    # Whitespace between two adjacent encoded words is not text (RFC 2047 §6.2): a long subject goes on.
+    ("=?UTF-8?Q?Bestellung_Nr.?= =?UTF-8?Q?_1042_=E2=80=93_wo_ist_sie=3F?=", "Bestellung Nr. 1042 \u2013 wo ist sie?"),
+    ("=?Windows-1252?Q?=93Urgent=94_=96_=8010?=", "\u201cUrgent\u201d \u2013 \u20ac10"),
+    ("=?Shift_JIS?B?ko2VtoLMjI+WvA==?=", "注文の件名"),
+    ("=?x-bogus?B?UmU6IGhlbGxv?=", "Re: hello"),  # a charset no codec reads: read as UTF-8, as text fields are
+    ("Re: =?utf-8*en?q?caf=C3=A9?= ok", "Re: café ok"),  # RFC 2231 language suffix
+]
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["parsed", "raw"])
+@pytest.mark.parametrize(("written", "subject"), ENCODED_SUBJECTS)
+def test_a_subject_of_encoded_words_is_staged_decoded(world, lambda_handler, outcomes, raw, written, subject):
+    """The stage row held ``=?UTF-8?B?...?=``: the customer's subject, unreadable to the email queue's consumer."""
+    add_email_world(world)
+    email = Email(subject=written)
+    status, body = answer(lambda_handler(posted(*raw_mime_body(email)) if raw else email_event(email), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    [row] = world.stage_rows()
+    assert (row["body"], row["subject"]) == (email.text, subject)
