@@ -407,7 +407,11 @@ def _score(value: str | None) -> float | None:
 
 
 def _form_attachments(form: MultipartForm) -> tuple[Attachment, ...]:
-    """The file parts, with the ``content-id`` SendGrid gives for each in ``attachment-info``/``content-ids``."""
+    """The file parts, with the ``content-id`` SendGrid gives for each in ``attachment-info``/``content-ids``.
+
+    A filename written as encoded words (as many mailers write one that is not ASCII) is decoded, as ``_filename``
+    decodes a raw MIME part's: one email's attachment has one name whichever format the Parse Setting posts.
+    """
     info = _json_object(form.first("attachment-info"))
     by_field = {field: cid for cid, field in _json_object(form.first("content-ids")).items() if isinstance(field, str)}
     attachments = []
@@ -415,7 +419,8 @@ def _form_attachments(form: MultipartForm) -> tuple[Attachment, ...]:
         meta = info.get(part.name)
         cid = meta.get("content-id") if isinstance(meta, dict) else None
         cid = cid if isinstance(cid, str) and cid else by_field.get(part.name)
-        attachments.append(Attachment(part.name, part.filename, part.content_type, part.size, cid or None))
+        filename = _decoded_words(part.filename)
+        attachments.append(Attachment(part.name, filename, part.content_type, part.size, cid or None))
     return tuple(attachments)
 
 

@@ -18,6 +18,7 @@ from tests.support.email import HOST, KEY, USER_EMAIL, add_email_world, email_ev
 from tests.support.logscan import forbid
 from tools.sendgrid_events import (
     RECIPIENT,
+    Attachment,
     Email,
     encode_form,
     inbound_parse_event,
@@ -478,3 +479,21 @@ def test_a_subject_of_encoded_words_is_staged_decoded(world, lambda_handler, out
     assert (status, body["outcome"]) == (200, "QUEUED")
     [row] = world.stage_rows()
     assert (row["body"], row["subject"]) == (email.text, subject)
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["parsed", "raw"])
+def test_an_attachment_named_in_encoded_words_is_staged_with_its_name_in_either_format(
+    world, lambda_handler, outcomes, raw
+):
+    """Mailers write a name that is not ASCII as a quoted encoded word; the raw format's was decoded, the parsed
+    format's file part staged ``=?UTF-8?B?...?=``: one email, two names, by the Parse Setting's send_raw flag."""
+    add_email_world(world)
+    names = [
+        ("=?UTF-8?B?w5xiZXJzaWNodCBNw6RyeiDinJMucGRm?=", "Übersicht März ✓.pdf"),
+        ("=?ISO-8859-1?Q?K=F6ln.txt?=", "Köln.txt"),
+    ]
+    email = Email(attachments=tuple(Attachment(written, "application/pdf", b"%PDF-1.4") for written, _ in names))
+    status, body = answer(lambda_handler(posted(*raw_mime_body(email)) if raw else email_event(email), None))
+    assert (status, body["outcome"]) == (200, "QUEUED")
+    [row] = world.stage_rows()
+    assert [item["filename"] for item in row["media"]] == [name for _, name in names]
