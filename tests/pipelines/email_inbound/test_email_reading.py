@@ -457,7 +457,8 @@ def test_an_email_with_text_is_staged_with_its_subject_beside_the_text(world, la
 
 
 ENCODED_SUBJECTS = [
-    # Gmail and Outlook write a non-ASCII subject as RFC 2047 encoded words; the field can carry them as written.
+    # Mailers write a non-ASCII subject as RFC 2047 encoded words. SendGrid documents decoding the subject field;
+    # a word it leaves encoded (a charset it does not know) or a relay posting the header as written reaches us so.
     ("=?UTF-8?B?w4dhIHZhID8g4pyTIPCfmIA=?=", "Ça va ? ✓ 😀"),
     ("=?ISO-8859-1?Q?Gr=FC=DFe?= aus =?UTF-8?Q?K=C3=B6ln?=", "Grüße aus Köln"),
     # Whitespace between two adjacent encoded words is not text (RFC 2047 §6.2): a long subject goes on.
@@ -472,7 +473,7 @@ ENCODED_SUBJECTS = [
 @pytest.mark.parametrize("raw", [False, True], ids=["parsed", "raw"])
 @pytest.mark.parametrize(("written", "subject"), ENCODED_SUBJECTS)
 def test_a_subject_of_encoded_words_is_staged_decoded(world, lambda_handler, outcomes, raw, written, subject):
-    """The stage row held ``=?UTF-8?B?...?=``: the customer's subject, unreadable to the email queue's consumer."""
+    """A subject field still in encoded words was staged so (``=?UTF-8?B?...?=``), unreadable to its consumer."""
     add_email_world(world)
     email = Email(subject=written)
     status, body = answer(lambda_handler(posted(*raw_mime_body(email)) if raw else email_event(email), None))
