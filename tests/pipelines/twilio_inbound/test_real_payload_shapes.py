@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -13,6 +14,7 @@ import yaml
 from runtime.masking import MASKED_TEXT, Pseudonyms, form_fields, recordable
 from tests.support.dryrun import WORLD, run_dryrun
 from tests.support.expect import twiml_response
+from tests.support.logscan import forbid
 from tests.support.webhooks import http_api_event, rest_event, sms_params, status_params, whatsapp_params
 from tools.dryrun.corpus import twilio_rest_event
 
@@ -65,6 +67,19 @@ WHATSAPP_SHAPES = {
         OriginalRepliedMessageSender="whatsapp:+14155238886",
     ),
     "rtl_and_controls": whatsapp_params(body="مرحبا\u200f \u202e!\x00\x1f\t\r\n+%&=", ProfileName="محمد \u202e🙂"),
+    # Combining marks and ZWJ sequences are kept as sent (no normalisation); a body over SMS's 1,600 characters
+    # with CRLF, C0 and C1 controls, line and paragraph separators.
+    "combining_and_long": whatsapp_params(
+        body=("Ze\u0301lie e\u0301\u0302 👩\u200d👩\u200d👧 ok\r\n\x01\x07\x1b[0m\x7f\x85\u2028\u2029 ") * 60,
+        ProfileName="Ze\u0301lie 👩🏽\u200d💻 \u05e9\u05dc\u05d5\u05dd",
+    ),
+    # Parameters Twilio may add later are signed like any other: names the code does not know, a space or
+    # non-ASCII letters in a name, a name sorting before the upper-case ones.
+    "unknown_parameters": whatsapp_params(
+        FutureField="x y+z%&=",
+        ChannelMetadata='{"type":"whatsapp"}',
+        **{"Some Field": "1", "Ünïcode": "ç", "zLast": ""},
+    ),
 }
 
 
@@ -73,6 +88,8 @@ def test_whatsapp_shape_is_staged_with_its_body(world, lambda_handler, outcomes,
     world.add_conversation()
     world.add_default_secrets()
     form = WHATSAPP_SHAPES[shape]
+    # No free text of the shape (a body, a name, an address, a button's text) may reach a log line at INFO.
+    forbid(*(form[name] for name in FREE_TEXT_FIELDS if form.get(name)))
 
     response = lambda_handler(rest_event("whatsapp", form), None)
 
@@ -142,6 +159,42 @@ def test_sms_with_unicode_and_segments_is_staged(world, lambda_handler, outcomes
     [row] = world.stage_rows()
     assert row["body"] == body
     assert row["channel_type"] == "sms"
+
+
+def test_mms_is_staged_with_its_text_and_every_item(world, lambda_handler, outcomes):
+    world.add_conversation()
+    world.add_default_secrets()
+    media = {"MediaUrl0": MEDIA.format(0), "MediaContentType0": "image/gif"}
+    media |= {"MediaUrl1": MEDIA.format(1), "MediaContentType1": "text/vcard"}
+    form = sms_params(sid="MM" + "b" * 32, body="see attached 📎", NumMedia="2", NumSegments="2", **media)
+
+    assert lambda_handler(rest_event("sms", form), None) == twiml_response()
+
+    assert outcomes() == [("QUEUED", None)]
+    [row] = world.stage_rows()
+    assert (row["channel_type"], row["body"], row["num_media"]) == ("sms", "see attached 📎", 2)
+    assert row["media"] == [
+        {"url": MEDIA.format(0), "content_type": "image/gif"},
+        {"url": MEDIA.format(1), "content_type": "text/vcard"},
+    ]
+
+
+def test_a_form_encoded_with_percent_20_and_lower_case_escapes_is_read_as_with_plus(world, lambda_handler, outcomes):
+    """Twilio's form uses ``+`` for a space; ``%20`` (and ``%c3%a9``) decode the same, and the signature is over the
+    decoded pairs, so either spelling is the same message."""
+    world.add_conversation()
+    world.add_default_secrets()
+    form = whatsapp_params(body="café au lait + 1 = 2 & more", ProfileName="Zoë Ä")
+    lower = re.compile("%[0-9A-F]{2}")
+    pairs = ((quote(name, safe=""), quote(value, safe="")) for name, value in form.items())
+    body = "&".join(f"{name}={lower.sub(lambda escape: escape.group().lower(), value)}" for name, value in pairs)
+    assert "%20" in body and "%c3%a9" in body and "+" not in body
+
+    assert lambda_handler(rest_event("whatsapp", form, body=body), None) == twiml_response()
+
+    assert outcomes() == [("QUEUED", None)]
+    [row] = world.stage_rows()
+    assert row["body"] == form["Body"]
 
 
 STATUSES = ["accepted", "queued", "sending", "sent", "delivered", "read", "receiving", "received", "canceled"]
