@@ -197,6 +197,27 @@ def test_a_form_encoded_with_percent_20_and_lower_case_escapes_is_read_as_with_p
     assert row["body"] == form["Body"]
 
 
+@pytest.mark.parametrize(
+    "numbers",
+    [{"To": "894546"}, {"From": "894546"}, {"From": "ACME Bank"}],
+    ids=["to-a-short-code", "from-a-short-code", "from-an-alphanumeric-sender"],
+)
+def test_an_sms_whose_number_is_no_e164_number_is_answered_empty_before_any_aws_call(
+    world, lambda_handler, aws, outcomes, numbers
+):
+    """CONTRACT.md §2: conversations are keyed by +E.164 numbers (the user's, and the company's in the GSI), so a
+    short code or a sender ID names no conversation: refused at parsing, answered as any non-transient error (§5)."""
+    world.add_conversation()
+    world.add_default_secrets()
+    forbid(*numbers.values())
+
+    assert lambda_handler(rest_event("sms", sms_params(**numbers)), None) == twiml_response()
+
+    assert outcomes() == [("PARSING_ERROR", "PARSING_ERROR")]
+    assert aws.names() == [] and world.stage_rows() == []
+    assert not any(world.all_sent().values())
+
+
 STATUSES = ["accepted", "queued", "sending", "sent", "delivered", "read", "receiving", "received", "canceled"]
 
 
