@@ -578,6 +578,7 @@ class Application:
         counts: dict[str, int] | None = None
         candidate: ShadowPlan | None = None
         verdict: str | None = None
+        checked_sid: str | None = None
         if deployed is None or request is None:
             result, response = self._unrouted(event, reason)
             config, channel = None, None
@@ -595,11 +596,13 @@ class Application:
             if recheck is not None:
                 # After the answer is built, which the check never changes: reads only, within the invocation's time.
                 services = self._services[config.name]
-                verdict = self._misroutes.verdict(config, request, services, _time_to_answer(context), recheck)
+                verdict, checked_sid = self._misroutes.verdict(
+                    config, request, services, _time_to_answer(context), recheck
+                )
             if deployed.plans is not None:
                 counts = self._shadow(config.name, deployed.plans, result, self._shadow_time(context))
                 candidate = deployed.plans[1] if counts is not None else None
-        self._record(config, result, response, perf_counter() - started, counts, candidate, verdict)
+        self._record(config, result, response, perf_counter() - started, counts, candidate, verdict, checked_sid)
         if pending is not None:
             self._captured(name, pending, _time_to_answer(context))
         bind_log_fields({}, replace=True)
@@ -669,11 +672,13 @@ class Application:
         counts: dict[str, int] | None = None,
         candidate: ShadowPlan | None = None,
         verdict: str | None = None,
+        checked_sid: str | None = None,
     ) -> None:
         """The event's log line and metrics document.
 
         ``candidate`` is the shadow whose verdict ``counts`` hold; ``verdict`` the signature check of a misrouted
-        message (``runtime.misroute``).
+        message (``runtime.misroute``), and ``checked_sid`` the ``MessageSid`` its valid signature covers (a request
+        refused before its form was read names none of its own).
         """
         ms = round(seconds * 1000, 3)
         outcome, error_code, trace = result.outcome, result.error_code, result.trace
@@ -693,7 +698,7 @@ class Application:
                     "error_cause": result.error.cause if result.error is not None else None,
                     "reason": parse_reason(result, verdict),
                     # The message (its stage row's key): what on-call replays a lost one by.
-                    "message_sid": message_sid(result.doc),
+                    "message_sid": message_sid(result.doc) or checked_sid,
                     "ms": ms,
                     "status": response["statusCode"] if response else "raised",
                     "steps": {entry.step: entry.status for entry in trace},

@@ -17,7 +17,9 @@ threshold (a run of refusals, forged ones alike) would notice. Its refusal recor
 (``unlisted(result)``), and the same check runs for it with the parse step read as if the Host were listed (a step
 offering ``rehosted()``): the signed URL rebuilt with the Host it arrived on. A valid signature counts in
 ``MISROUTED_METRIC`` too; the event line's reason tells the two apart. Nothing the check reads ever decides what is
-staged: the request stays refused.
+staged: the request stays refused. Such a refusal comes before the form is read, so the check's valid signature is
+what names its ``MessageSid`` (``Checked.message_sid``), for the event line (on-call replays a lost message by it);
+an unverified one's SID is only text anyone can post, and names nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from engine import registry
 from engine.config import AppConfig
@@ -40,6 +43,7 @@ __all__ = [
     "REHOSTED",
     "UNCHECKED",
     "VALID",
+    "Checked",
     "MisrouteCheck",
     "checker",
     "misrouted",
@@ -120,6 +124,15 @@ def checker(config: AppConfig, reading: str = READDRESSED) -> Pipeline | None:
 _READ = re.compile(r"[a-z0-9-]+:(Get|BatchGet|Query|Describe|List)[A-Za-z]*")
 
 
+class Checked(NamedTuple):
+    """The end of a refused request's signature check."""
+
+    # ``VALID``, or the code that ended the check (``UNCHECKED`` when the pipeline cannot check one).
+    verdict: str
+    # The ``MessageSid`` that the valid signature covers (None unless ``VALID``).
+    message_sid: str | None = None
+
+
 class MisrouteCheck:
     """The check of each pipeline's misrouted messages, built once per configuration."""
 
@@ -133,8 +146,8 @@ class MisrouteCheck:
         services: Services,
         budget: float | None,
         reading: str = READDRESSED,
-    ) -> str:
-        """``VALID``, or the code that ended the check (``UNCHECKED`` when the pipeline cannot check one).
+    ) -> Checked:
+        """``VALID`` and the message the signature covers, or the code that ended the check (``Checked``).
 
         ``reading``: how the first step reads the request again (``checker``).
 
@@ -146,11 +159,15 @@ class MisrouteCheck:
             if built is None or built[0] is not config:
                 built = self._built[config.name, reading] = (config, checker(config, reading))
             if built[1] is None:
-                return UNCHECKED
+                return Checked(UNCHECKED)
             result = built[1].run(request, services, time_budget=budget)
         except Exception:  # a bug of the check's own: the answer, already built, must still be returned
             logger.exception("misrouted message check failed", extra={"pipeline": config.name})
-            return INTERNAL_ERROR
+            return Checked(INTERNAL_ERROR)
         finally:
             bind_log_fields(fields, replace=True)
-        return result.error_code or VALID
+        if result.error_code is not None:
+            return Checked(result.error_code)
+        checked = result.doc.get("request")
+        sid = checked.get("message_sid") if isinstance(checked, Mapping) else None
+        return Checked(VALID, sid if isinstance(sid, str) else None)

@@ -471,5 +471,7 @@ def test_the_runbook_query_for_an_unlisted_host_lists_its_refusals_and_only_a_ge
     reasons = [row["reason"] for row in rows]
     assert len(reasons) == 2 and reasons[0].endswith(" [INVALID_SIGNATURE]")
     assert reasons[1].endswith(" [signature valid]")
+    # The genuine one's MessageSid, to find it in Twilio's log and replay it; the forgery's claimed one is not shown.
+    assert [row.get("message_sid") for row in rows] == [None, LOST_SID]
     assert firing(TEMPLATE, emf_datapoints(forged_out)) == set()
     assert "MisroutedMessagesAlarm" in firing(TEMPLATE, emf_datapoints(genuine_out))

@@ -55,6 +55,36 @@ def test_a_genuine_message_to_an_unlisted_host_is_refused_as_before_and_counted(
     assert document["Outcome"] == "INVALID_SIGNATURE" and document["MisroutedMessages"] == 1
 
 
+def test_the_event_line_of_an_unlisted_hosts_refusal_names_the_message_only_once_its_signature_is_valid(
+    world: World, cold_start: Any, json_logs: Any
+) -> None:
+    """Defect: the line of a genuine message refused for its Host carried no ``MessageSid``, so on-call could not
+    find it in Twilio's log to replay it. The SID is its line's once the check found the signature valid; a forgery
+    (its claimed SID is only text anyone can post) and one for no conversation name none, as a refusal before the
+    signature is checked names none."""
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start(ALLOWED_HOSTS=HOST)
+    genuine, forged, unknown = "SM" + "a" * 32, "SM" + "b" * 32, "SM" + "c" * 32
+    events = [
+        rest_event("whatsapp", whatsapp_params(genuine), host=NEW_HOST),
+        rest_event("whatsapp", whatsapp_params(forged), host=NEW_HOST, token="not-the-tenants-token"),
+        rest_event("whatsapp", whatsapp_params(unknown, From="whatsapp:+15550001111"), host=NEW_HOST),
+    ]
+
+    assert [container.handler(event, None) for event in events] == [twiml_response()] * 3
+
+    lines = _events(json_logs)
+    assert [line["reason"].rsplit(" ", 1)[1] for line in lines] == [
+        "valid]",
+        "[INVALID_SIGNATURE]",
+        "[CONVERSATION_NOT_FOUND]",
+    ]
+    assert [line.get("message_sid") for line in lines] == [genuine, None, None]
+    assert all(line.get("level") == "INFO" for line in lines)
+    assert not [line for line in json_logs() if forged in json.dumps(line) or unknown in json.dumps(line)]
+
+
 def test_an_unlisted_host_that_is_not_the_domain_it_arrived_on_is_not_checked(
     world: World, cold_start: Any, json_logs: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
