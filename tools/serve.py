@@ -682,7 +682,9 @@ def _prepare_and_serve(args: argparse.Namespace, world: WorldSpec | None, server
                 try:
                     os.environ.update(provision_and_seed(endpoint, region, world))
                 except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-                    where = f"{endpoint} (is the emulator running?)"
+                    # Only a connection that failed may be an emulator not running: an answered error was its own.
+                    running = not isinstance(exc, botocore.exceptions.ConnectionError)
+                    where = endpoint if running else f"{endpoint} (is the emulator running?)"
                     _say(f"error: cannot create the pipelines' resources at {where}: {exc}")
                     return 2
                 if world is not None:

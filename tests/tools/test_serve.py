@@ -339,6 +339,48 @@ def test_an_endpoint_url_without_credentials_is_the_endpoint_used_and_no_moto_is
     assert seen == ["http://127.0.0.1:9"]
 
 
+def test_provisioning_refused_by_a_running_emulator_is_not_blamed_on_the_emulator_not_running(
+    monkeypatch, capsys, tmp_path: Path
+) -> None:
+    """Defect: every AWS failure while provisioning was printed with "(is the emulator running?)", an AccessDenied
+    answered by the emulator itself too. The hint is for a connection that failed; an answered error is shown alone."""
+    import moto.settings
+    from moto.server import ThreadedMotoServer
+
+    import tools.serve
+
+    without_credentials(monkeypatch, tmp_path)
+    monkeypatch.setattr(tools.serve, "_serve", lambda args, server: 0)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        endpoint = "http://{}:{}".format(*server.get_host_and_port())
+        iam = boto3.client(
+            "iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+        )
+        iam.create_user(UserName="no-permissions")
+        key = iam.create_access_key(UserName="no-permissions")["AccessKey"]
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # the emulator enforces IAM from now
+
+        assert main(["--endpoint-url", endpoint, "--provision", "--port", "0"]) == 2
+    finally:
+        server.stop()
+    err = capsys.readouterr().err
+    assert err.startswith(f"pipeline-serve: error: cannot create the pipelines' resources at {endpoint}: "), err
+    assert "403" in err and "is the emulator running" not in err
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nothing = f"http://127.0.0.1:{closed.getsockname()[1]}"  # bound, never listening: the connection is refused
+        assert main(["--endpoint-url", nothing, "--provision", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pipeline-serve: error: cannot create the pipelines' resources at {nothing} "), err
+    assert f"{nothing} (is the emulator running?): " in err
+
+
 # An address that cannot be listened on is a usage error, found before moto starts or anything is provisioned.
 
 
