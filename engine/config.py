@@ -365,7 +365,7 @@ def _load_rulesets(collector: _Collector, rules_dir: Path, pipeline: str) -> dic
     """The rule sets of the rules files that are ``pipeline``'s (they name it under ``pipelines:``, or name none)."""
     loaded_sets: dict[str, LoadedRuleSet] = {}
     if not rules_dir.is_dir():
-        message = "rules directory not found; pass the directory holding the rules/*.yaml files with --rules DIR"
+        message = "rules directory not found; the rule sets the pipelines name are read from its *.yaml files"
         collector.problems.append(Problem(display_path(rules_dir), 1, 1, message))
         return loaded_sets
     schema = rules_schema()

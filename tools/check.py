@@ -647,11 +647,28 @@ def check_config(
     missing_rules = not rules_dir.exists()
     order = {name: rank for rank, name in enumerate([display_path(rules_dir)] * missing_rules + files)}
     found = [*findings, *failures]
-    kept = [problem for problem in found if not (missing_rules and unknown_rule_set(problem))]
+    kept = [
+        _with_rules_option(problem, rules_dir) for problem in found if not (missing_rules and unknown_rule_set(problem))
+    ]
     unique = dict.fromkeys(reversed(kept))  # at one place, the last found first
     ordered = sorted(unique, key=lambda p: (order.get(p.file, len(order)), p.file, p.line, p.column))
     failed_tests = tuple(p for p in ordered if p in failures)
     return CheckReport(tuple(ordered), failed_tests, tests_run, tuple(files), tuple(not_run), strict)
+
+
+def _with_rules_option(problem: Problem, rules_dir: Path) -> Problem:
+    """``problem``, with this command's fix when it is the engine's missing ``rules_dir`` (said in a function's terms).
+
+    The engine's text is also a cold start's, where no option can be passed; here the directory is ``--rules``'s.
+    """
+    if problem.file != display_path(rules_dir) or not problem.message.startswith(_RULES_DIR_NOT_FOUND):
+        return problem
+    return replace(
+        problem, message=f"{_RULES_DIR_NOT_FOUND}; pass the directory holding the rules/*.yaml files with --rules DIR"
+    )
+
+
+_RULES_DIR_NOT_FOUND = "rules directory not found"
 
 
 def _with_each_pipeline(runs: Sequence[tuple[str, tuple[Problem, ...]]]) -> list[Problem]:

@@ -135,6 +135,19 @@ def test_an_endpoint_that_is_no_url_is_a_named_error_not_a_traceback(
     assert status == 2 and err.startswith("pipeline-world: error: reading the account failed: The config profile")
 
 
+def test_a_snapshot_with_a_rules_directory_that_is_not_there_names_its_option(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The engine says the rules directory is missing in a function's terms (a cold start takes no option); the
+    command says which of its options gave the path, as pipeline-dryrun's replay does, before reading anything."""
+    for name in (table.env for table in shipped_needs().tables if table.env is not None):
+        monkeypatch.setenv(name, name.lower())
+    missing = tmp_path / "no-such-rules"
+    status, out, err = world_cli("snapshot", "--rules", str(missing), "--user", "+447700900101")
+    assert (status, out) == (2, "")
+    assert err == f"{missing}:1:1: --rules: no such directory; pass the directory holding the rules/*.yaml files\n"
+
+
 def test_every_mask_help_says_what_each_mode_keeps(capsys: pytest.CaptureFixture[str]) -> None:
     for command in ("snapshot", "pseudonymize"):
         with pytest.raises(SystemExit):

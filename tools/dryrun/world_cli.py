@@ -90,6 +90,7 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from runtime.app import load_configs, shared_limits
     from runtime.layout import PIPELINES_DIR, pipeline_files
     from tools.dryrun.capture import shareable_world
+    from tools.dryrun.coverage import rules_dir_problem
     from tools.dryrun.events import load_events
     from tools.dryrun.lanes import ReplayClock
     from tools.dryrun.live import AccountAccess, live_clients, process_reads_only
@@ -108,6 +109,9 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         now = parse_instant(args.now) if args.now else None
     except ValueError:
         raise Refused(f"--now: {args.now!r} is not an ISO-8601 time") from None
+    unusable = rules_dir_problem(args.rules, "--rules", baseline=False)
+    if unusable is not None:
+        raise ConfigError([unusable])
     load_project_plugins()
     events = load_events(args.events) if args.events else []
     pipelines = [args.pipeline] if args.pipeline is not None else pipeline_files(PIPELINES_DIR)

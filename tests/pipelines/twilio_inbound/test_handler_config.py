@@ -305,3 +305,19 @@ def test_aws_region_alone_names_the_region(world, monkeypatch, tmp_path):
     assert application.services.queues.client.meta.region_name == "us-east-1"
     assert handler.handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
     assert len(world.stage_rows()) == 1 and len(world.sent("whatsapp")) == 1
+
+
+def test_a_task_root_without_its_rules_directory_fails_the_cold_start_in_the_functions_own_terms(
+    world, task_root, tmp_path
+):
+    """Defect: the cold start of a package built without rules/ said "pass the directory holding the rules/*.yaml
+    files with --rules DIR", an option of the command-line tools that a Lambda function has no way to be given."""
+    import shutil
+
+    shutil.rmtree(tmp_path / "task-root" / "rules")  # the fixture's task root, as a package built without it
+    with pytest.raises(ConfigError) as caught:
+        task_root({})
+    (missing,) = [p for p in caught.value.problems if p.file.endswith("rules")]
+    assert (missing.line, missing.column) == (1, 1)
+    assert missing.message.startswith("rules directory not found; ")
+    assert "--rules" not in missing.message and "DIR" not in missing.message
