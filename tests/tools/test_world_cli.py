@@ -572,3 +572,30 @@ def test_a_world_with_a_binary_attribute_is_refused_by_name_not_a_traceback(
     assert (status, out) == (2, "")
     assert err.startswith("pipeline-world: error: conversations[0].avatar: binary data (not shown)"), err
     assert "OWY4NmQw" not in err and "9f86d081" not in err
+
+
+def test_a_binary_set_is_found_and_refused_as_binary_is_not_a_traceback() -> None:
+    """Defect: ``binary_paths`` walked maps and lists only, so a DynamoDB binary set (BS, a set of bytes as boto3
+    reads it) was not found where a binary value (B) is: a world document holding one passed pipeline-world's check
+    before writing and stopped json.dumps with a traceback (``set is not JSON serializable``). It is named by its
+    attribute (a set has no order to index), as a B attribute is, and refused before anything is written."""
+    from tools.dryrun.world import binary_paths, dotted
+    from tools.dryrun.world_cli import Refused, _write
+
+    document = {
+        "conversations": [{"avatar": b"\x00png", "avatars": {b"\x00png", b"\x01gif"}, "tags": {"vip"}}],
+        "locks": [{"holders": frozenset({b"\x02"})}],
+    }
+
+    assert [dotted(path) for path in binary_paths(document)] == [
+        "conversations[0].avatar",
+        "conversations[0].avatars",
+        "locks[0].holders",
+    ]
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(Refused) as refused:
+        _write(document, None, out, err)
+    assert str(refused.value).startswith(
+        "conversations[0].avatar, conversations[0].avatars, locks[0].holders: binary data (not shown)"
+    )
+    assert (out.getvalue(), err.getvalue()) == ("", "")

@@ -176,9 +176,15 @@ _NESTED = frozenset({dict, list})
 
 
 def binary_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    """Where ``value`` holds bytes (YAML's ``!!binary``, DynamoDB's B type), as key and index paths."""
+    """Where ``value`` holds bytes (YAML's ``!!binary``, DynamoDB's B type), as key and index paths.
+
+    A set holding bytes (DynamoDB's BS type, as boto3 reads it) is named by its own path: a set has no order to index.
+    """
     if isinstance(value, bytes | bytearray):
         yield path
+    elif isinstance(value, set | frozenset):
+        if any(isinstance(item, bytes | bytearray) for item in value):
+            yield path
     elif isinstance(value, Mapping):
         for key, item in value.items():
             yield from binary_paths(item, (*path, key))
