@@ -110,11 +110,6 @@ def code_descriptions(pipelines: Path = PIPELINES) -> dict[str, str]:
     }
 
 
-def known_codes(pipelines: Path = PIPELINES) -> list[str]:
-    """Every error code an editor should accept: the engine's, the registered steps', the pipelines' ``errors:``."""
-    return sorted(code_descriptions(pipelines))
-
-
 def described_codes(schema: dict[str, Any], descriptions: Mapping[str, str]) -> dict[str, Any]:
     """``schema`` in which each list of the error codes ``descriptions`` holds says what each means (editors show it).
 
