@@ -15,12 +15,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
 from engine.conditions import Condition
 from engine.ports import ItemRequest, QueryPage, Queues, ServiceError, Tables
 from tools.dryrun.blueprint import TableSchema, queue_name
-from tools.dryrun.memory import holds
+from tools.dryrun.memory import as_stored, holds
 
 __all__ = ["Action", "Journal", "PlanningQueues", "PlanningTables", "RecordingQueues", "RecordingTables"]
 
@@ -143,13 +141,9 @@ class RecordingQueues:
         return message_id
 
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
 def _as_stored(item: Mapping[str, Any]) -> dict[str, Any]:
-    """``item`` as a read would return it after DynamoDB stored it (numbers as Decimal)."""
-    return {name: _deserializer.deserialize(_serializer.serialize(value)) for name, value in item.items()}
+    """``item`` as a read would return it after DynamoDB stored it (numbers as Decimal, binary as bytes)."""
+    return {name: as_stored(value) for name, value in item.items()}
 
 
 class PlanningTables(_IndexReads):
