@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-
 from engine.conditions import Condition
 from engine.config import AppConfig
 from engine.ports import ItemRequest, QueryPage, ServiceError, Tables
-from runtime.aws import MALFORMED_ANSWER, DynamoTables, error_code, plain_value
+from runtime.aws import MALFORMED_ANSWER, DynamoTables, error_code
+from runtime.dynamowire import from_wire
 from steps.sendgrid.parse import STALE_SIGNATURE
 from steps.support import json_safe
 from tools.dryrun.blueprint import TableSchema
@@ -45,7 +44,6 @@ SECTION_TABLES = {
     "stage": "STAGE_TABLE_NAME",
     "replay": "REPLAY_TABLE_NAME",
 }
-_deserializer = TypeDeserializer()
 
 
 # What is wrong with a secret stored as SecretBinary, which the function cannot read its credentials from.
@@ -133,7 +131,7 @@ def _partition(client: Any, table: str, name: str, value: str) -> list[dict[str,
         page = client.query(**request)
         if "Items" not in page:  # a 200 answer that is no Query answer (a proxy's page): not "no rows"
             raise UnreadableAccount(f"dynamodb.Query: {MALFORMED_ANSWER}")
-        items += [{k: plain_value(_deserializer.deserialize(v)) for k, v in item.items()} for item in page["Items"]]
+        items += [{k: from_wire(v) for k, v in item.items()} for item in page["Items"]]
         if not page.get("LastEvaluatedKey"):
             return items
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
