@@ -1,9 +1,15 @@
 """Tools for people, never shipped in the Lambda artifact.
 
-- ``dryrun``: ``pipeline-dryrun`` (replays with no side effects) and ``--check`` (``check``, ``lint``);
-- ``serve``: ``pipeline-serve``, the handler over HTTP as API Gateway would call it;
-- ``events``: API Gateway events built from HTTP requests; ``localaws``: the contract's resources in an emulator;
-- ``schema_export``: editor JSON Schemas; ``stamp``: the build's configuration stamp.
+- ``dryrun``: ``pipeline-dryrun`` (replays with no side effects), ``pipeline-event`` and ``pipeline-world``;
+- ``check`` (with ``check_hints``, ``check_owners``, ``check_reads``), ``lint``: ``pipeline-dryrun --check``;
+- ``rules``: ``pipeline-rules``, rules bundles published to S3 and deployed without a code deploy;
+- ``serve`` (with ``httpbody``, ``watch``): ``pipeline-serve``, the handler over HTTP as API Gateway would call it;
+- ``events``, ``sendgrid_events``: API Gateway events built from HTTP requests, SendGrid's posts and signatures;
+- ``localaws``, ``needs``: the contract's resources in an emulator, as the pipelines' YAML declares them;
+- ``iam``: the least-privilege grants a pipeline needs; ``schema_export``: editor JSON Schemas; ``stamp``: the
+  build's configuration stamp;
+- ``console``, ``private``, ``requires``: what every console script shares, files readable by their owner only,
+  the development-only dependencies.
 
 Their development-only dependencies are the ``tools`` extra (``pip install 'inbound-webhook-pipeline[tools]'``).
 """
