@@ -33,7 +33,7 @@ from engine.ports import ItemRequest, QueryPage, SecretStore, ServiceError, Tabl
 from engine.runner import RunResult
 from engine.secrets import SecretCache
 from runtime.apigateway import request_path
-from runtime.app import Application, auth_headers
+from runtime.app import Application, auth_headers, failed_authentication
 from runtime.aws import error_code
 from runtime.masking import MASKED_SIGNATURE, RECORDING_KEY, SIGNATURE_DIGEST_PREFIX
 from steps.support import table_keys, written_at_attributes
@@ -42,7 +42,7 @@ from tools.dryrun.blueprint import TableSchema, table_schema
 from tools.dryrun.events import arrival_time
 from tools.dryrun.mask import Scrubber
 from tools.dryrun.memory import holds
-from tools.dryrun.pipeline import authenticating, replay_pipeline
+from tools.dryrun.pipeline import replay_pipeline
 from tools.dryrun.recording import Journal, PlanningQueues, PlanningTables, RecordingQueues, RecordingTables
 from tools.dryrun.report import MASKED_SIGNATURE_NOTE, Replayed
 from tools.dryrun.world import WorldSpec, secret_values
@@ -252,10 +252,7 @@ class Lane:
         """
         if pipeline is None:
             return None
-        uses = self.uses.get(pipeline, {})
-        refused = result.error_code == "INVALID_SIGNATURE" and any(
-            entry.status == "INVALID_SIGNATURE" and authenticating(uses.get(entry.step, "")) for entry in result.trace
-        )
+        refused = failed_authentication(self.application.pipeline(pipeline), result)
         if not refused and verdict != "INVALID_SIGNATURE":
             return None
         headers = event.get("headers") if isinstance(event, Mapping) else None
