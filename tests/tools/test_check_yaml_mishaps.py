@@ -7,13 +7,14 @@ located problem: the two read the files with one loader.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from engine.errors import ConfigError
 from runtime.app import Application
-from tests.tools.test_check_broken import DEPLOYED_ENV, assemble
+from tests.tools.test_check_broken import DEPLOYED_ENV, REPO, assemble
 from tools.dryrun.cli import main
 
 ROUTING = "rules/40_routing.yaml"
@@ -346,6 +347,42 @@ def test_a_rules_path_and_a_pipeline_path_mixed_up_are_told_apart(
     monkeypatch.chdir(assemble(tmp_path))
     with pytest.raises(SystemExit) as stopped:
         main([*mode, *given])
+    assert stopped.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines()[-1] == f"pipeline-dryrun: error: {says}"
+
+
+@pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        (
+            ["--baseline-rules", "pipelines"],
+            "--baseline-rules pipelines holds pipeline files (pipeline:, steps:), not rules files (ruleset:): give the "
+            "rules directory with --baseline-rules, and a pipeline file with --baseline-pipeline",
+        ),
+        (
+            ["--baseline-pipeline", ROUTING],
+            f"--baseline-pipeline {ROUTING} is a rules file (ruleset:), not a pipeline file: give a file of "
+            "pipelines/ with --baseline-pipeline, and the rules directory with --baseline-rules",
+        ),
+        (
+            ["--baseline-pipeline", "pipelines"],
+            "--baseline-pipeline takes one pipeline file, not a directory: give one of pipelines/*.yaml",
+        ),
+    ],
+)
+def test_a_baseline_rules_path_and_pipeline_path_mixed_up_are_told_apart_as_the_replayed_ones_are(
+    given: list[str], says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: only --rules and --pipeline were checked for the mix-ups above; `--baseline-rules pipelines` printed 30
+    lines of schema errors ("missing required key 'ruleset'"…), `--baseline-pipeline pipelines` "cannot read file: Is
+    a directory", and `--baseline-pipeline rules/40_routing.yaml` called the rules file a pipeline "not replayed"."""
+    shutil.copytree(REPO / "examples", assemble(tmp_path) / "examples")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(["--world", "examples/world.yaml", "examples/events", *given])
     assert stopped.value.code == 2
     captured = capsys.readouterr()
     assert captured.out == ""

@@ -119,7 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(conflict)
     from tools.dryrun.paths import path_mistake
 
-    mistake = path_mistake(rules={"--rules": args.rules}, pipelines={"--pipeline": args.pipeline})
+    mistake = path_mistake(
+        rules={"--rules": args.rules, "--baseline-rules": args.baseline_rules},
+        pipelines={"--pipeline": args.pipeline, "--baseline-pipeline": args.baseline_pipeline},
+    )
     if mistake:
         parser.error(mistake)
 
