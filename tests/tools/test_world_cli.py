@@ -100,6 +100,40 @@ def test_what_a_command_needs_is_said(monkeypatch: pytest.MonkeyPatch) -> None:
     assert status == 2 and "cannot read world file" in err
 
 
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        (
+            ["--rules", "pipelines"],
+            "--rules pipelines holds pipeline files (pipeline:, steps:), not rules files (ruleset:): give the rules "
+            "directory with --rules, and a pipeline file with --pipeline",
+        ),
+        (
+            ["--pipeline", "rules/40_routing.yaml"],
+            "--pipeline rules/40_routing.yaml is a rules file (ruleset:), not a pipeline file: give a file of "
+            "pipelines/ with --pipeline, and the rules directory with --rules",
+        ),
+        (
+            ["--pipeline", "pipelines"],
+            "--pipeline takes one pipeline file, not a directory: give one of pipelines/*.yaml, or leave --pipeline "
+            "out to check them all",
+        ),
+    ],
+)
+def test_a_snapshots_rules_path_and_pipeline_path_mixed_up_are_told_apart_as_the_dry_runs_are(
+    given: list[str], says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: pipeline-world snapshot loaded --rules pipelines as rules (30 lines of schema errors), --pipeline
+    rules/40_routing.yaml as a pipeline (8) and --pipeline pipelines as a file ('cannot read file: Is a directory'),
+    where pipeline-dryrun, given the same, says which option takes which path in one line."""
+    monkeypatch.chdir(ROOT)
+    for name in (table.env for table in shipped_needs().tables if table.env is not None):
+        monkeypatch.setenv(name, name.lower())
+    status, out, err = world_cli("snapshot", "--user", "+447700900101", *given)
+    assert (status, out) == (2, "")
+    assert err == f"pipeline-world: error: {says}\n"
+
+
 def test_events_and_world_shared_with_the_same_key_replay_to_the_outcomes_of_the_originals(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -94,11 +94,15 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from tools.dryrun.events import load_events
     from tools.dryrun.lanes import ReplayClock
     from tools.dryrun.live import AccountAccess, live_clients, process_reads_only
+    from tools.dryrun.paths import path_mistake
     from tools.dryrun.snapshot import SECTION_TABLES, UnreadableAccount, snapshot_world
     from tools.dryrun.world import parse_instant
 
     if not args.events and not args.user:
         raise Refused("name the events whose rows to read (EVENTS) or the users (--user NUMBER)")
+    mistake = path_mistake(rules={"--rules": args.rules}, pipelines={"--pipeline": args.pipeline})
+    if mistake:
+        raise Refused(mistake)
     pseudonyms = _pseudonyms(args)
     missing = [name for name in SECTION_TABLES.values() if not os.environ.get(name)]
     if missing:
