@@ -504,7 +504,12 @@ def _note_other_prefixes(store: _Store, err: TextIO) -> None:
 
 def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: TextIO) -> tuple[int, _Store | None]:
     from tools.check import check_config, summary_line
+    from tools.dryrun.paths import path_mistake
 
+    # --pipeline is a file or a name here: _resolve says what is wrong with it.
+    mistake = path_mistake(rules={"--rules": args.rules}, pipelines={"--pipeline": None})
+    if mistake:
+        raise _Failed(mistake)
     name, found = _resolve(args.pipeline, None)
     if found is None:
         raise _Failed(f"no pipeline file of {name} to publish with; pass --pipeline FILE")

@@ -892,3 +892,16 @@ def test_a_rule_file_naming_several_pipelines_is_shared_with_them(ops: Ops) -> N
     status, _, err = ops.rules("publish", "--live")
     assert status == 0
     assert "pipeline-rules: note: this bundle changes rules/20_channel.yaml, email_inbound's too, for " in err
+
+
+def test_the_pipelines_directory_given_as_the_rules_is_one_error_as_the_dry_runs_check_says_it(ops: Ops) -> None:
+    """Defect: `publish --rules pipelines` checked the pipeline files as rules files, 38 lines of findings ("unknown
+    key 'pipeline'", "missing required key 'rules'"…), where `pipeline-dryrun --check --rules pipelines`, the same
+    check, says in one line which option takes which path."""
+    status, out, err = ops.rules("publish", "--rules", "pipelines")
+    assert (status, out) == (2, "")
+    assert err == (
+        "pipeline-rules: error: --rules pipelines holds pipeline files (pipeline:, steps:), not rules files "
+        "(ruleset:): give the rules directory with --rules, and a pipeline file with --pipeline\n"
+    )
+    assert "Contents" not in ops.s3.list_objects_v2(Bucket=BUCKET)
