@@ -71,6 +71,7 @@ from runtime.verify import (
 )
 from tools.check_hints import hinted
 from tools.check_owners import (
+    OwnedSet,
     declared_name,
     declared_pipeline_name,
     owned_elsewhere,
@@ -562,6 +563,34 @@ def _untested(loaded: LoadedRuleSet, never: set[str]) -> list[Problem]:
     ]
 
 
+def _pipeline_findings(path: Path, inspection: Inspection, owned: Mapping[str, OwnedSet]) -> list[Problem]:
+    """What the checks find in pipeline ``path`` and the rule sets it loads (``inspection``), in check order.
+
+    ``owned``: the rule sets other pipelines' files define (``sets_with_owners``), named in a problem they cause.
+    """
+    document = pipeline_document(path)
+    name = declared_name(document)
+    return [
+        *(owned_elsewhere(hinted(problem), name, owned) for problem in inspection.problems),
+        *_lint(inspection),
+        *context_names(inspection),
+        *request_fields(inspection),
+        *_cut_by_comment(inspection),
+        *_backspaces(inspection),
+        *_octal_numbers(document),
+        *provided_too_late(inspection),
+        *unfetched(inspection),
+        *_reserved_codes(inspection),
+        *_uncounted_refusals(inspection, document),
+        *_unanswered_codes(inspection, document),
+        *_unanswered_transient_codes(inspection, document),
+        *_slow_bounds(inspection, document),
+        *_short_due_margins(inspection, document),
+        *_test_targets(inspection),
+        *replay_window_problems(path, inspection),
+    ]
+
+
 def check_config(
     pipelines: Path | Sequence[Path],
     rules_dir: Path,
@@ -589,27 +618,7 @@ def check_config(
         inspection = inspect_config(path, rules_dir, env, missing_env="error" if strict_env else "warning")
         inspections.append(inspection)
         files.extend(name for name in inspection.files if name not in files)
-        document = pipeline_document(path)
-        name = declared_name(document)
-        found = [
-            *(owned_elsewhere(hinted(problem), name, owned) for problem in inspection.problems),
-            *_lint(inspection),
-            *context_names(inspection),
-            *request_fields(inspection),
-            *_cut_by_comment(inspection),
-            *_backspaces(inspection),
-            *_octal_numbers(document),
-            *provided_too_late(inspection),
-            *unfetched(inspection),
-            *_reserved_codes(inspection),
-            *_uncounted_refusals(inspection, document),
-            *_unanswered_codes(inspection, document),
-            *_unanswered_transient_codes(inspection, document),
-            *_slow_bounds(inspection, document),
-            *_short_due_margins(inspection, document),
-            *_test_targets(inspection),
-            *replay_window_problems(path, inspection),
-        ]
+        found = _pipeline_findings(path, inspection, owned)
         # A rule set shared by several pipelines is reported with the first (its messages may name the pipeline),
         # but for a code none of them declares, which each must declare.
         earlier = {place: list(indexes) for place, indexes in reported.items()}
