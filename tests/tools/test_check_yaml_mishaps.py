@@ -358,11 +358,6 @@ def test_a_rules_path_and_a_pipeline_path_mixed_up_are_told_apart(
     ("given", "says"),
     [
         (
-            ["--baseline-rules", "pipelines"],
-            "--baseline-rules pipelines holds pipeline files (pipeline:, steps:), not rules files (ruleset:): give the "
-            "rules directory with --baseline-rules, and a pipeline file with --baseline-pipeline",
-        ),
-        (
             ["--baseline-pipeline", ROUTING],
             f"--baseline-pipeline {ROUTING} is a rules file (ruleset:), not a pipeline file: give a file of "
             "pipelines/ with --baseline-pipeline, and the rules directory with --baseline-rules",
@@ -373,12 +368,13 @@ def test_a_rules_path_and_a_pipeline_path_mixed_up_are_told_apart(
         ),
     ],
 )
-def test_a_baseline_rules_path_and_pipeline_path_mixed_up_are_told_apart_as_the_replayed_ones_are(
+def test_a_baseline_pipeline_path_mixed_up_is_told_apart_as_the_replayed_one_is(
     given: list[str], says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Defect: only --rules and --pipeline were checked for the mix-ups above; `--baseline-rules pipelines` printed 30
-    lines of schema errors ("missing required key 'ruleset'"…), `--baseline-pipeline pipelines` "cannot read file: Is
-    a directory", and `--baseline-pipeline rules/40_routing.yaml` called the rules file a pipeline "not replayed"."""
+    """Defect: only --rules and --pipeline were checked for the mix-ups above; `--baseline-pipeline pipelines` said
+    "cannot read file: Is a directory", and `--baseline-pipeline rules/40_routing.yaml` called the rules file a
+    pipeline "not replayed". (`--baseline-rules pipelines` is loaded, and its problems reported:
+    test_dryrun_cli's test_a_directory_naming_no_pipeline_lends_nothing_and_its_problems_are_reported.)"""
     shutil.copytree(REPO / "examples", assemble(tmp_path) / "examples")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as stopped:

@@ -119,8 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(conflict)
     from tools.dryrun.paths import path_mistake
 
+    # --baseline-rules is loaded as given, whatever it holds: its problems are reported with the lanes' (a directory
+    # of other YAML is no pulled bundle, and lends nothing).
     mistake = path_mistake(
-        rules={"--rules": args.rules, "--baseline-rules": args.baseline_rules},
+        rules={"--rules": args.rules, "--baseline-rules": None},
         pipelines={"--pipeline": args.pipeline, "--baseline-pipeline": args.baseline_pipeline},
     )
     if mistake:

@@ -1,8 +1,8 @@
 """The configuration paths given on the command line, checked for the usual mix-ups before anything is loaded.
 
-A rules file given as ``--pipeline``, a directory as ``--pipeline``, the pipelines directory as ``--rules`` (or as
-their ``--baseline-`` options): loaded as asked, each would print a screen of errors about the wrong kind of file.
-Each is one usage error instead. (A ``--rules`` path that is no directory is ``coverage.rules_dir_problem``'s,
+A rules file given as ``--pipeline`` (or ``--baseline-pipeline``), a directory as either, the pipelines directory as
+``--rules``: loaded as asked, each would print a screen of errors about the wrong kind of file. Each is one usage
+error instead. (A ``--rules`` path that is no directory is ``coverage.rules_dir_problem``'s,
 located at the path.)
 """
 
