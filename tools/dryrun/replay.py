@@ -404,30 +404,8 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     if not pipelines:
         errors.write(f"pipeline-dryrun: error: no pipeline files in {PIPELINES_DIR}/; pass --pipeline FILE\n")
         return EXIT_USAGE
-    # Each lane: its pipeline files, its rules, the other lane's rules (for a pipeline its own hold none of), prefix.
-    lanes_of: list[tuple[list[Path], Path, Path | None, str]] = [(pipelines, options.rules, None, "")]
-    lent: dict[Lent, None] = {}
-    left: dict[LeftOut, None] = {}
     try:
-        if options.baseline_rules is not None or options.baseline_pipeline is not None:
-            baseline_rules = options.baseline_rules or options.rules
-            lanes_of[0] = (pipelines, options.rules, baseline_rules, "")
-            baseline = (_baseline_pipelines(options, pipelines), baseline_rules, options.rules)
-            lanes_of.append((*baseline, BASELINE_PREFIX))
-            if not options.independent:
-                # The probe: the baseline over the candidate's world, so with the candidate's resource names.
-                lanes_of.append((*baseline, ""))
-        # The world holds what every replayed pipeline needs (tables, indexes, queues), whichever lane runs it.
-        needs = pipeline_needs(dict.fromkeys(path for files, *_ in lanes_of for path in files))
-        configs = []
-        for files, rules, other, prefix in lanes_of:
-            env = dict(os.environ)
-            if world is not None:
-                env.update(blueprint(prefix, needs)[0].environment())
-            loaded, borrowed, omitted = load_lane(files, rules, env, other, by_default=options.pipeline is None)
-            configs.append(loaded)
-            lent.update(dict.fromkeys(borrowed))
-            left.update(dict.fromkeys(omitted))
+        configs, needs, lent, left = _lane_configs(options, pipelines, world)
     except ConfigError as exc:
         return _problems(errors, exc.problems)
     except UsageError as exc:
@@ -463,6 +441,40 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             f"pipeline-dryrun: wrote the report {options.report}{' (readable by its owner only)' if private else ''}\n"
         )
     return _gate(summary, lent, routed, errors) if options.fail_on_change else EXIT_OK
+
+
+def _lane_configs(
+    options: ReplayOptions, pipelines: list[Path], world: WorldSpec | None
+) -> tuple[list[list[AppConfig]], Needs, dict[Lent, None], dict[LeftOut, None]]:
+    """Each lane's configurations (the candidate's, then the baseline's and its probe's) and what they all need.
+
+    Also the pipelines a lane loaded with the other lane's rules (``Lent``) or left out (``LeftOut``); ConfigError or
+    UsageError when a lane cannot load.
+    """
+    # Each lane: its pipeline files, its rules, the other lane's rules (for a pipeline its own hold none of), prefix.
+    lanes_of: list[tuple[list[Path], Path, Path | None, str]] = [(pipelines, options.rules, None, "")]
+    if options.baseline_rules is not None or options.baseline_pipeline is not None:
+        baseline_rules = options.baseline_rules or options.rules
+        lanes_of[0] = (pipelines, options.rules, baseline_rules, "")
+        baseline = (_baseline_pipelines(options, pipelines), baseline_rules, options.rules)
+        lanes_of.append((*baseline, BASELINE_PREFIX))
+        if not options.independent:
+            # The probe: the baseline over the candidate's world, so with the candidate's resource names.
+            lanes_of.append((*baseline, ""))
+    # The world holds what every replayed pipeline needs (tables, indexes, queues), whichever lane runs it.
+    needs = pipeline_needs(dict.fromkeys(path for files, *_ in lanes_of for path in files))
+    configs = []
+    lent: dict[Lent, None] = {}
+    left: dict[LeftOut, None] = {}
+    for files, rules, other, prefix in lanes_of:
+        env = dict(os.environ)
+        if world is not None:
+            env.update(blueprint(prefix, needs)[0].environment())
+        loaded, borrowed, omitted = load_lane(files, rules, env, other, by_default=options.pipeline is None)
+        configs.append(loaded)
+        lent.update(dict.fromkeys(borrowed))
+        left.update(dict.fromkeys(omitted))
+    return configs, needs, lent, left
 
 
 def _gate(summary: Summary, lent: Iterable[Lent], routed: Mapping[str, int], errors: _Scrubbed) -> int:
