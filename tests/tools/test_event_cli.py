@@ -245,6 +245,25 @@ def test_the_profile_name_twilio_repeats_in_channel_metadata_stays_hidden_in_cap
         assert "Jane" not in masked and (ALICE[1:] not in masked) is (mask == "all"), mask
 
 
+def test_a_key_only_mask_all_uses_is_refused_or_ignored_as_pipeline_world_does(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: pipeline-event and pipeline-world each read --key-env with a copy of their own, and the copies
+    disagreed: `pipeline-event mask --mask text --key-env K` with a key under 16 bytes was refused (exit 2, "the
+    pseudonym key must be at least 16 bytes") for a key --mask text never uses, which pipeline-world pseudonymize
+    --mask text ignores; with --mask all, only pipeline-world's refusal named the option and variable to fix."""
+    events = ROOT / "examples" / "events" / "08_burst.jsonl"
+    monkeypatch.setenv("SHORT_KEY", "short")
+    assert main(["mask", "--mask", "text", str(events)]) == 0
+    unkeyed = capsys.readouterr().out
+    assert main(["mask", "--mask", "text", "--key-env", "SHORT_KEY", str(events)]) == 0
+    assert capsys.readouterr().out == unkeyed
+    assert main(["mask", "--mask", "all", "--key-env", "SHORT_KEY", str(events)]) == 2
+    assert capsys.readouterr().err == (
+        "pipeline-event: error: --mask all needs --key-env NAME: a variable holding a key of at least 16 bytes\n"
+    )
+
+
 def test_masked_files_hold_no_cookie_in_any_mode(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -7,12 +7,14 @@ does the same to files a person holds:
 - ``shareable_world`` masks a world document (``text``: free text in items becomes ``[masked]``;
   ``all``: also every phone number and e-mail address becomes the pseudonym the capture gives it, so
   the pair still matches) and redacts its credentials (``redacted_secret``: everything but ``…_sid``
-  identifiers), for ``pipeline-world pseudonymize`` and ``pipeline-world snapshot``.
+  identifiers), for ``pipeline-world pseudonymize`` and ``pipeline-world snapshot``;
+- ``key_pseudonyms`` reads the key ``--mask all`` pseudonymizes with (``--key-env``), for both commands.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ __all__ = [
     "MASKED_SIGNATURE",
     "MASK_MODES",
     "Pseudonyms",
+    "key_pseudonyms",
     "masked_events",
     "masked_item",
     "recordable",
@@ -41,6 +44,20 @@ __all__ = [
     "shareable_world",
     "world_document",
 ]
+
+
+def key_pseudonyms(mask: str, key_env: str | None) -> Pseudonyms | None:
+    """The pseudonyms of ``mask`` ``all``, keyed by environment variable ``key_env``; None for another mask.
+
+    Only ``all`` pseudonymizes: any other mask leaves the key unread. ValueError, naming the options, when the
+    variable holds no key of at least 16 bytes.
+    """
+    if mask != "all":
+        return None
+    key = os.environ.get(key_env, "").encode() if key_env else b""
+    if len(key) < 16:
+        raise ValueError("--mask all needs --key-env NAME: a variable holding a key of at least 16 bytes")
+    return Pseudonyms(key)
 
 
 def redacted_secret(secret_string: str) -> Any:

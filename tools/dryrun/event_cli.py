@@ -59,7 +59,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from engine.errors import ConfigError
-from runtime.masking import MASK_MODES, Pseudonyms
+from runtime.masking import MASK_MODES
 from steps.sendgrid import multipart
 from steps.sendgrid.ecdsa import is_valid_public_key, verify
 from steps.sendgrid.message import read_addressing
@@ -508,12 +508,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "build":
             sys.stdout.write(json_line(json.dumps(build_event(args), ensure_ascii=False)) + "\n")
             return EXIT_OK
-        key = os.environ.get(args.key_env, "") if args.key_env else ""
-        pseudonyms = Pseudonyms(key.encode()) if key else None
-        if args.mask == "all" and pseudonyms is None:
-            raise Refused("--mask all needs --key-env NAME (a variable holding a key of at least 16 bytes)")
-        from tools.dryrun.capture import masked_events
+        from tools.dryrun.capture import key_pseudonyms, masked_events
 
+        pseudonyms = key_pseudonyms(args.mask, args.key_env)
         events = masked_events(args.files, mask=args.mask, pseudonyms=pseudonyms, auth_headers=_auth_headers())
         for event in events:
             sys.stdout.write(json_line(json.dumps(event, ensure_ascii=False)) + "\n")

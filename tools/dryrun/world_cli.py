@@ -47,10 +47,12 @@ class Refused(Exception):
 
 
 def _pseudonyms(args: argparse.Namespace) -> Pseudonyms | None:
-    key = os.environ.get(args.key_env, "") if args.key_env else ""
-    if args.mask == "all" and len(key.encode()) < 16:
-        raise Refused("--mask all needs --key-env NAME: a variable holding a key of at least 16 bytes")
-    return Pseudonyms(key.encode()) if args.mask == "all" else None
+    from tools.dryrun.capture import key_pseudonyms
+
+    try:
+        return key_pseudonyms(args.mask, args.key_env)
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
 
 
 def _refuse_printed_credentials(args: argparse.Namespace) -> None:
