@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeSerializer
-
 from runtime.aws import error_code
+from runtime.dynamowire import to_wire
 from steps.support import ExactFloat
 from tools.needs import IndexNeed, Needs, TableNeed, shipped_needs
 
@@ -243,9 +242,8 @@ def dynamo_safe(value: Any) -> Any:
 
 
 def to_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A plain JSON item in DynamoDB's typed form."""
-    serializer = TypeSerializer()
-    return {key: serializer.serialize(dynamo_safe(value)) for key, value in item.items()}
+    """A plain JSON item in DynamoDB's typed form (as the runtime's ``DynamoTables`` writes one)."""
+    return {key: to_wire(dynamo_safe(value)) for key, value in item.items()}
 
 
 def put_items(dynamodb: Any, table: str, items: Iterable[Mapping[str, Any]]) -> int:
