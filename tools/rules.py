@@ -707,8 +707,11 @@ def _refuse_unless_checked(bundle: Bundle, pipeline: Path | None, deployed: _Cod
         raise _Failed(f"bundle {bundle.id} does not pass the check, so the function would refuse it:{shown}")
 
 
-def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out: TextIO, err: TextIO) -> None:
-    current, _ = store.deployment()
+def _chosen(args: argparse.Namespace, current: Deployment) -> tuple[str | None, str | None]:
+    """The live and shadow bundles ``shadow``, ``promote`` or ``rollback`` (``args.command``) make of ``current``.
+
+    None: the packaged rules live, no shadow. _Failed when the command cannot choose.
+    """
     live, shadow = current.live, current.shadow
     if args.command == "shadow":
         if args.clear == bool(args.bundle):
@@ -735,6 +738,12 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
         live = chain[0]
     if shadow == live:  # a bundle made live leaves the shadow: it would only agree with itself
         shadow = None
+    return live, shadow
+
+
+def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out: TextIO, err: TextIO) -> None:
+    current, _ = store.deployment()
+    live, shadow = _chosen(args, current)
     # What becomes live or shadow is checked, the shadow made live too (it may have been deployed by hand), and a
     # bundle that was live before: a code deploy since may make the function refuse it and keep the one rolled back
     # from. Only a rollback run where nothing can check it (no pipeline file here or in the bundle) goes unchecked.
