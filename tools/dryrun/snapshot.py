@@ -166,6 +166,26 @@ def _unread_note(recorded: RecordedEvent, message: str, clock: ReplayClock, now:
     return f"{note}; snapshot it without --now, or with --now at its time"
 
 
+def _secrets(secretsmanager: Any, names: Sequence[str], notes: list[str]) -> dict[str, Any]:
+    """The secrets ``names``, each as its JSON value (else its text); one that cannot be read is left out, noted."""
+    secrets: dict[str, Any] = {}
+    for name in names:
+        try:
+            text = secretsmanager.get_secret_value(SecretId=name).get("SecretString")
+        except Exception as exc:  # noqa: BLE001 - a missing or unreadable secret is left out, and said
+            code = error_code(exc) or type(exc).__name__
+            notes.append(f"secret {name} could not be read ({code}); its events replay with --skip-signature")
+            continue
+        if not isinstance(text, str):
+            notes.append(f"secret {name} {BINARY_SECRET}; its events replay with --skip-signature")
+            continue
+        try:
+            secrets[name] = json.loads(text)
+        except ValueError:
+            secrets[name] = text
+    return secrets
+
+
 def snapshot_world(
     events: Sequence[RecordedEvent],
     configs: Sequence[AppConfig],
@@ -229,21 +249,7 @@ def snapshot_world(
         lock = _whole(account, tables["locks"], {"conversation_id": conversation["conversation_id"]})
         if lock is not None:
             rows["locks"][(conversation["conversation_id"],)] = lock
-    secrets: dict[str, Any] = {}
-    for name in _secret_names(list(rows["conversations"].values())):
-        try:
-            text = secretsmanager.get_secret_value(SecretId=name).get("SecretString")
-        except Exception as exc:  # noqa: BLE001 - a missing or unreadable secret is left out, and said
-            code = error_code(exc) or type(exc).__name__
-            notes.append(f"secret {name} could not be read ({code}); its events replay with --skip-signature")
-            continue
-        if not isinstance(text, str):
-            notes.append(f"secret {name} {BINARY_SECRET}; its events replay with --skip-signature")
-            continue
-        try:
-            secrets[name] = json.loads(text)
-        except ValueError:
-            secrets[name] = text
+    secrets = _secrets(secretsmanager, _secret_names(list(rows["conversations"].values())), notes)
     document: dict[str, Any] = {} if now is None else {"now": now.isoformat().replace("+00:00", "Z")}
     for section in SECTION_TABLES:
         document[section] = [json_safe(item) for _, item in sorted(rows[section].items())]
