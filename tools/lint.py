@@ -599,7 +599,18 @@ def lint_expression(
     """
     found: list[tuple[int, str]] = _typed_mistakes(expression.source, expression.ast, known or {})
     found += _never_given(expression.source, expression.ast)
-    source = expression.source
+    found += _literal_mistakes(expression.source)
+    known_set, guards = _guards(expression.ast)
+    calls = list(function_calls(expression.source, expression.ast))
+    if flags is not None:
+        found += _truthiness_mistakes(expression, known or {}, flags, guards, calls)
+    found += _null_argument_mistakes(calls, known_set, known or {})
+    return sorted(found)
+
+
+def _literal_mistakes(source: str) -> list[tuple[int, str]]:
+    """Literals that say other than they seem: a field name in double quotes, a bare ``true``, `` `…` `` not JSON."""
+    found: list[tuple[int, str]] = []
     tokens = expression_tokens(source)
     for index, token in enumerate(tokens):
         previous = tokens[index - 1] if index else None
@@ -638,10 +649,17 @@ def lint_expression(
                         f"write '{raw.strip()}' for a string, or valid JSON (`true`, `10`, `\"text\"`)",
                     )
                 )
-    known_set, guards = _guards(expression.ast)
-    calls = list(function_calls(source, expression.ast))
-    if flags is not None:
-        found += _truthiness_mistakes(expression, known or {}, flags, guards, calls)
+    return found
+
+
+def _null_argument_mistakes(
+    calls: list[tuple[Mapping[str, Any], int]], known_set: Mapping[int, frozenset[str]], known: Mapping[str, str]
+) -> list[tuple[int, str]]:
+    """Function calls given a field that may be missing or null where the function refuses null (INTERNAL_ERROR).
+
+    ``known_set``: the paths guarded where each call is evaluated (``_guards``), by the call node's id.
+    """
+    found: list[tuple[int, str]] = []
     for node, offset in calls:
         signature = function_table()[node["value"]]["signature"]
         for index, argument in enumerate(node["children"]):
@@ -651,7 +669,7 @@ def lint_expression(
             name = node["value"]
             if path is not None and path in known_set.get(id(node), frozenset()):
                 continue  # guarded where the call is evaluated: path && f(path), !path || f(path)
-            if name == "contains" and index == 1 and path and _is_text_node(node["children"][0], known or {}):
+            if name == "contains" and index == 1 and path and _is_text_node(node["children"][0], known):
                 advice = f"{path} && contains(…) ('' is in every text)"
                 message = f"contains() fails (INTERNAL_ERROR) when {path} is missing or null, as it looks in a text"
                 found.append((offset, f"{message}; if it can be, write {advice}"))
@@ -666,7 +684,7 @@ def lint_expression(
                     f"{name}() fails (INTERNAL_ERROR) when {path} is missing or null; if it can be, write {advice}",
                 )
             )
-    return sorted(found)
+    return found
 
 
 Atom = Hashable
