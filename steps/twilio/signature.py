@@ -109,7 +109,6 @@ def sign(url: str, form: Sequence[tuple[str, str]], token: str, algorithm: str |
                 "maximum": 3600,
                 "description": "Least time between forced re-fetches of one secret after a failed check.",
             },
-            "secrets": {"type": "string", "description": "The secret-name pattern (under secrets:) re-read here."},
         },
     },
     example={"refetch_interval_seconds": 30},

@@ -404,3 +404,26 @@ def test_several_keywords_given_to_has_word_as_a_list_are_refused_with_the_fix(
         "reaches it; for several, join the calls: has_word(…, 'a') || has_word(…, 'b')"
     ) in out, out
     assert status == 2
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_secret_named_on_the_signature_check_is_refused_as_the_setting_it_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: ``twilio.signature`` accepted ``secrets:`` and never read it (the key it checks with is the one the
+    lookup step's ``secrets`` named), so an edit pointing it at another pattern passed --check and changed nothing.
+    The step's parameters no longer have it: the edit is refused at its line, as any unknown setting is."""
+    root = assemble(tmp_path)
+    pipeline = root / "pipelines/twilio_inbound.yaml"
+    text = pipeline.read_text(encoding="utf-8")
+    edited = text.replace(
+        "uses: twilio.signature\n    with:\n",
+        "uses: twilio.signature\n    with:\n      secrets: sms_credentials\n",
+        1,
+    )
+    assert edited != text
+    pipeline.write_text(edited, encoding="utf-8")
+    status, out = check(root, monkeypatch, capsys)
+    assert status == 2
+    line = line_of(pipeline, "uses: twilio.signature") + 2
+    assert any(f"twilio_inbound.yaml:{line}" in entry and "secrets" in entry for entry in out), out
