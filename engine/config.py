@@ -174,12 +174,10 @@ class _Loaded(NamedTuple):
 
 def _value_at(data: Any, path: PathKey) -> Any:
     for part in path:
-        if isinstance(data, dict):
-            data = data.get(part)
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
             data = data[part]
         else:
-            return None
+            data = data.get(part) if isinstance(data, dict) else None
     return data
 
 
@@ -191,11 +189,8 @@ def _naming_variable(problem: Problem, written: Any) -> Problem:
 
 
 def _has_unresolved(data: Any) -> bool:
-    if isinstance(data, dict):
-        return any(_has_unresolved(value) for value in data.values())
-    if isinstance(data, list):
-        return any(_has_unresolved(value) for value in data)
-    return is_unresolved(data)
+    values = data.values() if isinstance(data, dict) else data if isinstance(data, list) else None
+    return is_unresolved(data) if values is None else any(_has_unresolved(value) for value in values)
 
 
 def _read_text(path: Path) -> str | None:

@@ -38,6 +38,7 @@ def _mark(node: Node) -> tuple[int, int]:
 
 # A node's properties, before its content: an anchor (&name) and a tag (!tag or !!str), each with its spaces.
 _PROPERTIES = re.compile(r"(?:[&!][^\s]*\s+)*")
+_PLAIN_COLLECTIONS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 _TOO_MANY_REPEATS = "YAML aliases (*name) repeat more than 100000 values; write the values out"
 
 
@@ -58,6 +59,10 @@ class _Builder:
             raise ConfigError([Problem(self._locator.file, *_mark(node), _TOO_MANY_REPEATS)])
         self._seen.add(id(node))
         self._locator.values[path] = _mark(node)
+        if isinstance(node, MappingNode | SequenceNode) and node.tag not in _PLAIN_COLLECTIONS:
+            self._problem(
+                node, f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not supported here; remove it"
+            )
         if isinstance(node, MappingNode):
             return self._mapping(node, path)
         if isinstance(node, SequenceNode):

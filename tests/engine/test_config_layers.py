@@ -251,6 +251,31 @@ def test_duplicate_keys_raise_when_strict_and_are_returned_when_lenient() -> Non
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "tag"),
+    [
+        ("channels: !!set {whatsapp, sms}\n", "!!set"),
+        ("then: !include {target: handoff}\n", "!include"),
+        ("rules: !!omap [{a: 1}]\n", "!!omap"),
+        ("rules: !custom [a, b]\n", "!custom"),
+    ],
+)
+def test_a_tag_on_a_mapping_or_list_is_refused_at_it_not_dropped(text: str, tag: str) -> None:
+    """Defect: a tag on a mapping or a list was dropped without a word, so ``!!set {whatsapp, sms}`` loaded as
+    ``{whatsapp: null, sms: null}`` and ``!include {…}`` as the mapping it tags; every tag on a scalar the safe
+    loader does not know was already refused. The tag is named at its place, as a plain mapping or list to write."""
+    with pytest.raises(ConfigError) as raised:
+        parse_yaml(text, "f.yaml")
+    assert [str(problem) for problem in raised.value.problems] == [
+        f"f.yaml:1:{text.index(': ') + 3}: YAML tag {tag} is not supported here; remove it"
+    ]
+
+
+def test_plain_and_explicitly_tagged_mappings_and_lists_still_load() -> None:
+    doc = parse_yaml("a: !!map {b: [1]}\nc: !!seq [x]\nd: {e: f}\n", "f.yaml")
+    assert doc.data == {"a": {"b": [1]}, "c": ["x"], "d": {"e": "f"}}
+
+
 def test_aliases_that_expand_without_bound_are_a_located_error_not_a_hang() -> None:
     """Nine nested aliases of ten make 10^9 values (a "billion laughs"): the check and the cold start would hang."""
     lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
