@@ -398,6 +398,11 @@ class ConversationGet:
         self._attributes = None if found is None else tuple(dict.fromkeys([*found, *params.get("also_read", [])]))
 
     @property
+    def types(self) -> Mapping[str, frozenset[str]]:
+        """The DynamoDB types ``types:`` declares for attributes (``hand_off_to_human``: ``BOOL``)."""
+        return self._types
+
+    @property
     def attributes(self) -> tuple[str, ...] | None:
         """The attributes read before the rules decide (``read: rules``), or None when the whole item is."""
         return self._attributes

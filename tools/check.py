@@ -70,6 +70,7 @@ from runtime.verify import (
     written_value,
 )
 from tools.check_hints import hinted
+from tools.check_kinds import PHONE_LIKE, declared_kinds, given_kinds
 from tools.check_owners import (
     OwnedSet,
     declared_name,
@@ -192,8 +193,10 @@ def _shadowing(loaded: LoadedRuleSet) -> tuple[list[Problem], set[str]]:
 
 def _lint(inspection: Inspection) -> list[Problem]:
     """Likely mistakes in every condition; what the inline tests give a set's values types its checks."""
+    # What the steps give a value wins over what the tests give it: production holds that type.
+    declared = {path: found.kind for path, found in declared_kinds(inspection).items()}
     types = {
-        loaded.locator.file: value_types(test.given for test in loaded.ruleset.tests)
+        loaded.locator.file: {**value_types(test.given for test in loaded.ruleset.tests), **declared}
         for loaded in inspection.rulesets.values()
     }
     flags = {loaded.locator.file: flag_texts(loaded.ruleset.tests) for loaded in inspection.rulesets.values()}
@@ -575,6 +578,7 @@ def _pipeline_findings(path: Path, inspection: Inspection, owned: Mapping[str, O
         *_lint(inspection),
         *context_names(inspection),
         *request_fields(inspection),
+        *given_kinds(inspection),
         *_cut_by_comment(inspection),
         *_backspaces(inspection),
         *_octal_numbers(document),
@@ -742,9 +746,6 @@ def _place(problem: Problem) -> tuple[str, int, int, str]:
     return problem.file, problem.line, problem.column, problem.severity
 
 
-_PHONE_LIKE = re.compile(r"[+0][0-9]{5,}")
-
-
 def _phone_numbers(loaded: LoadedRuleSet) -> list[Problem]:
     """Phone numbers written unquoted in tests' ``given`` (``+14155550123``): YAML reads a number, the document text."""
     found: list[Problem] = []
@@ -753,7 +754,7 @@ def _phone_numbers(loaded: LoadedRuleSet) -> list[Problem]:
         for path, number in numbers:
             where = ("tests", test.index, "given", *path)
             written = written_value(loaded.locator, where)
-            if _PHONE_LIKE.fullmatch(written):
+            if PHONE_LIKE.fullmatch(written):
                 message = (
                     f"inline test {test.name!r} gives {'.'.join(map(str, path))}: YAML reads {written} as the number "
                     f'{number}, while the document holds phone numbers as text; put it in quotes: "{written}"'

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from engine.context import Context, StepResult
@@ -47,6 +48,7 @@ __all__ = [
     "MAX_MEDIA_LISTED",
     "PARSING_ERROR",
     "REQUEST_FIELDS",
+    "REQUEST_FIELD_KINDS",
     "STALE_SIGNATURE",
     "UNREAD",
     "SendGridParse",
@@ -110,6 +112,15 @@ REQUEST_FIELDS = (
     "sender_authenticated",
     "fields",
     "received_at",
+)
+# The type of each field that holds one (null aside): --check warns about a case or a condition using another.
+REQUEST_FIELD_KINDS: Mapping[str, str] = MappingProxyType(
+    {
+        **dict.fromkeys(["channel", "kind", "message_sid", "message_id_source", "from", "to"], "string"),
+        **dict.fromkeys(["user_address", "company_address", "subject", "body", "received_at"], "string"),
+        **dict.fromkeys(["is_status_callback", "body_truncated", "auto_submitted", "sender_authenticated"], "boolean"),
+        **dict.fromkeys(["body_bytes", "num_media", "spam_score"], "number"),
+    }
 )
 ADDRESSED_FIELDS = frozenset(
     {"channel", "kind", "is_status_callback", "message_sid", "message_id_source", "from", "to", "user_address"}
@@ -202,6 +213,7 @@ class SendGridParse:
     # The fields of the request it provides (``--check`` warns about a condition reading another: always null);
     # with ``defer_content``, ``sendgrid.read`` provides the rest once the signature is checked.
     request_fields: frozenset[str] = frozenset(REQUEST_FIELDS)
+    request_field_kinds = REQUEST_FIELD_KINDS
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         self._channels = frozenset(info.channels)

@@ -31,6 +31,7 @@ from steps.sendgrid.parse import (
     KEPT_FIELDS,
     MAX_FIELD_BYTES,
     MAX_MEDIA_LISTED,
+    REQUEST_FIELD_KINDS,
     REQUEST_FIELDS,
     UNREAD,
     Unread,
@@ -124,6 +125,7 @@ class SendGridRead:
 
     # The fields of the request it provides (``--check`` warns about a condition reading another: always null).
     request_fields = frozenset(REQUEST_FIELDS)
+    request_field_kinds = REQUEST_FIELD_KINDS
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:
         pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from copy import copy as copy_of
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -211,6 +212,15 @@ class TwilioParse:
             "signing_key_field",
             "received_at",
         ]
+    )
+    # The type of each field that holds one (null aside): --check warns about a case or a condition using another.
+    request_field_kinds: Mapping[str, str] = MappingProxyType(
+        {
+            **dict.fromkeys(["channel", "kind", "from", "to", "user_number", "company_number", "body"], "string"),
+            **dict.fromkeys(["message_sid", "account_sid", "message_status", "url", "received_at"], "string"),
+            "is_status_callback": "boolean",
+            "num_media": "number",
+        }
     )
 
     def __init__(self, params: Mapping[str, Any], info: BuildInfo) -> None:

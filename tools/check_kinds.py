@@ -1,0 +1,86 @@
+"""The types production gives the values rules read, against the types inline tests give them (``--check``).
+
+A parse step says the type of each request field it gives (``request_field_kinds``), and ``conversations.get``'s
+``types:`` the DynamoDB type of conversation attributes. A case giving another type (``num_media: "0"``, where the
+request holds a number) passes where production never would, and tells the condition checks the wrong type.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from engine.config import Inspection
+from engine.errors import Problem
+from runtime.verify import written_value
+from steps.conversations import ConversationGet
+
+__all__ = ["PHONE_LIKE", "Declared", "declared_kinds", "given_kinds"]
+
+# A phone number written unquoted (``+14155550123``), which check._phone_numbers tells to quote.
+PHONE_LIKE = re.compile(r"[+0][0-9]{5,}")
+
+_DYNAMO_KINDS = {"S": "string", "N": "number", "BOOL": "boolean"}
+_NAMES = {"string": "text", "number": "a number", "boolean": "true/false"}
+
+
+class Declared(NamedTuple):
+    """The type a value holds in production, and who says so (``twilio.parse (step 'parse') gives it as``)."""
+
+    kind: str
+    source: str
+
+
+def declared_kinds(inspection: Inspection) -> dict[str, Declared]:
+    """Dotted paths (``request.num_media``) and the type the pipeline's steps give them, the last provider's first."""
+    found: dict[str, Declared] = {}
+    for step in inspection.config.pipeline.steps() if inspection.config is not None else ():
+        kinds = getattr(step.step, "request_field_kinds", None)
+        fields = getattr(step.step, "request_fields", None)
+        if step.provides == "request" and isinstance(kinds, Mapping):
+            for name, kind in kinds.items():
+                if fields is None or name in fields:
+                    found[f"request.{name}"] = Declared(
+                        kind, f"{step.uses} (step {step.id!r}) gives it as {_NAMES[kind]}"
+                    )
+        if isinstance(step.step, ConversationGet):
+            for name, types in step.step.types.items():
+                scalar = {_DYNAMO_KINDS.get(dynamo) for dynamo in types if dynamo != "NULL"}
+                kind = scalar.pop() if len(scalar) == 1 else None
+                if kind is not None:
+                    declared = f"declares it {_NAMES[kind]} (types: {', '.join(sorted(types))})"
+                    found[f"conversation.{name}"] = Declared(kind, f"{step.uses} (step {step.id!r}) {declared}")
+    return found
+
+
+def _kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string" if isinstance(value, str) else None
+
+
+def given_kinds(inspection: Inspection) -> list[Problem]:
+    """Values inline tests give in a type the pipeline never gives them (a case production cannot send)."""
+    declared = declared_kinds(inspection)
+    found: list[Problem] = []
+    for name, loaded in inspection.rulesets.items():
+        for test in loaded.ruleset.tests if name in inspection.used else ():
+            for root in ("request", "conversation"):
+                given = test.given.get(root)
+                for key, value in given.items() if isinstance(given, dict) else ():
+                    expected, kind = declared.get(f"{root}.{key}"), _kind(value)
+                    where = ("tests", test.index, "given", root, key)
+                    if expected is None or kind is None or kind == expected.kind:
+                        continue
+                    if type(value) is int and PHONE_LIKE.fullmatch(written_value(loaded.locator, where)):
+                        continue  # said better by the unquoted phone number's warning
+                    message = (
+                        f"inline test {test.name!r} gives {root}.{key} as {_NAMES[kind]} ({value!r}), but "
+                        f"{expected.source}: no {root} holds {_NAMES[kind]} there, so the case passes where production "
+                        f"never would; write the value as {_NAMES[expected.kind]}"
+                    )
+                    found.append(loaded.locator.problem(where, message, severity="warning"))
+    return found
