@@ -30,7 +30,7 @@ from runtime.masking import (
     recordable,
 )
 from tools.dryrun.events import EventFileError, RecordedEvent, load_events
-from tools.dryrun.world import SECTIONS, WorldSpec
+from tools.dryrun.world import REDACTED_CREDENTIAL, SECTIONS, WorldSpec
 
 __all__ = [
     "MASKED_SIGNATURE",
@@ -65,10 +65,12 @@ def redacted_secret(secret_string: str) -> Any:
     try:
         document = json.loads(secret_string)
     except ValueError:
-        return "redacted"
+        return REDACTED_CREDENTIAL
     if not isinstance(document, dict):
-        return "redacted"
-    return {name: value if str(name).lower().endswith("_sid") else "redacted" for name, value in document.items()}
+        return REDACTED_CREDENTIAL
+    return {
+        name: value if str(name).lower().endswith("_sid") else REDACTED_CREDENTIAL for name, value in document.items()
+    }
 
 
 def masked_item(value: Any, key: str | None = None) -> Any:

@@ -44,8 +44,8 @@ from tools.dryrun.mask import Scrubber
 from tools.dryrun.memory import holds
 from tools.dryrun.pipeline import replay_pipeline
 from tools.dryrun.recording import Journal, PlanningQueues, PlanningTables, RecordingQueues, RecordingTables
-from tools.dryrun.report import MASKED_SIGNATURE_NOTE, Replayed
-from tools.dryrun.world import WorldSpec, secret_values
+from tools.dryrun.report import MASKED_SIGNATURE_NOTE, REDACTED_SECRET_NOTE, Replayed
+from tools.dryrun.world import WorldSpec, redacted_secrets, secret_values
 
 __all__ = [
     "PLACEHOLDER_SIGNATURE",
@@ -187,6 +187,8 @@ class Lane:
     read_failures: list[str] | None = field(default=None, repr=False)
     # A live lane's writes refused by the account's clients (``service:Operation``), collected per event.
     refused_writes: list[str] | None = field(default=None, repr=False)
+    # The world's secrets holding a credential redacted (pipeline-world without --keep-secrets): no signature matches.
+    redacted: frozenset[str] = frozenset()
 
     def probe(self, configs: Sequence[AppConfig]) -> Lane:
         """A lane running ``configs`` against this lane's world as it stands; its own writes never stay."""
@@ -220,7 +222,7 @@ class Lane:
                 f"signature not checked: secret {name!r} could not be read {where} ({result.error.message}); "
                 "--skip-signature replays the event anyway"
             )
-        refused = self._signature_note(event, handled.pipeline, result, handled.verdict)
+        refused = self._redacted_note(result) or self._signature_note(event, handled.pipeline, result, handled.verdict)
         if refused is not None:
             all_notes.append(refused)
         if result.error is not None and self.read_failures:
@@ -236,6 +238,18 @@ class Lane:
                 "a step or port reached the account's client instead of the planned tables and queues"
             )
         return Replayed(handled, actions, all_notes, version)
+
+    def _redacted_note(self, result: RunResult) -> str | None:
+        """The note for an event refused by a signature checked with a credential the world holds redacted."""
+        name = (result.doc.get("credential") or {}).get("secret_name")
+        if result.error_code != "INVALID_SIGNATURE" or name not in self.redacted:
+            return None
+        return (
+            # Not the placeholder's word itself: a credential of the world, it is scrubbed from all output.
+            f"{REDACTED_SECRET_NOTE} {name!r} holds placeholders in place of its credentials (pipeline-world writes "
+            "them so without --keep-secrets), so this outcome is the replay's, not production's; replay with "
+            "--skip-signature"
+        )
 
     def _signature_note(
         self, event: Any, pipeline: str | None, result: RunResult, verdict: str | None = None
@@ -408,7 +422,8 @@ def _world_lane(
             others, ports, world, clock=clock, scrubber=scrubber, independent=True, skip_signature=skip_signature
         )
 
-    return Lane(application, journal, skipped, uses, reset, world=True, prober=prober)
+    redacted = redacted_secrets(world.secrets)
+    return Lane(application, journal, skipped, uses, reset, world=True, prober=prober, redacted=redacted)
 
 
 def world_lane(

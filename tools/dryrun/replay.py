@@ -44,6 +44,7 @@ from tools.dryrun.parallel import available_workers, conversation_groups, partit
 from tools.dryrun.report import (
     MASKED_SIGNATURE_NOTE,
     NOT_COMPARED,
+    REDACTED_SECRET_NOTE,
     Progress,
     Replayed,
     Summary,
@@ -186,6 +187,7 @@ class Rendered(NamedTuple):
     pipeline: str | None = None
     unread: bool = False
     masked_signature: bool = False
+    redacted_signature: bool = False
 
 
 class _Renderer:
@@ -270,6 +272,9 @@ class _Renderer:
                 for lane in (run, base)
                 if lane is not None
                 for note in lane.notes
+            ),
+            any(
+                note.startswith(REDACTED_SECRET_NOTE) for lane in (run, base) if lane is not None for note in lane.notes
             ),
         )
 
@@ -496,6 +501,14 @@ def _gate(summary: Summary, lent: Iterable[Lent], routed: Mapping[str, int], err
             "their recording masked, so no rule decided them; replay masked recordings with --skip-signature\n"
         )
         return EXIT_USAGE
+    if summary.redacted_signatures:
+        # Stopped at a signature checked with a credential pipeline-world redacted: no rule ran in either lane.
+        errors.write(
+            f"pipeline-dryrun: error: --fail-on-change: {summary.redacted_signatures} event(s) stopped at a signature "
+            "checked with a placeholder the world holds in place of a credential, so no rule decided them; replay with "
+            "--skip-signature, or against a world written with --keep-secrets\n"
+        )
+        return EXIT_USAGE
     return EXIT_CHANGED if summary.changed else EXIT_OK
 
 
@@ -617,7 +630,14 @@ def _replay(
         for done, item in enumerate(rendered, start=1):
             out.raw.write(item.text)  # scrubbed where it was rendered (in the workers, when there are several)
             summary.add(
-                item.outcome, item.signature, item.change, item.kind, item.masked, item.unread, item.masked_signature
+                item.outcome,
+                item.signature,
+                item.change,
+                item.kind,
+                item.masked,
+                item.unread,
+                item.masked_signature,
+                item.redacted_signature,
             )
             if item.record is not None:
                 records.append(item.record)

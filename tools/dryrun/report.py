@@ -43,6 +43,7 @@ __all__ = [
     "change_label",
     "event_record",
     "MASKED_SIGNATURE_NOTE",
+    "REDACTED_SECRET_NOTE",
     "masked_note",
     "masked_reads",
     "to_json_line",
@@ -188,6 +189,8 @@ def _action(action: Action, masker: Masker) -> dict[str, Any]:
 
 # How the note on an event whose recording masked the signature it was checked against begins (``tools.dryrun.lanes``).
 MASKED_SIGNATURE_NOTE = "signature not checked: the recording masked it"
+# How the note on an event refused by a signature checked with a credential the world holds redacted begins.
+REDACTED_SECRET_NOTE = "signature not checked: the world's secret"
 
 
 def signature_state(run: Replayed, uses: Mapping[str, str], skip_signature: bool) -> str | None:
@@ -199,7 +202,8 @@ def signature_state(run: Replayed, uses: Mapping[str, str], skip_signature: bool
         return "skipped"
     result = run.handled.result
     if result.error_code == "INVALID_SIGNATURE":
-        return "unchecked" if any(note.startswith(MASKED_SIGNATURE_NOTE) for note in run.notes) else "invalid"
+        unchecked = (MASKED_SIGNATURE_NOTE, REDACTED_SECRET_NOTE)
+        return "unchecked" if any(note.startswith(unchecked) for note in run.notes) else "invalid"
     checks = [step for step, name in uses.items() if authenticating(name)]
     statuses = {entry.step: entry.status for entry in result.trace}
     if checks and all(statuses.get(step) == "ok" for step in checks):
@@ -362,6 +366,7 @@ class Summary:
     events: int = 0
     unread: int = 0
     masked_signatures: int = 0
+    redacted_signatures: int = 0
 
     def add(
         self,
@@ -372,15 +377,17 @@ class Summary:
         masked: bool = False,
         unread: bool = False,
         masked_signature: bool = False,
+        redacted_signature: bool = False,
     ) -> None:
         """Count one event.
 
         ``unread``: a live replay could not read the account for it; ``masked_signature``: it stopped at a signature
-        its recording masked.
+        its recording masked; ``redacted_signature``: at one checked with a credential the world holds redacted.
         """
         self.events += 1
         self.unread += unread
         self.masked_signatures += masked_signature
+        self.redacted_signatures += redacted_signature
         self.outcomes[outcome] += 1
         if signature:
             self.signatures[signature] += 1

@@ -32,6 +32,7 @@ from tools.dryrun.events import nesting_problem, too_deep
 
 __all__ = [
     "CREDENTIAL_NAME_PARTS",
+    "REDACTED_CREDENTIAL",
     "SECTIONS",
     "WorldSpec",
     "binary_paths",
@@ -39,6 +40,7 @@ __all__ = [
     "dotted",
     "load_world",
     "parse_instant",
+    "redacted_secrets",
     "secret_values",
 ]
 
@@ -107,6 +109,24 @@ class WorldSpec:
             except ConfigError:
                 self._locator.append(Locator(self.file))
         return self._locator[0].problem(path, message)
+
+
+# What pipeline-world writes in place of a credential (snapshot, pseudonymize) unless --keep-secrets.
+REDACTED_CREDENTIAL = "redacted"
+
+
+def redacted_secrets(secrets: Mapping[str, str]) -> frozenset[str]:
+    """The names of ``secrets`` holding a credential redacted (``REDACTED_CREDENTIAL``): no signature matches it."""
+    found: set[str] = set()
+    for name, marked in secrets.items():
+        try:
+            document: Any = json.loads(marked.removeprefix("\ufeff"))
+        except ValueError:
+            document = marked
+        values = document.values() if isinstance(document, dict) else [document]
+        if REDACTED_CREDENTIAL in values:
+            found.add(name)
+    return frozenset(found)
 
 
 def secret_values(secrets: Mapping[str, str]) -> list[str]:
