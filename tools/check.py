@@ -84,6 +84,7 @@ from tools.check_owners import (
 )
 from tools.check_reads import context_names, provided_too_late, request_fields, unfetched
 from tools.lint import (
+    Domain,
     condition_terms,
     find_shadowed,
     flag_texts,
@@ -151,11 +152,11 @@ class CheckReport:
         return EXIT_TEST_FAILED if self.failures else EXIT_OK
 
 
-def _shadowing(loaded: LoadedRuleSet) -> tuple[list[Problem], set[str]]:
+def _shadowing(loaded: LoadedRuleSet, domains: Mapping[str, Domain]) -> tuple[list[Problem], set[str]]:
     """Rules that can never match (with their ids), a default that is never used, and a validation default."""
     found: list[Problem] = []
     never: set[str] = set()
-    for shadowed in find_shadowed(loaded.ruleset):
+    for shadowed in find_shadowed(loaded.ruleset, domains):
         never.add(shadowed.rule.id)
         rule = shadowed.rule
         if not shadowed.by:
@@ -640,7 +641,8 @@ def check_config(
                     runs[loaded.ruleset.file].append((display_path(path), verdict.failures))
                 continue
             tested.add(loaded.ruleset.file)
-            ran, found, failed = _check_ruleset(loaded, settled_targets(inspection), display_path(path))
+            domains = _channel_domain(inspection, name, owned.get(loaded.ruleset.name), display_path(path))
+            ran, found, failed = _check_ruleset(loaded, settled_targets(inspection), display_path(path), domains)
             tests_run += ran
             findings.extend(found)
             if loaded.complete:
@@ -763,11 +765,22 @@ def _phone_numbers(loaded: LoadedRuleSet) -> list[Problem]:
     return found
 
 
+def _channel_domain(
+    inspection: Inspection, pipeline: str | None, owned: OwnedSet | None, file: str
+) -> dict[str, Domain]:
+    """``request.channel``'s only values, the pipeline's channels, for a set that pipeline alone decides with."""
+    channels = inspection.config.channels if inspection.config is not None else ()
+    if owned is None or owned.owners != (pipeline,) or not channels:
+        return {}
+    why = f"of {file} (request.channel is always one of its channels: {', '.join(channels)})"
+    return {"request.channel": Domain(channels, why)}
+
+
 def _check_ruleset(
-    loaded: LoadedRuleSet, targets: Collection[str] | None, pipeline: str
+    loaded: LoadedRuleSet, targets: Collection[str] | None, pipeline: str, domains: Mapping[str, Domain]
 ) -> tuple[int, list[Problem], list[Problem]]:
     """One rule set's inline tests run (with the ``targets`` of ``pipeline``), its findings, and its failed tests."""
-    shadowing, never = _shadowing(loaded)
+    shadowing, never = _shadowing(loaded, domains)
     findings = [*shadowing, *_duplicate_test_names(loaded), *_phone_numbers(loaded)]
     if not loaded.complete:
         return 0, findings, []

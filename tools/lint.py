@@ -29,6 +29,7 @@ from engine.rules import Rule, RuleSet, RuleTest
 from steps.functions import WEEKDAYS
 
 __all__ = [
+    "Domain",
     "Shadowed",
     "Terms",
     "condition_terms",
@@ -786,15 +787,43 @@ class Shadowed(NamedTuple):
     reason: str
 
 
-def find_shadowed(ruleset: RuleSet) -> list[Shadowed]:
+def _equal_to(path: str, text: str) -> Atom:
+    """The atom ``path == 'text'`` (``path`` dotted), as ``condition_terms`` writes it."""
+    node: dict[str, Any] | None = None
+    for name in path.split("."):
+        field = {"type": "field", "value": name, "children": []}
+        node = field if node is None else {"type": "subexpression", "children": [node, field]}
+    literal = {"type": "literal", "value": text, "children": []}
+    return _canonical({"type": "comparator", "value": "eq", "children": [node, literal]})
+
+
+class Domain(NamedTuple):
+    """The only values a path holds (``request.channel``: a pipeline's channels), and why, for the warning."""
+
+    values: Collection[str]
+    why: str  # "of pipelines/twilio_inbound.yaml (request.channel is always one of its channels: whatsapp, sms)"
+
+
+def _always_in(terms: Terms, domains: Mapping[str, Domain]) -> str | None:
+    """Why ``terms`` hold for every document: a path ``domains`` confines, compared with each of its values."""
+    for path, domain in domains.items():
+        if domain.values and all(any(term <= {_equal_to(path, v)} for term in terms) for v in domain.values):
+            return domain.why
+    return None
+
+
+def find_shadowed(ruleset: RuleSet, domains: Mapping[str, Domain] | None = None) -> list[Shadowed]:
     """Rules of a first-match set that can never match.
 
     Found from the conditions' normal forms (``condition_terms``): a condition that is never true;
     an earlier rule with the same, an always-true or a broader condition; earlier rules that
-    together cover it. Conditions too large to expand are left alone.
+    together cover it. Conditions too large to expand are left alone. ``domains``: the only values a path can
+    hold (``request.channel``: the pipeline's channels), so that a condition comparing it with each is always true.
     """
     found: list[Shadowed] = []
     earlier: list[tuple[Rule, Terms]] = []
+    # The first earlier rule whose condition the domains make true for every document, and why.
+    always: tuple[Rule, str] | None = None
     for rule in ruleset.rules:
         terms = condition_terms(rule.when)
         if terms is None:
@@ -803,18 +832,28 @@ def find_shadowed(ruleset: RuleSet) -> list[Shadowed]:
             found.append(Shadowed(rule, (), "its condition is never true"))
             earlier.append((rule, terms))
             continue
-        covering: list[Rule] = []
-        for term in terms:
-            cover = next((r for r, ts in earlier if any(_covers(t, term) for t in ts)), None)
-            if cover is None:
-                break
-            if cover not in covering:
-                covering.append(cover)
-        else:
-            covering.sort(key=lambda r: r.index)
+        covering = _covering(terms, earlier)
+        if covering:
             found.append(Shadowed(rule, tuple(covering), _reason(terms, [t for r, t in earlier if r in covering])))
+        elif always is not None:
+            found.append(Shadowed(rule, (always[0],), f"a condition true for every message {always[1]}"))
+        confined = _always_in(terms, domains or {})
+        if always is None and confined is not None:
+            always = (rule, confined)
         earlier.append((rule, terms))
     return found
+
+
+def _covering(terms: Terms, earlier: list[tuple[Rule, Terms]]) -> list[Rule]:
+    """The earlier rules that together match whenever ``terms`` do (in order), or none when they do not."""
+    covering: list[Rule] = []
+    for term in terms:
+        cover = next((r for r, ts in earlier if any(_covers(t, term) for t in ts)), None)
+        if cover is None:
+            return []
+        if cover not in covering:
+            covering.append(cover)
+    return sorted(covering, key=lambda r: r.index)
 
 
 def _compared_text(atom: Atom, comparator: str) -> tuple[Hashable, str] | None:

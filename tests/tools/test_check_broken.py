@@ -304,6 +304,15 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
                 "warning",
             ),
             Finding(
+                "rules/40_routing.yaml:31:12",
+                (
+                    "rule 'anything_else' can never match: earlier rule 'channel_queue' (line 28)",
+                    "true for every message of pipelines/twilio_inbound.yaml",
+                    "request.channel is always one of its channels: whatsapp, sms",
+                ),
+                "warning",
+            ),
+            Finding(
                 "rules/40_routing.yaml:34:12",
                 ("rule 'email' can never match: earlier rule 'anything_else' (line 31)", "always true"),
                 "warning",

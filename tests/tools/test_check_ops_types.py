@@ -111,3 +111,29 @@ def test_an_email_flag_and_a_conversation_flag_written_as_text_are_warned_at_the
     condition = line_of(routing, "conversation.hand_off_to_human == 'true'")
     assert any(line.startswith(f"{ROUTING}:{condition}:") and "never equal" in line for line in out), out
     assert status == 0
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_rule_added_below_the_channel_queue_rule_is_said_never_to_match(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: a VIP rule appended at the end of rules/40_routing.yaml, below channel_queue (``contains(["whatsapp",
+    "sms"], request.channel)``, true for every message of twilio_inbound, whose channels are whatsapp and sms), was
+    only told "no inline test is decided by rule 'vip_to_human'; add a case": --check did not see that it can never
+    match, and a case added as told fails. It now says which rule wins first and why."""
+    root = assemble(tmp_path)
+    routing = root / ROUTING
+    vip = "  - id: vip_to_human\n    when: \"conversation.tier == 'vip'\"\n    then: {target: handoff}\n"
+    routing.write_text(routing.read_text(encoding="utf-8").replace("tests:\n", f"{vip}tests:\n", 1), encoding="utf-8")
+
+    status, out = check(tmp_path, monkeypatch, capsys)
+
+    rule = line_of(routing, "conversation.tier == 'vip'")
+    queue = line_of(routing, "request.channel)'")  # its condition
+    assert out == [
+        f"{ROUTING}:{rule}:12: warning: rule 'vip_to_human' can never match: earlier rule 'channel_queue' (line "
+        f"{queue}) has a condition true for every message of pipelines/twilio_inbound.yaml (request.channel is always "
+        "one of its channels: whatsapp, sms) and wins first; remove this rule, or move it above 'channel_queue' if it "
+        "should win",
+    ]
+    assert status == 0
