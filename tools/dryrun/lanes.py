@@ -36,6 +36,7 @@ from runtime.apigateway import request_path
 from runtime.app import Application, auth_headers, failed_authentication
 from runtime.aws import error_code
 from runtime.masking import MASKED_SIGNATURE, RECORDING_KEY, SIGNATURE_DIGEST_PREFIX
+from steps.replay import KEY, REPLAY, WRITER, replay_of
 from steps.support import table_keys, written_at_attributes
 from tools.dryrun.backends import Backend, WorldPorts
 from tools.dryrun.blueprint import TableSchema, table_schema
@@ -44,7 +45,7 @@ from tools.dryrun.mask import Scrubber
 from tools.dryrun.memory import holds
 from tools.dryrun.pipeline import replay_pipeline
 from tools.dryrun.recording import Journal, PlanningQueues, PlanningTables, RecordingQueues, RecordingTables
-from tools.dryrun.report import MASKED_SIGNATURE_NOTE, REDACTED_SECRET_NOTE, Replayed
+from tools.dryrun.report import LATE_REPLAY_NOTE, MASKED_SIGNATURE_NOTE, REDACTED_SECRET_NOTE, Replayed
 from tools.dryrun.world import WorldSpec, redacted_secrets, secret_values
 
 __all__ = [
@@ -225,6 +226,9 @@ class Lane:
         refused = self._redacted_note(result) or self._signature_note(event, handled.pipeline, result, handled.verdict)
         if refused is not None:
             all_notes.append(refused)
+        late = self._late_replay_note(event, handled.pipeline, result)
+        if late is not None:
+            all_notes.append(late)
         if result.error is not None and self.read_failures:
             failed = ", ".join(dict.fromkeys(self.read_failures))
             all_notes.append(
@@ -238,6 +242,33 @@ class Lane:
                 "a step or port reached the account's client instead of the planned tables and queues"
             )
         return Replayed(handled, actions, all_notes, version)
+
+    def _late_replay_note(self, event: Any, pipeline: str | None, result: RunResult) -> str | None:
+        """The note for a message that production's record of its own acceptance ends REPLAY at a later replay time.
+
+        Replayed at its arrival the record (written after) does not count; at a later ``--now`` it does, in every
+        lane, so no rule decides the message. A record an earlier delivery left (a replay at its arrival too), or one
+        this replay wrote, is no such record.
+        """
+        clock, arrived = self.application.services.clock, arrival_time(event)
+        if result.outcome != REPLAY or pipeline is None or arrived is None or clock.now() <= arrived:
+            return None
+        table = self.application.pipeline(pipeline).tables.get("replay")
+        request = result.doc.get("request")
+        sid = request.get("message_sid") if isinstance(request, Mapping) else None
+        if not table or not isinstance(sid, str):
+            return None
+        try:
+            record = self.application.services.tables.get_item(table, {KEY: sid})
+        except ServiceError:
+            return None
+        if record is None or record.get(WRITER) == DRY_RUN_ID or replay_of(record, arrived.timestamp()):
+            return None
+        at = clock.now().isoformat()
+        return (
+            f"{LATE_REPLAY_NOTE}, written after it arrived ({arrived.isoformat()}), ends it REPLAY at the replay's "
+            f"time ({at}); replay it at its arrival (without --now) to decide it as production did"
+        )
 
     def _redacted_note(self, result: RunResult) -> str | None:
         """The note for an event refused by a signature checked with a credential the world holds redacted."""

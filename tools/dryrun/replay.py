@@ -42,6 +42,7 @@ from tools.dryrun.live import AccountAccess, live_clients, process_reads_only, p
 from tools.dryrun.mask import Masker, Scrubber
 from tools.dryrun.parallel import available_workers, conversation_groups, partition, run_partitioned
 from tools.dryrun.report import (
+    LATE_REPLAY_NOTE,
     MASKED_SIGNATURE_NOTE,
     NOT_COMPARED,
     REDACTED_SECRET_NOTE,
@@ -188,6 +189,7 @@ class Rendered(NamedTuple):
     unread: bool = False
     masked_signature: bool = False
     redacted_signature: bool = False
+    late_replay: bool = False
 
 
 class _Renderer:
@@ -276,6 +278,7 @@ class _Renderer:
             any(
                 note.startswith(REDACTED_SECRET_NOTE) for lane in (run, base) if lane is not None for note in lane.notes
             ),
+            any(note.startswith(LATE_REPLAY_NOTE) for lane in (run, base) if lane is not None for note in lane.notes),
         )
 
 
@@ -501,6 +504,14 @@ def _gate(summary: Summary, lent: Iterable[Lent], routed: Mapping[str, int], err
             "their recording masked, so no rule decided them; replay masked recordings with --skip-signature\n"
         )
         return EXIT_USAGE
+    if summary.late_replays:
+        # Production's record of each message's own acceptance ended it before the rules, in both lanes.
+        errors.write(
+            f"pipeline-dryrun: error: --fail-on-change: {summary.late_replays} event(s) ended REPLAY at the replay's "
+            "time by the record production wrote accepting them, so no rule decided them; replay them at their "
+            "arrival (without --now)\n"
+        )
+        return EXIT_USAGE
     if summary.redacted_signatures:
         # Stopped at a signature checked with a credential pipeline-world redacted: no rule ran in either lane.
         errors.write(
@@ -638,6 +649,7 @@ def _replay(
                 item.unread,
                 item.masked_signature,
                 item.redacted_signature,
+                item.late_replay,
             )
             if item.record is not None:
                 records.append(item.record)

@@ -42,6 +42,7 @@ __all__ = [
     "change_kind",
     "change_label",
     "event_record",
+    "LATE_REPLAY_NOTE",
     "MASKED_SIGNATURE_NOTE",
     "REDACTED_SECRET_NOTE",
     "masked_note",
@@ -189,6 +190,8 @@ def _action(action: Action, masker: Masker) -> dict[str, Any]:
 
 # How the note on an event whose recording masked the signature it was checked against begins (``tools.dryrun.lanes``).
 MASKED_SIGNATURE_NOTE = "signature not checked: the recording masked it"
+# How the note on a captured message that production's own replay record ends REPLAY at a later replay time begins.
+LATE_REPLAY_NOTE = "not decided by the rules: production's replay record of this message"
 # How the note on an event refused by a signature checked with a credential the world holds redacted begins.
 REDACTED_SECRET_NOTE = "signature not checked: the world's secret"
 
@@ -367,6 +370,7 @@ class Summary:
     unread: int = 0
     masked_signatures: int = 0
     redacted_signatures: int = 0
+    late_replays: int = 0
 
     def add(
         self,
@@ -378,16 +382,19 @@ class Summary:
         unread: bool = False,
         masked_signature: bool = False,
         redacted_signature: bool = False,
+        late_replay: bool = False,
     ) -> None:
         """Count one event.
 
         ``unread``: a live replay could not read the account for it; ``masked_signature``: it stopped at a signature
-        its recording masked; ``redacted_signature``: at one checked with a credential the world holds redacted.
+        its recording masked; ``redacted_signature``: at one checked with a credential the world holds redacted;
+        ``late_replay``: production's record of the message ended it REPLAY at a replay time after its arrival.
         """
         self.events += 1
         self.unread += unread
         self.masked_signatures += masked_signature
         self.redacted_signatures += redacted_signature
+        self.late_replays += late_replay
         self.outcomes[outcome] += 1
         if signature:
             self.signatures[signature] += 1
