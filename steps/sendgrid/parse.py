@@ -242,12 +242,16 @@ class SendGridParse:
         """
         return self._max_age + self._max_future
 
+    def fresh_at(self, timestamp: str, now: float) -> bool:
+        """Whether a post signed at ``timestamp`` is inside the window at ``now`` (``pipeline-dryrun`` asks)."""
+        return is_fresh(timestamp, now, max_age_seconds=self._max_age, max_future_seconds=self._max_future)
+
     def _authentication(self, ctx: Context, http: HttpRequest) -> tuple[str, str]:
         signature, timestamp = http.header(SIGNATURE_HEADER), http.header(TIMESTAMP_HEADER)
         if not signature or not timestamp:
             raise StepFailure(INVALID_SIGNATURE.code, f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header")
         now = ctx.services.clock.now().timestamp()
-        if not is_fresh(timestamp, now, max_age_seconds=self._max_age, max_future_seconds=self._max_future):
+        if not self.fresh_at(timestamp, now):
             raise StepFailure(INVALID_SIGNATURE.code, STALE_SIGNATURE)
         return signature, timestamp
 

@@ -96,3 +96,42 @@ def test_a_message_replayed_after_production_recorded_an_earlier_delivery_stays_
     record = json.loads(out)
     assert (status, record["outcome"]) == (0, "REPLAY"), err
     assert not any(note.startswith("not decided by the rules") for note in record["notes"])
+
+
+def test_a_change_gate_at_a_now_past_an_emails_signature_window_does_not_pass_it_as_a_forgery(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: an email captured as SendGrid signed it, replayed with ``--now`` six days later (past the 4-day
+    window of its signed timestamp, inside which production accepted it), ended INVALID_SIGNATURE with signature
+    "invalid" in both lanes, and a candidate sending every email to a person passed ``--fail-on-change`` (exit 0,
+    "0 event(s) changed"); at its arrival the same gate exits 1. Now the event is "unchecked", says why, and the
+    gate exits 2."""
+    args = ["build", "--channel", "email", "--from", "Kim Lee <kim@example.org>"]
+    args += ["--to", "support@inbound.acme.example"]
+    args += ["--subject", "Order 10442", "--body", "Where is my parcel?", "--key-seed", "examples/acme-sendgrid"]
+    assert event_cli([*args, "--world", str(WORLD)]) == 0
+    event = tmp_path / "email.json"
+    event.write_text(capsys.readouterr().out)
+    candidate = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", candidate)
+    routing = candidate / "60_email_routing.yaml"
+    routing.write_text(routing.read_text().replace("default: {target: email}", "default: {target: handoff}"))
+    gate = ["--world", WORLD, "--backend", "memory", "--rules", candidate, "--baseline-rules", ROOT / "rules"]
+    assert replay(*gate, "--fail-on-change", event)[0] == 1
+
+    status, _, err = replay(*gate, "--now", "2026-12-01T12:00:00Z", "--fail-on-change", event)
+
+    assert status == 2, err
+    assert (
+        "pipeline-dryrun: error: --fail-on-change: 1 event(s) stopped at a signature whose time was inside its "
+        "window when they arrived and is past it at the replay's time, so no rule decided them; replay them at their "
+        "arrival (without --now)\n"
+    ) in err
+    _, out, _ = replay(*gate, "--now", "2026-12-01T12:00:00Z", "--json", event)
+    record = json.loads(out)
+    assert (record["outcome"], record["signature"]) == ("INVALID_SIGNATURE", "unchecked")
+    assert (
+        "signature not checked: its signed time was inside the window when the event arrived "
+        "(2026-11-25T12:00:00+00:00) and is past it at the replay's time (2026-12-01T12:00:00+00:00); replay it at "
+        "its arrival (without --now) to decide it as production did"
+    ) in record["notes"]

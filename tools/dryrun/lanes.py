@@ -37,6 +37,8 @@ from runtime.app import Application, auth_headers, failed_authentication
 from runtime.aws import error_code
 from runtime.masking import MASKED_SIGNATURE, RECORDING_KEY, SIGNATURE_DIGEST_PREFIX
 from steps.replay import KEY, REPLAY, WRITER, replay_of
+from steps.sendgrid.ecdsa import TIMESTAMP_HEADER
+from steps.sendgrid.parse import STALE_SIGNATURE, SendGridParse
 from steps.support import table_keys, written_at_attributes
 from tools.dryrun.backends import Backend, WorldPorts
 from tools.dryrun.blueprint import TableSchema, table_schema
@@ -45,7 +47,13 @@ from tools.dryrun.mask import Scrubber
 from tools.dryrun.memory import holds
 from tools.dryrun.pipeline import replay_pipeline
 from tools.dryrun.recording import Journal, PlanningQueues, PlanningTables, RecordingQueues, RecordingTables
-from tools.dryrun.report import LATE_REPLAY_NOTE, MASKED_SIGNATURE_NOTE, REDACTED_SECRET_NOTE, Replayed
+from tools.dryrun.report import (
+    LATE_REPLAY_NOTE,
+    MASKED_SIGNATURE_NOTE,
+    REDACTED_SECRET_NOTE,
+    STALE_SIGNATURE_NOTE,
+    Replayed,
+)
 from tools.dryrun.world import WorldSpec, redacted_secrets, secret_values
 
 __all__ = [
@@ -223,7 +231,11 @@ class Lane:
                 f"signature not checked: secret {name!r} could not be read {where} ({result.error.message}); "
                 "--skip-signature replays the event anyway"
             )
-        refused = self._redacted_note(result) or self._signature_note(event, handled.pipeline, result, handled.verdict)
+        refused = (
+            self._redacted_note(result)
+            or self._stale_note(event, handled.pipeline, result)
+            or self._signature_note(event, handled.pipeline, result, handled.verdict)
+        )
         if refused is not None:
             all_notes.append(refused)
         late = self._late_replay_note(event, handled.pipeline, result)
@@ -268,6 +280,24 @@ class Lane:
         return (
             f"{LATE_REPLAY_NOTE}, written after it arrived ({arrived.isoformat()}), ends it REPLAY at the replay's "
             f"time ({at}); replay it at its arrival (without --now) to decide it as production did"
+        )
+
+    def _stale_note(self, event: Any, pipeline: str | None, result: RunResult) -> str | None:
+        """The note for an event whose signed time was in its window at its arrival, past it at the replay's time."""
+        clock, arrived = self.application.services.clock, arrival_time(event)
+        stale = result.error is not None and result.error.message == STALE_SIGNATURE
+        if not stale or pipeline is None or arrived is None or clock.now() <= arrived:
+            return None
+        headers = event.get("headers") if isinstance(event, Mapping) else None
+        named = {str(name).lower(): value for name, value in headers.items()} if isinstance(headers, Mapping) else {}
+        signed = named.get(TIMESTAMP_HEADER.lower())
+        steps = self.application.pipeline(pipeline).pipeline.steps()
+        parsers = [step.step for step in steps if isinstance(step.step, SendGridParse)]
+        if not isinstance(signed, str) or not any(parser.fresh_at(signed, arrived.timestamp()) for parser in parsers):
+            return None
+        return (
+            f"{STALE_SIGNATURE_NOTE} when the event arrived ({arrived.isoformat()}) and is past it at the replay's "
+            f"time ({clock.now().isoformat()}); replay it at its arrival (without --now) to decide it as production did"
         )
 
     def _redacted_note(self, result: RunResult) -> str | None:

@@ -46,6 +46,7 @@ from tools.dryrun.report import (
     MASKED_SIGNATURE_NOTE,
     NOT_COMPARED,
     REDACTED_SECRET_NOTE,
+    STALE_SIGNATURE_NOTE,
     Progress,
     Replayed,
     Summary,
@@ -190,6 +191,7 @@ class Rendered(NamedTuple):
     masked_signature: bool = False
     redacted_signature: bool = False
     late_replay: bool = False
+    stale_signature: bool = False
 
 
 class _Renderer:
@@ -279,6 +281,9 @@ class _Renderer:
                 note.startswith(REDACTED_SECRET_NOTE) for lane in (run, base) if lane is not None for note in lane.notes
             ),
             any(note.startswith(LATE_REPLAY_NOTE) for lane in (run, base) if lane is not None for note in lane.notes),
+            any(
+                note.startswith(STALE_SIGNATURE_NOTE) for lane in (run, base) if lane is not None for note in lane.notes
+            ),
         )
 
 
@@ -512,6 +517,14 @@ def _gate(summary: Summary, lent: Iterable[Lent], routed: Mapping[str, int], err
             "arrival (without --now)\n"
         )
         return EXIT_USAGE
+    if summary.stale_signatures:
+        # The replay's time, not production's, put each signed time past its window: no rule ran in either lane.
+        errors.write(
+            f"pipeline-dryrun: error: --fail-on-change: {summary.stale_signatures} event(s) stopped at a signature "
+            "whose time was inside its window when they arrived and is past it at the replay's time, so no rule "
+            "decided them; replay them at their arrival (without --now)\n"
+        )
+        return EXIT_USAGE
     if summary.redacted_signatures:
         # Stopped at a signature checked with a credential pipeline-world redacted: no rule ran in either lane.
         errors.write(
@@ -650,6 +663,7 @@ def _replay(
                 item.masked_signature,
                 item.redacted_signature,
                 item.late_replay,
+                item.stale_signature,
             )
             if item.record is not None:
                 records.append(item.record)

@@ -45,6 +45,7 @@ __all__ = [
     "LATE_REPLAY_NOTE",
     "MASKED_SIGNATURE_NOTE",
     "REDACTED_SECRET_NOTE",
+    "STALE_SIGNATURE_NOTE",
     "masked_note",
     "masked_reads",
     "to_json_line",
@@ -192,6 +193,8 @@ def _action(action: Action, masker: Masker) -> dict[str, Any]:
 MASKED_SIGNATURE_NOTE = "signature not checked: the recording masked it"
 # How the note on a captured message that production's own replay record ends REPLAY at a later replay time begins.
 LATE_REPLAY_NOTE = "not decided by the rules: production's replay record of this message"
+# How the note on an event whose signed time the replay's time (not its arrival) puts past its window begins.
+STALE_SIGNATURE_NOTE = "signature not checked: its signed time was inside the window"
 # How the note on an event refused by a signature checked with a credential the world holds redacted begins.
 REDACTED_SECRET_NOTE = "signature not checked: the world's secret"
 
@@ -205,7 +208,7 @@ def signature_state(run: Replayed, uses: Mapping[str, str], skip_signature: bool
         return "skipped"
     result = run.handled.result
     if result.error_code == "INVALID_SIGNATURE":
-        unchecked = (MASKED_SIGNATURE_NOTE, REDACTED_SECRET_NOTE)
+        unchecked = (MASKED_SIGNATURE_NOTE, REDACTED_SECRET_NOTE, STALE_SIGNATURE_NOTE)
         return "unchecked" if any(note.startswith(unchecked) for note in run.notes) else "invalid"
     checks = [step for step, name in uses.items() if authenticating(name)]
     statuses = {entry.step: entry.status for entry in result.trace}
@@ -371,6 +374,7 @@ class Summary:
     masked_signatures: int = 0
     redacted_signatures: int = 0
     late_replays: int = 0
+    stale_signatures: int = 0
 
     def add(
         self,
@@ -383,18 +387,21 @@ class Summary:
         masked_signature: bool = False,
         redacted_signature: bool = False,
         late_replay: bool = False,
+        stale_signature: bool = False,
     ) -> None:
         """Count one event.
 
         ``unread``: a live replay could not read the account for it; ``masked_signature``: it stopped at a signature
         its recording masked; ``redacted_signature``: at one checked with a credential the world holds redacted;
-        ``late_replay``: production's record of the message ended it REPLAY at a replay time after its arrival.
+        ``late_replay``: production's record of the message ended it REPLAY at a replay time after its arrival;
+        ``stale_signature``: its signed time was in its window at its arrival, and is past it at the replay's time.
         """
         self.events += 1
         self.unread += unread
         self.masked_signatures += masked_signature
         self.redacted_signatures += redacted_signature
         self.late_replays += late_replay
+        self.stale_signatures += stale_signature
         self.outcomes[outcome] += 1
         if signature:
             self.signatures[signature] += 1
