@@ -70,7 +70,7 @@ from runtime.verify import (
     written_value,
 )
 from tools.check_hints import hinted
-from tools.check_kinds import PHONE_LIKE, declared_kinds, given_kinds
+from tools.check_kinds import PHONE_LIKE, declared_kinds, foreign_channels, given_kinds
 from tools.check_owners import (
     OwnedSet,
     declared_name,
@@ -580,6 +580,7 @@ def _pipeline_findings(path: Path, inspection: Inspection, owned: Mapping[str, O
         *context_names(inspection),
         *request_fields(inspection),
         *given_kinds(inspection),
+        *foreign_channels(inspection, _own_files(inspection, name, owned)),
         *_cut_by_comment(inspection),
         *_backspaces(inspection),
         *_octal_numbers(document),
@@ -763,6 +764,16 @@ def _phone_numbers(loaded: LoadedRuleSet) -> list[Problem]:
                 )
                 found.append(loaded.locator.problem(where, message, severity="warning"))
     return found
+
+
+def _own_files(inspection: Inspection, pipeline: str | None, owned: Mapping[str, OwnedSet]) -> set[str]:
+    """The pipeline file and the rules files of the sets ``pipeline`` alone decides with (their ``pipelines:``)."""
+    files = {inspection.files[0]}
+    for name, loaded in inspection.rulesets.items():
+        found = owned.get(name)
+        if found is not None and found.owners == (pipeline,):
+            files.add(loaded.locator.file)
+    return files
 
 
 def _channel_domain(

@@ -8,15 +8,16 @@ request holds a number) passes where production never would, and tells the condi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from engine.config import Inspection
-from engine.errors import Problem
+from engine.errors import Problem, did_you_mean
+from engine.expressions import expression_tokens
 from runtime.verify import written_value
 from steps.conversations import ConversationGet
 
-__all__ = ["PHONE_LIKE", "Declared", "declared_kinds", "given_kinds"]
+__all__ = ["PHONE_LIKE", "Declared", "declared_kinds", "foreign_channels", "given_kinds"]
 
 # A phone number written unquoted (``+14155550123``), which check._phone_numbers tells to quote.
 PHONE_LIKE = re.compile(r"[+0][0-9]{5,}")
@@ -83,4 +84,56 @@ def given_kinds(inspection: Inspection) -> list[Problem]:
                         f"never would; write the value as {_NAMES[expected.kind]}"
                     )
                     found.append(loaded.locator.problem(where, message, severity="warning"))
+    return found
+
+
+def _channel_texts(node: Mapping[str, Any]) -> Iterator[str]:
+    """The texts a condition compares ``request.channel`` with by == or !=."""
+    children = node.get("children", [])
+    if node.get("type") == "comparator" and node.get("value") in ("eq", "ne") and len(children) == 2:
+        paths = [_dotted(child) for child in children]
+        literals = [child.get("value") for child in children if child.get("type") == "literal"]
+        if "request.channel" in paths and len(literals) == 1 and isinstance(literals[0], str):
+            yield literals[0]
+    for child in children:
+        if isinstance(child, Mapping):
+            yield from _channel_texts(child)
+
+
+def _dotted(node: Mapping[str, Any]) -> str | None:
+    if node.get("type") == "field":
+        return str(node.get("value"))
+    if node.get("type") == "subexpression":
+        parts = [_dotted(child) for child in node.get("children", [])]
+        return ".".join(part for part in parts if part) if all(parts) else None
+    return None
+
+
+def foreign_channels(inspection: Inspection, files: Collection[str]) -> list[Problem]:
+    """Comparisons of ``request.channel`` with a text that is none of the pipeline's channels (never equal).
+
+    ``files``: the pipeline file and the rules files of sets that pipeline alone decides with (a shared set may
+    compare another pipeline's channel).
+    """
+    config = inspection.config
+    if config is None or not config.channels:
+        return []
+    channels = list(config.channels)
+    found: list[Problem] = []
+    for located in inspection.expressions:
+        if located.locator.file not in files:
+            continue
+        tokens = expression_tokens(located.expression.source)
+        for text in dict.fromkeys(_channel_texts(located.expression.ast)):
+            if text in channels:
+                continue
+            start = next((t["start"] for t in tokens if t["type"] == "literal" and t["value"] == text), None)
+            hint = did_you_mean(text, channels).strip(" ()") or "compare it with one of them"
+            message = (
+                f"request.channel is never {text!r} in {inspection.files[0]}, whose channels are "
+                f"{', '.join(channels)} (the last segment of the path, as written there), so this comparison is never "
+                f"true; {hint}"
+            )
+            offset = None if start is None else int(start) + 1
+            found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
     return found

@@ -317,6 +317,11 @@ CASES: dict[str, tuple[int, list[Finding]]] = {
                 ("rule 'email' can never match: earlier rule 'anything_else' (line 31)", "always true"),
                 "warning",
             ),
+            Finding(
+                "rules/40_routing.yaml:34:32",
+                ("request.channel is never 'email' in pipelines/twilio_inbound.yaml", "channels are whatsapp, sms"),
+                "warning",
+            ),
         ],
     ),
     # Copied from email_inbound.yaml, its pipeline: left unchanged: requests for email would run the copy.

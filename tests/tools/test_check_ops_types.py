@@ -137,3 +137,41 @@ def test_a_rule_added_below_the_channel_queue_rule_is_said_never_to_match(
         "should win",
     ]
     assert status == 0
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_channel_the_pipeline_does_not_serve_compared_in_a_condition_is_warned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: ``request.channel == 'whatsap'`` (a typo of whatsapp) in a routing rule, with a case giving
+    ``channel: whatsap``, passed --check silently (exit 0, no warning): no request of twilio_inbound has that channel
+    (its channels: whatsapp, sms), so the rule never matched in production. ``'WhatsApp'`` likewise."""
+    root = assemble(tmp_path)
+    routing = add_routing_rule(
+        root,
+        "  - id: vip_on_whatsapp\n    when: \"request.channel == 'whatsap' && conversation.tier == 'vip'\"\n"
+        "    then: {target: handoff}\n"
+        "  - id: gold_on_whatsapp\n    when: \"conversation.tier == 'gold' && request.channel == 'WhatsApp'\"\n"
+        "    then: {target: handoff}\n",
+        "  - name: a vip on whatsapp goes to a person\n"
+        "    given: {request: {channel: whatsap}, conversation: {tier: vip}}\n"
+        "    expect: {rule: vip_on_whatsapp, target: handoff}\n"
+        "  - name: a gold customer on whatsapp goes to a person\n"
+        "    given: {request: {channel: WhatsApp}, conversation: {tier: gold}}\n"
+        "    expect: {rule: gold_on_whatsapp, target: handoff}\n",
+    )
+
+    status, out = check(tmp_path, monkeypatch, capsys)
+
+    vip, gold = line_of(routing, "'whatsap'"), line_of(routing, "'WhatsApp'")
+    # Where the text starts, inside its quotes.
+    vip_at, gold_at = column_of(routing, vip, "'whatsap'") + 1, column_of(routing, gold, "'WhatsApp'") + 1
+    said = (
+        "warning: request.channel is never {!r} in pipelines/twilio_inbound.yaml, whose channels are whatsapp, sms "
+        "(the last segment of the path, as written there), so this comparison is never true; {}"
+    )
+    assert out == [
+        f"{ROUTING}:{vip}:{vip_at}: " + said.format("whatsap", "did you mean 'whatsapp'?"),
+        f"{ROUTING}:{gold}:{gold_at}: " + said.format("WhatsApp", "did you mean 'whatsapp'?"),
+    ]
+    assert status == 0
