@@ -475,10 +475,8 @@ def _note_shared(store: _Store, rules_dir: Path, bundle: Bundle, current: Deploy
         return
 
 
-def _note_other_prefixes(store: _Store, err: TextIO) -> None:
-    """After a pipeline's first deployment, name the bucket's other prefixes holding one (a mistyped ``--prefix``)."""
-    from runtime.bundlewatch import DEFAULT_PREFIX
-
+def _deployed_elsewhere(store: _Store) -> list[str]:
+    """The bucket's other top-level prefixes holding a deployment of the pipeline (none when it cannot be listed)."""
     client, bucket = store.client, store.bucket
 
     def deployed_under(prefix: str) -> bool:
@@ -489,9 +487,16 @@ def _note_other_prefixes(store: _Store, err: TextIO) -> None:
     try:
         listing = store._call("cannot list", lambda: client.list_objects_v2(Bucket=bucket, Delimiter="/"))
         prefixes = [entry["Prefix"] for entry in listing.get("CommonPrefixes", [])]
-        others = [prefix for prefix in prefixes if prefix != store.prefix and deployed_under(prefix)]
+        return [prefix for prefix in prefixes if prefix != store.prefix and deployed_under(prefix)]
     except _Failed:  # a note only: a bucket that cannot be listed is not compared
-        return
+        return []
+
+
+def _note_other_prefixes(store: _Store, err: TextIO) -> None:
+    """After a pipeline's first deployment, name the bucket's other prefixes holding one (a mistyped ``--prefix``)."""
+    from runtime.bundlewatch import DEFAULT_PREFIX
+
+    others = _deployed_elsewhere(store)
     if others:
         held = ", ".join(store.uri(prefix) for prefix in others)
         print(
@@ -585,7 +590,7 @@ def _print_missing(store: _Store, deployment: Deployment, stored: set[str], out:
             )
 
 
-def _list(store: _Store, out: TextIO) -> None:
+def _list(store: _Store, out: TextIO, err: TextIO) -> None:
     deployment, _ = store.deployment()
     # Every page: S3 lists keys in key order, a page at a time, and the newest may be on any page.
     pages = store.client.get_paginator("list_objects_v2").paginate(
@@ -597,6 +602,17 @@ def _list(store: _Store, out: TextIO) -> None:
     print(f"pipeline {store.pipeline}: {store.uri(store.prefix + store.pipeline + '/')}", file=out)
     if not deployment.revision:
         print("no deployment: the rules packaged beside the handler decide", file=out)
+        others = _deployed_elsewhere(store)
+        if others:
+            from runtime.bundlewatch import DEFAULT_PREFIX
+
+            held = ", ".join(store.uri(prefix) for prefix in others)
+            print(
+                f"pipeline-rules: note: no deployment of {store.pipeline} under {store.uri(store.prefix)}, while "
+                f"{held} {'hold' if len(others) > 1 else 'holds'} one: the function reads only under its RULES_PREFIX "
+                f"({DEFAULT_PREFIX} by default); check --prefix",
+                file=err,
+            )
     else:
         print(f"deployment {_describe(deployment)} ({deployment.updated_at} by {deployment.updated_by})", file=out)
         _print_missing(store, deployment, {item["Key"] for item in listing}, out)
@@ -810,7 +826,7 @@ def run(
         store = _Store(client, args.bucket, prefix, "")
         store.pipeline, pipeline = _resolve(args.pipeline, store)
         if args.command == "list":
-            _list(store, out)
+            _list(store, out, err)
         elif args.command == "pull":
             bundle = store.bundle(args.bundle)
             _refuse_foreign_rules(args.out, bundle)

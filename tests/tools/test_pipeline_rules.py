@@ -883,6 +883,25 @@ def test_a_first_deployment_under_another_prefix_than_the_buckets_deployment_say
     assert status == 0 and "prefix" not in err
 
 
+def test_list_under_a_prefix_holding_no_deployment_names_the_prefix_that_holds_one(ops: Ops) -> None:
+    """Defect: ``pipeline-rules --prefix rule list`` (a typo of rules/) said "no deployment: the rules packaged beside
+    the handler decide" and nothing else, exit 0, while the function decided with the bundle deployed under rules/:
+    an operator reading it would think production ran the packaged rules."""
+    live = ops.publish("--live")
+    status, out, err = ops.rules("--prefix", "rule", "list")
+    assert status == 0
+    assert out.splitlines()[:2] == [
+        f"pipeline twilio_inbound: s3://{BUCKET}/rule/twilio_inbound/",
+        "no deployment: the rules packaged beside the handler decide",
+    ]
+    assert err == (
+        f"pipeline-rules: note: no deployment of twilio_inbound under s3://{BUCKET}/rule/, while s3://{BUCKET}/rules/ "
+        "holds one: the function reads only under its RULES_PREFIX (rules/ by default); check --prefix\n"
+    )
+    status, out, err = ops.rules("list")
+    assert status == 0 and f"live {live}" in out and err == ""
+
+
 def test_a_rule_file_naming_several_pipelines_is_shared_with_them(ops: Ops) -> None:
     channel_file = (ops.root / "rules" / "20_channel.yaml").read_text(encoding="utf-8")
     named = channel_file.replace("kind: validation\n", "kind: validation\npipelines: [twilio_inbound, email_inbound]\n")
