@@ -36,12 +36,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
+from engine.config import content_digest
 from engine.errors import ConfigError, did_you_mean
 from runtime.aws import error_code
 from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
@@ -162,7 +164,8 @@ class _Store:
         key = bundle_key(self.prefix, self.pipeline, bundle_id)
         if not self.exists(bundle_id):
             raise _Failed(
-                f"no bundle {bundle_id} of {self.pipeline} at {self.uri(key)}; `pipeline-rules list` lists them"
+                f"no bundle {bundle_id} of {self.pipeline} at {self.uri(key)}"
+                + (self._version_of(bundle_id) or "; `pipeline-rules list` lists them")
             )
         try:
             bundle = self.load(bundle_id)
@@ -171,6 +174,42 @@ class _Store:
         if bundle.pipeline != self.pipeline:
             raise _Failed(f"{self.uri(key)}: {_another_pipelines(bundle.pipeline, self.pipeline)}")
         return bundle
+
+    def _version_of(self, version: str) -> str | None:
+        """What a bundle id that is no bundle's is, when it is the rules version the function reports for a bundle.
+
+        That is one of the pipeline's 50 newest bundles, with the pipeline file it carries, else the local one; None
+        when none has that version.
+        """
+        if not re.fullmatch(r"[0-9a-f]{12}", version):
+            return None
+        local = _local_pipelines().get(self.pipeline)
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}{self.pipeline}/bundles/"
+        )
+        try:
+            listed = self._call("cannot list", lambda: [item for page in pages for item in page.get("Contents", [])])
+        except _Failed:  # a hint only: bundles that cannot be listed are not compared
+            return None
+        for item in sorted(listed, key=lambda item: item["LastModified"], reverse=True)[:50]:
+            bundle_id = item["Key"].rsplit("/", 1)[-1].removesuffix(".json")
+            try:
+                bundle = self.load(bundle_id)
+            except (_Failed, BundleError):
+                continue
+            carried = bundle.pipeline_file
+            if carried is None and local is None:
+                continue
+            files = [*bundle.files.items()]
+            if carried is None and local is not None:
+                files.append((f"pipelines/{local.name}", local.read_text(encoding="utf-8")))
+            if content_digest(files) == version:
+                source = "it carries" if carried else f"pipelines/{local.name}" if local else ""
+                return (
+                    f": {version} is the rules version the function reports for bundle {bundle.id} (with the pipeline "
+                    f"file {source}), not a bundle id; give the bundle: --to {bundle.id}"
+                )
+        return None
 
     def load(self, bundle_id: str) -> Bundle:
         """The bundle stored under ``bundle_id``; BundleError when it is not a whole bundle of that id."""

@@ -902,6 +902,29 @@ def test_list_under_a_prefix_holding_no_deployment_names_the_prefix_that_holds_o
     assert status == 0 and f"live {live}" in out and err == ""
 
 
+def test_a_rollback_to_the_rules_version_the_logs_show_names_the_bundle_it_is_the_version_of(ops: Ops) -> None:
+    """Defect: the function's log lines name the rules version (``rules_version``) beside the bundle
+    (``rules_source``); ``rollback --to`` that version, a 12-digit id like a bundle's, said only "no bundle … of
+    twilio_inbound …; `pipeline-rules list` lists them", where list shows bundle ids and no versions."""
+    status, out, _ = ops.rules("publish", "--live")
+    assert status == 0
+    first = next(line.split()[2] for line in out.splitlines() if "published: bundle" in line)
+    version = out.splitlines()[-2].rsplit(" ", 1)[1]
+    assert out.splitlines()[-2].startswith("rules version with the pipeline file") and version != first
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    ops.publish("--live")
+
+    status, out, err = ops.rules("rollback", "--to", version)
+
+    assert (status, out) == (2, "")
+    assert err == (
+        f"pipeline-rules: error: no bundle {version} of twilio_inbound at s3://{BUCKET}/rules/twilio_inbound/bundles/"
+        f"{version}.json: {version} is the rules version the function reports for bundle {first} (with the pipeline "
+        f"file pipelines/twilio_inbound.yaml), not a bundle id; give the bundle: --to {first}\n"
+    )
+    assert ops.rules("rollback", "--to", first)[0] == 0
+
+
 def test_a_rule_file_naming_several_pipelines_is_shared_with_them(ops: Ops) -> None:
     channel_file = (ops.root / "rules" / "20_channel.yaml").read_text(encoding="utf-8")
     named = channel_file.replace("kind: validation\n", "kind: validation\npipelines: [twilio_inbound, email_inbound]\n")
