@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     pull = commands.add_parser("pull", help="write a bundle's files to a directory")
     pull.add_argument("bundle", help="the bundle id")
     pull.add_argument("--out", type=Path, required=True, help="the directory (gets pipelines/ and rules/)")
+    for command in commands.choices.values():
+        # After the command too, as most tools take them; given there, they win over the ones before it.
+        command.add_argument("--bucket", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.add_argument("--prefix", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.add_argument("--endpoint-url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.add_argument("--pipeline", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for command in (publish, shadow, promote, rollback):
         command.add_argument("--by", default=_user(), help="who deploys (default: the login name)")
     for command in (shadow, promote, rollback):

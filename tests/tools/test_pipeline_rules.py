@@ -925,6 +925,17 @@ def test_a_rollback_to_the_rules_version_the_logs_show_names_the_bundle_it_is_th
     assert ops.rules("rollback", "--to", first)[0] == 0
 
 
+def test_the_bucket_prefix_and_pipeline_options_may_follow_the_command(ops: Ops) -> None:
+    """Defect: ``pipeline-rules publish --live --pipeline email_inbound`` (the options after the command, as with
+    most tools) was refused as "unrecognized arguments: --pipeline email_inbound", an option the command's own help
+    does not list though pipeline-rules has it; ``list --prefix rule`` likewise."""
+    status, out, err = ops.rules("publish", "--live", "--pipeline", "email_inbound")
+    assert status == 0, err
+    assert "published: bundle " in out and " of email_inbound " in out
+    assert ops.rules("list", "--pipeline", "email_inbound") == ops.rules("--pipeline", "email_inbound", "list")
+    assert ops.rules("list", "--prefix", "rule")[1] == ops.rules("--prefix", "rule", "list")[1]
+
+
 def test_a_rule_file_naming_several_pipelines_is_shared_with_them(ops: Ops) -> None:
     channel_file = (ops.root / "rules" / "20_channel.yaml").read_text(encoding="utf-8")
     named = channel_file.replace("kind: validation\n", "kind: validation\npipelines: [twilio_inbound, email_inbound]\n")
