@@ -789,3 +789,27 @@ def test_dryrun_json_lines_stay_one_line_each_whatever_characters_they_hold(
     record = json.loads(lines[0])
     assert record["outcome"] == "QUEUED"
     assert LINE_BREAKING in json.dumps(record, ensure_ascii=False)
+
+
+def test_a_message_sid_given_as_a_field_is_the_sid_of_the_whole_form(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Defect: ``--field MessageSid=SM…`` on a form built from --from/--to replaced MessageSid alone; the form kept
+    its own SmsMessageSid and SmsSid (which Twilio always sends equal to it), so the event replayed PARSING_ERROR
+    ("SmsMessageSid differs from MessageSid") instead of being the message meant. It is now the form's sid, as
+    ``--sid`` is; a field given for an alias still replaces it."""
+    sid = "SM" + "c" * 32
+    event = build(
+        capsys,
+        *("--channel", "whatsapp", "--from", ALICE, "--to", ACME_WHATSAPP, "--body", "hi"),
+        *("--world", str(WORLD), "--field", f"MessageSid={sid}"),
+    )
+    fields = dict(form(event))
+    assert (fields["MessageSid"], fields["SmsMessageSid"], fields["SmsSid"]) == (sid, sid, sid)
+    assert [(r["outcome"], r["signature"]) for r in replay(tmp_path, [event])] == [("QUEUED", "valid")]
+    odd = build(
+        capsys,
+        *("--channel", "whatsapp", "--from", ALICE, "--to", ACME_WHATSAPP, "--body", "hi"),
+        *("--world", str(WORLD), "--field", f"MessageSid={sid}", "--field", "SmsSid=SM" + "d" * 32),
+    )
+    assert dict(form(odd))["SmsSid"] == "SM" + "d" * 32

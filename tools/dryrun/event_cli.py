@@ -194,7 +194,9 @@ def _form(args: argparse.Namespace, account: str) -> list[tuple[str, str]]:
         return list(overrides)
     user, company = _parties(args)
     seed = f"{args.channel}|{user}|{company}|{args.body}|{args.status}|{time.time_ns()}"
-    sid = args.sid or "SM" + hashlib.sha256(seed.encode()).hexdigest()[:32]
+    # A MessageSid given as a field is the form's sid (Twilio sends SmsMessageSid and SmsSid equal to it), as --sid is.
+    given = next((value for name, value in reversed(overrides) if name == "MessageSid"), None)
+    sid = args.sid or given or "SM" + hashlib.sha256(seed.encode()).hexdigest()[:32]
     if args.status:
         form = status_form(sid, user, company, args.status, account=account, channel=args.channel)
     elif args.channel == "whatsapp":
