@@ -387,6 +387,17 @@ def _banner(options: ReplayOptions, world: WorldSpec | None, clock_text: str, la
     return [*lines, ""]
 
 
+def _same_rules_dir(rules: Path, baseline: Path | None) -> str | None:
+    """Why a ``--baseline-rules`` that is the ``--rules`` directory itself compares nothing (None when it is not)."""
+    if baseline is None or rules.resolve() != baseline.resolve():
+        return None
+    return (
+        f"--baseline-rules {display_path(baseline)} is the --rules directory itself, so every event is compared with "
+        "the rules it is decided by; extract the rules to compare with elsewhere: mkdir -p /tmp/baseline && git "
+        "archive HEAD rules | tar -x -C /tmp/baseline, then --baseline-rules /tmp/baseline/rules"
+    )
+
+
 def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     """Replay the events named in ``args``; return the exit status (0, 1 on a change with --fail-on-change, 2)."""
     scrubber = Scrubber()
@@ -401,6 +412,10 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         unusable.append(rules_dir_problem(options.baseline_rules, "--baseline-rules", baseline=True))
     if any(unusable):
         return _problems(errors, [problem for problem in unusable if problem is not None])
+    # With another pipeline file the same rules compare that file; without, each event is compared with itself.
+    itself = None if options.baseline_pipeline is not None else _same_rules_dir(options.rules, options.baseline_rules)
+    if itself is not None:
+        errors.write(f"pipeline-dryrun: note: {itself}\n")
     try:
         events = load_events(options.events)
         world = load_world(options.world) if options.world else None
@@ -453,6 +468,8 @@ def run_replay(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         errors.write(
             f"pipeline-dryrun: wrote the report {options.report}{' (readable by its owner only)' if private else ''}\n"
         )
+    if itself is not None:
+        errors.write(f"pipeline-dryrun: note: {itself}\n")  # again below the replay, where the summary is read
     return _gate(summary, lent, routed, errors) if options.fail_on_change else EXIT_OK
 
 
