@@ -642,6 +642,7 @@ def check_config(
                     runs[loaded.ruleset.file].append((display_path(path), verdict.failures))
                 continue
             tested.add(loaded.ruleset.file)
+            name = declared_name(pipeline_document(path))
             domains = _channel_domain(inspection, name, owned.get(loaded.ruleset.name), display_path(path))
             ran, found, failed = _check_ruleset(loaded, settled_targets(inspection), display_path(path), domains)
             tests_run += ran
