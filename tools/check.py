@@ -11,7 +11,8 @@ of that, this adds warnings for configuration that runs but probably not as inte
   (``request.text`` in an email rule: the text is ``request.body``), or that a step provides only after the step
   evaluating the rule set (a validation rule reading ``route``), and conversation attributes a step's condition
   reads that ``conversations.get`` with ``read: rules`` does not fetch (not in ``also_read``);
-- rule sets no step of any checked pipeline uses;
+- rule sets no step of any checked pipeline uses, and entries of the rules directory the cold start does not read
+  (``50_vip.YAML``, ``50_vip.yaml.bak``, a subdirectory);
 - (an error) a rules file whose ``pipelines:`` names no pipeline file beside the checked ones: its rule
   sets would silently belong to no pipeline;
 - error codes a rule decides that are transient, or reserved for a step or for the engine
@@ -69,6 +70,7 @@ from runtime.verify import (
     verify_ruleset,
     written_value,
 )
+from tools.check_files import unread_entries
 from tools.check_hints import hinted
 from tools.check_kinds import PHONE_LIKE, declared_kinds, foreign_channels, given_kinds
 from tools.check_owners import (
@@ -657,6 +659,7 @@ def check_config(
     findings.extend(_local_aws(paths))
     findings.extend(_unused(inspections))
     findings.extend(unknown_pipelines(rules_dir, pipeline_names(paths)))
+    findings.extend(unread_entries(rules_dir))
     # Pipeline files first, then rules files by name; each finding once, however many checks found it. A missing
     # rules directory leaves every rule set unknown: it is said first, without an error for each set a step names.
     heads = [display_path(path) for path in paths]
