@@ -8,7 +8,9 @@ of that, this adds warnings for configuration that runs but probably not as inte
   compare text in a way the JMESPath standard does not (``tools.lint.lint_expression``);
 - names a condition or a test's ``given`` reads at the top of the context document that no step of the
   pipeline provides (``conversaton.tier`` is always null), and fields of ``request`` its parse step never gives
-  (``request.text`` in an email rule: the text is ``request.body``), or that a step provides only after the step
+  (``request.text`` in an email rule: the text is ``request.body``; ``request.user_number``, which only
+  ``twilio.parse`` gives, named as such), also in a set only that pipeline decides with that no step names yet,
+  or that a step provides only after the step
   evaluating the rule set (a validation rule reading ``route``), and conversation attributes a step's condition
   reads that ``conversations.get`` with ``read: rules`` does not fetch (not in ``also_read``);
 - rule sets no step of any checked pipeline uses, and entries of the rules directory the cold start does not read
@@ -580,7 +582,7 @@ def _pipeline_findings(path: Path, inspection: Inspection, owned: Mapping[str, O
         *(owned_elsewhere(hinted(problem), name, owned) for problem in inspection.problems),
         *_lint(inspection),
         *context_names(inspection),
-        *request_fields(inspection),
+        *request_fields(inspection, _own_files(inspection, name, owned)),
         *given_kinds(inspection),
         *foreign_channels(inspection, _own_files(inspection, name, owned)),
         *_cut_by_comment(inspection),

@@ -6,9 +6,10 @@ the step evaluating the rule set, a conversation attribute a ``read: rules`` rea
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, NamedTuple
 
+from engine import registry
 from engine.config import Inspection, LocatedExpression
 from engine.errors import Problem, did_you_mean
 from engine.expressions import expression_tokens
@@ -117,12 +118,14 @@ def context_names(inspection: Inspection) -> list[Problem]:
     return found
 
 
-def request_fields(inspection: Inspection) -> list[Problem]:
+def request_fields(inspection: Inspection, own: Collection[str] = ()) -> list[Problem]:
     """Fields of ``request`` conditions and inline tests read that the pipeline's parse step never provides.
 
     The step that provides ``request`` (the last, when several do) says which fields it gives
     (``request_fields``); one that does not say is not checked. Only the pipeline's own conditions and the rule
-    sets its steps run, as ``context_names``.
+    sets its steps run, as ``context_names``, and (``own``: their files) the sets only this pipeline decides with,
+    which no step may name yet. A field another registered step gives (``twilio.parse``'s ``user_number`` in an
+    email rule) is told as such: that step is not the pipeline's, so its requests never carry the field.
     """
     steps = inspection.config.pipeline.steps() if inspection.config is not None else []
     # The last step that provides it gives what the rules read (sendgrid.read completes sendgrid.parse's).
@@ -130,12 +133,22 @@ def request_fields(inspection: Inspection) -> list[Problem]:
     fields = _fields_of(parser)
     if parser is None or fields is None:
         return []
+    pipeline = inspection.files[0]
     unused = {loaded.locator.file for name, loaded in inspection.rulesets.items() if name not in inspection.used}
-    step = f"{parser.uses} (step {parser.id!r} of {inspection.files[0]}) never provides it, so it is always null"
+    unused -= set(own)
+    step = f"{parser.uses} (step {parser.id!r} of {pipeline}) never provides it, so it is always null"
+    ours = {step.uses for step in steps}
 
     def never(name: str) -> str:
-        return f"request.{name}, which {step}{did_you_mean(name, sorted(fields))}; the request's fields: " + ", ".join(
-            sorted(fields)
+        listed = "; the request's fields: " + ", ".join(sorted(fields))
+        givers = [spec.name for spec in registry.specs() if spec.name not in ours and name in _declared(spec)]
+        if not givers:
+            return f"request.{name}, which {step}{did_you_mean(name, sorted(fields))}{listed}"
+        which = "gives it, a step" if len(givers) == 1 else "give it, steps"
+        return (
+            f"request.{name}, which the requests of {pipeline} never carry: {' and '.join(givers)} {which} "
+            f"{pipeline} does not have (its request is {parser.uses}'s, step {parser.id!r}), so here it is always "
+            f"null{listed}"
         )
 
     found: list[Problem] = []
@@ -151,8 +164,8 @@ def request_fields(inspection: Inspection) -> list[Problem]:
             if offset is not None:
                 message = f"the condition reads {never(name)}"
                 found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
-    for name, loaded in inspection.rulesets.items():
-        for test in loaded.ruleset.tests if name in inspection.used else ():
+    for loaded in inspection.rulesets.values():
+        for test in loaded.ruleset.tests if loaded.locator.file not in unused else ():
             given = test.given.get("request")
             for key in given if isinstance(given, dict) else ():
                 if key not in fields:
@@ -186,6 +199,12 @@ def _evaluators(inspection: Inspection) -> list[_Evaluator]:
         before.update(step.provides for step in members if step.provides)
         request = next((step for step in reversed(members) if step.provides == "request"), request)
     return found
+
+
+def _declared(spec: registry.StepSpec) -> frozenset[str]:
+    """The request fields a registered step's class says it gives (``request_fields``); none when it does not say."""
+    fields = getattr(spec.factory, "request_fields", None)
+    return fields if isinstance(fields, frozenset) else frozenset()
 
 
 def _fields_of(step: PlannedStep | None) -> frozenset[str] | None:

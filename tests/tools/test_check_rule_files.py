@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.tools.test_check_broken import assemble
-from tests.tools.test_check_yaml_mishaps import check, deployed_env
+from tests.tools.test_check_yaml_mishaps import check, deployed_env, line_of
 
 __all__ = ["deployed_env"]  # the fixture, used by name
 
@@ -54,5 +54,54 @@ def test_a_rules_file_the_cold_start_does_not_read_is_named_with_why(
         "(lower-case) are, so its rule sets never run; rename it to 56_spam.yml",
         "rules/archive:1:1: warning: this directory is not read: only the files directly in rules/ are, so the rule "
         "sets of its files never run; move them into rules/, or the directory out of it",
+    ]
+    assert status == 0
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_request_field_only_the_other_pipelines_parse_step_gives_is_told_at_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: a set naming email_inbound alone that no step uses yet (a new screening set) reading
+    request.user_number, which only twilio.parse gives, got only "not used by any step": once a step names it, it
+    never matches, the field always null. A Twilio rule reading request.subject (sendgrid's) was told only that
+    twilio.parse never provides it. Both are now told at the field that the pipeline's requests never carry it, the
+    step that gives it is not one of that pipeline's, naming the pipeline."""
+    root = assemble(tmp_path)
+    when = "request.user_number == '+14155550123'"
+    vip = root / "rules" / "55_vip.yaml"
+    vip.write_text(VIP_SET.format(pipeline="email_inbound", when=when))
+    routing = root / "rules" / "40_routing.yaml"
+    shipped = 'when: "conversation.hand_off_to_human == `true`"'
+    urgent = "when: \"conversation.hand_off_to_human == `true` || request.subject == 'urgent'\""
+    routing.write_text(routing.read_text(encoding="utf-8").replace(shipped, urgent, 1), encoding="utf-8")
+
+    status, out = check(root, monkeypatch, capsys)
+
+    at_user_number = len('    when: "request.') + 1
+    at_subject = f"{line_of(routing, urgent)}:{len('    ') + urgent.index('subject') + 1}"
+    twilio_fields = (
+        "account_sid, body, channel, company_number, fields, from, is_status_callback, kind, media, message_sid, "
+        "message_status, num_media, received_at, signing_key_field, to, url, user_number"
+    )
+    email_fields = (
+        "auto_submitted, body, body_bytes, body_truncated, channel, company_address, fields, from, is_status_callback, "
+        "kind, media, message_id_source, message_sid, num_media, received_at, sender_authenticated, spam_score, "
+        "subject, to, user_address"
+    )
+    assert out == [
+        f"rules/40_routing.yaml:{at_subject}: warning: the condition reads request.subject, which the requests of "
+        "pipelines/twilio_inbound.yaml never carry: sendgrid.parse and sendgrid.read give it, steps "
+        "pipelines/twilio_inbound.yaml does not have (its request is twilio.parse's, step 'parse'), so here it is "
+        f"always null; the request's fields: {twilio_fields}",
+        "rules/55_vip.yaml:1:10: warning: rule set 'vip' is not used by any step of pipelines/email_inbound.yaml, so "
+        "its rules never run; name it in a step (rules.route `ruleset:`, rules.validate `rulesets:`) or remove the "
+        "file",
+        "rules/55_vip.yaml:5:9: warning: no inline test is decided by rule 'vip_paused'; add a case under tests: "
+        "whose given makes it match",
+        f"rules/55_vip.yaml:6:{at_user_number}: warning: the condition reads "
+        "request.user_number, which the requests of pipelines/email_inbound.yaml never carry: twilio.parse gives it, "
+        "a step pipelines/email_inbound.yaml does not have (its request is sendgrid.read's, step 'read'), so here it "
+        f"is always null; the request's fields: {email_fields}",
     ]
     assert status == 0
