@@ -13,6 +13,8 @@ of that, this adds warnings for configuration that runs but probably not as inte
   or that a step provides only after the step
   evaluating the rule set (a validation rule reading ``route``), and conversation attributes a step's condition
   reads that ``conversations.get`` with ``read: rules`` does not fetch (not in ``also_read``);
+- ``request.channel`` compared with a channel the set's pipelines never serve (``tools.check_kinds.foreign_channels``:
+  the pipeline's ``channels:``, or for a set several pipelines decide with, all of theirs);
 - rule sets no step of any checked pipeline uses, and entries of the rules directory the cold start does not read
   (``50_vip.YAML``, ``50_vip.yaml.bak``, a subdirectory);
 - (an error) a rules file whose ``pipelines:`` names no pipeline file beside the checked ones: its rule
@@ -50,7 +52,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from engine import registry
 from engine.config import AppConfig, Inspection, LoadedRuleSet, display_path, inspect_config
@@ -571,10 +573,13 @@ def _untested(loaded: LoadedRuleSet, never: set[str]) -> list[Problem]:
     ]
 
 
-def _pipeline_findings(path: Path, inspection: Inspection, owned: Mapping[str, OwnedSet]) -> list[Problem]:
+def _pipeline_findings(
+    path: Path, inspection: Inspection, owned: Mapping[str, OwnedSet], served: Mapping[str, Served]
+) -> list[Problem]:
     """What the checks find in pipeline ``path`` and the rule sets it loads (``inspection``), in check order.
 
-    ``owned``: the rule sets other pipelines' files define (``sets_with_owners``), named in a problem they cause.
+    ``owned``: the rule sets other pipelines' files define (``sets_with_owners``), named in a problem they cause;
+    ``served``: every pipeline's file and channels, by name (``_served_channels``).
     """
     document = pipeline_document(path)
     name = declared_name(document)
@@ -584,7 +589,7 @@ def _pipeline_findings(path: Path, inspection: Inspection, owned: Mapping[str, O
         *context_names(inspection),
         *request_fields(inspection, _own_files(inspection, name, owned)),
         *given_kinds(inspection),
-        *foreign_channels(inspection, _own_files(inspection, name, owned)),
+        *foreign_channels(inspection, _own_files(inspection, name, owned), _shared_sets(inspection, owned, served)),
         *_cut_by_comment(inspection),
         *_backspaces(inspection),
         *_octal_numbers(document),
@@ -624,11 +629,12 @@ def check_config(
     inspections: list[Inspection] = []
     reported: dict[tuple[str, int, int, str], list[int]] = {}  # where earlier pipelines' findings are: their indexes
     owned = sets_with_owners(rules_dir)
+    served = _served_channels(paths)
     for path in paths:
         inspection = inspect_config(path, rules_dir, env, missing_env="error" if strict_env else "warning")
         inspections.append(inspection)
         files.extend(name for name in inspection.files if name not in files)
-        found = _pipeline_findings(path, inspection, owned)
+        found = _pipeline_findings(path, inspection, owned, served)
         # A rule set shared by several pipelines is reported with the first (its messages may name the pipeline),
         # but for a code none of them declares, which each must declare.
         earlier = {place: list(indexes) for place, indexes in reported.items()}
@@ -780,6 +786,44 @@ def _own_files(inspection: Inspection, pipeline: str | None, owned: Mapping[str,
         if found is not None and found.owners == (pipeline,):
             files.add(loaded.locator.file)
     return files
+
+
+class Served(NamedTuple):
+    """A pipeline's file and the channels it serves (its ``channels:``)."""
+
+    file: str
+    channels: tuple[str, ...]
+
+
+def _served_channels(paths: Sequence[Path]) -> dict[str, Served]:
+    """Each pipeline's channels, by name (``pipeline:``, else the stem), of the checked files and those beside them."""
+    found: dict[str, Served] = {}
+    beside = [found for path in paths for found in pipeline_files(path.parent)]
+    for path in dict.fromkeys([*paths, *beside]):
+        document = pipeline_document(path)
+        data = document.data if document is not None and isinstance(document.data, dict) else {}
+        channels = data.get("channels")
+        if isinstance(channels, list) and channels and all(isinstance(channel, str) for channel in channels):
+            found.setdefault(declared_name(document) or path.stem, Served(display_path(path), tuple(channels)))
+    return found
+
+
+def _shared_sets(
+    inspection: Inspection, owned: Mapping[str, OwnedSet], served: Mapping[str, Served]
+) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """The rules files of the pipeline's sets that several pipelines decide with, each with theirs (``Served``).
+
+    A set names its pipelines under ``pipelines:``, else it belongs to every pipeline; a set one of whose pipelines'
+    channels are not known is left out.
+    """
+    found: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for name, loaded in inspection.rulesets.items():
+        found_owners = owned.get(name)
+        owners = found_owners.owners if found_owners is not None else tuple(served)
+        if len(set(owners)) > 1 and all(owner in served for owner in owners):
+            pipelines = sorted({served[owner] for owner in owners})
+            found[loaded.locator.file] = [(pipeline.file, pipeline.channels) for pipeline in pipelines]
+    return found
 
 
 def _channel_domain(

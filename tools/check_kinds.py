@@ -8,7 +8,7 @@ request holds a number) passes where production never would, and tells the condi
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from engine.config import Inspection
@@ -109,31 +109,39 @@ def _dotted(node: Mapping[str, Any]) -> str | None:
     return None
 
 
-def foreign_channels(inspection: Inspection, files: Collection[str]) -> list[Problem]:
+def foreign_channels(
+    inspection: Inspection, files: Collection[str], shared: Mapping[str, Sequence[tuple[str, Sequence[str]]]] = {}
+) -> list[Problem]:
     """Comparisons of ``request.channel`` with a text that is none of the pipeline's channels (never equal).
 
-    ``files``: the pipeline file and the rules files of sets that pipeline alone decides with (a shared set may
-    compare another pipeline's channel).
+    ``files``: the pipeline file and the rules files of sets that pipeline alone decides with. ``shared``: the
+    rules files of sets several pipelines decide with, each with those pipelines' files and channels: there a text
+    none of them serves is never equal (one another pipeline of the set serves may be).
     """
     config = inspection.config
     if config is None or not config.channels:
         return []
-    channels = list(config.channels)
     found: list[Problem] = []
     for located in inspection.expressions:
-        if located.locator.file not in files:
+        owners = shared.get(located.locator.file)
+        if located.locator.file not in files and not owners:
             continue
+        if owners:
+            channels = list(dict.fromkeys(channel for _, served in owners for channel in served))
+            each = " and ".join(f"{', '.join(served)} ({file})" for file, served in owners)
+            where = f"the pipelines of this set, whose channels are {each}, the last segment of the path as written "
+            where += "there,"
+        else:
+            channels = list(config.channels)
+            where = f"{inspection.files[0]}, whose channels are {', '.join(channels)} (the last segment of the path, "
+            where += "as written there),"
         tokens = expression_tokens(located.expression.source)
         for text in dict.fromkeys(_channel_texts(located.expression.ast)):
             if text in channels:
                 continue
             start = next((t["start"] for t in tokens if t["type"] == "literal" and t["value"] == text), None)
             hint = did_you_mean(text, channels).strip(" ()") or "compare it with one of them"
-            message = (
-                f"request.channel is never {text!r} in {inspection.files[0]}, whose channels are "
-                f"{', '.join(channels)} (the last segment of the path, as written there), so this comparison is never "
-                f"true; {hint}"
-            )
+            message = f"request.channel is never {text!r} in {where} so this comparison is never true; {hint}"
             offset = None if start is None else int(start) + 1
             found.append(located.locator.problem(located.path, message, severity="warning", offset=offset))
     return found

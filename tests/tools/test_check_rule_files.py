@@ -105,3 +105,47 @@ def test_a_request_field_only_the_other_pipelines_parse_step_gives_is_told_at_th
         f"is always null; the request's fields: {email_fields}",
     ]
     assert status == 0
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_channel_no_pipeline_of_a_shared_set_serves_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: the request.channel checks covered only sets one pipeline alone decides with, so the shared
+    conversation_lock set (no pipelines:, run by both) comparing request.channel == 'whatsap' passed --check without
+    a word, the rule never matching. A channel neither pipeline of the set serves is now warned about, naming the
+    channels each serves; one that either serves ('email', 'sms') is fine, and so is a set listing both pipelines."""
+    root = assemble(tmp_path)
+    lock = root / "rules" / "30_conversation_lock.yaml"
+    shipped = "when: \"conversation.conversation_status == 'processing_reply'\""
+    typo = (
+        "when: \"conversation.conversation_status == 'processing_reply' && request.channel != 'email' && "
+        "request.channel != 'sms' && request.channel != 'whatsap'\""
+    )
+    lock.write_text(lock.read_text(encoding="utf-8").replace(shipped, typo, 1), encoding="utf-8")
+    both = root / "rules" / "20_channel.yaml"
+    shipped = '    when: "!contains(to_array(conversation.allowed_channels || `[]`), request.channel)"'
+    either = (
+        '    when: "!contains(to_array(conversation.allowed_channels || `[]`), request.channel) && '
+        "request.channel != 'Email'\""
+    )
+    text = both.read_text(encoding="utf-8").replace(shipped, either, 1)
+    both.write_text(
+        text.replace("kind: validation\n", "kind: validation\npipelines: [twilio_inbound, email_inbound]\n")
+    )
+
+    status, out = check(root, monkeypatch, capsys)
+
+    served = (
+        "whose channels are email (pipelines/email_inbound.yaml) and whatsapp, sms (pipelines/twilio_inbound.yaml), "
+        "the last segment of the path as written there, so this comparison is never true"
+    )
+    at_email = f"{line_of(both, 'Email')}:{either.index('Email') + 1}"
+    at_whatsap = f"{line_of(lock, 'whatsap')}:{len('    ') + typo.index('whatsap') + 1}"
+    assert out == [
+        f"rules/20_channel.yaml:{at_email}: warning: request.channel is never "
+        f"'Email' in the pipelines of this set, {served}; did you mean 'email'?",
+        f"rules/30_conversation_lock.yaml:{at_whatsap}: warning: "
+        f"request.channel is never 'whatsap' in the pipelines of this set, {served}; did you mean 'whatsapp'?",
+    ]
+    assert status == 0
