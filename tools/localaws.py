@@ -2,7 +2,8 @@
 
 Used by the tests, the dry-run's in-memory world and ``pipeline-serve``: the tables, GSIs and queues are
 those the pipelines declare (``tools.needs``: by default the project's ``pipelines/*.yaml``), so a new
-pipeline's index or queue is created with no edit here.
+pipeline's index or queue is created with no edit here. Given an ``environment`` (``pipeline-serve``: the user's),
+a table or queue whose variable it sets is made under the name it gives, not the local one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from runtime.aws import error_code
 from runtime.dynamowire import to_wire
@@ -21,6 +23,7 @@ from tools.needs import IndexNeed, Needs, TableNeed, shipped_needs
 __all__ = [
     "LocalResources",
     "MissingResource",
+    "UnusableName",
     "dynamo_safe",
     "local_resources",
     "missing_resources",
@@ -33,6 +36,10 @@ __all__ = [
 
 class MissingResource(LookupError):
     """A table role or environment variable that no loaded pipeline declares."""
+
+
+class UnusableName(ValueError):
+    """A variable of the environment set to a value no resource can be made under (a queue URL with no name)."""
 
 
 @dataclass(frozen=True)
@@ -97,17 +104,36 @@ class LocalResources:
         return self.variable("EMAIL_QUEUE_URL")
 
 
-def _table_name(table: TableNeed, prefix: str) -> str:
-    # A name written literally in the pipeline is the pipeline's own: kept as is.
-    return f"{prefix}{table.name}" if table.env is not None else table.name
+def _table_name(table: TableNeed, prefix: str, environment: Mapping[str, str]) -> str:
+    # A name written literally in the pipeline is the pipeline's own; one the environment sets is the user's.
+    if table.env is None:
+        return table.name
+    return environment.get(table.env, "").strip() or f"{prefix}{table.name}"
 
 
-def local_resources(queue_url: Callable[[str], str], prefix: str = "", needs: Needs | None = None) -> LocalResources:
-    """The resources ``provision`` creates, named without creating anything; ``queue_url`` maps a queue's name."""
+def given_queue_name(env: str, url: str) -> str:
+    """The name of the queue ``url`` (the value of ``env``) points at: its last path segment; UnusableName if none."""
+    name = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    if not name:
+        raise UnusableName(f"{env}={url!r} names no queue: a queue URL ends with the queue's name (…/ACCOUNT/NAME)")
+    return name
+
+
+def local_resources(
+    queue_url: Callable[[str], str],
+    prefix: str = "",
+    needs: Needs | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> LocalResources:
+    """The resources ``provision`` creates, named without creating anything; ``queue_url`` maps a queue's name.
+
+    A variable ``environment`` sets (not empty) keeps its value: its table is named so, its queue URL is kept.
+    """
     needs = needs if needs is not None else shipped_needs()
-    tables = {table.role: _table_name(table, prefix) for table in needs.tables}
+    given = {name: value.strip() for name, value in (environment or {}).items() if value.strip()}
+    tables = {table.role: _table_name(table, prefix, given) for table in needs.tables}
     variables = {table.env: tables[table.role] for table in needs.tables if table.env is not None}
-    urls = {queue.env: queue_url(f"{prefix}{queue.name}") for queue in needs.queues}
+    urls = {queue.env: given.get(queue.env) or queue_url(f"{prefix}{queue.name}") for queue in needs.queues}
     return LocalResources(tables, {**variables, **urls}, tuple(urls.values()))
 
 
@@ -167,14 +193,28 @@ def _add_indexes(dynamodb: Any, table: TableNeed, name: str) -> None:
             )
 
 
-def provision(dynamodb: Any, sqs: Any, prefix: str = "", needs: Needs | None = None) -> LocalResources:
+def provision(
+    dynamodb: Any,
+    sqs: Any,
+    prefix: str = "",
+    needs: Needs | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> LocalResources:
     """Create the tables, GSIs and queues ``needs`` lists (default: the project's pipelines'), in an emulator.
 
     Those that exist are kept; an existing table gets the GSIs it lacks (a pipeline added since it was made).
-    Returns their names, as ``local_resources`` gives them.
+    A variable ``environment`` sets names its resource (a queue: the last segment of its URL), and keeps its value;
+    UnusableName for a queue URL that names no queue. Returns their names, as ``local_resources`` gives them.
     """
     needs = needs if needs is not None else shipped_needs()
-    names = local_resources(lambda name: name, prefix, needs)
+    names = local_resources(lambda name: name, prefix, needs, environment)
+    given = {name for name, value in (environment or {}).items() if value.strip()}
+    queue_names = {
+        queue.env: given_queue_name(queue.env, names.variables[queue.env])
+        if queue.env in given
+        else names.variables[queue.env]
+        for queue in needs.queues
+    }
     for table in needs.tables:
         name = names.tables[table.role]
         if not _create_needed_table(dynamodb, table, name):
@@ -183,7 +223,8 @@ def provision(dynamodb: Any, sqs: Any, prefix: str = "", needs: Needs | None = N
             dynamodb.update_time_to_live(
                 TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
             )
-    urls = {queue.env: sqs.create_queue(QueueName=f"{prefix}{queue.name}")["QueueUrl"] for queue in needs.queues}
+    urls = {env: sqs.create_queue(QueueName=name)["QueueUrl"] for env, name in queue_names.items()}
+    urls.update({env: names.variables[env] for env in queue_names if env in given})
     return LocalResources(names.tables, {**names.variables, **urls}, tuple(urls.values()))
 
 

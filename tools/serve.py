@@ -18,7 +18,7 @@ AWS, one of:
 
 - ``--moto``: start moto's server inside this process, create the pipelines' tables, indexes and queues there
   (``tools.needs``: whatever ``pipelines/*.yaml`` declare) and seed them from a world file (``--world``, else
-  ``examples/world.yaml`` when present);
+  ``examples/world.yaml`` when present); a table or queue variable the user set names its resource and is kept;
 - ``--endpoint-url URL``: an emulator that is already running (``--provision`` creates and seeds the resources);
   a table, index or queue the pipelines need and the emulator lacks is named at start;
 - neither: the account of the default credentials, with the resource names from the environment. Writes and sends
@@ -426,8 +426,14 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def provision_and_seed(endpoint_url: str, region: str, world: WorldSpec | None) -> dict[str, str]:
-    """Create the pipelines' resources at ``endpoint_url``, seed them, and return the Lambda environment."""
+def provision_and_seed(
+    endpoint_url: str, region: str, world: WorldSpec | None, environment: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Create the pipelines' resources at ``endpoint_url``, seed them, and return the Lambda environment.
+
+    A table or queue variable ``environment`` sets (the user's) names its resource and keeps its value
+    (``tools.localaws.provision``; UnusableName for a queue URL that names no queue).
+    """
     import boto3
 
     from tools.dryrun.world import SECTIONS
@@ -436,7 +442,7 @@ def provision_and_seed(endpoint_url: str, region: str, world: WorldSpec | None) 
     session = boto3.session.Session(region_name=region)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
     sqs = session.client("sqs", endpoint_url=endpoint_url)
-    resources = provision(dynamodb, sqs)
+    resources = provision(dynamodb, sqs, environment=environment)
     if world is not None:
         for section, (table_attribute, _) in SECTIONS.items():
             put_items(dynamodb, getattr(resources, table_attribute), world.rows.get(section, ()))
@@ -679,14 +685,26 @@ def _prepare_and_serve(args: argparse.Namespace, world: WorldSpec | None, server
             if args.moto or args.provision:
                 import botocore.exceptions
 
+                from tools.localaws import UnusableName
+
                 try:
-                    os.environ.update(provision_and_seed(endpoint, region, world))
+                    provided = provision_and_seed(endpoint, region, world, os.environ)
+                except UnusableName as exc:
+                    _say(f"error: {exc}")
+                    return 2
                 except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
                     # Only a connection that failed may be an emulator not running: an answered error was its own.
                     running = not isinstance(exc, botocore.exceptions.ConnectionError)
                     where = endpoint if running else f"{endpoint} (is the emulator running?)"
                     _say(f"error: cannot create the pipelines' resources at {where}: {exc}")
                     return 2
+                kept = sorted(name for name in provided if os.environ.get(name, "").strip())
+                if kept:
+                    # The user's names win over the local ones; said, so that nobody looks for the other table.
+                    _say(
+                        "created under the names the environment sets: " + ", ".join(f"{n}={provided[n]}" for n in kept)
+                    )
+                os.environ.update(provided)
                 if world is not None:
                     counts = ", ".join(f"{len(rows)} {section}" for section, rows in world.rows.items())
                     _say(f"seeded from {world.file}: {counts}, {len(world.secrets)} secret(s)")

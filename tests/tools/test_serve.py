@@ -1191,3 +1191,79 @@ def test_provisioning_an_emulator_that_is_not_running_is_a_named_error_not_a_tra
         "pipeline-serve: error: cannot create the pipelines' resources at http://127.0.0.1:9 (is the emulator "
         'running?): Could not connect to the endpoint URL: "http://127.0.0.1:9/"\n'
     )
+
+
+@contextmanager
+def emulator() -> Iterator[str]:
+    """moto's server in a thread of the test, empty (its backends are the process's): its endpoint URL."""
+    from urllib.request import Request, urlopen
+
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        endpoint = "http://{}:{}".format(*server.get_host_and_port())
+        urlopen(Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def provisioned_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str]) -> dict[str, str]:
+    """The environment ``main`` serves with after ``args``; what it sets is taken out after the test."""
+    import tools.serve
+    from tools.localaws import local_resources
+
+    without_credentials(monkeypatch, tmp_path)
+    for name in [*local_resources(lambda name: name).environment(), "RULES_BUCKET"]:
+        if name not in os.environ:
+            monkeypatch.setenv(name, "")  # recorded, so that the value main sets is removed again
+            monkeypatch.delenv(name)
+    seen: dict[str, str] = {}
+    monkeypatch.setattr(tools.serve, "_serve", lambda args, server: seen.update(os.environ) or 0)
+    assert main(["--port", "0", *args]) == 0
+    return seen
+
+
+def test_provisioning_keeps_the_table_and_queue_names_the_user_set_and_creates_them_under_those_names(
+    monkeypatch, tmp_path: Path, capsys
+) -> None:
+    """Defect: `--provision` (and `--moto`) replaced REPLAY_TABLE_NAME=my-replay (any table or queue variable the
+    user had set) with its own name, conversations-replay, without a word: the function wrote elsewhere than asked."""
+    with emulator() as endpoint:
+        monkeypatch.setenv("REPLAY_TABLE_NAME", "my-replay")
+        monkeypatch.setenv("WHATSAPP_QUEUE_URL", f"{endpoint}/123456789012/my-whatsapp")
+        served = provisioned_environment(monkeypatch, tmp_path, ["--endpoint-url", endpoint, "--provision"])
+        session = boto3.session.Session(region_name="us-east-1")
+        dynamodb, sqs = session.client("dynamodb", endpoint_url=endpoint), session.client("sqs", endpoint_url=endpoint)
+        tables = dynamodb.list_tables()["TableNames"]
+        queues = sqs.list_queues()["QueueUrls"]
+    assert served["REPLAY_TABLE_NAME"] == "my-replay"
+    assert served["WHATSAPP_QUEUE_URL"] == f"{endpoint}/123456789012/my-whatsapp"
+    assert "my-replay" in tables and "conversations-replay" not in tables
+    assert any(url.endswith("/my-whatsapp") for url in queues)
+    assert not any(url.endswith("/whatsapp") for url in queues)
+    # The others are provisioned under their local names, as before.
+    assert served["CONVERSATIONS_TABLE_NAME"] == "conversations" and "conversations" in tables
+    err = capsys.readouterr().err
+    assert "REPLAY_TABLE_NAME=my-replay" in err and "lacks" not in err
+
+
+def test_a_queue_url_set_to_no_queue_is_refused_by_name_before_anything_is_created(
+    monkeypatch, tmp_path: Path, capsys
+) -> None:
+    import tools.serve
+
+    without_credentials(monkeypatch, tmp_path)
+    monkeypatch.setenv("SMS_QUEUE_URL", "http://127.0.0.1:5000/")
+    monkeypatch.setattr(tools.serve, "_serve", lambda args, server: 0)
+    with emulator() as endpoint:
+        assert main(["--port", "0", "--endpoint-url", endpoint, "--provision"]) == 2
+        tables = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1").list_tables()["TableNames"]
+    err = capsys.readouterr().err
+    assert err == (
+        "pipeline-serve: error: SMS_QUEUE_URL='http://127.0.0.1:5000/' names no queue: a queue URL ends with the "
+        "queue's name (…/ACCOUNT/NAME)\n"
+    )
+    assert tables == []
