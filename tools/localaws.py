@@ -27,7 +27,9 @@ __all__ = [
     "dynamo_safe",
     "local_resources",
     "missing_resources",
+    "missing_rules_bucket",
     "provision",
+    "provision_rules_bucket",
     "put_items",
     "put_secrets",
     "to_dynamo",
@@ -266,6 +268,41 @@ def missing_resources(dynamodb: Any, sqs: Any, environment: Mapping[str, str], n
                 raise
             lines.append(f"queue {url} ({queue.env}) does not exist")
     return lines
+
+
+def provision_rules_bucket(s3: Any, name: str, region: str) -> bool:
+    """Create the rules bucket ``name`` versioned, as the template's ``RulesBucket``; False when it existed.
+
+    An existing bucket is kept and versioned (every earlier deployment document recoverable, as deployed).
+    """
+    request: dict[str, Any] = {"Bucket": name}
+    if region != "us-east-1":  # S3 refuses a location constraint naming its default region
+        request["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        s3.create_bucket(**request)
+        created = True
+    except Exception as exc:
+        if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+        created = False
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return created
+
+
+def missing_rules_bucket(s3: Any, environment: Mapping[str, str]) -> list[str]:
+    """What the rules bucket ``RULES_BUCKET`` names lacks: the bucket, or its versioning; one line each."""
+    name = environment.get("RULES_BUCKET", "").strip()
+    if not name:
+        return []
+    try:
+        status = s3.get_bucket_versioning(Bucket=name).get("Status")
+    except Exception as exc:
+        if error_code(exc) not in ("NoSuchBucket", "404"):
+            raise
+        return [f"bucket {name!r} (RULES_BUCKET) does not exist"]
+    if status != "Enabled":
+        return [f"bucket {name!r} (RULES_BUCKET) is not versioned, as the template's RulesBucket is"]
+    return []
 
 
 def dynamo_safe(value: Any) -> Any:

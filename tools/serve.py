@@ -432,37 +432,45 @@ def provision_and_seed(
     """Create the pipelines' resources at ``endpoint_url``, seed them, and return the Lambda environment.
 
     A table or queue variable ``environment`` sets (the user's) names its resource and keeps its value
-    (``tools.localaws.provision``; UnusableName for a queue URL that names no queue).
+    (``tools.localaws.provision``; UnusableName for a queue URL that names no queue); with ``RULES_BUCKET`` set
+    there, that bucket is created, versioned as the template's, for ``pipeline-rules`` and the function's bundles.
     """
     import boto3
 
     from tools.dryrun.world import SECTIONS
-    from tools.localaws import provision, put_items, put_secrets
+    from tools.localaws import provision, provision_rules_bucket, put_items, put_secrets
 
     session = boto3.session.Session(region_name=region)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
     sqs = session.client("sqs", endpoint_url=endpoint_url)
     resources = provision(dynamodb, sqs, environment=environment)
+    rules_bucket = (environment or {}).get("RULES_BUCKET", "").strip()
+    if rules_bucket:
+        provision_rules_bucket(session.client("s3", endpoint_url=endpoint_url), rules_bucket, region)
     if world is not None:
         for section, (table_attribute, _) in SECTIONS.items():
             put_items(dynamodb, getattr(resources, table_attribute), world.rows.get(section, ()))
         put_secrets(session.client("secretsmanager", endpoint_url=endpoint_url), world.secrets)
-    return resources.environment()
+    return {**resources.environment(), **({"RULES_BUCKET": rules_bucket} if rules_bucket else {})}
 
 
 def _warn_missing(endpoint_url: str, region: str) -> None:
-    """Name each table, index or queue the pipelines need that the emulator lacks (their events would fail)."""
+    """Name each table, index or queue the pipelines need that the emulator lacks (their events would fail).
+
+    And the rules bucket (``RULES_BUCKET``) when it lacks it or keeps it unversioned (``pipeline-rules`` would fail).
+    """
     import boto3
     import botocore.exceptions
 
-    from tools.localaws import missing_resources
+    from tools.localaws import missing_resources, missing_rules_bucket
 
     session = boto3.session.Session(region_name=region)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
     try:
         missing = missing_resources(dynamodb, session.client("sqs", endpoint_url=endpoint_url), os.environ)
+        missing += missing_rules_bucket(session.client("s3", endpoint_url=endpoint_url), os.environ)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        _say(f"warning: could not check the emulator's tables and queues: {exc}")
+        _say(f"warning: could not check the emulator's tables, queues and rules bucket: {exc}")
         return
     if missing:
         lines = "".join(f"\n  {line}" for line in missing)

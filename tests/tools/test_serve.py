@@ -1267,3 +1267,36 @@ def test_a_queue_url_set_to_no_queue_is_refused_by_name_before_anything_is_creat
         "queue's name (…/ACCOUNT/NAME)\n"
     )
     assert tables == []
+
+
+def test_provisioning_with_rules_bucket_set_creates_that_bucket_versioned_as_the_templates(
+    monkeypatch, tmp_path: Path, capsys
+) -> None:
+    """Defect: `--provision` (and `--moto`) made no rules bucket, so with RULES_BUCKET=local-rules the function read
+    no deployment (NoSuchBucket) and `pipeline-rules publish` failed until a bucket was made by hand."""
+    with emulator() as endpoint:
+        monkeypatch.setenv("RULES_BUCKET", "local-rules")
+        served = provisioned_environment(monkeypatch, tmp_path, ["--endpoint-url", endpoint, "--provision"])
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        versioning = s3.get_bucket_versioning(Bucket="local-rules").get("Status")
+        again = provisioned_environment(monkeypatch, tmp_path, ["--endpoint-url", endpoint, "--provision"])
+    assert served["RULES_BUCKET"] == again["RULES_BUCKET"] == "local-rules"
+    assert versioning == "Enabled"  # as template.yaml's RulesBucket: every earlier deployment document recoverable
+    err = capsys.readouterr().err
+    assert "RULES_BUCKET=local-rules" in err and "lacks" not in err
+
+
+def test_a_rules_bucket_the_emulator_lacks_or_keeps_unversioned_is_named_at_start(
+    monkeypatch, tmp_path: Path, capsys
+) -> None:
+    with emulator() as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="unversioned-rules")
+        monkeypatch.setenv("RULES_BUCKET", "missing-rules")
+        provisioned_environment(monkeypatch, tmp_path, ["--endpoint-url", endpoint])
+        missing = capsys.readouterr().err
+        monkeypatch.setenv("RULES_BUCKET", "unversioned-rules")
+        provisioned_environment(monkeypatch, tmp_path, ["--endpoint-url", endpoint])
+        unversioned = capsys.readouterr().err
+    assert "\n  bucket 'missing-rules' (RULES_BUCKET) does not exist" in missing, missing
+    assert "\n  bucket 'unversioned-rules' (RULES_BUCKET) is not versioned" in unversioned, unversioned
