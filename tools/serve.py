@@ -18,9 +18,10 @@ AWS, one of:
 
 - ``--moto``: start moto's server inside this process, create the pipelines' tables, indexes and queues there
   (``tools.needs``: whatever ``pipelines/*.yaml`` declare) and seed them from a world file (``--world``, else
-  ``examples/world.yaml`` when present); a table or queue variable the user set names its resource and is kept;
-- ``--endpoint-url URL``: an emulator that is already running (``--provision`` creates and seeds the resources);
-  a table, index or queue the pipelines need and the emulator lacks is named at start;
+  ``examples/world.yaml`` when present); a table or queue variable the user set names its resource and is kept,
+  and with ``RULES_BUCKET`` set that bucket is created, versioned as the template's (``pipeline-rules`` deploys there);
+- ``--endpoint-url URL``: an emulator that is already running (``--provision`` creates and seeds the resources,
+  as ``--moto``); a table, index or queue the pipelines need, or a rules bucket, the emulator lacks is named at start;
 - neither: the account of the default credentials, with the resource names from the environment. Writes and sends
   are then real, so the server starts only with replay records (``REPLAY_TABLE_NAME``) and a URL that does not
   believe any ``Host`` (``ALLOWED_HOSTS`` or ``PUBLIC_BASE_URL``): ``real_account_problems``.
