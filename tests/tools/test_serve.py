@@ -318,7 +318,7 @@ def test_an_endpoint_url_without_credentials_gets_the_emulators_stand_ins(monkey
 
     without_credentials(monkeypatch, tmp_path)
     monkeypatch.setattr(tools.serve, "_serve", lambda args, server: 0)
-    assert main(["--endpoint-url", "http://127.0.0.1:9"]) == 0
+    assert main(["--endpoint-url", "http://127.0.0.1:9", "--port", "0"]) == 0
     assert boto3.session.Session().get_credentials() is not None
 
 
@@ -335,7 +335,7 @@ def test_an_endpoint_url_without_credentials_is_the_endpoint_used_and_no_moto_is
     seen: list[str] = []
     monkeypatch.setattr(tools.serve, "start_moto", no_moto)
     monkeypatch.setattr(tools.serve, "_serve", lambda args, server: seen.append(os.environ["AWS_ENDPOINT_URL"]) or 0)
-    assert main(["--endpoint-url", "http://127.0.0.1:9"]) == 0
+    assert main(["--endpoint-url", "http://127.0.0.1:9", "--port", "0"]) == 0
     assert seen == ["http://127.0.0.1:9"]
 
 
