@@ -89,6 +89,7 @@ from tools.check_owners import (
     unknown_rule_set,
 )
 from tools.check_reads import context_names, provided_too_late, request_fields, unfetched
+from tools.console import EXIT_CHANGED, EXIT_OK, EXIT_USAGE
 from tools.lint import (
     Domain,
     condition_terms,
@@ -115,7 +116,7 @@ __all__ = [
     "unknown_rule_set",
 ]
 
-EXIT_OK, EXIT_TEST_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_TEST_FAILED, EXIT_CONFIG = EXIT_CHANGED, EXIT_USAGE
 # The longest an invocation may run: below the function's Timeout (13 s, template.yaml) and Twilio's 15 s, with room
 # for Twilio's connect time and a cold start (tests/runtime/test_time_budget.py holds the shipped bounds to it).
 INVOCATION_LIMIT_SECONDS = 12.0

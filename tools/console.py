@@ -28,8 +28,11 @@ from runtime.plugins import (
 
 __all__ = [
     "EXIT_BAD_PLUGINS",
+    "EXIT_CHANGED",
     "EXIT_INTERRUPTED",
+    "EXIT_OK",
     "EXIT_READER_GONE",
+    "EXIT_USAGE",
     "console_script",
     "json_line",
     "load_project_plugins",
@@ -37,12 +40,15 @@ __all__ = [
 
 P = ParamSpec("P")
 
+# The statuses every tool shares (pipeline-dryrun's are the contract's): done; a decision changed under
+# --fail-on-change, or an inline rule test failed; bad arguments or configuration.
+EXIT_OK, EXIT_CHANGED, EXIT_USAGE = 0, 1, 2
 # The status a shell gives a command killed by SIGPIPE (128 + 13).
 EXIT_READER_GONE = 141
 # The status a shell gives a command ended by Ctrl-C (128 + SIGINT's 2).
 EXIT_INTERRUPTED = 130
 # Bad configuration, as each tool's own configuration problems.
-EXIT_BAD_PLUGINS = 2
+EXIT_BAD_PLUGINS = EXIT_USAGE
 
 # What ``json.dumps(..., ensure_ascii=False)`` leaves raw that ``str.splitlines()`` (U+0085, U+2028, U+2029) or a
 # JavaScript reader (U+2028, U+2029) takes for a line break. JSON allows them raw only inside strings, where the

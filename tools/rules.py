@@ -49,11 +49,10 @@ from runtime.aws import error_code
 from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
 from runtime.verify import Settings, StepOutline, code_owned, owned_settings, steps_outline
-from tools.console import console_script, load_project_plugins
+from tools.console import EXIT_OK, EXIT_USAGE, console_script, load_project_plugins
 
 __all__ = ["main", "run"]
 
-EXIT_OK, EXIT_USAGE = 0, 2
 DEFAULT_PIPELINE = Path("pipelines/twilio_inbound.yaml")
 LISTED = 20
 # What S3 answers a conditional write (If-None-Match / If-Match) that another write got to first.

@@ -62,7 +62,7 @@ from engine.config import display_path, inspect_config
 from engine.errors import ConfigError, Problem
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.masking import MASKED_TEXT
-from tools.console import console_script, load_project_plugins
+from tools.console import EXIT_OK, EXIT_USAGE, console_script, load_project_plugins
 from tools.events import rest_event
 from tools.httpbody import REFUSAL_MESSAGES, BodyTooLong, read_chunked, refusal_status
 from tools.requires import MissingTool, require
@@ -553,23 +553,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         world = load_world(world_path) if world_path is not None else None
     except ConfigError as exc:
         _say(f"error: the world file cannot be used:\n{exc}")
-        return 2
+        return EXIT_USAGE
     try:
         server = _Server((args.host, args.port), args.quiet)
     except OSError as exc:
         _say(f"error: cannot listen on {args.host}:{args.port}: {_reason(exc)}")
-        return 2
+        return EXIT_USAGE
     try:
         problems = project_problems()
         if not problems and (args.moto or args.endpoint_url):
             problems = needs_problems()
         if problems:
             _say(f"the configuration cannot run:\n{ConfigError(problems)}")
-            return 2
+            return EXIT_USAGE
         unguarded = [] if args.moto or args.endpoint_url else real_account_problems(os.environ)
         if unguarded:
             _say("error: against a real account " + "; ".join(unguarded))
-            return 2
+            return EXIT_USAGE
         return _prepare_and_serve(args, world, server)
     finally:
         server.server_close()
@@ -683,10 +683,10 @@ def _prepare_and_serve(args: argparse.Namespace, world: WorldSpec | None, server
             moto_server, endpoint = start_moto(args.moto_port)
         except MissingTool as exc:
             _say(f"error: {exc}")
-            return 2
+            return EXIT_USAGE
         except OSError as exc:
             _say(f"error: cannot start moto's server on 127.0.0.1:{args.moto_port}: {_reason(exc)}")
-            return 2
+            return EXIT_USAGE
         _say(f"moto server at {endpoint}")
     try:
         if endpoint:
@@ -706,7 +706,7 @@ def _prepare_and_serve(args: argparse.Namespace, world: WorldSpec | None, server
                     running = not isinstance(exc, botocore.exceptions.ConnectionError)
                     where = endpoint if running else f"{endpoint} (is the emulator running?)"
                     _say(f"error: cannot create the pipelines' resources at {where}: {exc}")
-                    return 2
+                    return EXIT_USAGE
                 kept = sorted(name for name in provided if os.environ.get(name, "").strip())
                 if kept:
                     # The user's names win over the local ones; said, so that nobody looks for the other table.
@@ -739,7 +739,7 @@ def _serve(args: argparse.Namespace, server: _Server) -> int:
         served = ServedFunction()
     except ConfigError as exc:
         _say(f"the configuration cannot run:\n{exc}")
-        return 2
+        return EXIT_USAGE
     assert served.function is not None
     routes = {channel for config in served.function.configs for channel in config.channels}
     main = MainThread()
@@ -754,7 +754,7 @@ def _serve(args: argparse.Namespace, server: _Server) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         main.run()
     server.shutdown()
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -23,9 +23,6 @@ from runtime.stamp import FORMAT, STAMP_FILE, Path_, checkable, digest, schema_d
 
 __all__ = ["config_problems", "env_paths", "main", "write_stamp"]
 
-# A command line that names no task root, as the other tools' usage errors.
-EXIT_USAGE = 2
-
 _NOT_JSON = object()
 _ENV = "${env:"
 
@@ -169,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
     from runtime.plugins import PluginError
-    from tools.console import load_project_plugins
+    from tools.console import EXIT_USAGE, load_project_plugins
 
     parser = argparse.ArgumentParser(
         prog="python -m tools.stamp", description=__doc__.splitlines()[0] if __doc__ else None

@@ -11,11 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tools.console import console_script, load_project_plugins
+from tools.console import EXIT_USAGE, console_script, load_project_plugins
 
 __all__ = ["build_parser", "main", "mode_conflict"]
 
-EXIT_OK, EXIT_CHANGED, EXIT_USAGE = 0, 1, 2
 # The options --check reads; every other one belongs to a replay.
 _CHECK_OPTIONS = frozenset({"check", "pipeline", "rules", "strict", "strict_env"})
 

@@ -63,7 +63,7 @@ from runtime.masking import MASK_MODES
 from steps.sendgrid import multipart
 from steps.sendgrid.ecdsa import is_valid_public_key, verify
 from steps.sendgrid.message import read_addressing
-from tools.console import console_script, json_line, load_project_plugins
+from tools.console import EXIT_OK, EXIT_USAGE, console_script, json_line, load_project_plugins
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.events import EventFileError
 from tools.dryrun.mask import MASK_MODES_HELP
@@ -81,7 +81,6 @@ from tools.sendgrid_events import (
 
 __all__ = ["BUILDABLE", "build_event", "main"]
 
-EXIT_OK, EXIT_USAGE = 0, 2
 DEFAULT_URL = "https://hooks.example.com/prod"
 # A secret saved from a file an editor wrote with one starts with it; the function ignores it (engine.secrets).
 BYTE_ORDER_MARK = "\ufeff"

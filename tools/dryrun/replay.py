@@ -33,6 +33,7 @@ from engine.config import AppConfig, display_path
 from engine.errors import ConfigError, Problem
 from runtime.app import shared_limits
 from runtime.layout import PIPELINES_DIR, pipeline_files
+from tools.console import EXIT_CHANGED, EXIT_OK, EXIT_USAGE
 from tools.dryrun.backends import BackendUnavailable, open_backend
 from tools.dryrun.blueprint import blueprint
 from tools.dryrun.coverage import LeftOut, Lent, load_lane, rules_dir_problem, uncompared
@@ -65,7 +66,6 @@ from tools.requires import MissingTool
 
 __all__ = ["Rendered", "ReplayOptions", "UsageError", "run_replay"]
 
-EXIT_OK, EXIT_CHANGED, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_EVENTS = 100
 # With a memory world and at least this many events, --jobs 0 (automatic) uses every core (up to MAX_JOBS).
 AUTO_PARALLEL_EVENTS = 2000

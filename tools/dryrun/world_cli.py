@@ -28,13 +28,12 @@ from typing import Any, TextIO
 from engine.errors import ConfigError
 from runtime.masking import MASK_MODES, Pseudonyms
 from steps.support import json_text
-from tools.console import console_script, load_project_plugins
+from tools.console import EXIT_OK, EXIT_USAGE, console_script, load_project_plugins
 from tools.dryrun.mask import MASK_MODES_HELP
 from tools.private import write_private
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_USAGE = 0, 2
 # Queue URLs are needed to load a pipeline, never to read from: a snapshot stands in for any that is unset.
 _QUEUE_PLACEHOLDERS = {
     name: f"https://sqs.invalid/snapshot/{name.lower()}"
