@@ -67,7 +67,7 @@ from tools.console import EXIT_OK, EXIT_USAGE, console_script, json_line, load_p
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.events import EventFileError
 from tools.dryrun.mask import MASK_MODES_HELP
-from tools.dryrun.world import WorldSpec, load_world, parse_instant
+from tools.dryrun.world import WorldSpec, load_world, now_option
 from tools.needs import ChannelLookup, shipped_needs
 from tools.sendgrid_events import (
     Email,
@@ -103,13 +103,6 @@ def _field(text: str) -> tuple[str, str]:
     if not separator or not name:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
     return name, value
-
-
-def _instant(text: str) -> int:
-    try:
-        return int(parse_instant(text).timestamp())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time") from None
 
 
 def _seconds(text: str) -> int:
@@ -381,18 +374,22 @@ def _check_public_key(name: str, text: str, request: SignedRequest) -> None:
 
 def _email_event(args: argparse.Namespace, spec: WorldSpec | None, host: str, base_path: str) -> dict[str, Any]:
     """An Inbound Parse post to ``…/email``, signed; refused when the world's (or --secret's) key would reject it."""
+    try:
+        now = None if args.now is None else int(now_option(args.now).timestamp())
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
     _check(args)
     key = _signing_key(args)
     body, content_type = _email_body(args)
     world_now = int(spec.now.timestamp()) if spec is not None and spec.now is not None else None
-    stamp = next((t for t in (args.timestamp, args.now, world_now) if t is not None), int(time.time()))
+    stamp = next((t for t in (args.timestamp, now, world_now) if t is not None), int(time.time()))
     request = signed(key, body, content_type, timestamp=stamp)
     secret = _secret(args, spec, *_email_parties(body, content_type))
     if secret is not None:
         _check_public_key(*secret, request)
     # Posted at --now (or the world's now), it arrives then: a replay at each event's arrival runs it at that time.
     # --timestamp is the signature's alone (a skewed or stale one); the post arrives now.
-    arrival = next((t for t in (args.now, world_now) if t is not None), None)
+    arrival = next((t for t in (now, world_now) if t is not None), None)
     return inbound_parse_event(
         request,
         host=host,
@@ -473,7 +470,6 @@ def _parser() -> argparse.ArgumentParser:
     when.add_argument("--timestamp", type=_seconds, metavar="SECONDS", help="the signature's timestamp (unix seconds)")
     when.add_argument(
         "--now",
-        type=_instant,
         metavar="TIME",
         help="the signature's time, ISO-8601, UTC without an offset (default: the world's now with --world, else "
         "the current time)",

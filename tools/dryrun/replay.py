@@ -60,7 +60,7 @@ from tools.dryrun.report import (
     to_json_line,
 )
 from tools.dryrun.report_file import ReportError, report_meta, write_report
-from tools.dryrun.world import WorldSpec, load_world, parse_instant, secret_values
+from tools.dryrun.world import WorldSpec, load_world, now_option, secret_values
 from tools.needs import Needs, pipeline_needs
 from tools.requires import MissingTool
 
@@ -138,9 +138,9 @@ class ReplayOptions:
         now = None
         if args.now is not None:
             try:
-                now = parse_instant(args.now)
-            except ValueError:
-                raise UsageError(f"--now: {args.now!r} is not an ISO-8601 time (e.g. 2026-11-25T12:00:00Z)") from None
+                now = now_option(args.now)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         return cls(
             events=tuple(args.events),
             pipeline=args.pipeline,

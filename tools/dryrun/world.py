@@ -39,6 +39,7 @@ __all__ = [
     "credential_like",
     "dotted",
     "load_world",
+    "now_option",
     "parse_instant",
     "redacted_secrets",
     "secret_values",
@@ -88,6 +89,14 @@ def parse_instant(text: str) -> datetime:
     """An ISO-8601 (or RFC 3339: t, z in either case) time; a time without a zone is UTC. Raises ValueError."""
     moment = datetime.fromisoformat(text.strip().upper())
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def now_option(text: str) -> datetime:
+    """``--now TEXT`` of any tool, read as ``parse_instant`` reads; ValueError naming the option and a form it takes."""
+    try:
+        return parse_instant(text)
+    except ValueError:
+        raise ValueError(f"--now: {text!r} is not an ISO-8601 time (e.g. 2026-12-07T10:00:00Z)") from None
 
 
 @dataclass(frozen=True)

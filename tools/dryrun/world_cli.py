@@ -97,7 +97,7 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from tools.dryrun.live import AccountAccess, live_clients, process_reads_only
     from tools.dryrun.paths import path_mistake
     from tools.dryrun.snapshot import SECTION_TABLES, UnreadableAccount, snapshot_world
-    from tools.dryrun.world import parse_instant
+    from tools.dryrun.world import now_option
 
     if not args.events and not args.user:
         raise Refused("name the events whose rows to read (EVENTS) or the users (--user NUMBER)")
@@ -111,9 +111,9 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     tables = {section: os.environ[name] for section, name in SECTION_TABLES.items()}
     try:
         # Without --now, each event is read at its arrival time and the world pins no time, as a live replay decides.
-        now = parse_instant(args.now) if args.now else None
-    except ValueError:
-        raise Refused(f"--now: {args.now!r} is not an ISO-8601 time") from None
+        now = now_option(args.now) if args.now else None
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
     unusable = rules_dir_problem(args.rules, "--rules", baseline=False)
     if unusable is not None:
         raise ConfigError([unusable])
