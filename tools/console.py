@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import ParamSpec
 
+from engine.errors import Problem
 from runtime.plugins import (
     BUILTIN_PLUGINS,
     ENV_VAR,
@@ -36,6 +37,7 @@ __all__ = [
     "console_script",
     "json_line",
     "load_project_plugins",
+    "problem_lines",
 ]
 
 P = ParamSpec("P")
@@ -59,6 +61,11 @@ _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": 
 def json_line(text: str) -> str:
     """JSON ``text`` written without ``ensure_ascii`` as one line of JSON Lines: its line breaks escaped."""
     return text.translate(_LINE_BREAKS)
+
+
+def problem_lines(problems: Iterable[Problem]) -> str:
+    """Configuration problems as every tool prints them: a ``FILE:LINE:COLUMN: message`` line each."""
+    return "".join(f"{problem}\n" for problem in problems)
 
 
 def _listed(name: str, root: Path) -> str:

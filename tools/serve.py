@@ -62,7 +62,7 @@ from engine.config import display_path, inspect_config
 from engine.errors import ConfigError, Problem
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.masking import MASKED_TEXT
-from tools.console import EXIT_OK, EXIT_USAGE, console_script, load_project_plugins
+from tools.console import EXIT_OK, EXIT_USAGE, console_script, load_project_plugins, problem_lines
 from tools.events import rest_event
 from tools.httpbody import REFUSAL_MESSAGES, BodyTooLong, read_chunked, refusal_status
 from tools.requires import MissingTool, require
@@ -531,6 +531,12 @@ def _say(text: str) -> None:
     print(f"pipeline-serve: {text}", file=sys.stderr, flush=True)
 
 
+def _say_problems(heading: str, problems: Sequence[Problem]) -> None:
+    """``heading`` as the server's error line, then the problems as every tool prints them (FILE:LINE:COLUMN: …)."""
+    _say(f"error: {heading}:")
+    print(problem_lines(problems), end="", file=sys.stderr, flush=True)
+
+
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
@@ -552,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         world = load_world(world_path) if world_path is not None else None
     except ConfigError as exc:
-        _say(f"error: the world file cannot be used:\n{exc}")
+        _say_problems("the world file cannot be used", exc.problems)
         return EXIT_USAGE
     try:
         server = _Server((args.host, args.port), args.quiet)
@@ -564,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not problems and (args.moto or args.endpoint_url):
             problems = needs_problems()
         if problems:
-            _say(f"the configuration cannot run:\n{ConfigError(problems)}")
+            _say_problems("the configuration cannot run", problems)
             return EXIT_USAGE
         unguarded = [] if args.moto or args.endpoint_url else real_account_problems(os.environ)
         if unguarded:
@@ -656,7 +662,10 @@ class ServedFunction:
                 self.function = load_function()
             except ConfigError as exc:
                 self.function = None
-                _say(f"the configuration changed and cannot run (each event is answered 502 until it is fixed):\n{exc}")
+                _say_problems(
+                    "the configuration changed and cannot run (each event is answered 502 until it is fixed)",
+                    exc.problems,
+                )
             else:
                 _say("the configuration changed: loaded again")
             if isinstance(context, LocalContext):
@@ -738,7 +747,7 @@ def _serve(args: argparse.Namespace, server: _Server) -> int:
     try:
         served = ServedFunction()
     except ConfigError as exc:
-        _say(f"the configuration cannot run:\n{exc}")
+        _say_problems("the configuration cannot run", exc.problems)
         return EXIT_USAGE
     assert served.function is not None
     routes = {channel for config in served.function.configs for channel in config.channels}

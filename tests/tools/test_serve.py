@@ -421,7 +421,7 @@ def test_outside_a_project_the_server_says_so_before_moto_starts(monkeypatch, ca
     monkeypatch.chdir(tmp_path)
     assert main(["--moto", "--port", "0"]) == 2
     assert capsys.readouterr().err == (
-        "pipeline-serve: the configuration cannot run:\ninvalid configuration:\n"
+        "pipeline-serve: error: the configuration cannot run:\n"
         "pipelines:1:1: no pipeline files (*.yaml) found; run pipeline-serve in the project's directory\n"
     )
 
@@ -437,7 +437,7 @@ def test_a_pipeline_that_does_not_load_is_refused_before_moto_starts(monkeypatch
     monkeypatch.chdir(tmp_path)
     assert main(["--moto", "--port", "0"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("pipeline-serve: the configuration cannot run:\ninvalid configuration:\n")
+    assert err.startswith("pipeline-serve: error: the configuration cannot run:\npipelines/")
     assert "pipelines/twilio_inbound.yaml:" in err
     assert "moto server at" not in err
 
@@ -455,7 +455,7 @@ def test_a_table_local_aws_cannot_create_is_refused_before_moto_starts(monkeypat
     monkeypatch.chdir(tmp_path)
     assert main(["--moto", "--port", "0"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("pipeline-serve: the configuration cannot run:\ninvalid configuration:\n")
+    assert err.startswith("pipeline-serve: error: the configuration cannot run:\npipelines/")
     assert "pipelines/email_inbound.yaml:18:11: table role 'outbox' has no known key schema" in err
     assert "moto server at" not in err
 
