@@ -49,7 +49,7 @@ from runtime.aws import error_code
 from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
 from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
 from runtime.verify import Settings, StepOutline, code_owned, owned_settings, steps_outline
-from tools.console import EXIT_OK, EXIT_USAGE, console_script, load_project_plugins
+from tools.console import EXIT_OK, EXIT_USAGE, console_script, load_project_plugins, problem_lines
 
 __all__ = ["main", "run"]
 
@@ -886,8 +886,7 @@ def run(
         print(f"pipeline-rules: error: {exc}", file=err)
         return EXIT_USAGE
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=err)
+        err.write(problem_lines(exc.problems))
         return EXIT_USAGE
     return EXIT_OK
 

@@ -63,7 +63,7 @@ from runtime.masking import MASK_MODES
 from steps.sendgrid import multipart
 from steps.sendgrid.ecdsa import is_valid_public_key, verify
 from steps.sendgrid.message import read_addressing
-from tools.console import EXIT_OK, EXIT_USAGE, console_script, json_line, load_project_plugins
+from tools.console import EXIT_OK, EXIT_USAGE, console_script, json_line, load_project_plugins, problem_lines
 from tools.dryrun.corpus import sms_form, status_form, twilio_http_event, twilio_rest_event, whatsapp_form
 from tools.dryrun.events import EventFileError
 from tools.dryrun.mask import MASK_MODES_HELP
@@ -499,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
     except ConfigError as exc:
-        sys.stderr.write("".join(f"{problem}\n" for problem in exc.problems))
+        sys.stderr.write(problem_lines(exc.problems))
         return EXIT_USAGE
     try:
         if args.command == "build":
@@ -515,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"pipeline-event: error: {exc}\n")
         return EXIT_USAGE
     except (ConfigError, EventFileError) as exc:
-        sys.stderr.write("".join(f"{problem}\n" for problem in exc.problems))
+        sys.stderr.write(problem_lines(exc.problems))
         return EXIT_USAGE
     except ValueError as exc:
         sys.stderr.write(f"pipeline-event: error: {exc}\n")

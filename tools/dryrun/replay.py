@@ -33,7 +33,7 @@ from engine.config import AppConfig, display_path
 from engine.errors import ConfigError, Problem
 from runtime.app import shared_limits
 from runtime.layout import PIPELINES_DIR, pipeline_files
-from tools.console import EXIT_CHANGED, EXIT_OK, EXIT_USAGE
+from tools.console import EXIT_CHANGED, EXIT_OK, EXIT_USAGE, problem_lines
 from tools.dryrun.backends import BackendUnavailable, open_backend
 from tools.dryrun.blueprint import blueprint
 from tools.dryrun.coverage import LeftOut, Lent, load_lane, rules_dir_problem, uncompared
@@ -352,8 +352,7 @@ def _collector_tuned() -> Iterator[None]:
 
 
 def _problems(err: _Scrubbed, problems: list[Problem]) -> int:
-    for problem in problems:
-        err.write(f"{problem}\n")
+    err.write(problem_lines(problems))
     return EXIT_USAGE
 
 

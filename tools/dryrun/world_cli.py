@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from engine.errors import ConfigError
 from runtime.masking import MASK_MODES, Pseudonyms
 from steps.support import json_text
-from tools.console import EXIT_OK, EXIT_USAGE, console_script, load_project_plugins
+from tools.console import EXIT_OK, EXIT_USAGE, console_script, load_project_plugins, problem_lines
 from tools.dryrun.mask import MASK_MODES_HELP
 from tools.private import write_private
 
@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     except Refused as exc:
         stderr.write(f"pipeline-world: error: {exc}\n")
     except (ConfigError, EventFileError) as exc:
-        stderr.write("".join(f"{problem}\n" for problem in exc.problems))
+        stderr.write(problem_lines(exc.problems))
     except BrokenPipeError:
         raise  # the reader went away (`| head`): console_script ends the command quietly, as a shell's SIGPIPE
     except OSError as exc:
