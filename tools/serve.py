@@ -709,7 +709,7 @@ def _prepare_and_serve(args: argparse.Namespace, world: WorldSpec | None, server
                     provided = provision_and_seed(endpoint, region, world, os.environ)
                 except UnusableName as exc:
                     _say(f"error: {exc}")
-                    return 2
+                    return EXIT_USAGE
                 except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
                     # Only a connection that failed may be an emulator not running: an answered error was its own.
                     running = not isinstance(exc, botocore.exceptions.ConnectionError)
