@@ -9,6 +9,7 @@ a table or queue whose variable it sets is made under the name it gives, not the
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,12 +29,28 @@ __all__ = [
     "local_resources",
     "missing_resources",
     "missing_rules_bucket",
+    "stand_in_credentials",
     "provision",
     "provision_rules_bucket",
     "put_items",
     "put_secrets",
     "to_dynamo",
 ]
+
+
+EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def stand_in_credentials(*, always: bool = False) -> None:
+    """Give boto3 the emulator's stand-in credentials where it finds none (or ``always``, short of set ones).
+
+    An emulator takes any credentials, and boto3 signs no request without some.
+    """
+    import boto3
+
+    if always or boto3.session.Session().get_credentials() is None:
+        for name, value in EMULATOR_CREDENTIALS.items():
+            os.environ.setdefault(name, value)
 
 
 class MissingResource(LookupError):

@@ -863,6 +863,10 @@ def run(
         if client is None:
             import boto3
 
+            if args.endpoint_url:
+                from tools.localaws import stand_in_credentials
+
+                stand_in_credentials()
             client = boto3.client("s3", endpoint_url=args.endpoint_url)
         if args.command == "publish":
             status, _ = _publish(args, _Store(client, args.bucket, prefix, ""), out, err)

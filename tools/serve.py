@@ -104,7 +104,6 @@ DISCARD_MAX_SECONDS = 10.0
 LISTEN_BACKLOG = 128
 # The (Host, X-Forwarded-Host) pairs remembered as warned of: any client can send new ones, so only the latest.
 MAX_HOSTS_WARNED_OF = 64
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 Invoke = Callable[[dict[str, Any], Any], Any]
 
@@ -683,10 +682,10 @@ def _prepare_and_serve(args: argparse.Namespace, world: WorldSpec | None, server
     os.environ.setdefault("AWS_DEFAULT_REGION", region)
     moto_server = None
     endpoint: str | None = args.endpoint_url
-    if args.moto or (endpoint and not _has_credentials()):
-        # An emulator takes any credentials; boto3 would refuse to sign without some.
-        for name, value in FAKE_CREDENTIALS.items():
-            os.environ.setdefault(name, value)
+    if args.moto or endpoint:
+        from tools.localaws import stand_in_credentials
+
+        stand_in_credentials(always=args.moto)
     if args.moto:
         try:
             moto_server, endpoint = start_moto(args.moto_port)
@@ -731,12 +730,6 @@ def _prepare_and_serve(args: argparse.Namespace, world: WorldSpec | None, server
     finally:
         if moto_server is not None:
             moto_server.stop()
-
-
-def _has_credentials() -> bool:
-    import boto3
-
-    return boto3.session.Session().get_credentials() is not None
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -151,3 +151,25 @@ def test_a_shadow_candidate_decides_again_behind_pipeline_serve(
         1,
     )
     assert not [line for line in lines(function) if "shadow evaluation skipped" in line["message"]]
+
+
+def test_pipeline_rules_at_an_emulator_needs_no_credentials_as_pipeline_serve_does(
+    moto_server: Moto, tmp_path: Path
+) -> None:
+    """Defect: ``pipeline-rules --endpoint-url`` in a shell with no AWS credentials stopped at boto3's "Unable to
+    locate credentials", where ``pipeline-serve --endpoint-url`` gives the emulator stand-ins (an emulator takes any),
+    so the local round of docs/rule-bundles.md needed credentials exported by hand first."""
+    moto_server.client("s3").create_bucket(Bucket=BUCKET)
+    env = {name: value for name, value in base_env(RULES_BUCKET=BUCKET).items() if not name.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"))
+    env.update(AWS_EC2_METADATA_DISABLED="true")
+    listed = subprocess.run(
+        [sys.executable, "-m", "tools.rules", "--endpoint-url", moto_server.endpoint, "list"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "credentials" not in listed.stderr
+    assert listed.returncode == 0, listed.stderr
