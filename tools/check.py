@@ -15,8 +15,8 @@ of that, this adds warnings for configuration that runs but probably not as inte
   reads that ``conversations.get`` with ``read: rules`` does not fetch (not in ``also_read``);
 - ``request.channel`` compared with a channel the set's pipelines never serve (``tools.check_kinds.foreign_channels``:
   the pipeline's ``channels:``, or for a set several pipelines decide with, all of theirs);
-- rule sets no step of any checked pipeline uses, and entries of the rules directory the cold start does not read
-  (``50_vip.YAML``, ``50_vip.yaml.bak``, a subdirectory);
+- rule sets no step of any checked pipeline uses, and entries of the rules directory and of the checked pipelines'
+  ``pipelines/`` directory the cold start does not read (``50_vip.YAML``, ``50_vip.yaml.bak``, a subdirectory);
 - (an error) a rules file whose ``pipelines:`` names no pipeline file beside the checked ones: its rule
   sets would silently belong to no pipeline;
 - error codes a rule decides that are transient, or reserved for a step or for the engine
@@ -74,7 +74,7 @@ from runtime.verify import (
     verify_ruleset,
     written_value,
 )
-from tools.check_files import unread_entries
+from tools.check_files import unread_entries, unread_pipeline_entries, unread_pipelines_dir
 from tools.check_hints import hinted
 from tools.check_kinds import PHONE_LIKE, declared_kinds, foreign_channels, given_kinds
 from tools.check_owners import (
@@ -619,7 +619,8 @@ def check_config(
     paths = [pipelines] if isinstance(pipelines, Path) else list(pipelines)
     if not paths:
         missing = Problem(display_path(PIPELINES_DIR), 1, 1, "no pipeline files (*.yaml) found; pass --pipeline FILE")
-        return CheckReport((missing,), (), 0, (), (), strict)
+        unread = unread_pipelines_dir(PIPELINES_DIR)  # pipelines/twilio_inbound.YAML, say
+        return CheckReport((missing, *unread), (), 0, (), (), strict)
     findings: list[Problem] = []
     failures: list[Problem] = []
     files: list[str] = []
@@ -668,13 +669,17 @@ def check_config(
     findings.extend(_local_aws(paths))
     findings.extend(_unused(inspections))
     findings.extend(unknown_pipelines(rules_dir, pipeline_names(paths)))
-    findings.extend(unread_entries(rules_dir))
-    # Pipeline files first, then rules files by name; each finding once, however many checks found it. A missing
-    # rules directory leaves every rule set unknown: it is said first, without an error for each set a step names.
+    unread_pipelines = unread_pipeline_entries(paths)
+    findings.extend([*unread_pipelines, *unread_entries(rules_dir)])
+    # Pipeline files first (the pipelines directory's entries not read among them), then rules files by name; each
+    # finding once, however many checks found it. A missing rules directory leaves every rule set unknown: it is said
+    # first, without an error for each set a step names.
     heads = [display_path(path) for path in paths]
     files = [*heads, *sorted(name for name in files if name not in heads)]
+    unread_files = sorted({problem.file for problem in unread_pipelines})  # not checked: not among files
     missing_rules = not rules_dir.exists()
-    order = {name: rank for rank, name in enumerate([display_path(rules_dir)] * missing_rules + files)}
+    ranked = [display_path(rules_dir)] * missing_rules + heads + unread_files + files[len(heads) :]
+    order = {name: rank for rank, name in enumerate(ranked)}
     found = [*findings, *failures]
     kept = [
         _with_rules_option(problem, rules_dir) for problem in found if not (missing_rules and unknown_rule_set(problem))

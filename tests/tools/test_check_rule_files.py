@@ -149,3 +149,63 @@ def test_a_channel_no_pipeline_of_a_shared_set_serves_is_warned_about(
         f"request.channel is never 'whatsap' in the pipelines of this set, {served}; did you mean 'whatsapp'?",
     ]
     assert status == 0
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_pipeline_file_the_cold_start_does_not_read_is_named_with_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: the rules/ entries the cold start does not read were named, but pipelines/ had the same gap:
+    pipelines/sms_only.YAML (an upper-case extension), twilio_inbound.yaml.bak or a subdirectory is never read, its
+    pipeline never serving a request, and --check said nothing at all: exit 0, no line. Each is now named with why and
+    the fix, as a rules/ entry is, whether every pipeline is checked or --pipeline names one of pipelines/; a hidden
+    file is not, nor a directory a --pipeline file elsewhere sits in (it is no task root's pipelines/)."""
+    root = assemble(tmp_path / "root")
+    pipelines = root / "pipelines"
+    shipped = (pipelines / "twilio_inbound.yaml").read_text(encoding="utf-8")
+    (pipelines / "sms_only.YAML").write_text(shipped.replace("twilio_inbound", "sms_only"), encoding="utf-8")
+    (pipelines / "twilio_inbound.yaml.bak").write_text(shipped, encoding="utf-8")
+    (pipelines / "old").mkdir()
+    (pipelines / ".gitkeep").write_text("")
+    expected = [
+        "pipelines/old:1:1: warning: this directory is not read: only the files directly in pipelines/ are, so the "
+        "pipelines of its files never run; move them into pipelines/, or the directory out of it",
+        "pipelines/sms_only.YAML:1:1: warning: this file is not read: only the files of pipelines/ ending in .yaml or "
+        ".yml (lower-case) are, so its pipeline never runs; rename it to sms_only.yaml",
+        "pipelines/twilio_inbound.yaml.bak:1:1: warning: this file is not read: only the files of pipelines/ ending in "
+        ".yaml or .yml are, so its pipeline never runs; rename it to end in .yaml if it holds a pipeline, or move it "
+        "out of pipelines/",
+    ]
+
+    assert check(root, monkeypatch, capsys) == (0, expected)
+    assert check(root, monkeypatch, capsys, "--pipeline", "pipelines/twilio_inbound.yaml") == (0, expected)
+
+    elsewhere = tmp_path / "candidate"
+    elsewhere.mkdir()
+    (elsewhere / "twilio_inbound.yaml").write_text(shipped, encoding="utf-8")
+    (elsewhere / "notes.txt").write_text("not a pipeline\n")
+    _, out = check(root, monkeypatch, capsys, "--pipeline", str(elsewhere / "twilio_inbound.yaml"))
+    assert not [line for line in out if "is not read" in line], out
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_pipelines_directory_holding_no_file_the_cold_start_reads_names_the_one_it_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: pipelines/twilio_inbound.YAML alone was refused with 'no pipeline files (*.yaml) found' and not a word
+    on the file right there; it is now named, with its fix."""
+    root = assemble(tmp_path)
+    for path in (root / "pipelines").iterdir():
+        path.rename(path.with_suffix(".YAML"))
+
+    assert check(root, monkeypatch, capsys) == (
+        2,
+        [
+            "pipelines:1:1: no pipeline files (*.yaml) found; pass --pipeline FILE",
+            *(
+                f"pipelines/{name}.YAML:1:1: warning: this file is not read: only the files of pipelines/ ending in "
+                f".yaml or .yml (lower-case) are, so its pipeline never runs; rename it to {name}.yaml"
+                for name in ("email_inbound", "twilio_inbound")
+            ),
+        ],
+    )
