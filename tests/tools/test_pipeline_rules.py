@@ -958,3 +958,32 @@ def test_the_pipelines_directory_given_as_the_rules_is_one_error_as_the_dry_runs
         "(ruleset:): give the rules directory with --rules, and a pipeline file with --pipeline\n"
     )
     assert "Contents" not in ops.s3.list_objects_v2(Bucket=BUCKET)
+
+
+def test_publish_from_a_candidate_directory_holding_a_file_it_does_not_read_says_so_and_strict_refuses(
+    ops: Ops,
+) -> None:
+    """A candidate directory's 55_vip.YAML (an upper-case extension) is read neither by the cold start nor by the
+    bundle: publish warns at it as --check does (the bundle is the rules the function would read, so it goes out
+    without the file, said), and --strict, which refuses what --check warns about, publishes nothing."""
+    candidate = ops.root / "candidate"
+    shutil.copytree(ops.root / "rules", candidate)
+    (candidate / "55_vip.YAML").write_text(VIP_ROUTING.replace("ruleset: routing", "ruleset: vip"), encoding="utf-8")
+
+    status, out, err = ops.rules("publish", "--rules", "candidate", "--strict")
+
+    warning = (
+        "candidate/55_vip.YAML:1:1: warning: this file is not read: only the files of candidate/ ending in .yaml or "
+        ".yml (lower-case) are, so its rule sets never run; rename it to 55_vip.yaml"
+    )
+    assert status == 2 and warning in out.splitlines(), out + err
+    assert "(--strict: 1 fail the check)" in err and "nothing was published" in err
+    assert ops.s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+    status, out, err = ops.rules("publish", "--rules", "candidate")
+
+    assert status == 0 and warning in out.splitlines(), out + err
+    assert "published: bundle" in out and "(4 files)" in out
+    (key,) = [item["Key"] for item in ops.s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    bundled = json.loads(ops.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())["files"]
+    assert not [name for name in bundled if "vip" in name.lower()]
