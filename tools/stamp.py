@@ -4,9 +4,10 @@ The build runs ``python -m tools.stamp ROOT`` in the artifact after copying its 
 and its plugin list (``runtime.plugins``) into it. That loads the plugins the artifact records and every pipeline
 with them, as the cold start will (``${env:…}`` values aside, which are only known where the function runs), and
 refuses the artifact, exit status 1, when any fails to load or an inline rule test fails: each finding is printed
-``FILE:LINE:COLUMN: message``. A cold start then reads the stamp (``runtime.stamp``) and skips validating the
-files it vouches for. A file is left out (and validated at load as usual) when it has schema problems, or when it
-holds an ``${env:…}`` value whose schema is beyond the stamp's scalar checker.
+``FILE:LINE:COLUMN: message``. A plugin that cannot be imported ends it as it ends every tool (exit status 2, one
+``python -m tools.stamp: error: …`` line). A cold start then reads the stamp (``runtime.stamp``) and skips
+validating the files it vouches for. A file is left out (and validated at load as usual) when it has schema
+problems, or when it holds an ``${env:…}`` value whose schema is beyond the stamp's scalar checker.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from runtime.layout import yaml_files
 from runtime.stamp import FORMAT, STAMP_FILE, Path_, checkable, digest, schema_digest
+from tools.console import console_script
 
 __all__ = ["config_problems", "env_paths", "main", "write_stamp"]
 
@@ -160,33 +162,33 @@ def config_problems(pipelines: Sequence[Path], rules_dir: Path) -> list[str]:
     return list(found)
 
 
+_PROG = "python -m tools.stamp"
+
+
+@console_script(_PROG)
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tools.stamp [ROOT]``: check, then stamp, ``ROOT``'s ``pipelines/`` and ``rules/``."""
+    """``python -m tools.stamp [ROOT]``: check, then stamp, ``ROOT``'s ``pipelines/`` and ``rules/``.
+
+    A plugin that cannot be imported ends it as it ends every tool (``console_script``): one line, exit status 2.
+    """
     import argparse
 
     from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
-    from runtime.plugins import PluginError
     from tools.console import EXIT_USAGE, load_project_plugins
 
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.stamp", description=__doc__.splitlines()[0] if __doc__ else None
-    )
+    parser = argparse.ArgumentParser(prog=_PROG, description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("root", nargs="?", type=Path, default=Path("."), help="the task root (default: .)")
     args = parser.parse_args(argv)
     if not args.root.is_dir():
         said = "not a directory" if args.root.exists() else "no such directory"
         sys.stderr.write(f"{parser.prog}: error: {args.root}: {said}\n")
         return EXIT_USAGE
-    try:
-        load_project_plugins(args.root)
-    except PluginError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
+    load_project_plugins(args.root)
     pipelines = pipeline_files(args.root / PIPELINES_DIR)
     problems = config_problems(pipelines, args.root / RULES_DIR)
     if problems:
         sys.stdout.write("".join(f"{problem}\n" for problem in problems))
-        sys.stderr.write(f"error: {len(problems)} problem(s): the configuration would fail the cold start\n")
+        sys.stderr.write(f"{_PROG}: error: {len(problems)} problem(s): the configuration would fail the cold start\n")
         return 1
     stamp, left_out = write_stamp(args.root, pipelines, args.root / RULES_DIR)
     for name in left_out:

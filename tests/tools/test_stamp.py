@@ -21,3 +21,33 @@ def test_a_root_that_is_no_directory_is_refused_with_exit_2_and_its_name(
     assert out == ""
     assert err == f"python -m tools.stamp: error: {root}: {said}\n"
     assert not (tmp_path / "config.stamp.json").exists()
+
+
+def test_a_plugin_that_does_not_import_stops_the_stamp_as_it_stops_every_tool(tmp_path: Path) -> None:
+    """Defect: the build stamp ended a plugin error with exit status 1 and a bare 'error: …' line, where every console
+    script (pipeline-dryrun, …) ends it with 2 and '<program>: error: …' (tools.console.console_script), as
+    extending.md says every tool does. Now the same status, and the same line under its own name; the build reads
+    any status but 0 as a refusal (scripts/build_lambda.py check_and_stamp)."""
+    import json
+    import subprocess
+    import sys
+
+    from runtime.plugins import RECORD_FILE
+    from tests.support.plugins import pythonpath, write_project
+
+    write_project(tmp_path)
+    (tmp_path / RECORD_FILE).write_text(json.dumps({"plugins": ["steps", "acme_missing"]}), encoding="utf-8")
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", *command], cwd=tmp_path, env=pythonpath(), capture_output=True, text=True, timeout=60
+        )
+
+    stamped, checked = run("tools.stamp", "."), run("tools.dryrun.cli", "--check")
+
+    said = "pipeline-plugins.json: plugin module 'acme_missing' cannot be imported"
+    assert (checked.returncode, checked.stderr.startswith(f"pipeline-dryrun: error: {said}")) == (2, True), checked
+    assert (stamped.returncode, stamped.stdout) == (2, ""), stamped
+    (line,) = stamped.stderr.splitlines()
+    assert line == checked.stderr.strip().replace("pipeline-dryrun", "python -m tools.stamp", 1), line
+    assert not (tmp_path / "config.stamp.json").exists()
