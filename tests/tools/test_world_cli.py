@@ -633,3 +633,23 @@ def test_a_binary_set_is_found_and_refused_as_binary_is_not_a_traceback() -> Non
         "conversations[0].avatar, conversations[0].avatars, locks[0].holders: binary data (not shown)"
     )
     assert (out.getvalue(), err.getvalue()) == ("", "")
+
+
+def test_an_empty_now_is_refused_as_pipeline_dryrun_and_pipeline_event_refuse_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: pipeline-world snapshot --now "" (a script's unset variable, --now "$AT") was taken for no --now: exit
+    0, each event read at its arrival time and no `now` pinned, where pipeline-dryrun and pipeline-event refuse it
+    (tools.dryrun.world.now_option). It is refused now in their words, exit 2, and no world written."""
+    from tools.dryrun.cli import main as dryrun_cli
+
+    event = ROOT / "examples" / "events" / "01_whatsapp_text.json"
+    assert dryrun_cli(["--now", "", str(event)]) == 2
+    refused = capsys.readouterr().err.splitlines()[-1].removeprefix("pipeline-dryrun: error: ")
+    assert refused == "--now: '' is not an ISO-8601 time (e.g. 2026-12-07T10:00:00Z)"
+
+    with example_account(monkeypatch):
+        status, out, err = world_cli("snapshot", "--now", "", str(event), "-o", str(tmp_path / "world.json"))
+
+    assert (status, out, err) == (2, "", f"pipeline-world: error: {refused}\n")
+    assert not (tmp_path / "world.json").exists()

@@ -110,8 +110,9 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise Refused(f"set {', '.join(missing)} to the tables to read (as the Lambda's environment names them)")
     tables = {section: os.environ[name] for section, name in SECTION_TABLES.items()}
     try:
-        # Without --now, each event is read at its arrival time and the world pins no time, as a live replay decides.
-        now = now_option(args.now) if args.now else None
+        # Without --now, each event is read at its arrival time and the world pins no time, as a live replay decides;
+        # an empty --now (a script's unset variable) is refused, as pipeline-dryrun and pipeline-event refuse it.
+        now = now_option(args.now) if args.now is not None else None
     except ValueError as exc:
         raise Refused(str(exc)) from None
     unusable = rules_dir_problem(args.rules, "--rules", baseline=False)
