@@ -463,6 +463,10 @@ ENCODED_SUBJECTS = [
     ("=?ISO-8859-1?Q?Gr=FC=DFe?= aus =?UTF-8?Q?K=C3=B6ln?=", "Grüße aus Köln"),
     # Whitespace between two adjacent encoded words is not text (RFC 2047 §6.2): a long subject goes on.
     ("=?UTF-8?Q?Bestellung_Nr.?= =?UTF-8?Q?_1042_=E2=80=93_wo_ist_sie=3F?=", "Bestellung Nr. 1042 \u2013 wo ist sie?"),
+    # A word split inside a word, as mailers fold a long subject: no space is read between its halves.
+    ("=?UTF-8?Q?Caf?= =?UTF-8?B?w6kgb3V2ZXJ0?=", "Caf\u00e9 ouvert"),
+    # A word whose base64 does not decode (one character past a multiple of 4) stays as written.
+    ("Re: =?UTF-8?B?A?= ok", "Re: =?UTF-8?B?A?= ok"),
     ("=?Windows-1252?Q?=93Urgent=94_=96_=8010?=", "\u201cUrgent\u201d \u2013 \u20ac10"),
     ("=?Shift_JIS?B?ko2VtoLMjI+WvA==?=", "注文の件名"),
     ("=?x-bogus?B?UmU6IGhlbGxv?=", "Re: hello"),  # a charset no codec reads: read as UTF-8, as text fields are
