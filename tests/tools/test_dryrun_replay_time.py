@@ -135,3 +135,22 @@ def test_a_change_gate_at_a_now_past_an_emails_signature_window_does_not_pass_it
         "(2026-11-25T12:00:00+00:00) and is past it at the replay's time (2026-12-01T12:00:00+00:00); replay it at "
         "its arrival (without --now) to decide it as production did"
     ) in record["notes"]
+
+
+def test_an_email_whose_signature_was_past_its_window_when_it_arrived_stays_invalid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An email that arrived with its signed time already outside the window was refused by production too: at any
+    later ``--now`` its signature stays "invalid", with no note, and a change gate finding nothing else passes."""
+    args = ["build", "--channel", "email", "--from", "Kim Lee <kim@example.org>"]
+    args += ["--to", "support@inbound.acme.example", "--body", "Where is my parcel?"]
+    assert event_cli([*args, "--key-seed", "examples/acme-sendgrid", "--world", str(WORLD)]) == 0
+    captured = json.loads(capsys.readouterr().out)
+    captured["requestContext"]["requestTimeEpoch"] = (ARRIVED + 5 * 86400) * 1000  # past the 4-day window already
+    event = tmp_path / "email.json"
+    event.write_text(json.dumps(captured))
+    gate = ["--world", WORLD, "--backend", "memory", "--baseline-rules", ROOT / "rules"]
+    status, out, err = replay(*gate, "--now", "2026-12-01T12:00:00Z", "--fail-on-change", "--json", event)
+    record = json.loads(out)
+    assert (status, record["outcome"], record["signature"]) == (0, "INVALID_SIGNATURE", "invalid"), err
+    assert not any(note.startswith("signature not checked") for note in record["notes"])
