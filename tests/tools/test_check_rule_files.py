@@ -209,3 +209,26 @@ def test_a_pipelines_directory_holding_no_file_the_cold_start_reads_names_the_on
             ),
         ],
     )
+
+
+@pytest.mark.usefixtures("deployed_env")
+def test_a_shared_set_telling_each_pipelines_channels_apart_has_no_rule_said_never_to_match(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """b9d0748 reads request.channel as one of a pipeline's channels only in a set that pipeline alone decides
+    with. The shared conversation_lock set (no pipelines:, run by both) holding a rule for each of whatsapp, sms and
+    email is fine: each rule matches in one of its pipelines, and none is said never to match (with one pipeline's
+    channels read as every channel's, the email rule, or the WhatsApp and SMS ones, would be)."""
+    root = assemble(tmp_path)
+    lock = root / "rules" / "30_conversation_lock.yaml"
+    per_channel = "".join(
+        f"  - id: {channel}_paused\n    when: \"request.channel == '{channel}'\"\n"
+        "    then: {error: CONVERSATION_LOCKED, message: paused}\n"
+        for channel in ("whatsapp", "sms", "email")
+    )
+    lock.write_text(lock.read_text(encoding="utf-8").replace("rules:\n", "rules:\n" + per_channel, 1))
+
+    status, out = check(root, monkeypatch, capsys)
+
+    assert not [line for line in out if "never" in line], out
+    assert status == 0
