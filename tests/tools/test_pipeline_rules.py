@@ -934,6 +934,9 @@ def test_the_bucket_prefix_and_pipeline_options_may_follow_the_command(ops: Ops)
     assert "published: bundle " in out and " of email_inbound " in out
     assert ops.rules("list", "--pipeline", "email_inbound") == ops.rules("--pipeline", "email_inbound", "list")
     assert ops.rules("list", "--prefix", "rule")[1] == ops.rules("--prefix", "rule", "list")[1]
+    # --bucket after the command too, and there it wins over the one before (ops.rules passes the fixture's).
+    status, out, err = ops.rules("list", "--bucket", "no-such-bucket")
+    assert status != 0 and "no-such-bucket" in err, out + err
 
 
 def test_a_rule_file_naming_several_pipelines_is_shared_with_them(ops: Ops) -> None:
