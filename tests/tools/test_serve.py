@@ -1233,14 +1233,16 @@ def test_provisioning_keeps_the_table_and_queue_names_the_user_set_and_creates_t
     user had set) with its own name, conversations-replay, without a word: the function wrote elsewhere than asked."""
     with emulator() as endpoint:
         monkeypatch.setenv("REPLAY_TABLE_NAME", "my-replay")
-        monkeypatch.setenv("WHATSAPP_QUEUE_URL", f"{endpoint}/123456789012/my-whatsapp")
+        # Spelled otherwise than the URL moto answers (localhost, not 127.0.0.1): the user's text is kept as written.
+        user_url = f"{endpoint.replace('127.0.0.1', 'localhost')}/123456789012/my-whatsapp"
+        monkeypatch.setenv("WHATSAPP_QUEUE_URL", user_url)
         served = provisioned_environment(monkeypatch, tmp_path, ["--endpoint-url", endpoint, "--provision"])
         session = boto3.session.Session(region_name="us-east-1")
         dynamodb, sqs = session.client("dynamodb", endpoint_url=endpoint), session.client("sqs", endpoint_url=endpoint)
         tables = dynamodb.list_tables()["TableNames"]
         queues = sqs.list_queues()["QueueUrls"]
     assert served["REPLAY_TABLE_NAME"] == "my-replay"
-    assert served["WHATSAPP_QUEUE_URL"] == f"{endpoint}/123456789012/my-whatsapp"
+    assert served["WHATSAPP_QUEUE_URL"] == user_url
     assert "my-replay" in tables and "conversations-replay" not in tables
     assert any(url.endswith("/my-whatsapp") for url in queues)
     assert not any(url.endswith("/whatsapp") for url in queues)
