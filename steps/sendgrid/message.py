@@ -19,7 +19,6 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.feedparser import BytesFeedParser
-from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
@@ -578,19 +577,14 @@ def _filename(part: Message) -> str | None:
     The compat32 parser keeps a header's non-ASCII bytes as surrogates, and reads them back as U+FFFD: they are
     UTF-8 (RFC 6532), so the two headers a filename comes from are decoded so first (bytes that are not UTF-8
     become U+FFFD). A quoted RFC 2047 encoded word (``"=?UTF-8?B?...?="``, not standard in a parameter but what
-    many mailers write) is decoded too.
+    many mailers write) is decoded too, as the parsed format's file part name is (``_decoded_words``).
     """
     header = Message()
     for name, value in part.raw_items():
         if name.lower() in ("content-disposition", "content-type"):
             header[name] = _utf8(value) if isinstance(value, str) else value
     filename = header.get_filename()
-    if filename is None or not _ENCODED_WORD.search(filename):
-        return filename
-    try:
-        return str(make_header(decode_header(filename)))
-    except _STDLIB_ERRORS:
-        return filename
+    return None if filename is None else _decoded_words(filename)
 
 
 def _utf8(value: str) -> str:

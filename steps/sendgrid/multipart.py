@@ -50,6 +50,7 @@ MAX_PART_HEADER_BYTES = 8 * 1024
 CHARSETS_FIELD = "charsets"
 _MAX_CHARSETS_BYTES = 4 * 1024
 # Python text codecs that are no charset: punycode decodes in quadratic time (200 KB: 4.7 s), the others rewrite text.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _NOT_CHARSETS = frozenset({"punycode", "idna", "unicode-escape", "raw-unicode-escape"})
 _BCHARS = r"0-9A-Za-z'()+_,\-./:=?"
 _BOUNDARY = re.compile(rf"[{_BCHARS} ]{{0,69}}[{_BCHARS}]")
@@ -205,7 +206,7 @@ def decode_text(data: bytes, charset: str | None) -> str:
     A charset name Python does not know is looked up in ``CHARSET_ALIASES``, then without an ``x-`` prefix,
     then as a Windows code page or an ISO-8859 variant (``windows-1258`` is ``cp1258``, ``iso-8859-8-i`` is
     ``iso-8859-8``). ISO-8859-1 and ASCII labels are read as Windows-1252, as browsers read them. The result
-    always encodes as UTF-8: a codec's lone surrogates (UTF-7 can make them) become U+FFFD. A codec that is no
+    always encodes as UTF-8: each lone surrogate a codec makes (UTF-7 can) becomes one U+FFFD. A codec that is no
     charset (punycode, idna, the escape codecs) is not used: anyone can post a part so labelled, before its signature.
     """
     if _label(charset or "") in _WINDOWS_1252_LABELS:
@@ -217,11 +218,7 @@ def decode_text(data: bytes, charset: str | None) -> str:
             text = data.decode(codec, "replace")
         except (LookupError, ValueError, TypeError):
             continue
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-        return text
+        return _LONE_SURROGATE.sub("\ufffd", text)
     return data.decode("utf-8", "replace")
 
 
