@@ -2,7 +2,7 @@
 
 The engine reads the files of ``rules/`` and ``pipelines/`` ending in ``.yaml`` or ``.yml``, as the file system
 spells them (``runtime.layout.yaml_files``): ``50_vip.YAML``, ``50_vip.yaml.bak`` or a subdirectory's files never
-run.
+run. A team's notes beside them (a README, ``*.md``, ``*.txt``, ``*.rst``) are not taken for files meant to be read.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from runtime.layout import PIPELINES_DIR, yaml_files
 __all__ = ["unread_entries", "unread_pipeline_entries", "unread_pipelines_dir"]
 
 _EXTENSIONS = (".yaml", ".yml")
+# A team's notes kept beside the files (README.md, CHANGES.rst): documentation, not configuration meant to be read.
+_NOTES = (".md", ".txt", ".rst")
 
 
 class _Held(NamedTuple):
@@ -59,7 +61,7 @@ def _unread(directory: Path, held: _Held) -> list[Problem]:
     shown = display_path(directory)
     found: list[Problem] = []
     for path in sorted(directory.iterdir()):
-        if path in read or path.name.startswith("."):
+        if path in read or path.name.startswith(".") or _is_notes(path):
             continue
         if path.is_dir():
             message = (
@@ -79,3 +81,8 @@ def _unread(directory: Path, held: _Held) -> list[Problem]:
             )
         found.append(Problem(display_path(path), 1, 1, message, "warning"))
     return found
+
+
+def _is_notes(path: Path) -> bool:
+    """True for a file of notes: a README of any extension, or Markdown, text or reStructuredText."""
+    return path.is_file() and (path.stem.upper() == "README" or path.suffix.lower() in _NOTES)

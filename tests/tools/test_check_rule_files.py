@@ -59,6 +59,25 @@ def test_a_rules_file_the_cold_start_does_not_read_is_named_with_why(
 
 
 @pytest.mark.usefixtures("deployed_env")
+@pytest.mark.parametrize("directory", ["rules", "pipelines"])
+def test_a_teams_notes_beside_the_files_are_not_taken_for_files_meant_to_be_read(
+    directory: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect: a README.md (or notes.txt, CHANGES.rst) an ops team keeps in rules/ was warned as a rules file not
+    read, "rename it to end in .yaml if it holds rules", and failed a --strict check or publish: a warning every run
+    that the team learns to ignore. Documentation is not taken for configuration; a backup of a YAML file still is."""
+    root = assemble(tmp_path)
+    for name in ("README.md", "notes.txt", "CHANGES.rst", "README"):
+        (root / directory / name).write_text("How we change these files.\n")
+    (root / directory / "old.yaml.bak").write_text("ruleset: old\n")
+
+    status, out = check(root, monkeypatch, capsys)
+
+    assert [line.split(":", 1)[0] for line in out if "is not read" in line] == [f"{directory}/old.yaml.bak"]
+    assert status == 0
+
+
+@pytest.mark.usefixtures("deployed_env")
 def test_a_request_field_only_the_other_pipelines_parse_step_gives_is_told_at_the_field(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
