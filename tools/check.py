@@ -71,6 +71,7 @@ from runtime.verify import (
     rule_line,
     settled_targets,
     step_path,
+    tests_evaluated_once,
     verify_ruleset,
     written_value,
 )
@@ -847,6 +848,7 @@ def _check_ruleset(
     loaded: LoadedRuleSet, targets: Collection[str] | None, pipeline: str, domains: Mapping[str, Domain]
 ) -> tuple[int, list[Problem], list[Problem]]:
     """One rule set's inline tests run (with the ``targets`` of ``pipeline``), its findings, and its failed tests."""
+    loaded = loaded._replace(ruleset=tests_evaluated_once(loaded.ruleset))
     shadowing, never = _shadowing(loaded, domains)
     findings = [*shadowing, *_duplicate_test_names(loaded), *_phone_numbers(loaded)]
     if not loaded.complete:
