@@ -42,7 +42,15 @@ from runtime.apigateway import EventError, http_request, proxy_response, request
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients, new_session
 from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
 from runtime.metrics import EmfMetrics
-from runtime.misroute import INVALID_SIGNATURE, MISROUTED_METRIC, VALID, MisrouteCheck, signature_recheck, unlisted
+from runtime.misroute import (
+    INVALID_SIGNATURE,
+    MISROUTED_METRIC,
+    VALID,
+    MisrouteCheck,
+    message_sid,
+    signature_recheck,
+    unlisted,
+)
 from runtime.resources import check_resources
 from runtime.stamp import STAMP_FILE, Stamp
 
@@ -143,13 +151,6 @@ def parse_reason(result: RunResult, verdict: str | None = None) -> str | None:
     if not (unrouted or unlisted(result)) or result.error is None:
         return None
     return f"{result.error.message} [{verdict}]" if verdict else result.error.message
-
-
-def message_sid(doc: Mapping[str, Any]) -> str | None:
-    """The id of the event's message once its request was parsed (Twilio's ``MessageSid``, an email's ``EM`` id)."""
-    request = doc.get("request")
-    sid = request.get("message_sid") if isinstance(request, Mapping) else None
-    return sid if isinstance(sid, str) else None
 
 
 @dataclass(frozen=True)

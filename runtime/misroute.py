@@ -28,7 +28,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from engine import registry
 from engine.config import AppConfig
@@ -46,6 +46,7 @@ __all__ = [
     "Checked",
     "MisrouteCheck",
     "checker",
+    "message_sid",
     "misrouted",
     "signature_recheck",
     "unlisted",
@@ -124,6 +125,13 @@ def checker(config: AppConfig, reading: str = READDRESSED) -> Pipeline | None:
 _READ = re.compile(r"[a-z0-9-]+:(Get|BatchGet|Query|Describe|List)[A-Za-z]*")
 
 
+def message_sid(doc: Mapping[str, Any]) -> str | None:
+    """The id of the event's message once its request was parsed (Twilio's ``MessageSid``, an email's ``EM`` id)."""
+    request = doc.get("request")
+    sid = request.get("message_sid") if isinstance(request, Mapping) else None
+    return sid if isinstance(sid, str) else None
+
+
 class Checked(NamedTuple):
     """The end of a refused request's signature check."""
 
@@ -168,6 +176,4 @@ class MisrouteCheck:
             bind_log_fields(fields, replace=True)
         if result.error_code is not None:
             return Checked(result.error_code)
-        checked = result.doc.get("request")
-        sid = checked.get("message_sid") if isinstance(checked, Mapping) else None
-        return Checked(VALID, sid if isinstance(sid, str) else None)
+        return Checked(VALID, message_sid(result.doc))
