@@ -536,17 +536,21 @@ def _deployed_elsewhere(store: _Store) -> list[str]:
         return []
 
 
-def _note_other_prefixes(store: _Store, err: TextIO) -> None:
-    """After a pipeline's first deployment, name the bucket's other prefixes holding one (a mistyped ``--prefix``)."""
+def _note_other_prefixes(store: _Store, err: TextIO, *, deployed: bool) -> None:
+    """Name the bucket's other prefixes holding a deployment of the pipeline (a mistyped ``--prefix``).
+
+    ``deployed``: this command made the pipeline's first deployment here; else there is none here.
+    """
     from runtime.bundlewatch import DEFAULT_PREFIX
 
     others = _deployed_elsewhere(store)
     if others:
         held = ", ".join(store.uri(prefix) for prefix in others)
+        here = "this is the first deployment" if deployed else "no deployment"
         print(
-            f"pipeline-rules: note: this is the first deployment of {store.pipeline} under {store.uri(store.prefix)}, "
-            f"while {held} {'hold' if len(others) > 1 else 'holds'} one too: the function reads only under its "
-            f"RULES_PREFIX ({DEFAULT_PREFIX} by default)",
+            f"pipeline-rules: note: {here} of {store.pipeline} under {store.uri(store.prefix)}, while {held} "
+            f"{'hold' if len(others) > 1 else 'holds'} one{' too' if deployed else ''}: the function reads only under "
+            f"its RULES_PREFIX ({DEFAULT_PREFIX} by default){'' if deployed else '; check --prefix'}",
             file=err,
         )
 
@@ -610,7 +614,7 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
         deployed, written = store.deploy(change)
         print(f"deployed as {role}: {_describe(deployed)}" if written else _unchanged(deployed), file=out)
         if written and deployed.revision == 1:
-            _note_other_prefixes(store, err)
+            _note_other_prefixes(store, err, deployed=True)
         if written and args.shadow:
             _note_replaced(replaced[0], deployed.shadow, err)
     return EXIT_OK, store
@@ -646,17 +650,7 @@ def _list(store: _Store, out: TextIO, err: TextIO) -> None:
     print(f"pipeline {store.pipeline}: {store.uri(store.prefix + store.pipeline + '/')}", file=out)
     if not deployment.revision:
         print("no deployment: the rules packaged beside the handler decide", file=out)
-        others = _deployed_elsewhere(store)
-        if others:
-            from runtime.bundlewatch import DEFAULT_PREFIX
-
-            held = ", ".join(store.uri(prefix) for prefix in others)
-            print(
-                f"pipeline-rules: note: no deployment of {store.pipeline} under {store.uri(store.prefix)}, while "
-                f"{held} {'hold' if len(others) > 1 else 'holds'} one: the function reads only under its RULES_PREFIX "
-                f"({DEFAULT_PREFIX} by default); check --prefix",
-                file=err,
-            )
+        _note_other_prefixes(store, err, deployed=False)
     else:
         print(f"deployment {_describe(deployment)} ({deployment.updated_at} by {deployment.updated_by})", file=out)
         _print_missing(store, deployment, {item["Key"] for item in listing}, out)
