@@ -36,6 +36,7 @@ from runtime.apigateway import request_path
 from runtime.app import Application, auth_headers, failed_authentication
 from runtime.aws import error_code
 from runtime.masking import MASKED_SIGNATURE, RECORDING_KEY, SIGNATURE_DIGEST_PREFIX
+from runtime.misroute import INVALID_SIGNATURE, message_sid
 from steps.replay import KEY, REPLAY, WRITER, replay_of
 from steps.sendgrid.ecdsa import TIMESTAMP_HEADER
 from steps.sendgrid.parse import STALE_SIGNATURE, SendGridParse
@@ -266,9 +267,8 @@ class Lane:
         if result.outcome != REPLAY or pipeline is None or arrived is None or clock.now() <= arrived:
             return None
         table = self.application.pipeline(pipeline).tables.get("replay")
-        request = result.doc.get("request")
-        sid = request.get("message_sid") if isinstance(request, Mapping) else None
-        if not table or not isinstance(sid, str):
+        sid = message_sid(result.doc)
+        if not table or sid is None:
             return None
         try:
             record = self.application.services.tables.get_item(table, {KEY: sid})
@@ -303,7 +303,7 @@ class Lane:
     def _redacted_note(self, result: RunResult) -> str | None:
         """The note for an event refused by a signature checked with a credential the world holds redacted."""
         name = (result.doc.get("credential") or {}).get("secret_name")
-        if result.error_code != "INVALID_SIGNATURE" or name not in self.redacted:
+        if result.error_code != INVALID_SIGNATURE or name not in self.redacted:
             return None
         return (
             # Not the placeholder's word itself: a credential of the world, it is scrubbed from all output.
@@ -328,7 +328,7 @@ class Lane:
         if pipeline is None:
             return None
         refused = failed_authentication(self.application.pipeline(pipeline), result)
-        if not refused and verdict != "INVALID_SIGNATURE":
+        if not refused and verdict != INVALID_SIGNATURE:
             return None
         headers = event.get("headers") if isinstance(event, Mapping) else None
         values = {str(name).lower(): value for name, value in headers.items()} if isinstance(headers, Mapping) else {}
