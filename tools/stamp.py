@@ -3,7 +3,8 @@
 The build runs ``python -m tools.stamp ROOT`` in the artifact after copying its code, ``pipelines/``, ``rules/``
 and its plugin list (``runtime.plugins``) into it. That loads the plugins the artifact records and every pipeline
 with them, as the cold start will (``${env:…}`` values aside, which are only known where the function runs), and
-refuses the artifact, exit status 1, when any fails to load or an inline rule test fails: each finding is printed
+refuses the artifact when any fails to load (exit status 2) or, all else loading, an inline rule test fails (exit
+status 1), the statuses ``pipeline-dryrun --check`` gives them: each finding is printed
 ``FILE:LINE:COLUMN: message``. A plugin that cannot be imported ends it as it ends every tool (exit status 2, one
 ``python -m tools.stamp: error: …`` line). A cold start then reads the stamp (``runtime.stamp``) and skips
 validating the files it vouches for. A file is left out (and validated at load as usual) when it has schema
@@ -17,13 +18,13 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from runtime.layout import yaml_files
 from runtime.stamp import FORMAT, STAMP_FILE, Path_, checkable, digest, schema_digest
 from tools.console import console_script
 
-__all__ = ["config_problems", "env_paths", "main", "write_stamp"]
+__all__ = ["ConfigProblems", "config_problems", "env_paths", "main", "write_stamp"]
 
 _NOT_JSON = object()
 _ENV = "${env:"
@@ -148,7 +149,14 @@ def write_stamp(root: Path, pipelines: Sequence[Path], rules_dir: Path) -> tuple
     return stamp, left_out
 
 
-def config_problems(pipelines: Sequence[Path], rules_dir: Path) -> list[str]:
+class ConfigProblems(NamedTuple):
+    """What keeps a configuration from loading, one located line each; ``tests_only``: only inline tests failed."""
+
+    lines: list[str]
+    tests_only: bool
+
+
+def config_problems(pipelines: Sequence[Path], rules_dir: Path) -> ConfigProblems:
     """What keeps any of ``pipelines`` (with ``rules_dir``) from loading, located; unset ``${env:…}`` values aside.
 
     The steps must be registered (``runtime.plugins.load_plugins``).
@@ -156,10 +164,13 @@ def config_problems(pipelines: Sequence[Path], rules_dir: Path) -> list[str]:
     from runtime.verify import pipeline_clashes, verify
 
     found: dict[str, None] = {str(problem): None for problem in pipeline_clashes(pipelines)}
+    failed: set[str] = set()
     for pipeline in pipelines:
-        for problem in verify(pipeline, rules_dir, {}, missing_env="warning").errors:
+        verification = verify(pipeline, rules_dir, {}, missing_env="warning")
+        failed.update(str(problem) for verdict in verification.verdicts for problem in verdict.failures)
+        for problem in verification.errors:
             found[str(problem)] = None
-    return list(found)
+    return ConfigProblems(list(found), bool(found) and failed.issuperset(found))
 
 
 _PROG = "python -m tools.stamp"
@@ -174,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
-    from tools.console import EXIT_USAGE, load_project_plugins
+    from tools.console import EXIT_CHANGED, EXIT_USAGE, load_project_plugins
 
     parser = argparse.ArgumentParser(prog=_PROG, description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("root", nargs="?", type=Path, default=Path("."), help="the task root (default: .)")
@@ -186,10 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_project_plugins(args.root)
     pipelines = pipeline_files(args.root / PIPELINES_DIR)
     problems = config_problems(pipelines, args.root / RULES_DIR)
-    if problems:
-        sys.stdout.write("".join(f"{problem}\n" for problem in problems))
-        sys.stderr.write(f"{_PROG}: error: {len(problems)} problem(s): the configuration would fail the cold start\n")
-        return 1
+    if problems.lines:
+        sys.stdout.write("".join(f"{problem}\n" for problem in problems.lines))
+        count = len(problems.lines)
+        sys.stderr.write(f"{_PROG}: error: {count} problem(s): the configuration would fail the cold start\n")
+        # As pipeline-dryrun --check ends: 1 when only inline tests failed, 2 for a configuration that does not load.
+        return EXIT_CHANGED if problems.tests_only else EXIT_USAGE
     stamp, left_out = write_stamp(args.root, pipelines, args.root / RULES_DIR)
     for name in left_out:
         sys.stderr.write(

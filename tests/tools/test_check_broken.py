@@ -707,7 +707,7 @@ def test_the_build_refuses_a_channel_two_pipelines_serve(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = assemble(tmp_path, "shared_channel")
-    assert stamp_main([str(root)]) == 1
+    assert stamp_main([str(root)]) == 2  # a configuration that does not load, as --check ends it
     captured = capsys.readouterr()
     where = "pipelines/letters_inbound.yaml:4:21"
     assert f"{where}: channel 'email' is also served by pipeline email_inbound" in captured.out

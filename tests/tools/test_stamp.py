@@ -51,3 +51,32 @@ def test_a_plugin_that_does_not_import_stops_the_stamp_as_it_stops_every_tool(tm
     (line,) = stamped.stderr.splitlines()
     assert line == checked.stderr.strip().replace("pipeline-dryrun", "python -m tools.stamp", 1), line
     assert not (tmp_path / "config.stamp.json").exists()
+
+
+@pytest.mark.parametrize(("case", "status"), [("unknown_step", 2), ("failing_test", 1)])
+def test_the_stamp_refuses_a_configuration_with_the_status_the_check_gives_it(
+    tmp_path: Path, case: str, status: int
+) -> None:
+    """Defect: the build stamp ended every configuration it refused with exit status 1, a pipeline that does not load
+    (an unknown step) as a failing inline rule test, where pipeline-dryrun --check (and every tool, tools.console)
+    gives a configuration error 2 and keeps 1 for a failed inline test. Run as the build runs it (``python -m
+    tools.stamp``), each now ends with the status --check gives it, and still writes no stamp."""
+    import subprocess
+    import sys
+
+    from tests.support.plugins import pythonpath
+    from tests.tools.test_check_broken import assemble
+
+    root = assemble(tmp_path / "task", case)
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", *command], cwd=root, env=pythonpath(), capture_output=True, text=True, timeout=120
+        )
+
+    stamped, checked = run("tools.stamp", "."), run("tools.dryrun.cli", "--check")
+
+    assert checked.returncode == status, checked.stdout + checked.stderr
+    assert stamped.returncode == status, stamped.stdout + stamped.stderr
+    assert "the configuration would fail the cold start" in stamped.stderr
+    assert not (root / "config.stamp.json").exists()
