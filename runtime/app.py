@@ -40,7 +40,7 @@ from engine.timebox import TimeboxExpired, TimeboxUnavailable, call_within
 from runtime import tracing
 from runtime.apigateway import EventError, http_request, proxy_response, request_path
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients, new_session
-from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
+from runtime.layout import PIPELINES_DIR, PIPELINES_HELD, RULES_DIR, RULES_HELD, Listing, listing, unread_named
 from runtime.metrics import EmfMetrics
 from runtime.misroute import (
     INVALID_SIGNATURE,
@@ -388,11 +388,34 @@ def _routes(configs: Sequence[AppConfig]) -> dict[str, str]:
 
 
 def load_pipelines(root: Path, env: Mapping[str, str], stamp: Stamp | None = None) -> list[AppConfig]:
-    """Every pipeline under ``root/pipelines`` with its rule sets; ConfigError listing every problem."""
-    files = pipeline_files(root / PIPELINES_DIR)
+    """Every pipeline under ``root/pipelines`` with its rule sets; ConfigError listing every problem.
+
+    What ``pipelines/`` and ``rules/`` hold that is not read is said first (``say_unread``), loaded or not.
+    """
+    pipelines = listing(root / PIPELINES_DIR)
+    say_unread(root, pipelines)
+    files = pipelines.read
     if not files:
         raise ConfigError([Problem(str(root / PIPELINES_DIR), 1, 1, "no pipeline files (*.yaml) found")])
     return load_configs(files, root / RULES_DIR, env, stamp)
+
+
+def say_unread(root: Path, pipelines: Listing) -> None:
+    """One WARNING line naming each entry of ``rules/`` and ``pipelines/`` the cold start does not read, with the fix.
+
+    ``pipelines`` is the listing the pipeline files come from; ``rules/`` is listed once, and no file is read: the
+    line names entries, never what they hold (``runtime.layout``; ``pipeline-dryrun --check`` warns of the same).
+    """
+    named = {
+        **unread_named(RULES_DIR.name, listing(root / RULES_DIR).unread, RULES_HELD),
+        **unread_named(PIPELINES_DIR.name, pipelines.unread, PIPELINES_HELD),
+    }
+    if named:
+        logger.warning(
+            f"not read at the cold start, so what they hold never runs: {', '.join(named)}; rename or move each as "
+            "problems says (pipeline-dryrun --check warns of the same)",
+            extra={"problems": [f"{name}: {why}" for name, why in named.items()]},
+        )
 
 
 def load_configs(

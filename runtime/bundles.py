@@ -43,6 +43,9 @@ HISTORY = 50
 # parses and verifies a bundle before its first event, and verifying takes about 1.3 s per MB of rules.
 MAX_BYTES = 1024 * 1024
 _FILE = re.compile(r"(pipelines|rules)/[A-Za-z0-9_.-]+\.ya?ml")
+# An entry of the rules directory a bundle was published from that is not read (a directory's name ends in "/").
+_UNREAD = re.compile(r"rules/[^/\x00-\x1f\x7f]{1,255}/?")
+_MAX_UNREAD = 100
 
 
 class BundleError(ValueError):
@@ -80,13 +83,18 @@ def _object(data: bytes, what: str) -> dict[str, Any]:
 
 
 class Bundle(NamedTuple):
-    """A pipeline's files as published: ``files`` maps ``rules/<name>.yaml`` (and ``pipelines/<name>.yaml``) to text."""
+    """A pipeline's files as published: ``files`` maps ``rules/<name>.yaml`` (and ``pipelines/<name>.yaml``) to text.
+
+    ``unread`` names the entries of the rules directory it was published from that are not read (``rules/55_vip.YAML``,
+    ``rules/old/``: ``runtime.layout.listing``), so left out; they are no part of its id, and the function names them.
+    """
 
     pipeline: str
     files: Mapping[str, str]
     published_at: str = ""
     published_by: str = ""
     note: str = ""
+    unread: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -107,6 +115,7 @@ class Bundle(NamedTuple):
             "published_at": self.published_at,
             "published_by": self.published_by,
             "note": self.note,
+            **({"unread": list(self.unread)} if self.unread else {}),
             "files": dict(sorted(self.files.items())),
         }
         return json.dumps(document, indent=1, ensure_ascii=False).encode("utf-8")
@@ -127,6 +136,7 @@ class Bundle(NamedTuple):
             str(document.get("published_at", "")),
             str(document.get("published_by", "")),
             str(document.get("note", "")),
+            _unread(document.get("unread")),
         )
         if bundle.id != (expected_id or document.get("id")):
             raise BundleError(f"the bundle's files do not match its id (their digest is {bundle.id})")
@@ -141,6 +151,12 @@ class Bundle(NamedTuple):
         for name, text in self.files.items():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_text(text, encoding="utf-8")
+
+
+def _unread(named: Any) -> tuple[str, ...]:
+    """The entries a bundle names as not read; what is not such a name is left out (a note only, never refused)."""
+    entries = named[:_MAX_UNREAD] if isinstance(named, list) else []
+    return tuple(entry for entry in entries if isinstance(entry, str) and _UNREAD.fullmatch(entry))
 
 
 class Deployment(NamedTuple):

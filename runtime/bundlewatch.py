@@ -51,7 +51,7 @@ from engine.errors import Problem
 from engine.rules import RuleSet
 from runtime.aws import error_code
 from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
-from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
+from runtime.layout import PIPELINES_DIR, RULES_DIR, RULES_HELD, Unread, pipeline_files, unread_named
 from runtime.verify import CodeOutline, code_outline, code_owned, verify
 
 if TYPE_CHECKING:
@@ -183,6 +183,17 @@ def _live_revision(deployment: Deployment, bundle_id: str | None, default: int) 
     """The latest earlier revision of ``deployment`` with ``bundle_id`` live (``default`` when its history has none)."""
     revision = next((entry.get("revision") for entry in deployment.history if entry.get("live") == bundle_id), default)
     return revision if isinstance(revision, int) else default
+
+
+def _say_unread(name: str, bundle: Bundle) -> None:
+    """One WARNING line naming what the rules directory ``bundle`` was published from held that is not read."""
+    entries = [Unread(entry[len("rules/") :].rstrip("/"), entry.endswith("/")) for entry in bundle.unread]
+    named = unread_named(RULES_DIR.name, entries, RULES_HELD)
+    logger.warning(
+        f"bundle {bundle.id} of {name} was published without entries of its rules directory that are not read, so "
+        f"what they hold never runs: {', '.join(named)}; rename or move each as problems says, then publish again",
+        extra={"pipeline": name, "bundle": bundle.id, "problems": [f"{entry}: {why}" for entry, why in named.items()]},
+    )
 
 
 class BundleWatcher:
@@ -528,6 +539,8 @@ class BundleWatcher:
             raise _NotTheBundle(f"{exc} {fix}", etag) from None
         if bundle.pipeline != name:
             raise _NotTheBundle(f"it is a bundle of pipeline {bundle.pipeline!r}, not of {name!r} {fix}", etag)
+        if bundle.unread:
+            _say_unread(name, bundle)
         root = self._workdir / name / bundle_id
         bundle.write(root)
         packaged = self._states[name].packaged

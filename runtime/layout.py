@@ -1,18 +1,118 @@
-"""Where a task root keeps its configuration: every ``pipelines/*.yaml`` and the ``rules/`` they share."""
+"""Where a task root keeps its configuration: every ``pipelines/*.yaml`` and the ``rules/`` they share.
+
+The engine reads the files of ``rules/`` and ``pipelines/`` ending in ``.yaml`` or ``.yml``, as the file system
+spells them: ``50_vip.YAML``, ``50_vip.yaml.bak`` or a subdirectory's files never run. ``listing`` tells the two
+apart in one listing of the directory, reading no file; the cold start (``runtime.app``) and ``pipeline-dryrun
+--check`` (``tools.check_files``) say the same of each entry not read (``unread_message``). A team's notes beside
+the files (a README, ``*.md``, ``*.txt``, ``*.rst``) and hidden entries (an editor's, git's) are not taken for
+files meant to be read.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["PIPELINES_DIR", "RULES_DIR", "pipeline_files", "yaml_files"]
+__all__ = [
+    "PIPELINES_DIR",
+    "PIPELINES_HELD",
+    "RULES_DIR",
+    "RULES_HELD",
+    "Held",
+    "Listing",
+    "Unread",
+    "listing",
+    "pipeline_files",
+    "unread_message",
+    "unread_named",
+    "yaml_files",
+]
 
 PIPELINES_DIR = Path("pipelines")
 RULES_DIR = Path("rules")
 
+_EXTENSIONS = (".yaml", ".yml")
+# A team's notes kept beside the files (README.md, CHANGES.rst): documentation, not configuration meant to be read.
+_NOTES = (".md", ".txt", ".rst")
+
+
+class Unread(NamedTuple):
+    """An entry of a directory that is not read: its name, and whether it is a directory."""
+
+    name: str
+    is_dir: bool = False
+
+
+class Listing(NamedTuple):
+    """A directory's YAML files (``read``, in name order) and the entries not read (``unread``, by name)."""
+
+    read: list[Path]
+    unread: list[Unread]
+
+
+class Held(NamedTuple):
+    """What a directory's files hold, in the words of its messages."""
+
+    of_a_file: str  # "its rule sets never run"
+    of_files: str  # "the rule sets of its files never run"
+    holds: str  # "if it holds rules"
+
+
+RULES_HELD = Held("its rule sets never run", "the rule sets of its files never run", "if it holds rules")
+PIPELINES_HELD = Held("its pipeline never runs", "the pipelines of its files never run", "if it holds a pipeline")
+
+
+def listing(directory: Path) -> Listing:
+    """``directory``'s entries in one listing, no file read (an entry's type is the listing's); empty when none."""
+    read: list[Path] = []
+    unread: list[Unread] = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.endswith(_EXTENSIONS):  # as glob("*.yaml") and glob("*.yml") match
+                    read.append(directory / name)
+                elif not name.startswith(".") and not _is_notes(entry):
+                    unread.append(Unread(name, entry.is_dir()))
+    except OSError:  # no such directory, or not a directory: nothing in it is read
+        return Listing([], [])
+    return Listing(sorted(read), sorted(unread))
+
+
+def _is_notes(entry: os.DirEntry[str]) -> bool:
+    """True for a file of notes: a README of any extension, or Markdown, text or reStructuredText."""
+    stem, suffix = os.path.splitext(entry.name)
+    return (stem.upper() == "README" or suffix.lower() in _NOTES) and entry.is_file()
+
+
+def unread_message(entry: Unread, shown: str, held: Held) -> str:
+    """Why ``entry`` of the directory ``shown`` (as it is named to the reader) is not read, and the fix."""
+    if entry.is_dir:
+        return (
+            f"this directory is not read: only the files directly in {shown}/ are, so {held.of_files}; "
+            f"move them into {shown}/, or the directory out of it"
+        )
+    stem, suffix = os.path.splitext(entry.name)
+    if suffix.lower() in _EXTENSIONS:
+        return (
+            f"this file is not read: only the files of {shown}/ ending in .yaml or .yml "
+            f"(lower-case) are, so {held.of_a_file}; rename it to {stem}{suffix.lower()}"
+        )
+    return (
+        f"this file is not read: only the files of {shown}/ ending in .yaml or .yml are, "
+        f"so {held.of_a_file}; rename it to end in .yaml {held.holds}, or move it out of {shown}/"
+    )
+
+
+def unread_named(directory: str, entries: list[Unread], held: Held) -> dict[str, str]:
+    """Each of ``entries`` of a task root's ``directory`` (``rules``), by its name there, with why and the fix."""
+    return {f"{directory}/{entry.name}": unread_message(entry, directory, held) for entry in entries}
+
 
 def yaml_files(directory: Path) -> list[Path]:
     """The YAML files of ``directory`` (``*.yaml``, ``*.yml``), in name order."""
-    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    return listing(directory).read
 
 
 def pipeline_files(directory: Path) -> list[Path]:

@@ -47,7 +47,7 @@ from engine.config import content_digest
 from engine.errors import ConfigError, did_you_mean
 from runtime.aws import error_code
 from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
-from runtime.layout import PIPELINES_DIR, pipeline_files, yaml_files
+from runtime.layout import PIPELINES_DIR, listing, pipeline_files, yaml_files
 from runtime.verify import Settings, StepOutline, code_owned, owned_settings, steps_outline
 from tools.console import EXIT_OK, EXIT_USAGE, console_script, load_project_plugins, problem_lines
 
@@ -582,7 +582,9 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     files = {f"rules/{Path(name).name}": Path(name).read_text(encoding="utf-8") for name in report.files[1:]}
     if args.with_pipeline:
         files[f"pipelines/{pipeline.name}"] = pipeline.read_text(encoding="utf-8")
-    bundle = Bundle(name, files, _now(), args.by, args.note)
+    # What --rules holds that the function would not read (warned above) goes out named, for the function to say.
+    unread = tuple(f"rules/{entry.name}{'/' if entry.is_dir else ''}" for entry in listing(args.rules).unread)
+    bundle = Bundle(name, files, _now(), args.by, args.note, unread)
     oversize = size_error(len(bundle.to_json()), f"bundle {bundle.id}")
     if oversize is not None:
         raise _Failed(f"{oversize}: the function would refuse it; keep long lists out of the rules")

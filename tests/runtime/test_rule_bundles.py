@@ -220,6 +220,39 @@ def test_the_live_bundle_decides_from_the_cold_start(
     assert (document["RulesVersion"], document["RulesSource"]) == (config.version, config.source)
 
 
+def test_a_bundle_published_without_a_file_its_directory_does_not_read_says_so_at_the_cold_start(
+    ops: Ops, container: Callable[..., Container], json_logs: Logs
+) -> None:
+    """Defect: publish warns at a rules file it does not read (55_vip.YAML, an upper-case extension) and, unless
+    --strict, publishes the bundle without it; the function then ran without those rules and said nothing, so only
+    whoever published could tell. The bundle now names what its directory held unread (``unread``, not files: the
+    id, the digest of the files, is unchanged), and the container that reads it says so in one WARNING line, with
+    the fix --check gives for each."""
+    (ops.root / "rules" / "55_vip.YAML").write_text(VIP_ROUTING.replace("ruleset: routing", "ruleset: vip"))
+    bundle = ops.publish("--live")
+    stored = json.loads(ops.s3.get_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, bundle))["Body"].read())
+    assert stored["unread"] == ["rules/55_vip.YAML"] and "rules/55_vip.YAML" not in stored["files"]
+    assert Bundle.from_json(json.dumps(stored).encode(), bundle).unread == ("rules/55_vip.YAML",)
+
+    container()
+
+    (line,) = [line for line in json_logs() if "not read" in line["message"]]
+    assert (line["level"], line["location"], line["pipeline"], line["bundle"]) == (
+        "WARNING",
+        "runtime.bundlewatch",
+        PIPELINE,
+        bundle,
+    )
+    assert line["message"] == (
+        f"bundle {bundle} of {PIPELINE} was published without entries of its rules directory that are not read, so "
+        "what they hold never runs: rules/55_vip.YAML; rename or move each as problems says, then publish again"
+    )
+    assert line["problems"] == [
+        "rules/55_vip.YAML: this file is not read: only the files of rules/ ending in .yaml or .yml (lower-case) "
+        "are, so its rule sets never run; rename it to 55_vip.yaml"
+    ]
+
+
 def test_every_pipeline_looks_up_its_own_deployment(container: Callable[..., Container]) -> None:
     started = container()
     assert sorted(read["Key"] for read in started.reads) == [
