@@ -20,6 +20,7 @@ import yaml
 from runtime.masking import recordable
 from tests.support.browser import WAIT_SECONDS, Browser, launch
 from tests.support.dryrun import EVENTS, ROOT, WORLD, run_dryrun
+from tests.support.report_page import records_whole
 from tools.dryrun.cli import build_parser
 from tools.dryrun.events import load_events
 from tools.dryrun.replay import run_replay
@@ -35,7 +36,7 @@ def report(path: Path, *args: str | Path) -> list[dict[str, Any]]:
 def embedded(page: str) -> Any:
     match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
     assert match is not None
-    return json.loads(match.group(1))
+    return records_whole(json.loads(match.group(1)))
 
 
 @pytest.fixture(scope="module")

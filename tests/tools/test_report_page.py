@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.browser import WAIT_SECONDS, Browser, launch
+from tests.support.report_page import records_whole
 from tools.dryrun.report_page import (
     RECORD_FIELDS,
     ParallelSketch,
@@ -61,10 +62,10 @@ def many(records: Sequence[Mapping[str, Any]], count: int) -> list[dict[str, Any
 
 
 def embedded(page: str) -> Any:
-    """The page's data block, which holds no markup character at all."""
+    """The page's data block, which holds no markup character at all, with each event's record whole."""
     match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
     assert match is not None and not set("<>&") & set(match.group(1))
-    return json.loads(match.group(1))
+    return records_whole(json.loads(match.group(1)))
 
 
 class Tags(HTMLParser):

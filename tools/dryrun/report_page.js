@@ -9,6 +9,21 @@
   const data = JSON.parse(document.getElementById("report-data").textContent);
   const meta = data.meta;
   const events = data.events;
+  // What the records repeat is in the page once (report_page._Shared). An event's trace names its steps as they
+  // ended, [step, ms] each, and is rebuilt here; its rules tried are runs, [first rule, how many rules from it,
+  // result], rebuilt when its explanation opens (hundreds of rules an event would weigh on every event otherwise).
+  const shared = data.shared;
+  events.forEach((ev) => {
+    if (ev.steps) {
+      ev.record.trace = ev.steps.map(([step, ...ms]) => ({ ...shared.steps[step], ...(ms.length ? { ms: ms[0] } : {}) }));
+    }
+  });
+  const rulesTried = (ev) =>
+    ev.tried
+      ? ev.tried.flatMap(([first, count, result]) =>
+          Array.from({ length: count }, (_, i) => ({ ...shared.rules[first + i], ...shared.results[result] })),
+        )
+      : ev.record.rules || [];
   const $ = (id) => document.getElementById(id);
   const fmt = (n) => n.toLocaleString("en-US");
   const plural = (n, word) => `${fmt(n)} ${word}${n === 1 ? "" : "s"}`;
@@ -270,7 +285,7 @@
     });
     grid.append(section("Trace", table(["step", "status", "ms", "decision"], trace)));
     // Each rule, then what it read on a row of its own under it (full width: values can be long).
-    const rules = (r.rules || []).flatMap((rule) => {
+    const rules = rulesTried(ev).flatMap((rule) => {
       // A rule that decided its set without matching is the one whose condition failed (INTERNAL_ERROR).
       const failed = !rule.matched && ev.decided.includes(`${rule.ruleset}/${rule.rule}`);
       const verdict = rule.matched ? "matched" : failed ? "condition failed" : "no";

@@ -1,7 +1,9 @@
 """The decision report: one self-contained HTML page over a dry-run's ``--json`` records.
 
 ``render_report`` embeds the records (only the fields the page reads) as JSON in the page, with the
-shape of each pipeline they went through (``PipelineSketch``) and what the run was (``ReportMeta``); the
+shape of each pipeline they went through (``PipelineSketch``) and what the run was (``ReportMeta``). What
+records repeat is written once (``_Shared``: the rules tried, what each try found, the steps of a trace) and
+named by each record, so hundreds of rules tried per event cost the page their names once, not once per event; the
 page's script (``report_page.js``, styled by ``report_page.css``) draws the pipeline of the events shown
 with per-step counts of its own events, a summary, filterable rows rendered in chunks, and each event's
 explanation (with a baseline, both lanes' deciding rules and versions). Nothing is fetched: a Content Security
@@ -153,11 +155,82 @@ def _about_masking(note: Any) -> bool:
     return isinstance(note, str) and note.startswith(MASKED_READ_NOTES)
 
 
-def _event(record: Mapping[str, Any]) -> dict[str, Any]:
+class _Distinct:
+    """Each distinct JSON value once, in the order first seen: ``place`` is where a value is in ``values``."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self._places: dict[str, int] = {}
+
+    def place(self, value: Any) -> int:
+        # A value is known by its repr, three times quicker to make than its JSON (a million rules tried make a
+        # second's difference): for the JSON values of the records, the same repr is the same JSON, and true is
+        # not taken for 1 as == would (two reprs of the same JSON, a tuple's and a list's, only cost a place).
+        key = repr(value)
+        found = self._places.get(key)
+        if found is None:
+            found = self._places[key] = len(self.values)
+            self.values.append(value)
+        return found
+
+
+# What names a rule tried; its other fields are what the try found.
+_RULE_NAME = ("ruleset", "rule")
+
+
+class _Shared:
+    """What the events' records repeat, each distinct value once, for the events to name by place.
+
+    The tables: the rules tried (``ruleset`` and ``rule``), what a try found (``matched``, the values read) and the
+    steps of a trace as they ended (all but ``ms``). An event names runs of rules: hundreds of rules tried one after
+    the other, reading the same values (a keyword list reading the message's text) and not matching, are one
+    ``[first rule, how many, result]`` whatever their number. A rule's name or a step's status is written once in
+    the page, not once per event.
+    """
+
+    def __init__(self) -> None:
+        self.rules, self.results, self.steps = _Distinct(), _Distinct(), _Distinct()
+
+    def runs(self, tried: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+        """``[first rule, how many rules from it, result]`` per run of a record's ``rules``, in the order tried."""
+        runs: list[list[int]] = []
+        for entry in tried:
+            rule = self.rules.place({key: entry[key] for key in _RULE_NAME if key in entry})
+            result = self.results.place({key: value for key, value in entry.items() if key not in _RULE_NAME})
+            last = runs[-1] if runs else None
+            if last is not None and last[0] + last[1] == rule and last[2] == result:
+                last[1] += 1
+            else:
+                runs.append([rule, 1, result])
+        return runs
+
+    def trace(self, trace: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+        """``[step, ms]`` per step of a record's ``trace`` (``[step]`` for one without ``ms``)."""
+        return [
+            [self.steps.place({key: value for key, value in entry.items() if key != "ms"}), *_ms(entry)]
+            for entry in trace
+        ]
+
+    def tables(self) -> dict[str, list[Any]]:
+        """The page's tables, as the script reads them (``data.shared``)."""
+        return {"rules": self.rules.values, "results": self.results.values, "steps": self.steps.values}
+
+
+def _ms(entry: Mapping[str, Any]) -> list[Any]:
+    return [entry["ms"]] if "ms" in entry else []
+
+
+def _event(record: Mapping[str, Any], shared: _Shared) -> dict[str, Any]:
+    # The rules tried and the trace name what the page holds once (anything but a list is left as it was).
+    named = {key for key in ("rules", "trace") if isinstance(record.get(key), list)}
     event: dict[str, Any] = {
-        "record": {key: record[key] for key in RECORD_FIELDS if key in record},
+        "record": {key: record[key] for key in RECORD_FIELDS if key in record and key not in named},
         "decided": deciding_rules(record),
     }
+    if "rules" in named:
+        event["tried"] = shared.runs(record["rules"])
+    if "trace" in named:
+        event["steps"] = shared.trace(record["trace"])
     if "baseline_decided_by" in record:
         event["baseline_decided"] = deciding_rules(record, baseline=True)
     kind = change_kind(record)
@@ -253,6 +326,8 @@ def render_report(
     """
     css, style_hash = _asset("report_page.css")
     js, script_hash = _asset("report_page.js")
+    shared = _Shared()
+    events = [_event(record, shared) for record in records]
     data = {
         "meta": {
             "title": meta.title,
@@ -269,7 +344,8 @@ def render_report(
         "hidden": HIDDEN_PATTERN,
         "pipeline": _pipeline(pipeline),
         "pipelines": [_pipeline(sketch) for sketch in (pipeline, *others)],
-        "events": [_event(record) for record in records],
+        "shared": shared.tables(),
+        "events": events,
     }
     policy = (
         f"default-src 'none'; script-src {script_hash}; style-src {style_hash}; img-src data:; "
