@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from engine.runner import TraceEntry
 
-__all__ = ["DEFAULT_NAMESPACE", "EmfMetrics", "count_line", "emf_line", "step_metric"]
+__all__ = ["DEFAULT_NAMESPACE", "EmfMetrics", "configured_namespace", "count_line", "emf_line", "step_metric"]
 
 DEFAULT_NAMESPACE = "InboundWebhookPipeline"
 _OFF = frozenset({"0", "false", "no", "off"})
@@ -160,6 +160,12 @@ def _directives(
     return _ENCODER.encode(directives)
 
 
+def configured_namespace(env: Mapping[str, str]) -> str:
+    """The namespace the environment gives the metrics (``METRICS_NAMESPACE``, ``POWERTOOLS_METRICS_NAMESPACE``)."""
+    namespace = env.get("METRICS_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
+    return namespace.strip() or DEFAULT_NAMESPACE
+
+
 def _stdout(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -186,8 +192,7 @@ class EmfMetrics:
         """Metrics as the environment configures them, or None when turned off."""
         if env.get("METRICS_ENABLED", "").strip().lower() in _OFF:
             return None
-        namespace = env.get("METRICS_NAMESPACE") or env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
-        return cls(namespace.strip() or DEFAULT_NAMESPACE, stack=env.get("STACK_NAME", "").strip() or None)
+        return cls(configured_namespace(env), stack=env.get("STACK_NAME", "").strip() or None)
 
     def record(
         self,

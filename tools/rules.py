@@ -4,7 +4,8 @@
                            [--strict] [--strict-env]
     pipeline-rules list [--pipeline NAME]
     pipeline-rules shadow BUNDLE | --clear
-    pipeline-rules promote [BUNDLE]            # without BUNDLE: the shadow becomes live
+    pipeline-rules shadow-status [--stack NAME] [--namespace NS]   # the shadow candidate's record in CloudWatch
+    pipeline-rules promote [BUNDLE] [--require-agreement]   # without BUNDLE: the shadow becomes live
     pipeline-rules rollback [--to BUNDLE|packaged]
     pipeline-rules pull BUNDLE --out DIR       # the bundle's files, e.g. as a dry-run baseline
 
@@ -21,13 +22,17 @@ but the deciding ones'), ``tables:``, ``secrets:`` patterns, ``targets:``, the t
 ``aws:``) or ``responses:`` families (``runtime.verify``;
 the function would refuse them all). A rollback undoes the latest live change not yet rolled back, so a
 second one steps further back; a command that would change neither the live nor the shadow bundle writes
-no revision.
+no revision. ``shadow-status`` prints the shadow candidate's record since it became the shadow (the CloudWatch
+sums of its shadow metrics, ``tools.shadow_record``); ``promote`` of the shadow prints it on stderr before deploying,
+with a WARNING line for a candidate that decided no event, or had mismatches, timeouts or failures, and deploys all
+the same unless ``--require-agreement`` is given.
 The layout and formats are ``runtime.bundles``'; the running Lambda picks a change up within its
 refresh interval (``runtime.bundlewatch``).
 
 Exit status: 0 done; 1 an inline rule test failed (publish); 2 bad arguments, a configuration that
 does not check or cannot be read, a bundle that changes what is the code's (above) or is another
-pipeline's, S3 refused or could not be called (no credentials, no connection), or the files cannot be
+pipeline's, S3 refused or could not be called (no credentials, no connection), CloudWatch could not be read
+(shadow-status; promote --require-agreement, which also refuses a record with a WARNING), or the files cannot be
 written (pull).
 """
 
@@ -48,8 +53,10 @@ from engine.errors import ConfigError, did_you_mean
 from runtime.aws import error_code
 from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
 from runtime.layout import PIPELINES_DIR, listing, pipeline_files, yaml_files
+from runtime.metrics import DEFAULT_NAMESPACE, configured_namespace
 from runtime.verify import Settings, StepOutline, code_owned, owned_settings, steps_outline
 from tools.console import EXIT_OK, EXIT_USAGE, console_script, load_project_plugins, problem_lines
+from tools.shadow_record import Record, RecordUnreadable, find_stacks, read, window_end
 
 __all__ = ["main", "run"]
 
@@ -89,8 +96,28 @@ def _parser() -> argparse.ArgumentParser:
     shadow = commands.add_parser("shadow", help="deploy a published bundle as the shadow candidate")
     shadow.add_argument("bundle", nargs="?", help="the bundle id")
     shadow.add_argument("--clear", action="store_true", help="deploy no shadow candidate")
+    status = commands.add_parser(
+        "shadow-status", help="the shadow candidate's record since it became the shadow (CloudWatch's sums)"
+    )
     promote = commands.add_parser("promote", help="make a bundle live (by default the shadow candidate)")
     promote.add_argument("bundle", nargs="?", help="the bundle id (default: the shadow candidate)")
+    promote.add_argument(
+        "--require-agreement",
+        action="store_true",
+        help="refuse the shadow unless its record was read and shows events decided, none otherwise, no timeout "
+        "or failure",
+    )
+    for command in (status, promote):
+        command.add_argument(
+            "--stack",
+            default=os.environ.get("STACK_NAME") or None,
+            help="the stack whose metrics to read (STACK_NAME; default: the one CloudWatch lists shadow metrics of)",
+        )
+        command.add_argument(
+            "--namespace",
+            default=configured_namespace(os.environ),
+            help=f"the metrics namespace (METRICS_NAMESPACE; {DEFAULT_NAMESPACE})",
+        )
     rollback = commands.add_parser("rollback", help="make the previously live bundle live again")
     rollback.add_argument("--to", help="a bundle id, or 'packaged' for the rules beside the handler")
     pull = commands.add_parser("pull", help="write a bundle's files to a directory")
@@ -374,6 +401,7 @@ class _Origin(NamedTuple):
     by: str
     revision: int
     note: str
+    at: str = ""
 
     @classmethod
     def of_shadow(cls, deployment: Deployment) -> _Origin:
@@ -383,7 +411,12 @@ class _Origin(NamedTuple):
             if entry.get("shadow") != deployment.shadow:
                 break
             origin = entry
-        return cls(str(origin.get("updated_by", "")), int(origin.get("revision") or 0), str(origin.get("note") or ""))
+        return cls(
+            str(origin.get("updated_by", "")),
+            int(origin.get("revision") or 0),
+            str(origin.get("note") or ""),
+            str(origin.get("updated_at") or ""),
+        )
 
     def noted(self) -> str:
         return f": {self.note}" if self.note else ""
@@ -797,9 +830,21 @@ def _chosen(args: argparse.Namespace, current: Deployment) -> tuple[str | None, 
     return live, shadow
 
 
-def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out: TextIO, err: TextIO) -> None:
+def _deploy(
+    args: argparse.Namespace,
+    store: _Store,
+    pipeline: Path | None,
+    cloudwatch: Callable[[], Any],
+    out: TextIO,
+    err: TextIO,
+) -> None:
     current, _ = store.deployment()
     live, shadow = _chosen(args, current)
+    promoting_shadow = args.command == "promote" and live is not None and live == current.shadow
+    if getattr(args, "require_agreement", False) and not promoting_shadow:
+        raise _Failed(
+            f"--require-agreement reads the shadow candidate's record, and {live} is not the shadow candidate"
+        )
     # What becomes live or shadow is checked, the shadow made live too (it may have been deployed by hand), and a
     # bundle that was live before: a code deploy since may make the function refuse it and keep the one rolled back
     # from. Only a rollback run where nothing can check it (no pipeline file here or in the bundle) goes unchecked.
@@ -812,6 +857,9 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
             continue
         owned = owned or _deployed(store, current, pipeline)
         _refuse_unless_checked(bundle, pipeline, owned)
+
+    if promoting_shadow:
+        _note_record(args, store, current, cloudwatch, err)
 
     def change(read: Deployment) -> Deployment:
         if (read.live, read.shadow) != (current.live, current.shadow):
@@ -838,16 +886,200 @@ def _deploy(args: argparse.Namespace, store: _Store, pipeline: Path | None, out:
         )
 
 
+def _parsed_time(text: str) -> datetime | None:
+    """A time the deployment or a bundle records (``2026-12-01T10:05:00Z``), in UTC; None when it is none."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _rulesets(store: _Store, current: Deployment) -> list[str]:
+    """The rule sets of the candidate and of the live rules (the live bundle's, else the local ``rules/``).
+
+    A set may differ as either side has it. What cannot be read here is left out (a note only).
+    """
+    from engine.yamlsource import parse_yaml
+
+    texts: list[str] = []
+    for bundle_id in dict.fromkeys((current.shadow, current.live)):
+        try:
+            bundle = store.bundle(bundle_id) if bundle_id else None
+        except _Failed:
+            continue
+        texts += [text for name, text in sorted(bundle.files.items()) if name.startswith("rules/")] if bundle else []
+    local = Path("rules")
+    for path in yaml_files(local) if current.live is None and local.is_dir() else []:
+        owners = _owners(path)
+        if owners == [] or (owners and store.pipeline in owners):
+            try:
+                texts.append(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError):
+                continue
+    names: dict[str, None] = {}
+    for text in texts:
+        try:
+            data = parse_yaml(text, "rules", strict=False).data
+        except ConfigError:
+            continue
+        name = data.get("ruleset") if isinstance(data, dict) else None
+        if isinstance(name, str):
+            names[name] = None
+    return list(names)
+
+
+def _shadow_record(
+    args: argparse.Namespace, store: _Store, current: Deployment, cloudwatch: Callable[[], Any]
+) -> Record:
+    """The record of ``current``'s shadow candidate since it became the shadow; RecordUnreadable when it cannot be.
+
+    The window starts at the time of the oldest revision of the latest run naming the candidate (as ``_Origin``
+    finds it); a revision that records none (a document edited by hand) starts it when the bundle was published.
+    """
+    assert current.shadow is not None
+    origin = _Origin.of_shadow(current)
+    notes: list[str] = []
+    since = _parsed_time(origin.at)
+    if since is None:
+        try:
+            since = _parsed_time(store.bundle(current.shadow).published_at)
+        except _Failed as exc:
+            raise RecordUnreadable(f"revision {origin.revision} records no time, and {exc}") from None
+        if since is None:
+            raise RecordUnreadable(f"revision {origin.revision} records no time, nor bundle {current.shadow} one")
+        notes.append(
+            f"(revision {origin.revision} records no time: the window starts when bundle {current.shadow} was "
+            "published)"
+        )
+    until = window_end(datetime.now(UTC))
+    client = cloudwatch()
+    stack = args.stack
+    where = ""
+    if not stack:
+        stacks = find_stacks(client, args.namespace, store.pipeline)
+        if len(stacks) > 1:
+            listed = ", ".join(name or "(none)" for name in stacks)
+            raise RecordUnreadable(
+                f"the shadow metrics of {store.pipeline} are counted by several stacks ({listed}): pass --stack"
+            )
+        stack = stacks[0] if stacks else None
+        where = " (the stack CloudWatch lists shadow metrics of; --stack chooses)" if stack else ""
+    rulesets = _rulesets(store, current)
+    sums = read(client, args.namespace, store.pipeline, stack, rulesets, since, until)
+    dimensions = f"Pipeline={store.pipeline}" + (f", Stack={stack}{where}" if stack else "")
+    return Record(
+        current.shadow,
+        store.pipeline,
+        origin.revision,
+        since,
+        until,
+        sums,
+        rulesets,
+        f"namespace {args.namespace}, {dimensions}",
+        chosen=f" (deployed by {origin.by}{origin.noted()})",
+        notes=notes,
+    )
+
+
+def _shadow_status(args: argparse.Namespace, store: _Store, cloudwatch: Callable[[], Any], out: TextIO) -> None:
+    current, _ = store.deployment()
+    if current.shadow is None:
+        deployed = _describe(current) if current.revision else "no deployment"
+        print(
+            f"no shadow candidate for {store.pipeline} ({deployed}): no event is decided again; "
+            "`pipeline-rules shadow BUNDLE` deploys one",
+            file=out,
+        )
+        return
+    try:
+        record = _shadow_record(args, store, current, cloudwatch)
+    except RecordUnreadable as exc:
+        raise _Failed(
+            f"cannot read the record of the shadow candidate {current.shadow} from CloudWatch: {exc}"
+        ) from None
+    for line in record.lines():
+        print(line, file=out)
+    for warning in record.warnings():
+        print(f"warning: {warning}", file=out)
+
+
+def _note_record(
+    args: argparse.Namespace, store: _Store, current: Deployment, cloudwatch: Callable[[], Any], err: TextIO
+) -> None:
+    """Before the shadow is promoted: its record on ``err``, a WARNING line for each thing that should stop one.
+
+    With ``--require-agreement`` an unreadable record or any WARNING refuses the promotion (_Failed).
+    """
+    required = "not promoted (--require-agreement)"
+    try:
+        record = _shadow_record(args, store, current, cloudwatch)
+    except RecordUnreadable as exc:
+        if args.require_agreement:
+            raise _Failed(
+                f"the record of the shadow candidate {current.shadow} could not be read from CloudWatch ({exc}): "
+                f"{required}"
+            ) from None
+        print(
+            f"pipeline-rules: WARNING: the record of the shadow candidate {current.shadow} could not be read from "
+            f"CloudWatch ({exc}): it is promoted unseen",
+            file=err,
+        )
+        return
+    first, *rest = record.lines()
+    print(f"pipeline-rules: note: {first}", file=err)
+    for line in rest:
+        print(line, file=err)
+    warnings = record.warnings()
+    for warning in warnings:
+        print(f"pipeline-rules: WARNING: {warning}", file=err)
+    if warnings and args.require_agreement:
+        raise _Failed(f"the shadow candidate {current.shadow} has {len(warnings)} WARNING(s) above: {required}")
+
+
 def _untried(bundle_id: str, deployment: Deployment) -> bool:
     """Whether the bundle was neither the shadow candidate nor live in any revision the deployment keeps."""
     entries = (deployment.entry(), *deployment.history)
     return all(bundle_id not in (entry.get("shadow"), entry.get("live")) for entry in entries)
 
 
+def _cloudwatch_maker(args: argparse.Namespace, given: Any) -> Callable[[], Any]:
+    """What makes the CloudWatch client, when one is needed (``given``, else one at ``--endpoint-url``)."""
+
+    def make() -> Any:
+        if given is not None:
+            return given
+        import boto3
+        import botocore.config
+        import botocore.exceptions
+
+        if args.endpoint_url:
+            from tools.localaws import stand_in_credentials
+
+            stand_in_credentials()
+        # A note only for promote: a CloudWatch that does not answer must not hold the deployment up for long.
+        config = botocore.config.Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
+        try:
+            return boto3.client("cloudwatch", endpoint_url=args.endpoint_url, config=config)
+        except botocore.exceptions.BotoCoreError as exc:
+            raise RecordUnreadable(f"{type(exc).__name__}: {exc}") from None
+
+    return make
+
+
 def run(
-    argv: Sequence[str] | None = None, *, client: Any = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+    argv: Sequence[str] | None = None,
+    *,
+    client: Any = None,
+    cloudwatch: Any = None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
 ) -> int:
-    """Run the command line with ``client`` (a boto3 S3 client; one is made when None); the exit status."""
+    """Run the command line with ``client`` (a boto3 S3 client; one is made when None); the exit status.
+
+    ``cloudwatch`` is the CloudWatch client ``shadow-status`` and ``promote`` read the shadow's record with (one is
+    made when None, only when needed).
+    """
     args = _parser().parse_args(argv)
 
     load_project_plugins()
@@ -880,8 +1112,10 @@ def run(
                 raise _Failed(f"cannot write the bundle under {args.out}: {exc.strerror or exc}") from None
             written = "pipelines/, rules/" if bundle.pipeline_file else "rules/"
             print(f"wrote bundle {args.bundle} to {args.out}/ ({written})", file=out)
+        elif args.command == "shadow-status":
+            _shadow_status(args, store, _cloudwatch_maker(args, cloudwatch), out)
         else:
-            _deploy(args, store, pipeline, out, err)
+            _deploy(args, store, pipeline, _cloudwatch_maker(args, cloudwatch), out, err)
     except _Failed as exc:
         print(f"pipeline-rules: error: {exc}", file=err)
         return EXIT_USAGE

@@ -646,8 +646,27 @@ def test_a_shadow_deployed_over_anothers_says_whose_it_replaces_and_promote_whos
     assert status == 0 and f"replaces the shadow candidate {bob} (deployed by bob at revision 2: " in err
     assert ops.rules("shadow", bob, "--by", "bob")[0] == 0
     status, out, err = ops.rules("promote", "--by", "alice", "--note", "shadow agreed for a day")
-    assert status == 0 and err == ""
+    assert status == 0
     assert out == f"deployed: revision 5: live {bob} (the shadow candidate bob deployed at revision 4)\n"
+    # No note of a replaced candidate: only the record of the one promoted, which decided no event (moto's CloudWatch).
+    assert_no_record_of(err, bob, 4, "bob")
+
+
+def assert_no_record_of(err: str, candidate: str, revision: int, by: str) -> None:
+    """``err`` is promote's note of a shadow candidate that decided no event, and nothing else."""
+    lines = err.splitlines()
+    assert lines[0].startswith(f"pipeline-rules: note: shadow candidate {candidate} of twilio_inbound since revision ")
+    assert lines[0].endswith(f" (deployed by {by}):") and f" revision {revision} at " in lines[0]
+    assert lines[1:4] == [
+        "  evaluations 0: mismatches 0 (-), agreed 0",
+        "  mismatches by rule set: project_status 0, channel 0, conversation_lock 0, routing 0",
+        "  timeouts 0, failures 0",
+    ]
+    assert lines[4].startswith("  read from CloudWatch: namespace InboundWebhookPipeline, Pipeline=twilio_inbound, ")
+    assert len(lines) == 6
+    assert lines[5].startswith(
+        f"pipeline-rules: WARNING: the candidate has decided no event since revision {revision} "
+    )
 
 
 # Pulling the live bundle again into the same directory, as the docs do at every change (defect: the files of the
@@ -790,11 +809,13 @@ def test_promoting_a_bundle_never_in_shadow_says_it_goes_live_untried(ops: Ops) 
         f"live untried on live traffic; `pipeline-rules shadow BUNDLE` tries one first\n"
     )
     assert ops.rules("promote", first) == (0, f"deployed: revision 4: live {first}, shadow {tried}\n", "")
-    assert ops.rules("promote") == (
+    status, out, err = ops.rules("promote")
+    assert (status, out) == (
         0,
         f"deployed: revision 5: live {tried} (the shadow candidate bob deployed at revision 2)\n",
-        "",
     )
+    # No untried note: only the candidate's record (moto's CloudWatch holds no count of it: it decided no event).
+    assert_no_record_of(err, tried, 2, "bob")
 
 
 # An edit to a shared rule file (one naming no pipeline) published for one pipeline (defect: it went live for that

@@ -1,0 +1,306 @@
+"""``pipeline-rules shadow-status`` and ``promote``: the shadow candidate's record, read from CloudWatch.
+
+Defect: ``promote`` made the shadow candidate live without a word of how it did in shadow (nor did ``list``): a
+candidate that decided no event (never ran: a wrong prefix, a refused bundle, its budget exceeded on every event) or
+that decided 30% of the events otherwise went live as silently as one that agreed on thousands.
+
+CloudWatch is moto's, in-process. The counts reach it as the function's would: the runtime writes its EMF lines
+(``runtime.metrics.EmfMetrics`` with the counts ``runtime.shadow`` gives an event) and ``extract`` puts each metric
+of each line with ``put_metric_data``, the dimensions and namespace the line's ``_aws`` directives name, standing
+for CloudWatch Logs' extraction of EMF. So a metric name, dimension or namespace that the tool reads otherwise than
+the runtime writes reads as zero here, as it would in production.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from runtime.metrics import EmfMetrics
+from runtime.shadow import FAILED, TIMED_OUT, Comparison, Verdict
+from tests.support.bundles import BUCKET, PIPELINE, VIP_ROUTING, Ops, make_bucket, working_copy
+from tools.rules import run
+
+STACK = "webhooks"
+# The rule sets of the shipped twilio_inbound rules, in file order.
+RULESETS = ["project_status", "channel", "conversation_lock", "routing"]
+# An address where nothing listens: a CloudWatch that cannot be called.
+REFUSING = "http://127.0.0.1:9"
+
+
+def extract(cloudwatch: Any, line: str) -> None:
+    """Put the metrics of one EMF line into CloudWatch, as CloudWatch Logs extracts them."""
+    document = json.loads(line)
+    when = datetime.fromtimestamp(document["_aws"]["Timestamp"] / 1000, UTC)
+    for directive in document["_aws"]["CloudWatchMetrics"]:
+        for names in directive["Dimensions"]:
+            dimensions = [{"Name": name, "Value": document[name]} for name in names]
+            data = [
+                {
+                    "MetricName": metric["Name"],
+                    "Dimensions": dimensions,
+                    "Value": float(document[metric["Name"]]),
+                    "Unit": metric["Unit"],
+                    "Timestamp": when,
+                }
+                for metric in directive["Metrics"]
+            ]
+            cloudwatch.put_metric_data(Namespace=directive["Namespace"], MetricData=data)
+
+
+def differing(*rulesets: str) -> dict[str, int]:
+    """An event's shadow counts as ``runtime.shadow`` gives them, the candidate differing in ``rulesets``."""
+    live = Verdict("ROUTED", "whatsapp", {"routing": "channel_queue"})
+    candidate = Verdict("ROUTED", "handoff" if rulesets else "whatsapp", {"routing": "vip_to_human"})
+    return Comparison(live, candidate, rulesets).counts
+
+
+AGREED = differing()
+
+
+@dataclass
+class Shadowing:
+    """Ops with a bucket, and the function's metrics as CloudWatch holds them."""
+
+    ops: Ops
+    cloudwatch: Any
+
+    def events(self, *counts: dict[str, int], stack: str = STACK, clock: Callable[[], float] = time.time) -> None:
+        """Events the function decided with a shadow candidate, each with its shadow counts, in CloudWatch."""
+        written: list[str] = []
+        metrics = EmfMetrics.from_env({"STACK_NAME": stack}) if stack else EmfMetrics.from_env({})
+        assert metrics is not None
+        metrics._write, metrics._clock = written.append, clock
+        for event in counts:
+            metrics.record(PIPELINE, "QUEUED", None, ms=3.0, trace=(), properties={"RulesVersion": "x"}, counts=event)
+        for line in written:
+            extract(self.cloudwatch, line)
+
+    def rules(self, *args: str, own_client: bool = False) -> tuple[int, str, str]:
+        """Run ``pipeline-rules``; ``own_client``: it makes its CloudWatch client, as from a shell."""
+        out, err = io.StringIO(), io.StringIO()
+        cwd = Path.cwd()
+        os.chdir(self.ops.root)
+        try:
+            status = run(
+                ["--bucket", BUCKET, *args],
+                client=self.ops.s3,
+                cloudwatch=None if own_client else self.cloudwatch,
+                out=out,
+                err=err,
+            )
+        finally:
+            os.chdir(cwd)
+        return status, out.getvalue(), err.getvalue()
+
+    def candidate(self) -> str:
+        """A candidate deployed as the shadow (VIPs to a person)."""
+        self.ops.edit("40_routing.yaml", VIP_ROUTING)
+        status, out, err = self.rules("publish", "--shadow", "--by", "bob", "--note", "VIPs")
+        assert status == 0, out + err
+        return out.split("published: bundle ")[1].split()[0]
+
+
+@pytest.fixture
+def shadowing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shadowing]:
+    monkeypatch.delenv("STACK_NAME", raising=False)
+    monkeypatch.delenv("METRICS_NAMESPACE", raising=False)
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
+    with mock_aws():
+        s3 = boto3.client("s3")
+        make_bucket(s3)
+        yield Shadowing(Ops(s3, working_copy(tmp_path / "ops")), boto3.client("cloudwatch"))
+
+
+def test_the_metrics_read_are_those_an_emf_line_of_the_runtime_names() -> None:
+    """The namespace, dimensions and names of every shadow metric, from an EMF line the runtime writes."""
+    from tools.shadow_record import metric_queries
+
+    written: list[str] = []
+    metrics = EmfMetrics.from_env({"STACK_NAME": STACK})
+    assert metrics is not None
+    metrics._write = written.append
+    for counts in (differing("routing"), TIMED_OUT, FAILED):
+        metrics.record(PIPELINE, "QUEUED", None, ms=1.0, trace=(), counts=counts)
+    emitted = set()
+    for line in written:
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for names in directive["Dimensions"]:
+                dimensions = tuple(sorted((name, document[name]) for name in names))
+                for metric in directive["Metrics"]:
+                    if metric["Name"].startswith("Shadow"):
+                        emitted.add((directive["Namespace"], metric["Name"], dimensions))
+    read = {
+        (
+            query["MetricStat"]["Metric"]["Namespace"],
+            query["MetricStat"]["Metric"]["MetricName"],
+            tuple(sorted((item["Name"], item["Value"]) for item in query["MetricStat"]["Metric"]["Dimensions"])),
+        )
+        for query in metric_queries(metrics.namespace, PIPELINE, STACK, ["routing"], 3600)
+    }
+    assert emitted == read
+    assert {name for _, name, _ in emitted} == {
+        "ShadowEvaluations",
+        "ShadowMismatches",
+        "ShadowMismatch.routing",
+        "ShadowTimeouts",
+        "ShadowFailures",
+    }
+
+
+def test_without_a_shadow_candidate_the_status_says_so(shadowing: Shadowing) -> None:
+    status, out, err = shadowing.rules("shadow-status")
+    assert (status, err) == (0, "")
+    assert out == (
+        "no shadow candidate for twilio_inbound (no deployment): no event is decided again; "
+        "`pipeline-rules shadow BUNDLE` deploys one\n"
+    )
+
+
+def test_a_candidate_that_decided_no_event_is_said_so_and_promote_warns_but_deploys(shadowing: Shadowing) -> None:
+    candidate = shadowing.candidate()
+    at = shadowing.ops.deployment().updated_at
+    status, out, err = shadowing.rules("shadow-status")
+    assert (status, err) == (0, "")
+    lines = out.splitlines()
+    assert (
+        lines[0] == f"shadow candidate {candidate} of twilio_inbound since revision 1 at {at} (deployed by bob: VIPs):"
+    )
+    assert lines[1] == "  evaluations 0: mismatches 0 (-), agreed 0"
+    assert lines[2] == "  mismatches by rule set: " + ", ".join(f"{name} 0" for name in RULESETS)
+    assert lines[3] == "  timeouts 0, failures 0"
+    assert lines[4].startswith(
+        "  read from CloudWatch: namespace InboundWebhookPipeline, Pipeline=twilio_inbound, until "
+    )
+    assert lines[5].startswith(f"warning: the candidate has decided no event since revision 1 at {at}: check ")
+
+    status, out, err = shadowing.rules("promote", "--note", "looks fine")
+    assert status == 0 and out.startswith(f"deployed: revision 2: live {candidate} (the shadow candidate bob")
+    assert err.startswith(f"pipeline-rules: note: shadow candidate {candidate} of twilio_inbound since revision 1 ")
+    assert f"\npipeline-rules: WARNING: the candidate has decided no event since revision 1 at {at}: " in err
+    assert shadowing.ops.deployment().live == candidate
+
+
+def test_a_candidate_that_agreed_has_its_record_and_no_warning(shadowing: Shadowing) -> None:
+    candidate = shadowing.candidate()
+    shadowing.events(*[AGREED] * 5)
+    status, out, _ = shadowing.rules("shadow-status")
+    assert status == 0
+    assert out.splitlines()[1:4] == [
+        "  evaluations 5: mismatches 0 (0.0%), agreed 5",
+        "  mismatches by rule set: " + ", ".join(f"{name} 0" for name in RULESETS),
+        "  timeouts 0, failures 0",
+    ]
+    # Found without --stack: the one stack CloudWatch lists shadow metrics of.
+    assert f", Stack={STACK} (the stack CloudWatch lists shadow metrics of; --stack chooses), until " in out
+    assert "warning" not in out
+    status, out, err = shadowing.rules("promote", "--require-agreement")
+    assert status == 0 and "WARNING" not in err and "  evaluations 5: mismatches 0 (0.0%), agreed 5\n" in err
+    assert shadowing.ops.deployment().live == candidate
+
+
+def test_mismatches_in_one_rule_set_are_named_with_the_rate_and_the_gate_refuses_them(shadowing: Shadowing) -> None:
+    candidate = shadowing.candidate()
+    shadowing.events(*[AGREED] * 7, *[differing("routing")] * 3)
+    status, out, _ = shadowing.rules("shadow-status", "--stack", STACK)
+    assert status == 0
+    assert out.splitlines()[1:3] == [
+        "  evaluations 10: mismatches 3 (30.0%), agreed 7",
+        "  mismatches by rule set: project_status 0, channel 0, conversation_lock 0, routing 3",
+    ]
+    assert out.splitlines()[-1] == (
+        "warning: the candidate decided 3 of 10 events otherwise (30.0%): its shadow_mismatch lines say how"
+    )
+    status, out, err = shadowing.rules("promote", "--require-agreement")
+    assert (status, out) == (2, "")
+    assert "pipeline-rules: WARNING: the candidate decided 3 of 10 events otherwise (30.0%)" in err
+    assert err.endswith(
+        f"pipeline-rules: error: the shadow candidate {candidate} has 1 WARNING(s) above: not promoted "
+        "(--require-agreement)\n"
+    )
+    assert shadowing.ops.deployment().revision == 1
+    status, _, err = shadowing.rules("promote")
+    assert status == 0 and "WARNING: the candidate decided 3 of 10 events otherwise" in err
+    assert shadowing.ops.deployment().live == candidate
+
+
+def test_timeouts_and_failures_are_counted_apart_from_the_evaluations(shadowing: Shadowing) -> None:
+    shadowing.candidate()
+    shadowing.events(AGREED, AGREED, TIMED_OUT, FAILED)
+    status, out, _ = shadowing.rules("shadow-status")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[1] == "  evaluations 2: mismatches 0 (0.0%), agreed 2"
+    assert lines[3] == "  timeouts 1, failures 1"
+    assert [line.split(" (")[0] for line in lines if line.startswith("warning:")] == [
+        "warning: the candidate ran out of its time budget on 1 event",
+        "warning: the candidate's evaluation failed on 1 event",
+    ]
+
+
+def test_counts_from_before_the_candidate_became_the_shadow_or_of_another_stack_are_not_its(
+    shadowing: Shadowing,
+) -> None:
+    shadowing.events(differing("routing"), clock=lambda: time.time() - 3600)  # an earlier candidate's
+    shadowing.candidate()
+    shadowing.events(AGREED)
+    shadowing.events(differing("routing"), stack="staging")
+    status, _, err = shadowing.rules("shadow-status")
+    assert status == 2 and "are counted by several stacks (" in err and "): pass --stack\n" in err
+    status, out, _ = shadowing.rules("shadow-status", "--stack", STACK)
+    assert status == 0 and out.splitlines()[1] == "  evaluations 1: mismatches 0 (0.0%), agreed 1"
+
+
+def test_a_cloudwatch_that_cannot_be_read_stops_the_status_but_not_promote(shadowing: Shadowing) -> None:
+    candidate = shadowing.candidate()
+    status, out, err = shadowing.rules("--endpoint-url", REFUSING, "shadow-status", own_client=True)
+    assert (status, out) == (2, "")
+    assert err.startswith(
+        f"pipeline-rules: error: cannot read the record of the shadow candidate {candidate} from CloudWatch: "
+        f"EndpointConnectionError: Could not connect to the endpoint URL: "
+    )
+    assert "Traceback" not in err and err.count("\n") == 1
+    status, _, err = shadowing.rules("--endpoint-url", REFUSING, "promote", "--require-agreement", own_client=True)
+    assert status == 2 and err.endswith(": not promoted (--require-agreement)\n")
+    assert shadowing.ops.deployment().revision == 1
+    status, out, err = shadowing.rules("--endpoint-url", REFUSING, "promote", own_client=True)
+    assert status == 0 and out.startswith(f"deployed: revision 2: live {candidate}")
+    assert err.startswith(
+        f"pipeline-rules: WARNING: the record of the shadow candidate {candidate} could not be read from CloudWatch "
+        "(EndpointConnectionError: Could not connect to the endpoint URL: "
+    )
+    assert err.endswith("): it is promoted unseen\n") and err.count("\n") == 1
+
+
+def test_the_gate_takes_only_the_shadow_candidate(shadowing: Shadowing) -> None:
+    candidate = shadowing.candidate()
+    shadowing.rules("shadow", "--clear")
+    status, _, err = shadowing.rules("promote", candidate, "--require-agreement")
+    assert status == 2 and err == (
+        f"pipeline-rules: error: --require-agreement reads the shadow candidate's record, and {candidate} is not "
+        "the shadow candidate\n"
+    )
+
+
+def test_a_revision_recording_no_time_starts_the_window_when_the_bundle_was_published(shadowing: Shadowing) -> None:
+    from runtime.bundles import deployment_key
+
+    candidate = shadowing.candidate()
+    edited = shadowing.ops.deployment()._replace(updated_at="")  # a document edited by hand
+    shadowing.ops.s3.put_object(Bucket=BUCKET, Key=deployment_key("rules/", PIPELINE), Body=edited.to_json())
+    shadowing.events(AGREED)
+    status, out, _ = shadowing.rules("shadow-status")
+    assert status == 0 and out.splitlines()[1] == "  evaluations 1: mismatches 0 (0.0%), agreed 1"
+    assert f"  (revision 1 records no time: the window starts when bundle {candidate} was published)\n" in out
