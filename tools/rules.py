@@ -689,6 +689,14 @@ def _list(store: _Store, out: TextIO, err: TextIO) -> None:
     else:
         print(f"deployment {_describe(deployment)} ({deployment.updated_at} by {deployment.updated_by})", file=out)
         _print_missing(store, deployment, {item["Key"] for item in listing}, out)
+        if deployment.shadow is not None:
+            origin = _Origin.of_shadow(deployment)
+            print(
+                f"pipeline-rules: note: the shadow candidate {deployment.shadow} has decided events again since "
+                f"revision {origin.revision} at {origin.at or 'a time not recorded'}: `pipeline-rules shadow-status` "
+                "shows its record (CloudWatch's sums), which promote prints too",
+                file=err,
+            )
         print("history (newest first):", file=out)
         for entry in (deployment.entry(), *deployment.history):
             shadow = f", shadow {entry['shadow']}" if entry.get("shadow") else ""

@@ -304,3 +304,17 @@ def test_a_revision_recording_no_time_starts_the_window_when_the_bundle_was_publ
     status, out, _ = shadowing.rules("shadow-status")
     assert status == 0 and out.splitlines()[1] == "  evaluations 1: mismatches 0 (0.0%), agreed 1"
     assert f"  (revision 1 records no time: the window starts when bundle {candidate} was published)\n" in out
+
+
+def test_list_says_where_the_shadow_candidates_record_is(shadowing: Shadowing) -> None:
+    """Defect: ``list`` named the shadow candidate and nothing of how it did, nor where to see it."""
+    candidate = shadowing.candidate()
+    at = shadowing.ops.deployment().updated_at
+    status, out, err = shadowing.rules("list")
+    assert status == 0 and f", shadow {candidate} (" in out
+    assert err == (
+        f"pipeline-rules: note: the shadow candidate {candidate} has decided events again since revision 1 at {at}: "
+        "`pipeline-rules shadow-status` shows its record (CloudWatch's sums), which promote prints too\n"
+    )
+    shadowing.rules("shadow", "--clear")
+    assert shadowing.rules("list")[2] == ""
