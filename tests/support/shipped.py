@@ -5,6 +5,7 @@ A test that pins today's list of pipelines breaks when a pipeline is added; thes
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +29,8 @@ __all__ = [
     "position",
 ]
 
+# A queue URL (``https://sqs.REGION.amazonaws.com/ACCOUNT/NAME``): its region and account are those before the name.
+QUEUE_URL = re.compile(r"https://sqs\.[a-z0-9-]+\.amazonaws\.com/[0-9]+/[^/]+")
 # Not tests.support.expect's ROOT: expect builds its ENV with deployed_env.
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES_DIR = ROOT / "pipelines"
@@ -54,7 +57,9 @@ def deployed_env(known: Mapping[str, str], directory: Path = PIPELINES_DIR) -> d
 
     The value is the one ``pipeline-serve`` and the dry-run's worlds give it (a table's local name, a queue's URL).
     A test environment that lists today's variables by hand fails every test loading the shipped configuration once
-    a step keeping a table of its own is added (``audit: ${env:AUDIT_TABLE_NAME}``); this one takes it in.
+    a step keeping a table of its own is added (``audit: ${env:AUDIT_TABLE_NAME}``); this one takes it in. A queue's
+    URL is placed beside the queues ``known`` gives (their region and account): the cold start refuses a queue of
+    another region than the function's.
     """
     paths = pipeline_files(directory)
     required = {
@@ -64,7 +69,14 @@ def deployed_env(known: Mapping[str, str], directory: Path = PIPELINES_DIR) -> d
         if match.group(2) is None
     }
     local = blueprint(needs=pipeline_needs(paths))[0].environment()
-    return {**{name: local.get(name, name.lower()) for name in required}, **known}
+    bases = [url.rsplit("/", 1)[0] for url in known.values() if QUEUE_URL.fullmatch(url)]
+    values = {name: local.get(name, name.lower()) for name in required}
+    if bases:
+        values = {
+            name: f"{bases[0]}/{value.rsplit('/', 1)[1]}" if QUEUE_URL.fullmatch(value) else value
+            for name, value in values.items()
+        }
+    return {**values, **known}
 
 
 def configuration_files() -> int:

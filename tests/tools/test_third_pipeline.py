@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from engine.config import load_config
-from runtime.layout import pipeline_files
+from runtime.app import Application
+from runtime.layout import pipeline_files, yaml_files
 from tests.support.expect import ENV, ROOT
 from tests.support.plugins import STATUS_PLUGIN, plugin_loaded, pythonpath, write_status_events
 from tests.support.shipped import configuration_files, deployed_env, inline_tests
@@ -104,3 +105,28 @@ def test_the_tests_environment_gives_a_table_a_new_step_keeps_its_variable(tmp_p
         assert "EMAIL_QUEUE_URL" not in env  # has a default: a test that sets it means to
         for path in pipeline_files(root / "pipelines"):
             assert load_config(path, root / "rules", env).name
+
+
+def test_the_tests_environment_gives_a_new_queue_a_url_in_the_region_of_the_queues_it_was_given(
+    tmp_path: Path,
+) -> None:
+    """Before: a queue variable of a new pipeline (``${env:FAX_QUEUE_URL}``) was given the local world's URL, in
+    us-east-1, beside queues the test gave in eu-west-1: a cold start in eu-west-1 (tests/tools/test_check_yaml_mishaps)
+    refused the configuration ("the queue of target email is in us-east-1 but the function runs in eu-west-1")."""
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    email = (ROOT / "pipelines" / "email_inbound.yaml").read_text(encoding="utf-8")
+    fax = email.replace("pipeline: email_inbound", "pipeline: fax_inbound").replace("[email]", "[fax]", 1)
+    fax = fax.replace("${env:EMAIL_QUEUE_URL:-}", "${env:FAX_QUEUE_URL}")
+    (tmp_path / "pipelines" / "fax_inbound.yaml").write_text(fax, encoding="utf-8")
+    for path in yaml_files(tmp_path / "rules"):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("pipelines: [email_inbound]", "pipelines: [email_inbound, fax_inbound]"), "utf-8")
+    base = "https://sqs.eu-west-1.amazonaws.com/000000000000/"
+    known = {**ENV, **{name: base + name.lower() for name in ENV if name.endswith("_QUEUE_URL")}}
+
+    env = deployed_env(known, tmp_path / "pipelines")
+
+    assert env["FAX_QUEUE_URL"] == base + "fax"
+    application = Application.from_root(tmp_path, {**env, "AWS_DEFAULT_REGION": "eu-west-1"})
+    assert application.pipeline("fax_inbound").targets["email"]["queue_url"] == base + "fax"
