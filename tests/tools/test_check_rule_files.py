@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.yamlsource import load_yaml
+from tests.support.shipped import pipeline_names, pipeline_paths
 from tests.tools.test_check_broken import assemble
 from tests.tools.test_check_yaml_mishaps import check, deployed_env, line_of
 
@@ -149,16 +151,16 @@ def test_a_channel_no_pipeline_of_a_shared_set_serves_is_warned_about(
         "request.channel != 'Email'\""
     )
     text = both.read_text(encoding="utf-8").replace(shipped, either, 1)
-    both.write_text(
-        text.replace("kind: validation\n", "kind: validation\npipelines: [twilio_inbound, email_inbound]\n")
-    )
+    every = ", ".join(reversed(pipeline_names()))
+    both.write_text(text.replace("kind: validation\n", f"kind: validation\npipelines: [{every}]\n"))
 
     status, out = check(root, monkeypatch, capsys)
 
-    served = (
-        "whose channels are email (pipelines/email_inbound.yaml) and whatsapp, sms (pipelines/twilio_inbound.yaml), "
-        "the last segment of the path as written there, so this comparison is never true"
+    channels = " and ".join(
+        f"{', '.join(load_yaml(path).data['channels'])} (pipelines/{path.name})" for path in pipeline_paths()
     )
+    never = "the last segment of the path as written there, so this comparison is never true"
+    served = f"whose channels are {channels}, {never}"
     at_email = f"{line_of(both, 'Email')}:{either.index('Email') + 1}"
     at_whatsap = f"{line_of(lock, 'whatsap')}:{len('    ') + typo.index('whatsap') + 1}"
     assert out == [
@@ -224,7 +226,7 @@ def test_a_pipelines_directory_holding_no_file_the_cold_start_reads_names_the_on
             *(
                 f"pipelines/{name}.YAML:1:1: warning: this file is not read: only the files of pipelines/ ending in "
                 f".yaml or .yml (lower-case) are, so its pipeline never runs; rename it to {name}.yaml"
-                for name in ("email_inbound", "twilio_inbound")
+                for name in (path.stem for path in pipeline_paths())
             ),
         ],
     )
