@@ -30,6 +30,22 @@ def project(root: Path) -> Path:
     return root
 
 
+def fax_project(root: Path) -> Path:
+    """The shipped configuration and a third pipeline, ``fax_inbound`` (the email pipeline's steps and rules on the
+    channel ``fax``), whose queue is a variable of its own with no default, ``${env:FAX_QUEUE_URL}``; its file."""
+    shutil.copytree(ROOT / "pipelines", root / "pipelines")
+    shutil.copytree(ROOT / "rules", root / "rules")
+    email = (ROOT / "pipelines" / "email_inbound.yaml").read_text(encoding="utf-8")
+    fax = email.replace("pipeline: email_inbound", "pipeline: fax_inbound").replace("[email]", "[fax]", 1)
+    (root / "pipelines" / "fax_inbound.yaml").write_text(
+        fax.replace("${env:EMAIL_QUEUE_URL:-}", "${env:FAX_QUEUE_URL}")
+    )
+    for path in yaml_files(root / "rules"):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("pipelines: [email_inbound]", "pipelines: [email_inbound, fax_inbound]"), "utf-8")
+    return root / "pipelines" / "fax_inbound.yaml"
+
+
 def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**pythonpath(), "PIPELINE_PLUGINS": STATUS_PLUGIN, "STATUS_TABLE_NAME": "statuses"}
     return subprocess.run(
@@ -113,15 +129,7 @@ def test_the_tests_environment_gives_a_new_queue_a_url_in_the_region_of_the_queu
     """Before: a queue variable of a new pipeline (``${env:FAX_QUEUE_URL}``) was given the local world's URL, in
     us-east-1, beside queues the test gave in eu-west-1: a cold start in eu-west-1 (tests/tools/test_check_yaml_mishaps)
     refused the configuration ("the queue of target email is in us-east-1 but the function runs in eu-west-1")."""
-    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
-    shutil.copytree(ROOT / "rules", tmp_path / "rules")
-    email = (ROOT / "pipelines" / "email_inbound.yaml").read_text(encoding="utf-8")
-    fax = email.replace("pipeline: email_inbound", "pipeline: fax_inbound").replace("[email]", "[fax]", 1)
-    fax = fax.replace("${env:EMAIL_QUEUE_URL:-}", "${env:FAX_QUEUE_URL}")
-    (tmp_path / "pipelines" / "fax_inbound.yaml").write_text(fax, encoding="utf-8")
-    for path in yaml_files(tmp_path / "rules"):
-        text = path.read_text(encoding="utf-8")
-        path.write_text(text.replace("pipelines: [email_inbound]", "pipelines: [email_inbound, fax_inbound]"), "utf-8")
+    fax_project(tmp_path)
     base = "https://sqs.eu-west-1.amazonaws.com/000000000000/"
     known = {**ENV, **{name: base + name.lower() for name in ENV if name.endswith("_QUEUE_URL")}}
 

@@ -21,6 +21,7 @@ from tests.support.aws import iam_user
 from tests.support.dryrun import EVENTS, run_dryrun
 from tests.support.webhooks import USER, rest_event, whatsapp_params
 from tests.support.world import WA_SECRET, World
+from tests.tools.test_third_pipeline import fax_project
 from tools.dryrun.event_cli import main as event_cli
 from tools.dryrun.events import MAX_NESTING
 from tools.dryrun.world_cli import main
@@ -167,6 +168,22 @@ def test_an_endpoint_that_is_no_url_is_a_named_error_not_a_traceback(
     assert err == "pipeline-world: error: --endpoint-url 'notaurl': Invalid endpoint: notaurl\n"
     status, _, err = world_cli("snapshot", "--profile", "no-such-profile", "--user", "+447700900101")
     assert status == 2 and err.startswith("pipeline-world: error: reading the account failed: The config profile")
+
+
+def test_a_snapshot_stands_in_for_the_queue_of_a_new_pipeline_as_for_the_shipped_ones(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Before: a snapshot stood in for the four shipped queue variables only (queue URLs are needed to load a
+    pipeline, never to read from), so a third pipeline's ``${env:FAX_QUEUE_URL}`` stopped every snapshot with
+    "environment variable FAX_QUEUE_URL is not set", though no queue is read."""
+    fax = fax_project(tmp_path)
+    for name in (table.env for table in shipped_needs().tables if table.env is not None):
+        monkeypatch.setenv(name, name.lower())
+    monkeypatch.delenv("FAX_QUEUE_URL", raising=False)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    options = ("--pipeline", str(fax), "--rules", str(tmp_path / "rules"), "--user", "+447700900101")
+    status, out, err = world_cli("snapshot", "--endpoint-url", "notaurl", *options)
+    assert (status, out, err) == (2, "", "pipeline-world: error: --endpoint-url 'notaurl': Invalid endpoint: notaurl\n")
 
 
 def test_a_snapshot_with_a_rules_directory_that_is_not_there_names_its_option(

@@ -34,11 +34,20 @@ from tools.private import write_private
 
 __all__ = ["main"]
 
-# Queue URLs are needed to load a pipeline, never to read from: a snapshot stands in for any that is unset.
-_QUEUE_PLACEHOLDERS = {
-    name: f"https://sqs.invalid/snapshot/{name.lower()}"
-    for name in ("WHATSAPP_QUEUE_URL", "SMS_QUEUE_URL", "HANDOFF_QUEUE_URL", "EMAIL_QUEUE_URL")
-}
+# Queue URLs are needed to load a pipeline, never to read from: a snapshot stands in for any that is unset, the
+# shipped ones' and those of any other pipeline's targets (tools.needs reads them).
+_SHIPPED_QUEUES = ("WHATSAPP_QUEUE_URL", "SMS_QUEUE_URL", "HANDOFF_QUEUE_URL", "EMAIL_QUEUE_URL")
+
+
+def _queue_placeholders(pipelines: list[Path]) -> dict[str, str]:
+    """A stand-in URL for every queue variable of ``pipelines``' targets (and the shipped ones)."""
+    from tools.needs import pipeline_needs
+
+    try:
+        names = [*_SHIPPED_QUEUES, *(queue.env for queue in pipeline_needs(pipelines).queues)]
+    except ConfigError:  # loading the pipelines reports it, located
+        names = list(_SHIPPED_QUEUES)
+    return {name: f"https://sqs.invalid/snapshot/{name.lower()}" for name in names}
 
 
 class Refused(Exception):
@@ -121,7 +130,7 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     load_project_plugins()
     events = load_events(args.events) if args.events else []
     pipelines = [args.pipeline] if args.pipeline is not None else pipeline_files(PIPELINES_DIR)
-    configs = load_configs(pipelines, args.rules, {**_QUEUE_PLACEHOLDERS, **os.environ})
+    configs = load_configs(pipelines, args.rules, {**_queue_placeholders(pipelines), **os.environ})
     access = AccountAccess(args.profile, args.region, args.endpoint_url)
     try:
         try:
