@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.yamlsource import load_yaml
+from runtime.layout import yaml_files
 from runtime.verify import verify
 from tests.support.shipped import deployed_env
 from tools.check import check_config
@@ -45,8 +47,11 @@ def copy(tmp_path: Path, text: str) -> tuple[Path, Path]:
     (tmp_path / "pipelines").mkdir()
     pipeline = tmp_path / "pipelines" / "email_inbound.yaml"
     pipeline.write_text(text, encoding="utf-8")
-    # The email pipeline's rule sets (40_routing.yaml is the Twilio pipeline's).
-    shutil.copytree(ROOT / "rules", tmp_path / "rules", ignore=shutil.ignore_patterns("40_routing.yaml"))
+    # The email pipeline's rule sets: the shared ones and those naming it (40_routing.yaml is the Twilio pipeline's).
+    (tmp_path / "rules").mkdir()
+    for path in yaml_files(ROOT / "rules"):
+        if "email_inbound" in load_yaml(path).data.get("pipelines", ["email_inbound"]):
+            shutil.copy(path, tmp_path / "rules")
     return pipeline, tmp_path / "rules"
 
 
