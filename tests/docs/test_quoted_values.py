@@ -137,6 +137,19 @@ def test_the_extending_guide_names_every_page_quoting_the_shipped_rules_version(
     assert pages and all(page in said for page in pages), (sorted(pages), said)
 
 
+def test_the_extending_guide_names_what_a_new_pipeline_or_error_code_must_change() -> None:
+    """Before: a third pipeline with a step of its own, added as docs/extending.md says, failed tests the guide never
+    named: the editor schemas (which describe each code with the pipelines declaring it), dry-run.md's rules-version
+    banner (every pipeline's), and the on-call entry each new code needs; and the guide's ``ErrorSpec`` left out
+    ``loses_message``, the one flag the loss alarms read, so a code that drops a message went unalarmed unsaid."""
+    guide = " ".join((ROOT / "docs" / "extending.md").read_text(encoding="utf-8").split())
+    step = guide[guide.index("## Add a step") : guide.index("## Add a pipeline")]
+    pipeline = guide[guide.index("## Add a pipeline") : guide.index("## Add a plugin package")]
+    assert "loses_message" in step and "tests/runtime/test_oncall_runbook.py" in step, step
+    assert "make schemas" in pipeline and "tests/tools/test_schema_published.py" in pipeline, pipeline
+    assert "rules version" in pipeline and "dry-run.md" in pipeline, pipeline
+
+
 def test_the_rules_versions_quoted_for_the_shipped_files_are_theirs(shipped_versions: dict[str, str]) -> None:
     quoted = quoted_versions()
     assert quoted, "no page quotes the shipped rules' version any more: drop this test or its patterns"
