@@ -8,6 +8,7 @@ by the registered URL's ``rt`` (1 + ``rc`` attempts), SendGrid on its own schedu
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from typing import Any
@@ -320,13 +321,32 @@ def _routed_queues(configs: list[Any]) -> list[str]:
     return sorted(str(ref_of(url)) for url in urls)
 
 
+def _age_alarm(template: dict[str, Any], queue: str) -> str:
+    """The alarm on the age of ``queue``'s oldest message (found by the queue it watches, whatever its name)."""
+    watching = [
+        name
+        for name, body in template["Resources"].items()
+        if body["Type"] == "AWS::CloudWatch::Alarm"
+        and any(
+            (series.namespace, series.metric, series.dimensions)
+            == ("AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", f"{queue}.QueueName"),))
+            for series in alarm_series(template, name)
+        )
+    ]
+    assert watching, (
+        f"no alarm watches the age of {queue}'s oldest message: add one (docs/extending.md, Add a pipeline: "
+        "an ApproximateAgeOfOldestMessage alarm on the queue at QueueAgeAlarmSeconds)"
+    )
+    return watching[0]
+
+
 def test_a_trigger_that_nothing_consumes_raises_its_queue_age_alarm_long_before_sqs_deletes_it(
     template: dict[str, Any], configs: list[Any]
 ) -> None:
     parameter = template["Parameters"]["QueueAgeAlarmSeconds"]
     longest_window = template["Parameters"]["BatchWindowSeconds"]["MaxValue"]
     for queue in _routed_queues(configs):
-        alarm = f"{queue}AgeAlarm"
+        alarm = _age_alarm(template, queue)
         retention = template["Resources"][queue]["Properties"]["MessageRetentionPeriod"]
         # SQS reports the oldest message's age every minute while the queue holds it, until it deletes it.
         waiting = [queue_age(queue, EPOCH + age, age) for age in range(60, retention, 60)]
@@ -349,7 +369,7 @@ def test_a_trigger_that_nothing_consumes_raises_its_queue_age_alarm_while_its_me
     age, ttl = template["Parameters"]["QueueAgeAlarmSeconds"], template["Parameters"]["StageTtlSeconds"]
     longest_window = template["Parameters"]["BatchWindowSeconds"]["MaxValue"]
     for queue in _routed_queues(configs):
-        alarm = f"{queue}AgeAlarm"
+        alarm = _age_alarm(template, queue)
         for threshold in (age["Default"], age["MinValue"], age["MaxValue"]):
             left = _staged_after_alarm(template, queue, threshold, ttl["Default"])
             assert left >= HOUR, f"{alarm} at {threshold} s leaves {left} s before the default stage TTL"
@@ -361,7 +381,7 @@ def test_a_trigger_that_nothing_consumes_raises_its_queue_age_alarm_while_its_me
 def _staged_after_alarm(template: dict[str, Any], queue: str, threshold: int, stage_ttl: int) -> int:
     """Seconds a trigger's staged messages are left once its unconsumed queue's age alarm fires at ``threshold``."""
     waiting = [queue_age(queue, EPOCH + seconds, seconds) for seconds in range(60, 4 * DAY, 60)]
-    first = alarm_periods(template, f"{queue}AgeAlarm", waiting, {"QueueAgeAlarmSeconds": str(threshold)})[0]
+    first = alarm_periods(template, _age_alarm(template, queue), waiting, {"QueueAgeAlarmSeconds": str(threshold)})[0]
     return EPOCH + stage_ttl - (first + PERIOD)
 
 
@@ -509,3 +529,21 @@ def test_the_misrouted_messages_alarm_watches_every_pipeline_that_checks_them(
         line = count_line("NS", pipeline, MISROUTED_METRIC, timestamp_ms=1, stack=STACK)
         emitted |= {(p.metric, p.dimensions) for p in emf_datapoints(line)}
     assert {(s.metric, s.dimensions) for s in alarm_series(template, "MisroutedMessagesAlarm")} == emitted
+
+
+def test_a_queue_age_alarm_is_found_by_the_queue_it_watches_not_by_its_name(
+    template: dict[str, Any], configs: list[Any]
+) -> None:
+    """Before: the two age-alarm tests looked the alarm up as ``<Queue>AgeAlarm``, a name no doc gives, so a new
+    pipeline's queue alarmed as ``WebhookAgeAlarm`` passed the test that every routed queue has an age alarm and failed
+    the other two with a bare ``KeyError: 'WebhookQueueAgeAlarm'``; a queue with none said no more."""
+    renamed = copy.deepcopy(template)
+    resources = renamed["Resources"]
+    resources["WhatsAppAgeAlarm"] = resources.pop("WhatsAppQueueAgeAlarm")
+    test_a_trigger_that_nothing_consumes_raises_its_queue_age_alarm_long_before_sqs_deletes_it(renamed, configs)
+    test_a_trigger_that_nothing_consumes_raises_its_queue_age_alarm_while_its_messages_are_still_staged(
+        renamed, configs
+    )
+    del resources["WhatsAppAgeAlarm"]
+    with pytest.raises(AssertionError, match="no alarm watches the age of WhatsAppQueue's oldest message"):
+        test_a_trigger_that_nothing_consumes_raises_its_queue_age_alarm_long_before_sqs_deletes_it(renamed, configs)
