@@ -150,6 +150,17 @@ def test_the_extending_guide_names_what_a_new_pipeline_or_error_code_must_change
     assert "rules version" in pipeline and "dry-run.md" in pipeline, pipeline
 
 
+def test_the_extending_guide_names_what_the_template_s_new_alarms_and_parameters_need() -> None:
+    """Before: the template of a third pipeline, written by the guide's list, still failed three tests it never
+    named: its transient alarm's threshold looked up as a parameter ``<Name>TransientErrorsAlarmThreshold`` of its
+    own ("WebhookTransientErrorsAlarm does not fire at {'Ref': 'WebhookTransientErrorsAlarmThreshold'}"), each new
+    parameter in deploy.md's parameter table, and each new alarm in deploy.md's on-call section."""
+    guide = " ".join((ROOT / "docs" / "extending.md").read_text(encoding="utf-8").split())
+    stack = guide[guide.index("What the stack needs for the new channel") : guide.index("## Add a plugin package")]
+    assert "TransientErrorsAlarmThreshold" in stack, stack
+    assert "tests/docs/test_quoted_values.py" in stack and "tests/runtime/test_oncall_runbook.py" in stack, stack
+
+
 def test_the_rules_versions_quoted_for_the_shipped_files_are_theirs(shipped_versions: dict[str, str]) -> None:
     quoted = quoted_versions()
     assert quoted, "no page quotes the shipped rules' version any more: drop this test or its patterns"
