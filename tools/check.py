@@ -27,7 +27,9 @@ of that, this adds warnings for configuration that runs but probably not as inte
 - transient codes a step of the pipeline may end that such a family (one that answers them rather than raising) has
   no ``status:`` for: they are answered ``default_status`` (500), where the other transient codes are 503;
 - a pipeline whose steps authenticate the request but none of which can end it ``INVALID_SIGNATURE``: the code the
-  ``SignatureMismatches`` metric, the alarms and the dry-run's signature state read as a refused signature;
+  ``SignatureMismatches`` metric, the alarms and the dry-run's signature state read as a refused signature; or one
+  of whose authenticating steps refuses with a code of its own beside it that no alarm watches (not transient, not
+  ``loses_message``);
 - ``aws:`` bounds and a ``deadline_seconds`` that let one invocation run past ``INVOCATION_LIMIT_SECONDS``
   (``runtime.aws.longest_invocation_seconds``);
 - rules that can never match (``find_shadowed``), a default that is never used (or, in a validation set,
@@ -413,24 +415,54 @@ def _unanswered_transient_codes(inspection: Inspection, document: SourceDoc | No
 
 
 def _uncounted_refusals(inspection: Inspection, document: SourceDoc | None) -> list[Problem]:
-    """A pipeline that authenticates requests with no step able to refuse one as ``INVALID_SIGNATURE``."""
+    """Authenticated refusals nothing counts: no step able to end ``INVALID_SIGNATURE``, or a code of its own beside it.
+
+    A code of its own is one an authenticating step declares that is neither transient nor ``loses_message``.
+    """
     config, pipeline = inspection.config, inspection.files[0]
     if config is None or document is None:
         return []
     specs = [(step, registry.get(step.uses)) for step in config.pipeline.steps()]
     checks = [step for step, spec in specs if spec is not None and spec.authenticates]
     codes = {error.code for _, spec in specs if spec is not None for error in spec.errors}
-    if not checks or INVALID_SIGNATURE in codes:
+    if not checks:
         return []
-    step = checks[-1]
-    message = (
-        f"step {step.id!r} ({step.uses}) authenticates the request, but no step of {pipeline} can end it "
-        f"{INVALID_SIGNATURE}: a refused signature is then not counted in SignatureMismatches, no alarm watches it and "
-        f"the dry-run reports it as not checked; end a refused signature with {INVALID_SIGNATURE}"
-    )
-    found = step_path(document.data.get("steps") if isinstance(document.data, dict) else None, step.id)
-    where = (*found, "uses") if found is not None else ("steps",)
-    return [document.locator.problem(where, message, severity="warning")]
+    uncounted = "not counted in SignatureMismatches, no alarm watches it and the dry-run reports"
+    if INVALID_SIGNATURE in codes:
+        # A refusal with a code of its own beside INVALID_SIGNATURE: unseen unless it is alarmed otherwise.
+        warned = [
+            (step, error.code)
+            for step, spec in specs
+            if spec is not None and spec.authenticates
+            for error in spec.errors
+            if error.code != INVALID_SIGNATURE and not error.transient and not error.loses_message
+        ]
+        messages = [
+            (
+                step,
+                f"step {step.id!r} ({step.uses}) authenticates the request and may refuse it {code}, a code of its "
+                f"own that is neither transient nor loses_message: such a refusal is {uncounted} its signature as not "
+                f"checked; end it with {INVALID_SIGNATURE}, as a wrong signature",
+            )
+            for step, code in warned
+        ]
+    else:
+        step = checks[-1]
+        messages = [
+            (
+                step,
+                f"step {step.id!r} ({step.uses}) authenticates the request, but no step of {pipeline} can end it "
+                f"{INVALID_SIGNATURE}: a refused signature is then {uncounted} it as not checked; end a refused "
+                f"signature with {INVALID_SIGNATURE}",
+            )
+        ]
+    steps = document.data.get("steps") if isinstance(document.data, dict) else None
+    problems = []
+    for step, message in messages:
+        found = step_path(steps, step.id)
+        where = (*found, "uses") if found is not None else ("steps",)
+        problems.append(document.locator.problem(where, message, severity="warning"))
+    return problems
 
 
 def _slow_bounds(inspection: Inspection, document: SourceDoc | None) -> list[Problem]:

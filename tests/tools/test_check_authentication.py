@@ -41,3 +41,27 @@ def test_a_signature_refusal_no_alarm_counts_is_a_warning(tmp_path: Path) -> Non
         line for line in done.stdout.splitlines() if line.startswith(warning)
     ]
     assert check(tmp_path, "--strict").returncode == 2
+
+
+def test_a_signature_refusal_with_a_code_of_its_own_beside_invalid_signature_is_a_warning(tmp_path: Path) -> None:
+    """Before: only a pipeline with no step able to end INVALID_SIGNATURE was warned about; a signature step refusing
+    a wrong signature INVALID_SIGNATURE but an old one HMAC_STALE (a code of its own, neither transient nor
+    loses_message) passed --check without a word, though those refusals are counted in no SignatureMismatches, no
+    alarm watches them and the dry-run calls their events' signature not checked."""
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    text = (FIXTURE / "pipelines" / "hmac_inbound.yaml").read_text(encoding="utf-8")
+    timed = text.replace("uses: hmac.verify\n", "uses: hmac.verify_timed\n").replace(
+        "HMAC_MISMATCH: 403", "HMAC_STALE: 403"
+    )
+    (tmp_path / "pipelines" / "hmac_inbound.yaml").write_text(timed, encoding="utf-8")
+    done = check(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if "HMAC_STALE" in line]
+    assert line == (
+        "pipelines/hmac_inbound.yaml:31:11: warning: step 'signature' (hmac.verify_timed) authenticates the request "
+        "and may refuse it HMAC_STALE, a code of its own that is neither transient nor loses_message: such a refusal "
+        "is not counted in SignatureMismatches, no alarm watches it and the dry-run reports its signature as not "
+        "checked; end it with INVALID_SIGNATURE, as a wrong signature"
+    )
+    assert not [line for line in done.stdout.splitlines() if "no step of" in line]
