@@ -40,7 +40,17 @@ from engine.timebox import TimeboxExpired, TimeboxUnavailable, call_within
 from runtime import tracing
 from runtime.apigateway import EventError, http_request, proxy_response, request_path
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients, new_session
-from runtime.layout import PIPELINES_DIR, PIPELINES_HELD, RULES_DIR, RULES_HELD, Listing, listing, unread_named
+from runtime.layout import (
+    NAMED_AT_MOST,
+    PIPELINES_DIR,
+    PIPELINES_HELD,
+    RULES_DIR,
+    RULES_HELD,
+    Listing,
+    listing,
+    named_briefly,
+    unread_named,
+)
 from runtime.metrics import EmfMetrics
 from runtime.misroute import (
     INVALID_SIGNATURE,
@@ -403,6 +413,7 @@ def load_pipelines(root: Path, env: Mapping[str, str], stamp: Stamp | None = Non
 def say_unread(root: Path, pipelines: Listing) -> None:
     """One WARNING line naming each entry of ``rules/`` and ``pipelines/`` the cold start does not read, with the fix.
 
+    It names the first ``NAMED_AT_MOST``, then how many more, so that the line stays one CloudWatch Logs event.
     ``pipelines`` is the listing the pipeline files come from; ``rules/`` is listed once, and no file is read: the
     line names entries, never what they hold (``runtime.layout``; ``pipeline-dryrun --check`` warns of the same).
     """
@@ -411,10 +422,12 @@ def say_unread(root: Path, pipelines: Listing) -> None:
         **unread_named(PIPELINES_DIR.name, pipelines.unread, PIPELINES_HELD),
     }
     if named:
+        names, problems = named_briefly(named)
+        every = ", and names every one" if len(named) > NAMED_AT_MOST else ""
         logger.warning(
-            f"not read at the cold start, so what they hold never runs: {', '.join(named)}; rename or move each as "
-            "problems says (pipeline-dryrun --check warns of the same)",
-            extra={"problems": [f"{name}: {why}" for name, why in named.items()]},
+            f"not read at the cold start, so what they hold never runs: {names}; rename or move each as problems "
+            f"says (pipeline-dryrun --check warns of the same{every})",
+            extra={"problems": problems},
         )
 
 

@@ -51,7 +51,7 @@ from engine.errors import Problem
 from engine.rules import RuleSet
 from runtime.aws import error_code
 from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_key, deployment_key, size_error
-from runtime.layout import PIPELINES_DIR, RULES_DIR, RULES_HELD, Unread, pipeline_files, unread_named
+from runtime.layout import PIPELINES_DIR, RULES_DIR, RULES_HELD, Unread, named_briefly, pipeline_files, unread_named
 from runtime.verify import CodeOutline, code_outline, code_owned, verify
 
 if TYPE_CHECKING:
@@ -188,11 +188,11 @@ def _live_revision(deployment: Deployment, bundle_id: str | None, default: int) 
 def _say_unread(name: str, bundle: Bundle) -> None:
     """One WARNING line naming what the rules directory ``bundle`` was published from held that is not read."""
     entries = [Unread(entry[len("rules/") :].rstrip("/"), entry.endswith("/")) for entry in bundle.unread]
-    named = unread_named(RULES_DIR.name, entries, RULES_HELD)
+    names, problems = named_briefly(unread_named(RULES_DIR.name, entries, RULES_HELD))
     logger.warning(
         f"bundle {bundle.id} of {name} was published without entries of its rules directory that are not read, so "
-        f"what they hold never runs: {', '.join(named)}; rename or move each as problems says, then publish again",
-        extra={"pipeline": name, "bundle": bundle.id, "problems": [f"{entry}: {why}" for entry, why in named.items()]},
+        f"what they hold never runs: {names}; rename or move each as problems says, then publish again",
+        extra={"pipeline": name, "bundle": bundle.id, "problems": problems},
     )
 
 

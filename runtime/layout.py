@@ -21,8 +21,10 @@ __all__ = [
     "RULES_HELD",
     "Held",
     "Listing",
+    "NAMED_AT_MOST",
     "Unread",
     "listing",
+    "named_briefly",
     "pipeline_files",
     "unread_message",
     "unread_named",
@@ -33,6 +35,9 @@ PIPELINES_DIR = Path("pipelines")
 RULES_DIR = Path("rules")
 
 _EXTENSIONS = (".yaml", ".yml")
+# The entries a log line names at most, each with its fix: 100 make a line of some 25 KB (70 KB with names of 255
+# characters), where 3,000 made one of 684 KB, past the 256 KB CloudWatch Logs takes as one event.
+NAMED_AT_MOST = 100
 # A team's notes kept beside the files (README.md, CHANGES.rst): documentation, not configuration meant to be read.
 _NOTES = (".md", ".txt", ".rst")
 
@@ -108,6 +113,16 @@ def unread_message(entry: Unread, shown: str, held: Held) -> str:
 def unread_named(directory: str, entries: list[Unread], held: Held) -> dict[str, str]:
     """Each of ``entries`` of a task root's ``directory`` (``rules``), by its name there, with why and the fix."""
     return {f"{directory}/{entry.name}": unread_message(entry, directory, held) for entry in entries}
+
+
+def named_briefly(named: dict[str, str]) -> tuple[str, list[str]]:
+    """``named`` (``unread_named``) as a log line gives it: its names and the problems of those named.
+
+    At most ``NAMED_AT_MOST`` are named, then how many more are left out ("and 2900 more").
+    """
+    shown = list(named)[:NAMED_AT_MOST]
+    more = len(named) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else ""), [f"{name}: {named[name]}" for name in shown]
 
 
 def yaml_files(directory: Path) -> list[Path]:

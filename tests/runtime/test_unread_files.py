@@ -137,3 +137,28 @@ def test_the_shipped_directories_hold_nothing_the_cold_start_does_not_read() -> 
     assert [path.name for path in listing(ROOT / RULES_DIR).read] == sorted(
         path.name for path in [*(ROOT / RULES_DIR).glob("*.yaml"), *(ROOT / RULES_DIR).glob("*.yml")]
     )
+
+
+def test_the_line_naming_unread_entries_stays_one_log_event_however_many_there_are(
+    task_root: Callable[..., Any], json_logs: Logs, tmp_path: Path
+) -> None:
+    """Defect: the line named every unread entry with its fix, unbounded: 1,000 files of rules/ that are not read
+    (lookup data kept beside the rules, say) made one 228,298-byte line, 3,000 a 684,298-byte one, past the
+    256 KB CloudWatch Logs takes as one event, so the JSON was cut. Now it names the first 100 (problems: their
+    fixes) and says how many more there are, which pipeline-dryrun --check lists one by one."""
+    rules = tmp_path / "task-root" / "rules"
+    for index in range(3000):
+        (rules / f"lookup_{index:04d}.json").write_text("{}\n", encoding="utf-8")
+    task_root({})
+
+    (line,) = _unread_lines(json_logs())
+    assert len(json.dumps(line).encode()) < 32 * 1024
+    assert line["message"] == (
+        "not read at the cold start, so what they hold never runs: "
+        + ", ".join(f"rules/lookup_{index:04d}.json" for index in range(100))
+        + " and 2900 more; rename or move each as problems says (pipeline-dryrun --check warns of the same, "
+        "and names every one)"
+    )
+    assert [problem.split(":")[0] for problem in line["problems"]] == [
+        f"rules/lookup_{index:04d}.json" for index in range(100)
+    ]
