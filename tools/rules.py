@@ -615,8 +615,13 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     files = {f"rules/{Path(name).name}": Path(name).read_text(encoding="utf-8") for name in report.files[1:]}
     if args.with_pipeline:
         files[f"pipelines/{pipeline.name}"] = pipeline.read_text(encoding="utf-8")
-    # What --rules holds that the function would not read (warned above) goes out named, for the function to say.
-    unread = tuple(f"rules/{entry.name}{'/' if entry.is_dir else ''}" for entry in listing(args.rules).unread)
+    # What --rules holds that the function would not read (warned above) goes out named, for the function to say. A
+    # name the file system holds as bytes that are not UTF-8 (caf\xe9.yaml.bak) goes with them as escapes: the
+    # bundle is UTF-8 JSON, which cannot carry them.
+    unread = tuple(
+        f"rules/{os.fsencode(entry.name).decode('utf-8', 'backslashreplace')}{'/' if entry.is_dir else ''}"
+        for entry in listing(args.rules).unread
+    )
     bundle = Bundle(name, files, _now(), args.by, args.note, unread)
     oversize = size_error(len(bundle.to_json()), f"bundle {bundle.id}")
     if oversize is not None:

@@ -1096,3 +1096,22 @@ def test_the_live_bundle_kept_after_a_refusal_has_one_rules_source_across_the_fl
 
     sources = {started.message(json_logs)["rules_source"] for started in (warm, fresh)}
     assert sources == {f"bundle {good}, revision 2"}
+
+
+def test_a_rules_directory_holding_a_name_that_is_not_utf8_still_publishes_and_names_it(
+    ops: Ops, container: Callable[..., Container], json_logs: Logs
+) -> None:
+    """Defect: publish names what --rules holds unread in the bundle (``unread``), and a file whose name is not
+    UTF-8 (``caf\\xe9.yaml.bak``, Latin-1 from an old archive, which Linux keeps as bytes) made it end in a traceback,
+    UnicodeEncodeError from the bundle's JSON, nothing published, where before ``unread`` it published. Its name now
+    goes out with the bytes that are not UTF-8 written as escapes, and the container names it so."""
+    name = os.fsdecode(b"caf\xe9.yaml.bak")
+    (ops.root / "rules" / name).write_text("ruleset: old\n", encoding="utf-8")
+    bundle = ops.publish("--live")
+    stored = json.loads(ops.s3.get_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, bundle))["Body"].read())
+    assert stored["unread"] == ["rules/caf\\xe9.yaml.bak"]
+
+    container()
+
+    (line,) = [line for line in json_logs() if "not read" in line["message"]]
+    assert "never runs: rules/caf\\xe9.yaml.bak; rename" in line["message"]
