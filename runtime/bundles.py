@@ -45,7 +45,6 @@ MAX_BYTES = 1024 * 1024
 _FILE = re.compile(r"(pipelines|rules)/[A-Za-z0-9_.-]+\.ya?ml")
 # An entry of the rules directory a bundle was published from that is not read (a directory's name ends in "/").
 _UNREAD = re.compile(r"rules/[^/\x00-\x1f\x7f]{1,255}/?")
-_MAX_UNREAD = 100
 
 
 class BundleError(ValueError):
@@ -154,8 +153,11 @@ class Bundle(NamedTuple):
 
 
 def _unread(named: Any) -> tuple[str, ...]:
-    """The entries a bundle names as not read; what is not such a name is left out (a note only, never refused)."""
-    entries = named[:_MAX_UNREAD] if isinstance(named, list) else []
+    """The entries a bundle names as not read; what is not such a name is left out (a note only, never refused).
+
+    Every one is kept (a bundle is at most ``MAX_BYTES``): the line naming them says how many it leaves out.
+    """
+    entries = named if isinstance(named, list) else []
     return tuple(entry for entry in entries if isinstance(entry, str) and _UNREAD.fullmatch(entry))
 
 

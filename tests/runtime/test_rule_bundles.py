@@ -1115,3 +1115,22 @@ def test_a_rules_directory_holding_a_name_that_is_not_utf8_still_publishes_and_n
 
     (line,) = [line for line in json_logs() if "not read" in line["message"]]
     assert "never runs: rules/caf\\xe9.yaml.bak; rename" in line["message"]
+
+
+def test_a_bundle_naming_more_unread_entries_than_a_line_shows_says_how_many_more(
+    ops: Ops, container: Callable[..., Container], json_logs: Logs
+) -> None:
+    """Defect: a bundle names every entry its rules directory held unread, and the container kept the first 100
+    of them and dropped the rest without a word: 150 such files made a line naming 100, as if they were all. It
+    now reads them all and its line, bounded as the cold start's (100 names), says how many more there are."""
+    for index in range(150):
+        (ops.root / "rules" / f"lookup_{index:03d}.json").write_text("{}\n", encoding="utf-8")
+    bundle = ops.publish("--live")
+    stored = json.loads(ops.s3.get_object(Bucket=BUCKET, Key=bundle_key("rules/", PIPELINE, bundle))["Body"].read())
+    assert len(stored["unread"]) == 150
+
+    container()
+
+    (line,) = [line for line in json_logs() if "not read" in line["message"]]
+    assert "rules/lookup_099.json and 50 more; rename or move each" in line["message"]
+    assert len(line["problems"]) == 100
