@@ -992,6 +992,7 @@ def _shadow_record(
         f"namespace {args.namespace}, {dimensions}",
         chosen=f" (deployed by {origin.by}{origin.noted()})",
         notes=notes,
+        region=str(getattr(getattr(client, "meta", None), "region_name", None) or ""),
     )
 
 

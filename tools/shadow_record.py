@@ -155,6 +155,8 @@ class Record:
     where: str
     chosen: str = ""
     notes: Sequence[str] = field(default_factory=tuple)
+    # CloudWatch is regional (S3 answers from any): the shell's region may not be the function's.
+    region: str = ""
 
     @property
     def evaluations(self) -> float:
@@ -182,7 +184,8 @@ class Record:
             f"agreed {_count(agreed)}",
             f"  mismatches by rule set: {per_set or 'no rule set known'}",
             f"  timeouts {_count(self.sums.get(TIMEOUTS, 0.0))}, failures {_count(self.sums.get(FAILURES, 0.0))}",
-            f"  read from CloudWatch: {self.where}, until {until}",
+            f"  read from CloudWatch: {self.where}, until {until}"
+            + (f" in region {self.region} (AWS_REGION)" if self.region else ""),
             *(f"  {note}" for note in self.notes),
         ]
 
@@ -194,7 +197,9 @@ class Record:
             found.append(
                 f"the candidate has decided no event since {self._at()}: check that the function reads this bucket "
                 "and prefix (RULES_PREFIX), that it did not refuse the candidate (RulesBundleErrors; ERROR lines of "
-                "runtime.bundlewatch), that the pipeline had events reaching its rules, and --stack/--namespace"
+                "runtime.bundlewatch), that the pipeline had events reaching its rules, and that --stack, --namespace "
+                + (f"and the region read ({self.region}: AWS_REGION) are" if self.region else "are")
+                + " the function's"
             )
         if self.mismatches:
             found.append(

@@ -318,3 +318,23 @@ def test_list_says_where_the_shadow_candidates_record_is(shadowing: Shadowing) -
     )
     shadowing.rules("shadow", "--clear")
     assert shadowing.rules("list")[2] == ""
+
+
+def test_a_record_read_in_another_region_than_the_functions_names_the_region(shadowing: Shadowing) -> None:
+    """Defect: CloudWatch is regional and the tool reads the shell's region (AWS_REGION, the profile's), while S3
+    answers from any: run from a shell set to another region than the stack's, the record read 0 evaluations and
+    the warning sent ops to check the bucket and prefix, a refused bundle, the events, --stack and --namespace,
+    all right, and not the region, which no line named. The record now says the region it was read in, and the
+    warning names it among what to check."""
+    candidate = shadowing.candidate()
+    shadowing.events(*[AGREED] * 5)  # in the function's region, us-east-1
+    shadowing.cloudwatch = boto3.client("cloudwatch", region_name="eu-west-1")
+    status, out, _ = shadowing.rules("shadow-status", "--stack", STACK)
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"shadow candidate {candidate} ") and lines[1].startswith("  evaluations 0:")
+    assert lines[4].startswith("  read from CloudWatch: namespace InboundWebhookPipeline, ")
+    assert lines[4].endswith(" in region eu-west-1 (AWS_REGION)")
+    assert lines[5].endswith(
+        ", and that --stack, --namespace and the region read (eu-west-1: AWS_REGION) are the function's"
+    )
