@@ -954,7 +954,9 @@ def _shadow_record(
     origin = _Origin.of_shadow(current)
     notes: list[str] = []
     since = _parsed_time(origin.at)
+    recorded = f"revision {origin.revision} records"
     if since is None:
+        recorded = f"bundle {current.shadow} records"
         try:
             since = _parsed_time(store.bundle(current.shadow).published_at)
         except _Failed as exc:
@@ -965,7 +967,13 @@ def _shadow_record(
             f"(revision {origin.revision} records no time: the window starts when bundle {current.shadow} was "
             "published)"
         )
-    until = window_end(datetime.now(UTC))
+    now = datetime.now(UTC)
+    until = window_end(now)
+    if since >= until:  # CloudWatch refuses a window that ends before it starts (ValidationError)
+        raise RecordUnreadable(
+            f"{recorded} {since:%Y-%m-%dT%H:%M:%SZ}, after this machine's clock ({now:%Y-%m-%dT%H:%M:%SZ}): one of "
+            "the two clocks is wrong"
+        )
     client = cloudwatch()
     stack = args.stack
     where = ""

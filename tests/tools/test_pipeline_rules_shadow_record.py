@@ -338,3 +338,29 @@ def test_a_record_read_in_another_region_than_the_functions_names_the_region(sha
     assert lines[5].endswith(
         ", and that --stack, --namespace and the region read (eu-west-1: AWS_REGION) are the function's"
     )
+
+
+def test_a_revision_recorded_after_this_machines_clock_is_said_so_not_taken_for_a_cloudwatch_error(
+    shadowing: Shadowing,
+) -> None:
+    """Defect: the window starts at the time the deployment records, written by the clock of whoever deployed; a
+    clock 7 minutes ahead of this machine's made a window ending before it starts, CloudWatch refused it, and ops
+    read "cannot read the record ... from CloudWatch: ValidationError" (promote: "promoted unseen") and went looking
+    at CloudWatch. Now the line says the revision's time is after this machine's clock, both times, before asking."""
+    from datetime import timedelta
+
+    from runtime.bundles import deployment_key
+
+    candidate = shadowing.candidate()
+    ahead = (datetime.now(UTC) + timedelta(minutes=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    edited = shadowing.ops.deployment()._replace(updated_at=ahead)
+    shadowing.ops.s3.put_object(Bucket=BUCKET, Key=deployment_key("rules/", PIPELINE), Body=edited.to_json())
+    status, out, err = shadowing.rules("shadow-status")
+    assert (status, out) == (2, "")
+    assert err.startswith(
+        f"pipeline-rules: error: cannot read the record of the shadow candidate {candidate} from CloudWatch: "
+        f"revision 1 records {ahead}, after this machine's clock ("
+    )
+    assert err.endswith("): one of the two clocks is wrong\n") and "ValidationError" not in err
+    status, _, err = shadowing.rules("promote")
+    assert status == 0 and f"revision 1 records {ahead}, after this machine's clock (" in err
