@@ -42,6 +42,7 @@ from runtime.apigateway import EventError, http_request, proxy_response, request
 from runtime.aws import DynamoTables, SecretsManagerStore, SqsQueues, lazy_clients, new_session
 from runtime.layout import (
     NAMED_AT_MOST,
+    NO_PIPELINES,
     PIPELINES_DIR,
     PIPELINES_HELD,
     RULES_DIR,
@@ -406,7 +407,7 @@ def load_pipelines(root: Path, env: Mapping[str, str], stamp: Stamp | None = Non
     say_unread(root, pipelines)
     files = pipelines.read
     if not files:
-        raise ConfigError([Problem(str(root / PIPELINES_DIR), 1, 1, "no pipeline files (*.yaml) found")])
+        raise ConfigError([Problem(str(root / PIPELINES_DIR), 1, 1, NO_PIPELINES)])
     return load_configs(files, root / RULES_DIR, env, stamp)
 
 

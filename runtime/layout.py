@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 __all__ = [
+    "NO_PIPELINES",
     "PIPELINES_DIR",
     "PIPELINES_HELD",
     "RULES_DIR",
@@ -33,6 +34,8 @@ __all__ = [
 
 PIPELINES_DIR = Path("pipelines")
 RULES_DIR = Path("rules")
+# Why a task root with no pipeline file to read is refused: by the cold start, and by the build's stamp before it.
+NO_PIPELINES = "no pipeline files (*.yaml) found"
 
 _EXTENSIONS = (".yaml", ".yml")
 # The entries a log line names at most, each with its fix: 100 make a line of some 25 KB (70 KB with names of 255

@@ -184,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import argparse
 
-    from runtime.layout import PIPELINES_DIR, RULES_DIR, pipeline_files
+    from engine.errors import Problem
+    from runtime.layout import NO_PIPELINES, PIPELINES_DIR, RULES_DIR, pipeline_files
     from tools.console import EXIT_CHANGED, EXIT_USAGE, load_project_plugins
 
     parser = argparse.ArgumentParser(prog=_PROG, description=__doc__.splitlines()[0] if __doc__ else None)
@@ -197,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_project_plugins(args.root)
     pipelines = pipeline_files(args.root / PIPELINES_DIR)
     problems = config_problems(pipelines, args.root / RULES_DIR)
+    if not pipelines:  # the cold start refuses a root with no pipeline file to read (runtime.app.load_pipelines)
+        problems = ConfigProblems([str(Problem(str(args.root / PIPELINES_DIR), 1, 1, NO_PIPELINES))], False)
     if problems.lines:
         sys.stdout.write("".join(f"{problem}\n" for problem in problems.lines))
         count = len(problems.lines)

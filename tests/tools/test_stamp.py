@@ -80,3 +80,25 @@ def test_the_stamp_refuses_a_configuration_with_the_status_the_check_gives_it(
     assert stamped.returncode == status, stamped.stdout + stamped.stderr
     assert "the configuration would fail the cold start" in stamped.stderr
     assert not (root / "config.stamp.json").exists()
+
+
+@pytest.mark.parametrize("held", [[], ["twilio_inbound.YAML"]])
+def test_a_root_without_a_pipeline_file_is_refused_as_the_cold_start_refuses_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], held: list[str]
+) -> None:
+    """Defect: a pipelines/ holding no file the cold start reads (empty, or only twilio_inbound.YAML) was stamped,
+    exit status 0, and the build shipped an artifact whose every cold start fails ("no pipeline files (*.yaml)
+    found", runtime.app.load_pipelines), as pipeline-dryrun --check refuses it too (exit 2). Now the stamp refuses it
+    with that problem, exit status 2, and writes no stamp."""
+    import shutil
+
+    root = tmp_path / "task"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "rules", root / "rules")
+    (root / "pipelines").mkdir()
+    for name in held:
+        (root / "pipelines" / name).write_text("name: twilio_inbound\n", encoding="utf-8")
+    assert main([str(root)]) == 2
+    out, err = capsys.readouterr()
+    assert out == f"{root / 'pipelines'}:1:1: no pipeline files (*.yaml) found\n"
+    assert err == "python -m tools.stamp: error: 1 problem(s): the configuration would fail the cold start\n"
+    assert not (root / "config.stamp.json").exists()
