@@ -249,8 +249,8 @@ class _Store:
         body = self._call(f"cannot read {self.uri(key)}", lambda: self.client.get_object(Bucket=self.bucket, Key=key))
         return Bundle.from_json(body["Body"].read(), bundle_id)
 
-    def upload(self, bundle: Bundle) -> bool:
-        """Store the bundle unless it is there already; True when it was uploaded.
+    def upload(self, bundle: Bundle) -> Bundle | None:
+        """Store the bundle unless it is there already; None when it was uploaded, else the one stored.
 
         One there already (or uploaded meanwhile, by another publish of the same files) must be this bundle, whole.
         """
@@ -262,17 +262,16 @@ class _Store:
                 self.client.put_object(
                     Bucket=self.bucket, Key=key, Body=bundle.to_json(), ContentType="application/json", IfNoneMatch="*"
                 )
-                return True
+                return None
             except botocore.exceptions.ClientError as exc:
                 if error_code(exc) not in _WRITTEN_MEANWHILE:
                     raise _Failed(f"cannot write {self.uri(key)}: {error_code(exc)}") from None
             except botocore.exceptions.BotoCoreError as exc:
                 raise _Failed(f"cannot write {self.uri(key)}: {exc}") from None
-        self._same(bundle)
-        return False
+        return self._same(bundle)
 
-    def _same(self, bundle: Bundle) -> None:
-        """_Failed unless the object stored under the bundle's key is that bundle, of this pipeline."""
+    def _same(self, bundle: Bundle) -> Bundle:
+        """The bundle stored under the bundle's key; _Failed unless it is that bundle, of this pipeline."""
         key = bundle_key(self.prefix, self.pipeline, bundle.id)
         try:
             stored = self.load(bundle.id)
@@ -283,6 +282,7 @@ class _Store:
                 f"{self.uri(key)} is a bundle of pipeline {stored.pipeline!r}, not of {bundle.pipeline!r}; "
                 "delete it and publish again"
             )
+        return stored
 
     def deployment(self) -> tuple[Deployment, str | None]:
         """The deployment document and its ETag (a new one and None when there is none yet)."""
@@ -588,6 +588,22 @@ def _note_other_prefixes(store: _Store, err: TextIO, *, deployed: bool) -> None:
         )
 
 
+def _note_stale_unread(stored: Bundle, bundle: Bundle, err: TextIO) -> None:
+    """Say which entries the stored bundle names as not read that ``--rules`` no longer holds.
+
+    Moving a .bak copy out of ``--rules`` leaves the same files, so the same bundle: the function goes on naming it.
+    """
+    gone = [entry for entry in stored.unread if entry not in bundle.unread]
+    if gone:
+        it = "it" if len(gone) == 1 else "them"
+        print(
+            f"pipeline-rules: note: bundle {bundle.id} was first published naming {', '.join(gone)} as not read, which "
+            f"--rules no longer holds: the function names {it} as long as the bundle is deployed (a bundle is "
+            f"immutable; its files are the same without {it})",
+            file=err,
+        )
+
+
 def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: TextIO) -> tuple[int, _Store | None]:
     from tools.check import check_config, summary_line
     from tools.dryrun.paths import path_mistake
@@ -626,10 +642,12 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     oversize = size_error(len(bundle.to_json()), f"bundle {bundle.id}")
     if oversize is not None:
         raise _Failed(f"{oversize}: the function would refuse it; keep long lists out of the rules")
-    uploaded = store.upload(bundle)
+    stored = store.upload(bundle)
     where = store.uri(bundle_key(store.prefix, name, bundle.id))
-    verb = "published" if uploaded else "already published"
+    verb = "published" if stored is None else "already published"
     print(f"{verb}: bundle {bundle.id} of {name} ({len(files)} files) at {where}", file=out)
+    if stored is not None:
+        _note_stale_unread(stored, bundle, err)
     _note_left_out(args.rules, bundle, err)
     _note_shared(store, args.rules, bundle, store.deployment()[0], err)
     if not args.with_pipeline:

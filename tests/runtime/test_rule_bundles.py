@@ -1134,3 +1134,28 @@ def test_a_bundle_naming_more_unread_entries_than_a_line_shows_says_how_many_mor
     (line,) = [line for line in json_logs() if "not read" in line["message"]]
     assert "rules/lookup_099.json and 50 more; rename or move each" in line["message"]
     assert len(line["problems"]) == 100
+
+
+def test_publishing_again_after_moving_an_unread_file_out_says_the_bundle_still_names_it(ops: Ops) -> None:
+    """Defect: a bundle published while rules/ held 40_routing.yaml.bak names it unread, and each container says
+    "rename or move each as problems says, then publish again". Moving the copy out and publishing again made the
+    same files, the same bundle: "already published", nothing said, and the containers went on naming the file, as
+    they will while that bundle is deployed (a bundle is immutable). publish now says so: the stored bundle names
+    entries that --rules no longer holds, and the function names them while it is deployed."""
+    backup = ops.root / "rules" / "40_routing.yaml.bak"
+    backup.write_text("ruleset: old\n", encoding="utf-8")
+    bundle = ops.publish("--live")
+    backup.unlink()
+    status, out, err = ops.rules("publish", "--live")
+    assert status == 0 and f"already published: bundle {bundle} " in out
+    assert (
+        f"pipeline-rules: note: bundle {bundle} was first published naming rules/40_routing.yaml.bak as not read, "
+        "which --rules no longer holds: the function names it as long as the bundle is deployed (a bundle is "
+        "immutable; its files are the same without it)\n"
+    ) in err
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 0 and "first published naming" in err  # said each time, while it is so
+
+    backup.write_text("ruleset: old\n", encoding="utf-8")
+    status, _, err = ops.rules("publish", "--live")
+    assert status == 0 and "first published naming" not in err
