@@ -11,6 +11,7 @@ files meant to be read.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -82,16 +83,27 @@ def listing(directory: Path) -> Listing:
                 if name.endswith(_EXTENSIONS):  # as glob("*.yaml") and glob("*.yml") match
                     read.append(directory / name)
                 elif not name.startswith(".") and not _is_notes(entry):
-                    unread.append(Unread(name, entry.is_dir()))
+                    unread.append(Unread(name, _is(entry.is_dir)))
     except OSError:  # no such directory, or not a directory: nothing in it is read
         return Listing([], [])
     return Listing(sorted(read), sorted(unread))
 
 
+def _is(kind: Callable[[], bool]) -> bool:
+    """An entry's ``is_dir`` or ``is_file``: False for one that cannot be looked at (a symlink loop).
+
+    Such an entry never ends the listing: the entries beside it are still read.
+    """
+    try:
+        return kind()
+    except OSError:
+        return False
+
+
 def _is_notes(entry: os.DirEntry[str]) -> bool:
     """True for a file of notes: a README of any extension, or Markdown, text or reStructuredText."""
     stem, suffix = os.path.splitext(entry.name)
-    return (stem.upper() == "README" or suffix.lower() in _NOTES) and entry.is_file()
+    return (stem.upper() == "README" or suffix.lower() in _NOTES) and _is(entry.is_file)
 
 
 def unread_message(entry: Unread, shown: str, held: Held) -> str:

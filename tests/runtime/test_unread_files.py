@@ -162,3 +162,20 @@ def test_the_line_naming_unread_entries_stays_one_log_event_however_many_there_a
     assert [problem.split(":")[0] for problem in line["problems"]] == [
         f"rules/lookup_{index:04d}.json" for index in range(100)
     ]
+
+
+def test_an_entry_that_cannot_be_looked_at_is_named_and_the_rest_still_read(
+    task_root: Callable[..., Any], json_logs: Logs, tmp_path: Path
+) -> None:
+    """Defect: the listing that gives the read and the unread entries asks each unread one whether it is a
+    directory, and one that cannot be looked at (two symlinks naming each other: "too many levels of symbolic
+    links") made the whole listing empty: pipelines/ then held no pipeline file, the cold start failed ("no
+    pipeline files (*.yaml) found") where the glob it replaced read twilio_inbound.yaml. Such an entry is now one
+    more file that is not read, named as such, and the others are read."""
+    pipelines = tmp_path / "task-root" / "pipelines"
+    (pipelines / "loop_a").symlink_to(pipelines / "loop_b")
+    (pipelines / "loop_b").symlink_to(pipelines / "loop_a")
+    task_root({})
+
+    (line,) = _unread_lines(json_logs())
+    assert "never runs: pipelines/loop_a, pipelines/loop_b; rename" in line["message"]
