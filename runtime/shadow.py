@@ -36,13 +36,18 @@ from engine.runner import PlannedStep, RunResult
 from engine.secrets import SecretCache
 
 __all__ = [
+    "EVALUATIONS",
+    "FAILURES",
+    "MISMATCHES",
     "TIMED_OUT",
+    "TIMEOUTS",
     "Comparison",
     "ShadowPlan",
     "Verdict",
     "compare",
     "log_mismatch",
     "log_timeout",
+    "mismatch_metric",
     "plan",
     "reaches",
 ]
@@ -52,10 +57,22 @@ logger = logging.getLogger("runtime.shadow")
 ROUTED, PASSED = "ROUTED", "PASSED"
 _ENDED = frozenset({"ok", "skipped", "stopped"})
 Label = tuple[str | None, str]
+# The names of the shadow metrics (tools.shadow_record reads them back from CloudWatch).
+EVALUATIONS, MISMATCHES, TIMEOUTS, FAILURES = (
+    "ShadowEvaluations",
+    "ShadowMismatches",
+    "ShadowTimeouts",
+    "ShadowFailures",
+)
 # The event's metrics when the candidate ran out of time: no verdict, so no ShadowEvaluations either.
-TIMED_OUT = {"ShadowTimeouts": 1}
+TIMED_OUT = {TIMEOUTS: 1}
 # ... and when its evaluation failed: no verdict either.
-FAILED = {"ShadowFailures": 1}
+FAILED = {FAILURES: 1}
+
+
+def mismatch_metric(ruleset: str) -> str:
+    """The metric counting the events on which ``ruleset`` decided otherwise in the candidate."""
+    return f"ShadowMismatch.{ruleset}"
 
 
 class ShadowCallRefused(RuntimeError):
@@ -111,12 +128,8 @@ class Comparison(NamedTuple):
     def counts(self) -> dict[str, int]:
         """The event's shadow metrics."""
         if not self.differing:
-            return {"ShadowEvaluations": 1}
-        return {
-            "ShadowEvaluations": 1,
-            "ShadowMismatches": 1,
-            **{f"ShadowMismatch.{name}": 1 for name in self.differing},
-        }
+            return {EVALUATIONS: 1}
+        return {EVALUATIONS: 1, MISMATCHES: 1, **{mismatch_metric(name): 1 for name in self.differing}}
 
 
 def _label(decision: Decision | None) -> str:

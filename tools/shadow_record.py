@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from runtime.aws import error_code
+from runtime.shadow import EVALUATIONS, FAILURES, MISMATCHES, TIMEOUTS, mismatch_metric
 
 __all__ = [
     "EVALUATIONS",
@@ -36,20 +37,9 @@ __all__ = [
     "read",
 ]
 
-EVALUATIONS, MISMATCHES, TIMEOUTS, FAILURES = (
-    "ShadowEvaluations",
-    "ShadowMismatches",
-    "ShadowTimeouts",
-    "ShadowFailures",
-)
 COUNTED = (EVALUATIONS, MISMATCHES, TIMEOUTS, FAILURES)
 # What a shadowed event may count without a mismatch: the metrics whose series name the stacks that have any.
 _ANY_EVENT = (EVALUATIONS, TIMEOUTS, FAILURES)
-
-
-def mismatch_metric(ruleset: str) -> str:
-    """The metric counting the events on which ``ruleset`` decided otherwise in the candidate."""
-    return f"ShadowMismatch.{ruleset}"
 
 
 class RecordUnreadable(Exception):
