@@ -2,11 +2,14 @@
 
 A reader that stops early (``| head``) ends the command quietly; Ctrl-C ends it with one line and status 130; a
 plugin that cannot be imported (or a plugin list that cannot be read) ends it with one line naming the plugin and
-where it is listed, and exit status 2 (bad configuration), never a traceback.
+where it is listed, and exit status 2 (bad configuration), never a traceback. A file name whose bytes are not UTF-8
+(``caf`` and the byte E9, which Python holds as lone surrogates) is written with those bytes as escapes, as a rules
+bundle names it (``tools.rules``), on stdout and stderr whatever their encoding (a strict UTF-8 pipe refuses them).
 """
 
 from __future__ import annotations
 
+import codecs
 import functools
 import os
 import sys
@@ -58,6 +61,34 @@ EXIT_BAD_PLUGINS = EXIT_USAGE
 _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
+# The error handler console scripts write stdout and stderr with (``_escaped``).
+_ESCAPED = "pipeline-escaped"
+
+
+def _escaped(error: UnicodeError) -> tuple[str, int]:
+    r"""What a stream writes for the characters its encoding refuses (an error handler of ``codecs``).
+
+    A name's byte that is not UTF-8 (a surrogate of U+DC80..U+DCFF, as ``os.fsdecode`` keeps it) as ``\xNN``, as
+    ``os.fsencode(name).decode("utf-8", "backslashreplace")`` writes it; any other character as ``backslashreplace``.
+    """
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    refused = error.object[error.start : error.end]
+    return "".join(
+        f"\\x{ord(char) - 0xDC00:02x}" if 0xDC80 <= ord(char) <= 0xDCFF else ascii(char)[1:-1] for char in refused
+    ), error.end
+
+
+codecs.register_error(_ESCAPED, _escaped)
+
+
+def _escaping(stream: object) -> None:
+    """Let ``stream`` (sys.stdout, sys.stderr) write what its encoding refuses as escapes (``_escaped``)."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors=_ESCAPED)
+
+
 def json_line(text: str) -> str:
     """JSON ``text`` written without ``ensure_ascii`` as one line of JSON Lines: its line breaks escaped."""
     return text.translate(_LINE_BREAKS)
@@ -91,11 +122,13 @@ def load_project_plugins(root: Path = Path(".")) -> tuple[str, ...]:
 
 
 def console_script(prog: str) -> Callable[[Callable[P, int]], Callable[P, int]]:
-    """Guard ``main`` of the console script ``prog``: a reader gone away, an unusable plugin, Ctrl-C."""
+    """Guard ``main`` of the script ``prog``: a reader gone away, an unusable plugin, Ctrl-C, a name not UTF-8."""
 
     def decorate(main: Callable[P, int]) -> Callable[P, int]:
         @functools.wraps(main)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> int:
+            _escaping(sys.stdout)
+            _escaping(sys.stderr)
             try:
                 status = main(*args, **kwargs)
                 sys.stdout.flush()
