@@ -187,7 +187,8 @@ class Record:
             found.append(
                 f"the candidate has decided no event since {self._at()}: check that the function reads this bucket "
                 "and prefix (RULES_PREFIX), that it did not refuse the candidate (RulesBundleErrors; ERROR lines of "
-                "runtime.bundlewatch), that the pipeline had events reaching its rules, and that --stack, --namespace "
+                "runtime.bundlewatch), that the pipeline had events reaching its rules, that the function writes "
+                "its metrics (METRICS_ENABLED is not false), and that --stack, --namespace "
                 + (f"and the region read ({self.region}: AWS_REGION) are" if self.region else "are")
                 + " the function's"
             )

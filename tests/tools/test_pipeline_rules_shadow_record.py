@@ -185,6 +185,9 @@ def test_a_candidate_that_decided_no_event_is_said_so_and_promote_warns_but_depl
         "  read from CloudWatch: namespace InboundWebhookPipeline, Pipeline=twilio_inbound, until "
     )
     assert lines[5].startswith(f"warning: the candidate has decided no event since revision 1 at {at}: check ")
+    # The function may not write its metrics at all: a candidate that decided every event then reads as one that
+    # decided none, and the warning names that too.
+    assert "that the function writes its metrics (METRICS_ENABLED is not false)" in lines[5]
 
     status, out, err = shadowing.rules("promote", "--note", "looks fine")
     assert status == 0 and out.startswith(f"deployed: revision 2: live {candidate} (the shadow candidate bob")
