@@ -16,15 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.request import Request, urlopen
 
 import boto3
 import pytest
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from tests.deploy.cfn import load_template, placeholder
 from tests.support.bundles import BUCKET, VIP_ROUTING, Ops, make_bucket, working_copy
 from tests.support.email import add_email_world, email_event
+from tests.support.moto_endpoint import moto_endpoint
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
 from tools.localaws import provision
@@ -133,20 +132,12 @@ def test_the_artifact_holds_no_test_suite_nor_anything_that_imports_a_test_tool(
 
 @pytest.fixture
 def moto_world() -> Iterator[tuple[str, World]]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        # moto keeps one state per process, whichever server serves it: each test starts from an empty world.
-        urlopen(Request(f"{endpoint}/moto-api/reset", method="POST")).close()
+    with moto_endpoint() as endpoint:
         clients = (boto3.client(s, endpoint_url=endpoint, region_name="us-east-1") for s in ("dynamodb", "sqs"))
         dynamodb, sqs = clients
         resources = provision(dynamodb, sqs)
         secrets = boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1")
         yield endpoint, World(dynamodb, sqs, secrets, resources)
-    finally:
-        server.stop()
 
 
 def test_the_artifact_answers_a_webhook_as_deployed(

@@ -13,12 +13,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.request import Request, urlopen
 
 import boto3
 import pytest
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+from tests.support.moto_endpoint import moto_endpoint
 from tests.support.plugins import pythonpath
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,15 +41,8 @@ def strictly(root: Path, *command: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        url = f"http://{host}:{port}"
-        urlopen(Request(f"{url}/moto-api/reset", method="POST")).close()
+    with moto_endpoint() as url:
         yield url
-    finally:
-        server.stop()
 
 
 def test_check_names_an_unread_file_whose_name_is_not_utf8_with_escapes(tmp_path: Path) -> None:
