@@ -8,7 +8,6 @@ names them (``rules/caf\\xe9.yaml.bak``, tools.rules).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,18 +16,11 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.support.bundles import BUCKET, make_bucket, working_copy
 from tests.support.moto_endpoint import moto_endpoint
 from tests.support.plugins import pythonpath
 
-ROOT = Path(__file__).resolve().parents[2]
 LATIN_1 = os.fsdecode(b"caf\xe9")
-BUCKET = "rules-bucket"
-
-
-def task_root(root: Path) -> Path:
-    for folder in ("pipelines", "rules"):
-        shutil.copytree(ROOT / folder, root / folder)
-    return root
 
 
 def strictly(root: Path, *command: str) -> subprocess.CompletedProcess[str]:
@@ -48,7 +40,7 @@ def endpoint() -> Iterator[str]:
 def test_check_names_an_unread_file_whose_name_is_not_utf8_with_escapes(tmp_path: Path) -> None:
     """Defect: ``pipeline-dryrun --check`` ended in a traceback (UnicodeEncodeError, exit status 1) printing the
     warning at ``rules/caf\\xe9.yaml.bak`` to a strict UTF-8 stdout, the findings after it and the summary unsaid."""
-    root = task_root(tmp_path / "task")
+    root = working_copy(tmp_path / "task")
     (root / "rules" / f"{LATIN_1}.yaml.bak").write_text("ruleset: old\n", encoding="utf-8")
 
     checked = strictly(root, "tools.dryrun.cli", "--check")
@@ -62,7 +54,7 @@ def test_check_names_an_unread_file_whose_name_is_not_utf8_with_escapes(tmp_path
 def test_the_stamp_names_a_refused_file_whose_name_is_not_utf8_with_escapes(tmp_path: Path) -> None:
     """Defect: the build's stamp refusing ``rules/caf\\xe9.yaml`` (a rules file that does not parse) ended in a
     traceback (UnicodeEncodeError, exit status 1) instead of naming it with exit status 2."""
-    root = task_root(tmp_path / "task")
+    root = working_copy(tmp_path / "task")
     (root / "rules" / f"{LATIN_1}.yaml").write_text("ruleset: [\n", encoding="utf-8")
 
     stamped = strictly(root, "tools.stamp", ".")
@@ -76,9 +68,9 @@ def test_the_stamp_names_a_refused_file_whose_name_is_not_utf8_with_escapes(tmp_
 def test_publish_names_an_unread_file_whose_name_is_not_utf8_with_escapes(tmp_path: Path, endpoint: str) -> None:
     """Defect: ``pipeline-rules publish`` printing its check's warning at ``rules/caf\\xe9.yaml.bak`` to a strict
     UTF-8 stdout ended in a traceback (UnicodeEncodeError, exit status 1), nothing published."""
-    root = task_root(tmp_path / "task")
+    root = working_copy(tmp_path / "task")
     (root / "rules" / f"{LATIN_1}.yaml.bak").write_text("ruleset: old\n", encoding="utf-8")
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    make_bucket(boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1"))
 
     published = strictly(root, "tools.rules", "--bucket", BUCKET, "--endpoint-url", endpoint, "publish", "--live")
 
