@@ -56,9 +56,17 @@ EXIT_INTERRUPTED = 130
 EXIT_BAD_PLUGINS = EXIT_USAGE
 
 # What ``json.dumps(..., ensure_ascii=False)`` leaves raw that ``str.splitlines()`` (U+0085, U+2028, U+2029) or a
-# JavaScript reader (U+2028, U+2029) takes for a line break. JSON allows them raw only inside strings, where the
-# escape reads back as the same character.
-_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+# JavaScript reader (U+2028, U+2029) takes for a line break, and the lone surrogates (a file name's bytes that are not
+# UTF-8, as ``os.fsdecode`` keeps them) that no UTF-8 stream writes, which console scripts write as ``\xNN`` (no JSON
+# escape). JSON allows them raw only inside strings, where the escape reads back as the same character.
+_ESCAPED_IN_JSON = str.maketrans(
+    {
+        "\x85": "\\u0085",
+        "\u2028": "\\u2028",
+        "\u2029": "\\u2029",
+        **{chr(c): f"\\u{c:04x}" for c in range(0xD800, 0xE000)},
+    }
+)
 
 
 # The error handler console scripts write stdout and stderr with (``_escaped``).
@@ -90,8 +98,8 @@ def _escaping(stream: object) -> None:
 
 
 def json_line(text: str) -> str:
-    """JSON ``text`` written without ``ensure_ascii`` as one line of JSON Lines: its line breaks escaped."""
-    return text.translate(_LINE_BREAKS)
+    """JSON ``text`` written without ``ensure_ascii`` as a line of JSON Lines: line breaks and surrogates escaped."""
+    return text.translate(_ESCAPED_IN_JSON)
 
 
 def problem_lines(problems: Iterable[Problem]) -> str:

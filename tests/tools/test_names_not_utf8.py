@@ -7,7 +7,9 @@ names them (``rules/caf\\xe9.yaml.bak``, tools.rules).
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from tests.support.bundles import BUCKET, make_bucket, working_copy
 from tests.support.moto_endpoint import moto_endpoint
 from tests.support.plugins import pythonpath
 
+ROOT = Path(__file__).resolve().parents[2]
 LATIN_1 = os.fsdecode(b"caf\xe9")
 
 
@@ -78,3 +81,22 @@ def test_publish_names_an_unread_file_whose_name_is_not_utf8_with_escapes(tmp_pa
     assert published.returncode == 0, published.stdout + published.stderr
     assert "rules/caf\\xe9.yaml.bak:1:1: warning: this file is not read" in published.stdout
     assert "published: bundle" in published.stdout
+
+
+def test_a_json_line_naming_an_event_file_whose_name_is_not_utf8_is_json(tmp_path: Path) -> None:
+    """Defect: ``pipeline-dryrun --json`` replaying ``events/caf\\xe9.json`` wrote its ``source`` with the byte that
+    is not UTF-8 as ``\\xe9`` (the console scripts' escape for names), which JSON has no escape for: the line did not
+    parse ("Invalid \\escape"). A JSON line now writes it as JSON's escape of the surrogate Python holds it as, so the
+    line parses and gives back the name (``os.fsencode`` of it is the file's bytes)."""
+    root = working_copy(tmp_path / "task")
+    (root / "events").mkdir()
+    event = (ROOT / "examples" / "events" / "01_whatsapp_text.json").read_text(encoding="utf-8")
+    (root / "events" / f"{LATIN_1}.json").write_text(event, encoding="utf-8")
+    shutil.copy(ROOT / "examples" / "world.yaml", root / "world.yaml")
+
+    replayed = strictly(root, "tools.dryrun.cli", "--world", "world.yaml", "--json", "events")
+
+    assert "Traceback" not in replayed.stderr, replayed.stderr
+    (line,) = replayed.stdout.splitlines()
+    assert json.loads(line)["source"] == f"events/{LATIN_1}.json"
+    assert '"source": "events/caf\\udce9.json"' in line
