@@ -380,14 +380,22 @@ def _describe(header: Message, index: int) -> tuple[str, str | None, str | None,
 
 def _param(header: Message, name: str, field: str = "Content-Disposition") -> str | None:
     value = header.get_param(name, header=field)
-    return None if value is None else collapse_rfc2231_value(value)
+    return None if value is None else _text(value)
+
+
+def _text(value: Any) -> str:
+    """A parameter's value as ``get_params`` gives it (already unquoted), an RFC 2231 one decoded.
+
+    Not ``collapse_rfc2231_value`` on a plain value: it unquotes again, and takes ``<`` and ``>`` for quotes.
+    """
+    return collapse_rfc2231_value(value) if isinstance(value, tuple) else str(value)
 
 
 def _named(params: list[tuple[str, Any]] | None, name: str) -> str | None:
     """The first parameter ``name`` among a header's (``get_params``), as ``_param`` reads it from the header."""
     for key, value in params or ():
         if key.lower() == name:
-            return collapse_rfc2231_value(value)
+            return _text(value)
     return None
 
 
