@@ -471,10 +471,12 @@ _QUOTABLE = re.compile(r'[^"\\\r\n]*')
 def _param(headers: Message, name: str, field: str = "Content-Disposition") -> str | None:
     """A header parameter as ``steps.sendgrid.multipart`` reads it (a token or quoted, RFC 2231's ``name*`` forms).
 
-    Runtime may not import steps, so the same two lines of the standard library are here as well.
+    Runtime may not import steps, so the same lines are here as well: ``get_param`` has unquoted the value already,
+    so only an RFC 2231 value is decoded (``collapse_rfc2231_value`` would unquote a plain one again, ``<`` and ``>``
+    taken for quotes).
     """
     value = headers.get_param(name, header=field)
-    return None if value is None else collapse_rfc2231_value(value)
+    return None if value is None else collapse_rfc2231_value(value) if isinstance(value, tuple) else str(value)
 
 
 def _boundary(content_type: str) -> bytes | None:

@@ -162,6 +162,17 @@ def test_a_multipart_body_keeps_its_shape_with_text_masked_and_files_emptied() -
     assert set(masked["recording"]["masked"]) >= {"text", "html", "subject", "headers", "attachment1"}
 
 
+def test_a_field_named_in_angle_brackets_is_masked_as_the_pipeline_reads_its_name() -> None:
+    """Before: the masker unquoted a field's name twice (as ``steps.sendgrid.multipart`` did), taking ``<`` and ``>``
+    for quotes, so a field ``"<spam_score>"`` was kept as sent, as if it were ``spam_score``: it is another field."""
+    body, content_type = encode_form([("<spam_score>", f"Hello, {CONFIDED}"), ("spam_score", "6.5")], [])
+    headers = {"content-type": content_type}
+    event = http_api_event("POST", "/prod/email", host="h.example.com", body=body, headers=headers)
+    masked = recordable(event, mask="text", auth_headers={"X-Twilio-Email-Event-Webhook-Signature": True})
+    stored = parse(base64.b64decode(masked["body"]), content_type)
+    assert dict(stored.fields) == {"<spam_score>": (MASKED_TEXT,), "spam_score": ("6.5",)}
+
+
 def test_all_pseudonymizes_display_names_in_email_address_fields() -> None:
     email = Email(
         sender="Kim Lee <Kim.Lee@example.org>",
