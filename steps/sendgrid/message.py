@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from steps.sendgrid import automatic
 from steps.sendgrid.html_text import html_to_text
-from steps.sendgrid.multipart import MultipartForm, decode_text
+from steps.sendgrid.multipart import MultipartForm, decode_text, param_text
 from steps.sendgrid.senderauth import DKIM_FIELD, SPF_FIELD, sender_authenticated
 
 __all__ = [
@@ -583,8 +583,11 @@ def _filename(part: Message) -> str | None:
     for name, value in part.raw_items():
         if name.lower() in ("content-disposition", "content-type"):
             header[name] = _utf8(value) if isinstance(value, str) else value
-    filename = header.get_filename()
-    return None if filename is None else _decoded_words(filename)
+    # Not get_filename(): it unquotes the value get_param has unquoted, ``<`` and ``>`` taken for quotes.
+    found = header.get_param("filename", header="content-disposition")
+    if found is None:
+        found = header.get_param("name", header="content-type")
+    return None if found is None else _decoded_words(param_text(found).strip())
 
 
 def _utf8(value: str) -> str:

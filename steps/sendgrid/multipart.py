@@ -41,6 +41,7 @@ __all__ = [
     "TruncatedBody",
     "boundary_of",
     "decode_text",
+    "param_text",
     "parse",
 ]
 
@@ -380,10 +381,10 @@ def _describe(header: Message, index: int) -> tuple[str, str | None, str | None,
 
 def _param(header: Message, name: str, field: str = "Content-Disposition") -> str | None:
     value = header.get_param(name, header=field)
-    return None if value is None else _text(value)
+    return None if value is None else param_text(value)
 
 
-def _text(value: Any) -> str:
+def param_text(value: Any) -> str:
     """A parameter's value as ``get_params`` gives it (already unquoted), an RFC 2231 one decoded.
 
     Not ``collapse_rfc2231_value`` on a plain value: it unquotes again, and takes ``<`` and ``>`` for quotes.
@@ -395,7 +396,7 @@ def _named(params: list[tuple[str, Any]] | None, name: str) -> str | None:
     """The first parameter ``name`` among a header's (``get_params``), as ``_param`` reads it from the header."""
     for key, value in params or ():
         if key.lower() == name:
-            return _text(value)
+            return param_text(value)
     return None
 
 

@@ -326,8 +326,10 @@ def _raw_with_attachment_headers(*headers: bytes) -> InboundEmail:
         ),
         ([b"Content-Disposition: attachment; filename*=utf-8''Rechnung%20M%C3%A4rz.pdf"], "Rechnung M\u00e4rz.pdf"),
         ([b'Content-Disposition: attachment; filename="Caf\xe9.pdf"'], "Caf\ufffd.pdf"),  # Latin-1: not UTF-8
+        ([b'Content-Disposition: attachment; filename="<scan>"'], "<scan>"),  # was read as "scan"
+        ([b'Content-Type: application/pdf; name="<scan>"'], "<scan>"),
     ],
-    ids=["utf8", "utf8-name-only", "rfc2047", "rfc2231", "not-utf8"],
+    ids=["utf8", "utf8-name-only", "rfc2047", "rfc2231", "not-utf8", "angle-brackets", "angle-brackets-name-only"],
 )
 def test_raw_mime_attachment_filenames_are_read_as_mailers_write_them(headers: list[bytes], filename: str) -> None:
     (attachment,) = _raw_with_attachment_headers(*headers).attachments
