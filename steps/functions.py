@@ -17,9 +17,10 @@ condition instead, live and in a shadow candidate alike. Arming and disarming th
 search on the development machine (the two handler swaps), where a short text's search itself takes a fraction
 of one; the shipped rules call no ``matches``. The timer is ``engine.timebox``'s, the one that bounds the shadow
 candidate as a whole. A lookaround, atomic group or possessive repetition
-is checked like the rest of the pattern. A pattern (or ``has_word``'s words) up to ``MAX_KEPT_CHARS`` long is compiled
-once and kept; of longer ones, read from the document, only the ``LONG_KEPT`` last: the memory of a warm container
-does not grow with each long text it is given.
+is checked like the rest of the pattern. A pattern (or ``has_word``'s words) written in the rules is compiled as they
+load and kept, however many they hold; of those read from the document, one up to ``MAX_KEPT_CHARS`` long is compiled
+once and kept among the 256 last, of longer ones only the ``LONG_KEPT`` last: the memory of a warm container does not
+grow with each long text it is given.
 """
 
 from __future__ import annotations
@@ -75,6 +76,13 @@ class _Refused:
     invalid: str | None
 
 
+# Patterns and words written in the rules (literal arguments, seen as an expression compiles), compiled then and kept
+# for the process's life: the caches keep the 256 last used, and a set of more keyword rules than that, tried in the
+# same order on every event, found each gone when it came round again and compiled every one on every event.
+_WRITTEN_PATTERNS: dict[str, re.Pattern[str]] = {}
+_WRITTEN_WORDS: dict[str, re.Pattern[str]] = {}
+
+
 @lru_cache(maxsize=256)
 def _pattern(source: str) -> re.Pattern[str] | _Refused:
     """``source`` compiled, or why it is refused (cached alike: an event's refused pattern is judged once)."""
@@ -84,8 +92,11 @@ def _pattern(source: str) -> re.Pattern[str] | _Refused:
 def _search_pattern(source: str) -> re.Pattern[str] | _Refused:
     """``_pattern``, for a pattern up to ``MAX_KEPT_CHARS`` long; of longer ones, the last few only (``LONG_KEPT``).
 
-    Those are kept neither in ``_pattern``'s cache nor in ``re``'s own.
+    Those are kept neither in ``_pattern``'s cache nor in ``re``'s own. One written in the rules is kept apart.
     """
+    written = _WRITTEN_PATTERNS.get(source)
+    if written is not None:
+        return written
     return _pattern(source) if len(source) <= MAX_KEPT_CHARS else _long_pattern(source)
 
 
@@ -176,6 +187,9 @@ def _distinct_starts(branches: Sequence[Any], fold: bool) -> bool:
 
 def _word(word: str) -> re.Pattern[str]:
     """The pattern finding ``word`` as whole words, kept as ``_search_pattern`` keeps a pattern."""
+    written = _WRITTEN_WORDS.get(word)
+    if written is not None:
+        return written
     return _kept_word(word) if len(word) <= MAX_KEPT_CHARS else _long_word(word)
 
 
@@ -316,8 +330,9 @@ def local_date(time: str | None, zone: str) -> str:
 def _check_pattern(index: int, value: Any) -> str | None:
     if index != 1 or not isinstance(value, str):
         return None
-    compiled = _pattern(value)
+    compiled = _WRITTEN_PATTERNS.get(value) or _judged(value, _compile_unkept)
     if not isinstance(compiled, _Refused):
+        _WRITTEN_PATTERNS[value] = compiled
         return None
     if compiled.invalid is None:
         return f"the pattern {value!r} {_EXPONENTIAL}"
@@ -325,7 +340,16 @@ def _check_pattern(index: int, value: Any) -> str | None:
 
 
 def _check_word(index: int, value: Any) -> str | None:
-    return "the word to look for is empty" if index == 1 and isinstance(value, str) and not value.strip() else None
+    if index != 1 or not isinstance(value, str):
+        return None
+    if not value.strip():
+        return "the word to look for is empty"
+    # The words has_word looks for: the word as it reads it, and folded when either text is beyond ASCII.
+    word = _composed(value).translate(_APOSTROPHES)
+    for looked_for in {word, word.casefold()}:
+        if looked_for not in _WRITTEN_WORDS:
+            _WRITTEN_WORDS[looked_for] = _compile_unkept(_word_source(looked_for), re.IGNORECASE)
+    return None
 
 
 def _check_zone(index: int, value: Any) -> str | None:

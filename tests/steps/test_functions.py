@@ -452,3 +452,22 @@ def test_an_inline_test_reaching_a_time_at_the_edge_of_the_calendar_observes_int
 def test_a_time_without_an_offset_is_read_as_utc_as_the_guide_says(time: str) -> None:
     """Python's utcnow().isoformat() writes no offset; a bare time is UTC, so London summer time is an hour on."""
     assert value("hhmm(t, 'Europe/London')", {"t": time}) == 930
+
+
+def test_the_words_and_patterns_written_in_the_rules_are_compiled_once_however_many_there_are() -> None:
+    """Defect: has_word's words and matches' patterns written in the rules were kept among the 256 last used, with
+    those read from the document: a set of more keyword rules than that (an operations team's 500) compiled every
+    word again on each event, each event trying them in the same order, so that each was gone when next needed
+    (and matches judged each pattern's backtracking again). Those written in the rules are compiled as the rules
+    load and kept; the caches hold only those read from the document."""
+    from steps.functions import _kept_word, _pattern
+
+    words = [compile_expression(f"has_word(request.body || '', 'wordy{i}')") for i in range(300)]
+    patterns = [compile_expression(f"matches(request.body || '', 'pat{i}$')") for i in range(300)]
+    before = _kept_word.cache_info().misses, _pattern.cache_info().misses
+    for event in range(3):
+        document = {"request": {"body": f"wordy299 pat{event}"}}
+        assert [expression.test(document) for expression in words].count(True) == 1
+        assert [expression.test(document) for expression in patterns].count(True) == 1
+    after = _kept_word.cache_info().misses, _pattern.cache_info().misses
+    assert (after[0] - before[0], after[1] - before[1]) == (0, 0)
