@@ -246,6 +246,14 @@ def _composed(text: str) -> str:
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "\u2018": "'"})
 
 
+def _as_typed(text: str) -> str:
+    """``text`` composed (``_composed``), each typographic apostrophe the typed one.
+
+    ASCII text holds neither and is read as it is: the table's look-up for each character took as long as the search.
+    """
+    return text if text.isascii() else unicodedata.normalize("NFC", text).translate(_APOSTROPHES)
+
+
 def has_word(text: str, word: str) -> bool:
     """True when ``word`` (one word or several) appears in ``text`` as whole words, in any case.
 
@@ -256,7 +264,7 @@ def has_word(text: str, word: str) -> bool:
     """
     if not word.strip():
         raise ValueError("needs a word to look for, got empty text")
-    text, word = _composed(text).translate(_APOSTROPHES), _composed(word).translate(_APOSTROPHES)
+    text, word = _as_typed(text), _as_typed(word)
     if _word(word).search(text) is not None:
         return True
     # Folding only differs from re's case matching beyond ASCII (ß, ﬁ, ς): plain text is not read twice.
@@ -345,7 +353,7 @@ def _check_word(index: int, value: Any) -> str | None:
     if not value.strip():
         return "the word to look for is empty"
     # The words has_word looks for: the word as it reads it, and folded when either text is beyond ASCII.
-    word = _composed(value).translate(_APOSTROPHES)
+    word = _as_typed(value)
     for looked_for in {word, word.casefold()}:
         if looked_for not in _WRITTEN_WORDS:
             _WRITTEN_WORDS[looked_for] = _compile_unkept(_word_source(looked_for), re.IGNORECASE)

@@ -471,3 +471,27 @@ def test_the_words_and_patterns_written_in_the_rules_are_compiled_once_however_m
         assert [expression.test(document) for expression in patterns].count(True) == 1
     after = _kept_word.cache_info().misses, _pattern.cache_info().misses
     assert (after[0] - before[0], after[1] - before[1]) == (0, 0)
+
+
+def test_has_word_reads_plain_text_as_it_is_without_a_character_by_character_rewrite(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Defect: has_word rewrote its text and its word through the typographic apostrophe table on every call, a
+    look-up for each character, even for plain ASCII text, which holds no such apostrophe: for an 80-character
+    message that took as long as the search itself, and a set of 500 keyword rules rewrote the same message 500 times
+    an event. Text that is all ASCII is now read as it is; other text is still composed and its apostrophes typed."""
+    import steps.functions
+
+    looked_up: list[int] = []
+
+    class Counted(dict[int, str]):
+        def __getitem__(self, key: int) -> str:
+            looked_up.append(key)
+            return super().__getitem__(key)
+
+    monkeypatch.setattr(steps.functions, "_APOSTROPHES", Counted(steps.functions._APOSTROPHES))
+    expression = compile_expression("has_word(request.body || '', 'don\\'t')")
+    assert expression.test({"request": {"body": "Please, don't book a table for two tonight"}})
+    assert looked_up == []
+    assert expression.test({"request": {"body": "Please, don\u2019t book a table"}})
+    assert looked_up
