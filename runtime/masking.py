@@ -49,7 +49,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser
-from email.utils import collapse_rfc2231_value
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode
 
@@ -472,11 +471,17 @@ def _param(headers: Message, name: str, field: str = "Content-Disposition") -> s
     """A header parameter as ``steps.sendgrid.multipart`` reads it (a token or quoted, RFC 2231's ``name*`` forms).
 
     Runtime may not import steps, so the same lines are here as well: ``get_param`` has unquoted the value already,
-    so only an RFC 2231 value is decoded (``collapse_rfc2231_value`` would unquote a plain one again, ``<`` and ``>``
-    taken for quotes).
+    so only an RFC 2231 value in a charset a text codec reads is decoded (``collapse_rfc2231_value`` would unquote
+    a plain one, or one in another charset, again, ``<`` and ``>`` taken for quotes).
     """
     value = headers.get_param(name, header=field)
-    return None if value is None else collapse_rfc2231_value(value) if isinstance(value, tuple) else str(value)
+    if not isinstance(value, tuple):
+        return None if value is None else str(value)
+    charset, _, text = value
+    try:
+        return str(bytes(text, "raw-unicode-escape"), "us-ascii" if charset is None else charset, "replace")
+    except LookupError:
+        return str(text)
 
 
 def _boundary(content_type: str) -> bytes | None:

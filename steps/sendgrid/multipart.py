@@ -19,7 +19,6 @@ import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from email.message import Message
-from email.utils import collapse_rfc2231_value
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -387,9 +386,16 @@ def _param(header: Message, name: str, field: str = "Content-Disposition") -> st
 def param_text(value: Any) -> str:
     """A parameter's value as ``get_params`` gives it (already unquoted), an RFC 2231 one decoded.
 
-    Not ``collapse_rfc2231_value`` on a plain value: it unquotes again, and takes ``<`` and ``>`` for quotes.
+    ``collapse_rfc2231_value`` without its second unquoting: of a plain value, or of one whose charset no text codec
+    reads (its fallback), taking ``<`` and ``>`` for quotes. Such an RFC 2231 value's text is taken as it is.
     """
-    return collapse_rfc2231_value(value) if isinstance(value, tuple) else str(value)
+    if not isinstance(value, tuple):
+        return str(value)
+    charset, _, text = value
+    try:
+        return str(bytes(text, "raw-unicode-escape"), "us-ascii" if charset is None else charset, "replace")
+    except LookupError:
+        return str(text)
 
 
 def _named(params: list[tuple[str, Any]] | None, name: str) -> str | None:

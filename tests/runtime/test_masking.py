@@ -173,6 +173,25 @@ def test_a_field_named_in_angle_brackets_is_masked_as_the_pipeline_reads_its_nam
     assert dict(stored.fields) == {"<spam_score>": (MASKED_TEXT,), "spam_score": ("6.5",)}
 
 
+def test_a_field_named_in_an_unknown_rfc_2231_charset_is_masked_as_the_pipeline_reads_its_name() -> None:
+    """Before: a name ``name*=x-unknown''%3Cspam_score%3E`` (a charset no codec reads) was unquoted a second time
+    by ``collapse_rfc2231_value``'s fallback, here as in the pipeline: read as ``spam_score`` and kept as sent. It is
+    the field ``<spam_score>``, masked as every field but the few kept."""
+    dash = f"--{BOUNDARY}"
+    body = (
+        f"{dash}\r\nContent-Disposition: form-data; name*=x-unknown''%3Cspam_score%3E\r\n\r\nHello, {CONFIDED}\r\n"
+        f'{dash}\r\nContent-Disposition: form-data; name="spam_score"\r\n\r\n6.5\r\n{dash}--\r\n'
+    ).encode()
+    content_type = f"multipart/form-data; boundary={BOUNDARY}"
+    event = http_api_event(
+        "POST", "/prod/email", host="h.example.com", body=body, headers={"content-type": content_type}
+    )
+    masked = recordable(event, mask="text", auth_headers={"X-Twilio-Email-Event-Webhook-Signature": True})
+    stored = base64.b64decode(masked["body"])
+    assert CONFIDED.encode() not in stored
+    assert dict(parse(stored, content_type).fields) == {"<spam_score>": (MASKED_TEXT,), "spam_score": ("6.5",)}
+
+
 def test_all_pseudonymizes_display_names_in_email_address_fields() -> None:
     email = Email(
         sender="Kim Lee <Kim.Lee@example.org>",

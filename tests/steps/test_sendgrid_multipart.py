@@ -541,6 +541,21 @@ def test_names_in_angle_brackets_are_read_as_written() -> None:
         boundary_of('multipart/form-data; boundary="<b>"')
 
 
+def test_an_rfc_2231_value_in_a_charset_python_does_not_know_is_read_as_written() -> None:
+    """Before: ``collapse_rfc2231_value`` falls back, for a charset no text codec reads, to unquoting the text that
+    ``get_params`` has unquoted already, taking ``<`` and ``>`` (or ``"``) for quotes a second time: a field
+    ``name*=x-unknown''%3Cto%3E`` was read as ``to``, and a boundary ``<b>`` so written as ``b``."""
+    dash = f"--{BOUNDARY}"
+    body = (
+        f"{dash}\r\nContent-Disposition: form-data; name*=x-unknown''%3Cto%3E\r\n\r\nv\r\n"
+        f"{dash}\r\nContent-Disposition: form-data; name*=x-unknown'en'%22q%22\r\n\r\nw\r\n"
+        f"{dash}\r\nContent-Disposition: form-data; name*=base64''%3Cb%3E\r\n\r\nx\r\n{dash}--\r\n"
+    ).encode()
+    assert dict(parse(body, CT).fields) == {"<to>": ("v",), '"q"': ("w",), "<b>": ("x",)}
+    with pytest.raises(BadBoundary, match="RFC 2046"):
+        boundary_of("multipart/form-data; boundary*=x-unknown''%3Cb%3E")
+
+
 @FUZZ
 @given(
     fields=st.lists(st.tuples(names, values), max_size=8),
