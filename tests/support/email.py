@@ -8,6 +8,7 @@ and ``channel_config.email_credentials_id`` names the secret holding ``sendgrid_
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -83,3 +84,13 @@ def email_event(
     data, content_type = inbound_parse_body(email or Email())
     request = signed(key, data, content_type, timestamp=int(time.time()) if timestamp is None else timestamp)
     return inbound_parse_event(request, host=HOST, path=path, headers=headers, body=body)
+
+
+def posted(data: bytes, content_type: str) -> dict[str, Any]:
+    """The API Gateway event of a signed Inbound Parse body (``data`` as ``raw_mime_body`` or a test writes it)."""
+    return inbound_parse_event(signed(KEY, data, content_type), host=HOST)
+
+
+def answer(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The status and the JSON body of the function's response."""
+    return response["statusCode"], json.loads(response["body"])

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from steps.sendgrid.message import id_from_message_id, normalise_message_id
-from tests.support.email import HOST, KEY, USER_EMAIL, add_email_world, email_conversation, email_event
+from tests.support.email import USER_EMAIL, add_email_world, answer, email_conversation, email_event, posted
 from tests.support.logscan import forbid
 from tools.localaws import put_items
 from tools.sendgrid_events import (
@@ -22,21 +22,11 @@ from tools.sendgrid_events import (
     Attachment,
     Email,
     encode_form,
-    inbound_parse_event,
     inbound_parse_fields,
     raw_mime_body,
-    signed,
 )
 
 QUEUED = (200, {"status": "ok", "outcome": "QUEUED"})
-
-
-def answer(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    return response["statusCode"], json.loads(response["body"])
-
-
-def posted(data: bytes, content_type: str) -> dict[str, Any]:
-    return inbound_parse_event(signed(KEY, data, content_type), host=HOST)
 
 
 def event_of(email: Email, raw: bool) -> dict[str, Any]:

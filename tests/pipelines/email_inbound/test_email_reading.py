@@ -14,27 +14,16 @@ from typing import Any
 import pytest
 
 from steps.sendgrid.message import id_from_message_id
-from tests.support.email import HOST, KEY, USER_EMAIL, add_email_world, email_event
+from tests.support.email import USER_EMAIL, add_email_world, answer, email_event, posted
 from tests.support.logscan import forbid
 from tools.sendgrid_events import (
     RECIPIENT,
     Attachment,
     Email,
     encode_form,
-    inbound_parse_event,
     inbound_parse_fields,
     raw_mime_body,
-    signed,
 )
-
-
-def answer(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    return response["statusCode"], json.loads(response["body"])
-
-
-def posted(data: bytes, content_type: str) -> dict[str, Any]:
-    """The API Gateway event of a signed Inbound Parse body."""
-    return inbound_parse_event(signed(KEY, data, content_type), host=HOST)
 
 
 def declared_as(email: Email, encoding: str, label: str) -> dict[str, Any]:
