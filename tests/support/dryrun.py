@@ -60,12 +60,18 @@ def greeting_rules(directory: Path) -> Path:
     return rules
 
 
+def replay(*args: str | Path) -> tuple[int, str, str]:
+    """Run ``pipeline-dryrun ARGS`` in this process: its exit status, what it printed and what it wrote to stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    status = run_replay(build_parser().parse_args([str(arg) for arg in args]), out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
 def run_dryrun(*args: str | Path, status: int = 0) -> str:
     """Run ``pipeline-dryrun ARGS`` in this process, which must end with ``status``; what it printed."""
-    out, err = io.StringIO(), io.StringIO()
-    parsed = build_parser().parse_args([str(arg) for arg in args])
-    assert run_replay(parsed, out=out, err=err) == status, err.getvalue()
-    return out.getvalue()
+    ended, out, err = replay(*args)
+    assert ended == status, err
+    return out
 
 
 def without_settings(env: Mapping[str, str]) -> dict[str, str]:

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.support.dryrun import ROOT, WORLD
-from tools.dryrun.cli import build_parser
-from tools.dryrun.replay import run_replay
-
-EVENTS = ROOT / "examples" / "events"
-
-
-def replay(*args: str | Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    status = run_replay(build_parser().parse_args([str(arg) for arg in args]), out=out, err=err)
-    return status, out.getvalue(), err.getvalue()
+from tests.support.dryrun import EVENTS, ROOT, WORLD, replay
 
 
 def test_a_baseline_that_is_the_candidates_own_rules_directory_is_said_to_compare_nothing(

@@ -7,19 +7,14 @@ the replay's, not production's, and a change gate over it compared nothing.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.support.dryrun import ROOT, WORLD
-from tools.dryrun.cli import build_parser
-from tools.dryrun.replay import run_replay
+from tests.support.dryrun import EVENTS, ROOT, WORLD, replay
 from tools.dryrun.world_cli import main as world_cli
-
-EVENTS = ROOT / "examples" / "events"
 
 
 def redacted_world(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
@@ -30,12 +25,6 @@ def redacted_world(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     secrets = json.loads(world.read_text())["secrets"]
     assert {field for secret in secrets.values() for field in secret.values()} >= {"redacted"}
     return world
-
-
-def replay(*args: str | Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    status = run_replay(build_parser().parse_args([str(arg) for arg in args]), out=out, err=err)
-    return status, out.getvalue(), err.getvalue()
 
 
 def test_a_change_gate_over_a_world_with_redacted_secrets_does_not_pass_having_compared_nothing(

@@ -7,7 +7,6 @@ ends it ``REPLAY`` before any rule runs, in both lanes: a change gate over such 
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
@@ -15,19 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.dryrun import ROOT, WORLD
-from tools.dryrun.cli import build_parser
+from tests.support.dryrun import ROOT, WORLD, replay
 from tools.dryrun.event_cli import main as event_cli
-from tools.dryrun.replay import run_replay
 
 SID = "SM" + "7" * 32
 ARRIVED = 1795608000  # examples/world.yaml's now, 2026-11-25T12:00:00Z: the event is built to arrive then
-
-
-def replay(*args: str | Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    status = run_replay(build_parser().parse_args([str(arg) for arg in args]), out=out, err=err)
-    return status, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
