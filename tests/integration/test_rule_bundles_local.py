@@ -137,10 +137,12 @@ def test_the_documented_local_round_publishes_shadows_promotes_and_rolls_back(
                 (mismatch, *_) = [line for line in events(server) if line["message"] == command[1]]
                 assert mismatch["live"]["rules"]["routing"] == "channel_queue"
                 assert mismatch["candidate"]["rules"]["routing"] == "asks_for_agent"
+                done.append("grep")
             else:
                 raise AssertionError(f"a line of the page this test does not run: {shlex.join(command)}")
         assert server is not None
-        assert [step for step in done if step != "post"] == ["publish", "promote", "rollback", "list"]
+        # Every post and the grep in the page's order: a step's assertions above run only where it is in the page.
+        assert done == ["publish", "post", "grep", "promote", "post", "rollback", "post", "list"]
         _, err = server.output()
         assert "RULES_BUCKET=local-rules" in err and "lacks" not in err
         assert not [line for line in events(server) if line.get("level") == "ERROR"]
