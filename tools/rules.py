@@ -157,6 +157,8 @@ class _Store:
 
     def __init__(self, client: Any, bucket: str, prefix: str, pipeline: str) -> None:
         self.client, self.bucket, self.prefix, self.pipeline = client, bucket, prefix, pipeline
+        # The bundles ``bundle`` returned, by key: a bundle's id is its files' digest, so one read is the bundle.
+        self._bundles: dict[str, Bundle] = {}
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -194,6 +196,8 @@ class _Store:
     def bundle(self, bundle_id: str) -> Bundle:
         """The stored bundle of this pipeline (_Failed when there is none, or it is not whole, or another's)."""
         key = bundle_key(self.prefix, self.pipeline, bundle_id)
+        if key in self._bundles:
+            return self._bundles[key]
         if not self.exists(bundle_id):
             raise _Failed(
                 f"no bundle {bundle_id} of {self.pipeline} at {self.uri(key)}"
@@ -205,6 +209,7 @@ class _Store:
             raise _Failed(f"{self.uri(key)}: {exc}") from None
         if bundle.pipeline != self.pipeline:
             raise _Failed(f"{self.uri(key)}: {_another_pipelines(bundle.pipeline, self.pipeline)}")
+        self._bundles[key] = bundle
         return bundle
 
     def _version_of(self, version: str) -> str | None:

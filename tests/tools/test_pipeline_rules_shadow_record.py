@@ -367,3 +367,21 @@ def test_a_revision_recorded_after_this_machines_clock_is_said_so_not_taken_for_
     assert err.endswith("): one of the two clocks is wrong\n") and "ValidationError" not in err
     status, _, err = shadowing.rules("promote")
     assert status == 0 and f"revision 1 records {ahead}, after this machine's clock (" in err
+
+
+def test_promote_of_the_shadow_reads_each_bundle_from_s3_once(shadowing: Shadowing) -> None:
+    # A bundle is immutable (its id is its files' digest): the check before the promotion, the record's rule sets and
+    # the deployment read the same one, so one HEAD and one GET of it are enough.
+    candidate = shadowing.candidate()
+    shadowing.events(*[AGREED] * 2)
+    reads: list[tuple[str, str]] = []
+
+    def count(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if params.get("Key", "").endswith(f"/{candidate}.json"):
+            reads.append((model.name, params["Key"]))
+
+    shadowing.ops.s3.meta.events.register("provide-client-params.s3.*", count)
+    status, _, err = shadowing.rules("promote")
+    assert status == 0, err
+    assert shadowing.ops.deployment().live == candidate
+    assert sorted(name for name, _ in reads) == ["GetObject", "HeadObject"]
