@@ -24,18 +24,7 @@ from typing import Any
 from runtime.aws import error_code
 from runtime.shadow import EVALUATIONS, FAILURES, MISMATCHES, TIMEOUTS, mismatch_metric
 
-__all__ = [
-    "EVALUATIONS",
-    "FAILURES",
-    "MISMATCHES",
-    "TIMEOUTS",
-    "Record",
-    "RecordUnreadable",
-    "find_stacks",
-    "metric_queries",
-    "mismatch_metric",
-    "read",
-]
+__all__ = ["Record", "RecordUnreadable", "find_stacks", "metric_queries", "read", "window_end"]
 
 COUNTED = (EVALUATIONS, MISMATCHES, TIMEOUTS, FAILURES)
 # What a shadowed event may count without a mismatch: the metrics whose series name the stacks that have any.
