@@ -287,8 +287,8 @@ def missing_resources(dynamodb: Any, sqs: Any, environment: Mapping[str, str], n
     return lines
 
 
-def provision_rules_bucket(s3: Any, name: str, region: str) -> bool:
-    """Create the rules bucket ``name`` versioned, as the template's ``RulesBucket``; False when it existed.
+def provision_rules_bucket(s3: Any, name: str, region: str) -> None:
+    """Create the rules bucket ``name`` versioned, as the template's ``RulesBucket``.
 
     An existing bucket is kept and versioned (every earlier deployment document recoverable, as deployed).
     """
@@ -297,13 +297,10 @@ def provision_rules_bucket(s3: Any, name: str, region: str) -> bool:
         request["CreateBucketConfiguration"] = {"LocationConstraint": region}
     try:
         s3.create_bucket(**request)
-        created = True
     except Exception as exc:
         if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
-        created = False
     s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return created
 
 
 def missing_rules_bucket(s3: Any, environment: Mapping[str, str]) -> list[str]:
