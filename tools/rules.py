@@ -483,6 +483,11 @@ def _owners(path: Path) -> list[str] | None:
         document = load_yaml(path, strict=False).data
     except ConfigError:
         return None
+    return _named_owners(document)
+
+
+def _named_owners(document: Any) -> list[str]:
+    """The pipelines a rule file's parsed ``document`` names under ``pipelines:`` ([]: none, so every one)."""
     owners = document.get("pipelines") if isinstance(document, dict) else None
     return [str(owner) for owner in owners] if isinstance(owners, list) else []
 
@@ -936,29 +941,31 @@ def _rulesets(store: _Store, current: Deployment) -> list[str]:
 
     A set may differ as either side has it. What cannot be read here is left out (a note only).
     """
-    from engine.yamlsource import parse_yaml
+    from engine.yamlsource import load_yaml, parse_yaml
 
-    texts: list[str] = []
+    documents: list[Any] = []
     for bundle_id in dict.fromkeys((current.shadow, current.live)):
         try:
             bundle = store.bundle(bundle_id) if bundle_id else None
         except _Failed:
             continue
-        texts += [text for name, text in sorted(bundle.files.items()) if name.startswith("rules/")] if bundle else []
-    local = Path("rules")
-    for path in yaml_files(local) if current.live is None and local.is_dir() else []:
-        owners = _owners(path)
-        if owners == [] or (owners and store.pipeline in owners):
-            try:
-                texts.append(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError):
-                continue
-    names: dict[str, None] = {}
-    for text in texts:
+        for name, text in sorted(bundle.files.items()) if bundle else []:
+            if name.startswith("rules/"):
+                try:
+                    documents.append(parse_yaml(text, "rules", strict=False).data)
+                except ConfigError:
+                    continue
+    # Each local file read and parsed once, for the pipelines it names and its rule set.
+    for path in yaml_files(Path("rules")) if current.live is None else []:
         try:
-            data = parse_yaml(text, "rules", strict=False).data
+            document = load_yaml(path, strict=False).data
         except ConfigError:
             continue
+        owners = _named_owners(document)
+        if not owners or store.pipeline in owners:
+            documents.append(document)
+    names: dict[str, None] = {}
+    for data in documents:
         name = data.get("ruleset") if isinstance(data, dict) else None
         if isinstance(name, str):
             names[name] = None

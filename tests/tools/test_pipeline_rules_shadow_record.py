@@ -16,7 +16,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -385,3 +387,31 @@ def test_promote_of_the_shadow_reads_each_bundle_from_s3_once(shadowing: Shadowi
     assert status == 0, err
     assert shadowing.ops.deployment().live == candidate
     assert sorted(name for name, _ in reads) == ["GetObject", "HeadObject"]
+
+
+_OPENED: list[list[str]] = []  # the open calls seen while a test listens; an audit hook stays for the session
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event == "open" and _OPENED and args and isinstance(args[0], str | Path):
+        _OPENED[-1].append(str(args[0]))
+
+
+def test_the_record_reads_each_local_rule_file_once(shadowing: Shadowing) -> None:
+    # With the packaged rules live, the record's rule sets include those of the local rules/: a file is read and
+    # parsed once for the pipelines it names and its rule set, not once for each.
+    shadowing.candidate()
+    shadowing.events(AGREED)
+    if not _OPENED:
+        sys.addaudithook(_audit)
+    opened: list[str] = []
+    _OPENED.append(opened)
+    try:
+        status, out, err = shadowing.rules("shadow-status")
+    finally:
+        _OPENED.remove(opened)
+    assert status == 0, err
+    assert "  mismatches by rule set: " + ", ".join(f"{name} 0" for name in RULESETS) in out
+    rules = sorted(path.name for path in (shadowing.ops.root / "rules").glob("*.yaml"))
+    read = Counter(Path(path).name for path in opened if Path(path).parent.name == "rules")
+    assert read == Counter(rules), read
