@@ -608,22 +608,26 @@ def _untested(loaded: LoadedRuleSet, never: set[str]) -> list[Problem]:
 
 
 def _pipeline_findings(
-    path: Path, inspection: Inspection, owned: Mapping[str, OwnedSet], served: Mapping[str, Served]
+    path: Path,
+    document: SourceDoc | None,
+    inspection: Inspection,
+    owned: Mapping[str, OwnedSet],
+    served: Mapping[str, Served],
 ) -> list[Problem]:
-    """What the checks find in pipeline ``path`` and the rule sets it loads (``inspection``), in check order.
+    """What the checks find in pipeline ``path`` (parsed: ``document``) and the rule sets it loads, in check order.
 
     ``owned``: the rule sets other pipelines' files define (``sets_with_owners``), named in a problem they cause;
     ``served``: every pipeline's file and channels, by name (``_served_channels``).
     """
-    document = pipeline_document(path)
     name = declared_name(document)
+    own = _own_files(inspection, name, owned)
     return [
         *(owned_elsewhere(hinted(problem), name, owned) for problem in inspection.problems),
         *_lint(inspection),
         *context_names(inspection),
-        *request_fields(inspection, _own_files(inspection, name, owned)),
+        *request_fields(inspection, own),
         *given_kinds(inspection),
-        *foreign_channels(inspection, _own_files(inspection, name, owned), _shared_sets(inspection, owned, served)),
+        *foreign_channels(inspection, own, _shared_sets(inspection, owned, served)),
         *_cut_by_comment(inspection),
         *_backspaces(inspection),
         *_octal_numbers(document),
@@ -669,7 +673,9 @@ def check_config(
         inspection = inspect_config(path, rules_dir, env, missing_env="error" if strict_env else "warning")
         inspections.append(inspection)
         files.extend(name for name in inspection.files if name not in files)
-        found = _pipeline_findings(path, inspection, owned, served)
+        document = pipeline_document(path)
+        pipeline_name = declared_name(document)
+        found = _pipeline_findings(path, document, inspection, owned, served)
         # A rule set shared by several pipelines is reported with the first (its messages may name the pipeline),
         # but for a code none of them declares, which each must declare.
         earlier = {place: list(indexes) for place, indexes in reported.items()}
@@ -687,8 +693,7 @@ def check_config(
                     runs[loaded.ruleset.file].append((display_path(path), verdict.failures))
                 continue
             tested.add(loaded.ruleset.file)
-            name = declared_name(pipeline_document(path))
-            domains = _channel_domain(inspection, name, owned.get(loaded.ruleset.name), display_path(path))
+            domains = _channel_domain(inspection, pipeline_name, owned.get(loaded.ruleset.name), display_path(path))
             ran, found, failed = _check_ruleset(loaded, settled_targets(inspection), display_path(path), domains)
             tests_run += ran
             findings.extend(found)
