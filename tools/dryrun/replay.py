@@ -256,6 +256,7 @@ class _Renderer:
             record = self._scrubber.data(record)
             line = to_json_line(record)
         text = line + "\n" if self._table is None else self._scrubber(self._table.row_text(record))
+        said = [each for lane in (run, base) if lane is not None for each in lane.notes]  # both lanes' notes
         return Rendered(
             text,
             record["outcome"],
@@ -265,25 +266,11 @@ class _Renderer:
             note is not None,
             line if self._options.report else None,
             run.handled.pipeline,
-            any(
-                note.startswith((UNREAD_NOTE, REFUSED_NOTE))
-                for lane in (run, base)
-                if lane is not None
-                for note in lane.notes
-            ),
-            any(
-                note.startswith(MASKED_SIGNATURE_NOTE)
-                for lane in (run, base)
-                if lane is not None
-                for note in lane.notes
-            ),
-            any(
-                note.startswith(REDACTED_SECRET_NOTE) for lane in (run, base) if lane is not None for note in lane.notes
-            ),
-            any(note.startswith(LATE_REPLAY_NOTE) for lane in (run, base) if lane is not None for note in lane.notes),
-            any(
-                note.startswith(STALE_SIGNATURE_NOTE) for lane in (run, base) if lane is not None for note in lane.notes
-            ),
+            any(each.startswith((UNREAD_NOTE, REFUSED_NOTE)) for each in said),
+            any(each.startswith(MASKED_SIGNATURE_NOTE) for each in said),
+            any(each.startswith(REDACTED_SECRET_NOTE) for each in said),
+            any(each.startswith(LATE_REPLAY_NOTE) for each in said),
+            any(each.startswith(STALE_SIGNATURE_NOTE) for each in said),
         )
 
 
