@@ -128,14 +128,20 @@ def redacted_secrets(secrets: Mapping[str, str]) -> frozenset[str]:
     """The names of ``secrets`` holding a credential redacted (``REDACTED_CREDENTIAL``): no signature matches it."""
     found: set[str] = set()
     for name, marked in secrets.items():
-        try:
-            document: Any = json.loads(marked.removeprefix("\ufeff"))
-        except ValueError:
-            document = marked
+        document = _secret_document(marked)
         values = document.values() if isinstance(document, dict) else [document]
         if REDACTED_CREDENTIAL in values:
             found.add(name)
     return frozenset(found)
+
+
+def _secret_document(marked: str) -> Any:
+    """A secret's JSON value, else its text, read as the pipeline reads it (engine.secrets): no byte order mark."""
+    text = marked.removeprefix("\ufeff")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def secret_values(secrets: Mapping[str, str]) -> list[str]:
@@ -149,12 +155,7 @@ def secret_values(secrets: Mapping[str, str]) -> list[str]:
     """
     values: list[str] = []
     for marked in secrets.values():
-        # Read as the pipeline reads it (engine.secrets): a byte order mark before the JSON is no part of it.
-        text = marked.removeprefix("\ufeff")
-        try:
-            document: Any = json.loads(text)
-        except ValueError:
-            document = text
+        document = _secret_document(marked)
         if isinstance(document, dict):
             values.extend(
                 value.strip()
