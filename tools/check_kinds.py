@@ -16,6 +16,7 @@ from engine.errors import Problem, did_you_mean
 from engine.expressions import expression_tokens
 from runtime.verify import written_value
 from steps.conversations import ConversationGet
+from tools.lint import KIND_NAMES, value_kind
 
 __all__ = ["PHONE_LIKE", "Declared", "declared_kinds", "foreign_channels", "given_kinds"]
 
@@ -23,7 +24,6 @@ __all__ = ["PHONE_LIKE", "Declared", "declared_kinds", "foreign_channels", "give
 PHONE_LIKE = re.compile(r"[+0][0-9]{5,}")
 
 _DYNAMO_KINDS = {"S": "string", "N": "number", "BOOL": "boolean"}
-_NAMES = {"string": "text", "number": "a number", "boolean": "true/false"}
 
 
 class Declared(NamedTuple):
@@ -43,24 +43,16 @@ def declared_kinds(inspection: Inspection) -> dict[str, Declared]:
             for name, kind in kinds.items():
                 if fields is None or name in fields:
                     found[f"request.{name}"] = Declared(
-                        kind, f"{step.uses} (step {step.id!r}) gives it as {_NAMES[kind]}"
+                        kind, f"{step.uses} (step {step.id!r}) gives it as {KIND_NAMES[kind]}"
                     )
         if isinstance(step.step, ConversationGet):
             for name, types in step.step.types.items():
                 scalar = {_DYNAMO_KINDS.get(dynamo) for dynamo in types if dynamo != "NULL"}
                 kind = scalar.pop() if len(scalar) == 1 else None
                 if kind is not None:
-                    declared = f"declares it {_NAMES[kind]} (types: {', '.join(sorted(types))})"
+                    declared = f"declares it {KIND_NAMES[kind]} (types: {', '.join(sorted(types))})"
                     found[f"conversation.{name}"] = Declared(kind, f"{step.uses} (step {step.id!r}) {declared}")
     return found
-
-
-def _kind(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    return "string" if isinstance(value, str) else None
 
 
 def given_kinds(inspection: Inspection) -> list[Problem]:
@@ -72,16 +64,16 @@ def given_kinds(inspection: Inspection) -> list[Problem]:
             for root in ("request", "conversation"):
                 given = test.given.get(root)
                 for key, value in given.items() if isinstance(given, dict) else ():
-                    expected, kind = declared.get(f"{root}.{key}"), _kind(value)
+                    expected, kind = declared.get(f"{root}.{key}"), value_kind(value)
                     where = ("tests", test.index, "given", root, key)
                     if expected is None or kind is None or kind == expected.kind:
                         continue
                     if type(value) is int and PHONE_LIKE.fullmatch(written_value(loaded.locator, where)):
                         continue  # said better by the unquoted phone number's warning
                     message = (
-                        f"inline test {test.name!r} gives {root}.{key} as {_NAMES[kind]} ({value!r}), but "
-                        f"{expected.source}: no {root} holds {_NAMES[kind]} there, so the case passes where production "
-                        f"never would; write the value as {_NAMES[expected.kind]}"
+                        f"inline test {test.name!r} gives {root}.{key} as {KIND_NAMES[kind]} ({value!r}), but "
+                        f"{expected.source}: no {root} holds {KIND_NAMES[kind]} there, so the case passes where "
+                        f"production never would; write the value as {KIND_NAMES[expected.kind]}"
                     )
                     found.append(loaded.locator.problem(where, message, severity="warning"))
     return found

@@ -30,6 +30,7 @@ from engine.rules import Rule, RuleSet, RuleTest
 from steps.functions import WEEKDAYS
 
 __all__ = [
+    "KIND_NAMES",
     "Domain",
     "Shadowed",
     "Terms",
@@ -43,13 +44,14 @@ __all__ = [
     "negated_roots",
     "non_json_literals",
     "truthiness_mistakes",
+    "value_kind",
     "value_types",
 ]
 
 _COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
 _ORDERING = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _EQUALITY = {"eq": ("==", "never true"), "ne": ("!=", "always true")}
-_KIND_NAMES = {"string": "text", "number": "a number", "boolean": "true/false"}
+KIND_NAMES = {"string": "text", "number": "a number", "boolean": "true/false"}
 _GUARDS = {"array": "`[]`", "string": "''", "object": "`{}`", "number": "`0`"}
 # Arguments '' does not guard: it is no time zone and no word (the condition fails) and, as a pattern, matches
 # every text. None: no default fits, so the advice is to test the value first.
@@ -83,6 +85,15 @@ def _field_path(node: Mapping[str, Any]) -> str | None:
     return None
 
 
+def value_kind(value: Any) -> str | None:
+    """``string``, ``number`` or ``boolean`` for a value of that kind (true is no number); None for another."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string" if isinstance(value, str) else None
+
+
 def value_types(documents: Iterable[Any]) -> dict[str, str]:
     """The dotted paths holding text (``string``), a number or true/false in inline tests' ``given`` documents."""
     found: dict[str, str] = {}
@@ -91,12 +102,8 @@ def value_types(documents: Iterable[Any]) -> dict[str, str]:
         if isinstance(value, Mapping):
             for key, inner in value.items():
                 visit(inner, f"{path}.{key}" if path else str(key))
-        elif isinstance(value, str):
-            found.setdefault(path, "string")
-        elif isinstance(value, bool):
-            found.setdefault(path, "boolean")
-        elif isinstance(value, (int, float)):
-            found.setdefault(path, "number")
+        elif (kind := value_kind(value)) is not None:
+            found.setdefault(path, kind)
 
     for document in documents:
         visit(document, "")
@@ -113,10 +120,7 @@ def _walk(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 def _kind(node: Mapping[str, Any], types: Mapping[str, str]) -> str | None:
     """``string``, ``number`` or ``boolean`` when a node's value is known (a literal, a function's result, a path)."""
     if node["type"] == "literal":
-        value = node["value"]
-        if isinstance(value, (str, bool)):
-            return "string" if isinstance(value, str) else "boolean"
-        return "number" if isinstance(value, (int, float)) else None
+        return value_kind(node["value"])
     if node["type"] == "function_expression":
         returns = function_table().get(node["value"], {}).get("returns") or _RETURNS.get(node["value"])
         return str(returns) if returns else None
@@ -198,12 +202,12 @@ def _comparisons(
 
 def _unlike_equality(operator: str, kinds: set[str | None]) -> str | None:
     """Two known kinds (text, a number, true/false) compared by == or !=: never equal."""
-    known = [kind for kind in _KIND_NAMES if kind in kinds]
+    known = [kind for kind in KIND_NAMES if kind in kinds]
     if len(known) != 2 or None in kinds:
         return None
     symbol, verdict = _EQUALITY[operator]
     return (
-        f"{_KIND_NAMES[known[0]]} and {_KIND_NAMES[known[1]]} are never equal, so {symbol} here is "
+        f"{KIND_NAMES[known[0]]} and {KIND_NAMES[known[1]]} are never equal, so {symbol} here is "
         f"{verdict}; compare like with like: a number with a number (`1`, or to_number(…)), true/false "
         "with `true` or `false`, text with text ('1', or to_string(…))"
     )
@@ -485,7 +489,7 @@ def list_arguments(expression: Expression) -> list[tuple[int, str]]:
             types = signature[min(index, len(signature) - 1)].get("types", []) if signature else []
             if not listed or not types or any(kind == "any" or kind.startswith("array") for kind in types):
                 continue
-            name, needs = node["value"], " or ".join(_KIND_NAMES.get(kind, kind) for kind in types)
+            name, needs = node["value"], " or ".join(KIND_NAMES.get(kind, kind) for kind in types)
             message = (
                 f"{name}() takes {needs} here, not a list, so the condition fails every event that reaches it; "
                 f"for several, join the calls: {name}(…, 'a') || {name}(…, 'b')"
