@@ -288,8 +288,7 @@ class Lane:
         stale = result.error is not None and result.error.message == STALE_SIGNATURE
         if not stale or pipeline is None or arrived is None or clock.now() <= arrived:
             return None
-        headers = event.get("headers") if isinstance(event, Mapping) else None
-        named = {str(name).lower(): value for name, value in headers.items()} if isinstance(headers, Mapping) else {}
+        named = _lowered_headers(event)
         signed = named.get(TIMESTAMP_HEADER.lower())
         steps = self.application.pipeline(pipeline).pipeline.steps()
         parsers = [step.step for step in steps if isinstance(step.step, SendGridParse)]
@@ -330,8 +329,7 @@ class Lane:
         refused = failed_authentication(self.application.pipeline(pipeline), result)
         if not refused and verdict != INVALID_SIGNATURE:
             return None
-        headers = event.get("headers") if isinstance(event, Mapping) else None
-        values = {str(name).lower(): value for name, value in headers.items()} if isinstance(headers, Mapping) else {}
+        values = _lowered_headers(event)
         auth = self.auth_headers(event)
         masked = [name for name in auth if values.get(name.lower()) == MASKED_SIGNATURE]
         recording = event.get(RECORDING_KEY)
@@ -344,6 +342,12 @@ class Lane:
             + (f", mask={mode}" if mode else "")
             + "), so this outcome is the replay's, not production's; replay masked recordings with --skip-signature"
         )
+
+
+def _lowered_headers(event: Any) -> dict[str, Any]:
+    """An event's ``headers``, by their names in lower case; none when it holds no such map."""
+    headers = event.get("headers") if isinstance(event, Mapping) else None
+    return {str(name).lower(): value for name, value in headers.items()} if isinstance(headers, Mapping) else {}
 
 
 def _url_note(result: RunResult) -> str | None:
