@@ -272,7 +272,8 @@ def _decoded_words(value: str) -> str:
         charset, encoding, text = match.groups()
         try:
             if encoding in "bB":
-                data = binascii.a2b_base64(text + "=" * (-len(text) % 4))
+                # Strict: a lenient read drops what is no base64 (a word of it read as nothing) and goes on.
+                data = binascii.a2b_base64(text + "=" * (-len(text) % 4), strict_mode=True)
             else:
                 data = header_decode(text).encode("latin-1")
         except (binascii.Error, ValueError):

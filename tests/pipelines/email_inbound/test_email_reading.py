@@ -456,6 +456,9 @@ ENCODED_SUBJECTS = [
     ("=?UTF-8?Q?Caf?= =?UTF-8?B?w6kgb3V2ZXJ0?=", "Caf\u00e9 ouvert"),
     # A word whose base64 does not decode (one character past a multiple of 4) stays as written.
     ("Re: =?UTF-8?B?A?= ok", "Re: =?UTF-8?B?A?= ok"),
+    # So does one holding what is no base64 at all: it is not read as the base64 left once that is dropped (nothing).
+    ("Re: =?UTF-8?B?@@@@?= ok", "Re: =?UTF-8?B?@@@@?= ok"),
+    ("Re: =?UTF-8?B?SGk@?= ok", "Re: =?UTF-8?B?SGk@?= ok"),
     ("=?Windows-1252?Q?=93Urgent=94_=96_=8010?=", "\u201cUrgent\u201d \u2013 \u20ac10"),
     ("=?Shift_JIS?B?ko2VtoLMjI+WvA==?=", "注文の件名"),
     ("=?x-bogus?B?UmU6IGhlbGxv?=", "Re: hello"),  # a charset no codec reads: read as UTF-8, as text fields are
