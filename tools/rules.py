@@ -966,9 +966,9 @@ def _rulesets(store: _Store, current: Deployment) -> list[str]:
             documents.append(document)
     names: dict[str, None] = {}
     for data in documents:
-        name = data.get("ruleset") if isinstance(data, dict) else None
-        if isinstance(name, str):
-            names[name] = None
+        ruleset = data.get("ruleset") if isinstance(data, dict) else None
+        if isinstance(ruleset, str):
+            names[ruleset] = None
     return list(names)
 
 
