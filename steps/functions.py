@@ -251,7 +251,7 @@ def _as_typed(text: str) -> str:
 
     ASCII text holds neither and is read as it is: the table's look-up for each character took as long as the search.
     """
-    return text if text.isascii() else unicodedata.normalize("NFC", text).translate(_APOSTROPHES)
+    return text if text.isascii() else _composed(text).translate(_APOSTROPHES)
 
 
 def has_word(text: str, word: str) -> bool:
