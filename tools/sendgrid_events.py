@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 BOUNDARY = "xYzZY"
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_NAME_ESCAPES = str.maketrans({"\n": "%0A", "\r": "%0D", '"': "%22"})
 SENDER = "Jane Sender <Jane.Sender@Example.NET>"
 ENVELOPE_FROM = "Bounces+Jane@Example.NET"
 RECIPIENT = "support@parse.example.com"
@@ -205,18 +208,36 @@ def encode_form(
     *,
     boundary: str = BOUNDARY,
 ) -> tuple[bytes, str]:
-    """A multipart/form-data body (str values as UTF-8) and its Content-Type, laid out as SendGrid does."""
+    """A multipart/form-data body (str values as UTF-8) and its Content-Type, laid out as SendGrid does.
+
+    Field and file names are written as browsers write them (``_quoted_name``): a quote or a line break in one
+    cannot end the parameter or the header line, so each part has one Content-Disposition naming it.
+    """
     dash = b"--" + boundary.encode("ascii")
     chunks: list[bytes] = []
     for name, value in fields:
         data = value.encode("utf-8") if isinstance(value, str) else value
-        chunks += [dash, b"\r\n", f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode(), data, b"\r\n"]
+        disposition = f"Content-Disposition: form-data; name={_quoted_name(name)}\r\n\r\n"
+        chunks += [dash, b"\r\n", disposition.encode(), data, b"\r\n"]
     for name, attachment in files:
-        disposition = f'Content-Disposition: form-data; name="{name}"; filename="{attachment.filename}"\r\n'
+        filename = _quoted_name(attachment.filename, of_file=True)
+        disposition = f"Content-Disposition: form-data; name={_quoted_name(name)}; filename={filename}\r\n"
         head = disposition + f"Content-Type: {attachment.content_type}\r\n\r\n"
         chunks += [dash, b"\r\n", head.encode("utf-8"), attachment.data, b"\r\n"]
     chunks += [dash, b"--\r\n"]
     return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
+
+
+def _quoted_name(name: str, *, of_file: bool = False) -> str:
+    """A field (or file) name quoted as the WHATWG multipart/form-data encoding writes it, as browsers and curl do.
+
+    A field name's line breaks become CRLF; then LF, CR and ``"`` are written ``%0A``, ``%0D`` and ``%22``, and
+    nothing else is escaped: readers keep those escapes as written. A backslash is written as it is, so a MIME
+    reader takes two in a row, or one before the closing quote, for an escape (as it does in a browser's form).
+    """
+    if not of_file:
+        name = _LINE_BREAK.sub("\r\n", name)
+    return '"' + name.translate(_NAME_ESCAPES) + '"'
 
 
 def inbound_parse_body(email: Email | None = None, *, boundary: str = BOUNDARY) -> tuple[bytes, str]:

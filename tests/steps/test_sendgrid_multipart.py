@@ -524,8 +524,39 @@ def test_damaged_sendgrid_bodies_raise_nothing_but_multipart_errors(body: bytes)
 
 
 _LINE_START_BOUNDARY = re.compile(rb"[\r\n]--" + re.escape(BOUNDARY.encode()))
-names = st.text(st.characters(codec="utf-8", exclude_characters='"\\\r\n'), min_size=1, max_size=12)
+# Any name, quotes and line breaks too; a backslash but not two in a row nor one at the end: browsers write it as it
+# is, which a MIME reader (quoted-string, as RFC 7578 names it) takes for an escape there.
+names = st.text(st.characters(codec="utf-8"), min_size=1, max_size=12).filter(
+    lambda name: "\\\\" not in name and not name.endswith("\\")
+)
 values = st.text(st.characters(codec="utf-8"), max_size=40)
+
+
+def _as_browsers_send(name: str, *, of_file: bool = False) -> str:
+    """A field or file name as the WHATWG multipart/form-data encoding writes it (and every reader reads it back):
+    a field name's line breaks made CRLF, then LF, CR and ``"`` written as ``%0A``, ``%0D`` and ``%22``."""
+    if not of_file:
+        name = re.sub(r"\r\n|\r|\n", "\r\n", name)
+    return name.replace("\n", "%0A").replace("\r", "%0D").replace('"', "%22")
+
+
+def test_names_holding_quotes_or_line_breaks_are_written_as_browsers_write_them() -> None:
+    """Before: a name went between the quotes as it was: ``a"b`` wrote ``name="a"b"``, read back as ``a"b`` only by
+    luck of a lenient reader, and ``x"; filename="y`` made a text field a file part; a line break split the header."""
+    attached = [('s"\n', Attachment('q"\r\n.bin', "application/octet-stream", b"z"))]
+    fields = [('a"b', "1"), ('x"; filename="y', "2"), ("c\r\nd", "3"), ("l\nf", "4"), ("c\rr", "5"), ("a\\b", "6")]
+    body, content_type = encode_form(fields, attached)
+    assert body.count(b"Content-Disposition") == 7
+    form = parse(body, content_type, keep_bytes=())
+    assert dict(form.fields) == {
+        "a%22b": ("1",),
+        "x%22; filename=%22y": ("2",),
+        "c%0D%0Ad": ("3",),
+        "l%0D%0Af": ("4",),
+        "c%0D%0Ar": ("5",),
+        "a\\b": ("6",),
+    }
+    assert form.files == (FilePart("s%22%0D%0A", "q%22%0D%0A.bin", "application/octet-stream", 1),)
 
 
 def test_names_in_angle_brackets_are_read_as_written() -> None:
@@ -562,6 +593,7 @@ def test_an_rfc_2231_value_in_a_charset_python_does_not_know_is_read_as_written(
     files=st.lists(st.tuples(names, st.binary(max_size=64)), max_size=3),
 )
 @example(fields=[("<>", "")], files=[("<>", b"")])
+@example(fields=[('"', ""), ("\r", ""), ("\n\r", "")], files=[('a"; filename="b', b"")])
 def test_any_encoded_form_parses_back(fields: list[tuple[str, str]], files: list[tuple[str, bytes]]) -> None:
     # The boundary at a line start (or at the start of content) is refused: such a form is not read back.
     assume(not any(_LINE_START_BOUNDARY.search(b"\n" + value.encode()) for _, value in fields))
@@ -571,9 +603,11 @@ def test_any_encoded_form_parses_back(fields: list[tuple[str, str]], files: list
     form = parse(body, content_type, keep_bytes=())
     expected: dict[str, list[str]] = {}
     for name, value in fields:
-        expected.setdefault(name, []).append(value)
+        expected.setdefault(_as_browsers_send(name), []).append(value)
     assert {name: list(found) for name, found in form.fields.items()} == expected
-    assert [(part.name, part.size) for part in form.files] == [(name, len(data)) for name, data in files]
+    assert [(part.name, part.filename, part.size) for part in form.files] == [
+        (_as_browsers_send(name), _as_browsers_send(f"{name}.bin", of_file=True), len(data)) for name, data in files
+    ]
 
 
 @FUZZ
