@@ -473,6 +473,7 @@ def _param(headers: Message, name: str, field: str = "Content-Disposition") -> s
     Runtime may not import steps, so the same lines are here as well: ``get_param`` has unquoted the value already,
     so only an RFC 2231 value in a charset a text codec reads is decoded (``collapse_rfc2231_value`` would unquote
     a plain one, or one in another charset, again, ``<`` and ``>`` taken for quotes).
+    tests/runtime/test_masking_params.py feeds both copies the same headers.
     """
     value = headers.get_param(name, header=field)
     if not isinstance(value, tuple):
