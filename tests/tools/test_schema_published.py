@@ -237,10 +237,11 @@ def test_every_listed_error_code_says_what_it_means_and_who_declares_it() -> Non
         invalid = declarers(described["INVALID_SIGNATURE"])
         assert invalid["the request's signature is missing, stale or wrong"] == ["sendgrid.parse", "sendgrid.signature"]
         assert invalid["the request's signature is missing or wrong"] == ["twilio.parse", "twilio.signature"]
-        # A business code: the pipelines' errors: describe it.
-        locked = declarers(described["CONVERSATION_LOCKED"])
-        assert "pipeline email_inbound" in locked["a reply is being prepared for this conversation"]
-        assert locked["a reply is being prepared; the user gets a holding answer"] == ["pipeline twilio_inbound"]
+        # A business code: the pipelines' errors: describe it, each pipeline once, and no step declares it.
+        assert declarers(described["CONVERSATION_LOCKED"]) == {
+            "a reply is being prepared for this conversation": ["pipeline email_inbound"],
+            "a reply is being prepared; the user gets a holding answer": ["pipeline twilio_inbound"],
+        }
         for spec in registry.specs():
             for error in spec.errors:
                 assert f"{error.description} (" in described[error.code], (spec.name, error.code)
