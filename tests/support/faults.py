@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
@@ -93,19 +93,7 @@ FaultKind = Literal[
     "hang",
     "crash",
 ]
-FAULT_KINDS: tuple[FaultKind, ...] = (
-    "throttling",
-    "server_error",
-    "read_timeout",
-    "response_lost",
-    "access_denied",
-    "not_found",
-    "malformed",
-    "unprocessed",
-    "slow",
-    "hang",
-    "crash",
-)
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 
 # The code each call's failure ends an event with: transient (the provider retries) or final.
 TRANSIENT_CODE = {
