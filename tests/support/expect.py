@@ -21,6 +21,20 @@ from tests.support.webhooks import EMPTY_TWIML
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# The handoff message's top-level keys (shared/CONTRACT.md §2, SQS messages), for every channel.
+HANDOFF_TOP_LEVEL = frozenset(
+    {
+        "conversation_id",
+        "message_sid",
+        "channel_type",
+        "primary_channel",
+        "body",
+        "received_at",
+        "request",
+        "conversation",
+    }
+)
+
 # The error codes of the contract (shared/CONTRACT.md §4), as the Twilio pipeline must know them.
 CONTRACT_TRANSIENT_CODES = frozenset(
     {

@@ -10,18 +10,7 @@ from __future__ import annotations
 import json
 
 from tests.support.email import USER_EMAIL, add_email_world, email_event
-from tests.support.expect import clock_window, parse_received_at
-
-HANDOFF_TOP_LEVEL = {
-    "conversation_id",
-    "message_sid",
-    "channel_type",
-    "primary_channel",
-    "body",
-    "received_at",
-    "request",
-    "conversation",
-}
+from tests.support.expect import HANDOFF_TOP_LEVEL, clock_window, parse_received_at
 
 
 def test_the_environment_sets_the_emails_window_lease_and_stage_ttl_and_the_trigger_is_the_contracts_text(

@@ -7,21 +7,11 @@ import re
 
 import pytest
 
-from tests.support.expect import twiml_response
+from tests.support.expect import HANDOFF_TOP_LEVEL, twiml_response
 from tests.support.webhooks import USER, rest_event, sms_params, whatsapp_params
 from tests.support.world import ABSENT
 
 LIMIT = 256 * 1024
-TOP_LEVEL = {
-    "conversation_id",
-    "message_sid",
-    "channel_type",
-    "primary_channel",
-    "body",
-    "received_at",
-    "request",
-    "conversation",
-}
 
 # case id, conversation overrides, expected target
 ROUTES = [
@@ -83,7 +73,7 @@ def test_handoff_message_carries_the_whole_context(world, lambda_handler, channe
 
     [raw] = world.sent_raw("handoff")
     body = json.loads(raw)
-    assert set(body) == TOP_LEVEL
+    assert set(body) == HANDOFF_TOP_LEVEL
     [row] = world.stage_rows()
     assert body["conversation_id"] == item["conversation_id"]
     assert body["message_sid"] == params["MessageSid"]
