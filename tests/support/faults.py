@@ -38,6 +38,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 from moto.core.models import botocore_stubber
 
+from engine.errors import RetryableFailure
+from tests.support.webhooks import EMPTY_TWIML
 from tools.localaws import to_dynamo
 
 if TYPE_CHECKING:
@@ -65,6 +67,7 @@ __all__ = [
     "expected_triggers",
     "new_container",
     "observe",
+    "twilio_delivery",
 ]
 
 CALLS = (
@@ -505,6 +508,29 @@ def new_container(
         install_clock(application)
     injector = FaultInjector(application, resources)
     return application, injector
+
+
+def twilio_delivery(application: Any, event: dict[str, Any]) -> str:
+    """Deliver a Twilio ``event`` as the Lambda runtime would: ``200 OUTCOME``, ``raise CODE`` or ``crash``.
+
+    A raise is a ``RetryableFailure`` naming the outcome (API Gateway answers 5xx, Twilio retries); any answer is
+    the contract's 200 with empty TwiML.
+    """
+    try:
+        handled = application.process(event, None)
+    except SimulatedCrash:
+        return "crash"
+    if handled.raised is not None:
+        assert isinstance(handled.raised, RetryableFailure), handled.raised
+        assert str(handled.raised).startswith(handled.result.outcome)
+        return f"raise {handled.raised.code}"
+    assert handled.response == {
+        "statusCode": 200,
+        "headers": {"Content-Type": "text/xml"},
+        "body": EMPTY_TWIML,
+        "isBase64Encoded": False,
+    }
+    return f"200 {handled.result.outcome}"
 
 
 class BlackHole:

@@ -10,14 +10,13 @@ the contract allows (a re-delivered message may re-send its own), and the messag
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import boto3
 import pytest
 from botocore.retries.standard import ExponentialBackoff
 
 from engine.config import load_config
-from tests.support.faults import MATRIX_KINDS, ROOT, TRANSIENT_KINDS, Fault, SimulatedCrash, new_container
+from tests.support.faults import MATRIX_KINDS, ROOT, TRANSIENT_KINDS, Fault, new_container, twilio_delivery
 from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
 
@@ -32,16 +31,6 @@ CALLS = {
 }
 KINDS = tuple(fault for _, fault in MATRIX_KINDS)
 TRANSIENT = TRANSIENT_KINDS
-
-
-def deliver(application: Any, event: dict[str, Any]) -> str:
-    try:
-        handled = application.process(event, None)
-    except SimulatedCrash:
-        return "crash"
-    if handled.raised is not None:
-        return f"raise {handled.raised.code}"
-    return f"200 {handled.result.outcome}"
 
 
 def expected(call: str, fault: Fault) -> str:
@@ -74,12 +63,12 @@ def test_handoff_fault_matrix(
         event = rest_event("whatsapp", whatsapp_params(sid, From=f"whatsapp:{user}", WaId=user.lstrip("+")))
         application, injector = new_container(world.resources, config=config, session=boto_session)
         injector.inject(call, fault)
-        first = deliver(application, event)
+        first = twilio_delivery(application, event)
         injector.wait_idle()
         injector.clear()
         if first == "crash":
             application, _ = new_container(world.resources, config=config, session=boto_session)
-        final = first if first == "200 HANDED_OFF" else deliver(application, event)
+        final = first if first == "200 HANDED_OFF" else twilio_delivery(application, event)
         staged = [row for row in world.stage_rows() if row["conversation_id"] == conversation_id]
         sent = [body for body, _ in world.sent("handoff") if body["conversation_id"] == conversation_id]
         recorded = [row for row in world.replay_rows() if row["message_sid"] == sid]

@@ -25,7 +25,6 @@ import pytest
 from botocore.retries.standard import ExponentialBackoff
 
 from engine.config import load_config
-from engine.responses import RetryableFailure
 from tests.support.clock import slow_machine
 from tests.support.faults import (
     FINAL_CODE,
@@ -37,13 +36,13 @@ from tests.support.faults import (
     EndState,
     Fault,
     MatrixRow,
-    SimulatedCrash,
     expected_triggers,
     new_container,
     observe,
+    twilio_delivery,
 )
 from tests.support.logscan import forbid
-from tests.support.webhooks import EMPTY_TWIML, rest_event, whatsapp_params
+from tests.support.webhooks import rest_event, whatsapp_params
 from tests.support.world import World
 
 GUARANTEES = Path(__file__).resolve().parents[3] / "docs" / "guarantees.md"
@@ -109,25 +108,6 @@ class Result:
     lock_at_rest: str
 
 
-def deliver(application: Any, event: dict[str, Any]) -> str:
-    """Deliver ``event`` as the Lambda runtime would; the answer as ``200 OUTCOME``, ``raise CODE`` or ``crash``."""
-    try:
-        handled = application.process(event, None)
-    except SimulatedCrash:
-        return "crash"
-    if handled.raised is not None:
-        assert isinstance(handled.raised, RetryableFailure), handled.raised
-        assert str(handled.raised).startswith(handled.result.outcome)
-        return f"raise {handled.raised.code}"
-    assert handled.response == {
-        "statusCode": 200,
-        "headers": {"Content-Type": "text/xml"},
-        "body": EMPTY_TWIML,
-        "isBase64Encoded": False,
-    }
-    return f"200 {handled.result.outcome}"
-
-
 def drain(application: Any) -> None:
     """Wait until the worker threads of a crashed container have finished what they had been handed.
 
@@ -159,7 +139,7 @@ def run_case(world: World, number: int, row: MatrixRow, kind: str, fault: Fault,
     for call, setup in row.setup.items():
         injector.inject(call, setup)
     injector.inject(row.call, fault)
-    answer = deliver(application, event)
+    answer = twilio_delivery(application, event)
     if answer == "crash":
         drain(application)
     injector.wait_idle()
@@ -171,13 +151,13 @@ def run_case(world: World, number: int, row: MatrixRow, kind: str, fault: Fault,
     if answer == "crash":
         retry = "yes, new container"
         application, _ = new_container(world.resources, **container)
-        final_answer = deliver(application, event)
+        final_answer = twilio_delivery(application, event)
     elif answer.startswith("raise"):
         retry = "yes"
-        final_answer = deliver(application, event)
+        final_answer = twilio_delivery(application, event)
     elif answer != "200 QUEUED":
         retry = "no; replayed after repair"
-        final_answer = deliver(application, event)
+        final_answer = twilio_delivery(application, event)
     at_rest = observe(world, conversation_id, sid)
     return Result(row, kind, fault, attempts, answer, between, retry, final_answer, at_rest, at_rest.lock(sid))
 
