@@ -47,7 +47,14 @@ from tools.dryrun.events import arrival_time
 from tools.dryrun.mask import Scrubber
 from tools.dryrun.memory import holds
 from tools.dryrun.pipeline import replay_pipeline
-from tools.dryrun.recording import Journal, PlanningQueues, PlanningTables, RecordingQueues, RecordingTables
+from tools.dryrun.recording import (
+    Journal,
+    PlanningQueues,
+    PlanningTables,
+    ReadsPassedThrough,
+    RecordingQueues,
+    RecordingTables,
+)
 from tools.dryrun.report import (
     LATE_REPLAY_NOTE,
     MASKED_SIGNATURE_NOTE,
@@ -377,7 +384,7 @@ def _application(
     return Application(adapted, services), skipped, uses
 
 
-class _AsOfReplayTime:
+class _AsOfReplayTime(ReadsPassedThrough):
     """Tables whose conditional writes take a row written after the replay's time as absent (it did not exist then).
 
     A captured event replays at its arrival time, against rows as they are now: the trigger lock of its conversation
@@ -396,19 +403,6 @@ class _AsOfReplayTime:
     def forget(self) -> None:
         """Forget which rows this replay wrote (its writes were undone, or its plan dropped)."""
         self._own.clear()
-
-    def query_pages(
-        self, table: str, index: str, key: Mapping[str, str], attributes: Sequence[str] | None = None
-    ) -> Iterator[QueryPage]:
-        return self._inner.query_pages(table, index, key, attributes)
-
-    def get_item(
-        self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
-    ) -> dict[str, Any] | None:
-        return self._inner.get_item(table, key, consistent=consistent, attributes=attributes)
-
-    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
-        return self._inner.get_items(requests)
 
     def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
         declared = self._written.get(table)

@@ -20,7 +20,15 @@ from engine.ports import ItemRequest, QueryPage, Queues, ServiceError, Tables
 from tools.dryrun.blueprint import TableSchema, queue_name
 from tools.dryrun.memory import as_stored, holds
 
-__all__ = ["Action", "Journal", "PlanningQueues", "PlanningTables", "RecordingQueues", "RecordingTables"]
+__all__ = [
+    "Action",
+    "Journal",
+    "PlanningQueues",
+    "PlanningTables",
+    "ReadsPassedThrough",
+    "RecordingQueues",
+    "RecordingTables",
+]
 
 ActionType = Literal["put_item", "delete_item", "send_message"]
 
@@ -90,7 +98,19 @@ class _IndexReads:
         return self._inner.query_pages(table, index, key, attributes)
 
 
-class RecordingTables(_IndexReads):
+class ReadsPassedThrough(_IndexReads):
+    """Every read (index queries, items, batches of items) answered by ``_inner`` as it is: a wrapper of writes."""
+
+    def get_item(
+        self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
+    ) -> dict[str, Any] | None:
+        return self._inner.get_item(table, key, consistent=consistent, attributes=attributes)
+
+    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
+        return self._inner.get_items(requests)
+
+
+class RecordingTables(ReadsPassedThrough):
     """Tables that performs every call on ``inner`` (a world) and records the writes."""
 
     def __init__(
@@ -104,14 +124,6 @@ class RecordingTables(_IndexReads):
     def _remember(self, table: str, key: dict[str, Any]) -> None:
         if self.keep_undo:
             self._journal.remember(table, key, self._inner.get_item(table, key, consistent=True))
-
-    def get_item(
-        self, table: str, key: Mapping[str, str], *, consistent: bool = True, attributes: Sequence[str] | None = None
-    ) -> dict[str, Any] | None:
-        return self._inner.get_item(table, key, consistent=consistent, attributes=attributes)
-
-    def get_items(self, requests: Sequence[ItemRequest]) -> list[dict[str, Any] | None]:
-        return self._inner.get_items(requests)
 
     def put_item(self, table: str, item: Mapping[str, Any], condition: Condition | None = None) -> bool:
         schema = self._schemas.get(table)
