@@ -43,10 +43,12 @@ from typing import Any
 
 from runtime.aws import error_code, new_session
 from runtime.masking import (
+    FORM_MEDIA_TYPE,
     MASK_MODES,
     MAX_ADDRESS_LIST_CHARS,
     MAX_ENVELOPE_CHARS,
     Pseudonyms,
+    body_media_type,
     form_values,
     multipart_fields,
     recordable,
@@ -326,8 +328,13 @@ class EventCapture:
         return self._pseudonyms
 
     def object_key(self, event: Any, moment: datetime) -> str:
-        """``prefix/YYYY/MM/DD/HH/<time>-<MessageSid>.json`` (a random id when the event names no sid)."""
-        sid = form_values(event, ("MessageSid",)).get("MessageSid", "") if isinstance(event, Mapping) else ""
+        """``prefix/YYYY/MM/DD/HH/<time>-<MessageSid>.json`` (a random id when the event names no sid).
+
+        Only a form post (Twilio's) names its sid: any other body (an email's) is read for none, or a link in its
+        text (``…&MessageSid=447700900123&…``) would name the object, in the clear, however the object is masked.
+        """
+        form = isinstance(event, Mapping) and body_media_type(event) == FORM_MEDIA_TYPE
+        sid = form_values(event, ("MessageSid",)).get("MessageSid", "") if form else ""
         name = sid if _SID.fullmatch(sid) else uuid.uuid4().hex
         return f"{self.settings.prefix}{moment:%Y/%m/%d/%H}/{moment:%Y%m%dT%H%M%S%f}-{name}.json"
 

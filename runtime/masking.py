@@ -67,9 +67,11 @@ __all__ = [
     "FORM_KEPT_FIELDS",
     "STRUCTURAL_JSON_KEYS",
     "ADDRESS_LIST_KEYS",
+    "FORM_MEDIA_TYPE",
     "BodyMasker",
     "Masking",
     "Pseudonyms",
+    "body_media_type",
     "embedded_json",
     "form_fields",
     "form_field_kept",
@@ -87,6 +89,8 @@ __all__ = [
 MASK_MODES = ("none", "text", "all")
 MASKED_TEXT = "[masked]"
 MASKED_SIGNATURE = "masked-recording"
+# The media type of a form post (Twilio's webhooks).
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 RECORDING_KEY = "recording"
 # Free text written by (or about) the end user; matched on a field's name (its last segment), case-insensitively.
 PERSONAL_TEXT_KEYS = frozenset(
@@ -564,7 +568,7 @@ def _multipart(body: bytes, content_type: str, masking: Masking) -> bytes:
 
 
 BODY_MASKERS: dict[str, BodyMasker] = {
-    "application/x-www-form-urlencoded": _form,
+    FORM_MEDIA_TYPE: _form,
     "multipart/form-data": _multipart,
 }
 
@@ -598,15 +602,24 @@ def _decoded(event: Mapping[str, Any]) -> bytes | None:
         return None
 
 
+def _content_type(event: Mapping[str, Any]) -> str | None:
+    return _header(event.get("headers"), "content-type") or _header(event.get("multiValueHeaders"), "content-type")
+
+
+def body_media_type(event: Mapping[str, Any]) -> str:
+    """The media type an event's body is read as (lower case, no parameters): its ``Content-Type``'s, else a form's.
+
+    Twilio always names its form type; an event written by hand may not.
+    """
+    return (_content_type(event) or FORM_MEDIA_TYPE).split(";", 1)[0].strip().lower()
+
+
 def _masked_body(event: Mapping[str, Any], masking: Masking) -> str | None:
     body = _decoded(event)
     if body is None:
         return None if event.get("body") in (None, "") else masking.whole("body").decode()
-    content_type = _header(event.get("headers"), "content-type") or _header(
-        event.get("multiValueHeaders"), "content-type"
-    )
-    # Twilio always names its form type; an event written by hand may not.
-    media_type = (content_type or "application/x-www-form-urlencoded").split(";", 1)[0].strip().lower()
+    content_type = _content_type(event)
+    media_type = body_media_type(event)
     masker = BODY_MASKERS.get(media_type)
     masked = masker(body, content_type or "", masking) if masker is not None else masking.whole("body")
     if event.get("isBase64Encoded"):

@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -486,6 +487,25 @@ def test_a_captured_email_is_masked_part_by_part_and_still_parses(
     form = parse(base64.b64decode(event["body"]), headers["content-type"])
     assert form.first("text") == MASKED_TEXT and form.first("subject") == MASKED_TEXT
     assert [(part.name, part.size) for part in form.files] == [("attachment1", 0)]
+
+
+def test_an_emails_text_never_names_its_capture(examples_world: World, s3: Any, cold_start: Any) -> None:
+    """Defect: the capture's object was named by the body's ``MessageSid`` as a Twilio form's is read, whatever the
+    body: an email whose text (or HTML) held a link such as ``…?ref=7&MessageSid=447700900123&lang=en`` was stored
+    as ``…-447700900123.json``, its text and a phone number in the clear in the key (listings, access logs), though
+    the object itself had them masked. Only a form-encoded body is a Twilio form: an email's capture gets a random
+    name, as any event naming no sid does."""
+    from tests.support.email import add_email_world, email_event
+
+    add_email_world(examples_world)
+    link = "https://portal.example/track?ref=7&MessageSid=447700900123&lang=en"
+    email = Email(text=f"Please call me, my tracking link: {link}", html=f'<a href="{link}">track</a>')
+    container = unhurried(cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/mail/"))
+    assert json.loads(container.handler(email_event(email), None)["body"])["outcome"] == "QUEUED"
+    [(key, event)] = stored(s3, prefix="mail/", expected=1).items()
+    assert "447700900123" not in json.dumps(event)  # the object itself is masked
+    assert "447700900123" not in key
+    assert re.fullmatch(r"mail/\d{4}/\d{2}/\d{2}/\d{2}/\d{8}T\d{12}-[0-9a-f]{32}\.json", key), key
 
 
 class _Invocation:
