@@ -346,7 +346,8 @@ class EventCapture:
             event, mask=self.settings.mask, pseudonyms=self.pseudonyms(), auth_headers=self._auth_headers
         )
         stored["recording"]["captured_at"] = moment.isoformat().replace("+00:00", "Z")
-        key = self.object_key(event, moment)
+        # Named as the object reads: with ``mask=all`` a number posted as the sid is its pseudonym there too.
+        key = self.object_key(stored, moment)
         self.client("s3").put_object(
             Bucket=self.settings.bucket,
             Key=key,

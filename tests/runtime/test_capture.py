@@ -508,6 +508,19 @@ def test_an_emails_text_never_names_its_capture(examples_world: World, s3: Any, 
     assert re.fullmatch(r"mail/\d{4}/\d{2}/\d{2}/\d{2}/\d{8}T\d{12}-[0-9a-f]{32}\.json", key), key
 
 
+def test_a_mask_all_capture_is_named_as_its_object_reads(world: World, s3: Any, cold_start: Any) -> None:
+    """Defect: the object was named by the ``MessageSid`` of the event as posted, not as masked: with ``mask=all`` a
+    post whose ``MessageSid`` was a phone number (anyone may post one; it is captured before any check) was stored
+    with the number pseudonymized inside and in the clear in its key. The name is read from the masked copy."""
+    container = unhurried(cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/prod/", CAPTURE_MASK="all", CAPTURE_KEY=KEY))
+    number = "447700900123"
+    container.handler(rest_event("whatsapp", whatsapp_params(sid=number)), None)
+    [(key, event)] = stored(s3, expected=1).items()
+    pseudonym = Pseudonyms(KEY.encode()).text(number)
+    assert form_of(event)["MessageSid"] == pseudonym != number
+    assert number not in key and key.endswith(f"-{pseudonym}.json")
+
+
 class _Invocation:
     """A Lambda context with ``seconds`` left, whenever it is asked."""
 
