@@ -64,6 +64,8 @@ DEFAULT_PIPELINE = Path("pipelines/twilio_inbound.yaml")
 LISTED = 20
 # What S3 answers a conditional write (If-None-Match / If-Match) that another write got to first.
 _WRITTEN_MEANWHILE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+# Writes of the deployment document tried before giving up, each after S3 refused the one before (changed meanwhile).
+_ATTEMPTS = 3
 
 
 class _Failed(Exception):
@@ -316,12 +318,23 @@ class _Store:
     def deploy(self, change: Callable[[Deployment], Deployment]) -> tuple[Deployment, bool]:
         """Rewrite the deployment document, conditional on the version read; whether it was written.
 
-        A change that leaves the live and shadow bundles as they are writes nothing (no empty revision).
+        A change that leaves the live and shadow bundles as they are writes nothing (no empty revision). When S3
+        refuses the write because the document changed since it was read (someone else deployed), ``change`` is
+        made again of the document read anew: it decides whether it still applies (_Failed when not).
         """
-        current, etag = self.deployment()
-        updated = change(current)
-        if (updated.live, updated.shadow) == (current.live, current.shadow):
-            return current, False
+        for _ in range(_ATTEMPTS):
+            current, etag = self.deployment()
+            updated = change(current)
+            if (updated.live, updated.shadow) == (current.live, current.shadow):
+                return current, False
+            if self._written(updated, etag):
+                return updated, True
+        raise _Failed(_changed_meanwhile(self.deployment()[0]))
+
+    def _written(self, updated: Deployment, etag: str | None) -> bool:
+        """Write ``updated`` if the document is still the one of ``etag``; False when it changed meanwhile."""
+        import botocore.exceptions
+
         key = deployment_key(self.prefix, self.pipeline)
         body = updated.to_json()
         if len(body) > MAX_BYTES:  # the function would refuse it, and every command after this one
@@ -330,17 +343,24 @@ class _Store:
                 "nothing was written; give a shorter --note"
             )
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        import botocore.exceptions
-
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **condition)
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) in _WRITTEN_MEANWHILE:
-                raise _Failed("the deployment changed while this ran (someone else deployed); run it again") from None
+                return False
             raise _Failed(f"cannot write {self.uri(key)}: {error_code(exc)}") from None
         except botocore.exceptions.BotoCoreError as exc:
             raise _Failed(f"cannot write {self.uri(key)}: {exc}") from None
-        return updated, True
+        return True
+
+
+def _changed_meanwhile(read: Deployment) -> str:
+    """Why a command that chose from an earlier deployment writes nothing: the change made since, named."""
+    note = f": {read.note}" if read.note else ""
+    return (
+        f"the deployment changed while this ran: {_describe(read)} ({read.updated_at} by {read.updated_by}{note}); "
+        "nothing was written: `pipeline-rules list` shows the change; run it again if it is still wanted"
+    )
 
 
 def _declared_name(path: Path) -> str:
@@ -903,14 +923,23 @@ def _deploy(
         _note_record(args, store, current, cloudwatch, err)
 
     def change(read: Deployment) -> Deployment:
+        if (read.live, read.shadow) == (live, shadow):  # as this would make it (someone did the same meanwhile)
+            return read
         if (read.live, read.shadow) != (current.live, current.shadow):
-            raise _Failed("the deployment changed while this ran (someone else deployed); run it again")
+            raise _Failed(_changed_meanwhile(read))
         rollback = args.command == "rollback"
         return read.change(live=live, shadow=shadow, at=_now(), by=args.by, note=args.note, rollback=rollback)
 
     deployed, written = store.deploy(change)
     if not written:
         print(_unchanged(deployed), file=out)
+        if deployed.revision != current.revision:
+            note = f": {deployed.note}" if deployed.note else ""
+            print(
+                f"pipeline-rules: note: {deployed.updated_by} deployed this at revision {deployed.revision} while "
+                f"this ran ({deployed.updated_at}){note}",
+                file=err,
+            )
         return
     promoted = ""
     if args.command == "promote" and args.bundle is None:

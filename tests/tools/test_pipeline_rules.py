@@ -145,7 +145,9 @@ def test_a_deployment_changed_meanwhile_is_not_overwritten(ops: Ops, monkeypatch
     status, _, err = ops.rules("promote", candidate)
     assert (status, err) == (
         2,
-        "pipeline-rules: error: the deployment changed while this ran (someone else deployed); run it again\n",
+        "pipeline-rules: error: the deployment changed while this ran: revision 2: live the packaged rules "
+        "(2026-12-01T00:00:00Z by someone else); nothing was written: `pipeline-rules list` shows the change; run it "
+        "again if it is still wanted\n",
     )
     monkeypatch.undo()
     assert ops.deployment().updated_by == "someone else"

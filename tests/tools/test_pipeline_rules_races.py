@@ -1,0 +1,129 @@
+"""Two operators running ``pipeline-rules`` at once, against moto's S3: what each is told, and what ends up live.
+
+The other operator's command runs to its end inside this one's, at one of the two moments a change can come between:
+``read``, after this command first read the deployment (what it chose from, before its checks); ``write``, just before
+its conditional write (which S3 then refuses: the ETag it read changed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.support.bundles import AGENT_ROUTING, VIP_ROUTING, Ops, make_bucket, working_copy
+
+MOMENTS = ["read", "write"]
+
+
+@pytest.fixture
+def alice(tmp_path: Path) -> Iterator[Ops]:
+    with mock_aws():
+        s3 = boto3.client("s3")
+        make_bucket(s3)
+        yield Ops(s3, working_copy(tmp_path / "alice"))
+
+
+@pytest.fixture
+def bob(alice: Ops, tmp_path: Path) -> Ops:
+    return Ops(boto3.client("s3"), working_copy(tmp_path / "bob"))
+
+
+def meanwhile(alice: Ops, moment: str, bob: Ops, *args: str) -> list[tuple[int, str, str]]:
+    """Have ``bob`` run ``pipeline-rules ARGS`` once, at ``moment`` of alice's next command; what bob got."""
+    ran: list[tuple[int, str, str]] = []
+    armed = [False]
+
+    def before_each_call(params: dict[str, Any], model: Any, **_: Any) -> None:
+        deployment = params.get("Key", "").endswith("/deployment.json")
+        if not ran and (armed[0] or (moment == "write" and model.name == "PutObject" and deployment)):
+            ran.append(bob.rules(*args))  # alice's call after the read, or her write: bob's command ran since
+        armed[0] = moment == "read" and model.name == "GetObject" and deployment
+
+    alice.s3.meta.events.register("before-parameter-build.s3", before_each_call, "meanwhile")
+    return ran
+
+
+def three_live(ops: Ops) -> list[str]:
+    """Three bundles published live one after the other: their ids."""
+    published = [ops.publish("--live")]
+    for routing in (VIP_ROUTING, AGENT_ROUTING):
+        ops.edit("40_routing.yaml", routing)
+        published.append(ops.publish("--live"))
+    return published
+
+
+# Two rollbacks at once (defect: the second was refused, exit 2, "the deployment changed while this ran (someone else
+# deployed); run it again", naming no change; run again, it rolled back a second step: live A, B, C, two operators
+# meaning "back to B" left A live). A deployment already as the command would make it is that command done.
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_two_operators_rolling_back_at_once_roll_back_once(alice: Ops, bob: Ops, moment: str) -> None:
+    _, second, _ = three_live(alice)
+    ran = meanwhile(alice, moment, bob, "rollback", "--by", "bob", "--note", "C loses messages")
+    status, out, err = alice.rules("rollback", "--by", "alice")
+    assert ran == [(0, f"deployed: revision 4: live {second}\n", "")]
+    assert (status, out) == (0, f"unchanged, nothing written: revision 4: live {second}\n"), err
+    assert err.startswith("pipeline-rules: note: bob deployed this at revision 4 while this ran (")
+    assert err.endswith("): C loses messages\n")
+    deployment = alice.deployment()
+    assert (deployment.revision, deployment.live, deployment.updated_by) == (4, second, "bob")
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_two_operators_promoting_the_same_candidate_at_once_promote_it_once(alice: Ops, bob: Ops, moment: str) -> None:
+    alice.publish("--live")
+    alice.edit("40_routing.yaml", VIP_ROUTING)
+    candidate = alice.publish("--shadow")
+    ran = meanwhile(alice, moment, bob, "promote", "--by", "bob")
+    status, out, _ = alice.rules("promote", "--by", "alice")
+    assert ran[0][0] == 0
+    assert (status, out) == (0, f"unchanged, nothing written: revision 3: live {candidate}\n")
+    assert alice.deployment().revision == 3
+
+
+# A rollback that another operator's publish superseded (defect: told only "someone else deployed; run it again",
+# whose rollback would then undo the publish it was never told of). Nothing is written, and the message names the
+# change: its revision, who, when, what is live now.
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_a_rollback_superseded_by_a_publish_meanwhile_writes_nothing_and_names_it(
+    alice: Ops, bob: Ops, moment: str
+) -> None:
+    three_live(alice)
+    bob.edit("40_routing.yaml", f"# bob's\n{AGENT_ROUTING}")
+    ran = meanwhile(alice, moment, bob, "publish", "--live", "--by", "bob", "--note", "agents on SMS too")
+    status, out, err = alice.rules("rollback", "--by", "alice")
+    fixed = alice.deployment()
+    assert ran[0][0] == 0 and (fixed.revision, fixed.updated_by) == (4, "bob")
+    assert (status, out) == (2, "")
+    assert err == (
+        f"pipeline-rules: error: the deployment changed while this ran: revision 4: live {fixed.live} "
+        f"({fixed.updated_at} by bob: agents on SMS too); nothing was written: `pipeline-rules list` shows the "
+        "change; run it again if it is still wanted\n"
+    )
+    assert alice.deployment() == fixed
+
+
+# Two candidates published for shadow at once: the later write deploys as a later command would, naming the
+# candidate it replaces (bob's), as a shadow deployed after another's does.
+
+
+def test_a_shadow_published_while_another_was_deployed_replaces_it_and_names_it(alice: Ops, bob: Ops) -> None:
+    alice.publish("--live")
+    bob.edit("40_routing.yaml", AGENT_ROUTING)
+    alice.edit("40_routing.yaml", VIP_ROUTING)
+    ran = meanwhile(alice, "write", bob, "publish", "--shadow", "--by", "bob", "--note", "agents")
+    status, out, err = alice.rules("publish", "--shadow", "--by", "alice")
+    assert ran[0][0] == 0
+    bobs = ran[0][1].split("deployed as shadow: revision 2: live ", 1)[1].split("shadow ")[1].strip()
+    mine = alice.deployment().shadow
+    assert status == 0, err
+    assert out.endswith(f"deployed as shadow: revision 3: live {alice.deployment().live}, shadow {mine}\n")
+    assert f"replaces the shadow candidate {bobs} (deployed by bob at revision 2: agents)" in err
