@@ -24,8 +24,8 @@ Turned on by ``RULES_BUCKET``; ``RULES_PREFIX`` (default ``rules/``) and ``RULES
   not read again, unless the object under its key was not that bundle (cut short, edited, another pipeline's):
   each check asks whether it was replaced. A container that has applied nothing yet (a new one) falls back
   to the newest earlier live bundle of the deployment's history that verifies, as the warm containers keep
-  it, so that the fleet decides one way. Anything unexpected while checking is an ERROR line and a count too: a check
-  never stops a cold start or a container.
+  it, so that the fleet decides one way (never one a rollback undid). Anything unexpected while checking is an
+  ERROR line and a count too: a check never stops a cold start or a container.
 - A deployment's ``shadow`` bundle decides every event again after the live decision
   (``runtime.shadow``); the live configuration is rebuilt with its rule sets so that one read serves both.
 - Without a deployment document the rules packaged beside the handler decide, as without a bucket.
@@ -439,10 +439,12 @@ class BundleWatcher:
     def _last_good(self, name: str, deployment: Deployment) -> tuple[str | None, int, bool]:
         """The newest earlier live bundle that verifies (None: the packaged rules), its revision, and whether final.
 
-        The walk passes a bundle S3 does not have (deleted) and stops at one it cannot read (S3 failing: reading
-        further would fail as well, and take as long): the packaged rules decide until a check reads it.
+        The earlier live bundles are those a rollback would go back to (``Deployment.rollback_chain``): one a
+        rollback undid is never walked to, or a new container would revive the rules ops took back. The walk passes
+        a bundle S3 does not have (deleted) and stops at one it cannot read (S3 failing: reading further would fail
+        as well, and take as long): the packaged rules decide until a check reads it.
         """
-        for bundle_id in deployment.earlier_live():
+        for bundle_id in dict.fromkeys(deployment.rollback_chain()):
             if bundle_id is not None:
                 # An earlier bundle's problems were reported when it was deployed: only the wanted one's are reported.
                 usable, final = self._usable(name, bundle_id, deployment.revision, [], missing_final=True)

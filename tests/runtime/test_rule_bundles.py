@@ -29,6 +29,7 @@ from tests.support.bundles import (
     AGENT_ROUTING,
     ANY_SECRET,
     ANY_SECRET_PROBLEM,
+    BEFORE_TYPES,
     BLOCK_RULES,
     BROKEN_ROUTING,
     BUCKET,
@@ -1159,3 +1160,37 @@ def test_publishing_again_after_moving_an_unread_file_out_says_the_bundle_still_
     backup.write_text("ruleset: old\n", encoding="utf-8")
     status, _, err = ops.rules("publish", "--live")
     assert status == 0 and "first published naming" not in err
+
+
+# A new container whose live bundle it refuses, where the deployment's history holds a bundle a rollback undid
+# (defect: the walk back took every earlier live bundle, so it revived the one ops had rolled back from). Here A was
+# published with the pipeline file before a code deploy changed the steps; B went live after it and was rolled back
+# ("B hands every agent request to a person"), A live again. After the code deploy every container is new, refuses
+# A, and B, which verifies, decided every event (`the last good live bundle decides: bundle B, revision 2`): the
+# rules ops had taken back, live again with no deployment naming them. A bundle a rollback undid is not walked to.
+
+
+def test_a_new_container_never_falls_back_to_a_bundle_a_rollback_undid(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    before_the_code_deploy = ops.sneak_in(with_pipeline_file(rules_files(VIP_ROUTING), BEFORE_TYPES))
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    undone = ops.publish("--live")
+    rolled_back = ops.deployment().change(
+        live=before_the_code_deploy,
+        shadow=None,
+        at="2026-12-03T00:00:00Z",
+        by="carol",
+        note="B hands every agent request to a person",
+        rollback=True,
+    )  # as `pipeline-rules rollback` wrote it before the code deploy (it checks with the code of its day)
+    ops.s3.put_object(Bucket=BUCKET, Key=deployment_key("rules/", PIPELINE), Body=rolled_back.to_json())
+
+    started = container()
+    (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
+    assert error["bundle"] == before_the_code_deploy
+    assert error["message"].endswith("; the rules packaged beside the handler decide"), error["message"]
+    world.add_conversation()
+    line = started.message(json_logs, "whatsapp", "can I speak to an agent?")
+    assert (line["rules"]["routing"], line.get("rules_source")) == ("channel_queue", None)
+    assert undone not in json.dumps(json_logs())
