@@ -3,8 +3,9 @@
 The function counts, per event, in its EMF documents (``runtime.metrics``, ``runtime.shadow``), by {Pipeline} and,
 with ``STACK_NAME`` set (the template sets it), {Stack, Pipeline}: ``ShadowEvaluations`` (the candidate decided
 the event), ``ShadowMismatches`` and ``ShadowMismatch.<rule set>`` (it decided otherwise), ``ShadowTimeouts`` (cut
-off by its budget: no verdict) and ``ShadowFailures`` (its evaluation failed: no verdict). CloudWatch extracts them
-from the log lines; ``read`` sums each over a window with ``GetMetricData`` and ``Record`` says what the sums mean:
+off by its budget: no verdict) and ``ShadowFailures`` (its evaluation failed: no verdict), and ``RulesBundleErrors``
+(a bundle refused or not read: after a code deploy, the candidate may be). CloudWatch extracts them from the log
+lines; ``read`` sums each over a window with ``GetMetricData`` and ``Record`` says what the sums mean:
 ``pipeline-rules shadow-status`` prints it, and ``promote`` of the shadow prints it as a note before deploying.
 
 The counts carry no candidate (its version is a plain property of the document, not a dimension): the window
@@ -22,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from runtime.aws import error_code
+from runtime.bundlewatch import ERROR_METRIC
 from runtime.shadow import EVALUATIONS, FAILURES, MISMATCHES, TIMEOUTS, mismatch_metric
 
 __all__ = ["Record", "RecordUnreadable", "find_stacks", "metric_queries", "read", "window_end"]
@@ -40,23 +42,25 @@ def _dimensions(pipeline: str, stack: str | None) -> list[dict[str, str]]:
     return [{"Name": "Stack", "Value": stack}, *found] if stack else found
 
 
+def _query(key: str, namespace: str, name: str, pipeline: str, stack: str | None, period: int) -> dict[str, Any]:
+    """The ``GetMetricData`` query ``key`` summing metric ``name`` of the pipeline (and stack) per ``period``."""
+    return {
+        "Id": key,
+        "MetricStat": {
+            "Metric": {"Namespace": namespace, "MetricName": name, "Dimensions": _dimensions(pipeline, stack)},
+            "Period": period,
+            "Stat": "Sum",
+        },
+        "ReturnData": True,
+    }
+
+
 def metric_queries(
     namespace: str, pipeline: str, stack: str | None, rulesets: Sequence[str], period: int
 ) -> list[dict[str, Any]]:
     """The ``GetMetricData`` queries, one per metric (``COUNTED``, then each rule set's), in that order."""
     names = [*COUNTED, *(mismatch_metric(name) for name in rulesets)]
-    return [
-        {
-            "Id": f"m{index}",
-            "MetricStat": {
-                "Metric": {"Namespace": namespace, "MetricName": name, "Dimensions": _dimensions(pipeline, stack)},
-                "Period": period,
-                "Stat": "Sum",
-            },
-            "ReturnData": True,
-        }
-        for index, name in enumerate(names)
-    ]
+    return [_query(f"m{index}", namespace, name, pipeline, stack, period) for index, name in enumerate(names)]
 
 
 def _failed(exc: Exception) -> RecordUnreadable:
@@ -97,6 +101,8 @@ def read(
     # One period covering the whole window; a multiple of an hour is a period CloudWatch takes for data of any age.
     period = max(1, math.ceil((end - start).total_seconds() / 3600)) * 3600
     queries = metric_queries(namespace, pipeline, stack, rulesets, period)
+    # And the bundles the function refused or could not read meanwhile (a code deploy may refuse the candidate).
+    queries.append(_query("refused", namespace, ERROR_METRIC, pipeline, stack, period))
     sums = {query["Id"]: 0.0 for query in queries}
     arguments: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": start, "EndTime": end}
     try:
@@ -195,6 +201,13 @@ class Record:
             found.append(
                 f"the candidate's evaluation failed on {_events(failures)} (ShadowFailures): no verdict, "
                 "see the 'shadow evaluation failed' ERROR lines"
+            )
+        refused = self.sums.get(ERROR_METRIC, 0.0)
+        if refused:
+            found.append(
+                f"the function counted {_count(refused)} {ERROR_METRIC} since {self._at()}: it refused a bundle or "
+                "could not read one (after a code deploy, say, the candidate: it is then evaluated no more); the "
+                "ERROR lines of runtime.bundlewatch name the bundle and why"
             )
         return found
 

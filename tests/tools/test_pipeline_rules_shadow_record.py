@@ -415,3 +415,49 @@ def test_the_record_reads_each_local_rule_file_once(shadowing: Shadowing) -> Non
     rules = sorted(path.name for path in (shadowing.ops.root / "rules").glob("*.yaml"))
     read = Counter(Path(path).name for path in opened if Path(path).parent.name == "rules")
     assert read == Counter(rules), read
+
+
+# A code deploy while a candidate is in shadow, after which the function refuses it (its pipeline file, or a function
+# its rules call, is no longer the code's). Defect: the record summed the evaluations the containers made before the
+# deploy and said nothing: 5 agreed, no warning, and `promote --require-agreement` made it live, for every container
+# to refuse it too (an ERROR line each, the live rules kept). Every refusal is a `RulesBundleErrors` count, by the
+# same dimensions: one in the window is now a warning, and the gate refuses the candidate.
+
+
+def bundle_errors(shadowing: Shadowing, count: int) -> None:
+    """``count`` bundles the function refused (or could not read), in CloudWatch as the watcher counts them."""
+    from runtime.bundlewatch import ERROR_METRIC
+
+    written: list[str] = []
+    metrics = EmfMetrics.from_env({"STACK_NAME": STACK})
+    assert metrics is not None
+    metrics._write = written.append
+    for _ in range(count):
+        metrics.count(PIPELINE, ERROR_METRIC)
+    for line in written:
+        extract(shadowing.cloudwatch, line)
+
+
+def test_a_candidate_the_function_refuses_since_a_code_deploy_is_warned_of_and_not_promoted_by_the_gate(
+    shadowing: Shadowing,
+) -> None:
+    candidate = shadowing.candidate()
+    shadowing.events(*[AGREED] * 5)  # before the code deploy
+    bundle_errors(shadowing, 3)  # after it: new containers refuse the candidate
+    at = shadowing.ops.deployment().updated_at
+    status, out, _ = shadowing.rules("shadow-status")
+    assert status == 0
+    assert out.splitlines()[1] == "  evaluations 5: mismatches 0 (0.0%), agreed 5"
+    assert out.splitlines()[-1] == (
+        f"warning: the function counted 3 RulesBundleErrors since revision 1 at {at}: "
+        "it refused a bundle or could not read one (after a code deploy, say, the candidate: it is then evaluated no "
+        "more); the ERROR lines of runtime.bundlewatch name the bundle and why"
+    )
+    status, out, err = shadowing.rules("promote", "--require-agreement")
+    assert (status, out) == (2, "")
+    assert "pipeline-rules: WARNING: the function counted 3 RulesBundleErrors since revision 1 at " in err
+    assert err.endswith(
+        f"pipeline-rules: error: the shadow candidate {candidate} has 1 WARNING(s) above: not promoted "
+        "(--require-agreement)\n"
+    )
+    assert shadowing.ops.deployment().revision == 1
