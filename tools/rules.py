@@ -56,7 +56,7 @@ from runtime.layout import PIPELINES_DIR, listing, pipeline_files, yaml_files
 from runtime.metrics import DEFAULT_NAMESPACE, configured_namespace
 from runtime.verify import Settings, StepOutline, code_owned, owned_settings, steps_outline
 from tools.console import EXIT_OK, EXIT_USAGE, console_script, load_project_plugins, problem_lines
-from tools.shadow_record import Record, RecordUnreadable, find_stacks, read, window_end
+from tools.shadow_record import LiveChange, Record, RecordUnreadable, find_stacks, read, window_end
 
 __all__ = ["main", "run"]
 
@@ -431,11 +431,7 @@ class _Origin(NamedTuple):
     @classmethod
     def of_shadow(cls, deployment: Deployment) -> _Origin:
         """The oldest revision of the latest run of revisions naming the deployment's shadow candidate."""
-        origin: Mapping[str, Any] = deployment.entry()
-        for entry in deployment.history:
-            if entry.get("shadow") != deployment.shadow:
-                break
-            origin = entry
+        origin = _shadow_run(deployment)[-1]
         return cls(
             str(origin.get("updated_by", "")),
             int(origin.get("revision") or 0),
@@ -445,6 +441,42 @@ class _Origin(NamedTuple):
 
     def noted(self) -> str:
         return f": {self.note}" if self.note else ""
+
+
+def _shadow_run(deployment: Deployment) -> list[Mapping[str, Any]]:
+    """The latest run of revisions naming the deployment's shadow candidate, newest first (this one first)."""
+    run: list[Mapping[str, Any]] = [deployment.entry()]
+    for entry in deployment.history:
+        if entry.get("shadow") != deployment.shadow:
+            break
+        run.append(entry)
+    return run
+
+
+def _live_change(deployment: Deployment) -> LiveChange | None:
+    """The revision that made the live bundle live while the shadow candidate was in shadow (None: no such).
+
+    A candidate is published from the files that were live then: promoting it undoes what such a revision changed,
+    unless the candidate carries that too.
+    """
+    run = _shadow_run(deployment)
+    origin = run[-1]
+    if origin.get("live") == deployment.live:
+        return None
+    made = run[0]
+    for entry in run:
+        if entry.get("live") != deployment.live:
+            break
+        made = entry
+    return LiveChange(
+        int(made.get("revision") or 0),
+        str(made.get("updated_at") or ""),
+        str(made.get("updated_by") or ""),
+        str(made.get("note") or ""),
+        deployment.live,
+        int(origin.get("revision") or 0),
+        origin.get("live"),
+    )
 
 
 def _note_replaced(replaced: Deployment, shadow: str | None, err: TextIO) -> None:
@@ -1060,6 +1092,7 @@ def _shadow_record(
         chosen=f" (deployed by {origin.by}{origin.noted()})",
         notes=notes,
         region=str(getattr(getattr(client, "meta", None), "region_name", None) or ""),
+        live_change=_live_change(current),
     )
 
 

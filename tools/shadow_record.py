@@ -20,13 +20,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from runtime.aws import error_code
 from runtime.bundlewatch import ERROR_METRIC
 from runtime.shadow import EVALUATIONS, FAILURES, MISMATCHES, TIMEOUTS, mismatch_metric
 
-__all__ = ["Record", "RecordUnreadable", "find_stacks", "metric_queries", "read", "window_end"]
+__all__ = ["LiveChange", "Record", "RecordUnreadable", "find_stacks", "metric_queries", "read", "window_end"]
 
 COUNTED = (EVALUATIONS, MISMATCHES, TIMEOUTS, FAILURES)
 # What a shadowed event may count without a mismatch: the metrics whose series name the stacks that have any.
@@ -126,6 +126,26 @@ def _events(value: float) -> str:
     return f"{_count(value)} event{'' if value == 1 else 's'}"
 
 
+class LiveChange(NamedTuple):
+    """A live bundle made live while the candidate was in shadow (None: the packaged rules), and the one before it.
+
+    ``revision`` made ``live`` live (``at``, ``by``, ``note``); ``shadowed`` is the revision that made the candidate
+    the shadow, beside ``before``.
+    """
+
+    revision: int
+    at: str
+    by: str
+    note: str
+    live: str | None
+    shadowed: int
+    before: str | None
+
+
+def _named(live: str | None) -> str:
+    return live or "the packaged rules"
+
+
 @dataclass(frozen=True)
 class Record:
     """What a candidate did in shadow since ``revision`` (``since``), as CloudWatch sums it."""
@@ -142,6 +162,7 @@ class Record:
     notes: Sequence[str] = field(default_factory=tuple)
     # CloudWatch is regional (S3 answers from any): the shell's region may not be the function's.
     region: str = ""
+    live_change: LiveChange | None = None
 
     @property
     def evaluations(self) -> float:
@@ -201,6 +222,17 @@ class Record:
             found.append(
                 f"the candidate's evaluation failed on {_events(failures)} (ShadowFailures): no verdict, "
                 "see the 'shadow evaluation failed' ERROR lines"
+            )
+        change = self.live_change
+        if change is not None:
+            noted = f": {change.note}" if change.note else ""
+            found.append(
+                f"the live rules changed while the candidate was in shadow: revision {change.revision} ({change.at} "
+                f"by {change.by}{noted}) made {_named(change.live)} live after revision {change.shadowed} shadowed "
+                f"the candidate beside {_named(change.before)}: promoting the candidate undoes that change unless it "
+                f"carries it too (publish it again from {_named(change.live)}'s files"
+                + (f", `pipeline-rules pull {change.live}`" if change.live else "")
+                + ", and shadow that)"
             )
         refused = self.sums.get(ERROR_METRIC, 0.0)
         if refused:

@@ -31,7 +31,7 @@ from moto import mock_aws
 
 from runtime.metrics import EmfMetrics
 from runtime.shadow import FAILED, TIMED_OUT, Comparison, Verdict
-from tests.support.bundles import BUCKET, PIPELINE, VIP_ROUTING, Ops, make_bucket, working_copy
+from tests.support.bundles import BUCKET, PIPELINE, ROUTING, VIP_ROUTING, Ops, make_bucket, working_copy
 from tools.rules import run
 
 STACK = "webhooks"
@@ -461,3 +461,44 @@ def test_a_candidate_the_function_refuses_since_a_code_deploy_is_warned_of_and_n
         "(--require-agreement)\n"
     )
     assert shadowing.ops.deployment().revision == 1
+
+
+# Two operators: bob's candidate in shadow beside alice's live bundle L1; meanwhile alice publishes a fix live (L2:
+# whoever asks for an agent goes to a person), the candidate staying in shadow. Defect: the candidate, published
+# from L1's files, agreed on every event (none asked for an agent), shadow-status and promote said nothing of the
+# live change, and `promote --require-agreement` made it live: alice's fix was gone, with no line saying so. The
+# record now warns that the live rules changed while the candidate was in shadow (which revision, who, what), since
+# promoting it undoes that change unless it carries it, and the gate refuses it.
+
+
+def test_a_live_change_made_while_a_candidate_was_in_shadow_is_warned_of_and_not_undone_by_the_gate(
+    shadowing: Shadowing,
+) -> None:
+    ops = shadowing.ops
+    ops.rules("publish", "--live", "--by", "alice")
+    candidate = shadowing.candidate()  # bob's, from the live files: VIPs to a person
+    fix = ROUTING.replace(
+        "rules:\n",
+        "rules:\n  - id: asks_for_agent\n    when: \"has_word(request.body || '', 'agent')\"\n"
+        "    then: {target: handoff}\n",
+        1,
+    )
+    ops.edit("40_routing.yaml", fix)
+    status, out, err = shadowing.rules("publish", "--live", "--by", "alice", "--note", "agents to a person")
+    assert status == 0, err
+    fixed = ops.deployment()
+    assert (fixed.revision, fixed.shadow) == (3, candidate)
+    shadowing.events(*[AGREED] * 5)
+
+    status, out, _ = shadowing.rules("shadow-status")
+    assert status == 0 and out.splitlines()[1] == "  evaluations 5: mismatches 0 (0.0%), agreed 5"
+    assert out.splitlines()[-1] == (
+        f"warning: the live rules changed while the candidate was in shadow: revision 3 ({fixed.updated_at} by alice: "
+        f"agents to a person) made {fixed.live} live after revision 2 shadowed the candidate beside "
+        f"{fixed.history[1]['live']}: promoting the candidate undoes that change unless it carries it too (publish "
+        f"it again from {fixed.live}'s files, `pipeline-rules pull {fixed.live}`, and shadow that)"
+    )
+    status, out, err = shadowing.rules("promote", "--require-agreement", "--by", "bob")
+    assert (status, out) == (2, "")
+    assert "pipeline-rules: WARNING: the live rules changed while the candidate was in shadow: revision 3 " in err
+    assert ops.deployment() == fixed
