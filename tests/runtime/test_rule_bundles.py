@@ -1194,3 +1194,34 @@ def test_a_new_container_never_falls_back_to_a_bundle_a_rollback_undid(
     line = started.message(json_logs, "whatsapp", "can I speak to an agent?")
     assert (line["rules"]["routing"], line.get("rules_source")) == ("channel_queue", None)
     assert undone not in json.dumps(json_logs())
+
+
+# The same in a warm container: a rollback from B to a bundle A the function refuses (A calls what this code no longer
+# has; `pipeline-rules rollback` run away from the project checks nothing, so writes it). Defect: the warm container
+# kept B, the bundle the rollback undid, while (since the walk above) new containers decide with the packaged rules:
+# the fleet split two ways, and the warm half decided with the rules ops took back. It now walks as a new one does.
+
+
+def test_a_warm_container_does_not_keep_a_bundle_a_rollback_undid_when_the_rollback_is_refused(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    refused = ops.sneak_in(rules_files(BROKEN_ROUTING))  # live before the code deploy that now refuses it
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    undone = ops.publish("--live")
+    warm = container()
+    world.add_conversation(vip=True)
+    assert warm.message(json_logs)["rules_source"] == f"bundle {undone}, revision 2"
+    rolled_back = ops.deployment().change(
+        live=refused, shadow=None, at="2026-12-03T00:00:00Z", by="carol", note="B is wrong", rollback=True
+    )
+    ops.s3.put_object(Bucket=BUCKET, Key=deployment_key("rules/", PIPELINE), Body=rolled_back.to_json())
+    seen = len(json_logs())
+
+    warm.after(INTERVAL)
+    fresh = container()
+    errors = [line for line in json_logs()[seen:] if line["level"] == "ERROR"]
+    assert [line["bundle"] for line in errors] == [refused, refused]
+    assert all(line["message"].endswith("; the rules packaged beside the handler decide") for line in errors)
+    for started in (warm, fresh):
+        line = started.message(json_logs)
+        assert (line["rules"]["routing"], line.get("rules_source")) == ("channel_queue", None), line
