@@ -239,7 +239,8 @@ class Record:
             found.append(
                 f"the function counted {_count(refused)} {ERROR_METRIC} since {self._at()}: it refused a bundle or "
                 "could not read one (after a code deploy, say, the candidate: it is then evaluated no more); the "
-                "ERROR lines of runtime.bundlewatch name the bundle and why"
+                "ERROR lines of runtime.bundlewatch name the bundle and why (for a cause gone since, `shadow --clear` "
+                "then `shadow` it again starts its record afresh)"
             )
         return found
 

@@ -451,7 +451,8 @@ def test_a_candidate_the_function_refuses_since_a_code_deploy_is_warned_of_and_n
     assert out.splitlines()[-1] == (
         f"warning: the function counted 3 RulesBundleErrors since revision 1 at {at}: "
         "it refused a bundle or could not read one (after a code deploy, say, the candidate: it is then evaluated no "
-        "more); the ERROR lines of runtime.bundlewatch name the bundle and why"
+        "more); the ERROR lines of runtime.bundlewatch name the bundle and why (for a cause gone since, `shadow "
+        "--clear` then `shadow` it again starts its record afresh)"
     )
     status, out, err = shadowing.rules("promote", "--require-agreement")
     assert (status, out) == (2, "")
