@@ -722,13 +722,19 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
         replaced: list[Deployment] = []
 
         def change(current: Deployment) -> Deployment:
-            replaced[:] = [current]
             if args.shadow:
                 _refuse_live_as_shadow(bundle.id, current)
             live = bundle.id if args.live else current.live
             shadow = (
                 None if args.live and current.shadow == bundle.id else (bundle.id if args.shadow else current.shadow)
             )
+            # Read again after S3 refused the write: what was deployed meanwhile is not replaced unseen.
+            if replaced and (current.live, current.shadow) not in {
+                (replaced[0].live, replaced[0].shadow),
+                (live, shadow),
+            }:
+                raise _Failed(_changed_meanwhile(current))
+            replaced[:] = replaced or [current]
             return current.change(live=live, shadow=shadow, at=_now(), by=args.by, note=args.note)
 
         deployed, written = store.deploy(change)
