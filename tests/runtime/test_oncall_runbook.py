@@ -12,18 +12,23 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from tests.deploy.cfn import STACK, alarm_periods, alarm_series, emf_datapoints, firing, load_template, placeholder
 from tests.runtime.test_shadow import BACKTRACKING_BODY, SLOW_ROUTING, Shadowed, ops, shadowed
+from tests.support.awscli import aws_command, aws_words
 from tests.support.bundles import ROUTING, VIP_ROUTING, Ops
 from tests.support.email import add_email_world, email_event
 from tests.support.expect import ROOT
+from tests.support.faults import EndState, Fault, FaultInjector, SimulatedCrash, observe
 from tests.support.insights import discovered, referenced_fields, run
+from tests.support.timeline import FixedClock
 from tests.support.webhooks import ACCOUNT, COMPANY_WA, TOKEN, USER, rest_event, sms_params, whatsapp_params
 from tools.dryrun import event_cli
 from tools.sendgrid_events import Email
@@ -475,3 +480,98 @@ def test_the_runbook_query_for_an_unlisted_host_lists_its_refusals_and_only_a_ge
     assert [row.get("message_sid") for row in rows] == [None, LOST_SID]
     assert firing(TEMPLATE, emf_datapoints(forged_out)) == set()
     assert "MisroutedMessagesAlarm" in firing(TEMPLATE, emf_datapoints(genuine_out))
+
+
+def on_call_block(containing: str) -> str:
+    """The fenced block of the runbook's On call section whose text holds ``containing``."""
+    section = RUNBOOK[RUNBOOK.index("## On call") : RUNBOOK.index("\n## ", RUNBOOK.index("## On call") + 1)]
+    found = [block for block in re.findall(r"```[a-z]*\n(.*?)```", section, re.S) if containing in block]
+    assert found, f"the runbook's On call section shows no block with {containing!r}"
+    return found[0]
+
+
+def replayed(container: Any, monkeypatch: pytest.MonkeyPatch, sid: str) -> dict[str, Any]:
+    """The runbook's replay of ``sid`` (``pipeline-event build`` as written, Twilio's log of it filled in): the
+    event ``aws lambda invoke`` sends, and the answer."""
+    build, invoke = runbook_commands()
+    assert build[:2] == ["pipeline-event", "build"] and invoke[:3] == ["aws", "lambda", "invoke"]
+    values = {
+        "<MessageSid>": sid,
+        "<From>": USER,
+        "<To>": COMPANY_WA,
+        "<Body>": "Hello there!",
+        "<AccountSid>": ACCOUNT,
+        "<webhook-url>": API_URL,
+    }
+    arguments = [values.get(argument.strip("\"'"), argument.strip("\"'")) for argument in build[1 : build.index(">")]]
+    monkeypatch.setenv(arguments[arguments.index("--token-env") + 1], TOKEN)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert event_cli.main(arguments) == 0
+    event = json.loads(out.getvalue())
+    return {"event": event, "answer": container.handler(event, None)}
+
+
+@pytest.mark.parametrize("retries", ["died", "throttled"], ids=["every attempt died", "the retries were throttled"])
+def test_a_message_whose_first_attempt_died_after_recording_it_is_recovered_by_the_runbook(
+    world: Any,
+    cold_start: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    retries: str,
+) -> None:
+    """Lambda ended the first attempt (its timeout, a crash) after the stage row, the lock and the replay record were
+    written and before the trigger was sent: no compensation ran. Twilio's retries died the same way
+    (``FunctionErrorsAlarm``: no event line) or met a throttled send (``TransientErrorsAlarm``), which releases the
+    lock but never the first attempt's record. The runbook's replay must still stage and trigger it exactly once."""
+    import handler
+
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start()
+    clock = FixedClock(datetime.fromtimestamp(int(time.time()), UTC))
+    handler._application.replace_services(clock=clock)
+    faults = FaultInjector(handler._application, world.resources)
+    event = rest_event("whatsapp", whatsapp_params(sid=LOST_SID))
+    for attempt in range(3):  # Twilio's 1 + rc attempts, 6 s apart
+        if attempt and retries == "throttled":
+            faults.inject("send", Fault("throttling"))
+        else:
+            faults.inject("lock_put", Fault("crash"))
+        with pytest.raises(BaseException) as raised:
+            container.handler(event, None)
+        assert isinstance(raised.value, SimulatedCrash) or "QUEUE_TRANSIENT_ERROR" in str(raised.value)
+        faults.wait_idle()
+        faults.clear()
+        clock.advance(6)
+    assert world.sent("whatsapp") == [], "the message is lost"
+    if retries == "throttled":
+        rows = run(runbook_query("TransientErrorsAlarm"), logged(json_logs, capsys.readouterr().out))
+        assert [row["message_sid"] for row in rows] == [LOST_SID]
+
+    clock.advance(40)  # on-call replays it: past the retry grace, within the lock's lease (W + 60 s)
+    replay = replayed(container, monkeypatch, LOST_SID)
+    assert replay["answer"]["statusCode"] == 200
+    if [line for line in json_logs() if line["message"] == "event"][-1]["outcome"] == "REPLAY":
+        # The runbook: check that no attempt completed the message, then remove its record and replay it again.
+        check = on_call_block('message_sid = "<MessageSid>"').strip()
+        lines = logged(json_logs, capsys.readouterr().out)
+        outcomes = {row.get("outcome") for row in run(check.replace("<MessageSid>", LOST_SID), lines)}
+        assert not outcomes & {"QUEUED", "BATCHED", "HANDED_OFF"}
+        values = {"<ReplayTableName>": world.resources.replay_table, "<MessageSid>": LOST_SID}
+        clients = {"dynamodb": world.dynamodb, "sqs": world.sqs}
+        for command in on_call_block("aws dynamodb delete-item").strip().split("\n"):
+            for placeholder_, value in values.items():
+                command = command.replace(placeholder_, value)
+            words = aws_words(command)
+            if words[:3] == ["aws", "lambda", "invoke"]:
+                assert container.handler(replay["event"], None)["statusCode"] == 200
+            else:
+                aws_command(words, clients.__getitem__)
+
+    events = [line for line in json_logs() if line["message"] == "event"]
+    assert (events[-1]["outcome"], events[-1]["message_sid"]) == ("QUEUED", LOST_SID)
+    conversation_id = world.stage_rows()[0]["conversation_id"]
+    assert observe(world, conversation_id, LOST_SID) == EndState(staged=1, triggers=1, holder=LOST_SID)
+    assert observe(world, conversation_id, LOST_SID).lock(LOST_SID) == "held, sent"
