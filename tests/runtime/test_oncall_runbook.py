@@ -20,7 +20,19 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.cfn import STACK, alarm_periods, alarm_series, emf_datapoints, firing, load_template, placeholder
+from tests.deploy.cfn import (
+    STACK,
+    Datapoint,
+    alarm_periods,
+    alarm_series,
+    api_answer,
+    emf_datapoints,
+    firing,
+    gateway_response,
+    load_template,
+    placeholder,
+    resolve,
+)
 from tests.runtime.test_shadow import BACKTRACKING_BODY, SLOW_ROUTING, Shadowed, ops, shadowed
 from tests.support.awscli import aws_command, aws_words
 from tests.support.bundles import ROUTING, VIP_ROUTING, Ops
@@ -575,3 +587,62 @@ def test_a_message_whose_first_attempt_died_after_recording_it_is_recovered_by_t
     conversation_id = world.stage_rows()[0]["conversation_id"]
     assert observe(world, conversation_id, LOST_SID) == EndState(staged=1, triggers=1, holder=LOST_SID)
     assert observe(world, conversation_id, LOST_SID).lock(LOST_SID) == "held, sent"
+
+
+def on_call_entry(alarm: str) -> str:
+    """The runbook's entry for ``alarm``: the On call paragraph that opens by naming it, and what follows it up to
+    the next paragraph that opens with another alarm or a bold heading."""
+    section = RUNBOOK[RUNBOOK.index("## On call") : RUNBOOK.index("\n## ", RUNBOOK.index("## On call") + 1)]
+    paragraphs = section.split("\n\n")
+    (first,) = [number for number, text in enumerate(paragraphs) if re.match(rf"(`\w+`, )*`{alarm}`", text)]
+    entry = [paragraphs[first]]
+    for text in paragraphs[first + 1 :]:
+        if re.match(r"`\w+Alarm`|\*\*", text):
+            break
+        entry.append(text)
+    return "\n\n".join(entry)
+
+
+def _unsigned_posts(world: Any, cold_start: Any, capsys: pytest.CaptureFixture[str]) -> list[Datapoint]:
+    """Genuine messages whose signature header a proxy in front of the API dropped: refused at parse, each one."""
+    container = cold_start(STACK_NAME=STACK, METRICS_NAMESPACE=resolve(TEMPLATE, {"Ref": "MetricsNamespace"}))
+    capsys.readouterr()
+    threshold = int(TEMPLATE["Parameters"]["InvalidSignatureAlarmThreshold"]["Default"])
+    for number in range(threshold):
+        event = rest_event("whatsapp", whatsapp_params(sid=f"SM{number:032x}"), signature="")
+        assert container.handler(event, None)["statusCode"] == 200
+    return emf_datapoints(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("alarm", ["Api5xxAlarm", "ApiThrottledAlarm", "InvalidSignatureAlarm"])
+def test_an_alarm_for_messages_the_pipeline_never_read_leads_to_their_replay(
+    world: Any,
+    cold_start: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    alarm: str,
+) -> None:
+    """Every attempt of a message answered by API Gateway alone (its permission to invoke the function gone: 500;
+    the stage's throttling: 503), or refused at parse before its form was read (a proxy dropping the signature
+    header): no event line names it, Twilio gives up, and the message is lost. The alarm's entry must say how to get
+    it back, and doing so must stage and trigger it once."""
+    world.add_conversation()
+    world.add_default_secrets()
+    start = 1_800_000_000
+    if alarm == "Api5xxAlarm":
+        points = [point for n in range(3) for point in api_answer(TEMPLATE, start + 6 * n, 500, "/whatsapp")]
+    elif alarm == "ApiThrottledAlarm":
+        points = [point for n in range(3) for point in gateway_response(TEMPLATE, start + 6 * n, "THROTTLED")]
+    else:
+        points = _unsigned_posts(world, cold_start, capsys)
+    assert alarm in firing(TEMPLATE, points)
+    assert world.stage_rows() == [] and world.sent("whatsapp") == []
+
+    entry = on_call_entry(alarm)
+    assert re.search(r"\breplay", entry), f"the runbook's entry for {alarm} gives no way to recover the lost messages"
+    container = cold_start()
+    replay = replayed(container, monkeypatch, LOST_SID)
+    assert replay["answer"]["statusCode"] == 200
+    assert [line["outcome"] for line in json_logs() if line["message"] == "event"][-1] == "QUEUED"
+    assert [row["message_sid"] for row in world.stage_rows()] == [LOST_SID] and len(world.sent("whatsapp")) == 1
