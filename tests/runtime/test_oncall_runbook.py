@@ -565,28 +565,78 @@ def test_a_message_whose_first_attempt_died_after_recording_it_is_recovered_by_t
     clock.advance(40)  # on-call replays it: past the retry grace, within the lock's lease (W + 60 s)
     replay = replayed(container, monkeypatch, LOST_SID)
     assert replay["answer"]["statusCode"] == 200
-    if [line for line in json_logs() if line["message"] == "event"][-1]["outcome"] == "REPLAY":
-        # The runbook: check that no attempt completed the message, then remove its record and replay it again.
-        check = on_call_block('message_sid = "<MessageSid>"').strip()
-        lines = logged(json_logs, capsys.readouterr().out)
-        outcomes = {row.get("outcome") for row in run(check.replace("<MessageSid>", LOST_SID), lines)}
-        assert not outcomes & {"QUEUED", "BATCHED", "HANDED_OFF"}
-        values = {"<ReplayTableName>": world.resources.replay_table, "<MessageSid>": LOST_SID}
-        clients = {"dynamodb": world.dynamodb, "sqs": world.sqs}
-        for command in on_call_block("aws dynamodb delete-item").strip().split("\n"):
-            for placeholder_, value in values.items():
-                command = command.replace(placeholder_, value)
-            words = aws_words(command)
-            if words[:3] == ["aws", "lambda", "invoke"]:
-                assert container.handler(replay["event"], None)["statusCode"] == 200
-            else:
-                aws_command(words, clients.__getitem__)
+    _recover_if_replayed(world, container, replay["event"], json_logs, capsys)
 
     events = [line for line in json_logs() if line["message"] == "event"]
     assert (events[-1]["outcome"], events[-1]["message_sid"]) == ("QUEUED", LOST_SID)
     conversation_id = world.stage_rows()[0]["conversation_id"]
     assert observe(world, conversation_id, LOST_SID) == EndState(staged=1, triggers=1, holder=LOST_SID)
     assert observe(world, conversation_id, LOST_SID).lock(LOST_SID) == "held, sent"
+
+
+def _recover_if_replayed(
+    world: Any, container: Any, event: dict[str, Any], json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The runbook's way on when the replay of ``LOST_SID`` (``event``) was answered ``REPLAY``: check that no attempt
+    completed the message, then remove its record and invoke the function again, each command as written."""
+    if [line for line in json_logs() if line["message"] == "event"][-1]["outcome"] != "REPLAY":
+        return
+    check = on_call_block('message_sid = "<MessageSid>"').strip()
+    lines = logged(json_logs, capsys.readouterr().out)
+    outcomes = {row.get("outcome") for row in run(check.replace("<MessageSid>", LOST_SID), lines)}
+    assert not outcomes & {"QUEUED", "BATCHED", "HANDED_OFF"}
+    values = {"<ReplayTableName>": world.resources.replay_table, "<MessageSid>": LOST_SID}
+    clients = {"dynamodb": world.dynamodb, "sqs": world.sqs}
+    for command in on_call_block("aws dynamodb delete-item").strip().split("\n"):
+        for placeholder_, value in values.items():
+            command = command.replace(placeholder_, value)
+        words = aws_words(command)
+        if words[:3] == ["aws", "lambda", "invoke"]:
+            assert container.handler(event, None)["statusCode"] == 200
+        else:
+            aws_command(words, clients.__getitem__)
+
+
+def test_a_message_whose_replay_record_could_not_be_released_is_recovered_by_the_runbook(
+    world: Any, cold_start: Any, monkeypatch: pytest.MonkeyPatch, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The queue refused the trigger (``QUEUE_ERROR``) and the replay table the release of the record (a permission
+    gone from both, say): the first attempt raised for Twilio to retry, the retries ended ``QUEUE_ERROR`` without
+    touching the first attempt's record (``MessageLossAlarm`` lists the message). Repaired, the runbook's replay is
+    answered ``REPLAY``, which the runbook must explain, and its way on must stage and trigger the message once."""
+    import handler
+
+    world.add_conversation()
+    world.add_default_secrets()
+    container = cold_start()
+    clock = FixedClock(datetime.fromtimestamp(int(time.time()), UTC))
+    handler._application.replace_services(clock=clock)
+    faults = FaultInjector(handler._application, world.resources)
+    faults.inject("send", Fault("access_denied"))
+    faults.inject("replay_release", Fault("access_denied"))
+    event = rest_event("whatsapp", whatsapp_params(sid=LOST_SID))
+    with pytest.raises(Exception, match="STAGE_WRITE_TRANSIENT_ERROR"):
+        container.handler(event, None)
+    for _ in range(2):  # Twilio's retries, 6 s apart
+        clock.advance(6)
+        assert container.handler(event, None)["statusCode"] == 200
+    faults.clear()
+    assert world.sent("whatsapp") == [], "the message is lost"
+    lines = logged(json_logs, capsys.readouterr().out)
+    assert {row["message_sid"] for row in run(runbook_query("MessageLossAlarm"), lines)} == {LOST_SID}
+    (warning,) = [line["message"] for line in json_logs(logging.WARNING) if "release" in line["message"]]
+    section = RUNBOOK[RUNBOOK.index("## On call") :]
+    said = warning.partition(" after ")[0]
+    assert said in section, f"the runbook does not say what the WARNING line {said!r} leaves behind"
+
+    clock.advance(40)  # repaired; past the retry grace
+    replay = replayed(container, monkeypatch, LOST_SID)
+    _recover_if_replayed(world, container, replay["event"], json_logs, capsys)
+
+    events = [line for line in json_logs() if line["message"] == "event"]
+    assert (events[-1]["outcome"], events[-1]["message_sid"]) == ("QUEUED", LOST_SID)
+    conversation_id = world.stage_rows()[0]["conversation_id"]
+    assert observe(world, conversation_id, LOST_SID) == EndState(staged=1, triggers=1, holder=LOST_SID)
 
 
 def on_call_entry(alarm: str) -> str:
