@@ -82,7 +82,10 @@ def fetch_secret(
     except ServiceError as exc:
         raise service_failure(exc, FETCH_TRANSIENT.code, FETCH_FAILED.code, "secret fetch") from None
     except SecretFormatError as exc:
-        raise StepFailure(FETCH_FAILED.code, f"secret is unusable: {exc}") from None
+        # What to repair, as the event line's error_cause (never a value): the secret's text is no JSON object.
+        raise StepFailure(
+            FETCH_FAILED.code, f"secret is unusable: {exc}", cause="SecretString:not-json-object"
+        ) from None
 
 
 def _field_value(secret: CachedSecret, field: str) -> str:
@@ -98,7 +101,7 @@ def signing_key(secret: CachedSecret, secret_name: str, field: str, *, requested
     """
     value = _field_value(secret, field)
     if not value and not requested:
-        raise StepFailure(FETCH_FAILED.code, f"secret has no {field}")
+        raise StepFailure(FETCH_FAILED.code, f"secret has no {field}", cause=f"{field}:absent")
     return SigningKey(secret_name, field, Redacted(value), secret.cached, absent=not value, requested=requested)
 
 

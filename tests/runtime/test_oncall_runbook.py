@@ -696,3 +696,41 @@ def test_an_alarm_for_messages_the_pipeline_never_read_leads_to_their_replay(
     assert replay["answer"]["statusCode"] == 200
     assert [line["outcome"] for line in json_logs() if line["message"] == "event"][-1] == "QUEUED"
     assert [row["message_sid"] for row in world.stage_rows()] == [LOST_SID] and len(world.sent("whatsapp")) == 1
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [None, '{"twilio_account_sid": "AC00000000000000000000000000000000"}', '{"twilio_auth_token": " "}', "not json"],
+    ids=["missing", "no token", "blank token", "not JSON"],
+)
+def test_the_runbook_query_for_a_secret_fetch_failure_names_what_to_repair(
+    world: Any,
+    cold_start: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    json_logs: Logs,
+    capsys: pytest.CaptureFixture[str],
+    secret: str | None,
+) -> None:
+    """``SecretFetchFailedAlarm`` fires for a tenant's secret that is missing, unreadable or malformed; the runbook's
+    query must say which (``error_cause``), in terms its text explains, for on-call to repair it before the replay."""
+    from tests.support.world import WA_SECRET
+
+    world.add_conversation()
+    if secret is not None:
+        world.create_secret(WA_SECRET, secret)
+    container = cold_start(STACK_NAME=STACK, METRICS_NAMESPACE=resolve(TEMPLATE, {"Ref": "MetricsNamespace"}))
+    capsys.readouterr()
+    assert container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)["statusCode"] == 200
+    out = capsys.readouterr().out
+    assert "SecretFetchFailedAlarm" in firing(TEMPLATE, emf_datapoints(out))
+    (row,) = run(runbook_query("SecretFetchFailedAlarm"), logged(json_logs, out))
+    assert (row["message_sid"], row["error_code"]) == (LOST_SID, "SECRET_FETCH_FAILED")
+    cause = row.get("error_cause")
+    section = RUNBOOK[RUNBOOK.index("## On call") :]
+    assert cause, "the line names nothing to repair"
+    assert f"`{cause}`" in section, f"the runbook does not say what error_cause {cause!r} means"
+
+    world.add_default_secrets()  # repaired, as the cause says
+    replayed(container, monkeypatch, LOST_SID)
+    assert [line["outcome"] for line in json_logs() if line["message"] == "event"][-1] == "QUEUED"
+    assert len(world.stage_rows()) == 1 and len(world.sent("whatsapp")) == 1
