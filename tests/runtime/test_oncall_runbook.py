@@ -734,3 +734,38 @@ def test_the_runbook_query_for_a_secret_fetch_failure_names_what_to_repair(
     replayed(container, monkeypatch, LOST_SID)
     assert [line["outcome"] for line in json_logs() if line["message"] == "event"][-1] == "QUEUED"
     assert len(world.stage_rows()) == 1 and len(world.sent("whatsapp")) == 1
+
+
+def test_a_handoff_whose_every_attempt_died_after_recording_it_is_handed_off_once_by_the_runbook(
+    world: Any, cold_start: Any, monkeypatch: pytest.MonkeyPatch, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As above for a message routed to a human: no lock, its stage row and record written, the handoff never sent.
+    The runbook's way on must hand it off once, and say the outcome on-call will read."""
+    import handler
+
+    world.add_conversation(hand_off_to_human=True)
+    world.add_default_secrets()
+    container = cold_start()
+    clock = FixedClock(datetime.fromtimestamp(int(time.time()), UTC))
+    handler._application.replace_services(clock=clock)
+    faults = FaultInjector(handler._application, world.resources)
+    for call in ("replay_put", "get", "get"):  # the retries died earlier: a stalled read, say
+        faults.inject(call, Fault("crash"))
+        with pytest.raises(SimulatedCrash):
+            container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)
+        faults.wait_idle()
+        faults.clear()
+        clock.advance(6)
+    assert world.sent("handoff") == [] and len(world.replay_rows()) == 1
+
+    clock.advance(40)
+    replay = replayed(container, monkeypatch, LOST_SID)
+    _recover_if_replayed(world, container, replay["event"], json_logs, capsys)
+
+    outcome = [line for line in json_logs() if line["message"] == "event"][-1]["outcome"]
+    assert outcome == "HANDED_OFF"
+    assert [row["message_sid"] for row in world.stage_rows()] == [LOST_SID]
+    assert [body["message_sid"] for body, _ in world.sent("handoff")] == [LOST_SID] and world.lock_rows() == []
+    after = RUNBOOK[RUNBOOK.index("aws dynamodb delete-item") :]
+    said = after[after.index("```\n") + 4 :].lstrip("\n").split("\n\n")[0]  # the paragraph after its commands
+    assert f"`{outcome}`" in said, f"the runbook names another outcome: {said!r}"
