@@ -177,7 +177,11 @@ class RouteByRules:
     def run(self, ctx: Context) -> StepResult:
         evaluation = _evaluate(self._set, ctx)
         if evaluation.decision is None:
-            raise StepFailure(ROUTING_ERROR.code, f"no rule of {self._set.name} matched and it has no default")
+            # error_cause says what to repair (the event line's rules.<set> names the rule), never a value.
+            cause = f"{self._set.name}:no-match"
+            raise StepFailure(
+                ROUTING_ERROR.code, f"no rule of {self._set.name} matched and it has no default", cause=cause
+            )
         decision = evaluation.decision
         rule = evaluation.rule.id if evaluation.rule else "default"
         # A computed target is evaluated once: its value names the target, or its kind explains the error.
@@ -190,10 +194,13 @@ class RouteByRules:
             gave = "text" if name is not None else _KINDS.get(type(value), "a value")
             choices = ", ".join(sorted(self._targets))
             message = f"target_from {computed.source} of rule {rule!r} gave {gave}, not the name of a target"
-            raise StepFailure(ROUTING_ERROR.code, f"{message}; it must give one of: {choices}")
+            cause = f"{self._set.name}:not-a-target"
+            raise StepFailure(ROUTING_ERROR.code, f"{message}; it must give one of: {choices}", cause=cause)
         if target is None or not target.queue_url:
             which = f"routing target {name!r}" if target else "the routing decision named no target of the pipeline: it"
-            raise StepFailure(ROUTING_ERROR.code, f"{which} has no configured queue")
+            raise StepFailure(
+                ROUTING_ERROR.code, f"{which} has no configured queue", cause=f"{self._set.name}:no-queue"
+            )
         output = {
             "target": target.name,
             "queue_url": target.queue_url,

@@ -769,3 +769,31 @@ def test_a_handoff_whose_every_attempt_died_after_recording_it_is_handed_off_onc
     after = RUNBOOK[RUNBOOK.index("aws dynamodb delete-item") :]
     said = after[after.index("```\n") + 4 :].lstrip("\n").split("\n\n")[0]  # the paragraph after its commands
     assert f"`{outcome}`" in said, f"the runbook names another outcome: {said!r}"
+
+
+def test_the_runbook_query_for_a_routing_error_names_what_to_repair(
+    world: Any, task_root: Any, monkeypatch: pytest.MonkeyPatch, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rules that route a message nowhere (a routing set without its channel rule, no default) answer it 200
+    ``ROUTING_ERROR``: ``MessageLossAlarm`` fires, and the runbook's query must say what to repair, in its terms."""
+    shipped = (ROOT / "rules" / "40_routing.yaml").read_text(encoding="utf-8")
+    broken = shipped[: shipped.index("  - id: channel_queue")]
+    world.add_conversation()
+    world.add_default_secrets()
+    namespace = resolve(TEMPLATE, {"Ref": "MetricsNamespace"})
+    container = task_root({"rules/40_routing.yaml": broken}, STACK_NAME=STACK, METRICS_NAMESPACE=namespace)
+    capsys.readouterr()
+    assert container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)["statusCode"] == 200
+    out = capsys.readouterr().out
+    assert "MessageLossAlarm" in firing(TEMPLATE, emf_datapoints(out))
+    (row,) = run(runbook_query("MessageLossAlarm"), logged(json_logs, out))
+    assert (row["message_sid"], row["error_code"]) == (LOST_SID, "ROUTING_ERROR")
+    cause = row.get("error_cause")
+    assert cause, "the line names nothing to repair"
+    section = RUNBOOK[RUNBOOK.index("## On call") :]
+    assert f"`{cause.replace('routing', '<rule set>', 1)}`" in section, f"the runbook does not explain {cause!r}"
+
+    container = task_root({"rules/40_routing.yaml": shipped})  # the rules repaired (a rollback, say)
+    replayed(container, monkeypatch, LOST_SID)
+    assert [line["outcome"] for line in json_logs() if line["message"] == "event"][-1] == "QUEUED"
+    assert len(world.stage_rows()) == 1 and len(world.sent("whatsapp")) == 1
