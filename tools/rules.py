@@ -25,7 +25,8 @@ second one steps further back; a command that would change neither the live nor 
 no revision. ``shadow-status`` prints the shadow candidate's record since it became the shadow (the CloudWatch
 sums of its shadow metrics, ``tools.shadow_record``); ``promote`` of the shadow prints it on stderr before deploying,
 with a WARNING line for a candidate that decided no event, or had mismatches, timeouts or failures, and deploys all
-the same unless ``--require-agreement`` is given.
+the same unless ``--require-agreement`` is given. Who publishes or deploys is recorded as ``--by`` gives it, else
+as the AWS caller identity's ARN (STS; the login name, said on stderr, when STS cannot be called).
 The layout and formats are ``runtime.bundles``'; the running Lambda picks a change up within its
 refresh interval (``runtime.bundlewatch``).
 
@@ -132,7 +133,9 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--endpoint-url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         command.add_argument("--pipeline", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for command in (publish, shadow, promote, rollback):
-        command.add_argument("--by", default=_user(), help="who deploys (default: the login name)")
+        command.add_argument(
+            "--by", help="who deploys, recorded as given (default: the AWS caller identity's ARN, else the login name)"
+        )
     for command in (shadow, promote, rollback):
         command.add_argument("--note", default="", help="why, for the history")
     return parser
@@ -143,6 +146,33 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _caller(args: argparse.Namespace, err: TextIO) -> str:
+    """Who runs a command that writes, for the records: ``--by`` as given, else the AWS caller identity's ARN.
+
+    The ARN (``arn:aws:sts::123456789012:assumed-role/ops/alice``) is the principal S3 records the writes for, where
+    the login name is ``root`` on a build box or in a container. One STS call per command (``args.by`` keeps it); STS
+    that cannot be called leaves the login name, said on ``err``. GetCallerIdentity needs no permission.
+    """
+    if args.by:
+        return str(args.by)
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+
+    config = botocore.config.Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
+    try:
+        args.by = str(boto3.client("sts", endpoint_url=args.endpoint_url, config=config).get_caller_identity()["Arn"])
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, KeyError) as exc:
+        why = error_code(exc) if isinstance(exc, botocore.exceptions.ClientError) else type(exc).__name__
+        args.by = _user()
+        print(
+            f"pipeline-rules: note: the AWS caller identity could not be read ({why}): recorded as by {args.by!r}, "
+            "the login name; pass --by NAME to name who",
+            file=err,
+        )
+    return str(args.by)
 
 
 def _now() -> str:
@@ -700,7 +730,8 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
         f"rules/{os.fsencode(entry.name).decode('utf-8', 'backslashreplace')}{'/' if entry.is_dir else ''}"
         for entry in listing(args.rules).unread
     )
-    bundle = Bundle(name, files, _now(), args.by, args.note, unread)
+    by = _caller(args, err)
+    bundle = Bundle(name, files, _now(), by, args.note, unread)
     oversize = size_error(len(bundle.to_json()), f"bundle {bundle.id}")
     if oversize is not None:
         raise _Failed(f"{oversize}: the function would refuse it; keep long lists out of the rules")
@@ -735,7 +766,7 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
             }:
                 raise _Failed(_changed_meanwhile(current))
             replaced[:] = replaced or [current]
-            return current.change(live=live, shadow=shadow, at=_now(), by=args.by, note=args.note)
+            return current.change(live=live, shadow=shadow, at=_now(), by=by, note=args.note)
 
         deployed, written = store.deploy(change)
         print(f"deployed as {role}: {_describe(deployed)}" if written else _unchanged(deployed), file=out)
@@ -959,6 +990,7 @@ def _deploy(
 
     if promoting_shadow:
         _note_record(args, store, current, cloudwatch, err)
+    by = _caller(args, err)
 
     def change(read: Deployment) -> Deployment:
         if (read.live, read.shadow) == (live, shadow):  # as this would make it (someone did the same meanwhile)
@@ -966,7 +998,7 @@ def _deploy(
         if (read.live, read.shadow) != (current.live, current.shadow):
             raise _Failed(_changed_meanwhile(read))
         rollback = args.command == "rollback"
-        return read.change(live=live, shadow=shadow, at=_now(), by=args.by, note=args.note, rollback=rollback)
+        return read.change(live=live, shadow=shadow, at=_now(), by=by, note=args.note, rollback=rollback)
 
     deployed, written = store.deploy(change)
     if not written:
