@@ -8,6 +8,7 @@
     pipeline-rules promote [BUNDLE] [--require-agreement]   # without BUNDLE: the shadow becomes live
     pipeline-rules rollback [--to BUNDLE|packaged]
     pipeline-rules pull BUNDLE --out DIR       # the bundle's files, e.g. as a dry-run baseline
+    pipeline-rules diff [A] [B]                # a unified diff of their files (bundle, live, shadow, packaged, DIR)
 
 ``publish`` first checks the pipeline and its rules exactly as ``pipeline-dryrun --check`` does and refuses
 them when the check fails; ``--strict`` also refuses any warning but an unset ``${env:…}`` value (resolved in the
@@ -30,7 +31,8 @@ as the AWS caller identity's ARN (STS; the login name, said on stderr, when STS 
 The layout and formats are ``runtime.bundles``'; the running Lambda picks a change up within its
 refresh interval (``runtime.bundlewatch``).
 
-Exit status: 0 done; 1 an inline rule test failed (publish); 2 bad arguments, a configuration that
+Exit status: 0 done (diff: the same files); 1 an inline rule test failed (publish), the files differ (diff); 2 bad
+arguments, a name that is no bundle, directory, ``live``, ``shadow`` or ``packaged`` (diff), a configuration that
 does not check or cannot be read, a bundle that changes what is the code's (above) or is another
 pipeline's, S3 refused or could not be called (no credentials, no connection), CloudWatch could not be read
 (shadow-status; promote --require-agreement, which also refuses a record with a WARNING), or the files cannot be
@@ -56,7 +58,7 @@ from runtime.bundles import MAX_BYTES, Bundle, BundleError, Deployment, bundle_k
 from runtime.layout import PIPELINES_DIR, listing, pipeline_files, yaml_files
 from runtime.metrics import DEFAULT_NAMESPACE, configured_namespace
 from runtime.verify import Settings, StepOutline, code_owned, owned_settings, steps_outline
-from tools.console import EXIT_OK, EXIT_USAGE, console_script, load_project_plugins, problem_lines
+from tools.console import EXIT_CHANGED, EXIT_OK, EXIT_USAGE, console_script, load_project_plugins, problem_lines
 from tools.shadow_record import LiveChange, Record, RecordUnreadable, find_stacks, read, window_end
 
 __all__ = ["main", "run"]
@@ -126,6 +128,15 @@ def _parser() -> argparse.ArgumentParser:
     pull = commands.add_parser("pull", help="write a bundle's files to a directory")
     pull.add_argument("bundle", help="the bundle id")
     pull.add_argument("--out", type=Path, required=True, help="the directory (gets pipelines/ and rules/)")
+    diff = commands.add_parser(
+        "diff",
+        help="a unified diff of two versions' files (default: the live rules and the shadow candidate, else the "
+        "previous live bundle and the live one)",
+    )
+    for operand, what in (("a", "the old side (default: live, or the previous live bundle)"), ("b", "the new side")):
+        diff.add_argument(
+            operand, nargs="?", help=f"{what}: a bundle id, live, shadow, packaged (the local rules/) or a directory"
+        )
     for command in commands.choices.values():
         # After the command too, as most tools take them; given there, they win over the ones before it.
         command.add_argument("--bucket", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -819,7 +830,8 @@ def _list(store: _Store, out: TextIO, err: TextIO) -> None:
                 "shows its record (CloudWatch's sums), which promote prints too",
                 file=err,
             )
-        print("history (newest first):", file=out)
+        changes = "the shadow candidate changes" if deployment.shadow else "the latest live change changed"
+        print(f"history (newest first; `pipeline-rules diff` shows what {changes}):", file=out)
         for entry in (deployment.entry(), *deployment.history):
             shadow = f", shadow {entry['shadow']}" if entry.get("shadow") else ""
             note = f"  {entry['note']}" if entry.get("note") else ""
@@ -1182,6 +1194,11 @@ def _note_record(
     print(f"pipeline-rules: note: {first}", file=err)
     for line in rest:
         print(line, file=err)
+    print(
+        f"pipeline-rules: note: `pipeline-rules diff {current.live or 'packaged'} {current.shadow}` shows what "
+        "promoting it changes",
+        file=err,
+    )
     warnings = record.warnings()
     for warning in warnings:
         print(f"pipeline-rules: WARNING: {warning}", file=err)
@@ -1193,6 +1210,130 @@ def _untried(bundle_id: str, deployment: Deployment) -> bool:
     """Whether the bundle was neither the shadow candidate nor live in any revision the deployment keeps."""
     entries = (deployment.entry(), *deployment.history)
     return all(bundle_id not in (entry.get("shadow"), entry.get("live")) for entry in entries)
+
+
+class _Side(NamedTuple):
+    """One side of ``diff``: the name its files are shown under, what it is (for the summary) and its files."""
+
+    label: str
+    what: str
+    files: dict[str, str]
+
+
+def _made_live(deployment: Deployment) -> Mapping[str, Any]:
+    """The revision that made the deployment's live bundle live (the oldest of the latest run naming it)."""
+    made: Mapping[str, Any] = deployment.entry()
+    for entry in deployment.history:
+        if entry.get("live") != deployment.live:
+            break
+        made = entry
+    return made
+
+
+def _revision_of(entry: Mapping[str, Any]) -> str:
+    note = f": {entry['note']}" if entry.get("note") else ""
+    return f"revision {entry.get('revision')} by {entry.get('updated_by')}{note}"
+
+
+def _local_side(directory: Path, label: str, what: str, pipeline: str) -> _Side:
+    """The pipeline's files under ``directory``: its ``rules/`` (else the directory itself) and ``pipelines/``.
+
+    The rule files are those a bundle of the pipeline would carry (naming it, or no pipeline); the pipeline file,
+    the one of ``pipelines/`` that declares the pipeline.
+    """
+    from tools.check import declared_pipeline_name
+
+    rules_dir = directory / "rules" if (directory / "rules").is_dir() else directory
+    try:
+        files = {
+            f"rules/{path.name}": path.read_text(encoding="utf-8")
+            for path in yaml_files(rules_dir)
+            if pipeline in (_owners(path) or [pipeline])
+        }
+        for path in pipeline_files(directory / "pipelines") if (directory / "pipelines").is_dir() else []:
+            if declared_pipeline_name(path) == pipeline:
+                files[f"pipelines/{path.name}"] = path.read_text(encoding="utf-8")
+                break
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Failed(f"cannot read {what}: {exc}") from None
+    return _Side(label, what, files)
+
+
+def _side(name: str, store: _Store, current: Deployment) -> _Side:
+    """What ``diff`` compares for ``name``: a bundle id, ``live``, ``shadow``, ``packaged`` or a directory."""
+    bundle_id: str | None = name
+    what = f"bundle {name}"
+    if name == "live":
+        bundle_id = current.live
+        what = f"live bundle {bundle_id} ({_revision_of(_made_live(current))})"
+    elif name == "shadow":
+        if current.shadow is None:
+            deployed = _describe(current) if current.revision else "no deployment"
+            raise _Failed(f"there is no shadow candidate of {store.pipeline} ({deployed})")
+        bundle_id, origin = current.shadow, _Origin.of_shadow(current)
+        what = f"shadow bundle {bundle_id} (revision {origin.revision} by {origin.by}{origin.noted()})"
+    elif name != "packaged" and Path(name).is_dir():
+        return _local_side(Path(name), name.rstrip("/") or name, f"directory {name}", store.pipeline)
+    elif "/" in name or name.startswith("."):
+        raise _Failed(f"{name}: no such directory (nor a bundle id)")
+    if bundle_id is None or name == "packaged":
+        live = f"live: {_revision_of(_made_live(current))}, " if name == "live" else ""
+        return _local_side(Path("."), "packaged", f"the packaged rules ({live}the local rules/)", store.pipeline)
+    return _Side(bundle_id, what, dict(store.bundle(bundle_id).files))
+
+
+def _default_sides(args: argparse.Namespace, store: _Store, current: Deployment) -> tuple[str, str]:
+    """The names ``diff`` compares when not given: one given is compared with the live rules."""
+    if args.a is not None:
+        return ("live", args.a) if args.b is None else (args.a, args.b)
+    if not current.revision:
+        raise _Failed(
+            f"no deployment of {store.pipeline}: nothing to compare by default; give two of a bundle id, live, "
+            "shadow, packaged (the local rules/) or a directory"
+        )
+    if current.shadow is not None:
+        return "live", "shadow"
+    earlier = current.earlier_live()
+    return (earlier[0] or "packaged") if earlier else "packaged", "live"
+
+
+def _diff(args: argparse.Namespace, store: _Store, out: TextIO, err: TextIO) -> int:
+    """Print a unified diff of two versions' files, file by file; 0 when they are the same, 1 when not.
+
+    A side without the pipeline file, the other side carrying one, is compared with the local pipeline file (the
+    function decides with the one deployed with the code).
+    """
+    import difflib
+
+    current, _ = store.deployment()
+    first, second = (_side(name, store, current) for name in _default_sides(args, store, current))
+    carried = [name for name in (*first.files, *second.files) if name.startswith("pipelines/")]
+    local = _local_side(Path("."), "packaged", "the local pipeline file", store.pipeline) if carried else None
+    differ = 0
+    names = sorted({*first.files, *second.files})
+    for name in names:
+        old, new = first.files.get(name), second.files.get(name)
+        labels = [first.label, second.label]
+        if name.startswith("pipelines/") and local is not None and (old is None) != (new is None):
+            local_text = local.files.get(name)
+            old, new = (local_text, new) if old is None else (old, local_text)
+            labels[0 if first.files.get(name) is None else 1] = "packaged"
+        if old == new:
+            continue
+        differ += 1
+        for line in difflib.unified_diff(
+            (old or "").splitlines(keepends=True),
+            (new or "").splitlines(keepends=True),
+            f"{labels[0]}/{name}" if old is not None else "/dev/null",
+            f"{labels[1]}/{name}" if new is not None else "/dev/null",
+        ):
+            out.write(line if line.endswith("\n") else f"{line}\n\\ No newline at end of file\n")
+    count = f"{differ} of {len(names)} files {'differs' if differ == 1 else 'differ'}"
+    print(
+        f"pipeline-rules: {first.what} against {second.what}: {count if differ else f'the same {len(names)} files'}",
+        file=err,
+    )
+    return EXIT_CHANGED if differ else EXIT_OK
 
 
 def _cloudwatch_maker(args: argparse.Namespace, given: Any) -> Callable[[], Any]:
@@ -1264,6 +1405,8 @@ def run(
                 raise _Failed(f"cannot write the bundle under {args.out}: {exc.strerror or exc}") from None
             written = "pipelines/, rules/" if bundle.pipeline_file else "rules/"
             print(f"wrote bundle {args.bundle} to {args.out}/ ({written})", file=out)
+        elif args.command == "diff":
+            return _diff(args, store, out, err)
         elif args.command == "shadow-status":
             _shadow_status(args, store, _cloudwatch_maker(args, cloudwatch), out)
         else:

@@ -665,8 +665,11 @@ def assert_no_record_of(err: str, candidate: str, revision: int, by: str) -> Non
         "  timeouts 0, failures 0",
     ]
     assert lines[4].startswith("  read from CloudWatch: namespace InboundWebhookPipeline, Pipeline=twilio_inbound, ")
-    assert len(lines) == 6
-    assert lines[5].startswith(
+    assert lines[5].startswith("pipeline-rules: note: `pipeline-rules diff ") and lines[5].endswith(
+        f" {candidate}` shows what promoting it changes"
+    )
+    assert len(lines) == 7
+    assert lines[6].startswith(
         f"pipeline-rules: WARNING: the candidate has decided no event since revision {revision} "
     )
 

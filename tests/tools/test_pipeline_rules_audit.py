@@ -76,3 +76,96 @@ def test_without_sts_who_deploys_is_the_login_name_and_it_says_so(ops: Ops) -> N
         f"by {login!r}, the login name; pass --by NAME to name who"
     ) in err
     assert err.count("caller identity") == 1  # one STS call for the command (the bundle and the deployment)
+
+
+def _expected_diff(old: str, new: str, old_text: str, new_text: str) -> str:
+    import difflib
+
+    return "".join(
+        difflib.unified_diff(old_text.splitlines(keepends=True), new_text.splitlines(keepends=True), old, new)
+    )
+
+
+def test_diff_shows_what_a_version_changes_file_by_file(ops: Ops, tmp_path: Path) -> None:
+    """Defect: "what did this version change?" took ``pull`` twice and ``diff -r``; now ``pipeline-rules diff``."""
+    from tests.support.bundles import PIPELINE_FILE, ROUTING
+
+    first = ops.publish("--live", "--by", "alice", "--note", "first")
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    candidate = ops.publish("--shadow", "--by", "bob", "--note", "VIPs")
+    vip = _expected_diff(f"{first}/rules/40_routing.yaml", f"{candidate}/rules/40_routing.yaml", ROUTING, VIP_ROUTING)
+
+    # With a shadow candidate: the live bundle against it, only the file that differs (exit 1, as diff's).
+    status, out, err = ops.rules("diff")
+    assert (status, out) == (1, vip), err
+    assert "+  - id: vip_to_human\n" in out and err == (
+        f"pipeline-rules: live bundle {first} (revision 1 by alice: first) against shadow bundle {candidate} "
+        "(revision 2 by bob: VIPs): 1 of 4 files differs\n"
+    )
+    assert ops.rules("diff", "live", "shadow")[:2] == (1, vip)
+    assert ops.rules("diff", candidate)[:2] == (1, vip)  # one given: the live bundle against it
+    assert ops.rules("diff", "live", first) == (
+        0,
+        "",
+        f"pipeline-rules: live bundle {first} (revision 1 by alice: first) against bundle {first}: the same 4 files\n",
+    )
+
+    # list and promote say so.
+    assert (
+        "\nhistory (newest first; `pipeline-rules diff` shows what the shadow candidate changes):\n"
+        in (ops.rules("list")[1])
+    )
+    status, _, err = ops.rules("promote", "--by", "bob")
+    assert status == 0
+    assert f"\npipeline-rules: note: `pipeline-rules diff {first} {candidate}` shows what promoting it changes\n" in err
+
+    # Once promoted: the live bundle before against the live one (what the last live change changed).
+    status, out, err = ops.rules("diff")
+    assert (status, out) == (1, vip), err
+    assert (
+        "\nhistory (newest first; `pipeline-rules diff` shows what the latest live change changed):\n"
+        in (ops.rules("list")[1])
+    )
+    # The local rules (this pipeline's: not email_inbound's files), and the pipeline file, are those published.
+    assert ops.rules("diff", "packaged", "live")[:2] == (0, "")
+
+    # A directory: one `pull` wrote (rules/ inside), or a rules directory itself.
+    assert ops.rules("pull", first, "--out", str(tmp_path / "first"))[0] == 0
+    expected = vip.replace(f"--- {first}/", f"--- {tmp_path / 'first'}/")
+    assert ops.rules("diff", str(tmp_path / "first"), "live")[:2] == (1, expected)
+    expected = vip.replace(f"--- {first}/rules/", f"--- {tmp_path / 'first' / 'rules'}/rules/")
+    assert ops.rules("diff", str(tmp_path / "first" / "rules"), "live")[:2] == (1, expected)
+
+    # A bundle carrying the pipeline file: compared with the local one for a bundle that carries none.
+    with_comment = PIPELINE_FILE.replace("deadline_seconds: 4\n", "deadline_seconds: 4  # Twilio waits 15 s\n", 1)
+    (ops.root / "pipelines" / f"{PIPELINE}.yaml").write_text(with_comment, encoding="utf-8")
+    carrying = ops.publish("--with-pipeline")
+    (ops.root / "pipelines" / f"{PIPELINE}.yaml").write_text(PIPELINE_FILE, encoding="utf-8")  # as deployed
+    status, out, _ = ops.rules("diff", "live", carrying)
+    assert (status, out) == (
+        1,
+        _expected_diff(
+            f"packaged/pipelines/{PIPELINE}.yaml", f"{carrying}/pipelines/{PIPELINE}.yaml", PIPELINE_FILE, with_comment
+        ),
+    )
+
+
+def test_diff_names_what_it_cannot_compare(ops: Ops) -> None:
+    """A bad name is an error line and exit 2, never a traceback."""
+    status, out, err = ops.rules("diff")
+    assert (status, out) == (2, "")
+    assert err == (
+        "pipeline-rules: error: no deployment of twilio_inbound: nothing to compare by default; give two of a bundle "
+        "id, live, shadow, packaged (the local rules/) or a directory\n"
+    )
+    live = ops.publish("--live")
+    for names, message in (
+        (("0123456789ab",), "no bundle 0123456789ab of twilio_inbound at s3://"),
+        (("shadow",), "there is no shadow candidate of twilio_inbound (revision 1: live"),
+        (("live", "no/such/dir"), "no/such/dir: no such directory (nor a bundle id)"),
+    ):
+        status, out, err = ops.rules("diff", *names)
+        assert (status, out) == (2, ""), names
+        assert err.startswith(f"pipeline-rules: error: {message}") and "Traceback" not in err, err
+        assert err.count("\n") == 1, err
+    assert ops.rules("diff", "live", live)[0] == 0
