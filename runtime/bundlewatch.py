@@ -179,10 +179,23 @@ def refresh_interval(env: Mapping[str, str]) -> float:
     return max(1.0, seconds)
 
 
-def _live_revision(deployment: Deployment, bundle_id: str | None, default: int) -> int:
-    """The latest earlier revision of ``deployment`` with ``bundle_id`` live (``default`` when its history has none)."""
-    revision = next((entry.get("revision") for entry in deployment.history if entry.get("live") == bundle_id), default)
-    return revision if isinstance(revision, int) else default
+def _made(deployment: Deployment, role: str, bundle_id: str | None, default: int) -> int:
+    """The revision that made ``bundle_id`` the deployment's ``role`` (``live`` or ``shadow``), as its label names it.
+
+    That is the oldest of the latest run of revisions naming it so (newest first, this one first): a later revision
+    that changed only the other role (a shadow deployed beside the live bundle) did not make it. ``default`` when the
+    history kept names it nowhere.
+    """
+    made: int | None = None
+    for entry in (deployment.entry(), *deployment.history):
+        if entry.get(role) != bundle_id:
+            if made is not None:
+                break
+            continue
+        revision = entry.get("revision")
+        if isinstance(revision, int) and not isinstance(revision, bool):
+            made = revision
+    return default if made is None else made
 
 
 def _say_unread(name: str, bundle: Bundle) -> None:
@@ -389,15 +402,15 @@ class BundleWatcher:
         """Deploy what ``deployment`` names, keeping what is in use for anything unusable; False to try again."""
         refusals: list[_Refusal] = []
         settled, fell_back, found = True, False, True
-        live_id, revision = state.live, deployment.revision
         wanted = deployment.live
+        live_id, revision = state.live, _made(deployment, "live", wanted, deployment.revision)
         if wanted != state.live:
             usable, settled = self._usable(name, wanted, deployment.revision, refusals)
             if usable:
                 live_id = wanted
             elif state.applied and (live_id is None or live_id in deployment.rollback_chain()):
                 # The kept bundle is named as a new container names it: the fleet says one source.
-                revision = _live_revision(deployment, live_id, state.revision)
+                revision = _made(deployment, "live", live_id, state.revision)
             else:  # a new container, or one keeping a bundle a rollback undid: the last good bundle, as a new one
                 live_id, revision, found = self._last_good(name, deployment)
                 settled, fell_back = settled and found, True
@@ -406,7 +419,8 @@ class BundleWatcher:
         if shadow_id is not None:
             usable, ready = self._usable(name, shadow_id, deployment.revision, refusals)
             settled = settled and ready
-            candidate = self._build(name, shadow_id, deployment.revision, "shadow") if usable else None
+            shadowed_at = _made(deployment, "shadow", shadow_id, deployment.revision)
+            candidate = self._build(name, shadow_id, shadowed_at, "shadow") if usable else None
         rulesets = candidate.rulesets if candidate is not None else None
         live = self._build(name, live_id, revision, "", rulesets)
         if live is None:  # the known-good configuration no longer loads (say, the environment changed)
@@ -453,7 +467,7 @@ class BundleWatcher:
                     return None, 0, False
                 if not usable:
                     continue
-            return bundle_id, _live_revision(deployment, bundle_id, 0), True
+            return bundle_id, _made(deployment, "live", bundle_id, 0), True
         return None, 0, True
 
     def _usable(

@@ -320,6 +320,34 @@ def test_a_broken_bundle_is_refused_with_one_located_error_and_the_last_good_one
     assert len([line for line in json_logs() if line["level"] == "ERROR"]) == 1
 
 
+def test_rules_source_names_the_revision_that_made_the_bundle_live_not_a_later_shadow_change(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    """Defect: the label named the latest revision with the bundle live: a shadow deployed beside it (revision 2)
+    made every decision of the unchanged live bundle say "revision 2", the revision that changed only the shadow,
+    and the candidate's said the revision of a later live change. Which deployment made a decision is the revision
+    that made its bundle live (as ``list``'s history shows it), and the candidate's the one that made it the shadow.
+    """
+    bundle, started = vip_bundle_live(ops, container, world)
+    assert started.message(json_logs)["rules_source"] == f"bundle {bundle}, revision 1"
+    ops.edit("40_routing.yaml", AGENT_ROUTING)
+    candidate = ops.publish("--shadow", "--note", "agents to a person")
+    started.after(INTERVAL)
+    assert started.application.deployed("twilio_inbound").shadow is not None
+    assert started.message(json_logs)["rules_source"] == f"bundle {bundle}, revision 1"
+    assert container().message(json_logs)["rules_source"] == f"bundle {bundle}, revision 1"  # a new container too
+
+    ops.edit("40_routing.yaml", f"# a fix\n{VIP_ROUTING}")
+    fixed = ops.publish("--live")  # revision 3: the candidate stays in shadow
+    for warm in (started, None):
+        deciding = warm or container()
+        if warm is not None:
+            warm.after(INTERVAL)
+        deployed = deciding.application.deployed("twilio_inbound")
+        assert deployed.shadow is not None and deployed.shadow.source == f"bundle {candidate}, revision 2, shadow"
+        assert deciding.message(json_logs)["rules_source"] == f"bundle {fixed}, revision 3"
+
+
 def test_rollback_brings_the_previous_bundle_back(
     ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
 ) -> None:
@@ -485,7 +513,8 @@ def refused_at_cold_start(
     started = container()
     (error,) = [line for line in json_logs() if line["level"] == "ERROR"]
     assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
-    return started, sneaked, error, f"bundle {good}, revision {1 if live else 2}"
+    # Revision 1 made the good bundle live; revision 2, of the sneaked shadow, left it as it was.
+    return started, sneaked, error, f"bundle {good}, revision 1"
 
 
 @pytest.mark.parametrize("live", [True, False], ids=["live", "shadow"])
@@ -963,9 +992,9 @@ def test_a_refused_bundle_made_live_is_said_again_and_counted(
     errors = [line for line in json_logs() if line["level"] == "ERROR"][1:]
     assert [(line["bundle"], line["problems"]) for line in errors] == [(broken, first["problems"])]
     assert errors[0]["message"].startswith(f"rules bundle {broken} of twilio_inbound (revision 3) is refused")
-    assert errors[0]["rules_source"] == f"bundle {good}, revision 2"
+    assert errors[0]["rules_source"] == f"bundle {good}, revision 1"  # the revision that made it live
     assert counted(capsys.readouterr().out, "RulesBundleErrors") == 1
-    assert started.message(json_logs)["rules_source"] == f"bundle {good}, revision 2"
+    assert started.message(json_logs)["rules_source"] == f"bundle {good}, revision 1"
 
     started.after(INTERVAL)  # the same deployment: nothing said again
     assert len([line for line in json_logs() if line["level"] == "ERROR"]) == 2
@@ -1071,18 +1100,19 @@ def test_a_cold_start_whose_budget_runs_out_between_live_and_shadow_deploys_them
 
     started = container(fault=slow_bundles)
     deployed = started.application.deployed(PIPELINE)
-    assert (deployed.live.source, deployed.shadow) == (f"bundle {live}, revision 2", None)
+    assert (deployed.live.source, deployed.shadow) == (f"bundle {live}, revision 1", None)
     started.watcher.s3().meta.events.unregister("before-call.s3.GetObject", unique_id="fail")
     started.after(RETRY_SECONDS)
     deployed = started.application.deployed(PIPELINE)
-    assert deployed.live.source == f"bundle {live}, revision 2"
+    assert deployed.live.source == f"bundle {live}, revision 1"
     assert deployed.shadow is not None and deployed.shadow.source == f"bundle {shadow}, revision 2, shadow"
     assert deployed.plans is not None and deployed.plans[0].source == deployed.live.source
 
 
 # The revision a kept live bundle is named with (defect: a warm container that refused a new live bundle named the
 # one it kept with the revision it had applied, while a new container named it with the latest revision it was live
-# at: when a shadow had been deployed in between, the same rules were two rules_source values across the fleet).
+# at: when a shadow had been deployed in between, the same rules were two rules_source values across the fleet). Both
+# name the revision that made it live.
 
 
 def test_the_live_bundle_kept_after_a_refusal_has_one_rules_source_across_the_fleet(
@@ -1096,7 +1126,7 @@ def test_the_live_bundle_kept_after_a_refusal_has_one_rules_source_across_the_fl
     fresh = container()
 
     sources = {started.message(json_logs)["rules_source"] for started in (warm, fresh)}
-    assert sources == {f"bundle {good}, revision 2"}
+    assert sources == {f"bundle {good}, revision 1"}  # one source, naming the revision that made it live
 
 
 def test_a_rules_directory_holding_a_name_that_is_not_utf8_still_publishes_and_names_it(
