@@ -195,6 +195,20 @@ class Deployment(NamedTuple):
         history = (self.entry(), *self.history)[:HISTORY] if self.revision else ()
         return Deployment(self.revision + 1, live, shadow, at, by, note, history, rollback)
 
+    def made(self, role: str, bundle_id: str | None) -> Mapping[str, Any] | None:
+        """The revision (as an entry of the history) that made ``bundle_id`` the ``role`` (``live`` or ``shadow``).
+
+        The oldest of the latest run of revisions naming it so, this one first: a later revision that changed only
+        the other role did not make it. None when no revision kept names it so.
+        """
+        made = None
+        for entry in (self.entry(), *self.history):
+            if entry.get(role) == bundle_id:
+                made = entry
+            elif made is not None:
+                break
+        return made
+
     def earlier_live(self) -> Sequence[str | None]:
         """The live bundles of earlier revisions, newest first, each once (None: the packaged rules)."""
         seen: list[str | None] = []

@@ -180,22 +180,13 @@ def refresh_interval(env: Mapping[str, str]) -> float:
 
 
 def _made(deployment: Deployment, role: str, bundle_id: str | None, default: int) -> int:
-    """The revision that made ``bundle_id`` the deployment's ``role`` (``live`` or ``shadow``), as its label names it.
+    """The revision that made ``bundle_id`` the deployment's ``role``, as its label names it (``Deployment.made``).
 
-    That is the oldest of the latest run of revisions naming it so (newest first, this one first): a later revision
-    that changed only the other role (a shadow deployed beside the live bundle) did not make it. ``default`` when the
-    history kept names it nowhere.
+    ``default`` when the history kept names it nowhere (or records no revision number).
     """
-    made: int | None = None
-    for entry in (deployment.entry(), *deployment.history):
-        if entry.get(role) != bundle_id:
-            if made is not None:
-                break
-            continue
-        revision = entry.get("revision")
-        if isinstance(revision, int) and not isinstance(revision, bool):
-            made = revision
-    return default if made is None else made
+    made = deployment.made(role, bundle_id)
+    revision = made.get("revision") if made is not None else None
+    return revision if isinstance(revision, int) and not isinstance(revision, bool) else default
 
 
 def _say_unread(name: str, bundle: Bundle) -> None:

@@ -1221,13 +1221,8 @@ class _Side(NamedTuple):
 
 
 def _made_live(deployment: Deployment) -> Mapping[str, Any]:
-    """The revision that made the deployment's live bundle live (the oldest of the latest run naming it)."""
-    made: Mapping[str, Any] = deployment.entry()
-    for entry in deployment.history:
-        if entry.get("live") != deployment.live:
-            break
-        made = entry
-    return made
+    """The revision that made the deployment's live bundle live, as the function's ``rules_source`` names it."""
+    return deployment.made("live", deployment.live) or deployment.entry()
 
 
 def _revision_of(entry: Mapping[str, Any]) -> str:
