@@ -1004,12 +1004,18 @@ def _deploy(
         _note_record(args, store, current, cloudwatch, err)
     by = _caller(args, err)
 
+    rollback = args.command == "rollback"
+    # What a rollback goes back to once this is deployed: a deployment of the same bundles that is no rollback (a
+    # promote of the rollback's target) leaves the bundle rolled back from on that chain, so it is not this one done.
+    chain = tuple(current.change(live=live, shadow=shadow, at="", by="", rollback=rollback).rollback_chain())
+
     def change(read: Deployment) -> Deployment:
-        if (read.live, read.shadow) == (live, shadow):  # as this would make it (someone did the same meanwhile)
+        if (read.live, read.shadow) == (live, shadow) and (
+            read.revision == current.revision or tuple(read.rollback_chain()) == chain
+        ):  # as this would make it (someone did the same meanwhile)
             return read
         if (read.live, read.shadow) != (current.live, current.shadow):
             raise _Failed(_changed_meanwhile(read))
-        rollback = args.command == "rollback"
         return read.change(live=live, shadow=shadow, at=_now(), by=by, note=args.note, rollback=rollback)
 
     deployed, written = store.deploy(change)

@@ -87,6 +87,30 @@ def test_two_operators_promoting_the_same_candidate_at_once_promote_it_once(alic
     assert alice.deployment().revision == 3
 
 
+# A rollback met by a deployment of the same live bundle that was no rollback (defect: alice's rollback of C found B
+# live by bob's `promote B` and said "unchanged, nothing written", exit 0; but bob's revision undid nothing: C stayed on
+# the rollback chain, so the next `rollback` went back to C, and a new container refusing B fell back to C, the rules
+# alice had rolled back). Only a deployment exactly as the command would make it (live, shadow and what a rollback
+# goes back to) is that command done; any other is a change made meanwhile, named.
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_a_rollback_met_by_a_promote_of_its_target_is_not_taken_for_done(alice: Ops, bob: Ops, moment: str) -> None:
+    _, second, third = three_live(alice)
+    ran = meanwhile(alice, moment, bob, "promote", second, "--by", "bob", "--note", "B again")
+    status, out, err = alice.rules("rollback", "--by", "alice")
+    bobs = alice.deployment()
+    assert ran[0][0] == 0 and (bobs.revision, bobs.live, bobs.updated_by) == (4, second, "bob")
+    assert third in bobs.rollback_chain()  # bob's promote undid nothing: a rollback still goes back to C
+    assert (status, out) == (2, ""), out
+    assert err == (
+        f"pipeline-rules: error: the deployment changed while this ran: revision 4: live {second} "
+        f"({bobs.updated_at} by bob: B again); nothing was written: `pipeline-rules list` shows the "
+        "change; run it again if it is still wanted\n"
+    )
+    assert alice.deployment() == bobs
+
+
 # A rollback that another operator's publish superseded (defect: told only "someone else deployed; run it again",
 # whose rollback would then undo the publish it was never told of). Nothing is written, and the message names the
 # change: its revision, who, when, what is live now.
