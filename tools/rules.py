@@ -972,6 +972,14 @@ def _chosen(args: argparse.Namespace, current: Deployment) -> tuple[str | None, 
     return live, shadow
 
 
+def _choice(args: argparse.Namespace, read: Deployment) -> tuple[str | None, str | None] | None:
+    """What the command would choose from ``read`` (None: nothing): a rollback's target depends on the history too."""
+    try:
+        return _chosen(args, read)
+    except _Failed:
+        return None
+
+
 def _deploy(
     args: argparse.Namespace,
     store: _Store,
@@ -1014,7 +1022,7 @@ def _deploy(
             read.revision == current.revision or tuple(read.rollback_chain()) == chain
         ):  # as this would make it (someone did the same meanwhile)
             return read
-        if (read.live, read.shadow) != (current.live, current.shadow):
+        if (read.live, read.shadow) != (current.live, current.shadow) or _choice(args, read) != (live, shadow):
             raise _Failed(_changed_meanwhile(read))
         return read.change(live=live, shadow=shadow, at=_now(), by=by, note=args.note, rollback=rollback)
 

@@ -111,6 +111,33 @@ def test_a_rollback_met_by_a_promote_of_its_target_is_not_taken_for_done(alice: 
     assert alice.deployment() == bobs
 
 
+# A rollback whose deployment came back to the same bundles another way meanwhile (defect: live A, B, C; alice's
+# rollback chose B; meanwhile bob rolled back to A ("B and C lose messages") and carol promoted C again; alice's
+# rollback found live C as she had read it and wrote B live, a bundle bob had rolled back from, where a rollback
+# run then goes back to A). The rollback's target is chosen again from the deployment read: another is a change.
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_a_rollback_whose_target_a_rollback_undid_meanwhile_writes_nothing(alice: Ops, bob: Ops, moment: str) -> None:
+    first, second, third = three_live(alice)
+    ran = meanwhile(alice, moment, bob, "rollback", "--to", first, "--by", "bob", "--note", "B and C lose messages")
+    carol = [False]
+
+    def then_carol(**_: Any) -> None:
+        if ran and not carol[0]:
+            carol[0] = True
+            assert bob.rules("promote", third, "--by", "carol", "--note", "C fixed")[0] == 0
+
+    alice.s3.meta.events.register("before-parameter-build.s3", then_carol, "then-carol")
+    status, out, err = alice.rules("rollback", "--by", "alice")
+    now = alice.deployment()
+    assert carol == [True] and (now.revision, now.live, now.updated_by) == (5, third, "carol")
+    assert now.rollback_chain()[0] == first and second not in now.rollback_chain()
+    assert (status, out) == (2, ""), out
+    assert err.startswith(f"pipeline-rules: error: the deployment changed while this ran: revision 5: live {third} (")
+    assert alice.deployment() == now
+
+
 # A rollback that another operator's publish superseded (defect: told only "someone else deployed; run it again",
 # whose rollback would then undo the publish it was never told of). Nothing is written, and the message names the
 # change: its revision, who, when, what is live now.
