@@ -508,6 +508,25 @@ def test_an_emails_text_never_names_its_capture(examples_world: World, s3: Any, 
     assert re.fullmatch(r"mail/\d{4}/\d{2}/\d{2}/\d{2}/\d{8}T\d{12}-[0-9a-f]{32}\.json", key), key
 
 
+def test_an_emails_text_never_names_its_capture_unmasked_either(
+    examples_world: World, s3: Any, cold_start: Any
+) -> None:
+    """The case above with ``CAPTURE_MASK=none``: since the name is read from the stored copy (masked, with ``text``,
+    so the link is gone from it), only this case still shows that an email's body is never read for a sid. Unmasked,
+    the object holds the link (it is meant to), but its key, which listings and access logs show, names no word of it.
+    """
+    from tests.support.email import add_email_world, email_event
+
+    add_email_world(examples_world)
+    link = "https://portal.example/track?ref=7&MessageSid=447700900123&lang=en"
+    email = Email(text=f"Please call me, my tracking link: {link}", html=f'<a href="{link}">track</a>')
+    container = unhurried(cold_start(CAPTURE_S3_URI=f"s3://{BUCKET}/mail/", CAPTURE_MASK="none"))
+    assert json.loads(container.handler(email_event(email), None)["body"])["outcome"] == "QUEUED"
+    [(key, event)] = stored(s3, prefix="mail/", expected=1).items()
+    assert event["recording"]["mask"] == "none"
+    assert re.fullmatch(r"mail/\d{4}/\d{2}/\d{2}/\d{2}/\d{8}T\d{12}-[0-9a-f]{32}\.json", key), key
+
+
 def test_a_mask_all_capture_is_named_as_its_object_reads(world: World, s3: Any, cold_start: Any) -> None:
     """Defect: the object was named by the ``MessageSid`` of the event as posted, not as masked: with ``mask=all`` a
     post whose ``MessageSid`` was a phone number (anyone may post one; it is captured before any check) was stored
