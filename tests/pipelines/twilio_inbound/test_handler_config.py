@@ -67,6 +67,35 @@ def test_routing_error(world, task_root, outcomes, case, files, conversation):
     assert not any(world.all_sent().values())
 
 
+@pytest.mark.parametrize(
+    ("files", "conversation", "cause"),
+    [
+        ({"rules/40_routing.yaml": ROUTING_NO_CHANNEL_RULE}, {}, "routing:no-match"),
+        (
+            {
+                "rules/40_routing.yaml": _without_tests(ROUTING_TO_EMAIL),
+                "pipelines/twilio_inbound.yaml": PIPELINE_WITH_EMAIL,
+            },
+            {},
+            "routing:no-queue",
+        ),
+        ({"rules/40_routing.yaml": _without_tests(ROUTING_FROM_ITEM)}, {"route_to": "nowhere"}, "routing:not-a-target"),
+        ({"rules/40_routing.yaml": _without_tests(ROUTING_FROM_ITEM)}, {"route_to": 5}, "routing:not-a-target"),
+    ],
+    ids=["no rule matches", "target has no queue", "computed target unknown", "computed target not text"],
+)
+def test_a_routing_errors_event_line_names_what_to_repair(world, task_root, json_logs, files, conversation, cause):
+    """The event line's ``error_cause`` for each ROUTING_ERROR, as docs/deploy.md and observability.md name them
+    (only ``no-match`` was played end to end in tests/runtime/test_oncall_runbook.py), never the value at fault."""
+    container = task_root(files)
+    world.add_conversation(**conversation)
+    world.add_default_secrets()
+    assert container.handler(rest_event("whatsapp", whatsapp_params()), None) == twiml_response()
+    (line,) = [line for line in json_logs() if line["message"] == "event"]
+    assert (line["error_code"], line.get("error_cause")) == ("ROUTING_ERROR", cause)
+    assert "nowhere" not in json.dumps(line)
+
+
 def test_a_target_gets_its_queue_from_the_environment(world, task_root, outcomes):
     files = {
         "rules/40_routing.yaml": _without_tests(ROUTING_TO_EMAIL),
