@@ -399,8 +399,9 @@ class BundleWatcher:
             usable, settled = self._usable(name, wanted, deployment.revision, refusals)
             if usable:
                 live_id = wanted
-            elif state.applied and (live_id is None or live_id in deployment.rollback_chain()):
-                # The kept bundle is named as a new container names it: the fleet says one source.
+            elif state.applied and live_id in deployment.rollback_chain():
+                # The kept bundle (or the packaged rules: a rollback may undo them too) is named as a new container
+                # names it: the fleet says one source.
                 revision = _made(deployment, "live", live_id, state.revision)
             else:  # a new container, or one keeping a bundle a rollback undid: the last good bundle, as a new one
                 live_id, revision, found = self._last_good(name, deployment)

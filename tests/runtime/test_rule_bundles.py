@@ -1255,3 +1255,36 @@ def test_a_warm_container_does_not_keep_a_bundle_a_rollback_undid_when_the_rollb
     for started in (warm, fresh):
         line = started.message(json_logs)
         assert (line["rules"]["routing"], line.get("rules_source")) == ("channel_queue", None), line
+
+
+# The same for a warm container deciding with the packaged rules: A live, B (which this code refuses) live, then
+# `rollback --to packaged`, then `rollback --to B`, which undoes the packaged rules' revision (the rollback chain is
+# A). Defect: the warm container refusing B kept the packaged rules (they were exempt from the check above), while
+# new containers walked to A: the fleet split, the warm half deciding with the rules the rollback undid.
+
+
+def test_a_warm_container_does_not_keep_the_packaged_rules_when_a_rollback_undid_them(
+    ops: Ops, container: Callable[..., Container], world: Any, json_logs: Logs
+) -> None:
+    ops.edit("40_routing.yaml", VIP_ROUTING)
+    good = ops.publish("--live")
+    refused = ops.sneak_in(rules_files(BROKEN_ROUTING))
+
+    def rollback(live: str | None, note: str) -> None:
+        rolled_back = ops.deployment().change(
+            live=live, shadow=None, at="2026-12-03T00:00:00Z", by="carol", note=note, rollback=True
+        )
+        ops.s3.put_object(Bucket=BUCKET, Key=deployment_key("rules/", PIPELINE), Body=rolled_back.to_json())
+
+    rollback(None, "back to the packaged rules")
+    warm = container()
+    world.add_conversation(vip=True)
+    assert warm.message(json_logs).get("rules_source") is None
+    rollback(refused, "B after all")
+    assert ops.deployment().rollback_chain() == [good]
+
+    warm.after(INTERVAL)
+    fresh = container()
+    for started in (warm, fresh):
+        line = started.message(json_logs)
+        assert (line["rules"]["routing"], line.get("rules_source")) == ("vip_to_human", f"bundle {good}, revision 1")
