@@ -404,6 +404,17 @@ def _changed_meanwhile(read: Deployment) -> str:
     )
 
 
+def _note_deployed_meanwhile(deployed: Deployment, read: Deployment, err: TextIO) -> None:
+    """Name who made the deployment what this command would have made it, when that was done since ``read``."""
+    if deployed.revision != read.revision:
+        note = f": {deployed.note}" if deployed.note else ""
+        print(
+            f"pipeline-rules: note: {deployed.updated_by} deployed this at revision {deployed.revision} while "
+            f"this ran ({deployed.updated_at}){note}",
+            file=err,
+        )
+
+
 def _declared_name(path: Path) -> str:
     """The ``pipeline:`` name of the pipeline file given; its YAML errors are reported at their line."""
     from engine.yamlsource import load_yaml
@@ -753,7 +764,8 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
     if stored is not None:
         _note_stale_unread(stored, bundle, err)
     _note_left_out(args.rules, bundle, err)
-    _note_shared(store, args.rules, bundle, store.deployment()[0], err)
+    seen = store.deployment()[0]  # as deployed when this command first read it
+    _note_shared(store, args.rules, bundle, seen, err)
     if not args.with_pipeline:
         from engine.config import content_digest
 
@@ -781,6 +793,8 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
 
         deployed, written = store.deploy(change)
         print(f"deployed as {role}: {_describe(deployed)}" if written else _unchanged(deployed), file=out)
+        if not written:
+            _note_deployed_meanwhile(deployed, seen, err)
         if written and deployed.revision == 1:
             _note_other_prefixes(store, err, deployed=True)
         if written and args.shadow:
@@ -1029,13 +1043,7 @@ def _deploy(
     deployed, written = store.deploy(change)
     if not written:
         print(_unchanged(deployed), file=out)
-        if deployed.revision != current.revision:
-            note = f": {deployed.note}" if deployed.note else ""
-            print(
-                f"pipeline-rules: note: {deployed.updated_by} deployed this at revision {deployed.revision} while "
-                f"this ran ({deployed.updated_at}){note}",
-                file=err,
-            )
+        _note_deployed_meanwhile(deployed, current, err)
         return
     promoted = ""
     if args.command == "promote" and args.bundle is None:

@@ -186,3 +186,25 @@ def test_a_publish_deploying_over_one_made_meanwhile_writes_nothing_and_names_it
         "again if it is still wanted\n"
     )
     assert alice.deployment() == bobs
+
+
+# Two operators publishing the same files live at once (defect: the later one said only "unchanged, nothing written:
+# revision 2: live …", naming no one, though docs/rule-bundles.md says the second names who did it, as a rollback or
+# promote made by the other does: alice could not tell her publish from bob's deployment of the same bundle).
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_two_operators_publishing_the_same_files_at_once_the_second_names_who_deployed_them(
+    alice: Ops, bob: Ops, moment: str
+) -> None:
+    alice.publish("--live")
+    for ops in (alice, bob):
+        ops.edit("40_routing.yaml", VIP_ROUTING)
+    ran = meanwhile(alice, moment, bob, "publish", "--live", "--by", "bob", "--note", "VIPs to a person")
+    status, out, err = alice.rules("publish", "--live", "--by", "alice")
+    bobs = alice.deployment()
+    assert ran[0][0] == 0 and (bobs.revision, bobs.updated_by) == (2, "bob")
+    assert status == 0 and out.endswith(f"unchanged, nothing written: revision 2: live {bobs.live}\n"), out
+    assert "\npipeline-rules: note: bob deployed this at revision 2 while this ran (" in err, err
+    assert err.endswith("): VIPs to a person\n"), err
+    assert alice.deployment() == bobs
