@@ -700,8 +700,14 @@ def test_an_alarm_for_messages_the_pipeline_never_read_leads_to_their_replay(
 
 @pytest.mark.parametrize(
     "secret",
-    [None, '{"twilio_account_sid": "AC00000000000000000000000000000000"}', '{"twilio_auth_token": " "}', "not json"],
-    ids=["missing", "no token", "blank token", "not JSON"],
+    [
+        None,
+        '{"twilio_account_sid": "AC00000000000000000000000000000000"}',
+        '{"twilio_auth_token": " "}',
+        "not json",
+        b'{"twilio_auth_token": "0123456789abcdef0123456789abcdef"}',
+    ],
+    ids=["missing", "no token", "blank token", "not JSON", "binary"],
 )
 def test_the_runbook_query_for_a_secret_fetch_failure_names_what_to_repair(
     world: Any,
@@ -709,14 +715,17 @@ def test_the_runbook_query_for_a_secret_fetch_failure_names_what_to_repair(
     monkeypatch: pytest.MonkeyPatch,
     json_logs: Logs,
     capsys: pytest.CaptureFixture[str],
-    secret: str | None,
+    secret: str | bytes | None,
 ) -> None:
     """``SecretFetchFailedAlarm`` fires for a tenant's secret that is missing, unreadable or malformed; the runbook's
-    query must say which (``error_cause``), in terms its text explains, for on-call to repair it before the replay."""
+    query must say which (``error_cause``), in terms its text explains, for on-call to repair it before the replay.
+    Bytes: a secret stored as ``SecretBinary`` (``create-secret --secret-binary``), with no ``SecretString``."""
     from tests.support.world import WA_SECRET
 
     world.add_conversation()
-    if secret is not None:
+    if isinstance(secret, bytes):
+        world.secretsmanager.create_secret(Name=WA_SECRET, SecretBinary=secret)
+    elif secret is not None:
         world.create_secret(WA_SECRET, secret)
     container = cold_start(STACK_NAME=STACK, METRICS_NAMESPACE=resolve(TEMPLATE, {"Ref": "MetricsNamespace"}))
     capsys.readouterr()
