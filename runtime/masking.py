@@ -84,6 +84,7 @@ __all__ = [
     "register_body_masker",
     "signature_digest",
     "too_deep",
+    "withheld_values",
 ]
 
 MASK_MODES = ("none", "text", "all")
@@ -809,6 +810,41 @@ def recordable(
         "masked": sorted(masking.masked.union(previous.get("masked", []))),
     }
     return copy
+
+
+def withheld_values(event: Mapping[str, Any]) -> frozenset[str]:
+    """The values of ``event``'s body fields that a ``mask="text"`` recording replaces whole with ``[masked]``.
+
+    A tool showing what a pipeline made of the event (``pipeline-dryrun``) hides each of them wherever it meets one,
+    so that it shows no field the capture would not keep (``FORM_KEPT_FIELDS``, ``MULTIPART_KEPT_FIELDS``), whatever
+    field Twilio or SendGrid adds later. A value a kept field holds too is shown there anyway: it is not withheld.
+    When the recording replaced the body whole (one that does not split into its fields), every value is withheld.
+    """
+    copy = recordable(event, mask="text")
+    form = body_media_type(event) == FORM_MEDIA_TYPE
+    before = _form_pairs(event) if form else list(multipart_fields(event).items())
+    if form:
+        after = _form_pairs(copy)
+    else:
+        masked = multipart_fields(copy)
+        after = [(name, masked.get(name, MASKED_TEXT)) for name, _ in before]
+    if "body" in copy[RECORDING_KEY]["masked"] or len(after) != len(before):  # (a form's field is ``Body``)
+        return frozenset(value for _, value in before if value and value != MASKED_TEXT)
+    pairs = list(zip(before, after, strict=True))
+    hidden = {value for (_, value), (_, shown) in pairs if value and shown == MASKED_TEXT}
+    kept = {value for (_, value), (_, shown) in pairs if value == shown}
+    return frozenset(hidden - kept - {MASKED_TEXT})
+
+
+def _form_pairs(event: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every pair of a form-encoded event body, in order (none when it is not UTF-8 text)."""
+    body = _decoded(event)
+    if body is None:
+        return []
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        return []
 
 
 def _recording(event: Mapping[str, Any]) -> dict[str, Any]:

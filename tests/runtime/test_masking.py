@@ -23,12 +23,13 @@ from runtime.masking import (
     recordable,
     register_body_masker,
     signature_digest,
+    withheld_values,
 )
 from steps.sendgrid.ecdsa import SIGNATURE_HEADER as SENDGRID_SIGNATURE
 from steps.sendgrid.message import read_email
 from steps.sendgrid.multipart import parse
 from tests.support.email import header_blocks_read
-from tests.support.webhooks import rest_event, whatsapp_params
+from tests.support.webhooks import USER, rest_event, whatsapp_params
 from tools.events import http_api_event
 from tools.sendgrid_events import BOUNDARY, Attachment, Email, encode_form, inbound_parse_body, inbound_parse_fields
 
@@ -684,3 +685,21 @@ def test_an_address_field_longer_than_sendgrid_parse_reads_is_masked_whole(name:
         assert fields[name] == (value,), "text keeps an envelope as it is (its addresses are what a replay matches)"
     else:
         assert fields[name] == (MASKED_TEXT,) and name in stored["recording"]["masked"]
+
+
+def test_the_values_a_text_capture_masks_whole_are_the_ones_withheld() -> None:
+    """What ``pipeline-dryrun`` hides wherever it meets it: the values a ``mask=text`` capture replaces whole."""
+    event = rest_event("whatsapp", whatsapp_params(FromCity="Quillborough", Label="received", NewField="Zelda"))
+
+    # ProfileName, Body and every field the capture does not list; "received" is kept as SmsStatus, so shown anyway.
+    assert withheld_values(event) == {"Jane Doe", "Hello there! 👋", "Quillborough", "Zelda"}
+    # A body the capture replaces whole (more pairs than it splits) withholds every value it held, numbers too.
+    padded = rest_event("whatsapp", [*whatsapp_params().items(), *[("Pad", "")] * 10_000])
+    assert {"Jane Doe", "SM" + "1" * 32, "whatsapp:" + USER} <= withheld_values(padded)
+    email = base64.b64encode(inbound_parse_body(Email(subject="Zelda's order"))[0]).decode()
+    content_type = inbound_parse_body(Email())[1]
+    posted = {"headers": {"Content-Type": content_type}, "body": email, "isBase64Encoded": True}
+    withheld = withheld_values(posted)
+    # SendGrid's results and counts (spam score, SPF, DKIM, charsets) and its addresses are kept; the rest is not.
+    assert {"Zelda's order", "192.0.2.25", "0.012", "pass"} & withheld == {"Zelda's order", "192.0.2.25"}
+    assert not any("@" in value and len(value) < 40 for value in withheld)

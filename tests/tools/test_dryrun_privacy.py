@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from runtime.masking import MASKED_TEXT as MASKED
 from tests.support.dryrun import ROOT, run_dryrun
 from tools.dryrun.capture import masked_events
 from tools.dryrun.event_cli import main as event_cli
@@ -184,3 +185,88 @@ def test_a_rule_reading_display_names_a_recording_masked_gets_the_masked_recordi
         "recording masked (mask=text): email_routing/from_a_robot read request.fields.from, which held [masked] or "
         "masked names instead of the real value"
     )
+
+
+# Fields Twilio posts beside the message that the capture masks (runtime.masking.FORM_KEPT_FIELDS keeps none of them):
+# where the sender is, the ad they came from, and a field Twilio may add later.
+UNLISTED_FIELDS = {
+    "FromCity": "Quillborough",
+    "FromState": "Quillshire",
+    "FromZip": "QB7 9XZ",
+    "FromCountry": "Quillandia",
+    "ToCity": "Questerham",
+    "ReferralBody": "Zelda saw the winter promo",
+    "ReferralHeadline": "Quillfeather deals",
+    "ReferralSourceUrl": "https://ads.example/zelda-quillfeather-77",
+    "SenderFavouriteColour": "Quillfeather-teal",
+}
+CITY_RULE = """rules:
+  - id: from_elsewhere
+    description: Messages from another city go to a person.
+    when: "request.fields.FromCity == 'Elsewhere'"
+    then: {target: handoff}
+"""
+
+
+def _carol_event(directory: Path, body: str = "Thanks, see you") -> Path:
+    """Carol's WhatsApp message (handed off: its form goes into the handoff message), with ``UNLISTED_FIELDS``."""
+    from tools.dryrun.corpus import twilio_rest_event, whatsapp_form
+    from tools.dryrun.world import load_world
+
+    world = load_world(WORLD)
+    secret = json.loads(world.secrets["ai-multi-comms/whatsapp-credentials/acme/support/twilio-prod"])
+    form = whatsapp_form(
+        "SM" + "c" * 32,
+        "+447700900103",
+        "+14155238886",
+        body,
+        account=secret["twilio_account_sid"],
+        profile_name="Carol",
+    )
+    event = twilio_rest_event("whatsapp", [*form, *UNLISTED_FIELDS.items()], token=secret["twilio_auth_token"])
+    path = directory / "carol.json"
+    path.write_text(json.dumps(event))
+    return path
+
+
+def test_form_fields_the_capture_masks_are_masked_in_every_output(tmp_path: Path) -> None:
+    """The capture keeps a form's listed fields only; the dry-run showed any field not on its list of free text.
+
+    A sender's city and postcode, the ad they came from, a field Twilio adds later: in the handoff message's
+    ``request``, in a rule's inputs, in the table and on the report page.
+    """
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    routing = rules / "40_routing.yaml"
+    routing.write_text(routing.read_text().replace("rules:\n", CITY_RULE, 1))
+    event = _carol_event(tmp_path)
+    page = tmp_path / "report.html"
+
+    out = run_dryrun("--world", WORLD, "--rules", rules, "--json", "--report", page, event)
+    table = run_dryrun("--world", WORLD, "--rules", rules, "--explain", event)
+
+    [record] = [json.loads(line) for line in out.splitlines()]
+    assert (record["outcome"], record["target"], record["signature"]) == ("HANDED_OFF", "handoff", "valid")
+    [send] = [action for action in record["actions"] if action["type"] == "send_message"]
+    request = json.loads(send["body"])["request"]
+    assert {name: request[name] for name in UNLISTED_FIELDS} == dict.fromkeys(UNLISTED_FIELDS, MASKED)
+    # What rules and the explanation need stays: ids, types, counts and the numbers' last two digits.
+    assert request["MessageType"] == "text" and request["NumMedia"] == "0" and request["MessageSid"] == "SM" + "c" * 32
+    assert request["From"] == "whatsapp:+**********03"
+    [tried] = [rule for rule in record["rules"] if rule["rule"] == "from_elsewhere"]
+    assert tried["inputs"] == {"request.fields.FromCity": MASKED}
+    # The rule read a value the output hides: the event says how to see it.
+    [note] = [note for note in record["notes"] if "--show-data" in note]
+    assert "routing/from_elsewhere read request.fields.FromCity" in note
+    for written in (out, table, page.read_text()):
+        shown = [value for value in UNLISTED_FIELDS.values() if value in written or json.dumps(value) in written]
+        assert shown == []
+        assert "Quill" not in written and "Zelda" not in written
+
+    shown = run_dryrun("--world", WORLD, "--rules", rules, "--json", "--show-data", event)
+    [record] = [json.loads(line) for line in shown.splitlines()]
+    [send] = [action for action in record["actions"] if action["type"] == "send_message"]
+    assert {name: json.loads(send["body"])["request"][name] for name in UNLISTED_FIELDS} == UNLISTED_FIELDS
+    [tried] = [rule for rule in record["rules"] if rule["rule"] == "from_elsewhere"]
+    assert tried["inputs"] == {"request.fields.FromCity": "Quillborough"}
+    assert not [note for note in record["notes"] if "--show-data" in note]

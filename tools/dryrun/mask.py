@@ -5,11 +5,13 @@
   character of their local part (``k***@example.org``), and the display names of an e-mail's address fields
   (``from``, ``to``, ``cc``) become ``masked``, with or without an address (a Twilio ``From`` is a number); the
   values of free-text fields (``body``, ``content``, ``ProfileName``, ``subject``, ``filename``, ``FlowData``,
-  location fields…) become ``[masked]``. SQS bodies are JSON text: they are masked field by field and
-  re-encoded as the pipeline encoded each (the trigger with ``json.dumps``' spaced separators, the handoff
-  compact). Any other
-  string holding a JSON object or array keeps its structure only: every string and number in it becomes
-  ``[masked]`` but under the structural keys (``runtime.masking.json_text_masked``: Twilio's
+  location fields…) become ``[masked]``. Fail closed, as the capture: every value of an event's body field that a
+  ``mask=text`` capture replaces whole (``runtime.masking.withheld_values``: any form field but ids, numbers,
+  counts, statuses and types; any e-mail field but addresses and SendGrid's results) is ``[masked]`` wherever it
+  shows (``Masker.for_event``), whatever the field is named. SQS bodies are JSON text: they are masked field by
+  field and re-encoded as the pipeline encoded each (the trigger with ``json.dumps``' spaced separators, the
+  handoff compact). Any other string holding a JSON object or array keeps its structure only: every string and
+  number in it becomes ``[masked]`` but under the structural keys (``runtime.masking.json_text_masked``: Twilio's
   ``ChannelMetadata`` keeps its ``type`` and ``WaId``, a WhatsApp Flows answer keeps nothing).
 - ``Scrubber`` (always): every credential value known to the replay is replaced by ``***`` in every
   line written, whatever field it hides in: inside the strings of the records (before they are
@@ -30,6 +32,7 @@ from runtime.masking import (
     display_names_masked,
     embedded_json,
     json_text_masked,
+    withheld_values,
 )
 from steps.support import ExactFloat, json_number, json_safe, json_text
 from tools.console import json_line
@@ -81,9 +84,26 @@ class Masker:
         self.show_data = show_data
         # The same numbers and ids recur in every event of a conversation: masking each once is enough.
         self._masked: dict[str, str] = {}
+        self._withheld: frozenset[str] = frozenset()
+
+    def for_event(self, event: Any) -> Masker:
+        """A masker that also hides whole every value of ``event`` that its capture masks, wherever it is met.
+
+        The capture keeps a form's listed fields only (``runtime.masking.withheld_values``): a sender's city, an ad's
+        text, any field Twilio or SendGrid adds later shows as ``[masked]``, in a handoff's ``request`` as in a
+        rule's inputs. The masks already made are shared.
+        """
+        if self.show_data or not isinstance(event, Mapping):
+            return self
+        masker = Masker(show_data=False)
+        masker._masked = self._masked
+        masker._withheld = withheld_values(event)
+        return masker
 
     def text(self, value: str) -> str:
         """A string with the phone numbers and addresses in it masked (and free text, when it holds JSON)."""
+        if value in self._withheld:
+            return MASKED_TEXT
         masked = self._masked.get(value)
         if masked is None:
             if self.show_data:
@@ -151,6 +171,8 @@ class Masker:
         With or without an address, as the capture masks them (``Zelda Quillfeather``, ``Zelda <>``); a Twilio
         ``From`` or ``To`` (``whatsapp:+447700900101``, ``+14155238886``) holds no display name and is kept.
         """
+        if value in self._withheld:
+            return MASKED_TEXT
         if (
             not self.show_data
             and key is not None

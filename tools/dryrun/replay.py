@@ -23,7 +23,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from time import perf_counter
@@ -57,6 +57,7 @@ from tools.dryrun.report import (
     event_record,
     masked_note,
     masked_reads,
+    shown_masked_note,
     to_json_line,
 )
 from tools.dryrun.report_file import ReportError, report_meta, write_report
@@ -238,11 +239,15 @@ class _Renderer:
         note = masked_note(event, masked_reads(run) + (masked_reads(base) if base is not None else []))
         if note is not None:
             run = Replayed(run.handled, run.actions, [*run.notes, note])
+        masker = self._masker.for_event(recorded.event)
+        hidden = shown_masked_note([run, base], masker)
+        if hidden is not None:
+            run = replace(run, notes=[*run.notes, hidden])
         pipeline = run.handled.pipeline or ""
         record = event_record(
             recorded.source,
             run,
-            masker=self._masker,
+            masker=masker,
             uses=self._lane.uses.get(pipeline, {}),
             skipped_steps=self._lane.skipped_steps.get(pipeline, frozenset()),
             skip_signature=self._options.skip_signature,

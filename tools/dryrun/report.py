@@ -45,9 +45,11 @@ __all__ = [
     "LATE_REPLAY_NOTE",
     "MASKED_SIGNATURE_NOTE",
     "REDACTED_SECRET_NOTE",
+    "SHOWN_MASKED_NOTE",
     "STALE_SIGNATURE_NOTE",
     "masked_note",
     "masked_reads",
+    "shown_masked_note",
     "to_json_line",
 ]
 
@@ -172,6 +174,35 @@ def masked_note(event: Any, reads: Sequence[tuple[str, str]]) -> str | None:
     return (
         f"{what}: {read}, which held {held} instead of the real value; "
         "production may decide differently (replay a mask=none capture to review rules that read text)"
+    )
+
+
+# How the note on an event whose rules read a value the output hides begins (``shown_masked_note``): they read the
+# real value, unlike the rules of a masked recording's note (``masked_note``).
+SHOWN_MASKED_NOTE = "personal data hidden:"
+
+
+def shown_masked_note(runs: Sequence[Replayed | None], masker: Masker) -> str | None:
+    """The note for an event whose rules read values its output shows masked (None when none did).
+
+    The rules decided on the real values, which only ``--show-data`` shows (with it, no value is masked).
+    """
+    readers: dict[str, dict[str, None]] = {}  # path -> the rules that read it (each path named once: many rules)
+    for run in runs:
+        for rule in run.handled.result.rules if run is not None else ():
+            for path, value in rule.inputs.items():
+                key = path.rsplit(".", 1)[-1]
+                if not _holds_mask(value, key) and _holds_mask(masker.data(value, key), key):
+                    readers.setdefault(path, {})[f"{rule.ruleset}/{rule.rule}"] = None
+    if not readers:
+        return None
+    read = ", ".join(
+        f"{next(iter(rules))} read {path}" + (f" (and {len(rules) - 1} more rules)" if len(rules) > 1 else "")
+        for path, rules in readers.items()
+    )
+    return (
+        f"{SHOWN_MASKED_NOTE} {read}: the rules read the real value, which the output does not show; "
+        "replay with --show-data to see it"
     )
 
 
