@@ -6,6 +6,7 @@ user runs them, and searches everything they wrote (stdout, stderr, the report p
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import shutil
@@ -270,3 +271,33 @@ def test_form_fields_the_capture_masks_are_masked_in_every_output(tmp_path: Path
     [tried] = [rule for rule in record["rules"] if rule["rule"] == "from_elsewhere"]
     assert tried["inputs"] == {"request.fields.FromCity": "Quillborough"}
     assert not [note for note in record["notes"] if "--show-data" in note]
+
+
+def test_a_credential_typed_into_a_message_never_shows_in_any_case_or_encoding(tmp_path: Path) -> None:
+    """With ``--show-data`` the message text shows, never a credential in it (docs/dry-run.md): the scrubber replaced
+    the token only as the world holds it, so the same token upper-cased, URL-encoded or base64-encoded showed."""
+    from urllib.parse import quote
+
+    world = yaml.safe_load(WORLD.read_text())
+    token = world["secrets"]["ai-multi-comms/whatsapp-credentials/acme/support/twilio-prod"]["twilio_auth_token"]
+    key = world["secrets"]["ai-multi-comms/email-credentials/acme/support/sendgrid-prod"]["sendgrid_webhook_public_key"]
+    typed = {
+        "upper-cased": token.upper(),
+        "base64": base64.b64encode(token.encode()).decode(),
+        "base64 unpadded, URL-safe": base64.urlsafe_b64encode(key.encode()).decode().rstrip("="),
+        "URL-encoded": quote(key, safe=""),
+        "URL-encoded lower": quote(key, safe="").lower(),
+    }
+    event = _carol_event(tmp_path, "my keys: " + " and ".join(typed.values()) + ". Thanks")
+    page = tmp_path / "report.html"
+
+    out = run_dryrun("--world", WORLD, "--json", "--explain", "--show-data", "--report", page, event)
+    table = run_dryrun("--world", WORLD, "--explain", "--show-data", event)
+
+    [record] = [json.loads(line) for line in out.splitlines()]
+    assert record["outcome"] == "HANDED_OFF"
+    [send] = [action for action in record["actions"] if action["type"] == "send_message"]
+    assert json.loads(send["body"])["body"] == "my keys: *** and *** and *** and *** and ***. Thanks"
+    for written in (out, table, page.read_text()):
+        assert [how for how, form in typed.items() if form in written or form.lower() in written.lower()] == []
+        assert "my keys: ***" in written

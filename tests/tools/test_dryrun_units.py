@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -311,6 +313,16 @@ def test_the_scrubber_removes_every_known_credential() -> None:
     scrub = Scrubber(["abc"])  # too short to be a credential
     scrub.add(["9f86d081884c7d65", "9f86d081"])
     assert scrub("token 9f86d081884c7d65 and 9f86d081 and abc") == "token *** and *** and abc"
+
+
+def test_the_scrubber_finds_a_credential_in_any_case_and_as_typed_encoded() -> None:
+    token = "9f86d081884c7d659a2feaa0c55ad015"
+    scrub = Scrubber([token, "a+b/c=d?"])
+    longer = base64.b64encode(f"{token} was the token".encode()).decode()  # starts with the token's groups
+    text = f"{token.upper()} {quote('a+b/c=d?', safe='')} {quote_plus('a+b/c=d?')} {longer}"
+    scrubbed = scrub(text)
+    assert scrubbed.startswith("*** *** *** ***") and token[:8] not in scrubbed.lower()
+    assert scrub.holds(json.dumps({"body": token.upper()})) and not scrub.holds("9f86d081 is no token")
 
 
 def test_the_scrubber_rewrites_the_strings_of_data_never_its_syntax() -> None:

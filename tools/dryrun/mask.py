@@ -14,16 +14,19 @@
   number in it becomes ``[masked]`` but under the structural keys (``runtime.masking.json_text_masked``: Twilio's
   ``ChannelMetadata`` keeps its ``type`` and ``WaId``, a WhatsApp Flows answer keeps nothing).
 - ``Scrubber`` (always): every credential value known to the replay is replaced by ``***`` in every
-  line written, whatever field it hides in: inside the strings of the records (before they are
-  serialised, so JSON syntax and the report page's own script never change) and in free text.
+  line written, whatever field it hides in and in any case, URL-encoded or base64-encoded too (as typed into a
+  message): inside the strings of the records (before they are serialised, so JSON syntax and the report page's
+  own script never change) and in free text.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from runtime.masking import (
     ADDRESS_LIST_KEYS,
@@ -205,12 +208,16 @@ _SCALARS = frozenset({int, float, bool, type(None)})
 class Scrubber:
     """Replaces every known credential value with ``***`` in text and data about to be written.
 
-    ``__call__`` scrubs free text; ``data`` scrubs the strings of data about to be serialised, never its syntax.
+    A value is found in any case and as it may be typed into a message: URL-encoded, base64-encoded (either
+    alphabet, padded or not, or starting a longer encoded text): ``typed_forms``. ``__call__`` scrubs free text;
+    ``data`` scrubs the strings of data about to be serialised, never its syntax.
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._values: set[str] = set()
-        # Each value as it reads inside a JSON string too (quotes, backslashes and controls escaped), and inside a
+        # Every typed form, lower-cased (matched in any case).
+        self._typed: tuple[str, ...] = ()
+        # Each form as it reads inside a JSON string too (quotes, backslashes and controls escaped), and inside a
         # JSON line (``tools.console.json_line``: U+2028, U+2029 and U+0085 escaped too).
         self._forms: tuple[str, ...] = ()
         self._any_form = re.compile("(?!)")
@@ -222,24 +229,31 @@ class Scrubber:
         fresh = {value for value in secrets if len(value) >= 4} - self._values
         if fresh:
             self._values |= fresh
-            ordered = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(value) for value in ordered))
-            escaped = [json.dumps(value, ensure_ascii=False)[1:-1] for value in self._values]
-            self._forms = tuple(dict.fromkeys([*self._values, *escaped, *map(json_line, escaped)]))
+            typed = {form.lower() for value in self._values for form in typed_forms(value)}
+            ordered = sorted(typed, key=len, reverse=True)
+            self._typed = tuple(ordered)
+            self._pattern = re.compile("|".join(re.escape(form) for form in ordered), re.IGNORECASE)
+            escaped = [json.dumps(form, ensure_ascii=False)[1:-1] for form in ordered]
+            self._forms = tuple(dict.fromkeys([*ordered, *escaped, *map(json_line, escaped)]))
             self._any_form = re.compile("|".join(re.escape(form) for form in self._forms))
 
     def holds(self, text: str) -> bool:
         """Whether a known value occurs in ``text``, as it is or escaped as in JSON (a quick test before ``data``)."""
+        if not self._forms:
+            return False
+        lowered = text.lower()
         if len(self._forms) <= _QUICK_CHECK_LIMIT:
-            return any(form in text for form in self._forms)
-        return self._any_form.search(text) is not None
+            return any(form in lowered for form in self._forms)
+        return self._any_form.search(lowered) is not None
 
     def __call__(self, text: str) -> str:
         if self._pattern is None:
             return text
         # Substring tests are several times faster than the regex; it only runs when one of them hits.
-        if len(self._values) <= _QUICK_CHECK_LIMIT and not any(value in text for value in self._values):
-            return text
+        if len(self._typed) <= _QUICK_CHECK_LIMIT:
+            lowered = text.lower()
+            if not any(form in lowered for form in self._typed):
+                return text
         return self._pattern.sub("***", text)
 
     def data(self, value: Any) -> Any:
@@ -253,6 +267,21 @@ class Scrubber:
         if isinstance(value, (list, tuple)):
             return [self.data(item) for item in value]
         return value
+
+
+def typed_forms(value: str) -> set[str]:
+    """``value`` as it may be typed into a message: as it is, URL-encoded, and base64-encoded.
+
+    Base64 in either alphabet, padded or not, and its leading whole groups (as it starts a longer encoded text) when
+    they are 16 characters or more. Every form is scrubbed in any case (``Scrubber``).
+    """
+    raw = value.encode("utf-8", "surrogatepass")
+    forms = {value, quote(value, safe=""), quote(value), quote_plus(value)}
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        encoded = encode(raw).decode("ascii")
+        leading = encoded[: len(raw) // 3 * 4]
+        forms |= {encoded, encoded.rstrip("="), *([leading] if len(leading) >= 16 else [])}
+    return {form for form in forms if len(form) >= 4}
 
 
 _QUICK_CHECK_LIMIT = 64
