@@ -96,6 +96,22 @@ def test_a_rule_reading_a_masked_field_is_noted_instead_of_a_silent_no_change(ca
     assert not [n for r in shipped for n in r["notes"] if "masked" in n]
 
 
+def test_an_event_noted_for_reading_a_masked_field_keeps_its_rules_version(candidate: Path, tmp_path: Path) -> None:
+    """Defect: the note on a masked recording's event rebuilt its run without the rules version: its record said
+    ``rules_version: null`` (and ``baseline_rules_version`` too) where the same event unmasked named both."""
+    masked = tmp_path / "masked.jsonl"
+    masked.write_text(
+        "".join(json.dumps(recordable(e.event, mask="text")) + "\n" for e in load_events([EVENTS / "08_burst.jsonl"]))
+    )
+    options = ("--world", WORLD, "--backend", "memory", "--skip-signature", "--rules", candidate)
+    noted, _ = replay(*options, "--baseline-rules", ROOT / "rules", "--json", masked)
+    plain, _ = replay(*options, "--baseline-rules", ROOT / "rules", "--json", EVENTS / "08_burst.jsonl")
+    assert all(any(note.startswith("recording masked") for note in record["notes"]) for record in noted)
+    versions = [(record["rules_version"], record["baseline_rules_version"]) for record in plain]
+    assert all(None not in pair for pair in versions)
+    assert [(record["rules_version"], record["baseline_rules_version"]) for record in noted] == versions
+
+
 def test_live_options_need_the_live_backend() -> None:
     out, err = io.StringIO(), io.StringIO()
     for args, message in (

@@ -49,7 +49,6 @@ from tools.dryrun.report import (
     REDACTED_SECRET_NOTE,
     STALE_SIGNATURE_NOTE,
     Progress,
-    Replayed,
     Summary,
     Table,
     change_kind,
@@ -238,7 +237,7 @@ class _Renderer:
             self._diverged = self._diverged or effects(base) != effects(run)
         note = masked_note(event, masked_reads(run) + (masked_reads(base) if base is not None else []))
         if note is not None:
-            run = Replayed(run.handled, run.actions, [*run.notes, note])
+            run = replace(run, notes=[*run.notes, note])
         masker = self._masker.for_event(recorded.event)
         hidden = shown_masked_note([run, base], masker)
         if hidden is not None:
