@@ -301,3 +301,56 @@ def test_a_credential_typed_into_a_message_never_shows_in_any_case_or_encoding(t
     for written in (out, table, page.read_text()):
         assert [how for how, form in typed.items() if form in written or form.lower() in written.lower()] == []
         assert "my keys: ***" in written
+
+
+NAME_RULE = """rules:
+  - id: named_customer
+    description: Customers whose name is on file go to a person.
+    when: "conversation.customer_name == 'Someone Else'"
+    then: {target: handoff}
+"""
+
+
+def test_a_conversations_attributes_the_pipeline_does_not_use_show_no_text(tmp_path: Path) -> None:
+    """The handoff message carries the whole conversation item (CONTRACT §2), whose attributes other services write:
+    the name of the person who took it over (``company_rep``), the customer's, anything added later. Only the
+    attributes the pipeline reads kept their text; every other one's text showed but for ``content`` fields."""
+    world = yaml.safe_load(WORLD.read_text())
+    [carol] = [row for row in world["conversations"] if row.get("recipient_tel") == "+447700900103"]
+    carol["customer_name"] = NAME
+    carol["profile"] = {"city": "Quillborough", "visits": 3, "vip": True}
+    path = tmp_path / "world.yaml"
+    path.write_text(yaml.safe_dump(world))
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    routing = rules / "40_routing.yaml"
+    routing.write_text(routing.read_text().replace("rules:\n", NAME_RULE, 1))
+    event = _carol_event(tmp_path)
+    page = tmp_path / "report.html"
+
+    out = run_dryrun("--world", path, "--rules", rules, "--json", "--report", page, event)
+    table = run_dryrun("--world", path, "--rules", rules, "--explain", event)
+
+    [record] = [json.loads(line) for line in out.splitlines()]
+    [send] = [action for action in record["actions"] if action["type"] == "send_message"]
+    conversation = json.loads(send["body"])["conversation"]
+    assert conversation["company_rep"] == {"name": MASKED, "role": MASKED}
+    assert conversation["customer_name"] == MASKED
+    assert conversation["profile"] == {"city": MASKED, "visits": 3, "vip": True}
+    assert conversation["messages"][0] == {"role": MASKED, "content": MASKED, "timestamp": 1795100000}
+    # What the pipeline reads stays as it was: statuses, channels, flags, dates, credential names, numbers masked.
+    assert (conversation["project_status"], conversation["allowed_channels"]) == ("active", ["whatsapp", "sms"])
+    assert conversation["hand_off_to_human"] is True and conversation["task_complete"] == 0
+    assert conversation["recipient_tel"] == "+**********03" and conversation["created_at"] == "2026-11-22T08:40:00Z"
+    assert conversation["channel_config"] == carol["channel_config"]
+    [tried] = [rule for rule in record["rules"] if rule["rule"] == "named_customer"]
+    assert tried["inputs"] == {"conversation.customer_name": MASKED}
+    assert [note for note in record["notes"] if "read conversation.customer_name" in note and "--show-data" in note]
+    for written in (out, table, page.read_text()):
+        assert "Priya" not in written and "Zelda" not in written and "Quillborough" not in written
+
+    shown = run_dryrun("--world", path, "--rules", rules, "--json", "--show-data", event)
+    [record] = [json.loads(line) for line in shown.splitlines()]
+    [send] = [action for action in record["actions"] if action["type"] == "send_message"]
+    conversation = json.loads(send["body"])["conversation"]
+    assert conversation["company_rep"] == {"name": "Priya", "role": "agent"} and conversation["customer_name"] == NAME

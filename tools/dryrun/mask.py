@@ -8,11 +8,14 @@
   location fields…) become ``[masked]``. Fail closed, as the capture: every value of an event's body field that a
   ``mask=text`` capture replaces whole (``runtime.masking.withheld_values``: any form field but ids, numbers,
   counts, statuses and types; any e-mail field but addresses and SendGrid's results) is ``[masked]`` wherever it
-  shows (``Masker.for_event``), whatever the field is named. SQS bodies are JSON text: they are masked field by
-  field and re-encoded as the pipeline encoded each (the trigger with ``json.dumps``' spaced separators, the
-  handoff compact). Any other string holding a JSON object or array keeps its structure only: every string and
-  number in it becomes ``[masked]`` but under the structural keys (``runtime.masking.json_text_masked``: Twilio's
-  ``ChannelMetadata`` keeps its ``type`` and ``WaId``, a WhatsApp Flows answer keeps nothing).
+  shows (``Masker.for_event``), whatever the field is named. Of a conversation item (the handoff's
+  ``conversation``, a rule's ``conversation.…`` inputs) only the attributes the pipelines read keep their text
+  (``CONVERSATION_KEPT_ATTRIBUTES``): every other one keeps its structure, numbers and flags. SQS bodies are JSON
+  text: they are masked field by field and re-encoded as the pipeline encoded each (the trigger with
+  ``json.dumps``' spaced separators, the handoff compact). Any other string holding a JSON object or array keeps
+  its structure only: every string and number in it becomes ``[masked]`` but under the structural keys
+  (``runtime.masking.json_text_masked``: Twilio's ``ChannelMetadata`` keeps its ``type`` and ``WaId``, a
+  WhatsApp Flows answer keeps nothing).
 - ``Scrubber`` (always): every credential value known to the replay is replaced by ``***`` in every
   line written, whatever field it hides in and in any case, URL-encoded or base64-encoded too (as typed into a
   message): inside the strings of the records (before they are serialised, so JSON syntax and the report page's
@@ -131,8 +134,44 @@ class Masker:
         return json_safe(value) if self.show_data else self._mask(value, key)
 
     def inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """A rule's inputs (dotted path → value), masked by the last segment of each path."""
-        return {path: self.data(value, path.rsplit(".", 1)[-1]) for path, value in inputs.items()}
+        """A rule's inputs (dotted path → value), masked by the last segment of each path.
+
+        A conversation's attribute the pipeline does not read (``CONVERSATION_KEPT_ATTRIBUTES``) shows no text.
+        """
+        return {path: self._input(path, value) for path, value in inputs.items()}
+
+    def _input(self, path: str, value: Any) -> Any:
+        if self.show_data:
+            return json_safe(value)
+        parts = path.split(".")
+        if parts[0] == CONVERSATION_KEY and len(parts) > 1 and not conversation_attribute_kept(parts[1]):
+            return self._hidden(value)
+        if path == CONVERSATION_KEY and type(value) is dict:
+            return self._item(value)
+        return self._mask(value, parts[-1])
+
+    def _item(self, item: Mapping[Any, Any]) -> dict[str, Any]:
+        """A conversation item: the attributes the pipeline reads masked as anywhere, every other one's text hidden."""
+        return {
+            self.text(name) if type(name) is str else str(name): (
+                self._field(name, value) if conversation_attribute_kept(str(name)) else self._hidden(value)
+            )
+            for name, value in item.items()
+        }
+
+    def _hidden(self, value: Any) -> Any:
+        """``value`` with its structure, numbers, booleans and nulls kept, and every non-empty string ``[masked]``."""
+        kind = type(value)
+        if kind is str:
+            return MASKED_TEXT if value else value
+        if kind is dict:
+            return {
+                self.text(name) if type(name) is str else str(name): self._hidden(item) for name, item in value.items()
+            }
+        if kind is list or kind is tuple:
+            return [self._hidden(item) for item in value]
+        safe = json_safe(value)  # a Decimal, a set, binary (base64 text)
+        return value if safe is value else self._hidden(safe)
 
     def body(self, text: str) -> str:
         """A message body: JSON text masked field by field (other text as free text)."""
@@ -187,6 +226,8 @@ class Masker:
 
     def _field(self, name: Any, value: Any) -> Any:
         kind = type(value)
+        if kind is dict and name == CONVERSATION_KEY:
+            return self._item(value)  # the handoff message's copy of the conversation item
         if kind is str:
             if value and str(name).lower() in PERSONAL_TEXT_KEYS:
                 return MASKED_TEXT
@@ -194,6 +235,36 @@ class Masker:
         if (kind is int or kind is bool or value is None) and str(name).lower() not in PERSONAL_TEXT_KEYS:
             return value
         return self._mask(value, str(name))
+
+
+# Where a pipeline's context, and the handoff message (CONTRACT §2), hold the conversation item.
+CONVERSATION_KEY = "conversation"
+# The attributes of a conversation item (CONTRACT §2) the pipelines read, and the index keys conversations are found by
+# (``gsi_…``): shown as anywhere (numbers and addresses masked). Other services write the others (message history,
+# ``company_rep``, ``ai_config``, whatever they add later): fail closed, their text is ``[masked]`` (structure, numbers
+# and flags kept).
+CONVERSATION_KEPT_ATTRIBUTES = frozenset(
+    {
+        "primary_channel",
+        "conversation_id",
+        "channel_config",
+        "project_status",
+        "allowed_channels",
+        "conversation_status",
+        "hand_off_to_human",
+        "auto_queue_reply_message",
+        "auto_queue_reply_message_from_number",
+        "recipient_tel",
+        "recipient_email",
+        "created_at",
+        "task_complete",
+    }
+)
+
+
+def conversation_attribute_kept(name: str) -> bool:
+    """Whether a conversation item's attribute shows its text (``CONVERSATION_KEPT_ATTRIBUTES``, an index key)."""
+    return name in CONVERSATION_KEPT_ATTRIBUTES or name.startswith("gsi_")
 
 
 _DIGITS = re.compile(r"[0-9]{7}")

@@ -190,9 +190,10 @@ def shown_masked_note(runs: Sequence[Replayed | None], masker: Masker) -> str | 
     readers: dict[str, dict[str, None]] = {}  # path -> the rules that read it (each path named once: many rules)
     for run in runs:
         for rule in run.handled.result.rules if run is not None else ():
+            shown = masker.inputs(rule.inputs)
             for path, value in rule.inputs.items():
                 key = path.rsplit(".", 1)[-1]
-                if not _holds_mask(value, key) and _holds_mask(masker.data(value, key), key):
+                if not _holds_mask(value, key) and _holds_mask(shown[path], key):
                     readers.setdefault(path, {})[f"{rule.ruleset}/{rule.rule}"] = None
     if not readers:
         return None
