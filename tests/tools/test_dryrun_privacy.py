@@ -354,3 +354,15 @@ def test_a_conversations_attributes_the_pipeline_does_not_use_show_no_text(tmp_p
     [send] = [action for action in record["actions"] if action["type"] == "send_message"]
     conversation = json.loads(send["body"])["conversation"]
     assert conversation["company_rep"] == {"name": "Priya", "role": "agent"} and conversation["customer_name"] == NAME
+
+
+def test_a_media_url_shows_as_the_capture_keeps_it() -> None:
+    """Twilio's media URLs (``MediaUrl0``; fetchable without credentials unless the account enforces them) are masked
+    by the capture, and so in the stage row's ``media``; the media type stays."""
+    event = ROOT / "examples" / "events" / "07_media_only.json"
+
+    [masked] = [json.loads(line) for line in run_dryrun("--world", WORLD, "--json", event).splitlines()]
+    [shown] = [json.loads(line) for line in run_dryrun("--world", WORLD, "--json", "--show-data", event).splitlines()]
+
+    assert masked["actions"][0]["item"]["media"] == [{"url": MASKED, "content_type": "image/jpeg"}]
+    assert shown["actions"][0]["item"]["media"][0]["url"].startswith("https://api.twilio.com/2010-04-01/Accounts/AC")
