@@ -366,3 +366,17 @@ def test_a_media_url_shows_as_the_capture_keeps_it() -> None:
 
     assert masked["actions"][0]["item"]["media"] == [{"url": MASKED, "content_type": "image/jpeg"}]
     assert shown["actions"][0]["item"]["media"][0]["url"].startswith("https://api.twilio.com/2010-04-01/Accounts/AC")
+
+
+def test_a_message_that_spells_a_fields_name_leaves_the_records_shape_as_it_was(tmp_path: Path) -> None:
+    """A value the capture masks is hidden wherever it shows, but never as a key: a message reading ``body`` (or
+    ``media``, ``to``…) renamed the stage row's ``body`` field ``[masked]``, and the handoff's."""
+    event = _carol_event(tmp_path, body="body")
+
+    [record] = [json.loads(line) for line in run_dryrun("--world", WORLD, "--json", event).splitlines()]
+
+    [stage] = [action["item"] for action in record["actions"] if action.get("table") == "conversations-stage"]
+    assert "body" in stage and stage["body"] == MASKED and MASKED not in stage
+    [send] = [action for action in record["actions"] if action["type"] == "send_message"]
+    handoff = json.loads(send["body"])
+    assert handoff["body"] == MASKED and MASKED not in handoff

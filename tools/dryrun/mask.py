@@ -108,8 +108,14 @@ class Masker:
 
     def text(self, value: str) -> str:
         """A string with the phone numbers and addresses in it masked (and free text, when it holds JSON)."""
-        if value in self._withheld:
-            return MASKED_TEXT
+        return MASKED_TEXT if value in self._withheld else self._plain(value)
+
+    def _key(self, name: Any) -> str:
+        """A key as shown: its numbers and addresses masked, never hidden whole, so a record keeps its shape."""
+        return self._plain(name) if type(name) is str else str(name)
+
+    def _plain(self, value: str) -> str:
+        """``text`` but for the withheld values."""
         masked = self._masked.get(value)
         if masked is None:
             if self.show_data:
@@ -153,7 +159,7 @@ class Masker:
     def _item(self, item: Mapping[Any, Any]) -> dict[str, Any]:
         """A conversation item: the attributes the pipeline reads masked as anywhere, every other one's text hidden."""
         return {
-            self.text(name) if type(name) is str else str(name): (
+            self._key(name): (
                 self._field(name, value) if conversation_attribute_kept(str(name)) else self._hidden(value)
             )
             for name, value in item.items()
@@ -165,9 +171,7 @@ class Masker:
         if kind is str:
             return MASKED_TEXT if value else value
         if kind is dict:
-            return {
-                self.text(name) if type(name) is str else str(name): self._hidden(item) for name, item in value.items()
-            }
+            return {self._key(name): self._hidden(item) for name, item in value.items()}
         if kind is list or kind is tuple:
             return [self._hidden(item) for item in value]
         safe = json_safe(value)  # a Decimal, a set, binary (base64 text)
@@ -190,10 +194,7 @@ class Masker:
         if kind is str:
             return MASKED_TEXT if personal and value else self._text(value, key)
         if kind is dict:
-            return {
-                self.text(name) if type(name) is str else str(name): self._field(name, item)
-                for name, item in value.items()
-            }
+            return {self._key(name): self._field(name, item) for name, item in value.items()}
         if kind is list or kind is tuple:
             if personal:
                 return [MASKED_TEXT if item else item for item in value]
