@@ -380,3 +380,32 @@ def test_a_message_that_spells_a_fields_name_leaves_the_records_shape_as_it_was(
     [send] = [action for action in record["actions"] if action["type"] == "send_message"]
     handoff = json.loads(send["body"])
     assert handoff["body"] == MASKED and MASKED not in handoff
+
+
+FIELDS_RULE = """rules:
+  - id: reads_the_fields
+    description: A rule reading every field the email pipeline keeps.
+    when: "request.fields.spam_score == 'never' && request.fields != `{}`"
+    then: {target: handoff}
+"""
+
+
+def test_an_emails_fields_show_as_its_capture_keeps_them(tmp_path: Path) -> None:
+    """Of an email only its addresses and SendGrid's results show (as the capture keeps them), wherever they are
+    read: its subject is hidden in ``request.fields`` too; ``sender_ip`` and ``spam_report`` never show."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    routing = rules / "60_email_routing.yaml"
+    routing.write_text(routing.read_text().replace("rules:\n", FIELDS_RULE, 1))
+    event = _email_event(tmp_path, subject=f"Order for {NAME}", extra_headers={"X-Customer": NAME})
+
+    out = run_dryrun("--world", WORLD, "--rules", rules, "--json", "--explain", event)
+
+    [record] = [json.loads(line) for line in out.splitlines()]
+    [tried] = [rule for rule in record["rules"] if rule["rule"] == "reads_the_fields"]
+    fields = tried["inputs"]["request.fields"]
+    assert (fields["subject"], fields["spam_score"], fields["SPF"]) == (MASKED, "0.012", "pass")
+    assert fields["to"] == "s***@inbound.acme.example" and fields["from"] == "masked masked <k***@example.org>"
+    assert "Zelda" not in out and "192.0.2.25" not in out and "Spam detection" not in out
+    shown = run_dryrun("--world", WORLD, "--rules", rules, "--json", "--show-data", event)
+    assert f"Order for {NAME}" in shown
