@@ -670,3 +670,46 @@ def test_an_empty_now_is_refused_as_pipeline_dryrun_and_pipeline_event_refuse_it
 
     assert (status, out, err) == (2, "", f"pipeline-world: error: {refused}\n")
     assert not (tmp_path / "world.json").exists()
+
+
+def test_a_masked_worlds_conversations_keep_the_text_of_the_attributes_the_pipeline_reads_only(tmp_path: Path) -> None:
+    """``--mask text`` masked a conversation's free-text fields by name (``content``, ``body``…): the name of the
+    person who took it over (``company_rep``), a customer's name or city, whatever another service added, stayed in
+    the world file written to be shared. Only the attributes the pipelines read keep their text now (as the dry-run
+    shows them): the masked world still replays as the original does."""
+    import yaml
+
+    document = yaml.safe_load(WORLD.read_text())
+    [carol] = [row for row in document["conversations"] if row.get("recipient_tel") == "+447700900103"]
+    carol["customer_name"] = "Zelda Quillfeather"
+    carol["profile"] = {"city": "Quillborough", "visits": 3, "vip": True}
+    world = tmp_path / "world.yaml"
+    world.write_text(yaml.safe_dump(document))
+    target = tmp_path / "masked.json"
+
+    status, _, err = world_cli("pseudonymize", str(world), "--mask", "text", "--keep-secrets", "-o", str(target))
+
+    assert status == 0, err
+    masked = json.loads(target.read_text())
+    [row] = [row for row in masked["conversations"] if row.get("recipient_tel") == "+447700900103"]
+    assert row["company_rep"] == {"name": MASKED_TEXT, "role": MASKED_TEXT} and row["customer_name"] == MASKED_TEXT
+    assert row["profile"] == {"city": MASKED_TEXT, "visits": 3, "vip": True}
+    assert row["messages"][0] == {"role": MASKED_TEXT, "content": MASKED_TEXT, "timestamp": 1795100000}
+    assert {
+        name: row[name] for name in carol if name not in ("company_rep", "customer_name", "profile", "messages")
+    } == {
+        name: value
+        for name, value in carol.items()
+        if name not in ("company_rep", "customer_name", "profile", "messages")
+    }
+    text = target.read_text()
+    assert "Priya" not in text and "Zelda" not in text and "Quillborough" not in text
+    events = [str(EVENTS / name) for name in ("03_handoff.json", "01_whatsapp_text.json", "13_email.jsonl")]
+    decided = [
+        (r["outcome"], r["target"])
+        for r in map(json.loads, run_dryrun("--world", target, "--json", *events).splitlines())
+    ]
+    assert decided == [
+        (r["outcome"], r["target"])
+        for r in map(json.loads, run_dryrun("--world", world, "--json", *events).splitlines())
+    ]

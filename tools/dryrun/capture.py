@@ -4,7 +4,8 @@ The function captures events itself (``runtime.capture``, masked by ``runtime.ma
 does the same to files a person holds:
 
 - ``masked_events`` masks event files as the capture would (``pipeline-event mask``);
-- ``shareable_world`` masks a world document (``text``: free text in items becomes ``[masked]``;
+- ``shareable_world`` masks a world document (``text``: free text in items becomes ``[masked]``, and so does the
+  text of every conversation attribute the pipelines do not read;
   ``all``: also every phone number and e-mail address becomes the pseudonym the capture gives it, so
   the pair still matches) and redacts its credentials (``redacted_secret``: everything but ``…_sid``
   identifiers), for ``pipeline-world pseudonymize`` and ``pipeline-world snapshot``;
@@ -30,6 +31,7 @@ from runtime.masking import (
     recordable,
 )
 from tools.dryrun.events import EventFileError, RecordedEvent, load_events
+from tools.dryrun.mask import conversation_attribute_kept
 from tools.dryrun.world import REDACTED_CREDENTIAL, SECTIONS, WorldSpec
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "MASK_MODES",
     "Pseudonyms",
     "key_pseudonyms",
+    "masked_conversation",
     "masked_events",
     "masked_item",
     "recordable",
@@ -90,6 +93,32 @@ def masked_item(value: Any, key: str | None = None) -> Any:
     return value
 
 
+def masked_conversation(row: Any) -> Any:
+    """A conversation item fit to share: every attribute the pipelines do not read with its text ``[masked]``.
+
+    The attributes they read (``tools.dryrun.mask.CONVERSATION_KEPT_ATTRIBUTES``, as the dry-run shows them) are
+    masked as ``masked_item`` masks them; every other one (message history, ``company_rep``, whatever another
+    service added) keeps its structure, numbers and flags.
+    """
+    if not isinstance(row, dict):
+        return masked_item(row)
+    return {
+        name: masked_item(value, str(name)) if conversation_attribute_kept(str(name)) else _text_hidden(value)
+        for name, value in row.items()
+    }
+
+
+def _text_hidden(value: Any) -> Any:
+    """``value`` with every non-empty string in it ``[masked]``, keys and everything else kept."""
+    if isinstance(value, str):
+        return MASKED_TEXT if value else value
+    if isinstance(value, dict):
+        return {name: _text_hidden(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_text_hidden(item) for item in value]
+    return value
+
+
 def world_document(spec: WorldSpec) -> dict[str, Any]:
     """A loaded world back as a world-file document (secrets as their JSON values)."""
     secrets: dict[str, Any] = {}
@@ -123,7 +152,8 @@ def shareable_world(
     if mask != "none":
         for section in SECTIONS:
             if section in shared:
-                shared[section] = [masked_item(row) for row in shared[section]]
+                masked = masked_conversation if section == "conversations" else masked_item
+                shared[section] = [masked(row) for row in shared[section]]
     if mask == "all" and pseudonyms is not None:
         shared = pseudonyms.document(shared)
     return shared
