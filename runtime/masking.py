@@ -447,15 +447,22 @@ MAX_MASKED_FORM_BYTES = 1024 * 1024
 MAX_MASKED_FORM_PAIRS = 10000
 
 
-def _form(body: bytes, content_type: str, masking: Masking) -> bytes:
+def _form_recorded(body: bytes, masking: Masking) -> list[tuple[str, str, str]] | None:
+    """Each pair of a form body: its name, its value and the value as recorded; None when it is recorded whole."""
     if len(body) > MAX_MASKED_FORM_BYTES or body.count(b"&") >= MAX_MASKED_FORM_PAIRS:
-        return masking.whole("body")
+        return None
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
+        return None
+    return [(name, value, masking.value(name, value)) for name, value in parse_qsl(text, keep_blank_values=True)]
+
+
+def _form(body: bytes, content_type: str, masking: Masking) -> bytes:
+    recorded = _form_recorded(body, masking)
+    if recorded is None:
         return masking.whole("body")
-    pairs = [(name, masking.value(name, value)) for name, value in parse_qsl(text, keep_blank_values=True)]
-    return urlencode(pairs).encode()
+    return urlencode([(name, shown) for name, _, shown in recorded]).encode()
 
 
 # Fields holding e-mail addresses with their display names (SendGrid Inbound Parse, both modes).
@@ -820,19 +827,24 @@ def withheld_values(event: Mapping[str, Any]) -> frozenset[str]:
     field Twilio or SendGrid adds later. A value a kept field holds too is shown there anyway: it is not withheld.
     When the recording replaced the body whole (one that does not split into its fields), every value is withheld.
     """
+    if body_media_type(event) == FORM_MEDIA_TYPE:
+        body = _decoded(event)
+        recorded = _form_recorded(body, Masking("text")) if body is not None else []
+        if recorded is None:
+            return frozenset(value for _, value in _form_pairs(event) if value and value != MASKED_TEXT)
+        return _withheld([(value, shown) for _, value, shown in recorded])
+    before = list(multipart_fields(event).items())
     copy = recordable(event, mask="text")
-    form = body_media_type(event) == FORM_MEDIA_TYPE
-    before = _form_pairs(event) if form else list(multipart_fields(event).items())
-    if form:
-        after = _form_pairs(copy)
-    else:
-        masked = multipart_fields(copy)
-        after = [(name, masked.get(name, MASKED_TEXT)) for name, _ in before]
-    if "body" in copy[RECORDING_KEY]["masked"] or len(after) != len(before):  # (a form's field is ``Body``)
+    masked = multipart_fields(copy)
+    if "body" in copy[RECORDING_KEY]["masked"]:
         return frozenset(value for _, value in before if value and value != MASKED_TEXT)
-    pairs = list(zip(before, after, strict=True))
-    hidden = {value for (_, value), (_, shown) in pairs if value and shown == MASKED_TEXT}
-    kept = {value for (_, value), (_, shown) in pairs if value == shown}
+    return _withheld([(value, masked.get(name, MASKED_TEXT)) for name, value in before])
+
+
+def _withheld(recorded: list[tuple[str, str]]) -> frozenset[str]:
+    """The values recorded as ``[masked]``, but for those that some pair records as they are."""
+    hidden = {value for value, shown in recorded if value and shown == MASKED_TEXT}
+    kept = {value for value, shown in recorded if value == shown}
     return frozenset(hidden - kept - {MASKED_TEXT})
 
 
