@@ -382,6 +382,31 @@ def test_a_message_that_spells_a_fields_name_leaves_the_records_shape_as_it_was(
     assert handoff["body"] == MASKED and MASKED not in handoff
 
 
+@pytest.mark.parametrize("body", ["whatsapp", "open", "active"])
+def test_a_message_that_reads_like_the_pipelines_own_words_leaves_channel_and_statuses_shown(
+    tmp_path: Path, body: str
+) -> None:
+    """A message reading ``whatsapp`` (or ``open``, ``active``) hid the event's channel in the stage row, the handoff
+    and the rules' inputs, and the conversation's status and project status, with a 'personal data hidden' note: the
+    values ops judge a rule by. The body itself, and the fields the capture masks, stay masked."""
+    event = _carol_event(tmp_path, body=body)
+
+    [record] = [json.loads(line) for line in run_dryrun("--world", WORLD, "--json", event).splitlines()]
+
+    inputs = {path: value for rule in record["rules"] for path, value in rule["inputs"].items()}
+    assert inputs["request.channel"] == "whatsapp"
+    assert inputs["conversation.allowed_channels"] == ["whatsapp", "sms"]
+    assert inputs["conversation.conversation_status"] == "open"
+    assert inputs["conversation.project_status"] == "active"
+    [stage] = [action["item"] for action in record["actions"] if action.get("table") == "conversations-stage"]
+    assert (stage["channel_type"], stage["body"]) == ("whatsapp", MASKED)
+    [send] = [action for action in record["actions"] if action["type"] == "send_message"]
+    handoff = json.loads(send["body"])
+    assert (handoff["channel_type"], handoff["body"], handoff["request"]["Body"]) == ("whatsapp", MASKED, MASKED)
+    assert handoff["request"]["FromCity"] == MASKED
+    assert not [note for note in record["notes"] if "--show-data" in note]
+
+
 FIELDS_RULE = """rules:
   - id: reads_the_fields
     description: A rule reading every field the email pipeline keeps.

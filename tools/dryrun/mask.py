@@ -198,7 +198,7 @@ class Masker:
         if kind is list or kind is tuple:
             if personal:
                 return [MASKED_TEXT if item else item for item in value]
-            return [self._mask(item, None) for item in value]
+            return [self._mask(item, key if key in PIPELINE_WORD_KEYS else None) for item in value]
         if kind is bool or value is None:
             return value
         if personal:
@@ -215,7 +215,9 @@ class Masker:
         ``From`` or ``To`` (``whatsapp:+447700900101``, ``+14155238886``) holds no display name and is kept.
         """
         if value in self._withheld:
-            return MASKED_TEXT
+            if key is None or key not in PIPELINE_WORD_KEYS:
+                return MASKED_TEXT
+            return self._plain(value)
         if (
             not self.show_data
             and key is not None
@@ -261,6 +263,13 @@ CONVERSATION_KEPT_ATTRIBUTES = frozenset(
         "task_complete",
     }
 )
+
+
+# The fields that hold the pipelines' own words (a channel, a kind, a status), never an event's text: a withheld value
+# (``Masker.for_event``) is shown under them, so that a message reading ``whatsapp`` or ``open`` hides no channel or
+# status (their numbers and addresses are masked as anywhere). The conversation's attributes the pipelines read, and
+# what the parsers derive from the fields the capture keeps (``request.channel``, the stage row's ``channel_type``).
+PIPELINE_WORD_KEYS = CONVERSATION_KEPT_ATTRIBUTES | {"channel", "channel_type", "kind"}
 
 
 def conversation_attribute_kept(name: str) -> bool:
