@@ -297,15 +297,16 @@ class _Store:
         body = self._call(f"cannot read {self.uri(key)}", lambda: self.client.get_object(Bucket=self.bucket, Key=key))
         return Bundle.from_json(body["Body"].read(), bundle_id)
 
-    def upload(self, bundle: Bundle) -> Bundle | None:
+    def upload(self, bundle: Bundle, *, absent: bool | None = None) -> Bundle | None:
         """Store the bundle unless it is there already; None when it was uploaded, else the one stored.
 
         One there already (or uploaded meanwhile, by another publish of the same files) must be this bundle, whole.
+        ``absent``: whether the caller found it missing just now (else it is looked for).
         """
         import botocore.exceptions
 
         key = bundle_key(self.prefix, self.pipeline, bundle.id)
-        if not self.exists(bundle.id):
+        if absent if absent is not None else not self.exists(bundle.id):
             try:
                 self.client.put_object(
                     Bucket=self.bucket, Key=key, Body=bundle.to_json(), ContentType="application/json", IfNoneMatch="*"
@@ -752,12 +753,15 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
         f"rules/{os.fsencode(entry.name).decode('utf-8', 'backslashreplace')}{'/' if entry.is_dir else ''}"
         for entry in listing(args.rules).unread
     )
-    by = _caller(args, err)
-    bundle = Bundle(name, files, _now(), by, args.note, unread)
+    bundle = Bundle(name, files, _now(), args.by or "", args.note, unread)
+    # Who publishes is read (an STS call without --by) only when the bundle is to be written.
+    absent = not store.exists(bundle.id)
+    if absent:
+        bundle = bundle._replace(published_by=_caller(args, err))
     oversize = size_error(len(bundle.to_json()), f"bundle {bundle.id}")
     if oversize is not None:
         raise _Failed(f"{oversize}: the function would refuse it; keep long lists out of the rules")
-    stored = store.upload(bundle)
+    stored = store.upload(bundle, absent=absent)
     where = store.uri(bundle_key(store.prefix, name, bundle.id))
     verb = "published" if stored is None else "already published"
     print(f"{verb}: bundle {bundle.id} of {name} ({len(files)} files) at {where}", file=out)
@@ -789,6 +793,7 @@ def _publish(args: argparse.Namespace, store: _Store | None, out: TextIO, err: T
             }:
                 raise _Failed(_changed_meanwhile(current))
             replaced[:] = replaced or [current]
+            by = _caller(args, err) if (live, shadow) != (current.live, current.shadow) else ""
             return current.change(live=live, shadow=shadow, at=_now(), by=by, note=args.note)
 
         deployed, written = store.deploy(change)
@@ -1024,8 +1029,6 @@ def _deploy(
 
     if promoting_shadow:
         _note_record(args, store, current, cloudwatch, err)
-    by = _caller(args, err)
-
     rollback = args.command == "rollback"
     # What a rollback goes back to once this is deployed: a deployment of the same bundles that is no rollback (a
     # promote of the rollback's target) leaves the bundle rolled back from on that chain, so it is not this one done.
@@ -1038,6 +1041,8 @@ def _deploy(
             return read
         if (read.live, read.shadow) != (current.live, current.shadow) or _choice(args, read) != (live, shadow):
             raise _Failed(_changed_meanwhile(read))
+        # Who deploys is read (an STS call without --by) only when the deployment is to be written.
+        by = _caller(args, err) if (live, shadow) != (read.live, read.shadow) else ""
         return read.change(live=live, shadow=shadow, at=_now(), by=by, note=args.note, rollback=rollback)
 
     deployed, written = store.deploy(change)

@@ -169,3 +169,19 @@ def test_diff_names_what_it_cannot_compare(ops: Ops) -> None:
         assert err.startswith(f"pipeline-rules: error: {message}") and "Traceback" not in err, err
         assert err.count("\n") == 1, err
     assert ops.rules("diff", "live", live)[0] == 0
+
+
+def test_a_command_that_writes_nothing_asks_sts_nothing(ops: Ops) -> None:
+    """The caller identity is read only once the command is about to write: publishing a bundle published already
+    (no --live/--shadow), or promoting what is live already, wrote nothing yet asked STS (here: an endpoint nothing
+    listens on), and said the login name was recorded where nothing was."""
+    live = ops.publish("--live", "--by", "alice")
+    before = ops.deployment()
+
+    status, out, err = ops.rules("--endpoint-url", "http://127.0.0.1:9", "publish")
+    assert (status, f"already published: bundle {live}" in out) == (0, True), out + err
+    status, out, err_promote = ops.rules("--endpoint-url", "http://127.0.0.1:9", "promote", live)
+    assert status == 0, out + err_promote
+
+    assert "caller identity" not in err + err_promote
+    assert ops.deployment() == before
