@@ -325,6 +325,23 @@ def test_the_scrubber_finds_a_credential_in_any_case_and_as_typed_encoded() -> N
     assert scrub.holds(json.dumps({"body": token.upper()})) and not scrub.holds("9f86d081 is no token")
 
 
+def test_the_scrubber_finds_a_credential_base64_encoded_anywhere_in_a_longer_text() -> None:
+    """Base64 of a credential was found only when the credential began the encoded text: the token of an HTTP Basic
+    header (``Basic base64(AccountSid:token)``, as curl -u or a pasted request shows it) starts 35 bytes in, and
+    the scrubber left it whole (2 of the 3 alignments a credential can have inside encoded text)."""
+    sid, token = "AC5ef8732a3c49700934481addd5ce1659", "9f86d081884c7d659a2feaa0c55ad015"
+    scrub = Scrubber([token])
+    for before in ("", "x", "xy", f"{sid}:"):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            encoded = encode(f"{before}{token} and more".encode()).decode()
+            scrubbed = scrub(f"Authorization: Basic {encoded}")
+            assert "***" in scrubbed and encoded not in scrubbed, (before, encoded)
+            assert scrub.holds(json.dumps({"body": encoded}))
+    # Ordinary base64 keeps every character.
+    other = base64.b64encode(f"{sid}:{'0' * 32} and more".encode()).decode()
+    assert scrub(other) == other and not scrub.holds(other)
+
+
 def test_the_scrubber_rewrites_the_strings_of_data_never_its_syntax() -> None:
     scrub = Scrubber(["true", "null", 'to"ken\\x'])
     record = {"raised": True, "error_code": None, "notes": ["it is true", "true"], "true": 'a to"ken\\x b', "n": 3}

@@ -353,15 +353,21 @@ class Scrubber:
 def typed_forms(value: str) -> set[str]:
     """``value`` as it may be typed into a message: as it is, URL-encoded, and base64-encoded.
 
-    Base64 in either alphabet, padded or not, and its leading whole groups (as it starts a longer encoded text) when
-    they are 16 characters or more. Every form is scrubbed in any case (``Scrubber``).
+    Base64 in either alphabet, padded or not, and, when they are 16 characters or more, the characters that encode
+    its bytes only wherever it sits in a longer encoded text (at each of the 3 offsets a byte can have in a base64
+    group: an HTTP Basic header's token follows ``AccountSid:``). Every form is scrubbed in any case (``Scrubber``).
     """
     raw = value.encode("utf-8", "surrogatepass")
     forms = {value, quote(value, safe=""), quote(value), quote_plus(value)}
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         encoded = encode(raw).decode("ascii")
-        leading = encoded[: len(raw) // 3 * 4]
-        forms |= {encoded, encoded.rstrip("="), *([leading] if len(leading) >= 16 else [])}
+        forms |= {encoded, encoded.rstrip("=")}
+        for offset in range(3):
+            # Of the value after ``offset`` other bytes: the characters whose 6 bits are all the value's.
+            shifted = encode(bytes(offset) + raw).decode("ascii")
+            inner = shifted[-(-offset * 8 // 6) : (offset + len(raw)) * 8 // 6]
+            if len(inner) >= 16:
+                forms.add(inner)
     return {form for form in forms if len(form) >= 4}
 
 
