@@ -1299,6 +1299,11 @@ def _side(name: str, store: _Store, current: Deployment) -> _Side:
     elif "/" in name or name.startswith("."):
         raise _Failed(f"{name}: no such directory (nor a bundle id)")
     if bundle_id is None or name == "packaged":
+        if not Path("rules").is_dir():  # not the directory itself, as for a DIR: any YAML there is no rule file
+            raise _Failed(
+                f"the packaged rules are the project's rules/, and {Path.cwd()} has none: run the command in the "
+                "project, or give the directory"
+            )
         live = f"live: {_revision_of(_made_live(current))}, " if name == "live" else ""
         return _local_side(Path("."), "packaged", f"the packaged rules ({live}the local rules/)", store.pipeline)
     return _Side(bundle_id, what, dict(store.bundle(bundle_id).files))

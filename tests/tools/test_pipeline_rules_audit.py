@@ -185,3 +185,33 @@ def test_a_command_that_writes_nothing_asks_sts_nothing(ops: Ops) -> None:
 
     assert "caller identity" not in err + err_promote
     assert ops.deployment() == before
+
+
+def test_diff_of_the_packaged_rules_away_from_the_project_is_an_error(ops: Ops, tmp_path: Path) -> None:
+    """``packaged`` is the project's ``rules/`` where the command runs; run elsewhere (with ``--pipeline NAME`` the
+    bucket is all pipeline-rules needs), it took the directory itself for the rules: no rules at all, or any YAML
+    there (a SAM template) taken for rule files, and printed every live file as added, exit 1, as if the live rules
+    differed from the packaged."""
+    import io
+    import os
+
+    from tools.rules import run
+
+    live = ops.publish("--live")  # one revision: by default the packaged rules against the live bundle
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "template.yaml").write_text("Resources: {}\n", encoding="utf-8")
+    for names in ((), ("packaged", "live"), ("live", "packaged")):
+        out, err = io.StringIO(), io.StringIO()
+        cwd = Path.cwd()
+        os.chdir(elsewhere)
+        try:
+            status = run(["--bucket", BUCKET, "--pipeline", PIPELINE, "diff", *names], client=ops.s3, out=out, err=err)
+        finally:
+            os.chdir(cwd)
+        assert (status, out.getvalue()) == (2, ""), (names, out.getvalue())
+        assert err.getvalue() == (
+            f"pipeline-rules: error: the packaged rules are the project's rules/, and {elsewhere} has none: run "
+            "the command in the project, or give the directory\n"
+        ), names
+    assert ops.rules("diff", "packaged", live)[0] == 0
