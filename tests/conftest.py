@@ -10,14 +10,19 @@ from typing import Any
 import boto3
 import pytest
 
-# Fake credentials and a region for every boto3 client the tests create; never a real account.
-for _name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+# Fake credentials and a region for every boto3 client the tests create; never a real account, nor the machine's
+# AWS configuration (a service's endpoint, AWS_ENDPOINT_URL_STS say, or ~/.aws/config would send calls past moto).
+for _name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+    os.environ.pop(_name, None)
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
     os.environ.pop(_name, None)
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
     AWS_SECRET_ACCESS_KEY="testing",
     AWS_DEFAULT_REGION="us-east-1",
     AWS_REGION="us-east-1",
+    AWS_CONFIG_FILE=os.devnull,
+    AWS_SHARED_CREDENTIALS_FILE=os.devnull,
 )
 
 from moto import mock_aws  # noqa: E402

@@ -215,3 +215,17 @@ def test_diff_of_the_packaged_rules_away_from_the_project_is_an_error(ops: Ops, 
             "the command in the project, or give the directory\n"
         ), names
     assert ops.rules("diff", "packaged", live)[0] == 0
+
+
+def test_the_caller_identity_is_read_from_moto_whatever_the_machines_aws_configuration() -> None:
+    """The tests' AWS is moto's: a shell's service endpoint (``AWS_ENDPOINT_URL_STS``, as a LocalStack setup exports)
+    or its ``~/.aws/config`` sent STS calls elsewhere, and the caller-identity tests failed with
+    EndpointConnectionError on such a machine (tests/conftest.py dropped ``AWS_ENDPOINT_URL`` only)."""
+    import os
+
+    assert [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")] == []
+    assert (os.environ.get("AWS_CONFIG_FILE"), os.environ.get("AWS_SHARED_CREDENTIALS_FILE")) == (os.devnull,) * 2
+    with mock_aws():
+        sts = boto3.client("sts")
+        assert sts.meta.endpoint_url.endswith(".amazonaws.com")
+        assert sts.get_caller_identity()["Account"] == "123456789012"
