@@ -187,22 +187,7 @@ def test_the_documented_replay_stages_and_triggers_a_lost_message_exactly_once(
     assert world.sent("whatsapp") == [], "the message is lost"
 
     # The message as Twilio's message log shows it, replayed with the runbook's commands once the cause is repaired.
-    build, invoke = runbook_commands()
-    assert build[:2] == ["pipeline-event", "build"] and invoke[:3] == ["aws", "lambda", "invoke"]
-    values = {
-        "<MessageSid>": LOST_SID,
-        "<From>": USER,
-        "<To>": COMPANY_WA,
-        "<Body>": "Hello there!",
-        "<AccountSid>": ACCOUNT,
-        "<webhook-url>": API_URL,
-    }
-    arguments = [values.get(argument.strip("\"'"), argument.strip("\"'")) for argument in build[1 : build.index(">")]]
-    monkeypatch.setenv(arguments[arguments.index("--token-env") + 1], TOKEN)
-    out = io.StringIO()
-    with redirect_stdout(out):
-        assert event_cli.main(arguments) == 0
-    answer = container.handler(json.loads(out.getvalue()), None)
+    answer = replayed(container, monkeypatch, LOST_SID)["answer"]
 
     assert answer["statusCode"] == 200
     events = [line for line in json_logs() if line["message"] == "event"]
