@@ -6,13 +6,11 @@ import io
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from runtime.bundles import Bundle, BundleError, Deployment, bundle_key, deployment_key
 from tests.support.bundles import (
@@ -36,20 +34,11 @@ from tests.support.bundles import (
     VIP_ROUTING,
     WHATSAPP_ONLY,
     Ops,
-    make_bucket,
     rules_files,
     with_pipeline_file,
     working_copy,
 )
 from tests.support.shipped import pipeline_names, position
-
-
-@pytest.fixture
-def ops(tmp_path: Path) -> Iterator[Ops]:
-    with mock_aws():
-        s3 = boto3.client("s3")
-        make_bucket(s3)
-        yield Ops(s3, working_copy(tmp_path / "ops"))
 
 
 def test_publishing_the_same_files_twice_is_the_same_bundle(ops: Ops) -> None:

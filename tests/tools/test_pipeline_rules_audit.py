@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -12,17 +11,9 @@ import pytest
 from moto import mock_aws
 
 from runtime.bundles import Bundle, bundle_key
-from tests.support.bundles import BUCKET, PIPELINE, VIP_ROUTING, Ops, make_bucket, working_copy
+from tests.support.bundles import BUCKET, PIPELINE, VIP_ROUTING, Ops
 
 ALICE = "arn:aws:sts::123456789012:assumed-role/ops/alice"
-
-
-@pytest.fixture
-def ops(tmp_path: Path) -> Iterator[Ops]:
-    with mock_aws():
-        s3 = boto3.client("s3")
-        make_bucket(s3)
-        yield Ops(s3, working_copy(tmp_path / "ops"))
 
 
 @pytest.fixture
