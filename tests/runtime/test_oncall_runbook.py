@@ -56,6 +56,19 @@ TRACE = "1-6744aaaa-0123456789abcdef01234567"
 _QUERY_START = re.compile(r"^(fields|filter|stats) ")
 
 
+def lost_message_cause(
+    container: Any, alarm: str, code: str, json_logs: Logs, capsys: pytest.CaptureFixture[str]
+) -> Any:
+    """Post the lost WhatsApp message (answered 200 ``code``): ``alarm`` fires, and its runbook query lists the message
+    alone; the ``error_cause`` the query shows for it."""
+    assert container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)["statusCode"] == 200
+    out = capsys.readouterr().out
+    assert alarm in firing(TEMPLATE, emf_datapoints(out))
+    (row,) = run(runbook_query(alarm), logged(json_logs, out))
+    assert (row["message_sid"], row["error_code"]) == (LOST_SID, code)
+    return row.get("error_cause")
+
+
 def documented_queries() -> Iterator[tuple[str, str]]:
     """Every Logs Insights query in docs/*.md (fenced blocks of queries: one a line, a line that starts with ``|``
     continuing the one before), with its file."""
@@ -714,12 +727,7 @@ def test_the_runbook_query_for_a_secret_fetch_failure_names_what_to_repair(
         world.create_secret(WA_SECRET, secret)
     container = cold_start(STACK_NAME=STACK, METRICS_NAMESPACE=resolve(TEMPLATE, {"Ref": "MetricsNamespace"}))
     capsys.readouterr()
-    assert container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)["statusCode"] == 200
-    out = capsys.readouterr().out
-    assert "SecretFetchFailedAlarm" in firing(TEMPLATE, emf_datapoints(out))
-    (row,) = run(runbook_query("SecretFetchFailedAlarm"), logged(json_logs, out))
-    assert (row["message_sid"], row["error_code"]) == (LOST_SID, "SECRET_FETCH_FAILED")
-    cause = row.get("error_cause")
+    cause = lost_message_cause(container, "SecretFetchFailedAlarm", "SECRET_FETCH_FAILED", json_logs, capsys)
     section = RUNBOOK[RUNBOOK.index("## On call") :]
     assert cause, "the line names nothing to repair"
     assert f"`{cause}`" in section, f"the runbook does not say what error_cause {cause!r} means"
@@ -777,12 +785,7 @@ def test_the_runbook_query_for_a_routing_error_names_what_to_repair(
     namespace = resolve(TEMPLATE, {"Ref": "MetricsNamespace"})
     container = task_root({"rules/40_routing.yaml": broken}, STACK_NAME=STACK, METRICS_NAMESPACE=namespace)
     capsys.readouterr()
-    assert container.handler(rest_event("whatsapp", whatsapp_params(sid=LOST_SID)), None)["statusCode"] == 200
-    out = capsys.readouterr().out
-    assert "MessageLossAlarm" in firing(TEMPLATE, emf_datapoints(out))
-    (row,) = run(runbook_query("MessageLossAlarm"), logged(json_logs, out))
-    assert (row["message_sid"], row["error_code"]) == (LOST_SID, "ROUTING_ERROR")
-    cause = row.get("error_cause")
+    cause = lost_message_cause(container, "MessageLossAlarm", "ROUTING_ERROR", json_logs, capsys)
     assert cause, "the line names nothing to repair"
     section = RUNBOOK[RUNBOOK.index("## On call") :]
     assert f"`{cause.replace('routing', '<rule set>', 1)}`" in section, f"the runbook does not explain {cause!r}"
