@@ -53,10 +53,15 @@ def replay_key(event: Mapping[str, Any]) -> str:
 
 def greeting_rules(directory: Path) -> Path:
     """A copy of the shipped rules, ``directory/rules``, whose routing sends a bare greeting to a person."""
+    return rules_with(directory, GREETING_RULE)
+
+
+def rules_with(directory: Path, rule: str, routing: str = "40_routing.yaml") -> Path:
+    """A copy of the shipped rules, ``directory/rules``, with ``rule`` (YAML) first in the ``routing`` file's rules."""
     rules = directory / "rules"
     shutil.copytree(ROOT / "rules", rules)
-    routing = rules / "40_routing.yaml"
-    routing.write_text(routing.read_text().replace("rules:\n", GREETING_RULE, 1))
+    path = rules / routing
+    path.write_text(path.read_text().replace("rules:\n", rule, 1))
     return rules
 
 

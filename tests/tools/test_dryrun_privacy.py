@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from runtime.masking import MASKED_TEXT as MASKED
-from tests.support.dryrun import ROOT, run_dryrun
+from tests.support.dryrun import ROOT, rules_with, run_dryrun
 from tools.dryrun.capture import masked_events
 from tools.dryrun.event_cli import main as event_cli
 from tools.dryrun.mask import Masker
@@ -90,10 +89,7 @@ FROM_RULE = """rules:
 
 def test_the_display_names_of_an_emails_address_fields_are_masked_where_a_rule_reads_them(tmp_path: Path) -> None:
     """``request.fields.from`` is the From header as written (``Zelda Quillfeather <kim@…>``): the name is personal."""
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    routing = rules / "60_email_routing.yaml"
-    routing.write_text(routing.read_text().replace("rules:\n", FROM_RULE, 1))
+    rules = rules_with(tmp_path, FROM_RULE, "60_email_routing.yaml")
     sender, copied = f"{NAME} <kim@example.org>", "Otto Lindqvist <otto@example.com>"
     event = _email_event(tmp_path, sender=sender, cc=copied)
 
@@ -113,10 +109,7 @@ def test_the_display_names_of_an_emails_address_fields_are_masked_where_a_rule_r
 
 def test_display_names_without_an_address_are_masked_as_the_capture_masks_them(tmp_path: Path) -> None:
     """A Cc of names only (``Zelda Quillfeather``, ``Otto Lindqvist <>``): no "@", still personal."""
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    routing = rules / "60_email_routing.yaml"
-    routing.write_text(routing.read_text().replace("rules:\n", FROM_RULE, 1))
+    rules = rules_with(tmp_path, FROM_RULE, "60_email_routing.yaml")
     copied = f"{NAME}, Otto Lindqvist <>"
     event = _email_event(tmp_path, cc=copied)
 
@@ -167,11 +160,8 @@ def test_a_rule_reading_display_names_a_recording_masked_gets_the_masked_recordi
     """A ``mask=text`` recording keeps an email's addresses but not the names beside them (``masked masked
     <kim@…>``): a rule reading ``request.fields.from`` read text production sees otherwise, and the event says so,
     as it does for a ``[masked]`` body."""
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    routing = rules / "60_email_routing.yaml"
     robot = FROM_RULE.replace(" || contains(request.fields.cc, 'noreply')", "")
-    routing.write_text(routing.read_text().replace("rules:\n", robot, 1))
+    rules = rules_with(tmp_path, robot, "60_email_routing.yaml")
     event = _email_event(tmp_path, sender=f"{NAME} <kim@example.org>")
     assert event_cli(["mask", str(event)]) == 0
     masked = tmp_path / "masked.json"
@@ -236,10 +226,7 @@ def test_form_fields_the_capture_masks_are_masked_in_every_output(tmp_path: Path
     A sender's city and postcode, the ad they came from, a field Twilio adds later: in the handoff message's
     ``request``, in a rule's inputs, in the table and on the report page.
     """
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    routing = rules / "40_routing.yaml"
-    routing.write_text(routing.read_text().replace("rules:\n", CITY_RULE, 1))
+    rules = rules_with(tmp_path, CITY_RULE)
     event = _carol_event(tmp_path)
     page = tmp_path / "report.html"
 
@@ -321,10 +308,7 @@ def test_a_conversations_attributes_the_pipeline_does_not_use_show_no_text(tmp_p
     carol["profile"] = {"city": "Quillborough", "visits": 3, "vip": True}
     path = tmp_path / "world.yaml"
     path.write_text(yaml.safe_dump(world))
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    routing = rules / "40_routing.yaml"
-    routing.write_text(routing.read_text().replace("rules:\n", NAME_RULE, 1))
+    rules = rules_with(tmp_path, NAME_RULE)
     event = _carol_event(tmp_path)
     page = tmp_path / "report.html"
 
@@ -418,10 +402,7 @@ FIELDS_RULE = """rules:
 def test_an_emails_fields_show_as_its_capture_keeps_them(tmp_path: Path) -> None:
     """Of an email only its addresses and SendGrid's results show (as the capture keeps them), wherever they are
     read: its subject is hidden in ``request.fields`` too; ``sender_ip`` and ``spam_report`` never show."""
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    routing = rules / "60_email_routing.yaml"
-    routing.write_text(routing.read_text().replace("rules:\n", FIELDS_RULE, 1))
+    rules = rules_with(tmp_path, FIELDS_RULE, "60_email_routing.yaml")
     event = _email_event(tmp_path, subject=f"Order for {NAME}", extra_headers={"X-Customer": NAME})
 
     out = run_dryrun("--world", WORLD, "--rules", rules, "--json", "--explain", event)
