@@ -484,7 +484,7 @@ class _Origin(NamedTuple):
     @classmethod
     def of_shadow(cls, deployment: Deployment) -> _Origin:
         """The oldest revision of the latest run of revisions naming the deployment's shadow candidate."""
-        origin = _shadow_run(deployment)[-1]
+        origin = _made(deployment, "shadow")
         return cls(
             str(origin.get("updated_by", "")),
             int(origin.get("revision") or 0),
@@ -496,14 +496,12 @@ class _Origin(NamedTuple):
         return f": {self.note}" if self.note else ""
 
 
-def _shadow_run(deployment: Deployment) -> list[Mapping[str, Any]]:
-    """The latest run of revisions naming the deployment's shadow candidate, newest first (this one first)."""
-    run: list[Mapping[str, Any]] = [deployment.entry()]
-    for entry in deployment.history:
-        if entry.get("shadow") != deployment.shadow:
-            break
-        run.append(entry)
-    return run
+def _made(deployment: Deployment, role: str) -> Mapping[str, Any]:
+    """The revision that made the deployment's ``role`` (``live`` or ``shadow``) bundle so (``Deployment.made``).
+
+    As the function's ``rules_source`` names it: the oldest of the latest run of revisions naming it so.
+    """
+    return deployment.made(role, deployment.live if role == "live" else deployment.shadow) or deployment.entry()
 
 
 def _live_change(deployment: Deployment) -> LiveChange | None:
@@ -512,15 +510,10 @@ def _live_change(deployment: Deployment) -> LiveChange | None:
     A candidate is published from the files that were live then: promoting it undoes what such a revision changed,
     unless the candidate carries that too.
     """
-    run = _shadow_run(deployment)
-    origin = run[-1]
+    origin = _made(deployment, "shadow")
     if origin.get("live") == deployment.live:
         return None
-    made = run[0]
-    for entry in run:
-        if entry.get("live") != deployment.live:
-            break
-        made = entry
+    made = _made(deployment, "live")  # within the shadow's run: its oldest revision had another live bundle
     return LiveChange(
         int(made.get("revision") or 0),
         str(made.get("updated_at") or ""),
@@ -1247,11 +1240,6 @@ class _Side(NamedTuple):
     files: dict[str, str]
 
 
-def _made_live(deployment: Deployment) -> Mapping[str, Any]:
-    """The revision that made the deployment's live bundle live, as the function's ``rules_source`` names it."""
-    return deployment.made("live", deployment.live) or deployment.entry()
-
-
 def _revision_of(entry: Mapping[str, Any]) -> str:
     note = f": {entry['note']}" if entry.get("note") else ""
     return f"revision {entry.get('revision')} by {entry.get('updated_by')}{note}"
@@ -1285,9 +1273,10 @@ def _side(name: str, store: _Store, current: Deployment) -> _Side:
     """What ``diff`` compares for ``name``: a bundle id, ``live``, ``shadow``, ``packaged`` or a directory."""
     bundle_id: str | None = name
     what = f"bundle {name}"
+    made_live = _revision_of(_made(current, "live"))
     if name == "live":
         bundle_id = current.live
-        what = f"live bundle {bundle_id} ({_revision_of(_made_live(current))})"
+        what = f"live bundle {bundle_id} ({made_live})"
     elif name == "shadow":
         if current.shadow is None:
             deployed = _describe(current) if current.revision else "no deployment"
@@ -1304,7 +1293,7 @@ def _side(name: str, store: _Store, current: Deployment) -> _Side:
                 f"the packaged rules are the project's rules/, and {Path.cwd()} has none: run the command in the "
                 "project, or give the directory"
             )
-        live = f"live: {_revision_of(_made_live(current))}, " if name == "live" else ""
+        live = f"live: {made_live}, " if name == "live" else ""
         return _local_side(Path("."), "packaged", f"the packaged rules ({live}the local rules/)", store.pipeline)
     return _Side(bundle_id, what, dict(store.bundle(bundle_id).files))
 
