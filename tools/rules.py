@@ -1060,11 +1060,12 @@ def _deploy(
 
 def _parsed_time(text: str) -> datetime | None:
     """A time the deployment or a bundle records (``2026-12-01T10:05:00Z``), in UTC; None when it is none."""
+    from tools.dryrun.world import parse_instant
+
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_instant(text).astimezone(UTC)
     except ValueError:
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _rulesets(store: _Store, current: Deployment) -> list[str]:
