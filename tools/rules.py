@@ -159,6 +159,19 @@ def _user() -> str:
         return "unknown"
 
 
+def _brief_client(service: str, endpoint_url: str | None) -> Any:
+    """A boto3 client whose calls give up soon (5 s to connect, 10 s to read, 2 attempts).
+
+    What it reads is a note (a record, who runs the command): a service that does not answer must not hold a
+    deployment up for long.
+    """
+    import boto3
+    import botocore.config
+
+    config = botocore.config.Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
+    return boto3.client(service, endpoint_url=endpoint_url, config=config)
+
+
 def _caller(args: argparse.Namespace, err: TextIO) -> str:
     """Who runs a command that writes, for the records: ``--by`` as given, else the AWS caller identity's ARN.
 
@@ -168,13 +181,10 @@ def _caller(args: argparse.Namespace, err: TextIO) -> str:
     """
     if args.by:
         return str(args.by)
-    import boto3
-    import botocore.config
     import botocore.exceptions
 
-    config = botocore.config.Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
     try:
-        args.by = str(boto3.client("sts", endpoint_url=args.endpoint_url, config=config).get_caller_identity()["Arn"])
+        args.by = str(_brief_client("sts", args.endpoint_url).get_caller_identity()["Arn"])
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, KeyError) as exc:
         why = error_code(exc) if isinstance(exc, botocore.exceptions.ClientError) else type(exc).__name__
         args.by = _user()
@@ -1359,18 +1369,14 @@ def _cloudwatch_maker(args: argparse.Namespace, given: Any) -> Callable[[], Any]
     def make() -> Any:
         if given is not None:
             return given
-        import boto3
-        import botocore.config
         import botocore.exceptions
 
         if args.endpoint_url:
             from tools.localaws import stand_in_credentials
 
             stand_in_credentials()
-        # A note only for promote: a CloudWatch that does not answer must not hold the deployment up for long.
-        config = botocore.config.Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
         try:
-            return boto3.client("cloudwatch", endpoint_url=args.endpoint_url, config=config)
+            return _brief_client("cloudwatch", args.endpoint_url)
         except botocore.exceptions.BotoCoreError as exc:
             raise RecordUnreadable(f"{type(exc).__name__}: {exc}") from None
 
