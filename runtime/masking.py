@@ -619,7 +619,11 @@ def body_media_type(event: Mapping[str, Any]) -> str:
 
     Twilio always names its form type; an event written by hand may not.
     """
-    return (_content_type(event) or FORM_MEDIA_TYPE).split(";", 1)[0].strip().lower()
+    return _media_type(_content_type(event))
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or FORM_MEDIA_TYPE).split(";", 1)[0].strip().lower()
 
 
 def _masked_body(event: Mapping[str, Any], masking: Masking) -> str | None:
@@ -627,8 +631,7 @@ def _masked_body(event: Mapping[str, Any], masking: Masking) -> str | None:
     if body is None:
         return None if event.get("body") in (None, "") else masking.whole("body").decode()
     content_type = _content_type(event)
-    media_type = body_media_type(event)
-    masker = BODY_MASKERS.get(media_type)
+    masker = BODY_MASKERS.get(_media_type(content_type))
     masked = masker(body, content_type or "", masking) if masker is not None else masking.whole("body")
     if event.get("isBase64Encoded"):
         return base64.b64encode(masked).decode("ascii")
