@@ -423,7 +423,7 @@ def _uncounted_refusals(inspection: Inspection, document: SourceDoc | None) -> l
     if config is None or document is None:
         return []
     specs = [(step, registry.get(step.uses)) for step in config.pipeline.steps()]
-    checks = [step for step, spec in specs if spec is not None and spec.authenticates]
+    checks = [(step, spec) for step, spec in specs if spec is not None and spec.authenticates]
     codes = {error.code for _, spec in specs if spec is not None for error in spec.errors}
     if not checks:
         return []
@@ -432,8 +432,7 @@ def _uncounted_refusals(inspection: Inspection, document: SourceDoc | None) -> l
         # A refusal with a code of its own beside INVALID_SIGNATURE: unseen unless it is alarmed otherwise.
         warned = [
             (step, error.code)
-            for step, spec in specs
-            if spec is not None and spec.authenticates
+            for step, spec in checks
             for error in spec.errors
             if error.code != INVALID_SIGNATURE and not error.transient and not error.loses_message
         ]
@@ -447,7 +446,7 @@ def _uncounted_refusals(inspection: Inspection, document: SourceDoc | None) -> l
             for step, code in warned
         ]
     else:
-        step = checks[-1]
+        step = checks[-1][0]
         messages = [
             (
                 step,
