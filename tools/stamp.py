@@ -197,8 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     load_project_plugins(args.root)
     pipelines = pipeline_files(args.root / PIPELINES_DIR)
-    problems = config_problems(pipelines, args.root / RULES_DIR)
-    if not pipelines:  # the cold start refuses a root with no pipeline file to read (runtime.app.load_pipelines)
+    if pipelines:
+        problems = config_problems(pipelines, args.root / RULES_DIR)
+    else:  # the cold start refuses a root with no pipeline file to read (runtime.app.load_pipelines)
         problems = ConfigProblems([str(Problem(str(args.root / PIPELINES_DIR), 1, 1, NO_PIPELINES))], False)
     if problems.lines:
         sys.stdout.write("".join(f"{problem}\n" for problem in problems.lines))
