@@ -832,9 +832,11 @@ def withheld_values(event: Mapping[str, Any]) -> frozenset[str]:
     """
     if body_media_type(event) == FORM_MEDIA_TYPE:
         body = _decoded(event)
-        recorded = _form_recorded(body, Masking("text")) if body is not None else []
+        if body is None:
+            return frozenset()
+        recorded = _form_recorded(body, Masking("text"))
         if recorded is None:
-            return frozenset(value for _, value in _form_pairs(event) if value and value != MASKED_TEXT)
+            return frozenset(value for _, value in _form_pairs(body) if value and value != MASKED_TEXT)
         return _withheld([(value, shown) for _, value, shown in recorded])
     before = list(multipart_fields(event).items())
     copy = recordable(event, mask="text")
@@ -851,11 +853,8 @@ def _withheld(recorded: list[tuple[str, str]]) -> frozenset[str]:
     return frozenset(hidden - kept - {MASKED_TEXT})
 
 
-def _form_pairs(event: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Every pair of a form-encoded event body, in order (none when it is not UTF-8 text)."""
-    body = _decoded(event)
-    if body is None:
-        return []
+def _form_pairs(body: bytes) -> list[tuple[str, str]]:
+    """Every pair of a form-encoded body, in order (none when it is not UTF-8 text)."""
     try:
         return parse_qsl(body.decode("utf-8"), keep_blank_values=True)
     except (UnicodeDecodeError, ValueError):
