@@ -239,9 +239,6 @@ class _Renderer:
         if note is not None:
             run = replace(run, notes=[*run.notes, note])
         masker = self._masker.for_event(recorded.event)
-        hidden = shown_masked_note([run, base], masker)
-        if hidden is not None:
-            run = replace(run, notes=[*run.notes, hidden])
         pipeline = run.handled.pipeline or ""
         record = event_record(
             recorded.source,
@@ -253,6 +250,10 @@ class _Renderer:
             baseline=base,
             kind=kind,
         )
+        hidden = shown_masked_note(record, run, base, masker)
+        if hidden is not None:
+            run = replace(run, notes=[*run.notes, hidden])
+            record["notes"] = run.notes
         line = to_json_line(record)
         if self._scrubber.holds(line):
             # Credentials are scrubbed from the record's strings, never from the JSON text: a credential

@@ -182,19 +182,23 @@ def masked_note(event: Any, reads: Sequence[tuple[str, str]]) -> str | None:
 SHOWN_MASKED_NOTE = "personal data hidden:"
 
 
-def shown_masked_note(runs: Sequence[Replayed | None], masker: Masker) -> str | None:
+def shown_masked_note(
+    record: Mapping[str, Any], run: Replayed, baseline: Replayed | None, masker: Masker
+) -> str | None:
     """The note for an event whose rules read values its output shows masked (None when none did).
 
-    The rules decided on the real values, which only ``--show-data`` shows (with it, no value is masked).
+    The rules decided on the real values, which only ``--show-data`` shows (with it, no value is masked). ``record``
+    is ``run``'s (``event_record``): its rules' inputs are shown already, so only the baseline's are masked here.
     """
+    tried = [(rule, entry["inputs"]) for rule, entry in zip(run.handled.result.rules, record["rules"], strict=True)]
+    if baseline is not None:
+        tried += [(rule, masker.inputs(rule.inputs)) for rule in baseline.handled.result.rules]
     readers: dict[str, dict[str, None]] = {}  # path -> the rules that read it (each path named once: many rules)
-    for run in runs:
-        for rule in run.handled.result.rules if run is not None else ():
-            shown = masker.inputs(rule.inputs)
-            for path, value in rule.inputs.items():
-                key = path.rsplit(".", 1)[-1]
-                if not _holds_mask(value, key) and _holds_mask(shown[path], key):
-                    readers.setdefault(path, {})[f"{rule.ruleset}/{rule.rule}"] = None
+    for rule, shown in tried:
+        for path, value in rule.inputs.items():
+            key = path.rsplit(".", 1)[-1]
+            if not _holds_mask(value, key) and _holds_mask(shown[path], key):
+                readers.setdefault(path, {})[f"{rule.ruleset}/{rule.rule}"] = None
     if not readers:
         return None
     read = ", ".join(
